@@ -1,0 +1,55 @@
+"""memscope: memory analysis for Python programs.
+
+Tracing is event-sourced: the traced process (the *producer*) ships allocator events in
+batches over ZeroMQ to a *broker* that appends them to an Arrow log; *analyzers* turn the log
+into six JSON files; *exporters* draw SVG reports and an HTML dashboard from those.
+
+Importing memscope does nothing else: no hooks, threads or sockets until :func:`init`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# Public name -> module that defines it. Resolved on first use so that `import memscope`
+# stays cheap (pyarrow, zmq and the C extension load only when tracing starts).
+_LAZY = {
+    "init": "memscope.producer.api",
+    "shutdown": "memscope.producer.api",
+    "track_var": "memscope.producer.api",
+    "scope": "memscope.producer.api",
+    "get_global_tracker": "memscope.producer.api",
+    "Tracker": "memscope.producer.api",
+    "MemoryStats": "memscope.producer.api",
+    "TypeUsage": "memscope.producer.api",
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from memscope.producer.api import (  # noqa: F401
+        MemoryStats,
+        Tracker,
+        TypeUsage,
+        get_global_tracker,
+        init,
+        scope,
+        shutdown,
+        track_var,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'memscope' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

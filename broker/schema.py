@@ -1,0 +1,185 @@
+"""The event log's tables: their Arrow schemas and the log directory layout.
+
+``LOG_FORMAT_VERSION`` is written into every manifest and every segment's schema metadata;
+readers refuse a log of another version with a message naming both.
+
+Layout of a log directory (``<run>/events/``)::
+
+    manifest.json                 # format, version, log_id, created_ns, segments[...]
+    <table>/<table>-<NNNNNN>.arrows   # Arrow IPC *stream* files, one table per file
+
+A segment is an IPC stream so that a file cut short by a crash reads up to its last complete
+record batch. The manifest lists every segment with its table, row count and whether it was
+closed cleanly; a reader also picks up segment files the manifest has not caught up with yet.
+
+Tables (``pid`` is added by the broker from the envelope; every other column comes from the
+producer). Memory events are the hot table; all others are small.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+LOG_FORMAT_VERSION = 1
+LOG_FORMAT_NAME = "memscope-log"
+
+_u32, _u64, _i64, _i32, _u8 = pa.uint32(), pa.uint64(), pa.int64(), pa.int32(), pa.uint8()
+_str = pa.string()
+
+#: Allocator events. ``seq`` is the event's ordinal within its producer (broker-assigned).
+MEMORY = pa.schema(
+    [
+        ("pid", _u32),
+        ("tid", _u64),
+        ("seq", _u64),
+        ("ts_ns", _i64),
+        ("kind", _u8),  # memscope.producer.wire.KIND_*
+        ("domain", _u8),  # memscope.producer.wire.DOMAIN_*
+        ("address", _u64),
+        ("old_address", _u64),  # realloc: the block it replaced; else 0
+        ("size", _u64),
+        ("stack_id", _u32),
+    ]
+)
+
+#: Process lifecycle: one row at start, one at exit (event = "start" | "exit").
+PROCESSES = pa.schema(
+    [
+        ("pid", _u32),
+        ("ts_ns", _i64),
+        ("event", _str),
+        ("ppid", _u32),
+        ("host", _str),
+        ("producer", _str),
+        ("argv", pa.list_(_str)),
+        ("executable", _str),
+        ("python", _str),
+        ("mode", _str),  # full | aggregated | sampled
+        ("exit_code", _i32),  # exit rows only
+    ]
+)
+
+#: Thread lifecycle (event = "start" | "name" | "exit").
+THREADS = pa.schema(
+    [
+        ("pid", _u32),
+        ("tid", _u64),
+        ("ts_ns", _i64),
+        ("event", _str),
+        ("native_id", _u64),
+        ("name", _str),
+    ]
+)
+
+#: Interned frames: (code object, instruction offset) resolved to a source line.
+FRAMES = pa.schema(
+    [
+        ("pid", _u32),
+        ("frame_id", _u32),
+        ("function", _str),
+        ("filename", _str),
+        ("lineno", _i32),
+    ]
+)
+
+#: Interned stack tree: stack_id -> (parent stack_id, innermost frame). 0 is the empty stack.
+STACKS = pa.schema(
+    [
+        ("pid", _u32),
+        ("stack_id", _u32),
+        ("parent_id", _u32),
+        ("frame_id", _u32),
+    ]
+)
+
+#: Objects registered with track_var. ``address`` is the object's allocation block (its death
+#: is the free of that block); ``object_id`` is id(obj). ``contains`` lists var_ids of tracked
+#: objects reachable from this one when it was tracked.
+VARIABLES = pa.schema(
+    [
+        ("pid", _u32),
+        ("tid", _u64),
+        ("ts_ns", _i64),
+        ("var_id", _u64),
+        ("name", _str),
+        ("type_name", _str),
+        ("object_id", _u64),
+        ("address", _u64),
+        ("size", _u64),
+        ("deep_size", _u64),
+        ("scope", _str),
+        ("scope_id", _u64),
+        ("stack_id", _u32),
+        ("contains", pa.list_(_u64)),
+    ]
+)
+
+#: Named scopes (event = "enter" | "exit").
+SCOPES = pa.schema(
+    [
+        ("pid", _u32),
+        ("tid", _u64),
+        ("ts_ns", _i64),
+        ("event", _str),
+        ("scope_id", _u64),
+        ("parent_id", _u64),
+        ("name", _str),
+    ]
+)
+
+#: FFI boundary events (ctypes audit events and the like); details is a JSON object.
+FFI = pa.schema(
+    [
+        ("pid", _u32),
+        ("tid", _u64),
+        ("ts_ns", _i64),
+        ("event", _str),
+        ("details", _str),
+        ("stack_id", _u32),
+    ]
+)
+
+#: The tracer's own cost, cumulative at ts_ns.
+PRODUCER_STATS = pa.schema(
+    [
+        ("pid", _u32),
+        ("ts_ns", _i64),
+        ("events", _u64),
+        ("bytes", _u64),
+        ("drops", _u64),
+        ("buffer_high_water", _u64),
+        ("batches", _u64),
+        ("spooled", _u64),
+    ]
+)
+
+#: Written by the broker itself: cumulative per-producer ingest counters at ts_ns.
+INGEST = pa.schema(
+    [
+        ("ts_ns", _i64),
+        ("producer", _str),
+        ("pid", _u32),
+        ("batches", _u64),
+        ("events", _u64),
+        ("gaps", _u64),
+        ("duplicates", _u64),
+        ("rejected", _u64),
+    ]
+)
+
+#: Table name -> schema. Rare-table names are also the keys of an envelope's "rec" map.
+TABLES: dict[str, pa.Schema] = {
+    "memory": MEMORY,
+    "processes": PROCESSES,
+    "threads": THREADS,
+    "frames": FRAMES,
+    "stacks": STACKS,
+    "variables": VARIABLES,
+    "scopes": SCOPES,
+    "ffi": FFI,
+    "producer_stats": PRODUCER_STATS,
+    "ingest": INGEST,
+}
+
+#: Tables a producer may send in an envelope's "rec" map (``ingest`` is the broker's own).
+PRODUCER_RECORD_TABLES = tuple(name for name in TABLES if name not in ("memory", "ingest"))

@@ -1,0 +1,91 @@
+"""The ``memscope`` command line: a registry of verbs, each one command object.
+
+A command module exposes ``COMMAND``, an object with ``name``, ``help``,
+``add_arguments(parser)`` and ``run(args) -> int``. Commands are imported only when chosen,
+so ``memscope --help`` stays fast and one broken verb cannot take the others down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from typing import Protocol
+
+# verb -> (module defining COMMAND, one-line help). Add a verb by adding a line here.
+VERBS: dict[str, tuple[str, str]] = {
+    "run": ("memscope.producer.run_command", "trace a program and its children, then report"),
+    "broker": ("memscope.broker.command", "a standalone broker for services and many hosts"),
+    "keys": ("memscope.broker.keys_command", "make a CURVE key pair for an authenticated broker"),
+    "analyze": ("memscope.analyzers.command", "the six JSON files from a log"),
+    "report": ("memscope.exporters.report_command", "SVGs, snapshot JSON and dashboard"),
+    "dashboard": ("memscope.exporters.dashboard_command", "the dashboard, as a file or served"),
+    "query": ("memscope.broker.query_command", "DuckDB SQL over a log"),
+    "stats": ("memscope.broker.stats_command", "the headline numbers of a log"),
+    "compact": ("memscope.broker.compact_command", "copy a log to Parquet for other engines"),
+}
+
+
+class CliError(Exception):
+    """A failure to report to the user as one line, with the process exit code."""
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class Command(Protocol):
+    """What a verb module's ``COMMAND`` provides."""
+
+    name: str
+    help: str
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """Declare the verb's options."""
+
+    def run(self, args: argparse.Namespace) -> int:
+        """Do the work; return the exit code."""
+
+
+def _load(verb: str) -> Command:
+    module_name, _ = VERBS[verb]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            raise CliError(f"memscope {verb}: not available in this build") from None
+        raise
+    command: Command = module.COMMAND
+    return command
+
+
+def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
+    """The top-level parser; with ``verb`` given, only that verb's options are loaded."""
+    parser = argparse.ArgumentParser(
+        prog="memscope", description="Memory analysis for Python programs."
+    )
+    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+    for name, (_, help_text) in VERBS.items():
+        verb_parser = sub.add_parser(name, help=help_text, description=help_text)
+        if name == verb:
+            _load(name).add_arguments(verb_parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    verb = next((a for a in args_list if not a.startswith("-")), None)
+    try:
+        parser = build_parser(verb if verb in VERBS else None)
+        args = parser.parse_args(args_list)
+        if args.verb is None:
+            parser.print_help()
+            return 2
+        return _load(args.verb).run(args)
+    except CliError as exc:
+        print(f"memscope: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,9 @@
+"""memscope configuration: one frozen dataclass loaded from TOML and ``MEMSCOPE_*`` variables.
+
+Precedence, lowest first: ``config/default.toml`` shipped with the package, the TOML file named
+by ``MEMSCOPE_CONFIG``, then one environment variable per key (``MEMSCOPE_<KEY>``).
+"""
+
+from memscope.config.settings import Settings, load_settings
+
+__all__ = ["Settings", "load_settings"]

@@ -1,0 +1,113 @@
+"""Load :class:`Settings` from the packaged defaults, an optional TOML file and the environment."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+_DEFAULTS_FILE = Path(__file__).with_name("default.toml")
+_ENV_PREFIX = "MEMSCOPE_"
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every tunable of memscope. Field docs live in ``config/default.toml``."""
+
+    broker_address: str = ""
+    log_dir: str = ""
+    mode: str = "full"
+    sample_bytes: int = 65536
+    send_hwm: int = 64
+    batch_max_events: int = 65536
+    flush_interval_s: float = 0.2
+    spool_dir: str = ""
+    send_timeout_s: float = 1.0
+    segment_max_bytes: int = 256 * 1024 * 1024
+    segment_max_age_s: float = 300.0
+    log_flush_interval_s: float = 1.0
+    log_compression: str = "zstd"
+    curve_server_secret_key: str = ""
+    curve_server_public_key: str = ""
+    curve_client_secret_key: str = ""
+    curve_authorized_clients: str = ""
+    disable: bool = False
+
+    def replace(self, **changes: Any) -> Settings:
+        """Return a copy with ``changes`` applied (validated like loaded values)."""
+        merged = dataclasses.asdict(self) | changes
+        return _build(merged, source="Settings.replace()")
+
+
+_MODES = ("full", "aggregated", "sampled")
+_COMPRESSIONS = ("zstd", "lz4", "none")
+
+
+def _coerce(name: str, raw: Any, target: type, source: str) -> Any:
+    if target is bool:
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise ValueError(f"{source}: {name} must be true or false, not {raw!r}")
+    try:
+        return target(raw)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{source}: {name} must be a {target.__name__}, not {raw!r}"
+        ) from None
+
+
+def _build(values: Mapping[str, Any], source: str) -> Settings:
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ValueError(f"{source}: unknown setting(s) {', '.join(unknown)}")
+    types = {"str": str, "int": int, "float": float, "bool": bool}
+    kwargs = {
+        name: _coerce(name, value, types[str(fields[name].type)], source)
+        for name, value in values.items()
+    }
+    settings = Settings(**kwargs)
+    if settings.mode not in _MODES:
+        raise ValueError(
+            f"{source}: mode must be one of {', '.join(_MODES)}, not {settings.mode!r}"
+        )
+    if settings.log_compression not in _COMPRESSIONS:
+        raise ValueError(
+            f"{source}: log_compression must be one of {', '.join(_COMPRESSIONS)}, "
+            f"not {settings.log_compression!r}"
+        )
+    return settings
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read defaults, then ``$MEMSCOPE_CONFIG`` (a TOML file), then ``MEMSCOPE_<KEY>`` variables."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = tomllib.loads(_DEFAULTS_FILE.read_text())
+    source = str(_DEFAULTS_FILE)
+    extra = env.get(_ENV_PREFIX + "CONFIG")
+    if extra:
+        path = Path(extra)
+        try:
+            values.update(tomllib.loads(path.read_text()))
+        except OSError as exc:
+            raise ValueError(f"MEMSCOPE_CONFIG={extra}: cannot read it ({exc.strerror})") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"MEMSCOPE_CONFIG={extra}: not valid TOML ({exc})") from None
+        source = extra
+    for name in (f.name for f in dataclasses.fields(Settings)):
+        key = _ENV_PREFIX + name.upper()
+        if key in env:
+            values[name] = env[key]
+            source = f"{source} + environment"
+    return _build(values, source)

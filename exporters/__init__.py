@@ -1,0 +1,1 @@
+"""Exporters: SVG reports, the snapshot JSON and the HTML dashboard, from the six JSON files."""

@@ -1,0 +1,1 @@
+"""The traced side: allocator hooks (C), the Python API and the batch publisher."""
