@@ -21,9 +21,9 @@ VERBS: dict[str, tuple[str, str]] = {
     "analyze": ("memscope.analyzers.command", "the six JSON files from a log"),
     "report": ("memscope.exporters.report_command", "SVGs, snapshot JSON and dashboard"),
     "dashboard": ("memscope.exporters.dashboard_command", "the dashboard, as a file or served"),
-    "query": ("memscope.broker.query_command", "DuckDB SQL over a log"),
-    "stats": ("memscope.broker.stats_command", "the headline numbers of a log"),
-    "compact": ("memscope.broker.compact_command", "copy a log to Parquet for other engines"),
+    "query": ("memscope.analyzers.query_command", "DuckDB SQL over a log"),
+    "stats": ("memscope.analyzers.stats_command", "the headline numbers of a log"),
+    "compact": ("memscope.analyzers.compact_command", "copy a log to Parquet for other engines"),
 }
 
 

@@ -55,6 +55,7 @@ PROCESSES = pa.schema(
         ("executable", _str),
         ("python", _str),
         ("mode", _str),  # full | aggregated | sampled
+        ("sample_bytes", _u64),  # sampled mode: mean bytes between samples; else null
         ("exit_code", _i32),  # exit rows only
     ]
 )
@@ -150,6 +151,23 @@ PRODUCER_STATS = pa.schema(
         ("buffer_high_water", _u64),
         ("batches", _u64),
         ("spooled", _u64),
+        # Measured in-process where the mode keeps a live map (aggregated); else null.
+        ("current_bytes", _u64),
+        ("peak_bytes", _u64),
+    ]
+)
+
+#: Aggregated mode: short-lived alloc/free pairs folded at the source, per stack and domain,
+#: for the interval ending at ts_ns (counts and bytes of the folded pairs).
+AGGREGATES = pa.schema(
+    [
+        ("pid", _u32),
+        ("tid", _u64),
+        ("ts_ns", _i64),
+        ("stack_id", _u32),
+        ("domain", _u8),
+        ("alloc_count", _u64),
+        ("alloc_bytes", _u64),
     ]
 )
 
@@ -178,6 +196,7 @@ TABLES: dict[str, pa.Schema] = {
     "scopes": SCOPES,
     "ffi": FFI,
     "producer_stats": PRODUCER_STATS,
+    "aggregates": AGGREGATES,
     "ingest": INGEST,
 }
 
