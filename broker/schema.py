@@ -5,12 +5,16 @@ readers refuse a log of another version with a message naming both.
 
 Layout of a log directory (``<run>/events/``)::
 
-    manifest.json                 # format, version, log_id, created_ns, segments[...]
-    <table>/<table>-<NNNNNN>.arrows   # Arrow IPC *stream* files, one table per file
+    manifest.json                     # format, version, log_id, created_ns, segments[...]
+    <table>/<table>-<NNNNNN>.arrow    # Arrow IPC *file* format, one table per file
 
-A segment is an IPC stream so that a file cut short by a crash reads up to its last complete
-record batch. The manifest lists every segment with its table, row count and whether it was
-closed cleanly; a reader also picks up segment files the manifest has not caught up with yet.
+The broker writes each segment as an IPC file and flushes after every record batch. A cleanly
+closed segment has its footer, so pyarrow datasets (and DuckDB through them) read it lazily.
+A segment cut short by a crash, or still being written, has no footer: the IPC file format is
+the 8-byte magic followed by the IPC stream, so a reader opens it as a stream from byte 8 and
+gets every complete record batch. The manifest lists every segment with its table, row count
+and whether it was closed cleanly; a reader also picks up segment files the manifest has not
+caught up with yet.
 
 Tables (``pid`` is added by the broker from the envelope; every other column comes from the
 producer). Memory events are the hot table; all others are small.
