@@ -203,3 +203,127 @@ class LogBuilder:
             name: pa.Table.from_pylist(self._rows.get(name, []), schema=schema)
             for name, schema in TABLES.items()
         }
+
+
+def sample_log() -> LogBuilder:
+    """A small two-process log exercising every analyzer (the committed sample's source).
+
+    Holds: tracked variables of every category with a known lifetime, an alias and a
+    containment; a scope; a growing cache that never frees (a leak); temporary allocations;
+    a double free; a domain mismatch; a 2 MiB raw block; numpy data; a realloc; a free of an
+    unseen block; ctypes boundary events; tracer and ingest counters.
+    """
+    from memscope.producer.wire import DOMAIN_MEM, DOMAIN_NUMPY, DOMAIN_RAW
+
+    b = LogBuilder()
+    main, child = 100, 101
+    b.process(main, 1_000, argv=["app.py", "--users", "3"], exit_ts_ns=1_000_000)
+    b.process(child, 200_000, ppid=main, argv=["app.py", "--worker"], exit_ts_ns=900_000)
+    b.thread(main, 1, 1_000, "MainThread")
+    b.thread(main, 2, 5_000, "worker-1")
+    b.thread(child, 1, 200_000, "MainThread")
+    root = [("<module>", "app.py", 40)]
+    load = b.stack(main, root + [("load_users", "app.py", 12)])
+    cache = b.stack(main, root + [("build_cache", "app.py", 22)])
+    parse = b.stack(main, root + [("load_users", "app.py", 12), ("parse", "app.py", 30)])
+    release = b.stack(main, root + [("release", "ext.py", 7)])
+    native = b.stack(main, root + [("call_native", "app.py", 50),
+                                   ("create_string_buffer", "/usr/lib/python3.11/ctypes/"
+                                    "__init__.py", 66)])
+    arrays = b.stack(main, root + [("make_matrix", "app.py", 60)])
+    worker = b.stack(child, [("<module>", "app.py", 40), ("work", "app.py", 80)])
+
+    b.scope(main, 1, "load_users", 10_000, 60_000)
+    # load_users: one block per size bucket; the 48 B and 300 B blocks are freed.
+    for i, size in enumerate((48, 200, 300, 2_000, 10_000, 50_000)):
+        b.alloc(main, 11_000 + i * 1_000, 0x10_000 + i * 0x1_0000, size, stack_id=load)
+    b.free(main, 40_000, 0x10_000, stack_id=load)
+    b.free(main, 41_000, 0x30_000, stack_id=load)
+    # users (dict) at 0x20_000 is tracked at 12_500 and dies when freed at 70_000.
+    users = b.variable(main, 12_500, "users", "dict[str, list[int]]", 0x20_000, 200,
+                       deep_size=1_400, scope="load_users", scope_id=1, stack_id=load)
+    ids = b.variable(main, 13_000, "ids", "list[int]", 0x40_000, 2_000, deep_size=2_600,
+                     scope="load_users", scope_id=1, stack_id=load)
+    b.variable(main, 13_500, "users_alias", "dict[str, list[int]]", 0x20_000, 200,
+               deep_size=1_400, object_id=0x20_000, scope="load_users", scope_id=1,
+               contains=[ids])
+    b.free(main, 70_000, 0x20_000, stack_id=load)
+    del users
+    # Temporary parse buffers: freed 500 ns after allocation.
+    for i in range(8):
+        t = 80_000 + i * 2_000
+        b.alloc(main, t, 0x500_000, 32, stack_id=parse)
+        b.free(main, t + 500, 0x500_000, stack_id=parse)
+    # A cache that grows and is never freed.
+    for i in range(9):
+        b.alloc(main, 100_000 + i * 100_000, 0x600_000 + i * 0x1_000, 1_024, stack_id=cache,
+                tid=2)
+    # A double free, a domain mismatch, a free of a block never seen.
+    b.alloc(main, 300_000, 0xD0_000, 64, stack_id=release)
+    b.free(main, 310_000, 0xD0_000, stack_id=release)
+    b.free(main, 320_000, 0xD0_000, stack_id=release)
+    b.alloc(main, 330_000, 0xE0_000, 128, stack_id=release, domain=DOMAIN_MEM)
+    b.free(main, 340_000, 0xE0_000, stack_id=release)
+    b.free(main, 350_000, 0xF0_000, stack_id=release)
+    # Native memory: a 2 MiB ctypes buffer (raw), numpy data alive at exit, a realloc.
+    b.alloc(main, 400_000, 0x1_000_000, 2 * 1024 * 1024, stack_id=native, domain=DOMAIN_RAW)
+    b.free(main, 450_000, 0x1_000_000, stack_id=native, domain=DOMAIN_RAW)
+    b.alloc(main, 500_000, 0x2_000_000, 80_000, stack_id=arrays, domain=DOMAIN_NUMPY)
+    b.alloc(main, 510_000, 0x3_000_000, 4_000, stack_id=arrays, domain=DOMAIN_RAW)
+    b.realloc(main, 520_000, 0x3_000_000, 0x3_100_000, 16_000, stack_id=arrays,
+              domain=DOMAIN_RAW)
+    # More tracked objects: every category.
+    b.variable(main, 500_500, "matrix", "numpy.ndarray[float64]", 0x2_000_000, 112,
+               deep_size=80_112, stack_id=arrays)
+    b.variable(main, 15_000, "title", "str", 0x11_000, 60, stack_id=load)
+    b.variable(main, 15_100, "count", "int", 0x12_000, 28, stack_id=load)
+    b.variable(main, 15_200, "ratios", "list[float]", 0x13_000, 8_056, deep_size=80_056,
+               stack_id=load)
+    b.variable(main, 15_300, "handler", "function", 0x14_000, 144, stack_id=load)
+    b.variable(main, 15_400, "json_mod", "module", 0x15_000, 72, deep_size=2_000)
+    b.variable(main, 15_500, "raw", "bytearray", 0x16_000, 1_057)
+    b.variable(main, 15_600, "tree", "dict[str, dict[str, list[int]]]", 0x17_000, 232,
+               deep_size=3_000)
+    for i in range(12):
+        b.variable(main, 16_000 + i * 10, f"user_{i}", "myapp.models.User", 0x18_000 + i * 64,
+                   56, deep_size=400)
+    # The child process: a little work of its own.
+    for i in range(4):
+        b.alloc(child, 300_000 + i * 10_000, 0x70_000 + i * 0x100, 512, stack_id=worker)
+    b.free(child, 800_000, 0x70_000, stack_id=worker)
+    b.variable(child, 305_000, "batch", "list[str]", 0x70_100, 512, deep_size=900,
+               scope="work")
+    # FFI events, tracer and ingest counters.
+    b.ffi(main, 399_000, "ctypes.dlopen", '{"name": "libc.so.6"}', stack_id=native)
+    b.ffi(main, 399_500, "ctypes.dlsym", '{"library": "libc.so.6", "name": "strlen"}',
+          stack_id=native)
+    for i in range(3):
+        b.ffi(main, 401_000 + i, "ctypes.call_function", '{"func_pointer": 1234}',
+              stack_id=native)
+    b.ffi(main, 402_000, "ctypes.string_at", '{"address": 16777216, "size": 16}',
+          stack_id=native)
+    b.producer_stats(main, 990_000, events=64, bytes=2_048, drops=0, buffer_high_water=32,
+                     batches=3, spooled=0)
+    b.producer_stats(child, 890_000, events=5, bytes=320, drops=0, buffer_high_water=5,
+                     batches=1, spooled=0)
+    b.ingest("testhost:100:1000", main, 995_000, batches=3, events=64)
+    b.ingest("testhost:101:200000", child, 895_000, batches=1, events=5)
+    return b
+
+
+#: Options the committed sample (tests/data/analysis_sample/) is generated with.
+SAMPLE_OPTIONS = {
+    "log_id": "sample-log", "generated_at": "2026-01-01T00:00:00Z",
+    "oversized_bytes": 1024 * 1024, "slots_min_instances": 10, "time_buckets": 20,
+}
+
+
+def write_sample(out_dir: Any) -> list[Any]:
+    """Write the six files of :func:`sample_log` into ``out_dir``; return their paths."""
+    from pathlib import Path
+
+    from memscope.analyzers._common import AnalyzerOptions
+    from memscope.analyzers.runner import analyze_tables
+
+    options = AnalyzerOptions(out_dir=Path(out_dir), **SAMPLE_OPTIONS)  # type: ignore[arg-type]
+    return analyze_tables(sample_log().tables(), options)
