@@ -7,7 +7,7 @@ from typing import Any
 
 import zmq
 
-from memscope.broker import curve
+from memscope.broker import addresses, curve
 from memscope.config import Settings
 
 
@@ -38,7 +38,8 @@ class BrokerClient:
         if self._sock is None:
             sock = self._context.socket(zmq.REQ)
             sock.linger = 0
-            curve.setup_client(sock, self.settings)
+            if not addresses.is_loopback(self.address):
+                curve.setup_client(sock, self.settings)  # loopback control sockets are plain
             sock.connect(self.address)
             self._sock = sock
         return self._sock

@@ -2,6 +2,10 @@
 
 Key files are ZeroMQ certificates as written by :func:`zmq.auth.create_certificates`
 (``NAME.key`` holds the public key, ``NAME.key_secret`` both keys). ``memscope keys`` makes them.
+
+The data socket always uses CURVE when the broker has a secret key. The control and feed
+sockets use it only when the broker is bound to a non-loopback address (remote producers
+need acknowledgements); on loopback and ipc they stay plain so local tools can reach them.
 """
 
 from __future__ import annotations

@@ -150,7 +150,9 @@ class Broker:
         self.control_socket.setsockopt(zmq.MAXMSGSIZE, 1 << 20)
         try:
             if curve.server_enabled(self.settings):
-                self._auth = curve.setup_server(self.context, sockets, self.settings)
+                # Control and feed are local (plain) when the data socket is on loopback.
+                secured = sockets if not addresses.is_loopback(self.bind) else [self.pull]
+                self._auth = curve.setup_server(self.context, secured, self.settings)
             self.pull.bind(self.bind)
             self.control_socket.bind(self.control_address)
             self.pub.bind(self.feed_address)

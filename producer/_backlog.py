@@ -71,6 +71,22 @@ class Backlog:
         self.entries.append(entry)
         return entry
 
+    def spill_unsent(self) -> int:
+        """Move unsent batches held in memory to the spool file; return how many."""
+        moved = 0
+        for entry in self.entries:
+            if entry.payload is not None and not entry.sent:
+                payload = entry.payload
+                fd = self._file()
+                os.pwrite(fd, _HEADER.pack(len(payload)) + payload, self._end)
+                entry.offset, entry.length = self._end + _HEADER.size, len(payload)
+                entry.payload = None
+                self._end += _HEADER.size + len(payload)
+                self.memory_bytes -= len(payload)
+                self.spooled += 1
+                moved += 1
+        return moved
+
     def payload(self, entry: Entry) -> bytes:
         """The batch's bytes."""
         if entry.payload is not None:

@@ -229,6 +229,7 @@ class Publisher:
                             log.warning("memscope publisher: broker %s unreachable; spooling "
                                         "to %s", self.address, self._backlog.path)
                         self._unreachable = True
+                        self._backlog.spill_unsent()
                         return
                     sock.poll(_PROBE_MS, zmq.POLLOUT)
             entry.sent = True
@@ -237,7 +238,7 @@ class Publisher:
             self._unreachable = False
 
     def _acknowledge(self, force: bool) -> None:
-        if not self._backlog.entries:
+        if not self._backlog.entries or self._unreachable:
             return
         now = time.monotonic()
         if not force and now - self._last_ack_query < ACK_INTERVAL_S:
