@@ -330,15 +330,19 @@ static PyObject *py_ignore_current_thread(PyObject *self, PyObject *noargs)
     Py_RETURN_NONE;
 }
 
-static PyObject *py_current_stack_id(PyObject *self, PyObject *noargs)
+static PyObject *py_current_stack_id(PyObject *self, PyObject *args)
 {
+    int skip = 0;
+    if (!PyArg_ParseTuple(args, "|i", &skip)) {
+        return NULL;
+    }
     tr_thread_t *t = tr_current();
     if (t == NULL) {
         return PyLong_FromLong(0);
     }
     uint8_t was_busy = t->busy;
     t->busy = 1;
-    uint32_t id = tr_stack_current(t);
+    uint32_t id = tr_stack_current_skip(t, skip < 0 ? 0 : skip);
     t->busy = was_busy;
     return PyLong_FromUnsignedLong(id);
 }
@@ -394,7 +398,8 @@ static PyMethodDef tr_methods[] = {
     {"drain", py_drain, METH_VARARGS, "drain(max_events) -> (chunks, rare tables)"},
     {"ignore_current_thread", py_ignore_current_thread, METH_NOARGS,
      "Never trace the calling thread's allocations."},
-    {"current_stack_id", py_current_stack_id, METH_NOARGS, "Intern the caller's stack now."},
+    {"current_stack_id", py_current_stack_id, METH_VARARGS,
+     "current_stack_id(skip=0): intern the caller's stack (minus `skip` innermost frames)."},
     {"block_address", py_block_address, METH_O, "Start of the object's allocation block."},
     {"after_fork_child", py_after_fork_child, METH_NOARGS, "Reset buffers in a forked child."},
     {"decode_rec1", tr_py_decode_rec1, METH_VARARGS,

@@ -30,7 +30,7 @@ MODES = {
 #: Upper bound of memory events in one drain (a batch must stay under MAX_BATCH_EVENTS).
 DRAIN_MAX_EVENTS = 8_000_000
 
-_ffi = FfiRecorder(_tracer.current_stack_id)
+_ffi = FfiRecorder(lambda: _tracer.current_stack_id(2))  # minus the hook and this lambda
 
 
 def start(
@@ -95,9 +95,13 @@ def ignore_current_thread() -> None:
     _tracer.ignore_current_thread()
 
 
-def current_stack_id() -> int:
-    """Intern the caller's Python stack now and return its id (0 = no Python frame)."""
-    return _tracer.current_stack_id()
+def current_stack_id(skip: int = 0) -> int:
+    """Intern the caller's Python stack now and return its id (0 = no Python frame).
+
+    The innermost frame is the caller of this function; ``skip`` drops that many more
+    (a library helper passes 1 so that the stack starts at its own caller).
+    """
+    return _tracer.current_stack_id(skip + 1)
 
 
 def block_address(obj: object) -> int:

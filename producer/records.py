@@ -145,7 +145,9 @@ class _Reader:
 
 def _rec1_header(data: bytes, n: int) -> tuple[int, int, int, int, int, int]:
     if len(data) < REC1_HEADER:
-        raise WireError(f"rec1 chunk of {len(data)} bytes is shorter than its header")
+        raise WireError(
+            f"rec1 chunk of {len(data)} bytes is shorter than its {REC1_HEADER}-byte header"
+        )
     magic, count, tick0, ns0, mult, tick, addr, stack, reserved = struct.unpack_from(
         "<IIQqQQQII", data
     )

@@ -226,6 +226,7 @@ PyObject *tr_py_decode_rec1(PyObject *self, PyObject *args);
 /* ---- stacks (tr_stack.c) ---- */
 int tr_stack_gil_held(void);
 uint32_t tr_stack_current(tr_thread_t *t); /* GIL must be held */
+uint32_t tr_stack_current_skip(tr_thread_t *t, int skip); /* minus `skip` innermost frames */
 int tr_stack_emit(PyObject *rare);          /* adds frames/stacks rows; GIL held */
 void tr_stack_reset_emitted(void);
 uint32_t tr_stack_count(void);

@@ -144,7 +144,9 @@ static inline int tr_frame_skip(_PyInterpreterFrame *f)
     return _PyFrame_IsIncomplete(f);
 }
 
-uint32_t tr_stack_current(tr_thread_t *t)
+uint32_t tr_stack_current(tr_thread_t *t) { return tr_stack_current_skip(t, 0); }
+
+uint32_t tr_stack_current_skip(tr_thread_t *t, int skip)
 {
     PyThreadState *ts = tr_tstate();
     if (ts == NULL) {
@@ -160,6 +162,10 @@ uint32_t tr_stack_current(tr_thread_t *t)
     for (_PyInterpreterFrame *f = TR_TSTATE_FRAME(ts); f != NULL && depth < TR_MAX_DEPTH;
          f = f->previous) {
         if (tr_frame_skip(f)) {
+            continue;
+        }
+        if (skip > 0) {
+            skip--;
             continue;
         }
         t->walk_code[depth] = TR_FRAME_CODE(f);
