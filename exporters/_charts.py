@@ -190,12 +190,12 @@ def type_treemap(types: list[dict[str, Any]], width: int = 1180, height: int = 3
                           "count": count})
             _box_labels(labels, name, size, var_names, (x, y, w, h))
     data = _data(boxes)
-    x = alt.X("x:Q", scale=alt.Scale(domain=[0, width]), axis=None)
-    y = alt.Y("y:Q", scale=alt.Scale(domain=[0, height], reverse=True), axis=None)
+    x_enc = alt.X("x:Q", scale=alt.Scale(domain=[0, width]), axis=None)
+    y_enc = alt.Y("y:Q", scale=alt.Scale(domain=[0, height], reverse=True), axis=None)
     color = alt.Color("category:N", scale=category_color([c for c, _ in cats]),
                       legend=alt.Legend(orient="bottom", title=None, columns=8))
     rects = alt.Chart(data, title=title).mark_rect(stroke="white", strokeWidth=1).encode(
-        x=x, y=y, x2="x2:Q", y2="y2:Q", color=color,
+        x=x_enc, y=y_enc, x2="x2:Q", y2="y2:Q", color=color,
         opacity=alt.condition("datum.level == 0", alt.value(0.35), alt.value(0.9)),
         tooltip=[alt.Tooltip("category:N"), alt.Tooltip("name:N", title="type"),
                  alt.Tooltip("size:N"), alt.Tooltip("share:N"),

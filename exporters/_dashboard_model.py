@@ -168,7 +168,8 @@ def collect_findings(reports: Reports) -> list[dict[str, Any]]:
     out = []
     for f in _extract.rows_of(pick(sec, "violation_reports", "findings", "violations")):
         related = _extract.rows_of(pick(f, "related_allocations", default=[]))
-        sizes = [r.get("size") for r in related if isinstance(r.get("size"), int | float)]
+        sizes: list[float] = [r["size"] for r in related
+                              if isinstance(r.get("size"), int | float)]
         out.append({
             "severity": _extract.clean_text(pick(f, "severity", default="")).lower(),
             "kind": _extract.clean_text(pick(f, "kind", "violation_type", "type")),
@@ -179,5 +180,5 @@ def collect_findings(reports: Reports) -> list[dict[str, Any]]:
             "remediation": _extract.clean_text(pick(f, "remediation", "suggestion")),
         })
     rank = {"critical": 0, "high": 1, "medium": 2, "low": 3}
-    out.sort(key=lambda f: rank.get(f["severity"], 4))
+    out.sort(key=lambda f: rank.get(str(f["severity"]), 4))
     return out
