@@ -127,7 +127,7 @@ class _Drawing:
     def el(self, tag: str, parent: ET.Element | None = None, text: str | None = None,
            **attrs: Any) -> ET.Element:
         node = ET.SubElement(self.svg if parent is None else parent, tag,
-                             {k.replace("_", "-"): str(v) for k, v in attrs.items()})
+                             {k.rstrip("_").replace("_", "-"): str(v) for k, v in attrs.items()})
         if text is not None:
             node.text = text
         return node
