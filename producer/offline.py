@@ -128,7 +128,11 @@ def _export(log: str, kind: str, out: str) -> Any:
     return [str(target)]
 
 
-_OPS: dict[str, tuple[Callable[..., Any], int]] = {"stats": (_stats, 2), "by-type": (_by_type, 2), "export": (_export, 3)}
+_OPS: dict[str, tuple[Callable[..., Any], int]] = {
+    "stats": (_stats, 2),
+    "by-type": (_by_type, 2),
+    "export": (_export, 3),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
