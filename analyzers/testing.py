@@ -357,3 +357,25 @@ def write_log(
             writer.append(name, table)
     writer.close()
     return out
+
+
+def run_analyzer(builder: LogBuilder, kind: str, *, validate: bool = True,
+                 **options: Any) -> dict[str, Any]:
+    """Run one analyzer over ``builder``'s tables (nothing written); return its report.
+
+    With ``validate`` the report is checked against the file's JSON Schema (needs
+    ``jsonschema``, a dev dependency).
+    """
+    from memscope.analyzers import ANALYZERS
+    from memscope.analyzers._common import AnalyzerOptions, load_schema
+    from memscope.analyzers.views import connect_tables, materialize
+
+    con = connect_tables(builder.tables())
+    materialize(con)
+    report = ANALYZERS[kind](con, AnalyzerOptions(**options))
+    con.close()
+    if validate:
+        import jsonschema
+
+        jsonschema.validate(report, load_schema(ANALYZERS[kind].file_kind))
+    return report

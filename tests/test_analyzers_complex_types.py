@@ -1,10 +1,10 @@
 """complex_types: parsing, the complexity score, evidence-backed suggestions."""
 
 import pytest
-from analyzer_util import analyze
 
 from memscope.analyzers._types import complexity_score, parse
 from memscope.analyzers.testing import LogBuilder
+from memscope.analyzers.testing import run_analyzer as analyze
 
 
 @pytest.mark.parametrize("name,depth,params", [

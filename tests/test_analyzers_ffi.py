@@ -1,8 +1,7 @@
 """unsafe_ffi: native sources, boundary events, native leaks, risks."""
 
-from analyzer_util import analyze
-
 from memscope.analyzers.testing import LogBuilder
+from memscope.analyzers.testing import run_analyzer as analyze
 from memscope.producer.wire import DOMAIN_MEM, DOMAIN_NUMPY, DOMAIN_RAW
 
 

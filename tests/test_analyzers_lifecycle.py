@@ -1,8 +1,7 @@
 """lifetime: known lifetimes, scopes, aliases and containment."""
 
-from analyzer_util import analyze
-
 from memscope.analyzers.testing import LogBuilder
+from memscope.analyzers.testing import run_analyzer as analyze
 
 
 def _log():

@@ -1,9 +1,8 @@
 """memory_analysis: the eight metrics, the type hierarchy, time series, sites."""
 
-from analyzer_util import analyze
-
 from memscope.analyzers._types import classify
 from memscope.analyzers.testing import LogBuilder
+from memscope.analyzers.testing import run_analyzer as analyze
 
 
 def _log():

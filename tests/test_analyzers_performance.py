@@ -1,8 +1,7 @@
 """performance: the size histogram, peak attribution, temporaries, tracer cost."""
 
-from analyzer_util import analyze
-
 from memscope.analyzers.testing import LogBuilder
+from memscope.analyzers.testing import run_analyzer as analyze
 
 
 def test_a_known_size_histogram():

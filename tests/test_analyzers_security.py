@@ -1,8 +1,7 @@
 """security_violations: double frees, domain mismatches, leaks, oversized blocks."""
 
-from analyzer_util import analyze
-
 from memscope.analyzers.testing import LogBuilder
+from memscope.analyzers.testing import run_analyzer as analyze
 from memscope.producer.wire import DOMAIN_MEM, DOMAIN_OBJ
 
 
