@@ -176,7 +176,7 @@ def time_span(con: duckdb.DuckDBPyConnection, pid: int | None = None) -> tuple[i
     row = con.execute(
         f"SELECT min(ts_ns), max(coalesce(end_ts_ns, ts_ns)) FROM _allocations WHERE {cond}",
         params,
-    ).fetchone()
+    ).fetchall()[0]
     if row is None or row[0] is None:
         return None
     return int(row[0]), int(row[1])
