@@ -143,10 +143,11 @@ def main() -> int:
     log = root / "events"
     if not (log / "manifest.json").exists():
         t = time.perf_counter()
-        code = ("import json, sys; from pathlib import Path; sys.path.insert(0, %r); "
+        here = str(Path(__file__).parent)
+        code = (f"import json, sys; from pathlib import Path; sys.path.insert(0, {here!r}); "
                 "import bench_analyzers as b; "
                 "print(json.dumps(b.build_log(Path(sys.argv[1]), int(sys.argv[2]), "
-                "int(sys.argv[3]))))" % str(Path(__file__).parent))
+                "int(sys.argv[3]))))")
         out = subprocess.run([sys.executable, "-c", code, str(log), str(args.events),
                               str(args.processes)], check=True, capture_output=True, text=True)
         built = json.loads(out.stdout)
