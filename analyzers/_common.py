@@ -82,7 +82,7 @@ def log_time(manifest: dict[str, Any] | None) -> str | None:
 def process_ids(con: duckdb.DuckDBPyConnection) -> list[int]:
     """Every pid the log has process rows or allocator events for, ascending."""
     rows = con.execute(
-        """SELECT pid FROM processes UNION SELECT DISTINCT pid FROM raw_memory ORDER BY pid"""
+        "SELECT pid FROM _pids ORDER BY pid"
     ).fetchall()
     return [int(r[0]) for r in rows]
 

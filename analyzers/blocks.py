@@ -40,7 +40,7 @@ from memscope.analyzers.views import _START, _block_events_sql
 from memscope.broker.schema import MEMORY
 
 #: Rows of the memory table matched per chunk.
-CHUNK_ROWS = 4_000_000
+CHUNK_ROWS = 1_000_000
 
 _STATE = {
     "_blk_done": "pid UINTEGER, tid UBIGINT, seq UBIGINT, ts_ns BIGINT, address UBIGINT, "
@@ -96,7 +96,7 @@ class BlockMatcher:
             SELECT *, LEAD(code) OVER w AS nc, LEAD(ts_ns) OVER w AS nts,
                 LEAD(seq) OVER w AS nseq, LAG(code) OVER w AS pc, LAG(code, 2) OVER w AS pc2,
                 LAG(ts_ns) OVER w AS pts, LAG(ts_ns, 2) OVER w AS pts2,
-                count(*) OVER (PARTITION BY pid, address) - row_number() OVER w + 1 AS rk
+                LEAD(code, 2) OVER w AS nc2
             FROM (SELECT pid, NULL::UBIGINT AS tid, seq, ts_ns, address, NULL::UBIGINT AS size,
                          NULL::UINTEGER AS stack_id, code, true AS ctx FROM _blk_ctx
                   UNION ALL
@@ -130,7 +130,8 @@ class BlockMatcher:
         con.execute(f"""DELETE FROM {p}_blk_tail WHERE (pid, address) IN
             (SELECT DISTINCT pid, address FROM _blk_ctx)""")
         con.execute(f"""INSERT INTO {p}_blk_tail
-            SELECT pid, address, ts_ns, seq, code, rk FROM _blk_w WHERE rk <= 2""")
+            SELECT pid, address, ts_ns, seq, code, CASE WHEN nc IS NULL THEN 1 ELSE 2 END
+            FROM _blk_w WHERE nc2 IS NULL""")
         for name in ("_blk_be", "_blk_ctx", "_blk_w", "_blk_resolved"):
             con.execute(f"DROP TABLE {name}")
 

@@ -258,6 +258,9 @@ def _view_sql() -> list[str]:
             list(function || ' (' || filename || ':' || lineno || ')' ORDER BY depth) AS trace
         FROM frames GROUP BY pid, stack_id""",
         "CREATE OR REPLACE VIEW ffi AS SELECT * FROM raw_ffi",
+        # Every pid with process rows or blocks.
+        """CREATE OR REPLACE VIEW _pids AS
+        SELECT pid FROM processes UNION SELECT DISTINCT pid FROM _allocations""",
         f"""CREATE OR REPLACE VIEW aggregates AS
         SELECT pid, tid, ts_ns, stack_id, {domain} AS domain, alloc_count, alloc_bytes
         FROM raw_aggregates""",
@@ -388,12 +391,24 @@ def materialize(
     return matcher
 
 
+#: Views stored as tables by :func:`freeze`, with the SQL that defines each.
+_FROZEN = ("variables", "frames", "stacks", "_pids")
+
+
 def freeze(con: duckdb.DuckDBPyConnection) -> None:
-    """Store the ``variables`` view as a table (it joins the whole block state)."""
-    con.execute("DROP TABLE IF EXISTS _variables_tbl")
-    con.execute("CREATE OR REPLACE VIEW variables AS " + _variables_select())
-    con.execute("CREATE TEMP TABLE _variables_tbl AS SELECT * FROM variables")
-    con.execute("CREATE OR REPLACE VIEW variables AS SELECT * FROM _variables_tbl")
+    """Store the views every analyzer reads repeatedly as tables (they are small).
+
+    ``variables`` joins the whole block state; ``frames``/``stacks`` walk the stack tree with
+    a recursive CTE; ``_pids`` scans every block. Computing each once keeps the analyzers'
+    many small lookups cheap.
+    """
+    for sql in _view_sql():
+        name = sql.split("VIEW ", 1)[1].split(" ", 1)[0]
+        if name in _FROZEN:
+            con.execute(f"DROP TABLE IF EXISTS _frozen_{name}")
+            con.execute(sql)
+            con.execute(f"CREATE TEMP TABLE _frozen_{name} AS SELECT * FROM {name}")
+            con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM _frozen_{name}")
 
 
 def use_chain(con: duckdb.DuckDBPyConnection, chain: str, ends: str) -> None:
