@@ -28,7 +28,6 @@ from memscope.analyzers._common import (
     AnalyzerOptions,
     drop_none,
     metadata,
-    one,
     pct,
     process_ids,
     rows,
