@@ -9,13 +9,13 @@ import types
 
 import pytest
 import zmq
-from broker_helpers import ipc_address, wait_for
 
 from memscope.broker.client import BrokerClient, BrokerError
 from memscope.broker.log import open_log
 from memscope.broker.server import Broker
 from memscope.config import Settings
 from memscope.producer.synthetic import run_producer
+from tests.broker_helpers import ipc_address, wait_for
 
 
 @pytest.fixture

@@ -7,13 +7,13 @@ import random
 import msgpack
 import pytest
 import zmq
-from broker_helpers import check_exactly_once, ipc_address, wait_for
 
 from memscope.broker import start_embedded
 from memscope.broker.log import open_log
 from memscope.producer.records import encode_cols1
 from memscope.producer.synthetic import memory_chunk, run_producer
 from memscope.producer.wire import SCHEMA_ID, WIRE_VERSION, encode_batch
+from tests.broker_helpers import check_exactly_once, ipc_address, wait_for
 
 HOSTILE = 10_000
 

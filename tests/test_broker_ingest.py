@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from broker_helpers import check_exactly_once, ipc_address, producer_results, run_synthetic
 
 from memscope.broker import start_embedded
 from memscope.broker.log import open_log
+from tests.broker_helpers import check_exactly_once, ipc_address, producer_results, run_synthetic
 
 EVENTS = 1_000_000
 CHUNK = 65536
