@@ -7,8 +7,9 @@ Requests (one JSON object each) and replies (``{"ok": true, ...}`` or ``{"ok": f
 * ``{"op": "wait", "producer": id, "seq": n, "timeout_s": t}`` -> returns once batch ``n`` of
   that producer is in the log (written and journaled), or an error after ``timeout_s``
   (default 30).
-* ``{"op": "acked", "producer": id}`` -> ``{"seq": s, "boot": b}``: every batch ``0..s`` of
-  that producer is in the log (-1: none). Publishers use it to release their replay buffer.
+* ``{"op": "acked", "producer": id}`` -> ``{"seq": s, "highest": h, "boot": b}``: every batch
+  ``0..s`` of that producer is in the log (-1: none), ``h`` is the highest one that landed
+  (``h > s``: a gap). Publishers use it to release their replay buffer and to resend.
 * ``{"op": "flush"}`` -> commits, writes ``ingest`` rows, snapshots, publishes; the log summary.
 * ``{"op": "ingest"}`` -> ``{"producers": [per-producer counters]}``.
 * ``{"op": "stats", "pid": p, "producer": id, "seq": n}`` -> waits like ``wait``, then
@@ -85,7 +86,8 @@ class ControlHandler:
         elif op == "acked":
             state = broker.ingest.producers.get(str(request.get("producer", "")))
             seq = state.seqs.contiguous() if state else -1
-            self._send(route, {"ok": True, "seq": seq, "boot": broker.boot})
+            highest = state.seqs.highest() if state else -1
+            self._send(route, {"ok": True, "seq": seq, "highest": highest, "boot": broker.boot})
         elif op == "flush":
             broker.flush()
             self._send(route, {"ok": True, **broker.log_summary()})
