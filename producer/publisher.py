@@ -40,6 +40,7 @@ ACK_INTERVAL_S = 0.25
 GAP_RESEND_S = 1.0
 STALL_RESEND_S = 15.0
 _PROBE_MS = 50
+_ABANDONED: list[tuple[Any, Any, Any]] = []  # a forked child's inherited zmq objects
 
 
 def _ignore_this_thread() -> None:
@@ -147,7 +148,10 @@ class Publisher:
     def reset_after_fork(self, producer_id: str, pid: int) -> None:
         """In a forked child: forget the parent's state and sockets; start afresh."""
         running = self._thread is not None
-        self._reset_state(producer_id, pid)  # the parent's context is abandoned, not closed
+        # The parent's context and sockets belong to the parent: keep them referenced (never
+        # garbage-collected, closed or terminated here) and start afresh.
+        _ABANDONED.append((self._context, self._sock, self._client))
+        self._reset_state(producer_id, pid)
         if running:
             self.start()
 
