@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 import sys
 import threading
+import time
 import types
 
 import pytest
 import zmq
 
+from memscope.broker.addresses import control_address, free_tcp_address
 from memscope.broker.client import BrokerClient, BrokerError
 from memscope.broker.log import open_log
 from memscope.broker.server import Broker
@@ -108,3 +112,53 @@ def test_sigterm_flushes_and_closes(tmp_path):
     [row] = [r for r in log.dataset("ingest").to_table().to_pylist()
              if r["producer"] == result["producer"]][-1:]
     assert row["events"] == result["events"]
+
+
+@pytest.mark.timeout(60)
+def test_segments_rotate_by_age_while_serving(tmp_path):
+    settings = Settings().replace(log_flush_interval_s=0.05, segment_max_age_s=0.1)
+    instance = Broker(tmp_path / "events", ipc_address(tmp_path), settings)
+    thread = threading.Thread(target=instance.run, daemon=True)
+    thread.start()
+    try:
+        results = [run_producer(instance.bind, 20_000, index=i, chunk=5_000, timeout=30)
+                   for i in range(3)]
+        for _ in range(3):
+            time.sleep(0.15)
+    finally:
+        instance.request_stop()
+        thread.join(20)
+    log = open_log(tmp_path)
+    segments = log.segments("memory")
+    assert len(segments) >= 2 and all(s.closed for s in segments)
+    assert log.dataset("memory").count_rows() == 60_000
+    assert sum(r["events"] for r in results) > 60_000  # plus the rare rows
+
+
+@pytest.mark.timeout(60)
+def test_cli_broker_serves_tcp_loopback_and_stops_on_sigint(tmp_path):
+    address = free_tcp_address()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "memscope", "broker", "--bind", address, "--log",
+         str(tmp_path / "events")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        with BrokerClient(control_address(address)) as client:
+            assert wait_for(lambda: _pings(client), timeout=30)
+        result = run_producer(address, 10_000, chunk=5_000, timeout=30)
+        assert result["unacked"] == 0
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert address in out
+    log = open_log(tmp_path)
+    assert log.manifest["writer"]["state"] == "closed"
+    assert log.dataset("memory").count_rows() == 10_000
+
+
+def _pings(client: BrokerClient) -> bool:
+    try:
+        client.ping(timeout_s=0.5)
+    except BrokerError:
+        return False
+    return True
