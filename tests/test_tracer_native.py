@@ -8,10 +8,10 @@ import json
 import threading
 
 import numpy as np
+from tracer_util import capture_run, resolve_stack
 
 from memscope.producer import capture
 from memscope.producer.wire import DOMAIN_NUMPY, KIND_FREE
-from tests.tracer_util import capture_run, resolve_stack
 
 N = 123_457  # float64 elements -> 987_656 bytes of array data
 
