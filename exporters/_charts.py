@@ -211,7 +211,8 @@ def type_treemap(types: list[dict[str, Any]], width: int = 1180, height: int = 3
     bold = text.transform_filter("datum.fw == 'bold'").mark_text(
         align="left", baseline="top", fontWeight="bold")
     plain = text.transform_filter("datum.fw != 'bold'")
-    return (rects + plain + bold).properties(width=width, height=height)
+    layered = (rects + plain + bold).resolve_scale(color="independent", size="independent")
+    return layered.properties(width=width, height=height)
 
 
 def _box_labels(labels: list[dict[str, Any]], name: str, size: float, var_names: list[str],
@@ -246,7 +247,7 @@ def size_distribution(buckets: list[dict[str, Any]], width: int = 560,
                  bytes_text=human_bytes(b["bytes"]) if b["bytes"] is not None else "")
             for i, b in enumerate(buckets)]
     base = alt.Chart(_data(rows), title=title).encode(
-        x=alt.X("label:N", sort=alt.EncodingSortField("order"), title="allocation size",
+        x=alt.X("label:N", sort=None, title="allocation size",
                 axis=alt.Axis(labelAngle=-35)),
         y=alt.Y("count:Q", title="allocations", axis=alt.Axis(format="~s")),
     )
@@ -302,7 +303,7 @@ def top_sites(sites: list[dict[str, Any]], width: int = 560, height: int = 220,
                      "label": f"{human_bytes(s['bytes'])} · {human_count(s['count'])} allocs"
                      if s["count"] is not None else human_bytes(s["bytes"])})
     base = alt.Chart(_data(data), title=title).encode(
-        y=alt.Y("site:N", sort=alt.EncodingSortField("rank"), title=None,
+        y=alt.Y("site:N", sort=None, title=None,
                 axis=alt.Axis(labelLimit=260)),
         x=alt.X("bytes:Q", title="bytes allocated", axis=alt.Axis(labelExpr=BYTES_EXPR),
                 scale=alt.Scale(domainMax=max(r["bytes"] for r in data) * 1.7)),
@@ -420,7 +421,7 @@ def ranked_bars(rows: list[dict[str, Any]], title: str, width: int = 1100,
         return placeholder(title, "not measured", width)
     data = [dict(r, rank=i, name=shorten(r["name"], 48)) for i, r in enumerate(rows)]
     base = alt.Chart(_data(data), title=title).encode(
-        y=alt.Y("name:N", sort=alt.EncodingSortField("rank"), title=None,
+        y=alt.Y("name:N", sort=None, title=None,
                 axis=alt.Axis(labelLimit=300)),
         x=alt.X("bytes:Q", title="bytes", axis=alt.Axis(labelExpr=BYTES_EXPR),
                 scale=alt.Scale(domainMax=max(r["bytes"] for r in data) * 1.35)),

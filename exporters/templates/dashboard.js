@@ -219,7 +219,7 @@
       document.getElementById("nav-" + panel.id).classList.toggle("active", on);
       if (on && !state.rendered.has(panel.id)) {
         state.rendered.add(panel.id);
-        ready = renderPanel(panel, section);
+        ready = renderPanel(panel, section).then(() => { section.dataset.ready = "1"; });
       }
     }
     if (history.replaceState) history.replaceState(null, "", "#" + id);
