@@ -1,0 +1,338 @@
+"""The public Python API: ``init``, ``shutdown``, ``track_var``, ``scope``, the tracker.
+
+::
+
+    import memscope
+    memscope.init()                      # embedded broker unless MEMSCOPE_BROKER_ADDRESS is set
+    data = [1, 2, 3]
+    memscope.track_var(data)             # recorded as "data", list[int]
+    with memscope.scope("load"):
+        ...
+    stats = memscope.get_global_tracker().get_stats()
+
+``MEMSCOPE_DISABLE=1`` (or ``init(disable=True)``) makes ``init`` return at once and
+``track_var`` return its argument untouched. Read-side work (``get_stats``,
+``get_memory_by_type``, ``export_*``) first makes every event so far durable in the log, then
+runs in a helper process (:mod:`memscope.producer.offline`) so it is not traced as the
+program's memory.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+import threading
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from memscope.producer.scopes import scope
+
+if TYPE_CHECKING:  # the rest loads in init(), so a disabled init() imports nothing more
+    from memscope.producer.session import BrokerLink, Session
+
+__all__ = [
+    "MemoryStats",
+    "Tracker",
+    "TypeUsage",
+    "get_global_tracker",
+    "init",
+    "scope",
+    "shutdown",
+    "track_var",
+]
+
+T = TypeVar("T")
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_lock = threading.RLock()
+_session: Session | None = None  # the running session
+_last: Session | None = None  # the running or last session (the tracker reads its log)
+_disabled = False
+_atexit_registered = False
+
+#: Seconds that shutdown and the read side wait for the broker.
+FLUSH_TIMEOUT_S = 30.0
+
+
+def _env_disabled() -> bool:
+    return os.environ.get("MEMSCOPE_DISABLE", "").strip().lower() in _TRUE
+
+
+def init(**overrides: Any) -> None:
+    """Start tracing this process (idempotent).
+
+    Settings come from :func:`memscope.config.load_settings` (defaults, ``MEMSCOPE_CONFIG``,
+    ``MEMSCOPE_*`` variables) with ``overrides`` applied, e.g. ``init(mode="sampled")``.
+    Without a ``broker_address`` an embedded broker writes the log to ``log_dir`` (default
+    ``MemoryAnalysis/<script>-<time>/events``). Tracing stops at :func:`shutdown`, which also
+    runs at exit.
+
+    Raises:
+        ValueError: an override names an unknown setting or has a bad value.
+        RuntimeError: already tracing with different settings, or the broker cannot be reached.
+    """
+    global _session, _last, _disabled, _atexit_registered
+    if _session is not None:
+        _check_same(_session, overrides)
+        return
+    if _env_disabled() or overrides.get("disable") is True:
+        _disabled = True
+        return
+    with _lock:
+        if _session is not None:
+            return
+        from memscope.config import load_settings
+        from memscope.producer import forking
+        from memscope.producer.session import Session
+
+        settings = load_settings()
+        if overrides:
+            settings = settings.replace(**overrides)
+        if settings.disable:
+            _disabled = True
+            return
+        link, broker = _connect(settings)
+        session = Session(settings, link, broker)
+        try:
+            session.start()
+        except BaseException:
+            if broker is not None:
+                broker.stop()
+            raise
+        forking.install(_after_fork_child, shutdown)
+        if not _atexit_registered:
+            atexit.register(shutdown)
+            _atexit_registered = True
+        _session = _last = session
+        _disabled = False
+
+
+def _check_same(session: Session, overrides: dict[str, Any]) -> None:
+    current = session.settings
+    differ = {k: v for k, v in overrides.items() if getattr(current, k, object()) != v}
+    if differ:
+        raise RuntimeError(
+            f"memscope is already tracing with other settings ({', '.join(sorted(differ))}); "
+            "call memscope.shutdown() before init() with new ones"
+        )
+
+
+def _connect(settings: Any) -> tuple[BrokerLink, Any]:
+    from memscope.broker.addresses import control_address
+    from memscope.producer.session import BrokerLink
+
+    if settings.broker_address:
+        control = control_address(settings.broker_address)
+        return BrokerLink(settings.broker_address, control, settings.log_dir), None
+    from memscope.broker import start_embedded
+    from memscope.producer.rundir import default_run_dir, program_label
+
+    log_dir = settings.log_dir or str(default_run_dir(program_label()) / "events")
+    broker = start_embedded(log_dir, settings=settings)
+    return BrokerLink(broker.address, broker.control_address, str(log_dir)), broker
+
+
+def _after_fork_child() -> None:
+    session = _session
+    if session is not None:
+        session.after_fork_child()
+
+
+def shutdown() -> None:
+    """Stop tracing: ship the final batch with this process's exit row, close the socket.
+
+    Safe to call more than once; also runs at interpreter exit. An embedded broker started
+    by this process is stopped after it has written everything to the log.
+    """
+    global _session
+    with _lock:
+        session = _session
+        _session = None
+    if session is None:
+        return
+    session.stop(FLUSH_TIMEOUT_S)
+    if session.owns_broker():
+        session.broker.stop()
+
+
+def track_var(obj: T, name: str | None = None) -> T:
+    """Record ``obj`` as a tracked variable and return it unchanged.
+
+    The record holds the name (``name``, else the argument's expression at the call site,
+    else ``"<expr>"``), the qualified type with inferred element types, shallow and deep size,
+    the innermost :func:`scope` (else the calling function), thread, time and the object's
+    allocation block, whose free is the variable's death. Tracked objects reachable from
+    ``obj`` are listed as contained in it.
+
+    Raises:
+        RuntimeError: :func:`init` was never called (with ``MEMSCOPE_DISABLE=1``, nothing
+            happens instead).
+    """
+    session = _session
+    if session is None:
+        if _disabled or _last is not None:
+            return obj
+        raise RuntimeError(
+            "memscope.track_var() needs tracing: call memscope.init() first "
+            "(or set MEMSCOPE_DISABLE=1 to make the calls no-ops)"
+        )
+    from memscope.producer.tracking import record
+
+    capture = session.capture
+    record(
+        obj,
+        name,
+        sys._getframe(1),
+        session.registry,
+        session.rows,
+        capture.block_address(obj),
+        capture.current_stack_id(),
+    )
+    return obj
+
+
+# -- results ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryStats:
+    """Exact totals for one process, from its allocator events in the log (bytes, counts)."""
+
+    active_memory: int
+    peak_memory: int
+    active_allocations: int
+    total_allocations: int
+    total_allocated: int
+    total_deallocations: int
+    total_deallocated: int
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> MemoryStats:
+        """Build from :func:`memscope.analyzers.memstats.process_stats`'s answer."""
+        missing = [f.name for f in fields(cls) if f.name not in values]
+        if missing:
+            raise RuntimeError(f"memscope: the stats answer lacks {', '.join(missing)}")
+        return cls(**{f.name: int(values[f.name] or 0) for f in fields(cls)})
+
+
+@dataclass(frozen=True, slots=True)
+class TypeUsage:
+    """Tracked variables of one type alive now: their summed deep size and how many."""
+
+    type_name: str
+    total_size: int
+    allocation_count: int
+
+
+class Tracker:
+    """The read side of this process's trace; get it with :func:`get_global_tracker`."""
+
+    __slots__ = ()
+
+    def _session(self) -> Session:
+        session = _last
+        if session is None:
+            if _disabled:
+                raise RuntimeError(
+                    "memscope: tracing is disabled (MEMSCOPE_DISABLE=1 or init(disable=True)); "
+                    "unset it to get stats and reports"
+                )
+            raise RuntimeError("memscope: call memscope.init() before using the tracker")
+        return session
+
+    def _sync(self) -> Session:
+        """Make every event of this process so far durable in the log; return the session."""
+        session = self._session()
+        if not session.stopped:
+            seq = session.flush(FLUSH_TIMEOUT_S)
+            if seq >= 0:
+                with _client(session) as client:
+                    client.wait(session.identity.producer_id, seq, timeout_s=FLUSH_TIMEOUT_S)
+        return session
+
+    def _log(self) -> str:
+        session = self._sync()
+        if session.link.log_dir:
+            return session.link.log_dir
+        if not session.stopped:
+            with _client(session) as client:
+                log = client.ping().get("log")
+            if log:
+                return str(log)
+        raise RuntimeError(
+            "memscope: the log directory of this process's broker is unknown; set "
+            "MEMSCOPE_LOG_DIR to the broker's --log directory, or run `memscope analyze LOG` "
+            "where the log is"
+        )
+
+    def get_stats(self) -> MemoryStats:
+        """Active, peak and total allocations and bytes of this process, up to now.
+
+        Exact: every event so far is flushed and the broker computes the totals from the log
+        (:func:`memscope.analyzers.memstats.process_stats`), outside this process.
+        """
+        session = self._session()
+        if session.stopped:
+            from memscope.producer import offline
+
+            answer = offline.call("stats", self._log(), str(session.identity.pid))
+            return MemoryStats.from_dict(answer)
+        seq = session.flush(FLUSH_TIMEOUT_S)
+        with _client(session) as client:
+            answer = client.stats(
+                session.identity.pid, session.identity.producer_id, seq,
+                timeout_s=FLUSH_TIMEOUT_S,
+            )
+        return MemoryStats.from_dict(answer)
+
+    def get_memory_by_type(self) -> list[TypeUsage]:
+        """Tracked variables alive now, grouped by type, largest first."""
+        from memscope.producer import offline
+
+        log = self._log()
+        rows = offline.call("by-type", log, str(self._session().identity.pid))
+        return [TypeUsage(str(t), int(s), int(c)) for t, s, c in rows]
+
+    def _export(self, kind: str, path: str | os.PathLike[str]) -> Path:
+        from memscope.producer import offline
+
+        log = self._log()
+        target = Path(path).resolve()
+        offline.call("export", log, kind, str(target))
+        return target
+
+    def export_memory_analysis(self, path: str | os.PathLike[str]) -> Path:
+        """Write the memory analysis SVG (treemap, the eight metrics) to ``path``."""
+        return self._export("memory_svg", path)
+
+    def export_lifecycle_timeline(self, path: str | os.PathLike[str]) -> Path:
+        """Write the lifecycle timeline SVG of tracked variables and scopes to ``path``."""
+        return self._export("lifecycle_svg", path)
+
+    def export_to_json(self, path: str | os.PathLike[str]) -> Path:
+        """Write the hierarchical snapshot JSON (``memory_hierarchy``) to ``path``."""
+        return self._export("snapshot_json", path)
+
+    def export_analysis(self, directory: str | os.PathLike[str]) -> Path:
+        """Write the six analysis JSON files into ``directory``."""
+        return self._export("analysis", directory)
+
+    def export_to_html(self, path: str | os.PathLike[str]) -> Path:
+        """Write the self-contained HTML dashboard to ``path``."""
+        return self._export("html", path)
+
+
+_tracker = Tracker()
+
+
+def get_global_tracker() -> Tracker:
+    """The tracker of this process (one per process)."""
+    return _tracker
+
+
+def _client(session: Session) -> Any:
+    from memscope.broker.client import BrokerClient
+
+    return BrokerClient(session.link.control_address, session.settings, timeout_s=FLUSH_TIMEOUT_S)

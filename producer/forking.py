@@ -1,0 +1,54 @@
+"""Keep tracing across ``os.fork()``: the child becomes a new producer of the same log.
+
+:func:`install` registers (once per process, with ``os.register_at_fork``) a child hook that
+resets the C capture, takes a new producer id ``host:pid:start_ns``, gives the publisher a new
+socket and thread, and queues a ``processes`` ``start`` row whose ``ppid`` is the parent.
+
+A forked child ends either normally (``atexit`` runs :func:`memscope.shutdown`), as a
+``multiprocessing`` worker (which leaves through ``os._exit``: a ``multiprocessing`` finalizer
+is registered in the child so that its final batch and ``exit`` row still go out), or through
+a bare ``os._exit`` -- a program doing that should call :func:`memscope.shutdown` first, or
+the events since the last flush are lost with the process.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+
+_installed = False
+_child_hook: Callable[[], None] | None = None
+_shutdown: Callable[[], None] | None = None
+
+
+def install(child_hook: Callable[[], None], shutdown: Callable[[], None]) -> None:
+    """Run ``child_hook`` in every forked child; ``shutdown`` ends a multiprocessing child."""
+    global _installed, _child_hook, _shutdown
+    _child_hook = child_hook
+    _shutdown = shutdown
+    if not _installed:
+        os.register_at_fork(after_in_child=_after_in_child)
+        _installed = True
+
+
+def _after_in_child() -> None:
+    hook = _child_hook
+    if hook is None:
+        return
+    hook()
+    util = sys.modules.get("multiprocessing.util")
+    if util is not None:
+        # multiprocessing's child bootstrap clears finalizers, then runs after-fork callbacks:
+        # register one there that adds the finalizer which ships this child's final batch.
+        util.register_after_fork(_Token, _register_finalizer)
+
+
+class _Token:
+    """A long-lived object for multiprocessing's weakly keyed after-fork registry."""
+
+
+def _register_finalizer(_: object) -> None:
+    util = sys.modules.get("multiprocessing.util")
+    if util is not None and _shutdown is not None:
+        util.Finalize(None, _shutdown, exitpriority=-1000)

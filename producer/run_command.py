@@ -1,0 +1,279 @@
+"""``memscope run``: trace a Python program and every Python process it starts, then report.
+
+::
+
+    memscope run [--broker ADDR] [--out DIR] [--mode full|aggregated|sampled] script.py args
+    memscope run [options] -m package.module args
+
+Without ``--broker`` an embedded broker writes the log to ``DIR/events/`` (``DIR`` defaults to
+``MemoryAnalysis/<program>-<YYYYmmdd-HHMMSS>/``). The program runs in a child interpreter whose
+environment names the broker and puts a bootstrap ``sitecustomize`` first on ``PYTHONPATH``
+(:mod:`memscope.producer.bootstrap`), so it, its forked, spawned and forkserver children and
+its Python subprocesses all trace into the same log.
+
+The program's stdin, stdout and stderr are its own (memscope writes only to stderr);
+SIGINT, SIGTERM and SIGHUP sent to ``memscope run`` are passed on to it (a Ctrl-C typed at the
+terminal already reaches it, and is not sent twice); its exit code is ``memscope run``'s,
+and a program killed by signal N exits with 128+N. After it ends, ``memscope run`` waits until
+every traced process's final batch is in the log (its ``exit`` row; a process that died
+without one is waited for only while it may still send), then writes the six analysis files
+and the reports into ``DIR`` and prints where they are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from memscope.cli import CliError
+from memscope.producer.bootstrap import make_bootstrap_dir
+from memscope.producer.offline import BOOTSTRAP_ENV
+from memscope.producer.rundir import default_run_dir, program_label
+
+#: Signals passed on to the program.
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+#: ``si_code`` of a signal the kernel sent (a terminal's Ctrl-C goes to the whole group).
+_SI_KERNEL = 0x80
+#: Seconds to wait, after the program ends, for the traced processes' last events.
+SETTLE_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What ``memscope run`` was asked to do."""
+
+    argv: tuple[str, ...]  # arguments after the interpreter: script args / -m module args
+    label: str
+    out_dir: Path
+    broker: str | None
+    mode: str | None
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> RunOptions:
+        """Validate the parsed arguments."""
+        if args.native:
+            raise CliError(
+                "memscope run --native: native (malloc/mmap) tracing is not part of this build "
+                "yet; run without --native to trace the Python allocators"
+            )
+        program = list(args.program)
+        if program and program[0] == "--":
+            program = program[1:]
+        if args.module:
+            argv: tuple[str, ...] = ("-m", args.module, *program)
+            label = program_label(module=args.module)
+        else:
+            if not program:
+                raise CliError("memscope run: name a script (memscope run script.py) or -m MODULE")
+            script = Path(program[0])
+            if not script.is_file():
+                raise CliError(f"memscope run: {program[0]}: no such file")
+            argv = tuple(program)
+            label = program_label(argv=program)
+        out_dir = Path(args.out) if args.out else default_run_dir(label)
+        return cls(argv, label, out_dir, args.broker, args.mode)
+
+
+class RunCommand:
+    """The ``run`` verb."""
+
+    name = "run"
+    help = "trace a program and its children, then report"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """Declare the options (everything after the script belongs to the script)."""
+        parser.add_argument("--broker", metavar="ADDR",
+                            help="send to this broker instead of starting one")
+        parser.add_argument("--out", metavar="DIR",
+                            help="run directory (default MemoryAnalysis/<program>-<time>/)")
+        parser.add_argument("--mode", choices=("full", "aggregated", "sampled"),
+                            help="full: every event; aggregated: short-lived pairs folded at "
+                                 "the source; sampled: byte-volume sampling")
+        parser.add_argument("--native", action="store_true",
+                            help="also trace malloc/mmap of native libraries")
+        parser.add_argument("-m", dest="module", metavar="MODULE",
+                            help="run a module, like python -m")
+        parser.add_argument("program", nargs=argparse.REMAINDER,
+                            help="script.py and its arguments (or the module's arguments)")
+
+    def run(self, args: argparse.Namespace) -> int:
+        """Trace the program, wait for its events, write the reports; its exit code."""
+        options = RunOptions.from_args(args)
+        return execute(options)
+
+
+COMMAND = RunCommand()
+
+
+def _say(message: str) -> None:
+    print(f"memscope: {message}", file=sys.stderr, flush=True)
+
+
+def execute(options: RunOptions) -> int:
+    """Run ``options`` end to end; return the program's exit code."""
+    from memscope.broker.client import BrokerClient
+    from memscope.config import load_settings
+
+    settings = load_settings()
+    if options.mode:
+        settings = settings.replace(mode=options.mode)
+    broker = None
+    events_dir: Path | None = options.out_dir / "events"
+    if options.broker:
+        from memscope.broker.addresses import control_address
+
+        address, control = options.broker, control_address(options.broker)
+        events_dir = _remote_log(BrokerClient(control, settings))
+    else:
+        from memscope.broker import start_embedded
+
+        try:
+            broker = start_embedded(events_dir, settings=settings)
+        except RuntimeError as exc:
+            raise CliError(f"memscope run: {exc}", 1) from None
+        address, control = broker.address, broker.control_address
+    bootstrap = make_bootstrap_dir()
+    try:
+        env = _program_env(address, events_dir, bootstrap, options.mode)
+        code = _run_program(options.argv, env)
+        client = BrokerClient(control, settings)
+        try:
+            missing = _settle(client, SETTLE_TIMEOUT_S, settings.flush_interval_s)
+        finally:
+            client.close()
+        for producer in missing:
+            _say(f"no final batch from {producer} (killed, or still running); its events "
+                 "may end early")
+    finally:
+        shutil.rmtree(bootstrap, ignore_errors=True)
+        if broker is not None:
+            broker.stop()
+    if events_dir is None:
+        _say(f"events sent to the broker at {options.broker}; analyze its log with "
+             "`memscope analyze LOG --out DIR`")
+        return code
+    _report(events_dir, options.out_dir)
+    return code
+
+
+def _remote_log(client: Any) -> Path | None:
+    try:
+        log = client.ping().get("log")
+    except RuntimeError as exc:
+        raise CliError(f"memscope run --broker: {exc}", 1) from None
+    finally:
+        client.close()
+    path = Path(str(log)) if log else None
+    return path if path is not None and path.exists() else None
+
+
+def _program_env(address: str, events_dir: Path | None, bootstrap: Path,
+                 mode: str | None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["MEMSCOPE_BROKER_ADDRESS"] = address
+    if events_dir is not None:
+        env["MEMSCOPE_LOG_DIR"] = str(events_dir.resolve())
+    else:
+        env.pop("MEMSCOPE_LOG_DIR", None)
+    if mode:
+        env["MEMSCOPE_MODE"] = mode
+    env[BOOTSTRAP_ENV] = str(bootstrap)
+    path = env.get("PYTHONPATH")
+    env["PYTHONPATH"] = str(bootstrap) + (os.pathsep + path if path else "")
+    return env
+
+
+def _run_program(argv: tuple[str, ...], env: dict[str, str]) -> int:
+    """Run the program with signals passed on; its exit code (128+N when killed by N)."""
+    try:
+        child = subprocess.Popen([sys.executable, *argv], env=env)
+    except OSError as exc:
+        raise CliError(f"memscope run: cannot start {sys.executable}: {exc}", 1) from None
+    waited = {*FORWARDED, signal.SIGCHLD}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, waited)
+    try:
+        while child.poll() is None:
+            info = signal.sigtimedwait(waited, 1.0)
+            if info is None or info.si_signo == signal.SIGCHLD:
+                continue
+            if info.si_code != _SI_KERNEL and child.poll() is None:
+                child.send_signal(info.si_signo)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    code = int(child.returncode)
+    return 128 - code if code < 0 else code
+
+
+def _processes(client: Any) -> dict[str, tuple[int, bool]]:
+    """Each producer -> (pid, has its exit row), read from the broker's log after a flush."""
+    from memscope.broker.log import open_log
+
+    summary = client.flush()
+    log = summary.get("log") or client.ping().get("log")
+    table = open_log(log).dataset("processes").to_table(columns=["producer", "pid", "event"])
+    out: dict[str, tuple[int, bool]] = {}
+    for producer, pid, event in zip(*(table.column(c).to_pylist() for c in table.column_names),
+                                    strict=True):
+        _, ended = out.get(producer, (pid, False))
+        out[producer] = (int(pid), ended or event == "exit")
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _settle(client: Any, timeout: float, interval: float) -> list[str]:
+    """Wait until every traced process's exit row is in; the producers still missing one.
+
+    A process that is gone without an exit row (killed) is given ``grace`` seconds for a
+    batch still in flight; one still running is waited for until ``timeout``.
+    """
+    start = time.monotonic()
+    grace = max(4 * interval, 1.0)
+    dead_since: dict[str, float] = {}
+    while True:
+        now = time.monotonic()
+        pending = {p: pid for p, (pid, ended) in _processes(client).items() if not ended}
+        for producer, pid in pending.items():
+            if not _alive(pid):
+                dead_since.setdefault(producer, now)
+        waiting = [p for p in pending if now - dead_since.get(p, now) < grace]
+        # Wait two flush intervals at least: a child forked just before the program ended
+        # may not have announced itself yet.
+        if (not waiting and now - start >= 2 * interval) or now - start >= timeout:
+            return sorted(pending)
+        time.sleep(min(interval, 0.2))
+
+
+def _report(events_dir: Path, out_dir: Path) -> None:
+    """Analyze and export into ``out_dir``, or say which part is missing."""
+    try:
+        from memscope.analyzers import run_all
+    except ImportError:
+        _say(f"log written to {events_dir}; the analyzers are not available in this build yet")
+        return
+    paths = list(run_all(events_dir, out_dir))
+    try:
+        from memscope.exporters import write_reports
+    except ImportError:
+        _say("the exporters are not available in this build yet (no SVG/HTML reports)")
+    else:
+        paths += list(write_reports(out_dir, out_dir))
+    _say(f"log: {events_dir}")
+    for path in paths:
+        _say(f"wrote {path}")
