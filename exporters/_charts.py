@@ -13,13 +13,7 @@ from typing import Any
 import altair as alt
 
 from memscope.exporters._extract import METRICS
-from memscope.exporters._format import (
-    human_bytes,
-    human_count,
-    human_percent,
-    human_rate,
-    shorten,
-)
+from memscope.exporters._format import human_bytes, human_count, human_percent, shorten
 from memscope.exporters._treemap import squarify
 
 CATEGORIES = ("Collections", "Text", "Numbers", "Objects", "Arrays/Buffers", "Callables",
@@ -58,30 +52,28 @@ def placeholder(title: str, message: str, width: int, height: int = 60) -> Any:
     ).encode(text="m:N").properties(width=width, height=height)
 
 
-def _metric_text(key: str, unit: str, stats: dict[str, Any]) -> tuple[str, str]:
-    value = stats.get(key)
+def metric_text(unit: str, value: Any) -> str:
+    """A metric value in its unit, human-readable; ``None`` -> "not measured"."""
     if value is None:
-        return "not measured", ""
+        return "not measured"
     if unit == "bytes":
-        text = human_bytes(value)
-    elif unit == "fraction":
-        text = human_percent(value)
-    elif unit == "rate":
-        text = human_rate(value)
-    else:
-        text = human_count(value)
-    note = ""
-    if key == "active_memory" and stats.get("peak_memory"):
-        note = f"{human_percent(value / stats['peak_memory'])} of peak"
-    elif key == "active_allocations" and stats.get("total_allocations"):
-        note = f"of {human_count(stats['total_allocations'])} made"
-    elif key == "peak_memory" and stats.get("total_allocated") is not None:
-        note = f"{human_bytes(stats['total_allocated'])} allocated in all"
-    elif key == "allocation_density":
-        note = "allocations per second"
-    elif key in ("median_allocation_size", "p95_allocation_size"):
-        note = "per allocation"
-    return text, note
+        return human_bytes(value)
+    if unit == "percent":
+        return f"{value:.1f}%"
+    if unit == "ratio":
+        return f"{value:,.2f}" if value < 100 else f"{value:,.0f}"
+    return human_count(value)
+
+
+def metric_note(key: str, default: str, stats: dict[str, Any]) -> str:
+    """The small line under a metric: a measured context where there is one."""
+    if key == "active_allocations" and stats.get("total_allocations") is not None:
+        return f"of {human_count(stats['total_allocations'])} made"
+    if key == "peak_memory" and stats.get("total_allocated") is not None:
+        return f"{human_bytes(stats['total_allocated'])} allocated in all"
+    if key == "allocation_density" and stats.get("tracked_variables"):
+        return f"allocations per tracked variable ({human_count(stats['tracked_variables'])})"
+    return default
 
 
 def metric_cards(stats: dict[str, Any], width: int = 1180) -> Any:
@@ -89,8 +81,9 @@ def metric_cards(stats: dict[str, Any], width: int = 1180) -> Any:
     gap = 10
     card_w = (width - gap * (len(METRICS) - 1)) / len(METRICS)
     rows = []
-    for i, (key, label, unit) in enumerate(METRICS):
-        text, note = _metric_text(key, unit, stats)
+    for i, (key, label, unit, default_note) in enumerate(METRICS):
+        text = metric_text(unit, stats.get(key))
+        note = metric_note(key, default_note, stats)
         left = i * (card_w + gap)
         rows.append({"key": key, "label": label.upper(), "value": text, "note": note,
                      "x": left, "x2": left + card_w, "xa": left + 5, "xt": left + 14,
@@ -289,29 +282,29 @@ def variables_by_category(variables: list[dict[str, Any]], width: int = 560,
 
 
 def top_sites(sites: list[dict[str, Any]], width: int = 560, height: int = 220,
-              limit: int = 10, title: str = "Top allocation sites (by bytes)"
-              ) -> Any:
+              limit: int = 10, title: str = "Top allocation sites (by bytes)") -> Any:
     """The allocation sites that allocated the most bytes."""
-    rows = [s for s in sites if s["bytes"] is not None][:limit]
+    rows = sorted((s for s in sites if s["bytes"] is not None), key=lambda s: -s["bytes"])
+    rows = rows[:limit]
     if not rows:
         return placeholder(title, "not measured: no allocation sites", width)
     data = []
     for rank, s in enumerate(rows):
-        where = f"{s['filename']}:{s['lineno']}" if s["lineno"] is not None else s["filename"]
-        data.append({"rank": rank, "site": shorten(f"{s['function']}  {where}", 42),
-                     "bytes": s["bytes"],
-                     "label": f"{human_bytes(s['bytes'])} · {human_count(s['count'])} allocs"
-                     if s["count"] is not None else human_bytes(s["bytes"])})
+        label = human_bytes(s["bytes"])
+        if s["count"] is not None:
+            label += f" · {human_count(s['count'])} allocs"
+        data.append({"rank": rank, "site": shorten(s["location"], 44), "bytes": s["bytes"],
+                     "label": label, "trace": s["trace"]})
     base = alt.Chart(_data(data), title=title).encode(
-        y=alt.Y("site:N", sort=None, title=None,
-                axis=alt.Axis(labelLimit=260)),
+        y=alt.Y("site:N", sort=None, title=None, axis=alt.Axis(labelLimit=270)),
         x=alt.X("bytes:Q", title="bytes allocated", axis=alt.Axis(labelExpr=BYTES_EXPR),
-                scale=alt.Scale(domainMax=max(r["bytes"] for r in data) * 1.7)),
+                scale=alt.Scale(domainMax=max(r["bytes"] for r in data) * 1.8)),
     )
     bars = base.mark_bar(color="#F58518", cornerRadiusEnd=3).encode(
-        tooltip=[alt.Tooltip("site:N"), alt.Tooltip("label:N", title="allocated")])
+        tooltip=[alt.Tooltip("site:N"), alt.Tooltip("label:N", title="allocated"),
+                 alt.Tooltip("trace:N", title="stack")])
     text = base.mark_text(align="left", dx=4, fontSize=10, color=INK).encode(text="label:N")
-    return (bars + text).properties(width=width - 200, height=height)
+    return (bars + text).properties(width=width - 210, height=height)
 
 
 def summary(lines: list[tuple[str, str]], width: int = 560) -> Any:

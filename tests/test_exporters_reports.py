@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,8 @@ from memscope.exporters import KINDS, ReportProblem, find_reports, load_reports,
 from memscope.exporters._format import human_bytes, human_duration_ns
 from memscope.exporters.snapshot_json import MemorySnapshotJson
 from memscope.exporters.testing import write_sample_reports
+
+REAL_SAMPLE = Path(__file__).parent / "data" / "analysis_sample"
 
 
 def test_find_reports_by_suffix_newest_wins(tmp_path):
@@ -59,12 +62,17 @@ def test_human_formats():
     assert human_duration_ns(2_500_000_000) == "2.50 s"
 
 
-def test_snapshot_matches_the_input(tmp_path):
-    paths = write_sample_reports(tmp_path, n_vars=30)
-    mem = json.loads(paths["memory_analysis"].read_text())
+@pytest.mark.parametrize("source", ["analyzers-sample", "synthetic"])
+def test_snapshot_matches_the_input(tmp_path, source):
+    if source == "synthetic":
+        write_sample_reports(tmp_path, n_vars=30)
+        directory = tmp_path
+    else:
+        directory = REAL_SAMPLE
+    mem = json.loads(next(directory.glob("*_memory_analysis.json")).read_text())
     exporter = MemorySnapshotJson()
     buf = io.BytesIO()
-    exporter.render(exporter.build(load_reports(tmp_path)), buf)
+    exporter.render(exporter.build(load_reports(directory)), buf)
     snap = json.loads(buf.getvalue())
     assert set(snap) == {"memory_hierarchy", "summary", "metadata"}
     stats = mem["memory_stats"]
@@ -75,27 +83,30 @@ def test_snapshot_matches_the_input(tmp_path):
         "total_allocations": stats["total_allocations"],
         "total_deallocations": stats["total_deallocations"],
         "total_memory_bytes": stats["total_allocated"],
+        "total_freed_bytes": stats["total_freed"],
     }
     hierarchy = snap["memory_hierarchy"]
-    for cat in mem["type_categories"]:
-        node = hierarchy[cat["category"]]
-        assert node["summary"]["total_size_bytes"] == cat["total_size"]
-        for sub in cat["subcategories"]:
-            sub_node = node["subcategories"][sub["name"]]
-            assert sub_node["summary"]["total_size_bytes"] == sub["total_size"]
-            by_name = {t["type_name"]: t for t in sub_node["types"]}
-            for t in sub["types"]:
-                out = by_name[t["type_name"]]
-                assert out["size_bytes"] == t["total_size"]
-                assert out["allocation_count"] == t["allocation_count"]
-                assert sorted(out["variable_names"]) == sorted(t["variables"])
+    assert set(hierarchy) == set(mem["memory_hierarchy"])
+    for cat, node in mem["memory_hierarchy"].items():
+        out = hierarchy[cat]
+        assert out["summary"]["total_size_bytes"] == node["summary"]["total_size_bytes"]
+        for sub, sub_node in node["subcategories"].items():
+            out_sub = out["subcategories"][sub]
+            assert out_sub["summary"]["total_size_bytes"] == sub_node["summary"]["total_size_bytes"]
+            by_name = {t["type_name"]: t for t in out_sub["types"]}
+            for t in sub_node["types"]:
+                row = by_name[t["type_name"]]
+                assert row["size_bytes"] == t["size_bytes"]
+                assert row["allocation_count"] == t["allocation_count"]
+                assert sorted(row["variable_names"]) == sorted(t["variable_names"])
     # every tracked variable appears once among the allocations, with its size and birth
-    variables = {(v["name"], v["size"], v["created_ts_ns"]) for v in mem["tracked_variables"]}
-    allocations = {(a["variable_name"], a["size_bytes"], a["allocation_time_ns"])
-                   for c in hierarchy.values() for s in c["subcategories"].values()
-                   for t in s["types"] for a in t["allocations"]}
+    variables = sorted((v["name"], v["size"], v["created_ts_ns"])
+                       for v in mem["tracked_variables"])
+    allocations = sorted((a["variable_name"], a["size_bytes"], a["allocation_time_ns"])
+                         for c in hierarchy.values() for s in c["subcategories"].values()
+                         for t in s["types"] for a in t["allocations"])
     assert allocations == variables
-    assert snap["metadata"]["source"]["log_id"] == mem["metadata"]["log_id"]
+    assert snap["metadata"]["source"]["source_log_id"] == mem["metadata"]["source_log_id"]
 
 
 def test_snapshot_leaves_unmeasured_values_out(tmp_path):
