@@ -86,7 +86,7 @@ def security_panel(ctx: dict[str, Any]) -> dict[str, Any]:
 
 def complex_panel(ctx: dict[str, Any]) -> dict[str, Any]:
     """Generic types: sizes, nesting, complexity and suggestions."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for r in rows_of(pick(ctx["complex"], "complex_type_analysis")):
         suggestions = [clean_text(pick(s, "message")) for s in rows_of(pick(r, "suggestions"))]
         rows.append({

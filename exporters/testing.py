@@ -257,7 +257,7 @@ def _lifetime(run: _Run) -> dict[str, Any]:
 def _security(run: _Run) -> dict[str, Any]:
     kinds = [("leak", "high"), ("double_free", "critical"), ("oversized_allocation", "medium"),
              ("domain_mismatch", "high")]
-    reports = []
+    reports: list[dict[str, Any]] = []
     for i, (kind, severity) in enumerate(kinds * 3):
         loc = run.sites[i % len(run.sites)]
         stack = {"stack_id": i + 1, "location": loc, "trace": [loc, "<module> (app/main.py:3)"]}
