@@ -31,6 +31,26 @@ BYTES_EXPR = (
 )
 
 
+def time_unit(span_s: float) -> tuple[float, str]:
+    """(factor, unit) to show times of a run lasting ``span_s`` seconds in readable numbers."""
+    if span_s < 2e-3:
+        return 1e6, "µs"
+    if span_s < 2.0:
+        return 1e3, "ms"
+    if span_s < 600:
+        return 1.0, "s"
+    return 1 / 60, "min"
+
+
+def _in_unit(rows: list[dict[str, Any]], *fields: str) -> tuple[list[dict[str, Any]], str]:
+    """Copies of ``rows`` with ``<field>_u`` = the field in a readable unit; and the unit."""
+    span = max((abs(r[f]) for r in rows for f in fields if r.get(f) is not None), default=0.0)
+    factor, unit = time_unit(span)
+    out = [dict(r, **{f"{f}_u": None if r.get(f) is None else r[f] * factor for f in fields})
+           for r in rows]
+    return out, unit
+
+
 def category_color(domain: list[str] | None = None) -> alt.Scale:
     """The fixed category -> colour scale (unknown categories get the 'Other' grey)."""
     cats = list(CATEGORIES)
@@ -121,25 +141,27 @@ def memory_timeline(series: list[dict[str, Any]], width: int = 1180,
     title = "Memory over time (active bytes per process)"
     if not series:
         return placeholder(title, "not measured: no memory_over_time in the analysis", width)
+    series, unit = _in_unit(series, "t_s")
     peak = max(series, key=lambda r: r["bytes"])
     data = _data(series)
     line = alt.Chart(data, title=title).mark_area(
         line={"strokeWidth": 2}, opacity=0.18, interpolate="step-after"
     ).encode(
-        x=alt.X("t_s:Q", title="time since start (s)"),
+        x=alt.X("t_s_u:Q", title=f"time since start ({unit})"),
         y=alt.Y("bytes:Q", title="active memory", stack=None,
                 axis=alt.Axis(labelExpr=BYTES_EXPR)),
         color=alt.Color("pid:N", title="process", legend=alt.Legend(orient="top-left")),
-        tooltip=[alt.Tooltip("pid:N", title="process"), alt.Tooltip("t_s:Q", format=".3f"),
+        tooltip=[alt.Tooltip("pid:N", title="process"),
+                 alt.Tooltip("t_s_u:Q", format=".3f", title=unit),
                  alt.Tooltip("bytes:Q", format=",", title="bytes")],
     )
-    marks = [{"t_s": peak["t_s"], "bytes": peak["bytes"],
+    marks = [{"t_s_u": peak["t_s_u"], "bytes": peak["bytes"],
               "label": f"peak {human_bytes(peak['bytes'])} (process {peak['pid']})"}]
     point = alt.Chart(_data(marks)).mark_point(color="#E45756", filled=True, size=60).encode(
-        x="t_s:Q", y="bytes:Q")
+        x="t_s_u:Q", y="bytes:Q")
     label = alt.Chart(_data(marks)).mark_text(
         color="#E45756", align="left", dx=8, dy=-6, fontWeight="bold").encode(
-        x="t_s:Q", y="bytes:Q", text="label:N")
+        x="t_s_u:Q", y="bytes:Q", text="label:N")
     return (line + point + label).properties(width=width, height=height)
 
 
@@ -378,15 +400,17 @@ def lifetimes(variables: list[dict[str, Any]], end_s: float, width: int = 1100,
                      "alive": v["died_s"] is None, "size": human_bytes(v["size"])})
     if len(timed) > limit:
         title += f" — the {limit} largest of {len(timed)} are drawn"
+    rows, unit = _in_unit(rows, "start", "end")
     chart = alt.Chart(_data(rows), title=title).mark_bar(cornerRadius=2, height=9).encode(
         y=alt.Y("label:N", sort=None, title=None, axis=alt.Axis(labelLimit=260)),
-        x=alt.X("start:Q", title="time since start (s)"),
-        x2="end:Q",
+        x=alt.X("start_u:Q", title=f"time since start ({unit})"),
+        x2="end_u:Q",
         color=alt.Color("scope:N", legend=alt.Legend(orient="top", columns=6, labelLimit=160)),
         opacity=alt.condition("datum.alive", alt.value(0.55), alt.value(0.95)),
         tooltip=[alt.Tooltip("name:N"), alt.Tooltip("type:N"), alt.Tooltip("scope:N"),
-                 alt.Tooltip("size:N"), alt.Tooltip("start:Q", format=".4f"),
-                 alt.Tooltip("end:Q", format=".4f"), alt.Tooltip("alive:N")],
+                 alt.Tooltip("size:N"), alt.Tooltip("start_u:Q", format=".3f", title=unit),
+                 alt.Tooltip("end_u:Q", format=".3f", title=f"end ({unit})"),
+                 alt.Tooltip("alive:N")],
     )
     return chart.properties(width=width, height=max(60, 13 * len(rows)))
 
@@ -397,12 +421,13 @@ def rates(rows: list[dict[str, Any]], width: int = 1100, height: int = 200
     title = "Allocation and free rates over time"
     if not rows:
         return placeholder(title, "not measured: no rates in the performance analysis", width)
-    return alt.Chart(_data(rows), title=title).mark_line(interpolate="monotone").encode(
-        x=alt.X("t_s:Q", title="time since start (s)"),
+    rows, unit = _in_unit(rows, "t_s")
+    return alt.Chart(_data(rows), title=title).mark_line(interpolate="step-after").encode(
+        x=alt.X("t_s_u:Q", title=f"time since start ({unit})"),
         y=alt.Y("value:Q", title="events per second", axis=alt.Axis(format="~s")),
         color=alt.Color("series:N", title=None, legend=alt.Legend(orient="top")),
         strokeDash=alt.StrokeDash("what:N", title=None),
-        tooltip=[alt.Tooltip("series:N"), alt.Tooltip("t_s:Q", format=".3f"),
+        tooltip=[alt.Tooltip("series:N"), alt.Tooltip("t_s_u:Q", format=".3f", title=unit),
                  alt.Tooltip("value:Q", format=",.0f")],
     ).properties(width=width, height=height)
 

@@ -38,7 +38,12 @@ def note(text: str, level: str = "info") -> Item:
 
 def table(tid: str, title: str, columns: list[tuple[str, str, str]],
           rows: list[dict[str, Any]], sort: str | None = None) -> Item:
-    """A sortable, filterable table; ``columns`` are (key, label, type)."""
+    """A sortable, filterable table; ``columns`` are (key, label, type).
+
+    Columns that no row has a value for are left out.
+    """
+    if rows:
+        columns = [c for c in columns if any(r.get(c[0]) not in (None, "") for r in rows)]
     return {
         "type": "table", "id": tid, "title": title,
         "columns": [{"key": k, "label": label, "type": t} for k, label, t in columns],

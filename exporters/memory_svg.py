@@ -46,7 +46,7 @@ def _summary_lines(view: MemoryAnalysisView) -> list[tuple[str, str]]:
                           f"{human_bytes(s.get('peak_memory'))}"),
         ("Tracked variables", human_count(len(view.variables)) if view.variables
          else "none tracked"),
-        ("Frees not matched to an allocation", human_count(s.get("unmatched_frees"))),
+        ("Unmatched frees", human_count(s.get("unmatched_frees"))),
     ]
     alive = [v for v in view.variables if v["died_s"] is None and v["created_s"] is not None]
     if view.variables:

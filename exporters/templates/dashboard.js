@@ -50,7 +50,7 @@
     ratio: (v) => v.toLocaleString("en-US", { maximumFractionDigits: 2 }),
     rate: (v) => (v >= 10 ? Math.round(v).toLocaleString("en-US") : v.toFixed(2)) + "/s",
     duration_ns: duration,
-    seconds: (v) => v.toFixed(4) + " s",
+    seconds: (v) => "+" + duration(v * 1e9),
     text: (v) => String(v),
   };
   function format(value, type) {
