@@ -4,6 +4,7 @@
 #include "tr_core.h"
 
 #include <stdbool.h>
+#include <unistd.h>
 
 /* ------------------------------------------------------------------ clock */
 
@@ -115,6 +116,7 @@ static int tr_started;
 static int tr_numpy_active;
 static int tr_draining; /* a drain is in progress (it may let other threads run) */
 static int tr_atfork_ready;
+static pid_t tr_pid; /* the process the C state belongs to (set at start and in a child) */
 static uint64_t tr_shipped_events, tr_shipped_bytes;
 
 static void tr_atfork_prepare(void)
@@ -138,6 +140,7 @@ static void tr_atfork_child(void)
     tr_draining = 0;
     tr_shipped_events = 0;
     tr_shipped_bytes = 0;
+    tr_pid = getpid();
 }
 
 static PyObject *py_start(PyObject *self, PyObject *args, PyObject *kwargs)
@@ -173,6 +176,7 @@ static PyObject *py_start(PyObject *self, PyObject *args, PyObject *kwargs)
         tr_atfork_ready = 1;
     }
     tr_clock_init();
+    tr_pid = getpid();
     if (numpy) {
         int rc = tr_numpy_install();
         if (rc < 0) {
@@ -246,9 +250,11 @@ static int tr_drain_into(PyObject *chunks, PyObject *rare, uint64_t max_events)
 {
     tr_clock_t clock;
     tr_clock_now(&clock);
-    bool aggregated = tr_mode == TR_MODE_AGGREGATED && tr_started;
+    /* tr_mode stays that of the last start, so the drain after stop still reports */
+    bool aggregated = tr_mode == TR_MODE_AGGREGATED;
     if (aggregated) {
-        int64_t promoted = tr_hooks_promote(chunks, &clock);
+        /* once stopped, everything still waiting is alive at the end: send it all */
+        int64_t promoted = tr_hooks_promote(chunks, &clock, !tr_started);
         if (promoted < 0) {
             return -1;
         }
@@ -370,9 +376,12 @@ static PyObject *py_block_address(PyObject *self, PyObject *obj)
 
 static PyObject *py_after_fork_child(PyObject *self, PyObject *noargs)
 {
-    /* The C state was reset by the pthread_atfork child handler; this is for callers that
-     * want the same reset done explicitly (idempotent). */
-    tr_atfork_child();
+    /* The pthread_atfork child handler has already reset the C state; this only acts in a
+     * process the state does not belong to (e.g. a fork done while the handler was not yet
+     * registered), so calling it twice, or in the parent, changes nothing. */
+    if (tr_pid != 0 && tr_pid != getpid()) {
+        tr_atfork_child();
+    }
     Py_RETURN_NONE;
 }
 
