@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
+from tracer_util import capture_run
 
 from memscope.producer import capture
 from memscope.producer.wire import KIND_FREE
-from tests.tracer_util import capture_run
 
 
 class Plain:

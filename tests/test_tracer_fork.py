@@ -5,9 +5,9 @@ import threading
 import time
 
 import numpy as np
+from tracer_util import decode_all, drain
 
 from memscope.producer import capture
-from tests.tracer_util import decode_all, drain
 
 MARK = 5_550_001
 

@@ -5,10 +5,10 @@ import sys
 import textwrap
 
 import numpy as np
+from tracer_util import capture_run, decode_all, drain, resolve_stack
 
 from memscope.producer import capture
 from memscope.producer.wire import KIND_ALLOC, KIND_CALLOC, KIND_FREE, KIND_REALLOC
-from tests.tracer_util import capture_run, decode_all, drain, resolve_stack
 
 WORKLOAD = """
 def workload():

@@ -3,10 +3,10 @@
 import threading
 
 import numpy as np
+from tracer_util import capture_run, decode_all, drain
 
 from memscope.producer import capture
 from memscope.producer.wire import KIND_FREE
-from tests.tracer_util import capture_run, decode_all, drain
 
 BASE = 4_100_000
 
