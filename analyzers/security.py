@@ -3,10 +3,14 @@
 Findings (``violation_reports``), each with kind, severity, the real stack of the event that
 proves it, related allocations and a remediation line:
 
-``double_free`` (critical)
+``double_free`` (critical, or low)
     a block's address freed twice with no allocation of that address in between: the log
-    holds the allocation, its free, and the second free. Not reported for sampled processes
-    (a sample does not see every allocation).
+    holds the allocation, its free, and the second free. ``confidence`` is ``high`` (severity
+    critical) when the second free has a Python stack and runs on the allocating thread;
+    otherwise ``low`` (severity low): an allocation the tracer never saw -- on an ignored
+    thread, made by the tracer itself, or while tracing was off -- between the two frees
+    produces the same events. Not reported for sampled processes (a sample does not see
+    every allocation).
 ``domain_mismatch`` (high)
     a block ended by a free/realloc of another allocator domain than the one it came from
     (e.g. ``PyMem_Malloc`` memory released with ``PyObject_Free``).
@@ -91,13 +95,18 @@ def double_frees(con: duckdb.DuckDBPyConnection) -> tuple[int, list[dict[str, An
     out = []
     for r in found[:MAX_FINDINGS_PER_KIND]:
         alloc = _alloc(con, r)
+        sure = bool(r["stack_id"]) and r["a_tid"] == r["tid"]
         out.append({
-            "kind": "double_free", "severity": "critical", "pid": r["pid"], "tid": r["tid"],
-            "ts_ns": r["ts_ns"], "address": r["address"],
+            "kind": "double_free", "severity": "critical" if sure else "low",
+            "confidence": "high" if sure else "low",
+            "pid": r["pid"], "tid": r["tid"], "ts_ns": r["ts_ns"], "address": r["address"],
             "message": (f"{KIND_NAMES.get(r['kind'], r['kind'])} of address {r['address']:#x} "
                         f"already freed at ts_ns {r['previous_end_ts_ns']}"
                         + (f"; allocated at ts_ns {alloc['ts_ns']} ({alloc['size']} bytes)"
-                           if alloc else "")),
+                           if alloc else "")
+                        + ("" if sure else "; no Python frame or another thread: an "
+                           "allocation the tracer did not see (an ignored thread, the tracer's "
+                           "own, after tracing stopped) would look the same")),
             "stack": stack_info(con, r["pid"], r["stack_id"]),
             "related_allocations": ([alloc] if alloc else []) + [
                 {"role": "first_free", "ts_ns": r["previous_end_ts_ns"], "address": r["address"]}
