@@ -161,7 +161,10 @@ class BlockMatcher:
 
     def point_views(self) -> None:
         """Point ``_allocations`` and ``_notable_ends`` at the matched state."""
+        from memscope.analyzers.memstats import forget
+
         self.views_over(self.con, self.schema)
+        forget(self.con)
 
     @staticmethod
     def views_over(con: duckdb.DuckDBPyConnection, schema: str | None = None) -> None:
@@ -190,6 +193,11 @@ def _chunks(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
 
 
 def memory_batches(dataset: Any) -> Iterator[pa.RecordBatch]:
-    """The memory table's record batches in log order (segments, then batches)."""
-    scanner = dataset.scanner(batch_size=1 << 20, use_threads=True)
+    """The memory table's record batches in log order (segments, then batches).
+
+    Read-ahead is kept small (pyarrow's default is 16 batches of each of 4 files), so the
+    decoded events waiting for the matcher stay within a few chunks.
+    """
+    scanner = dataset.scanner(batch_size=1 << 18, batch_readahead=4, fragment_readahead=1,
+                              use_threads=True)
     yield from scanner.to_reader()
