@@ -86,9 +86,11 @@ def _peaks(con: duckdb.DuckDBPyConnection, by_pid: bool) -> dict[int, tuple[int,
     deltas = _deltas_sql(group)
     buckets = con.execute(
         f"""WITH {_SPANS}, d AS ({deltas}),
-        b AS (SELECT d.g, (d.t - s.lo) // s.width AS bucket, sum(d.delta) AS net,
-                     coalesce(sum(d.delta) FILTER (WHERE d.delta > 0), 0) AS pos
-              FROM d JOIN s ON s.g = d.g GROUP BY d.g, bucket)
+        db AS (SELECT d.g, d.delta, (d.t - s.lo) // s.width AS bucket
+               FROM d JOIN s ON s.g = d.g),
+        b AS (SELECT g, bucket, sum(delta) AS net,
+                     coalesce(sum(delta) FILTER (WHERE delta > 0), 0) AS pos
+              FROM db GROUP BY g, bucket)
         SELECT g, bucket, sum(net) OVER (PARTITION BY g ORDER BY bucket
                                          ROWS UNBOUNDED PRECEDING) - net AS level0, net, pos
         FROM b ORDER BY g, bucket""",
@@ -106,11 +108,11 @@ def _peaks(con: duckdb.DuckDBPyConnection, by_pid: bool) -> dict[int, tuple[int,
             f"""WITH {_SPANS}, d AS ({deltas}),
             c AS (SELECT unnest(?::BIGINT[]) AS g, unnest(?::BIGINT[]) AS bucket,
                          unnest(?::BIGINT[]) AS level0),
-            r AS (SELECT d.g, d.t, c.level0 + sum(d.delta) OVER (
-                      PARTITION BY d.g, c.bucket ORDER BY d.t, d.pid, d.seq, d.is_start
+            db AS (SELECT d.*, (d.t - s.lo) // s.width AS bucket FROM d JOIN s ON s.g = d.g),
+            r AS (SELECT db.g, db.t, c.level0 + sum(db.delta) OVER (
+                      PARTITION BY db.g, db.bucket ORDER BY db.t, db.pid, db.seq, db.is_start
                       ROWS UNBOUNDED PRECEDING) AS level
-                  FROM d JOIN s ON s.g = d.g
-                  JOIN c ON c.g = d.g AND (d.t - s.lo) // s.width = c.bucket)
+                  FROM db JOIN c ON c.g = db.g AND c.bucket = db.bucket)
             SELECT g, level, t FROM r
             QUALIFY row_number() OVER (PARTITION BY g ORDER BY level DESC, t) = 1""",
             span_params + [[c[0] for c in candidates], [c[1] for c in candidates],
