@@ -51,7 +51,7 @@ enum { TR_MODE_FULL = 0, TR_MODE_AGGREGATED = 1, TR_MODE_SAMPLED = 2 };
 typedef struct tr_block {
     struct tr_block *next; /* set once by the writer (release) when it moves to a new block */
     uint32_t used;         /* bytes of data[] holding complete records (release/acquire) */
-    uint32_t pad;
+    uint32_t nrec;         /* records in the block; written before `next` is published */
     uint8_t data[];
 } tr_block_t;
 
@@ -73,6 +73,7 @@ typedef struct tr_thread {
     uint8_t *end;    /* cur->data + TR_BLOCK_DATA */
     tr_delta_t w;    /* writer's delta state */
     uint64_t events; /* records written (drain reads it relaxed, for stats) */
+    uint32_t block_nrec; /* records in the current block */
     uint64_t drops;  /* records lost because no block was available (read relaxed) */
     int64_t sample_left; /* sampled mode: bytes until the next sample */
     uint64_t rng;        /* sampled mode: xorshift state */
@@ -86,6 +87,7 @@ typedef struct tr_thread {
     /* --- owned by the drain (serialized by the GIL and tr_draining) --- */
     tr_block_t *dblock; /* oldest block not yet fully drained */
     uint32_t dpos;      /* drained bytes of dblock */
+    uint32_t dcount;    /* drained records of dblock */
     tr_delta_t d;       /* delta state at the drain position */
     /* --- shared --- */
     uint64_t tid;      /* PyThread_get_thread_ident() of the owner; immutable */
@@ -209,6 +211,7 @@ static inline void tr_emit(tr_thread_t *t, unsigned kind, unsigned domain, uint6
     *head = (uint8_t)hdr;
     t->pos = p;
     t->events++;
+    t->block_nrec++;
     __atomic_store_n(&t->cur->used, (uint32_t)(p - t->cur->data), __ATOMIC_RELEASE);
 }
 
@@ -269,6 +272,7 @@ void tr_numpy_uninstall(void);
 /* ---- shared helpers ---- */
 void *tr_raw_alloc(size_t size); /* libc, never traced */
 void *tr_raw_calloc(size_t n, size_t size);
+void *tr_raw_realloc(void *p, size_t size);
 void tr_raw_free(void *p);
 int tr_append_row(PyObject *rare, const char *table, const char *const *names,
                   PyObject **values, int n); /* steals the references in values */

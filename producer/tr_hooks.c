@@ -37,6 +37,7 @@ static int tr_installed; /* GIL */
  * traced and never re-enters a hook), and works before start() and in a forked child. */
 void *tr_raw_alloc(size_t size) { return malloc(size); }
 void *tr_raw_calloc(size_t n, size_t size) { return calloc(n, size); }
+void *tr_raw_realloc(void *p, size_t size) { return realloc(p, size); }
 void tr_raw_free(void *p) { free(p); }
 
 /* ------------------------------------------------------------------ live maps */
