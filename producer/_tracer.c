@@ -2,6 +2,7 @@
  * rec1 decoding). The hooks live in tr_hooks.c, the buffers in tr_buffer.c, the stack tree
  * in tr_stack.c. Python wraps this module in memscope.producer.capture. */
 #include "tr_core.h"
+#include "tr_native_mode.h" /* native mode hooks: drain, methods */
 
 #include <stdbool.h>
 #include <unistd.h>
@@ -284,6 +285,10 @@ static int tr_drain_into(PyObject *chunks, PyObject *rare, uint64_t max_events)
     Py_DECREF(more);
     tr_shipped_events += events;
     tr_shipped_bytes += bytes;
+    /* native mode hook: findings of the allocator shim as `ffi` rows (before the stacks) */
+    if (tr_nm_emit(rare) < 0) {
+        return -1;
+    }
     /* After the chunks: every stack id they reference was interned before it was written. */
     if (tr_stack_emit(rare) < 0) {
         return -1;
@@ -423,6 +428,12 @@ static PyMethodDef tr_methods[] = {
     {"decode_rec1", tr_py_decode_rec1, METH_VARARGS,
      "decode_rec1(data, n) -> 7 bytearrays (MEMORY_COLUMNS order)"},
     {"stats", py_stats, METH_NOARGS, "Counters of the native core."},
+    /* native mode hooks (tr_native_mode.c) */
+    {"native_attach", tr_nm_py_attach, METH_NOARGS,
+     "Connect to the preloaded allocator shim (RuntimeError when it is not preloaded)."},
+    {"native_detach", tr_nm_py_detach, METH_NOARGS, "Stop receiving native events."},
+    {"native_stats", tr_nm_py_stats, METH_NOARGS,
+     "Counters of the preloaded shim (None when it is not preloaded)."},
     {NULL, NULL, 0, NULL},
 };
 
