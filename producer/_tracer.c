@@ -324,7 +324,13 @@ static PyObject *py_drain(PyObject *self, PyObject *args)
         t->busy = 1; /* the drain's own allocations are not traced */
     }
     tr_draining = 1;
+    /* No garbage collection inside the drain: this thread records nothing while draining,
+     * so a collection here would free other threads' blocks unseen. It runs later. */
+    int gc_was_enabled = PyGC_Disable();
     int rc = tr_drain_into(chunks, rare, max_events);
+    if (gc_was_enabled) {
+        PyGC_Enable();
+    }
     tr_draining = 0;
     if (t != NULL) {
         t->busy = was_busy;
@@ -401,15 +407,17 @@ static PyObject *py_after_fork_child(PyObject *self, PyObject *noargs)
 
 static PyObject *py_stats(PyObject *self, PyObject *noargs)
 {
-    uint64_t events, drops, pending, high;
+    uint64_t events, drops, pending, high, live, slots;
     tr_buffer_stats(&events, &drops, &pending, &high);
-    return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:I,s:i}", "events",
+    tr_hooks_map_stats(&live, &slots);
+    return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:I,s:i,s:K,s:K}", "events",
                          (unsigned long long)events, "drops", (unsigned long long)drops,
                          "pending_bytes", (unsigned long long)pending, "buffer_high_water",
                          (unsigned long long)high, "shipped_events",
                          (unsigned long long)tr_shipped_events, "shipped_bytes",
                          (unsigned long long)tr_shipped_bytes, "stacks", tr_stack_count(),
-                         "tsc", tr_use_tsc);
+                         "tsc", tr_use_tsc, "live_blocks", (unsigned long long)live,
+                         "live_map_slots", (unsigned long long)slots);
 }
 
 static PyMethodDef tr_methods[] = {

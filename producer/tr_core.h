@@ -244,11 +244,27 @@ void tr_hooks_after_fork_child(void);
 void tr_hooks_atfork_prepare(void);
 void tr_hooks_atfork_parent(void);
 void tr_hooks_reset_maps(void);
+void tr_hooks_map_stats(uint64_t *live, uint64_t *slots); /* aggregated/sampled maps */
 /* Record one event from a hook in any domain (numpy's handler uses it too). */
 void tr_record_alloc(tr_thread_t *t, unsigned kind, unsigned domain, void *ptr, size_t size);
 void tr_record_realloc(tr_thread_t *t, unsigned domain, void *ptr, void *old, size_t size,
                        uint64_t tick);
 void tr_record_free(tr_thread_t *t, unsigned domain, void *ptr);
+
+/* Entering a free hook: like tr_enter, but an ignored thread's frees are still seen (the
+ * modes decide whether to record them). */
+static inline tr_thread_t *tr_enter_free(void)
+{
+    if (!__atomic_load_n(&tr_enabled, __ATOMIC_RELAXED)) {
+        return NULL;
+    }
+    tr_thread_t *t = tr_current();
+    if (t == NULL || t->busy) {
+        return NULL;
+    }
+    t->busy = 1;
+    return t;
+}
 
 /* Entering a hook: the calling thread's state with its guard taken, or NULL when this call
  * must not be recorded (tracing off, thread ignored, already inside a hook). */

@@ -290,13 +290,64 @@ static int tr_sampled_forget(uint64_t addr)
     return found;
 }
 
-/* Aggregated mode: forget addr; fold it when it was still pending, else record its free. */
-static void tr_agg_free(tr_thread_t *t, unsigned domain, uint64_t addr, uint64_t tick)
+/* Aggregated mode, GIL domains: a small direct-mapped table of the most recent pending
+ * allocations in front of tr_map_gil. Most blocks die young, so most frees are answered
+ * from this cache-resident table; an entry evicted by a newer allocation moves to the map.
+ * Protected by the GIL. */
+#define TR_YOUNG_SLOTS 16384
+static tr_live_t tr_young[TR_YOUNG_SLOTS];
+
+static inline tr_live_t *tr_young_slot(uint64_t addr)
+{
+    return &tr_young[tr_hash_addr(addr) & (TR_YOUNG_SLOTS - 1)];
+}
+
+/* Takes addr's pending entry from the young table or the map (GIL domains). */
+static int tr_gil_take(uint64_t addr, tr_live_t *out)
+{
+    tr_live_t *y = tr_young_slot(addr);
+    if (y->addr == addr) {
+        *out = *y;
+        y->addr = 0;
+        __atomic_store_n(&tr_map_gil.bytes, tr_map_gil.bytes - out->size, __ATOMIC_RELAXED);
+        return 1;
+    }
+    return tr_map_take(&tr_map_gil, addr, out);
+}
+
+static int tr_gil_put(const tr_live_t *e)
+{
+    tr_live_t *y = tr_young_slot(e->addr);
+    if (y->addr == e->addr) { /* a block whose free we missed: replace it */
+        __atomic_store_n(&tr_map_gil.bytes, tr_map_gil.bytes - y->size, __ATOMIC_RELAXED);
+        y->addr = 0;
+    }
+    if (y->addr != 0) {
+        /* evict into the map (which counts its bytes itself) */
+        tr_live_t old = *y;
+        y->addr = 0;
+        __atomic_store_n(&tr_map_gil.bytes, tr_map_gil.bytes - old.size, __ATOMIC_RELAXED);
+        if (tr_map_put(&tr_map_gil, &old) < 0) {
+            *y = old; /* no memory: keep the old one, record the new one directly */
+            __atomic_store_n(&tr_map_gil.bytes, tr_map_gil.bytes + old.size, __ATOMIC_RELAXED);
+            return -1;
+        }
+    }
+    /* (a stale entry for this address in the map would mean a missed free; frees are not
+     * missed while tracing, so the map is not searched here) */
+    *y = *e;
+    __atomic_store_n(&tr_map_gil.bytes, tr_map_gil.bytes + e->size, __ATOMIC_RELAXED);
+    return 0;
+}
+
+/* Aggregated mode: forget addr; fold it when it was still pending, else record its free.
+ * `quiet`: the free comes from an ignored thread, recorded only for blocks we know. */
+static void tr_agg_free(tr_thread_t *t, unsigned domain, uint64_t addr, uint64_t tick, int quiet)
 {
     tr_live_t e;
     int found;
     if (tr_domain_gil(domain)) {
-        found = tr_map_take(&tr_map_gil, addr, &e);
+        found = tr_gil_take(addr, &e);
         if (found && !e.emitted) {
             tr_agg_add(&tr_agg_gil, &e);
         }
@@ -309,7 +360,7 @@ static void tr_agg_free(tr_thread_t *t, unsigned domain, uint64_t addr, uint64_t
         }
         pthread_mutex_unlock(&tr_map_lock);
     }
-    if (!found || e.emitted) {
+    if (found ? e.emitted : !quiet) {
         tr_emit(t, TR_FREE, domain, addr, 0, 0, 0, 0, tick);
     }
 }
@@ -319,7 +370,7 @@ static void tr_agg_alloc(tr_thread_t *t, unsigned domain, uint64_t addr, uint64_
     tr_live_t e = {addr, size, tr_tick(), t->tid, tr_stack_for(t, domain), (uint8_t)domain, 0};
     int rc;
     if (tr_domain_gil(domain)) {
-        rc = tr_map_put(&tr_map_gil, &e);
+        rc = tr_gil_put(&e);
     }
     else {
         pthread_mutex_lock(&tr_map_lock);
@@ -365,7 +416,7 @@ void tr_record_realloc(tr_thread_t *t, unsigned domain, void *ptr, void *old, si
         tr_sampled_alloc(t, TR_ALLOC, domain, addr, size);
         break;
     default:
-        tr_agg_free(t, domain, old_addr, tick);
+        tr_agg_free(t, domain, old_addr, tick, 0);
         tr_agg_alloc(t, domain, addr, size);
         break;
     }
@@ -376,6 +427,9 @@ void tr_record_free(tr_thread_t *t, unsigned domain, void *ptr)
     uint64_t addr = (uint64_t)(uintptr_t)ptr;
     switch (tr_mode) {
     case TR_MODE_FULL:
+        /* an ignored thread's frees are recorded too: a block a traced thread allocated and
+         * the publisher frees must not look leaked (frees of its own blocks read as frees
+         * of never-seen blocks, which readers tolerate) */
         tr_emit(t, TR_FREE, domain, addr, 0, 0, 0, 0, tr_tick());
         break;
     case TR_MODE_SAMPLED:
@@ -384,7 +438,7 @@ void tr_record_free(tr_thread_t *t, unsigned domain, void *ptr)
         }
         break;
     default:
-        tr_agg_free(t, domain, addr, tr_tick());
+        tr_agg_free(t, domain, addr, tr_tick(), t->ignored);
         break;
     }
 }
@@ -439,7 +493,7 @@ void tr_record_free(tr_thread_t *t, unsigned domain, void *ptr)
     {                                                                                         \
         /* recorded first: once freed, another thread may get the address back */            \
         if (p != NULL) {                                                                      \
-            tr_thread_t *t = tr_enter();                                                      \
+            tr_thread_t *t = tr_enter_free();                                                 \
             if (t != NULL) {                                                                  \
                 tr_record_free(t, DOM, p);                                                    \
                 tr_orig[DOM].free(tr_orig[DOM].ctx, p);                                       \
@@ -500,6 +554,7 @@ void tr_hooks_uninstall(void)
 
 void tr_hooks_reset_maps(void)
 {
+    memset(tr_young, 0, sizeof tr_young);
     tr_map_clear(&tr_map_gil);
     pthread_mutex_lock(&tr_map_lock);
     tr_map_clear(&tr_map_locked);
@@ -641,6 +696,8 @@ int64_t tr_hooks_promote(PyObject *chunks, const tr_clock_t *clock, int everythi
     tr_promote_cutoff = tr_tick();
     tr_promo_t *all = NULL;
     size_t n = 0, cap = 0;
+    tr_map_t young = {tr_young, TR_YOUNG_SLOTS - 1, 1, 0};
+    tr_collect(&young, cutoff, &all, &n, &cap);
     tr_collect(&tr_map_gil, cutoff, &all, &n, &cap);
     pthread_mutex_lock(&tr_map_lock);
     tr_collect(&tr_map_locked, cutoff, &all, &n, &cap);
@@ -667,6 +724,13 @@ int64_t tr_hooks_promote(PyObject *chunks, const tr_clock_t *clock, int everythi
     }
     PyMem_RawFree(all);
     return (int64_t)n;
+}
+
+void tr_hooks_map_stats(uint64_t *live, uint64_t *slots)
+{
+    *live = tr_map_gil.count + tr_map_locked.count;
+    *slots = (tr_map_gil.slots ? tr_map_gil.mask + 1 : 0) +
+             (tr_map_locked.slots ? tr_map_locked.mask + 1 : 0);
 }
 
 void tr_hooks_atfork_prepare(void) { pthread_mutex_lock(&tr_map_lock); }

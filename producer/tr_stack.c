@@ -229,10 +229,10 @@ int tr_stack_walk_own(const void **code, const void **instr)
     }
 #endif
     const void *c[TR_MAX_DEPTH], *ip[TR_MAX_DEPTH];
-    int depth = 0;
+    int depth = 0, innermost = 1;
     for (_PyInterpreterFrame *f = TR_TSTATE_FRAME(ts); f != NULL && depth < TR_MAX_DEPTH;
-         f = f->previous) {
-        if (!tr_frame_skip(f)) {
+         f = f->previous, innermost = 0) {
+        if (!tr_frame_skip(f, innermost)) {
             c[depth] = TR_FRAME_CODE(f);
             ip[depth] = TR_FRAME_INSTR(f);
             depth++;
