@@ -198,6 +198,7 @@ static PyObject *py_start(PyObject *self, PyObject *args, PyObject *kwargs)
     tr_sample_bytes = sample_bytes;
     tr_max_buffer_bytes = max_buffer;
     tr_hooks_reset_maps();
+    tr_buffers_reset_high_water();
     if (tr_hooks_install() < 0) {
         return NULL;
     }

@@ -353,6 +353,13 @@ PyObject *tr_drain_chunks(uint64_t max_events, uint64_t *events_out, uint64_t *b
     return chunks;
 }
 
+void tr_buffers_reset_high_water(void)
+{
+    pthread_mutex_lock(&tr_registry_lock);
+    tr_high_water_blocks = tr_blocks_in_use;
+    pthread_mutex_unlock(&tr_registry_lock);
+}
+
 void tr_buffer_stats(uint64_t *events, uint64_t *drops, uint64_t *pending, uint64_t *high_water)
 {
     pthread_mutex_lock(&tr_registry_lock);

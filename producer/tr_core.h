@@ -167,6 +167,7 @@ void tr_buffers_after_fork_child(void);
 void tr_buffers_atfork_prepare(void);
 void tr_buffers_atfork_parent(void);
 int tr_buffers_init(void);
+void tr_buffers_reset_high_water(void); /* at start: high water counts from now */
 /* Drain: returns a new list of chunk dicts, or NULL with an exception set. */
 PyObject *tr_drain_chunks(uint64_t max_events, uint64_t *events_out, uint64_t *bytes_out);
 void tr_buffer_stats(uint64_t *events, uint64_t *drops, uint64_t *pending, uint64_t *high_water);
