@@ -395,6 +395,23 @@ static PyObject *py_block_address(PyObject *self, PyObject *obj)
     return PyLong_FromUnsignedLongLong((unsigned long long)((uintptr_t)obj - pre));
 }
 
+static PyObject *py_pin(PyObject *self, PyObject *args)
+{
+    unsigned long long addr, size = 0;
+    if (!PyArg_ParseTuple(args, "K|K", &addr, &size)) {
+        return NULL;
+    }
+    tr_thread_t *t = tr_current();
+    if (!tr_started || t == NULL) {
+        Py_RETURN_FALSE;
+    }
+    uint8_t was_busy = t->busy;
+    t->busy = 1;
+    int rc = tr_hooks_pin(addr, size, t);
+    t->busy = was_busy;
+    return PyBool_FromLong(rc);
+}
+
 static PyObject *py_after_fork_child(PyObject *self, PyObject *noargs)
 {
     /* The pthread_atfork child handler has already reset the C state; this only acts in a
@@ -433,6 +450,8 @@ static PyMethodDef tr_methods[] = {
     {"current_stack_id", py_current_stack_id, METH_VARARGS,
      "current_stack_id(skip=0): intern the caller's stack (minus `skip` innermost frames)."},
     {"block_address", py_block_address, METH_O, "Start of the object's allocation block."},
+    {"pin", py_pin, METH_VARARGS,
+     "pin(address, size=0) -> bool: make sure the block's free is recorded in any mode."},
     {"after_fork_child", py_after_fork_child, METH_NOARGS, "Reset buffers in a forked child."},
     {"decode_rec1", tr_py_decode_rec1, METH_VARARGS,
      "decode_rec1(data, n) -> 7 bytearrays (MEMORY_COLUMNS order)"},

@@ -245,6 +245,8 @@ void tr_hooks_after_fork_child(void);
 void tr_hooks_atfork_prepare(void);
 void tr_hooks_atfork_parent(void);
 void tr_hooks_reset_maps(void);
+/* Make sure the free of the block at addr is recorded (track_var); GIL held, guard taken. */
+int tr_hooks_pin(uint64_t addr, uint64_t size, tr_thread_t *t);
 void tr_hooks_map_stats(uint64_t *live, uint64_t *slots); /* aggregated/sampled maps */
 /* Record one event from a hook in any domain (numpy's handler uses it too). */
 void tr_record_alloc(tr_thread_t *t, unsigned kind, unsigned domain, void *ptr, size_t size);

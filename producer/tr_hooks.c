@@ -50,6 +50,7 @@ typedef struct {
     uint32_t stack;
     uint8_t domain;
     uint8_t emitted; /* promoted to a real alloc event: its free must be recorded */
+    uint8_t pinned;  /* pin(): promote at the next drain whatever its age */
 } tr_live_t;
 
 typedef struct {
@@ -348,17 +349,22 @@ static void tr_agg_free(tr_thread_t *t, unsigned domain, uint64_t addr, uint64_t
     int found;
     if (tr_domain_gil(domain)) {
         found = tr_gil_take(addr, &e);
-        if (found && !e.emitted) {
+        if (found && !e.emitted && !e.pinned) {
             tr_agg_add(&tr_agg_gil, &e);
         }
     }
     else {
         pthread_mutex_lock(&tr_map_lock);
         found = tr_map_take(&tr_map_locked, addr, &e);
-        if (found && !e.emitted) {
+        if (found && !e.emitted && !e.pinned) {
             tr_agg_add(&tr_agg_locked, &e);
         }
         pthread_mutex_unlock(&tr_map_lock);
+    }
+    if (found && e.pinned && !e.emitted) {
+        /* a pinned block dies before its promotion: its life is sent as two events */
+        tr_emit(t, TR_ALLOC, e.domain, addr, 0, e.size, e.stack, 1, e.tick);
+        e.emitted = 1;
     }
     if (found ? e.emitted : !quiet) {
         tr_emit(t, TR_FREE, domain, addr, 0, 0, 0, 0, tick);
@@ -640,7 +646,7 @@ static size_t tr_collect(tr_map_t *m, uint64_t cutoff, tr_promo_t **out, size_t 
 {
     for (uint64_t i = 0; m->slots != NULL && i <= m->mask; i++) {
         tr_live_t *e = &m->slots[i];
-        if (e->addr == 0 || e->emitted || e->tick >= cutoff) {
+        if (e->addr == 0 || e->emitted || (e->tick >= cutoff && !e->pinned)) {
             continue;
         }
         if (*n == *cap) {
@@ -731,6 +737,62 @@ void tr_hooks_map_stats(uint64_t *live, uint64_t *slots)
     *live = tr_map_gil.count + tr_map_locked.count;
     *slots = (tr_map_gil.slots ? tr_map_gil.mask + 1 : 0) +
              (tr_map_locked.slots ? tr_map_locked.mask + 1 : 0);
+}
+
+/* Finds the live entry of addr in whichever table holds it; the caller holds the GIL and,
+ * for tr_map_locked, tr_map_lock. */
+static tr_live_t *tr_find(tr_map_t *m, uint64_t addr)
+{
+    if (m->count == 0) {
+        return NULL;
+    }
+    uint64_t h = tr_hash_addr(addr) & m->mask;
+    while (m->slots[h].addr != 0) {
+        if (m->slots[h].addr == addr) {
+            return &m->slots[h];
+        }
+        h = (h + 1) & m->mask;
+    }
+    return NULL;
+}
+
+int tr_hooks_pin(uint64_t addr, uint64_t size, tr_thread_t *t)
+{
+    if (tr_mode == TR_MODE_FULL) {
+        return 1; /* every free is recorded anyway */
+    }
+    if (tr_mode == TR_MODE_AGGREGATED) {
+        tr_live_t *y = tr_young_slot(addr);
+        tr_live_t *e = y->addr == addr ? y : tr_find(&tr_map_gil, addr);
+        if (e != NULL) {
+            e->pinned = 1;
+            return 1;
+        }
+        pthread_mutex_lock(&tr_map_lock);
+        e = tr_find(&tr_map_locked, addr);
+        if (e != NULL) {
+            e->pinned = 1;
+        }
+        pthread_mutex_unlock(&tr_map_lock);
+        return e != NULL; /* 0: allocated before start (or already sent): its free is sent */
+    }
+    /* sampled: make it a sampled block now, with the caller's size and stack */
+    pthread_mutex_lock(&tr_map_lock);
+    int known = tr_find(&tr_map_locked, addr) != NULL;
+    pthread_mutex_unlock(&tr_map_lock);
+    if (!known) {
+        tr_live_t e = {addr, size, 0, t->tid, tr_stack_current(t), TR_OBJ, 1, 0};
+        pthread_mutex_lock(&tr_map_lock);
+        int ok = tr_map_put(&tr_map_locked, &e) == 0;
+        pthread_mutex_unlock(&tr_map_lock);
+        if (!ok) {
+            return 0;
+        }
+        __atomic_fetch_add(&tr_sample_filter[tr_hash_addr(addr) & (TR_FILTER_SLOTS - 1)], 1,
+                           __ATOMIC_RELAXED);
+        tr_emit(t, TR_ALLOC, TR_OBJ, addr, 0, size, e.stack, 1, tr_tick());
+    }
+    return 1;
 }
 
 void tr_hooks_atfork_prepare(void) { pthread_mutex_lock(&tr_map_lock); }
