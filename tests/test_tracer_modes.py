@@ -144,17 +144,17 @@ class _Tracked:
         self.payload = list(range(10))
 
 
+def _pinned_life(box):
+    obj = _Tracked()
+    box["address"] = capture.block_address(obj)
+    box["pinned"] = capture.pin(obj)
+    del obj
+
+
 def test_pinned_objects_report_their_death_in_every_mode():
     for mode in ("full", "aggregated", "sampled"):
         box = {}
-
-        def life():
-            obj = _Tracked()
-            box["address"] = capture.block_address(obj)
-            box["pinned"] = capture.pin(obj)
-            del obj
-
-        ev, _, _ = capture_run(life, mode=mode)
+        ev, _, _ = capture_run(lambda box=box: _pinned_life(box), mode=mode)
         at = ev["address"] == box["address"]
         assert box["pinned"], mode
         assert (at & (ev["kind"] != KIND_FREE)).sum() == 1, mode
