@@ -77,6 +77,9 @@ typedef struct tr_thread {
     uint64_t drops;  /* records lost because no block was available (read relaxed) */
     int64_t sample_left; /* sampled mode: bytes until the next sample */
     uint64_t rng;        /* sampled mode: xorshift state */
+    uint64_t birth_tick; /* aggregated mode: the last clock reading reused for births */
+    unsigned long birth_switch; /* ... taken at this count of GIL hand-overs */
+    uint32_t birth_reuse;       /* ... and reusable this many more times */
     /* per-thread stack cache, outermost frame first (GIL held when used) */
     int cache_depth;
     const void *cache_code[TR_MAX_DEPTH];
@@ -234,6 +237,7 @@ uint32_t tr_stack_current_skip(tr_thread_t *t, int skip); /* minus `skip` innerm
 int tr_stack_emit(PyObject *rare);          /* adds frames/stacks rows; GIL held */
 void tr_stack_reset_emitted(void);
 uint32_t tr_stack_count(void);
+unsigned long tr_gil_switches(void); /* 3.11: GIL hand-overs so far; 0 on other versions */
 
 /* ---- hooks (tr_hooks.c) ---- */
 int tr_hooks_install(void);

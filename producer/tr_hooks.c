@@ -295,12 +295,17 @@ static int tr_sampled_forget(uint64_t addr)
  * allocations in front of tr_map_gil. Most blocks die young, so most frees are answered
  * from this cache-resident table; an entry evicted by a newer allocation moves to the map.
  * Protected by the GIL. */
-#define TR_YOUNG_SLOTS 16384
-static tr_live_t tr_young[TR_YOUNG_SLOTS];
+#define TR_YOUNG_SLOTS 65536
+static tr_live_t tr_young[TR_YOUNG_SLOTS]; /* 2.5 MiB of BSS, touched only when used */
+static int tr_young_used;                  /* GIL */
 
+/* Neighbouring blocks (allocators hand out consecutive addresses) land in neighbouring
+ * slots, so the table is walked the way memory is allocated and stays in cache; windows of
+ * 256 KiB are scattered by a hash of their number. */
 static inline tr_live_t *tr_young_slot(uint64_t addr)
 {
-    return &tr_young[tr_hash_addr(addr) & (TR_YOUNG_SLOTS - 1)];
+    uint64_t window = tr_hash_addr(addr >> 18);
+    return &tr_young[((addr >> 4) + window) & (TR_YOUNG_SLOTS - 1)];
 }
 
 /* Takes addr's pending entry from the young table or the map (GIL domains). */
@@ -337,6 +342,7 @@ static int tr_gil_put(const tr_live_t *e)
     /* (a stale entry for this address in the map would mean a missed free; frees are not
      * missed while tracing, so the map is not searched here) */
     *y = *e;
+    tr_young_used = 1;
     __atomic_store_n(&tr_map_gil.bytes, tr_map_gil.bytes + e->size, __ATOMIC_RELAXED);
     return 0;
 }
@@ -345,6 +351,7 @@ static int tr_gil_put(const tr_live_t *e)
  * `quiet`: the free comes from an ignored thread, recorded only for blocks we know. */
 static void tr_agg_free(tr_thread_t *t, unsigned domain, uint64_t addr, uint64_t tick, int quiet)
 {
+    /* tick 0: read the clock only if an event is written (folded frees need no time) */
     tr_live_t e;
     int found;
     if (tr_domain_gil(domain)) {
@@ -367,13 +374,42 @@ static void tr_agg_free(tr_thread_t *t, unsigned domain, uint64_t addr, uint64_t
         e.emitted = 1;
     }
     if (found ? e.emitted : !quiet) {
-        tr_emit(t, TR_FREE, domain, addr, 0, 0, 0, 0, tick);
+        tr_emit(t, TR_FREE, domain, addr, 0, 0, 0, 0, tick ? tick : tr_tick());
     }
+}
+
+/* Birth time of a pending allocation (GIL domains, 3.11). Most pending blocks are folded and
+ * their time never used, so one clock reading serves up to TR_BIRTH_REUSE births of this
+ * thread, but never across a GIL hand-over: a block another thread freed before this thread
+ * got the GIL cannot look allocated before that free. (The publisher takes the GIL at every
+ * drain, so a thread waking from a sleep reads the clock afresh.) */
+#define TR_BIRTH_REUSE 16
+
+/* Incremented by every drain and start (GIL). */
+unsigned long tr_drain_epoch;
+
+static inline uint64_t tr_birth_tick(tr_thread_t *t, unsigned domain)
+{
+    if (!tr_domain_gil(domain)) {
+        return tr_tick();
+    }
+    /* a drain also counts as a hand-over: the promotion cutoff moves with it */
+    unsigned long sw = tr_gil_switches() + tr_drain_epoch;
+    if (sw == 0 || sw != t->birth_switch || t->birth_reuse == 0) {
+        t->birth_tick = tr_tick();
+        t->birth_switch = sw;
+        t->birth_reuse = TR_BIRTH_REUSE;
+    }
+    else {
+        t->birth_reuse--;
+    }
+    return t->birth_tick;
 }
 
 static void tr_agg_alloc(tr_thread_t *t, unsigned domain, uint64_t addr, uint64_t size)
 {
-    tr_live_t e = {addr, size, tr_tick(), t->tid, tr_stack_for(t, domain), (uint8_t)domain, 0};
+    tr_live_t e = {addr, size, tr_birth_tick(t, domain), t->tid, tr_stack_for(t, domain),
+                   (uint8_t)domain, 0, 0};
     int rc;
     if (tr_domain_gil(domain)) {
         rc = tr_gil_put(&e);
@@ -444,7 +480,7 @@ void tr_record_free(tr_thread_t *t, unsigned domain, void *ptr)
         }
         break;
     default:
-        tr_agg_free(t, domain, addr, tr_tick(), t->ignored);
+        tr_agg_free(t, domain, addr, 0, t->ignored);
         break;
     }
 }
@@ -560,7 +596,11 @@ void tr_hooks_uninstall(void)
 
 void tr_hooks_reset_maps(void)
 {
-    memset(tr_young, 0, sizeof tr_young);
+    tr_drain_epoch++;
+    if (tr_young_used) {
+        memset(tr_young, 0, sizeof tr_young);
+        tr_young_used = 0;
+    }
     tr_map_clear(&tr_map_gil);
     pthread_mutex_lock(&tr_map_lock);
     tr_map_clear(&tr_map_locked);
@@ -698,6 +738,7 @@ static PyObject *tr_promo_chunk(const tr_promo_t *p, size_t n, const tr_clock_t 
  * (cols1 chunks, one per thread, appended to `chunks`). Returns the event count or -1. */
 int64_t tr_hooks_promote(PyObject *chunks, const tr_clock_t *clock, int everything)
 {
+    tr_drain_epoch++;
     uint64_t cutoff = everything ? UINT64_MAX : tr_promote_cutoff;
     tr_promote_cutoff = tr_tick();
     tr_promo_t *all = NULL;
