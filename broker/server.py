@@ -27,7 +27,7 @@ from memscope.broker import journal as journal_mod
 from memscope.broker.control import ControlHandler
 from memscope.broker.decode import Decoded, decode
 from memscope.broker.ingest import UNIDENTIFIED, Ingest
-from memscope.broker.log import LogWriter
+from memscope.broker.log import LogError, LogWriter
 from memscope.config import Settings
 from memscope.producer.wire import Envelope, WireError, decode_envelope
 
@@ -96,7 +96,10 @@ class Broker:
         self.boot = uuid.uuid4().hex
         self.ingest = Ingest()
         self.rejects = _RejectLog()
-        self.writer = LogWriter(log_dir, self.settings)
+        try:
+            self.writer = LogWriter(log_dir, self.settings)
+        except LogError as exc:
+            raise BrokerConfigError(str(exc)) from None
         self.journal = self._recover()
         self._group = _Group()
         self._stop = False

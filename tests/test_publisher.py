@@ -128,3 +128,21 @@ def test_publisher_thread_asks_to_be_ignored_by_the_tracer(tmp_path, monkeypatch
     publisher.close(1)
     assert thread is not None and calls == [thread.ident]
     assert calls[0] != threading.get_ident()
+
+
+def test_large_drains_are_split_into_batches_of_at_most_batch_max_events(tmp_path):
+    from memscope.producer.records import encode_cols1
+    from memscope.producer.synthetic import memory_chunk
+    from memscope.producer.wire import decode_envelope
+
+    chunks = [encode_cols1(1, memory_chunk(0, 0, i, 3000)) for i in range(3)]
+    rare = {"threads": {"tid": [1], "ts_ns": [1], "event": ["start"], "name": ["t"]}}
+    drains = iter([(chunks, rare)])
+    publisher = Publisher(ipc_address(tmp_path), "h:1:1", 1, lambda: next(drains, ([], {})),
+                          _settings(tmp_path, batch_max_events=5000))
+    assert publisher.flush(1) == 2  # no thread: the caller's flush drains, packs, spools
+    assert publisher.stats()["batches"] == 3 and publisher.stats()["events"] == 9001
+    payloads = [decode_envelope(publisher._backlog.payload(e)) for e in publisher._backlog.entries]
+    assert [e.n for e in payloads] == [3001, 3000, 3000] and payloads[0].rec
+    assert [e.seq for e in payloads] == [0, 1, 2]
+    publisher.close(0.5)
