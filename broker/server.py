@@ -100,6 +100,8 @@ class Broker:
             self.writer = LogWriter(log_dir, self.settings)
         except LogError as exc:
             raise BrokerConfigError(str(exc)) from None
+        except OSError as exc:
+            raise BrokerConfigError(f"cannot write the log in {log_dir}: {exc.strerror}") from None
         self.journal = self._recover()
         self._group = _Group()
         self._stop = False
