@@ -280,8 +280,11 @@ class Publisher:
             if self._backlog.entries:
                 time.sleep(0.02)
         if self._backlog.entries:
+            self._backlog.spill_unsent(include_sent=True)
             log.warning("memscope publisher: %d batches of %s not confirmed by the broker; "
-                        "unsent ones stay in %s", len(self._backlog.entries), self.producer_id,
+                        "they are kept in %s (replay them with `python -m "
+                        "memscope.producer.spool --address ADDR %s`)",
+                        len(self._backlog.entries), self.producer_id, self._backlog.path,
                         self._backlog.path)
         if self._client is not None:
             self._client.close()
