@@ -37,6 +37,7 @@ log = logging.getLogger("memscope.broker")
 COMMIT_EVENTS = 65536
 COMMIT_ENVELOPES = 256
 MAX_MESSAGE_BYTES = 1 << 30
+TAKE_SECONDS = 0.1
 
 
 class BrokerConfigError(Exception):
@@ -203,7 +204,11 @@ class Broker:
         return max(0, min(int(until_flush * 1000) + 1, 200))
 
     def _take_messages(self) -> None:
+        # Bounded in time so that control requests and the flush timer are served under load.
+        until = time.monotonic() + TAKE_SECONDS
         for _ in range(COMMIT_ENVELOPES * 4):
+            if time.monotonic() >= until:
+                break
             try:
                 frames = self.pull.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
