@@ -86,7 +86,7 @@ class Publisher:
         self._last_ack_query = 0.0
         self._ack_progress = time.monotonic()
         self._counters = {"batches": 0, "events": 0, "bytes": 0, "sent": 0, "resent": 0,
-                          "drain_errors": 0}
+                          "drain_errors": 0, "transport_errors": 0}
 
     # -- public API -------------------------------------------------------------------------
 
@@ -165,7 +165,12 @@ class Publisher:
             with self._lock:
                 wanted = self._flush_requested
             deadline = time.monotonic() + self.settings.send_timeout_s
-            self._cycle(final=wanted > self._flush_done, deadline=deadline)
+            try:
+                self._cycle(final=wanted > self._flush_done, deadline=deadline)
+            except (zmq.ZMQError, OSError) as exc:  # keep the thread; the backlog keeps batches
+                self._counters["transport_errors"] += 1
+                if self._counters["transport_errors"] <= 3:
+                    log.warning("memscope publisher: %s: %s", type(exc).__name__, exc)
             with self._done:
                 self._flush_done = max(self._flush_done, wanted)
                 self._done.notify_all()
