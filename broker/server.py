@@ -4,8 +4,9 @@ One thread does the work (``Broker.run``): it waits on the data socket (PULL) an
 socket (ROUTER, spoken to with REQ), decodes every message it can take without blocking,
 writes the group as one record batch per table, commits the group in the journal
 (:mod:`memscope.broker.journal`) and then answers control requests. A timer
-(``log_flush_interval_s``) fsyncs, writes ``ingest`` rows, snapshots the producers' state
-into the manifest, rotates old segments and publishes ``{"topic": "log", ...}`` on the feed.
+(``log_flush_interval_s``) fsyncs, snapshots the producers' state into the manifest, rotates
+old segments, publishes ``{"topic": "log", ...}`` on the feed and, every few seconds, appends
+``ingest`` rows (cumulative per-producer counters; also on the ``flush`` op and at close).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ COMMIT_EVENTS = 65536
 COMMIT_ENVELOPES = 256
 MAX_MESSAGE_BYTES = 1 << 30
 TAKE_SECONDS = 0.1
+INGEST_INTERVAL_S = 5.0
 
 
 class BrokerConfigError(Exception):
@@ -108,6 +110,7 @@ class Broker:
         self._stop = False
         self._closed = False
         self._last_flush = time.monotonic()
+        self._last_ingest = self._last_flush
         self.context = zmq.Context()
         self._auth: ThreadAuthenticator | None = None
         self.pull = self.context.socket(zmq.PULL)
@@ -294,12 +297,19 @@ class Broker:
         now = time.monotonic()
         self.control.expire(now)
         if now - self._last_flush >= self.settings.log_flush_interval_s:
-            self.flush()
+            self.flush(ingest_rows=False)
 
-    def flush(self) -> None:
-        """Commit, write ingest rows, rotate old segments, snapshot, publish on the feed."""
+    def flush(self, ingest_rows: bool = True) -> None:
+        """Commit, write ingest rows, rotate old segments, snapshot, publish on the feed.
+
+        The timer passes ``ingest_rows=False`` except every :data:`INGEST_INTERVAL_S`, so a
+        long-running broker adds one ``ingest`` row per active producer every few seconds.
+        """
         self.commit()
-        self._write_ingest_rows()
+        now = time.monotonic()
+        if ingest_rows or now - self._last_ingest >= INGEST_INTERVAL_S:
+            self._write_ingest_rows()
+            self._last_ingest = now
         self.writer.rotate_due()
         self._snapshot()
         self._last_flush = time.monotonic()
