@@ -62,7 +62,9 @@ html-clean:
 
 # PNG screenshots of the dashboard (each panel) and both SVGs, for review (screenshots/).
 screenshots: install browser-deps
-	$(PY) tools/screenshots.py screenshots/data screenshots
+	$(PY) tools/screenshots.py tests/data/analysis_sample screenshots/sample
+	$(PY) tools/screenshots.py screenshots/synthetic-data screenshots/synthetic
+	$(PY) tools/screenshots.py screenshots/hostile-data screenshots/hostile --hostile
 
 bench-report: install browser-deps
 	$(PY) bench/bench_report.py

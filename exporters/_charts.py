@@ -299,7 +299,8 @@ def variables_by_category(variables: list[dict[str, Any]], width: int = 560,
     bars = base.mark_bar(cornerRadiusEnd=3).encode(
         color=alt.Color("category:N", scale=category_color(list(groups)), legend=None),
         tooltip=[alt.Tooltip("category:N"), alt.Tooltip("label:N", title="variables")])
-    text = base.mark_text(align="left", dx=4, fontSize=10, color=INK).encode(text="label:N")
+    text = base.mark_text(align="left", dx=4, fontSize=10, color=INK,
+                          limit=int(width * 0.62)).encode(text="label:N")
     return (bars + text).properties(width=width, height=height)
 
 
