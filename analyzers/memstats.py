@@ -31,6 +31,8 @@ from typing import Any
 
 import duckdb
 
+from memscope.analyzers.views import materialize
+
 #: Buckets used by the exact peak search (more buckets: fewer rows replayed in order).
 PEAK_BUCKETS = 4096
 
@@ -116,14 +118,29 @@ def _first_time_at(
     return None
 
 
+def ensure_materialized(con: duckdb.DuckDBPyConnection) -> None:
+    """Materialize the block matching on ``con`` unless it already is (one window pass)."""
+    found = con.execute(
+        "SELECT count(*) FROM duckdb_views() WHERE view_name = '_allocations' "
+        "AND contains(sql, '_chain_tbl')"
+    ).fetchone()
+    if not found or not found[0]:
+        materialize(con)
+
+
 def process_stats(con: duckdb.DuckDBPyConnection, pid: int | None = None) -> dict[str, Any]:
     """The exact totals of one process (``pid``) or of every process in the log together.
 
+    Materializes the block matching on ``con`` first if it is not yet (so the several
+    queries below share one pass over the log).
+
     Keys: ``active_memory``, ``peak_memory``, ``peak_ts_ns``, ``active_allocations``,
-    ``total_allocations``, ``total_allocated``, ``total_deallocations``, ``total_freed``,
+    ``total_allocations``, ``total_allocated``, ``total_deallocations``, ``total_freed`` (and
+    its synonym ``total_deallocated``, the name ``MemoryStats`` uses),
     ``unmatched_frees``, ``unrecorded_frees``, ``folded_allocations``, ``folded_bytes``; and
     ``peak_memory_in_process`` when an aggregated-mode producer measured its own peak.
     """
+    ensure_materialized(con)
     cond, params = _where(pid)
     row = con.execute(
         f"""SELECT count(*), coalesce(sum(size), 0),
@@ -156,6 +173,7 @@ def process_stats(con: duckdb.DuckDBPyConnection, pid: int | None = None) -> dic
         "total_allocated": allocated + folded_b,
         "total_deallocations": n_free + folded_n,
         "total_freed": freed + folded_b,
+        "total_deallocated": freed + folded_b,
         "unmatched_frees": int(unmatched[0]),
         "unrecorded_frees": reused,
         "folded_allocations": folded_n,

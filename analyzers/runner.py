@@ -24,7 +24,7 @@ from typing import Any
 import duckdb
 
 from memscope.analyzers import Analyzer, select
-from memscope.analyzers._common import AnalyzerOptions, now_iso
+from memscope.analyzers._common import AnalyzerOptions, log_time, now_iso
 from memscope.analyzers.views import connect, materialize, open_reader, use_materialized
 
 #: Total DuckDB memory budget of one analysis run, shared by its workers.
@@ -133,7 +133,8 @@ def run_all(
     opts = replace(
         options or AnalyzerOptions(),
         out_dir=out, base=base, log_id=getattr(reader, "log_id", None),
-        generated_at=(options.generated_at if options else None) or now_iso(),
+        generated_at=((options.generated_at if options else None)
+                      or log_time(getattr(reader, "manifest", None)) or now_iso()),
         log_problems=tuple(getattr(reader, "problems", ()) or ()),
     )
     tmp = Path(tempfile.mkdtemp(prefix="memscope-analyze-", dir=scratch_dir))

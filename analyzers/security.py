@@ -15,7 +15,8 @@ proves it, related allocations and a remediation line:
     live bytes keep growing. The process's time span is cut at ``leak_checkpoints`` equal
     steps; at each checkpoint the site's live bytes are measured. ``confidence`` is
     ``high`` when they never shrink and grow at half the steps or more, ``medium`` when they
-    grow more often than they shrink; ``growth_ratio`` = growing steps / steps. Sites alive at
+    grow more often than they shrink (at least two growing steps either way: one late block
+    is not growth); ``growth_ratio`` = growing steps / steps. Sites alive at
     exit that do not grow are summarized as ``retained_at_exit`` (not findings).
 ``oversized_allocation`` (medium)
     one block of at least ``oversized_bytes``.
@@ -174,9 +175,9 @@ def leaks(
     for site in leak_sites(con, k):
         series = [int(site[f"live{i}"]) for i in range(1, k + 1)]
         grows, shrinks = _growth(series)
-        if shrinks == 0 and grows * 2 >= k - 1:
+        if grows >= 2 and shrinks == 0 and grows * 2 >= k - 1:
             confidence = "high"
-        elif grows > shrinks:
+        elif grows >= 2 and grows > shrinks:
             confidence = "medium"
         else:
             retained["sites"] += 1

@@ -2,8 +2,10 @@
  * rec1 decoding). The hooks live in tr_hooks.c, the buffers in tr_buffer.c, the stack tree
  * in tr_stack.c. Python wraps this module in memscope.producer.capture. */
 #include "tr_core.h"
+#include "tr_native_mode.h" /* native mode hooks: drain, methods */
 
 #include <stdbool.h>
+#include <unistd.h>
 
 /* ------------------------------------------------------------------ clock */
 
@@ -14,12 +16,21 @@ static tr_clock_t tr_clock_base;
 static int tr_clock_ready;
 
 #if TR_HAVE_TSC
+/* A (tick, ns) pair read as close together as possible: the tightest of a few tries, so a
+ * preemption between the two reads cannot skew the calibration. */
 static void tr_clock_pair(uint64_t *tick, int64_t *ns)
 {
-    uint64_t a = __rdtsc();
-    *ns = (int64_t)tr_monotonic_ns();
-    uint64_t b = __rdtsc();
-    *tick = a + (b - a) / 2;
+    uint64_t best = UINT64_MAX;
+    for (int i = 0; i < 7; i++) {
+        uint64_t a = __rdtsc();
+        int64_t n = (int64_t)tr_monotonic_ns();
+        uint64_t b = __rdtsc();
+        if (b - a < best) {
+            best = b - a;
+            *ns = n;
+            *tick = a + (b - a) / 2;
+        }
+    }
 }
 #endif
 
@@ -115,6 +126,7 @@ static int tr_started;
 static int tr_numpy_active;
 static int tr_draining; /* a drain is in progress (it may let other threads run) */
 static int tr_atfork_ready;
+static pid_t tr_pid; /* the process the C state belongs to (set at start and in a child) */
 static uint64_t tr_shipped_events, tr_shipped_bytes;
 
 static void tr_atfork_prepare(void)
@@ -138,6 +150,7 @@ static void tr_atfork_child(void)
     tr_draining = 0;
     tr_shipped_events = 0;
     tr_shipped_bytes = 0;
+    tr_pid = getpid();
 }
 
 static PyObject *py_start(PyObject *self, PyObject *args, PyObject *kwargs)
@@ -173,6 +186,7 @@ static PyObject *py_start(PyObject *self, PyObject *args, PyObject *kwargs)
         tr_atfork_ready = 1;
     }
     tr_clock_init();
+    tr_pid = getpid();
     if (numpy) {
         int rc = tr_numpy_install();
         if (rc < 0) {
@@ -246,9 +260,11 @@ static int tr_drain_into(PyObject *chunks, PyObject *rare, uint64_t max_events)
 {
     tr_clock_t clock;
     tr_clock_now(&clock);
-    bool aggregated = tr_mode == TR_MODE_AGGREGATED && tr_started;
+    /* tr_mode stays that of the last start, so the drain after stop still reports */
+    bool aggregated = tr_mode == TR_MODE_AGGREGATED;
     if (aggregated) {
-        int64_t promoted = tr_hooks_promote(chunks, &clock);
+        /* once stopped, everything still waiting is alive at the end: send it all */
+        int64_t promoted = tr_hooks_promote(chunks, &clock, !tr_started);
         if (promoted < 0) {
             return -1;
         }
@@ -269,6 +285,10 @@ static int tr_drain_into(PyObject *chunks, PyObject *rare, uint64_t max_events)
     Py_DECREF(more);
     tr_shipped_events += events;
     tr_shipped_bytes += bytes;
+    /* native mode hook: findings of the allocator shim as `ffi` rows (before the stacks) */
+    if (tr_nm_emit(rare) < 0) {
+        return -1;
+    }
     /* After the chunks: every stack id they reference was interned before it was written. */
     if (tr_stack_emit(rare) < 0) {
         return -1;
@@ -370,9 +390,12 @@ static PyObject *py_block_address(PyObject *self, PyObject *obj)
 
 static PyObject *py_after_fork_child(PyObject *self, PyObject *noargs)
 {
-    /* The C state was reset by the pthread_atfork child handler; this is for callers that
-     * want the same reset done explicitly (idempotent). */
-    tr_atfork_child();
+    /* The pthread_atfork child handler has already reset the C state; this only acts in a
+     * process the state does not belong to (e.g. a fork done while the handler was not yet
+     * registered), so calling it twice, or in the parent, changes nothing. */
+    if (tr_pid != 0 && tr_pid != getpid()) {
+        tr_atfork_child();
+    }
     Py_RETURN_NONE;
 }
 
@@ -405,6 +428,12 @@ static PyMethodDef tr_methods[] = {
     {"decode_rec1", tr_py_decode_rec1, METH_VARARGS,
      "decode_rec1(data, n) -> 7 bytearrays (MEMORY_COLUMNS order)"},
     {"stats", py_stats, METH_NOARGS, "Counters of the native core."},
+    /* native mode hooks (tr_native_mode.c) */
+    {"native_attach", tr_nm_py_attach, METH_NOARGS,
+     "Connect to the preloaded allocator shim (RuntimeError when it is not preloaded)."},
+    {"native_detach", tr_nm_py_detach, METH_NOARGS, "Stop receiving native events."},
+    {"native_stats", tr_nm_py_stats, METH_NOARGS,
+     "Counters of the preloaded shim (None when it is not preloaded)."},
     {NULL, NULL, 0, NULL},
 };
 

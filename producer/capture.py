@@ -40,6 +40,7 @@ def start(
     max_buffer_bytes: int = 512 << 20,
     numpy: bool = True,
     ffi: bool = True,
+    native: bool = False,
 ) -> None:
     """Start recording this process's allocations.
 
@@ -50,14 +51,20 @@ def start(
             (drops are counted in ``producer_stats``).
         numpy: also trace numpy array data (DOMAIN_NUMPY); imports numpy if installed.
         ffi: record ctypes audit events as ``ffi`` rows.
+        native: also record malloc/mmap of native code (needs the preloaded shim, see
+            :mod:`memscope.producer.native_mode`).
 
     Raises:
         ValueError: unknown mode or out-of-range sizes.
-        RuntimeError: capture is already started.
+        RuntimeError: capture is already started, or native mode without the shim.
     """
     if mode not in MODES:
         raise ValueError(f"unknown capture mode {mode!r}; choose one of {sorted(MODES)}")
+    if native and _tracer.native_stats() is None:  # native mode hook: fail before starting
+        _tracer.native_attach()  # raises RuntimeError saying how to preload the shim
     _tracer.start(MODES[mode], sample_bytes, max_buffer_bytes, numpy)
+    if native:  # native mode hook (memscope.producer.native_mode)
+        _tracer.native_attach()
     if ffi:
         _ffi.enable()
 
@@ -65,6 +72,7 @@ def start(
 def stop() -> None:
     """Stop recording and restore the previous allocators (buffered events stay drainable)."""
     _ffi.disable()
+    _tracer.native_detach()  # native mode hook (no-op when not attached)
     _tracer.stop()
 
 
@@ -86,6 +94,9 @@ def drain(
     ffi_rows = _ffi.take()  # first: the C drain then emits the stacks these rows reference
     chunks, rare = _tracer.drain(max_events)
     if ffi_rows:
+        native_rows = rare.get("ffi")  # native mode hook: the shim's findings come first
+        if native_rows:
+            ffi_rows = {k: native_rows[k] + ffi_rows[k] for k in ffi_rows}
         rare["ffi"] = ffi_rows
     return chunks, rare
 

@@ -236,7 +236,7 @@ int tr_hooks_install(void);
 void tr_hooks_uninstall(void);
 int tr_hooks_emit_aggregates(PyObject *rare, int64_t now_ns, uint64_t *current,
                              uint64_t *peak); /* aggregated mode */
-int64_t tr_hooks_promote(PyObject *chunks, const tr_clock_t *clock); /* aggregated mode */
+int64_t tr_hooks_promote(PyObject *chunks, const tr_clock_t *clock, int everything);
 void tr_hooks_after_fork_child(void);
 void tr_hooks_atfork_prepare(void);
 void tr_hooks_atfork_parent(void);

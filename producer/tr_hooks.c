@@ -634,9 +634,9 @@ static PyObject *tr_promo_chunk(const tr_promo_t *p, size_t n, const tr_clock_t 
 
 /* Aggregated mode: turns allocations that survived a drain interval into alloc events
  * (cols1 chunks, one per thread, appended to `chunks`). Returns the event count or -1. */
-int64_t tr_hooks_promote(PyObject *chunks, const tr_clock_t *clock)
+int64_t tr_hooks_promote(PyObject *chunks, const tr_clock_t *clock, int everything)
 {
-    uint64_t cutoff = tr_promote_cutoff;
+    uint64_t cutoff = everything ? UINT64_MAX : tr_promote_cutoff;
     tr_promote_cutoff = tr_tick();
     tr_promo_t *all = NULL;
     size_t n = 0, cap = 0;

@@ -201,6 +201,38 @@ uint32_t tr_stack_current_skip(tr_thread_t *t, int skip)
 
 uint32_t tr_stack_count(void) { return tr_n_nodes - 1; }
 
+/* native mode hook (tr_native_mode.c): the calling thread's own frames, read while it does
+ * NOT hold the GIL (a C call that released it, e.g. ctypes): they cannot change while it runs
+ * C code. Fills code/instr outermost first (the innermost TR_MAX_DEPTH frames, like
+ * tr_stack_current); returns the depth. Nothing is interned or referenced here. */
+int tr_stack_walk_own(const void **code, const void **instr)
+{
+    PyThreadState *ts = PyGILState_GetThisThreadState();
+    if (ts == NULL) {
+        return 0;
+    }
+#if PY_VERSION_HEX < 0x030D0000
+    if (ts->cframe == NULL) {
+        return 0;
+    }
+#endif
+    const void *c[TR_MAX_DEPTH], *ip[TR_MAX_DEPTH];
+    int depth = 0;
+    for (_PyInterpreterFrame *f = TR_TSTATE_FRAME(ts); f != NULL && depth < TR_MAX_DEPTH;
+         f = f->previous) {
+        if (!tr_frame_skip(f)) {
+            c[depth] = TR_FRAME_CODE(f);
+            ip[depth] = TR_FRAME_INSTR(f);
+            depth++;
+        }
+    }
+    for (int i = 0; i < depth; i++) {
+        code[i] = c[depth - 1 - i];
+        instr[i] = ip[depth - 1 - i];
+    }
+    return depth;
+}
+
 void tr_stack_reset_emitted(void)
 {
     tr_emitted_nodes = 1;
@@ -297,3 +329,6 @@ int tr_stack_emit(PyObject *rare)
     }
     return 0;
 }
+
+/* native mode hook: the line of `instr` in code object `code` (-1 if not a code object). */
+int tr_stack_lineno(PyObject *code, const void *instr) { return tr_instr_lineno(code, instr); }

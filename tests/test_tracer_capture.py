@@ -4,6 +4,7 @@ import time
 
 import numpy as np
 import pytest
+from tracer_util import decode_all, drain
 
 from memscope.producer import capture
 from memscope.producer.wire import (
@@ -14,7 +15,6 @@ from memscope.producer.wire import (
     KIND_FREE,
     KIND_REALLOC,
 )
-from tests.tracer_util import decode_all, drain
 
 
 @pytest.fixture

@@ -3,9 +3,9 @@
 import inspect
 
 import numpy as np
+from tracer_util import capture_run, resolve_stack
 
 from memscope.producer import capture
-from tests.tracer_util import capture_run, resolve_stack
 
 MARK = 3_333_331
 
