@@ -126,6 +126,9 @@ def test_write_reports_writes_all_four(tmp_path):
                      "memory_snapshot.json"]
     assert written.problems == {}
     assert not list((tmp_path / "out").glob(".*"))  # no temporary files left
+    only = write_reports(tmp_path / "in", tmp_path / "one", only=["memory_snapshot.json"])
+    assert [p.name for p in only] == ["memory_snapshot.json"]
+    assert [p.name for p in (tmp_path / "one").iterdir()] == ["memory_snapshot.json"]
 
 
 def run_cli(*args, cwd=None):
