@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import re
 from importlib import resources
@@ -26,9 +27,29 @@ _JSON_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2
 _JSON_UNSAFE = re.compile("[<>&\u2028\u2029]")
 
 
+def finite(value: Any) -> Any:
+    """``value`` with every infinite or NaN float replaced by None (JSON has neither)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value
+
+
+def to_json(value: Any) -> str:
+    """Strict JSON (no NaN/Infinity) of ``value``, UTF-8 characters kept."""
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except ValueError:  # an overflowed number somewhere: drop the non-finite values
+        return json.dumps(finite(value), ensure_ascii=False, separators=(",", ":"),
+                          allow_nan=False)
+
+
 def script_json(value: Any) -> str:
     """JSON that is safe inside an HTML ``<script>`` element (and still valid JSON)."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    text = to_json(value)
     return _JSON_UNSAFE.sub(lambda m: _JSON_ESCAPES[m.group(0)], text)
 
 
