@@ -286,7 +286,8 @@ def build_model(reports: Reports) -> dict[str, Any]:
         "processes": _extract.processes(reports),
         "findings": collect_findings(sec, span[0]),
         "findings_measured": bool(sec),
-        "lifetime": life, "security": sec, "complex": report(reports, "complex_types"),
+        "memory": mem, "lifetime": life, "security": sec,
+        "complex": report(reports, "complex_types"),
         "performance": report(reports, "performance"), "ffi": report(reports, "unsafe_ffi"),
     }
     meta = pick(mem, "metadata", default={})

@@ -118,6 +118,8 @@ def test_hostile_names_are_shown_as_text_and_never_run(watched, tmp_path):  # no
         assert name in cells
     svg_text = page.locator("#chart-lifetimes svg").inner_html()
     assert "&lt;img src=x" in svg_text  # drawn as text by Vega
+    header = page.locator("#run-info").inner_text()
+    assert "app.py <img src=x onerror=alert(1)> </script><script>alert(1)</script>" in header
     assert watched.dialogs == []
     assert page.locator("img, iframe, object, embed").count() == 0
     assert page.evaluate(
