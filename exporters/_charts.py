@@ -42,6 +42,8 @@ def byte_ticks(top: float, count: int = 6) -> list[int]:
 
 def bytes_axis(top: float, title: str | None = None, **kwargs: Any) -> dict[str, Any]:
     """Encoding arguments for a bytes axis with binary ticks up to ``top``."""
+    if not math.isfinite(top) or top > 2.0**62:  # absurd input: let Vega pick the ticks
+        return {"title": title, "axis": alt.Axis(labelExpr=BYTES_EXPR, **kwargs)}
     return {"title": title,
             "axis": alt.Axis(labelExpr=BYTES_EXPR, values=byte_ticks(top), **kwargs),
             "scale": alt.Scale(domain=[0, top])}
