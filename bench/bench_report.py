@@ -39,6 +39,57 @@ for i in range(n):
 """
 
 
+def build_log(events_dir: Path, allocs: int, n_vars: int) -> None:
+    """A log of ``allocs`` allocations (90% freed) over 200 stacks and ``n_vars`` variables."""
+    import numpy as np
+    import pyarrow as pa
+
+    from memscope.analyzers.testing import LogBuilder
+    from memscope.broker.log import LogWriter
+    from memscope.broker.schema import TABLES
+    from memscope.producer.wire import DOMAIN_OBJ, KIND_ALLOC, KIND_FREE
+
+    pid, t0, span = 4242, 1_000_000_000, 10_000_000_000
+    b = LogBuilder()
+    b.process(pid, t0, argv=["bench_app.py"], exit_ts_ns=t0 + span)
+    b.thread(pid, 1, t0, "MainThread")
+    stacks = [b.stack(pid, [("<module>", "bench_app.py", 1), (f"work_{i}", "bench_app.py",
+                                                           10 + i)]) for i in range(200)]
+    types = ["list[int]", "dict[str, int]", "str", "bytes", "app.Model", "set[str]"]
+    for i in range(n_vars):
+        b.variable(pid, t0 + i * (span // (n_vars + 1)), f"var_{i}", types[i % len(types)],
+                   address=0x7000_0000 + 64 * i, size=64 + (i * 37) % 4096,
+                   scope=f"scope_{i % 12}", stack_id=stacks[i % len(stacks)])
+    tables = b.tables()
+    rng = np.random.default_rng(7)
+    ts = t0 + np.sort(rng.integers(0, span, allocs))
+    sizes = rng.lognormal(5, 1.5, allocs).astype(np.uint64) + 1
+    addresses = 0x1000_0000 + np.arange(allocs, dtype=np.uint64) * 16
+    freed = rng.random(allocs) < 0.9
+    free_ts = np.minimum(ts + rng.integers(1, 50_000_000, allocs), t0 + span)[freed]
+    all_ts = np.concatenate([ts, free_ts])
+    order = np.argsort(all_ts, kind="stable")
+    n = len(all_ts)
+    columns = {
+        "pid": np.full(n, pid, np.uint32), "tid": np.ones(n, np.uint64),
+        "seq": np.arange(n, dtype=np.uint64), "ts_ns": all_ts[order].astype(np.int64),
+        "kind": np.concatenate([np.full(allocs, KIND_ALLOC, np.uint8),
+                                np.full(len(free_ts), KIND_FREE, np.uint8)])[order],
+        "domain": np.full(n, DOMAIN_OBJ, np.uint8),
+        "address": np.concatenate([addresses, addresses[freed]])[order],
+        "old_address": np.zeros(n, np.uint64),
+        "size": np.concatenate([sizes, np.zeros(len(free_ts), np.uint64)])[order],
+        "stack_id": np.concatenate([np.array(stacks, np.uint32)[rng.integers(0, 200, allocs)],
+                                    np.zeros(len(free_ts), np.uint32)])[order],
+    }
+    tables["memory"] = pa.table(columns, schema=TABLES["memory"])
+    writer = LogWriter(events_dir)
+    for name, table in tables.items():
+        if table.num_rows:
+            writer.append(name, table)
+    writer.close()
+
+
 def time_exporters(source: Path, out: Path) -> list[tuple[str, float]]:
     from memscope.exporters import EXPORTERS, exporter, load_reports
 
@@ -127,6 +178,8 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--dir", type=Path, default=None, help="six analysis files to use")
     parser.add_argument("--no-compare", action="store_true", help="skip memray/tracemalloc")
+    parser.add_argument("--from-log", action="store_true",
+                        help="build a real log of --allocs events and run the analyzers on it")
     args = parser.parse_args()
 
     from memscope.exporters.testing import write_sample_reports
@@ -134,13 +187,25 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="memscope-bench-") as tmp:
         work = Path(tmp)
         source = args.dir or work / "analysis"
-        if args.dir is None:
+        analyze_s = None
+        if args.from_log:
+            from memscope.analyzers import run_all
+
+            build_log(work / "run" / "events", args.allocs, args.vars)
+            t = time.perf_counter()
+            run_all(work / "run" / "events", source)
+            analyze_s = time.perf_counter() - t
+            what = f"a log of {args.allocs:,} allocations, {args.vars} tracked variables"
+        elif args.dir is None:
             write_sample_reports(source, n_vars=args.vars, n_allocs=args.allocs)
+            what = f"synthetic analysis of {args.allocs:,} allocations, {args.vars} variables"
+        else:
+            what = str(args.dir)
         out = work / "out"
         out.mkdir()
-        what = f"{args.dir}" if args.dir else (
-            f"synthetic run: {args.allocs:,} allocations, {args.vars} tracked variables")
         print(f"# memscope reports — {what}")
+        if analyze_s is not None:
+            print(f"{'memscope analyze (six JSON files, for reference)':58} {analyze_s:9.3f}")
         rows = time_exporters(source, out)
         size = (out / "dashboard.html").stat().st_size
         page = time_dashboard(out / "dashboard.html", args.runs)

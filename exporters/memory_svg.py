@@ -115,4 +115,4 @@ class MemoryAnalysisSvg:
 
     def render(self, obj: MemoryAnalysisView, fileobj: BinaryIO) -> None:
         """Render the chart to SVG."""
-        fileobj.write(render_vegalite_svg(self.chart(obj).to_dict()).encode("utf-8"))
+        fileobj.write(render_vegalite_svg(self.chart(obj).to_dict(validate=False)).encode("utf-8"))
