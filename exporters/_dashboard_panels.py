@@ -276,13 +276,14 @@ def build_model(reports: Reports) -> dict[str, Any]:
     mem, life = report(reports, "memory_analysis"), report(reports, "lifetime")
     span = _extract.run_span(reports)
     sec = report(reports, "security_violations")
+    variables = _extract.variables(mem, life, span[0])
     ctx = {
         "span": span,
+        "types": _extract.largest_variables_first(_extract.types(mem), variables),
         "problems": _extract.problem_messages(reports),
         "stats": _extract.stats(mem),
         "series": _extract.memory_over_time(mem, span[0]),
-        "types": _extract.types(mem),
-        "variables": _extract.variables(mem, life, span[0]),
+        "variables": variables,
         "processes": _extract.processes(reports),
         "findings": collect_findings(sec, span[0]),
         "findings_measured": bool(sec),

@@ -132,6 +132,18 @@ def types(mem: Mapping[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def largest_variables_first(types_: list[dict[str, Any]],
+                            variables_: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``types_`` with each type's variable names ordered by size, largest first."""
+    size_of: dict[tuple[str, str], float] = {}
+    for v in variables_:
+        key = (v["type_name"], v["name"])
+        size_of[key] = max(size_of.get(key, 0), v["size"] or 0)
+    return [dict(t, variables=sorted(t["variables"],
+                                     key=lambda n, t=t: -size_of.get((t["type_name"], n), 0)))
+            for t in types_]
+
+
 def _var_key(row: Mapping[str, Any]) -> str:
     return f"{pick(row, 'pid', default='')}:{pick(row, 'var_id', default=pick(row, 'name'))}"
 

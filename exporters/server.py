@@ -214,6 +214,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Connection", "close")
         self.end_headers()
         self.close_connection = True
+        if self.command == "HEAD":
+            return
         seen = state.version
         try:
             self.wfile.write(f"retry: 1000\nevent: hello\ndata: {seen}\n\n".encode())
