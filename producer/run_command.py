@@ -55,6 +55,7 @@ class RunOptions:
     out_dir: Path
     broker: str | None
     mode: str | None
+    report: bool = True
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> RunOptions:
@@ -79,7 +80,7 @@ class RunOptions:
             argv = tuple(program)
             label = program_label(argv=program)
         out_dir = Path(args.out) if args.out else default_run_dir(label)
-        return cls(argv, label, out_dir, args.broker, args.mode)
+        return cls(argv, label, out_dir, args.broker, args.mode, not args.no_report)
 
 
 class RunCommand:
@@ -99,6 +100,8 @@ class RunCommand:
                                  "the source; sampled: byte-volume sampling")
         parser.add_argument("--native", action="store_true",
                             help="also trace malloc/mmap of native libraries")
+        parser.add_argument("--no-report", action="store_true",
+                            help="only write the log (analyze it later with memscope analyze)")
         parser.add_argument("-m", dest="module", metavar="MODULE",
                             help="run a module, like python -m")
         parser.add_argument("program", nargs=argparse.REMAINDER,
@@ -160,7 +163,10 @@ def execute(options: RunOptions) -> int:
         _say(f"events sent to the broker at {options.broker}; analyze its log with "
              "`memscope analyze LOG --out DIR`")
         return code
-    _report(events_dir, options.out_dir)
+    if options.report:
+        _report(events_dir, options.out_dir)
+    else:
+        _say(f"log: {events_dir}")
     return code
 
 
