@@ -9,7 +9,7 @@ DIR ?= MemoryAnalysis
 OUTPUT ?= dashboard.html
 PORT ?= 8080
 
-.PHONY: demo test lint typecheck install browser-deps bench html html-only html-clean clean
+.PHONY: demo test lint typecheck install browser-deps bench html html-only html-clean clean test-native-asan screenshots bench-report
 
 $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -39,3 +39,34 @@ bench: install
 
 clean:
 	rm -rf $(VENV) build *.egg-info MemoryAnalysis
+
+# Headless Chromium for the dashboard's browser tests (Debian's package; CI runs as root).
+browser-deps:
+	@if [ -x /usr/bin/chromium ]; then echo "chromium: /usr/bin/chromium"; \
+	else apt-get update && apt-get install -y chromium; fi
+
+# The dashboard of the analysis files in DIR: `make html DIR=… OUTPUT=… PORT=…` writes OUTPUT
+# and serves DIR on 127.0.0.1:PORT with live updates; html-only just writes the file;
+# html-clean removes it.
+# A bare OUTPUT name goes into DIR.
+HTML_OUT = $(if $(findstring /,$(OUTPUT)),$(OUTPUT),$(DIR)/$(OUTPUT))
+
+html: html-only
+	$(PY) -m memscope dashboard $(DIR) --serve --port $(PORT)
+
+html-only: install
+	$(PY) -m memscope dashboard $(DIR) --output $(HTML_OUT)
+
+html-clean:
+	rm -f $(HTML_OUT)
+
+# PNG screenshots of the dashboard (each panel) and both SVGs, for review (screenshots/).
+screenshots: install browser-deps
+	$(PY) tools/screenshots.py screenshots/data screenshots
+
+bench-report: install browser-deps
+	$(PY) bench/bench_report.py
+
+# The tracer's tests against its native core built with AddressSanitizer + UBSan.
+test-native-asan: install
+	.ci/native_asan.sh

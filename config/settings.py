@@ -38,6 +38,7 @@ class Settings:
     curve_client_secret_key: str = ""
     curve_authorized_clients: str = ""
     disable: bool = False
+    native: bool = False
 
     def replace(self, **changes: Any) -> Settings:
         """Return a copy with ``changes`` applied (validated like loaded values)."""

@@ -188,7 +188,7 @@ def track_var(obj: T, name: str | None = None) -> T:
         session.registry,
         session.rows,
         capture.block_address(obj),
-        capture.current_stack_id(),
+        capture.current_stack_id(1),
     )
     return obj
 

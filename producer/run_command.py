@@ -55,16 +55,12 @@ class RunOptions:
     out_dir: Path
     broker: str | None
     mode: str | None
+    native: bool = False  # preload the allocator shim (memscope.producer.native_mode)
     report: bool = True
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> RunOptions:
         """Validate the parsed arguments."""
-        if args.native:
-            raise CliError(
-                "memscope run --native: native (malloc/mmap) tracing is not part of this build "
-                "yet; run without --native to trace the Python allocators"
-            )
         program = list(args.program)
         if program and program[0] == "--":
             program = program[1:]
@@ -80,7 +76,8 @@ class RunOptions:
             argv = tuple(program)
             label = program_label(argv=program)
         out_dir = Path(args.out) if args.out else default_run_dir(label)
-        return cls(argv, label, out_dir, args.broker, args.mode, not args.no_report)
+        return cls(argv, label, out_dir, args.broker, args.mode, bool(args.native),
+                   not args.no_report)
 
 
 class RunCommand:
@@ -99,7 +96,8 @@ class RunCommand:
                             help="full: every event; aggregated: short-lived pairs folded at "
                                  "the source; sampled: byte-volume sampling")
         parser.add_argument("--native", action="store_true",
-                            help="also trace malloc/mmap of native libraries")
+                            help="also trace malloc/free/mmap of native code (C extensions, "
+                                 "ctypes/cffi libraries) through a preloaded allocator shim")
         parser.add_argument("--no-report", action="store_true",
                             help="only write the log (analyze it later with memscope analyze)")
         parser.add_argument("-m", dest="module", metavar="MODULE",
@@ -146,6 +144,8 @@ def execute(options: RunOptions) -> int:
     bootstrap = make_bootstrap_dir()
     try:
         env = _program_env(address, events_dir, bootstrap, options.mode)
+        if options.native:  # native mode: the shim is preloaded into the program and children
+            env = _native_env(env)
         code = _run_program(options.argv, env)
         client = BrokerClient(control, settings)
         try:
@@ -195,6 +195,15 @@ def _program_env(address: str, events_dir: Path | None, bootstrap: Path,
     path = env.get("PYTHONPATH")
     env["PYTHONPATH"] = str(bootstrap) + (os.pathsep + path if path else "")
     return env
+
+
+def _native_env(env: dict[str, str]) -> dict[str, str]:
+    from memscope.producer.native_mode import preload_env
+
+    try:
+        return preload_env(env)
+    except FileNotFoundError as exc:
+        raise CliError(f"memscope run --native: {exc}", 1) from None
 
 
 def _run_program(argv: tuple[str, ...], env: dict[str, str]) -> int:

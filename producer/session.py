@@ -101,7 +101,8 @@ class Session:
         publisher_class = _publisher_class()
         self.started_ns = time.monotonic_ns()
         self._announce()
-        self.capture.start(mode=self.settings.mode, sample_bytes=self.settings.sample_bytes)
+        self.capture.start(mode=self.settings.mode, sample_bytes=self.settings.sample_bytes,
+                           native=self.settings.native)
         self.publisher = publisher_class(
             self.link.address,
             self.identity.producer_id,

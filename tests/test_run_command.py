@@ -12,12 +12,6 @@ from api_support import PROGRAMS, clean_env, memscope_run, needs_pipeline, pytho
 pytestmark = pytest.mark.timeout(120)
 
 
-def test_native_is_refused_until_it_exists(tmp_path):
-    done = memscope_run(["--native", "--out", tmp_path, PROGRAMS / "echo_exit.py", "0"])
-    assert done.returncode == 2
-    assert "--native" in done.stderr and "not part of this build" in done.stderr
-
-
 def test_missing_script_is_a_clear_error(tmp_path):
     done = memscope_run(["--out", tmp_path, tmp_path / "nope.py"])
     assert done.returncode == 2

@@ -1,0 +1,208 @@
+"""The FFI analyzer: ``<base>_unsafe_ffi.json``.
+
+* ``native_allocations``: blocks by source -- the allocator domains outside Python's object
+  heap (``raw``, ``numpy``, ``native``, ``mmap``) and, whatever their domain, blocks allocated
+  with a ``ctypes`` or ``cffi`` frame on the stack.
+* ``boundary_events``: the FFI events the producer recorded (CPython audit events such as
+  ``ctypes.dlopen``, ``ctypes.dlsym``, ``ctypes.call_function``, ``ctypes.cdata``), counted by
+  event, plus the first events in time order with their details; ``libraries`` lists what
+  ``ctypes.dlopen`` loaded.
+* ``native_leaks``: sites whose native-domain blocks are alive at the end of the log.
+* ``risks``: what the events show -- raw memory reads/writes through addresses
+  (``ctypes.string_at``, ``ctypes.cdata`` from an address, ``ctypes.PyObj_FromPtr``), native
+  blocks freed through another domain, native blocks alive at exit -- each with its counts.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import duckdb
+
+from memscope.analyzers._common import (
+    STACK_JOIN,
+    AnalyzerOptions,
+    drop_none,
+    metadata,
+    one,
+    rows,
+    write_report,
+)
+from memscope.producer.wire import (
+    DOMAIN_MMAP,
+    DOMAIN_NAMES,
+    DOMAIN_NATIVE,
+    DOMAIN_NUMPY,
+    DOMAIN_RAW,
+)
+
+KIND = "ffi"
+FILE_KIND = "unsafe_ffi"
+
+NATIVE_DOMAINS = (DOMAIN_RAW, DOMAIN_NUMPY, DOMAIN_NATIVE, DOMAIN_MMAP)
+#: Boundary events listed one by one (the per-event counts cover all of them).
+MAX_EVENTS = 200
+
+#: Event name prefix -> (risk kind, severity, what it means).
+RISKY_EVENTS: tuple[tuple[str, str, str, str], ...] = (
+    ("ctypes.PyObj_FromPtr", "object_from_address", "high",
+     "a Python object was made from a raw address; a wrong address crashes the interpreter"),
+    ("ctypes.cdata", "memory_from_address", "medium",
+     "ctypes data was mapped onto a raw address or buffer; nothing checks its bounds"),
+    ("ctypes.string_at", "raw_memory_read", "medium",
+     "bytes were read from a raw address; nothing checks that the memory is valid"),
+    ("ctypes.wstring_at", "raw_memory_read", "medium",
+     "a string was read from a raw address; nothing checks that the memory is valid"),
+    ("ctypes.call_function", "foreign_call", "low",
+     "foreign functions were called; their argument types are not checked by Python"),
+    ("ctypes.dlopen", "library_load", "info",
+     "native libraries were loaded into the process"),
+)
+
+_CTYPES_STACKS = """SELECT DISTINCT pid, stack_id FROM frames
+    WHERE filename LIKE '%/ctypes/%' OR filename LIKE '%cffi%' OR function LIKE 'cffi%'"""
+
+
+def native_allocations(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    """Blocks, bytes and live blocks per native source."""
+    domains = rows(
+        con,
+        f"""SELECT domain, count(*) AS blocks, sum(size) AS bytes,
+                   count(*) FILTER (WHERE end_ts_ns IS NULL) AS live_blocks,
+                   coalesce(sum(size) FILTER (WHERE end_ts_ns IS NULL), 0) AS live_bytes
+        FROM _allocations WHERE domain IN ({", ".join(str(d) for d in NATIVE_DOMAINS)})
+        GROUP BY domain ORDER BY domain""",
+    )
+    out = [{"source": DOMAIN_NAMES.get(d.pop("domain"), "unknown"), **d} for d in domains]
+    ctypes_row = one(
+        con,
+        f"""SELECT count(*) AS blocks, coalesce(sum(size), 0) AS bytes,
+                   count(*) FILTER (WHERE end_ts_ns IS NULL) AS live_blocks,
+                   coalesce(sum(size) FILTER (WHERE end_ts_ns IS NULL), 0) AS live_bytes
+        FROM _allocations WHERE (pid, stack_id) IN ({_CTYPES_STACKS})""",
+    )
+    if ctypes_row["blocks"]:
+        out.append({"source": "ctypes/cffi", **ctypes_row})
+    return out
+
+
+def _details(text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def boundary_events(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    """FFI events: counts per event name, the first events, the libraries loaded."""
+    counts = rows(
+        con,
+        """SELECT event, count(*) AS count, min(ts_ns) AS first_ts_ns, max(ts_ns) AS last_ts_ns,
+                  list(DISTINCT pid ORDER BY pid) AS pids
+        FROM ffi GROUP BY event ORDER BY count DESC, event""",
+    )
+    events = rows(
+        con,
+        f"""SELECT x.pid, x.tid, x.ts_ns, x.event, x.details, x.stack_id, s.location
+        FROM ffi x {STACK_JOIN} ORDER BY x.ts_ns, x.pid, x.tid, x.event LIMIT ?""",
+        [MAX_EVENTS],
+    )
+    for e in events:
+        e["details"] = _details(e["details"])
+    libraries = sorted({
+        str(d.get("name")) for d in (
+            _details(r["details"]) for r in rows(
+                con, "SELECT details FROM ffi WHERE event = 'ctypes.dlopen' ORDER BY ts_ns"))
+        if isinstance(d, dict) and d.get("name") is not None
+    })
+    return {"by_event": counts, "events": [drop_none(e) for e in events],
+            "libraries": libraries}
+
+
+def native_leaks(con: duckdb.DuckDBPyConnection, top_n: int) -> list[dict[str, Any]]:
+    """Sites with native-domain blocks alive at the end of the log."""
+    found = rows(
+        con,
+        f"""WITH x AS (SELECT pid, stack_id, domain, count(*) AS blocks, sum(size) AS bytes,
+                              min(ts_ns) AS first_ts_ns
+                       FROM _allocations
+                       WHERE end_ts_ns IS NULL
+                         AND domain IN ({", ".join(str(d) for d in NATIVE_DOMAINS)})
+                       GROUP BY pid, stack_id, domain
+                       ORDER BY bytes DESC, blocks DESC, pid, stack_id, domain LIMIT ?)
+        SELECT x.*, s.location, coalesce(s.trace, []) AS trace FROM x {STACK_JOIN}
+        ORDER BY x.bytes DESC, x.blocks DESC, x.pid, x.stack_id, x.domain""",
+        [top_n],
+    )
+    for f in found:
+        f["domain"] = DOMAIN_NAMES.get(f["domain"], "unknown")
+    return [drop_none(f) for f in found]
+
+
+def risks(con: duckdb.DuckDBPyConnection, leaks: list[dict[str, Any]]) -> list[dict]:
+    """Risks the events show, with their counts."""
+    out: list[dict[str, Any]] = []
+    for prefix, kind, severity, meaning in RISKY_EVENTS:
+        found = one(
+            con,
+            """SELECT count(*) AS count, min(ts_ns) AS first_ts_ns,
+                      list(DISTINCT pid ORDER BY pid) AS pids
+            FROM ffi WHERE event = ? OR starts_with(event, ?)""",
+            [prefix, prefix + "/"],
+        )
+        if found["count"]:
+            out.append({"kind": kind, "severity": severity, "event": prefix,
+                        "count": found["count"], "first_ts_ns": found["first_ts_ns"],
+                        "pids": found["pids"], "message": f"{found['count']} x {prefix}: "
+                                                          f"{meaning}"})
+    native = ", ".join(str(d) for d in NATIVE_DOMAINS)
+    mismatch = one(
+        con,
+        f"""SELECT count(*) AS count FROM _notable_ends
+        WHERE matched AND alloc_domain <> domain
+          AND (alloc_domain IN ({native}) OR domain IN ({native}))""",
+    )
+    if mismatch["count"]:
+        out.append({"kind": "native_domain_mismatch", "severity": "high",
+                    "count": mismatch["count"],
+                    "message": f"{mismatch['count']} native blocks were released through "
+                               f"another allocator than the one that made them"})
+    if leaks:
+        total = one(
+            con,
+            f"""SELECT count(*) AS blocks, coalesce(sum(size), 0) AS bytes FROM _allocations
+            WHERE end_ts_ns IS NULL AND domain IN ({native})""",
+        )
+        out.append({"kind": "native_alive_at_end", "severity": "medium",
+                    "count": total["blocks"], "bytes": total["bytes"],
+                    "message": f"{total['blocks']} native blocks ({total['bytes']} bytes) "
+                               f"were never freed"})
+    order = {"high": 0, "medium": 1, "low": 2, "info": 3}
+    out.sort(key=lambda r: (order[r["severity"]], r["kind"], r.get("event", "")))
+    return out
+
+
+def run(con: duckdb.DuckDBPyConnection, options: AnalyzerOptions) -> dict[str, Any]:
+    """Build the FFI report and write it; returns the report."""
+    leaks = native_leaks(con, options.top_n)
+    boundary = boundary_events(con)
+    sources = native_allocations(con)
+    report: dict[str, Any] = {
+        "metadata": metadata(con, FILE_KIND, options,
+                             "Native allocations, FFI boundary events, native leaks and risks"),
+        "summary": {
+            "native_blocks": sum(s["blocks"] for s in sources if s["source"] != "ctypes/cffi"),
+            "native_bytes": sum(s["bytes"] for s in sources if s["source"] != "ctypes/cffi"),
+            "boundary_events": sum(e["count"] for e in boundary["by_event"]),
+            "libraries_loaded": len(boundary["libraries"]),
+        },
+        "native_allocations": sources,
+        "boundary_events": boundary,
+        "native_leaks": leaks,
+        "risks": risks(con, leaks),
+    }
+    write_report(report, options, FILE_KIND)
+    return report

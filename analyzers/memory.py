@@ -1,0 +1,223 @@
+"""The memory analyzer: ``<base>_memory_analysis.json``.
+
+Holds the eight seed metrics (active, peak, active allocations, efficiency, median and p95
+allocation size, fragmentation, allocation density) for the whole log and per process, live
+memory over time per process, the type hierarchy (category -> subcategory -> type) of the
+tracked variables, the tracked variables themselves, the top allocation sites and the
+largest blocks alive at the end.
+
+* ``memory_efficiency`` = active / peak * 100; ``fragmentation`` = (peak - active) / peak * 100
+  (absent when peak is 0).
+* ``median_allocation_size`` (interpolated) and ``p95_allocation_size`` (the smallest size
+  with at least 95 % of blocks at or below it) over every block started in the log.
+* ``allocation_density`` = total_allocations / tracked variables; absent with no variables.
+* Type sizes are the tracked objects' own (shallow) sizes; ``deep_size_bytes`` is shown beside
+  them (deep sizes of nested tracked objects overlap, so they are not summed into totals).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import duckdb
+
+from memscope.analyzers import _types
+from memscope.analyzers._common import (
+    STACK_JOIN,
+    AnalyzerOptions,
+    drop_none,
+    metadata,
+    one,
+    pct,
+    process_ids,
+    rows,
+    write_report,
+)
+from memscope.analyzers.memstats import process_stats
+
+KIND = "memory"
+FILE_KIND = "memory_analysis"
+
+
+def _eight_metrics(
+    con: duckdb.DuckDBPyConnection, pid: int | None, tracked: int
+) -> dict[str, Any]:
+    stats = process_stats(con, pid)
+    cond, params = ("pid = ?", [pid]) if pid is not None else ("TRUE", [])
+    sizes = one(
+        con,
+        f"""SELECT median(size) AS median, quantile_disc(size, 0.95) AS p95
+        FROM _allocations WHERE {cond}""",
+        params,
+    )
+    peak, active = stats["peak_memory"], stats["active_memory"]
+    metrics = {
+        **stats,
+        "memory_efficiency": pct(active, peak),
+        "median_allocation_size": sizes["median"],
+        "p95_allocation_size": sizes["p95"],
+        "fragmentation": pct(peak - active, peak),
+        "tracked_variables": tracked,
+        "allocation_density": round(stats["total_allocations"] / tracked, 3) if tracked else None,
+    }
+    return drop_none(metrics)
+
+
+def _processes(con: duckdb.DuckDBPyConnection, pids: list[int]) -> list[dict[str, Any]]:
+    info = {r["pid"]: r for r in rows(con, "SELECT * FROM processes ORDER BY pid")}
+    tracked = dict(con.execute("SELECT pid, count(*) FROM raw_variables GROUP BY pid").fetchall())
+    out = []
+    for pid in pids:
+        row = info.get(pid, {"pid": pid})
+        entry = drop_none({
+            "pid": pid, "ppid": row.get("ppid"), "host": row.get("host"),
+            "argv": row.get("argv"), "mode": row.get("mode"),
+            "start_ts_ns": row.get("start_ts_ns"), "end_ts_ns": row.get("end_ts_ns"),
+            "exit_code": row.get("exit_code"),
+        })
+        entry["memory_stats"] = _eight_metrics(con, pid, int(tracked.get(pid, 0)))
+        out.append(entry)
+    return out
+
+
+def memory_over_time(con: duckdb.DuckDBPyConnection, buckets: int) -> list[dict[str, Any]]:
+    """Per process: live bytes at the end of each time bucket that saw events."""
+    points = rows(
+        con,
+        """WITH w AS (
+            SELECT pid, min(ts_ns) AS lo,
+                   greatest(1, (max(coalesce(end_ts_ns, ts_ns)) - min(ts_ns)) // ? + 1) AS width
+            FROM _allocations GROUP BY pid),
+        d AS (
+            SELECT a.pid, (a.ts_ns - w.lo) // w.width AS b, a.size::BIGINT AS delta,
+                   1 AS n_alloc, 0 AS n_free
+            FROM _allocations a JOIN w ON a.pid = w.pid
+            UNION ALL
+            SELECT a.pid, (a.end_ts_ns - w.lo) // w.width, -(a.size::BIGINT), 0, 1
+            FROM _allocations a JOIN w ON a.pid = w.pid WHERE a.end_ts_ns IS NOT NULL),
+        g AS (SELECT pid, b, sum(delta) AS net, sum(n_alloc) AS allocations,
+                     sum(n_free) AS frees,
+                     coalesce(sum(delta) FILTER (WHERE delta > 0), 0) AS bytes_allocated
+              FROM d GROUP BY pid, b)
+        SELECT g.pid, w.width, w.lo + (g.b + 1) * w.width - 1 AS ts_ns,
+               sum(g.net) OVER (PARTITION BY g.pid ORDER BY g.b) AS live_bytes,
+               g.allocations, g.frees, g.bytes_allocated
+        FROM g JOIN w ON g.pid = w.pid ORDER BY g.pid, g.b""",
+        [buckets],
+    )
+    series: dict[int, dict[str, Any]] = {}
+    for p in points:
+        entry = series.setdefault(p["pid"], {"pid": p["pid"], "bucket_ns": p["width"],
+                                             "points": []})
+        entry["points"].append({k: p[k] for k in ("ts_ns", "live_bytes", "allocations", "frees",
+                                                  "bytes_allocated")})
+    return [series[pid] for pid in sorted(series)]
+
+
+def tracked_variables(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    """Every tracked variable with its category and measured birth/death."""
+    found = rows(
+        con,
+        """SELECT pid, tid, var_id, name, type_name, size, deep_size, scope, created_ts_ns,
+                  died_ts_ns, lifetime_ns, alive_at_end
+        FROM variables ORDER BY created_ts_ns, pid, var_id""",
+    )
+    for v in found:
+        v["category"], v["subcategory"] = _types.classify(v["type_name"])
+    return [drop_none(v) for v in found]
+
+
+def memory_hierarchy(variables: list[dict[str, Any]]) -> dict[str, Any]:
+    """Category -> subcategory -> type, with sizes, counts and percentages."""
+    total = sum(v["size"] for v in variables)
+    tree: dict[str, dict[str, dict[str, list[dict[str, Any]]]]] = defaultdict(
+        lambda: defaultdict(lambda: defaultdict(list)))
+    for v in variables:
+        tree[v["category"]][v["subcategory"]][v["type_name"] or "?"].append(v)
+    out: dict[str, Any] = {}
+    for category in _types.CATEGORIES:
+        if category not in tree:
+            continue
+        subs = tree[category]
+        cat_size = sum(v["size"] for t in subs.values() for vs in t.values() for v in vs)
+        sub_out: dict[str, Any] = {}
+        for sub in sorted(subs):
+            types = subs[sub]
+            sub_size = sum(v["size"] for vs in types.values() for v in vs)
+            type_rows = []
+            for type_name in sorted(types, key=lambda t: (-sum(v["size"] for v in types[t]), t)):
+                vs = types[type_name]
+                size = sum(v["size"] for v in vs)
+                type_rows.append({
+                    "type_name": type_name,
+                    "size_bytes": size,
+                    "deep_size_bytes": sum(v["deep_size"] for v in vs),
+                    "allocation_count": len(vs),
+                    "percentage_of_subcategory": pct(size, sub_size),
+                    "percentage_of_total": pct(size, total),
+                    "variable_names": sorted({v["name"] for v in vs}),
+                })
+            sub_out[sub] = {
+                "summary": drop_none({
+                    "total_size_bytes": sub_size, "type_count": len(types),
+                    "percentage_of_category": pct(sub_size, cat_size),
+                    "percentage_of_total": pct(sub_size, total),
+                }),
+                "types": [drop_none(t) for t in type_rows],
+            }
+        out[category] = {
+            "summary": drop_none({"total_size_bytes": cat_size, "subcategory_count": len(subs),
+                                  "percentage_of_total": pct(cat_size, total)}),
+            "subcategories": sub_out,
+        }
+    return out
+
+
+def top_sites(con: duckdb.DuckDBPyConnection, top_n: int) -> list[dict[str, Any]]:
+    """The allocation sites (stacks) that allocated the most bytes."""
+    return [drop_none(r) for r in rows(
+        con,
+        f"""WITH x AS (
+            SELECT pid, stack_id, count(*) AS allocations, sum(size) AS bytes_allocated,
+                   count(*) FILTER (WHERE end_ts_ns IS NULL) AS live_allocations,
+                   coalesce(sum(size) FILTER (WHERE end_ts_ns IS NULL), 0) AS live_bytes
+            FROM _allocations GROUP BY pid, stack_id
+            ORDER BY bytes_allocated DESC, allocations DESC, pid, stack_id LIMIT ?)
+        SELECT x.*, s.location, coalesce(s.trace, []) AS trace FROM x {STACK_JOIN}
+        ORDER BY x.bytes_allocated DESC, x.allocations DESC, x.pid, x.stack_id""",
+        [top_n],
+    )]
+
+
+def largest_live(con: duckdb.DuckDBPyConnection, top_n: int) -> list[dict[str, Any]]:
+    """The largest blocks still alive at the end of the log."""
+    return [drop_none(r) for r in rows(
+        con,
+        f"""WITH x AS (
+            SELECT pid, tid, ts_ns, address, size, domain, stack_id FROM _allocations
+            WHERE end_ts_ns IS NULL ORDER BY size DESC, ts_ns, pid, address LIMIT ?)
+        SELECT x.pid, x.tid, x.ts_ns AS allocation_time_ns, x.address, x.size AS size_bytes,
+               x.stack_id, s.location
+        FROM x {STACK_JOIN} ORDER BY x.size DESC, x.ts_ns, x.pid, x.address""",
+        [top_n],
+    )]
+
+
+def run(con: duckdb.DuckDBPyConnection, options: AnalyzerOptions) -> dict[str, Any]:
+    """Build the memory analysis report and write it; returns the report."""
+    variables = tracked_variables(con)
+    pids = process_ids(con)
+    report: dict[str, Any] = {
+        "metadata": metadata(con, FILE_KIND, options,
+                             "Memory statistics, type hierarchy and tracked variables"),
+        "memory_stats": _eight_metrics(con, None, len(variables)),
+        "processes": _processes(con, pids),
+        "memory_over_time": memory_over_time(con, options.time_buckets),
+        "memory_hierarchy": memory_hierarchy(variables),
+        "tracked_variables": variables,
+        "top_allocation_sites": top_sites(con, options.top_n),
+        "largest_live_allocations": largest_live(con, options.top_n),
+    }
+    write_report(report, options, FILE_KIND)
+    return report

@@ -1,0 +1,154 @@
+"""``memscope query LOG "SQL"``: DuckDB SQL over a log's views.
+
+Views: events, allocations, frees, lifetimes, processes, threads, variables, scopes, frames,
+stacks, ffi, aggregates, producer_stats, producer_stats_latest, ingest (columns documented in
+:mod:`memscope.analyzers.views`; the raw tables are ``raw_<table>``). Output: an aligned
+table (default), CSV, JSON (an array of objects) or Parquet (``--output`` required).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TextIO
+
+from memscope.cli import CliError
+
+FORMATS = ("table", "csv", "json", "parquet")
+_FETCH = 10_000
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list | dict):
+        return json.dumps(value, default=str)
+    return str(value)
+
+
+def write_table(names: Sequence[str], rows: Sequence[Sequence[Any]], out: TextIO) -> None:
+    """An aligned text table with a header rule."""
+    cells = [[_cell(v) for v in r] for r in rows]
+    widths = [max([len(n)] + [len(r[i]) for r in cells]) for i, n in enumerate(names)]
+    out.write("  ".join(n.ljust(w) for n, w in zip(names, widths, strict=True)).rstrip() + "\n")
+    out.write("  ".join("-" * w for w in widths) + "\n")
+    for r in cells:
+        out.write("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() + "\n")
+    out.write(f"({len(cells)} row{'s' if len(cells) != 1 else ''})\n")
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, int | float | str | bool) or value is None:
+        return value
+    if isinstance(value, list | tuple):
+        return [_json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    return str(value)
+
+
+@contextmanager
+def _output(path: str | None) -> Iterator[TextIO]:
+    if path is None:
+        yield sys.stdout
+        return
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        yield fh
+
+
+def open_or_fail(log: str, connect: Any, **kwargs: Any) -> Any:
+    """``connect(log)``, turning an unreadable log into a :class:`CliError` naming it."""
+    from memscope.broker.log import LogError
+
+    try:
+        return connect(log, **kwargs)
+    except (LogError, OSError, ValueError) as exc:
+        raise CliError(f"cannot read log {log}: {exc}") from None
+
+
+def run_query(log: str, sql: str, fmt: str, output: str | None) -> int:
+    """Run ``sql`` over ``log`` and write the result in ``fmt``; return the row count."""
+    import duckdb
+
+    from memscope.analyzers.views import connect
+
+    if fmt == "parquet" and not output:
+        raise CliError("--format parquet needs --output FILE")
+    con = open_or_fail(log, connect)
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            relation = con.sql(sql)
+            if relation is None:
+                return 0
+            reader = relation.to_arrow_reader()
+            count = 0
+            with pq.ParquetWriter(str(output), reader.schema, compression="zstd") as writer:
+                for batch in reader:
+                    writer.write_batch(batch)
+                    count += batch.num_rows
+            return count
+        cursor = con.execute(sql)
+        if cursor.description is None:
+            return 0
+        names = [d[0] for d in cursor.description]
+        with _output(output) as out:
+            return _write_rows(cursor, names, fmt, out)
+    except duckdb.Error as exc:
+        raise CliError(f"query failed: {exc}") from None
+    finally:
+        con.close()
+
+
+def _write_rows(cursor: Any, names: list[str], fmt: str, out: TextIO) -> int:
+    count = 0
+    if fmt == "table":
+        rows = cursor.fetchall()
+        write_table(names, rows, out)
+        return len(rows)
+    if fmt == "csv":
+        writer = csv.writer(out)
+        writer.writerow(names)
+        while batch := cursor.fetchmany(_FETCH):
+            writer.writerows([[_cell(v) for v in r] for r in batch])
+            count += len(batch)
+        return count
+    out.write("[")
+    while batch := cursor.fetchmany(_FETCH):
+        for r in batch:
+            out.write(",\n" if count else "\n")
+            out.write(json.dumps({n: _json_value(v) for n, v in zip(names, r, strict=True)}))
+            count += 1
+    out.write("\n]\n" if count else "]\n")
+    return count
+
+
+class QueryCommand:
+    """The ``query`` verb."""
+
+    name = "query"
+    help = "DuckDB SQL over a log"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """Declare LOG, SQL, --format and --output."""
+        parser.add_argument("log", metavar="LOG", help="a run directory or its events/ directory")
+        parser.add_argument("sql", metavar="SQL", help="the query (views: events, allocations, "
+                            "frees, lifetimes, processes, threads, variables, scopes, frames, "
+                            "stacks, ffi, aggregates, producer_stats, ingest)")
+        parser.add_argument("--format", choices=FORMATS, default="table",
+                            help="output format (default: table)")
+        parser.add_argument("--output", "-o", metavar="FILE",
+                            help="write here instead of stdout (required for parquet)")
+
+    def run(self, args: argparse.Namespace) -> int:
+        """Run the query; 0 on success."""
+        run_query(args.log, args.sql, args.format, args.output)
+        return 0
+
+
+COMMAND = QueryCommand()

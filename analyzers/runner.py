@@ -1,0 +1,205 @@
+"""Running analyzers over a log: one process or parallel worker processes.
+
+``run_all`` first matches allocations to frees once (one window pass over the memory events,
+:func:`memscope.analyzers.views.materialize`) into a scratch DuckDB file, then runs each
+analyzer -- in this process with ``jobs=1``, else in ``jobs`` worker processes that each open
+the log's views and attach the scratch file read-only. An analyzer that fails does not stop
+the others: its error is collected and raised at the end as :class:`AnalysisError` naming it,
+after every other file is written.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import os
+import shutil
+import tempfile
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from memscope.analyzers import Analyzer, select
+from memscope.analyzers._common import AnalyzerOptions, log_time, now_iso
+from memscope.analyzers.views import connect, materialize, open_reader, use_materialized
+
+#: Total DuckDB memory budget of one analysis run, shared by its workers.
+MEMORY_BUDGET_MB = int(os.environ.get("MEMSCOPE_ANALYZE_MEMORY_MB", "1200"))
+
+Progress = Callable[[str], None]
+
+
+class AnalysisError(RuntimeError):
+    """Some analyzers failed (the others' files were written); the message names each."""
+
+    def __init__(self, failures: dict[str, str], written: list[Path]) -> None:
+        self.failures = failures
+        self.written = written
+        lines = [f"{kind}: {msg.strip().splitlines()[-1]}" for kind, msg in failures.items()]
+        super().__init__("analyzers failed -- " + "; ".join(lines))
+
+
+def default_out_dir(log: str | Path) -> Path:
+    """The run directory of a log: LOG itself, or its parent when LOG is an ``events/`` dir."""
+    path = Path(log)
+    return path.parent if path.name == "events" else path
+
+
+def analyze_connection(
+    con: duckdb.DuckDBPyConnection,
+    options: AnalyzerOptions,
+    analyzers: Sequence[Analyzer],
+    progress: Progress | None = None,
+) -> tuple[list[Path], dict[str, str]]:
+    """Run ``analyzers`` one after another on ``con``; (files written, failures)."""
+    written: list[Path] = []
+    failures: dict[str, str] = {}
+    for analyzer in analyzers:
+        try:
+            analyzer(con, options)
+        except Exception:  # noqa: BLE001 -- reported per analyzer, the others still run
+            failures[analyzer.kind] = traceback.format_exc()
+        else:
+            if options.out_dir is not None:
+                written.append(Path(options.out_dir) / analyzer.file_name(options.base))
+        if progress:
+            progress(analyzer.kind)
+    return written, failures
+
+
+def _worker(
+    log: str, scratch: str, kind: str, options: AnalyzerOptions, memory_mb: int, threads: int
+) -> tuple[str, str | None]:
+    """Run one analyzer in a worker process; (kind, traceback or None)."""
+    from memscope.analyzers import ANALYZERS
+
+    try:
+        con = connect(log, memory_limit=f"{memory_mb}MB", threads=threads)
+        con.execute("ATTACH ? AS scratch (READ_ONLY)", [scratch])
+        use_materialized(con, "scratch")
+        ANALYZERS[kind](con, options)
+        con.close()
+    except Exception:  # noqa: BLE001 -- sent back to the parent, which reports it
+        return kind, traceback.format_exc()
+    return kind, None
+
+
+def prepare(log: Any, scratch: Path, memory_mb: int = MEMORY_BUDGET_MB) -> None:
+    """Match blocks once and store the result in the DuckDB file ``scratch``."""
+    con = connect(log, memory_limit=f"{memory_mb}MB")
+    try:
+        con.execute("SET temp_directory = ?", [str(scratch.parent / "spill")])
+        con.execute("ATTACH ? AS scratch", [str(scratch)])
+        materialize(con, "scratch")
+        con.execute("DETACH scratch")
+    finally:
+        con.close()
+
+
+def run_all(
+    log: str | Path,
+    out_dir: str | Path | None = None,
+    *,
+    base: str = "snapshot",
+    only: Iterable[str] | None = None,
+    jobs: int = 1,
+    options: AnalyzerOptions | None = None,
+    progress: Progress | None = None,
+    scratch_dir: str | Path | None = None,
+) -> list[Path]:
+    """Run the selected analyzers over ``log`` into ``out_dir``; return the files written.
+
+    Args:
+        log: a run directory or its ``events/`` directory.
+        out_dir: where the files go (default: the run directory).
+        base: file name prefix.
+        only: analyzer kinds (or file kinds) to run; all six when empty.
+        jobs: worker processes (1: everything in this process).
+        options: analyzer options (``out_dir``, ``base``, ``log_id``, ``generated_at`` and
+            ``log_problems`` are filled in here).
+        progress: called with each analyzer's kind when it finishes.
+        scratch_dir: where the block-matching scratch file goes (default: a temporary dir).
+
+    Raises:
+        AnalysisError: some analyzers failed; the others' files were written.
+    """
+    reader = open_reader(log)
+    analyzers = select(only)
+    out = Path(out_dir) if out_dir is not None else default_out_dir(log)
+    opts = replace(
+        options or AnalyzerOptions(),
+        out_dir=out, base=base, log_id=getattr(reader, "log_id", None),
+        generated_at=((options.generated_at if options else None)
+                      or log_time(getattr(reader, "manifest", None)) or now_iso()),
+        log_problems=tuple(getattr(reader, "problems", ()) or ()),
+    )
+    tmp = Path(tempfile.mkdtemp(prefix="memscope-analyze-", dir=scratch_dir))
+    try:
+        scratch = tmp / "blocks.duckdb"
+        prepare(reader, scratch)
+        if progress:
+            progress("prepare")
+        if jobs <= 1 or len(analyzers) == 1:
+            con = connect(reader, memory_limit=f"{MEMORY_BUDGET_MB}MB")
+            con.execute("ATTACH ? AS scratch (READ_ONLY)", [str(scratch)])
+            use_materialized(con, "scratch")
+            written, failures = analyze_connection(con, opts, analyzers, progress)
+            con.close()
+        else:
+            written, failures = _parallel(str(log), scratch, analyzers, opts, jobs, progress)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if failures:
+        raise AnalysisError(failures, written)
+    return written
+
+
+def _parallel(
+    log: str, scratch: Path, analyzers: Sequence[Analyzer], opts: AnalyzerOptions, jobs: int,
+    progress: Progress | None,
+) -> tuple[list[Path], dict[str, str]]:
+    workers = min(jobs, len(analyzers))
+    memory_mb = max(128, MEMORY_BUDGET_MB // workers)
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    written: list[Path] = []
+    failures: dict[str, str] = {}
+    context = multiprocessing.get_context("spawn")
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        futures = [
+            pool.submit(_worker, log, str(scratch), a.kind, opts, memory_mb, threads)
+            for a in analyzers
+        ]
+        by_kind = {a.kind: a for a in analyzers}
+        for future in cf.as_completed(futures):
+            kind, error = future.result()
+            if error:
+                failures[kind] = error
+            else:
+                written.append(Path(opts.out_dir or ".") / by_kind[kind].file_name(opts.base))
+            if progress:
+                progress(kind)
+    order = [a.kind for a in analyzers]
+    written.sort(key=lambda p: next(i for i, a in enumerate(analyzers)
+                                    if p.name == a.file_name(opts.base)))
+    return written, {k: failures[k] for k in order if k in failures}
+
+
+def analyze_tables(
+    tables: dict[str, Any],
+    options: AnalyzerOptions,
+    only: Iterable[str] | None = None,
+) -> list[Path]:
+    """Run analyzers over in-memory Arrow tables (tests, samples); raise on any failure."""
+    from memscope.analyzers.views import connect_tables
+
+    con = connect_tables(tables)
+    materialize(con)
+    written, failures = analyze_connection(con, options, select(only))
+    con.close()
+    if failures:
+        raise AnalysisError(failures, written)
+    return written

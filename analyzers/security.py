@@ -1,0 +1,291 @@
+"""The security analyzer: ``<base>_security_violations.json``.
+
+Findings (``violation_reports``), each with kind, severity, the real stack of the event that
+proves it, related allocations and a remediation line:
+
+``double_free`` (critical)
+    a block's address freed twice with no allocation of that address in between: the log
+    holds the allocation, its free, and the second free. Not reported for sampled processes
+    (a sample does not see every allocation).
+``domain_mismatch`` (high)
+    a block ended by a free/realloc of another allocator domain than the one it came from
+    (e.g. ``PyMem_Malloc`` memory released with ``PyObject_Free``).
+``leak`` (high / medium)
+    allocation sites whose blocks are alive at exit (or at the end of the log) *and* whose
+    live bytes keep growing. The process's time span is cut at ``leak_checkpoints`` equal
+    steps; at each checkpoint the site's live bytes are measured. ``confidence`` is
+    ``high`` when they never shrink and grow at half the steps or more, ``medium`` when they
+    grow more often than they shrink (at least two growing steps either way: one late block
+    is not growth); ``growth_ratio`` = growing steps / steps. Sites alive at
+    exit that do not grow are summarized as ``retained_at_exit`` (not findings).
+``oversized_allocation`` (medium)
+    one block of at least ``oversized_bytes``.
+
+``summary`` also counts what the log cannot prove wrong: frees of blocks it never saw
+allocated (allocated before tracing, or by an untraced thread) and addresses reused with no
+recorded free.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+
+from memscope.analyzers._common import (
+    STACK_JOIN,
+    AnalyzerOptions,
+    drop_none,
+    metadata,
+    rows,
+    stack_info,
+    write_report,
+)
+from memscope.producer.wire import DOMAIN_NAMES, KIND_NAMES
+
+KIND = "security"
+FILE_KIND = "security_violations"
+
+_SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3, "info": 4}
+#: Findings of one kind kept in the file (the summary counts all of them).
+MAX_FINDINGS_PER_KIND = 1000
+
+_NOT_SAMPLED = "pid NOT IN (SELECT pid FROM processes WHERE mode = 'sampled')"
+
+
+def _alloc(con: duckdb.DuckDBPyConnection, pid: int, address: int, ts: int | None) -> dict:
+    if ts is None:
+        return {}
+    found = rows(
+        con,
+        """SELECT ts_ns, size, domain, stack_id, tid FROM _allocations
+        WHERE pid = ? AND address = ? AND ts_ns = ? ORDER BY seq LIMIT 1""",
+        [pid, address, ts],
+    )
+    if not found:
+        return {}
+    a = found[0]
+    return {"role": "allocation", "ts_ns": a["ts_ns"], "address": address, "size": a["size"],
+            "domain": DOMAIN_NAMES.get(a["domain"], str(a["domain"])), "tid": a["tid"],
+            "stack": stack_info(con, pid, a["stack_id"])}
+
+
+def double_frees(con: duckdb.DuckDBPyConnection) -> tuple[int, list[dict[str, Any]]]:
+    """Second frees of an already freed block."""
+    found = rows(
+        con,
+        f"""SELECT pid, tid, ts_ns, address, kind, domain, stack_id, previous_end_ts_ns,
+                   first_alloc_ts_ns
+        FROM _notable_ends WHERE repeated_end AND {_NOT_SAMPLED}
+        ORDER BY ts_ns, pid, seq""",
+    )
+    out = []
+    for r in found[:MAX_FINDINGS_PER_KIND]:
+        alloc = _alloc(con, r["pid"], r["address"], r["first_alloc_ts_ns"])
+        out.append({
+            "kind": "double_free", "severity": "critical", "pid": r["pid"], "tid": r["tid"],
+            "ts_ns": r["ts_ns"], "address": r["address"],
+            "message": (f"{KIND_NAMES.get(r['kind'], r['kind'])} of address {r['address']:#x} "
+                        f"already freed at ts_ns {r['previous_end_ts_ns']}"
+                        + (f"; allocated at ts_ns {alloc['ts_ns']} ({alloc['size']} bytes)"
+                           if alloc else "")),
+            "stack": stack_info(con, r["pid"], r["stack_id"]),
+            "related_allocations": ([alloc] if alloc else []) + [
+                {"role": "first_free", "ts_ns": r["previous_end_ts_ns"], "address": r["address"]}
+            ],
+            "remediation": "Free each block once: clear the pointer after freeing it, and check "
+                           "which owner (C extension, ctypes/cffi code) releases it.",
+        })
+    return len(found), out
+
+
+def domain_mismatches(con: duckdb.DuckDBPyConnection) -> tuple[int, list[dict[str, Any]]]:
+    """Blocks released through another allocator domain than they came from."""
+    found = rows(
+        con,
+        """SELECT pid, tid, ts_ns, address, kind, domain, alloc_domain, alloc_ts_ns, stack_id
+        FROM _notable_ends WHERE matched AND alloc_domain <> domain ORDER BY ts_ns, pid, seq""",
+    )
+    out = []
+    for r in found[:MAX_FINDINGS_PER_KIND]:
+        alloc = _alloc(con, r["pid"], r["address"], r["alloc_ts_ns"])
+        came, went = (DOMAIN_NAMES.get(r["alloc_domain"], str(r["alloc_domain"])),
+                      DOMAIN_NAMES.get(r["domain"], str(r["domain"])))
+        out.append({
+            "kind": "domain_mismatch", "severity": "high", "pid": r["pid"], "tid": r["tid"],
+            "ts_ns": r["ts_ns"], "address": r["address"],
+            "allocated_domain": came, "freed_domain": went,
+            "message": f"block {r['address']:#x} allocated in the {came} domain was released "
+                       f"by a {went}-domain {KIND_NAMES.get(r['kind'], r['kind'])}",
+            "stack": stack_info(con, r["pid"], r["stack_id"]),
+            "related_allocations": [alloc] if alloc else [],
+            "remediation": "Release memory with the free function of the family that allocated "
+                           "it (PyMem_Free for PyMem_Malloc, PyObject_Free for PyObject_Malloc, "
+                           "PyMem_RawFree for PyMem_RawMalloc).",
+        })
+    return len(found), out
+
+
+def _growth(series: list[int]) -> tuple[int, int]:
+    grows = sum(1 for a, b in zip(series, series[1:], strict=False) if b > a)
+    shrinks = sum(1 for a, b in zip(series, series[1:], strict=False) if b < a)
+    return grows, shrinks
+
+
+def leak_sites(
+    con: duckdb.DuckDBPyConnection, checkpoints: int
+) -> list[dict[str, Any]]:
+    """Every site with blocks alive at the end, with its live bytes at each checkpoint."""
+    k = max(2, int(checkpoints))
+    columns = ",\n".join(
+        f"coalesce(sum(a.size) FILTER (WHERE a.ts_ns <= c.t{i} AND "
+        f"(a.end_ts_ns IS NULL OR a.end_ts_ns > c.t{i})), 0) AS live{i}"
+        for i in range(1, k + 1)
+    )
+    times = ", ".join(f"lo + (hi - lo) * {i} // {k} AS t{i}" for i in range(1, k + 1))
+    return rows(
+        con,
+        f"""WITH span AS (
+            SELECT a.pid, min(a.ts_ns) AS lo,
+                   greatest(max(coalesce(a.end_ts_ns, a.ts_ns)), max(p.end_ts_ns)) AS hi
+            FROM _allocations a LEFT JOIN processes p ON p.pid = a.pid GROUP BY a.pid),
+        c AS (SELECT pid, {times} FROM span),
+        live AS (SELECT pid, stack_id, count(*) AS blocks, sum(size) AS bytes
+                 FROM _allocations WHERE end_ts_ns IS NULL GROUP BY pid, stack_id),
+        x AS (SELECT a.pid, a.stack_id, {columns}
+              FROM _allocations a JOIN c ON c.pid = a.pid
+              WHERE (a.pid, a.stack_id) IN (SELECT pid, stack_id FROM live)
+              GROUP BY a.pid, a.stack_id)
+        SELECT x.*, live.blocks, live.bytes, p.end_ts_ns IS NOT NULL AS process_exited,
+               s.location
+        FROM x JOIN live ON live.pid = x.pid AND live.stack_id = x.stack_id
+        LEFT JOIN processes p ON p.pid = x.pid
+        {STACK_JOIN}
+        ORDER BY live.bytes DESC, x.pid, x.stack_id""",
+    )
+
+
+def leaks(
+    con: duckdb.DuckDBPyConnection, checkpoints: int
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Leak findings, and the totals of the sites alive at exit that do not grow."""
+    k = max(2, int(checkpoints))
+    out: list[dict[str, Any]] = []
+    retained = {"sites": 0, "blocks": 0, "bytes": 0}
+    for site in leak_sites(con, k):
+        series = [int(site[f"live{i}"]) for i in range(1, k + 1)]
+        grows, shrinks = _growth(series)
+        if grows >= 2 and shrinks == 0 and grows * 2 >= k - 1:
+            confidence = "high"
+        elif grows >= 2 and grows > shrinks:
+            confidence = "medium"
+        else:
+            retained["sites"] += 1
+            retained["blocks"] += site["blocks"]
+            retained["bytes"] += site["bytes"]
+            continue
+        where = "at exit" if site["process_exited"] else "at the end of the log"
+        out.append({
+            "kind": "leak", "severity": "high" if confidence == "high" else "medium",
+            "pid": site["pid"], "confidence": confidence,
+            "growth_ratio": round(grows / (k - 1), 3),
+            "alive_blocks": site["blocks"], "alive_bytes": site["bytes"],
+            "process_exited": site["process_exited"],
+            "live_bytes_at_checkpoints": series,
+            "message": f"{site['blocks']} blocks ({site['bytes']} bytes) from "
+                       f"{site['location'] or 'stack ' + str(site['stack_id'])} alive {where}; "
+                       f"live bytes grew at {grows} of {k - 1} checkpoints and shrank at "
+                       f"{shrinks}",
+            "stack": stack_info(con, site["pid"], site["stack_id"]),
+            "related_allocations": _sample_live(con, site["pid"], site["stack_id"]),
+            "remediation": "Find who keeps these objects reachable (caches, module globals, "
+                           "growing lists or dicts) and bound or clear it.",
+        })
+        if len(out) >= MAX_FINDINGS_PER_KIND:
+            break
+    return out, retained
+
+
+def _sample_live(con: duckdb.DuckDBPyConnection, pid: int, stack_id: int) -> list[dict]:
+    return [
+        {"role": "alive", **r} for r in rows(
+            con,
+            """SELECT ts_ns, address, size FROM _allocations
+            WHERE pid = ? AND stack_id = ? AND end_ts_ns IS NULL
+            ORDER BY size DESC, ts_ns, address LIMIT 5""",
+            [pid, stack_id],
+        )
+    ]
+
+
+def oversized(
+    con: duckdb.DuckDBPyConnection, threshold: int
+) -> tuple[int, list[dict[str, Any]]]:
+    """Single blocks of at least ``threshold`` bytes."""
+    found = rows(
+        con,
+        """SELECT pid, tid, ts_ns, address, size, domain, stack_id, free_ts_ns
+        FROM _allocations WHERE size >= ? ORDER BY size DESC, ts_ns, pid, address""",
+        [threshold],
+    )
+    out = []
+    for r in found[:MAX_FINDINGS_PER_KIND]:
+        out.append(drop_none({
+            "kind": "oversized_allocation", "severity": "medium", "pid": r["pid"],
+            "tid": r["tid"], "ts_ns": r["ts_ns"], "address": r["address"], "size": r["size"],
+            "threshold_bytes": threshold,
+            "message": f"one {DOMAIN_NAMES.get(r['domain'], r['domain'])}-domain block of "
+                       f"{r['size']} bytes (threshold {threshold})",
+            "stack": stack_info(con, r["pid"], r["stack_id"]),
+            "related_allocations": [drop_none({"role": "allocation", "ts_ns": r["ts_ns"],
+                                               "address": r["address"], "size": r["size"],
+                                               "free_ts_ns": r["free_ts_ns"]})],
+            "remediation": "Stream or chunk the data, or use a memory-mapped file, instead of "
+                           "one buffer this large.",
+        }))
+    return len(found), out
+
+
+def _unprovable(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    return rows(
+        con,
+        """WITH u AS (SELECT pid, count(*) AS n FROM _notable_ends WHERE NOT matched
+                      GROUP BY pid),
+        r AS (SELECT pid, count(*) AS n FROM _allocations WHERE reused_ts_ns IS NOT NULL
+              GROUP BY pid)
+        SELECT coalesce(u.pid, r.pid) AS pid, coalesce(u.n, 0) AS unmatched_frees,
+               coalesce(r.n, 0) AS unrecorded_frees
+        FROM u FULL OUTER JOIN r ON u.pid = r.pid ORDER BY pid""",
+    )
+
+
+def run(con: duckdb.DuckDBPyConnection, options: AnalyzerOptions) -> dict[str, Any]:
+    """Build the security report and write it; returns the report."""
+    n_double, doubles = double_frees(con)
+    n_mismatch, mismatches = domain_mismatches(con)
+    leak_findings, retained = leaks(con, options.leak_checkpoints)
+    n_big, big = oversized(con, options.oversized_bytes)
+    findings = doubles + mismatches + leak_findings + big
+    findings.sort(key=lambda f: (_SEVERITY_ORDER[f["severity"]], f["kind"],
+                                 f.get("ts_ns") or 0, f["pid"], f.get("address") or 0,
+                                 -f.get("alive_bytes", 0), f["stack"]["stack_id"]))
+    by_severity: dict[str, int] = {}
+    for f in findings:
+        by_severity[f["severity"]] = by_severity.get(f["severity"], 0) + 1
+    report: dict[str, Any] = {
+        "metadata": metadata(con, FILE_KIND, options,
+                             "Findings the allocator events prove, with stacks and remedies"),
+        "summary": {
+            "total_violations": n_double + n_mismatch + len(leak_findings) + n_big,
+            "by_kind": {"double_free": n_double, "domain_mismatch": n_mismatch,
+                        "leak": len(leak_findings), "oversized_allocation": n_big},
+            "by_severity": by_severity,
+            "thresholds": {"oversized_bytes": options.oversized_bytes,
+                           "leak_checkpoints": max(2, options.leak_checkpoints)},
+            "retained_at_exit": retained,
+            "unprovable": _unprovable(con),
+        },
+        "violation_reports": findings,
+    }
+    write_report(report, options, FILE_KIND)
+    return report

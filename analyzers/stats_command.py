@@ -1,0 +1,109 @@
+"""``memscope stats LOG``: the headline numbers of a log in the terminal."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from memscope.analyzers.query_command import open_or_fail, write_table
+
+_COLUMNS = (
+    ("pid", "pid"), ("argv", "program"), ("active_memory", "active"), ("peak_memory", "peak"),
+    ("active_allocations", "live blocks"), ("total_allocations", "allocations"),
+    ("total_allocated", "allocated"), ("total_deallocations", "frees"),
+    ("unmatched_frees", "unmatched frees"),
+)
+
+
+def human_bytes(n: int | None) -> str:
+    """``1536`` -> ``1.5 KiB``."""
+    if n is None:
+        return ""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(value) < 1024 or unit == "GiB":
+            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"  # pragma: no cover
+
+
+def collect(log: str) -> dict[str, Any]:
+    """Totals for the whole log and per process, plus ingest counters."""
+    from memscope.analyzers._common import rows
+    from memscope.analyzers.memstats import process_stats
+    from memscope.analyzers.views import connect, materialize
+
+    con = open_or_fail(log, connect)
+    try:
+        materialize(con)
+        processes = {r["pid"]: r for r in rows(con, "SELECT * FROM processes ORDER BY pid")}
+        pids = [r[0] for r in con.execute(
+            "SELECT pid FROM processes UNION SELECT DISTINCT pid FROM _allocations ORDER BY pid"
+        ).fetchall()]
+        per = []
+        for pid in pids:
+            info = processes.get(pid, {})
+            per.append({"pid": pid, "argv": info.get("argv"), "mode": info.get("mode"),
+                        **process_stats(con, pid)})
+        return {
+            "total": process_stats(con),
+            "processes": per,
+            "ingest": rows(con, "SELECT producer, pid, batches, events, gaps, duplicates, "
+                                "rejected FROM ingest ORDER BY producer"),
+        }
+    finally:
+        con.close()
+
+
+def print_stats(stats: dict[str, Any], out: Any) -> None:
+    """The human-readable form."""
+    t = stats["total"]
+    out.write(f"active memory     {human_bytes(t['active_memory'])} "
+              f"in {t['active_allocations']} blocks\n")
+    out.write(f"peak memory       {human_bytes(t['peak_memory'])}\n")
+    out.write(f"allocations       {t['total_allocations']} ({human_bytes(t['total_allocated'])})\n")
+    out.write(f"deallocations     {t['total_deallocations']} ({human_bytes(t['total_freed'])})\n")
+    out.write(f"unmatched frees   {t['unmatched_frees']} (blocks allocated before tracing; "
+              f"ignored in the totals)\n\n")
+    table = []
+    for p in stats["processes"]:
+        row = []
+        for key, _ in _COLUMNS:
+            value = p.get(key)
+            if key == "argv":
+                value = " ".join(value or [])[:40]
+            elif key in ("active_memory", "peak_memory", "total_allocated"):
+                value = human_bytes(value)
+            row.append(value)
+        table.append(row)
+    write_table([label for _, label in _COLUMNS], table, out)
+    if stats["ingest"]:
+        out.write("\n")
+        write_table(list(stats["ingest"][0]), [list(r.values()) for r in stats["ingest"]], out)
+
+
+class StatsCommand:
+    """The ``stats`` verb."""
+
+    name = "stats"
+    help = "the headline numbers of a log"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """Declare LOG and --json."""
+        parser.add_argument("log", metavar="LOG", help="a run directory or its events/ directory")
+        parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+    def run(self, args: argparse.Namespace) -> int:
+        """Print the numbers; 0 on success."""
+        stats = collect(args.log)
+        if args.json:
+            json.dump(stats, sys.stdout, indent=2)
+            sys.stdout.write("\n")
+        else:
+            print_stats(stats, sys.stdout)
+        return 0
+
+
+COMMAND = StatsCommand()

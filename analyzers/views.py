@@ -1,0 +1,349 @@
+"""DuckDB over an event log: the SQL views that every analyzer and ``memscope query`` use.
+
+:func:`connect` registers each log table (a lazy pyarrow dataset, so a 50-million-event log
+is scanned, never loaded whole) as ``raw_<table>`` and defines the views below on top of it;
+:func:`connect_tables` does the same over in-memory Arrow tables (tests).
+
+Public views (``memscope query`` documents them too):
+
+``events``
+    every allocator event; ``kind`` and ``domain`` as strings (``alloc``, ``calloc``,
+    ``realloc``, ``free``; ``raw``, ``mem``, ``obj``, ``numpy``, ``native``, ``mmap``).
+``allocations``
+    one row per block: every alloc/calloc, and every realloc's new block. ``free_ts_ns`` is the
+    time of the event that ended the block -- a free of its address or a realloc that moved or
+    resized it -- and NULL while it is alive. ``end_kind`` says which (``free``, ``realloc``),
+    or ``reused`` when the address was handed out again with no free in between (a free the
+    log does not hold, e.g. dropped); a reused block is not alive but has no ``free_ts_ns``.
+``frees``
+    one row per block end (free, or the old block of a realloc) with ``matched`` and, when
+    matched, the allocation it ended (``alloc_ts_ns``, ``size``, ``alloc_domain``).
+``lifetimes``
+    the ended allocations with ``lifetime_ns``.
+``processes``
+    one row per pid: ppid, host, producer, argv, executable, python, mode, sample_bytes,
+    start_ts_ns, end_ts_ns, exit_code.
+``threads``
+    one row per (pid, tid): native_id, name (the latest), start_ts_ns, end_ts_ns.
+``variables``
+    every ``track_var`` record with ``died_ts_ns`` = the first end (free or realloc) of the
+    variable's ``address`` block at or after it was tracked, ``lifetime_ns``, ``alive_at_end``.
+``scopes``
+    one row per scope: pid, tid, scope_id, parent_id, name, enter_ts_ns, exit_ts_ns.
+``frames``
+    one row per frame of every interned stack: pid, stack_id, depth (0 = innermost, where the
+    allocation happened), function, filename, lineno; resolved through the interned stack tree
+    with a recursive CTE (depth-limited, so a corrupt tree cannot loop).
+``stacks``
+    one row per stack: pid, stack_id, depth (number of frames), the innermost frame's
+    function/filename/lineno, ``location`` ("function (file:line)") and ``trace`` (innermost
+    first).
+``ffi``, ``aggregates``, ``producer_stats``
+    the raw rows (``aggregates.domain`` as a string).
+``producer_stats_latest``
+    the latest cumulative tracer counters per pid.
+``ingest``
+    the broker's latest counters per producer.
+
+Block matching is one window pass over the memory events partitioned by (pid, address) and
+ordered by (ts_ns, seq, ends-before-starts), so a realloc in place ends the old block before
+it starts the new one. :func:`materialize` stores its result as tables so that several
+analyzers reuse it instead of re-sorting the log.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from memscope.broker.schema import TABLES
+from memscope.producer.wire import (
+    DOMAIN_NAMES,
+    KIND_ALLOC,
+    KIND_CALLOC,
+    KIND_FREE,
+    KIND_NAMES,
+    KIND_REALLOC,
+)
+
+#: Frames deeper than this are not resolved (guards against a cyclic, corrupt stack tree).
+MAX_STACK_DEPTH = 512
+
+
+def _case(column: str, names: Mapping[int, str]) -> str:
+    # The codes and names are memscope's own constants, never user input.
+    arms = " ".join(f"WHEN {int(code)} THEN '{name}'" for code, name in sorted(names.items()))
+    return f"CASE {column} {arms} ELSE 'unknown_' || CAST({column} AS VARCHAR) END"
+
+
+# Block events carry one packed code: bit 7 = starts a block, bits 3-6 = domain, bits 0-2 = kind.
+# Keeping the window's payload this narrow is what makes matching 50 M events affordable.
+_START = 128
+
+
+def _allocations_select(chain: str) -> str:
+    """Blocks (one per start) with the event that ended each, from a block chain relation."""
+    return f"""
+        SELECT pid, tid, seq, ts_ns, (code & 7)::UTINYINT AS kind,
+            ((code >> 3) & 15)::UTINYINT AS domain, address, size, stack_id,
+            CASE WHEN nc < {_START} THEN nts END AS free_ts_ns,
+            CASE WHEN nc < {_START} THEN (nc & 7)::UTINYINT END AS free_kind,
+            CASE WHEN nc < {_START} THEN ((nc >> 3) & 15)::UTINYINT END AS free_domain,
+            CASE WHEN nc >= {_START} THEN nts END AS reused_ts_ns,
+            nts AS end_ts_ns, nseq AS end_seq
+        FROM {chain} WHERE code >= {_START}"""
+
+
+def _ends_select(chain: str, notable_only: bool = False) -> str:
+    """Block ends with what preceded each at its address, from a block chain relation.
+
+    ``matched``: the previous event at the address started a block (this end ended it).
+    ``repeated_end``: the previous event was an end of a block started just before it (a
+    double free). ``notable_only`` keeps the unmatched ends and the domain mismatches.
+    """
+    notable = (
+        f" AND (pc IS NULL OR pc < {_START} OR ((pc >> 3) & 15) <> ((code >> 3) & 15))"
+        if notable_only else ""
+    )
+    return f"""
+        SELECT pid, tid, seq, ts_ns, (code & 7)::UTINYINT AS kind,
+            ((code >> 3) & 15)::UTINYINT AS domain, address, stack_id,
+            coalesce(pc >= {_START}, false) AS matched,
+            CASE WHEN pc >= {_START} THEN pts END AS alloc_ts_ns,
+            CASE WHEN pc >= {_START} THEN ((pc >> 3) & 15)::UTINYINT END AS alloc_domain,
+            coalesce(pc < {_START} AND pc2 >= {_START}, false) AS repeated_end,
+            CASE WHEN pc < {_START} THEN pts END AS previous_end_ts_ns,
+            CASE WHEN pc < {_START} AND pc2 >= {_START} THEN pts2 END AS first_alloc_ts_ns
+        FROM {chain} WHERE code < {_START}{notable}"""
+
+
+def _chain_select(source: str, starts_and_notable_only: bool = False) -> str:
+    keep = (
+        f"""WHERE code >= {_START} OR pc IS NULL OR pc < {_START}
+              OR ((pc >> 3) & 15) <> ((code >> 3) & 15)"""
+        if starts_and_notable_only else ""
+    )
+    return f"""
+        SELECT * FROM (
+            SELECT *, LEAD(code) OVER w AS nc, LEAD(ts_ns) OVER w AS nts, LEAD(seq) OVER w AS nseq,
+                LAG(code) OVER w AS pc, LAG(code, 2) OVER w AS pc2,
+                LAG(ts_ns) OVER w AS pts, LAG(ts_ns, 2) OVER w AS pts2
+            FROM {source}
+            WINDOW w AS (PARTITION BY pid, address ORDER BY ts_ns, seq, code >= {_START}))
+        {keep}"""
+
+
+def _view_sql() -> list[str]:
+    kind = _case("kind", KIND_NAMES)
+    domain = _case("domain", DOMAIN_NAMES)
+    starts = f"kind IN ({KIND_ALLOC}, {KIND_CALLOC}, {KIND_REALLOC}) AND address <> 0"
+    return [
+        f"""CREATE OR REPLACE VIEW events AS
+        SELECT pid, tid, seq, ts_ns, {kind} AS kind, {domain} AS domain, address, old_address,
+               size, stack_id, kind AS kind_code, domain AS domain_code
+        FROM raw_memory""",
+        # Block starts and ends keyed by the block's address (see _START for ``code``).
+        f"""CREATE OR REPLACE VIEW _block_events AS
+        SELECT pid, tid, seq, ts_ns, address, size, stack_id,
+               ({_START} | (domain << 3) | kind)::UTINYINT AS code
+        FROM raw_memory WHERE {starts}
+        UNION ALL
+        SELECT pid, tid, seq, ts_ns,
+               CASE WHEN kind = {KIND_FREE} THEN address ELSE old_address END AS address,
+               size, stack_id, ((domain << 3) | kind)::UTINYINT AS code
+        FROM raw_memory
+        WHERE (kind = {KIND_FREE} AND address <> 0)
+           OR (kind = {KIND_REALLOC} AND old_address <> 0)""",
+        f"CREATE OR REPLACE VIEW _block_chain AS {_chain_select('_block_events')}",
+        # Internal, code-valued forms; materialize() replaces them by tables.
+        f"CREATE OR REPLACE VIEW _allocations AS {_allocations_select('_block_chain')}",
+        f"CREATE OR REPLACE VIEW _ends AS {_ends_select('_block_chain')}",
+        f"CREATE OR REPLACE VIEW _notable_ends AS {_ends_select('_block_chain', True)}",
+        f"""CREATE OR REPLACE VIEW allocations AS
+        SELECT pid, tid, seq, ts_ns, {kind} AS kind, {domain} AS domain, address, size, stack_id,
+            free_ts_ns, {_case("free_domain", DOMAIN_NAMES)} AS free_domain,
+            CASE WHEN free_kind = {KIND_FREE} THEN 'free'
+                 WHEN free_kind = {KIND_REALLOC} THEN 'realloc'
+                 WHEN reused_ts_ns IS NOT NULL THEN 'reused' END AS end_kind,
+            free_ts_ns - ts_ns AS lifetime_ns,
+            kind AS kind_code, domain AS domain_code
+        FROM _allocations""",
+        f"""CREATE OR REPLACE VIEW frees AS
+        SELECT e.pid, e.tid, e.seq, e.ts_ns, {_case("e.kind", KIND_NAMES)} AS kind,
+            {_case("e.domain", DOMAIN_NAMES)} AS domain, e.address, e.stack_id, e.matched,
+            e.alloc_ts_ns, a.size, {_case("e.alloc_domain", DOMAIN_NAMES)} AS alloc_domain,
+            a.stack_id AS alloc_stack_id, a.tid AS alloc_tid, e.repeated_end
+        FROM _ends e LEFT JOIN _allocations a
+            ON a.pid = e.pid AND a.address = e.address AND a.ts_ns = e.alloc_ts_ns""",
+        """CREATE OR REPLACE VIEW lifetimes AS
+        SELECT * FROM allocations WHERE free_ts_ns IS NOT NULL""",
+        """CREATE OR REPLACE VIEW processes AS
+        WITH s AS (SELECT * FROM raw_processes WHERE event = 'start'
+                   QUALIFY row_number() OVER (PARTITION BY pid ORDER BY ts_ns) = 1),
+             e AS (SELECT * FROM raw_processes WHERE event = 'exit'
+                   QUALIFY row_number() OVER (PARTITION BY pid ORDER BY ts_ns DESC) = 1)
+        SELECT coalesce(s.pid, e.pid) AS pid, coalesce(s.ppid, e.ppid) AS ppid,
+            coalesce(s.host, e.host) AS host, coalesce(s.producer, e.producer) AS producer,
+            coalesce(s.argv, e.argv) AS argv, coalesce(s.executable, e.executable) AS executable,
+            coalesce(s.python, e.python) AS python, coalesce(s.mode, e.mode) AS mode,
+            coalesce(s.sample_bytes, e.sample_bytes) AS sample_bytes,
+            s.ts_ns AS start_ts_ns, e.ts_ns AS end_ts_ns, e.exit_code AS exit_code
+        FROM s FULL OUTER JOIN e ON s.pid = e.pid""",
+        """CREATE OR REPLACE VIEW threads AS
+        SELECT pid, tid, max(native_id) AS native_id,
+            arg_max(name, ts_ns) FILTER (WHERE name IS NOT NULL) AS name,
+            min(ts_ns) FILTER (WHERE event = 'start') AS start_ts_ns,
+            max(ts_ns) FILTER (WHERE event = 'exit') AS end_ts_ns
+        FROM raw_threads GROUP BY pid, tid""",
+        f"""CREATE OR REPLACE VIEW variables AS
+        WITH ends AS (
+            SELECT pid, address, ts_ns FROM _ends
+            WHERE kind = {KIND_FREE}
+              AND (pid, address) IN (SELECT pid, address FROM raw_variables))
+        SELECT v.pid, v.tid, v.var_id, v.name, v.type_name, v.object_id, v.address, v.size,
+            v.deep_size, v.scope, v.scope_id, v.stack_id, v.contains,
+            v.ts_ns AS created_ts_ns, e.ts_ns AS died_ts_ns,
+            e.ts_ns - v.ts_ns AS lifetime_ns, e.ts_ns IS NULL AS alive_at_end
+        FROM raw_variables v ASOF LEFT JOIN ends e
+            ON v.pid = e.pid AND v.address = e.address AND e.ts_ns >= v.ts_ns""",
+        """CREATE OR REPLACE VIEW scopes AS
+        SELECT pid, scope_id, any_value(tid) AS tid, any_value(parent_id) AS parent_id,
+            any_value(name) AS name,
+            min(ts_ns) FILTER (WHERE event = 'enter') AS enter_ts_ns,
+            max(ts_ns) FILTER (WHERE event = 'exit') AS exit_ts_ns
+        FROM raw_scopes GROUP BY pid, scope_id""",
+        f"""CREATE OR REPLACE VIEW frames AS
+        WITH RECURSIVE walk(pid, stack_id, node, depth) AS (
+            SELECT pid, stack_id, stack_id, 0 FROM raw_stacks
+            UNION ALL
+            SELECT w.pid, w.stack_id, s.parent_id, w.depth + 1
+            FROM walk w JOIN raw_stacks s ON s.pid = w.pid AND s.stack_id = w.node
+            WHERE s.parent_id <> 0 AND w.depth < {MAX_STACK_DEPTH})
+        SELECT w.pid, w.stack_id, w.depth, f.function, f.filename, f.lineno, f.frame_id
+        FROM walk w
+        JOIN raw_stacks s ON s.pid = w.pid AND s.stack_id = w.node
+        JOIN raw_frames f ON f.pid = s.pid AND f.frame_id = s.frame_id""",
+        """CREATE OR REPLACE VIEW stacks AS
+        SELECT pid, stack_id, count(*) AS depth,
+            arg_min(function, depth) AS function, arg_min(filename, depth) AS filename,
+            arg_min(lineno, depth) AS lineno,
+            arg_min(function || ' (' || filename || ':' || lineno || ')', depth) AS location,
+            list(function || ' (' || filename || ':' || lineno || ')' ORDER BY depth) AS trace
+        FROM frames GROUP BY pid, stack_id""",
+        "CREATE OR REPLACE VIEW ffi AS SELECT * FROM raw_ffi",
+        f"""CREATE OR REPLACE VIEW aggregates AS
+        SELECT pid, tid, ts_ns, stack_id, {domain} AS domain, alloc_count, alloc_bytes
+        FROM raw_aggregates""",
+        "CREATE OR REPLACE VIEW producer_stats AS SELECT * FROM raw_producer_stats",
+        """CREATE OR REPLACE VIEW producer_stats_latest AS
+        SELECT * FROM raw_producer_stats
+        QUALIFY row_number() OVER (PARTITION BY pid ORDER BY ts_ns DESC, events DESC) = 1""",
+        """CREATE OR REPLACE VIEW ingest AS
+        SELECT producer, pid, batches, events, gaps, duplicates, rejected, ts_ns
+        FROM raw_ingest
+        QUALIFY row_number() OVER (PARTITION BY producer ORDER BY ts_ns DESC, batches DESC) = 1""",
+    ]
+
+
+#: The views a user may query (in the order ``memscope query`` lists them).
+PUBLIC_VIEWS = (
+    "events", "allocations", "frees", "lifetimes", "processes", "threads", "variables",
+    "scopes", "frames", "stacks", "ffi", "aggregates", "producer_stats",
+    "producer_stats_latest", "ingest",
+)
+
+
+def _new_connection(memory_limit: str | None, threads: int | None) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(":memory:")
+    limit = memory_limit or os.environ.get("MEMSCOPE_DUCKDB_MEMORY", "1GB")
+    con.execute("SET memory_limit = ?", [limit])
+    con.execute("SET preserve_insertion_order = false")
+    if threads:
+        con.execute("SET threads = ?", [int(threads)])
+    return con
+
+
+def _define(con: duckdb.DuckDBPyConnection, sources: Mapping[str, Any]) -> None:
+    for name, schema in TABLES.items():
+        source = sources.get(name)
+        if source is None:
+            source = pa.table({f.name: pa.array([], f.type) for f in schema}, schema=schema)
+        con.register(f"raw_{name}", source)
+    for sql in _view_sql():
+        con.execute(sql)
+
+
+def connect_tables(
+    tables: Mapping[str, pa.Table],
+    *,
+    memory_limit: str | None = None,
+    threads: int | None = None,
+) -> duckdb.DuckDBPyConnection:
+    """A connection with every view over in-memory Arrow tables (missing ones are empty).
+
+    Args:
+        tables: log table name (``memory``, ``processes``, ...) -> table with that schema.
+        memory_limit: DuckDB's memory limit (default ``MEMSCOPE_DUCKDB_MEMORY`` or 1GB).
+        threads: DuckDB worker threads (default: DuckDB's choice).
+    """
+    unknown = sorted(set(tables) - set(TABLES))
+    if unknown:
+        raise ValueError(f"unknown log tables {unknown}; known: {sorted(TABLES)}")
+    con = _new_connection(memory_limit, threads)
+    _define(con, dict(tables))
+    return con
+
+
+def open_reader(log: str | os.PathLike[str]) -> Any:
+    """The broker's LogReader for a run directory or its ``events/`` directory."""
+    try:
+        from memscope.broker.log import open_log
+    except ImportError as exc:  # pragma: no cover - only before the broker lands
+        raise RuntimeError("memscope.broker.log is not available in this build") from exc
+    return open_log(Path(log))
+
+
+def connect(
+    log: str | os.PathLike[str] | Any,
+    *,
+    memory_limit: str | None = None,
+    threads: int | None = None,
+) -> duckdb.DuckDBPyConnection:
+    """A connection with every view over a log (lazy pyarrow datasets, nothing loaded whole).
+
+    Args:
+        log: a run directory, its ``events/`` directory, or an open LogReader.
+        memory_limit: DuckDB's memory limit (default ``MEMSCOPE_DUCKDB_MEMORY`` or 1GB); DuckDB
+            spills sorts and joins to disk beyond it.
+        threads: DuckDB worker threads (default: DuckDB's choice).
+    """
+    reader = log if hasattr(log, "dataset") else open_reader(log)
+    con = _new_connection(memory_limit, threads)
+    _define(con, {name: reader.dataset(name) for name in TABLES})
+    return con
+
+
+def materialize(con: duckdb.DuckDBPyConnection, schema: str | None = None) -> None:
+    """Match blocks once and point ``_allocations``/``_notable_ends`` at a stored table.
+
+    One window pass over the memory events; the stored table keeps every block start and only
+    the notable ends (unmatched, or freed through another domain), which is all the analyzers
+    read. With ``schema`` (an attached, writable database) the table is written there, so
+    worker processes can attach it read-only (see :func:`use_materialized`).
+    """
+    prefix = f"{schema}." if schema else ""
+    con.execute(f"CREATE OR REPLACE TABLE {prefix}_chain_tbl AS "
+                + _chain_select("_block_events", starts_and_notable_only=True))
+    use_materialized(con, schema)
+
+
+def use_materialized(con: duckdb.DuckDBPyConnection, schema: str | None = None) -> None:
+    """Point ``_allocations`` and ``_notable_ends`` at the table made by :func:`materialize`."""
+    chain = f"{schema + '.' if schema else ''}_chain_tbl"
+    con.execute(f"CREATE OR REPLACE VIEW _allocations AS {_allocations_select(chain)}")
+    con.execute(f"CREATE OR REPLACE VIEW _notable_ends AS {_ends_select(chain)}")

@@ -1,0 +1,144 @@
+"""Tracer overhead: slowdown against plain Python, side by side with tracemalloc and memray.
+
+Each configuration runs in a fresh child process; the child times only the workload (after
+the tracer is set up), so interpreter startup and tracer start/stop do not count. Every
+configuration runs ``--repeat`` times and the best time is kept.
+
+    python bench/bench_tracer.py [--repeat 3] [--scale 1.0] [--only alloc,mixed]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+WORKLOADS = {
+    # Allocation-heavy pure Python: small dicts, lists, tuples and strings, most short-lived.
+    "alloc": """
+        def workload(scale):
+            keep = []
+            for i in range(int(400_000 * scale)):
+                item = {"id": i, "tags": [i, i + 1], "pair": (i, str(i))}
+                keep.append(item)
+                if len(keep) > 2_000:
+                    keep = []
+            return len(keep)
+    """,
+    # Mixed: json, regex, small classes, a numpy step.
+    "mixed": """
+        import json, re
+        import numpy as np
+
+        class Point:
+            def __init__(self, x, y):
+                self.x, self.y = x, y
+
+        WORD = re.compile(r"[a-z]+(\\d+)")
+
+        def workload(scale):
+            total = 0
+            for i in range(int(3_000 * scale)):
+                doc = json.dumps({"n": i, "items": [f"item{j}" for j in range(20)]})
+                back = json.loads(doc)
+                total += sum(int(m.group(1)) for m in WORD.finditer(" ".join(back["items"])))
+                pts = [Point(j, j * 2) for j in range(30)]
+                total += sum(p.x for p in pts)
+                arr = np.arange(2_000, dtype=np.float64) * i
+                total += int(arr[-1] > 0)
+            return total
+    """,
+}
+
+SETUPS = {
+    "plain": "",
+    "tracemalloc(1)": "import tracemalloc; tracemalloc.start(1)",
+    "memray": None,  # runs under `python -m memray run --trace-python-allocators`
+    "memscope full": "MODE = 'full'",
+    "memscope aggregated": "MODE = 'aggregated'",
+    "memscope sampled": "MODE = 'sampled'",
+}
+
+CHILD = """
+import sys, threading, time
+{workload}
+{setup}
+stop_drain = threading.Event()
+if "MODE" in globals():
+    from memscope.producer import capture
+    capture.start(MODE)
+    def _drainer():
+        capture.ignore_current_thread()
+        while not stop_drain.wait(0.1):
+            capture.drain()
+    drainer = threading.Thread(target=_drainer, daemon=True)
+    drainer.start()
+workload(0.05)  # warm up caches, imports and specialization
+t0 = time.perf_counter()
+workload({scale})
+elapsed = time.perf_counter() - t0
+stop_drain.set()
+print("ELAPSED", elapsed)
+"""
+
+
+def run_child(workload: str, setup_name: str, scale: float) -> float:
+    setup = SETUPS[setup_name]
+    code = CHILD.format(
+        workload=textwrap.dedent(WORKLOADS[workload]), setup=setup or "", scale=scale
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "work.py"
+        script.write_text(code)
+        if setup is None:
+            cmd = [sys.executable, "-m", "memray", "run", "--trace-python-allocators", "-q",
+                   "-o", str(Path(tmp) / "out.bin"), str(script)]
+        else:
+            cmd = [sys.executable, str(script)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                              env={**os.environ, "PYTHONHASHSEED": "0"})
+    for line in proc.stdout.splitlines():
+        if line.startswith("ELAPSED "):
+            return float(line.split()[1])
+    raise RuntimeError(f"{setup_name} on {workload} failed:\n{proc.stdout}\n{proc.stderr}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--only", default=",".join(WORKLOADS))
+    parser.add_argument("--setups", default=",".join(SETUPS))
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+    workloads = [w for w in args.only.split(",") if w]
+    setups = [s for s in args.setups.split(",") if s]
+    results: dict[str, dict[str, float]] = {}
+    for workload in workloads:
+        results[workload] = {}
+        for setup in setups:
+            best = min(run_child(workload, setup, args.scale) for _ in range(args.repeat))
+            results[workload][setup] = best
+    header = f"{'configuration':<22}" + "".join(f"{w:>22}" for w in workloads)
+    print(header)
+    print("-" * len(header))
+    for setup in setups:
+        cells = []
+        for workload in workloads:
+            t = results[workload][setup]
+            base = results[workload].get("plain")
+            ratio = f"{t / base:5.2f}x" if base else "   n/a"
+            cells.append(f"{t * 1000:10.1f} ms {ratio:>8}")
+        print(f"{setup:<22}" + "".join(f"{c:>22}" for c in cells))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

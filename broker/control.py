@@ -1,0 +1,214 @@
+"""The broker's control socket: JSON requests from REQ clients, answered on a ROUTER.
+
+Requests (one JSON object each) and replies (``{"ok": true, ...}`` or ``{"ok": false,
+"error": "..."}``):
+
+* ``{"op": "ping"}`` -> ``{"ok", "boot", "log", "log_id"}``
+* ``{"op": "wait", "producer": id, "seq": n, "timeout_s": t}`` -> returns once batch ``n`` of
+  that producer is in the log (written and journaled), or an error after ``timeout_s``
+  (default 30).
+* ``{"op": "acked", "producer": id}`` -> ``{"seq": s, "highest": h, "boot": b}``: every batch
+  ``0..s`` of that producer is in the log (-1: none), ``h`` is the highest one that landed
+  (``h > s``: a gap). Publishers use it to release their replay buffer and to resend.
+* ``{"op": "flush"}`` -> commits, writes ``ingest`` rows, snapshots, publishes; the log summary.
+* ``{"op": "ingest"}`` -> ``{"producers": [per-producer counters]}``.
+* ``{"op": "stats", "pid": p, "producer": id, "seq": n}`` -> waits like ``wait``, then
+  ``{"stats": memscope.analyzers.memstats.process_stats(views.connect(log), pid)}``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import zmq
+
+if TYPE_CHECKING:  # pragma: no cover
+    from memscope.broker.server import Broker
+
+log = logging.getLogger("memscope.broker")
+DEFAULT_WAIT_S = 30.0
+
+
+@dataclass
+class _Waiter:
+    route: list[bytes]
+    request: dict[str, Any]
+    deadline: float
+
+
+class ControlHandler:
+    """Parses requests, parks waits until their batch lands, and replies."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.waiters: list[_Waiter] = []
+        # Stats queries run on a worker thread (DuckDB releases the GIL) so ingest goes on;
+        # the worker hands each reply back through this inproc socket.
+        self._results_address = f"inproc://memscope-stats-{id(self)}"
+        self.results = broker.context.socket(zmq.PULL)
+        self.results.linger = 0
+        self.results.bind(self._results_address)
+        self._executor: ThreadPoolExecutor | None = None
+
+    @staticmethod
+    def encode(reply: dict[str, Any]) -> bytes:
+        """JSON bytes of a reply or feed message."""
+        return json.dumps(reply, default=str).encode()
+
+    def _send(self, route: list[bytes], reply: dict[str, Any]) -> None:
+        self.broker.control_socket.send_multipart([*route, self.encode(reply)])
+
+    def take_requests(self) -> None:
+        """Answer every request waiting on the socket."""
+        sock = self.broker.control_socket
+        while True:
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if len(frames) < 3 or frames[-2] != b"":
+                continue  # not a REQ envelope: nothing to answer
+            route = frames[:-1]
+            try:
+                request = json.loads(frames[-1])
+                if not isinstance(request, dict):
+                    raise ValueError("request is not a JSON object")
+            except ValueError as exc:
+                self._send(route, {"ok": False, "error": f"bad request: {exc}"})
+                continue
+            self._handle(route, request)
+
+    def _handle(self, route: list[bytes], request: dict[str, Any]) -> None:
+        op = request.get("op")
+        broker = self.broker
+        broker.commit()
+        if op == "ping":
+            self._send(route, {"ok": True, "boot": broker.boot, "log": str(broker.writer.path),
+                               "log_id": broker.writer.log_id})
+        elif op == "acked":
+            state = broker.ingest.producers.get(str(request.get("producer", "")))
+            seq = state.seqs.contiguous() if state else -1
+            highest = state.seqs.highest() if state else -1
+            self._send(route, {"ok": True, "seq": seq, "highest": highest, "boot": broker.boot})
+        elif op == "flush":
+            broker.flush()
+            self._send(route, {"ok": True, **broker.log_summary()})
+        elif op == "ingest":
+            rows = [s.counters() for s in broker.ingest.producers.values()]
+            self._send(route, {"ok": True, "producers": rows})
+        elif op in ("wait", "stats"):
+            self._park(route, request)
+        else:
+            self._send(route, {"ok": False, "error": f"unknown op {op!r}"})
+
+    def _park(self, route: list[bytes], request: dict[str, Any]) -> None:
+        try:
+            timeout = float(request.get("timeout_s", DEFAULT_WAIT_S))
+            int(request.get("seq", -1))
+        except (TypeError, ValueError):
+            self._send(route, {"ok": False, "error": "seq and timeout_s must be numbers"})
+            return
+        self.waiters.append(_Waiter(route, request, time.monotonic() + timeout))
+        self.landed()
+
+    def _is_landed(self, request: dict[str, Any]) -> bool:
+        seq = int(request.get("seq", -1))
+        if seq < 0:
+            return True
+        state = self.broker.ingest.producers.get(str(request.get("producer", "")))
+        return state is not None and seq in state.seqs
+
+    def landed(self) -> None:
+        """Answer the parked requests whose batch is now in the log."""
+        if not self.waiters:
+            return
+        still = []
+        for waiter in self.waiters:
+            if self._is_landed(waiter.request):
+                self._finish(waiter)
+            else:
+                still.append(waiter)
+        self.waiters = still
+
+    def _finish(self, waiter: _Waiter) -> None:
+        if waiter.request.get("op") != "stats":
+            self._send(waiter.route, {"ok": True, "boot": self.broker.boot})
+            return
+        self.broker.writer.flush(sync=False)  # row counts in the manifest are current
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="memscope-stats")
+        self._executor.submit(self._stats_job, waiter.route, waiter.request)
+
+    def _stats_job(self, route: list[bytes], request: dict[str, Any]) -> None:
+        reply = self._stats(request)
+        push = self.broker.context.socket(zmq.PUSH)
+        push.linger = 1000
+        try:
+            push.connect(self._results_address)
+            push.send_multipart([*route, self.encode(reply)])
+        finally:
+            push.close()
+
+    def forward_results(self) -> None:
+        """Send the replies finished by the stats worker."""
+        while True:
+            try:
+                frames = self.results.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self.broker.control_socket.send_multipart(frames)
+
+    def close(self) -> None:
+        """Stop the stats worker and close its socket."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+        self.forward_results()
+        self.results.close(linger=0)
+
+    def _stats(self, request: dict[str, Any]) -> dict[str, Any]:
+        try:
+            views = importlib.import_module("memscope.analyzers.views")
+            memstats = importlib.import_module("memscope.analyzers.memstats")
+        except ImportError as exc:
+            return {"ok": False, "error": f"stats need memscope.analyzers ({exc})"}
+        pid = request.get("pid")
+        try:
+            con = views.connect(self.broker.writer.path)
+            try:
+                stats = memstats.process_stats(con, None if pid is None else int(pid))
+            finally:
+                con.close()
+        except Exception as exc:  # noqa: BLE001 -- any analyzer failure becomes an error reply
+            log.exception("stats request failed")
+            return {"ok": False, "error": f"stats failed: {type(exc).__name__}: {exc}"}
+        return {"ok": True, "stats": stats}
+
+    def expire(self, now: float) -> None:
+        """Answer parked requests whose deadline passed."""
+        if not self.waiters:
+            return
+        still = []
+        for waiter in self.waiters:
+            if now >= waiter.deadline:
+                req = waiter.request
+                self._send(waiter.route, {
+                    "ok": False,
+                    "error": f"batch {req.get('seq')} of {req.get('producer')!r} did not "
+                    "arrive in time",
+                })
+            else:
+                still.append(waiter)
+        self.waiters = still
+
+    def fail_all(self, reason: str) -> None:
+        """Answer every parked request with ``reason`` (at shutdown)."""
+        for waiter in self.waiters:
+            self._send(waiter.route, {"ok": False, "error": reason})
+        self.waiters = []

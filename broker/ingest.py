@@ -1,0 +1,183 @@
+"""Per-producer ingest bookkeeping: which batch sequence numbers landed, and the counters.
+
+A :class:`SeqSet` holds the landed sequence numbers of one producer as sorted disjoint
+ranges (normally a single range ``[0, last]``). ``gaps`` is the number of sequence numbers
+below the highest one seen that have not landed (a replay that fills a hole makes it smaller
+again); ``duplicates`` counts batches dropped because their seq had landed already.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from memscope.broker.schema import INGEST
+
+#: The producer name under which messages are counted that named no readable producer.
+UNIDENTIFIED = ""
+
+
+class SeqSet:
+    """A set of non-negative integers stored as sorted inclusive ranges."""
+
+    def __init__(self, ranges: list[list[int]] | None = None) -> None:
+        self._lo: list[int] = []
+        self._hi: list[int] = []
+        for lo, hi in sorted(ranges or []):
+            if self._hi and lo <= self._hi[-1] + 1:
+                self._hi[-1] = max(self._hi[-1], hi)
+            else:
+                self._lo.append(int(lo))
+                self._hi.append(int(hi))
+
+    def __contains__(self, value: int) -> bool:
+        i = bisect.bisect_right(self._lo, value) - 1
+        return i >= 0 and value <= self._hi[i]
+
+    def add(self, value: int) -> bool:
+        """Add ``value``; return False when it was present already."""
+        if self._hi and value == self._hi[-1] + 1:
+            self._hi[-1] = value
+            return True
+        i = bisect.bisect_right(self._lo, value) - 1
+        if i >= 0 and value <= self._hi[i]:
+            return False
+        joins_left = i >= 0 and self._hi[i] == value - 1
+        joins_right = i + 1 < len(self._lo) and self._lo[i + 1] == value + 1
+        if joins_left and joins_right:
+            self._hi[i] = self._hi[i + 1]
+            del self._lo[i + 1], self._hi[i + 1]
+        elif joins_left:
+            self._hi[i] = value
+        elif joins_right:
+            self._lo[i + 1] = value
+        else:
+            self._lo.insert(i + 1, value)
+            self._hi.insert(i + 1, value)
+        return True
+
+    def count(self) -> int:
+        """How many values the set holds."""
+        return sum(hi - lo + 1 for lo, hi in zip(self._lo, self._hi, strict=True))
+
+    def highest(self) -> int:
+        """The largest value, or -1 when empty."""
+        return self._hi[-1] if self._hi else -1
+
+    def contiguous(self) -> int:
+        """The largest n such that 0..n are all present, or -1."""
+        return self._hi[0] if self._lo and self._lo[0] == 0 else -1
+
+    def gaps(self) -> int:
+        """Missing values below the highest one."""
+        return self.highest() + 1 - self.count()
+
+    def ranges(self) -> list[list[int]]:
+        """The ranges, for persisting."""
+        return [[lo, hi] for lo, hi in zip(self._lo, self._hi, strict=True)]
+
+
+@dataclass
+class ProducerState:
+    """Cumulative counters of one producer as the broker sees it."""
+
+    producer: str
+    pid: int
+    seqs: SeqSet = field(default_factory=SeqSet)
+    batches: int = 0
+    events: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    changed: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        """The persisted form (kept in the manifest's state)."""
+        return {
+            "pid": self.pid,
+            "ranges": self.seqs.ranges(),
+            "batches": self.batches,
+            "events": self.events,
+            "duplicates": self.duplicates,
+            "rejected": self.rejected,
+        }
+
+    @classmethod
+    def from_json(cls, producer: str, raw: dict[str, Any]) -> ProducerState:
+        """Rebuild from :meth:`to_json` output."""
+        return cls(
+            producer=producer,
+            pid=int(raw.get("pid", 0)),
+            seqs=SeqSet(raw.get("ranges", [])),
+            batches=int(raw.get("batches", 0)),
+            events=int(raw.get("events", 0)),
+            duplicates=int(raw.get("duplicates", 0)),
+            rejected=int(raw.get("rejected", 0)),
+        )
+
+    def counters(self) -> dict[str, int | str]:
+        """The counters as reported by the ``ingest`` control op."""
+        return {
+            "producer": self.producer,
+            "pid": self.pid,
+            "batches": self.batches,
+            "events": self.events,
+            "gaps": self.seqs.gaps(),
+            "duplicates": self.duplicates,
+            "rejected": self.rejected,
+            "last_seq": self.seqs.highest(),
+        }
+
+
+class Ingest:
+    """All producers' states."""
+
+    def __init__(self) -> None:
+        self.producers: dict[str, ProducerState] = {}
+
+    def get(self, producer: str, pid: int) -> ProducerState:
+        """The state of ``producer``, created on first sight."""
+        state = self.producers.get(producer)
+        if state is None:
+            state = self.producers[producer] = ProducerState(producer, pid)
+        return state
+
+    def reject(self, producer: str, pid: int) -> None:
+        """Count one rejected message (``producer`` may be :data:`UNIDENTIFIED`)."""
+        state = self.get(producer, pid)
+        state.rejected += 1
+        state.changed = True
+
+    def to_json(self) -> dict[str, Any]:
+        """Every producer's persisted state."""
+        return {name: state.to_json() for name, state in self.producers.items()}
+
+    def load(self, raw: dict[str, Any]) -> None:
+        """Restore from :meth:`to_json` output."""
+        for name, value in raw.items():
+            self.producers[name] = ProducerState.from_json(name, value)
+
+    def rows(self, only_changed: bool = True) -> pa.RecordBatch | None:
+        """Ingest table rows (cumulative counters now) of the producers that changed."""
+        chosen = [s for s in self.producers.values() if s.changed or not only_changed]
+        if not chosen:
+            return None
+        now = time.monotonic_ns()
+        for state in chosen:
+            state.changed = False
+        return pa.RecordBatch.from_pydict(
+            {
+                "ts_ns": [now] * len(chosen),
+                "producer": [s.producer for s in chosen],
+                "pid": [s.pid for s in chosen],
+                "batches": [s.batches for s in chosen],
+                "events": [s.events for s in chosen],
+                "gaps": [s.seqs.gaps() for s in chosen],
+                "duplicates": [s.duplicates for s in chosen],
+                "rejected": [s.rejected for s in chosen],
+            },
+            schema=INGEST,
+        )

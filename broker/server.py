@@ -1,0 +1,358 @@
+"""The broker: PULL batches from many producers, validate, de-duplicate, append to the log.
+
+One thread does the work (``Broker.run``): it waits on the data socket (PULL) and the control
+socket (ROUTER, spoken to with REQ), decodes every message it can take without blocking,
+writes the group as one record batch per table, commits the group in the journal
+(:mod:`memscope.broker.journal`) and then answers control requests. A timer
+(``log_flush_interval_s``) fsyncs, writes ``ingest`` rows, snapshots the producers' state
+into the manifest, rotates old segments and publishes ``{"topic": "log", ...}`` on the feed.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import zmq
+from zmq.auth.thread import ThreadAuthenticator
+
+from memscope.broker import addresses, curve
+from memscope.broker import journal as journal_mod
+from memscope.broker.control import ControlHandler
+from memscope.broker.decode import Decoded, decode
+from memscope.broker.ingest import UNIDENTIFIED, Ingest
+from memscope.broker.log import LogWriter
+from memscope.config import Settings
+from memscope.producer.wire import Envelope, WireError, decode_envelope
+
+log = logging.getLogger("memscope.broker")
+
+#: A group is committed when it holds this many events (or the socket has nothing more).
+COMMIT_EVENTS = 65536
+COMMIT_ENVELOPES = 256
+MAX_MESSAGE_BYTES = 1 << 30
+
+
+class BrokerConfigError(Exception):
+    """The broker cannot start with this configuration; the message says what to change."""
+
+
+@dataclass
+class _Group:
+    decoded: list[Decoded] = field(default_factory=list)
+    events: int = 0
+
+
+class _RejectLog:
+    """Logs the first rejections one by one, then one summary line every few seconds."""
+
+    def __init__(self, first: int = 20, every_s: float = 5.0) -> None:
+        self.first, self.every_s = first, every_s
+        self.count = 0
+        self._unlogged = 0
+        self._last = 0.0
+
+    def note(self, reason: str) -> None:
+        self.count += 1
+        now = time.monotonic()
+        if self.count <= self.first:
+            log.warning("rejected message: %s", reason)
+            return
+        self._unlogged += 1
+        if now - self._last >= self.every_s:
+            log.warning("rejected %d more messages (latest: %s)", self._unlogged, reason)
+            self._unlogged, self._last = 0, now
+
+
+class Broker:
+    """A broker writing the log in ``log_dir`` and bound to ``bind``."""
+
+    def __init__(
+        self,
+        log_dir: str | Path,
+        bind: str,
+        settings: Settings | None = None,
+        control: str | None = None,
+        feed: str | None = None,
+    ) -> None:
+        self.settings = settings or Settings()
+        self.bind = bind
+        if not addresses.is_loopback(bind) and not curve.server_enabled(self.settings):
+            raise BrokerConfigError(
+                f"refusing to bind {bind} (not loopback) without CURVE keys: run "
+                "`memscope keys DIR` and set MEMSCOPE_CURVE_SERVER_SECRET_KEY=DIR/broker.key_secret"
+            )
+        try:
+            self.control_address = control or addresses.control_address(bind)
+            self.feed_address = feed or addresses.feed_address(bind)
+        except ValueError as exc:
+            raise BrokerConfigError(str(exc)) from None
+        self.boot = uuid.uuid4().hex
+        self.ingest = Ingest()
+        self.rejects = _RejectLog()
+        self.writer = LogWriter(log_dir, self.settings)
+        self.journal = self._recover()
+        self._group = _Group()
+        self._stop = False
+        self._closed = False
+        self._last_flush = time.monotonic()
+        self.context = zmq.Context()
+        self._auth: ThreadAuthenticator | None = None
+        self.pull = self.context.socket(zmq.PULL)
+        self.control_socket = self.context.socket(zmq.ROUTER)
+        self.pub = self.context.socket(zmq.PUB)
+        self.control = ControlHandler(self)
+        self._bind_all()
+
+    # -- start-up ---------------------------------------------------------------------------
+
+    def _recover(self) -> journal_mod.Journal:
+        state = self.writer.state
+        self.ingest.load(state.get("producers", {}))
+        info = state.get("journal")
+        committed: dict[str, int] | None = None
+        number = 0
+        if isinstance(info, dict) and "file" in info:
+            replayed = journal_mod.replay(
+                self.writer.path, str(info["file"]), int(info.get("offset", 0))
+            )
+            for producer, pid, seq, n in replayed.batches:
+                st = self.ingest.get(producer, pid)
+                if st.seqs.add(seq):
+                    st.batches += 1
+                    st.events += n
+            committed = {str(k): int(v) for k, v in state.get("offsets", {}).items()}
+            committed.update(replayed.offsets)
+            number = journal_mod.journal_number(str(info["file"])) + 1
+        for note in self.writer.recover(committed):
+            log.warning("%s", note)
+        old = sorted((self.writer.path / journal_mod.DIRECTORY).glob("journal-*.msgpack"))
+        journal = journal_mod.Journal(self.writer.path, number)
+        self.journal = journal
+        self._snapshot()
+        for path in old:
+            if path.name != journal.name:
+                path.unlink(missing_ok=True)
+        return journal
+
+    def _bind_all(self) -> None:
+        sockets = [self.pull, self.control_socket, self.pub]
+        for sock in sockets:
+            sock.linger = 0
+        self.pull.rcvhwm = max(self.settings.send_hwm, 16)
+        self.pull.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+        self.control_socket.setsockopt(zmq.MAXMSGSIZE, 1 << 20)
+        try:
+            if curve.server_enabled(self.settings):
+                # Control and feed are local (plain) when the data socket is on loopback.
+                secured = sockets if not addresses.is_loopback(self.bind) else [self.pull]
+                self._auth = curve.setup_server(self.context, secured, self.settings)
+            self.pull.bind(self.bind)
+            self.control_socket.bind(self.control_address)
+            self.pub.bind(self.feed_address)
+        except (zmq.ZMQError, curve.CurveKeyError) as exc:
+            self._close_sockets()
+            self.writer.close()
+            raise BrokerConfigError(f"cannot start the broker on {self.bind}: {exc}") from None
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def request_stop(self, *_: object) -> None:
+        """Ask :meth:`run` to flush, close and return (safe from a signal handler)."""
+        self._stop = True
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM and SIGINT stop the broker cleanly."""
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+
+    def run(self) -> None:
+        """Serve until :meth:`request_stop`; then flush and close everything."""
+        poller = zmq.Poller()
+        poller.register(self.pull, zmq.POLLIN)
+        poller.register(self.control_socket, zmq.POLLIN)
+        poller.register(self.control.results, zmq.POLLIN)
+        log.info("broker %s serving %s (control %s, feed %s) into %s", self.boot[:8],
+                 self.bind, self.control_address, self.feed_address, self.writer.path)
+        try:
+            while not self._stop:
+                ready = dict(poller.poll(self._poll_timeout_ms()))
+                if self.pull in ready:
+                    self._take_messages()
+                if self.control_socket in ready:
+                    self.control.take_requests()
+                if self.control.results in ready:
+                    self.control.forward_results()
+                self._timers()
+        finally:
+            self.close()
+
+    def _poll_timeout_ms(self) -> int:
+        until_flush = self._last_flush + self.settings.log_flush_interval_s - time.monotonic()
+        return max(0, min(int(until_flush * 1000) + 1, 200))
+
+    def _take_messages(self) -> None:
+        for _ in range(COMMIT_ENVELOPES * 4):
+            try:
+                frames = self.pull.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                break
+            self._on_message(frames)
+            if self._group.events >= COMMIT_EVENTS or len(self._group.decoded) >= COMMIT_ENVELOPES:
+                self.commit()
+        self.commit()
+
+    def _on_message(self, frames: list[Any]) -> None:
+        if len(frames) != 1:
+            self._reject(UNIDENTIFIED, 0, f"{len(frames)} frames (a batch is one frame)")
+            return
+        try:
+            envelope = decode_envelope(frames[0].buffer)
+        except WireError as exc:
+            self._reject(UNIDENTIFIED, 0, str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 -- one bad message must not stop the broker
+            self._reject(UNIDENTIFIED, 0, f"unreadable envelope: {type(exc).__name__}: {exc}")
+            return
+        known = self.ingest.producers.get(envelope.producer)
+        if known is not None and envelope.seq in known.seqs:
+            known.duplicates += 1  # a replayed batch that landed already: dropped undecoded
+            known.changed = True
+            return
+        try:
+            decoded = decode(envelope)
+        except WireError as exc:
+            self._reject_envelope(envelope, known is not None, str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 -- one bad message must not stop the broker
+            log.exception("unexpected failure decoding %s seq %s", envelope.producer, envelope.seq)
+            self._reject_envelope(envelope, known is not None, f"{type(exc).__name__}: {exc}")
+            return
+        state = self.ingest.get(envelope.producer, envelope.pid)
+        state.seqs.add(envelope.seq)
+        self._group.decoded.append(decoded)
+        self._group.events += envelope.n
+
+    def _reject_envelope(self, envelope: Envelope, known: bool, reason: str) -> None:
+        # Unknown producer names are not remembered: hostile ids must not grow the state.
+        name = envelope.producer if known else UNIDENTIFIED
+        self._reject(name, envelope.pid if known else 0,
+                     f"{envelope.producer} seq {envelope.seq}: {reason}")
+
+    def _reject(self, producer: str, pid: int, reason: str) -> None:
+        self.ingest.reject(producer, pid)
+        self.rejects.note(reason)
+
+    def commit(self) -> None:
+        """Write the pending group and journal it; then it counts as landed."""
+        group = self._group
+        if not group.decoded:
+            return
+        self._group = _Group()
+        per_table: dict[str, list[pa.RecordBatch]] = {}
+        for decoded in group.decoded:
+            for table, batch in decoded.tables.items():
+                per_table.setdefault(table, []).append(batch)
+        offsets: dict[str, int] = {}
+        for table, batches in per_table.items():
+            data: pa.RecordBatch | pa.Table = (
+                batches[0] if len(batches) == 1 else pa.Table.from_batches(batches)
+            )
+            relative, offset = self.writer.append(table, data)
+            offsets[relative] = offset
+        landed = []
+        for decoded in group.decoded:
+            env = decoded.envelope
+            landed.append((env.producer, env.pid, env.seq, env.n))
+        self.journal.commit(landed, offsets)
+        for producer, _, _, n in landed:
+            state = self.ingest.producers[producer]
+            state.batches += 1
+            state.events += n
+            state.changed = True
+        self.control.landed()
+
+    # -- periodic work ----------------------------------------------------------------------
+
+    def _timers(self) -> None:
+        now = time.monotonic()
+        self.control.expire(now)
+        if now - self._last_flush >= self.settings.log_flush_interval_s:
+            self.flush()
+
+    def flush(self) -> None:
+        """Commit, write ingest rows, rotate old segments, snapshot, publish on the feed."""
+        self.commit()
+        self._write_ingest_rows()
+        self.writer.rotate_due()
+        self._snapshot()
+        self._last_flush = time.monotonic()
+        self._publish()
+
+    def _write_ingest_rows(self, everything: bool = False) -> None:
+        rows = self.ingest.rows(only_changed=not everything)
+        if rows is not None:
+            relative, offset = self.writer.append("ingest", rows)
+            self.journal.commit([], {relative: offset})
+
+    def _snapshot(self) -> None:
+        state = self.writer.state
+        state["producers"] = self.ingest.to_json()
+        state["journal"] = {"file": self.journal.name, "offset": self.journal.offset()}
+        state["offsets"] = self.writer.open_offsets()
+        state["boot"] = self.boot
+        self.journal.sync()
+        self.writer.flush(sync=True)
+        if self.journal.maybe_rotate():
+            state["journal"] = {"file": self.journal.name, "offset": 0}
+            self.writer.flush(sync=False)
+
+    def _publish(self) -> None:
+        self.pub.send_multipart([b"log", self.control.encode(self.log_summary())])
+
+    def log_summary(self) -> dict[str, Any]:
+        """What the feed and the ``flush`` op report."""
+        producers = self.ingest.producers.values()
+        return {
+            "topic": "log",
+            "log_id": self.writer.log_id,
+            "log": str(self.writer.path),
+            "ts_ns": time.monotonic_ns(),
+            "rows": self.writer.rows_by_table(),
+            "producers": sum(1 for p in producers if p.producer != UNIDENTIFIED),
+            "events": sum(p.events for p in producers),
+            "rejected": sum(p.rejected for p in producers),
+        }
+
+    # -- shutdown ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Commit what is pending, write final ingest rows, close the log and the sockets."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.commit()
+            self._write_ingest_rows(everything=True)
+            self._snapshot()
+            self.control.fail_all("the broker is shutting down")
+            self.control.close()
+            self.writer.close()
+            self.journal.close()
+            log.info("broker closed the log %s", self.writer.path)
+        finally:
+            self._close_sockets()
+
+    def _close_sockets(self) -> None:
+        for sock in (self.pull, self.control_socket, self.pub, self.control.results):
+            sock.close(linger=0)
+        if self._auth is not None:
+            self._auth.stop()
+            self._auth = None
+        self.context.term()

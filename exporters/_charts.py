@@ -1,0 +1,450 @@
+"""Altair chart builders shared by the SVG report and the dashboard.
+
+Each function takes rows from :mod:`memscope.exporters._extract` and returns an Altair chart;
+composing (``|``, ``&``, ``+``) and rendering happen in the exporters. Traced strings only ever
+travel as data values (Vega escapes them when it draws); titles and expressions are fixed text.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import altair as alt
+
+from memscope.exporters._extract import METRICS
+from memscope.exporters._format import human_bytes, human_count, human_percent, shorten
+from memscope.exporters._treemap import squarify
+
+CATEGORIES = ("Collections", "Text", "Numbers", "Objects", "Arrays/Buffers", "Callables",
+              "Modules and Code", "Other")
+PALETTE = ("#4C78A8", "#F58518", "#54A24B", "#B279A2", "#E45756", "#72B7B2", "#9D755D",
+           "#79706E")
+INK, MUTED, CARD, LINE = "#1f2937", "#6b7280", "#f8fafc", "#e5e7eb"
+
+#: A Vega expression that prints ``datum.value`` (bytes) as B / KiB / MiB / GiB.
+BYTES_EXPR = (
+    "abs(datum.value) >= 1073741824 ? format(datum.value / 1073741824, '.1f') + ' GiB' : "
+    "abs(datum.value) >= 1048576 ? format(datum.value / 1048576, '.1f') + ' MiB' : "
+    "abs(datum.value) >= 1024 ? format(datum.value / 1024, '.1f') + ' KiB' : "
+    "format(datum.value, 'd') + ' B'"
+)
+
+
+def time_unit(span_s: float) -> tuple[float, str]:
+    """(factor, unit) to show times of a run lasting ``span_s`` seconds in readable numbers."""
+    if span_s < 2e-3:
+        return 1e6, "µs"
+    if span_s < 2.0:
+        return 1e3, "ms"
+    if span_s < 600:
+        return 1.0, "s"
+    return 1 / 60, "min"
+
+
+def _in_unit(rows: list[dict[str, Any]], *fields: str) -> tuple[list[dict[str, Any]], str]:
+    """Copies of ``rows`` with ``<field>_u`` = the field in a readable unit; and the unit."""
+    span = max((abs(r[f]) for r in rows for f in fields if r.get(f) is not None), default=0.0)
+    factor, unit = time_unit(span)
+    out = [dict(r, **{f"{f}_u": None if r.get(f) is None else r[f] * factor for f in fields})
+           for r in rows]
+    return out, unit
+
+
+def category_color(domain: list[str] | None = None) -> alt.Scale:
+    """The fixed category -> colour scale (unknown categories get the 'Other' grey)."""
+    cats = list(CATEGORIES)
+    for extra in domain or []:
+        if extra not in cats:
+            cats.append(extra)
+    colors = list(PALETTE) + [PALETTE[-1]] * (len(cats) - len(PALETTE))
+    return alt.Scale(domain=cats, range=colors)
+
+
+def _data(rows: list[dict[str, Any]]) -> alt.Data:
+    return alt.Data(values=rows)
+
+
+def placeholder(title: str, message: str, width: int, height: int = 60) -> Any:
+    """A titled box saying why a chart has no data ("not measured: ...")."""
+    return alt.Chart(_data([{"m": message}]), title=title).mark_text(
+        color=MUTED, fontSize=13, fontStyle="italic", limit=width - 10
+    ).encode(text="m:N").properties(width=width, height=height)
+
+
+def metric_text(unit: str, value: Any) -> str:
+    """A metric value in its unit, human-readable; ``None`` -> "not measured"."""
+    if value is None:
+        return "not measured"
+    if unit == "bytes":
+        return human_bytes(value)
+    if unit == "percent":
+        return f"{value:.1f}%"
+    if unit == "ratio":
+        return f"{value:,.2f}" if value < 100 else f"{value:,.0f}"
+    return human_count(value)
+
+
+def metric_note(key: str, default: str, stats: dict[str, Any]) -> str:
+    """The small line under a metric: a measured context where there is one."""
+    if key == "active_allocations" and stats.get("total_allocations") is not None:
+        return f"of {human_count(stats['total_allocations'])} made"
+    if key == "peak_memory" and stats.get("total_allocated") is not None:
+        return f"{human_bytes(stats['total_allocated'])} allocated in all"
+    if key == "allocation_density" and stats.get("tracked_variables"):
+        return f"allocations per tracked variable ({human_count(stats['tracked_variables'])})"
+    return default
+
+
+def metric_cards(stats: dict[str, Any], width: int = 1180) -> Any:
+    """Eight metric cards in one row: label, value (human-readable) and a short note."""
+    gap = 10
+    card_w = (width - gap * (len(METRICS) - 1)) / len(METRICS)
+    rows = []
+    for i, (key, label, unit, default_note) in enumerate(METRICS):
+        text = metric_text(unit, stats.get(key))
+        note = metric_note(key, default_note, stats)
+        left = i * (card_w + gap)
+        rows.append({"key": key, "label": label.upper(), "value": text, "note": note,
+                     "x": left, "x2": left + card_w, "xa": left + 5, "xt": left + 14,
+                     "y0": 0, "y1": 88, "ya0": 16, "ya1": 72, "yl": 24, "yv": 48, "yn": 70,
+                     "measured": text != "not measured"})
+    x_scale = alt.Scale(domain=[0, width])
+    y_scale = alt.Scale(domain=[0, 88], reverse=True)
+
+    def x(field: str) -> alt.X:
+        return alt.X(field, scale=x_scale, axis=None)
+
+    def y(field: str) -> alt.Y:
+        return alt.Y(field, scale=y_scale, axis=None)
+
+    base = alt.Chart(_data(rows))
+    rect = base.mark_rect(cornerRadius=8, fill=CARD, stroke=LINE, strokeWidth=1).encode(
+        x=x("x:Q"), x2="x2:Q", y=y("y0:Q"), y2="y1:Q")
+    accent = base.mark_rect(cornerRadius=2).encode(
+        x=x("x:Q"), x2="xa:Q", y=y("ya0:Q"), y2="ya1:Q",
+        color=alt.condition("datum.measured", alt.value("#4C78A8"), alt.value(LINE)))
+    label = base.mark_text(fontSize=10, fontWeight="bold", color=MUTED, align="left",
+                           baseline="middle").encode(x=x("xt:Q"), y=y("yl:Q"), text="label:N")
+    value = base.mark_text(fontSize=19, fontWeight="bold", align="left", baseline="middle"
+                           ).encode(x=x("xt:Q"), y=y("yv:Q"), text="value:N",
+                                    color=alt.condition("datum.measured", alt.value(INK),
+                                                        alt.value(MUTED)))
+    note = base.mark_text(fontSize=10, color=MUTED, align="left", baseline="middle").encode(
+        x=x("xt:Q"), y=y("yn:Q"), text="note:N")
+    return alt.layer(rect, accent, label, value, note).properties(width=width, height=88)
+
+
+def memory_timeline(series: list[dict[str, Any]], width: int = 1180,
+                    height: int = 220) -> Any:
+    """Active memory over time, one line per process, with the peak marked."""
+    title = "Memory over time (active bytes per process)"
+    if not series:
+        return placeholder(title, "not measured: no memory_over_time in the analysis", width)
+    series, unit = _in_unit(series, "t_s")
+    peak = max(series, key=lambda r: r["bytes"])
+    data = _data(series)
+    line = alt.Chart(data, title=title).mark_area(
+        line={"strokeWidth": 2}, opacity=0.18, interpolate="step-after"
+    ).encode(
+        x=alt.X("t_s_u:Q", title=f"time since start ({unit})"),
+        y=alt.Y("bytes:Q", title="active memory", stack=None,
+                axis=alt.Axis(labelExpr=BYTES_EXPR)),
+        color=alt.Color("pid:N", title="process", legend=alt.Legend(orient="top-left")),
+        tooltip=[alt.Tooltip("pid:N", title="process"),
+                 alt.Tooltip("t_s_u:Q", format=".3f", title=unit),
+                 alt.Tooltip("bytes:Q", format=",", title="bytes")],
+    )
+    marks = [{"t_s_u": peak["t_s_u"], "bytes": peak["bytes"],
+              "label": f"peak {human_bytes(peak['bytes'])} (process {peak['pid']})"}]
+    point = alt.Chart(_data(marks)).mark_point(color="#E45756", filled=True, size=60).encode(
+        x="t_s_u:Q", y="bytes:Q")
+    label = alt.Chart(_data(marks)).mark_text(
+        color="#E45756", align="left", dx=8, dy=-6, fontWeight="bold").encode(
+        x="t_s_u:Q", y="bytes:Q", text="label:N")
+    return (line + point + label).properties(width=width, height=height)
+
+
+def type_treemap(types: list[dict[str, Any]], width: int = 1180, height: int = 360,
+                 max_types_per_category: int = 24) -> Any:
+    """A squarified treemap: categories, then types, labelled with sizes and variable names."""
+    title = "Memory by type (category → type; tracked variables named inside)"
+    positive = [t for t in types if t["bytes"] > 0]
+    if not positive:
+        return placeholder(title, "not measured: no type categories in the analysis", width)
+    by_cat: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for t in positive:
+        by_cat[t["category"]].append(t)
+    cats = sorted(by_cat.items(), key=lambda kv: -sum(t["bytes"] for t in kv[1]))
+    total = sum(t["bytes"] for t in positive)
+    cat_rects = squarify([sum(t["bytes"] for t in ts) for _, ts in cats], (0, 0, width, height))
+    boxes: list[dict[str, Any]] = []
+    labels: list[dict[str, Any]] = []
+    for (cat, ts), (cx, cy, cw, ch) in zip(cats, cat_rects, strict=True):
+        cat_bytes = sum(t["bytes"] for t in ts)
+        header = 18 if ch > 40 and cw > 60 else 0
+        boxes.append({"level": 0, "category": cat, "x": cx, "y": cy, "x2": cx + cw,
+                      "y2": cy + ch, "name": cat, "size": human_bytes(cat_bytes),
+                      "share": human_percent(cat_bytes / total), "vars": ""})
+        if header:
+            labels.append({"x": cx + 5, "y": cy + 4, "fs": 11, "fw": "bold", "c": INK,
+                           "text": shorten(f"{cat} · {human_bytes(cat_bytes)} · "
+                                           f"{human_percent(cat_bytes / total)}", int(cw / 6.6))})
+        shown = ts[:max_types_per_category]
+        rest = ts[max_types_per_category:]
+        items = [(t["type_name"], t["bytes"], t["variables"], t["count"]) for t in shown]
+        if rest:
+            items.append((f"{len(rest)} more types", sum(t["bytes"] for t in rest), [], None))
+        inner = (cx + 2, cy + header + 1, max(0.0, cw - 4), max(0.0, ch - header - 3))
+        for (name, size, var_names, count), (x, y, w, h) in zip(
+                items, squarify([i[1] for i in items], inner), strict=True):
+            vars_text = ", ".join(var_names)
+            boxes.append({"level": 1, "category": cat, "x": x, "y": y, "x2": x + w, "y2": y + h,
+                          "name": name, "size": human_bytes(size),
+                          "share": human_percent(size / total), "vars": vars_text,
+                          "count": count})
+            _box_labels(labels, name, size, var_names, (x, y, w, h))
+    data = _data(boxes)
+    x_enc = alt.X("x:Q", scale=alt.Scale(domain=[0, width]), axis=None)
+    y_enc = alt.Y("y:Q", scale=alt.Scale(domain=[0, height], reverse=True), axis=None)
+    color = alt.Color("category:N", scale=category_color([c for c, _ in cats]),
+                      legend=alt.Legend(orient="bottom", title=None, columns=8))
+    rects = alt.Chart(data, title=title).mark_rect(stroke="white", strokeWidth=1).encode(
+        x=x_enc, y=y_enc, x2="x2:Q", y2="y2:Q", color=color,
+        opacity=alt.condition("datum.level == 0", alt.value(0.35), alt.value(0.9)),
+        tooltip=[alt.Tooltip("category:N"), alt.Tooltip("name:N", title="type"),
+                 alt.Tooltip("size:N"), alt.Tooltip("share:N"),
+                 alt.Tooltip("vars:N", title="variables")],
+    )
+    text = alt.Chart(_data(labels)).mark_text(align="left", baseline="top").encode(
+        x=alt.X("x:Q", scale=alt.Scale(domain=[0, width]), axis=None),
+        y=alt.Y("y:Q", scale=alt.Scale(domain=[0, height], reverse=True), axis=None),
+        text="text:N", size=alt.Size("fs:Q", scale=None, legend=None),
+        color=alt.Color("c:N", scale=None, legend=None),
+        opacity=alt.value(1),
+    )
+    bold = text.transform_filter("datum.fw == 'bold'").mark_text(
+        align="left", baseline="top", fontWeight="bold")
+    plain = text.transform_filter("datum.fw != 'bold'")
+    layered = (rects + plain + bold).resolve_scale(color="independent", size="independent")
+    return layered.properties(width=width, height=height)
+
+
+def _box_labels(labels: list[dict[str, Any]], name: str, size: float, var_names: list[str],
+                box: tuple[float, float, float, float]) -> None:
+    x, y, w, h = box
+    if w < 38 or h < 16:
+        return
+    chars = int((w - 8) / 6.6)
+    if chars < 5 and len(name) > chars:
+        return
+    labels.append({"x": x + 4, "y": y + 3, "fs": 11, "fw": "bold", "c": "white",
+                   "text": shorten(name, chars)})
+    size_text = human_bytes(size)
+    if h >= 30 and len(size_text) <= int((w - 8) / 6):
+        labels.append({"x": x + 4, "y": y + 17, "fs": 10, "fw": "", "c": "white",
+                       "text": size_text})
+    lines = int((h - 33) // 12)
+    for i, var in enumerate(var_names[:max(0, lines)]):
+        more = len(var_names) - i - 1
+        text = var if i < lines - 1 or more == 0 else f"{var} (+{more} more)"
+        labels.append({"x": x + 4, "y": y + 31 + 12 * i, "fs": 9, "fw": "", "c": "#f1f5f9",
+                       "text": shorten(text, int((w - 8) / 5.4))})
+
+
+def size_distribution(buckets: list[dict[str, Any]], width: int = 560,
+                      height: int = 220) -> Any:
+    """How many allocations fall in each size bucket."""
+    title = "Allocation size distribution"
+    if not buckets:
+        return placeholder(title, "not measured: no allocation_distribution", width)
+    rows = [dict(b, order=i, count_text=human_count(b["count"]),
+                 bytes_text=human_bytes(b["bytes"]) if b["bytes"] is not None else "")
+            for i, b in enumerate(buckets)]
+    base = alt.Chart(_data(rows), title=title).encode(
+        x=alt.X("label:N", sort=None, title="allocation size",
+                axis=alt.Axis(labelAngle=-35)),
+        y=alt.Y("count:Q", title="allocations", axis=alt.Axis(format="~s")),
+    )
+    bars = base.mark_bar(color="#4C78A8", cornerRadiusTopLeft=3, cornerRadiusTopRight=3).encode(
+        tooltip=[alt.Tooltip("label:N", title="size"), alt.Tooltip("count:Q", format=","),
+                 alt.Tooltip("bytes_text:N", title="bytes")])
+    text = base.mark_text(dy=-6, fontSize=9, color=INK).encode(text="count_text:N")
+    return (bars + text).properties(width=width, height=height)
+
+
+def variables_by_category(variables: list[dict[str, Any]], width: int = 560,
+                          height: int = 220) -> Any:
+    """Tracked variables grouped by category: bytes per category, with names."""
+    title = "Tracked variables by category"
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for v in variables:
+        if v["size"] is not None:
+            groups[v["category"] or "Other"].append(v)
+    if not groups:
+        return placeholder(title, "not measured: no tracked variables", width)
+    rows = []
+    for cat, vs in groups.items():
+        vs.sort(key=lambda v: -v["size"])
+        total = sum(v["size"] for v in vs)
+        names = ", ".join(v["name"] for v in vs[:4]) + (f" +{len(vs) - 4} more" if len(vs) > 4
+                                                        else "")
+        rows.append({"category": cat, "bytes": total,
+                     "label": f"{human_bytes(total)} · {len(vs)} vars: " + shorten(names, 60)})
+    base = alt.Chart(_data(rows), title=title).encode(
+        y=alt.Y("category:N", sort="-x", title=None),
+        x=alt.X("bytes:Q", title="bytes (shallow)", axis=alt.Axis(labelExpr=BYTES_EXPR),
+                scale=alt.Scale(domainMax=max(r["bytes"] for r in rows) * 2.4)),
+    )
+    bars = base.mark_bar(cornerRadiusEnd=3).encode(
+        color=alt.Color("category:N", scale=category_color(list(groups)), legend=None),
+        tooltip=[alt.Tooltip("category:N"), alt.Tooltip("label:N", title="variables")])
+    text = base.mark_text(align="left", dx=4, fontSize=10, color=INK).encode(text="label:N")
+    return (bars + text).properties(width=width, height=height)
+
+
+def top_sites(sites: list[dict[str, Any]], width: int = 560, height: int = 220,
+              limit: int = 10, title: str = "Top allocation sites (by bytes)") -> Any:
+    """The allocation sites that allocated the most bytes."""
+    rows = sorted((s for s in sites if s["bytes"] is not None), key=lambda s: -s["bytes"])
+    rows = rows[:limit]
+    if not rows:
+        return placeholder(title, "not measured: no allocation sites", width)
+    data = []
+    for rank, s in enumerate(rows):
+        label = human_bytes(s["bytes"])
+        if s["count"] is not None:
+            label += f" · {human_count(s['count'])} allocs"
+        data.append({"rank": rank, "site": shorten(s["location"], 44), "bytes": s["bytes"],
+                     "label": label, "trace": s["trace"]})
+    base = alt.Chart(_data(data), title=title).encode(
+        y=alt.Y("site:N", sort=None, title=None, axis=alt.Axis(labelLimit=270)),
+        x=alt.X("bytes:Q", title="bytes allocated", axis=alt.Axis(labelExpr=BYTES_EXPR),
+                scale=alt.Scale(domainMax=max(r["bytes"] for r in data) * 1.8)),
+    )
+    bars = base.mark_bar(color="#F58518", cornerRadiusEnd=3).encode(
+        tooltip=[alt.Tooltip("site:N"), alt.Tooltip("label:N", title="allocated"),
+                 alt.Tooltip("trace:N", title="stack")])
+    text = base.mark_text(align="left", dx=4, fontSize=10, color=INK).encode(text="label:N")
+    return (bars + text).properties(width=width - 210, height=height)
+
+
+def summary(lines: list[tuple[str, str]], width: int = 560) -> Any:
+    """A two-column text box of (label, value) lines."""
+    rows = [{"i": i, "k": k, "v": v} for i, (k, v) in enumerate(lines)]
+    height = max(60, 20 * len(rows))
+    base = alt.Chart(_data(rows), title="Summary").encode(
+        y=alt.Y("i:O", axis=None), )
+    keys = base.mark_text(align="left", color=MUTED, fontSize=12).encode(
+        x=alt.value(0), text="k:N")
+    values = base.mark_text(align="left", color=INK, fontSize=12, fontWeight="bold").encode(
+        x=alt.value(210), text="v:N")
+    return (keys + values).properties(width=width, height=height)
+
+
+def theme_config() -> dict[str, Any]:
+    """Fonts and colours shared by every rendering."""
+    return {
+        "font": "DejaVu Sans, Helvetica, Arial, sans-serif",
+        "view": {"stroke": None},
+        "title": {"fontSize": 15, "anchor": "start", "color": INK, "offset": 10},
+        "axis": {"labelColor": MUTED, "titleColor": MUTED, "gridColor": "#eef0f3",
+                 "domainColor": LINE, "tickColor": LINE, "labelFontSize": 10},
+        "legend": {"labelColor": INK, "titleColor": MUTED},
+        "background": "white",
+        "padding": 20,
+        "concat": {"spacing": 36},
+    }
+
+
+def shorten_value(text: str, limit: int = 70) -> str:
+    """Long names cut in the middle so one line stays one line."""
+    return shorten(text, limit)
+
+
+def banner(message: str, width: int) -> Any:
+    """A red-bordered box carrying a problem message across the top of a page."""
+    rows = [{"x": 0, "x2": width, "y": 0, "y2": 34, "m": "⚠ " + shorten(message, 180)}]
+    scale_x = alt.Scale(domain=[0, width])
+    scale_y = alt.Scale(domain=[0, 34], reverse=True)
+    base = alt.Chart(_data(rows))
+    box = base.mark_rect(fill="#fef2f2", stroke="#ef4444", cornerRadius=6).encode(
+        x=alt.X("x:Q", scale=scale_x, axis=None), x2="x2:Q",
+        y=alt.Y("y:Q", scale=scale_y, axis=None), y2="y2:Q")
+    text = base.mark_text(align="left", baseline="middle", color="#991b1b", fontSize=12,
+                          dx=12, limit=width - 24).encode(
+        x=alt.X("x:Q", scale=scale_x, axis=None), y=alt.value(17), text="m:N")
+    return (box + text).properties(width=width, height=34)
+
+
+def lifetimes(variables: list[dict[str, Any]], end_s: float, width: int = 1100,
+              limit: int = 150) -> Any:
+    """Gantt-style lifetimes of tracked variables (the ``limit`` largest), coloured by scope."""
+    title = "Variable lifetimes (creation → death; open bars were alive at the end)"
+    timed = [v for v in variables if v["created_s"] is not None]
+    if not timed:
+        return placeholder(title, "not measured: no tracked variables with a creation time",
+                           width)
+    shown = sorted(timed, key=lambda v: -(v["size"] or 0))[:limit]
+    shown.sort(key=lambda v: v["created_s"])
+    seen: dict[str, int] = {}
+    rows = []
+    for v in shown:
+        label = shorten(f"{v['name']} · {v['scope']}", 48)
+        seen[label] = seen.get(label, 0) + 1
+        if seen[label] > 1:
+            label = f"{label} #{seen[label]}"
+        rows.append({"label": label, "name": v["name"], "scope": v["scope"],
+                     "type": v["type_name"], "start": v["created_s"],
+                     "end": v["died_s"] if v["died_s"] is not None else end_s,
+                     "alive": v["died_s"] is None, "size": human_bytes(v["size"])})
+    if len(timed) > limit:
+        title += f" — the {limit} largest of {len(timed)} are drawn"
+    rows, unit = _in_unit(rows, "start", "end")
+    chart = alt.Chart(_data(rows), title=title).mark_bar(cornerRadius=2, height=9).encode(
+        y=alt.Y("label:N", sort=None, title=None, axis=alt.Axis(labelLimit=260)),
+        x=alt.X("start_u:Q", title=f"time since start ({unit})"),
+        x2="end_u:Q",
+        color=alt.Color("scope:N", legend=alt.Legend(orient="top", columns=6, labelLimit=160)),
+        opacity=alt.condition("datum.alive", alt.value(0.55), alt.value(0.95)),
+        tooltip=[alt.Tooltip("name:N"), alt.Tooltip("type:N"), alt.Tooltip("scope:N"),
+                 alt.Tooltip("size:N"), alt.Tooltip("start_u:Q", format=".3f", title=unit),
+                 alt.Tooltip("end_u:Q", format=".3f", title=f"end ({unit})"),
+                 alt.Tooltip("alive:N")],
+    )
+    return chart.properties(width=width, height=max(60, 13 * len(rows)))
+
+
+def rates(rows: list[dict[str, Any]], width: int = 1100, height: int = 200
+          ) -> Any:
+    """Allocation and free rates over time, per process."""
+    title = "Allocation and free rates over time"
+    if not rows:
+        return placeholder(title, "not measured: no rates in the performance analysis", width)
+    rows, unit = _in_unit(rows, "t_s")
+    return alt.Chart(_data(rows), title=title).mark_line(interpolate="step-after").encode(
+        x=alt.X("t_s_u:Q", title=f"time since start ({unit})"),
+        y=alt.Y("value:Q", title="events per second", axis=alt.Axis(format="~s")),
+        color=alt.Color("series:N", title=None, legend=alt.Legend(orient="top")),
+        strokeDash=alt.StrokeDash("what:N", title=None),
+        tooltip=[alt.Tooltip("series:N"), alt.Tooltip("t_s_u:Q", format=".3f", title=unit),
+                 alt.Tooltip("value:Q", format=",.0f")],
+    ).properties(width=width, height=height)
+
+
+def ranked_bars(rows: list[dict[str, Any]], title: str, width: int = 1100,
+                color: str = "#54A24B") -> Any:
+    """Horizontal bars of ``{name, bytes, label}`` rows in the given order."""
+    if not rows:
+        return placeholder(title, "not measured", width)
+    data = [dict(r, rank=i, name=shorten(r["name"], 48)) for i, r in enumerate(rows)]
+    base = alt.Chart(_data(data), title=title).encode(
+        y=alt.Y("name:N", sort=None, title=None,
+                axis=alt.Axis(labelLimit=300)),
+        x=alt.X("bytes:Q", title="bytes", axis=alt.Axis(labelExpr=BYTES_EXPR),
+                scale=alt.Scale(domainMax=max(r["bytes"] for r in data) * 1.35)),
+    )
+    bars = base.mark_bar(color=color, cornerRadiusEnd=3).encode(
+        tooltip=[alt.Tooltip("name:N"), alt.Tooltip("label:N", title="size")])
+    text = base.mark_text(align="left", dx=4, fontSize=10, color=INK).encode(text="label:N")
+    return (bars + text).properties(width=width, height=max(60, 20 * len(data)))

@@ -1,0 +1,118 @@
+"""``memory_analysis.svg``: the one-page picture of a run's memory.
+
+Metric cards, memory over time, a treemap by category and type with variable names, the size
+distribution, tracked variables by category, the top allocation sites and a summary; Altair
+charts composed with ``&`` and ``|`` and rendered to SVG by vl-convert.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+import altair as alt
+
+from memscope.exporters import _charts, _extract
+from memscope.exporters._base import render_vegalite_svg
+from memscope.exporters._format import human_bytes, human_count, human_duration_ns
+from memscope.exporters._reports import Reports, report
+
+WIDTH = 1180
+HALF = 560
+
+
+@dataclass
+class MemoryAnalysisView:
+    """The numbers and rows the memory SVG draws."""
+
+    stats: dict[str, Any]
+    series: list[dict[str, Any]]
+    types: list[dict[str, Any]]
+    variables: list[dict[str, Any]]
+    distribution: list[dict[str, Any]]
+    sites: list[dict[str, Any]]
+    processes: list[dict[str, Any]]
+    problems: dict[str, str] = field(default_factory=dict)
+    generated_at: str = ""
+
+
+def _summary_lines(view: MemoryAnalysisView) -> list[tuple[str, str]]:
+    s = view.stats
+    lines: list[tuple[str, str]] = [
+        ("Total allocations", human_count(s.get("total_allocations"))),
+        ("Total frees", human_count(s.get("total_deallocations"))),
+        ("Total allocated", human_bytes(s.get("total_allocated"))),
+        ("Active / peak", f"{human_bytes(s.get('active_memory'))} / "
+                          f"{human_bytes(s.get('peak_memory'))}"),
+        ("Tracked variables", human_count(len(view.variables)) if view.variables
+         else "none tracked"),
+        ("Unmatched frees", human_count(s.get("unmatched_frees"))),
+    ]
+    alive = [v for v in view.variables if v["died_s"] is None and v["created_s"] is not None]
+    if view.variables:
+        lines.append(("Still alive at the end", human_count(len(alive))))
+        lifetimes = sorted(v["lifetime_ns"] for v in view.variables
+                           if v["lifetime_ns"] is not None)
+        if lifetimes:
+            lines.append(("Median variable lifetime",
+                          human_duration_ns(lifetimes[len(lifetimes) // 2])))
+    if view.types:
+        top = view.types[0]
+        lines.append(("Largest type", f"{top['type_name']} ({human_bytes(top['bytes'])})"))
+    if view.processes:
+        lines.append(("Processes", ", ".join(p["pid"] for p in view.processes[:6])))
+    return [(k, _charts.shorten_value(v)) for k, v in lines]
+
+
+class MemoryAnalysisSvg:
+    """Exporter of ``memory_analysis.svg``."""
+
+    name = "memory analysis SVG"
+    filename = "memory_analysis.svg"
+
+    def build(self, reports: Reports) -> MemoryAnalysisView:
+        """Extract what the picture shows from the memory and lifetime reports."""
+        mem, life = report(reports, "memory_analysis"), report(reports, "lifetime")
+        t0 = _extract.run_start(reports)
+        probs = _extract.problem_messages(reports)
+        return MemoryAnalysisView(
+            stats=_extract.stats(mem),
+            series=_extract.memory_over_time(mem, t0),
+            types=_extract.types(mem),
+            variables=_extract.variables(mem, life, t0),
+            distribution=_extract.distribution(report(reports, "performance")),
+            sites=_extract.sites(_extract.pick(mem, "top_allocation_sites")),
+            processes=_extract.processes(reports),
+            problems={k: v for k, v in probs.items()
+                      if k in ("memory_analysis", "lifetime", "performance")},
+            generated_at=str(_extract.pick(_extract.pick(mem, "metadata"), "generated_at",
+                                           default="")),
+        )
+
+    def chart(self, view: MemoryAnalysisView) -> alt.VConcatChart:
+        """The composed Altair chart."""
+        parts: list[Any] = []
+        if view.problems:
+            text = "; ".join(f"{k}: {m}" for k, m in sorted(view.problems.items()))
+            parts.append(_charts.banner(text, WIDTH))
+        parts += [
+            _charts.metric_cards(view.stats, WIDTH),
+            _charts.memory_timeline(view.series, WIDTH - 80),
+            _charts.type_treemap(view.types, WIDTH, 380),
+            _charts.size_distribution(view.distribution, HALF - 40)
+            | _charts.variables_by_category(view.variables, HALF - 40),
+            _charts.top_sites(view.sites, HALF) | _charts.summary(_summary_lines(view), HALF),
+        ]
+        subtitle = [f"{len(view.processes)} process(es) · generated {view.generated_at}"
+                    if view.generated_at else f"{len(view.processes)} process(es)"]
+        for proc in view.processes[:3]:
+            subtitle.append(_charts.shorten_value(f"pid {proc['pid']}: {proc['argv']}", 140))
+        return alt.vconcat(*parts, spacing=34).resolve_scale(color="independent").properties(
+            title=alt.TitleParams("memscope · memory analysis", subtitle=subtitle, fontSize=22,
+                                  subtitleFontSize=12, subtitleColor=_charts.MUTED,
+                                  anchor="start", offset=16)
+        ).configure(**_charts.theme_config())
+
+    def render(self, obj: MemoryAnalysisView, fileobj: BinaryIO) -> None:
+        """Render the chart to SVG."""
+        fileobj.write(render_vegalite_svg(self.chart(obj).to_dict()).encode("utf-8"))

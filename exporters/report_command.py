@@ -1,0 +1,86 @@
+"""``memscope report LOG|DIR``: both SVGs, the snapshot JSON and the static dashboard.
+
+From a directory holding the six analysis files, the outputs are written beside them (or into
+``--out``). From a log (a run directory or its ``events/``), the analyzers run first
+(``memscope.analyzers.run_all``) and write the six files into ``--out`` (default: the run
+directory), then the exporters run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from memscope.cli import CliError
+
+
+def is_log(path: Path) -> bool:
+    """A run directory (with ``events/manifest.json``) or an ``events/`` directory."""
+    return (path / "manifest.json").is_file() or (path / "events" / "manifest.json").is_file()
+
+
+def analyze(log: Path, out: Path) -> None:
+    """Run every analyzer on ``log`` into ``out``; a clear error when they are not built in."""
+    try:
+        from memscope.analyzers import run_all  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        raise CliError(
+            "reading a log needs the analyzers (memscope.analyzers.run_all), which this build "
+            "lacks; run `memscope analyze LOG --out DIR` and then `memscope report DIR`"
+        ) from None
+    run_all(log, out)
+
+
+def write(source: Path, out: Path) -> int:
+    """Export ``source`` (six JSON files) into ``out``; print what was written."""
+    from memscope.exporters import find_reports, write_reports
+
+    if not find_reports(source):
+        raise CliError(f"{source}: no *_memory_analysis.json, *_lifetime.json, ... files here; "
+                       "pass a log or a directory written by `memscope analyze`")
+    written = write_reports(source, out)
+    for kind, message in sorted(written.problems.items()):
+        print(f"memscope report: warning: {kind}: {message}", file=sys.stderr)
+    for path in written:
+        print(path)
+    return 0
+
+
+class ReportCommand:
+    """The ``report`` verb."""
+
+    name = "report"
+    help = "SVGs, snapshot JSON and the static dashboard from a log or the six JSON files"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """``PATH`` and ``--out``."""
+        parser.add_argument("path", metavar="LOG|DIR", type=Path,
+                            help="a run directory / events directory, or a directory with the "
+                            "six analysis JSON files")
+        parser.add_argument("--out", type=Path, default=None,
+                            help="where to write (default: beside the input)")
+
+    def run(self, args: argparse.Namespace) -> int:
+        """Analyze when given a log, then export."""
+        path: Path = args.path
+        if not path.exists():
+            raise CliError(f"{path}: no such file or directory")
+        if not path.is_dir():
+            raise CliError(f"{path}: expected a directory (a run, its events/, or analysis files)")
+        if is_log(path) and not (args.out is None and _has_reports(path)):
+            run_dir = path.parent if path.name == "events" else path
+            out = args.out or run_dir
+            out.mkdir(parents=True, exist_ok=True)
+            analyze(path, out)
+            return write(out, out)
+        return write(path, args.out or path)
+
+
+def _has_reports(path: Path) -> bool:
+    from memscope.exporters import find_reports
+
+    return bool(find_reports(path))
+
+
+COMMAND = ReportCommand()

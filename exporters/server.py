@@ -1,0 +1,314 @@
+"""``memscope dashboard DIR --serve``: the dashboard page, a REST API per file, live updates.
+
+Routes (GET only):
+
+- ``/`` — the dashboard page (the same page as ``dashboard.html``, following live updates);
+- ``/api`` — an index of the analysis files found in DIR (name, size, mtime, problem);
+- ``/api/<kind>`` — one analysis file (``memory_analysis``, ``lifetime``, ...), as stored;
+- ``/api/dashboard`` — the dashboard model the page draws;
+- ``/api/events`` — server-sent events: ``update`` whenever the files change;
+- ``/files/<name>`` — a file inside DIR (the SVGs, the snapshot), never outside it: ``..``,
+  absolute paths, encoded traversal, NUL bytes and symbolic links are refused.
+
+The files are watched by modification time (``memscope analyze --follow`` replaces them); given
+a broker's PUB address, each ``log`` message also triggers a check at once.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from memscope.exporters._dashboard_panels import build_model
+from memscope.exporters._reports import KINDS, find_reports, load_reports
+from memscope.exporters.dashboard_html import page
+
+HEARTBEAT_S = 15.0
+_SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+}
+
+
+class PathRefused(Exception):
+    """A requested path that is not a regular file inside the served directory."""
+
+
+def safe_path(root: Path, requested: str) -> Path:
+    """The file ``requested`` (URL-encoded, relative) inside ``root``; raise PathRefused else."""
+    text = unquote(requested)
+    if "\x00" in text or "\\" in text:
+        raise PathRefused("invalid characters in path")
+    rel = PurePosixPath(text)
+    if rel.is_absolute() or any(part in ("..", "") for part in rel.parts) or not rel.parts:
+        raise PathRefused("path leaves the served directory")
+    base = root.resolve()
+    candidate = base
+    for part in rel.parts:
+        candidate = candidate / part
+        if candidate.is_symlink():
+            raise PathRefused("symbolic links are not served")
+    resolved = candidate.resolve()
+    if not resolved.is_relative_to(base):
+        raise PathRefused("path leaves the served directory")
+    if not resolved.is_file():
+        raise FileNotFoundError(requested)
+    return resolved
+
+
+class _State:
+    """The watched directory: a version number bumped on every change, and a model cache."""
+
+    def __init__(self, directory: Path, poll_interval: float) -> None:
+        self.directory = directory
+        self.poll_interval = poll_interval
+        self.version = 0
+        self.changed = threading.Condition()
+        self.stopping = threading.Event()
+        self.wake = threading.Event()
+        self._signature = self.signature()
+        self._model: tuple[int, dict[str, Any]] | None = None
+        self._model_lock = threading.Lock()
+
+    def signature(self) -> tuple[tuple[str, int, int], ...]:
+        out = []
+        for kind, path in sorted(find_reports(self.directory).items()):
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            out.append((f"{kind}:{path.name}", st.st_mtime_ns, st.st_size))
+        return tuple(out)
+
+    def model(self) -> dict[str, Any]:
+        with self._model_lock:
+            version = self.version
+            if self._model is None or self._model[0] != version:
+                self._model = (version, build_model(load_reports(self.directory)))
+            return self._model[1]
+
+    def watch(self) -> None:
+        while not self.stopping.is_set():
+            self.wake.wait(self.poll_interval)
+            self.wake.clear()
+            current = self.signature()
+            if current == self._signature:
+                continue
+            time.sleep(min(0.2, self.poll_interval))  # let a burst of rewrites settle
+            self._signature = self.signature()
+            with self.changed:
+                self.version += 1
+                self.changed.notify_all()
+
+    def wait_change(self, seen: int, timeout: float) -> int:
+        """The version once it differs from ``seen`` (or at stop, or after ``timeout``)."""
+        with self.changed:
+            self.changed.wait_for(lambda: self.version != seen or self.stopping.is_set(), timeout)
+            return self.version
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.wake.set()
+        with self.changed:
+            self.changed.notify_all()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: DashboardHTTPServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base signature
+        """Quiet: the served page polls nothing, errors go to the client."""
+
+    def _send(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for key, value in _SECURITY_HEADERS.items():
+            self.send_header(key, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, status: int, value: Any) -> None:
+        self._send(status, json.dumps(value).encode("utf-8"), "application/json; charset=utf-8")
+
+    def _error(self, status: HTTPStatus, message: str) -> None:
+        self._json(status, {"error": message, "status": int(status)})
+
+    def do_HEAD(self) -> None:  # noqa: N802 - http.server naming
+        """Like GET without the body."""
+        self.do_GET()
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server naming
+        """Route one request."""
+        if not self.server.host_allowed(self.headers.get("Host", "")):
+            self._error(HTTPStatus.FORBIDDEN, "unexpected Host header")
+            return
+        path = urlsplit(self.path).path
+        state = self.server.state
+        if path in ("/", "/index.html", "/dashboard.html"):
+            html = page(state.model(), live=True, api="api")
+            self._send(HTTPStatus.OK, html.encode("utf-8"), "text/html; charset=utf-8")
+        elif path == "/api" or path == "/api/":
+            self._json(HTTPStatus.OK, self._index())
+        elif path == "/api/dashboard":
+            self._json(HTTPStatus.OK, state.model())
+        elif path == "/api/events":
+            self._events()
+        elif path.startswith("/api/"):
+            self._report(path.removeprefix("/api/"))
+        elif path.startswith("/files/"):
+            self._file(path.removeprefix("/files/"))
+        else:
+            self._error(HTTPStatus.NOT_FOUND, "no such page")
+
+    def _index(self) -> dict[str, Any]:
+        found = find_reports(self.server.state.directory)
+        return {"version": self.server.state.version, "kinds": {
+            kind: ({"file": found[kind].name, "url": f"/api/{kind}"} if kind in found
+                   else {"file": None, "problem": "not found"}) for kind in KINDS}}
+
+    def _report(self, kind: str) -> None:
+        if kind not in KINDS:
+            self._error(HTTPStatus.NOT_FOUND, "unknown report kind; see /api")
+            return
+        path = find_reports(self.server.state.directory).get(kind)
+        if path is None:
+            self._error(HTTPStatus.NOT_FOUND, f"no *_{kind}.json in the served directory")
+            return
+        try:
+            body = path.read_bytes()
+        except OSError as exc:
+            self._error(HTTPStatus.SERVICE_UNAVAILABLE, f"cannot read {path.name}: {exc}")
+            return
+        self._send(HTTPStatus.OK, body, "application/json; charset=utf-8")
+
+    def _file(self, requested: str) -> None:
+        try:
+            path = safe_path(self.server.state.directory, requested)
+        except PathRefused as exc:
+            self._error(HTTPStatus.FORBIDDEN, str(exc))
+            return
+        except FileNotFoundError:
+            self._error(HTTPStatus.NOT_FOUND, "no such file")
+            return
+        types = {".svg": "image/svg+xml", ".json": "application/json; charset=utf-8",
+                 ".png": "image/png", ".html": "text/plain; charset=utf-8"}
+        self._send(HTTPStatus.OK, path.read_bytes(),
+                   types.get(path.suffix, "application/octet-stream"))
+
+    def _events(self) -> None:
+        state = self.server.state
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        seen = state.version
+        try:
+            self.wfile.write(f"retry: 1000\nevent: hello\ndata: {seen}\n\n".encode())
+            self.wfile.flush()
+            while not state.stopping.is_set():
+                version = state.wait_change(seen, HEARTBEAT_S)
+                if state.stopping.is_set():
+                    break
+                if version != seen:
+                    seen = version
+                    self.wfile.write(f"event: update\ndata: {version}\n\n".encode())
+                else:
+                    self.wfile.write(b": keep-alive\n\n")
+                self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            return
+
+
+class DashboardHTTPServer(ThreadingHTTPServer):
+    """The HTTP server; ``state`` is the watched directory."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], state: _State) -> None:
+        super().__init__(address, _Handler)
+        self.state = state
+        port = self.server_address[1]
+        host = address[0]
+        self._hosts = {f"{h}:{port}" for h in (host, "127.0.0.1", "localhost", "[::1]")}
+        self._loopback = host in ("127.0.0.1", "localhost", "::1")
+
+    def host_allowed(self, host: str) -> bool:
+        """On loopback, only loopback Host headers (no DNS rebinding); elsewhere any."""
+        return not self._loopback or host in self._hosts
+
+
+class DashboardServer:
+    """A running dashboard server: ``start()``, ``url``, ``stop()`` (also a context manager)."""
+
+    def __init__(self, directory: str | Path, host: str = "127.0.0.1", port: int = 0,
+                 poll_interval: float = 0.5, feed: str | None = None) -> None:
+        self.state = _State(Path(directory), poll_interval)
+        self.httpd = DashboardHTTPServer((host, port), self.state)
+        self.feed = feed
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def url(self) -> str:
+        """The page's address."""
+        host, port = self.httpd.server_address[:2]
+        host_text = host.decode() if isinstance(host, bytes) else str(host)
+        if ":" in host_text:
+            host_text = f"[{host_text}]"
+        return f"http://{host_text}:{port}/"
+
+    def start(self) -> DashboardServer:
+        """Serve and watch in daemon threads."""
+        targets = [self.httpd.serve_forever, self.state.watch]
+        if self.feed:
+            targets.append(self._follow_feed)
+        for target in targets:
+            thread = threading.Thread(target=target, name=f"memscope-dashboard-{target.__name__}",
+                                      daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def _follow_feed(self) -> None:
+        import zmq
+
+        ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
+        sock = ctx.socket(zmq.SUB)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.SUBSCRIBE, b"")
+        sock.connect(str(self.feed))
+        try:
+            while not self.state.stopping.is_set():
+                if sock.poll(500):
+                    sock.recv_multipart()
+                    self.state.wake.set()
+        finally:
+            sock.close(linger=0)
+
+    def stop(self) -> None:
+        """Stop serving, close the socket and end the threads."""
+        self.state.stop()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    def __enter__(self) -> DashboardServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,128 @@
+"""The publisher's backlog: batches not yet acknowledged by the broker, in seq order.
+
+A batch stays here from the moment it is packed until the broker says it is in the log.
+Payloads live in memory up to :data:`MEMORY_CAP` bytes and otherwise in a spool file (each
+record ``<u32 length><payload>``), which is also where every batch goes while the broker is
+unreachable. When the backlog empties, the spool file is truncated.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+import tempfile
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+MEMORY_CAP = 64 * 1024 * 1024
+_HEADER = struct.Struct("<I")
+
+
+@dataclass
+class Entry:
+    """One packed batch."""
+
+    seq: int
+    events: int
+    payload: bytes | None  # None: in the spool file
+    offset: int = 0
+    length: int = 0
+    sent: bool = False
+
+
+def spool_path(spool_dir: str, producer: str) -> Path:
+    """Where ``producer`` spools (a name derived from the producer id)."""
+    base = Path(spool_dir) if spool_dir else Path(tempfile.gettempdir()) / "memscope-spool"
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", producer)[:200]
+    return base / f"{safe}.spool"
+
+
+class Backlog:
+    """Unacknowledged batches of one producer."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.entries: deque[Entry] = deque()
+        self.memory_bytes = 0
+        self.spooled = 0  # batches ever written to the spool file
+        self._fd: int | None = None
+        self._end = 0
+
+    def _file(self) -> int:
+        if self._fd is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+            self._end = 0
+        return self._fd
+
+    def add(self, seq: int, events: int, payload: bytes, to_disk: bool) -> Entry:
+        """Append a batch (to the spool file if ``to_disk`` or memory is full)."""
+        if to_disk or self.memory_bytes + len(payload) > MEMORY_CAP:
+            fd = self._file()
+            os.pwrite(fd, _HEADER.pack(len(payload)) + payload, self._end)
+            entry = Entry(seq, events, None, self._end + _HEADER.size, len(payload))
+            self._end += _HEADER.size + len(payload)
+            self.spooled += 1
+        else:
+            entry = Entry(seq, events, payload)
+            self.memory_bytes += len(payload)
+        self.entries.append(entry)
+        return entry
+
+    def spill_unsent(self) -> int:
+        """Move unsent batches held in memory to the spool file; return how many."""
+        moved = 0
+        for entry in self.entries:
+            if entry.payload is not None and not entry.sent:
+                payload = entry.payload
+                fd = self._file()
+                os.pwrite(fd, _HEADER.pack(len(payload)) + payload, self._end)
+                entry.offset, entry.length = self._end + _HEADER.size, len(payload)
+                entry.payload = None
+                self._end += _HEADER.size + len(payload)
+                self.memory_bytes -= len(payload)
+                self.spooled += 1
+                moved += 1
+        return moved
+
+    def payload(self, entry: Entry) -> bytes:
+        """The batch's bytes."""
+        if entry.payload is not None:
+            return entry.payload
+        return os.pread(self._file(), entry.length, entry.offset)
+
+    def unsent(self) -> list[Entry]:
+        """Entries not sent yet, in order."""
+        return [e for e in self.entries if not e.sent]
+
+    def release(self, acked: int) -> int:
+        """Drop entries with seq <= ``acked``; return how many."""
+        dropped = 0
+        while self.entries and self.entries[0].seq <= acked:
+            entry = self.entries.popleft()
+            if entry.payload is not None:
+                self.memory_bytes -= len(entry.payload)
+            dropped += 1
+        if not self.entries and self._fd is not None and self._end:
+            os.ftruncate(self._fd, 0)
+            self._end = 0
+        return dropped
+
+    def resend_after(self, acked: int) -> int:
+        """Mark every entry after ``acked`` as unsent again; return how many."""
+        count = 0
+        for entry in self.entries:
+            if entry.seq > acked and entry.sent:
+                entry.sent = False
+                count += 1
+        return count
+
+    def close(self) -> None:
+        """Close the spool file; delete it when nothing is left in it."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+            if not any(e.payload is None for e in self.entries):
+                self.path.unlink(missing_ok=True)

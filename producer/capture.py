@@ -1,0 +1,135 @@
+"""The in-process capture: allocator hooks (native core) plus FFI audit events.
+
+This module is the only interface to :mod:`memscope.producer._tracer`. The publisher calls
+:func:`drain` periodically from its own thread (after :func:`ignore_current_thread`) and
+ships what it returns. Modes:
+
+``full``
+    every allocator event of the RAW, MEM and OBJ domains and numpy's data memory.
+``aggregated``
+    allocations freed within one drain interval are folded into ``aggregates`` rows (per
+    thread, stack and domain); longer-lived ones are sent as events, with their frees.
+    ``producer_stats`` carries the exact current and peak bytes measured in-process.
+``sampled``
+    allocations sampled by byte volume (on average one per ``sample_bytes`` allocated; a
+    larger block is more likely to be sampled); frees only of sampled blocks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from memscope.producer import _tracer
+from memscope.producer.ffi import FfiRecorder
+
+MODES = {
+    "full": _tracer.MODE_FULL,
+    "aggregated": _tracer.MODE_AGGREGATED,
+    "sampled": _tracer.MODE_SAMPLED,
+}
+#: Upper bound of memory events in one drain (a batch must stay under MAX_BATCH_EVENTS).
+DRAIN_MAX_EVENTS = 8_000_000
+
+_ffi = FfiRecorder(lambda: _tracer.current_stack_id(2))  # minus the hook and this lambda
+
+
+def start(
+    mode: str = "full",
+    sample_bytes: int = 65536,
+    *,
+    max_buffer_bytes: int = 512 << 20,
+    numpy: bool = True,
+    ffi: bool = True,
+    native: bool = False,
+) -> None:
+    """Start recording this process's allocations.
+
+    Args:
+        mode: ``"full"``, ``"aggregated"`` or ``"sampled"``.
+        sample_bytes: mean bytes between samples in sampled mode.
+        max_buffer_bytes: memory the per-thread buffers may hold before events are dropped
+            (drops are counted in ``producer_stats``).
+        numpy: also trace numpy array data (DOMAIN_NUMPY); imports numpy if installed.
+        ffi: record ctypes audit events as ``ffi`` rows.
+        native: also record malloc/mmap of native code (needs the preloaded shim, see
+            :mod:`memscope.producer.native_mode`).
+
+    Raises:
+        ValueError: unknown mode or out-of-range sizes.
+        RuntimeError: capture is already started, or native mode without the shim.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown capture mode {mode!r}; choose one of {sorted(MODES)}")
+    if native and _tracer.native_stats() is None:  # native mode hook: fail before starting
+        _tracer.native_attach()  # raises RuntimeError saying how to preload the shim
+    _tracer.start(MODES[mode], sample_bytes, max_buffer_bytes, numpy)
+    if native:  # native mode hook (memscope.producer.native_mode)
+        _tracer.native_attach()
+    if ffi:
+        _ffi.enable()
+
+
+def stop() -> None:
+    """Stop recording and restore the previous allocators (buffered events stay drainable)."""
+    _ffi.disable()
+    _tracer.native_detach()  # native mode hook (no-op when not attached)
+    _tracer.stop()
+
+
+def is_active() -> bool:
+    """Whether allocations are being recorded."""
+    return _tracer.is_active()
+
+
+def drain(
+    max_events: int = DRAIN_MAX_EVENTS,
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, list[Any]]]]:
+    """Take everything recorded since the last drain.
+
+    Returns:
+        ``(mem_chunks, rare_tables)``: memory chunks (``rec1`` per thread, ``cols1`` for
+        aggregated-mode promotions) and columnar rows of ``frames``, ``stacks``, ``ffi``,
+        ``aggregates`` and ``producer_stats`` (only tables with rows).
+    """
+    ffi_rows = _ffi.take()  # first: the C drain then emits the stacks these rows reference
+    chunks, rare = _tracer.drain(max_events)
+    if ffi_rows:
+        native_rows = rare.get("ffi")  # native mode hook: the shim's findings come first
+        if native_rows:
+            ffi_rows = {k: native_rows[k] + ffi_rows[k] for k in ffi_rows}
+        rare["ffi"] = ffi_rows
+    return chunks, rare
+
+
+def ignore_current_thread() -> None:
+    """Never trace the calling thread's allocations (the publisher's own thread)."""
+    _tracer.ignore_current_thread()
+
+
+def current_stack_id(skip: int = 0) -> int:
+    """Intern the caller's Python stack now and return its id (0 = no Python frame).
+
+    The innermost frame is the caller of this function; ``skip`` drops that many more
+    (a library helper passes 1 so that the stack starts at its own caller).
+    """
+    return _tracer.current_stack_id(skip + 1)
+
+
+def block_address(obj: object) -> int:
+    """The start of ``obj``'s allocation block (before its GC header and pre-header)."""
+    return _tracer.block_address(obj)
+
+
+def after_fork_child() -> None:
+    """Reset buffers, tables and pending FFI rows in a forked child.
+
+    The native core already resets itself in a ``pthread_atfork`` child handler; calling
+    this again is harmless.
+    """
+    _tracer.after_fork_child()
+    _ffi.clear()
+
+
+def stats() -> dict[str, int]:
+    """Counters of the native core (events written, drops, pending buffer bytes, ...)."""
+    return _tracer.stats()

@@ -1,0 +1,302 @@
+"""The producer's transport: a daemon thread that drains events and ships batches to a broker.
+
+Policies (see also :mod:`memscope.producer.wire` for the batch format):
+
+* **Slow broker**: the PUSH socket has a high-water mark of ``send_hwm`` batches; when it is
+  full the publisher waits up to ``send_timeout_s``. Nothing is ever dropped.
+* **Unreachable or restarting broker**: when a send cannot complete within
+  ``send_timeout_s`` the publisher spools batches to a local file (``spool_dir``) and probes
+  the broker every cycle; once it is back the spooled batches go out first, in order.
+* **Exactly once**: every batch stays in the backlog until the broker's control socket says
+  the batch is in the log (op ``acked``). If the broker restarted (a new boot id), reports a
+  gap for a second, or acknowledges nothing for 15 s while batches are out, the unacknowledged
+  batches are sent again; the broker drops the ones it already has, so each lands once.
+* **fork**: the child calls :meth:`Publisher.reset_after_fork`; it gets a new context, socket,
+  backlog and sequence, and never touches the parent's.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+
+from memscope.broker import addresses, curve
+from memscope.broker.client import BrokerClient, BrokerError
+from memscope.config import Settings
+from memscope.producer._backlog import Backlog, spool_path
+from memscope.producer.wire import MAX_CHUNKS, encode_batch
+
+log = logging.getLogger("memscope.producer")
+
+DrainFn = Callable[[], tuple[list[dict[str, Any]], dict[str, dict[str, list[Any]]]]]
+ACK_INTERVAL_S = 0.25
+GAP_RESEND_S = 1.0
+STALL_RESEND_S = 15.0
+_PROBE_MS = 50
+_ABANDONED: list[tuple[Any, Any, Any]] = []  # a forked child's inherited zmq objects
+
+
+def _ignore_this_thread() -> None:
+    """Keep the publisher's own allocations out of the trace, when the tracer exists."""
+    try:
+        capture = importlib.import_module("memscope.producer.capture")
+    except ImportError:
+        return
+    ignore = getattr(capture, "ignore_current_thread", None)
+    if ignore is not None:
+        ignore()
+
+
+class Publisher:
+    """Ships the batches of one producer (one traced process) to a broker."""
+
+    def __init__(self, address: str, producer_id: str, pid: int, drain: DrainFn,
+                 settings: Settings) -> None:
+        self.address = address
+        self.settings = settings
+        self._drain = drain
+        self._reset_state(producer_id, pid)
+
+    def _reset_state(self, producer_id: str, pid: int) -> None:
+        self.producer_id = producer_id
+        self.pid = pid
+        self._backlog = Backlog(spool_path(self.settings.spool_dir, producer_id))
+        self._next_seq = 0
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._done = threading.Condition(self._lock)
+        self._flush_requested = 0
+        self._flush_done = 0
+        self._closing = False
+        self._close_deadline = 0.0
+        self._thread: threading.Thread | None = None
+        self._context: zmq.Context | None = None
+        self._sock: zmq.Socket | None = None
+        self._client: BrokerClient | None = None
+        self._unreachable = False
+        self._boot: str | None = None
+        self._acked = -1
+        self._last_ack_query = 0.0
+        self._ack_progress = time.monotonic()
+        self._counters = {"batches": 0, "events": 0, "bytes": 0, "sent": 0, "resent": 0,
+                          "drain_errors": 0}
+
+    # -- public API -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the daemon thread."""
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name="memscope-publisher", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        """Drain and send now rather than at the next interval."""
+        self._wake.set()
+
+    def flush(self, timeout: float = 10.0) -> int:
+        """Drain now and send everything; return the last seq handed over (-1: none yet).
+
+        Batches that could not be sent within ``timeout`` (broker unreachable) stay spooled
+        and are replayed later; their seqs are included in the returned value.
+        """
+        if self._thread is None or not self._thread.is_alive():
+            self._cycle(final=True, deadline=time.monotonic() + timeout)
+            return self._next_seq - 1
+        with self._lock:
+            self._flush_requested += 1
+            wanted = self._flush_requested
+        self._wake.set()
+        deadline = time.monotonic() + timeout
+        with self._done:
+            while self._flush_done < wanted and time.monotonic() < deadline:
+                self._done.wait(min(0.05, max(deadline - time.monotonic(), 0.001)))
+        return self._next_seq - 1
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Ship what is left, wait (up to ``timeout``) until the broker has it, stop."""
+        deadline = time.monotonic() + timeout
+        self._close_deadline = deadline
+        if self._thread is not None and self._thread.is_alive():
+            self.flush(timeout)
+            self._closing = True
+            self._wake.set()
+            self._thread.join(max(deadline - time.monotonic(), 0.1) + 1.0)
+        elif not self._closing:
+            self._closing = True
+            self._cycle(final=True, deadline=deadline)
+            self._finish(deadline)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: batches/events/bytes packed, sent, resent, spooled, unacked, seqs."""
+        return {
+            **self._counters,
+            "spooled": self._backlog.spooled,
+            "unacked": len(self._backlog.entries),
+            "last_seq": self._next_seq - 1,
+            "acked_seq": self._acked,
+            "unreachable": self._unreachable,
+        }
+
+    def reset_after_fork(self, producer_id: str, pid: int) -> None:
+        """In a forked child: forget the parent's state and sockets; start afresh."""
+        running = self._thread is not None
+        # The parent's context and sockets belong to the parent: keep them referenced (never
+        # garbage-collected, closed or terminated here) and start afresh.
+        _ABANDONED.append((self._context, self._sock, self._client))
+        self._reset_state(producer_id, pid)
+        if running:
+            self.start()
+
+    # -- the thread -------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        _ignore_this_thread()
+        while not self._closing:
+            self._wake.wait(self.settings.flush_interval_s)
+            self._wake.clear()
+            with self._lock:
+                wanted = self._flush_requested
+            deadline = time.monotonic() + self.settings.send_timeout_s
+            self._cycle(final=wanted > self._flush_done, deadline=deadline)
+            with self._done:
+                self._flush_done = max(self._flush_done, wanted)
+                self._done.notify_all()
+        self._finish(self._close_deadline)
+
+    def _socket(self) -> zmq.Socket:
+        if self._sock is None:
+            self._context = zmq.Context()
+            sock = self._context.socket(zmq.PUSH)
+            sock.sndhwm = max(int(self.settings.send_hwm), 1)
+            sock.immediate = True  # queue only to a connected broker; otherwise spool
+            sock.linger = 0
+            curve.setup_client(sock, self.settings)
+            sock.connect(self.address)
+            self._sock = sock
+        return self._sock
+
+    def _cycle(self, final: bool, deadline: float) -> None:
+        try:
+            chunks, rare = self._drain()
+        except Exception:  # noqa: BLE001 -- a failing drain must not kill the transport
+            self._counters["drain_errors"] += 1
+            log.exception("memscope publisher: drain() failed")
+            chunks, rare = [], {}
+        self._pack(chunks, rare)
+        self._send(deadline, probe_only=self._unreachable and not final)
+        self._acknowledge(force=final)
+
+    def _pack(self, chunks: list[dict[str, Any]], rare: dict[str, dict[str, list[Any]]]) -> None:
+        rare = {t: cols for t, cols in rare.items() if cols and any(len(v) for v in cols.values())}
+        chunks = [c for c in chunks if int(c.get("n", 0)) > 0]
+        limit = max(int(self.settings.batch_max_events), 1)
+        groups: list[list[dict[str, Any]]] = [[]]
+        count = 0
+        for chunk in chunks:
+            if groups[-1] and (count + int(chunk["n"]) > limit or len(groups[-1]) >= MAX_CHUNKS):
+                groups.append([])
+                count = 0
+            groups[-1].append(chunk)
+            count += int(chunk["n"])
+        if not rare and not groups[-1]:
+            return
+        for index, group in enumerate(groups):
+            payload = encode_batch(self.producer_id, self.pid, self._next_seq, group,
+                                   rare if index == 0 else {})
+            events = sum(int(c["n"]) for c in group)
+            if index == 0:
+                events += sum(len(next(iter(c.values()))) for c in rare.values())
+            self._backlog.add(self._next_seq, events, payload, to_disk=self._unreachable)
+            self._next_seq += 1
+            self._counters["batches"] += 1
+            self._counters["events"] += events
+            self._counters["bytes"] += len(payload)
+
+    def _send(self, deadline: float, probe_only: bool) -> None:
+        sock = self._socket()
+        for entry in self._backlog.unsent():
+            payload = self._backlog.payload(entry)
+            while True:
+                try:
+                    sock.send(payload, zmq.NOBLOCK, copy=False)
+                    break
+                except zmq.Again:
+                    if probe_only or time.monotonic() >= deadline:
+                        if not self._unreachable:
+                            log.warning("memscope publisher: broker %s unreachable; spooling "
+                                        "to %s", self.address, self._backlog.path)
+                        self._unreachable = True
+                        self._backlog.spill_unsent()
+                        return
+                    sock.poll(_PROBE_MS, zmq.POLLOUT)
+            entry.sent = True
+            self._counters["sent"] += 1
+            probe_only = False
+            self._unreachable = False
+
+    def _acknowledge(self, force: bool) -> None:
+        if not self._backlog.entries or self._unreachable:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_ack_query < ACK_INTERVAL_S:
+            return
+        self._last_ack_query = now
+        if self._client is None:
+            self._client = BrokerClient(addresses.control_address(self.address), self.settings,
+                                        timeout_s=1.0, context=self._context)
+        try:
+            acked, highest, boot = self._client.acked(self.producer_id, timeout_s=0.5)
+        except BrokerError:
+            return
+        if acked > self._acked:
+            self._acked = acked
+            self._ack_progress = now
+        restarted = self._boot is not None and boot != self._boot
+        self._boot = boot
+        self._backlog.release(acked)
+        quiet = now - self._ack_progress
+        sent = any(e.sent for e in self._backlog.entries)
+        # A gap (a later batch landed, an earlier one did not) means a batch was lost on the
+        # way; silence alone may only mean a busy broker, so it waits much longer.
+        stalled = sent and ((highest > acked and quiet >= GAP_RESEND_S) or quiet >= STALL_RESEND_S)
+        if restarted or stalled:
+            self._counters["resent"] += self._backlog.resend_after(acked)
+            self._ack_progress = now
+
+    def _finish(self, deadline: float) -> None:
+        """Last sends and acknowledgements, then close the sockets and the spool."""
+        while self._backlog.entries and time.monotonic() < deadline:
+            self._send(min(deadline, time.monotonic() + self.settings.send_timeout_s),
+                       probe_only=False)
+            self._acknowledge(force=True)
+            if self._backlog.entries:
+                time.sleep(0.02)
+        if self._backlog.entries:
+            log.warning("memscope publisher: %d batches of %s not confirmed by the broker; "
+                        "unsent ones stay in %s", len(self._backlog.entries), self.producer_id,
+                        self._backlog.path)
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        if self._sock is not None:
+            self._sock.close(linger=0)
+            self._sock = None
+        if self._context is not None:
+            self._context.term()
+            self._context = None
+        self._backlog.close()
+
+
+def default_producer_id(pid: int | None = None) -> str:
+    """``host:pid:start_ns`` as in the wire format."""
+    import socket
+
+    return f"{socket.gethostname()}:{pid or os.getpid()}:{time.monotonic_ns()}"

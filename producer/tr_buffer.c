@@ -1,0 +1,403 @@
+/* Per-thread record buffers: chains of fixed-size blocks written by their thread's hooks and
+ * drained by the publisher.
+ *
+ * A thread writes records into its current block and publishes each one with a release store
+ * of block->used; when the block is full it takes a new block from the pool, links it with a
+ * release store of block->next and never touches the old one again. The drain (GIL held,
+ * serialized by tr_draining) copies bytes up to `used` and recycles blocks whose `next` is
+ * set and which it has read to the end. Hooks therefore never wait for the drain; they only
+ * take tr_registry_lock for a moment when they need a new block. When the buffers hold
+ * tr_max_buffer_bytes, a hook that needs a block drops its record and counts the drop
+ * (reported in producer_stats: the policy is "never block the program, never drop silently").
+ */
+#include "tr_core.h"
+
+#include <sys/mman.h>
+
+/* The calling thread's state; NULL before its first event, &tr_dead_thread after exit. */
+__thread tr_thread_t *tr_tls __attribute__((tls_model("initial-exec")));
+
+/* A state that makes every hook skip: installed by the thread-exit destructor. */
+static tr_thread_t tr_dead_thread = {.busy = 1, .ignored = 1};
+
+/* Protects tr_threads, tr_pool, tr_pool_len, tr_blocks_in_use, tr_high_water_blocks and
+ * tr_dead_events/tr_dead_drops. Taken by hooks only to get a block; reinitialized in a
+ * forked child. */
+static pthread_mutex_t tr_registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static tr_thread_t *tr_threads;       /* every registered thread state */
+static tr_block_t *tr_pool;           /* free blocks, linked through ->next */
+static unsigned tr_pool_len;
+static uint64_t tr_blocks_in_use;     /* blocks owned by threads (pending data) */
+static uint64_t tr_high_water_blocks; /* max of tr_blocks_in_use since start/fork */
+static uint64_t tr_dead_events;       /* events/drops of thread states already freed */
+static uint64_t tr_dead_drops;
+static uint64_t tr_attach_failures;   /* threads that could not get a state (counted as drops) */
+
+/* Written once by tr_buffers_init (GIL held, before any hook can run). */
+static pthread_key_t tr_exit_key;
+static int tr_key_ready;
+
+#define TR_POOL_KEEP 64
+
+static void *tr_map(size_t size)
+{
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+/* Takes a block for a writer; tr_registry_lock must be held. */
+static tr_block_t *tr_block_get_locked(void)
+{
+    if ((tr_blocks_in_use + 1) * TR_BLOCK_SIZE > tr_max_buffer_bytes) {
+        return NULL;
+    }
+    tr_block_t *b = tr_pool;
+    if (b != NULL) {
+        tr_pool = b->next;
+        tr_pool_len--;
+    }
+    else {
+        b = tr_map(TR_BLOCK_SIZE);
+        if (b == NULL) {
+            return NULL;
+        }
+    }
+    b->next = NULL;
+    b->used = 0;
+    tr_blocks_in_use++;
+    if (tr_blocks_in_use > tr_high_water_blocks) {
+        tr_high_water_blocks = tr_blocks_in_use;
+    }
+    return b;
+}
+
+static void tr_block_put_locked(tr_block_t *b)
+{
+    tr_blocks_in_use--;
+    if (tr_pool_len < TR_POOL_KEEP) {
+        b->next = tr_pool;
+        tr_pool = b;
+        tr_pool_len++;
+    }
+    else {
+        munmap(b, TR_BLOCK_SIZE);
+    }
+}
+
+static void tr_thread_exit(void *arg)
+{
+    tr_thread_t *t = arg;
+    tr_tls = &tr_dead_thread;
+    __atomic_store_n(&t->dead, 1, __ATOMIC_RELEASE);
+}
+
+int tr_buffers_init(void)
+{
+    if (!tr_key_ready) {
+        if (pthread_key_create(&tr_exit_key, tr_thread_exit) != 0) {
+            PyErr_SetString(PyExc_RuntimeError, "pthread_key_create failed");
+            return -1;
+        }
+        tr_key_ready = 1;
+    }
+    return 0;
+}
+
+tr_thread_t *tr_thread_attach(void)
+{
+    tr_thread_t *t = tr_map(sizeof(tr_thread_t));
+    if (t == NULL) {
+        __atomic_fetch_add(&tr_attach_failures, 1, __ATOMIC_RELAXED);
+        return NULL;
+    }
+    /* mmap memory is zeroed: every counter and state starts at 0. */
+    t->tid = (uint64_t)PyThread_get_thread_ident();
+    t->rng = (t->tid ^ 0x9E3779B97F4A7C15ull) | 1;
+    t->sample_left = tr_sample_bytes;
+    pthread_mutex_lock(&tr_registry_lock);
+    t->cur = tr_block_get_locked();
+    if (t->cur == NULL) {
+        tr_attach_failures++;
+        pthread_mutex_unlock(&tr_registry_lock);
+        munmap(t, sizeof(tr_thread_t));
+        return NULL;
+    }
+    t->dblock = t->cur;
+    t->next_all = tr_threads;
+    tr_threads = t;
+    pthread_mutex_unlock(&tr_registry_lock);
+    t->pos = t->cur->data;
+    t->end = t->cur->data + TR_BLOCK_DATA;
+    if (tr_key_ready) {
+        pthread_setspecific(tr_exit_key, t);
+    }
+    tr_tls = t;
+    return t;
+}
+
+int tr_thread_next_block(tr_thread_t *t)
+{
+    pthread_mutex_lock(&tr_registry_lock);
+    tr_block_t *b = tr_block_get_locked();
+    pthread_mutex_unlock(&tr_registry_lock);
+    if (b == NULL) {
+        return 0;
+    }
+    tr_block_t *old = t->cur;
+    t->cur = b;
+    t->pos = b->data;
+    t->end = b->data + TR_BLOCK_DATA;
+    __atomic_store_n(&old->next, b, __ATOMIC_RELEASE);
+    return 1;
+}
+
+/* ---------------------------------------------------------------- drain */
+
+typedef struct {
+    uint8_t *data;
+    size_t len, cap;
+} tr_bytes_t;
+
+static int tr_bytes_append(tr_bytes_t *buf, const uint8_t *src, size_t len)
+{
+    if (buf->len + len > buf->cap) {
+        size_t cap = buf->cap ? buf->cap : 65536;
+        while (cap < buf->len + len) {
+            cap *= 2;
+        }
+        uint8_t *grown = PyMem_RawRealloc(buf->data, cap);
+        if (grown == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        buf->data = grown;
+        buf->cap = cap;
+    }
+    memcpy(buf->data + buf->len, src, len);
+    buf->len += len;
+    return 0;
+}
+
+static void tr_put_u32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); } /* little-endian hosts */
+static void tr_put_u64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
+
+/* One rec1 chunk dict from the bytes in buf (header space reserved at the front). */
+static PyObject *tr_make_chunk(tr_thread_t *t, tr_bytes_t *buf, uint64_t n, tr_delta_t base,
+                               const tr_clock_t *clock)
+{
+    uint8_t *h = buf->data;
+    tr_put_u32(h, TR_REC1_MAGIC);
+    tr_put_u32(h + 4, (uint32_t)n);
+    tr_put_u64(h + 8, clock->tick);
+    tr_put_u64(h + 16, (uint64_t)clock->ns);
+    tr_put_u64(h + 24, clock->mult);
+    tr_put_u64(h + 32, base.tick);
+    tr_put_u64(h + 40, base.addr);
+    tr_put_u32(h + 48, base.stack);
+    tr_put_u32(h + 52, 0);
+    return Py_BuildValue("{s:K,s:K,s:s,s:y#}", "tid", (unsigned long long)t->tid, "n",
+                         (unsigned long long)n, "enc", "rec1", "data", (const char *)buf->data,
+                         (Py_ssize_t)buf->len);
+}
+
+/* Moves up to `budget` records of t into one chunk (appended to `chunks`). Returns the
+ * number of records moved, or -1 with an exception set. */
+static int64_t tr_drain_thread(tr_thread_t *t, uint64_t budget, const tr_clock_t *clock,
+                               PyObject *chunks, uint64_t *bytes_out)
+{
+    tr_bytes_t buf = {0};
+    uint8_t header[TR_REC1_HEADER] = {0};
+    if (tr_bytes_append(&buf, header, sizeof header) < 0) {
+        return -1;
+    }
+    tr_delta_t base = t->d;
+    uint64_t n = 0;
+    while (n < budget) {
+        tr_block_t *b = t->dblock;
+        tr_block_t *next = __atomic_load_n(&b->next, __ATOMIC_ACQUIRE);
+        uint32_t used = __atomic_load_n(&b->used, __ATOMIC_ACQUIRE);
+        if (t->dpos < used) {
+            tr_scan_t scan;
+            size_t took = tr_rec1_scan(b->data + t->dpos, used - t->dpos, t->d, budget - n,
+                                       &scan);
+            if (tr_bytes_append(&buf, b->data + t->dpos, took) < 0) {
+                PyMem_RawFree(buf.data);
+                return -1;
+            }
+            t->dpos += (uint32_t)took;
+            t->d = scan.end;
+            n += scan.n;
+        }
+        if (next == NULL || t->dpos < used) {
+            break;
+        }
+        pthread_mutex_lock(&tr_registry_lock);
+        tr_block_put_locked(b);
+        pthread_mutex_unlock(&tr_registry_lock);
+        t->dblock = next;
+        t->dpos = 0;
+    }
+    if (n > 0) {
+        PyObject *chunk = tr_make_chunk(t, &buf, n, base, clock);
+        if (chunk == NULL || PyList_Append(chunks, chunk) < 0) {
+            Py_XDECREF(chunk);
+            PyMem_RawFree(buf.data);
+            return -1;
+        }
+        Py_DECREF(chunk);
+        *bytes_out += buf.len;
+    }
+    PyMem_RawFree(buf.data);
+    return (int64_t)n;
+}
+
+static int tr_fully_drained(tr_thread_t *t)
+{
+    tr_block_t *b = t->dblock;
+    return __atomic_load_n(&b->next, __ATOMIC_ACQUIRE) == NULL &&
+           t->dpos == __atomic_load_n(&b->used, __ATOMIC_ACQUIRE);
+}
+
+/* Frees the state of an exited thread whose data has all been drained. */
+static void tr_reap(tr_thread_t *t)
+{
+    pthread_mutex_lock(&tr_registry_lock);
+    tr_thread_t **link = &tr_threads;
+    while (*link != NULL && *link != t) {
+        link = &(*link)->next_all;
+    }
+    if (*link == t) {
+        *link = t->next_all;
+    }
+    tr_dead_events += t->events;
+    tr_dead_drops += t->drops;
+    tr_block_put_locked(t->dblock);
+    pthread_mutex_unlock(&tr_registry_lock);
+    munmap(t, sizeof(tr_thread_t));
+}
+
+#define TR_CHUNK_RECORDS (1u << 20)
+
+PyObject *tr_drain_chunks(uint64_t max_events, uint64_t *events_out, uint64_t *bytes_out)
+{
+    tr_clock_t clock;
+    tr_clock_now(&clock);
+    PyObject *chunks = PyList_New(0);
+    if (chunks == NULL) {
+        return NULL;
+    }
+    /* Snapshot the registry: states are only freed by the drain itself (or in a forked
+     * child), so the pointers stay valid after the lock is released. */
+    pthread_mutex_lock(&tr_registry_lock);
+    size_t count = 0;
+    for (tr_thread_t *t = tr_threads; t != NULL; t = t->next_all) {
+        count++;
+    }
+    tr_thread_t **all = PyMem_RawMalloc((count + 1) * sizeof(tr_thread_t *));
+    if (all == NULL) {
+        pthread_mutex_unlock(&tr_registry_lock);
+        Py_DECREF(chunks);
+        return PyErr_NoMemory();
+    }
+    size_t i = 0;
+    for (tr_thread_t *t = tr_threads; t != NULL; t = t->next_all) {
+        all[i++] = t;
+    }
+    pthread_mutex_unlock(&tr_registry_lock);
+
+    uint64_t total = 0;
+    for (i = 0; i < count; i++) {
+        tr_thread_t *t = all[i];
+        int dead = __atomic_load_n(&t->dead, __ATOMIC_ACQUIRE);
+        while (total < max_events) {
+            uint64_t budget = max_events - total;
+            if (budget > TR_CHUNK_RECORDS) {
+                budget = TR_CHUNK_RECORDS;
+            }
+            int64_t moved = tr_drain_thread(t, budget, &clock, chunks, bytes_out);
+            if (moved < 0) {
+                PyMem_RawFree(all);
+                Py_DECREF(chunks);
+                return NULL;
+            }
+            total += (uint64_t)moved;
+            if ((uint64_t)moved < budget) {
+                break;
+            }
+        }
+        if (dead && tr_fully_drained(t)) {
+            tr_reap(t);
+        }
+    }
+    PyMem_RawFree(all);
+    *events_out = total;
+    return chunks;
+}
+
+void tr_buffer_stats(uint64_t *events, uint64_t *drops, uint64_t *pending, uint64_t *high_water)
+{
+    pthread_mutex_lock(&tr_registry_lock);
+    uint64_t ev = tr_dead_events, dr = tr_dead_drops + tr_attach_failures;
+    for (tr_thread_t *t = tr_threads; t != NULL; t = t->next_all) {
+        ev += __atomic_load_n(&t->events, __ATOMIC_RELAXED);
+        dr += __atomic_load_n(&t->drops, __ATOMIC_RELAXED);
+    }
+    *events = ev;
+    *drops = dr;
+    *pending = tr_blocks_in_use * TR_BLOCK_SIZE;
+    *high_water = tr_high_water_blocks * TR_BLOCK_SIZE;
+    pthread_mutex_unlock(&tr_registry_lock);
+}
+
+/* ---------------------------------------------------------------- fork */
+
+void tr_buffers_atfork_prepare(void) { pthread_mutex_lock(&tr_registry_lock); }
+
+void tr_buffers_atfork_parent(void) { pthread_mutex_unlock(&tr_registry_lock); }
+
+/* In the child only the forking thread exists: other threads' states are freed (one of them
+ * may have been mid-record; nothing of it is read), and the survivor's buffer is emptied
+ * (its pending records belong to the parent, which ships them itself). */
+void tr_buffers_after_fork_child(void)
+{
+    pthread_mutex_init(&tr_registry_lock, NULL);
+    tr_thread_t *self = tr_tls;
+    tr_thread_t *t = tr_threads;
+    tr_threads = NULL;
+    tr_blocks_in_use = 0;
+    while (t != NULL) {
+        tr_thread_t *next = t->next_all;
+        tr_block_t *b = t->dblock;
+        while (b != NULL) {
+            tr_block_t *bn = b->next;
+            if (t == self && bn == NULL) {
+                break; /* keep the survivor's current block */
+            }
+            munmap(b, TR_BLOCK_SIZE);
+            b = bn;
+        }
+        if (t == self) {
+            tr_block_t *cur = t->cur;
+            cur->next = NULL;
+            cur->used = 0;
+            t->dblock = cur;
+            t->dpos = 0;
+            t->pos = cur->data;
+            memset(&t->w, 0, sizeof t->w);
+            memset(&t->d, 0, sizeof t->d);
+            t->events = 0;
+            t->drops = 0;
+            t->next_all = NULL;
+            tr_threads = t;
+            tr_blocks_in_use = 1;
+        }
+        else {
+            munmap(t, sizeof(tr_thread_t));
+        }
+        t = next;
+    }
+    tr_high_water_blocks = tr_blocks_in_use;
+    tr_dead_events = 0;
+    tr_dead_drops = 0;
+    tr_attach_failures = 0;
+}

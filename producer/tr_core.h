@@ -1,0 +1,276 @@
+/* memscope tracer: declarations shared by the C files of the native core.
+ *
+ * Files: tr_buffer.c (per-thread record buffers and their drain), tr_stack.c (interned
+ * Python stacks), tr_hooks.c (allocator hooks and modes), tr_rec1.c (the rec1 decoder),
+ * tr_native.c (numpy's data-memory handler), _tracer.c (the Python module).
+ *
+ * Concurrency model, in one place:
+ *   - A hook runs in any thread. MEM and OBJ hooks hold the GIL (CPython's contract); RAW and
+ *     numpy hooks may not. A hook only touches its own thread's tr_thread_t, writes records
+ *     into that thread's current block and publishes them with a release store of `used`.
+ *   - The drain (Python-callable, holds the GIL) reads every thread's blocks up to `used`
+ *     and recycles blocks the writer has moved past (`next` != NULL).
+ *   - The stack tree is only touched with the GIL held (hooks walk frames only then).
+ *   - Block pool and thread registry: tr_registry_lock (a pthread mutex, taken rarely).
+ */
+#ifndef MEMSCOPE_TR_CORE_H
+#define MEMSCOPE_TR_CORE_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <x86intrin.h>
+#define TR_HAVE_TSC 1
+#else
+#define TR_HAVE_TSC 0
+#endif
+
+/* Event kinds and domains (mirror memscope.producer.wire). */
+enum { TR_ALLOC = 0, TR_CALLOC = 1, TR_REALLOC = 2, TR_FREE = 3 };
+enum { TR_RAW = 0, TR_MEM = 1, TR_OBJ = 2, TR_NUMPY = 3, TR_DOMAIN_MAX = 5 };
+
+/* Capture modes. */
+enum { TR_MODE_FULL = 0, TR_MODE_AGGREGATED = 1, TR_MODE_SAMPLED = 2 };
+
+/* rec1 chunk header (little-endian), see producer/records.py for the full layout. */
+#define TR_REC1_MAGIC 0x31636572u /* "rec1" */
+#define TR_REC1_HEADER 56
+/* Longest record: header byte + 5 varints of at most 10 bytes. */
+#define TR_MAX_RECORD 64
+#define TR_HDR_STACK 0x20u
+#define TR_HDR_RESERVED 0xC0u
+
+#define TR_BLOCK_SIZE (64 * 1024)
+#define TR_MAX_DEPTH 128
+
+typedef struct tr_block {
+    struct tr_block *next; /* set once by the writer (release) when it moves to a new block */
+    uint32_t used;         /* bytes of data[] holding complete records (release/acquire) */
+    uint32_t pad;
+    uint8_t data[];
+} tr_block_t;
+
+#define TR_BLOCK_DATA (TR_BLOCK_SIZE - (uint32_t)sizeof(tr_block_t))
+
+/* Delta state of a rec1 stream: the values the next record is relative to. */
+typedef struct {
+    uint64_t tick;
+    uint64_t addr;
+    uint32_t stack;
+} tr_delta_t;
+
+typedef struct tr_thread {
+    /* --- owned by the thread itself (the writer); others read only as noted --- */
+    uint8_t busy;    /* reentrancy guard: set while this thread is inside a hook or a drain */
+    uint8_t ignored; /* ignore_current_thread() */
+    tr_block_t *cur; /* block being written */
+    uint8_t *pos;    /* next free byte in cur->data */
+    uint8_t *end;    /* cur->data + TR_BLOCK_DATA */
+    tr_delta_t w;    /* writer's delta state */
+    uint64_t events; /* records written (drain reads it relaxed, for stats) */
+    uint64_t drops;  /* records lost because no block was available (read relaxed) */
+    int64_t sample_left; /* sampled mode: bytes until the next sample */
+    uint64_t rng;        /* sampled mode: xorshift state */
+    /* per-thread stack cache, outermost frame first (GIL held when used) */
+    int cache_depth;
+    const void *cache_code[TR_MAX_DEPTH];
+    const void *cache_instr[TR_MAX_DEPTH];
+    uint32_t cache_id[TR_MAX_DEPTH];
+    const void *walk_code[TR_MAX_DEPTH];
+    const void *walk_instr[TR_MAX_DEPTH];
+    /* --- owned by the drain (serialized by the GIL and tr_draining) --- */
+    tr_block_t *dblock; /* oldest block not yet fully drained */
+    uint32_t dpos;      /* drained bytes of dblock */
+    tr_delta_t d;       /* delta state at the drain position */
+    /* --- shared --- */
+    uint64_t tid;      /* PyThread_get_thread_ident() of the owner; immutable */
+    int dead;          /* set (release) by the owner's thread-exit destructor */
+    struct tr_thread *next_all; /* registry list; protected by tr_registry_lock */
+} tr_thread_t;
+
+/* ---- globals (defined in tr_buffer.c / tr_hooks.c) ---- */
+/* Set with the GIL held by start/stop; read relaxed by hooks. */
+extern int tr_enabled;
+extern int tr_mode;
+/* Written by start (GIL held) before tr_enabled is set; read-only afterwards. */
+extern int64_t tr_sample_bytes;
+extern uint64_t tr_max_buffer_bytes;
+
+/* ---- clock ---- */
+extern int tr_use_tsc; /* decided at the first start(); read-only afterwards */
+
+static inline uint64_t tr_monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static inline uint64_t tr_tick(void)
+{
+#if TR_HAVE_TSC
+    if (tr_use_tsc) {
+        return __rdtsc();
+    }
+#endif
+    return tr_monotonic_ns();
+}
+
+typedef struct {
+    uint64_t tick; /* reference tick ... */
+    int64_t ns;    /* ... and the CLOCK_MONOTONIC ns at that tick */
+    uint64_t mult; /* ns per tick, 32.32 fixed point */
+} tr_clock_t;
+
+void tr_clock_init(void);
+void tr_clock_now(tr_clock_t *out); /* a fresh reference point with the best rate so far */
+
+static inline int64_t tr_tick_to_ns(const tr_clock_t *c, uint64_t tick)
+{
+    __int128 rel = (__int128)(int64_t)(tick - c->tick) * (__int128)c->mult;
+    return (int64_t)((uint64_t)c->ns + (uint64_t)(rel >> 32));
+}
+
+/* ---- varints ---- */
+static inline uint8_t *tr_put_varint(uint8_t *p, uint64_t v)
+{
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    return p;
+}
+
+static inline uint64_t tr_zz64(uint64_t delta) /* delta taken mod 2^64, read as signed */
+{
+    return (delta << 1) ^ (uint64_t)((int64_t)delta >> 63);
+}
+
+static inline uint64_t tr_zz32(uint32_t delta)
+{
+    return (uint64_t)((delta << 1) ^ (uint32_t)((int32_t)delta >> 31));
+}
+
+/* ---- buffers (tr_buffer.c) ---- */
+extern __thread tr_thread_t *tr_tls __attribute__((tls_model("initial-exec")));
+tr_thread_t *tr_thread_attach(void); /* creates the calling thread's state; NULL if impossible */
+int tr_thread_next_block(tr_thread_t *t); /* 0 when no block could be had (a drop) */
+void tr_buffers_after_fork_child(void);
+void tr_buffers_atfork_prepare(void);
+void tr_buffers_atfork_parent(void);
+int tr_buffers_init(void);
+/* Drain: returns a new list of chunk dicts, or NULL with an exception set. */
+PyObject *tr_drain_chunks(uint64_t max_events, uint64_t *events_out, uint64_t *bytes_out);
+void tr_buffer_stats(uint64_t *events, uint64_t *drops, uint64_t *pending, uint64_t *high_water);
+
+static inline tr_thread_t *tr_current(void)
+{
+    tr_thread_t *t = tr_tls;
+    if (t == NULL) {
+        t = tr_thread_attach();
+    }
+    return t;
+}
+
+/* Append one record to the calling thread's stream. `with_stack` is false for frees
+ * (their stack id decodes as 0). Counts a drop when no block is available. */
+static inline void tr_emit(tr_thread_t *t, unsigned kind, unsigned domain, uint64_t addr,
+                           uint64_t old_addr, uint64_t size, uint32_t stack, int with_stack,
+                           uint64_t tick)
+{
+    if ((size_t)(t->end - t->pos) < TR_MAX_RECORD && !tr_thread_next_block(t)) {
+        t->drops++;
+        return;
+    }
+    uint8_t *head = t->pos;
+    uint8_t *p = head + 1;
+    unsigned hdr = kind | (domain << 2);
+    p = tr_put_varint(p, tr_zz64(tick - t->w.tick));
+    t->w.tick = tick;
+    p = tr_put_varint(p, tr_zz64(addr - t->w.addr));
+    t->w.addr = addr;
+    if (kind != TR_FREE) {
+        p = tr_put_varint(p, size);
+    }
+    if (kind == TR_REALLOC) {
+        p = tr_put_varint(p, tr_zz64(old_addr - addr));
+    }
+    if (with_stack && stack != t->w.stack) {
+        hdr |= TR_HDR_STACK;
+        p = tr_put_varint(p, tr_zz32(stack - t->w.stack));
+        t->w.stack = stack;
+    }
+    *head = (uint8_t)hdr;
+    t->pos = p;
+    t->events++;
+    __atomic_store_n(&t->cur->used, (uint32_t)(p - t->cur->data), __ATOMIC_RELEASE);
+}
+
+/* ---- rec1 decoding (tr_rec1.c) ---- */
+typedef struct {
+    uint64_t n;
+    tr_delta_t end;
+} tr_scan_t;
+/* Walks records of [p, p+len) from state `st`; returns bytes consumed by whole records
+ * (at most max_records of them) and fills `out`. Only for trusted (self-written) data. */
+size_t tr_rec1_scan(const uint8_t *p, size_t len, tr_delta_t st, uint64_t max_records,
+                    tr_scan_t *out);
+PyObject *tr_py_decode_rec1(PyObject *self, PyObject *args);
+
+/* ---- stacks (tr_stack.c) ---- */
+int tr_stack_gil_held(void);
+uint32_t tr_stack_current(tr_thread_t *t); /* GIL must be held */
+uint32_t tr_stack_current_skip(tr_thread_t *t, int skip); /* minus `skip` innermost frames */
+int tr_stack_emit(PyObject *rare);          /* adds frames/stacks rows; GIL held */
+void tr_stack_reset_emitted(void);
+uint32_t tr_stack_count(void);
+
+/* ---- hooks (tr_hooks.c) ---- */
+int tr_hooks_install(void);
+void tr_hooks_uninstall(void);
+int tr_hooks_emit_aggregates(PyObject *rare, int64_t now_ns, uint64_t *current,
+                             uint64_t *peak); /* aggregated mode */
+int64_t tr_hooks_promote(PyObject *chunks, const tr_clock_t *clock, int everything);
+void tr_hooks_after_fork_child(void);
+void tr_hooks_atfork_prepare(void);
+void tr_hooks_atfork_parent(void);
+void tr_hooks_reset_maps(void);
+/* Record one event from a hook in any domain (numpy's handler uses it too). */
+void tr_record_alloc(tr_thread_t *t, unsigned kind, unsigned domain, void *ptr, size_t size);
+void tr_record_realloc(tr_thread_t *t, unsigned domain, void *ptr, void *old, size_t size,
+                       uint64_t tick);
+void tr_record_free(tr_thread_t *t, unsigned domain, void *ptr);
+
+/* Entering a hook: the calling thread's state with its guard taken, or NULL when this call
+ * must not be recorded (tracing off, thread ignored, already inside a hook). */
+static inline tr_thread_t *tr_enter(void)
+{
+    if (!__atomic_load_n(&tr_enabled, __ATOMIC_RELAXED)) {
+        return NULL;
+    }
+    tr_thread_t *t = tr_current();
+    if (t == NULL || (t->busy | t->ignored)) {
+        return NULL;
+    }
+    t->busy = 1;
+    return t;
+}
+
+/* ---- numpy (tr_native.c) ---- */
+int tr_numpy_install(void);   /* 1 installed, 0 numpy absent/unusable, -1 error */
+void tr_numpy_uninstall(void);
+
+/* ---- shared helpers ---- */
+void *tr_raw_alloc(size_t size); /* libc, never traced */
+void *tr_raw_calloc(size_t n, size_t size);
+void tr_raw_free(void *p);
+int tr_append_row(PyObject *rare, const char *table, const char *const *names,
+                  PyObject **values, int n); /* steals the references in values */
+
+#endif

@@ -1,0 +1,681 @@
+/* Allocator hooks for CPython's RAW, MEM and OBJ domains, and the three capture modes.
+ *
+ * Each domain gets its own set of functions that call the allocator that was installed
+ * before (saved in tr_orig) and then record the event. A hook records nothing when tracing
+ * is off, when its thread is ignored, or when the thread is already inside a hook (the
+ * reentrancy guard t->busy). Python frames are walked only with the GIL held: always for MEM
+ * and OBJ (CPython's contract), after PyGILState_Check() for RAW and numpy.
+ *
+ * Modes:
+ *   full        every event goes into the thread's rec1 stream.
+ *   sampled     allocations are sampled by byte volume (mean tr_sample_bytes between
+ *               samples); a free is recorded only for a sampled block (a filter of counters
+ *               makes the common "not sampled" answer lock-free).
+ *   aggregated  allocations wait in a live map; a block freed before it has survived one
+ *               full drain interval is folded into per-(thread, stack, domain) counters
+ *               (`aggregates` rows); survivors are promoted to real alloc events at the
+ *               drain, and their frees are recorded. The map also gives exact current and
+ *               peak bytes.
+ */
+#include "tr_core.h"
+
+#include <math.h>
+
+/* Read relaxed by hooks; written by start/stop with the GIL held. */
+int tr_enabled;
+int tr_mode;
+/* Written by start (GIL held) before hooks are installed; read-only afterwards. */
+int64_t tr_sample_bytes = 65536;
+uint64_t tr_max_buffer_bytes = 512ull << 20;
+
+/* The allocators we chain to; written by tr_hooks_install (GIL held) before ours are set,
+ * never cleared (a hook still running after stop keeps working). */
+static PyMemAllocatorEx tr_orig[3];
+static int tr_installed; /* GIL */
+
+/* Bookkeeping memory comes straight from libc, which no PyMem hook sees (so it is never
+ * traced and never re-enters a hook), and works before start() and in a forked child. */
+void *tr_raw_alloc(size_t size) { return malloc(size); }
+void *tr_raw_calloc(size_t n, size_t size) { return calloc(n, size); }
+void tr_raw_free(void *p) { free(p); }
+
+/* ------------------------------------------------------------------ live maps */
+
+typedef struct {
+    uint64_t addr; /* 0 = empty slot */
+    uint64_t size;
+    uint64_t tick;
+    uint64_t tid;
+    uint32_t stack;
+    uint8_t domain;
+    uint8_t emitted; /* promoted to a real alloc event: its free must be recorded */
+} tr_live_t;
+
+typedef struct {
+    tr_live_t *slots;
+    uint64_t mask, count;
+    uint64_t bytes; /* sum of live sizes (written under the map's protection, read relaxed) */
+} tr_map_t;
+
+/* Aggregated-mode maps: tr_map_gil holds MEM/OBJ blocks (protected by the GIL);
+ * tr_map_locked holds RAW/numpy blocks in aggregated mode and every sampled block in sampled
+ * mode (protected by tr_map_lock). */
+static tr_map_t tr_map_gil, tr_map_locked;
+static pthread_mutex_t tr_map_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Peak of tr_map_gil.bytes + tr_map_locked.bytes (atomic max). */
+static uint64_t tr_peak_bytes;
+
+/* Sampled mode: per-slot counts of sampled blocks whose address hashes there (atomics). */
+#define TR_FILTER_SLOTS (1u << 16)
+static uint16_t tr_sample_filter[TR_FILTER_SLOTS];
+
+static inline uint64_t tr_hash_addr(uint64_t addr)
+{
+    uint64_t h = addr * 0x9E3779B97F4A7C15ull;
+    return h ^ (h >> 32);
+}
+
+static int tr_map_grow(tr_map_t *m)
+{
+    uint64_t cap = m->mask ? (m->mask + 1) * 2 : 1u << 14;
+    tr_live_t *slots = tr_raw_calloc(cap, sizeof(tr_live_t));
+    if (slots == NULL) {
+        return -1;
+    }
+    for (uint64_t i = 0; m->slots != NULL && i <= m->mask; i++) {
+        if (m->slots[i].addr != 0) {
+            uint64_t h = tr_hash_addr(m->slots[i].addr) & (cap - 1);
+            while (slots[h].addr != 0) {
+                h = (h + 1) & (cap - 1);
+            }
+            slots[h] = m->slots[i];
+        }
+    }
+    tr_raw_free(m->slots);
+    m->slots = slots;
+    m->mask = cap - 1;
+    return 0;
+}
+
+/* Inserts (or replaces) an entry; returns -1 when memory ran out. */
+static int tr_map_put(tr_map_t *m, const tr_live_t *e)
+{
+    if ((m->count + 1) * 2 > m->mask + 1 && tr_map_grow(m) < 0) {
+        return -1;
+    }
+    uint64_t h = tr_hash_addr(e->addr) & m->mask;
+    while (m->slots[h].addr != 0 && m->slots[h].addr != e->addr) {
+        h = (h + 1) & m->mask;
+    }
+    if (m->slots[h].addr == e->addr) {
+        __atomic_store_n(&m->bytes, m->bytes - m->slots[h].size, __ATOMIC_RELAXED);
+    }
+    else {
+        m->count++;
+    }
+    m->slots[h] = *e;
+    __atomic_store_n(&m->bytes, m->bytes + e->size, __ATOMIC_RELAXED);
+    return 0;
+}
+
+/* Removes the entry of addr into *out; returns 0 when there is none. */
+static int tr_map_take(tr_map_t *m, uint64_t addr, tr_live_t *out)
+{
+    if (m->count == 0) {
+        return 0;
+    }
+    uint64_t h = tr_hash_addr(addr) & m->mask;
+    while (m->slots[h].addr != addr) {
+        if (m->slots[h].addr == 0) {
+            return 0;
+        }
+        h = (h + 1) & m->mask;
+    }
+    *out = m->slots[h];
+    m->count--;
+    __atomic_store_n(&m->bytes, m->bytes - out->size, __ATOMIC_RELAXED);
+    /* backward-shift deletion keeps probe chains intact without tombstones */
+    uint64_t hole = h, j = h;
+    for (;;) {
+        j = (j + 1) & m->mask;
+        if (m->slots[j].addr == 0) {
+            break;
+        }
+        uint64_t home = tr_hash_addr(m->slots[j].addr) & m->mask;
+        if (((j - home) & m->mask) >= ((j - hole) & m->mask)) {
+            m->slots[hole] = m->slots[j];
+            hole = j;
+        }
+    }
+    m->slots[hole].addr = 0;
+    return 1;
+}
+
+static void tr_map_clear(tr_map_t *m)
+{
+    tr_raw_free(m->slots);
+    memset(m, 0, sizeof *m);
+}
+
+static inline void tr_update_peak(void)
+{
+    uint64_t now = __atomic_load_n(&tr_map_gil.bytes, __ATOMIC_RELAXED) +
+                   __atomic_load_n(&tr_map_locked.bytes, __ATOMIC_RELAXED);
+    uint64_t peak = __atomic_load_n(&tr_peak_bytes, __ATOMIC_RELAXED);
+    while (now > peak &&
+           !__atomic_compare_exchange_n(&tr_peak_bytes, &peak, now, 1, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED)) {
+    }
+}
+
+/* ------------------------------------------------------------------ aggregates */
+
+typedef struct {
+    uint64_t tid;
+    uint32_t stack;
+    uint8_t domain, used;
+    uint64_t count, bytes;
+} tr_agg_t;
+
+typedef struct {
+    tr_agg_t *slots;
+    uint64_t mask, count;
+} tr_agg_table_t;
+
+/* tr_agg_gil: folds of MEM/OBJ blocks (GIL); tr_agg_locked: RAW/numpy (tr_map_lock). */
+static tr_agg_table_t tr_agg_gil, tr_agg_locked;
+
+static void tr_agg_add(tr_agg_table_t *a, const tr_live_t *e)
+{
+    if ((a->count + 1) * 2 > a->mask + 1) {
+        uint64_t cap = a->mask ? (a->mask + 1) * 2 : 1024;
+        tr_agg_t *slots = tr_raw_calloc(cap, sizeof(tr_agg_t));
+        if (slots == NULL) {
+            return; /* the fold is lost; current/peak stay exact */
+        }
+        for (uint64_t i = 0; a->slots != NULL && i <= a->mask; i++) {
+            if (a->slots[i].used) {
+                uint64_t h = tr_hash_addr(a->slots[i].tid ^ ((uint64_t)a->slots[i].stack << 8) ^
+                                          a->slots[i].domain) & (cap - 1);
+                while (slots[h].used) {
+                    h = (h + 1) & (cap - 1);
+                }
+                slots[h] = a->slots[i];
+            }
+        }
+        tr_raw_free(a->slots);
+        a->slots = slots;
+        a->mask = cap - 1;
+    }
+    uint64_t h = tr_hash_addr(e->tid ^ ((uint64_t)e->stack << 8) ^ e->domain) & a->mask;
+    while (a->slots[h].used && !(a->slots[h].tid == e->tid && a->slots[h].stack == e->stack &&
+                                 a->slots[h].domain == e->domain)) {
+        h = (h + 1) & a->mask;
+    }
+    tr_agg_t *s = &a->slots[h];
+    if (!s->used) {
+        *s = (tr_agg_t){e->tid, e->stack, e->domain, 1, 0, 0};
+        a->count++;
+    }
+    s->count++;
+    s->bytes += e->size;
+}
+
+/* ------------------------------------------------------------------ recording */
+
+static inline uint32_t tr_stack_for(tr_thread_t *t, unsigned domain)
+{
+    if (domain == TR_MEM || domain == TR_OBJ || tr_stack_gil_held()) {
+        return tr_stack_current(t);
+    }
+    return 0;
+}
+
+static inline int tr_domain_gil(unsigned domain) { return domain == TR_MEM || domain == TR_OBJ; }
+
+static double tr_uniform(tr_thread_t *t)
+{
+    uint64_t x = t->rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    t->rng = x;
+    return ((x * 0x2545F4914F6CDD1Dull) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+static int64_t tr_next_sample_gap(tr_thread_t *t)
+{
+    double u = tr_uniform(t);
+    int64_t gap = (int64_t)(-log(1.0 - u) * (double)tr_sample_bytes);
+    return gap > 0 ? gap : 1;
+}
+
+static void tr_sampled_alloc(tr_thread_t *t, unsigned kind, unsigned domain, uint64_t addr,
+                             uint64_t size)
+{
+    t->sample_left -= (int64_t)size;
+    if (t->sample_left > 0) {
+        return;
+    }
+    while (t->sample_left <= 0) {
+        t->sample_left += tr_next_sample_gap(t);
+    }
+    uint32_t stack = tr_stack_for(t, domain);
+    tr_live_t e = {addr, size, 0, t->tid, stack, (uint8_t)domain, 1};
+    pthread_mutex_lock(&tr_map_lock);
+    int ok = tr_map_put(&tr_map_locked, &e) == 0;
+    pthread_mutex_unlock(&tr_map_lock);
+    if (ok) {
+        __atomic_fetch_add(&tr_sample_filter[tr_hash_addr(addr) & (TR_FILTER_SLOTS - 1)], 1,
+                           __ATOMIC_RELAXED);
+    }
+    tr_emit(t, kind, domain, addr, 0, size, stack, 1, tr_tick());
+}
+
+/* Returns 1 when addr was a sampled block (now forgotten). */
+static int tr_sampled_forget(uint64_t addr)
+{
+    uint16_t *slot = &tr_sample_filter[tr_hash_addr(addr) & (TR_FILTER_SLOTS - 1)];
+    if (__atomic_load_n(slot, __ATOMIC_RELAXED) == 0) {
+        return 0;
+    }
+    tr_live_t e;
+    pthread_mutex_lock(&tr_map_lock);
+    int found = tr_map_take(&tr_map_locked, addr, &e);
+    pthread_mutex_unlock(&tr_map_lock);
+    if (found) {
+        __atomic_fetch_sub(slot, 1, __ATOMIC_RELAXED);
+    }
+    return found;
+}
+
+/* Aggregated mode: forget addr; fold it when it was still pending, else record its free. */
+static void tr_agg_free(tr_thread_t *t, unsigned domain, uint64_t addr, uint64_t tick)
+{
+    tr_live_t e;
+    int found;
+    if (tr_domain_gil(domain)) {
+        found = tr_map_take(&tr_map_gil, addr, &e);
+        if (found && !e.emitted) {
+            tr_agg_add(&tr_agg_gil, &e);
+        }
+    }
+    else {
+        pthread_mutex_lock(&tr_map_lock);
+        found = tr_map_take(&tr_map_locked, addr, &e);
+        if (found && !e.emitted) {
+            tr_agg_add(&tr_agg_locked, &e);
+        }
+        pthread_mutex_unlock(&tr_map_lock);
+    }
+    if (!found || e.emitted) {
+        tr_emit(t, TR_FREE, domain, addr, 0, 0, 0, 0, tick);
+    }
+}
+
+static void tr_agg_alloc(tr_thread_t *t, unsigned domain, uint64_t addr, uint64_t size)
+{
+    tr_live_t e = {addr, size, tr_tick(), t->tid, tr_stack_for(t, domain), (uint8_t)domain, 0};
+    int rc;
+    if (tr_domain_gil(domain)) {
+        rc = tr_map_put(&tr_map_gil, &e);
+    }
+    else {
+        pthread_mutex_lock(&tr_map_lock);
+        rc = tr_map_put(&tr_map_locked, &e);
+        pthread_mutex_unlock(&tr_map_lock);
+    }
+    if (rc < 0) { /* no room to wait: record it now */
+        tr_emit(t, TR_ALLOC, domain, addr, 0, size, e.stack, 1, e.tick);
+        return;
+    }
+    tr_update_peak();
+}
+
+void tr_record_alloc(tr_thread_t *t, unsigned kind, unsigned domain, void *ptr, size_t size)
+{
+    uint64_t addr = (uint64_t)(uintptr_t)ptr;
+    switch (tr_mode) {
+    case TR_MODE_FULL:
+        tr_emit(t, kind, domain, addr, 0, size, tr_stack_for(t, domain), 1, tr_tick());
+        break;
+    case TR_MODE_SAMPLED:
+        tr_sampled_alloc(t, kind, domain, addr, size);
+        break;
+    default:
+        tr_agg_alloc(t, domain, addr, size);
+        break;
+    }
+}
+
+/* A successful realloc of `old` (not NULL) into `ptr`, stamped with `tick` taken before it. */
+void tr_record_realloc(tr_thread_t *t, unsigned domain, void *ptr, void *old, size_t size,
+                       uint64_t tick)
+{
+    uint64_t addr = (uint64_t)(uintptr_t)ptr, old_addr = (uint64_t)(uintptr_t)old;
+    switch (tr_mode) {
+    case TR_MODE_FULL:
+        tr_emit(t, TR_REALLOC, domain, addr, old_addr, size, tr_stack_for(t, domain), 1, tick);
+        break;
+    case TR_MODE_SAMPLED:
+        if (tr_sampled_forget(old_addr)) {
+            tr_emit(t, TR_FREE, domain, old_addr, 0, 0, 0, 0, tick);
+        }
+        tr_sampled_alloc(t, TR_ALLOC, domain, addr, size);
+        break;
+    default:
+        tr_agg_free(t, domain, old_addr, tick);
+        tr_agg_alloc(t, domain, addr, size);
+        break;
+    }
+}
+
+void tr_record_free(tr_thread_t *t, unsigned domain, void *ptr)
+{
+    uint64_t addr = (uint64_t)(uintptr_t)ptr;
+    switch (tr_mode) {
+    case TR_MODE_FULL:
+        tr_emit(t, TR_FREE, domain, addr, 0, 0, 0, 0, tr_tick());
+        break;
+    case TR_MODE_SAMPLED:
+        if (tr_sampled_forget(addr)) {
+            tr_emit(t, TR_FREE, domain, addr, 0, 0, 0, 0, tr_tick());
+        }
+        break;
+    default:
+        tr_agg_free(t, domain, addr, tr_tick());
+        break;
+    }
+}
+
+/* ------------------------------------------------------------------ the hooks */
+
+/* The guard is taken before calling the previous allocator: pymalloc hands big requests
+ * to PyMem_RawMalloc, and that inner call must not be recorded a second time. */
+#define TR_DEFINE_HOOKS(NAME, DOM)                                                            \
+    static void *NAME##_malloc(void *ctx, size_t size)                                        \
+    {                                                                                         \
+        tr_thread_t *t = tr_enter();                                                          \
+        void *p = tr_orig[DOM].malloc(tr_orig[DOM].ctx, size);                                \
+        if (t != NULL) {                                                                      \
+            if (p != NULL) {                                                                  \
+                tr_record_alloc(t, TR_ALLOC, DOM, p, size);                                   \
+            }                                                                                 \
+            t->busy = 0;                                                                      \
+        }                                                                                     \
+        return p;                                                                             \
+    }                                                                                         \
+    static void *NAME##_calloc(void *ctx, size_t n, size_t size)                              \
+    {                                                                                         \
+        tr_thread_t *t = tr_enter();                                                          \
+        void *p = tr_orig[DOM].calloc(tr_orig[DOM].ctx, n, size);                             \
+        if (t != NULL) {                                                                      \
+            if (p != NULL) {                                                                  \
+                tr_record_alloc(t, TR_CALLOC, DOM, p, n * size);                              \
+            }                                                                                 \
+            t->busy = 0;                                                                      \
+        }                                                                                     \
+        return p;                                                                             \
+    }                                                                                         \
+    static void *NAME##_realloc(void *ctx, void *old, size_t size)                            \
+    {                                                                                         \
+        tr_thread_t *t = tr_enter();                                                          \
+        /* stamped before: the old block may be someone else's once realloc returns */        \
+        uint64_t tick = t != NULL ? tr_tick() : 0;                                            \
+        void *p = tr_orig[DOM].realloc(tr_orig[DOM].ctx, old, size);                          \
+        if (t != NULL) {                                                                      \
+            if (p != NULL && old != NULL) {                                                   \
+                tr_record_realloc(t, DOM, p, old, size, tick);                                \
+            }                                                                                 \
+            else if (p != NULL) {                                                             \
+                tr_record_alloc(t, TR_ALLOC, DOM, p, size);                                   \
+            }                                                                                 \
+            t->busy = 0;                                                                      \
+        }                                                                                     \
+        return p;                                                                             \
+    }                                                                                         \
+    static void NAME##_free(void *ctx, void *p)                                               \
+    {                                                                                         \
+        /* recorded first: once freed, another thread may get the address back */            \
+        if (p != NULL) {                                                                      \
+            tr_thread_t *t = tr_enter();                                                      \
+            if (t != NULL) {                                                                  \
+                tr_record_free(t, DOM, p);                                                    \
+                tr_orig[DOM].free(tr_orig[DOM].ctx, p);                                       \
+                t->busy = 0;                                                                  \
+                return;                                                                       \
+            }                                                                                 \
+        }                                                                                     \
+        tr_orig[DOM].free(tr_orig[DOM].ctx, p);                                               \
+    }
+
+TR_DEFINE_HOOKS(hk_raw, TR_RAW)
+TR_DEFINE_HOOKS(hk_mem, TR_MEM)
+TR_DEFINE_HOOKS(hk_obj, TR_OBJ)
+
+
+#define TR_OURS(NAME) {NULL, NAME##_malloc, NAME##_calloc, NAME##_realloc, NAME##_free}
+static PyMemAllocatorEx tr_ours[3] = {TR_OURS(hk_raw), TR_OURS(hk_mem), TR_OURS(hk_obj)};
+static const PyMemAllocatorDomain tr_domains[3] = {PYMEM_DOMAIN_RAW, PYMEM_DOMAIN_MEM,
+                                                   PYMEM_DOMAIN_OBJ};
+
+int tr_hooks_install(void)
+{
+    if (tr_installed) {
+        return 0;
+    }
+    for (int d = 0; d < 3; d++) {
+        PyMem_GetAllocator(tr_domains[d], &tr_orig[d]);
+    }
+    for (int d = 0; d < 3; d++) {
+        PyMem_SetAllocator(tr_domains[d], &tr_ours[d]);
+    }
+    tr_installed = 1;
+    return 0;
+}
+
+/* Restores the previous allocators, unless someone has wrapped ours since (then ours stay,
+ * forwarding with tr_enabled off). */
+void tr_hooks_uninstall(void)
+{
+    if (!tr_installed) {
+        return;
+    }
+    int all = 1;
+    for (int d = 0; d < 3; d++) {
+        PyMemAllocatorEx now;
+        PyMem_GetAllocator(tr_domains[d], &now);
+        all &= now.malloc == tr_ours[d].malloc;
+    }
+    if (all) {
+        for (int d = 0; d < 3; d++) {
+            PyMem_SetAllocator(tr_domains[d], &tr_orig[d]);
+        }
+        tr_installed = 0;
+    }
+}
+
+/* ------------------------------------------------------------------ drain side */
+
+void tr_hooks_reset_maps(void)
+{
+    tr_map_clear(&tr_map_gil);
+    pthread_mutex_lock(&tr_map_lock);
+    tr_map_clear(&tr_map_locked);
+    tr_raw_free(tr_agg_locked.slots);
+    memset(&tr_agg_locked, 0, sizeof tr_agg_locked);
+    pthread_mutex_unlock(&tr_map_lock);
+    tr_raw_free(tr_agg_gil.slots);
+    memset(&tr_agg_gil, 0, sizeof tr_agg_gil);
+    memset(tr_sample_filter, 0, sizeof tr_sample_filter);
+    tr_peak_bytes = 0;
+}
+
+static int tr_agg_rows(PyObject *rare, tr_agg_table_t *a, int64_t now_ns)
+{
+    static const char *const names[] = {"ts_ns", "tid", "stack_id", "domain", "alloc_count",
+                                        "alloc_bytes"};
+    for (uint64_t i = 0; a->slots != NULL && i <= a->mask; i++) {
+        tr_agg_t *s = &a->slots[i];
+        if (!s->used) {
+            continue;
+        }
+        PyObject *values[] = {PyLong_FromLongLong(now_ns), PyLong_FromUnsignedLongLong(s->tid),
+                              PyLong_FromUnsignedLong(s->stack), PyLong_FromLong(s->domain),
+                              PyLong_FromUnsignedLongLong(s->count),
+                              PyLong_FromUnsignedLongLong(s->bytes)};
+        if (tr_append_row(rare, "aggregates", names, values, 6) < 0) {
+            return -1;
+        }
+    }
+    if (a->slots != NULL) {
+        memset(a->slots, 0, (a->mask + 1) * sizeof(tr_agg_t));
+    }
+    a->count = 0;
+    return 0;
+}
+
+static tr_agg_table_t tr_agg_take_locked(void)
+{
+    pthread_mutex_lock(&tr_map_lock);
+    tr_agg_table_t copy = tr_agg_locked;
+    memset(&tr_agg_locked, 0, sizeof tr_agg_locked);
+    pthread_mutex_unlock(&tr_map_lock);
+    return copy;
+}
+
+int tr_hooks_emit_aggregates(PyObject *rare, int64_t now_ns, uint64_t *current, uint64_t *peak)
+{
+    *current = __atomic_load_n(&tr_map_gil.bytes, __ATOMIC_RELAXED) +
+               __atomic_load_n(&tr_map_locked.bytes, __ATOMIC_RELAXED);
+    *peak = __atomic_load_n(&tr_peak_bytes, __ATOMIC_RELAXED);
+    if (*peak < *current) {
+        *peak = *current;
+    }
+    if (tr_agg_rows(rare, &tr_agg_gil, now_ns) < 0) {
+        return -1;
+    }
+    tr_agg_table_t locked = tr_agg_take_locked();
+    int rc = tr_agg_rows(rare, &locked, now_ns);
+    tr_raw_free(locked.slots);
+    return rc;
+}
+
+typedef struct {
+    uint64_t tid, tick, addr, size;
+    uint32_t stack;
+    uint8_t domain;
+} tr_promo_t;
+
+static int tr_promo_cmp(const void *pa, const void *pb)
+{
+    const tr_promo_t *a = pa, *b = pb;
+    if (a->tid != b->tid) {
+        return a->tid < b->tid ? -1 : 1;
+    }
+    return a->tick < b->tick ? -1 : a->tick > b->tick;
+}
+
+/* Tick of the previous promotion pass (GIL): entries older than it have survived a whole
+ * drain interval. */
+static uint64_t tr_promote_cutoff;
+
+static size_t tr_collect(tr_map_t *m, uint64_t cutoff, tr_promo_t **out, size_t *n, size_t *cap)
+{
+    for (uint64_t i = 0; m->slots != NULL && i <= m->mask; i++) {
+        tr_live_t *e = &m->slots[i];
+        if (e->addr == 0 || e->emitted || e->tick >= cutoff) {
+            continue;
+        }
+        if (*n == *cap) {
+            size_t ncap = *cap ? *cap * 2 : 1024;
+            tr_promo_t *grown = PyMem_RawRealloc(*out, ncap * sizeof(tr_promo_t));
+            if (grown == NULL) {
+                return 0; /* the rest stay pending until the next drain */
+            }
+            *out = grown;
+            *cap = ncap;
+        }
+        (*out)[(*n)++] = (tr_promo_t){e->tid, e->tick, e->addr, e->size, e->stack, e->domain};
+        e->emitted = 1;
+    }
+    return *n;
+}
+
+static PyObject *tr_promo_chunk(const tr_promo_t *p, size_t n, const tr_clock_t *clock)
+{
+    PyObject *cols = PyDict_New();
+    if (cols == NULL) {
+        return NULL;
+    }
+    static const char *const names[] = {"ts_ns", "kind", "domain", "address", "old_address",
+                                        "size", "stack_id"};
+    static const size_t widths[] = {8, 1, 1, 8, 8, 8, 4};
+    for (int c = 0; c < 7; c++) {
+        PyObject *buf = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(n * widths[c]));
+        if (buf == NULL || PyDict_SetItemString(cols, names[c], buf) < 0) {
+            Py_XDECREF(buf);
+            Py_DECREF(cols);
+            return NULL;
+        }
+        char *d = PyBytes_AS_STRING(buf);
+        for (size_t i = 0; i < n; i++) {
+            int64_t ts = tr_tick_to_ns(clock, p[i].tick);
+            uint64_t v = c == 0 ? (uint64_t)ts : c == 1 ? TR_ALLOC : c == 2 ? p[i].domain
+                       : c == 3 ? p[i].addr : c == 4 ? 0 : c == 5 ? p[i].size : p[i].stack;
+            memcpy(d + i * widths[c], &v, widths[c]); /* little-endian hosts */
+        }
+        Py_DECREF(buf);
+    }
+    PyObject *chunk = Py_BuildValue("{s:K,s:n,s:s,s:N}", "tid", (unsigned long long)p[0].tid,
+                                    "n", (Py_ssize_t)n, "enc", "cols1", "cols", cols);
+    return chunk;
+}
+
+/* Aggregated mode: turns allocations that survived a drain interval into alloc events
+ * (cols1 chunks, one per thread, appended to `chunks`). Returns the event count or -1. */
+int64_t tr_hooks_promote(PyObject *chunks, const tr_clock_t *clock, int everything)
+{
+    uint64_t cutoff = everything ? UINT64_MAX : tr_promote_cutoff;
+    tr_promote_cutoff = tr_tick();
+    tr_promo_t *all = NULL;
+    size_t n = 0, cap = 0;
+    tr_collect(&tr_map_gil, cutoff, &all, &n, &cap);
+    pthread_mutex_lock(&tr_map_lock);
+    tr_collect(&tr_map_locked, cutoff, &all, &n, &cap);
+    pthread_mutex_unlock(&tr_map_lock);
+    if (n == 0) {
+        PyMem_RawFree(all);
+        return 0;
+    }
+    qsort(all, n, sizeof(tr_promo_t), tr_promo_cmp);
+    size_t start = 0;
+    while (start < n) {
+        size_t stop = start + 1;
+        while (stop < n && all[stop].tid == all[start].tid) {
+            stop++;
+        }
+        PyObject *chunk = tr_promo_chunk(all + start, stop - start, clock);
+        if (chunk == NULL || PyList_Append(chunks, chunk) < 0) {
+            Py_XDECREF(chunk);
+            PyMem_RawFree(all);
+            return -1;
+        }
+        Py_DECREF(chunk);
+        start = stop;
+    }
+    PyMem_RawFree(all);
+    return (int64_t)n;
+}
+
+void tr_hooks_atfork_prepare(void) { pthread_mutex_lock(&tr_map_lock); }
+
+void tr_hooks_atfork_parent(void) { pthread_mutex_unlock(&tr_map_lock); }
+
+/* The child forgets the parent's live blocks: their events are the parent's to report. */
+void tr_hooks_after_fork_child(void)
+{
+    pthread_mutex_init(&tr_map_lock, NULL);
+    tr_hooks_reset_maps();
+    tr_promote_cutoff = 0;
+}

@@ -1,0 +1,172 @@
+"""The two SVG reports: valid XML, the measured numbers visible, traced names escaped."""
+
+from __future__ import annotations
+
+import io
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from memscope.exporters import load_reports
+from memscope.exporters._charts import metric_text
+from memscope.exporters._format import human_bytes, human_count
+from memscope.exporters.memory_svg import MemoryAnalysisSvg
+from memscope.exporters.testing import HOSTILE_NAMES, write_sample_reports
+from memscope.exporters.timeline_svg import MAX_ROWS_PER_SCOPE, LifecycleTimelineSvg
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def render(exporter, reports) -> bytes:
+    buf = io.BytesIO()
+    exporter.render(exporter.build(reports), buf)
+    return buf.getvalue()
+
+
+def texts(svg: bytes) -> list[str]:
+    root = ET.fromstring(svg)
+    return ["".join(t.itertext()) for t in root.iter(f"{SVG}text")]
+
+
+REAL_SAMPLE = Path(__file__).parent / "data" / "analysis_sample"
+
+
+@pytest.fixture(scope="module", params=["analyzers-sample", "synthetic"])
+def sample(request, tmp_path_factory) -> Path:
+    if request.param == "analyzers-sample":
+        return REAL_SAMPLE
+    d = tmp_path_factory.mktemp("sample")
+    write_sample_reports(d, n_vars=40)
+    return d
+
+
+def load(directory: Path, kind: str) -> dict:
+    return json.loads(next(directory.glob(f"*_{kind}.json")).read_text())
+
+
+def test_memory_svg_shows_the_measured_numbers(sample):
+    memory_svg = render(MemoryAnalysisSvg(), load_reports(sample))
+    mem = load(sample, "memory_analysis")
+    stats = mem["memory_stats"]
+    shown = texts(memory_svg)
+    joined = "\n".join(shown)
+    assert human_bytes(stats["active_memory"]) in shown
+    assert human_bytes(stats["peak_memory"]) in shown
+    assert human_count(stats["active_allocations"]) in shown
+    assert f"{stats['memory_efficiency']:.1f}%" in shown
+    assert human_bytes(stats["median_allocation_size"]) in shown
+    assert human_bytes(stats["p95_allocation_size"]) in shown
+    assert f"{stats['fragmentation']:.1f}%" in shown
+    assert metric_text("ratio", stats["allocation_density"]) in shown
+    assert human_count(stats["total_allocations"]) in shown
+    # the largest type of the treemap, its size, and a variable of it are labelled
+    types = [t for c in mem["memory_hierarchy"].values()
+             for s in c["subcategories"].values() for t in s["types"]]
+    biggest = max(types, key=lambda t: t["size_bytes"])
+    assert biggest["type_name"] in shown
+    assert human_bytes(biggest["size_bytes"]) in shown
+    assert biggest["variable_names"][0] in shown
+    # the top allocation site is named with its byte count
+    site = max(mem["top_allocation_sites"], key=lambda s: s["bytes_allocated"])
+    assert site["location"].split(" (")[0] in joined
+    assert human_bytes(site["bytes_allocated"]) in joined
+    # size distribution counts (from the performance report) are labelled
+    perf = load(sample, "performance")
+    bucket = max(perf["allocation_distribution"], key=lambda b: b["count"])
+    assert human_count(bucket["count"]) in shown
+    assert bucket["bucket"] in joined
+
+
+def test_memory_svg_without_the_memory_file_says_so(tmp_path):
+    write_sample_reports(tmp_path, n_vars=3)
+    next(tmp_path.glob("*_memory_analysis.json")).unlink()
+    shown = "\n".join(texts(render(MemoryAnalysisSvg(), load_reports(tmp_path))))
+    assert "no *_memory_analysis.json" in shown
+    assert "not measured" in shown
+
+
+def test_memory_svg_with_a_corrupt_file_says_where(tmp_path):
+    write_sample_reports(tmp_path, n_vars=3)
+    next(tmp_path.glob("*_memory_analysis.json")).write_text('{"memory_stats": {')
+    shown = "\n".join(texts(render(MemoryAnalysisSvg(), load_reports(tmp_path))))
+    assert "not valid JSON" in shown
+
+
+def assert_inert(svg: bytes) -> None:
+    root = ET.fromstring(svg)
+    tags = {el.tag.removeprefix(SVG) for el in root.iter()}
+    assert not tags & {"script", "img", "foreignObject", "iframe"}, tags
+    for el in root.iter():
+        assert not [a for a in el.attrib if a.lower().startswith("on")], el.attrib
+
+
+@pytest.mark.parametrize("exporter", [MemoryAnalysisSvg(), LifecycleTimelineSvg()],
+                         ids=["memory", "timeline"])
+def test_hostile_names_are_text(tmp_path, exporter):
+    write_sample_reports(tmp_path, n_vars=12, names=HOSTILE_NAMES)
+    svg = render(exporter, load_reports(tmp_path))
+    assert_inert(svg)
+    shown = "\n".join(texts(svg))
+    # shortened labels keep their start; the raw markup survives only as text
+    assert "<img src=x" in shown
+    assert "</script>" in shown or "</script" in shown
+    assert "{{7*7}}" in shown
+    assert b"<img" not in svg and b"<script" not in svg
+
+
+def test_timeline_one_variable(tmp_path):
+    write_sample_reports(tmp_path, n_vars=1)
+    reports = load_reports(tmp_path)
+    svg = render(LifecycleTimelineSvg(), reports)
+    shown = texts(svg)
+    var = load(tmp_path, "lifetime")["lifecycle_events"][0]
+    assert var["name"] in shown
+    assert human_bytes(var["size"]) in shown
+    assert any("1 tracked variable(s) in 1 scope(s)" in t for t in shown)
+    assert not any("more variable" in t for t in shown)
+
+
+def test_timeline_500_variables_is_grouped_and_says_so(tmp_path):
+    write_sample_reports(tmp_path, n_vars=500)
+    svg = render(LifecycleTimelineSvg(), load_reports(tmp_path))
+    root = ET.fromstring(svg)
+    height = float(root.get("height"))
+    assert height < 4000, height  # bounded, not 500 rows
+    shown = texts(svg)
+    assert any("500 tracked variable(s)" in t for t in shown)
+    elided = [t for t in shown if t.startswith("+ ") and "more variable(s)" in t]
+    assert elided and all(f"only the {MAX_ROWS_PER_SCOPE} largest" in t for t in elided)
+    rows = root.findall(f".//{SVG}g[@class='variable']")
+    assert 0 < len(rows) <= 10 * MAX_ROWS_PER_SCOPE
+    # the largest variable overall is among the drawn rows
+    largest = max(load(tmp_path, "lifetime")["lifecycle_events"], key=lambda v: v["size"])
+    assert largest["name"] in shown
+
+
+def test_timeline_draws_alias_and_containment_links(tmp_path):
+    write_sample_reports(tmp_path, n_vars=30)
+    svg = render(LifecycleTimelineSvg(), load_reports(tmp_path))
+    root = ET.fromstring(svg)
+    titles = ["".join(t.itertext()) for t in root.iter(f"{SVG}title")]
+    life = load(tmp_path, "lifetime")
+    alias = life["aliases"][0]["names"]
+    assert f"{alias[0]} alias {alias[1]}" in titles
+    link = life["containment"][0]
+    assert f"{link['container_name']} contains {link['contained_name']}" in titles
+
+
+def test_timeline_of_the_analyzers_sample():
+    svg = render(LifecycleTimelineSvg(), load_reports(REAL_SAMPLE))
+    life = load(REAL_SAMPLE, "lifetime")
+    shown = texts(svg)
+    assert any(f"{len(life['lifecycle_events'])} tracked variable(s)" in t for t in shown)
+    for var in sorted(life["lifecycle_events"], key=lambda v: -v.get("size", 0))[:5]:
+        assert var["name"] in shown
+
+
+def test_timeline_without_lifetime_data(tmp_path):
+    svg = render(LifecycleTimelineSvg(), load_reports(tmp_path))
+    shown = "\n".join(texts(svg))
+    assert "not measured" in shown and "no *_lifetime.json" in shown

@@ -1,0 +1,130 @@
+"""Publisher: spool while the broker is away, replay in order, fork, thread exclusion."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+import types
+
+import pytest
+
+from memscope.broker import start_embedded
+from memscope.broker.log import open_log
+from memscope.config import Settings
+from memscope.producer.publisher import Publisher, default_producer_id
+from memscope.producer.synthetic import SyntheticSource, run_producer
+from tests.broker_helpers import check_exactly_once, ipc_address
+
+CHUNK = 4096
+
+
+def _settings(tmp_path, **changes) -> Settings:
+    return Settings().replace(send_timeout_s=0.2, flush_interval_s=0.05,
+                              spool_dir=str(tmp_path / "spool"), **changes)
+
+
+@pytest.mark.timeout(60)
+def test_spools_while_no_broker_then_replays_in_order(tmp_path):
+    address = ipc_address(tmp_path)
+    source = SyntheticSource(0, 20 * CHUNK, CHUNK)
+    producer = default_producer_id()
+    publisher = Publisher(address, producer, os.getpid(), source, _settings(tmp_path))
+    publisher.start()
+    for _ in range(10):
+        publisher.flush(5)
+    stats = publisher.stats()
+    assert stats["unreachable"] and stats["spooled"] == 10 and stats["sent"] == 0
+    spool = list((tmp_path / "spool").glob("*.spool"))
+    assert len(spool) == 1 and spool[0].stat().st_size > 10 * CHUNK * 30
+    broker = start_embedded(tmp_path / "events", bind=address)
+    try:
+        while not source.exhausted:
+            publisher.flush(5)
+        publisher.close(20)
+    finally:
+        assert broker.stop() == 0
+    stats = publisher.stats()
+    assert stats["unacked"] == 0 and stats["last_seq"] == 19 and not stats["unreachable"]
+    assert not spool[0].exists()  # emptied and removed once everything was acknowledged
+    result = {"producer": producer, "pid": os.getpid(), "index": 0, "last_seq": 19}
+    check_exactly_once(tmp_path / "events", [result], 20 * CHUNK, CHUNK)
+    memory = open_log(tmp_path / "events").dataset("memory").to_table(columns=["seq", "ts_ns"])
+    ordered = memory.sort_by("seq")
+    ts = ordered.column("ts_ns").to_numpy()
+    assert (ts[1:] >= ts[:-1]).all()  # seq order is the producer's order after the replay
+
+
+@pytest.mark.timeout(60)
+def test_a_stopped_broker_makes_producers_wait_and_spool_never_drop(tmp_path):
+    broker = start_embedded(tmp_path / "events", bind=ipc_address(tmp_path))
+    try:
+        os.kill(broker.pid, signal.SIGSTOP)
+        thread_result: dict = {}
+        worker = threading.Thread(target=lambda: thread_result.update(run_producer(
+            broker.address, 40 * CHUNK, index=0, chunk=CHUNK,
+            settings=_settings(tmp_path, send_hwm=2), timeout=30)))
+        worker.start()
+        time.sleep(1.0)
+        os.kill(broker.pid, signal.SIGCONT)
+        worker.join(40)
+    finally:
+        os.kill(broker.pid, signal.SIGCONT)
+        assert broker.stop() == 0
+    assert thread_result["unacked"] == 0 and thread_result["spooled"] > 0
+    check_exactly_once(tmp_path / "events", [thread_result], 40 * CHUNK, CHUNK)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(sys.platform != "linux", reason="fork")
+def test_forked_child_gets_its_own_producer_and_socket(tmp_path):
+    broker = start_embedded(tmp_path / "events", bind=ipc_address(tmp_path))
+    try:
+        parent_source = SyntheticSource(0, 4 * CHUNK, CHUNK)
+        parent_id = default_producer_id()
+        publisher = Publisher(broker.address, parent_id, os.getpid(), parent_source,
+                              _settings(tmp_path))
+        publisher.start()
+        publisher.flush(5)
+        pid = os.fork()
+        if pid == 0:  # the child: a new producer with its own events
+            code = 1
+            try:
+                child_source = SyntheticSource(1, 3 * CHUNK, CHUNK)
+                publisher._drain = child_source
+                publisher.reset_after_fork(default_producer_id(), os.getpid())
+                while not child_source.exhausted:
+                    publisher.flush(5)
+                publisher.close(20)
+                code = 0 if publisher.stats()["unacked"] == 0 else 3
+            finally:
+                os._exit(code)
+        while not parent_source.exhausted:
+            publisher.flush(5)
+        publisher.close(20)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        assert broker.stop() == 0
+    memory = open_log(tmp_path / "events").dataset("memory").to_table()
+    pids = memory.column("pid").to_pylist()
+    by_pid = {p: pids.count(p) for p in (os.getpid(), pid)}
+    assert by_pid == {os.getpid(): 4 * CHUNK, pid: 3 * CHUNK}
+    assert publisher.stats()["last_seq"] == 3
+
+
+def test_publisher_thread_asks_to_be_ignored_by_the_tracer(tmp_path, monkeypatch):
+    calls: list[int] = []
+    fake = types.ModuleType("memscope.producer.capture")
+    fake.ignore_current_thread = lambda: calls.append(threading.get_ident())  # type: ignore
+    monkeypatch.setitem(sys.modules, "memscope.producer.capture", fake)
+    publisher = Publisher(ipc_address(tmp_path), "h:1:1", 1, lambda: ([], {}),
+                          _settings(tmp_path))
+    publisher.start()
+    publisher.flush(2)
+    thread = publisher._thread
+    publisher.close(1)
+    assert thread is not None and calls == [thread.ident]
+    assert calls[0] != threading.get_ident()

@@ -1,0 +1,126 @@
+"""Threads: many at once, churn, ignored threads, the reentrancy guard."""
+
+import threading
+
+import numpy as np
+from tracer_util import capture_run, decode_all, drain
+
+from memscope.producer import capture
+from memscope.producer.wire import KIND_FREE
+
+BASE = 4_100_000
+
+
+def test_sixteen_threads_allocating_at_once():
+    start = threading.Barrier(16)
+    idents = {}
+
+    def worker(k):
+        idents[k] = threading.get_ident()
+        start.wait()
+        for j in range(50):
+            blob = bytearray(BASE + k * 100 + j)  # a size only this thread and j use
+            del blob
+        # plenty of small objects too, to cross block boundaries
+        junk = [str(i) * 3 for i in range(20_000)]
+        del junk
+
+    def run():
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    ev, rare, _ = capture_run(run)
+    for k in range(16):
+        sizes = {BASE + k * 100 + j + 1 for j in range(50)}
+        mine = np.isin(ev["size"], list(sizes))
+        assert mine.sum() == 50, k
+        assert set(ev["tid"][mine].tolist()) == {idents[k]}
+        addrs = ev["address"][mine]
+        frees = ev["address"][(ev["kind"] == KIND_FREE) & (ev["tid"] == idents[k])]
+        assert np.isin(addrs, frees).all()
+    assert rare["producer_stats"]["drops"][-1] == 0
+
+
+def test_thread_churn_reaps_exited_threads():
+    def short(k):
+        blob = bytearray(BASE + 7_000 + k)
+        del blob
+
+    def run():
+        for k in range(300):
+            t = threading.Thread(target=short, args=(k,))
+            t.start()
+            t.join()
+
+    ev, _, _ = capture_run(run)
+    found = np.isin(ev["size"], [BASE + 7_000 + k + 1 for k in range(300)])
+    assert found.sum() == 300
+    assert len(set(ev["tid"][found].tolist())) >= 1
+    # every exited thread's state was drained and freed: only live threads keep a block
+    drain()
+    assert capture.stats()["pending_bytes"] <= 8 * 65536
+
+
+def test_ignored_thread_is_not_traced():
+    def ignored():
+        capture.ignore_current_thread()
+        blob = bytearray(BASE + 9_001)
+        del blob
+
+    def traced():
+        blob = bytearray(BASE + 9_002)
+        del blob
+
+    def run():
+        for target in (ignored, traced):
+            t = threading.Thread(target=target)
+            t.start()
+            t.join()
+
+    ev, _, _ = capture_run(run)
+    assert (ev["size"] == BASE + 9_001 + 1).sum() == 0
+    assert (ev["size"] == BASE + 9_002 + 1).sum() == 1
+
+
+def test_drain_while_threads_allocate():
+    stop = threading.Event()
+    counts = []
+
+    def worker():
+        n = 0
+        while not stop.is_set():
+            blob = bytearray(BASE + 11_111)
+            del blob
+            n += 1
+        counts.append(n)
+
+    drain()
+    capture.start()
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    parts = []
+    for _ in range(20):
+        parts.append(drain()[0])
+    stop.set()
+    for t in threads:
+        t.join()
+    capture.stop()
+    parts.append(drain()[0])
+    ev = decode_all([chunk for chunks in parts for chunk in chunks])
+    assert (ev["size"] == BASE + 11_112).sum() == sum(counts)
+
+
+def test_frees_of_blocks_allocated_before_start_are_tolerated():
+    old = [bytearray(BASE + 12_345) for _ in range(3)]
+    addresses = [capture.block_address(b) for b in old]
+
+    def run():
+        old.clear()
+
+    ev, _, _ = capture_run(run)
+    frees = ev["address"][ev["kind"] == KIND_FREE]
+    assert np.isin(addresses, frees).all()
