@@ -14,6 +14,7 @@ def allocate_forever():
     while not stop.is_set():
         junk = [bytearray(100) for _ in range(100)]
         del junk
+        time.sleep(0.001)
 
 
 def churn():
@@ -21,6 +22,7 @@ def churn():
         t = threading.Thread(target=lambda: bytearray(1000))
         t.start()
         t.join()
+        time.sleep(0.001)
 
 
 # Threads exist before init.
