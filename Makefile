@@ -9,7 +9,7 @@ DIR ?= MemoryAnalysis
 OUTPUT ?= dashboard.html
 PORT ?= 8080
 
-.PHONY: demo test lint typecheck install browser-deps bench html html-only html-clean clean screenshots bench-report
+.PHONY: demo test lint typecheck install browser-deps bench html html-only html-clean clean test-native-asan screenshots bench-report
 
 $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -66,3 +66,7 @@ screenshots: install browser-deps
 
 bench-report: install browser-deps
 	$(PY) bench/bench_report.py
+
+# The tracer's tests against its native core built with AddressSanitizer + UBSan.
+test-native-asan: install
+	.ci/native_asan.sh

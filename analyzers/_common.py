@@ -26,7 +26,8 @@ class AnalyzerOptions:
         base: file name prefix.
         log_id: the source log's id (from its manifest), recorded in ``metadata``.
         generated_at: ISO-8601 UTC time recorded in ``metadata`` (None: now). ``run_all``
-            passes one value to every analyzer of a run.
+            passes the log's last write time from its manifest, so the same log always gives
+            byte-identical files.
         log_problems: problems the log reader reported (damaged segments), copied into
             ``metadata`` so a report says what it could not read.
         top_n: length of every "top sites" list.
@@ -57,10 +58,31 @@ def now_iso() -> str:
     return _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
+def iso_from_ns(wall_ns: int) -> str:
+    """A wall-clock time in ns as ISO-8601 UTC with a ``Z`` suffix, to the second."""
+    when = _dt.datetime.fromtimestamp(wall_ns / 1e9, _dt.UTC).replace(microsecond=0)
+    return when.isoformat().replace("+00:00", "Z")
+
+
+def log_time(manifest: dict[str, Any] | None) -> str | None:
+    """When the log was last written, from its manifest (None when it does not say).
+
+    Used as ``generated_at`` so that the same log always gives byte-identical files.
+    """
+    if not manifest:
+        return None
+    times = [int(manifest["created_ns"])] if isinstance(manifest.get("created_ns"), int) else []
+    for segment in manifest.get("segments", []):
+        for key in ("closed_ns", "created_ns"):
+            if isinstance(segment.get(key), int):
+                times.append(int(segment[key]))
+    return iso_from_ns(max(times)) if times else None
+
+
 def process_ids(con: duckdb.DuckDBPyConnection) -> list[int]:
     """Every pid the log has process rows or allocator events for, ascending."""
     rows = con.execute(
-        """SELECT pid FROM processes UNION SELECT DISTINCT pid FROM raw_memory ORDER BY pid"""
+        "SELECT pid FROM _pids ORDER BY pid"
     ).fetchall()
     return [int(r[0]) for r in rows]
 
@@ -154,7 +176,7 @@ def time_span(con: duckdb.DuckDBPyConnection, pid: int | None = None) -> tuple[i
     row = con.execute(
         f"SELECT min(ts_ns), max(coalesce(end_ts_ns, ts_ns)) FROM _allocations WHERE {cond}",
         params,
-    ).fetchone()
+    ).fetchall()[0]
     if row is None or row[0] is None:
         return None
     return int(row[0]), int(row[1])

@@ -80,15 +80,22 @@ def run_query(log: str, sql: str, fmt: str, output: str | None) -> int:
         raise CliError("--format parquet needs --output FILE")
     con = open_or_fail(log, connect)
     try:
-        cursor = con.execute(sql)
-        if cursor.description is None:
-            return 0
         if fmt == "parquet":
             import pyarrow.parquet as pq
 
-            table = cursor.fetch_arrow_table()
-            pq.write_table(table, str(output), compression="zstd")
-            return int(table.num_rows)
+            relation = con.sql(sql)
+            if relation is None:
+                return 0
+            reader = relation.to_arrow_reader()
+            count = 0
+            with pq.ParquetWriter(str(output), reader.schema, compression="zstd") as writer:
+                for batch in reader:
+                    writer.write_batch(batch)
+                    count += batch.num_rows
+            return count
+        cursor = con.execute(sql)
+        if cursor.description is None:
+            return 0
         names = [d[0] for d in cursor.description]
         with _output(output) as out:
             return _write_rows(cursor, names, fmt, out)

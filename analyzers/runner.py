@@ -24,7 +24,7 @@ from typing import Any
 import duckdb
 
 from memscope.analyzers import Analyzer, select
-from memscope.analyzers._common import AnalyzerOptions, now_iso
+from memscope.analyzers._common import AnalyzerOptions, log_time, now_iso
 from memscope.analyzers.views import connect, materialize, open_reader, use_materialized
 
 #: Total DuckDB memory budget of one analysis run, shared by its workers.
@@ -89,15 +89,31 @@ def _worker(
 
 
 def prepare(log: Any, scratch: Path, memory_mb: int = MEMORY_BUDGET_MB) -> None:
-    """Match blocks once and store the result in the DuckDB file ``scratch``."""
-    con = connect(log, memory_limit=f"{memory_mb}MB")
+    """Match blocks once and keep the state in the DuckDB file ``scratch`` (for workers)."""
+    from memscope.analyzers.blocks import memory_batches
+
+    reader = log if hasattr(log, "dataset") else open_reader(log)
+    con = connect(reader, memory_limit=f"{memory_mb}MB")
     try:
         con.execute("SET temp_directory = ?", [str(scratch.parent / "spill")])
         con.execute("ATTACH ? AS scratch", [str(scratch)])
-        materialize(con, "scratch")
+        materialize(con, memory_batches(reader.dataset("memory")), schema="scratch")
         con.execute("DETACH scratch")
     finally:
         con.close()
+
+
+def connect_materialized(log: Any, memory_mb: int = MEMORY_BUDGET_MB,
+                         spill_dir: Path | None = None) -> duckdb.DuckDBPyConnection:
+    """A connection over ``log`` with the block matching done in memory (one process)."""
+    from memscope.analyzers.blocks import memory_batches
+
+    reader = log if hasattr(log, "dataset") else open_reader(log)
+    con = connect(reader, memory_limit=f"{memory_mb}MB")
+    if spill_dir is not None:
+        con.execute("SET temp_directory = ?", [str(spill_dir)])
+    materialize(con, memory_batches(reader.dataset("memory")))
+    return con
 
 
 def run_all(
@@ -133,22 +149,23 @@ def run_all(
     opts = replace(
         options or AnalyzerOptions(),
         out_dir=out, base=base, log_id=getattr(reader, "log_id", None),
-        generated_at=(options.generated_at if options else None) or now_iso(),
+        generated_at=((options.generated_at if options else None)
+                      or log_time(getattr(reader, "manifest", None)) or now_iso()),
         log_problems=tuple(getattr(reader, "problems", ()) or ()),
     )
     tmp = Path(tempfile.mkdtemp(prefix="memscope-analyze-", dir=scratch_dir))
     try:
-        scratch = tmp / "blocks.duckdb"
-        prepare(reader, scratch)
-        if progress:
-            progress("prepare")
         if jobs <= 1 or len(analyzers) == 1:
-            con = connect(reader, memory_limit=f"{MEMORY_BUDGET_MB}MB")
-            con.execute("ATTACH ? AS scratch (READ_ONLY)", [str(scratch)])
-            use_materialized(con, "scratch")
+            con = connect_materialized(reader, spill_dir=tmp / "spill")
+            if progress:
+                progress("prepare")
             written, failures = analyze_connection(con, opts, analyzers, progress)
             con.close()
         else:
+            scratch = tmp / "blocks.duckdb"
+            prepare(reader, scratch)
+            if progress:
+                progress("prepare")
             written, failures = _parallel(str(log), scratch, analyzers, opts, jobs, progress)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -327,3 +327,55 @@ def write_sample(out_dir: Any) -> list[Any]:
 
     options = AnalyzerOptions(out_dir=Path(out_dir), **SAMPLE_OPTIONS)  # type: ignore[arg-type]
     return analyze_tables(sample_log().tables(), options)
+
+
+def write_log(
+    tables: dict[str, pa.Table], path: Any, *, memory_segments: int = 1,
+    settings: Any = None,
+) -> Any:
+    """Write ``tables`` as a log at ``path`` (an ``events/`` dir) with the broker's LogWriter.
+
+    ``memory_segments`` > 1 splits the memory table over that many segment files.
+    Returns the log directory.
+    """
+    from pathlib import Path
+
+    from memscope.broker.log import LogWriter
+    from memscope.config import Settings
+
+    base = settings or Settings()
+    if memory_segments > 1:
+        base = base.replace(segment_max_bytes=1)  # every append closes its segment
+    out = Path(path)
+    writer = LogWriter(out, base)
+    for name, table in tables.items():
+        if name == "memory" and memory_segments > 1 and table.num_rows:
+            step = -(-table.num_rows // memory_segments)
+            for start in range(0, table.num_rows, step):
+                writer.append(name, table.slice(start, step))
+        elif table.num_rows:
+            writer.append(name, table)
+    writer.close()
+    return out
+
+
+def run_analyzer(builder: LogBuilder, kind: str, *, validate: bool = True,
+                 **options: Any) -> dict[str, Any]:
+    """Run one analyzer over ``builder``'s tables (nothing written); return its report.
+
+    With ``validate`` the report is checked against the file's JSON Schema (needs
+    ``jsonschema``, a dev dependency).
+    """
+    from memscope.analyzers import ANALYZERS
+    from memscope.analyzers._common import AnalyzerOptions, load_schema
+    from memscope.analyzers.views import connect_tables, materialize
+
+    con = connect_tables(builder.tables())
+    materialize(con)
+    report = ANALYZERS[kind](con, AnalyzerOptions(**options))
+    con.close()
+    if validate:
+        import jsonschema
+
+        jsonschema.validate(report, load_schema(ANALYZERS[kind].file_kind))
+    return report

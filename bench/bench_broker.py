@@ -102,8 +102,9 @@ def memray_bytes_per_event() -> tuple[float, int] | None:
     with tempfile.TemporaryDirectory() as tmp:
         script, out = Path(tmp) / "w.py", Path(tmp) / "w.bin"
         script.write_text(_MEMRAY_WORKLOAD)
-        subprocess.run([sys.executable, "-m", "memray", "run", "-q", "--trace-python-allocators", "-o", str(out), str(script)],
-                       check=True, capture_output=True)
+        command = [sys.executable, "-m", "memray", "run", "-q", "--trace-python-allocators",
+                   "-o", str(out), str(script)]
+        subprocess.run(command, check=True, capture_output=True)
         reader = FileReader(str(out))
         records = int(reader.metadata.total_allocations)
         reader.close()

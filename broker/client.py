@@ -74,10 +74,10 @@ class BrokerClient:
         """Return once batch ``seq`` of ``producer`` is in the log."""
         self.request("wait", timeout_s + 1.0, producer=producer, seq=seq, timeout_s=timeout_s)
 
-    def acked(self, producer: str, timeout_s: float | None = None) -> tuple[int, str]:
-        """(highest seq s such that 0..s landed, broker boot id)."""
+    def acked(self, producer: str, timeout_s: float | None = None) -> tuple[int, int, str]:
+        """(s such that 0..s landed, highest seq that landed, broker boot id)."""
         reply = self.request("acked", timeout_s, producer=producer)
-        return int(reply["seq"]), str(reply["boot"])
+        return int(reply["seq"]), int(reply.get("highest", reply["seq"])), str(reply["boot"])
 
     def flush(self) -> dict[str, Any]:
         """Make the broker commit and snapshot now; the log summary."""

@@ -7,8 +7,9 @@ Requests (one JSON object each) and replies (``{"ok": true, ...}`` or ``{"ok": f
 * ``{"op": "wait", "producer": id, "seq": n, "timeout_s": t}`` -> returns once batch ``n`` of
   that producer is in the log (written and journaled), or an error after ``timeout_s``
   (default 30).
-* ``{"op": "acked", "producer": id}`` -> ``{"seq": s, "boot": b}``: every batch ``0..s`` of
-  that producer is in the log (-1: none). Publishers use it to release their replay buffer.
+* ``{"op": "acked", "producer": id}`` -> ``{"seq": s, "highest": h, "boot": b}``: every batch
+  ``0..s`` of that producer is in the log (-1: none), ``h`` is the highest one that landed
+  (``h > s``: a gap). Publishers use it to release their replay buffer and to resend.
 * ``{"op": "flush"}`` -> commits, writes ``ingest`` rows, snapshots, publishes; the log summary.
 * ``{"op": "ingest"}`` -> ``{"producers": [per-producer counters]}``.
 * ``{"op": "stats", "pid": p, "producer": id, "seq": n}`` -> waits like ``wait``, then
@@ -21,6 +22,7 @@ import importlib
 import json
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +48,13 @@ class ControlHandler:
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
         self.waiters: list[_Waiter] = []
+        # Stats queries run on a worker thread (DuckDB releases the GIL) so ingest goes on;
+        # the worker hands each reply back through this inproc socket.
+        self._results_address = f"inproc://memscope-stats-{id(self)}"
+        self.results = broker.context.socket(zmq.PULL)
+        self.results.linger = 0
+        self.results.bind(self._results_address)
+        self._executor: ThreadPoolExecutor | None = None
 
     @staticmethod
     def encode(reply: dict[str, Any]) -> bytes:
@@ -85,7 +94,8 @@ class ControlHandler:
         elif op == "acked":
             state = broker.ingest.producers.get(str(request.get("producer", "")))
             seq = state.seqs.contiguous() if state else -1
-            self._send(route, {"ok": True, "seq": seq, "boot": broker.boot})
+            highest = state.seqs.highest() if state else -1
+            self._send(route, {"ok": True, "seq": seq, "highest": highest, "boot": broker.boot})
         elif op == "flush":
             broker.flush()
             self._send(route, {"ok": True, **broker.log_summary()})
@@ -127,10 +137,40 @@ class ControlHandler:
         self.waiters = still
 
     def _finish(self, waiter: _Waiter) -> None:
-        if waiter.request.get("op") == "stats":
-            self._send(waiter.route, self._stats(waiter.request))
-        else:
+        if waiter.request.get("op") != "stats":
             self._send(waiter.route, {"ok": True, "boot": self.broker.boot})
+            return
+        self.broker.writer.flush(sync=False)  # row counts in the manifest are current
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="memscope-stats")
+        self._executor.submit(self._stats_job, waiter.route, waiter.request)
+
+    def _stats_job(self, route: list[bytes], request: dict[str, Any]) -> None:
+        reply = self._stats(request)
+        push = self.broker.context.socket(zmq.PUSH)
+        push.linger = 1000
+        try:
+            push.connect(self._results_address)
+            push.send_multipart([*route, self.encode(reply)])
+        finally:
+            push.close()
+
+    def forward_results(self) -> None:
+        """Send the replies finished by the stats worker."""
+        while True:
+            try:
+                frames = self.results.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self.broker.control_socket.send_multipart(frames)
+
+    def close(self) -> None:
+        """Stop the stats worker and close its socket."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+        self.forward_results()
+        self.results.close(linger=0)
 
     def _stats(self, request: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -138,7 +178,6 @@ class ControlHandler:
             memstats = importlib.import_module("memscope.analyzers.memstats")
         except ImportError as exc:
             return {"ok": False, "error": f"stats need memscope.analyzers ({exc})"}
-        self.broker.writer.flush(sync=False)
         pid = request.get("pid")
         try:
             con = views.connect(self.broker.writer.path)

@@ -7,6 +7,7 @@ Layout of a log directory (``<run>/events/``)::
 
     manifest.json                     # format, version, log_id, created_ns, segments[...]
     <table>/<table>-<NNNNNN>.arrow    # Arrow IPC *file* format, one table per file
+    _broker/                          # the broker's private commit journal and its own log
 
 The broker writes each segment as an IPC file and flushes after every record batch. A cleanly
 closed segment has its footer, so pyarrow datasets (and DuckDB through them) read it lazily.
@@ -30,7 +31,9 @@ LOG_FORMAT_NAME = "memscope-log"
 _u32, _u64, _i64, _i32, _u8 = pa.uint32(), pa.uint64(), pa.int64(), pa.int32(), pa.uint8()
 _str = pa.string()
 
-#: Allocator events. ``seq`` is the event's ordinal within its producer (broker-assigned).
+#: Allocator events. ``seq`` is the event's position within its producer (broker-assigned):
+#: ``(batch seq << 24) | index in the batch``, unique per producer and increasing in the
+#: producer's order even when a replay makes batches arrive out of order.
 MEMORY = pa.schema(
     [
         ("pid", _u32),

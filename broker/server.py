@@ -29,7 +29,7 @@ from memscope.broker.decode import Decoded, decode
 from memscope.broker.ingest import UNIDENTIFIED, Ingest
 from memscope.broker.log import LogWriter
 from memscope.config import Settings
-from memscope.producer.wire import WireError, decode_envelope
+from memscope.producer.wire import Envelope, WireError, decode_envelope
 
 log = logging.getLogger("memscope.broker")
 
@@ -177,6 +177,7 @@ class Broker:
         poller = zmq.Poller()
         poller.register(self.pull, zmq.POLLIN)
         poller.register(self.control_socket, zmq.POLLIN)
+        poller.register(self.control.results, zmq.POLLIN)
         log.info("broker %s serving %s (control %s, feed %s) into %s", self.boot[:8],
                  self.bind, self.control_address, self.feed_address, self.writer.path)
         try:
@@ -186,6 +187,8 @@ class Broker:
                     self._take_messages()
                 if self.control_socket in ready:
                     self.control.take_requests()
+                if self.control.results in ready:
+                    self.control.forward_results()
                 self._timers()
         finally:
             self.close()
@@ -214,21 +217,33 @@ class Broker:
         except WireError as exc:
             self._reject(UNIDENTIFIED, 0, str(exc))
             return
+        except Exception as exc:  # noqa: BLE001 -- one bad message must not stop the broker
+            self._reject(UNIDENTIFIED, 0, f"unreadable envelope: {type(exc).__name__}: {exc}")
+            return
         known = self.ingest.producers.get(envelope.producer)
+        if known is not None and envelope.seq in known.seqs:
+            known.duplicates += 1  # a replayed batch that landed already: dropped undecoded
+            known.changed = True
+            return
         try:
             decoded = decode(envelope)
         except WireError as exc:
-            name = envelope.producer if known else UNIDENTIFIED
-            self._reject(name, envelope.pid if known else 0,
-                         f"{envelope.producer} seq {envelope.seq}: {exc}")
+            self._reject_envelope(envelope, known is not None, str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 -- one bad message must not stop the broker
+            log.exception("unexpected failure decoding %s seq %s", envelope.producer, envelope.seq)
+            self._reject_envelope(envelope, known is not None, f"{type(exc).__name__}: {exc}")
             return
         state = self.ingest.get(envelope.producer, envelope.pid)
-        if not state.seqs.add(envelope.seq):
-            state.duplicates += 1
-            state.changed = True
-            return
+        state.seqs.add(envelope.seq)
         self._group.decoded.append(decoded)
         self._group.events += envelope.n
+
+    def _reject_envelope(self, envelope: Envelope, known: bool, reason: str) -> None:
+        # Unknown producer names are not remembered: hostile ids must not grow the state.
+        name = envelope.producer if known else UNIDENTIFIED
+        self._reject(name, envelope.pid if known else 0,
+                     f"{envelope.producer} seq {envelope.seq}: {reason}")
 
     def _reject(self, producer: str, pid: int, reason: str) -> None:
         self.ingest.reject(producer, pid)
@@ -327,6 +342,7 @@ class Broker:
             self._write_ingest_rows(everything=True)
             self._snapshot()
             self.control.fail_all("the broker is shutting down")
+            self.control.close()
             self.writer.close()
             self.journal.close()
             log.info("broker closed the log %s", self.writer.path)
@@ -334,7 +350,7 @@ class Broker:
             self._close_sockets()
 
     def _close_sockets(self) -> None:
-        for sock in (self.pull, self.control_socket, self.pub):
+        for sock in (self.pull, self.control_socket, self.pub, self.control.results):
             sock.close(linger=0)
         if self._auth is not None:
             self._auth.stop()

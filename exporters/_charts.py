@@ -13,13 +13,7 @@ from typing import Any
 import altair as alt
 
 from memscope.exporters._extract import METRICS
-from memscope.exporters._format import (
-    human_bytes,
-    human_count,
-    human_percent,
-    human_rate,
-    shorten,
-)
+from memscope.exporters._format import human_bytes, human_count, human_percent, shorten
 from memscope.exporters._treemap import squarify
 
 CATEGORIES = ("Collections", "Text", "Numbers", "Objects", "Arrays/Buffers", "Callables",
@@ -35,6 +29,26 @@ BYTES_EXPR = (
     "abs(datum.value) >= 1024 ? format(datum.value / 1024, '.1f') + ' KiB' : "
     "format(datum.value, 'd') + ' B'"
 )
+
+
+def time_unit(span_s: float) -> tuple[float, str]:
+    """(factor, unit) to show times of a run lasting ``span_s`` seconds in readable numbers."""
+    if span_s < 2e-3:
+        return 1e6, "µs"
+    if span_s < 2.0:
+        return 1e3, "ms"
+    if span_s < 600:
+        return 1.0, "s"
+    return 1 / 60, "min"
+
+
+def _in_unit(rows: list[dict[str, Any]], *fields: str) -> tuple[list[dict[str, Any]], str]:
+    """Copies of ``rows`` with ``<field>_u`` = the field in a readable unit; and the unit."""
+    span = max((abs(r[f]) for r in rows for f in fields if r.get(f) is not None), default=0.0)
+    factor, unit = time_unit(span)
+    out = [dict(r, **{f"{f}_u": None if r.get(f) is None else r[f] * factor for f in fields})
+           for r in rows]
+    return out, unit
 
 
 def category_color(domain: list[str] | None = None) -> alt.Scale:
@@ -58,30 +72,28 @@ def placeholder(title: str, message: str, width: int, height: int = 60) -> Any:
     ).encode(text="m:N").properties(width=width, height=height)
 
 
-def _metric_text(key: str, unit: str, stats: dict[str, Any]) -> tuple[str, str]:
-    value = stats.get(key)
+def metric_text(unit: str, value: Any) -> str:
+    """A metric value in its unit, human-readable; ``None`` -> "not measured"."""
     if value is None:
-        return "not measured", ""
+        return "not measured"
     if unit == "bytes":
-        text = human_bytes(value)
-    elif unit == "fraction":
-        text = human_percent(value)
-    elif unit == "rate":
-        text = human_rate(value)
-    else:
-        text = human_count(value)
-    note = ""
-    if key == "active_memory" and stats.get("peak_memory"):
-        note = f"{human_percent(value / stats['peak_memory'])} of peak"
-    elif key == "active_allocations" and stats.get("total_allocations"):
-        note = f"of {human_count(stats['total_allocations'])} made"
-    elif key == "peak_memory" and stats.get("total_allocated") is not None:
-        note = f"{human_bytes(stats['total_allocated'])} allocated in all"
-    elif key == "allocation_density":
-        note = "allocations per second"
-    elif key in ("median_allocation_size", "p95_allocation_size"):
-        note = "per allocation"
-    return text, note
+        return human_bytes(value)
+    if unit == "percent":
+        return f"{value:.1f}%"
+    if unit == "ratio":
+        return f"{value:,.2f}" if value < 100 else f"{value:,.0f}"
+    return human_count(value)
+
+
+def metric_note(key: str, default: str, stats: dict[str, Any]) -> str:
+    """The small line under a metric: a measured context where there is one."""
+    if key == "active_allocations" and stats.get("total_allocations") is not None:
+        return f"of {human_count(stats['total_allocations'])} made"
+    if key == "peak_memory" and stats.get("total_allocated") is not None:
+        return f"{human_bytes(stats['total_allocated'])} allocated in all"
+    if key == "allocation_density" and stats.get("tracked_variables"):
+        return f"allocations per tracked variable ({human_count(stats['tracked_variables'])})"
+    return default
 
 
 def metric_cards(stats: dict[str, Any], width: int = 1180) -> Any:
@@ -89,8 +101,9 @@ def metric_cards(stats: dict[str, Any], width: int = 1180) -> Any:
     gap = 10
     card_w = (width - gap * (len(METRICS) - 1)) / len(METRICS)
     rows = []
-    for i, (key, label, unit) in enumerate(METRICS):
-        text, note = _metric_text(key, unit, stats)
+    for i, (key, label, unit, default_note) in enumerate(METRICS):
+        text = metric_text(unit, stats.get(key))
+        note = metric_note(key, default_note, stats)
         left = i * (card_w + gap)
         rows.append({"key": key, "label": label.upper(), "value": text, "note": note,
                      "x": left, "x2": left + card_w, "xa": left + 5, "xt": left + 14,
@@ -128,25 +141,27 @@ def memory_timeline(series: list[dict[str, Any]], width: int = 1180,
     title = "Memory over time (active bytes per process)"
     if not series:
         return placeholder(title, "not measured: no memory_over_time in the analysis", width)
+    series, unit = _in_unit(series, "t_s")
     peak = max(series, key=lambda r: r["bytes"])
     data = _data(series)
     line = alt.Chart(data, title=title).mark_area(
         line={"strokeWidth": 2}, opacity=0.18, interpolate="step-after"
     ).encode(
-        x=alt.X("t_s:Q", title="time since start (s)"),
+        x=alt.X("t_s_u:Q", title=f"time since start ({unit})"),
         y=alt.Y("bytes:Q", title="active memory", stack=None,
                 axis=alt.Axis(labelExpr=BYTES_EXPR)),
         color=alt.Color("pid:N", title="process", legend=alt.Legend(orient="top-left")),
-        tooltip=[alt.Tooltip("pid:N", title="process"), alt.Tooltip("t_s:Q", format=".3f"),
+        tooltip=[alt.Tooltip("pid:N", title="process"),
+                 alt.Tooltip("t_s_u:Q", format=".3f", title=unit),
                  alt.Tooltip("bytes:Q", format=",", title="bytes")],
     )
-    marks = [{"t_s": peak["t_s"], "bytes": peak["bytes"],
+    marks = [{"t_s_u": peak["t_s_u"], "bytes": peak["bytes"],
               "label": f"peak {human_bytes(peak['bytes'])} (process {peak['pid']})"}]
     point = alt.Chart(_data(marks)).mark_point(color="#E45756", filled=True, size=60).encode(
-        x="t_s:Q", y="bytes:Q")
+        x="t_s_u:Q", y="bytes:Q")
     label = alt.Chart(_data(marks)).mark_text(
         color="#E45756", align="left", dx=8, dy=-6, fontWeight="bold").encode(
-        x="t_s:Q", y="bytes:Q", text="label:N")
+        x="t_s_u:Q", y="bytes:Q", text="label:N")
     return (line + point + label).properties(width=width, height=height)
 
 
@@ -211,7 +226,8 @@ def type_treemap(types: list[dict[str, Any]], width: int = 1180, height: int = 3
     bold = text.transform_filter("datum.fw == 'bold'").mark_text(
         align="left", baseline="top", fontWeight="bold")
     plain = text.transform_filter("datum.fw != 'bold'")
-    return (rects + plain + bold).properties(width=width, height=height)
+    layered = (rects + plain + bold).resolve_scale(color="independent", size="independent")
+    return layered.properties(width=width, height=height)
 
 
 def _box_labels(labels: list[dict[str, Any]], name: str, size: float, var_names: list[str],
@@ -246,7 +262,7 @@ def size_distribution(buckets: list[dict[str, Any]], width: int = 560,
                  bytes_text=human_bytes(b["bytes"]) if b["bytes"] is not None else "")
             for i, b in enumerate(buckets)]
     base = alt.Chart(_data(rows), title=title).encode(
-        x=alt.X("label:N", sort=alt.EncodingSortField("order"), title="allocation size",
+        x=alt.X("label:N", sort=None, title="allocation size",
                 axis=alt.Axis(labelAngle=-35)),
         y=alt.Y("count:Q", title="allocations", axis=alt.Axis(format="~s")),
     )
@@ -288,29 +304,29 @@ def variables_by_category(variables: list[dict[str, Any]], width: int = 560,
 
 
 def top_sites(sites: list[dict[str, Any]], width: int = 560, height: int = 220,
-              limit: int = 10, title: str = "Top allocation sites (by bytes)"
-              ) -> Any:
+              limit: int = 10, title: str = "Top allocation sites (by bytes)") -> Any:
     """The allocation sites that allocated the most bytes."""
-    rows = [s for s in sites if s["bytes"] is not None][:limit]
+    rows = sorted((s for s in sites if s["bytes"] is not None), key=lambda s: -s["bytes"])
+    rows = rows[:limit]
     if not rows:
         return placeholder(title, "not measured: no allocation sites", width)
     data = []
     for rank, s in enumerate(rows):
-        where = f"{s['filename']}:{s['lineno']}" if s["lineno"] is not None else s["filename"]
-        data.append({"rank": rank, "site": shorten(f"{s['function']}  {where}", 42),
-                     "bytes": s["bytes"],
-                     "label": f"{human_bytes(s['bytes'])} · {human_count(s['count'])} allocs"
-                     if s["count"] is not None else human_bytes(s["bytes"])})
+        label = human_bytes(s["bytes"])
+        if s["count"] is not None:
+            label += f" · {human_count(s['count'])} allocs"
+        data.append({"rank": rank, "site": shorten(s["location"], 44), "bytes": s["bytes"],
+                     "label": label, "trace": s["trace"]})
     base = alt.Chart(_data(data), title=title).encode(
-        y=alt.Y("site:N", sort=alt.EncodingSortField("rank"), title=None,
-                axis=alt.Axis(labelLimit=260)),
+        y=alt.Y("site:N", sort=None, title=None, axis=alt.Axis(labelLimit=270)),
         x=alt.X("bytes:Q", title="bytes allocated", axis=alt.Axis(labelExpr=BYTES_EXPR),
-                scale=alt.Scale(domainMax=max(r["bytes"] for r in data) * 1.7)),
+                scale=alt.Scale(domainMax=max(r["bytes"] for r in data) * 1.8)),
     )
     bars = base.mark_bar(color="#F58518", cornerRadiusEnd=3).encode(
-        tooltip=[alt.Tooltip("site:N"), alt.Tooltip("label:N", title="allocated")])
+        tooltip=[alt.Tooltip("site:N"), alt.Tooltip("label:N", title="allocated"),
+                 alt.Tooltip("trace:N", title="stack")])
     text = base.mark_text(align="left", dx=4, fontSize=10, color=INK).encode(text="label:N")
-    return (bars + text).properties(width=width - 200, height=height)
+    return (bars + text).properties(width=width - 210, height=height)
 
 
 def summary(lines: list[tuple[str, str]], width: int = 560) -> Any:
@@ -384,15 +400,17 @@ def lifetimes(variables: list[dict[str, Any]], end_s: float, width: int = 1100,
                      "alive": v["died_s"] is None, "size": human_bytes(v["size"])})
     if len(timed) > limit:
         title += f" — the {limit} largest of {len(timed)} are drawn"
+    rows, unit = _in_unit(rows, "start", "end")
     chart = alt.Chart(_data(rows), title=title).mark_bar(cornerRadius=2, height=9).encode(
         y=alt.Y("label:N", sort=None, title=None, axis=alt.Axis(labelLimit=260)),
-        x=alt.X("start:Q", title="time since start (s)"),
-        x2="end:Q",
+        x=alt.X("start_u:Q", title=f"time since start ({unit})"),
+        x2="end_u:Q",
         color=alt.Color("scope:N", legend=alt.Legend(orient="top", columns=6, labelLimit=160)),
         opacity=alt.condition("datum.alive", alt.value(0.55), alt.value(0.95)),
         tooltip=[alt.Tooltip("name:N"), alt.Tooltip("type:N"), alt.Tooltip("scope:N"),
-                 alt.Tooltip("size:N"), alt.Tooltip("start:Q", format=".4f"),
-                 alt.Tooltip("end:Q", format=".4f"), alt.Tooltip("alive:N")],
+                 alt.Tooltip("size:N"), alt.Tooltip("start_u:Q", format=".3f", title=unit),
+                 alt.Tooltip("end_u:Q", format=".3f", title=f"end ({unit})"),
+                 alt.Tooltip("alive:N")],
     )
     return chart.properties(width=width, height=max(60, 13 * len(rows)))
 
@@ -403,12 +421,13 @@ def rates(rows: list[dict[str, Any]], width: int = 1100, height: int = 200
     title = "Allocation and free rates over time"
     if not rows:
         return placeholder(title, "not measured: no rates in the performance analysis", width)
-    return alt.Chart(_data(rows), title=title).mark_line(interpolate="monotone").encode(
-        x=alt.X("t_s:Q", title="time since start (s)"),
+    rows, unit = _in_unit(rows, "t_s")
+    return alt.Chart(_data(rows), title=title).mark_line(interpolate="step-after").encode(
+        x=alt.X("t_s_u:Q", title=f"time since start ({unit})"),
         y=alt.Y("value:Q", title="events per second", axis=alt.Axis(format="~s")),
         color=alt.Color("series:N", title=None, legend=alt.Legend(orient="top")),
         strokeDash=alt.StrokeDash("what:N", title=None),
-        tooltip=[alt.Tooltip("series:N"), alt.Tooltip("t_s:Q", format=".3f"),
+        tooltip=[alt.Tooltip("series:N"), alt.Tooltip("t_s_u:Q", format=".3f", title=unit),
                  alt.Tooltip("value:Q", format=",.0f")],
     ).properties(width=width, height=height)
 
@@ -420,7 +439,7 @@ def ranked_bars(rows: list[dict[str, Any]], title: str, width: int = 1100,
         return placeholder(title, "not measured", width)
     data = [dict(r, rank=i, name=shorten(r["name"], 48)) for i, r in enumerate(rows)]
     base = alt.Chart(_data(data), title=title).encode(
-        y=alt.Y("name:N", sort=alt.EncodingSortField("rank"), title=None,
+        y=alt.Y("name:N", sort=None, title=None,
                 axis=alt.Axis(labelLimit=300)),
         x=alt.X("bytes:Q", title="bytes", axis=alt.Axis(labelExpr=BYTES_EXPR),
                 scale=alt.Scale(domainMax=max(r["bytes"] for r in data) * 1.35)),

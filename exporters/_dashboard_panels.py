@@ -1,7 +1,9 @@
-"""Dashboard panels for complex types, performance and FFI, and the whole model."""
+"""Dashboard panels for security, complex types, performance and FFI; and the whole model."""
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from typing import Any
 
 from memscope.exporters import _charts, _extract
@@ -9,169 +11,261 @@ from memscope.exporters._dashboard_model import (
     CHART_WIDTH,
     SITE_COLUMNS,
     Item,
-    _site_rows,
     card,
     cards,
     chart,
-    collect_findings,
     memory_time,
     note,
     overview,
     panel,
-    security_panel,
     table,
     types_panel,
     variables_panel,
 )
-from memscope.exporters._extract import clean_text, pick, rows_of
+from memscope.exporters._extract import clean_text, num, pick, rows_of
 from memscope.exporters._format import human_bytes, human_count
 from memscope.exporters._reports import Reports, report
 
-
-def _num(value: Any) -> Any:
-    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+SEVERITIES = ("critical", "high", "medium", "low")
 
 
-def complex_panel(reports: Reports, ctx: dict[str, Any]) -> dict[str, Any]:
+def collect_findings(sec: dict[str, Any], t0: int) -> list[dict[str, Any]]:
+    """Security findings as flat rows, most severe first."""
+    out = []
+    for f in rows_of(pick(sec, "violation_reports")):
+        stack = pick(f, "stack", default={})
+        related = rows_of(pick(f, "related_allocations"))
+        sizes = [r["size"] for r in related if num(r.get("size")) is not None]
+        ts = num(pick(f, "ts_ns"))
+        out.append({
+            "severity": clean_text(pick(f, "severity")).lower(),
+            "kind": clean_text(pick(f, "kind")),
+            "message": clean_text(pick(f, "message")),
+            "where": clean_text(pick(stack, "location")),
+            "trace": " ← ".join(clean_text(x) for x in pick(stack, "trace", default=[])[:6]),
+            "pid": clean_text(pick(f, "pid")),
+            "t_s": None if ts is None else (ts - t0) / 1e9,
+            "related": len(related),
+            "bytes": sum(sizes) if sizes else num(pick(f, "alive_bytes", "size")),
+            "remediation": clean_text(pick(f, "remediation")),
+        })
+    rank = {s: i for i, s in enumerate(SEVERITIES)}
+    out.sort(key=lambda f: rank.get(str(f["severity"]), len(rank)))
+    return out
+
+
+def security_panel(ctx: dict[str, Any]) -> dict[str, Any]:
+    """Findings by severity, with stacks and remediation."""
+    findings = ctx["findings"]
+    counts = Counter(f["severity"] for f in findings)
+    measured = ctx["findings_measured"]
+    items: list[Item] = [cards([card(s.title(), counts.get(s, 0) if measured else None)
+                                for s in SEVERITIES])]
+    summary = pick(ctx["security"], "summary", default={})
+    retained = pick(summary, "retained_at_exit")
+    if isinstance(retained, dict):
+        items.append(note(
+            f"Still allocated at exit: {human_count(num(retained.get('blocks')))} blocks, "
+            f"{human_bytes(num(retained.get('bytes')))} from "
+            f"{human_count(num(retained.get('sites')))} sites."))
+    for row in rows_of(pick(summary, "unprovable")):
+        if num(row.get("unmatched_frees")) or num(row.get("unrecorded_frees")):
+            items.append(note(
+                f"pid {clean_text(row.get('pid'))}: {human_count(num(row.get('unmatched_frees')))}"
+                f" frees of blocks never seen allocated, "
+                f"{human_count(num(row.get('unrecorded_frees')))} frees not recorded: findings "
+                "about those blocks cannot be proven.", "warn"))
+    items.append(table("findings", "Findings", [
+        ("severity", "severity", "text"), ("kind", "kind", "text"),
+        ("message", "finding", "text"), ("where", "where", "text"),
+        ("trace", "stack", "text"), ("pid", "pid", "text"), ("t_s", "at", "seconds"),
+        ("related", "related blocks", "count"), ("bytes", "bytes", "bytes"),
+        ("remediation", "remediation", "text")], findings))
+    return panel("security", "Security", ("security_violations",), ctx, items)
+
+
+def complex_panel(ctx: dict[str, Any]) -> dict[str, Any]:
     """Generic types: sizes, nesting, complexity and suggestions."""
-    rows = []
-    for r in rows_of(pick(report(reports, "complex_types"), "complex_type_analysis", "types")):
-        suggestions = pick(r, "suggestions", default=[])
+    rows: list[dict[str, Any]] = []
+    for r in rows_of(pick(ctx["complex"], "complex_type_analysis")):
+        suggestions = [clean_text(pick(s, "message")) for s in rows_of(pick(r, "suggestions"))]
         rows.append({
-            "type_name": clean_text(pick(r, "type_name", "name")),
-            "count": _num(pick(r, "count", "instance_count")),
-            "total_size": _num(pick(r, "total_size", "size")),
-            "deep_size": _num(pick(r, "deep_size", "total_deep_size")),
-            "nesting_depth": _num(pick(r, "nesting_depth", "depth")),
-            "complexity_score": _num(pick(r, "complexity_score", "score")),
-            "suggestions": " · ".join(clean_text(s if not isinstance(s, dict) else
-                                                 pick(s, "message", "text", default=""))
-                                      for s in suggestions) if isinstance(suggestions, list)
-            else clean_text(suggestions),
+            "type_name": clean_text(pick(r, "type_name")),
+            "category": clean_text(pick(r, "category")),
+            "count": num(pick(r, "instance_count")),
+            "total_size": num(pick(r, "total_size_bytes")),
+            "deep_size": num(pick(r, "total_deep_size_bytes")),
+            "nesting_depth": num(pick(r, "nesting_depth")),
+            "complexity_score": num(pick(r, "complexity_score")),
+            "suggestions": " · ".join(suggestions),
+            "variables": ", ".join(clean_text(n) for n in pick(r, "variable_names",
+                                                               default=[])[:8]),
         })
     top = sorted((r for r in rows if r["deep_size"] is not None),
                  key=lambda r: -r["deep_size"])[:15]
     bars = [{"name": r["type_name"], "bytes": r["deep_size"],
              "label": f"{human_bytes(r['deep_size'])} deep · {human_count(r['count'])}×"}
             for r in top]
+    advice = [r for r in rows if r["suggestions"]]
     items: list[Item] = [
         chart("complex-deep", _charts.ranked_bars(bars, "Largest types by deep size",
                                                   CHART_WIDTH - 300, "#B279A2")),
-        table("complex", "Complex types", [
+        table("complex-advice", "Suggestions", [
             ("type_name", "type", "text"), ("count", "objects", "count"),
-            ("total_size", "size", "bytes"), ("deep_size", "deep size", "bytes"),
-            ("nesting_depth", "nesting", "count"), ("complexity_score", "complexity", "count"),
-            ("suggestions", "suggestions", "text")], rows, sort="deep_size"),
+            ("deep_size", "deep size", "bytes"), ("suggestions", "suggestion", "text")],
+            advice, sort="deep_size"),
+        table("complex", "Complex types", [
+            ("type_name", "type", "text"), ("category", "category", "text"),
+            ("count", "objects", "count"), ("total_size", "size", "bytes"),
+            ("deep_size", "deep size", "bytes"), ("nesting_depth", "nesting", "count"),
+            ("complexity_score", "complexity", "ratio"), ("variables", "variables", "text")],
+            rows, sort="deep_size"),
     ]
-    return panel("complex", "Complex types", ("complex_types",), reports, items)
+    formula = pick(pick(ctx["complex"], "summary"), "complexity_score_formula")
+    if formula:
+        items.append(note(f"complexity = {clean_text(formula)}"))
+    return panel("complex", "Complex types", ("complex_types",), ctx, items)
 
 
 def _rate_rows(perf: dict[str, Any], t0: int) -> list[dict[str, Any]]:
     out = []
-    for r in rows_of(pick(perf, "rates", "rates_over_time")):
-        ts = _num(pick(r, "ts_ns"))
+    for r in rows_of(pick(pick(perf, "rates_over_time"), "points")):
+        ts = num(pick(r, "ts_ns"))
         if ts is None:
             continue
-        pid = clean_text(pick(r, "pid", default="all"))
-        for key, what in (("allocs_per_s", "allocations/s"), ("frees_per_s", "frees/s")):
-            value = _num(pick(r, key))
+        for key, what in (("allocations_per_s", "allocations/s"), ("frees_per_s", "frees/s")):
+            value = num(pick(r, key))
             if value is not None:
                 out.append({"t_s": (ts - t0) / 1e9, "value": value, "what": what,
-                            "series": f"pid {pid} {what}"})
+                            "series": what})
     return out
-
-
-def _histogram(perf: dict[str, Any]) -> list[dict[str, Any]]:
-    return _extract.distribution({"allocation_distribution": pick(
-        perf, "size_histogram", "size_distribution", default=[])})
 
 
 def _temporary(perf: dict[str, Any]) -> list[Item]:
     temp = pick(perf, "temporary_allocations", default={})
     if not isinstance(temp, dict) or not temp:
         return [note("Temporary allocations: not measured")]
-    threshold = _num(pick(temp, "threshold_ns"))
-    items: list[Item] = [cards([
-        card("Temporary allocations", _num(pick(temp, "count"))),
-        card("Freed within", threshold, "duration_ns"),
-        card("Temporary bytes", _num(pick(temp, "total_size", "bytes")), "bytes"),
-    ])]
-    sites = _site_rows(_extract.sites(temp, "sites", "hot_sites"))
-    if sites:
-        items.append(table("temporary-sites", "Sites of temporary allocations", SITE_COLUMNS,
-                           sites, sort="count"))
-    return items
-
-
-def performance_panel(reports: Reports, ctx: dict[str, Any]) -> dict[str, Any]:
-    """Rates, size histogram, hot sites, temporary allocations, threads and tracer cost."""
-    perf = report(reports, "performance")
-    cost = pick(perf, "tracer_cost", "tracer", default={})
-    items: list[Item] = [
-        chart("rates", _charts.rates(_rate_rows(perf, ctx["t0"]), CHART_WIDTH, 220)),
-        chart("histogram", _charts.size_distribution(_histogram(perf), CHART_WIDTH, 200)),
-        table("hot-sites", "Hot allocation sites", SITE_COLUMNS,
-              _site_rows(_extract.sites(perf, "hot_sites", "top_sites")), sort="bytes"),
-        *_temporary(perf),
-        table("threads", "Per thread", [("pid", "pid", "text"), ("tid", "thread", "text"),
-                                        ("allocations", "allocations", "count"),
-                                        ("bytes", "bytes", "bytes")],
-              [{"pid": clean_text(pick(r, "pid")), "tid": clean_text(pick(r, "tid")),
-                "allocations": _num(pick(r, "allocations", "count")),
-                "bytes": _num(pick(r, "total_size", "bytes"))}
-               for r in rows_of(pick(perf, "per_thread", "threads"))]),
+    sites = _extract.sites(pick(temp, "top_sites"), "count", "bytes")
+    for row, raw in zip(sites, rows_of(pick(temp, "top_sites")), strict=True):
+        row["median_lifetime_ns"] = num(raw.get("median_lifetime_ns"))
+    return [
         cards([
-            card("Tracer events", _num(pick(cost, "events"))),
-            card("Bytes shipped", _num(pick(cost, "bytes_shipped")), "bytes"),
-            card("Dropped events", _num(pick(cost, "drops", "dropped"))),
-            card("Buffer high-water", _num(pick(cost, "buffer_high_water")), "bytes"),
+            card("Temporary allocations", num(pick(temp, "count")), "count",
+                 "freed soon after being made"),
+            card("Freed within", num(pick(temp, "threshold_ns")), "duration_ns"),
+            card("Temporary bytes", num(pick(temp, "bytes")), "bytes"),
+            card("Share of allocations", num(pick(temp, "percentage_of_allocations")),
+                 "percent"),
         ]),
+        table("temporary-sites", "Where temporary allocations come from", [
+            ("function", "function", "text"), ("where", "file:line", "text"),
+            ("count", "allocations", "count"), ("bytes", "bytes", "bytes"),
+            ("median_lifetime_ns", "median lifetime", "duration_ns"),
+            ("trace", "stack", "text")], sites, sort="count"),
     ]
-    return panel("performance", "Performance", ("performance",), reports, items)
 
 
-def ffi_panel(reports: Reports, ctx: dict[str, Any]) -> dict[str, Any]:
+def _cost(perf: dict[str, Any]) -> list[Item]:
+    cost = pick(perf, "tracer_cost", default={})
+    totals = pick(cost, "totals", default={})
+    ingest = rows_of(pick(cost, "ingest"))
+    return [
+        cards([
+            card("Tracer events", num(pick(totals, "events"))),
+            card("Bytes shipped", num(pick(totals, "bytes")), "bytes"),
+            card("Dropped events", num(pick(totals, "drops"))),
+            card("Buffer high-water", num(pick(totals, "buffer_high_water"))),
+            card("Sequence gaps", sum(num(r.get("gaps")) or 0 for r in ingest)
+                 if ingest else None),
+        ]),
+        table("ingest", "Ingest per producer", [
+            ("producer", "producer", "text"), ("pid", "pid", "text"),
+            ("batches", "batches", "count"), ("events", "events", "count"),
+            ("gaps", "gaps", "count"), ("duplicates", "duplicates", "count"),
+            ("rejected", "rejected", "count")],
+            [{k: (clean_text(r.get(k)) if k in ("producer", "pid") else num(r.get(k)))
+              for k in ("producer", "pid", "batches", "events", "gaps", "duplicates",
+                        "rejected")} for r in ingest]),
+    ]
+
+
+def performance_panel(ctx: dict[str, Any]) -> dict[str, Any]:
+    """Rates, size histogram, hot sites, temporary allocations, threads and tracer cost."""
+    perf = ctx["performance"]
+    hottest = pick(perf, "hottest_sites", default={})
+    items: list[Item] = [
+        chart("rates", _charts.rates(_rate_rows(perf, ctx["span"][0]), CHART_WIDTH, 220)),
+        chart("histogram", _charts.size_distribution(_extract.distribution(perf),
+                                                     CHART_WIDTH, 200)),
+        table("hot-sites-bytes", "Hottest sites by bytes", SITE_COLUMNS,
+              _extract.sites(pick(hottest, "by_bytes")), sort="bytes"),
+        table("hot-sites-count", "Hottest sites by count", SITE_COLUMNS,
+              _extract.sites(pick(hottest, "by_count")), sort="count"),
+        *_temporary(perf),
+        table("threads", "Per thread", [
+            ("pid", "pid", "text"), ("tid", "thread", "text"), ("name", "name", "text"),
+            ("allocations", "allocations", "count"), ("bytes", "bytes", "bytes"),
+            ("live_bytes", "live at end", "bytes")],
+            [{"pid": clean_text(pick(r, "pid")), "tid": clean_text(pick(r, "tid")),
+              "name": clean_text(pick(r, "thread_name")),
+              "allocations": num(pick(r, "allocations")),
+              "bytes": num(pick(r, "bytes_allocated")), "live_bytes": num(pick(r, "live_bytes"))}
+             for r in rows_of(pick(perf, "per_thread"))], sort="bytes"),
+        *_cost(perf),
+    ]
+    return panel("performance", "Performance", ("performance",), ctx, items)
+
+
+def _details(value: Any) -> str:
+    if isinstance(value, dict):
+        return clean_text(json.dumps(value, ensure_ascii=False, sort_keys=True))
+    return clean_text(value)
+
+
+def ffi_panel(ctx: dict[str, Any]) -> dict[str, Any]:
     """Native allocations, FFI boundary events, native leaks and risks."""
-    ffi = report(reports, "unsafe_ffi")
-    native = pick(ffi, "native_allocations", default={})
-    native = native if isinstance(native, dict) else {}
+    ffi = ctx["ffi"]
+    summary = pick(ffi, "summary", default={})
+    boundary = pick(ffi, "boundary_events", default={})
+    t0 = ctx["span"][0]
+    libraries = [clean_text(x) for x in pick(boundary, "libraries", default=[])]
     items: list[Item] = [cards([
-        card("Native allocations", _num(pick(native, "count"))),
-        card("Native bytes", _num(pick(native, "total_size", "bytes")), "bytes"),
-        card("Boundary events", len(rows_of(pick(ffi, "boundary_events"))) if ffi else None),
-        card("Native leaks", len(rows_of(pick(ffi, "native_leaks", "leaks"))) if ffi else None),
+        card("Native blocks", num(pick(summary, "native_blocks"))),
+        card("Native bytes", num(pick(summary, "native_bytes")), "bytes"),
+        card("Boundary events", num(pick(summary, "boundary_events"))),
+        card("Libraries loaded", num(pick(summary, "libraries_loaded"))),
     ])]
-    items.append(table("ffi-domains", "Native memory by domain", [
-        ("domain", "domain", "text"), ("count", "allocations", "count"),
-        ("total_size", "bytes", "bytes")],
-        [{"domain": clean_text(pick(r, "domain")), "count": _num(pick(r, "count")),
-          "total_size": _num(pick(r, "total_size", "bytes"))}
-         for r in rows_of(pick(native, "by_domain"))]))
-    t0 = ctx["t0"]
-    items.append(table("ffi-events", "FFI boundary events", [
-        ("t_s", "time (s)", "seconds"), ("pid", "pid", "text"), ("tid", "thread", "text"),
-        ("event", "event", "text"), ("details", "details", "text")],
-        [{"t_s": (r["ts_ns"] - t0) / 1e9 if _num(r.get("ts_ns")) is not None else None,
-          "pid": clean_text(pick(r, "pid")), "tid": clean_text(pick(r, "tid")),
-          "event": clean_text(pick(r, "event", "kind")),
-          "details": clean_text(pick(r, "details", default=""))}
-         for r in rows_of(pick(ffi, "boundary_events"))]))
-    items.append(table("ffi-leaks", "Native leaks", [
-        ("domain", "domain", "text"), ("size", "size", "bytes"), ("where", "stack", "text")],
-        [{"domain": clean_text(pick(r, "domain")), "size": _num(pick(r, "size")),
-          "where": _stack(pick(r, "stack"))} for r in rows_of(pick(ffi, "native_leaks"))]))
+    if libraries:
+        items.append(note("Libraries: " + ", ".join(libraries[:20])))
+    items.append(table("ffi-sources", "Native memory by source", [
+        ("source", "source", "text"), ("blocks", "blocks", "count"), ("bytes", "bytes", "bytes"),
+        ("live_blocks", "live blocks", "count"), ("live_bytes", "live bytes", "bytes")],
+        [{"source": clean_text(pick(r, "source")), **{k: num(r.get(k)) for k in (
+            "blocks", "bytes", "live_blocks", "live_bytes")}}
+         for r in rows_of(pick(ffi, "native_allocations"))], sort="bytes"))
     items.append(table("ffi-risks", "Risks", [
-        ("severity", "severity", "text"), ("message", "risk", "text")],
-        [{"severity": clean_text(pick(r, "severity")),
-          "message": clean_text(pick(r, "message", "description"))}
-         for r in rows_of(pick(ffi, "risks"))]))
-    return panel("ffi", "FFI & native", ("unsafe_ffi",), reports, items)
-
-
-def _stack(stack: Any) -> str:
-    from memscope.exporters._dashboard_model import _frame_text
-
-    return clean_text(_frame_text(stack))
+        ("severity", "severity", "text"), ("kind", "kind", "text"),
+        ("message", "risk", "text"), ("count", "count", "count"), ("bytes", "bytes", "bytes")],
+        [{"severity": clean_text(pick(r, "severity")), "kind": clean_text(pick(r, "kind")),
+          "message": clean_text(pick(r, "message")), "count": num(pick(r, "count")),
+          "bytes": num(pick(r, "bytes"))} for r in rows_of(pick(ffi, "risks"))]))
+    leaks = _extract.sites(pick(ffi, "native_leaks"), "blocks", "bytes")
+    for row, raw in zip(leaks, rows_of(pick(ffi, "native_leaks")), strict=True):
+        row["domain"] = clean_text(raw.get("domain"))
+    items.append(table("ffi-leaks", "Native leaks", [
+        ("domain", "domain", "text"), ("function", "function", "text"),
+        ("where", "file:line", "text"), ("count", "blocks", "count"),
+        ("bytes", "bytes", "bytes"), ("trace", "stack", "text")], leaks, sort="bytes"))
+    items.append(table("ffi-events", "FFI boundary events", [
+        ("t_s", "at", "seconds"), ("pid", "pid", "text"), ("tid", "thread", "text"),
+        ("event", "event", "text"), ("details", "details", "text"),
+        ("location", "where", "text")],
+        [{"t_s": (r["ts_ns"] - t0) / 1e9 if num(r.get("ts_ns")) is not None else None,
+          "pid": clean_text(pick(r, "pid")), "tid": clean_text(pick(r, "tid")),
+          "event": clean_text(pick(r, "event")), "details": _details(pick(r, "details")),
+          "location": clean_text(pick(r, "location"))}
+         for r in rows_of(pick(boundary, "events"))]))
+    return panel("ffi", "FFI & native", ("unsafe_ffi",), ctx, items)
 
 
 PANELS = (overview, memory_time, types_panel, variables_panel, security_panel, complex_panel,
@@ -181,25 +275,29 @@ PANELS = (overview, memory_time, types_panel, variables_panel, security_panel, c
 def build_model(reports: Reports) -> dict[str, Any]:
     """The whole dashboard content as one JSON-ready dict."""
     mem, life = report(reports, "memory_analysis"), report(reports, "lifetime")
-    t0 = _extract.run_start(reports)
-    findings = collect_findings(reports)
+    span = _extract.run_span(reports)
+    sec = report(reports, "security_violations")
     ctx = {
-        "t0": t0,
+        "span": span,
+        "problems": _extract.problem_messages(reports),
         "stats": _extract.stats(mem),
-        "series": _extract.memory_over_time(mem, t0),
+        "series": _extract.memory_over_time(mem, span[0]),
         "types": _extract.types(mem),
-        "variables": _extract.variables(mem, life, t0),
-        "findings": findings,
-        "findings_measured": bool(report(reports, "security_violations")),
+        "variables": _extract.variables(mem, life, span[0]),
+        "processes": _extract.processes(reports),
+        "findings": collect_findings(sec, span[0]),
+        "findings_measured": bool(sec),
+        "lifetime": life, "security": sec, "complex": report(reports, "complex_types"),
+        "performance": report(reports, "performance"), "ffi": report(reports, "unsafe_ffi"),
     }
     meta = pick(mem, "metadata", default={})
     return {
         "format": 1,
         "meta": {
             "generated_at": clean_text(pick(meta, "generated_at", default="")),
-            "log_id": clean_text(pick(meta, "log_id", default="")),
-            "processes": _extract.processes(reports),
+            "log_id": clean_text(pick(meta, "source_log_id", default="")),
+            "processes": ctx["processes"],
         },
-        "problems": _extract.problem_messages(reports),
-        "panels": [build(reports, ctx) for build in PANELS],
+        "problems": ctx["problems"],
+        "panels": [build(ctx) for build in PANELS],
     }

@@ -1,45 +1,44 @@
-"""One tolerant read of the six analysis files into the plain view every exporter draws.
+"""One read of the six analysis files into the plain rows every exporter draws.
 
-The analyzers own the file formats (``analyzers/schemas``); this module is the only place that
-knows their field names, so a renamed field is fixed here once. Anything absent stays absent
-(``None`` or an empty list): the exporters print "not measured", never a made-up value.
+The analyzers own the formats (``analyzers/schemas/*.schema.json``); this module is the only
+place that knows their field names. Anything absent stays absent (``None`` or an empty list):
+the exporters then print "not measured", never a made-up value. Traced strings pass through
+:func:`clean_text`, which keeps them as they are except for code points XML cannot carry.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from memscope.exporters._format import human_bytes
 from memscope.exporters._reports import Reports, problems, report
 
-#: The eight headline metrics of the seed, in display order: (key, label, unit).
-METRICS: tuple[tuple[str, str, str], ...] = (
-    ("active_memory", "Active memory", "bytes"),
-    ("peak_memory", "Peak memory", "bytes"),
-    ("active_allocations", "Active allocations", "count"),
-    ("memory_efficiency", "Efficiency", "fraction"),
-    ("median_allocation_size", "Median size", "bytes"),
-    ("p95_allocation_size", "P95 size", "bytes"),
-    ("fragmentation", "Fragmentation", "fraction"),
-    ("allocation_density", "Allocation density", "rate"),
+#: The eight headline metrics of the seed, in display order: (key, label, unit, note).
+#: Units: bytes, count, percent (0-100 as the analyzers write it), ratio.
+METRICS: tuple[tuple[str, str, str, str], ...] = (
+    ("active_memory", "Active memory", "bytes", "live at the end"),
+    ("peak_memory", "Peak memory", "bytes", "highest live total"),
+    ("active_allocations", "Active allocations", "count", "blocks live at the end"),
+    ("memory_efficiency", "Efficiency", "percent", "active / peak"),
+    ("median_allocation_size", "Median size", "bytes", "per allocation"),
+    ("p95_allocation_size", "P95 size", "bytes", "95% of allocations ≤"),
+    ("fragmentation", "Fragmentation", "percent", "(peak − active) / peak"),
+    ("allocation_density", "Allocation density", "ratio", "allocations per variable"),
 )
 
-_ALIASES: dict[str, tuple[str, ...]] = {
-    "active_memory": ("active_memory", "active_memory_bytes", "active_bytes"),
-    "peak_memory": ("peak_memory", "peak_memory_bytes", "peak_bytes"),
-    "active_allocations": ("active_allocations", "active_count"),
-    "total_allocations": ("total_allocations", "allocation_count"),
-    "total_deallocations": ("total_deallocations", "free_count", "total_frees"),
-    "total_allocated": ("total_allocated", "total_allocated_bytes", "total_bytes"),
-    "memory_efficiency": ("memory_efficiency", "efficiency"),
-    "median_allocation_size": ("median_allocation_size", "median_size", "median_size_bytes"),
-    "p95_allocation_size": ("p95_allocation_size", "p95_size", "p95_size_bytes"),
-    "fragmentation": ("fragmentation", "fragmentation_ratio"),
-    "allocation_density": ("allocation_density", "allocations_per_second"),
-}
+_STAT_KEYS = (
+    "active_memory", "peak_memory", "active_allocations", "total_allocations",
+    "total_allocated", "total_deallocations", "total_freed", "unmatched_frees",
+    "unrecorded_frees", "folded_allocations", "folded_bytes", "tracked_variables",
+    "peak_ts_ns", "memory_efficiency", "fragmentation", "median_allocation_size",
+    "p95_allocation_size", "allocation_density",
+)
+
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_LOCATION = re.compile(r"^(?P<function>.*) \((?P<where>[^()]*)\)$")
 
 
 def pick(obj: Any, *names: str, default: Any = None) -> Any:
@@ -53,15 +52,13 @@ def pick(obj: Any, *names: str, default: Any = None) -> Any:
     return default
 
 
-def _num(value: Any) -> float | int | None:
+def num(value: Any) -> float | int | None:
+    """A finite JSON number, else None."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
-
-
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def clean_text(value: Any) -> str:
@@ -70,68 +67,57 @@ def clean_text(value: Any) -> str:
 
 
 def rows_of(value: Any) -> list[dict[str, Any]]:
-    """The mapping rows of a JSON list (or of a mapping's values); anything else -> []."""
-    if isinstance(value, Mapping):
-        value = list(value.values()) if all(isinstance(v, Mapping) for v in value.values()) else []
+    """The mapping rows of a JSON list; anything else -> []."""
     if not isinstance(value, list):
         return []
     return [dict(v) for v in value if isinstance(v, Mapping)]
 
 
 def stats(mem: Mapping[str, Any]) -> dict[str, Any]:
-    """The headline numbers (the eight metrics and the totals), ``None`` where not measured."""
-    src = pick(mem, "memory_stats", "stats", "summary", default={})
-    out = {key: _num(pick(src, *names)) for key, names in _ALIASES.items()}
-    return out
+    """The headline numbers, ``None`` where not measured."""
+    src = pick(mem, "memory_stats", default={})
+    return {key: num(pick(src, key)) for key in _STAT_KEYS}
 
 
 def memory_over_time(mem: Mapping[str, Any], t0: int) -> list[dict[str, Any]]:
-    """Active memory per process over time: ``[{pid, t_s, bytes}]`` sorted by process, time."""
-    rows = rows_of(pick(mem, "memory_over_time", "memory_timeline", "timeline"))
+    """Live bytes per process over time: ``[{pid, t_s, bytes}]`` by process, then time."""
     out = []
-    for r in rows:
-        ts = _num(pick(r, "ts_ns", "timestamp_ns"))
-        value = _num(pick(r, "active_memory", "active_bytes", "bytes"))
-        if ts is None or value is None:
-            continue
-        out.append({"pid": clean_text(pick(r, "pid", default="all")), "t_s": (ts - t0) / 1e9,
-                    "bytes": value})
+    for series in rows_of(pick(mem, "memory_over_time")):
+        pid = clean_text(pick(series, "pid", default="all"))
+        for p in rows_of(pick(series, "points")):
+            ts, value = num(pick(p, "ts_ns")), num(pick(p, "live_bytes"))
+            if ts is not None and value is not None:
+                out.append({"pid": pid, "t_s": (ts - t0) / 1e9, "bytes": value})
     out.sort(key=lambda r: (r["pid"], r["t_s"]))
     return out
 
 
 def types(mem: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Leaf rows of the type hierarchy, largest first.
+    """Leaf rows of ``memory_hierarchy``, largest first.
 
-    Each row is ``{category, subcategory, type_name, bytes, count, variables}``, read from
-    ``type_categories`` (a list, or a mapping by category name as in the seed).
+    Each row is ``{category, subcategory, type_name, bytes, deep_bytes, count, variables}``.
     """
-    cats = pick(mem, "type_categories", "memory_hierarchy", "categories")
     out: list[dict[str, Any]] = []
-    cat_items: Iterable[tuple[str, Any]]
-    if isinstance(cats, Mapping):
-        cat_items = ((str(k), v) for k, v in cats.items())
-    else:
-        cat_items = ((clean_text(pick(c, "category", "name")), c) for c in rows_of(cats))
-    for cat_name, cat in cat_items:
-        subs = pick(cat, "subcategories", default=[])
-        sub_items: Iterable[tuple[str, Any]]
-        if isinstance(subs, Mapping):
-            sub_items = ((str(k), v) for k, v in subs.items())
-        else:
-            sub_items = ((clean_text(pick(s, "name", "subcategory")), s) for s in rows_of(subs))
-        for sub_name, sub in sub_items:
-            for t in rows_of(pick(sub, "types", default=[])):
-                size = _num(pick(t, "total_size", "size_bytes", "bytes"))
+    hierarchy = pick(mem, "memory_hierarchy", default={})
+    if not isinstance(hierarchy, Mapping):
+        return out
+    for cat, node in hierarchy.items():
+        subs = pick(node, "subcategories", default={})
+        if not isinstance(subs, Mapping):
+            continue
+        for sub, sub_node in subs.items():
+            for t in rows_of(pick(sub_node, "types")):
+                size = num(pick(t, "size_bytes"))
                 if size is None:
                     continue
-                names = pick(t, "variables", "variable_names", default=[])
+                names = pick(t, "variable_names", default=[])
                 out.append({
-                    "category": cat_name or "Other",
-                    "subcategory": sub_name or "other",
-                    "type_name": clean_text(pick(t, "type_name", "name")),
+                    "category": clean_text(cat) or "Other",
+                    "subcategory": clean_text(sub),
+                    "type_name": clean_text(pick(t, "type_name")),
                     "bytes": size,
-                    "count": _num(pick(t, "allocation_count", "count")),
+                    "deep_bytes": num(pick(t, "deep_size_bytes")),
+                    "count": num(pick(t, "allocation_count")),
                     "variables": ([clean_text(n) for n in names[:50]]
                                   if isinstance(names, list) else []),
                 })
@@ -139,32 +125,34 @@ def types(mem: Mapping[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _var_key(row: Mapping[str, Any]) -> str:
+    return f"{pick(row, 'pid', default='')}:{pick(row, 'var_id', default=pick(row, 'name'))}"
+
+
 def variables(mem: Mapping[str, Any], life: Mapping[str, Any], t0: int) -> list[dict[str, Any]]:
-    """Tracked variables with their lifetimes; the lifetime file wins where both have them."""
-    rows = rows_of(pick(life, "variables", "lifetimes")) or rows_of(
-        pick(mem, "tracked_variables", "variables", "allocations"))
-    category_of = {}
-    for r in rows_of(pick(mem, "tracked_variables", "variables")):
-        key = (clean_text(pick(r, "name", "var_name", "variable_name")), r.get("address"))
-        category_of[key] = clean_text(pick(r, "category"))
+    """Tracked variables with lifetimes; the lifetime file first, categories from memory."""
+    tracked = rows_of(pick(mem, "tracked_variables"))
+    by_key = {_var_key(r): r for r in tracked}
+    rows = rows_of(pick(life, "lifecycle_events")) or tracked
     out = []
     for r in rows:
-        name = clean_text(pick(r, "name", "var_name", "variable_name"))
-        created = _num(pick(r, "created_ts_ns", "birth_ts_ns", "allocated_at_ns"))
-        died = _num(pick(r, "died_ts_ns", "death_ts_ns", "freed_at_ns"))
-        lifetime = _num(pick(r, "lifetime_ns"))
+        key = _var_key(r)
+        extra = by_key.get(key, {})
+        created = num(pick(r, "created_ts_ns"))
+        died = num(pick(r, "died_ts_ns"))
+        lifetime = num(pick(r, "lifetime_ns"))
         if lifetime is None and created is not None and died is not None:
             lifetime = died - created
         out.append({
-            "name": name,
-            "type_name": clean_text(pick(r, "type_name", "type")),
-            "category": clean_text(pick(r, "category")) or category_of.get(
-                (name, r.get("address")), ""),
-            "size": _num(pick(r, "size", "shallow_size", "size_bytes")),
-            "deep_size": _num(pick(r, "deep_size")),
-            "scope": clean_text(pick(r, "scope", "scope_name", default="<global>")),
+            "key": key,
+            "name": clean_text(pick(r, "name")),
+            "type_name": clean_text(pick(r, "type_name", default=pick(extra, "type_name"))),
+            "category": clean_text(pick(r, "category", default=pick(extra, "category"))),
+            "size": num(pick(r, "size", default=pick(extra, "size"))),
+            "deep_size": num(pick(r, "deep_size", default=pick(extra, "deep_size"))),
+            "scope": clean_text(pick(r, "scope", default="<module>")),
             "pid": clean_text(pick(r, "pid")),
-            "tid": clean_text(pick(r, "tid")),
+            "tid": clean_text(pick(r, "thread_name", "tid")),
             "created_ts_ns": created,
             "died_ts_ns": died,
             "created_s": None if created is None else (created - t0) / 1e9,
@@ -174,91 +162,139 @@ def variables(mem: Mapping[str, Any], life: Mapping[str, Any], t0: int) -> list[
     return out
 
 
-def distribution(mem: Mapping[str, Any]) -> list[dict[str, Any]]:
+def distribution(perf: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Allocation size buckets: ``[{label, min, max, count, bytes}]``."""
     out = []
-    for r in rows_of(pick(mem, "allocation_distribution", "size_distribution")):
-        lo, hi = _num(pick(r, "min_size", "min")), _num(pick(r, "max_size", "max"))
-        count = _num(pick(r, "count"))
+    for r in rows_of(pick(perf, "allocation_distribution")):
+        lo, hi, count = num(pick(r, "min_bytes")), num(pick(r, "max_bytes")), num(pick(r, "count"))
         if count is None:
             continue
-        label = clean_text(pick(r, "label", "bucket"))
-        if not label and lo is not None:
-            label = (f"≥ {human_bytes(lo)}" if hi is None or hi >= 1 << 50
-                     else f"{human_bytes(lo)} – {human_bytes(hi)}")
+        span = ("" if lo is None else f"≥ {human_bytes(lo)}" if hi is None
+                else f"{human_bytes(lo)}–{human_bytes(hi)}")
+        name = clean_text(pick(r, "bucket"))
+        label = f"{name} ({span})" if name and span else name or span
         out.append({"label": label, "min": lo, "max": hi, "count": count,
-                    "bytes": _num(pick(r, "total_size", "bytes"))})
+                    "bytes": num(pick(r, "bytes"))})
     return out
 
 
-def sites(report_: Mapping[str, Any], *names: str) -> list[dict[str, Any]]:
-    """Allocation sites ``[{function, filename, lineno, count, bytes}]`` by bytes, largest first."""
+def split_location(location: str) -> tuple[str, str]:
+    """``"parse (app.py:30)"`` -> ``("parse", "app.py:30")``."""
+    match = _LOCATION.match(location)
+    return (match["function"], match["where"]) if match else (location, "")
+
+
+def sites(rows: Any, count_key: str = "allocations",
+          bytes_key: str = "bytes_allocated") -> list[dict[str, Any]]:
+    """Allocation sites ``[{function, where, location, pid, count, bytes, live_bytes, trace}]``."""
     out = []
-    for r in rows_of(pick(report_, *names)):
-        frame = r.get("frame") if isinstance(r.get("frame"), Mapping) else r
+    for r in rows_of(rows):
+        location = clean_text(pick(r, "location", default=f"stack {pick(r, 'stack_id')}"))
+        function, where = split_location(location)
+        trace = pick(r, "trace", default=[])
         out.append({
-            "function": clean_text(pick(frame, "function", "func")),
-            "filename": clean_text(pick(frame, "filename", "file")),
-            "lineno": _num(pick(frame, "lineno", "line")),
-            "count": _num(pick(r, "count", "allocations", "allocation_count")),
-            "bytes": _num(pick(r, "total_size", "bytes", "size")),
+            "function": function, "where": where, "location": location,
+            "pid": clean_text(pick(r, "pid")),
+            "count": num(pick(r, count_key)), "bytes": num(pick(r, bytes_key)),
+            "live_bytes": num(pick(r, "live_bytes")),
+            "trace": " ← ".join(clean_text(f) for f in trace[:6])
+            if isinstance(trace, list) else "",
         })
-    out.sort(key=lambda s: -float(s["bytes"] or 0))
     return out
+
+
+def run_span(reports: Reports) -> tuple[int, int | None]:
+    """(start, end) of the run in ns from the process records; start 0 when unknown."""
+    mem, perf, life = (report(reports, k) for k in ("memory_analysis", "performance",
+                                                     "lifetime"))
+    procs = rows_of(pick(mem, "processes")) or rows_of(pick(perf, "per_process"))
+    starts = [num(pick(p, "start_ts_ns", "first_ts_ns")) for p in procs]
+    ends = [num(pick(p, "end_ts_ns", "last_ts_ns")) for p in procs]
+    rates = pick(perf, "rates_over_time", default={})
+    starts.append(num(pick(rates, "start_ts_ns")))
+    ends.append(num(pick(rates, "end_ts_ns")))
+    for series in rows_of(pick(mem, "memory_over_time")):
+        points = rows_of(pick(series, "points"))
+        if points:
+            starts.append(num(pick(points[0], "ts_ns")))
+    starts += [num(pick(v, "created_ts_ns")) for v in rows_of(pick(life, "lifecycle_events"))]
+    known_starts = [s for s in starts if s is not None]
+    known_ends = [e for e in ends if e is not None]
+    return (int(min(known_starts)) if known_starts else 0,
+            int(max(known_ends)) if known_ends else None)
 
 
 def run_start(reports: Reports) -> int:
-    """The run's first timestamp (ns) that the reports know of; 0 when none is given."""
-    life, mem = report(reports, "lifetime"), report(reports, "memory_analysis")
-    start = _num(pick(life, "start_ts_ns"))
-    if start is not None:
-        return int(start)
-    candidates = [_num(pick(r, "ts_ns")) for r in rows_of(pick(mem, "memory_over_time"))]
-    candidates += [_num(pick(r, "created_ts_ns")) for r in rows_of(pick(life, "variables"))]
-    known = [c for c in candidates if c is not None]
-    return int(min(known)) if known else 0
+    """The run's first timestamp (ns) the reports know of; 0 when none is given."""
+    return run_span(reports)[0]
 
 
 def scopes(life: Mapping[str, Any], t0: int) -> list[dict[str, Any]]:
-    """Per-scope totals ``[{scope, pid, variable_count, total_size, start_s, end_s}]``."""
+    """Scope instances ``[{scope, pid, tid, variable_count, total_size, deep_size, ...}]``."""
     out = []
-    for r in rows_of(pick(life, "scope_analysis", "scopes")):
-        start, end = _num(pick(r, "start_ts_ns")), _num(pick(r, "end_ts_ns"))
+    for r in rows_of(pick(pick(life, "scope_analysis"), "scopes")):
+        start, end = num(pick(r, "enter_ts_ns")), num(pick(r, "exit_ts_ns"))
         out.append({
-            "scope": clean_text(pick(r, "scope", "name")), "pid": clean_text(pick(r, "pid")),
-            "variable_count": _num(pick(r, "variable_count")),
-            "total_size": _num(pick(r, "total_size")),
+            "scope": clean_text(pick(r, "name")), "pid": clean_text(pick(r, "pid")),
+            "tid": clean_text(pick(r, "tid")),
+            "variable_count": num(pick(r, "variable_count")),
+            "total_size": num(pick(r, "total_size_bytes")),
+            "deep_size": num(pick(r, "total_deep_size_bytes")),
+            "alive_at_end": num(pick(r, "alive_at_end")),
             "start_s": None if start is None else (start - t0) / 1e9,
             "end_s": None if end is None else (end - t0) / 1e9,
+            "duration_ns": num(pick(r, "duration_ns")),
         })
     return out
 
 
 def links(life: Mapping[str, Any]) -> list[dict[str, str]]:
-    """Alias and containment links between tracked variable names: ``[{kind, a, b}]``."""
+    """Alias and containment links: ``[{kind, a, b, a_key, b_key}]`` (keys are pid:var_id)."""
     out = []
-    for r in rows_of(pick(life, "aliases", "alias_relationships")):
-        names = [clean_text(n) for n in pick(r, "names", default=[]) if n is not None]
-        out += [{"kind": "alias", "a": names[0], "b": n} for n in names[1:]]
-    for r in rows_of(pick(life, "containment", "containment_relationships")):
-        out.append({"kind": "contains", "a": clean_text(pick(r, "container", "parent")),
-                    "b": clean_text(pick(r, "contained", "child"))})
+    for r in rows_of(pick(life, "aliases")):
+        pid = pick(r, "pid", default="")
+        names = [clean_text(n) for n in pick(r, "names", default=[])]
+        ids = pick(r, "var_ids", default=[])
+        keys = [f"{pid}:{i}" for i in ids] if len(ids) == len(names) else [""] * len(names)
+        out += [{"kind": "alias", "a": names[0], "b": n, "a_key": keys[0], "b_key": k}
+                for n, k in zip(names[1:], keys[1:], strict=True)]
+    for r in rows_of(pick(life, "containment")):
+        pid = pick(r, "pid", default="")
+        out.append({
+            "kind": "contains",
+            "a": clean_text(pick(r, "container_name", default=pick(r, "container_var_id"))),
+            "b": clean_text(pick(r, "contained_name", default=pick(r, "contained_var_id"))),
+            "a_key": f"{pid}:{pick(r, 'container_var_id')}",
+            "b_key": f"{pid}:{pick(r, 'contained_var_id')}",
+        })
     return out
 
 
+def _argv(value: Any) -> str:
+    if isinstance(value, list):
+        return " ".join(clean_text(a) for a in value)
+    return clean_text(value)
+
+
 def processes(reports: Reports) -> list[dict[str, Any]]:
-    """Processes covered, from the first report whose metadata lists them."""
-    for kind in reports:
-        procs = rows_of(pick(pick(report(reports, kind), "metadata"), "processes"))
-        if procs:
-            return [{"pid": clean_text(pick(p, "pid")), "ppid": clean_text(pick(p, "ppid")),
-                     "argv": " ".join(clean_text(a) for a in pick(p, "argv", default=[])
-                                      if a is not None)
-                     if isinstance(pick(p, "argv"), list) else clean_text(pick(p, "argv"))}
-                    for p in procs]
-    return []
+    """The processes of the run: pid, parent, host, command line, exit code, duration."""
+    procs = rows_of(pick(report(reports, "memory_analysis"), "processes")) or rows_of(
+        pick(report(reports, "performance"), "per_process"))
+    out = []
+    for p in procs:
+        start, end = num(pick(p, "start_ts_ns", "first_ts_ns")), num(
+            pick(p, "end_ts_ns", "last_ts_ns"))
+        out.append({
+            "pid": clean_text(pick(p, "pid")), "ppid": clean_text(pick(p, "ppid")),
+            "host": clean_text(pick(p, "host")), "argv": _argv(pick(p, "argv")),
+            "exit_code": num(pick(p, "exit_code")), "mode": clean_text(pick(p, "mode")),
+            "duration_ns": (end - start) if start is not None and end is not None else None,
+            "active_memory": num(pick(pick(p, "memory_stats"), "active_memory")),
+            "peak_memory": num(pick(pick(p, "memory_stats"), "peak_memory")),
+        })
+    return out
 
 
 def problem_messages(reports: Reports) -> dict[str, str]:
-    """Kind -> message for each unusable file."""
+    """Map each unusable kind to its message."""
     return {k: p.message for k, p in problems(reports).items()}

@@ -46,6 +46,7 @@ def _summary_lines(view: MemoryAnalysisView) -> list[tuple[str, str]]:
                           f"{human_bytes(s.get('peak_memory'))}"),
         ("Tracked variables", human_count(len(view.variables)) if view.variables
          else "none tracked"),
+        ("Unmatched frees", human_count(s.get("unmatched_frees"))),
     ]
     alive = [v for v in view.variables if v["died_s"] is None and v["created_s"] is not None]
     if view.variables:
@@ -79,11 +80,11 @@ class MemoryAnalysisSvg:
             series=_extract.memory_over_time(mem, t0),
             types=_extract.types(mem),
             variables=_extract.variables(mem, life, t0),
-            distribution=_extract.distribution(mem),
-            sites=_extract.sites(mem, "top_allocation_sites", "allocation_sites")
-            or _extract.sites(report(reports, "performance"), "hot_sites"),
+            distribution=_extract.distribution(report(reports, "performance")),
+            sites=_extract.sites(_extract.pick(mem, "top_allocation_sites")),
             processes=_extract.processes(reports),
-            problems={k: v for k, v in probs.items() if k in ("memory_analysis", "lifetime")},
+            problems={k: v for k, v in probs.items()
+                      if k in ("memory_analysis", "lifetime", "performance")},
             generated_at=str(_extract.pick(_extract.pick(mem, "metadata"), "generated_at",
                                            default="")),
         )

@@ -108,6 +108,12 @@ class _State:
                 self.version += 1
                 self.changed.notify_all()
 
+    def wait_change(self, seen: int, timeout: float) -> int:
+        """The version once it differs from ``seen`` (or at stop, or after ``timeout``)."""
+        with self.changed:
+            self.changed.wait_for(lambda: self.version != seen or self.stopping.is_set(), timeout)
+            return self.version
+
     def stop(self) -> None:
         self.stopping.set()
         self.wake.set()
@@ -214,11 +220,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(f"retry: 1000\nevent: hello\ndata: {seen}\n\n".encode())
             self.wfile.flush()
             while not state.stopping.is_set():
-                with state.changed:
-                    state.changed.wait_for(
-                        lambda last=seen: state.version != last or state.stopping.is_set(),
-                        HEARTBEAT_S)
-                    version = state.version
+                version = state.wait_change(seen, HEARTBEAT_S)
                 if state.stopping.is_set():
                     break
                 if version != seen:
@@ -264,7 +266,10 @@ class DashboardServer:
     def url(self) -> str:
         """The page's address."""
         host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}/"
+        host_text = host.decode() if isinstance(host, bytes) else str(host)
+        if ":" in host_text:
+            host_text = f"[{host_text}]"
+        return f"http://{host_text}:{port}/"
 
     def start(self) -> DashboardServer:
         """Serve and watch in daemon threads."""
@@ -281,7 +286,7 @@ class DashboardServer:
     def _follow_feed(self) -> None:
         import zmq
 
-        ctx = zmq.Context.instance()
+        ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         sock = ctx.socket(zmq.SUB)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.SUBSCRIBE, b"")

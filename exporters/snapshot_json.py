@@ -70,6 +70,8 @@ def _hierarchy(types: list[dict[str, Any]], variables: list[dict[str, Any]]) -> 
                 }
                 if t["count"] is not None:
                     row["allocation_count"] = t["count"]
+                if t["deep_bytes"] is not None:
+                    row["deep_size_bytes"] = t["deep_bytes"]
                 rows.append(row)
             cat_out["subcategories"][sub] = {"types": rows, "summary": {
                 "total_size_bytes": sub_total, "type_count": len(ts),
@@ -94,7 +96,7 @@ class MemorySnapshotJson:
             "active_allocations": "active_allocations", "active_memory_bytes": "active_memory",
             "peak_memory_bytes": "peak_memory", "total_allocations": "total_allocations",
             "total_deallocations": "total_deallocations",
-            "total_memory_bytes": "total_allocated",
+            "total_memory_bytes": "total_allocated", "total_freed_bytes": "total_freed",
         }
         summary = {k: stats[v] for k, v in summary_keys.items() if stats.get(v) is not None}
         source = _extract.pick(mem, "metadata", default={})
@@ -102,9 +104,9 @@ class MemorySnapshotJson:
             "description": "Hierarchical memory analysis with categories and subcategories",
             "format_version": FORMAT_VERSION,
             "timestamp": datetime.now(UTC).isoformat(),
-            "source": {k: source[k] for k in ("log_id", "generated_at", "format_version",
-                                              "analyzer") if isinstance(source, dict)
-                       and k in source},
+            "source": {k: source[k] for k in ("source_log_id", "generated_at", "format_version",
+                                              "analyzer", "processes")
+                       if isinstance(source, dict) and k in source},
         }
         problems = {k: v for k, v in _extract.problem_messages(reports).items()
                     if k in ("memory_analysis", "lifetime")}

@@ -1,16 +1,19 @@
 """A synthetic set of the six analysis files, for tests, benchmarks and screenshots.
 
-The numbers are generated from a seeded random walk of allocation events, and every aggregate
-in the files is computed from those same generated values, so the files are consistent with one
-another (the totals of the categories equal the tracked sizes, and so on). Nothing here is used
-by the exporters themselves.
+The files follow the analyzers' JSON Schemas (``analyzers/schemas``). Their numbers come from a
+seeded random run, and every aggregate is computed from the same generated values, so the
+files agree with one another (hierarchy totals equal the tracked sizes, and so on). Any
+number of variables and allocations can be asked for, and ``names`` replaces every traced name
+(variables, types, scopes, functions, files, argv) for hostile-input tests. Nothing here is
+used by the exporters themselves.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import random
-from datetime import UTC, datetime
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -26,290 +29,381 @@ HOSTILE_NAMES: tuple[str, ...] = (
 )
 
 _TYPES: tuple[tuple[str, str, str], ...] = (
-    ("Collections", "list", "list[int]"),
-    ("Collections", "list", "list[str]"),
-    ("Collections", "dict", "dict[str, list[int]]"),
-    ("Collections", "dict", "dict[str, int]"),
-    ("Collections", "set", "set[str]"),
-    ("Text", "str", "str"),
-    ("Text", "bytes", "bytes"),
-    ("Numbers", "int", "int"),
-    ("Numbers", "float", "float"),
-    ("Objects", "instances", "app.models.User"),
-    ("Arrays/Buffers", "numpy", "numpy.ndarray[float64]"),
-    ("Arrays/Buffers", "bytearray", "bytearray"),
-    ("Callables", "function", "function"),
-    ("Modules and Code", "code", "code"),
+    ("Collections", "Lists", "list[int]"),
+    ("Collections", "Lists", "list[str]"),
+    ("Collections", "Dicts", "dict[str, list[int]]"),
+    ("Collections", "Dicts", "dict[str, int]"),
+    ("Collections", "Sets", "set[str]"),
+    ("Text", "Strings", "str"),
+    ("Text", "Bytes", "bytes"),
+    ("Numbers", "Integers", "int"),
+    ("Numbers", "Floats", "float"),
+    ("Objects", "Instances", "app.models.User"),
+    ("Arrays/Buffers", "NumPy arrays", "numpy.ndarray[float64]"),
+    ("Arrays/Buffers", "Buffers", "bytearray"),
+    ("Callables", "Functions", "function"),
+    ("Modules and Code", "Code", "code"),
 )
-
 _SCOPES = ("<module>", "load_users", "parse_rows", "build_index", "worker")
-_FUNCS = (
-    ("load_users", "app/io.py"),
-    ("parse_rows", "app/parse.py"),
-    ("build_index", "app/index.py"),
-    ("<listcomp>", "app/parse.py"),
-    ("worker", "app/pool.py"),
-    ("__init__", "app/models.py"),
-    ("read", "lib/csv.py"),
-    ("json_loads", "lib/json/decoder.py"),
+_SITES = (
+    "load_users (app/io.py:14)", "parse_rows (app/parse.py:31)", "build_index (app/index.py:52)",
+    "<listcomp> (app/parse.py:33)", "worker (app/pool.py:18)", "__init__ (app/models.py:9)",
+    "read (lib/csv.py:120)", "decode (lib/json/decoder.py:337)",
 )
-
-
-def _meta(kind: str, pids: list[int]) -> dict[str, Any]:
-    return {
-        "format_version": "1.0",
-        "analyzer": kind,
-        "generated_at": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC).isoformat(),
-        "log_id": "synthetic-0001",
-        "processes": [
-            {"pid": p, "ppid": 1 if i == 0 else pids[0], "argv": ["python", "app.py", str(i)]}
-            for i, p in enumerate(pids)
-        ],
-    }
+_BUCKETS = (("tiny", 0, 64), ("small", 65, 256), ("medium", 257, 1024), ("large", 1025, 4096),
+            ("huge", 4097, 16384), ("massive", 16385, None))
 
 
 class _Run:
-    """Generated raw facts of one imaginary run; the six files are derived from it."""
+    """The generated facts of one imaginary run; the six files are derived from them."""
 
     def __init__(self, n_vars: int, n_allocs: int, names: tuple[str, ...], seed: int) -> None:
         rng = random.Random(seed)
         self.rng = rng
+        self.names = names
         self.pids = [4242, 4243]
-        self.t0 = 1_000_000_000_000
+        self.t0 = 1_000_000_000
         self.duration = 5_000_000_000
         self.n_allocs = n_allocs
-        self.variables: list[dict[str, Any]] = []
-        for i in range(n_vars):
-            cat, sub, type_name = _TYPES[rng.randrange(len(_TYPES))]
-            if names:
-                name = names[i % len(names)] if i < len(names) else f"{names[i % len(names)]}_{i}"
-            else:
-                name = f"var_{i}"
-            size = int(rng.lognormvariate(7, 2)) + 16
-            created = self.t0 + rng.randrange(self.duration * 9 // 10)
-            alive = rng.random() < 0.3
-            died = None if alive else min(
-                self.t0 + self.duration, created + int(rng.expovariate(1 / 4e8))
-            )
-            self.variables.append({
-                "name": name,
-                "type_name": names[i % len(names)] if names and i % 3 == 0 else type_name,
-                "category": cat,
-                "subcategory": sub,
-                "size": size,
-                "deep_size": size + rng.randrange(0, 4 * size),
-                "scope": _SCOPES[rng.randrange(len(_SCOPES))] if not names or i % 2 else name,
-                "pid": self.pids[0] if rng.random() < 0.8 else self.pids[1],
-                "tid": 139_900_000 + rng.randrange(3),
-                "address": 0x7F00_0000_0000 + 64 * i,
-                "created_ts_ns": created,
-                "died_ts_ns": died,
-                "lifetime_ns": None if died is None else died - created,
-            })
-        self.sizes = [int(rng.lognormvariate(5, 1.6)) + 1 for _ in range(min(n_allocs, 20_000))]
-        scale = n_allocs / max(1, len(self.sizes))
-        self.total_allocated = int(sum(self.sizes) * scale)
-        self.sizes.sort()
-        self.funcs = list(_FUNCS) + [(n, f"{n}.py") for n in names]
+        self.sites = list(_SITES) + [f"{n} ({n}.py:1)" for n in names]
+        self.variables = [self._variable(i) for i in range(n_vars)]
+        sample = min(n_allocs, 20_000)
+        self.sizes = sorted(int(rng.lognormvariate(5, 1.6)) + 1 for _ in range(sample))
+        self.scale = n_allocs / max(1, sample)
+        self.total_allocated = int(sum(self.sizes) * self.scale)
+        self.frees = int(n_allocs * 0.93)
+
+    def _name(self, i: int, fallback: str) -> str:
+        if not self.names:
+            return fallback
+        base = self.names[i % len(self.names)]
+        return base if i < len(self.names) else f"{base}_{i}"
+
+    def _variable(self, i: int) -> dict[str, Any]:
+        rng = self.rng
+        cat, sub, type_name = _TYPES[rng.randrange(len(_TYPES))]
+        size = int(rng.lognormvariate(7, 2)) + 16
+        created = self.t0 + rng.randrange(self.duration * 9 // 10)
+        alive = rng.random() < 0.3
+        died = None if alive else min(self.t0 + self.duration,
+                                      created + int(rng.expovariate(1 / 4e8)) + 1)
+        pid = self.pids[0] if rng.random() < 0.8 else self.pids[1]
+        scope = _SCOPES[rng.randrange(len(_SCOPES))]
+        return {
+            "pid": pid, "tid": 1 + rng.randrange(3), "var_id": i + 1,
+            "name": self._name(i, f"var_{i}"),
+            "type_name": self._name(i, type_name) if i % 3 == 0 else type_name,
+            "size": size, "deep_size": size + rng.randrange(0, 4 * size),
+            "scope": self._name(i, scope) if i % 2 == 0 else scope,
+            "created_ts_ns": created, "died_ts_ns": died,
+            "lifetime_ns": None if died is None else died - created,
+            "alive_at_end": alive, "category": cat, "subcategory": sub,
+        }
+
+
+def _meta(analyzer: str, run: _Run) -> dict[str, Any]:
+    return {
+        "format_version": "1.0", "analyzer": analyzer,
+        "description": f"synthetic {analyzer} report",
+        "generated_at": "2026-01-02T03:04:05Z", "generator": "memscope.exporters.testing",
+        "source_log_id": "synthetic-0001", "processes": run.pids,
+        "modes": {str(p): "full" for p in run.pids},
+    }
+
+
+def _site(run: _Run, i: int, location: str, pid: int) -> dict[str, Any]:
+    count = max(1, run.n_allocs // (i + 2))
+    return {"pid": pid, "stack_id": i + 1, "allocations": count,
+            "bytes_allocated": max(1, run.total_allocated // (i + 3)),
+            "location": location, "trace": [location, "<module> (app/main.py:3)"]}
+
+
+def _stats(run: _Run, active: int, peak: int) -> dict[str, Any]:
+    sizes = run.sizes
+    tracked = len(run.variables)
+    return {
+        "active_memory": active, "peak_memory": peak,
+        "active_allocations": run.n_allocs - run.frees, "total_allocations": run.n_allocs,
+        "total_allocated": run.total_allocated, "total_deallocations": run.frees,
+        "total_freed": max(0, run.total_allocated - active), "unmatched_frees": 0,
+        "unrecorded_frees": 0, "folded_allocations": 0, "folded_bytes": 0,
+        "tracked_variables": tracked, "peak_ts_ns": run.t0 + run.duration // 2,
+        "memory_efficiency": round(100 * active / peak, 2) if peak else None,
+        "fragmentation": round(100 * (peak - active) / peak, 2) if peak else None,
+        "median_allocation_size": float(sizes[len(sizes) // 2]) if sizes else None,
+        "p95_allocation_size": sizes[int(len(sizes) * 0.95)] if sizes else None,
+        "allocation_density": round(run.n_allocs / tracked, 3) if tracked else None,
+    }
+
+
+def _hierarchy(run: _Run) -> dict[str, Any]:
+    tree: dict[str, dict[str, dict[str, list[dict[str, Any]]]]] = defaultdict(
+        lambda: defaultdict(lambda: defaultdict(list)))
+    for v in run.variables:
+        tree[v["category"]][v["subcategory"]][v["type_name"]].append(v)
+    total = sum(v["size"] for v in run.variables) or 1
+    out: dict[str, Any] = {}
+    for cat, subs in tree.items():
+        cat_total = sum(v["size"] for ts in subs.values() for vs in ts.values() for v in vs)
+        node: dict[str, Any] = {"summary": {
+            "total_size_bytes": cat_total, "subcategory_count": len(subs),
+            "percentage_of_total": round(100 * cat_total / total, 2)}, "subcategories": {}}
+        for sub, types in subs.items():
+            sub_total = sum(v["size"] for vs in types.values() for v in vs)
+            rows = [{"type_name": t, "size_bytes": sum(v["size"] for v in vs),
+                     "deep_size_bytes": sum(v["deep_size"] for v in vs),
+                     "allocation_count": len(vs),
+                     "percentage_of_subcategory": round(100 * sum(v["size"] for v in vs)
+                                                        / sub_total, 2),
+                     "percentage_of_total": round(100 * sum(v["size"] for v in vs) / total, 2),
+                     "variable_names": [v["name"] for v in vs]} for t, vs in types.items()]
+            rows.sort(key=lambda r: -r["size_bytes"])
+            node["subcategories"][sub] = {"summary": {
+                "total_size_bytes": sub_total, "type_count": len(rows),
+                "percentage_of_category": round(100 * sub_total / cat_total, 2),
+                "percentage_of_total": round(100 * sub_total / total, 2)}, "types": rows}
+        out[cat] = node
+    return out
 
 
 def _memory_analysis(run: _Run) -> dict[str, Any]:
     rng = run.rng
-    series: list[dict[str, Any]] = []
     levels = dict.fromkeys(run.pids, 0)
+    points: dict[int, list[dict[str, Any]]] = {p: [] for p in run.pids}
     peak = 0
-    for step in range(400):
-        ts = run.t0 + step * run.duration // 400
-        for pid_index, pid in enumerate(run.pids):
-            change = rng.randrange(-200_000, 260_000) // (pid_index + 1)
+    steps = 400
+    bucket = run.duration // steps
+    for step in range(steps):
+        for index, pid in enumerate(run.pids):
+            change = rng.randrange(-200_000, 260_000) // (index + 1)
             levels[pid] = max(0, levels[pid] + change)
-            series.append({"pid": pid, "ts_ns": ts, "active_memory": levels[pid]})
+            allocs = max(1, run.n_allocs // (steps * len(run.pids)))
+            points[pid].append({"ts_ns": run.t0 + step * bucket, "live_bytes": levels[pid],
+                                "allocations": allocs, "frees": int(allocs * 0.93),
+                                "bytes_allocated": allocs * 180})
         peak = max(peak, sum(levels.values()))
     active = sum(levels.values())
-    sizes = run.sizes
-    frees = int(run.n_allocs * 0.93)
-    hierarchy: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
-    for var in run.variables:
-        entry = hierarchy.setdefault(var["category"], {}).setdefault(var["subcategory"], {})
-        t = entry.setdefault(
-            var["type_name"], {"type_name": var["type_name"], "total_size": 0,
-                               "allocation_count": 0, "variables": []}
-        )
-        t["total_size"] += var["size"]
-        t["allocation_count"] += 1
-        t["variables"].append(var["name"])
-    categories = [
-        {
-            "category": cat,
-            "total_size": sum(t["total_size"] for sub in subs.values() for t in sub.values()),
-            "allocation_count": sum(
-                t["allocation_count"] for sub in subs.values() for t in sub.values()
-            ),
-            "subcategories": [
-                {
-                    "name": name,
-                    "total_size": sum(t["total_size"] for t in types.values()),
-                    "allocation_count": sum(t["allocation_count"] for t in types.values()),
-                    "types": sorted(types.values(), key=lambda t: -t["total_size"]),
-                }
-                for name, types in sorted(subs.items())
-            ],
-        }
-        for cat, subs in sorted(hierarchy.items())
-    ]
-    bounds = [0, 32, 64, 128, 256, 512, 1024, 4096, 16384, 65536, 1 << 20, 1 << 62]
-    scale = run.n_allocs / max(1, len(sizes))
-    distribution = []
-    for lo, hi in zip(bounds, bounds[1:], strict=False):
-        inside = [s for s in sizes if lo <= s < hi]
-        distribution.append({
-            "min_size": lo, "max_size": hi, "count": int(len(inside) * scale),
-            "total_size": int(sum(inside) * scale),
-        })
-    sites = [
-        {"function": f, "filename": fn, "lineno": 10 + 7 * i,
-         "count": int(run.n_allocs / (i + 2)), "total_size": int(run.total_allocated / (i + 3))}
-        for i, (f, fn) in enumerate(run.funcs)
-    ]
+    stats = _stats(run, active, peak)
     return {
-        "metadata": _meta("memory", run.pids),
-        "memory_stats": {
-            "active_memory": active,
-            "peak_memory": peak,
-            "active_allocations": run.n_allocs - frees,
-            "total_allocations": run.n_allocs,
-            "total_deallocations": frees,
-            "total_allocated": run.total_allocated,
-            "memory_efficiency": active / peak if peak else None,
-            "median_allocation_size": sizes[len(sizes) // 2] if sizes else None,
-            "p95_allocation_size": sizes[int(len(sizes) * 0.95)] if sizes else None,
-            "fragmentation": 0.137,
-            "allocation_density": run.n_allocs / (run.duration / 1e9),
-        },
-        "type_categories": categories,
-        "tracked_variables": run.variables,
-        "memory_over_time": series,
-        "allocation_distribution": distribution,
-        "top_allocation_sites": sites,
+        "metadata": _meta("memory_analysis", run),
+        "memory_stats": stats,
+        "processes": [{"pid": p, "ppid": 1 if i == 0 else run.pids[0], "host": "synthetic",
+                       "argv": ["app.py", *(run.names[:2] or ["--users", str(i)])],
+                       "mode": "full", "start_ts_ns": run.t0,
+                       "end_ts_ns": run.t0 + run.duration, "exit_code": 0,
+                       "memory_stats": stats} for i, p in enumerate(run.pids)],
+        "memory_over_time": [{"pid": p, "bucket_ns": bucket, "points": pts}
+                             for p, pts in points.items()],
+        "memory_hierarchy": _hierarchy(run),
+        "tracked_variables": [{k: v[k] for k in (
+            "pid", "tid", "var_id", "name", "type_name", "size", "deep_size", "scope",
+            "created_ts_ns", "died_ts_ns", "lifetime_ns", "alive_at_end", "category",
+            "subcategory")} for v in run.variables],
+        "top_allocation_sites": [dict(_site(run, i, loc, run.pids[0]), live_allocations=0,
+                                      live_bytes=0) for i, loc in enumerate(run.sites)],
+        "largest_live_allocations": [],
     }
 
 
 def _lifetime(run: _Run) -> dict[str, Any]:
     scopes: dict[tuple[int, str], dict[str, Any]] = {}
-    for var in run.variables:
-        key = (var["pid"], var["scope"])
-        s = scopes.setdefault(key, {
-            "scope": var["scope"], "pid": var["pid"], "variable_count": 0, "total_size": 0,
-            "start_ts_ns": var["created_ts_ns"], "end_ts_ns": var["died_ts_ns"] or 0,
-        })
+    for v in run.variables:
+        s = scopes.setdefault((v["pid"], v["scope"]), {
+            "pid": v["pid"], "scope_id": len(scopes) + 1, "name": v["scope"], "tid": v["tid"],
+            "parent_id": 0, "variable_count": 0, "total_size_bytes": 0,
+            "total_deep_size_bytes": 0, "alive_at_end": 0,
+            "enter_ts_ns": v["created_ts_ns"], "exit_ts_ns": v["died_ts_ns"] or v["created_ts_ns"]})
         s["variable_count"] += 1
-        s["total_size"] += var["size"]
-        s["start_ts_ns"] = min(s["start_ts_ns"], var["created_ts_ns"])
-        s["end_ts_ns"] = max(s["end_ts_ns"], var["died_ts_ns"] or run.t0 + run.duration)
-    names = [v["name"] for v in run.variables]
-    aliases = [
-        {"address": run.variables[i]["address"], "names": [names[i], names[i + 1]]}
-        for i in range(0, max(0, len(names) - 1), 17)
-    ]
-    containment = [
-        {"container": names[i], "contained": names[i + 2]}
-        for i in range(0, max(0, len(names) - 2), 11)
-    ]
+        s["total_size_bytes"] += v["size"]
+        s["total_deep_size_bytes"] += v["deep_size"]
+        s["alive_at_end"] += v["alive_at_end"]
+        s["enter_ts_ns"] = min(s["enter_ts_ns"], v["created_ts_ns"])
+        s["exit_ts_ns"] = max(s["exit_ts_ns"], v["died_ts_ns"] or run.t0 + run.duration)
+    totals: dict[str, dict[str, Any]] = {}
+    for s in scopes.values():
+        t = totals.setdefault(s["name"], {"name": s["name"], "variable_count": 0,
+                                          "total_size_bytes": 0})
+        t["variable_count"] += s["variable_count"]
+        t["total_size_bytes"] += s["total_size_bytes"]
+    events = []
+    for v in run.variables:
+        steps = [{"event": "tracked", "ts_ns": v["created_ts_ns"]}]
+        if v["died_ts_ns"] is not None:
+            steps.append({"event": "freed", "ts_ns": v["died_ts_ns"]})
+        events.append(dict({k: v[k] for k in (
+            "var_id", "pid", "tid", "name", "type_name", "scope", "size", "deep_size",
+            "created_ts_ns", "died_ts_ns", "lifetime_ns", "alive_at_end")},
+            thread_name="MainThread", events=steps))
+    vs = run.variables
+    lifetimes = sorted(v["lifetime_ns"] for v in vs if v["lifetime_ns"] is not None)
     return {
-        "metadata": _meta("lifecycle", run.pids),
-        "start_ts_ns": run.t0,
-        "end_ts_ns": run.t0 + run.duration,
-        "variables": run.variables,
-        "scope_analysis": sorted(scopes.values(), key=lambda s: (s["pid"], s["scope"])),
-        "aliases": aliases,
-        "containment": containment,
+        "metadata": _meta("lifetime", run),
+        "summary": {"tracked_variables": len(vs), "died": len(lifetimes),
+                    "alive_at_end": len(vs) - len(lifetimes),
+                    "median_lifetime_ns": lifetimes[len(lifetimes) // 2] if lifetimes else None},
+        "lifecycle_events": events,
+        "scope_analysis": {"scopes": list(scopes.values()), "scope_totals": list(totals.values())},
+        "aliases": [{"pid": vs[i]["pid"], "object_id": 4096 * i, "address": 4096 * i,
+                     "names": [vs[i]["name"], vs[i + 1]["name"]],
+                     "var_ids": [vs[i]["var_id"], vs[i + 1]["var_id"]]}
+                    for i in range(0, max(0, len(vs) - 1), 17)],
+        "containment": [{"pid": vs[i]["pid"], "container_var_id": vs[i]["var_id"],
+                         "container_name": vs[i]["name"], "contained_var_id": vs[i + 2]["var_id"],
+                         "contained_name": vs[i + 2]["name"]}
+                        for i in range(0, max(0, len(vs) - 2), 11)],
     }
 
 
 def _security(run: _Run) -> dict[str, Any]:
     kinds = [("leak", "high"), ("double_free", "critical"), ("oversized_allocation", "medium"),
-             ("allocator_mismatch", "high"), ("unbounded_growth", "low")]
-    findings = []
+             ("domain_mismatch", "high")]
+    reports: list[dict[str, Any]] = []
     for i, (kind, severity) in enumerate(kinds * 3):
-        func, filename = run.funcs[i % len(run.funcs)]
-        findings.append({
-            "kind": kind, "severity": severity,
-            "message": f"{kind.replace('_', ' ')} in {func}",
-            "stack": [{"function": func, "filename": filename, "lineno": 20 + i}],
-            "related_allocations": [{"address": 0x5500_0000 + 32 * i, "size": 1024 * (i + 1),
-                                     "ts_ns": run.t0 + i * 1000}],
-            "remediation": f"release the buffer from {func} before returning",
+        loc = run.sites[i % len(run.sites)]
+        stack = {"stack_id": i + 1, "location": loc, "trace": [loc, "<module> (app/main.py:3)"]}
+        reports.append({
+            "kind": kind, "severity": severity, "pid": run.pids[0], "tid": 1,
+            "ts_ns": run.t0 + i * 1000, "address": 0x5500_0000 + 32 * i,
+            "message": f"{kind.replace('_', ' ')} at {loc}", "stack": stack,
+            "related_allocations": [{"role": "allocation", "ts_ns": run.t0 + i * 900,
+                                     "address": 0x5500_0000 + 32 * i, "size": 1024 * (i + 1),
+                                     "domain": "mem", "tid": 1, "stack": stack}],
+            "remediation": f"release the buffer made at {loc} before returning",
         })
-    return {"metadata": _meta("security", run.pids), "violation_reports": findings}
+        if kind == "leak":
+            growth = [1024 * (i + 1) * step for step in range(1, 9)]
+            reports[-1].update(confidence="high", growth_ratio=1.0, alive_bytes=growth[-1],
+                               live_bytes_at_checkpoints=growth)
+    by_kind: dict[str, int] = defaultdict(int)
+    by_sev: dict[str, int] = defaultdict(int)
+    for r in reports:
+        by_kind[r["kind"]] += 1
+        by_sev[r["severity"]] += 1
+    return {"metadata": _meta("security_violations", run),
+            "summary": {"total_violations": len(reports), "by_kind": dict(by_kind),
+                        "by_severity": dict(by_sev)},
+            "violation_reports": reports}
 
 
 def _complex(run: _Run) -> dict[str, Any]:
     by_type: dict[str, dict[str, Any]] = {}
-    for var in run.variables:
-        t = by_type.setdefault(var["type_name"], {
-            "type_name": var["type_name"], "count": 0, "total_size": 0, "deep_size": 0,
-            "nesting_depth": var["type_name"].count("[") + 1})
-        t["count"] += 1
-        t["total_size"] += var["size"]
-        t["deep_size"] += var["deep_size"]
+    for v in run.variables:
+        t = by_type.setdefault(v["type_name"], {
+            "type_name": v["type_name"], "category": v["category"],
+            "subcategory": v["subcategory"], "instance_count": 0, "total_size_bytes": 0,
+            "total_deep_size_bytes": 0, "nesting_depth": v["type_name"].count("[") + 1,
+            "variable_names": []})
+        t["instance_count"] += 1
+        t["total_size_bytes"] += v["size"]
+        t["total_deep_size_bytes"] += v["deep_size"]
+        t["variable_names"].append(v["name"])
     for t in by_type.values():
-        t["complexity_score"] = round(t["nesting_depth"] * 2.5 + t["count"] / 10, 2)
-        t["suggestions"] = (["use array('q') or numpy for large homogeneous lists"]
-                            if t["type_name"].startswith("list") else [])
-    return {"metadata": _meta("complex", run.pids),
-            "complex_type_analysis": sorted(by_type.values(), key=lambda t: -t["deep_size"])}
+        ratio = max(1.0, t["total_deep_size_bytes"] / max(1, t["total_size_bytes"]))
+        t["complexity_score"] = round(2 * t["nesting_depth"] + math.log2(ratio), 3)
+        t["suggestions"] = ([{"kind": "homogeneous_array", "evidence": {
+            "instance_count": t["instance_count"]},
+            "message": f"{t['type_name']}: array('q') or numpy stores the items unboxed"}]
+            if t["type_name"].startswith("list[int]") else [])
+    rows = sorted(by_type.values(), key=lambda t: -t["total_deep_size_bytes"])
+    return {"metadata": _meta("complex_types", run),
+            "summary": {"type_count": len(rows), "instance_count": len(run.variables)},
+            "complex_type_analysis": rows}
 
 
 def _performance(run: _Run) -> dict[str, Any]:
     rng = run.rng
-    rates = []
-    for pid in run.pids:
-        for step in range(100):
-            allocs = rng.randrange(50_000, 250_000)
-            rates.append({"pid": pid, "ts_ns": run.t0 + step * run.duration // 100,
-                          "allocs_per_s": allocs, "frees_per_s": int(allocs * 0.93),
-                          "bytes_per_s": allocs * 180})
-    hist = [{"min_size": 1 << i, "max_size": 1 << (i + 1),
-             "count": sum(1 for s in run.sizes if (1 << i) <= s < (1 << (i + 1)))}
-            for i in range(0, 21)]
-    sites: list[dict[str, Any]] = [{"function": f, "filename": fn, "lineno": 10 + 7 * i,
-              "count": int(run.n_allocs / (i + 2)),
-              "total_size": int(run.total_allocated / (i + 3))}
-             for i, (f, fn) in enumerate(run.funcs)]
+    steps = 100
+    bucket = run.duration // steps
+    points = []
+    for step in range(steps):
+        allocs = max(1, int(run.n_allocs / steps * rng.uniform(0.5, 1.5)))
+        frees = int(allocs * 0.93)
+        points.append({"ts_ns": run.t0 + step * bucket, "allocations": allocs, "frees": frees,
+                       "bytes_allocated": allocs * 180, "bytes_freed": frees * 170,
+                       "allocations_per_s": allocs / (bucket / 1e9),
+                       "frees_per_s": frees / (bucket / 1e9),
+                       "bytes_allocated_per_s": allocs * 180 / (bucket / 1e9)})
+    dist = []
+    for name, lo, hi in _BUCKETS:
+        inside = [s for s in run.sizes if s >= lo and (hi is None or s <= hi)]
+        row: dict[str, Any] = {"bucket": name, "min_bytes": lo,
+                               "count": int(len(inside) * run.scale),
+                               "bytes": int(sum(inside) * run.scale),
+                               "percentage": round(100 * len(inside) / max(1, len(run.sizes)),
+                                                   2)}
+        if hi is not None:
+            row["max_bytes"] = hi
+        dist.append(row)
+    sites = [_site(run, i, loc, run.pids[0]) for i, loc in enumerate(run.sites)]
     return {
-        "metadata": _meta("performance", run.pids),
-        "rates": rates,
-        "size_histogram": hist,
-        "hot_sites": sites,
+        "metadata": _meta("performance", run),
+        "rates_over_time": {"bucket_ns": bucket, "start_ts_ns": run.t0,
+                            "end_ts_ns": run.t0 + run.duration, "points": points},
+        "allocation_distribution": dist,
+        "hottest_sites": {"by_count": sorted(sites, key=lambda s: -s["allocations"]),
+                          "by_bytes": sorted(sites, key=lambda s: -s["bytes_allocated"])},
         "temporary_allocations": {
-            "count": int(run.n_allocs * 0.6), "threshold_ns": 1_000_000,
-            "sites": [dict(s, count=s["count"] // 2) for s in sites[:5]]},
-        "per_thread": [{"pid": run.pids[0], "tid": 139_900_000 + i,
-                        "allocations": run.n_allocs // (3 + i)} for i in range(3)],
-        "per_process": [{"pid": p, "allocations": run.n_allocs // (i + 1)}
+            "threshold_ns": 1_000_000, "count": int(run.n_allocs * 0.6),
+            "bytes": int(run.total_allocated * 0.4), "percentage_of_allocations": 60.0,
+            "top_sites": [{"pid": s["pid"], "stack_id": s["stack_id"],
+                           "count": s["allocations"] // 2, "bytes": s["bytes_allocated"] // 3,
+                           "median_lifetime_ns": 5000.0 * (i + 1), "location": s["location"]}
+                          for i, s in enumerate(sites[:5])]},
+        "per_thread": [{"pid": run.pids[0], "tid": 1 + i, "thread_name": f"worker-{i}",
+                        "allocations": run.n_allocs // (3 + i),
+                        "bytes_allocated": run.total_allocated // (3 + i)} for i in range(3)],
+        "per_process": [{"pid": p, "allocations": run.n_allocs // (i + 1),
+                         "bytes_allocated": run.total_allocated // (i + 1)}
                         for i, p in enumerate(run.pids)],
-        "tracer_cost": {"events": run.n_allocs * 2, "bytes_shipped": run.n_allocs * 21,
-                        "drops": 0, "buffer_high_water": 65_536},
+        "peak_attribution": {"peak_memory": 0, "holders": []},
+        "tracer_cost": {"totals": {"events": run.n_allocs * 2, "bytes": run.n_allocs * 21,
+                                   "drops": 0, "buffer_high_water": 4096},
+                        "producers": [{"pid": p} for p in run.pids],
+                        "ingest": [{"producer": f"synthetic:{p}", "pid": p, "batches": 10,
+                                    "events": run.n_allocs, "gaps": 0, "duplicates": 0,
+                                    "rejected": 0} for p in run.pids]},
     }
 
 
 def _ffi(run: _Run) -> dict[str, Any]:
-    events = [{"pid": run.pids[0], "tid": 139_900_000, "ts_ns": run.t0 + i * 10_000_000,
-               "event": ("ctypes.dlopen" if i % 3 == 0 else "ctypes.call_function"),
-               "details": f"libc.so.6 {run.funcs[i % len(run.funcs)][0]}"} for i in range(12)]
+    events = [{"pid": run.pids[0], "tid": 1, "ts_ns": run.t0 + i * 10_000_000,
+               "event": "ctypes.dlopen" if i % 3 == 0 else "ctypes.call_function",
+               "details": {"name": "libc.so.6", "function": run.sites[i % len(run.sites)]},
+               "location": run.sites[i % len(run.sites)]} for i in range(12)]
     return {
-        "metadata": _meta("ffi", run.pids),
-        "native_allocations": {"count": 1234, "total_size": 48 * 1024 * 1024,
-                               "by_domain": [{"domain": "raw", "count": 1000,
-                                              "total_size": 8 << 20},
-                                             {"domain": "numpy", "count": 234,
-                                              "total_size": 40 << 20}]},
-        "boundary_events": events,
-        "native_leaks": [{"address": 0x6600_0000, "size": 4 << 20, "domain": "numpy",
-                          "stack": [{"function": "build_index", "filename": "app/index.py",
-                                     "lineno": 31}]}],
-        "risks": [{"severity": "medium", "message": "ctypes buffer passed to libc after free"}],
+        "metadata": _meta("unsafe_ffi", run),
+        "summary": {"native_blocks": 1234, "native_bytes": 48 << 20,
+                    "boundary_events": len(events), "libraries_loaded": 1},
+        "native_allocations": [
+            {"source": "raw", "blocks": 1000, "bytes": 8 << 20, "live_blocks": 2,
+             "live_bytes": 4096},
+            {"source": "numpy", "blocks": 234, "bytes": 40 << 20, "live_blocks": 1,
+             "live_bytes": 4 << 20}],
+        "boundary_events": {"by_event": [{"event": "ctypes.dlopen", "count": 4},
+                                         {"event": "ctypes.call_function", "count": 8}],
+                            "events": events, "libraries": ["libc.so.6"]},
+        "native_leaks": [{"pid": run.pids[0], "stack_id": 3, "domain": "numpy", "blocks": 1,
+                          "bytes": 4 << 20, "location": run.sites[2],
+                          "trace": [run.sites[2]]}],
+        "risks": [{"kind": "native_alive_at_end", "severity": "medium", "count": 3,
+                   "bytes": (4 << 20) + 4096, "message": "3 native blocks were never freed"}],
     }
+
+
+def _absent_not_null(value: Any) -> Any:
+    """Drop keys whose value is None (the analyzers leave unmeasured values out)."""
+    if isinstance(value, dict):
+        return {k: _absent_not_null(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_absent_not_null(v) for v in value]
+    return value
+
+
+_BUILDERS = {
+    "memory_analysis": _memory_analysis, "lifetime": _lifetime,
+    "security_violations": _security, "complex_types": _complex,
+    "performance": _performance, "unsafe_ffi": _ffi,
+}
 
 
 def write_sample_reports(
@@ -321,21 +415,13 @@ def write_sample_reports(
     base: str = "snapshot",
     seed: int = 7,
 ) -> dict[str, Path]:
-    """Write the six files ``<base>_<kind>.json`` into ``out_dir``; return kind -> path.
-
-    ``names`` replaces the variable, type, scope and function names (hostile-name tests).
-    """
+    """Write the six files ``<base>_<kind>.json`` into ``out_dir``; return kind -> path."""
     run = _Run(n_vars, n_allocs, names, seed)
-    builders = {
-        "memory_analysis": _memory_analysis, "lifetime": _lifetime,
-        "security_violations": _security, "complex_types": _complex,
-        "performance": _performance, "unsafe_ffi": _ffi,
-    }
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {}
     for kind in KINDS:
         path = out / f"{base}_{kind}.json"
-        path.write_text(json.dumps(builders[kind](run)), encoding="utf-8")
+        path.write_text(json.dumps(_absent_not_null(_BUILDERS[kind](run))), encoding="utf-8")
         paths[kind] = path
     return paths

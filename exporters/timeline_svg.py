@@ -75,12 +75,11 @@ class LifecycleTimelineSvg:
     def build(self, reports: Reports) -> TimelineView:
         """Group the tracked variables by scope and choose what fits."""
         life, mem = report(reports, "lifetime"), report(reports, "memory_analysis")
-        t0 = _extract.run_start(reports)
+        t0, end = _extract.run_span(reports)
         variables = _extract.variables(mem, life, t0)
         timed = [v for v in variables if v["created_s"] is not None]
-        end = _extract.pick(life, "end_ts_ns")
         ends = [v["died_s"] or v["created_s"] for v in timed]
-        end_s = max([(end - t0) / 1e9 if isinstance(end, int | float) else 0.0, *ends, 1e-9])
+        end_s = max([(end - t0) / 1e9 if end is not None else 0.0, *ends, 1e-9])
         scopes = _group(timed)
         if len(scopes) > MAX_SCOPES:
             scopes.sort(key=lambda s: -sum(v["size"] or 0 for v in s.variables + s.hidden))
@@ -119,7 +118,7 @@ class _Drawing:
         self.x1 = WIDTH - RIGHT
         self.svg = ET.Element("svg", {"xmlns": SVG_NS, "width": str(WIDTH),
                                       "font-family": FONT, "role": "img"})
-        self.rows: dict[str, float] = {}  # variable name -> row centre y (first shown)
+        self.rows: dict[str, float] = {}  # variable key (pid:var_id) -> row centre y
 
     def x(self, t: float) -> float:
         return self.x0 + (self.x1 - self.x0) * t / self.view.end_s
@@ -217,7 +216,7 @@ class _Drawing:
 
     def _row(self, parent: ET.Element, var: dict[str, Any], y: float, largest: float) -> None:
         mid = y + ROW_H / 2
-        self.rows.setdefault(var["name"], mid)
+        self.rows.setdefault(var["key"], mid)
         color = _color(var["category"])
         g = self.el("g", parent, class_="variable")
         life = ("alive at end" if var["lifetime_ns"] is None
@@ -277,7 +276,7 @@ class _Drawing:
         drawn = hidden = 0
         gx = LABEL_W + 8
         for i, link in enumerate(self.view.links):
-            a, b = self.rows.get(link["a"]), self.rows.get(link["b"])
+            a, b = self.rows.get(link["a_key"]), self.rows.get(link["b_key"])
             if a is None or b is None or a == b:
                 hidden += 1
                 continue

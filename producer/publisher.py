@@ -8,9 +8,9 @@ Policies (see also :mod:`memscope.producer.wire` for the batch format):
   ``send_timeout_s`` the publisher spools batches to a local file (``spool_dir``) and probes
   the broker every cycle; once it is back the spooled batches go out first, in order.
 * **Exactly once**: every batch stays in the backlog until the broker's control socket says
-  the batch is in the log (op ``acked``). If the broker restarted (a new boot id) or its
-  acknowledgement stalls below batches already sent, those batches are sent again; the broker
-  drops the ones it already has, so each lands once.
+  the batch is in the log (op ``acked``). If the broker restarted (a new boot id), reports a
+  gap for a second, or acknowledges nothing for 15 s while batches are out, the unacknowledged
+  batches are sent again; the broker drops the ones it already has, so each lands once.
 * **fork**: the child calls :meth:`Publisher.reset_after_fork`; it gets a new context, socket,
   backlog and sequence, and never touches the parent's.
 """
@@ -37,8 +37,10 @@ log = logging.getLogger("memscope.producer")
 
 DrainFn = Callable[[], tuple[list[dict[str, Any]], dict[str, dict[str, list[Any]]]]]
 ACK_INTERVAL_S = 0.25
-STALL_RESEND_S = 3.0
+GAP_RESEND_S = 1.0
+STALL_RESEND_S = 15.0
 _PROBE_MS = 50
+_ABANDONED: list[tuple[Any, Any, Any]] = []  # a forked child's inherited zmq objects
 
 
 def _ignore_this_thread() -> None:
@@ -146,7 +148,10 @@ class Publisher:
     def reset_after_fork(self, producer_id: str, pid: int) -> None:
         """In a forked child: forget the parent's state and sockets; start afresh."""
         running = self._thread is not None
-        self._reset_state(producer_id, pid)  # the parent's context is abandoned, not closed
+        # The parent's context and sockets belong to the parent: keep them referenced (never
+        # garbage-collected, closed or terminated here) and start afresh.
+        _ABANDONED.append((self._context, self._sock, self._client))
+        self._reset_state(producer_id, pid)
         if running:
             self.start()
 
@@ -248,7 +253,7 @@ class Publisher:
             self._client = BrokerClient(addresses.control_address(self.address), self.settings,
                                         timeout_s=1.0, context=self._context)
         try:
-            acked, boot = self._client.acked(self.producer_id, timeout_s=0.5)
+            acked, highest, boot = self._client.acked(self.producer_id, timeout_s=0.5)
         except BrokerError:
             return
         if acked > self._acked:
@@ -257,8 +262,11 @@ class Publisher:
         restarted = self._boot is not None and boot != self._boot
         self._boot = boot
         self._backlog.release(acked)
-        stalled = now - self._ack_progress >= STALL_RESEND_S and any(
-            e.sent for e in self._backlog.entries)
+        quiet = now - self._ack_progress
+        sent = any(e.sent for e in self._backlog.entries)
+        # A gap (a later batch landed, an earlier one did not) means a batch was lost on the
+        # way; silence alone may only mean a busy broker, so it waits much longer.
+        stalled = sent and ((highest > acked and quiet >= GAP_RESEND_S) or quiet >= STALL_RESEND_S)
         if restarted or stalled:
             self._counters["resent"] += self._backlog.resend_after(acked)
             self._ack_progress = now

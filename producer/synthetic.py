@@ -4,9 +4,10 @@ The broker and the log are tested and benchmarked with it.
 
 The memory events of producer ``index`` are a deterministic function of ``(seed, index,
 chunk number)``: :func:`memory_chunk` regenerates any chunk, so a test can compute what the
-log must hold. Each chunk is half allocations and half frees of the same addresses (heap-like
-addresses, small sizes, a few stacks), with monotonically increasing timestamps. The first
-batch also carries rare rows (process and thread start, frames, stacks), the last one a
+log must hold. Each chunk is half allocations and half frees of the same addresses
+(distinct heap-like addresses, each freed at most once in its chunk; small sizes; a few
+stacks), with monotonically increasing timestamps. The first batch also carries rare rows
+(process and thread start, frames, stacks), the last one a
 producer-statistics row and the process exit.
 
 Command line (one process per producer)::
@@ -46,7 +47,8 @@ def memory_chunk(seed: int, index: int, chunk: int, n: int, start_ns: int = 0,
     rng = np.random.default_rng([seed, index, chunk])
     half = n // 2
     allocs = n - half
-    address = _HEAP_BASE + 16 * rng.integers(0, 1 << 22, size=allocs, dtype=np.uint64)
+    slots = rng.choice(max(1 << 22, 2 * allocs), size=allocs, replace=False).astype(np.uint64)
+    address = _HEAP_BASE + 16 * slots  # distinct within a chunk: each freed exactly once
     size = np.minimum(rng.geometric(1 / 64, size=allocs), 1 << 20).astype(np.uint64)
     freed = rng.permutation(allocs)[:half]
     steps = rng.integers(20, 400, size=n, dtype=np.int64)

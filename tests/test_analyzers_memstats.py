@@ -24,6 +24,7 @@ def test_known_totals():
         "total_allocations": 4 + 7, "total_allocated": 240 + 700,
         "total_deallocations": 2 + 7, "total_freed": 150 + 700, "unmatched_frees": 1,
         "unrecorded_frees": 0, "folded_allocations": 7, "folded_bytes": 700,
+        "total_deallocated": 150 + 700,
     }
 
 

@@ -7,12 +7,13 @@ import random
 import msgpack
 import pytest
 import zmq
-from broker_helpers import check_exactly_once, ipc_address, wait_for
 
 from memscope.broker import start_embedded
+from memscope.broker.log import open_log
 from memscope.producer.records import encode_cols1
 from memscope.producer.synthetic import memory_chunk, run_producer
 from memscope.producer.wire import SCHEMA_ID, WIRE_VERSION, encode_batch
+from tests.broker_helpers import check_exactly_once, ipc_address, wait_for
 
 HOSTILE = 10_000
 
@@ -94,6 +95,8 @@ def test_hostile_messages_are_counted_and_a_good_producer_still_lands(tmp_path):
     assert sum(p["rejected"] for p in counters) == HOSTILE
     assert sum(p["events"] for p in counters) == results[0]["events"]
     check_exactly_once(log_dir, results, 200_000, 16384)
+    ingest = open_log(log_dir).dataset("ingest").to_table().to_pylist()
+    assert max(r["rejected"] for r in ingest if r["producer"] == "") == HOSTILE
     log_text = (log_dir / "_broker" / "broker.log").read_text()
     assert "wire version" in log_text and "frames (a batch is one frame)" in log_text
 

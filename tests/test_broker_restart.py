@@ -5,10 +5,16 @@ from __future__ import annotations
 import time
 
 import pytest
-from broker_helpers import check_exactly_once, ipc_address, producer_results, run_synthetic
 
 from memscope.broker import start_embedded
 from memscope.broker.log import open_log
+from tests.broker_helpers import (
+    check_exactly_once,
+    ipc_address,
+    producer_results,
+    run_synthetic,
+    wait_for,
+)
 
 EVENTS = 400_000
 CHUNK = 8192
@@ -23,7 +29,9 @@ def test_sigkilled_broker_restarts_and_log_holds_every_event_once(tmp_path):
     env = {"MEMSCOPE_SEND_TIMEOUT_S": "0.2", "MEMSCOPE_SPOOL_DIR": str(tmp_path / "spool")}
     proc = run_synthetic(address, EVENTS, producers=4, chunk=CHUNK, rate=200_000, env=env)
     try:
-        time.sleep(0.8)
+        with broker.client() as client:  # kill once a fifth of the events landed
+            assert wait_for(lambda: sum(p["events"] for p in client.ingest()) > 4 * EVENTS // 5,
+                            timeout=60)
         broker.process.kill()  # SIGKILL: no flush, no footer, no final manifest
         broker.process.wait()
         killed_at = open_log(log_dir).dataset("memory").count_rows()

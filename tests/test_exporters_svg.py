@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from memscope.exporters import load_reports
-from memscope.exporters._format import human_bytes, human_count, human_percent
+from memscope.exporters._charts import metric_text
+from memscope.exporters._format import human_bytes, human_count
 from memscope.exporters.memory_svg import MemoryAnalysisSvg
 from memscope.exporters.testing import HOSTILE_NAMES, write_sample_reports
 from memscope.exporters.timeline_svg import MAX_ROWS_PER_SCOPE, LifecycleTimelineSvg
@@ -29,44 +30,53 @@ def texts(svg: bytes) -> list[str]:
     return ["".join(t.itertext()) for t in root.iter(f"{SVG}text")]
 
 
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory) -> Path:
+REAL_SAMPLE = Path(__file__).parent / "data" / "analysis_sample"
+
+
+@pytest.fixture(scope="module", params=["analyzers-sample", "synthetic"])
+def sample(request, tmp_path_factory) -> Path:
+    if request.param == "analyzers-sample":
+        return REAL_SAMPLE
     d = tmp_path_factory.mktemp("sample")
     write_sample_reports(d, n_vars=40)
     return d
 
 
-@pytest.fixture(scope="module")
-def memory_svg(sample) -> bytes:
-    return render(MemoryAnalysisSvg(), load_reports(sample))
+def load(directory: Path, kind: str) -> dict:
+    return json.loads(next(directory.glob(f"*_{kind}.json")).read_text())
 
 
-def test_memory_svg_shows_the_measured_numbers(sample, memory_svg):
-    mem = json.loads(next(sample.glob("*_memory_analysis.json")).read_text())
+def test_memory_svg_shows_the_measured_numbers(sample):
+    memory_svg = render(MemoryAnalysisSvg(), load_reports(sample))
+    mem = load(sample, "memory_analysis")
     stats = mem["memory_stats"]
     shown = texts(memory_svg)
     joined = "\n".join(shown)
     assert human_bytes(stats["active_memory"]) in shown
     assert human_bytes(stats["peak_memory"]) in shown
     assert human_count(stats["active_allocations"]) in shown
-    assert human_percent(stats["memory_efficiency"]) in shown
+    assert f"{stats['memory_efficiency']:.1f}%" in shown
     assert human_bytes(stats["median_allocation_size"]) in shown
     assert human_bytes(stats["p95_allocation_size"]) in shown
-    assert human_percent(stats["fragmentation"]) in shown
+    assert f"{stats['fragmentation']:.1f}%" in shown
+    assert metric_text("ratio", stats["allocation_density"]) in shown
     assert human_count(stats["total_allocations"]) in shown
     # the largest type of the treemap, its size, and a variable of it are labelled
-    types = [t for c in mem["type_categories"] for s in c["subcategories"] for t in s["types"]]
-    biggest = max(types, key=lambda t: t["total_size"])
+    types = [t for c in mem["memory_hierarchy"].values()
+             for s in c["subcategories"].values() for t in s["types"]]
+    biggest = max(types, key=lambda t: t["size_bytes"])
     assert biggest["type_name"] in shown
-    assert human_bytes(biggest["total_size"]) in shown
-    assert biggest["variables"][0] in shown
+    assert human_bytes(biggest["size_bytes"]) in shown
+    assert biggest["variable_names"][0] in shown
     # the top allocation site is named with its byte count
-    site = max(mem["top_allocation_sites"], key=lambda s: s["total_size"])
-    assert site["function"] in joined
-    assert human_bytes(site["total_size"]) in joined
-    # size distribution counts are labelled
-    bucket = max(mem["allocation_distribution"], key=lambda b: b["count"])
+    site = max(mem["top_allocation_sites"], key=lambda s: s["bytes_allocated"])
+    assert site["location"].split(" (")[0] in joined
+    assert human_bytes(site["bytes_allocated"]) in joined
+    # size distribution counts (from the performance report) are labelled
+    perf = load(sample, "performance")
+    bucket = max(perf["allocation_distribution"], key=lambda b: b["count"])
     assert human_count(bucket["count"]) in shown
+    assert bucket["bucket"] in joined
 
 
 def test_memory_svg_without_the_memory_file_says_so(tmp_path):
@@ -111,8 +121,7 @@ def test_timeline_one_variable(tmp_path):
     reports = load_reports(tmp_path)
     svg = render(LifecycleTimelineSvg(), reports)
     shown = texts(svg)
-    life = json.loads(next(tmp_path.glob("*_lifetime.json")).read_text())
-    var = life["variables"][0]
+    var = load(tmp_path, "lifetime")["lifecycle_events"][0]
     assert var["name"] in shown
     assert human_bytes(var["size"]) in shown
     assert any("1 tracked variable(s) in 1 scope(s)" in t for t in shown)
@@ -132,8 +141,7 @@ def test_timeline_500_variables_is_grouped_and_says_so(tmp_path):
     rows = root.findall(f".//{SVG}g[@class='variable']")
     assert 0 < len(rows) <= 10 * MAX_ROWS_PER_SCOPE
     # the largest variable overall is among the drawn rows
-    life = json.loads(next(tmp_path.glob("*_lifetime.json")).read_text())
-    largest = max(life["variables"], key=lambda v: v["size"])
+    largest = max(load(tmp_path, "lifetime")["lifecycle_events"], key=lambda v: v["size"])
     assert largest["name"] in shown
 
 
@@ -142,11 +150,20 @@ def test_timeline_draws_alias_and_containment_links(tmp_path):
     svg = render(LifecycleTimelineSvg(), load_reports(tmp_path))
     root = ET.fromstring(svg)
     titles = ["".join(t.itertext()) for t in root.iter(f"{SVG}title")]
-    life = json.loads(next(tmp_path.glob("*_lifetime.json")).read_text())
+    life = load(tmp_path, "lifetime")
     alias = life["aliases"][0]["names"]
     assert f"{alias[0]} alias {alias[1]}" in titles
     link = life["containment"][0]
-    assert f"{link['container']} contains {link['contained']}" in titles
+    assert f"{link['container_name']} contains {link['contained_name']}" in titles
+
+
+def test_timeline_of_the_analyzers_sample():
+    svg = render(LifecycleTimelineSvg(), load_reports(REAL_SAMPLE))
+    life = load(REAL_SAMPLE, "lifetime")
+    shown = texts(svg)
+    assert any(f"{len(life['lifecycle_events'])} tracked variable(s)" in t for t in shown)
+    for var in sorted(life["lifecycle_events"], key=lambda v: -v.get("size", 0))[:5]:
+        assert var["name"] in shown
 
 
 def test_timeline_without_lifetime_data(tmp_path):

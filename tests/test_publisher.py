@@ -10,13 +10,13 @@ import time
 import types
 
 import pytest
-from broker_helpers import check_exactly_once, ipc_address
 
 from memscope.broker import start_embedded
 from memscope.broker.log import open_log
 from memscope.config import Settings
 from memscope.producer.publisher import Publisher, default_producer_id
 from memscope.producer.synthetic import SyntheticSource, run_producer
+from tests.broker_helpers import check_exactly_once, ipc_address
 
 CHUNK = 4096
 

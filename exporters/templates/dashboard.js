@@ -46,10 +46,11 @@
     bytes: bytes,
     count: (v) => Number.isInteger(v) ? v.toLocaleString("en-US")
       : v.toLocaleString("en-US", { maximumFractionDigits: 2 }),
-    fraction: (v) => (100 * v).toFixed(1) + "%",
+    percent: (v) => v.toFixed(1) + "%",
+    ratio: (v) => v.toLocaleString("en-US", { maximumFractionDigits: 2 }),
     rate: (v) => (v >= 10 ? Math.round(v).toLocaleString("en-US") : v.toFixed(2)) + "/s",
     duration_ns: duration,
-    seconds: (v) => v.toFixed(4) + " s",
+    seconds: (v) => "+" + duration(v * 1e9),
     text: (v) => String(v),
   };
   function format(value, type) {
@@ -57,7 +58,7 @@
     if (type !== "text" && typeof value !== "number") return String(value);
     return (FORMAT[type] || FORMAT.text)(value);
   }
-  const NUMERIC = new Set(["bytes", "count", "fraction", "rate", "duration_ns", "seconds"]);
+  const NUMERIC = new Set(["bytes", "count", "percent", "ratio", "rate", "duration_ns", "seconds"]);
 
   // ---- items -------------------------------------------------------------------------
 
@@ -219,7 +220,7 @@
       document.getElementById("nav-" + panel.id).classList.toggle("active", on);
       if (on && !state.rendered.has(panel.id)) {
         state.rendered.add(panel.id);
-        ready = renderPanel(panel, section);
+        ready = renderPanel(panel, section).then(() => { section.dataset.ready = "1"; });
       }
     }
     if (history.replaceState) history.replaceState(null, "", "#" + id);

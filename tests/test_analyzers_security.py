@@ -1,0 +1,118 @@
+"""security_violations: double frees, domain mismatches, leaks, oversized blocks."""
+
+from memscope.analyzers.testing import LogBuilder
+from memscope.analyzers.testing import run_analyzer as analyze
+from memscope.producer.wire import DOMAIN_MEM, DOMAIN_OBJ
+
+
+def _findings(report, kind):
+    return [f for f in report["violation_reports"] if f["kind"] == kind]
+
+
+def test_a_double_free_with_its_stack_and_allocation():
+    b = LogBuilder()
+    b.process(1, 0)
+    alloc_site = b.stack(1, [("main", "app.py", 1), ("make", "ext.py", 3)])
+    free_site = b.stack(1, [("main", "app.py", 1), ("release", "ext.py", 9)])
+    b.alloc(1, 10, 0xD00, 64, stack_id=alloc_site)
+    b.free(1, 20, 0xD00, stack_id=free_site)
+    b.free(1, 30, 0xD00, stack_id=free_site)
+    b.alloc(1, 40, 0xD00, 8)  # reuse after that is fine
+    b.free(1, 50, 0xD00)
+    report = analyze(b, "security")
+    (finding,) = _findings(report, "double_free")
+    assert finding["severity"] == "critical" and finding["ts_ns"] == 30
+    assert finding["confidence"] == "high"
+    assert finding["stack"]["trace"] == ["release (ext.py:9)", "main (app.py:1)"]
+    alloc, first_free = finding["related_allocations"]
+    assert (alloc["role"], alloc["ts_ns"], alloc["size"]) == ("allocation", 10, 64)
+    assert alloc["stack"]["location"] == "make (ext.py:3)"
+    assert (first_free["role"], first_free["ts_ns"]) == ("first_free", 20)
+    assert report["summary"]["by_kind"]["double_free"] == 1
+
+
+def test_no_double_free_findings_for_a_sampled_process():
+    b = LogBuilder()
+    b.process(1, 0, mode="sampled")
+    b.alloc(1, 10, 0xD00, 64)
+    b.free(1, 20, 0xD00)
+    b.free(1, 30, 0xD00)
+    assert _findings(analyze(b, "security"), "double_free") == []
+
+
+def test_a_free_of_an_unseen_block_is_not_a_finding_but_is_counted():
+    b = LogBuilder()
+    b.free(1, 5, 0x700)
+    b.free(1, 6, 0x700)
+    report = analyze(b, "security")
+    assert report["violation_reports"] == []
+    assert report["summary"]["unprovable"] == [
+        {"pid": 1, "unmatched_frees": 2, "unrecorded_frees": 0}]
+
+
+def test_a_domain_mismatch():
+    b = LogBuilder()
+    b.alloc(1, 10, 0xE00, 128, domain=DOMAIN_MEM)
+    b.free(1, 20, 0xE00, domain=DOMAIN_OBJ)
+    (finding,) = _findings(analyze(b, "security"), "domain_mismatch")
+    assert (finding["allocated_domain"], finding["freed_domain"]) == ("mem", "obj")
+    assert finding["related_allocations"][0]["size"] == 128
+
+
+def _leaky_log():
+    b = LogBuilder()
+    b.process(1, 0, exit_ts_ns=10_000)
+    cache = b.stack(1, [("main", "app.py", 1), ("remember", "cache.py", 4)])
+    steady = b.stack(1, [("main", "app.py", 1), ("setup", "app.py", 2)])
+    churn = b.stack(1, [("main", "app.py", 1), ("tmp", "app.py", 3)])
+    b.alloc(1, 1, 0x50, 4_000, stack_id=steady)  # allocated once at start, kept: not growing
+    for i in range(10):
+        b.alloc(1, 1_000 * i + 500, 0x1000 + i * 0x100, 256, stack_id=cache)
+        b.alloc(1, 1_000 * i + 600, 0x9000, 64, stack_id=churn)
+        b.free(1, 1_000 * i + 700, 0x9000, stack_id=churn)
+    return b, cache
+
+
+def test_a_leak_of_known_size_from_a_growing_site():
+    b, cache = _leaky_log()
+    report = analyze(b, "security")
+    (leak,) = _findings(report, "leak")
+    assert leak["alive_bytes"] == 2_560 and leak["alive_blocks"] == 10
+    assert leak["confidence"] == "high" and leak["process_exited"] is True
+    assert leak["stack"]["stack_id"] == cache
+    assert leak["live_bytes_at_checkpoints"] == sorted(leak["live_bytes_at_checkpoints"])
+    assert report["summary"]["retained_at_exit"] == {"sites": 1, "blocks": 1, "bytes": 4_000}
+
+
+def test_an_oversized_allocation():
+    b = LogBuilder()
+    b.alloc(1, 10, 0xA00, 5_000)
+    b.alloc(1, 11, 0xB00, 4_999)
+    (finding,) = _findings(analyze(b, "security", oversized_bytes=5_000), "oversized_allocation")
+    assert finding["size"] == 5_000 and finding["threshold_bytes"] == 5_000
+
+
+def test_findings_are_sorted_by_severity():
+    b, _ = _leaky_log()
+    site = b.stack(1, [("main", "app.py", 1), ("release", "ext.py", 9)])
+    b.alloc(1, 2, 0xD00, 64, stack_id=site)
+    b.free(1, 3, 0xD00, stack_id=site)
+    b.free(1, 4, 0xD00, stack_id=site)
+    severities = [f["severity"] for f in analyze(b, "security")["violation_reports"]]
+    assert severities == ["critical", "high"]
+
+
+def test_a_site_that_stops_growing_loses_confidence():
+    b, _ = _leaky_log()
+    b.alloc(1, 25_000, 0xF000, 1)  # the log runs on long after the cache stopped growing
+    (leak,) = _findings(analyze(b, "security"), "leak")
+    assert leak["confidence"] == "medium" and leak["severity"] == "medium"
+
+
+def test_a_double_free_without_a_python_stack_has_low_confidence():
+    b = LogBuilder()
+    b.alloc(1, 10, 0xD00, 64, tid=1)
+    b.free(1, 20, 0xD00, tid=1)
+    b.free(1, 30, 0xD00, tid=2)  # no Python frame, another thread
+    (finding,) = _findings(analyze(b, "security"), "double_free")
+    assert (finding["confidence"], finding["severity"]) == ("low", "low")

@@ -1,0 +1,64 @@
+"""Small units of the broker: sequence sets, the commit journal, envelope decoding."""
+
+from __future__ import annotations
+
+import msgpack
+import numpy as np
+import pytest
+
+from memscope.broker import journal
+from memscope.broker.decode import SEQ_SHIFT, decode
+from memscope.broker.ingest import SeqSet
+from memscope.producer.records import encode_cols1
+from memscope.producer.synthetic import memory_chunk
+from memscope.producer.wire import WireError, decode_envelope, encode_batch
+
+
+def test_seqset_counts_gaps_and_duplicates():
+    seqs = SeqSet()
+    assert [seqs.add(v) for v in (0, 1, 2, 5, 7)] == [True] * 5
+    assert seqs.add(5) is False and 6 not in seqs and 5 in seqs
+    assert seqs.gaps() == 3 and seqs.contiguous() == 2 and seqs.highest() == 7
+    for value in (4, 3, 6):
+        seqs.add(value)
+    assert seqs.ranges() == [[0, 7]] and seqs.gaps() == 0 and seqs.count() == 8
+    assert SeqSet([[5, 9], [0, 2], [3, 4]]).ranges() == [[0, 9]]
+
+
+def test_journal_replays_after_an_offset_and_ignores_a_torn_tail(tmp_path):
+    j = journal.Journal(tmp_path)
+    j.commit([("p", 1, 0, 10)], {"memory/memory-000000.arrow": 100})
+    middle = j.offset()
+    j.commit([("p", 1, 1, 10), ("q", 2, 0, 5)], {"memory/memory-000000.arrow": 200})
+    j.close()
+    with open(j.path, "ab") as handle:
+        handle.write(msgpack.packb({"b": [["p", 1, 2, 10]], "o": {}})[:-3])  # torn
+    replayed = journal.replay(tmp_path, j.name, middle)
+    assert replayed.batches == [("p", 1, 1, 10), ("q", 2, 0, 5)]
+    assert replayed.offsets == {"memory/memory-000000.arrow": 200}
+    assert journal.replay(tmp_path, j.name, 0).batches[0] == ("p", 1, 0, 10)
+
+
+def test_decode_builds_columns_without_python_loops_and_orders_seq():
+    chunks = [encode_cols1(11, memory_chunk(0, 0, 0, 6)),
+              encode_cols1(12, memory_chunk(0, 0, 1, 4))]
+    rare = {"threads": {"tid": [11], "ts_ns": [5], "event": ["start"], "name": ["main"]}}
+    decoded = decode(decode_envelope(encode_batch("h:1:1", 77, 3, chunks, rare)))
+    memory = decoded.tables["memory"]
+    assert memory.num_rows == 10
+    assert memory.column("tid").to_pylist() == [11] * 6 + [12] * 4
+    assert set(memory.column("pid").to_pylist()) == {77}
+    seq = memory.column("seq").to_numpy()
+    assert (seq >> SEQ_SHIFT == 3).all()
+    assert (seq & ((1 << SEQ_SHIFT) - 1)).tolist() == list(range(10))
+    np.testing.assert_array_equal(memory.column("size").to_numpy()[:6],
+                                  memory_chunk(0, 0, 0, 6)["size"])
+    threads = decoded.tables["threads"]
+    assert threads.column("pid").to_pylist() == [77]
+    assert threads.column("native_id").null_count == 1  # omitted columns are null
+
+
+def test_decode_rejects_bad_rare_rows_with_the_reason():
+    message = encode_batch("h:1:1", 77, 0, [], {"frames": {"lineno": ["x"]}})
+    with pytest.raises(WireError, match="column 'lineno'"):
+        decode(decode_envelope(message))
