@@ -110,28 +110,47 @@ def ctypes_calls(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     A block belongs to a call when it was allocated by the same thread after the call event
     and before that thread's next ctypes call event, and its stack is the call's Python stack
     plus one native frame (the stack the producer gives an allocation made inside the call).
+    ``by_library`` splits them by the library that called malloc (the called function itself
+    when ctypes called it directly through libffi, or ctypes' own machinery).
     """
     found = rows(
         con,
         """WITH calls AS (
             SELECT pid, tid, ts_ns, stack_id, details,
                 LEAD(ts_ns) OVER (PARTITION BY pid, tid ORDER BY ts_ns) AS next_ts_ns
-            FROM ffi WHERE starts_with(event, 'ctypes.call_function')),
-        linked AS (
-            SELECT c.pid, c.tid, c.ts_ns, c.stack_id, any_value(c.details) AS details,
-                count(a.ts_ns) AS blocks, coalesce(sum(a.size), 0) AS bytes,
-                count(a.ts_ns) FILTER (WHERE a.end_ts_ns IS NULL) AS live_blocks,
-                coalesce(sum(a.size) FILTER (WHERE a.end_ts_ns IS NULL), 0) AS live_bytes
-            FROM calls c
-            LEFT JOIN raw_stacks s ON s.pid = c.pid AND s.parent_id = c.stack_id
-            LEFT JOIN _allocations a ON a.pid = c.pid AND a.tid = c.tid
-                AND a.stack_id = s.stack_id AND a.ts_ns >= c.ts_ns
-                AND (c.next_ts_ns IS NULL OR a.ts_ns < c.next_ts_ns)
-            GROUP BY c.pid, c.tid, c.ts_ns, c.stack_id)
-        SELECT * FROM linked ORDER BY ts_ns, pid, tid LIMIT ?""",
+            FROM ffi WHERE starts_with(event, 'ctypes.call_function')
+            ORDER BY ts_ns, pid, tid LIMIT ?)
+        SELECT c.pid, c.tid, c.ts_ns, c.stack_id, any_value(c.details) AS details,
+            a.stack_id AS block_stack, count(a.ts_ns) AS blocks,
+            coalesce(sum(a.size), 0) AS bytes,
+            count(a.ts_ns) FILTER (WHERE a.end_ts_ns IS NULL) AS live_blocks,
+            coalesce(sum(a.size) FILTER (WHERE a.end_ts_ns IS NULL), 0) AS live_bytes
+        FROM calls c
+        LEFT JOIN raw_stacks s ON s.pid = c.pid AND s.parent_id = c.stack_id
+        LEFT JOIN _allocations a ON a.pid = c.pid AND a.tid = c.tid
+            AND a.stack_id = s.stack_id AND a.ts_ns >= c.ts_ns
+            AND (c.next_ts_ns IS NULL OR a.ts_ns < c.next_ts_ns)
+        GROUP BY c.pid, c.tid, c.ts_ns, c.stack_id, a.stack_id
+        ORDER BY c.ts_ns, c.pid, c.tid, a.stack_id""",
         [MAX_ITEMS],
     )
+    calls: dict[tuple[int, int, int], dict[str, Any]] = {}
+    counters = ("blocks", "bytes", "live_blocks", "live_bytes")
     for f in found:
-        f["details"] = _json(f["details"])
-    add_sites(con, found)
-    return [drop_none(f) for f in found]
+        key = (f["pid"], f["tid"], f["ts_ns"])
+        call = calls.get(key)
+        if call is None:
+            call = calls[key] = {
+                "pid": f["pid"], "tid": f["tid"], "ts_ns": f["ts_ns"], "stack_id": f["stack_id"],
+                "details": _json(f["details"]), **{c: 0 for c in counters}, "by_library": {}}
+        if not f["blocks"]:
+            continue
+        for c in counters:
+            call[c] += f[c]
+        library = stack_sites(con, f["pid"], f["block_stack"]).get("library") or "unknown"
+        part = call["by_library"].setdefault(library, {c: 0 for c in counters})
+        for c in counters:
+            part[c] += f[c]
+    out = list(calls.values())
+    add_sites(con, out)
+    return [drop_none(c) for c in out]
