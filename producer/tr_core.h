@@ -87,6 +87,11 @@ typedef struct tr_thread {
     uint32_t cache_id[TR_MAX_DEPTH];
     const void *walk_code[TR_MAX_DEPTH];
     const void *walk_instr[TR_MAX_DEPTH];
+    /* (parent node, instruction) -> node: a small cache in front of the shared index */
+    struct {
+        const void *instr;
+        uint32_t parent, id;
+    } leaf[256];
     /* --- owned by the drain (serialized by the GIL and tr_draining) --- */
     tr_block_t *dblock; /* oldest block not yet fully drained */
     uint32_t dpos;      /* drained bytes of dblock */
