@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
+from _browser import PageWatch, browser, watched  # noqa: F401 - fixtures
 
 from memscope.exporters import load_reports
 from memscope.exporters.dashboard_html import DashboardHtml
 from memscope.exporters.testing import HOSTILE_NAMES, write_sample_reports
-from tests._browser import PageWatch, browser, watched  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.browser
 

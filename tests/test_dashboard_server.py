@@ -14,11 +14,11 @@ import time
 from urllib.parse import urlsplit
 
 import pytest
+from _browser import browser, watched  # noqa: F401 - fixtures
 
 from memscope.exporters import KINDS
 from memscope.exporters.server import DashboardServer
 from memscope.exporters.testing import write_sample_reports
-from tests._browser import browser, watched  # noqa: F401 - fixtures
 
 
 @pytest.fixture
