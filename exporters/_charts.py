@@ -165,20 +165,24 @@ def memory_timeline(series: list[dict[str, Any]], width: int = 1180,
     line = alt.Chart(data, title=title).mark_area(
         line={"strokeWidth": 2}, opacity=0.18, interpolate="step-after"
     ).encode(
-        x=alt.X("t_s_u:Q", title=f"time since start ({unit})"),
+        x=alt.X("t_s_u:Q", title=f"time since start ({unit})", scale=alt.Scale(nice=False)),
         y=alt.Y("bytes:Q", stack=None,
                 **bytes_axis(max(1.0, peak["bytes"] * 1.08), "active memory")),
-        color=alt.Color("pid:N", title="process", legend=alt.Legend(orient="top-left")),
+        color=alt.Color("pid:N", title="process",
+                        legend=alt.Legend(orient="top-left", symbolOpacity=1,
+                                          symbolType="stroke", symbolStrokeWidth=3)),
         tooltip=[alt.Tooltip("pid:N", title="process"),
                  alt.Tooltip("t_s_u:Q", format=".3f", title=unit),
                  alt.Tooltip("bytes:Q", format=",", title="bytes")],
     )
+    late = peak["t_s_u"] > 0.6 * max(r["t_s_u"] for r in series)
     marks = [{"t_s_u": peak["t_s_u"], "bytes": peak["bytes"],
               "label": f"peak {human_bytes(peak['bytes'])} (process {peak['pid']})"}]
     point = alt.Chart(_data(marks)).mark_point(color="#E45756", filled=True, size=60).encode(
         x="t_s_u:Q", y="bytes:Q")
     label = alt.Chart(_data(marks)).mark_text(
-        color="#E45756", align="left", dx=8, dy=-6, fontWeight="bold").encode(
+        color="#E45756", align="right" if late else "left", dx=-8 if late else 8, dy=-6,
+        fontWeight="bold").encode(
         x="t_s_u:Q", y="bytes:Q", text="label:N")
     return (line + point + label).properties(width=width, height=height)
 
@@ -440,7 +444,7 @@ def rates(rows: list[dict[str, Any]], width: int = 1100, height: int = 200
         return placeholder(title, "not measured: no rates in the performance analysis", width)
     rows, unit = _in_unit(rows, "t_s")
     return alt.Chart(_data(rows), title=title).mark_line(interpolate="step-after").encode(
-        x=alt.X("t_s_u:Q", title=f"time since start ({unit})"),
+        x=alt.X("t_s_u:Q", title=f"time since start ({unit})", scale=alt.Scale(nice=False)),
         y=alt.Y("value:Q", title="events per second", axis=alt.Axis(format="~s")),
         color=alt.Color("series:N", title=None, legend=alt.Legend(orient="top")),
         strokeDash=alt.StrokeDash("what:N", title=None),

@@ -86,7 +86,9 @@ def overview(ctx: dict[str, Any]) -> dict[str, Any]:
         card("Frees of unknown blocks", stats.get("unmatched_frees"), "count",
              "freed, never seen allocated"),
     ]
-    items: list[Item] = [cards(metric_cards), cards(totals)]
+    items: list[Item] = [cards(metric_cards), cards(totals),
+                         chart("overview-memory",
+                               _charts.memory_timeline(ctx["series"], CHART_WIDTH, 170))]
     if stats.get("folded_allocations"):
         items.append(note(
             f"Sampling: {_charts.human_count(stats['folded_allocations'])} small allocations "

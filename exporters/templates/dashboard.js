@@ -64,6 +64,9 @@
 
   function renderCards(item) {
     const box = el("div", { class: "cards" });
+    const n = item.cards.length;
+    const columns = n <= 5 ? n : Math.ceil(n / 2);
+    box.style.gridTemplateColumns = "repeat(" + columns + ", minmax(0, 1fr))";
     for (const c of item.cards) {
       const text = format(c.value, c.unit);
       const card = el("div", { class: "card" + (text === null ? " unmeasured" : "") }, [
@@ -183,7 +186,7 @@
       tbody.replaceChildren(frag);
       const total = item.rows.length;
       count.textContent = (needle ? order.length.toLocaleString("en-US") + " of " : "")
-        + total.toLocaleString("en-US") + " rows";
+        + total.toLocaleString("en-US") + (total === 1 ? " row" : " rows");
       const left = order.length - t.shown;
       more.hidden = left <= 0;
       more.textContent = left > 0 ? "show " + Math.min(left, 4 * PAGE) + " more of " + left : "";
