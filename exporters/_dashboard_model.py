@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from memscope.exporters import _charts, _extract
+from memscope.exporters import _charts, _extract, _treemap
 
 Item = dict[str, Any]
 CHART_WIDTH = 1040
@@ -144,7 +144,7 @@ def types_panel(ctx: dict[str, Any]) -> dict[str, Any]:
     """The category -> type treemap and the type table."""
     rows = [dict(t, variables=", ".join(t["variables"][:12])) for t in ctx["types"]]
     items = [
-        chart("type-treemap", _charts.type_treemap(ctx["types"], CHART_WIDTH, 420)),
+        chart("type-treemap", _treemap.type_treemap(ctx["types"], CHART_WIDTH, 420)),
         table("types", "Types", [
             ("category", "category", "text"), ("subcategory", "subcategory", "text"),
             ("type_name", "type", "text"), ("count", "objects", "count"),
