@@ -96,10 +96,20 @@ def test_symlinks_are_refused(served, tmp_path):
     assert status == 403 and b"outside" not in body
 
 
-def test_files_inside_are_served(served):
+def test_files_inside_are_served_inert(served):
     server, paths = served
     status, _, body = get(server, f"/files/{paths['lifetime'].name}")
     assert status == 200 and json.loads(body) == json.loads(paths["lifetime"].read_text())
+    (paths["lifetime"].parent / "evil.svg").write_text(
+        '<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>')
+    parts = urlsplit(server.url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    conn.request("GET", "/files/evil.svg")
+    resp = conn.getresponse()
+    resp.read()
+    assert "sandbox" in resp.getheader("Content-Security-Policy")
+    assert "script-src" not in resp.getheader("Content-Security-Policy")
+    conn.close()
 
 
 def test_foreign_host_header_is_refused(served):
