@@ -143,13 +143,16 @@ def metric_cards(stats: dict[str, Any], width: int = 1180) -> Any:
         color=alt.condition("datum.measured", alt.value("#4C78A8"), alt.value(LINE)))
     label = base.mark_text(fontSize=10, fontWeight="bold", color=MUTED, align="left",
                            baseline="middle").encode(x=x("xt:Q"), y=y("yl:Q"), text="label:N")
-    value = base.mark_text(fontSize=19, fontWeight="bold", align="left", baseline="middle"
-                           ).encode(x=x("xt:Q"), y=y("yv:Q"), text="value:N",
-                                    color=alt.condition("datum.measured", alt.value(INK),
-                                                        alt.value(MUTED)))
+    value = base.transform_filter("datum.measured").mark_text(
+        fontSize=19, fontWeight="bold", align="left", baseline="middle", color=INK,
+    ).encode(x=x("xt:Q"), y=y("yv:Q"), text="value:N")
+    missing = base.transform_filter("!datum.measured").mark_text(
+        fontSize=13, fontStyle="italic", align="left", baseline="middle", color=MUTED,
+    ).encode(x=x("xt:Q"), y=y("yv:Q"), text="value:N")
     note = base.mark_text(fontSize=10, color=MUTED, align="left", baseline="middle").encode(
         x=x("xt:Q"), y=y("yn:Q"), text="note:N")
-    return alt.layer(rect, accent, label, value, note).properties(width=width, height=88)
+    return alt.layer(rect, accent, label, value, missing, note).properties(width=width,
+                                                                           height=88)
 
 
 def memory_timeline(series: list[dict[str, Any]], width: int = 1180,
@@ -295,19 +298,23 @@ def shorten_value(text: str, limit: int = 70) -> str:
     return shorten(text, limit)
 
 
-def banner(message: str, width: int) -> Any:
-    """A red-bordered box carrying a problem message across the top of a page."""
-    rows = [{"x": 0, "x2": width, "y": 0, "y2": 34, "m": "⚠ " + shorten(message, 180)}]
+def banner(messages: list[str], width: int) -> Any:
+    """A red-bordered box with one line per problem, across the top of a page."""
+    height = 14 + 20 * len(messages)
+    rows = [{"x": 0, "x2": width, "y": 0, "y2": height, "i": i, "yt": 17 + 20 * i,
+             "m": "⚠ " + shorten(m, 170)} for i, m in enumerate(messages)]
     scale_x = alt.Scale(domain=[0, width])
-    scale_y = alt.Scale(domain=[0, 34], reverse=True)
+    scale_y = alt.Scale(domain=[0, height], reverse=True)
     base = alt.Chart(_data(rows))
-    box = base.mark_rect(fill="#fef2f2", stroke="#ef4444", cornerRadius=6).encode(
+    box = base.transform_filter("datum.i == 0").mark_rect(
+        fill="#fef2f2", stroke="#ef4444", cornerRadius=6).encode(
         x=alt.X("x:Q", scale=scale_x, axis=None), x2="x2:Q",
         y=alt.Y("y:Q", scale=scale_y, axis=None), y2="y2:Q")
     text = base.mark_text(align="left", baseline="middle", color="#991b1b", fontSize=12,
                           dx=12, limit=width - 24).encode(
-        x=alt.X("x:Q", scale=scale_x, axis=None), y=alt.value(17), text="m:N")
-    return (box + text).properties(width=width, height=34)
+        x=alt.X("x:Q", scale=scale_x, axis=None),
+        y=alt.Y("yt:Q", scale=scale_y, axis=None), text="m:N")
+    return (box + text).properties(width=width, height=height)
 
 
 def lifetimes(variables: list[dict[str, Any]], end_s: float, width: int = 1100,

@@ -94,8 +94,8 @@ class MemoryAnalysisSvg:
         """The composed Altair chart."""
         parts: list[Any] = []
         if view.problems:
-            text = "; ".join(f"{k}: {m}" for k, m in sorted(view.problems.items()))
-            parts.append(_charts.banner(text, WIDTH))
+            lines = [f"{k}: {m}" for k, m in sorted(view.problems.items())]
+            parts.append(_charts.banner(lines, WIDTH))
         parts += [
             _charts.metric_cards(view.stats, WIDTH),
             _charts.memory_timeline(view.series, WIDTH - 80),
