@@ -242,9 +242,15 @@ def variables_by_category(variables: list[dict[str, Any]], width: int = 560,
 
 def top_sites(sites: list[dict[str, Any]], width: int = 560, height: int = 220,
               limit: int = 10, title: str = "Top allocation sites (by bytes)") -> Any:
-    """The allocation sites that allocated the most bytes."""
-    rows = sorted((s for s in sites if s["bytes"] is not None), key=lambda s: -s["bytes"])
-    rows = rows[:limit]
+    """The allocation sites that allocated the most bytes (stacks ending at one line merged)."""
+    merged: dict[str, dict[str, Any]] = {}
+    for s in sites:
+        if s["bytes"] is None:
+            continue
+        m = merged.setdefault(s["location"], dict(s, bytes=0, count=0))
+        m["bytes"] += s["bytes"]
+        m["count"] = None if s["count"] is None or m["count"] is None else m["count"] + s["count"]
+    rows = sorted(merged.values(), key=lambda s: -s["bytes"])[:limit]
     if not rows:
         return placeholder(title, "not measured: no allocation sites", width)
     data = []

@@ -74,6 +74,39 @@ def test_every_panel_renders_offline_without_errors(watched, realistic):  # noqa
     assert human_bytes(stats["memory_stats"]["active_memory"]) in cards
 
 
+TRACED_APP = """
+import memscope
+users = {f"user{i}": list(range(i * 10)) for i in range(50)}
+memscope.track_var(users)
+with memscope.scope("build"):
+    blob = bytearray(100_000)
+    memscope.track_var(blob)
+    names = [str(i) * 5 for i in range(1000)]
+    memscope.track_var(names)
+del blob
+"""
+
+
+@pytest.mark.slow
+def test_a_real_traced_run_renders_every_panel(watched, tmp_path):  # noqa: F811
+    import subprocess
+    import sys
+
+    (tmp_path / "app.py").write_text(TRACED_APP)
+    out = subprocess.run([sys.executable, "-m", "memscope", "run", "--out", str(tmp_path / "run"),
+                          str(tmp_path / "app.py")], capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stderr
+    page_path = tmp_path / "run" / "dashboard.html"
+    assert page_path.exists(), out.stderr
+    model = DashboardHtml().build(load_reports(tmp_path / "run"))
+    assert model["problems"] == {}
+    open_page(watched, page_path)
+    visit_every_panel(watched, model)
+    cells = watched.page.locator("#table-variables tbody td").all_inner_texts()
+    assert {"users", "blob", "names"} <= set(cells)
+    assert watched.errors == []
+
+
 def test_tables_sort_and_filter(watched, realistic):  # noqa: F811
     path, model = realistic
     open_page(watched, path)

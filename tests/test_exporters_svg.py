@@ -170,3 +170,15 @@ def test_timeline_without_lifetime_data(tmp_path):
     svg = render(LifecycleTimelineSvg(), load_reports(tmp_path))
     shown = "\n".join(texts(svg))
     assert "not measured" in shown and "no *_lifetime.json" in shown
+
+
+def test_sites_of_one_line_are_merged_in_the_chart(tmp_path):
+    paths = write_sample_reports(tmp_path, n_vars=3)
+    mem = json.loads(paths["memory_analysis"].read_text())
+    site = dict(mem["top_allocation_sites"][0], stack_id=999, bytes_allocated=1000,
+                allocations=10)
+    mem["top_allocation_sites"][0].update(bytes_allocated=5000, allocations=5)
+    mem["top_allocation_sites"].append(site)
+    paths["memory_analysis"].write_text(json.dumps(mem))
+    shown = texts(render(MemoryAnalysisSvg(), load_reports(tmp_path)))
+    assert f"{human_bytes(6000)} · 15 allocs" in shown
