@@ -21,9 +21,15 @@ SITE_COLUMNS = [("function", "function", "text"), ("where", "file:line", "text")
                 ("bytes", "bytes", "bytes"), ("trace", "stack", "text")]
 
 
-def card(label: str, value: Any, unit: str = "count", note: str = "") -> dict[str, Any]:
-    """One metric card; ``value`` None shows as "not measured"."""
-    return {"label": label, "value": value, "unit": unit, "note": note}
+def card(label: str, value: Any, unit: str = "count", note: str = "",
+         tone: str | None = None) -> dict[str, Any]:
+    """One metric card; ``value`` None shows as "not measured"; ``tone`` ``bad``/``warn``."""
+    return {"label": label, "value": value, "unit": unit, "note": note, "tone": tone}
+
+
+def alarm(value: Any, tone: str = "bad") -> str | None:
+    """``tone`` when a counted problem (``value``) is above zero."""
+    return tone if isinstance(value, int | float) and value > 0 else None
 
 
 def cards(items: list[dict[str, Any]]) -> Item:
@@ -82,9 +88,10 @@ def overview(ctx: dict[str, Any]) -> dict[str, Any]:
         card("Total allocated", stats.get("total_allocated"), "bytes"),
         card("Total freed", stats.get("total_freed"), "bytes"),
         card("Tracked variables", stats.get("tracked_variables")),
-        card("Security findings", len(ctx["findings"]) if ctx["findings_measured"] else None),
+        card("Security findings", len(ctx["findings"]) if ctx["findings_measured"] else None,
+             tone=alarm(len(ctx["findings"]), "warn")),
         card("Frees of unknown blocks", stats.get("unmatched_frees"), "count",
-             "freed, never seen allocated"),
+             "freed, never seen allocated", alarm(stats.get("unmatched_frees"), "warn")),
     ]
     items: list[Item] = [cards(metric_cards), cards(totals),
                          chart("overview-memory",

@@ -69,7 +69,8 @@
     box.style.gridTemplateColumns = "repeat(" + columns + ", minmax(0, 1fr))";
     for (const c of item.cards) {
       const text = format(c.value, c.unit);
-      const card = el("div", { class: "card" + (text === null ? " unmeasured" : "") }, [
+      const tone = c.tone === "bad" || c.tone === "warn" ? " " + c.tone : "";
+      const card = el("div", { class: "card" + (text === null ? " unmeasured" : tone) }, [
         el("div", { class: "label", text: c.label }),
         el("div", { class: "value", text: text === null ? "not measured" : text }),
       ]);
