@@ -68,14 +68,25 @@ def _in_unit(rows: list[dict[str, Any]], *fields: str) -> tuple[list[dict[str, A
     return out, unit
 
 
-def category_color(domain: list[str] | None = None) -> alt.Scale:
-    """The fixed category -> colour scale (unknown categories get the 'Other' grey)."""
-    cats = list(CATEGORIES)
-    for extra in domain or []:
-        if extra not in cats:
-            cats.append(extra)
-    colors = list(PALETTE) + [PALETTE[-1]] * (len(cats) - len(PALETTE))
-    return alt.Scale(domain=cats, range=colors)
+def category_hex(category: str) -> str:
+    """The fixed colour of one category."""
+    return dict(zip(CATEGORIES, PALETTE, strict=True)).get(category, PALETTE[-1])
+
+
+def category_color(present: list[str] | None = None) -> alt.Scale:
+    """The category -> colour scale, with the domain limited to the categories ``present``.
+
+    Colours are fixed per category (so every chart agrees); unknown categories get the
+    'Other' grey.
+    """
+    colors = dict(zip(CATEGORIES, PALETTE, strict=True))
+    if present is None:
+        domain = list(CATEGORIES)
+    else:
+        seen = set(present)
+        domain = [c for c in CATEGORIES if c in seen]
+        domain += sorted(c for c in seen if c not in colors)
+    return alt.Scale(domain=domain, range=[colors.get(c, PALETTE[-1]) for c in domain])
 
 
 def _data(rows: list[dict[str, Any]]) -> alt.Data:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from memscope.exporters import _extract
-from memscope.exporters._charts import INK, LINE, MUTED, category_color
+from memscope.exporters._charts import INK, LINE, MUTED, category_hex
 from memscope.exporters._format import human_bytes, human_count, human_duration_ns, shorten
 from memscope.exporters._reports import Reports, report
 
@@ -318,6 +318,4 @@ class _Drawing:
 
 
 def _color(category: str) -> str:
-    scale = category_color([category or "Other"]).to_dict()
-    domain, colors = scale["domain"], scale["range"]
-    return str(colors[domain.index(category)] if category in domain else colors[-1])
+    return category_hex(category or "Other")
