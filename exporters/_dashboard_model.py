@@ -58,14 +58,21 @@ def table(tid: str, title: str, columns: list[tuple[str, str, str]],
     }
 
 
-def chart(cid: str, chart_obj: Any) -> Item:
-    """A Vega-Lite chart from an Altair chart."""
+def chart(cid: str, chart_obj: Any, filters: tuple[str, str, str] | None = None) -> Item:
+    """A Vega-Lite chart from an Altair chart.
+
+    ``filters`` = (table id, datum field, hint): clicking a mark filters that table.
+    """
     spec = chart_obj.to_dict(validate=False)
     spec.pop("$schema", None)
     config = _charts.theme_config()
     config["padding"] = 8
     spec["config"] = config
-    return {"type": "chart", "id": cid, "spec": spec}
+    item: Item = {"type": "chart", "id": cid, "spec": spec}
+    if filters is not None:
+        table_id, field, hint = filters
+        item["filters"] = {"table": table_id, "field": field, "hint": hint}
+    return item
 
 
 def panel(pid: str, title: str, sources: tuple[str, ...], ctx: dict[str, Any],
@@ -151,7 +158,8 @@ def types_panel(ctx: dict[str, Any]) -> dict[str, Any]:
     """The category -> type treemap and the type table."""
     rows = [dict(t, variables=", ".join(t["variables"][:12])) for t in ctx["types"]]
     items = [
-        chart("type-treemap", _treemap.type_treemap(ctx["types"], CHART_WIDTH, 420)),
+        chart("type-treemap", _treemap.type_treemap(ctx["types"], CHART_WIDTH, 420),
+              ("types", "name", "Click a type to filter the table below.")),
         table("types", "Types", [
             ("category", "category", "text"), ("subcategory", "subcategory", "text"),
             ("type_name", "type", "text"), ("count", "objects", "count"),
@@ -169,7 +177,8 @@ def variables_panel(ctx: dict[str, Any]) -> dict[str, Any]:
     ends = [v["died_s"] or v["created_s"] or 0 for v in variables]
     end_s = max([(end - t0) / 1e9 if end is not None else 0.0, *ends, 0.0])
     items: list[Item] = [chart("lifetimes",
-                               _charts.lifetimes(variables, end_s, CHART_WIDTH - 300))]
+                               _charts.lifetimes(variables, end_s, CHART_WIDTH - 300),
+                               ("variables", "name", "Click a bar to find the variable below."))]
     items.append(table("variables", "Tracked variables", [
         ("name", "name", "text"), ("type_name", "type", "text"), ("scope", "scope", "text"),
         ("size", "size", "bytes"), ("deep_size", "deep size", "bytes"), ("pid", "pid", "text"),

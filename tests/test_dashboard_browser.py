@@ -133,6 +133,16 @@ def test_tables_sort_and_filter(watched, realistic):  # noqa: F811
     last = box.locator("tbody tr td:first-child").first.inner_text()
     names = sorted(f"var_{i}" for i in range(60))
     assert (first, last) == (names[0], names[-1])
+    # clicking a treemap rectangle filters the type table by that type
+    page.click("#nav-types")
+    page.wait_for_selector("#panel-types[data-ready='1']")
+    marks = page.locator("#chart-type-treemap g.mark-rect path")
+    marks.nth(marks.count() - 1).click(force=True)
+    page.wait_for_function(
+        "document.querySelector('#table-types .count').textContent.includes(' of ')")
+    needle = page.locator("#table-types input").input_value()
+    types = page.locator("#table-types tbody tr td:nth-child(3)").all_inner_texts()
+    assert needle and types and all(needle.lower() in t.lower() for t in types)
     assert watched.errors == []
 
 

@@ -87,7 +87,21 @@
     box.appendChild(target);
     const done = window.vegaEmbed(target, item.spec, {
       actions: false, renderer: "svg", tooltip: { theme: "light" },
-    }).then((result) => { state.views.push(result.view); })
+    }).then((result) => {
+      state.views.push(result.view);
+      if (item.filters) {
+        // Clicking a mark filters the linked table by that mark's field (a value, not markup).
+        result.view.addEventListener("click", (_event, mark) => {
+          const value = mark && mark.datum ? mark.datum[item.filters.field] : null;
+          const table = state.tables[item.filters.table];
+          if (typeof value === "string" && value && table && table.setFilter) {
+            table.setFilter(value);
+            document.getElementById("table-" + item.filters.table).scrollIntoView({ block: "nearest" });
+          }
+        });
+        box.appendChild(el("p", { class: "hint", text: item.filters.hint }));
+      }
+    })
       .catch((err) => {
         box.appendChild(el("p", { class: "error", text: "This chart could not be drawn: " + err }));
         console.error("memscope chart", item.id, err);
@@ -136,6 +150,7 @@
     more.addEventListener("click", () => { t.shown += 4 * PAGE; draw(); });
     box.appendChild(el("div", { class: "scroll" }, [el("table", {}, [el("thead", {}, [headRow]), tbody])]));
     box.appendChild(more);
+    t.setFilter = (text) => { input.value = text; t.filter = text; t.shown = PAGE; draw(); };
     let timer = null;
     input.addEventListener("input", () => {
       clearTimeout(timer);
