@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from memscope.exporters.dashboard_html import DashboardHtml
 from memscope.exporters.testing import HOSTILE_NAMES, write_sample_reports
 
 pytestmark = pytest.mark.browser
+SAMPLE = Path(__file__).parent / "data" / "analysis_sample"
 
 
 def write_dashboard(directory: Path) -> tuple[Path, dict]:
@@ -60,8 +62,15 @@ def realistic(tmp_path_factory):
     return write_dashboard(d)
 
 
-def test_every_panel_renders_offline_without_errors(watched, realistic):  # noqa: F811
-    path, model = realistic
+@pytest.mark.parametrize("source", ["synthetic", "analyzers-sample"])
+def test_every_panel_renders_offline_without_errors(watched, realistic, source,  # noqa: F811
+                                                    tmp_path):
+    if source == "synthetic":
+        path, model = realistic
+    else:
+        shutil.copytree(SAMPLE, tmp_path / "sample")
+        path, model = write_dashboard(tmp_path / "sample")
+        assert model["problems"] == {}
     open_page(watched, path)
     visit_every_panel(watched, model)
     assert watched.errors == []
