@@ -16,6 +16,7 @@ a broker's PUB address, each ``log`` message also triggers a check at once.
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from http import HTTPStatus
@@ -252,6 +253,8 @@ class DashboardHTTPServer(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], state: _State) -> None:
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
         self.state = state
         port = self.server_address[1]
