@@ -11,7 +11,7 @@ import pytest
 
 from memscope.exporters import load_reports
 from memscope.exporters._charts import metric_text
-from memscope.exporters._format import human_bytes, human_count
+from memscope.exporters._format import human_bytes, human_count, human_duration_ns
 from memscope.exporters.memory_svg import MemoryAnalysisSvg
 from memscope.exporters.testing import HOSTILE_NAMES, write_sample_reports
 from memscope.exporters.timeline_svg import MAX_ROWS_PER_SCOPE, LifecycleTimelineSvg
@@ -164,6 +164,15 @@ def test_timeline_of_the_analyzers_sample():
     assert any(f"{len(life['lifecycle_events'])} tracked variable(s)" in t for t in shown)
     for var in sorted(life["lifecycle_events"], key=lambda v: -v.get("size", 0))[:5]:
         assert var["name"] in shown
+    # each scope instance's run is drawn under its title
+    titles = ["".join(t.itertext()) for t in ET.fromstring(svg).iter(f"{SVG}title")]
+    t0 = min(p["start_ts_ns"] for p in load(REAL_SAMPLE, "memory_analysis")["processes"])
+    entered = [s for s in life["scope_analysis"]["scopes"] if "enter_ts_ns" in s]
+    assert entered
+    for scope in entered:
+        start = human_duration_ns(scope["enter_ts_ns"] - t0)
+        end = human_duration_ns(scope["exit_ts_ns"] - t0)
+        assert f"scope {scope['name']} ran {start} – {end}" in titles
 
 
 def test_timeline_without_lifetime_data(tmp_path):
