@@ -131,6 +131,12 @@ def test_tables_sort_and_filter(watched, realistic):  # noqa: F811
     assert names and all("var_1" in n for n in names)
     expected = sum(1 for i in range(60) if "var_1" in f"var_{i}")
     assert box.locator(".count").inner_text() == f"{expected} of 60 rows"
+    with page.expect_download() as download:
+        box.locator("button.csv").click()
+    lines = Path(download.value.path()).read_text("utf-8").splitlines()
+    assert lines[0].startswith("name,type,scope,size")
+    assert len(lines) == 1 + expected
+    assert all(line.split(",")[0].startswith("var_1") for line in lines[1:])
     box.locator("input").fill("")
     page.wait_for_function(
         "!document.querySelector('#table-variables .count').textContent.includes(' of ')")
@@ -182,6 +188,14 @@ def test_hostile_names_are_shown_as_text_and_never_run(watched, tmp_path):  # no
     assert any("<img src=x onerror=alert(1)>" in t or "{{7*7}}" in t for t in tooltips), tooltips
     assert page.locator("#vg-tooltip-element *").evaluate_all(
         "els => els.filter(e => ['IMG', 'SCRIPT', 'SVG'].includes(e.tagName)).length") == 0
+    # a CSV of the variables defuses spreadsheet formulas and quotes what needs it
+    page.click("#nav-variables")
+    with page.expect_download() as download:
+        page.locator("#table-variables button.csv").click()
+    text = Path(download.value.path()).read_text("utf-8")
+    assert "'=HYPERLINK(" in text and "\n=HYPERLINK" not in text and ",=HYPERLINK" not in text
+    assert '"</script><script>alert(1)</script>"' not in text  # no needless quoting
+    assert "</script><script>alert(1)</script>" in text
     header = page.locator("#run-info").inner_text()
     assert "app.py <img src=x onerror=alert(1)> </script><script>alert(1)</script>" in header
     assert watched.dialogs == []

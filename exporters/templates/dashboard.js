@@ -125,10 +125,13 @@
     const input = el("input", { type: "search", placeholder: "filter…", "aria-label": "filter " + item.title });
     input.value = t.filter;
     const count = el("span", { class: "count" });
+    const csv = el("button", { class: "csv", type: "button", text: "CSV",
+                               title: "download the rows shown (filtered, sorted, raw values) as CSV" });
     const box = el("div", { class: "tablebox", id: "table-" + item.id }, [
-      el("div", { class: "bar" }, [el("h3", { text: item.title }), count, input]),
+      el("div", { class: "bar" }, [el("h3", { text: item.title }), count, input, csv]),
     ]);
     if (!item.rows.length) {
+      csv.disabled = true;
       box.appendChild(el("div", { class: "empty", text: "nothing recorded" }));
       count.textContent = "0 rows";
       input.disabled = true;
@@ -167,6 +170,8 @@
       return t.text[i];
     }
 
+    csv.addEventListener("click", () => download(item, t.order || item.rows.map((_, i) => i)));
+
     function draw() {
       const needle = t.filter.trim().toLowerCase();
       let order = item.rows.map((_, i) => i);
@@ -182,6 +187,7 @@
           return c === 0 ? a - b : dir * c;
         });
       }
+      t.order = order;
       headRow.querySelectorAll("button").forEach((b, i) => {
         if (i === t.sortKey) b.setAttribute("aria-sort", t.sortDir > 0 ? "ascending" : "descending");
         else b.removeAttribute("aria-sort");
@@ -209,6 +215,24 @@
     }
     draw();
     return box;
+  }
+
+  function csvCell(value) {
+    if (value === null || value === undefined) return "";
+    let s = String(value);
+    if (typeof value === "string" && /^[=+\-@\t\r]/.test(s)) s = "'" + s;  // no spreadsheet formulas
+    return /[",\r\n]/.test(s) ? '"' + s.replace(/"/g, '""') + '"' : s;
+  }
+
+  function download(item, order) {
+    const lines = [item.columns.map((c) => csvCell(c.label)).join(",")];
+    for (const i of order) lines.push(item.rows[i].map(csvCell).join(","));
+    const blob = new Blob([lines.join("\r\n") + "\r\n"], { type: "text/csv;charset=utf-8" });
+    const link = el("a", { href: URL.createObjectURL(blob), download: "memscope-" + item.id + ".csv" });
+    document.body.appendChild(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(link.href), 10000);
   }
 
   // ---- panels ------------------------------------------------------------------------
