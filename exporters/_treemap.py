@@ -85,8 +85,10 @@ def type_treemap(types: list[dict[str, Any]], width: int = 1180, height: int = 3
                       "share": human_percent(cat_bytes / total), "vars": ""})
         if header:
             labels.append({"x": cx + 5, "y": cy + 4, "fs": 11, "fw": "bold", "c": INK,
-                           "text": shorten(f"{cat} · {human_bytes(cat_bytes)} · "
-                                           f"{human_percent(cat_bytes / total)}", int(cw / 6.6))})
+                           "text": _fit([f"{cat} · {human_bytes(cat_bytes)} · "
+                                         f"{human_percent(cat_bytes / total)}",
+                                         f"{cat} · {human_bytes(cat_bytes)}", cat],
+                                        int(cw / 6.6))})
         shown = ts[:max_types_per_category]
         rest = ts[max_types_per_category:]
         items = [(t["type_name"], t["bytes"], t["variables"], t["count"]) for t in shown]
@@ -147,3 +149,11 @@ def _box_labels(labels: list[dict[str, Any]], name: str, size: float, var_names:
         text = var if i < lines - 1 or more == 0 else f"{var} (+{more} more)"
         labels.append({"x": x + 4, "y": y + 31 + 12 * i, "fs": 9, "fw": "", "c": "#f1f5f9",
                        "text": shorten(text, int((w - 8) / 5.4))})
+
+
+def _fit(candidates: list[str], chars: int) -> str:
+    """The first (richest) candidate label that fits ``chars``, else the last one shortened."""
+    for text in candidates:
+        if len(text) <= chars:
+            return text
+    return shorten(candidates[-1], chars)
