@@ -151,8 +151,8 @@ def test_a_broker_feed_message_triggers_the_update_at_once(tmp_path):
     pub = ctx.socket(zmq.PUB)
     pub.setsockopt(zmq.LINGER, 0)
     port = pub.bind_to_random_port("tcp://127.0.0.1")
-    # mtime polling every 60 s: only the feed can explain a prompt update
-    server = DashboardServer(tmp_path, port=0, poll_interval=60,
+    # mtime polling once an hour: only the feed can explain an update within the test
+    server = DashboardServer(tmp_path, port=0, poll_interval=3600,
                              feed=f"tcp://127.0.0.1:{port}").start()
     try:
         parts = urlsplit(server.url)
@@ -172,9 +172,7 @@ def test_a_broker_feed_message_triggers_the_update_at_once(tmp_path):
             publisher = threading.Thread(target=publish)
             publisher.start()
             try:
-                started = time.monotonic()
-                assert read_event(f, "update", timeout=10) == "1"
-                assert time.monotonic() - started < 5
+                assert read_event(f, "update", timeout=30) == "1"
             finally:
                 done.set()
                 publisher.join()
