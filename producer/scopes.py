@@ -10,20 +10,25 @@ may be defined before ``init``.
 
 from __future__ import annotations
 
-import functools
 import itertools
 import threading
 import time
-from collections.abc import Callable
-from types import TracebackType
-from typing import Any, TypeVar
 
-from memscope.producer.rows import RowBuffer
+# Kept light: this module loads even when tracing is disabled (see memscope.producer.api).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import TracebackType
+    from typing import Any, TypeVar
 
-F = TypeVar("F", bound=Callable[..., Any])
+    from memscope.producer.rows import RowBuffer
+
+    F = TypeVar("F", bound=Callable[..., Any])
 
 #: Where rows go while tracing; set by the session, None while tracing is off.
 sink: RowBuffer | None = None
+#: False once tracing is disabled for the process (MEMSCOPE_DISABLE): scopes do nothing.
+enabled = True
 
 _ids = itertools.count(1)
 _local = threading.local()
@@ -53,6 +58,8 @@ class scope:  # noqa: N801 -- used like a function: memscope.scope("name")
         self.name = name
 
     def __enter__(self) -> scope:
+        if not enabled:
+            return self
         stack = _stack()
         scope_id = next(_ids)
         parent_id = stack[-1][0] if stack else 0
@@ -76,6 +83,8 @@ class scope:  # noqa: N801 -- used like a function: memscope.scope("name")
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if not enabled:
+            return
         stack = _stack()
         if not stack:
             return
@@ -94,6 +103,8 @@ class scope:  # noqa: N801 -- used like a function: memscope.scope("name")
 
     def __call__(self, func: F) -> F:
         """Decorate ``func`` so that every call runs inside this scope."""
+        import functools
+
         name = self.name
 
         @functools.wraps(func)
