@@ -211,6 +211,7 @@ def track_var(obj: T, name: str | None = None) -> T:
         capture.block_address(obj),
         capture.current_stack_id(1),
     )
+    capture.pin(obj)  # its free reaches the log in aggregated and sampled modes too
     return obj
 
 
@@ -270,6 +271,9 @@ class Tracker:
 
             answer = offline.call("stats", self._log(), str(session.identity.pid))
             return _results().MemoryStats.from_dict(answer)
+        session.flush(FLUSH_TIMEOUT_S)
+        # Twice: rows shipped by the first flush are freed (by the publisher thread) after
+        # it; the second one carries those frees.
         seq = session.flush(FLUSH_TIMEOUT_S)
         with _client(session) as client:
             answer = client.stats(

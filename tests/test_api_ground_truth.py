@@ -30,6 +30,15 @@ def test_stats_match_what_was_allocated_and_tracemallocs_peak(tmp_path):
     assert ours["allocations"] >= 200
 
 
+def test_memscopes_own_rows_are_not_the_programs_memory(tmp_path):
+    result = _json(python([PROGRAMS / "own_cost.py"],
+                          env=clean_env(MEMSCOPE_LOG_DIR=str(tmp_path / "events"))))
+    # 40,000 scope rows and 2,000 variables rows went through the process; what stays
+    # allocated is a few bytes per row at most (they would be ~130 bytes each if kept).
+    assert result["scopes"] < 20_000 * 50
+    assert result["tracking"] < 2_000 * 250
+
+
 def test_fork_storm_with_threads_and_churn_finishes_and_logs_every_child(tmp_path):
     log = tmp_path / "events"
     done = python([PROGRAMS / "fork_storm.py", "16"], timeout=150,

@@ -19,9 +19,10 @@ WORKLOAD = PROGRAMS / "workload.py"
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("workload")
-    done = memscope_run(["--out", out, "--no-report", WORKLOAD], timeout=180)
+    done = memscope_run(["--out", out, WORKLOAD], timeout=230)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["stderr"] = done.stderr
     return out / "events", result
 
 
@@ -137,3 +138,19 @@ def test_the_program_itself_is_one_process_with_start_and_exit(run):
     assert sorted(r["event"] for r in rows) == ["exit", "start"]
     assert rows[0]["argv"][0].endswith("workload.py")
     assert rows[0]["ppid"] == result["ppid"]
+
+
+def test_run_writes_the_analysis_and_the_reports_beside_the_log(run):
+    log, result = run
+    out = log.parent
+    expected = [f"snapshot_{kind}.json" for kind in (
+        "memory_analysis", "lifetime", "security_violations", "complex_types", "performance",
+        "unsafe_ffi")]
+    expected += ["memory_analysis.svg", "lifecycle_timeline.svg", "memory_snapshot.json",
+                 "dashboard.html"]
+    for name in expected:
+        assert (out / name).stat().st_size > 0, name
+        assert f"wrote {out / name}" in result["stderr"]
+    lifetime = json.loads((out / "snapshot_lifetime.json").read_text())
+    assert result["pid"] in lifetime["metadata"]["processes"]
+    assert result["spawn"] in lifetime["metadata"]["processes"]
