@@ -100,3 +100,46 @@ def test_disabled_run_traces_nothing_and_changes_nothing(tmp_path):
     assert done.returncode == 0
     assert "stdin: x" in done.stdout
     assert table(tmp_path / "run" / "events", "processes") == []
+
+
+@needs_pipeline
+def test_the_sites_own_sitecustomize_still_runs_and_sys_path_is_untouched(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import sys\nsys.stderr.write('site customized\\n')\n")
+    program = tmp_path / "show_path.py"
+    program.write_text("import json, sys\nprint(json.dumps(sys.path))\n")
+    env = clean_env(PYTHONPATH=str(site))
+    plain = python([program], env=env)
+    traced = memscope_run(["--out", tmp_path / "run", "--no-report", program], env=env)
+    assert traced.returncode == 0, traced.stderr
+    assert "site customized" in traced.stderr
+    assert traced.stdout == plain.stdout  # the bootstrap left no trace on sys.path
+    assert len(table(tmp_path / "run" / "events", "processes")) == 2  # start and exit
+
+
+@needs_pipeline
+def test_run_against_a_standalone_broker_in_sampled_mode(tmp_path):
+    address = f"ipc://{tmp_path}/b"
+    log = tmp_path / "broker-log"
+    broker = subprocess.Popen(
+        [sys.executable, "-m", "memscope", "broker", "--bind", address, "--log", str(log)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=clean_env(),
+    )
+    try:
+        assert broker.stdout is not None
+        deadline = time.monotonic() + 60
+        while "serving" not in broker.stdout.readline():
+            assert time.monotonic() < deadline and broker.poll() is None
+        done = memscope_run(
+            ["--broker", address, "--mode", "sampled", "--out", tmp_path / "run", "--no-report",
+             PROGRAMS / "echo_exit.py", "5"],
+            input="x\n",
+        )
+        assert done.returncode == 5, done.stderr
+        rows = table(log, "processes")
+        assert {r["event"] for r in rows} == {"start", "exit"}
+        assert {r["mode"] for r in rows} == {"sampled"}
+    finally:
+        broker.terminate()
+        broker.wait(30)
