@@ -176,6 +176,9 @@ def shutdown() -> None:
     session.stop(FLUSH_TIMEOUT_S)
     if session.owns_broker():
         session.broker.stop()
+        log = session.link.log_dir
+        print(f"memscope: events in {log}; `memscope analyze {log}` writes the analysis, "
+              f"`memscope report {log}` the reports", file=sys.stderr)
 
 
 def track_var(obj: T, name: str | None = None) -> T:

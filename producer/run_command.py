@@ -261,6 +261,7 @@ def _settle(client: Any, timeout: float, interval: float) -> list[str]:
     start = time.monotonic()
     grace = max(4 * interval, 1.0)
     dead_since: dict[str, float] = {}
+    told = False
     while True:
         now = time.monotonic()
         pending = {p: pid for p, (pid, ended) in _processes(client).items() if not ended}
@@ -268,6 +269,10 @@ def _settle(client: Any, timeout: float, interval: float) -> list[str]:
             if not _alive(pid):
                 dead_since.setdefault(producer, now)
         waiting = [p for p in pending if now - dead_since.get(p, now) < grace]
+        if waiting and not told and now - start > 3.0:
+            pids = ", ".join(str(pending[p]) for p in waiting)
+            _say(f"waiting up to {timeout:.0f} s for traced processes still running: {pids}")
+            told = True
         # Wait two flush intervals at least: a child forked just before the program ended
         # may not have announced itself yet.
         if (not waiting and now - start >= 2 * interval) or now - start >= timeout:
