@@ -76,6 +76,9 @@ class RunOptions:
             argv = tuple(program)
             label = program_label(argv=program)
         out_dir = Path(args.out) if args.out else default_run_dir(label)
+        if not args.broker and (out_dir / "events" / "manifest.json").exists():
+            raise CliError(f"memscope run: {out_dir} already holds a run's log; "
+                           "choose another --out (or remove that directory)")
         return cls(argv, label, out_dir, args.broker, args.mode, bool(args.native),
                    not args.no_report)
 

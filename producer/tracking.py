@@ -7,6 +7,10 @@ an entry is dropped when a weak reference says the object died; objects that can
 referenced (``list``, ``dict``, ``int`` ...) are matched by id *and* exact type, and an id
 reused by a new object of the same type can be mistaken for the old one (their death is still
 exact in the log, where it is the allocator's free of the block).
+
+Known limit of "death is the free": CPython 3.11 puts up to 80 dead ``list`` and ``dict``
+objects (and small tuples, floats) on per-type free lists instead of freeing their blocks,
+so such an object can die without any allocator event.
 """
 
 from __future__ import annotations

@@ -143,3 +143,14 @@ def test_run_against_a_standalone_broker_in_sampled_mode(tmp_path):
     finally:
         broker.terminate()
         broker.wait(30)
+
+
+@needs_pipeline
+def test_an_existing_run_directory_is_not_overwritten(tmp_path):
+    first = memscope_run(["--out", tmp_path / "run", "--no-report", PROGRAMS / "echo_exit.py", "0"],
+                         input="a\n")
+    assert first.returncode == 0, first.stderr
+    again = memscope_run(["--out", tmp_path / "run", PROGRAMS / "echo_exit.py", "0"], input="a\n")
+    assert again.returncode == 2
+    assert "already holds a run's log" in again.stderr
+    assert again.stdout == ""  # the program did not run
