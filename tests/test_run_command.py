@@ -154,3 +154,31 @@ def test_an_existing_run_directory_is_not_overwritten(tmp_path):
     assert again.returncode == 2
     assert "already holds a run's log" in again.stderr
     assert again.stdout == ""  # the program did not run
+
+
+@needs_pipeline
+def test_a_python_without_memscope_in_a_subprocess_stays_quiet(tmp_path):
+    base = os.path.join(sys.base_prefix, "bin", "python3")
+    if python(["-c", "import sys; print(sys.prefix != sys.base_prefix)"]).stdout.strip() != "True":
+        pytest.skip("needs memscope installed in a virtual environment")
+    program = tmp_path / "calls_base.py"
+    program.write_text(
+        "import subprocess, sys\n"
+        f"done = subprocess.run([{base!r}, '-c', 'print(42)'], capture_output=True, text=True)\n"
+        "print(done.stdout.strip(), repr(done.stderr))\n"
+    )
+    traced = memscope_run(["--out", tmp_path / "run", "--no-report", program])
+    assert traced.returncode == 0, traced.stderr
+    assert traced.stdout.strip() == "42 ''"
+
+
+def test_the_bootstrap_is_valid_python():
+    from memscope.producer.bootstrap import SITECUSTOMIZE, make_bootstrap_dir
+
+    compile(SITECUSTOMIZE, "sitecustomize.py", "exec")
+    directory = make_bootstrap_dir(str(os.environ.get("TMPDIR", "/tmp")))
+    try:
+        assert (directory / "sitecustomize.py").read_text() == SITECUSTOMIZE
+    finally:
+        (directory / "sitecustomize.py").unlink()
+        directory.rmdir()
