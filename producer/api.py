@@ -215,6 +215,7 @@ def track_var(obj: T, name: str | None = None) -> T:
         capture.current_stack_id(1),
     )
     capture.pin(obj)  # its free reaches the log in aggregated and sampled modes too
+    session.watch_death(obj)  # a list or dict dies by a free, not onto a free list
     return obj
 
 

@@ -162,6 +162,12 @@ class Session:
         """Ship everything captured so far; return the last seq sent."""
         return int(self.publisher.flush(timeout))
 
+    def watch_death(self, obj: Any) -> None:
+        """Make the death of a tracked list or dict a real free (see ``_deaths.c``)."""
+        from memscope.producer import _deaths
+
+        _deaths.watch(obj)
+
     def owns_broker(self) -> bool:
         """True in the process that started the embedded broker (not in its forked children)."""
         return self.broker is not None and self.owner_pid == os.getpid()

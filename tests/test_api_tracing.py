@@ -49,9 +49,14 @@ def test_track_var_infers_names_types_and_scopes(run):
     assert [(r["event"], r["name"]) for r in scopes] == [("enter", "load"), ("exit", "load")]
 
 
-def test_tracked_object_dies_at_its_free(run):
+@pytest.mark.parametrize(("name", "window"), [
+    ("big", "death_window"),
+    ("numbers", "recycled_window"),  # a list: CPython would recycle it without a free
+    ("table", "recycled_window"),  # a dict, likewise
+])
+def test_tracked_object_dies_at_its_free(run, name, window):
     log, result = run
-    big = _variables(log, result["pid"])["big"]
+    big = _variables(log, result["pid"])[name]
     memory = arrow_table(log, "memory")
     frees = memory.filter(
         pc.and_(
@@ -64,7 +69,7 @@ def test_tracked_object_dies_at_its_free(run):
     )
     assert frees.num_rows >= 1, "no free of the tracked object's block"
     died = min(frees["ts_ns"].to_pylist())
-    t0, t1 = result["death_window"]
+    t0, t1 = result[window]
     assert t0 <= died <= t1
 
 
