@@ -1,19 +1,21 @@
-/* Make the death of a tracked list or dict a real allocator free.
+/* Make the death of a tracked list, dict or tuple a real allocator free.
  *
  * memscope records a tracked object's death as the free of its allocation block. CPython 3.11
- * keeps up to 80 dead lists and 80 dead dicts on per-interpreter free lists for reuse instead
- * of freeing their blocks, so a tracked list or dict could die without any allocator event.
- * watch(obj) remembers the object's address; the list and dict deallocators are wrapped so
- * that, when a watched object dies, its type's free list looks full for the length of that
- * one deallocation: CPython then frees the block (PyObject_GC_Del), which the tracer records.
+ * keeps dead lists, dicts and small tuples on per-interpreter free lists for reuse
+ * instead of freeing their blocks, so such a tracked object could die without any allocator
+ * event. watch(obj) remembers the object's address; those types' deallocators are wrapped so
+ * that, when a watched object dies, its free list looks full for the length of that one
+ * deallocation: CPython then frees the block, which the tracer records.
  *
  * Everything here runs with the GIL held (watch() is called from Python; deallocators run
  * with the GIL), which protects the table and the saved deallocators. The table's memory
  * comes from libc so the tracer never sees it.
  *
- * Limits: exact list and dict objects only (subclasses never use the free lists); a death
+ * Limits: exact objects of these types only (subclasses never use the free lists); a death
  * deferred by CPython's trashcan (more than ~50 nested deallocations) may still be recycled.
- * Other CPython versions: watch() returns False (their free lists are laid out differently).
+ * Floats are not covered: the interpreter's specialized arithmetic frees them without their
+ * type's deallocator. Other CPython versions: watch() returns False (their free lists are
+ * laid out differently).
  */
 #define PY_SSIZE_T_CLEAN
 #include <patchlevel.h> /* PY_VERSION_HEX, before Python.h: the core headers need Py_BUILD_CORE */
@@ -44,6 +46,7 @@ static size_t ms_live;
 
 static destructor ms_list_dealloc;
 static destructor ms_dict_dealloc;
+static destructor ms_tuple_dealloc;
 
 static size_t ms_slot(uintptr_t key, size_t capacity)
 {
@@ -156,8 +159,27 @@ static void ms_dict_dealloc_wrapper(PyObject *op)
     state->numfree = saved;
 }
 
+static void ms_tuple_dealloc_wrapper(PyObject *op)
+{
+    Py_ssize_t index = Py_SIZE(op) - 1; /* the free list of tuples of this length */
+    if (ms_live == 0 || index < 0 || index >= PyTuple_NFREELISTS || !ms_take((uintptr_t)op)) {
+        ms_tuple_dealloc(op);
+        return;
+    }
+    struct _Py_tuple_state *state = &PyInterpreterState_Get()->tuple;
+    int saved = state->numfree[index];
+    state->numfree[index] = PyTuple_MAXFREELIST;
+    ms_tuple_dealloc(op);
+    state->numfree[index] = saved;
+}
+
 static void ms_install(void)
 {
+    if (ms_tuple_dealloc == NULL) {
+        ms_tuple_dealloc = PyTuple_Type.tp_dealloc;
+        PyTuple_Type.tp_dealloc = ms_tuple_dealloc_wrapper;
+    }
+
     if (ms_list_dealloc == NULL) {
         ms_list_dealloc = PyList_Type.tp_dealloc;
         PyList_Type.tp_dealloc = ms_list_dealloc_wrapper;
@@ -170,8 +192,11 @@ static void ms_install(void)
 
 static PyObject *py_watch(PyObject *self, PyObject *obj)
 {
-    if (!PyList_CheckExact(obj) && !PyDict_CheckExact(obj)) {
+    if (!PyList_CheckExact(obj) && !PyDict_CheckExact(obj) && !PyTuple_CheckExact(obj)) {
         Py_RETURN_FALSE; /* subclasses never go to a free list; other types: not covered */
+    }
+    if (PyTuple_CheckExact(obj) && PyTuple_GET_SIZE(obj) == 0) {
+        Py_RETURN_FALSE; /* the empty tuple never dies */
     }
     ms_install();
     if (ms_add((uintptr_t)obj) < 0) {
@@ -194,13 +219,13 @@ static PyObject *py_watched(PyObject *self, PyObject *noargs) { return PyLong_Fr
 
 static PyMethodDef ms_methods[] = {
     {"watch", py_watch, METH_O,
-     "watch(obj) -> bool: make obj's death (an exact list or dict) free its block."},
+     "watch(obj) -> bool: make obj's death (exact list, dict, tuple) free its block."},
     {"watched", py_watched, METH_NOARGS, "How many watched objects are alive."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef ms_module = {
-    PyModuleDef_HEAD_INIT, "_deaths", "Deaths of tracked lists and dicts as allocator frees.",
+    PyModuleDef_HEAD_INIT, "_deaths", "Deaths of tracked objects as allocator frees.",
     -1, ms_methods,
 };
 

@@ -8,10 +8,10 @@ referenced (``list``, ``dict``, ``int`` ...) are matched by id *and* exact type,
 reused by a new object of the same type can be mistaken for the old one (their death is still
 exact in the log, where it is the allocator's free of the block).
 
-CPython 3.11 puts up to 80 dead ``list`` and ``dict`` objects on per-type free lists instead
-of freeing their blocks; ``track_var`` has :mod:`memscope.producer._deaths` make a tracked
-list's or dict's death a real free. Small tuples and floats are still recycled, so a tracked
-one can die without any allocator event.
+CPython 3.11 puts dead ``list``, ``dict`` and small ``tuple`` objects on per-type free lists
+instead of freeing their blocks; ``track_var`` has :mod:`memscope.producer._deaths` make a
+tracked one's death a real free. Floats are still recycled, so a tracked float can die
+without any allocator event.
 """
 
 from __future__ import annotations

@@ -53,6 +53,7 @@ def test_track_var_infers_names_types_and_scopes(run):
     ("big", "death_window"),
     ("numbers", "recycled_window"),  # a list: CPython would recycle it without a free
     ("table", "recycled_window"),  # a dict, likewise
+    ("pair", "recycled_window"),  # a tuple, likewise
 ])
 def test_tracked_object_dies_at_its_free(run, name, window):
     log, result = run
