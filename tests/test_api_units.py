@@ -280,3 +280,45 @@ def test_record_builds_a_variables_row_with_contains():
     assert table["scope"][0] == "test_record_builds_a_variables_row_with_contains"
     assert second.deep_size >= sys.getsizeof(outer) + sys.getsizeof(inner)
     assert table["address"] == [0x1000, 0x2000]
+
+
+# -- _deaths ---------------------------------------------------------------------------------
+
+
+def _freed_at_death(make, watch):
+    """Bytes tracemalloc sees freed when a fresh object dies (its free list emptied first)."""
+    import tracemalloc
+
+    from memscope.producer import _deaths
+
+    hold = [make() for _ in range(2100)]  # takes every recycled object of the type
+    tracemalloc.start()
+    try:
+        obj = make()
+        if watch:
+            assert _deaths.watch(obj)
+        before = tracemalloc.get_traced_memory()[0]
+        del obj
+        return before - tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+        del hold
+
+
+@pytest.mark.parametrize("make", [lambda: [None], lambda: {"k": None}, lambda: (None, len([]))],
+                         ids=["list", "dict", "tuple"])
+def test_a_watched_object_frees_its_block_instead_of_being_recycled(make):
+    recycled = _freed_at_death(make, watch=False)
+    freed = _freed_at_death(make, watch=True)
+    assert freed - recycled >= type(make()).__basicsize__  # the object's own block
+
+
+def test_watch_ignores_what_it_does_not_cover():
+    from memscope.producer import _deaths
+
+    class MyList(list):
+        pass
+
+    assert not _deaths.watch(MyList())
+    assert not _deaths.watch(())
+    assert not _deaths.watch(1.5)
