@@ -156,6 +156,8 @@ def _connect(settings: Any) -> tuple[BrokerLink, Any]:
 
 
 def _after_fork_child() -> None:
+    global _lock
+    _lock = threading.RLock()  # another thread may have held it at the fork
     session = _session
     if session is not None:
         session.after_fork_child()

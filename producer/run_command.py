@@ -284,19 +284,22 @@ def _settle(client: Any, timeout: float, interval: float) -> list[str]:
 
 
 def _report(events_dir: Path, out_dir: Path) -> None:
-    """Analyze and export into ``out_dir``, or say which part is missing."""
-    try:
-        from memscope.analyzers import run_all
-    except ImportError:
-        _say(f"log written to {events_dir}; the analyzers are not available in this build yet")
-        return
-    paths = list(run_all(events_dir, out_dir))
-    try:
-        from memscope.exporters import write_reports
-    except ImportError:
-        _say("the exporters are not available in this build yet (no SVG/HTML reports)")
-    else:
-        paths += list(write_reports(out_dir, out_dir))
+    """Analyze and export into ``out_dir``; say what was written, or why not."""
+    from memscope.broker.log import open_log
+
     _say(f"log: {events_dir}")
+    if open_log(events_dir).dataset("processes").count_rows() == 0:
+        _say("no traced process sent anything (is MEMSCOPE_DISABLE set?); no reports")
+        return
+    from memscope.analyzers import run_all
+    from memscope.exporters import write_reports
+
+    try:
+        paths = list(run_all(events_dir, out_dir))
+        paths += list(write_reports(out_dir, out_dir))
+    except (RuntimeError, OSError, ValueError) as exc:
+        _say(f"the reports could not be written: {exc}; the log is complete, retry with "
+             f"`memscope analyze {events_dir}` and `memscope report {out_dir}`")
+        return
     for path in paths:
         _say(f"wrote {path}")

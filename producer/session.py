@@ -103,13 +103,17 @@ class Session:
         self._announce()
         self.capture.start(mode=self.settings.mode, sample_bytes=self.settings.sample_bytes,
                            native=self.settings.native)
-        self.publisher = publisher_class(
-            self.link.address,
-            self.identity.producer_id,
-            self.identity.pid,
-            self.drain,
-            self.settings,
-        )
+        try:
+            self.publisher = publisher_class(
+                self.link.address,
+                self.identity.producer_id,
+                self.identity.pid,
+                self.drain,
+                self.settings,
+            )
+        except BaseException:
+            self.capture.stop()
+            raise
         scopes.sink = self.rows
         with blocked():  # the publisher thread starts with signals blocked (see signals.py)
             self.publisher.start()

@@ -106,6 +106,9 @@ def test_exports_write_every_report(tmp_path):
         "tracker.export_to_json('out/memory_snapshot.json')\n"
         "tracker.export_to_html('out/dashboard.html')\n"
         "tracker.export_analysis('out/analysis')\n"
+        "memscope.shutdown()\n"
+        "after = tracker.get_stats()  # from the log, once the broker is gone\n"
+        "assert after.total_allocations > 0 and after.peak_memory >= after.active_memory\n"
     )
     (tmp_path / "program.py").write_text(code)
     done = python(["program.py"], cwd=tmp_path, timeout=170,

@@ -94,12 +94,12 @@ def test_signals_are_forwarded_to_the_program(tmp_path, signo, expected):
 def test_disabled_run_traces_nothing_and_changes_nothing(tmp_path):
     env = clean_env(MEMSCOPE_DISABLE="1")
     done = memscope_run(
-        ["--out", tmp_path / "run", "--no-report", PROGRAMS / "echo_exit.py", "0"],
-        input="x\n", env=env,
+        ["--out", tmp_path / "run", PROGRAMS / "echo_exit.py", "0"], input="x\n", env=env,
     )
     assert done.returncode == 0
     assert "stdin: x" in done.stdout
     assert table(tmp_path / "run" / "events", "processes") == []
+    assert "no traced process sent anything" in done.stderr
 
 
 @needs_pipeline
