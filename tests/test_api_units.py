@@ -238,6 +238,57 @@ def test_scopes_nest_per_thread_and_emit_rows(monkeypatch):
     assert table["parent_id"][1] == outer_id and table["parent_id"][0] == 0
 
 
+def test_scopes_of_interleaved_asyncio_tasks_stay_apart(monkeypatch):
+    import asyncio
+
+    rows = RowBuffer()
+    monkeypatch.setattr(scopes, "sink", rows)
+    seen = {}
+
+    @scopes.scope("handler")
+    async def handler(name):
+        with scopes.scope(name):
+            await asyncio.sleep(0)  # the other task runs here, inside its own scope
+            seen[name] = [n for _, n in [scopes.current()]]
+            await asyncio.sleep(0)
+        return scopes.current()
+
+    async def main():
+        return await asyncio.gather(handler("a"), handler("b"))
+
+    outer = asyncio.run(main())
+    assert seen == {"a": ["a"], "b": ["b"]}
+    assert [name for _, name in outer] == ["handler", "handler"]
+    table = rows.take()["scopes"]
+    enters = {sid: (name, parent) for sid, name, parent, event in zip(
+        table["scope_id"], table["name"], table["parent_id"], table["event"], strict=True)
+        if event == "enter"}
+    handlers = {sid for sid, (name, _) in enters.items() if name == "handler"}
+    assert {enters[sid][1] for sid, (name, _) in enters.items() if name in "ab"} == handlers
+
+
+def test_scopes_of_threads_stay_apart(monkeypatch):
+    monkeypatch.setattr(scopes, "sink", RowBuffer())
+    inside = threading.Event()
+    release = threading.Event()
+    seen = []
+
+    def other():
+        seen.append(scopes.current())
+        with scopes.scope("other"):
+            inside.set()
+            release.wait(5)
+
+    with scopes.scope("main"):
+        thread = threading.Thread(target=other)
+        thread.start()
+        inside.wait(5)
+        assert scopes.current()[1] == "main"
+        release.set()
+        thread.join()
+    assert seen == [None]
+
+
 def test_scope_requires_a_name():
     with pytest.raises(TypeError, match="non-empty name"):
         scopes.scope("")
