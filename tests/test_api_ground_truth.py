@@ -127,3 +127,21 @@ def test_exports_write_every_report(tmp_path):
     # The users variable of this process is in the lifetime report.
     lifetime = (out / "analysis" / "snapshot_lifetime.json").read_text()
     assert '"users"' in lifetime
+
+
+@pytest.mark.parametrize("mode", ["aggregated", "sampled"])
+def test_tracked_deaths_are_exact_in_every_mode(tmp_path, mode):
+    from api_support import memscope_run
+
+    done = memscope_run(["--mode", mode, "--no-report", "--out", tmp_path / "run",
+                         PROGRAMS / "mode_death.py"])
+    t0, t1 = _json(done)
+    log = tmp_path / "run" / "events"
+    variables = {r["name"]: r for r in table(log, "variables")}
+    assert set(variables) == {"big", "numbers"}
+    memory = table(log, "memory", columns=["kind", "address", "ts_ns"])
+    for name, row in variables.items():
+        frees = [m["ts_ns"] for m in memory
+                 if m["kind"] == 3 and m["address"] == row["address"] and m["ts_ns"] > row["ts_ns"]]
+        assert frees and t0 <= min(frees) <= t1, (mode, name)
+    assert {r["mode"] for r in table(log, "processes")} == {mode}
