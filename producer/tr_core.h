@@ -96,6 +96,10 @@ typedef struct tr_thread {
     uint64_t tid;      /* PyThread_get_thread_ident() of the owner; immutable */
     int dead;          /* set (release) by the owner's thread-exit destructor */
     struct tr_thread *next_all; /* registry list; protected by tr_registry_lock */
+    /* native mode hook (tr_native_mode.c): while nm_preset is set, the thread's hooks use
+     * nm_stack as the stack of the event being recorded (owned by the thread) */
+    uint8_t nm_preset;
+    uint32_t nm_stack;
 } tr_thread_t;
 
 /* ---- globals (defined in tr_buffer.c / tr_hooks.c) ---- */

@@ -227,6 +227,9 @@ static void tr_agg_add(tr_agg_table_t *a, const tr_live_t *e)
 
 static inline uint32_t tr_stack_for(tr_thread_t *t, unsigned domain)
 {
+    if (t->nm_preset) { /* native mode hook: the stack tr_native_mode.c computed */
+        return t->nm_stack;
+    }
     if (domain == TR_MEM || domain == TR_OBJ || tr_stack_gil_held()) {
         return tr_stack_current(t);
     }

@@ -285,12 +285,17 @@ static void tr_nm_record(unsigned kind, unsigned domain, uint64_t addr, uint64_t
     else if (kind == TR_FREE) {
         tr_record_free(t, domain, (void *)(uintptr_t)addr);
     }
-    else if (kind == TR_REALLOC) {
-        tr_record_realloc(t, domain, (void *)(uintptr_t)addr, (void *)(uintptr_t)old, size,
-                          tick);
-    }
-    else {
-        tr_record_alloc(t, kind, domain, (void *)(uintptr_t)addr, size);
+    else { /* aggregated and sampled modes, with the stack computed here */
+        t->nm_stack = stack;
+        t->nm_preset = 1;
+        if (kind == TR_REALLOC) {
+            tr_record_realloc(t, domain, (void *)(uintptr_t)addr, (void *)(uintptr_t)old, size,
+                              tick);
+        }
+        else {
+            tr_record_alloc(t, kind, domain, (void *)(uintptr_t)addr, size);
+        }
+        t->nm_preset = 0;
     }
     t->busy = 0;
 }

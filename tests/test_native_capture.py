@@ -145,3 +145,44 @@ def test_shim_loads_into_a_non_python_program():
     undefined = subprocess.run(["nm", "-D", "--undefined-only", str(shim())],
                                capture_output=True, text=True, timeout=30).stdout
     assert "Py" not in undefined  # nothing from libpython
+
+
+def test_threads_and_fork_under_native_mode(tmp_path):
+    proc = preloaded_python(tmp_path, DRIVER + """
+import ctypes, os, threading
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype = ctypes.c_void_p
+libc.malloc.argtypes = [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+N = 1500
+
+def churn(size):
+    for _ in range(N):
+        libc.free(libc.malloc(size))
+
+def work():
+    threads = [threading.Thread(target=churn, args=(5000 + k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    children = []
+    for _ in range(3):  # forks while the threads allocate
+        pid = os.fork()
+        if pid == 0:
+            churn(4999)
+            capture.drain()
+            os._exit(0 if native_mode.stats()["invalid_frees"] == 0 else 3)
+        children.append(pid)
+    for t in threads:
+        t.join()
+    return [os.waitpid(pid, 0)[1] for pid in children]
+
+ev, rare, statuses = run(work)
+per_size = Counter(int(s) for s, k, d in zip(ev["size"], ev["kind"], ev["domain"])
+                   if d == 4 and k == 0 and 5000 <= s < 5006)
+print(json.dumps({"statuses": statuses, "per_size": per_size, "stats": native_mode.stats()}))
+""")
+    result = last_json(proc)
+    assert result["statuses"] == [0, 0, 0]
+    assert result["per_size"] == {str(5000 + k): 1500 for k in range(6)}
+    stats = result["stats"]
+    assert (stats["double_frees"], stats["invalid_frees"], stats["untracked"]) == (0, 0, 0)
