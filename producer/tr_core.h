@@ -100,6 +100,13 @@ typedef struct tr_thread {
      * nm_stack as the stack of the event being recorded (owned by the thread) */
     uint8_t nm_preset;
     uint32_t nm_stack;
+    /* native mode: the thread's last GIL-free walk (hash of its frames -> stack id) and last
+     * native frame (parent, return address -> node id); owned by the thread */
+    uint64_t nm_walk_hash;
+    uint32_t nm_walk_id;
+    uint32_t nm_ret_parent;
+    uint64_t nm_ret;
+    uint32_t nm_ret_id;
 } tr_thread_t;
 
 /* ---- globals (defined in tr_buffer.c / tr_hooks.c) ---- */

@@ -203,6 +203,15 @@ static uint32_t tr_nm_stack_nogil(tr_thread_t *t)
 {
     const void *code[TR_MAX_DEPTH], *instr[TR_MAX_DEPTH];
     int depth = tr_stack_walk_own(code, instr);
+    uint64_t hash = 0x9E3779B97F4A7C15ull ^ (uint64_t)depth;
+    for (int i = 0; i < depth; i++) {
+        hash = (hash ^ (uint64_t)(uintptr_t)code[i]) * 0xff51afd7ed558ccdull;
+        hash = (hash ^ (uint64_t)(uintptr_t)instr[i]) * 0xc4ceb9fe1a85ec53ull;
+        hash ^= hash >> 29;
+    }
+    if (hash == t->nm_walk_hash && hash != 0) {
+        return t->nm_walk_id; /* the same frames as the thread's previous GIL-free event */
+    }
     int same = 0, limit = depth < t->cache_depth ? depth : t->cache_depth;
     while (same < limit && t->cache_code[same] == code[same] &&
            t->cache_instr[same] == instr[same]) {
@@ -216,6 +225,8 @@ static uint32_t tr_nm_stack_nogil(tr_thread_t *t)
         }
         id = child;
     }
+    t->nm_walk_hash = hash;
+    t->nm_walk_id = id;
     return id;
 }
 
@@ -271,8 +282,13 @@ static void tr_nm_record(unsigned kind, unsigned domain, uint64_t addr, uint64_t
     uint32_t stack = 0;
     if (kind != TR_FREE || finding != 0) {
         stack = tr_stack_gil_held() ? tr_stack_current(t) : tr_nm_stack_nogil(t);
-        if (ret != 0) {
-            stack = tr_nn_intern(stack, NULL, (const void *)(uintptr_t)ret);
+        if (ret != 0 && ret == t->nm_ret && stack == t->nm_ret_parent && t->nm_ret_id) {
+            stack = t->nm_ret_id; /* the same call site as the thread's previous event */
+        }
+        else if (ret != 0) {
+            t->nm_ret = ret;
+            t->nm_ret_parent = stack;
+            stack = t->nm_ret_id = tr_nn_intern(stack, NULL, (const void *)(uintptr_t)ret);
         }
     }
     if (finding != 0) {
@@ -308,38 +324,72 @@ static const ms_ops_t tr_nm_ops = {MS_ABI, tr_nm_tick, tr_nm_record};
 static ms_attach_fn tr_nm_attach_fn;
 static ms_detach_fn tr_nm_detach_fn;
 static ms_stats_fn tr_nm_stats_fn;
+static ms_patch_fn tr_nm_patch_fn;
+static int tr_nm_late; /* GIL: the shim was loaded late and patches GOTs */
 static int tr_nm_attached; /* GIL */
 static int tr_nm_atfork_ready; /* GIL */
 
-static int tr_nm_find_shim(void)
+/* The shim's functions: from the global scope when it is preloaded, else from `handle`. */
+static int tr_nm_find_shim(void *handle)
 {
     if (tr_nm_attach_fn != NULL) {
         return 1;
     }
-    *(void **)&tr_nm_attach_fn = dlsym(RTLD_DEFAULT, "memscope_native_attach");
-    *(void **)&tr_nm_detach_fn = dlsym(RTLD_DEFAULT, "memscope_native_detach");
-    *(void **)&tr_nm_stats_fn = dlsym(RTLD_DEFAULT, "memscope_native_stats");
-    if (tr_nm_attach_fn == NULL || tr_nm_detach_fn == NULL || tr_nm_stats_fn == NULL) {
+    void *scope = handle != NULL ? handle : RTLD_DEFAULT;
+    *(void **)&tr_nm_attach_fn = dlsym(scope, "memscope_native_attach");
+    *(void **)&tr_nm_detach_fn = dlsym(scope, "memscope_native_detach");
+    *(void **)&tr_nm_stats_fn = dlsym(scope, "memscope_native_stats");
+    *(void **)&tr_nm_patch_fn = dlsym(scope, "memscope_native_patch");
+    if (tr_nm_attach_fn == NULL || tr_nm_detach_fn == NULL || tr_nm_stats_fn == NULL ||
+        tr_nm_patch_fn == NULL) {
         tr_nm_attach_fn = NULL;
         return 0;
     }
     return 1;
 }
 
-PyObject *tr_nm_py_attach(PyObject *self, PyObject *noargs)
+/* Late mode: load the shim now and patch the loaded objects' GOTs (see ms_preload.c). */
+static int tr_nm_load_late(const char *path)
 {
-    if (!tr_nm_find_shim()) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "native mode needs memscope's allocator shim preloaded into this "
-                        "process: run the program with `memscope run --native`, or start it "
-                        "with LD_PRELOAD set to `python -m memscope.producer.native_mode "
-                        "--library`");
+    void *handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (handle == NULL) {
+        const char *why = dlerror();
+        PyErr_Format(PyExc_RuntimeError, "cannot load memscope's allocator shim %s: %s", path,
+                     why != NULL ? why : "unknown error");
+        return -1;
+    }
+    if (!tr_nm_find_shim(handle)) {
+        PyErr_Format(PyExc_RuntimeError, "%s is not memscope's allocator shim", path);
+        return -1;
+    }
+    return 0;
+}
+
+PyObject *tr_nm_py_attach(PyObject *self, PyObject *args)
+{
+    const char *path = NULL;
+    if (!PyArg_ParseTuple(args, "|z", &path)) {
         return NULL;
+    }
+    int late = 0;
+    if (!tr_nm_find_shim(NULL)) {
+        if (path == NULL) {
+            PyErr_SetString(PyExc_RuntimeError,
+                            "native mode needs memscope's allocator shim preloaded into this "
+                            "process: run the program with `memscope run --native`, or start "
+                            "it with LD_PRELOAD set to `python -m memscope.producer.native_mode "
+                            "--library`");
+            return NULL;
+        }
+        if (tr_nm_load_late(path) < 0) {
+            return NULL;
+        }
+        late = 1;
     }
     tr_nm_find_self();
     if (tr_nm_attach_fn(&tr_nm_ops) != MS_ABI) {
         PyErr_SetString(PyExc_RuntimeError,
-                        "the preloaded memscope shim is from another memscope version");
+                        "the loaded memscope shim is from another memscope version");
         return NULL;
     }
     if (!tr_nm_atfork_ready) {
@@ -350,7 +400,15 @@ PyObject *tr_nm_py_attach(PyObject *self, PyObject *noargs)
         }
         tr_nm_atfork_ready = 1;
     }
+    if (late && tr_nm_patch_fn() < 0) {
+        tr_nm_detach_fn();
+        PyErr_SetString(PyExc_RuntimeError,
+                        "native mode without the preloaded shim is not supported on this "
+                        "architecture: start the program with `memscope run --native`");
+        return NULL;
+    }
     tr_nm_attached = 1;
+    tr_nm_late = tr_nm_late || late;
     Py_RETURN_NONE;
 }
 
@@ -365,13 +423,14 @@ PyObject *tr_nm_py_detach(PyObject *self, PyObject *noargs)
 
 PyObject *tr_nm_py_stats(PyObject *self, PyObject *noargs)
 {
-    if (!tr_nm_find_shim()) {
+    if (!tr_nm_find_shim(NULL)) {
         Py_RETURN_NONE;
     }
     ms_stats_t s = {0};
     tr_nm_stats_fn(&s);
-    return Py_BuildValue("{s:O,s:K,s:K,s:K,s:K,s:K,s:K}", "attached",
-                         tr_nm_attached ? Py_True : Py_False, "live_blocks",
+    return Py_BuildValue("{s:O,s:O,s:K,s:K,s:K,s:K,s:K,s:K}", "attached",
+                         tr_nm_attached ? Py_True : Py_False, "late",
+                         tr_nm_late ? Py_True : Py_False, "live_blocks",
                          (unsigned long long)s.live_blocks, "double_frees",
                          (unsigned long long)s.double_frees, "invalid_frees",
                          (unsigned long long)s.invalid_frees, "invalid_reallocs",

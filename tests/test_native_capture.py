@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import subprocess
 
-import pytest
-from native_util import last_json, preloaded_python, shim
-
-from memscope.producer import capture
+from native_util import build_c_library, last_json, preloaded_python, shim
 
 DRIVER = """\
 import json, sys
@@ -129,12 +126,45 @@ print(json.dumps({"found": found, "frees": frees, "stack": stack}))
     assert "work" in functions and functions[0] != "work"  # a native frame, then Python
 
 
-def test_native_mode_needs_the_shim():
-    if capture.is_active():
-        pytest.skip("capture already running in this process")
-    with pytest.raises(RuntimeError, match="memscope run --native"):
-        capture.start("full", native=True)
-    assert capture.is_active() is False
+def test_late_mode_without_preload(tmp_path):
+    """capture.start(native=True) in a process started without the shim: GOT patching."""
+    library = build_c_library(tmp_path)
+    proc = preloaded_python(tmp_path, DRIVER + f"""
+import ctypes
+try:
+    capture.start("full", native=False)
+    native_mode.attach(late=False)
+except RuntimeError as exc:
+    refused = "memscope run --native" in str(exc)
+finally:
+    capture.stop()
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+early = libc.malloc(123)  # before the shim exists: unknown to it
+
+def work():
+    lib = ctypes.CDLL({str(library)!r})  # loaded after the patch: the dlopen hook patches it
+    lib.ms_test_leak.restype = ctypes.c_void_p
+    lib.ms_test_leak(4321)
+    lib.ms_test_double_free()
+    libc.free(early)  # forwarded: allocated before, not an invalid free
+    return lib
+
+ev, rare, _ = run(work)
+stats = native_mode.stats()
+libs = libraries(ev, rare, domains=(4,))
+ffi = rare.get("ffi", {{}})
+print(json.dumps({{"refused": refused, "stats": stats, "libs": libs,
+                  "events": ffi.get("event", [])}}))
+""", preload=False)
+    result = last_json(proc)
+    assert result["refused"] is True
+    stats = result["stats"]
+    assert stats["late"] is True
+    assert (stats["double_frees"], stats["invalid_frees"]) == (1, 0)
+    assert result["libs"].get("libmstest.so", 0) >= 4321 + 64
+    assert "native.double_free" in result["events"]
 
 
 def test_shim_loads_into_a_non_python_program():
