@@ -96,8 +96,10 @@ def prepare(log: Any, scratch: Path, memory_mb: int = MEMORY_BUDGET_MB) -> None:
     con = connect(reader, memory_limit=f"{memory_mb}MB")
     try:
         con.execute("SET temp_directory = ?", [str(scratch.parent / "spill")])
+        materialize(con, memory_batches(reader.dataset("memory")))
         con.execute("ATTACH ? AS scratch", [str(scratch)])
-        materialize(con, memory_batches(reader.dataset("memory")), schema="scratch")
+        for table in ("_blk_done", "_blk_open", "_blk_ends"):  # one bulk write each
+            con.execute(f"CREATE TABLE scratch.{table} AS SELECT * FROM {table}")
         con.execute("DETACH scratch")
     finally:
         con.close()
