@@ -125,6 +125,8 @@ done:
 static int tr_started;
 static int tr_numpy_active;
 static int tr_draining; /* a drain is in progress (it may let other threads run) */
+int tr_gc_paused;        /* the drain disabled the garbage collector (re-enabled while the
+                          * drain lets other threads run, so a fork never inherits it off) */
 static int tr_atfork_ready;
 static pid_t tr_pid; /* the process the C state belongs to (set at start and in a child) */
 static uint64_t tr_shipped_events, tr_shipped_bytes;
@@ -325,12 +327,14 @@ static PyObject *py_drain(PyObject *self, PyObject *args)
         t->busy = 1; /* the drain's own allocations are not traced */
     }
     tr_draining = 1;
+    tr_drain_epoch++; /* threads read the clock afresh after a drain (see tr_stamp) */
     /* No garbage collection inside the drain: this thread records nothing while draining,
      * so a collection here would free other threads' blocks unseen. It runs later. */
-    int gc_was_enabled = PyGC_Disable();
+    tr_gc_paused = PyGC_Disable();
     int rc = tr_drain_into(chunks, rare, max_events);
-    if (gc_was_enabled) {
+    if (tr_gc_paused) {
         PyGC_Enable();
+        tr_gc_paused = 0;
     }
     tr_draining = 0;
     if (t != NULL) {

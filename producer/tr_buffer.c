@@ -329,9 +329,15 @@ PyObject *tr_drain_chunks(uint64_t max_events, uint64_t *events_out, uint64_t *b
     uint64_t total;
     /* The copying runs without the GIL so the traced program keeps running meanwhile;
      * the caller's tr_draining flag keeps other drains out. */
+    if (tr_gc_paused) {
+        PyGC_Enable(); /* other threads may collect (and fork) while the GIL is released */
+    }
     Py_BEGIN_ALLOW_THREADS
     total = tr_gather(max_events, &clock, &pieces);
     Py_END_ALLOW_THREADS
+    if (tr_gc_paused) {
+        PyGC_Disable();
+    }
     PyObject *chunks = PyList_New(0);
     for (size_t i = 0; i < pieces.len; i++) {
         tr_piece_t *p = &pieces.items[i];

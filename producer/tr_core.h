@@ -77,9 +77,9 @@ typedef struct tr_thread {
     uint64_t drops;  /* records lost because no block was available (read relaxed) */
     int64_t sample_left; /* sampled mode: bytes until the next sample */
     uint64_t rng;        /* sampled mode: xorshift state */
-    uint64_t birth_tick; /* aggregated mode: the last clock reading reused for births */
-    unsigned long birth_switch; /* ... taken at this count of GIL hand-overs */
-    uint32_t birth_reuse;       /* ... and reusable this many more times */
+    uint64_t stamp_tick;         /* the last clock reading (see tr_stamp in tr_hooks.c) */
+    unsigned long stamp_switch;  /* ... taken at this count of hand-overs */
+    uint32_t stamp_reuse;        /* ... and reusable this many more times */
     /* per-thread stack cache, outermost frame first (GIL held when used) */
     int cache_depth;
     const void *cache_code[TR_MAX_DEPTH];
@@ -116,6 +116,8 @@ extern int tr_mode;
 /* Written by start (GIL held) before tr_enabled is set; read-only afterwards. */
 extern int64_t tr_sample_bytes;
 extern uint64_t tr_max_buffer_bytes;
+/* Set by the drain (GIL held) while it keeps the garbage collector off. */
+extern int tr_gc_paused;
 
 /* ---- clock ---- */
 extern int tr_use_tsc; /* decided at the first start(); read-only afterwards */
@@ -249,6 +251,9 @@ int tr_stack_emit(PyObject *rare);          /* adds frames/stacks rows; GIL held
 void tr_stack_reset_emitted(void);
 uint32_t tr_stack_count(void);
 unsigned long tr_gil_switches(void); /* 3.11: GIL hand-overs so far; 0 on other versions */
+/* Stamps may be reused only where the GIL's hand-overs can be counted (3.11). */
+#define TR_CAN_REUSE_STAMPS (PY_VERSION_HEX < 0x030C0000)
+extern unsigned long tr_drain_epoch; /* GIL: bumped by every drain and start */
 
 /* ---- hooks (tr_hooks.c) ---- */
 int tr_hooks_install(void);

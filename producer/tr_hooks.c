@@ -225,15 +225,66 @@ static void tr_agg_add(tr_agg_table_t *a, const tr_live_t *e)
 
 /* ------------------------------------------------------------------ recording */
 
+/* Whether this event's thread holds the GIL: always for MEM/OBJ, asked for RAW/numpy. */
+static inline int tr_event_gil(unsigned domain)
+{
+    return domain == TR_MEM || domain == TR_OBJ || tr_stack_gil_held();
+}
+
 static inline uint32_t tr_stack_for(tr_thread_t *t, unsigned domain)
 {
     if (t->nm_preset) { /* native mode hook: the stack tr_native_mode.c computed */
         return t->nm_stack;
     }
-    if (domain == TR_MEM || domain == TR_OBJ || tr_stack_gil_held()) {
-        return tr_stack_current(t);
+    return tr_event_gil(domain) ? tr_stack_current(t) : 0;
+}
+
+/* native mode hook: the stack of an event whose thread holds the GIL or not (`gil`); while
+ * tr_native_mode.c presets one (t->nm_preset), that one. */
+#define TR_EVENT_STACK(t, gil) ((t)->nm_preset ? (t)->nm_stack : (gil) ? tr_stack_current(t) : 0)
+
+/* ---- timestamps ----
+ * Reading the TSC costs about as much as the rest of a record, so a thread holding the GIL
+ * reuses its last reading for up to TR_STAMP_REUSE further events, and reads afresh as soon
+ * as anything could have happened elsewhere in between: the GIL changed hands (3.11's
+ * switch counter), a drain ran, or any thread recorded an event without the GIL. Hence every
+ * event's time is at most the true time, and no event can be stamped earlier than an event
+ * that really happened before it in another thread (a block freed elsewhere and allocated
+ * here always shows the free first). Within a thread a stamp is at most TR_STAMP_REUSE
+ * events old (well under a microsecond while the thread runs); a thread that sleeps with no
+ * other thread and no drain running (capture without the publisher) may stamp its next few
+ * events with the time before the sleep. On 3.12+ (no switch counter) every event reads it. */
+#define TR_STAMP_REUSE 8
+
+#if TR_CAN_REUSE_STAMPS
+/* Events recorded without the GIL so far (atomic, relaxed). */
+static unsigned long tr_nogil_events;
+#endif
+/* Incremented by every drain and start (GIL). */
+unsigned long tr_drain_epoch;
+
+static inline uint64_t tr_stamp(tr_thread_t *t, int gil)
+{
+#if TR_CAN_REUSE_STAMPS
+    if (gil) {
+        unsigned long sw = tr_gil_switches() + tr_drain_epoch +
+                           __atomic_load_n(&tr_nogil_events, __ATOMIC_RELAXED);
+        if (sw == t->stamp_switch && t->stamp_reuse != 0) {
+            t->stamp_reuse--;
+            return t->stamp_tick;
+        }
+        t->stamp_tick = tr_tick();
+        t->stamp_switch = sw;
+        t->stamp_reuse = TR_STAMP_REUSE;
+        return t->stamp_tick;
     }
-    return 0;
+    __atomic_fetch_add(&tr_nogil_events, 1, __ATOMIC_RELAXED);
+    t->stamp_reuse = 0;
+#else
+    (void)t;
+    (void)gil;
+#endif
+    return tr_tick();
 }
 
 static inline int tr_domain_gil(unsigned domain) { return domain == TR_MEM || domain == TR_OBJ; }
@@ -265,8 +316,9 @@ static void tr_sampled_alloc(tr_thread_t *t, unsigned kind, unsigned domain, uin
     while (t->sample_left <= 0) {
         t->sample_left += tr_next_sample_gap(t);
     }
-    uint32_t stack = tr_stack_for(t, domain);
-    tr_live_t e = {addr, size, 0, t->tid, stack, (uint8_t)domain, 1};
+    int gil = tr_event_gil(domain);
+    uint32_t stack = TR_EVENT_STACK(t, gil);
+    tr_live_t e = {addr, size, 0, t->tid, stack, (uint8_t)domain, 1, 0};
     pthread_mutex_lock(&tr_map_lock);
     int ok = tr_map_put(&tr_map_locked, &e) == 0;
     pthread_mutex_unlock(&tr_map_lock);
@@ -274,7 +326,7 @@ static void tr_sampled_alloc(tr_thread_t *t, unsigned kind, unsigned domain, uin
         __atomic_fetch_add(&tr_sample_filter[tr_hash_addr(addr) & (TR_FILTER_SLOTS - 1)], 1,
                            __ATOMIC_RELAXED);
     }
-    tr_emit(t, kind, domain, addr, 0, size, stack, 1, tr_tick());
+    tr_emit(t, kind, domain, addr, 0, size, stack, 1, tr_stamp(t, gil));
 }
 
 /* Returns 1 when addr was a sampled block (now forgotten). */
@@ -377,41 +429,15 @@ static void tr_agg_free(tr_thread_t *t, unsigned domain, uint64_t addr, uint64_t
         e.emitted = 1;
     }
     if (found ? e.emitted : !quiet) {
-        tr_emit(t, TR_FREE, domain, addr, 0, 0, 0, 0, tick ? tick : tr_tick());
+        tr_emit(t, TR_FREE, domain, addr, 0, 0, 0, 0,
+                tick ? tick : tr_stamp(t, tr_event_gil(domain)));
     }
-}
-
-/* Birth time of a pending allocation (GIL domains, 3.11). Most pending blocks are folded and
- * their time never used, so one clock reading serves up to TR_BIRTH_REUSE births of this
- * thread, but never across a GIL hand-over: a block another thread freed before this thread
- * got the GIL cannot look allocated before that free. (The publisher takes the GIL at every
- * drain, so a thread waking from a sleep reads the clock afresh.) */
-#define TR_BIRTH_REUSE 16
-
-/* Incremented by every drain and start (GIL). */
-unsigned long tr_drain_epoch;
-
-static inline uint64_t tr_birth_tick(tr_thread_t *t, unsigned domain)
-{
-    if (!tr_domain_gil(domain)) {
-        return tr_tick();
-    }
-    /* a drain also counts as a hand-over: the promotion cutoff moves with it */
-    unsigned long sw = tr_gil_switches() + tr_drain_epoch;
-    if (sw == 0 || sw != t->birth_switch || t->birth_reuse == 0) {
-        t->birth_tick = tr_tick();
-        t->birth_switch = sw;
-        t->birth_reuse = TR_BIRTH_REUSE;
-    }
-    else {
-        t->birth_reuse--;
-    }
-    return t->birth_tick;
 }
 
 static void tr_agg_alloc(tr_thread_t *t, unsigned domain, uint64_t addr, uint64_t size)
 {
-    tr_live_t e = {addr, size, tr_birth_tick(t, domain), t->tid, tr_stack_for(t, domain),
+    int gil = tr_event_gil(domain);
+    tr_live_t e = {addr, size, tr_stamp(t, gil), t->tid, TR_EVENT_STACK(t, gil),
                    (uint8_t)domain, 0, 0};
     int rc;
     if (tr_domain_gil(domain)) {
@@ -433,9 +459,11 @@ void tr_record_alloc(tr_thread_t *t, unsigned kind, unsigned domain, void *ptr, 
 {
     uint64_t addr = (uint64_t)(uintptr_t)ptr;
     switch (tr_mode) {
-    case TR_MODE_FULL:
-        tr_emit(t, kind, domain, addr, 0, size, tr_stack_for(t, domain), 1, tr_tick());
+    case TR_MODE_FULL: {
+        int gil = tr_event_gil(domain);
+        tr_emit(t, kind, domain, addr, 0, size, TR_EVENT_STACK(t, gil), 1, tr_stamp(t, gil));
         break;
+    }
     case TR_MODE_SAMPLED:
         tr_sampled_alloc(t, kind, domain, addr, size);
         break;
@@ -453,6 +481,7 @@ void tr_record_realloc(tr_thread_t *t, unsigned domain, void *ptr, void *old, si
     switch (tr_mode) {
     case TR_MODE_FULL:
         tr_emit(t, TR_REALLOC, domain, addr, old_addr, size, tr_stack_for(t, domain), 1, tick);
+        t->stamp_reuse = 0; /* keep later stamps of this thread at or after this reading */
         break;
     case TR_MODE_SAMPLED:
         if (tr_sampled_forget(old_addr)) {
@@ -475,11 +504,11 @@ void tr_record_free(tr_thread_t *t, unsigned domain, void *ptr)
         /* an ignored thread's frees are recorded too: a block a traced thread allocated and
          * the publisher frees must not look leaked (frees of its own blocks read as frees
          * of never-seen blocks, which readers tolerate) */
-        tr_emit(t, TR_FREE, domain, addr, 0, 0, 0, 0, tr_tick());
+        tr_emit(t, TR_FREE, domain, addr, 0, 0, 0, 0, tr_stamp(t, tr_event_gil(domain)));
         break;
     case TR_MODE_SAMPLED:
         if (tr_sampled_forget(addr)) {
-            tr_emit(t, TR_FREE, domain, addr, 0, 0, 0, 0, tr_tick());
+            tr_emit(t, TR_FREE, domain, addr, 0, 0, 0, 0, tr_stamp(t, tr_event_gil(domain)));
         }
         break;
     default:
@@ -741,7 +770,6 @@ static PyObject *tr_promo_chunk(const tr_promo_t *p, size_t n, const tr_clock_t 
  * (cols1 chunks, one per thread, appended to `chunks`). Returns the event count or -1. */
 int64_t tr_hooks_promote(PyObject *chunks, const tr_clock_t *clock, int everything)
 {
-    tr_drain_epoch++;
     uint64_t cutoff = everything ? UINT64_MAX : tr_promote_cutoff;
     tr_promote_cutoff = tr_tick();
     tr_promo_t *all = NULL;

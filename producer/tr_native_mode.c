@@ -266,53 +266,53 @@ static void tr_nm_find_self(void)
 
 static uint64_t tr_nm_tick(void) { return tr_tick(); }
 
+/* The stack of a native event: the Python stack (interned with the GIL, read without it)
+ * plus the native frame of `ret`. */
+static uint32_t tr_nm_stack(tr_thread_t *t, uint64_t ret)
+{
+    uint32_t stack = tr_stack_gil_held() ? tr_stack_current(t) : tr_nm_stack_nogil(t);
+    if (ret != 0 && ret == t->nm_ret && stack == t->nm_ret_parent && t->nm_ret_id) {
+        return t->nm_ret_id; /* the same call site as the thread's previous event */
+    }
+    if (ret != 0) {
+        t->nm_ret = ret;
+        t->nm_ret_parent = stack;
+        stack = t->nm_ret_id = tr_nn_intern(stack, NULL, (const void *)(uintptr_t)ret);
+    }
+    return stack;
+}
+
+/* One event from the shim. Recorded through the tracer's own tr_record_* so that the modes,
+ * the timestamp rules and the ignored-thread rules are the same as for the PyMem hooks; the
+ * stack computed here is handed over with t->nm_preset. */
 static void tr_nm_record(unsigned kind, unsigned domain, uint64_t addr, uint64_t old,
                          uint64_t size, uint64_t ret, unsigned finding, uint64_t tick)
 {
     if (ret - tr_nm_self_lo < tr_nm_self_hi - tr_nm_self_lo) {
         return; /* the tracer's own bookkeeping */
     }
-    tr_thread_t *t = tr_enter();
+    tr_thread_t *t = kind == TR_FREE ? tr_enter_free() : tr_enter();
     if (t == NULL) {
         return;
     }
-    if (tick == 0) {
-        tick = tr_tick();
-    }
-    uint32_t stack = 0;
-    if (kind != TR_FREE || finding != 0) {
-        stack = tr_stack_gil_held() ? tr_stack_current(t) : tr_nm_stack_nogil(t);
-        if (ret != 0 && ret == t->nm_ret && stack == t->nm_ret_parent && t->nm_ret_id) {
-            stack = t->nm_ret_id; /* the same call site as the thread's previous event */
+    if (kind == TR_FREE) {
+        if (finding != 0) {
+            tr_nm_note(t->tid, tr_tick(), finding, addr, tr_nm_stack(t, ret), ret);
         }
-        else if (ret != 0) {
-            t->nm_ret = ret;
-            t->nm_ret_parent = stack;
-            stack = t->nm_ret_id = tr_nn_intern(stack, NULL, (const void *)(uintptr_t)ret);
-        }
-    }
-    if (finding != 0) {
-        tr_nm_note(t->tid, tick, finding, addr, stack, ret);
-    }
-    if (tr_mode == TR_MODE_FULL) {
-        tr_emit(t, kind, domain, addr, old, kind == TR_FREE ? 0 : size, stack, kind != TR_FREE,
-                tick);
-    }
-    else if (kind == TR_FREE) {
         tr_record_free(t, domain, (void *)(uintptr_t)addr);
+        t->busy = 0;
+        return;
     }
-    else { /* aggregated and sampled modes, with the stack computed here */
-        t->nm_stack = stack;
-        t->nm_preset = 1;
-        if (kind == TR_REALLOC) {
-            tr_record_realloc(t, domain, (void *)(uintptr_t)addr, (void *)(uintptr_t)old, size,
-                              tick);
-        }
-        else {
-            tr_record_alloc(t, kind, domain, (void *)(uintptr_t)addr, size);
-        }
-        t->nm_preset = 0;
+    t->nm_stack = tr_nm_stack(t, ret);
+    t->nm_preset = 1;
+    if (kind == TR_REALLOC) {
+        tr_record_realloc(t, domain, (void *)(uintptr_t)addr, (void *)(uintptr_t)old, size,
+                          tick != 0 ? tick : tr_tick());
     }
+    else {
+        tr_record_alloc(t, kind, domain, (void *)(uintptr_t)addr, size);
+    }
+    t->nm_preset = 0;
     t->busy = 0;
 }
 

@@ -42,6 +42,10 @@ def test_sixteen_threads_allocating_at_once():
         frees = ev["address"][(ev["kind"] == KIND_FREE) & (ev["tid"] == idents[k])]
         assert np.isin(addrs, frees).all()
     assert rare["producer_stats"]["drops"][-1] == 0
+    # within a thread, stamps never go backwards (decode order is record order)
+    for tid in set(ev["tid"].tolist()):
+        ts = ev["ts_ns"][ev["tid"] == tid]
+        assert (np.diff(ts) >= 0).all(), tid
 
 
 def test_thread_churn_reaps_exited_threads():
