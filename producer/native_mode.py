@@ -21,6 +21,11 @@ How it works (details in ``producer/native/ms_preload.c`` and ``producer/tr_nati
   live is NOT passed to libc -- the process survives a double free -- and is reported as an
   ``ffi`` row ``native.double_free``, ``native.invalid_free`` or ``native.invalid_realloc``.
 
+Approximations: ``munmap`` is recorded as the end of the mapping that starts at its address
+(a partial unmap ends it whole; a ``MAP_FIXED`` mapping over another one does not end the
+older one); a thread that never ran Python code has no Python stack (its events keep their
+native frame).
+
 ``init(native=True)`` in a process that was **not** started with the shim uses *late mode*:
 the shim is loaded then (``dlopen``) and the global offset tables of every loaded library
 (and of each library loaded later: ``dlopen`` itself is hooked) are patched to call its hooks.
