@@ -230,16 +230,41 @@ static uint32_t tr_nm_stack_nogil(tr_thread_t *t)
     return id;
 }
 
-/* The address range of this extension's own code (set at the first attach, read-only after):
- * calls made from it are the tracer's bookkeeping (its buffers, maps and tables), never the
- * program's memory. Checked before anything else, so attaching a new thread's state (which
- * maps memory) cannot recurse into itself. */
-static uintptr_t tr_nm_self_lo, tr_nm_self_hi;
+/* Code whose allocations are memscope's own, never the program's: this extension (its
+ * buffers, maps and tables) and memscope's transport (pyzmq's extension modules and libzmq,
+ * whose I/O threads the publisher cannot mark ignored). A call whose return address lies in
+ * one of these ranges is not recorded; checked before anything else, so attaching a new
+ * thread's state (which maps memory) cannot recurse into itself. The ranges are appended at
+ * attach and at each drain (GIL held) and published by a release store of the count; hooks
+ * read them lock-free. A program that uses zmq itself does not see libzmq's allocations. */
+#define TR_NM_MAX_RANGES 16
+static uintptr_t tr_nm_range_lo[TR_NM_MAX_RANGES], tr_nm_range_hi[TR_NM_MAX_RANGES];
+static int tr_nm_ranges;         /* atomic */
+static uintptr_t tr_nm_self_base; /* this extension's load address (GIL) */
 
-static int tr_nm_self_range(struct dl_phdr_info *info, size_t size, void *base)
+static inline int tr_nm_ignored_caller(uint64_t ret)
+{
+    int n = __atomic_load_n(&tr_nm_ranges, __ATOMIC_ACQUIRE);
+    for (int i = 0; i < n; i++) {
+        if (ret - tr_nm_range_lo[i] < tr_nm_range_hi[i] - tr_nm_range_lo[i]) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int tr_nm_is_own(const struct dl_phdr_info *info)
+{
+    const char *name = info->dlpi_name != NULL ? info->dlpi_name : "";
+    return (uintptr_t)info->dlpi_addr == tr_nm_self_base || strstr(name, "/zmq/") != NULL ||
+           strstr(name, "libzmq") != NULL || strstr(name, "pyzmq") != NULL;
+}
+
+static int tr_nm_add_range(struct dl_phdr_info *info, size_t size, void *unused)
 {
     (void)size;
-    if ((uintptr_t)info->dlpi_addr != (uintptr_t)base) {
+    (void)unused;
+    if (!tr_nm_is_own(info)) {
         return 0;
     }
     uintptr_t lo = UINTPTR_MAX, hi = 0;
@@ -251,17 +276,31 @@ static int tr_nm_self_range(struct dl_phdr_info *info, size_t size, void *base)
             hi = start + ph->p_memsz > hi ? start + ph->p_memsz : hi;
         }
     }
-    tr_nm_self_lo = lo;
-    tr_nm_self_hi = hi;
-    return 1;
+    int n = __atomic_load_n(&tr_nm_ranges, __ATOMIC_RELAXED);
+    for (int i = 0; i < n; i++) {
+        if (tr_nm_range_lo[i] == lo) {
+            return 0; /* known */
+        }
+    }
+    if (hi > lo && n < TR_NM_MAX_RANGES) {
+        tr_nm_range_lo[n] = lo;
+        tr_nm_range_hi[n] = hi;
+        __atomic_store_n(&tr_nm_ranges, n + 1, __ATOMIC_RELEASE);
+    }
+    return 0;
 }
 
-static void tr_nm_find_self(void)
+/* GIL held: add the ranges of memscope's own code loaded since the last call. */
+static void tr_nm_refresh_ranges(void)
 {
-    Dl_info info;
-    if (tr_nm_self_hi == 0 && dladdr((void *)&tr_nm_find_self, &info) != 0) {
-        dl_iterate_phdr(tr_nm_self_range, info.dli_fbase);
+    if (tr_nm_self_base == 0) {
+        Dl_info info;
+        if (dladdr((void *)&tr_nm_refresh_ranges, &info) == 0) {
+            return;
+        }
+        tr_nm_self_base = (uintptr_t)info.dli_fbase;
     }
+    dl_iterate_phdr(tr_nm_add_range, NULL);
 }
 
 static uint64_t tr_nm_tick(void) { return tr_tick(); }
@@ -288,10 +327,13 @@ static uint32_t tr_nm_stack(tr_thread_t *t, uint64_t ret)
 static void tr_nm_record(unsigned kind, unsigned domain, uint64_t addr, uint64_t old,
                          uint64_t size, uint64_t ret, unsigned finding, uint64_t tick)
 {
-    if (ret - tr_nm_self_lo < tr_nm_self_hi - tr_nm_self_lo) {
-        return; /* the tracer's own bookkeeping */
+    if (tr_nm_ignored_caller(ret)) {
+        return; /* memscope's own allocations */
     }
-    tr_thread_t *t = kind == TR_FREE ? tr_enter_free() : tr_enter();
+    /* tr_enter for frees too: an ignored thread's native frees are of blocks its unrecorded
+     * allocations made (its transport's buffers), so recording them would only add frees of
+     * never-seen blocks */
+    tr_thread_t *t = tr_enter();
     if (t == NULL) {
         return;
     }
@@ -386,7 +428,7 @@ PyObject *tr_nm_py_attach(PyObject *self, PyObject *args)
         }
         late = 1;
     }
-    tr_nm_find_self();
+    tr_nm_refresh_ranges();
     if (tr_nm_attach_fn(&tr_nm_ops) != MS_ABI) {
         PyErr_SetString(PyExc_RuntimeError,
                         "the loaded memscope shim is from another memscope version");
@@ -599,6 +641,9 @@ static int tr_nn_emit(PyObject *rare)
 
 int tr_nm_emit(PyObject *rare)
 {
+    if (tr_nm_attached) {
+        tr_nm_refresh_ranges(); /* memscope's transport may have been loaded since */
+    }
     if (tr_nn_emit(rare) < 0) {
         return -1;
     }
