@@ -216,3 +216,12 @@ print(json.dumps({"statuses": statuses, "per_size": per_size, "stats": native_mo
     assert result["per_size"] == {str(5000 + k): 1500 for k in range(6)}
     stats = result["stats"]
     assert (stats["double_frees"], stats["invalid_frees"], stats["untracked"]) == (0, 0, 0)
+
+
+def test_preload_env_puts_the_shim_first_once():
+    from memscope.producer.native_mode import preload_env
+
+    env = preload_env({"LD_PRELOAD": f"/opt/other.so:{shim()}", "PATH": "/bin"})
+    assert env["LD_PRELOAD"] == f"{shim()} /opt/other.so"
+    assert (env["MEMSCOPE_NATIVE"], env["PATH"]) == ("1", "/bin")
+    assert preload_env({})["LD_PRELOAD"] == str(shim())
