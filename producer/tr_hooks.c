@@ -244,16 +244,18 @@ static inline uint32_t tr_stack_for(tr_thread_t *t, unsigned domain)
 #define TR_EVENT_STACK(t, gil) ((t)->nm_preset ? (t)->nm_stack : (gil) ? tr_stack_current(t) : 0)
 
 /* ---- timestamps ----
- * Reading the TSC costs about as much as the rest of a record, so a thread holding the GIL
- * reuses its last reading for up to TR_STAMP_REUSE further events, and reads afresh as soon
- * as anything could have happened elsewhere in between: the GIL changed hands (3.11's
- * switch counter), a drain ran, or any thread recorded an event without the GIL. Hence every
- * event's time is at most the true time, and no event can be stamped earlier than an event
- * that really happened before it in another thread (a block freed elsewhere and allocated
- * here always shows the free first). Within a thread a stamp is at most TR_STAMP_REUSE
- * events old (well under a microsecond while the thread runs); a thread that sleeps with no
- * other thread and no drain running (capture without the publisher) may stamp its next few
- * events with the time before the sleep. On 3.12+ (no switch counter) every event reads it. */
+ * Reading the TSC costs about as much as the rest of a record. Frees always read it (a
+ * death is never stamped before anything the program saw happen earlier). An allocation by
+ * a thread holding the GIL reuses the thread's last reading for up to TR_STAMP_REUSE
+ * allocations, and reads afresh as soon as anything could have happened elsewhere in
+ * between: the GIL changed hands (3.11's switch counter), a drain ran, or any thread recorded
+ * an event without the GIL. Hence an allocation is never stamped before a free that really
+ * happened before it (a block freed elsewhere and allocated here always shows the free
+ * first), and its stamp is at most the true time and at most TR_STAMP_REUSE allocations old
+ * (well under a microsecond while the thread runs). A thread that sleeps with no other
+ * thread and no drain running (capture without the publisher) may stamp its next few
+ * allocations with the time before the sleep. On 3.12+ (no switch counter) every
+ * allocation reads the clock too. */
 #define TR_STAMP_REUSE 8
 
 #if TR_CAN_REUSE_STAMPS
@@ -285,6 +287,21 @@ static inline uint64_t tr_stamp(tr_thread_t *t, int gil)
     (void)gil;
 #endif
     return tr_tick();
+}
+
+/* A fresh reading (frees), which later allocations of this thread may reuse. */
+static inline uint64_t tr_stamp_fresh(tr_thread_t *t, int gil)
+{
+#if TR_CAN_REUSE_STAMPS
+    if (gil) {
+        t->stamp_tick = tr_tick();
+        t->stamp_switch = tr_gil_switches() + tr_drain_epoch +
+                          __atomic_load_n(&tr_nogil_events, __ATOMIC_RELAXED);
+        t->stamp_reuse = TR_STAMP_REUSE;
+        return t->stamp_tick;
+    }
+#endif
+    return tr_stamp(t, gil);
 }
 
 static inline int tr_domain_gil(unsigned domain) { return domain == TR_MEM || domain == TR_OBJ; }
@@ -430,7 +447,7 @@ static void tr_agg_free(tr_thread_t *t, unsigned domain, uint64_t addr, uint64_t
     }
     if (found ? e.emitted : !quiet) {
         tr_emit(t, TR_FREE, domain, addr, 0, 0, 0, 0,
-                tick ? tick : tr_stamp(t, tr_event_gil(domain)));
+                tick ? tick : tr_stamp_fresh(t, tr_event_gil(domain)));
     }
 }
 
@@ -504,11 +521,13 @@ void tr_record_free(tr_thread_t *t, unsigned domain, void *ptr)
         /* an ignored thread's frees are recorded too: a block a traced thread allocated and
          * the publisher frees must not look leaked (frees of its own blocks read as frees
          * of never-seen blocks, which readers tolerate) */
-        tr_emit(t, TR_FREE, domain, addr, 0, 0, 0, 0, tr_stamp(t, tr_event_gil(domain)));
+        tr_emit(t, TR_FREE, domain, addr, 0, 0, 0, 0,
+                tr_stamp_fresh(t, tr_event_gil(domain)));
         break;
     case TR_MODE_SAMPLED:
         if (tr_sampled_forget(addr)) {
-            tr_emit(t, TR_FREE, domain, addr, 0, 0, 0, 0, tr_stamp(t, tr_event_gil(domain)));
+            tr_emit(t, TR_FREE, domain, addr, 0, 0, 0, 0,
+                tr_stamp_fresh(t, tr_event_gil(domain)));
         }
         break;
     default:
