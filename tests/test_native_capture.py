@@ -130,7 +130,7 @@ def test_late_mode_without_preload(tmp_path):
     """capture.start(native=True) in a process started without the shim: GOT patching."""
     library = build_c_library(tmp_path)
     proc = preloaded_python(tmp_path, DRIVER + f"""
-import ctypes
+import ctypes, os
 try:
     capture.start("full", native=False)
     native_mode.attach(late=False)
@@ -149,6 +149,12 @@ def work():
     lib.ms_test_leak(4321)
     lib.ms_test_double_free()
     libc.free(early)  # forwarded: allocated before, not an invalid free
+    pid = os.fork()
+    if pid == 0:  # a child of a patched process keeps working
+        for _ in range(100):
+            libc.free(libc.malloc(200))
+        os._exit(0)
+    assert os.waitpid(pid, 0)[1] == 0
     return lib
 
 ev, rare, _ = run(work)

@@ -75,6 +75,9 @@ static struct {
 } real;
 
 enum { MS_UNINIT = 0, MS_INITIALIZING = 1, MS_READY = 2, MS_FAILED = 3 };
+
+/* The hooks' own address (a hidden alias, defined below with the others). */
+extern void *ms_local_malloc(size_t) __attribute__((visibility("hidden")));
 static int ms_state; /* atomic */
 
 /* Thread-local flags (static TLS: the shim is always loaded at start-up). */
@@ -190,11 +193,16 @@ static int ms_grow(ms_shard_t *s)
             slots[h] = key;
         }
     }
-    if (s->slots != NULL) {
-        real.munmap(s->slots, (s->mask + 1) * sizeof(uint64_t));
-    }
+    /* the new table is published before the old one is unmapped: a forked child whose
+     * parent thread stopped anywhere in here never reads unmapped memory (late mode) */
+    uint64_t *old = s->slots, old_cap = s->mask + 1;
     s->slots = slots;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
     s->mask = cap - 1;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    if (old != NULL) {
+        real.munmap(old, old_cap * sizeof(uint64_t));
+    }
     return 0;
 }
 
@@ -438,11 +446,33 @@ static void ms_atfork_release(void)
     }
 }
 
+/* Late mode's child handler: no lock was taken before fork (see the constructor), so a shard
+ * another thread held at that moment may be half-updated. Its lock is released and blocking
+ * stops in this child (unknown frees are forwarded); lookups stay within mapped memory. */
+static void ms_atfork_child_late(void)
+{
+    for (int i = 0; i < MS_SHARDS; i++) {
+        if (__atomic_load_n(&ms_shards[i].lock, __ATOMIC_RELAXED)) {
+            ms_unlock(&ms_shards[i].lock);
+            __atomic_store_n(&ms_lost, 1, __ATOMIC_RELAXED);
+        }
+    }
+}
+
 __attribute__((constructor)) static void ms_constructor(void)
 {
     ms_ready();
-    /* Registered first, so its prepare handler runs last (after the tracer's). */
-    pthread_atfork(ms_atfork_prepare, ms_atfork_release, ms_atfork_release);
+    if (real.dlsym(RTLD_DEFAULT, "malloc") == (void *)&ms_local_malloc) {
+        /* Preloaded: registered before anyone else, so its prepare handler runs last, after
+         * the tracer's, which may allocate (take shard locks) while holding their locks. */
+        pthread_atfork(ms_atfork_prepare, ms_atfork_release, ms_atfork_release);
+    }
+    else {
+        /* Loaded late (after the tracer registered its handlers): taking the shard locks
+         * here would come before the tracer's locks, the reverse of the order hooks nest
+         * them in, so nothing is taken before fork. */
+        pthread_atfork(NULL, NULL, ms_atfork_child_late);
+    }
 }
 
 /* ------------------------------------------------------------------ heap hooks */
