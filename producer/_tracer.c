@@ -416,6 +416,19 @@ static PyObject *py_pin(PyObject *self, PyObject *args)
     return PyBool_FromLong(rc);
 }
 
+/* Blocks whose free means obj is dead, besides obj's own block: CPython keeps dead lists
+ * on a free list (their object block is not freed), but a non-empty list's item array is
+ * freed when it dies. (The array may move when the list grows; its realloc events link the
+ * old address to the new one.) */
+static PyObject *py_inner_blocks(PyObject *self, PyObject *obj)
+{
+    if (PyList_CheckExact(obj) && ((PyListObject *)obj)->ob_item != NULL) {
+        uintptr_t items = (uintptr_t)((PyListObject *)obj)->ob_item;
+        return Py_BuildValue("[K]", (unsigned long long)items);
+    }
+    return PyList_New(0);
+}
+
 static PyObject *py_after_fork_child(PyObject *self, PyObject *noargs)
 {
     /* The pthread_atfork child handler has already reset the C state; this only acts in a
@@ -454,6 +467,8 @@ static PyMethodDef tr_methods[] = {
     {"current_stack_id", py_current_stack_id, METH_VARARGS,
      "current_stack_id(skip=0): intern the caller's stack (minus `skip` innermost frames)."},
     {"block_address", py_block_address, METH_O, "Start of the object's allocation block."},
+    {"inner_blocks", py_inner_blocks, METH_O,
+     "inner_blocks(obj) -> [address]: other blocks whose free means obj died (list items)."},
     {"pin", py_pin, METH_VARARGS,
      "pin(address, size=0) -> bool: make sure the block's free is recorded in any mode."},
     {"after_fork_child", py_after_fork_child, METH_NOARGS, "Reset buffers in a forked child."},

@@ -123,6 +123,16 @@ def block_address(obj: object) -> int:
     return _tracer.block_address(obj)
 
 
+def death_blocks(obj: object) -> list[int]:
+    """Addresses whose free means ``obj`` has died: its own block first, then inner blocks.
+
+    CPython parks dead lists, dicts, tuples and floats on free lists, so their object block
+    is often not freed at death; a non-empty list's item array is (follow its realloc events
+    when the list grows after this call).
+    """
+    return [_tracer.block_address(obj), *_tracer.inner_blocks(obj)]
+
+
 def pin(obj: object) -> bool:
     """Make sure the death of ``obj`` (the free of its block) reaches the log in every mode.
 

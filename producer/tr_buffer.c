@@ -35,6 +35,8 @@ static uint64_t tr_high_water_blocks; /* max of tr_blocks_in_use since start/for
 static uint64_t tr_dead_events;       /* events/drops of thread states already freed */
 static uint64_t tr_dead_drops;
 static uint64_t tr_attach_failures;   /* threads that could not get a state (counted as drops) */
+static uint64_t *tr_serial_tids;      /* serial -> tid of every state ever attached */
+static uint32_t tr_n_serials, tr_cap_serials;
 
 /* Written once by tr_buffers_init (GIL held, before any hook can run). */
 static pthread_key_t tr_exit_key;
@@ -128,6 +130,19 @@ tr_thread_t *tr_thread_attach(void)
     t->dblock = t->cur;
     t->next_all = tr_threads;
     tr_threads = t;
+    if (tr_n_serials == tr_cap_serials) {
+        uint32_t cap = tr_cap_serials ? tr_cap_serials * 2 : 256;
+        uint64_t *grown = tr_raw_realloc(tr_serial_tids, cap * sizeof(uint64_t));
+        if (grown != NULL) {
+            tr_serial_tids = grown;
+            tr_cap_serials = cap;
+        }
+    }
+    /* (out of memory: serial 0's tid stands in; only aggregated-mode attribution suffers) */
+    t->serial = tr_n_serials < tr_cap_serials ? tr_n_serials++ : 0;
+    if (tr_serial_tids != NULL && t->serial < tr_cap_serials) {
+        tr_serial_tids[t->serial] = t->tid;
+    }
     pthread_mutex_unlock(&tr_registry_lock);
     t->pos = t->cur->data;
     t->end = t->cur->data + TR_BLOCK_DATA;
@@ -375,6 +390,14 @@ PyObject *tr_drain_chunks(uint64_t max_events, uint64_t *events_out, uint64_t *b
     tr_raw_free(pieces.release);
     *events_out = total;
     return chunks;
+}
+
+uint64_t tr_serial_tid(uint32_t serial)
+{
+    pthread_mutex_lock(&tr_registry_lock);
+    uint64_t tid = serial < tr_n_serials ? tr_serial_tids[serial] : 0;
+    pthread_mutex_unlock(&tr_registry_lock);
+    return tid;
 }
 
 void tr_buffers_reset_high_water(void)

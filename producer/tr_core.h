@@ -87,6 +87,11 @@ typedef struct tr_thread {
     uint32_t cache_id[TR_MAX_DEPTH];
     const void *walk_code[TR_MAX_DEPTH];
     const void *walk_instr[TR_MAX_DEPTH];
+    /* (parent node, instruction) -> node: a small cache in front of the shared index */
+    struct {
+        const void *instr;
+        uint32_t parent, id;
+    } leaf[256];
     /* --- owned by the drain (serialized by the GIL and tr_draining) --- */
     tr_block_t *dblock; /* oldest block not yet fully drained */
     uint32_t dpos;      /* drained bytes of dblock */
@@ -94,6 +99,7 @@ typedef struct tr_thread {
     tr_delta_t d;       /* delta state at the drain position */
     /* --- shared --- */
     uint64_t tid;      /* PyThread_get_thread_ident() of the owner; immutable */
+    uint32_t serial;   /* this state's number (tr_serial_tid maps it back to tid); immutable */
     int dead;          /* set (release) by the owner's thread-exit destructor */
     struct tr_thread *next_all; /* registry list; protected by tr_registry_lock */
     /* native mode hook (tr_native_mode.c): while nm_preset is set, the thread's hooks use
@@ -178,6 +184,7 @@ static inline uint64_t tr_zz32(uint32_t delta)
 /* ---- buffers (tr_buffer.c) ---- */
 extern __thread tr_thread_t *tr_tls __attribute__((tls_model("initial-exec")));
 tr_thread_t *tr_thread_attach(void); /* creates the calling thread's state; NULL if impossible */
+uint64_t tr_serial_tid(uint32_t serial); /* the tid of a thread state's serial number */
 int tr_thread_next_block(tr_thread_t *t); /* 0 when no block could be had (a drop) */
 void tr_buffers_after_fork_child(void);
 void tr_buffers_atfork_prepare(void);

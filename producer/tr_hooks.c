@@ -42,15 +42,16 @@ void tr_raw_free(void *p) { free(p); }
 
 /* ------------------------------------------------------------------ live maps */
 
+/* 32 bytes: two entries per cache line. */
 typedef struct {
     uint64_t addr; /* 0 = empty slot */
-    uint64_t size;
+    uint64_t size : 48;
+    uint64_t domain : 8;
+    uint64_t emitted : 1; /* promoted to a real alloc event: its free must be recorded */
+    uint64_t pinned : 1;  /* pin(): promote at the next drain whatever its age */
     uint64_t tick;
-    uint64_t tid;
     uint32_t stack;
-    uint8_t domain;
-    uint8_t emitted; /* promoted to a real alloc event: its free must be recorded */
-    uint8_t pinned;  /* pin(): promote at the next drain whatever its age */
+    uint32_t serial; /* the allocating thread (tr_thread_t.serial) */
 } tr_live_t;
 
 typedef struct {
@@ -173,7 +174,7 @@ static inline void tr_update_peak(void)
 /* ------------------------------------------------------------------ aggregates */
 
 typedef struct {
-    uint64_t tid;
+    uint32_t serial; /* the allocating thread */
     uint32_t stack;
     uint8_t domain, used;
     uint64_t count, bytes;
@@ -197,7 +198,7 @@ static void tr_agg_add(tr_agg_table_t *a, const tr_live_t *e)
         }
         for (uint64_t i = 0; a->slots != NULL && i <= a->mask; i++) {
             if (a->slots[i].used) {
-                uint64_t h = tr_hash_addr(a->slots[i].tid ^ ((uint64_t)a->slots[i].stack << 8) ^
+                uint64_t h = tr_hash_addr(a->slots[i].serial ^ ((uint64_t)a->slots[i].stack << 8) ^
                                           a->slots[i].domain) & (cap - 1);
                 while (slots[h].used) {
                     h = (h + 1) & (cap - 1);
@@ -209,14 +210,14 @@ static void tr_agg_add(tr_agg_table_t *a, const tr_live_t *e)
         a->slots = slots;
         a->mask = cap - 1;
     }
-    uint64_t h = tr_hash_addr(e->tid ^ ((uint64_t)e->stack << 8) ^ e->domain) & a->mask;
-    while (a->slots[h].used && !(a->slots[h].tid == e->tid && a->slots[h].stack == e->stack &&
+    uint64_t h = tr_hash_addr(e->serial ^ ((uint64_t)e->stack << 8) ^ e->domain) & a->mask;
+    while (a->slots[h].used && !(a->slots[h].serial == e->serial && a->slots[h].stack == e->stack &&
                                  a->slots[h].domain == e->domain)) {
         h = (h + 1) & a->mask;
     }
     tr_agg_t *s = &a->slots[h];
     if (!s->used) {
-        *s = (tr_agg_t){e->tid, e->stack, e->domain, 1, 0, 0};
+        *s = (tr_agg_t){e->serial, e->stack, (uint8_t)e->domain, 1, 0, 0};
         a->count++;
     }
     s->count++;
@@ -335,7 +336,8 @@ static void tr_sampled_alloc(tr_thread_t *t, unsigned kind, unsigned domain, uin
     }
     int gil = tr_event_gil(domain);
     uint32_t stack = TR_EVENT_STACK(t, gil);
-    tr_live_t e = {addr, size, 0, t->tid, stack, (uint8_t)domain, 1, 0};
+    tr_live_t e = {.addr = addr, .size = size, .domain = domain, .emitted = 1,
+                   .stack = stack, .serial = t->serial};
     pthread_mutex_lock(&tr_map_lock);
     int ok = tr_map_put(&tr_map_locked, &e) == 0;
     pthread_mutex_unlock(&tr_map_lock);
@@ -454,8 +456,8 @@ static void tr_agg_free(tr_thread_t *t, unsigned domain, uint64_t addr, uint64_t
 static void tr_agg_alloc(tr_thread_t *t, unsigned domain, uint64_t addr, uint64_t size)
 {
     int gil = tr_event_gil(domain);
-    tr_live_t e = {addr, size, tr_stamp(t, gil), t->tid, TR_EVENT_STACK(t, gil),
-                   (uint8_t)domain, 0, 0};
+    tr_live_t e = {.addr = addr, .size = size, .domain = domain, .tick = tr_stamp(t, gil),
+                   .stack = TR_EVENT_STACK(t, gil), .serial = t->serial};
     int rc;
     if (tr_domain_gil(domain)) {
         rc = tr_gil_put(&e);
@@ -673,7 +675,8 @@ static int tr_agg_rows(PyObject *rare, tr_agg_table_t *a, int64_t now_ns)
         if (!s->used) {
             continue;
         }
-        PyObject *values[] = {PyLong_FromLongLong(now_ns), PyLong_FromUnsignedLongLong(s->tid),
+        PyObject *values[] = {PyLong_FromLongLong(now_ns),
+                              PyLong_FromUnsignedLongLong(tr_serial_tid(s->serial)),
                               PyLong_FromUnsignedLong(s->stack), PyLong_FromLong(s->domain),
                               PyLong_FromUnsignedLongLong(s->count),
                               PyLong_FromUnsignedLongLong(s->bytes)};
@@ -715,7 +718,8 @@ int tr_hooks_emit_aggregates(PyObject *rare, int64_t now_ns, uint64_t *current, 
 }
 
 typedef struct {
-    uint64_t tid, tick, addr, size;
+    uint64_t tid; /* a thread serial until the chunk is built */
+    uint64_t tick, addr, size;
     uint32_t stack;
     uint8_t domain;
 } tr_promo_t;
@@ -749,7 +753,8 @@ static size_t tr_collect(tr_map_t *m, uint64_t cutoff, tr_promo_t **out, size_t 
             *out = grown;
             *cap = ncap;
         }
-        (*out)[(*n)++] = (tr_promo_t){e->tid, e->tick, e->addr, e->size, e->stack, e->domain};
+        (*out)[(*n)++] = (tr_promo_t){e->serial, e->tick, e->addr, e->size, e->stack,
+                                      (uint8_t)e->domain};
         e->emitted = 1;
     }
     return *n;
@@ -780,7 +785,8 @@ static PyObject *tr_promo_chunk(const tr_promo_t *p, size_t n, const tr_clock_t 
         }
         Py_DECREF(buf);
     }
-    PyObject *chunk = Py_BuildValue("{s:K,s:n,s:s,s:N}", "tid", (unsigned long long)p[0].tid,
+    PyObject *chunk = Py_BuildValue("{s:K,s:n,s:s,s:N}", "tid",
+                                    (unsigned long long)tr_serial_tid((uint32_t)p[0].tid),
                                     "n", (Py_ssize_t)n, "enc", "cols1", "cols", cols);
     return chunk;
 }
@@ -872,7 +878,8 @@ int tr_hooks_pin(uint64_t addr, uint64_t size, tr_thread_t *t)
     int known = tr_find(&tr_map_locked, addr) != NULL;
     pthread_mutex_unlock(&tr_map_lock);
     if (!known) {
-        tr_live_t e = {addr, size, 0, t->tid, tr_stack_current(t), TR_OBJ, 1, 0};
+        tr_live_t e = {.addr = addr, .size = size, .domain = TR_OBJ, .emitted = 1,
+                       .stack = tr_stack_current(t), .serial = t->serial};
         pthread_mutex_lock(&tr_map_lock);
         int ok = tr_map_put(&tr_map_locked, &e) == 0;
         pthread_mutex_unlock(&tr_map_lock);

@@ -176,3 +176,28 @@ def test_full_buffers_drop_and_count_never_block():
     assert len(decode_all(chunks)["kind"]) > 0
     # the drop counter is cumulative: a later start keeps counting from there
     assert capture.stats()["drops"] == stats["drops"][-1]
+
+
+def test_threads_started_before_capture_are_traced():
+    go, done = threading.Event(), threading.Event()
+    ident = {}
+
+    def early():
+        ident["tid"] = threading.get_ident()
+        go.wait(10)
+        blob = bytearray(BASE + 14_001)
+        del blob
+        done.set()
+
+    t = threading.Thread(target=early)
+    t.start()
+
+    def run():
+        go.set()
+        done.wait(10)
+
+    ev, _, _ = capture_run(run)
+    t.join()
+    hit = ev["size"] == BASE + 14_002
+    assert hit.sum() == 1
+    assert ev["tid"][hit][0] == ident["tid"]
