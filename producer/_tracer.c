@@ -476,8 +476,9 @@ static PyMethodDef tr_methods[] = {
      "decode_rec1(data, n) -> 7 bytearrays (MEMORY_COLUMNS order)"},
     {"stats", py_stats, METH_NOARGS, "Counters of the native core."},
     /* native mode hooks (tr_native_mode.c) */
-    {"native_attach", tr_nm_py_attach, METH_NOARGS,
-     "Connect to the preloaded allocator shim (RuntimeError when it is not preloaded)."},
+    {"native_attach", tr_nm_py_attach, METH_VARARGS,
+     "native_attach(path=None): connect to the allocator shim; when it is not preloaded, "
+     "load it from `path` and patch the loaded libraries (RuntimeError without a path)."},
     {"native_detach", tr_nm_py_detach, METH_NOARGS, "Stop receiving native events."},
     {"native_stats", tr_nm_py_stats, METH_NOARGS,
      "Counters of the preloaded shim (None when it is not preloaded)."},

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from memscope.producer import _tracer
+from memscope.producer import _tracer, native_mode
 from memscope.producer.ffi import FfiRecorder
 
 MODES = {
@@ -51,20 +51,23 @@ def start(
             (drops are counted in ``producer_stats``).
         numpy: also trace numpy array data (DOMAIN_NUMPY); imports numpy if installed.
         ffi: record ctypes audit events as ``ffi`` rows.
-        native: also record malloc/mmap of native code (needs the preloaded shim, see
+        native: also record malloc/mmap of native code (the preloaded shim, or the shim
+            loaded now with the loaded libraries patched: see
             :mod:`memscope.producer.native_mode`).
 
     Raises:
         ValueError: unknown mode or out-of-range sizes.
-        RuntimeError: capture is already started, or native mode without the shim.
+        RuntimeError: capture is already started, or native mode is not possible here.
     """
     if mode not in MODES:
         raise ValueError(f"unknown capture mode {mode!r}; choose one of {sorted(MODES)}")
-    if native and _tracer.native_stats() is None:  # native mode hook: fail before starting
-        _tracer.native_attach()  # raises RuntimeError saying how to preload the shim
     _tracer.start(MODES[mode], sample_bytes, max_buffer_bytes, numpy)
     if native:  # native mode hook (memscope.producer.native_mode)
-        _tracer.native_attach()
+        try:
+            native_mode.attach()
+        except BaseException:
+            _tracer.stop()
+            raise
     if ffi:
         _ffi.enable()
 

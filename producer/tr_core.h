@@ -102,6 +102,17 @@ typedef struct tr_thread {
     uint32_t serial;   /* this state's number (tr_serial_tid maps it back to tid); immutable */
     int dead;          /* set (release) by the owner's thread-exit destructor */
     struct tr_thread *next_all; /* registry list; protected by tr_registry_lock */
+    /* native mode hook (tr_native_mode.c): while nm_preset is set, the thread's hooks use
+     * nm_stack as the stack of the event being recorded (owned by the thread) */
+    uint8_t nm_preset;
+    uint32_t nm_stack;
+    /* native mode: the thread's last GIL-free walk (hash of its frames -> stack id) and last
+     * native frame (parent, return address -> node id); owned by the thread */
+    uint64_t nm_walk_hash;
+    uint32_t nm_walk_id;
+    uint32_t nm_ret_parent;
+    uint64_t nm_ret;
+    uint32_t nm_ret_id;
 } tr_thread_t;
 
 /* ---- globals (defined in tr_buffer.c / tr_hooks.c) ---- */

@@ -234,8 +234,15 @@ static inline int tr_event_gil(unsigned domain)
 
 static inline uint32_t tr_stack_for(tr_thread_t *t, unsigned domain)
 {
+    if (t->nm_preset) { /* native mode hook: the stack tr_native_mode.c computed */
+        return t->nm_stack;
+    }
     return tr_event_gil(domain) ? tr_stack_current(t) : 0;
 }
+
+/* native mode hook: the stack of an event whose thread holds the GIL or not (`gil`); while
+ * tr_native_mode.c presets one (t->nm_preset), that one. */
+#define TR_EVENT_STACK(t, gil) ((t)->nm_preset ? (t)->nm_stack : (gil) ? tr_stack_current(t) : 0)
 
 /* ---- timestamps ----
  * Reading the TSC costs about as much as the rest of a record. Frees always read it (a
@@ -328,7 +335,7 @@ static void tr_sampled_alloc(tr_thread_t *t, unsigned kind, unsigned domain, uin
         t->sample_left += tr_next_sample_gap(t);
     }
     int gil = tr_event_gil(domain);
-    uint32_t stack = gil ? tr_stack_current(t) : 0;
+    uint32_t stack = TR_EVENT_STACK(t, gil);
     tr_live_t e = {.addr = addr, .size = size, .domain = domain, .emitted = 1,
                    .stack = stack, .serial = t->serial};
     pthread_mutex_lock(&tr_map_lock);
@@ -450,7 +457,7 @@ static void tr_agg_alloc(tr_thread_t *t, unsigned domain, uint64_t addr, uint64_
 {
     int gil = tr_event_gil(domain);
     tr_live_t e = {.addr = addr, .size = size, .domain = domain, .tick = tr_stamp(t, gil),
-                   .stack = gil ? tr_stack_current(t) : 0, .serial = t->serial};
+                   .stack = TR_EVENT_STACK(t, gil), .serial = t->serial};
     int rc;
     if (tr_domain_gil(domain)) {
         rc = tr_gil_put(&e);
@@ -473,8 +480,7 @@ void tr_record_alloc(tr_thread_t *t, unsigned kind, unsigned domain, void *ptr, 
     switch (tr_mode) {
     case TR_MODE_FULL: {
         int gil = tr_event_gil(domain);
-        tr_emit(t, kind, domain, addr, 0, size, gil ? tr_stack_current(t) : 0, 1,
-                tr_stamp(t, gil));
+        tr_emit(t, kind, domain, addr, 0, size, TR_EVENT_STACK(t, gil), 1, tr_stamp(t, gil));
         break;
     }
     case TR_MODE_SAMPLED:
