@@ -9,7 +9,7 @@ DIR ?= MemoryAnalysis
 OUTPUT ?= dashboard.html
 PORT ?= 8080
 
-.PHONY: demo test lint typecheck install browser-deps bench html html-only html-clean clean test-native-asan screenshots bench-report
+.PHONY: demo test lint typecheck install browser-deps bench html html-only html-clean clean test-native-asan screenshots bench-report html-help
 
 $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -60,9 +60,17 @@ html-only: install
 html-clean:
 	rm -f $(HTML_OUT)
 
+html-help:
+	@echo "make html      DIR=dir OUTPUT=name.html PORT=8080  write DIR/OUTPUT, then serve DIR live"
+	@echo "make html-only DIR=dir OUTPUT=name.html            write the offline dashboard only"
+	@echo "make html-clean DIR=dir OUTPUT=name.html           remove it"
+	@echo "DIR holds *_memory_analysis.json ... *_unsafe_ffi.json (memscope analyze LOG --out DIR)"
+
 # PNG screenshots of the dashboard (each panel) and both SVGs, for review (screenshots/).
 screenshots: install browser-deps
-	$(PY) tools/screenshots.py screenshots/data screenshots
+	$(PY) tools/screenshots.py tests/data/analysis_sample screenshots/sample
+	$(PY) tools/screenshots.py screenshots/synthetic-data screenshots/synthetic
+	$(PY) tools/screenshots.py screenshots/hostile-data screenshots/hostile --hostile
 
 bench-report: install browser-deps
 	$(PY) bench/bench_report.py

@@ -82,7 +82,7 @@ def log_time(manifest: dict[str, Any] | None) -> str | None:
 def process_ids(con: duckdb.DuckDBPyConnection) -> list[int]:
     """Every pid the log has process rows or allocator events for, ascending."""
     rows = con.execute(
-        """SELECT pid FROM processes UNION SELECT DISTINCT pid FROM raw_memory ORDER BY pid"""
+        "SELECT pid FROM _pids ORDER BY pid"
     ).fetchall()
     return [int(r[0]) for r in rows]
 
@@ -176,7 +176,7 @@ def time_span(con: duckdb.DuckDBPyConnection, pid: int | None = None) -> tuple[i
     row = con.execute(
         f"SELECT min(ts_ns), max(coalesce(end_ts_ns, ts_ns)) FROM _allocations WHERE {cond}",
         params,
-    ).fetchone()
+    ).fetchall()[0]
     if row is None or row[0] is None:
         return None
     return int(row[0]), int(row[1])

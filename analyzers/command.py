@@ -22,6 +22,12 @@ def _names(values: list[str] | None) -> list[str] | None:
     return [n for v in values for n in v.split(",") if n.strip()]
 
 
+def default_jobs() -> int:
+    """Worker processes by default: one per core up to 6; 1 on machines of 2 cores or less."""
+    cores = os.cpu_count() or 1
+    return 1 if cores <= 2 else min(6, cores)
+
+
 class AnalyzeCommand:
     """The ``analyze`` verb."""
 
@@ -37,8 +43,10 @@ class AnalyzeCommand:
         parser.add_argument("--out", metavar="DIR", type=Path,
                             help="where the files go (default: the run directory)")
         parser.add_argument("--base", default="snapshot", help="file name prefix")
-        parser.add_argument("--jobs", "-j", type=int, default=min(6, os.cpu_count() or 1),
-                            help="worker processes (default: CPU count, at most 6)")
+        parser.add_argument("--jobs", "-j", type=int, default=default_jobs(),
+                            help="worker processes for the analyzers (default: the CPU count "
+                                 "up to 6, but 1 on two cores or fewer, where one process "
+                                 "running DuckDB on every core is faster)")
         parser.add_argument("--follow", action="store_true",
                             help="keep the files current while the log grows (Ctrl-C stops)")
         parser.add_argument("--interval", type=float, default=2.0,

@@ -28,7 +28,6 @@ from memscope.analyzers._common import (
     AnalyzerOptions,
     drop_none,
     metadata,
-    one,
     pct,
     process_ids,
     rows,
@@ -45,12 +44,7 @@ def _eight_metrics(
 ) -> dict[str, Any]:
     stats = process_stats(con, pid)
     cond, params = ("pid = ?", [pid]) if pid is not None else ("TRUE", [])
-    sizes = one(
-        con,
-        f"""SELECT median(size) AS median, quantile_disc(size, 0.95) AS p95
-        FROM _allocations WHERE {cond}""",
-        params,
-    )
+    sizes = size_percentiles(con, cond, params)
     peak, active = stats["peak_memory"], stats["active_memory"]
     metrics = {
         **stats,
@@ -62,6 +56,34 @@ def _eight_metrics(
         "allocation_density": round(stats["total_allocations"] / tracked, 3) if tracked else None,
     }
     return drop_none(metrics)
+
+
+def size_percentiles(
+    con: duckdb.DuckDBPyConnection, cond: str, params: list[Any]
+) -> dict[str, Any]:
+    """Exact median (interpolated, like the seed) and p95 of block sizes.
+
+    Counted per distinct size (a hash aggregate) rather than sorting every block: heaps
+    have few distinct sizes. p95 is the size at index ``int(0.95 * n)`` of the sorted sizes.
+    """
+    counts = con.execute(
+        f"SELECT size, count(*) FROM _allocations WHERE {cond} GROUP BY size ORDER BY size",
+        params,
+    ).fetchall()
+    n = sum(int(c) for _, c in counts)
+    if not n:
+        return {"median": None, "p95": None}
+
+    def at(index: int) -> int:
+        seen = 0
+        for size, count in counts:
+            seen += int(count)
+            if index < seen:
+                return int(size)
+        return int(counts[-1][0])  # pragma: no cover
+
+    median = float(at(n // 2)) if n % 2 else (at(n // 2 - 1) + at(n // 2)) / 2
+    return {"median": median, "p95": at(min(n - 1, int(0.95 * n)))}
 
 
 def _processes(con: duckdb.DuckDBPyConnection, pids: list[int]) -> list[dict[str, Any]]:

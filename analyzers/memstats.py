@@ -62,7 +62,7 @@ def peak(con: duckdb.DuckDBPyConnection, pid: int | None = None) -> tuple[int, i
     span = con.execute(
         f"SELECT min(ts_ns), max(coalesce(end_ts_ns, ts_ns)) FROM _allocations WHERE {cond}",
         params,
-    ).fetchone()
+    ).fetchall()[0]
     if span is None or span[0] is None:
         return 0, None
     lo, hi = int(span[0]), int(span[1])
@@ -94,7 +94,7 @@ def peak(con: duckdb.DuckDBPyConnection, pid: int | None = None) -> tuple[int, i
               FROM d JOIN c ON (d.t - ?) // ? = c.bucket)
         SELECT level, t FROM r ORDER BY level DESC, t ASC LIMIT 1""",
         params + params + [list(starts), list(starts.values()), lo, width],
-    ).fetchone()
+    ).fetchall()[0]
     assert rows is not None
     if int(rows[0]) >= best:
         return int(rows[0]), int(rows[1])
@@ -113,17 +113,17 @@ def _first_time_at(
                 f"""WITH d AS ({_deltas_sql(cond)})
                 SELECT max(t) FROM d WHERE (t - ?) // ? = ?""",
                 params + params + [lo, width, int(bucket)],
-            ).fetchone()
+            ).fetchall()[0]
             return int(row[0]) if row and row[0] is not None else None
     return None
 
 
 def ensure_materialized(con: duckdb.DuckDBPyConnection) -> None:
-    """Materialize the block matching on ``con`` unless it already is (one window pass)."""
+    """Materialize the block matching on ``con`` unless it already is."""
     found = con.execute(
         "SELECT count(*) FROM duckdb_views() WHERE view_name = '_allocations' "
-        "AND contains(sql, '_chain_tbl')"
-    ).fetchone()
+        "AND contains(sql, '_blk_chain')"
+    ).fetchall()[0]
     if not found or not found[0]:
         materialize(con)
 
@@ -150,17 +150,17 @@ def process_stats(con: duckdb.DuckDBPyConnection, pid: int | None = None) -> dic
             count(reused_ts_ns)
         FROM _allocations WHERE {cond}""",
         params,
-    ).fetchone()
+    ).fetchall()[0]
     assert row is not None
     n_alloc, allocated, n_free, freed, n_active, active, reused = (int(v) for v in row)
     unmatched = con.execute(
         f"SELECT count(*) FROM _notable_ends WHERE NOT matched AND {cond}", params
-    ).fetchone()
+    ).fetchall()[0]
     folded = con.execute(
         f"""SELECT coalesce(sum(alloc_count), 0), coalesce(sum(alloc_bytes), 0)
         FROM raw_aggregates WHERE {cond}""",
         params,
-    ).fetchone()
+    ).fetchall()[0]
     assert unmatched is not None and folded is not None
     folded_n, folded_b = int(folded[0]), int(folded[1])
     peak_bytes, peak_ts = peak(con, pid)
@@ -181,7 +181,7 @@ def process_stats(con: duckdb.DuckDBPyConnection, pid: int | None = None) -> dic
     }
     in_process = con.execute(
         f"SELECT max(peak_bytes) FROM producer_stats_latest WHERE {cond}", params
-    ).fetchone()
+    ).fetchall()[0]
     if in_process and in_process[0] is not None:
         stats["peak_memory_in_process"] = int(in_process[0])
     return stats

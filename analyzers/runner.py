@@ -89,15 +89,33 @@ def _worker(
 
 
 def prepare(log: Any, scratch: Path, memory_mb: int = MEMORY_BUDGET_MB) -> None:
-    """Match blocks once and store the result in the DuckDB file ``scratch``."""
-    con = connect(log, memory_limit=f"{memory_mb}MB")
+    """Match blocks once and keep the state in the DuckDB file ``scratch`` (for workers)."""
+    from memscope.analyzers.blocks import memory_batches
+
+    reader = log if hasattr(log, "dataset") else open_reader(log)
+    con = connect(reader, memory_limit=f"{memory_mb}MB")
     try:
         con.execute("SET temp_directory = ?", [str(scratch.parent / "spill")])
+        materialize(con, memory_batches(reader.dataset("memory")))
         con.execute("ATTACH ? AS scratch", [str(scratch)])
-        materialize(con, "scratch")
+        for table in ("_blk_done", "_blk_open", "_blk_ends"):  # one bulk write each
+            con.execute(f"CREATE TABLE scratch.{table} AS SELECT * FROM {table}")
         con.execute("DETACH scratch")
     finally:
         con.close()
+
+
+def connect_materialized(log: Any, memory_mb: int = MEMORY_BUDGET_MB,
+                         spill_dir: Path | None = None) -> duckdb.DuckDBPyConnection:
+    """A connection over ``log`` with the block matching done in memory (one process)."""
+    from memscope.analyzers.blocks import memory_batches
+
+    reader = log if hasattr(log, "dataset") else open_reader(log)
+    con = connect(reader, memory_limit=f"{memory_mb}MB")
+    if spill_dir is not None:
+        con.execute("SET temp_directory = ?", [str(spill_dir)])
+    materialize(con, memory_batches(reader.dataset("memory")))
+    return con
 
 
 def run_all(
@@ -139,17 +157,17 @@ def run_all(
     )
     tmp = Path(tempfile.mkdtemp(prefix="memscope-analyze-", dir=scratch_dir))
     try:
-        scratch = tmp / "blocks.duckdb"
-        prepare(reader, scratch)
-        if progress:
-            progress("prepare")
         if jobs <= 1 or len(analyzers) == 1:
-            con = connect(reader, memory_limit=f"{MEMORY_BUDGET_MB}MB")
-            con.execute("ATTACH ? AS scratch (READ_ONLY)", [str(scratch)])
-            use_materialized(con, "scratch")
+            con = connect_materialized(reader, spill_dir=tmp / "spill")
+            if progress:
+                progress("prepare")
             written, failures = analyze_connection(con, opts, analyzers, progress)
             con.close()
         else:
+            scratch = tmp / "blocks.duckdb"
+            prepare(reader, scratch)
+            if progress:
+                progress("prepare")
             written, failures = _parallel(str(log), scratch, analyzers, opts, jobs, progress)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -3,10 +3,14 @@
 Findings (``violation_reports``), each with kind, severity, the real stack of the event that
 proves it, related allocations and a remediation line:
 
-``double_free`` (critical)
+``double_free`` (critical, or low)
     a block's address freed twice with no allocation of that address in between: the log
-    holds the allocation, its free, and the second free. Not reported for sampled processes
-    (a sample does not see every allocation).
+    holds the allocation, its free, and the second free. ``confidence`` is ``high`` (severity
+    critical) when the second free has a Python stack and runs on the allocating thread;
+    otherwise ``low`` (severity low): an allocation the tracer never saw -- on an ignored
+    thread, made by the tracer itself, or while tracing was off -- between the two frees
+    produces the same events. Not reported for sampled processes (a sample does not see
+    every allocation).
 ``domain_mismatch`` (high)
     a block ended by a free/realloc of another allocator domain than the one it came from
     (e.g. ``PyMem_Malloc`` memory released with ``PyObject_Free``).
@@ -53,42 +57,56 @@ MAX_FINDINGS_PER_KIND = 1000
 _NOT_SAMPLED = "pid NOT IN (SELECT pid FROM processes WHERE mode = 'sampled')"
 
 
-def _alloc(con: duckdb.DuckDBPyConnection, pid: int, address: int, ts: int | None) -> dict:
-    if ts is None:
+#: Joins a finding relation ``f`` (pid, address, ``rel_ts``) to the allocation it relates to.
+_RELATED = """LEFT JOIN (SELECT pid, address, ts_ns, size, domain, stack_id, tid FROM _allocations
+                      WHERE (pid, address) IN (SELECT pid, address FROM f)
+                      QUALIFY row_number() OVER (PARTITION BY pid, address, ts_ns
+                                                 ORDER BY seq) = 1) a
+    ON a.pid = f.pid AND a.address = f.address AND a.ts_ns = f.rel_ts"""
+
+
+def _alloc(con: duckdb.DuckDBPyConnection, r: dict[str, Any]) -> dict:
+    if r["a_ts"] is None:
         return {}
-    found = rows(
+    return {"role": "allocation", "ts_ns": r["a_ts"], "address": r["address"],
+            "size": r["a_size"], "domain": DOMAIN_NAMES.get(r["a_domain"], str(r["a_domain"])),
+            "tid": r["a_tid"], "stack": stack_info(con, r["pid"], r["a_stack"])}
+
+
+def _with_allocation(con: duckdb.DuckDBPyConnection, finding_sql: str) -> list[dict[str, Any]]:
+    """Rows of ``finding_sql`` (with pid, address, rel_ts) joined to their allocation."""
+    return rows(
         con,
-        """SELECT ts_ns, size, domain, stack_id, tid FROM _allocations
-        WHERE pid = ? AND address = ? AND ts_ns = ? ORDER BY seq LIMIT 1""",
-        [pid, address, ts],
+        f"""WITH f AS ({finding_sql})
+        SELECT f.*, a.ts_ns AS a_ts, a.size AS a_size, a.domain AS a_domain,
+               a.stack_id AS a_stack, a.tid AS a_tid
+        FROM f {_RELATED} ORDER BY f.ts_ns, f.pid, f.seq""",
     )
-    if not found:
-        return {}
-    a = found[0]
-    return {"role": "allocation", "ts_ns": a["ts_ns"], "address": address, "size": a["size"],
-            "domain": DOMAIN_NAMES.get(a["domain"], str(a["domain"])), "tid": a["tid"],
-            "stack": stack_info(con, pid, a["stack_id"])}
 
 
 def double_frees(con: duckdb.DuckDBPyConnection) -> tuple[int, list[dict[str, Any]]]:
     """Second frees of an already freed block."""
-    found = rows(
+    found = _with_allocation(
         con,
-        f"""SELECT pid, tid, ts_ns, address, kind, domain, stack_id, previous_end_ts_ns,
-                   first_alloc_ts_ns
-        FROM _notable_ends WHERE repeated_end AND {_NOT_SAMPLED}
-        ORDER BY ts_ns, pid, seq""",
+        f"""SELECT pid, tid, seq, ts_ns, address, kind, domain, stack_id, previous_end_ts_ns,
+                   first_alloc_ts_ns AS rel_ts
+        FROM _notable_ends WHERE repeated_end AND {_NOT_SAMPLED}""",
     )
     out = []
     for r in found[:MAX_FINDINGS_PER_KIND]:
-        alloc = _alloc(con, r["pid"], r["address"], r["first_alloc_ts_ns"])
+        alloc = _alloc(con, r)
+        sure = bool(r["stack_id"]) and r["a_tid"] == r["tid"]
         out.append({
-            "kind": "double_free", "severity": "critical", "pid": r["pid"], "tid": r["tid"],
-            "ts_ns": r["ts_ns"], "address": r["address"],
+            "kind": "double_free", "severity": "critical" if sure else "low",
+            "confidence": "high" if sure else "low",
+            "pid": r["pid"], "tid": r["tid"], "ts_ns": r["ts_ns"], "address": r["address"],
             "message": (f"{KIND_NAMES.get(r['kind'], r['kind'])} of address {r['address']:#x} "
                         f"already freed at ts_ns {r['previous_end_ts_ns']}"
                         + (f"; allocated at ts_ns {alloc['ts_ns']} ({alloc['size']} bytes)"
-                           if alloc else "")),
+                           if alloc else "")
+                        + ("" if sure else "; no Python frame or another thread: an "
+                           "allocation the tracer did not see (an ignored thread, the tracer's "
+                           "own, after tracing stopped) would look the same")),
             "stack": stack_info(con, r["pid"], r["stack_id"]),
             "related_allocations": ([alloc] if alloc else []) + [
                 {"role": "first_free", "ts_ns": r["previous_end_ts_ns"], "address": r["address"]}
@@ -101,14 +119,15 @@ def double_frees(con: duckdb.DuckDBPyConnection) -> tuple[int, list[dict[str, An
 
 def domain_mismatches(con: duckdb.DuckDBPyConnection) -> tuple[int, list[dict[str, Any]]]:
     """Blocks released through another allocator domain than they came from."""
-    found = rows(
+    found = _with_allocation(
         con,
-        """SELECT pid, tid, ts_ns, address, kind, domain, alloc_domain, alloc_ts_ns, stack_id
-        FROM _notable_ends WHERE matched AND alloc_domain <> domain ORDER BY ts_ns, pid, seq""",
+        """SELECT pid, tid, seq, ts_ns, address, kind, domain, alloc_domain,
+                  alloc_ts_ns AS rel_ts, stack_id
+        FROM _notable_ends WHERE matched AND alloc_domain <> domain""",
     )
     out = []
     for r in found[:MAX_FINDINGS_PER_KIND]:
-        alloc = _alloc(con, r["pid"], r["address"], r["alloc_ts_ns"])
+        alloc = _alloc(con, r)
         came, went = (DOMAIN_NAMES.get(r["alloc_domain"], str(r["alloc_domain"])),
                       DOMAIN_NAMES.get(r["domain"], str(r["domain"])))
         out.append({
@@ -172,7 +191,9 @@ def leaks(
     k = max(2, int(checkpoints))
     out: list[dict[str, Any]] = []
     retained = {"sites": 0, "blocks": 0, "bytes": 0}
-    for site in leak_sites(con, k):
+    sites = leak_sites(con, k)
+    samples = _samples_live(con)
+    for site in sites:
         series = [int(site[f"live{i}"]) for i in range(1, k + 1)]
         grows, shrinks = _growth(series)
         if grows >= 2 and shrinks == 0 and grows * 2 >= k - 1:
@@ -197,7 +218,7 @@ def leaks(
                        f"live bytes grew at {grows} of {k - 1} checkpoints and shrank at "
                        f"{shrinks}",
             "stack": stack_info(con, site["pid"], site["stack_id"]),
-            "related_allocations": _sample_live(con, site["pid"], site["stack_id"]),
+            "related_allocations": samples.get((site["pid"], site["stack_id"]), []),
             "remediation": "Find who keeps these objects reachable (caches, module globals, "
                            "growing lists or dicts) and bound or clear it.",
         })
@@ -206,16 +227,18 @@ def leaks(
     return out, retained
 
 
-def _sample_live(con: duckdb.DuckDBPyConnection, pid: int, stack_id: int) -> list[dict]:
-    return [
-        {"role": "alive", **r} for r in rows(
-            con,
-            """SELECT ts_ns, address, size FROM _allocations
-            WHERE pid = ? AND stack_id = ? AND end_ts_ns IS NULL
-            ORDER BY size DESC, ts_ns, address LIMIT 5""",
-            [pid, stack_id],
-        )
-    ]
+def _samples_live(con: duckdb.DuckDBPyConnection) -> dict[tuple[int, int], list[dict]]:
+    """Per (pid, stack): its five largest blocks alive at the end."""
+    out: dict[tuple[int, int], list[dict]] = {}
+    for r in rows(
+        con,
+        """SELECT pid, stack_id, ts_ns, address, size FROM _allocations WHERE end_ts_ns IS NULL
+        QUALIFY row_number() OVER (PARTITION BY pid, stack_id
+                                   ORDER BY size DESC, ts_ns, address) <= 5
+        ORDER BY pid, stack_id, size DESC, ts_ns, address""",
+    ):
+        out.setdefault((r.pop("pid"), r.pop("stack_id")), []).append({"role": "alive", **r})
+    return out
 
 
 def oversized(

@@ -33,11 +33,10 @@ def collect(log: str) -> dict[str, Any]:
     """Totals for the whole log and per process, plus ingest counters."""
     from memscope.analyzers._common import rows
     from memscope.analyzers.memstats import process_stats
-    from memscope.analyzers.views import connect, materialize
+    from memscope.analyzers.runner import connect_materialized
 
-    con = open_or_fail(log, connect)
+    con = open_or_fail(log, connect_materialized)
     try:
-        materialize(con)
         processes = {r["pid"]: r for r in rows(con, "SELECT * FROM processes ORDER BY pid")}
         pids = [r[0] for r in con.execute(
             "SELECT pid FROM processes UNION SELECT DISTINCT pid FROM _allocations ORDER BY pid"

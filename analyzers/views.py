@@ -54,7 +54,8 @@ analyzers reuse it instead of re-sorting the log.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import weakref
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,10 @@ from memscope.producer.wire import (
     KIND_NAMES,
     KIND_REALLOC,
 )
+
+#: connection -> the LogReader it was opened on (so materialize() can stream the log).
+_READERS: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, Any] = (
+    weakref.WeakKeyDictionary())
 
 #: Frames deeper than this are not resolved (guards against a cyclic, corrupt stack tree).
 MAX_STACK_DEPTH = 512
@@ -138,27 +143,54 @@ def _chain_select(source: str, starts_and_notable_only: bool = False) -> str:
         {keep}"""
 
 
+def _block_events_sql(source: str) -> str:
+    """Block starts and ends of a memory relation, keyed by the block's address.
+
+    Every alloc/calloc and realloc's new block is a start (``code`` bit 7 set); every free,
+    and the old block of a realloc, is an end.
+    """
+    starts = f"kind IN ({KIND_ALLOC}, {KIND_CALLOC}, {KIND_REALLOC}) AND address <> 0"
+    return f"""
+        SELECT pid, tid, seq, ts_ns, address, size, stack_id,
+               ({_START} | (domain << 3) | kind)::UTINYINT AS code
+        FROM {source} WHERE {starts}
+        UNION ALL
+        SELECT pid, tid, seq, ts_ns,
+               CASE WHEN kind = {KIND_FREE} THEN address ELSE old_address END AS address,
+               size, stack_id, ((domain << 3) | kind)::UTINYINT AS code
+        FROM {source}
+        WHERE (kind = {KIND_FREE} AND address <> 0)
+           OR (kind = {KIND_REALLOC} AND old_address <> 0)"""
+
+
+def _variables_select() -> str:
+    """track_var records with their death: the first free of their block after tracking."""
+    return f"""
+        WITH tracked AS (SELECT DISTINCT pid, address FROM raw_variables),
+        ends AS (
+            SELECT pid, address, free_ts_ns AS ts_ns FROM _allocations
+            WHERE free_kind = {KIND_FREE} AND (pid, address) IN (SELECT * FROM tracked)
+            UNION ALL
+            SELECT pid, address, ts_ns FROM _notable_ends
+            WHERE kind = {KIND_FREE} AND NOT matched AND (pid, address) IN (SELECT * FROM tracked))
+        SELECT v.pid, v.tid, v.var_id, v.name, v.type_name, v.object_id, v.address, v.size,
+            v.deep_size, v.scope, v.scope_id, v.stack_id, v.contains,
+            v.ts_ns AS created_ts_ns, e.ts_ns AS died_ts_ns,
+            e.ts_ns - v.ts_ns AS lifetime_ns, e.ts_ns IS NULL AS alive_at_end
+        FROM raw_variables v ASOF LEFT JOIN ends e
+            ON v.pid = e.pid AND v.address = e.address AND e.ts_ns >= v.ts_ns"""
+
+
 def _view_sql() -> list[str]:
     kind = _case("kind", KIND_NAMES)
     domain = _case("domain", DOMAIN_NAMES)
-    starts = f"kind IN ({KIND_ALLOC}, {KIND_CALLOC}, {KIND_REALLOC}) AND address <> 0"
     return [
         f"""CREATE OR REPLACE VIEW events AS
         SELECT pid, tid, seq, ts_ns, {kind} AS kind, {domain} AS domain, address, old_address,
                size, stack_id, kind AS kind_code, domain AS domain_code
         FROM raw_memory""",
         # Block starts and ends keyed by the block's address (see _START for ``code``).
-        f"""CREATE OR REPLACE VIEW _block_events AS
-        SELECT pid, tid, seq, ts_ns, address, size, stack_id,
-               ({_START} | (domain << 3) | kind)::UTINYINT AS code
-        FROM raw_memory WHERE {starts}
-        UNION ALL
-        SELECT pid, tid, seq, ts_ns,
-               CASE WHEN kind = {KIND_FREE} THEN address ELSE old_address END AS address,
-               size, stack_id, ((domain << 3) | kind)::UTINYINT AS code
-        FROM raw_memory
-        WHERE (kind = {KIND_FREE} AND address <> 0)
-           OR (kind = {KIND_REALLOC} AND old_address <> 0)""",
+        f"CREATE OR REPLACE VIEW _block_events AS {_block_events_sql('raw_memory')}",
         f"CREATE OR REPLACE VIEW _block_chain AS {_chain_select('_block_events')}",
         # Internal, code-valued forms; materialize() replaces them by tables.
         f"CREATE OR REPLACE VIEW _allocations AS {_allocations_select('_block_chain')}",
@@ -200,17 +232,7 @@ def _view_sql() -> list[str]:
             min(ts_ns) FILTER (WHERE event = 'start') AS start_ts_ns,
             max(ts_ns) FILTER (WHERE event = 'exit') AS end_ts_ns
         FROM raw_threads GROUP BY pid, tid""",
-        f"""CREATE OR REPLACE VIEW variables AS
-        WITH ends AS (
-            SELECT pid, address, ts_ns FROM _ends
-            WHERE kind = {KIND_FREE}
-              AND (pid, address) IN (SELECT pid, address FROM raw_variables))
-        SELECT v.pid, v.tid, v.var_id, v.name, v.type_name, v.object_id, v.address, v.size,
-            v.deep_size, v.scope, v.scope_id, v.stack_id, v.contains,
-            v.ts_ns AS created_ts_ns, e.ts_ns AS died_ts_ns,
-            e.ts_ns - v.ts_ns AS lifetime_ns, e.ts_ns IS NULL AS alive_at_end
-        FROM raw_variables v ASOF LEFT JOIN ends e
-            ON v.pid = e.pid AND v.address = e.address AND e.ts_ns >= v.ts_ns""",
+        f"CREATE OR REPLACE VIEW variables AS {_variables_select()}",
         """CREATE OR REPLACE VIEW scopes AS
         SELECT pid, scope_id, any_value(tid) AS tid, any_value(parent_id) AS parent_id,
             any_value(name) AS name,
@@ -236,6 +258,9 @@ def _view_sql() -> list[str]:
             list(function || ' (' || filename || ':' || lineno || ')' ORDER BY depth) AS trace
         FROM frames GROUP BY pid, stack_id""",
         "CREATE OR REPLACE VIEW ffi AS SELECT * FROM raw_ffi",
+        # Every pid with process rows or blocks.
+        """CREATE OR REPLACE VIEW _pids AS
+        SELECT pid FROM processes UNION SELECT DISTINCT pid FROM _allocations""",
         f"""CREATE OR REPLACE VIEW aggregates AS
         SELECT pid, tid, ts_ns, stack_id, {domain} AS domain, alloc_count, alloc_bytes
         FROM raw_aggregates""",
@@ -325,25 +350,76 @@ def connect(
     reader = log if hasattr(log, "dataset") else open_reader(log)
     con = _new_connection(memory_limit, threads)
     _define(con, {name: reader.dataset(name) for name in TABLES})
+    _READERS[con] = reader
     return con
 
 
-def materialize(con: duckdb.DuckDBPyConnection, schema: str | None = None) -> None:
-    """Match blocks once and point ``_allocations``/``_notable_ends`` at a stored table.
+def materialize(
+    con: duckdb.DuckDBPyConnection,
+    batches: Iterable[pa.RecordBatch] | None = None,
+    schema: str | None = None,
+    chunk_rows: int | None = None,
+) -> Any:
+    """Match blocks once (chunk by chunk) and point the views at the stored result.
 
-    One window pass over the memory events; the stored table keeps every block start and only
-    the notable ends (unmatched, or freed through another domain), which is all the analyzers
-    read. With ``schema`` (an attached, writable database) the table is written there, so
-    worker processes can attach it read-only (see :func:`use_materialized`).
+    Args:
+        con: a connection made by :func:`connect` or :func:`connect_tables`.
+        batches: the memory table's record batches in log order (default: streamed from
+            the log a :func:`connect` connection was opened on; for :func:`connect_tables`,
+            the registered table).
+        schema: an attached, writable database to keep the state in (so worker processes
+            can attach it read-only, :func:`use_materialized`); default: the connection's.
+        chunk_rows: rows matched per chunk.
+
+    Returns:
+        the :class:`memscope.analyzers.blocks.BlockMatcher`, to feed more rows later.
     """
-    prefix = f"{schema}." if schema else ""
-    con.execute(f"CREATE OR REPLACE TABLE {prefix}_chain_tbl AS "
-                + _chain_select("_block_events", starts_and_notable_only=True))
-    use_materialized(con, schema)
+    from memscope.analyzers.blocks import CHUNK_ROWS, BlockMatcher
+
+    if batches is None:
+        reader = _READERS.get(con)
+        if reader is not None:
+            from memscope.analyzers.blocks import memory_batches
+
+            batches = memory_batches(reader.dataset("memory"))
+        else:
+            batches = con.sql("SELECT * FROM raw_memory").arrow().read_all().to_batches()
+    matcher = BlockMatcher(con, chunk_rows or CHUNK_ROWS, schema=schema)
+    matcher.feed(batches)
+    matcher.point_views()
+    freeze(con)
+    return matcher
+
+
+#: Views stored as tables by :func:`freeze`, with the SQL that defines each.
+_FROZEN = ("variables", "frames", "stacks", "_pids")
+
+
+def freeze(con: duckdb.DuckDBPyConnection) -> None:
+    """Store the views every analyzer reads repeatedly as tables (they are small).
+
+    ``variables`` joins the whole block state; ``frames``/``stacks`` walk the stack tree with
+    a recursive CTE; ``_pids`` scans every block. Computing each once keeps the analyzers'
+    many small lookups cheap.
+    """
+    for sql in _view_sql():
+        name = sql.split("VIEW ", 1)[1].split(" ", 1)[0]
+        if name in _FROZEN:
+            con.execute(f"DROP TABLE IF EXISTS _frozen_{name}")
+            con.execute(sql)
+            con.execute(f"CREATE TEMP TABLE _frozen_{name} AS SELECT * FROM {name}")
+            con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM _frozen_{name}")
+
+
+def use_chain(con: duckdb.DuckDBPyConnection, chain: str, ends: str) -> None:
+    """Point ``_allocations`` at a block chain relation and ``_notable_ends`` at ends."""
+    con.execute(f"CREATE OR REPLACE VIEW _allocations AS {_allocations_select(chain)}")
+    con.execute(f"CREATE OR REPLACE VIEW _notable_ends AS {_ends_select(ends)}")
 
 
 def use_materialized(con: duckdb.DuckDBPyConnection, schema: str | None = None) -> None:
-    """Point ``_allocations`` and ``_notable_ends`` at the table made by :func:`materialize`."""
-    chain = f"{schema + '.' if schema else ''}_chain_tbl"
-    con.execute(f"CREATE OR REPLACE VIEW _allocations AS {_allocations_select(chain)}")
-    con.execute(f"CREATE OR REPLACE VIEW _notable_ends AS {_ends_select(chain)}")
+    """Point the views at block state :func:`materialize` kept in ``schema`` (attached)."""
+    from memscope.analyzers.blocks import BlockMatcher
+
+    BlockMatcher.views_over(con, schema)
+    freeze(con)

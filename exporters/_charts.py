@@ -7,6 +7,7 @@ travel as data values (Vega escapes them when it draws); titles and expressions 
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from typing import Any
 
@@ -24,11 +25,28 @@ INK, MUTED, CARD, LINE = "#1f2937", "#6b7280", "#f8fafc", "#e5e7eb"
 
 #: A Vega expression that prints ``datum.value`` (bytes) as B / KiB / MiB / GiB.
 BYTES_EXPR = (
-    "abs(datum.value) >= 1073741824 ? format(datum.value / 1073741824, '.1f') + ' GiB' : "
-    "abs(datum.value) >= 1048576 ? format(datum.value / 1048576, '.1f') + ' MiB' : "
-    "abs(datum.value) >= 1024 ? format(datum.value / 1024, '.1f') + ' KiB' : "
+    "abs(datum.value) >= 1073741824 ? format(datum.value / 1073741824, '.3~r') + ' GiB' : "
+    "abs(datum.value) >= 1048576 ? format(datum.value / 1048576, '.3~r') + ' MiB' : "
+    "abs(datum.value) >= 1024 ? format(datum.value / 1024, '.3~r') + ' KiB' : "
     "format(datum.value, 'd') + ' B'"
 )
+
+
+def byte_ticks(top: float, count: int = 6) -> list[int]:
+    """Axis ticks at multiples of the power of two nearest to ``top / count``."""
+    if top <= 0:
+        return [0]
+    step = 2 ** max(0, round(math.log2(max(1.0, top / count))))
+    return [i * step for i in range(int(top // step) + 1)]
+
+
+def bytes_axis(top: float, title: str | None = None, **kwargs: Any) -> dict[str, Any]:
+    """Encoding arguments for a bytes axis with binary ticks up to ``top``."""
+    if not math.isfinite(top) or top > 2.0**62:  # absurd input: let Vega pick the ticks
+        return {"title": title, "axis": alt.Axis(labelExpr=BYTES_EXPR, **kwargs)}
+    return {"title": title,
+            "axis": alt.Axis(labelExpr=BYTES_EXPR, values=byte_ticks(top), **kwargs),
+            "scale": alt.Scale(domain=[0, top])}
 
 
 def time_unit(span_s: float) -> tuple[float, str]:
@@ -148,8 +166,8 @@ def memory_timeline(series: list[dict[str, Any]], width: int = 1180,
         line={"strokeWidth": 2}, opacity=0.18, interpolate="step-after"
     ).encode(
         x=alt.X("t_s_u:Q", title=f"time since start ({unit})"),
-        y=alt.Y("bytes:Q", title="active memory", stack=None,
-                axis=alt.Axis(labelExpr=BYTES_EXPR)),
+        y=alt.Y("bytes:Q", stack=None,
+                **bytes_axis(max(1.0, peak["bytes"] * 1.08), "active memory")),
         color=alt.Color("pid:N", title="process", legend=alt.Legend(orient="top-left")),
         tooltip=[alt.Tooltip("pid:N", title="process"),
                  alt.Tooltip("t_s_u:Q", format=".3f", title=unit),
@@ -293,13 +311,13 @@ def variables_by_category(variables: list[dict[str, Any]], width: int = 560,
                      "label": f"{human_bytes(total)} · {len(vs)} vars: " + shorten(names, 60)})
     base = alt.Chart(_data(rows), title=title).encode(
         y=alt.Y("category:N", sort="-x", title=None),
-        x=alt.X("bytes:Q", title="bytes (shallow)", axis=alt.Axis(labelExpr=BYTES_EXPR),
-                scale=alt.Scale(domainMax=max(r["bytes"] for r in rows) * 2.4)),
+        x=alt.X("bytes:Q", **bytes_axis(max(r["bytes"] for r in rows) * 2.4, "bytes (shallow)")),
     )
     bars = base.mark_bar(cornerRadiusEnd=3).encode(
         color=alt.Color("category:N", scale=category_color(list(groups)), legend=None),
         tooltip=[alt.Tooltip("category:N"), alt.Tooltip("label:N", title="variables")])
-    text = base.mark_text(align="left", dx=4, fontSize=10, color=INK).encode(text="label:N")
+    text = base.mark_text(align="left", dx=4, fontSize=10, color=INK,
+                          limit=int(width * 0.62)).encode(text="label:N")
     return (bars + text).properties(width=width, height=height)
 
 
@@ -319,8 +337,7 @@ def top_sites(sites: list[dict[str, Any]], width: int = 560, height: int = 220,
                      "label": label, "trace": s["trace"]})
     base = alt.Chart(_data(data), title=title).encode(
         y=alt.Y("site:N", sort=None, title=None, axis=alt.Axis(labelLimit=270)),
-        x=alt.X("bytes:Q", title="bytes allocated", axis=alt.Axis(labelExpr=BYTES_EXPR),
-                scale=alt.Scale(domainMax=max(r["bytes"] for r in data) * 1.8)),
+        x=alt.X("bytes:Q", **bytes_axis(max(r["bytes"] for r in data) * 1.8, "bytes allocated")),
     )
     bars = base.mark_bar(color="#F58518", cornerRadiusEnd=3).encode(
         tooltip=[alt.Tooltip("site:N"), alt.Tooltip("label:N", title="allocated"),
@@ -441,8 +458,7 @@ def ranked_bars(rows: list[dict[str, Any]], title: str, width: int = 1100,
     base = alt.Chart(_data(data), title=title).encode(
         y=alt.Y("name:N", sort=None, title=None,
                 axis=alt.Axis(labelLimit=300)),
-        x=alt.X("bytes:Q", title="bytes", axis=alt.Axis(labelExpr=BYTES_EXPR),
-                scale=alt.Scale(domainMax=max(r["bytes"] for r in data) * 1.35)),
+        x=alt.X("bytes:Q", **bytes_axis(max(r["bytes"] for r in data) * 1.35, "bytes")),
     )
     bars = base.mark_bar(color=color, cornerRadiusEnd=3).encode(
         tooltip=[alt.Tooltip("name:N"), alt.Tooltip("label:N", title="size")])

@@ -87,6 +87,11 @@ def overview(ctx: dict[str, Any]) -> dict[str, Any]:
              "freed, never seen allocated"),
     ]
     items: list[Item] = [cards(metric_cards), cards(totals)]
+    if stats.get("folded_allocations"):
+        items.append(note(
+            f"Sampling: {_charts.human_count(stats['folded_allocations'])} small allocations "
+            f"({_charts.human_bytes(stats.get('folded_bytes'))}) were counted in aggregates "
+            "rather than recorded one by one; sizes and counts include them.", "warn"))
     for kind, message in sorted(ctx["problems"].items()):
         items.append(note(f"{kind}: {message}", "warn"))
     items.append(table("processes", "Processes", [
@@ -98,6 +103,11 @@ def overview(ctx: dict[str, Any]) -> dict[str, Any]:
     return panel("overview", "Overview", ("memory_analysis",), ctx, items)
 
 
+def _hex(value: Any) -> str:
+    number = _extract.num(value)
+    return f"0x{int(number):x}" if number is not None and number >= 0 else ""
+
+
 def memory_time(ctx: dict[str, Any]) -> dict[str, Any]:
     """Live memory over time per process, and the sites holding the peak."""
     perf = ctx["performance"]
@@ -105,12 +115,26 @@ def memory_time(ctx: dict[str, Any]) -> dict[str, Any]:
     holders = _extract.sites(_extract.pick(peak, "holders"), "blocks", "bytes")
     for row, raw in zip(holders, _extract.rows_of(_extract.pick(peak, "holders")), strict=True):
         row["share"] = _extract.num(raw.get("percentage_of_peak"))
+    t0 = ctx["span"][0]
+    largest = []
+    for r in _extract.rows_of(_extract.pick(ctx["memory"], "largest_live_allocations")):
+        ts = _extract.num(r.get("allocation_time_ns"))
+        function, where = _extract.split_location(_extract.clean_text(r.get("location")))
+        largest.append({"size": _extract.num(r.get("size_bytes")),
+                        "address": _hex(r.get("address")), "pid": _extract.clean_text(r.get("pid")),
+                        "tid": _extract.clean_text(r.get("tid")), "function": function,
+                        "where": where, "t_s": None if ts is None else (ts - t0) / 1e9})
     items = [chart("memory-over-time", _charts.memory_timeline(ctx["series"], CHART_WIDTH, 280)),
              table("peak-holders", "What held memory at the peak", [
                  ("function", "function", "text"), ("where", "file:line", "text"),
                  ("pid", "pid", "text"), ("count", "blocks", "count"), ("bytes", "bytes", "bytes"),
                  ("share", "of peak", "percent"), ("trace", "stack", "text")], holders,
-                 sort="bytes")]
+                 sort="bytes"),
+             table("largest-live", "Largest blocks alive at the end", [
+                 ("size", "size", "bytes"), ("function", "function", "text"),
+                 ("where", "file:line", "text"), ("pid", "pid", "text"),
+                 ("tid", "thread", "text"), ("t_s", "allocated", "seconds"),
+                 ("address", "address", "text")], largest, sort="size")]
     return panel("memory", "Memory over time", ("memory_analysis",), ctx, items)
 
 

@@ -75,11 +75,12 @@ class MemoryAnalysisSvg:
         mem, life = report(reports, "memory_analysis"), report(reports, "lifetime")
         t0 = _extract.run_start(reports)
         probs = _extract.problem_messages(reports)
+        variables = _extract.variables(mem, life, t0)
         return MemoryAnalysisView(
             stats=_extract.stats(mem),
             series=_extract.memory_over_time(mem, t0),
-            types=_extract.types(mem),
-            variables=_extract.variables(mem, life, t0),
+            types=_extract.largest_variables_first(_extract.types(mem), variables),
+            variables=variables,
             distribution=_extract.distribution(report(reports, "performance")),
             sites=_extract.sites(_extract.pick(mem, "top_allocation_sites")),
             processes=_extract.processes(reports),
@@ -115,4 +116,4 @@ class MemoryAnalysisSvg:
 
     def render(self, obj: MemoryAnalysisView, fileobj: BinaryIO) -> None:
         """Render the chart to SVG."""
-        fileobj.write(render_vegalite_svg(self.chart(obj).to_dict()).encode("utf-8"))
+        fileobj.write(render_vegalite_svg(self.chart(obj).to_dict(validate=False)).encode("utf-8"))

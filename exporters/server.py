@@ -16,7 +16,6 @@ a broker's PUB address, each ``log`` message also triggers a check at once.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from http import HTTPStatus
@@ -27,7 +26,7 @@ from urllib.parse import unquote, urlsplit
 
 from memscope.exporters._dashboard_panels import build_model
 from memscope.exporters._reports import KINDS, find_reports, load_reports
-from memscope.exporters.dashboard_html import page
+from memscope.exporters.dashboard_html import page, to_json
 
 HEARTBEAT_S = 15.0
 _SECURITY_HEADERS = {
@@ -139,7 +138,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _json(self, status: int, value: Any) -> None:
-        self._send(status, json.dumps(value).encode("utf-8"), "application/json; charset=utf-8")
+        self._send(status, to_json(value).encode("utf-8"), "application/json; charset=utf-8")
 
     def _error(self, status: HTTPStatus, message: str) -> None:
         self._json(status, {"error": message, "status": int(status)})
@@ -215,6 +214,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Connection", "close")
         self.end_headers()
         self.close_connection = True
+        if self.command == "HEAD":
+            return
         seen = state.version
         try:
             self.wfile.write(f"retry: 1000\nevent: hello\ndata: {seen}\n\n".encode())

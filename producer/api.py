@@ -20,6 +20,7 @@ program's memory.
 from __future__ import annotations
 
 import atexit
+import importlib
 import os
 import sys
 import threading
@@ -103,6 +104,10 @@ def init(**overrides: Any) -> None:
             raise
         forking.install(_after_fork_child, shutdown)
         if not _atexit_registered:
+            # atexit runs handlers last-in first-out: pyzmq's own handler (registered when
+            # zmq.utils.garbage is first imported, which a zero-copy send does) must come
+            # before ours, or it shuts zmq down before the final batch is sent.
+            importlib.import_module("zmq.utils.garbage")
             atexit.register(shutdown)
             _atexit_registered = True
         _session = _last = session
@@ -188,7 +193,7 @@ def track_var(obj: T, name: str | None = None) -> T:
         session.registry,
         session.rows,
         capture.block_address(obj),
-        capture.current_stack_id(),
+        capture.current_stack_id(1),
     )
     return obj
 

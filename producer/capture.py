@@ -120,6 +120,23 @@ def block_address(obj: object) -> int:
     return _tracer.block_address(obj)
 
 
+def pin(obj: object) -> bool:
+    """Make sure the death of ``obj`` (the free of its block) reaches the log in every mode.
+
+    ``full`` records every free anyway. ``aggregated`` would fold a short-lived block into
+    counters: a pinned block is sent as an alloc event at the next drain, so its free is
+    recorded. ``sampled`` makes the block a sampled one now (an alloc event with the size
+    ``sys.getsizeof(obj)``). ``track_var`` pins what it tracks.
+
+    Returns:
+        False when the block cannot be followed (it was allocated before tracing started,
+        in aggregated mode, or capture is not active).
+    """
+    import sys
+
+    return _tracer.pin(_tracer.block_address(obj), sys.getsizeof(obj))
+
+
 def after_fork_child() -> None:
     """Reset buffers, tables and pending FFI rows in a forked child.
 

@@ -56,6 +56,7 @@ class RunOptions:
     broker: str | None
     mode: str | None
     native: bool = False  # preload the allocator shim (memscope.producer.native_mode)
+    report: bool = True
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> RunOptions:
@@ -75,7 +76,8 @@ class RunOptions:
             argv = tuple(program)
             label = program_label(argv=program)
         out_dir = Path(args.out) if args.out else default_run_dir(label)
-        return cls(argv, label, out_dir, args.broker, args.mode, bool(args.native))
+        return cls(argv, label, out_dir, args.broker, args.mode, bool(args.native),
+                   not args.no_report)
 
 
 class RunCommand:
@@ -96,6 +98,8 @@ class RunCommand:
         parser.add_argument("--native", action="store_true",
                             help="also trace malloc/free/mmap of native code (C extensions, "
                                  "ctypes/cffi libraries) through a preloaded allocator shim")
+        parser.add_argument("--no-report", action="store_true",
+                            help="only write the log (analyze it later with memscope analyze)")
         parser.add_argument("-m", dest="module", metavar="MODULE",
                             help="run a module, like python -m")
         parser.add_argument("program", nargs=argparse.REMAINDER,
@@ -159,7 +163,10 @@ def execute(options: RunOptions) -> int:
         _say(f"events sent to the broker at {options.broker}; analyze its log with "
              "`memscope analyze LOG --out DIR`")
         return code
-    _report(events_dir, options.out_dir)
+    if options.report:
+        _report(events_dir, options.out_dir)
+    else:
+        _say(f"log: {events_dir}")
     return code
 
 

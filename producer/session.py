@@ -20,6 +20,7 @@ from typing import Any
 from memscope.config import Settings
 from memscope.producer import scopes
 from memscope.producer.rows import Columnar, RowBuffer, merge
+from memscope.producer.signals import blocked, shield_current_thread
 from memscope.producer.threadwatch import ThreadWatcher
 from memscope.producer.tracking import Registry
 
@@ -110,7 +111,8 @@ class Session:
             self.settings,
         )
         scopes.sink = self.rows
-        self.publisher.start()
+        with blocked():  # the publisher thread starts with signals blocked (see signals.py)
+            self.publisher.start()
 
     def _announce(self) -> None:
         ident = self.identity
@@ -167,6 +169,7 @@ class Session:
     # -- the publisher thread's callback -----------------------------------------------------
     def drain(self) -> tuple[list[Any], Columnar]:
         """Memory chunks and rare rows since the last drain (called by the publisher thread)."""
+        shield_current_thread()
         chunks, rare = self.capture.drain()
         self.threads.poll(self.rows)
         return list(chunks), merge(dict(rare), self.rows.take())
@@ -180,4 +183,5 @@ class Session:
         self.threads.reset()
         self.registry.clear()
         self._announce()
-        self.publisher.reset_after_fork(self.identity.producer_id, self.identity.pid)
+        with blocked():
+            self.publisher.reset_after_fork(self.identity.producer_id, self.identity.pid)

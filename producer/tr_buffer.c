@@ -2,8 +2,11 @@
  * drained by the publisher.
  *
  * A thread writes records into its current block and publishes each one with a release store
- * of block->used; when the block is full it takes a new block from the pool, links it with a
- * release store of block->next and never touches the old one again. The drain (GIL held,
+ * of block->used; when the block is full it takes a new block from the pool, seals the old
+ * one (its record count, then a release store of block->next) and never touches it again.
+ * Every block starts a fresh rec1 delta state, so a sealed block is shipped as one chunk
+ * by a plain copy; only the block still being written is scanned to find where its last
+ * whole record ends and what the delta state is there. The drain (GIL held,
  * serialized by tr_draining) copies bytes up to `used` and recycles blocks whose `next` is
  * set and which it has read to the end. Hooks therefore never wait for the drain; they only
  * take tr_registry_lock for a moment when they need a new block. When the buffers hold
@@ -37,7 +40,7 @@ static uint64_t tr_attach_failures;   /* threads that could not get a state (cou
 static pthread_key_t tr_exit_key;
 static int tr_key_ready;
 
-#define TR_POOL_KEEP 64
+#define TR_POOL_KEEP 512
 
 static void *tr_map(size_t size)
 {
@@ -144,6 +147,9 @@ int tr_thread_next_block(tr_thread_t *t)
         return 0;
     }
     tr_block_t *old = t->cur;
+    old->nrec = t->block_nrec;
+    t->block_nrec = 0;
+    memset(&t->w, 0, sizeof t->w); /* each block starts from a zero delta state */
     t->cur = b;
     t->pos = b->data;
     t->end = b->data + TR_BLOCK_DATA;
@@ -158,32 +164,22 @@ typedef struct {
     size_t len, cap;
 } tr_bytes_t;
 
-static int tr_bytes_append(tr_bytes_t *buf, const uint8_t *src, size_t len)
-{
-    if (buf->len + len > buf->cap) {
-        size_t cap = buf->cap ? buf->cap : 65536;
-        while (cap < buf->len + len) {
-            cap *= 2;
-        }
-        uint8_t *grown = PyMem_RawRealloc(buf->data, cap);
-        if (grown == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        buf->data = grown;
-        buf->cap = cap;
-    }
-    memcpy(buf->data + buf->len, src, len);
-    buf->len += len;
-    return 0;
-}
-
 static void tr_put_u32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); } /* little-endian hosts */
 static void tr_put_u64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
 
-/* One rec1 chunk dict from the bytes in buf (header space reserved at the front). */
-static PyObject *tr_make_chunk(tr_thread_t *t, tr_bytes_t *buf, uint64_t n, tr_delta_t base,
-                               const tr_clock_t *clock)
+/* One finished chunk's bytes (header included) and its thread. */
+typedef struct {
+    uint64_t tid;
+    uint64_t n;
+    tr_bytes_t buf;
+} tr_piece_t;
+
+typedef struct {
+    tr_piece_t *items;
+    size_t len, cap;
+} tr_pieces_t;
+
+static void tr_write_header(tr_bytes_t *buf, uint64_t n, tr_delta_t base, const tr_clock_t *clock)
 {
     uint8_t *h = buf->data;
     tr_put_u32(h, TR_REC1_MAGIC);
@@ -195,38 +191,62 @@ static PyObject *tr_make_chunk(tr_thread_t *t, tr_bytes_t *buf, uint64_t n, tr_d
     tr_put_u64(h + 40, base.addr);
     tr_put_u32(h + 48, base.stack);
     tr_put_u32(h + 52, 0);
-    return Py_BuildValue("{s:K,s:K,s:s,s:y#}", "tid", (unsigned long long)t->tid, "n",
-                         (unsigned long long)n, "enc", "rec1", "data", (const char *)buf->data,
-                         (Py_ssize_t)buf->len);
 }
 
-/* Moves up to `budget` records of t into one chunk (appended to `chunks`). Returns the
- * number of records moved, or -1 with an exception set. */
-static int64_t tr_drain_thread(tr_thread_t *t, uint64_t budget, const tr_clock_t *clock,
-                               PyObject *chunks, uint64_t *bytes_out)
+static int tr_add_piece(tr_pieces_t *pieces, uint64_t tid, uint64_t n, tr_delta_t base,
+                        const uint8_t *src, size_t len, const tr_clock_t *clock)
 {
-    tr_bytes_t buf = {0};
-    uint8_t header[TR_REC1_HEADER] = {0};
-    if (tr_bytes_append(&buf, header, sizeof header) < 0) {
+    if (pieces->len == pieces->cap) {
+        size_t cap = pieces->cap ? pieces->cap * 2 : 64;
+        tr_piece_t *grown = tr_raw_realloc(pieces->items, cap * sizeof(tr_piece_t));
+        if (grown == NULL) {
+            return -1;
+        }
+        pieces->items = grown;
+        pieces->cap = cap;
+    }
+    tr_bytes_t buf = {tr_raw_alloc(TR_REC1_HEADER + len), TR_REC1_HEADER + len,
+                      TR_REC1_HEADER + len};
+    if (buf.data == NULL) {
         return -1;
     }
-    tr_delta_t base = t->d;
-    uint64_t n = 0;
-    while (n < budget) {
+    memcpy(buf.data + TR_REC1_HEADER, src, len);
+    tr_write_header(&buf, n, base, clock);
+    pieces->items[pieces->len++] = (tr_piece_t){tid, n, buf};
+    return 0;
+}
+
+/* Moves up to `budget` records of t into pieces (one per block). Returns the number of
+ * records moved; stops early (keeping the rest for later) when memory runs out. */
+static uint64_t tr_drain_thread(tr_thread_t *t, uint64_t budget, const tr_clock_t *clock,
+                                tr_pieces_t *pieces)
+{
+    uint64_t moved = 0;
+    while (moved < budget) {
         tr_block_t *b = t->dblock;
         tr_block_t *next = __atomic_load_n(&b->next, __ATOMIC_ACQUIRE);
         uint32_t used = __atomic_load_n(&b->used, __ATOMIC_ACQUIRE);
         if (t->dpos < used) {
+            const uint8_t *src = b->data + t->dpos;
             tr_scan_t scan;
-            size_t took = tr_rec1_scan(b->data + t->dpos, used - t->dpos, t->d, budget - n,
-                                       &scan);
-            if (tr_bytes_append(&buf, b->data + t->dpos, took) < 0) {
-                PyMem_RawFree(buf.data);
-                return -1;
+            size_t took;
+            if (next != NULL && b->nrec - t->dcount <= budget - moved) {
+                /* sealed: the rest of the block is whole records; no need to look inside */
+                took = used - t->dpos;
+                scan.n = b->nrec - t->dcount;
+                memset(&scan.end, 0, sizeof scan.end); /* the next block starts from zero */
+            }
+            else {
+                took = tr_rec1_scan(src, used - t->dpos, t->d, budget - moved, &scan);
+            }
+            if (scan.n > 0 &&
+                tr_add_piece(pieces, t->tid, scan.n, t->d, src, took, clock) < 0) {
+                break;
             }
             t->dpos += (uint32_t)took;
+            t->dcount += (uint32_t)scan.n;
             t->d = scan.end;
-            n += scan.n;
+            moved += scan.n;
         }
         if (next == NULL || t->dpos < used) {
             break;
@@ -236,19 +256,10 @@ static int64_t tr_drain_thread(tr_thread_t *t, uint64_t budget, const tr_clock_t
         pthread_mutex_unlock(&tr_registry_lock);
         t->dblock = next;
         t->dpos = 0;
+        t->dcount = 0;
+        memset(&t->d, 0, sizeof t->d);
     }
-    if (n > 0) {
-        PyObject *chunk = tr_make_chunk(t, &buf, n, base, clock);
-        if (chunk == NULL || PyList_Append(chunks, chunk) < 0) {
-            Py_XDECREF(chunk);
-            PyMem_RawFree(buf.data);
-            return -1;
-        }
-        Py_DECREF(chunk);
-        *bytes_out += buf.len;
-    }
-    PyMem_RawFree(buf.data);
-    return (int64_t)n;
+    return moved;
 }
 
 static int tr_fully_drained(tr_thread_t *t)
@@ -276,16 +287,9 @@ static void tr_reap(tr_thread_t *t)
     munmap(t, sizeof(tr_thread_t));
 }
 
-#define TR_CHUNK_RECORDS (1u << 20)
-
-PyObject *tr_drain_chunks(uint64_t max_events, uint64_t *events_out, uint64_t *bytes_out)
+/* Copies pending records of every thread into pieces (without the GIL). */
+static uint64_t tr_gather(uint64_t max_events, const tr_clock_t *clock, tr_pieces_t *pieces)
 {
-    tr_clock_t clock;
-    tr_clock_now(&clock);
-    PyObject *chunks = PyList_New(0);
-    if (chunks == NULL) {
-        return NULL;
-    }
     /* Snapshot the registry: states are only freed by the drain itself (or in a forked
      * child), so the pointers stay valid after the lock is released. */
     pthread_mutex_lock(&tr_registry_lock);
@@ -293,45 +297,67 @@ PyObject *tr_drain_chunks(uint64_t max_events, uint64_t *events_out, uint64_t *b
     for (tr_thread_t *t = tr_threads; t != NULL; t = t->next_all) {
         count++;
     }
-    tr_thread_t **all = PyMem_RawMalloc((count + 1) * sizeof(tr_thread_t *));
-    if (all == NULL) {
-        pthread_mutex_unlock(&tr_registry_lock);
-        Py_DECREF(chunks);
-        return PyErr_NoMemory();
-    }
+    tr_thread_t **all = tr_raw_alloc((count + 1) * sizeof(tr_thread_t *));
     size_t i = 0;
-    for (tr_thread_t *t = tr_threads; t != NULL; t = t->next_all) {
+    for (tr_thread_t *t = tr_threads; all != NULL && t != NULL; t = t->next_all) {
         all[i++] = t;
     }
     pthread_mutex_unlock(&tr_registry_lock);
-
+    if (all == NULL) {
+        return 0; /* no memory now: everything waits for the next drain */
+    }
     uint64_t total = 0;
     for (i = 0; i < count; i++) {
         tr_thread_t *t = all[i];
         int dead = __atomic_load_n(&t->dead, __ATOMIC_ACQUIRE);
-        while (total < max_events) {
-            uint64_t budget = max_events - total;
-            if (budget > TR_CHUNK_RECORDS) {
-                budget = TR_CHUNK_RECORDS;
-            }
-            int64_t moved = tr_drain_thread(t, budget, &clock, chunks, bytes_out);
-            if (moved < 0) {
-                PyMem_RawFree(all);
-                Py_DECREF(chunks);
-                return NULL;
-            }
-            total += (uint64_t)moved;
-            if ((uint64_t)moved < budget) {
-                break;
-            }
+        if (total < max_events) {
+            total += tr_drain_thread(t, max_events - total, clock, pieces);
         }
         if (dead && tr_fully_drained(t)) {
             tr_reap(t);
         }
     }
-    PyMem_RawFree(all);
+    tr_raw_free(all);
+    return total;
+}
+
+PyObject *tr_drain_chunks(uint64_t max_events, uint64_t *events_out, uint64_t *bytes_out)
+{
+    tr_clock_t clock;
+    tr_clock_now(&clock);
+    tr_pieces_t pieces = {0};
+    uint64_t total;
+    /* The copying runs without the GIL so the traced program keeps running meanwhile;
+     * the caller's tr_draining flag keeps other drains out. */
+    Py_BEGIN_ALLOW_THREADS
+    total = tr_gather(max_events, &clock, &pieces);
+    Py_END_ALLOW_THREADS
+    PyObject *chunks = PyList_New(0);
+    for (size_t i = 0; i < pieces.len; i++) {
+        tr_piece_t *p = &pieces.items[i];
+        if (chunks != NULL) {
+            PyObject *chunk = Py_BuildValue(
+                "{s:K,s:K,s:s,s:y#}", "tid", (unsigned long long)p->tid, "n",
+                (unsigned long long)p->n, "enc", "rec1", "data", (const char *)p->buf.data,
+                (Py_ssize_t)p->buf.len);
+            if (chunk == NULL || PyList_Append(chunks, chunk) < 0) {
+                Py_CLEAR(chunks); /* the records of the remaining pieces are lost */
+            }
+            Py_XDECREF(chunk);
+            *bytes_out += p->buf.len;
+        }
+        tr_raw_free(p->buf.data);
+    }
+    tr_raw_free(pieces.items);
     *events_out = total;
     return chunks;
+}
+
+void tr_buffers_reset_high_water(void)
+{
+    pthread_mutex_lock(&tr_registry_lock);
+    tr_high_water_blocks = tr_blocks_in_use;
+    pthread_mutex_unlock(&tr_registry_lock);
 }
 
 void tr_buffer_stats(uint64_t *events, uint64_t *drops, uint64_t *pending, uint64_t *high_water)
@@ -382,6 +408,8 @@ void tr_buffers_after_fork_child(void)
             cur->used = 0;
             t->dblock = cur;
             t->dpos = 0;
+            t->dcount = 0;
+            t->block_nrec = 0;
             t->pos = cur->data;
             memset(&t->w, 0, sizeof t->w);
             memset(&t->d, 0, sizeof t->d);

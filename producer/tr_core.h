@@ -51,7 +51,7 @@ enum { TR_MODE_FULL = 0, TR_MODE_AGGREGATED = 1, TR_MODE_SAMPLED = 2 };
 typedef struct tr_block {
     struct tr_block *next; /* set once by the writer (release) when it moves to a new block */
     uint32_t used;         /* bytes of data[] holding complete records (release/acquire) */
-    uint32_t pad;
+    uint32_t nrec;         /* records in the block; written before `next` is published */
     uint8_t data[];
 } tr_block_t;
 
@@ -73,6 +73,7 @@ typedef struct tr_thread {
     uint8_t *end;    /* cur->data + TR_BLOCK_DATA */
     tr_delta_t w;    /* writer's delta state */
     uint64_t events; /* records written (drain reads it relaxed, for stats) */
+    uint32_t block_nrec; /* records in the current block */
     uint64_t drops;  /* records lost because no block was available (read relaxed) */
     int64_t sample_left; /* sampled mode: bytes until the next sample */
     uint64_t rng;        /* sampled mode: xorshift state */
@@ -86,6 +87,7 @@ typedef struct tr_thread {
     /* --- owned by the drain (serialized by the GIL and tr_draining) --- */
     tr_block_t *dblock; /* oldest block not yet fully drained */
     uint32_t dpos;      /* drained bytes of dblock */
+    uint32_t dcount;    /* drained records of dblock */
     tr_delta_t d;       /* delta state at the drain position */
     /* --- shared --- */
     uint64_t tid;      /* PyThread_get_thread_ident() of the owner; immutable */
@@ -165,6 +167,7 @@ void tr_buffers_after_fork_child(void);
 void tr_buffers_atfork_prepare(void);
 void tr_buffers_atfork_parent(void);
 int tr_buffers_init(void);
+void tr_buffers_reset_high_water(void); /* at start: high water counts from now */
 /* Drain: returns a new list of chunk dicts, or NULL with an exception set. */
 PyObject *tr_drain_chunks(uint64_t max_events, uint64_t *events_out, uint64_t *bytes_out);
 void tr_buffer_stats(uint64_t *events, uint64_t *drops, uint64_t *pending, uint64_t *high_water);
@@ -209,6 +212,7 @@ static inline void tr_emit(tr_thread_t *t, unsigned kind, unsigned domain, uint6
     *head = (uint8_t)hdr;
     t->pos = p;
     t->events++;
+    t->block_nrec++;
     __atomic_store_n(&t->cur->used, (uint32_t)(p - t->cur->data), __ATOMIC_RELEASE);
 }
 
@@ -241,11 +245,29 @@ void tr_hooks_after_fork_child(void);
 void tr_hooks_atfork_prepare(void);
 void tr_hooks_atfork_parent(void);
 void tr_hooks_reset_maps(void);
+/* Make sure the free of the block at addr is recorded (track_var); GIL held, guard taken. */
+int tr_hooks_pin(uint64_t addr, uint64_t size, tr_thread_t *t);
+void tr_hooks_map_stats(uint64_t *live, uint64_t *slots); /* aggregated/sampled maps */
 /* Record one event from a hook in any domain (numpy's handler uses it too). */
 void tr_record_alloc(tr_thread_t *t, unsigned kind, unsigned domain, void *ptr, size_t size);
 void tr_record_realloc(tr_thread_t *t, unsigned domain, void *ptr, void *old, size_t size,
                        uint64_t tick);
 void tr_record_free(tr_thread_t *t, unsigned domain, void *ptr);
+
+/* Entering a free hook: like tr_enter, but an ignored thread's frees are still seen (the
+ * modes decide whether to record them). */
+static inline tr_thread_t *tr_enter_free(void)
+{
+    if (!__atomic_load_n(&tr_enabled, __ATOMIC_RELAXED)) {
+        return NULL;
+    }
+    tr_thread_t *t = tr_current();
+    if (t == NULL || t->busy) {
+        return NULL;
+    }
+    t->busy = 1;
+    return t;
+}
 
 /* Entering a hook: the calling thread's state with its guard taken, or NULL when this call
  * must not be recorded (tracing off, thread ignored, already inside a hook). */
@@ -269,6 +291,7 @@ void tr_numpy_uninstall(void);
 /* ---- shared helpers ---- */
 void *tr_raw_alloc(size_t size); /* libc, never traced */
 void *tr_raw_calloc(size_t n, size_t size);
+void *tr_raw_realloc(void *p, size_t size);
 void tr_raw_free(void *p);
 int tr_append_row(PyObject *rare, const char *table, const char *const *names,
                   PyObject **values, int n); /* steals the references in values */

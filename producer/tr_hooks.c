@@ -37,6 +37,7 @@ static int tr_installed; /* GIL */
  * traced and never re-enters a hook), and works before start() and in a forked child. */
 void *tr_raw_alloc(size_t size) { return malloc(size); }
 void *tr_raw_calloc(size_t n, size_t size) { return calloc(n, size); }
+void *tr_raw_realloc(void *p, size_t size) { return realloc(p, size); }
 void tr_raw_free(void *p) { free(p); }
 
 /* ------------------------------------------------------------------ live maps */
@@ -49,6 +50,7 @@ typedef struct {
     uint32_t stack;
     uint8_t domain;
     uint8_t emitted; /* promoted to a real alloc event: its free must be recorded */
+    uint8_t pinned;  /* pin(): promote at the next drain whatever its age */
 } tr_live_t;
 
 typedef struct {
@@ -289,26 +291,82 @@ static int tr_sampled_forget(uint64_t addr)
     return found;
 }
 
-/* Aggregated mode: forget addr; fold it when it was still pending, else record its free. */
-static void tr_agg_free(tr_thread_t *t, unsigned domain, uint64_t addr, uint64_t tick)
+/* Aggregated mode, GIL domains: a small direct-mapped table of the most recent pending
+ * allocations in front of tr_map_gil. Most blocks die young, so most frees are answered
+ * from this cache-resident table; an entry evicted by a newer allocation moves to the map.
+ * Protected by the GIL. */
+#define TR_YOUNG_SLOTS 16384
+static tr_live_t tr_young[TR_YOUNG_SLOTS];
+
+static inline tr_live_t *tr_young_slot(uint64_t addr)
+{
+    return &tr_young[tr_hash_addr(addr) & (TR_YOUNG_SLOTS - 1)];
+}
+
+/* Takes addr's pending entry from the young table or the map (GIL domains). */
+static int tr_gil_take(uint64_t addr, tr_live_t *out)
+{
+    tr_live_t *y = tr_young_slot(addr);
+    if (y->addr == addr) {
+        *out = *y;
+        y->addr = 0;
+        __atomic_store_n(&tr_map_gil.bytes, tr_map_gil.bytes - out->size, __ATOMIC_RELAXED);
+        return 1;
+    }
+    return tr_map_take(&tr_map_gil, addr, out);
+}
+
+static int tr_gil_put(const tr_live_t *e)
+{
+    tr_live_t *y = tr_young_slot(e->addr);
+    if (y->addr == e->addr) { /* a block whose free we missed: replace it */
+        __atomic_store_n(&tr_map_gil.bytes, tr_map_gil.bytes - y->size, __ATOMIC_RELAXED);
+        y->addr = 0;
+    }
+    if (y->addr != 0) {
+        /* evict into the map (which counts its bytes itself) */
+        tr_live_t old = *y;
+        y->addr = 0;
+        __atomic_store_n(&tr_map_gil.bytes, tr_map_gil.bytes - old.size, __ATOMIC_RELAXED);
+        if (tr_map_put(&tr_map_gil, &old) < 0) {
+            *y = old; /* no memory: keep the old one, record the new one directly */
+            __atomic_store_n(&tr_map_gil.bytes, tr_map_gil.bytes + old.size, __ATOMIC_RELAXED);
+            return -1;
+        }
+    }
+    /* (a stale entry for this address in the map would mean a missed free; frees are not
+     * missed while tracing, so the map is not searched here) */
+    *y = *e;
+    __atomic_store_n(&tr_map_gil.bytes, tr_map_gil.bytes + e->size, __ATOMIC_RELAXED);
+    return 0;
+}
+
+/* Aggregated mode: forget addr; fold it when it was still pending, else record its free.
+ * `quiet`: the free comes from an ignored thread, recorded only for blocks we know. */
+static void tr_agg_free(tr_thread_t *t, unsigned domain, uint64_t addr, uint64_t tick, int quiet)
 {
     tr_live_t e;
     int found;
     if (tr_domain_gil(domain)) {
-        found = tr_map_take(&tr_map_gil, addr, &e);
-        if (found && !e.emitted) {
+        found = tr_gil_take(addr, &e);
+        if (found && !e.emitted && !e.pinned) {
             tr_agg_add(&tr_agg_gil, &e);
         }
     }
     else {
         pthread_mutex_lock(&tr_map_lock);
         found = tr_map_take(&tr_map_locked, addr, &e);
-        if (found && !e.emitted) {
+        if (found && !e.emitted && !e.pinned) {
             tr_agg_add(&tr_agg_locked, &e);
         }
         pthread_mutex_unlock(&tr_map_lock);
     }
-    if (!found || e.emitted) {
+    if (found && e.pinned && !e.emitted) {
+        /* a pinned block dies before its promotion: its life is sent as two events */
+        tr_emit(t, TR_ALLOC, e.domain, addr, 0, e.size, e.stack, 1, e.tick);
+        e.emitted = 1;
+    }
+    if (found ? e.emitted : !quiet) {
         tr_emit(t, TR_FREE, domain, addr, 0, 0, 0, 0, tick);
     }
 }
@@ -318,7 +376,7 @@ static void tr_agg_alloc(tr_thread_t *t, unsigned domain, uint64_t addr, uint64_
     tr_live_t e = {addr, size, tr_tick(), t->tid, tr_stack_for(t, domain), (uint8_t)domain, 0};
     int rc;
     if (tr_domain_gil(domain)) {
-        rc = tr_map_put(&tr_map_gil, &e);
+        rc = tr_gil_put(&e);
     }
     else {
         pthread_mutex_lock(&tr_map_lock);
@@ -364,7 +422,7 @@ void tr_record_realloc(tr_thread_t *t, unsigned domain, void *ptr, void *old, si
         tr_sampled_alloc(t, TR_ALLOC, domain, addr, size);
         break;
     default:
-        tr_agg_free(t, domain, old_addr, tick);
+        tr_agg_free(t, domain, old_addr, tick, 0);
         tr_agg_alloc(t, domain, addr, size);
         break;
     }
@@ -375,6 +433,9 @@ void tr_record_free(tr_thread_t *t, unsigned domain, void *ptr)
     uint64_t addr = (uint64_t)(uintptr_t)ptr;
     switch (tr_mode) {
     case TR_MODE_FULL:
+        /* an ignored thread's frees are recorded too: a block a traced thread allocated and
+         * the publisher frees must not look leaked (frees of its own blocks read as frees
+         * of never-seen blocks, which readers tolerate) */
         tr_emit(t, TR_FREE, domain, addr, 0, 0, 0, 0, tr_tick());
         break;
     case TR_MODE_SAMPLED:
@@ -383,7 +444,7 @@ void tr_record_free(tr_thread_t *t, unsigned domain, void *ptr)
         }
         break;
     default:
-        tr_agg_free(t, domain, addr, tr_tick());
+        tr_agg_free(t, domain, addr, tr_tick(), t->ignored);
         break;
     }
 }
@@ -438,7 +499,7 @@ void tr_record_free(tr_thread_t *t, unsigned domain, void *ptr)
     {                                                                                         \
         /* recorded first: once freed, another thread may get the address back */            \
         if (p != NULL) {                                                                      \
-            tr_thread_t *t = tr_enter();                                                      \
+            tr_thread_t *t = tr_enter_free();                                                 \
             if (t != NULL) {                                                                  \
                 tr_record_free(t, DOM, p);                                                    \
                 tr_orig[DOM].free(tr_orig[DOM].ctx, p);                                       \
@@ -499,6 +560,7 @@ void tr_hooks_uninstall(void)
 
 void tr_hooks_reset_maps(void)
 {
+    memset(tr_young, 0, sizeof tr_young);
     tr_map_clear(&tr_map_gil);
     pthread_mutex_lock(&tr_map_lock);
     tr_map_clear(&tr_map_locked);
@@ -584,7 +646,7 @@ static size_t tr_collect(tr_map_t *m, uint64_t cutoff, tr_promo_t **out, size_t 
 {
     for (uint64_t i = 0; m->slots != NULL && i <= m->mask; i++) {
         tr_live_t *e = &m->slots[i];
-        if (e->addr == 0 || e->emitted || e->tick >= cutoff) {
+        if (e->addr == 0 || e->emitted || (e->tick >= cutoff && !e->pinned)) {
             continue;
         }
         if (*n == *cap) {
@@ -640,6 +702,8 @@ int64_t tr_hooks_promote(PyObject *chunks, const tr_clock_t *clock, int everythi
     tr_promote_cutoff = tr_tick();
     tr_promo_t *all = NULL;
     size_t n = 0, cap = 0;
+    tr_map_t young = {tr_young, TR_YOUNG_SLOTS - 1, 1, 0};
+    tr_collect(&young, cutoff, &all, &n, &cap);
     tr_collect(&tr_map_gil, cutoff, &all, &n, &cap);
     pthread_mutex_lock(&tr_map_lock);
     tr_collect(&tr_map_locked, cutoff, &all, &n, &cap);
@@ -666,6 +730,69 @@ int64_t tr_hooks_promote(PyObject *chunks, const tr_clock_t *clock, int everythi
     }
     PyMem_RawFree(all);
     return (int64_t)n;
+}
+
+void tr_hooks_map_stats(uint64_t *live, uint64_t *slots)
+{
+    *live = tr_map_gil.count + tr_map_locked.count;
+    *slots = (tr_map_gil.slots ? tr_map_gil.mask + 1 : 0) +
+             (tr_map_locked.slots ? tr_map_locked.mask + 1 : 0);
+}
+
+/* Finds the live entry of addr in whichever table holds it; the caller holds the GIL and,
+ * for tr_map_locked, tr_map_lock. */
+static tr_live_t *tr_find(tr_map_t *m, uint64_t addr)
+{
+    if (m->count == 0) {
+        return NULL;
+    }
+    uint64_t h = tr_hash_addr(addr) & m->mask;
+    while (m->slots[h].addr != 0) {
+        if (m->slots[h].addr == addr) {
+            return &m->slots[h];
+        }
+        h = (h + 1) & m->mask;
+    }
+    return NULL;
+}
+
+int tr_hooks_pin(uint64_t addr, uint64_t size, tr_thread_t *t)
+{
+    if (tr_mode == TR_MODE_FULL) {
+        return 1; /* every free is recorded anyway */
+    }
+    if (tr_mode == TR_MODE_AGGREGATED) {
+        tr_live_t *y = tr_young_slot(addr);
+        tr_live_t *e = y->addr == addr ? y : tr_find(&tr_map_gil, addr);
+        if (e != NULL) {
+            e->pinned = 1;
+            return 1;
+        }
+        pthread_mutex_lock(&tr_map_lock);
+        e = tr_find(&tr_map_locked, addr);
+        if (e != NULL) {
+            e->pinned = 1;
+        }
+        pthread_mutex_unlock(&tr_map_lock);
+        return e != NULL; /* 0: allocated before start (or already sent): its free is sent */
+    }
+    /* sampled: make it a sampled block now, with the caller's size and stack */
+    pthread_mutex_lock(&tr_map_lock);
+    int known = tr_find(&tr_map_locked, addr) != NULL;
+    pthread_mutex_unlock(&tr_map_lock);
+    if (!known) {
+        tr_live_t e = {addr, size, 0, t->tid, tr_stack_current(t), TR_OBJ, 1, 0};
+        pthread_mutex_lock(&tr_map_lock);
+        int ok = tr_map_put(&tr_map_locked, &e) == 0;
+        pthread_mutex_unlock(&tr_map_lock);
+        if (!ok) {
+            return 0;
+        }
+        __atomic_fetch_add(&tr_sample_filter[tr_hash_addr(addr) & (TR_FILTER_SLOTS - 1)], 1,
+                           __ATOMIC_RELAXED);
+        tr_emit(t, TR_ALLOC, TR_OBJ, addr, 0, size, e.stack, 1, tr_tick());
+    }
+    return 1;
 }
 
 void tr_hooks_atfork_prepare(void) { pthread_mutex_lock(&tr_map_lock); }

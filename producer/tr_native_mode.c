@@ -30,6 +30,7 @@
 #include "tr_native_mode.h" /* Python.h first: it defines _GNU_SOURCE (dladdr) */
 
 #include <dlfcn.h>
+#include <link.h>
 
 #include "native/ms_preload.h"
 
@@ -218,11 +219,48 @@ static uint32_t tr_nm_stack_nogil(tr_thread_t *t)
     return id;
 }
 
+/* The address range of this extension's own code (set at the first attach, read-only after):
+ * calls made from it are the tracer's bookkeeping (its buffers, maps and tables), never the
+ * program's memory. Checked before anything else, so attaching a new thread's state (which
+ * maps memory) cannot recurse into itself. */
+static uintptr_t tr_nm_self_lo, tr_nm_self_hi;
+
+static int tr_nm_self_range(struct dl_phdr_info *info, size_t size, void *base)
+{
+    (void)size;
+    if ((uintptr_t)info->dlpi_addr != (uintptr_t)base) {
+        return 0;
+    }
+    uintptr_t lo = UINTPTR_MAX, hi = 0;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type == PT_LOAD) {
+            uintptr_t start = (uintptr_t)info->dlpi_addr + ph->p_vaddr;
+            lo = start < lo ? start : lo;
+            hi = start + ph->p_memsz > hi ? start + ph->p_memsz : hi;
+        }
+    }
+    tr_nm_self_lo = lo;
+    tr_nm_self_hi = hi;
+    return 1;
+}
+
+static void tr_nm_find_self(void)
+{
+    Dl_info info;
+    if (tr_nm_self_hi == 0 && dladdr((void *)&tr_nm_find_self, &info) != 0) {
+        dl_iterate_phdr(tr_nm_self_range, info.dli_fbase);
+    }
+}
+
 static uint64_t tr_nm_tick(void) { return tr_tick(); }
 
 static void tr_nm_record(unsigned kind, unsigned domain, uint64_t addr, uint64_t old,
                          uint64_t size, uint64_t ret, unsigned finding, uint64_t tick)
 {
+    if (ret - tr_nm_self_lo < tr_nm_self_hi - tr_nm_self_lo) {
+        return; /* the tracer's own bookkeeping */
+    }
     tr_thread_t *t = tr_enter();
     if (t == NULL) {
         return;
@@ -293,6 +331,7 @@ PyObject *tr_nm_py_attach(PyObject *self, PyObject *noargs)
                         "--library`");
         return NULL;
     }
+    tr_nm_find_self();
     if (tr_nm_attach_fn(&tr_nm_ops) != MS_ABI) {
         PyErr_SetString(PyExc_RuntimeError,
                         "the preloaded memscope shim is from another memscope version");

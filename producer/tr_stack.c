@@ -18,10 +18,10 @@
 #include "tr_core.h"
 
 #define Py_BUILD_CORE 1
-#if PY_VERSION_HEX >= 0x030D0000
 #include <internal/pycore_frame.h>
-#else
-#include <internal/pycore_frame.h>
+#if PY_VERSION_HEX < 0x030C0000
+#undef _PyGC_FINALIZED /* objimpl.h and pycore_gc.h both define it (3.11) */
+#include <internal/pycore_pystate.h> /* 3.11: the inline _PyThreadState_GET() */
 #endif
 #undef Py_BUILD_CORE
 
@@ -56,12 +56,15 @@ static uint32_t tr_next_frame_id = 1;
  * next emit. */
 static int tr_frame_ids_stale;
 
+/* The thread state holding the GIL (our caller's: frames are only walked with the GIL). */
 static inline PyThreadState *tr_tstate(void)
 {
 #if PY_VERSION_HEX >= 0x030D0000
     return PyThreadState_GetUnchecked();
-#else
+#elif PY_VERSION_HEX >= 0x030C0000
     return _PyThreadState_UncheckedGet();
+#else
+    return _PyThreadState_GET();
 #endif
 }
 
@@ -134,14 +137,20 @@ static uint32_t tr_intern(uint32_t parent, PyObject *code, const void *instr)
 
 int tr_stack_gil_held(void) { return PyGILState_Check(); }
 
-static inline int tr_frame_skip(_PyInterpreterFrame *f)
+/* Frames that are not (yet) Python code being run: shims of C calls (3.12+) and a frame
+ * still being set up. On 3.11 only the innermost frame can be incomplete (a frame runs
+ * RESUME before it can call anything), so the walk checks the others for nothing. */
+static inline int tr_frame_skip(_PyInterpreterFrame *f, int innermost)
 {
 #if PY_VERSION_HEX >= 0x030C0000
+    (void)innermost;
     if (f->owner == FRAME_OWNED_BY_CSTACK) {
         return 1;
     }
-#endif
     return _PyFrame_IsIncomplete(f);
+#else
+    return innermost && _PyFrame_IsIncomplete(f);
+#endif
 }
 
 uint32_t tr_stack_current(tr_thread_t *t) { return tr_stack_current_skip(t, 0); }
@@ -159,11 +168,14 @@ uint32_t tr_stack_current_skip(tr_thread_t *t, int skip)
         return 0;
     }
 #endif
+    int innermost = 1;
     for (_PyInterpreterFrame *f = TR_TSTATE_FRAME(ts); f != NULL && depth < TR_MAX_DEPTH;
          f = f->previous) {
-        if (tr_frame_skip(f)) {
+        if (tr_frame_skip(f, innermost)) {
+            innermost = 0;
             continue;
         }
+        innermost = 0;
         if (skip > 0) {
             skip--;
             continue;
@@ -217,10 +229,10 @@ int tr_stack_walk_own(const void **code, const void **instr)
     }
 #endif
     const void *c[TR_MAX_DEPTH], *ip[TR_MAX_DEPTH];
-    int depth = 0;
+    int depth = 0, innermost = 1;
     for (_PyInterpreterFrame *f = TR_TSTATE_FRAME(ts); f != NULL && depth < TR_MAX_DEPTH;
-         f = f->previous) {
-        if (!tr_frame_skip(f)) {
+         f = f->previous, innermost = 0) {
+        if (!tr_frame_skip(f, innermost)) {
             c[depth] = TR_FRAME_CODE(f);
             ip[depth] = TR_FRAME_INSTR(f);
             depth++;

@@ -22,6 +22,7 @@ def test_a_double_free_with_its_stack_and_allocation():
     report = analyze(b, "security")
     (finding,) = _findings(report, "double_free")
     assert finding["severity"] == "critical" and finding["ts_ns"] == 30
+    assert finding["confidence"] == "high"
     assert finding["stack"]["trace"] == ["release (ext.py:9)", "main (app.py:1)"]
     alloc, first_free = finding["related_allocations"]
     assert (alloc["role"], alloc["ts_ns"], alloc["size"]) == ("allocation", 10, 64)
@@ -93,9 +94,10 @@ def test_an_oversized_allocation():
 
 def test_findings_are_sorted_by_severity():
     b, _ = _leaky_log()
-    b.alloc(1, 2, 0xD00, 64)
-    b.free(1, 3, 0xD00)
-    b.free(1, 4, 0xD00)
+    site = b.stack(1, [("main", "app.py", 1), ("release", "ext.py", 9)])
+    b.alloc(1, 2, 0xD00, 64, stack_id=site)
+    b.free(1, 3, 0xD00, stack_id=site)
+    b.free(1, 4, 0xD00, stack_id=site)
     severities = [f["severity"] for f in analyze(b, "security")["violation_reports"]]
     assert severities == ["critical", "high"]
 
@@ -105,3 +107,12 @@ def test_a_site_that_stops_growing_loses_confidence():
     b.alloc(1, 25_000, 0xF000, 1)  # the log runs on long after the cache stopped growing
     (leak,) = _findings(analyze(b, "security"), "leak")
     assert leak["confidence"] == "medium" and leak["severity"] == "medium"
+
+
+def test_a_double_free_without_a_python_stack_has_low_confidence():
+    b = LogBuilder()
+    b.alloc(1, 10, 0xD00, 64, tid=1)
+    b.free(1, 20, 0xD00, tid=1)
+    b.free(1, 30, 0xD00, tid=2)  # no Python frame, another thread
+    (finding,) = _findings(analyze(b, "security"), "double_free")
+    assert (finding["confidence"], finding["severity"]) == ("low", "low")

@@ -118,6 +118,20 @@ def test_hostile_names_are_shown_as_text_and_never_run(watched, tmp_path):  # no
         assert name in cells
     svg_text = page.locator("#chart-lifetimes svg").inner_html()
     assert "&lt;img src=x" in svg_text  # drawn as text by Vega
+    # tooltips (vega-tooltip) show hostile names as text too
+    page.click("#nav-types")
+    marks = page.locator("#chart-type-treemap g.mark-rect path")
+    tooltips = []
+    for i in range(min(marks.count(), 20)):
+        marks.nth(i).hover(force=True)
+        tip = page.locator("#vg-tooltip-element")
+        if tip.count() and tip.is_visible():
+            tooltips.append(tip.inner_text())
+    assert any("<img src=x onerror=alert(1)>" in t or "{{7*7}}" in t for t in tooltips), tooltips
+    assert page.locator("#vg-tooltip-element *").evaluate_all(
+        "els => els.filter(e => ['IMG', 'SCRIPT', 'SVG'].includes(e.tagName)).length") == 0
+    header = page.locator("#run-info").inner_text()
+    assert "app.py <img src=x onerror=alert(1)> </script><script>alert(1)</script>" in header
     assert watched.dialogs == []
     assert page.locator("img, iframe, object, embed").count() == 0
     assert page.evaluate(

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from urllib.parse import urlsplit
 
@@ -130,6 +131,47 @@ def test_server_sent_events_follow_file_changes(served):
     status, _, body = get(server, "/api/dashboard")
     cards = json.loads(body)["panels"][0]["items"][0]["cards"]
     assert cards[0]["value"] == 123_456_789
+
+
+def test_a_broker_feed_message_triggers_the_update_at_once(tmp_path):
+    import zmq
+
+    paths = write_sample_reports(tmp_path, n_vars=3)
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.PUB)
+    pub.setsockopt(zmq.LINGER, 0)
+    port = pub.bind_to_random_port("tcp://127.0.0.1")
+    # mtime polling every 60 s: only the feed can explain a prompt update
+    server = DashboardServer(tmp_path, port=0, poll_interval=60,
+                             feed=f"tcp://127.0.0.1:{port}").start()
+    try:
+        parts = urlsplit(server.url)
+        with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+            sock.sendall(f"GET /api/events HTTP/1.1\r\nHost: {parts.netloc}\r\n\r\n".encode())
+            f = sock.makefile("rb")
+            assert read_event(f, "hello") == "0"
+            mem = json.loads(paths["memory_analysis"].read_text())
+            mem["memory_stats"]["active_memory"] = 42
+            paths["memory_analysis"].write_text(json.dumps(mem))
+            done = threading.Event()
+
+            def publish():  # a PUB drops messages until the SUB has joined: keep sending
+                while not done.wait(0.1):
+                    pub.send_multipart([b"log", b'{"topic": "log"}'])
+
+            publisher = threading.Thread(target=publish)
+            publisher.start()
+            try:
+                started = time.monotonic()
+                assert read_event(f, "update", timeout=10) == "1"
+                assert time.monotonic() - started < 5
+            finally:
+                done.set()
+                publisher.join()
+    finally:
+        server.stop()
+        pub.close()
+        ctx.term()
 
 
 @pytest.mark.browser

@@ -124,3 +124,48 @@ def test_frees_of_blocks_allocated_before_start_are_tolerated():
     ev, _, _ = capture_run(run)
     frees = ev["address"][ev["kind"] == KIND_FREE]
     assert np.isin(addresses, frees).all()
+
+
+def test_raw_calls_without_the_gil_are_recorded_without_a_stack():
+    import ctypes
+
+    nogil = ctypes.CDLL(None)  # CDLL releases the GIL around the call
+    withgil = ctypes.pythonapi  # PyDLL keeps it
+    for lib in (nogil, withgil):
+        lib.PyMem_RawMalloc.restype = ctypes.c_void_p
+        lib.PyMem_RawMalloc.argtypes = [ctypes.c_size_t]
+        lib.PyMem_RawFree.argtypes = [ctypes.c_void_p]
+
+    def run():
+        a = nogil.PyMem_RawMalloc(BASE + 13_001)
+        b = withgil.PyMem_RawMalloc(BASE + 13_002)
+        nogil.PyMem_RawFree(a)
+        withgil.PyMem_RawFree(b)
+        return a, b
+
+    ev, _, (a, b) = capture_run(run)
+    (ia,) = np.flatnonzero(ev["size"] == BASE + 13_001)
+    (ib,) = np.flatnonzero(ev["size"] == BASE + 13_002)
+    assert ev["domain"][ia] == ev["domain"][ib] == 0  # DOMAIN_RAW
+    assert ev["address"][ia] == a and ev["address"][ib] == b
+    assert ev["stack_id"][ia] == 0  # no GIL: no frame walk
+    assert ev["stack_id"][ib] != 0
+    for addr in (a, b):
+        assert ((ev["kind"] == KIND_FREE) & (ev["address"] == addr)).sum() == 1
+
+
+def test_full_buffers_drop_and_count_never_block():
+    drain()
+    capture.start(max_buffer_bytes=2 * 65536)
+    try:
+        junk = [str(i) for i in range(300_000)]  # far more than 128 KiB of records
+        del junk
+    finally:
+        capture.stop()
+    chunks, rare = drain()
+    stats = rare["producer_stats"]
+    assert stats["drops"][-1] > 0
+    assert stats["buffer_high_water"][-1] <= 2 * 65536
+    assert len(decode_all(chunks)["kind"]) > 0
+    # the drop counter is cumulative: a later start keeps counting from there
+    assert capture.stats()["drops"] == stats["drops"][-1]

@@ -155,3 +155,39 @@ def test_every_public_view_answers_on_an_empty_log():
 def test_unknown_tables_are_refused():
     with pytest.raises(ValueError, match="unknown log tables"):
         connect_tables({"mem": pa.table({"a": [1]})})
+
+
+def _messy_log(seed):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    b = LogBuilder()
+    live = set()
+    for t in range(200):
+        addr = int(rng.integers(1, 12)) * 16
+        roll = rng.random()
+        domain = int(rng.integers(0, 3))
+        if roll < 0.4:
+            b.alloc(1, t, addr, int(rng.integers(1, 100)), domain=domain)  # reuse is allowed
+            live.add(addr)
+        elif roll < 0.8:
+            b.free(1, t, addr, domain=domain)  # double and unmatched frees too
+            live.discard(addr)
+        else:
+            new = int(rng.integers(1, 12)) * 16
+            b.realloc(1, t, addr, new, int(rng.integers(1, 100)), domain=domain)
+    return b
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 2, 5, 7, 1000])
+def test_chunked_matching_equals_one_window(chunk_rows):
+    for seed in range(3):
+        tables = _messy_log(seed).tables()
+        whole = connect_tables(tables)
+        allocs = "SELECT * FROM _allocations ORDER BY pid, address, ts_ns, seq"
+        ends = "SELECT * FROM _notable_ends ORDER BY pid, address, ts_ns, seq"
+        expected = (whole.execute(allocs).fetchall(), whole.execute(ends).fetchall())
+        chunked = connect_tables(tables)
+        materialize(chunked, chunk_rows=chunk_rows)
+        assert (chunked.execute(allocs).fetchall(),
+                chunked.execute(ends).fetchall()) == expected

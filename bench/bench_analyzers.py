@@ -1,0 +1,184 @@
+"""Analyze a synthetic 50-million-event log into all six files; print wall time and peak RSS.
+
+    python bench/bench_analyzers.py [--events 50000000] [--jobs 2] [--processes 4] [--keep DIR]
+
+The log is written with the broker's LogWriter into a temporary directory (in a child
+process, so generating it does not count toward the analysis's memory). The workload looks
+like a Python heap: address slots reused over and over (pymalloc pools), small sizes with a
+long tail, 2,000 allocation stacks, most blocks short-lived, some growing sites never freed.
+Then ``memscope analyze`` runs (``run_all``) as its own child process; its wall time and the
+peak RSS of it and of its worker processes are measured from the outside.
+
+Goal: <= 30 s wall and <= 2 GiB peak RSS on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+GOAL_S = 30.0
+GOAL_RSS = 2 * 1024**3
+EVENTS_PER_GROUP = 1_000_000
+CYCLES_PER_SLOT = 25
+STACKS = 2_000
+
+
+def _group(rng, g: int, n_events: int, pid: int, t_span: int):
+    import numpy as np
+    import pyarrow as pa
+
+    from memscope.broker.schema import MEMORY
+
+    slots = max(1, n_events // (2 * CYCLES_PER_SLOT))
+    cycles = CYCLES_PER_SLOT
+    # per slot: alternating alloc/free times (gap = lifetime, then idle)
+    lifetimes = rng.exponential(20_000, (slots, cycles)).astype(np.int64) + 1
+    idle = rng.exponential(t_span / cycles, (slots, cycles)).astype(np.int64) + 1
+    starts = np.cumsum(lifetimes + idle, axis=1) - lifetimes
+    ends = starts + lifetimes
+    sizes = np.minimum(rng.lognormal(4.0, 1.2, (slots, cycles)), 1 << 22).astype(np.uint64) + 1
+    stack = rng.zipf(1.3, (slots, cycles)) % STACKS + 1
+    # 3 % of slots keep their last block (alive at exit); stacks 1..20 leak steadily
+    keep = rng.random(slots) < 0.03
+    has_free = np.ones((slots, cycles), dtype=bool)
+    has_free[keep, -1] = False
+    leak_slots = rng.random(slots) < 0.01
+    stack[leak_slots, :] = rng.integers(1, 21, (int(leak_slots.sum()), 1))
+    has_free[leak_slots, :] = False
+    # a leaking slot never frees, so it may not be reused: give each cycle its own address
+    addr_base = np.uint64(0x7F00_0000_0000) + np.uint64(g) * np.uint64(1 << 36)
+    slot_addr = addr_base + np.arange(slots, dtype=np.uint64)[:, None] * np.uint64(1 << 12)
+    addr = np.broadcast_to(slot_addr, (slots, cycles)).copy()
+    addr[leak_slots, :] += np.arange(cycles, dtype=np.uint64) * np.uint64(16)
+    a_ts, f_ts = starts.ravel(), ends.ravel()[has_free.ravel()]
+    n_a, n_f = a_ts.size, f_ts.size
+    ts = np.concatenate([a_ts, f_ts])
+    order = np.argsort(ts, kind="stable")
+    n = n_a + n_f
+    kind = np.concatenate([np.zeros(n_a, np.uint8), np.full(n_f, 3, np.uint8)])
+    columns = {
+        "pid": np.full(n, pid, np.uint32),
+        "tid": (np.concatenate([stack.ravel() % 4, stack.ravel()[has_free.ravel()] % 4]) + 1
+                ).astype(np.uint64)[order],
+        "seq": np.arange(g * EVENTS_PER_GROUP * 2, g * EVENTS_PER_GROUP * 2 + n,
+                         dtype=np.uint64),
+        "ts_ns": ts[order],
+        "kind": kind[order],
+        "domain": np.full(n, 2, np.uint8),
+        "address": np.concatenate([addr.ravel(), addr.ravel()[has_free.ravel()]])[order],
+        "old_address": np.zeros(n, np.uint64),
+        "size": np.concatenate([sizes.ravel(), np.zeros(n_f, np.uint64)])[order],
+        "stack_id": np.concatenate([stack.ravel(), stack.ravel()[has_free.ravel()]]
+                                   ).astype(np.uint32)[order],
+    }
+    return pa.Table.from_pydict(columns, schema=MEMORY)
+
+
+def build_log(path: Path, events: int, processes: int) -> dict:
+    """Write the synthetic log; return counts."""
+    import numpy as np
+
+    from memscope.analyzers.testing import LogBuilder
+    from memscope.broker.log import LogWriter
+
+    rng = np.random.default_rng(2024)
+    writer = LogWriter(path)
+    b = LogBuilder()
+    t_span = 60_000_000_000
+    for p in range(processes):
+        pid = 1000 + p
+        b.process(pid, 0, argv=["bench.py", str(p)], exit_ts_ns=t_span * 2)
+        for s in range(1, STACKS + 1):
+            b.stack(pid, [("<module>", "bench.py", 1), (f"f{s % 97}", f"mod{s % 13}.py", s)])
+        b.producer_stats(pid, t_span, events=events // processes, bytes=events // processes * 6,
+                         drops=0, buffer_high_water=4096, batches=events // 65536, spooled=0)
+    for name, table in b.tables().items():
+        if table.num_rows:
+            writer.append(name, table)
+    written, g = 0, 0
+    while written < events:
+        n = min(EVENTS_PER_GROUP, events - written)
+        table = _group(rng, g, n, 1000 + g % processes, t_span)
+        for batch in table.to_batches(max_chunksize=65536):
+            writer.append("memory", batch)
+        written += table.num_rows
+        g += 1
+    writer.close()
+    size = sum(f.stat().st_size for f in path.rglob("*.arrow"))
+    return {"events": written, "bytes_on_disk": size}
+
+
+_ANALYZE = """
+import json, resource, sys, time
+from memscope.analyzers import run_all
+t = time.perf_counter()
+files = run_all(sys.argv[1], sys.argv[2], jobs=int(sys.argv[3]))
+print(json.dumps({"wall_s": time.perf_counter() - t, "files": [str(f) for f in files],
+                  "self_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                  "children_rss": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024}))
+"""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=50_000_000)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--processes", type=int, default=4)
+    parser.add_argument("--keep", type=Path, help="build (or reuse) the log here")
+    args = parser.parse_args()
+    tmp = None
+    if args.keep:
+        root = args.keep
+    else:
+        tmp = tempfile.TemporaryDirectory(prefix="memscope-bench-")
+        root = Path(tmp.name)
+    log = root / "events"
+    if not (log / "manifest.json").exists():
+        t = time.perf_counter()
+        here = str(Path(__file__).parent)
+        code = (f"import json, sys; from pathlib import Path; sys.path.insert(0, {here!r}); "
+                "import bench_analyzers as b; "
+                "print(json.dumps(b.build_log(Path(sys.argv[1]), int(sys.argv[2]), "
+                "int(sys.argv[3]))))")
+        out = subprocess.run([sys.executable, "-c", code, str(log), str(args.events),
+                              str(args.processes)], check=True, capture_output=True, text=True)
+        built = json.loads(out.stdout)
+        print(f"built {built['events']:,} events in {time.perf_counter() - t:.1f} s "
+              f"({built['bytes_on_disk'] / built['events']:.2f} bytes/event on disk)")
+    started = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", _ANALYZE, str(log), str(root / "out"),
+                          str(args.jobs)], check=True, capture_output=True, text=True,
+                         env={**os.environ, "MEMSCOPE_ANALYZE_MEMORY_MB":
+                              os.environ.get("MEMSCOPE_ANALYZE_MEMORY_MB", "1200")})
+    outer = time.perf_counter() - started
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    tree_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    rss = max(result["self_rss"], result["children_rss"], tree_rss)
+    rows = [
+        ("analyze wall time (s)", f"{outer:.1f}", f"{GOAL_S:.0f}", f"{outer / GOAL_S:.2f}"),
+        ("peak RSS, largest process (MiB)", f"{rss / 2**20:.0f}", f"{GOAL_RSS / 2**20:.0f}",
+         f"{rss / GOAL_RSS:.2f}"),
+        ("peak RSS, analyzer + worker (MiB)",
+         f"{(result['self_rss'] + result['children_rss']) / 2**20:.0f}",
+         f"{GOAL_RSS / 2**20:.0f}",
+         f"{(result['self_rss'] + result['children_rss']) / GOAL_RSS:.2f}"),
+    ]
+    print(f"{'measure':36} {'value':>10} {'goal':>8} {'ratio':>7}")
+    for name, value, goal, ratio in rows:
+        print(f"{name:36} {value:>10} {goal:>8} {ratio:>7}")
+    print(f"files: {', '.join(Path(f).name for f in result['files'])}")
+    if tmp:
+        tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
