@@ -8,8 +8,9 @@ The counterpart of memscope-rs's ``basic_usage`` example.
 
 from __future__ import annotations
 
-import memscope
 from _example import finish, parse_args, print_stats
+
+import memscope
 
 
 def main() -> None:

@@ -14,9 +14,9 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
+from _example import finish, parse_args, print_stats
 
 import memscope
-from _example import finish, parse_args, print_stats
 
 
 @dataclass

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from array import array
 
-import memscope
 from _example import finish, parse_args, print_stats
+
+import memscope
 
 
 def create_and_drop_string(size: int) -> str:
