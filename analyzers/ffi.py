@@ -7,7 +7,13 @@
   ``ctypes.dlopen``, ``ctypes.dlsym``, ``ctypes.call_function``, ``ctypes.cdata``), counted by
   event, plus the first events in time order with their details; ``libraries`` lists what
   ``ctypes.dlopen`` loaded.
-* ``native_leaks``: sites whose native-domain blocks are alive at the end of the log.
+* ``native_leaks``: sites whose native-domain blocks are alive at the end of the log; in
+  native mode each names the ``library`` that called malloc, its ``native_caller`` symbol and
+  the ``python_site`` (innermost Python frame) of the allocation.
+* ``native_findings``: frees that memscope's allocator shim blocked (native mode): double
+  frees, frees and reallocs of addresses malloc never returned, with their sites.
+* ``ctypes_calls``: ``ctypes.call_function`` events, each with the native blocks allocated
+  during the call (see :mod:`memscope.analyzers._native`).
 * ``risks``: what the events show -- raw memory reads/writes through addresses
   (``ctypes.string_at``, ``ctypes.cdata`` from an address, ``ctypes.PyObj_FromPtr``), native
   blocks freed through another domain, native blocks alive at exit -- each with its counts.
@@ -20,6 +26,7 @@ from typing import Any
 
 import duckdb
 
+from memscope.analyzers import _native
 from memscope.analyzers._common import (
     STACK_JOIN,
     AnalyzerOptions,
@@ -58,6 +65,13 @@ RISKY_EVENTS: tuple[tuple[str, str, str, str], ...] = (
      "foreign functions were called; their argument types are not checked by Python"),
     ("ctypes.dlopen", "library_load", "info",
      "native libraries were loaded into the process"),
+    # native mode (memscope run --native): frees the allocator shim blocked
+    ("native.double_free", "native_double_free", "high",
+     "a native block was freed twice (the second free was blocked by memscope's shim)"),
+    ("native.invalid_free", "native_invalid_free", "high",
+     "an address malloc never returned was freed (blocked by memscope's shim)"),
+    ("native.invalid_realloc", "native_invalid_realloc", "high",
+     "an address malloc never returned (or already freed) was passed to realloc (blocked)"),
 )
 
 _CTYPES_STACKS = """SELECT DISTINCT pid, stack_id FROM frames
@@ -139,6 +153,7 @@ def native_leaks(con: duckdb.DuckDBPyConnection, top_n: int) -> list[dict[str, A
     )
     for f in found:
         f["domain"] = DOMAIN_NAMES.get(f["domain"], "unknown")
+    _native.add_sites(con, found)  # native mode: library and Python call site
     return [drop_none(f) for f in found]
 
 
@@ -202,6 +217,8 @@ def run(con: duckdb.DuckDBPyConnection, options: AnalyzerOptions) -> dict[str, A
         "native_allocations": sources,
         "boundary_events": boundary,
         "native_leaks": leaks,
+        "native_findings": _native.findings(con),
+        "ctypes_calls": _native.ctypes_calls(con),
         "risks": risks(con, leaks),
     }
     write_report(report, options, FILE_KIND)

@@ -5,8 +5,9 @@ batch), then pushes envelopes with consecutive seqs as fast as the broker takes 
 broker runs in its own process (``start_embedded``); its CPU time is read from /proc, so
 "events per broker CPU second" is what one broker core sustains even when the producers
 compete for the same cores. Bytes/event is the size of the memory table's segment files
-divided by the events in them. For scale, the size per allocation record of a memray capture
-file of a comparable Python workload is printed too (when memray is installed).
+divided by the events in them (the synthetic events are deliberately high-entropy: random
+addresses and sizes). For scale, the bench also traces a small Python allocation loop with
+memscope itself (real tracer events) and with memray (its capture file size per allocation).
 
     python bench/bench_broker.py [--events-per-producer N] [--compression zstd,lz4,none]
 """
@@ -111,6 +112,25 @@ def memray_bytes_per_event() -> tuple[float, int] | None:
         return out.stat().st_size / records, records
 
 
+def traced_bytes_per_event() -> tuple[float, int] | None:
+    """(bytes per event, events) of the memory table when memscope traces the same loop."""
+    with tempfile.TemporaryDirectory() as tmp:
+        events_dir = Path(tmp) / "events"
+        code = ("import memscope\n"
+                f"memscope.init(log_dir={str(events_dir)!r})\n"
+                + _MEMRAY_WORKLOAD + "memscope.shutdown()\n")
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        if done.returncode != 0:
+            print(f"(traced workload failed: {done.stderr.strip()[-300:]})")
+            return None
+        from memscope.broker.log import open_log
+
+        log = open_log(events_dir)
+        events = log.dataset("memory").count_rows()
+        size = sum(s.path.stat().st_size for s in log.segments("memory"))
+        return size / max(events, 1), events
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events-per-producer", type=int, default=2 * 1024 * 1024)
@@ -133,6 +153,10 @@ def main() -> int:
     if memray is not None:
         print(f"memray capture file of a comparable loop: {memray[0]:.2f} bytes per allocation "
               f"({memray[1]} allocations; the file also holds their frees and stack records)")
+    traced = traced_bytes_per_event()
+    if traced is not None:
+        print(f"memscope log of the same loop, traced (zstd): {traced[0]:.2f} bytes per event "
+              f"({traced[1]} allocation and free events)")
     print("goal: >= 20 M events/s on one broker core, <= 8 bytes/event")
     return 0
 

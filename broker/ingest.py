@@ -18,7 +18,7 @@ import pyarrow as pa
 from memscope.broker.schema import INGEST
 
 #: The producer name under which messages are counted that named no readable producer.
-UNIDENTIFIED = ""
+UNIDENTIFIED = "(unidentified)"
 
 
 class SeqSet:

@@ -103,6 +103,12 @@ class LogWriter:
         self._closed = False
         if (self.path / MANIFEST).exists():
             self.manifest = _read_manifest(self.path)
+            writer = self.manifest.get("writer", {})
+            if _writer_alive(writer) and writer.get("pid") != os.getpid():
+                raise LogError(
+                    f"{self.path}: the log is being written by process {writer.get('pid')}; "
+                    "stop that broker first or choose another log directory"
+                )
         else:
             self.manifest = {
                 "format": LOG_FORMAT_NAME,

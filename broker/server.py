@@ -4,8 +4,9 @@ One thread does the work (``Broker.run``): it waits on the data socket (PULL) an
 socket (ROUTER, spoken to with REQ), decodes every message it can take without blocking,
 writes the group as one record batch per table, commits the group in the journal
 (:mod:`memscope.broker.journal`) and then answers control requests. A timer
-(``log_flush_interval_s``) fsyncs, writes ``ingest`` rows, snapshots the producers' state
-into the manifest, rotates old segments and publishes ``{"topic": "log", ...}`` on the feed.
+(``log_flush_interval_s``) fsyncs, snapshots the producers' state into the manifest, rotates
+old segments, publishes ``{"topic": "log", ...}`` on the feed and, every few seconds, appends
+``ingest`` rows (cumulative per-producer counters; also on the ``flush`` op and at close).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from memscope.broker import journal as journal_mod
 from memscope.broker.control import ControlHandler
 from memscope.broker.decode import Decoded, decode
 from memscope.broker.ingest import UNIDENTIFIED, Ingest
-from memscope.broker.log import LogWriter
+from memscope.broker.log import LogError, LogWriter
 from memscope.config import Settings
 from memscope.producer.wire import Envelope, WireError, decode_envelope
 
@@ -37,6 +38,8 @@ log = logging.getLogger("memscope.broker")
 COMMIT_EVENTS = 65536
 COMMIT_ENVELOPES = 256
 MAX_MESSAGE_BYTES = 1 << 30
+TAKE_SECONDS = 0.1
+INGEST_INTERVAL_S = 5.0
 
 
 class BrokerConfigError(Exception):
@@ -96,12 +99,18 @@ class Broker:
         self.boot = uuid.uuid4().hex
         self.ingest = Ingest()
         self.rejects = _RejectLog()
-        self.writer = LogWriter(log_dir, self.settings)
+        try:
+            self.writer = LogWriter(log_dir, self.settings)
+        except LogError as exc:
+            raise BrokerConfigError(str(exc)) from None
+        except OSError as exc:
+            raise BrokerConfigError(f"cannot write the log in {log_dir}: {exc.strerror}") from None
         self.journal = self._recover()
         self._group = _Group()
         self._stop = False
         self._closed = False
         self._last_flush = time.monotonic()
+        self._last_ingest = self._last_flush
         self.context = zmq.Context()
         self._auth: ThreadAuthenticator | None = None
         self.pull = self.context.socket(zmq.PULL)
@@ -198,7 +207,11 @@ class Broker:
         return max(0, min(int(until_flush * 1000) + 1, 200))
 
     def _take_messages(self) -> None:
+        # Bounded in time so that control requests and the flush timer are served under load.
+        until = time.monotonic() + TAKE_SECONDS
         for _ in range(COMMIT_ENVELOPES * 4):
+            if time.monotonic() >= until:
+                break
             try:
                 frames = self.pull.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
@@ -284,12 +297,19 @@ class Broker:
         now = time.monotonic()
         self.control.expire(now)
         if now - self._last_flush >= self.settings.log_flush_interval_s:
-            self.flush()
+            self.flush(ingest_rows=False)
 
-    def flush(self) -> None:
-        """Commit, write ingest rows, rotate old segments, snapshot, publish on the feed."""
+    def flush(self, ingest_rows: bool = True) -> None:
+        """Commit, write ingest rows, rotate old segments, snapshot, publish on the feed.
+
+        The timer passes ``ingest_rows=False`` except every :data:`INGEST_INTERVAL_S`, so a
+        long-running broker adds one ``ingest`` row per active producer every few seconds.
+        """
         self.commit()
-        self._write_ingest_rows()
+        now = time.monotonic()
+        if ingest_rows or now - self._last_ingest >= INGEST_INTERVAL_S:
+            self._write_ingest_rows()
+            self._last_ingest = now
         self.writer.rotate_due()
         self._snapshot()
         self._last_flush = time.monotonic()

@@ -10,9 +10,10 @@ from __future__ import annotations
 import importlib
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
+from memscope.exporters._base import Exporter
 from memscope.exporters._reports import (
     KINDS,
     ReportProblem,
@@ -23,6 +24,7 @@ from memscope.exporters._reports import (
 
 __all__ = [
     "EXPORTERS",
+    "Exporter",
     "KINDS",
     "ReportProblem",
     "ExportResult",
@@ -41,9 +43,10 @@ EXPORTERS: tuple[tuple[str, str], ...] = (
 )
 
 
-def exporter(module: str, cls: str) -> Any:
+def exporter(module: str, cls: str) -> Exporter:
     """Instantiate one registered exporter."""
-    return getattr(importlib.import_module(module), cls)()
+    made: Exporter = getattr(importlib.import_module(module), cls)()
+    return made
 
 
 class ExportResult(list[Path]):
@@ -57,11 +60,13 @@ class ExportResult(list[Path]):
 
 
 def write_reports(analysis_dir: str | Path, out_dir: str | Path | None = None,
-                  reports: Reports | None = None) -> ExportResult:
+                  reports: Reports | None = None,
+                  only: Iterable[str] | None = None) -> ExportResult:
     """Write both SVGs, ``memory_snapshot.json`` and ``dashboard.html`` into ``out_dir``.
 
-    ``analysis_dir`` holds the six ``*_<kind>.json`` files; ``out_dir`` defaults to it. Each
-    file is written to a temporary name and renamed, so a reader never sees half a file.
+    ``analysis_dir`` holds the six ``*_<kind>.json`` files; ``out_dir`` defaults to it;
+    ``only`` limits the output to those file names (e.g. ``["dashboard.html"]``). Each file is
+    written to a temporary name and renamed, so a reader never sees half a file.
     """
     source = Path(analysis_dir)
     target = Path(out_dir) if out_dir is not None else source
@@ -69,8 +74,11 @@ def write_reports(analysis_dir: str | Path, out_dir: str | Path | None = None,
     loaded = reports if reports is not None else load_reports(source)
     written = ExportResult()
     written.problems = {k: v.message for k, v in loaded.items() if isinstance(v, ReportProblem)}
+    wanted = None if only is None else set(only)
     for module, cls in EXPORTERS:
         exp = exporter(module, cls)
+        if wanted is not None and exp.filename not in wanted:
+            continue
         obj = exp.build(loaded)
         path = target / exp.filename
         fd, tmp = tempfile.mkstemp(prefix=f".{exp.filename}.", dir=target)

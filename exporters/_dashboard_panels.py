@@ -11,6 +11,7 @@ from memscope.exporters._dashboard_model import (
     CHART_WIDTH,
     SITE_COLUMNS,
     Item,
+    alarm,
     card,
     cards,
     chart,
@@ -22,7 +23,7 @@ from memscope.exporters._dashboard_model import (
     types_panel,
     variables_panel,
 )
-from memscope.exporters._extract import clean_text, num, pick, rows_of
+from memscope.exporters._extract import clean_text, num, pick, rows_of, text_list
 from memscope.exporters._format import human_bytes, human_count
 from memscope.exporters._reports import Reports, report
 
@@ -42,7 +43,7 @@ def collect_findings(sec: dict[str, Any], t0: int) -> list[dict[str, Any]]:
             "kind": clean_text(pick(f, "kind")),
             "message": clean_text(pick(f, "message")),
             "where": clean_text(pick(stack, "location")),
-            "trace": " ← ".join(clean_text(x) for x in pick(stack, "trace", default=[])[:6]),
+            "trace": " ← ".join(text_list(pick(stack, "trace"), 6)),
             "pid": clean_text(pick(f, "pid")),
             "t_s": None if ts is None else (ts - t0) / 1e9,
             "related": len(related),
@@ -59,7 +60,9 @@ def security_panel(ctx: dict[str, Any]) -> dict[str, Any]:
     findings = ctx["findings"]
     counts = Counter(f["severity"] for f in findings)
     measured = ctx["findings_measured"]
-    items: list[Item] = [cards([card(s.title(), counts.get(s, 0) if measured else None)
+    tones = {"critical": "bad", "high": "bad", "medium": "warn", "low": "warn"}
+    items: list[Item] = [cards([card(s.title(), counts.get(s, 0) if measured else None,
+                                     tone=alarm(counts.get(s, 0), tones[s]))
                                 for s in SEVERITIES])]
     summary = pick(ctx["security"], "summary", default={})
     retained = pick(summary, "retained_at_exit")
@@ -98,8 +101,7 @@ def complex_panel(ctx: dict[str, Any]) -> dict[str, Any]:
             "nesting_depth": num(pick(r, "nesting_depth")),
             "complexity_score": num(pick(r, "complexity_score")),
             "suggestions": " · ".join(suggestions),
-            "variables": ", ".join(clean_text(n) for n in pick(r, "variable_names",
-                                                               default=[])[:8]),
+            "variables": ", ".join(text_list(pick(r, "variable_names"), 8)),
         })
     top = sorted((r for r in rows if r["deep_size"] is not None),
                  key=lambda r: -r["deep_size"])[:15]
@@ -169,14 +171,15 @@ def _cost(perf: dict[str, Any]) -> list[Item]:
     cost = pick(perf, "tracer_cost", default={})
     totals = pick(cost, "totals", default={})
     ingest = rows_of(pick(cost, "ingest"))
+    gaps = sum(num(r.get("gaps")) or 0 for r in ingest) if ingest else None
     return [
         cards([
             card("Tracer events", num(pick(totals, "events"))),
             card("Bytes shipped", num(pick(totals, "bytes")), "bytes"),
-            card("Dropped events", num(pick(totals, "drops"))),
+            card("Dropped events", num(pick(totals, "drops")),
+                 tone=alarm(num(pick(totals, "drops")))),
             card("Buffer high-water", num(pick(totals, "buffer_high_water"))),
-            card("Sequence gaps", sum(num(r.get("gaps")) or 0 for r in ingest)
-                 if ingest else None),
+            card("Sequence gaps", gaps, tone=alarm(gaps)),
         ]),
         table("ingest", "Ingest per producer", [
             ("producer", "producer", "text"), ("pid", "pid", "text"),
@@ -228,7 +231,7 @@ def ffi_panel(ctx: dict[str, Any]) -> dict[str, Any]:
     summary = pick(ffi, "summary", default={})
     boundary = pick(ffi, "boundary_events", default={})
     t0 = ctx["span"][0]
-    libraries = [clean_text(x) for x in pick(boundary, "libraries", default=[])]
+    libraries = text_list(pick(boundary, "libraries"))
     items: list[Item] = [cards([
         card("Native blocks", num(pick(summary, "native_blocks"))),
         card("Native bytes", num(pick(summary, "native_bytes")), "bytes"),
@@ -277,17 +280,19 @@ def build_model(reports: Reports) -> dict[str, Any]:
     mem, life = report(reports, "memory_analysis"), report(reports, "lifetime")
     span = _extract.run_span(reports)
     sec = report(reports, "security_violations")
+    variables = _extract.variables(mem, life, span[0])
     ctx = {
         "span": span,
+        "types": _extract.largest_variables_first(_extract.types(mem), variables),
         "problems": _extract.problem_messages(reports),
         "stats": _extract.stats(mem),
         "series": _extract.memory_over_time(mem, span[0]),
-        "types": _extract.types(mem),
-        "variables": _extract.variables(mem, life, span[0]),
+        "variables": variables,
         "processes": _extract.processes(reports),
         "findings": collect_findings(sec, span[0]),
         "findings_measured": bool(sec),
-        "lifetime": life, "security": sec, "complex": report(reports, "complex_types"),
+        "memory": mem, "lifetime": life, "security": sec,
+        "complex": report(reports, "complex_types"),
         "performance": report(reports, "performance"), "ffi": report(reports, "unsafe_ffi"),
     }
     meta = pick(mem, "metadata", default={})

@@ -66,6 +66,13 @@ def clean_text(value: Any) -> str:
     return "" if value is None else _NOT_XML.sub("\ufffd", str(value))
 
 
+def text_list(value: Any, limit: int | None = None) -> list[str]:
+    """The items of a JSON list as clean text; anything else -> []."""
+    if not isinstance(value, list):
+        return []
+    return [clean_text(v) for v in value[:limit]]
+
+
 def rows_of(value: Any) -> list[dict[str, Any]]:
     """The mapping rows of a JSON list; anything else -> []."""
     if not isinstance(value, list):
@@ -122,6 +129,24 @@ def types(mem: Mapping[str, Any]) -> list[dict[str, Any]]:
                                   if isinstance(names, list) else []),
                 })
     out.sort(key=lambda r: -r["bytes"])
+    return out
+
+
+def largest_variables_first(types_: list[dict[str, Any]],
+                            variables_: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``types_`` with each type's variable names ordered by size, largest first."""
+    size_of: dict[tuple[str, str], float] = {}
+    for v in variables_:
+        key = (v["type_name"], v["name"])
+        size_of[key] = max(size_of.get(key, 0), v["size"] or 0)
+    out = []
+    for t in types_:
+        type_name = t["type_name"]
+
+        def size(name: str, type_name: str = type_name) -> float:
+            return -size_of.get((type_name, name), 0)
+
+        out.append(dict(t, variables=sorted(t["variables"], key=size)))
     return out
 
 
@@ -253,9 +278,11 @@ def links(life: Mapping[str, Any]) -> list[dict[str, str]]:
     out = []
     for r in rows_of(pick(life, "aliases")):
         pid = pick(r, "pid", default="")
-        names = [clean_text(n) for n in pick(r, "names", default=[])]
-        ids = pick(r, "var_ids", default=[])
+        names = text_list(pick(r, "names"))
+        ids = text_list(pick(r, "var_ids"))
         keys = [f"{pid}:{i}" for i in ids] if len(ids) == len(names) else [""] * len(names)
+        if not names:
+            continue
         out += [{"kind": "alias", "a": names[0], "b": n, "a_key": keys[0], "b_key": k}
                 for n, k in zip(names[1:], keys[1:], strict=True)]
     for r in rows_of(pick(life, "containment")):

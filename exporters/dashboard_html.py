@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import functools
 import json
+import math
+import os
 import re
 from importlib import resources
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from memscope.exporters._dashboard_panels import build_model
@@ -24,9 +27,29 @@ _JSON_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2
 _JSON_UNSAFE = re.compile("[<>&\u2028\u2029]")
 
 
+def finite(value: Any) -> Any:
+    """``value`` with every infinite or NaN float replaced by None (JSON has neither)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value
+
+
+def to_json(value: Any) -> str:
+    """Strict JSON (no NaN/Infinity) of ``value``, UTF-8 characters kept."""
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except ValueError:  # an overflowed number somewhere: drop the non-finite values
+        return json.dumps(finite(value), ensure_ascii=False, separators=(",", ":"),
+                          allow_nan=False)
+
+
 def script_json(value: Any) -> str:
     """JSON that is safe inside an HTML ``<script>`` element (and still valid JSON)."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    text = to_json(value)
     return _JSON_UNSAFE.sub(lambda m: _JSON_ESCAPES[m.group(0)], text)
 
 
@@ -34,13 +57,52 @@ def _template(name: str) -> str:
     return (resources.files("memscope.exporters") / "templates" / name).read_text("utf-8")
 
 
+def _cache_path(version: str) -> Path:
+    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(root) / "memscope" / f"vega-bundle-{version}.js"
+
+
 @functools.lru_cache(maxsize=1)
 def javascript_bundle() -> str:
-    """Vega, Vega-Lite and vega-embed as one script, safe to inline."""
+    """Vega, Vega-Lite and vega-embed as one script, safe to inline.
+
+    Building the bundle takes vl-convert over a second, so it is kept in
+    ``$XDG_CACHE_HOME/memscope/`` per vl-convert version; without a writable cache it is
+    simply built each time.
+    """
     import vl_convert
 
+    cache = _cache_path(getattr(vl_convert, "__version__", "unknown"))
+    cached = _read_cache(cache)
+    if cached is not None and "window.vegaEmbed" in cached:
+        return cached
     bundle = str(vl_convert.javascript_bundle())  # type: ignore[call-arg]  # stub lacks default
-    return re.sub(r"</(script)", r"<\\/\1", bundle, flags=re.IGNORECASE)
+    bundle = re.sub(r"</(script)", r"<\\/\1", bundle, flags=re.IGNORECASE)
+    _write_cache(cache, bundle)
+    return bundle
+
+
+def _read_cache(path: Path) -> str | None:
+    """The cached bundle, or None on a cache miss (absent or unreadable file)."""
+    try:
+        return path.read_text("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _write_cache(path: Path, bundle: str) -> bool:
+    """Store the bundle atomically; False when the cache is not writable.
+
+    An unwritable cache changes nothing but the time: the bundle is rebuilt next time.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(bundle, "utf-8")
+        tmp.replace(path)
+    except OSError:
+        return False
+    return True
 
 
 def page(model: dict[str, Any], *, live: bool = False, api: str = "api") -> str:

@@ -12,7 +12,7 @@ from typing import Any, BinaryIO
 
 import altair as alt
 
-from memscope.exporters import _charts, _extract
+from memscope.exporters import _charts, _extract, _treemap
 from memscope.exporters._base import render_vegalite_svg
 from memscope.exporters._format import human_bytes, human_count, human_duration_ns
 from memscope.exporters._reports import Reports, report
@@ -75,11 +75,12 @@ class MemoryAnalysisSvg:
         mem, life = report(reports, "memory_analysis"), report(reports, "lifetime")
         t0 = _extract.run_start(reports)
         probs = _extract.problem_messages(reports)
+        variables = _extract.variables(mem, life, t0)
         return MemoryAnalysisView(
             stats=_extract.stats(mem),
             series=_extract.memory_over_time(mem, t0),
-            types=_extract.types(mem),
-            variables=_extract.variables(mem, life, t0),
+            types=_extract.largest_variables_first(_extract.types(mem), variables),
+            variables=variables,
             distribution=_extract.distribution(report(reports, "performance")),
             sites=_extract.sites(_extract.pick(mem, "top_allocation_sites")),
             processes=_extract.processes(reports),
@@ -93,12 +94,12 @@ class MemoryAnalysisSvg:
         """The composed Altair chart."""
         parts: list[Any] = []
         if view.problems:
-            text = "; ".join(f"{k}: {m}" for k, m in sorted(view.problems.items()))
-            parts.append(_charts.banner(text, WIDTH))
+            lines = [f"{k}: {m}" for k, m in sorted(view.problems.items())]
+            parts.append(_charts.banner(lines, WIDTH))
         parts += [
             _charts.metric_cards(view.stats, WIDTH),
             _charts.memory_timeline(view.series, WIDTH - 80),
-            _charts.type_treemap(view.types, WIDTH, 380),
+            _treemap.type_treemap(view.types, WIDTH, 380),
             _charts.size_distribution(view.distribution, HALF - 40)
             | _charts.variables_by_category(view.variables, HALF - 40),
             _charts.top_sites(view.sites, HALF) | _charts.summary(_summary_lines(view), HALF),
@@ -115,4 +116,4 @@ class MemoryAnalysisSvg:
 
     def render(self, obj: MemoryAnalysisView, fileobj: BinaryIO) -> None:
         """Render the chart to SVG."""
-        fileobj.write(render_vegalite_svg(self.chart(obj).to_dict()).encode("utf-8"))
+        fileobj.write(render_vegalite_svg(self.chart(obj).to_dict(validate=False)).encode("utf-8"))

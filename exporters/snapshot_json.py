@@ -121,5 +121,8 @@ class MemorySnapshotJson:
 
     def render(self, obj: dict[str, Any], fileobj: BinaryIO) -> None:
         """Write indented UTF-8 JSON."""
-        fileobj.write(json.dumps(obj, indent=2, ensure_ascii=False).encode("utf-8"))
+        from memscope.exporters.dashboard_html import finite
+
+        text = json.dumps(finite(obj), indent=2, ensure_ascii=False, allow_nan=False)
+        fileobj.write(text.encode("utf-8"))
         fileobj.write(b"\n")

@@ -2,8 +2,10 @@
 
 A batch stays here from the moment it is packed until the broker says it is in the log.
 Payloads live in memory up to :data:`MEMORY_CAP` bytes and otherwise in a spool file (each
-record ``<u32 length><payload>``), which is also where every batch goes while the broker is
-unreachable. When the backlog empties, the spool file is truncated.
+record ``<u32 little-endian length><payload>``), which is also where every batch goes while
+the broker is unreachable. When the backlog empties, the spool file is truncated; when the
+publisher closes with batches the broker never confirmed, they all stay in the file for
+:mod:`memscope.producer.spool` to replay.
 """
 
 from __future__ import annotations
@@ -71,11 +73,11 @@ class Backlog:
         self.entries.append(entry)
         return entry
 
-    def spill_unsent(self) -> int:
-        """Move unsent batches held in memory to the spool file; return how many."""
+    def spill_unsent(self, include_sent: bool = False) -> int:
+        """Move unsent (or all) batches held in memory to the spool file; return how many."""
         moved = 0
         for entry in self.entries:
-            if entry.payload is not None and not entry.sent:
+            if entry.payload is not None and (include_sent or not entry.sent):
                 payload = entry.payload
                 fd = self._file()
                 os.pwrite(fd, _HEADER.pack(len(payload)) + payload, self._end)

@@ -125,6 +125,8 @@ done:
 static int tr_started;
 static int tr_numpy_active;
 static int tr_draining; /* a drain is in progress (it may let other threads run) */
+int tr_gc_paused;        /* the drain disabled the garbage collector (re-enabled while the
+                          * drain lets other threads run, so a fork never inherits it off) */
 static int tr_atfork_ready;
 static pid_t tr_pid; /* the process the C state belongs to (set at start and in a child) */
 static uint64_t tr_shipped_events, tr_shipped_bytes;
@@ -198,6 +200,7 @@ static PyObject *py_start(PyObject *self, PyObject *args, PyObject *kwargs)
     tr_sample_bytes = sample_bytes;
     tr_max_buffer_bytes = max_buffer;
     tr_hooks_reset_maps();
+    tr_buffers_reset_high_water();
     if (tr_hooks_install() < 0) {
         return NULL;
     }
@@ -324,7 +327,15 @@ static PyObject *py_drain(PyObject *self, PyObject *args)
         t->busy = 1; /* the drain's own allocations are not traced */
     }
     tr_draining = 1;
+    tr_drain_epoch++; /* threads read the clock afresh after a drain (see tr_stamp) */
+    /* No garbage collection inside the drain: this thread records nothing while draining,
+     * so a collection here would free other threads' blocks unseen. It runs later. */
+    tr_gc_paused = PyGC_Disable();
     int rc = tr_drain_into(chunks, rare, max_events);
+    if (tr_gc_paused) {
+        PyGC_Enable();
+        tr_gc_paused = 0;
+    }
     tr_draining = 0;
     if (t != NULL) {
         t->busy = was_busy;
@@ -388,6 +399,36 @@ static PyObject *py_block_address(PyObject *self, PyObject *obj)
     return PyLong_FromUnsignedLongLong((unsigned long long)((uintptr_t)obj - pre));
 }
 
+static PyObject *py_pin(PyObject *self, PyObject *args)
+{
+    unsigned long long addr, size = 0;
+    if (!PyArg_ParseTuple(args, "K|K", &addr, &size)) {
+        return NULL;
+    }
+    tr_thread_t *t = tr_current();
+    if (!tr_started || t == NULL) {
+        Py_RETURN_FALSE;
+    }
+    uint8_t was_busy = t->busy;
+    t->busy = 1;
+    int rc = tr_hooks_pin(addr, size, t);
+    t->busy = was_busy;
+    return PyBool_FromLong(rc);
+}
+
+/* Blocks whose free means obj is dead, besides obj's own block: CPython keeps dead lists
+ * on a free list (their object block is not freed), but a non-empty list's item array is
+ * freed when it dies. (The array may move when the list grows; its realloc events link the
+ * old address to the new one.) */
+static PyObject *py_inner_blocks(PyObject *self, PyObject *obj)
+{
+    if (PyList_CheckExact(obj) && ((PyListObject *)obj)->ob_item != NULL) {
+        uintptr_t items = (uintptr_t)((PyListObject *)obj)->ob_item;
+        return Py_BuildValue("[K]", (unsigned long long)items);
+    }
+    return PyList_New(0);
+}
+
 static PyObject *py_after_fork_child(PyObject *self, PyObject *noargs)
 {
     /* The pthread_atfork child handler has already reset the C state; this only acts in a
@@ -401,15 +442,17 @@ static PyObject *py_after_fork_child(PyObject *self, PyObject *noargs)
 
 static PyObject *py_stats(PyObject *self, PyObject *noargs)
 {
-    uint64_t events, drops, pending, high;
+    uint64_t events, drops, pending, high, live, slots;
     tr_buffer_stats(&events, &drops, &pending, &high);
-    return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:I,s:i}", "events",
+    tr_hooks_map_stats(&live, &slots);
+    return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:I,s:i,s:K,s:K}", "events",
                          (unsigned long long)events, "drops", (unsigned long long)drops,
                          "pending_bytes", (unsigned long long)pending, "buffer_high_water",
                          (unsigned long long)high, "shipped_events",
                          (unsigned long long)tr_shipped_events, "shipped_bytes",
                          (unsigned long long)tr_shipped_bytes, "stacks", tr_stack_count(),
-                         "tsc", tr_use_tsc);
+                         "tsc", tr_use_tsc, "live_blocks", (unsigned long long)live,
+                         "live_map_slots", (unsigned long long)slots);
 }
 
 static PyMethodDef tr_methods[] = {
@@ -424,13 +467,18 @@ static PyMethodDef tr_methods[] = {
     {"current_stack_id", py_current_stack_id, METH_VARARGS,
      "current_stack_id(skip=0): intern the caller's stack (minus `skip` innermost frames)."},
     {"block_address", py_block_address, METH_O, "Start of the object's allocation block."},
+    {"inner_blocks", py_inner_blocks, METH_O,
+     "inner_blocks(obj) -> [address]: other blocks whose free means obj died (list items)."},
+    {"pin", py_pin, METH_VARARGS,
+     "pin(address, size=0) -> bool: make sure the block's free is recorded in any mode."},
     {"after_fork_child", py_after_fork_child, METH_NOARGS, "Reset buffers in a forked child."},
     {"decode_rec1", tr_py_decode_rec1, METH_VARARGS,
      "decode_rec1(data, n) -> 7 bytearrays (MEMORY_COLUMNS order)"},
     {"stats", py_stats, METH_NOARGS, "Counters of the native core."},
     /* native mode hooks (tr_native_mode.c) */
-    {"native_attach", tr_nm_py_attach, METH_NOARGS,
-     "Connect to the preloaded allocator shim (RuntimeError when it is not preloaded)."},
+    {"native_attach", tr_nm_py_attach, METH_VARARGS,
+     "native_attach(path=None): connect to the allocator shim; when it is not preloaded, "
+     "load it from `path` and patch the loaded libraries (RuntimeError without a path)."},
     {"native_detach", tr_nm_py_detach, METH_NOARGS, "Stop receiving native events."},
     {"native_stats", tr_nm_py_stats, METH_NOARGS,
      "Counters of the preloaded shim (None when it is not preloaded)."},

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -112,19 +111,20 @@ def _export(log: str, kind: str, out: str) -> Any:
         return [str(p) for p in paths]
     if kind not in EXPORT_FILES:
         raise ValueError(f"unknown export kind {kind!r}")
-    from memscope.exporters import write_reports
+    from memscope.exporters import EXPORTERS, exporter, load_reports
 
+    chosen = [e for e in (exporter(m, c) for m, c in EXPORTERS) if e.filename == EXPORT_FILES[kind]]
+    if not chosen:
+        raise ValueError(f"this build has no exporter writing {EXPORT_FILES[kind]}")
+    target = Path(out)
+    target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="memscope-export-") as tmp:
-        analysis = Path(tmp) / "analysis"
-        reports = Path(tmp) / "reports"
-        run_all(log, analysis)
-        write_reports(analysis, reports)
-        source = reports / EXPORT_FILES[kind]
-        if not source.exists():
-            raise FileNotFoundError(f"the exporters wrote no {source.name}")
-        target = Path(out)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
+        run_all(log, Path(tmp))
+        built = chosen[0].build(load_reports(tmp))
+        partial = target.with_name(f".{target.name}.partial")
+        with open(partial, "wb") as fh:
+            chosen[0].render(built, fh)
+        os.replace(partial, target)
     return [str(target)]
 
 

@@ -86,7 +86,7 @@ class Publisher:
         self._last_ack_query = 0.0
         self._ack_progress = time.monotonic()
         self._counters = {"batches": 0, "events": 0, "bytes": 0, "sent": 0, "resent": 0,
-                          "drain_errors": 0}
+                          "drain_errors": 0, "transport_errors": 0}
 
     # -- public API -------------------------------------------------------------------------
 
@@ -165,7 +165,12 @@ class Publisher:
             with self._lock:
                 wanted = self._flush_requested
             deadline = time.monotonic() + self.settings.send_timeout_s
-            self._cycle(final=wanted > self._flush_done, deadline=deadline)
+            try:
+                self._cycle(final=wanted > self._flush_done, deadline=deadline)
+            except (zmq.ZMQError, OSError) as exc:  # keep the thread; the backlog keeps batches
+                self._counters["transport_errors"] += 1
+                if self._counters["transport_errors"] <= 3:
+                    log.warning("memscope publisher: %s: %s", type(exc).__name__, exc)
             with self._done:
                 self._flush_done = max(self._flush_done, wanted)
                 self._done.notify_all()
@@ -280,8 +285,11 @@ class Publisher:
             if self._backlog.entries:
                 time.sleep(0.02)
         if self._backlog.entries:
+            self._backlog.spill_unsent(include_sent=True)
             log.warning("memscope publisher: %d batches of %s not confirmed by the broker; "
-                        "unsent ones stay in %s", len(self._backlog.entries), self.producer_id,
+                        "they are kept in %s (replay them with `python -m "
+                        "memscope.producer.spool --address ADDR %s`)",
+                        len(self._backlog.entries), self.producer_id, self._backlog.path,
                         self._backlog.path)
         if self._client is not None:
             self._client.close()

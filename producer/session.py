@@ -20,6 +20,7 @@ from typing import Any
 from memscope.config import Settings
 from memscope.producer import scopes
 from memscope.producer.rows import Columnar, RowBuffer, merge
+from memscope.producer.signals import blocked, shield_current_thread
 from memscope.producer.threadwatch import ThreadWatcher
 from memscope.producer.tracking import Registry
 
@@ -102,15 +103,20 @@ class Session:
         self._announce()
         self.capture.start(mode=self.settings.mode, sample_bytes=self.settings.sample_bytes,
                            native=self.settings.native)
-        self.publisher = publisher_class(
-            self.link.address,
-            self.identity.producer_id,
-            self.identity.pid,
-            self.drain,
-            self.settings,
-        )
+        try:
+            self.publisher = publisher_class(
+                self.link.address,
+                self.identity.producer_id,
+                self.identity.pid,
+                self.drain,
+                self.settings,
+            )
+        except BaseException:
+            self.capture.stop()
+            raise
         scopes.sink = self.rows
-        self.publisher.start()
+        with blocked():  # the publisher thread starts with signals blocked (see signals.py)
+            self.publisher.start()
 
     def _announce(self) -> None:
         ident = self.identity
@@ -160,6 +166,12 @@ class Session:
         """Ship everything captured so far; return the last seq sent."""
         return int(self.publisher.flush(timeout))
 
+    def watch_death(self, obj: Any) -> None:
+        """Make the death of a tracked list, dict or tuple a real free (see ``_deaths.c``)."""
+        from memscope.producer import _deaths
+
+        _deaths.watch(obj)
+
     def owns_broker(self) -> bool:
         """True in the process that started the embedded broker (not in its forked children)."""
         return self.broker is not None and self.owner_pid == os.getpid()
@@ -167,6 +179,7 @@ class Session:
     # -- the publisher thread's callback -----------------------------------------------------
     def drain(self) -> tuple[list[Any], Columnar]:
         """Memory chunks and rare rows since the last drain (called by the publisher thread)."""
+        shield_current_thread()
         chunks, rare = self.capture.drain()
         self.threads.poll(self.rows)
         return list(chunks), merge(dict(rare), self.rows.take())
@@ -180,4 +193,5 @@ class Session:
         self.threads.reset()
         self.registry.clear()
         self._announce()
-        self.publisher.reset_after_fork(self.identity.producer_id, self.identity.pid)
+        with blocked():
+            self.publisher.reset_after_fork(self.identity.producer_id, self.identity.pid)

@@ -2,8 +2,11 @@
  * drained by the publisher.
  *
  * A thread writes records into its current block and publishes each one with a release store
- * of block->used; when the block is full it takes a new block from the pool, links it with a
- * release store of block->next and never touches the old one again. The drain (GIL held,
+ * of block->used; when the block is full it takes a new block from the pool, seals the old
+ * one (its record count, then a release store of block->next) and never touches it again.
+ * Every block starts a fresh rec1 delta state, so a sealed block is shipped as one chunk
+ * by a plain copy; only the block still being written is scanned to find where its last
+ * whole record ends and what the delta state is there. The drain (GIL held,
  * serialized by tr_draining) copies bytes up to `used` and recycles blocks whose `next` is
  * set and which it has read to the end. Hooks therefore never wait for the drain; they only
  * take tr_registry_lock for a moment when they need a new block. When the buffers hold
@@ -32,12 +35,14 @@ static uint64_t tr_high_water_blocks; /* max of tr_blocks_in_use since start/for
 static uint64_t tr_dead_events;       /* events/drops of thread states already freed */
 static uint64_t tr_dead_drops;
 static uint64_t tr_attach_failures;   /* threads that could not get a state (counted as drops) */
+static uint64_t *tr_serial_tids;      /* serial -> tid of every state ever attached */
+static uint32_t tr_n_serials, tr_cap_serials;
 
 /* Written once by tr_buffers_init (GIL held, before any hook can run). */
 static pthread_key_t tr_exit_key;
 static int tr_key_ready;
 
-#define TR_POOL_KEEP 64
+#define TR_POOL_KEEP 512
 
 static void *tr_map(size_t size)
 {
@@ -125,6 +130,19 @@ tr_thread_t *tr_thread_attach(void)
     t->dblock = t->cur;
     t->next_all = tr_threads;
     tr_threads = t;
+    if (tr_n_serials == tr_cap_serials) {
+        uint32_t cap = tr_cap_serials ? tr_cap_serials * 2 : 256;
+        uint64_t *grown = tr_raw_realloc(tr_serial_tids, cap * sizeof(uint64_t));
+        if (grown != NULL) {
+            tr_serial_tids = grown;
+            tr_cap_serials = cap;
+        }
+    }
+    /* (out of memory: serial 0's tid stands in; only aggregated-mode attribution suffers) */
+    t->serial = tr_n_serials < tr_cap_serials ? tr_n_serials++ : 0;
+    if (tr_serial_tids != NULL && t->serial < tr_cap_serials) {
+        tr_serial_tids[t->serial] = t->tid;
+    }
     pthread_mutex_unlock(&tr_registry_lock);
     t->pos = t->cur->data;
     t->end = t->cur->data + TR_BLOCK_DATA;
@@ -144,6 +162,9 @@ int tr_thread_next_block(tr_thread_t *t)
         return 0;
     }
     tr_block_t *old = t->cur;
+    old->nrec = t->block_nrec;
+    t->block_nrec = 0;
+    memset(&t->w, 0, sizeof t->w); /* each block starts from a zero delta state */
     t->cur = b;
     t->pos = b->data;
     t->end = b->data + TR_BLOCK_DATA;
@@ -153,39 +174,29 @@ int tr_thread_next_block(tr_thread_t *t)
 
 /* ---------------------------------------------------------------- drain */
 
-typedef struct {
-    uint8_t *data;
-    size_t len, cap;
-} tr_bytes_t;
-
-static int tr_bytes_append(tr_bytes_t *buf, const uint8_t *src, size_t len)
-{
-    if (buf->len + len > buf->cap) {
-        size_t cap = buf->cap ? buf->cap : 65536;
-        while (cap < buf->len + len) {
-            cap *= 2;
-        }
-        uint8_t *grown = PyMem_RawRealloc(buf->data, cap);
-        if (grown == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        buf->data = grown;
-        buf->cap = cap;
-    }
-    memcpy(buf->data + buf->len, src, len);
-    buf->len += len;
-    return 0;
-}
-
 static void tr_put_u32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); } /* little-endian hosts */
 static void tr_put_u64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
 
-/* One rec1 chunk dict from the bytes in buf (header space reserved at the front). */
-static PyObject *tr_make_chunk(tr_thread_t *t, tr_bytes_t *buf, uint64_t n, tr_delta_t base,
-                               const tr_clock_t *clock)
+/* One chunk to be: a run of whole records inside a block, and the thread they belong to.
+ * The bytes are copied straight from the block into the chunk's bytes object (with the GIL),
+ * so the blocks the drain has finished with are recycled only after that copy. */
+typedef struct {
+    uint64_t tid;
+    uint64_t n;
+    tr_delta_t base;
+    const uint8_t *src;
+    size_t len;
+} tr_piece_t;
+
+typedef struct {
+    tr_piece_t *items;
+    size_t len, cap;
+    tr_block_t **release; /* blocks to recycle once the pieces are copied */
+    size_t nrelease, caprelease;
+} tr_pieces_t;
+
+static void tr_write_header(uint8_t *h, uint64_t n, tr_delta_t base, const tr_clock_t *clock)
 {
-    uint8_t *h = buf->data;
     tr_put_u32(h, TR_REC1_MAGIC);
     tr_put_u32(h + 4, (uint32_t)n);
     tr_put_u64(h + 8, clock->tick);
@@ -195,60 +206,82 @@ static PyObject *tr_make_chunk(tr_thread_t *t, tr_bytes_t *buf, uint64_t n, tr_d
     tr_put_u64(h + 40, base.addr);
     tr_put_u32(h + 48, base.stack);
     tr_put_u32(h + 52, 0);
-    return Py_BuildValue("{s:K,s:K,s:s,s:y#}", "tid", (unsigned long long)t->tid, "n",
-                         (unsigned long long)n, "enc", "rec1", "data", (const char *)buf->data,
-                         (Py_ssize_t)buf->len);
 }
 
-/* Moves up to `budget` records of t into one chunk (appended to `chunks`). Returns the
- * number of records moved, or -1 with an exception set. */
-static int64_t tr_drain_thread(tr_thread_t *t, uint64_t budget, const tr_clock_t *clock,
-                               PyObject *chunks, uint64_t *bytes_out)
+static int tr_grow(void **items, size_t *cap, size_t len, size_t size)
 {
-    tr_bytes_t buf = {0};
-    uint8_t header[TR_REC1_HEADER] = {0};
-    if (tr_bytes_append(&buf, header, sizeof header) < 0) {
+    if (len < *cap) {
+        return 0;
+    }
+    size_t ncap = *cap ? *cap * 2 : 64;
+    void *grown = tr_raw_realloc(*items, ncap * size);
+    if (grown == NULL) {
         return -1;
     }
-    tr_delta_t base = t->d;
-    uint64_t n = 0;
-    while (n < budget) {
+    *items = grown;
+    *cap = ncap;
+    return 0;
+}
+
+static int tr_add_piece(tr_pieces_t *pieces, uint64_t tid, uint64_t n, tr_delta_t base,
+                        const uint8_t *src, size_t len)
+{
+    if (tr_grow((void **)&pieces->items, &pieces->cap, pieces->len, sizeof(tr_piece_t)) < 0) {
+        return -1;
+    }
+    pieces->items[pieces->len++] = (tr_piece_t){tid, n, base, src, len};
+    return 0;
+}
+
+static int tr_defer_release(tr_pieces_t *pieces, tr_block_t *b)
+{
+    if (tr_grow((void **)&pieces->release, &pieces->caprelease, pieces->nrelease,
+                sizeof(tr_block_t *)) < 0) {
+        return -1;
+    }
+    pieces->release[pieces->nrelease++] = b;
+    return 0;
+}
+
+/* Moves up to `budget` records of t into pieces (one per block). Returns the number of
+ * records moved; stops early (keeping the rest for later) when memory runs out. */
+static uint64_t tr_drain_thread(tr_thread_t *t, uint64_t budget, tr_pieces_t *pieces)
+{
+    uint64_t moved = 0;
+    while (moved < budget) {
         tr_block_t *b = t->dblock;
         tr_block_t *next = __atomic_load_n(&b->next, __ATOMIC_ACQUIRE);
         uint32_t used = __atomic_load_n(&b->used, __ATOMIC_ACQUIRE);
         if (t->dpos < used) {
+            const uint8_t *src = b->data + t->dpos;
             tr_scan_t scan;
-            size_t took = tr_rec1_scan(b->data + t->dpos, used - t->dpos, t->d, budget - n,
-                                       &scan);
-            if (tr_bytes_append(&buf, b->data + t->dpos, took) < 0) {
-                PyMem_RawFree(buf.data);
-                return -1;
+            size_t took;
+            if (next != NULL && b->nrec - t->dcount <= budget - moved) {
+                /* sealed: the rest of the block is whole records; no need to look inside */
+                took = used - t->dpos;
+                scan.n = b->nrec - t->dcount;
+                memset(&scan.end, 0, sizeof scan.end); /* the next block starts from zero */
+            }
+            else {
+                took = tr_rec1_scan(src, used - t->dpos, t->d, budget - moved, &scan);
+            }
+            if (scan.n > 0 && tr_add_piece(pieces, t->tid, scan.n, t->d, src, took) < 0) {
+                break;
             }
             t->dpos += (uint32_t)took;
+            t->dcount += (uint32_t)scan.n;
             t->d = scan.end;
-            n += scan.n;
+            moved += scan.n;
         }
-        if (next == NULL || t->dpos < used) {
+        if (next == NULL || t->dpos < used || tr_defer_release(pieces, b) < 0) {
             break;
         }
-        pthread_mutex_lock(&tr_registry_lock);
-        tr_block_put_locked(b);
-        pthread_mutex_unlock(&tr_registry_lock);
         t->dblock = next;
         t->dpos = 0;
+        t->dcount = 0;
+        memset(&t->d, 0, sizeof t->d);
     }
-    if (n > 0) {
-        PyObject *chunk = tr_make_chunk(t, &buf, n, base, clock);
-        if (chunk == NULL || PyList_Append(chunks, chunk) < 0) {
-            Py_XDECREF(chunk);
-            PyMem_RawFree(buf.data);
-            return -1;
-        }
-        Py_DECREF(chunk);
-        *bytes_out += buf.len;
-    }
-    PyMem_RawFree(buf.data);
-    return (int64_t)n;
+    return moved;
 }
 
 static int tr_fully_drained(tr_thread_t *t)
@@ -258,9 +291,13 @@ static int tr_fully_drained(tr_thread_t *t)
            t->dpos == __atomic_load_n(&b->used, __ATOMIC_ACQUIRE);
 }
 
-/* Frees the state of an exited thread whose data has all been drained. */
-static void tr_reap(tr_thread_t *t)
+/* Frees the state of an exited thread whose data has all been drained (its last block is
+ * recycled with the others, after the copy). */
+static void tr_reap(tr_thread_t *t, tr_pieces_t *pieces)
 {
+    if (tr_defer_release(pieces, t->dblock) < 0) {
+        return; /* try again at the next drain */
+    }
     pthread_mutex_lock(&tr_registry_lock);
     tr_thread_t **link = &tr_threads;
     while (*link != NULL && *link != t) {
@@ -271,21 +308,13 @@ static void tr_reap(tr_thread_t *t)
     }
     tr_dead_events += t->events;
     tr_dead_drops += t->drops;
-    tr_block_put_locked(t->dblock);
     pthread_mutex_unlock(&tr_registry_lock);
     munmap(t, sizeof(tr_thread_t));
 }
 
-#define TR_CHUNK_RECORDS (1u << 20)
-
-PyObject *tr_drain_chunks(uint64_t max_events, uint64_t *events_out, uint64_t *bytes_out)
+/* Copies pending records of every thread into pieces (without the GIL). */
+static uint64_t tr_gather(uint64_t max_events, tr_pieces_t *pieces)
 {
-    tr_clock_t clock;
-    tr_clock_now(&clock);
-    PyObject *chunks = PyList_New(0);
-    if (chunks == NULL) {
-        return NULL;
-    }
     /* Snapshot the registry: states are only freed by the drain itself (or in a forked
      * child), so the pointers stay valid after the lock is released. */
     pthread_mutex_lock(&tr_registry_lock);
@@ -293,45 +322,89 @@ PyObject *tr_drain_chunks(uint64_t max_events, uint64_t *events_out, uint64_t *b
     for (tr_thread_t *t = tr_threads; t != NULL; t = t->next_all) {
         count++;
     }
-    tr_thread_t **all = PyMem_RawMalloc((count + 1) * sizeof(tr_thread_t *));
-    if (all == NULL) {
-        pthread_mutex_unlock(&tr_registry_lock);
-        Py_DECREF(chunks);
-        return PyErr_NoMemory();
-    }
+    tr_thread_t **all = tr_raw_alloc((count + 1) * sizeof(tr_thread_t *));
     size_t i = 0;
-    for (tr_thread_t *t = tr_threads; t != NULL; t = t->next_all) {
+    for (tr_thread_t *t = tr_threads; all != NULL && t != NULL; t = t->next_all) {
         all[i++] = t;
     }
     pthread_mutex_unlock(&tr_registry_lock);
-
+    if (all == NULL) {
+        return 0; /* no memory now: everything waits for the next drain */
+    }
     uint64_t total = 0;
     for (i = 0; i < count; i++) {
         tr_thread_t *t = all[i];
         int dead = __atomic_load_n(&t->dead, __ATOMIC_ACQUIRE);
-        while (total < max_events) {
-            uint64_t budget = max_events - total;
-            if (budget > TR_CHUNK_RECORDS) {
-                budget = TR_CHUNK_RECORDS;
-            }
-            int64_t moved = tr_drain_thread(t, budget, &clock, chunks, bytes_out);
-            if (moved < 0) {
-                PyMem_RawFree(all);
-                Py_DECREF(chunks);
-                return NULL;
-            }
-            total += (uint64_t)moved;
-            if ((uint64_t)moved < budget) {
-                break;
-            }
+        if (total < max_events) {
+            total += tr_drain_thread(t, max_events - total, pieces);
         }
         if (dead && tr_fully_drained(t)) {
-            tr_reap(t);
+            tr_reap(t, pieces);
         }
     }
-    PyMem_RawFree(all);
+    tr_raw_free(all);
+    return total;
+}
+
+PyObject *tr_drain_chunks(uint64_t max_events, uint64_t *events_out, uint64_t *bytes_out)
+{
+    tr_clock_t clock;
+    tr_clock_now(&clock);
+    tr_pieces_t pieces = {0};
+    uint64_t total;
+    /* Finding the records runs without the GIL so the traced program keeps running
+     * meanwhile; the caller's tr_draining flag keeps other drains out. */
+    if (tr_gc_paused) {
+        PyGC_Enable(); /* other threads may collect (and fork) while the GIL is released */
+    }
+    Py_BEGIN_ALLOW_THREADS
+    total = tr_gather(max_events, &pieces);
+    Py_END_ALLOW_THREADS
+    if (tr_gc_paused) {
+        PyGC_Disable();
+    }
+    PyObject *chunks = PyList_New(0);
+    for (size_t i = 0; i < pieces.len && chunks != NULL; i++) {
+        tr_piece_t *p = &pieces.items[i];
+        PyObject *data = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(TR_REC1_HEADER + p->len));
+        PyObject *chunk = NULL;
+        if (data != NULL) {
+            uint8_t *out = (uint8_t *)PyBytes_AS_STRING(data);
+            tr_write_header(out, p->n, p->base, &clock);
+            memcpy(out + TR_REC1_HEADER, p->src, p->len);
+            chunk = Py_BuildValue("{s:K,s:K,s:s,s:N}", "tid", (unsigned long long)p->tid, "n",
+                                  (unsigned long long)p->n, "enc", "rec1", "data", data);
+        }
+        if (chunk == NULL || PyList_Append(chunks, chunk) < 0) {
+            Py_CLEAR(chunks); /* the records of this and the remaining pieces are lost */
+        }
+        Py_XDECREF(chunk);
+        *bytes_out += TR_REC1_HEADER + p->len;
+    }
+    pthread_mutex_lock(&tr_registry_lock);
+    for (size_t i = 0; i < pieces.nrelease; i++) {
+        tr_block_put_locked(pieces.release[i]);
+    }
+    pthread_mutex_unlock(&tr_registry_lock);
+    tr_raw_free(pieces.items);
+    tr_raw_free(pieces.release);
     *events_out = total;
     return chunks;
+}
+
+uint64_t tr_serial_tid(uint32_t serial)
+{
+    pthread_mutex_lock(&tr_registry_lock);
+    uint64_t tid = serial < tr_n_serials ? tr_serial_tids[serial] : 0;
+    pthread_mutex_unlock(&tr_registry_lock);
+    return tid;
+}
+
+void tr_buffers_reset_high_water(void)
+{
+    pthread_mutex_lock(&tr_registry_lock);
+    tr_high_water_blocks = tr_blocks_in_use;
+    pthread_mutex_unlock(&tr_registry_lock);
 }
 
 void tr_buffer_stats(uint64_t *events, uint64_t *drops, uint64_t *pending, uint64_t *high_water)
@@ -382,6 +455,8 @@ void tr_buffers_after_fork_child(void)
             cur->used = 0;
             t->dblock = cur;
             t->dpos = 0;
+            t->dcount = 0;
+            t->block_nrec = 0;
             t->pos = cur->data;
             memset(&t->w, 0, sizeof t->w);
             memset(&t->d, 0, sizeof t->d);

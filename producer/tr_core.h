@@ -51,7 +51,7 @@ enum { TR_MODE_FULL = 0, TR_MODE_AGGREGATED = 1, TR_MODE_SAMPLED = 2 };
 typedef struct tr_block {
     struct tr_block *next; /* set once by the writer (release) when it moves to a new block */
     uint32_t used;         /* bytes of data[] holding complete records (release/acquire) */
-    uint32_t pad;
+    uint32_t nrec;         /* records in the block; written before `next` is published */
     uint8_t data[];
 } tr_block_t;
 
@@ -73,9 +73,13 @@ typedef struct tr_thread {
     uint8_t *end;    /* cur->data + TR_BLOCK_DATA */
     tr_delta_t w;    /* writer's delta state */
     uint64_t events; /* records written (drain reads it relaxed, for stats) */
+    uint32_t block_nrec; /* records in the current block */
     uint64_t drops;  /* records lost because no block was available (read relaxed) */
     int64_t sample_left; /* sampled mode: bytes until the next sample */
     uint64_t rng;        /* sampled mode: xorshift state */
+    uint64_t stamp_tick;         /* the last clock reading (see tr_stamp in tr_hooks.c) */
+    unsigned long stamp_switch;  /* ... taken at this count of hand-overs */
+    uint32_t stamp_reuse;        /* ... and reusable this many more times */
     /* per-thread stack cache, outermost frame first (GIL held when used) */
     int cache_depth;
     const void *cache_code[TR_MAX_DEPTH];
@@ -83,14 +87,32 @@ typedef struct tr_thread {
     uint32_t cache_id[TR_MAX_DEPTH];
     const void *walk_code[TR_MAX_DEPTH];
     const void *walk_instr[TR_MAX_DEPTH];
+    /* (parent node, instruction) -> node: a small cache in front of the shared index */
+    struct {
+        const void *instr;
+        uint32_t parent, id;
+    } leaf[256];
     /* --- owned by the drain (serialized by the GIL and tr_draining) --- */
     tr_block_t *dblock; /* oldest block not yet fully drained */
     uint32_t dpos;      /* drained bytes of dblock */
+    uint32_t dcount;    /* drained records of dblock */
     tr_delta_t d;       /* delta state at the drain position */
     /* --- shared --- */
     uint64_t tid;      /* PyThread_get_thread_ident() of the owner; immutable */
+    uint32_t serial;   /* this state's number (tr_serial_tid maps it back to tid); immutable */
     int dead;          /* set (release) by the owner's thread-exit destructor */
     struct tr_thread *next_all; /* registry list; protected by tr_registry_lock */
+    /* native mode hook (tr_native_mode.c): while nm_preset is set, the thread's hooks use
+     * nm_stack as the stack of the event being recorded (owned by the thread) */
+    uint8_t nm_preset;
+    uint32_t nm_stack;
+    /* native mode: the thread's last GIL-free walk (hash of its frames -> stack id) and last
+     * native frame (parent, return address -> node id); owned by the thread */
+    uint64_t nm_walk_hash;
+    uint32_t nm_walk_id;
+    uint32_t nm_ret_parent;
+    uint64_t nm_ret;
+    uint32_t nm_ret_id;
 } tr_thread_t;
 
 /* ---- globals (defined in tr_buffer.c / tr_hooks.c) ---- */
@@ -100,6 +122,8 @@ extern int tr_mode;
 /* Written by start (GIL held) before tr_enabled is set; read-only afterwards. */
 extern int64_t tr_sample_bytes;
 extern uint64_t tr_max_buffer_bytes;
+/* Set by the drain (GIL held) while it keeps the garbage collector off. */
+extern int tr_gc_paused;
 
 /* ---- clock ---- */
 extern int tr_use_tsc; /* decided at the first start(); read-only afterwards */
@@ -160,11 +184,13 @@ static inline uint64_t tr_zz32(uint32_t delta)
 /* ---- buffers (tr_buffer.c) ---- */
 extern __thread tr_thread_t *tr_tls __attribute__((tls_model("initial-exec")));
 tr_thread_t *tr_thread_attach(void); /* creates the calling thread's state; NULL if impossible */
+uint64_t tr_serial_tid(uint32_t serial); /* the tid of a thread state's serial number */
 int tr_thread_next_block(tr_thread_t *t); /* 0 when no block could be had (a drop) */
 void tr_buffers_after_fork_child(void);
 void tr_buffers_atfork_prepare(void);
 void tr_buffers_atfork_parent(void);
 int tr_buffers_init(void);
+void tr_buffers_reset_high_water(void); /* at start: high water counts from now */
 /* Drain: returns a new list of chunk dicts, or NULL with an exception set. */
 PyObject *tr_drain_chunks(uint64_t max_events, uint64_t *events_out, uint64_t *bytes_out);
 void tr_buffer_stats(uint64_t *events, uint64_t *drops, uint64_t *pending, uint64_t *high_water);
@@ -209,6 +235,7 @@ static inline void tr_emit(tr_thread_t *t, unsigned kind, unsigned domain, uint6
     *head = (uint8_t)hdr;
     t->pos = p;
     t->events++;
+    t->block_nrec++;
     __atomic_store_n(&t->cur->used, (uint32_t)(p - t->cur->data), __ATOMIC_RELEASE);
 }
 
@@ -230,6 +257,10 @@ uint32_t tr_stack_current_skip(tr_thread_t *t, int skip); /* minus `skip` innerm
 int tr_stack_emit(PyObject *rare);          /* adds frames/stacks rows; GIL held */
 void tr_stack_reset_emitted(void);
 uint32_t tr_stack_count(void);
+unsigned long tr_gil_switches(void); /* 3.11: GIL hand-overs so far; 0 on other versions */
+/* Stamps may be reused only where the GIL's hand-overs can be counted (3.11). */
+#define TR_CAN_REUSE_STAMPS (PY_VERSION_HEX < 0x030C0000)
+extern unsigned long tr_drain_epoch; /* GIL: bumped by every drain and start */
 
 /* ---- hooks (tr_hooks.c) ---- */
 int tr_hooks_install(void);
@@ -241,11 +272,29 @@ void tr_hooks_after_fork_child(void);
 void tr_hooks_atfork_prepare(void);
 void tr_hooks_atfork_parent(void);
 void tr_hooks_reset_maps(void);
+/* Make sure the free of the block at addr is recorded (track_var); GIL held, guard taken. */
+int tr_hooks_pin(uint64_t addr, uint64_t size, tr_thread_t *t);
+void tr_hooks_map_stats(uint64_t *live, uint64_t *slots); /* aggregated/sampled maps */
 /* Record one event from a hook in any domain (numpy's handler uses it too). */
 void tr_record_alloc(tr_thread_t *t, unsigned kind, unsigned domain, void *ptr, size_t size);
 void tr_record_realloc(tr_thread_t *t, unsigned domain, void *ptr, void *old, size_t size,
                        uint64_t tick);
 void tr_record_free(tr_thread_t *t, unsigned domain, void *ptr);
+
+/* Entering a free hook: like tr_enter, but an ignored thread's frees are still seen (the
+ * modes decide whether to record them). */
+static inline tr_thread_t *tr_enter_free(void)
+{
+    if (!__atomic_load_n(&tr_enabled, __ATOMIC_RELAXED)) {
+        return NULL;
+    }
+    tr_thread_t *t = tr_current();
+    if (t == NULL || t->busy) {
+        return NULL;
+    }
+    t->busy = 1;
+    return t;
+}
 
 /* Entering a hook: the calling thread's state with its guard taken, or NULL when this call
  * must not be recorded (tracing off, thread ignored, already inside a hook). */
@@ -269,6 +318,7 @@ void tr_numpy_uninstall(void);
 /* ---- shared helpers ---- */
 void *tr_raw_alloc(size_t size); /* libc, never traced */
 void *tr_raw_calloc(size_t n, size_t size);
+void *tr_raw_realloc(void *p, size_t size);
 void tr_raw_free(void *p);
 int tr_append_row(PyObject *rare, const char *table, const char *const *names,
                   PyObject **values, int n); /* steals the references in values */

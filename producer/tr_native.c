@@ -79,7 +79,7 @@ static void *tr_np_realloc(void *ctx, void *ptr, size_t size)
 
 static void tr_np_free(void *ctx, void *ptr, size_t size)
 {
-    tr_thread_t *t = ptr != NULL ? tr_enter() : NULL;
+    tr_thread_t *t = ptr != NULL ? tr_enter_free() : NULL;
     if (t != NULL) {
         tr_record_free(t, TR_NUMPY, ptr);
     }

@@ -18,10 +18,10 @@
 #include "tr_core.h"
 
 #define Py_BUILD_CORE 1
-#if PY_VERSION_HEX >= 0x030D0000
 #include <internal/pycore_frame.h>
-#else
-#include <internal/pycore_frame.h>
+#if PY_VERSION_HEX < 0x030C0000
+#undef _PyGC_FINALIZED /* objimpl.h and pycore_gc.h both define it (3.11) */
+#include <internal/pycore_pystate.h> /* 3.11: the inline _PyThreadState_GET() */
 #endif
 #undef Py_BUILD_CORE
 
@@ -56,12 +56,15 @@ static uint32_t tr_next_frame_id = 1;
  * next emit. */
 static int tr_frame_ids_stale;
 
+/* The thread state holding the GIL (our caller's: frames are only walked with the GIL). */
 static inline PyThreadState *tr_tstate(void)
 {
 #if PY_VERSION_HEX >= 0x030D0000
     return PyThreadState_GetUnchecked();
-#else
+#elif PY_VERSION_HEX >= 0x030C0000
     return _PyThreadState_UncheckedGet();
+#else
+    return _PyThreadState_GET();
 #endif
 }
 
@@ -134,14 +137,20 @@ static uint32_t tr_intern(uint32_t parent, PyObject *code, const void *instr)
 
 int tr_stack_gil_held(void) { return PyGILState_Check(); }
 
-static inline int tr_frame_skip(_PyInterpreterFrame *f)
+/* Frames that are not (yet) Python code being run: shims of C calls (3.12+) and a frame
+ * still being set up. On 3.11 only the innermost frame can be incomplete (a frame runs
+ * RESUME before it can call anything), so the walk checks the others for nothing. */
+static inline int tr_frame_skip(_PyInterpreterFrame *f, int innermost)
 {
 #if PY_VERSION_HEX >= 0x030C0000
+    (void)innermost;
     if (f->owner == FRAME_OWNED_BY_CSTACK) {
         return 1;
     }
-#endif
     return _PyFrame_IsIncomplete(f);
+#else
+    return innermost && _PyFrame_IsIncomplete(f);
+#endif
 }
 
 uint32_t tr_stack_current(tr_thread_t *t) { return tr_stack_current_skip(t, 0); }
@@ -159,11 +168,14 @@ uint32_t tr_stack_current_skip(tr_thread_t *t, int skip)
         return 0;
     }
 #endif
+    int innermost = 1;
     for (_PyInterpreterFrame *f = TR_TSTATE_FRAME(ts); f != NULL && depth < TR_MAX_DEPTH;
          f = f->previous) {
-        if (tr_frame_skip(f)) {
+        if (tr_frame_skip(f, innermost)) {
+            innermost = 0;
             continue;
         }
+        innermost = 0;
         if (skip > 0) {
             skip--;
             continue;
@@ -185,10 +197,22 @@ uint32_t tr_stack_current_skip(tr_thread_t *t, int skip)
     for (int i = same; i < depth; i++) {
         PyObject *code = (PyObject *)t->walk_code[depth - 1 - i];
         const void *instr = t->walk_instr[depth - 1 - i];
-        uint32_t child = tr_intern(id, code, instr);
-        if (child == 0) {
-            t->cache_depth = i;
-            return id;
+        /* an instruction pointer names its code object (nodes keep their code alive), so
+         * (parent, instr) identifies the node */
+        unsigned slot = (unsigned)((((uintptr_t)instr >> 1) ^ (id * 0x9E3779B1u)) & 255);
+        uint32_t child;
+        if (t->leaf[slot].instr == instr && t->leaf[slot].parent == id) {
+            child = t->leaf[slot].id;
+        }
+        else {
+            child = tr_intern(id, code, instr);
+            if (child == 0) {
+                t->cache_depth = i;
+                return id;
+            }
+            t->leaf[slot].instr = instr;
+            t->leaf[slot].parent = id;
+            t->leaf[slot].id = child;
         }
         id = child;
         t->cache_code[i] = code;
@@ -200,6 +224,17 @@ uint32_t tr_stack_current_skip(tr_thread_t *t, int skip)
 }
 
 uint32_t tr_stack_count(void) { return tr_n_nodes - 1; }
+
+/* How many times the GIL has changed hands (3.11; 0 elsewhere, which makes callers read the
+ * clock every time). Read with the GIL held. */
+unsigned long tr_gil_switches(void)
+{
+#if PY_VERSION_HEX < 0x030C0000
+    return __atomic_load_n(&_PyRuntime.ceval.gil.switch_number, __ATOMIC_RELAXED);
+#else
+    return 0;
+#endif
+}
 
 /* native mode hook (tr_native_mode.c): the calling thread's own frames, read while it does
  * NOT hold the GIL (a C call that released it, e.g. ctypes): they cannot change while it runs
@@ -217,10 +252,10 @@ int tr_stack_walk_own(const void **code, const void **instr)
     }
 #endif
     const void *c[TR_MAX_DEPTH], *ip[TR_MAX_DEPTH];
-    int depth = 0;
+    int depth = 0, innermost = 1;
     for (_PyInterpreterFrame *f = TR_TSTATE_FRAME(ts); f != NULL && depth < TR_MAX_DEPTH;
-         f = f->previous) {
-        if (!tr_frame_skip(f)) {
+         f = f->previous, innermost = 0) {
+        if (!tr_frame_skip(f, innermost)) {
             c[depth] = TR_FRAME_CODE(f);
             ip[depth] = TR_FRAME_INSTR(f);
             depth++;

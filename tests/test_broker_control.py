@@ -121,10 +121,10 @@ def test_segments_rotate_by_age_while_serving(tmp_path):
     thread = threading.Thread(target=instance.run, daemon=True)
     thread.start()
     try:
-        results = [run_producer(instance.bind, 20_000, index=i, chunk=5_000, timeout=30)
-                   for i in range(3)]
-        for _ in range(3):
-            time.sleep(0.15)
+        results = []
+        for i in range(3):  # a pause longer than the maximum age between producers
+            results.append(run_producer(instance.bind, 20_000, index=i, chunk=5_000, timeout=30))
+            time.sleep(0.3)
     finally:
         instance.request_stop()
         thread.join(20)

@@ -69,3 +69,17 @@ def test_loopback_classification():
     assert is_loopback("ipc:///tmp/x") and is_loopback("tcp://localhost:9")
     assert not is_loopback("tcp://0.0.0.0:1") and not is_loopback("tcp://*:1")
     assert not is_loopback("tcp://10.1.2.3:1") and not is_loopback("tcp://eth0:1")
+
+
+def test_unwritable_log_and_busy_address_are_clear_errors(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    code = main(["broker", "--bind", f"ipc://{tmp_path}/a", "--log", str(blocker / "events")])
+    assert code == 2 and "cannot write the log" in capsys.readouterr().err
+    address = free_tcp_address()
+    first = Broker(tmp_path / "one", address, Settings())
+    try:
+        with pytest.raises(BrokerConfigError, match="cannot start the broker on"):
+            Broker(tmp_path / "two", address, Settings())
+    finally:
+        first.close()

@@ -9,6 +9,7 @@ import pytest
 import zmq
 
 from memscope.broker import start_embedded
+from memscope.broker.ingest import UNIDENTIFIED
 from memscope.broker.log import open_log
 from memscope.producer.records import encode_cols1
 from memscope.producer.synthetic import memory_chunk, run_producer
@@ -96,7 +97,7 @@ def test_hostile_messages_are_counted_and_a_good_producer_still_lands(tmp_path):
     assert sum(p["events"] for p in counters) == results[0]["events"]
     check_exactly_once(log_dir, results, 200_000, 16384)
     ingest = open_log(log_dir).dataset("ingest").to_table().to_pylist()
-    assert max(r["rejected"] for r in ingest if r["producer"] == "") == HOSTILE
+    assert max(r["rejected"] for r in ingest if r["producer"] == UNIDENTIFIED) == HOSTILE
     log_text = (log_dir / "_broker" / "broker.log").read_text()
     assert "wire version" in log_text and "frames (a batch is one frame)" in log_text
 

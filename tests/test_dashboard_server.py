@@ -9,15 +9,16 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from urllib.parse import urlsplit
 
 import pytest
+from _browser import browser, watched  # noqa: F401 - fixtures
 
 from memscope.exporters import KINDS
 from memscope.exporters.server import DashboardServer
 from memscope.exporters.testing import write_sample_reports
-from tests._browser import browser, watched  # noqa: F401 - fixtures
 
 
 @pytest.fixture
@@ -95,10 +96,20 @@ def test_symlinks_are_refused(served, tmp_path):
     assert status == 403 and b"outside" not in body
 
 
-def test_files_inside_are_served(served):
+def test_files_inside_are_served_inert(served):
     server, paths = served
     status, _, body = get(server, f"/files/{paths['lifetime'].name}")
     assert status == 200 and json.loads(body) == json.loads(paths["lifetime"].read_text())
+    (paths["lifetime"].parent / "evil.svg").write_text(
+        '<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>')
+    parts = urlsplit(server.url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    conn.request("GET", "/files/evil.svg")
+    resp = conn.getresponse()
+    resp.read()
+    assert "sandbox" in resp.getheader("Content-Security-Policy")
+    assert "script-src" not in resp.getheader("Content-Security-Policy")
+    conn.close()
 
 
 def test_foreign_host_header_is_refused(served):
@@ -130,6 +141,45 @@ def test_server_sent_events_follow_file_changes(served):
     status, _, body = get(server, "/api/dashboard")
     cards = json.loads(body)["panels"][0]["items"][0]["cards"]
     assert cards[0]["value"] == 123_456_789
+
+
+def test_a_broker_feed_message_triggers_the_update_at_once(tmp_path):
+    import zmq
+
+    paths = write_sample_reports(tmp_path, n_vars=3)
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.PUB)
+    pub.setsockopt(zmq.LINGER, 0)
+    port = pub.bind_to_random_port("tcp://127.0.0.1")
+    # mtime polling once an hour: only the feed can explain an update within the test
+    server = DashboardServer(tmp_path, port=0, poll_interval=3600,
+                             feed=f"tcp://127.0.0.1:{port}").start()
+    try:
+        parts = urlsplit(server.url)
+        with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+            sock.sendall(f"GET /api/events HTTP/1.1\r\nHost: {parts.netloc}\r\n\r\n".encode())
+            f = sock.makefile("rb")
+            assert read_event(f, "hello") == "0"
+            mem = json.loads(paths["memory_analysis"].read_text())
+            mem["memory_stats"]["active_memory"] = 42
+            paths["memory_analysis"].write_text(json.dumps(mem))
+            done = threading.Event()
+
+            def publish():  # a PUB drops messages until the SUB has joined: keep sending
+                while not done.wait(0.1):
+                    pub.send_multipart([b"log", b'{"topic": "log"}'])
+
+            publisher = threading.Thread(target=publish)
+            publisher.start()
+            try:
+                assert read_event(f, "update", timeout=30) == "1"
+            finally:
+                done.set()
+                publisher.join()
+    finally:
+        server.stop()
+        pub.close()
+        ctx.term()
 
 
 @pytest.mark.browser

@@ -137,3 +137,19 @@ def test_append_rejects_wrong_columns(tmp_path):
     with pytest.raises(ValueError, match="unknown table"):
         writer.append("nope", pa.table({"a": [1]}))
     writer.close()
+
+
+def test_a_second_writer_is_refused_while_the_first_runs(tmp_path):
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        writer = _write(tmp_path, batches=1)
+        writer.manifest["writer"]["pid"] = child.pid  # as if another live process wrote it
+        writer.flush(sync=False)
+        with pytest.raises(LogError, match=f"being written by process {child.pid}"):
+            LogWriter(tmp_path / "events", Settings())
+    finally:
+        child.kill()
+        child.wait()

@@ -128,3 +128,46 @@ def test_publisher_thread_asks_to_be_ignored_by_the_tracer(tmp_path, monkeypatch
     publisher.close(1)
     assert thread is not None and calls == [thread.ident]
     assert calls[0] != threading.get_ident()
+
+
+def test_large_drains_are_split_into_batches_of_at_most_batch_max_events(tmp_path):
+    from memscope.producer.records import encode_cols1
+    from memscope.producer.synthetic import memory_chunk
+    from memscope.producer.wire import decode_envelope
+
+    chunks = [encode_cols1(1, memory_chunk(0, 0, i, 3000)) for i in range(3)]
+    rare = {"threads": {"tid": [1], "ts_ns": [1], "event": ["start"], "name": ["t"]}}
+    drains = iter([(chunks, rare)])
+    publisher = Publisher(ipc_address(tmp_path), "h:1:1", 1, lambda: next(drains, ([], {})),
+                          _settings(tmp_path, batch_max_events=5000))
+    assert publisher.flush(1) == 2  # no thread: the caller's flush drains, packs, spools
+    assert publisher.stats()["batches"] == 3 and publisher.stats()["events"] == 9001
+    payloads = [decode_envelope(publisher._backlog.payload(e)) for e in publisher._backlog.entries]
+    assert [e.n for e in payloads] == [3001, 3000, 3000] and payloads[0].rec
+    assert [e.seq for e in payloads] == [0, 1, 2]
+    publisher.close(0.5)
+
+
+@pytest.mark.timeout(60)
+def test_batches_left_in_the_spool_at_exit_are_replayed_later(tmp_path):
+    from memscope.producer.spool import main as replay_main
+
+    address = ipc_address(tmp_path)
+    source = SyntheticSource(0, 6 * CHUNK, CHUNK)
+    producer = default_producer_id()
+    publisher = Publisher(address, producer, os.getpid(), source, _settings(tmp_path))
+    while not source.exhausted:
+        publisher.flush(0.3)
+    publisher.close(0.3)  # the broker never came: everything stays spooled
+    [spool] = (tmp_path / "spool").glob("*.spool")
+    with open(spool, "ab") as handle:
+        handle.write(b"\x10\x00\x00\x00torn")  # a record cut short by a crash
+    broker = start_embedded(tmp_path / "events", bind=address)
+    try:
+        assert replay_main(["--address", address, "--timeout", "20", str(spool)]) == 0
+        assert replay_main(["--address", address, "--timeout", "1", str(spool)]) == 1  # gone
+    finally:
+        assert broker.stop() == 0
+    assert not spool.exists()
+    result = {"producer": producer, "pid": os.getpid(), "index": 0, "last_seq": 5}
+    check_exactly_once(tmp_path / "events", [result], 6 * CHUNK, CHUNK)

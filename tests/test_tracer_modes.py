@@ -137,3 +137,28 @@ def test_sampled_mode_samples_by_volume_and_frees_only_sampled_blocks():
     small = ((ev["size"] > 0) & (ev["size"] < 200)).sum()
     # expected about 100_000 * ~90 bytes (object + buffer) / 65536 ~ 140 samples
     assert 40 <= small <= 400, small
+
+
+class _Tracked:
+    def __init__(self):
+        self.payload = list(range(10))
+
+
+def _pinned_life(box):
+    obj = _Tracked()
+    box["address"] = capture.block_address(obj)
+    box["pinned"] = capture.pin(obj)
+    del obj
+
+
+def test_pinned_objects_report_their_death_in_every_mode():
+    for mode in ("full", "aggregated", "sampled"):
+        box = {}
+        ev, _, _ = capture_run(lambda box=box: _pinned_life(box), mode=mode)
+        at = ev["address"] == box["address"]
+        assert box["pinned"], mode
+        assert (at & (ev["kind"] != KIND_FREE)).sum() == 1, mode
+        assert (at & (ev["kind"] == KIND_FREE)).sum() == 1, mode
+        alloc_i = np.flatnonzero(at & (ev["kind"] != KIND_FREE))[0]
+        free_i = np.flatnonzero(at & (ev["kind"] == KIND_FREE))[0]
+        assert ev["ts_ns"][alloc_i] <= ev["ts_ns"][free_i], mode

@@ -1,9 +1,10 @@
 """PNG screenshots of the dashboard (every panel) and both SVGs, for review.
 
-    python tools/screenshots.py ANALYSIS_DIR OUT_DIR
+    python tools/screenshots.py ANALYSIS_DIR OUT_DIR [--hostile]
 
-ANALYSIS_DIR holds the six JSON files (when absent or empty, a synthetic set is written there
-first); the reports are written into OUT_DIR and captured with headless Chromium.
+ANALYSIS_DIR holds the six JSON files (when it has none, a synthetic set of 60 tracked
+variables is written there first; with --hostile, one whose names are hostile strings); the
+reports are written into OUT_DIR and captured with headless Chromium.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ def main(argv: list[str]) -> int:
     from playwright.sync_api import sync_playwright
 
     from memscope.exporters import find_reports, write_reports
-    from memscope.exporters.testing import write_sample_reports
+    from memscope.exporters.testing import HOSTILE_NAMES, write_sample_reports
 
     source, out = Path(argv[0]), Path(argv[1])
     if not find_reports(source):
-        write_sample_reports(source, n_vars=60)
+        write_sample_reports(source, n_vars=60,
+                             names=HOSTILE_NAMES if "--hostile" in argv else ())
     out.mkdir(parents=True, exist_ok=True)
     written = write_reports(source, out)
     with sync_playwright() as p:

@@ -1,0 +1,184 @@
+"""``memscope run``: the traced program's I/O, exit code and signals pass through unchanged."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from api_support import PROGRAMS, clean_env, memscope_run, needs_pipeline, python, table
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_missing_script_is_a_clear_error(tmp_path):
+    done = memscope_run(["--out", tmp_path, tmp_path / "nope.py"])
+    assert done.returncode == 2
+    assert "nope.py: no such file" in done.stderr
+
+
+def test_no_program_is_a_clear_error():
+    done = memscope_run([])
+    assert done.returncode == 2
+    assert "name a script" in done.stderr
+
+
+@needs_pipeline
+def test_output_stdin_and_exit_code_are_the_programs(tmp_path):
+    args = [PROGRAMS / "echo_exit.py", "3", "--out", "x y"]
+    plain = python(args, input="hello\n")
+    traced = memscope_run(["--out", tmp_path / "run", "--no-report", *args], input="hello\n")
+    assert plain.returncode == 3
+    assert traced.returncode == 3
+    assert traced.stdout == plain.stdout
+    assert "to stderr" in traced.stderr
+    log = tmp_path / "run" / "events"
+    starts = [r for r in table(log, "processes") if r["event"] == "start"]
+    assert len(starts) == 1
+    assert starts[0]["argv"][1:] == ["3", "--out", "x y"]
+
+
+@needs_pipeline
+def test_run_module(tmp_path):
+    plain = python(["-m", "json.tool"], input='{"b": [1, 2]}')
+    traced = memscope_run(
+        ["--out", tmp_path / "run", "--no-report", "-m", "json.tool"], input='{"b": [1, 2]}'
+    )
+    assert traced.returncode == plain.returncode == 0
+    assert traced.stdout == plain.stdout
+    assert {r["event"] for r in table(tmp_path / "run" / "events", "processes")} == {
+        "start",
+        "exit",
+    }
+
+
+@needs_pipeline
+def test_a_program_killed_by_a_signal_exits_128_plus_n(tmp_path):
+    done = memscope_run(
+        ["--out", tmp_path / "run", "--no-report", PROGRAMS / "wait_signal.py", "self-kill"]
+    )
+    assert done.returncode == 128 + signal.SIGKILL
+    assert "no final batch" in done.stderr  # the killed process never sent its exit row
+
+
+def _start_and_wait_ready(tmp_path):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "memscope", "run", "--out", str(tmp_path / "run"), "--no-report",
+         str(PROGRAMS / "wait_signal.py")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env(),
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline() == "ready\n"
+    return process
+
+
+@needs_pipeline
+@pytest.mark.parametrize(("signo", "expected"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signals_are_forwarded_to_the_program(tmp_path, signo, expected):
+    process = _start_and_wait_ready(tmp_path)
+    try:
+        time.sleep(0.2)
+        os.kill(process.pid, signo)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == expected, err
+    if signo == signal.SIGINT:
+        assert "KeyboardInterrupt" in err  # the program got it, exactly as without memscope
+
+
+@needs_pipeline
+def test_disabled_run_traces_nothing_and_changes_nothing(tmp_path):
+    env = clean_env(MEMSCOPE_DISABLE="1")
+    done = memscope_run(
+        ["--out", tmp_path / "run", PROGRAMS / "echo_exit.py", "0"], input="x\n", env=env,
+    )
+    assert done.returncode == 0
+    assert "stdin: x" in done.stdout
+    assert table(tmp_path / "run" / "events", "processes") == []
+    assert "no traced process sent anything" in done.stderr
+
+
+@needs_pipeline
+def test_the_sites_own_sitecustomize_still_runs_and_sys_path_is_untouched(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import sys\nsys.stderr.write('site customized\\n')\n")
+    program = tmp_path / "show_path.py"
+    program.write_text("import json, sys\nprint(json.dumps(sys.path))\n")
+    env = clean_env(PYTHONPATH=str(site))
+    plain = python([program], env=env)
+    traced = memscope_run(["--out", tmp_path / "run", "--no-report", program], env=env)
+    assert traced.returncode == 0, traced.stderr
+    assert "site customized" in traced.stderr
+    assert traced.stdout == plain.stdout  # the bootstrap left no trace on sys.path
+    assert len(table(tmp_path / "run" / "events", "processes")) == 2  # start and exit
+
+
+@needs_pipeline
+def test_run_against_a_standalone_broker_in_sampled_mode(tmp_path):
+    address = f"ipc://{tmp_path}/b"
+    log = tmp_path / "broker-log"
+    broker = subprocess.Popen(
+        [sys.executable, "-m", "memscope", "broker", "--bind", address, "--log", str(log)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=clean_env(),
+    )
+    try:
+        assert broker.stdout is not None
+        deadline = time.monotonic() + 60
+        while "serving" not in broker.stdout.readline():
+            assert time.monotonic() < deadline and broker.poll() is None
+        done = memscope_run(
+            ["--broker", address, "--mode", "sampled", "--out", tmp_path / "run", "--no-report",
+             PROGRAMS / "echo_exit.py", "5"],
+            input="x\n",
+        )
+        assert done.returncode == 5, done.stderr
+        rows = table(log, "processes")
+        assert {r["event"] for r in rows} == {"start", "exit"}
+        assert {r["mode"] for r in rows} == {"sampled"}
+    finally:
+        broker.terminate()
+        broker.wait(30)
+
+
+@needs_pipeline
+def test_an_existing_run_directory_is_not_overwritten(tmp_path):
+    first = memscope_run(["--out", tmp_path / "run", "--no-report", PROGRAMS / "echo_exit.py", "0"],
+                         input="a\n")
+    assert first.returncode == 0, first.stderr
+    again = memscope_run(["--out", tmp_path / "run", PROGRAMS / "echo_exit.py", "0"], input="a\n")
+    assert again.returncode == 2
+    assert "already holds a run's log" in again.stderr
+    assert again.stdout == ""  # the program did not run
+
+
+@needs_pipeline
+def test_a_python_without_memscope_in_a_subprocess_stays_quiet(tmp_path):
+    base = os.path.join(sys.base_prefix, "bin", "python3")
+    if python(["-c", "import sys; print(sys.prefix != sys.base_prefix)"]).stdout.strip() != "True":
+        pytest.skip("needs memscope installed in a virtual environment")
+    program = tmp_path / "calls_base.py"
+    program.write_text(
+        "import subprocess, sys\n"
+        f"done = subprocess.run([{base!r}, '-c', 'print(42)'], capture_output=True, text=True)\n"
+        "print(done.stdout.strip(), repr(done.stderr))\n"
+    )
+    traced = memscope_run(["--out", tmp_path / "run", "--no-report", program])
+    assert traced.returncode == 0, traced.stderr
+    assert traced.stdout.strip() == "42 ''"
+
+
+def test_the_bootstrap_is_valid_python():
+    from memscope.producer.bootstrap import SITECUSTOMIZE, make_bootstrap_dir
+
+    compile(SITECUSTOMIZE, "sitecustomize.py", "exec")
+    directory = make_bootstrap_dir(str(os.environ.get("TMPDIR", "/tmp")))
+    try:
+        assert (directory / "sitecustomize.py").read_text() == SITECUSTOMIZE
+    finally:
+        (directory / "sitecustomize.py").unlink()
+        directory.rmdir()
