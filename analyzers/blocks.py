@@ -192,18 +192,31 @@ _TYPES = {"pid": pa.uint32(), "tid": pa.uint64(), "seq": pa.uint64(), "ts_ns": p
 
 
 def _block_events(chunk: pa.Table) -> dict[str, np.ndarray]:
-    """The chunk's block starts and ends (see :func:`views._block_events_sql`), as arrays."""
+    """The chunk's block starts and ends (see :func:`views._block_events_sql`), as arrays.
+
+    Every alloc/calloc/realloc with an address starts a block and every free with one ends
+    a block (one row each, in one pass); a realloc that had an old block also ends it (an
+    extra row, appended only for those).
+    """
     col = {name: chunk.column(name).to_numpy() for name in MEMORY.names}
     kind, address, old = col["kind"], col["address"], col["old_address"]
-    starts = np.isin(kind, (KIND_ALLOC, KIND_CALLOC, KIND_REALLOC)) & (address != 0)
-    frees = (kind == KIND_FREE) & (address != 0)
+    nonzero = address != 0
+    frees = (kind == KIND_FREE) & nonzero
+    starts = (kind == KIND_ALLOC) | (kind == KIND_CALLOC) | (kind == KIND_REALLOC)
+    starts &= nonzero
+    keep = starts | frees
     moved = (kind == KIND_REALLOC) & (old != 0)
-    base = (col["domain"].astype(np.uint8) << 3) | kind.astype(np.uint8)
-    parts = (starts, frees, moved)
-    out = {name: np.concatenate([col[name][m] for m in parts])
-           for name in ("pid", "tid", "seq", "ts_ns", "size", "stack_id")}
-    out["address"] = np.concatenate([address[starts], address[frees], old[moved]])
-    out["code"] = np.concatenate([base[starts] | np.uint8(_START), base[frees], base[moved]])
+    code = (col["domain"].astype(np.uint8) << np.uint8(3)) | kind.astype(np.uint8)
+    start_code = np.where(starts, code | np.uint8(_START), code)
+    names = ("pid", "tid", "seq", "ts_ns", "size", "stack_id")
+    if not moved.any():
+        out = {name: col[name][keep] for name in names}
+        out["address"] = address[keep]
+        out["code"] = start_code[keep]
+        return out
+    out = {name: np.concatenate([col[name][keep], col[name][moved]]) for name in names}
+    out["address"] = np.concatenate([address[keep], old[moved]])
+    out["code"] = np.concatenate([start_code[keep], code[moved]])
     return out
 
 
