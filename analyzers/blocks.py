@@ -32,7 +32,7 @@ shipped after a later event of another thread at the same address).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import duckdb
@@ -90,12 +90,19 @@ class BlockMatcher:
         con.execute(f"CREATE TABLE IF NOT EXISTS {p}{_OPEN} AS SELECT * FROM {p}_blk_done "
                     f"LIMIT 0")
 
-    def feed(self, batches: Iterable[pa.RecordBatch]) -> int:
-        """Match the memory rows of ``batches`` (in log order); return how many were read."""
+    def feed(
+        self, batches: Iterable[pa.RecordBatch], on_chunk: Callable[[int], None] | None = None,
+    ) -> int:
+        """Match the memory rows of ``batches`` (in log order); return how many were read.
+
+        ``on_chunk`` is called with the running row count after each chunk (progress).
+        """
         total = 0
         for chunk in _chunks(batches, self.chunk_rows):
             self._match(chunk)
             total += chunk.num_rows
+            if on_chunk:
+                on_chunk(self.rows_matched + total)
             self._chunks_since_checkpoint += 1
             if self._chunks_since_checkpoint >= CHECKPOINT_EVERY:
                 self.checkpoint()
