@@ -7,7 +7,9 @@ tracked variables, the tracked variables themselves, the top allocation sites an
 largest blocks alive at the end.
 
 * ``memory_efficiency`` = active / peak * 100; ``fragmentation`` = (peak - active) / peak * 100
-  (absent when peak is 0).
+  (absent when peak is 0). Both use :func:`memscope.analyzers.memstats.process_stats`'s
+  peak: for an aggregated-mode process the producer's measured peak when the log's is lower
+  (``peak_memory_source`` says which), for a sampled one the estimate (``estimated``).
 * ``median_allocation_size`` (interpolated) and ``p95_allocation_size`` (the smallest size
   with at least 95 % of blocks at or below it) over every block started in the log.
 * ``allocation_density`` = total_allocations / tracked variables; absent with no variables.

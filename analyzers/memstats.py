@@ -55,23 +55,42 @@ def _cached(con: duckdb.DuckDBPyConnection, key: str, compute: Any) -> Any:
     return store[key]
 
 
-def _deltas_sql(group: str) -> str:
-    """(g, t, pid, seq, is_start, delta) for every start and every counted end of a block."""
+#: Horvitz-Thompson weight of a sampled block: a block of ``size`` bytes is sampled with
+#: probability ``1 - exp(-size / sample_bytes)`` (sampling by byte volume, a Poisson process).
+_INV_P = "(1.0 / (1.0 - exp(-(greatest(size, 1)::DOUBLE) / sample_bytes)))"
+#: A block's bytes as counted: its size, or in a sampled process the bytes it stands for.
+_WEIGHTED = f"round(CASE WHEN sample_bytes IS NULL THEN size ELSE size * {_INV_P} END)::BIGINT"
+_SAMPLED_BLOCKS = """(SELECT a.*, r.sample_bytes FROM _allocations a LEFT JOIN (
+    SELECT pid, any_value(sample_bytes) AS sample_bytes FROM processes
+    WHERE mode = 'sampled' AND sample_bytes > 0 GROUP BY pid) r ON r.pid = a.pid)"""
+
+
+def _deltas_sql(group: str, weighted: bool = False) -> str:
+    """(g, t, pid, seq, is_start, delta) for every start and every counted end of a block.
+
+    ``weighted``: a sampled process's blocks count the bytes they stand for (estimates).
+    """
+    size, source = (_WEIGHTED, _SAMPLED_BLOCKS) if weighted else ("size::BIGINT", "_allocations")
     return f"""
-        SELECT {group} AS g, ts_ns AS t, pid, seq, 1 AS is_start, size::BIGINT AS delta
-        FROM _allocations
+        SELECT {group} AS g, ts_ns AS t, pid, seq, 1 AS is_start, {size} AS delta
+        FROM {source}
         UNION ALL
         SELECT {group} AS g, end_ts_ns AS t, pid, end_seq AS seq, 0 AS is_start,
-               -(size::BIGINT) AS delta
-        FROM _allocations WHERE end_ts_ns IS NOT NULL"""
+               -({size}) AS delta
+        FROM {source} WHERE end_ts_ns IS NOT NULL"""
 
 
 _SPANS = """s AS (SELECT unnest(?::BIGINT[]) AS g, unnest(?::BIGINT[]) AS lo,
                          unnest(?::BIGINT[]) AS width)"""
 
 
-def _peaks(con: duckdb.DuckDBPyConnection, by_pid: bool) -> dict[int, tuple[int, int | None]]:
-    """Exact peak and its first time per pid (``by_pid``) or for all pids together (key 0)."""
+def _peaks(
+    con: duckdb.DuckDBPyConnection, by_pid: bool, weighted: bool = False,
+) -> dict[int, tuple[int, int | None]]:
+    """Exact peak and its first time per pid (``by_pid``) or for all pids together (key 0).
+
+    ``weighted``: sampled processes' blocks count the bytes they stand for (an estimate).
+    """
     group = "pid" if by_pid else "0"
     spans = con.execute(
         f"""SELECT {group} AS g, min(ts_ns), max(coalesce(end_ts_ns, ts_ns))
@@ -83,7 +102,7 @@ def _peaks(con: duckdb.DuckDBPyConnection, by_pid: bool) -> dict[int, tuple[int,
     los = [int(lo) for _, lo, _ in spans]
     widths = [max(1, (int(hi) - int(lo)) // PEAK_BUCKETS + 1) for _, lo, hi in spans]
     span_params = [groups, los, widths]
-    deltas = _deltas_sql(group)
+    deltas = _deltas_sql(group, weighted)
     buckets = con.execute(
         f"""WITH {_SPANS}, d AS ({deltas}),
         db AS (SELECT d.g, d.delta, (d.t - s.lo) // s.width AS bucket
@@ -146,16 +165,21 @@ def _edge_time(
     return None
 
 
-def peak(con: duckdb.DuckDBPyConnection, pid: int | None = None) -> tuple[int, int | None]:
+def peak(
+    con: duckdb.DuckDBPyConnection, pid: int | None = None, weighted: bool = False,
+) -> tuple[int, int | None]:
     """``(peak_memory, peak_ts_ns)``: the exact maximum of live bytes and when it was reached.
 
     For one pid, or for all pids together (their live bytes summed in time order).
     ``(0, None)`` without allocations. Computed for every pid at once and cached until the
-    block state changes.
+    block state changes. ``weighted``: a sampled process's blocks count the bytes they stand
+    for (the estimated peak; the same as unweighted for other modes).
     """
+    tag = "_w" if weighted else ""
     if pid is None:
-        return _cached(con, "peak_all", lambda: _peaks(con, False)).get(0, (0, None))
-    by_pid = _cached(con, "peak_by_pid", lambda: _peaks(con, True))
+        return _cached(con, "peak_all" + tag, lambda: _peaks(con, False, weighted)).get(
+            0, (0, None))
+    by_pid = _cached(con, "peak_by_pid" + tag, lambda: _peaks(con, True, weighted))
     return by_pid.get(int(pid), (0, None))
 
 
@@ -179,8 +203,19 @@ def process_stats(con: duckdb.DuckDBPyConnection, pid: int | None = None) -> dic
     Keys: ``active_memory``, ``peak_memory``, ``peak_ts_ns``, ``active_allocations``,
     ``total_allocations``, ``total_allocated``, ``total_deallocations``, ``total_freed`` (and
     its synonym ``total_deallocated``, the name ``MemoryStats`` uses),
-    ``unmatched_frees``, ``unrecorded_frees``, ``folded_allocations``, ``folded_bytes``; and
-    ``peak_memory_in_process`` when an aggregated-mode producer measured its own peak.
+    ``unmatched_frees``, ``unrecorded_frees``, ``folded_allocations``, ``folded_bytes``,
+    ``peak_memory_source`` and ``active_memory_source`` (``"log"`` or ``"measured in
+    process"``); ``peak_memory_in_process`` / ``active_memory_in_process`` when an
+    aggregated-mode producer measured its own figures; ``modes``: the capture mode of each
+    process covered; and for sampled processes the estimates of :func:`_sampled`.
+
+    Aggregated mode folds short-lived pairs at the source, so the log never sees the
+    transient that made the peak: for such a process the producer's measured peak (from its
+    live map) replaces the log's when it is higher, with ``peak_ts_ns`` None (the measurement
+    has no instant). Its measured current bytes replace the log's active bytes when the
+    measurement is at least as recent as the process's last memory event. For several
+    processes together, the peak is the highest of the log's combined peak and each
+    process's own peak (a lower bound; ``peak_memory_source`` says so).
     """
     ensure_materialized(con)
     totals = _cached(con, "totals", lambda: _totals_by_pid(con))
@@ -188,7 +223,6 @@ def process_stats(con: duckdb.DuckDBPyConnection, pid: int | None = None) -> dic
     zero = (0,) * 10
     n_alloc, allocated, n_free, freed, n_active, active, reused, unmatched, folded_n, \
         folded_b = (sum(totals.get(k, zero)[i] for k in keys) for i in range(10))
-    in_process = [totals[k][10] for k in keys if k in totals and totals[k][10] is not None]
     peak_bytes, peak_ts = peak(con, pid)
     stats: dict[str, Any] = {
         "active_memory": active,
@@ -204,17 +238,106 @@ def process_stats(con: duckdb.DuckDBPyConnection, pid: int | None = None) -> dic
         "unrecorded_frees": reused,
         "folded_allocations": folded_n,
         "folded_bytes": folded_b,
+        "peak_memory_source": "log",
+        "active_memory_source": "log",
+        "modes": sorted({str(totals[k][_MODE]) for k in keys
+                         if k in totals and totals[k][_MODE] is not None}),
     }
-    if in_process:
-        stats["peak_memory_in_process"] = max(in_process)
+    _apply_sampled(con, stats, totals, keys, pid)
+    _apply_measured(con, stats, totals, keys, pid)
     return stats
 
 
+#: The totals a sampled process only estimates (its log holds samples, not every block).
+ESTIMATED_KEYS = ("total_allocations", "total_allocated", "total_deallocations", "total_freed",
+                  "total_deallocated", "active_allocations", "active_memory", "peak_memory")
+
+
+def _apply_sampled(
+    con: duckdb.DuckDBPyConnection, stats: dict[str, Any], totals: dict[int, tuple[Any, ...]],
+    keys: list[int], pid: int | None,
+) -> None:
+    """Scale a sampled process's figures to estimates; keep the raw ones under ``samples``.
+
+    Each sampled block of ``size`` bytes stands for ``1 / p`` blocks and ``size / p`` bytes,
+    ``p = 1 - exp(-size / sample_bytes)`` (the probability that sampling by byte volume picks
+    it): the Horvitz-Thompson estimator, unbiased for counts and bytes.
+    """
+    sampled = [k for k in keys if k in totals and totals[k][_MODE] == "sampled"
+               and totals[k][_SAMPLE_BYTES]]
+    if not sampled:
+        return
+    est = _cached(con, "estimates", lambda: _estimates_by_pid(con))
+    raw = [sum(totals[k][i] for k in sampled) for i in (0, 1, 2, 3, 4, 5)]
+    guess = [sum(est.get(k, (0.0,) * 6)[i] for k in sampled) for i in range(6)]
+    samples = dict(zip(("allocations", "allocated", "deallocations", "freed",
+                        "active_allocations", "active_memory"), raw, strict=True))
+    targets = ("total_allocations", "total_allocated", "total_deallocations", "total_freed",
+               "active_allocations", "active_memory")
+    for key, r, g in zip(targets, raw, guess, strict=True):
+        stats[key] += round(g) - r
+    stats["total_deallocated"] = stats["total_freed"]
+    if len(sampled) == len(keys):
+        samples["peak_memory"] = stats["peak_memory"]
+    stats["peak_memory"], stats["peak_ts_ns"] = peak(con, pid, weighted=True)
+    stats["samples"] = samples
+    stats["estimated"] = True
+    stats["estimated_keys"] = list(ESTIMATED_KEYS)
+    stats["sample_bytes"] = sorted({int(totals[k][_SAMPLE_BYTES]) for k in sampled})
+
+
+def _estimates_by_pid(con: duckdb.DuckDBPyConnection) -> dict[int, tuple[float, ...]]:
+    """Per sampled pid: estimated (blocks, bytes, freed blocks, freed bytes, live, live bytes)."""
+    found = con.execute(
+        f"""SELECT pid, sum({_INV_P}), sum(size * {_INV_P}),
+            coalesce(sum({_INV_P}) FILTER (WHERE free_ts_ns IS NOT NULL), 0),
+            coalesce(sum(size * {_INV_P}) FILTER (WHERE free_ts_ns IS NOT NULL), 0),
+            coalesce(sum({_INV_P}) FILTER (WHERE end_ts_ns IS NULL), 0),
+            coalesce(sum(size * {_INV_P}) FILTER (WHERE end_ts_ns IS NULL), 0)
+        FROM {_SAMPLED_BLOCKS} WHERE sample_bytes IS NOT NULL GROUP BY pid ORDER BY pid"""
+    ).fetchall()
+    return {int(r[0]): tuple(float(v) for v in r[1:]) for r in found}
+
+
+#: Indexes of the extra per-pid values of :func:`_totals_by_pid` after the ten sums.
+_PEAK_IN, _CURRENT_IN, _MEASURED_TS, _LAST_TS, _MODE, _SAMPLE_BYTES = range(10, 16)
+MEASURED = "measured in process"
+
+
+def _apply_measured(
+    con: duckdb.DuckDBPyConnection, stats: dict[str, Any], totals: dict[int, tuple[Any, ...]],
+    keys: list[int], pid: int | None,
+) -> None:
+    """Use aggregated-mode producers' own measurements where the log cannot know better."""
+    measured = {k: totals[k] for k in keys
+                if k in totals and totals[k][_MODE] == "aggregated"
+                and totals[k][_PEAK_IN] is not None}
+    if not measured:
+        return
+    stats["peak_memory_in_process"] = max(int(t[_PEAK_IN]) for t in measured.values())
+    own_peaks = {k: max(int(t[_PEAK_IN]), peak(con, k)[0]) for k, t in measured.items()}
+    best = max(own_peaks.values())
+    if best > stats["peak_memory"]:
+        stats["peak_memory"], stats["peak_ts_ns"] = best, None
+        stats["peak_memory_source"] = MEASURED if pid is not None or len(keys) == 1 else (
+            MEASURED + "; the highest single process, a lower bound for all together")
+    fresh = {k: t for k, t in measured.items()
+             if t[_CURRENT_IN] is not None
+             and (t[_LAST_TS] is None or t[_MEASURED_TS] >= t[_LAST_TS])}
+    if fresh:
+        stats["active_memory_in_process"] = sum(int(t[_CURRENT_IN]) for t in fresh.values())
+        logged = sum(int(t[5]) for t in fresh.values())
+        stats["active_memory"] += stats["active_memory_in_process"] - logged
+        stats["active_memory_source"] = MEASURED
+
+
 def _totals_by_pid(con: duckdb.DuckDBPyConnection) -> dict[int, tuple[Any, ...]]:
-    """Per pid: the eleven numbers :func:`process_stats` sums.
+    """Per pid: the ten numbers :func:`process_stats` sums, then what it needs besides.
 
     (blocks, bytes, freed blocks, freed bytes, live blocks, live bytes, reused, unmatched
-    frees, folded pairs, folded bytes, in-process peak or None).
+    frees, folded pairs, folded bytes; in-process peak, in-process current bytes, the time of
+    that measurement, the last memory event's time, mode, sample_bytes -- each None when
+    unknown).
     """
     found = con.execute(
         """WITH a AS (
@@ -223,18 +346,24 @@ def _totals_by_pid(con: duckdb.DuckDBPyConnection) -> dict[int, tuple[Any, ...]]
                 coalesce(sum(size) FILTER (WHERE free_ts_ns IS NOT NULL), 0) AS bf,
                 count(*) FILTER (WHERE end_ts_ns IS NULL) AS na,
                 coalesce(sum(size) FILTER (WHERE end_ts_ns IS NULL), 0) AS ba,
-                count(reused_ts_ns) AS nr
+                count(reused_ts_ns) AS nr,
+                max(coalesce(end_ts_ns, ts_ns)) AS last_ts
             FROM _allocations GROUP BY pid),
         u AS (SELECT pid, count(*) AS nu FROM _notable_ends WHERE NOT matched GROUP BY pid),
         f AS (SELECT pid, sum(alloc_count) AS fn, sum(alloc_bytes) AS fb
               FROM raw_aggregates GROUP BY pid),
-        p AS (SELECT pid, max(peak_bytes) AS pk FROM producer_stats_latest GROUP BY pid),
+        p AS (SELECT pid, max(peak_bytes) AS pk, any_value(current_bytes) AS cb,
+                     max(ts_ns) AS mts
+              FROM producer_stats_latest GROUP BY pid),
+        m AS (SELECT pid, any_value(mode) AS mode, any_value(sample_bytes) AS sb
+              FROM processes GROUP BY pid),
         ids AS (SELECT pid FROM a UNION SELECT pid FROM u UNION SELECT pid FROM f
                 UNION SELECT pid FROM p)
         SELECT ids.pid, coalesce(n, 0), coalesce(b, 0), coalesce(nf, 0), coalesce(bf, 0),
                coalesce(na, 0), coalesce(ba, 0), coalesce(nr, 0), coalesce(nu, 0),
-               coalesce(fn, 0), coalesce(fb, 0), pk
+               coalesce(fn, 0), coalesce(fb, 0), pk, cb, mts, last_ts, mode, sb
         FROM ids LEFT JOIN a ON a.pid = ids.pid LEFT JOIN u ON u.pid = ids.pid
-        LEFT JOIN f ON f.pid = ids.pid LEFT JOIN p ON p.pid = ids.pid ORDER BY ids.pid"""
+        LEFT JOIN f ON f.pid = ids.pid LEFT JOIN p ON p.pid = ids.pid
+        LEFT JOIN m ON m.pid = ids.pid ORDER BY ids.pid"""
     ).fetchall()
-    return {int(r[0]): tuple(int(v) for v in r[1:11]) + (r[11],) for r in found}
+    return {int(r[0]): tuple(int(v) for v in r[1:11]) + tuple(r[11:]) for r in found}

@@ -10,7 +10,8 @@ from typing import Any
 from memscope.analyzers.query_command import open_or_fail, write_table
 
 _COLUMNS = (
-    ("pid", "pid"), ("argv", "program"), ("active_memory", "active"), ("peak_memory", "peak"),
+    ("pid", "pid"), ("argv", "program"), ("mode", "mode"), ("active_memory", "active"),
+    ("peak_memory", "peak"),
     ("active_allocations", "live blocks"), ("total_allocations", "allocations"),
     ("total_allocated", "allocated"), ("total_deallocations", "frees"),
     ("unmatched_frees", "unmatched frees"),
@@ -56,16 +57,43 @@ def collect(log: str) -> dict[str, Any]:
         con.close()
 
 
-def print_stats(stats: dict[str, Any], out: Any) -> None:
-    """The human-readable form."""
-    t = stats["total"]
-    out.write(f"active memory     {human_bytes(t['active_memory'])} "
-              f"in {t['active_allocations']} blocks\n")
-    out.write(f"peak memory       {human_bytes(t['peak_memory'])}\n")
-    out.write(f"allocations       {t['total_allocations']} ({human_bytes(t['total_allocated'])})\n")
-    out.write(f"deallocations     {t['total_deallocations']} ({human_bytes(t['total_freed'])})\n")
+def _figure(stats: dict[str, Any], key: str, text: str) -> str:
+    """``text``, marked ``~`` when ``stats`` only estimates ``key`` (sampled mode)."""
+    return f"~{text}" if stats.get("estimated") and key in stats.get("estimated_keys", ()) \
+        else text
+
+
+def _source(stats: dict[str, Any], key: str) -> str:
+    source = stats.get(f"{key}_source")
+    return f" ({source})" if source and source != "log" else ""
+
+
+def _print_total(t: dict[str, Any], out: Any) -> None:
+    est = " estimated" if t.get("estimated") else ""
+    out.write(f"active memory     {_figure(t, 'active_memory', human_bytes(t['active_memory']))} "
+              f"in {_figure(t, 'active_allocations', str(t['active_allocations']))} blocks"
+              f"{_source(t, 'active_memory')}\n")
+    out.write(f"peak memory       {_figure(t, 'peak_memory', human_bytes(t['peak_memory']))}"
+              f"{_source(t, 'peak_memory')}\n")
+    out.write(f"allocations       {_figure(t, 'total_allocations', str(t['total_allocations']))} "
+              f"({_figure(t, 'total_allocated', human_bytes(t['total_allocated']))}){est}\n")
+    n_free = _figure(t, "total_deallocations", str(t["total_deallocations"]))
+    out.write(f"deallocations     {n_free}"
+              f" ({_figure(t, 'total_freed', human_bytes(t['total_freed']))}){est}\n")
+    samples = t.get("samples")
+    if samples:
+        rates = ", ".join(human_bytes(b) for b in t.get("sample_bytes", []))
+        out.write(f"samples           {samples['allocations']} sampled allocations "
+                  f"({human_bytes(samples['allocated'])}), {samples['deallocations']} sampled "
+                  f"frees; one sample per {rates} allocated on average (~ = estimated from "
+                  f"them)\n")
     out.write(f"unmatched frees   {t['unmatched_frees']} (of blocks the log never saw allocated; "
               f"ignored in the totals)\n\n")
+
+
+def print_stats(stats: dict[str, Any], out: Any) -> None:
+    """The human-readable form."""
+    _print_total(stats["total"], out)
     table = []
     for p in stats["processes"]:
         row = []
@@ -75,7 +103,9 @@ def print_stats(stats: dict[str, Any], out: Any) -> None:
                 value = " ".join(value or [])[:40]
             elif key in ("active_memory", "peak_memory", "total_allocated"):
                 value = human_bytes(value)
-            row.append(value)
+            if key == "peak_memory" and p.get("peak_memory_source", "log") != "log":
+                value = f"{value} (measured)"
+            row.append(_figure(p, key, str(value)) if value is not None else value)
         table.append(row)
     write_table([label for _, label in _COLUMNS], table, out)
     if stats["ingest"]:

@@ -85,6 +85,7 @@ class LogBuilder:
         host: str = "testhost",
         argv: Sequence[str] = ("app.py",),
         mode: str = "full",
+        sample_bytes: int | None = None,
         exit_ts_ns: int | None = None,
         exit_code: int = 0,
     ) -> None:
@@ -92,7 +93,7 @@ class LogBuilder:
         base = {
             "pid": pid, "ppid": ppid, "host": host, "producer": f"{host}:{pid}:{ts_ns}",
             "argv": list(argv), "executable": "/usr/bin/python3", "python": "3.11.7",
-            "mode": mode, "sample_bytes": None,
+            "mode": mode, "sample_bytes": sample_bytes,
         }
         self._rows["processes"].append({**base, "ts_ns": ts_ns, "event": "start",
                                         "exit_code": None})

@@ -24,7 +24,8 @@ def test_known_totals():
         "total_allocations": 4 + 7, "total_allocated": 240 + 700,
         "total_deallocations": 2 + 7, "total_freed": 150 + 700, "unmatched_frees": 1,
         "unrecorded_frees": 0, "folded_allocations": 7, "folded_bytes": 700,
-        "total_deallocated": 150 + 700,
+        "total_deallocated": 150 + 700, "peak_memory_source": "log",
+        "active_memory_source": "log", "modes": [],
     }
 
 
@@ -105,3 +106,60 @@ def test_per_process_peaks_match_a_python_replay(seed, monkeypatch):
     for pid, expected in ((1, first), (2, second)):
         stats = process_stats(con, pid)
         assert {k: stats[k] for k in expected} == expected
+
+
+def _aggregated_log():
+    """An aggregated-mode process: a 6,000-byte transient folded at the source."""
+    b = LogBuilder()
+    b.process(1, 0, mode="aggregated")
+    b.alloc(1, 10, 0x100, 1000)
+    b.free(1, 20, 0x100)
+    b.alloc(1, 30, 0x200, 500)
+    b.aggregate(1, 40, 0, alloc_count=3, alloc_bytes=6000)
+    b.producer_stats(1, 50, events=3, current_bytes=500, peak_bytes=6500)
+    return b
+
+
+def test_aggregated_mode_uses_the_measured_peak():
+    con = connect_tables(_aggregated_log().tables())
+    for pid in (1, None):
+        stats = process_stats(con, pid)
+        assert stats["peak_memory"] == 6500 and stats["peak_ts_ns"] is None
+        assert stats["peak_memory_source"] == memstats.MEASURED
+        assert stats["active_memory"] == 500 and stats["active_memory_source"] == memstats.MEASURED
+
+
+def test_aggregated_mode_keeps_the_log_peak_when_it_is_higher():
+    b = _aggregated_log()
+    b.producer_stats(1, 60, events=4, current_bytes=500, peak_bytes=900)
+    stats = process_stats(connect_tables(b.tables()), 1)
+    assert stats["peak_memory"] == 1000 and stats["peak_ts_ns"] == 10
+    assert stats["peak_memory_source"] == "log"
+
+
+def test_full_mode_ignores_in_process_figures():
+    b = LogBuilder()
+    b.process(1, 0, mode="full")
+    b.alloc(1, 10, 0x100, 1000)
+    b.producer_stats(1, 50, events=1, current_bytes=7, peak_bytes=99_999)
+    stats = process_stats(connect_tables(b.tables()), 1)
+    assert stats["peak_memory"] == 1000 and stats["peak_memory_source"] == "log"
+    assert stats["active_memory"] == 1000
+
+
+def test_sampled_mode_scales_samples_to_estimates():
+    b = LogBuilder()
+    b.process(1, 0, mode="sampled", sample_bytes=1000)
+    b.alloc(1, 10, 0x100, 1000)   # p = 1 - e^-1: stands for 1.582 blocks, 1582 bytes
+    b.alloc(1, 20, 0x200, 100_000)  # p ~ 1: stands for itself
+    b.free(1, 30, 0x200)
+    stats = process_stats(connect_tables(b.tables()), 1)
+    w = 1 / (1 - np.exp(-1.0))
+    assert stats["estimated"] is True and stats["sample_bytes"] == [1000]
+    assert stats["samples"] == {"allocations": 2, "allocated": 101_000, "deallocations": 1,
+                                "freed": 100_000, "active_allocations": 1,
+                                "active_memory": 1000, "peak_memory": 101_000}
+    assert stats["total_allocations"] == round(w + 1)
+    assert stats["total_allocated"] == round(1000 * w + 100_000)
+    assert stats["active_memory"] == round(1000 * w)
+    assert stats["peak_memory"] == round(1000 * w) + 100_000 and stats["peak_ts_ns"] == 20

@@ -98,3 +98,27 @@ def test_compact_copies_every_table_to_parquet(tmp_path, capsys):
     assert pq.read_table(out / "processes.parquet").num_rows == 1
     info = json.loads((out / "compact.json").read_text())
     assert info["tables"]["memory"] == 2 and info["source_log_id"]
+
+
+def test_stats_names_each_mode_and_labels_samples_and_measured_peaks(tmp_path, capsys):
+    b = LogBuilder()
+    b.process(1, 0, mode="aggregated", argv=("agg.py",))
+    b.alloc(1, 10, 0x100, 1000)
+    b.aggregate(1, 20, 0, alloc_count=3, alloc_bytes=6000)
+    b.producer_stats(1, 30, events=1, current_bytes=1000, peak_bytes=7 * 1024 * 1024)
+    b.process(2, 0, mode="sampled", sample_bytes=65536, argv=("sampled.py",))
+    b.alloc(2, 10, 0x100, 65536)
+    write_log(b.tables(), tmp_path / "run" / "events")
+    assert main(["stats", str(tmp_path / "run"), "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    agg, sampled = stats["processes"]
+    assert agg["mode"] == "aggregated" and agg["peak_memory"] == 7 * 1024 * 1024
+    assert agg["peak_memory_source"] == "measured in process"
+    assert sampled["mode"] == "sampled" and sampled["estimated"] is True
+    assert sampled["samples"]["allocations"] == 1 and sampled["total_allocations"] == 2
+    assert main(["stats", str(tmp_path / "run")]) == 0
+    text = capsys.readouterr().out
+    assert "aggregated" in text and "sampled" in text
+    assert "7.0 MiB (measured)" in text and "(measured in process)" in text
+    assert "1 sampled allocations" in text and "~2" in text
+    assert "7.0 MiB (measured in process; the highest single process" in text
