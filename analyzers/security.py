@@ -3,14 +3,16 @@
 Findings (``violation_reports``), each with kind, severity, the real stack of the event that
 proves it, related allocations and a remediation line:
 
-``double_free`` (critical, or low)
-    a block's address freed twice with no allocation of that address in between: the log
-    holds the allocation, its free, and the second free. ``confidence`` is ``high`` (severity
-    critical) when the second free has a Python stack and runs on the allocating thread;
-    otherwise ``low`` (severity low): an allocation the tracer never saw -- on an ignored
-    thread, made by the tracer itself, or while tracing was off -- between the two frees
-    produces the same events. Not reported for sampled processes (a sample does not see
-    every allocation).
+``double_free`` (critical)
+    a block's address freed twice with no allocation of that address in between from any
+    thread: the log holds the allocation, its free, and the second free, and the second free
+    has a Python stack and runs on the allocating thread (a traced thread, so an allocation
+    between the frees would be in the log). Any other such pattern -- a second free on
+    another thread or without a Python stack -- is not a finding: an allocation the tracer
+    never saw (on its ignored publisher thread, made by the tracer itself, while tracing was
+    off) reusing the address produces the same events. Those patterns are only counted, in
+    ``summary.unprovable_double_free_patterns``. Not reported for sampled processes (a sample
+    does not see every allocation).
 ``domain_mismatch`` (high)
     a block ended by a free/realloc of another allocator domain than the one it came from
     (e.g. ``PyMem_Malloc`` memory released with ``PyObject_Free``).
@@ -78,40 +80,48 @@ def _alloc(con: duckdb.DuckDBPyConnection, r: dict[str, Any]) -> dict:
             "tid": r["a_tid"], "stack": stack_info(con, r["pid"], r["a_stack"])}
 
 
-def _with_allocation(con: duckdb.DuckDBPyConnection, finding_sql: str) -> list[dict[str, Any]]:
-    """Rows of ``finding_sql`` (with pid, address, rel_ts) joined to their allocation."""
+def _with_allocation(
+    con: duckdb.DuckDBPyConnection, finding_sql: str, where: str = "TRUE",
+) -> list[dict[str, Any]]:
+    """Rows of ``finding_sql`` (with pid, address, rel_ts) joined to their allocation.
+
+    ``where`` filters the joined rows (``f`` the finding, ``a`` its allocation).
+    """
     return rows(
         con,
         f"""WITH f AS ({finding_sql})
         SELECT f.*, a.ts_ns AS a_ts, a.size AS a_size, a.domain AS a_domain,
                a.stack_id AS a_stack, a.tid AS a_tid
-        FROM f {_RELATED} ORDER BY f.ts_ns, f.pid, f.seq""",
+        FROM f {_RELATED} WHERE {where} ORDER BY f.ts_ns, f.pid, f.seq""",
     )
 
 
-def double_frees(con: duckdb.DuckDBPyConnection) -> tuple[int, list[dict[str, Any]]]:
-    """Second frees of an already freed block."""
-    found = _with_allocation(
-        con,
-        f"""SELECT pid, tid, seq, ts_ns, address, kind, domain, stack_id, previous_end_ts_ns,
-                   first_alloc_ts_ns AS rel_ts
-        FROM _notable_ends WHERE repeated_end AND {_NOT_SAMPLED}""",
-    )
+_REPEATED_ENDS = f"""SELECT pid, tid, seq, ts_ns, address, kind, domain, stack_id,
+           previous_end_ts_ns, first_alloc_ts_ns AS rel_ts
+    FROM _notable_ends WHERE repeated_end AND {_NOT_SAMPLED}"""
+
+
+def double_frees(con: duckdb.DuckDBPyConnection) -> tuple[int, list[dict[str, Any]], int]:
+    """Provable second frees of an already freed block.
+
+    Returns (count, findings, unprovable patterns): a repeated free counts as a double free
+    only when it has a Python stack and runs on the thread that allocated the block; the
+    other repeated frees (which an untraced allocation in between would explain) are only
+    counted.
+    """
+    found = _with_allocation(con, _REPEATED_ENDS, "f.stack_id <> 0 AND a.tid = f.tid")
+    patterns = int(con.execute(f"SELECT count(*) FROM ({_REPEATED_ENDS})").fetchall()[0][0])
     out = []
     for r in found[:MAX_FINDINGS_PER_KIND]:
         alloc = _alloc(con, r)
-        sure = bool(r["stack_id"]) and r["a_tid"] == r["tid"]
         out.append({
-            "kind": "double_free", "severity": "critical" if sure else "low",
-            "confidence": "high" if sure else "low",
+            "kind": "double_free", "severity": "critical", "confidence": "high",
             "pid": r["pid"], "tid": r["tid"], "ts_ns": r["ts_ns"], "address": r["address"],
             "message": (f"{KIND_NAMES.get(r['kind'], r['kind'])} of address {r['address']:#x} "
                         f"already freed at ts_ns {r['previous_end_ts_ns']}"
                         + (f"; allocated at ts_ns {alloc['ts_ns']} ({alloc['size']} bytes)"
                            if alloc else "")
-                        + ("" if sure else "; no Python frame or another thread: an "
-                           "allocation the tracer did not see (an ignored thread, the tracer's "
-                           "own, after tracing stopped) would look the same")),
+                        + "; no allocation of that address in between on any traced thread"),
             "stack": stack_info(con, r["pid"], r["stack_id"]),
             "related_allocations": ([alloc] if alloc else []) + [
                 {"role": "first_free", "ts_ns": r["previous_end_ts_ns"], "address": r["address"]}
@@ -119,7 +129,7 @@ def double_frees(con: duckdb.DuckDBPyConnection) -> tuple[int, list[dict[str, An
             "remediation": "Free each block once: clear the pointer after freeing it, and check "
                            "which owner (C extension, ctypes/cffi code) releases it.",
         })
-    return len(found), out
+    return len(found), out, patterns - len(found)
 
 
 def domain_mismatches(con: duckdb.DuckDBPyConnection) -> tuple[int, list[dict[str, Any]]]:
@@ -191,10 +201,15 @@ def leak_sites(
 
 def leaks(
     con: duckdb.DuckDBPyConnection, checkpoints: int
-) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """Leak findings, and the totals of the sites alive at exit that do not grow."""
+) -> tuple[list[dict[str, Any]], dict[str, int], dict[str, int]]:
+    """Leak findings, the totals of the sites alive at exit that do not grow, and counts.
+
+    Only the first :data:`MAX_FINDINGS_PER_KIND` findings are built; the counts (by
+    severity) cover every leaking site.
+    """
     k = max(2, int(checkpoints))
     out: list[dict[str, Any]] = []
+    counts: dict[str, int] = {}
     retained = {"sites": 0, "blocks": 0, "bytes": 0}
     sites = leak_sites(con, k)
     samples = _samples_live(con)
@@ -210,9 +225,13 @@ def leaks(
             retained["blocks"] += site["blocks"]
             retained["bytes"] += site["bytes"]
             continue
+        severity = "high" if confidence == "high" else "medium"
+        counts[severity] = counts.get(severity, 0) + 1
+        if len(out) >= MAX_FINDINGS_PER_KIND:
+            continue
         where = "at exit" if site["process_exited"] else "at the end of the log"
         out.append({
-            "kind": "leak", "severity": "high" if confidence == "high" else "medium",
+            "kind": "leak", "severity": severity,
             "pid": site["pid"], "confidence": confidence,
             "growth_ratio": round(grows / (k - 1), 3),
             "alive_blocks": site["blocks"], "alive_bytes": site["bytes"],
@@ -227,9 +246,7 @@ def leaks(
             "remediation": "Find who keeps these objects reachable (caches, module globals, "
                            "growing lists or dicts) and bound or clear it.",
         })
-        if len(out) >= MAX_FINDINGS_PER_KIND:
-            break
-    return out, retained
+    return out, retained, counts
 
 
 def _samples_live(con: duckdb.DuckDBPyConnection) -> dict[tuple[int, int], list[dict]]:
@@ -348,33 +365,46 @@ def _unprovable(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
 
 
 def run(con: duckdb.DuckDBPyConnection, options: AnalyzerOptions) -> dict[str, Any]:
-    """Build the security report and write it; returns the report."""
-    n_double, doubles = double_frees(con)
+    """Build the security report and write it; returns the report.
+
+    ``summary`` counts every finding (``by_kind``, ``by_severity``, ``total_violations``)
+    before each kind is cut to :data:`MAX_FINDINGS_PER_KIND` in ``violation_reports``;
+    ``truncated`` says whether any was cut and ``kept_violations`` how many are listed.
+    """
+    n_double, doubles, unprovable_doubles = double_frees(con)
     n_mismatch, mismatches = domain_mismatches(con)
-    leak_findings, retained = leaks(con, options.leak_checkpoints)
+    leak_findings, retained, leak_counts = leaks(con, options.leak_checkpoints)
     n_big, big = oversized(con, options.oversized_bytes)
     n_interior, interior, interior_checked = interior_frees(con)
     findings = doubles + mismatches + leak_findings + big + interior
     findings.sort(key=lambda f: (_SEVERITY_ORDER[f["severity"]], f["kind"],
                                  f.get("ts_ns") or 0, f["pid"], f.get("address") or 0,
                                  -f.get("alive_bytes", 0), f["stack"]["stack_id"]))
-    by_severity: dict[str, int] = {}
-    for f in findings:
-        by_severity[f["severity"]] = by_severity.get(f["severity"], 0) + 1
+    by_kind = {"double_free": n_double, "domain_mismatch": n_mismatch,
+               "leak": sum(leak_counts.values()), "oversized_allocation": n_big,
+               "invalid_free": n_interior}
+    by_severity = dict(leak_counts)
+    for severity, n in (("critical", n_double), ("high", n_mismatch + n_interior),
+                        ("medium", n_big)):
+        if n:
+            by_severity[severity] = by_severity.get(severity, 0) + n
+    total = sum(by_kind.values())
     report: dict[str, Any] = {
         "metadata": metadata(con, FILE_KIND, options,
                              "Findings the allocator events prove, with stacks and remedies"),
         "summary": {
-            "total_violations": n_double + n_mismatch + len(leak_findings) + n_big
-                                + n_interior,
-            "by_kind": {"double_free": n_double, "domain_mismatch": n_mismatch,
-                        "leak": len(leak_findings), "oversized_allocation": n_big,
-                        "invalid_free": n_interior},
+            "total_violations": total,
+            "by_kind": by_kind,
+            "truncated": len(findings) < total,
+            "kept_violations": len(findings),
+            "max_findings_per_kind": MAX_FINDINGS_PER_KIND,
             "invalid_free_checked": interior_checked,
-            "by_severity": by_severity,
+            "by_severity": dict(sorted(by_severity.items(),
+                                       key=lambda kv: _SEVERITY_ORDER[kv[0]])),
             "thresholds": {"oversized_bytes": options.oversized_bytes,
                            "leak_checkpoints": max(2, options.leak_checkpoints)},
             "retained_at_exit": retained,
+            "unprovable_double_free_patterns": unprovable_doubles,
             "unprovable": _unprovable(con),
         },
         "violation_reports": findings,

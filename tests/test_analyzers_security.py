@@ -114,8 +114,56 @@ def test_a_double_free_without_a_python_stack_has_low_confidence():
     b.alloc(1, 10, 0xD00, 64, tid=1)
     b.free(1, 20, 0xD00, tid=1)
     b.free(1, 30, 0xD00, tid=2)  # no Python frame, another thread
-    (finding,) = _findings(analyze(b, "security"), "double_free")
-    assert (finding["confidence"], finding["severity"]) == ("low", "low")
+    report = analyze(b, "security")
+    assert _findings(report, "double_free") == []
+    assert report["summary"]["unprovable_double_free_patterns"] == 1
+    assert report["summary"]["by_kind"]["double_free"] == 0
+
+
+def test_frees_by_the_untraced_publisher_thread_are_not_double_frees():
+    """A clean pure-Python run: the tracer's ignored thread frees blocks it allocated untraced
+    at addresses a traced thread used and freed before (alloc/free/free in the log)."""
+    b = LogBuilder()
+    b.process(1, 0)
+    site = b.stack(1, [("main", "app.py", 1)])
+    for i in range(300):
+        address, t = 0x10000 + 64 * (i % 50), 100 * i
+        b.alloc(1, t, address, 48, tid=1, stack_id=site)
+        b.free(1, t + 10, address, tid=1, stack_id=site)
+        b.free(1, t + 20, address, tid=99)  # the publisher's free of its own untraced block
+        b.alloc(1, t + 30, address, 48, tid=1, stack_id=site)
+        b.free(1, t + 40, address, tid=1, stack_id=site)
+    # Another thread, even with a Python stack, may have received an untraced block.
+    b.alloc(1, 90_000, 0xE00, 8, tid=1, stack_id=site)
+    b.free(1, 90_010, 0xE00, tid=1, stack_id=site)
+    b.free(1, 90_020, 0xE00, tid=3, stack_id=site)
+    report = analyze(b, "security")
+    assert report["violation_reports"] == []
+    assert report["summary"]["total_violations"] == 0
+    assert report["summary"]["unprovable_double_free_patterns"] == 301
+
+
+def test_summary_counts_every_finding_before_the_list_is_cut(monkeypatch):
+    from memscope.analyzers import security
+
+    monkeypatch.setattr(security, "MAX_FINDINGS_PER_KIND", 2)
+    b = LogBuilder()
+    for i in range(5):
+        b.alloc(1, 10 + i, 0xA000 + 0x10000 * i, 9_000)
+    b.alloc(1, 10_000, 0xB, 1)
+    for site_no in range(3):  # three sites that keep growing to the end: three leaks
+        site = b.stack(1, [("main", "app.py", 1), ("grow", "c.py", site_no + 1)])
+        for i in range(10):
+            b.alloc(1, 1_000 * i + site_no, 0x100000 * (site_no + 1) + 64 * i, 64,
+                    stack_id=site)
+    report = analyze(b, "security", oversized_bytes=5_000)
+    summary = report["summary"]
+    assert summary["by_kind"]["oversized_allocation"] == 5
+    assert summary["by_kind"]["leak"] == 3
+    assert summary["total_violations"] == 8 == sum(summary["by_severity"].values())
+    assert summary["by_severity"] == {"high": 3, "medium": 5}
+    assert summary["truncated"] is True and summary["kept_violations"] == 4
+    assert len(report["violation_reports"]) == 4
 
 
 def test_a_free_inside_a_live_block_is_invalid():
