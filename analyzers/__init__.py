@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -72,21 +71,7 @@ def select(only: Iterable[str] | None) -> list[Analyzer]:
     return [a for a in ANALYZERS.values() if a.kind in wanted]
 
 
-def run_all(
-    log: str | Path,
-    out_dir: str | Path | None = None,
-    base: str = "snapshot",
-    only: Iterable[str] | None = None,
-    jobs: int = 1,
-    **kwargs: Any,
-) -> list[Path]:
-    """Run the selected analyzers over ``log``; return the files written.
-
-    See :func:`memscope.analyzers.runner.run_all` for the keyword options.
-    """
-    from memscope.analyzers.runner import run_all as _run_all
-
-    return _run_all(log, out_dir, base=base, only=only, jobs=jobs, **kwargs)
-
+# Re-exported (imported last: the runner uses the registry above).
+from memscope.analyzers.runner import run_all  # noqa: E402
 
 __all__ = ["ANALYZERS", "Analyzer", "run_all", "select"]

@@ -88,3 +88,10 @@ def test_a_failing_analyzer_does_not_stop_the_others(run_dir, tmp_path, monkeypa
 def test_not_a_log_is_a_clear_error(tmp_path, capsys):
     assert main(["analyze", str(tmp_path)]) == 2
     assert "not a memscope log" in capsys.readouterr().err
+
+
+def test_the_package_re_exports_the_runner_s_run_all():
+    import memscope.analyzers
+    from memscope.analyzers import runner
+
+    assert memscope.analyzers.run_all is runner.run_all
