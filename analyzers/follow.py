@@ -19,6 +19,7 @@ half-written file. A round with no new rows in any table writes nothing.
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -164,10 +165,14 @@ class LiveStats:
 
     def __init__(self, log: str | Path) -> None:
         self._follower = Follower(log, AnalyzerOptions())
+        self._lock = threading.Lock()
+        self.refreshes = 0
 
     def stats(self, pid: int | None = None) -> dict[str, Any]:
-        """The totals now, for one process or all."""
+        """The totals now, for one process or all (thread-safe: calls are serialized)."""
         from memscope.analyzers.memstats import process_stats
 
-        self._follower.refresh()
-        return process_stats(self._follower.con, pid)
+        with self._lock:
+            if self._follower.refresh() is not None:
+                self.refreshes += 1
+            return process_stats(self._follower.con, pid)

@@ -27,12 +27,17 @@ Frees the log cannot match:
 
 from __future__ import annotations
 
+import threading
 import weakref
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
 from memscope.analyzers.views import materialize
+
+if TYPE_CHECKING:  # pragma: no cover
+    from memscope.analyzers.follow import LiveStats
 
 #: Buckets used by the exact peak search (more buckets: fewer rows replayed in order).
 PEAK_BUCKETS = 4096
@@ -181,6 +186,34 @@ def peak(
             0, (0, None))
     by_pid = _cached(con, "peak_by_pid" + tag, lambda: _peaks(con, True, weighted))
     return by_pid.get(int(pid), (0, None))
+
+
+#: log path -> its LiveStats (matching state kept between calls), for :func:`live_stats_for`.
+_LIVE: dict[str, LiveStats] = {}
+_LIVE_LOCK = threading.Lock()
+
+
+def live_stats_for(log: str | Path) -> LiveStats:
+    """The :class:`memscope.analyzers.follow.LiveStats` of ``log``, made once per log path.
+
+    For a long-lived reader of a growing log (the broker's ``stats`` request): each
+    ``.stats(pid)`` call matches only the memory rows written since the previous call instead
+    of the whole log. Calls on one log are serialized (one DuckDB connection behind it).
+    """
+    from memscope.analyzers.follow import LiveStats
+
+    key = str(Path(log).resolve())
+    with _LIVE_LOCK:
+        live = _LIVE.get(key)
+        if live is None:
+            live = _LIVE[key] = LiveStats(log)
+    return live
+
+
+def forget_live(log: str | Path) -> None:
+    """Drop the state :func:`live_stats_for` keeps for ``log`` (the log was closed)."""
+    with _LIVE_LOCK:
+        _LIVE.pop(str(Path(log).resolve()), None)
 
 
 def ensure_materialized(con: duckdb.DuckDBPyConnection) -> None:

@@ -174,17 +174,13 @@ class ControlHandler:
 
     def _stats(self, request: dict[str, Any]) -> dict[str, Any]:
         try:
-            views = importlib.import_module("memscope.analyzers.views")
             memstats = importlib.import_module("memscope.analyzers.memstats")
         except ImportError as exc:
             return {"ok": False, "error": f"stats need memscope.analyzers ({exc})"}
         pid = request.get("pid")
         try:
-            con = views.connect(self.broker.writer.path)
-            try:
-                stats = memstats.process_stats(con, None if pid is None else int(pid))
-            finally:
-                con.close()
+            live = memstats.live_stats_for(self.broker.writer.path)  # matched incrementally
+            stats = live.stats(None if pid is None else int(pid))
         except Exception as exc:  # noqa: BLE001 -- any analyzer failure becomes an error reply
             log.exception("stats request failed")
             return {"ok": False, "error": f"stats failed: {type(exc).__name__}: {exc}"}

@@ -96,3 +96,31 @@ def test_live_stats_follow_a_growing_log(tmp_path):
     assert live.stats(100) == process_stats(connect(events), 100)
     assert live.stats()["total_allocations"] == process_stats(connect(events))[
         "total_allocations"]
+
+
+def test_live_stats_for_keeps_one_matcher_per_log(tmp_path):
+    from memscope.analyzers import memstats
+    from memscope.analyzers.views import connect
+
+    tables = sample_log().tables()
+    first, second = _halves(tables)
+    events = tmp_path / "run" / "events"
+    write_log(first, events)
+    live = memstats.live_stats_for(events)
+    try:
+        assert memstats.live_stats_for(str(events) + "/") is live
+        assert live.stats() == memstats.process_stats(connect(events))
+        assert live.stats(100) == memstats.process_stats(connect(events), 100)
+        assert live.refreshes == 1  # the unchanged log is not matched again
+        read = dict(live._follower.read.rows)
+        _append(events, second)
+        assert memstats.live_stats_for(events).stats() == memstats.process_stats(
+            connect(events))
+        assert live.refreshes == 2
+        # only the new rows were fed: the first segment's count did not move
+        assert all(live._follower.read.rows[k] == n for k, n in read.items()
+                   if k in live._follower.read.finished)
+    finally:
+        memstats.forget_live(events)
+    assert memstats.live_stats_for(events) is not live
+    memstats.forget_live(events)

@@ -73,22 +73,17 @@ def test_feed_flush_wait_ingest_and_live_log(broker, tmp_path):
 def test_stats_op_waits_for_the_batch_and_uses_the_analyzers(broker, monkeypatch):
     seen = {}
 
-    def process_stats(con, pid):
-        seen["pid"], seen["rows"] = pid, con.rows
-        return {"active_allocations": con.rows}
-
-    class FakeConnection:
+    class FakeLiveStats:  # memstats.live_stats_for(log): matching state kept per log
         def __init__(self, log):
-            self.rows = open_log(log).dataset("memory").count_rows()
+            self.log = log
 
-        def close(self):
+        def stats(self, pid):
+            seen["pid"], seen["rows"] = pid, open_log(self.log).dataset("memory").count_rows()
             seen["closed"] = True
+            return {"active_allocations": seen["rows"]}
 
-    views = types.ModuleType("memscope.analyzers.views")
-    views.connect = FakeConnection  # type: ignore[attr-defined]
     memstats = types.ModuleType("memscope.analyzers.memstats")
-    memstats.process_stats = process_stats  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "memscope.analyzers.views", views)
+    memstats.live_stats_for = FakeLiveStats  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "memscope.analyzers.memstats", memstats)
     result = run_producer(broker.bind, 30_000, chunk=10_000, timeout=30)
     with BrokerClient(broker.control_address) as client:
