@@ -501,10 +501,10 @@ void tr_record_realloc(tr_thread_t *t, unsigned domain, void *ptr, void *old, si
                        uint64_t tick)
 {
     uint64_t addr = (uint64_t)(uintptr_t)ptr, old_addr = (uint64_t)(uintptr_t)old;
+    t->stamp_reuse = 0; /* the new block's stamp (and later ones) at or after `tick` */
     switch (tr_mode) {
     case TR_MODE_FULL:
         tr_emit(t, TR_REALLOC, domain, addr, old_addr, size, tr_stack_for(t, domain), 1, tick);
-        t->stamp_reuse = 0; /* keep later stamps of this thread at or after this reading */
         break;
     case TR_MODE_SAMPLED:
         if (tr_sampled_forget(old_addr)) {
