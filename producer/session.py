@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from memscope.config import Settings
-from memscope.producer import scopes
+from memscope.producer import callsite, scopes
 from memscope.producer.rows import Columnar, RowBuffer, merge
 from memscope.producer.signals import blocked, shield_current_thread
 from memscope.producer.threadwatch import ThreadWatcher
@@ -187,11 +187,15 @@ class Session:
     # -- fork ----------------------------------------------------------------------------------
     def after_fork_child(self) -> None:
         """In a forked child: reset capture, become a new producer, announce the parent pid."""
+        from memscope.producer.forking import reset_inherited_locks
+
         self.capture.after_fork_child()
+        reset_inherited_locks()
         self.identity = Identity.current()
         self.rows.clear()
         self.threads.reset()
-        self.registry.clear()
+        self.registry = Registry()  # not clear(): another thread may have held its lock
+        callsite.after_fork_child()
         self._announce()
         with blocked():
             self.publisher.reset_after_fork(self.identity.producer_id, self.identity.pid)
