@@ -9,7 +9,7 @@ DIR ?= MemoryAnalysis
 OUTPUT ?= dashboard.html
 PORT ?= 8080
 
-.PHONY: demo test lint typecheck install browser-deps bench html html-only html-clean clean test-native-asan screenshots bench-report html-help
+.PHONY: demo run-examples test lint typecheck install browser-deps bench html html-only html-clean clean test-native-asan screenshots bench-report html-help
 
 $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +31,34 @@ typecheck: install
 test: lint typecheck
 	$(PY) -m pytest -q
 
+# The demo's run directory: the log in $(DEMO_DIR)/events, the reports beside it.
+DEMO_DIR ?= MemoryAnalysis/demo
+
 demo: install
-	$(PY) -m memscope run examples/basic_usage.py
+	rm -rf $(DEMO_DIR)
+	$(PY) -m memscope run --out $(DEMO_DIR) examples/basic_usage.py
+	@echo
+	@echo "memscope demo: reports in $(DEMO_DIR)/"
+	@echo "  dashboard:  $(abspath $(DEMO_DIR))/dashboard.html"
+	@echo "  SVGs:       $(DEMO_DIR)/memory_analysis.svg, $(DEMO_DIR)/lifecycle_timeline.svg"
+	@echo "  analysis:   $(DEMO_DIR)/snapshot_*.json (six files), $(DEMO_DIR)/memory_snapshot.json"
+	@echo "  log:        $(DEMO_DIR)/events/  (try: $(PY) -m memscope stats $(DEMO_DIR))"
+
+# The examples, each traced by `memscope run` into MemoryAnalysis/<name>/ (SIZE=N scales them).
+SIZE ?= 1
+EXAMPLES := basic:basic_usage lifecycle:lifecycle complex:complex_structures \
+	concurrent:concurrent_threads webserver:web_server pipeline:data_pipeline \
+	multiprocess:multiprocess_service ffi:ctypes_ffi
+RUN_TARGETS := $(foreach e,$(EXAMPLES),run-$(firstword $(subst :, ,$(e))))
+.PHONY: $(RUN_TARGETS)
+
+$(RUN_TARGETS): run-%: install
+	rm -rf MemoryAnalysis/$*
+	$(PY) -m memscope run --out MemoryAnalysis/$* \
+		examples/$(lastword $(subst :, ,$(filter $*:%,$(EXAMPLES)))).py --size $(SIZE)
+	@echo "memscope: $* example: open MemoryAnalysis/$*/dashboard.html"
+
+run-examples: $(RUN_TARGETS)
 
 bench: install
 	$(PY) bench/run_all.py

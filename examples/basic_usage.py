@@ -1,78 +1,47 @@
-"""memscope's basic example: tracked variables, scopes, threads, a numpy array.
+"""Basic usage: start tracing, track a few variables, read the stats, export the reports.
 
-Run it traced, with the reports written at the end:
+    memscope run examples/basic_usage.py          # traced by memscope run, reports written
+    python examples/basic_usage.py [--size 10]    # traces itself and exports the reports
 
-    memscope run examples/basic_usage.py      # or: make demo
-
-or on its own, ``python examples/basic_usage.py --export``: it then starts tracing itself
-and writes the reports through the tracker into the working directory.
+The counterpart of memscope-rs's ``basic_usage`` example.
 """
 
-import sys
-import threading
+from __future__ import annotations
 
-import numpy as np
+from _example import finish, parse_args, print_stats
 
 import memscope
 
 
-class User:
-    def __init__(self, name, tags):
-        self.name = name
-        self.tags = tags
+def main() -> None:
+    args = parse_args(__doc__.splitlines()[0])
+    memscope.init()  # start tracing (a no-op when `memscope run` already did)
+    print("memscope initialized; tracking memory allocations...")
 
+    # A list of ints: recorded as "numbers_list", list[int], with shallow and deep size.
+    numbers_list = list(range(1, 1000 * args.size + 1))
+    memscope.track_var(numbers_list)
 
-@memscope.scope("load_users")
-def load_users(count):
-    users = {f"user{i}": User(f"user{i}", [i, i + 1]) for i in range(count)}
-    memscope.track_var(users)
-    return users
+    # A string built at run time (a literal would live in the code object forever).
+    text_string = " ".join(["Hello, memscope!"] * 10 * args.size)
+    memscope.track_var(text_string)
 
+    # A mutable byte buffer: Python's closest thing to a boxed heap value.
+    boxed_value = bytearray(64 * 1024 * args.size)
+    memscope.track_var(boxed_value)
 
-def build_index(users):
-    with memscope.scope("build_index"):
-        index = {name: len(user.tags) for name, user in users.items()}
-        memscope.track_var(index)
-        return index
+    # A dict of str -> str; the name can also be given explicitly.
+    user_data = {"name": "Alice", "role": "Developer"}
+    user_data.update({f"key_{i}": f"value_{i}" for i in range(100 * args.size)})
+    memscope.track_var(user_data, name="user_data")
 
+    print_stats("Memory statistics")
+    print("Tracked variables alive now, by type:")
+    for usage in memscope.get_global_tracker().get_memory_by_type():
+        print(f"  {usage.type_name:<24} {usage.total_size:>10,} bytes "
+              f"({usage.allocation_count} variable(s))")
 
-def worker(n, results):
-    rows = [bytearray(1024) for _ in range(n)]
-    memscope.track_var(rows)
-    results.append(len(rows))
-
-
-def main():
-    memscope.init()  # under `memscope run` tracing has already started: this does nothing
-    my_vec = [1, 2, 3, 4, 5]
-    memscope.track_var(my_vec)
-    my_string = "Hello, memscope!" * 10
-    memscope.track_var(my_string)
-    matrix = np.zeros((256, 256))
-    memscope.track_var(matrix)
-
-    users = load_users(2_000)
-    index = build_index(users)
-    del users  # its death is the free of its memory, visible in the lifecycle timeline
-
-    results = []
-    threads = [threading.Thread(target=worker, args=(200, results), name=f"worker-{i}")
-               for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-
-    stats = memscope.get_global_tracker().get_stats()
-    print(f"indexed {len(index)} users in {len(results)} threads; "
-          f"active {stats.active_memory:,} bytes, peak {stats.peak_memory:,} bytes")
-
-    if "--export" in sys.argv:
-        tracker = memscope.get_global_tracker()
-        print(tracker.export_memory_analysis("memory_analysis.svg"))
-        print(tracker.export_lifecycle_timeline("lifecycle_timeline.svg"))
-        print(tracker.export_to_json("memory_snapshot.json"))
-        print(tracker.export_to_html("dashboard.html"))
+    finish("basic", args)
 
 
 if __name__ == "__main__":
