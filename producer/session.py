@@ -78,6 +78,14 @@ def _publisher_class() -> Any:
     return Publisher
 
 
+def _import_before_tracing() -> None:
+    """Load what memscope uses while tracing now, so its imports are never traced."""
+    import json  # noqa: F401 -- the broker client's requests
+
+    from memscope.broker import client  # noqa: F401 -- Tracker.get_stats
+    from memscope.producer import _deaths, offline, results  # noqa: F401 -- track_var, Tracker
+
+
 class Session:
     """The running tracer of this process (see the module docstring)."""
 
@@ -94,15 +102,22 @@ class Session:
         self.publisher: Any = None
         self.started_ns = 0
         self.stopped = False
+        self.threads_final = False  # set at stop: no thread rows after the exit row
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
         """Start capturing and publishing."""
         publisher_class = _publisher_class()
+        _import_before_tracing()
         self.started_ns = time.monotonic_ns()
         self._announce()
-        self.capture.start(mode=self.settings.mode, sample_bytes=self.settings.sample_bytes,
-                           native=self.settings.native)
+        token = self.capture.pause()  # this thread's setup is memscope's, not the program's
+        try:
+            self.capture.start(mode=self.settings.mode, sample_bytes=self.settings.sample_bytes,
+                               native=self.settings.native)
+        except BaseException:
+            self.capture.resume(token)
+            raise
         try:
             self.publisher = publisher_class(
                 self.link.address,
@@ -111,12 +126,16 @@ class Session:
                 self.drain,
                 self.settings,
             )
+            scopes.pause, scopes.resume = self.capture.pause, self.capture.resume
+            scopes.sink = self.rows
+            with blocked():  # the publisher thread starts with signals blocked (signals.py)
+                self.publisher.start()
         except BaseException:
+            scopes.sink = None
             self.capture.stop()
             raise
-        scopes.sink = self.rows
-        with blocked():  # the publisher thread starts with signals blocked (see signals.py)
-            self.publisher.start()
+        finally:
+            self.capture.resume(token)
 
     def _announce(self) -> None:
         ident = self.identity
@@ -142,24 +161,30 @@ class Session:
             return -1
         self.stopped = True
         scopes.sink = None
-        self.capture.stop()
-        ident = self.identity
-        self.rows.add(
-            "processes",
-            ts_ns=time.monotonic_ns(),
-            event="exit",
-            ppid=ident.ppid,
-            host=ident.host,
-            producer=ident.producer_id,
-            argv=None,
-            executable=None,
-            python=None,
-            mode=self.settings.mode,
-            sample_bytes=None,
-            exit_code=None,
-        )
-        seq = int(self.publisher.flush(timeout))
-        self.publisher.close(timeout)
+        token = self.capture.pause()  # this thread's shutdown work is memscope's own
+        try:
+            self.publisher.flush(timeout)  # every thread row is out before the exit row
+            self.threads_final = True
+            self.capture.stop()
+            ident = self.identity
+            self.rows.add(
+                "processes",
+                ts_ns=time.monotonic_ns(),
+                event="exit",
+                ppid=ident.ppid,
+                host=ident.host,
+                producer=ident.producer_id,
+                argv=None,
+                executable=None,
+                python=None,
+                mode=self.settings.mode,
+                sample_bytes=None,
+                exit_code=None,
+            )
+            seq = int(self.publisher.flush(timeout))
+            self.publisher.close(timeout)
+        finally:
+            self.capture.resume(token)
         return seq
 
     def flush(self, timeout: float = 10.0) -> int:
@@ -181,7 +206,8 @@ class Session:
         """Memory chunks and rare rows since the last drain (called by the publisher thread)."""
         shield_current_thread()
         chunks, rare = self.capture.drain()
-        self.threads.poll(self.rows)
+        if not self.threads_final:
+            self.threads.poll(self.rows)
         return list(chunks), merge(dict(rare), self.rows.take())
 
     # -- fork ----------------------------------------------------------------------------------
@@ -197,5 +223,9 @@ class Session:
         self.registry = Registry()  # not clear(): another thread may have held its lock
         callsite.after_fork_child()
         self._announce()
-        with blocked():
-            self.publisher.reset_after_fork(self.identity.producer_id, self.identity.pid)
+        token = self.capture.pause()
+        try:
+            with blocked():
+                self.publisher.reset_after_fork(self.identity.producer_id, self.identity.pid)
+        finally:
+            self.capture.resume(token)

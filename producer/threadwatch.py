@@ -19,6 +19,12 @@ from memscope.producer.rows import RowBuffer
 OWN_THREAD_PREFIX = "memscope-"
 
 
+def _own(thread: threading.Thread) -> bool:
+    """Whether this is memscope's publisher or a pyzmq helper thread (not the program's)."""
+    module = type(thread).__module__
+    return thread.name.startswith(OWN_THREAD_PREFIX) or module.startswith("zmq")
+
+
 class ThreadWatcher:
     """Remembers the threads of the last poll; not thread-safe (the publisher thread polls)."""
 
@@ -37,7 +43,7 @@ class ThreadWatcher:
         alive: dict[int, threading.Thread] = {}
         for thread in threading.enumerate():
             ident = thread.ident
-            if ident is not None and not thread.name.startswith(OWN_THREAD_PREFIX):
+            if ident is not None and not _own(thread):
                 alive[ident] = thread
         for ident, thread in alive.items():
             name = thread.name
