@@ -13,6 +13,7 @@ import os
 import platform
 import socket
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -78,6 +79,38 @@ def _publisher_class() -> Any:
     return Publisher
 
 
+_watching: Session | None = None
+
+
+def _thread_started(frame: Any, event: str, arg: Any) -> None:
+    """``threading``'s profile hook: runs once in each new thread, then removes itself."""
+    session = _watching
+    if session is None:
+        sys.setprofile(None)
+        return
+    token = session.capture.pause()
+    try:
+        sys.setprofile(None)
+        session.threads.born()
+    finally:
+        session.capture.resume(token)
+
+
+def _watch_thread_starts(session: Session | None) -> None:
+    """Have new threads announce themselves to ``session`` (None: stop).
+
+    A thread profile hook the program set itself is never replaced.
+    """
+    global _watching
+    current = threading.getprofile()
+    if session is not None and current is None:
+        _watching = session
+        threading.setprofile(_thread_started)
+    elif session is None and current is _thread_started:
+        threading.setprofile(None)
+        _watching = None
+
+
 def _import_before_tracing() -> None:
     """Load what memscope uses while tracing now, so its imports are never traced."""
     import json  # noqa: F401 -- the broker client's requests
@@ -128,6 +161,7 @@ class Session:
             )
             scopes.pause, scopes.resume = self.capture.pause, self.capture.resume
             scopes.sink = self.rows
+            _watch_thread_starts(self)
             with blocked():  # the publisher thread starts with signals blocked (signals.py)
                 self.publisher.start()
         except BaseException:
@@ -161,6 +195,7 @@ class Session:
             return -1
         self.stopped = True
         scopes.sink = None
+        _watch_thread_starts(None)
         token = self.capture.pause()  # this thread's shutdown work is memscope's own
         try:
             self.publisher.flush(timeout)  # every thread row is out before the exit row

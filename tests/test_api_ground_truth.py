@@ -161,3 +161,11 @@ def test_memscopes_own_work_is_not_traced(tmp_path):
     assert own == [], own
     # What the program holds is what it allocated (4 x 50 kB, 60 kB, their containers).
     assert 260_000 <= result["active"] < 300_000
+
+
+def test_threads_shorter_than_a_flush_interval_are_named(tmp_path):
+    log = tmp_path / "events"
+    result = _json(python([PROGRAMS / "short_threads.py"],
+                          env=clean_env(MEMSCOPE_LOG_DIR=str(log))))
+    named = {(r["tid"], r["name"]) for r in table(log, "threads") if r["event"] == "start"}
+    assert {(ident, name) for name, ident in result.items()} <= named
