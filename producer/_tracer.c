@@ -352,6 +352,34 @@ fail:
     return NULL;
 }
 
+/* pause_thread() -> token / resume_thread(token): while paused, the calling thread's
+ * allocations and frees are not recorded (the reentrancy guard is held), so memscope's own
+ * bookkeeping in the program's threads (track_var, scope rows) stays out of the trace. The
+ * token is the guard's previous value (a small int: no allocation), so pauses nest. */
+static PyObject *py_pause_thread(PyObject *self, PyObject *noargs)
+{
+    tr_thread_t *t = tr_current();
+    if (t == NULL) {
+        return PyLong_FromLong(-1);
+    }
+    int previous = t->busy;
+    t->busy = 1;
+    return PyLong_FromLong(previous);
+}
+
+static PyObject *py_resume_thread(PyObject *self, PyObject *token)
+{
+    long previous = PyLong_AsLong(token);
+    if (previous == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    tr_thread_t *t = tr_current();
+    if (t != NULL && previous >= 0) {
+        t->busy = (uint8_t)previous;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyObject *py_ignore_current_thread(PyObject *self, PyObject *noargs)
 {
     tr_thread_t *t = tr_current();
@@ -485,6 +513,10 @@ static PyMethodDef tr_methods[] = {
     {"native_detach", tr_nm_py_detach, METH_NOARGS, "Stop receiving native events."},
     {"native_stats", tr_nm_py_stats, METH_NOARGS,
      "Counters of the preloaded shim (None when it is not preloaded)."},
+    /* memscope's own bookkeeping kept out of the trace (track_var, scopes) */
+    {"pause_thread", py_pause_thread, METH_NOARGS,
+     "Stop recording the calling thread's events; returns a token for resume_thread."},
+    {"resume_thread", py_resume_thread, METH_O, "Undo pause_thread(token)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -165,3 +165,18 @@ def after_fork_child() -> None:
 def stats() -> dict[str, int]:
     """Counters of the native core (events written, drops, pending buffer bytes, ...)."""
     return _tracer.stats()
+
+
+def pause() -> int:
+    """Stop recording the calling thread's events until :func:`resume` (pauses nest).
+
+    memscope's own bookkeeping in the program's threads (``track_var``, scope rows) runs
+    paused so that it never shows up as the program's memory. The token is a small int, so
+    pausing allocates nothing.
+    """
+    return _tracer.pause_thread()
+
+
+def resume(token: int) -> None:
+    """End the pause that returned ``token``."""
+    _tracer.resume_thread(token)
