@@ -6,6 +6,7 @@ loads it, as it would for a user); the per-test figures are unit-tested on hand-
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 
 from memscope.analyzers.testing import LogBuilder
 from memscope.analyzers.views import connect, connect_tables
+from memscope.broker import start_embedded
 from memscope.producer.pytest_measure import measure
 from memscope.producer.pytest_plugin import format_size, parse_size
 
@@ -63,12 +65,15 @@ MARKED_TESTS = """
 
 
 def run_pytest(tmp_path: Path, source: str, *args: str, name: str = "test_subject.py",
-               timeout: float = 240) -> subprocess.CompletedProcess[str]:
+               timeout: float = 240, env: dict[str, str] | None = None,
+               ) -> subprocess.CompletedProcess[str]:
     (tmp_path / name).write_text(textwrap.dedent(source))
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("MEMSCOPE_")}
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-rA", "-p", "no:cacheprovider", "-p", "no:randomly",
          *args, name],
         cwd=tmp_path, capture_output=True, text=True, timeout=timeout, check=False,
+        env={**environ, **(env or {})},
     )
 
 
@@ -144,6 +149,31 @@ def test_memscope_option_traces_the_session_into_a_log(tmp_path: Path) -> None:
         """SELECT count(*) FROM allocations a JOIN stacks s USING (pid, stack_id)
         WHERE s.function LIKE 'build%' AND s.filename LIKE '%test_subject.py'""").fetchone()
     assert built >= 20_000
+
+
+def test_markers_with_a_standalone_broker_measure_from_its_log(tmp_path: Path) -> None:
+    source = """
+        import pytest
+
+        _keep = []
+
+
+        @pytest.mark.limit_leaks("1 MB")
+        def test_leaks():
+            _keep.append(bytearray(2 * 1024 * 1024))
+    """
+    broker = start_embedded(tmp_path / "broker-log")
+    try:
+        done = run_pytest(tmp_path, source, "--memscope",
+                          env={"MEMSCOPE_BROKER_ADDRESS": broker.address})
+    finally:
+        broker.stop()
+    assert outcomes(done.stdout) == {"test_leaks": "FAILED"}, done.stdout + done.stderr
+    assert "test_leaks left 2.0 MiB" in done.stdout
+    assert f"the session's events went to the broker at {broker.address}" in done.stdout
+    (pids,) = connect(tmp_path / "broker-log").execute(
+        "SELECT count(*) FROM processes").fetchone()
+    assert pids == 1
 
 
 def test_bad_marker_size_is_a_clear_error(tmp_path: Path) -> None:
