@@ -10,7 +10,8 @@ Importing memscope does nothing else: no hooks, threads or sockets until :func:`
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+
+TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: importing typing would cost every user
 
 __version__ = "0.1.0"
 
@@ -30,6 +31,8 @@ _LAZY = {
 __all__ = sorted(_LAZY) + ["__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any
+
     from memscope.producer.api import (  # noqa: F401
         MemoryStats,
         Tracker,

@@ -121,7 +121,7 @@ def boundary_events(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     events = rows(
         con,
         f"""SELECT x.pid, x.tid, x.ts_ns, x.event, x.details, x.stack_id, s.location
-        FROM ffi x {STACK_JOIN} ORDER BY x.ts_ns, x.pid, x.tid, x.event LIMIT ?""",
+        FROM ffi x {STACK_JOIN} ORDER BY x.ts_ns, x.pid, x.tid, x.event, x.details LIMIT ?""",
         [MAX_EVENTS],
     )
     for e in events:

@@ -94,8 +94,8 @@ class Follower:
             if segment.closed:
                 self.read.finished.add(key)
 
-    def step(self) -> list[Path] | None:
-        """One round: feed new rows, re-run the analyzers; None when nothing changed."""
+    def refresh(self) -> Any | None:
+        """Feed the rows added since the last call; the log's reader, or None if unchanged."""
         reader = open_reader(self.log)
         signature = tuple(
             (s.path.name, s.closed, s.path.stat().st_size)
@@ -108,6 +108,13 @@ class Follower:
         self.matcher.feed(self._new_memory(reader))
         self.matcher.point_views()
         freeze(self.con)
+        return reader
+
+    def step(self) -> list[Path] | None:
+        """One round: feed new rows, re-run the analyzers; None when nothing changed."""
+        reader = self.refresh()
+        if reader is None:
+            return None
         options = replace(
             self.options, log_id=reader.log_id,
             generated_at=self.options.generated_at or log_time(reader.manifest) or now_iso(),
@@ -146,3 +153,21 @@ def follow(
     except KeyboardInterrupt:
         pass
     return 0
+
+
+class LiveStats:
+    """Exact :func:`memscope.analyzers.memstats.process_stats` of a growing log, cheaply.
+
+    Keeps the block-matching state between calls and feeds it only the memory rows written
+    since the previous call (a broker answering ``stats`` requests, a live dashboard).
+    """
+
+    def __init__(self, log: str | Path) -> None:
+        self._follower = Follower(log, AnalyzerOptions())
+
+    def stats(self, pid: int | None = None) -> dict[str, Any]:
+        """The totals now, for one process or all."""
+        from memscope.analyzers.memstats import process_stats
+
+        self._follower.refresh()
+        return process_stats(self._follower.con, pid)

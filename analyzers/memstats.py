@@ -27,6 +27,7 @@ Frees the log cannot match:
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import duckdb
@@ -37,85 +38,125 @@ from memscope.analyzers.views import materialize
 PEAK_BUCKETS = 4096
 
 
-def _where(pid: int | None, column: str = "pid") -> tuple[str, list[Any]]:
-    if pid is None:
-        return "TRUE", []
-    return f"{column} = ?", [int(pid)]
+#: connection -> cached results; cleared by :func:`forget` whenever the block state changes.
+_CACHE: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, dict[str, Any]] = (
+    weakref.WeakKeyDictionary())
 
 
-def _deltas_sql(cond: str) -> str:
-    """(t, pid, seq, is_start, delta) for every start and every counted end of a block."""
+def forget(con: duckdb.DuckDBPyConnection) -> None:
+    """Drop what was computed for ``con`` (its block state changed)."""
+    _CACHE.pop(con, None)
+
+
+def _cached(con: duckdb.DuckDBPyConnection, key: str, compute: Any) -> Any:
+    store = _CACHE.setdefault(con, {})
+    if key not in store:
+        store[key] = compute()
+    return store[key]
+
+
+def _deltas_sql(group: str) -> str:
+    """(g, t, pid, seq, is_start, delta) for every start and every counted end of a block."""
     return f"""
-        SELECT ts_ns AS t, pid, seq, 1 AS is_start, size::BIGINT AS delta
-        FROM _allocations WHERE {cond}
+        SELECT {group} AS g, ts_ns AS t, pid, seq, 1 AS is_start, size::BIGINT AS delta
+        FROM _allocations
         UNION ALL
-        SELECT end_ts_ns AS t, pid, end_seq AS seq, 0 AS is_start, -(size::BIGINT) AS delta
-        FROM _allocations WHERE {cond} AND end_ts_ns IS NOT NULL"""
+        SELECT {group} AS g, end_ts_ns AS t, pid, end_seq AS seq, 0 AS is_start,
+               -(size::BIGINT) AS delta
+        FROM _allocations WHERE end_ts_ns IS NOT NULL"""
+
+
+_SPANS = """s AS (SELECT unnest(?::BIGINT[]) AS g, unnest(?::BIGINT[]) AS lo,
+                         unnest(?::BIGINT[]) AS width)"""
+
+
+def _peaks(con: duckdb.DuckDBPyConnection, by_pid: bool) -> dict[int, tuple[int, int | None]]:
+    """Exact peak and its first time per pid (``by_pid``) or for all pids together (key 0)."""
+    group = "pid" if by_pid else "0"
+    spans = con.execute(
+        f"""SELECT {group} AS g, min(ts_ns), max(coalesce(end_ts_ns, ts_ns))
+        FROM _allocations GROUP BY g ORDER BY g"""
+    ).fetchall()
+    if not spans:
+        return {}
+    groups = [int(g) for g, _, _ in spans]
+    los = [int(lo) for _, lo, _ in spans]
+    widths = [max(1, (int(hi) - int(lo)) // PEAK_BUCKETS + 1) for _, lo, hi in spans]
+    span_params = [groups, los, widths]
+    deltas = _deltas_sql(group)
+    buckets = con.execute(
+        f"""WITH {_SPANS}, d AS ({deltas}),
+        db AS (SELECT d.g, d.delta, (d.t - s.lo) // s.width AS bucket
+               FROM d JOIN s ON s.g = d.g),
+        b AS (SELECT g, bucket, sum(delta) AS net,
+                     coalesce(sum(delta) FILTER (WHERE delta > 0), 0) AS pos
+              FROM db GROUP BY g, bucket)
+        SELECT g, bucket, sum(net) OVER (PARTITION BY g ORDER BY bucket
+                                         ROWS UNBOUNDED PRECEDING) - net AS level0, net, pos
+        FROM b ORDER BY g, bucket""",
+        span_params,
+    ).fetchall()
+    per: dict[int, list[tuple[int, int, int, int]]] = {g: [] for g in groups}
+    for g, bucket, level0, net, pos in buckets:
+        per[int(g)].append((int(bucket), int(level0), int(net), int(pos)))
+    best = {g: max([0] + [max(l0, l0 + n) for _, l0, n, _ in rows]) for g, rows in per.items()}
+    candidates = [(g, b, l0) for g, rows in per.items() for b, l0, _, pos in rows
+                  if l0 + pos > best[g]]
+    result: dict[int, tuple[int, int | None]] = {}
+    if candidates:
+        replayed = con.execute(
+            f"""WITH {_SPANS}, d AS ({deltas}),
+            c AS (SELECT unnest(?::BIGINT[]) AS g, unnest(?::BIGINT[]) AS bucket,
+                         unnest(?::BIGINT[]) AS level0),
+            db AS (SELECT d.*, (d.t - s.lo) // s.width AS bucket FROM d JOIN s ON s.g = d.g),
+            r AS (SELECT db.g, db.t, c.level0 + sum(db.delta) OVER (
+                      PARTITION BY db.g, db.bucket ORDER BY db.t, db.pid, db.seq, db.is_start
+                      ROWS UNBOUNDED PRECEDING) AS level
+                  FROM db JOIN c ON c.g = db.g AND c.bucket = db.bucket)
+            SELECT g, level, t FROM r
+            QUALIFY row_number() OVER (PARTITION BY g ORDER BY level DESC, t) = 1""",
+            span_params + [[c[0] for c in candidates], [c[1] for c in candidates],
+                           [c[2] for c in candidates]],
+        ).fetchall()
+        for g, level, t in replayed:
+            if int(level) >= best[int(g)]:
+                result[int(g)] = (int(level), int(t))
+    for g in groups:
+        if g not in result:
+            result[g] = (best[g], _edge_time(con, deltas, span_params, g, per[g], best[g]))
+    return result
+
+
+def _edge_time(
+    con: duckdb.DuckDBPyConnection, deltas: str, span_params: list[Any], g: int,
+    buckets: list[tuple[int, int, int, int]], best: int,
+) -> int | None:
+    """When a peak reached at a bucket's end was reached (its last event: all increases)."""
+    if best <= 0:
+        return None
+    for bucket, level0, net, _ in buckets:
+        if level0 + net == best:
+            row = con.execute(
+                f"""WITH {_SPANS}, d AS ({deltas})
+                SELECT max(d.t) FROM d JOIN s ON s.g = d.g
+                WHERE d.g = ? AND (d.t - s.lo) // s.width = ?""",
+                span_params + [g, bucket],
+            ).fetchall()[0]
+            return int(row[0]) if row[0] is not None else None
+    return None
 
 
 def peak(con: duckdb.DuckDBPyConnection, pid: int | None = None) -> tuple[int, int | None]:
     """``(peak_memory, peak_ts_ns)``: the exact maximum of live bytes and when it was reached.
 
-    ``(0, None)`` for a log without allocations.
+    For one pid, or for all pids together (their live bytes summed in time order).
+    ``(0, None)`` without allocations. Computed for every pid at once and cached until the
+    block state changes.
     """
-    cond, params = _where(pid)
-    span = con.execute(
-        f"SELECT min(ts_ns), max(coalesce(end_ts_ns, ts_ns)) FROM _allocations WHERE {cond}",
-        params,
-    ).fetchall()[0]
-    if span is None or span[0] is None:
-        return 0, None
-    lo, hi = int(span[0]), int(span[1])
-    width = max(1, (hi - lo) // PEAK_BUCKETS + 1)
-    buckets = con.execute(
-        f"""WITH d AS ({_deltas_sql(cond)}),
-        b AS (SELECT (t - ?) // ? AS bucket, sum(delta) AS net,
-                     coalesce(sum(delta) FILTER (WHERE delta > 0), 0) AS pos
-              FROM d GROUP BY bucket)
-        SELECT bucket, sum(net) OVER (ORDER BY bucket ROWS UNBOUNDED PRECEDING) - net AS level0,
-               net, pos
-        FROM b ORDER BY bucket""",
-        params + params + [lo, width],
-    ).fetchall()
-    best = 0
-    for _, level0, net, _ in buckets:
-        best = max(best, int(level0), int(level0) + int(net))
-    candidates = [(int(b), int(l0)) for b, l0, _, pos in buckets if int(l0) + int(pos) > best]
-    if not candidates:
-        # The maximum is a bucket edge: find when it was first reached.
-        return best, _first_time_at(con, cond, params, lo, width, buckets, best)
-    starts = {b: l0 for b, l0 in candidates}
-    rows = con.execute(
-        f"""WITH d AS ({_deltas_sql(cond)}),
-        c AS (SELECT unnest(?::BIGINT[]) AS bucket, unnest(?::BIGINT[]) AS level0),
-        r AS (SELECT d.t, c.bucket, c.level0 + sum(d.delta) OVER (
-                  PARTITION BY c.bucket ORDER BY d.t, d.pid, d.seq, d.is_start
-                  ROWS UNBOUNDED PRECEDING) AS level
-              FROM d JOIN c ON (d.t - ?) // ? = c.bucket)
-        SELECT level, t FROM r ORDER BY level DESC, t ASC LIMIT 1""",
-        params + params + [list(starts), list(starts.values()), lo, width],
-    ).fetchall()[0]
-    assert rows is not None
-    if int(rows[0]) >= best:
-        return int(rows[0]), int(rows[1])
-    return best, _first_time_at(con, cond, params, lo, width, buckets, best)
-
-
-def _first_time_at(
-    con: duckdb.DuckDBPyConnection, cond: str, params: list[Any], lo: int, width: int,
-    buckets: list[tuple[Any, ...]], best: int,
-) -> int | None:
-    if best <= 0:
-        return None
-    for bucket, level0, net, _ in buckets:
-        if int(level0) + int(net) == best:
-            row = con.execute(
-                f"""WITH d AS ({_deltas_sql(cond)})
-                SELECT max(t) FROM d WHERE (t - ?) // ? = ?""",
-                params + params + [lo, width, int(bucket)],
-            ).fetchall()[0]
-            return int(row[0]) if row and row[0] is not None else None
-    return None
+    if pid is None:
+        return _cached(con, "peak_all", lambda: _peaks(con, False)).get(0, (0, None))
+    by_pid = _cached(con, "peak_by_pid", lambda: _peaks(con, True))
+    return by_pid.get(int(pid), (0, None))
 
 
 def ensure_materialized(con: duckdb.DuckDBPyConnection) -> None:
@@ -131,8 +172,9 @@ def ensure_materialized(con: duckdb.DuckDBPyConnection) -> None:
 def process_stats(con: duckdb.DuckDBPyConnection, pid: int | None = None) -> dict[str, Any]:
     """The exact totals of one process (``pid``) or of every process in the log together.
 
-    Materializes the block matching on ``con`` first if it is not yet (so the several
-    queries below share one pass over the log).
+    Materializes the block matching on ``con`` first if it is not yet. The totals of every
+    pid are computed together and cached on ``con`` until its block state changes, so asking
+    for each process in turn costs one pass.
 
     Keys: ``active_memory``, ``peak_memory``, ``peak_ts_ns``, ``active_allocations``,
     ``total_allocations``, ``total_allocated``, ``total_deallocations``, ``total_freed`` (and
@@ -141,28 +183,12 @@ def process_stats(con: duckdb.DuckDBPyConnection, pid: int | None = None) -> dic
     ``peak_memory_in_process`` when an aggregated-mode producer measured its own peak.
     """
     ensure_materialized(con)
-    cond, params = _where(pid)
-    row = con.execute(
-        f"""SELECT count(*), coalesce(sum(size), 0),
-            count(free_ts_ns), coalesce(sum(size) FILTER (WHERE free_ts_ns IS NOT NULL), 0),
-            count(*) FILTER (WHERE end_ts_ns IS NULL),
-            coalesce(sum(size) FILTER (WHERE end_ts_ns IS NULL), 0),
-            count(reused_ts_ns)
-        FROM _allocations WHERE {cond}""",
-        params,
-    ).fetchall()[0]
-    assert row is not None
-    n_alloc, allocated, n_free, freed, n_active, active, reused = (int(v) for v in row)
-    unmatched = con.execute(
-        f"SELECT count(*) FROM _notable_ends WHERE NOT matched AND {cond}", params
-    ).fetchall()[0]
-    folded = con.execute(
-        f"""SELECT coalesce(sum(alloc_count), 0), coalesce(sum(alloc_bytes), 0)
-        FROM raw_aggregates WHERE {cond}""",
-        params,
-    ).fetchall()[0]
-    assert unmatched is not None and folded is not None
-    folded_n, folded_b = int(folded[0]), int(folded[1])
+    totals = _cached(con, "totals", lambda: _totals_by_pid(con))
+    keys = list(totals) if pid is None else [int(pid)]
+    zero = (0,) * 10
+    n_alloc, allocated, n_free, freed, n_active, active, reused, unmatched, folded_n, \
+        folded_b = (sum(totals.get(k, zero)[i] for k in keys) for i in range(10))
+    in_process = [totals[k][10] for k in keys if k in totals and totals[k][10] is not None]
     peak_bytes, peak_ts = peak(con, pid)
     stats: dict[str, Any] = {
         "active_memory": active,
@@ -174,14 +200,41 @@ def process_stats(con: duckdb.DuckDBPyConnection, pid: int | None = None) -> dic
         "total_deallocations": n_free + folded_n,
         "total_freed": freed + folded_b,
         "total_deallocated": freed + folded_b,
-        "unmatched_frees": int(unmatched[0]),
+        "unmatched_frees": unmatched,
         "unrecorded_frees": reused,
         "folded_allocations": folded_n,
         "folded_bytes": folded_b,
     }
-    in_process = con.execute(
-        f"SELECT max(peak_bytes) FROM producer_stats_latest WHERE {cond}", params
-    ).fetchall()[0]
-    if in_process and in_process[0] is not None:
-        stats["peak_memory_in_process"] = int(in_process[0])
+    if in_process:
+        stats["peak_memory_in_process"] = max(in_process)
     return stats
+
+
+def _totals_by_pid(con: duckdb.DuckDBPyConnection) -> dict[int, tuple[Any, ...]]:
+    """Per pid: the eleven numbers :func:`process_stats` sums.
+
+    (blocks, bytes, freed blocks, freed bytes, live blocks, live bytes, reused, unmatched
+    frees, folded pairs, folded bytes, in-process peak or None).
+    """
+    found = con.execute(
+        """WITH a AS (
+            SELECT pid, count(*) AS n, coalesce(sum(size), 0) AS b,
+                count(free_ts_ns) AS nf,
+                coalesce(sum(size) FILTER (WHERE free_ts_ns IS NOT NULL), 0) AS bf,
+                count(*) FILTER (WHERE end_ts_ns IS NULL) AS na,
+                coalesce(sum(size) FILTER (WHERE end_ts_ns IS NULL), 0) AS ba,
+                count(reused_ts_ns) AS nr
+            FROM _allocations GROUP BY pid),
+        u AS (SELECT pid, count(*) AS nu FROM _notable_ends WHERE NOT matched GROUP BY pid),
+        f AS (SELECT pid, sum(alloc_count) AS fn, sum(alloc_bytes) AS fb
+              FROM raw_aggregates GROUP BY pid),
+        p AS (SELECT pid, max(peak_bytes) AS pk FROM producer_stats_latest GROUP BY pid),
+        ids AS (SELECT pid FROM a UNION SELECT pid FROM u UNION SELECT pid FROM f
+                UNION SELECT pid FROM p)
+        SELECT ids.pid, coalesce(n, 0), coalesce(b, 0), coalesce(nf, 0), coalesce(bf, 0),
+               coalesce(na, 0), coalesce(ba, 0), coalesce(nr, 0), coalesce(nu, 0),
+               coalesce(fn, 0), coalesce(fb, 0), pk
+        FROM ids LEFT JOIN a ON a.pid = ids.pid LEFT JOIN u ON u.pid = ids.pid
+        LEFT JOIN f ON f.pid = ids.pid LEFT JOIN p ON p.pid = ids.pid ORDER BY ids.pid"""
+    ).fetchall()
+    return {int(r[0]): tuple(int(v) for v in r[1:11]) + (r[11],) for r in found}

@@ -129,15 +129,21 @@ def temporary_allocations(
     )
     sites = [drop_none(r) for r in rows(
         con,
-        f"""WITH x AS (SELECT pid, stack_id, count(*) AS count, sum(size) AS bytes,
-                              median(free_ts_ns - ts_ns) AS median_lifetime_ns
-                       FROM _allocations
-                       WHERE free_ts_ns IS NOT NULL AND free_ts_ns - ts_ns <= ?
-                       GROUP BY pid, stack_id ORDER BY count DESC, bytes DESC, pid, stack_id
-                       LIMIT ?)
+        f"""WITH top AS (SELECT pid, stack_id, count(*) AS count, sum(size) AS bytes
+                         FROM _allocations
+                         WHERE free_ts_ns IS NOT NULL AND free_ts_ns - ts_ns <= ?
+                         GROUP BY pid, stack_id
+                         ORDER BY count DESC, bytes DESC, pid, stack_id LIMIT ?),
+        m AS (SELECT pid, stack_id, median(free_ts_ns - ts_ns) AS median_lifetime_ns
+              FROM _allocations
+              WHERE free_ts_ns IS NOT NULL AND free_ts_ns - ts_ns <= ?
+                AND (pid, stack_id) IN (SELECT pid, stack_id FROM top)
+              GROUP BY pid, stack_id),
+        x AS (SELECT top.*, m.median_lifetime_ns FROM top
+              JOIN m ON m.pid = top.pid AND m.stack_id = top.stack_id)
         SELECT x.*, s.location FROM x {STACK_JOIN}
         ORDER BY x.count DESC, x.bytes DESC, x.pid, x.stack_id""",
-        [threshold_ns, top_n],
+        [threshold_ns, top_n, threshold_ns],
     )]
     return drop_none({"threshold_ns": threshold_ns, "count": totals["count"],
                       "bytes": totals["bytes"],

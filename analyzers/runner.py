@@ -28,7 +28,7 @@ from memscope.analyzers._common import AnalyzerOptions, log_time, now_iso
 from memscope.analyzers.views import connect, materialize, open_reader, use_materialized
 
 #: Total DuckDB memory budget of one analysis run, shared by its workers.
-MEMORY_BUDGET_MB = int(os.environ.get("MEMSCOPE_ANALYZE_MEMORY_MB", "1200"))
+MEMORY_BUDGET_MB = int(os.environ.get("MEMSCOPE_ANALYZE_MEMORY_MB", "1000"))
 
 Progress = Callable[[str], None]
 
@@ -96,10 +96,11 @@ def prepare(log: Any, scratch: Path, memory_mb: int = MEMORY_BUDGET_MB) -> None:
     con = connect(reader, memory_limit=f"{memory_mb}MB")
     try:
         con.execute("SET temp_directory = ?", [str(scratch.parent / "spill")])
-        materialize(con, memory_batches(reader.dataset("memory")))
+        matcher = materialize(con, memory_batches(reader.dataset("memory")))
         con.execute("ATTACH ? AS scratch", [str(scratch)])
         for table in ("_blk_done", "_blk_open", "_blk_ends"):  # one bulk write each
-            con.execute(f"CREATE TABLE scratch.{table} AS SELECT * FROM {table}")
+            con.execute(f"CREATE TABLE scratch.{table} AS "
+                        f"SELECT * FROM {matcher.prefix}{table}")
         con.execute("DETACH scratch")
     finally:
         con.close()

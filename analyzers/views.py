@@ -45,10 +45,12 @@ Public views (``memscope query`` documents them too):
 ``ingest``
     the broker's latest counters per producer.
 
-Block matching is one window pass over the memory events partitioned by (pid, address) and
-ordered by (ts_ns, seq, ends-before-starts), so a realloc in place ends the old block before
-it starts the new one. :func:`materialize` stores its result as tables so that several
-analyzers reuse it instead of re-sorting the log.
+Block matching is a window over the memory events partitioned by (pid, address) and ordered
+by (ts_ns, seq, ends-before-starts), so a realloc in place ends the old block before it
+starts the new one. Over a bare :func:`connect` the views compute it on every query (fine for
+``memscope query``); :func:`materialize` does it once, chunk by chunk with a carried state
+(:mod:`memscope.analyzers.blocks`), and points ``_allocations``/``_notable_ends`` at the
+result, which is what the analyzers read.
 """
 
 from __future__ import annotations

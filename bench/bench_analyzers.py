@@ -127,12 +127,72 @@ print(json.dumps({"wall_s": time.perf_counter() - t, "files": [str(f) for f in f
 """
 
 
+_WORKLOAD = """
+import sys
+keep = []
+for i in range(int(sys.argv[1])):
+    x = [i] * (i % 7 + 1)
+    if i % 50 == 0:
+        keep.append(x)
+    s = str(i) * 3
+"""
+
+
+def _timed(cmd: list[str], **kw) -> float:
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True, **kw)
+    return time.perf_counter() - t
+
+
+def compare(iterations: int) -> list[tuple[str, float, int]]:
+    """One workload traced by tracemalloc, memray and memscope; time each tool's analysis.
+
+    Returns (tool, analysis seconds, events or allocations analyzed) rows.
+    """
+    out = []
+    with tempfile.TemporaryDirectory(prefix="memscope-cmp-") as tmp:
+        work = Path(tmp) / "work.py"
+        work.write_text(_WORKLOAD)
+        tm = (f"import tracemalloc, time, runpy, sys; sys.argv=['w', '{iterations}']; "
+              f"tracemalloc.start(1); runpy.run_path({str(work)!r}); "
+              "s = tracemalloc.take_snapshot(); "
+              "t = time.perf_counter(); st = s.statistics('traceback'); "
+              "print(time.perf_counter() - t, len(s.traces))")
+        res = subprocess.run([sys.executable, "-c", tm], check=True, capture_output=True,
+                             text=True).stdout.split()
+        out.append(("tracemalloc statistics (live traces)", float(res[0]), int(res[1])))
+        capture = Path(tmp) / "w.bin"
+        subprocess.run([sys.executable, "-m", "memray", "run", "-q", "--trace-python-allocators",
+                        "-o", str(capture), str(work), str(iterations)], check=True,
+                       capture_output=True)
+        seconds = _timed([sys.executable, "-m", "memray", "stats", "--json", "-f", "-o",
+                          str(Path(tmp) / "stats.json"), str(capture)])
+        total = json.loads((Path(tmp) / "stats.json").read_text()).get(
+            "total_num_allocations", 0)
+        out.append(("memray stats --json", seconds, int(total)))
+        run_dir = Path(tmp) / "run"
+        env = {**os.environ, "MEMSCOPE_DISABLE": "0"}
+        subprocess.run([sys.executable, "-m", "memscope", "run", "--out", str(run_dir),
+                        str(work), str(iterations)], capture_output=True, env=env, check=True)
+        from memscope.analyzers.views import connect
+
+        events = connect(run_dir).execute("SELECT count(*) FROM raw_memory").fetchall()[0][0]
+        seconds = _timed([sys.executable, "-m", "memscope", "analyze", "-q", "--jobs", "1",
+                          "--out", str(Path(tmp) / "a"), str(run_dir)])
+        out.append(("memscope analyze (six files)", seconds, int(events)))
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=50_000_000)
-    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="analyzer worker processes (default: memscope analyze's)")
     parser.add_argument("--processes", type=int, default=4)
     parser.add_argument("--keep", type=Path, help="build (or reuse) the log here")
+    parser.add_argument("--compare", type=int, default=200_000, metavar="N",
+                        help="also time tracemalloc, memray and memscope analyzing one "
+                             "workload of N loop iterations (0: skip)")
     args = parser.parse_args()
     tmp = None
     if args.keep:
@@ -153,11 +213,15 @@ def main() -> int:
         built = json.loads(out.stdout)
         print(f"built {built['events']:,} events in {time.perf_counter() - t:.1f} s "
               f"({built['bytes_on_disk'] / built['events']:.2f} bytes/event on disk)")
+    from memscope.analyzers.command import default_jobs
+
+    jobs = args.jobs or default_jobs()
+    print(f"analyzing with --jobs {jobs}")
     started = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", _ANALYZE, str(log), str(root / "out"),
-                          str(args.jobs)], check=True, capture_output=True, text=True,
+                          str(jobs)], check=True, capture_output=True, text=True,
                          env={**os.environ, "MEMSCOPE_ANALYZE_MEMORY_MB":
-                              os.environ.get("MEMSCOPE_ANALYZE_MEMORY_MB", "1200")})
+                              os.environ.get("MEMSCOPE_ANALYZE_MEMORY_MB", "1000")})
     outer = time.perf_counter() - started
     result = json.loads(out.stdout.strip().splitlines()[-1])
     tree_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
@@ -175,6 +239,15 @@ def main() -> int:
     for name, value, goal, ratio in rows:
         print(f"{name:36} {value:>10} {goal:>8} {ratio:>7}")
     print(f"files: {', '.join(Path(f).name for f in result['files'])}")
+    if args.compare:
+        rows_cmp = compare(args.compare)
+        base = rows_cmp[-1][1] / max(1, rows_cmp[-1][2])
+        print(f"\nsame workload ({args.compare:,} iterations), analysis time per event/trace:")
+        print(f"{'tool':38} {'seconds':>8} {'items':>10} {'us/item':>8} {'vs memscope':>11}")
+        for tool, seconds, items in rows_cmp:
+            per = seconds / max(1, items)
+            print(f"{tool:38} {seconds:8.2f} {items:>10,} {per * 1e6:8.2f} "
+                  f"{per / base if base else 0:11.2f}")
     if tmp:
         tmp.cleanup()
     return 0

@@ -12,8 +12,8 @@ import os
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
+from memscope.exporters._base import Exporter
 from memscope.exporters._reports import (
     KINDS,
     ReportProblem,
@@ -24,6 +24,7 @@ from memscope.exporters._reports import (
 
 __all__ = [
     "EXPORTERS",
+    "Exporter",
     "KINDS",
     "ReportProblem",
     "ExportResult",
@@ -42,9 +43,10 @@ EXPORTERS: tuple[tuple[str, str], ...] = (
 )
 
 
-def exporter(module: str, cls: str) -> Any:
+def exporter(module: str, cls: str) -> Exporter:
     """Instantiate one registered exporter."""
-    return getattr(importlib.import_module(module), cls)()
+    made: Exporter = getattr(importlib.import_module(module), cls)()
+    return made
 
 
 class ExportResult(list[Path]):

@@ -14,8 +14,7 @@ from typing import Any
 import altair as alt
 
 from memscope.exporters._extract import METRICS
-from memscope.exporters._format import human_bytes, human_count, human_percent, shorten
-from memscope.exporters._treemap import squarify
+from memscope.exporters._format import human_bytes, human_count, shorten
 
 CATEGORIES = ("Collections", "Text", "Numbers", "Objects", "Arrays/Buffers", "Callables",
               "Modules and Code", "Other")
@@ -69,14 +68,25 @@ def _in_unit(rows: list[dict[str, Any]], *fields: str) -> tuple[list[dict[str, A
     return out, unit
 
 
-def category_color(domain: list[str] | None = None) -> alt.Scale:
-    """The fixed category -> colour scale (unknown categories get the 'Other' grey)."""
-    cats = list(CATEGORIES)
-    for extra in domain or []:
-        if extra not in cats:
-            cats.append(extra)
-    colors = list(PALETTE) + [PALETTE[-1]] * (len(cats) - len(PALETTE))
-    return alt.Scale(domain=cats, range=colors)
+def category_hex(category: str) -> str:
+    """The fixed colour of one category."""
+    return dict(zip(CATEGORIES, PALETTE, strict=True)).get(category, PALETTE[-1])
+
+
+def category_color(present: list[str] | None = None) -> alt.Scale:
+    """The category -> colour scale, with the domain limited to the categories ``present``.
+
+    Colours are fixed per category (so every chart agrees); unknown categories get the
+    'Other' grey.
+    """
+    colors = dict(zip(CATEGORIES, PALETTE, strict=True))
+    if present is None:
+        domain = list(CATEGORIES)
+    else:
+        seen = set(present)
+        domain = [c for c in CATEGORIES if c in seen]
+        domain += sorted(c for c in seen if c not in colors)
+    return alt.Scale(domain=domain, range=[colors.get(c, PALETTE[-1]) for c in domain])
 
 
 def _data(rows: list[dict[str, Any]]) -> alt.Data:
@@ -144,13 +154,16 @@ def metric_cards(stats: dict[str, Any], width: int = 1180) -> Any:
         color=alt.condition("datum.measured", alt.value("#4C78A8"), alt.value(LINE)))
     label = base.mark_text(fontSize=10, fontWeight="bold", color=MUTED, align="left",
                            baseline="middle").encode(x=x("xt:Q"), y=y("yl:Q"), text="label:N")
-    value = base.mark_text(fontSize=19, fontWeight="bold", align="left", baseline="middle"
-                           ).encode(x=x("xt:Q"), y=y("yv:Q"), text="value:N",
-                                    color=alt.condition("datum.measured", alt.value(INK),
-                                                        alt.value(MUTED)))
+    value = base.transform_filter("datum.measured").mark_text(
+        fontSize=19, fontWeight="bold", align="left", baseline="middle", color=INK,
+    ).encode(x=x("xt:Q"), y=y("yv:Q"), text="value:N")
+    missing = base.transform_filter("!datum.measured").mark_text(
+        fontSize=13, fontStyle="italic", align="left", baseline="middle", color=MUTED,
+    ).encode(x=x("xt:Q"), y=y("yv:Q"), text="value:N")
     note = base.mark_text(fontSize=10, color=MUTED, align="left", baseline="middle").encode(
         x=x("xt:Q"), y=y("yn:Q"), text="note:N")
-    return alt.layer(rect, accent, label, value, note).properties(width=width, height=88)
+    return alt.layer(rect, accent, label, value, missing, note).properties(width=width,
+                                                                           height=88)
 
 
 def memory_timeline(series: list[dict[str, Any]], width: int = 1180,
@@ -165,109 +178,26 @@ def memory_timeline(series: list[dict[str, Any]], width: int = 1180,
     line = alt.Chart(data, title=title).mark_area(
         line={"strokeWidth": 2}, opacity=0.18, interpolate="step-after"
     ).encode(
-        x=alt.X("t_s_u:Q", title=f"time since start ({unit})"),
+        x=alt.X("t_s_u:Q", title=f"time since start ({unit})", scale=alt.Scale(nice=False)),
         y=alt.Y("bytes:Q", stack=None,
                 **bytes_axis(max(1.0, peak["bytes"] * 1.08), "active memory")),
-        color=alt.Color("pid:N", title="process", legend=alt.Legend(orient="top-left")),
+        color=alt.Color("pid:N", title="process",
+                        legend=alt.Legend(orient="top-left", symbolOpacity=1,
+                                          symbolType="stroke", symbolStrokeWidth=3)),
         tooltip=[alt.Tooltip("pid:N", title="process"),
                  alt.Tooltip("t_s_u:Q", format=".3f", title=unit),
                  alt.Tooltip("bytes:Q", format=",", title="bytes")],
     )
+    late = peak["t_s_u"] > 0.6 * max(r["t_s_u"] for r in series)
     marks = [{"t_s_u": peak["t_s_u"], "bytes": peak["bytes"],
               "label": f"peak {human_bytes(peak['bytes'])} (process {peak['pid']})"}]
     point = alt.Chart(_data(marks)).mark_point(color="#E45756", filled=True, size=60).encode(
         x="t_s_u:Q", y="bytes:Q")
     label = alt.Chart(_data(marks)).mark_text(
-        color="#E45756", align="left", dx=8, dy=-6, fontWeight="bold").encode(
+        color="#E45756", align="right" if late else "left", dx=-8 if late else 8, dy=-6,
+        fontWeight="bold").encode(
         x="t_s_u:Q", y="bytes:Q", text="label:N")
     return (line + point + label).properties(width=width, height=height)
-
-
-def type_treemap(types: list[dict[str, Any]], width: int = 1180, height: int = 360,
-                 max_types_per_category: int = 24) -> Any:
-    """A squarified treemap: categories, then types, labelled with sizes and variable names."""
-    title = "Memory by type (category → type; tracked variables named inside)"
-    positive = [t for t in types if t["bytes"] > 0]
-    if not positive:
-        return placeholder(title, "not measured: no type categories in the analysis", width)
-    by_cat: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for t in positive:
-        by_cat[t["category"]].append(t)
-    cats = sorted(by_cat.items(), key=lambda kv: -sum(t["bytes"] for t in kv[1]))
-    total = sum(t["bytes"] for t in positive)
-    cat_rects = squarify([sum(t["bytes"] for t in ts) for _, ts in cats], (0, 0, width, height))
-    boxes: list[dict[str, Any]] = []
-    labels: list[dict[str, Any]] = []
-    for (cat, ts), (cx, cy, cw, ch) in zip(cats, cat_rects, strict=True):
-        cat_bytes = sum(t["bytes"] for t in ts)
-        header = 18 if ch > 40 and cw > 60 else 0
-        boxes.append({"level": 0, "category": cat, "x": cx, "y": cy, "x2": cx + cw,
-                      "y2": cy + ch, "name": cat, "size": human_bytes(cat_bytes),
-                      "share": human_percent(cat_bytes / total), "vars": ""})
-        if header:
-            labels.append({"x": cx + 5, "y": cy + 4, "fs": 11, "fw": "bold", "c": INK,
-                           "text": shorten(f"{cat} · {human_bytes(cat_bytes)} · "
-                                           f"{human_percent(cat_bytes / total)}", int(cw / 6.6))})
-        shown = ts[:max_types_per_category]
-        rest = ts[max_types_per_category:]
-        items = [(t["type_name"], t["bytes"], t["variables"], t["count"]) for t in shown]
-        if rest:
-            items.append((f"{len(rest)} more types", sum(t["bytes"] for t in rest), [], None))
-        inner = (cx + 2, cy + header + 1, max(0.0, cw - 4), max(0.0, ch - header - 3))
-        for (name, size, var_names, count), (x, y, w, h) in zip(
-                items, squarify([i[1] for i in items], inner), strict=True):
-            vars_text = ", ".join(var_names)
-            boxes.append({"level": 1, "category": cat, "x": x, "y": y, "x2": x + w, "y2": y + h,
-                          "name": name, "size": human_bytes(size),
-                          "share": human_percent(size / total), "vars": vars_text,
-                          "count": count})
-            _box_labels(labels, name, size, var_names, (x, y, w, h))
-    data = _data(boxes)
-    x_enc = alt.X("x:Q", scale=alt.Scale(domain=[0, width]), axis=None)
-    y_enc = alt.Y("y:Q", scale=alt.Scale(domain=[0, height], reverse=True), axis=None)
-    color = alt.Color("category:N", scale=category_color([c for c, _ in cats]),
-                      legend=alt.Legend(orient="bottom", title=None, columns=8))
-    rects = alt.Chart(data, title=title).mark_rect(stroke="white", strokeWidth=1).encode(
-        x=x_enc, y=y_enc, x2="x2:Q", y2="y2:Q", color=color,
-        opacity=alt.condition("datum.level == 0", alt.value(0.35), alt.value(0.9)),
-        tooltip=[alt.Tooltip("category:N"), alt.Tooltip("name:N", title="type"),
-                 alt.Tooltip("size:N"), alt.Tooltip("share:N"),
-                 alt.Tooltip("vars:N", title="variables")],
-    )
-    text = alt.Chart(_data(labels)).mark_text(align="left", baseline="top").encode(
-        x=alt.X("x:Q", scale=alt.Scale(domain=[0, width]), axis=None),
-        y=alt.Y("y:Q", scale=alt.Scale(domain=[0, height], reverse=True), axis=None),
-        text="text:N", size=alt.Size("fs:Q", scale=None, legend=None),
-        color=alt.Color("c:N", scale=None, legend=None),
-        opacity=alt.value(1),
-    )
-    bold = text.transform_filter("datum.fw == 'bold'").mark_text(
-        align="left", baseline="top", fontWeight="bold")
-    plain = text.transform_filter("datum.fw != 'bold'")
-    layered = (rects + plain + bold).resolve_scale(color="independent", size="independent")
-    return layered.properties(width=width, height=height)
-
-
-def _box_labels(labels: list[dict[str, Any]], name: str, size: float, var_names: list[str],
-                box: tuple[float, float, float, float]) -> None:
-    x, y, w, h = box
-    if w < 38 or h < 16:
-        return
-    chars = int((w - 8) / 6.6)
-    if chars < 5 and len(name) > chars:
-        return
-    labels.append({"x": x + 4, "y": y + 3, "fs": 11, "fw": "bold", "c": "white",
-                   "text": shorten(name, chars)})
-    size_text = human_bytes(size)
-    if h >= 30 and len(size_text) <= int((w - 8) / 6):
-        labels.append({"x": x + 4, "y": y + 17, "fs": 10, "fw": "", "c": "white",
-                       "text": size_text})
-    lines = int((h - 33) // 12)
-    for i, var in enumerate(var_names[:max(0, lines)]):
-        more = len(var_names) - i - 1
-        text = var if i < lines - 1 or more == 0 else f"{var} (+{more} more)"
-        labels.append({"x": x + 4, "y": y + 31 + 12 * i, "fs": 9, "fw": "", "c": "#f1f5f9",
-                       "text": shorten(text, int((w - 8) / 5.4))})
 
 
 def size_distribution(buckets: list[dict[str, Any]], width: int = 560,
@@ -323,9 +253,15 @@ def variables_by_category(variables: list[dict[str, Any]], width: int = 560,
 
 def top_sites(sites: list[dict[str, Any]], width: int = 560, height: int = 220,
               limit: int = 10, title: str = "Top allocation sites (by bytes)") -> Any:
-    """The allocation sites that allocated the most bytes."""
-    rows = sorted((s for s in sites if s["bytes"] is not None), key=lambda s: -s["bytes"])
-    rows = rows[:limit]
+    """The allocation sites that allocated the most bytes (stacks ending at one line merged)."""
+    merged: dict[str, dict[str, Any]] = {}
+    for s in sites:
+        if s["bytes"] is None:
+            continue
+        m = merged.setdefault(s["location"], dict(s, bytes=0, count=0))
+        m["bytes"] += s["bytes"]
+        m["count"] = None if s["count"] is None or m["count"] is None else m["count"] + s["count"]
+    rows = sorted(merged.values(), key=lambda s: -s["bytes"])[:limit]
     if not rows:
         return placeholder(title, "not measured: no allocation sites", width)
     data = []
@@ -379,19 +315,23 @@ def shorten_value(text: str, limit: int = 70) -> str:
     return shorten(text, limit)
 
 
-def banner(message: str, width: int) -> Any:
-    """A red-bordered box carrying a problem message across the top of a page."""
-    rows = [{"x": 0, "x2": width, "y": 0, "y2": 34, "m": "⚠ " + shorten(message, 180)}]
+def banner(messages: list[str], width: int) -> Any:
+    """A red-bordered box with one line per problem, across the top of a page."""
+    height = 14 + 20 * len(messages)
+    rows = [{"x": 0, "x2": width, "y": 0, "y2": height, "i": i, "yt": 17 + 20 * i,
+             "m": "⚠ " + shorten(m, 170)} for i, m in enumerate(messages)]
     scale_x = alt.Scale(domain=[0, width])
-    scale_y = alt.Scale(domain=[0, 34], reverse=True)
+    scale_y = alt.Scale(domain=[0, height], reverse=True)
     base = alt.Chart(_data(rows))
-    box = base.mark_rect(fill="#fef2f2", stroke="#ef4444", cornerRadius=6).encode(
+    box = base.transform_filter("datum.i == 0").mark_rect(
+        fill="#fef2f2", stroke="#ef4444", cornerRadius=6).encode(
         x=alt.X("x:Q", scale=scale_x, axis=None), x2="x2:Q",
         y=alt.Y("y:Q", scale=scale_y, axis=None), y2="y2:Q")
     text = base.mark_text(align="left", baseline="middle", color="#991b1b", fontSize=12,
                           dx=12, limit=width - 24).encode(
-        x=alt.X("x:Q", scale=scale_x, axis=None), y=alt.value(17), text="m:N")
-    return (box + text).properties(width=width, height=34)
+        x=alt.X("x:Q", scale=scale_x, axis=None),
+        y=alt.Y("yt:Q", scale=scale_y, axis=None), text="m:N")
+    return (box + text).properties(width=width, height=height)
 
 
 def lifetimes(variables: list[dict[str, Any]], end_s: float, width: int = 1100,
@@ -440,7 +380,7 @@ def rates(rows: list[dict[str, Any]], width: int = 1100, height: int = 200
         return placeholder(title, "not measured: no rates in the performance analysis", width)
     rows, unit = _in_unit(rows, "t_s")
     return alt.Chart(_data(rows), title=title).mark_line(interpolate="step-after").encode(
-        x=alt.X("t_s_u:Q", title=f"time since start ({unit})"),
+        x=alt.X("t_s_u:Q", title=f"time since start ({unit})", scale=alt.Scale(nice=False)),
         y=alt.Y("value:Q", title="events per second", axis=alt.Axis(format="~s")),
         color=alt.Color("series:N", title=None, legend=alt.Legend(orient="top")),
         strokeDash=alt.StrokeDash("what:N", title=None),

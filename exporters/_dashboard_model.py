@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from memscope.exporters import _charts, _extract
+from memscope.exporters import _charts, _extract, _treemap
 
 Item = dict[str, Any]
 CHART_WIDTH = 1040
@@ -21,9 +21,15 @@ SITE_COLUMNS = [("function", "function", "text"), ("where", "file:line", "text")
                 ("bytes", "bytes", "bytes"), ("trace", "stack", "text")]
 
 
-def card(label: str, value: Any, unit: str = "count", note: str = "") -> dict[str, Any]:
-    """One metric card; ``value`` None shows as "not measured"."""
-    return {"label": label, "value": value, "unit": unit, "note": note}
+def card(label: str, value: Any, unit: str = "count", note: str = "",
+         tone: str | None = None) -> dict[str, Any]:
+    """One metric card; ``value`` None shows as "not measured"; ``tone`` ``bad``/``warn``."""
+    return {"label": label, "value": value, "unit": unit, "note": note, "tone": tone}
+
+
+def alarm(value: Any, tone: str = "bad") -> str | None:
+    """``tone`` when a counted problem (``value``) is above zero."""
+    return tone if isinstance(value, int | float) and value > 0 else None
 
 
 def cards(items: list[dict[str, Any]]) -> Item:
@@ -52,14 +58,21 @@ def table(tid: str, title: str, columns: list[tuple[str, str, str]],
     }
 
 
-def chart(cid: str, chart_obj: Any) -> Item:
-    """A Vega-Lite chart from an Altair chart."""
+def chart(cid: str, chart_obj: Any, filters: tuple[str, str, str] | None = None) -> Item:
+    """A Vega-Lite chart from an Altair chart.
+
+    ``filters`` = (table id, datum field, hint): clicking a mark filters that table.
+    """
     spec = chart_obj.to_dict(validate=False)
     spec.pop("$schema", None)
     config = _charts.theme_config()
     config["padding"] = 8
     spec["config"] = config
-    return {"type": "chart", "id": cid, "spec": spec}
+    item: Item = {"type": "chart", "id": cid, "spec": spec}
+    if filters is not None:
+        table_id, field, hint = filters
+        item["filters"] = {"table": table_id, "field": field, "hint": hint}
+    return item
 
 
 def panel(pid: str, title: str, sources: tuple[str, ...], ctx: dict[str, Any],
@@ -82,11 +95,14 @@ def overview(ctx: dict[str, Any]) -> dict[str, Any]:
         card("Total allocated", stats.get("total_allocated"), "bytes"),
         card("Total freed", stats.get("total_freed"), "bytes"),
         card("Tracked variables", stats.get("tracked_variables")),
-        card("Security findings", len(ctx["findings"]) if ctx["findings_measured"] else None),
+        card("Security findings", len(ctx["findings"]) if ctx["findings_measured"] else None,
+             tone=alarm(len(ctx["findings"]), "warn")),
         card("Frees of unknown blocks", stats.get("unmatched_frees"), "count",
-             "freed, never seen allocated"),
+             "freed, never seen allocated", alarm(stats.get("unmatched_frees"), "warn")),
     ]
-    items: list[Item] = [cards(metric_cards), cards(totals)]
+    items: list[Item] = [cards(metric_cards), cards(totals),
+                         chart("overview-memory",
+                               _charts.memory_timeline(ctx["series"], CHART_WIDTH, 170))]
     if stats.get("folded_allocations"):
         items.append(note(
             f"Sampling: {_charts.human_count(stats['folded_allocations'])} small allocations "
@@ -142,7 +158,8 @@ def types_panel(ctx: dict[str, Any]) -> dict[str, Any]:
     """The category -> type treemap and the type table."""
     rows = [dict(t, variables=", ".join(t["variables"][:12])) for t in ctx["types"]]
     items = [
-        chart("type-treemap", _charts.type_treemap(ctx["types"], CHART_WIDTH, 420)),
+        chart("type-treemap", _treemap.type_treemap(ctx["types"], CHART_WIDTH, 420),
+              ("types", "name", "Click a type to filter the table below.")),
         table("types", "Types", [
             ("category", "category", "text"), ("subcategory", "subcategory", "text"),
             ("type_name", "type", "text"), ("count", "objects", "count"),
@@ -160,7 +177,8 @@ def variables_panel(ctx: dict[str, Any]) -> dict[str, Any]:
     ends = [v["died_s"] or v["created_s"] or 0 for v in variables]
     end_s = max([(end - t0) / 1e9 if end is not None else 0.0, *ends, 0.0])
     items: list[Item] = [chart("lifetimes",
-                               _charts.lifetimes(variables, end_s, CHART_WIDTH - 300))]
+                               _charts.lifetimes(variables, end_s, CHART_WIDTH - 300),
+                               ("variables", "name", "Click a bar to find the variable below."))]
     items.append(table("variables", "Tracked variables", [
         ("name", "name", "text"), ("type_name", "type", "text"), ("scope", "scope", "text"),
         ("size", "size", "bytes"), ("deep_size", "deep size", "bytes"), ("pid", "pid", "text"),

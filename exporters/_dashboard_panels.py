@@ -11,6 +11,7 @@ from memscope.exporters._dashboard_model import (
     CHART_WIDTH,
     SITE_COLUMNS,
     Item,
+    alarm,
     card,
     cards,
     chart,
@@ -59,7 +60,9 @@ def security_panel(ctx: dict[str, Any]) -> dict[str, Any]:
     findings = ctx["findings"]
     counts = Counter(f["severity"] for f in findings)
     measured = ctx["findings_measured"]
-    items: list[Item] = [cards([card(s.title(), counts.get(s, 0) if measured else None)
+    tones = {"critical": "bad", "high": "bad", "medium": "warn", "low": "warn"}
+    items: list[Item] = [cards([card(s.title(), counts.get(s, 0) if measured else None,
+                                     tone=alarm(counts.get(s, 0), tones[s]))
                                 for s in SEVERITIES])]
     summary = pick(ctx["security"], "summary", default={})
     retained = pick(summary, "retained_at_exit")
@@ -168,14 +171,15 @@ def _cost(perf: dict[str, Any]) -> list[Item]:
     cost = pick(perf, "tracer_cost", default={})
     totals = pick(cost, "totals", default={})
     ingest = rows_of(pick(cost, "ingest"))
+    gaps = sum(num(r.get("gaps")) or 0 for r in ingest) if ingest else None
     return [
         cards([
             card("Tracer events", num(pick(totals, "events"))),
             card("Bytes shipped", num(pick(totals, "bytes")), "bytes"),
-            card("Dropped events", num(pick(totals, "drops"))),
+            card("Dropped events", num(pick(totals, "drops")),
+                 tone=alarm(num(pick(totals, "drops")))),
             card("Buffer high-water", num(pick(totals, "buffer_high_water"))),
-            card("Sequence gaps", sum(num(r.get("gaps")) or 0 for r in ingest)
-                 if ingest else None),
+            card("Sequence gaps", gaps, tone=alarm(gaps)),
         ]),
         table("ingest", "Ingest per producer", [
             ("producer", "producer", "text"), ("pid", "pid", "text"),

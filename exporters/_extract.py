@@ -139,9 +139,15 @@ def largest_variables_first(types_: list[dict[str, Any]],
     for v in variables_:
         key = (v["type_name"], v["name"])
         size_of[key] = max(size_of.get(key, 0), v["size"] or 0)
-    return [dict(t, variables=sorted(t["variables"],
-                                     key=lambda n, t=t: -size_of.get((t["type_name"], n), 0)))
-            for t in types_]
+    out = []
+    for t in types_:
+        type_name = t["type_name"]
+
+        def size(name: str, type_name: str = type_name) -> float:
+            return -size_of.get((type_name, name), 0)
+
+        out.append(dict(t, variables=sorted(t["variables"], key=size)))
+    return out
 
 
 def _var_key(row: Mapping[str, Any]) -> str:

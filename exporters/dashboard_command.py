@@ -75,6 +75,9 @@ def serve(directory: Path, host: str, port: int, feed: str | None, poll: float) 
         server = DashboardServer(directory, host=host, port=port, poll_interval=poll, feed=feed)
     except OSError as exc:
         raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"memscope dashboard: warning: serving on {host} without authentication; anyone "
+              "who can reach it can read the analysis files", file=sys.stderr)
     done = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: done.set())
     server.start()

@@ -12,7 +12,7 @@ from typing import Any, BinaryIO
 
 import altair as alt
 
-from memscope.exporters import _charts, _extract
+from memscope.exporters import _charts, _extract, _treemap
 from memscope.exporters._base import render_vegalite_svg
 from memscope.exporters._format import human_bytes, human_count, human_duration_ns
 from memscope.exporters._reports import Reports, report
@@ -94,12 +94,12 @@ class MemoryAnalysisSvg:
         """The composed Altair chart."""
         parts: list[Any] = []
         if view.problems:
-            text = "; ".join(f"{k}: {m}" for k, m in sorted(view.problems.items()))
-            parts.append(_charts.banner(text, WIDTH))
+            lines = [f"{k}: {m}" for k, m in sorted(view.problems.items())]
+            parts.append(_charts.banner(lines, WIDTH))
         parts += [
             _charts.metric_cards(view.stats, WIDTH),
             _charts.memory_timeline(view.series, WIDTH - 80),
-            _charts.type_treemap(view.types, WIDTH, 380),
+            _treemap.type_treemap(view.types, WIDTH, 380),
             _charts.size_distribution(view.distribution, HALF - 40)
             | _charts.variables_by_category(view.variables, HALF - 40),
             _charts.top_sites(view.sites, HALF) | _charts.summary(_summary_lines(view), HALF),

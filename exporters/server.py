@@ -16,6 +16,7 @@ a broker's PUB address, each ``log`` message also triggers a check at once.
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from http import HTTPStatus
@@ -35,6 +36,14 @@ _SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "X-Frame-Options": "DENY",
 }
+
+
+#: The page may run its inline scripts (Vega compiles expressions) and talk to this server only.
+_PAGE_CSP = ("default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; "
+             "style-src 'unsafe-inline'; img-src data: blob:; connect-src 'self'; "
+             "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+#: Anything else (JSON, SVG files from DIR) is inert even when opened directly.
+_DATA_CSP = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
 
 
 class PathRefused(Exception):
@@ -127,10 +136,12 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base signature
         """Quiet: the served page polls nothing, errors go to the client."""
 
-    def _send(self, status: int, body: bytes, content_type: str) -> None:
+    def _send(self, status: int, body: bytes, content_type: str,
+              csp: str = _DATA_CSP) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Security-Policy", csp)
         for key, value in _SECURITY_HEADERS.items():
             self.send_header(key, value)
         self.end_headers()
@@ -156,7 +167,8 @@ class _Handler(BaseHTTPRequestHandler):
         state = self.server.state
         if path in ("/", "/index.html", "/dashboard.html"):
             html = page(state.model(), live=True, api="api")
-            self._send(HTTPStatus.OK, html.encode("utf-8"), "text/html; charset=utf-8")
+            self._send(HTTPStatus.OK, html.encode("utf-8"), "text/html; charset=utf-8",
+                       csp=_PAGE_CSP)
         elif path == "/api" or path == "/api/":
             self._json(HTTPStatus.OK, self._index())
         elif path == "/api/dashboard":
@@ -241,6 +253,8 @@ class DashboardHTTPServer(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], state: _State) -> None:
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
         self.state = state
         port = self.server_address[1]

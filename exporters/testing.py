@@ -26,6 +26,7 @@ HOSTILE_NAMES: tuple[str, ...] = (
     "{{7*7}}",
     "line\u2028sep\u2029end",
     "&amp;<b>bold</b>",
+    "=HYPERLINK(\"http://127.0.0.1/\",\"x\")",
 )
 
 _TYPES: tuple[tuple[str, str, str], ...] = (

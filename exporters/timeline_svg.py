@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from memscope.exporters import _extract
-from memscope.exporters._charts import INK, LINE, MUTED, category_color
+from memscope.exporters._charts import INK, LINE, MUTED, category_hex
 from memscope.exporters._format import human_bytes, human_count, human_duration_ns, shorten
 from memscope.exporters._reports import Reports, report
 
@@ -39,6 +39,8 @@ class ScopeView:
     pid: str
     variables: list[dict[str, Any]]
     hidden: list[dict[str, Any]] = field(default_factory=list)
+    #: When the scope ran (enter, exit-or-None), from the lifetime analysis.
+    spans: list[tuple[float, float | None]] = field(default_factory=list)
 
 
 @dataclass
@@ -87,6 +89,12 @@ class LifecycleTimelineSvg:
             kept.sort(key=lambda s: min(v["created_s"] for v in s.variables + s.hidden))
         else:
             kept, hidden = scopes, []
+        spans: dict[tuple[str, str], list[tuple[float, float | None]]] = {}
+        for s in _extract.scopes(life, t0):
+            if s["start_s"] is not None:
+                spans.setdefault((s["scope"], s["pid"]), []).append((s["start_s"], s["end_s"]))
+        for scope in kept:
+            scope.spans = spans.get((scope.name, scope.pid), [])
         probs = _extract.problem_messages(reports)
         return TimelineView(
             scopes=kept, hidden_scopes=hidden, links=_extract.links(life), end_s=end_s,
@@ -138,12 +146,14 @@ class _Drawing:
                 font_weight="bold", fill=INK)
         n_vars = sum(len(s.variables) + len(s.hidden) for s in v.scopes + v.hidden_scopes)
         n_scopes = len(v.scopes) + len(v.hidden_scopes)
-        self.el("text", x=24, y=60, fill=MUTED, font_size=12, text=(
+        self.el("text", x=24, y=60, fill=INK, font_size=13, text=(
             f"{human_count(n_vars)} tracked variable(s) in {human_count(n_scopes)} scope(s) "
-            f"over {human_duration_ns(v.end_s * 1e9)}. Bars run from creation to death; an open "
-            "end means alive when the run ended. Meters: size relative to the largest variable "
-            "in the same scope."))
-        y = 78.0
+            f"over {human_duration_ns(v.end_s * 1e9)}."))
+        self.el("text", x=24, y=78, fill=MUTED, font_size=11.5, text=(
+            "Bars run from creation to death (an arrow: still alive when the run ended). "
+            "Meters: size relative to the largest variable of the scope. "
+            "Grey line under a scope's title: when the scope ran."))
+        y = 94.0
         for kind, message in sorted(v.problems.items()):
             self.el("text", x=24, y=y + 12, fill="#b91c1c", font_size=12,
                     text=f"⚠ {kind}: {message}")
@@ -194,10 +204,18 @@ class _Drawing:
         end = max((v["died_s"] if v["died_s"] is not None else self.view.end_s) for v in every)
         self.el("text", group, x=24, y=y + 20, font_size=13, font_weight="bold", fill=INK,
                 text=shorten(f"scope {scope.name}", 60))
-        self.el("text", group, x=self.x0, y=y + 20, font_size=11, fill=MUTED, text=(
+        entered = f" · entered {len(scope.spans)}×" if scope.spans else ""
+        self.el("text", group, x=self.x0, y=y + 18, font_size=11, fill=MUTED, text=(
             f"pid {scope.pid} · {human_count(len(every))} variable(s) · "
-            f"{human_bytes(total)} · active {human_duration_ns(start * 1e9)} – "
-            f"{human_duration_ns(end * 1e9)}"))
+            f"{human_bytes(total)} · variables live {human_duration_ns(start * 1e9)} – "
+            f"{human_duration_ns(end * 1e9)}{entered}"))
+        for enter, exit_ in scope.spans[:200]:
+            stop = self.view.end_s if exit_ is None else exit_
+            band = self.el("rect", group, x=self.x(enter), y=y + 23,
+                           width=max(1.5, self.x(stop) - self.x(enter)), height=3, rx=1.5,
+                           fill="#94a3b8")
+            self.el("title", band, text=f"scope {scope.name} ran {human_duration_ns(enter * 1e9)}"
+                    f" – {human_duration_ns(stop * 1e9)}")
         self._grid(group, y + 28, y + height - 6)
         row_y = y + 30
         for var in scope.variables:
@@ -318,6 +336,4 @@ class _Drawing:
 
 
 def _color(category: str) -> str:
-    scale = category_color([category or "Other"]).to_dict()
-    domain, colors = scale["domain"], scale["range"]
-    return str(colors[domain.index(category)] if category in domain else colors[-1])
+    return category_hex(category or "Other")

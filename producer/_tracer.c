@@ -125,6 +125,8 @@ done:
 static int tr_started;
 static int tr_numpy_active;
 static int tr_draining; /* a drain is in progress (it may let other threads run) */
+int tr_gc_paused;        /* the drain disabled the garbage collector (re-enabled while the
+                          * drain lets other threads run, so a fork never inherits it off) */
 static int tr_atfork_ready;
 static pid_t tr_pid; /* the process the C state belongs to (set at start and in a child) */
 static uint64_t tr_shipped_events, tr_shipped_bytes;
@@ -325,12 +327,14 @@ static PyObject *py_drain(PyObject *self, PyObject *args)
         t->busy = 1; /* the drain's own allocations are not traced */
     }
     tr_draining = 1;
+    tr_drain_epoch++; /* threads read the clock afresh after a drain (see tr_stamp) */
     /* No garbage collection inside the drain: this thread records nothing while draining,
      * so a collection here would free other threads' blocks unseen. It runs later. */
-    int gc_was_enabled = PyGC_Disable();
+    tr_gc_paused = PyGC_Disable();
     int rc = tr_drain_into(chunks, rare, max_events);
-    if (gc_was_enabled) {
+    if (tr_gc_paused) {
         PyGC_Enable();
+        tr_gc_paused = 0;
     }
     tr_draining = 0;
     if (t != NULL) {
@@ -412,6 +416,19 @@ static PyObject *py_pin(PyObject *self, PyObject *args)
     return PyBool_FromLong(rc);
 }
 
+/* Blocks whose free means obj is dead, besides obj's own block: CPython keeps dead lists
+ * on a free list (their object block is not freed), but a non-empty list's item array is
+ * freed when it dies. (The array may move when the list grows; its realloc events link the
+ * old address to the new one.) */
+static PyObject *py_inner_blocks(PyObject *self, PyObject *obj)
+{
+    if (PyList_CheckExact(obj) && ((PyListObject *)obj)->ob_item != NULL) {
+        uintptr_t items = (uintptr_t)((PyListObject *)obj)->ob_item;
+        return Py_BuildValue("[K]", (unsigned long long)items);
+    }
+    return PyList_New(0);
+}
+
 static PyObject *py_after_fork_child(PyObject *self, PyObject *noargs)
 {
     /* The pthread_atfork child handler has already reset the C state; this only acts in a
@@ -450,6 +467,8 @@ static PyMethodDef tr_methods[] = {
     {"current_stack_id", py_current_stack_id, METH_VARARGS,
      "current_stack_id(skip=0): intern the caller's stack (minus `skip` innermost frames)."},
     {"block_address", py_block_address, METH_O, "Start of the object's allocation block."},
+    {"inner_blocks", py_inner_blocks, METH_O,
+     "inner_blocks(obj) -> [address]: other blocks whose free means obj died (list items)."},
     {"pin", py_pin, METH_VARARGS,
      "pin(address, size=0) -> bool: make sure the block's free is recorded in any mode."},
     {"after_fork_child", py_after_fork_child, METH_NOARGS, "Reset buffers in a forked child."},
@@ -457,8 +476,9 @@ static PyMethodDef tr_methods[] = {
      "decode_rec1(data, n) -> 7 bytearrays (MEMORY_COLUMNS order)"},
     {"stats", py_stats, METH_NOARGS, "Counters of the native core."},
     /* native mode hooks (tr_native_mode.c) */
-    {"native_attach", tr_nm_py_attach, METH_NOARGS,
-     "Connect to the preloaded allocator shim (RuntimeError when it is not preloaded)."},
+    {"native_attach", tr_nm_py_attach, METH_VARARGS,
+     "native_attach(path=None): connect to the allocator shim; when it is not preloaded, "
+     "load it from `path` and patch the loaded libraries (RuntimeError without a path)."},
     {"native_detach", tr_nm_py_detach, METH_NOARGS, "Stop receiving native events."},
     {"native_stats", tr_nm_py_stats, METH_NOARGS,
      "Counters of the preloaded shim (None when it is not preloaded)."},

@@ -10,28 +10,37 @@
         ...
     stats = memscope.get_global_tracker().get_stats()
 
-``MEMSCOPE_DISABLE=1`` (or ``init(disable=True)``) makes ``init`` return at once and
-``track_var`` return its argument untouched. Read-side work (``get_stats``,
-``get_memory_by_type``, ``export_*``) first makes every event so far durable in the log, then
-runs in a helper process (:mod:`memscope.producer.offline`) so it is not traced as the
-program's memory.
+``MEMSCOPE_DISABLE=1`` (or ``init(disable=True)``) makes ``init`` return at once (and every
+later call too: the process stays untraced), ``track_var`` return its argument untouched and
+``scope`` do nothing (``bench/bench_api.py`` measures what that costs).
+
+Read-side work first makes every event so far durable in the log: ``get_stats`` is then
+computed by the broker; ``get_memory_by_type`` and the ``export_*`` methods run in a helper
+process (:mod:`memscope.producer.offline`), so none of it is traced as the program's memory.
 """
 
 from __future__ import annotations
 
 import atexit
-import importlib
 import os
 import sys
 import threading
-from dataclasses import dataclass, fields
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
 
+from memscope.producer import scopes
 from memscope.producer.scopes import scope
 
-if TYPE_CHECKING:  # the rest loads in init(), so a disabled init() imports nothing more
+# Only what a disabled init() needs is imported here; the rest loads when tracing starts
+# (every extra module would also slow the program's garbage collections a little).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from os import PathLike
+    from pathlib import Path
+    from typing import Any, TypeVar
+
+    from memscope.producer.results import MemoryStats, TypeUsage
     from memscope.producer.session import BrokerLink, Session
+
+    T = TypeVar("T")
 
 __all__ = [
     "MemoryStats",
@@ -43,8 +52,6 @@ __all__ = [
     "shutdown",
     "track_var",
 ]
-
-T = TypeVar("T")
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _lock = threading.RLock()
@@ -75,11 +82,13 @@ def init(**overrides: Any) -> None:
         RuntimeError: already tracing with different settings, or the broker cannot be reached.
     """
     global _session, _last, _disabled, _atexit_registered
+    if _disabled:
+        return
     if _session is not None:
         _check_same(_session, overrides)
         return
     if _env_disabled() or overrides.get("disable") is True:
-        _disabled = True
+        _disable()
         return
     with _lock:
         if _session is not None:
@@ -92,7 +101,7 @@ def init(**overrides: Any) -> None:
         if overrides:
             settings = settings.replace(**overrides)
         if settings.disable:
-            _disabled = True
+            _disable()
             return
         link, broker = _connect(settings)
         session = Session(settings, link, broker)
@@ -107,11 +116,18 @@ def init(**overrides: Any) -> None:
             # atexit runs handlers last-in first-out: pyzmq's own handler (registered when
             # zmq.utils.garbage is first imported, which a zero-copy send does) must come
             # before ours, or it shuts zmq down before the final batch is sent.
-            importlib.import_module("zmq.utils.garbage")
+            __import__("zmq.utils.garbage")
             atexit.register(shutdown)
             _atexit_registered = True
         _session = _last = session
         _disabled = False
+
+
+def _disable() -> None:
+    """Disabled for the life of this process: later init() calls return at once."""
+    global _disabled
+    _disabled = True
+    scopes.enabled = False
 
 
 def _check_same(session: Session, overrides: dict[str, Any]) -> None:
@@ -140,6 +156,8 @@ def _connect(settings: Any) -> tuple[BrokerLink, Any]:
 
 
 def _after_fork_child() -> None:
+    global _lock
+    _lock = threading.RLock()  # another thread may have held it at the fork
     session = _session
     if session is not None:
         session.after_fork_child()
@@ -160,6 +178,9 @@ def shutdown() -> None:
     session.stop(FLUSH_TIMEOUT_S)
     if session.owns_broker():
         session.broker.stop()
+        log = session.link.log_dir
+        print(f"memscope: events in {log}; `memscope analyze {log}` writes the analysis, "
+              f"`memscope report {log}` the reports", file=sys.stderr)
 
 
 def track_var(obj: T, name: str | None = None) -> T:
@@ -195,40 +216,12 @@ def track_var(obj: T, name: str | None = None) -> T:
         capture.block_address(obj),
         capture.current_stack_id(1),
     )
+    capture.pin(obj)  # its free reaches the log in aggregated and sampled modes too
+    session.watch_death(obj)  # a list or dict dies by a free, not onto a free list
     return obj
 
 
 # -- results ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class MemoryStats:
-    """Exact totals for one process, from its allocator events in the log (bytes, counts)."""
-
-    active_memory: int
-    peak_memory: int
-    active_allocations: int
-    total_allocations: int
-    total_allocated: int
-    total_deallocations: int
-    total_deallocated: int
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> MemoryStats:
-        """Build from :func:`memscope.analyzers.memstats.process_stats`'s answer."""
-        missing = [f.name for f in fields(cls) if f.name not in values]
-        if missing:
-            raise RuntimeError(f"memscope: the stats answer lacks {', '.join(missing)}")
-        return cls(**{f.name: int(values[f.name] or 0) for f in fields(cls)})
-
-
-@dataclass(frozen=True, slots=True)
-class TypeUsage:
-    """Tracked variables of one type alive now: their summed deep size and how many."""
-
-    type_name: str
-    total_size: int
-    allocation_count: int
 
 
 class Tracker:
@@ -283,14 +276,17 @@ class Tracker:
             from memscope.producer import offline
 
             answer = offline.call("stats", self._log(), str(session.identity.pid))
-            return MemoryStats.from_dict(answer)
+            return _results().MemoryStats.from_dict(answer)
+        session.flush(FLUSH_TIMEOUT_S)
+        # Twice: rows shipped by the first flush are freed (by the publisher thread) after
+        # it; the second one carries those frees.
         seq = session.flush(FLUSH_TIMEOUT_S)
         with _client(session) as client:
             answer = client.stats(
                 session.identity.pid, session.identity.producer_id, seq,
                 timeout_s=FLUSH_TIMEOUT_S,
             )
-        return MemoryStats.from_dict(answer)
+        return _results().MemoryStats.from_dict(answer)
 
     def get_memory_by_type(self) -> list[TypeUsage]:
         """Tracked variables alive now, grouped by type, largest first."""
@@ -298,9 +294,12 @@ class Tracker:
 
         log = self._log()
         rows = offline.call("by-type", log, str(self._session().identity.pid))
-        return [TypeUsage(str(t), int(s), int(c)) for t, s, c in rows]
+        usage = _results().TypeUsage
+        return [usage(str(t), int(s), int(c)) for t, s, c in rows]
 
-    def _export(self, kind: str, path: str | os.PathLike[str]) -> Path:
+    def _export(self, kind: str, path: str | PathLike[str]) -> Path:
+        from pathlib import Path
+
         from memscope.producer import offline
 
         log = self._log()
@@ -308,23 +307,23 @@ class Tracker:
         offline.call("export", log, kind, str(target))
         return target
 
-    def export_memory_analysis(self, path: str | os.PathLike[str]) -> Path:
+    def export_memory_analysis(self, path: str | PathLike[str]) -> Path:
         """Write the memory analysis SVG (treemap, the eight metrics) to ``path``."""
         return self._export("memory_svg", path)
 
-    def export_lifecycle_timeline(self, path: str | os.PathLike[str]) -> Path:
+    def export_lifecycle_timeline(self, path: str | PathLike[str]) -> Path:
         """Write the lifecycle timeline SVG of tracked variables and scopes to ``path``."""
         return self._export("lifecycle_svg", path)
 
-    def export_to_json(self, path: str | os.PathLike[str]) -> Path:
+    def export_to_json(self, path: str | PathLike[str]) -> Path:
         """Write the hierarchical snapshot JSON (``memory_hierarchy``) to ``path``."""
         return self._export("snapshot_json", path)
 
-    def export_analysis(self, directory: str | os.PathLike[str]) -> Path:
+    def export_analysis(self, directory: str | PathLike[str]) -> Path:
         """Write the six analysis JSON files into ``directory``."""
         return self._export("analysis", directory)
 
-    def export_to_html(self, path: str | os.PathLike[str]) -> Path:
+    def export_to_html(self, path: str | PathLike[str]) -> Path:
         """Write the self-contained HTML dashboard to ``path``."""
         return self._export("html", path)
 
@@ -341,3 +340,15 @@ def _client(session: Session) -> Any:
     from memscope.broker.client import BrokerClient
 
     return BrokerClient(session.link.control_address, session.settings, timeout_s=FLUSH_TIMEOUT_S)
+
+
+def _results() -> Any:
+    from memscope.producer import results
+
+    return results
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("MemoryStats", "TypeUsage"):
+        return getattr(_results(), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

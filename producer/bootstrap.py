@@ -29,6 +29,9 @@ def _memscope_bootstrap():
         import memscope
 
         memscope.init()
+    except ModuleNotFoundError as exc:
+        if exc.name != "memscope":  # another interpreter without memscope: stay quiet
+            sys.stderr.write(f"memscope: pid {os.getpid()} is not traced: {exc}\\n")
     except Exception as exc:  # never stop the program because tracing could not start
         sys.stderr.write(f"memscope: pid {os.getpid()} is not traced: {exc}\\n")
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]

@@ -21,11 +21,25 @@ How it works (details in ``producer/native/ms_preload.c`` and ``producer/tr_nati
   live is NOT passed to libc -- the process survives a double free -- and is reported as an
   ``ffi`` row ``native.double_free``, ``native.invalid_free`` or ``native.invalid_realloc``.
 
-``init(native=True)`` in a process that was not started with the shim raises ``RuntimeError``
-saying how to start it: malloc can only be interposed from the process's start (a block
-allocated before the shim was there could not be told from an invalid one), so native mode is
-a launch-time choice. To trace a program that calls ``memscope.init(native=True)`` itself,
-start it as ``LD_PRELOAD=$(python -m memscope.producer.native_mode --library) python prog.py``.
+Approximations: ``munmap`` is recorded as the end of the mapping that starts at its address
+(a partial unmap ends it whole; a ``MAP_FIXED`` mapping over another one does not end the
+older one); a thread that never ran Python code has no Python stack (its events keep their
+native frame).
+
+``init(native=True)`` in a process that was **not** started with the shim uses *late mode*:
+the shim is loaded then (``dlopen``) and the global offset tables of every loaded library
+(and of each library loaded later: ``dlopen`` itself is hooked) are patched to call its hooks.
+What late mode cannot do, and why the launch-time preload is the default:
+
+* blocks allocated before ``init`` are unknown to the shim, so a free of an unknown address is
+  passed on (only double frees of blocks freed after ``init`` are blocked and reported);
+* function pointers taken before ``init`` (a ctypes function looked up earlier, a library
+  that saved ``&malloc``) still reach libc directly;
+* ``dlopen``'s caller-relative search path (``$ORIGIN``, the caller's RUNPATH) sees the shim
+  as the caller; ld.so's own allocations are never seen.
+
+To get the full mode for a program that calls ``memscope.init(native=True)`` itself, start
+it as ``LD_PRELOAD=$(python -m memscope.producer.native_mode --library) python prog.py``.
 """
 
 from __future__ import annotations
@@ -73,13 +87,17 @@ def is_preloaded() -> bool:
     return _tracer.native_stats() is not None
 
 
-def attach() -> None:
+def attach(late: bool = True) -> None:
     """Send this process's native events to the running capture.
 
+    With the shim preloaded, that is all. Otherwise, when ``late`` is true, the shim is
+    loaded now and the loaded libraries are patched (late mode, with the limits in the
+    module docstring).
+
     Raises:
-        RuntimeError: the shim is not preloaded (the message says how to start the program).
+        RuntimeError: no shim can be used (the message says how to start the program).
     """
-    _tracer.native_attach()
+    _tracer.native_attach(str(library_path()) if late else None)
 
 
 def detach() -> None:

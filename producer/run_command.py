@@ -76,6 +76,9 @@ class RunOptions:
             argv = tuple(program)
             label = program_label(argv=program)
         out_dir = Path(args.out) if args.out else default_run_dir(label)
+        if not args.broker and (out_dir / "events" / "manifest.json").exists():
+            raise CliError(f"memscope run: {out_dir} already holds a run's log; "
+                           "choose another --out (or remove that directory)")
         return cls(argv, label, out_dir, args.broker, args.mode, bool(args.native),
                    not args.no_report)
 
@@ -261,6 +264,7 @@ def _settle(client: Any, timeout: float, interval: float) -> list[str]:
     start = time.monotonic()
     grace = max(4 * interval, 1.0)
     dead_since: dict[str, float] = {}
+    told = False
     while True:
         now = time.monotonic()
         pending = {p: pid for p, (pid, ended) in _processes(client).items() if not ended}
@@ -268,6 +272,10 @@ def _settle(client: Any, timeout: float, interval: float) -> list[str]:
             if not _alive(pid):
                 dead_since.setdefault(producer, now)
         waiting = [p for p in pending if now - dead_since.get(p, now) < grace]
+        if waiting and not told and now - start > 3.0:
+            pids = ", ".join(str(pending[p]) for p in waiting)
+            _say(f"waiting up to {timeout:.0f} s for traced processes still running: {pids}")
+            told = True
         # Wait two flush intervals at least: a child forked just before the program ended
         # may not have announced itself yet.
         if (not waiting and now - start >= 2 * interval) or now - start >= timeout:
@@ -276,19 +284,22 @@ def _settle(client: Any, timeout: float, interval: float) -> list[str]:
 
 
 def _report(events_dir: Path, out_dir: Path) -> None:
-    """Analyze and export into ``out_dir``, or say which part is missing."""
-    try:
-        from memscope.analyzers import run_all
-    except ImportError:
-        _say(f"log written to {events_dir}; the analyzers are not available in this build yet")
-        return
-    paths = list(run_all(events_dir, out_dir))
-    try:
-        from memscope.exporters import write_reports
-    except ImportError:
-        _say("the exporters are not available in this build yet (no SVG/HTML reports)")
-    else:
-        paths += list(write_reports(out_dir, out_dir))
+    """Analyze and export into ``out_dir``; say what was written, or why not."""
+    from memscope.broker.log import open_log
+
     _say(f"log: {events_dir}")
+    if open_log(events_dir).dataset("processes").count_rows() == 0:
+        _say("no traced process sent anything (is MEMSCOPE_DISABLE set?); no reports")
+        return
+    from memscope.analyzers import run_all
+    from memscope.exporters import write_reports
+
+    try:
+        paths = list(run_all(events_dir, out_dir))
+        paths += list(write_reports(out_dir, out_dir))
+    except (RuntimeError, OSError, ValueError) as exc:
+        _say(f"the reports could not be written: {exc}; the log is complete, retry with "
+             f"`memscope analyze {events_dir}` and `memscope report {out_dir}`")
+        return
     for path in paths:
         _say(f"wrote {path}")

@@ -1,45 +1,65 @@
 """Named scopes: ``with memscope.scope("load"):`` and ``@memscope.scope("load")``.
 
-Each thread has its own stack of open scopes. Entering one queues a ``scopes`` row
-(``enter``, a new ``scope_id``, the enclosing scope's id as ``parent_id`` or 0, the name);
-leaving queues the matching ``exit`` row. Variables tracked inside a scope carry its name and
-id. While tracing is off (before :func:`memscope.init`, after :func:`memscope.shutdown`, or
-with ``MEMSCOPE_DISABLE=1``) a scope does nothing but keep its stack, so decorated functions
-may be defined before ``init``.
+Open scopes form a stack per thread and per asyncio task (a context variable holds it, so
+two tasks interleaving on one thread keep separate stacks). Entering a scope queues a
+``scopes`` row (``enter``, a new ``scope_id``, the enclosing scope's id as ``parent_id`` or 0,
+the name, the thread); leaving queues the matching ``exit`` row. Variables tracked inside a
+scope carry its name and id. The decorator works on plain and ``async`` functions (the scope
+spans the coroutine's execution, not its creation).
+
+While tracing is off (before :func:`memscope.init`, after :func:`memscope.shutdown`) a scope
+only keeps its stack, so decorated functions may be defined before ``init``; with
+``MEMSCOPE_DISABLE=1`` it does nothing at all.
 """
 
 from __future__ import annotations
 
-import functools
+import contextvars
 import itertools
 import threading
 import time
-from collections.abc import Callable
-from types import TracebackType
-from typing import Any, TypeVar
 
-from memscope.producer.rows import RowBuffer
+# Kept light: this module loads even when tracing is disabled (see memscope.producer.api).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import TracebackType
+    from typing import Any, TypeVar
 
-F = TypeVar("F", bound=Callable[..., Any])
+    from memscope.producer.rows import RowBuffer
+
+    F = TypeVar("F", bound=Callable[..., Any])
 
 #: Where rows go while tracing; set by the session, None while tracing is off.
 sink: RowBuffer | None = None
+#: False once tracing is disabled for the process (MEMSCOPE_DISABLE): scopes do nothing.
+enabled = True
 
+_CO_COROUTINE = 0x80  # inspect.CO_COROUTINE, without importing inspect
 _ids = itertools.count(1)
-_local = threading.local()
-
-
-def _stack() -> list[tuple[int, str]]:
-    stack: list[tuple[int, str]] | None = getattr(_local, "stack", None)
-    if stack is None:
-        stack = _local.stack = []
-    return stack
+_open: contextvars.ContextVar[tuple[tuple[int, str], ...]] = contextvars.ContextVar(
+    "memscope_scopes", default=()
+)
 
 
 def current() -> tuple[int, str] | None:
-    """The innermost open scope of the calling thread as ``(scope_id, name)``, or None."""
-    stack = getattr(_local, "stack", None)
+    """The innermost open scope of this thread or task as ``(scope_id, name)``, or None."""
+    stack = _open.get()
     return stack[-1] if stack else None
+
+
+def _row(event: str, scope_id: int, parent_id: int, name: str) -> None:
+    rows = sink
+    if rows is not None:
+        rows.add(
+            "scopes",
+            tid=threading.get_ident(),
+            ts_ns=time.monotonic_ns(),
+            event=event,
+            scope_id=scope_id,
+            parent_id=parent_id,
+            name=name,
+        )
 
 
 class scope:  # noqa: N801 -- used like a function: memscope.scope("name")
@@ -53,21 +73,12 @@ class scope:  # noqa: N801 -- used like a function: memscope.scope("name")
         self.name = name
 
     def __enter__(self) -> scope:
-        stack = _stack()
+        if not enabled:
+            return self
+        stack = _open.get()
         scope_id = next(_ids)
-        parent_id = stack[-1][0] if stack else 0
-        stack.append((scope_id, self.name))
-        rows = sink
-        if rows is not None:
-            rows.add(
-                "scopes",
-                tid=threading.get_ident(),
-                ts_ns=time.monotonic_ns(),
-                event="enter",
-                scope_id=scope_id,
-                parent_id=parent_id,
-                name=self.name,
-            )
+        _open.set((*stack, (scope_id, self.name)))
+        _row("enter", scope_id, stack[-1][0] if stack else 0, self.name)
         return self
 
     def __exit__(
@@ -76,25 +87,30 @@ class scope:  # noqa: N801 -- used like a function: memscope.scope("name")
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        stack = _stack()
+        if not enabled:
+            return
+        stack = _open.get()
         if not stack:
             return
-        scope_id, name = stack.pop()
-        rows = sink
-        if rows is not None:
-            rows.add(
-                "scopes",
-                tid=threading.get_ident(),
-                ts_ns=time.monotonic_ns(),
-                event="exit",
-                scope_id=scope_id,
-                parent_id=stack[-1][0] if stack else 0,
-                name=name,
-            )
+        scope_id, name = stack[-1]
+        rest = stack[:-1]
+        _open.set(rest)
+        _row("exit", scope_id, rest[-1][0] if rest else 0, name)
 
     def __call__(self, func: F) -> F:
-        """Decorate ``func`` so that every call runs inside this scope."""
+        """Decorate ``func`` so that every call (or every await of it) runs in this scope."""
+        import functools
+
         name = self.name
+        code = getattr(func, "__code__", None)
+        if code is not None and code.co_flags & _CO_COROUTINE:
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                with scope(name):
+                    return await func(*args, **kwargs)
+
+            return async_wrapper  # type: ignore[return-value]
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:

@@ -103,13 +103,17 @@ class Session:
         self._announce()
         self.capture.start(mode=self.settings.mode, sample_bytes=self.settings.sample_bytes,
                            native=self.settings.native)
-        self.publisher = publisher_class(
-            self.link.address,
-            self.identity.producer_id,
-            self.identity.pid,
-            self.drain,
-            self.settings,
-        )
+        try:
+            self.publisher = publisher_class(
+                self.link.address,
+                self.identity.producer_id,
+                self.identity.pid,
+                self.drain,
+                self.settings,
+            )
+        except BaseException:
+            self.capture.stop()
+            raise
         scopes.sink = self.rows
         with blocked():  # the publisher thread starts with signals blocked (see signals.py)
             self.publisher.start()
@@ -161,6 +165,12 @@ class Session:
     def flush(self, timeout: float = 10.0) -> int:
         """Ship everything captured so far; return the last seq sent."""
         return int(self.publisher.flush(timeout))
+
+    def watch_death(self, obj: Any) -> None:
+        """Make the death of a tracked list, dict or tuple a real free (see ``_deaths.c``)."""
+        from memscope.producer import _deaths
+
+        _deaths.watch(obj)
 
     def owns_broker(self) -> bool:
         """True in the process that started the embedded broker (not in its forked children)."""

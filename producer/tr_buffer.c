@@ -35,6 +35,8 @@ static uint64_t tr_high_water_blocks; /* max of tr_blocks_in_use since start/for
 static uint64_t tr_dead_events;       /* events/drops of thread states already freed */
 static uint64_t tr_dead_drops;
 static uint64_t tr_attach_failures;   /* threads that could not get a state (counted as drops) */
+static uint64_t *tr_serial_tids;      /* serial -> tid of every state ever attached */
+static uint32_t tr_n_serials, tr_cap_serials;
 
 /* Written once by tr_buffers_init (GIL held, before any hook can run). */
 static pthread_key_t tr_exit_key;
@@ -128,6 +130,19 @@ tr_thread_t *tr_thread_attach(void)
     t->dblock = t->cur;
     t->next_all = tr_threads;
     tr_threads = t;
+    if (tr_n_serials == tr_cap_serials) {
+        uint32_t cap = tr_cap_serials ? tr_cap_serials * 2 : 256;
+        uint64_t *grown = tr_raw_realloc(tr_serial_tids, cap * sizeof(uint64_t));
+        if (grown != NULL) {
+            tr_serial_tids = grown;
+            tr_cap_serials = cap;
+        }
+    }
+    /* (out of memory: serial 0's tid stands in; only aggregated-mode attribution suffers) */
+    t->serial = tr_n_serials < tr_cap_serials ? tr_n_serials++ : 0;
+    if (tr_serial_tids != NULL && t->serial < tr_cap_serials) {
+        tr_serial_tids[t->serial] = t->tid;
+    }
     pthread_mutex_unlock(&tr_registry_lock);
     t->pos = t->cur->data;
     t->end = t->cur->data + TR_BLOCK_DATA;
@@ -159,29 +174,29 @@ int tr_thread_next_block(tr_thread_t *t)
 
 /* ---------------------------------------------------------------- drain */
 
-typedef struct {
-    uint8_t *data;
-    size_t len, cap;
-} tr_bytes_t;
-
 static void tr_put_u32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); } /* little-endian hosts */
 static void tr_put_u64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
 
-/* One finished chunk's bytes (header included) and its thread. */
+/* One chunk to be: a run of whole records inside a block, and the thread they belong to.
+ * The bytes are copied straight from the block into the chunk's bytes object (with the GIL),
+ * so the blocks the drain has finished with are recycled only after that copy. */
 typedef struct {
     uint64_t tid;
     uint64_t n;
-    tr_bytes_t buf;
+    tr_delta_t base;
+    const uint8_t *src;
+    size_t len;
 } tr_piece_t;
 
 typedef struct {
     tr_piece_t *items;
     size_t len, cap;
+    tr_block_t **release; /* blocks to recycle once the pieces are copied */
+    size_t nrelease, caprelease;
 } tr_pieces_t;
 
-static void tr_write_header(tr_bytes_t *buf, uint64_t n, tr_delta_t base, const tr_clock_t *clock)
+static void tr_write_header(uint8_t *h, uint64_t n, tr_delta_t base, const tr_clock_t *clock)
 {
-    uint8_t *h = buf->data;
     tr_put_u32(h, TR_REC1_MAGIC);
     tr_put_u32(h + 4, (uint32_t)n);
     tr_put_u64(h + 8, clock->tick);
@@ -193,33 +208,44 @@ static void tr_write_header(tr_bytes_t *buf, uint64_t n, tr_delta_t base, const 
     tr_put_u32(h + 52, 0);
 }
 
-static int tr_add_piece(tr_pieces_t *pieces, uint64_t tid, uint64_t n, tr_delta_t base,
-                        const uint8_t *src, size_t len, const tr_clock_t *clock)
+static int tr_grow(void **items, size_t *cap, size_t len, size_t size)
 {
-    if (pieces->len == pieces->cap) {
-        size_t cap = pieces->cap ? pieces->cap * 2 : 64;
-        tr_piece_t *grown = tr_raw_realloc(pieces->items, cap * sizeof(tr_piece_t));
-        if (grown == NULL) {
-            return -1;
-        }
-        pieces->items = grown;
-        pieces->cap = cap;
+    if (len < *cap) {
+        return 0;
     }
-    tr_bytes_t buf = {tr_raw_alloc(TR_REC1_HEADER + len), TR_REC1_HEADER + len,
-                      TR_REC1_HEADER + len};
-    if (buf.data == NULL) {
+    size_t ncap = *cap ? *cap * 2 : 64;
+    void *grown = tr_raw_realloc(*items, ncap * size);
+    if (grown == NULL) {
         return -1;
     }
-    memcpy(buf.data + TR_REC1_HEADER, src, len);
-    tr_write_header(&buf, n, base, clock);
-    pieces->items[pieces->len++] = (tr_piece_t){tid, n, buf};
+    *items = grown;
+    *cap = ncap;
+    return 0;
+}
+
+static int tr_add_piece(tr_pieces_t *pieces, uint64_t tid, uint64_t n, tr_delta_t base,
+                        const uint8_t *src, size_t len)
+{
+    if (tr_grow((void **)&pieces->items, &pieces->cap, pieces->len, sizeof(tr_piece_t)) < 0) {
+        return -1;
+    }
+    pieces->items[pieces->len++] = (tr_piece_t){tid, n, base, src, len};
+    return 0;
+}
+
+static int tr_defer_release(tr_pieces_t *pieces, tr_block_t *b)
+{
+    if (tr_grow((void **)&pieces->release, &pieces->caprelease, pieces->nrelease,
+                sizeof(tr_block_t *)) < 0) {
+        return -1;
+    }
+    pieces->release[pieces->nrelease++] = b;
     return 0;
 }
 
 /* Moves up to `budget` records of t into pieces (one per block). Returns the number of
  * records moved; stops early (keeping the rest for later) when memory runs out. */
-static uint64_t tr_drain_thread(tr_thread_t *t, uint64_t budget, const tr_clock_t *clock,
-                                tr_pieces_t *pieces)
+static uint64_t tr_drain_thread(tr_thread_t *t, uint64_t budget, tr_pieces_t *pieces)
 {
     uint64_t moved = 0;
     while (moved < budget) {
@@ -239,8 +265,7 @@ static uint64_t tr_drain_thread(tr_thread_t *t, uint64_t budget, const tr_clock_
             else {
                 took = tr_rec1_scan(src, used - t->dpos, t->d, budget - moved, &scan);
             }
-            if (scan.n > 0 &&
-                tr_add_piece(pieces, t->tid, scan.n, t->d, src, took, clock) < 0) {
+            if (scan.n > 0 && tr_add_piece(pieces, t->tid, scan.n, t->d, src, took) < 0) {
                 break;
             }
             t->dpos += (uint32_t)took;
@@ -248,12 +273,9 @@ static uint64_t tr_drain_thread(tr_thread_t *t, uint64_t budget, const tr_clock_
             t->d = scan.end;
             moved += scan.n;
         }
-        if (next == NULL || t->dpos < used) {
+        if (next == NULL || t->dpos < used || tr_defer_release(pieces, b) < 0) {
             break;
         }
-        pthread_mutex_lock(&tr_registry_lock);
-        tr_block_put_locked(b);
-        pthread_mutex_unlock(&tr_registry_lock);
         t->dblock = next;
         t->dpos = 0;
         t->dcount = 0;
@@ -269,9 +291,13 @@ static int tr_fully_drained(tr_thread_t *t)
            t->dpos == __atomic_load_n(&b->used, __ATOMIC_ACQUIRE);
 }
 
-/* Frees the state of an exited thread whose data has all been drained. */
-static void tr_reap(tr_thread_t *t)
+/* Frees the state of an exited thread whose data has all been drained (its last block is
+ * recycled with the others, after the copy). */
+static void tr_reap(tr_thread_t *t, tr_pieces_t *pieces)
 {
+    if (tr_defer_release(pieces, t->dblock) < 0) {
+        return; /* try again at the next drain */
+    }
     pthread_mutex_lock(&tr_registry_lock);
     tr_thread_t **link = &tr_threads;
     while (*link != NULL && *link != t) {
@@ -282,13 +308,12 @@ static void tr_reap(tr_thread_t *t)
     }
     tr_dead_events += t->events;
     tr_dead_drops += t->drops;
-    tr_block_put_locked(t->dblock);
     pthread_mutex_unlock(&tr_registry_lock);
     munmap(t, sizeof(tr_thread_t));
 }
 
 /* Copies pending records of every thread into pieces (without the GIL). */
-static uint64_t tr_gather(uint64_t max_events, const tr_clock_t *clock, tr_pieces_t *pieces)
+static uint64_t tr_gather(uint64_t max_events, tr_pieces_t *pieces)
 {
     /* Snapshot the registry: states are only freed by the drain itself (or in a forked
      * child), so the pointers stay valid after the lock is released. */
@@ -311,10 +336,10 @@ static uint64_t tr_gather(uint64_t max_events, const tr_clock_t *clock, tr_piece
         tr_thread_t *t = all[i];
         int dead = __atomic_load_n(&t->dead, __ATOMIC_ACQUIRE);
         if (total < max_events) {
-            total += tr_drain_thread(t, max_events - total, clock, pieces);
+            total += tr_drain_thread(t, max_events - total, pieces);
         }
         if (dead && tr_fully_drained(t)) {
-            tr_reap(t);
+            tr_reap(t, pieces);
         }
     }
     tr_raw_free(all);
@@ -327,30 +352,52 @@ PyObject *tr_drain_chunks(uint64_t max_events, uint64_t *events_out, uint64_t *b
     tr_clock_now(&clock);
     tr_pieces_t pieces = {0};
     uint64_t total;
-    /* The copying runs without the GIL so the traced program keeps running meanwhile;
-     * the caller's tr_draining flag keeps other drains out. */
-    Py_BEGIN_ALLOW_THREADS
-    total = tr_gather(max_events, &clock, &pieces);
-    Py_END_ALLOW_THREADS
-    PyObject *chunks = PyList_New(0);
-    for (size_t i = 0; i < pieces.len; i++) {
-        tr_piece_t *p = &pieces.items[i];
-        if (chunks != NULL) {
-            PyObject *chunk = Py_BuildValue(
-                "{s:K,s:K,s:s,s:y#}", "tid", (unsigned long long)p->tid, "n",
-                (unsigned long long)p->n, "enc", "rec1", "data", (const char *)p->buf.data,
-                (Py_ssize_t)p->buf.len);
-            if (chunk == NULL || PyList_Append(chunks, chunk) < 0) {
-                Py_CLEAR(chunks); /* the records of the remaining pieces are lost */
-            }
-            Py_XDECREF(chunk);
-            *bytes_out += p->buf.len;
-        }
-        tr_raw_free(p->buf.data);
+    /* Finding the records runs without the GIL so the traced program keeps running
+     * meanwhile; the caller's tr_draining flag keeps other drains out. */
+    if (tr_gc_paused) {
+        PyGC_Enable(); /* other threads may collect (and fork) while the GIL is released */
     }
+    Py_BEGIN_ALLOW_THREADS
+    total = tr_gather(max_events, &pieces);
+    Py_END_ALLOW_THREADS
+    if (tr_gc_paused) {
+        PyGC_Disable();
+    }
+    PyObject *chunks = PyList_New(0);
+    for (size_t i = 0; i < pieces.len && chunks != NULL; i++) {
+        tr_piece_t *p = &pieces.items[i];
+        PyObject *data = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(TR_REC1_HEADER + p->len));
+        PyObject *chunk = NULL;
+        if (data != NULL) {
+            uint8_t *out = (uint8_t *)PyBytes_AS_STRING(data);
+            tr_write_header(out, p->n, p->base, &clock);
+            memcpy(out + TR_REC1_HEADER, p->src, p->len);
+            chunk = Py_BuildValue("{s:K,s:K,s:s,s:N}", "tid", (unsigned long long)p->tid, "n",
+                                  (unsigned long long)p->n, "enc", "rec1", "data", data);
+        }
+        if (chunk == NULL || PyList_Append(chunks, chunk) < 0) {
+            Py_CLEAR(chunks); /* the records of this and the remaining pieces are lost */
+        }
+        Py_XDECREF(chunk);
+        *bytes_out += TR_REC1_HEADER + p->len;
+    }
+    pthread_mutex_lock(&tr_registry_lock);
+    for (size_t i = 0; i < pieces.nrelease; i++) {
+        tr_block_put_locked(pieces.release[i]);
+    }
+    pthread_mutex_unlock(&tr_registry_lock);
     tr_raw_free(pieces.items);
+    tr_raw_free(pieces.release);
     *events_out = total;
     return chunks;
+}
+
+uint64_t tr_serial_tid(uint32_t serial)
+{
+    pthread_mutex_lock(&tr_registry_lock);
+    uint64_t tid = serial < tr_n_serials ? tr_serial_tids[serial] : 0;
+    pthread_mutex_unlock(&tr_registry_lock);
+    return tid;
 }
 
 void tr_buffers_reset_high_water(void)

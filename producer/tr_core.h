@@ -77,6 +77,9 @@ typedef struct tr_thread {
     uint64_t drops;  /* records lost because no block was available (read relaxed) */
     int64_t sample_left; /* sampled mode: bytes until the next sample */
     uint64_t rng;        /* sampled mode: xorshift state */
+    uint64_t stamp_tick;         /* the last clock reading (see tr_stamp in tr_hooks.c) */
+    unsigned long stamp_switch;  /* ... taken at this count of hand-overs */
+    uint32_t stamp_reuse;        /* ... and reusable this many more times */
     /* per-thread stack cache, outermost frame first (GIL held when used) */
     int cache_depth;
     const void *cache_code[TR_MAX_DEPTH];
@@ -84,6 +87,11 @@ typedef struct tr_thread {
     uint32_t cache_id[TR_MAX_DEPTH];
     const void *walk_code[TR_MAX_DEPTH];
     const void *walk_instr[TR_MAX_DEPTH];
+    /* (parent node, instruction) -> node: a small cache in front of the shared index */
+    struct {
+        const void *instr;
+        uint32_t parent, id;
+    } leaf[256];
     /* --- owned by the drain (serialized by the GIL and tr_draining) --- */
     tr_block_t *dblock; /* oldest block not yet fully drained */
     uint32_t dpos;      /* drained bytes of dblock */
@@ -91,8 +99,20 @@ typedef struct tr_thread {
     tr_delta_t d;       /* delta state at the drain position */
     /* --- shared --- */
     uint64_t tid;      /* PyThread_get_thread_ident() of the owner; immutable */
+    uint32_t serial;   /* this state's number (tr_serial_tid maps it back to tid); immutable */
     int dead;          /* set (release) by the owner's thread-exit destructor */
     struct tr_thread *next_all; /* registry list; protected by tr_registry_lock */
+    /* native mode hook (tr_native_mode.c): while nm_preset is set, the thread's hooks use
+     * nm_stack as the stack of the event being recorded (owned by the thread) */
+    uint8_t nm_preset;
+    uint32_t nm_stack;
+    /* native mode: the thread's last GIL-free walk (hash of its frames -> stack id) and last
+     * native frame (parent, return address -> node id); owned by the thread */
+    uint64_t nm_walk_hash;
+    uint32_t nm_walk_id;
+    uint32_t nm_ret_parent;
+    uint64_t nm_ret;
+    uint32_t nm_ret_id;
 } tr_thread_t;
 
 /* ---- globals (defined in tr_buffer.c / tr_hooks.c) ---- */
@@ -102,6 +122,8 @@ extern int tr_mode;
 /* Written by start (GIL held) before tr_enabled is set; read-only afterwards. */
 extern int64_t tr_sample_bytes;
 extern uint64_t tr_max_buffer_bytes;
+/* Set by the drain (GIL held) while it keeps the garbage collector off. */
+extern int tr_gc_paused;
 
 /* ---- clock ---- */
 extern int tr_use_tsc; /* decided at the first start(); read-only afterwards */
@@ -162,6 +184,7 @@ static inline uint64_t tr_zz32(uint32_t delta)
 /* ---- buffers (tr_buffer.c) ---- */
 extern __thread tr_thread_t *tr_tls __attribute__((tls_model("initial-exec")));
 tr_thread_t *tr_thread_attach(void); /* creates the calling thread's state; NULL if impossible */
+uint64_t tr_serial_tid(uint32_t serial); /* the tid of a thread state's serial number */
 int tr_thread_next_block(tr_thread_t *t); /* 0 when no block could be had (a drop) */
 void tr_buffers_after_fork_child(void);
 void tr_buffers_atfork_prepare(void);
@@ -234,6 +257,10 @@ uint32_t tr_stack_current_skip(tr_thread_t *t, int skip); /* minus `skip` innerm
 int tr_stack_emit(PyObject *rare);          /* adds frames/stacks rows; GIL held */
 void tr_stack_reset_emitted(void);
 uint32_t tr_stack_count(void);
+unsigned long tr_gil_switches(void); /* 3.11: GIL hand-overs so far; 0 on other versions */
+/* Stamps may be reused only where the GIL's hand-overs can be counted (3.11). */
+#define TR_CAN_REUSE_STAMPS (PY_VERSION_HEX < 0x030C0000)
+extern unsigned long tr_drain_epoch; /* GIL: bumped by every drain and start */
 
 /* ---- hooks (tr_hooks.c) ---- */
 int tr_hooks_install(void);

@@ -42,15 +42,16 @@ void tr_raw_free(void *p) { free(p); }
 
 /* ------------------------------------------------------------------ live maps */
 
+/* 32 bytes: two entries per cache line. */
 typedef struct {
     uint64_t addr; /* 0 = empty slot */
-    uint64_t size;
+    uint64_t size : 48;
+    uint64_t domain : 8;
+    uint64_t emitted : 1; /* promoted to a real alloc event: its free must be recorded */
+    uint64_t pinned : 1;  /* pin(): promote at the next drain whatever its age */
     uint64_t tick;
-    uint64_t tid;
     uint32_t stack;
-    uint8_t domain;
-    uint8_t emitted; /* promoted to a real alloc event: its free must be recorded */
-    uint8_t pinned;  /* pin(): promote at the next drain whatever its age */
+    uint32_t serial; /* the allocating thread (tr_thread_t.serial) */
 } tr_live_t;
 
 typedef struct {
@@ -173,7 +174,7 @@ static inline void tr_update_peak(void)
 /* ------------------------------------------------------------------ aggregates */
 
 typedef struct {
-    uint64_t tid;
+    uint32_t serial; /* the allocating thread */
     uint32_t stack;
     uint8_t domain, used;
     uint64_t count, bytes;
@@ -197,7 +198,7 @@ static void tr_agg_add(tr_agg_table_t *a, const tr_live_t *e)
         }
         for (uint64_t i = 0; a->slots != NULL && i <= a->mask; i++) {
             if (a->slots[i].used) {
-                uint64_t h = tr_hash_addr(a->slots[i].tid ^ ((uint64_t)a->slots[i].stack << 8) ^
+                uint64_t h = tr_hash_addr(a->slots[i].serial ^ ((uint64_t)a->slots[i].stack << 8) ^
                                           a->slots[i].domain) & (cap - 1);
                 while (slots[h].used) {
                     h = (h + 1) & (cap - 1);
@@ -209,14 +210,14 @@ static void tr_agg_add(tr_agg_table_t *a, const tr_live_t *e)
         a->slots = slots;
         a->mask = cap - 1;
     }
-    uint64_t h = tr_hash_addr(e->tid ^ ((uint64_t)e->stack << 8) ^ e->domain) & a->mask;
-    while (a->slots[h].used && !(a->slots[h].tid == e->tid && a->slots[h].stack == e->stack &&
+    uint64_t h = tr_hash_addr(e->serial ^ ((uint64_t)e->stack << 8) ^ e->domain) & a->mask;
+    while (a->slots[h].used && !(a->slots[h].serial == e->serial && a->slots[h].stack == e->stack &&
                                  a->slots[h].domain == e->domain)) {
         h = (h + 1) & a->mask;
     }
     tr_agg_t *s = &a->slots[h];
     if (!s->used) {
-        *s = (tr_agg_t){e->tid, e->stack, e->domain, 1, 0, 0};
+        *s = (tr_agg_t){e->serial, e->stack, (uint8_t)e->domain, 1, 0, 0};
         a->count++;
     }
     s->count++;
@@ -225,12 +226,83 @@ static void tr_agg_add(tr_agg_table_t *a, const tr_live_t *e)
 
 /* ------------------------------------------------------------------ recording */
 
+/* Whether this event's thread holds the GIL: always for MEM/OBJ, asked for RAW/numpy. */
+static inline int tr_event_gil(unsigned domain)
+{
+    return domain == TR_MEM || domain == TR_OBJ || tr_stack_gil_held();
+}
+
 static inline uint32_t tr_stack_for(tr_thread_t *t, unsigned domain)
 {
-    if (domain == TR_MEM || domain == TR_OBJ || tr_stack_gil_held()) {
-        return tr_stack_current(t);
+    if (t->nm_preset) { /* native mode hook: the stack tr_native_mode.c computed */
+        return t->nm_stack;
     }
-    return 0;
+    return tr_event_gil(domain) ? tr_stack_current(t) : 0;
+}
+
+/* native mode hook: the stack of an event whose thread holds the GIL or not (`gil`); while
+ * tr_native_mode.c presets one (t->nm_preset), that one. */
+#define TR_EVENT_STACK(t, gil) ((t)->nm_preset ? (t)->nm_stack : (gil) ? tr_stack_current(t) : 0)
+
+/* ---- timestamps ----
+ * Reading the TSC costs about as much as the rest of a record. Frees always read it (a
+ * death is never stamped before anything the program saw happen earlier). An allocation by
+ * a thread holding the GIL reuses the thread's last reading for up to TR_STAMP_REUSE
+ * allocations, and reads afresh as soon as anything could have happened elsewhere in
+ * between: the GIL changed hands (3.11's switch counter), a drain ran, or any thread recorded
+ * an event without the GIL. Hence an allocation is never stamped before a free that really
+ * happened before it (a block freed elsewhere and allocated here always shows the free
+ * first), and its stamp is at most the true time and at most TR_STAMP_REUSE allocations old
+ * (well under a microsecond while the thread runs). A thread that sleeps with no other
+ * thread and no drain running (capture without the publisher) may stamp its next few
+ * allocations with the time before the sleep. On 3.12+ (no switch counter) every
+ * allocation reads the clock too. */
+#define TR_STAMP_REUSE 8
+
+#if TR_CAN_REUSE_STAMPS
+/* Events recorded without the GIL so far (atomic, relaxed). */
+static unsigned long tr_nogil_events;
+#endif
+/* Incremented by every drain and start (GIL). */
+unsigned long tr_drain_epoch;
+
+static inline uint64_t tr_stamp(tr_thread_t *t, int gil)
+{
+#if TR_CAN_REUSE_STAMPS
+    if (gil) {
+        unsigned long sw = tr_gil_switches() + tr_drain_epoch +
+                           __atomic_load_n(&tr_nogil_events, __ATOMIC_RELAXED);
+        if (sw == t->stamp_switch && t->stamp_reuse != 0) {
+            t->stamp_reuse--;
+            return t->stamp_tick;
+        }
+        t->stamp_tick = tr_tick();
+        t->stamp_switch = sw;
+        t->stamp_reuse = TR_STAMP_REUSE;
+        return t->stamp_tick;
+    }
+    __atomic_fetch_add(&tr_nogil_events, 1, __ATOMIC_RELAXED);
+    t->stamp_reuse = 0;
+#else
+    (void)t;
+    (void)gil;
+#endif
+    return tr_tick();
+}
+
+/* A fresh reading (frees), which later allocations of this thread may reuse. */
+static inline uint64_t tr_stamp_fresh(tr_thread_t *t, int gil)
+{
+#if TR_CAN_REUSE_STAMPS
+    if (gil) {
+        t->stamp_tick = tr_tick();
+        t->stamp_switch = tr_gil_switches() + tr_drain_epoch +
+                          __atomic_load_n(&tr_nogil_events, __ATOMIC_RELAXED);
+        t->stamp_reuse = TR_STAMP_REUSE;
+        return t->stamp_tick;
+    }
+#endif
+    return tr_stamp(t, gil);
 }
 
 static inline int tr_domain_gil(unsigned domain) { return domain == TR_MEM || domain == TR_OBJ; }
@@ -262,8 +334,10 @@ static void tr_sampled_alloc(tr_thread_t *t, unsigned kind, unsigned domain, uin
     while (t->sample_left <= 0) {
         t->sample_left += tr_next_sample_gap(t);
     }
-    uint32_t stack = tr_stack_for(t, domain);
-    tr_live_t e = {addr, size, 0, t->tid, stack, (uint8_t)domain, 1};
+    int gil = tr_event_gil(domain);
+    uint32_t stack = TR_EVENT_STACK(t, gil);
+    tr_live_t e = {.addr = addr, .size = size, .domain = domain, .emitted = 1,
+                   .stack = stack, .serial = t->serial};
     pthread_mutex_lock(&tr_map_lock);
     int ok = tr_map_put(&tr_map_locked, &e) == 0;
     pthread_mutex_unlock(&tr_map_lock);
@@ -271,7 +345,7 @@ static void tr_sampled_alloc(tr_thread_t *t, unsigned kind, unsigned domain, uin
         __atomic_fetch_add(&tr_sample_filter[tr_hash_addr(addr) & (TR_FILTER_SLOTS - 1)], 1,
                            __ATOMIC_RELAXED);
     }
-    tr_emit(t, kind, domain, addr, 0, size, stack, 1, tr_tick());
+    tr_emit(t, kind, domain, addr, 0, size, stack, 1, tr_stamp(t, gil));
 }
 
 /* Returns 1 when addr was a sampled block (now forgotten). */
@@ -295,12 +369,17 @@ static int tr_sampled_forget(uint64_t addr)
  * allocations in front of tr_map_gil. Most blocks die young, so most frees are answered
  * from this cache-resident table; an entry evicted by a newer allocation moves to the map.
  * Protected by the GIL. */
-#define TR_YOUNG_SLOTS 16384
-static tr_live_t tr_young[TR_YOUNG_SLOTS];
+#define TR_YOUNG_SLOTS 65536
+static tr_live_t tr_young[TR_YOUNG_SLOTS]; /* 2.5 MiB of BSS, touched only when used */
+static int tr_young_used;                  /* GIL */
 
+/* Neighbouring blocks (allocators hand out consecutive addresses) land in neighbouring
+ * slots, so the table is walked the way memory is allocated and stays in cache; windows of
+ * 256 KiB are scattered by a hash of their number. */
 static inline tr_live_t *tr_young_slot(uint64_t addr)
 {
-    return &tr_young[tr_hash_addr(addr) & (TR_YOUNG_SLOTS - 1)];
+    uint64_t window = tr_hash_addr(addr >> 18);
+    return &tr_young[((addr >> 4) + window) & (TR_YOUNG_SLOTS - 1)];
 }
 
 /* Takes addr's pending entry from the young table or the map (GIL domains). */
@@ -337,6 +416,7 @@ static int tr_gil_put(const tr_live_t *e)
     /* (a stale entry for this address in the map would mean a missed free; frees are not
      * missed while tracing, so the map is not searched here) */
     *y = *e;
+    tr_young_used = 1;
     __atomic_store_n(&tr_map_gil.bytes, tr_map_gil.bytes + e->size, __ATOMIC_RELAXED);
     return 0;
 }
@@ -345,6 +425,7 @@ static int tr_gil_put(const tr_live_t *e)
  * `quiet`: the free comes from an ignored thread, recorded only for blocks we know. */
 static void tr_agg_free(tr_thread_t *t, unsigned domain, uint64_t addr, uint64_t tick, int quiet)
 {
+    /* tick 0: read the clock only if an event is written (folded frees need no time) */
     tr_live_t e;
     int found;
     if (tr_domain_gil(domain)) {
@@ -367,13 +448,16 @@ static void tr_agg_free(tr_thread_t *t, unsigned domain, uint64_t addr, uint64_t
         e.emitted = 1;
     }
     if (found ? e.emitted : !quiet) {
-        tr_emit(t, TR_FREE, domain, addr, 0, 0, 0, 0, tick);
+        tr_emit(t, TR_FREE, domain, addr, 0, 0, 0, 0,
+                tick ? tick : tr_stamp_fresh(t, tr_event_gil(domain)));
     }
 }
 
 static void tr_agg_alloc(tr_thread_t *t, unsigned domain, uint64_t addr, uint64_t size)
 {
-    tr_live_t e = {addr, size, tr_tick(), t->tid, tr_stack_for(t, domain), (uint8_t)domain, 0};
+    int gil = tr_event_gil(domain);
+    tr_live_t e = {.addr = addr, .size = size, .domain = domain, .tick = tr_stamp(t, gil),
+                   .stack = TR_EVENT_STACK(t, gil), .serial = t->serial};
     int rc;
     if (tr_domain_gil(domain)) {
         rc = tr_gil_put(&e);
@@ -394,9 +478,11 @@ void tr_record_alloc(tr_thread_t *t, unsigned kind, unsigned domain, void *ptr, 
 {
     uint64_t addr = (uint64_t)(uintptr_t)ptr;
     switch (tr_mode) {
-    case TR_MODE_FULL:
-        tr_emit(t, kind, domain, addr, 0, size, tr_stack_for(t, domain), 1, tr_tick());
+    case TR_MODE_FULL: {
+        int gil = tr_event_gil(domain);
+        tr_emit(t, kind, domain, addr, 0, size, TR_EVENT_STACK(t, gil), 1, tr_stamp(t, gil));
         break;
+    }
     case TR_MODE_SAMPLED:
         tr_sampled_alloc(t, kind, domain, addr, size);
         break;
@@ -414,6 +500,7 @@ void tr_record_realloc(tr_thread_t *t, unsigned domain, void *ptr, void *old, si
     switch (tr_mode) {
     case TR_MODE_FULL:
         tr_emit(t, TR_REALLOC, domain, addr, old_addr, size, tr_stack_for(t, domain), 1, tick);
+        t->stamp_reuse = 0; /* keep later stamps of this thread at or after this reading */
         break;
     case TR_MODE_SAMPLED:
         if (tr_sampled_forget(old_addr)) {
@@ -436,15 +523,17 @@ void tr_record_free(tr_thread_t *t, unsigned domain, void *ptr)
         /* an ignored thread's frees are recorded too: a block a traced thread allocated and
          * the publisher frees must not look leaked (frees of its own blocks read as frees
          * of never-seen blocks, which readers tolerate) */
-        tr_emit(t, TR_FREE, domain, addr, 0, 0, 0, 0, tr_tick());
+        tr_emit(t, TR_FREE, domain, addr, 0, 0, 0, 0,
+                tr_stamp_fresh(t, tr_event_gil(domain)));
         break;
     case TR_MODE_SAMPLED:
         if (tr_sampled_forget(addr)) {
-            tr_emit(t, TR_FREE, domain, addr, 0, 0, 0, 0, tr_tick());
+            tr_emit(t, TR_FREE, domain, addr, 0, 0, 0, 0,
+                tr_stamp_fresh(t, tr_event_gil(domain)));
         }
         break;
     default:
-        tr_agg_free(t, domain, addr, tr_tick(), t->ignored);
+        tr_agg_free(t, domain, addr, 0, t->ignored);
         break;
     }
 }
@@ -560,7 +649,11 @@ void tr_hooks_uninstall(void)
 
 void tr_hooks_reset_maps(void)
 {
-    memset(tr_young, 0, sizeof tr_young);
+    tr_drain_epoch++;
+    if (tr_young_used) {
+        memset(tr_young, 0, sizeof tr_young);
+        tr_young_used = 0;
+    }
     tr_map_clear(&tr_map_gil);
     pthread_mutex_lock(&tr_map_lock);
     tr_map_clear(&tr_map_locked);
@@ -582,7 +675,8 @@ static int tr_agg_rows(PyObject *rare, tr_agg_table_t *a, int64_t now_ns)
         if (!s->used) {
             continue;
         }
-        PyObject *values[] = {PyLong_FromLongLong(now_ns), PyLong_FromUnsignedLongLong(s->tid),
+        PyObject *values[] = {PyLong_FromLongLong(now_ns),
+                              PyLong_FromUnsignedLongLong(tr_serial_tid(s->serial)),
                               PyLong_FromUnsignedLong(s->stack), PyLong_FromLong(s->domain),
                               PyLong_FromUnsignedLongLong(s->count),
                               PyLong_FromUnsignedLongLong(s->bytes)};
@@ -624,7 +718,8 @@ int tr_hooks_emit_aggregates(PyObject *rare, int64_t now_ns, uint64_t *current, 
 }
 
 typedef struct {
-    uint64_t tid, tick, addr, size;
+    uint64_t tid; /* a thread serial until the chunk is built */
+    uint64_t tick, addr, size;
     uint32_t stack;
     uint8_t domain;
 } tr_promo_t;
@@ -658,7 +753,8 @@ static size_t tr_collect(tr_map_t *m, uint64_t cutoff, tr_promo_t **out, size_t 
             *out = grown;
             *cap = ncap;
         }
-        (*out)[(*n)++] = (tr_promo_t){e->tid, e->tick, e->addr, e->size, e->stack, e->domain};
+        (*out)[(*n)++] = (tr_promo_t){e->serial, e->tick, e->addr, e->size, e->stack,
+                                      (uint8_t)e->domain};
         e->emitted = 1;
     }
     return *n;
@@ -689,7 +785,8 @@ static PyObject *tr_promo_chunk(const tr_promo_t *p, size_t n, const tr_clock_t 
         }
         Py_DECREF(buf);
     }
-    PyObject *chunk = Py_BuildValue("{s:K,s:n,s:s,s:N}", "tid", (unsigned long long)p[0].tid,
+    PyObject *chunk = Py_BuildValue("{s:K,s:n,s:s,s:N}", "tid",
+                                    (unsigned long long)tr_serial_tid((uint32_t)p[0].tid),
                                     "n", (Py_ssize_t)n, "enc", "cols1", "cols", cols);
     return chunk;
 }
@@ -781,7 +878,8 @@ int tr_hooks_pin(uint64_t addr, uint64_t size, tr_thread_t *t)
     int known = tr_find(&tr_map_locked, addr) != NULL;
     pthread_mutex_unlock(&tr_map_lock);
     if (!known) {
-        tr_live_t e = {addr, size, 0, t->tid, tr_stack_current(t), TR_OBJ, 1, 0};
+        tr_live_t e = {.addr = addr, .size = size, .domain = TR_OBJ, .emitted = 1,
+                       .stack = tr_stack_current(t), .serial = t->serial};
         pthread_mutex_lock(&tr_map_lock);
         int ok = tr_map_put(&tr_map_locked, &e) == 0;
         pthread_mutex_unlock(&tr_map_lock);

@@ -203,6 +203,15 @@ static uint32_t tr_nm_stack_nogil(tr_thread_t *t)
 {
     const void *code[TR_MAX_DEPTH], *instr[TR_MAX_DEPTH];
     int depth = tr_stack_walk_own(code, instr);
+    uint64_t hash = 0x9E3779B97F4A7C15ull ^ (uint64_t)depth;
+    for (int i = 0; i < depth; i++) {
+        hash = (hash ^ (uint64_t)(uintptr_t)code[i]) * 0xff51afd7ed558ccdull;
+        hash = (hash ^ (uint64_t)(uintptr_t)instr[i]) * 0xc4ceb9fe1a85ec53ull;
+        hash ^= hash >> 29;
+    }
+    if (hash == t->nm_walk_hash && hash != 0) {
+        return t->nm_walk_id; /* the same frames as the thread's previous GIL-free event */
+    }
     int same = 0, limit = depth < t->cache_depth ? depth : t->cache_depth;
     while (same < limit && t->cache_code[same] == code[same] &&
            t->cache_instr[same] == instr[same]) {
@@ -216,19 +225,46 @@ static uint32_t tr_nm_stack_nogil(tr_thread_t *t)
         }
         id = child;
     }
+    t->nm_walk_hash = hash;
+    t->nm_walk_id = id;
     return id;
 }
 
-/* The address range of this extension's own code (set at the first attach, read-only after):
- * calls made from it are the tracer's bookkeeping (its buffers, maps and tables), never the
- * program's memory. Checked before anything else, so attaching a new thread's state (which
- * maps memory) cannot recurse into itself. */
-static uintptr_t tr_nm_self_lo, tr_nm_self_hi;
+/* Code whose allocations are memscope's own, never the program's: this extension (its
+ * buffers, maps and tables) and memscope's transport (pyzmq's extension modules and libzmq,
+ * whose I/O threads the publisher cannot mark ignored). A call whose return address lies in
+ * one of these ranges is not recorded; checked before anything else, so attaching a new
+ * thread's state (which maps memory) cannot recurse into itself. The ranges are appended at
+ * attach and at each drain (GIL held) and published by a release store of the count; hooks
+ * read them lock-free. A program that uses zmq itself does not see libzmq's allocations. */
+#define TR_NM_MAX_RANGES 16
+static uintptr_t tr_nm_range_lo[TR_NM_MAX_RANGES], tr_nm_range_hi[TR_NM_MAX_RANGES];
+static int tr_nm_ranges;         /* atomic */
+static uintptr_t tr_nm_self_base; /* this extension's load address (GIL) */
 
-static int tr_nm_self_range(struct dl_phdr_info *info, size_t size, void *base)
+static inline int tr_nm_ignored_caller(uint64_t ret)
+{
+    int n = __atomic_load_n(&tr_nm_ranges, __ATOMIC_ACQUIRE);
+    for (int i = 0; i < n; i++) {
+        if (ret - tr_nm_range_lo[i] < tr_nm_range_hi[i] - tr_nm_range_lo[i]) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int tr_nm_is_own(const struct dl_phdr_info *info)
+{
+    const char *name = info->dlpi_name != NULL ? info->dlpi_name : "";
+    return (uintptr_t)info->dlpi_addr == tr_nm_self_base || strstr(name, "/zmq/") != NULL ||
+           strstr(name, "libzmq") != NULL || strstr(name, "pyzmq") != NULL;
+}
+
+static int tr_nm_add_range(struct dl_phdr_info *info, size_t size, void *unused)
 {
     (void)size;
-    if ((uintptr_t)info->dlpi_addr != (uintptr_t)base) {
+    (void)unused;
+    if (!tr_nm_is_own(info)) {
         return 0;
     }
     uintptr_t lo = UINTPTR_MAX, hi = 0;
@@ -240,58 +276,85 @@ static int tr_nm_self_range(struct dl_phdr_info *info, size_t size, void *base)
             hi = start + ph->p_memsz > hi ? start + ph->p_memsz : hi;
         }
     }
-    tr_nm_self_lo = lo;
-    tr_nm_self_hi = hi;
-    return 1;
+    int n = __atomic_load_n(&tr_nm_ranges, __ATOMIC_RELAXED);
+    for (int i = 0; i < n; i++) {
+        if (tr_nm_range_lo[i] == lo) {
+            return 0; /* known */
+        }
+    }
+    if (hi > lo && n < TR_NM_MAX_RANGES) {
+        tr_nm_range_lo[n] = lo;
+        tr_nm_range_hi[n] = hi;
+        __atomic_store_n(&tr_nm_ranges, n + 1, __ATOMIC_RELEASE);
+    }
+    return 0;
 }
 
-static void tr_nm_find_self(void)
+/* GIL held: add the ranges of memscope's own code loaded since the last call. */
+static void tr_nm_refresh_ranges(void)
 {
-    Dl_info info;
-    if (tr_nm_self_hi == 0 && dladdr((void *)&tr_nm_find_self, &info) != 0) {
-        dl_iterate_phdr(tr_nm_self_range, info.dli_fbase);
+    if (tr_nm_self_base == 0) {
+        Dl_info info;
+        if (dladdr((void *)&tr_nm_refresh_ranges, &info) == 0) {
+            return;
+        }
+        tr_nm_self_base = (uintptr_t)info.dli_fbase;
     }
+    dl_iterate_phdr(tr_nm_add_range, NULL);
 }
 
 static uint64_t tr_nm_tick(void) { return tr_tick(); }
 
+/* The stack of a native event: the Python stack (interned with the GIL, read without it)
+ * plus the native frame of `ret`. */
+static uint32_t tr_nm_stack(tr_thread_t *t, uint64_t ret)
+{
+    uint32_t stack = tr_stack_gil_held() ? tr_stack_current(t) : tr_nm_stack_nogil(t);
+    if (ret != 0 && ret == t->nm_ret && stack == t->nm_ret_parent && t->nm_ret_id) {
+        return t->nm_ret_id; /* the same call site as the thread's previous event */
+    }
+    if (ret != 0) {
+        t->nm_ret = ret;
+        t->nm_ret_parent = stack;
+        stack = t->nm_ret_id = tr_nn_intern(stack, NULL, (const void *)(uintptr_t)ret);
+    }
+    return stack;
+}
+
+/* One event from the shim. Recorded through the tracer's own tr_record_* so that the modes,
+ * the timestamp rules and the ignored-thread rules are the same as for the PyMem hooks; the
+ * stack computed here is handed over with t->nm_preset. */
 static void tr_nm_record(unsigned kind, unsigned domain, uint64_t addr, uint64_t old,
                          uint64_t size, uint64_t ret, unsigned finding, uint64_t tick)
 {
-    if (ret - tr_nm_self_lo < tr_nm_self_hi - tr_nm_self_lo) {
-        return; /* the tracer's own bookkeeping */
+    if (tr_nm_ignored_caller(ret)) {
+        return; /* memscope's own allocations */
     }
+    /* tr_enter for frees too: an ignored thread's native frees are of blocks its unrecorded
+     * allocations made (its transport's buffers), so recording them would only add frees of
+     * never-seen blocks */
     tr_thread_t *t = tr_enter();
     if (t == NULL) {
         return;
     }
-    if (tick == 0) {
-        tick = tr_tick();
-    }
-    uint32_t stack = 0;
-    if (kind != TR_FREE || finding != 0) {
-        stack = tr_stack_gil_held() ? tr_stack_current(t) : tr_nm_stack_nogil(t);
-        if (ret != 0) {
-            stack = tr_nn_intern(stack, NULL, (const void *)(uintptr_t)ret);
+    if (kind == TR_FREE) {
+        if (finding != 0) {
+            tr_nm_note(t->tid, tr_tick(), finding, addr, tr_nm_stack(t, ret), ret);
         }
-    }
-    if (finding != 0) {
-        tr_nm_note(t->tid, tick, finding, addr, stack, ret);
-    }
-    if (tr_mode == TR_MODE_FULL) {
-        tr_emit(t, kind, domain, addr, old, kind == TR_FREE ? 0 : size, stack, kind != TR_FREE,
-                tick);
-    }
-    else if (kind == TR_FREE) {
         tr_record_free(t, domain, (void *)(uintptr_t)addr);
+        t->busy = 0;
+        return;
     }
-    else if (kind == TR_REALLOC) {
+    t->nm_stack = tr_nm_stack(t, ret);
+    t->nm_preset = 1;
+    if (kind == TR_REALLOC) {
         tr_record_realloc(t, domain, (void *)(uintptr_t)addr, (void *)(uintptr_t)old, size,
-                          tick);
+                          tick != 0 ? tick : tr_tick());
     }
     else {
         tr_record_alloc(t, kind, domain, (void *)(uintptr_t)addr, size);
     }
+    t->nm_preset = 0;
     t->busy = 0;
 }
 
@@ -303,38 +366,72 @@ static const ms_ops_t tr_nm_ops = {MS_ABI, tr_nm_tick, tr_nm_record};
 static ms_attach_fn tr_nm_attach_fn;
 static ms_detach_fn tr_nm_detach_fn;
 static ms_stats_fn tr_nm_stats_fn;
+static ms_patch_fn tr_nm_patch_fn;
+static int tr_nm_late; /* GIL: the shim was loaded late and patches GOTs */
 static int tr_nm_attached; /* GIL */
 static int tr_nm_atfork_ready; /* GIL */
 
-static int tr_nm_find_shim(void)
+/* The shim's functions: from the global scope when it is preloaded, else from `handle`. */
+static int tr_nm_find_shim(void *handle)
 {
     if (tr_nm_attach_fn != NULL) {
         return 1;
     }
-    *(void **)&tr_nm_attach_fn = dlsym(RTLD_DEFAULT, "memscope_native_attach");
-    *(void **)&tr_nm_detach_fn = dlsym(RTLD_DEFAULT, "memscope_native_detach");
-    *(void **)&tr_nm_stats_fn = dlsym(RTLD_DEFAULT, "memscope_native_stats");
-    if (tr_nm_attach_fn == NULL || tr_nm_detach_fn == NULL || tr_nm_stats_fn == NULL) {
+    void *scope = handle != NULL ? handle : RTLD_DEFAULT;
+    *(void **)&tr_nm_attach_fn = dlsym(scope, "memscope_native_attach");
+    *(void **)&tr_nm_detach_fn = dlsym(scope, "memscope_native_detach");
+    *(void **)&tr_nm_stats_fn = dlsym(scope, "memscope_native_stats");
+    *(void **)&tr_nm_patch_fn = dlsym(scope, "memscope_native_patch");
+    if (tr_nm_attach_fn == NULL || tr_nm_detach_fn == NULL || tr_nm_stats_fn == NULL ||
+        tr_nm_patch_fn == NULL) {
         tr_nm_attach_fn = NULL;
         return 0;
     }
     return 1;
 }
 
-PyObject *tr_nm_py_attach(PyObject *self, PyObject *noargs)
+/* Late mode: load the shim now and patch the loaded objects' GOTs (see ms_preload.c). */
+static int tr_nm_load_late(const char *path)
 {
-    if (!tr_nm_find_shim()) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "native mode needs memscope's allocator shim preloaded into this "
-                        "process: run the program with `memscope run --native`, or start it "
-                        "with LD_PRELOAD set to `python -m memscope.producer.native_mode "
-                        "--library`");
+    void *handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (handle == NULL) {
+        const char *why = dlerror();
+        PyErr_Format(PyExc_RuntimeError, "cannot load memscope's allocator shim %s: %s", path,
+                     why != NULL ? why : "unknown error");
+        return -1;
+    }
+    if (!tr_nm_find_shim(handle)) {
+        PyErr_Format(PyExc_RuntimeError, "%s is not memscope's allocator shim", path);
+        return -1;
+    }
+    return 0;
+}
+
+PyObject *tr_nm_py_attach(PyObject *self, PyObject *args)
+{
+    const char *path = NULL;
+    if (!PyArg_ParseTuple(args, "|z", &path)) {
         return NULL;
     }
-    tr_nm_find_self();
+    int late = 0;
+    if (!tr_nm_find_shim(NULL)) {
+        if (path == NULL) {
+            PyErr_SetString(PyExc_RuntimeError,
+                            "native mode needs memscope's allocator shim preloaded into this "
+                            "process: run the program with `memscope run --native`, or start "
+                            "it with LD_PRELOAD set to `python -m memscope.producer.native_mode "
+                            "--library`");
+            return NULL;
+        }
+        if (tr_nm_load_late(path) < 0) {
+            return NULL;
+        }
+        late = 1;
+    }
+    tr_nm_refresh_ranges();
     if (tr_nm_attach_fn(&tr_nm_ops) != MS_ABI) {
         PyErr_SetString(PyExc_RuntimeError,
-                        "the preloaded memscope shim is from another memscope version");
+                        "the loaded memscope shim is from another memscope version");
         return NULL;
     }
     if (!tr_nm_atfork_ready) {
@@ -345,7 +442,15 @@ PyObject *tr_nm_py_attach(PyObject *self, PyObject *noargs)
         }
         tr_nm_atfork_ready = 1;
     }
+    if (late && tr_nm_patch_fn() < 0) {
+        tr_nm_detach_fn();
+        PyErr_SetString(PyExc_RuntimeError,
+                        "native mode without the preloaded shim is not supported on this "
+                        "architecture: start the program with `memscope run --native`");
+        return NULL;
+    }
     tr_nm_attached = 1;
+    tr_nm_late = tr_nm_late || late;
     Py_RETURN_NONE;
 }
 
@@ -360,13 +465,14 @@ PyObject *tr_nm_py_detach(PyObject *self, PyObject *noargs)
 
 PyObject *tr_nm_py_stats(PyObject *self, PyObject *noargs)
 {
-    if (!tr_nm_find_shim()) {
+    if (!tr_nm_find_shim(NULL)) {
         Py_RETURN_NONE;
     }
     ms_stats_t s = {0};
     tr_nm_stats_fn(&s);
-    return Py_BuildValue("{s:O,s:K,s:K,s:K,s:K,s:K,s:K}", "attached",
-                         tr_nm_attached ? Py_True : Py_False, "live_blocks",
+    return Py_BuildValue("{s:O,s:O,s:K,s:K,s:K,s:K,s:K,s:K}", "attached",
+                         tr_nm_attached ? Py_True : Py_False, "late",
+                         tr_nm_late ? Py_True : Py_False, "live_blocks",
                          (unsigned long long)s.live_blocks, "double_frees",
                          (unsigned long long)s.double_frees, "invalid_frees",
                          (unsigned long long)s.invalid_frees, "invalid_reallocs",
@@ -535,6 +641,9 @@ static int tr_nn_emit(PyObject *rare)
 
 int tr_nm_emit(PyObject *rare)
 {
+    if (tr_nm_attached) {
+        tr_nm_refresh_ranges(); /* memscope's transport may have been loaded since */
+    }
     if (tr_nn_emit(rare) < 0) {
         return -1;
     }

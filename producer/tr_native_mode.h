@@ -7,8 +7,8 @@
 
 #define TR_NM_ID_BASE 0x40000000u
 
-/* Python-callable: native_attach(), native_detach(), native_stats() (GIL held). */
-PyObject *tr_nm_py_attach(PyObject *self, PyObject *noargs);
+/* Python-callable: native_attach(path=None), native_detach(), native_stats() (GIL held). */
+PyObject *tr_nm_py_attach(PyObject *self, PyObject *args);
 PyObject *tr_nm_py_detach(PyObject *self, PyObject *noargs);
 PyObject *tr_nm_py_stats(PyObject *self, PyObject *noargs);
 

@@ -197,10 +197,22 @@ uint32_t tr_stack_current_skip(tr_thread_t *t, int skip)
     for (int i = same; i < depth; i++) {
         PyObject *code = (PyObject *)t->walk_code[depth - 1 - i];
         const void *instr = t->walk_instr[depth - 1 - i];
-        uint32_t child = tr_intern(id, code, instr);
-        if (child == 0) {
-            t->cache_depth = i;
-            return id;
+        /* an instruction pointer names its code object (nodes keep their code alive), so
+         * (parent, instr) identifies the node */
+        unsigned slot = (unsigned)((((uintptr_t)instr >> 1) ^ (id * 0x9E3779B1u)) & 255);
+        uint32_t child;
+        if (t->leaf[slot].instr == instr && t->leaf[slot].parent == id) {
+            child = t->leaf[slot].id;
+        }
+        else {
+            child = tr_intern(id, code, instr);
+            if (child == 0) {
+                t->cache_depth = i;
+                return id;
+            }
+            t->leaf[slot].instr = instr;
+            t->leaf[slot].parent = id;
+            t->leaf[slot].id = child;
         }
         id = child;
         t->cache_code[i] = code;
@@ -212,6 +224,17 @@ uint32_t tr_stack_current_skip(tr_thread_t *t, int skip)
 }
 
 uint32_t tr_stack_count(void) { return tr_n_nodes - 1; }
+
+/* How many times the GIL has changed hands (3.11; 0 elsewhere, which makes callers read the
+ * clock every time). Read with the GIL held. */
+unsigned long tr_gil_switches(void)
+{
+#if PY_VERSION_HEX < 0x030C0000
+    return __atomic_load_n(&_PyRuntime.ceval.gil.switch_number, __ATOMIC_RELAXED);
+#else
+    return 0;
+#endif
+}
 
 /* native mode hook (tr_native_mode.c): the calling thread's own frames, read while it does
  * NOT hold the GIL (a C call that released it, e.g. ctypes): they cannot change while it runs

@@ -1,12 +1,17 @@
 """What ``track_var`` records about one object: the ``variables`` row and a local registry.
 
-The registry maps ``id(obj)`` to the var_id it was tracked under, so that a later tracked
-container can list the tracked objects it holds (``contains``) and so that
-``get_memory_by_type`` can be answered without the log. It holds no reference to the objects:
+The registry maps ``id(obj)`` to the var_id it was last tracked under, so that a later
+tracked container can list the tracked objects it holds (``contains``). It holds no
+reference to the objects:
 an entry is dropped when a weak reference says the object died; objects that cannot be weakly
 referenced (``list``, ``dict``, ``int`` ...) are matched by id *and* exact type, and an id
 reused by a new object of the same type can be mistaken for the old one (their death is still
 exact in the log, where it is the allocator's free of the block).
+
+CPython 3.11 puts dead ``list``, ``dict`` and small ``tuple`` objects on per-type free lists
+instead of freeing their blocks; ``track_var`` has :mod:`memscope.producer._deaths` make a
+tracked one's death a real free. Floats are still recycled, so a tracked float can die
+without any allocator event.
 """
 
 from __future__ import annotations
@@ -41,14 +46,17 @@ class Tracked:
 
 
 class Registry:
-    """Tracked objects of this process by ``id``; thread-safe."""
+    """The latest var_id of each tracked object, by ``id``; thread-safe.
 
-    __slots__ = ("_lock", "_by_id", "_types", "_ids", "__weakref__")
+    One small entry per tracked object (re-tracking an object replaces its entry), dropped
+    when the object dies if it can be weakly referenced.
+    """
+
+    __slots__ = ("_lock", "_by_id", "_ids", "__weakref__")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._by_id: dict[int, list[Tracked]] = {}
-        self._types: dict[int, type] = {}
+        self._by_id: dict[int, tuple[int, type]] = {}
         self._ids = itertools.count(1)
 
     def next_id(self) -> int:
@@ -57,41 +65,36 @@ class Registry:
 
     def lookup(self, obj: Any) -> int | None:
         """The var_id ``obj`` was last tracked under, or None."""
-        key = id(obj)
-        entries = self._by_id.get(key)
-        if not entries or self._types.get(key) is not type(obj):
+        entry = self._by_id.get(id(obj))
+        if entry is None or entry[1] is not type(obj):
             return None
-        return entries[-1].var_id
+        return entry[0]
 
-    def add(self, obj: Any, tracked: Tracked) -> None:
-        """Remember ``obj`` (weakly when it can be)."""
+    def add(self, obj: Any, var_id: int) -> None:
+        """Remember ``obj`` under ``var_id`` (dropped at its death when it has weakrefs)."""
         key = id(obj)
         with self._lock:
-            if self._types.get(key) is not type(obj):
-                self._by_id.pop(key, None)
-            self._by_id.setdefault(key, []).append(tracked)
-            self._types[key] = type(obj)
+            known = key in self._by_id and self._by_id[key][1] is type(obj)
+            self._by_id[key] = (var_id, type(obj))
+        if known:
+            return  # a finalizer is already registered (or the object has no weakrefs)
         try:
             weakref.finalize(obj, _forget, weakref.ref(self), key)
         except TypeError:
             pass  # not weakly referenceable: matched by id and type (see the module doc)
 
     def forget(self, key: int) -> None:
-        """Drop the entries of a dead object."""
+        """Drop the entry of a dead object."""
         with self._lock:
             self._by_id.pop(key, None)
-            self._types.pop(key, None)
 
-    def alive(self) -> list[Tracked]:
-        """Every remembered tracked object (see the module doc on objects without weakrefs)."""
-        with self._lock:
-            return [t for entries in self._by_id.values() for t in entries]
+    def __len__(self) -> int:
+        return len(self._by_id)
 
     def clear(self) -> None:
         """Forget everything (a forked child starts its own registry)."""
         with self._lock:
             self._by_id.clear()
-            self._types.clear()
 
 
 def _forget(registry_ref: weakref.ref[Registry], key: int) -> None:
@@ -144,5 +147,5 @@ def record(
         stack_id=stack_id,
         contains=sorted(set(sizes.contains)),
     )
-    registry.add(obj, tracked)
+    registry.add(obj, tracked.var_id)
     return tracked

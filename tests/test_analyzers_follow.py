@@ -79,3 +79,20 @@ def test_an_open_segment_is_continued_where_the_last_round_stopped(tmp_path):
     for a in ANALYZERS.values():
         assert (tmp_path / "live" / a.file_name()).read_bytes() == \
             (tmp_path / "full" / a.file_name()).read_bytes()
+
+
+def test_live_stats_follow_a_growing_log(tmp_path):
+    from memscope.analyzers.follow import LiveStats
+    from memscope.analyzers.memstats import process_stats
+    from memscope.analyzers.views import connect
+
+    tables = sample_log().tables()
+    first, second = _halves(tables)
+    events = tmp_path / "run" / "events"
+    write_log(first, events)
+    live = LiveStats(events)
+    assert live.stats() == process_stats(connect(events))
+    _append(events, second)
+    assert live.stats(100) == process_stats(connect(events), 100)
+    assert live.stats()["total_allocations"] == process_stats(connect(events))[
+        "total_allocations"]

@@ -53,8 +53,8 @@ def test_empty_log():
     assert stats["total_allocations"] == 0
 
 
-def _random_log(rng):
-    b = LogBuilder()
+def _random_log(rng, b=None, pid=1):
+    b = b or LogBuilder()
     live, level, best, best_t, t = {}, 0, 0, None, 0
     for i in range(int(rng.integers(1, 300))):
         t += int(rng.integers(0, 3))
@@ -63,18 +63,18 @@ def _random_log(rng):
             if rng.random() < 0.3:
                 size = int(rng.integers(1, 1000))
                 new = addr if rng.random() < 0.5 else 10**6 + i
-                b.realloc(1, t, addr, new, size)
+                b.realloc(pid, t, addr, new, size)
                 level += size - live.pop(addr)
                 live[new] = size
             else:
-                b.free(1, t, addr)
+                b.free(pid, t, addr)
                 level -= live.pop(addr)
         else:
             addr = int(rng.integers(1, 50)) * 16
             if addr in live:
                 continue
             size = int(rng.integers(1, 1000))
-            b.alloc(1, t, addr, size)
+            b.alloc(pid, t, addr, size)
             live[addr] = size
             level += size
         if level > best:
@@ -93,3 +93,15 @@ def test_peak_matches_a_python_replay(seed, monkeypatch):
         materialize(con)
     stats = process_stats(con)
     assert {k: stats[k] for k in expected} == expected
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_per_process_peaks_match_a_python_replay(seed, monkeypatch):
+    rng = np.random.default_rng(100 + seed)
+    monkeypatch.setattr(memstats, "PEAK_BUCKETS", int(rng.integers(1, 30)))
+    b, first = _random_log(rng, pid=1)
+    b, second = _random_log(rng, b, pid=2)
+    con = connect_tables(b.tables())
+    for pid, expected in ((1, first), (2, second)):
+        stats = process_stats(con, pid)
+        assert {k: stats[k] for k in expected} == expected

@@ -30,6 +30,15 @@ def test_stats_match_what_was_allocated_and_tracemallocs_peak(tmp_path):
     assert ours["allocations"] >= 200
 
 
+def test_memscopes_own_rows_are_not_the_programs_memory(tmp_path):
+    result = _json(python([PROGRAMS / "own_cost.py"],
+                          env=clean_env(MEMSCOPE_LOG_DIR=str(tmp_path / "events"))))
+    # 40,000 scope rows and 2,000 variables rows went through the process; what stays
+    # allocated is a few bytes per row at most (they would be ~130 bytes each if kept).
+    assert result["scopes"] < 20_000 * 50
+    assert result["tracking"] < 2_000 * 250
+
+
 def test_fork_storm_with_threads_and_churn_finishes_and_logs_every_child(tmp_path):
     log = tmp_path / "events"
     done = python([PROGRAMS / "fork_storm.py", "16"], timeout=150,
@@ -97,6 +106,9 @@ def test_exports_write_every_report(tmp_path):
         "tracker.export_to_json('out/memory_snapshot.json')\n"
         "tracker.export_to_html('out/dashboard.html')\n"
         "tracker.export_analysis('out/analysis')\n"
+        "memscope.shutdown()\n"
+        "after = tracker.get_stats()  # from the log, once the broker is gone\n"
+        "assert after.total_allocations > 0 and after.peak_memory >= after.active_memory\n"
     )
     (tmp_path / "program.py").write_text(code)
     done = python(["program.py"], cwd=tmp_path, timeout=170,
@@ -115,3 +127,21 @@ def test_exports_write_every_report(tmp_path):
     # The users variable of this process is in the lifetime report.
     lifetime = (out / "analysis" / "snapshot_lifetime.json").read_text()
     assert '"users"' in lifetime
+
+
+@pytest.mark.parametrize("mode", ["aggregated", "sampled"])
+def test_tracked_deaths_are_exact_in_every_mode(tmp_path, mode):
+    from api_support import memscope_run
+
+    done = memscope_run(["--mode", mode, "--no-report", "--out", tmp_path / "run",
+                         PROGRAMS / "mode_death.py"])
+    t0, t1 = _json(done)
+    log = tmp_path / "run" / "events"
+    variables = {r["name"]: r for r in table(log, "variables")}
+    assert set(variables) == {"big", "numbers"}
+    memory = table(log, "memory", columns=["kind", "address", "ts_ns"])
+    for name, row in variables.items():
+        frees = [m["ts_ns"] for m in memory
+                 if m["kind"] == 3 and m["address"] == row["address"] and m["ts_ns"] > row["ts_ns"]]
+        assert frees and t0 <= min(frees) <= t1, (mode, name)
+    assert {r["mode"] for r in table(log, "processes")} == {mode}

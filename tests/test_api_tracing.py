@@ -19,9 +19,10 @@ WORKLOAD = PROGRAMS / "workload.py"
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("workload")
-    done = memscope_run(["--out", out, "--no-report", WORKLOAD], timeout=180)
+    done = memscope_run(["--out", out, WORKLOAD], timeout=230)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["stderr"] = done.stderr
     return out / "events", result
 
 
@@ -48,9 +49,15 @@ def test_track_var_infers_names_types_and_scopes(run):
     assert [(r["event"], r["name"]) for r in scopes] == [("enter", "load"), ("exit", "load")]
 
 
-def test_tracked_object_dies_at_its_free(run):
+@pytest.mark.parametrize(("name", "window"), [
+    ("big", "death_window"),
+    ("numbers", "recycled_window"),  # a list: CPython would recycle it without a free
+    ("table", "recycled_window"),  # a dict, likewise
+    ("pair", "recycled_window"),  # a tuple, likewise
+])
+def test_tracked_object_dies_at_its_free(run, name, window):
     log, result = run
-    big = _variables(log, result["pid"])["big"]
+    big = _variables(log, result["pid"])[name]
     memory = arrow_table(log, "memory")
     frees = memory.filter(
         pc.and_(
@@ -63,7 +70,7 @@ def test_tracked_object_dies_at_its_free(run):
     )
     assert frees.num_rows >= 1, "no free of the tracked object's block"
     died = min(frees["ts_ns"].to_pylist())
-    t0, t1 = result["death_window"]
+    t0, t1 = result[window]
     assert t0 <= died <= t1
 
 
@@ -137,3 +144,19 @@ def test_the_program_itself_is_one_process_with_start_and_exit(run):
     assert sorted(r["event"] for r in rows) == ["exit", "start"]
     assert rows[0]["argv"][0].endswith("workload.py")
     assert rows[0]["ppid"] == result["ppid"]
+
+
+def test_run_writes_the_analysis_and_the_reports_beside_the_log(run):
+    log, result = run
+    out = log.parent
+    expected = [f"snapshot_{kind}.json" for kind in (
+        "memory_analysis", "lifetime", "security_violations", "complex_types", "performance",
+        "unsafe_ffi")]
+    expected += ["memory_analysis.svg", "lifecycle_timeline.svg", "memory_snapshot.json",
+                 "dashboard.html"]
+    for name in expected:
+        assert (out / name).stat().st_size > 0, name
+        assert f"wrote {out / name}" in result["stderr"]
+    lifetime = json.loads((out / "snapshot_lifetime.json").read_text())
+    assert result["pid"] in lifetime["metadata"]["processes"]
+    assert result["spawn"] in lifetime["metadata"]["processes"]

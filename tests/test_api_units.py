@@ -238,6 +238,57 @@ def test_scopes_nest_per_thread_and_emit_rows(monkeypatch):
     assert table["parent_id"][1] == outer_id and table["parent_id"][0] == 0
 
 
+def test_scopes_of_interleaved_asyncio_tasks_stay_apart(monkeypatch):
+    import asyncio
+
+    rows = RowBuffer()
+    monkeypatch.setattr(scopes, "sink", rows)
+    seen = {}
+
+    @scopes.scope("handler")
+    async def handler(name):
+        with scopes.scope(name):
+            await asyncio.sleep(0)  # the other task runs here, inside its own scope
+            seen[name] = [n for _, n in [scopes.current()]]
+            await asyncio.sleep(0)
+        return scopes.current()
+
+    async def main():
+        return await asyncio.gather(handler("a"), handler("b"))
+
+    outer = asyncio.run(main())
+    assert seen == {"a": ["a"], "b": ["b"]}
+    assert [name for _, name in outer] == ["handler", "handler"]
+    table = rows.take()["scopes"]
+    enters = {sid: (name, parent) for sid, name, parent, event in zip(
+        table["scope_id"], table["name"], table["parent_id"], table["event"], strict=True)
+        if event == "enter"}
+    handlers = {sid for sid, (name, _) in enters.items() if name == "handler"}
+    assert {enters[sid][1] for sid, (name, _) in enters.items() if name in "ab"} == handlers
+
+
+def test_scopes_of_threads_stay_apart(monkeypatch):
+    monkeypatch.setattr(scopes, "sink", RowBuffer())
+    inside = threading.Event()
+    release = threading.Event()
+    seen = []
+
+    def other():
+        seen.append(scopes.current())
+        with scopes.scope("other"):
+            inside.set()
+            release.wait(5)
+
+    with scopes.scope("main"):
+        thread = threading.Thread(target=other)
+        thread.start()
+        inside.wait(5)
+        assert scopes.current()[1] == "main"
+        release.set()
+        thread.join()
+    assert seen == [None]
+
+
 def test_scope_requires_a_name():
     with pytest.raises(TypeError, match="non-empty name"):
         scopes.scope("")
@@ -280,3 +331,45 @@ def test_record_builds_a_variables_row_with_contains():
     assert table["scope"][0] == "test_record_builds_a_variables_row_with_contains"
     assert second.deep_size >= sys.getsizeof(outer) + sys.getsizeof(inner)
     assert table["address"] == [0x1000, 0x2000]
+
+
+# -- _deaths ---------------------------------------------------------------------------------
+
+
+def _freed_at_death(make, watch):
+    """Bytes tracemalloc sees freed when a fresh object dies (its free list emptied first)."""
+    import tracemalloc
+
+    from memscope.producer import _deaths
+
+    hold = [make() for _ in range(2100)]  # takes every recycled object of the type
+    tracemalloc.start()
+    try:
+        obj = make()
+        if watch:
+            assert _deaths.watch(obj)
+        before = tracemalloc.get_traced_memory()[0]
+        del obj
+        return before - tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+        del hold
+
+
+@pytest.mark.parametrize("make", [lambda: [None], lambda: {"k": None}, lambda: (None, len([]))],
+                         ids=["list", "dict", "tuple"])
+def test_a_watched_object_frees_its_block_instead_of_being_recycled(make):
+    recycled = _freed_at_death(make, watch=False)
+    freed = _freed_at_death(make, watch=True)
+    assert freed - recycled >= type(make()).__basicsize__  # the object's own block
+
+
+def test_watch_ignores_what_it_does_not_cover():
+    from memscope.producer import _deaths
+
+    class MyList(list):
+        pass
+
+    assert not _deaths.watch(MyList())
+    assert not _deaths.watch(())
+    assert not _deaths.watch(1.5)

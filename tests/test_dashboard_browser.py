@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 from pathlib import Path
 
 import pytest
+from _browser import PageWatch, browser, watched  # noqa: F401 - fixtures
 
 from memscope.exporters import load_reports
 from memscope.exporters.dashboard_html import DashboardHtml
 from memscope.exporters.testing import HOSTILE_NAMES, write_sample_reports
-from tests._browser import PageWatch, browser, watched  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.browser
+SAMPLE = Path(__file__).parent / "data" / "analysis_sample"
 
 
 def write_dashboard(directory: Path) -> tuple[Path, dict]:
@@ -60,8 +62,15 @@ def realistic(tmp_path_factory):
     return write_dashboard(d)
 
 
-def test_every_panel_renders_offline_without_errors(watched, realistic):  # noqa: F811
-    path, model = realistic
+@pytest.mark.parametrize("source", ["synthetic", "analyzers-sample"])
+def test_every_panel_renders_offline_without_errors(watched, realistic, source,  # noqa: F811
+                                                    tmp_path):
+    if source == "synthetic":
+        path, model = realistic
+    else:
+        shutil.copytree(SAMPLE, tmp_path / "sample")
+        path, model = write_dashboard(tmp_path / "sample")
+        assert model["problems"] == {}
     open_page(watched, path)
     visit_every_panel(watched, model)
     assert watched.errors == []
@@ -72,6 +81,39 @@ def test_every_panel_renders_offline_without_errors(watched, realistic):  # noqa
     stats = json.loads(next(path.parent.glob("*_memory_analysis.json")).read_text())
     from memscope.exporters._format import human_bytes
     assert human_bytes(stats["memory_stats"]["active_memory"]) in cards
+
+
+TRACED_APP = """
+import memscope
+users = {f"user{i}": list(range(i * 10)) for i in range(50)}
+memscope.track_var(users)
+with memscope.scope("build"):
+    blob = bytearray(100_000)
+    memscope.track_var(blob)
+    names = [str(i) * 5 for i in range(1000)]
+    memscope.track_var(names)
+del blob
+"""
+
+
+@pytest.mark.slow
+def test_a_real_traced_run_renders_every_panel(watched, tmp_path):  # noqa: F811
+    import subprocess
+    import sys
+
+    (tmp_path / "app.py").write_text(TRACED_APP)
+    out = subprocess.run([sys.executable, "-m", "memscope", "run", "--out", str(tmp_path / "run"),
+                          str(tmp_path / "app.py")], capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stderr
+    page_path = tmp_path / "run" / "dashboard.html"
+    assert page_path.exists(), out.stderr
+    model = DashboardHtml().build(load_reports(tmp_path / "run"))
+    assert model["problems"] == {}
+    open_page(watched, page_path)
+    visit_every_panel(watched, model)
+    cells = watched.page.locator("#table-variables tbody td").all_inner_texts()
+    assert {"users", "blob", "names"} <= set(cells)
+    assert watched.errors == []
 
 
 def test_tables_sort_and_filter(watched, realistic):  # noqa: F811
@@ -89,6 +131,12 @@ def test_tables_sort_and_filter(watched, realistic):  # noqa: F811
     assert names and all("var_1" in n for n in names)
     expected = sum(1 for i in range(60) if "var_1" in f"var_{i}")
     assert box.locator(".count").inner_text() == f"{expected} of 60 rows"
+    with page.expect_download() as download:
+        box.locator("button.csv").click()
+    lines = Path(download.value.path()).read_text("utf-8").splitlines()
+    assert lines[0].startswith("name,type,scope,size")
+    assert len(lines) == 1 + expected
+    assert all(line.split(",")[0].startswith("var_1") for line in lines[1:])
     box.locator("input").fill("")
     page.wait_for_function(
         "!document.querySelector('#table-variables .count').textContent.includes(' of ')")
@@ -100,6 +148,16 @@ def test_tables_sort_and_filter(watched, realistic):  # noqa: F811
     last = box.locator("tbody tr td:first-child").first.inner_text()
     names = sorted(f"var_{i}" for i in range(60))
     assert (first, last) == (names[0], names[-1])
+    # clicking a treemap rectangle filters the type table by that type
+    page.click("#nav-types")
+    page.wait_for_selector("#panel-types[data-ready='1']")
+    marks = page.locator("#chart-type-treemap g.mark-rect path")
+    marks.nth(marks.count() - 1).click(force=True)
+    page.wait_for_function(
+        "document.querySelector('#table-types .count').textContent.includes(' of ')")
+    needle = page.locator("#table-types input").input_value()
+    types = page.locator("#table-types tbody tr td:nth-child(3)").all_inner_texts()
+    assert needle and types and all(needle.lower() in t.lower() for t in types)
     assert watched.errors == []
 
 
@@ -130,6 +188,14 @@ def test_hostile_names_are_shown_as_text_and_never_run(watched, tmp_path):  # no
     assert any("<img src=x onerror=alert(1)>" in t or "{{7*7}}" in t for t in tooltips), tooltips
     assert page.locator("#vg-tooltip-element *").evaluate_all(
         "els => els.filter(e => ['IMG', 'SCRIPT', 'SVG'].includes(e.tagName)).length") == 0
+    # a CSV of the variables defuses spreadsheet formulas and quotes what needs it
+    page.click("#nav-variables")
+    with page.expect_download() as download:
+        page.locator("#table-variables button.csv").click()
+    text = Path(download.value.path()).read_text("utf-8")
+    assert "'=HYPERLINK(" in text and "\n=HYPERLINK" not in text and ",=HYPERLINK" not in text
+    assert '"</script><script>alert(1)</script>"' not in text  # no needless quoting
+    assert "</script><script>alert(1)</script>" in text
     header = page.locator("#run-info").inner_text()
     assert "app.py <img src=x onerror=alert(1)> </script><script>alert(1)</script>" in header
     assert watched.dialogs == []

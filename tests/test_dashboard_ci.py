@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import _browser
 import pytest
-
-from tests import _browser
 
 
 def test_missing_chromium_fails_under_ci(monkeypatch, tmp_path):

@@ -14,11 +14,11 @@ import time
 from urllib.parse import urlsplit
 
 import pytest
+from _browser import browser, watched  # noqa: F401 - fixtures
 
 from memscope.exporters import KINDS
 from memscope.exporters.server import DashboardServer
 from memscope.exporters.testing import write_sample_reports
-from tests._browser import browser, watched  # noqa: F401 - fixtures
 
 
 @pytest.fixture
@@ -96,10 +96,20 @@ def test_symlinks_are_refused(served, tmp_path):
     assert status == 403 and b"outside" not in body
 
 
-def test_files_inside_are_served(served):
+def test_files_inside_are_served_inert(served):
     server, paths = served
     status, _, body = get(server, f"/files/{paths['lifetime'].name}")
     assert status == 200 and json.loads(body) == json.loads(paths["lifetime"].read_text())
+    (paths["lifetime"].parent / "evil.svg").write_text(
+        '<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>')
+    parts = urlsplit(server.url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    conn.request("GET", "/files/evil.svg")
+    resp = conn.getresponse()
+    resp.read()
+    assert "sandbox" in resp.getheader("Content-Security-Policy")
+    assert "script-src" not in resp.getheader("Content-Security-Policy")
+    conn.close()
 
 
 def test_foreign_host_header_is_refused(served):
@@ -141,8 +151,8 @@ def test_a_broker_feed_message_triggers_the_update_at_once(tmp_path):
     pub = ctx.socket(zmq.PUB)
     pub.setsockopt(zmq.LINGER, 0)
     port = pub.bind_to_random_port("tcp://127.0.0.1")
-    # mtime polling every 60 s: only the feed can explain a prompt update
-    server = DashboardServer(tmp_path, port=0, poll_interval=60,
+    # mtime polling once an hour: only the feed can explain an update within the test
+    server = DashboardServer(tmp_path, port=0, poll_interval=3600,
                              feed=f"tcp://127.0.0.1:{port}").start()
     try:
         parts = urlsplit(server.url)
@@ -162,9 +172,7 @@ def test_a_broker_feed_message_triggers_the_update_at_once(tmp_path):
             publisher = threading.Thread(target=publish)
             publisher.start()
             try:
-                started = time.monotonic()
-                assert read_event(f, "update", timeout=10) == "1"
-                assert time.monotonic() - started < 5
+                assert read_event(f, "update", timeout=30) == "1"
             finally:
                 done.set()
                 publisher.join()

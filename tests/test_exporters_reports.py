@@ -177,3 +177,12 @@ def test_dashboard_verb_writes_the_file(tmp_path):
     out = run_cli("dashboard", tmp_path, "--output", tmp_path / "d.html")
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "d.html").read_text().startswith("<!DOCTYPE html>")
+
+
+def test_dashboard_script_never_writes_html():
+    from importlib import resources
+
+    script = (resources.files("memscope.exporters") / "templates" / "dashboard.js").read_text()
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(",
+                 "new Function"):
+        assert sink not in script, sink

@@ -11,7 +11,7 @@ import pytest
 
 from memscope.exporters import load_reports
 from memscope.exporters._charts import metric_text
-from memscope.exporters._format import human_bytes, human_count
+from memscope.exporters._format import human_bytes, human_count, human_duration_ns
 from memscope.exporters.memory_svg import MemoryAnalysisSvg
 from memscope.exporters.testing import HOSTILE_NAMES, write_sample_reports
 from memscope.exporters.timeline_svg import MAX_ROWS_PER_SCOPE, LifecycleTimelineSvg
@@ -109,11 +109,13 @@ def test_hostile_names_are_text(tmp_path, exporter):
     svg = render(exporter, load_reports(tmp_path))
     assert_inert(svg)
     shown = "\n".join(texts(svg))
-    # shortened labels keep their start; the raw markup survives only as text
-    assert "<img src=x" in shown
-    assert "</script>" in shown or "</script" in shown
-    assert "{{7*7}}" in shown
+    # the raw markup survives only as text (argv in the memory SVG's title, names in both)
+    assert "<img src=x onerror=alert(1)>" in shown
+    assert "</script><script>alert(1)</script>" in shown
     assert b"<img" not in svg and b"<script" not in svg
+    if isinstance(exporter, LifecycleTimelineSvg):  # every variable's name is drawn
+        for name in HOSTILE_NAMES[:4]:
+            assert name in shown
 
 
 def test_timeline_one_variable(tmp_path):
@@ -164,9 +166,30 @@ def test_timeline_of_the_analyzers_sample():
     assert any(f"{len(life['lifecycle_events'])} tracked variable(s)" in t for t in shown)
     for var in sorted(life["lifecycle_events"], key=lambda v: -v.get("size", 0))[:5]:
         assert var["name"] in shown
+    # each scope instance's run is drawn under its title
+    titles = ["".join(t.itertext()) for t in ET.fromstring(svg).iter(f"{SVG}title")]
+    t0 = min(p["start_ts_ns"] for p in load(REAL_SAMPLE, "memory_analysis")["processes"])
+    entered = [s for s in life["scope_analysis"]["scopes"] if "enter_ts_ns" in s]
+    assert entered
+    for scope in entered:
+        start = human_duration_ns(scope["enter_ts_ns"] - t0)
+        end = human_duration_ns(scope["exit_ts_ns"] - t0)
+        assert f"scope {scope['name']} ran {start} – {end}" in titles
 
 
 def test_timeline_without_lifetime_data(tmp_path):
     svg = render(LifecycleTimelineSvg(), load_reports(tmp_path))
     shown = "\n".join(texts(svg))
     assert "not measured" in shown and "no *_lifetime.json" in shown
+
+
+def test_sites_of_one_line_are_merged_in_the_chart(tmp_path):
+    paths = write_sample_reports(tmp_path, n_vars=3)
+    mem = json.loads(paths["memory_analysis"].read_text())
+    site = dict(mem["top_allocation_sites"][0], stack_id=999, bytes_allocated=1000,
+                allocations=10)
+    mem["top_allocation_sites"][0].update(bytes_allocated=5000, allocations=5)
+    mem["top_allocation_sites"].append(site)
+    paths["memory_analysis"].write_text(json.dumps(mem))
+    shown = texts(render(MemoryAnalysisSvg(), load_reports(tmp_path)))
+    assert f"{human_bytes(6000)} · 15 allocs" in shown

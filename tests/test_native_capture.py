@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import subprocess
 
-import pytest
-from native_util import last_json, preloaded_python, shim
-
-from memscope.producer import capture
+from native_util import build_c_library, last_json, preloaded_python, shim
 
 DRIVER = """\
 import json, sys
@@ -129,12 +126,51 @@ print(json.dumps({"found": found, "frees": frees, "stack": stack}))
     assert "work" in functions and functions[0] != "work"  # a native frame, then Python
 
 
-def test_native_mode_needs_the_shim():
-    if capture.is_active():
-        pytest.skip("capture already running in this process")
-    with pytest.raises(RuntimeError, match="memscope run --native"):
-        capture.start("full", native=True)
-    assert capture.is_active() is False
+def test_late_mode_without_preload(tmp_path):
+    """capture.start(native=True) in a process started without the shim: GOT patching."""
+    library = build_c_library(tmp_path)
+    proc = preloaded_python(tmp_path, DRIVER + f"""
+import ctypes, os
+try:
+    capture.start("full", native=False)
+    native_mode.attach(late=False)
+except RuntimeError as exc:
+    refused = "memscope run --native" in str(exc)
+finally:
+    capture.stop()
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+early = libc.malloc(123)  # before the shim exists: unknown to it
+
+def work():
+    lib = ctypes.CDLL({str(library)!r})  # loaded after the patch: the dlopen hook patches it
+    lib.ms_test_leak.restype = ctypes.c_void_p
+    lib.ms_test_leak(4321)
+    lib.ms_test_double_free()
+    libc.free(early)  # forwarded: allocated before, not an invalid free
+    pid = os.fork()
+    if pid == 0:  # a child of a patched process keeps working
+        for _ in range(100):
+            libc.free(libc.malloc(200))
+        os._exit(0)
+    assert os.waitpid(pid, 0)[1] == 0
+    return lib
+
+ev, rare, _ = run(work)
+stats = native_mode.stats()
+libs = libraries(ev, rare, domains=(4,))
+ffi = rare.get("ffi", {{}})
+print(json.dumps({{"refused": refused, "stats": stats, "libs": libs,
+                  "events": ffi.get("event", [])}}))
+""", preload=False)
+    result = last_json(proc)
+    assert result["refused"] is True
+    stats = result["stats"]
+    assert stats["late"] is True
+    assert (stats["double_frees"], stats["invalid_frees"]) == (1, 0)
+    assert result["libs"].get("libmstest.so", 0) >= 4321 + 64
+    assert "native.double_free" in result["events"]
 
 
 def test_shim_loads_into_a_non_python_program():
@@ -145,3 +181,53 @@ def test_shim_loads_into_a_non_python_program():
     undefined = subprocess.run(["nm", "-D", "--undefined-only", str(shim())],
                                capture_output=True, text=True, timeout=30).stdout
     assert "Py" not in undefined  # nothing from libpython
+
+
+def test_threads_and_fork_under_native_mode(tmp_path):
+    proc = preloaded_python(tmp_path, DRIVER + """
+import ctypes, os, threading
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype = ctypes.c_void_p
+libc.malloc.argtypes = [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+N = 1500
+
+def churn(size):
+    for _ in range(N):
+        libc.free(libc.malloc(size))
+
+def work():
+    threads = [threading.Thread(target=churn, args=(5000 + k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    children = []
+    for _ in range(3):  # forks while the threads allocate
+        pid = os.fork()
+        if pid == 0:
+            churn(4999)
+            capture.drain()
+            os._exit(0 if native_mode.stats()["invalid_frees"] == 0 else 3)
+        children.append(pid)
+    for t in threads:
+        t.join()
+    return [os.waitpid(pid, 0)[1] for pid in children]
+
+ev, rare, statuses = run(work)
+per_size = Counter(int(s) for s, k, d in zip(ev["size"], ev["kind"], ev["domain"])
+                   if d == 4 and k == 0 and 5000 <= s < 5006)
+print(json.dumps({"statuses": statuses, "per_size": per_size, "stats": native_mode.stats()}))
+""")
+    result = last_json(proc)
+    assert result["statuses"] == [0, 0, 0]
+    assert result["per_size"] == {str(5000 + k): 1500 for k in range(6)}
+    stats = result["stats"]
+    assert (stats["double_frees"], stats["invalid_frees"], stats["untracked"]) == (0, 0, 0)
+
+
+def test_preload_env_puts_the_shim_first_once():
+    from memscope.producer.native_mode import preload_env
+
+    env = preload_env({"LD_PRELOAD": f"/opt/other.so:{shim()}", "PATH": "/bin"})
+    assert env["LD_PRELOAD"] == f"{shim()} /opt/other.so"
+    assert (env["MEMSCOPE_NATIVE"], env["PATH"]) == ("1", "/bin")
+    assert preload_env({})["LD_PRELOAD"] == str(shim())

@@ -94,9 +94,91 @@ def test_signals_are_forwarded_to_the_program(tmp_path, signo, expected):
 def test_disabled_run_traces_nothing_and_changes_nothing(tmp_path):
     env = clean_env(MEMSCOPE_DISABLE="1")
     done = memscope_run(
-        ["--out", tmp_path / "run", "--no-report", PROGRAMS / "echo_exit.py", "0"],
-        input="x\n", env=env,
+        ["--out", tmp_path / "run", PROGRAMS / "echo_exit.py", "0"], input="x\n", env=env,
     )
     assert done.returncode == 0
     assert "stdin: x" in done.stdout
     assert table(tmp_path / "run" / "events", "processes") == []
+    assert "no traced process sent anything" in done.stderr
+
+
+@needs_pipeline
+def test_the_sites_own_sitecustomize_still_runs_and_sys_path_is_untouched(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import sys\nsys.stderr.write('site customized\\n')\n")
+    program = tmp_path / "show_path.py"
+    program.write_text("import json, sys\nprint(json.dumps(sys.path))\n")
+    env = clean_env(PYTHONPATH=str(site))
+    plain = python([program], env=env)
+    traced = memscope_run(["--out", tmp_path / "run", "--no-report", program], env=env)
+    assert traced.returncode == 0, traced.stderr
+    assert "site customized" in traced.stderr
+    assert traced.stdout == plain.stdout  # the bootstrap left no trace on sys.path
+    assert len(table(tmp_path / "run" / "events", "processes")) == 2  # start and exit
+
+
+@needs_pipeline
+def test_run_against_a_standalone_broker_in_sampled_mode(tmp_path):
+    address = f"ipc://{tmp_path}/b"
+    log = tmp_path / "broker-log"
+    broker = subprocess.Popen(
+        [sys.executable, "-m", "memscope", "broker", "--bind", address, "--log", str(log)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=clean_env(),
+    )
+    try:
+        assert broker.stdout is not None
+        deadline = time.monotonic() + 60
+        while "serving" not in broker.stdout.readline():
+            assert time.monotonic() < deadline and broker.poll() is None
+        done = memscope_run(
+            ["--broker", address, "--mode", "sampled", "--out", tmp_path / "run", "--no-report",
+             PROGRAMS / "echo_exit.py", "5"],
+            input="x\n",
+        )
+        assert done.returncode == 5, done.stderr
+        rows = table(log, "processes")
+        assert {r["event"] for r in rows} == {"start", "exit"}
+        assert {r["mode"] for r in rows} == {"sampled"}
+    finally:
+        broker.terminate()
+        broker.wait(30)
+
+
+@needs_pipeline
+def test_an_existing_run_directory_is_not_overwritten(tmp_path):
+    first = memscope_run(["--out", tmp_path / "run", "--no-report", PROGRAMS / "echo_exit.py", "0"],
+                         input="a\n")
+    assert first.returncode == 0, first.stderr
+    again = memscope_run(["--out", tmp_path / "run", PROGRAMS / "echo_exit.py", "0"], input="a\n")
+    assert again.returncode == 2
+    assert "already holds a run's log" in again.stderr
+    assert again.stdout == ""  # the program did not run
+
+
+@needs_pipeline
+def test_a_python_without_memscope_in_a_subprocess_stays_quiet(tmp_path):
+    base = os.path.join(sys.base_prefix, "bin", "python3")
+    if python(["-c", "import sys; print(sys.prefix != sys.base_prefix)"]).stdout.strip() != "True":
+        pytest.skip("needs memscope installed in a virtual environment")
+    program = tmp_path / "calls_base.py"
+    program.write_text(
+        "import subprocess, sys\n"
+        f"done = subprocess.run([{base!r}, '-c', 'print(42)'], capture_output=True, text=True)\n"
+        "print(done.stdout.strip(), repr(done.stderr))\n"
+    )
+    traced = memscope_run(["--out", tmp_path / "run", "--no-report", program])
+    assert traced.returncode == 0, traced.stderr
+    assert traced.stdout.strip() == "42 ''"
+
+
+def test_the_bootstrap_is_valid_python():
+    from memscope.producer.bootstrap import SITECUSTOMIZE, make_bootstrap_dir
+
+    compile(SITECUSTOMIZE, "sitecustomize.py", "exec")
+    directory = make_bootstrap_dir(str(os.environ.get("TMPDIR", "/tmp")))
+    try:
+        assert (directory / "sitecustomize.py").read_text() == SITECUSTOMIZE
+    finally:
+        (directory / "sitecustomize.py").unlink()
+        directory.rmdir()

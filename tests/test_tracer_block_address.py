@@ -57,3 +57,17 @@ def test_str_block_is_the_object_itself():
 def test_gc_object_block_is_before_the_object():
     obj = [1]
     assert capture.block_address(obj) == id(obj) - 16
+
+
+def test_a_list_parked_on_the_free_list_still_dies_through_its_item_array():
+    box = {}
+
+    def life():
+        target = [1, 2, 3]
+        box["blocks"] = capture.death_blocks(target)
+        del target  # the list object goes to the free list; its item array is freed
+
+    ev, _, _ = capture_run(life)
+    own, items = box["blocks"]
+    assert ((ev["kind"] == KIND_FREE) & (ev["address"] == items)).sum() == 1
+    assert capture.death_blocks("text") == [id("text")]

@@ -86,3 +86,21 @@ def test_deep_recursion_is_truncated_not_crashing():
     assert 100 <= len(stack) <= 128
     assert all(frame[0].endswith("rec") for frame in stack)
     del keep
+
+
+def gen_alloc():
+    yield bytearray(MARK)  # allocated inside a generator frame
+
+
+def consume():
+    return next(gen_alloc())
+
+
+def test_generator_frames_resolve_with_their_consumer():
+    ev, rare, keep = capture_run(consume)
+    (hit,) = np.flatnonzero(ev["size"] == MARK + 1)
+    stack = resolve_stack(rare, int(ev["stack_id"][hit]))
+    me = __file__.rsplit("/", 1)[-1]
+    assert stack[0] == ("gen_alloc", me, _line_of(gen_alloc, "yield bytearray"))
+    assert stack[1] == ("consume", me, _line_of(consume, "next(gen_alloc())"))
+    del keep

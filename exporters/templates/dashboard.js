@@ -64,9 +64,13 @@
 
   function renderCards(item) {
     const box = el("div", { class: "cards" });
+    const n = item.cards.length;
+    const columns = n <= 5 ? n : Math.ceil(n / 2);
+    box.style.gridTemplateColumns = "repeat(" + columns + ", minmax(0, 1fr))";
     for (const c of item.cards) {
       const text = format(c.value, c.unit);
-      const card = el("div", { class: "card" + (text === null ? " unmeasured" : "") }, [
+      const tone = c.tone === "bad" || c.tone === "warn" ? " " + c.tone : "";
+      const card = el("div", { class: "card" + (text === null ? " unmeasured" : tone) }, [
         el("div", { class: "label", text: c.label }),
         el("div", { class: "value", text: text === null ? "not measured" : text }),
       ]);
@@ -83,7 +87,21 @@
     box.appendChild(target);
     const done = window.vegaEmbed(target, item.spec, {
       actions: false, renderer: "svg", tooltip: { theme: "light" },
-    }).then((result) => { state.views.push(result.view); })
+    }).then((result) => {
+      state.views.push(result.view);
+      if (item.filters) {
+        // Clicking a mark filters the linked table by that mark's field (a value, not markup).
+        result.view.addEventListener("click", (_event, mark) => {
+          const value = mark && mark.datum ? mark.datum[item.filters.field] : null;
+          const table = state.tables[item.filters.table];
+          if (typeof value === "string" && value && table && table.setFilter) {
+            table.setFilter(value);
+            document.getElementById("table-" + item.filters.table).scrollIntoView({ block: "nearest" });
+          }
+        });
+        box.appendChild(el("p", { class: "hint", text: item.filters.hint }));
+      }
+    })
       .catch((err) => {
         box.appendChild(el("p", { class: "error", text: "This chart could not be drawn: " + err }));
         console.error("memscope chart", item.id, err);
@@ -107,10 +125,13 @@
     const input = el("input", { type: "search", placeholder: "filter…", "aria-label": "filter " + item.title });
     input.value = t.filter;
     const count = el("span", { class: "count" });
+    const csv = el("button", { class: "csv", type: "button", text: "CSV",
+                               title: "download the rows shown (filtered, sorted, raw values) as CSV" });
     const box = el("div", { class: "tablebox", id: "table-" + item.id }, [
-      el("div", { class: "bar" }, [el("h3", { text: item.title }), count, input]),
+      el("div", { class: "bar" }, [el("h3", { text: item.title }), count, input, csv]),
     ]);
     if (!item.rows.length) {
+      csv.disabled = true;
       box.appendChild(el("div", { class: "empty", text: "nothing recorded" }));
       count.textContent = "0 rows";
       input.disabled = true;
@@ -132,6 +153,7 @@
     more.addEventListener("click", () => { t.shown += 4 * PAGE; draw(); });
     box.appendChild(el("div", { class: "scroll" }, [el("table", {}, [el("thead", {}, [headRow]), tbody])]));
     box.appendChild(more);
+    t.setFilter = (text) => { input.value = text; t.filter = text; t.shown = PAGE; draw(); };
     let timer = null;
     input.addEventListener("input", () => {
       clearTimeout(timer);
@@ -148,6 +170,8 @@
       return t.text[i];
     }
 
+    csv.addEventListener("click", () => download(item, t.order || item.rows.map((_, i) => i)));
+
     function draw() {
       const needle = t.filter.trim().toLowerCase();
       let order = item.rows.map((_, i) => i);
@@ -163,6 +187,7 @@
           return c === 0 ? a - b : dir * c;
         });
       }
+      t.order = order;
       headRow.querySelectorAll("button").forEach((b, i) => {
         if (i === t.sortKey) b.setAttribute("aria-sort", t.sortDir > 0 ? "ascending" : "descending");
         else b.removeAttribute("aria-sort");
@@ -183,13 +208,31 @@
       tbody.replaceChildren(frag);
       const total = item.rows.length;
       count.textContent = (needle ? order.length.toLocaleString("en-US") + " of " : "")
-        + total.toLocaleString("en-US") + " rows";
+        + total.toLocaleString("en-US") + (total === 1 ? " row" : " rows");
       const left = order.length - t.shown;
       more.hidden = left <= 0;
       more.textContent = left > 0 ? "show " + Math.min(left, 4 * PAGE) + " more of " + left : "";
     }
     draw();
     return box;
+  }
+
+  function csvCell(value) {
+    if (value === null || value === undefined) return "";
+    let s = String(value);
+    if (typeof value === "string" && /^[=+\-@\t\r]/.test(s)) s = "'" + s;  // no spreadsheet formulas
+    return /[",\r\n]/.test(s) ? '"' + s.replace(/"/g, '""') + '"' : s;
+  }
+
+  function download(item, order) {
+    const lines = [item.columns.map((c) => csvCell(c.label)).join(",")];
+    for (const i of order) lines.push(item.rows[i].map(csvCell).join(","));
+    const blob = new Blob([lines.join("\r\n") + "\r\n"], { type: "text/csv;charset=utf-8" });
+    const link = el("a", { href: URL.createObjectURL(blob), download: "memscope-" + item.id + ".csv" });
+    document.body.appendChild(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(link.href), 10000);
   }
 
   // ---- panels ------------------------------------------------------------------------

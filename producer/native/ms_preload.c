@@ -35,7 +35,9 @@
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <elf.h>
 #include <errno.h>
+#include <link.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stddef.h>
@@ -69,9 +71,13 @@ static struct {
     int (*munmap)(void *, size_t);
     size_t (*malloc_usable_size)(void *);
     void *(*dlsym)(void *, const char *);
+    void *(*dlopen)(const char *, int);
 } real;
 
 enum { MS_UNINIT = 0, MS_INITIALIZING = 1, MS_READY = 2, MS_FAILED = 3 };
+
+/* The hooks' own address (a hidden alias, defined below with the others). */
+extern void *ms_local_malloc(size_t) __attribute__((visibility("hidden")));
 static int ms_state; /* atomic */
 
 /* Thread-local flags (static TLS: the shim is always loaded at start-up). */
@@ -116,6 +122,21 @@ static inline size_t ms_boot_size(const void *p) { return ((const size_t *)p)[-1
 
 static uint64_t ms_count_double, ms_count_invalid, ms_count_invalid_realloc, ms_count_untracked;
 static int ms_lost; /* the live set missed a block: stop blocking unknown frees (atomic) */
+/* Late mode (memscope_native_patch): the shim was loaded after start-up and hooks the GOTs of
+ * the loaded objects, so blocks allocated before are unknown to the live set: an unknown
+ * free is forwarded, unless the address is in the recently-freed cache (a double free of a
+ * block freed through the hooks). Set once, before any GOT is patched. */
+static int ms_late;
+
+/* Whether a free/realloc of `p`, which the live set does not hold, must not reach libc. */
+static int ms_freed_seen(void *p);
+static inline int ms_must_block(void *p)
+{
+    if (__atomic_load_n(&ms_lost, __ATOMIC_RELAXED)) {
+        return 0;
+    }
+    return !__atomic_load_n(&ms_late, __ATOMIC_RELAXED) || ms_freed_seen(p);
+}
 
 /* ------------------------------------------------------------------ live set */
 
@@ -172,11 +193,16 @@ static int ms_grow(ms_shard_t *s)
             slots[h] = key;
         }
     }
-    if (s->slots != NULL) {
-        real.munmap(s->slots, (s->mask + 1) * sizeof(uint64_t));
-    }
+    /* the new table is published before the old one is unmapped: a forked child whose
+     * parent thread stopped anywhere in here never reads unmapped memory (late mode) */
+    uint64_t *old = s->slots, old_cap = s->mask + 1;
     s->slots = slots;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
     s->mask = cap - 1;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    if (old != NULL) {
+        real.munmap(old, old_cap * sizeof(uint64_t));
+    }
     return 0;
 }
 
@@ -268,7 +294,7 @@ static inline void ms_freed_forget(void *p)
     }
 }
 
-static inline int ms_freed_seen(void *p)
+static int ms_freed_seen(void *p)
 {
     uint64_t key = (uint64_t)(uintptr_t)p;
     return __atomic_load_n(ms_freed_slot(key), __ATOMIC_RELAXED) == key;
@@ -371,6 +397,7 @@ static void ms_resolve(void)
     MS_RESOLVE(mmap);
     MS_RESOLVE(munmap);
     MS_RESOLVE(malloc_usable_size);
+    MS_RESOLVE(dlopen);
 }
 
 /* Returns 1 when the real functions may be used; 0 when the caller must use the bootstrap
@@ -419,11 +446,33 @@ static void ms_atfork_release(void)
     }
 }
 
+/* Late mode's child handler: no lock was taken before fork (see the constructor), so a shard
+ * another thread held at that moment may be half-updated. Its lock is released and blocking
+ * stops in this child (unknown frees are forwarded); lookups stay within mapped memory. */
+static void ms_atfork_child_late(void)
+{
+    for (int i = 0; i < MS_SHARDS; i++) {
+        if (__atomic_load_n(&ms_shards[i].lock, __ATOMIC_RELAXED)) {
+            ms_unlock(&ms_shards[i].lock);
+            __atomic_store_n(&ms_lost, 1, __ATOMIC_RELAXED);
+        }
+    }
+}
+
 __attribute__((constructor)) static void ms_constructor(void)
 {
     ms_ready();
-    /* Registered first, so its prepare handler runs last (after the tracer's). */
-    pthread_atfork(ms_atfork_prepare, ms_atfork_release, ms_atfork_release);
+    if (real.dlsym(RTLD_DEFAULT, "malloc") == (void *)&ms_local_malloc) {
+        /* Preloaded: registered before anyone else, so its prepare handler runs last, after
+         * the tracer's, which may allocate (take shard locks) while holding their locks. */
+        pthread_atfork(ms_atfork_prepare, ms_atfork_release, ms_atfork_release);
+    }
+    else {
+        /* Loaded late (after the tracer registered its handlers): taking the shard locks
+         * here would come before the tracer's locks, the reverse of the order hooks nest
+         * them in, so nothing is taken before fork. */
+        pthread_atfork(NULL, NULL, ms_atfork_child_late);
+    }
 }
 
 /* ------------------------------------------------------------------ heap hooks */
@@ -462,7 +511,7 @@ MS_EXPORT void free(void *p)
         return;
     }
     uint64_t ret = MS_CALLER();
-    if (!ms_live_remove(p) && !__atomic_load_n(&ms_lost, __ATOMIC_RELAXED)) {
+    if (!ms_live_remove(p) && ms_must_block(p)) {
         ms_blocked(p, 0, ret);
         return;
     }
@@ -506,7 +555,7 @@ MS_EXPORT void *realloc(void *old, size_t size)
         }
         return p;
     }
-    if (!ms_live_remove(old) && !__atomic_load_n(&ms_lost, __ATOMIC_RELAXED)) {
+    if (!ms_live_remove(old) && ms_must_block(old)) {
         ms_blocked(old, 1, ret);
         errno = ENOMEM;
         return NULL;
@@ -621,6 +670,25 @@ MS_EXPORT int munmap(void *addr, size_t len)
     return real.munmap(addr, len);
 }
 
+/* Hidden aliases of the hooks: `&malloc` inside this library goes through the GOT and means
+ * the *global* malloc, which is libc's when the shim is not preloaded (late mode); these
+ * names always mean the hooks defined here. */
+#pragma GCC diagnostic ignored "-Wmissing-attributes" /* aliases need not repeat `leaf` */
+#define MS_LOCAL(NAME) extern __typeof__(NAME) ms_local_##NAME __attribute__((alias(#NAME), visibility("hidden")));
+MS_LOCAL(malloc)
+MS_LOCAL(calloc)
+MS_LOCAL(realloc)
+MS_LOCAL(free)
+MS_LOCAL(posix_memalign)
+MS_LOCAL(aligned_alloc)
+MS_LOCAL(memalign)
+MS_LOCAL(valloc)
+MS_LOCAL(pvalloc)
+MS_LOCAL(malloc_usable_size)
+MS_LOCAL(mmap)
+MS_LOCAL(munmap)
+#undef MS_LOCAL
+
 /* ------------------------------------------------------------------ dlsym */
 
 static void *ms_substitute(void *found)
@@ -630,7 +698,7 @@ static void *ms_substitute(void *found)
     }
 #define MS_SWAP(NAME)                                                                         \
     if (found == (void *)real.NAME) {                                                         \
-        return (void *)&NAME;                                                                 \
+        return (void *)&ms_local_##NAME;                                                      \
     }
     MS_SWAP(malloc)
     MS_SWAP(calloc)
@@ -658,6 +726,184 @@ MS_EXPORT void *dlsym(void *handle, const char *name)
         return real.dlsym(handle, name);
     }
     return ms_substitute(real.dlsym(handle, name));
+}
+
+
+extern __typeof__(dlsym) ms_local_dlsym __attribute__((alias("dlsym"), visibility("hidden")));
+
+/* ------------------------------------------------------------------ late mode: GOT patching */
+
+/* Used by memscope.init(native=True) in a process that was NOT started with the shim: the
+ * tracer dlopens it and calls memscope_native_patch(), which points the GOT entries of every
+ * loaded object (but the shim, ld.so and the vDSO) for the functions below at the hooks; the
+ * dlopen hook patches each library loaded later. Limits (documented in native_mode.py):
+ * function pointers taken before the patch (e.g. a ctypes function looked up earlier) still
+ * call libc; blocks allocated before are unknown, so only double frees of blocks freed through
+ * the hooks are blocked; dlopen's caller-relative search paths see the shim as the caller. */
+
+#if defined(__x86_64__)
+#define MS_R_JUMP_SLOT R_X86_64_JUMP_SLOT
+#define MS_R_GLOB_DAT R_X86_64_GLOB_DAT
+#define MS_CAN_PATCH 1
+#elif defined(__aarch64__)
+#define MS_R_JUMP_SLOT R_AARCH64_JUMP_SLOT
+#define MS_R_GLOB_DAT R_AARCH64_GLOB_DAT
+#define MS_CAN_PATCH 1
+#else
+#define MS_CAN_PATCH 0
+#endif
+
+static void *ms_dlopen_hook(const char *file, int mode);
+
+static const struct {
+    const char *name;
+    void *hook;
+} ms_patches[] = {
+    {"malloc", (void *)&ms_local_malloc},
+    {"calloc", (void *)&ms_local_calloc},
+    {"realloc", (void *)&ms_local_realloc},
+    {"free", (void *)&ms_local_free},
+    {"posix_memalign", (void *)&ms_local_posix_memalign},
+    {"aligned_alloc", (void *)&ms_local_aligned_alloc},
+    {"memalign", (void *)&ms_local_memalign},
+    {"valloc", (void *)&ms_local_valloc},
+    {"pvalloc", (void *)&ms_local_pvalloc},
+    {"mmap", (void *)&ms_local_mmap},
+    {"mmap64", (void *)&ms_local_mmap},
+    {"munmap", (void *)&ms_local_munmap},
+    {"malloc_usable_size", (void *)&ms_local_malloc_usable_size},
+    {"dlsym", (void *)&ms_local_dlsym},
+    {"dlopen", (void *)&ms_dlopen_hook},
+};
+
+static uintptr_t ms_self_base; /* the shim's own load address (never patched) */
+static pthread_mutex_t ms_patch_lock = PTHREAD_MUTEX_INITIALIZER;
+
+#if MS_CAN_PATCH
+static inline uintptr_t ms_dptr(uintptr_t base, ElfW(Addr) value)
+{
+    /* glibc rebases most dynamic-section pointers in place; the vDSO's are not */
+    return value < base ? base + value : value;
+}
+
+static int ms_patch_relocs(uintptr_t base, const ElfW(Rela) *rel, size_t bytes,
+                           const ElfW(Sym) *symtab, const char *strtab)
+{
+    int patched = 0;
+    for (size_t i = 0; rel != NULL && i < bytes / sizeof(ElfW(Rela)); i++) {
+        unsigned long type = ELF64_R_TYPE(rel[i].r_info);
+        unsigned long sym = ELF64_R_SYM(rel[i].r_info);
+        if ((type != MS_R_JUMP_SLOT && type != MS_R_GLOB_DAT) || sym == 0) {
+            continue;
+        }
+        const char *name = strtab + symtab[sym].st_name;
+        for (size_t k = 0; k < sizeof ms_patches / sizeof ms_patches[0]; k++) {
+            if (strcmp(name, ms_patches[k].name) == 0) {
+                void **slot = (void **)(base + rel[i].r_offset);
+                if (*slot != ms_patches[k].hook) {
+                    __atomic_store_n(slot, ms_patches[k].hook, __ATOMIC_RELEASE);
+                    patched++;
+                }
+                break;
+            }
+        }
+    }
+    return patched;
+}
+
+static int ms_patch_object(struct dl_phdr_info *info, size_t size, void *total)
+{
+    (void)size;
+    uintptr_t base = (uintptr_t)info->dlpi_addr;
+    const char *name = info->dlpi_name != NULL ? info->dlpi_name : "";
+    if (base == ms_self_base || strstr(name, "linux-vdso") != NULL ||
+        strstr(name, "ld-linux") != NULL || strstr(name, "/ld-") != NULL) {
+        return 0;
+    }
+    const ElfW(Dyn) *dyn = NULL;
+    uintptr_t relro = 0, relro_len = 0;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type == PT_DYNAMIC) {
+            dyn = (const ElfW(Dyn) *)(base + ph->p_vaddr);
+        }
+        else if (ph->p_type == PT_GNU_RELRO) {
+            relro = base + ph->p_vaddr;
+            relro_len = ph->p_memsz;
+        }
+    }
+    if (dyn == NULL) {
+        return 0;
+    }
+    const ElfW(Sym) *symtab = NULL;
+    const char *strtab = NULL;
+    const ElfW(Rela) *jmprel = NULL, *rela = NULL;
+    size_t jmprel_len = 0, rela_len = 0;
+    for (const ElfW(Dyn) *d = dyn; d->d_tag != DT_NULL; d++) {
+        switch (d->d_tag) {
+        case DT_SYMTAB: symtab = (const ElfW(Sym) *)ms_dptr(base, d->d_un.d_ptr); break;
+        case DT_STRTAB: strtab = (const char *)ms_dptr(base, d->d_un.d_ptr); break;
+        case DT_JMPREL: jmprel = (const ElfW(Rela) *)ms_dptr(base, d->d_un.d_ptr); break;
+        case DT_PLTRELSZ: jmprel_len = d->d_un.d_val; break;
+        case DT_RELA: rela = (const ElfW(Rela) *)ms_dptr(base, d->d_un.d_ptr); break;
+        case DT_RELASZ: rela_len = d->d_un.d_val; break;
+        default: break;
+        }
+    }
+    if (symtab == NULL || strtab == NULL) {
+        return 0;
+    }
+    long page = sysconf(_SC_PAGESIZE);
+    uintptr_t lo = relro & ~(uintptr_t)(page - 1), hi = relro + relro_len;
+    if (relro_len != 0 && mprotect((void *)lo, hi - lo, PROT_READ | PROT_WRITE) != 0) {
+        return 0; /* cannot write its GOT: leave it alone */
+    }
+    *(int *)total += ms_patch_relocs(base, jmprel, jmprel_len, symtab, strtab);
+    *(int *)total += ms_patch_relocs(base, rela, rela_len, symtab, strtab);
+    if (relro_len != 0) {
+        mprotect((void *)lo, hi - lo, PROT_READ);
+    }
+    return 0;
+}
+#endif
+
+static int ms_patch_all(void)
+{
+    int total = 0;
+#if MS_CAN_PATCH
+    pthread_mutex_lock(&ms_patch_lock);
+    dl_iterate_phdr(ms_patch_object, &total);
+    pthread_mutex_unlock(&ms_patch_lock);
+#endif
+    return total;
+}
+
+static void *ms_dlopen_hook(const char *file, int mode)
+{
+    void *handle = real.dlopen(file, mode);
+    if (handle != NULL && __atomic_load_n(&ms_late, __ATOMIC_RELAXED)) {
+        ms_patch_all();
+    }
+    return handle;
+}
+
+/* Returns the number of GOT entries patched, 0 when the shim is preloaded (nothing to do),
+ * -1 when this architecture is not supported. */
+MS_EXPORT int memscope_native_patch(void)
+{
+    if (!MS_CAN_PATCH || !ms_ready()) {
+        return -1;
+    }
+    if (real.dlsym(RTLD_DEFAULT, "malloc") == (void *)&ms_local_malloc) {
+        return 0; /* preloaded: symbol interposition already routes every call here */
+    }
+    Dl_info info;
+    if (dladdr((void *)&memscope_native_patch, &info) == 0) {
+        return -1;
+    }
+    ms_self_base = (uintptr_t)info.dli_fbase;
+    __atomic_store_n(&ms_late, 1, __ATOMIC_RELEASE);
+    return ms_patch_all();
 }
 
 /* ------------------------------------------------------------------ the tracer link */

@@ -8,6 +8,7 @@
  *   int  memscope_native_attach(const ms_ops_t *ops)  -> MS_ABI (0 when ops->abi differs)
  *   void memscope_native_detach(void)
  *   void memscope_native_stats(ms_stats_t *out)
+ *   int  memscope_native_patch(void)   late mode: patch the loaded objects' GOTs
  *
  * While attached, each intercepted call that is not made from inside the tracer itself calls
  * ops->record() after the real function (before it, for free and munmap). ops->record() runs
@@ -56,5 +57,6 @@ typedef struct {
 typedef int (*ms_attach_fn)(const ms_ops_t *ops);
 typedef void (*ms_detach_fn)(void);
 typedef void (*ms_stats_fn)(ms_stats_t *out);
+typedef int (*ms_patch_fn)(void);
 
 #endif

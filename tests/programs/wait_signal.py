@@ -8,6 +8,6 @@ if len(sys.argv) > 1 and sys.argv[1] == "self-kill":
     import os
     import signal
 
-    time.sleep(1.0)  # several flush intervals: the process has announced itself
+    time.sleep(2.0)  # many flush intervals: the process has announced itself
     os.kill(os.getpid(), signal.SIGKILL)
 time.sleep(60)

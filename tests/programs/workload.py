@@ -51,6 +51,20 @@ def main():
     del big
     t1 = time.monotonic_ns()
     out["death_window"] = [t0, t1]
+    # Empty CPython's list, dict and 2-tuple free lists, so that a dying one would be kept
+    # for reuse instead of freed -- unless memscope makes its death a free.
+    hold = ([[] for _ in range(100)], [{} for _ in range(100)], [(i, -i) for i in range(2100)])
+    numbers = [1, 2, 3]
+    memscope.track_var(numbers)
+    table = {"a": 1}
+    memscope.track_var(table)
+    pair = (len(out), "x")
+    memscope.track_var(pair)
+    t2 = time.monotonic_ns()
+    del numbers, table, pair
+    t3 = time.monotonic_ns()
+    out["recycled_window"] = [t2, t3]
+    del hold
     kept = outer_alloc()
 
     ready = threading.Barrier(THREADS + 1)
