@@ -1,6 +1,8 @@
 """memscope's pytest plugin: trace a test session, and limit a test's memory or its leaks.
 
-Registered through the ``pytest11`` entry point ``memscope``, so it is loaded by every pytest
+Registered through the ``pytest11`` entry point ``memscope.producer.pytest_plugin`` (named
+like the module, so ``-p memscope.producer.pytest_plugin`` never registers it twice and
+``-p no:memscope.producer.pytest_plugin`` switches it off), so it is loaded by every pytest
 in an environment where memscope is installed -- and does nothing there unless asked: no
 tracing, no threads, no imports beyond the standard library until ``--memscope`` is given or
 a test carries one of the markers. (With ``PYTEST_DISABLE_PLUGIN_AUTOLOAD=1``, load it with

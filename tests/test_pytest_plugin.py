@@ -121,8 +121,9 @@ def test_plugin_is_inert_without_option_or_marker(tmp_path: Path) -> None:
             assert heavy.isdisjoint(sys.modules)
             assert threading.active_count() == 1
     """
-    done = run_pytest(tmp_path, source)
-    assert outcomes(done.stdout) == {"test_nothing_started": "PASSED"}, done.stdout
+    # Named explicitly as well as loaded by its entry point: registered once, no error.
+    done = run_pytest(tmp_path, source, "-p", "memscope.producer.pytest_plugin")
+    assert outcomes(done.stdout) == {"test_nothing_started": "PASSED"}, done.stdout + done.stderr
     assert not list(tmp_path.glob("MemoryAnalysis")), "no log without --memscope"
     assert "memscope: the session's log" not in done.stdout
 
