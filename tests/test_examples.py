@@ -252,3 +252,22 @@ def test_every_example_has_a_make_target():
                               "run-multiprocess", "run-ffi"], cwd=ROOT, capture_output=True,
                              text=True, check=True).stdout
     assert len(re.findall(r"-m memscope run --out MemoryAnalysis/\w+", targets)) == 8
+
+
+def test_make_demo_and_bench_name_files_that_exist():
+    makefile = (ROOT / "Makefile").read_text()
+    scripts = re.findall(r"\$\(PY\)(?: -m memscope run --out \S+)? ((?:examples|bench)/\S+\.py)",
+                         makefile)
+    assert {"examples/basic_usage.py", "bench/run_all.py"} <= set(scripts)
+    for script in scripts:
+        assert (ROOT / script).is_file(), f"the Makefile runs {script}, which does not exist"
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "run_all.py"), "--only", "nope"],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 2 and "choose from tracer" in done.stderr
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import run_all
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    for script, _ in run_all.BENCHES.values():
+        assert (ROOT / "bench" / script).is_file(), script
