@@ -138,9 +138,13 @@ def test_memscope_option_traces_the_session_into_a_log(tmp_path: Path) -> None:
             assert len(build(20_000)) == 20_000
     """
     run_dir = tmp_path / "session"
-    done = run_pytest(tmp_path, source, "--memscope", "--memscope-dir", str(run_dir))
+    done = run_pytest(tmp_path, source, "--memscope", "--memscope-dir", str(run_dir),
+                      "--memscope-report")
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"memscope: the session's log is {run_dir / 'events'}" in done.stdout
+    assert f"dashboard: {run_dir / 'dashboard.html'}" in done.stdout
+    assert len(list(run_dir.glob("snapshot_*.json"))) == 6
+    assert (run_dir / "dashboard.html").stat().st_size > 0
     con = connect(run_dir)
     processes = con.execute("SELECT argv, end_ts_ns IS NOT NULL FROM processes").fetchall()
     assert len(processes) == 1 and processes[0][1], processes
