@@ -181,6 +181,28 @@ def test_markers_with_a_standalone_broker_measure_from_its_log(tmp_path: Path) -
     assert pids == 1
 
 
+def test_pytest_under_memscope_run_measures_from_the_runs_log(tmp_path: Path) -> None:
+    source = """
+        import pytest
+
+
+        @pytest.mark.limit_memory("1 MB")
+        def test_big():
+            assert len(bytearray(4 * 1024 * 1024))
+    """
+    (tmp_path / "test_subject.py").write_text(textwrap.dedent(source))
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("MEMSCOPE_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "memscope", "run", "--no-report", "--out", str(tmp_path / "run"),
+         "-m", "pytest", "--", "-rA", "-p", "no:cacheprovider", "test_subject.py"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=240, check=False, env=environ,
+    )
+    assert outcomes(done.stdout) == {"test_big": "FAILED"}, done.stdout + done.stderr
+    assert "test_big allocated up to 4.0 MiB" in done.stdout
+    assert "PytestAssertRewriteWarning" not in done.stdout
+    assert not list(tmp_path.glob("MemoryAnalysis")), "the run's log is used, no other"
+
+
 def test_bad_marker_size_is_a_clear_error(tmp_path: Path) -> None:
     source = """
         import pytest
