@@ -107,6 +107,13 @@ def metadata(
             ).fetchall()
         },
     }
+    sampled = con.execute(
+        "SELECT pid, sample_bytes FROM processes WHERE mode = 'sampled' ORDER BY pid"
+    ).fetchall()
+    if sampled:
+        # Counts and bytes of these processes in this file are of samples, not totals.
+        meta["sampled"] = {str(pid): {"sample_bytes": rate, "figures_are": "samples"}
+                           for pid, rate in sampled}
     if options.log_problems:
         meta["log_problems"] = list(options.log_problems)
     return meta

@@ -32,7 +32,7 @@ from memscope.analyzers._common import (
     time_span,
     write_report,
 )
-from memscope.analyzers.memstats import peak
+from memscope.analyzers.memstats import peak, process_stats
 
 KIND = "performance"
 FILE_KIND = "performance"
@@ -168,8 +168,25 @@ def per_thread(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
 
 
 def per_process(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
-    """Allocations, bytes, threads and duration per process."""
-    return [drop_none(r) for r in rows(
+    """Allocations, bytes, threads and duration per process.
+
+    For a sampled process the counts are of samples (``figures_are``) and ``estimated``
+    holds the totals they stand for (:func:`memscope.analyzers.memstats.process_stats`).
+    """
+    out = [drop_none(r) for r in _per_process_rows(con)]
+    for entry in out:
+        if entry.get("mode") == "sampled":
+            stats = process_stats(con, entry["pid"])
+            if stats.get("estimated"):
+                entry["figures_are"] = "samples"
+                entry["estimated"] = {"allocations": stats["total_allocations"],
+                                      "bytes_allocated": stats["total_allocated"],
+                                      "freed": stats["total_deallocations"]}
+    return out
+
+
+def _per_process_rows(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    return list(rows(
         con,
         """WITH x AS (SELECT pid, count(*) AS allocations, sum(size) AS bytes_allocated,
                              count(free_ts_ns) AS freed, count(DISTINCT tid) AS threads,
@@ -177,7 +194,7 @@ def per_process(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
                       FROM _allocations GROUP BY pid)
         SELECT x.*, p.ppid, p.argv, p.mode, p.end_ts_ns - p.start_ts_ns AS duration_ns
         FROM x LEFT JOIN processes p ON p.pid = x.pid ORDER BY x.pid""",
-    )]
+    ))
 
 
 def peak_attribution(con: duckdb.DuckDBPyConnection, top_n: int) -> dict[str, Any]:

@@ -1,5 +1,7 @@
 """performance: the size histogram, peak attribution, temporaries, tracer cost."""
 
+import math
+
 from memscope.analyzers.testing import LogBuilder
 from memscope.analyzers.testing import run_analyzer as analyze
 
@@ -82,3 +84,16 @@ def test_per_thread_names_and_counts():
     threads = analyze(b, "performance")["per_thread"]
     assert [(t["tid"], t.get("thread_name"), t["bytes_allocated"]) for t in threads] == [
         (2, "worker", 10), (3, None, 20)]
+
+
+def test_a_sampled_process_s_counts_are_labelled_samples_with_estimates():
+    b = LogBuilder()
+    b.process(1, 0, mode="sampled", sample_bytes=1000)
+    b.alloc(1, 10, 0x100, 1000)
+    b.alloc(1, 20, 0x200, 100_000)
+    report = analyze(b, "performance")
+    (proc,) = report["per_process"]
+    assert proc["allocations"] == 2 and proc["figures_are"] == "samples"
+    assert proc["estimated"]["allocations"] == round(1 / (1 - math.exp(-1)) + 1)
+    assert report["metadata"]["sampled"] == {"1": {"sample_bytes": 1000,
+                                                   "figures_are": "samples"}}
