@@ -129,16 +129,16 @@ class BlockMatcher:
                           ).arrow().read_all()
         finally:
             con.unregister("_blk_keys")
-        w = _window(be, {c: ctx.column(c).to_numpy(zero_copy_only=False)
+        w = _Window(be, {c: ctx.column(c).to_numpy(zero_copy_only=False)
                          for c in ("pid", "address", "ts_ns", "seq", "code")})
         outputs = {
-            "resolved": w["ctx"] & w["start"] & w["has_next"],
-            "done": ~w["ctx"] & w["start"] & w["has_next"],
-            "open": ~w["ctx"] & w["start"] & ~w["has_next"],
-            "ends": ~w["ctx"] & ~w["start"] & w["notable"],
-            "tail": ~w["has_next2"],
+            "resolved": w.ctx & w.start & w.has_next,
+            "done": ~w.ctx & w.start & w.has_next,
+            "open": ~w.ctx & w.start & ~w.has_next,
+            "ends": ~w.ctx & ~w.start & w.notable,
+            "tail": ~w.has_next2,
         }
-        tables = {name: _select(w, mask, name) for name, mask in outputs.items()}
+        tables = {name: w.select(mask, name) for name, mask in outputs.items()}
         for name, table in tables.items():
             con.register(f"_blk_{name}_new", table)
         try:
@@ -216,6 +216,10 @@ def _block_events(chunk: pa.Table) -> dict[str, np.ndarray]:
     code = (col["domain"].astype(np.uint8) << np.uint8(3)) | kind.astype(np.uint8)
     start_code = np.where(starts, code | np.uint8(_START), code)
     names = ("pid", "tid", "seq", "ts_ns", "size", "stack_id")
+    if keep.all() and not moved.any():
+        out = {name: col[name] for name in names}
+        out["address"], out["code"] = address, start_code
+        return out
     if not moved.any():
         out = {name: col[name][keep] for name in names}
         out["address"] = address[keep]
@@ -227,38 +231,67 @@ def _block_events(chunk: pa.Table) -> dict[str, np.ndarray]:
     return out
 
 
-def _window(be: dict[str, np.ndarray], ctx: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Sort context + chunk rows by (pid, address, ts_ns, seq, ends first) and look around."""
-    n_ctx = len(ctx["pid"])
-    rows = {name: np.concatenate([ctx[name].astype(be[name].dtype), be[name]])
-            for name in ("pid", "address", "ts_ns", "seq", "code")}
-    for name in ("tid", "size", "stack_id"):
-        rows[name] = np.concatenate([np.zeros(n_ctx, be[name].dtype), be[name]])
-    rows["ctx"] = np.concatenate([np.ones(n_ctx, bool), np.zeros(len(be["pid"]), bool)])
-    start = rows["code"] >= _START
-    order = np.lexsort((start, rows["seq"], rows["ts_ns"], rows["address"], rows["pid"]))
-    w = {name: values[order] for name, values in rows.items()}
-    w["start"] = start[order]
-    n = len(order)
-    same = np.zeros(n + 1, bool)  # same[i]: rows i-1 and i share (pid, address)
-    same[1:n] = (w["pid"][1:] == w["pid"][:-1]) & (w["address"][1:] == w["address"][:-1])
-    has_next = same[1:]
-    has_next2 = np.zeros(n, bool)
-    has_next2[:-1] = has_next[:-1] & has_next[1:]
-    has_prev = same[:-1]
-    has_prev2 = np.zeros(n, bool)
-    has_prev2[1:] = has_prev[1:] & has_prev[:-1]
-    for name, src in (("nc", "code"), ("nts", "ts_ns"), ("nseq", "seq")):
-        w[name] = _shift(w[src], -1)
-    for name, src, k in (("pc", "code", 1), ("pc2", "code", 2), ("pts", "ts_ns", 1),
-                         ("pts2", "ts_ns", 2)):
-        w[name] = _shift(w[src], k)
-    w.update(has_next=has_next, has_next2=has_next2, has_prev=has_prev, has_prev2=has_prev2)
-    prev_start = has_prev & (w["pc"] >= _START)
-    mismatch = ((w["pc"] >> 3) & 15) != ((w["code"] >> 3) & 15)
-    w["notable"] = ~has_prev | ~prev_start | mismatch
-    w["rk"] = np.where(has_next, 2, 1).astype(np.uint8)
-    return w
+class _Window:
+    """Context + chunk rows sorted by (pid, address, ts_ns, seq, ends first), and around.
+
+    Only what the structure needs is gathered in sorted order (pid, address, code and the
+    neighbour flags); output columns are gathered later for the selected rows only
+    (:meth:`select`), straight from the unsorted arrays through ``order``.
+    """
+
+    def __init__(self, be: dict[str, np.ndarray], ctx: dict[str, np.ndarray]) -> None:
+        self.be, self.n_ctx = be, len(ctx["pid"])
+        self.keys = {name: np.concatenate([ctx[name].astype(be[name].dtype), be[name]])
+                     for name in ("pid", "address", "ts_ns", "seq", "code")}
+        k = self.keys
+        start = k["code"] >= _START
+        self.order = order = np.lexsort((start, k["seq"], k["ts_ns"], k["address"], k["pid"]))
+        self.n = n = len(order)
+        pid, address, code = k["pid"][order], k["address"][order], k["code"][order]
+        same = np.zeros(n + 1, bool)  # same[i]: rows i-1 and i share (pid, address)
+        same[1:n] = (pid[1:] == pid[:-1]) & (address[1:] == address[:-1])
+        self.has_next = same[1:]
+        self.has_next2 = np.zeros(n, bool)
+        self.has_next2[:-1] = self.has_next[:-1] & self.has_next[1:]
+        self.has_prev = same[:-1]
+        self.has_prev2 = np.zeros(n, bool)
+        self.has_prev2[1:] = self.has_prev[1:] & self.has_prev[:-1]
+        self.start = start[order]
+        self.ctx = order < self.n_ctx
+        pc = _shift(code, 1)
+        prev_start = self.has_prev & (pc >= _START)
+        mismatch = ((pc >> 3) & 15) != ((code >> 3) & 15)
+        self.notable = ~self.has_prev | ~prev_start | mismatch
+
+    def _column(self, name: str, rows: np.ndarray) -> np.ndarray:
+        """Values of ``name`` at sorted positions ``rows``."""
+        src = self.order[rows]
+        if name in self.keys:
+            return self.keys[name][src]
+        # tid/size/stack_id: only chunk rows carry them (context rows are zeros).
+        inner = src - self.n_ctx
+        if (src >= self.n_ctx).all():
+            return self.be[name][inner]
+        return np.where(src >= self.n_ctx, self.be[name][np.maximum(inner, 0)], 0).astype(
+            self.be[name].dtype)
+
+    def select(self, mask: np.ndarray, name: str) -> pa.Table:
+        """The rows of ``mask`` with the columns of output ``name`` (NULL where not valid)."""
+        rows = np.flatnonzero(mask)
+        last = max(self.n - 1, 0)
+        columns = {}
+        for column in _COLUMNS[name]:
+            valid = _VALID.get(column)
+            missing = None if valid is None else ~getattr(self, valid)[rows]
+            if column == "rk":
+                values = np.where(self.has_next[rows], 2, 1).astype(np.uint8)
+            elif column in _NEIGHBOUR:
+                source, k = _NEIGHBOUR[column]
+                values = self._column(source, np.clip(rows + k, 0, last))
+            else:
+                values = self._column(column, rows)
+            columns[column] = pa.array(values, type=_TYPES[column], mask=missing)
+        return pa.table(columns)
 
 
 def _shift(values: np.ndarray, k: int) -> np.ndarray:
@@ -271,19 +304,12 @@ def _shift(values: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
+#: Neighbour columns: (source column, offset in sorted order).
+_NEIGHBOUR = {"nc": ("code", 1), "nts": ("ts_ns", 1), "nseq": ("seq", 1),
+              "pc": ("code", -1), "pts": ("ts_ns", -1), "pc2": ("code", -2),
+              "pts2": ("ts_ns", -2)}
 _VALID = {"nc": "has_next", "nts": "has_next", "nseq": "has_next", "pc": "has_prev",
           "pts": "has_prev", "pc2": "has_prev2", "pts2": "has_prev2"}
-
-
-def _select(w: dict[str, np.ndarray], mask: np.ndarray, name: str) -> pa.Table:
-    """The rows of ``mask`` with the columns of output ``name`` (NULL where not valid)."""
-    columns = {}
-    for column in _COLUMNS[name]:
-        values = w[column][mask]
-        valid = _VALID.get(column)
-        missing = None if valid is None else ~w[valid][mask]
-        columns[column] = pa.array(values, type=_TYPES[column], mask=missing)
-    return pa.table(columns)
 
 
 def _chunks(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
