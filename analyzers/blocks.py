@@ -283,6 +283,8 @@ class _Window:
         for column in _COLUMNS[name]:
             valid = _VALID.get(column)
             missing = None if valid is None else ~getattr(self, valid)[rows]
+            if missing is not None and not missing.any():
+                missing = None  # all valid: no validity bitmap to build
             if column == "rk":
                 values = np.where(self.has_next[rows], 2, 1).astype(np.uint8)
             elif column in _NEIGHBOUR:
