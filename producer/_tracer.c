@@ -157,12 +157,13 @@ static void tr_atfork_child(void)
 
 static PyObject *py_start(PyObject *self, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = {"mode", "sample_bytes", "max_buffer_bytes", "numpy", NULL};
-    int mode = TR_MODE_FULL, numpy = 1;
+    static char *kwlist[] = {"mode", "sample_bytes", "max_buffer_bytes", "numpy",
+                             "reuse_stamps", NULL};
+    int mode = TR_MODE_FULL, numpy = 1, reuse_stamps = 1;
     long long sample_bytes = 65536;
     unsigned long long max_buffer = 512ull << 20;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|iLKp", kwlist, &mode, &sample_bytes,
-                                     &max_buffer, &numpy)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|iLKpp", kwlist, &mode, &sample_bytes,
+                                     &max_buffer, &numpy, &reuse_stamps)) {
         return NULL;
     }
     if (mode < TR_MODE_FULL || mode > TR_MODE_SAMPLED) {
@@ -197,6 +198,7 @@ static PyObject *py_start(PyObject *self, PyObject *args, PyObject *kwargs)
         tr_numpy_active = rc;
     }
     tr_mode = mode;
+    tr_reuse_stamps = reuse_stamps;
     tr_sample_bytes = sample_bytes;
     tr_max_buffer_bytes = max_buffer;
     tr_hooks_reset_maps();
@@ -485,7 +487,8 @@ static PyObject *py_stats(PyObject *self, PyObject *noargs)
 
 static PyMethodDef tr_methods[] = {
     {"start", (PyCFunction)(void (*)(void))py_start, METH_VARARGS | METH_KEYWORDS,
-     "start(mode=0, sample_bytes=65536, max_buffer_bytes=512 MiB, numpy=True)"},
+     "start(mode=0, sample_bytes=65536, max_buffer_bytes=512 MiB, numpy=True, "
+     "reuse_stamps=True)"},
     {"stop", py_stop, METH_NOARGS, "Stop recording and restore the previous allocators."},
     {"is_active", py_is_active, METH_NOARGS, "Whether the hooks are recording."},
     {"numpy_traced", py_numpy_traced, METH_NOARGS, "Whether numpy's data memory is traced."},

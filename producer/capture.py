@@ -61,7 +61,9 @@ def start(
     """
     if mode not in MODES:
         raise ValueError(f"unknown capture mode {mode!r}; choose one of {sorted(MODES)}")
-    _tracer.start(MODES[mode], sample_bytes, max_buffer_bytes, numpy)
+    # native events are stamped by the shim's own clock readings, which the stamp reuse of
+    # the PyMem hooks does not see: every event reads the clock then
+    _tracer.start(MODES[mode], sample_bytes, max_buffer_bytes, numpy, not native)
     if native:  # native mode hook (memscope.producer.native_mode)
         try:
             native_mode.attach()
