@@ -181,10 +181,12 @@ def peak(
     for (the estimated peak; the same as unweighted for other modes).
     """
     tag = "_w" if weighted else ""
+    by_pid = _cached(con, "peak_by_pid" + tag, lambda: _peaks(con, True, weighted))
     if pid is None:
+        if len(by_pid) <= 1:  # one process: its peak is the log's (no second pass)
+            return next(iter(by_pid.values()), (0, None))
         return _cached(con, "peak_all" + tag, lambda: _peaks(con, False, weighted)).get(
             0, (0, None))
-    by_pid = _cached(con, "peak_by_pid" + tag, lambda: _peaks(con, True, weighted))
     return by_pid.get(int(pid), (0, None))
 
 
