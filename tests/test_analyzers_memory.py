@@ -70,3 +70,17 @@ def test_top_sites_resolve_their_stack():
     assert site["allocations"] == 5 and site["bytes_allocated"] == 500
     assert site["live_bytes"] == 100
     assert site["trace"] == ["load (app.py:7)", "main (app.py:1)"]
+
+
+def test_aggregated_mode_efficiency_comes_from_the_measured_peak():
+    b = LogBuilder()
+    b.process(1, 0, mode="aggregated")
+    b.alloc(1, 10, 0x100, 500)
+    b.aggregate(1, 20, 0, alloc_count=3, alloc_bytes=6000)
+    b.producer_stats(1, 30, events=1, current_bytes=500, peak_bytes=2000)
+    report = analyze(b, "memory")
+    stats = report["memory_stats"]
+    assert stats["peak_memory"] == 2000 and stats["peak_memory_source"] == "measured in process"
+    assert stats["memory_efficiency"] == 25.0 and stats["fragmentation"] == 75.0
+    (proc,) = report["processes"]
+    assert proc["memory_stats"]["peak_memory"] == 2000
