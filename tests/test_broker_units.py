@@ -123,3 +123,24 @@ def test_assembler_coalesces_small_parts_and_passes_big_ones_through():
                 ((0, 30), (1, 20), (10, 40), (20, 200), (30, 10))]
     np.testing.assert_array_equal(np.concatenate([s for *_, s in seen]),
                                   np.concatenate(expected))
+
+
+@pytest.mark.parametrize("entropy", ["real", "high"])
+def test_synthetic_chunks_free_each_address_once_after_its_allocation(entropy):
+    cols = memory_chunk(3, 1, 2, 20_000, entropy=entropy)
+    assert (np.diff(cols["ts_ns"]) > 0).all() and (cols["address"] % 16 == 0).all()
+    live: set[int] = set()
+    for kind, address in zip(cols["kind"].tolist(), cols["address"].tolist(), strict=True):
+        if kind == 0:
+            assert address not in live
+            live.add(address)
+        else:
+            live.remove(address)  # KeyError: a free before (or without) its allocation
+    assert not live  # half the events are allocations, half their frees
+    if entropy == "real":  # realistic: frees interleaved, small sizes, few hundred stacks
+        assert cols["kind"][:100].tolist().count(3) > 20
+        assert np.median(cols["size"][cols["kind"] == 0]) <= 64
+        assert 100 < len(np.unique(cols["stack_id"])) <= 301
+        assert np.median(np.diff(cols["ts_ns"])) < 100
+    with pytest.raises(ValueError, match="entropy 'medium'"):
+        memory_chunk(0, 0, 0, 10, entropy="medium")
