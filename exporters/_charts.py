@@ -166,21 +166,50 @@ def metric_cards(stats: dict[str, Any], width: int = 1180) -> Any:
                                                                            height=88)
 
 
+def with_peaks(series: list[dict[str, Any]], peaks: list[dict[str, Any]]
+               ) -> list[dict[str, Any]]:
+    """``series`` with each process's measured peak inserted as a point of its line.
+
+    The series holds live bytes at bucket ends; the peak (an exact maximum at a known time)
+    usually falls between two of them, so without it the line would miss the peak.
+    """
+    pids = {r["pid"] for r in series}
+    extra = [{"pid": p["pid"], "t_s": p["t_s"], "bytes": p["bytes"]} for p in peaks
+             if p["pid"] in pids]
+    return sorted(series + extra, key=lambda r: (r["pid"], r["t_s"]))
+
+
 def memory_timeline(series: list[dict[str, Any]], width: int = 1180,
-                    height: int = 220) -> Any:
-    """Active memory over time, one line per process, with the peak marked."""
+                    height: int = 220, peaks: list[dict[str, Any]] | None = None) -> Any:
+    """Active memory over time, one line per process, each process's measured peak marked.
+
+    ``peaks`` (from :func:`memscope.exporters._extract.process_peaks`) are the analyzer's exact
+    per-process peaks; they are drawn on the line and labelled. Without them the highest
+    sample is marked and labelled as such.
+    """
     title = "Memory over time (active bytes per process)"
     if not series:
         return placeholder(title, "not measured: no memory_over_time in the analysis", width)
-    series, unit = _in_unit(series, "t_s")
-    peak = max(series, key=lambda r: r["bytes"])
+    pids = {r["pid"] for r in series}
+    marks = [dict(p) for p in peaks or [] if p["pid"] in pids]
+    if marks:
+        series = with_peaks(series, marks)
+        for m in marks:
+            m["label"] = f"peak {human_bytes(m['bytes'])}" + (
+                f" (process {m['pid']})" if len(pids) > 1 else "")
+    else:
+        top = max(series, key=lambda r: r["bytes"])
+        marks = [dict(top, label=f"highest sample {human_bytes(top['bytes'])}")]
+    both, unit = _in_unit(series + marks, "t_s")
+    series, marks = both[:len(series)], both[len(series):]
+    top_bytes = max(r["bytes"] for r in series + marks)
     data = _data(series)
     line = alt.Chart(data, title=title).mark_area(
         line={"strokeWidth": 2}, opacity=0.18, interpolate="step-after"
     ).encode(
         x=alt.X("t_s_u:Q", title=f"time since start ({unit})", scale=alt.Scale(nice=False)),
         y=alt.Y("bytes:Q", stack=None,
-                **bytes_axis(max(1.0, peak["bytes"] * 1.08), "active memory")),
+                **bytes_axis(max(1.0, top_bytes * 1.08), "active memory")),
         color=alt.Color("pid:N", title="process",
                         legend=alt.Legend(orient="top-left", symbolOpacity=1,
                                           symbolType="stroke", symbolStrokeWidth=3)),
@@ -188,16 +217,19 @@ def memory_timeline(series: list[dict[str, Any]], width: int = 1180,
                  alt.Tooltip("t_s_u:Q", format=".3f", title=unit),
                  alt.Tooltip("bytes:Q", format=",", title="bytes")],
     )
-    late = peak["t_s_u"] > 0.6 * max(r["t_s_u"] for r in series)
-    marks = [{"t_s_u": peak["t_s_u"], "bytes": peak["bytes"],
-              "label": f"peak {human_bytes(peak['bytes'])} (process {peak['pid']})"}]
+    t_end = max(r["t_s_u"] for r in series)
+    marks.sort(key=lambda m: -m["bytes"])
+    for m in marks:
+        m["late"] = m["t_s_u"] > 0.6 * t_end
     point = alt.Chart(_data(marks)).mark_point(color="#E45756", filled=True, size=60).encode(
-        x="t_s_u:Q", y="bytes:Q")
-    label = alt.Chart(_data(marks)).mark_text(
+        x="t_s_u:Q", y="bytes:Q",
+        tooltip=[alt.Tooltip("label:N", title="measured peak"),
+                 alt.Tooltip("t_s_u:Q", format=".3f", title=unit)])
+    labels = [alt.Chart(_data([m for m in marks[:3] if m["late"] == late])).mark_text(
         color="#E45756", align="right" if late else "left", dx=-8 if late else 8, dy=-6,
-        fontWeight="bold").encode(
-        x="t_s_u:Q", y="bytes:Q", text="label:N")
-    return (line + point + label).properties(width=width, height=height)
+        fontWeight="bold").encode(x="t_s_u:Q", y="bytes:Q", text="label:N")
+        for late in (False, True)]
+    return alt.layer(line, point, *labels).properties(width=width, height=height)
 
 
 def size_distribution(buckets: list[dict[str, Any]], width: int = 560,

@@ -102,7 +102,8 @@ def overview(ctx: dict[str, Any]) -> dict[str, Any]:
     ]
     items: list[Item] = [cards(metric_cards), cards(totals),
                          chart("overview-memory",
-                               _charts.memory_timeline(ctx["series"], CHART_WIDTH, 170))]
+                               _charts.memory_timeline(ctx["series"], CHART_WIDTH, 170,
+                                                       peaks=ctx["peaks"]))]
     if stats.get("folded_allocations"):
         items.append(note(
             f"Sampling: {_charts.human_count(stats['folded_allocations'])} small allocations "
@@ -140,7 +141,8 @@ def memory_time(ctx: dict[str, Any]) -> dict[str, Any]:
                         "address": _hex(r.get("address")), "pid": _extract.clean_text(r.get("pid")),
                         "tid": _extract.clean_text(r.get("tid")), "function": function,
                         "where": where, "t_s": None if ts is None else (ts - t0) / 1e9})
-    items = [chart("memory-over-time", _charts.memory_timeline(ctx["series"], CHART_WIDTH, 280)),
+    timeline = _charts.memory_timeline(ctx["series"], CHART_WIDTH, 280, peaks=ctx["peaks"])
+    items = [chart("memory-over-time", timeline),
              table("peak-holders", "What held memory at the peak", [
                  ("function", "function", "text"), ("where", "file:line", "text"),
                  ("pid", "pid", "text"), ("count", "blocks", "count"), ("bytes", "bytes", "bytes"),

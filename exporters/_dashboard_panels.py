@@ -287,6 +287,7 @@ def build_model(reports: Reports) -> dict[str, Any]:
         "problems": _extract.problem_messages(reports),
         "stats": _extract.stats(mem),
         "series": _extract.memory_over_time(mem, span[0]),
+        "peaks": _extract.process_peaks(mem, span[0]),
         "variables": variables,
         "processes": _extract.processes(reports),
         "findings": collect_findings(sec, span[0]),

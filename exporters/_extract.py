@@ -99,6 +99,29 @@ def memory_over_time(mem: Mapping[str, Any], t0: int) -> list[dict[str, Any]]:
     return out
 
 
+def process_peaks(mem: Mapping[str, Any], t0: int) -> list[dict[str, Any]]:
+    """Each process's measured peak: ``[{pid, t_s, bytes}]`` (``memory_stats`` of the process).
+
+    These are the exact maxima of live bytes the analyzer found (``peak_memory`` reached at
+    ``peak_ts_ns``), not the highest bucket-end sample of ``memory_over_time``. With no
+    per-process records, the run's own peak stands for its single series.
+    """
+    out = []
+    for p in rows_of(pick(mem, "processes")):
+        s = pick(p, "memory_stats", default={})
+        ts, peak = num(pick(s, "peak_ts_ns")), num(pick(s, "peak_memory"))
+        if ts is not None and peak is not None:
+            out.append({"pid": clean_text(pick(p, "pid")), "t_s": (ts - t0) / 1e9,
+                        "bytes": peak})
+    series = rows_of(pick(mem, "memory_over_time"))
+    whole = pick(mem, "memory_stats", default={})
+    ts, peak = num(pick(whole, "peak_ts_ns")), num(pick(whole, "peak_memory"))
+    if not out and len(series) == 1 and ts is not None and peak is not None:
+        out.append({"pid": clean_text(pick(series[0], "pid", default="all")),
+                    "t_s": (ts - t0) / 1e9, "bytes": peak})
+    return out
+
+
 def types(mem: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Leaf rows of ``memory_hierarchy``, largest first.
 

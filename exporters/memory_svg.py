@@ -27,6 +27,7 @@ class MemoryAnalysisView:
 
     stats: dict[str, Any]
     series: list[dict[str, Any]]
+    peaks: list[dict[str, Any]]
     types: list[dict[str, Any]]
     variables: list[dict[str, Any]]
     distribution: list[dict[str, Any]]
@@ -79,6 +80,7 @@ class MemoryAnalysisSvg:
         return MemoryAnalysisView(
             stats=_extract.stats(mem),
             series=_extract.memory_over_time(mem, t0),
+            peaks=_extract.process_peaks(mem, t0),
             types=_extract.largest_variables_first(_extract.types(mem), variables),
             variables=variables,
             distribution=_extract.distribution(report(reports, "performance")),
@@ -98,7 +100,7 @@ class MemoryAnalysisSvg:
             parts.append(_charts.banner(lines, WIDTH))
         parts += [
             _charts.metric_cards(view.stats, WIDTH),
-            _charts.memory_timeline(view.series, WIDTH - 80),
+            _charts.memory_timeline(view.series, WIDTH - 80, peaks=view.peaks),
             _treemap.type_treemap(view.types, WIDTH, 380),
             _charts.size_distribution(view.distribution, HALF - 40)
             | _charts.variables_by_category(view.variables, HALF - 40),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from memscope.exporters import load_reports
+from memscope.exporters import _charts, load_reports
 from memscope.exporters._charts import metric_text
 from memscope.exporters._format import human_bytes, human_count, human_duration_ns
 from memscope.exporters.memory_svg import MemoryAnalysisSvg
@@ -193,3 +193,41 @@ def test_sites_of_one_line_are_merged_in_the_chart(tmp_path):
     paths["memory_analysis"].write_text(json.dumps(mem))
     shown = texts(render(MemoryAnalysisSvg(), load_reports(tmp_path)))
     assert f"{human_bytes(6000)} · 15 allocs" in shown
+
+
+def test_peak_marker_is_the_measured_peak_not_the_highest_bucket_end(tmp_path):
+    mem = load(REAL_SAMPLE, "memory_analysis")
+    for name in REAL_SAMPLE.glob("*.json"):
+        (tmp_path / name.name).write_text(name.read_text())
+    proc = mem["processes"][0]
+    peak, peak_ts = proc["memory_stats"]["peak_memory"], proc["memory_stats"]["peak_ts_ns"]
+    series = next(s for s in mem["memory_over_time"] if s["pid"] == proc["pid"])
+    for p in series["points"]:  # bucket ends see at most a third of the peak
+        p["live_bytes"] = min(p["live_bytes"], peak // 3)
+    highest_sample = max(p["live_bytes"] for p in series["points"])
+    (tmp_path / "snapshot_memory_analysis.json").write_text(json.dumps(mem))
+    reports = load_reports(tmp_path)
+    view = MemoryAnalysisSvg().build(reports)
+    chart = _charts.memory_timeline(view.series, 1000, peaks=view.peaks).to_dict(validate=False)
+    marks = [v for layer in chart["layer"][1:] for v in layer["data"]["values"]]
+    mark = next(m for m in marks if m["pid"] == str(proc["pid"]))
+    t0 = min(p["start_ts_ns"] for p in mem["processes"])
+    assert mark["bytes"] == peak
+    assert mark["t_s"] == pytest.approx((peak_ts - t0) / 1e9)
+    # the line passes through the peak too, so marker and line agree
+    line = chart["layer"][0]["data"]["values"]
+    assert max(r["bytes"] for r in line if r["pid"] == str(proc["pid"])) == peak
+    shown = texts(render(MemoryAnalysisSvg(), reports))
+    assert f"peak {human_bytes(peak)} (process {proc['pid']})" in shown
+    assert not any(human_bytes(highest_sample) in t and "peak" in t for t in shown)
+
+
+def test_single_process_peak_label_equals_the_card(tmp_path):
+    paths = write_sample_reports(tmp_path, n_vars=3)
+    mem = json.loads(paths["memory_analysis"].read_text())
+    mem["processes"], mem["memory_over_time"] = mem["processes"][:1], mem["memory_over_time"][:1]
+    mem["memory_stats"] = mem["processes"][0]["memory_stats"]
+    paths["memory_analysis"].write_text(json.dumps(mem))
+    shown = texts(render(MemoryAnalysisSvg(), load_reports(tmp_path)))
+    peak = human_bytes(mem["memory_stats"]["peak_memory"])
+    assert peak in shown and f"peak {peak}" in shown
