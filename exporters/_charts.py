@@ -297,21 +297,40 @@ def top_sites(sites: list[dict[str, Any]], width: int = 560, height: int = 220,
     if not rows:
         return placeholder(title, "not measured: no allocation sites", width)
     data = []
-    for rank, s in enumerate(rows):
+    labels = unique_labels([s["location"] for s in rows], 44)
+    for rank, (s, site) in enumerate(zip(rows, labels, strict=True)):
         label = human_bytes(s["bytes"])
         if s["count"] is not None:
             label += f" · {human_count(s['count'])} allocs"
-        data.append({"rank": rank, "site": shorten(s["location"], 44), "bytes": s["bytes"],
-                     "label": label, "trace": s["trace"]})
+        data.append({"rank": rank, "site": site, "location": s["location"],
+                     "bytes": s["bytes"], "label": label, "trace": s["trace"]})
     base = alt.Chart(_data(data), title=title).encode(
-        y=alt.Y("site:N", sort=None, title=None, axis=alt.Axis(labelLimit=270)),
+        y=alt.Y("rank:O", title=None, axis=None),
         x=alt.X("bytes:Q", **bytes_axis(max(r["bytes"] for r in data) * 1.8, "bytes allocated")),
     )
     bars = base.mark_bar(color="#F58518", cornerRadiusEnd=3).encode(
-        tooltip=[alt.Tooltip("site:N"), alt.Tooltip("label:N", title="allocated"),
+        tooltip=[alt.Tooltip("location:N", title="site"), alt.Tooltip("label:N", title="allocated"),
                  alt.Tooltip("trace:N", title="stack")])
     text = base.mark_text(align="left", dx=4, fontSize=10, color=INK).encode(text="label:N")
-    return (bars + text).properties(width=width - 210, height=height)
+    return (bars + text + row_labels(base, "site", 270)).properties(width=width - 210,
+                                                                    height=height)
+
+
+def unique_labels(texts: list[str], limit: int) -> list[str]:
+    """``texts`` shortened to ``limit`` characters, a ``#n`` added where two would read alike."""
+    seen: dict[str, int] = {}
+    out = []
+    for text in texts:
+        short = shorten(text, limit)
+        seen[short] = seen.get(short, 0) + 1
+        out.append(short if seen[short] == 1 else f"{shorten(text, limit - 4)} #{seen[short]}")
+    return out
+
+
+def row_labels(base: alt.Chart, field: str, limit: int) -> alt.Chart:
+    """Row labels left of a bar chart whose y is a rank (so equal texts never share a band)."""
+    return base.mark_text(align="right", baseline="middle", dx=-6, fontSize=10, color=MUTED,
+                          limit=limit).encode(x=alt.value(0), text=f"{field}:N")
 
 
 def summary(lines: list[tuple[str, str]], width: int = 560) -> Any:
@@ -423,16 +442,18 @@ def rates(rows: list[dict[str, Any]], width: int = 1100, height: int = 200
 
 def ranked_bars(rows: list[dict[str, Any]], title: str, width: int = 1100,
                 color: str = "#54A24B") -> Any:
-    """Horizontal bars of ``{name, bytes, label}`` rows in the given order."""
+    """Horizontal bars of ``{name, bytes, label}`` rows in the given order (one band each)."""
     if not rows:
         return placeholder(title, "not measured", width)
-    data = [dict(r, rank=i, name=shorten(r["name"], 48)) for i, r in enumerate(rows)]
+    names = unique_labels([r["name"] for r in rows], 48)
+    data = [dict(r, rank=i, full_name=r["name"], name=n)
+            for i, (r, n) in enumerate(zip(rows, names, strict=True))]
     base = alt.Chart(_data(data), title=title).encode(
-        y=alt.Y("name:N", sort=None, title=None,
-                axis=alt.Axis(labelLimit=300)),
+        y=alt.Y("rank:O", title=None, axis=None),
         x=alt.X("bytes:Q", **bytes_axis(max(r["bytes"] for r in data) * 1.35, "bytes")),
     )
     bars = base.mark_bar(color=color, cornerRadiusEnd=3).encode(
-        tooltip=[alt.Tooltip("name:N"), alt.Tooltip("label:N", title="size")])
+        tooltip=[alt.Tooltip("full_name:N", title="name"), alt.Tooltip("label:N", title="size")])
     text = base.mark_text(align="left", dx=4, fontSize=10, color=INK).encode(text="label:N")
-    return (bars + text).properties(width=width, height=max(60, 20 * len(data)))
+    return (bars + text + row_labels(base, "name", 300)).properties(
+        width=width, height=max(60, 20 * len(data)))

@@ -136,7 +136,7 @@ def memory_time(ctx: dict[str, Any]) -> dict[str, Any]:
     largest = []
     for r in _extract.rows_of(_extract.pick(ctx["memory"], "largest_live_allocations")):
         ts = _extract.num(r.get("allocation_time_ns"))
-        function, where = _extract.split_location(_extract.clean_text(r.get("location")))
+        function, where = _extract.split_location(_extract.location_of(r))
         largest.append({"size": _extract.num(r.get("size_bytes")),
                         "address": _hex(r.get("address")), "pid": _extract.clean_text(r.get("pid")),
                         "tid": _extract.clean_text(r.get("tid")), "function": function,

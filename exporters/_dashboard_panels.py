@@ -42,7 +42,7 @@ def collect_findings(sec: dict[str, Any], t0: int) -> list[dict[str, Any]]:
             "severity": clean_text(pick(f, "severity")).lower(),
             "kind": clean_text(pick(f, "kind")),
             "message": clean_text(pick(f, "message")),
-            "where": clean_text(pick(stack, "location")),
+            "where": _extract.location_of(stack) if isinstance(stack, dict) and stack else "",
             "trace": " ← ".join(text_list(pick(stack, "trace"), 6)),
             "pid": clean_text(pick(f, "pid")),
             "t_s": None if ts is None else (ts - t0) / 1e9,

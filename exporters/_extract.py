@@ -232,12 +232,27 @@ def split_location(location: str) -> tuple[str, str]:
     return (match["function"], match["where"]) if match else (location, "")
 
 
+#: How an allocation made with no Python frame on the stack (stack id 0) is named.
+NO_FRAME = "<no Python frame>"
+
+
+def location_of(row: Any) -> str:
+    """A site's ``location``; stack 0 (no Python frame) and unresolved stacks named as such."""
+    location = clean_text(pick(row, "location"))
+    if location:
+        return location
+    stack_id = pick(row, "stack_id")
+    if stack_id is None or num(stack_id) == 0:
+        return NO_FRAME
+    return f"stack {clean_text(stack_id)} (frames not recorded)"
+
+
 def sites(rows: Any, count_key: str = "allocations",
           bytes_key: str = "bytes_allocated") -> list[dict[str, Any]]:
     """Allocation sites ``[{function, where, location, pid, count, bytes, live_bytes, trace}]``."""
     out = []
     for r in rows_of(rows):
-        location = clean_text(pick(r, "location", default=f"stack {pick(r, 'stack_id')}"))
+        location = location_of(r)
         function, where = split_location(location)
         trace = pick(r, "trace", default=[])
         out.append({

@@ -231,3 +231,36 @@ def test_single_process_peak_label_equals_the_card(tmp_path):
     shown = texts(render(MemoryAnalysisSvg(), load_reports(tmp_path)))
     peak = human_bytes(mem["memory_stats"]["peak_memory"])
     assert peak in shown and f"peak {peak}" in shown
+
+
+def test_top_sites_with_one_innermost_frame_get_one_band_each(tmp_path):
+    paths = write_sample_reports(tmp_path, n_vars=3)
+    mem = json.loads(paths["memory_analysis"].read_text())
+    base = mem["top_allocation_sites"][0]
+    # same function, different files whose names differ only in the middle
+    places = [f"pkg/{'x' * 30}/{d}/{'y' * 20}/mod.py:7" for d in ("aa", "bb", "cc")]
+    mem["top_allocation_sites"] = [
+        dict(base, stack_id=50 + i, bytes_allocated=9000 - 1000 * i, allocations=3,
+             location=f"append ({where})", trace=[f"append ({where})"])
+        for i, where in enumerate(places)]
+    paths["memory_analysis"].write_text(json.dumps(mem))
+    view = MemoryAnalysisSvg().build(load_reports(tmp_path))
+    spec = _charts.top_sites(view.sites).to_dict(validate=False)
+    bars = spec["layer"][0]
+    assert bars["encoding"]["y"]["field"] == "rank"
+    values = spec["data"]["values"] if "data" in spec else bars["data"]["values"]
+    assert sorted(v["rank"] for v in values) == [0, 1, 2]
+    labels = [v["site"] for v in values]
+    assert len(set(labels)) == 3
+    shown = texts(render(MemoryAnalysisSvg(), load_reports(tmp_path)))
+    for label in labels:
+        assert label in shown
+    # each bar has its own band: the groups holding the three bars sit at different heights
+    svg = render(MemoryAnalysisSvg(), load_reports(tmp_path)).decode()
+    ys = []
+    for i in range(3):
+        bar = svg.index(f"rank: {i}; site:")
+        clip = svg.rfind("<g clip-path=", 0, bar)  # Vega wraps each rounded bar in a group
+        start = svg.rfind('<g transform="translate(', 0, clip)
+        ys.append(svg[start:svg.index(")", start)])
+    assert len(set(ys)) == 3, ys
