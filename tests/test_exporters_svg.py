@@ -264,3 +264,66 @@ def test_top_sites_with_one_innermost_frame_get_one_band_each(tmp_path):
         start = svg.rfind('<g transform="translate(', 0, clip)
         ys.append(svg[start:svg.index(")", start)])
     assert len(set(ys)) == 3, ys
+
+
+def _late_start_sample(tmp_path: Path) -> Path:
+    """The analyzers' sample, its processes started 10 s before anything was tracked."""
+    for path in REAL_SAMPLE.glob("*.json"):
+        data = json.loads(path.read_text())
+        for proc in data.get("processes", []) if isinstance(data, dict) else []:
+            proc["start_ts_ns"] -= 10_000_000_000
+        (tmp_path / path.name).write_text(json.dumps(data))
+    return tmp_path
+
+
+def test_timeline_axis_starts_at_the_first_tracked_event(tmp_path):
+    svg = render(LifecycleTimelineSvg(), load_reports(_late_start_sample(tmp_path)))
+    root = ET.fromstring(svg)
+    shown = texts(svg)
+    assert any("time since the first tracked variable or scope event" in t for t in shown)
+    life = load(REAL_SAMPLE, "lifetime")
+    first_enter = min(s["enter_ts_ns"] for s in life["scope_analysis"]["scopes"]
+                      if "enter_ts_ns" in s)
+    first_var = min(v["created_ts_ns"] for v in life["lifecycle_events"])
+    first = min(first_enter, first_var)
+    # the bars spread over the plot: the earliest starts at its left edge, none in the last
+    # few pixels only
+    from memscope.exporters.timeline_svg import GUTTER, LABEL_W, RIGHT, WIDTH
+    x0, x1 = LABEL_W + GUTTER, WIDTH - RIGHT
+    bars = [float(r.get("x")) for g in root.iter(f"{SVG}g") if g.get("class") == "variable"
+            for r in g.findall(f"{SVG}rect")[2:3]]
+    assert bars and min(bars) >= x0 - 0.01
+    assert min(bars) < x0 + (x1 - x0) * 0.2
+    name_first = next(v["name"] for v in life["lifecycle_events"]
+                      if v["created_ts_ns"] == first_var)
+    assert name_first in shown
+    assert first <= first_var
+
+
+def test_timeline_scope_header_uses_the_measured_enter_and_exit(tmp_path):
+    svg = render(LifecycleTimelineSvg(), load_reports(REAL_SAMPLE))
+    shown = "\n".join(texts(svg))
+    life = load(REAL_SAMPLE, "lifetime")
+    t0 = min(p["start_ts_ns"] for p in load(REAL_SAMPLE, "memory_analysis")["processes"])
+    scope = next(s for s in life["scope_analysis"]["scopes"] if s["name"] == "load_users")
+    vars_ = [v for v in life["lifecycle_events"] if v["scope"] == "load_users"]
+    # the scope was entered before its first variable and exited before the last died
+    assert scope["enter_ts_ns"] < min(v["created_ts_ns"] for v in vars_)
+    ran = (f"ran {human_duration_ns(scope['enter_ts_ns'] - t0)} – "
+           f"{human_duration_ns(scope['exit_ts_ns'] - t0)}")
+    assert ran in shown
+
+
+def test_timeline_long_type_names_cut_at_the_end_with_the_full_name_kept(tmp_path):
+    for path in REAL_SAMPLE.glob("*.json"):
+        (tmp_path / path.name).write_text(path.read_text())
+    life = load(REAL_SAMPLE, "lifetime")
+    long_type = "dict[str, list[tuple[int, float]]]"
+    life["lifecycle_events"][0]["type_name"] = long_type
+    (tmp_path / "snapshot_lifetime.json").write_text(json.dumps(life))
+    root = ET.fromstring(render(LifecycleTimelineSvg(), load_reports(tmp_path)))
+    cut = [t for t in root.iter(f"{SVG}text") if (t.text or "").endswith("…")
+           and long_type.startswith((t.text or "")[:-1])]
+    assert cut, "type name not cut at the end"
+    assert any("".join(title.itertext()) == long_type for t in cut
+               for title in t.findall(f"{SVG}title"))
