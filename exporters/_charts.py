@@ -119,8 +119,12 @@ def metric_note(key: str, default: str, stats: dict[str, Any]) -> str:
         return f"of {human_count(stats['total_allocations'])} made"
     if key == "peak_memory" and stats.get("total_allocated") is not None:
         return f"{human_bytes(stats['total_allocated'])} allocated in all"
-    if key == "allocation_density" and stats.get("tracked_variables"):
-        return f"allocations per tracked variable ({human_count(stats['tracked_variables'])})"
+    if key == "allocation_density":
+        made, tracked = stats.get("total_allocations"), stats.get("tracked_variables")
+        if made is not None and tracked:
+            return (f"allocations per tracked\nvariable ({human_count(made)} ÷ "
+                    f"{human_count(tracked)})")
+        return "allocations per tracked\nvariable (none tracked)" if tracked == 0 else default
     return default
 
 
@@ -135,10 +139,10 @@ def metric_cards(stats: dict[str, Any], width: int = 1180) -> Any:
         left = i * (card_w + gap)
         rows.append({"key": key, "label": label.upper(), "value": text, "note": note,
                      "x": left, "x2": left + card_w, "xa": left + 5, "xt": left + 14,
-                     "y0": 0, "y1": 88, "ya0": 16, "ya1": 72, "yl": 24, "yv": 48, "yn": 70,
+                     "y0": 0, "y1": 96, "ya0": 16, "ya1": 80, "yl": 24, "yv": 48, "yn": 64,
                      "measured": text != "not measured"})
     x_scale = alt.Scale(domain=[0, width])
-    y_scale = alt.Scale(domain=[0, 88], reverse=True)
+    y_scale = alt.Scale(domain=[0, 96], reverse=True)
 
     def x(field: str) -> alt.X:
         return alt.X(field, scale=x_scale, axis=None)
@@ -160,10 +164,11 @@ def metric_cards(stats: dict[str, Any], width: int = 1180) -> Any:
     missing = base.transform_filter("!datum.measured").mark_text(
         fontSize=13, fontStyle="italic", align="left", baseline="middle", color=MUTED,
     ).encode(x=x("xt:Q"), y=y("yv:Q"), text="value:N")
-    note = base.mark_text(fontSize=10, color=MUTED, align="left", baseline="middle").encode(
+    note = base.mark_text(fontSize=10, color=MUTED, align="left", baseline="top",
+                          lineBreak="\n", lineHeight=12, limit=card_w - 18).encode(
         x=x("xt:Q"), y=y("yn:Q"), text="note:N")
     return alt.layer(rect, accent, label, value, missing, note).properties(width=width,
-                                                                           height=88)
+                                                                           height=96)
 
 
 def with_peaks(series: list[dict[str, Any]], peaks: list[dict[str, Any]]

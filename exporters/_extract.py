@@ -26,7 +26,8 @@ METRICS: tuple[tuple[str, str, str, str], ...] = (
     ("median_allocation_size", "Median size", "bytes", "per allocation"),
     ("p95_allocation_size", "P95 size", "bytes", "95% of allocations ≤"),
     ("fragmentation", "Fragmentation", "percent", "(peak − active) / peak"),
-    ("allocation_density", "Allocation density", "ratio", "allocations per variable"),
+    ("allocation_density", "Allocation density", "ratio",
+     "allocations per tracked variable"),
 )
 
 _STAT_KEYS = (

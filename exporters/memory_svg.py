@@ -61,7 +61,10 @@ def _summary_lines(view: MemoryAnalysisView) -> list[tuple[str, str]]:
         top = view.types[0]
         lines.append(("Largest type", f"{top['type_name']} ({human_bytes(top['bytes'])})"))
     if view.processes:
-        lines.append(("Processes", ", ".join(p["pid"] for p in view.processes[:6])))
+        pids = ", ".join(p["pid"] for p in view.processes[:6])
+        more = " …" if len(view.processes) > 6 else ""
+        lines.append(("Processes", f"{len(view.processes)} "
+                      f"(pid{'s' if len(view.processes) > 1 else ''} {pids}{more})"))
     return [(k, _charts.shorten_value(v)) for k, v in lines]
 
 

@@ -327,3 +327,23 @@ def test_timeline_long_type_names_cut_at_the_end_with_the_full_name_kept(tmp_pat
     assert cut, "type name not cut at the end"
     assert any("".join(title.itertext()) == long_type for t in cut
                for title in t.findall(f"{SVG}title"))
+
+
+def test_summary_counts_processes_and_names_their_pids():
+    shown = texts(render(MemoryAnalysisSvg(), load_reports(REAL_SAMPLE)))
+    pids = [p["pid"] for p in load(REAL_SAMPLE, "memory_analysis")["processes"]]
+    assert f"{len(pids)} (pids {', '.join(map(str, pids))})" in shown
+    # one process: "1 (pid N)", never a bare pid that reads like a count
+    from memscope.exporters.memory_svg import _summary_lines
+    view = MemoryAnalysisSvg().build(load_reports(REAL_SAMPLE))
+    view.processes = view.processes[:1]
+    assert ("Processes", f"1 (pid {pids[0]})") in _summary_lines(view)
+
+
+def test_allocation_density_card_explains_itself():
+    svg = render(MemoryAnalysisSvg(), load_reports(REAL_SAMPLE))
+    stats = load(REAL_SAMPLE, "memory_analysis")["memory_stats"]
+    joined = "\n".join(texts(svg))
+    assert "allocations per tracked" in joined
+    assert (f"({human_count(stats['total_allocations'])} ÷ "
+            f"{human_count(stats['tracked_variables'])})") in joined
