@@ -5,6 +5,10 @@ batches over ZeroMQ to a *broker* that appends them to an Arrow log; *analyzers*
 into six JSON files; *exporters* draw SVG reports and an HTML dashboard from those.
 
 Importing memscope does nothing else: no hooks, threads or sockets until :func:`init`.
+
+PYTEST_DONT_REWRITE: pytest marks the packages of entry-point plugins (memscope's pytest plugin)
+for assertion rewriting and warns when one is already imported, as it is under
+``memscope run -m pytest``; memscope's modules hold no test assertions to rewrite.
 """
 
 from __future__ import annotations

@@ -42,6 +42,11 @@ class ProgressBar:
         if self.enabled:
             self._draw(what)
 
+    def note(self, what: str) -> None:
+        """Redraw with ``what`` as the current activity (no step; terminals only)."""
+        if self.enabled and self.tty:
+            self._draw(what)
+
     def reset(self, total: int, label: str | None = None) -> None:
         """Start a new round (``--follow``)."""
         self.total, self.done = max(1, total), 0

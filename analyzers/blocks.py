@@ -19,8 +19,10 @@ State, kept in DuckDB tables on the connection:
     the last two block events of every address seen (``rk`` 1 = last): the context a new
     chunk's events are matched against.
 
-Each chunk: its block events plus the tail rows of the addresses it touches go through one
-window (partition by pid and address, ordered by time, seq, ends before starts); open blocks
+Each chunk: its block events plus the tail rows of the addresses it touches are sorted by
+(pid, address, time, seq, ends before starts) with numpy and each row looks at its
+neighbours (the same LEAD/LAG the views' one-window form computes in SQL; a test checks the
+two agree for every chunk size); open blocks
 that the chunk ends move to ``_blk_done``; the chunk's own starts go to done or open; its
 notable ends are kept; the touched addresses' tails are replaced. Events of one address that
 arrive in a later chunk than an event they precede in time are matched in arrival order
@@ -30,14 +32,16 @@ shipped after a later event of another thread at the same address).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 
-from memscope.analyzers.views import _START, _block_events_sql
+from memscope.analyzers.views import _START
 from memscope.broker.schema import MEMORY
+from memscope.producer.wire import KIND_ALLOC, KIND_CALLOC, KIND_FREE, KIND_REALLOC
 
 #: Rows of the memory table matched per chunk.
 CHUNK_ROWS = 1_000_000
@@ -86,12 +90,19 @@ class BlockMatcher:
         con.execute(f"CREATE TABLE IF NOT EXISTS {p}{_OPEN} AS SELECT * FROM {p}_blk_done "
                     f"LIMIT 0")
 
-    def feed(self, batches: Iterable[pa.RecordBatch]) -> int:
-        """Match the memory rows of ``batches`` (in log order); return how many were read."""
+    def feed(
+        self, batches: Iterable[pa.RecordBatch], on_chunk: Callable[[int], None] | None = None,
+    ) -> int:
+        """Match the memory rows of ``batches`` (in log order); return how many were read.
+
+        ``on_chunk`` is called with the running row count after each chunk (progress).
+        """
         total = 0
         for chunk in _chunks(batches, self.chunk_rows):
             self._match(chunk)
             total += chunk.num_rows
+            if on_chunk:
+                on_chunk(self.rows_matched + total)
             self._chunks_since_checkpoint += 1
             if self._chunks_since_checkpoint >= CHECKPOINT_EVERY:
                 self.checkpoint()
@@ -107,57 +118,51 @@ class BlockMatcher:
 
     def _match(self, chunk: pa.Table) -> None:
         con, p = self.con, self.prefix
-        con.register("_blk_chunk", chunk)
+        be = _block_events(chunk)
+        if not len(be["pid"]):
+            return
+        keys = pa.table({"pid": be["pid"], "address": be["address"]})
+        con.register("_blk_keys", keys)
         try:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE _blk_be AS "
-                        f"{_block_events_sql('_blk_chunk')}")
+            ctx = con.sql(f"""SELECT pid, address, ts_ns, seq, code FROM {p}_blk_tail
+                WHERE (pid, address) IN (SELECT DISTINCT pid, address FROM _blk_keys)"""
+                          ).arrow().read_all()
         finally:
-            con.unregister("_blk_chunk")
-        con.execute(f"""CREATE OR REPLACE TEMP TABLE _blk_ctx AS
-            SELECT t.pid, t.address, t.ts_ns, t.seq, t.code FROM {p}_blk_tail t
-            WHERE (t.pid, t.address) IN (SELECT DISTINCT pid, address FROM _blk_be)""")
-        con.execute(f"""CREATE OR REPLACE TEMP TABLE _blk_w AS
-            SELECT *, LEAD(code) OVER w AS nc, LEAD(ts_ns) OVER w AS nts,
-                LEAD(seq) OVER w AS nseq, LAG(code) OVER w AS pc, LAG(code, 2) OVER w AS pc2,
-                LAG(ts_ns) OVER w AS pts, LAG(ts_ns, 2) OVER w AS pts2,
-                LEAD(code, 2) OVER w AS nc2
-            FROM (SELECT pid, NULL::UBIGINT AS tid, seq, ts_ns, address, NULL::UBIGINT AS size,
-                         NULL::UINTEGER AS stack_id, code, true AS ctx FROM _blk_ctx
-                  UNION ALL
-                  SELECT pid, tid, seq, ts_ns, address, size, stack_id, code, false
-                  FROM _blk_be)
-            WINDOW w AS (PARTITION BY pid, address ORDER BY ts_ns, seq, code >= {_START})""")
-        # Open blocks this chunk ended: done.
-        con.execute(f"""CREATE OR REPLACE TEMP TABLE _blk_resolved AS
-            SELECT pid, address, ts_ns, seq, nc, nts, nseq FROM _blk_w
-            WHERE ctx AND code >= {_START} AND nc IS NOT NULL""")
-        con.execute(f"""INSERT INTO {p}_blk_done
-            SELECT o.pid, o.tid, o.seq, o.ts_ns, o.address, o.size, o.stack_id, o.code,
-                   r.nc, r.nts, r.nseq
-            FROM {p}{_OPEN} o JOIN _blk_resolved r
-              ON o.pid = r.pid AND o.address = r.address AND o.ts_ns = r.ts_ns
-             AND o.seq = r.seq""")
-        con.execute(f"""DELETE FROM {p}{_OPEN} WHERE (pid, address, ts_ns, seq) IN
-            (SELECT pid, address, ts_ns, seq FROM _blk_resolved)""")
-        # The chunk's own blocks and notable ends.
-        columns = "pid, tid, seq, ts_ns, address, size, stack_id, code, nc, nts, nseq"
-        con.execute(f"""INSERT INTO {p}_blk_done SELECT {columns} FROM _blk_w
-            WHERE NOT ctx AND code >= {_START} AND nc IS NOT NULL""")
-        con.execute(f"""INSERT INTO {p}{_OPEN} SELECT {columns} FROM _blk_w
-            WHERE NOT ctx AND code >= {_START} AND nc IS NULL""")
-        con.execute(f"""INSERT INTO {p}_blk_ends
-            SELECT pid, tid, seq, ts_ns, address, stack_id, code, pc, pc2, pts, pts2
-            FROM _blk_w
-            WHERE NOT ctx AND code < {_START}
-              AND (pc IS NULL OR pc < {_START} OR ((pc >> 3) & 15) <> ((code >> 3) & 15))""")
-        # New tails for the touched addresses.
-        con.execute(f"""DELETE FROM {p}_blk_tail WHERE (pid, address) IN
-            (SELECT DISTINCT pid, address FROM _blk_ctx)""")
-        con.execute(f"""INSERT INTO {p}_blk_tail
-            SELECT pid, address, ts_ns, seq, code, CASE WHEN nc IS NULL THEN 1 ELSE 2 END
-            FROM _blk_w WHERE nc2 IS NULL""")
-        for name in ("_blk_be", "_blk_ctx", "_blk_w", "_blk_resolved"):
-            con.execute(f"DROP TABLE {name}")
+            con.unregister("_blk_keys")
+        w = _window(be, {c: ctx.column(c).to_numpy(zero_copy_only=False)
+                         for c in ("pid", "address", "ts_ns", "seq", "code")})
+        outputs = {
+            "resolved": w["ctx"] & w["start"] & w["has_next"],
+            "done": ~w["ctx"] & w["start"] & w["has_next"],
+            "open": ~w["ctx"] & w["start"] & ~w["has_next"],
+            "ends": ~w["ctx"] & ~w["start"] & w["notable"],
+            "tail": ~w["has_next2"],
+        }
+        tables = {name: _select(w, mask, name) for name, mask in outputs.items()}
+        for name, table in tables.items():
+            con.register(f"_blk_{name}_new", table)
+        try:
+            con.execute(f"""INSERT INTO {p}_blk_done
+                SELECT o.pid, o.tid, o.seq, o.ts_ns, o.address, o.size, o.stack_id, o.code,
+                       r.nc, r.nts, r.nseq
+                FROM {p}{_OPEN} o JOIN _blk_resolved_new r
+                  ON o.pid = r.pid AND o.address = r.address AND o.ts_ns = r.ts_ns
+                 AND o.seq = r.seq""")
+            if tables["resolved"].num_rows:
+                con.execute(f"""DELETE FROM {p}{_OPEN} WHERE (pid, address, ts_ns, seq) IN
+                    (SELECT pid, address, ts_ns, seq FROM _blk_resolved_new)""")
+            con.execute(f"INSERT INTO {p}_blk_done BY NAME SELECT * FROM _blk_done_new")
+            con.execute(f"INSERT INTO {p}{_OPEN} BY NAME SELECT * FROM _blk_open_new")
+            con.execute(f"INSERT INTO {p}_blk_ends BY NAME SELECT * FROM _blk_ends_new")
+            if len(ctx):
+                con.register("_blk_ctx", ctx)
+                con.execute(f"""DELETE FROM {p}_blk_tail WHERE (pid, address) IN
+                    (SELECT DISTINCT pid, address FROM _blk_ctx)""")
+                con.unregister("_blk_ctx")
+            con.execute(f"INSERT INTO {p}_blk_tail BY NAME SELECT * FROM _blk_tail_new")
+        finally:
+            for name in tables:
+                con.unregister(f"_blk_{name}_new")
 
     def point_views(self) -> None:
         """Point ``_allocations`` and ``_notable_ends`` at the matched state."""
@@ -175,6 +180,110 @@ class BlockMatcher:
         con.execute(f"CREATE OR REPLACE VIEW _blk_chain AS SELECT * FROM {p}_blk_done "
                     f"UNION ALL SELECT * FROM {p}{_OPEN}")
         use_chain(con, "_blk_chain", f"{p}_blk_ends")
+
+
+_COLUMNS = {
+    "done": ("pid", "tid", "seq", "ts_ns", "address", "size", "stack_id", "code", "nc", "nts",
+             "nseq"),
+    "resolved": ("pid", "address", "ts_ns", "seq", "nc", "nts", "nseq"),
+    "ends": ("pid", "tid", "seq", "ts_ns", "address", "stack_id", "code", "pc", "pc2", "pts",
+             "pts2"),
+    "tail": ("pid", "address", "ts_ns", "seq", "code", "rk"),
+}
+_COLUMNS["open"] = _COLUMNS["done"]
+_TYPES = {"pid": pa.uint32(), "tid": pa.uint64(), "seq": pa.uint64(), "ts_ns": pa.int64(),
+          "address": pa.uint64(), "size": pa.uint64(), "stack_id": pa.uint32(),
+          "code": pa.uint8(), "nc": pa.uint8(), "nts": pa.int64(), "nseq": pa.uint64(),
+          "pc": pa.uint8(), "pc2": pa.uint8(), "pts": pa.int64(), "pts2": pa.int64(),
+          "rk": pa.uint8()}
+
+
+def _block_events(chunk: pa.Table) -> dict[str, np.ndarray]:
+    """The chunk's block starts and ends (see :func:`views._block_events_sql`), as arrays.
+
+    Every alloc/calloc/realloc with an address starts a block and every free with one ends
+    a block (one row each, in one pass); a realloc that had an old block also ends it (an
+    extra row, appended only for those).
+    """
+    col = {name: chunk.column(name).to_numpy() for name in MEMORY.names}
+    kind, address, old = col["kind"], col["address"], col["old_address"]
+    nonzero = address != 0
+    frees = (kind == KIND_FREE) & nonzero
+    starts = (kind == KIND_ALLOC) | (kind == KIND_CALLOC) | (kind == KIND_REALLOC)
+    starts &= nonzero
+    keep = starts | frees
+    moved = (kind == KIND_REALLOC) & (old != 0)
+    code = (col["domain"].astype(np.uint8) << np.uint8(3)) | kind.astype(np.uint8)
+    start_code = np.where(starts, code | np.uint8(_START), code)
+    names = ("pid", "tid", "seq", "ts_ns", "size", "stack_id")
+    if not moved.any():
+        out = {name: col[name][keep] for name in names}
+        out["address"] = address[keep]
+        out["code"] = start_code[keep]
+        return out
+    out = {name: np.concatenate([col[name][keep], col[name][moved]]) for name in names}
+    out["address"] = np.concatenate([address[keep], old[moved]])
+    out["code"] = np.concatenate([start_code[keep], code[moved]])
+    return out
+
+
+def _window(be: dict[str, np.ndarray], ctx: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Sort context + chunk rows by (pid, address, ts_ns, seq, ends first) and look around."""
+    n_ctx = len(ctx["pid"])
+    rows = {name: np.concatenate([ctx[name].astype(be[name].dtype), be[name]])
+            for name in ("pid", "address", "ts_ns", "seq", "code")}
+    for name in ("tid", "size", "stack_id"):
+        rows[name] = np.concatenate([np.zeros(n_ctx, be[name].dtype), be[name]])
+    rows["ctx"] = np.concatenate([np.ones(n_ctx, bool), np.zeros(len(be["pid"]), bool)])
+    start = rows["code"] >= _START
+    order = np.lexsort((start, rows["seq"], rows["ts_ns"], rows["address"], rows["pid"]))
+    w = {name: values[order] for name, values in rows.items()}
+    w["start"] = start[order]
+    n = len(order)
+    same = np.zeros(n + 1, bool)  # same[i]: rows i-1 and i share (pid, address)
+    same[1:n] = (w["pid"][1:] == w["pid"][:-1]) & (w["address"][1:] == w["address"][:-1])
+    has_next = same[1:]
+    has_next2 = np.zeros(n, bool)
+    has_next2[:-1] = has_next[:-1] & has_next[1:]
+    has_prev = same[:-1]
+    has_prev2 = np.zeros(n, bool)
+    has_prev2[1:] = has_prev[1:] & has_prev[:-1]
+    for name, src in (("nc", "code"), ("nts", "ts_ns"), ("nseq", "seq")):
+        w[name] = _shift(w[src], -1)
+    for name, src, k in (("pc", "code", 1), ("pc2", "code", 2), ("pts", "ts_ns", 1),
+                         ("pts2", "ts_ns", 2)):
+        w[name] = _shift(w[src], k)
+    w.update(has_next=has_next, has_next2=has_next2, has_prev=has_prev, has_prev2=has_prev2)
+    prev_start = has_prev & (w["pc"] >= _START)
+    mismatch = ((w["pc"] >> 3) & 15) != ((w["code"] >> 3) & 15)
+    w["notable"] = ~has_prev | ~prev_start | mismatch
+    w["rk"] = np.where(has_next, 2, 1).astype(np.uint8)
+    return w
+
+
+def _shift(values: np.ndarray, k: int) -> np.ndarray:
+    """``values`` moved by ``k`` (positive: the k-th previous row; negative: next)."""
+    out = np.zeros_like(values)
+    if k > 0:
+        out[k:] = values[:-k]
+    else:
+        out[:k] = values[-k:]
+    return out
+
+
+_VALID = {"nc": "has_next", "nts": "has_next", "nseq": "has_next", "pc": "has_prev",
+          "pts": "has_prev", "pc2": "has_prev2", "pts2": "has_prev2"}
+
+
+def _select(w: dict[str, np.ndarray], mask: np.ndarray, name: str) -> pa.Table:
+    """The rows of ``mask`` with the columns of output ``name`` (NULL where not valid)."""
+    columns = {}
+    for column in _COLUMNS[name]:
+        values = w[column][mask]
+        valid = _VALID.get(column)
+        missing = None if valid is None else ~w[valid][mask]
+        columns[column] = pa.array(values, type=_TYPES[column], mask=missing)
+    return pa.table(columns)
 
 
 def _chunks(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
@@ -196,8 +305,9 @@ def memory_batches(dataset: Any) -> Iterator[pa.RecordBatch]:
     """The memory table's record batches in log order (segments, then batches).
 
     Read-ahead is kept small (pyarrow's default is 16 batches of each of 4 files), so the
-    decoded events waiting for the matcher stay within a few chunks.
+    decoded events waiting for the matcher stay within a few chunks, and the buffers come
+    from the system allocator, which gives freed chunks back (the default pool keeps them).
     """
     scanner = dataset.scanner(batch_size=1 << 18, batch_readahead=4, fragment_readahead=1,
-                              use_threads=True)
+                              use_threads=True, memory_pool=pa.system_memory_pool())
     yield from scanner.to_reader()

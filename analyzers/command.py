@@ -74,7 +74,8 @@ class AnalyzeCommand:
         bar = ProgressBar(len(analyzers) + 1, "analyze", enabled=not args.quiet)
         try:
             written = run_all(reader.path, args.out, base=args.base, only=_names(args.only),
-                              jobs=max(1, args.jobs), progress=bar.step)
+                              jobs=max(1, args.jobs), progress=bar.step,
+                              on_chunk=lambda n: bar.note(f"matched {n:,} events"))
             failed = False
         except AnalysisError as exc:
             written, failed = exc.written, True

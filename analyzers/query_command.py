@@ -3,7 +3,9 @@
 Views: events, allocations, frees, lifetimes, processes, threads, variables, scopes, frames,
 stacks, ffi, aggregates, producer_stats, producer_stats_latest, ingest (columns documented in
 :mod:`memscope.analyzers.views`; the raw tables are ``raw_<table>``). Output: an aligned
-table (default), CSV, JSON (an array of objects) or Parquet (``--output`` required).
+table (default), CSV, JSON (an array of objects) or Parquet (``--output`` required). A query
+that names ``allocations``, ``lifetimes`` or ``variables`` first matches the log's blocks
+chunk by chunk (bounded memory) rather than sorting the whole log inside the query.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -19,6 +22,8 @@ from typing import Any, TextIO
 from memscope.cli import CliError
 
 FORMATS = ("table", "csv", "json", "parquet")
+#: Views read from the matched block state when a query names them.
+_MATCHED = re.compile(r"\b(allocations|lifetimes|variables)\b", re.IGNORECASE)
 _FETCH = 10_000
 
 
@@ -80,6 +85,11 @@ def run_query(log: str, sql: str, fmt: str, output: str | None) -> int:
         raise CliError("--format parquet needs --output FILE")
     con = open_or_fail(log, connect)
     try:
+        if _MATCHED.search(sql):
+            # Match blocks chunk by chunk (bounded memory) instead of one window per query.
+            from memscope.analyzers.views import materialize
+
+            materialize(con)
         if fmt == "parquet":
             import pyarrow.parquet as pq
 

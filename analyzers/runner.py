@@ -88,7 +88,8 @@ def _worker(
     return kind, None
 
 
-def prepare(log: Any, scratch: Path, memory_mb: int = MEMORY_BUDGET_MB) -> None:
+def prepare(log: Any, scratch: Path, memory_mb: int = MEMORY_BUDGET_MB,
+            on_chunk: Callable[[int], None] | None = None) -> None:
     """Match blocks once and keep the state in the DuckDB file ``scratch`` (for workers)."""
     from memscope.analyzers.blocks import memory_batches
 
@@ -96,7 +97,8 @@ def prepare(log: Any, scratch: Path, memory_mb: int = MEMORY_BUDGET_MB) -> None:
     con = connect(reader, memory_limit=f"{memory_mb}MB")
     try:
         con.execute("SET temp_directory = ?", [str(scratch.parent / "spill")])
-        matcher = materialize(con, memory_batches(reader.dataset("memory")))
+        matcher = materialize(con, memory_batches(reader.dataset("memory")),
+                              on_chunk=on_chunk)
         con.execute("ATTACH ? AS scratch", [str(scratch)])
         for table in ("_blk_done", "_blk_open", "_blk_ends"):  # one bulk write each
             con.execute(f"CREATE TABLE scratch.{table} AS "
@@ -107,7 +109,9 @@ def prepare(log: Any, scratch: Path, memory_mb: int = MEMORY_BUDGET_MB) -> None:
 
 
 def connect_materialized(log: Any, memory_mb: int = MEMORY_BUDGET_MB,
-                         spill_dir: Path | None = None) -> duckdb.DuckDBPyConnection:
+                         spill_dir: Path | None = None,
+                         on_chunk: Callable[[int], None] | None = None,
+                         ) -> duckdb.DuckDBPyConnection:
     """A connection over ``log`` with the block matching done in memory (one process)."""
     from memscope.analyzers.blocks import memory_batches
 
@@ -115,7 +119,7 @@ def connect_materialized(log: Any, memory_mb: int = MEMORY_BUDGET_MB,
     con = connect(reader, memory_limit=f"{memory_mb}MB")
     if spill_dir is not None:
         con.execute("SET temp_directory = ?", [str(spill_dir)])
-    materialize(con, memory_batches(reader.dataset("memory")))
+    materialize(con, memory_batches(reader.dataset("memory")), on_chunk=on_chunk)
     return con
 
 
@@ -129,6 +133,7 @@ def run_all(
     options: AnalyzerOptions | None = None,
     progress: Progress | None = None,
     scratch_dir: str | Path | None = None,
+    on_chunk: Callable[[int], None] | None = None,
 ) -> list[Path]:
     """Run the selected analyzers over ``log`` into ``out_dir``; return the files written.
 
@@ -140,7 +145,9 @@ def run_all(
         jobs: worker processes (1: everything in this process).
         options: analyzer options (``out_dir``, ``base``, ``log_id``, ``generated_at`` and
             ``log_problems`` are filled in here).
-        progress: called with each analyzer's kind when it finishes.
+        progress: called with each analyzer's kind when it finishes (and "prepare" when
+            the block matching is done).
+        on_chunk: called with the memory events matched so far, during the matching.
         scratch_dir: where the block-matching scratch file goes (default: a temporary dir).
 
     Raises:
@@ -159,14 +166,14 @@ def run_all(
     tmp = Path(tempfile.mkdtemp(prefix="memscope-analyze-", dir=scratch_dir))
     try:
         if jobs <= 1 or len(analyzers) == 1:
-            con = connect_materialized(reader, spill_dir=tmp / "spill")
+            con = connect_materialized(reader, spill_dir=tmp / "spill", on_chunk=on_chunk)
             if progress:
                 progress("prepare")
             written, failures = analyze_connection(con, opts, analyzers, progress)
             con.close()
         else:
             scratch = tmp / "blocks.duckdb"
-            prepare(reader, scratch)
+            prepare(reader, scratch, on_chunk=on_chunk)
             if progress:
                 progress("prepare")
             written, failures = _parallel(str(log), scratch, analyzers, opts, jobs, progress)

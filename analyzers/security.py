@@ -22,6 +22,11 @@ proves it, related allocations and a remediation line:
     grow more often than they shrink (at least two growing steps either way: one late block
     is not growth); ``growth_ratio`` = growing steps / steps. Sites alive at
     exit that do not grow are summarized as ``retained_at_exit`` (not findings).
+``invalid_free`` (high)
+    a free of an address strictly inside a block of the same domain that is alive at that
+    moment (two live blocks never overlap, so the pointer is not one the allocator returned).
+    Checked when the log holds at most ``MAX_INTERIOR_CHECKS`` unmatched frees
+    (``summary.invalid_free_checked`` says whether it was).
 ``oversized_allocation`` (medium)
     one block of at least ``oversized_bytes``.
 
@@ -45,7 +50,7 @@ from memscope.analyzers._common import (
     stack_info,
     write_report,
 )
-from memscope.producer.wire import DOMAIN_NAMES, KIND_NAMES
+from memscope.producer.wire import DOMAIN_NAMES, KIND_FREE, KIND_NAMES
 
 KIND = "security"
 FILE_KIND = "security_violations"
@@ -241,6 +246,66 @@ def _samples_live(con: duckdb.DuckDBPyConnection) -> dict[tuple[int, int], list[
     return out
 
 
+#: Unmatched frees checked for pointing inside a live block (a range join per free).
+MAX_INTERIOR_CHECKS = 10_000
+
+
+def interior_frees(con: duckdb.DuckDBPyConnection) -> tuple[int, list[dict[str, Any]], bool]:
+    """Frees of an address strictly inside a block of the same domain alive at that moment.
+
+    Only frees of addresses the log never saw allocated are checked (a repeated free is a
+    double free instead).
+
+    Returns (count, findings, checked): ``checked`` is False when the log holds more than
+    :data:`MAX_INTERIOR_CHECKS` unmatched frees and the check was skipped.
+    """
+    unmatched = con.execute(
+        f"SELECT count(*) FROM _notable_ends WHERE NOT matched AND NOT repeated_end "
+        f"AND kind = {KIND_FREE}"
+    ).fetchall()[0][0]
+    if not unmatched:
+        return 0, [], True
+    if unmatched > MAX_INTERIOR_CHECKS:
+        return 0, [], False
+    found = rows(
+        con,
+        f"""WITH f AS (SELECT pid, tid, seq, ts_ns, address, domain, stack_id
+                       FROM _notable_ends
+                       WHERE NOT matched AND NOT repeated_end AND kind = {KIND_FREE}),
+        a AS (SELECT pid, address, size, ts_ns, end_ts_ns, domain, stack_id, tid
+              FROM _allocations
+              WHERE address <= (SELECT max(address) FROM f)
+                AND address + size > (SELECT min(address) FROM f))
+        SELECT f.pid, f.tid, f.seq, f.ts_ns, f.address, f.domain, f.stack_id,
+               a.address AS block, a.size AS block_size, a.ts_ns AS block_ts,
+               a.stack_id AS block_stack, a.tid AS block_tid
+        FROM f JOIN a ON f.address > a.address AND f.address < a.address + a.size
+        WHERE a.pid = f.pid AND a.domain = f.domain AND a.ts_ns < f.ts_ns
+          AND (a.end_ts_ns IS NULL OR a.end_ts_ns > f.ts_ns)
+        ORDER BY f.ts_ns, f.pid, f.seq""",
+    )
+    out = []
+    for r in found[:MAX_FINDINGS_PER_KIND]:
+        offset = r["address"] - r["block"]
+        out.append({
+            "kind": "invalid_free", "severity": "high", "pid": r["pid"], "tid": r["tid"],
+            "ts_ns": r["ts_ns"], "address": r["address"],
+            "message": f"free of {r['address']:#x}, {offset} bytes inside the live "
+                       f"{r['block_size']}-byte block at {r['block']:#x} (allocated at ts_ns "
+                       f"{r['block_ts']})",
+            "stack": stack_info(con, r["pid"], r["stack_id"]),
+            "related_allocations": [{
+                "role": "allocation", "ts_ns": r["block_ts"], "address": r["block"],
+                "size": r["block_size"], "tid": r["block_tid"],
+                "domain": DOMAIN_NAMES.get(r["domain"], str(r["domain"])),
+                "stack": stack_info(con, r["pid"], r["block_stack"]),
+            }],
+            "remediation": "Pass the pointer the allocator returned, not one into the block "
+                           "(check pointer arithmetic before the free).",
+        })
+    return len(found), out, True
+
+
 def oversized(
     con: duckdb.DuckDBPyConnection, threshold: int
 ) -> tuple[int, list[dict[str, Any]]]:
@@ -288,7 +353,8 @@ def run(con: duckdb.DuckDBPyConnection, options: AnalyzerOptions) -> dict[str, A
     n_mismatch, mismatches = domain_mismatches(con)
     leak_findings, retained = leaks(con, options.leak_checkpoints)
     n_big, big = oversized(con, options.oversized_bytes)
-    findings = doubles + mismatches + leak_findings + big
+    n_interior, interior, interior_checked = interior_frees(con)
+    findings = doubles + mismatches + leak_findings + big + interior
     findings.sort(key=lambda f: (_SEVERITY_ORDER[f["severity"]], f["kind"],
                                  f.get("ts_ns") or 0, f["pid"], f.get("address") or 0,
                                  -f.get("alive_bytes", 0), f["stack"]["stack_id"]))
@@ -299,9 +365,12 @@ def run(con: duckdb.DuckDBPyConnection, options: AnalyzerOptions) -> dict[str, A
         "metadata": metadata(con, FILE_KIND, options,
                              "Findings the allocator events prove, with stacks and remedies"),
         "summary": {
-            "total_violations": n_double + n_mismatch + len(leak_findings) + n_big,
+            "total_violations": n_double + n_mismatch + len(leak_findings) + n_big
+                                + n_interior,
             "by_kind": {"double_free": n_double, "domain_mismatch": n_mismatch,
-                        "leak": len(leak_findings), "oversized_allocation": n_big},
+                        "leak": len(leak_findings), "oversized_allocation": n_big,
+                        "invalid_free": n_interior},
+            "invalid_free_checked": interior_checked,
             "by_severity": by_severity,
             "thresholds": {"oversized_bytes": options.oversized_bytes,
                            "leak_checkpoints": max(2, options.leak_checkpoints)},

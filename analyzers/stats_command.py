@@ -64,7 +64,7 @@ def print_stats(stats: dict[str, Any], out: Any) -> None:
     out.write(f"peak memory       {human_bytes(t['peak_memory'])}\n")
     out.write(f"allocations       {t['total_allocations']} ({human_bytes(t['total_allocated'])})\n")
     out.write(f"deallocations     {t['total_deallocations']} ({human_bytes(t['total_freed'])})\n")
-    out.write(f"unmatched frees   {t['unmatched_frees']} (blocks allocated before tracing; "
+    out.write(f"unmatched frees   {t['unmatched_frees']} (of blocks the log never saw allocated; "
               f"ignored in the totals)\n\n")
     table = []
     for p in stats["processes"]:

@@ -361,6 +361,7 @@ def materialize(
     batches: Iterable[pa.RecordBatch] | None = None,
     schema: str | None = None,
     chunk_rows: int | None = None,
+    on_chunk: Any = None,
 ) -> Any:
     """Match blocks once (chunk by chunk) and point the views at the stored result.
 
@@ -372,6 +373,7 @@ def materialize(
         schema: an attached, writable database to keep the state in (so worker processes
             can attach it read-only, :func:`use_materialized`); default: the connection's.
         chunk_rows: rows matched per chunk.
+        on_chunk: called with the number of memory rows matched so far after each chunk.
 
     Returns:
         the :class:`memscope.analyzers.blocks.BlockMatcher`, to feed more rows later.
@@ -387,7 +389,7 @@ def materialize(
         else:
             batches = con.sql("SELECT * FROM raw_memory").arrow().read_all().to_batches()
     matcher = BlockMatcher(con, chunk_rows or CHUNK_ROWS, schema=schema)
-    matcher.feed(batches)
+    matcher.feed(batches, on_chunk)
     matcher.point_views()
     freeze(con)
     return matcher

@@ -1,8 +1,10 @@
 """Turn one validated envelope into Arrow record batches of the log's tables.
 
 Memory chunks are decoded by :func:`memscope.producer.records.decode_chunk` into numpy
-arrays that are wrapped by pyarrow without copying; the broker adds ``pid``, ``tid`` and
-``seq`` columns with numpy, so no event is ever touched one at a time in Python.
+arrays (views of the message's bytes). The broker keeps them as a :class:`MemoryPart` and
+:class:`MemoryAssembler` copies the parts of a whole group of envelopes once, straight into
+the columns of one large record batch (large batches compress faster per byte), adding the
+``pid``, ``tid`` and ``seq`` columns with numpy: no event is touched one at a time in Python.
 
 The ``seq`` of an event is ``(batch seq << SEQ_SHIFT) | index within the batch``: unique per
 producer and increasing in the producer's order even when batches arrive out of order
@@ -11,6 +13,7 @@ producer and increasing in the producer's order even when batches arrive out of 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,11 +33,124 @@ _ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, V
 
 
 @dataclass(frozen=True)
+class MemoryPart:
+    """The memory events of one envelope, still as the decoded numpy chunks.
+
+    The broker assembles the parts of many envelopes straight into one record batch
+    (:class:`MemoryAssembler`), so each event is copied once between the message and the log.
+    """
+
+    pid: int
+    seq: int  # the envelope's batch seq
+    tids: list[int]
+    chunks: list[dict[str, np.ndarray]]
+    rows: int
+
+    def batch(self) -> pa.RecordBatch:
+        """This part alone as a record batch of the ``memory`` table (fresh arrays)."""
+        return MemoryAssembler().batch([self])
+
+
+class MemoryAssembler:
+    """Builds ``memory`` record batches from :class:`MemoryPart` s into reused buffers.
+
+    :meth:`batches` yields one batch at a time; the caller must be done with it (have written
+    it) before taking the next, since the buffers are reused. Small parts (a tracer flushing
+    often) are copied together into batches of about ``target`` events; a part that is big
+    enough on its own is passed through without copying its columns. Reused buffers stay in
+    the CPU cache, which on a busy machine matters as much as the compression itself.
+    """
+
+    def __init__(self, reuse: bool = False, target: int = 65536) -> None:
+        self.reuse = reuse
+        self.target = target
+        self._buffers: dict[str, np.ndarray] = {}
+        self._arange = np.arange(0, dtype=np.uint64)
+
+    def _out(self, name: str, rows: int) -> np.ndarray:
+        dtype = _NUMPY[name]
+        if not self.reuse:
+            return np.empty(rows, dtype=dtype)
+        buffer = self._buffers.get(name)
+        if buffer is None or len(buffer) < rows:
+            grown = max(rows, 2 * len(buffer) if buffer is not None else 0)
+            buffer = self._buffers[name] = np.empty(grown, dtype)
+        return buffer[:rows]
+
+    def _index(self, rows: int) -> np.ndarray:
+        if len(self._arange) < rows:
+            self._arange = np.arange(max(rows, 2 * len(self._arange)), dtype=np.uint64)
+        return self._arange[:rows]
+
+    def batches(self, parts: list[MemoryPart]) -> Iterator[pa.RecordBatch]:
+        """Record batches of the ``memory`` table holding every part, in order."""
+        pending: list[MemoryPart] = []
+        rows = 0
+        for part in parts:
+            if len(part.chunks) == 1 and part.rows >= self.target // 2:
+                if pending:
+                    yield self.batch(pending)
+                    pending, rows = [], 0
+                yield self._pass_through(part)
+                continue
+            pending.append(part)
+            rows += part.rows
+            if rows >= self.target:
+                yield self.batch(pending)
+                pending, rows = [], 0
+        if pending:
+            yield self.batch(pending)
+
+    def _identity(self, part: MemoryPart, pos: int, out: dict[str, np.ndarray]) -> None:
+        end = pos + part.rows
+        out["pid"][pos:end] = part.pid
+        np.bitwise_or(self._index(part.rows), np.uint64(part.seq << SEQ_SHIFT),
+                      out=out["seq"][pos:end])
+        for tid, chunk in zip(part.tids, part.chunks, strict=True):
+            count = len(chunk["ts_ns"])
+            out["tid"][pos:pos + count] = tid
+            pos += count
+
+    def _pass_through(self, part: MemoryPart) -> pa.RecordBatch:
+        out = {name: self._out(name, part.rows) for name in ("pid", "tid", "seq")}
+        self._identity(part, 0, out)
+        out.update(part.chunks[0])
+        return pa.RecordBatch.from_arrays([pa.array(out[f.name]) for f in MEMORY], schema=MEMORY)
+
+    def batch(self, parts: list[MemoryPart]) -> pa.RecordBatch:
+        """One record batch of the ``memory`` table holding every part, in order."""
+        total = sum(part.rows for part in parts)
+        out = {field.name: self._out(field.name, total) for field in MEMORY}
+        pos = 0
+        for part in parts:
+            self._identity(part, pos, out)
+            for chunk in part.chunks:
+                count = len(chunk["ts_ns"])
+                for name in _MEMORY_PRODUCER_COLUMNS:
+                    out[name][pos:pos + count] = chunk[name]
+                pos += count
+        return pa.RecordBatch.from_arrays([pa.array(out[f.name]) for f in MEMORY], schema=MEMORY)
+
+
+_NUMPY: dict[str, np.dtype[Any]] = {field.name: np.dtype(field.type.to_pandas_dtype())
+                                    for field in MEMORY}
+
+
+@dataclass(frozen=True)
 class Decoded:
-    """The record batches of one envelope, keyed by table."""
+    """The decoded content of one envelope: its memory events and rare tables' batches."""
 
     envelope: Envelope
-    tables: dict[str, pa.RecordBatch]
+    rare: dict[str, pa.RecordBatch]
+    memory: MemoryPart | None = None
+
+    @property
+    def tables(self) -> dict[str, pa.RecordBatch]:
+        """Every table's record batch, ``memory`` included (built on each access)."""
+        tables = dict(self.rare)
+        if self.memory is not None:
+            tables = {"memory": self.memory.batch(), **tables}
+        return tables
 
 
 def decode(envelope: Envelope) -> Decoded:
@@ -45,21 +161,18 @@ def decode(envelope: Envelope) -> Decoded:
     """
     if envelope.seq > _MAX_BATCH_SEQ:
         raise WireError(f"batch seq {envelope.seq} exceeds {_MAX_BATCH_SEQ}")
-    tables: dict[str, pa.RecordBatch] = {}
-    if envelope.mem:
-        memory = _memory_batch(envelope)
-        if memory.num_rows:
-            tables["memory"] = memory
+    memory = _memory_part(envelope) if envelope.mem else None
+    rare: dict[str, pa.RecordBatch] = {}
     for name, columns in envelope.rec.items():
         batch = _rare_batch(name, columns, envelope.pid)
         if batch.num_rows:
-            tables[name] = batch
-    return Decoded(envelope, tables)
+            rare[name] = batch
+    return Decoded(envelope, rare, memory if memory is not None and memory.rows else None)
 
 
-def _memory_batch(envelope: Envelope) -> pa.RecordBatch:
-    parts: list[dict[str, np.ndarray]] = []
-    tids: list[np.ndarray] = []
+def _memory_part(envelope: Envelope) -> MemoryPart:
+    chunks: list[dict[str, np.ndarray]] = []
+    tids: list[int] = []
     for chunk in envelope.mem:
         tid = chunk["tid"]
         if not 0 <= tid <= _U64_MAX:
@@ -68,24 +181,11 @@ def _memory_batch(envelope: Envelope) -> pa.RecordBatch:
         count = len(columns["ts_ns"])
         if count != chunk["n"]:
             raise WireError(f"memory chunk says n={chunk['n']} but decodes to {count} events")
-        parts.append(columns)
-        tids.append(np.full(count, tid, dtype=np.uint64))
-    total = sum(len(p["ts_ns"]) for p in parts)
-    if len(parts) == 1:
-        merged = parts[0]
-        tid_column = tids[0]
-    else:
-        merged = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
-        tid_column = np.concatenate(tids)
-    seq = np.arange(total, dtype=np.uint64)
-    seq |= np.uint64(envelope.seq << SEQ_SHIFT)
-    arrays = [
-        pa.array(np.full(total, envelope.pid, dtype=np.uint32)),
-        pa.array(tid_column),
-        pa.array(seq),
-    ]
-    arrays += [pa.array(merged[name]) for name in _MEMORY_PRODUCER_COLUMNS]
-    return pa.RecordBatch.from_arrays(arrays, schema=MEMORY)
+        if count:
+            chunks.append(columns)
+            tids.append(tid)
+    rows = sum(len(c["ts_ns"]) for c in chunks)
+    return MemoryPart(envelope.pid, envelope.seq, tids, chunks, rows)
 
 
 def _rare_batch(name: str, columns: Any, pid: int) -> pa.RecordBatch:

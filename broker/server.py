@@ -26,7 +26,7 @@ from zmq.auth.thread import ThreadAuthenticator
 from memscope.broker import addresses, curve
 from memscope.broker import journal as journal_mod
 from memscope.broker.control import ControlHandler
-from memscope.broker.decode import Decoded, decode
+from memscope.broker.decode import Decoded, MemoryAssembler, decode
 from memscope.broker.ingest import UNIDENTIFIED, Ingest
 from memscope.broker.log import LogError, LogWriter
 from memscope.config import Settings
@@ -35,6 +35,9 @@ from memscope.producer.wire import Envelope, WireError, decode_envelope
 log = logging.getLogger("memscope.broker")
 
 #: A group is committed when it holds this many events (or the socket has nothing more).
+#: Its memory events are written as record batches of about this size (small envelopes are
+#: coalesced, big ones pass through): bigger batches measured no faster to compress here and
+#: fall out of the CPU cache (bench/bench_broker.py --in-process).
 COMMIT_EVENTS = 65536
 COMMIT_ENVELOPES = 256
 MAX_MESSAGE_BYTES = 1 << 30
@@ -107,6 +110,7 @@ class Broker:
             raise BrokerConfigError(f"cannot write the log in {log_dir}: {exc.strerror}") from None
         self.journal = self._recover()
         self._group = _Group()
+        self._assembler = MemoryAssembler(reuse=True, target=COMMIT_EVENTS)
         self._stop = False
         self._closed = False
         self._last_flush = time.monotonic()
@@ -268,11 +272,15 @@ class Broker:
         if not group.decoded:
             return
         self._group = _Group()
+        offsets: dict[str, int] = {}
+        parts = [d.memory for d in group.decoded if d.memory is not None]
+        for batch in self._assembler.batches(parts):  # each written before the next is built
+            relative, offset = self.writer.append("memory", batch)
+            offsets[relative] = offset
         per_table: dict[str, list[pa.RecordBatch]] = {}
         for decoded in group.decoded:
-            for table, batch in decoded.tables.items():
+            for table, batch in decoded.rare.items():
                 per_table.setdefault(table, []).append(batch)
-        offsets: dict[str, int] = {}
         for table, batches in per_table.items():
             data: pa.RecordBatch | pa.Table = (
                 batches[0] if len(batches) == 1 else pa.Table.from_batches(batches)

@@ -68,6 +68,10 @@ def main() -> None:
     # from it are recorded as contained in it (the lifetime report's containment).
     first_user = database.users[0]
     memscope.track_var(first_user)
+    # Ten more users, one by one: ten instances of one class are the evidence the
+    # complex-types report needs to suggest __slots__.
+    for user in list(database.users.values())[1:11]:
+        memscope.track_var(user, name=f"user_{user.id}")
     memscope.track_var(database.users, name="users")
     memscope.track_var(database.active_sessions, name="active_sessions")
     memscope.track_var(database.request_queue, name="request_queue")
@@ -86,7 +90,7 @@ def main() -> None:
     memscope.track_var(record)
 
     # A large homogeneous list of floats, and the same data as a numpy array.
-    samples = [float(i) for i in range(20_000 * args.size)]
+    samples = [float(i) for i in range(5_000 * args.size)]
     memscope.track_var(samples)
     samples_array = np.array(samples)  # its data buffer shows up in the numpy domain
     memscope.track_var(samples_array)

@@ -33,11 +33,11 @@ def worker(index: int, shared_config: tuple[str, ...], size: int,
         memscope.track_var(words)
         results[index] = sum(len(w) for w in words) + len(thread_data)
 
-    # Stay alive until every worker is done: memscope notices threads (and their names) at
-    # each flush, every 0.2 s by default; a thread that lives shorter is still traced, but
-    # keeps no name in the threads table.
+    # Stay alive until every worker is done: memscope notices threads (and their names) when
+    # it flushes, every 0.2 s by default (later on a busy machine); a thread that lives
+    # shorter is still traced, but keeps no name in the threads table.
     barrier.wait()
-    time.sleep(0.3)
+    time.sleep(0.5)
 
 
 def main() -> None:

@@ -4,10 +4,10 @@
     python examples/lifecycle.py [--size 10]
 
 The counterpart of memscope-rs's ``lifecycle`` example. A tracked variable's death is the
-allocator's free of its memory, so the timeline shows when each one really went away.
-(Objects that CPython recycles through its free lists -- ``list``, ``dict``, small ``tuple``,
-``float`` -- are not freed when they die; this example uses ``str``, ``bytes`` and
-``array.array``, whose deaths are seen. See docs/limitations.md.)
+allocator's free of its memory, so the timeline shows when each one really went away (for a
+tracked ``list``, ``dict`` or small ``tuple``, which CPython would recycle through a free
+list, memscope makes the death a real free; a tracked ``float`` can still die unseen -- see
+docs/limitations.md).
 """
 
 from __future__ import annotations

@@ -157,12 +157,13 @@ static void tr_atfork_child(void)
 
 static PyObject *py_start(PyObject *self, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = {"mode", "sample_bytes", "max_buffer_bytes", "numpy", NULL};
-    int mode = TR_MODE_FULL, numpy = 1;
+    static char *kwlist[] = {"mode", "sample_bytes", "max_buffer_bytes", "numpy",
+                             "reuse_stamps", NULL};
+    int mode = TR_MODE_FULL, numpy = 1, reuse_stamps = 1;
     long long sample_bytes = 65536;
     unsigned long long max_buffer = 512ull << 20;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|iLKp", kwlist, &mode, &sample_bytes,
-                                     &max_buffer, &numpy)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|iLKpp", kwlist, &mode, &sample_bytes,
+                                     &max_buffer, &numpy, &reuse_stamps)) {
         return NULL;
     }
     if (mode < TR_MODE_FULL || mode > TR_MODE_SAMPLED) {
@@ -197,6 +198,7 @@ static PyObject *py_start(PyObject *self, PyObject *args, PyObject *kwargs)
         tr_numpy_active = rc;
     }
     tr_mode = mode;
+    tr_reuse_stamps = reuse_stamps;
     tr_sample_bytes = sample_bytes;
     tr_max_buffer_bytes = max_buffer;
     tr_hooks_reset_maps();
@@ -350,6 +352,34 @@ fail:
     return NULL;
 }
 
+/* pause_thread() -> token / resume_thread(token): while paused, the calling thread's
+ * allocations and frees are not recorded (the reentrancy guard is held), so memscope's own
+ * bookkeeping in the program's threads (track_var, scope rows) stays out of the trace. The
+ * token is the guard's previous value (a small int: no allocation), so pauses nest. */
+static PyObject *py_pause_thread(PyObject *self, PyObject *noargs)
+{
+    tr_thread_t *t = tr_current();
+    if (t == NULL) {
+        return PyLong_FromLong(-1);
+    }
+    int previous = t->busy;
+    t->busy = 1;
+    return PyLong_FromLong(previous);
+}
+
+static PyObject *py_resume_thread(PyObject *self, PyObject *token)
+{
+    long previous = PyLong_AsLong(token);
+    if (previous == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    tr_thread_t *t = tr_current();
+    if (t != NULL && previous >= 0) {
+        t->busy = (uint8_t)previous;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyObject *py_ignore_current_thread(PyObject *self, PyObject *noargs)
 {
     tr_thread_t *t = tr_current();
@@ -457,7 +487,8 @@ static PyObject *py_stats(PyObject *self, PyObject *noargs)
 
 static PyMethodDef tr_methods[] = {
     {"start", (PyCFunction)(void (*)(void))py_start, METH_VARARGS | METH_KEYWORDS,
-     "start(mode=0, sample_bytes=65536, max_buffer_bytes=512 MiB, numpy=True)"},
+     "start(mode=0, sample_bytes=65536, max_buffer_bytes=512 MiB, numpy=True, "
+     "reuse_stamps=True)"},
     {"stop", py_stop, METH_NOARGS, "Stop recording and restore the previous allocators."},
     {"is_active", py_is_active, METH_NOARGS, "Whether the hooks are recording."},
     {"numpy_traced", py_numpy_traced, METH_NOARGS, "Whether numpy's data memory is traced."},
@@ -482,6 +513,10 @@ static PyMethodDef tr_methods[] = {
     {"native_detach", tr_nm_py_detach, METH_NOARGS, "Stop receiving native events."},
     {"native_stats", tr_nm_py_stats, METH_NOARGS,
      "Counters of the preloaded shim (None when it is not preloaded)."},
+    /* memscope's own bookkeeping kept out of the trace (track_var, scopes) */
+    {"pause_thread", py_pause_thread, METH_NOARGS,
+     "Stop recording the calling thread's events; returns a token for resume_thread."},
+    {"resume_thread", py_resume_thread, METH_O, "Undo pause_thread(token)."},
     {NULL, NULL, 0, NULL},
 };
 

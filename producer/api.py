@@ -22,6 +22,7 @@ process (:mod:`memscope.producer.offline`), so none of it is traced as the progr
 from __future__ import annotations
 
 import atexit
+import gc
 import os
 import sys
 import threading
@@ -33,6 +34,7 @@ from memscope.producer.scopes import scope
 # (every extra module would also slow the program's garbage collections a little).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from os import PathLike
     from pathlib import Path
     from typing import Any, TypeVar
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
     from memscope.producer.session import BrokerLink, Session
 
     T = TypeVar("T")
+    R = TypeVar("R")
 
 __all__ = [
     "MemoryStats",
@@ -105,12 +108,7 @@ def init(**overrides: Any) -> None:
             return
         link, broker = _connect(settings)
         session = Session(settings, link, broker)
-        try:
-            session.start()
-        except BaseException:
-            if broker is not None:
-                broker.stop()
-            raise
+        # Everything that allocates for memscope happens before the hooks go in.
         forking.install(_after_fork_child, shutdown)
         if not _atexit_registered:
             # atexit runs handlers last-in first-out: pyzmq's own handler (registered when
@@ -119,8 +117,24 @@ def init(**overrides: Any) -> None:
             __import__("zmq.utils.garbage")
             atexit.register(shutdown)
             _atexit_registered = True
+        _resolve_public_names()
         _session = _last = session
+        try:
+            session.start()
+        except BaseException:
+            _session = None
+            if broker is not None:
+                broker.stop()
+            raise
         _disabled = False
+
+
+def _resolve_public_names() -> None:
+    """Cache ``memscope.<name>`` now: the first lookup grows a dict, which is not the program's."""
+    import memscope
+
+    for name in memscope.__all__:
+        getattr(memscope, name)
 
 
 def _disable() -> None:
@@ -169,6 +183,17 @@ def shutdown() -> None:
     Safe to call more than once; also runs at interpreter exit. An embedded broker started
     by this process is stopped after it has written everything to the log.
     """
+    running = _session
+    if running is None:
+        return
+    token = running.capture.pause()  # memscope's own work from here on
+    try:
+        _stop()
+    finally:
+        running.capture.resume(token)
+
+
+def _stop() -> None:
     global _session
     with _lock:
         session = _session
@@ -204,24 +229,53 @@ def track_var(obj: T, name: str | None = None) -> T:
             "memscope.track_var() needs tracing: call memscope.init() first "
             "(or set MEMSCOPE_DISABLE=1 to make the calls no-ops)"
         )
-    from memscope.producer.tracking import record
-
     capture = session.capture
-    record(
-        obj,
-        name,
-        sys._getframe(1),
-        session.registry,
-        session.rows,
-        capture.block_address(obj),
-        capture.current_stack_id(1),
-    )
-    capture.pin(obj)  # its free reaches the log in aggregated and sampled modes too
-    session.watch_death(obj)  # a list or dict dies by a free, not onto a free list
+    # memscope's own work here (naming, sizing, the row) is not the program's memory: the
+    # thread is paused, and the collector too (it could free the program's garbage unseen).
+    token = capture.pause()
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        from memscope.producer.tracking import record
+
+        record(
+            obj,
+            name,
+            sys._getframe(1),
+            session.registry,
+            session.rows,
+            capture.block_address(obj),
+            capture.current_stack_id(1),
+        )
+        capture.pin(obj)  # its free reaches the log in aggregated and sampled modes too
+        session.watch_death(obj)  # a list, dict or tuple dies by a free, not onto a free list
+    finally:
+        if collecting:
+            gc.enable()
+        capture.resume(token)
     return obj
 
 
 # -- results ---------------------------------------------------------------------------------
+
+
+def _untraced(method: Callable[..., R]) -> Callable[..., R]:
+    """Run a tracker method with this thread paused: its work is memscope's, not the program's."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> R:
+        session = _session
+        if session is None:
+            return method(*args, **kwargs)
+        token = session.capture.pause()
+        try:
+            return method(*args, **kwargs)
+        finally:
+            session.capture.resume(token)
+
+    wrapper.__name__ = method.__name__
+    wrapper.__qualname__ = method.__qualname__
+    wrapper.__doc__ = method.__doc__
+    return wrapper
 
 
 class Tracker:
@@ -265,6 +319,7 @@ class Tracker:
             "where the log is"
         )
 
+    @_untraced
     def get_stats(self) -> MemoryStats:
         """Active, peak and total allocations and bytes of this process, up to now.
 
@@ -288,6 +343,7 @@ class Tracker:
             )
         return _results().MemoryStats.from_dict(answer)
 
+    @_untraced
     def get_memory_by_type(self) -> list[TypeUsage]:
         """Tracked variables alive now, grouped by type, largest first."""
         from memscope.producer import offline
@@ -297,6 +353,7 @@ class Tracker:
         usage = _results().TypeUsage
         return [usage(str(t), int(s), int(c)) for t, s, c in rows]
 
+    @_untraced
     def _export(self, kind: str, path: str | PathLike[str]) -> Path:
         from pathlib import Path
 

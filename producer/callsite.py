@@ -25,6 +25,12 @@ _calls_by_file: dict[str, tuple[list[str], dict[tuple[int, int], ast.Call]]] = {
 _MAX_FILES = 256
 
 
+def after_fork_child() -> None:
+    """In a forked child: a new lock (another thread of the parent may have held this one)."""
+    global _lock
+    _lock = threading.Lock()
+
+
 def _calls_ending_at(filename: str, globals_: dict[str, object]) -> dict[tuple[int, int], ast.Call]:
     lines = linecache.getlines(filename, globals_)
     if not lines:

@@ -61,7 +61,9 @@ def start(
     """
     if mode not in MODES:
         raise ValueError(f"unknown capture mode {mode!r}; choose one of {sorted(MODES)}")
-    _tracer.start(MODES[mode], sample_bytes, max_buffer_bytes, numpy)
+    # native events are stamped by the shim's own clock readings, which the stamp reuse of
+    # the PyMem hooks does not see: every event reads the clock then
+    _tracer.start(MODES[mode], sample_bytes, max_buffer_bytes, numpy, not native)
     if native:  # native mode hook (memscope.producer.native_mode)
         try:
             native_mode.attach()
@@ -163,3 +165,18 @@ def after_fork_child() -> None:
 def stats() -> dict[str, int]:
     """Counters of the native core (events written, drops, pending buffer bytes, ...)."""
     return _tracer.stats()
+
+
+def pause() -> int:
+    """Stop recording the calling thread's events until :func:`resume` (pauses nest).
+
+    memscope's own bookkeeping in the program's threads (``track_var``, scope rows) runs
+    paused so that it never shows up as the program's memory. The token is a small int, so
+    pausing allocates nothing.
+    """
+    return _tracer.pause_thread()
+
+
+def resume(token: int) -> None:
+    """End the pause that returned ``token``."""
+    _tracer.resume_thread(token)

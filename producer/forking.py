@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Callable
 
 _installed = False
@@ -52,3 +53,16 @@ def _register_finalizer(_: object) -> None:
     util = sys.modules.get("multiprocessing.util")
     if util is not None and _shutdown is not None:
         util.Finalize(None, _shutdown, exitpriority=-1000)
+
+
+def reset_inherited_locks() -> None:
+    """In a forked child: replace locks a parent thread may have held at the fork.
+
+    pyzmq's zero-copy garbage collector restarts itself in a child under ``gc._lock``; if the
+    parent's publisher thread was starting it (holding that lock) when another thread forked,
+    the child's first zero-copy send would wait for it forever.
+    """
+    garbage = sys.modules.get("zmq.utils.garbage")
+    collector = getattr(garbage, "gc", None)
+    if collector is not None and hasattr(collector, "_lock"):
+        collector._lock = threading.Lock()

@@ -1,6 +1,8 @@
 """memscope's pytest plugin: trace a test session, and limit a test's memory or its leaks.
 
-Registered through the ``pytest11`` entry point ``memscope``, so it is loaded by every pytest
+Registered through the ``pytest11`` entry point ``memscope.producer.pytest_plugin`` (named
+like the module, so ``-p memscope.producer.pytest_plugin`` never registers it twice and
+``-p no:memscope.producer.pytest_plugin`` switches it off), so it is loaded by every pytest
 in an environment where memscope is installed -- and does nothing there unless asked: no
 tracing, no threads, no imports beyond the standard library until ``--memscope`` is given or
 a test carries one of the markers. (With ``PYTEST_DISABLE_PLUGIN_AUTOLOAD=1``, load it with
@@ -139,6 +141,13 @@ def _start(config: pytest.Config, state: _State) -> bool:
         return True
     if state.started:  # tracing was stopped by someone else; do not restart it
         return False
+    from memscope.config import load_settings
+
+    if load_settings().broker_address:  # a standalone broker: its log, wherever it is
+        memscope.init()
+        state.started = True
+        state.disabled = api._session is None
+        return not state.disabled
     if config.getoption("memscope_dir"):
         state.run_dir = Path(config.getoption("memscope_dir"))
     elif config.getoption("memscope"):
@@ -176,6 +185,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         shutil.rmtree(state.run_dir, ignore_errors=True)
         return
     if state.run_dir is None:
+        from memscope.config import load_settings
+
+        state.messages.append("memscope: the session's events went to the broker at "
+                              f"{load_settings().broker_address}")
         return
     events = state.run_dir / "events"
     state.messages.append(f"memscope: the session's log is {events}")

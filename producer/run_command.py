@@ -149,10 +149,12 @@ def execute(options: RunOptions) -> int:
         env = _program_env(address, events_dir, bootstrap, options.mode)
         if options.native:  # native mode: the shim is preloaded into the program and children
             env = _native_env(env)
-        code = _run_program(options.argv, env)
+        pid, returncode, reaped_ns = _run_program(options.argv, env)
+        code = 128 - returncode if returncode < 0 else returncode
         client = BrokerClient(control, settings)
         try:
             missing = _settle(client, SETTLE_TIMEOUT_S, settings.flush_interval_s)
+            _record_exit(address, client, pid, returncode, reaped_ns, settings.mode)
         finally:
             client.close()
         for producer in missing:
@@ -209,8 +211,24 @@ def _native_env(env: dict[str, str]) -> dict[str, str]:
         raise CliError(f"memscope run --native: {exc}", 1) from None
 
 
-def _run_program(argv: tuple[str, ...], env: dict[str, str]) -> int:
-    """Run the program with signals passed on; its exit code (128+N when killed by N)."""
+def _record_exit(address: str, client: Any, pid: int, returncode: int, reaped_ns: int,
+                 mode: str) -> None:
+    from memscope.producer.exit_status import record_exit_status
+
+    rows = [r for r in _process_rows(client) if r["pid"] == pid]
+    if not rows:
+        return  # the program was not traced (MEMSCOPE_DISABLE): nothing to complete
+    # Its end is its own exit row when it wrote one (what follows is only its final flush).
+    own_exit = [r["ts_ns"] for r in rows if r["event"] == "exit"]
+    ended_ns = max(own_exit) + 1 if own_exit else reaped_ns
+    try:
+        record_exit_status(address, client, pid, returncode, ended_ns, mode)
+    except RuntimeError as exc:  # BrokerError: the row did not land in time
+        _say(f"the program's exit status is not in the log: {exc}")
+
+
+def _run_program(argv: tuple[str, ...], env: dict[str, str]) -> tuple[int, int, int]:
+    """Run the program with signals passed on: (pid, returncode (-N: signal N), reaped at)."""
     try:
         child = subprocess.Popen([sys.executable, *argv], env=env)
     except OSError as exc:
@@ -226,22 +244,28 @@ def _run_program(argv: tuple[str, ...], env: dict[str, str]) -> int:
                 child.send_signal(info.si_signo)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-    code = int(child.returncode)
-    return 128 - code if code < 0 else code
+    return child.pid, int(child.returncode), time.monotonic_ns()
 
 
-def _processes(client: Any) -> dict[str, tuple[int, bool]]:
-    """Each producer -> (pid, has its exit row), read from the broker's log after a flush."""
+def _process_rows(client: Any) -> list[dict[str, Any]]:
+    """The log's ``processes`` rows (pid, producer, event, ts_ns), after a broker flush."""
     from memscope.broker.log import open_log
 
     summary = client.flush()
     log = summary.get("log") or client.ping().get("log")
-    table = open_log(log).dataset("processes").to_table(columns=["producer", "pid", "event"])
+    columns = ["producer", "pid", "event", "ts_ns"]
+    rows: list[dict[str, Any]] = (
+        open_log(log).dataset("processes").to_table(columns=columns).to_pylist()
+    )
+    return rows
+
+
+def _processes(client: Any) -> dict[str, tuple[int, bool]]:
+    """Each producer -> (pid, has its exit row)."""
     out: dict[str, tuple[int, bool]] = {}
-    for producer, pid, event in zip(*(table.column(c).to_pylist() for c in table.column_names),
-                                    strict=True):
-        _, ended = out.get(producer, (pid, False))
-        out[producer] = (int(pid), ended or event == "exit")
+    for row in _process_rows(client):
+        _, ended = out.get(row["producer"], (row["pid"], False))
+        out[row["producer"]] = (int(row["pid"]), ended or row["event"] == "exit")
     return out
 
 

@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 sink: RowBuffer | None = None
 #: False once tracing is disabled for the process (MEMSCOPE_DISABLE): scopes do nothing.
 enabled = True
+#: The capture's pause/resume, set by the session: a scope's own work is never traced.
+pause: Callable[[], int] | None = None
+resume: Callable[[int], None] | None = None
 
 _CO_COROUTINE = 0x80  # inspect.CO_COROUTINE, without importing inspect
 _ids = itertools.count(1)
@@ -48,18 +51,16 @@ def current() -> tuple[int, str] | None:
     return stack[-1] if stack else None
 
 
-def _row(event: str, scope_id: int, parent_id: int, name: str) -> None:
-    rows = sink
-    if rows is not None:
-        rows.add(
-            "scopes",
-            tid=threading.get_ident(),
-            ts_ns=time.monotonic_ns(),
-            event=event,
-            scope_id=scope_id,
-            parent_id=parent_id,
-            name=name,
-        )
+def _row(rows: RowBuffer, event: str, scope_id: int, parent_id: int, name: str) -> None:
+    rows.add(
+        "scopes",
+        tid=threading.get_ident(),
+        ts_ns=time.monotonic_ns(),
+        event=event,
+        scope_id=scope_id,
+        parent_id=parent_id,
+        name=name,
+    )
 
 
 class scope:  # noqa: N801 -- used like a function: memscope.scope("name")
@@ -75,10 +76,17 @@ class scope:  # noqa: N801 -- used like a function: memscope.scope("name")
     def __enter__(self) -> scope:
         if not enabled:
             return self
-        stack = _open.get()
-        scope_id = next(_ids)
-        _open.set((*stack, (scope_id, self.name)))
-        _row("enter", scope_id, stack[-1][0] if stack else 0, self.name)
+        rows, pause_, resume_ = sink, pause, resume
+        token = pause_() if rows is not None and pause_ is not None else -1
+        try:
+            stack = _open.get()
+            scope_id = next(_ids)
+            _open.set((*stack, (scope_id, self.name)))
+            if rows is not None:
+                _row(rows, "enter", scope_id, stack[-1][0] if stack else 0, self.name)
+        finally:
+            if token != -1 and resume_ is not None:
+                resume_(token)
         return self
 
     def __exit__(
@@ -89,13 +97,20 @@ class scope:  # noqa: N801 -- used like a function: memscope.scope("name")
     ) -> None:
         if not enabled:
             return
-        stack = _open.get()
-        if not stack:
-            return
-        scope_id, name = stack[-1]
-        rest = stack[:-1]
-        _open.set(rest)
-        _row("exit", scope_id, rest[-1][0] if rest else 0, name)
+        rows, pause_, resume_ = sink, pause, resume
+        token = pause_() if rows is not None and pause_ is not None else -1
+        try:
+            stack = _open.get()
+            if not stack:
+                return
+            scope_id, name = stack[-1]
+            rest = stack[:-1]
+            _open.set(rest)
+            if rows is not None:
+                _row(rows, "exit", scope_id, rest[-1][0] if rest else 0, name)
+        finally:
+            if token != -1 and resume_ is not None:
+                resume_(token)
 
     def __call__(self, func: F) -> F:
         """Decorate ``func`` so that every call (or every await of it) runs in this scope."""

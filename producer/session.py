@@ -13,12 +13,13 @@ import os
 import platform
 import socket
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from memscope.config import Settings
-from memscope.producer import scopes
+from memscope.producer import callsite, scopes
 from memscope.producer.rows import Columnar, RowBuffer, merge
 from memscope.producer.signals import blocked, shield_current_thread
 from memscope.producer.threadwatch import ThreadWatcher
@@ -78,6 +79,46 @@ def _publisher_class() -> Any:
     return Publisher
 
 
+_watching: Session | None = None
+
+
+def _thread_started(frame: Any, event: str, arg: Any) -> None:
+    """``threading``'s profile hook: runs once in each new thread, then removes itself."""
+    session = _watching
+    if session is None:
+        sys.setprofile(None)
+        return
+    token = session.capture.pause()
+    try:
+        sys.setprofile(None)
+        session.threads.born()
+    finally:
+        session.capture.resume(token)
+
+
+def _watch_thread_starts(session: Session | None) -> None:
+    """Have new threads announce themselves to ``session`` (None: stop).
+
+    A thread profile hook the program set itself is never replaced.
+    """
+    global _watching
+    current = threading.getprofile()
+    if session is not None and current is None:
+        _watching = session
+        threading.setprofile(_thread_started)
+    elif session is None and current is _thread_started:
+        threading.setprofile(None)
+        _watching = None
+
+
+def _import_before_tracing() -> None:
+    """Load what memscope uses while tracing now, so its imports are never traced."""
+    import json  # noqa: F401 -- the broker client's requests
+
+    from memscope.broker import client  # noqa: F401 -- Tracker.get_stats
+    from memscope.producer import _deaths, offline, results  # noqa: F401 -- track_var, Tracker
+
+
 class Session:
     """The running tracer of this process (see the module docstring)."""
 
@@ -94,15 +135,22 @@ class Session:
         self.publisher: Any = None
         self.started_ns = 0
         self.stopped = False
+        self.threads_final = False  # set at stop: no thread rows after the exit row
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
         """Start capturing and publishing."""
         publisher_class = _publisher_class()
+        _import_before_tracing()
         self.started_ns = time.monotonic_ns()
         self._announce()
-        self.capture.start(mode=self.settings.mode, sample_bytes=self.settings.sample_bytes,
-                           native=self.settings.native)
+        token = self.capture.pause()  # this thread's setup is memscope's, not the program's
+        try:
+            self.capture.start(mode=self.settings.mode, sample_bytes=self.settings.sample_bytes,
+                               native=self.settings.native)
+        except BaseException:
+            self.capture.resume(token)
+            raise
         try:
             self.publisher = publisher_class(
                 self.link.address,
@@ -111,12 +159,17 @@ class Session:
                 self.drain,
                 self.settings,
             )
+            scopes.pause, scopes.resume = self.capture.pause, self.capture.resume
+            scopes.sink = self.rows
+            _watch_thread_starts(self)
+            with blocked():  # the publisher thread starts with signals blocked (signals.py)
+                self.publisher.start()
         except BaseException:
+            scopes.sink = None
             self.capture.stop()
             raise
-        scopes.sink = self.rows
-        with blocked():  # the publisher thread starts with signals blocked (see signals.py)
-            self.publisher.start()
+        finally:
+            self.capture.resume(token)
 
     def _announce(self) -> None:
         ident = self.identity
@@ -142,24 +195,31 @@ class Session:
             return -1
         self.stopped = True
         scopes.sink = None
-        self.capture.stop()
-        ident = self.identity
-        self.rows.add(
-            "processes",
-            ts_ns=time.monotonic_ns(),
-            event="exit",
-            ppid=ident.ppid,
-            host=ident.host,
-            producer=ident.producer_id,
-            argv=None,
-            executable=None,
-            python=None,
-            mode=self.settings.mode,
-            sample_bytes=None,
-            exit_code=None,
-        )
-        seq = int(self.publisher.flush(timeout))
-        self.publisher.close(timeout)
+        _watch_thread_starts(None)
+        token = self.capture.pause()  # this thread's shutdown work is memscope's own
+        try:
+            self.publisher.flush(timeout)  # every thread row is out before the exit row
+            self.threads_final = True
+            self.capture.stop()
+            ident = self.identity
+            self.rows.add(
+                "processes",
+                ts_ns=time.monotonic_ns(),
+                event="exit",
+                ppid=ident.ppid,
+                host=ident.host,
+                producer=ident.producer_id,
+                argv=None,
+                executable=None,
+                python=None,
+                mode=self.settings.mode,
+                sample_bytes=None,
+                exit_code=None,
+            )
+            seq = int(self.publisher.flush(timeout))
+            self.publisher.close(timeout)
+        finally:
+            self.capture.resume(token)
         return seq
 
     def flush(self, timeout: float = 10.0) -> int:
@@ -181,17 +241,26 @@ class Session:
         """Memory chunks and rare rows since the last drain (called by the publisher thread)."""
         shield_current_thread()
         chunks, rare = self.capture.drain()
-        self.threads.poll(self.rows)
+        if not self.threads_final:
+            self.threads.poll(self.rows)
         return list(chunks), merge(dict(rare), self.rows.take())
 
     # -- fork ----------------------------------------------------------------------------------
     def after_fork_child(self) -> None:
         """In a forked child: reset capture, become a new producer, announce the parent pid."""
+        from memscope.producer.forking import reset_inherited_locks
+
         self.capture.after_fork_child()
+        reset_inherited_locks()
         self.identity = Identity.current()
         self.rows.clear()
         self.threads.reset()
-        self.registry.clear()
+        self.registry = Registry()  # not clear(): another thread may have held its lock
+        callsite.after_fork_child()
         self._announce()
-        with blocked():
-            self.publisher.reset_after_fork(self.identity.producer_id, self.identity.pid)
+        token = self.capture.pause()
+        try:
+            with blocked():
+                self.publisher.reset_after_fork(self.identity.producer_id, self.identity.pid)
+        finally:
+            self.capture.resume(token)

@@ -3,13 +3,16 @@
 Nothing in :mod:`threading` is patched: each poll compares the live threads with the last
 poll and emits ``start`` (first seen, with its name and native id), ``name`` (renamed) and
 ``exit`` (gone) rows. Threads started before :func:`memscope.init` are seen at the first poll.
-The timestamps are when the poll saw the change (at most one flush interval late); a thread
-that starts and ends between two polls gets no row here, though its allocator events still
-carry its ``tid``.
+Threads started later also announce themselves as they start (:meth:`ThreadWatcher.born`,
+run through ``threading.setprofile`` by the session, unless the program has its own thread
+profile hook), so a thread that lives shorter than a flush interval is still named, with its
+real start time. Other timestamps are when the poll saw the change (at most one flush
+interval late).
 """
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
 
@@ -19,43 +22,66 @@ from memscope.producer.rows import RowBuffer
 OWN_THREAD_PREFIX = "memscope-"
 
 
-class ThreadWatcher:
-    """Remembers the threads of the last poll; not thread-safe (the publisher thread polls)."""
+def _own(thread: threading.Thread) -> bool:
+    """Whether this is memscope's publisher or a pyzmq helper thread (not the program's)."""
+    module = type(thread).__module__
+    return thread.name.startswith(OWN_THREAD_PREFIX) or module.startswith("zmq")
 
-    __slots__ = ("_known",)
+
+class ThreadWatcher:
+    """Remembers the threads of the last poll; ``poll`` runs in the publisher thread only."""
+
+    __slots__ = ("_known", "_born")
 
     def __init__(self) -> None:
-        self._known: dict[int, str] = {}
+        self._known: dict[int, tuple[int | None, str]] = {}  # ident -> (native id, name)
+        self._born: collections.deque[tuple[int, int, int | None, str]] = collections.deque()
 
     def reset(self) -> None:
         """Forget every thread (a forked child has only the thread that forked)."""
         self._known.clear()
+        self._born.clear()
+
+    def born(self) -> None:
+        """Called in a new thread as it starts: its start is recorded even if it ends soon."""
+        thread = threading.current_thread()
+        if thread.ident is not None and not _own(thread):
+            self._born.append((time.monotonic_ns(), thread.ident, thread.native_id, thread.name))
+
+    def _births(self, rows: RowBuffer) -> None:
+        while True:
+            try:
+                ts_ns, ident, native_id, name = self._born.popleft()
+            except IndexError:
+                return
+            self._seen(rows, ident, native_id, name, ts_ns)
+
+    def _seen(self, rows: RowBuffer, ident: int, native_id: int | None, name: str,
+              ts_ns: int) -> None:
+        """Record thread ``ident`` (an ident is reused once its thread has ended)."""
+        known = self._known.get(ident)
+        if known is not None and known[0] != native_id:  # a new thread with an old ident
+            self._gone(rows, ident, ts_ns)
+            known = None
+        if known is None or known[1] != name:
+            rows.add("threads", tid=ident, ts_ns=ts_ns, event="start" if known is None else "name",
+                     native_id=native_id, name=name)
+            self._known[ident] = (native_id, name)
+
+    def _gone(self, rows: RowBuffer, ident: int, ts_ns: int) -> None:
+        native_id, name = self._known.pop(ident)
+        rows.add("threads", tid=ident, ts_ns=ts_ns, event="exit", native_id=native_id, name=name)
 
     def poll(self, rows: RowBuffer) -> None:
         """Queue rows for every thread started, renamed or gone since the last poll."""
+        self._births(rows)
         now = time.monotonic_ns()
         alive: dict[int, threading.Thread] = {}
         for thread in threading.enumerate():
             ident = thread.ident
-            if ident is not None and not thread.name.startswith(OWN_THREAD_PREFIX):
+            if ident is not None and not _own(thread):
                 alive[ident] = thread
         for ident, thread in alive.items():
-            name = thread.name
-            previous = self._known.get(ident)
-            if previous == name:
-                continue
-            event = "start" if previous is None else "name"
-            rows.add(
-                "threads",
-                tid=ident,
-                ts_ns=now,
-                event=event,
-                native_id=thread.native_id,
-                name=name,
-            )
-            self._known[ident] = name
+            self._seen(rows, ident, thread.native_id, thread.name, now)
         for ident in [i for i in self._known if i not in alive]:
-            rows.add(
-                "threads", tid=ident, ts_ns=now, event="exit", native_id=None,
-                name=self._known.pop(ident),
-            )
+            self._gone(rows, ident, now)

@@ -261,6 +261,7 @@ unsigned long tr_gil_switches(void); /* 3.11: GIL hand-overs so far; 0 on other 
 /* Stamps may be reused only where the GIL's hand-overs can be counted (3.11). */
 #define TR_CAN_REUSE_STAMPS (PY_VERSION_HEX < 0x030C0000)
 extern unsigned long tr_drain_epoch; /* GIL: bumped by every drain and start */
+extern int tr_reuse_stamps;          /* start(): may allocations reuse a clock reading */
 
 /* ---- hooks (tr_hooks.c) ---- */
 int tr_hooks_install(void);

@@ -266,10 +266,14 @@ static unsigned long tr_nogil_events;
 /* Incremented by every drain and start (GIL). */
 unsigned long tr_drain_epoch;
 
+/* Off when other recorders (native mode) stamp events this file does not count. Written
+ * by start (GIL) before tr_enabled is set. */
+int tr_reuse_stamps = 1;
+
 static inline uint64_t tr_stamp(tr_thread_t *t, int gil)
 {
 #if TR_CAN_REUSE_STAMPS
-    if (gil) {
+    if (gil && tr_reuse_stamps) {
         unsigned long sw = tr_gil_switches() + tr_drain_epoch +
                            __atomic_load_n(&tr_nogil_events, __ATOMIC_RELAXED);
         if (sw == t->stamp_switch && t->stamp_reuse != 0) {
@@ -294,7 +298,7 @@ static inline uint64_t tr_stamp(tr_thread_t *t, int gil)
 static inline uint64_t tr_stamp_fresh(tr_thread_t *t, int gil)
 {
 #if TR_CAN_REUSE_STAMPS
-    if (gil) {
+    if (gil && tr_reuse_stamps) {
         t->stamp_tick = tr_tick();
         t->stamp_switch = tr_gil_switches() + tr_drain_epoch +
                           __atomic_load_n(&tr_nogil_events, __ATOMIC_RELAXED);
@@ -497,10 +501,10 @@ void tr_record_realloc(tr_thread_t *t, unsigned domain, void *ptr, void *old, si
                        uint64_t tick)
 {
     uint64_t addr = (uint64_t)(uintptr_t)ptr, old_addr = (uint64_t)(uintptr_t)old;
+    t->stamp_reuse = 0; /* the new block's stamp (and later ones) at or after `tick` */
     switch (tr_mode) {
     case TR_MODE_FULL:
         tr_emit(t, TR_REALLOC, domain, addr, old_addr, size, tr_stack_for(t, domain), 1, tick);
-        t->stamp_reuse = 0; /* keep later stamps of this thread at or after this reading */
         break;
     case TR_MODE_SAMPLED:
         if (tr_sampled_forget(old_addr)) {

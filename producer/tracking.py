@@ -55,7 +55,9 @@ class Registry:
     __slots__ = ("_lock", "_by_id", "_ids", "__weakref__")
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        # Re-entrant: an allocation under the lock can run the garbage collector, whose
+        # weakref finalizers call forget() on this same thread.
+        self._lock = threading.RLock()
         self._by_id: dict[int, tuple[int, type]] = {}
         self._ids = itertools.count(1)
 

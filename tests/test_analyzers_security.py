@@ -116,3 +116,19 @@ def test_a_double_free_without_a_python_stack_has_low_confidence():
     b.free(1, 30, 0xD00, tid=2)  # no Python frame, another thread
     (finding,) = _findings(analyze(b, "security"), "double_free")
     assert (finding["confidence"], finding["severity"]) == ("low", "low")
+
+
+def test_a_free_inside_a_live_block_is_invalid():
+    b = LogBuilder()
+    site = b.stack(1, [("main", "app.py", 1), ("bad", "ext.py", 5)])
+    b.alloc(1, 10, 0x1000, 64, stack_id=site)
+    b.free(1, 20, 0x1010, stack_id=site)   # 16 bytes into the live block
+    b.free(1, 30, 0x5000)                  # never seen, inside nothing: not provable
+    b.free(1, 40, 0x1000)
+    b.free(1, 50, 0x1008)                  # the block is gone by now
+    report = analyze(b, "security")
+    (finding,) = _findings(report, "invalid_free")
+    assert (finding["ts_ns"], finding["address"]) == (20, 0x1010)
+    assert finding["related_allocations"][0]["address"] == 0x1000
+    assert finding["stack"]["location"] == "bad (ext.py:5)"
+    assert report["summary"]["invalid_free_checked"] is True

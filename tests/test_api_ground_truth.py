@@ -145,3 +145,27 @@ def test_tracked_deaths_are_exact_in_every_mode(tmp_path, mode):
                  if m["kind"] == 3 and m["address"] == row["address"] and m["ts_ns"] > row["ts_ns"]]
         assert frees and t0 <= min(frees) <= t1, (mode, name)
     assert {r["mode"] for r in table(log, "processes")} == {mode}
+
+
+def test_memscopes_own_work_is_not_traced(tmp_path):
+    log = tmp_path / "events"
+    result = _json(python([PROGRAMS / "own_sites.py"], env=clean_env(MEMSCOPE_LOG_DIR=str(log))))
+    from memscope.analyzers.views import connect
+
+    con = connect(log)
+    files = {row[0] for row in con.execute(
+        "SELECT DISTINCT f.filename FROM allocations a JOIN frames f USING (pid, stack_id) "
+        "WHERE a.pid = ? ORDER BY 1",
+        [result["pid"]]).fetchall()}
+    own = sorted(f for f in files if "memscope" in f or f.endswith(("ast.py", "linecache.py")))
+    assert own == [], own
+    # What the program holds is what it allocated (4 x 50 kB, 60 kB, their containers).
+    assert 260_000 <= result["active"] < 300_000
+
+
+def test_threads_shorter_than_a_flush_interval_are_named(tmp_path):
+    log = tmp_path / "events"
+    result = _json(python([PROGRAMS / "short_threads.py"],
+                          env=clean_env(MEMSCOPE_LOG_DIR=str(log))))
+    named = {(r["tid"], r["name"]) for r in table(log, "threads") if r["event"] == "start"}
+    assert {(ident, name) for name, ident in result.items()} <= named

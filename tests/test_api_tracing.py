@@ -141,9 +141,11 @@ def test_children_trace_into_the_same_log_with_their_parent(run, child):
 def test_the_program_itself_is_one_process_with_start_and_exit(run):
     log, result = run
     rows = _producer_rows(log, result["pid"])
-    assert sorted(r["event"] for r in rows) == ["exit", "start"]
+    # Its own start and exit rows, and memscope run's exit row with its exit status.
+    assert sorted(r["event"] for r in rows) == ["exit", "exit", "start"]
     assert rows[0]["argv"][0].endswith("workload.py")
     assert rows[0]["ppid"] == result["ppid"]
+    assert [r["exit_code"] for r in sorted(rows, key=lambda r: r["ts_ns"])][-1] == 0
 
 
 def test_run_writes_the_analysis_and_the_reports_beside_the_log(run):

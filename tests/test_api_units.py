@@ -373,3 +373,22 @@ def test_watch_ignores_what_it_does_not_cover():
     assert not _deaths.watch(MyList())
     assert not _deaths.watch(())
     assert not _deaths.watch(1.5)
+
+
+def test_thread_watcher_names_a_thread_that_lived_between_two_polls():
+    rows = RowBuffer()
+    watcher = ThreadWatcher()
+    watcher.poll(rows)
+    rows.take()
+
+    def run():
+        watcher.born()  # what the session's thread-start hook does
+
+    thread = threading.Thread(target=run, name="short-lived")
+    thread.start()
+    thread.join()
+    watcher.poll(rows)
+    table = rows.take()["threads"]
+    mine = [(e, n) for t, e, n in zip(table["tid"], table["event"], table["name"], strict=True)
+            if t == thread.ident]
+    assert mine == [("start", "short-lived"), ("exit", "short-lived")]

@@ -50,3 +50,22 @@ def test_the_cli_runs_a_recipe(log: Path) -> None:
     )
     header, *rows = done.stdout.splitlines()
     assert header == "location,blocks,bytes" and rows
+
+
+def _anchor(heading: str) -> str:
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+@pytest.mark.parametrize("doc", [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))],
+                         ids=lambda p: p.name)
+def test_relative_links_resolve(doc: Path) -> None:
+    """Every relative link in the README and docs/ names a file (and heading) that exists."""
+    for target in re.findall(r"\]\(([^)]+)\)", doc.read_text()):
+        if target.startswith(("http://", "https://")):
+            continue
+        path, _, anchor = target.partition("#")
+        linked = (doc.parent / path).resolve() if path else doc
+        assert linked.exists(), f"{doc.name}: broken link {target}"
+        if anchor and linked.suffix == ".md":
+            headings = re.findall(r"^#+ (.*)$", linked.read_text(), re.M)
+            assert anchor in {_anchor(h) for h in headings}, f"{doc.name}: no #{anchor}"

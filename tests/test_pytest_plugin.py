@@ -6,6 +6,7 @@ loads it, as it would for a user); the per-test figures are unit-tested on hand-
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 
 from memscope.analyzers.testing import LogBuilder
 from memscope.analyzers.views import connect, connect_tables
+from memscope.broker import start_embedded
 from memscope.producer.pytest_measure import measure
 from memscope.producer.pytest_plugin import format_size, parse_size
 
@@ -63,12 +65,15 @@ MARKED_TESTS = """
 
 
 def run_pytest(tmp_path: Path, source: str, *args: str, name: str = "test_subject.py",
-               timeout: float = 240) -> subprocess.CompletedProcess[str]:
+               timeout: float = 240, env: dict[str, str] | None = None,
+               ) -> subprocess.CompletedProcess[str]:
     (tmp_path / name).write_text(textwrap.dedent(source))
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("MEMSCOPE_")}
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-rA", "-p", "no:cacheprovider", "-p", "no:randomly",
          *args, name],
         cwd=tmp_path, capture_output=True, text=True, timeout=timeout, check=False,
+        env={**environ, **(env or {})},
     )
 
 
@@ -116,8 +121,9 @@ def test_plugin_is_inert_without_option_or_marker(tmp_path: Path) -> None:
             assert heavy.isdisjoint(sys.modules)
             assert threading.active_count() == 1
     """
-    done = run_pytest(tmp_path, source)
-    assert outcomes(done.stdout) == {"test_nothing_started": "PASSED"}, done.stdout
+    # Named explicitly as well as loaded by its entry point: registered once, no error.
+    done = run_pytest(tmp_path, source, "-p", "memscope.producer.pytest_plugin")
+    assert outcomes(done.stdout) == {"test_nothing_started": "PASSED"}, done.stdout + done.stderr
     assert not list(tmp_path.glob("MemoryAnalysis")), "no log without --memscope"
     assert "memscope: the session's log" not in done.stdout
 
@@ -132,9 +138,13 @@ def test_memscope_option_traces_the_session_into_a_log(tmp_path: Path) -> None:
             assert len(build(20_000)) == 20_000
     """
     run_dir = tmp_path / "session"
-    done = run_pytest(tmp_path, source, "--memscope", "--memscope-dir", str(run_dir))
+    done = run_pytest(tmp_path, source, "--memscope", "--memscope-dir", str(run_dir),
+                      "--memscope-report")
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"memscope: the session's log is {run_dir / 'events'}" in done.stdout
+    assert f"dashboard: {run_dir / 'dashboard.html'}" in done.stdout
+    assert len(list(run_dir.glob("snapshot_*.json"))) == 6
+    assert (run_dir / "dashboard.html").stat().st_size > 0
     con = connect(run_dir)
     processes = con.execute("SELECT argv, end_ts_ns IS NOT NULL FROM processes").fetchall()
     assert len(processes) == 1 and processes[0][1], processes
@@ -144,6 +154,53 @@ def test_memscope_option_traces_the_session_into_a_log(tmp_path: Path) -> None:
         """SELECT count(*) FROM allocations a JOIN stacks s USING (pid, stack_id)
         WHERE s.function LIKE 'build%' AND s.filename LIKE '%test_subject.py'""").fetchone()
     assert built >= 20_000
+
+
+def test_markers_with_a_standalone_broker_measure_from_its_log(tmp_path: Path) -> None:
+    source = """
+        import pytest
+
+        _keep = []
+
+
+        @pytest.mark.limit_leaks("1 MB")
+        def test_leaks():
+            _keep.append(bytearray(2 * 1024 * 1024))
+    """
+    broker = start_embedded(tmp_path / "broker-log")
+    try:
+        done = run_pytest(tmp_path, source, "--memscope",
+                          env={"MEMSCOPE_BROKER_ADDRESS": broker.address})
+    finally:
+        broker.stop()
+    assert outcomes(done.stdout) == {"test_leaks": "FAILED"}, done.stdout + done.stderr
+    assert "test_leaks left 2.0 MiB" in done.stdout
+    assert f"the session's events went to the broker at {broker.address}" in done.stdout
+    (pids,) = connect(tmp_path / "broker-log").execute(
+        "SELECT count(*) FROM processes").fetchone()
+    assert pids == 1
+
+
+def test_pytest_under_memscope_run_measures_from_the_runs_log(tmp_path: Path) -> None:
+    source = """
+        import pytest
+
+
+        @pytest.mark.limit_memory("1 MB")
+        def test_big():
+            assert len(bytearray(4 * 1024 * 1024))
+    """
+    (tmp_path / "test_subject.py").write_text(textwrap.dedent(source))
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("MEMSCOPE_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "memscope", "run", "--no-report", "--out", str(tmp_path / "run"),
+         "-m", "pytest", "--", "-rA", "-p", "no:cacheprovider", "test_subject.py"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=240, check=False, env=environ,
+    )
+    assert outcomes(done.stdout) == {"test_big": "FAILED"}, done.stdout + done.stderr
+    assert "test_big allocated up to 4.0 MiB" in done.stdout
+    assert "PytestAssertRewriteWarning" not in done.stdout
+    assert not list(tmp_path.glob("MemoryAnalysis")), "the run's log is used, no other"
 
 
 def test_bad_marker_size_is_a_clear_error(tmp_path: Path) -> None:

@@ -37,6 +37,9 @@ def test_output_stdin_and_exit_code_are_the_programs(tmp_path):
     starts = [r for r in table(log, "processes") if r["event"] == "start"]
     assert len(starts) == 1
     assert starts[0]["argv"][1:] == ["3", "--out", "x y"]
+    # memscope run completes the program's process with its exit status.
+    exits = [r for r in table(log, "processes") if r["event"] == "exit"]
+    assert [r["exit_code"] for r in exits if r["pid"] == starts[0]["pid"]][-1] == 3
 
 
 @needs_pipeline
@@ -60,6 +63,8 @@ def test_a_program_killed_by_a_signal_exits_128_plus_n(tmp_path):
     )
     assert done.returncode == 128 + signal.SIGKILL
     assert "no final batch" in done.stderr  # the killed process never sent its exit row
+    exits = [r for r in table(tmp_path / "run" / "events", "processes") if r["event"] == "exit"]
+    assert [r["exit_code"] for r in exits] == [-signal.SIGKILL]
 
 
 def _start_and_wait_ready(tmp_path):
@@ -115,7 +120,8 @@ def test_the_sites_own_sitecustomize_still_runs_and_sys_path_is_untouched(tmp_pa
     assert traced.returncode == 0, traced.stderr
     assert "site customized" in traced.stderr
     assert traced.stdout == plain.stdout  # the bootstrap left no trace on sys.path
-    assert len(table(tmp_path / "run" / "events", "processes")) == 2  # start and exit
+    rows = table(tmp_path / "run" / "events", "processes")
+    assert sorted(r["event"] for r in rows) == ["exit", "exit", "start"]  # its own, run's
 
 
 @needs_pipeline

@@ -43,8 +43,9 @@ def test_alloc_and_free_of_the_block_match_block_address(factory):
     address = box["address"]
     at = np.flatnonzero(ev["address"] == address)
     kinds = ev["kind"][at].tolist()
-    assert kinds and kinds[0] != KIND_FREE, kinds
-    assert KIND_FREE in kinds
+    # (an earlier block at this address may die first: the allocator reuses addresses)
+    born = next(i for i, kind in enumerate(kinds) if kind != KIND_FREE)
+    assert KIND_FREE in kinds[born + 1:], kinds
     assert address <= box["id"]
     assert box["id"] - address <= 32
 

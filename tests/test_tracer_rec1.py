@@ -149,3 +149,22 @@ def test_random_bytes_never_crash():
                              1 << 32, 0, 0, 0, 0)
         _same({"tid": 1, "n": struct.unpack_from("<I", header, 4)[0], "enc": "rec1",
                "data": header + body})
+
+
+def test_c_decoder_survives_many_mutations():
+    rng = random.Random(4242)
+    base = encode_rec1(_random_rows(rng, 200))
+    data = base["data"]
+    rejected = 0
+    for _ in range(5000):
+        mutated = bytearray(data)
+        for _ in range(rng.randrange(1, 4)):
+            mutated[rng.randrange(records.REC1_HEADER, len(mutated))] = rng.randrange(256)
+        cut = rng.randrange(records.REC1_HEADER, len(mutated) + 1)
+        try:
+            out = records.decode_chunk({**base, "data": bytes(mutated[:cut])})
+        except WireError:
+            rejected += 1
+        else:
+            assert len(out["kind"]) == base["n"]
+    assert rejected > 0

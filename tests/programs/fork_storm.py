@@ -6,13 +6,21 @@ import sys
 import threading
 import time
 
+import memscope  # importing does nothing; init() comes after the threads started
+
 FORKS = int(sys.argv[1]) if len(sys.argv) > 1 else 20
 stop = threading.Event()
+
+
+traced = threading.Event()
 
 
 def allocate_forever():
     while not stop.is_set():
         junk = [bytearray(100) for _ in range(100)]
+        if traced.is_set():  # memscope's own locks are busy while the main thread forks
+            with memscope.scope("busy"):
+                memscope.track_var(junk)
         del junk
         time.sleep(0.001)
 
@@ -30,9 +38,8 @@ busy = [threading.Thread(target=allocate_forever, daemon=True) for _ in range(3)
 for t in busy:
     t.start()
 
-import memscope  # noqa: E402
-
 memscope.init()
+traced.set()
 churner = threading.Thread(target=churn, daemon=True)
 churner.start()
 
