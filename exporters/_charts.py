@@ -90,14 +90,20 @@ def category_color(present: list[str] | None = None) -> alt.Scale:
 
 
 def _data(rows: list[dict[str, Any]]) -> alt.Data:
-    return alt.Data(values=rows)
+    """Inline data, as a tuple.
+
+    Altair's composition operators deep-copy lists (every row, each time charts are layered
+    or concatenated) but pass tuples through.
+    """
+    return alt.Data(values=tuple(rows))
 
 
 def placeholder(title: str, message: str, width: int, height: int = 60) -> Any:
     """A titled box saying why a chart has no data ("not measured: ...")."""
-    return alt.Chart(_data([{"m": message}]), title=title).mark_text(
-        color=MUTED, fontSize=13, fontStyle="italic", limit=width - 10
-    ).encode(text="m:N").properties(width=width, height=height)
+    return alt.Chart(_data([{"m": shorten(message, int((width - 10) / 7.5))}]),
+                     title=title).mark_text(color=MUTED, fontSize=13, fontStyle="italic"
+                                            ).encode(text="m:N").properties(width=width,
+                                                                            height=height)
 
 
 def metric_text(unit: str, value: Any) -> str:
@@ -122,8 +128,7 @@ def metric_note(key: str, default: str, stats: dict[str, Any]) -> str:
     if key == "allocation_density":
         made, tracked = stats.get("total_allocations"), stats.get("tracked_variables")
         if made is not None and tracked:
-            return (f"allocations per tracked\nvariable ({human_count(made)} ÷ "
-                    f"{human_count(tracked)})")
+            return "allocations per\ntracked variable"
         return "allocations per tracked\nvariable (none tracked)" if tracked == 0 else default
     return default
 
@@ -171,6 +176,44 @@ def metric_cards(stats: dict[str, Any], width: int = 1180) -> Any:
                                                                            height=96)
 
 
+#: Most points one series (one process's line) sends to Vega; longer ones are reduced.
+MAX_SERIES_POINTS = 400
+
+
+def cap_series(rows: list[dict[str, Any]], value: str = "bytes", key: str = "pid",
+               limit: int = MAX_SERIES_POINTS) -> list[dict[str, Any]]:
+    """``rows`` with each ``key`` group cut to about ``limit`` points, peaks and dips kept.
+
+    Rows are sorted by (key, t_s). A longer group is cut into ``limit // 2`` time bins, and
+    each bin keeps its lowest and highest point (in time order), so the line still reaches
+    every maximum and minimum; the first and last points are always kept.
+    """
+    groups: dict[Any, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        groups[r[key]].append(r)
+    out: list[dict[str, Any]] = []
+    for group in groups.values():
+        group.sort(key=lambda r: r["t_s"])
+        if len(group) <= limit:
+            out += group
+            continue
+        bins = max(1, limit // 2 - 1)
+        lo_t, hi_t = group[0]["t_s"], group[-1]["t_s"]
+        width = (hi_t - lo_t) / bins or 1.0
+        chosen: dict[int, tuple[int, int]] = {}
+        for i, r in enumerate(group):
+            b = min(bins - 1, int((r["t_s"] - lo_t) / width))
+            lo, hi = chosen.get(b, (i, i))
+            if r[value] < group[lo][value]:
+                lo = i
+            if r[value] > group[hi][value]:
+                hi = i
+            chosen[b] = (lo, hi)
+        keep = {0, len(group) - 1} | {i for pair in chosen.values() for i in pair}
+        out += [group[i] for i in sorted(keep)]
+    return out
+
+
 def with_peaks(series: list[dict[str, Any]], peaks: list[dict[str, Any]]
                ) -> list[dict[str, Any]]:
     """``series`` with each process's measured peak inserted as a point of its line.
@@ -197,6 +240,7 @@ def memory_timeline(series: list[dict[str, Any]], width: int = 1180,
         return placeholder(title, "not measured: no memory_over_time in the analysis", width)
     pids = {r["pid"] for r in series}
     marks = [dict(p) for p in peaks or [] if p["pid"] in pids]
+    series = cap_series(series)
     if marks:
         series = with_peaks(series, marks)
         for m in marks:
@@ -274,8 +318,10 @@ def variables_by_category(variables: list[dict[str, Any]], width: int = 560,
         total = sum(v["size"] for v in vs)
         names = ", ".join(v["name"] for v in vs[:4]) + (f" +{len(vs) - 4} more" if len(vs) > 4
                                                         else "")
-        rows.append({"category": cat, "bytes": total,
-                     "label": f"{human_bytes(total)} · {len(vs)} vars: " + shorten(names, 60)})
+        head = f"{human_bytes(total)} · {len(vs)} vars: "
+        # texts are cut here, by characters, rather than measured by Vega (a `limit` costs)
+        room = max(8, int(width * 0.55 / 6.2) - len(head))
+        rows.append({"category": cat, "bytes": total, "label": head + shorten(names, room)})
     base = alt.Chart(_data(rows), title=title).encode(
         y=alt.Y("category:N", sort="-x", title=None),
         x=alt.X("bytes:Q", **bytes_axis(max(r["bytes"] for r in rows) * 2.4, "bytes (shallow)")),
@@ -283,8 +329,7 @@ def variables_by_category(variables: list[dict[str, Any]], width: int = 560,
     bars = base.mark_bar(cornerRadiusEnd=3).encode(
         color=alt.Color("category:N", scale=category_color(list(groups)), legend=None),
         tooltip=[alt.Tooltip("category:N"), alt.Tooltip("label:N", title="variables")])
-    text = base.mark_text(align="left", dx=4, fontSize=10, color=INK,
-                          limit=int(width * 0.62)).encode(text="label:N")
+    text = base.mark_text(align="left", dx=4, fontSize=10, color=INK).encode(text="label:N")
     return (bars + text).properties(width=width, height=height)
 
 
@@ -317,7 +362,7 @@ def top_sites(sites: list[dict[str, Any]], width: int = 560, height: int = 220,
         tooltip=[alt.Tooltip("location:N", title="site"), alt.Tooltip("label:N", title="allocated"),
                  alt.Tooltip("trace:N", title="stack")])
     text = base.mark_text(align="left", dx=4, fontSize=10, color=INK).encode(text="label:N")
-    return (bars + text + row_labels(base, "site", 270)).properties(width=width - 210,
+    return (bars + text + row_labels(base, "site")).properties(width=width - 210,
                                                                     height=height)
 
 
@@ -332,10 +377,13 @@ def unique_labels(texts: list[str], limit: int) -> list[str]:
     return out
 
 
-def row_labels(base: alt.Chart, field: str, limit: int) -> alt.Chart:
-    """Row labels left of a bar chart whose y is a rank (so equal texts never share a band)."""
-    return base.mark_text(align="right", baseline="middle", dx=-6, fontSize=10, color=MUTED,
-                          limit=limit).encode(x=alt.value(0), text=f"{field}:N")
+def row_labels(base: alt.Chart, field: str) -> alt.Chart:
+    """Row labels left of a bar chart whose y is a rank (so equal texts never share a band).
+
+    The texts come shortened by character count (no Vega ``limit``: measuring is slow).
+    """
+    return base.mark_text(align="right", baseline="middle", dx=-6, fontSize=10,
+                          color=MUTED).encode(x=alt.value(0), text=f"{field}:N")
 
 
 def summary(lines: list[tuple[str, str]], width: int = 560) -> Any:
@@ -375,7 +423,8 @@ def banner(messages: list[str], width: int) -> Any:
     """A red-bordered box with one line per problem, across the top of a page."""
     height = 14 + 20 * len(messages)
     rows = [{"x": 0, "x2": width, "y": 0, "y2": height, "i": i, "yt": 17 + 20 * i,
-             "m": "⚠ " + shorten(m, 170)} for i, m in enumerate(messages)]
+             "m": "⚠ " + shorten(m, min(170, int((width - 24) / 7)))}
+            for i, m in enumerate(messages)]
     scale_x = alt.Scale(domain=[0, width])
     scale_y = alt.Scale(domain=[0, height], reverse=True)
     base = alt.Chart(_data(rows))
@@ -384,7 +433,7 @@ def banner(messages: list[str], width: int) -> Any:
         x=alt.X("x:Q", scale=scale_x, axis=None), x2="x2:Q",
         y=alt.Y("y:Q", scale=scale_y, axis=None), y2="y2:Q")
     text = base.mark_text(align="left", baseline="middle", color="#991b1b", fontSize=12,
-                          dx=12, limit=width - 24).encode(
+                          dx=12).encode(
         x=alt.X("x:Q", scale=scale_x, axis=None),
         y=alt.Y("yt:Q", scale=scale_y, axis=None), text="m:N")
     return (box + text).properties(width=width, height=height)
@@ -434,7 +483,7 @@ def rates(rows: list[dict[str, Any]], width: int = 1100, height: int = 200
     title = "Allocation and free rates over time"
     if not rows:
         return placeholder(title, "not measured: no rates in the performance analysis", width)
-    rows, unit = _in_unit(rows, "t_s")
+    rows, unit = _in_unit(cap_series(rows, value="value", key="series"), "t_s")
     return alt.Chart(_data(rows), title=title).mark_line(interpolate="step-after").encode(
         x=alt.X("t_s_u:Q", title=f"time since start ({unit})", scale=alt.Scale(nice=False)),
         y=alt.Y("value:Q", title="events per second", axis=alt.Axis(format="~s")),
@@ -460,5 +509,5 @@ def ranked_bars(rows: list[dict[str, Any]], title: str, width: int = 1100,
     bars = base.mark_bar(color=color, cornerRadiusEnd=3).encode(
         tooltip=[alt.Tooltip("full_name:N", title="name"), alt.Tooltip("label:N", title="size")])
     text = base.mark_text(align="left", dx=4, fontSize=10, color=INK).encode(text="label:N")
-    return (bars + text + row_labels(base, "name", 300)).properties(
+    return (bars + text + row_labels(base, "name")).properties(
         width=width, height=max(60, 20 * len(data)))
