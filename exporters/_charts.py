@@ -316,12 +316,11 @@ def variables_by_category(variables: list[dict[str, Any]], width: int = 560,
     for cat, vs in groups.items():
         vs.sort(key=lambda v: -v["size"])
         total = sum(v["size"] for v in vs)
-        names = ", ".join(v["name"] for v in vs[:4]) + (f" +{len(vs) - 4} more" if len(vs) > 4
-                                                        else "")
         head = f"{human_bytes(total)} · {len(vs)} vars: "
         # texts are cut here, by characters, rather than measured by Vega (a `limit` costs)
-        room = max(8, int(width * 0.55 / 6.2) - len(head))
-        rows.append({"category": cat, "bytes": total, "label": head + shorten(names, room)})
+        room = max(12, int(width * 0.56 / 6.0) - len(head))
+        rows.append({"category": cat, "bytes": total,
+                     "label": head + name_list([v["name"] for v in vs], room)})
     base = alt.Chart(_data(rows), title=title).encode(
         y=alt.Y("category:N", sort="-x", title=None),
         x=alt.X("bytes:Q", **bytes_axis(max(r["bytes"] for r in rows) * 2.4, "bytes (shallow)")),
@@ -331,6 +330,22 @@ def variables_by_category(variables: list[dict[str, Any]], width: int = 560,
         tooltip=[alt.Tooltip("category:N"), alt.Tooltip("label:N", title="variables")])
     text = base.mark_text(align="left", dx=4, fontSize=10, color=INK).encode(text="label:N")
     return (bars + text).properties(width=width, height=height)
+
+
+def name_list(names: list[str], room: int) -> str:
+    """As many whole names as fit ``room`` characters, then ``+N more``."""
+    shown: list[str] = []
+    for i, name in enumerate(names):
+        more = f" +{len(names) - i} more"
+        text = ", ".join([*shown, name])
+        tail = f" +{len(names) - i - 1} more" if i < len(names) - 1 else ""
+        if len(text) + len(tail) > room:
+            if not shown:
+                return shorten(name, max(4, room - len(more))) + (
+                    f" +{len(names) - 1} more" if len(names) > 1 else "")
+            return ", ".join(shown) + more
+        shown.append(name)
+    return ", ".join(shown)
 
 
 def top_sites(sites: list[dict[str, Any]], width: int = 560, height: int = 220,
@@ -462,10 +477,16 @@ def lifetimes(variables: list[dict[str, Any]], end_s: float, width: int = 1100,
                      "alive": v["died_s"] is None, "size": human_bytes(v["size"])})
     if len(timed) > limit:
         title += f" — the {limit} largest of {len(timed)} are drawn"
-    rows, unit = _in_unit(rows, "start", "end")
-    chart = alt.Chart(_data(rows), title=title).mark_bar(cornerRadius=2, height=9).encode(
+    # the axis starts at the first creation: interpreter start-up would squeeze the bars
+    first = min(r["start"] for r in rows)
+    rows, unit = _in_unit([dict(r, first=first) for r in rows], "start", "end", "first")
+    scale = alt.Scale(domain=[rows[0]["first_u"], max(r["end_u"] for r in rows)], nice=False,
+                      zero=False)
+    base = alt.Chart(_data(rows), title=title)
+    bars = base.mark_bar(cornerRadius=2, height=9).encode(
         y=alt.Y("label:N", sort=None, title=None, axis=alt.Axis(labelLimit=260)),
-        x=alt.X("start_u:Q", title=f"time since start ({unit})"),
+        x=alt.X("start_u:Q", scale=scale,
+                title=f"time since start ({unit}; the axis starts at the first tracked variable)"),
         x2="end_u:Q",
         color=alt.Color("scope:N", legend=alt.Legend(orient="top", columns=6, labelLimit=160)),
         opacity=alt.condition("datum.alive", alt.value(0.55), alt.value(0.95)),
@@ -474,7 +495,11 @@ def lifetimes(variables: list[dict[str, Any]], end_s: float, width: int = 1100,
                  alt.Tooltip("end_u:Q", format=".3f", title=f"end ({unit})"),
                  alt.Tooltip("alive:N")],
     )
-    return chart.properties(width=width, height=max(60, 13 * len(rows)))
+    # a tick at each creation keeps variables that lived a few microseconds visible
+    ticks = base.mark_tick(thickness=2, size=11).encode(
+        y=alt.Y("label:N", sort=None), x=alt.X("start_u:Q", scale=scale),
+        color=alt.Color("scope:N", legend=None))
+    return (bars + ticks).properties(width=width, height=max(60, 13 * len(rows)))
 
 
 def rates(rows: list[dict[str, Any]], width: int = 1100, height: int = 200

@@ -296,11 +296,15 @@ def run_start(reports: Reports) -> int:
 def scopes(life: Mapping[str, Any], t0: int) -> list[dict[str, Any]]:
     """Scope instances ``[{scope, pid, tid, variable_count, total_size, deep_size, ...}]``."""
     out = []
+    names = {(clean_text(pick(v, "pid")), clean_text(pick(v, "tid"))): clean_text(n)
+             for v in rows_of(pick(life, "lifecycle_events"))
+             if (n := pick(v, "thread_name")) is not None}
     for r in rows_of(pick(pick(life, "scope_analysis"), "scopes")):
         start, end = num(pick(r, "enter_ts_ns")), num(pick(r, "exit_ts_ns"))
+        pid, tid = clean_text(pick(r, "pid")), clean_text(pick(r, "tid"))
         out.append({
-            "scope": clean_text(pick(r, "name")), "pid": clean_text(pick(r, "pid")),
-            "tid": clean_text(pick(r, "tid")),
+            "scope": clean_text(pick(r, "name")), "pid": pid,
+            "tid": names.get((pid, tid), tid),
             "variable_count": num(pick(r, "variable_count")),
             "total_size": num(pick(r, "total_size_bytes")),
             "deep_size": num(pick(r, "total_deep_size_bytes")),

@@ -138,7 +138,7 @@ def _box_labels(labels: list[dict[str, Any]], name: str, size: float, var_names:
     if chars < 5 and len(name) > chars:
         return
     labels.append({"x": x + 4, "y": y + 3, "fs": 11, "fw": "bold", "c": "white",
-                   "text": shorten(name, chars)})
+                   "text": name if len(name) <= chars else name[:chars - 1] + "…"})
     size_text = human_bytes(size)
     if h >= 30 and len(size_text) <= int((w - 8) / 6):
         labels.append({"x": x + 4, "y": y + 17, "fs": 10, "fw": "", "c": "white",

@@ -46,3 +46,21 @@ def test_no_python_frame_is_named_in_the_svg_and_the_dashboard(tmp_path):
     model = json.dumps(DashboardHtml().build(reports))
     assert json.dumps(NO_FRAME)[1:-1] in model
     assert "stack 0" not in model
+
+
+def test_name_list_keeps_whole_names_and_counts_the_rest():
+    from memscope.exporters._charts import name_list
+
+    assert name_list(["a", "b"], 40) == "a, b"
+    assert name_list(["chunk", "chunk", "cache", "users", "names"], 22) == "chunk, chunk +3 more"
+    assert name_list(["x" * 50, "y"], 20).endswith(" +1 more")
+
+
+def test_scope_rows_name_their_thread():
+    from memscope.exporters._extract import scopes
+
+    life = {"lifecycle_events": [{"pid": 1, "tid": 77, "thread_name": "worker-1"}],
+            "scope_analysis": {"scopes": [{"pid": 1, "tid": 77, "name": "work"},
+                                          {"pid": 1, "tid": 78, "name": "other"}]}}
+    rows = scopes(life, 0)
+    assert [r["tid"] for r in rows] == ["worker-1", "78"]
