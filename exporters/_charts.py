@@ -277,7 +277,8 @@ def memory_timeline(series: list[dict[str, Any]], width: int = 1180,
     labels = [alt.Chart(_data([m for m in marks[:3] if m["late"] == late])).mark_text(
         color="#E45756", align="right" if late else "left", dx=-8 if late else 8, dy=-6,
         fontWeight="bold").encode(x="t_s_u:Q", y="bytes:Q", text="label:N")
-        for late in (False, True)]
+        for late in (False, True)
+        if any(m["late"] == late for m in marks[:3])]  # no empty layer (Vega warns)
     return alt.layer(line, point, *labels).properties(width=width, height=height)
 
 
@@ -483,12 +484,13 @@ def lifetimes(variables: list[dict[str, Any]], end_s: float, width: int = 1100,
     scale = alt.Scale(domain=[rows[0]["first_u"], max(r["end_u"] for r in rows)], nice=False,
                       zero=False)
     base = alt.Chart(_data(rows), title=title)
+    legend = alt.Legend(orient="top", columns=6, labelLimit=160)
     bars = base.mark_bar(cornerRadius=2, height=9).encode(
         y=alt.Y("label:N", sort=None, title=None, axis=alt.Axis(labelLimit=260)),
         x=alt.X("start_u:Q", scale=scale,
                 title=f"time since start ({unit}; the axis starts at the first tracked variable)"),
         x2="end_u:Q",
-        color=alt.Color("scope:N", legend=alt.Legend(orient="top", columns=6, labelLimit=160)),
+        color=alt.Color("scope:N", legend=legend),
         opacity=alt.condition("datum.alive", alt.value(0.55), alt.value(0.95)),
         tooltip=[alt.Tooltip("name:N"), alt.Tooltip("type:N"), alt.Tooltip("scope:N"),
                  alt.Tooltip("size:N"), alt.Tooltip("start_u:Q", format=".3f", title=unit),
@@ -498,7 +500,7 @@ def lifetimes(variables: list[dict[str, Any]], end_s: float, width: int = 1100,
     # a tick at each creation keeps variables that lived a few microseconds visible
     ticks = base.mark_tick(thickness=2, size=11).encode(
         y=alt.Y("label:N", sort=None), x=alt.X("start_u:Q", scale=scale),
-        color=alt.Color("scope:N", legend=None))
+        color=alt.Color("scope:N", legend=legend))
     return (bars + ticks).properties(width=width, height=max(60, 13 * len(rows)))
 
 
