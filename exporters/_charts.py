@@ -119,8 +119,14 @@ def metric_text(unit: str, value: Any) -> str:
     return human_count(value)
 
 
-def metric_note(key: str, default: str, stats: dict[str, Any]) -> str:
-    """The small line under a metric: a measured context where there is one."""
+def metric_note(key: str, default: str, stats: dict[str, Any], processes: int = 1) -> str:
+    """The small line under a metric: a measured context where there is one.
+
+    With several ``processes`` the peak is that of their sum, said so (each process's own
+    peak is marked on the memory chart).
+    """
+    if key == "peak_memory" and processes > 1:
+        return f"all {processes} processes together"
     if key == "active_allocations" and stats.get("total_allocations") is not None:
         return f"of {human_count(stats['total_allocations'])} made"
     if key == "peak_memory" and stats.get("total_allocated") is not None:
@@ -133,14 +139,14 @@ def metric_note(key: str, default: str, stats: dict[str, Any]) -> str:
     return default
 
 
-def metric_cards(stats: dict[str, Any], width: int = 1180) -> Any:
+def metric_cards(stats: dict[str, Any], width: int = 1180, processes: int = 1) -> Any:
     """Eight metric cards in one row: label, value (human-readable) and a short note."""
     gap = 10
     card_w = (width - gap * (len(METRICS) - 1)) / len(METRICS)
     rows = []
     for i, (key, label, unit, default_note) in enumerate(METRICS):
         text = metric_text(unit, stats.get(key))
-        note = metric_note(key, default_note, stats)
+        note = metric_note(key, default_note, stats, processes)
         left = i * (card_w + gap)
         rows.append({"key": key, "label": label.upper(), "value": text, "note": note,
                      "x": left, "x2": left + card_w, "xa": left + 5, "xt": left + 14,

@@ -87,7 +87,8 @@ def panel(pid: str, title: str, sources: tuple[str, ...], ctx: dict[str, Any],
 def overview(ctx: dict[str, Any]) -> dict[str, Any]:
     """Headline cards, the processes and every problem."""
     stats = ctx["stats"]
-    metric_cards = [card(label, stats.get(key), unit, _charts.metric_note(key, hint, stats))
+    metric_cards = [card(label, stats.get(key), unit, _charts.metric_note(key, hint, stats,
+                                                                       len(ctx["processes"])))
                     for key, label, unit, hint in _extract.METRICS]
     totals = [
         card("Total allocations", stats.get("total_allocations")),

@@ -131,7 +131,7 @@ class MemoryAnalysisSvg:
             lines = [f"{k}: {m}" for k, m in sorted(view.problems.items())]
             rows.append([_charts.banner(lines, WIDTH)])
         rows += [
-            [_charts.metric_cards(view.stats, WIDTH)],
+            [_charts.metric_cards(view.stats, WIDTH, len(view.processes))],
             [_charts.memory_timeline(view.series, WIDTH - 80, peaks=view.peaks)],
             [_treemap.type_treemap(view.types, WIDTH, 380)],
             [_charts.size_distribution(view.distribution, HALF - 40),

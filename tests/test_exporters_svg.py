@@ -365,3 +365,9 @@ def test_long_series_are_capped_with_their_peaks_and_dips_kept():
     sent = [len(layer["data"]["values"]) for layer in chart["layer"] if "data" in layer]
     sent += [len(v) for v in chart.get("datasets", {}).values()]
     assert 100 < sum(sent) <= _charts.MAX_SERIES_POINTS + 60, sent
+
+
+def test_peak_card_of_several_processes_says_it_is_their_sum():
+    shown = texts(render(MemoryAnalysisSvg(), load_reports(REAL_SAMPLE)))
+    n = len(load(REAL_SAMPLE, "memory_analysis")["processes"])
+    assert n > 1 and f"all {n} processes together" in shown
