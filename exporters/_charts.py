@@ -276,15 +276,17 @@ def memory_timeline(series: list[dict[str, Any]], width: int = 1180,
     marks.sort(key=lambda m: -m["bytes"])
     for m in marks:
         m["late"] = m["t_s_u"] > 0.6 * t_end
+    # a peak near the floor would write over the axis: only the point (and tooltip) is drawn
+    labelled = [m for m in marks[:3] if m["bytes"] >= 0.08 * top_bytes]
     point = alt.Chart(_data(marks)).mark_point(color="#E45756", filled=True, size=60).encode(
         x="t_s_u:Q", y="bytes:Q",
         tooltip=[alt.Tooltip("label:N", title="measured peak"),
                  alt.Tooltip("t_s_u:Q", format=".3f", title=unit)])
-    labels = [alt.Chart(_data([m for m in marks[:3] if m["late"] == late])).mark_text(
+    labels = [alt.Chart(_data([m for m in labelled if m["late"] == late])).mark_text(
         color="#E45756", align="right" if late else "left", dx=-8 if late else 8, dy=-6,
         fontWeight="bold").encode(x="t_s_u:Q", y="bytes:Q", text="label:N")
         for late in (False, True)
-        if any(m["late"] == late for m in marks[:3])]  # no empty layer (Vega warns)
+        if any(m["late"] == late for m in labelled)]  # no empty layer (Vega warns)
     return alt.layer(line, point, *labels).properties(width=width, height=height)
 
 
