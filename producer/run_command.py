@@ -5,6 +5,8 @@
     memscope run [--broker ADDR] [--out DIR] [--mode full|aggregated|sampled] script.py args
     memscope run [options] -m package.module args
 
+Every word after the script path or ``-m MODULE`` is the program's, unchanged (see
+:func:`split_argv`): ``memscope run -m pytest -q -x``.
 Without ``--broker`` an embedded broker writes the log to ``DIR/events/`` (``DIR`` defaults to
 ``MemoryAnalysis/<program>-<YYYYmmdd-HHMMSS>/``). The program runs in a child interpreter whose
 environment names the broker and puts a bootstrap ``sitecustomize`` first on ``PYTHONPATH``
@@ -61,8 +63,9 @@ class RunOptions:
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> RunOptions:
         """Validate the parsed arguments."""
-        program = list(args.program)
-        if program and program[0] == "--":
+        passthrough = getattr(args, "passthrough", None)
+        program = list(args.program if passthrough is None else passthrough)
+        if passthrough is None and program and program[0] == "--":
             program = program[1:]
         if args.module:
             argv: tuple[str, ...] = ("-m", args.module, *program)
@@ -108,6 +111,10 @@ class RunCommand:
         parser.add_argument("program", nargs=argparse.REMAINDER,
                             help="script.py and its arguments (or the module's arguments)")
 
+    def split_argv(self, argv: list[str]) -> tuple[list[str], list[str]]:
+        """Split ``run``'s arguments into memscope's own and the program's; see `split_argv`."""
+        return split_argv(argv)
+
     def run(self, args: argparse.Namespace) -> int:
         """Trace the program, wait for its events, write the reports; its exit code."""
         options = RunOptions.from_args(args)
@@ -115,6 +122,42 @@ class RunCommand:
 
 
 COMMAND = RunCommand()
+
+#: ``run``'s own options that take a value (``-m``'s value is the module, handled apart).
+_VALUE_OPTIONS = ("--broker", "--out", "--mode")
+_FLAG_OPTIONS = ("--native", "--no-report", "--help")
+
+
+def _long_option(token: str) -> str | None:
+    """The option a long ``token`` names, also abbreviated as argparse allows (else None)."""
+    name = token.split("=", 1)[0]
+    matches = [o for o in (*_VALUE_OPTIONS, *_FLAG_OPTIONS) if o.startswith(name)]
+    return name if name in matches else (matches[0] if len(matches) == 1 else None)
+
+
+def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
+    """``(memscope's options, the program's arguments)`` of the words after ``run``.
+
+    The program's part starts at the script path, or right after ``-m MODULE`` (the module's
+    name stays with memscope's options), or after a ``--`` that ends memscope's options.
+    From there every word goes to the program unchanged, even one that looks like an option
+    of ``memscope run`` (``memscope run -m pytest -q -x``, ``memscope run s.py --out x``).
+    """
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word == "--":
+            return argv[:i], argv[i + 1:]
+        if word == "-m":
+            return argv[: i + 2], argv[i + 2:]
+        if word.startswith("-m") and not word.startswith("--"):  # -mMODULE, like python
+            return argv[: i + 1], argv[i + 1:]
+        if word == "-" or not word.startswith("-"):
+            return argv[:i], argv[i:]
+        option = _long_option(word) if word.startswith("--") else None
+        takes_value = option in _VALUE_OPTIONS and "=" not in word
+        i += 2 if takes_value else 1
+    return argv, []
 
 
 def _say(message: str) -> None:

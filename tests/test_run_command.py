@@ -54,6 +54,52 @@ def test_run_module(tmp_path):
     }
 
 
+@pytest.mark.parametrize(
+    ("words", "own", "program"),
+    [
+        (["-m", "pytest", "-q", "-x"], ["-m", "pytest"], ["-q", "-x"]),
+        (["--out", "D", "-m", "mod", "-x"], ["--out", "D", "-m", "mod"], ["-x"]),
+        (["-mmod", "--out", "x"], ["-mmod"], ["--out", "x"]),
+        (["-m", "mod", "--", "-x"], ["-m", "mod"], ["--", "-x"]),
+        (["s.py", "--size", "3", "-v"], [], ["s.py", "--size", "3", "-v"]),
+        (["--mode=full", "--ou", "D", "--native", "s.py", "-m", "x"],
+         ["--mode=full", "--ou", "D", "--native"], ["s.py", "-m", "x"]),
+        (["--out", "D", "--", "s.py", "--", "-v"], ["--out", "D"], ["s.py", "--", "-v"]),
+        (["--bogus", "s.py"], ["--bogus"], ["s.py"]),
+    ],
+)
+def test_split_argv_gives_everything_after_the_program_to_it(words, own, program):
+    from memscope.producer.run_command import split_argv
+
+    assert split_argv(words) == (own, program)
+
+
+def test_module_and_script_options_pass_through_unchanged(tmp_path):
+    # Words after -m MODULE or the script path are the program's, even ones that look like
+    # memscope run's own options; nothing needs a `--`.
+    module = memscope_run(
+        ["--out", tmp_path / "m", "--no-report", "-m", "echo_exit", "4", "-q", "-x", "--out",
+         "y", "--", "-m", "z"],
+        input="in\n", cwd=PROGRAMS,
+    )
+    assert module.returncode == 4, module.stderr
+    assert "argv: ['4', '-q', '-x', '--out', 'y', '--', '-m', 'z']" in module.stdout
+    script = memscope_run(
+        ["--no-report", "--out", tmp_path / "s", PROGRAMS / "echo_exit.py", "5", "--size", "3",
+         "-v", "--no-report"],
+        input="in\n",
+    )
+    assert script.returncode == 5, script.stderr
+    assert "argv: ['5', '--size', '3', '-v', '--no-report']" in script.stdout
+    assert (tmp_path / "m" / "events").is_dir() and (tmp_path / "s" / "events").is_dir()
+
+
+def test_an_unknown_option_before_the_program_is_memscopes_error(tmp_path):
+    done = memscope_run(["--bogus", PROGRAMS / "echo_exit.py", "0"])
+    assert done.returncode == 2
+    assert "unrecognized arguments: --bogus" in done.stderr
+
+
 def test_a_program_killed_by_a_signal_exits_128_plus_n(tmp_path):
     done = memscope_run(
         ["--out", tmp_path / "run", "--no-report", PROGRAMS / "wait_signal.py", "self-kill"]
