@@ -7,11 +7,14 @@
 
 Every word after the script path or ``-m MODULE`` is the program's, unchanged (see
 :func:`split_argv`): ``memscope run -m pytest -q -x``.
-Without ``--broker`` an embedded broker writes the log to ``DIR/events/`` (``DIR`` defaults to
-``MemoryAnalysis/<program>-<YYYYmmdd-HHMMSS>/``). The program runs in a child interpreter whose
-environment names the broker and puts a bootstrap ``sitecustomize`` first on ``PYTHONPATH``
-(:mod:`memscope.producer.bootstrap`), so it, its forked, spawned and forkserver children and
-its Python subprocesses all trace into the same log.
+
+With ``--broker ADDR``, or else with ``MEMSCOPE_BROKER_ADDRESS`` / ``broker_address`` in the
+configuration set (not by an enclosing ``memscope run``), the events go to that running broker
+and no broker is started. Otherwise an embedded broker writes the log to ``DIR/events/``
+(``DIR`` defaults to ``MemoryAnalysis/<program>-<YYYYmmdd-HHMMSS>/``). The program runs in a
+child interpreter whose environment names the broker and puts a bootstrap ``sitecustomize``
+first on ``PYTHONPATH`` (:mod:`memscope.producer.bootstrap`), so it, its forked, spawned and
+forkserver children and its Python subprocesses all trace into the same log.
 
 The program's stdin, stdout and stderr are its own (memscope writes only to stderr);
 SIGINT, SIGTERM and SIGHUP sent to ``memscope run`` are passed on to it (a Ctrl-C typed at the
@@ -44,6 +47,8 @@ from memscope.producer.rundir import default_run_dir, program_label
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 #: ``si_code`` of a signal the kernel sent (a terminal's Ctrl-C goes to the whole group).
 _SI_KERNEL = 0x80
+#: Set beside ``MEMSCOPE_BROKER_ADDRESS`` in the program's environment (same value).
+RUN_BROKER_ENV = "_MEMSCOPE_RUN_BROKER_ADDRESS"
 #: Seconds to wait, after the program ends, for the traced processes' last events.
 SETTLE_TIMEOUT_S = 60.0
 
@@ -79,9 +84,6 @@ class RunOptions:
             argv = tuple(program)
             label = program_label(argv=program)
         out_dir = Path(args.out) if args.out else default_run_dir(label)
-        if not args.broker and (out_dir / "events" / "manifest.json").exists():
-            raise CliError(f"memscope run: {out_dir} already holds a run's log; "
-                           "choose another --out (or remove that directory)")
         return cls(argv, label, out_dir, args.broker, args.mode, bool(args.native),
                    not args.no_report)
 
@@ -95,7 +97,9 @@ class RunCommand:
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         """Declare the options (everything after the script belongs to the script)."""
         parser.add_argument("--broker", metavar="ADDR",
-                            help="send to this broker instead of starting one")
+                            help="send to this broker instead of starting one (default: "
+                                 "MEMSCOPE_BROKER_ADDRESS or the config's broker_address, "
+                                 "else an embedded broker)")
         parser.add_argument("--out", metavar="DIR",
                             help="run directory (default MemoryAnalysis/<program>-<time>/)")
         parser.add_argument("--mode", choices=("full", "aggregated", "sampled"),
@@ -169,19 +173,30 @@ def execute(options: RunOptions) -> int:
     from memscope.broker.client import BrokerClient
     from memscope.config import load_settings
 
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except ValueError as exc:  # a bad MEMSCOPE_* value or config file
+        raise CliError(f"memscope run: {exc}", 2) from None
     if options.mode:
         settings = settings.replace(mode=options.mode)
+    remote, source = (options.broker, "--broker") if options.broker else _configured_broker(
+        settings.broker_address)
     broker = None
     events_dir: Path | None = options.out_dir / "events"
-    if options.broker:
+    if remote:
         from memscope.broker.addresses import control_address
 
-        address, control = options.broker, control_address(options.broker)
-        events_dir = _remote_log(BrokerClient(control, settings))
+        if source != "--broker":
+            _say(f"sending to the broker at {remote} ({source}), not starting one; "
+                 "--broker ADDR overrides it, an empty MEMSCOPE_BROKER_ADDRESS= starts one")
+        address, control = remote, control_address(remote)
+        events_dir = _remote_log(BrokerClient(control, settings), f"{remote} ({source})")
     else:
         from memscope.broker import start_embedded
 
+        if (options.out_dir / "events" / "manifest.json").exists():
+            raise CliError(f"memscope run: {options.out_dir} already holds a run's log; "
+                           "choose another --out (or remove that directory)")
         try:
             broker = start_embedded(events_dir, settings=settings)
         except RuntimeError as exc:
@@ -208,7 +223,7 @@ def execute(options: RunOptions) -> int:
         if broker is not None:
             broker.stop()
     if events_dir is None:
-        _say(f"events sent to the broker at {options.broker}; analyze its log with "
+        _say(f"events sent to the broker at {remote}; analyze its log with "
              "`memscope analyze LOG --out DIR`")
         return code
     if options.report:
@@ -218,11 +233,29 @@ def execute(options: RunOptions) -> int:
     return code
 
 
-def _remote_log(client: Any) -> Path | None:
+def _configured_broker(broker_address: str) -> tuple[str | None, str]:
+    """The broker that configuration names, and where that came from: (address or None, source).
+
+    ``MEMSCOPE_BROKER_ADDRESS`` (or ``broker_address`` in ``$MEMSCOPE_CONFIG``) names a broker
+    for every producer, ``memscope run`` included. One that an enclosing ``memscope run`` put
+    into this environment for its own program (this is a traced process's child) is not a
+    choice of the user: a nested ``memscope run`` then starts its own broker, as before.
+    """
+    if not broker_address:
+        return None, ""
+    from_env = os.environ.get("MEMSCOPE_BROKER_ADDRESS")
+    if from_env is not None and from_env == os.environ.get(RUN_BROKER_ENV):
+        return None, ""
+    if from_env is not None:
+        return broker_address, "MEMSCOPE_BROKER_ADDRESS"
+    return broker_address, f"broker_address in {os.environ.get('MEMSCOPE_CONFIG', 'config')}"
+
+
+def _remote_log(client: Any, broker: str) -> Path | None:
     try:
         log = client.ping().get("log")
     except RuntimeError as exc:
-        raise CliError(f"memscope run --broker: {exc}", 1) from None
+        raise CliError(f"memscope run: the broker at {broker}: {exc}", 1) from None
     finally:
         client.close()
     path = Path(str(log)) if log else None
@@ -233,6 +266,7 @@ def _program_env(address: str, events_dir: Path | None, bootstrap: Path,
                  mode: str | None) -> dict[str, str]:
     env = dict(os.environ)
     env["MEMSCOPE_BROKER_ADDRESS"] = address
+    env[RUN_BROKER_ENV] = address  # tells a nested memscope run that we set it
     if events_dir is not None:
         env["MEMSCOPE_LOG_DIR"] = str(events_dir.resolve())
     else:

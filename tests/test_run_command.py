@@ -1,5 +1,6 @@
 """``memscope run``: the traced program's I/O, exit code and signals pass through unchanged."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -167,15 +168,7 @@ def test_the_sites_own_sitecustomize_still_runs_and_sys_path_is_untouched(tmp_pa
 def test_run_against_a_standalone_broker_in_sampled_mode(tmp_path):
     address = f"ipc://{tmp_path}/b"
     log = tmp_path / "broker-log"
-    broker = subprocess.Popen(
-        [sys.executable, "-m", "memscope", "broker", "--bind", address, "--log", str(log)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=clean_env(),
-    )
-    try:
-        assert broker.stdout is not None
-        deadline = time.monotonic() + 60
-        while "serving" not in broker.stdout.readline():
-            assert time.monotonic() < deadline and broker.poll() is None
+    with standalone_broker(address, log):
         done = memscope_run(
             ["--broker", address, "--mode", "sampled", "--out", tmp_path / "run", "--no-report",
              PROGRAMS / "echo_exit.py", "5"],
@@ -185,9 +178,60 @@ def test_run_against_a_standalone_broker_in_sampled_mode(tmp_path):
         rows = table(log, "processes")
         assert {r["event"] for r in rows} == {"start", "exit"}
         assert {r["mode"] for r in rows} == {"sampled"}
+
+
+@contextlib.contextmanager
+def standalone_broker(address, log):
+    broker = subprocess.Popen(
+        [sys.executable, "-m", "memscope", "broker", "--bind", address, "--log", str(log)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=clean_env(),
+    )
+    try:
+        assert broker.stdout is not None
+        deadline = time.monotonic() + 60
+        while "serving" not in broker.stdout.readline():
+            assert time.monotonic() < deadline and broker.poll() is None
+        yield broker
     finally:
         broker.terminate()
         broker.wait(30)
+
+
+def test_run_honours_memscope_broker_address_unless_an_enclosing_run_set_it(tmp_path):
+    address = f"ipc://{tmp_path}/b"
+    log = tmp_path / "broker-log"
+    program = [PROGRAMS / "echo_exit.py", "6"]
+    with standalone_broker(address, log):
+        done = memscope_run(["--out", tmp_path / "run", "--no-report", *program], input="x\n",
+                            env=clean_env(MEMSCOPE_BROKER_ADDRESS=address))
+        assert done.returncode == 6, done.stderr
+        assert f"sending to the broker at {address} (MEMSCOPE_BROKER_ADDRESS)" in done.stderr
+        assert f"log: {log}" in done.stderr
+        assert not (tmp_path / "run").exists()  # no embedded broker, no run directory
+        rows = table(log, "processes")
+        assert [r["exit_code"] for r in rows if r["event"] == "exit"][-1] == 6
+        # Inside a program that a memscope run traces, the address is that run's own: a
+        # nested memscope run starts its own broker, as with an empty MEMSCOPE_BROKER_ADDRESS.
+        for n, env in enumerate([
+            clean_env(MEMSCOPE_BROKER_ADDRESS=address, _MEMSCOPE_RUN_BROKER_ADDRESS=address),
+            clean_env(MEMSCOPE_BROKER_ADDRESS=""),
+        ]):
+            own = memscope_run(["--out", tmp_path / f"own{n}", "--no-report", *program],
+                               input="x\n", env=env)
+            assert own.returncode == 6, own.stderr
+            assert "sending to the broker" not in own.stderr
+            assert (tmp_path / f"own{n}" / "events" / "manifest.json").exists()
+        assert len(table(log, "processes")) == len(rows)  # nothing more reached that broker
+
+
+def test_run_names_an_unusable_configured_broker(tmp_path):
+    config = tmp_path / "memscope.toml"
+    config.write_text('broker_address = "tcp://127.0.0.1:1"\n')
+    done = memscope_run(["--out", tmp_path / "run", PROGRAMS / "echo_exit.py", "0"],
+                        input="x\n", env=clean_env(MEMSCOPE_CONFIG=str(config)))
+    assert done.returncode == 1
+    assert f"the broker at tcp://127.0.0.1:1 (broker_address in {config})" in done.stderr
+    assert "argv:" not in done.stdout  # the program did not run
 
 
 def test_an_existing_run_directory_is_not_overwritten(tmp_path):
