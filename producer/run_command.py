@@ -31,6 +31,7 @@ import argparse
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -207,11 +208,14 @@ def execute(options: RunOptions) -> int:
         env = _program_env(address, events_dir, bootstrap, options.mode)
         if options.native:  # native mode: the shim is preloaded into the program and children
             env = _native_env(env)
+        launched_ns = time.monotonic_ns()
         pid, returncode, reaped_ns = _run_program(options.argv, env)
         code = 128 - returncode if returncode < 0 else returncode
         client = BrokerClient(control, settings)
         try:
-            missing = _settle(client, SETTLE_TIMEOUT_S, settings.flush_interval_s)
+            # A running broker may also serve other programs: wait only for ours.
+            since = launched_ns if broker is None else None
+            missing = _settle(client, SETTLE_TIMEOUT_S, settings.flush_interval_s, since)
             _record_exit(address, client, pid, returncode, reaped_ns, settings.mode)
         finally:
             client.close()
@@ -330,17 +334,27 @@ def _process_rows(client: Any) -> list[dict[str, Any]]:
 
     summary = client.flush()
     log = summary.get("log") or client.ping().get("log")
-    columns = ["producer", "pid", "event", "ts_ns"]
+    columns = ["producer", "pid", "event", "ts_ns", "host"]
     rows: list[dict[str, Any]] = (
         open_log(log).dataset("processes").to_table(columns=columns).to_pylist()
     )
     return rows
 
 
-def _processes(client: Any) -> dict[str, tuple[int, bool]]:
-    """Each producer -> (pid, has its exit row)."""
+def _processes(client: Any, since_ns: int | None = None) -> dict[str, tuple[int, bool]]:
+    """Each producer -> (pid, has its exit row).
+
+    With ``since_ns``, only the producers of this host that started at or after it (the
+    program and every process started while it ran; monotonic clocks compare on one host).
+    """
+    rows = _process_rows(client)
+    if since_ns is not None:
+        host = socket.gethostname()
+        ours = {r["producer"] for r in rows
+                if r["event"] == "start" and r["host"] == host and r["ts_ns"] >= since_ns}
+        rows = [r for r in rows if r["producer"] in ours]
     out: dict[str, tuple[int, bool]] = {}
-    for row in _process_rows(client):
+    for row in rows:
         _, ended = out.get(row["producer"], (row["pid"], False))
         out[row["producer"]] = (int(row["pid"]), ended or row["event"] == "exit")
     return out
@@ -356,8 +370,12 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _settle(client: Any, timeout: float, interval: float) -> list[str]:
+def _settle(client: Any, timeout: float, interval: float,
+            since_ns: int | None = None) -> list[str]:
     """Wait until every traced process's exit row is in; the producers still missing one.
+
+    With ``since_ns`` only the processes of this host started since then count (see
+    :func:`_processes`).
 
     A process that is gone without an exit row (killed) is given ``grace`` seconds for a
     batch still in flight; one still running is waited for until ``timeout``.
@@ -368,7 +386,8 @@ def _settle(client: Any, timeout: float, interval: float) -> list[str]:
     told = False
     while True:
         now = time.monotonic()
-        pending = {p: pid for p, (pid, ended) in _processes(client).items() if not ended}
+        pending = {p: pid for p, (pid, ended) in _processes(client, since_ns).items()
+                   if not ended}
         for producer, pid in pending.items():
             if not _alive(pid):
                 dead_since.setdefault(producer, now)

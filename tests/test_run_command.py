@@ -201,13 +201,22 @@ def test_run_honours_memscope_broker_address_unless_an_enclosing_run_set_it(tmp_
     address = f"ipc://{tmp_path}/b"
     log = tmp_path / "broker-log"
     program = [PROGRAMS / "echo_exit.py", "6"]
-    with standalone_broker(address, log):
+    with standalone_broker(address, log), subprocess.Popen(
+        [sys.executable, "-c", "import memscope, sys, time\nmemscope.init()\nprint('up', "
+         "flush=True)\nsys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        env=clean_env(MEMSCOPE_BROKER_ADDRESS=address),
+    ) as other:
+        # Another program traced into the same broker, running all along: memscope run waits
+        # for its own program's processes only.
+        assert other.stdout is not None and other.stdout.readline() == "up\n"
         done = memscope_run(["--out", tmp_path / "run", "--no-report", *program], input="x\n",
                             env=clean_env(MEMSCOPE_BROKER_ADDRESS=address))
         assert done.returncode == 6, done.stderr
         assert f"sending to the broker at {address} (MEMSCOPE_BROKER_ADDRESS)" in done.stderr
         assert f"log: {log}" in done.stderr
         assert not (tmp_path / "run").exists()  # no embedded broker, no run directory
+        assert "waiting up to" not in done.stderr and "no final batch" not in done.stderr
         rows = table(log, "processes")
         assert [r["exit_code"] for r in rows if r["event"] == "exit"][-1] == 6
         # Inside a program that a memscope run traces, the address is that run's own: a
@@ -222,6 +231,8 @@ def test_run_honours_memscope_broker_address_unless_an_enclosing_run_set_it(tmp_
             assert "sending to the broker" not in own.stderr
             assert (tmp_path / f"own{n}" / "events" / "manifest.json").exists()
         assert len(table(log, "processes")) == len(rows)  # nothing more reached that broker
+        other.stdin.close()
+        assert other.wait(60) == 0
 
 
 def test_run_names_an_unusable_configured_broker(tmp_path):
