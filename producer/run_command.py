@@ -147,16 +147,18 @@ def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
     name stays with memscope's options), or after a ``--`` that ends memscope's options.
     From there every word goes to the program unchanged, even one that looks like an option
     of ``memscope run`` (``memscope run -m pytest -q -x``, ``memscope run s.py --out x``).
+    One exception keeps the form older docs showed working: a ``--`` right after
+    ``-m MODULE`` (``memscope run -m pytest -- -x``) is dropped; write ``-- --`` to pass one.
     """
     i = 0
     while i < len(argv):
         word = argv[i]
         if word == "--":
             return argv[:i], argv[i + 1:]
-        if word == "-m":
-            return argv[: i + 2], argv[i + 2:]
-        if word.startswith("-m") and not word.startswith("--"):  # -mMODULE, like python
-            return argv[: i + 1], argv[i + 1:]
+        if word == "-m" or (word.startswith("-m") and not word.startswith("--")):
+            end = i + 2 if word == "-m" else i + 1  # -mMODULE, like python
+            rest = argv[end:]
+            return argv[:end], rest[1:] if rest[:1] == ["--"] else rest
         if word == "-" or not word.startswith("-"):
             return argv[:i], argv[i:]
         option = _long_option(word) if word.startswith("--") else None

@@ -61,7 +61,9 @@ def test_run_module(tmp_path):
         (["-m", "pytest", "-q", "-x"], ["-m", "pytest"], ["-q", "-x"]),
         (["--out", "D", "-m", "mod", "-x"], ["--out", "D", "-m", "mod"], ["-x"]),
         (["-mmod", "--out", "x"], ["-mmod"], ["--out", "x"]),
-        (["-m", "mod", "--", "-x"], ["-m", "mod"], ["--", "-x"]),
+        (["-m", "mod", "--", "-x"], ["-m", "mod"], ["-x"]),  # the older documented form
+        (["-mmod", "--", "--", "-x"], ["-mmod"], ["--", "-x"]),
+        (["-m", "mod", "-x", "--", "a"], ["-m", "mod"], ["-x", "--", "a"]),
         (["s.py", "--size", "3", "-v"], [], ["s.py", "--size", "3", "-v"]),
         (["--mode=full", "--ou", "D", "--native", "s.py", "-m", "x"],
          ["--mode=full", "--ou", "D", "--native"], ["s.py", "-m", "x"]),
