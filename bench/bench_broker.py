@@ -5,11 +5,21 @@ batch), then pushes envelopes with consecutive seqs as fast as the broker takes 
 broker runs in its own process (``start_embedded``); its CPU time is read from /proc, so
 "events per broker CPU second" is what one broker core sustains even when the producers
 compete for the same cores. Bytes/event is the size of the memory table's segment files
-divided by the events in them (the synthetic events are deliberately high-entropy: random
-addresses and sizes). For scale, the bench also traces a small Python allocation loop with
-memscope itself (real tracer events) and with memray (its capture file size per allocation).
+divided by the events in them. ``--entropy`` picks the synthetic events (each row says which):
+``real`` (default) resembles a traced program (small timestamp steps, clustered 16-byte
+aligned addresses, small sizes, a few hundred stacks, frees soon after their allocations),
+``high`` is the compression worst case (random addresses, sizes and steps).
+
+The ``in-process`` rows feed the same envelopes to the broker's own message handler and
+commit path in this process (no ZeroMQ, no producers): the best of ``--repeat`` runs of CPU
+time (``time.process_time``) of decoding and writing the log; ``write %`` is the share of the
+memory table's segment writes in it (Arrow IPC serialization and compression).
+
+For scale, the bench also traces a small Python allocation loop with memscope itself (real
+tracer events) and with memray (its capture file size per allocation).
 
     python bench/bench_broker.py [--events-per-producer N] [--compression zstd,lz4,none]
+                                 [--entropy real,high] [--repeat 3] [--quick]
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ from pathlib import Path
 import zmq
 
 from memscope.broker import start_embedded
+from memscope.broker.server import COMMIT_ENVELOPES, COMMIT_EVENTS, Broker
 from memscope.config import Settings
 from memscope.producer.records import encode_cols1
 from memscope.producer.synthetic import memory_chunk
@@ -34,8 +45,9 @@ from memscope.producer.wire import encode_batch
 CHUNK = 65536
 
 
-def _producer(address: str, index: int, batches: int, ready, go) -> None:
-    chunks = [encode_cols1(1, memory_chunk(0, index, i, CHUNK)) for i in range(4)]
+def _producer(address: str, index: int, batches: int, ready, go, entropy: str) -> None:
+    chunks = [encode_cols1(1, memory_chunk(0, index, i, CHUNK, entropy=entropy))
+              for i in range(4)]
     context = zmq.Context()
     push = context.socket(zmq.PUSH)
     push.sndhwm = 16
@@ -54,7 +66,9 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run(producers: int, events_per_producer: int, compression: str) -> dict[str, float]:
+def run(producers: int, events_per_producer: int, compression: str, entropy: str,
+        ) -> dict[str, float]:
+    """One broker process and ``producers`` producer processes over ZeroMQ (ipc)."""
     batches = max(events_per_producer // CHUNK, 1)
     total = producers * batches * CHUNK
     with tempfile.TemporaryDirectory() as tmp:
@@ -62,7 +76,8 @@ def run(producers: int, events_per_producer: int, compression: str) -> dict[str,
         broker = start_embedded(Path(tmp) / "events", settings=settings)
         ctx = multiprocessing.get_context("fork")
         ready, go = ctx.Semaphore(0), ctx.Event()
-        procs = [ctx.Process(target=_producer, args=(broker.address, i, batches, ready, go))
+        procs = [ctx.Process(target=_producer,
+                             args=(broker.address, i, batches, ready, go, entropy))
                  for i in range(producers)]
         for proc in procs:
             proc.start()
@@ -82,6 +97,59 @@ def run(producers: int, events_per_producer: int, compression: str) -> dict[str,
     return {"producers": producers, "events": total, "wall_s": wall, "cpu_s": cpu,
             "events_per_s": total / wall, "events_per_cpu_s": total / cpu,
             "bytes_per_event": disk / total}
+
+
+class _Frame:
+    def __init__(self, data: bytes) -> None:
+        self.buffer = memoryview(data)
+
+
+def run_in_process(batches: int, compression: str, entropy: str, repeat: int,
+                   ) -> dict[str, float]:
+    """The broker's decode and commit path in this process: best CPU time of ``repeat``."""
+    messages = [encode_batch("bench:1:1", 4242, seq,
+                             [encode_cols1(7, memory_chunk(0, 0, seq, CHUNK, entropy=entropy))],
+                             {}) for seq in range(batches)]
+    best = {"cpu_s": float("inf")}
+    for _ in range(repeat):
+        with tempfile.TemporaryDirectory() as tmp:
+            settings = Settings().replace(log_compression=compression)
+            broker = Broker(Path(tmp) / "events", f"ipc://{tmp}/bench.sock", settings)
+            writes = [0.0]
+            _time_memory_writes(broker, writes)
+            cpu0 = time.process_time()
+            for message in messages:
+                broker._on_message([_Frame(message)])
+                group = broker._group
+                if group.events >= COMMIT_EVENTS or len(group.decoded) >= COMMIT_ENVELOPES:
+                    broker.commit()
+            broker.commit()
+            cpu = time.process_time() - cpu0
+            broker.close()
+            disk = sum(f.stat().st_size for f in (Path(tmp) / "events" / "memory").glob("*.arrow"))
+        if cpu < best["cpu_s"]:
+            best = {"cpu_s": cpu, "write_s": writes[0], "bytes": disk}
+    total = batches * CHUNK
+    return {"producers": 0, "events": total, "wall_s": float("nan"), "cpu_s": best["cpu_s"],
+            "events_per_s": float("nan"), "events_per_cpu_s": total / best["cpu_s"],
+            "write_share": best["write_s"] / best["cpu_s"],
+            "bytes_per_event": best["bytes"] / total}
+
+
+def _time_memory_writes(broker: Broker, total: list[float]) -> None:
+    """Add the CPU time of the memory table's segment writes (the codec's work) to total[0]."""
+    append = broker.writer.append
+
+    def timed(table: str, data):  # type: ignore[no-untyped-def]
+        if table != "memory":
+            return append(table, data)
+        start = time.process_time()
+        try:
+            return append(table, data)
+        finally:
+            total[0] += time.process_time() - start
+
+    broker.writer.append = timed  # type: ignore[method-assign]
 
 
 _MEMRAY_WORKLOAD = """
@@ -135,30 +203,51 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events-per-producer", type=int, default=2 * 1024 * 1024)
     parser.add_argument("--compression", default="zstd,lz4,none")
+    parser.add_argument("--entropy", default="real", help="real, high or both: real,high")
+    parser.add_argument("--repeat", type=int, default=3, help="in-process runs (best kept)")
+    parser.add_argument("--quick", action="store_true",
+                        help="small sizes, 1 and 4 producers, no tracing comparison")
     args = parser.parse_args()
-    print(f"broker ingest, {CHUNK} events per batch, {os.cpu_count()} cores on this machine")
-    header = (f"{'compression':<11} {'producers':>9} {'events':>10} {'wall s':>7} "
-              f"{'Mev/s wall':>10} {'Mev/broker-cpu-s':>16} {'bytes/event':>11}")
+    if args.quick:
+        args.events_per_producer = min(args.events_per_producer, 8 * CHUNK)
+    print(f"broker ingest, {CHUNK} events per batch, {os.cpu_count()} cores on this machine "
+          f"(load average {os.getloadavg()[0]:.1f})")
+    header = (f"{'compression':<11} {'entropy':<7} {'producers':>10} {'events':>9} "
+              f"{'wall s':>7} {'Mev/s wall':>10} {'Mev/broker-cpu-s':>16} {'write %':>7} "
+              f"{'bytes/event':>11}")
     print(header)
     print("-" * len(header))
-    for compression in args.compression.split(","):
-        for producers in (1, 4, 8):
-            per = max(args.events_per_producer // producers, CHUNK) if producers > 1 else (
-                args.events_per_producer)
-            r = run(producers, per, compression)
-            print(f"{compression:<11} {producers:>9} {r['events']:>10} {r['wall_s']:>7.2f} "
-                  f"{r['events_per_s'] / 1e6:>10.2f} {r['events_per_cpu_s'] / 1e6:>16.2f} "
-                  f"{r['bytes_per_event']:>11.2f}")
-    memray = memray_bytes_per_event()
-    if memray is not None:
-        print(f"memray capture file of a comparable loop: {memray[0]:.2f} bytes per allocation "
-              f"({memray[1]} allocations; the file also holds their frees and stack records)")
-    traced = traced_bytes_per_event()
-    if traced is not None:
-        print(f"memscope log of the same loop, traced (zstd): {traced[0]:.2f} bytes per event "
-              f"({traced[1]} allocation and free events)")
+    for entropy in args.entropy.split(","):
+        for compression in args.compression.split(","):
+            r = run_in_process(max(args.events_per_producer // CHUNK, 1), compression, entropy,
+                               args.repeat)
+            _row(compression, entropy, "in-process", r)
+            for producers in (1, 4) if args.quick else (1, 4, 8):
+                per = max(args.events_per_producer // producers, CHUNK) if producers > 1 else (
+                    args.events_per_producer)
+                _row(compression, entropy, str(producers), run(producers, per, compression,
+                                                               entropy))
+    if not args.quick:
+        memray = memray_bytes_per_event()
+        if memray is not None:
+            print(f"memray capture file of a comparable loop: {memray[0]:.2f} bytes per "
+                  f"allocation ({memray[1]} allocations; the file also holds their frees and "
+                  "stack records)")
+        traced = traced_bytes_per_event()
+        if traced is not None:
+            print(f"memscope log of the same loop, traced (zstd): {traced[0]:.2f} bytes per "
+                  f"event ({traced[1]} allocation and free events)")
     print("goal: >= 20 M events/s on one broker core, <= 8 bytes/event")
     return 0
+
+
+def _row(compression: str, entropy: str, producers: str, r: dict[str, float]) -> None:
+    share = f"{100 * r['write_share']:.0f}" if "write_share" in r else "-"
+    wall = "-" if r["wall_s"] != r["wall_s"] else f"{r['wall_s']:.2f}"
+    rate = "-" if r["events_per_s"] != r["events_per_s"] else f"{r['events_per_s'] / 1e6:.2f}"
+    print(f"{compression:<11} {entropy:<7} {producers:>10} {r['events']:>9} {wall:>7} "
+          f"{rate:>10} {r['events_per_cpu_s'] / 1e6:>16.2f} {share:>7} "
+          f"{r['bytes_per_event']:>11.2f}", flush=True)
 
 
 if __name__ == "__main__":

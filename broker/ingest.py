@@ -1,9 +1,12 @@
 """Per-producer ingest bookkeeping: which batch sequence numbers landed, and the counters.
 
 A :class:`SeqSet` holds the landed sequence numbers of one producer as sorted disjoint
-ranges (normally a single range ``[0, last]``). ``gaps`` is the number of sequence numbers
-below the highest one seen that have not landed (a replay that fills a hole makes it smaller
-again); ``duplicates`` counts batches dropped because their seq had landed already.
+ranges (normally a single range ``[0, last]``). ``events`` counts memory (allocator) events,
+the same unit as the tracer's ``producer_stats.events``; ``rows`` counts the rows of every
+table the producer's batches carried (memory events plus rare rows). ``gaps`` is the number
+of sequence numbers below the highest one seen that have not landed (a replay that fills a
+hole makes it smaller again); ``duplicates`` counts batches dropped because their seq had
+landed already.
 """
 
 from __future__ import annotations
@@ -89,7 +92,8 @@ class ProducerState:
     pid: int
     seqs: SeqSet = field(default_factory=SeqSet)
     batches: int = 0
-    events: int = 0
+    events: int = 0  # memory events
+    rows: int = 0  # rows of every table (memory events + rare rows)
     duplicates: int = 0
     rejected: int = 0
     changed: bool = True
@@ -101,6 +105,7 @@ class ProducerState:
             "ranges": self.seqs.ranges(),
             "batches": self.batches,
             "events": self.events,
+            "rows": self.rows,
             "duplicates": self.duplicates,
             "rejected": self.rejected,
         }
@@ -114,6 +119,8 @@ class ProducerState:
             seqs=SeqSet(raw.get("ranges", [])),
             batches=int(raw.get("batches", 0)),
             events=int(raw.get("events", 0)),
+            # States saved before "rows" existed counted every row as an event.
+            rows=int(raw.get("rows", raw.get("events", 0))),
             duplicates=int(raw.get("duplicates", 0)),
             rejected=int(raw.get("rejected", 0)),
         )
@@ -125,6 +132,7 @@ class ProducerState:
             "pid": self.pid,
             "batches": self.batches,
             "events": self.events,
+            "rows": self.rows,
             "gaps": self.seqs.gaps(),
             "duplicates": self.duplicates,
             "rejected": self.rejected,
@@ -175,6 +183,7 @@ class Ingest:
                 "pid": [s.pid for s in chosen],
                 "batches": [s.batches for s in chosen],
                 "events": [s.events for s in chosen],
+                "rows": [s.rows for s in chosen],
                 "gaps": [s.seqs.gaps() for s in chosen],
                 "duplicates": [s.duplicates for s in chosen],
                 "rejected": [s.rejected for s in chosen],

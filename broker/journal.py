@@ -1,8 +1,10 @@
 """The broker's commit journal: which batches landed, so a restart neither loses nor repeats.
 
 After the record batches of a group of envelopes are written to their segments, the broker
-appends one journal entry (msgpack map) ``{"b": [[producer, pid, seq, n], ...], "o":
-{segment: end_offset, ...}}`` and only then counts those batches as landed. The manifest's
+appends one journal entry (msgpack map) ``{"b": [[producer, pid, seq, n, events], ...], "o":
+{segment: end_offset, ...}}`` and only then counts those batches as landed (``n``: the
+envelope's rows of every table; ``events``: its memory events, absent in journals written
+before it was added). The manifest's
 state holds a snapshot (every producer's landed ranges, the journal file and its offset at the
 snapshot, the end offsets of open segments). Recovery after a crash = the snapshot plus the
 journal entries after it; segment bytes beyond the last committed offset belong to batches
@@ -31,6 +33,8 @@ class Replayed:
     """What the journal after a snapshot says."""
 
     batches: list[tuple[str, int, int, int]] = field(default_factory=list)
+    #: The memory events of each of ``batches`` (its ``n`` where the journal did not say).
+    events: list[int] = field(default_factory=list)
     offsets: dict[str, int] = field(default_factory=dict)
     torn: bool = False
 
@@ -58,9 +62,16 @@ class Journal:
         """Bytes written to the current file."""
         return self._file.tell()
 
-    def commit(self, batches: list[tuple[str, int, int, int]], offsets: dict[str, int]) -> None:
-        """Record that ``batches`` landed and the segments reached ``offsets``."""
-        entry = {"b": [list(b) for b in batches], "o": offsets}
+    def commit(self, batches: list[tuple[str, int, int, int]], offsets: dict[str, int],
+               events: list[int] | None = None) -> None:
+        """Record that ``batches`` landed and the segments reached ``offsets``.
+
+        ``events`` (one per batch) are their memory events, kept for a restart's counters.
+        """
+        rows = [list(b) for b in batches]
+        if events is not None:
+            rows = [[*b, e] for b, e in zip(rows, events, strict=True)]
+        entry = {"b": rows, "o": offsets}
         self._file.write(msgpack.packb(entry, use_bin_type=True))
         self._file.flush()
 
@@ -102,7 +113,9 @@ def replay(log_dir: Path, name: str, offset: int) -> Replayed:
         for entry in unpacker:
             if not isinstance(entry, dict):
                 break
-            out.batches.extend(_batches(entry.get("b", [])))
+            raw = entry.get("b", [])
+            out.batches.extend(_batches(raw))
+            out.events.extend(int(b[4]) if len(b) > 4 else int(b[3]) for b in raw)
             out.offsets.update({str(k): int(v) for k, v in entry.get("o", {}).items()})
     except (ValueError, msgpack.UnpackException):
         out.torn = True  # the torn tail of a crash: that entry did not commit
@@ -110,7 +123,7 @@ def replay(log_dir: Path, name: str, offset: int) -> Replayed:
 
 
 def _batches(raw: Any) -> list[tuple[str, int, int, int]]:
-    return [(str(p), int(pid), int(seq), int(n)) for p, pid, seq, n in raw]
+    return [(str(b[0]), int(b[1]), int(b[2]), int(b[3])) for b in raw]
 
 
 def journal_number(name: str) -> int:

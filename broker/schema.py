@@ -179,6 +179,8 @@ AGGREGATES = pa.schema(
 )
 
 #: Written by the broker itself: cumulative per-producer ingest counters at ts_ns.
+#: ``events`` counts memory (allocator) events, like ``producer_stats.events``; ``rows``
+#: counts the rows of every table the producer's batches carried (events + rare rows).
 INGEST = pa.schema(
     [
         ("ts_ns", _i64),
@@ -186,6 +188,7 @@ INGEST = pa.schema(
         ("pid", _u32),
         ("batches", _u64),
         ("events", _u64),
+        ("rows", _u64),
         ("gaps", _u64),
         ("duplicates", _u64),
         ("rejected", _u64),

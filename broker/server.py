@@ -135,11 +135,13 @@ class Broker:
             replayed = journal_mod.replay(
                 self.writer.path, str(info["file"]), int(info.get("offset", 0))
             )
-            for producer, pid, seq, n in replayed.batches:
+            for (producer, pid, seq, n), events in zip(replayed.batches, replayed.events,
+                                                       strict=True):
                 st = self.ingest.get(producer, pid)
                 if st.seqs.add(seq):
                     st.batches += 1
-                    st.events += n
+                    st.events += events
+                    st.rows += n
             committed = {str(k): int(v) for k, v in state.get("offsets", {}).items()}
             committed.update(replayed.offsets)
             number = journal_mod.journal_number(str(info["file"])) + 1
@@ -288,14 +290,17 @@ class Broker:
             relative, offset = self.writer.append(table, data)
             offsets[relative] = offset
         landed = []
+        events = []
         for decoded in group.decoded:
             env = decoded.envelope
             landed.append((env.producer, env.pid, env.seq, env.n))
-        self.journal.commit(landed, offsets)
-        for producer, _, _, n in landed:
+            events.append(decoded.memory.rows if decoded.memory is not None else 0)
+        self.journal.commit(landed, offsets, events)
+        for (producer, _, _, n), memory_events in zip(landed, events, strict=True):
             state = self.ingest.producers[producer]
             state.batches += 1
-            state.events += n
+            state.events += memory_events
+            state.rows += n
             state.changed = True
         self.control.landed()
 
@@ -354,7 +359,7 @@ class Broker:
             "ts_ns": time.monotonic_ns(),
             "rows": self.writer.rows_by_table(),
             "producers": sum(1 for p in producers if p.producer != UNIDENTIFIED),
-            "events": sum(p.events for p in producers),
+            "events": sum(p.events for p in producers),  # memory events
             "rejected": sum(p.rejected for p in producers),
         }
 

@@ -87,7 +87,8 @@ def panel(pid: str, title: str, sources: tuple[str, ...], ctx: dict[str, Any],
 def overview(ctx: dict[str, Any]) -> dict[str, Any]:
     """Headline cards, the processes and every problem."""
     stats = ctx["stats"]
-    metric_cards = [card(label, stats.get(key), unit, _charts.metric_note(key, hint, stats))
+    metric_cards = [card(label, stats.get(key), unit, _charts.metric_note(key, hint, stats,
+                                                                       len(ctx["processes"])))
                     for key, label, unit, hint in _extract.METRICS]
     totals = [
         card("Total allocations", stats.get("total_allocations")),
@@ -102,7 +103,8 @@ def overview(ctx: dict[str, Any]) -> dict[str, Any]:
     ]
     items: list[Item] = [cards(metric_cards), cards(totals),
                          chart("overview-memory",
-                               _charts.memory_timeline(ctx["series"], CHART_WIDTH, 170))]
+                               _charts.memory_timeline(ctx["series"], CHART_WIDTH, 170,
+                                                       peaks=ctx["peaks"]))]
     if stats.get("folded_allocations"):
         items.append(note(
             f"Sampling: {_charts.human_count(stats['folded_allocations'])} small allocations "
@@ -135,12 +137,13 @@ def memory_time(ctx: dict[str, Any]) -> dict[str, Any]:
     largest = []
     for r in _extract.rows_of(_extract.pick(ctx["memory"], "largest_live_allocations")):
         ts = _extract.num(r.get("allocation_time_ns"))
-        function, where = _extract.split_location(_extract.clean_text(r.get("location")))
+        function, where = _extract.split_location(_extract.location_of(r))
         largest.append({"size": _extract.num(r.get("size_bytes")),
                         "address": _hex(r.get("address")), "pid": _extract.clean_text(r.get("pid")),
                         "tid": _extract.clean_text(r.get("tid")), "function": function,
                         "where": where, "t_s": None if ts is None else (ts - t0) / 1e9})
-    items = [chart("memory-over-time", _charts.memory_timeline(ctx["series"], CHART_WIDTH, 280)),
+    timeline = _charts.memory_timeline(ctx["series"], CHART_WIDTH, 280, peaks=ctx["peaks"])
+    items = [chart("memory-over-time", timeline),
              table("peak-holders", "What held memory at the peak", [
                  ("function", "function", "text"), ("where", "file:line", "text"),
                  ("pid", "pid", "text"), ("count", "blocks", "count"), ("bytes", "bytes", "bytes"),

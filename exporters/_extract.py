@@ -26,7 +26,8 @@ METRICS: tuple[tuple[str, str, str, str], ...] = (
     ("median_allocation_size", "Median size", "bytes", "per allocation"),
     ("p95_allocation_size", "P95 size", "bytes", "95% of allocations ≤"),
     ("fragmentation", "Fragmentation", "percent", "(peak − active) / peak"),
-    ("allocation_density", "Allocation density", "ratio", "allocations per variable"),
+    ("allocation_density", "Allocation density", "ratio",
+     "allocations per tracked variable"),
 )
 
 _STAT_KEYS = (
@@ -96,6 +97,29 @@ def memory_over_time(mem: Mapping[str, Any], t0: int) -> list[dict[str, Any]]:
             if ts is not None and value is not None:
                 out.append({"pid": pid, "t_s": (ts - t0) / 1e9, "bytes": value})
     out.sort(key=lambda r: (r["pid"], r["t_s"]))
+    return out
+
+
+def process_peaks(mem: Mapping[str, Any], t0: int) -> list[dict[str, Any]]:
+    """Each process's measured peak: ``[{pid, t_s, bytes}]`` (``memory_stats`` of the process).
+
+    These are the exact maxima of live bytes the analyzer found (``peak_memory`` reached at
+    ``peak_ts_ns``), not the highest bucket-end sample of ``memory_over_time``. With no
+    per-process records, the run's own peak stands for its single series.
+    """
+    out = []
+    for p in rows_of(pick(mem, "processes")):
+        s = pick(p, "memory_stats", default={})
+        ts, peak = num(pick(s, "peak_ts_ns")), num(pick(s, "peak_memory"))
+        if ts is not None and peak is not None:
+            out.append({"pid": clean_text(pick(p, "pid")), "t_s": (ts - t0) / 1e9,
+                        "bytes": peak})
+    series = rows_of(pick(mem, "memory_over_time"))
+    whole = pick(mem, "memory_stats", default={})
+    ts, peak = num(pick(whole, "peak_ts_ns")), num(pick(whole, "peak_memory"))
+    if not out and len(series) == 1 and ts is not None and peak is not None:
+        out.append({"pid": clean_text(pick(series[0], "pid", default="all")),
+                    "t_s": (ts - t0) / 1e9, "bytes": peak})
     return out
 
 
@@ -209,12 +233,27 @@ def split_location(location: str) -> tuple[str, str]:
     return (match["function"], match["where"]) if match else (location, "")
 
 
+#: How an allocation made with no Python frame on the stack (stack id 0) is named.
+NO_FRAME = "<no Python frame>"
+
+
+def location_of(row: Any) -> str:
+    """A site's ``location``; stack 0 (no Python frame) and unresolved stacks named as such."""
+    location = clean_text(pick(row, "location"))
+    if location:
+        return location
+    stack_id = pick(row, "stack_id")
+    if stack_id is None or num(stack_id) == 0:
+        return NO_FRAME
+    return f"stack {clean_text(stack_id)} (frames not recorded)"
+
+
 def sites(rows: Any, count_key: str = "allocations",
           bytes_key: str = "bytes_allocated") -> list[dict[str, Any]]:
     """Allocation sites ``[{function, where, location, pid, count, bytes, live_bytes, trace}]``."""
     out = []
     for r in rows_of(rows):
-        location = clean_text(pick(r, "location", default=f"stack {pick(r, 'stack_id')}"))
+        location = location_of(r)
         function, where = split_location(location)
         trace = pick(r, "trace", default=[])
         out.append({
@@ -257,11 +296,15 @@ def run_start(reports: Reports) -> int:
 def scopes(life: Mapping[str, Any], t0: int) -> list[dict[str, Any]]:
     """Scope instances ``[{scope, pid, tid, variable_count, total_size, deep_size, ...}]``."""
     out = []
+    names = {(clean_text(pick(v, "pid")), clean_text(pick(v, "tid"))): clean_text(n)
+             for v in rows_of(pick(life, "lifecycle_events"))
+             if (n := pick(v, "thread_name")) is not None}
     for r in rows_of(pick(pick(life, "scope_analysis"), "scopes")):
         start, end = num(pick(r, "enter_ts_ns")), num(pick(r, "exit_ts_ns"))
+        pid, tid = clean_text(pick(r, "pid")), clean_text(pick(r, "tid"))
         out.append({
-            "scope": clean_text(pick(r, "name")), "pid": clean_text(pick(r, "pid")),
-            "tid": clean_text(pick(r, "tid")),
+            "scope": clean_text(pick(r, "name")), "pid": pid,
+            "tid": names.get((pid, tid), tid),
             "variable_count": num(pick(r, "variable_count")),
             "total_size": num(pick(r, "total_size_bytes")),
             "deep_size": num(pick(r, "total_deep_size_bytes")),

@@ -103,7 +103,7 @@ def type_treemap(types: list[dict[str, Any]], width: int = 1180, height: int = 3
                           "share": human_percent(size / total), "vars": vars_text,
                           "count": count})
             _box_labels(labels, name, size, var_names, (x, y, w, h))
-    data = alt.Data(values=boxes)
+    data = alt.Data(values=tuple(boxes))  # a tuple: not deep-copied on composition
     x_enc = alt.X("x:Q", scale=alt.Scale(domain=[0, width]), axis=None)
     y_enc = alt.Y("y:Q", scale=alt.Scale(domain=[0, height], reverse=True), axis=None)
     color = alt.Color("category:N", scale=category_color([c for c, _ in cats]),
@@ -115,7 +115,7 @@ def type_treemap(types: list[dict[str, Any]], width: int = 1180, height: int = 3
                  alt.Tooltip("size:N"), alt.Tooltip("share:N"),
                  alt.Tooltip("vars:N", title="variables")],
     )
-    text = alt.Chart(alt.Data(values=labels)).mark_text(align="left", baseline="top").encode(
+    text = alt.Chart(alt.Data(values=tuple(labels))).mark_text(align="left", baseline="top").encode(
         x=alt.X("x:Q", scale=alt.Scale(domain=[0, width]), axis=None),
         y=alt.Y("y:Q", scale=alt.Scale(domain=[0, height], reverse=True), axis=None),
         text="text:N", size=alt.Size("fs:Q", scale=None, legend=None),
@@ -138,7 +138,7 @@ def _box_labels(labels: list[dict[str, Any]], name: str, size: float, var_names:
     if chars < 5 and len(name) > chars:
         return
     labels.append({"x": x + 4, "y": y + 3, "fs": 11, "fw": "bold", "c": "white",
-                   "text": shorten(name, chars)})
+                   "text": name if len(name) <= chars else name[:chars - 1] + "…"})
     size_text = human_bytes(size)
     if h >= 30 and len(size_text) <= int((w - 8) / 6):
         labels.append({"x": x + 4, "y": y + 17, "fs": 10, "fw": "", "c": "white",

@@ -27,6 +27,7 @@ class MemoryAnalysisView:
 
     stats: dict[str, Any]
     series: list[dict[str, Any]]
+    peaks: list[dict[str, Any]]
     types: list[dict[str, Any]]
     variables: list[dict[str, Any]]
     distribution: list[dict[str, Any]]
@@ -60,7 +61,10 @@ def _summary_lines(view: MemoryAnalysisView) -> list[tuple[str, str]]:
         top = view.types[0]
         lines.append(("Largest type", f"{top['type_name']} ({human_bytes(top['bytes'])})"))
     if view.processes:
-        lines.append(("Processes", ", ".join(p["pid"] for p in view.processes[:6])))
+        pids = ", ".join(p["pid"] for p in view.processes[:6])
+        more = " …" if len(view.processes) > 6 else ""
+        lines.append(("Processes", f"{len(view.processes)} "
+                      f"(pid{'s' if len(view.processes) > 1 else ''} {pids}{more})"))
     return [(k, _charts.shorten_value(v)) for k, v in lines]
 
 
@@ -79,6 +83,7 @@ class MemoryAnalysisSvg:
         return MemoryAnalysisView(
             stats=_extract.stats(mem),
             series=_extract.memory_over_time(mem, t0),
+            peaks=_extract.process_peaks(mem, t0),
             types=_extract.largest_variables_first(_extract.types(mem), variables),
             variables=variables,
             distribution=_extract.distribution(report(reports, "performance")),
@@ -91,29 +96,59 @@ class MemoryAnalysisSvg:
         )
 
     def chart(self, view: MemoryAnalysisView) -> alt.VConcatChart:
-        """The composed Altair chart."""
-        parts: list[Any] = []
+        """The composed Altair chart (for callers that want an Altair object)."""
+        return alt.vconcat(*[p[0] if len(p) == 1 else alt.hconcat(*p) for p in self._rows(view)],
+                           spacing=34).resolve_scale(color="independent").properties(
+            title=self._title(view)).configure(**_charts.theme_config())
+
+    def spec(self, view: MemoryAnalysisView) -> dict[str, Any]:
+        """The Vega-Lite spec of :meth:`chart`, assembled from each part's own spec.
+
+        Altair's ``&``/``|`` copy every sub-chart again at each level; converting the parts
+        one by one and joining the dicts gives the same picture in about half the time.
+        """
+        datasets: dict[str, Any] = {}
+        rows = []
+        for row in self._rows(view):
+            specs = []
+            for part in row:
+                d = part.to_dict(validate=False)
+                datasets.update(d.pop("datasets", {}))
+                d.pop("$schema", None)
+                d.pop("config", None)
+                specs.append(d)
+            rows.append(specs[0] if len(specs) == 1 else {"hconcat": specs})
+        return {
+            "$schema": alt.SCHEMA_URL, "vconcat": rows, "spacing": 34,
+            "resolve": {"scale": {"color": "independent"}},
+            "title": self._title(view).to_dict(validate=False),
+            "config": _charts.theme_config(), "datasets": datasets,
+        }
+
+    def _rows(self, view: MemoryAnalysisView) -> list[list[Any]]:
+        rows: list[list[Any]] = []
         if view.problems:
             lines = [f"{k}: {m}" for k, m in sorted(view.problems.items())]
-            parts.append(_charts.banner(lines, WIDTH))
-        parts += [
-            _charts.metric_cards(view.stats, WIDTH),
-            _charts.memory_timeline(view.series, WIDTH - 80),
-            _treemap.type_treemap(view.types, WIDTH, 380),
-            _charts.size_distribution(view.distribution, HALF - 40)
-            | _charts.variables_by_category(view.variables, HALF - 40),
-            _charts.top_sites(view.sites, HALF) | _charts.summary(_summary_lines(view), HALF),
+            rows.append([_charts.banner(lines, WIDTH)])
+        rows += [
+            [_charts.metric_cards(view.stats, WIDTH, len(view.processes))],
+            [_charts.memory_timeline(view.series, WIDTH - 80, peaks=view.peaks)],
+            [_treemap.type_treemap(view.types, WIDTH, 380)],
+            [_charts.size_distribution(view.distribution, HALF - 40),
+             _charts.variables_by_category(view.variables, HALF - 40)],
+            [_charts.top_sites(view.sites, HALF), _charts.summary(_summary_lines(view), HALF)],
         ]
+        return rows
+
+    def _title(self, view: MemoryAnalysisView) -> alt.TitleParams:
         subtitle = [f"{len(view.processes)} process(es) · generated {view.generated_at}"
                     if view.generated_at else f"{len(view.processes)} process(es)"]
         for proc in view.processes[:3]:
             subtitle.append(_charts.shorten_value(f"pid {proc['pid']}: {proc['argv']}", 140))
-        return alt.vconcat(*parts, spacing=34).resolve_scale(color="independent").properties(
-            title=alt.TitleParams("memscope · memory analysis", subtitle=subtitle, fontSize=22,
-                                  subtitleFontSize=12, subtitleColor=_charts.MUTED,
-                                  anchor="start", offset=16)
-        ).configure(**_charts.theme_config())
+        return alt.TitleParams("memscope · memory analysis", subtitle=subtitle, fontSize=22,
+                               subtitleFontSize=12, subtitleColor=_charts.MUTED,
+                               anchor="start", offset=16)
 
     def render(self, obj: MemoryAnalysisView, fileobj: BinaryIO) -> None:
-        """Render the chart to SVG."""
-        fileobj.write(render_vegalite_svg(self.chart(obj).to_dict(validate=False)).encode("utf-8"))
+        """Render the chart to SVG (one vl-convert call)."""
+        fileobj.write(render_vegalite_svg(self.spec(obj)).encode("utf-8"))

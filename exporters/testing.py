@@ -119,7 +119,7 @@ def _site(run: _Run, i: int, location: str, pid: int) -> dict[str, Any]:
             "location": location, "trace": [location, "<module> (app/main.py:3)"]}
 
 
-def _stats(run: _Run, active: int, peak: int) -> dict[str, Any]:
+def _stats(run: _Run, active: int, peak: int, peak_ts: int) -> dict[str, Any]:
     sizes = run.sizes
     tracked = len(run.variables)
     return {
@@ -128,7 +128,7 @@ def _stats(run: _Run, active: int, peak: int) -> dict[str, Any]:
         "total_allocated": run.total_allocated, "total_deallocations": run.frees,
         "total_freed": max(0, run.total_allocated - active), "unmatched_frees": 0,
         "unrecorded_frees": 0, "folded_allocations": 0, "folded_bytes": 0,
-        "tracked_variables": tracked, "peak_ts_ns": run.t0 + run.duration // 2,
+        "tracked_variables": tracked, "peak_ts_ns": peak_ts,
         "memory_efficiency": round(100 * active / peak, 2) if peak else None,
         "fragmentation": round(100 * (peak - active) / peak, 2) if peak else None,
         "median_allocation_size": float(sizes[len(sizes) // 2]) if sizes else None,
@@ -171,7 +171,8 @@ def _memory_analysis(run: _Run) -> dict[str, Any]:
     rng = run.rng
     levels = dict.fromkeys(run.pids, 0)
     points: dict[int, list[dict[str, Any]]] = {p: [] for p in run.pids}
-    peak = 0
+    peak = peak_ts = 0
+    own = {p: (0, run.t0) for p in run.pids}  # each process's (peak, when)
     steps = 400
     bucket = run.duration // steps
     for step in range(steps):
@@ -182,9 +183,12 @@ def _memory_analysis(run: _Run) -> dict[str, Any]:
             points[pid].append({"ts_ns": run.t0 + step * bucket, "live_bytes": levels[pid],
                                 "allocations": allocs, "frees": int(allocs * 0.93),
                                 "bytes_allocated": allocs * 180})
-        peak = max(peak, sum(levels.values()))
+            if levels[pid] > own[pid][0]:
+                own[pid] = (levels[pid], run.t0 + step * bucket)
+        if sum(levels.values()) > peak:
+            peak, peak_ts = sum(levels.values()), run.t0 + step * bucket
     active = sum(levels.values())
-    stats = _stats(run, active, peak)
+    stats = _stats(run, active, peak, peak_ts)
     return {
         "metadata": _meta("memory_analysis", run),
         "memory_stats": stats,
@@ -192,7 +196,9 @@ def _memory_analysis(run: _Run) -> dict[str, Any]:
                        "argv": ["app.py", *(run.names[:2] or ["--users", str(i)])],
                        "mode": "full", "start_ts_ns": run.t0,
                        "end_ts_ns": run.t0 + run.duration, "exit_code": 0,
-                       "memory_stats": stats} for i, p in enumerate(run.pids)],
+                       "memory_stats": dict(stats, active_memory=levels[p], peak_memory=own[p][0],
+                                            peak_ts_ns=own[p][1]) if len(run.pids) > 1
+                       else stats} for i, p in enumerate(run.pids)],
         "memory_over_time": [{"pid": p, "bucket_ns": bucket, "points": pts}
                              for p, pts in points.items()],
         "memory_hierarchy": _hierarchy(run),

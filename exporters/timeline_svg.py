@@ -51,6 +51,9 @@ class TimelineView:
     hidden_scopes: list[ScopeView]
     links: list[dict[str, str]]
     end_s: float
+    #: Where the time axis starts: the first tracked-variable or scope event (seconds since
+    #: the run's start), so interpreter start-up does not squeeze the picture.
+    start_s: float
     untimed: int
     problems: dict[str, str]
 
@@ -94,10 +97,15 @@ class LifecycleTimelineSvg:
             if s["start_s"] is not None:
                 spans.setdefault((s["scope"], s["pid"]), []).append((s["start_s"], s["end_s"]))
         for scope in kept:
-            scope.spans = spans.get((scope.name, scope.pid), [])
+            scope.spans = sorted(spans.get((scope.name, scope.pid), []))
+        firsts = [v["created_s"] for v in timed] + [
+            enter for scope in kept for enter, _ in scope.spans]
+        start_s = min(firsts, default=0.0)
+        end_s = max(end_s, start_s + 1e-9)
         probs = _extract.problem_messages(reports)
         return TimelineView(
             scopes=kept, hidden_scopes=hidden, links=_extract.links(life), end_s=end_s,
+            start_s=start_s,
             untimed=len(variables) - len(timed),
             problems={k: v for k, v in probs.items() if k in ("lifetime", "memory_analysis")},
         )
@@ -129,7 +137,19 @@ class _Drawing:
         self.rows: dict[str, float] = {}  # variable key (pid:var_id) -> row centre y
 
     def x(self, t: float) -> float:
-        return self.x0 + (self.x1 - self.x0) * t / self.view.end_s
+        v = self.view
+        return self.x0 + (self.x1 - self.x0) * (max(t, v.start_s) - v.start_s) / (
+            v.end_s - v.start_s)
+
+    def ticks(self) -> list[float]:
+        """Tick times (seconds since the run's start), every step from the axis start."""
+        v = self.view
+        step = _tick_step(v.end_s - v.start_s)
+        out, i = [], 0
+        while v.start_s + i * step <= v.end_s + (v.end_s - v.start_s) * 1e-4:
+            out.append(v.start_s + i * step)
+            i += 1
+        return out
 
     def el(self, tag: str, parent: ET.Element | None = None, text: str | None = None,
            **attrs: Any) -> ET.Element:
@@ -147,8 +167,9 @@ class _Drawing:
         n_vars = sum(len(s.variables) + len(s.hidden) for s in v.scopes + v.hidden_scopes)
         n_scopes = len(v.scopes) + len(v.hidden_scopes)
         self.el("text", x=24, y=60, fill=INK, font_size=13, text=(
-            f"{human_count(n_vars)} tracked variable(s) in {human_count(n_scopes)} scope(s) "
-            f"over {human_duration_ns(v.end_s * 1e9)}."))
+            f"{human_count(n_vars)} tracked variable(s) in {human_count(n_scopes)} scope(s); "
+            f"the first appeared {human_duration_ns(v.start_s * 1e9)} into a run of "
+            f"{human_duration_ns(v.end_s * 1e9)}."))
         self.el("text", x=24, y=78, fill=MUTED, font_size=11.5, text=(
             "Bars run from creation to death (an arrow: still alive when the run ended). "
             "Meters: size relative to the largest variable of the scope. "
@@ -176,19 +197,18 @@ class _Drawing:
         return self.svg
 
     def _axis(self, y: float) -> float:
-        span = self.view.end_s
-        step = _tick_step(span)
-        self.el("text", x=self.x0, y=y + 12, fill=MUTED, font_size=11,
-                text="time since start of run")
+        start = self.view.start_s
+        self.el("text", x=self.x0, y=y + 12, fill=MUTED, font_size=11, text=(
+            "time since the first tracked variable or scope event "
+            f"(the axis starts {human_duration_ns(start * 1e9)} into the run; "
+            "start-up before it is left out)"))
         axis_y = y + 30
         self.el("line", x1=self.x0, x2=self.x1, y1=axis_y, y2=axis_y, stroke=MUTED)
-        t = 0.0
-        while t <= span * 1.0001:
+        for t in self.ticks():
             self.el("line", x1=self.x(t), x2=self.x(t), y1=axis_y - 4, y2=axis_y, stroke=MUTED)
-            self.el("text", x=self.x(t), y=axis_y - 7, text=human_duration_ns(t * 1e9),
+            self.el("text", x=self.x(t), y=axis_y - 7,
+                    text="+" + human_duration_ns((t - start) * 1e9) if t > start else "0",
                     fill=MUTED, font_size=10, text_anchor="middle")
-            t += step
-        self._axis_grid = (step, axis_y)
         return axis_y + 4
 
     def _scope(self, scope: ScopeView, y: float) -> float:
@@ -200,15 +220,11 @@ class _Drawing:
         group = self.el("g", class_="scope")
         self.el("rect", group, x=12, y=y, width=WIDTH - 24, height=height, rx=8,
                 fill="#f8fafc", stroke=LINE)
-        start = min(v["created_s"] for v in every)
-        end = max((v["died_s"] if v["died_s"] is not None else self.view.end_s) for v in every)
         self.el("text", group, x=24, y=y + 20, font_size=13, font_weight="bold", fill=INK,
                 text=shorten(f"scope {scope.name}", 60))
-        entered = f" · entered {len(scope.spans)}×" if scope.spans else ""
         self.el("text", group, x=self.x0, y=y + 18, font_size=11, fill=MUTED, text=(
             f"pid {scope.pid} · {human_count(len(every))} variable(s) · "
-            f"{human_bytes(total)} · variables live {human_duration_ns(start * 1e9)} – "
-            f"{human_duration_ns(end * 1e9)}{entered}"))
+            f"{human_bytes(total)} · {_when(scope, every, self.view.end_s)}"))
         for enter, exit_ in scope.spans[:200]:
             stop = self.view.end_s if exit_ is None else exit_
             band = self.el("rect", group, x=self.x(enter), y=y + 23,
@@ -226,11 +242,8 @@ class _Drawing:
         return y + height
 
     def _grid(self, parent: ET.Element, y1: float, y2: float) -> None:
-        step, _ = self._axis_grid
-        t = 0.0
-        while t <= self.view.end_s * 1.0001:
+        for t in self.ticks():
             self.el("line", parent, x1=self.x(t), x2=self.x(t), y1=y1, y2=y2, stroke="#eef0f3")
-            t += step
 
     def _row(self, parent: ET.Element, var: dict[str, Any], y: float, largest: float) -> None:
         mid = y + ROW_H / 2
@@ -243,8 +256,9 @@ class _Drawing:
                 f"{human_bytes(var['size'])}, {life}")
         self.el("text", g, x=24, y=mid + 4, font_size=11.5, fill=INK, font_weight="bold",
                 text=shorten(var["name"], 20))
-        self.el("text", g, x=178, y=mid + 4, font_size=10, fill=MUTED,
-                text=shorten(var["type_name"], 17))
+        type_text = self.el("text", g, x=178, y=mid + 4, font_size=10, fill=MUTED,
+                            text=clip_end(var["type_name"], 18))
+        self.el("title", type_text, text=var["type_name"])
         size = var["size"] or 0
         frac = size / largest if largest else 0
         meter_x = LABEL_W - 62
@@ -276,10 +290,11 @@ class _Drawing:
                     f"(only the {MAX_ROWS_PER_SCOPE} largest are drawn)"))
         bins = 60
         counts = [0] * bins
+        start, span = self.view.start_s, self.view.end_s - self.view.start_s
         for v in hidden:
             end = self.view.end_s if v["died_s"] is None else v["died_s"]
-            first = int(bins * v["created_s"] / self.view.end_s)
-            last = int(bins * end / self.view.end_s)
+            first = int(bins * (v["created_s"] - start) / span)
+            last = int(bins * (end - start) / span)
             for b in range(max(0, first), min(bins - 1, last) + 1):
                 counts[b] += 1
         peak = max(counts) or 1
@@ -333,6 +348,26 @@ class _Drawing:
             self.el("text", x=x + 16, y=y + 20, font_size=11, fill=INK, text=cat)
             x += 26 + 7 * len(cat)
         return y + 30
+
+
+def clip_end(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters at the end, with an ellipsis (for type names)."""
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _when(scope: ScopeView, every: list[dict[str, Any]], end_s: float) -> str:
+    """When the scope ran (its measured enter/exit), else when its variables lived."""
+    if scope.spans:
+        enter = scope.spans[0][0]
+        exits = [e for _, e in scope.spans]
+        last = "the end" if None in exits else human_duration_ns(
+            max(e for e in exits if e is not None) * 1e9)
+        times = f" (entered {len(scope.spans)}×)" if len(scope.spans) > 1 else ""
+        return f"ran {human_duration_ns(enter * 1e9)} – {last}{times}"
+    start = min(v["created_s"] for v in every)
+    end = max((v["died_s"] if v["died_s"] is not None else end_s) for v in every)
+    return (f"no scope enter/exit recorded; variables live {human_duration_ns(start * 1e9)} – "
+            f"{human_duration_ns(end * 1e9)}")
 
 
 def _color(category: str) -> str:

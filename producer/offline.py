@@ -33,6 +33,13 @@ EXPORT_FILES = {
     "html": "dashboard.html",
 }
 
+#: Export kind -> the analyzers its exporter reads (the dashboard reads all six).
+EXPORT_NEEDS = {
+    "memory_svg": ("memory", "lifecycle", "performance"),
+    "lifecycle_svg": ("memory", "lifecycle", "performance"),
+    "snapshot_json": ("memory", "lifecycle", "performance"),
+}
+
 #: Set by ``memscope run`` in the traced program's environment: its bootstrap directory.
 BOOTSTRAP_ENV = "MEMSCOPE_BOOTSTRAP_DIR"
 
@@ -119,7 +126,7 @@ def _export(log: str, kind: str, out: str) -> Any:
     target = Path(out)
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="memscope-export-") as tmp:
-        run_all(log, Path(tmp))
+        run_all(log, Path(tmp), only=EXPORT_NEEDS.get(kind))
         built = chosen[0].build(load_reports(tmp))
         partial = target.with_name(f".{target.name}.partial")
         with open(partial, "wb") as fh:

@@ -85,7 +85,7 @@ class Publisher:
         self._acked = -1
         self._last_ack_query = 0.0
         self._ack_progress = time.monotonic()
-        self._counters = {"batches": 0, "events": 0, "bytes": 0, "sent": 0, "resent": 0,
+        self._counters = {"batches": 0, "events": 0, "rows": 0, "bytes": 0, "sent": 0, "resent": 0,
                           "drain_errors": 0, "transport_errors": 0}
 
     # -- public API -------------------------------------------------------------------------
@@ -135,7 +135,7 @@ class Publisher:
             self._finish(deadline)
 
     def stats(self) -> dict[str, Any]:
-        """Counters: batches/events/bytes packed, sent, resent, spooled, unacked, seqs."""
+        """Counters (``events``: memory events, ``rows``: all tables' rows) and send state."""
         return {
             **self._counters,
             "spooled": self._backlog.spooled,
@@ -216,13 +216,14 @@ class Publisher:
         for index, group in enumerate(groups):
             payload = encode_batch(self.producer_id, self.pid, self._next_seq, group,
                                    rare if index == 0 else {})
-            events = sum(int(c["n"]) for c in group)
+            events = rows = sum(int(c["n"]) for c in group)
             if index == 0:
-                events += sum(len(next(iter(c.values()))) for c in rare.values())
-            self._backlog.add(self._next_seq, events, payload, to_disk=self._unreachable)
+                rows += sum(len(next(iter(c.values()))) for c in rare.values())
+            self._backlog.add(self._next_seq, rows, payload, to_disk=self._unreachable)
             self._next_seq += 1
             self._counters["batches"] += 1
-            self._counters["events"] += events
+            self._counters["events"] += events  # memory events, as the broker's ingest counts
+            self._counters["rows"] += rows
             self._counters["bytes"] += len(payload)
 
     def _send(self, deadline: float, probe_only: bool) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import re
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -32,6 +34,29 @@ def mutate(value, how):
     return value
 
 
+def assert_parses(filename: str, data: bytes) -> None:
+    """The output is a complete, well-formed file of its kind with real content."""
+    assert data, filename
+    if filename.endswith(".svg"):
+        root = ET.fromstring(data)
+        assert root.tag == "{http://www.w3.org/2000/svg}svg", root.tag
+        shown = ["".join(t.itertext()) for t in root.iter("{http://www.w3.org/2000/svg}text")]
+        assert any("memscope" in t for t in shown), "an SVG without its title"
+    elif filename.endswith(".json"):
+        doc = json.loads(data, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+        assert isinstance(doc, dict) and doc, filename
+    else:
+        text = data.decode("utf-8")
+        assert text.lstrip().lower().startswith("<!doctype html") and "</html>" in text
+        for name in ("memscope-config", "memscope-data"):
+            found = re.search(f'<script type="application/json" id="{name}">(.*?)</script>',
+                              text, re.S)
+            assert found, name
+            assert json.loads(found.group(1)), name
+        model = json.loads(re.search(r'id="memscope-data">(.*?)</script>', text, re.S).group(1))
+        assert model["panels"], "a dashboard with no panels"
+
+
 HOWS = ["lists-to-numbers", "strings-to-numbers", "numbers-to-strings", "numbers-huge"]
 
 
@@ -47,9 +72,7 @@ def test_every_exporter_survives_wrong_shapes(tmp_path, how):
         exp = exporter(module, cls)
         buf = io.BytesIO()
         exp.render(exp.build(reports), buf)
-        assert buf.getvalue(), (how, exp.filename)
-        if exp.filename.endswith(".json"):
-            json.loads(buf.getvalue(), parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+        assert_parses(exp.filename, buf.getvalue())
 
 
 def test_top_level_dicts_replaced_by_lists(tmp_path):
@@ -59,4 +82,6 @@ def test_top_level_dicts_replaced_by_lists(tmp_path):
     reports = load_reports(tmp_path)
     for module, cls in EXPORTERS:
         exp = exporter(module, cls)
-        exp.render(exp.build(reports), io.BytesIO())
+        buf = io.BytesIO()
+        exp.render(exp.build(reports), buf)
+        assert_parses(exp.filename, buf.getvalue())

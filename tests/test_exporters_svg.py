@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from memscope.exporters import load_reports
+from memscope.exporters import _charts, load_reports
 from memscope.exporters._charts import metric_text
 from memscope.exporters._format import human_bytes, human_count, human_duration_ns
 from memscope.exporters.memory_svg import MemoryAnalysisSvg
@@ -193,3 +193,181 @@ def test_sites_of_one_line_are_merged_in_the_chart(tmp_path):
     paths["memory_analysis"].write_text(json.dumps(mem))
     shown = texts(render(MemoryAnalysisSvg(), load_reports(tmp_path)))
     assert f"{human_bytes(6000)} · 15 allocs" in shown
+
+
+def test_peak_marker_is_the_measured_peak_not_the_highest_bucket_end(tmp_path):
+    mem = load(REAL_SAMPLE, "memory_analysis")
+    for name in REAL_SAMPLE.glob("*.json"):
+        (tmp_path / name.name).write_text(name.read_text())
+    proc = mem["processes"][0]
+    peak, peak_ts = proc["memory_stats"]["peak_memory"], proc["memory_stats"]["peak_ts_ns"]
+    series = next(s for s in mem["memory_over_time"] if s["pid"] == proc["pid"])
+    for p in series["points"]:  # bucket ends see at most a third of the peak
+        p["live_bytes"] = min(p["live_bytes"], peak // 3)
+    highest_sample = max(p["live_bytes"] for p in series["points"])
+    (tmp_path / "snapshot_memory_analysis.json").write_text(json.dumps(mem))
+    reports = load_reports(tmp_path)
+    view = MemoryAnalysisSvg().build(reports)
+    chart = _charts.memory_timeline(view.series, 1000, peaks=view.peaks).to_dict(validate=False)
+    marks = [v for layer in chart["layer"][1:] for v in layer["data"]["values"]]
+    mark = next(m for m in marks if m["pid"] == str(proc["pid"]))
+    t0 = min(p["start_ts_ns"] for p in mem["processes"])
+    assert mark["bytes"] == peak
+    assert mark["t_s"] == pytest.approx((peak_ts - t0) / 1e9)
+    # the line passes through the peak too, so marker and line agree
+    line = chart["layer"][0]["data"]["values"]
+    assert max(r["bytes"] for r in line if r["pid"] == str(proc["pid"])) == peak
+    shown = texts(render(MemoryAnalysisSvg(), reports))
+    assert f"peak {human_bytes(peak)} (process {proc['pid']})" in shown
+    assert not any(human_bytes(highest_sample) in t and "peak" in t for t in shown)
+
+
+def test_single_process_peak_label_equals_the_card(tmp_path):
+    paths = write_sample_reports(tmp_path, n_vars=3)
+    mem = json.loads(paths["memory_analysis"].read_text())
+    mem["processes"], mem["memory_over_time"] = mem["processes"][:1], mem["memory_over_time"][:1]
+    mem["memory_stats"] = mem["processes"][0]["memory_stats"]
+    paths["memory_analysis"].write_text(json.dumps(mem))
+    shown = texts(render(MemoryAnalysisSvg(), load_reports(tmp_path)))
+    peak = human_bytes(mem["memory_stats"]["peak_memory"])
+    assert peak in shown and f"peak {peak}" in shown
+
+
+def test_top_sites_with_one_innermost_frame_get_one_band_each(tmp_path):
+    paths = write_sample_reports(tmp_path, n_vars=3)
+    mem = json.loads(paths["memory_analysis"].read_text())
+    base = mem["top_allocation_sites"][0]
+    # same function, different files whose names differ only in the middle
+    places = [f"pkg/{'x' * 30}/{d}/{'y' * 20}/mod.py:7" for d in ("aa", "bb", "cc")]
+    mem["top_allocation_sites"] = [
+        dict(base, stack_id=50 + i, bytes_allocated=9000 - 1000 * i, allocations=3,
+             location=f"append ({where})", trace=[f"append ({where})"])
+        for i, where in enumerate(places)]
+    paths["memory_analysis"].write_text(json.dumps(mem))
+    view = MemoryAnalysisSvg().build(load_reports(tmp_path))
+    spec = _charts.top_sites(view.sites).to_dict(validate=False)
+    bars = spec["layer"][0]
+    assert bars["encoding"]["y"]["field"] == "rank"
+    values = spec["data"]["values"] if "data" in spec else bars["data"]["values"]
+    assert sorted(v["rank"] for v in values) == [0, 1, 2]
+    labels = [v["site"] for v in values]
+    assert len(set(labels)) == 3
+    shown = texts(render(MemoryAnalysisSvg(), load_reports(tmp_path)))
+    for label in labels:
+        assert label in shown
+    # each bar has its own band: the groups holding the three bars sit at different heights
+    svg = render(MemoryAnalysisSvg(), load_reports(tmp_path)).decode()
+    ys = []
+    for i in range(3):
+        bar = svg.index(f"rank: {i}; site:")
+        clip = svg.rfind("<g clip-path=", 0, bar)  # Vega wraps each rounded bar in a group
+        start = svg.rfind('<g transform="translate(', 0, clip)
+        ys.append(svg[start:svg.index(")", start)])
+    assert len(set(ys)) == 3, ys
+
+
+def _late_start_sample(tmp_path: Path) -> Path:
+    """The analyzers' sample, its processes started 10 s before anything was tracked."""
+    for path in REAL_SAMPLE.glob("*.json"):
+        data = json.loads(path.read_text())
+        for proc in data.get("processes", []) if isinstance(data, dict) else []:
+            proc["start_ts_ns"] -= 10_000_000_000
+        (tmp_path / path.name).write_text(json.dumps(data))
+    return tmp_path
+
+
+def test_timeline_axis_starts_at_the_first_tracked_event(tmp_path):
+    svg = render(LifecycleTimelineSvg(), load_reports(_late_start_sample(tmp_path)))
+    root = ET.fromstring(svg)
+    shown = texts(svg)
+    assert any("time since the first tracked variable or scope event" in t for t in shown)
+    life = load(REAL_SAMPLE, "lifetime")
+    first_enter = min(s["enter_ts_ns"] for s in life["scope_analysis"]["scopes"]
+                      if "enter_ts_ns" in s)
+    first_var = min(v["created_ts_ns"] for v in life["lifecycle_events"])
+    first = min(first_enter, first_var)
+    # the bars spread over the plot: the earliest starts at its left edge, none in the last
+    # few pixels only
+    from memscope.exporters.timeline_svg import GUTTER, LABEL_W, RIGHT, WIDTH
+    x0, x1 = LABEL_W + GUTTER, WIDTH - RIGHT
+    bars = [float(r.get("x")) for g in root.iter(f"{SVG}g") if g.get("class") == "variable"
+            for r in g.findall(f"{SVG}rect")[2:3]]
+    assert bars and min(bars) >= x0 - 0.01
+    assert min(bars) < x0 + (x1 - x0) * 0.2
+    name_first = next(v["name"] for v in life["lifecycle_events"]
+                      if v["created_ts_ns"] == first_var)
+    assert name_first in shown
+    assert first <= first_var
+
+
+def test_timeline_scope_header_uses_the_measured_enter_and_exit(tmp_path):
+    svg = render(LifecycleTimelineSvg(), load_reports(REAL_SAMPLE))
+    shown = "\n".join(texts(svg))
+    life = load(REAL_SAMPLE, "lifetime")
+    t0 = min(p["start_ts_ns"] for p in load(REAL_SAMPLE, "memory_analysis")["processes"])
+    scope = next(s for s in life["scope_analysis"]["scopes"] if s["name"] == "load_users")
+    vars_ = [v for v in life["lifecycle_events"] if v["scope"] == "load_users"]
+    # the scope was entered before its first variable and exited before the last died
+    assert scope["enter_ts_ns"] < min(v["created_ts_ns"] for v in vars_)
+    ran = (f"ran {human_duration_ns(scope['enter_ts_ns'] - t0)} – "
+           f"{human_duration_ns(scope['exit_ts_ns'] - t0)}")
+    assert ran in shown
+
+
+def test_timeline_long_type_names_cut_at_the_end_with_the_full_name_kept(tmp_path):
+    for path in REAL_SAMPLE.glob("*.json"):
+        (tmp_path / path.name).write_text(path.read_text())
+    life = load(REAL_SAMPLE, "lifetime")
+    long_type = "dict[str, list[tuple[int, float]]]"
+    life["lifecycle_events"][0]["type_name"] = long_type
+    (tmp_path / "snapshot_lifetime.json").write_text(json.dumps(life))
+    root = ET.fromstring(render(LifecycleTimelineSvg(), load_reports(tmp_path)))
+    cut = [t for t in root.iter(f"{SVG}text") if (t.text or "").endswith("…")
+           and long_type.startswith((t.text or "")[:-1])]
+    assert cut, "type name not cut at the end"
+    assert any("".join(title.itertext()) == long_type for t in cut
+               for title in t.findall(f"{SVG}title"))
+
+
+def test_summary_counts_processes_and_names_their_pids():
+    shown = texts(render(MemoryAnalysisSvg(), load_reports(REAL_SAMPLE)))
+    pids = [p["pid"] for p in load(REAL_SAMPLE, "memory_analysis")["processes"]]
+    assert f"{len(pids)} (pids {', '.join(map(str, pids))})" in shown
+    # one process: "1 (pid N)", never a bare pid that reads like a count
+    from memscope.exporters.memory_svg import _summary_lines
+    view = MemoryAnalysisSvg().build(load_reports(REAL_SAMPLE))
+    view.processes = view.processes[:1]
+    assert ("Processes", f"1 (pid {pids[0]})") in _summary_lines(view)
+
+
+def test_allocation_density_card_explains_itself():
+    svg = render(MemoryAnalysisSvg(), load_reports(REAL_SAMPLE))
+    stats = load(REAL_SAMPLE, "memory_analysis")["memory_stats"]
+    joined = "\n".join(texts(svg))
+    assert stats["tracked_variables"] > 0
+    assert "allocations pertracked variable" in joined  # two lines of one note
+
+
+def test_long_series_are_capped_with_their_peaks_and_dips_kept():
+    rows = [{"pid": "1", "t_s": i / 1000, "bytes": 1000 + (i % 7)} for i in range(20_000)]
+    rows[12_345]["bytes"] = 9_999_999  # one spike between bucket ends
+    rows[777]["bytes"] = 3  # and one dip
+    rows += [{"pid": "2", "t_s": i / 10, "bytes": i} for i in range(50)]
+    capped = _charts.cap_series(rows)
+    one = [r for r in capped if r["pid"] == "1"]
+    assert len(one) <= _charts.MAX_SERIES_POINTS
+    assert max(r["bytes"] for r in one) == 9_999_999
+    assert min(r["bytes"] for r in one) == 3
+    assert one[0]["t_s"] == 0 and one[-1]["t_s"] == rows[19_999]["t_s"]
+    assert [r["t_s"] for r in one] == sorted(r["t_s"] for r in one)
+    assert len([r for r in capped if r["pid"] == "2"]) == 50  # short series untouched
+    chart = _charts.memory_timeline(rows, 800).to_dict(validate=False)
+    sent = [len(layer["data"]["values"]) for layer in chart["layer"] if "data" in layer]
+    sent += [len(v) for v in chart.get("datasets", {}).values()]
+    assert 100 < sum(sent) <= _charts.MAX_SERIES_POINTS + 60, sent
+
+
+def test_peak_card_of_several_processes_says_it_is_their_sum():
+    shown = texts(render(MemoryAnalysisSvg(), load_reports(REAL_SAMPLE)))
+    n = len(load(REAL_SAMPLE, "memory_analysis")["processes"])
+    assert n > 1 and f"all {n} processes together" in shown
