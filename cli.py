@@ -1,7 +1,8 @@
 """The ``memscope`` command line: a registry of verbs, each one command object.
 
 A command module exposes ``COMMAND``, an object with ``name``, ``help``,
-``add_arguments(parser)`` and ``run(args) -> int``. Commands are imported only when chosen,
+``add_arguments(parser)`` and ``run(args) -> int`` (and optionally ``split_argv``, see
+``_split_passthrough``). Commands are imported only when chosen,
 so ``memscope --help`` stays fast and one broken verb cannot take the others down.
 """
 
@@ -74,13 +75,35 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _split_passthrough(
+    verb: str | None, args_list: list[str]
+) -> tuple[list[str], list[str] | None]:
+    """``(words for argparse, words the verb passes on to a program, or None)``.
+
+    A verb whose ``COMMAND`` has ``split_argv(words after the verb) -> (own, passed on)``
+    (``run``) keeps its program's arguments away from argparse; they land in
+    ``args.passthrough`` unchanged.
+    """
+    if verb not in VERBS:
+        return args_list, None
+    split = getattr(_load(verb), "split_argv", None)
+    if split is None:
+        return args_list, None
+    at = args_list.index(verb) + 1
+    own, passthrough = split(args_list[at:])
+    return args_list[:at] + list(own), list(passthrough)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     verb = next((a for a in args_list if not a.startswith("-")), None)
     try:
         parser = build_parser(verb if verb in VERBS else None)
-        args = parser.parse_args(args_list)
+        own, passthrough = _split_passthrough(verb, args_list)
+        args = parser.parse_args(own)
+        if passthrough is not None:
+            args.passthrough = passthrough
         if args.verb is None:
             parser.print_help()
             return 2

@@ -5,11 +5,16 @@
     memscope run [--broker ADDR] [--out DIR] [--mode full|aggregated|sampled] script.py args
     memscope run [options] -m package.module args
 
-Without ``--broker`` an embedded broker writes the log to ``DIR/events/`` (``DIR`` defaults to
-``MemoryAnalysis/<program>-<YYYYmmdd-HHMMSS>/``). The program runs in a child interpreter whose
-environment names the broker and puts a bootstrap ``sitecustomize`` first on ``PYTHONPATH``
-(:mod:`memscope.producer.bootstrap`), so it, its forked, spawned and forkserver children and
-its Python subprocesses all trace into the same log.
+Every word after the script path or ``-m MODULE`` is the program's, unchanged (see
+:func:`split_argv`): ``memscope run -m pytest -q -x``.
+
+With ``--broker ADDR``, or else with ``MEMSCOPE_BROKER_ADDRESS`` / ``broker_address`` in the
+configuration set (not by an enclosing ``memscope run``), the events go to that running broker
+and no broker is started. Otherwise an embedded broker writes the log to ``DIR/events/``
+(``DIR`` defaults to ``MemoryAnalysis/<program>-<YYYYmmdd-HHMMSS>/``). The program runs in a
+child interpreter whose environment names the broker and puts a bootstrap ``sitecustomize``
+first on ``PYTHONPATH`` (:mod:`memscope.producer.bootstrap`), so it, its forked, spawned and
+forkserver children and its Python subprocesses all trace into the same log.
 
 The program's stdin, stdout and stderr are its own (memscope writes only to stderr);
 SIGINT, SIGTERM and SIGHUP sent to ``memscope run`` are passed on to it (a Ctrl-C typed at the
@@ -26,6 +31,7 @@ import argparse
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -42,6 +48,8 @@ from memscope.producer.rundir import default_run_dir, program_label
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 #: ``si_code`` of a signal the kernel sent (a terminal's Ctrl-C goes to the whole group).
 _SI_KERNEL = 0x80
+#: Set beside ``MEMSCOPE_BROKER_ADDRESS`` in the program's environment (same value).
+RUN_BROKER_ENV = "_MEMSCOPE_RUN_BROKER_ADDRESS"
 #: Seconds to wait, after the program ends, for the traced processes' last events.
 SETTLE_TIMEOUT_S = 60.0
 
@@ -61,8 +69,9 @@ class RunOptions:
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> RunOptions:
         """Validate the parsed arguments."""
-        program = list(args.program)
-        if program and program[0] == "--":
+        passthrough = getattr(args, "passthrough", None)
+        program = list(args.program if passthrough is None else passthrough)
+        if passthrough is None and program and program[0] == "--":
             program = program[1:]
         if args.module:
             argv: tuple[str, ...] = ("-m", args.module, *program)
@@ -76,9 +85,6 @@ class RunOptions:
             argv = tuple(program)
             label = program_label(argv=program)
         out_dir = Path(args.out) if args.out else default_run_dir(label)
-        if not args.broker and (out_dir / "events" / "manifest.json").exists():
-            raise CliError(f"memscope run: {out_dir} already holds a run's log; "
-                           "choose another --out (or remove that directory)")
         return cls(argv, label, out_dir, args.broker, args.mode, bool(args.native),
                    not args.no_report)
 
@@ -92,7 +98,9 @@ class RunCommand:
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         """Declare the options (everything after the script belongs to the script)."""
         parser.add_argument("--broker", metavar="ADDR",
-                            help="send to this broker instead of starting one")
+                            help="send to this broker instead of starting one (default: "
+                                 "MEMSCOPE_BROKER_ADDRESS or the config's broker_address, "
+                                 "else an embedded broker)")
         parser.add_argument("--out", metavar="DIR",
                             help="run directory (default MemoryAnalysis/<program>-<time>/)")
         parser.add_argument("--mode", choices=("full", "aggregated", "sampled"),
@@ -108,6 +116,10 @@ class RunCommand:
         parser.add_argument("program", nargs=argparse.REMAINDER,
                             help="script.py and its arguments (or the module's arguments)")
 
+    def split_argv(self, argv: list[str]) -> tuple[list[str], list[str]]:
+        """Split ``run``'s arguments into memscope's own and the program's; see `split_argv`."""
+        return split_argv(argv)
+
     def run(self, args: argparse.Namespace) -> int:
         """Trace the program, wait for its events, write the reports; its exit code."""
         options = RunOptions.from_args(args)
@@ -115,6 +127,44 @@ class RunCommand:
 
 
 COMMAND = RunCommand()
+
+#: ``run``'s own options that take a value (``-m``'s value is the module, handled apart).
+_VALUE_OPTIONS = ("--broker", "--out", "--mode")
+_FLAG_OPTIONS = ("--native", "--no-report", "--help")
+
+
+def _long_option(token: str) -> str | None:
+    """The option a long ``token`` names, also abbreviated as argparse allows (else None)."""
+    name = token.split("=", 1)[0]
+    matches = [o for o in (*_VALUE_OPTIONS, *_FLAG_OPTIONS) if o.startswith(name)]
+    return name if name in matches else (matches[0] if len(matches) == 1 else None)
+
+
+def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
+    """``(memscope's options, the program's arguments)`` of the words after ``run``.
+
+    The program's part starts at the script path, or right after ``-m MODULE`` (the module's
+    name stays with memscope's options), or after a ``--`` that ends memscope's options.
+    From there every word goes to the program unchanged, even one that looks like an option
+    of ``memscope run`` (``memscope run -m pytest -q -x``, ``memscope run s.py --out x``).
+    One exception keeps the form older docs showed working: a ``--`` right after
+    ``-m MODULE`` (``memscope run -m pytest -- -x``) is dropped; write ``-- --`` to pass one.
+    """
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word == "--":
+            return argv[:i], argv[i + 1:]
+        if word == "-m" or (word.startswith("-m") and not word.startswith("--")):
+            end = i + 2 if word == "-m" else i + 1  # -mMODULE, like python
+            rest = argv[end:]
+            return argv[:end], rest[1:] if rest[:1] == ["--"] else rest
+        if word == "-" or not word.startswith("-"):
+            return argv[:i], argv[i:]
+        option = _long_option(word) if word.startswith("--") else None
+        takes_value = option in _VALUE_OPTIONS and "=" not in word
+        i += 2 if takes_value else 1
+    return argv, []
 
 
 def _say(message: str) -> None:
@@ -126,19 +176,30 @@ def execute(options: RunOptions) -> int:
     from memscope.broker.client import BrokerClient
     from memscope.config import load_settings
 
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except ValueError as exc:  # a bad MEMSCOPE_* value or config file
+        raise CliError(f"memscope run: {exc}", 2) from None
     if options.mode:
         settings = settings.replace(mode=options.mode)
+    remote, source = (options.broker, "--broker") if options.broker else _configured_broker(
+        settings.broker_address)
     broker = None
     events_dir: Path | None = options.out_dir / "events"
-    if options.broker:
+    if remote:
         from memscope.broker.addresses import control_address
 
-        address, control = options.broker, control_address(options.broker)
-        events_dir = _remote_log(BrokerClient(control, settings))
+        if source != "--broker":
+            _say(f"sending to the broker at {remote} ({source}), not starting one; "
+                 "--broker ADDR overrides it, an empty MEMSCOPE_BROKER_ADDRESS= starts one")
+        address, control = remote, control_address(remote)
+        events_dir = _remote_log(BrokerClient(control, settings), f"{remote} ({source})")
     else:
         from memscope.broker import start_embedded
 
+        if (options.out_dir / "events" / "manifest.json").exists():
+            raise CliError(f"memscope run: {options.out_dir} already holds a run's log; "
+                           "choose another --out (or remove that directory)")
         try:
             broker = start_embedded(events_dir, settings=settings)
         except RuntimeError as exc:
@@ -149,11 +210,14 @@ def execute(options: RunOptions) -> int:
         env = _program_env(address, events_dir, bootstrap, options.mode)
         if options.native:  # native mode: the shim is preloaded into the program and children
             env = _native_env(env)
+        launched_ns = time.monotonic_ns()
         pid, returncode, reaped_ns = _run_program(options.argv, env)
         code = 128 - returncode if returncode < 0 else returncode
         client = BrokerClient(control, settings)
         try:
-            missing = _settle(client, SETTLE_TIMEOUT_S, settings.flush_interval_s)
+            # A running broker may also serve other programs: wait only for ours.
+            since = launched_ns if broker is None else None
+            missing = _settle(client, SETTLE_TIMEOUT_S, settings.flush_interval_s, since)
             _record_exit(address, client, pid, returncode, reaped_ns, settings.mode)
         finally:
             client.close()
@@ -165,7 +229,7 @@ def execute(options: RunOptions) -> int:
         if broker is not None:
             broker.stop()
     if events_dir is None:
-        _say(f"events sent to the broker at {options.broker}; analyze its log with "
+        _say(f"events sent to the broker at {remote}; analyze its log with "
              "`memscope analyze LOG --out DIR`")
         return code
     if options.report:
@@ -175,11 +239,29 @@ def execute(options: RunOptions) -> int:
     return code
 
 
-def _remote_log(client: Any) -> Path | None:
+def _configured_broker(broker_address: str) -> tuple[str | None, str]:
+    """The broker that configuration names, and where that came from: (address or None, source).
+
+    ``MEMSCOPE_BROKER_ADDRESS`` (or ``broker_address`` in ``$MEMSCOPE_CONFIG``) names a broker
+    for every producer, ``memscope run`` included. One that an enclosing ``memscope run`` put
+    into this environment for its own program (this is a traced process's child) is not a
+    choice of the user: a nested ``memscope run`` then starts its own broker, as before.
+    """
+    if not broker_address:
+        return None, ""
+    from_env = os.environ.get("MEMSCOPE_BROKER_ADDRESS")
+    if from_env is not None and from_env == os.environ.get(RUN_BROKER_ENV):
+        return None, ""
+    if from_env is not None:
+        return broker_address, "MEMSCOPE_BROKER_ADDRESS"
+    return broker_address, f"broker_address in {os.environ.get('MEMSCOPE_CONFIG', 'config')}"
+
+
+def _remote_log(client: Any, broker: str) -> Path | None:
     try:
         log = client.ping().get("log")
     except RuntimeError as exc:
-        raise CliError(f"memscope run --broker: {exc}", 1) from None
+        raise CliError(f"memscope run: the broker at {broker}: {exc}", 1) from None
     finally:
         client.close()
     path = Path(str(log)) if log else None
@@ -190,6 +272,7 @@ def _program_env(address: str, events_dir: Path | None, bootstrap: Path,
                  mode: str | None) -> dict[str, str]:
     env = dict(os.environ)
     env["MEMSCOPE_BROKER_ADDRESS"] = address
+    env[RUN_BROKER_ENV] = address  # tells a nested memscope run that we set it
     if events_dir is not None:
         env["MEMSCOPE_LOG_DIR"] = str(events_dir.resolve())
     else:
@@ -253,17 +336,27 @@ def _process_rows(client: Any) -> list[dict[str, Any]]:
 
     summary = client.flush()
     log = summary.get("log") or client.ping().get("log")
-    columns = ["producer", "pid", "event", "ts_ns"]
+    columns = ["producer", "pid", "event", "ts_ns", "host"]
     rows: list[dict[str, Any]] = (
         open_log(log).dataset("processes").to_table(columns=columns).to_pylist()
     )
     return rows
 
 
-def _processes(client: Any) -> dict[str, tuple[int, bool]]:
-    """Each producer -> (pid, has its exit row)."""
+def _processes(client: Any, since_ns: int | None = None) -> dict[str, tuple[int, bool]]:
+    """Each producer -> (pid, has its exit row).
+
+    With ``since_ns``, only the producers of this host that started at or after it (the
+    program and every process started while it ran; monotonic clocks compare on one host).
+    """
+    rows = _process_rows(client)
+    if since_ns is not None:
+        host = socket.gethostname()
+        ours = {r["producer"] for r in rows
+                if r["event"] == "start" and r["host"] == host and r["ts_ns"] >= since_ns}
+        rows = [r for r in rows if r["producer"] in ours]
     out: dict[str, tuple[int, bool]] = {}
-    for row in _process_rows(client):
+    for row in rows:
         _, ended = out.get(row["producer"], (row["pid"], False))
         out[row["producer"]] = (int(row["pid"]), ended or row["event"] == "exit")
     return out
@@ -279,8 +372,12 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _settle(client: Any, timeout: float, interval: float) -> list[str]:
+def _settle(client: Any, timeout: float, interval: float,
+            since_ns: int | None = None) -> list[str]:
     """Wait until every traced process's exit row is in; the producers still missing one.
+
+    With ``since_ns`` only the processes of this host started since then count (see
+    :func:`_processes`).
 
     A process that is gone without an exit row (killed) is given ``grace`` seconds for a
     batch still in flight; one still running is waited for until ``timeout``.
@@ -291,7 +388,8 @@ def _settle(client: Any, timeout: float, interval: float) -> list[str]:
     told = False
     while True:
         now = time.monotonic()
-        pending = {p: pid for p, (pid, ended) in _processes(client).items() if not ended}
+        pending = {p: pid for p, (pid, ended) in _processes(client, since_ns).items()
+                   if not ended}
         for producer, pid in pending.items():
             if not _alive(pid):
                 dead_since.setdefault(producer, now)

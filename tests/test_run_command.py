@@ -1,5 +1,6 @@
 """``memscope run``: the traced program's I/O, exit code and signals pass through unchanged."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -52,6 +53,54 @@ def test_run_module(tmp_path):
         "start",
         "exit",
     }
+
+
+@pytest.mark.parametrize(
+    ("words", "own", "program"),
+    [
+        (["-m", "pytest", "-q", "-x"], ["-m", "pytest"], ["-q", "-x"]),
+        (["--out", "D", "-m", "mod", "-x"], ["--out", "D", "-m", "mod"], ["-x"]),
+        (["-mmod", "--out", "x"], ["-mmod"], ["--out", "x"]),
+        (["-m", "mod", "--", "-x"], ["-m", "mod"], ["-x"]),  # the older documented form
+        (["-mmod", "--", "--", "-x"], ["-mmod"], ["--", "-x"]),
+        (["-m", "mod", "-x", "--", "a"], ["-m", "mod"], ["-x", "--", "a"]),
+        (["s.py", "--size", "3", "-v"], [], ["s.py", "--size", "3", "-v"]),
+        (["--mode=full", "--ou", "D", "--native", "s.py", "-m", "x"],
+         ["--mode=full", "--ou", "D", "--native"], ["s.py", "-m", "x"]),
+        (["--out", "D", "--", "s.py", "--", "-v"], ["--out", "D"], ["s.py", "--", "-v"]),
+        (["--bogus", "s.py"], ["--bogus"], ["s.py"]),
+    ],
+)
+def test_split_argv_gives_everything_after_the_program_to_it(words, own, program):
+    from memscope.producer.run_command import split_argv
+
+    assert split_argv(words) == (own, program)
+
+
+def test_module_and_script_options_pass_through_unchanged(tmp_path):
+    # Words after -m MODULE or the script path are the program's, even ones that look like
+    # memscope run's own options; nothing needs a `--`.
+    module = memscope_run(
+        ["--out", tmp_path / "m", "--no-report", "-m", "echo_exit", "4", "-q", "-x", "--out",
+         "y", "--", "-m", "z"],
+        input="in\n", cwd=PROGRAMS,
+    )
+    assert module.returncode == 4, module.stderr
+    assert "argv: ['4', '-q', '-x', '--out', 'y', '--', '-m', 'z']" in module.stdout
+    script = memscope_run(
+        ["--no-report", "--out", tmp_path / "s", PROGRAMS / "echo_exit.py", "5", "--size", "3",
+         "-v", "--no-report"],
+        input="in\n",
+    )
+    assert script.returncode == 5, script.stderr
+    assert "argv: ['5', '--size', '3', '-v', '--no-report']" in script.stdout
+    assert (tmp_path / "m" / "events").is_dir() and (tmp_path / "s" / "events").is_dir()
+
+
+def test_an_unknown_option_before_the_program_is_memscopes_error(tmp_path):
+    done = memscope_run(["--bogus", PROGRAMS / "echo_exit.py", "0"])
+    assert done.returncode == 2
+    assert "unrecognized arguments: --bogus" in done.stderr
 
 
 def test_a_program_killed_by_a_signal_exits_128_plus_n(tmp_path):
@@ -121,15 +170,7 @@ def test_the_sites_own_sitecustomize_still_runs_and_sys_path_is_untouched(tmp_pa
 def test_run_against_a_standalone_broker_in_sampled_mode(tmp_path):
     address = f"ipc://{tmp_path}/b"
     log = tmp_path / "broker-log"
-    broker = subprocess.Popen(
-        [sys.executable, "-m", "memscope", "broker", "--bind", address, "--log", str(log)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=clean_env(),
-    )
-    try:
-        assert broker.stdout is not None
-        deadline = time.monotonic() + 60
-        while "serving" not in broker.stdout.readline():
-            assert time.monotonic() < deadline and broker.poll() is None
+    with standalone_broker(address, log):
         done = memscope_run(
             ["--broker", address, "--mode", "sampled", "--out", tmp_path / "run", "--no-report",
              PROGRAMS / "echo_exit.py", "5"],
@@ -139,9 +180,71 @@ def test_run_against_a_standalone_broker_in_sampled_mode(tmp_path):
         rows = table(log, "processes")
         assert {r["event"] for r in rows} == {"start", "exit"}
         assert {r["mode"] for r in rows} == {"sampled"}
+
+
+@contextlib.contextmanager
+def standalone_broker(address, log):
+    broker = subprocess.Popen(
+        [sys.executable, "-m", "memscope", "broker", "--bind", address, "--log", str(log)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=clean_env(),
+    )
+    try:
+        assert broker.stdout is not None
+        deadline = time.monotonic() + 60
+        while "serving" not in broker.stdout.readline():
+            assert time.monotonic() < deadline and broker.poll() is None
+        yield broker
     finally:
         broker.terminate()
         broker.wait(30)
+
+
+def test_run_honours_memscope_broker_address_unless_an_enclosing_run_set_it(tmp_path):
+    address = f"ipc://{tmp_path}/b"
+    log = tmp_path / "broker-log"
+    program = [PROGRAMS / "echo_exit.py", "6"]
+    with standalone_broker(address, log), subprocess.Popen(
+        [sys.executable, "-c", "import memscope, sys, time\nmemscope.init()\nprint('up', "
+         "flush=True)\nsys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        env=clean_env(MEMSCOPE_BROKER_ADDRESS=address),
+    ) as other:
+        # Another program traced into the same broker, running all along: memscope run waits
+        # for its own program's processes only.
+        assert other.stdout is not None and other.stdout.readline() == "up\n"
+        done = memscope_run(["--out", tmp_path / "run", "--no-report", *program], input="x\n",
+                            env=clean_env(MEMSCOPE_BROKER_ADDRESS=address))
+        assert done.returncode == 6, done.stderr
+        assert f"sending to the broker at {address} (MEMSCOPE_BROKER_ADDRESS)" in done.stderr
+        assert f"log: {log}" in done.stderr
+        assert not (tmp_path / "run").exists()  # no embedded broker, no run directory
+        assert "waiting up to" not in done.stderr and "no final batch" not in done.stderr
+        rows = table(log, "processes")
+        assert [r["exit_code"] for r in rows if r["event"] == "exit"][-1] == 6
+        # Inside a program that a memscope run traces, the address is that run's own: a
+        # nested memscope run starts its own broker, as with an empty MEMSCOPE_BROKER_ADDRESS.
+        for n, env in enumerate([
+            clean_env(MEMSCOPE_BROKER_ADDRESS=address, _MEMSCOPE_RUN_BROKER_ADDRESS=address),
+            clean_env(MEMSCOPE_BROKER_ADDRESS=""),
+        ]):
+            own = memscope_run(["--out", tmp_path / f"own{n}", "--no-report", *program],
+                               input="x\n", env=env)
+            assert own.returncode == 6, own.stderr
+            assert "sending to the broker" not in own.stderr
+            assert (tmp_path / f"own{n}" / "events" / "manifest.json").exists()
+        assert len(table(log, "processes")) == len(rows)  # nothing more reached that broker
+        other.stdin.close()
+        assert other.wait(60) == 0
+
+
+def test_run_names_an_unusable_configured_broker(tmp_path):
+    config = tmp_path / "memscope.toml"
+    config.write_text('broker_address = "tcp://127.0.0.1:1"\n')
+    done = memscope_run(["--out", tmp_path / "run", PROGRAMS / "echo_exit.py", "0"],
+                        input="x\n", env=clean_env(MEMSCOPE_CONFIG=str(config)))
+    assert done.returncode == 1
+    assert f"the broker at tcp://127.0.0.1:1 (broker_address in {config})" in done.stderr
+    assert "argv:" not in done.stdout  # the program did not run
 
 
 def test_an_existing_run_directory_is_not_overwritten(tmp_path):
