@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 
 from memscope.cli import CliError
 from memscope.config import load_settings
@@ -23,6 +24,11 @@ class BrokerCommand:
         parser.add_argument("--control", help="control address (default: beside --bind)")
         parser.add_argument("--feed", help="live feed address (default: beside --bind)")
         parser.add_argument("--quiet", action="store_true", help="log warnings only")
+        parser.add_argument(
+            "--exit-with-parent", action="store_true",
+            help="flush and stop once the process that started this broker is gone "
+            "and no batch has arrived for a few seconds (used by embedded brokers)",
+        )
 
     def run(self, args: argparse.Namespace) -> int:
         """Serve; return 0 after a clean stop."""
@@ -36,6 +42,8 @@ class BrokerCommand:
         except (BrokerConfigError, ValueError) as exc:
             raise CliError(str(exc)) from None
         broker.install_signal_handlers()
+        if args.exit_with_parent:
+            broker.stop_when_orphaned(os.getppid())
         print(f"memscope broker: data {broker.bind} control {broker.control_address} "
               f"feed {broker.feed_address} log {broker.writer.path}", flush=True)
         broker.run()

@@ -102,7 +102,8 @@ def start_embedded(log_dir: str | os.PathLike[str], bind: str | None = None,
     output = open(log_path / "_broker" / "broker.log", "ab")
     try:
         process = subprocess.Popen(
-            [sys.executable, "-m", "memscope", "broker", "--bind", bind, "--log", str(log_path)],
+            [sys.executable, "-m", "memscope", "broker", "--bind", bind, "--log", str(log_path),
+             "--exit-with-parent"],
             stdin=subprocess.DEVNULL, stdout=output, stderr=output, env=_child_env(settings),
             start_new_session=True,
         )

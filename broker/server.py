@@ -12,6 +12,7 @@ old segments, publishes ``{"topic": "log", ...}`` on the feed and, every few sec
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import time
 import uuid
@@ -43,6 +44,8 @@ COMMIT_ENVELOPES = 256
 MAX_MESSAGE_BYTES = 1 << 30
 TAKE_SECONDS = 0.1
 INGEST_INTERVAL_S = 5.0
+#: An orphaned embedded broker closes after this long without a batch (see stop_when_orphaned).
+ORPHAN_IDLE_S = 5.0
 
 
 class BrokerConfigError(Exception):
@@ -114,6 +117,8 @@ class Broker:
         self._stop = False
         self._closed = False
         self._last_flush = time.monotonic()
+        self._last_message = self._last_flush
+        self._owner_pid: int | None = None
         self._last_ingest = self._last_flush
         self.context = zmq.Context()
         self._auth: ThreadAuthenticator | None = None
@@ -187,6 +192,21 @@ class Broker:
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
 
+    def stop_when_orphaned(self, owner_pid: int) -> None:
+        """Stop (flushing everything) once ``owner_pid`` is no longer this broker's parent.
+
+        For a broker started by one process (``memscope.init()``, ``memscope run``): if that
+        process dies without stopping it, the broker must not run on forever. It waits until no
+        batch has arrived for :data:`ORPHAN_IDLE_S`, so forked children of the owner that are
+        still sending are not cut off.
+        """
+        self._owner_pid = owner_pid
+
+    def _orphaned_and_idle(self, now: float) -> bool:
+        if self._owner_pid is None or os.getppid() == self._owner_pid:
+            return False
+        return now - self._last_message >= ORPHAN_IDLE_S
+
     def run(self) -> None:
         """Serve until :meth:`request_stop`; then flush and close everything."""
         poller = zmq.Poller()
@@ -222,6 +242,7 @@ class Broker:
                 frames = self.pull.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 break
+            self._last_message = time.monotonic()
             self._on_message(frames)
             if self._group.events >= COMMIT_EVENTS or len(self._group.decoded) >= COMMIT_ENVELOPES:
                 self.commit()
@@ -309,6 +330,9 @@ class Broker:
     def _timers(self) -> None:
         now = time.monotonic()
         self.control.expire(now)
+        if self._orphaned_and_idle(now):
+            log.warning("the process that started this broker is gone; closing the log")
+            self._stop = True
         if now - self._last_flush >= self.settings.log_flush_interval_s:
             self.flush(ingest_rows=False)
 
