@@ -52,7 +52,7 @@ from memscope.analyzers._common import (
     stack_info,
     write_report,
 )
-from memscope.producer.wire import DOMAIN_NAMES, KIND_FREE, KIND_NAMES
+from memscope.producer.wire import DOMAIN_NAMES, DOMAIN_NATIVE, KIND_FREE, KIND_NAMES
 
 KIND = "security"
 FILE_KIND = "security_violations"
@@ -101,15 +101,25 @@ _REPEATED_ENDS = f"""SELECT pid, tid, seq, ts_ns, address, kind, domain, stack_i
     FROM _notable_ends WHERE repeated_end AND {_NOT_SAMPLED}"""
 
 
+#: A repeated native free is proven when native mode's shim, which knows every live heap
+#: block of the process, blocked a double free of that address (an ``ffi`` finding row).
+_BLOCKED_BY_SHIM = f"""(f.domain = {DOMAIN_NATIVE} AND (f.pid, f.address) IN (
+    SELECT pid, CAST(('0x' || lower(ltrim(json_extract_string(details, '$.address'), '0x')))
+                     AS UBIGINT)
+    FROM ffi WHERE event = 'native.double_free'))"""
+
+
 def double_frees(con: duckdb.DuckDBPyConnection) -> tuple[int, list[dict[str, Any]], int]:
     """Provable second frees of an already freed block.
 
     Returns (count, findings, unprovable patterns): a repeated free counts as a double free
-    only when it has a Python stack and runs on the thread that allocated the block; the
-    other repeated frees (which an untraced allocation in between would explain) are only
-    counted.
+    only when it has a Python stack and runs on the thread that allocated the block, or when
+    native mode's shim blocked it (it knows every live heap block); the other repeated frees
+    (which an untraced allocation in between would explain) are only counted.
     """
-    found = _with_allocation(con, _REPEATED_ENDS, "f.stack_id <> 0 AND a.tid = f.tid")
+    found = _with_allocation(
+        con, _REPEATED_ENDS, f"(f.stack_id <> 0 AND a.tid = f.tid) OR {_BLOCKED_BY_SHIM}"
+    )
     patterns = int(con.execute(f"SELECT count(*) FROM ({_REPEATED_ENDS})").fetchall()[0][0])
     out = []
     for r in found[:MAX_FINDINGS_PER_KIND]:
