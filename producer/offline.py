@@ -145,9 +145,6 @@ def main(argv: list[str] | None = None) -> int:
     func, _ = _OPS[args[0]]
     try:
         result = func(*args[1:])
-    except ModuleNotFoundError as exc:
-        print(f"{exc.name} is not part of this build yet", file=sys.stderr)
-        return 3
     except (OSError, ValueError, RuntimeError) as exc:
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from memscope.config import Settings
-from memscope.producer import callsite, scopes
+from memscope.producer import callsite, capture, scopes
+from memscope.producer.publisher import Publisher
 from memscope.producer.rows import Columnar, RowBuffer, merge
 from memscope.producer.signals import blocked, shield_current_thread
 from memscope.producer.threadwatch import ThreadWatcher
@@ -50,33 +51,6 @@ class BrokerLink:
     address: str
     control_address: str
     log_dir: str
-
-
-def _missing(what: str, module: str) -> RuntimeError:
-    return RuntimeError(
-        f"memscope: {what} ({module}) is not part of this build yet; "
-        "install a memscope that includes it, or set MEMSCOPE_DISABLE=1 to run untraced"
-    )
-
-
-def _capture_module() -> Any:
-    try:
-        from memscope.producer import capture
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("memscope"):
-            raise _missing("the allocation capture", "memscope.producer.capture") from None
-        raise
-    return capture
-
-
-def _publisher_class() -> Any:
-    try:
-        from memscope.producer.publisher import Publisher
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("memscope"):
-            raise _missing("the batch publisher", "memscope.producer.publisher") from None
-        raise
-    return Publisher
 
 
 _watching: Session | None = None
@@ -131,7 +105,7 @@ class Session:
         self.rows = RowBuffer()
         self.registry = Registry()
         self.threads = ThreadWatcher()
-        self.capture = _capture_module()
+        self.capture = capture
         self.publisher: Any = None
         self.started_ns = 0
         self.stopped = False
@@ -140,7 +114,6 @@ class Session:
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
         """Start capturing and publishing."""
-        publisher_class = _publisher_class()
         _import_before_tracing()
         self.started_ns = time.monotonic_ns()
         self._announce()
@@ -152,7 +125,7 @@ class Session:
             self.capture.resume(token)
             raise
         try:
-            self.publisher = publisher_class(
+            self.publisher = Publisher(
                 self.link.address,
                 self.identity.producer_id,
                 self.identity.pid,

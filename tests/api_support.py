@@ -1,25 +1,11 @@
 """Helpers of the API and run-command tests: run traced programs, read their logs."""
 
-import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 PROGRAMS = Path(__file__).parent / "programs"
-
-_PARTS = {
-    "memscope.producer.capture": "the tracer",
-    "memscope.producer.publisher": "the publisher",
-    "memscope.broker.embedded": "the broker",
-}
-_missing = [what for name, what in _PARTS.items() if importlib.util.find_spec(name) is None]
-#: Integration tests need the tracer, the publisher and the broker in the installed build.
-needs_pipeline = pytest.mark.skipif(
-    bool(_missing), reason=f"not in this build yet: {', '.join(_missing)}"
-)
 
 
 def clean_env(**extra):

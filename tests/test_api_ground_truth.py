@@ -4,9 +4,9 @@ import json
 from collections import Counter
 
 import pytest
-from api_support import PROGRAMS, clean_env, needs_pipeline, python, table
+from api_support import PROGRAMS, clean_env, python, table
 
-pytestmark = [needs_pipeline, pytest.mark.timeout(180)]
+pytestmark = pytest.mark.timeout(180)
 
 
 def _json(done):

@@ -9,9 +9,9 @@ from collections import Counter
 
 import pyarrow.compute as pc
 import pytest
-from api_support import PROGRAMS, arrow_table, memscope_run, needs_pipeline, source_line, table
+from api_support import PROGRAMS, arrow_table, memscope_run, source_line, table
 
-pytestmark = [needs_pipeline, pytest.mark.timeout(240)]
+pytestmark = pytest.mark.timeout(240)
 
 WORKLOAD = PROGRAMS / "workload.py"
 

@@ -7,7 +7,7 @@ import sys
 import time
 
 import pytest
-from api_support import PROGRAMS, clean_env, memscope_run, needs_pipeline, python, table
+from api_support import PROGRAMS, clean_env, memscope_run, python, table
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -24,7 +24,6 @@ def test_no_program_is_a_clear_error():
     assert "name a script" in done.stderr
 
 
-@needs_pipeline
 def test_output_stdin_and_exit_code_are_the_programs(tmp_path):
     args = [PROGRAMS / "echo_exit.py", "3", "--out", "x y"]
     plain = python(args, input="hello\n")
@@ -42,7 +41,6 @@ def test_output_stdin_and_exit_code_are_the_programs(tmp_path):
     assert [r["exit_code"] for r in exits if r["pid"] == starts[0]["pid"]][-1] == 3
 
 
-@needs_pipeline
 def test_run_module(tmp_path):
     plain = python(["-m", "json.tool"], input='{"b": [1, 2]}')
     traced = memscope_run(
@@ -56,7 +54,6 @@ def test_run_module(tmp_path):
     }
 
 
-@needs_pipeline
 def test_a_program_killed_by_a_signal_exits_128_plus_n(tmp_path):
     done = memscope_run(
         ["--out", tmp_path / "run", "--no-report", PROGRAMS / "wait_signal.py", "self-kill"]
@@ -78,7 +75,6 @@ def _start_and_wait_ready(tmp_path):
     return process
 
 
-@needs_pipeline
 @pytest.mark.parametrize(("signo", "expected"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_signals_are_forwarded_to_the_program(tmp_path, signo, expected):
     process = _start_and_wait_ready(tmp_path)
@@ -95,7 +91,6 @@ def test_signals_are_forwarded_to_the_program(tmp_path, signo, expected):
         assert "KeyboardInterrupt" in err  # the program got it, exactly as without memscope
 
 
-@needs_pipeline
 def test_disabled_run_traces_nothing_and_changes_nothing(tmp_path):
     env = clean_env(MEMSCOPE_DISABLE="1")
     done = memscope_run(
@@ -107,7 +102,6 @@ def test_disabled_run_traces_nothing_and_changes_nothing(tmp_path):
     assert "no traced process sent anything" in done.stderr
 
 
-@needs_pipeline
 def test_the_sites_own_sitecustomize_still_runs_and_sys_path_is_untouched(tmp_path):
     site = tmp_path / "site"
     site.mkdir()
@@ -124,7 +118,6 @@ def test_the_sites_own_sitecustomize_still_runs_and_sys_path_is_untouched(tmp_pa
     assert sorted(r["event"] for r in rows) == ["exit", "exit", "start"]  # its own, run's
 
 
-@needs_pipeline
 def test_run_against_a_standalone_broker_in_sampled_mode(tmp_path):
     address = f"ipc://{tmp_path}/b"
     log = tmp_path / "broker-log"
@@ -151,7 +144,6 @@ def test_run_against_a_standalone_broker_in_sampled_mode(tmp_path):
         broker.wait(30)
 
 
-@needs_pipeline
 def test_an_existing_run_directory_is_not_overwritten(tmp_path):
     first = memscope_run(["--out", tmp_path / "run", "--no-report", PROGRAMS / "echo_exit.py", "0"],
                          input="a\n")
@@ -162,7 +154,6 @@ def test_an_existing_run_directory_is_not_overwritten(tmp_path):
     assert again.stdout == ""  # the program did not run
 
 
-@needs_pipeline
 def test_a_python_without_memscope_in_a_subprocess_stays_quiet(tmp_path):
     base = os.path.join(sys.base_prefix, "bin", "python3")
     if python(["-c", "import sys; print(sys.prefix != sys.base_prefix)"]).stdout.strip() != "True":
