@@ -4,6 +4,29 @@ One audit hook is installed per process (audit hooks cannot be removed) the firs
 :func:`enable` runs; it does nothing while disabled. The hook only reads its arguments,
 appends a row and never calls into ctypes, so it cannot re-trigger itself; a thread-local
 flag guards against any recursion anyway.
+
+What CPython 3.11 lets us see (checked with ``sys.addaudithook`` on 3.11.7), and therefore
+what the rows hold:
+
+* ``ctypes.dlopen`` (``name``): each library load (``CDLL(path)``, ``cdll.LoadLibrary``).
+* ``ctypes.dlsym`` (``library``, ``name``): each symbol resolution. ``library`` is the
+  library's path as given to ``CDLL`` (``None`` for ``CDLL(None)``, the main program), never
+  the object's repr. It fires on the FIRST ``lib.strlen`` attribute access of a library object
+  (CDLL caches the function object as an attribute, so later ``lib.strlen`` accesses and
+  calls raise nothing) and on EVERY ``lib["strlen"]`` item access. ``ctypes.dlsym/handle``
+  is the same for a raw handle.
+* ``ctypes.call_function`` (``func_pointer``, ``arguments``): ONLY for calls made through the
+  private helper ``_ctypes.call_function(address, args)``. Ordinary foreign calls --
+  ``lib.strlen(b"abc")``, ``CFUNCTYPE(...)(address)(...)``, ``PyDLL``/``pythonapi`` functions
+  -- raise no audit event at all on 3.11, so they are NOT recorded: an ``ffi`` row never
+  counts calls. Which native functions a program reached is known from their ``dlsym`` rows
+  (library and symbol, with the Python stack that resolved them); how often, and what they
+  allocated, is not -- native mode (``memscope run --native``) records the allocations
+  themselves.
+* buffers and raw memory access: ``ctypes.create_string_buffer``,
+  ``create_unicode_buffer``, ``string_at``, ``wstring_at``, ``cdata``, ``cdata/buffer``,
+  ``addressof``, ``PyObj_FromPtr`` and the errno accessors, with their arguments (text and
+  bytes cut to 200 characters, other objects as ``<TypeName>``).
 """
 
 from __future__ import annotations
@@ -38,6 +61,7 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 _MAX_TEXT = 200
+_MISSING = object()
 _COLUMNS = ("tid", "ts_ns", "event", "details", "stack_id")
 
 
@@ -52,6 +76,21 @@ def _plain(value: Any, depth: int = 0) -> Any:
     if isinstance(value, tuple | list) and depth < 2:
         return [_plain(item, depth + 1) for item in value[:32]]
     return f"<{type(value).__qualname__}>"
+
+
+def _library_name(library: Any) -> Any:
+    """The path a ``CDLL`` was opened with, read from its instance dict.
+
+    ``vars()`` reads the dict without going through ``CDLL.__getattr__`` (which would resolve
+    a symbol, and audit it); anything else is rendered as ``<TypeName>``.
+    """
+    try:
+        name = vars(library).get("_name", _MISSING)
+    except TypeError:
+        name = _MISSING
+    if name is None or isinstance(name, str):
+        return _plain(name)
+    return _plain(library)
 
 
 class FfiRecorder:
@@ -87,6 +126,8 @@ class FfiRecorder:
             names = EVENT_FIELDS.get(event)
             if names is not None and len(names) == len(args):
                 details = {name: _plain(arg) for name, arg in zip(names, args, strict=True)}
+                if event == "ctypes.dlsym":
+                    details["library"] = _library_name(args[0])
             else:
                 details = {"args": _plain(list(args))}
             row = (

@@ -1,11 +1,15 @@
 """block_address(obj): the allocation block, so that an object's death is its block's free."""
 
+import threading
+
 import numpy as np
 import pytest
 from tracer_util import capture_run
 
 from memscope.producer import capture
-from memscope.producer.wire import KIND_FREE
+from memscope.producer.wire import KIND_ALLOC, KIND_CALLOC, KIND_FREE, KIND_REALLOC
+
+BIRTHS = (KIND_ALLOC, KIND_CALLOC, KIND_REALLOC)
 
 
 class Plain:
@@ -25,6 +29,9 @@ def _make_str():
     return "x" * 1000 + str(id(object()))
 
 
+MARK = 4_321_987  # a bytearray size nothing else allocates
+
+
 @pytest.mark.parametrize("factory", [_make_list, _make_dict, Plain, _make_str])
 def test_alloc_and_free_of_the_block_match_block_address(factory):
     box = {}
@@ -35,19 +42,26 @@ def test_alloc_and_free_of_the_block_match_block_address(factory):
         target = factory()
         box["address"] = capture.block_address(target)
         box["id"] = id(target)
+        mark = bytearray(MARK)  # a landmark in this thread's records while target lives
+        del mark
         # free lists fill up from the crowd, so the target's own death reaches the allocator
         del crowd
         del target
 
     ev, _, _ = capture_run(life)
     address = box["address"]
-    at = np.flatnonzero(ev["address"] == address)
-    kinds = ev["kind"][at].tolist()
-    # (an earlier block at this address may die first: the allocator reuses addresses)
-    born = next(i for i, kind in enumerate(kinds) if kind != KIND_FREE)
-    assert KIND_FREE in kinds[born + 1:], kinds
     assert address <= box["id"]
     assert box["id"] - address <= 32
+    # this thread's records are in the order they happened; the allocator reuses addresses,
+    # so other blocks may have lived at this address before and after the target
+    mine = ev["tid"] == threading.get_ident()
+    kinds, addresses, sizes = ev["kind"][mine], ev["address"][mine], ev["size"][mine]
+    (mark,) = np.flatnonzero((sizes == MARK + 1) & (kinds != KIND_FREE))
+    before = kinds[:mark][addresses[:mark] == address].tolist()
+    after = kinds[mark:][addresses[mark:] == address].tolist()
+    # the block at the address was allocated (target's birth), and its next event is a free
+    assert before and before[-1] in BIRTHS, before
+    assert after and after[0] == KIND_FREE, after
 
 
 def test_str_block_is_the_object_itself():

@@ -1,6 +1,8 @@
 """Threads: many at once, churn, ignored threads, the reentrancy guard."""
 
+import os
 import threading
+import time
 
 import numpy as np
 from tracer_util import capture_run, decode_all, drain
@@ -9,6 +11,15 @@ from memscope.producer import capture
 from memscope.producer.wire import KIND_FREE
 
 BASE = 4_100_000
+
+
+def _wait_until(predicate, timeout):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def test_sixteen_threads_allocating_at_once():
@@ -53,11 +64,14 @@ def test_thread_churn_reaps_exited_threads():
         blob = bytearray(BASE + 7_000 + k)
         del blob
 
+    native_ids = []
+
     def run():
         for k in range(300):
             t = threading.Thread(target=short, args=(k,))
             t.start()
             t.join()
+            native_ids.append(t.native_id)
 
     drain()
     pending_before = capture.stats()["pending_bytes"]  # threads other tests left alive
@@ -65,7 +79,11 @@ def test_thread_churn_reaps_exited_threads():
     found = np.isin(ev["size"], [BASE + 7_000 + k + 1 for k in range(300)])
     assert found.sum() == 300
     assert len(set(ev["tid"][found].tolist())) >= 1
-    # every exited thread's state was drained and freed: only live threads keep a block
+    # join() returns once Python is done with a thread; the thread-exit destructor that hands
+    # its buffer over for reaping runs later, before the OS thread ends. Wait for the OS
+    # threads to be gone (a loaded machine may take a while), then ONE drain must reap them all.
+    assert _wait_until(lambda: not any(os.path.exists(f"/proc/self/task/{n}")
+                                       for n in native_ids), timeout=60)
     drain()
     assert capture.stats()["pending_bytes"] <= pending_before + 2 * 65536
 
