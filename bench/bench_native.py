@@ -14,14 +14,13 @@ memray runs under ``python -m memray run --native`` (with and without
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import textwrap
 from pathlib import Path
+
+from _common import overhead_arguments, run_script
 
 from memscope.producer.native_mode import preload_env
 
@@ -113,31 +112,22 @@ def run_child(workload: str, setup_name: str, scale: float) -> float:
                         scale=scale)
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     env.pop("LD_PRELOAD", None)
-    with tempfile.TemporaryDirectory() as tmp:
-        script = Path(tmp) / "work.py"
-        script.write_text(code)
-        cmd = [sys.executable, str(script)]
-        if how == "preload":
-            env = preload_env(env)
-        elif how.startswith("memray"):
+    if how == "preload":
+        env = preload_env(env)
+
+    def command(script: Path, tmp: Path) -> list[str]:
+        if how.startswith("memray"):
             extra = ["--trace-python-allocators"] if how == "memray-python" else []
-            cmd = [sys.executable, "-m", "memray", "run", "--native", *extra, "-q", "-o",
-                   str(Path(tmp) / "out.bin"), str(script)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
-    for line in proc.stdout.splitlines():
-        if line.startswith("ELAPSED "):
-            return float(line.split()[1])
-    raise RuntimeError(f"{setup_name} on {workload} failed:\n{proc.stdout}\n{proc.stderr}")
+            return [sys.executable, "-m", "memray", "run", "--native", *extra, "-q", "-o",
+                    str(tmp / "out.bin"), str(script)]
+        return [sys.executable, str(script)]
+
+    (elapsed,) = run_script(code, command, env, 900, f"{setup_name} on {workload}")
+    return elapsed
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--scale", type=float, default=1.0)
-    parser.add_argument("--only", default=",".join(WORKLOADS))
-    parser.add_argument("--setups", default=",".join(SETUPS))
-    parser.add_argument("--json", type=Path, help="also write the results here")
-    args = parser.parse_args(argv)
+    args = overhead_arguments(__doc__.splitlines()[0], WORKLOADS, SETUPS).parse_args(argv)
     workloads = [w for w in args.only.split(",") if w]
     setups = [s for s in args.setups.split(",") if s]
     results: dict[str, dict[str, float]] = {w: {} for w in workloads}

@@ -9,14 +9,13 @@ configuration runs ``--repeat`` times and the best time is kept.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import textwrap
 from pathlib import Path
+
+from _common import overhead_arguments, run_script
 
 WORKLOADS = {
     # Allocation-heavy pure Python: small dicts, lists, tuples and strings, most short-lived.
@@ -98,31 +97,20 @@ def run_child(workload: str, setup_name: str, scale: float) -> tuple[float, floa
     code = CHILD.format(
         workload=textwrap.dedent(WORKLOADS[workload]), setup=setup or "", scale=scale
     )
-    with tempfile.TemporaryDirectory() as tmp:
-        script = Path(tmp) / "work.py"
-        script.write_text(code)
+
+    def command(script: Path, tmp: Path) -> list[str]:
         if setup is None:
-            cmd = [sys.executable, "-m", "memray", "run", "--trace-python-allocators", "-q",
-                   "-o", str(Path(tmp) / "out.bin"), str(script)]
-        else:
-            cmd = [sys.executable, str(script)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
-                              env={**os.environ, "PYTHONHASHSEED": "0"})
-    for line in proc.stdout.splitlines():
-        if line.startswith("ELAPSED "):
-            _, wall, cpu = line.split()
-            return float(wall), float(cpu)
-    raise RuntimeError(f"{setup_name} on {workload} failed:\n{proc.stdout}\n{proc.stderr}")
+            return [sys.executable, "-m", "memray", "run", "--trace-python-allocators", "-q",
+                    "-o", str(tmp / "out.bin"), str(script)]
+        return [sys.executable, str(script)]
+
+    wall, cpu = run_script(code, command, {**os.environ, "PYTHONHASHSEED": "0"}, 600,
+                           f"{setup_name} on {workload}")
+    return wall, cpu
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--scale", type=float, default=1.0)
-    parser.add_argument("--only", default=",".join(WORKLOADS))
-    parser.add_argument("--setups", default=",".join(SETUPS))
-    parser.add_argument("--json", type=Path, help="also write the results here")
-    args = parser.parse_args(argv)
+    args = overhead_arguments(__doc__.splitlines()[0], WORKLOADS, SETUPS).parse_args(argv)
     workloads = [w for w in args.only.split(",") if w]
     setups = [s for s in args.setups.split(",") if s]
     results: dict[str, dict[str, dict[str, float]]] = {}
