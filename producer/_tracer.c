@@ -236,6 +236,19 @@ static PyObject *py_numpy_traced(PyObject *self, PyObject *noargs)
     return PyBool_FromLong(tr_numpy_active);
 }
 
+/* numpy imported after start (capture's import watcher): trace its data memory from now. */
+static PyObject *py_numpy_install(PyObject *self, PyObject *noargs)
+{
+    if (tr_started && !tr_numpy_active) {
+        int rc = tr_numpy_install();
+        if (rc < 0) {
+            return NULL;
+        }
+        tr_numpy_active = rc;
+    }
+    return PyBool_FromLong(tr_numpy_active);
+}
+
 static PyObject *tr_none_or(bool have, uint64_t value)
 {
     if (!have) {
@@ -492,6 +505,8 @@ static PyMethodDef tr_methods[] = {
     {"stop", py_stop, METH_NOARGS, "Stop recording and restore the previous allocators."},
     {"is_active", py_is_active, METH_NOARGS, "Whether the hooks are recording."},
     {"numpy_traced", py_numpy_traced, METH_NOARGS, "Whether numpy's data memory is traced."},
+    {"numpy_install", py_numpy_install, METH_NOARGS,
+     "Trace numpy's data memory from now (numpy imported after start); returns numpy_traced()."},
     {"drain", py_drain, METH_VARARGS, "drain(max_events) -> (chunks, rare tables)"},
     {"ignore_current_thread", py_ignore_current_thread, METH_NOARGS,
      "Never trace the calling thread's allocations."},
