@@ -17,7 +17,7 @@
  *               drain, and their frees are recorded. The map also gives exact current and
  *               peak bytes.
  */
-#include "tr_core.h"
+#include "tr_frame.h"
 
 #include <math.h>
 
@@ -245,18 +245,25 @@ static inline uint32_t tr_stack_for(tr_thread_t *t, unsigned domain)
 #define TR_EVENT_STACK(t, gil) ((t)->nm_preset ? (t)->nm_stack : (gil) ? tr_stack_current(t) : 0)
 
 /* ---- timestamps ----
- * Reading the TSC costs about as much as the rest of a record. Frees always read it (a
- * death is never stamped before anything the program saw happen earlier). An allocation by
- * a thread holding the GIL reuses the thread's last reading for up to TR_STAMP_REUSE
- * allocations, and reads afresh as soon as anything could have happened elsewhere in
- * between: the GIL changed hands (3.11's switch counter), a drain ran, or any thread recorded
- * an event without the GIL. Hence an allocation is never stamped before a free that really
- * happened before it (a block freed elsewhere and allocated here always shows the free
- * first), and its stamp is at most the true time and at most TR_STAMP_REUSE allocations old
- * (well under a microsecond while the thread runs). A thread that sleeps with no other
- * thread and no drain running (capture without the publisher) may stamp its next few
- * allocations with the time before the sleep. On 3.12+ (no switch counter) every
- * allocation reads the clock too. */
+ * Reading the TSC costs about as much as the rest of a record (~10 ns on this machine's
+ * kind). A thread holding the GIL may reuse its last reading for up to TR_STAMP_REUSE events
+ * as long as nothing could have happened elsewhere in between: the GIL did not change hands
+ * (3.11's switch counter), no drain ran and no thread recorded an event without the GIL.
+ * Hence an event is never stamped before an event of another thread that really happened
+ * before it (a block freed elsewhere and allocated here always shows the free first), and a
+ * stamp is at most the true time and at most TR_STAMP_REUSE events old (well under a
+ * microsecond while the thread runs).
+ *   - An allocation reuses the reading under those conditions.
+ *   - A free (a death) must also never be stamped before anything the program saw happen
+ *     earlier (a clock reading of its own, say). It reuses the reading only if, in
+ *     addition, every event since that reading was made in the same Python frame at the same
+ *     instruction (the deallocations of one `del`, one rebinding or one container's death):
+ *     no Python code ran in between that could have looked at a clock. (The exception, a
+ *     loop whose only events are frees at one instruction and which reads a clock without
+ *     allocating, sees its deaths stamped at most TR_STAMP_REUSE events early.)
+ * A thread that sleeps with no other thread and no drain running (capture without the
+ * publisher) may stamp its next few allocations with the time before the sleep. On 3.12+
+ * (no switch counter) every event reads the clock. */
 #define TR_STAMP_REUSE 8
 
 #if TR_CAN_REUSE_STAMPS
@@ -270,20 +277,42 @@ unsigned long tr_drain_epoch;
  * by start (GIL) before tr_enabled is set. */
 int tr_reuse_stamps = 1;
 
+#if TR_CAN_REUSE_STAMPS
+static inline unsigned long tr_stamp_epoch(void)
+{
+    return tr_gil_switches_now() + tr_drain_epoch +
+           __atomic_load_n(&tr_nogil_events, __ATOMIC_RELAXED);
+}
+
+/* A fresh reading that the thread's next events may reuse, taken at (frame, instr). */
+static inline uint64_t tr_stamp_read(tr_thread_t *t, unsigned long epoch, const void *frame,
+                                     const void *instr)
+{
+    t->stamp_tick = tr_tick();
+    t->stamp_switch = epoch;
+    t->stamp_reuse = TR_STAMP_REUSE;
+    t->stamp_frame = frame;
+    t->stamp_instr = instr;
+    return t->stamp_tick;
+}
+#endif
+
+/* The stamp of an allocation. */
 static inline uint64_t tr_stamp(tr_thread_t *t, int gil)
 {
 #if TR_CAN_REUSE_STAMPS
     if (gil && tr_reuse_stamps) {
-        unsigned long sw = tr_gil_switches() + tr_drain_epoch +
-                           __atomic_load_n(&tr_nogil_events, __ATOMIC_RELAXED);
-        if (sw == t->stamp_switch && t->stamp_reuse != 0) {
+        unsigned long epoch = tr_stamp_epoch();
+        const void *instr = NULL;
+        const void *frame = tr_frame_here(&instr);
+        if (epoch == t->stamp_switch && t->stamp_reuse != 0) {
             t->stamp_reuse--;
+            if (frame != t->stamp_frame || instr != t->stamp_instr) {
+                t->stamp_frame = NULL; /* moved on: the next free reads the clock */
+            }
             return t->stamp_tick;
         }
-        t->stamp_tick = tr_tick();
-        t->stamp_switch = sw;
-        t->stamp_reuse = TR_STAMP_REUSE;
-        return t->stamp_tick;
+        return tr_stamp_read(t, epoch, frame, instr);
     }
     __atomic_fetch_add(&tr_nogil_events, 1, __ATOMIC_RELAXED);
     t->stamp_reuse = 0;
@@ -294,16 +323,20 @@ static inline uint64_t tr_stamp(tr_thread_t *t, int gil)
     return tr_tick();
 }
 
-/* A fresh reading (frees), which later allocations of this thread may reuse. */
-static inline uint64_t tr_stamp_fresh(tr_thread_t *t, int gil)
+/* The stamp of a free: the last reading only while the thread has not moved on since. */
+static inline uint64_t tr_stamp_free(tr_thread_t *t, int gil)
 {
 #if TR_CAN_REUSE_STAMPS
     if (gil && tr_reuse_stamps) {
-        t->stamp_tick = tr_tick();
-        t->stamp_switch = tr_gil_switches() + tr_drain_epoch +
-                          __atomic_load_n(&tr_nogil_events, __ATOMIC_RELAXED);
-        t->stamp_reuse = TR_STAMP_REUSE;
-        return t->stamp_tick;
+        unsigned long epoch = tr_stamp_epoch();
+        const void *instr = NULL;
+        const void *frame = tr_frame_here(&instr);
+        if (epoch == t->stamp_switch && t->stamp_reuse != 0 && frame != NULL &&
+            frame == t->stamp_frame && instr == t->stamp_instr) {
+            t->stamp_reuse--;
+            return t->stamp_tick;
+        }
+        return tr_stamp_read(t, epoch, frame, instr);
     }
 #endif
     return tr_stamp(t, gil);
@@ -453,7 +486,7 @@ static void tr_agg_free(tr_thread_t *t, unsigned domain, uint64_t addr, uint64_t
     }
     if (found ? e.emitted : !quiet) {
         tr_emit(t, TR_FREE, domain, addr, 0, 0, 0, 0,
-                tick ? tick : tr_stamp_fresh(t, tr_event_gil(domain)));
+                tick ? tick : tr_stamp_free(t, tr_event_gil(domain)));
     }
 }
 
@@ -528,12 +561,12 @@ void tr_record_free(tr_thread_t *t, unsigned domain, void *ptr)
          * the publisher frees must not look leaked (frees of its own blocks read as frees
          * of never-seen blocks, which readers tolerate) */
         tr_emit(t, TR_FREE, domain, addr, 0, 0, 0, 0,
-                tr_stamp_fresh(t, tr_event_gil(domain)));
+                tr_stamp_free(t, tr_event_gil(domain)));
         break;
     case TR_MODE_SAMPLED:
         if (tr_sampled_forget(addr)) {
             tr_emit(t, TR_FREE, domain, addr, 0, 0, 0, 0,
-                tr_stamp_fresh(t, tr_event_gil(domain)));
+                tr_stamp_free(t, tr_event_gil(domain)));
         }
         break;
     default:

@@ -10,30 +10,10 @@
  * table are protected by the GIL. Their memory comes from the saved raw allocator, so
  * growing them never re-enters a hook.
  *
- * Version guards: CPython 3.11 and 3.12 reach the innermost frame through
- * tstate->cframe->current_frame and name the code `f_code` and the instruction `prev_instr`;
- * 3.13 uses tstate->current_frame, `f_executable` and `instr_ptr`; 3.12+ has C-stack shim
- * frames (FRAME_OWNED_BY_CSTACK) that are skipped.
+ * Version guards: see tr_frame.h; 3.12+ C-stack shim frames (FRAME_OWNED_BY_CSTACK) are
+ * skipped.
  */
-#include "tr_core.h"
-
-#define Py_BUILD_CORE 1
-#include <internal/pycore_frame.h>
-#if PY_VERSION_HEX < 0x030C0000
-#undef _PyGC_FINALIZED /* objimpl.h and pycore_gc.h both define it (3.11) */
-#include <internal/pycore_pystate.h> /* 3.11: the inline _PyThreadState_GET() */
-#endif
-#undef Py_BUILD_CORE
-
-#if PY_VERSION_HEX >= 0x030D0000
-#define TR_FRAME_CODE(f) ((f)->f_executable)
-#define TR_FRAME_INSTR(f) ((f)->instr_ptr)
-#define TR_TSTATE_FRAME(ts) ((ts)->current_frame)
-#else
-#define TR_FRAME_CODE(f) ((PyObject *)(f)->f_code)
-#define TR_FRAME_INSTR(f) ((f)->prev_instr)
-#define TR_TSTATE_FRAME(ts) ((ts)->cframe->current_frame)
-#endif
+#include "tr_frame.h"
 
 typedef struct {
     uint32_t parent;
@@ -55,18 +35,6 @@ static uint32_t tr_next_frame_id = 1;
 /* Set in a forked child (where no Python object may be touched): drop tr_frame_ids at the
  * next emit. */
 static int tr_frame_ids_stale;
-
-/* The thread state holding the GIL (our caller's: frames are only walked with the GIL). */
-static inline PyThreadState *tr_tstate(void)
-{
-#if PY_VERSION_HEX >= 0x030D0000
-    return PyThreadState_GetUnchecked();
-#elif PY_VERSION_HEX >= 0x030C0000
-    return _PyThreadState_UncheckedGet();
-#else
-    return _PyThreadState_GET();
-#endif
-}
 
 static inline uint64_t tr_hash3(uint32_t parent, const void *code, const void *instr)
 {
@@ -227,14 +195,7 @@ uint32_t tr_stack_count(void) { return tr_n_nodes - 1; }
 
 /* How many times the GIL has changed hands (3.11; 0 elsewhere, which makes callers read the
  * clock every time). Read with the GIL held. */
-unsigned long tr_gil_switches(void)
-{
-#if PY_VERSION_HEX < 0x030C0000
-    return __atomic_load_n(&_PyRuntime.ceval.gil.switch_number, __ATOMIC_RELAXED);
-#else
-    return 0;
-#endif
-}
+unsigned long tr_gil_switches(void) { return tr_gil_switches_now(); }
 
 /* native mode hook (tr_native_mode.c): the calling thread's own frames, read while it does
  * NOT hold the GIL (a C call that released it, e.g. ctypes): they cannot change while it runs
