@@ -178,6 +178,11 @@ static PyObject *py_start(PyObject *self, PyObject *args, PyObject *kwargs)
         PyErr_SetString(PyExc_RuntimeError, "capture is already started");
         return NULL;
     }
+    if (!tr_hooks_layout_ok()) {
+        PyErr_SetString(PyExc_RuntimeError, "memscope was built by a compiler whose bit-field "
+                        "layout tr_live_make does not match");
+        return NULL;
+    }
     if (tr_buffers_init() < 0) {
         return NULL;
     }

@@ -267,6 +267,7 @@ extern int tr_reuse_stamps;          /* start(): may allocations reuse a clock r
 
 /* ---- hooks (tr_hooks.c) ---- */
 int tr_hooks_install(void);
+int tr_hooks_layout_ok(void); /* 0: this compiler lays out tr_live_t's bit-fields otherwise */
 void tr_hooks_uninstall(void);
 int tr_hooks_emit_aggregates(PyObject *rare, int64_t now_ns, uint64_t *current,
                              uint64_t *peak); /* aggregated mode */

@@ -45,14 +45,42 @@ void tr_raw_free(void *p) { free(p); }
 /* 32 bytes: two entries per cache line. */
 typedef struct {
     uint64_t addr; /* 0 = empty slot */
-    uint64_t size : 48;
-    uint64_t domain : 8;
-    uint64_t emitted : 1; /* promoted to a real alloc event: its free must be recorded */
-    uint64_t pinned : 1;  /* pin(): promote at the next drain whatever its age */
+    union {
+        struct {
+            uint64_t size : 48;
+            uint64_t domain : 8;
+            uint64_t emitted : 1; /* promoted to a real alloc event: its free is recorded */
+            uint64_t pinned : 1;  /* pin(): promote at the next drain whatever its age */
+        };
+        uint64_t word; /* the same bits, written at once (see tr_live_make) */
+    };
     uint64_t tick;
     uint32_t stack;
     uint32_t serial; /* the allocating thread (tr_thread_t.serial) */
 } tr_live_t;
+
+/* Built whole: a designated initializer left the bit-field word to be merged through memory
+ * (a store-forwarding stall on every allocation). The bits are laid out as the x86-64 and
+ * AArch64 ABIs allocate bit-fields, first field lowest (checked by tr_live_layout_ok). */
+static inline tr_live_t tr_live_make(uint64_t addr, uint64_t size, unsigned domain, int emitted,
+                                     uint64_t tick, uint32_t stack, uint32_t serial)
+{
+    tr_live_t e;
+    e.addr = addr;
+    e.word = (size & 0xFFFFFFFFFFFFull) | (uint64_t)(domain & 0xFF) << 48 |
+             (uint64_t)(emitted != 0) << 56;
+    e.tick = tick;
+    e.stack = stack;
+    e.serial = serial;
+    return e;
+}
+
+/* Whether tr_live_make's word matches the compiler's bit-fields (start refuses otherwise). */
+int tr_hooks_layout_ok(void)
+{
+    tr_live_t e = tr_live_make(1, 123456789012ull, 3, 1, 0, 0, 0);
+    return e.size == 123456789012ull && e.domain == 3 && e.emitted == 1 && e.pinned == 0;
+}
 
 typedef struct {
     tr_live_t *slots;
@@ -373,8 +401,7 @@ static void tr_sampled_alloc(tr_thread_t *t, unsigned kind, unsigned domain, uin
     }
     int gil = tr_event_gil(domain);
     uint32_t stack = TR_EVENT_STACK(t, gil);
-    tr_live_t e = {.addr = addr, .size = size, .domain = domain, .emitted = 1,
-                   .stack = stack, .serial = t->serial};
+    tr_live_t e = tr_live_make(addr, size, domain, 1, 0, stack, t->serial);
     pthread_mutex_lock(&tr_map_lock);
     int ok = tr_map_put(&tr_map_locked, &e) == 0;
     pthread_mutex_unlock(&tr_map_lock);
@@ -493,8 +520,8 @@ static void tr_agg_free(tr_thread_t *t, unsigned domain, uint64_t addr, uint64_t
 static void tr_agg_alloc(tr_thread_t *t, unsigned domain, uint64_t addr, uint64_t size)
 {
     int gil = tr_event_gil(domain);
-    tr_live_t e = {.addr = addr, .size = size, .domain = domain, .tick = tr_stamp(t, gil),
-                   .stack = TR_EVENT_STACK(t, gil), .serial = t->serial};
+    tr_live_t e = tr_live_make(addr, size, domain, 0, tr_stamp(t, gil), TR_EVENT_STACK(t, gil),
+                               t->serial);
     int rc;
     if (tr_domain_gil(domain)) {
         rc = tr_gil_put(&e);
@@ -915,8 +942,7 @@ int tr_hooks_pin(uint64_t addr, uint64_t size, tr_thread_t *t)
     int known = tr_find(&tr_map_locked, addr) != NULL;
     pthread_mutex_unlock(&tr_map_lock);
     if (!known) {
-        tr_live_t e = {.addr = addr, .size = size, .domain = TR_OBJ, .emitted = 1,
-                       .stack = tr_stack_current(t), .serial = t->serial};
+        tr_live_t e = tr_live_make(addr, size, TR_OBJ, 1, 0, tr_stack_current(t), t->serial);
         pthread_mutex_lock(&tr_map_lock);
         int ok = tr_map_put(&tr_map_locked, &e) == 0;
         pthread_mutex_unlock(&tr_map_lock);
