@@ -121,7 +121,83 @@ static inline int tr_frame_skip(_PyInterpreterFrame *f, int innermost)
 #endif
 }
 
+/* Interns the walk in t->walk_instr[0 .. depth) (innermost first) whose outermost `same`
+ * frames match the thread's cached walk, updates the cache and returns the stack id.
+ * t->walk_code holds the frames' code objects, or (`frames`) the frames themselves. */
+static uint32_t tr_stack_extend(tr_thread_t *t, int same, int depth, const void *const *codes,
+                                const void *const *instrs, int frames)
+{
+    uint32_t id = same ? t->cache_id[same - 1] : 0;
+    for (int i = same; i < depth; i++) {
+        const void *at = codes[depth - 1 - i];
+        PyObject *code = frames ? TR_FRAME_CODE((_PyInterpreterFrame *)at) : (PyObject *)at;
+        const void *instr = instrs[depth - 1 - i];
+        /* an instruction pointer names its code object (nodes keep their code alive), so
+         * (parent, instr) identifies the node */
+        unsigned slot = (unsigned)((((uintptr_t)instr >> 1) ^ (id * 0x9E3779B1u)) & 255);
+        uint32_t child;
+        if (t->leaf[slot].instr == instr && t->leaf[slot].parent == id) {
+            child = t->leaf[slot].id;
+        }
+        else {
+            child = tr_intern(id, code, instr);
+            if (child == 0) {
+                t->cache_depth = i;
+                return id;
+            }
+            t->leaf[slot].instr = instr;
+            t->leaf[slot].parent = id;
+            t->leaf[slot].id = child;
+        }
+        id = child;
+        t->cache_code[i] = code;
+        t->cache_instr[i] = instr;
+        t->cache_id[i] = id;
+    }
+    t->cache_depth = depth;
+    return id;
+}
+
+#if PY_VERSION_HEX < 0x030C0000
+/* The hooks' walk on 3.11: only the instruction pointers are compared with the cached walk
+ * (equal pointers mean equal code objects: the cached ones are kept alive by their nodes),
+ * code objects are read only for frames that are interned, and the innermost frame is
+ * checked for being still set up only when the cache does not vouch for it (a cached
+ * frame was complete, and a frame still being set up is at no instruction of its code). */
+uint32_t tr_stack_current(tr_thread_t *t)
+{
+    PyThreadState *ts = tr_tstate();
+    if (ts == NULL || ts->cframe == NULL) {
+        return 0;
+    }
+    const void **frames = t->walk_code, **instrs = t->walk_instr;
+    int depth = 0;
+    for (_PyInterpreterFrame *f = ts->cframe->current_frame; f != NULL && depth < TR_MAX_DEPTH;
+         f = f->previous) {
+        frames[depth] = f;
+        instrs[depth] = f->prev_instr;
+        depth++;
+    }
+    int same = 0, limit = depth < t->cache_depth ? depth : t->cache_depth;
+    while (same < limit && t->cache_instr[same] == instrs[depth - 1 - same]) {
+        same++;
+    }
+    if (same < depth && _PyFrame_IsIncomplete((_PyInterpreterFrame *)frames[0])) {
+        frames++; /* drop the innermost frame: outer positions stay where they were */
+        instrs++;
+        depth--;
+        if (same > depth) {
+            same = depth;
+        }
+    }
+    if (depth == 0) {
+        return 0;
+    }
+    return tr_stack_extend(t, same, depth, frames, instrs, 1);
+}
+#else
 uint32_t tr_stack_current(tr_thread_t *t) { return tr_stack_current_skip(t, 0); }
+#endif
 
 uint32_t tr_stack_current_skip(tr_thread_t *t, int skip)
 {
@@ -161,34 +237,7 @@ uint32_t tr_stack_current_skip(tr_thread_t *t, int skip)
            t->cache_instr[same] == t->walk_instr[depth - 1 - same]) {
         same++;
     }
-    uint32_t id = same ? t->cache_id[same - 1] : 0;
-    for (int i = same; i < depth; i++) {
-        PyObject *code = (PyObject *)t->walk_code[depth - 1 - i];
-        const void *instr = t->walk_instr[depth - 1 - i];
-        /* an instruction pointer names its code object (nodes keep their code alive), so
-         * (parent, instr) identifies the node */
-        unsigned slot = (unsigned)((((uintptr_t)instr >> 1) ^ (id * 0x9E3779B1u)) & 255);
-        uint32_t child;
-        if (t->leaf[slot].instr == instr && t->leaf[slot].parent == id) {
-            child = t->leaf[slot].id;
-        }
-        else {
-            child = tr_intern(id, code, instr);
-            if (child == 0) {
-                t->cache_depth = i;
-                return id;
-            }
-            t->leaf[slot].instr = instr;
-            t->leaf[slot].parent = id;
-            t->leaf[slot].id = child;
-        }
-        id = child;
-        t->cache_code[i] = code;
-        t->cache_instr[i] = instr;
-        t->cache_id[i] = id;
-    }
-    t->cache_depth = depth;
-    return id;
+    return tr_stack_extend(t, same, depth, t->walk_code, t->walk_instr, 0);
 }
 
 uint32_t tr_stack_count(void) { return tr_n_nodes - 1; }
