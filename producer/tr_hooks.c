@@ -604,6 +604,33 @@ void tr_record_free(tr_thread_t *t, unsigned domain, void *ptr)
 
 /* ------------------------------------------------------------------ the hooks */
 
+/* Full mode's paths, inlined into the hooks of each domain (the domain then folds away). */
+static inline __attribute__((always_inline)) void tr_full_alloc(tr_thread_t *t, unsigned kind,
+                                                                unsigned domain, void *ptr,
+                                                                size_t size)
+{
+    int gil = tr_event_gil(domain);
+    tr_emit(t, kind, domain, (uint64_t)(uintptr_t)ptr, 0, size, TR_EVENT_STACK(t, gil), 1,
+            tr_stamp(t, gil));
+}
+
+static inline __attribute__((always_inline)) void tr_full_free(tr_thread_t *t, unsigned domain,
+                                                               void *ptr)
+{
+    tr_emit(t, TR_FREE, domain, (uint64_t)(uintptr_t)ptr, 0, 0, 0, 0,
+            tr_stamp_free(t, tr_event_gil(domain)));
+}
+
+#define TR_RECORD_ALLOC(t, kind, dom, p, size)                                                \
+    do {                                                                                      \
+        if (__builtin_expect(tr_mode == TR_MODE_FULL, 1)) {                                   \
+            tr_full_alloc(t, kind, dom, p, size);                                             \
+        }                                                                                     \
+        else {                                                                                \
+            tr_record_alloc(t, kind, dom, p, size);                                           \
+        }                                                                                     \
+    } while (0)
+
 /* The guard is taken before calling the previous allocator: pymalloc hands big requests
  * to PyMem_RawMalloc, and that inner call must not be recorded a second time. */
 #define TR_DEFINE_HOOKS(NAME, DOM)                                                            \
@@ -613,7 +640,7 @@ void tr_record_free(tr_thread_t *t, unsigned domain, void *ptr)
         void *p = tr_orig[DOM].malloc(tr_orig[DOM].ctx, size);                                \
         if (t != NULL) {                                                                      \
             if (p != NULL) {                                                                  \
-                tr_record_alloc(t, TR_ALLOC, DOM, p, size);                                   \
+                TR_RECORD_ALLOC(t, TR_ALLOC, DOM, p, size);                                   \
             }                                                                                 \
             t->busy = 0;                                                                      \
         }                                                                                     \
@@ -625,7 +652,7 @@ void tr_record_free(tr_thread_t *t, unsigned domain, void *ptr)
         void *p = tr_orig[DOM].calloc(tr_orig[DOM].ctx, n, size);                             \
         if (t != NULL) {                                                                      \
             if (p != NULL) {                                                                  \
-                tr_record_alloc(t, TR_CALLOC, DOM, p, n * size);                              \
+                TR_RECORD_ALLOC(t, TR_CALLOC, DOM, p, n * size);                              \
             }                                                                                 \
             t->busy = 0;                                                                      \
         }                                                                                     \
@@ -642,7 +669,7 @@ void tr_record_free(tr_thread_t *t, unsigned domain, void *ptr)
                 tr_record_realloc(t, DOM, p, old, size, tick);                                \
             }                                                                                 \
             else if (p != NULL) {                                                             \
-                tr_record_alloc(t, TR_ALLOC, DOM, p, size);                                   \
+                TR_RECORD_ALLOC(t, TR_ALLOC, DOM, p, size);                                   \
             }                                                                                 \
             t->busy = 0;                                                                      \
         }                                                                                     \
@@ -654,7 +681,12 @@ void tr_record_free(tr_thread_t *t, unsigned domain, void *ptr)
         if (p != NULL) {                                                                      \
             tr_thread_t *t = tr_enter_free();                                                 \
             if (t != NULL) {                                                                  \
-                tr_record_free(t, DOM, p);                                                    \
+                if (__builtin_expect(tr_mode == TR_MODE_FULL, 1)) {                           \
+                    tr_full_free(t, DOM, p);                                                  \
+                }                                                                             \
+                else {                                                                        \
+                    tr_record_free(t, DOM, p);                                                \
+                }                                                                             \
                 tr_orig[DOM].free(tr_orig[DOM].ctx, p);                                       \
                 t->busy = 0;                                                                  \
                 return;                                                                       \
