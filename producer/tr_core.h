@@ -7,7 +7,7 @@
  * Concurrency model, in one place:
  *   - A hook runs in any thread. MEM and OBJ hooks hold the GIL (CPython's contract); RAW and
  *     numpy hooks may not. A hook only touches its own thread's tr_thread_t, writes records
- *     into that thread's current block and publishes them with a release store of `used`.
+ *     into that thread's current block and publishes them with a release store of `pos`.
  *   - The drain (Python-callable, holds the GIL) reads every thread's blocks up to `used`
  *     and recycles blocks the writer has moved past (`next` != NULL).
  *   - The stack tree is only touched with the GIL held (hooks walk frames only then).
@@ -50,7 +50,8 @@ enum { TR_MODE_FULL = 0, TR_MODE_AGGREGATED = 1, TR_MODE_SAMPLED = 2 };
 
 typedef struct tr_block {
     struct tr_block *next; /* set once by the writer (release) when it moves to a new block */
-    uint32_t used;         /* bytes of data[] holding complete records (release/acquire) */
+    uint32_t used;         /* bytes of data[] holding records, set when the writer leaves the
+                            * block (before `next`); until then the writer's `pos` says */
     uint32_t nrec;         /* records in the block; written before `next` is published */
     uint8_t data[];
 } tr_block_t;
@@ -69,7 +70,7 @@ typedef struct tr_thread {
     uint8_t busy;    /* reentrancy guard: set while this thread is inside a hook or a drain */
     uint8_t ignored; /* ignore_current_thread() */
     tr_block_t *cur; /* block being written */
-    uint8_t *pos;    /* next free byte in cur->data */
+    uint8_t *pos;    /* next free byte in cur->data (release store after each record) */
     uint8_t *end;    /* cur->data + TR_BLOCK_DATA */
     tr_delta_t w;    /* writer's delta state */
     uint64_t events; /* records written (drain reads it relaxed, for stats) */
@@ -235,10 +236,9 @@ static inline void tr_emit(tr_thread_t *t, unsigned kind, unsigned domain, uint6
         t->w.stack = stack;
     }
     *head = (uint8_t)hdr;
-    t->pos = p;
     t->events++;
     t->block_nrec++;
-    __atomic_store_n(&t->cur->used, (uint32_t)(p - t->cur->data), __ATOMIC_RELEASE);
+    __atomic_store_n(&t->pos, p, __ATOMIC_RELEASE); /* publishes the record (tr_buffer.c) */
 }
 
 /* ---- rec1 decoding (tr_rec1.c) ---- */
