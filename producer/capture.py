@@ -18,10 +18,14 @@ ships what it returns. Modes:
 from __future__ import annotations
 
 import warnings
-from typing import Any
 
 from memscope.producer import _tracer, native_mode, numpy_watch
 from memscope.producer.ffi import FfiRecorder
+
+TYPE_CHECKING = False  # not typing's: importing typing costs every traced program's GC
+
+if TYPE_CHECKING:
+    from typing import Any
 
 MODES = {
     "full": _tracer.MODE_FULL,

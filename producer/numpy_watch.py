@@ -15,10 +15,13 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from importlib.abc import Loader
-from importlib.machinery import ModuleSpec
-from types import ModuleType
-from typing import Any
+
+TYPE_CHECKING = False  # not typing's: importing typing costs every traced program's GC
+
+if TYPE_CHECKING:  # (importlib.abc alone is ~2000 objects)
+    from importlib.machinery import ModuleSpec
+    from types import ModuleType
+    from typing import Any
 
 #: numpy's core extension module (numpy 2 name first, then numpy 1's).
 CORE_MODULES = ("numpy._core._multiarray_umath", "numpy.core._multiarray_umath")
@@ -29,7 +32,7 @@ def numpy_loaded() -> bool:
     return any(name in sys.modules for name in CORE_MODULES)
 
 
-class _Loader(Loader):
+class _Loader:
     """A loader that runs the real one, then calls ``on_loaded`` (attributes delegate)."""
 
     def __init__(self, loader: Any, on_loaded: Callable[[], None]) -> None:
@@ -66,7 +69,7 @@ class _Finder:
             self._local.busy = False
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec
-        spec.loader = _Loader(spec.loader, self._on_loaded)
+        spec.loader = _Loader(spec.loader, self._on_loaded)  # type: ignore[assignment]
         return spec
 
 
