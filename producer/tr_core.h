@@ -43,7 +43,8 @@ enum { TR_MODE_FULL = 0, TR_MODE_AGGREGATED = 1, TR_MODE_SAMPLED = 2 };
 /* Longest record: header byte + 5 varints of at most 10 bytes. */
 #define TR_MAX_RECORD 64
 #define TR_HDR_STACK 0x20u
-#define TR_HDR_RESERVED 0xC0u
+#define TR_HDR_SAME_TICK 0x40u /* the tick equals the previous record's: no tick varint */
+#define TR_HDR_RESERVED 0x80u
 
 #define TR_BLOCK_SIZE (64 * 1024)
 #define TR_MAX_DEPTH 128
@@ -220,8 +221,13 @@ static inline void tr_emit(tr_thread_t *t, unsigned kind, unsigned domain, uint6
     uint8_t *head = t->pos;
     uint8_t *p = head + 1;
     unsigned hdr = kind | (domain << 2);
-    p = tr_put_varint(p, tr_zz64(tick - t->w.tick));
-    t->w.tick = tick;
+    if (tick == t->w.tick) { /* most events reuse a clock reading (tr_stamp in tr_hooks.c) */
+        hdr |= TR_HDR_SAME_TICK;
+    }
+    else {
+        p = tr_put_varint(p, tr_zz64(tick - t->w.tick));
+        t->w.tick = tick;
+    }
     p = tr_put_varint(p, tr_zz64(addr - t->w.addr));
     t->w.addr = addr;
     if (kind != TR_FREE) {
