@@ -1,7 +1,8 @@
 /* memscope tracer: declarations shared by the C files of the native core.
  *
  * Files: tr_buffer.c (per-thread record buffers and their drain), tr_stack.c (interned
- * Python stacks), tr_hooks.c (allocator hooks and modes), tr_rec1.c (the rec1 decoder),
+ * Python stacks), tr_hooks.c (allocator hooks; full mode via tr_record.h), tr_modes.c
+ * (sampled and aggregated modes), tr_map.c (their live map), tr_rec1.c (the rec1 decoder),
  * tr_native.c (numpy's data-memory handler), _tracer.c (the Python module).
  *
  * Concurrency model, in one place:
