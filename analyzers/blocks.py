@@ -330,12 +330,17 @@ def _chunks(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
 
 
 def memory_batches(dataset: Any) -> Iterator[pa.RecordBatch]:
-    """The memory table's record batches in log order (segments, then batches).
+    """The memory events' record batches in log order (segments, then batches).
 
-    Read-ahead is kept small (pyarrow's default is 16 batches of each of 4 files), so the
+    ``dataset`` is a log reader (its :meth:`memory_batches`: the columnar rows, then the
+    chunks the broker stored, decoded) or a dataset of the memory table. For a dataset,
+    read-ahead is kept small (pyarrow's default is 16 batches of each of 4 files), so the
     decoded events waiting for the matcher stay within a few chunks, and the buffers come
     from the system allocator, which gives freed chunks back (the default pool keeps them).
     """
+    if hasattr(dataset, "memory_batches"):
+        yield from dataset.memory_batches()
+        return
     scanner = dataset.scanner(batch_size=1 << 18, batch_readahead=4, fragment_readahead=1,
                               use_threads=True, memory_pool=pa.system_memory_pool())
     yield from scanner.to_reader()
