@@ -211,6 +211,7 @@ class LogWriter:
                 self.manifest["segments"].append(entry)
             entry.update(
                 rows=table_data.num_rows,
+                events=_chunk_events(table, table_data),
                 batches=result.batches if result else 0,
                 bytes=new_size,
                 closed=True,
@@ -280,6 +281,8 @@ class LogWriter:
         offset = writer.nbytes
         for batch in batches:
             offset = writer.write(batch)
+            if table == "memory_chunks":
+                writer.events += int(pc.sum(batch.column("n")).as_py() or 0)
         relative = writer.path.relative_to(self.path).as_posix()
         if writer.nbytes >= self.settings.segment_max_bytes:
             self._close_segment(table)
@@ -304,6 +307,7 @@ class LogWriter:
         if entry is not None:
             entry.update(
                 rows=writer.rows,
+                events=writer.events,
                 batches=writer.batches,
                 bytes=size,
                 closed=True,
@@ -318,7 +322,8 @@ class LogWriter:
                 writer.sync()
             entry = self._entry(writer.path.relative_to(self.path).as_posix())
             if entry is not None:
-                entry.update(rows=writer.rows, batches=writer.batches, bytes=writer.nbytes)
+                entry.update(rows=writer.rows, events=writer.events, batches=writer.batches,
+                             bytes=writer.nbytes)
         self._write_manifest()
 
     def open_offsets(self) -> dict[str, int]:
@@ -335,6 +340,21 @@ class LogWriter:
         for table, writer in self._open.items():
             totals[table] = totals.get(table, 0) + writer.rows
         return totals
+
+    def memory_events(self) -> int:
+        """Memory events over every segment: ``memory`` rows plus events in ``memory_chunks``."""
+        open_files = self.open_offsets()
+        total = 0
+        for entry in self.manifest["segments"]:
+            if entry["file"] in open_files:
+                continue
+            if entry["table"] == "memory":
+                total += int(entry.get("rows", 0))
+            elif entry["table"] == "memory_chunks":
+                total += int(entry.get("events", 0))
+        for table, writer in self._open.items():
+            total += writer.rows if table == "memory" else writer.events
+        return total
 
     def close(self) -> None:
         """Close every segment (writing footers) and mark the log cleanly closed."""
@@ -369,6 +389,12 @@ class Segment:
     def read(self) -> pa.Table:
         """Every complete record batch of this segment."""
         return seg.read_segment(self.path, TABLES[self.table]).table
+
+
+def _chunk_events(table: str, data: pa.Table) -> int:
+    if table != "memory_chunks" or not data.num_rows:
+        return 0
+    return int(pc.sum(data.column("n")).as_py() or 0)
 
 
 def _writer_alive(writer: Mapping[str, Any]) -> bool:

@@ -387,7 +387,8 @@ class Broker:
             "log_id": self.writer.log_id,
             "log": str(self.writer.path),
             "ts_ns": time.monotonic_ns(),
-            "rows": self.writer.rows_by_table(),
+            # rows per table, but "memory" counts every memory event (chunks included)
+            "rows": {**self.writer.rows_by_table(), "memory": self.writer.memory_events()},
             "producers": sum(1 for p in producers if p.producer != UNIDENTIFIED),
             "events": sum(p.events for p in producers),  # memory events
             "rejected": sum(p.rejected for p in producers),
