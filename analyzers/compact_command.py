@@ -2,7 +2,8 @@
 
 Writes ``DIR/<table>.parquet`` for every table (zstd), streaming record batches so a large
 log is never loaded whole (``memory.parquet`` holds every memory event, the chunks the
-broker stored decoded into columns; there is no ``memory_chunks.parquet``), plus ``DIR/compact.json`` naming the source log id and the row
+broker stored decoded into columns; there is no ``memory_chunks.parquet``), plus
+``DIR/compact.json`` naming the source log id and the row
 count of every file. Default DIR: ``parquet/`` in the run directory.
 """
 

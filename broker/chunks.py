@@ -79,7 +79,8 @@ def decode_rows(pieces: list[pa.RecordBatch],
             try:
                 if encodings[i].as_py() != "rec1":
                     raise WireError(f"unknown chunk encoding {encodings[i].as_py()!r}")
-                _tracer.decode_rec1_into(values[offsets[i]:offsets[i + 1]], n, *out, row)
+                _tracer.decode_rec1_into(values[offsets[i]:offsets[i + 1]], n, out[0], out[1],
+                                         out[2], out[3], out[4], out[5], out[6], row)
             except WireError as exc:
                 ok[index] = False
                 if on_problem is not None:
@@ -120,3 +121,40 @@ def _identity(pieces: list[pa.RecordBatch], counts: np.ndarray,
     # seq of event j of a chunk starting at row s: first + (row - s); uint64 wraps cancel.
     seq = np.repeat(first - starts, counts) + np.arange(len(pid), dtype=np.uint64)
     return pid, tid, seq
+
+
+def encode_memory_table(memory: pa.Table | pa.RecordBatch) -> pa.Table:
+    """``memory_chunks`` rows (rec1) that decode to exactly the rows of ``memory``, in order.
+
+    Each run of rows of one pid and tid whose ``seq`` steps by one within one batch seq becomes
+    a chunk. For converting a columnar log and for tests; raises ``ValueError`` for rows rec1
+    cannot hold (see :func:`memscope.producer.records.encode_rec1`).
+    """
+    from memscope.broker.schema import MEMORY_CHUNKS
+    from memscope.producer.records import encode_rec1
+
+    table = pa.Table.from_batches([memory]) if isinstance(memory, pa.RecordBatch) else memory
+    cols = {name: table.column(name).to_numpy() for name in MEMORY.names}
+    seq = cols["seq"]
+    rows = len(seq)
+    if not rows:
+        return MEMORY_CHUNKS.empty_table()
+    mask = (1 << _SEQ_SHIFT) - 1
+    breaks = np.ones(rows, bool)
+    breaks[1:] = ((cols["pid"][1:] != cols["pid"][:-1]) | (cols["tid"][1:] != cols["tid"][:-1])
+                  | (seq[1:] != seq[:-1] + np.uint64(1))
+                  | ((seq[1:] >> np.uint64(_SEQ_SHIFT)) != (seq[:-1] >> np.uint64(_SEQ_SHIFT))))
+    starts = np.flatnonzero(breaks)
+    ends = np.append(starts[1:], rows)
+    out: dict[str, list[Any]] = {name: [] for name in MEMORY_CHUNKS.names}
+    for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+        chunk = encode_rec1(int(cols["tid"][start]),
+                            {name: cols[name][start:end] for name in MEMORY_COLUMNS})
+        out["pid"].append(int(cols["pid"][start]))
+        out["tid"].append(int(cols["tid"][start]))
+        out["batch_seq"].append(int(seq[start]) >> _SEQ_SHIFT)
+        out["first_index"].append(int(seq[start]) & mask)
+        out["n"].append(end - start)
+        out["encoding"].append("rec1")
+        out["data"].append(chunk["data"])
+    return pa.table(out, schema=MEMORY_CHUNKS)
