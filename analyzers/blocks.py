@@ -39,6 +39,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from memscope.analyzers.prefetch import prefetched
 from memscope.analyzers.views import _START
 from memscope.broker.schema import MEMORY
 from memscope.producer.wire import KIND_ALLOC, KIND_CALLOC, KIND_FREE, KIND_REALLOC
@@ -85,10 +86,15 @@ class BlockMatcher:
                 con.execute(f"ATTACH ':memory:' AS {schema} (COMPRESS)")
         self.schema = schema
         p = self.prefix = f"{schema}." if schema else ""
+        # The tail and the open blocks are rewritten every chunk (DELETE + INSERT): kept in
+        # the connection's plain in-memory database, a checkpoint compresses only the
+        # append-only tables (done blocks and notable ends) instead of rewriting those too.
+        self.hot = "" if schema == STATE_DB else p
         for name, columns in _STATE.items():
-            con.execute(f"CREATE TABLE IF NOT EXISTS {p}{name} ({columns})")
-        con.execute(f"CREATE TABLE IF NOT EXISTS {p}{_OPEN} AS SELECT * FROM {p}_blk_done "
-                    f"LIMIT 0")
+            where = self.hot if name == "_blk_tail" else p
+            con.execute(f"CREATE TABLE IF NOT EXISTS {where}{name} ({columns})")
+        con.execute(f"CREATE TABLE IF NOT EXISTS {self.hot}{_OPEN} AS SELECT * FROM "
+                    f"{p}_blk_done LIMIT 0")
 
     def feed(
         self, batches: Iterable[pa.RecordBatch], on_chunk: Callable[[int], None] | None = None,
@@ -111,20 +117,25 @@ class BlockMatcher:
         self.rows_matched += total
         return total
 
+    def table(self, name: str) -> str:
+        """The qualified name of state table ``name`` (``_blk_done``, ``_blk_open``, ...)."""
+        hot = name in (_OPEN, "_blk_tail")
+        return f"{self.hot if hot else self.prefix}{name}"
+
     def checkpoint(self) -> None:
         """Compress the rows appended to the state since the last checkpoint."""
         self.con.execute(f"CHECKPOINT {self.schema}")
         self._chunks_since_checkpoint = 0
 
     def _match(self, chunk: pa.Table) -> None:
-        con, p = self.con, self.prefix
+        con, p, h = self.con, self.prefix, self.hot
         be = _block_events(chunk)
         if not len(be["pid"]):
             return
         keys = pa.table({"pid": be["pid"], "address": be["address"]})
         con.register("_blk_keys", keys)
         try:
-            ctx = con.sql(f"""SELECT pid, address, ts_ns, seq, code FROM {p}_blk_tail
+            ctx = con.sql(f"""SELECT pid, address, ts_ns, seq, code FROM {h}_blk_tail
                 WHERE (pid, address) IN (SELECT DISTINCT pid, address FROM _blk_keys)"""
                           ).arrow().read_all()
         finally:
@@ -145,21 +156,21 @@ class BlockMatcher:
             con.execute(f"""INSERT INTO {p}_blk_done
                 SELECT o.pid, o.tid, o.seq, o.ts_ns, o.address, o.size, o.stack_id, o.code,
                        r.nc, r.nts, r.nseq
-                FROM {p}{_OPEN} o JOIN _blk_resolved_new r
+                FROM {h}{_OPEN} o JOIN _blk_resolved_new r
                   ON o.pid = r.pid AND o.address = r.address AND o.ts_ns = r.ts_ns
                  AND o.seq = r.seq""")
             if tables["resolved"].num_rows:
-                con.execute(f"""DELETE FROM {p}{_OPEN} WHERE (pid, address, ts_ns, seq) IN
+                con.execute(f"""DELETE FROM {h}{_OPEN} WHERE (pid, address, ts_ns, seq) IN
                     (SELECT pid, address, ts_ns, seq FROM _blk_resolved_new)""")
             con.execute(f"INSERT INTO {p}_blk_done BY NAME SELECT * FROM _blk_done_new")
-            con.execute(f"INSERT INTO {p}{_OPEN} BY NAME SELECT * FROM _blk_open_new")
+            con.execute(f"INSERT INTO {h}{_OPEN} BY NAME SELECT * FROM _blk_open_new")
             con.execute(f"INSERT INTO {p}_blk_ends BY NAME SELECT * FROM _blk_ends_new")
             if len(ctx):
                 con.register("_blk_ctx", ctx)
-                con.execute(f"""DELETE FROM {p}_blk_tail WHERE (pid, address) IN
+                con.execute(f"""DELETE FROM {h}_blk_tail WHERE (pid, address) IN
                     (SELECT DISTINCT pid, address FROM _blk_ctx)""")
                 con.unregister("_blk_ctx")
-            con.execute(f"INSERT INTO {p}_blk_tail BY NAME SELECT * FROM _blk_tail_new")
+            con.execute(f"INSERT INTO {h}_blk_tail BY NAME SELECT * FROM _blk_tail_new")
         finally:
             for name in tables:
                 con.unregister(f"_blk_{name}_new")
@@ -168,17 +179,22 @@ class BlockMatcher:
         """Point ``_allocations`` and ``_notable_ends`` at the matched state."""
         from memscope.analyzers.memstats import forget
 
-        self.views_over(self.con, self.schema)
+        self.views_over(self.con, self.schema, self.hot)
         forget(self.con)
 
     @staticmethod
-    def views_over(con: duckdb.DuckDBPyConnection, schema: str | None = None) -> None:
-        """Point ``_allocations``/``_notable_ends`` at block state kept in ``schema``."""
+    def views_over(con: duckdb.DuckDBPyConnection, schema: str | None = None,
+                   open_prefix: str | None = None) -> None:
+        """Point ``_allocations``/``_notable_ends`` at block state kept in ``schema``.
+
+        ``open_prefix`` is where ``_blk_open`` is when not in ``schema`` (:attr:`open_table`).
+        """
         from memscope.analyzers.views import use_chain
 
         p = f"{schema}." if schema else ""
+        o = p if open_prefix is None else open_prefix
         con.execute(f"CREATE OR REPLACE VIEW _blk_chain AS SELECT * FROM {p}_blk_done "
-                    f"UNION ALL SELECT * FROM {p}{_OPEN}")
+                    f"UNION ALL SELECT * FROM {o}{_OPEN}")
         use_chain(con, "_blk_chain", f"{p}_blk_ends")
 
 
@@ -245,7 +261,7 @@ class _Window:
                      for name in ("pid", "address", "ts_ns", "seq", "code")}
         k = self.keys
         start = k["code"] >= _START
-        self.order = order = np.lexsort((start, k["seq"], k["ts_ns"], k["address"], k["pid"]))
+        self.order = order = block_order(k["pid"], k["address"], k["ts_ns"], k["seq"], start)
         self.n = n = len(order)
         pid, address, code = k["pid"][order], k["address"][order], k["code"][order]
         same = np.zeros(n + 1, bool)  # same[i]: rows i-1 and i share (pid, address)
@@ -296,6 +312,26 @@ class _Window:
         return pa.table(columns)
 
 
+def block_order(pid: np.ndarray, address: np.ndarray, ts_ns: np.ndarray, seq: np.ndarray,
+                start: np.ndarray) -> np.ndarray:
+    """The row order by (pid, address, ts_ns, seq, ends before starts), as indices.
+
+    ``np.lexsort`` does one stable pass per key; when the values allow, the five keys are
+    packed into three: (pid's rank in the chunk << 48 | address) and (seq << 1 | start).
+    Addresses below 2**48 (every x86-64 and arm64 user-space address) and fewer than 65,536
+    pids per chunk are the normal case; anything else takes the five-key sort.
+    """
+    if len(pid) and int(address.max()) < 1 << 48 and int(seq.max()) < 1 << 63:
+        changes = np.flatnonzero(pid[1:] != pid[:-1]) + 1
+        pids = np.unique(pid[np.concatenate(([0], changes))])
+        if len(pids) < 1 << 16:
+            rank = np.searchsorted(pids, pid).astype(np.uint64)
+            where = (rank << np.uint64(48)) | address.astype(np.uint64)
+            tie = (seq.astype(np.uint64) << np.uint64(1)) | start.astype(np.uint64)
+            return np.lexsort((tie, ts_ns, where))
+    return np.lexsort((start, seq, ts_ns, address, pid))
+
+
 def _shift(values: np.ndarray, k: int) -> np.ndarray:
     """``values`` moved by ``k`` (positive: the k-th previous row; negative: next)."""
     out = np.zeros_like(values)
@@ -329,18 +365,20 @@ def _chunks(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
         yield pa.Table.from_batches(pending, schema=MEMORY)
 
 
-def memory_batches(dataset: Any) -> Iterator[pa.RecordBatch]:
+def memory_batches(dataset: Any, prefetch: int = 8) -> Iterator[pa.RecordBatch]:
     """The memory events' record batches in log order (segments, then batches).
 
-    ``dataset`` is a log reader (its :meth:`memory_batches`: the columnar rows, then the
-    chunks the broker stored, decoded) or a dataset of the memory table. For a dataset,
-    read-ahead is kept small (pyarrow's default is 16 batches of each of 4 files), so the
-    decoded events waiting for the matcher stay within a few chunks, and the buffers come
-    from the system allocator, which gives freed chunks back (the default pool keeps them).
+    ``dataset`` is a log reader (its ``memory_batches()``: the columnar rows, then the chunks
+    the broker stored, decoded) or a dataset of the memory table. The scan is single-threaded
+    (pyarrow's threaded scan of IPC files reads a whole segment ahead of a slow consumer,
+    about 1 GiB on a 50-million-event log) and a thread keeps at most ``prefetch`` batches
+    decoded ahead of the matcher (:func:`memscope.analyzers.prefetch.prefetched`). The
+    buffers come from the system allocator, which gives freed batches back (pyarrow's
+    default pool keeps them).
     """
     if hasattr(dataset, "memory_batches"):
-        yield from dataset.memory_batches()
+        yield from prefetched(dataset.memory_batches(), prefetch)
         return
-    scanner = dataset.scanner(batch_size=1 << 18, batch_readahead=4, fragment_readahead=1,
-                              use_threads=True, memory_pool=pa.system_memory_pool())
-    yield from scanner.to_reader()
+    scanner = dataset.scanner(batch_size=1 << 18, batch_readahead=1, fragment_readahead=1,
+                              use_threads=False, memory_pool=pa.system_memory_pool())
+    yield from prefetched(scanner.to_reader(), prefetch)

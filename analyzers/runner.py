@@ -103,7 +103,7 @@ def prepare(log: Any, scratch: Path, memory_mb: int = MEMORY_BUDGET_MB,
         con.execute("ATTACH ? AS scratch", [str(scratch)])
         for table in ("_blk_done", "_blk_open", "_blk_ends"):  # one bulk write each
             con.execute(f"CREATE TABLE scratch.{table} AS "
-                        f"SELECT * FROM {matcher.prefix}{table}")
+                        f"SELECT * FROM {matcher.table(table)}")
         con.execute("DETACH scratch")
     finally:
         con.close()

@@ -180,3 +180,23 @@ def test_a_free_inside_a_live_block_is_invalid():
     assert finding["related_allocations"][0]["address"] == 0x1000
     assert finding["stack"]["location"] == "bad (ext.py:5)"
     assert report["summary"]["invalid_free_checked"] is True
+
+
+def test_interior_frees_among_reused_slots_other_domains_and_processes():
+    b = LogBuilder()
+    b.alloc(1, 10, 0x2000, 256)             # dead by the first interior free
+    b.free(1, 15, 0x2000)
+    b.alloc(1, 20, 0x2000, 64)              # the block alive at 0x2000 from then on
+    b.alloc(1, 21, 0x2040, 64)              # its neighbour
+    b.free(1, 30, 0x2010)                   # inside the 64-byte block: invalid
+    b.free(1, 31, 0x2020)                   # a second one inside it: invalid
+    b.free(1, 32, 0x2080)                   # inside only the dead 256-byte block: not provable
+    b.free(1, 33, 0x2050, domain=DOMAIN_MEM)  # inside an obj block, but freed as mem: not it
+    b.alloc(2, 10, 0x2000, 4096)            # another process's block at the same address
+    b.free(2, 40, 0x2100)                   # inside pid 2's block: invalid
+    b.free(1, 41, 0x2100)                   # pid 1 has nothing there: not provable
+    report = analyze(b, "security")
+    found = sorted((f["pid"], f["ts_ns"], f["address"], f["related_allocations"][0]["address"])
+                   for f in _findings(report, "invalid_free"))
+    assert found == [(1, 30, 0x2010, 0x2000), (1, 31, 0x2020, 0x2000),
+                     (2, 40, 0x2100, 0x2000)]
