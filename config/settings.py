@@ -34,7 +34,7 @@ class Settings:
     log_flush_interval_s: float = 1.0
     log_compression: str = "zstd"
     log_memory: str = "chunks"
-    log_chunk_compression: str = "zstd"
+    log_chunk_compression: str = "lz4"
     curve_server_secret_key: str = ""
     curve_server_public_key: str = ""
     curve_client_secret_key: str = ""
