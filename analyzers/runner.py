@@ -112,12 +112,17 @@ def prepare(log: Any, scratch: Path, memory_mb: int = MEMORY_BUDGET_MB,
 def connect_materialized(log: Any, memory_mb: int = MEMORY_BUDGET_MB,
                          spill_dir: Path | None = None,
                          on_chunk: Callable[[int], None] | None = None,
+                         raw_memory: bool = True,
                          ) -> duckdb.DuckDBPyConnection:
-    """A connection over ``log`` with the block matching done in memory (one process)."""
+    """A connection over ``log`` with the block matching done in memory (one process).
+
+    ``raw_memory=False`` leaves ``raw_memory`` (the ``events`` view) empty: the analyzers read
+    only the matched block state, so a log's chunks need not be decoded a second time.
+    """
     from memscope.analyzers.blocks import memory_batches
 
     reader = log if hasattr(log, "dataset") else open_reader(log)
-    con = connect(reader, memory_limit=f"{memory_mb}MB")
+    con = connect(reader, memory_limit=f"{memory_mb}MB", raw_memory=raw_memory)
     if spill_dir is not None:
         con.execute("SET temp_directory = ?", [str(spill_dir)])
     materialize(con, memory_batches(reader), on_chunk=on_chunk)
@@ -167,7 +172,8 @@ def run_all(
     tmp = Path(tempfile.mkdtemp(prefix="memscope-analyze-", dir=scratch_dir))
     try:
         if jobs <= 1 or len(analyzers) == 1:
-            con = connect_materialized(reader, spill_dir=tmp / "spill", on_chunk=on_chunk)
+            con = connect_materialized(reader, spill_dir=tmp / "spill", on_chunk=on_chunk,
+                                       raw_memory=False)
             if progress:
                 progress("prepare")
             written, failures = analyze_connection(con, opts, analyzers, progress)

@@ -16,6 +16,8 @@ from memscope.analyzers import run_all
 from memscope.analyzers._common import AnalyzerOptions
 from memscope.analyzers.compact_command import compact
 from memscope.analyzers.follow import Follower
+from memscope.analyzers.runner import analyze_tables
+from memscope.analyzers.stats_command import collect
 from memscope.analyzers.testing import sample_log, write_log
 from memscope.analyzers.views import connect
 from memscope.broker import start_embedded
@@ -253,12 +255,15 @@ def test_views_analyzers_and_compact_see_chunk_logs_like_columnar_ones(tmp_path)
             results.append(con.execute(sql).fetchall())
             con.close()
         assert results[0] == results[1] and results[0]
-    outs = []
-    for log, name in ((columnar, "a"), (chunked, "b")):
+    # In memory, from the raw tables (raw_memory whole), as the baseline.
+    analyze_tables(sample_log().tables(), AnalyzerOptions(out_dir=tmp_path / "base"))
+    baseline = _reports(tmp_path / "base")
+    assert len(baseline) == 6
+    for log, name, jobs in ((columnar, "a", 1), (chunked, "b1", 1), (chunked, "b2", 2)):
         out = tmp_path / f"out-{name}"
-        assert len(run_all(log, out, jobs=2)) == 6
-        outs.append(_reports(out))
-    assert outs[0] == outs[1]
+        assert len(run_all(log, out, jobs=jobs)) == 6
+        assert _reports(out) == baseline, name
+    assert collect(str(chunked)) == collect(str(columnar))  # memscope stats
     info = compact(str(chunked), tmp_path / "parquet")
     assert "memory_chunks" not in info["tables"]
     memory = pq.read_table(tmp_path / "parquet" / "memory.parquet")
