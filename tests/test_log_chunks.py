@@ -125,9 +125,11 @@ def test_validate_chunk_checks_the_chunk_fields():
     chunk = encode_rec1(1, memory_chunk(0, 0, 0, 100))
     validate_chunk(chunk)
     for bad in ({"n": 101}, {"n": -1}, {"n": 1 << 33}, {"data": "text"}, {"enc": "zip"},
-                {"data": chunk["data"][:-1]}):
+                {"data": chunk["data"][:-1]}, {"data": None}):
         with pytest.raises(WireError):
             validate_chunk({**chunk, **bad})
+        with pytest.raises(WireError):  # the decoder refuses the same chunk
+            decode_chunk({**chunk, **bad})
 
 
 def _frame(message: bytes):
