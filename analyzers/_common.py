@@ -190,15 +190,22 @@ def time_span(con: duckdb.DuckDBPyConnection, pid: int | None = None) -> tuple[i
 
 
 def stack_info(con: duckdb.DuckDBPyConnection, pid: int, stack_id: int) -> dict[str, Any]:
-    """The resolved stack (innermost first) of one stack id; empty trace when unknown."""
-    found = rows(
-        con,
-        "SELECT location, trace FROM stacks WHERE pid = ? AND stack_id = ?",
-        [pid, stack_id],
-    )
-    if not found:
+    """The resolved stack (innermost first) of one stack id; empty trace when unknown.
+
+    Every stack of the log is read once per connection (analyzers ask for hundreds, one at
+    a time) and kept until the block state changes (:func:`memscope.analyzers.memstats.forget`).
+    """
+    from memscope.analyzers.memstats import _cached
+
+    def load() -> dict[tuple[int, int], tuple[Any, Any]]:
+        return {(int(p), int(s)): (location, trace) for p, s, location, trace in
+                con.execute("SELECT pid, stack_id, location, trace FROM stacks").fetchall()}
+
+    stacks = _cached(con, "stack_info", load)
+    found = stacks.get((int(pid), int(stack_id)))
+    if found is None:
         return {"stack_id": stack_id, "location": None, "trace": []}
-    return {"stack_id": stack_id, "location": found[0]["location"], "trace": found[0]["trace"]}
+    return {"stack_id": stack_id, "location": found[0], "trace": list(found[1])}
 
 
 #: SQL joining a (pid, stack_id) relation aliased ``x`` to its resolved stack ``s``.
