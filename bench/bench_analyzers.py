@@ -3,10 +3,10 @@
     python bench/bench_analyzers.py [--events 50000000] [--jobs 2] [--processes 4] [--keep DIR]
                                     [--log-memory chunks|columns]
 
-The log is written with the broker's LogWriter into a temporary directory, its memory events
-stored the way the broker stores a tracer's (rec1 chunks, decoded on read; ``--log-memory
-columns`` writes format-1 Arrow columns instead) (in a child
-process, so generating it does not count toward the analysis's memory). The workload looks
+The log is written with the broker's LogWriter into a temporary directory, in a child
+process so generating it does not count toward the analysis's memory. Its memory events are
+stored the way the broker stores a tracer's: rec1 chunks, decoded on read (``--log-memory
+columns`` writes format-1 Arrow columns instead). The workload looks
 like a Python heap: address slots reused over and over (pymalloc pools), small sizes with a
 long tail, 2,000 allocation stacks, most blocks short-lived, some growing sites never freed.
 Then ``memscope analyze`` runs (``run_all``) as its own child process; its wall time and the
