@@ -32,6 +32,7 @@ shipped after a later event of another thread at the same address).
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -75,6 +76,7 @@ class BlockMatcher:
         self.chunk_rows = chunk_rows
         self.rows_matched = 0
         self._chunks_since_checkpoint = 0
+        self._store_con: duckdb.DuckDBPyConnection | None = None
         if schema is None:
             # The state lives in a compressed in-memory database: a CHECKPOINT every few
             # chunks compresses what was appended (about 4x smaller than plain tables).
@@ -102,16 +104,29 @@ class BlockMatcher:
         """Match the memory rows of ``batches`` (in log order); return how many were read.
 
         ``on_chunk`` is called with the running row count after each chunk (progress).
+
+        Two stages overlap: this thread reads a chunk, sorts it with its context and updates
+        the tail (:meth:`_window`), while a second thread stores the previous chunk's blocks
+        (:meth:`_store`; DuckDB and numpy release the GIL). The next chunk's context only
+        needs the tail, which is updated before the next chunk is read.
         """
         total = 0
-        for chunk in _chunks(batches, self.chunk_rows):
-            self._match(chunk)
-            total += chunk.num_rows
-            if on_chunk:
-                on_chunk(self.rows_matched + total)
-            self._chunks_since_checkpoint += 1
-            if self._chunks_since_checkpoint >= CHECKPOINT_EVERY:
-                self.checkpoint()
+        with cf.ThreadPoolExecutor(1, thread_name_prefix="memscope-match") as store:
+            storing: cf.Future[None] | None = None
+            for chunk in _chunks(batches, self.chunk_rows):
+                tables = self._window(chunk)
+                if storing is not None:
+                    storing.result()
+                self._chunks_since_checkpoint += 1
+                due = self._chunks_since_checkpoint >= CHECKPOINT_EVERY
+                if due:
+                    self._chunks_since_checkpoint = 0
+                storing = store.submit(self._store, tables, due)
+                total += chunk.num_rows
+                if on_chunk:
+                    on_chunk(self.rows_matched + total)
+            if storing is not None:
+                storing.result()
         if self._chunks_since_checkpoint:
             self.checkpoint()
         self.rows_matched += total
@@ -127,11 +142,12 @@ class BlockMatcher:
         self.con.execute(f"CHECKPOINT {self.schema}")
         self._chunks_since_checkpoint = 0
 
-    def _match(self, chunk: pa.Table) -> None:
-        con, p, h = self.con, self.prefix, self.hot
+    def _window(self, chunk: pa.Table) -> dict[str, pa.Table] | None:
+        """Match ``chunk`` against the tail; update the tail; the rows to store (or None)."""
+        con, h = self.con, self.hot
         be = _block_events(chunk)
         if not len(be["pid"]):
-            return
+            return None
         keys = pa.table({"pid": be["pid"], "address": be["address"]})
         con.register("_blk_keys", keys)
         try:
@@ -147,24 +163,11 @@ class BlockMatcher:
             "done": ~w.ctx & w.start & w.has_next,
             "open": ~w.ctx & w.start & ~w.has_next,
             "ends": ~w.ctx & ~w.start & w.notable,
-            "tail": ~w.has_next2,
         }
         tables = {name: w.select(mask, name) for name, mask in outputs.items()}
-        for name, table in tables.items():
-            con.register(f"_blk_{name}_new", table)
+        tail = w.select(~w.has_next2, "tail")
+        con.register("_blk_tail_new", tail)
         try:
-            con.execute(f"""INSERT INTO {p}_blk_done
-                SELECT o.pid, o.tid, o.seq, o.ts_ns, o.address, o.size, o.stack_id, o.code,
-                       r.nc, r.nts, r.nseq
-                FROM {h}{_OPEN} o JOIN _blk_resolved_new r
-                  ON o.pid = r.pid AND o.address = r.address AND o.ts_ns = r.ts_ns
-                 AND o.seq = r.seq""")
-            if tables["resolved"].num_rows:
-                con.execute(f"""DELETE FROM {h}{_OPEN} WHERE (pid, address, ts_ns, seq) IN
-                    (SELECT pid, address, ts_ns, seq FROM _blk_resolved_new)""")
-            con.execute(f"INSERT INTO {p}_blk_done BY NAME SELECT * FROM _blk_done_new")
-            con.execute(f"INSERT INTO {h}{_OPEN} BY NAME SELECT * FROM _blk_open_new")
-            con.execute(f"INSERT INTO {p}_blk_ends BY NAME SELECT * FROM _blk_ends_new")
             if len(ctx):
                 con.register("_blk_ctx", ctx)
                 con.execute(f"""DELETE FROM {h}_blk_tail WHERE (pid, address) IN
@@ -172,8 +175,36 @@ class BlockMatcher:
                 con.unregister("_blk_ctx")
             con.execute(f"INSERT INTO {h}_blk_tail BY NAME SELECT * FROM _blk_tail_new")
         finally:
-            for name in tables:
+            con.unregister("_blk_tail_new")
+        return tables
+
+    def _store(self, tables: dict[str, pa.Table] | None, checkpoint: bool) -> None:
+        """Store one chunk's blocks and ends (on a cursor of its own: another thread)."""
+        p, h = self.prefix, self.hot
+        con = self._store_con
+        if con is None:
+            con = self._store_con = self.con.cursor()
+        for name, table in (tables or {}).items():
+            con.register(f"_blk_{name}_new", table)
+        try:
+            if tables:
+                con.execute(f"""INSERT INTO {p}_blk_done
+                    SELECT o.pid, o.tid, o.seq, o.ts_ns, o.address, o.size, o.stack_id,
+                           o.code, r.nc, r.nts, r.nseq
+                    FROM {h}{_OPEN} o JOIN _blk_resolved_new r
+                      ON o.pid = r.pid AND o.address = r.address AND o.ts_ns = r.ts_ns
+                     AND o.seq = r.seq""")
+                if tables["resolved"].num_rows:
+                    con.execute(f"""DELETE FROM {h}{_OPEN} WHERE (pid, address, ts_ns, seq)
+                        IN (SELECT pid, address, ts_ns, seq FROM _blk_resolved_new)""")
+                con.execute(f"INSERT INTO {p}_blk_done BY NAME SELECT * FROM _blk_done_new")
+                con.execute(f"INSERT INTO {h}{_OPEN} BY NAME SELECT * FROM _blk_open_new")
+                con.execute(f"INSERT INTO {p}_blk_ends BY NAME SELECT * FROM _blk_ends_new")
+        finally:
+            for name in tables or {}:
                 con.unregister(f"_blk_{name}_new")
+        if checkpoint:
+            con.execute(f"CHECKPOINT {self.schema}")
 
     def point_views(self) -> None:
         """Point ``_allocations`` and ``_notable_ends`` at the matched state."""
@@ -366,14 +397,19 @@ def _chunks(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
 
 
 def memory_batches(dataset: Any, prefetch: int = 8) -> Iterator[pa.RecordBatch]:
-    """The memory table's record batches in log order (segments, then batches).
+    """The memory events' record batches in log order (segments, then batches).
 
-    The scan is single-threaded (pyarrow's threaded scan of IPC files reads a whole segment
-    ahead of a slow consumer, about 1 GiB on a 50-million-event log) and a thread keeps at
-    most ``prefetch`` batches decoded ahead of the matcher
-    (:func:`memscope.analyzers.prefetch.prefetched`). The buffers come from the system
-    allocator, which gives freed batches back (pyarrow's default pool keeps them).
+    ``dataset`` is a log reader (its ``memory_batches()``: the columnar rows, then the chunks
+    the broker stored, decoded) or a dataset of the memory table. The scan is single-threaded
+    (pyarrow's threaded scan of IPC files reads a whole segment ahead of a slow consumer,
+    about 1 GiB on a 50-million-event log) and a thread keeps at most ``prefetch`` batches
+    decoded ahead of the matcher (:func:`memscope.analyzers.prefetch.prefetched`). The
+    buffers come from the system allocator, which gives freed batches back (pyarrow's
+    default pool keeps them).
     """
+    if hasattr(dataset, "memory_batches"):
+        yield from prefetched(dataset.memory_batches(), prefetch)
+        return
     scanner = dataset.scanner(batch_size=1 << 18, batch_readahead=1, fragment_readahead=1,
                               use_threads=False, memory_pool=pa.system_memory_pool())
     yield from prefetched(scanner.to_reader(), prefetch)

@@ -1,7 +1,9 @@
 """``memscope compact LOG [--out DIR]``: copy a log's tables to Parquet for other engines.
 
 Writes ``DIR/<table>.parquet`` for every table (zstd), streaming record batches so a large
-log is never loaded whole, plus ``DIR/compact.json`` naming the source log id and the row
+log is never loaded whole (``memory.parquet`` holds every memory event, the chunks the
+broker stored decoded into columns; there is no ``memory_chunks.parquet``), plus
+``DIR/compact.json`` naming the source log id and the row
 count of every file. Default DIR: ``parquet/`` in the run directory.
 """
 
@@ -30,11 +32,15 @@ def compact(log: str, out_dir: Path | None = None) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     counts: dict[str, int] = {}
     for name, schema in TABLES.items():
+        if name == "memory_chunks":
+            continue  # decoded into memory.parquet
         target = out / f"{name}.parquet"
         tmp = target.with_name(f".{target.name}.tmp")
         rows = 0
+        batches = (reader.memory_batches() if name == "memory" and hasattr(
+            reader, "memory_batches") else reader.dataset(name).to_batches())
         with pq.ParquetWriter(str(tmp), schema, compression="zstd") as writer:
-            for batch in reader.dataset(name).to_batches():
+            for batch in batches:
                 if batch.num_rows:
                     writer.write_batch(batch)
                     rows += batch.num_rows

@@ -8,7 +8,10 @@ the matcher only memory rows it has not read yet:
 * a segment closed when first seen is streamed once, batch by batch, and never again;
 * the segment still being written is read up to its last complete batch, and only the rows
   after the ones already matched are fed (the next round continues from there; when the
-  segment is closed, its remaining rows are fed and it is done).
+  segment is closed, its remaining rows are fed and it is done);
+* ``memory_chunks`` segments (events the broker stored as the producers encoded them) are
+  followed the same way by chunk rows; only the new rows are decoded, and their events are
+  also appended to a DuckDB table so that ``raw_memory`` (the ``events`` view) stays whole.
 
 The small tables (processes, threads, variables, stacks, scopes, FFI, counters) are
 re-registered each round as lazy datasets. The analyzers then run over the accumulated state
@@ -32,8 +35,16 @@ import pyarrow.ipc as ipc
 from memscope.analyzers import select
 from memscope.analyzers._common import AnalyzerOptions, log_time, now_iso
 from memscope.analyzers.blocks import BlockMatcher
-from memscope.analyzers.views import _define, _new_connection, freeze, open_reader
-from memscope.broker.schema import TABLES
+from memscope.analyzers.views import (
+    DECODED_MEMORY,
+    _define,
+    _new_connection,
+    _stored,
+    freeze,
+    open_reader,
+)
+from memscope.broker.chunks import decode_chunk_batches
+from memscope.broker.schema import MEMORY, TABLES
 
 
 @dataclass
@@ -80,9 +91,12 @@ class Follower:
         self.matcher = BlockMatcher(self.con)
         self.read = _Progress()
         self.rounds = 0
+        self.con.register("_follow_memory_stream", MEMORY.empty_table())
+        self.con.execute(f"CREATE TABLE {DECODED_MEMORY} AS SELECT * FROM _follow_memory_stream")
+        self.con.unregister("_follow_memory_stream")
 
-    def _new_memory(self, reader: Any) -> Iterator[pa.RecordBatch]:
-        for segment in reader.segments("memory"):
+    def _new_rows(self, reader: Any, table: str) -> Iterator[pa.RecordBatch]:
+        for segment in reader.segments(table):
             key = segment.path.name
             if key in self.read.finished:
                 continue
@@ -95,6 +109,15 @@ class Follower:
             if segment.closed:
                 self.read.finished.add(key)
 
+    def _new_memory(self, reader: Any) -> Iterator[pa.RecordBatch]:
+        yield from self._new_rows(reader, "memory")
+        for batch in decode_chunk_batches(self._new_rows(reader, "memory_chunks"),
+                                          on_problem=reader.problems.append):
+            self.con.register("_follow_memory_new", batch)
+            self.con.execute(f"INSERT INTO {DECODED_MEMORY} SELECT * FROM _follow_memory_new")
+            self.con.unregister("_follow_memory_new")
+            yield batch
+
     def refresh(self) -> Any | None:
         """Feed the rows added since the last call; the log's reader, or None if unchanged."""
         reader = open_reader(self.log)
@@ -105,7 +128,12 @@ class Follower:
         if signature == self.read.signature:
             return None
         self.read.signature = signature
-        _define(self.con, {name: reader.dataset(name) for name in TABLES})
+        sources: dict[str, Any] = {name: _stored(reader, name) for name in TABLES}
+        self.con.execute("DROP VIEW IF EXISTS _follow_columnar")
+        self.con.register("_follow_columnar", sources["memory"])
+        sources["memory"] = (f"(SELECT * FROM _follow_columnar UNION ALL "
+                             f"SELECT * FROM {DECODED_MEMORY})")
+        _define(self.con, sources)
         self.matcher.feed(self._new_memory(reader))
         self.matcher.point_views()
         freeze(self.con)

@@ -78,7 +78,8 @@ def _worker(
     from memscope.analyzers import ANALYZERS
 
     try:
-        con = connect(log, memory_limit=f"{memory_mb}MB", threads=threads)
+        # Workers read the block state prepare() kept: no raw_memory (nothing to decode).
+        con = connect(log, memory_limit=f"{memory_mb}MB", threads=threads, raw_memory=False)
         con.execute("ATTACH ? AS scratch (READ_ONLY)", [scratch])
         use_materialized(con, "scratch")
         ANALYZERS[kind](con, options)
@@ -94,10 +95,10 @@ def prepare(log: Any, scratch: Path, memory_mb: int = MEMORY_BUDGET_MB,
     from memscope.analyzers.blocks import memory_batches
 
     reader = log if hasattr(log, "dataset") else open_reader(log)
-    con = connect(reader, memory_limit=f"{memory_mb}MB")
+    con = connect(reader, memory_limit=f"{memory_mb}MB", raw_memory=False)
     try:
         con.execute("SET temp_directory = ?", [str(scratch.parent / "spill")])
-        matcher = materialize(con, memory_batches(reader.dataset("memory")),
+        matcher = materialize(con, memory_batches(reader),
                               on_chunk=on_chunk)
         con.execute("ATTACH ? AS scratch", [str(scratch)])
         for table in ("_blk_done", "_blk_open", "_blk_ends"):  # one bulk write each
@@ -111,15 +112,20 @@ def prepare(log: Any, scratch: Path, memory_mb: int = MEMORY_BUDGET_MB,
 def connect_materialized(log: Any, memory_mb: int = MEMORY_BUDGET_MB,
                          spill_dir: Path | None = None,
                          on_chunk: Callable[[int], None] | None = None,
+                         raw_memory: bool = True,
                          ) -> duckdb.DuckDBPyConnection:
-    """A connection over ``log`` with the block matching done in memory (one process)."""
+    """A connection over ``log`` with the block matching done in memory (one process).
+
+    ``raw_memory=False`` leaves ``raw_memory`` (the ``events`` view) empty: the analyzers read
+    only the matched block state, so a log's chunks need not be decoded a second time.
+    """
     from memscope.analyzers.blocks import memory_batches
 
     reader = log if hasattr(log, "dataset") else open_reader(log)
-    con = connect(reader, memory_limit=f"{memory_mb}MB")
+    con = connect(reader, memory_limit=f"{memory_mb}MB", raw_memory=raw_memory)
     if spill_dir is not None:
         con.execute("SET temp_directory = ?", [str(spill_dir)])
-    materialize(con, memory_batches(reader.dataset("memory")), on_chunk=on_chunk)
+    materialize(con, memory_batches(reader), on_chunk=on_chunk)
     return con
 
 
@@ -166,7 +172,8 @@ def run_all(
     tmp = Path(tempfile.mkdtemp(prefix="memscope-analyze-", dir=scratch_dir))
     try:
         if jobs <= 1 or len(analyzers) == 1:
-            con = connect_materialized(reader, spill_dir=tmp / "spill", on_chunk=on_chunk)
+            con = connect_materialized(reader, spill_dir=tmp / "spill", on_chunk=on_chunk,
+                                       raw_memory=False)
             if progress:
                 progress("prepare")
             written, failures = analyze_connection(con, opts, analyzers, progress)

@@ -36,7 +36,7 @@ def collect(log: str) -> dict[str, Any]:
     from memscope.analyzers.memstats import process_stats
     from memscope.analyzers.runner import connect_materialized
 
-    con = open_or_fail(log, connect_materialized)
+    con = open_or_fail(log, connect_materialized, raw_memory=False)  # reads block state only
     try:
         processes = {r["pid"]: r for r in rows(con, "SELECT * FROM processes ORDER BY pid")}
         pids = [r[0] for r in con.execute(

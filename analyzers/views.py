@@ -296,13 +296,45 @@ def _new_connection(memory_limit: str | None, threads: int | None) -> duckdb.Duc
 
 
 def _define(con: duckdb.DuckDBPyConnection, sources: Mapping[str, Any]) -> None:
+    """Bind every ``raw_<table>`` to its source and (re)create the views.
+
+    A source is an Arrow object (table, dataset) or the name of a DuckDB table (a ``str``);
+    a missing one is an empty table of the schema.
+    """
     for name, schema in TABLES.items():
         source = sources.get(name)
         if source is None:
             source = pa.table({f.name: pa.array([], f.type) for f in schema}, schema=schema)
-        con.register(f"raw_{name}", source)
+        con.execute(f"DROP VIEW IF EXISTS raw_{name}")
+        if isinstance(source, str):
+            con.execute(f"CREATE TEMP VIEW raw_{name} AS SELECT * FROM {source}")
+        else:
+            con.register(f"raw_{name}", source)
     for sql in _view_sql():
         con.execute(sql)
+
+
+#: The DuckDB table holding a log's memory events when some are stored as chunks.
+DECODED_MEMORY = "_decoded_memory"
+
+
+def _memory_source(con: duckdb.DuckDBPyConnection, reader: Any, decode: bool) -> Any:
+    """What ``raw_memory`` reads: the log's lazy dataset, or its events decoded into DuckDB.
+
+    Chunks stored by the broker (``memory_chunks``) must be decoded; DuckDB needs a source it
+    can scan more than once (self-joins), so they are decoded once into a DuckDB table, which
+    spills to disk under the memory limit. Without ``decode`` raw_memory is empty.
+    """
+    if not decode:
+        return None
+    if not hasattr(reader, "chunk_events") or not reader.chunk_events():
+        return reader.dataset("memory")
+    con.register("_memory_stream", reader.memory_reader())
+    try:
+        con.execute(f"CREATE OR REPLACE TABLE {DECODED_MEMORY} AS SELECT * FROM _memory_stream")
+    finally:
+        con.unregister("_memory_stream")
+    return DECODED_MEMORY
 
 
 def connect_tables(
@@ -340,20 +372,35 @@ def connect(
     *,
     memory_limit: str | None = None,
     threads: int | None = None,
+    raw_memory: bool = True,
 ) -> duckdb.DuckDBPyConnection:
     """A connection with every view over a log (lazy pyarrow datasets, nothing loaded whole).
+
+    Memory events the broker stored as chunks are decoded once into a DuckDB table (it spills
+    to disk beyond the memory limit); columnar ones are read lazily.
 
     Args:
         log: a run directory, its ``events/`` directory, or an open LogReader.
         memory_limit: DuckDB's memory limit (default ``MEMSCOPE_DUCKDB_MEMORY`` or 1GB); DuckDB
             spills sorts and joins to disk beyond it.
         threads: DuckDB worker threads (default: DuckDB's choice).
+        raw_memory: False leaves ``raw_memory`` (and the ``events`` view) empty, for processes
+            that only read block state materialized elsewhere (the analyzer workers).
     """
     reader = log if hasattr(log, "dataset") else open_reader(log)
     con = _new_connection(memory_limit, threads)
-    _define(con, {name: reader.dataset(name) for name in TABLES})
+    sources: dict[str, Any] = {name: reader.dataset(name) for name in TABLES
+                               if name not in ("memory", "memory_chunks")}
+    sources["memory_chunks"] = _stored(reader, "memory_chunks")
+    sources["memory"] = _memory_source(con, reader, raw_memory)
+    _define(con, sources)
     _READERS[con] = reader
     return con
+
+
+def _stored(reader: Any, table: str) -> Any:
+    stored = getattr(reader, "stored_dataset", None)
+    return stored(table) if stored is not None else reader.dataset(table)
 
 
 def materialize(
@@ -385,7 +432,7 @@ def materialize(
         if reader is not None:
             from memscope.analyzers.blocks import memory_batches
 
-            batches = memory_batches(reader.dataset("memory"))
+            batches = memory_batches(reader)
         else:
             batches = con.sql("SELECT * FROM raw_memory").arrow().read_all().to_batches()
     matcher = BlockMatcher(con, chunk_rows or CHUNK_ROWS, schema=schema)

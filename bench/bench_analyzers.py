@@ -1,9 +1,12 @@
 """Analyze a synthetic 50-million-event log into all six files; print wall time and peak RSS.
 
     python bench/bench_analyzers.py [--events 50000000] [--jobs 2] [--processes 4] [--keep DIR]
+                                    [--log-memory chunks|columns]
 
-The log is written with the broker's LogWriter into a temporary directory (in a child
-process, so generating it does not count toward the analysis's memory). The workload looks
+The log is written with the broker's LogWriter into a temporary directory, in a child
+process so generating it does not count toward the analysis's memory. Its memory events are
+stored the way the broker stores a tracer's: rec1 chunks, decoded on read (``--log-memory
+columns`` writes format-1 Arrow columns instead). The workload looks
 like a Python heap: address slots reused over and over (pymalloc pools), small sizes with a
 long tail, 2,000 allocation stacks, most blocks short-lived, some growing sites never freed.
 Then ``memscope analyze`` runs (``run_all``) as its own child process; its wall time and the
@@ -82,8 +85,39 @@ def _group(rng, g: int, n_events: int, pid: int, t_span: int):
     return pa.Table.from_pydict(columns, schema=MEMORY)
 
 
-def build_log(path: Path, events: int, processes: int) -> dict:
-    """Write the synthetic log; return counts."""
+def _chunk_rows(table, batch_seq: int, batch_events: int = 65536):
+    """``table``'s events as the broker stores a tracer's: ``memory_chunks`` record batches.
+
+    Each run of ``batch_events`` events is one envelope (batch seq); within it, one rec1
+    chunk per thread, as the tracer ships them.
+    """
+    import numpy as np
+    import pyarrow as pa
+
+    from memscope.broker.schema import MEMORY_CHUNKS
+    from memscope.producer.records import _DTYPES, encode_rec1
+
+    columns = {name: table.column(name).to_numpy() for name in table.column_names}
+    pid = int(columns["pid"][0])
+    for start in range(0, table.num_rows, batch_events):
+        tids = columns["tid"][start:start + batch_events]
+        order = np.argsort(tids, kind="stable") + start
+        rows: dict[str, list] = {name: [] for name in MEMORY_CHUNKS.names}
+        first = 0
+        for tid in np.unique(tids):
+            idx = order[columns["tid"][order] == tid]
+            chunk = encode_rec1(int(tid), {name: columns[name][idx] for name in _DTYPES})
+            for name, value in (("pid", pid), ("tid", int(tid)), ("batch_seq", batch_seq),
+                                ("first_index", first), ("n", len(idx)),
+                                ("encoding", "rec1"), ("data", chunk["data"])):
+                rows[name].append(value)
+            first += len(idx)
+        batch_seq += 1
+        yield pa.RecordBatch.from_pydict(rows, schema=MEMORY_CHUNKS)
+
+
+def build_log(path: Path, events: int, processes: int, memory: str = "chunks") -> dict:
+    """Write the synthetic log (memory events as rec1 chunks or as columns); return counts."""
     import numpy as np
 
     from memscope.analyzers.testing import LogBuilder
@@ -107,8 +141,12 @@ def build_log(path: Path, events: int, processes: int) -> dict:
     while written < events:
         n = min(EVENTS_PER_GROUP, events - written)
         table = _group(rng, g, n, 1000 + g % processes, t_span)
-        for batch in table.to_batches(max_chunksize=65536):
-            writer.append("memory", batch)
+        if memory == "chunks":
+            for batch in _chunk_rows(table, batch_seq=g * (EVENTS_PER_GROUP * 2 // 65536 + 1)):
+                writer.append("memory_chunks", batch)
+        else:
+            for batch in table.to_batches(max_chunksize=65536):
+                writer.append("memory", batch)
         written += table.num_rows
         g += 1
     writer.close()
@@ -192,6 +230,9 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=None,
                         help="analyzer worker processes (default: memscope analyze's)")
     parser.add_argument("--processes", type=int, default=4)
+    parser.add_argument("--log-memory", choices=("chunks", "columns"), default="chunks",
+                        help="memory events stored as the broker stores a tracer's (rec1 "
+                             "chunks, the default) or as Arrow columns (logs of format 1)")
     parser.add_argument("--keep", type=Path, help="build (or reuse) the log here")
     parser.add_argument("--compare", type=int, default=200_000, metavar="N",
                         help="also time tracemalloc, memray and memscope analyzing one "
@@ -210,12 +251,14 @@ def main() -> int:
         code = (f"import json, sys; from pathlib import Path; sys.path.insert(0, {here!r}); "
                 "import bench_analyzers as b; "
                 "print(json.dumps(b.build_log(Path(sys.argv[1]), int(sys.argv[2]), "
-                "int(sys.argv[3]))))")
+                "int(sys.argv[3]), sys.argv[4])))")
         out = subprocess.run([sys.executable, "-c", code, str(log), str(args.events),
-                              str(args.processes)], check=True, capture_output=True, text=True)
+                              str(args.processes), args.log_memory], check=True,
+                             capture_output=True, text=True)
         built = json.loads(out.stdout)
         print(f"built {built['events']:,} events in {time.perf_counter() - t:.1f} s "
-              f"({built['bytes_on_disk'] / built['events']:.2f} bytes/event on disk)")
+              f"({built['bytes_on_disk'] / built['events']:.2f} bytes/event on disk, "
+              f"memory events stored as {args.log_memory})")
     from memscope.analyzers.command import default_jobs
 
     jobs = args.jobs or default_jobs()

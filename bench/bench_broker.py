@@ -1,25 +1,35 @@
-"""Broker ingest benchmark: events/s with 1, 4 and 8 producers, and bytes per event on disk.
+"""Broker ingest benchmark: events per broker CPU-second, bytes per event on disk, read cost.
 
-Each producer process pre-builds a few cols1 chunks of synthetic events (65,536 events per
-batch), then pushes envelopes with consecutive seqs as fast as the broker takes them. The
-broker runs in its own process (``start_embedded``); its CPU time is read from /proc, so
-"events per broker CPU second" is what one broker core sustains even when the producers
-compete for the same cores. Bytes/event is the size of the memory table's segment files
-divided by the events in them. ``--entropy`` picks the synthetic events (each row says which):
-``real`` (default) resembles a traced program (small timestamp steps, clustered 16-byte
-aligned addresses, small sizes, a few hundred stacks, frees soon after their allocations),
-``high`` is the compression worst case (random addresses, sizes and steps).
+**Events.** ``--source`` picks the memory chunks every producer sends (each row says which):
 
-The ``in-process`` rows feed the same envelopes to the broker's own message handler and
-commit path in this process (no ZeroMQ, no producers): the best of ``--repeat`` runs of CPU
-time (``time.process_time``) of decoding and writing the log; ``write %`` is the share of the
-memory table's segment writes in it (Arrow IPC serialization and compression).
+* ``tracer`` (default): real tracer chunks (rec1), captured once in this process by tracing a
+  small Python allocation loop with memscope's tracer (capture.start/drain), then re-sent;
+* ``real`` / ``high``: synthetic events (:mod:`memscope.producer.synthetic`: like a traced
+  program / random, the compression worst case) encoded as rec1 chunks of 65,536 events.
 
-For scale, the bench also traces a small Python allocation loop with memscope itself (real
-tracer events) and with memray (its capture file size per allocation).
+Envelopes hold about 65,536 events each.
 
-    python bench/bench_broker.py [--events-per-producer N] [--compression zstd,lz4,none]
-                                 [--entropy real,high] [--repeat 3] [--quick]
+**Storage** (``--storage``, each a broker setting): ``chunks-none``, ``chunks-lz4``,
+``chunks-zstd`` store the rec1 chunks as received in the ``memory_chunks`` table (validated by
+the C scan, never decoded) with that segment compression (``log_chunk_compression``);
+``columns-zstd`` is the old behaviour (``log_memory = "columns"``: chunks decoded into the
+columnar ``memory`` table, zstd).
+
+**Rows.** ``in-process`` feeds the envelopes to the broker's own message handler and commit
+path in this process (no ZeroMQ, no producers): best of ``--repeat`` runs of CPU time
+(``time.process_time``) of validating/decoding and writing the log. ``1``, ``4``, ``8``: a
+broker process (``start_embedded``) and that many producer processes over ZeroMQ (ipc); the
+broker's CPU time is read from /proc, so events per broker CPU-second is what one broker
+core sustains even though the producers compete for the same cores (best of ``--repeat``
+runs as well). Bytes/event: the size of the memory tables' segment files over the events.
+
+**Read side** (``read ns/ev``, ``read Mev/s``, in-process rows): the CPU time on one core of
+turning the log back into Arrow record batches of the ``memory`` schema
+(``LogReader.memory_batches``: for chunks, reading the segments and the C decoder; for
+columns, reading and decompressing the columnar segments), best of ``--repeat``.
+
+    python bench/bench_broker.py [--events N] [--source tracer,real,high] [--producers 1,4,8]
+                                 [--storage chunks-zstd,...] [--repeat 3] [--quick]
 """
 
 from __future__ import annotations
@@ -27,36 +37,92 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import subprocess
+import random
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import zmq
 
 from memscope.broker import start_embedded
+from memscope.broker.log import open_log
 from memscope.broker.server import COMMIT_ENVELOPES, COMMIT_EVENTS, Broker
 from memscope.config import Settings
-from memscope.producer.records import encode_cols1
+from memscope.producer.records import encode_rec1
 from memscope.producer.synthetic import memory_chunk
 from memscope.producer.wire import encode_batch
 
-CHUNK = 65536
+ENVELOPE_EVENTS = 65536
+STORAGES = {
+    "chunks-none": {"log_memory": "chunks", "log_chunk_compression": "none"},
+    "chunks-lz4": {"log_memory": "chunks", "log_chunk_compression": "lz4"},
+    "chunks-zstd": {"log_memory": "chunks", "log_chunk_compression": "zstd"},
+    "columns-zstd": {"log_memory": "columns", "log_compression": "zstd"},
+}
+_MEMORY_DIRS = ("memory", "memory_chunks")
 
 
-def _producer(address: str, index: int, batches: int, ready, go, entropy: str) -> None:
-    chunks = [encode_cols1(1, memory_chunk(0, index, i, CHUNK, entropy=entropy))
-              for i in range(4)]
+def tracer_chunks(events: int) -> list[dict[str, Any]]:
+    """rec1 chunks of about ``events`` real tracer events (a Python allocation loop)."""
+    from memscope.producer import capture
+
+    chunks: list[dict[str, Any]] = []
+    keep: list[bytearray] = []
+    capture.start(mode="full")
+    try:
+        while sum(c["n"] for c in chunks) < events:
+            for _ in range(50_000):
+                keep.append(bytearray(random.randrange(1, 512)))
+                if len(keep) > 1000:
+                    keep.pop(random.randrange(len(keep)))
+            drained, _ = capture.drain()
+            chunks += [c for c in drained if c.get("enc") == "rec1" and c["n"]]
+    finally:
+        capture.stop()
+    return chunks
+
+
+def envelopes(source: str, events: int) -> list[list[dict[str, Any]]]:
+    """The memory chunks of each envelope (about ENVELOPE_EVENTS events each)."""
+    if source != "tracer":
+        return [[encode_rec1(7, memory_chunk(0, 0, i, ENVELOPE_EVENTS, entropy=source))]
+                for i in range(max(events // ENVELOPE_EVENTS, 1))]
+    out: list[list[dict[str, Any]]] = [[]]
+    size = 0
+    for chunk in tracer_chunks(events):
+        if size >= ENVELOPE_EVENTS:
+            out.append([])
+            size = 0
+        out[-1].append(chunk)
+        size += chunk["n"]
+    return out
+
+
+def _events(env: list[dict[str, Any]]) -> int:
+    return sum(c["n"] for c in env)
+
+
+def _memory_bytes(events_dir: Path) -> int:
+    return sum(f.stat().st_size for d in _MEMORY_DIRS for f in (events_dir / d).glob("*.arrow"))
+
+
+def _producer(address: str, index: int, envs: list[list[dict[str, Any]]], batches: int,
+              ready: Any, go: Any) -> None:
     context = zmq.Context()
     push = context.socket(zmq.PUSH)
     push.sndhwm = 16
     push.connect(address)
     producer = f"bench:{os.getpid()}:{index}"
+    messages = [encode_batch(producer, os.getpid(), seq, envs[seq % len(envs)], {})
+                for seq in range(min(batches, len(envs)))]
     ready.release()
     go.wait()
     for seq in range(batches):
-        push.send(encode_batch(producer, os.getpid(), seq, [chunks[seq % 4]], {}), copy=False)
+        message = messages[seq] if seq < len(messages) else encode_batch(
+            producer, os.getpid(), seq, envs[seq % len(envs)], {})
+        push.send(message, copy=False)
     push.close(linger=-1)
     context.term()
 
@@ -66,24 +132,23 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run(producers: int, events_per_producer: int, compression: str, entropy: str,
-        ) -> dict[str, float]:
+def run_zmq(producers: int, envs: list[list[dict[str, Any]]], per_producer: int,
+            settings: Settings) -> dict[str, float]:
     """One broker process and ``producers`` producer processes over ZeroMQ (ipc)."""
-    batches = max(events_per_producer // CHUNK, 1)
-    total = producers * batches * CHUNK
+    batches = max(per_producer // max(_events(envs[0]), 1), 1)
+    total = producers * sum(_events(envs[s % len(envs)]) for s in range(batches))
     with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings().replace(log_compression=compression)
         broker = start_embedded(Path(tmp) / "events", settings=settings)
         ctx = multiprocessing.get_context("fork")
         ready, go = ctx.Semaphore(0), ctx.Event()
         procs = [ctx.Process(target=_producer,
-                             args=(broker.address, i, batches, ready, go, entropy))
+                             args=(broker.address, i, envs, batches, ready, go))
                  for i in range(producers)]
         for proc in procs:
             proc.start()
         for _ in procs:
             ready.acquire()
-        client = broker.client(timeout_s=30)
+        client = broker.client(timeout_s=60)
         cpu0, t0 = _cpu_seconds(broker.pid), time.perf_counter()
         go.set()
         while sum(p["events"] for p in client.ingest()) < total:
@@ -93,9 +158,8 @@ def run(producers: int, events_per_producer: int, compression: str, entropy: str
         for proc in procs:
             proc.join()
         broker.stop()
-        disk = sum(f.stat().st_size for f in (Path(tmp) / "events" / "memory").glob("*.arrow"))
-    return {"producers": producers, "events": total, "wall_s": wall, "cpu_s": cpu,
-            "events_per_s": total / wall, "events_per_cpu_s": total / cpu,
+        disk = _memory_bytes(Path(tmp) / "events")
+    return {"events": total, "wall_s": wall, "cpu_s": cpu, "events_per_cpu_s": total / cpu,
             "bytes_per_event": disk / total}
 
 
@@ -104,17 +168,16 @@ class _Frame:
         self.buffer = memoryview(data)
 
 
-def run_in_process(batches: int, compression: str, entropy: str, repeat: int,
+def run_in_process(envs: list[list[dict[str, Any]]], settings: Settings, repeat: int,
                    ) -> dict[str, float]:
-    """The broker's decode and commit path in this process: best CPU time of ``repeat``."""
-    messages = [encode_batch("bench:1:1", 4242, seq,
-                             [encode_cols1(7, memory_chunk(0, 0, seq, CHUNK, entropy=entropy))],
-                             {}) for seq in range(batches)]
-    best = {"cpu_s": float("inf")}
+    """The broker's ingest path in this process, then the read side: best CPU times."""
+    messages = [encode_batch("bench:1:1", 4242, seq, env, {}) for seq, env in enumerate(envs)]
+    total = sum(_events(env) for env in envs)
+    best: dict[str, float] = {"cpu_s": float("inf"), "read_s": float("inf")}
     for _ in range(repeat):
         with tempfile.TemporaryDirectory() as tmp:
-            settings = Settings().replace(log_compression=compression)
-            broker = Broker(Path(tmp) / "events", f"ipc://{tmp}/bench.sock", settings)
+            events_dir = Path(tmp) / "events"
+            broker = Broker(events_dir, f"ipc://{tmp}/bench.sock", settings)
             writes = [0.0]
             _time_memory_writes(broker, writes)
             cpu0 = time.process_time()
@@ -126,22 +189,28 @@ def run_in_process(batches: int, compression: str, entropy: str, repeat: int,
             broker.commit()
             cpu = time.process_time() - cpu0
             broker.close()
-            disk = sum(f.stat().st_size for f in (Path(tmp) / "events" / "memory").glob("*.arrow"))
+            disk = _memory_bytes(events_dir)
+            log = open_log(events_dir)
+            read0 = time.process_time()
+            read = sum(batch.num_rows for batch in log.memory_batches())
+            read_s = time.process_time() - read0
+        if read != total:
+            raise RuntimeError(f"the log holds {read} memory events, {total} were sent")
         if cpu < best["cpu_s"]:
-            best = {"cpu_s": cpu, "write_s": writes[0], "bytes": disk}
-    total = batches * CHUNK
-    return {"producers": 0, "events": total, "wall_s": float("nan"), "cpu_s": best["cpu_s"],
-            "events_per_s": float("nan"), "events_per_cpu_s": total / best["cpu_s"],
-            "write_share": best["write_s"] / best["cpu_s"],
-            "bytes_per_event": best["bytes"] / total}
+            best.update(cpu_s=cpu, write_s=writes[0], bytes=disk)
+        best["read_s"] = min(best["read_s"], read_s)
+    return {"events": total, "wall_s": float("nan"), "cpu_s": best["cpu_s"],
+            "events_per_cpu_s": total / best["cpu_s"], "write_share": best["write_s"] /
+            best["cpu_s"], "bytes_per_event": best["bytes"] / total,
+            "read_ns": best["read_s"] / total * 1e9}
 
 
 def _time_memory_writes(broker: Broker, total: list[float]) -> None:
-    """Add the CPU time of the memory table's segment writes (the codec's work) to total[0]."""
+    """Add the CPU time of the memory tables' segment writes to total[0]."""
     append = broker.writer.append
 
     def timed(table: str, data):  # type: ignore[no-untyped-def]
-        if table != "memory":
+        if table not in _MEMORY_DIRS:
             return append(table, data)
         start = time.process_time()
         try:
@@ -152,102 +221,51 @@ def _time_memory_writes(broker: Broker, total: list[float]) -> None:
     broker.writer.append = timed  # type: ignore[method-assign]
 
 
-_MEMRAY_WORKLOAD = """
-import random
-keep = []
-for i in range(200_000):
-    keep.append(bytearray(random.randrange(1, 512)))
-    if len(keep) > 1000:
-        keep.pop(random.randrange(len(keep)))
-"""
-
-
-def memray_bytes_per_event() -> tuple[float, int] | None:
-    """(bytes per allocation record, records) of a memray capture of a comparable loop."""
-    try:
-        from memray import FileReader
-    except ImportError:
-        return None
-    with tempfile.TemporaryDirectory() as tmp:
-        script, out = Path(tmp) / "w.py", Path(tmp) / "w.bin"
-        script.write_text(_MEMRAY_WORKLOAD)
-        command = [sys.executable, "-m", "memray", "run", "-q", "--trace-python-allocators",
-                   "-o", str(out), str(script)]
-        subprocess.run(command, check=True, capture_output=True)
-        reader = FileReader(str(out))
-        records = int(reader.metadata.total_allocations)
-        reader.close()
-        return out.stat().st_size / records, records
-
-
-def traced_bytes_per_event() -> tuple[float, int] | None:
-    """(bytes per event, events) of the memory table when memscope traces the same loop."""
-    with tempfile.TemporaryDirectory() as tmp:
-        events_dir = Path(tmp) / "events"
-        code = ("import memscope\n"
-                f"memscope.init(log_dir={str(events_dir)!r})\n"
-                + _MEMRAY_WORKLOAD + "memscope.shutdown()\n")
-        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-        if done.returncode != 0:
-            print(f"(traced workload failed: {done.stderr.strip()[-300:]})")
-            return None
-        from memscope.broker.log import open_log
-
-        log = open_log(events_dir)
-        events = log.dataset("memory").count_rows()
-        size = sum(s.path.stat().st_size for s in log.segments("memory"))
-        return size / max(events, 1), events
-
-
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--events-per-producer", type=int, default=2 * 1024 * 1024)
-    parser.add_argument("--compression", default="zstd,lz4,none")
-    parser.add_argument("--entropy", default="real", help="real, high or both: real,high")
-    parser.add_argument("--repeat", type=int, default=3, help="in-process runs (best kept)")
-    parser.add_argument("--quick", action="store_true",
-                        help="small sizes, 1 and 4 producers, no tracing comparison")
+    parser.add_argument("--events", type=int, default=16 * 1024 * 1024,
+                        help="events per row (split among the producers)")
+    parser.add_argument("--source", default="tracer", help="tracer, real, high (comma list)")
+    parser.add_argument("--storage", default=",".join(STORAGES),
+                        help=f"comma list of {', '.join(STORAGES)}")
+    parser.add_argument("--producers", default="1,4,8")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each row (best kept)")
+    parser.add_argument("--quick", action="store_true", help="small sizes, 1 and 4 producers")
     args = parser.parse_args()
     if args.quick:
-        args.events_per_producer = min(args.events_per_producer, 8 * CHUNK)
-    print(f"broker ingest, {CHUNK} events per batch, {os.cpu_count()} cores on this machine "
-          f"(load average {os.getloadavg()[0]:.1f})")
-    header = (f"{'compression':<11} {'entropy':<7} {'producers':>10} {'events':>9} "
-              f"{'wall s':>7} {'Mev/s wall':>10} {'Mev/broker-cpu-s':>16} {'write %':>7} "
-              f"{'bytes/event':>11}")
+        args.events = min(args.events, 4 * 1024 * 1024)
+        args.producers = "1,4"
+        args.repeat = min(args.repeat, 2)
+    print(f"broker ingest, about {ENVELOPE_EVENTS} events per envelope, {os.cpu_count()} cores "
+          f"on this machine (load average {os.getloadavg()[0]:.1f}); best of {args.repeat}")
+    header = (f"{'storage':<12} {'source':<6} {'producers':>10} {'events':>9} {'wall s':>7} "
+              f"{'Mev/broker-cpu-s':>16} {'write %':>7} {'bytes/event':>11} "
+              f"{'read ns/ev':>10} {'read Mev/s':>10}")
     print(header)
     print("-" * len(header))
-    for entropy in args.entropy.split(","):
-        for compression in args.compression.split(","):
-            r = run_in_process(max(args.events_per_producer // CHUNK, 1), compression, entropy,
-                               args.repeat)
-            _row(compression, entropy, "in-process", r)
-            for producers in (1, 4) if args.quick else (1, 4, 8):
-                per = max(args.events_per_producer // producers, CHUNK) if producers > 1 else (
-                    args.events_per_producer)
-                _row(compression, entropy, str(producers), run(producers, per, compression,
-                                                               entropy))
-    if not args.quick:
-        memray = memray_bytes_per_event()
-        if memray is not None:
-            print(f"memray capture file of a comparable loop: {memray[0]:.2f} bytes per "
-                  f"allocation ({memray[1]} allocations; the file also holds their frees and "
-                  "stack records)")
-        traced = traced_bytes_per_event()
-        if traced is not None:
-            print(f"memscope log of the same loop, traced (zstd): {traced[0]:.2f} bytes per "
-                  f"event ({traced[1]} allocation and free events)")
-    print("goal: >= 20 M events/s on one broker core, <= 8 bytes/event")
+    for source in args.source.split(","):
+        envs = envelopes(source, min(args.events, 4 * 1024 * 1024))
+        for storage in args.storage.split(","):
+            settings = Settings().replace(**STORAGES[storage])
+            _row(storage, source, "in-process", run_in_process(envs, settings, args.repeat))
+            for producers in (int(p) for p in args.producers.split(",")):
+                per = max(args.events // producers, ENVELOPE_EVENTS)
+                runs = [run_zmq(producers, envs, per, settings) for _ in range(args.repeat)]
+                _row(storage, source, str(producers), max(runs,
+                                                          key=lambda r: r["events_per_cpu_s"]))
+    print("goal: >= 20 M events per broker CPU-second, <= 8 bytes/event on disk. read: CPU "
+          "time to decode the log into Arrow memory batches, one core")
     return 0
 
 
-def _row(compression: str, entropy: str, producers: str, r: dict[str, float]) -> None:
+def _row(storage: str, source: str, producers: str, r: dict[str, float]) -> None:
     share = f"{100 * r['write_share']:.0f}" if "write_share" in r else "-"
     wall = "-" if r["wall_s"] != r["wall_s"] else f"{r['wall_s']:.2f}"
-    rate = "-" if r["events_per_s"] != r["events_per_s"] else f"{r['events_per_s'] / 1e6:.2f}"
-    print(f"{compression:<11} {entropy:<7} {producers:>10} {r['events']:>9} {wall:>7} "
-          f"{rate:>10} {r['events_per_cpu_s'] / 1e6:>16.2f} {share:>7} "
-          f"{r['bytes_per_event']:>11.2f}", flush=True)
+    read = (f"{r['read_ns']:>10.2f} {1e3 / r['read_ns']:>10.1f}" if "read_ns" in r
+            else f"{'-':>10} {'-':>10}")
+    print(f"{storage:<12} {source:<6} {producers:>10} {r['events']:>9} {wall:>7} "
+          f"{r['events_per_cpu_s'] / 1e6:>16.2f} {share:>7} {r['bytes_per_event']:>11.2f} "
+          f"{read}", flush=True)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ BENCHES: dict[str, tuple[str, list[str]]] = {
     "tracer": ("bench_tracer.py", ["--repeat", "3"]),
     "api": ("bench_api.py", ["--repeat", "3"]),
     "native": ("bench_native.py", ["--repeat", "3"]),
-    "broker": ("bench_broker.py", ["--events-per-producer", "1048576"]),
+    "broker": ("bench_broker.py", ["--events", "8388608", "--repeat", "2"]),
     "analyzers": ("bench_analyzers.py", ["--events", "10000000"]),
     "report": ("bench_report.py", ["--runs", "1"]),
 }

@@ -56,6 +56,7 @@ class SegmentWriter:
         self.created_mono = time.monotonic()
         self.rows = 0
         self.batches = 0
+        self.events = 0  # memory events in the rows (memory_chunks: the sum of n)
         self._sink = pa.OSFile(str(path), "wb")
         self._writer = ipc.new_file(self._sink, schema, options=options)
 

@@ -6,6 +6,11 @@ arrays (views of the message's bytes). The broker keeps them as a :class:`Memory
 the columns of one large record batch (large batches compress faster per byte), adding the
 ``pid``, ``tid`` and ``seq`` columns with numpy: no event is touched one at a time in Python.
 
+With ``keep_chunks`` (the broker's default, ``log_memory = "chunks"``) a ``rec1`` chunk is
+not decoded at all: :func:`memscope.producer.records.validate_chunk` checks it (a bounds-checked
+C scan) and it is kept as it arrived in a :class:`ChunkPart`, written as one row of the
+``memory_chunks`` table (:func:`chunk_batch`); readers decode it.
+
 The ``seq`` of an event is ``(batch seq << SEQ_SHIFT) | index within the batch``: unique per
 producer and increasing in the producer's order even when batches arrive out of order
 (a replay after a broker restart).
@@ -20,8 +25,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from memscope.broker.schema import MEMORY, PRODUCER_RECORD_TABLES, TABLES
-from memscope.producer.records import decode_chunk
+from memscope.broker.schema import MEMORY, MEMORY_CHUNKS, PRODUCER_RECORD_TABLES, TABLES
+from memscope.producer.records import decode_chunk, validate_chunk
 from memscope.producer.wire import MAX_BATCH_EVENTS, Envelope, WireError
 
 SEQ_SHIFT = 24
@@ -45,6 +50,9 @@ class MemoryPart:
     tids: list[int]
     chunks: list[dict[str, np.ndarray]]
     rows: int
+    #: Index within the batch of each chunk's first event; None: the chunks are the batch's
+    #: memory events from index 0 on, back to back.
+    starts: list[int] | None = None
 
     def batch(self) -> pa.RecordBatch:
         """This part alone as a record batch of the ``memory`` table (fresh arrays)."""
@@ -104,11 +112,15 @@ class MemoryAssembler:
     def _identity(self, part: MemoryPart, pos: int, out: dict[str, np.ndarray]) -> None:
         end = pos + part.rows
         out["pid"][pos:end] = part.pid
-        np.bitwise_or(self._index(part.rows), np.uint64(part.seq << SEQ_SHIFT),
-                      out=out["seq"][pos:end])
-        for tid, chunk in zip(part.tids, part.chunks, strict=True):
+        if part.starts is None:
+            np.bitwise_or(self._index(part.rows), np.uint64(part.seq << SEQ_SHIFT),
+                          out=out["seq"][pos:end])
+        for number, (tid, chunk) in enumerate(zip(part.tids, part.chunks, strict=True)):
             count = len(chunk["ts_ns"])
             out["tid"][pos:pos + count] = tid
+            if part.starts is not None:
+                first = (part.seq << SEQ_SHIFT) | part.starts[number]
+                np.add(self._index(count), np.uint64(first), out=out["seq"][pos:pos + count])
             pos += count
 
     def _pass_through(self, part: MemoryPart) -> pa.RecordBatch:
@@ -137,12 +149,52 @@ _NUMPY: dict[str, np.dtype[Any]] = {field.name: np.dtype(field.type.to_pandas_dt
 
 
 @dataclass(frozen=True)
+class ChunkPart:
+    """The ``rec1`` chunks of one envelope, validated and kept as they arrived."""
+
+    pid: int
+    seq: int  # the envelope's batch seq
+    tids: list[int]
+    firsts: list[int]  # index within the batch of each chunk's first event
+    counts: list[int]
+    data: list[bytes]
+    rows: int
+
+
+def chunk_batch(parts: list[ChunkPart]) -> pa.RecordBatch:
+    """One record batch of the ``memory_chunks`` table holding every part's chunks, in order."""
+    pids: list[int] = []
+    seqs: list[int] = []
+    for part in parts:
+        pids += [part.pid] * len(part.counts)
+        seqs += [part.seq] * len(part.counts)
+    rows = len(pids)
+    arrays = [
+        pa.array(pids, pa.uint32()),
+        pa.array([t for p in parts for t in p.tids], pa.uint64()),
+        pa.array(seqs, pa.uint64()),
+        pa.array([f for p in parts for f in p.firsts], pa.uint32()),
+        pa.array([c for p in parts for c in p.counts], pa.uint32()),
+        pa.array(["rec1"] * rows, pa.string()),
+        pa.array([d for p in parts for d in p.data], pa.binary()),
+    ]
+    return pa.RecordBatch.from_arrays(arrays, schema=MEMORY_CHUNKS)
+
+
+@dataclass(frozen=True)
 class Decoded:
     """The decoded content of one envelope: its memory events and rare tables' batches."""
 
     envelope: Envelope
     rare: dict[str, pa.RecordBatch]
     memory: MemoryPart | None = None
+    chunks: ChunkPart | None = None
+
+    @property
+    def memory_events(self) -> int:
+        """Memory events of the envelope (decoded ones and ones kept as chunks)."""
+        return (self.memory.rows if self.memory is not None else 0) + (
+            self.chunks.rows if self.chunks is not None else 0)
 
     @property
     def tables(self) -> dict[str, pa.RecordBatch]:
@@ -150,42 +202,69 @@ class Decoded:
         tables = dict(self.rare)
         if self.memory is not None:
             tables = {"memory": self.memory.batch(), **tables}
+        if self.chunks is not None:
+            tables = {"memory_chunks": chunk_batch([self.chunks]), **tables}
         return tables
 
 
-def decode(envelope: Envelope) -> Decoded:
+def decode(envelope: Envelope, keep_chunks: bool = False) -> Decoded:
     """Decode every chunk and rare table of ``envelope``.
+
+    With ``keep_chunks``, ``rec1`` chunks are validated and kept as they are (``chunks``)
+    instead of being decoded into ``memory``.
 
     Raises:
         WireError: a chunk or rare table is malformed; nothing of the envelope is kept.
     """
     if envelope.seq > _MAX_BATCH_SEQ:
         raise WireError(f"batch seq {envelope.seq} exceeds {_MAX_BATCH_SEQ}")
-    memory = _memory_part(envelope) if envelope.mem else None
+    memory, chunks = _memory_parts(envelope, keep_chunks) if envelope.mem else (None, None)
     rare: dict[str, pa.RecordBatch] = {}
     for name, columns in envelope.rec.items():
         batch = _rare_batch(name, columns, envelope.pid)
         if batch.num_rows:
             rare[name] = batch
-    return Decoded(envelope, rare, memory if memory is not None and memory.rows else None)
+    return Decoded(envelope, rare, memory if memory is not None and memory.rows else None,
+                   chunks if chunks is not None and chunks.rows else None)
 
 
-def _memory_part(envelope: Envelope) -> MemoryPart:
-    chunks: list[dict[str, np.ndarray]] = []
+def _memory_parts(envelope: Envelope, keep_chunks: bool,
+                  ) -> tuple[MemoryPart, ChunkPart | None]:
+    columns_list: list[dict[str, np.ndarray]] = []
     tids: list[int] = []
+    starts: list[int] = []
+    kept = ChunkPart(envelope.pid, envelope.seq, [], [], [], [], 0) if keep_chunks else None
+    pos = 0
     for chunk in envelope.mem:
         tid = chunk["tid"]
         if not 0 <= tid <= _U64_MAX:
             raise WireError(f"memory chunk tid {tid} out of range")
+        if kept is not None and chunk["enc"] == "rec1":
+            validate_chunk(chunk)
+            if chunk["n"]:
+                kept.tids.append(tid)
+                kept.firsts.append(pos)
+                kept.counts.append(chunk["n"])
+                kept.data.append(bytes(chunk["data"]))
+            pos += chunk["n"]
+            continue
         columns = decode_chunk(chunk)
         count = len(columns["ts_ns"])
         if count != chunk["n"]:
             raise WireError(f"memory chunk says n={chunk['n']} but decodes to {count} events")
         if count:
-            chunks.append(columns)
+            columns_list.append(columns)
             tids.append(tid)
-    rows = sum(len(c["ts_ns"]) for c in chunks)
-    return MemoryPart(envelope.pid, envelope.seq, tids, chunks, rows)
+            starts.append(pos)
+        pos += count
+    rows = sum(len(c["ts_ns"]) for c in columns_list)
+    contiguous = kept is None or not kept.counts
+    memory = MemoryPart(envelope.pid, envelope.seq, tids, columns_list, rows,
+                        None if contiguous else starts)
+    if kept is not None:
+        kept = ChunkPart(kept.pid, kept.seq, kept.tids, kept.firsts, kept.counts, kept.data,
+                         sum(kept.counts))
+    return memory, kept
 
 
 def _rare_batch(name: str, columns: Any, pid: int) -> pa.RecordBatch:

@@ -9,10 +9,16 @@ closed and on every :meth:`LogWriter.flush`; besides the documented keys it carr
 * ``state``: an opaque map owned by the writer's user (the broker keeps its per-producer
   sequence state there so that a restarted broker drops replayed duplicates).
 
+Memory events live in two tables (``memory``, columnar, and ``memory_chunks``, the producers'
+encoded chunks; see :mod:`memscope.broker.schema`). :meth:`LogReader.memory_batches` streams
+all of them as decoded ``memory`` record batches in log order; every reader of memory events
+uses it (or :meth:`LogReader.memory_reader`).
+
 Example::
 
     log = open_log("MemoryAnalysis/run-1")          # the run directory or its events/ dir
-    memory = log.dataset("memory").to_table()
+    for batch in log.memory_batches():              # pyarrow RecordBatches, MEMORY schema
+        ...
     for problem in log.problems:
         print(problem)
 """
@@ -24,16 +30,24 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.ipc as ipc
 
 from memscope.broker import _segments as seg
-from memscope.broker.schema import LOG_FORMAT_NAME, LOG_FORMAT_VERSION, TABLES
+from memscope.broker.schema import (
+    LOG_FORMAT_NAME,
+    LOG_FORMAT_VERSION,
+    MEMORY,
+    READABLE_VERSIONS,
+    TABLES,
+)
 from memscope.config import Settings
 
 MANIFEST = "manifest.json"
@@ -63,10 +77,10 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
     if not isinstance(manifest, dict) or manifest.get("format") != LOG_FORMAT_NAME:
         raise LogError(f"{path}: not a {LOG_FORMAT_NAME} manifest")
     version = manifest.get("version")
-    if version != LOG_FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise LogError(
-            f"{path}: log format version {version}; this memscope reads version "
-            f"{LOG_FORMAT_VERSION}"
+            f"{path}: log format version {version}; this memscope reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}"
         )
     return manifest
 
@@ -99,6 +113,7 @@ class LogWriter:
         self.settings = settings or Settings()
         self.path.mkdir(parents=True, exist_ok=True)
         self._options = seg.ipc_options(self.settings.log_compression)
+        self._chunk_options = seg.ipc_options(self.settings.log_chunk_compression)
         self._open: dict[str, seg.SegmentWriter] = {}
         self._closed = False
         if (self.path / MANIFEST).exists():
@@ -118,6 +133,8 @@ class LogWriter:
                 "segments": [],
                 "state": {},
             }
+        # A continued version 1 log may now get memory_chunks: older readers must refuse it.
+        self.manifest["version"] = LOG_FORMAT_VERSION
         self.manifest["writer"] = {
             "pid": os.getpid(),
             "host": socket.gethostname(),
@@ -187,13 +204,14 @@ class LogWriter:
                 seg.committed_prefix(path, 0)
             result = seg.read_segment(path, TABLES[table]) if path.stat().st_size else None
             table_data = result.table if result else TABLES[table].empty_table()
-            new_size = seg.rewrite_closed(path, table_data, schema, self._options)
+            new_size = seg.rewrite_closed(path, table_data, schema, self._options_for(table))
             entry = self._entry(relative)
             if entry is None:
                 entry = {"table": table, "file": relative, "created_ns": time.time_ns()}
                 self.manifest["segments"].append(entry)
             entry.update(
                 rows=table_data.num_rows,
+                events=_chunk_events(table, table_data),
                 batches=result.batches if result else 0,
                 bytes=new_size,
                 closed=True,
@@ -222,6 +240,9 @@ class LogWriter:
             return [b for b in data.combine_chunks().to_batches() if b.num_rows]
         return [data] if data.num_rows else []
 
+    def _options_for(self, table: str) -> ipc.IpcWriteOptions:
+        return self._chunk_options if table == "memory_chunks" else self._options
+
     def _writer(self, table: str) -> seg.SegmentWriter:
         writer = self._open.get(table)
         if writer is not None:
@@ -231,7 +252,7 @@ class LogWriter:
         relative = f"{table}/{table}-{number:06d}{_SUFFIX}"
         (self.path / table).mkdir(exist_ok=True)
         schema = seg.segment_schema(TABLES[table], table, self.log_id)
-        writer = seg.SegmentWriter(self.path / relative, schema, self._options)
+        writer = seg.SegmentWriter(self.path / relative, schema, self._options_for(table))
         self._open[table] = writer
         self.manifest["segments"].append(
             {
@@ -260,6 +281,8 @@ class LogWriter:
         offset = writer.nbytes
         for batch in batches:
             offset = writer.write(batch)
+            if table == "memory_chunks":
+                writer.events += int(pc.sum(batch.column("n")).as_py() or 0)
         relative = writer.path.relative_to(self.path).as_posix()
         if writer.nbytes >= self.settings.segment_max_bytes:
             self._close_segment(table)
@@ -284,6 +307,7 @@ class LogWriter:
         if entry is not None:
             entry.update(
                 rows=writer.rows,
+                events=writer.events,
                 batches=writer.batches,
                 bytes=size,
                 closed=True,
@@ -298,7 +322,8 @@ class LogWriter:
                 writer.sync()
             entry = self._entry(writer.path.relative_to(self.path).as_posix())
             if entry is not None:
-                entry.update(rows=writer.rows, batches=writer.batches, bytes=writer.nbytes)
+                entry.update(rows=writer.rows, events=writer.events, batches=writer.batches,
+                             bytes=writer.nbytes)
         self._write_manifest()
 
     def open_offsets(self) -> dict[str, int]:
@@ -315,6 +340,21 @@ class LogWriter:
         for table, writer in self._open.items():
             totals[table] = totals.get(table, 0) + writer.rows
         return totals
+
+    def memory_events(self) -> int:
+        """Memory events over every segment: ``memory`` rows plus events in ``memory_chunks``."""
+        open_files = self.open_offsets()
+        total = 0
+        for entry in self.manifest["segments"]:
+            if entry["file"] in open_files:
+                continue
+            if entry["table"] == "memory":
+                total += int(entry.get("rows", 0))
+            elif entry["table"] == "memory_chunks":
+                total += int(entry.get("events", 0))
+        for table, writer in self._open.items():
+            total += writer.rows if table == "memory" else writer.events
+        return total
 
     def close(self) -> None:
         """Close every segment (writing footers) and mark the log cleanly closed."""
@@ -349,6 +389,12 @@ class Segment:
     def read(self) -> pa.Table:
         """Every complete record batch of this segment."""
         return seg.read_segment(self.path, TABLES[self.table]).table
+
+
+def _chunk_events(table: str, data: pa.Table) -> int:
+    if table != "memory_chunks" or not data.num_rows:
+        return 0
+    return int(pc.sum(data.column("n")).as_py() or 0)
 
 
 def _writer_alive(writer: Mapping[str, Any]) -> bool:
@@ -425,7 +471,19 @@ class LogReader:
         self._good_files[table] = good
 
     def dataset(self, table: str) -> ds.Dataset:
-        """The table as a pyarrow dataset (an empty one of the schema when it has no rows)."""
+        """The table as a pyarrow dataset (an empty one of the schema when it has no rows).
+
+        ``dataset("memory")`` holds every memory event: the columnar segments (lazily) and,
+        when the log has ``memory_chunks`` rows, those decoded into memory (whole: for big logs
+        stream :meth:`memory_batches` instead).
+        """
+        if table == "memory" and self.chunk_events():
+            decoded = pa.Table.from_batches(list(self._chunk_memory_batches()), schema=MEMORY)
+            return ds.dataset([self.stored_dataset("memory"), ds.dataset(decoded)])
+        return self.stored_dataset(table)
+
+    def stored_dataset(self, table: str) -> ds.Dataset:
+        """The table's stored rows as a lazy dataset (``memory``: only the columnar rows)."""
         schema = TABLES[table]
         parts: list[ds.Dataset] = []
         files = self._good_files.get(table, [])
@@ -444,6 +502,66 @@ class LogReader:
     def table(self, table: str) -> pa.Table:
         """The whole table in memory (convenience for small tables and tests)."""
         return self.dataset(table).to_table()
+
+    # -- memory events ----------------------------------------------------------------------
+
+    def chunk_events(self) -> int:
+        """Memory events stored as chunks (the sum of ``memory_chunks.n``)."""
+        counts = self.stored_dataset("memory_chunks").to_table(columns=["n"]).column("n")
+        return int(pc.sum(counts).as_py() or 0)
+
+    def memory_events(self) -> int:
+        """Every memory event of the log (columnar rows plus events in chunks)."""
+        return self.stored_dataset("memory").count_rows() + self.chunk_events()
+
+    def table_batches(self, table: str) -> Iterator[pa.RecordBatch]:
+        """The stored record batches of ``table`` in log order (segment by segment)."""
+        schema = TABLES[table]
+        good = set(self._good_files.get(table, []))
+        for segment in self.segments(table):
+            if segment.path in good:
+                with pa.memory_map(str(segment.path)) as source:
+                    reader = ipc.open_file(source)
+                    for i in range(reader.num_record_batches):
+                        yield _conform_batch(reader.get_batch(i), schema)
+                continue
+            recovered = self._recovered.get(segment.path)
+            if recovered is not None:
+                for batch in recovered.to_batches():
+                    yield _conform_batch(batch, schema)
+
+    def _chunk_memory_batches(self, target: int | None = None) -> Iterator[pa.RecordBatch]:
+        from memscope.broker.chunks import TARGET_EVENTS, decode_chunk_batches
+
+        yield from decode_chunk_batches(self.table_batches("memory_chunks"),
+                                        target or TARGET_EVENTS, self.problems.append)
+
+    def memory_batches(self, target: int | None = None) -> Iterator[pa.RecordBatch]:
+        """Every memory event as record batches of the ``memory`` schema, in log order.
+
+        First the columnar ``memory`` rows, then the ``memory_chunks`` rows decoded (the C
+        decoder, batches of at least ``target`` events, default 65,536). A chunk that does
+        not decode is skipped and named in :attr:`problems`.
+        """
+        for batch in self.table_batches("memory"):
+            if batch.num_rows:
+                yield batch
+        yield from self._chunk_memory_batches(target)
+
+    def memory_reader(self, target: int | None = None) -> pa.RecordBatchReader:
+        """:meth:`memory_batches` as a (read-once) RecordBatchReader."""
+        return pa.RecordBatchReader.from_batches(MEMORY, self.memory_batches(target))
+
+
+def _conform_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """``batch`` with exactly ``schema`` (a file's metadata dropped, columns put in order)."""
+    if batch.schema.equals(schema, check_metadata=True):
+        return batch
+    if batch.schema.remove_metadata().equals(schema):
+        return pa.RecordBatch.from_arrays(batch.columns, schema=schema)
+    return pa.RecordBatch.from_arrays(
+        [batch.column(name).cast(schema.field(name).type) for name in schema.names],
+        schema=schema)
 
 
 def _footer_ok(path: Path) -> bool:

@@ -1,7 +1,9 @@
 """The event log's tables: their Arrow schemas and the log directory layout.
 
 ``LOG_FORMAT_VERSION`` is written into every manifest and every segment's schema metadata;
-readers refuse a log of another version with a message naming both.
+readers refuse a log of a version they do not know (:data:`READABLE_VERSIONS`) with a message
+naming both. Version 2 added the ``memory_chunks`` table (a reader of version 1 would miss the
+memory events stored there); a version 1 log is read as before (it has no such table).
 
 Layout of a log directory (``<run>/events/``)::
 
@@ -19,13 +21,45 @@ caught up with yet.
 
 Tables (``pid`` is added by the broker from the envelope; every other column comes from the
 producer). Memory events are the hot table; all others are small.
+
+**Memory events are stored in two forms**; the memory events of a log are the rows of the
+columnar ``memory`` table followed by the decoded rows of ``memory_chunks``
+(:meth:`memscope.broker.log.LogReader.memory_batches` streams both in log order):
+
+* ``memory`` (schema :data:`MEMORY`): one row per event, columnar. The broker writes it for
+  ``cols1`` chunks (synthetic producers, tests) and, with ``log_memory = "columns"``, for
+  every chunk (the old behaviour); logs built by hand (``LogWriter.append("memory", ...)``)
+  use it.
+* ``memory_chunks`` (schema :data:`MEMORY_CHUNKS`): one row per ``rec1`` chunk, stored as
+  the producer encoded it (``log_memory = "chunks"``, the default). The broker checks every
+  chunk with a bounds-checked scan (``_tracer.validate_rec1``: accepted iff the decoder would
+  accept it) and never builds its columns; readers decode it. Columns:
+
+  ==============  ======  ================================================================
+  pid             u32     the producer's process (from the envelope)
+  tid             u64     the chunk's thread (``chunk["tid"]``)
+  batch_seq       u64     the envelope's batch seq
+  first_index     u32     index of the chunk's first event among the batch's memory events
+                          (chunks in envelope order); event i of the chunk has
+                          ``seq = (batch_seq << 24) | (first_index + i)``, as in ``memory``
+  n               u32     events in the chunk
+  encoding        string  the chunk's encoding: ``"rec1"``
+  data            binary  the chunk's bytes as received: the 56-byte rec1 header (record
+                          count, clock calibration, the delta state before the first record)
+                          and the records; layout in :mod:`memscope.producer.records`
+  ==============  ======  ================================================================
+
+  The payload is already compact (delta/varint, about 4-7 bytes per event); its segments are
+  compressed with ``log_chunk_compression`` (see ``config/default.toml``).
 """
 
 from __future__ import annotations
 
 import pyarrow as pa
 
-LOG_FORMAT_VERSION = 1
+LOG_FORMAT_VERSION = 2
+#: Versions this code reads (1: before ``memory_chunks``; read the same way).
+READABLE_VERSIONS = (1, 2)
 LOG_FORMAT_NAME = "memscope-log"
 
 _u32, _u64, _i64, _i32, _u8 = pa.uint32(), pa.uint64(), pa.int64(), pa.int32(), pa.uint8()
@@ -46,6 +80,19 @@ MEMORY = pa.schema(
         ("old_address", _u64),  # realloc: the block it replaced; else 0
         ("size", _u64),
         ("stack_id", _u32),
+    ]
+)
+
+#: Memory events as the producer encoded them, one row per chunk (see the module docs).
+MEMORY_CHUNKS = pa.schema(
+    [
+        ("pid", _u32),
+        ("tid", _u64),
+        ("batch_seq", _u64),
+        ("first_index", _u32),
+        ("n", _u32),
+        ("encoding", _str),
+        ("data", pa.binary()),
     ]
 )
 
@@ -208,7 +255,10 @@ TABLES: dict[str, pa.Schema] = {
     "producer_stats": PRODUCER_STATS,
     "aggregates": AGGREGATES,
     "ingest": INGEST,
+    "memory_chunks": MEMORY_CHUNKS,
 }
 
 #: Tables a producer may send in an envelope's "rec" map (``ingest`` is the broker's own).
-PRODUCER_RECORD_TABLES = tuple(name for name in TABLES if name not in ("memory", "ingest"))
+PRODUCER_RECORD_TABLES = tuple(
+    name for name in TABLES if name not in ("memory", "ingest", "memory_chunks")
+)

@@ -2,7 +2,8 @@
 
 One thread does the work (``Broker.run``): it waits on the data socket (PULL) and the control
 socket (ROUTER, spoken to with REQ), decodes every message it can take without blocking,
-writes the group as one record batch per table, commits the group in the journal
+writes the group as one record batch per table (``rec1`` memory chunks are validated and
+stored as they arrived, see :mod:`memscope.broker.decode`), commits the group in the journal
 (:mod:`memscope.broker.journal`) and then answers control requests. A timer
 (``log_flush_interval_s``) fsyncs, snapshots the producers' state into the manifest, rotates
 old segments, publishes ``{"topic": "log", ...}`` on the feed and, every few seconds, appends
@@ -27,7 +28,7 @@ from zmq.auth.thread import ThreadAuthenticator
 from memscope.broker import addresses, curve
 from memscope.broker import journal as journal_mod
 from memscope.broker.control import ControlHandler
-from memscope.broker.decode import Decoded, MemoryAssembler, decode
+from memscope.broker.decode import Decoded, MemoryAssembler, chunk_batch, decode
 from memscope.broker.ingest import UNIDENTIFIED, Ingest
 from memscope.broker.log import LogError, LogWriter
 from memscope.config import Settings
@@ -114,6 +115,7 @@ class Broker:
         self.journal = self._recover()
         self._group = _Group()
         self._assembler = MemoryAssembler(reuse=True, target=COMMIT_EVENTS)
+        self._keep_chunks = self.settings.log_memory == "chunks"
         self._stop = False
         self._closed = False
         self._last_flush = time.monotonic()
@@ -266,7 +268,7 @@ class Broker:
             known.changed = True
             return
         try:
-            decoded = decode(envelope)
+            decoded = decode(envelope, keep_chunks=self._keep_chunks)
         except WireError as exc:
             self._reject_envelope(envelope, known is not None, str(exc))
             return
@@ -300,6 +302,10 @@ class Broker:
         for batch in self._assembler.batches(parts):  # each written before the next is built
             relative, offset = self.writer.append("memory", batch)
             offsets[relative] = offset
+        kept = [d.chunks for d in group.decoded if d.chunks is not None]
+        if kept:  # rec1 chunks as they arrived: one memory_chunks row each
+            relative, offset = self.writer.append("memory_chunks", chunk_batch(kept))
+            offsets[relative] = offset
         per_table: dict[str, list[pa.RecordBatch]] = {}
         for decoded in group.decoded:
             for table, batch in decoded.rare.items():
@@ -315,7 +321,7 @@ class Broker:
         for decoded in group.decoded:
             env = decoded.envelope
             landed.append((env.producer, env.pid, env.seq, env.n))
-            events.append(decoded.memory.rows if decoded.memory is not None else 0)
+            events.append(decoded.memory_events)
         self.journal.commit(landed, offsets, events)
         for (producer, _, _, n), memory_events in zip(landed, events, strict=True):
             state = self.ingest.producers[producer]
@@ -381,7 +387,8 @@ class Broker:
             "log_id": self.writer.log_id,
             "log": str(self.writer.path),
             "ts_ns": time.monotonic_ns(),
-            "rows": self.writer.rows_by_table(),
+            # rows per table, but "memory" counts every memory event (chunks included)
+            "rows": {**self.writer.rows_by_table(), "memory": self.writer.memory_events()},
             "producers": sum(1 for p in producers if p.producer != UNIDENTIFIED),
             "events": sum(p.events for p in producers),  # memory events
             "rejected": sum(p.rejected for p in producers),

@@ -33,6 +33,8 @@ class Settings:
     segment_max_age_s: float = 300.0
     log_flush_interval_s: float = 1.0
     log_compression: str = "zstd"
+    log_memory: str = "chunks"
+    log_chunk_compression: str = "lz4"
     curve_server_secret_key: str = ""
     curve_server_public_key: str = ""
     curve_client_secret_key: str = ""
@@ -48,6 +50,7 @@ class Settings:
 
 _MODES = ("full", "aggregated", "sampled")
 _COMPRESSIONS = ("zstd", "lz4", "none")
+_LOG_MEMORY = ("chunks", "columns")
 
 
 def _coerce(name: str, raw: Any, target: type, source: str) -> Any:
@@ -87,6 +90,16 @@ def _build(values: Mapping[str, Any], source: str) -> Settings:
         raise ValueError(
             f"{source}: log_compression must be one of {', '.join(_COMPRESSIONS)}, "
             f"not {settings.log_compression!r}"
+        )
+    if settings.log_chunk_compression not in _COMPRESSIONS:
+        raise ValueError(
+            f"{source}: log_chunk_compression must be one of {', '.join(_COMPRESSIONS)}, "
+            f"not {settings.log_chunk_compression!r}"
+        )
+    if settings.log_memory not in _LOG_MEMORY:
+        raise ValueError(
+            f"{source}: log_memory must be one of {', '.join(_LOG_MEMORY)}, "
+            f"not {settings.log_memory!r}"
         )
     return settings
 

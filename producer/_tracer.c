@@ -525,6 +525,12 @@ static PyMethodDef tr_methods[] = {
     {"after_fork_child", py_after_fork_child, METH_NOARGS, "Reset buffers in a forked child."},
     {"decode_rec1", tr_py_decode_rec1, METH_VARARGS,
      "decode_rec1(data, n) -> 7 bytearrays (MEMORY_COLUMNS order)"},
+    {"validate_rec1", tr_py_validate_rec1, METH_VARARGS,
+     "validate_rec1(data, n): raise WireError iff decode_rec1 would (builds no columns)"},
+    {"decode_rec1_into", tr_py_decode_rec1_into, METH_VARARGS,
+     "decode_rec1_into(data, n, 7 writable columns, row) -> n"},
+    {"encode_rec1", tr_py_encode_rec1, METH_VARARGS,
+     "encode_rec1(7 column buffers) -> rec1 data (identity clock, zero start state)"},
     {"stats", py_stats, METH_NOARGS, "Counters of the native core."},
     /* native mode hooks (tr_native_mode.c) */
     {"native_attach", tr_nm_py_attach, METH_VARARGS,

@@ -32,6 +32,22 @@ def after_fork_child() -> None: ...
 def decode_rec1(
     data: bytes, n: int
 ) -> tuple[bytearray, bytearray, bytearray, bytearray, bytearray, bytearray, bytearray]: ...
+def validate_rec1(data: bytes | bytearray | memoryview, n: int) -> None: ...
+def decode_rec1_into(
+    data: bytes | memoryview,
+    n: int,
+    ts_ns: Any,
+    kind: Any,
+    domain: Any,
+    address: Any,
+    old_address: Any,
+    size: Any,
+    stack_id: Any,
+    row: int,
+) -> int: ...
+def encode_rec1(
+    ts_ns: Any, kind: Any, domain: Any, address: Any, old_address: Any, size: Any, stack_id: Any
+) -> bytes: ...
 def stats() -> dict[str, int]: ...
 
 # native mode hooks (tr_native_mode.c; see memscope.producer.native_mode)

@@ -37,7 +37,10 @@ without S has the previous record's stack id, except a free, whose stack id is 0
 tracer walks no stack for frees). A typical record is 4-6 bytes.
 
 The C decoder (``_tracer.decode_rec1``) is the fast path; :func:`decode_rec1_py` is its
-pure-Python twin, kept identical by tests on random and corrupted input.
+pure-Python twin, kept identical by tests on random and corrupted input. The broker, which
+stores rec1 chunks as they arrive, checks them with :func:`validate_chunk` (the C scan
+``_tracer.validate_rec1``: it accepts a chunk iff the decoder does, building no columns).
+:func:`encode_rec1` builds a rec1 chunk from columns (synthetic producers, tests, benches).
 """
 
 from __future__ import annotations
@@ -221,6 +224,49 @@ def decode_chunk(chunk: dict[str, Any]) -> dict[str, np.ndarray]:
     if decoder is None:
         raise WireError(f"unknown memory chunk encoding {chunk.get('enc')!r}")
     return decoder(chunk)
+
+
+def encode_rec1(tid: int, columns: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Build a ``rec1`` chunk for thread ``tid`` from arrays of equal length.
+
+    Timestamps are stored as ticks of 1 ns (an identity clock) from a zero start state; the
+    chunk decodes to exactly ``columns``.
+
+    Raises:
+        ValueError: columns missing or of unequal length, or rows rec1 cannot hold (a kind
+            or domain out of range, a free with a size, an old address outside a realloc).
+    """
+    from memscope.producer import _tracer
+
+    lengths = {len(values) for values in columns.values()}
+    if len(lengths) != 1 or set(columns) != set(_DTYPES):
+        raise ValueError(f"need equal-length arrays for exactly {sorted(_DTYPES)}")
+    arrays = [np.ascontiguousarray(columns[name], dtype=dt) for name, dt in _DTYPES.items()]
+    data = _tracer.encode_rec1(*arrays)
+    return {"tid": tid, "n": lengths.pop(), "enc": "rec1", "data": data}
+
+
+def validate_chunk(chunk: dict[str, Any]) -> None:
+    """Check a memory chunk without decoding it: raise iff :func:`decode_chunk` would.
+
+    Raises:
+        WireError: the chunk is malformed or uses an unknown encoding.
+    """
+    n = chunk.get("n")
+    if not isinstance(n, int) or n < 0:
+        raise WireError(f"memory chunk count {n!r} is not a non-negative int")
+    enc = chunk.get("enc", "")
+    if enc == "rec1":
+        from memscope.producer import _tracer
+
+        if n > _M32:
+            raise WireError(f"rec1 chunk count {n} does not fit its 32-bit header field")
+        data = chunk.get("data")
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise WireError("rec1 chunk has no 'data' bytes")
+        _tracer.validate_rec1(data, n)
+        return
+    decode_chunk(chunk)  # cols1 "decodes" to views of its buffers: the checks are the work
 
 
 def decode_chunk_py(chunk: dict[str, Any]) -> dict[str, np.ndarray]:

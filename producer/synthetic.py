@@ -15,6 +15,7 @@ Command line (one process per producer)::
 
     python -m memscope.producer.synthetic --address tcp://127.0.0.1:5555 --events 1000000
         --producers 8 [--chunk 65536] [--seed 0] [--rate EVENTS_PER_S] [--entropy real|high]
+        [--encoding rec1|cols1]
 
 prints one JSON line per producer (``producer``, ``pid``, ``batches``, ``events``,
 ``last_seq``, ``seconds``).
@@ -35,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from memscope.config import Settings, load_settings
-from memscope.producer.records import encode_cols1
+from memscope.producer.records import encode_cols1, encode_rec1
 from memscope.producer.wire import DOMAIN_MEM, DOMAIN_OBJ, DOMAIN_RAW, KIND_ALLOC, KIND_FREE
 
 _HEAP_BASE = 0x7F3A_0000_0000
@@ -45,6 +46,8 @@ _ARENAS = 4  # realistic chunks allocate from this many bump-pointer arenas
 _ARENA_SPAN = 1 << 36  # bytes between arena bases
 #: Names accepted by ``entropy``: how random the synthetic memory events are.
 ENTROPIES = ("real", "high")
+#: Chunk encodings a synthetic producer can send (rec1, the tracer's, by default).
+ENCODINGS = ("rec1", "cols1")
 
 
 def memory_chunk(seed: int, index: int, chunk: int, n: int, start_ns: int = 0,
@@ -146,9 +149,13 @@ class SyntheticSource:
     """A ``drain()`` callable that yields the next chunk of a synthetic producer each call."""
 
     def __init__(self, index: int, events: int, chunk: int = 65536, seed: int = 0,
-                 pid: int | None = None, rare: bool = True, entropy: str = "real") -> None:
+                 pid: int | None = None, rare: bool = True, entropy: str = "real",
+                 encoding: str = "rec1") -> None:
+        if encoding not in ENCODINGS:
+            raise ValueError(f"encoding {encoding!r}: choose one of {', '.join(ENCODINGS)}")
         self.index, self.events, self.chunk, self.seed = index, events, chunk, seed
         self.entropy = entropy
+        self.encode = encode_rec1 if encoding == "rec1" else encode_cols1
         self.pid = pid or os.getpid()
         self.tid = threading.get_ident()
         self.rare = rare
@@ -173,7 +180,7 @@ class SyntheticSource:
         if self._next < len(self._sizes):
             columns = memory_chunk(self.seed, self.index, self._next, self._sizes[self._next],
                                    self.start_ns, self.entropy)
-            chunks.append(encode_cols1(self.tid, columns))
+            chunks.append(self.encode(self.tid, columns))
             self._next += 1
         if self._next >= len(self._sizes) and not self._ended:
             self._ended = True
@@ -208,12 +215,14 @@ class SyntheticSource:
 
 def run_producer(address: str, events: int, index: int = 0, chunk: int = 65536, seed: int = 0,
                  settings: Settings | None = None, rate: float = 0.0, timeout: float = 120.0,
-                 rare: bool = True, entropy: str = "real") -> dict[str, Any]:
+                 rare: bool = True, entropy: str = "real", encoding: str = "rec1",
+                 ) -> dict[str, Any]:
     """Send a synthetic producer's events to the broker at ``address``; return its stats."""
     from memscope.producer.publisher import Publisher, default_producer_id
 
     settings = settings or load_settings()
-    source = SyntheticSource(index, events, chunk, seed, rare=rare, entropy=entropy)
+    source = SyntheticSource(index, events, chunk, seed, rare=rare, entropy=entropy,
+                             encoding=encoding)
     producer_id = default_producer_id()
     publisher = Publisher(address, producer_id, os.getpid(), source, settings)
     publisher.start()
@@ -242,10 +251,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=120.0)
     parser.add_argument("--entropy", choices=ENTROPIES, default="real",
                         help="real: events like a traced program; high: random (worst case)")
+    parser.add_argument("--encoding", choices=ENCODINGS, default="rec1",
+                        help="memory chunk encoding: rec1 (the tracer's) or cols1 (columns)")
     args = parser.parse_args(argv)
     if args.producers == 1:
         result = run_producer(args.address, args.events, args.index, args.chunk, args.seed,
-                              rate=args.rate, timeout=args.timeout, entropy=args.entropy)
+                              rate=args.rate, timeout=args.timeout, entropy=args.entropy,
+                              encoding=args.encoding)
         print(json.dumps(result), flush=True)
         return 0 if result["unacked"] == 0 else 1
     children = [
@@ -253,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
                           args.address, "--events", str(args.events), "--index",
                           str(args.index + i), "--chunk", str(args.chunk), "--seed",
                           str(args.seed), "--rate", str(args.rate), "--timeout",
-                          str(args.timeout), "--entropy", args.entropy])
+                          str(args.timeout), "--entropy", args.entropy, "--encoding",
+                          args.encoding])
         for i in range(args.producers)
     ]
     codes = [child.wait() for child in children]

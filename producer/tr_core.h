@@ -258,6 +258,9 @@ typedef struct {
 size_t tr_rec1_scan(const uint8_t *p, size_t len, tr_delta_t st, uint64_t max_records,
                     tr_scan_t *out);
 PyObject *tr_py_decode_rec1(PyObject *self, PyObject *args);
+PyObject *tr_py_validate_rec1(PyObject *self, PyObject *args);
+PyObject *tr_py_decode_rec1_into(PyObject *self, PyObject *args);
+PyObject *tr_py_encode_rec1(PyObject *self, PyObject *args);
 
 /* ---- stacks (tr_stack.c) ---- */
 int tr_stack_gil_held(void);

@@ -116,10 +116,13 @@ typedef struct {
     uint32_t *stack;
 } tr_columns_t;
 
-/* Decodes n records; returns NULL on success, else a static description of the fault. */
-static const char *tr_rec1_decode(const uint8_t *p, const uint8_t *end, uint64_t n,
-                                  tr_delta_t st, const tr_clock_t *clock, tr_columns_t *c,
-                                  uint64_t *at)
+/* Walks n records of untrusted input; returns NULL on success, else a static description of
+ * the fault. With `store` it writes the decoded columns into `c` (decode), without it only
+ * checks (validate: every read bounds-checked, every varint complete, the count exact, no
+ * trailing bytes). Both instantiations accept exactly the same inputs. */
+static inline __attribute__((always_inline)) const char *
+tr_rec1_walk(const uint8_t *p, const uint8_t *end, uint64_t n, tr_delta_t st,
+             const tr_clock_t *clock, tr_columns_t *c, uint64_t *at, const int store)
 {
     uint64_t v;
     for (uint64_t i = 0; i < n; i++) {
@@ -163,21 +166,75 @@ static const char *tr_rec1_decode(const uint8_t *p, const uint8_t *end, uint64_t
             st.stack += (uint32_t)tr_unzz64(v);
             stack = st.stack;
         }
-        /* ts_ns = ns + (signed(tick - ref) * mult) >> 32, all modulo 2^64 */
-        __int128 rel = (__int128)(int64_t)(st.tick - clock->tick) * (__int128)clock->mult;
-        c->ts[i] = (int64_t)((uint64_t)clock->ns + (uint64_t)(rel >> 32));
-        c->kind[i] = (uint8_t)kind;
-        c->domain[i] = (uint8_t)domain;
-        c->addr[i] = st.addr;
-        c->old[i] = old;
-        c->size[i] = size;
-        c->stack[i] = stack;
+        if (store) {
+            /* ts_ns = ns + (signed(tick - ref) * mult) >> 32, all modulo 2^64 */
+            __int128 rel = (__int128)(int64_t)(st.tick - clock->tick) * (__int128)clock->mult;
+            c->ts[i] = (int64_t)((uint64_t)clock->ns + (uint64_t)(rel >> 32));
+            c->kind[i] = (uint8_t)kind;
+            c->domain[i] = (uint8_t)domain;
+            c->addr[i] = st.addr;
+            c->old[i] = old;
+            c->size[i] = size;
+            c->stack[i] = stack;
+        }
+        else {
+            (void)old;
+            (void)size;
+            (void)stack;
+        }
     }
     *at = n;
     if (p != end) {
         return "trailing bytes after the last record";
     }
     return NULL;
+}
+
+static const char *tr_rec1_decode(const uint8_t *p, const uint8_t *end, uint64_t n,
+                                  tr_delta_t st, const tr_clock_t *clock, tr_columns_t *c,
+                                  uint64_t *at)
+{
+    return tr_rec1_walk(p, end, n, st, clock, c, at, 1);
+}
+
+static const char *tr_rec1_validate(const uint8_t *p, const uint8_t *end, uint64_t n,
+                                    tr_delta_t st, uint64_t *at)
+{
+    return tr_rec1_walk(p, end, n, st, NULL, NULL, at, 0);
+}
+
+/* The header of an untrusted chunk: checks it (raising WireError) and returns 0, or -1. */
+static int tr_rec1_header(const uint8_t *data, size_t len, unsigned long long n_chunk,
+                          uint64_t *n_out, tr_clock_t *clock, tr_delta_t *st)
+{
+    if (len < TR_REC1_HEADER) {
+        tr_wire_error("rec1 chunk of %zu bytes is shorter than its %d-byte header", len,
+                      TR_REC1_HEADER);
+        return -1;
+    }
+    if (tr_get_u32(data) != TR_REC1_MAGIC || tr_get_u32(data + 52) != 0) {
+        tr_wire_error("rec1 chunk has a bad magic number or reserved field");
+        return -1;
+    }
+    uint64_t n = tr_get_u32(data + 4);
+    if (n != n_chunk) {
+        tr_wire_error("rec1 chunk header counts %llu records but the chunk says n=%llu",
+                      (unsigned long long)n, n_chunk);
+        return -1;
+    }
+    if (n > (len - TR_REC1_HEADER) / 2) { /* a record is at least 2 bytes */
+        tr_wire_error("rec1 chunk claims %llu records in %zu bytes", (unsigned long long)n,
+                      len - TR_REC1_HEADER);
+        return -1;
+    }
+    *n_out = n;
+    clock->tick = tr_get_u64(data + 8);
+    clock->ns = (int64_t)tr_get_u64(data + 16);
+    clock->mult = tr_get_u64(data + 24);
+    st->tick = tr_get_u64(data + 32);
+    st->addr = tr_get_u64(data + 40);
+    st->stack = tr_get_u32(data + 48);
+    return 0;
 }
 
 static PyObject *tr_new_column(Py_ssize_t n, size_t itemsize, void **data)
@@ -201,29 +258,12 @@ PyObject *tr_py_decode_rec1(PyObject *self, PyObject *args)
     PyObject *result = NULL;
     const uint8_t *data = view.buf;
     size_t len = (size_t)view.len;
-    if (len < TR_REC1_HEADER) {
-        tr_wire_error("rec1 chunk of %zu bytes is shorter than its %d-byte header", len,
-                      TR_REC1_HEADER);
+    uint64_t n;
+    tr_clock_t clock;
+    tr_delta_t st;
+    if (tr_rec1_header(data, len, n_chunk, &n, &clock, &st) < 0) {
         goto done;
     }
-    if (tr_get_u32(data) != TR_REC1_MAGIC || tr_get_u32(data + 52) != 0) {
-        tr_wire_error("rec1 chunk has a bad magic number or reserved field");
-        goto done;
-    }
-    uint64_t n = tr_get_u32(data + 4);
-    if (n != n_chunk) {
-        tr_wire_error("rec1 chunk header counts %llu records but the chunk says n=%llu",
-                      (unsigned long long)n, n_chunk);
-        goto done;
-    }
-    if (n > (len - TR_REC1_HEADER) / 2) { /* a record is at least 2 bytes */
-        tr_wire_error("rec1 chunk claims %llu records in %zu bytes", (unsigned long long)n,
-                      len - TR_REC1_HEADER);
-        goto done;
-    }
-    tr_clock_t clock = {tr_get_u64(data + 8), (int64_t)tr_get_u64(data + 16),
-                        tr_get_u64(data + 24)};
-    tr_delta_t st = {tr_get_u64(data + 32), tr_get_u64(data + 40), tr_get_u32(data + 48)};
     tr_columns_t c;
     PyObject *cols[7];
     cols[0] = tr_new_column((Py_ssize_t)n, 8, (void **)&c.ts);
@@ -257,5 +297,207 @@ PyObject *tr_py_decode_rec1(PyObject *self, PyObject *args)
     }
 done:
     PyBuffer_Release(&view);
+    return result;
+}
+
+/* validate_rec1(data, n) -> None: raises WireError exactly when decode_rec1 would, without
+ * building any column (the broker's check before it stores a chunk as it arrived). */
+PyObject *tr_py_validate_rec1(PyObject *self, PyObject *args)
+{
+    Py_buffer view;
+    unsigned long long n_chunk;
+    if (!PyArg_ParseTuple(args, "y*K", &view, &n_chunk)) {
+        return NULL;
+    }
+    PyObject *result = NULL;
+    const uint8_t *data = view.buf;
+    size_t len = (size_t)view.len;
+    uint64_t n, at = 0;
+    tr_clock_t clock;
+    tr_delta_t st;
+    if (tr_rec1_header(data, len, n_chunk, &n, &clock, &st) == 0) {
+        const char *fault;
+        Py_BEGIN_ALLOW_THREADS
+        fault = tr_rec1_validate(data + TR_REC1_HEADER, data + len, n, st, &at);
+        Py_END_ALLOW_THREADS
+        if (fault != NULL) {
+            tr_wire_error("rec1 record %llu of %llu: %s", (unsigned long long)at,
+                          (unsigned long long)n, fault);
+        }
+        else {
+            result = Py_NewRef(Py_None);
+        }
+    }
+    PyBuffer_Release(&view);
+    return result;
+}
+
+/* A writable output column: at least `rows` items of `itemsize` bytes. */
+static int tr_out_column(Py_buffer *view, Py_ssize_t rows, Py_ssize_t itemsize, void **data)
+{
+    if (view->len < rows * itemsize) {
+        PyErr_SetString(PyExc_ValueError, "output column too short");
+        return -1;
+    }
+    *data = view->buf;
+    return 0;
+}
+
+/* decode_rec1_into(data, n, ts, kind, domain, address, old_address, size, stack_id, row)
+ * decodes the chunk into the writable buffers starting at row `row` (the read side builds
+ * one record batch from many chunks without concatenating). Returns n. */
+PyObject *tr_py_decode_rec1_into(PyObject *self, PyObject *args)
+{
+    Py_buffer view, out[7];
+    unsigned long long n_chunk;
+    Py_ssize_t row;
+    memset(out, 0, sizeof(out));
+    if (!PyArg_ParseTuple(args, "y*Kw*w*w*w*w*w*w*n", &view, &n_chunk, &out[0], &out[1],
+                          &out[2], &out[3], &out[4], &out[5], &out[6], &row)) {
+        return NULL;
+    }
+    PyObject *result = NULL;
+    const uint8_t *data = view.buf;
+    size_t len = (size_t)view.len;
+    uint64_t n, at = 0;
+    tr_clock_t clock;
+    tr_delta_t st;
+    tr_columns_t c;
+    static const Py_ssize_t sizes[7] = {8, 1, 1, 8, 8, 8, 4};
+    void *ptr[7];
+    if (tr_rec1_header(data, len, n_chunk, &n, &clock, &st) < 0) {
+        goto done;
+    }
+    if (row < 0) {
+        PyErr_SetString(PyExc_ValueError, "negative row");
+        goto done;
+    }
+    for (int i = 0; i < 7; i++) {
+        if (tr_out_column(&out[i], row + (Py_ssize_t)n, sizes[i], &ptr[i]) < 0) {
+            goto done;
+        }
+    }
+    c.ts = (int64_t *)ptr[0] + row;
+    c.kind = (uint8_t *)ptr[1] + row;
+    c.domain = (uint8_t *)ptr[2] + row;
+    c.addr = (uint64_t *)ptr[3] + row;
+    c.old = (uint64_t *)ptr[4] + row;
+    c.size = (uint64_t *)ptr[5] + row;
+    c.stack = (uint32_t *)ptr[6] + row;
+    const char *fault;
+    Py_BEGIN_ALLOW_THREADS
+    fault = tr_rec1_decode(data + TR_REC1_HEADER, data + len, n, st, &clock, &c, &at);
+    Py_END_ALLOW_THREADS
+    if (fault != NULL) {
+        tr_wire_error("rec1 record %llu of %llu: %s", (unsigned long long)at,
+                      (unsigned long long)n, fault);
+    }
+    else {
+        result = PyLong_FromUnsignedLongLong(n);
+    }
+done:
+    PyBuffer_Release(&view);
+    for (int i = 0; i < 7; i++) {
+        if (out[i].obj != NULL) {
+            PyBuffer_Release(&out[i]);
+        }
+    }
+    return result;
+}
+
+/* encode_rec1(ts_ns, kind, domain, address, old_address, size, stack_id) -> bytes: a rec1
+ * chunk's data of the given columns (buffers of the MEMORY_COLUMNS dtypes), with ticks in
+ * ns (identity clock) and a zero start state. Raises ValueError for rows rec1 cannot hold
+ * (a kind or domain out of range, a free with a size, an old address outside realloc). */
+PyObject *tr_py_encode_rec1(PyObject *self, PyObject *args)
+{
+    Py_buffer in[7];
+    memset(in, 0, sizeof(in));
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*y*", &in[0], &in[1], &in[2], &in[3], &in[4],
+                          &in[5], &in[6])) {
+        for (int i = 0; i < 7; i++) {
+            if (in[i].obj != NULL) {
+                PyBuffer_Release(&in[i]);
+            }
+        }
+        return NULL;
+    }
+    static const Py_ssize_t sizes[7] = {8, 1, 1, 8, 8, 8, 4};
+    PyObject *result = NULL;
+    Py_ssize_t n = in[1].len;
+    const char *fault = NULL;
+    for (int i = 0; i < 7; i++) {
+        if (in[i].len != n * sizes[i]) {
+            PyErr_SetString(PyExc_ValueError, "columns of unequal length");
+            goto done;
+        }
+    }
+    if ((uint64_t)n > 0xFFFFFFFFull) {
+        PyErr_SetString(PyExc_ValueError, "too many records for one rec1 chunk");
+        goto done;
+    }
+    result = PyBytes_FromStringAndSize(NULL, TR_REC1_HEADER + n * TR_MAX_RECORD);
+    if (result == NULL) {
+        goto done;
+    }
+    uint8_t *out = (uint8_t *)PyBytes_AS_STRING(result), *p = out + TR_REC1_HEADER;
+    uint32_t magic = TR_REC1_MAGIC, count = (uint32_t)n, zero32 = 0;
+    uint64_t zero64 = 0, mult = 1ull << 32;
+    memcpy(out, &magic, 4);
+    memcpy(out + 4, &count, 4);
+    memcpy(out + 8, &zero64, 8);  /* clock tick */
+    memcpy(out + 16, &zero64, 8); /* clock ns */
+    memcpy(out + 24, &mult, 8);   /* 1 ns per tick */
+    memcpy(out + 32, &zero64, 8); /* base tick, address, stack */
+    memcpy(out + 40, &zero64, 8);
+    memcpy(out + 48, &zero32, 4);
+    memcpy(out + 52, &zero32, 4);
+    const int64_t *ts = in[0].buf;
+    const uint8_t *kinds = in[1].buf, *domains = in[2].buf;
+    const uint64_t *addrs = in[3].buf, *olds = in[4].buf, *sizes_in = in[5].buf;
+    const uint32_t *stacks = in[6].buf;
+    tr_delta_t st = {0, 0, 0};
+    for (Py_ssize_t i = 0; i < n && fault == NULL; i++) {
+        unsigned kind = kinds[i], domain = domains[i];
+        uint64_t tick = (uint64_t)ts[i], addr = addrs[i];
+        if (kind > TR_FREE || domain > TR_DOMAIN_MAX) {
+            fault = "kind or domain out of range";
+            break;
+        }
+        if ((kind == TR_FREE && sizes_in[i] != 0) || (kind != TR_REALLOC && olds[i] != 0)) {
+            fault = "a free with a size, or an old address outside a realloc";
+            break;
+        }
+        int with_stack = kind == TR_FREE ? stacks[i] != 0 : stacks[i] != st.stack;
+        *p++ = (uint8_t)(kind | (domain << 2) | (with_stack ? TR_HDR_STACK : 0));
+        uint64_t d = tick - st.tick;
+        p = tr_put_varint(p, (d << 1) ^ (uint64_t)((int64_t)d >> 63));
+        d = addr - st.addr;
+        p = tr_put_varint(p, (d << 1) ^ (uint64_t)((int64_t)d >> 63));
+        if (kind != TR_FREE) {
+            p = tr_put_varint(p, sizes_in[i]);
+        }
+        if (kind == TR_REALLOC) {
+            d = olds[i] - addr;
+            p = tr_put_varint(p, (d << 1) ^ (uint64_t)((int64_t)d >> 63));
+        }
+        if (with_stack) {
+            uint32_t ds = stacks[i] - st.stack;
+            p = tr_put_varint(p, (uint64_t)((ds << 1) ^ (uint32_t)((int32_t)ds >> 31)));
+            st.stack = stacks[i];
+        }
+        st.tick = tick;
+        st.addr = addr;
+    }
+    if (fault != NULL) {
+        Py_CLEAR(result);
+        PyErr_Format(PyExc_ValueError, "encode_rec1: %s", fault);
+        goto done;
+    }
+    _PyBytes_Resize(&result, p - out);
+done:
+    for (int i = 0; i < 7; i++) {
+        PyBuffer_Release(&in[i]);
+    }
     return result;
 }

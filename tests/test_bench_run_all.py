@@ -45,6 +45,6 @@ def test_all_succeeding_exits_0_and_only_selects(run_all, tmp_path, capfd):
     _bench(tmp_path, "tracer", "sys.exit(1)")
     assert run_all.main(["--only", "broker", "--moderate"]) == 0
     out = capfd.readouterr().out
-    assert "broker ['--events-per-producer', '1048576']" in out and "1 of 1" in out
+    assert "broker ['--events', '8388608', '--repeat', '2']" in out and "1 of 1" in out
     with pytest.raises(SystemExit):
         run_all.main(["--only", "nosuch"])

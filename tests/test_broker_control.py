@@ -126,7 +126,7 @@ def test_segments_rotate_by_age_while_serving(tmp_path):
         instance.request_stop()
         thread.join(20)
     log = open_log(tmp_path)
-    segments = log.segments("memory")
+    segments = log.segments("memory_chunks")  # rec1 chunks, stored as sent
     assert len(segments) >= 2 and all(s.closed for s in segments)
     assert log.dataset("memory").count_rows() == 60_000
     assert sum(r["events"] for r in results) == 60_000  # memory events only

@@ -11,7 +11,7 @@ import zmq
 from memscope.broker import start_embedded
 from memscope.broker.ingest import UNIDENTIFIED
 from memscope.broker.log import open_log
-from memscope.producer.records import encode_cols1
+from memscope.producer.records import encode_cols1, encode_rec1
 from memscope.producer.synthetic import memory_chunk, run_producer
 from memscope.producer.wire import SCHEMA_ID, WIRE_VERSION, encode_batch
 from tests.broker_helpers import check_exactly_once, ipc_address, wait_for
@@ -41,6 +41,26 @@ def _bad_chunk(**changes) -> bytes:
                          use_bin_type=True)
 
 
+def _bad_rec1(rng: random.Random) -> bytes:
+    """A rec1 chunk the broker's scan must reject (it stores rec1 chunks undecoded)."""
+    chunk = encode_rec1(1, memory_chunk(9, 9, 0, 40))
+    data = chunk["data"]
+    damage = rng.randrange(5)
+    if damage == 0:  # cut short: the last record's varints are incomplete
+        chunk["data"] = data[:rng.randrange(57, len(data))]
+    elif damage == 1:  # trailing bytes
+        chunk["data"] = data + rng.randbytes(rng.randrange(1, 9))
+    elif damage == 2:  # reserved header bits of a record
+        chunk["data"] = data[:56] + bytes([data[56] | 0x80]) + data[57:]
+    elif damage == 3:  # a varint longer than 64 bits
+        chunk["data"] = data[:57] + b"\xff" * 10 + data[67:]
+    else:  # the header counts other records than the chunk says
+        chunk["n"] = 40 + rng.randrange(1, 5)
+    return msgpack.packb({"v": WIRE_VERSION, "schema": SCHEMA_ID, "producer": "hostile:1:1",
+                          "pid": 4242, "seq": 2, "n": chunk["n"], "mem": [chunk], "rec": {}},
+                         use_bin_type=True)
+
+
 def _hostile_messages(rng: random.Random) -> list[list[bytes]]:
     good = _good()
     makers = [
@@ -64,6 +84,8 @@ def _hostile_messages(rng: random.Random) -> list[list[bytes]]:
         lambda: [good, b"extra frame"],
         lambda: [good, good, good],
         lambda: [b""],
+        lambda: [_bad_rec1(rng)],
+        lambda: [_bad_rec1(rng)],
     ]
     return [makers[i % len(makers)]() for i in range(HOSTILE)]
 

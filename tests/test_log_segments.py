@@ -126,7 +126,7 @@ def test_other_versions_and_non_logs_are_refused(tmp_path):
     manifest = json.loads(manifest_path.read_text())
     manifest["version"] = 99
     manifest_path.write_text(json.dumps(manifest))
-    with pytest.raises(LogError, match="version 99; this memscope reads version 1"):
+    with pytest.raises(LogError, match="version 99; this memscope reads versions 1, 2"):
         open_log(tmp_path)
 
 

@@ -38,7 +38,7 @@ def test_spools_while_no_broker_then_replays_in_order(tmp_path):
     stats = publisher.stats()
     assert stats["unreachable"] and stats["spooled"] == 10 and stats["sent"] == 0
     spool = list((tmp_path / "spool").glob("*.spool"))
-    assert len(spool) == 1 and spool[0].stat().st_size > 10 * CHUNK * 30
+    assert len(spool) == 1 and spool[0].stat().st_size > 10 * CHUNK * 3  # rec1: >= 3 bytes a record
     broker = start_embedded(tmp_path / "events", bind=address)
     try:
         while not source.exhausted:

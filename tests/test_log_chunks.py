@@ -1,0 +1,348 @@
+"""Memory events stored as the producer encoded them (the memory_chunks table) and read back."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from memscope.analyzers import run_all
+from memscope.analyzers._common import AnalyzerOptions
+from memscope.analyzers.compact_command import compact
+from memscope.analyzers.follow import Follower
+from memscope.analyzers.runner import analyze_tables
+from memscope.analyzers.stats_command import collect
+from memscope.analyzers.testing import sample_log, write_log
+from memscope.analyzers.views import connect
+from memscope.broker import start_embedded
+from memscope.broker.chunks import decode_chunk_batches, encode_memory_table
+from memscope.broker.log import LogWriter, open_log
+from memscope.broker.schema import MEMORY
+from memscope.broker.server import Broker
+from memscope.config import Settings
+from memscope.producer import _tracer
+from memscope.producer.records import (
+    decode_chunk,
+    decode_rec1_py,
+    encode_cols1,
+    encode_rec1,
+    validate_chunk,
+)
+from memscope.producer.synthetic import memory_chunk, run_producer
+from memscope.producer.wire import MEMORY_COLUMNS, WireError, encode_batch
+from tests.broker_helpers import ipc_address
+
+_ORDER = list(MEMORY_COLUMNS)
+
+
+def _outcome(fn, data: bytes, n: int) -> str:
+    try:
+        fn(data, n)
+    except WireError as exc:
+        return f"rejected: {exc}"
+    return "accepted"
+
+
+def _mixed_columns(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    """Every kind (reallocs, callocs, frees with and without a stack), random values."""
+    kind = rng.integers(0, 4, n).astype(np.uint8)
+    size = rng.integers(0, 1 << 40, n).astype(np.uint64)
+    size[kind == 3] = 0
+    old = rng.integers(0, 1 << 63, n, dtype=np.uint64)
+    old[kind != 2] = 0
+    return {
+        "ts_ns": rng.integers(-(1 << 62), 1 << 62, n, dtype=np.int64),
+        "kind": kind,
+        "domain": rng.integers(0, 6, n).astype(np.uint8),
+        "address": rng.integers(0, 1 << 63, n, dtype=np.uint64) * np.uint64(2),
+        "old_address": old,
+        "size": size,
+        "stack_id": rng.integers(0, 1 << 32, n, dtype=np.uint64).astype(np.uint32)
+        * (rng.random(n) < 0.7),
+    }
+
+
+@pytest.mark.parametrize("entropy", ["real", "high", "mixed"])
+def test_encode_rec1_round_trips_exactly(entropy):
+    if entropy == "mixed":
+        cols = _mixed_columns(np.random.default_rng(3), 5000)
+    else:
+        cols = memory_chunk(0, 1, 2, 5000, entropy=entropy)
+    chunk = encode_rec1(9, cols)
+    assert chunk["enc"] == "rec1" and chunk["n"] == 5000 and chunk["tid"] == 9
+    for decoded in (decode_chunk(chunk), decode_rec1_py(chunk["data"], 5000)):
+        for name in _ORDER:
+            assert np.array_equal(decoded[name], np.asarray(cols[name], MEMORY_COLUMNS[name]))
+
+
+def test_encode_rec1_refuses_rows_it_cannot_hold():
+    cols = memory_chunk(0, 0, 0, 10)
+    bad = dict(cols, size=np.where(cols["kind"] == 3, 1, cols["size"]).astype(np.uint64))
+    with pytest.raises(ValueError, match="free with a size"):
+        encode_rec1(1, bad)
+    with pytest.raises(ValueError, match="out of range"):
+        encode_rec1(1, dict(cols, domain=np.full(10, 6, np.uint8)))
+
+
+def _mutations(data: bytes, rng: random.Random) -> list[bytes]:
+    body = bytearray(data)
+    out = [data[:cut] for cut in (0, 10, 55, 56, len(data) - 1, rng.randrange(57, len(data)))]
+    out += [data + b"\x00", data + rng.randbytes(5)]
+    for _ in range(60):  # random byte changes anywhere (header included)
+        flipped = bytearray(body)
+        for _ in range(rng.randrange(1, 4)):
+            flipped[rng.randrange(len(flipped))] = rng.randrange(256)
+        out.append(bytes(flipped))
+    for _ in range(20):  # valid header, random records
+        out.append(bytes(body[:56]) + rng.randbytes(rng.randrange(0, 400)))
+    return out
+
+
+def test_the_scan_accepts_a_chunk_iff_the_decoder_does():
+    rng = random.Random(11)
+    accepted = rejected = 0
+    for seed in range(12):
+        cols = _mixed_columns(np.random.default_rng(seed), rng.randrange(1, 120))
+        data = encode_rec1(1, cols)["data"]
+        n = len(cols["kind"])
+        for candidate in [data, *_mutations(data, rng)]:
+            for count in (n, n + 1, max(n - 1, 0)):
+                scan = _outcome(_tracer.validate_rec1, candidate, count)
+                assert scan == _outcome(_tracer.decode_rec1, candidate, count)
+                assert scan == _outcome(decode_rec1_py, candidate, count)
+                accepted += scan == "accepted"
+                rejected += scan != "accepted"
+    assert accepted >= 12 and rejected > 1000
+
+
+def test_validate_chunk_checks_the_chunk_fields():
+    chunk = encode_rec1(1, memory_chunk(0, 0, 0, 100))
+    validate_chunk(chunk)
+    for bad in ({"n": 101}, {"n": -1}, {"n": 1 << 33}, {"data": "text"}, {"enc": "zip"},
+                {"data": chunk["data"][:-1]}, {"data": None}):
+        with pytest.raises(WireError):
+            validate_chunk({**chunk, **bad})
+        with pytest.raises(WireError):  # the decoder refuses the same chunk
+            decode_chunk({**chunk, **bad})
+
+
+def _frame(message: bytes):
+    class Frame:
+        buffer = memoryview(message)
+
+    return Frame()
+
+
+def _mixed_envelope_log(path: Path, log_memory: str) -> Path:
+    """One producer whose envelopes mix rec1 and cols1 chunks of two threads."""
+    broker = Broker(path, ipc_address(path.parent, f"{path.name}.sock"), Settings().replace(
+        log_memory=log_memory))
+    for seq in range(3):
+        mem = [encode_rec1(11, memory_chunk(0, 0, 3 * seq, 700)),
+               encode_cols1(12, memory_chunk(0, 1, 3 * seq + 1, 300)),
+               encode_rec1(12, memory_chunk(0, 2, 3 * seq + 2, 500, entropy="high"))]
+        broker._on_message([_frame(encode_batch("mix:1:1", 777, seq, mem, {}))])
+    broker._on_message([_frame(b"not msgpack")])
+    broker.commit()
+    broker.close()
+    return path
+
+
+def _expected_mixed() -> pa.Table:
+    parts = []
+    for seq in range(3):
+        index = 0
+        for tid, (producer, n, entropy) in zip(
+                (11, 12, 12), ((0, 700, "real"), (1, 300, "real"), (2, 500, "high")),
+                strict=True):
+            cols = memory_chunk(0, producer, 3 * seq + producer, n, entropy=entropy)
+            ids = {"pid": np.full(n, 777, np.uint32), "tid": np.full(n, tid, np.uint64),
+                   "seq": (np.uint64(seq << 24) | np.arange(index, index + n, dtype=np.uint64))}
+            parts.append(pa.table({**ids, **cols}).select(MEMORY.names).cast(MEMORY))
+            index += n
+    return pa.concat_tables(parts)
+
+
+def _sorted(table: pa.Table) -> pa.Table:
+    return table.sort_by([("pid", "ascending"), ("seq", "ascending")])
+
+
+def test_broker_keeps_rec1_chunks_and_both_settings_read_the_same_events(tmp_path):
+    expected = _sorted(_expected_mixed())
+    chunks_log = open_log(_mixed_envelope_log(tmp_path / "chunks", "chunks"))
+    columns_log = open_log(_mixed_envelope_log(tmp_path / "columns", "columns"))
+    # New default: the rec1 chunks as sent (2 per envelope); the cols1 one decoded to columns.
+    stored = chunks_log.table("memory_chunks")
+    assert stored.num_rows == 6 and chunks_log.chunk_events() == 3600
+    assert stored.column("first_index").to_pylist() == [0, 1000] * 3
+    assert chunks_log.stored_dataset("memory").count_rows() == 900
+    # Old behaviour: every event columnar, no chunk rows.
+    assert columns_log.chunk_events() == 0
+    assert columns_log.stored_dataset("memory").count_rows() == 4500
+    for log in (chunks_log, columns_log):
+        assert log.memory_events() == 4500
+        read = pa.Table.from_batches(list(log.memory_batches()), schema=MEMORY)
+        assert _sorted(read).equals(expected)
+        assert _sorted(log.dataset("memory").to_table()).equals(expected)
+
+
+def test_chunk_events_through_a_real_broker_exactly_once(tmp_path):
+    log_dir = tmp_path / "events"
+    broker = start_embedded(log_dir, bind=ipc_address(tmp_path))
+    try:
+        result = run_producer(broker.address, 50_000, index=3, chunk=7_000, timeout=60)
+        client = broker.client()
+        [row] = client.ingest()
+        summary = client.flush()
+        client.close()
+    finally:
+        assert broker.stop() == 0
+    assert row["events"] == result["events"] == 50_000
+    assert summary["rows"]["memory"] == 50_000  # every memory event, stored as chunks
+    log = open_log(log_dir)
+    assert log.problems == []
+    assert log.chunk_events() == 50_000 and log.stored_dataset("memory").count_rows() == 0
+    batches = list(log.memory_batches(target=16_384))
+    assert all(b.schema.equals(MEMORY) for b in batches)
+    assert all(b.num_rows >= 16_384 for b in batches[:-1])
+    memory = pa.Table.from_batches(batches)
+    memory = memory.take(pa.array(np.argsort(memory.column("seq").to_numpy())))
+    parts = [memory_chunk(0, 3, i, n) for i, n in enumerate([7_000] * 7 + [1_000])]
+    for name in _ORDER:
+        want = np.concatenate([p[name] for p in parts]).astype(MEMORY_COLUMNS[name])
+        got = memory.column(name).to_numpy()
+        if name == "ts_ns":  # the producer adds its start time
+            got, want = got - got[0], want - want[0]
+        assert np.array_equal(got, want), name
+    seq = memory.column("seq").to_numpy()
+    assert len(np.unique(seq)) == 50_000
+    assert sorted(np.unique(seq >> np.uint64(24)).tolist()) == list(range(result["last_seq"] + 1))
+
+
+def _chunk_tables() -> dict[str, pa.Table]:
+    tables = sample_log().tables()
+    tables["memory_chunks"] = encode_memory_table(tables.pop("memory"))
+    return tables
+
+
+def _reports(out: Path) -> dict[str, object]:
+    reports = {}
+    for path in sorted(out.glob("*.json")):
+        report = json.loads(path.read_text())
+        for volatile in ("source_log_id", "generated_at"):
+            report.pop(volatile, None)
+            report.get("metadata", {}).pop(volatile, None)
+        reports[path.name] = report
+    return reports
+
+
+def test_views_analyzers_and_compact_see_chunk_logs_like_columnar_ones(tmp_path):
+    columnar = write_log(sample_log().tables(), tmp_path / "a" / "events")
+    chunked = write_log(_chunk_tables(), tmp_path / "b" / "events")
+    assert open_log(chunked).stored_dataset("memory").count_rows() == 0
+    queries = ["SELECT * FROM events ORDER BY pid, seq",
+               # a self-join: raw_memory must be scannable more than once
+               "SELECT count(*) FROM raw_memory a JOIN raw_memory b ON a.pid = b.pid "
+               "AND a.address = b.address AND a.seq < b.seq"]
+    for sql in queries:
+        results = []
+        for log in (columnar, chunked):
+            con = connect(log)
+            results.append(con.execute(sql).fetchall())
+            con.close()
+        assert results[0] == results[1] and results[0]
+    # In memory, from the raw tables (raw_memory whole), as the baseline.
+    analyze_tables(sample_log().tables(), AnalyzerOptions(out_dir=tmp_path / "base"))
+    baseline = _reports(tmp_path / "base")
+    assert len(baseline) == 6
+    for log, name, jobs in ((columnar, "a", 1), (chunked, "b1", 1), (chunked, "b2", 2)):
+        out = tmp_path / f"out-{name}"
+        assert len(run_all(log, out, jobs=jobs)) == 6
+        assert _reports(out) == baseline, name
+    assert collect(str(chunked)) == collect(str(columnar))  # memscope stats
+    info = compact(str(chunked), tmp_path / "parquet")
+    assert "memory_chunks" not in info["tables"]
+    memory = pq.read_table(tmp_path / "parquet" / "memory.parquet")
+    assert _sorted(memory).equals(_sorted(sample_log().tables()["memory"]))
+
+
+def test_follow_decodes_only_new_chunk_rows(tmp_path):
+    tables = _chunk_tables()
+    chunks = tables["memory_chunks"]
+    events = tmp_path / "run" / "events"
+    first = {**tables, "memory_chunks": chunks.slice(0, 2)}
+    write_log(first, events)
+    follower = Follower(events, AnalyzerOptions(out_dir=tmp_path / "live"))
+    assert follower.step() is not None
+    n_first = int(np.sum(chunks.column("n").to_numpy()[:2]))
+    assert follower.matcher.rows_matched == n_first
+    assert follower.con.execute("SELECT count(*) FROM events").fetchone()[0] == n_first
+    writer = LogWriter(events)
+    writer.append("memory_chunks", chunks.slice(2))
+    writer.close()
+    assert follower.step() is not None
+    total = int(np.sum(chunks.column("n").to_numpy()))
+    assert follower.matcher.rows_matched == total
+    assert follower.con.execute("SELECT count(*) FROM events").fetchone()[0] == total
+    assert follower.step() is None
+
+
+def test_old_version_1_logs_read_as_before(tmp_path):
+    events = write_log(sample_log().tables(), tmp_path / "events")
+    manifest = json.loads((events / "manifest.json").read_text())
+    manifest["version"] = 1
+    (events / "manifest.json").write_text(json.dumps(manifest))
+    log = open_log(events)
+    expected = sample_log().tables()["memory"]
+    assert pa.Table.from_batches(list(log.memory_batches()), schema=MEMORY).equals(expected)
+    assert log.chunk_events() == 0 and log.memory_events() == expected.num_rows
+    con = connect(events)
+    assert con.execute("SELECT count(*) FROM events").fetchone()[0] == expected.num_rows
+    con.close()
+    LogWriter(events).close()  # continuing an old log upgrades it: it may now hold chunks
+    assert json.loads((events / "manifest.json").read_text())["version"] == 2
+
+
+def test_a_truncated_chunk_segment_reads_to_its_last_complete_batch(tmp_path):
+    chunks = _chunk_tables()["memory_chunks"]
+    writer = LogWriter(tmp_path / "events", Settings().replace(log_chunk_compression="zstd"))
+    ends = [writer.append("memory_chunks", chunks.slice(i, 1))[1]
+            for i in range(chunks.num_rows)]
+    writer.flush()
+    segment = next((tmp_path / "events" / "memory_chunks").glob("*.arrow"))
+    copy = tmp_path / "copy" / "events"
+    shutil.copytree(tmp_path / "events", copy)
+    writer.close()
+    crashed = copy / "memory_chunks" / segment.name
+    with open(crashed, "r+b") as fh:  # cut in the middle of the third batch
+        fh.truncate(ends[1] + (ends[2] - ends[1]) // 2)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["writer"]["pid"] = 999_999_999  # the writer is gone
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    log = open_log(copy)
+    assert any("memory_chunks" in p and "2 complete batches" in p for p in log.problems)
+    read = pa.Table.from_batches(list(log.memory_batches()), schema=MEMORY)
+    counts = chunks.column("n").to_pylist()
+    assert read.num_rows == counts[0] + counts[1] == log.memory_events()
+    expected = pa.Table.from_batches(list(decode_chunk_batches(chunks.slice(0, 2).to_batches())))
+    assert read.equals(expected)
+
+
+def test_a_damaged_chunk_on_disk_is_skipped_and_reported(tmp_path):
+    chunks = _chunk_tables()["memory_chunks"]
+    data = chunks.column("data").to_pylist()
+    data[1] = data[1][:-1]
+    damaged = chunks.set_column(chunks.schema.get_field_index("data"), "data",
+                                pa.array(data, pa.binary()))
+    problems: list[str] = []
+    read = pa.Table.from_batches(list(decode_chunk_batches(damaged.to_batches(),
+                                                           on_problem=problems.append)))
+    counts = chunks.column("n").to_pylist()
+    assert read.num_rows == sum(counts) - counts[1]
+    assert len(problems) == 1 and "does not decode" in problems[0]
