@@ -14,6 +14,8 @@ from api_support import PROGRAMS, arrow_table, memscope_run, source_line, table
 pytestmark = pytest.mark.timeout(240)
 
 WORKLOAD = PROGRAMS / "workload.py"
+#: How far a TSC-stamped event may be from CLOCK_MONOTONIC (as in test_tracer_capture).
+CALIBRATION_MARGIN_NS = 20_000
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +73,9 @@ def test_tracked_object_dies_at_its_free(run, name, window):
     assert frees.num_rows >= 1, "no free of the tracked object's block"
     died = min(frees["ts_ns"].to_pylist())
     t0, t1 = result[window]
-    assert t0 <= died <= t1
+    # event times are TSC readings mapped onto CLOCK_MONOTONIC at each drain; the program's
+    # own readings are CLOCK_MONOTONIC itself, so compare within the calibration's margin
+    assert t0 - CALIBRATION_MARGIN_NS <= died <= t1 + CALIBRATION_MARGIN_NS, (t0, died, t1)
 
 
 def test_nested_calls_resolve_to_file_line_function(run):
