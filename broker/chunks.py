@@ -1,13 +1,14 @@
 """Read side of the ``memory_chunks`` table: decode stored chunks into ``memory`` batches.
 
-The broker stores ``rec1`` chunks as the producer encoded them (see
-:mod:`memscope.broker.schema`); :func:`decode_chunk_batches` turns record batches of
-``memory_chunks`` rows into record batches of the :data:`~memscope.broker.schema.MEMORY`
-schema, in order, each of at least ``target`` events (except the last). Every chunk is decoded
-by the C decoder straight into the columns of the output batch (no per-chunk arrays, no
-concatenation); ``pid``, ``tid`` and ``seq`` are filled with numpy. A chunk that does not
-decode (a damaged file: the broker validated every chunk it stored) is left out and reported
-through ``on_problem``.
+The broker stores memory chunks as the producer encoded them (``rec1``; ``cols1`` as its
+columns concatenated; see :mod:`memscope.broker.schema`); :func:`decode_chunk_batches` turns
+record batches of ``memory_chunks`` rows into record batches of the
+:data:`~memscope.broker.schema.MEMORY` schema, in order, each of at least ``target`` events
+(except the last). Every chunk is decoded by its encoding's decoder (rec1: the C decoder)
+straight into the columns of the output batch (no per-chunk arrays, no concatenation);
+``pid``, ``tid`` and ``seq`` are filled with numpy. A chunk that does not decode (a damaged
+file: the broker validated every chunk it stored) is left out and reported through
+``on_problem``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from memscope.broker.decode import COLS1_ROW_BYTES
 from memscope.broker.schema import MEMORY
 from memscope.producer.wire import MEMORY_COLUMNS, WireError
 
@@ -60,8 +62,6 @@ def decode_chunk_batches(
 def decode_rows(pieces: list[pa.RecordBatch],
                 on_problem: Callable[[str], None] | None = None) -> pa.RecordBatch:
     """One ``memory`` record batch holding the decoded events of every chunk row of ``pieces``."""
-    from memscope.producer import _tracer
-
     counts = np.concatenate(
         [p.column("n").to_numpy(zero_copy_only=False) for p in pieces]).astype(np.int64)
     total = int(counts.sum())
@@ -77,10 +77,8 @@ def decode_rows(pieces: list[pa.RecordBatch],
         for i in range(piece.num_rows):
             n = int(counts[index])
             try:
-                if encodings[i].as_py() != "rec1":
-                    raise WireError(f"unknown chunk encoding {encodings[i].as_py()!r}")
-                _tracer.decode_rec1_into(values[offsets[i]:offsets[i + 1]], n, out[0], out[1],
-                                         out[2], out[3], out[4], out[5], out[6], row)
+                _decode_into(encodings[i].as_py(), values[offsets[i]:offsets[i + 1]], n, out,
+                             row)
             except WireError as exc:
                 ok[index] = False
                 if on_problem is not None:
@@ -94,6 +92,25 @@ def decode_rows(pieces: list[pa.RecordBatch],
         keep = np.repeat(ok, counts)
         columns = {name: values[keep] for name, values in columns.items()}
     return pa.RecordBatch.from_arrays([pa.array(columns[f.name]) for f in MEMORY], schema=MEMORY)
+
+
+def _decode_into(encoding: str, data: memoryview, n: int, out: list[np.ndarray],
+                 row: int) -> None:
+    """Decode one stored chunk into rows ``row .. row + n`` of the ``out`` columns."""
+    from memscope.producer import _tracer
+
+    if encoding == "rec1":
+        _tracer.decode_rec1_into(data, n, out[0], out[1], out[2], out[3], out[4], out[5],
+                                 out[6], row)
+        return
+    if encoding != "cols1":
+        raise WireError(f"unknown chunk encoding {encoding!r}")
+    if len(data) != n * COLS1_ROW_BYTES:
+        raise WireError(f"cols1 chunk holds {len(data)} bytes, expected {n} x {COLS1_ROW_BYTES}")
+    pos = 0
+    for column, dtype in zip(out, _DTYPES, strict=True):
+        column[row:row + n] = np.frombuffer(data, dtype, count=n, offset=pos)
+        pos += n * dtype.itemsize
 
 
 def _offsets(data: Any) -> np.ndarray:

@@ -539,8 +539,9 @@ class LogReader:
     def memory_batches(self, target: int | None = None) -> Iterator[pa.RecordBatch]:
         """Every memory event as record batches of the ``memory`` schema, in log order.
 
-        First the columnar ``memory`` rows, then the ``memory_chunks`` rows decoded (the C
-        decoder, batches of at least ``target`` events, default 65,536). A chunk that does
+        First the columnar ``memory`` rows, then the ``memory_chunks`` rows decoded (each by
+        its encoding, batches of at least ``target`` events, default 65,536). A broker writes
+        one of the two tables (``log_memory``), so this is arrival order. A chunk that does
         not decode is skipped and named in :attr:`problems`.
         """
         for batch in self.table_batches("memory"):

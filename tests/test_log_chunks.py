@@ -19,11 +19,12 @@ from memscope.analyzers.follow import Follower
 from memscope.analyzers.runner import analyze_tables
 from memscope.analyzers.stats_command import collect
 from memscope.analyzers.testing import sample_log, write_log
-from memscope.analyzers.views import connect
+from memscope.analyzers.views import connect, materialize
 from memscope.broker import start_embedded
 from memscope.broker.chunks import decode_chunk_batches, encode_memory_table
+from memscope.broker.decode import cols1_data
 from memscope.broker.log import LogWriter, open_log
-from memscope.broker.schema import MEMORY
+from memscope.broker.schema import MEMORY, MEMORY_CHUNKS
 from memscope.broker.server import Broker
 from memscope.config import Settings
 from memscope.producer import _tracer
@@ -35,7 +36,14 @@ from memscope.producer.records import (
     validate_chunk,
 )
 from memscope.producer.synthetic import memory_chunk, run_producer
-from memscope.producer.wire import MEMORY_COLUMNS, WireError, encode_batch
+from memscope.producer.wire import (
+    DOMAIN_MEM,
+    KIND_ALLOC,
+    KIND_FREE,
+    MEMORY_COLUMNS,
+    WireError,
+    encode_batch,
+)
 from tests.broker_helpers import ipc_address
 
 _ORDER = list(MEMORY_COLUMNS)
@@ -173,23 +181,75 @@ def _sorted(table: pa.Table) -> pa.Table:
     return table.sort_by([("pid", "ascending"), ("seq", "ascending")])
 
 
-def test_broker_keeps_rec1_chunks_and_both_settings_read_the_same_events(tmp_path):
-    expected = _sorted(_expected_mixed())
+def test_broker_keeps_every_chunk_and_both_settings_read_the_same_events_in_order(tmp_path):
+    expected = _expected_mixed()  # arrival order: rec1, cols1, rec1 chunks per envelope
     chunks_log = open_log(_mixed_envelope_log(tmp_path / "chunks", "chunks"))
     columns_log = open_log(_mixed_envelope_log(tmp_path / "columns", "columns"))
-    # New default: the rec1 chunks as sent (2 per envelope); the cols1 one decoded to columns.
+    # Default: every chunk as one memory_chunks row (3 per envelope), rec1 and cols1 alike.
     stored = chunks_log.table("memory_chunks")
-    assert stored.num_rows == 6 and chunks_log.chunk_events() == 3600
-    assert stored.column("first_index").to_pylist() == [0, 1000] * 3
-    assert chunks_log.stored_dataset("memory").count_rows() == 900
+    assert stored.num_rows == 9 and chunks_log.chunk_events() == 4500
+    assert stored.column("encoding").to_pylist() == ["rec1", "cols1", "rec1"] * 3
+    assert stored.column("first_index").to_pylist() == [0, 700, 1000] * 3
+    assert stored.column("data").to_pylist()[1] == cols1_data(memory_chunk(0, 1, 1, 300))
+    assert chunks_log.stored_dataset("memory").count_rows() == 0
     # Old behaviour: every event columnar, no chunk rows.
     assert columns_log.chunk_events() == 0
     assert columns_log.stored_dataset("memory").count_rows() == 4500
     for log in (chunks_log, columns_log):
         assert log.memory_events() == 4500
-        read = pa.Table.from_batches(list(log.memory_batches()), schema=MEMORY)
-        assert _sorted(read).equals(expected)
-        assert _sorted(log.dataset("memory").to_table()).equals(expected)
+        read = pa.Table.from_batches(list(log.memory_batches(target=600)), schema=MEMORY)
+        assert read.equals(expected)  # the same events in the same ORDER, not just sorted
+        assert _sorted(log.dataset("memory").to_table()).equals(_sorted(expected))
+
+
+def _aggregated_log(path: Path, log_memory: str) -> Path:
+    """The aggregated tracer: A promoted (cols1), A freed (rec1), B at A's address promoted."""
+    broker = Broker(path, ipc_address(path.parent, f"{path.name}.sock"), Settings().replace(
+        log_memory=log_memory))
+    address = 0x7F0000001000
+
+    def columns(ts: int, kind: int, size: int) -> dict[str, np.ndarray]:
+        return {"ts_ns": np.array([ts], np.int64), "kind": np.array([kind], np.uint8),
+                "domain": np.array([DOMAIN_MEM], np.uint8),
+                "address": np.array([address], np.uint64),
+                "old_address": np.zeros(1, np.uint64), "size": np.array([size], np.uint64),
+                "stack_id": np.zeros(1, np.uint32)}
+
+    envelopes = [[encode_cols1(1, columns(100, KIND_ALLOC, 64))],
+                 [encode_rec1(1, columns(200, KIND_FREE, 0))],
+                 [encode_cols1(1, columns(300, KIND_ALLOC, 32))]]
+    for seq, mem in enumerate(envelopes):
+        broker._on_message([_frame(encode_batch("agg:1:1", 7, seq, mem, {}))])
+    broker.commit()
+    broker.close()
+    return path
+
+
+@pytest.mark.parametrize("log_memory", ["chunks", "columns"])
+def test_aggregated_mode_frees_match_promoted_allocations(tmp_path, log_memory):
+    con = connect(_aggregated_log(tmp_path / "events", log_memory))
+    materialize(con, chunk_rows=2)
+    rows = con.execute("SELECT ts_ns, size, free_ts_ns, end_kind FROM allocations "
+                       "ORDER BY ts_ns").fetchall()
+    assert rows[0] == (100, 64, 200, "free")
+    assert rows[1][:2] == (300, 32) and rows[1][2] is None
+
+
+def test_a_stored_cols1_chunk_of_the_wrong_length_is_skipped_and_reported():
+    cols = memory_chunk(0, 1, 1, 10)
+    good = cols1_data(cols)
+    table = pa.table({"pid": pa.array([1, 1], pa.uint32()), "tid": pa.array([5, 5], pa.uint64()),
+                      "batch_seq": pa.array([0, 1], pa.uint64()),
+                      "first_index": pa.array([0, 0], pa.uint32()),
+                      "n": pa.array([10, 10], pa.uint32()),
+                      "encoding": ["cols1", "cols1"], "data": pa.array([good, good[:-1]])},
+                     schema=MEMORY_CHUNKS)
+    problems: list[str] = []
+    read = pa.Table.from_batches(list(decode_chunk_batches(table.to_batches(),
+                                                           on_problem=problems.append)))
+    assert read.num_rows == 10 and len(problems) == 1 and "cols1" in problems[0]
+    for name in _ORDER:
+        assert np.array_equal(read.column(name).to_numpy(), cols[name])
 
 
 def test_chunk_events_through_a_real_broker_exactly_once(tmp_path):
@@ -346,3 +406,4 @@ def test_a_damaged_chunk_on_disk_is_skipped_and_reported(tmp_path):
     counts = chunks.column("n").to_pylist()
     assert read.num_rows == sum(counts) - counts[1]
     assert len(problems) == 1 and "does not decode" in problems[0]
+
