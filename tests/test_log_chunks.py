@@ -407,3 +407,35 @@ def test_a_damaged_chunk_on_disk_is_skipped_and_reported(tmp_path):
     assert read.num_rows == sum(counts) - counts[1]
     assert len(problems) == 1 and "does not decode" in problems[0]
 
+
+def _damaged_chunk_log(path: Path) -> Path:
+    """The sample log with its memory events as chunks, the second cut short by one byte."""
+    tables = sample_log().tables()
+    chunks = encode_memory_table(tables.pop("memory"))
+    data = chunks.column("data").to_pylist()
+    data[1] = data[1][:-1]
+    tables["memory_chunks"] = chunks.set_column(chunks.schema.get_field_index("data"), "data",
+                                                pa.array(data, pa.binary()))
+    return write_log(tables, path)
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_chunk_that_does_not_decode_reaches_every_report_and_stats(tmp_path, jobs):
+    log = _damaged_chunk_log(tmp_path / "events")
+    paths = run_all(log, tmp_path / "out", jobs=jobs)
+    assert len(paths) == 6
+    for path in paths:
+        problems = json.loads(path.read_text())["metadata"].get("log_problems", [])
+        assert len(problems) == 1 and "does not decode" in problems[0], path.name
+    stats = collect(str(log))
+    assert len(stats["log_problems"]) == 1 and "does not decode" in stats["log_problems"][0]
+
+
+def test_analyze_command_reports_a_chunk_that_does_not_decode(tmp_path, capsys):
+    from memscope.cli import main
+
+    log = _damaged_chunk_log(tmp_path / "events")
+    assert main(["analyze", str(log), "--out", str(tmp_path / "out"), "--quiet"]) == 1
+    assert "does not decode" in capsys.readouterr().err
+    assert main(["stats", str(log)]) == 0
+    assert "damaged log:" in capsys.readouterr().out
