@@ -439,3 +439,43 @@ def test_analyze_command_reports_a_chunk_that_does_not_decode(tmp_path, capsys):
     assert "does not decode" in capsys.readouterr().err
     assert main(["stats", str(log)]) == 0
     assert "damaged log:" in capsys.readouterr().out
+
+
+_OUT_OF_RANGE_ROW = """
+import sys
+import numpy as np
+from memscope.producer import _tracer
+from memscope.producer.records import encode_rec1
+from memscope.producer.synthetic import memory_chunk
+chunk = encode_rec1(1, memory_chunk(0, 0, 0, 10))
+outs = [np.empty(10, d) for d in ("<i8", "u1", "u1", "<u8", "<u8", "<u8", "<u4")]
+try:
+    _tracer.decode_rec1_into(chunk["data"], 10, *outs, int(sys.argv[1]))
+except ValueError as exc:
+    print("ValueError", exc)
+"""
+
+
+@pytest.mark.parametrize("row", [2**63 - 5, 2**62, 2**61 + 1, 11])
+def test_decode_rec1_into_refuses_rows_beyond_its_columns(row):
+    # Run apart: before the overflow checks these rows made the decoder write out of bounds.
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _OUT_OF_RANGE_ROW, str(row)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ValueError output column too short"
+
+
+def test_rec1_columns_must_be_aligned():
+    chunk = encode_rec1(1, memory_chunk(0, 0, 0, 10))
+    outs = [np.empty(10, d) for d in ("<i8", "u1", "u1", "<u8", "<u8", "<u8", "<u4")]
+    outs[3] = np.frombuffer(bytearray(81), "<u8", offset=1)  # writable, not 8-byte aligned
+    with pytest.raises(ValueError, match="not aligned"):
+        _tracer.decode_rec1_into(chunk["data"], 10, *outs, 0)
+    cols = [np.ascontiguousarray(v) for v in memory_chunk(0, 0, 0, 10).values()]
+    cols[0] = np.frombuffer(bytearray(81), "<i8", offset=1)
+    with pytest.raises(ValueError, match="not aligned"):
+        _tracer.encode_rec1(*cols)
+    assert list(memory_chunk(0, 0, 0, 1)) == _ORDER
