@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from memscope.broker.decode import COLS1_ROW_BYTES
 from memscope.broker.schema import MEMORY
+from memscope.producer.records import REC1_HEADER
 from memscope.producer.wire import MEMORY_COLUMNS, WireError
 
 #: Events per decoded record batch (at least; a batch ends on a chunk boundary).
@@ -40,7 +41,9 @@ def decode_chunk_batches(
     for batch in batches:
         if not batch.num_rows:
             continue
-        counts = batch.column("n").to_numpy(zero_copy_only=False).astype(np.int64)
+        # A damaged n is bounded by the chunk's bytes here (decode_rows skips that chunk).
+        counts = np.minimum(batch.column("n").to_numpy(zero_copy_only=False).astype(np.int64),
+                            np.diff(_offsets(batch.column("data"))).astype(np.int64))
         start = 0
         # Cut the batch where the running total reaches the target.
         totals = np.cumsum(counts) + events
@@ -61,9 +64,13 @@ def decode_chunk_batches(
 
 def decode_rows(pieces: list[pa.RecordBatch],
                 on_problem: Callable[[str], None] | None = None) -> pa.RecordBatch:
-    """One ``memory`` record batch holding the decoded events of every chunk row of ``pieces``."""
-    counts = np.concatenate(
-        [p.column("n").to_numpy(zero_copy_only=False) for p in pieces]).astype(np.int64)
+    """One ``memory`` record batch holding the decoded events of every chunk row of ``pieces``.
+
+    A chunk whose ``n`` cannot fit its bytes (rec1: at least 3 bytes per record after the
+    56-byte header; cols1: exactly ``n * COLS1_ROW_BYTES``) or of an unknown encoding is
+    skipped before anything is allocated for it, and reported through ``on_problem``.
+    """
+    counts = np.concatenate([_checked_counts(p, on_problem) for p in pieces])
     total = int(counts.sum())
     out = [np.empty(total, dtype) for dtype in _DTYPES]
     ok = np.ones(len(counts), bool)
@@ -76,6 +83,9 @@ def decode_rows(pieces: list[pa.RecordBatch],
         values = _values(data)
         for i in range(piece.num_rows):
             n = int(counts[index])
+            if not n:  # empty, or damaged and already reported
+                index += 1
+                continue
             try:
                 _decode_into(encodings[i].as_py(), values[offsets[i]:offsets[i + 1]], n, out,
                              row)
@@ -92,6 +102,26 @@ def decode_rows(pieces: list[pa.RecordBatch],
         keep = np.repeat(ok, counts)
         columns = {name: values[keep] for name, values in columns.items()}
     return pa.RecordBatch.from_arrays([pa.array(columns[f.name]) for f in MEMORY], schema=MEMORY)
+
+
+def _checked_counts(piece: pa.RecordBatch,
+                    on_problem: Callable[[str], None] | None) -> np.ndarray:
+    """Each row's ``n``; 0 for a row whose ``n`` does not fit its data (reported)."""
+    counts = piece.column("n").to_numpy(zero_copy_only=False).astype(np.int64)
+    sizes = np.diff(_offsets(piece.column("data"))).astype(np.int64)
+    encodings = piece.column("encoding").to_numpy(zero_copy_only=False)
+    rec1 = encodings == "rec1"
+    fits = np.where(rec1, (sizes >= REC1_HEADER) & (counts <= (sizes - REC1_HEADER) // 3),
+                    (encodings == "cols1") & (counts * COLS1_ROW_BYTES == sizes))
+    for i in np.flatnonzero(~fits).tolist():
+        if on_problem is not None:
+            reason = (f"unknown chunk encoding {encodings[i]!r}"
+                      if encodings[i] not in ("rec1", "cols1") else
+                      f"{encodings[i]} chunk claims {counts[i]} events in {sizes[i]} bytes")
+            on_problem(f"memory_chunks: a chunk of {counts[i]} events does not decode "
+                       f"({reason}); skipped")
+        counts[i] = 0
+    return counts
 
 
 def _decode_into(encoding: str, data: memoryview, n: int, out: list[np.ndarray],

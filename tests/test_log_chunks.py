@@ -479,3 +479,32 @@ def test_rec1_columns_must_be_aligned():
     with pytest.raises(ValueError, match="not aligned"):
         _tracer.encode_rec1(*cols)
     assert list(memory_chunk(0, 0, 0, 1)) == _ORDER
+
+
+def test_a_chunk_whose_n_does_not_fit_its_bytes_is_skipped_before_allocating():
+    import tracemalloc
+
+    good = encode_rec1(5, memory_chunk(0, 0, 0, 100))
+    cols = cols1_data(memory_chunk(0, 1, 1, 100))
+    rows = [("rec1", good["data"], 100), ("rec1", good["data"], 5_000_000),  # n damaged
+            ("cols1", cols, 100), ("cols1", cols, 4_000_000), ("zip9", b"x" * 64, 1),
+            ("rec1", b"short", 1)]
+    table = pa.table({"pid": pa.array([1] * 6, pa.uint32()), "tid": pa.array([5] * 6, pa.uint64()),
+                      "batch_seq": pa.array(range(6), pa.uint64()),
+                      "first_index": pa.array([0] * 6, pa.uint32()),
+                      "n": pa.array([r[2] for r in rows], pa.uint32()),
+                      "encoding": [r[0] for r in rows], "data": pa.array([r[1] for r in rows])},
+                     schema=MEMORY_CHUNKS)
+    problems: list[str] = []
+    tracemalloc.start()
+    try:
+        read = pa.Table.from_batches(list(decode_chunk_batches(table.to_batches(),
+                                                               on_problem=problems.append)))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 5_000_000  # the damaged counts would have needed ~340 MB of columns
+    assert read.num_rows == 200
+    assert read.column("seq").to_pylist()[100] == 2 << 24
+    assert len(problems) == 4 and all("does not decode" in p for p in problems)
+    assert "claims 5000000 events in" in problems[0] and "zip9" in problems[2]
