@@ -26,6 +26,10 @@ from memscope.producer.wire import MEMORY_COLUMNS, WireError
 
 #: Events per decoded record batch (at least; a batch ends on a chunk boundary).
 TARGET_EVENTS = 1 << 16
+#: At most this many events per yielded batch (when ``target`` is smaller): a big chunk's
+#: events are split over several batches, so a reader's read-ahead (a few batches deep)
+#: stays bounded in events, not just in batches.
+MAX_EVENTS = 1 << 18
 _SEQ_SHIFT = 24
 _DTYPES = [np.dtype(code) for code in MEMORY_COLUMNS.values()]
 
@@ -35,7 +39,30 @@ def decode_chunk_batches(
     target: int = TARGET_EVENTS,
     on_problem: Callable[[str], None] | None = None,
 ) -> Iterator[pa.RecordBatch]:
-    """Record batches of decoded memory events from ``memory_chunks`` record batches."""
+    """Record batches of decoded memory events from ``memory_chunks`` record batches.
+
+    Each holds at least ``target`` events (except the last) and at most
+    ``max(target, MAX_EVENTS)``; a chunk's events may span batches.
+    """
+    limit = max(target, MAX_EVENTS)
+    for decoded in _decoded_batches(batches, target, on_problem):
+        yield from split_batch(decoded, limit)
+
+
+def split_batch(batch: pa.RecordBatch, limit: int = MAX_EVENTS) -> Iterator[pa.RecordBatch]:
+    """``batch`` as zero-copy slices of at most ``limit`` rows (itself when small enough)."""
+    if batch.num_rows <= limit:
+        yield batch
+        return
+    for start in range(0, batch.num_rows, limit):
+        yield batch.slice(start, limit)
+
+
+def _decoded_batches(
+    batches: Iterable[pa.RecordBatch],
+    target: int,
+    on_problem: Callable[[str], None] | None,
+) -> Iterator[pa.RecordBatch]:
     pending: list[pa.RecordBatch] = []
     events = 0
     for batch in batches:

@@ -540,13 +540,17 @@ class LogReader:
         """Every memory event as record batches of the ``memory`` schema, in log order.
 
         First the columnar ``memory`` rows, then the ``memory_chunks`` rows decoded (each by
-        its encoding, batches of at least ``target`` events, default 65,536). A broker writes
+        its encoding, batches of at least ``target`` events, default 65,536, and at most
+        ``max(target, chunks.MAX_EVENTS)``: 262,144, so a read-ahead of a few batches stays
+        bounded; a big chunk's events span several batches). A broker writes
         one of the two tables (``log_memory``), so this is arrival order. A chunk that does
         not decode is skipped and named in :attr:`problems`.
         """
+        from memscope.broker.chunks import MAX_EVENTS, split_batch
+
         for batch in self.table_batches("memory"):
             if batch.num_rows:
-                yield batch
+                yield from split_batch(batch, max(target or 0, MAX_EVENTS))
         yield from self._chunk_memory_batches(target)
 
     def memory_reader(self, target: int | None = None) -> pa.RecordBatchReader:

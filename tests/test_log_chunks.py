@@ -508,3 +508,21 @@ def test_a_chunk_whose_n_does_not_fit_its_bytes_is_skipped_before_allocating():
     assert read.column("seq").to_pylist()[100] == 2 << 24
     assert len(problems) == 4 and all("does not decode" in p for p in problems)
     assert "claims 5000000 events in" in problems[0] and "zip9" in problems[2]
+
+
+def test_memory_batches_are_capped_in_events_even_for_one_big_chunk(tmp_path):
+    from memscope.broker.chunks import MAX_EVENTS
+
+    big = memory_chunk(0, 0, 0, 600_000)
+    ids = {"pid": np.full(600_000, 3, np.uint32), "tid": np.full(600_000, 4, np.uint64),
+           "seq": np.arange(600_000, dtype=np.uint64)}
+    columnar = pa.table({**ids, **big}).select(MEMORY.names).cast(MEMORY)
+    chunked = pa.table({**ids, "seq": ids["seq"] + np.uint64(1 << 24), **big}).select(
+        MEMORY.names).cast(MEMORY)
+    log = open_log(write_log({"memory": columnar,
+                              "memory_chunks": encode_memory_table(chunked)}, tmp_path / "events"))
+    assert log.table("memory_chunks").num_rows == 1
+    batches = list(log.memory_batches())
+    assert max(b.num_rows for b in batches) == MAX_EVENTS == 262_144
+    assert len(batches) == 6  # 600K columnar rows in 3 slices, the chunk's 600K in 3
+    assert pa.Table.from_batches(batches).equals(pa.concat_tables([columnar, chunked]))
