@@ -83,13 +83,10 @@ def run_query(log: str, sql: str, fmt: str, output: str | None) -> int:
 
     if fmt == "parquet" and not output:
         raise CliError("--format parquet needs --output FILE")
-    con = open_or_fail(log, connect)
+    # A query of block views: match blocks chunk by chunk (bounded memory) instead of one
+    # window per query, in the pass that fills raw_memory (each event decoded once).
+    con = open_or_fail(log, connect, matched=bool(_MATCHED.search(sql)))
     try:
-        if _MATCHED.search(sql):
-            # Match blocks chunk by chunk (bounded memory) instead of one window per query.
-            from memscope.analyzers.views import materialize
-
-            materialize(con)
         if fmt == "parquet":
             import pyarrow.parquet as pq
 

@@ -473,9 +473,15 @@ class LogReader:
     def dataset(self, table: str) -> ds.Dataset:
         """The table as a pyarrow dataset (an empty one of the schema when it has no rows).
 
-        ``dataset("memory")`` holds every memory event: the columnar segments (lazily) and,
-        when the log has ``memory_chunks`` rows, those decoded into memory (whole: for big logs
-        stream :meth:`memory_batches` instead).
+        Lazy for every table except ``memory`` of a log with ``memory_chunks`` rows.
+
+        Warning:
+            ``dataset("memory")`` of such a log (every log a broker writes by default) is
+            **not lazy**: it decodes every memory event into memory first, the whole log at
+            once (58 bytes per event: 2.9 GB for 50 million events). To read memory
+            events, stream :meth:`memory_batches` / :meth:`memory_reader` (bounded batches
+            in log order) or count them with :meth:`memory_events`; :meth:`stored_dataset`
+            gives the stored rows of either table lazily.
         """
         if table == "memory" and self.chunk_events():
             decoded = pa.Table.from_batches(list(self._chunk_memory_batches()), schema=MEMORY)

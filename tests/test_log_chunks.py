@@ -23,7 +23,7 @@ from memscope.analyzers.views import connect, materialize
 from memscope.broker import start_embedded
 from memscope.broker.chunks import decode_chunk_batches, encode_memory_table
 from memscope.broker.decode import cols1_data
-from memscope.broker.log import LogWriter, open_log
+from memscope.broker.log import LogReader, LogWriter, open_log
 from memscope.broker.schema import MEMORY, MEMORY_CHUNKS
 from memscope.broker.server import Broker
 from memscope.config import Settings
@@ -342,14 +342,18 @@ def test_follow_decodes_only_new_chunk_rows(tmp_path):
     assert follower.step() is not None
     n_first = int(np.sum(chunks.column("n").to_numpy()[:2]))
     assert follower.matcher.rows_matched == n_first
-    assert follower.con.execute("SELECT count(*) FROM events").fetchone()[0] == n_first
+    # The analyzers read block state only: no copy of the raw events is kept.
+    assert follower.con.execute("SELECT count(*) FROM events").fetchone()[0] == 0
+    assert not follower.con.execute("SELECT count(*) FROM duckdb_tables() "
+                                    "WHERE table_name = '_decoded_memory'").fetchone()[0]
     writer = LogWriter(events)
     writer.append("memory_chunks", chunks.slice(2))
     writer.close()
     assert follower.step() is not None
     total = int(np.sum(chunks.column("n").to_numpy()))
     assert follower.matcher.rows_matched == total
-    assert follower.con.execute("SELECT count(*) FROM events").fetchone()[0] == total
+    assert follower.con.execute("SELECT count(*) FROM events").fetchone()[0] == 0
+    assert follower.con.execute("SELECT count(*) FROM allocations").fetchone()[0] > 0
     assert follower.step() is None
 
 
@@ -526,3 +530,59 @@ def test_memory_batches_are_capped_in_events_even_for_one_big_chunk(tmp_path):
     assert max(b.num_rows for b in batches) == MAX_EVENTS == 262_144
     assert len(batches) == 6  # 600K columnar rows in 3 slices, the chunk's 600K in 3
     assert pa.Table.from_batches(batches).equals(pa.concat_tables([columnar, chunked]))
+
+
+def _count_decodes(monkeypatch) -> list[int]:
+    """The number of events of each batch decoded from memory_chunks from now on."""
+    calls: list[int] = []
+    original = LogReader._chunk_memory_batches
+
+    def counting(self, target=None):
+        for batch in original(self, target):
+            calls.append(batch.num_rows)
+            yield batch
+
+    monkeypatch.setattr(LogReader, "_chunk_memory_batches", counting)
+    return calls
+
+
+def test_connect_matched_decodes_every_chunk_once(tmp_path, monkeypatch):
+    chunked = write_log(_chunk_tables(), tmp_path / "b" / "events")
+    columnar = write_log(sample_log().tables(), tmp_path / "a" / "events")
+    calls = _count_decodes(monkeypatch)
+    results = []
+    for log, raw in ((chunked, True), (chunked, False), (columnar, True)):
+        calls.clear()
+        con = connect(log, raw_memory=raw, matched=True)
+        assert sum(calls) == (open_log(chunked).memory_events() if log == chunked else 0)
+        results.append((con.execute("SELECT count(*) FROM events").fetchone()[0],
+                        con.execute("SELECT * FROM allocations ORDER BY pid, seq").fetchall()))
+        con.close()
+    total = open_log(chunked).memory_events()
+    assert results[0] == results[2] and results[0][0] == total and results[0][1]
+    assert results[1] == (0, results[0][1])  # raw_memory=False: block state only
+
+
+def test_query_of_block_views_decodes_the_log_once(tmp_path, monkeypatch):
+    from memscope.analyzers.query_command import run_query
+
+    chunked = write_log(_chunk_tables(), tmp_path / "events")
+    calls = _count_decodes(monkeypatch)
+    out = tmp_path / "out.csv"
+    assert run_query(str(chunked), "SELECT count(*) AS n FROM allocations", "csv",
+                     str(out)) == 1
+    assert sum(calls) == open_log(chunked).memory_events()  # once, not twice
+    assert int(out.read_text().split()[1]) > 0
+
+
+def test_connections_spill_to_a_temporary_directory_removed_with_them(tmp_path):
+    import gc
+    import tempfile
+
+    con = connect(write_log(_chunk_tables(), tmp_path / "events"))
+    spill = Path(con.execute("SELECT current_setting('temp_directory')").fetchone()[0])
+    assert spill.is_dir() and spill.is_relative_to(tempfile.gettempdir())
+    con.close()
+    del con
+    gc.collect()
+    assert not spill.exists()
