@@ -575,6 +575,27 @@ def test_query_of_block_views_decodes_the_log_once(tmp_path, monkeypatch):
     assert int(out.read_text().split()[1]) > 0
 
 
+def test_query_decodes_chunks_only_for_views_that_read_memory_events(tmp_path, monkeypatch):
+    from memscope.analyzers.query_command import run_query
+
+    chunked = write_log(_chunk_tables(), tmp_path / "b" / "events")
+    columnar = write_log(sample_log().tables(), tmp_path / "a" / "events")
+    total = open_log(chunked).memory_events()
+    calls = _count_decodes(monkeypatch)
+    for sql, decoded in (("SELECT pid FROM processes", 0),
+                         ("SELECT count(*) FROM events", total),
+                         ("SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM frees), "
+                          "(SELECT count(*) FROM allocations)", total)):
+        answers = []
+        for log in (chunked, columnar):
+            calls.clear()
+            out = tmp_path / "out.csv"
+            run_query(str(log), sql, "csv", str(out))
+            assert sum(calls) == (decoded if log == chunked else 0), sql
+            answers.append(out.read_text())
+        assert answers[0] == answers[1], sql
+
+
 def test_connections_spill_to_a_temporary_directory_removed_with_them(tmp_path):
     import gc
     import tempfile
