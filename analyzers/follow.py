@@ -91,6 +91,9 @@ class Follower:
         self.matcher = BlockMatcher(self.con)
         self.read = _Progress()
         self.rounds = 0
+        #: Chunks that did not decode, over every round (each round opens a new reader and
+        #: decodes only new rows, so its reader names only that round's).
+        self.decode_problems: list[str] = []
 
     def _new_rows(self, reader: Any, table: str) -> Iterator[pa.RecordBatch]:
         for segment in reader.segments(table):
@@ -109,7 +112,7 @@ class Follower:
     def _new_memory(self, reader: Any) -> Iterator[pa.RecordBatch]:
         yield from self._new_rows(reader, "memory")
         yield from decode_chunk_batches(self._new_rows(reader, "memory_chunks"),
-                                        on_problem=reader.problems.append)
+                                        on_problem=self.decode_problems.append)
 
     def refresh(self) -> Any | None:
         """Feed the rows added since the last call; the log's reader, or None if unchanged."""
@@ -137,7 +140,7 @@ class Follower:
         options = replace(
             self.options, log_id=reader.log_id,
             generated_at=self.options.generated_at or log_time(reader.manifest) or now_iso(),
-            log_problems=tuple(reader.problems),
+            log_problems=(*reader.problems, *self.decode_problems),
         )
         written = []
         for analyzer in self.analyzers:

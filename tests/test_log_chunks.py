@@ -607,3 +607,21 @@ def test_connections_spill_to_a_temporary_directory_removed_with_them(tmp_path):
     del con
     gc.collect()
     assert not spill.exists()
+
+
+def test_follow_keeps_reporting_a_chunk_that_did_not_decode_in_an_earlier_round(tmp_path):
+    damaged = _damaged_chunk_log(tmp_path / "src" / "events")
+    tables = {name: open_log(damaged).table(name) for name in ("processes", "threads")}
+    chunks = open_log(damaged).table("memory_chunks")
+    events = tmp_path / "run" / "events"
+    write_log({**tables, "memory_chunks": chunks.slice(0, 3)}, events)
+    follower = Follower(events, AnalyzerOptions(out_dir=tmp_path / "live"))
+    for round_ in range(2):
+        written = follower.step()
+        assert written is not None
+        for path in written:
+            problems = json.loads(path.read_text())["metadata"].get("log_problems", [])
+            assert len(problems) == 1 and "does not decode" in problems[0], (round_, path.name)
+        writer = LogWriter(events)
+        writer.append("memory_chunks", chunks.slice(3))
+        writer.close()
