@@ -11,12 +11,15 @@ need acknowledgements); on loopback and ipc they stay plain so local tools can r
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import zmq
-import zmq.auth
-from zmq.auth.thread import ThreadAuthenticator
 
 from memscope.config import Settings
+
+if TYPE_CHECKING:  # zmq.auth is imported only when CURVE is used: it pulls in asyncio and ssl,
+    # thousands of objects every full collection of a traced program would visit
+    from zmq.auth.thread import ThreadAuthenticator
 
 
 class CurveKeyError(ValueError):
@@ -25,6 +28,8 @@ class CurveKeyError(ValueError):
 
 def load_keys(path: str, need_secret: bool) -> tuple[bytes, bytes | None]:
     """Read (public, secret) from a certificate file."""
+    import zmq.auth
+
     file = Path(path)
     try:
         public, secret = zmq.auth.load_certificate(file)
@@ -47,6 +52,9 @@ def setup_server(context: zmq.Context, sockets: list[zmq.Socket], settings: Sett
     Clients must know the server's public key; with ``curve_authorized_clients`` set, only
     clients whose public key file is in that directory are accepted.
     """
+    import zmq.auth
+    from zmq.auth.thread import ThreadAuthenticator
+
     public, secret = load_keys(settings.curve_server_secret_key, need_secret=True)
     auth = ThreadAuthenticator(context)
     auth.start()

@@ -178,6 +178,11 @@ static PyObject *py_start(PyObject *self, PyObject *args, PyObject *kwargs)
         PyErr_SetString(PyExc_RuntimeError, "capture is already started");
         return NULL;
     }
+    if (!tr_hooks_layout_ok()) {
+        PyErr_SetString(PyExc_RuntimeError, "memscope was built by a compiler whose bit-field "
+                        "layout tr_live_make does not match");
+        return NULL;
+    }
     if (tr_buffers_init() < 0) {
         return NULL;
     }
@@ -233,6 +238,19 @@ static PyObject *py_is_active(PyObject *self, PyObject *noargs)
 
 static PyObject *py_numpy_traced(PyObject *self, PyObject *noargs)
 {
+    return PyBool_FromLong(tr_numpy_active);
+}
+
+/* numpy imported after start (capture's import watcher): trace its data memory from now. */
+static PyObject *py_numpy_install(PyObject *self, PyObject *noargs)
+{
+    if (tr_started && !tr_numpy_active) {
+        int rc = tr_numpy_install();
+        if (rc < 0) {
+            return NULL;
+        }
+        tr_numpy_active = rc;
+    }
     return PyBool_FromLong(tr_numpy_active);
 }
 
@@ -492,6 +510,8 @@ static PyMethodDef tr_methods[] = {
     {"stop", py_stop, METH_NOARGS, "Stop recording and restore the previous allocators."},
     {"is_active", py_is_active, METH_NOARGS, "Whether the hooks are recording."},
     {"numpy_traced", py_numpy_traced, METH_NOARGS, "Whether numpy's data memory is traced."},
+    {"numpy_install", py_numpy_install, METH_NOARGS,
+     "Trace numpy's data memory from now (numpy imported after start); returns numpy_traced()."},
     {"drain", py_drain, METH_VARARGS, "drain(max_events) -> (chunks, rare tables)"},
     {"ignore_current_thread", py_ignore_current_thread, METH_NOARGS,
      "Never trace the calling thread's allocations."},

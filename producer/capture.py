@@ -17,10 +17,15 @@ ships what it returns. Modes:
 
 from __future__ import annotations
 
-from typing import Any
+import warnings
 
-from memscope.producer import _tracer, native_mode
+from memscope.producer import _tracer, native_mode, numpy_watch
 from memscope.producer.ffi import FfiRecorder
+
+TYPE_CHECKING = False  # not typing's: importing typing costs every traced program's GC
+
+if TYPE_CHECKING:
+    from typing import Any
 
 MODES = {
     "full": _tracer.MODE_FULL,
@@ -49,7 +54,8 @@ def start(
         sample_bytes: mean bytes between samples in sampled mode.
         max_buffer_bytes: memory the per-thread buffers may hold before events are dropped
             (drops are counted in ``producer_stats``).
-        numpy: also trace numpy array data (DOMAIN_NUMPY); imports numpy if installed.
+        numpy: also trace numpy array data (DOMAIN_NUMPY): now if numpy is imported, else
+            from the moment the program imports it (numpy is never imported for this).
         ffi: record ctypes audit events as ``ffi`` rows.
         native: also record malloc/mmap of native code (the preloaded shim, or the shim
             loaded now with the loaded libraries patched: see
@@ -63,11 +69,15 @@ def start(
         raise ValueError(f"unknown capture mode {mode!r}; choose one of {sorted(MODES)}")
     # native events are stamped by the shim's own clock readings, which the stamp reuse of
     # the PyMem hooks does not see: every event reads the clock then
-    _tracer.start(MODES[mode], sample_bytes, max_buffer_bytes, numpy, not native)
+    numpy_now = numpy and numpy_watch.numpy_loaded()
+    _tracer.start(MODES[mode], sample_bytes, max_buffer_bytes, numpy_now, not native)
+    if numpy and not numpy_now:
+        numpy_watch.arm(_numpy_imported)
     if native:  # native mode hook (memscope.producer.native_mode)
         try:
             native_mode.attach()
         except BaseException:
+            numpy_watch.disarm()
             _tracer.stop()
             raise
     if ffi:
@@ -77,8 +87,19 @@ def start(
 def stop() -> None:
     """Stop recording and restore the previous allocators (buffered events stay drainable)."""
     _ffi.disable()
+    numpy_watch.disarm()
     _tracer.native_detach()  # native mode hook (no-op when not attached)
     _tracer.stop()
+
+
+def _numpy_imported() -> None:
+    """Trace numpy's data memory from now on: numpy was imported while capture runs."""
+    try:
+        _tracer.numpy_install()
+    except (RuntimeError, ImportError, AttributeError, ValueError) as exc:  # never fail
+        # the program's import of numpy
+        warnings.warn(f"memscope: numpy array data is not traced: {exc}", RuntimeWarning,
+                      stacklevel=2)
 
 
 def is_active() -> bool:

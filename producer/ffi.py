@@ -36,7 +36,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+
+TYPE_CHECKING = False  # not typing's: importing typing costs every traced program's GC
+
+if TYPE_CHECKING:
+    from typing import Any
 
 #: Argument names of the ctypes audit events (CPython's audit events table).
 EVENT_FIELDS: dict[str, tuple[str, ...]] = {

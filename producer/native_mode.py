@@ -44,13 +44,16 @@ it as ``LD_PRELOAD=$(python -m memscope.producer.native_mode --library) python p
 
 from __future__ import annotations
 
-import argparse
 import importlib.machinery
 import os
 from collections.abc import Mapping
-from pathlib import Path
 
 from memscope.producer import _tracer
+
+TYPE_CHECKING = False  # not typing's (see capture)
+if TYPE_CHECKING:  # pathlib and argparse are imported where used: capture imports this module,
+    # and every object it imports costs each full collection of the traced program
+    from pathlib import Path
 
 #: The shim's extension-module name (it is never imported: it has no PyInit).
 LIBRARY_STEM = "_memscope_preload"
@@ -64,6 +67,8 @@ def library_path() -> Path:
     Raises:
         FileNotFoundError: this build has no shim (it was built without its C sources).
     """
+    from pathlib import Path
+
     here = Path(__file__).resolve().parent
     for suffix in importlib.machinery.EXTENSION_SUFFIXES:
         candidate = here / f"{LIBRARY_STEM}{suffix}"
@@ -112,6 +117,8 @@ def stats() -> dict[str, int | bool] | None:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m memscope.producer.native_mode --library``: print the shim's path."""
+    import argparse
+
     parser = argparse.ArgumentParser(prog="python -m memscope.producer.native_mode")
     parser.add_argument("--library", action="store_true", help="print the shim's path")
     args = parser.parse_args(argv)

@@ -22,8 +22,10 @@ little-endian header followed by exactly ``n`` records::
 
     record:
       byte 0     bits 0-1 kind (KIND_*), bits 2-4 domain (DOMAIN_*, at most 5),
-                 bit 5 S (a stack delta follows), bits 6-7 zero
-      varint     zigzag(tick - previous tick)        (64-bit wrap; ticks are TSC cycles or ns)
+                 bit 5 S (a stack delta follows), bit 6 T (same tick as the previous
+                 record: no tick varint), bit 7 zero
+      varint     zigzag(tick - previous tick)        (only without T; 64-bit wrap; ticks are
+                                                      TSC cycles or ns)
       varint     zigzag(address - previous address)  (64-bit wrap)
       varint     size                                (absent for free)
       varint     zigzag(old_address - address)       (realloc only)
@@ -32,7 +34,7 @@ little-endian header followed by exactly ``n`` records::
 Varints are LEB128 (7 bits per byte, low first, at most 10 bytes, at most 64 bits). The
 tick, address and stack of each record become the "previous" values of the next. A record
 without S has the previous record's stack id, except a free, whose stack id is 0 (the
-tracer walks no stack for frees). A typical record is 5-6 bytes.
+tracer walks no stack for frees). A typical record is 4-6 bytes.
 
 The C decoder (``_tracer.decode_rec1``) is the fast path; :func:`decode_rec1_py` is its
 pure-Python twin, kept identical by tests on random and corrupted input. The broker, which
@@ -158,7 +160,7 @@ def _rec1_header(data: bytes, n: int) -> tuple[int, int, int, int, int, int]:
         raise WireError("rec1 chunk has a bad magic number or reserved field")
     if count != n:
         raise WireError(f"rec1 chunk header counts {count} records but the chunk says n={n}")
-    if count > (len(data) - REC1_HEADER) // 3:
+    if count > (len(data) - REC1_HEADER) // 2:  # a record is at least 2 bytes
         raise WireError(f"rec1 chunk claims {count} records in {len(data) - REC1_HEADER} bytes")
     return tick0, ns0, mult, tick, addr, stack
 
@@ -172,11 +174,12 @@ def decode_rec1_py(data: bytes, n: int) -> dict[str, np.ndarray]:
         try:
             hdr = reader.byte()
             kind, domain = hdr & 3, (hdr >> 2) & 7
-            if hdr & 0xC0:
+            if hdr & 0x80:
                 raise WireError("reserved header bits set")
             if domain > _MAX_DOMAIN:
                 raise WireError("unknown domain")
-            tick = (tick + _unzigzag(reader.varint("tick"))) & _M64
+            if not hdr & 0x40:
+                tick = (tick + _unzigzag(reader.varint("tick"))) & _M64
             addr = (addr + _unzigzag(reader.varint("address"))) & _M64
             size = reader.varint("size") if kind != _KIND_FREE else 0
             old = (addr + _unzigzag(reader.varint("old-address"))) & _M64 if kind == 2 else 0

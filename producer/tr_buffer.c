@@ -2,12 +2,13 @@
  * drained by the publisher.
  *
  * A thread writes records into its current block and publishes each one with a release store
- * of block->used; when the block is full it takes a new block from the pool, seals the old
- * one (its record count, then a release store of block->next) and never touches it again.
+ * of its write position t->pos; when the block is full it takes a new block from the pool,
+ * seals the old one (its `used` bytes and record count, then a release store of
+ * block->next) and never touches it again.
  * Every block starts a fresh rec1 delta state, so a sealed block is shipped as one chunk
  * by a plain copy; only the block still being written is scanned to find where its last
  * whole record ends and what the delta state is there. The drain (GIL held,
- * serialized by tr_draining) copies bytes up to `used` and recycles blocks whose `next` is
+ * serialized by tr_draining) copies the bytes published and recycles blocks whose `next` is
  * set and which it has read to the end. Hooks therefore never wait for the drain; they only
  * take tr_registry_lock for a moment when they need a new block. When the buffers hold
  * tr_max_buffer_bytes, a hook that needs a block drops its record and counts the drop
@@ -162,12 +163,13 @@ int tr_thread_next_block(tr_thread_t *t)
         return 0;
     }
     tr_block_t *old = t->cur;
+    old->used = (uint32_t)(t->pos - old->data); /* final, before pos leaves the block */
     old->nrec = t->block_nrec;
     t->block_nrec = 0;
     memset(&t->w, 0, sizeof t->w); /* each block starts from a zero delta state */
     t->cur = b;
-    t->pos = b->data;
     t->end = b->data + TR_BLOCK_DATA;
+    __atomic_store_n(&t->pos, b->data, __ATOMIC_RELEASE);
     __atomic_store_n(&old->next, b, __ATOMIC_RELEASE);
     return 1;
 }
@@ -243,6 +245,21 @@ static int tr_defer_release(tr_pieces_t *pieces, tr_block_t *b)
     return 0;
 }
 
+/* Bytes of whole records in t's block b, whose `next` was read as `next`: a block the writer
+ * has left says it itself; in the block being written, the writer's `pos` (release-stored
+ * after each record) does, unless the writer has left it since `next` was read -- then its
+ * final `used` was written before `pos` moved on. */
+static uint32_t tr_block_used(tr_thread_t *t, tr_block_t *b, tr_block_t *next)
+{
+    if (next == NULL) {
+        uint8_t *pos = __atomic_load_n(&t->pos, __ATOMIC_ACQUIRE);
+        if (pos >= b->data && pos <= b->data + TR_BLOCK_DATA) {
+            return (uint32_t)(pos - b->data);
+        }
+    }
+    return __atomic_load_n(&b->used, __ATOMIC_ACQUIRE);
+}
+
 /* Moves up to `budget` records of t into pieces (one per block). Returns the number of
  * records moved; stops early (keeping the rest for later) when memory runs out. */
 static uint64_t tr_drain_thread(tr_thread_t *t, uint64_t budget, tr_pieces_t *pieces)
@@ -251,7 +268,7 @@ static uint64_t tr_drain_thread(tr_thread_t *t, uint64_t budget, tr_pieces_t *pi
     while (moved < budget) {
         tr_block_t *b = t->dblock;
         tr_block_t *next = __atomic_load_n(&b->next, __ATOMIC_ACQUIRE);
-        uint32_t used = __atomic_load_n(&b->used, __ATOMIC_ACQUIRE);
+        uint32_t used = tr_block_used(t, b, next);
         if (t->dpos < used) {
             const uint8_t *src = b->data + t->dpos;
             tr_scan_t scan;
@@ -287,8 +304,8 @@ static uint64_t tr_drain_thread(tr_thread_t *t, uint64_t budget, tr_pieces_t *pi
 static int tr_fully_drained(tr_thread_t *t)
 {
     tr_block_t *b = t->dblock;
-    return __atomic_load_n(&b->next, __ATOMIC_ACQUIRE) == NULL &&
-           t->dpos == __atomic_load_n(&b->used, __ATOMIC_ACQUIRE);
+    tr_block_t *next = __atomic_load_n(&b->next, __ATOMIC_ACQUIRE);
+    return next == NULL && t->dpos == tr_block_used(t, b, next);
 }
 
 /* Frees the state of an exited thread whose data has all been drained (its last block is

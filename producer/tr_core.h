@@ -1,13 +1,14 @@
 /* memscope tracer: declarations shared by the C files of the native core.
  *
  * Files: tr_buffer.c (per-thread record buffers and their drain), tr_stack.c (interned
- * Python stacks), tr_hooks.c (allocator hooks and modes), tr_rec1.c (the rec1 decoder),
+ * Python stacks), tr_hooks.c (allocator hooks; full mode via tr_record.h), tr_modes.c
+ * (sampled and aggregated modes), tr_map.c (their live map), tr_rec1.c (the rec1 decoder),
  * tr_native.c (numpy's data-memory handler), _tracer.c (the Python module).
  *
  * Concurrency model, in one place:
  *   - A hook runs in any thread. MEM and OBJ hooks hold the GIL (CPython's contract); RAW and
  *     numpy hooks may not. A hook only touches its own thread's tr_thread_t, writes records
- *     into that thread's current block and publishes them with a release store of `used`.
+ *     into that thread's current block and publishes them with a release store of `pos`.
  *   - The drain (Python-callable, holds the GIL) reads every thread's blocks up to `used`
  *     and recycles blocks the writer has moved past (`next` != NULL).
  *   - The stack tree is only touched with the GIL held (hooks walk frames only then).
@@ -43,14 +44,16 @@ enum { TR_MODE_FULL = 0, TR_MODE_AGGREGATED = 1, TR_MODE_SAMPLED = 2 };
 /* Longest record: header byte + 5 varints of at most 10 bytes. */
 #define TR_MAX_RECORD 64
 #define TR_HDR_STACK 0x20u
-#define TR_HDR_RESERVED 0xC0u
+#define TR_HDR_SAME_TICK 0x40u /* the tick equals the previous record's: no tick varint */
+#define TR_HDR_RESERVED 0x80u
 
 #define TR_BLOCK_SIZE (64 * 1024)
 #define TR_MAX_DEPTH 128
 
 typedef struct tr_block {
     struct tr_block *next; /* set once by the writer (release) when it moves to a new block */
-    uint32_t used;         /* bytes of data[] holding complete records (release/acquire) */
+    uint32_t used;         /* bytes of data[] holding records, set when the writer leaves the
+                            * block (before `next`); until then the writer's `pos` says */
     uint32_t nrec;         /* records in the block; written before `next` is published */
     uint8_t data[];
 } tr_block_t;
@@ -69,7 +72,7 @@ typedef struct tr_thread {
     uint8_t busy;    /* reentrancy guard: set while this thread is inside a hook or a drain */
     uint8_t ignored; /* ignore_current_thread() */
     tr_block_t *cur; /* block being written */
-    uint8_t *pos;    /* next free byte in cur->data */
+    uint8_t *pos;    /* next free byte in cur->data (release store after each record) */
     uint8_t *end;    /* cur->data + TR_BLOCK_DATA */
     tr_delta_t w;    /* writer's delta state */
     uint64_t events; /* records written (drain reads it relaxed, for stats) */
@@ -80,6 +83,8 @@ typedef struct tr_thread {
     uint64_t stamp_tick;         /* the last clock reading (see tr_stamp in tr_hooks.c) */
     unsigned long stamp_switch;  /* ... taken at this count of hand-overs */
     uint32_t stamp_reuse;        /* ... and reusable this many more times */
+    const void *stamp_frame;     /* ... taken in this frame at this instruction; NULL once */
+    const void *stamp_instr;     /*     an event elsewhere followed (frees then read anew) */
     /* per-thread stack cache, outermost frame first (GIL held when used) */
     int cache_depth;
     const void *cache_code[TR_MAX_DEPTH];
@@ -217,8 +222,13 @@ static inline void tr_emit(tr_thread_t *t, unsigned kind, unsigned domain, uint6
     uint8_t *head = t->pos;
     uint8_t *p = head + 1;
     unsigned hdr = kind | (domain << 2);
-    p = tr_put_varint(p, tr_zz64(tick - t->w.tick));
-    t->w.tick = tick;
+    if (tick == t->w.tick) { /* most events reuse a clock reading (tr_stamp in tr_hooks.c) */
+        hdr |= TR_HDR_SAME_TICK;
+    }
+    else {
+        p = tr_put_varint(p, tr_zz64(tick - t->w.tick));
+        t->w.tick = tick;
+    }
     p = tr_put_varint(p, tr_zz64(addr - t->w.addr));
     t->w.addr = addr;
     if (kind != TR_FREE) {
@@ -233,10 +243,9 @@ static inline void tr_emit(tr_thread_t *t, unsigned kind, unsigned domain, uint6
         t->w.stack = stack;
     }
     *head = (uint8_t)hdr;
-    t->pos = p;
     t->events++;
     t->block_nrec++;
-    __atomic_store_n(&t->cur->used, (uint32_t)(p - t->cur->data), __ATOMIC_RELEASE);
+    __atomic_store_n(&t->pos, p, __ATOMIC_RELEASE); /* publishes the record (tr_buffer.c) */
 }
 
 /* ---- rec1 decoding (tr_rec1.c) ---- */
@@ -268,6 +277,7 @@ extern int tr_reuse_stamps;          /* start(): may allocations reuse a clock r
 
 /* ---- hooks (tr_hooks.c) ---- */
 int tr_hooks_install(void);
+int tr_hooks_layout_ok(void); /* 0: this compiler lays out tr_live_t's bit-fields otherwise */
 void tr_hooks_uninstall(void);
 int tr_hooks_emit_aggregates(PyObject *rare, int64_t now_ns, uint64_t *current,
                              uint64_t *peak); /* aggregated mode */

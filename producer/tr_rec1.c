@@ -27,8 +27,10 @@ size_t tr_rec1_scan(const uint8_t *p, size_t len, tr_delta_t st, uint64_t max_re
     while (p < end && n < max_records) {
         unsigned hdr = *p++;
         unsigned kind = hdr & 3;
-        p = tr_get_varint_fast(p, &v);
-        st.tick += tr_unzz64(v);
+        if (!(hdr & TR_HDR_SAME_TICK)) {
+            p = tr_get_varint_fast(p, &v);
+            st.tick += tr_unzz64(v);
+        }
         p = tr_get_varint_fast(p, &v);
         st.addr += tr_unzz64(v);
         if (kind != TR_FREE) {
@@ -136,10 +138,12 @@ tr_rec1_walk(const uint8_t *p, const uint8_t *end, uint64_t n, tr_delta_t st,
         if (domain > TR_DOMAIN_MAX) {
             return "unknown domain";
         }
-        if ((p = tr_get_varint_checked(p, end, &v)) == NULL) {
-            return "bad tick varint";
+        if (!(hdr & TR_HDR_SAME_TICK)) {
+            if ((p = tr_get_varint_checked(p, end, &v)) == NULL) {
+                return "bad tick varint";
+            }
+            st.tick += tr_unzz64(v);
         }
-        st.tick += tr_unzz64(v);
         if ((p = tr_get_varint_checked(p, end, &v)) == NULL) {
             return "bad address varint";
         }
@@ -218,7 +222,7 @@ static int tr_rec1_header(const uint8_t *data, size_t len, unsigned long long n_
                       (unsigned long long)n, n_chunk);
         return -1;
     }
-    if (n > (len - TR_REC1_HEADER) / 3) {
+    if (n > (len - TR_REC1_HEADER) / 2) { /* a record is at least 2 bytes */
         tr_wire_error("rec1 chunk claims %llu records in %zu bytes", (unsigned long long)n,
                       len - TR_REC1_HEADER);
         return -1;

@@ -10,30 +10,10 @@
  * table are protected by the GIL. Their memory comes from the saved raw allocator, so
  * growing them never re-enters a hook.
  *
- * Version guards: CPython 3.11 and 3.12 reach the innermost frame through
- * tstate->cframe->current_frame and name the code `f_code` and the instruction `prev_instr`;
- * 3.13 uses tstate->current_frame, `f_executable` and `instr_ptr`; 3.12+ has C-stack shim
- * frames (FRAME_OWNED_BY_CSTACK) that are skipped.
+ * Version guards: see tr_frame.h; 3.12+ C-stack shim frames (FRAME_OWNED_BY_CSTACK) are
+ * skipped.
  */
-#include "tr_core.h"
-
-#define Py_BUILD_CORE 1
-#include <internal/pycore_frame.h>
-#if PY_VERSION_HEX < 0x030C0000
-#undef _PyGC_FINALIZED /* objimpl.h and pycore_gc.h both define it (3.11) */
-#include <internal/pycore_pystate.h> /* 3.11: the inline _PyThreadState_GET() */
-#endif
-#undef Py_BUILD_CORE
-
-#if PY_VERSION_HEX >= 0x030D0000
-#define TR_FRAME_CODE(f) ((f)->f_executable)
-#define TR_FRAME_INSTR(f) ((f)->instr_ptr)
-#define TR_TSTATE_FRAME(ts) ((ts)->current_frame)
-#else
-#define TR_FRAME_CODE(f) ((PyObject *)(f)->f_code)
-#define TR_FRAME_INSTR(f) ((f)->prev_instr)
-#define TR_TSTATE_FRAME(ts) ((ts)->cframe->current_frame)
-#endif
+#include "tr_frame.h"
 
 typedef struct {
     uint32_t parent;
@@ -55,18 +35,6 @@ static uint32_t tr_next_frame_id = 1;
 /* Set in a forked child (where no Python object may be touched): drop tr_frame_ids at the
  * next emit. */
 static int tr_frame_ids_stale;
-
-/* The thread state holding the GIL (our caller's: frames are only walked with the GIL). */
-static inline PyThreadState *tr_tstate(void)
-{
-#if PY_VERSION_HEX >= 0x030D0000
-    return PyThreadState_GetUnchecked();
-#elif PY_VERSION_HEX >= 0x030C0000
-    return _PyThreadState_UncheckedGet();
-#else
-    return _PyThreadState_GET();
-#endif
-}
 
 static inline uint64_t tr_hash3(uint32_t parent, const void *code, const void *instr)
 {
@@ -153,7 +121,83 @@ static inline int tr_frame_skip(_PyInterpreterFrame *f, int innermost)
 #endif
 }
 
+/* Interns the walk in t->walk_instr[0 .. depth) (innermost first) whose outermost `same`
+ * frames match the thread's cached walk, updates the cache and returns the stack id.
+ * t->walk_code holds the frames' code objects, or (`frames`) the frames themselves. */
+static uint32_t tr_stack_extend(tr_thread_t *t, int same, int depth, const void *const *codes,
+                                const void *const *instrs, int frames)
+{
+    uint32_t id = same ? t->cache_id[same - 1] : 0;
+    for (int i = same; i < depth; i++) {
+        const void *at = codes[depth - 1 - i];
+        PyObject *code = frames ? TR_FRAME_CODE((_PyInterpreterFrame *)at) : (PyObject *)at;
+        const void *instr = instrs[depth - 1 - i];
+        /* an instruction pointer names its code object (nodes keep their code alive), so
+         * (parent, instr) identifies the node */
+        unsigned slot = (unsigned)((((uintptr_t)instr >> 1) ^ (id * 0x9E3779B1u)) & 255);
+        uint32_t child;
+        if (t->leaf[slot].instr == instr && t->leaf[slot].parent == id) {
+            child = t->leaf[slot].id;
+        }
+        else {
+            child = tr_intern(id, code, instr);
+            if (child == 0) {
+                t->cache_depth = i;
+                return id;
+            }
+            t->leaf[slot].instr = instr;
+            t->leaf[slot].parent = id;
+            t->leaf[slot].id = child;
+        }
+        id = child;
+        t->cache_code[i] = code;
+        t->cache_instr[i] = instr;
+        t->cache_id[i] = id;
+    }
+    t->cache_depth = depth;
+    return id;
+}
+
+#if PY_VERSION_HEX < 0x030C0000
+/* The hooks' walk on 3.11: only the instruction pointers are compared with the cached walk
+ * (equal pointers mean equal code objects: the cached ones are kept alive by their nodes),
+ * code objects are read only for frames that are interned, and the innermost frame is
+ * checked for being still set up only when the cache does not vouch for it (a cached
+ * frame was complete, and a frame still being set up is at no instruction of its code). */
+uint32_t tr_stack_current(tr_thread_t *t)
+{
+    PyThreadState *ts = tr_tstate();
+    if (ts == NULL || ts->cframe == NULL) {
+        return 0;
+    }
+    const void **frames = t->walk_code, **instrs = t->walk_instr;
+    int depth = 0;
+    for (_PyInterpreterFrame *f = ts->cframe->current_frame; f != NULL && depth < TR_MAX_DEPTH;
+         f = f->previous) {
+        frames[depth] = f;
+        instrs[depth] = f->prev_instr;
+        depth++;
+    }
+    int same = 0, limit = depth < t->cache_depth ? depth : t->cache_depth;
+    while (same < limit && t->cache_instr[same] == instrs[depth - 1 - same]) {
+        same++;
+    }
+    if (same < depth && _PyFrame_IsIncomplete((_PyInterpreterFrame *)frames[0])) {
+        frames++; /* drop the innermost frame: outer positions stay where they were */
+        instrs++;
+        depth--;
+        if (same > depth) {
+            same = depth;
+        }
+    }
+    if (depth == 0) {
+        return 0;
+    }
+    return tr_stack_extend(t, same, depth, frames, instrs, 1);
+}
+#else
 uint32_t tr_stack_current(tr_thread_t *t) { return tr_stack_current_skip(t, 0); }
+#endif
 
 uint32_t tr_stack_current_skip(tr_thread_t *t, int skip)
 {
@@ -193,48 +237,14 @@ uint32_t tr_stack_current_skip(tr_thread_t *t, int skip)
            t->cache_instr[same] == t->walk_instr[depth - 1 - same]) {
         same++;
     }
-    uint32_t id = same ? t->cache_id[same - 1] : 0;
-    for (int i = same; i < depth; i++) {
-        PyObject *code = (PyObject *)t->walk_code[depth - 1 - i];
-        const void *instr = t->walk_instr[depth - 1 - i];
-        /* an instruction pointer names its code object (nodes keep their code alive), so
-         * (parent, instr) identifies the node */
-        unsigned slot = (unsigned)((((uintptr_t)instr >> 1) ^ (id * 0x9E3779B1u)) & 255);
-        uint32_t child;
-        if (t->leaf[slot].instr == instr && t->leaf[slot].parent == id) {
-            child = t->leaf[slot].id;
-        }
-        else {
-            child = tr_intern(id, code, instr);
-            if (child == 0) {
-                t->cache_depth = i;
-                return id;
-            }
-            t->leaf[slot].instr = instr;
-            t->leaf[slot].parent = id;
-            t->leaf[slot].id = child;
-        }
-        id = child;
-        t->cache_code[i] = code;
-        t->cache_instr[i] = instr;
-        t->cache_id[i] = id;
-    }
-    t->cache_depth = depth;
-    return id;
+    return tr_stack_extend(t, same, depth, t->walk_code, t->walk_instr, 0);
 }
 
 uint32_t tr_stack_count(void) { return tr_n_nodes - 1; }
 
 /* How many times the GIL has changed hands (3.11; 0 elsewhere, which makes callers read the
  * clock every time). Read with the GIL held. */
-unsigned long tr_gil_switches(void)
-{
-#if PY_VERSION_HEX < 0x030C0000
-    return __atomic_load_n(&_PyRuntime.ceval.gil.switch_number, __ATOMIC_RELAXED);
-#else
-    return 0;
-#endif
-}
+unsigned long tr_gil_switches(void) { return tr_gil_switches_now(); }
 
 /* native mode hook (tr_native_mode.c): the calling thread's own frames, read while it does
  * NOT hold the GIL (a C call that released it, e.g. ctypes): they cannot change while it runs

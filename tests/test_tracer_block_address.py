@@ -1,5 +1,7 @@
 """block_address(obj): the allocation block, so that an object's death is its block's free."""
 
+import gc
+import sys
 import threading
 
 import numpy as np
@@ -37,7 +39,20 @@ def test_alloc_and_free_of_the_block_match_block_address(factory):
     box = {}
 
     def life():
-        # take every object kind's free-list entries first so the target is really allocated
+        # take every object kind's free-list entries first so the target is really allocated;
+        # no collection and no other thread (the drain frees dicts and lists) may refill them
+        # before the target is made
+        switch, collecting = sys.getswitchinterval(), gc.isenabled()
+        sys.setswitchinterval(5.0)
+        gc.disable()
+        try:
+            _life()
+        finally:
+            sys.setswitchinterval(switch)
+            if collecting:
+                gc.enable()
+
+    def _life():
         crowd = [factory() for _ in range(300)]
         target = factory()
         box["address"] = capture.block_address(target)

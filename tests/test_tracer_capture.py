@@ -82,6 +82,26 @@ def test_timestamps_are_monotonic_ns_of_this_process(traced):
     del marker
 
 
+def test_a_free_is_never_stamped_before_a_clock_reading_that_preceded_it(traced):
+    # A free may reuse the thread's last clock reading only while no Python code ran since
+    # it was taken; here Python code (a sleep and the program's own clock reading) always
+    # runs between the allocation and the free, so a reused reading would be ~1 ms early.
+    sizes = [4_000_037 + k for k in range(5)]
+    readings = []
+    for size in sizes:
+        block = bytearray(size)
+        time.sleep(0.001)  # no other thread: the GIL changes hands with no one
+        readings.append(time.monotonic_ns())
+        del block
+    chunks, _ = _drain_stopped()
+    ev = decode_all(chunks)
+    for size, seen in zip(sizes, readings, strict=True):
+        (born,) = np.flatnonzero(ev["size"] == size + 1)  # bytearray's trailing NUL
+        frees = np.flatnonzero((ev["kind"] == KIND_FREE) & (ev["address"] == ev["address"][born]))
+        died = int(ev["ts_ns"][frees[frees > born][0]])
+        assert died >= seen - 20_000, (size, seen - died)  # (the TSC calibration's margin)
+
+
 def test_raw_domain_and_obj_domain_are_distinguished(traced):
     data = bytearray(9_999_991)  # big buffers come from PyObject_Malloc -> OBJ domain
     chunks, _ = _drain_stopped()

@@ -5,6 +5,8 @@ import contextvars
 import ctypes
 import ctypes.util
 import json
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -65,6 +67,36 @@ def test_numpy_can_be_left_untraced():
 
     ev, _, _ = capture_run(life, numpy=False)
     assert len(_numpy_events(ev, N * 8)) == 0
+
+
+LATE_NUMPY = """
+import sys
+from memscope.producer import capture, _tracer
+assert not any(m.startswith("numpy") for m in sys.modules), sorted(sys.modules)
+capture.start("full")
+loaded_by_start = any(m.startswith("numpy") for m in sys.modules)
+traced_before = _tracer.numpy_traced()
+import numpy as np
+arr = np.ones(123_457)
+del arr
+traced_after = _tracer.numpy_traced()
+chunks, _ = capture.drain()
+capture.stop()
+from memscope.producer.records import decode_chunk  # imports numpy itself
+hits = 0
+for chunk in chunks:
+    cols = decode_chunk(chunk)
+    hits += int(((cols["domain"] == 3) & (cols["size"] == 123_457 * 8)).sum())
+print(loaded_by_start, traced_before, traced_after, hits)
+"""
+
+
+def test_numpy_imported_after_start_is_traced_without_start_importing_it():
+    out = subprocess.run([sys.executable, "-c", LATE_NUMPY], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    # start() imports no numpy; numpy's first array after its import is traced
+    assert out.stdout.split() == ["False", "False", "True", "1"], out.stdout
 
 
 def test_ctypes_audit_events_become_ffi_rows():

@@ -27,13 +27,22 @@ def _zz(delta, bits=64):
     return ((signed << 1) ^ (signed >> (bits - 1))) & ((1 << bits) - 1)
 
 
-def encode_rec1(rows, clock=(1000, 5_000_000, 1 << 32), base=(0, 0, 0)):
-    """A test-side rec1 encoder: rows of (tick, kind, domain, addr, old, size, stack)."""
+def encode_rec1(rows, clock=(1000, 5_000_000, 1 << 32), base=(0, 0, 0), same_tick=True):
+    """A test-side rec1 encoder: rows of (tick, kind, domain, addr, old, size, stack).
+
+    ``same_tick``: an unchanged tick is flagged in the header (as the tracer writes it), else
+    written as a zero delta (also valid).
+    """
     tick, addr, stack = base
     body = bytearray()
     for r_tick, kind, domain, r_addr, old, size, r_stack in rows:
         hdr = kind | (domain << 2)
-        rec = _varint(_zz(r_tick - tick)) + _varint(_zz(r_addr - addr))
+        rec = b""
+        if same_tick and r_tick == tick:
+            hdr |= 0x40
+        else:
+            rec += _varint(_zz(r_tick - tick))
+        rec += _varint(_zz(r_addr - addr))
         tick, addr = r_tick, r_addr
         if kind != 3:
             rec += _varint(size)
@@ -102,7 +111,7 @@ def test_random_streams_agree(seed):
     rows = _random_rows(rng, rng.randrange(0, 300))
     clock = (rng.randrange(1 << 64), rng.randrange(-(1 << 40), 1 << 40), rng.randrange(1 << 34))
     base = (rng.randrange(1 << 64), rng.randrange(1 << 64), rng.randrange(1 << 32))
-    out = _same(encode_rec1(rows, clock=clock, base=base))
+    out = _same(encode_rec1(rows, clock=clock, base=base, same_tick=seed % 2 == 0))
     assert out["address"].tolist() == [r[3] for r in rows]
     assert out["size"].tolist() == [r[5] for r in rows]
     assert out["stack_id"].tolist() == [r[6] for r in rows]

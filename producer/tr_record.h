@@ -1,0 +1,135 @@
+/* memscope tracer: what every recorded event needs -- whether its thread holds the GIL, its
+ * stack and its timestamp -- and full mode's record paths (inlined into the hooks). */
+#ifndef MEMSCOPE_TR_RECORD_H
+#define MEMSCOPE_TR_RECORD_H
+
+#include "tr_frame.h"
+
+/* Whether this event's thread holds the GIL: always for MEM/OBJ, asked for RAW/numpy. */
+static inline int tr_event_gil(unsigned domain)
+{
+    return domain == TR_MEM || domain == TR_OBJ || tr_stack_gil_held();
+}
+
+static inline uint32_t tr_stack_for(tr_thread_t *t, unsigned domain)
+{
+    if (t->nm_preset) { /* native mode hook: the stack tr_native_mode.c computed */
+        return t->nm_stack;
+    }
+    return tr_event_gil(domain) ? tr_stack_current(t) : 0;
+}
+
+/* native mode hook: the stack of an event whose thread holds the GIL or not (`gil`); while
+ * tr_native_mode.c presets one (t->nm_preset), that one. */
+#define TR_EVENT_STACK(t, gil) ((t)->nm_preset ? (t)->nm_stack : (gil) ? tr_stack_current(t) : 0)
+
+/* ---- timestamps ----
+ * Reading the TSC costs about as much as the rest of a record (~10 ns on this machine's
+ * kind). A thread holding the GIL may reuse its last reading for up to TR_STAMP_REUSE events
+ * as long as nothing could have happened elsewhere in between: the GIL did not change hands
+ * (3.11's switch counter), no drain ran and no thread recorded an event without the GIL.
+ * Hence an event is never stamped before an event of another thread that really happened
+ * before it (a block freed elsewhere and allocated here always shows the free first), and a
+ * stamp is at most the true time and at most TR_STAMP_REUSE events old (well under a
+ * microsecond while the thread runs).
+ *   - An allocation reuses the reading under those conditions.
+ *   - A free (a death) must also never be stamped before anything the program saw happen
+ *     earlier (a clock reading of its own, say). It reuses the reading only if, in
+ *     addition, every event since that reading was made in the same Python frame at the same
+ *     instruction (the deallocations of one `del`, one rebinding or one container's death):
+ *     no Python code ran in between that could have looked at a clock. (The exception, a
+ *     loop whose only events are frees at one instruction and which reads a clock without
+ *     allocating, sees its deaths stamped at most TR_STAMP_REUSE events early.)
+ * A thread that sleeps with no other thread and no drain running (capture without the
+ * publisher) may stamp its next few allocations with the time before the sleep. On 3.12+
+ * (no switch counter) every event reads the clock. */
+#define TR_STAMP_REUSE 8
+
+/* Events recorded without the GIL so far (atomic, relaxed; tr_hooks.c). */
+extern unsigned long tr_nogil_events;
+
+#if TR_CAN_REUSE_STAMPS
+static inline unsigned long tr_stamp_epoch(void)
+{
+    return tr_gil_switches_now() + tr_drain_epoch +
+           __atomic_load_n(&tr_nogil_events, __ATOMIC_RELAXED);
+}
+
+/* A fresh reading that the thread's next events may reuse, taken at (frame, instr). */
+static inline uint64_t tr_stamp_read(tr_thread_t *t, unsigned long epoch, const void *frame,
+                                     const void *instr)
+{
+    t->stamp_tick = tr_tick();
+    t->stamp_switch = epoch;
+    t->stamp_reuse = TR_STAMP_REUSE;
+    t->stamp_frame = frame;
+    t->stamp_instr = instr;
+    return t->stamp_tick;
+}
+#endif
+
+/* The stamp of an allocation. */
+static inline uint64_t tr_stamp(tr_thread_t *t, int gil)
+{
+#if TR_CAN_REUSE_STAMPS
+    if (gil && tr_reuse_stamps) {
+        unsigned long epoch = tr_stamp_epoch();
+        const void *instr = NULL;
+        const void *frame = tr_frame_here(&instr);
+        if (epoch == t->stamp_switch && t->stamp_reuse != 0) {
+            t->stamp_reuse--;
+            if (frame != t->stamp_frame || instr != t->stamp_instr) {
+                t->stamp_frame = NULL; /* moved on: the next free reads the clock */
+            }
+            return t->stamp_tick;
+        }
+        return tr_stamp_read(t, epoch, frame, instr);
+    }
+    __atomic_fetch_add(&tr_nogil_events, 1, __ATOMIC_RELAXED);
+    t->stamp_reuse = 0;
+#else
+    (void)t;
+    (void)gil;
+#endif
+    return tr_tick();
+}
+
+/* The stamp of a free: the last reading only while the thread has not moved on since. */
+static inline uint64_t tr_stamp_free(tr_thread_t *t, int gil)
+{
+#if TR_CAN_REUSE_STAMPS
+    if (gil && tr_reuse_stamps) {
+        unsigned long epoch = tr_stamp_epoch();
+        const void *instr = NULL;
+        const void *frame = tr_frame_here(&instr);
+        if (epoch == t->stamp_switch && t->stamp_reuse != 0 && frame != NULL &&
+            frame == t->stamp_frame && instr == t->stamp_instr) {
+            t->stamp_reuse--;
+            return t->stamp_tick;
+        }
+        return tr_stamp_read(t, epoch, frame, instr);
+    }
+#endif
+    return tr_stamp(t, gil);
+}
+
+static inline int tr_domain_gil(unsigned domain) { return domain == TR_MEM || domain == TR_OBJ; }
+
+/* Full mode's paths, inlined into the hooks of each domain (the domain then folds away). */
+static inline __attribute__((always_inline)) void tr_full_alloc(tr_thread_t *t, unsigned kind,
+                                                                unsigned domain, void *ptr,
+                                                                size_t size)
+{
+    int gil = tr_event_gil(domain);
+    tr_emit(t, kind, domain, (uint64_t)(uintptr_t)ptr, 0, size, TR_EVENT_STACK(t, gil), 1,
+            tr_stamp(t, gil));
+}
+
+static inline __attribute__((always_inline)) void tr_full_free(tr_thread_t *t, unsigned domain,
+                                                               void *ptr)
+{
+    tr_emit(t, TR_FREE, domain, (uint64_t)(uintptr_t)ptr, 0, 0, 0, 0,
+            tr_stamp_free(t, tr_event_gil(domain)));
+}
+
+#endif
