@@ -93,7 +93,7 @@ def decode_rows(pieces: list[pa.RecordBatch],
                 on_problem: Callable[[str], None] | None = None) -> pa.RecordBatch:
     """One ``memory`` record batch holding the decoded events of every chunk row of ``pieces``.
 
-    A chunk whose ``n`` cannot fit its bytes (rec1: at least 3 bytes per record after the
+    A chunk whose ``n`` cannot fit its bytes (rec1: at least 2 bytes per record after the
     56-byte header; cols1: exactly ``n * COLS1_ROW_BYTES``) or of an unknown encoding is
     skipped before anything is allocated for it, and reported through ``on_problem``.
     """
@@ -138,7 +138,7 @@ def _checked_counts(piece: pa.RecordBatch,
     sizes = np.diff(_offsets(piece.column("data"))).astype(np.int64)
     encodings = piece.column("encoding").to_numpy(zero_copy_only=False)
     rec1 = encodings == "rec1"
-    fits = np.where(rec1, (sizes >= REC1_HEADER) & (counts <= (sizes - REC1_HEADER) // 3),
+    fits = np.where(rec1, (sizes >= REC1_HEADER) & (counts <= (sizes - REC1_HEADER) // 2),
                     (encodings == "cols1") & (counts * COLS1_ROW_BYTES == sizes))
     for i in np.flatnonzero(~fits).tolist():
         if on_problem is not None:

@@ -625,3 +625,28 @@ def test_follow_keeps_reporting_a_chunk_that_did_not_decode_in_an_earlier_round(
         writer = LogWriter(events)
         writer.append("memory_chunks", chunks.slice(3))
         writer.close()
+
+
+def test_a_dense_rec1_chunk_of_two_byte_records_is_not_taken_for_damaged():
+    n = 1000
+    cols = {"ts_ns": np.full(n, 5, np.int64), "kind": np.full(n, 3, np.uint8),
+            "domain": np.ones(n, np.uint8),
+            "address": np.arange(n, dtype=np.uint64) * np.uint64(8) + np.uint64(4096),
+            "old_address": np.zeros(n, np.uint64), "size": np.zeros(n, np.uint64),
+            "stack_id": np.zeros(n, np.uint32)}
+    plain = encode_rec1(5, cols)["data"]  # tag, tick delta 0, address delta: 3 bytes each
+    assert plain[60:] == b"\x07\x00\x10" * (n - 1)
+    # The tracer's form: the T bit (same tick as the previous record) and no tick varint.
+    chunk = {"tid": 5, "n": n, "enc": "rec1", "data": plain[:60] + b"\x47\x10" * (n - 1)}
+    assert len(chunk["data"]) - 56 < 3 * n
+    assert np.array_equal(decode_chunk(chunk)["address"], cols["address"])
+    table = pa.table({"pid": pa.array([1], pa.uint32()), "tid": pa.array([5], pa.uint64()),
+                      "batch_seq": pa.array([0], pa.uint64()),
+                      "first_index": pa.array([0], pa.uint32()), "n": pa.array([n], pa.uint32()),
+                      "encoding": ["rec1"], "data": pa.array([chunk["data"]])},
+                     schema=MEMORY_CHUNKS)
+    problems: list[str] = []
+    read = pa.Table.from_batches(list(decode_chunk_batches(table.to_batches(),
+                                                           on_problem=problems.append)))
+    assert problems == [] and read.num_rows == n
+    assert np.array_equal(read.column("address").to_numpy(), cols["address"])
