@@ -582,7 +582,7 @@ def test_query_decodes_chunks_only_for_views_that_read_memory_events(tmp_path, m
     columnar = write_log(sample_log().tables(), tmp_path / "a" / "events")
     total = open_log(chunked).memory_events()
     calls = _count_decodes(monkeypatch)
-    for sql, decoded in (("SELECT pid FROM processes", 0),
+    for sql, decoded in (("SELECT pid FROM processes ORDER BY pid", 0),
                          ("SELECT count(*) FROM events", total),
                          ("SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM frees), "
                           "(SELECT count(*) FROM allocations)", total)):
