@@ -73,7 +73,7 @@ class AnalyzeCommand:
                           interval=args.interval, quiet=args.quiet)
         bar = ProgressBar(len(analyzers) + 1, "analyze", enabled=not args.quiet)
         try:
-            written = run_all(reader.path, args.out, base=args.base, only=_names(args.only),
+            written = run_all(reader, args.out, base=args.base, only=_names(args.only),
                               jobs=max(1, args.jobs), progress=bar.step,
                               on_chunk=lambda n: bar.note(f"matched {n:,} events"))
             failed = False

@@ -10,8 +10,9 @@ the matcher only memory rows it has not read yet:
   after the ones already matched are fed (the next round continues from there; when the
   segment is closed, its remaining rows are fed and it is done);
 * ``memory_chunks`` segments (events the broker stored as the producers encoded them) are
-  followed the same way by chunk rows; only the new rows are decoded, and their events are
-  also appended to a DuckDB table so that ``raw_memory`` (the ``events`` view) stays whole.
+  followed the same way by chunk rows; only the new rows are decoded and fed to the matcher.
+  The follower keeps no raw memory events: the analyzers read only the matched block state,
+  so ``raw_memory`` (the ``events`` view) is empty on its connection.
 
 The small tables (processes, threads, variables, stacks, scopes, FFI, counters) are
 re-registered each round as lazy datasets. The analyzers then run over the accumulated state
@@ -36,7 +37,6 @@ from memscope.analyzers import select
 from memscope.analyzers._common import AnalyzerOptions, log_time, now_iso
 from memscope.analyzers.blocks import BlockMatcher
 from memscope.analyzers.views import (
-    DECODED_MEMORY,
     _define,
     _new_connection,
     _stored,
@@ -44,7 +44,7 @@ from memscope.analyzers.views import (
     open_reader,
 )
 from memscope.broker.chunks import decode_chunk_batches
-from memscope.broker.schema import MEMORY, TABLES
+from memscope.broker.schema import TABLES
 
 
 @dataclass
@@ -91,9 +91,9 @@ class Follower:
         self.matcher = BlockMatcher(self.con)
         self.read = _Progress()
         self.rounds = 0
-        self.con.register("_follow_memory_stream", MEMORY.empty_table())
-        self.con.execute(f"CREATE TABLE {DECODED_MEMORY} AS SELECT * FROM _follow_memory_stream")
-        self.con.unregister("_follow_memory_stream")
+        #: Chunks that did not decode, over every round (each round opens a new reader and
+        #: decodes only new rows, so its reader names only that round's).
+        self.decode_problems: list[str] = []
 
     def _new_rows(self, reader: Any, table: str) -> Iterator[pa.RecordBatch]:
         for segment in reader.segments(table):
@@ -111,12 +111,8 @@ class Follower:
 
     def _new_memory(self, reader: Any) -> Iterator[pa.RecordBatch]:
         yield from self._new_rows(reader, "memory")
-        for batch in decode_chunk_batches(self._new_rows(reader, "memory_chunks"),
-                                          on_problem=reader.problems.append):
-            self.con.register("_follow_memory_new", batch)
-            self.con.execute(f"INSERT INTO {DECODED_MEMORY} SELECT * FROM _follow_memory_new")
-            self.con.unregister("_follow_memory_new")
-            yield batch
+        yield from decode_chunk_batches(self._new_rows(reader, "memory_chunks"),
+                                        on_problem=self.decode_problems.append)
 
     def refresh(self) -> Any | None:
         """Feed the rows added since the last call; the log's reader, or None if unchanged."""
@@ -129,10 +125,7 @@ class Follower:
             return None
         self.read.signature = signature
         sources: dict[str, Any] = {name: _stored(reader, name) for name in TABLES}
-        self.con.execute("DROP VIEW IF EXISTS _follow_columnar")
-        self.con.register("_follow_columnar", sources["memory"])
-        sources["memory"] = (f"(SELECT * FROM _follow_columnar UNION ALL "
-                             f"SELECT * FROM {DECODED_MEMORY})")
+        sources["memory"] = None  # no raw events: the analyzers read the block state
         _define(self.con, sources)
         self.matcher.feed(self._new_memory(reader))
         self.matcher.point_views()
@@ -147,7 +140,7 @@ class Follower:
         options = replace(
             self.options, log_id=reader.log_id,
             generated_at=self.options.generated_at or log_time(reader.manifest) or now_iso(),
-            log_problems=tuple(reader.problems),
+            log_problems=(*reader.problems, *self.decode_problems),
         )
         written = []
         for analyzer in self.analyzers:

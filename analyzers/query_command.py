@@ -24,6 +24,9 @@ from memscope.cli import CliError
 FORMATS = ("table", "csv", "json", "parquet")
 #: Views read from the matched block state when a query names them.
 _MATCHED = re.compile(r"\b(allocations|lifetimes|variables)\b", re.IGNORECASE)
+#: Views that read the raw memory events (a chunk log's events are decoded into DuckDB for
+#: them); internal ``_`` names are assumed to.
+_RAW = re.compile(r"\b(events|raw_memory|frees)\b|(?<!\w)_\w", re.IGNORECASE)
 _FETCH = 10_000
 
 
@@ -83,13 +86,12 @@ def run_query(log: str, sql: str, fmt: str, output: str | None) -> int:
 
     if fmt == "parquet" and not output:
         raise CliError("--format parquet needs --output FILE")
-    con = open_or_fail(log, connect)
+    # A query of block views: match blocks chunk by chunk (bounded memory) instead of one
+    # window per query, in the pass that fills raw_memory (each event decoded once); the raw
+    # events only when the query reads them.
+    con = open_or_fail(log, connect, matched=bool(_MATCHED.search(sql)),
+                       raw_memory=bool(_RAW.search(sql)))
     try:
-        if _MATCHED.search(sql):
-            # Match blocks chunk by chunk (bounded memory) instead of one window per query.
-            from memscope.analyzers.views import materialize
-
-            materialize(con)
         if fmt == "parquet":
             import pyarrow.parquet as pq
 

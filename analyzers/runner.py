@@ -130,7 +130,7 @@ def connect_materialized(log: Any, memory_mb: int = MEMORY_BUDGET_MB,
 
 
 def run_all(
-    log: str | Path,
+    log: str | Path | Any,
     out_dir: str | Path | None = None,
     *,
     base: str = "snapshot",
@@ -144,7 +144,8 @@ def run_all(
     """Run the selected analyzers over ``log`` into ``out_dir``; return the files written.
 
     Args:
-        log: a run directory or its ``events/`` directory.
+        log: a run directory, its ``events/`` directory, or an open LogReader (its
+            :attr:`problems` then gain the chunks that did not decode).
         out_dir: where the files go (default: the run directory).
         base: file name prefix.
         only: analyzer kinds (or file kinds) to run; all six when empty.
@@ -159,15 +160,14 @@ def run_all(
     Raises:
         AnalysisError: some analyzers failed; the others' files were written.
     """
-    reader = open_reader(log)
+    reader = log if hasattr(log, "dataset") else open_reader(log)
     analyzers = select(only)
-    out = Path(out_dir) if out_dir is not None else default_out_dir(log)
+    out = Path(out_dir) if out_dir is not None else default_out_dir(getattr(reader, "path", log))
     opts = replace(
         options or AnalyzerOptions(),
         out_dir=out, base=base, log_id=getattr(reader, "log_id", None),
         generated_at=((options.generated_at if options else None)
                       or log_time(getattr(reader, "manifest", None)) or now_iso()),
-        log_problems=tuple(getattr(reader, "problems", ()) or ()),
     )
     tmp = Path(tempfile.mkdtemp(prefix="memscope-analyze-", dir=scratch_dir))
     try:
@@ -176,6 +176,8 @@ def run_all(
                                        raw_memory=False)
             if progress:
                 progress("prepare")
+            # Taken after the matching: chunks that did not decode are among the problems.
+            opts = replace(opts, log_problems=tuple(getattr(reader, "problems", ()) or ()))
             written, failures = analyze_connection(con, opts, analyzers, progress)
             con.close()
         else:
@@ -183,7 +185,9 @@ def run_all(
             prepare(reader, scratch, on_chunk=on_chunk)
             if progress:
                 progress("prepare")
-            written, failures = _parallel(str(log), scratch, analyzers, opts, jobs, progress)
+            opts = replace(opts, log_problems=tuple(getattr(reader, "problems", ()) or ()))
+            written, failures = _parallel(str(getattr(reader, "path", log)), scratch, analyzers,
+                                          opts, jobs, progress)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if failures:

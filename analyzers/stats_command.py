@@ -35,8 +35,10 @@ def collect(log: str) -> dict[str, Any]:
     from memscope.analyzers._common import rows
     from memscope.analyzers.memstats import process_stats
     from memscope.analyzers.runner import connect_materialized
+    from memscope.analyzers.views import open_reader
 
-    con = open_or_fail(log, connect_materialized, raw_memory=False)  # reads block state only
+    reader = open_or_fail(log, open_reader)
+    con = open_or_fail(reader, connect_materialized, raw_memory=False)  # block state only
     try:
         processes = {r["pid"]: r for r in rows(con, "SELECT * FROM processes ORDER BY pid")}
         pids = [r[0] for r in con.execute(
@@ -52,6 +54,8 @@ def collect(log: str) -> dict[str, Any]:
             "processes": per,
             "ingest": rows(con, "SELECT producer, pid, batches, events, gaps, duplicates, "
                                 "rejected FROM ingest ORDER BY producer"),
+            # After the matching: chunks that did not decode are among them.
+            "log_problems": list(reader.problems),
         }
     finally:
         con.close()
@@ -111,6 +115,8 @@ def print_stats(stats: dict[str, Any], out: Any) -> None:
     if stats["ingest"]:
         out.write("\n")
         write_table(list(stats["ingest"][0]), [list(r.values()) for r in stats["ingest"]], out)
+    for problem in stats.get("log_problems", ()):
+        out.write(f"damaged log: {problem}\n")
 
 
 class StatsCommand:

@@ -1,8 +1,11 @@
 """DuckDB over an event log: the SQL views that every analyzer and ``memscope query`` use.
 
-:func:`connect` registers each log table (a lazy pyarrow dataset, so a 50-million-event log
-is scanned, never loaded whole) as ``raw_<table>`` and defines the views below on top of it;
-:func:`connect_tables` does the same over in-memory Arrow tables (tests).
+:func:`connect` registers each log table (a lazy pyarrow dataset) as ``raw_<table>`` and
+defines the views below on top of it; :func:`connect_tables` does the same over in-memory
+Arrow tables (tests). The exception is ``raw_memory`` of a log whose memory events the broker
+stored as chunks: they must be decoded, so :func:`connect` copies every one into a DuckDB
+table (spilling to a temporary directory beyond the memory limit) unless told
+``raw_memory=False``; see its docstring for the cheaper forms.
 
 Public views (``memscope query`` documents them too):
 
@@ -56,15 +59,17 @@ result, which is what the analyzers read.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 
-from memscope.broker.schema import TABLES
+from memscope.broker.schema import MEMORY, TABLES
 from memscope.producer.wire import (
     DOMAIN_NAMES,
     KIND_ALLOC,
@@ -287,6 +292,11 @@ PUBLIC_VIEWS = (
 
 def _new_connection(memory_limit: str | None, threads: int | None) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(":memory:")
+    # Spills go to a directory of our own, removed with the connection (DuckDB's default is
+    # ./.tmp in the current directory, left behind).
+    spill = tempfile.mkdtemp(prefix="memscope-duckdb-")
+    weakref.finalize(con, shutil.rmtree, spill, True)
+    con.execute("SET temp_directory = ?", [spill])
     limit = memory_limit or os.environ.get("MEMSCOPE_DUCKDB_MEMORY", "1GB")
     con.execute("SET memory_limit = ?", [limit])
     con.execute("SET preserve_insertion_order = false")
@@ -318,23 +328,39 @@ def _define(con: duckdb.DuckDBPyConnection, sources: Mapping[str, Any]) -> None:
 DECODED_MEMORY = "_decoded_memory"
 
 
-def _memory_source(con: duckdb.DuckDBPyConnection, reader: Any, decode: bool) -> Any:
+def _memory_source(con: duckdb.DuckDBPyConnection, reader: Any, decode: bool,
+                   fill: bool = True) -> Any:
     """What ``raw_memory`` reads: the log's lazy dataset, or its events decoded into DuckDB.
 
     Chunks stored by the broker (``memory_chunks``) must be decoded; DuckDB needs a source it
     can scan more than once (self-joins), so they are decoded once into a DuckDB table, which
-    spills to disk under the memory limit. Without ``decode`` raw_memory is empty.
+    spills to disk under the memory limit (``fill=False``: the table is created empty, for
+    the caller to fill, :func:`_copied`). Without ``decode`` raw_memory is empty.
     """
     if not decode:
         return None
     if not hasattr(reader, "chunk_events") or not reader.chunk_events():
         return reader.dataset("memory")
-    con.register("_memory_stream", reader.memory_reader())
+    stream = reader.memory_reader() if fill else pa.RecordBatchReader.from_batches(
+        MEMORY, iter(()))
+    con.register("_memory_stream", stream)
     try:
         con.execute(f"CREATE OR REPLACE TABLE {DECODED_MEMORY} AS SELECT * FROM _memory_stream")
     finally:
         con.unregister("_memory_stream")
     return DECODED_MEMORY
+
+
+def _copied(con: duckdb.DuckDBPyConnection,
+            batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """``batches``, each appended to the decoded memory table as it passes (same thread)."""
+    for batch in batches:
+        con.register("_memory_new", batch)
+        try:
+            con.execute(f"INSERT INTO {DECODED_MEMORY} SELECT * FROM _memory_new")
+        finally:
+            con.unregister("_memory_new")
+        yield batch
 
 
 def connect_tables(
@@ -373,11 +399,18 @@ def connect(
     memory_limit: str | None = None,
     threads: int | None = None,
     raw_memory: bool = True,
+    matched: bool = False,
 ) -> duckdb.DuckDBPyConnection:
-    """A connection with every view over a log (lazy pyarrow datasets, nothing loaded whole).
+    """A connection with every view over a log.
 
-    Memory events the broker stored as chunks are decoded once into a DuckDB table (it spills
-    to disk beyond the memory limit); columnar ones are read lazily.
+    Every table but ``memory`` is a lazy pyarrow dataset (scanned, never loaded whole), and
+    so are columnar memory rows. **Memory events the broker stored as chunks** (the default
+    ``log_memory = "chunks"``) must be decoded, and DuckDB needs a source it can scan more
+    than once: with ``raw_memory`` (the default) every one of them is decoded and copied into
+    a DuckDB table up front -- the whole log, though it spills to a temporary directory
+    beyond ``memory_limit`` (the directory is removed with the connection). That costs a
+    pass over the log and its size in DuckDB; pass ``raw_memory=False`` when only the
+    matched block state is needed (allocations, frees, variables, stats: see ``matched``).
 
     Args:
         log: a run directory, its ``events/`` directory, or an open LogReader.
@@ -385,16 +418,26 @@ def connect(
             spills sorts and joins to disk beyond it.
         threads: DuckDB worker threads (default: DuckDB's choice).
         raw_memory: False leaves ``raw_memory`` (and the ``events`` view) empty, for processes
-            that only read block state materialized elsewhere (the analyzer workers).
+            that only read block state.
+        matched: also match blocks now (:func:`materialize`), in the same pass over the
+            memory events that fills ``raw_memory``: each event is decoded once. (Calling
+            :func:`materialize` later on a ``raw_memory`` connection reads the log again.)
     """
     reader = log if hasattr(log, "dataset") else open_reader(log)
     con = _new_connection(memory_limit, threads)
     sources: dict[str, Any] = {name: reader.dataset(name) for name in TABLES
                                if name not in ("memory", "memory_chunks")}
     sources["memory_chunks"] = _stored(reader, "memory_chunks")
-    sources["memory"] = _memory_source(con, reader, raw_memory)
+    sources["memory"] = _memory_source(con, reader, raw_memory, fill=not matched)
     _define(con, sources)
     _READERS[con] = reader
+    if matched:
+        from memscope.analyzers.blocks import memory_batches
+
+        batches = memory_batches(reader)
+        if isinstance(sources["memory"], str):  # the decoded table, still empty
+            batches = _copied(con, batches)
+        materialize(con, batches)
     return con
 
 

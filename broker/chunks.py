@@ -1,13 +1,14 @@
 """Read side of the ``memory_chunks`` table: decode stored chunks into ``memory`` batches.
 
-The broker stores ``rec1`` chunks as the producer encoded them (see
-:mod:`memscope.broker.schema`); :func:`decode_chunk_batches` turns record batches of
-``memory_chunks`` rows into record batches of the :data:`~memscope.broker.schema.MEMORY`
-schema, in order, each of at least ``target`` events (except the last). Every chunk is decoded
-by the C decoder straight into the columns of the output batch (no per-chunk arrays, no
-concatenation); ``pid``, ``tid`` and ``seq`` are filled with numpy. A chunk that does not
-decode (a damaged file: the broker validated every chunk it stored) is left out and reported
-through ``on_problem``.
+The broker stores memory chunks as the producer encoded them (``rec1``; ``cols1`` as its
+columns concatenated; see :mod:`memscope.broker.schema`); :func:`decode_chunk_batches` turns
+record batches of ``memory_chunks`` rows into record batches of the
+:data:`~memscope.broker.schema.MEMORY` schema, in order, each of at least ``target`` events
+(except the last). Every chunk is decoded by its encoding's decoder (rec1: the C decoder)
+straight into the columns of the output batch (no per-chunk arrays, no concatenation);
+``pid``, ``tid`` and ``seq`` are filled with numpy. A chunk that does not decode (a damaged
+file: the broker validated every chunk it stored) is left out and reported through
+``on_problem``.
 """
 
 from __future__ import annotations
@@ -18,11 +19,17 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from memscope.broker.decode import COLS1_ROW_BYTES
 from memscope.broker.schema import MEMORY
+from memscope.producer.records import REC1_HEADER
 from memscope.producer.wire import MEMORY_COLUMNS, WireError
 
 #: Events per decoded record batch (at least; a batch ends on a chunk boundary).
 TARGET_EVENTS = 1 << 16
+#: At most this many events per yielded batch (when ``target`` is smaller): a big chunk's
+#: events are split over several batches, so a reader's read-ahead (a few batches deep)
+#: stays bounded in events, not just in batches.
+MAX_EVENTS = 1 << 18
 _SEQ_SHIFT = 24
 _DTYPES = [np.dtype(code) for code in MEMORY_COLUMNS.values()]
 
@@ -32,13 +39,38 @@ def decode_chunk_batches(
     target: int = TARGET_EVENTS,
     on_problem: Callable[[str], None] | None = None,
 ) -> Iterator[pa.RecordBatch]:
-    """Record batches of decoded memory events from ``memory_chunks`` record batches."""
+    """Record batches of decoded memory events from ``memory_chunks`` record batches.
+
+    Each holds at least ``target`` events (except the last) and at most
+    ``max(target, MAX_EVENTS)``; a chunk's events may span batches.
+    """
+    limit = max(target, MAX_EVENTS)
+    for decoded in _decoded_batches(batches, target, on_problem):
+        yield from split_batch(decoded, limit)
+
+
+def split_batch(batch: pa.RecordBatch, limit: int = MAX_EVENTS) -> Iterator[pa.RecordBatch]:
+    """``batch`` as zero-copy slices of at most ``limit`` rows (itself when small enough)."""
+    if batch.num_rows <= limit:
+        yield batch
+        return
+    for start in range(0, batch.num_rows, limit):
+        yield batch.slice(start, limit)
+
+
+def _decoded_batches(
+    batches: Iterable[pa.RecordBatch],
+    target: int,
+    on_problem: Callable[[str], None] | None,
+) -> Iterator[pa.RecordBatch]:
     pending: list[pa.RecordBatch] = []
     events = 0
     for batch in batches:
         if not batch.num_rows:
             continue
-        counts = batch.column("n").to_numpy(zero_copy_only=False).astype(np.int64)
+        # A damaged n is bounded by the chunk's bytes here (decode_rows skips that chunk).
+        counts = np.minimum(batch.column("n").to_numpy(zero_copy_only=False).astype(np.int64),
+                            np.diff(_offsets(batch.column("data"))).astype(np.int64))
         start = 0
         # Cut the batch where the running total reaches the target.
         totals = np.cumsum(counts) + events
@@ -59,11 +91,13 @@ def decode_chunk_batches(
 
 def decode_rows(pieces: list[pa.RecordBatch],
                 on_problem: Callable[[str], None] | None = None) -> pa.RecordBatch:
-    """One ``memory`` record batch holding the decoded events of every chunk row of ``pieces``."""
-    from memscope.producer import _tracer
+    """One ``memory`` record batch holding the decoded events of every chunk row of ``pieces``.
 
-    counts = np.concatenate(
-        [p.column("n").to_numpy(zero_copy_only=False) for p in pieces]).astype(np.int64)
+    A chunk whose ``n`` cannot fit its bytes (rec1: at least 2 bytes per record after the
+    56-byte header; cols1: exactly ``n * COLS1_ROW_BYTES``) or of an unknown encoding is
+    skipped before anything is allocated for it, and reported through ``on_problem``.
+    """
+    counts = np.concatenate([_checked_counts(p, on_problem) for p in pieces])
     total = int(counts.sum())
     out = [np.empty(total, dtype) for dtype in _DTYPES]
     ok = np.ones(len(counts), bool)
@@ -76,11 +110,12 @@ def decode_rows(pieces: list[pa.RecordBatch],
         values = _values(data)
         for i in range(piece.num_rows):
             n = int(counts[index])
+            if not n:  # empty, or damaged and already reported
+                index += 1
+                continue
             try:
-                if encodings[i].as_py() != "rec1":
-                    raise WireError(f"unknown chunk encoding {encodings[i].as_py()!r}")
-                _tracer.decode_rec1_into(values[offsets[i]:offsets[i + 1]], n, out[0], out[1],
-                                         out[2], out[3], out[4], out[5], out[6], row)
+                _decode_into(encodings[i].as_py(), values[offsets[i]:offsets[i + 1]], n, out,
+                             row)
             except WireError as exc:
                 ok[index] = False
                 if on_problem is not None:
@@ -94,6 +129,45 @@ def decode_rows(pieces: list[pa.RecordBatch],
         keep = np.repeat(ok, counts)
         columns = {name: values[keep] for name, values in columns.items()}
     return pa.RecordBatch.from_arrays([pa.array(columns[f.name]) for f in MEMORY], schema=MEMORY)
+
+
+def _checked_counts(piece: pa.RecordBatch,
+                    on_problem: Callable[[str], None] | None) -> np.ndarray:
+    """Each row's ``n``; 0 for a row whose ``n`` does not fit its data (reported)."""
+    counts = piece.column("n").to_numpy(zero_copy_only=False).astype(np.int64)
+    sizes = np.diff(_offsets(piece.column("data"))).astype(np.int64)
+    encodings = piece.column("encoding").to_numpy(zero_copy_only=False)
+    rec1 = encodings == "rec1"
+    fits = np.where(rec1, (sizes >= REC1_HEADER) & (counts <= (sizes - REC1_HEADER) // 2),
+                    (encodings == "cols1") & (counts * COLS1_ROW_BYTES == sizes))
+    for i in np.flatnonzero(~fits).tolist():
+        if on_problem is not None:
+            reason = (f"unknown chunk encoding {encodings[i]!r}"
+                      if encodings[i] not in ("rec1", "cols1") else
+                      f"{encodings[i]} chunk claims {counts[i]} events in {sizes[i]} bytes")
+            on_problem(f"memory_chunks: a chunk of {counts[i]} events does not decode "
+                       f"({reason}); skipped")
+        counts[i] = 0
+    return counts
+
+
+def _decode_into(encoding: str, data: memoryview, n: int, out: list[np.ndarray],
+                 row: int) -> None:
+    """Decode one stored chunk into rows ``row .. row + n`` of the ``out`` columns."""
+    from memscope.producer import _tracer
+
+    if encoding == "rec1":
+        _tracer.decode_rec1_into(data, n, out[0], out[1], out[2], out[3], out[4], out[5],
+                                 out[6], row)
+        return
+    if encoding != "cols1":
+        raise WireError(f"unknown chunk encoding {encoding!r}")
+    if len(data) != n * COLS1_ROW_BYTES:
+        raise WireError(f"cols1 chunk holds {len(data)} bytes, expected {n} x {COLS1_ROW_BYTES}")
+    pos = 0
+    for column, dtype in zip(out, _DTYPES, strict=True):
+        column[row:row + n] = np.frombuffer(data, dtype, count=n, offset=pos)
+        pos += n * dtype.itemsize
 
 
 def _offsets(data: Any) -> np.ndarray:

@@ -6,10 +6,14 @@ arrays (views of the message's bytes). The broker keeps them as a :class:`Memory
 the columns of one large record batch (large batches compress faster per byte), adding the
 ``pid``, ``tid`` and ``seq`` columns with numpy: no event is touched one at a time in Python.
 
-With ``keep_chunks`` (the broker's default, ``log_memory = "chunks"``) a ``rec1`` chunk is
-not decoded at all: :func:`memscope.producer.records.validate_chunk` checks it (a bounds-checked
-C scan) and it is kept as it arrived in a :class:`ChunkPart`, written as one row of the
-``memory_chunks`` table (:func:`chunk_batch`); readers decode it.
+With ``keep_chunks`` (the broker's default, ``log_memory = "chunks"``) no chunk is decoded:
+:func:`memscope.producer.records.validate_chunk` checks each (for ``rec1`` a bounds-checked C
+scan) and it is kept in a :class:`ChunkPart`, written as one row of the ``memory_chunks``
+table (:func:`chunk_batch`); readers decode it. A ``rec1`` chunk is kept as it arrived; a
+``cols1`` chunk as its seven column arrays concatenated (:func:`cols1_data`). Every memory
+event of such a log is then in the one table, in arrival order (the tracer mixes both
+encodings in one envelope: in aggregated mode promoted allocations are ``cols1`` chunks and
+frees ``rec1`` ones, and the block matcher needs them in order).
 
 The ``seq`` of an event is ``(batch seq << SEQ_SHIFT) | index within the batch``: unique per
 producer and increasing in the producer's order even when batches arrive out of order
@@ -27,7 +31,7 @@ import pyarrow as pa
 
 from memscope.broker.schema import MEMORY, MEMORY_CHUNKS, PRODUCER_RECORD_TABLES, TABLES
 from memscope.producer.records import decode_chunk, validate_chunk
-from memscope.producer.wire import MAX_BATCH_EVENTS, Envelope, WireError
+from memscope.producer.wire import MAX_BATCH_EVENTS, MEMORY_COLUMNS, Envelope, WireError
 
 SEQ_SHIFT = 24
 assert MAX_BATCH_EVENTS < 1 << SEQ_SHIFT
@@ -148,15 +152,31 @@ _NUMPY: dict[str, np.dtype[Any]] = {field.name: np.dtype(field.type.to_pandas_dt
                                     for field in MEMORY}
 
 
+#: Bytes per event of a stored ``cols1`` chunk: the widths of ``MEMORY_COLUMNS`` (38).
+COLS1_ROW_BYTES = sum(np.dtype(code).itemsize for code in MEMORY_COLUMNS.values())
+
+
+def cols1_data(columns: dict[str, np.ndarray]) -> bytes:
+    """The ``data`` of a ``cols1`` row of ``memory_chunks``: the columns concatenated.
+
+    The seven arrays of ``MEMORY_COLUMNS`` in that order (``ts_ns``, ``kind``, ``domain``,
+    ``address``, ``old_address``, ``size``, ``stack_id``), each little-endian of its dtype,
+    all of one length ``n``: ``n * COLS1_ROW_BYTES`` bytes.
+    """
+    return b"".join(np.ascontiguousarray(columns[name], dtype=np.dtype(code)).tobytes()
+                    for name, code in MEMORY_COLUMNS.items())
+
+
 @dataclass(frozen=True)
 class ChunkPart:
-    """The ``rec1`` chunks of one envelope, validated and kept as they arrived."""
+    """The memory chunks of one envelope, validated and kept (see :func:`cols1_data`)."""
 
     pid: int
     seq: int  # the envelope's batch seq
     tids: list[int]
     firsts: list[int]  # index within the batch of each chunk's first event
     counts: list[int]
+    encodings: list[str]
     data: list[bytes]
     rows: int
 
@@ -168,14 +188,13 @@ def chunk_batch(parts: list[ChunkPart]) -> pa.RecordBatch:
     for part in parts:
         pids += [part.pid] * len(part.counts)
         seqs += [part.seq] * len(part.counts)
-    rows = len(pids)
     arrays = [
         pa.array(pids, pa.uint32()),
         pa.array([t for p in parts for t in p.tids], pa.uint64()),
         pa.array(seqs, pa.uint64()),
         pa.array([f for p in parts for f in p.firsts], pa.uint32()),
         pa.array([c for p in parts for c in p.counts], pa.uint32()),
-        pa.array(["rec1"] * rows, pa.string()),
+        pa.array([e for p in parts for e in p.encodings], pa.string()),
         pa.array([d for p in parts for d in p.data], pa.binary()),
     ]
     return pa.RecordBatch.from_arrays(arrays, schema=MEMORY_CHUNKS)
@@ -210,8 +229,8 @@ class Decoded:
 def decode(envelope: Envelope, keep_chunks: bool = False) -> Decoded:
     """Decode every chunk and rare table of ``envelope``.
 
-    With ``keep_chunks``, ``rec1`` chunks are validated and kept as they are (``chunks``)
-    instead of being decoded into ``memory``.
+    With ``keep_chunks``, every chunk is validated and kept (``chunks``: ``rec1`` as it
+    arrived, ``cols1`` as :func:`cols1_data`) instead of being decoded into ``memory``.
 
     Raises:
         WireError: a chunk or rare table is malformed; nothing of the envelope is kept.
@@ -233,7 +252,7 @@ def _memory_parts(envelope: Envelope, keep_chunks: bool,
     columns_list: list[dict[str, np.ndarray]] = []
     tids: list[int] = []
     starts: list[int] = []
-    kept = ChunkPart(envelope.pid, envelope.seq, [], [], [], [], 0) if keep_chunks else None
+    kept = ChunkPart(envelope.pid, envelope.seq, [], [], [], [], [], 0) if keep_chunks else None
     pos = 0
     for chunk in envelope.mem:
         tid = chunk["tid"]
@@ -245,6 +264,7 @@ def _memory_parts(envelope: Envelope, keep_chunks: bool,
                 kept.tids.append(tid)
                 kept.firsts.append(pos)
                 kept.counts.append(chunk["n"])
+                kept.encodings.append("rec1")
                 kept.data.append(bytes(chunk["data"]))
             pos += chunk["n"]
             continue
@@ -252,6 +272,15 @@ def _memory_parts(envelope: Envelope, keep_chunks: bool,
         count = len(columns["ts_ns"])
         if count != chunk["n"]:
             raise WireError(f"memory chunk says n={chunk['n']} but decodes to {count} events")
+        if kept is not None:
+            if count:
+                kept.tids.append(tid)
+                kept.firsts.append(pos)
+                kept.counts.append(count)
+                kept.encodings.append("cols1")
+                kept.data.append(cols1_data(columns))
+            pos += count
+            continue
         if count:
             columns_list.append(columns)
             tids.append(tid)
@@ -262,8 +291,8 @@ def _memory_parts(envelope: Envelope, keep_chunks: bool,
     memory = MemoryPart(envelope.pid, envelope.seq, tids, columns_list, rows,
                         None if contiguous else starts)
     if kept is not None:
-        kept = ChunkPart(kept.pid, kept.seq, kept.tids, kept.firsts, kept.counts, kept.data,
-                         sum(kept.counts))
+        kept = ChunkPart(kept.pid, kept.seq, kept.tids, kept.firsts, kept.counts,
+                         kept.encodings, kept.data, sum(kept.counts))
     return memory, kept
 
 

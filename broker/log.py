@@ -473,9 +473,15 @@ class LogReader:
     def dataset(self, table: str) -> ds.Dataset:
         """The table as a pyarrow dataset (an empty one of the schema when it has no rows).
 
-        ``dataset("memory")`` holds every memory event: the columnar segments (lazily) and,
-        when the log has ``memory_chunks`` rows, those decoded into memory (whole: for big logs
-        stream :meth:`memory_batches` instead).
+        Lazy for every table except ``memory`` of a log with ``memory_chunks`` rows.
+
+        Warning:
+            ``dataset("memory")`` of such a log (every log a broker writes by default) is
+            **not lazy**: it decodes every memory event into memory first, the whole log at
+            once (58 bytes per event: 2.9 GB for 50 million events). To read memory
+            events, stream :meth:`memory_batches` / :meth:`memory_reader` (bounded batches
+            in log order) or count them with :meth:`memory_events`; :meth:`stored_dataset`
+            gives the stored rows of either table lazily.
         """
         if table == "memory" and self.chunk_events():
             decoded = pa.Table.from_batches(list(self._chunk_memory_batches()), schema=MEMORY)
@@ -539,13 +545,18 @@ class LogReader:
     def memory_batches(self, target: int | None = None) -> Iterator[pa.RecordBatch]:
         """Every memory event as record batches of the ``memory`` schema, in log order.
 
-        First the columnar ``memory`` rows, then the ``memory_chunks`` rows decoded (the C
-        decoder, batches of at least ``target`` events, default 65,536). A chunk that does
+        First the columnar ``memory`` rows, then the ``memory_chunks`` rows decoded (each by
+        its encoding, batches of at least ``target`` events, default 65,536, and at most
+        ``max(target, chunks.MAX_EVENTS)``: 262,144, so a read-ahead of a few batches stays
+        bounded; a big chunk's events span several batches). A broker writes
+        one of the two tables (``log_memory``), so this is arrival order. A chunk that does
         not decode is skipped and named in :attr:`problems`.
         """
+        from memscope.broker.chunks import MAX_EVENTS, split_batch
+
         for batch in self.table_batches("memory"):
             if batch.num_rows:
-                yield batch
+                yield from split_batch(batch, max(target or 0, MAX_EVENTS))
         yield from self._chunk_memory_batches(target)
 
     def memory_reader(self, target: int | None = None) -> pa.RecordBatchReader:

@@ -24,16 +24,19 @@ producer). Memory events are the hot table; all others are small.
 
 **Memory events are stored in two forms**; the memory events of a log are the rows of the
 columnar ``memory`` table followed by the decoded rows of ``memory_chunks``
-(:meth:`memscope.broker.log.LogReader.memory_batches` streams both in log order):
+(:meth:`memscope.broker.log.LogReader.memory_batches` streams both in log order). A broker
+writes only one of them, so its log keeps every memory event in arrival order:
 
-* ``memory`` (schema :data:`MEMORY`): one row per event, columnar. The broker writes it for
-  ``cols1`` chunks (synthetic producers, tests) and, with ``log_memory = "columns"``, for
-  every chunk (the old behaviour); logs built by hand (``LogWriter.append("memory", ...)``)
-  use it.
-* ``memory_chunks`` (schema :data:`MEMORY_CHUNKS`): one row per ``rec1`` chunk, stored as
-  the producer encoded it (``log_memory = "chunks"``, the default). The broker checks every
-  chunk with a bounds-checked scan (``_tracer.validate_rec1``: accepted iff the decoder would
-  accept it) and never builds its columns; readers decode it. Columns:
+* ``memory`` (schema :data:`MEMORY`): one row per event, columnar. The broker writes it with
+  ``log_memory = "columns"`` (every chunk decoded); format 1 logs and logs built by hand
+  (``LogWriter.append("memory", ...)``) use it.
+* ``memory_chunks`` (schema :data:`MEMORY_CHUNKS`): one row per memory chunk
+  (``log_memory = "chunks"``, the default), for both encodings: the real tracer sends ``rec1``
+  chunks and, in aggregated mode, its promoted allocations as ``cols1`` chunks in the same
+  envelopes (synthetic producers and tests send ``cols1`` too). The broker checks every chunk
+  (``rec1``: a bounds-checked scan, ``_tracer.validate_rec1``, accepted iff the decoder would
+  accept it; ``cols1``: every column of ``n`` values) and never builds its columns; readers
+  decode it. Columns:
 
   ==============  ======  ================================================================
   pid             u32     the producer's process (from the envelope)
@@ -43,13 +46,17 @@ columnar ``memory`` table followed by the decoded rows of ``memory_chunks``
                           (chunks in envelope order); event i of the chunk has
                           ``seq = (batch_seq << 24) | (first_index + i)``, as in ``memory``
   n               u32     events in the chunk
-  encoding        string  the chunk's encoding: ``"rec1"``
-  data            binary  the chunk's bytes as received: the 56-byte rec1 header (record
-                          count, clock calibration, the delta state before the first record)
-                          and the records; layout in :mod:`memscope.producer.records`
+  encoding        string  the chunk's encoding: ``"rec1"`` or ``"cols1"``
+  data            binary  ``rec1``: the chunk's bytes as received: the 56-byte rec1 header
+                          (record count, clock calibration, the delta state before the first
+                          record) and the records; layout in :mod:`memscope.producer.records`.
+                          ``cols1``: the chunk's seven column arrays concatenated in the
+                          order of ``MEMORY_COLUMNS`` (ts_ns i64, kind u8, domain u8,
+                          address u64, old_address u64, size u64, stack_id u32; little-endian),
+                          exactly ``n * 38`` bytes
   ==============  ======  ================================================================
 
-  The payload is already compact (delta/varint, about 4-7 bytes per event); its segments are
+  The rec1 payload is already compact (delta/varint, about 4-7 bytes per event); its segments are
   compressed with ``log_chunk_compression`` (see ``config/default.toml``).
 """
 

@@ -91,7 +91,8 @@ def call(*request: str, timeout: float = 300.0) -> Any:
 def _connect(log: str) -> Any:
     from memscope.analyzers.views import connect
 
-    return connect(log)
+    # Only block state is read (stats, variables): match once, no raw memory table.
+    return connect(log, raw_memory=False, matched=True)
 
 
 def _stats(log: str, pid: str) -> Any:

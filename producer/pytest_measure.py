@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     from memscope.analyzers.views import connect
 
     try:
-        con = connect(log)
+        con = connect(log, raw_memory=False, matched=True)  # reads allocations only
         answer = measure(con, int(pid), int(t0), int(t1), filename, function)
     except (OSError, ValueError, RuntimeError) as exc:
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)

@@ -332,11 +332,27 @@ PyObject *tr_py_validate_rec1(PyObject *self, PyObject *args)
     return result;
 }
 
-/* A writable output column: at least `rows` items of `itemsize` bytes. */
+/* A column buffer the code may index as an array of `itemsize`-byte items: aligned for
+ * them (a memoryview slice or a bytearray need not be). */
+static int tr_aligned(const Py_buffer *view, Py_ssize_t itemsize)
+{
+    if ((uintptr_t)view->buf % (uintptr_t)itemsize != 0) {
+        PyErr_Format(PyExc_ValueError, "column buffer not aligned for %zd-byte items",
+                     itemsize);
+        return -1;
+    }
+    return 0;
+}
+
+/* A writable output column: at least `rows` items of `itemsize` bytes, aligned for them.
+ * (`rows * itemsize` is never computed: it could overflow.) */
 static int tr_out_column(Py_buffer *view, Py_ssize_t rows, Py_ssize_t itemsize, void **data)
 {
-    if (view->len < rows * itemsize) {
+    if (rows > view->len / itemsize) {
         PyErr_SetString(PyExc_ValueError, "output column too short");
+        return -1;
+    }
+    if (tr_aligned(view, itemsize) < 0) {
         return -1;
     }
     *data = view->buf;
@@ -370,6 +386,10 @@ PyObject *tr_py_decode_rec1_into(PyObject *self, PyObject *args)
     }
     if (row < 0) {
         PyErr_SetString(PyExc_ValueError, "negative row");
+        goto done;
+    }
+    if (n > (uint64_t)(PY_SSIZE_T_MAX - row)) { /* row + n would overflow */
+        PyErr_SetString(PyExc_ValueError, "output column too short");
         goto done;
     }
     for (int i = 0; i < 7; i++) {
@@ -427,8 +447,11 @@ PyObject *tr_py_encode_rec1(PyObject *self, PyObject *args)
     Py_ssize_t n = in[1].len;
     const char *fault = NULL;
     for (int i = 0; i < 7; i++) {
-        if (in[i].len != n * sizes[i]) {
+        if (in[i].len % sizes[i] != 0 || in[i].len / sizes[i] != n) {
             PyErr_SetString(PyExc_ValueError, "columns of unequal length");
+            goto done;
+        }
+        if (tr_aligned(&in[i], sizes[i]) < 0) {
             goto done;
         }
     }

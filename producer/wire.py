@@ -20,7 +20,8 @@ that neither side handles them one at a time in Python. Every chunk is a map wit
 decodes every encoding into the columns of :data:`MEMORY_COLUMNS`:
 
 * ``"cols1"`` -- ``"cols"``: {column: bytes}, each the little-endian array of the column's
-  dtype, all of length ``n``. Simple producers (the synthetic source, tests) use it.
+  dtype, all of length ``n``. The tracer's promoted allocations in aggregated mode (next to
+  its rec1 chunks in the same envelopes); simple producers (the synthetic source, tests).
 * ``"rec1"`` -- the tracer's delta/varint record stream; its layout is documented in
   :mod:`memscope.producer.records` next to its encoder and decoder.
 
