@@ -80,11 +80,9 @@ typedef struct tr_thread {
     uint64_t drops;  /* records lost because no block was available (read relaxed) */
     int64_t sample_left; /* sampled mode: bytes until the next sample */
     uint64_t rng;        /* sampled mode: xorshift state */
-    uint64_t stamp_tick;         /* the last clock reading (see tr_stamp in tr_hooks.c) */
+    uint64_t stamp_tick;         /* the last clock reading (see tr_stamp in tr_record.h) */
     unsigned long stamp_switch;  /* ... taken at this count of hand-overs */
     uint32_t stamp_reuse;        /* ... and reusable this many more times */
-    const void *stamp_frame;     /* ... taken in this frame at this instruction; NULL once */
-    const void *stamp_instr;     /*     an event elsewhere followed (frees then read anew) */
     /* per-thread stack cache, outermost frame first (GIL held when used) */
     int cache_depth;
     const void *cache_code[TR_MAX_DEPTH];

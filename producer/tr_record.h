@@ -25,21 +25,18 @@ static inline uint32_t tr_stack_for(tr_thread_t *t, unsigned domain)
 
 /* ---- timestamps ----
  * Reading the TSC costs about as much as the rest of a record (~10 ns on this machine's
- * kind). A thread holding the GIL may reuse its last reading for up to TR_STAMP_REUSE events
- * as long as nothing could have happened elsewhere in between: the GIL did not change hands
- * (3.11's switch counter), no drain ran and no thread recorded an event without the GIL.
- * Hence an event is never stamped before an event of another thread that really happened
- * before it (a block freed elsewhere and allocated here always shows the free first), and a
- * stamp is at most the true time and at most TR_STAMP_REUSE events old (well under a
- * microsecond while the thread runs).
- *   - An allocation reuses the reading under those conditions.
- *   - A free (a death) must also never be stamped before anything the program saw happen
- *     earlier (a clock reading of its own, say). It reuses the reading only if, in
- *     addition, every event since that reading was made in the same Python frame at the same
- *     instruction (the deallocations of one `del`, one rebinding or one container's death):
- *     no Python code ran in between that could have looked at a clock. (The exception, a
- *     loop whose only events are frees at one instruction and which reads a clock without
- *     allocating, sees its deaths stamped at most TR_STAMP_REUSE events early.)
+ * kind). An allocation by a thread holding the GIL may reuse the thread's last reading for up
+ * to TR_STAMP_REUSE events as long as nothing could have happened elsewhere in between: the
+ * GIL did not change hands (3.11's switch counter), no drain ran and no thread recorded an
+ * event without the GIL. Hence an allocation is never stamped before an event of another
+ * thread that really happened before it (a block freed elsewhere and allocated here always
+ * shows the free first).
+ * A free (a death) always reads the clock, so it is never stamped before anything the
+ * program saw happen earlier (a clock reading of its own, say). Reusing a reading for frees
+ * made at the same frame and instruction was tried and measured about 0.1x cheaper, but it is
+ * unsound: a loop that frees at one instruction and reads a clock without allocating (a
+ * float from time.perf_counter, a sleep) would see its deaths stamped milliseconds early,
+ * since a frame address and an instruction repeat from one call or iteration to the next.
  * A thread that sleeps with no other thread and no drain running (capture without the
  * publisher) may stamp its next few allocations with the time before the sleep. On 3.12+
  * (no switch counter) every event reads the clock. */
@@ -55,15 +52,12 @@ static inline unsigned long tr_stamp_epoch(void)
            __atomic_load_n(&tr_nogil_events, __ATOMIC_RELAXED);
 }
 
-/* A fresh reading that the thread's next events may reuse, taken at (frame, instr). */
-static inline uint64_t tr_stamp_read(tr_thread_t *t, unsigned long epoch, const void *frame,
-                                     const void *instr)
+/* A fresh reading that the thread's next allocations may reuse. */
+static inline uint64_t tr_stamp_read(tr_thread_t *t, unsigned long epoch)
 {
     t->stamp_tick = tr_tick();
     t->stamp_switch = epoch;
     t->stamp_reuse = TR_STAMP_REUSE;
-    t->stamp_frame = frame;
-    t->stamp_instr = instr;
     return t->stamp_tick;
 }
 #endif
@@ -74,16 +68,11 @@ static inline uint64_t tr_stamp(tr_thread_t *t, int gil)
 #if TR_CAN_REUSE_STAMPS
     if (gil && tr_reuse_stamps) {
         unsigned long epoch = tr_stamp_epoch();
-        const void *instr = NULL;
-        const void *frame = tr_frame_here(&instr);
         if (epoch == t->stamp_switch && t->stamp_reuse != 0) {
             t->stamp_reuse--;
-            if (frame != t->stamp_frame || instr != t->stamp_instr) {
-                t->stamp_frame = NULL; /* moved on: the next free reads the clock */
-            }
             return t->stamp_tick;
         }
-        return tr_stamp_read(t, epoch, frame, instr);
+        return tr_stamp_read(t, epoch);
     }
     __atomic_fetch_add(&tr_nogil_events, 1, __ATOMIC_RELAXED);
     t->stamp_reuse = 0;
@@ -94,20 +83,12 @@ static inline uint64_t tr_stamp(tr_thread_t *t, int gil)
     return tr_tick();
 }
 
-/* The stamp of a free: the last reading only while the thread has not moved on since. */
+/* The stamp of a free: always a fresh reading (see above); later allocations may reuse it. */
 static inline uint64_t tr_stamp_free(tr_thread_t *t, int gil)
 {
 #if TR_CAN_REUSE_STAMPS
     if (gil && tr_reuse_stamps) {
-        unsigned long epoch = tr_stamp_epoch();
-        const void *instr = NULL;
-        const void *frame = tr_frame_here(&instr);
-        if (epoch == t->stamp_switch && t->stamp_reuse != 0 && frame != NULL &&
-            frame == t->stamp_frame && instr == t->stamp_instr) {
-            t->stamp_reuse--;
-            return t->stamp_tick;
-        }
-        return tr_stamp_read(t, epoch, frame, instr);
+        return tr_stamp_read(t, tr_stamp_epoch());
     }
 #endif
     return tr_stamp(t, gil);

@@ -102,6 +102,31 @@ def test_a_free_is_never_stamped_before_a_clock_reading_that_preceded_it(traced)
         assert died >= seen - 20_000, (size, seen - died)  # (the TSC calibration's margin)
 
 
+def _kill(items, i):
+    items[i] = None
+
+
+def test_deaths_in_a_loop_that_reads_a_clock_without_allocating_are_not_stamped_early(traced):
+    # Each free happens at the same frame address and instruction (the same call of _kill
+    # from the same loop); between them the program reads a clock (a float: no allocation)
+    # and sleeps, recording no event. A free that reused an earlier reading would be ~2 ms
+    # before the program's own reading.
+    sizes = [3_000_017 + k for k in range(4)]
+    blocks = [bytearray(size) for size in sizes]
+    readings = [0.0] * len(sizes)
+    for k in range(len(sizes)):
+        readings[k] = time.perf_counter()  # CLOCK_MONOTONIC on Linux, as the tracer's ns
+        time.sleep(0.002)
+        _kill(blocks, k)
+    chunks, _ = _drain_stopped()
+    ev = decode_all(chunks)
+    for size, seen in zip(sizes, readings, strict=True):
+        (born,) = np.flatnonzero(ev["size"] == size + 1)  # bytearray's trailing NUL
+        frees = np.flatnonzero((ev["kind"] == KIND_FREE) & (ev["address"] == ev["address"][born]))
+        died = int(ev["ts_ns"][frees[frees > born][0]])
+        assert died >= seen * 1e9 - 20_000, (size, seen * 1e9 - died)  # calibration margin
+
+
 def test_raw_domain_and_obj_domain_are_distinguished(traced):
     data = bytearray(9_999_991)  # big buffers come from PyObject_Malloc -> OBJ domain
     chunks, _ = _drain_stopped()
