@@ -80,8 +80,9 @@ int tr_reuse_stamps = 1;
     static void *NAME##_realloc(void *ctx, void *old, size_t size)                            \
     {                                                                                         \
         tr_thread_t *t = tr_enter();                                                          \
-        /* stamped before: the old block may be someone else's once realloc returns */        \
-        uint64_t tick = t != NULL ? tr_tick() : 0;                                            \
+        /* stamped before: the old block may be someone else's once realloc returns (and  \
+         * counted when without the GIL, so no reused stamp predates that free) */          \
+        uint64_t tick = t != NULL ? tr_stamp_free(t, tr_event_gil(DOM)) : 0;                 \
         void *p = tr_orig[DOM].realloc(tr_orig[DOM].ctx, old, size);                          \
         if (t != NULL) {                                                                      \
             if (p != NULL && old != NULL) {                                                   \

@@ -12,6 +12,7 @@
  * numpy/ndarraytypes.h and slot 306 of the _ARRAY_API table (PyDataMem_DefaultHandler).
  */
 #include "tr_core.h"
+#include "tr_record.h"
 
 typedef struct {
     void *ctx;
@@ -63,7 +64,8 @@ static void *tr_np_calloc(void *ctx, size_t nelem, size_t elsize)
 static void *tr_np_realloc(void *ctx, void *ptr, size_t size)
 {
     tr_thread_t *t = tr_enter();
-    uint64_t tick = t != NULL ? tr_tick() : 0;
+    /* a fresh reading, counted when without the GIL (see tr_stamp_free) */
+    uint64_t tick = t != NULL ? tr_stamp_free(t, tr_event_gil(TR_NUMPY)) : 0;
     void *p = tr_np_orig.realloc(ctx, ptr, size);
     if (t != NULL) {
         if (p != NULL && ptr != NULL) {
