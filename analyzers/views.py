@@ -343,23 +343,24 @@ def _memory_source(con: duckdb.DuckDBPyConnection, reader: Any, decode: bool,
         return reader.dataset("memory")
     stream = reader.memory_reader() if fill else pa.RecordBatchReader.from_batches(
         MEMORY, iter(()))
-    con.register("_memory_stream", stream)
-    try:
-        con.execute(f"CREATE OR REPLACE TABLE {DECODED_MEMORY} AS SELECT * FROM _memory_stream")
-    finally:
-        con.unregister("_memory_stream")
+    _run_over(con, stream, f"CREATE OR REPLACE TABLE {DECODED_MEMORY} AS SELECT * FROM _source")
     return DECODED_MEMORY
+
+
+def _run_over(con: duckdb.DuckDBPyConnection, source: Any, sql: str) -> None:
+    """Run ``sql`` with the Arrow object ``source`` registered as ``_source`` meanwhile."""
+    con.register("_source", source)
+    try:
+        con.execute(sql)
+    finally:
+        con.unregister("_source")
 
 
 def _copied(con: duckdb.DuckDBPyConnection,
             batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     """``batches``, each appended to the decoded memory table as it passes (same thread)."""
     for batch in batches:
-        con.register("_memory_new", batch)
-        try:
-            con.execute(f"INSERT INTO {DECODED_MEMORY} SELECT * FROM _memory_new")
-        finally:
-            con.unregister("_memory_new")
+        _run_over(con, batch, f"INSERT INTO {DECODED_MEMORY} SELECT * FROM _source")
         yield batch
 
 

@@ -1,6 +1,5 @@
 /* memscope tracer: the interpreter's frame chain, for the files that read it (tr_stack.c walks
- * it; tr_hooks.c asks where the running thread is when it decides whether a clock reading
- * can be reused).
+ * it; tr_record.h reads the GIL's switch counter).
  *
  * Version guards: CPython 3.11 and 3.12 reach the innermost frame through
  * tstate->cframe->current_frame and name the code `f_code` and the instruction `prev_instr`;
@@ -40,28 +39,6 @@ static inline PyThreadState *tr_tstate(void)
 #else
     return _PyThreadState_GET();
 #endif
-}
-
-/* The innermost frame of the thread holding the GIL (NULL when none), and in *instr the
- * instruction it is at. */
-static inline const void *tr_frame_here(const void **instr)
-{
-    PyThreadState *ts = tr_tstate();
-#if PY_VERSION_HEX < 0x030D0000
-    if (ts == NULL || ts->cframe == NULL) {
-        return NULL;
-    }
-#else
-    if (ts == NULL) {
-        return NULL;
-    }
-#endif
-    _PyInterpreterFrame *f = TR_TSTATE_FRAME(ts);
-    if (f == NULL) {
-        return NULL;
-    }
-    *instr = TR_FRAME_INSTR(f);
-    return f;
 }
 
 /* How many times the GIL has changed hands (3.11; 0 elsewhere). Read with the GIL held. */

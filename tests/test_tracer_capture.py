@@ -82,6 +82,22 @@ def test_timestamps_are_monotonic_ns_of_this_process(traced):
     del marker
 
 
+#: How far a TSC-stamped event may be from the program's own CLOCK_MONOTONIC readings.
+CALIBRATION_MARGIN_NS = 20_000
+
+
+def _bytearray_deaths(sizes):
+    """Stop tracing; the time of the free of each bytearray of ``sizes`` (made while traced)."""
+    chunks, _ = _drain_stopped()
+    ev = decode_all(chunks)
+    deaths = []
+    for size in sizes:
+        (born,) = np.flatnonzero(ev["size"] == size + 1)  # bytearray's trailing NUL
+        frees = np.flatnonzero((ev["kind"] == KIND_FREE) & (ev["address"] == ev["address"][born]))
+        deaths.append(int(ev["ts_ns"][frees[frees > born][0]]))
+    return deaths
+
+
 def test_a_free_is_never_stamped_before_a_clock_reading_that_preceded_it(traced):
     # A free may reuse the thread's last clock reading only while no Python code ran since
     # it was taken; here Python code (a sleep and the program's own clock reading) always
@@ -93,13 +109,8 @@ def test_a_free_is_never_stamped_before_a_clock_reading_that_preceded_it(traced)
         time.sleep(0.001)  # no other thread: the GIL changes hands with no one
         readings.append(time.monotonic_ns())
         del block
-    chunks, _ = _drain_stopped()
-    ev = decode_all(chunks)
-    for size, seen in zip(sizes, readings, strict=True):
-        (born,) = np.flatnonzero(ev["size"] == size + 1)  # bytearray's trailing NUL
-        frees = np.flatnonzero((ev["kind"] == KIND_FREE) & (ev["address"] == ev["address"][born]))
-        died = int(ev["ts_ns"][frees[frees > born][0]])
-        assert died >= seen - 20_000, (size, seen - died)  # (the TSC calibration's margin)
+    for size, seen, died in zip(sizes, readings, _bytearray_deaths(sizes), strict=True):
+        assert died >= seen - CALIBRATION_MARGIN_NS, (size, seen - died)
 
 
 def _kill(items, i):
@@ -118,13 +129,8 @@ def test_deaths_in_a_loop_that_reads_a_clock_without_allocating_are_not_stamped_
         readings[k] = time.perf_counter()  # CLOCK_MONOTONIC on Linux, as the tracer's ns
         time.sleep(0.002)
         _kill(blocks, k)
-    chunks, _ = _drain_stopped()
-    ev = decode_all(chunks)
-    for size, seen in zip(sizes, readings, strict=True):
-        (born,) = np.flatnonzero(ev["size"] == size + 1)  # bytearray's trailing NUL
-        frees = np.flatnonzero((ev["kind"] == KIND_FREE) & (ev["address"] == ev["address"][born]))
-        died = int(ev["ts_ns"][frees[frees > born][0]])
-        assert died >= seen * 1e9 - 20_000, (size, seen * 1e9 - died)  # calibration margin
+    for size, seen, died in zip(sizes, readings, _bytearray_deaths(sizes), strict=True):
+        assert died >= seen * 1e9 - CALIBRATION_MARGIN_NS, (size, seen * 1e9 - died)
 
 
 def test_raw_domain_and_obj_domain_are_distinguished(traced):
