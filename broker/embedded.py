@@ -78,6 +78,10 @@ def _child_env(settings: Settings) -> dict[str, str]:
         env["MEMSCOPE_" + name.upper()] = str(value).lower() if isinstance(value, bool) else str(
             value)
     env["MEMSCOPE_DISABLE"] = "1"
+    # pyarrow loads numpy, whose BLAS would start a thread per core that spins for a while:
+    # the broker does no linear algebra, and those cores belong to the traced program
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.setdefault(name, "1")
     return env
 
 

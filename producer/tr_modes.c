@@ -56,7 +56,8 @@ typedef struct {
 /* tr_agg_gil: folds of MEM/OBJ blocks (GIL); tr_agg_locked: RAW/numpy (tr_map_lock). */
 static tr_agg_table_t tr_agg_gil, tr_agg_locked;
 
-static void tr_agg_add(tr_agg_table_t *a, const tr_live_t *e)
+static void tr_agg_add(tr_agg_table_t *a, uint32_t serial, uint32_t stack, unsigned domain,
+                       uint64_t size)
 {
     if ((a->count + 1) * 2 > a->mask + 1) {
         uint64_t cap = a->mask ? (a->mask + 1) * 2 : 1024;
@@ -78,18 +79,84 @@ static void tr_agg_add(tr_agg_table_t *a, const tr_live_t *e)
         a->slots = slots;
         a->mask = cap - 1;
     }
-    uint64_t h = tr_hash_addr(e->serial ^ ((uint64_t)e->stack << 8) ^ e->domain) & a->mask;
-    while (a->slots[h].used && !(a->slots[h].serial == e->serial && a->slots[h].stack == e->stack &&
-                                 a->slots[h].domain == e->domain)) {
+    uint64_t h = tr_hash_addr(serial ^ ((uint64_t)stack << 8) ^ domain) & a->mask;
+    while (a->slots[h].used && !(a->slots[h].serial == serial && a->slots[h].stack == stack &&
+                                 a->slots[h].domain == domain)) {
         h = (h + 1) & a->mask;
     }
     tr_agg_t *s = &a->slots[h];
     if (!s->used) {
-        *s = (tr_agg_t){e->serial, e->stack, (uint8_t)e->domain, 1, 0, 0};
+        *s = (tr_agg_t){serial, stack, (uint8_t)domain, 1, 0, 0};
         a->count++;
     }
     s->count++;
-    s->bytes += e->size;
+    s->bytes += size;
+}
+
+/* Aggregated mode, GIL domains: folds go first to the slot of their stack id, which the
+ * first (thread, domain) to fold there in a drain interval claims (a stack is nearly always
+ * allocated from by one thread in one domain); the others go to tr_agg_gil. An indexed slot
+ * is cheaper than hashing the key on every free. Protected by the GIL. */
+static tr_agg_t *tr_fold;          /* indexed by stack id */
+static uint32_t tr_fold_cap;       /* slots in tr_fold */
+static uint32_t *tr_fold_claimed;  /* stack ids of the claimed slots, to emit and clear */
+static uint32_t tr_fold_n, tr_fold_claimed_cap;
+
+/* Grows tr_fold to hold `stack`; returns 0 when memory ran out. */
+static int tr_fold_grow(uint32_t stack)
+{
+    uint32_t cap = tr_fold_cap ? tr_fold_cap : 1024;
+    while (cap <= stack) {
+        if (cap > UINT32_MAX / 2) {
+            return 0;
+        }
+        cap *= 2;
+    }
+    tr_agg_t *grown = tr_raw_realloc(tr_fold, (size_t)cap * sizeof(tr_agg_t));
+    if (grown == NULL) {
+        return 0;
+    }
+    memset(grown + tr_fold_cap, 0, (size_t)(cap - tr_fold_cap) * sizeof(tr_agg_t));
+    tr_fold = grown;
+    tr_fold_cap = cap;
+    return 1;
+}
+
+static void tr_fold_gil(uint32_t serial, uint32_t stack, unsigned domain, uint64_t size)
+{
+    if (__builtin_expect(stack < tr_fold_cap, 1) || tr_fold_grow(stack)) {
+        tr_agg_t *f = &tr_fold[stack];
+        if (__builtin_expect(f->used && f->serial == serial && f->domain == domain, 1)) {
+            f->count++;
+            f->bytes += size;
+            return;
+        }
+        if (!f->used) {
+            if (tr_fold_n == tr_fold_claimed_cap) {
+                uint32_t cap = tr_fold_claimed_cap ? tr_fold_claimed_cap * 2 : 256;
+                uint32_t *grown = tr_raw_realloc(tr_fold_claimed, (size_t)cap * sizeof(uint32_t));
+                if (grown == NULL) {
+                    tr_agg_add(&tr_agg_gil, serial, stack, domain, size);
+                    return;
+                }
+                tr_fold_claimed = grown;
+                tr_fold_claimed_cap = cap;
+            }
+            tr_fold_claimed[tr_fold_n++] = stack;
+            *f = (tr_agg_t){serial, stack, (uint8_t)domain, 1, 1, size};
+            return;
+        }
+    }
+    tr_agg_add(&tr_agg_gil, serial, stack, domain, size);
+}
+
+static void tr_fold_clear(void)
+{
+    tr_raw_free(tr_fold);
+    tr_raw_free(tr_fold_claimed);
+    tr_fold = NULL;
+    tr_fold_claimed = NULL;
+    tr_fold_cap = tr_fold_n = tr_fold_claimed_cap = 0;
 }
 
 static double tr_uniform(tr_thread_t *t)
@@ -166,42 +233,38 @@ static inline tr_live_t *tr_young_slot(uint64_t addr)
     return &tr_young[((addr >> 4) + window) & (TR_YOUNG_SLOTS - 1)];
 }
 
-/* Takes addr's pending entry from the young table or the map (GIL domains). */
-static int tr_gil_take(uint64_t addr, tr_live_t *out)
+/* Puts a pending GIL-domain allocation into the young table; an older entry in its slot moves
+ * to the map. The fields are written one by one: an entry built on the stack and copied was
+ * measured to stall (its copy reads what was just stored, in other widths). */
+static int tr_gil_put(uint64_t addr, uint64_t word, uint64_t size, uint64_t tick, uint32_t stack,
+                      uint32_t serial)
 {
     tr_live_t *y = tr_young_slot(addr);
-    if (y->addr == addr) {
-        *out = *y;
-        y->addr = 0;
-        __atomic_store_n(&tr_map_gil.bytes, tr_map_gil.bytes - out->size, __ATOMIC_RELAXED);
-        return 1;
-    }
-    return tr_map_take(&tr_map_gil, addr, out);
-}
-
-static int tr_gil_put(const tr_live_t *e)
-{
-    tr_live_t *y = tr_young_slot(e->addr);
-    if (y->addr == e->addr) { /* a block whose free we missed: replace it */
-        __atomic_store_n(&tr_map_gil.bytes, tr_map_gil.bytes - y->size, __ATOMIC_RELAXED);
+    uint64_t bytes = tr_map_gil.bytes;
+    if (y->addr == addr) { /* a block whose free we missed: replace it */
+        bytes -= y->size;
         y->addr = 0;
     }
     if (y->addr != 0) {
         /* evict into the map (which counts its bytes itself) */
         tr_live_t old = *y;
-        y->addr = 0;
-        __atomic_store_n(&tr_map_gil.bytes, tr_map_gil.bytes - old.size, __ATOMIC_RELAXED);
+        __atomic_store_n(&tr_map_gil.bytes, bytes - old.size, __ATOMIC_RELAXED);
         if (tr_map_put(&tr_map_gil, &old) < 0) {
-            *y = old; /* no memory: keep the old one, record the new one directly */
+            /* no memory: keep the old one, record the new one directly */
             __atomic_store_n(&tr_map_gil.bytes, tr_map_gil.bytes + old.size, __ATOMIC_RELAXED);
             return -1;
         }
+        bytes = tr_map_gil.bytes;
     }
     /* (a stale entry for this address in the map would mean a missed free; frees are not
      * missed while tracing, so the map is not searched here) */
-    *y = *e;
+    y->addr = addr;
+    y->word = word;
+    y->tick = tick;
+    y->stack = stack;
+    y->serial = serial;
     tr_young_used = 1;
-    __atomic_store_n(&tr_map_gil.bytes, tr_map_gil.bytes + e->size, __ATOMIC_RELAXED);
+    __atomic_store_n(&tr_map_gil.bytes, bytes + size, __ATOMIC_RELAXED);
     return 0;
 }
 
@@ -213,16 +276,32 @@ static void tr_agg_free(tr_thread_t *t, unsigned domain, uint64_t addr, uint64_t
     tr_live_t e;
     int found;
     if (tr_domain_gil(domain)) {
-        found = tr_gil_take(addr, &e);
-        if (found && !e.emitted && !e.pinned) {
-            tr_agg_add(&tr_agg_gil, &e);
+        tr_live_t *y = tr_young_slot(addr);
+        if (__builtin_expect(y->addr == addr, 1)) {
+            /* the common case, read field by field: a pending block that dies young */
+            uint64_t word = y->word, size = word & 0xFFFFFFFFFFFFull;
+            y->addr = 0;
+            __atomic_store_n(&tr_map_gil.bytes, tr_map_gil.bytes - size, __ATOMIC_RELAXED);
+            if (__builtin_expect((word >> 56) == 0, 1)) { /* neither emitted nor pinned */
+                tr_fold_gil(y->serial, y->stack, (unsigned)(word >> 48) & 0xFF, size);
+                return;
+            }
+            e = *y;
+            e.addr = addr;
+            found = 1;
+        }
+        else {
+            found = tr_map_take(&tr_map_gil, addr, &e);
+            if (found && !e.emitted && !e.pinned) {
+                tr_fold_gil(e.serial, e.stack, e.domain, e.size);
+            }
         }
     }
     else {
         pthread_mutex_lock(&tr_map_lock);
         found = tr_map_take(&tr_map_locked, addr, &e);
         if (found && !e.emitted && !e.pinned) {
-            tr_agg_add(&tr_agg_locked, &e);
+            tr_agg_add(&tr_agg_locked, e.serial, e.stack, e.domain, e.size);
         }
         pthread_mutex_unlock(&tr_map_lock);
     }
@@ -240,19 +319,21 @@ static void tr_agg_free(tr_thread_t *t, unsigned domain, uint64_t addr, uint64_t
 static void tr_agg_alloc(tr_thread_t *t, unsigned domain, uint64_t addr, uint64_t size)
 {
     int gil = tr_event_gil(domain);
-    tr_live_t e = tr_live_make(addr, size, domain, 0, tr_stamp(t, gil), TR_EVENT_STACK(t, gil),
-                               t->serial);
+    uint64_t tick = tr_stamp(t, gil);
+    uint32_t stack = TR_EVENT_STACK(t, gil);
     int rc;
     if (tr_domain_gil(domain)) {
-        rc = tr_gil_put(&e);
+        uint64_t word = (size & 0xFFFFFFFFFFFFull) | (uint64_t)(domain & 0xFF) << 48;
+        rc = tr_gil_put(addr, word, size, tick, stack, t->serial);
     }
     else {
+        tr_live_t e = tr_live_make(addr, size, domain, 0, tick, stack, t->serial);
         pthread_mutex_lock(&tr_map_lock);
         rc = tr_map_put(&tr_map_locked, &e);
         pthread_mutex_unlock(&tr_map_lock);
     }
     if (rc < 0) { /* no room to wait: record it now */
-        tr_emit(t, TR_ALLOC, domain, addr, 0, size, e.stack, 1, e.tick);
+        tr_emit(t, TR_ALLOC, domain, addr, 0, size, stack, 1, tick);
         return;
     }
     tr_update_peak();
@@ -339,25 +420,17 @@ void tr_hooks_reset_maps(void)
     pthread_mutex_unlock(&tr_map_lock);
     tr_raw_free(tr_agg_gil.slots);
     memset(&tr_agg_gil, 0, sizeof tr_agg_gil);
+    tr_fold_clear();
     memset(tr_sample_filter, 0, sizeof tr_sample_filter);
     tr_peak_bytes = 0;
 }
 
+static int tr_agg_row(PyObject *rare, const tr_agg_t *s, int64_t now_ns);
+
 static int tr_agg_rows(PyObject *rare, tr_agg_table_t *a, int64_t now_ns)
 {
-    static const char *const names[] = {"ts_ns", "tid", "stack_id", "domain", "alloc_count",
-                                        "alloc_bytes"};
     for (uint64_t i = 0; a->slots != NULL && i <= a->mask; i++) {
-        tr_agg_t *s = &a->slots[i];
-        if (!s->used) {
-            continue;
-        }
-        PyObject *values[] = {PyLong_FromLongLong(now_ns),
-                              PyLong_FromUnsignedLongLong(tr_serial_tid(s->serial)),
-                              PyLong_FromUnsignedLong(s->stack), PyLong_FromLong(s->domain),
-                              PyLong_FromUnsignedLongLong(s->count),
-                              PyLong_FromUnsignedLongLong(s->bytes)};
-        if (tr_append_row(rare, "aggregates", names, values, 6) < 0) {
+        if (a->slots[i].used && tr_agg_row(rare, &a->slots[i], now_ns) < 0) {
             return -1;
         }
     }
@@ -365,6 +438,32 @@ static int tr_agg_rows(PyObject *rare, tr_agg_table_t *a, int64_t now_ns)
         memset(a->slots, 0, (a->mask + 1) * sizeof(tr_agg_t));
     }
     a->count = 0;
+    return 0;
+}
+
+static int tr_agg_row(PyObject *rare, const tr_agg_t *s, int64_t now_ns)
+{
+    static const char *const names[] = {"ts_ns", "tid", "stack_id", "domain", "alloc_count",
+                                        "alloc_bytes"};
+    PyObject *values[] = {PyLong_FromLongLong(now_ns),
+                          PyLong_FromUnsignedLongLong(tr_serial_tid(s->serial)),
+                          PyLong_FromUnsignedLong(s->stack), PyLong_FromLong(s->domain),
+                          PyLong_FromUnsignedLongLong(s->count),
+                          PyLong_FromUnsignedLongLong(s->bytes)};
+    return tr_append_row(rare, "aggregates", names, values, 6);
+}
+
+/* Rows of the claimed tr_fold slots, which are then released (GIL). */
+static int tr_fold_rows(PyObject *rare, int64_t now_ns)
+{
+    while (tr_fold_n > 0) {
+        tr_agg_t *f = &tr_fold[tr_fold_claimed[tr_fold_n - 1]];
+        if (tr_agg_row(rare, f, now_ns) < 0) {
+            return -1;
+        }
+        memset(f, 0, sizeof *f);
+        tr_fold_n--;
+    }
     return 0;
 }
 
@@ -385,7 +484,7 @@ int tr_hooks_emit_aggregates(PyObject *rare, int64_t now_ns, uint64_t *current, 
     if (*peak < *current) {
         *peak = *current;
     }
-    if (tr_agg_rows(rare, &tr_agg_gil, now_ns) < 0) {
+    if (tr_fold_rows(rare, now_ns) < 0 || tr_agg_rows(rare, &tr_agg_gil, now_ns) < 0) {
         return -1;
     }
     tr_agg_table_t locked = tr_agg_take_locked();

@@ -45,3 +45,20 @@ def test_broker_outlives_a_killed_owner_only_briefly(tmp_path):
         owner.wait()
     reader = open_log(log)
     assert reader.problems == [], reader.problems
+
+
+def test_embedded_broker_keeps_blas_to_one_thread(tmp_path, monkeypatch):
+    """The broker imports numpy (through pyarrow) but must not start a BLAS thread per core,
+    whose spinning competes with the traced program; a user's own setting is kept."""
+    from memscope.broker import start_embedded
+
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    broker = start_embedded(tmp_path / "events")
+    try:
+        with open(f"/proc/{broker.pid}/environ", "rb") as f:
+            env = dict(item.split(b"=", 1) for item in f.read().split(b"\0") if b"=" in item)
+    finally:
+        broker.stop()
+    assert env[b"OPENBLAS_NUM_THREADS"] == b"1"
+    assert env[b"OMP_NUM_THREADS"] == b"3"

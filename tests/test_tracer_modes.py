@@ -100,6 +100,47 @@ def test_aggregated_folds_short_lived_pairs():
     assert stats["current_bytes"][-1] is not None
 
 
+def _churn_small(n, barrier):
+    barrier.wait()  # both threads alive at once: distinct thread ids
+    for _ in range(n):
+        blob = bytearray(333)  # two OBJ-domain blocks: the object and its buffer
+        del blob
+    barrier.wait()
+
+
+def test_aggregated_folds_per_thread_when_threads_share_a_stack():
+    """Two threads fold at the same stack: each keeps its own count, across drains."""
+    import threading
+
+    counts = {}
+    line = _churn_small.__code__.co_firstlineno + 3
+    drain()
+    capture.start("aggregated", numpy=False, ffi=False)
+    try:
+        rows = []
+        for round_ in range(2):  # the second round reuses fold slots the drain released
+            barrier = threading.Barrier(2)
+            workers = [threading.Thread(target=_churn_small, args=(n, barrier))
+                       for n in (1_000, 3_000)]
+            for w in workers:
+                w.start()
+            for w in workers:
+                w.join()
+            tids = {w.ident: n for w, n in zip(workers, (1_000, 3_000), strict=True)}
+            _, rare = drain()
+            agg = rare["aggregates"]
+            for i, sid in enumerate(agg["stack_id"]):
+                if sid and resolve_stack(rare, sid)[0][2] == line and agg["tid"][i] in tids:
+                    key = (round_, tids[agg["tid"][i]])
+                    counts[key] = counts.get(key, 0) + agg["alloc_count"][i]
+                    rows.append(agg["alloc_bytes"][i] / agg["alloc_count"][i])
+    finally:
+        capture.stop()
+    assert counts == {(r, n): 2 * n for r in range(2) for n in (1_000, 3_000)}, counts
+    # the object and its 334-byte buffer: sys.getsizeof counts both
+    assert set(rows) == {sys.getsizeof(bytearray(333)) / 2}, rows
+
+
 def test_aggregated_promotes_survivors_and_records_their_free():
     drain()
     capture.start("aggregated")
