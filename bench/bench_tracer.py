@@ -61,6 +61,8 @@ SETUPS = {
     "memscope full": "MODE = 'full'",
     "memscope aggregated": "MODE = 'aggregated'",
     "memscope sampled": "MODE = 'sampled'",
+    # The floor under every mode: hooks, clock and stack walk, nothing stored.
+    "memscope hooks-only": "MODE = 'hooks-only'",
     # The whole pipeline: memscope.init() with its embedded broker writing a log.
     "pipeline full": "PIPELINE = 'full'",
     "pipeline aggregated": "PIPELINE = 'aggregated'",

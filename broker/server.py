@@ -251,11 +251,9 @@ class Broker:
         self.commit()
 
     def _on_message(self, frames: list[Any]) -> None:
-        if len(frames) != 1:
-            self._reject(UNIDENTIFIED, 0, f"{len(frames)} frames (a batch is one frame)")
-            return
         try:
-            envelope = decode_envelope(frames[0].buffer)
+            # a split batch: frame 0 is the envelope, the others rec1 data its chunks take
+            envelope = decode_envelope(frames[0].buffer, [f.buffer for f in frames[1:]])
         except WireError as exc:
             self._reject(UNIDENTIFIED, 0, str(exc))
             return

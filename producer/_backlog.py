@@ -18,8 +18,14 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
+from memscope.producer.wire import join_frames
+
 MEMORY_CAP = 64 * 1024 * 1024
 _HEADER = struct.Struct("<I")
+
+
+def _size(frames: list[bytes]) -> int:
+    return sum(len(f) for f in frames)
 
 
 @dataclass
@@ -28,7 +34,7 @@ class Entry:
 
     seq: int
     events: int
-    payload: bytes | None  # None: in the spool file
+    payload: list[bytes] | None  # the message's frames; None: in the spool file
     offset: int = 0
     length: int = 0
     sent: bool = False
@@ -59,41 +65,46 @@ class Backlog:
             self._end = 0
         return self._fd
 
-    def add(self, seq: int, events: int, payload: bytes, to_disk: bool) -> Entry:
-        """Append a batch (to the spool file if ``to_disk`` or memory is full)."""
-        if to_disk or self.memory_bytes + len(payload) > MEMORY_CAP:
-            fd = self._file()
-            os.pwrite(fd, _HEADER.pack(len(payload)) + payload, self._end)
-            entry = Entry(seq, events, None, self._end + _HEADER.size, len(payload))
-            self._end += _HEADER.size + len(payload)
-            self.spooled += 1
+    def add(self, seq: int, events: int, frames: list[bytes], to_disk: bool) -> Entry:
+        """Append a batch, given as its message's frames.
+
+        It goes to the spool file if ``to_disk`` or memory is full.
+        """
+        size = _size(frames)
+        if to_disk or self.memory_bytes + size > MEMORY_CAP:
+            entry = Entry(seq, events, None)
+            self._write(entry, frames)
         else:
-            entry = Entry(seq, events, payload)
-            self.memory_bytes += len(payload)
+            entry = Entry(seq, events, frames)
+            self.memory_bytes += size
         self.entries.append(entry)
         return entry
+
+    def _write(self, entry: Entry, frames: list[bytes]) -> None:
+        # the spool holds one frame per batch: a split batch is joined (memscope.producer.wire)
+        payload = join_frames(frames)
+        os.pwrite(self._file(), _HEADER.pack(len(payload)) + payload, self._end)
+        entry.offset, entry.length = self._end + _HEADER.size, len(payload)
+        self._end += _HEADER.size + len(payload)
+        self.spooled += 1
 
     def spill_unsent(self, include_sent: bool = False) -> int:
         """Move unsent (or all) batches held in memory to the spool file; return how many."""
         moved = 0
         for entry in self.entries:
             if entry.payload is not None and (include_sent or not entry.sent):
-                payload = entry.payload
-                fd = self._file()
-                os.pwrite(fd, _HEADER.pack(len(payload)) + payload, self._end)
-                entry.offset, entry.length = self._end + _HEADER.size, len(payload)
+                frames = entry.payload
+                self._write(entry, frames)
                 entry.payload = None
-                self._end += _HEADER.size + len(payload)
-                self.memory_bytes -= len(payload)
-                self.spooled += 1
+                self.memory_bytes -= _size(frames)
                 moved += 1
         return moved
 
-    def payload(self, entry: Entry) -> bytes:
-        """The batch's bytes."""
+    def payload(self, entry: Entry) -> list[bytes]:
+        """The batch's message, as frames."""
         if entry.payload is not None:
             return entry.payload
-        return os.pread(self._file(), entry.length, entry.offset)
+        return [os.pread(self._file(), entry.length, entry.offset)]
 
     def unsent(self) -> list[Entry]:
         """Entries not sent yet, in order."""
@@ -105,7 +116,7 @@ class Backlog:
         while self.entries and self.entries[0].seq <= acked:
             entry = self.entries.popleft()
             if entry.payload is not None:
-                self.memory_bytes -= len(entry.payload)
+                self.memory_bytes -= _size(entry.payload)
             dropped += 1
         if not self.entries and self._fd is not None and self._end:
             os.ftruncate(self._fd, 0)

@@ -166,7 +166,7 @@ static PyObject *py_start(PyObject *self, PyObject *args, PyObject *kwargs)
                                      &max_buffer, &numpy, &reuse_stamps)) {
         return NULL;
     }
-    if (mode < TR_MODE_FULL || mode > TR_MODE_SAMPLED) {
+    if (mode < TR_MODE_FULL || mode > TR_MODE_HOOKS_ONLY) {
         return PyErr_Format(PyExc_ValueError, "unknown capture mode %d", mode);
     }
     if (sample_bytes < 1 || max_buffer < 2 * TR_BLOCK_SIZE) {
@@ -559,6 +559,7 @@ PyMODINIT_FUNC PyInit__tracer(void)
     if (PyModule_AddIntConstant(m, "MODE_FULL", TR_MODE_FULL) < 0 ||
         PyModule_AddIntConstant(m, "MODE_AGGREGATED", TR_MODE_AGGREGATED) < 0 ||
         PyModule_AddIntConstant(m, "MODE_SAMPLED", TR_MODE_SAMPLED) < 0 ||
+        PyModule_AddIntConstant(m, "MODE_HOOKS_ONLY", TR_MODE_HOOKS_ONLY) < 0 ||
         PyModule_AddIntConstant(m, "REC1_HEADER", TR_REC1_HEADER) < 0) {
         Py_DECREF(m);
         return NULL;

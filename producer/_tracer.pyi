@@ -5,6 +5,7 @@ from typing import Any
 MODE_FULL: int
 MODE_AGGREGATED: int
 MODE_SAMPLED: int
+MODE_HOOKS_ONLY: int
 REC1_HEADER: int
 
 def start(

@@ -13,6 +13,10 @@ ships what it returns. Modes:
 ``sampled``
     allocations sampled by byte volume (on average one per ``sample_bytes`` allocated; a
     larger block is more likely to be sampled); frees only of sampled blocks.
+``hooks-only``
+    records nothing: each allocation reads the clock and walks its stack as every mode
+    does, then drops both. What the modes pay before storing anything (the floor of
+    ``bench/bench_tracer.py``); not a mode of ``memscope run`` or ``init``.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ MODES = {
     "full": _tracer.MODE_FULL,
     "aggregated": _tracer.MODE_AGGREGATED,
     "sampled": _tracer.MODE_SAMPLED,
+    "hooks-only": _tracer.MODE_HOOKS_ONLY,
 }
 #: Upper bound of memory events in one drain (a batch must stay under MAX_BATCH_EVENTS).
 DRAIN_MAX_EVENTS = 8_000_000
@@ -50,7 +55,7 @@ def start(
     """Start recording this process's allocations.
 
     Args:
-        mode: ``"full"``, ``"aggregated"`` or ``"sampled"``.
+        mode: ``"full"``, ``"aggregated"``, ``"sampled"`` or ``"hooks-only"``.
         sample_bytes: mean bytes between samples in sampled mode.
         max_buffer_bytes: memory the per-thread buffers may hold before events are dropped
             (drops are counted in ``producer_stats``).
@@ -166,7 +171,7 @@ def pin(obj: object) -> bool:
 
     Returns:
         False when the block cannot be followed (it was allocated before tracing started,
-        in aggregated mode, or capture is not active).
+        in aggregated mode; the mode is ``hooks-only``; or capture is not active).
     """
     import sys
 

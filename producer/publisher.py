@@ -31,7 +31,7 @@ from memscope.broker import addresses, curve
 from memscope.broker.client import BrokerClient, BrokerError
 from memscope.config import Settings
 from memscope.producer._backlog import Backlog, spool_path
-from memscope.producer.wire import MAX_CHUNKS, encode_batch
+from memscope.producer.wire import MAX_CHUNKS, encode_batch_frames
 
 log = logging.getLogger("memscope.producer")
 
@@ -214,25 +214,26 @@ class Publisher:
         if not rare and not groups[-1]:
             return
         for index, group in enumerate(groups):
-            payload = encode_batch(self.producer_id, self.pid, self._next_seq, group,
-                                   rare if index == 0 else {})
+            # split: the chunks' rec1 bytes go out as frames of their own, never copied
+            frames = encode_batch_frames(self.producer_id, self.pid, self._next_seq, group,
+                                         rare if index == 0 else {})
             events = rows = sum(int(c["n"]) for c in group)
             if index == 0:
                 rows += sum(len(next(iter(c.values()))) for c in rare.values())
-            self._backlog.add(self._next_seq, rows, payload, to_disk=self._unreachable)
+            self._backlog.add(self._next_seq, rows, frames, to_disk=self._unreachable)
             self._next_seq += 1
             self._counters["batches"] += 1
             self._counters["events"] += events  # memory events, as the broker's ingest counts
             self._counters["rows"] += rows
-            self._counters["bytes"] += len(payload)
+            self._counters["bytes"] += sum(len(f) for f in frames)
 
     def _send(self, deadline: float, probe_only: bool) -> None:
         sock = self._socket()
         for entry in self._backlog.unsent():
-            payload = self._backlog.payload(entry)
+            frames = self._backlog.payload(entry)
             while True:
-                try:
-                    sock.send(payload, zmq.NOBLOCK, copy=False)
+                try:  # (a message's frames are queued all or none: the HWM is per message)
+                    sock.send_multipart(frames, zmq.NOBLOCK, copy=False)
                     break
                 except zmq.Again:
                     if probe_only or time.monotonic() >= deadline:

@@ -339,6 +339,15 @@ static void tr_agg_alloc(tr_thread_t *t, unsigned domain, uint64_t addr, uint64_
     tr_update_peak();
 }
 
+/* Hooks-only mode: what an allocation costs every mode before anything is stored. */
+static void tr_hooks_only_alloc(tr_thread_t *t, unsigned domain)
+{
+    int gil = tr_event_gil(domain);
+    uint64_t tick = tr_stamp(t, gil);
+    uint32_t stack = TR_EVENT_STACK(t, gil);
+    __asm__ volatile("" : : "r"(tick), "r"(stack)); /* computed, as if they were stored */
+}
+
 void tr_record_alloc(tr_thread_t *t, unsigned kind, unsigned domain, void *ptr, size_t size)
 {
     uint64_t addr = (uint64_t)(uintptr_t)ptr;
@@ -351,8 +360,11 @@ void tr_record_alloc(tr_thread_t *t, unsigned kind, unsigned domain, void *ptr, 
     case TR_MODE_SAMPLED:
         tr_sampled_alloc(t, kind, domain, addr, size);
         break;
-    default:
+    case TR_MODE_AGGREGATED:
         tr_agg_alloc(t, domain, addr, size);
+        break;
+    default:
+        tr_hooks_only_alloc(t, domain);
         break;
     }
 }
@@ -373,9 +385,12 @@ void tr_record_realloc(tr_thread_t *t, unsigned domain, void *ptr, void *old, si
         }
         tr_sampled_alloc(t, TR_ALLOC, domain, addr, size);
         break;
-    default:
+    case TR_MODE_AGGREGATED:
         tr_agg_free(t, domain, old_addr, tick, 0);
         tr_agg_alloc(t, domain, addr, size);
+        break;
+    default:
+        tr_hooks_only_alloc(t, domain);
         break;
     }
 }
@@ -397,8 +412,10 @@ void tr_record_free(tr_thread_t *t, unsigned domain, void *ptr)
                 tr_stamp_free(t, tr_event_gil(domain)));
         }
         break;
-    default:
+    case TR_MODE_AGGREGATED:
         tr_agg_free(t, domain, addr, 0, t->ignored);
+        break;
+    default: /* hooks only: a free reads nothing (aggregated mode's folded frees do not) */
         break;
     }
 }
@@ -616,6 +633,9 @@ int tr_hooks_pin(uint64_t addr, uint64_t size, tr_thread_t *t)
 {
     if (tr_mode == TR_MODE_FULL) {
         return 1; /* every free is recorded anyway */
+    }
+    if (tr_mode == TR_MODE_HOOKS_ONLY) {
+        return 0; /* nothing is recorded */
     }
     if (tr_mode == TR_MODE_AGGREGATED) {
         tr_live_t *y = tr_young_slot(addr);

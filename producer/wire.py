@@ -1,7 +1,7 @@
 """The wire format between producers and the broker (version :data:`WIRE_VERSION`).
 
 A producer ships **batches**, never single events. One batch is one ZeroMQ message of one
-frame: a msgpack map (the *envelope*) with string keys::
+frame (or several: *split batches*, below): a msgpack map (the *envelope*) with string keys::
 
     {
       "v":        WIRE_VERSION,           # int; the broker rejects any other value
@@ -29,6 +29,12 @@ decodes every encoding into the columns of :data:`MEMORY_COLUMNS`:
 interned frames and stack nodes, tracked variables, scopes, FFI events, producer statistics):
 ``{table: {column: list}}`` with every list of one length, columns as in
 :mod:`memscope.broker.schema` minus ``pid`` (taken from the envelope).
+
+**Split batches.** The tracer's publisher sends a batch as several frames, so that the
+large rec1 bytes are never copied into the envelope (:func:`encode_batch_frames`): frame 0 is
+the envelope, and each rec1 chunk whose ``"data"`` is an int ``k`` takes frame ``k`` as its
+data. Every frame after the first must be taken by exactly one chunk. A spooled batch is
+always stored in the one-frame form (:func:`join_frames`).
 
 The broker validates the envelope (:func:`validate_envelope`) before it decodes anything.
 """
@@ -128,6 +134,68 @@ def encode_batch(
     return msgpack.packb(envelope, use_bin_type=True)
 
 
+#: rec1 data shorter than this stays inside the envelope (a frame of its own costs more).
+SPLIT_MIN_BYTES = 16 * 1024
+
+
+def encode_batch_frames(
+    producer: str,
+    pid: int,
+    seq: int,
+    mem: list[dict[str, Any]],
+    rec: dict[str, dict[str, list[Any]]],
+) -> list[bytes]:
+    """Pack one batch as a split message.
+
+    The frames are the envelope, then the data of its large rec1 chunks, each referenced
+    from its chunk by frame number (one frame when no chunk is large).
+    """
+    frames: list[bytes] = []
+    split = []
+    for chunk in mem:
+        data = chunk.get("data")
+        if chunk.get("enc") == "rec1" and isinstance(data, bytes) and len(data) >= SPLIT_MIN_BYTES:
+            frames.append(data)
+            split.append({**chunk, "data": len(frames)})
+        else:
+            split.append(chunk)
+    return [encode_batch(producer, pid, seq, split, rec), *frames]
+
+
+def join_frames(frames: list[bytes]) -> bytes:
+    """The one-frame form of a split batch (the spool file holds one frame per batch).
+
+    Raises:
+        WireError: the frames are not a valid split batch.
+    """
+    if len(frames) == 1:
+        return frames[0]
+    raw = _unpack(frames[0])
+    _attach_frames(raw, frames[1:])
+    return msgpack.packb(raw, use_bin_type=True)
+
+
+def _attach_frames(raw: Any, parts: list[Any]) -> None:
+    """Put each data frame of a split batch into the chunk that references it."""
+    if len(parts) > MAX_CHUNKS:
+        raise WireError(f"{len(parts) + 1} frames (at most {MAX_CHUNKS + 1})")
+    mem = raw.get("mem") if isinstance(raw, dict) else None
+    taken = [False] * len(parts)
+    for chunk in mem if isinstance(mem, list) else []:
+        ref = chunk.get("data") if isinstance(chunk, dict) else None
+        if isinstance(ref, bool) or not isinstance(ref, int):
+            continue
+        if not 1 <= ref <= len(parts):
+            raise WireError(f"a chunk takes frame {ref} of a {len(parts) + 1}-frame message")
+        if taken[ref - 1]:
+            raise WireError(f"frame {ref} is taken by two chunks")
+        taken[ref - 1] = True
+        chunk["data"] = parts[ref - 1]
+    if not all(taken):
+        raise WireError(f"frame {taken.index(False) + 1} of {len(parts) + 1} is taken by no "
+                        "chunk")
+
+
 def _table_rows(columns: dict[str, list[Any]]) -> int:
     lengths = {len(values) for values in columns.values()}
     if len(lengths) > 1:
@@ -135,10 +203,20 @@ def _table_rows(columns: dict[str, list[Any]]) -> int:
     return lengths.pop() if lengths else 0
 
 
-def decode_envelope(message: bytes) -> Envelope:
-    """Unpack and validate one message; raise :class:`WireError` saying why it is rejected."""
+def decode_envelope(message: bytes, parts: list[Any] | None = None) -> Envelope:
+    """Unpack and validate one message; raise :class:`WireError` saying why it is rejected.
+
+    ``parts`` are the data frames of a split batch (any buffers).
+    """
+    raw = _unpack(message)
+    if parts:
+        _attach_frames(raw, parts)
+    return validate_envelope(raw)
+
+
+def _unpack(message: bytes) -> Any:
     try:
-        raw = msgpack.unpackb(
+        return msgpack.unpackb(
             message,
             raw=False,
             strict_map_key=True,
@@ -149,7 +227,6 @@ def decode_envelope(message: bytes) -> Envelope:
         )
     except Exception as exc:  # noqa: BLE001 -- msgpack raises many unrelated types on bad input
         raise WireError(f"not a msgpack envelope: {type(exc).__name__}: {exc}") from None
-    return validate_envelope(raw)
 
 
 def _require(raw: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:

@@ -143,7 +143,8 @@ def test_large_drains_are_split_into_batches_of_at_most_batch_max_events(tmp_pat
     assert publisher.flush(1) == 2  # no thread: the caller's flush drains, packs, spools
     assert publisher.stats()["batches"] == 3 and publisher.stats()["events"] == 9000
     assert publisher.stats()["rows"] == 9001  # the memory events and one rare row
-    payloads = [decode_envelope(publisher._backlog.payload(e)) for e in publisher._backlog.entries]
+    frames = [publisher._backlog.payload(e) for e in publisher._backlog.entries]
+    payloads = [decode_envelope(f[0], f[1:]) for f in frames]
     assert [e.n for e in payloads] == [3001, 3000, 3000] and payloads[0].rec
     assert [e.seq for e in payloads] == [0, 1, 2]
     publisher.close(0.5)
@@ -172,3 +173,27 @@ def test_batches_left_in_the_spool_at_exit_are_replayed_later(tmp_path):
     assert not spool.exists()
     result = {"producer": producer, "pid": os.getpid(), "index": 0, "last_seq": 5}
     check_exactly_once(tmp_path / "events", [result], 6 * CHUNK, CHUNK)
+
+
+def test_split_batches_are_joined_into_one_frame_in_the_spool(tmp_path):
+    from memscope.producer._backlog import Backlog
+    from memscope.producer.records import encode_rec1
+    from memscope.producer.spool import read_spool
+    from memscope.producer.synthetic import memory_chunk
+    from memscope.producer.wire import decode_envelope, encode_batch, encode_batch_frames
+
+    chunk = encode_rec1(5, memory_chunk(0, 0, 0, 20_000))
+    frames = encode_batch_frames("h:1:1", 1, 0, [chunk], {})
+    assert len(frames) == 2
+    backlog = Backlog(tmp_path / "p.spool")
+    kept = backlog.add(0, 20_000, frames, to_disk=False)
+    spooled = backlog.add(1, 20_000, frames, to_disk=True)
+    assert backlog.payload(kept) is frames
+    assert backlog.memory_bytes == sum(len(f) for f in frames)
+    assert backlog.spill_unsent() == 1 and backlog.memory_bytes == 0
+    one_frame = encode_batch("h:1:1", 1, 0, [chunk], {})
+    assert backlog.payload(kept) == backlog.payload(spooled) == [one_frame]
+    backlog.close()
+    (replayed, again) = list(read_spool(tmp_path / "p.spool"))
+    assert replayed == again == one_frame
+    assert decode_envelope(replayed).mem[0]["data"] == chunk["data"]

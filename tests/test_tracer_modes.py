@@ -203,3 +203,17 @@ def test_pinned_objects_report_their_death_in_every_mode():
         alloc_i = np.flatnonzero(at & (ev["kind"] != KIND_FREE))[0]
         free_i = np.flatnonzero(at & (ev["kind"] == KIND_FREE))[0]
         assert ev["ts_ns"][alloc_i] <= ev["ts_ns"][free_i], mode
+
+
+def test_hooks_only_mode_records_nothing_and_pins_nothing():
+    """The benchmark floor: hooks run (stacks are interned) but no event or row is kept."""
+    def work():
+        keep = [bytearray(1_000 + i) for i in range(200)]
+        assert not capture.pin(keep)
+        return len(keep)
+
+    ev, rare, result = capture_run(work, mode="hooks-only")
+    assert result == 200
+    assert len(ev["kind"]) == 0
+    assert not rare.get("aggregates", {}).get("stack_id")
+    assert capture.stats()["live_blocks"] == 0

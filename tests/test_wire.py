@@ -41,3 +41,62 @@ def test_bad_envelopes_are_rejected_with_a_reason(overrides, reason):
 def test_random_bytes_are_rejected():
     with pytest.raises(wire.WireError):
         wire.decode_envelope(b"\xc1\x00garbage")
+
+
+def _rec1_chunks():
+    from memscope.producer.records import encode_rec1
+    from memscope.producer.synthetic import memory_chunk
+
+    big = encode_rec1(7, memory_chunk(0, 0, 0, 20_000))  # data well over SPLIT_MIN_BYTES
+    small = encode_rec1(8, memory_chunk(0, 0, 1, 10))
+    assert len(big["data"]) >= wire.SPLIT_MIN_BYTES > len(small["data"])
+    return [big, small]
+
+
+def test_split_batches_carry_large_rec1_data_in_frames_of_their_own():
+    chunks = _rec1_chunks()
+    frames = wire.encode_batch_frames("host:1:2", 1, 3, chunks, {})
+    assert frames[1:] == [chunks[0]["data"]]  # the very bytes object: not copied
+    assert frames[1] is chunks[0]["data"]
+    envelope = wire.decode_envelope(frames[0], [memoryview(f) for f in frames[1:]])
+    assert bytes(envelope.mem[0]["data"]) == chunks[0]["data"]
+    assert envelope.mem[1]["data"] == chunks[1]["data"]
+    assert envelope.n == 20_010
+    # the one-frame form (the spool's) is exactly what encode_batch packs
+    assert wire.join_frames(frames) == wire.encode_batch("host:1:2", 1, 3, chunks, {})
+    assert wire.encode_batch_frames("host:1:2", 1, 3, chunks[1:], {}) == [
+        wire.encode_batch("host:1:2", 1, 3, chunks[1:], {})]
+
+
+@pytest.mark.parametrize(
+    "refs, extra, reason",
+    [
+        ([2], 1, "takes frame 2 of a 2-frame message"),
+        ([0], 1, "takes frame 0"),
+        ([-1], 1, "takes frame -1"),
+        ([1, 1], 1, "frame 1 is taken by two chunks"),
+        ([1], 2, "frame 2 of 3 is taken by no chunk"),
+        (["x"], 1, "frame 1 of 2 is taken by no chunk"),
+        ([True], 1, "frame 1 of 2 is taken by no chunk"),
+    ],
+)
+def test_bad_split_batches_are_rejected_with_a_reason(refs, extra, reason):
+    big = _rec1_chunks()[0]
+    mem = [{**big, "data": ref} for ref in refs]
+    message = msgpack.packb({"v": wire.WIRE_VERSION, "schema": wire.SCHEMA_ID,
+                             "producer": "h:1:1", "pid": 1, "seq": 0, "n": 20_000 * len(refs),
+                             "mem": mem, "rec": {}}, use_bin_type=True)
+    with pytest.raises(wire.WireError, match=reason):
+        wire.decode_envelope(message, [big["data"]] * extra)
+    with pytest.raises(wire.WireError, match=reason):
+        wire.join_frames([message] + [big["data"]] * extra)
+
+
+def test_a_chunk_still_referencing_a_frame_is_rejected_as_having_no_data():
+    from memscope.broker.decode import decode
+
+    big = _rec1_chunks()[0]
+    frames = wire.encode_batch_frames("host:1:2", 1, 3, [big], {})
+    envelope = wire.decode_envelope(frames[0])  # the data frames were lost on the way
+    with pytest.raises(wire.WireError, match="no 'data' bytes"):
+        decode(envelope, keep_chunks=True)
