@@ -380,24 +380,54 @@ PyObject *tr_drain_chunks(uint64_t max_events, uint64_t *events_out, uint64_t *b
     if (tr_gc_paused) {
         PyGC_Disable();
     }
+    /* The chunks' bytes objects are made with the GIL, the copies into them (and the page
+     * faults of their fresh memory) without it: a drain of millions of events holds the GIL
+     * for a few allocations only. */
     PyObject *chunks = PyList_New(0);
+    PyObject **datas = tr_raw_calloc(pieces.len ? pieces.len : 1, sizeof(PyObject *));
+    if (datas == NULL) {
+        Py_CLEAR(chunks);
+    }
     for (size_t i = 0; i < pieces.len && chunks != NULL; i++) {
-        tr_piece_t *p = &pieces.items[i];
-        PyObject *data = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(TR_REC1_HEADER + p->len));
-        PyObject *chunk = NULL;
-        if (data != NULL) {
-            uint8_t *out = (uint8_t *)PyBytes_AS_STRING(data);
+        datas[i] = PyBytes_FromStringAndSize(NULL,
+                                             (Py_ssize_t)(TR_REC1_HEADER + pieces.items[i].len));
+        if (datas[i] == NULL) {
+            Py_CLEAR(chunks); /* the records of every piece are lost */
+        }
+    }
+    if (chunks != NULL) {
+        if (tr_gc_paused) {
+            PyGC_Enable();
+        }
+        Py_BEGIN_ALLOW_THREADS
+        for (size_t i = 0; i < pieces.len; i++) {
+            tr_piece_t *p = &pieces.items[i];
+            uint8_t *out = (uint8_t *)PyBytes_AS_STRING(datas[i]);
             tr_write_header(out, p->n, p->base, &clock);
             memcpy(out + TR_REC1_HEADER, p->src, p->len);
-            chunk = Py_BuildValue("{s:K,s:K,s:s,s:N}", "tid", (unsigned long long)p->tid, "n",
-                                  (unsigned long long)p->n, "enc", "rec1", "data", data);
         }
-        if (chunk == NULL || PyList_Append(chunks, chunk) < 0) {
-            Py_CLEAR(chunks); /* the records of this and the remaining pieces are lost */
+        Py_END_ALLOW_THREADS
+        if (tr_gc_paused) {
+            PyGC_Disable();
         }
-        Py_XDECREF(chunk);
+    }
+    for (size_t i = 0; i < pieces.len; i++) {
+        tr_piece_t *p = &pieces.items[i];
+        PyObject *chunk = NULL;
+        if (chunks != NULL) {
+            chunk = Py_BuildValue("{s:K,s:K,s:s,s:O}", "tid", (unsigned long long)p->tid, "n",
+                                  (unsigned long long)p->n, "enc", "rec1", "data", datas[i]);
+            if (chunk == NULL || PyList_Append(chunks, chunk) < 0) {
+                Py_CLEAR(chunks); /* the records of this and the remaining pieces are lost */
+            }
+            Py_XDECREF(chunk);
+        }
+        if (datas != NULL) {
+            Py_XDECREF(datas[i]);
+        }
         *bytes_out += TR_REC1_HEADER + p->len;
     }
+    tr_raw_free(datas);
     pthread_mutex_lock(&tr_registry_lock);
     for (size_t i = 0; i < pieces.nrelease; i++) {
         tr_block_put_locked(pieces.release[i]);
