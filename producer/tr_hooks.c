@@ -97,17 +97,21 @@ int tr_reuse_stamps = 1;
     }                                                                                         \
     static void NAME##_free(void *ctx, void *p)                                               \
     {                                                                                         \
-        /* recorded first: once freed, another thread may get the address back */            \
         if (p != NULL) {                                                                      \
             tr_thread_t *t = tr_enter_free();                                                 \
             if (t != NULL) {                                                                  \
                 if (__builtin_expect(tr_mode == TR_MODE_FULL, 1)) {                           \
-                    tr_full_free(t, DOM, p);                                                  \
+                    /* stamped before the free (once freed, another thread may get the    \
+                     * address back), written after it: the free's own work then hides    \
+                     * the latency of the clock read */                                     \
+                    uint64_t tick = tr_stamp_free(t, tr_event_gil(DOM));                     \
+                    tr_orig[DOM].free(tr_orig[DOM].ctx, p);                                   \
+                    tr_full_free(t, DOM, p, tick);                                            \
                 }                                                                             \
                 else {                                                                        \
                     tr_record_free(t, DOM, p);                                                \
+                    tr_orig[DOM].free(tr_orig[DOM].ctx, p);                                   \
                 }                                                                             \
-                tr_orig[DOM].free(tr_orig[DOM].ctx, p);                                       \
                 t->busy = 0;                                                                  \
                 return;                                                                       \
             }                                                                                 \

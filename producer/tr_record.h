@@ -63,7 +63,7 @@ static inline uint64_t tr_stamp_read(tr_thread_t *t, unsigned long epoch)
 #endif
 
 /* The stamp of an allocation. */
-static inline uint64_t tr_stamp(tr_thread_t *t, int gil)
+static inline __attribute__((always_inline)) uint64_t tr_stamp(tr_thread_t *t, int gil)
 {
 #if TR_CAN_REUSE_STAMPS
     if (gil && tr_reuse_stamps) {
@@ -84,7 +84,7 @@ static inline uint64_t tr_stamp(tr_thread_t *t, int gil)
 }
 
 /* The stamp of a free: always a fresh reading (see above); later allocations may reuse it. */
-static inline uint64_t tr_stamp_free(tr_thread_t *t, int gil)
+static inline __attribute__((always_inline)) uint64_t tr_stamp_free(tr_thread_t *t, int gil)
 {
 #if TR_CAN_REUSE_STAMPS
     if (gil && tr_reuse_stamps) {
@@ -106,11 +106,11 @@ static inline __attribute__((always_inline)) void tr_full_alloc(tr_thread_t *t, 
             tr_stamp(t, gil));
 }
 
+/* `tick`: tr_stamp_free, read before the block was freed. */
 static inline __attribute__((always_inline)) void tr_full_free(tr_thread_t *t, unsigned domain,
-                                                               void *ptr)
+                                                               void *ptr, uint64_t tick)
 {
-    tr_emit(t, TR_FREE, domain, (uint64_t)(uintptr_t)ptr, 0, 0, 0, 0,
-            tr_stamp_free(t, tr_event_gil(domain)));
+    tr_emit(t, TR_FREE, domain, (uint64_t)(uintptr_t)ptr, 0, 0, 0, 0, tick);
 }
 
 #endif
