@@ -258,7 +258,10 @@ def main(argv: list[str] | None = None) -> int:
         result = run_producer(args.address, args.events, args.index, args.chunk, args.seed,
                               rate=args.rate, timeout=args.timeout, entropy=args.entropy,
                               encoding=args.encoding)
-        print(json.dumps(result), flush=True)
+        # one write of the whole line: the producers of one run share a stdout pipe, and a
+        # line written in two parts (print's text, then its newline) can be split by another's
+        sys.stdout.write(json.dumps(result) + "\n")
+        sys.stdout.flush()
         return 0 if result["unacked"] == 0 else 1
     children = [
         subprocess.Popen([sys.executable, "-m", "memscope.producer.synthetic", "--address",
