@@ -58,7 +58,7 @@ SETUPS = {
     "plain": "",
     # No tracing, but the modules memscope.init loads into the traced process (the transport:
     # pyzmq, msgpack): more objects for every full garbage collection to walk.
-    "plain, memscope loaded": "import memscope.producer.publisher",
+    "plain + memscope imported": "import memscope.producer.publisher",
     "tracemalloc(1)": "import tracemalloc; tracemalloc.start(1)",
     "memray": None,  # runs under `python -m memray run --trace-python-allocators`
     "memscope full": "MODE = 'full'",
