@@ -32,7 +32,7 @@ from memscope.broker.decode import Decoded, MemoryAssembler, chunk_batch, decode
 from memscope.broker.ingest import UNIDENTIFIED, Ingest
 from memscope.broker.log import LogError, LogWriter
 from memscope.config import Settings
-from memscope.producer.wire import Envelope, WireError, decode_envelope
+from memscope.producer.wire import MAX_CHUNKS, Envelope, WireError, decode_envelope
 
 log = logging.getLogger("memscope.broker")
 
@@ -251,6 +251,9 @@ class Broker:
         self.commit()
 
     def _on_message(self, frames: list[Any]) -> None:
+        if len(frames) > MAX_CHUNKS + 1:
+            self._reject(UNIDENTIFIED, 0, f"{len(frames)} frames (at most {MAX_CHUNKS + 1})")
+            return
         try:
             # a split batch: frame 0 is the envelope, the others rec1 data its chunks take
             envelope = decode_envelope(frames[0].buffer, [f.buffer for f in frames[1:]])

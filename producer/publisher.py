@@ -232,8 +232,8 @@ class Publisher:
         for entry in self._backlog.unsent():
             frames = self._backlog.payload(entry)
             while True:
-                try:  # (a message's frames are queued all or none: the HWM is per message)
-                    sock.send_multipart(frames, zmq.NOBLOCK, copy=False)
+                try:
+                    send_frames(sock, frames)
                     break
                 except zmq.Again:
                     if probe_only or time.monotonic() >= deadline:
@@ -303,6 +303,28 @@ class Publisher:
             self._context.term()
             self._context = None
         self._backlog.close()
+
+
+def send_frames(sock: zmq.Socket, frames: list[bytes]) -> None:
+    """Queue one batch's frames without blocking; raise :class:`zmq.Again` if it is not.
+
+    libzmq checks the high-water mark on the first frame only. But when the connection goes
+    away in the middle of a message, a later frame fails (Again), and libzmq then drops the
+    rest of that message without a word, the next attempt's frames included, up to a last
+    frame. So a failed later frame is followed by an empty last frame, which ends the
+    dropping, and the batch counts as not sent (``pyzmq``'s ``send_multipart`` would leave
+    the next attempt to be swallowed).
+    """
+    last = len(frames) - 1
+    sock.send(frames[0], zmq.NOBLOCK | (zmq.SNDMORE if last else 0), copy=False)
+    for index in range(1, last + 1):
+        more = zmq.SNDMORE if index < last else 0
+        try:
+            sock.send(frames[index], zmq.NOBLOCK | more, copy=False)
+        except zmq.Again:
+            if more:
+                sock.send(b"", zmq.NOBLOCK)  # ends the message libzmq is dropping
+            raise
 
 
 def default_producer_id(pid: int | None = None) -> str:

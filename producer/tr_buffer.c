@@ -363,6 +363,23 @@ static uint64_t tr_gather(uint64_t max_events, tr_pieces_t *pieces)
     return total;
 }
 
+/* Around a stretch of the drain without the GIL: the garbage collector the drain paused runs
+ * meanwhile (other threads may collect, and fork, while the GIL is released). If another
+ * thread disabled it meanwhile, that stands: the drain does not re-enable it at its end. */
+static void tr_gc_before_release(void)
+{
+    if (tr_gc_paused) {
+        PyGC_Enable();
+    }
+}
+
+static void tr_gc_after_acquire(void)
+{
+    if (tr_gc_paused && !PyGC_Disable()) {
+        tr_gc_paused = 0;
+    }
+}
+
 PyObject *tr_drain_chunks(uint64_t max_events, uint64_t *events_out, uint64_t *bytes_out)
 {
     tr_clock_t clock;
@@ -371,34 +388,29 @@ PyObject *tr_drain_chunks(uint64_t max_events, uint64_t *events_out, uint64_t *b
     uint64_t total;
     /* Finding the records runs without the GIL so the traced program keeps running
      * meanwhile; the caller's tr_draining flag keeps other drains out. */
-    if (tr_gc_paused) {
-        PyGC_Enable(); /* other threads may collect (and fork) while the GIL is released */
-    }
+    tr_gc_before_release();
     Py_BEGIN_ALLOW_THREADS
     total = tr_gather(max_events, &pieces);
     Py_END_ALLOW_THREADS
-    if (tr_gc_paused) {
-        PyGC_Disable();
-    }
+    tr_gc_after_acquire();
     /* The chunks' bytes objects are made with the GIL, the copies into them (and the page
      * faults of their fresh memory) without it: a drain of millions of events holds the GIL
      * for a few allocations only. */
     PyObject *chunks = PyList_New(0);
     PyObject **datas = tr_raw_calloc(pieces.len ? pieces.len : 1, sizeof(PyObject *));
-    if (datas == NULL) {
+    if (datas == NULL && chunks != NULL) {
+        PyErr_NoMemory();
         Py_CLEAR(chunks);
     }
     for (size_t i = 0; i < pieces.len && chunks != NULL; i++) {
         datas[i] = PyBytes_FromStringAndSize(NULL,
                                              (Py_ssize_t)(TR_REC1_HEADER + pieces.items[i].len));
         if (datas[i] == NULL) {
-            Py_CLEAR(chunks); /* the records of every piece are lost */
+            Py_CLEAR(chunks);
         }
     }
-    if (chunks != NULL) {
-        if (tr_gc_paused) {
-            PyGC_Enable();
-        }
+    if (chunks != NULL && pieces.len > 0) {
+        tr_gc_before_release();
         Py_BEGIN_ALLOW_THREADS
         for (size_t i = 0; i < pieces.len; i++) {
             tr_piece_t *p = &pieces.items[i];
@@ -407,28 +419,30 @@ PyObject *tr_drain_chunks(uint64_t max_events, uint64_t *events_out, uint64_t *b
             memcpy(out + TR_REC1_HEADER, p->src, p->len);
         }
         Py_END_ALLOW_THREADS
-        if (tr_gc_paused) {
-            PyGC_Disable();
+        tr_gc_after_acquire();
+    }
+    for (size_t i = 0; i < pieces.len && chunks != NULL; i++) {
+        tr_piece_t *p = &pieces.items[i];
+        PyObject *chunk = Py_BuildValue("{s:K,s:K,s:s,s:O}", "tid", (unsigned long long)p->tid,
+                                        "n", (unsigned long long)p->n, "enc", "rec1", "data",
+                                        datas[i]);
+        if (chunk == NULL || PyList_Append(chunks, chunk) < 0) {
+            Py_CLEAR(chunks);
         }
+        Py_XDECREF(chunk);
     }
     for (size_t i = 0; i < pieces.len; i++) {
-        tr_piece_t *p = &pieces.items[i];
-        PyObject *chunk = NULL;
-        if (chunks != NULL) {
-            chunk = Py_BuildValue("{s:K,s:K,s:s,s:O}", "tid", (unsigned long long)p->tid, "n",
-                                  (unsigned long long)p->n, "enc", "rec1", "data", datas[i]);
-            if (chunk == NULL || PyList_Append(chunks, chunk) < 0) {
-                Py_CLEAR(chunks); /* the records of this and the remaining pieces are lost */
-            }
-            Py_XDECREF(chunk);
-        }
         if (datas != NULL) {
             Py_XDECREF(datas[i]);
         }
-        *bytes_out += TR_REC1_HEADER + p->len;
+        *bytes_out += TR_REC1_HEADER + pieces.items[i].len;
     }
     tr_raw_free(datas);
     pthread_mutex_lock(&tr_registry_lock);
+    if (chunks == NULL) {
+        /* out of memory: the gathered records are lost, and counted as dropped */
+        tr_dead_drops += total;
+    }
     for (size_t i = 0; i < pieces.nrelease; i++) {
         tr_block_put_locked(pieces.release[i]);
     }

@@ -102,21 +102,28 @@ static uint32_t tr_fold_cap;       /* slots in tr_fold */
 static uint32_t *tr_fold_claimed;  /* stack ids of the claimed slots, to emit and clear */
 static uint32_t tr_fold_n, tr_fold_claimed_cap;
 
-/* Grows tr_fold to hold `stack`; returns 0 when memory ran out. */
+/* Stacks with larger ids fold into tr_agg_gil only: the array stays within 32 MiB. */
+#define TR_FOLD_MAX_SLOTS (1u << 20)
+
+/* Grows tr_fold to hold `stack`; returns 0 when it may not or memory ran out. The new array
+ * comes from calloc (fresh zero pages, not zeroed here in the hook); the old one is copied. */
 static int tr_fold_grow(uint32_t stack)
 {
+    if (stack >= TR_FOLD_MAX_SLOTS) {
+        return 0;
+    }
     uint32_t cap = tr_fold_cap ? tr_fold_cap : 1024;
     while (cap <= stack) {
-        if (cap > UINT32_MAX / 2) {
-            return 0;
-        }
         cap *= 2;
     }
-    tr_agg_t *grown = tr_raw_realloc(tr_fold, (size_t)cap * sizeof(tr_agg_t));
+    tr_agg_t *grown = tr_raw_calloc(cap, sizeof(tr_agg_t));
     if (grown == NULL) {
         return 0;
     }
-    memset(grown + tr_fold_cap, 0, (size_t)(cap - tr_fold_cap) * sizeof(tr_agg_t));
+    if (tr_fold != NULL) {
+        memcpy(grown, tr_fold, (size_t)tr_fold_cap * sizeof(tr_agg_t));
+        tr_raw_free(tr_fold);
+    }
     tr_fold = grown;
     tr_fold_cap = cap;
     return 1;
@@ -444,18 +451,22 @@ void tr_hooks_reset_maps(void)
 
 static int tr_agg_row(PyObject *rare, const tr_agg_t *s, int64_t now_ns);
 
-static int tr_agg_rows(PyObject *rare, tr_agg_table_t *a, int64_t now_ns)
+static int tr_agg_rows(PyObject *rare, const tr_agg_table_t *a, int64_t now_ns)
 {
     for (uint64_t i = 0; a->slots != NULL && i <= a->mask; i++) {
         if (a->slots[i].used && tr_agg_row(rare, &a->slots[i], now_ns) < 0) {
             return -1;
         }
     }
+    return 0;
+}
+
+static void tr_agg_empty(tr_agg_table_t *a)
+{
     if (a->slots != NULL) {
         memset(a->slots, 0, (a->mask + 1) * sizeof(tr_agg_t));
     }
     a->count = 0;
-    return 0;
 }
 
 static int tr_agg_row(PyObject *rare, const tr_agg_t *s, int64_t now_ns)
@@ -470,18 +481,24 @@ static int tr_agg_row(PyObject *rare, const tr_agg_t *s, int64_t now_ns)
     return tr_append_row(rare, "aggregates", names, values, 6);
 }
 
-/* Rows of the claimed tr_fold slots, which are then released (GIL). */
+/* Rows of the claimed tr_fold slots (GIL). */
 static int tr_fold_rows(PyObject *rare, int64_t now_ns)
 {
-    while (tr_fold_n > 0) {
-        tr_agg_t *f = &tr_fold[tr_fold_claimed[tr_fold_n - 1]];
-        if (tr_agg_row(rare, f, now_ns) < 0) {
+    for (uint32_t i = 0; i < tr_fold_n; i++) {
+        if (tr_agg_row(rare, &tr_fold[tr_fold_claimed[i]], now_ns) < 0) {
             return -1;
         }
-        memset(f, 0, sizeof *f);
-        tr_fold_n--;
     }
     return 0;
+}
+
+/* Releases the claimed tr_fold slots once their rows are made. */
+static void tr_fold_empty(void)
+{
+    for (uint32_t i = 0; i < tr_fold_n; i++) {
+        memset(&tr_fold[tr_fold_claimed[i]], 0, sizeof(tr_agg_t));
+    }
+    tr_fold_n = 0;
 }
 
 static tr_agg_table_t tr_agg_take_locked(void)
@@ -501,9 +518,13 @@ int tr_hooks_emit_aggregates(PyObject *rare, int64_t now_ns, uint64_t *current, 
     if (*peak < *current) {
         *peak = *current;
     }
+    /* the GIL's tables are emptied only once all their rows are made: on failure the
+     * caller drops the rows, and the counts stay for the next drain */
     if (tr_fold_rows(rare, now_ns) < 0 || tr_agg_rows(rare, &tr_agg_gil, now_ns) < 0) {
         return -1;
     }
+    tr_fold_empty();
+    tr_agg_empty(&tr_agg_gil);
     tr_agg_table_t locked = tr_agg_take_locked();
     int rc = tr_agg_rows(rare, &locked, now_ns);
     tr_raw_free(locked.slots);

@@ -170,7 +170,8 @@ def join_frames(frames: list[bytes]) -> bytes:
     """
     if len(frames) == 1:
         return frames[0]
-    raw = _unpack(frames[0])
+    # our own envelope, unpacked without the limits put on a stranger's
+    raw = msgpack.unpackb(frames[0], raw=False)
     _attach_frames(raw, frames[1:])
     return msgpack.packb(raw, use_bin_type=True)
 
@@ -180,9 +181,13 @@ def _attach_frames(raw: Any, parts: list[Any]) -> None:
     if len(parts) > MAX_CHUNKS:
         raise WireError(f"{len(parts) + 1} frames (at most {MAX_CHUNKS + 1})")
     mem = raw.get("mem") if isinstance(raw, dict) else None
+    if not isinstance(mem, list) or len(mem) > MAX_CHUNKS:
+        raise WireError(f"a split batch needs a list of at most {MAX_CHUNKS} memory chunks")
     taken = [False] * len(parts)
-    for chunk in mem if isinstance(mem, list) else []:
-        ref = chunk.get("data") if isinstance(chunk, dict) else None
+    for chunk in mem:
+        if not isinstance(chunk, dict) or chunk.get("enc") != "rec1":
+            continue  # only rec1 data is sent in frames of its own
+        ref = chunk.get("data")
         if isinstance(ref, bool) or not isinstance(ref, int):
             continue
         if not 1 <= ref <= len(parts):

@@ -197,3 +197,42 @@ def test_split_batches_are_joined_into_one_frame_in_the_spool(tmp_path):
     (replayed, again) = list(read_spool(tmp_path / "p.spool"))
     assert replayed == again == one_frame
     assert decode_envelope(replayed).mem[0]["data"] == chunk["data"]
+
+
+class _TornSocket:
+    """A PUSH socket whose connection goes away at frame ``fail_at`` of the next message."""
+
+    def __init__(self, fail_at: int) -> None:
+        self.fail_at, self.sent, self.position = fail_at, [], 0
+
+    def send(self, data, flags=0, copy=True):
+        import zmq
+
+        if self.position == self.fail_at:
+            self.fail_at = -1
+            self.position = 0 if not flags & zmq.SNDMORE else self.position + 1
+            raise zmq.Again()
+        self.sent.append((bytes(data), bool(flags & zmq.SNDMORE)))
+        self.position = self.position + 1 if flags & zmq.SNDMORE else 0
+
+
+@pytest.mark.parametrize("fail_at", [0, 1, 2])
+def test_a_batch_torn_mid_message_counts_as_not_sent(fail_at):
+    """libzmq drops the rest of a message whose later frame failed, the next attempt's frames
+    included, up to a last frame: send_frames ends such a message itself and says Again."""
+    import zmq
+
+    from memscope.producer.publisher import send_frames
+
+    sock = _TornSocket(fail_at)
+    with pytest.raises(zmq.Again):
+        send_frames(sock, [b"envelope", b"data1", b"data2"])
+    if fail_at == 0:
+        assert sock.sent == []  # nothing queued: nothing to end
+    elif fail_at == 1:  # frame 1 of 3 failed: an empty last frame ends the message
+        assert sock.sent == [(b"envelope", True), (b"", False)]
+    else:  # the last frame failed: the message is already ended
+        assert sock.sent == [(b"envelope", True), (b"data1", True)]
+    sock.sent.clear()
+    send_frames(sock, [b"envelope", b"data1", b"data2"])  # the retry goes out whole
+    assert sock.sent == [(b"envelope", True), (b"data1", True), (b"data2", False)]

@@ -100,3 +100,14 @@ def test_a_chunk_still_referencing_a_frame_is_rejected_as_having_no_data():
     envelope = wire.decode_envelope(frames[0])  # the data frames were lost on the way
     with pytest.raises(wire.WireError, match="no 'data' bytes"):
         decode(envelope, keep_chunks=True)
+
+
+def test_only_rec1_chunks_take_frames():
+    """A cols1 chunk whose data names a frame takes nothing: the frame is left over."""
+    big = _rec1_chunks()[0]
+    cols = {"tid": 1, "n": 0, "enc": "cols1", "cols": {}, "data": 1}
+    message = msgpack.packb({"v": wire.WIRE_VERSION, "schema": wire.SCHEMA_ID,
+                             "producer": "h:1:1", "pid": 1, "seq": 0, "n": 0,
+                             "mem": [cols], "rec": {}}, use_bin_type=True)
+    with pytest.raises(wire.WireError, match="frame 1 of 2 is taken by no chunk"):
+        wire.decode_envelope(message, [big["data"]])
