@@ -165,6 +165,7 @@ int tr_thread_next_block(tr_thread_t *t)
     tr_block_t *old = t->cur;
     old->used = (uint32_t)(t->pos - old->data); /* final, before pos leaves the block */
     old->nrec = t->block_nrec;
+    old->last_tick = t->w.tick;
     t->block_nrec = 0;
     memset(&t->w, 0, sizeof t->w); /* each block starts from a zero delta state */
     t->cur = b;
@@ -188,6 +189,7 @@ typedef struct {
     tr_delta_t base;
     const uint8_t *src;
     size_t len;
+    tr_clock_t clock; /* how its ticks map to ns (tr_thread_clock) */
 } tr_piece_t;
 
 typedef struct {
@@ -226,13 +228,45 @@ static int tr_grow(void **items, size_t *cap, size_t len, size_t size)
 }
 
 static int tr_add_piece(tr_pieces_t *pieces, uint64_t tid, uint64_t n, tr_delta_t base,
-                        const uint8_t *src, size_t len)
+                        const uint8_t *src, size_t len, const tr_clock_t *clock)
 {
     if (tr_grow((void **)&pieces->items, &pieces->cap, pieces->len, sizeof(tr_piece_t)) < 0) {
         return -1;
     }
-    pieces->items[pieces->len++] = (tr_piece_t){tid, n, base, src, len};
+    pieces->items[pieces->len++] = (tr_piece_t){tid, n, base, src, len, *clock};
     return 0;
+}
+
+/* Below this interval (ns) two readings (each good to a few tens of ns) give no usable rate. */
+#define TR_ANCHOR_MIN_NS 20000
+/* Further apart than this, the thread's mapping and the clock parted (a suspended or
+ * migrated VM): the mapping starts afresh. */
+#define TR_ANCHOR_MAX_ERROR_NS 1000000
+
+/* The mapping of a thread's next chunk: from where its last chunk's mapping left its last
+ * record, to the drain's fresh reading `now`. A thread's times then never step back from one
+ * chunk to the next (each drain mapped by its own reading alone was off by up to ~150 ns at
+ * the seams, enough for an alloc and the free before it to swap places), and every seam is
+ * pulled back to the clock. */
+static tr_clock_t tr_thread_clock(const tr_thread_t *t, const tr_clock_t *now)
+{
+    if (!t->dclock_set || !tr_use_tsc || now->tick <= t->dlast_tick) {
+        return *now;
+    }
+    tr_clock_t c = {t->dlast_tick, tr_tick_to_ns(&t->dclock, t->dlast_tick), now->mult};
+    int64_t error = now->ns - tr_tick_to_ns(&c, now->tick);
+    if (error > TR_ANCHOR_MAX_ERROR_NS || error < -TR_ANCHOR_MAX_ERROR_NS) {
+        return *now;
+    }
+    int64_t dn = now->ns - c.ns;
+    if (dn >= TR_ANCHOR_MIN_NS) {
+        uint64_t mult = (uint64_t)(((unsigned __int128)(uint64_t)dn << 32) /
+                                   (now->tick - c.tick));
+        if (mult > now->mult - now->mult / 100 && mult < now->mult + now->mult / 100) {
+            c.mult = mult;
+        }
+    }
+    return c;
 }
 
 static int tr_defer_release(tr_pieces_t *pieces, tr_block_t *b)
@@ -262,9 +296,11 @@ static uint32_t tr_block_used(tr_thread_t *t, tr_block_t *b, tr_block_t *next)
 
 /* Moves up to `budget` records of t into pieces (one per block). Returns the number of
  * records moved; stops early (keeping the rest for later) when memory runs out. */
-static uint64_t tr_drain_thread(tr_thread_t *t, uint64_t budget, tr_pieces_t *pieces)
+static uint64_t tr_drain_thread(tr_thread_t *t, uint64_t budget, tr_pieces_t *pieces,
+                                const tr_clock_t *now)
 {
     uint64_t moved = 0;
+    tr_clock_t clock = tr_thread_clock(t, now);
     while (moved < budget) {
         tr_block_t *b = t->dblock;
         tr_block_t *next = __atomic_load_n(&b->next, __ATOMIC_ACQUIRE);
@@ -273,17 +309,25 @@ static uint64_t tr_drain_thread(tr_thread_t *t, uint64_t budget, tr_pieces_t *pi
             const uint8_t *src = b->data + t->dpos;
             tr_scan_t scan;
             size_t took;
+            uint64_t last_tick;
             if (next != NULL && b->nrec - t->dcount <= budget - moved) {
                 /* sealed: the rest of the block is whole records; no need to look inside */
                 took = used - t->dpos;
                 scan.n = b->nrec - t->dcount;
+                last_tick = b->last_tick;
                 memset(&scan.end, 0, sizeof scan.end); /* the next block starts from zero */
             }
             else {
                 took = tr_rec1_scan(src, used - t->dpos, t->d, budget - moved, &scan);
+                last_tick = scan.end.tick;
             }
-            if (scan.n > 0 && tr_add_piece(pieces, t->tid, scan.n, t->d, src, took) < 0) {
-                break;
+            if (scan.n > 0) {
+                if (tr_add_piece(pieces, t->tid, scan.n, t->d, src, took, &clock) < 0) {
+                    break;
+                }
+                t->dclock = clock;
+                t->dlast_tick = last_tick;
+                t->dclock_set = 1;
             }
             t->dpos += (uint32_t)took;
             t->dcount += (uint32_t)scan.n;
@@ -330,7 +374,7 @@ static void tr_reap(tr_thread_t *t, tr_pieces_t *pieces)
 }
 
 /* Copies pending records of every thread into pieces (without the GIL). */
-static uint64_t tr_gather(uint64_t max_events, tr_pieces_t *pieces)
+static uint64_t tr_gather(uint64_t max_events, tr_pieces_t *pieces, const tr_clock_t *now)
 {
     /* Snapshot the registry: states are only freed by the drain itself (or in a forked
      * child), so the pointers stay valid after the lock is released. */
@@ -353,7 +397,7 @@ static uint64_t tr_gather(uint64_t max_events, tr_pieces_t *pieces)
         tr_thread_t *t = all[i];
         int dead = __atomic_load_n(&t->dead, __ATOMIC_ACQUIRE);
         if (total < max_events) {
-            total += tr_drain_thread(t, max_events - total, pieces);
+            total += tr_drain_thread(t, max_events - total, pieces, now);
         }
         if (dead && tr_fully_drained(t)) {
             tr_reap(t, pieces);
@@ -382,15 +426,15 @@ static void tr_gc_after_acquire(void)
 
 PyObject *tr_drain_chunks(uint64_t max_events, uint64_t *events_out, uint64_t *bytes_out)
 {
-    tr_clock_t clock;
-    tr_clock_now(&clock);
+    tr_clock_t now;
+    tr_clock_now(&now);
     tr_pieces_t pieces = {0};
     uint64_t total;
     /* Finding the records runs without the GIL so the traced program keeps running
      * meanwhile; the caller's tr_draining flag keeps other drains out. */
     tr_gc_before_release();
     Py_BEGIN_ALLOW_THREADS
-    total = tr_gather(max_events, &pieces);
+    total = tr_gather(max_events, &pieces, &now);
     Py_END_ALLOW_THREADS
     tr_gc_after_acquire();
     /* The chunks' bytes objects are made with the GIL, the copies into them (and the page
@@ -415,7 +459,7 @@ PyObject *tr_drain_chunks(uint64_t max_events, uint64_t *events_out, uint64_t *b
         for (size_t i = 0; i < pieces.len; i++) {
             tr_piece_t *p = &pieces.items[i];
             uint8_t *out = (uint8_t *)PyBytes_AS_STRING(datas[i]);
-            tr_write_header(out, p->n, p->base, &clock);
+            tr_write_header(out, p->n, p->base, &p->clock);
             memcpy(out + TR_REC1_HEADER, p->src, p->len);
         }
         Py_END_ALLOW_THREADS

@@ -52,11 +52,18 @@ enum { TR_MODE_FULL = 0, TR_MODE_AGGREGATED = 1, TR_MODE_SAMPLED = 2, TR_MODE_HO
 #define TR_BLOCK_SIZE (64 * 1024)
 #define TR_MAX_DEPTH 128
 
+typedef struct {
+    uint64_t tick; /* reference tick ... */
+    int64_t ns;    /* ... and the CLOCK_MONOTONIC ns at that tick */
+    uint64_t mult; /* ns per tick, 32.32 fixed point */
+} tr_clock_t;
+
 typedef struct tr_block {
     struct tr_block *next; /* set once by the writer (release) when it moves to a new block */
     uint32_t used;         /* bytes of data[] holding records, set when the writer leaves the
                             * block (before `next`); until then the writer's `pos` says */
     uint32_t nrec;         /* records in the block; written before `next` is published */
+    uint64_t last_tick;    /* the last record's tick; written before `next` is published */
     uint8_t data[];
 } tr_block_t;
 
@@ -102,6 +109,11 @@ typedef struct tr_thread {
     uint32_t dpos;      /* drained bytes of dblock */
     uint32_t dcount;    /* drained records of dblock */
     tr_delta_t d;       /* delta state at the drain position */
+    /* the clock mapping of the thread's last chunk and its last record's tick: the next
+     * chunk's mapping starts where that one ended (tr_buffer.c, tr_thread_clock) */
+    tr_clock_t dclock;
+    uint64_t dlast_tick;
+    uint8_t dclock_set;
     /* --- shared --- */
     uint64_t tid;      /* PyThread_get_thread_ident() of the owner; immutable */
     uint32_t serial;   /* this state's number (tr_serial_tid maps it back to tid); immutable */
@@ -149,12 +161,6 @@ static inline uint64_t tr_tick(void)
 #endif
     return tr_monotonic_ns();
 }
-
-typedef struct {
-    uint64_t tick; /* reference tick ... */
-    int64_t ns;    /* ... and the CLOCK_MONOTONIC ns at that tick */
-    uint64_t mult; /* ns per tick, 32.32 fixed point */
-} tr_clock_t;
 
 void tr_clock_init(void);
 void tr_clock_now(tr_clock_t *out); /* a fresh reference point with the best rate so far */

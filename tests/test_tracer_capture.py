@@ -152,3 +152,42 @@ def test_unknown_mode_is_refused():
     with pytest.raises(ValueError, match="unknown capture mode"):
         capture.start("everything")
     assert not capture.is_active()
+
+
+def test_a_threads_decoded_times_never_step_back_across_drains():
+    """Each drain maps its chunks' clock ticks to nanoseconds with a new reference reading:
+    where one drain's chunk ends and the next one's begins, a thread's times must not go
+    backwards (an alloc and its free would swap places)."""
+    import sys
+    import threading
+
+    stop = threading.Event()
+
+    def churn():
+        while not stop.is_set():
+            for _ in range(200):
+                blob = [0] * 4
+                del blob
+
+    drain()
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(0.0002)  # the drains get the GIL soon, often
+    capture.start("full", numpy=False, ffi=False)
+    worker = threading.Thread(target=churn)
+    worker.start()
+    per_drain = []
+    try:
+        for _ in range(600):
+            time.sleep(0.0005)
+            chunks, _ = drain()
+            per_drain.append([c for c in chunks if c["tid"] == worker.ident])
+    finally:
+        stop.set()
+        worker.join()
+        capture.stop()
+        sys.setswitchinterval(switch)
+    times = [decode_all(chunks)["ts_ns"] for chunks in per_drain if chunks]
+    assert len(times) > 100
+    ts = np.concatenate(times)
+    steps = np.diff(ts)
+    assert (steps >= 0).all(), (steps.min(), int((steps < 0).sum()))
