@@ -165,8 +165,9 @@ int tr_thread_next_block(tr_thread_t *t)
     tr_block_t *old = t->cur;
     old->used = (uint32_t)(t->pos - old->data); /* final, before pos leaves the block */
     old->nrec = t->block_nrec;
-    old->last_tick = t->w.tick;
+    old->max_tick = t->w.tick > t->block_max_tick ? t->w.tick : t->block_max_tick;
     t->block_nrec = 0;
+    t->block_max_tick = 0;
     memset(&t->w, 0, sizeof t->w); /* each block starts from a zero delta state */
     t->cur = b;
     t->end = b->data + TR_BLOCK_DATA;
@@ -239,8 +240,8 @@ static int tr_add_piece(tr_pieces_t *pieces, uint64_t tid, uint64_t n, tr_delta_
 
 /* Below this interval (ns) two readings (each good to a few tens of ns) give no usable rate. */
 #define TR_ANCHOR_MIN_NS 20000
-/* Further apart than this, the thread's mapping and the clock parted (a suspended or
- * migrated VM): the mapping starts afresh. */
+/* A reading further ahead than this of the thread's mapping means the clock jumped (a
+ * suspended or migrated VM): the mapping starts afresh. */
 #define TR_ANCHOR_MAX_ERROR_NS 1000000
 
 /* The mapping of a thread's next chunk: from where its last chunk's mapping left its last
@@ -255,16 +256,18 @@ static tr_clock_t tr_thread_clock(const tr_thread_t *t, const tr_clock_t *now)
     }
     tr_clock_t c = {t->dlast_tick, tr_tick_to_ns(&t->dclock, t->dlast_tick), now->mult};
     int64_t error = now->ns - tr_tick_to_ns(&c, now->tick);
-    if (error > TR_ANCHOR_MAX_ERROR_NS || error < -TR_ANCHOR_MAX_ERROR_NS) {
-        return *now;
+    if (error > TR_ANCHOR_MAX_ERROR_NS) {
+        return *now; /* the clock jumped ahead: starting afresh steps forward only */
     }
     int64_t dn = now->ns - c.ns;
     if (dn >= TR_ANCHOR_MIN_NS) {
+        /* the rate that meets the reading, within 1% of the calibrated one: an error larger
+         * than 1% of the interval (the clocks parted, or fell behind by a jump) is made
+         * good over the next drains rather than by a step */
+        uint64_t lo = now->mult - now->mult / 100, hi = now->mult + now->mult / 100;
         uint64_t mult = (uint64_t)(((unsigned __int128)(uint64_t)dn << 32) /
                                    (now->tick - c.tick));
-        if (mult > now->mult - now->mult / 100 && mult < now->mult + now->mult / 100) {
-            c.mult = mult;
-        }
+        c.mult = mult < lo ? lo : mult > hi ? hi : mult;
     }
     return c;
 }
@@ -309,24 +312,26 @@ static uint64_t tr_drain_thread(tr_thread_t *t, uint64_t budget, tr_pieces_t *pi
             const uint8_t *src = b->data + t->dpos;
             tr_scan_t scan;
             size_t took;
-            uint64_t last_tick;
+            uint64_t max_tick;
             if (next != NULL && b->nrec - t->dcount <= budget - moved) {
                 /* sealed: the rest of the block is whole records; no need to look inside */
                 took = used - t->dpos;
                 scan.n = b->nrec - t->dcount;
-                last_tick = b->last_tick;
+                max_tick = b->max_tick;
                 memset(&scan.end, 0, sizeof scan.end); /* the next block starts from zero */
             }
             else {
                 took = tr_rec1_scan(src, used - t->dpos, t->d, budget - moved, &scan);
-                last_tick = scan.end.tick;
+                max_tick = scan.max_tick;
             }
             if (scan.n > 0) {
                 if (tr_add_piece(pieces, t->tid, scan.n, t->d, src, took, &clock) < 0) {
                     break;
                 }
+                if (!t->dclock_set || max_tick > t->dlast_tick) {
+                    t->dlast_tick = max_tick;
+                }
                 t->dclock = clock;
-                t->dlast_tick = last_tick;
                 t->dclock_set = 1;
             }
             t->dpos += (uint32_t)took;
@@ -565,6 +570,8 @@ void tr_buffers_after_fork_child(void)
             t->pos = cur->data;
             memset(&t->w, 0, sizeof t->w);
             memset(&t->d, 0, sizeof t->d);
+            t->block_max_tick = 0;
+            t->dclock_set = 0; /* a drain may have been writing it when another thread forked */
             t->events = 0;
             t->drops = 0;
             t->next_all = NULL;

@@ -63,7 +63,8 @@ typedef struct tr_block {
     uint32_t used;         /* bytes of data[] holding records, set when the writer leaves the
                             * block (before `next`); until then the writer's `pos` says */
     uint32_t nrec;         /* records in the block; written before `next` is published */
-    uint64_t last_tick;    /* the last record's tick; written before `next` is published */
+    uint64_t max_tick;     /* the largest tick of its records; written before `next` is
+                            * published */
     uint8_t data[];
 } tr_block_t;
 
@@ -86,6 +87,9 @@ typedef struct tr_thread {
     tr_delta_t w;    /* writer's delta state */
     uint64_t events; /* records written (drain reads it relaxed, for stats) */
     uint32_t block_nrec; /* records in the current block */
+    /* largest tick in the current block before a record that went back in time (aggregated
+     * mode sends a pinned block's allocation with its old tick); else w.tick is the largest */
+    uint64_t block_max_tick;
     uint64_t drops;  /* records lost because no block was available (read relaxed) */
     int64_t sample_left; /* sampled mode: bytes until the next sample */
     uint64_t rng;        /* sampled mode: xorshift state */
@@ -109,8 +113,8 @@ typedef struct tr_thread {
     uint32_t dpos;      /* drained bytes of dblock */
     uint32_t dcount;    /* drained records of dblock */
     tr_delta_t d;       /* delta state at the drain position */
-    /* the clock mapping of the thread's last chunk and its last record's tick: the next
-     * chunk's mapping starts where that one ended (tr_buffer.c, tr_thread_clock) */
+    /* the clock mapping of the thread's last chunk and the largest tick drained so far: the
+     * next chunk's mapping starts where that one left it (tr_buffer.c, tr_thread_clock) */
     tr_clock_t dclock;
     uint64_t dlast_tick;
     uint8_t dclock_set;
@@ -232,6 +236,9 @@ static inline void tr_emit(tr_thread_t *t, unsigned kind, unsigned domain, uint6
         hdr |= TR_HDR_SAME_TICK;
     }
     else {
+        if (__builtin_expect(tick < t->w.tick, 0) && t->w.tick > t->block_max_tick) {
+            t->block_max_tick = t->w.tick; /* see tr_thread_t.block_max_tick */
+        }
         p = tr_put_varint(p, tr_zz64(tick - t->w.tick));
         t->w.tick = tick;
     }
@@ -258,6 +265,7 @@ static inline void tr_emit(tr_thread_t *t, unsigned kind, unsigned domain, uint6
 typedef struct {
     uint64_t n;
     tr_delta_t end;
+    uint64_t max_tick; /* the largest tick of the records walked (and of the start state) */
 } tr_scan_t;
 /* Walks records of [p, p+len) from state `st`; returns bytes consumed by whole records
  * (at most max_records of them) and fills `out`. Only for trusted (self-written) data. */

@@ -23,13 +23,14 @@ size_t tr_rec1_scan(const uint8_t *p, size_t len, tr_delta_t st, uint64_t max_re
                     tr_scan_t *out)
 {
     const uint8_t *start = p, *end = p + len;
-    uint64_t n = 0, v;
+    uint64_t n = 0, v, max_tick = st.tick;
     while (p < end && n < max_records) {
         unsigned hdr = *p++;
         unsigned kind = hdr & 3;
         if (!(hdr & TR_HDR_SAME_TICK)) {
             p = tr_get_varint_fast(p, &v);
             st.tick += tr_unzz64(v);
+            max_tick = st.tick > max_tick ? st.tick : max_tick;
         }
         p = tr_get_varint_fast(p, &v);
         st.addr += tr_unzz64(v);
@@ -47,6 +48,7 @@ size_t tr_rec1_scan(const uint8_t *p, size_t len, tr_delta_t st, uint64_t max_re
     }
     out->n = n;
     out->end = st;
+    out->max_tick = max_tick;
     return (size_t)(p - start);
 }
 
