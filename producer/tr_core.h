@@ -87,8 +87,9 @@ typedef struct tr_thread {
     tr_delta_t w;    /* writer's delta state */
     uint64_t events; /* records written (drain reads it relaxed, for stats) */
     uint32_t block_nrec; /* records in the current block */
-    /* largest tick in the current block before a record that went back in time (aggregated
-     * mode sends a pinned block's allocation with its old tick); else w.tick is the largest */
+    /* largest tick in the current block before a record that went back in time (set where
+     * one is written: aggregated mode sends a pinned block's allocation with its old tick);
+     * otherwise w.tick is the largest */
     uint64_t block_max_tick;
     uint64_t drops;  /* records lost because no block was available (read relaxed) */
     int64_t sample_left; /* sampled mode: bytes until the next sample */
@@ -236,9 +237,6 @@ static inline void tr_emit(tr_thread_t *t, unsigned kind, unsigned domain, uint6
         hdr |= TR_HDR_SAME_TICK;
     }
     else {
-        if (__builtin_expect(tick < t->w.tick, 0) && t->w.tick > t->block_max_tick) {
-            t->block_max_tick = t->w.tick; /* see tr_thread_t.block_max_tick */
-        }
         p = tr_put_varint(p, tr_zz64(tick - t->w.tick));
         t->w.tick = tick;
     }

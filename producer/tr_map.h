@@ -25,16 +25,26 @@ typedef struct {
     uint32_t serial; /* the allocating thread (tr_thread_t.serial) */
 } tr_live_t;
 
-/* Built whole: a designated initializer left the bit-field word to be merged through memory
- * (a store-forwarding stall on every allocation). The bits are laid out as the x86-64 and
- * AArch64 ABIs allocate bit-fields, first field lowest (checked by tr_live_layout_ok). */
+/* tr_live_t.word, built and read whole: a designated initializer left the bit-field word to
+ * be merged through memory (a store-forwarding stall on every allocation). The bits are laid
+ * out as the x86-64 and AArch64 ABIs allocate bit-fields, first field lowest (checked by
+ * tr_hooks_layout_ok). */
+#define TR_WORD_SIZE_MASK 0xFFFFFFFFFFFFull
+#define TR_WORD_DOMAIN_SHIFT 48
+#define TR_WORD_FLAGS_SHIFT 56 /* emitted, pinned: both 0 while a block waits unseen */
+
+static inline uint64_t tr_live_word(uint64_t size, unsigned domain, int emitted)
+{
+    return (size & TR_WORD_SIZE_MASK) | (uint64_t)(domain & 0xFF) << TR_WORD_DOMAIN_SHIFT |
+           (uint64_t)(emitted != 0) << TR_WORD_FLAGS_SHIFT;
+}
+
 static inline tr_live_t tr_live_make(uint64_t addr, uint64_t size, unsigned domain, int emitted,
                                      uint64_t tick, uint32_t stack, uint32_t serial)
 {
     tr_live_t e;
     e.addr = addr;
-    e.word = (size & 0xFFFFFFFFFFFFull) | (uint64_t)(domain & 0xFF) << 48 |
-             (uint64_t)(emitted != 0) << 56;
+    e.word = tr_live_word(size, domain, emitted);
     e.tick = tick;
     e.stack = stack;
     e.serial = serial;

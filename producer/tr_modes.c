@@ -243,8 +243,8 @@ static inline tr_live_t *tr_young_slot(uint64_t addr)
 /* Puts a pending GIL-domain allocation into the young table; an older entry in its slot moves
  * to the map. The fields are written one by one: an entry built on the stack and copied was
  * measured to stall (its copy reads what was just stored, in other widths). */
-static int tr_gil_put(uint64_t addr, uint64_t word, uint64_t size, uint64_t tick, uint32_t stack,
-                      uint32_t serial)
+static int tr_gil_put(uint64_t addr, uint64_t size, unsigned domain, uint64_t tick,
+                      uint32_t stack, uint32_t serial)
 {
     tr_live_t *y = tr_young_slot(addr);
     uint64_t bytes = tr_map_gil.bytes;
@@ -266,7 +266,7 @@ static int tr_gil_put(uint64_t addr, uint64_t word, uint64_t size, uint64_t tick
     /* (a stale entry for this address in the map would mean a missed free; frees are not
      * missed while tracing, so the map is not searched here) */
     y->addr = addr;
-    y->word = word;
+    y->word = tr_live_word(size, domain, 0);
     y->tick = tick;
     y->stack = stack;
     y->serial = serial;
@@ -286,11 +286,12 @@ static void tr_agg_free(tr_thread_t *t, unsigned domain, uint64_t addr, uint64_t
         tr_live_t *y = tr_young_slot(addr);
         if (__builtin_expect(y->addr == addr, 1)) {
             /* the common case, read field by field: a pending block that dies young */
-            uint64_t word = y->word, size = word & 0xFFFFFFFFFFFFull;
+            uint64_t word = y->word, size = word & TR_WORD_SIZE_MASK;
             y->addr = 0;
             __atomic_store_n(&tr_map_gil.bytes, tr_map_gil.bytes - size, __ATOMIC_RELAXED);
-            if (__builtin_expect((word >> 56) == 0, 1)) { /* neither emitted nor pinned */
-                tr_fold_gil(y->serial, y->stack, (unsigned)(word >> 48) & 0xFF, size);
+            if (__builtin_expect((word >> TR_WORD_FLAGS_SHIFT) == 0, 1)) {
+                tr_fold_gil(y->serial, y->stack, (unsigned)(word >> TR_WORD_DOMAIN_SHIFT) & 0xFF,
+                            size);
                 return;
             }
             e = *y;
@@ -313,7 +314,12 @@ static void tr_agg_free(tr_thread_t *t, unsigned domain, uint64_t addr, uint64_t
         pthread_mutex_unlock(&tr_map_lock);
     }
     if (found && e.pinned && !e.emitted) {
-        /* a pinned block dies before its promotion: its life is sent as two events */
+        /* a pinned block dies before its promotion: its life is sent as two events. The
+         * allocation goes back in time in the thread's stream: the block keeps its largest
+         * tick so far for the drain (tr_thread_t.block_max_tick) */
+        if (t->w.tick > t->block_max_tick) {
+            t->block_max_tick = t->w.tick;
+        }
         tr_emit(t, TR_ALLOC, e.domain, addr, 0, e.size, e.stack, 1, e.tick);
         e.emitted = 1;
     }
@@ -330,8 +336,7 @@ static void tr_agg_alloc(tr_thread_t *t, unsigned domain, uint64_t addr, uint64_
     uint32_t stack = TR_EVENT_STACK(t, gil);
     int rc;
     if (tr_domain_gil(domain)) {
-        uint64_t word = (size & 0xFFFFFFFFFFFFull) | (uint64_t)(domain & 0xFF) << 48;
-        rc = tr_gil_put(addr, word, size, tick, stack, t->serial);
+        rc = tr_gil_put(addr, size, domain, tick, stack, t->serial);
     }
     else {
         tr_live_t e = tr_live_make(addr, size, domain, 0, tick, stack, t->serial);

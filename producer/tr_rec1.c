@@ -248,6 +248,30 @@ static PyObject *tr_new_column(Py_ssize_t n, size_t itemsize, void **data)
     return col;
 }
 
+/* Raises WireError for the fault a walk of a chunk's n records met at record `at`; returns
+ * -1 then, 0 when there was none. */
+static int tr_rec1_fault(const char *fault, uint64_t at, uint64_t n)
+{
+    if (fault == NULL) {
+        return 0;
+    }
+    tr_wire_error("rec1 record %llu of %llu: %s", (unsigned long long)at, (unsigned long long)n,
+                  fault);
+    return -1;
+}
+
+/* Decodes a checked chunk (header already read) into c with the GIL released. */
+static int tr_rec1_decode_columns(const uint8_t *data, size_t len, uint64_t n, tr_delta_t st,
+                                  const tr_clock_t *clock, tr_columns_t *c)
+{
+    const char *fault;
+    uint64_t at = 0;
+    Py_BEGIN_ALLOW_THREADS
+    fault = tr_rec1_decode(data + TR_REC1_HEADER, data + len, n, st, clock, c, &at);
+    Py_END_ALLOW_THREADS
+    return tr_rec1_fault(fault, at, n);
+}
+
 /* decode_rec1(data, n) -> (ts_ns, kind, domain, address, old_address, size, stack_id) as
  * bytearrays of little-endian <i8, u1, u1, <u8, <u8, <u8, <u4. */
 PyObject *tr_py_decode_rec1(PyObject *self, PyObject *args)
@@ -279,20 +303,8 @@ PyObject *tr_py_decode_rec1(PyObject *self, PyObject *args)
     for (int i = 0; i < 7; i++) {
         ok &= cols[i] != NULL;
     }
-    if (ok) {
-        const char *fault;
-        uint64_t at = 0;
-        Py_BEGIN_ALLOW_THREADS
-        fault = tr_rec1_decode(data + TR_REC1_HEADER, data + len, n, st, &clock, &c, &at);
-        Py_END_ALLOW_THREADS
-        if (fault != NULL) {
-            tr_wire_error("rec1 record %llu of %llu: %s", (unsigned long long)at,
-                          (unsigned long long)n, fault);
-        }
-        else {
-            result = PyTuple_Pack(7, cols[0], cols[1], cols[2], cols[3], cols[4], cols[5],
-                                  cols[6]);
-        }
+    if (ok && tr_rec1_decode_columns(data, len, n, st, &clock, &c) == 0) {
+        result = PyTuple_Pack(7, cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6]);
     }
     for (int i = 0; i < 7; i++) {
         Py_XDECREF(cols[i]);
@@ -322,11 +334,7 @@ PyObject *tr_py_validate_rec1(PyObject *self, PyObject *args)
         Py_BEGIN_ALLOW_THREADS
         fault = tr_rec1_validate(data + TR_REC1_HEADER, data + len, n, st, &at);
         Py_END_ALLOW_THREADS
-        if (fault != NULL) {
-            tr_wire_error("rec1 record %llu of %llu: %s", (unsigned long long)at,
-                          (unsigned long long)n, fault);
-        }
-        else {
+        if (tr_rec1_fault(fault, at, n) == 0) {
             result = Py_NewRef(Py_None);
         }
     }
@@ -377,7 +385,7 @@ PyObject *tr_py_decode_rec1_into(PyObject *self, PyObject *args)
     PyObject *result = NULL;
     const uint8_t *data = view.buf;
     size_t len = (size_t)view.len;
-    uint64_t n, at = 0;
+    uint64_t n;
     tr_clock_t clock;
     tr_delta_t st;
     tr_columns_t c;
@@ -406,15 +414,7 @@ PyObject *tr_py_decode_rec1_into(PyObject *self, PyObject *args)
     c.old = (uint64_t *)ptr[4] + row;
     c.size = (uint64_t *)ptr[5] + row;
     c.stack = (uint32_t *)ptr[6] + row;
-    const char *fault;
-    Py_BEGIN_ALLOW_THREADS
-    fault = tr_rec1_decode(data + TR_REC1_HEADER, data + len, n, st, &clock, &c, &at);
-    Py_END_ALLOW_THREADS
-    if (fault != NULL) {
-        tr_wire_error("rec1 record %llu of %llu: %s", (unsigned long long)at,
-                      (unsigned long long)n, fault);
-    }
-    else {
+    if (tr_rec1_decode_columns(data, len, n, st, &clock, &c) == 0) {
         result = PyLong_FromUnsignedLongLong(n);
     }
 done:
