@@ -200,7 +200,7 @@ typedef struct {
     size_t nrelease, caprelease;
 } tr_pieces_t;
 
-static void tr_write_header(uint8_t *h, uint64_t n, tr_delta_t base, const tr_clock_t *clock)
+void tr_write_header(uint8_t *h, uint64_t n, tr_delta_t base, const tr_clock_t *clock)
 {
     tr_put_u32(h, TR_REC1_MAGIC);
     tr_put_u32(h + 4, (uint32_t)n);

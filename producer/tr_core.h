@@ -233,7 +233,7 @@ static inline void tr_emit(tr_thread_t *t, unsigned kind, unsigned domain, uint6
     uint8_t *head = t->pos;
     uint8_t *p = head + 1;
     unsigned hdr = kind | (domain << 2);
-    if (tick == t->w.tick) { /* most events reuse a clock reading (tr_stamp in tr_hooks.c) */
+    if (tick == t->w.tick) { /* allocations often reuse a reading (tr_stamp, tr_record.h) */
         hdr |= TR_HDR_SAME_TICK;
     }
     else {
@@ -259,6 +259,9 @@ static inline void tr_emit(tr_thread_t *t, unsigned kind, unsigned domain, uint6
     __atomic_store_n(&t->pos, p, __ATOMIC_RELEASE); /* publishes the record (tr_buffer.c) */
 }
 
+/* The 56-byte header of a rec1 chunk of n records (tr_buffer.c). */
+void tr_write_header(uint8_t *h, uint64_t n, tr_delta_t base, const tr_clock_t *clock);
+
 /* ---- rec1 decoding (tr_rec1.c) ---- */
 typedef struct {
     uint64_t n;
@@ -281,7 +284,6 @@ uint32_t tr_stack_current_skip(tr_thread_t *t, int skip); /* minus `skip` innerm
 int tr_stack_emit(PyObject *rare);          /* adds frames/stacks rows; GIL held */
 void tr_stack_reset_emitted(void);
 uint32_t tr_stack_count(void);
-unsigned long tr_gil_switches(void); /* 3.11: GIL hand-overs so far; 0 on other versions */
 /* Stamps may be reused only where the GIL's hand-overs can be counted (3.11). */
 #define TR_CAN_REUSE_STAMPS (PY_VERSION_HEX < 0x030C0000)
 extern unsigned long tr_drain_epoch; /* GIL: bumped by every drain and start */
@@ -303,8 +305,9 @@ int tr_hooks_pin(uint64_t addr, uint64_t size, tr_thread_t *t);
 void tr_hooks_map_stats(uint64_t *live, uint64_t *slots); /* aggregated/sampled maps */
 /* Record one event from a hook in any domain (numpy's handler uses it too). */
 void tr_record_alloc(tr_thread_t *t, unsigned kind, unsigned domain, void *ptr, size_t size);
-void tr_record_realloc(tr_thread_t *t, unsigned domain, void *ptr, void *old, size_t size,
-                       uint64_t tick);
+/* `gil`: whether the thread holds the GIL (its caller asked already, for the stamp). */
+void tr_record_realloc(tr_thread_t *t, unsigned domain, int gil, void *ptr, void *old,
+                       size_t size, uint64_t tick);
 void tr_record_free(tr_thread_t *t, unsigned domain, void *ptr);
 
 /* Entering a free hook: like tr_enter, but an ignored thread's frees are still seen (the

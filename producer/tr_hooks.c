@@ -1,4 +1,4 @@
-/* Allocator hooks for CPython's RAW, MEM and OBJ domains, and the three capture modes.
+/* Allocator hooks for CPython's RAW, MEM and OBJ domains.
  *
  * Each domain gets its own set of functions that call the allocator that was installed
  * before (saved in tr_orig) and then record the event. A hook records nothing when tracing
@@ -7,7 +7,7 @@
  * and OBJ (CPython's contract), after PyGILState_Check() for RAW and numpy.
  *
  * Full mode (every event into the thread's rec1 stream) is inlined into the hooks
- * (tr_record.h); the sampled and aggregated modes are in tr_modes.c, the live map in tr_map.c.
+ * (tr_record.h); the other modes are in tr_modes.c, their live map in tr_map.c.
  */
 #include "tr_record.h"
 
@@ -82,11 +82,12 @@ int tr_reuse_stamps = 1;
         tr_thread_t *t = tr_enter();                                                          \
         /* stamped before: the old block may be someone else's once realloc returns (and  \
          * counted when without the GIL, so no reused stamp predates that free) */          \
-        uint64_t tick = t != NULL ? tr_stamp_free(t, tr_event_gil(DOM)) : 0;                 \
+        int gil = t != NULL && tr_event_gil(DOM);                                             \
+        uint64_t tick = t != NULL ? tr_stamp_free(t, gil) : 0;                                \
         void *p = tr_orig[DOM].realloc(tr_orig[DOM].ctx, old, size);                          \
         if (t != NULL) {                                                                      \
             if (p != NULL && old != NULL) {                                                   \
-                tr_record_realloc(t, DOM, p, old, size, tick);                                \
+                tr_record_realloc(t, DOM, gil, p, old, size, tick);                           \
             }                                                                                 \
             else if (p != NULL) {                                                             \
                 TR_RECORD_ALLOC(t, TR_ALLOC, DOM, p, size);                                   \

@@ -8,7 +8,7 @@ int tr_hooks_layout_ok(void)
     return e.size == 123456789012ull && e.domain == 3 && e.emitted == 1 && e.pinned == 0;
 }
 
-int tr_map_grow(tr_map_t *m)
+static int tr_map_grow(tr_map_t *m)
 {
     uint64_t cap = m->mask ? (m->mask + 1) * 2 : 1u << 14;
     tr_live_t *slots = tr_raw_calloc(cap, sizeof(tr_live_t));

@@ -63,7 +63,6 @@ static inline uint64_t tr_hash_addr(uint64_t addr)
     return h ^ (h >> 32);
 }
 
-int tr_map_grow(tr_map_t *m);
 /* Inserts (or replaces) an entry; returns -1 when memory ran out. */
 int tr_map_put(tr_map_t *m, const tr_live_t *e);
 /* Removes the entry of addr into *out; returns 0 when there is none. */

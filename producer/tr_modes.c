@@ -228,7 +228,7 @@ static int tr_sampled_forget(uint64_t addr)
  * from this cache-resident table; an entry evicted by a newer allocation moves to the map.
  * Protected by the GIL. */
 #define TR_YOUNG_SLOTS 65536
-static tr_live_t tr_young[TR_YOUNG_SLOTS]; /* 2.5 MiB of BSS, touched only when used */
+static tr_live_t tr_young[TR_YOUNG_SLOTS]; /* 2 MiB of BSS, touched only when used */
 static int tr_young_used;                  /* GIL */
 
 /* Neighbouring blocks (allocators hand out consecutive addresses) land in neighbouring
@@ -364,11 +364,9 @@ void tr_record_alloc(tr_thread_t *t, unsigned kind, unsigned domain, void *ptr, 
 {
     uint64_t addr = (uint64_t)(uintptr_t)ptr;
     switch (tr_mode) {
-    case TR_MODE_FULL: {
-        int gil = tr_event_gil(domain);
-        tr_emit(t, kind, domain, addr, 0, size, TR_EVENT_STACK(t, gil), 1, tr_stamp(t, gil));
+    case TR_MODE_FULL:
+        tr_full_alloc(t, kind, domain, ptr, size);
         break;
-    }
     case TR_MODE_SAMPLED:
         tr_sampled_alloc(t, kind, domain, addr, size);
         break;
@@ -382,14 +380,14 @@ void tr_record_alloc(tr_thread_t *t, unsigned kind, unsigned domain, void *ptr, 
 }
 
 /* A successful realloc of `old` (not NULL) into `ptr`, stamped with `tick` taken before it. */
-void tr_record_realloc(tr_thread_t *t, unsigned domain, void *ptr, void *old, size_t size,
-                       uint64_t tick)
+void tr_record_realloc(tr_thread_t *t, unsigned domain, int gil, void *ptr, void *old,
+                       size_t size, uint64_t tick)
 {
     uint64_t addr = (uint64_t)(uintptr_t)ptr, old_addr = (uint64_t)(uintptr_t)old;
     t->stamp_reuse = 0; /* the new block's stamp (and later ones) at or after `tick` */
     switch (tr_mode) {
     case TR_MODE_FULL:
-        tr_emit(t, TR_REALLOC, domain, addr, old_addr, size, tr_stack_for(t, domain), 1, tick);
+        tr_emit(t, TR_REALLOC, domain, addr, old_addr, size, TR_EVENT_STACK(t, gil), 1, tick);
         break;
     case TR_MODE_SAMPLED:
         if (tr_sampled_forget(old_addr)) {
@@ -415,8 +413,7 @@ void tr_record_free(tr_thread_t *t, unsigned domain, void *ptr)
         /* an ignored thread's frees are recorded too: a block a traced thread allocated and
          * the publisher frees must not look leaked (frees of its own blocks read as frees
          * of never-seen blocks, which readers tolerate) */
-        tr_emit(t, TR_FREE, domain, addr, 0, 0, 0, 0,
-                tr_stamp_free(t, tr_event_gil(domain)));
+        tr_full_free(t, domain, ptr, tr_stamp_free(t, tr_event_gil(domain)));
         break;
     case TR_MODE_SAMPLED:
         if (tr_sampled_forget(addr)) {

@@ -65,11 +65,12 @@ static void *tr_np_realloc(void *ctx, void *ptr, size_t size)
 {
     tr_thread_t *t = tr_enter();
     /* a fresh reading, counted when without the GIL (see tr_stamp_free) */
-    uint64_t tick = t != NULL ? tr_stamp_free(t, tr_event_gil(TR_NUMPY)) : 0;
+    int gil = t != NULL && tr_event_gil(TR_NUMPY);
+    uint64_t tick = t != NULL ? tr_stamp_free(t, gil) : 0;
     void *p = tr_np_orig.realloc(ctx, ptr, size);
     if (t != NULL) {
         if (p != NULL && ptr != NULL) {
-            tr_record_realloc(t, TR_NUMPY, p, ptr, size, tick);
+            tr_record_realloc(t, TR_NUMPY, gil, p, ptr, size, tick);
         }
         else if (p != NULL) {
             tr_record_alloc(t, TR_ALLOC, TR_NUMPY, p, size);

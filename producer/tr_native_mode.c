@@ -348,7 +348,8 @@ static void tr_nm_record(unsigned kind, unsigned domain, uint64_t addr, uint64_t
     t->nm_stack = tr_nm_stack(t, ret);
     t->nm_preset = 1;
     if (kind == TR_REALLOC) {
-        tr_record_realloc(t, domain, (void *)(uintptr_t)addr, (void *)(uintptr_t)old, size,
+        /* (gil 0: the stack is preset, and native mode reads the clock for every event) */
+        tr_record_realloc(t, domain, 0, (void *)(uintptr_t)addr, (void *)(uintptr_t)old, size,
                           tick != 0 ? tick : tr_tick());
     }
     else {

@@ -466,17 +466,8 @@ PyObject *tr_py_encode_rec1(PyObject *self, PyObject *args)
         goto done;
     }
     uint8_t *out = (uint8_t *)PyBytes_AS_STRING(result), *p = out + TR_REC1_HEADER;
-    uint32_t magic = TR_REC1_MAGIC, count = (uint32_t)n, zero32 = 0;
-    uint64_t zero64 = 0, mult = 1ull << 32;
-    memcpy(out, &magic, 4);
-    memcpy(out + 4, &count, 4);
-    memcpy(out + 8, &zero64, 8);  /* clock tick */
-    memcpy(out + 16, &zero64, 8); /* clock ns */
-    memcpy(out + 24, &mult, 8);   /* 1 ns per tick */
-    memcpy(out + 32, &zero64, 8); /* base tick, address, stack */
-    memcpy(out + 40, &zero64, 8);
-    memcpy(out + 48, &zero32, 4);
-    memcpy(out + 52, &zero32, 4);
+    static const tr_clock_t ns_ticks = {0, 0, 1ull << 32}; /* ticks are ns */
+    tr_write_header(out, (uint64_t)n, (tr_delta_t){0, 0, 0}, &ns_ticks);
     const int64_t *ts = in[0].buf;
     const uint8_t *kinds = in[1].buf, *domains = in[2].buf;
     const uint64_t *addrs = in[3].buf, *olds = in[4].buf, *sizes_in = in[5].buf;
@@ -495,20 +486,16 @@ PyObject *tr_py_encode_rec1(PyObject *self, PyObject *args)
         }
         int with_stack = kind == TR_FREE ? stacks[i] != 0 : stacks[i] != st.stack;
         *p++ = (uint8_t)(kind | (domain << 2) | (with_stack ? TR_HDR_STACK : 0));
-        uint64_t d = tick - st.tick;
-        p = tr_put_varint(p, (d << 1) ^ (uint64_t)((int64_t)d >> 63));
-        d = addr - st.addr;
-        p = tr_put_varint(p, (d << 1) ^ (uint64_t)((int64_t)d >> 63));
+        p = tr_put_varint(p, tr_zz64(tick - st.tick));
+        p = tr_put_varint(p, tr_zz64(addr - st.addr));
         if (kind != TR_FREE) {
             p = tr_put_varint(p, sizes_in[i]);
         }
         if (kind == TR_REALLOC) {
-            d = olds[i] - addr;
-            p = tr_put_varint(p, (d << 1) ^ (uint64_t)((int64_t)d >> 63));
+            p = tr_put_varint(p, tr_zz64(olds[i] - addr));
         }
         if (with_stack) {
-            uint32_t ds = stacks[i] - st.stack;
-            p = tr_put_varint(p, (uint64_t)((ds << 1) ^ (uint32_t)((int32_t)ds >> 31)));
+            p = tr_put_varint(p, tr_zz32(stacks[i] - st.stack));
             st.stack = stacks[i];
         }
         st.tick = tick;

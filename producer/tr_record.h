@@ -11,14 +11,6 @@ static inline int tr_event_gil(unsigned domain)
     return domain == TR_MEM || domain == TR_OBJ || tr_stack_gil_held();
 }
 
-static inline uint32_t tr_stack_for(tr_thread_t *t, unsigned domain)
-{
-    if (t->nm_preset) { /* native mode hook: the stack tr_native_mode.c computed */
-        return t->nm_stack;
-    }
-    return tr_event_gil(domain) ? tr_stack_current(t) : 0;
-}
-
 /* native mode hook: the stack of an event whose thread holds the GIL or not (`gil`); while
  * tr_native_mode.c presets one (t->nm_preset), that one. */
 #define TR_EVENT_STACK(t, gil) ((t)->nm_preset ? (t)->nm_stack : (gil) ? tr_stack_current(t) : 0)
@@ -32,11 +24,8 @@ static inline uint32_t tr_stack_for(tr_thread_t *t, unsigned domain)
  * thread that really happened before it (a block freed elsewhere and allocated here always
  * shows the free first).
  * A free (a death) always reads the clock, so it is never stamped before anything the
- * program saw happen earlier (a clock reading of its own, say). Reusing a reading for frees
- * made at the same frame and instruction was tried and measured about 0.1x cheaper, but it is
- * unsound: a loop that frees at one instruction and reads a clock without allocating (a
- * float from time.perf_counter, a sleep) would see its deaths stamped milliseconds early,
- * since a frame address and an instruction repeat from one call or iteration to the next.
+ * program saw happen earlier: a loop that frees and reads a clock without allocating (a float
+ * from time.perf_counter, a sleep) would otherwise see its deaths stamped early.
  * A thread that sleeps with no other thread and no drain running (capture without the
  * publisher) may stamp its next few allocations with the time before the sleep. On 3.12+
  * (no switch counter) every event reads the clock. */
@@ -66,7 +55,10 @@ static inline uint64_t tr_stamp_read(tr_thread_t *t, unsigned long epoch)
 static inline __attribute__((always_inline)) uint64_t tr_stamp(tr_thread_t *t, int gil)
 {
 #if TR_CAN_REUSE_STAMPS
-    if (gil && tr_reuse_stamps) {
+    if (!tr_reuse_stamps) {
+        return tr_tick(); /* (then nobody reuses: no epoch to move) */
+    }
+    if (gil) {
         unsigned long epoch = tr_stamp_epoch();
         if (epoch == t->stamp_switch && t->stamp_reuse != 0) {
             t->stamp_reuse--;

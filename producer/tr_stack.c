@@ -242,10 +242,6 @@ uint32_t tr_stack_current_skip(tr_thread_t *t, int skip)
 
 uint32_t tr_stack_count(void) { return tr_n_nodes - 1; }
 
-/* How many times the GIL has changed hands (3.11; 0 elsewhere, which makes callers read the
- * clock every time). Read with the GIL held. */
-unsigned long tr_gil_switches(void) { return tr_gil_switches_now(); }
-
 /* native mode hook (tr_native_mode.c): the calling thread's own frames, read while it does
  * NOT hold the GIL (a C call that released it, e.g. ctypes): they cannot change while it runs
  * C code. Fills code/instr outermost first (the innermost TR_MAX_DEPTH frames, like
