@@ -218,7 +218,8 @@ class BlockMatcher:
                    open_prefix: str | None = None) -> None:
         """Point ``_allocations``/``_notable_ends`` at block state kept in ``schema``.
 
-        ``open_prefix`` is where ``_blk_open`` is when not in ``schema`` (:attr:`open_table`).
+        ``open_prefix`` is where ``_blk_open`` is when not in ``schema`` (the matcher keeps it in
+        ``hot``, out of its checkpoints).
         """
         from memscope.analyzers.views import use_chain
 
@@ -396,20 +397,11 @@ def _chunks(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
         yield pa.Table.from_batches(pending, schema=MEMORY)
 
 
-def memory_batches(dataset: Any, prefetch: int = 8) -> Iterator[pa.RecordBatch]:
-    """The memory events' record batches in log order (segments, then batches).
+def memory_batches(reader: Any, prefetch: int = 8) -> Iterator[pa.RecordBatch]:
+    """The memory events' record batches of a log reader, in log order.
 
-    ``dataset`` is a log reader (its ``memory_batches()``: the columnar rows, then the chunks
-    the broker stored, decoded) or a dataset of the memory table. The scan is single-threaded
-    (pyarrow's threaded scan of IPC files reads a whole segment ahead of a slow consumer,
-    about 1 GiB on a 50-million-event log) and a thread keeps at most ``prefetch`` batches
-    decoded ahead of the matcher (:func:`memscope.analyzers.prefetch.prefetched`). The
-    buffers come from the system allocator, which gives freed batches back (pyarrow's
-    default pool keeps them).
+    They come from the reader's ``memory_batches()`` (the columnar rows, then the chunks the
+    broker stored, decoded); a thread keeps at most ``prefetch`` batches decoded ahead of the
+    matcher (:func:`memscope.analyzers.prefetch.prefetched`).
     """
-    if hasattr(dataset, "memory_batches"):
-        yield from prefetched(dataset.memory_batches(), prefetch)
-        return
-    scanner = dataset.scanner(batch_size=1 << 18, batch_readahead=1, fragment_readahead=1,
-                              use_threads=False, memory_pool=pa.system_memory_pool())
-    yield from prefetched(scanner.to_reader(), prefetch)
+    yield from prefetched(reader.memory_batches(), prefetch)

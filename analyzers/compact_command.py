@@ -37,8 +37,8 @@ def compact(log: str, out_dir: Path | None = None) -> dict[str, Any]:
         target = out / f"{name}.parquet"
         tmp = target.with_name(f".{target.name}.tmp")
         rows = 0
-        batches = (reader.memory_batches() if name == "memory" and hasattr(
-            reader, "memory_batches") else reader.dataset(name).to_batches())
+        batches = (reader.memory_batches() if name == "memory"
+                   else reader.dataset(name).to_batches())
         with pq.ParquetWriter(str(tmp), schema, compression="zstd") as writer:
             for batch in batches:
                 if batch.num_rows:

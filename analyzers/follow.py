@@ -39,7 +39,6 @@ from memscope.analyzers.blocks import BlockMatcher
 from memscope.analyzers.views import (
     _define,
     _new_connection,
-    _stored,
     freeze,
     open_reader,
 )
@@ -124,7 +123,7 @@ class Follower:
         if signature == self.read.signature:
             return None
         self.read.signature = signature
-        sources: dict[str, Any] = {name: _stored(reader, name) for name in TABLES}
+        sources: dict[str, Any] = {name: reader.stored_dataset(name) for name in TABLES}
         sources["memory"] = None  # no raw events: the analyzers read the block state
         _define(self.con, sources)
         self.matcher.feed(self._new_memory(reader))

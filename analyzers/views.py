@@ -339,7 +339,7 @@ def _memory_source(con: duckdb.DuckDBPyConnection, reader: Any, decode: bool,
     """
     if not decode:
         return None
-    if not hasattr(reader, "chunk_events") or not reader.chunk_events():
+    if not reader.chunk_events():
         return reader.dataset("memory")
     stream = reader.memory_reader() if fill else pa.RecordBatchReader.from_batches(
         MEMORY, iter(()))
@@ -424,11 +424,11 @@ def connect(
             memory events that fills ``raw_memory``: each event is decoded once. (Calling
             :func:`materialize` later on a ``raw_memory`` connection reads the log again.)
     """
-    reader = log if hasattr(log, "dataset") else open_reader(log)
+    reader: Any = log if hasattr(log, "dataset") else open_reader(log)
     con = _new_connection(memory_limit, threads)
     sources: dict[str, Any] = {name: reader.dataset(name) for name in TABLES
                                if name not in ("memory", "memory_chunks")}
-    sources["memory_chunks"] = _stored(reader, "memory_chunks")
+    sources["memory_chunks"] = reader.stored_dataset("memory_chunks")
     sources["memory"] = _memory_source(con, reader, raw_memory, fill=not matched)
     _define(con, sources)
     _READERS[con] = reader
@@ -440,11 +440,6 @@ def connect(
             batches = _copied(con, batches)
         materialize(con, batches)
     return con
-
-
-def _stored(reader: Any, table: str) -> Any:
-    stored = getattr(reader, "stored_dataset", None)
-    return stored(table) if stored is not None else reader.dataset(table)
 
 
 def materialize(

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from memscope.broker.decode import COLS1_ROW_BYTES
+from memscope.broker.decode import COLS1_ROW_BYTES, SEQ_SHIFT
 from memscope.broker.schema import MEMORY
 from memscope.producer.records import REC1_HEADER
 from memscope.producer.wire import MEMORY_COLUMNS, WireError
@@ -30,7 +30,6 @@ TARGET_EVENTS = 1 << 16
 #: events are split over several batches, so a reader's read-ahead (a few batches deep)
 #: stays bounded in events, not just in batches.
 MAX_EVENTS = 1 << 18
-_SEQ_SHIFT = 24
 _DTYPES = [np.dtype(code) for code in MEMORY_COLUMNS.values()]
 
 
@@ -189,7 +188,7 @@ def _identity(pieces: list[pa.RecordBatch], counts: np.ndarray,
 
     pid = np.repeat(column("pid", np.uint32), counts)
     tid = np.repeat(column("tid", np.uint64), counts)
-    first = (column("batch_seq", np.uint64) << np.uint64(_SEQ_SHIFT)) | column(
+    first = (column("batch_seq", np.uint64) << np.uint64(SEQ_SHIFT)) | column(
         "first_index", np.uint64)
     starts = (np.cumsum(counts) - counts).astype(np.uint64)
     # seq of event j of a chunk starting at row s: first + (row - s); uint64 wraps cancel.
@@ -213,11 +212,11 @@ def encode_memory_table(memory: pa.Table | pa.RecordBatch) -> pa.Table:
     rows = len(seq)
     if not rows:
         return MEMORY_CHUNKS.empty_table()
-    mask = (1 << _SEQ_SHIFT) - 1
+    mask = (1 << SEQ_SHIFT) - 1
     breaks = np.ones(rows, bool)
     breaks[1:] = ((cols["pid"][1:] != cols["pid"][:-1]) | (cols["tid"][1:] != cols["tid"][:-1])
                   | (seq[1:] != seq[:-1] + np.uint64(1))
-                  | ((seq[1:] >> np.uint64(_SEQ_SHIFT)) != (seq[:-1] >> np.uint64(_SEQ_SHIFT))))
+                  | ((seq[1:] >> np.uint64(SEQ_SHIFT)) != (seq[:-1] >> np.uint64(SEQ_SHIFT))))
     starts = np.flatnonzero(breaks)
     ends = np.append(starts[1:], rows)
     out: dict[str, list[Any]] = {name: [] for name in MEMORY_CHUNKS.names}
@@ -226,7 +225,7 @@ def encode_memory_table(memory: pa.Table | pa.RecordBatch) -> pa.Table:
                             {name: cols[name][start:end] for name in MEMORY_COLUMNS})
         out["pid"].append(int(cols["pid"][start]))
         out["tid"].append(int(cols["tid"][start]))
-        out["batch_seq"].append(int(seq[start]) >> _SEQ_SHIFT)
+        out["batch_seq"].append(int(seq[start]) >> SEQ_SHIFT)
         out["first_index"].append(int(seq[start]) & mask)
         out["n"].append(end - start)
         out["encoding"].append("rec1")

@@ -52,11 +52,8 @@ class MemoryPart:
     pid: int
     seq: int  # the envelope's batch seq
     tids: list[int]
-    chunks: list[dict[str, np.ndarray]]
+    chunks: list[dict[str, np.ndarray]]  # the batch's memory events, back to back from 0
     rows: int
-    #: Index within the batch of each chunk's first event; None: the chunks are the batch's
-    #: memory events from index 0 on, back to back.
-    starts: list[int] | None = None
 
     def batch(self) -> pa.RecordBatch:
         """This part alone as a record batch of the ``memory`` table (fresh arrays)."""
@@ -116,15 +113,11 @@ class MemoryAssembler:
     def _identity(self, part: MemoryPart, pos: int, out: dict[str, np.ndarray]) -> None:
         end = pos + part.rows
         out["pid"][pos:end] = part.pid
-        if part.starts is None:
-            np.bitwise_or(self._index(part.rows), np.uint64(part.seq << SEQ_SHIFT),
-                          out=out["seq"][pos:end])
-        for number, (tid, chunk) in enumerate(zip(part.tids, part.chunks, strict=True)):
+        np.bitwise_or(self._index(part.rows), np.uint64(part.seq << SEQ_SHIFT),
+                      out=out["seq"][pos:end])
+        for tid, chunk in zip(part.tids, part.chunks, strict=True):
             count = len(chunk["ts_ns"])
             out["tid"][pos:pos + count] = tid
-            if part.starts is not None:
-                first = (part.seq << SEQ_SHIFT) | part.starts[number]
-                np.add(self._index(count), np.uint64(first), out=out["seq"][pos:pos + count])
             pos += count
 
     def _pass_through(self, part: MemoryPart) -> pa.RecordBatch:
@@ -178,7 +171,11 @@ class ChunkPart:
     counts: list[int]
     encodings: list[str]
     data: list[bytes]
-    rows: int
+
+    @property
+    def rows(self) -> int:
+        """Events in the kept chunks."""
+        return sum(self.counts)
 
 
 def chunk_batch(parts: list[ChunkPart]) -> pa.RecordBatch:
@@ -249,10 +246,13 @@ def decode(envelope: Envelope, keep_chunks: bool = False) -> Decoded:
 
 def _memory_parts(envelope: Envelope, keep_chunks: bool,
                   ) -> tuple[MemoryPart, ChunkPart | None]:
+    """The envelope's memory chunks, decoded into columns.
+
+    With ``keep_chunks`` they are checked and kept instead: rec1 as they are, others as cols1.
+    """
     columns_list: list[dict[str, np.ndarray]] = []
     tids: list[int] = []
-    starts: list[int] = []
-    kept = ChunkPart(envelope.pid, envelope.seq, [], [], [], [], [], 0) if keep_chunks else None
+    kept = ChunkPart(envelope.pid, envelope.seq, [], [], [], [], []) if keep_chunks else None
     pos = 0
     for chunk in envelope.mem:
         tid = chunk["tid"]
@@ -260,40 +260,29 @@ def _memory_parts(envelope: Envelope, keep_chunks: bool,
             raise WireError(f"memory chunk tid {tid} out of range")
         if kept is not None and chunk["enc"] == "rec1":
             validate_chunk(chunk)
-            if chunk["n"]:
-                kept.tids.append(tid)
-                kept.firsts.append(pos)
-                kept.counts.append(chunk["n"])
-                kept.encodings.append("rec1")
-                kept.data.append(bytes(chunk["data"]))
-            pos += chunk["n"]
-            continue
-        columns = decode_chunk(chunk)
-        count = len(columns["ts_ns"])
-        if count != chunk["n"]:
-            raise WireError(f"memory chunk says n={chunk['n']} but decodes to {count} events")
-        if kept is not None:
-            if count:
-                kept.tids.append(tid)
-                kept.firsts.append(pos)
-                kept.counts.append(count)
-                kept.encodings.append("cols1")
-                kept.data.append(cols1_data(columns))
-            pos += count
-            continue
+            count, encoding = chunk["n"], "rec1"
+            data = bytes(chunk["data"]) if count else b""
+        else:
+            columns = decode_chunk(chunk)
+            count = len(columns["ts_ns"])
+            if count != chunk["n"]:
+                raise WireError(f"memory chunk says n={chunk['n']} but decodes to {count} events")
+            if kept is None:
+                if count:
+                    columns_list.append(columns)
+                    tids.append(tid)
+                continue
+            encoding = "cols1"
+            data = cols1_data(columns) if count else b""
         if count:
-            columns_list.append(columns)
-            tids.append(tid)
-            starts.append(pos)
+            kept.tids.append(tid)
+            kept.firsts.append(pos)
+            kept.counts.append(count)
+            kept.encodings.append(encoding)
+            kept.data.append(data)
         pos += count
     rows = sum(len(c["ts_ns"]) for c in columns_list)
-    contiguous = kept is None or not kept.counts
-    memory = MemoryPart(envelope.pid, envelope.seq, tids, columns_list, rows,
-                        None if contiguous else starts)
-    if kept is not None:
-        kept = ChunkPart(kept.pid, kept.seq, kept.tids, kept.firsts, kept.counts,
-                         kept.encodings, kept.data, sum(kept.counts))
-    return memory, kept
+    return MemoryPart(envelope.pid, envelope.seq, tids, columns_list, rows), kept
 
 
 def _rare_batch(name: str, columns: Any, pid: int) -> pa.RecordBatch:

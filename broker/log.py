@@ -281,8 +281,7 @@ class LogWriter:
         offset = writer.nbytes
         for batch in batches:
             offset = writer.write(batch)
-            if table == "memory_chunks":
-                writer.events += int(pc.sum(batch.column("n")).as_py() or 0)
+            writer.events += _chunk_events(table, batch)
         relative = writer.path.relative_to(self.path).as_posix()
         if writer.nbytes >= self.settings.segment_max_bytes:
             self._close_segment(table)
@@ -391,7 +390,7 @@ class Segment:
         return seg.read_segment(self.path, TABLES[self.table]).table
 
 
-def _chunk_events(table: str, data: pa.Table) -> int:
+def _chunk_events(table: str, data: pa.Table | pa.RecordBatch) -> int:
     if table != "memory_chunks" or not data.num_rows:
         return 0
     return int(pc.sum(data.column("n")).as_py() or 0)

@@ -2,12 +2,13 @@
 
 One thread does the work (``Broker.run``): it waits on the data socket (PULL) and the control
 socket (ROUTER, spoken to with REQ), decodes every message it can take without blocking,
-writes the group as one record batch per table (``rec1`` memory chunks are validated and
-stored as they arrived, see :mod:`memscope.broker.decode`), commits the group in the journal
-(:mod:`memscope.broker.journal`) and then answers control requests. A timer
-(``log_flush_interval_s``) fsyncs, snapshots the producers' state into the manifest, rotates
-old segments, publishes ``{"topic": "log", ...}`` on the feed and, every few seconds, appends
-``ingest`` rows (cumulative per-producer counters; also on the ``flush`` op and at close).
+writes the group as one record batch per table (memory chunks are validated and stored as
+they arrived, rec1 as is and others as cols1, see :mod:`memscope.broker.decode`), commits
+the group in the journal (:mod:`memscope.broker.journal`) and then answers control
+requests. A timer (``log_flush_interval_s``) fsyncs, snapshots the producers' state into
+the manifest, rotates old segments, publishes ``{"topic": "log", ...}`` on the feed and,
+every few seconds, appends ``ingest`` rows (cumulative per-producer counters; also on the
+``flush`` op and at close).
 """
 
 from __future__ import annotations
@@ -304,7 +305,7 @@ class Broker:
             relative, offset = self.writer.append("memory", batch)
             offsets[relative] = offset
         kept = [d.chunks for d in group.decoded if d.chunks is not None]
-        if kept:  # rec1 chunks as they arrived: one memory_chunks row each
+        if kept:  # chunks as they arrived: one memory_chunks row each
             relative, offset = self.writer.append("memory_chunks", chunk_batch(kept))
             offsets[relative] = offset
         per_table: dict[str, list[pa.RecordBatch]] = {}
