@@ -244,11 +244,11 @@ static int tr_add_piece(tr_pieces_t *pieces, uint64_t tid, uint64_t n, tr_delta_
  * suspended or migrated VM): the mapping starts afresh. */
 #define TR_ANCHOR_MAX_ERROR_NS 1000000
 
-/* The mapping of a thread's next chunk: from where its last chunk's mapping left its last
+/* The mapping of a thread's next chunk: from where its last chunk's mapping left its latest
  * record, to the drain's fresh reading `now`. A thread's times then never step back from one
- * chunk to the next (each drain mapped by its own reading alone was off by up to ~150 ns at
- * the seams, enough for an alloc and the free before it to swap places), and every seam is
- * pulled back to the clock. */
+ * chunk to the next (each drain mapped by its own reading alone stepped back at the seams by
+ * a reading's error, enough for an alloc and the free before it to swap places), and every
+ * seam is pulled back to the clock. */
 static tr_clock_t tr_thread_clock(const tr_thread_t *t, const tr_clock_t *now)
 {
     if (!t->dclock_set || !tr_use_tsc || now->tick <= t->dlast_tick) {
