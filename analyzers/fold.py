@@ -51,7 +51,7 @@ set ``live_bytes`` (the process's / all processes' live bytes now) and ``max_liv
 not recorded): ``reused``/``reused_bytes`` count it (process and site), and it leaves every
 live figure (process, site, thread, all processes) but is **not** a free. The new block is
 then live: counts ``allocations``/``bytes_allocated``/``live_blocks``/``live_bytes`` of the
-process, its site ``(pid, stack_id)`` and its thread ``(pid, tid)``; ``sizes[(pid, size)]``
+process, its site ``(pid, stack_id, domain)`` and its thread ``(pid, tid)``; ``sizes[(pid, size)]``
 counts it; the timeline bucket counts it in ``allocations``/``bytes_allocated``;
 ``first_alloc_ts_ns``/``last_alloc_ts_ns`` move. A block of at least ``oversized_bytes``
 counts in ``oversized`` and is kept in the ``oversized`` table (first ``keep_findings`` per
@@ -111,7 +111,7 @@ w_peak_bytes, w_peak_ts_ns (ints: the weighted running sum of ``floor(size / p +
 ``all``: one row: origin_ts_ns, width_ns, live_bytes, peak_bytes, peak_ts_ns,
 w_live_rounded, w_peak_bytes, w_peak_ts_ns (sampled processes' blocks weighted, others not).
 
-``sites``: pid, stack_id (ascending): allocations, bytes_allocated, frees, bytes_freed,
+``sites``: pid, stack_id, domain (ascending): allocations, bytes_allocated, frees, bytes_freed,
 live_blocks, live_bytes, reused, temporary_count, temporary_bytes, peak_blocks, peak_bytes,
 all_peak_blocks, all_peak_bytes, last_slot, series (int64 ``[n, site_slots]``).
 
@@ -229,8 +229,8 @@ ALL_COLUMNS: dict[str, str] = {
     "peak_ts_ns": _I8, "w_live_rounded": _I8, "w_peak_bytes": _I8, "w_peak_ts_ns": _I8,
 }
 SITE_COLUMNS: dict[str, str] = {
-    "pid": _U4, "stack_id": _U4, "allocations": _I8, "bytes_allocated": _I8, "frees": _I8,
-    "bytes_freed": _I8, "live_blocks": _I8, "live_bytes": _I8, "reused": _I8,
+    "pid": _U4, "stack_id": _U4, "domain": _U1, "allocations": _I8, "bytes_allocated": _I8,
+    "frees": _I8, "bytes_freed": _I8, "live_blocks": _I8, "live_bytes": _I8, "reused": _I8,
     "temporary_count": _I8, "temporary_bytes": _I8, "peak_blocks": _I8, "peak_bytes": _I8,
     "all_peak_blocks": _I8, "all_peak_bytes": _I8, "last_slot": _I8,
 }  # plus "series": int64 [n, site_slots]
@@ -402,7 +402,7 @@ class PyFold:
         self._slot_div = self.params.timeline_buckets // self.params.site_slots
         self._procs: dict[int, _Process] = {}
         self._sampling: dict[int, int] = {}
-        self._sites: dict[tuple[int, int], _Site] = {}
+        self._sites: dict[tuple[int, int, int], _Site] = {}
         self._threads: dict[tuple[int, int], list[int]] = {}
         self._sizes: dict[tuple[int, int], int] = {}
         self._lifetimes: dict[tuple[int, int], list[int]] = {}
@@ -493,7 +493,7 @@ class PyFold:
         bucket.live_bytes = live
 
     def _halve_series(self, proc: _Process) -> None:
-        for (pid, _), site in self._sites.items():
+        for (pid, _, _), site in self._sites.items():
             if pid != proc.pid or site.last_slot < 0:
                 continue
             last = site.last_slot
@@ -506,8 +506,8 @@ class PyFold:
                 new[j] = old[last]
             site.series, site.last_slot = new, new_last
 
-    def _site(self, proc: _Process, stack: int) -> _Site:
-        key = (proc.pid, stack)
+    def _site(self, proc: _Process, stack: int, domain: int) -> _Site:
+        key = (proc.pid, stack, domain)
         site = self._sites.get(key)
         if site is None:
             site = self._sites[key] = _Site(self.params.site_slots, proc.peak_version,
@@ -552,7 +552,7 @@ class PyFold:
         elif entry.state == LIVE:
             proc.c["reused"] += 1
             proc.c["reused_bytes"] += entry.size
-            self._site(proc, entry.stack).reused += 1
+            self._site(proc, entry.stack, entry.domain).reused += 1
             self._leave_live_known(proc, entry, address, slot)
         entry.state, entry.kind, entry.domain, entry.tid, entry.seq = LIVE, kind, domain, tid, seq
         entry.ts, entry.size, entry.stack = ts, size, stack
@@ -566,7 +566,7 @@ class PyFold:
         if proc.first_alloc_ts < 0 or ts < proc.first_alloc_ts:
             proc.first_alloc_ts = ts
         proc.last_alloc_ts = max(proc.last_alloc_ts, ts)
-        site = self._site(proc, stack)
+        site = self._site(proc, stack, domain)
         site.allocations += 1
         site.bytes_allocated += size
         self._site_live(proc, site, slot, 1, size)
@@ -622,7 +622,8 @@ class PyFold:
         c = proc.c
         c["live_blocks"] -= 1
         c["live_bytes"] -= entry.size
-        self._site_live(proc, self._site(proc, entry.stack), slot, -1, -entry.size)
+        self._site_live(proc, self._site(proc, entry.stack, entry.domain), slot, -1,
+                        -entry.size)
         t = self._thread(proc.pid, entry.tid)
         t[3] -= 1
         t[4] -= entry.size
@@ -659,7 +660,7 @@ class PyFold:
             size = entry.size
             c["frees"] += 1
             c["bytes_freed"] += size
-            site = self._site(proc, entry.stack)
+            site = self._site(proc, entry.stack, entry.domain)
             site.frees += 1
             site.bytes_freed += size
             self._thread(proc.pid, entry.tid)[2] += 1
@@ -778,13 +779,13 @@ class PyFold:
             "w_peak_bytes": self._all_w_peak, "w_peak_ts_ns": self._all_w_peak_ts}])
         site_rows = []
         series = []
-        for (pid, stack) in sorted(self._sites):
-            s = self._sites[(pid, stack)]
+        for (pid, stack, domain) in sorted(self._sites):
+            s = self._sites[(pid, stack, domain)]
             proc = self._procs[pid]
             at_peak = s.pv == proc.peak_version
             at_all = s.av == self._all_version
             site_rows.append({
-                "pid": pid, "stack_id": stack, "allocations": s.allocations,
+                "pid": pid, "stack_id": stack, "domain": domain, "allocations": s.allocations,
                 "bytes_allocated": s.bytes_allocated, "frees": s.frees,
                 "bytes_freed": s.bytes_freed, "live_blocks": s.live_blocks,
                 "live_bytes": s.live_bytes, "reused": s.reused,
@@ -831,7 +832,7 @@ class PyFold:
         return out
 
     @classmethod
-    def restore(cls, params: dict[str, int], tables: dict[str, dict[str, np.ndarray]]
+    def restore(cls, params: dict[str, int], tables: dict[str, dict[str, np.ndarray]]  # noqa: C901
                 ) -> PyFold:
         """A fold equal to the one that exported ``tables``."""
         fold = cls(**params)
@@ -870,7 +871,7 @@ class PyFold:
                       "last_slot"):
                 setattr(site, k, r[k])
             site.series = [int(v) for v in series[i]]
-            fold._sites[(r["pid"], r["stack_id"])] = site
+            fold._sites[(r["pid"], r["stack_id"], r["domain"])] = site
         for r in rows["threads"]:
             fold._threads[(r["pid"], r["tid"])] = [r["allocations"], r["bytes_allocated"],
                                                    r["frees"], r["live_blocks"],
