@@ -178,11 +178,10 @@ def write_report(report: dict[str, Any], options: AnalyzerOptions, kind_file: st
 
 
 def time_span(con: duckdb.DuckDBPyConnection, pid: int | None = None) -> tuple[int, int] | None:
-    """(first, last) ts_ns over the allocator events (of one pid), or None without events."""
+    """(first, last) ts_ns of the memory events (of one pid), or None without events."""
     cond, params = ("pid = ?", [pid]) if pid is not None else ("TRUE", [])
     row = con.execute(
-        f"SELECT min(ts_ns), max(coalesce(end_ts_ns, ts_ns)) FROM _allocations WHERE {cond}",
-        params,
+        f"SELECT min(first_ts_ns), max(last_ts_ns) FROM state_processes WHERE {cond}", params,
     ).fetchall()[0]
     if row is None or row[0] is None:
         return None
@@ -190,26 +189,27 @@ def time_span(con: duckdb.DuckDBPyConnection, pid: int | None = None) -> tuple[i
 
 
 def stack_info(con: duckdb.DuckDBPyConnection, pid: int, stack_id: int) -> dict[str, Any]:
-    """The resolved stack (innermost first) of one stack id; empty trace when unknown.
+    """The resolved stack (innermost first) of one stack id; empty trace when unknown."""
+    from memscope.analyzers.stacks import resolver
 
-    Every stack of the log is read once per connection (analyzers ask for hundreds, one at
-    a time) and kept until the block state changes (:func:`memscope.analyzers.memstats.forget`).
+    stacks = resolver(con)
+    return {"stack_id": stack_id, "location": stacks.location(pid, stack_id),
+            "trace": stacks.trace(pid, stack_id)}
+
+
+def rebucket(fine: list[dict[str, Any]], lo: int, hi: int, buckets: int,
+             start_of: Any) -> tuple[int, dict[int, list[dict[str, Any]]]]:
+    """Group fine time buckets into ``buckets`` equal coarse ones over ``[lo, hi]``.
+
+    ``start_of(row)`` is a fine bucket's start time; it belongs to the coarse bucket that
+    holds its start. Returns (coarse width, coarse index -> its fine rows in order).
     """
-    from memscope.analyzers.memstats import _cached
-
-    def load() -> dict[tuple[int, int], tuple[Any, Any]]:
-        return {(int(p), int(s)): (location, trace) for p, s, location, trace in
-                con.execute("SELECT pid, stack_id, location, trace FROM stacks").fetchall()}
-
-    stacks = _cached(con, "stack_info", load)
-    found = stacks.get((int(pid), int(stack_id)))
-    if found is None:
-        return {"stack_id": stack_id, "location": None, "trace": []}
-    return {"stack_id": stack_id, "location": found[0], "trace": list(found[1])}
-
-
-#: SQL joining a (pid, stack_id) relation aliased ``x`` to its resolved stack ``s``.
-STACK_JOIN = "LEFT JOIN stacks s ON s.pid = x.pid AND s.stack_id = x.stack_id"
+    width = max(1, (hi - lo) // max(1, buckets) + 1)
+    out: dict[int, list[dict[str, Any]]] = {}
+    for row in fine:
+        index = min(max(0, (int(start_of(row)) - lo) // width), max(0, buckets - 1))
+        out.setdefault(index, []).append(row)
+    return width, out
 
 
 def load_schema(file_kind: str) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from typing import Any
 import duckdb
 
 from memscope.analyzers._common import drop_none, rows
+from memscope.analyzers.stacks import resolver
 
 #: SQL predicate over a ``frames`` row: a native frame (see the module docstring).
 NATIVE_FRAME = "(lineno = 0 AND NOT (filename LIKE '%.py' OR filename LIKE '<%'))"
@@ -43,23 +44,24 @@ def _library_label(path: str | None) -> str | None:
 
 def stack_sites(con: duckdb.DuckDBPyConnection, pid: int, stack_id: int) -> dict[str, Any]:
     """The native caller and the innermost Python frame of one stack."""
-    frames = rows(
-        con,
-        f"""SELECT depth, function, filename, lineno, {NATIVE_FRAME} AS native
-        FROM frames WHERE pid = ? AND stack_id = ? ORDER BY depth""",
-        [pid, stack_id],
-    )
-    native = next((f for f in frames if f["native"]), None)
-    python = next((f for f in frames if not f["native"]), None)
+    frames = resolver(con).frames(pid, stack_id)
+    native = next((f for f in frames if is_native_frame(f)), None)
+    python = next((f for f in frames if not is_native_frame(f)), None)
     out: dict[str, Any] = {}
     if native is not None:
-        out["library"] = _library_label(native["filename"])
-        out["native_caller"] = f"{native['function']} ({native['filename']})"
+        out["library"] = _library_label(native[1])
+        out["native_caller"] = f"{native[0]} ({native[1]})"
     if python is not None:
-        out["python_site"] = f"{python['function']} ({python['filename']}:{python['lineno']})"
-        out["python_file"] = python["filename"]
-        out["python_line"] = python["lineno"]
+        out["python_site"] = f"{python[0]} ({python[1]}:{python[2]})"
+        out["python_file"] = python[1]
+        out["python_line"] = python[2]
     return out
+
+
+def is_native_frame(frame: tuple[str, str, int]) -> bool:
+    """Whether a (function, filename, lineno) frame is native (see the module docstring)."""
+    _, filename, lineno = frame
+    return lineno == 0 and not (filename.endswith(".py") or filename.startswith("<"))
 
 
 def add_sites(con: duckdb.DuckDBPyConnection, items: list[dict[str, Any]]) -> None:
@@ -105,52 +107,54 @@ def _json(text: str | None) -> Any:
 
 
 def ctypes_calls(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
-    """``ctypes.call_function`` events with the native blocks allocated during each call.
+    """``ctypes.call_function`` call sites with the native blocks allocated under each.
 
-    A block belongs to a call when it was allocated by the same thread after the call event
-    and before that thread's next ctypes call event, and its stack is the call's Python stack
-    plus one native frame (the stack the producer gives an allocation made inside the call).
-    ``by_library`` splits them by the library that called malloc (the called function itself
-    when ctypes called it directly through libffi, or ctypes' own machinery).
+    One row per call site: the Python stack of the ``ctypes.call_function`` events (their
+    count, first time and threads). A block belongs to a call site when its stack is the
+    call's Python stack plus one native frame (the stack the producer gives an allocation
+    made inside the call); the analysis state keeps blocks per stack, so the figures cover
+    every call made from that site. ``by_library`` splits them by the library that called
+    malloc (the called function itself when ctypes called it directly through libffi, or
+    ctypes' own machinery).
     """
     found = rows(
         con,
         """WITH calls AS (
-            SELECT pid, tid, ts_ns, stack_id, details,
-                LEAD(ts_ns) OVER (PARTITION BY pid, tid ORDER BY ts_ns) AS next_ts_ns
+            SELECT pid, stack_id, count(*) AS calls, min(ts_ns) AS first_ts_ns,
+                   list(DISTINCT tid ORDER BY tid) AS tids,
+                   arg_min(details, ts_ns) AS details
             FROM ffi WHERE starts_with(event, 'ctypes.call_function')
-            ORDER BY ts_ns, pid, tid LIMIT ?)
-        SELECT c.pid, c.tid, c.ts_ns, c.stack_id, any_value(c.details) AS details,
-            a.stack_id AS block_stack, count(a.ts_ns) AS blocks,
-            coalesce(sum(a.size), 0) AS bytes,
-            count(a.ts_ns) FILTER (WHERE a.end_ts_ns IS NULL) AS live_blocks,
-            coalesce(sum(a.size) FILTER (WHERE a.end_ts_ns IS NULL), 0) AS live_bytes
+            GROUP BY pid, stack_id ORDER BY first_ts_ns, pid, stack_id LIMIT ?)
+        SELECT c.pid, c.stack_id, c.calls, c.first_ts_ns, c.tids, c.details,
+            x.stack_id AS block_stack, coalesce(sum(x.allocations), 0) AS blocks,
+            coalesce(sum(x.bytes_allocated), 0) AS bytes,
+            coalesce(sum(x.live_blocks), 0) AS live_blocks,
+            coalesce(sum(x.live_bytes), 0) AS live_bytes
         FROM calls c
         LEFT JOIN raw_stacks s ON s.pid = c.pid AND s.parent_id = c.stack_id
-        LEFT JOIN _allocations a ON a.pid = c.pid AND a.tid = c.tid
-            AND a.stack_id = s.stack_id AND a.ts_ns >= c.ts_ns
-            AND (c.next_ts_ns IS NULL OR a.ts_ns < c.next_ts_ns)
-        GROUP BY c.pid, c.tid, c.ts_ns, c.stack_id, a.stack_id
-        ORDER BY c.ts_ns, c.pid, c.tid, a.stack_id""",
+        LEFT JOIN state_sites x ON x.pid = c.pid AND x.stack_id = s.stack_id
+        GROUP BY c.pid, c.stack_id, c.calls, c.first_ts_ns, c.tids, c.details, x.stack_id
+        ORDER BY c.first_ts_ns, c.pid, c.stack_id, x.stack_id""",
         [MAX_ITEMS],
     )
-    calls: dict[tuple[int, int, int], dict[str, Any]] = {}
+    sites: dict[tuple[int, int], dict[str, Any]] = {}
     counters = ("blocks", "bytes", "live_blocks", "live_bytes")
     for f in found:
-        key = (f["pid"], f["tid"], f["ts_ns"])
-        call = calls.get(key)
-        if call is None:
-            call = calls[key] = {
-                "pid": f["pid"], "tid": f["tid"], "ts_ns": f["ts_ns"], "stack_id": f["stack_id"],
+        key = (f["pid"], f["stack_id"])
+        site = sites.get(key)
+        if site is None:
+            site = sites[key] = {
+                "pid": f["pid"], "stack_id": f["stack_id"], "calls": f["calls"],
+                "first_ts_ns": f["first_ts_ns"], "tids": f["tids"],
                 "details": _json(f["details"]), **{c: 0 for c in counters}, "by_library": {}}
-        if not f["blocks"]:
+        if not f["blocks"] or f["block_stack"] is None:
             continue
         for c in counters:
-            call[c] += f[c]
+            site[c] += f[c]
         library = stack_sites(con, f["pid"], f["block_stack"]).get("library") or "unknown"
-        part = call["by_library"].setdefault(library, {c: 0 for c in counters})
+        part = site["by_library"].setdefault(library, {c: 0 for c in counters})
         for c in counters:
             part[c] += f[c]
-    out = list(calls.values())
+    out = list(sites.values())
     add_sites(con, out)
     return [drop_none(c) for c in out]

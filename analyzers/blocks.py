@@ -208,10 +208,7 @@ class BlockMatcher:
 
     def point_views(self) -> None:
         """Point ``_allocations`` and ``_notable_ends`` at the matched state."""
-        from memscope.analyzers.memstats import forget
-
         self.views_over(self.con, self.schema, self.hot)
-        forget(self.con)
 
     @staticmethod
     def views_over(con: duckdb.DuckDBPyConnection, schema: str | None = None,

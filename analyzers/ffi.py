@@ -12,8 +12,8 @@
   the ``python_site`` (innermost Python frame) of the allocation.
 * ``native_findings``: frees that memscope's allocator shim blocked (native mode): double
   frees, frees and reallocs of addresses malloc never returned, with their sites.
-* ``ctypes_calls``: ``ctypes.call_function`` events, each with the native blocks allocated
-  during the call (see :mod:`memscope.analyzers._native`).
+* ``ctypes_calls``: ``ctypes.call_function`` call sites, each with the native blocks
+  allocated under it (see :mod:`memscope.analyzers._native`).
 * ``risks``: what the events show -- raw memory reads/writes through addresses
   (``ctypes.string_at``, ``ctypes.cdata`` from an address, ``ctypes.PyObj_FromPtr``), native
   blocks freed through another domain, native blocks alive at exit -- each with its counts.
@@ -28,7 +28,6 @@ import duckdb
 
 from memscope.analyzers import _native
 from memscope.analyzers._common import (
-    STACK_JOIN,
     AnalyzerOptions,
     drop_none,
     metadata,
@@ -36,6 +35,8 @@ from memscope.analyzers._common import (
     rows,
     write_report,
 )
+from memscope.analyzers.fold import DOMAIN_MISMATCH
+from memscope.analyzers.stacks import add_locations, resolver
 from memscope.producer.wire import (
     DOMAIN_MMAP,
     DOMAIN_NAMES,
@@ -74,30 +75,36 @@ RISKY_EVENTS: tuple[tuple[str, str, str, str], ...] = (
      "an address malloc never returned (or already freed) was passed to realloc (blocked)"),
 )
 
-_CTYPES_STACKS = """SELECT DISTINCT pid, stack_id FROM frames
-    WHERE filename LIKE '%/ctypes/%' OR filename LIKE '%cffi%' OR function LIKE 'cffi%'"""
+_NATIVE_LIST = ", ".join(str(d) for d in NATIVE_DOMAINS)
+
+
+def _is_ctypes_frame(frame: tuple[str, str, int]) -> bool:
+    function, filename, _ = frame
+    return "/ctypes/" in filename or "cffi" in filename or function.startswith("cffi")
 
 
 def native_allocations(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     """Blocks, bytes and live blocks per native source."""
     domains = rows(
         con,
-        f"""SELECT domain, count(*) AS blocks, sum(size) AS bytes,
-                   count(*) FILTER (WHERE end_ts_ns IS NULL) AS live_blocks,
-                   coalesce(sum(size) FILTER (WHERE end_ts_ns IS NULL), 0) AS live_bytes
-        FROM _allocations WHERE domain IN ({", ".join(str(d) for d in NATIVE_DOMAINS)})
+        f"""SELECT domain, sum(allocations) AS blocks, sum(bytes_allocated) AS bytes,
+                   sum(live_blocks) AS live_blocks, sum(live_bytes) AS live_bytes
+        FROM state_sites WHERE domain IN ({_NATIVE_LIST})
         GROUP BY domain ORDER BY domain""",
     )
     out = [{"source": DOMAIN_NAMES.get(d.pop("domain"), "unknown"), **d} for d in domains]
-    ctypes_row = one(
-        con,
-        f"""SELECT count(*) AS blocks, coalesce(sum(size), 0) AS bytes,
-                   count(*) FILTER (WHERE end_ts_ns IS NULL) AS live_blocks,
-                   coalesce(sum(size) FILTER (WHERE end_ts_ns IS NULL), 0) AS live_bytes
-        FROM _allocations WHERE (pid, stack_id) IN ({_CTYPES_STACKS})""",
-    )
-    if ctypes_row["blocks"]:
-        out.append({"source": "ctypes/cffi", **ctypes_row})
+    ctypes_stacks = resolver(con).matching(_is_ctypes_frame)
+    if ctypes_stacks:
+        totals = {"blocks": 0, "bytes": 0, "live_blocks": 0, "live_bytes": 0}
+        for pid, stack_id, blocks, nbytes, live, live_bytes in con.execute(
+                """SELECT pid, stack_id, sum(allocations), sum(bytes_allocated),
+                          sum(live_blocks), sum(live_bytes)
+                FROM state_sites GROUP BY pid, stack_id ORDER BY pid, stack_id""").fetchall():
+            if (int(pid), int(stack_id)) in ctypes_stacks:
+                for key, value in zip(totals, (blocks, nbytes, live, live_bytes), strict=True):
+                    totals[key] += int(value)
+        if totals["blocks"]:
+            out.append({"source": "ctypes/cffi", **totals})
     return out
 
 
@@ -120,10 +127,11 @@ def boundary_events(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     )
     events = rows(
         con,
-        f"""SELECT x.pid, x.tid, x.ts_ns, x.event, x.details, x.stack_id, s.location
-        FROM ffi x {STACK_JOIN} ORDER BY x.ts_ns, x.pid, x.tid, x.event, x.details LIMIT ?""",
+        """SELECT pid, tid, ts_ns, event, details, stack_id
+        FROM ffi ORDER BY ts_ns, pid, tid, event, details LIMIT ?""",
         [MAX_EVENTS],
     )
+    add_locations(con, events)
     for e in events:
         e["details"] = _details(e["details"])
     libraries = sorted({
@@ -140,17 +148,14 @@ def native_leaks(con: duckdb.DuckDBPyConnection, top_n: int) -> list[dict[str, A
     """Sites with native-domain blocks alive at the end of the log."""
     found = rows(
         con,
-        f"""WITH x AS (SELECT pid, stack_id, domain, count(*) AS blocks, sum(size) AS bytes,
-                              min(ts_ns) AS first_ts_ns
-                       FROM _allocations
-                       WHERE end_ts_ns IS NULL
-                         AND domain IN ({", ".join(str(d) for d in NATIVE_DOMAINS)})
-                       GROUP BY pid, stack_id, domain
-                       ORDER BY bytes DESC, blocks DESC, pid, stack_id, domain LIMIT ?)
-        SELECT x.*, s.location, coalesce(s.trace, []) AS trace FROM x {STACK_JOIN}
-        ORDER BY x.bytes DESC, x.blocks DESC, x.pid, x.stack_id, x.domain""",
+        f"""SELECT pid, stack_id, domain_code AS domain, count(*) AS blocks,
+                   sum(size) AS bytes, min(ts_ns) AS first_ts_ns
+        FROM live WHERE domain_code IN ({_NATIVE_LIST})
+        GROUP BY pid, stack_id, domain_code
+        ORDER BY bytes DESC, blocks DESC, pid, stack_id, domain LIMIT ?""",
         [top_n],
     )
+    add_locations(con, found, trace=True)
     for f in found:
         f["domain"] = DOMAIN_NAMES.get(f["domain"], "unknown")
     _native.add_sites(con, found)  # native mode: library and Python call site
@@ -173,11 +178,11 @@ def risks(con: duckdb.DuckDBPyConnection, leaks: list[dict[str, Any]]) -> list[d
                         "count": found["count"], "first_ts_ns": found["first_ts_ns"],
                         "pids": found["pids"], "message": f"{found['count']} x {prefix}: "
                                                           f"{meaning}"})
-    native = ", ".join(str(d) for d in NATIVE_DOMAINS)
+    native = _NATIVE_LIST
     mismatch = one(
         con,
-        f"""SELECT count(*) AS count FROM _notable_ends
-        WHERE matched AND alloc_domain <> domain
+        f"""SELECT count(*) AS count FROM state_findings
+        WHERE type = {DOMAIN_MISMATCH}
           AND (alloc_domain IN ({native}) OR domain IN ({native}))""",
     )
     if mismatch["count"]:
@@ -188,8 +193,8 @@ def risks(con: duckdb.DuckDBPyConnection, leaks: list[dict[str, Any]]) -> list[d
     if leaks:
         total = one(
             con,
-            f"""SELECT count(*) AS blocks, coalesce(sum(size), 0) AS bytes FROM _allocations
-            WHERE end_ts_ns IS NULL AND domain IN ({native})""",
+            f"""SELECT count(*) AS blocks, coalesce(sum(size), 0) AS bytes FROM live
+            WHERE domain_code IN ({native})""",
         )
         out.append({"kind": "native_alive_at_end", "severity": "medium",
                     "count": total["blocks"], "bytes": total["bytes"],

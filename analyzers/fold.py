@@ -188,7 +188,7 @@ class FoldParams:
     oversized_bytes: int = 100 * 1024 * 1024
     timeline_buckets: int = 1024
     site_slots: int = 32
-    initial_width_ns: int = 1024
+    initial_width_ns: int = 1
     keep_findings: int = 1000
     interior_probe_bytes: int = 4096
     max_interior_checks: int = 1_000_000

@@ -26,16 +26,17 @@ import duckdb
 
 from memscope.analyzers import _types
 from memscope.analyzers._common import (
-    STACK_JOIN,
     AnalyzerOptions,
     drop_none,
     metadata,
     pct,
     process_ids,
+    rebucket,
     rows,
     write_report,
 )
 from memscope.analyzers.memstats import process_stats
+from memscope.analyzers.stacks import add_locations
 
 KIND = "memory"
 FILE_KIND = "memory_analysis"
@@ -69,7 +70,7 @@ def size_percentiles(
     have few distinct sizes. p95 is the size at index ``int(0.95 * n)`` of the sorted sizes.
     """
     counts = con.execute(
-        f"SELECT size, count(*) FROM _allocations WHERE {cond} GROUP BY size ORDER BY size",
+        f"SELECT size, sum(count) FROM state_sizes WHERE {cond} GROUP BY size ORDER BY size",
         params,
     ).fetchall()
     n = sum(int(c) for _, c in counts)
@@ -106,37 +107,41 @@ def _processes(con: duckdb.DuckDBPyConnection, pids: list[int]) -> list[dict[str
 
 
 def memory_over_time(con: duckdb.DuckDBPyConnection, buckets: int) -> list[dict[str, Any]]:
-    """Per process: live bytes at the end of each time bucket that saw events."""
-    points = rows(
-        con,
-        """WITH w AS (
-            SELECT pid, min(ts_ns) AS lo,
-                   greatest(1, (max(coalesce(end_ts_ns, ts_ns)) - min(ts_ns)) // ? + 1) AS width
-            FROM _allocations GROUP BY pid),
-        d AS (
-            SELECT a.pid, (a.ts_ns - w.lo) // w.width AS b, a.size::BIGINT AS delta,
-                   1 AS n_alloc, 0 AS n_free
-            FROM _allocations a JOIN w ON a.pid = w.pid
-            UNION ALL
-            SELECT a.pid, (a.end_ts_ns - w.lo) // w.width, -(a.size::BIGINT), 0, 1
-            FROM _allocations a JOIN w ON a.pid = w.pid WHERE a.end_ts_ns IS NOT NULL),
-        g AS (SELECT pid, b, sum(delta) AS net, sum(n_alloc) AS allocations,
-                     sum(n_free) AS frees,
-                     coalesce(sum(delta) FILTER (WHERE delta > 0), 0) AS bytes_allocated
-              FROM d GROUP BY pid, b)
-        SELECT g.pid, w.width, w.lo + (g.b + 1) * w.width - 1 AS ts_ns,
-               sum(g.net) OVER (PARTITION BY g.pid ORDER BY g.b) AS live_bytes,
-               g.allocations, g.frees, g.bytes_allocated
-        FROM g JOIN w ON g.pid = w.pid ORDER BY g.pid, g.b""",
-        [buckets],
-    )
-    series: dict[int, dict[str, Any]] = {}
-    for p in points:
-        entry = series.setdefault(p["pid"], {"pid": p["pid"], "bucket_ns": p["width"],
-                                             "points": []})
-        entry["points"].append({k: p[k] for k in ("ts_ns", "live_bytes", "allocations", "frees",
-                                                  "bytes_allocated")})
-    return [series[pid] for pid in sorted(series)]
+    """Per process: live bytes at the end of each time bucket that saw events.
+
+    Built from the state's fine timeline (``timeline_buckets`` per process): each coarse
+    bucket of ``[first event, last event] / buckets`` takes the fine buckets that start in
+    it, so a point's time is exact to one fine bucket. ``max_live_bytes`` is the highest
+    live bytes any event of the bucket left.
+    """
+    spans = {r["pid"]: r for r in rows(
+        con, "SELECT pid, first_ts_ns, last_ts_ns, origin_ts_ns, width_ns FROM state_processes "
+             "ORDER BY pid")}
+    fine_rows = rows(con, "SELECT * FROM state_timeline ORDER BY pid, bucket")
+    by_pid: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for r in fine_rows:
+        by_pid[r["pid"]].append(r)
+    out = []
+    for pid in sorted(by_pid):
+        span = spans[pid]
+        lo, hi = span["first_ts_ns"], span["last_ts_ns"]
+        width, coarse = rebucket(
+            by_pid[pid], lo, hi, buckets,
+            lambda r, s=span: s["origin_ts_ns"] + r["bucket"] * s["width_ns"])
+        points = []
+        for index in sorted(coarse):
+            fine = coarse[index]
+            points.append({
+                "ts_ns": lo + (index + 1) * width - 1,
+                "live_bytes": fine[-1]["live_bytes"],
+                "max_live_bytes": max(f["max_live_bytes"] for f in fine),
+                "allocations": sum(f["allocations"] for f in fine),
+                "frees": sum(f["frees"] for f in fine),
+                "bytes_allocated": sum(f["bytes_allocated"] for f in fine),
+            })
+        out.append({"pid": pid, "bucket_ns": width, "resolution_ns": span["width_ns"],
+                    "points": points})
+    return out
 
 
 def tracked_variables(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
@@ -200,32 +205,29 @@ def memory_hierarchy(variables: list[dict[str, Any]]) -> dict[str, Any]:
 
 def top_sites(con: duckdb.DuckDBPyConnection, top_n: int) -> list[dict[str, Any]]:
     """The allocation sites (stacks) that allocated the most bytes."""
-    return [drop_none(r) for r in rows(
+    found = rows(
         con,
-        f"""WITH x AS (
-            SELECT pid, stack_id, count(*) AS allocations, sum(size) AS bytes_allocated,
-                   count(*) FILTER (WHERE end_ts_ns IS NULL) AS live_allocations,
-                   coalesce(sum(size) FILTER (WHERE end_ts_ns IS NULL), 0) AS live_bytes
-            FROM _allocations GROUP BY pid, stack_id
-            ORDER BY bytes_allocated DESC, allocations DESC, pid, stack_id LIMIT ?)
-        SELECT x.*, s.location, coalesce(s.trace, []) AS trace FROM x {STACK_JOIN}
-        ORDER BY x.bytes_allocated DESC, x.allocations DESC, x.pid, x.stack_id""",
+        """SELECT pid, stack_id, sum(allocations) AS allocations,
+                  sum(bytes_allocated) AS bytes_allocated,
+                  sum(live_blocks) AS live_allocations, sum(live_bytes) AS live_bytes
+        FROM state_sites GROUP BY pid, stack_id
+        ORDER BY bytes_allocated DESC, allocations DESC, pid, stack_id LIMIT ?""",
         [top_n],
-    )]
+    )
+    add_locations(con, found, trace=True)
+    return [drop_none(r) for r in found]
 
 
 def largest_live(con: duckdb.DuckDBPyConnection, top_n: int) -> list[dict[str, Any]]:
     """The largest blocks still alive at the end of the log."""
-    return [drop_none(r) for r in rows(
+    found = rows(
         con,
-        f"""WITH x AS (
-            SELECT pid, tid, ts_ns, address, size, domain, stack_id FROM _allocations
-            WHERE end_ts_ns IS NULL ORDER BY size DESC, ts_ns, pid, address LIMIT ?)
-        SELECT x.pid, x.tid, x.ts_ns AS allocation_time_ns, x.address, x.size AS size_bytes,
-               x.stack_id, s.location
-        FROM x {STACK_JOIN} ORDER BY x.size DESC, x.ts_ns, x.pid, x.address""",
+        """SELECT pid, tid, ts_ns AS allocation_time_ns, address, size AS size_bytes, stack_id
+        FROM live ORDER BY size DESC, ts_ns, pid, address LIMIT ?""",
         [top_n],
-    )]
+    )
+    add_locations(con, found)
+    return [drop_none(r) for r in found]
 
 
 def run(con: duckdb.DuckDBPyConnection, options: AnalyzerOptions) -> dict[str, Any]:

@@ -5,7 +5,8 @@
 * ``allocation_distribution``: the size histogram -- tiny <= 64 B, small <= 256 B,
   medium <= 1 KiB, large <= 4 KiB, huge <= 16 KiB, massive above.
 * ``hottest_sites``: the top allocation stacks by count and by bytes.
-* ``temporary_allocations``: blocks freed within ``temporary_ns`` of their allocation.
+* ``temporary_allocations``: blocks freed within ``temporary_ns`` of their allocation, and
+  the lifetime histogram of every freed block (powers of two).
 * ``per_thread`` / ``per_process``: allocation counts and bytes.
 * ``peak_attribution``: at the exact peak (see :mod:`memscope.analyzers.memstats`), the stacks
   whose blocks were alive, with their bytes and share of the peak.
@@ -22,17 +23,18 @@ from typing import Any
 import duckdb
 
 from memscope.analyzers._common import (
-    STACK_JOIN,
     AnalyzerOptions,
     drop_none,
     metadata,
     one,
     pct,
+    rebucket,
     rows,
     time_span,
     write_report,
 )
 from memscope.analyzers.memstats import peak, process_stats
+from memscope.analyzers.stacks import add_locations
 
 KIND = "performance"
 FILE_KIND = "performance"
@@ -54,8 +56,8 @@ def size_histogram(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     """Counts and bytes of blocks per size bucket (every bucket listed, empty ones too)."""
     found = {r["b"]: r for r in rows(
         con,
-        f"""SELECT {_bucket_case()} AS b, count(*) AS count, sum(size) AS bytes
-        FROM _allocations GROUP BY b ORDER BY b""",
+        f"""SELECT {_bucket_case()} AS b, sum(count) AS count, sum(size * count) AS bytes
+        FROM state_sizes GROUP BY b ORDER BY b""",
     )}
     total = sum(r["count"] for r in found.values())
     out = []
@@ -70,48 +72,63 @@ def size_histogram(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
 
 
 def rates_over_time(con: duckdb.DuckDBPyConnection, buckets: int) -> dict[str, Any]:
-    """Allocation and free counts, bytes and rates per time bucket (buckets with events)."""
+    """Allocation and free counts, bytes and rates per time bucket (buckets with events).
+
+    From the state's all-process fine timeline: a coarse bucket takes the fine buckets that
+    start in it (exact to one fine bucket, ``resolution_ns``).
+    """
     span = time_span(con)
     if span is None:
         return {"bucket_ns": None, "points": []}
     lo, hi = span
-    width = max(1, (hi - lo) // max(1, buckets) + 1)
-    points = rows(
-        con,
-        """WITH d AS (
-            SELECT (ts_ns - ?) // ? AS b, 1 AS n_alloc, 0 AS n_free, size AS b_alloc,
-                   0 AS b_free
-            FROM _allocations
-            UNION ALL
-            SELECT (free_ts_ns - ?) // ?, 0, 1, 0, size FROM _allocations
-            WHERE free_ts_ns IS NOT NULL)
-        SELECT ? + b * ? AS ts_ns, sum(n_alloc) AS allocations, sum(n_free) AS frees,
-               sum(b_alloc) AS bytes_allocated, sum(b_free) AS bytes_freed
-        FROM d GROUP BY b ORDER BY b""",
-        [lo, width, lo, width, lo, width],
-    )
+    base = con.execute("SELECT origin_ts_ns, width_ns FROM state_all").fetchall()[0]
+    origin, fine_width = int(base[0]), int(base[1])
+    fine = rows(con, "SELECT * FROM state_timeline_all ORDER BY bucket")
+    width, coarse = rebucket(fine, lo, hi, buckets,
+                             lambda r: origin + r["bucket"] * fine_width)
     seconds = width / 1e9
-    for p in points:
+    points = []
+    for index in sorted(coarse):
+        group = coarse[index]
+        p = {"ts_ns": lo + index * width,
+             "allocations": sum(g["allocations"] for g in group),
+             "frees": sum(g["frees"] for g in group),
+             "bytes_allocated": sum(g["bytes_allocated"] for g in group),
+             "bytes_freed": sum(g["bytes_freed"] for g in group)}
         p["allocations_per_s"] = round(p["allocations"] / seconds, 3)
         p["frees_per_s"] = round(p["frees"] / seconds, 3)
         p["bytes_allocated_per_s"] = round(p["bytes_allocated"] / seconds, 3)
-    return {"bucket_ns": width, "start_ts_ns": lo, "end_ts_ns": hi, "points": points}
+        points.append(p)
+    return {"bucket_ns": width, "resolution_ns": fine_width, "start_ts_ns": lo,
+            "end_ts_ns": hi, "points": points}
+
+
+def _site_totals(con: duckdb.DuckDBPyConnection, order: str, top_n: int,
+                 where: str = "TRUE") -> list[dict[str, Any]]:
+    """Sites (pid, stack) summed over domains, the first ``top_n`` by ``order``."""
+    return rows(
+        con,
+        f"""SELECT pid, stack_id, sum(allocations) AS allocations,
+                   sum(bytes_allocated) AS bytes_allocated, sum(frees) AS frees,
+                   sum(live_blocks) AS live_blocks, sum(live_bytes) AS live_bytes,
+                   sum(temporary_count) AS temporary_count,
+                   sum(temporary_bytes) AS temporary_bytes,
+                   sum(peak_blocks) AS peak_blocks, sum(peak_bytes) AS peak_bytes,
+                   sum(all_peak_blocks) AS all_peak_blocks,
+                   sum(all_peak_bytes) AS all_peak_bytes
+        FROM state_sites WHERE {where} GROUP BY pid, stack_id
+        ORDER BY {order}, pid, stack_id LIMIT ?""",
+        [top_n],
+    )
 
 
 def hottest_sites(con: duckdb.DuckDBPyConnection, top_n: int) -> dict[str, Any]:
     """The top stacks by allocation count and by bytes allocated."""
     def top(order: str) -> list[dict[str, Any]]:
-        return [drop_none(r) for r in rows(
-            con,
-            f"""WITH x AS (SELECT pid, stack_id, count(*) AS allocations,
-                                  sum(size) AS bytes_allocated
-                           FROM _allocations GROUP BY pid, stack_id
-                           ORDER BY {order}, pid, stack_id LIMIT ?)
-            SELECT x.*, s.location, coalesce(s.trace, []) AS trace FROM x {STACK_JOIN}
-            ORDER BY {order.replace("allocations", "x.allocations")
-                      .replace("bytes_", "x.bytes_")}, x.pid, x.stack_id""",
-            [top_n],
-        )]
+        found = [{k: r[k] for k in ("pid", "stack_id", "allocations", "bytes_allocated")}
+                 for r in _site_totals(con, order, top_n)]
+        add_locations(con, found, trace=True)
+        return [drop_none(r) for r in found]
     return {"by_count": top("allocations DESC, bytes_allocated DESC"),
             "by_bytes": top("bytes_allocated DESC, allocations DESC")}
 
@@ -119,50 +136,38 @@ def hottest_sites(con: duckdb.DuckDBPyConnection, top_n: int) -> dict[str, Any]:
 def temporary_allocations(
     con: duckdb.DuckDBPyConnection, threshold_ns: int, top_n: int
 ) -> dict[str, Any]:
-    """Blocks freed within ``threshold_ns``: totals and the sites making most of them."""
+    """Blocks freed within ``threshold_ns``: totals, the sites making most, lifetimes."""
     totals = one(
         con,
-        """SELECT count(*) AS count, coalesce(sum(size), 0) AS bytes,
-                  (SELECT count(*) FROM _allocations) AS all_blocks
-        FROM _allocations WHERE free_ts_ns IS NOT NULL AND free_ts_ns - ts_ns <= ?""",
-        [threshold_ns],
+        """SELECT coalesce(sum(temporary_count), 0) AS count,
+                  coalesce(sum(temporary_bytes), 0) AS bytes,
+                  coalesce(sum(allocations), 0) AS all_blocks
+        FROM state_processes""",
     )
-    sites = [drop_none(r) for r in rows(
+    sites = [{"pid": r["pid"], "stack_id": r["stack_id"], "count": r["temporary_count"],
+              "bytes": r["temporary_bytes"]}
+             for r in _site_totals(con, "temporary_count DESC, temporary_bytes DESC", top_n,
+                                   "temporary_count > 0")]
+    add_locations(con, sites)
+    histogram = rows(
         con,
-        f"""WITH top AS (SELECT pid, stack_id, count(*) AS count, sum(size) AS bytes
-                         FROM _allocations
-                         WHERE free_ts_ns IS NOT NULL AND free_ts_ns - ts_ns <= ?
-                         GROUP BY pid, stack_id
-                         ORDER BY count DESC, bytes DESC, pid, stack_id LIMIT ?),
-        m AS (SELECT pid, stack_id, median(free_ts_ns - ts_ns) AS median_lifetime_ns
-              FROM _allocations
-              WHERE free_ts_ns IS NOT NULL AND free_ts_ns - ts_ns <= ?
-                AND (pid, stack_id) IN (SELECT pid, stack_id FROM top)
-              GROUP BY pid, stack_id),
-        x AS (SELECT top.*, m.median_lifetime_ns FROM top
-              JOIN m ON m.pid = top.pid AND m.stack_id = top.stack_id)
-        SELECT x.*, s.location FROM x {STACK_JOIN}
-        ORDER BY x.count DESC, x.bytes DESC, x.pid, x.stack_id""",
-        [threshold_ns, top_n, threshold_ns],
-    )]
+        """SELECT min_ns, max_ns, sum(count) AS count, sum(bytes) AS bytes
+        FROM lifetimes_hist GROUP BY min_ns, max_ns ORDER BY min_ns""",
+    )
     return drop_none({"threshold_ns": threshold_ns, "count": totals["count"],
                       "bytes": totals["bytes"],
                       "percentage_of_allocations": pct(totals["count"], totals["all_blocks"]),
-                      "top_sites": sites})
+                      "top_sites": [drop_none(s) for s in sites],
+                      "lifetime_histogram": histogram})
 
 
 def per_thread(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     """Allocations, bytes and blocks alive at the end per (pid, tid)."""
     return [drop_none(r) for r in rows(
         con,
-        """WITH x AS (SELECT pid, tid, count(*) AS allocations, sum(size) AS bytes_allocated,
-                             count(free_ts_ns) AS freed,
-                             count(*) FILTER (WHERE end_ts_ns IS NULL) AS live_allocations,
-                             coalesce(sum(size) FILTER (WHERE end_ts_ns IS NULL), 0)
-                                 AS live_bytes
-                      FROM _allocations GROUP BY pid, tid)
-        SELECT x.*, t.name AS thread_name FROM x
-        LEFT JOIN threads t ON t.pid = x.pid AND t.tid = x.tid
+        """SELECT x.pid, x.tid, x.allocations, x.bytes_allocated, x.frees AS freed,
+                  x.live_blocks AS live_allocations, x.live_bytes, t.name AS thread_name
+        FROM state_threads x LEFT JOIN threads t ON t.pid = x.pid AND t.tid = x.tid
         ORDER BY x.pid, x.tid""",
     )]
 
@@ -188,34 +193,32 @@ def per_process(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
 def _per_process_rows(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     return list(rows(
         con,
-        """WITH x AS (SELECT pid, count(*) AS allocations, sum(size) AS bytes_allocated,
-                             count(free_ts_ns) AS freed, count(DISTINCT tid) AS threads,
-                             min(ts_ns) AS first_ts_ns, max(ts_ns) AS last_ts_ns
-                      FROM _allocations GROUP BY pid)
-        SELECT x.*, p.ppid, p.argv, p.mode, p.end_ts_ns - p.start_ts_ns AS duration_ns
-        FROM x LEFT JOIN processes p ON p.pid = x.pid ORDER BY x.pid""",
+        """WITH t AS (SELECT pid, count(*) AS threads FROM state_threads
+                      WHERE allocations > 0 GROUP BY pid)
+        SELECT x.pid, x.allocations, x.bytes_allocated, x.frees AS freed,
+               coalesce(t.threads, 0) AS threads,
+               CASE WHEN x.first_alloc_ts_ns >= 0 THEN x.first_alloc_ts_ns END AS first_ts_ns,
+               CASE WHEN x.last_alloc_ts_ns >= 0 THEN x.last_alloc_ts_ns END AS last_ts_ns,
+               p.ppid, p.argv, p.mode, p.end_ts_ns - p.start_ts_ns AS duration_ns
+        FROM state_processes x LEFT JOIN t ON t.pid = x.pid
+        LEFT JOIN processes p ON p.pid = x.pid WHERE x.allocations > 0 ORDER BY x.pid""",
     ))
 
 
 def peak_attribution(con: duckdb.DuckDBPyConnection, top_n: int) -> dict[str, Any]:
-    """The stacks holding memory at the peak."""
+    """The stacks holding memory at the peak (all processes together)."""
     peak_bytes, peak_ts = peak(con)
     if peak_ts is None:
         return {"peak_memory": peak_bytes}
-    holders = [drop_none(r) for r in rows(
-        con,
-        f"""WITH x AS (SELECT pid, stack_id, count(*) AS blocks, sum(size) AS bytes
-                       FROM _allocations
-                       WHERE ts_ns <= ? AND (end_ts_ns IS NULL OR end_ts_ns > ?)
-                       GROUP BY pid, stack_id ORDER BY bytes DESC, blocks DESC, pid, stack_id
-                       LIMIT ?)
-        SELECT x.*, s.location, coalesce(s.trace, []) AS trace FROM x {STACK_JOIN}
-        ORDER BY x.bytes DESC, x.blocks DESC, x.pid, x.stack_id""",
-        [peak_ts, peak_ts, top_n],
-    )]
+    found = _site_totals(con, "all_peak_bytes DESC, all_peak_blocks DESC", top_n,
+                         "all_peak_blocks > 0")
+    holders = [{"pid": r["pid"], "stack_id": r["stack_id"], "blocks": r["all_peak_blocks"],
+                "bytes": r["all_peak_bytes"]} for r in found]
+    add_locations(con, holders, trace=True)
     for h in holders:
         h["percentage_of_peak"] = pct(h["bytes"], peak_bytes)
-    return {"peak_memory": peak_bytes, "peak_ts_ns": peak_ts, "holders": holders}
+    return {"peak_memory": peak_bytes, "peak_ts_ns": peak_ts,
+            "holders": [drop_none(h) for h in holders]}
 
 
 def tracer_cost(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
@@ -245,17 +248,15 @@ def folded(con: duckdb.DuckDBPyConnection, top_n: int) -> dict[str, Any]:
     """Totals and top sites of the short-lived pairs folded at the source."""
     totals = one(con, """SELECT coalesce(sum(alloc_count), 0) AS allocations,
                                 coalesce(sum(alloc_bytes), 0) AS bytes FROM raw_aggregates""")
-    sites = [drop_none(r) for r in rows(
+    sites = rows(
         con,
-        f"""WITH x AS (SELECT pid, stack_id, sum(alloc_count) AS allocations,
-                              sum(alloc_bytes) AS bytes
-                       FROM raw_aggregates GROUP BY pid, stack_id
-                       ORDER BY allocations DESC, bytes DESC, pid, stack_id LIMIT ?)
-        SELECT x.*, s.location FROM x {STACK_JOIN}
-        ORDER BY x.allocations DESC, x.bytes DESC, x.pid, x.stack_id""",
+        """SELECT pid, stack_id, sum(alloc_count) AS allocations, sum(alloc_bytes) AS bytes
+        FROM raw_aggregates GROUP BY pid, stack_id
+        ORDER BY allocations DESC, bytes DESC, pid, stack_id LIMIT ?""",
         [top_n],
-    )]
-    return {**totals, "top_sites": sites}
+    )
+    add_locations(con, sites)
+    return {**totals, "top_sites": [drop_none(s) for s in sites]}
 
 
 def run(con: duckdb.DuckDBPyConnection, options: AnalyzerOptions) -> dict[str, Any]:

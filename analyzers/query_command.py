@@ -23,7 +23,10 @@ from memscope.cli import CliError
 
 FORMATS = ("table", "csv", "json", "parquet")
 #: Views read from the matched block state when a query names them.
-_MATCHED = re.compile(r"\b(allocations|lifetimes|variables)\b", re.IGNORECASE)
+_MATCHED = re.compile(r"\b(allocations|lifetimes)\b", re.IGNORECASE)
+#: Views over the analysis state (:mod:`memscope.analyzers.state`, from its checkpoint).
+_STATE = re.compile(r"\b(sites|live|peak_sites|timeline|lifetimes_hist|process_totals|"
+                    r"thread_totals|sizes|variables|state_\w+)\b", re.IGNORECASE)
 #: Views that read the raw memory events (a chunk log's events are decoded into DuckDB for
 #: them); internal ``_`` names are assumed to.
 _RAW = re.compile(r"\b(events|raw_memory|frees)\b|(?<!\w)_\w", re.IGNORECASE)
@@ -91,6 +94,11 @@ def run_query(log: str, sql: str, fmt: str, output: str | None) -> int:
     # events only when the query reads them.
     con = open_or_fail(log, connect, matched=bool(_MATCHED.search(sql)),
                        raw_memory=bool(_RAW.search(sql)))
+    if _STATE.search(sql):
+        from memscope.analyzers.state import open_state
+        from memscope.analyzers.views import open_reader, use_state
+
+        use_state(con, open_state(open_or_fail(log, open_reader)).tables())
     try:
         if fmt == "parquet":
             import pyarrow.parquet as pq

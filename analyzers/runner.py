@@ -1,11 +1,11 @@
 """Running analyzers over a log: one process or parallel worker processes.
 
-``run_all`` first matches allocations to frees once (one window pass over the memory events,
-:func:`memscope.analyzers.views.materialize`) into a scratch DuckDB file, then runs each
-analyzer -- in this process with ``jobs=1``, else in ``jobs`` worker processes that each open
-the log's views and attach the scratch file read-only. An analyzer that fails does not stop
-the others: its error is collected and raised at the end as :class:`AnalysisError` naming it,
-after every other file is written.
+``run_all`` first brings the log's analysis state up to date (:func:`memscope.analyzers.state.
+open_state`: from its checkpoint, folding only what the log added since), then runs each
+analyzer over it -- in this process with ``jobs=1``, else in ``jobs`` worker processes that
+each open the checkpoint. An analyzer that fails does not stop the others: its error is
+collected and raised at the end as :class:`AnalysisError` naming it, after every other file
+is written.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing
 import os
-import shutil
-import tempfile
 import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
@@ -25,7 +23,9 @@ import duckdb
 
 from memscope.analyzers import Analyzer, select
 from memscope.analyzers._common import AnalyzerOptions, log_time, now_iso
-from memscope.analyzers.views import connect, materialize, open_reader, use_materialized
+from memscope.analyzers.fold import FoldParams
+from memscope.analyzers.state import AnalysisState, open_state
+from memscope.analyzers.views import connect, open_reader, use_state
 
 #: Total DuckDB memory budget of one analysis run, shared by its workers.
 MEMORY_BUDGET_MB = int(os.environ.get("MEMSCOPE_ANALYZE_MEMORY_MB", "1000"))
@@ -47,6 +47,30 @@ def default_out_dir(log: str | Path) -> Path:
     """The run directory of a log: LOG itself, or its parent when LOG is an ``events/`` dir."""
     path = Path(log)
     return path.parent if path.name == "events" else path
+
+
+def fold_params(options: AnalyzerOptions | None) -> FoldParams:
+    """The fold parameters the analyzer options call for."""
+    options = options or AnalyzerOptions()
+    return FoldParams(temporary_ns=int(options.temporary_ns),
+                      oversized_bytes=int(options.oversized_bytes))
+
+
+def state_connection(reader: Any, state: AnalysisState, memory_mb: int = MEMORY_BUDGET_MB,
+                     threads: int | None = None) -> duckdb.DuckDBPyConnection:
+    """A connection over the log's tables and its analysis state (what analyzers read)."""
+    con = connect(reader, memory_limit=f"{memory_mb}MB", threads=threads, raw_memory=False)
+    use_state(con, state.tables())
+    return con
+
+
+def connect_analyzed(log: Any, options: AnalyzerOptions | None = None,
+                     on_events: Callable[[int], None] | None = None,
+                     memory_mb: int = MEMORY_BUDGET_MB) -> duckdb.DuckDBPyConnection:
+    """A connection over ``log`` (path or reader) with its state brought up to date."""
+    reader = log if hasattr(log, "dataset") else open_reader(log)
+    state = open_state(reader, fold_params(options), on_events=on_events)
+    return state_connection(reader, state, memory_mb)
 
 
 def analyze_connection(
@@ -71,62 +95,20 @@ def analyze_connection(
     return written, failures
 
 
-def _worker(
-    log: str, scratch: str, kind: str, options: AnalyzerOptions, memory_mb: int, threads: int
-) -> tuple[str, str | None]:
+def _worker(log: str, kind: str, options: AnalyzerOptions, memory_mb: int, threads: int
+            ) -> tuple[str, str | None]:
     """Run one analyzer in a worker process; (kind, traceback or None)."""
     from memscope.analyzers import ANALYZERS
 
     try:
-        # Workers read the block state prepare() kept: no raw_memory (nothing to decode).
-        con = connect(log, memory_limit=f"{memory_mb}MB", threads=threads, raw_memory=False)
-        con.execute("ATTACH ? AS scratch (READ_ONLY)", [scratch])
-        use_materialized(con, "scratch")
+        reader = open_reader(log)
+        state = open_state(reader, fold_params(options))  # the checkpoint the parent wrote
+        con = state_connection(reader, state, memory_mb, threads)
         ANALYZERS[kind](con, options)
         con.close()
     except Exception:  # noqa: BLE001 -- sent back to the parent, which reports it
         return kind, traceback.format_exc()
     return kind, None
-
-
-def prepare(log: Any, scratch: Path, memory_mb: int = MEMORY_BUDGET_MB,
-            on_chunk: Callable[[int], None] | None = None) -> None:
-    """Match blocks once and keep the state in the DuckDB file ``scratch`` (for workers)."""
-    from memscope.analyzers.blocks import memory_batches
-
-    reader = log if hasattr(log, "dataset") else open_reader(log)
-    con = connect(reader, memory_limit=f"{memory_mb}MB", raw_memory=False)
-    try:
-        con.execute("SET temp_directory = ?", [str(scratch.parent / "spill")])
-        matcher = materialize(con, memory_batches(reader),
-                              on_chunk=on_chunk)
-        con.execute("ATTACH ? AS scratch", [str(scratch)])
-        for table in ("_blk_done", "_blk_open", "_blk_ends"):  # one bulk write each
-            con.execute(f"CREATE TABLE scratch.{table} AS "
-                        f"SELECT * FROM {matcher.table(table)}")
-        con.execute("DETACH scratch")
-    finally:
-        con.close()
-
-
-def connect_materialized(log: Any, memory_mb: int = MEMORY_BUDGET_MB,
-                         spill_dir: Path | None = None,
-                         on_chunk: Callable[[int], None] | None = None,
-                         raw_memory: bool = True,
-                         ) -> duckdb.DuckDBPyConnection:
-    """A connection over ``log`` with the block matching done in memory (one process).
-
-    ``raw_memory=False`` leaves ``raw_memory`` (the ``events`` view) empty: the analyzers read
-    only the matched block state, so a log's chunks need not be decoded a second time.
-    """
-    from memscope.analyzers.blocks import memory_batches
-
-    reader = log if hasattr(log, "dataset") else open_reader(log)
-    con = connect(reader, memory_limit=f"{memory_mb}MB", raw_memory=raw_memory)
-    if spill_dir is not None:
-        con.execute("SET temp_directory = ?", [str(spill_dir)])
-    materialize(con, memory_batches(reader), on_chunk=on_chunk)
-    return con
 
 
 def run_all(
@@ -138,7 +120,6 @@ def run_all(
     jobs: int = 1,
     options: AnalyzerOptions | None = None,
     progress: Progress | None = None,
-    scratch_dir: str | Path | None = None,
     on_chunk: Callable[[int], None] | None = None,
 ) -> list[Path]:
     """Run the selected analyzers over ``log`` into ``out_dir``; return the files written.
@@ -154,8 +135,7 @@ def run_all(
             ``log_problems`` are filled in here).
         progress: called with each analyzer's kind when it finishes (and "prepare" when
             the block matching is done).
-        on_chunk: called with the memory events matched so far, during the matching.
-        scratch_dir: where the block-matching scratch file goes (default: a temporary dir).
+        on_chunk: called with the memory events folded so far, during the fold.
 
     Raises:
         AnalysisError: some analyzers failed; the others' files were written.
@@ -169,34 +149,25 @@ def run_all(
         generated_at=((options.generated_at if options else None)
                       or log_time(getattr(reader, "manifest", None)) or now_iso()),
     )
-    tmp = Path(tempfile.mkdtemp(prefix="memscope-analyze-", dir=scratch_dir))
-    try:
-        if jobs <= 1 or len(analyzers) == 1:
-            con = connect_materialized(reader, spill_dir=tmp / "spill", on_chunk=on_chunk,
-                                       raw_memory=False)
-            if progress:
-                progress("prepare")
-            # Taken after the matching: chunks that did not decode are among the problems.
-            opts = replace(opts, log_problems=tuple(getattr(reader, "problems", ()) or ()))
-            written, failures = analyze_connection(con, opts, analyzers, progress)
-            con.close()
-        else:
-            scratch = tmp / "blocks.duckdb"
-            prepare(reader, scratch, on_chunk=on_chunk)
-            if progress:
-                progress("prepare")
-            opts = replace(opts, log_problems=tuple(getattr(reader, "problems", ()) or ()))
-            written, failures = _parallel(str(getattr(reader, "path", log)), scratch, analyzers,
-                                          opts, jobs, progress)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    state = open_state(reader, fold_params(opts), on_events=on_chunk)
+    if progress:
+        progress("prepare")
+    # Taken after the fold: chunks that did not decode are among the problems.
+    opts = replace(opts, log_problems=tuple(getattr(reader, "problems", ()) or ()))
+    if jobs <= 1 or len(analyzers) == 1:
+        con = state_connection(reader, state)
+        written, failures = analyze_connection(con, opts, analyzers, progress)
+        con.close()
+    else:
+        written, failures = _parallel(str(getattr(reader, "path", log)), analyzers, opts,
+                                      jobs, progress)
     if failures:
         raise AnalysisError(failures, written)
     return written
 
 
 def _parallel(
-    log: str, scratch: Path, analyzers: Sequence[Analyzer], opts: AnalyzerOptions, jobs: int,
+    log: str, analyzers: Sequence[Analyzer], opts: AnalyzerOptions, jobs: int,
     progress: Progress | None,
 ) -> tuple[list[Path], dict[str, str]]:
     workers = min(jobs, len(analyzers))
@@ -207,7 +178,7 @@ def _parallel(
     context = multiprocessing.get_context("spawn")
     with cf.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         futures = [
-            pool.submit(_worker, log, str(scratch), a.kind, opts, memory_mb, threads)
+            pool.submit(_worker, log, a.kind, opts, memory_mb, threads)
             for a in analyzers
         ]
         by_kind = {a.kind: a for a in analyzers}
@@ -231,12 +202,21 @@ def analyze_tables(
     only: Iterable[str] | None = None,
 ) -> list[Path]:
     """Run analyzers over in-memory Arrow tables (tests, samples); raise on any failure."""
-    from memscope.analyzers.views import connect_tables
-
-    con = connect_tables(tables)
-    materialize(con)
+    con = connect_tables_analyzed(tables, options)
     written, failures = analyze_connection(con, options, select(only))
     con.close()
     if failures:
         raise AnalysisError(failures, written)
     return written
+
+
+def connect_tables_analyzed(tables: dict[str, Any], options: AnalyzerOptions | None = None,
+                            window_rows: int | None = None) -> duckdb.DuckDBPyConnection:
+    """A connection over in-memory log tables with their analysis state (tests, samples)."""
+    from memscope.analyzers.state import fold_tables
+    from memscope.analyzers.views import connect_tables
+
+    con = connect_tables(tables)
+    state = fold_tables(tables, fold_params(options), window_rows)
+    use_state(con, state.tables())
+    return con

@@ -44,7 +44,6 @@ from typing import Any
 import duckdb
 
 from memscope.analyzers._common import (
-    STACK_JOIN,
     AnalyzerOptions,
     drop_none,
     metadata,
@@ -52,7 +51,9 @@ from memscope.analyzers._common import (
     stack_info,
     write_report,
 )
-from memscope.producer.wire import DOMAIN_NAMES, DOMAIN_NATIVE, KIND_FREE, KIND_NAMES
+from memscope.analyzers.fold import DOMAIN_MISMATCH, INTERIOR_FREE, REPEATED_END
+from memscope.analyzers.stacks import add_locations
+from memscope.producer.wire import DOMAIN_NAMES, DOMAIN_NATIVE, KIND_NAMES
 
 KIND = "security"
 FILE_KIND = "security_violations"
@@ -64,41 +65,38 @@ MAX_FINDINGS_PER_KIND = 1000
 _NOT_SAMPLED = "pid NOT IN (SELECT pid FROM processes WHERE mode = 'sampled')"
 
 
-#: Joins a finding relation ``f`` (pid, address, ``rel_ts``) to the allocation it relates to.
-_RELATED = """LEFT JOIN (SELECT pid, address, ts_ns, size, domain, stack_id, tid FROM _allocations
-                      WHERE (pid, address) IN (SELECT pid, address FROM f)
-                      QUALIFY row_number() OVER (PARTITION BY pid, address, ts_ns
-                                                 ORDER BY seq) = 1) a
-    ON a.pid = f.pid AND a.address = f.address AND a.ts_ns = f.rel_ts"""
+#: The state's kept findings with their allocation as ``a_*`` columns (``f`` in filters).
+_FINDINGS = """SELECT type, pid, tid, seq, ts_ns, address, kind, domain, stack_id,
+        alloc_ts_ns AS a_ts, size AS a_size, alloc_domain AS a_domain,
+        alloc_stack_id AS a_stack, alloc_tid AS a_tid, block_address,
+        prev_end_ts_ns AS previous_end_ts_ns, prev_end_tid, prev_end_stack_id, prev_end_kind
+    FROM state_findings"""
 
 
 def _alloc(con: duckdb.DuckDBPyConnection, r: dict[str, Any]) -> dict:
-    if r["a_ts"] is None:
+    if r["a_ts"] is None or r["a_ts"] < 0:
         return {}
-    return {"role": "allocation", "ts_ns": r["a_ts"], "address": r["address"],
+    return {"role": "allocation", "ts_ns": r["a_ts"], "address": r["block_address"],
             "size": r["a_size"], "domain": DOMAIN_NAMES.get(r["a_domain"], str(r["a_domain"])),
             "tid": r["a_tid"], "stack": stack_info(con, r["pid"], r["a_stack"])}
 
 
-def _with_allocation(
-    con: duckdb.DuckDBPyConnection, finding_sql: str, where: str = "TRUE",
-) -> list[dict[str, Any]]:
-    """Rows of ``finding_sql`` (with pid, address, rel_ts) joined to their allocation.
-
-    ``where`` filters the joined rows (``f`` the finding, ``a`` its allocation).
-    """
+def _findings(con: duckdb.DuckDBPyConnection, type_code: int,
+              where: str = "TRUE") -> list[dict[str, Any]]:
+    """The kept findings of one type (``f`` the finding row in ``where``), in time order."""
     return rows(
         con,
-        f"""WITH f AS ({finding_sql})
-        SELECT f.*, a.ts_ns AS a_ts, a.size AS a_size, a.domain AS a_domain,
-               a.stack_id AS a_stack, a.tid AS a_tid
-        FROM f {_RELATED} WHERE {where} ORDER BY f.ts_ns, f.pid, f.seq""",
+        f"""SELECT * FROM ({_FINDINGS}) f WHERE f.type = ? AND ({where})
+        ORDER BY f.ts_ns, f.pid, f.seq""",
+        [type_code],
     )
 
 
-_REPEATED_ENDS = f"""SELECT pid, tid, seq, ts_ns, address, kind, domain, stack_id,
-           previous_end_ts_ns, first_alloc_ts_ns AS rel_ts
-    FROM _notable_ends WHERE repeated_end AND {_NOT_SAMPLED}"""
+def _total(con: duckdb.DuckDBPyConnection, column: str, where: str = "TRUE") -> int:
+    """A counter of ``state_processes`` summed over the processes (``where`` filters)."""
+    found = con.execute(f"SELECT coalesce(sum({column}), 0) FROM state_processes WHERE {where}"
+                        ).fetchall()
+    return int(found[0][0])
 
 
 #: A repeated native free is proven when native mode's shim, which knows every live heap
@@ -117,10 +115,9 @@ def double_frees(con: duckdb.DuckDBPyConnection) -> tuple[int, list[dict[str, An
     native mode's shim blocked it (it knows every live heap block); the other repeated frees
     (which an untraced allocation in between would explain) are only counted.
     """
-    found = _with_allocation(
-        con, _REPEATED_ENDS, f"(f.stack_id <> 0 AND a.tid = f.tid) OR {_BLOCKED_BY_SHIM}"
-    )
-    patterns = int(con.execute(f"SELECT count(*) FROM ({_REPEATED_ENDS})").fetchall()[0][0])
+    found = _findings(con, REPEATED_END, f"f.{_NOT_SAMPLED} AND ((f.stack_id <> 0 AND "
+                                         f"f.a_tid = f.tid) OR {_BLOCKED_BY_SHIM})")
+    patterns = _total(con, "repeated_ends", _NOT_SAMPLED)
     out = []
     for r in found[:MAX_FINDINGS_PER_KIND]:
         alloc = _alloc(con, r)
@@ -133,9 +130,11 @@ def double_frees(con: duckdb.DuckDBPyConnection) -> tuple[int, list[dict[str, An
                            if alloc else "")
                         + "; no allocation of that address in between on any traced thread"),
             "stack": stack_info(con, r["pid"], r["stack_id"]),
-            "related_allocations": ([alloc] if alloc else []) + [
-                {"role": "first_free", "ts_ns": r["previous_end_ts_ns"], "address": r["address"]}
-            ],
+            "related_allocations": ([alloc] if alloc else []) + [drop_none({
+                "role": "first_free", "ts_ns": r["previous_end_ts_ns"], "address": r["address"],
+                "tid": r["prev_end_tid"],
+                "stack": (stack_info(con, r["pid"], r["prev_end_stack_id"])
+                          if r["prev_end_stack_id"] else None)})],
             "remediation": "Free each block once: clear the pointer after freeing it, and check "
                            "which owner (C extension, ctypes/cffi code) releases it.",
         })
@@ -144,16 +143,11 @@ def double_frees(con: duckdb.DuckDBPyConnection) -> tuple[int, list[dict[str, An
 
 def domain_mismatches(con: duckdb.DuckDBPyConnection) -> tuple[int, list[dict[str, Any]]]:
     """Blocks released through another allocator domain than they came from."""
-    found = _with_allocation(
-        con,
-        """SELECT pid, tid, seq, ts_ns, address, kind, domain, alloc_domain,
-                  alloc_ts_ns AS rel_ts, stack_id
-        FROM _notable_ends WHERE matched AND alloc_domain <> domain""",
-    )
+    found = _findings(con, DOMAIN_MISMATCH)
     out = []
     for r in found[:MAX_FINDINGS_PER_KIND]:
         alloc = _alloc(con, r)
-        came, went = (DOMAIN_NAMES.get(r["alloc_domain"], str(r["alloc_domain"])),
+        came, went = (DOMAIN_NAMES.get(r["a_domain"], str(r["a_domain"])),
                       DOMAIN_NAMES.get(r["domain"], str(r["domain"])))
         out.append({
             "kind": "domain_mismatch", "severity": "high", "pid": r["pid"], "tid": r["tid"],
@@ -167,7 +161,7 @@ def domain_mismatches(con: duckdb.DuckDBPyConnection) -> tuple[int, list[dict[st
                            "it (PyMem_Free for PyMem_Malloc, PyObject_Free for PyObject_Malloc, "
                            "PyMem_RawFree for PyMem_RawMalloc).",
         })
-    return len(found), out
+    return _total(con, "domain_mismatches"), out
 
 
 def _growth(series: list[int]) -> tuple[int, int]:
@@ -179,34 +173,45 @@ def _growth(series: list[int]) -> tuple[int, int]:
 def leak_sites(
     con: duckdb.DuckDBPyConnection, checkpoints: int
 ) -> list[dict[str, Any]]:
-    """Every site with blocks alive at the end, with its live bytes at each checkpoint."""
+    """Every site with blocks alive at the end, with its live bytes at each checkpoint.
+
+    The state keeps each site's live bytes at the end of ``site_slots`` equal time slots of
+    its process; the checkpoints are the ends of the slots that cut the process's span
+    (its first event to the later of its last event and its exit) into ``checkpoints``
+    nearly equal steps.
+    """
     k = max(2, int(checkpoints))
-    columns = ",\n".join(
-        f"coalesce(sum(a.size) FILTER (WHERE a.ts_ns <= c.t{i} AND "
-        f"(a.end_ts_ns IS NULL OR a.end_ts_ns > c.t{i})), 0) AS live{i}"
-        for i in range(1, k + 1)
-    )
-    times = ", ".join(f"lo + (hi - lo) * {i} // {k} AS t{i}" for i in range(1, k + 1))
-    return rows(
+    spans = {r["pid"]: r for r in rows(
         con,
-        f"""WITH span AS (
-            SELECT a.pid, min(a.ts_ns) AS lo,
-                   greatest(max(coalesce(a.end_ts_ns, a.ts_ns)), max(p.end_ts_ns)) AS hi
-            FROM _allocations a LEFT JOIN processes p ON p.pid = a.pid GROUP BY a.pid),
-        c AS (SELECT pid, {times} FROM span),
-        live AS (SELECT pid, stack_id, count(*) AS blocks, sum(size) AS bytes
-                 FROM _allocations WHERE end_ts_ns IS NULL GROUP BY pid, stack_id),
-        x AS (SELECT a.pid, a.stack_id, {columns}
-              FROM _allocations a JOIN c ON c.pid = a.pid
-              WHERE (a.pid, a.stack_id) IN (SELECT pid, stack_id FROM live)
-              GROUP BY a.pid, a.stack_id)
-        SELECT x.*, live.blocks, live.bytes, p.end_ts_ns IS NOT NULL AS process_exited,
-               s.location
-        FROM x JOIN live ON live.pid = x.pid AND live.stack_id = x.stack_id
-        LEFT JOIN processes p ON p.pid = x.pid
-        {STACK_JOIN}
-        ORDER BY live.bytes DESC, x.pid, x.stack_id""",
-    )
+        """SELECT s.pid, s.origin_ts_ns, s.width_ns, greatest(s.last_ts_ns,
+                  coalesce(p.end_ts_ns, s.last_ts_ns)) AS hi, p.end_ts_ns IS NOT NULL AS exited
+        FROM state_processes s LEFT JOIN processes p ON p.pid = s.pid""")}
+    found = con.execute(
+        """SELECT pid, stack_id, sum(live_blocks) AS blocks, sum(live_bytes) AS bytes,
+                  list(series) AS series
+        FROM state_sites GROUP BY pid, stack_id HAVING sum(live_blocks) > 0
+        ORDER BY bytes DESC, pid, stack_id""").fetchall()
+    out = []
+    for pid, stack_id, blocks, nbytes, series_list in found:
+        span = spans[int(pid)]
+        slots = len(series_list[0])
+        slot_ns = int(span["width_ns"]) * _slot_buckets(con, slots)
+        last = min(slots - 1, max(0, (int(span["hi"]) - int(span["origin_ts_ns"])) // slot_ns))
+        summed = [sum(int(s[j]) for s in series_list) for j in range(slots)]
+        row = {"pid": int(pid), "stack_id": int(stack_id), "blocks": int(blocks),
+               "bytes": int(nbytes), "process_exited": bool(span["exited"])}
+        for i in range(1, k + 1):
+            row[f"live{i}"] = summed[max(0, ((last + 1) * i) // k - 1)]
+        out.append(row)
+    add_locations(con, out)
+    return out
+
+
+def _slot_buckets(con: duckdb.DuckDBPyConnection, slots: int) -> int:
+    """Fine timeline buckets per site slot (the fold's ``timeline_buckets / site_slots``)."""
+    from memscope.analyzers.fold import FoldParams
+
+    return FoldParams().timeline_buckets // slots
 
 
 def leaks(
@@ -264,7 +269,7 @@ def _samples_live(con: duckdb.DuckDBPyConnection) -> dict[tuple[int, int], list[
     out: dict[tuple[int, int], list[dict]] = {}
     for r in rows(
         con,
-        """SELECT pid, stack_id, ts_ns, address, size FROM _allocations WHERE end_ts_ns IS NULL
+        """SELECT pid, stack_id, ts_ns, address, size FROM live
         QUALIFY row_number() OVER (PARTITION BY pid, stack_id
                                    ORDER BY size DESC, ts_ns, address) <= 5
         ORDER BY pid, stack_id, size DESC, ts_ns, address""",
@@ -273,77 +278,30 @@ def _samples_live(con: duckdb.DuckDBPyConnection) -> dict[tuple[int, int], list[
     return out
 
 
-#: Unmatched frees checked for pointing inside a live block; beyond this many the check is
-#: skipped (and reported as not done).
-MAX_INTERIOR_CHECKS = 1_000_000
-
-
 def interior_frees(con: duckdb.DuckDBPyConnection) -> tuple[int, list[dict[str, Any]], bool]:
     """Frees of an address strictly inside a block of the same domain alive at that moment.
 
-    Only frees of addresses the log never saw allocated are checked (a repeated free is a
-    double free instead).
-
-    A plain range join of the frees against every block costs frees x blocks comparisons
-    (minutes on a few million events). Instead, an ASOF join pairs each block with the
-    nearest freed address above its start -- one sort of each side -- which keeps only the
-    blocks that contain some freed address (few); the exact check joins those.
-
-    Returns (count, findings, checked): ``checked`` is False when the log holds more than
-    :data:`MAX_INTERIOR_CHECKS` unmatched frees and the check was skipped.
+    The fold checks every free of an address the log never saw allocated (a repeated free
+    is a double free instead) against the live blocks of its process when it happens
+    (:mod:`memscope.analyzers.fold`). Returns (count, findings, checked): ``checked`` is
+    False when some process had more unmatched frees than the fold checks.
     """
-    unmatched = con.execute(
-        f"SELECT count(*) FROM _notable_ends WHERE NOT matched AND NOT repeated_end "
-        f"AND kind = {KIND_FREE}"
-    ).fetchall()[0][0]
-    if not unmatched:
-        return 0, [], True
-    if unmatched > MAX_INTERIOR_CHECKS:
-        return 0, [], False
-    found = rows(
-        con,
-        f"""WITH f AS (SELECT pid, tid, seq, ts_ns, address, domain, stack_id
-                       FROM _notable_ends
-                       WHERE NOT matched AND NOT repeated_end AND kind = {KIND_FREE}),
-        -- (pid, domain) and address folded into one ordered key, so the ASOF join needs
-        -- no equality condition
-        keys AS (SELECT pid, domain, row_number() OVER (ORDER BY pid, domain) AS k
-                 FROM (SELECT DISTINCT pid, domain FROM f)),
-        freed AS (SELECT DISTINCT (k::HUGEINT << 64) + address AS v
-                  FROM f JOIN keys USING (pid, domain)),
-        blocks AS (SELECT (k::HUGEINT << 64) + a.address AS v, a.pid, a.address, a.size,
-                          a.ts_ns, a.end_ts_ns, a.domain, a.stack_id, a.tid
-                   FROM _allocations a JOIN keys USING (pid, domain)),
-        holding AS (SELECT blocks.* FROM blocks ASOF JOIN freed ON freed.v > blocks.v
-                    WHERE freed.v < blocks.v + blocks.size)
-        SELECT f.pid, f.tid, f.seq, f.ts_ns, f.address, f.domain, f.stack_id,
-               a.address AS block, a.size AS block_size, a.ts_ns AS block_ts,
-               a.stack_id AS block_stack, a.tid AS block_tid
-        FROM f JOIN holding a ON a.pid = f.pid AND a.domain = f.domain
-          AND f.address > a.address AND f.address < a.address + a.size
-        WHERE a.ts_ns < f.ts_ns AND (a.end_ts_ns IS NULL OR a.end_ts_ns > f.ts_ns)
-        ORDER BY f.ts_ns, f.pid, f.seq""",
-    )
+    found = _findings(con, INTERIOR_FREE)
     out = []
     for r in found[:MAX_FINDINGS_PER_KIND]:
-        offset = r["address"] - r["block"]
+        offset = r["address"] - r["block_address"]
         out.append({
             "kind": "invalid_free", "severity": "high", "pid": r["pid"], "tid": r["tid"],
             "ts_ns": r["ts_ns"], "address": r["address"],
             "message": f"free of {r['address']:#x}, {offset} bytes inside the live "
-                       f"{r['block_size']}-byte block at {r['block']:#x} (allocated at ts_ns "
-                       f"{r['block_ts']})",
+                       f"{r['a_size']}-byte block at {r['block_address']:#x} (allocated at "
+                       f"ts_ns {r['a_ts']})",
             "stack": stack_info(con, r["pid"], r["stack_id"]),
-            "related_allocations": [{
-                "role": "allocation", "ts_ns": r["block_ts"], "address": r["block"],
-                "size": r["block_size"], "tid": r["block_tid"],
-                "domain": DOMAIN_NAMES.get(r["domain"], str(r["domain"])),
-                "stack": stack_info(con, r["pid"], r["block_stack"]),
-            }],
+            "related_allocations": [_alloc(con, r)],
             "remediation": "Pass the pointer the allocator returned, not one into the block "
                            "(check pointer arithmetic before the free).",
         })
-    return len(found), out, True
+    return _total(con, "interior_frees"), out, _total(con, "interior_unchecked") == 0
 
 
 def oversized(
@@ -352,8 +310,9 @@ def oversized(
     """Single blocks of at least ``threshold`` bytes."""
     found = rows(
         con,
-        """SELECT pid, tid, ts_ns, address, size, domain, stack_id, free_ts_ns
-        FROM _allocations WHERE size >= ? ORDER BY size DESC, ts_ns, pid, address""",
+        """SELECT pid, tid, ts_ns, address, size, domain, stack_id,
+                  CASE WHEN free_ts_ns >= 0 THEN free_ts_ns END AS free_ts_ns
+        FROM state_oversized WHERE size >= ? ORDER BY size DESC, ts_ns, pid, address""",
         [threshold],
     )
     out = []
@@ -371,19 +330,14 @@ def oversized(
             "remediation": "Stream or chunk the data, or use a memory-mapped file, instead of "
                            "one buffer this large.",
         }))
-    return len(found), out
+    return _total(con, "oversized"), out
 
 
 def _unprovable(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     return rows(
         con,
-        """WITH u AS (SELECT pid, count(*) AS n FROM _notable_ends WHERE NOT matched
-                      GROUP BY pid),
-        r AS (SELECT pid, count(*) AS n FROM _allocations WHERE reused_ts_ns IS NOT NULL
-              GROUP BY pid)
-        SELECT coalesce(u.pid, r.pid) AS pid, coalesce(u.n, 0) AS unmatched_frees,
-               coalesce(r.n, 0) AS unrecorded_frees
-        FROM u FULL OUTER JOIN r ON u.pid = r.pid ORDER BY pid""",
+        """SELECT pid, unmatched_frees, reused AS unrecorded_frees FROM state_processes
+        WHERE unmatched_frees > 0 OR reused > 0 ORDER BY pid""",
     )
 
 

@@ -34,15 +34,15 @@ def collect(log: str) -> dict[str, Any]:
     """Totals for the whole log and per process, plus ingest counters."""
     from memscope.analyzers._common import rows
     from memscope.analyzers.memstats import process_stats
-    from memscope.analyzers.runner import connect_materialized
+    from memscope.analyzers.runner import connect_analyzed
     from memscope.analyzers.views import open_reader
 
     reader = open_or_fail(log, open_reader)
-    con = open_or_fail(reader, connect_materialized, raw_memory=False)  # block state only
+    con = open_or_fail(reader, connect_analyzed)
     try:
         processes = {r["pid"]: r for r in rows(con, "SELECT * FROM processes ORDER BY pid")}
         pids = [r[0] for r in con.execute(
-            "SELECT pid FROM processes UNION SELECT DISTINCT pid FROM _allocations ORDER BY pid"
+            "SELECT pid FROM processes UNION SELECT pid FROM state_processes ORDER BY pid"
         ).fetchall()]
         per = []
         for pid in pids:

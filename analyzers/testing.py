@@ -369,11 +369,11 @@ def run_analyzer(builder: LogBuilder, kind: str, *, validate: bool = True,
     """
     from memscope.analyzers import ANALYZERS
     from memscope.analyzers._common import AnalyzerOptions, load_schema
-    from memscope.analyzers.views import connect_tables, materialize
+    from memscope.analyzers.runner import connect_tables_analyzed
 
-    con = connect_tables(builder.tables())
-    materialize(con)
-    report = ANALYZERS[kind](con, AnalyzerOptions(**options))
+    opts = AnalyzerOptions(**options)
+    con = connect_tables_analyzed(builder.tables(), opts)
+    report = ANALYZERS[kind](con, opts)
     con.close()
     if validate:
         import jsonschema

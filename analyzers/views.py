@@ -69,6 +69,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from memscope.analyzers.fold import LIVE
 from memscope.broker.schema import MEMORY, TABLES
 from memscope.producer.wire import (
     DOMAIN_NAMES,
@@ -280,6 +281,77 @@ def _view_sql() -> list[str]:
         FROM raw_ingest
         QUALIFY row_number() OVER (PARTITION BY producer ORDER BY ts_ns DESC, batches DESC) = 1""",
     ]
+
+
+def _state_view_sql() -> list[str]:
+    """Views over the analysis state (``state_<table>``, :mod:`memscope.analyzers.state`)."""
+    domain = _case("domain", DOMAIN_NAMES)
+    return [
+        f"""CREATE OR REPLACE VIEW sites AS
+        SELECT pid, stack_id, {domain} AS domain, allocations, bytes_allocated, frees,
+            bytes_freed, live_blocks, live_bytes, reused AS unrecorded_frees, temporary_count,
+            temporary_bytes, domain AS domain_code
+        FROM state_sites""",
+        f"""CREATE OR REPLACE VIEW live AS
+        SELECT pid, tid, seq, ts_ns, address, size, {domain} AS domain, stack_id,
+            domain AS domain_code
+        FROM state_blocks WHERE state = {LIVE}""",
+        f"""CREATE OR REPLACE VIEW peak_sites AS
+        SELECT pid, stack_id, {domain} AS domain, peak_blocks AS blocks, peak_bytes AS bytes,
+            all_peak_blocks, all_peak_bytes, domain AS domain_code
+        FROM state_sites WHERE peak_blocks > 0 OR all_peak_blocks > 0""",
+        """CREATE OR REPLACE VIEW timeline AS
+        SELECT t.pid, p.origin_ts_ns + t.bucket * p.width_ns AS start_ts_ns,
+            p.width_ns AS width_ns, t.events, t.allocations, t.frees, t.bytes_allocated,
+            t.bytes_freed, t.live_bytes, t.max_live_bytes
+        FROM state_timeline t JOIN state_processes p ON p.pid = t.pid""",
+        """CREATE OR REPLACE VIEW lifetimes_hist AS
+        SELECT pid, CASE WHEN bucket = 0 THEN 0 ELSE (1::HUGEINT << (bucket - 1)) END AS min_ns,
+            CASE WHEN bucket = 0 THEN 0 ELSE (1::HUGEINT << bucket) - 1 END AS max_ns,
+            count, bytes
+        FROM state_lifetimes""",
+        """CREATE OR REPLACE VIEW process_totals AS
+        SELECT pid, allocations, bytes_allocated, frees, bytes_freed, live_blocks, live_bytes,
+            peak_bytes, CASE WHEN peak_ts_ns >= 0 THEN peak_ts_ns END AS peak_ts_ns,
+            reused AS unrecorded_frees, unmatched_frees, repeated_ends, domain_mismatches,
+            interior_frees, first_ts_ns, last_ts_ns
+        FROM state_processes""",
+        """CREATE OR REPLACE VIEW thread_totals AS
+        SELECT pid, tid, allocations, bytes_allocated, frees, live_blocks, live_bytes
+        FROM state_threads""",
+        "CREATE OR REPLACE VIEW sizes AS SELECT pid, size, count FROM state_sizes",
+        """CREATE OR REPLACE VIEW variables AS
+        SELECT v.pid, v.tid, v.var_id, v.name, v.type_name, v.object_id, v.address, v.size,
+            v.deep_size, v.scope, v.scope_id, v.stack_id, v.contains,
+            v.ts_ns AS created_ts_ns, e.ts_ns AS died_ts_ns,
+            e.ts_ns - v.ts_ns AS lifetime_ns, e.ts_ns IS NULL AS alive_at_end
+        FROM raw_variables v ASOF LEFT JOIN state_deaths e
+            ON v.pid = e.pid AND v.address = e.address AND e.ts_ns >= v.ts_ns""",
+        """CREATE OR REPLACE VIEW _pids AS
+        SELECT pid FROM processes UNION SELECT pid FROM state_processes""",
+    ]
+
+
+#: Views over the analysis state (in the order ``memscope query`` lists them).
+STATE_VIEWS = ("sites", "live", "peak_sites", "timeline", "lifetimes_hist", "process_totals",
+               "thread_totals", "sizes")
+
+
+def use_state(con: duckdb.DuckDBPyConnection, tables: Mapping[str, pa.Table]) -> None:
+    """Register the analysis state's tables (``state_<name>``) and the views over them.
+
+    ``variables`` then takes each tracked object's death from the state, and the small views
+    the analyzers read repeatedly are stored as tables (:func:`freeze`).
+    """
+    for name, table in tables.items():
+        con.execute(f"DROP VIEW IF EXISTS state_{name}")
+        con.register(f"state_{name}", table)
+    for sql in _state_view_sql():
+        con.execute(sql)
+    for name in ("variables", "_pids"):
+        con.execute(f"DROP TABLE IF EXISTS _frozen_{name}")
+        con.execute(f"CREATE TEMP TABLE _frozen_{name} AS SELECT * FROM {name}")
+        con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM _frozen_{name}")
 
 
 #: The views a user may query (in the order ``memscope query`` lists them).

@@ -89,10 +89,10 @@ def call(*request: str, timeout: float = 300.0) -> Any:
 
 
 def _connect(log: str) -> Any:
-    from memscope.analyzers.views import connect
+    from memscope.analyzers.runner import connect_analyzed
 
-    # Only block state is read (stats, variables): match once, no raw memory table.
-    return connect(log, raw_memory=False, matched=True)
+    # The analysis state (from the log's checkpoint, folding only what is new).
+    return connect_analyzed(log)
 
 
 def _stats(log: str, pid: str) -> Any:

@@ -34,12 +34,12 @@ def test_rounds_read_only_new_rows_and_end_equal_to_a_full_run(tmp_path):
     write_log(first, events, memory_segments=2)
     follower = Follower(events, AnalyzerOptions(out_dir=tmp_path / "live"))
     assert follower.step() is not None
-    assert follower.matcher.rows_matched == first["memory"].num_rows
+    assert follower.events == first["memory"].num_rows
     assert follower.step() is None  # nothing new: nothing rewritten
     _append(events, second)
     assert follower.step() is not None
     # every memory row was read exactly once over the two rounds
-    assert follower.matcher.rows_matched == tables["memory"].num_rows
+    assert follower.events == tables["memory"].num_rows
     run_all(events, tmp_path / "full")
     for a in ANALYZERS.values():
         live = (tmp_path / "live" / a.file_name()).read_bytes()
@@ -67,14 +67,14 @@ def test_an_open_segment_is_continued_where_the_last_round_stopped(tmp_path):
     writer.flush()
     follower = Follower(events, AnalyzerOptions(out_dir=tmp_path / "live"))
     follower.step()
-    assert follower.matcher.rows_matched == 10
+    assert follower.events == 10
     writer.append("memory", memory.slice(10))  # the same, still open segment
     writer.flush()
     follower.step()
-    assert follower.matcher.rows_matched == memory.num_rows
+    assert follower.events == memory.num_rows
     writer.close()
     assert follower.step() is not None  # closed now: nothing new to match, files refreshed
-    assert follower.matcher.rows_matched == memory.num_rows
+    assert follower.events == memory.num_rows
     run_all(events, tmp_path / "full")
     for a in ANALYZERS.values():
         assert (tmp_path / "live" / a.file_name()).read_bytes() == \
@@ -84,7 +84,7 @@ def test_an_open_segment_is_continued_where_the_last_round_stopped(tmp_path):
 def test_live_stats_follow_a_growing_log(tmp_path):
     from memscope.analyzers.follow import LiveStats
     from memscope.analyzers.memstats import process_stats
-    from memscope.analyzers.views import connect
+    from memscope.analyzers.runner import connect_analyzed as connect
 
     tables = sample_log().tables()
     first, second = _halves(tables)
@@ -100,7 +100,7 @@ def test_live_stats_follow_a_growing_log(tmp_path):
 
 def test_live_stats_for_keeps_one_matcher_per_log(tmp_path):
     from memscope.analyzers import memstats
-    from memscope.analyzers.views import connect
+    from memscope.analyzers.runner import connect_analyzed as connect
 
     tables = sample_log().tables()
     first, second = _halves(tables)
@@ -112,14 +112,14 @@ def test_live_stats_for_keeps_one_matcher_per_log(tmp_path):
         assert live.stats() == memstats.process_stats(connect(events))
         assert live.stats(100) == memstats.process_stats(connect(events), 100)
         assert live.refreshes == 1  # the unchanged log is not matched again
-        read = dict(live._follower.read.rows)
+        read = dict(live._follower.state.cursor.rows)
         _append(events, second)
         assert memstats.live_stats_for(events).stats() == memstats.process_stats(
             connect(events))
         assert live.refreshes == 2
         # only the new rows were fed: the first segment's count did not move
-        assert all(live._follower.read.rows[k] == n for k, n in read.items()
-                   if k in live._follower.read.finished)
+        assert all(live._follower.state.cursor.rows[k] == n for k, n in read.items()
+                   if k in live._follower.state.cursor.finished)
     finally:
         memstats.forget_live(events)
     assert memstats.live_stats_for(events) is not live

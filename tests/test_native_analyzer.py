@@ -36,7 +36,9 @@ def _log() -> LogBuilder:
     b.ffi(PID, 100, "ctypes.call_function", json.dumps({"func_pointer": 1}), stack_id=call1)
     b.alloc(PID, ts_ns=105, address=0x4000, size=77, domain=DOMAIN_NATIVE, stack_id=inside1)
     b.alloc(PID, ts_ns=106, address=0x5000, size=999, domain=DOMAIN_NATIVE, stack_id=inside1,
-            tid=2)  # another thread: not part of the call
+            tid=2)  # another thread's call from the same site
+    b.ffi(PID, 104, "ctypes.call_function", json.dumps({"func_pointer": 1}), stack_id=call1,
+          tid=2)
     call2 = b.stack(PID, [("<module>", "app.py", 1), ("main", "app.py", 8)])
     inside2 = b.stack(PID, [("<module>", "app.py", 1), ("main", "app.py", 8),
                             ("foo_alloc", LIBFOO, 0)])
@@ -66,12 +68,14 @@ def test_blocked_double_free_is_a_finding_and_a_risk():
     assert (risk["severity"], risk["count"]) == ("high", 1)
 
 
-def test_ctypes_calls_are_linked_to_their_thread_and_interval():
+def test_ctypes_call_sites_hold_the_blocks_allocated_under_them():
     report = run_analyzer(_log(), "ffi")
     first, second = report["ctypes_calls"]
-    assert (first["blocks"], first["bytes"], first["live_bytes"]) == (1, 77, 77)
+    assert (first["calls"], first["tids"], first["first_ts_ns"]) == (2, [1, 2], 100)
+    assert (first["blocks"], first["bytes"], first["live_bytes"]) == (2, 77 + 999, 77 + 999)
     assert first["by_library"] == {"libffi.so.8 (a direct ctypes/cffi call)": {
-        "blocks": 1, "bytes": 77, "live_blocks": 1, "live_bytes": 77}}
+        "blocks": 2, "bytes": 77 + 999, "live_blocks": 2, "live_bytes": 77 + 999}}
+    assert second["calls"] == 1
     assert (second["blocks"], second["bytes"], second["live_blocks"]) == (1, 5, 0)
     assert list(second["by_library"]) == ["libfoo.so.1"]
     assert (first["python_line"], second["python_line"]) == (7, 8)
