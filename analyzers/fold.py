@@ -22,8 +22,9 @@ Calls
     numpy arrays of equal length (dtypes of :data:`memscope.broker.schema.MEMORY`), in
     **processing order**: events are folded one after another in the order given (the
     caller sorts each window of the log by time, :mod:`memscope.analyzers.state`).
-``fold.export()``
-    every table below as ``{table: {column: numpy array}}``, rows in the documented order.
+``fold.export(tables=None)``
+    every table below (or only those named in ``tables``) as ``{table: {column: numpy
+    array}}``, rows in the documented order.
 ``Fold.restore(params, tables)``
     a state equal to the one that exported ``tables``.
 
@@ -759,8 +760,17 @@ class PyFold:
                 < start + entry.size and entry.ts < ts)
 
     # -- export / restore ------------------------------------------------------------------
-    def export(self) -> dict[str, dict[str, np.ndarray]]:
-        """Every table of the state (see the module docstring)."""
+    def export(self, tables: Any = None) -> dict[str, dict[str, np.ndarray]]:
+        """Every table of the state, or those named in ``tables`` (see the module docstring)."""
+        out = self._export_all()
+        if tables is None:
+            return out
+        unknown = set(tables) - set(TABLE_COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown state tables {sorted(unknown)}")
+        return {name: out[name] for name in tables}
+
+    def _export_all(self) -> dict[str, dict[str, np.ndarray]]:
         out: dict[str, dict[str, np.ndarray]] = {}
         procs = [self._procs[p] for p in sorted(self._procs)]
         out["processes"] = _columns(PROCESS_COLUMNS, [{

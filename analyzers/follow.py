@@ -36,7 +36,8 @@ class Follower:
     """Incremental analysis of one growing log."""
 
     def __init__(self, log: str | Path, options: AnalyzerOptions,
-                 only: Sequence[str] | None = None, checkpoint: bool = True) -> None:
+                 only: Sequence[str] | None = None, checkpoint: bool = True,
+                 tables: Sequence[str] | None = None) -> None:
         from memscope.analyzers.runner import fold_params
 
         self.log = log
@@ -44,6 +45,8 @@ class Follower:
         self.analyzers = select(only)
         self.params: FoldParams = fold_params(options)
         self.checkpoint = checkpoint
+        #: The state tables registered each round (None: all, with the views over them).
+        self.table_names = tables
         reader = open_reader(log)
         loaded = (AnalysisState.load(state_dir(reader), reader.log_id, self.params)
                   if checkpoint else None)
@@ -73,7 +76,8 @@ class Follower:
         sources: dict[str, Any] = {name: reader.stored_dataset(name) for name in TABLES}
         sources["memory"] = None  # no raw events: the analyzers read the state
         _define(self.con, sources)
-        use_state(self.con, self.state.tables())
+        use_state(self.con, self.state.tables(self.table_names),
+                  views=self.table_names is None)
         from memscope.analyzers.stacks import forget
 
         forget(self.con)
@@ -150,7 +154,9 @@ class LiveStats:
     """
 
     def __init__(self, log: str | Path) -> None:
-        self._follower = Follower(log, AnalyzerOptions(), checkpoint=False)
+        # The totals read two small tables: the rest of the state is not exported.
+        self._follower = Follower(log, AnalyzerOptions(), checkpoint=False,
+                                  tables=("processes", "all"))
         self._lock = threading.Lock()
         self.refreshes = 0
 

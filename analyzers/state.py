@@ -211,8 +211,16 @@ class AnalysisState:
         self._tables = None
 
     # -- reading ---------------------------------------------------------------------------
-    def tables(self) -> dict[str, pa.Table]:
-        """The state as Arrow tables (``state_<name>`` in DuckDB; see :mod:`fold`)."""
+    def tables(self, names: Iterable[str] | None = None) -> dict[str, pa.Table]:
+        """The state as Arrow tables (``state_<name>`` in DuckDB; see :mod:`fold`).
+
+        ``names``: only these tables (exported afresh; the whole set is cached).
+        """
+        if names is not None:
+            if self._tables is not None:
+                return {name: self._tables[name] for name in names}
+            return {name: _arrow(name, columns, self.params.site_slots)
+                    for name, columns in self.fold.export(list(names)).items()}
         if self._tables is None:
             self._tables = {name: _arrow(name, columns, self.params.site_slots)
                             for name, columns in self.fold.export().items()}

@@ -337,15 +337,19 @@ STATE_VIEWS = ("sites", "live", "peak_sites", "timeline", "lifetimes_hist", "pro
                "thread_totals", "sizes")
 
 
-def use_state(con: duckdb.DuckDBPyConnection, tables: Mapping[str, pa.Table]) -> None:
+def use_state(con: duckdb.DuckDBPyConnection, tables: Mapping[str, pa.Table],
+              views: bool = True) -> None:
     """Register the analysis state's tables (``state_<name>``) and the views over them.
 
     ``variables`` then takes each tracked object's death from the state, and the small views
-    the analyzers read repeatedly are stored as tables (:func:`freeze`).
+    the analyzers read repeatedly are stored as tables (:func:`freeze`). ``views=False``
+    registers only the tables given (a reader of a few of them, such as the totals).
     """
     for name, table in tables.items():
         con.execute(f"DROP VIEW IF EXISTS state_{name}")
         con.register(f"state_{name}", table)
+    if not views:
+        return
     for sql in _state_view_sql():
         con.execute(sql)
     for name in ("variables", "_pids"):
