@@ -93,12 +93,7 @@ def run_query(log: str, sql: str, fmt: str, output: str | None) -> int:
     # window per query, in the pass that fills raw_memory (each event decoded once); the raw
     # events only when the query reads them.
     con = open_or_fail(log, connect, matched=bool(_MATCHED.search(sql)),
-                       raw_memory=bool(_RAW.search(sql)))
-    if _STATE.search(sql):
-        from memscope.analyzers.state import open_state
-        from memscope.analyzers.views import open_reader, use_state
-
-        use_state(con, open_state(open_or_fail(log, open_reader)).tables())
+                       raw_memory=bool(_RAW.search(sql)), state=bool(_STATE.search(sql)))
     try:
         if fmt == "parquet":
             import pyarrow.parquet as pq

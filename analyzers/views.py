@@ -477,6 +477,7 @@ def connect(
     threads: int | None = None,
     raw_memory: bool = True,
     matched: bool = False,
+    state: bool = False,
 ) -> duckdb.DuckDBPyConnection:
     """A connection with every view over a log.
 
@@ -499,6 +500,9 @@ def connect(
         matched: also match blocks now (:func:`materialize`), in the same pass over the
             memory events that fills ``raw_memory``: each event is decoded once. (Calling
             :func:`materialize` later on a ``raw_memory`` connection reads the log again.)
+        state: also register the log's analysis state and the views over it (``sites``,
+            ``live``, ``peak_sites``, ``timeline``, ...; :func:`use_state`), brought up to
+            date from its checkpoint (:func:`memscope.analyzers.state.open_state`).
     """
     reader: Any = log if hasattr(log, "dataset") else open_reader(log)
     con = _new_connection(memory_limit, threads)
@@ -515,6 +519,10 @@ def connect(
         if isinstance(sources["memory"], str):  # the decoded table, still empty
             batches = _copied(con, batches)
         materialize(con, batches)
+    if state:
+        from memscope.analyzers.state import open_state
+
+        use_state(con, open_state(reader).tables())
     return con
 
 

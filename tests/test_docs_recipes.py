@@ -37,7 +37,7 @@ def test_the_recipes_doc_has_sql_blocks() -> None:
 
 @pytest.mark.parametrize("sql", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
 def test_recipe_returns_rows(log: Path, sql: str) -> None:
-    con = connect(log)
+    con = connect(log, state=True)
     rows = con.execute(sql).fetchall()
     assert rows, f"no rows from:\n{sql}"
     assert all(any(value is not None for value in row) for row in rows)
