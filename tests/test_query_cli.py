@@ -79,7 +79,7 @@ def test_stats_prints_the_headline_numbers(run_dir, capsys):
     from memscope.analyzers.memstats import process_stats
     from memscope.analyzers.views import connect
 
-    assert stats["total"] == process_stats(connect(run_dir))
+    assert stats["total"] == process_stats(connect(run_dir, state=True))
     assert [p["pid"] for p in stats["processes"]] == [100, 101]
     assert main(["stats", str(run_dir)]) == 0
     text = capsys.readouterr().out
