@@ -30,6 +30,7 @@ from memscope.broker.schema import TABLES
 
 #: Seconds between two checkpoints of a follower's state.
 CHECKPOINT_EVERY_S = 30.0
+_MEMORY_TABLES = ("memory", "memory_chunks")
 
 
 class Follower:
@@ -64,7 +65,9 @@ class Follower:
 
     def refresh(self) -> Any | None:
         """Fold the rows added since the last call; the log's reader, or None if unchanged."""
-        reader = open_reader(self.log)
+        # The memory tables are read through the state's cursor (new bytes only), never
+        # scanned whole by the reader.
+        reader = open_reader(self.log, lazy=_MEMORY_TABLES)
         signature = tuple(
             (s.path.name, s.closed, s.path.stat().st_size)
             for table in TABLES for s in reader.segments(table)
@@ -73,8 +76,9 @@ class Follower:
             return None
         self._signature = signature
         self.state.update(reader)
-        sources: dict[str, Any] = {name: reader.stored_dataset(name) for name in TABLES}
-        sources["memory"] = None  # no raw events: the analyzers read the state
+        # no raw events: the analyzers read the state
+        sources: dict[str, Any] = {name: reader.stored_dataset(name) for name in TABLES
+                                   if name not in _MEMORY_TABLES}
         _define(self.con, sources)
         use_state(self.con, self.state.tables(self.table_names),
                   views=self.table_names is None)

@@ -67,11 +67,28 @@ def restore_fold(params: FoldParams, tables: dict[str, dict[str, np.ndarray]]) -
 
 
 @dataclass
+class _Tail:
+    """Where reading an open segment stopped: the byte after its last whole message."""
+
+    offset: int
+    schema: pa.Schema
+    rows: int
+
+
+@dataclass
 class LogCursor:
-    """How much of each segment of some tables has been read (rows), and which are done."""
+    """How much of each segment of some tables has been read (rows), and which are done.
+
+    An open segment (still being written) is read as an Arrow IPC stream from the byte
+    where the last read stopped, so following a growing log reads each byte once; after a
+    checkpoint is loaded (no byte offset known) it is read once from its start.
+    """
 
     rows: dict[str, int] = field(default_factory=dict)
     finished: set[str] = field(default_factory=set)
+    #: Segments whose footer was unreadable (read as a stream), as problems to report.
+    problems: list[str] = field(default_factory=list)
+    _tails: dict[str, _Tail] = field(default_factory=dict)
 
     def new_batches(self, reader: Any, table: str) -> Iterator[pa.RecordBatch]:
         """The rows of ``table`` after the ones read so far, as record batches."""
@@ -81,12 +98,62 @@ class LogCursor:
                 continue
             before = self.rows.get(key, 0)
             count = before
-            for batch in _segment_batches(segment, before):
+            for batch in self._segment_batches(key, segment, before):
                 count += batch.num_rows
                 yield batch
             self.rows[key] = count
             if segment.closed:
                 self.finished.add(key)
+                self._tails.pop(key, None)
+
+    def _segment_batches(self, key: str, segment: Any, skip: int
+                         ) -> Iterator[pa.RecordBatch]:
+        if segment.closed:
+            try:
+                with pa.memory_map(str(segment.path)) as source:
+                    reader = ipc.open_file(source)
+                    batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
+                    yield from _skip(batches, skip)
+                return
+            except (pa.ArrowInvalid, OSError):
+                self.problems.append(f"{key}: closed segment is damaged (footer "
+                                     f"unreadable); its complete batches were read")
+        tail = self._tails.get(key)
+        if tail is not None and tail.rows == skip:
+            yield from self._tail(key, segment.path, tail)
+            return
+        self._tails.pop(key, None)
+        yield from _skip(self._tail(key, segment.path, None), skip)
+
+    def _tail(self, key: str, path: Path, tail: _Tail | None) -> Iterator[pa.RecordBatch]:
+        """The whole record batches of an IPC file from ``tail`` (or its start) on."""
+        try:
+            source = pa.memory_map(str(path))
+        except OSError:
+            return
+        with source:
+            size = source.size()
+            if tail is None:
+                if size <= 8:
+                    return
+                source.seek(8)  # the file format's magic; a stream follows
+                try:
+                    schema = ipc.read_schema(ipc.read_message(source))
+                except (pa.ArrowInvalid, EOFError, OSError):
+                    return  # not even a whole schema yet
+                tail = self._tails[key] = _Tail(source.tell(), schema, 0)
+            source.seek(tail.offset)
+            while source.tell() < size:
+                try:
+                    message = ipc.read_message(source)
+                    if message is None or message.type != "record batch":
+                        break
+                    batch = ipc.read_record_batch(message, tail.schema)
+                except (pa.ArrowInvalid, EOFError, OSError):
+                    break  # a message still being written: the next read continues here
+                tail.offset = source.tell()
+                tail.rows += batch.num_rows
+                yield batch
 
     def to_json(self) -> dict[str, Any]:
         """The cursor as JSON-ready data."""
@@ -97,20 +164,6 @@ class LogCursor:
         """The cursor :meth:`to_json` wrote."""
         return cls(rows={str(k): int(v) for k, v in data.get("rows", {}).items()},
                    finished={str(f) for f in data.get("finished", [])})
-
-
-def _segment_batches(segment: Any, skip: int) -> Iterator[pa.RecordBatch]:
-    """Record batches of one segment after its first ``skip`` rows."""
-    if segment.closed:
-        try:
-            with pa.memory_map(str(segment.path)) as source:
-                reader = ipc.open_file(source)
-                batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
-                yield from _skip(batches, skip)
-            return
-        except (pa.ArrowInvalid, OSError):
-            pass  # damaged: read its complete batches as a stream instead (below)
-    yield from _skip(iter(segment.read().to_batches()), skip)
 
 
 def _skip(batches: Iterator[pa.RecordBatch], skip: int) -> Iterator[pa.RecordBatch]:
@@ -184,6 +237,7 @@ class AnalysisState:
             if on_events:
                 on_events(self.events + read)
         self.events += read
+        self.problems += [p for p in self.cursor.problems if p not in self.problems]
         if read:
             self._tables = None
         return read

@@ -461,13 +461,16 @@ def connect_tables(
     return con
 
 
-def open_reader(log: str | os.PathLike[str]) -> Any:
-    """The broker's LogReader for a run directory or its ``events/`` directory."""
+def open_reader(log: str | os.PathLike[str], lazy: tuple[str, ...] = ()) -> Any:
+    """The broker's LogReader for a run directory or its ``events/`` directory.
+
+    ``lazy``: tables whose segments are checked only when first read (see ``open_log``).
+    """
     try:
         from memscope.broker.log import open_log
     except ImportError as exc:  # pragma: no cover - only before the broker lands
         raise RuntimeError("memscope.broker.log is not available in this build") from exc
-    return open_log(Path(log))
+    return open_log(Path(log), lazy)
 
 
 def connect(

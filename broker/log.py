@@ -411,7 +411,7 @@ def _writer_alive(writer: Mapping[str, Any]) -> bool:
 class LogReader:
     """Read access to a log directory; see :func:`open_log`."""
 
-    def __init__(self, events_dir: Path) -> None:
+    def __init__(self, events_dir: Path, lazy: tuple[str, ...] = ()) -> None:
         self.path = events_dir
         self.manifest = _read_manifest(events_dir)
         self.log_id: str = str(self.manifest.get("log_id", ""))
@@ -419,7 +419,15 @@ class LogReader:
         self.problems: list[str] = []
         self._recovered: dict[Path, pa.Table] = {}
         self._good_files: dict[str, list[Path]] = {}
+        #: Tables not checked yet (``lazy``): checked on their first read through this reader.
+        self._unscanned = set(lazy)
         for table in TABLES:
+            if table not in self._unscanned:
+                self._scan(table)
+
+    def _ensure_scanned(self, table: str) -> None:
+        if table in self._unscanned:
+            self._unscanned.discard(table)
             self._scan(table)
 
     def segments(self, table: str) -> list[Segment]:
@@ -489,6 +497,7 @@ class LogReader:
 
     def stored_dataset(self, table: str) -> ds.Dataset:
         """The table's stored rows as a lazy dataset (``memory``: only the columnar rows)."""
+        self._ensure_scanned(table)
         schema = TABLES[table]
         parts: list[ds.Dataset] = []
         files = self._good_files.get(table, [])
@@ -521,6 +530,7 @@ class LogReader:
 
     def table_batches(self, table: str) -> Iterator[pa.RecordBatch]:
         """The stored record batches of ``table`` in log order (segment by segment)."""
+        self._ensure_scanned(table)
         schema = TABLES[table]
         good = set(self._good_files.get(table, []))
         for segment in self.segments(table):
@@ -583,10 +593,14 @@ def _footer_ok(path: Path) -> bool:
     return True
 
 
-def open_log(path: str | os.PathLike[str]) -> LogReader:
+def open_log(path: str | os.PathLike[str], lazy: tuple[str, ...] = ()) -> LogReader:
     """Open a log for reading: ``path`` is a run directory or its ``events/`` directory.
+
+    Every table's segments are checked when the log is opened (damaged ones are named in
+    :attr:`LogReader.problems`), except those of the ``lazy`` tables, checked on their
+    first read (a follower that reads new rows segment by segment never needs them).
 
     Raises:
         LogError: no manifest, an unreadable one, or a log of another format version.
     """
-    return LogReader(_events_dir(path))
+    return LogReader(_events_dir(path), lazy)

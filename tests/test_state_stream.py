@@ -165,3 +165,45 @@ def test_sampled_process_estimates_are_horvitz_thompson_sums():
     assert stats["estimated"] is True
     assert stats["total_allocations"] == round(sum(weight))
     assert stats["samples"]["allocations"] == len(sizes)
+
+
+def test_an_open_segment_is_read_from_where_the_last_read_stopped(tmp_path):
+    """Whole messages only: a batch still being written is read on the next call."""
+    from types import SimpleNamespace
+
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
+    from memscope.analyzers.state import LogCursor
+
+    schema = pa.schema([("pid", pa.uint32()), ("n", pa.int64())])
+    path = tmp_path / "processes" / "processes-000000.arrow"
+    path.parent.mkdir()
+    sink = pa.OSFile(str(path), "wb")
+    writer = ipc.new_file(sink, schema, options=ipc.IpcWriteOptions(compression="lz4"))
+
+    def batch(i):
+        return pa.record_batch([pa.array([i] * 3, pa.uint32()), pa.array([i, i, i])],
+                               schema=schema)
+
+    segment = SimpleNamespace(path=path, closed=False)
+    reader = SimpleNamespace(segments=lambda table: [segment])
+    cursor = LogCursor()
+    writer.write_batch(batch(1))
+    sink.flush()
+    assert [b.num_rows for b in cursor.new_batches(reader, "processes")] == [3]
+    writer.write_batch(batch(2))
+    sink.flush()
+    whole = path.read_bytes()
+    path.write_bytes(whole[:-10])  # the second batch cut short: not read yet
+    assert list(cursor.new_batches(reader, "processes")) == []
+    path.write_bytes(whole)
+    (got,) = cursor.new_batches(reader, "processes")
+    assert got.column("pid").to_pylist() == [2, 2, 2]
+    assert cursor.rows["processes/processes-000000.arrow"] == 6
+    # a fresh cursor that knows only the row count (a checkpoint) skips what was read
+    again = LogCursor(rows=dict(cursor.rows))
+    writer.write_batch(batch(3))
+    sink.flush()
+    (third,) = again.new_batches(reader, "processes")
+    assert third.column("pid").to_pylist() == [3, 3, 3]
