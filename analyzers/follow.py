@@ -164,6 +164,12 @@ class LiveStats:
         self._lock = threading.Lock()
         self.refreshes = 0
 
+    def warm(self) -> None:
+        """Fold what the log gained since the last call (so the next :meth:`stats` is quick)."""
+        with self._lock:
+            if self._follower.refresh() is not None:
+                self.refreshes += 1
+
     def stats(self, pid: int | None = None) -> dict[str, Any]:
         """The totals now, for one process or all (thread-safe: calls are serialized)."""
         from memscope.analyzers.memstats import process_stats

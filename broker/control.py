@@ -13,7 +13,9 @@ Requests (one JSON object each) and replies (``{"ok": true, ...}`` or ``{"ok": f
 * ``{"op": "flush"}`` -> commits, writes ``ingest`` rows, snapshots, publishes; the log summary.
 * ``{"op": "ingest"}`` -> ``{"producers": [per-producer counters]}``.
 * ``{"op": "stats", "pid": p, "producer": id, "seq": n}`` -> waits like ``wait``, then
-  ``{"stats": memscope.analyzers.memstats.process_stats(views.connect(log), pid)}``.
+  ``{"stats": memscope.analyzers.memstats.process_stats(...)}`` over the log's analysis
+  state. After the first stats request the stats worker keeps that state folded as the log
+  grows (every :data:`WARM_INTERVAL_S`), so a later request folds only the last moments.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import importlib
 import json
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +35,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger("memscope.broker")
 DEFAULT_WAIT_S = 30.0
+#: Seconds between two background folds of the live stats' state (after a first request).
+WARM_INTERVAL_S = 0.5
 
 
 @dataclass
@@ -55,6 +59,8 @@ class ControlHandler:
         self.results.linger = 0
         self.results.bind(self._results_address)
         self._executor: ThreadPoolExecutor | None = None
+        self._warming: Future[None] | None = None
+        self._warmed_at = 0.0
 
     @staticmethod
     def encode(reply: dict[str, Any]) -> bytes:
@@ -171,6 +177,26 @@ class ControlHandler:
             self._executor = None
         self.forward_results()
         self.results.close(linger=0)
+
+    def warm(self, now: float) -> None:
+        """Fold what the log gained into the live stats' state, on the stats worker.
+
+        Only once stats were asked for (a broker nobody asks pays nothing), at most every
+        :data:`WARM_INTERVAL_S`, and never two at once.
+        """
+        if self._executor is None or now - self._warmed_at < WARM_INTERVAL_S:
+            return
+        if self._warming is not None and not self._warming.done():
+            return
+        self._warmed_at = now
+        self._warming = self._executor.submit(self._warm_job)
+
+    def _warm_job(self) -> None:
+        try:
+            memstats = importlib.import_module("memscope.analyzers.memstats")
+            memstats.live_stats_for(self.broker.writer.path).warm()
+        except Exception:  # noqa: BLE001 -- a failed warm-up leaves the next request to fold
+            log.exception("folding the live stats' state failed")
 
     def _stats(self, request: dict[str, Any]) -> dict[str, Any]:
         try:

@@ -338,6 +338,7 @@ class Broker:
     def _timers(self) -> None:
         now = time.monotonic()
         self.control.expire(now)
+        self.control.warm(now)
         if self._orphaned_and_idle(now):
             log.warning("the process that started this broker is gone; closing the log")
             self._stop = True
