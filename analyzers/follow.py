@@ -161,6 +161,8 @@ class LiveStats:
         # The totals read two small tables: the rest of the state is not exported.
         self._follower = Follower(log, AnalyzerOptions(), checkpoint=False,
                                   tables=("processes", "all"))
+        # Every event the caller sent counts now: nothing is held back for later ordering.
+        self._follower.state.hold_ns = 0
         self._lock = threading.Lock()
         self.refreshes = 0
 

@@ -40,6 +40,9 @@ from memscope.broker.schema import MEMORY
 
 #: Memory events folded per window (sorted by time as one piece).
 WINDOW_ROWS = 1 << 20
+#: While a log is written, events this close to their process's latest one wait (see
+#: :func:`windows`): a thread's events can arrive up to about a drain later than another's.
+HOLD_BACK_NS = 1_000_000_000
 #: Layout version of a checkpoint; a checkpoint of another version is rebuilt.
 STATE_FORMAT = 1
 #: Where the checkpoint lives inside a log directory.
@@ -175,25 +178,66 @@ def _skip(batches: Iterator[pa.RecordBatch], skip: int) -> Iterator[pa.RecordBat
         skip = 0
 
 
-def windows(batches: Iterable[pa.RecordBatch], rows: int = WINDOW_ROWS
+def windows(batches: Iterable[pa.RecordBatch], rows: int = WINDOW_ROWS, hold_ns: int = 0,
+            held: list[pa.RecordBatch] | None = None, keep: bool = False
             ) -> Iterator[dict[str, np.ndarray]]:
-    """Memory batches regrouped into windows of about ``rows`` events, sorted by time."""
-    pending: list[pa.RecordBatch] = []
-    count = 0
+    """Memory batches regrouped into windows of about ``rows`` events, sorted by time.
+
+    With ``hold_ns``, each window's events within ``hold_ns`` of their process's latest event
+    wait for the next window (a drain reads one thread after another, so another thread's
+    events up to about a drain's length older can arrive in the next batch). ``held``: the
+    batches an earlier call held back, read first; with ``keep`` the last window's held-back
+    batches are left in that list (for the next update) instead of being folded.
+    """
+    pending: list[pa.RecordBatch] = list(held or [])
+    if held is not None:
+        held.clear()
+    count = sum(b.num_rows for b in pending)
     for batch in batches:
         if not batch.num_rows:
             continue
         pending.append(batch)
         count += batch.num_rows
         if count >= rows:
-            yield _sorted_window(pending)
-            pending, count = [], 0
-    if pending:
-        yield _sorted_window(pending)
+            ready, pending = _hold_back(pending, hold_ns, rows)
+            count = sum(b.num_rows for b in pending)
+            if ready is not None:
+                yield _sorted_window(ready)
+    if pending and held is not None and keep and hold_ns:
+        ready, kept = _hold_back(pending, hold_ns, rows)
+        held.extend(kept)
+        if ready is not None:
+            yield _sorted_window(ready)
+    elif pending:
+        yield _sorted_window(pa.Table.from_batches(pending, schema=MEMORY))
 
 
-def _sorted_window(batches: list[pa.RecordBatch]) -> dict[str, np.ndarray]:
-    table = pa.Table.from_batches(batches, schema=MEMORY).combine_chunks()
+def _hold_back(batches: list[pa.RecordBatch], hold_ns: int, limit: int
+               ) -> tuple[pa.Table | None, list[pa.RecordBatch]]:
+    """(the events older than their pid's latest event minus ``hold_ns``, the others).
+
+    At most ``limit`` events are held back (the latest ones), so memory stays bounded
+    however fast a process writes.
+    """
+    table = pa.Table.from_batches(batches, schema=MEMORY)
+    if not hold_ns:
+        return table, []
+    pids = table.column("pid").to_numpy()
+    ts = table.column("ts_ns").to_numpy()
+    keys, index = np.unique(pids, return_inverse=True)
+    latest = np.full(len(keys), np.iinfo(np.int64).min, dtype=np.int64)
+    np.maximum.at(latest, index, ts)
+    later = ts > latest[index] - hold_ns
+    if int(later.sum()) > limit:
+        cutoff = np.partition(ts[later], int(later.sum()) - limit)[int(later.sum()) - limit]
+        later &= ts >= cutoff
+    ready = table.filter(pa.array(~later))
+    kept = table.filter(pa.array(later)).combine_chunks().to_batches()
+    return (ready if ready.num_rows else None), kept
+
+
+def _sorted_window(table: pa.Table) -> dict[str, np.ndarray]:
+    table = table.combine_chunks()
     ts = table.column("ts_ns").to_numpy()
     if len(ts) > 1 and bool((ts[1:] < ts[:-1]).any()):
         order = np.argsort(ts, kind="stable")
@@ -218,20 +262,32 @@ class AnalysisState:
         #: Chunks that did not decode, over every update (each names its segment).
         self.problems: list[str] = list(problems)
         self.events = 0
+        #: Events read but not folded yet (see :meth:`update`); kept in the checkpoint.
+        self.held: list[pa.RecordBatch] = []
+        #: How far behind each process's latest event a non-final update stops folding.
+        self.hold_ns = HOLD_BACK_NS
         self._tables: dict[str, pa.Table] | None = None
 
     # -- folding -------------------------------------------------------------------------
-    def update(self, reader: Any, on_events: Callable[[int], None] | None = None) -> int:
-        """Fold what ``reader``'s log added since the last update; the memory events read."""
+    def update(self, reader: Any, on_events: Callable[[int], None] | None = None,
+               final: bool | None = None) -> int:
+        """Fold what ``reader``'s log added since the last update; the memory events folded.
+
+        While the log is still written (``final`` False; by default: its writer is alive),
+        each process's last :data:`HOLD_BACK_NS` of events wait for the next update (see
+        :func:`windows`); a final update folds everything.
+        """
         if self.log_id is None:
             self.log_id = reader.log_id
+        if final is None:
+            final = not getattr(reader, "live", False)
         for batch in self.cursor.new_batches(reader, "processes"):
             self.register_processes(batch)
         for batch in self.cursor.new_batches(reader, "variables"):
             self.register_variables(batch)
         memory = self._memory(reader)
         read = 0
-        for window in windows(memory):
+        for window in windows(memory, WINDOW_ROWS, self.hold_ns, self.held, keep=not final):
             _feed(self.fold, window)
             read += len(window["pid"])
             if on_events:
@@ -294,6 +350,11 @@ class AnalysisState:
         meta = {"format": STATE_FORMAT, "log_id": self.log_id, "params": self.params.as_dict(),
                 "events": self.events, "cursor": self.cursor.to_json(),
                 "problems": self.problems}
+        if self.held:
+            with pa.OSFile(str(tmp / "held.arrow"), "wb") as sink, \
+                    ipc.new_file(sink, MEMORY) as writer:
+                for batch in self.held:
+                    writer.write_batch(batch)
         (tmp / "state.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
         old = target.with_name(f"{target.name}.old-{os.getpid()}")
         if target.exists():
@@ -325,6 +386,13 @@ class AnalysisState:
         state = cls(params, fold, LogCursor.from_json(meta.get("cursor", {})), log_id,
                     meta.get("problems", []))
         state.events = int(meta.get("events", 0))
+        if (path / "held.arrow").exists():
+            try:
+                state.held = ipc.open_file(str(path / "held.arrow")).read_all().to_batches()
+            except (OSError, pa.ArrowException) as exc:
+                print(f"memscope: ignoring the damaged analysis checkpoint in {path} ({exc}); "
+                      f"folding the log again", file=sys.stderr)
+                return None
         return state
 
 
@@ -398,7 +466,9 @@ def fold_tables(tables: dict[str, pa.Table], params: FoldParams | None = None,
             state.register_variables(batch)
     memory = tables.get("memory")
     if memory is not None:
-        for window in windows(memory.to_batches(), window_rows or WINDOW_ROWS):
+        # An explicit window size (tests) cuts the log there: nothing is held back.
+        hold = 0 if window_rows else HOLD_BACK_NS
+        for window in windows(memory.to_batches(), window_rows or WINDOW_ROWS, hold):
             _feed(state.fold, window)
             state.events += len(window["pid"])
     return state

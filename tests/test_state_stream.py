@@ -207,3 +207,25 @@ def test_an_open_segment_is_read_from_where_the_last_read_stopped(tmp_path):
     sink.flush()
     (third,) = again.new_batches(reader, "processes")
     assert third.column("pid").to_pylist() == [3, 3, 3]
+
+
+def test_events_arriving_a_batch_late_are_folded_in_time_order():
+    """A drain reads threads one after another: thread 2's older events come a batch later."""
+    b = LogBuilder()
+    b.process(1, 0)
+    b.alloc(1, 1_000_014, 0x100, 64, tid=1)        # first batch: thread 1, the later events
+    b.alloc(1, 1_000_015, 0x200, 32, tid=1)
+    b.alloc(1, 1_000_008, 0x100, 16, tid=2)        # next batch: thread 2, earlier in time
+    b.free(1, 1_000_012, 0x100, tid=2)
+    memory = b.tables()["memory"]
+
+    def fold(hold_ns):
+        state = AnalysisState(FoldParams())
+        for window in windows(memory.to_batches(max_chunksize=2), 2, hold_ns):
+            _feed(state.fold, window)
+        return state.fold.export()["processes"]
+
+    wrong, right = fold(0), fold(1_000_000_000)
+    assert (int(wrong["reused"][0]), int(wrong["live_bytes"][0])) == (1, 32)  # 64 B lost
+    assert (int(right["reused"][0]), int(right["unmatched_frees"][0])) == (0, 0)
+    assert int(right["live_bytes"][0]) == 64 + 32
