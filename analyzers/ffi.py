@@ -93,18 +93,18 @@ def native_allocations(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
         GROUP BY domain ORDER BY domain""",
     )
     out = [{"source": DOMAIN_NAMES.get(d.pop("domain"), "unknown"), **d} for d in domains]
-    ctypes_stacks = resolver(con).matching(_is_ctypes_frame)
-    if ctypes_stacks:
-        totals = {"blocks": 0, "bytes": 0, "live_blocks": 0, "live_bytes": 0}
-        for pid, stack_id, blocks, nbytes, live, live_bytes in con.execute(
-                """SELECT pid, stack_id, sum(allocations), sum(bytes_allocated),
-                          sum(live_blocks), sum(live_bytes)
-                FROM state_sites GROUP BY pid, stack_id ORDER BY pid, stack_id""").fetchall():
-            if (int(pid), int(stack_id)) in ctypes_stacks:
-                for key, value in zip(totals, (blocks, nbytes, live, live_bytes), strict=True):
-                    totals[key] += int(value)
-        if totals["blocks"]:
-            out.append({"source": "ctypes/cffi", **totals})
+    sites = con.execute(
+        """SELECT pid, stack_id, sum(allocations), sum(bytes_allocated), sum(live_blocks),
+                  sum(live_bytes)
+        FROM state_sites GROUP BY pid, stack_id ORDER BY pid, stack_id""").fetchall()
+    ctypes_stacks = resolver(con).matching(_is_ctypes_frame, ((r[0], r[1]) for r in sites))
+    totals = {"blocks": 0, "bytes": 0, "live_blocks": 0, "live_bytes": 0}
+    for pid, stack_id, blocks, nbytes, live, live_bytes in sites:
+        if (int(pid), int(stack_id)) in ctypes_stacks:
+            for key, value in zip(totals, (blocks, nbytes, live, live_bytes), strict=True):
+                totals[key] += int(value)
+    if totals["blocks"]:
+        out.append({"source": "ctypes/cffi", **totals})
     return out
 
 

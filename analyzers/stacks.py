@@ -87,23 +87,19 @@ class StackResolver:
         fn, file, line = frames[0]
         return f"{fn} ({file}:{line})"
 
-    def matching(self, predicate: Callable[[Frame], bool]) -> set[tuple[int, int]]:
-        """Every node whose stack holds a frame that satisfies ``predicate``.
+    def matching(self, predicate: Callable[[Frame], bool],
+                 nodes: Iterable[tuple[int, int]]) -> set[tuple[int, int]]:
+        """The ``nodes`` whose stack holds a frame that satisfies ``predicate``.
 
-        One pass down the tree (a node matches when its own frame or its parent's stack
-        does), so it costs the number of nodes, not nodes x depth.
+        Each node's path to the root is walked once at most (shared prefixes are
+        remembered), so it costs the nodes on those paths, not nodes x depth.
         """
         hit_frames = {k for k, frame in self._frames.items() if predicate(frame)}
         if not hit_frames:
             return set()
-        matched: set[tuple[int, int]] = set()
         memo: dict[tuple[int, int], bool] = {}
-        for i in range(len(self._keys)):
-            pid = int(self._pids[i])
-            node = int(self._keys[i]) & 0xFFFFFFFF
-            if self._walk_match(pid, node, hit_frames, memo):
-                matched.add((pid, node))
-        return matched
+        return {(pid, node) for pid, node in nodes
+                if self._walk_match(int(pid), int(node), hit_frames, memo)}
 
     def _walk_match(self, pid: int, node: int, hit_frames: set[tuple[int, int]],
                     memo: dict[tuple[int, int], bool]) -> bool:
