@@ -27,8 +27,12 @@ proves it, related allocations and a remediation line:
 ``invalid_free`` (high)
     a free of an address strictly inside a block of the same domain that is alive at that
     moment (two live blocks never overlap, so the pointer is not one the allocator returned).
-    Checked when the log holds at most ``MAX_INTERIOR_CHECKS`` unmatched frees
-    (``summary.invalid_free_checked`` says whether it was).
+    The fold checks each free of an address it never saw allocated when it happens, for up
+    to ``FoldParams.max_interior_checks`` such frees per process
+    (``summary.invalid_free_checked`` says whether every one was checked).
+
+Every count comes from the analysis state (:mod:`memscope.analyzers.fold`), which keeps the
+first 1,000 findings of each kind per process; the counts cover all of them.
 ``oversized_allocation`` (medium)
     one block of at least ``oversized_bytes``.
 
