@@ -18,8 +18,9 @@ proves it, related allocations and a remediation line:
     (e.g. ``PyMem_Malloc`` memory released with ``PyObject_Free``).
 ``leak`` (high / medium)
     allocation sites whose blocks are alive at exit (or at the end of the log) *and* whose
-    live bytes keep growing. The process's time span is cut at ``leak_checkpoints`` equal
-    steps; at each checkpoint the site's live bytes are measured. ``confidence`` is
+    live bytes keep growing. The process's time span is cut at ``leak_checkpoints`` nearly
+    equal steps (ends of the state's 32 time slots per process); at each checkpoint the
+    site's live bytes are read from the state. ``confidence`` is
     ``high`` when they never shrink and grow at half the steps or more, ``medium`` when they
     grow more often than they shrink (at least two growing steps either way: one late block
     is not growth); ``growth_ratio`` = growing steps / steps. Sites alive at
