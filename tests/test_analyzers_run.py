@@ -41,6 +41,27 @@ def test_two_runs_give_identical_files(run_dir, tmp_path):
         assert first == (tmp_path / "b" / a.file_name()).read_bytes(), a.file_name()
 
 
+def test_a_run_from_the_checkpoint_equals_a_run_from_scratch(run_dir, tmp_path):
+    import shutil
+
+    from memscope.analyzers.state import STATE_DIRNAME
+
+    checkpoint = run_dir / "events" / STATE_DIRNAME
+    run_all(run_dir, tmp_path / "first")
+    assert (checkpoint / "state.json").exists()
+    stamp = (checkpoint / "state.json").stat().st_mtime_ns
+    run_all(run_dir, tmp_path / "again")  # nothing new: the checkpoint is read, not rewritten
+    assert (checkpoint / "state.json").stat().st_mtime_ns == stamp
+    (checkpoint / "sites.arrow").write_bytes(b"damaged")
+    run_all(run_dir, tmp_path / "damaged")  # a damaged checkpoint is folded again
+    shutil.rmtree(checkpoint)
+    run_all(run_dir, tmp_path / "scratch")
+    for a in ANALYZERS.values():
+        first = (tmp_path / "first" / a.file_name()).read_bytes()
+        for other in ("again", "damaged", "scratch"):
+            assert first == (tmp_path / other / a.file_name()).read_bytes(), (other, a)
+
+
 def test_only_and_base(run_dir, tmp_path):
     written = run_all(run_dir, tmp_path, base="x", only=["security", "unsafe_ffi"])
     assert [p.name for p in written] == ["x_security_violations.json", "x_unsafe_ffi.json"]
