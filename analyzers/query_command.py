@@ -74,9 +74,12 @@ def _output(path: str | None) -> Iterator[TextIO]:
 def open_or_fail(log: str, connect: Any, **kwargs: Any) -> Any:
     """``connect(log)``, turning an unreadable log into a :class:`CliError` naming it."""
     from memscope.broker.log import LogError
+    from memscope.config import SettingsError
 
     try:
         return connect(log, **kwargs)
+    except SettingsError:
+        raise  # not the log's fault: main() reports it as a bad setting
     except (LogError, OSError, ValueError) as exc:
         raise CliError(f"cannot read log {log}: {exc}") from None
 

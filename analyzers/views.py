@@ -362,6 +362,13 @@ PUBLIC_VIEWS = (
 )
 
 
+def analysis_memory_limit() -> str:
+    """DuckDB's memory limit from the ``analysis_memory_mb`` setting (``"1000MB"``)."""
+    from memscope.config import load_settings
+
+    return f"{load_settings().analysis_memory_mb}MB"
+
+
 def _new_connection(memory_limit: str | None, threads: int | None) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(":memory:")
     # Spills go to a directory of our own, removed with the connection (DuckDB's default is
@@ -369,8 +376,7 @@ def _new_connection(memory_limit: str | None, threads: int | None) -> duckdb.Duc
     spill = tempfile.mkdtemp(prefix="memscope-duckdb-")
     weakref.finalize(con, shutil.rmtree, spill, True)
     con.execute("SET temp_directory = ?", [spill])
-    limit = memory_limit or os.environ.get("MEMSCOPE_DUCKDB_MEMORY", "1GB")
-    con.execute("SET memory_limit = ?", [limit])
+    con.execute("SET memory_limit = ?", [memory_limit or analysis_memory_limit()])
     con.execute("SET preserve_insertion_order = false")
     if threads:
         con.execute("SET threads = ?", [int(threads)])
@@ -446,7 +452,7 @@ def connect_tables(
 
     Args:
         tables: log table name (``memory``, ``processes``, ...) -> table with that schema.
-        memory_limit: DuckDB's memory limit (default ``MEMSCOPE_DUCKDB_MEMORY`` or 1GB).
+        memory_limit: DuckDB's memory limit (default: the ``analysis_memory_mb`` setting).
         threads: DuckDB worker threads (default: DuckDB's choice).
     """
     unknown = sorted(set(tables) - set(TABLES))
@@ -487,8 +493,8 @@ def connect(
 
     Args:
         log: a run directory, its ``events/`` directory, or an open LogReader.
-        memory_limit: DuckDB's memory limit (default ``MEMSCOPE_DUCKDB_MEMORY`` or 1GB); DuckDB
-            spills sorts and joins to disk beyond it.
+        memory_limit: DuckDB's memory limit (default: the ``analysis_memory_mb`` setting);
+            DuckDB spills sorts and joins to disk beyond it.
         threads: DuckDB worker threads (default: DuckDB's choice).
         raw_memory: False leaves ``raw_memory`` (and the ``events`` view) empty, for processes
             that only read block state.

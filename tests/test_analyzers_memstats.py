@@ -5,8 +5,8 @@ import pytest
 
 from memscope.analyzers import memstats
 from memscope.analyzers.memstats import process_stats
-from memscope.analyzers.testing import LogBuilder
 from memscope.analyzers.runner import connect_tables_analyzed
+from memscope.analyzers.testing import LogBuilder
 
 
 def test_known_totals():
