@@ -51,7 +51,7 @@ Fold = Any  # memscope.analyzers._fold.Fold or its twin PyFold
 def new_fold(params: FoldParams) -> Fold:
     """A new, empty fold (the C type)."""
     try:
-        from memscope.analyzers._fold import Fold as CFold  # type: ignore[import-not-found]
+        from memscope.analyzers._fold import Fold as CFold
     except ImportError:  # pragma: no cover - until the C twin is built
         return PyFold(**params.as_dict())
     return CFold(**params.as_dict())
