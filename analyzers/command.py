@@ -53,7 +53,9 @@ class AnalyzeCommand:
                             help="keep the files current while the log grows (Ctrl-C stops)")
         parser.add_argument("--interval", type=float, default=2.0,
                             help="--follow: seconds between checks for new segments")
-        parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+        parser.add_argument("--quiet", "-q", action="store_true",
+                            help="no progress bar (there is none when stderr is not a "
+                                 "terminal), no --follow round lines")
         add_metrics_arguments(parser)
 
     def run(self, args: argparse.Namespace) -> int:
@@ -73,11 +75,11 @@ class AnalyzeCommand:
             return _follow(args)
         if args.metrics_port is not None:
             raise CliError("--metrics-port serves a follower's figures: add --follow")
-        bar = ProgressBar(len(analyzers) + 1, "analyze", enabled=not args.quiet)
         try:
-            written = run_all(reader, args.out, base=args.base, only=_names(args.only),
-                              jobs=max(1, args.jobs), progress=bar.step,
-                              on_chunk=lambda n: bar.note(f"matched {n:,} events"))
+            with ProgressBar(len(analyzers) + 1, "analyze", enabled=not args.quiet) as bar:
+                written = run_all(reader, args.out, base=args.base, only=_names(args.only),
+                                  jobs=max(1, args.jobs), progress=bar.step,
+                                  on_chunk=bar.folded)
             failed = False
         except AnalysisError as exc:
             written, failed = exc.written, True

@@ -92,16 +92,21 @@ def run_query(log: str, sql: str, fmt: str, output: str | None) -> int:
 
     if fmt == "parquet" and not output:
         raise CliError("--format parquet needs --output FILE")
+    from memscope.analyzers._progress import StatusLine
+
     # A query of block views: match blocks chunk by chunk (bounded memory) instead of one
     # window per query, in the pass that fills raw_memory (each event decoded once); the raw
     # events only when the query reads them.
-    con = open_or_fail(log, connect, matched=bool(_MATCHED.search(sql)),
-                       raw_memory=bool(_RAW.search(sql)))
-    if _STATE.search(sql):
-        from memscope.analyzers.state import open_state
-        from memscope.analyzers.views import open_reader, use_state
+    with StatusLine("query") as line:
+        con = open_or_fail(log, connect, matched=bool(_MATCHED.search(sql)),
+                           raw_memory=bool(_RAW.search(sql)),
+                           on_events=lambda n: line.show(f"read {n:,} memory events"))
+        if _STATE.search(sql):
+            from memscope.analyzers.state import open_state
+            from memscope.analyzers.views import open_reader, use_state
 
-        use_state(con, open_state(open_or_fail(log, open_reader)).tables())
+            use_state(con, open_state(open_or_fail(log, open_reader),
+                                      on_events=line.folded).tables())
     try:
         if fmt == "parquet":
             import pyarrow.parquet as pq

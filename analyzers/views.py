@@ -62,7 +62,7 @@ import os
 import shutil
 import tempfile
 import weakref
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -407,13 +407,14 @@ DECODED_MEMORY = "_decoded_memory"
 
 
 def _memory_source(con: duckdb.DuckDBPyConnection, reader: Any, decode: bool,
-                   fill: bool = True) -> Any:
+                   fill: bool = True, on_events: Callable[[int], None] | None = None) -> Any:
     """What ``raw_memory`` reads: the log's lazy dataset, or its events decoded into DuckDB.
 
     Chunks stored by the broker (``memory_chunks``) must be decoded; DuckDB needs a source it
     can scan more than once (self-joins), so they are decoded once into a DuckDB table, which
     spills to disk under the memory limit (``fill=False``: the table is created empty, for
     the caller to fill, :func:`_copied`). Without ``decode`` raw_memory is empty.
+    ``on_events`` is called with the events decoded so far (progress).
     """
     if not decode:
         return None
@@ -421,8 +422,20 @@ def _memory_source(con: duckdb.DuckDBPyConnection, reader: Any, decode: bool,
         return reader.dataset("memory")
     stream = reader.memory_reader() if fill else pa.RecordBatchReader.from_batches(
         MEMORY, iter(()))
+    if fill and on_events is not None:
+        stream = pa.RecordBatchReader.from_batches(stream.schema, _counted(stream, on_events))
     _run_over(con, stream, f"CREATE OR REPLACE TABLE {DECODED_MEMORY} AS SELECT * FROM _source")
     return DECODED_MEMORY
+
+
+def _counted(batches: Iterable[pa.RecordBatch],
+             on_events: Callable[[int], None]) -> Iterator[pa.RecordBatch]:
+    """``batches``, calling ``on_events`` with the rows passed so far after each."""
+    rows = 0
+    for batch in batches:
+        yield batch
+        rows += batch.num_rows
+        on_events(rows)
 
 
 def _run_over(con: duckdb.DuckDBPyConnection, source: Any, sql: str) -> None:
@@ -479,6 +492,7 @@ def connect(
     threads: int | None = None,
     raw_memory: bool = True,
     matched: bool = False,
+    on_events: Callable[[int], None] | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """A connection with every view over a log.
 
@@ -501,13 +515,15 @@ def connect(
         matched: also match blocks now (:func:`materialize`), in the same pass over the
             memory events that fills ``raw_memory``: each event is decoded once. (Calling
             :func:`materialize` later on a ``raw_memory`` connection reads the log again.)
+        on_events: called with the memory events decoded or matched so far (progress).
     """
     reader: Any = log if hasattr(log, "dataset") else open_reader(log)
     con = _new_connection(memory_limit, threads)
     sources: dict[str, Any] = {name: reader.dataset(name) for name in TABLES
                                if name not in ("memory", "memory_chunks")}
     sources["memory_chunks"] = reader.stored_dataset("memory_chunks")
-    sources["memory"] = _memory_source(con, reader, raw_memory, fill=not matched)
+    sources["memory"] = _memory_source(con, reader, raw_memory, fill=not matched,
+                                       on_events=on_events)
     _define(con, sources)
     _READERS[con] = reader
     if matched:
@@ -516,7 +532,7 @@ def connect(
         batches = memory_batches(reader)
         if isinstance(sources["memory"], str):  # the decoded table, still empty
             batches = _copied(con, batches)
-        materialize(con, batches)
+        materialize(con, batches, on_chunk=on_events)
     return con
 
 
