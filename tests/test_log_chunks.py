@@ -341,7 +341,7 @@ def test_follow_decodes_only_new_chunk_rows(tmp_path):
     follower = Follower(events, AnalyzerOptions(out_dir=tmp_path / "live"))
     assert follower.step() is not None
     n_first = int(np.sum(chunks.column("n").to_numpy()[:2]))
-    assert follower.matcher.rows_matched == n_first
+    assert follower.events == n_first
     # The analyzers read block state only: no copy of the raw events is kept.
     assert follower.con.execute("SELECT count(*) FROM events").fetchone()[0] == 0
     assert not follower.con.execute("SELECT count(*) FROM duckdb_tables() "
@@ -351,9 +351,9 @@ def test_follow_decodes_only_new_chunk_rows(tmp_path):
     writer.close()
     assert follower.step() is not None
     total = int(np.sum(chunks.column("n").to_numpy()))
-    assert follower.matcher.rows_matched == total
+    assert follower.events == total
     assert follower.con.execute("SELECT count(*) FROM events").fetchone()[0] == 0
-    assert follower.con.execute("SELECT count(*) FROM allocations").fetchone()[0] > 0
+    assert follower.con.execute("SELECT count(*) FROM sites").fetchone()[0] > 0  # the state
     assert follower.step() is None
 
 
