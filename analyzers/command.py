@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -109,13 +110,22 @@ def add_metrics_arguments(parser: argparse.ArgumentParser) -> None:
                              "setting, 20)")
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def _follow(args: argparse.Namespace) -> int:
     """``--follow``, serving metrics meanwhile when asked."""
     from memscope.analyzers.follow import follow
 
     def run(on_round: Any = None) -> int:
-        return follow(args.log, args.out, base=args.base, only=_names(args.only),
-                      interval=args.interval, quiet=args.quiet, on_round=on_round)
+        # A service manager's stop (SIGTERM) ends it like Ctrl-C: the state is checkpointed.
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            return follow(args.log, args.out, base=args.base, only=_names(args.only),
+                          interval=args.interval, quiet=args.quiet, on_round=on_round)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
     if args.metrics_port is None:
         return run()

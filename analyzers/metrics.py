@@ -89,8 +89,12 @@ def _program(argv: Any) -> str:
 
 
 def process_figures(con: duckdb.DuckDBPyConnection) -> tuple[ProcessFigures, ...]:
-    """Every process of the state on ``con`` (with its analysis state), by pid."""
-    from memscope.analyzers.memstats import process_stats
+    """Every process of the log on ``con`` (with its analysis state), by pid.
+
+    The figures of :func:`memscope.analyzers.memstats.process_stats`, as ``memscope stats``
+    prints them.
+    """
+    from memscope.analyzers.memstats import each_process_stats
 
     programs = {int(pid): _program(argv) for pid, argv in con.execute(
         "SELECT pid, argv FROM processes ORDER BY pid").fetchall()}
@@ -98,8 +102,7 @@ def process_figures(con: duckdb.DuckDBPyConnection) -> tuple[ProcessFigures, ...
         "SELECT pid FROM processes UNION SELECT pid FROM state_processes ORDER BY pid"
     ).fetchall()]
     out = []
-    for pid in pids:
-        stats = process_stats(con, pid)
+    for pid, stats in each_process_stats(con, pids).items():
         out.append(ProcessFigures(
             pid=pid, program=programs.get(pid, ""),
             active_bytes=int(stats["active_memory"]),

@@ -124,9 +124,9 @@ def test_the_follow_verb_serves_what_stats_prints_and_follows_the_log(tmp_path):
         samples = _wait_for(url, lambda s: _folded(s) == tables["memory"].num_rows)
         assert samples[("memscope_follow_rounds_total", frozenset())] >= 2
         _assert_equal_to_stats(samples, events)
-        _settle(url)  # Ctrl-C between rounds (one inside DuckDB surfaces as a DuckDB error)
+        _settle(url)  # stop between rounds (an interrupt inside DuckDB is a DuckDB error)
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGTERM)  # a service manager's stop: a clean exit
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
 
@@ -191,3 +191,23 @@ def test_metrics_need_follow_and_a_free_port(tmp_path, capsys):
                                           ("metrics.example", True)])
 def test_only_loopback_is_not_network_facing(host, facing):
     assert network_facing(host) is facing
+
+
+def test_each_process_stats_equals_process_stats_for_every_mode():
+    from memscope.analyzers.memstats import each_process_stats, process_stats
+    from memscope.analyzers.runner import connect_tables_analyzed
+
+    b = sample_log()
+    b.process(300, 0, mode="sampled", sample_bytes=4096, argv=["s.py"])
+    b.alloc(300, 10, 0x9000, 100)
+    b.alloc(300, 20, 0xA000, 8000)
+    b.free(300, 30, 0x9000)
+    b.process(400, 0, mode="aggregated", argv=["a.py"])
+    b.alloc(400, 10, 0xB000, 64)
+    b.aggregate(400, 20, stack_id=0, alloc_count=5, alloc_bytes=500)
+    b.producer_stats(400, 40, peak_bytes=9999, current_bytes=64)
+    con = connect_tables_analyzed(b.tables())
+    pids = [100, 101, 300, 400, 999]  # 999: no such process, all zeros like stats prints
+    each = each_process_stats(con, pids)
+    assert each == {pid: process_stats(con, pid) for pid in pids}
+    assert each[300].get("estimated") and each[400]["peak_memory"] == 9999
