@@ -15,6 +15,8 @@ import sys
 from collections.abc import Sequence
 from typing import Protocol
 
+from memscope.config.settings import SettingsError
+
 # verb -> (module defining COMMAND, one-line help). Add a verb by adding a line here.
 VERBS: dict[str, tuple[str, str]] = {
     "run": ("memscope.producer.run_command", "trace a program and its children, then report"),
@@ -111,6 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as exc:
         print(f"memscope: {exc}", file=sys.stderr)
         return exc.exit_code
+    except SettingsError as exc:
+        print(f"memscope: bad setting: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

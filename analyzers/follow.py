@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,8 @@ class Follower:
         self._signature: tuple[Any, ...] | None = None
         self._saved_at = time.monotonic()
         self._saved_events = self.state.events
+        #: Wall-clock time of the newest log change folded (segment mtime); None before any.
+        self.log_changed_at: float | None = None
 
     @property
     def events(self) -> int:
@@ -68,13 +70,13 @@ class Follower:
         # The memory tables are read through the state's cursor (new bytes only), never
         # scanned whole by the reader.
         reader = open_reader(self.log, lazy=_MEMORY_TABLES)
-        signature = tuple(
-            (s.path.name, s.closed, s.path.stat().st_size)
-            for table in TABLES for s in reader.segments(table)
-        )
+        segments = [(s, s.path.stat()) for table in TABLES for s in reader.segments(table)]
+        signature = tuple((s.path.name, s.closed, st.st_size) for s, st in segments)
         if signature == self._signature:
             return None
         self._signature = signature
+        # Taken before the fold reads: a write it also reads after this only errs the lag high.
+        self.log_changed_at = max((st.st_mtime for _, st in segments), default=time.time())
         self.state.update(reader)
         # no raw events: the analyzers read the state
         sources: dict[str, Any] = {name: reader.stored_dataset(name) for name in TABLES
@@ -123,9 +125,13 @@ class Follower:
 def follow(
     log: str | Path, out_dir: Path | None, *, base: str = "snapshot",
     only: Sequence[str] | None = None, interval: float = 2.0, quiet: bool = False,
-    max_rounds: int | None = None,
+    max_rounds: int | None = None, on_round: Callable[[Follower], None] | None = None,
 ) -> int:
-    """Run rounds every ``interval`` seconds until interrupted (or ``max_rounds`` analyses)."""
+    """Run rounds every ``interval`` seconds until interrupted (or ``max_rounds`` analyses).
+
+    ``on_round`` is called with the follower after each round that found the log changed,
+    on this thread (:meth:`memscope.analyzers.metrics.FollowerMetrics.publish`).
+    """
     from memscope.analyzers.runner import default_out_dir
 
     reader = open_reader(log)
@@ -135,6 +141,8 @@ def follow(
         while max_rounds is None or follower.rounds < max_rounds:
             started = time.monotonic()
             written = follower.step()
+            if written is not None and on_round is not None:
+                on_round(follower)
             if written and not quiet:
                 print(f"memscope analyze --follow: round {follower.rounds}: "
                       f"{follower.events} memory events, "

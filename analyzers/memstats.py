@@ -121,7 +121,18 @@ def process_stats(con: duckdb.DuckDBPyConnection, pid: int | None = None) -> dic
     processes together, the peak is the highest of the log's combined peak and each
     process's own peak (a lower bound; ``peak_memory_source`` says so).
     """
+    return _stats(con, _per_pid(con), pid)
+
+
+def each_process_stats(con: duckdb.DuckDBPyConnection, pids: list[int]
+                       ) -> dict[int, dict[str, Any]]:
+    """:func:`process_stats` of each of ``pids``, reading the per-process figures once."""
     per = _per_pid(con)
+    return {int(pid): _stats(con, per, int(pid)) for pid in pids}
+
+
+def _stats(con: duckdb.DuckDBPyConnection, per: dict[int, dict[str, Any]],
+           pid: int | None) -> dict[str, Any]:
     keys = list(per) if pid is None else [int(pid)]
     rows = [per[k] for k in keys if k in per]
 

@@ -74,9 +74,12 @@ def _output(path: str | None) -> Iterator[TextIO]:
 def open_or_fail(log: str, connect: Any, **kwargs: Any) -> Any:
     """``connect(log)``, turning an unreadable log into a :class:`CliError` naming it."""
     from memscope.broker.log import LogError
+    from memscope.config import SettingsError
 
     try:
         return connect(log, **kwargs)
+    except SettingsError:
+        raise  # not the log's fault: main() reports it as a bad setting
     except (LogError, OSError, ValueError) as exc:
         raise CliError(f"cannot read log {log}: {exc}") from None
 
@@ -89,11 +92,21 @@ def run_query(log: str, sql: str, fmt: str, output: str | None) -> int:
 
     if fmt == "parquet" and not output:
         raise CliError("--format parquet needs --output FILE")
+    from memscope.analyzers._progress import StatusLine
+
     # A query of block views: match blocks chunk by chunk (bounded memory) instead of one
     # window per query, in the pass that fills raw_memory (each event decoded once); the raw
     # events only when the query reads them.
-    con = open_or_fail(log, connect, matched=bool(_MATCHED.search(sql)),
-                       raw_memory=bool(_RAW.search(sql)), state=bool(_STATE.search(sql)))
+    with StatusLine("query") as line:
+        con = open_or_fail(log, connect, matched=bool(_MATCHED.search(sql)),
+                           raw_memory=bool(_RAW.search(sql)),
+                           on_events=lambda n: line.show(f"read {n:,} memory events"))
+        if _STATE.search(sql):
+            from memscope.analyzers.state import open_state
+            from memscope.analyzers.views import open_reader, use_state
+
+            use_state(con, open_state(open_or_fail(log, open_reader),
+                                      on_events=line.folded).tables())
     try:
         if fmt == "parquet":
             import pyarrow.parquet as pq

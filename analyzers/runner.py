@@ -27,9 +27,6 @@ from memscope.analyzers.fold import FoldParams
 from memscope.analyzers.state import AnalysisState, open_state
 from memscope.analyzers.views import connect, open_reader, use_state
 
-#: Total DuckDB memory budget of one analysis run, shared by its workers.
-MEMORY_BUDGET_MB = int(os.environ.get("MEMSCOPE_ANALYZE_MEMORY_MB", "1000"))
-
 Progress = Callable[[str], None]
 
 
@@ -56,17 +53,28 @@ def fold_params(options: AnalyzerOptions | None) -> FoldParams:
                       oversized_bytes=int(options.oversized_bytes))
 
 
-def state_connection(reader: Any, state: AnalysisState, memory_mb: int = MEMORY_BUDGET_MB,
+def memory_budget_mb() -> int:
+    """DuckDB's memory budget of one analysis run (the ``analysis_memory_mb`` setting)."""
+    from memscope.config import load_settings
+
+    return load_settings().analysis_memory_mb
+
+
+def state_connection(reader: Any, state: AnalysisState, memory_mb: int | None = None,
                      threads: int | None = None) -> duckdb.DuckDBPyConnection:
-    """A connection over the log's tables and its analysis state (what analyzers read)."""
-    con = connect(reader, memory_limit=f"{memory_mb}MB", threads=threads, raw_memory=False)
+    """A connection over the log's tables and its analysis state (what analyzers read).
+
+    ``memory_mb``: DuckDB's memory limit (default: the ``analysis_memory_mb`` setting).
+    """
+    con = connect(reader, memory_limit=f"{memory_mb or memory_budget_mb()}MB", threads=threads,
+                  raw_memory=False)
     use_state(con, state.tables())
     return con
 
 
 def connect_analyzed(log: Any, options: AnalyzerOptions | None = None,
                      on_events: Callable[[int], None] | None = None,
-                     memory_mb: int = MEMORY_BUDGET_MB) -> duckdb.DuckDBPyConnection:
+                     memory_mb: int | None = None) -> duckdb.DuckDBPyConnection:
     """A connection over ``log`` (path or reader) with its state brought up to date."""
     reader = log if hasattr(log, "dataset") else open_reader(log)
     state = open_state(reader, fold_params(options), on_events=on_events)
@@ -171,7 +179,7 @@ def _parallel(
     progress: Progress | None,
 ) -> tuple[list[Path], dict[str, str]]:
     workers = min(jobs, len(analyzers))
-    memory_mb = max(128, MEMORY_BUDGET_MB // workers)
+    memory_mb = max(128, memory_budget_mb() // workers)
     threads = max(1, (os.cpu_count() or 1) // workers)
     written: list[Path] = []
     failures: dict[str, str] = {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from memscope.analyzers.query_command import open_or_fail, write_table
@@ -30,15 +31,19 @@ def human_bytes(n: int | None) -> str:
     return f"{value:.1f} TiB"  # pragma: no cover
 
 
-def collect(log: str) -> dict[str, Any]:
-    """Totals for the whole log and per process, plus ingest counters."""
+def collect(log: str, on_events: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Totals for the whole log and per process, plus ingest counters.
+
+    ``on_events`` is called with the events folded so far while the state is brought up to
+    date (progress).
+    """
     from memscope.analyzers._common import rows
     from memscope.analyzers.memstats import process_stats
     from memscope.analyzers.runner import connect_analyzed
     from memscope.analyzers.views import open_reader
 
     reader = open_or_fail(log, open_reader)
-    con = open_or_fail(reader, connect_analyzed)
+    con = open_or_fail(reader, connect_analyzed, on_events=on_events)
     try:
         processes = {r["pid"]: r for r in rows(con, "SELECT * FROM processes ORDER BY pid")}
         pids = [r[0] for r in con.execute(
@@ -132,7 +137,10 @@ class StatsCommand:
 
     def run(self, args: argparse.Namespace) -> int:
         """Print the numbers; 0 on success."""
-        stats = collect(args.log)
+        from memscope.analyzers._progress import StatusLine
+
+        with StatusLine("stats") as line:
+            stats = collect(args.log, on_events=line.folded)
         if args.json:
             json.dump(stats, sys.stdout, indent=2)
             sys.stdout.write("\n")

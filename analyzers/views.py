@@ -62,7 +62,7 @@ import os
 import shutil
 import tempfile
 import weakref
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -366,6 +366,13 @@ PUBLIC_VIEWS = (
 )
 
 
+def analysis_memory_limit() -> str:
+    """DuckDB's memory limit from the ``analysis_memory_mb`` setting (``"1000MB"``)."""
+    from memscope.config import load_settings
+
+    return f"{load_settings().analysis_memory_mb}MB"
+
+
 def _new_connection(memory_limit: str | None, threads: int | None) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(":memory:")
     # Spills go to a directory of our own, removed with the connection (DuckDB's default is
@@ -373,8 +380,7 @@ def _new_connection(memory_limit: str | None, threads: int | None) -> duckdb.Duc
     spill = tempfile.mkdtemp(prefix="memscope-duckdb-")
     weakref.finalize(con, shutil.rmtree, spill, True)
     con.execute("SET temp_directory = ?", [spill])
-    limit = memory_limit or os.environ.get("MEMSCOPE_DUCKDB_MEMORY", "1GB")
-    con.execute("SET memory_limit = ?", [limit])
+    con.execute("SET memory_limit = ?", [memory_limit or analysis_memory_limit()])
     con.execute("SET preserve_insertion_order = false")
     if threads:
         con.execute("SET threads = ?", [int(threads)])
@@ -405,13 +411,14 @@ DECODED_MEMORY = "_decoded_memory"
 
 
 def _memory_source(con: duckdb.DuckDBPyConnection, reader: Any, decode: bool,
-                   fill: bool = True) -> Any:
+                   fill: bool = True, on_events: Callable[[int], None] | None = None) -> Any:
     """What ``raw_memory`` reads: the log's lazy dataset, or its events decoded into DuckDB.
 
     Chunks stored by the broker (``memory_chunks``) must be decoded; DuckDB needs a source it
     can scan more than once (self-joins), so they are decoded once into a DuckDB table, which
     spills to disk under the memory limit (``fill=False``: the table is created empty, for
     the caller to fill, :func:`_copied`). Without ``decode`` raw_memory is empty.
+    ``on_events`` is called with the events decoded so far (progress).
     """
     if not decode:
         return None
@@ -419,8 +426,20 @@ def _memory_source(con: duckdb.DuckDBPyConnection, reader: Any, decode: bool,
         return reader.dataset("memory")
     stream = reader.memory_reader() if fill else pa.RecordBatchReader.from_batches(
         MEMORY, iter(()))
+    if fill and on_events is not None:
+        stream = pa.RecordBatchReader.from_batches(stream.schema, _counted(stream, on_events))
     _run_over(con, stream, f"CREATE OR REPLACE TABLE {DECODED_MEMORY} AS SELECT * FROM _source")
     return DECODED_MEMORY
+
+
+def _counted(batches: Iterable[pa.RecordBatch],
+             on_events: Callable[[int], None]) -> Iterator[pa.RecordBatch]:
+    """``batches``, calling ``on_events`` with the rows passed so far after each."""
+    rows = 0
+    for batch in batches:
+        yield batch
+        rows += batch.num_rows
+        on_events(rows)
 
 
 def _run_over(con: duckdb.DuckDBPyConnection, source: Any, sql: str) -> None:
@@ -450,7 +469,7 @@ def connect_tables(
 
     Args:
         tables: log table name (``memory``, ``processes``, ...) -> table with that schema.
-        memory_limit: DuckDB's memory limit (default ``MEMSCOPE_DUCKDB_MEMORY`` or 1GB).
+        memory_limit: DuckDB's memory limit (default: the ``analysis_memory_mb`` setting).
         threads: DuckDB worker threads (default: DuckDB's choice).
     """
     unknown = sorted(set(tables) - set(TABLES))
@@ -481,6 +500,7 @@ def connect(
     raw_memory: bool = True,
     matched: bool = False,
     state: bool = False,
+    on_events: Callable[[int], None] | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """A connection with every view over a log.
 
@@ -495,8 +515,8 @@ def connect(
 
     Args:
         log: a run directory, its ``events/`` directory, or an open LogReader.
-        memory_limit: DuckDB's memory limit (default ``MEMSCOPE_DUCKDB_MEMORY`` or 1GB); DuckDB
-            spills sorts and joins to disk beyond it.
+        memory_limit: DuckDB's memory limit (default: the ``analysis_memory_mb`` setting);
+            DuckDB spills sorts and joins to disk beyond it.
         threads: DuckDB worker threads (default: DuckDB's choice).
         raw_memory: False leaves ``raw_memory`` (and the ``events`` view) empty, for processes
             that only read block state.
@@ -506,13 +526,15 @@ def connect(
         state: also register the log's analysis state and the views over it (``sites``,
             ``live``, ``peak_sites``, ``timeline``, ...; :func:`use_state`), brought up to
             date from its checkpoint (:func:`memscope.analyzers.state.open_state`).
+        on_events: called with the memory events decoded or matched so far (progress).
     """
     reader: Any = log if hasattr(log, "dataset") else open_reader(log)
     con = _new_connection(memory_limit, threads)
     sources: dict[str, Any] = {name: reader.dataset(name) for name in TABLES
                                if name not in ("memory", "memory_chunks")}
     sources["memory_chunks"] = reader.stored_dataset("memory_chunks")
-    sources["memory"] = _memory_source(con, reader, raw_memory, fill=not matched)
+    sources["memory"] = _memory_source(con, reader, raw_memory, fill=not matched,
+                                       on_events=on_events)
     _define(con, sources)
     _READERS[con] = reader
     if matched:
@@ -521,11 +543,11 @@ def connect(
         batches = memory_batches(reader)
         if isinstance(sources["memory"], str):  # the decoded table, still empty
             batches = _copied(con, batches)
-        materialize(con, batches)
+        materialize(con, batches, on_chunk=on_events)
     if state:
         from memscope.analyzers.state import open_state
 
-        use_state(con, open_state(reader).tables())
+        use_state(con, open_state(reader, on_events=on_events).tables())
     return con
 
 

@@ -268,8 +268,8 @@ def main() -> int:
     started = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", _ANALYZE, str(log), str(root / "out"),
                           str(jobs)], check=True, capture_output=True, text=True,
-                         env={**os.environ, "MEMSCOPE_ANALYZE_MEMORY_MB":
-                              os.environ.get("MEMSCOPE_ANALYZE_MEMORY_MB", "1000")})
+                         env={**os.environ, "MEMSCOPE_ANALYSIS_MEMORY_MB":
+                              os.environ.get("MEMSCOPE_ANALYSIS_MEMORY_MB", "1000")})
     outer = time.perf_counter() - started
     result = json.loads(out.stdout.strip().splitlines()[-1])
     started = time.perf_counter()

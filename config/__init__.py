@@ -4,6 +4,6 @@ Precedence, lowest first: ``config/default.toml`` shipped with the package, the 
 by ``MEMSCOPE_CONFIG``, then one environment variable per key (``MEMSCOPE_<KEY>``).
 """
 
-from memscope.config.settings import Settings, load_settings
+from memscope.config.settings import Settings, SettingsError, load_settings
 
-__all__ = ["Settings", "load_settings"]
+__all__ = ["Settings", "SettingsError", "load_settings"]

@@ -41,6 +41,8 @@ class Settings:
     curve_authorized_clients: str = ""
     disable: bool = False
     native: bool = False
+    analysis_memory_mb: int = 1000
+    metrics_top_sites: int = 20
 
     def replace(self, **changes: Any) -> Settings:
         """Return a copy with ``changes`` applied (validated like loaded values)."""
@@ -51,6 +53,17 @@ class Settings:
 _MODES = ("full", "aggregated", "sampled")
 _COMPRESSIONS = ("zstd", "lz4", "none")
 _LOG_MEMORY = ("chunks", "columns")
+#: Environment variables earlier versions read directly -> the setting that replaced them.
+_RENAMED = {"MEMSCOPE_DUCKDB_MEMORY": "analysis_memory_mb",
+            "MEMSCOPE_ANALYZE_MEMORY_MB": "analysis_memory_mb"}
+
+
+#: What a number means, for the error message of a value that is not one.
+_UNITS = {"analysis_memory_mb": " of megabytes (e.g. 2000)"}
+
+
+class SettingsError(ValueError):
+    """A bad setting; the message names the key, its source and what is accepted."""
 
 
 def _coerce(name: str, raw: Any, target: type, source: str) -> Any:
@@ -62,12 +75,12 @@ def _coerce(name: str, raw: Any, target: type, source: str) -> Any:
             return True
         if text in _FALSE:
             return False
-        raise ValueError(f"{source}: {name} must be true or false, not {raw!r}")
+        raise SettingsError(f"{source}: {name} must be true or false, not {raw!r}")
     try:
         return target(raw)
     except (TypeError, ValueError):
-        raise ValueError(
-            f"{source}: {name} must be a {target.__name__}, not {raw!r}"
+        raise SettingsError(
+            f"{source}: {name} must be a {target.__name__}{_UNITS.get(name, '')}, not {raw!r}"
         ) from None
 
 
@@ -75,7 +88,7 @@ def _build(values: Mapping[str, Any], source: str) -> Settings:
     fields = {f.name: f for f in dataclasses.fields(Settings)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise ValueError(f"{source}: unknown setting(s) {', '.join(unknown)}")
+        raise SettingsError(f"{source}: unknown setting(s) {', '.join(unknown)}")
     types = {"str": str, "int": int, "float": float, "bool": bool}
     kwargs = {
         name: _coerce(name, value, types[str(fields[name].type)], source)
@@ -83,24 +96,29 @@ def _build(values: Mapping[str, Any], source: str) -> Settings:
     }
     settings = Settings(**kwargs)
     if settings.mode not in _MODES:
-        raise ValueError(
+        raise SettingsError(
             f"{source}: mode must be one of {', '.join(_MODES)}, not {settings.mode!r}"
         )
     if settings.log_compression not in _COMPRESSIONS:
-        raise ValueError(
+        raise SettingsError(
             f"{source}: log_compression must be one of {', '.join(_COMPRESSIONS)}, "
             f"not {settings.log_compression!r}"
         )
     if settings.log_chunk_compression not in _COMPRESSIONS:
-        raise ValueError(
+        raise SettingsError(
             f"{source}: log_chunk_compression must be one of {', '.join(_COMPRESSIONS)}, "
             f"not {settings.log_chunk_compression!r}"
         )
     if settings.log_memory not in _LOG_MEMORY:
-        raise ValueError(
+        raise SettingsError(
             f"{source}: log_memory must be one of {', '.join(_LOG_MEMORY)}, "
             f"not {settings.log_memory!r}"
         )
+    for name in ("analysis_memory_mb", "metrics_top_sites"):
+        if getattr(settings, name) < 1:
+            raise SettingsError(
+                f"{source}: {name} must be a positive integer, not {getattr(settings, name)}"
+            )
     return settings
 
 
@@ -115,10 +133,17 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         try:
             values.update(tomllib.loads(path.read_text()))
         except OSError as exc:
-            raise ValueError(f"MEMSCOPE_CONFIG={extra}: cannot read it ({exc.strerror})") from None
+            raise SettingsError(
+                f"MEMSCOPE_CONFIG={extra}: cannot read it ({exc.strerror})") from None
         except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"MEMSCOPE_CONFIG={extra}: not valid TOML ({exc})") from None
+            raise SettingsError(f"MEMSCOPE_CONFIG={extra}: not valid TOML ({exc})") from None
         source = extra
+    for old, new in _RENAMED.items():
+        if old in env:
+            raise SettingsError(
+                f"{old} is no longer read: set {_ENV_PREFIX + new.upper()} instead "
+                f"(the {new} setting, in megabytes; see config/default.toml)"
+            )
     for name in (f.name for f in dataclasses.fields(Settings)):
         key = _ENV_PREFIX + name.upper()
         if key in env:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from memscope.exporters._base import Exporter
@@ -61,12 +61,14 @@ class ExportResult(list[Path]):
 
 def write_reports(analysis_dir: str | Path, out_dir: str | Path | None = None,
                   reports: Reports | None = None,
-                  only: Iterable[str] | None = None) -> ExportResult:
+                  only: Iterable[str] | None = None,
+                  progress: Callable[[str], None] | None = None) -> ExportResult:
     """Write both SVGs, ``memory_snapshot.json`` and ``dashboard.html`` into ``out_dir``.
 
     ``analysis_dir`` holds the six ``*_<kind>.json`` files; ``out_dir`` defaults to it;
     ``only`` limits the output to those file names (e.g. ``["dashboard.html"]``). Each file is
-    written to a temporary name and renamed, so a reader never sees half a file.
+    written to a temporary name and renamed, so a reader never sees half a file;
+    ``progress`` is then called with its name.
     """
     source = Path(analysis_dir)
     target = Path(out_dir) if out_dir is not None else source
@@ -91,4 +93,6 @@ def write_reports(analysis_dir: str | Path, out_dir: str | Path | None = None,
             Path(tmp).unlink(missing_ok=True)
             raise
         written.append(path)
+        if progress:
+            progress(exp.filename)
     return written

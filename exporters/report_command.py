@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from memscope.cli import CliError
 
@@ -20,8 +21,11 @@ def is_log(path: Path) -> bool:
     return (path / "manifest.json").is_file() or (path / "events" / "manifest.json").is_file()
 
 
-def analyze(log: Path, out: Path) -> None:
-    """Run every analyzer on ``log`` into ``out``; a clear error when they are not built in."""
+def analyze(log: Path, out: Path, bar: Any = None) -> None:
+    """Run every analyzer on ``log`` into ``out``; a clear error when they are not built in.
+
+    ``bar``: a :class:`memscope.analyzers._progress.ProgressBar` to advance.
+    """
     try:
         from memscope.analyzers import run_all  # type: ignore[attr-defined,unused-ignore]
     except ImportError:
@@ -29,17 +33,28 @@ def analyze(log: Path, out: Path) -> None:
             "reading a log needs the analyzers (memscope.analyzers.run_all), which this build "
             "lacks; run `memscope analyze LOG --out DIR` and then `memscope report DIR`"
         ) from None
-    run_all(log, out)
+    run_all(log, out, progress=bar.step if bar else None,
+            on_chunk=bar.folded if bar else None)
 
 
-def write(source: Path, out: Path) -> int:
+def progress_bar(label: str, analyzing: bool) -> Any:
+    """The bar of a report: the fold and each analyzer when ``analyzing``, each exporter."""
+    from memscope.analyzers import ANALYZERS
+    from memscope.analyzers._progress import ProgressBar
+    from memscope.exporters import EXPORTERS
+
+    return ProgressBar((len(ANALYZERS) + 1 if analyzing else 0) + len(EXPORTERS), label)
+
+
+def write(source: Path, out: Path, bar: Any = None) -> int:
     """Export ``source`` (six JSON files) into ``out``; print what was written."""
     from memscope.exporters import find_reports, write_reports
 
     if not find_reports(source):
         raise CliError(f"{source}: no *_memory_analysis.json, *_lifetime.json, ... files here; "
                        "pass a log or a directory written by `memscope analyze`")
-    written = write_reports(source, out)
+    with bar or progress_bar("report", analyzing=False) as shown:
+        written = write_reports(source, out, progress=shown.step)
     for kind, message in sorted(written.problems.items()):
         print(f"memscope report: warning: {kind}: {message}", file=sys.stderr)
     for path in written:
@@ -72,8 +87,9 @@ class ReportCommand:
             run_dir = path.parent if path.name == "events" else path
             out = args.out or run_dir
             out.mkdir(parents=True, exist_ok=True)
-            analyze(path, out)
-            return write(out, out)
+            with progress_bar("report", analyzing=True) as bar:
+                analyze(path, out, bar)
+                return write(out, out, bar)
         return write(path, args.out or path)
 
 

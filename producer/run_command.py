@@ -415,10 +415,12 @@ def _report(events_dir: Path, out_dir: Path) -> None:
         return
     from memscope.analyzers import run_all
     from memscope.exporters import write_reports
+    from memscope.exporters.report_command import progress_bar
 
     try:
-        paths = list(run_all(events_dir, out_dir))
-        paths += list(write_reports(out_dir, out_dir))
+        with progress_bar("memscope: reports", analyzing=True) as bar:
+            paths = list(run_all(events_dir, out_dir, progress=bar.step, on_chunk=bar.folded))
+            paths += list(write_reports(out_dir, out_dir, progress=bar.step))
     except (RuntimeError, OSError, ValueError) as exc:
         _say(f"the reports could not be written: {exc}; the log is complete, retry with "
              f"`memscope analyze {events_dir}` and `memscope report {out_dir}`")

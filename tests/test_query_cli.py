@@ -77,9 +77,9 @@ def test_stats_prints_the_headline_numbers(run_dir, capsys):
     assert main(["stats", str(run_dir), "--json"]) == 0
     stats = json.loads(capsys.readouterr().out)
     from memscope.analyzers.memstats import process_stats
-    from memscope.analyzers.views import connect
+    from memscope.analyzers.runner import connect_analyzed
 
-    assert stats["total"] == process_stats(connect(run_dir, state=True))
+    assert stats["total"] == process_stats(connect_analyzed(run_dir))
     assert [p["pid"] for p in stats["processes"]] == [100, 101]
     assert main(["stats", str(run_dir)]) == 0
     text = capsys.readouterr().out
