@@ -13,6 +13,8 @@ from typing import Any
 
 import duckdb
 
+from memscope.analyzers.stacks import resolver
+
 #: Version of the six files' layout (their JSON Schemas carry the same number).
 FORMAT_VERSION = "1.0"
 
@@ -190,8 +192,6 @@ def time_span(con: duckdb.DuckDBPyConnection, pid: int | None = None) -> tuple[i
 
 def stack_info(con: duckdb.DuckDBPyConnection, pid: int, stack_id: int) -> dict[str, Any]:
     """The resolved stack (innermost first) of one stack id; empty trace when unknown."""
-    from memscope.analyzers.stacks import resolver
-
     stacks = resolver(con)
     return {"stack_id": stack_id, "location": stacks.location(pid, stack_id),
             "trace": stacks.trace(pid, stack_id)}

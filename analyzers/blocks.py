@@ -40,8 +40,8 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from memscope.analyzers.block_sql import START, use_chain
 from memscope.analyzers.prefetch import prefetched
-from memscope.analyzers.views import _START
 from memscope.broker.schema import MEMORY
 from memscope.producer.wire import KIND_ALLOC, KIND_CALLOC, KIND_FREE, KIND_REALLOC
 
@@ -218,8 +218,6 @@ class BlockMatcher:
         ``open_prefix`` is where ``_blk_open`` is when not in ``schema`` (the matcher keeps it in
         ``hot``, out of its checkpoints).
         """
-        from memscope.analyzers.views import use_chain
-
         p = f"{schema}." if schema else ""
         o = p if open_prefix is None else open_prefix
         con.execute(f"CREATE OR REPLACE VIEW _blk_chain AS SELECT * FROM {p}_blk_done "
@@ -259,7 +257,7 @@ def _block_events(chunk: pa.Table) -> dict[str, np.ndarray]:
     keep = starts | frees
     moved = (kind == KIND_REALLOC) & (old != 0)
     code = (col["domain"].astype(np.uint8) << np.uint8(3)) | kind.astype(np.uint8)
-    start_code = np.where(starts, code | np.uint8(_START), code)
+    start_code = np.where(starts, code | np.uint8(START), code)
     names = ("pid", "tid", "seq", "ts_ns", "size", "stack_id")
     if keep.all() and not moved.any():
         out = {name: col[name] for name in names}
@@ -289,7 +287,7 @@ class _Window:
         self.keys = {name: np.concatenate([ctx[name].astype(be[name].dtype), be[name]])
                      for name in ("pid", "address", "ts_ns", "seq", "code")}
         k = self.keys
-        start = k["code"] >= _START
+        start = k["code"] >= START
         self.order = order = block_order(k["pid"], k["address"], k["ts_ns"], k["seq"], start)
         self.n = n = len(order)
         pid, address, code = k["pid"][order], k["address"][order], k["code"][order]
@@ -304,7 +302,7 @@ class _Window:
         self.start = start[order]
         self.ctx = order < self.n_ctx
         pc = _shift(code, 1)
-        prev_start = self.has_prev & (pc >= _START)
+        prev_start = self.has_prev & (pc >= START)
         mismatch = ((pc >> 3) & 15) != ((code >> 3) & 15)
         self.notable = ~self.has_prev | ~prev_start | mismatch
 

@@ -61,9 +61,9 @@ class AnalyzeCommand:
 
     def run(self, args: argparse.Namespace) -> int:
         """Analyze; 0 on success, 1 when the log was damaged or an analyzer failed."""
-        from memscope.analyzers import select
         from memscope.analyzers._progress import ProgressBar
         from memscope.analyzers.query_command import open_or_fail
+        from memscope.analyzers.registry import select
         from memscope.analyzers.runner import AnalysisError, run_all
         from memscope.analyzers.views import open_reader
 

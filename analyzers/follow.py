@@ -21,9 +21,12 @@ from typing import Any
 
 import duckdb
 
-from memscope.analyzers import select
 from memscope.analyzers._common import AnalyzerOptions, log_time, now_iso
 from memscope.analyzers.fold import FoldParams
+from memscope.analyzers.memstats import process_stats
+from memscope.analyzers.registry import select
+from memscope.analyzers.runner import default_out_dir, fold_params
+from memscope.analyzers.stacks import forget as forget_stacks
 from memscope.analyzers.state import AnalysisState, state_dir
 from memscope.analyzers.views import _define, _new_connection, open_reader, use_state
 from memscope.broker.schema import TABLES
@@ -39,8 +42,6 @@ class Follower:
     def __init__(self, log: str | Path, options: AnalyzerOptions,
                  only: Sequence[str] | None = None, checkpoint: bool = True,
                  tables: Sequence[str] | None = None) -> None:
-        from memscope.analyzers.runner import fold_params
-
         self.log = log
         self.options = options
         self.analyzers = select(only)
@@ -84,9 +85,7 @@ class Follower:
         _define(self.con, sources)
         use_state(self.con, self.state.tables(self.table_names),
                   views=self.table_names is None)
-        from memscope.analyzers.stacks import forget
-
-        forget(self.con)
+        forget_stacks(self.con)
         if self.checkpoint and time.monotonic() - self._saved_at >= CHECKPOINT_EVERY_S:
             self.save(reader)
         return reader
@@ -132,8 +131,6 @@ def follow(
     ``on_round`` is called with the follower after each round that found the log changed,
     on this thread (:meth:`memscope.analyzers.metrics.FollowerMetrics.publish`).
     """
-    from memscope.analyzers.runner import default_out_dir
-
     reader = open_reader(log)
     out = out_dir or default_out_dir(reader.path)
     follower = Follower(reader.path, AnalyzerOptions(out_dir=out, base=base), only)
@@ -182,9 +179,33 @@ class LiveStats:
 
     def stats(self, pid: int | None = None) -> dict[str, Any]:
         """The totals now, for one process or all (thread-safe: calls are serialized)."""
-        from memscope.analyzers.memstats import process_stats
-
         with self._lock:
             if self._follower.refresh() is not None:
                 self.refreshes += 1
             return process_stats(self._follower.con, pid)
+
+
+#: log path -> its LiveStats (state kept between calls), for :func:`live_stats_for`.
+_LIVE: dict[str, LiveStats] = {}
+_LIVE_LOCK = threading.Lock()
+
+
+def live_stats_for(log: str | Path) -> LiveStats:
+    """The :class:`memscope.analyzers.follow.LiveStats` of ``log``, made once per log path.
+
+    For a long-lived reader of a growing log (the broker's ``stats`` request): each
+    ``.stats(pid)`` call folds only the memory rows written since the previous call.
+    Calls on one log are serialized.
+    """
+    key = str(Path(log).resolve())
+    with _LIVE_LOCK:
+        live = _LIVE.get(key)
+        if live is None:
+            live = _LIVE[key] = LiveStats(log)
+    return live
+
+
+def forget_live(log: str | Path) -> None:
+    """Drop the state :func:`live_stats_for` keeps for ``log`` (the log was closed)."""
+    with _LIVE_LOCK:
+        _LIVE.pop(str(Path(log).resolve()), None)

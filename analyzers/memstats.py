@@ -26,14 +26,9 @@ Frees the log cannot match:
 
 from __future__ import annotations
 
-import threading
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import duckdb
-
-if TYPE_CHECKING:  # pragma: no cover
-    from memscope.analyzers.follow import LiveStats
 
 #: The totals a sampled process only estimates (its log holds samples, not every block).
 ESTIMATED_KEYS = ("total_allocations", "total_allocated", "total_deallocations", "total_freed",
@@ -215,31 +210,3 @@ def _apply_measured(con: duckdb.DuckDBPyConnection, stats: dict[str, Any],
         logged = sum(int(r["live_bytes"] or 0) for r in fresh)
         stats["active_memory"] += stats["active_memory_in_process"] - logged
         stats["active_memory_source"] = MEASURED
-
-
-#: log path -> its LiveStats (state kept between calls), for :func:`live_stats_for`.
-_LIVE: dict[str, LiveStats] = {}
-_LIVE_LOCK = threading.Lock()
-
-
-def live_stats_for(log: str | Path) -> LiveStats:
-    """The :class:`memscope.analyzers.follow.LiveStats` of ``log``, made once per log path.
-
-    For a long-lived reader of a growing log (the broker's ``stats`` request): each
-    ``.stats(pid)`` call folds only the memory rows written since the previous call.
-    Calls on one log are serialized.
-    """
-    from memscope.analyzers.follow import LiveStats
-
-    key = str(Path(log).resolve())
-    with _LIVE_LOCK:
-        live = _LIVE.get(key)
-        if live is None:
-            live = _LIVE[key] = LiveStats(log)
-    return live
-
-
-def forget_live(log: str | Path) -> None:
-    """Drop the state :func:`live_stats_for` keeps for ``log`` (the log was closed)."""
-    with _LIVE_LOCK:
-        _LIVE.pop(str(Path(log).resolve()), None)

@@ -21,11 +21,11 @@ from typing import Any
 
 import duckdb
 
-from memscope.analyzers import Analyzer, select
 from memscope.analyzers._common import AnalyzerOptions, log_time, now_iso
 from memscope.analyzers.fold import FoldParams
-from memscope.analyzers.state import AnalysisState, open_state
-from memscope.analyzers.views import connect, open_reader, use_state
+from memscope.analyzers.registry import ANALYZERS, Analyzer, select
+from memscope.analyzers.state import AnalysisState, fold_tables, open_state
+from memscope.analyzers.views import connect, connect_tables, open_reader, use_state
 
 Progress = Callable[[str], None]
 
@@ -106,8 +106,6 @@ def analyze_connection(
 def _worker(log: str, kind: str, options: AnalyzerOptions, memory_mb: int, threads: int
             ) -> tuple[str, str | None]:
     """Run one analyzer in a worker process; (kind, traceback or None)."""
-    from memscope.analyzers import ANALYZERS
-
     try:
         reader = open_reader(log)
         state = open_state(reader, fold_params(options))  # the checkpoint the parent wrote
@@ -221,9 +219,6 @@ def analyze_tables(
 def connect_tables_analyzed(tables: dict[str, Any], options: AnalyzerOptions | None = None,
                             window_rows: int | None = None) -> duckdb.DuckDBPyConnection:
     """A connection over in-memory log tables with their analysis state (tests, samples)."""
-    from memscope.analyzers.state import fold_tables
-    from memscope.analyzers.views import connect_tables
-
     con = connect_tables(tables)
     state = fold_tables(tables, fold_params(options), window_rows)
     use_state(con, state.tables())

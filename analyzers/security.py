@@ -56,7 +56,7 @@ from memscope.analyzers._common import (
     stack_info,
     write_report,
 )
-from memscope.analyzers.fold import DOMAIN_MISMATCH, INTERIOR_FREE, REPEATED_END
+from memscope.analyzers.fold import DOMAIN_MISMATCH, INTERIOR_FREE, REPEATED_END, FoldParams
 from memscope.analyzers.stacks import add_locations
 from memscope.producer.wire import DOMAIN_NAMES, DOMAIN_NATIVE, KIND_NAMES
 
@@ -214,8 +214,6 @@ def leak_sites(
 
 def _slot_buckets(con: duckdb.DuckDBPyConnection, slots: int) -> int:
     """Fine timeline buckets per site slot (the fold's ``timeline_buckets / site_slots``)."""
-    from memscope.analyzers.fold import FoldParams
-
     return FoldParams().timeline_buckets // slots
 
 

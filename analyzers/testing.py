@@ -367,8 +367,8 @@ def run_analyzer(builder: LogBuilder, kind: str, *, validate: bool = True,
     With ``validate`` the report is checked against the file's JSON Schema (needs
     ``jsonschema``, a dev dependency).
     """
-    from memscope.analyzers import ANALYZERS
     from memscope.analyzers._common import AnalyzerOptions, load_schema
+    from memscope.analyzers.registry import ANALYZERS
     from memscope.analyzers.runner import connect_tables_analyzed
 
     opts = AnalyzerOptions(**options)

@@ -69,7 +69,10 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from memscope.analyzers.block_sql import START, allocations_select, ends_select
+from memscope.analyzers.blocks import CHUNK_ROWS, BlockMatcher, memory_batches
 from memscope.analyzers.fold import LIVE
+from memscope.analyzers.state import open_state
 from memscope.broker.schema import MEMORY, TABLES
 from memscope.producer.wire import (
     DOMAIN_NAMES,
@@ -94,50 +97,9 @@ def _case(column: str, names: Mapping[int, str]) -> str:
     return f"CASE {column} {arms} ELSE 'unknown_' || CAST({column} AS VARCHAR) END"
 
 
-# Block events carry one packed code: bit 7 = starts a block, bits 3-6 = domain, bits 0-2 = kind.
-# Keeping the window's payload this narrow is what makes matching 50 M events affordable.
-_START = 128
-
-
-def _allocations_select(chain: str) -> str:
-    """Blocks (one per start) with the event that ended each, from a block chain relation."""
-    return f"""
-        SELECT pid, tid, seq, ts_ns, (code & 7)::UTINYINT AS kind,
-            ((code >> 3) & 15)::UTINYINT AS domain, address, size, stack_id,
-            CASE WHEN nc < {_START} THEN nts END AS free_ts_ns,
-            CASE WHEN nc < {_START} THEN (nc & 7)::UTINYINT END AS free_kind,
-            CASE WHEN nc < {_START} THEN ((nc >> 3) & 15)::UTINYINT END AS free_domain,
-            CASE WHEN nc >= {_START} THEN nts END AS reused_ts_ns,
-            nts AS end_ts_ns, nseq AS end_seq
-        FROM {chain} WHERE code >= {_START}"""
-
-
-def _ends_select(chain: str, notable_only: bool = False) -> str:
-    """Block ends with what preceded each at its address, from a block chain relation.
-
-    ``matched``: the previous event at the address started a block (this end ended it).
-    ``repeated_end``: the previous event was an end of a block started just before it (a
-    double free). ``notable_only`` keeps the unmatched ends and the domain mismatches.
-    """
-    notable = (
-        f" AND (pc IS NULL OR pc < {_START} OR ((pc >> 3) & 15) <> ((code >> 3) & 15))"
-        if notable_only else ""
-    )
-    return f"""
-        SELECT pid, tid, seq, ts_ns, (code & 7)::UTINYINT AS kind,
-            ((code >> 3) & 15)::UTINYINT AS domain, address, stack_id,
-            coalesce(pc >= {_START}, false) AS matched,
-            CASE WHEN pc >= {_START} THEN pts END AS alloc_ts_ns,
-            CASE WHEN pc >= {_START} THEN ((pc >> 3) & 15)::UTINYINT END AS alloc_domain,
-            coalesce(pc < {_START} AND pc2 >= {_START}, false) AS repeated_end,
-            CASE WHEN pc < {_START} THEN pts END AS previous_end_ts_ns,
-            CASE WHEN pc < {_START} AND pc2 >= {_START} THEN pts2 END AS first_alloc_ts_ns
-        FROM {chain} WHERE code < {_START}{notable}"""
-
-
 def _chain_select(source: str, starts_and_notable_only: bool = False) -> str:
     keep = (
-        f"""WHERE code >= {_START} OR pc IS NULL OR pc < {_START}
+        f"""WHERE code >= {START} OR pc IS NULL OR pc < {START}
               OR ((pc >> 3) & 15) <> ((code >> 3) & 15)"""
         if starts_and_notable_only else ""
     )
@@ -147,7 +109,7 @@ def _chain_select(source: str, starts_and_notable_only: bool = False) -> str:
                 LAG(code) OVER w AS pc, LAG(code, 2) OVER w AS pc2,
                 LAG(ts_ns) OVER w AS pts, LAG(ts_ns, 2) OVER w AS pts2
             FROM {source}
-            WINDOW w AS (PARTITION BY pid, address ORDER BY ts_ns, seq, code >= {_START}))
+            WINDOW w AS (PARTITION BY pid, address ORDER BY ts_ns, seq, code >= {START}))
         {keep}"""
 
 
@@ -160,7 +122,7 @@ def _block_events_sql(source: str) -> str:
     starts = f"kind IN ({KIND_ALLOC}, {KIND_CALLOC}, {KIND_REALLOC}) AND address <> 0"
     return f"""
         SELECT pid, tid, seq, ts_ns, address, size, stack_id,
-               ({_START} | (domain << 3) | kind)::UTINYINT AS code
+               ({START} | (domain << 3) | kind)::UTINYINT AS code
         FROM {source} WHERE {starts}
         UNION ALL
         SELECT pid, tid, seq, ts_ns,
@@ -197,13 +159,13 @@ def _view_sql() -> list[str]:
         SELECT pid, tid, seq, ts_ns, {kind} AS kind, {domain} AS domain, address, old_address,
                size, stack_id, kind AS kind_code, domain AS domain_code
         FROM raw_memory""",
-        # Block starts and ends keyed by the block's address (see _START for ``code``).
+        # Block starts and ends keyed by the block's address (see START for ``code``).
         f"CREATE OR REPLACE VIEW _block_events AS {_block_events_sql('raw_memory')}",
         f"CREATE OR REPLACE VIEW _block_chain AS {_chain_select('_block_events')}",
         # Internal, code-valued forms; materialize() replaces them by tables.
-        f"CREATE OR REPLACE VIEW _allocations AS {_allocations_select('_block_chain')}",
-        f"CREATE OR REPLACE VIEW _ends AS {_ends_select('_block_chain')}",
-        f"CREATE OR REPLACE VIEW _notable_ends AS {_ends_select('_block_chain', True)}",
+        f"CREATE OR REPLACE VIEW _allocations AS {allocations_select('_block_chain')}",
+        f"CREATE OR REPLACE VIEW _ends AS {ends_select('_block_chain')}",
+        f"CREATE OR REPLACE VIEW _notable_ends AS {ends_select('_block_chain', True)}",
         f"""CREATE OR REPLACE VIEW allocations AS
         SELECT pid, tid, seq, ts_ns, {kind} AS kind, {domain} AS domain, address, size, stack_id,
             free_ts_ns, {_case("free_domain", DOMAIN_NAMES)} AS free_domain,
@@ -538,15 +500,11 @@ def connect(
     _define(con, sources)
     _READERS[con] = reader
     if matched:
-        from memscope.analyzers.blocks import memory_batches
-
         batches = memory_batches(reader)
         if isinstance(sources["memory"], str):  # the decoded table, still empty
             batches = _copied(con, batches)
         materialize(con, batches, on_chunk=on_events)
     if state:
-        from memscope.analyzers.state import open_state
-
         use_state(con, open_state(reader, on_events=on_events).tables())
     return con
 
@@ -573,13 +531,9 @@ def materialize(
     Returns:
         the :class:`memscope.analyzers.blocks.BlockMatcher`, to feed more rows later.
     """
-    from memscope.analyzers.blocks import CHUNK_ROWS, BlockMatcher
-
     if batches is None:
         reader = _READERS.get(con)
         if reader is not None:
-            from memscope.analyzers.blocks import memory_batches
-
             batches = memory_batches(reader)
         else:
             batches = con.sql("SELECT * FROM raw_memory").arrow().read_all().to_batches()
@@ -610,15 +564,7 @@ def freeze(con: duckdb.DuckDBPyConnection) -> None:
             con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM _frozen_{name}")
 
 
-def use_chain(con: duckdb.DuckDBPyConnection, chain: str, ends: str) -> None:
-    """Point ``_allocations`` at a block chain relation and ``_notable_ends`` at ends."""
-    con.execute(f"CREATE OR REPLACE VIEW _allocations AS {_allocations_select(chain)}")
-    con.execute(f"CREATE OR REPLACE VIEW _notable_ends AS {_ends_select(ends)}")
-
-
 def use_materialized(con: duckdb.DuckDBPyConnection, schema: str | None = None) -> None:
     """Point the views at block state :func:`materialize` kept in ``schema`` (attached)."""
-    from memscope.analyzers.blocks import BlockMatcher
-
     BlockMatcher.views_over(con, schema)
     freeze(con)

@@ -193,19 +193,19 @@ class ControlHandler:
 
     def _warm_job(self) -> None:
         try:
-            memstats = importlib.import_module("memscope.analyzers.memstats")
-            memstats.live_stats_for(self.broker.writer.path).warm()
+            follow = importlib.import_module("memscope.analyzers.follow")
+            follow.live_stats_for(self.broker.writer.path).warm()
         except Exception:  # noqa: BLE001 -- a failed warm-up leaves the next request to fold
             log.exception("folding the live stats' state failed")
 
     def _stats(self, request: dict[str, Any]) -> dict[str, Any]:
         try:
-            memstats = importlib.import_module("memscope.analyzers.memstats")
+            follow = importlib.import_module("memscope.analyzers.follow")
         except ImportError as exc:
             return {"ok": False, "error": f"stats need memscope.analyzers ({exc})"}
         pid = request.get("pid")
         try:
-            live = memstats.live_stats_for(self.broker.writer.path)  # matched incrementally
+            live = follow.live_stats_for(self.broker.writer.path)  # folded incrementally
             stats = live.stats(None if pid is None else int(pid))
         except Exception as exc:  # noqa: BLE001 -- any analyzer failure becomes an error reply
             log.exception("stats request failed")

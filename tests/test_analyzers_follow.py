@@ -101,7 +101,8 @@ def test_live_stats_follow_a_growing_log(tmp_path):
 
 
 def test_live_stats_for_keeps_one_matcher_per_log(tmp_path):
-    from memscope.analyzers import memstats
+    from memscope.analyzers import follow as memstats  # live_stats_for, forget_live
+    from memscope.analyzers.memstats import process_stats
     from memscope.analyzers.runner import connect_analyzed as connect
 
     tables = sample_log().tables()
@@ -111,12 +112,12 @@ def test_live_stats_for_keeps_one_matcher_per_log(tmp_path):
     live = memstats.live_stats_for(events)
     try:
         assert memstats.live_stats_for(str(events) + "/") is live
-        assert live.stats() == memstats.process_stats(connect(events))
-        assert live.stats(100) == memstats.process_stats(connect(events), 100)
+        assert live.stats() == process_stats(connect(events))
+        assert live.stats(100) == process_stats(connect(events), 100)
         assert live.refreshes == 1  # the unchanged log is not matched again
         read = dict(live._follower.state.cursor.rows)
         _append(events, second)
-        assert memstats.live_stats_for(events).stats() == memstats.process_stats(
+        assert memstats.live_stats_for(events).stats() == process_stats(
             connect(events))
         assert live.refreshes == 2
         # only the new rows were fed: the first segment's count did not move

@@ -75,7 +75,7 @@ def test_feed_flush_wait_ingest_and_live_log(broker, tmp_path):
 def test_stats_op_waits_for_the_batch_and_uses_the_analyzers(broker, monkeypatch):
     seen = {}
 
-    class FakeLiveStats:  # memstats.live_stats_for(log): matching state kept per log
+    class FakeLiveStats:  # follow.live_stats_for(log): the state kept per log
         def __init__(self, log):
             self.log = log
 
@@ -84,15 +84,18 @@ def test_stats_op_waits_for_the_batch_and_uses_the_analyzers(broker, monkeypatch
             seen["closed"] = True
             return {"active_allocations": seen["rows"]}
 
-    memstats = types.ModuleType("memscope.analyzers.memstats")
-    memstats.live_stats_for = FakeLiveStats  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "memscope.analyzers.memstats", memstats)
+        def warm(self):
+            pass
+
+    follow = types.ModuleType("memscope.analyzers.follow")
+    follow.live_stats_for = FakeLiveStats  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "memscope.analyzers.follow", follow)
     result = run_producer(broker.bind, 30_000, chunk=10_000, timeout=30)
     with BrokerClient(broker.control_address) as client:
         stats = client.stats(result["pid"], result["producer"], result["last_seq"], timeout_s=5)
         assert stats == {"active_allocations": 30_000}
         assert seen == {"pid": result["pid"], "rows": 30_000, "closed": True}
-        monkeypatch.setitem(sys.modules, "memscope.analyzers.memstats", None)
+        monkeypatch.setitem(sys.modules, "memscope.analyzers.follow", None)
         with pytest.raises(BrokerError, match="stats need memscope.analyzers"):
             client.stats(result["pid"], result["producer"], 0, timeout_s=5)
 
