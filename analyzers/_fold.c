@@ -571,7 +571,7 @@ static fd_proc_t *fd_need_proc(fold_t *f, uint32_t pid, const char *table)
 
 #define FD_ROOM(f, proc)              \
     do {                              \
-        if (fd_room(f, proc)) {       \
+        if (fd_room(f, proc, 1)) {     \
             PyErr_NoMemory();         \
             goto fail;                \
         }                             \
@@ -697,7 +697,7 @@ static int fd_restore_counts(fold_t *f, PyObject *tables)
     if (!threads)
         return -1;
     for (Py_ssize_t i = 0; i < n; i++) {
-        if (fd_room(f, NULL)) {
+        if (fd_room(f, NULL, 1)) {
             free(threads);
             PyErr_NoMemory();
             return -1;
@@ -710,7 +710,7 @@ static int fd_restore_counts(fold_t *f, PyObject *tables)
     if (!sizes)
         return -1;
     for (Py_ssize_t i = 0; i < n; i++) {
-        if (fd_room(f, NULL)) {
+        if (fd_room(f, NULL, 1)) {
             free(sizes);
             PyErr_NoMemory();
             return -1;

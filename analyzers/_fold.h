@@ -44,6 +44,7 @@ typedef struct {
     fd_slot_t *slots;
     uint64_t mask; /* capacity - 1 */
     uint64_t n;
+    int shift;     /* 64 - log2(capacity): a key's home slot is hash >> shift */
 } fd_index_t;
 
 /* The exported columns of `processes`, in their order (_fold.c maps them by offset). */
@@ -215,7 +216,9 @@ static inline int64_t *fd_series(const fold_t *f, uint32_t site)
     return f->series + (size_t)site * (size_t)f->p.site_slots;
 }
 
-/* _fold_core.c; functions returning int give 0, or -1 when memory ran out. */
+/* _fold_core.c; functions returning int give 0, or -1 when memory ran out. Hidden: only
+ * PyInit__fold leaves the shared object (and calls between the files skip the PLT). */
+#pragma GCC visibility push(hidden)
 int fd_init(fold_t *f, const fd_params_t *p);
 void fd_free(fold_t *f);
 /* Fold events [0, n); returns how many were folded (< n only when memory ran out). */
@@ -227,7 +230,7 @@ int fd_watch(fold_t *f, uint32_t pid, uint64_t address, int64_t ts_ns);
 fd_proc_t *fd_proc_new(fold_t *f, uint32_t pid, int64_t ts);
 fd_proc_t *fd_proc_find(const fold_t *f, uint32_t pid);
 int fd_all_init(fold_t *f, int64_t origin);
-int fd_room(fold_t *f, fd_proc_t *proc);
+int fd_room(fold_t *f, fd_proc_t *proc, size_t events);
 fd_site_t *fd_site_get(fold_t *f, uint32_t pid, uint32_t stack, uint32_t *idx);
 fd_thread_t *fd_thread_get(fold_t *f, uint32_t pid, uint64_t tid);
 fd_size_t *fd_size_get(fold_t *f, uint32_t pid, uint64_t size);
@@ -239,5 +242,6 @@ void *fd_vec_push(fd_vec_t *v); /* room must have been made (fd_vec_reserve) */
 int fd_vec_reserve(fd_vec_t *v, size_t more);
 uint64_t fd_index_find(const fd_index_t *ix, uint32_t pid, uint64_t key); /* idx+1 or 0 */
 int fd_width_shift(int64_t width); /* log2 of a power of two, else -1 */
+#pragma GCC visibility pop
 
 #endif

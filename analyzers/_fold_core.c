@@ -10,16 +10,24 @@
 
 /* ---- open addressing -------------------------------------------------------------------- */
 
+/* Multiplicative hashing: a key's home slot is the top bits of (key ^ pid mix) * odd
+ * constant (two multiplications; the pid's mix is shared by an event's keys). */
+#define FD_K1 0x9E3779B97F4A7C15ull
+#define FD_K2 0xD6E8FEB86659FD93ull
+
+static inline uint64_t fd_pidmix(uint32_t pid)
+{
+    return (uint64_t)pid * FD_K1;
+}
+
+static inline uint64_t fd_hashm(uint64_t pidmix, uint64_t key)
+{
+    return (key ^ pidmix) * FD_K2;
+}
+
 static inline uint64_t fd_hash(uint32_t pid, uint64_t key)
 {
-    /* a murmur3-style finalizer: addresses are aligned, so low bits alone would cluster */
-    uint64_t h = key ^ ((uint64_t)pid * 0x9E3779B97F4A7C15ull);
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdull;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ull;
-    h ^= h >> 33;
-    return h;
+    return fd_hashm(fd_pidmix(pid), key);
 }
 
 static int fd_index_init(fd_index_t *ix, uint64_t capacity)
@@ -27,19 +35,26 @@ static int fd_index_init(fd_index_t *ix, uint64_t capacity)
     ix->slots = calloc(capacity, sizeof(fd_slot_t));
     ix->mask = capacity - 1;
     ix->n = 0;
+    ix->shift = 64 - __builtin_ctzll(capacity);
     return ix->slots ? 0 : -1;
 }
 
-/* The slot holding (pid, key), or the empty slot where it would go. */
-static inline fd_slot_t *fd_index_slot(const fd_index_t *ix, uint32_t pid, uint64_t key)
+/* The slot holding (pid, key), or the empty slot where it would go; h = fd_hash(pid, key). */
+static inline fd_slot_t *fd_index_slot_h(const fd_index_t *ix, uint32_t pid, uint64_t key,
+                                         uint64_t h)
 {
-    uint64_t i = fd_hash(pid, key) & ix->mask;
+    uint64_t i = h >> ix->shift;
     for (;;) {
         fd_slot_t *s = &ix->slots[i];
         if (!s->idx || (s->key == key && s->pid == pid))
             return s;
         i = (i + 1) & ix->mask;
     }
+}
+
+static inline fd_slot_t *fd_index_slot(const fd_index_t *ix, uint32_t pid, uint64_t key)
+{
+    return fd_index_slot_h(ix, pid, key, fd_hash(pid, key));
 }
 
 uint64_t fd_index_find(const fd_index_t *ix, uint32_t pid, uint64_t key)
@@ -67,7 +82,7 @@ static int fd_index_room(fd_index_t *ix, uint64_t more)
     fd_slot_t *slots = calloc(capacity, sizeof(fd_slot_t));
     if (!slots)
         return -1;
-    fd_index_t grown = {slots, capacity - 1, ix->n};
+    fd_index_t grown = {slots, capacity - 1, ix->n, 64 - __builtin_ctzll(capacity)};
     for (uint64_t i = 0; i <= ix->mask; i++) {
         fd_slot_t *s = &ix->slots[i];
         if (s->idx)
@@ -259,20 +274,23 @@ static int fd_grow_blocks(fold_t *f)
     return 0;
 }
 
-static int fd_room_slow(fold_t *f, fd_proc_t *proc)
+static int fd_room_slow(fold_t *f, fd_proc_t *proc, uint64_t events)
 {
-    if (fd_index_room(&f->site_ix, 2) || fd_index_room(&f->thread_ix, 2) ||
-        fd_index_room(&f->size_ix, 2) || fd_index_room(&f->block_ix, 2))
+    uint64_t k = 2 * events;
+    if (fd_index_room(&f->site_ix, k) || fd_index_room(&f->thread_ix, k) ||
+        fd_index_room(&f->size_ix, k) || fd_index_room(&f->block_ix, k))
         return -1;
-    while (f->nsites + 2 > f->sites_cap)
+    if ((uint64_t)f->nsites + k > UINT32_MAX - 1 || (uint64_t)f->nblocks + k > UINT32_MAX - 1)
+        return -1; /* indices are 32 bits */
+    while ((uint64_t)f->nsites + k > f->sites_cap)
         if (fd_grow_sites(f))
             return -1;
-    while ((uint64_t)f->nblocks + 2 > ((uint64_t)f->nchunks << FD_CHUNK_BITS))
+    while ((uint64_t)f->nblocks + k > ((uint64_t)f->nchunks << FD_CHUNK_BITS))
         if (fd_grow_blocks(f))
             return -1;
-    if (fd_vec_reserve(&f->threads, 2) || fd_vec_reserve(&f->sizes, 2) ||
-        fd_vec_reserve(&f->findings, 1) || fd_vec_reserve(&f->oversized, 1) ||
-        fd_vec_reserve(&f->deaths, 1))
+    if (fd_vec_reserve(&f->threads, k) || fd_vec_reserve(&f->sizes, k) ||
+        fd_vec_reserve(&f->findings, events) || fd_vec_reserve(&f->oversized, events) ||
+        fd_vec_reserve(&f->deaths, events))
         return -1;
     if (proc && proc->nlarge + 2 > proc->large_cap) {
         uint32_t *large = realloc(proc->large, (size_t)proc->large_cap * 2 * sizeof(uint32_t));
@@ -284,23 +302,27 @@ static int fd_room_slow(fold_t *f, fd_proc_t *proc)
     return 0;
 }
 
-/* Room for the inserts of one event (at most two per table, one per list). */
-int fd_room(fold_t *f, fd_proc_t *proc)
+/* Room for the inserts of `events` events (at most two per table and one per list each),
+ * and for one more large block of `proc`. */
+int fd_room(fold_t *f, fd_proc_t *proc, size_t events)
 {
-    if (FD_LIKELY(fd_index_ok(&f->site_ix, 2) && fd_index_ok(&f->thread_ix, 2) &&
-                  fd_index_ok(&f->size_ix, 2) && fd_index_ok(&f->block_ix, 2) &&
-                  f->nsites + 2 <= f->sites_cap &&
-                  (uint64_t)f->nblocks + 2 <= ((uint64_t)f->nchunks << FD_CHUNK_BITS) &&
-                  f->threads.n + 2 <= f->threads.cap && f->sizes.n + 2 <= f->sizes.cap &&
-                  f->findings.n < f->findings.cap && f->oversized.n < f->oversized.cap &&
-                  f->deaths.n < f->deaths.cap && (!proc || proc->nlarge + 2 <= proc->large_cap)))
+    uint64_t k = 2 * (uint64_t)events;
+    if (FD_LIKELY(fd_index_ok(&f->site_ix, k) && fd_index_ok(&f->thread_ix, k) &&
+                  fd_index_ok(&f->size_ix, k) && fd_index_ok(&f->block_ix, k) &&
+                  f->nsites + k <= f->sites_cap &&
+                  (uint64_t)f->nblocks + k <= ((uint64_t)f->nchunks << FD_CHUNK_BITS) &&
+                  f->threads.n + k <= f->threads.cap && f->sizes.n + k <= f->sizes.cap &&
+                  f->findings.n + events <= f->findings.cap &&
+                  f->oversized.n + events <= f->oversized.cap &&
+                  f->deaths.n + events <= f->deaths.cap &&
+                  (!proc || proc->nlarge + 2 <= proc->large_cap)))
         return 0;
-    return fd_room_slow(f, proc);
+    return fd_room_slow(f, proc, events);
 }
 
 /* ---- lookups (room made by fd_room) ----------------------------------------------------- */
 
-static fd_site_t *fd_site(fold_t *f, fd_proc_t *proc, uint32_t stack, uint32_t *idx)
+static inline fd_site_t *fd_site(fold_t *f, fd_proc_t *proc, uint32_t stack, uint32_t *idx)
 {
     uint32_t pid = proc->r.pid;
     uint32_t c = f->c_site;
@@ -310,7 +332,7 @@ static fd_site_t *fd_site(fold_t *f, fd_proc_t *proc, uint32_t stack, uint32_t *
     }
     fd_slot_t *s = fd_index_slot(&f->site_ix, pid, stack);
     uint32_t i;
-    if (s->idx) {
+    if (FD_LIKELY(s->idx)) {
         i = s->idx - 1;
     } else {
         i = f->nsites++;
@@ -335,7 +357,7 @@ fd_site_t *fd_site_get(fold_t *f, uint32_t pid, uint32_t stack, uint32_t *idx)
     return proc ? fd_site(f, proc, stack, idx) : NULL;
 }
 
-fd_thread_t *fd_thread_get(fold_t *f, uint32_t pid, uint64_t tid)
+static inline fd_thread_t *fd_thread(fold_t *f, uint32_t pid, uint64_t tid)
 {
     uint32_t c = f->c_thread;
     if (c) {
@@ -345,7 +367,7 @@ fd_thread_t *fd_thread_get(fold_t *f, uint32_t pid, uint64_t tid)
     }
     fd_slot_t *s = fd_index_slot(&f->thread_ix, pid, tid);
     fd_thread_t *t;
-    if (s->idx) {
+    if (FD_LIKELY(s->idx)) {
         t = FD_VEC_AT(&f->threads, fd_thread_t, s->idx - 1);
     } else {
         fd_index_put(&f->thread_ix, s, pid, tid, (uint32_t)f->threads.n);
@@ -357,7 +379,12 @@ fd_thread_t *fd_thread_get(fold_t *f, uint32_t pid, uint64_t tid)
     return t;
 }
 
-fd_size_t *fd_size_get(fold_t *f, uint32_t pid, uint64_t size)
+fd_thread_t *fd_thread_get(fold_t *f, uint32_t pid, uint64_t tid)
+{
+    return fd_thread(f, pid, tid);
+}
+
+static inline fd_size_t *fd_size(fold_t *f, uint32_t pid, uint64_t size)
 {
     uint32_t c = f->c_size;
     if (c) {
@@ -367,7 +394,7 @@ fd_size_t *fd_size_get(fold_t *f, uint32_t pid, uint64_t size)
     }
     fd_slot_t *s = fd_index_slot(&f->size_ix, pid, size);
     fd_size_t *z;
-    if (s->idx) {
+    if (FD_LIKELY(s->idx)) {
         z = FD_VEC_AT(&f->sizes, fd_size_t, s->idx - 1);
     } else {
         fd_index_put(&f->size_ix, s, pid, size, (uint32_t)f->sizes.n);
@@ -379,20 +406,31 @@ fd_size_t *fd_size_get(fold_t *f, uint32_t pid, uint64_t size)
     return z;
 }
 
-fd_entry_t *fd_block_find(const fold_t *f, uint32_t pid, uint64_t address, uint32_t *idx)
+fd_size_t *fd_size_get(fold_t *f, uint32_t pid, uint64_t size)
 {
-    uint64_t i = fd_index_find(&f->block_ix, pid, address);
+    return fd_size(f, pid, size);
+}
+
+static inline fd_entry_t *fd_block_lookup(const fold_t *f, uint32_t pid, uint64_t address,
+                                          uint32_t *idx)
+{
+    uint32_t i = fd_index_slot(&f->block_ix, pid, address)->idx;
     if (!i)
         return NULL;
-    *idx = (uint32_t)(i - 1);
-    return fd_entry(f, (uint32_t)(i - 1));
+    *idx = i - 1;
+    return fd_entry(f, i - 1);
+}
+
+fd_entry_t *fd_block_find(const fold_t *f, uint32_t pid, uint64_t address, uint32_t *idx)
+{
+    return fd_block_lookup(f, pid, address, idx);
 }
 
 /* The entry of (pid, address), created (state 0) when there is none. */
-fd_entry_t *fd_block_get(fold_t *f, uint32_t pid, uint64_t address, uint32_t *idx)
+static inline fd_entry_t *fd_block(fold_t *f, uint32_t pid, uint64_t address, uint32_t *idx)
 {
     fd_slot_t *s = fd_index_slot(&f->block_ix, pid, address);
-    if (s->idx) {
+    if (FD_LIKELY(s->idx)) {
         *idx = s->idx - 1;
         return fd_entry(f, s->idx - 1);
     }
@@ -405,6 +443,11 @@ fd_entry_t *fd_block_get(fold_t *f, uint32_t pid, uint64_t address, uint32_t *id
     e->end_ts_ns = -1;
     *idx = i;
     return e;
+}
+
+fd_entry_t *fd_block_get(fold_t *f, uint32_t pid, uint64_t address, uint32_t *idx)
+{
+    return fd_block(f, pid, address, idx);
 }
 
 void fd_large_add(fd_proc_t *proc, fd_entry_t *e, uint32_t idx)
@@ -615,7 +658,7 @@ static void fd_leave(fold_t *f, fd_proc_t *proc, fd_entry_t *e, int64_t slot)
     uint32_t si;
     fd_site_t *site = fd_site(f, proc, e->stack_id, &si);
     fd_site_live(f, proc, site, si, slot, -1, -size);
-    fd_thread_t *t = fd_thread_get(f, proc->r.pid, e->tid);
+    fd_thread_t *t = fd_thread(f, proc->r.pid, e->tid);
     t->live_blocks -= 1;
     t->live_bytes -= size;
     f->all_live -= size;
@@ -640,7 +683,7 @@ static void fd_start(fold_t *f, const fd_ev_t *ev, uint8_t kind, uint64_t addres
     fd_proc_row_t *r = &proc->r;
     uint32_t pid = r->pid, eidx, si;
     int64_t size = (int64_t)usize, ts = ev->ts;
-    fd_entry_t *e = fd_block_get(f, pid, address, &eidx);
+    fd_entry_t *e = fd_block(f, pid, address, &eidx);
     if (e->state == FD_LIVE) {
         r->reused += 1;
         r->reused_bytes += (int64_t)e->size;
@@ -671,12 +714,12 @@ static void fd_start(fold_t *f, const fd_ev_t *ev, uint8_t kind, uint64_t addres
     site->allocations += 1;
     site->bytes_allocated += size;
     fd_site_live(f, proc, site, si, ev->slot, 1, size);
-    fd_thread_t *t = fd_thread_get(f, pid, ev->tid);
+    fd_thread_t *t = fd_thread(f, pid, ev->tid);
     t->allocations += 1;
     t->bytes_allocated += size;
     t->live_blocks += 1;
     t->live_bytes += size;
-    fd_size_get(f, pid, usize)->count += 1;
+    fd_size(f, pid, usize)->count += 1;
     fd_bucket_t *bk = &proc->buckets[ev->b];
     bk->allocations += 1;
     bk->bytes_allocated += size;
@@ -782,7 +825,7 @@ static void fd_interior(fold_t *f, const fd_ev_t *ev, uint64_t address)
     uint64_t found_at = 0;
     for (uint64_t c = (address - 1) & ~(uint64_t)(FD_PROBE_ALIGN - 1); c >= lowest;
          c -= FD_PROBE_ALIGN) {
-        const fd_entry_t *e = fd_block_find(f, pid, c, &idx);
+        const fd_entry_t *e = fd_block_lookup(f, pid, c, &idx);
         if (e && fd_holds(e, c, address, ev->domain, ev->ts)) {
             found = e;
             found_at = c;
@@ -813,7 +856,7 @@ static void fd_end(fold_t *f, const fd_ev_t *ev, uint8_t end_kind, uint64_t addr
     fd_proc_t *proc = ev->proc;
     fd_proc_row_t *r = &proc->r;
     uint32_t pid = r->pid, eidx, si;
-    fd_entry_t *e = fd_block_find(f, pid, address, &eidx);
+    fd_entry_t *e = fd_block_lookup(f, pid, address, &eidx);
     if (e && e->state == FD_LIVE) {
         fd_leave(f, proc, e, ev->slot);
         int64_t size = (int64_t)e->size;
@@ -822,7 +865,7 @@ static void fd_end(fold_t *f, const fd_ev_t *ev, uint8_t end_kind, uint64_t addr
         fd_site_t *site = fd_site(f, proc, e->stack_id, &si);
         site->frees += 1;
         site->bytes_freed += size;
-        fd_thread_get(f, pid, e->tid)->frees += 1;
+        fd_thread(f, pid, e->tid)->frees += 1;
         __int128 lifetime = (__int128)ev->ts - (__int128)e->ts_ns;
         if (lifetime <= (__int128)f->p.temporary_ns) {
             r->temporary_count += 1;
@@ -891,17 +934,96 @@ static void fd_end(fold_t *f, const fd_ev_t *ev, uint8_t end_kind, uint64_t addr
     }
 }
 
+/* Prefetching. The tables are much larger than the caches and events touch them at random,
+ * so the loop would mostly wait for memory: FD_AHEAD events ahead it hashes the keys
+ * (address, old address, (pid, stack), (pid, size)) and prefetches their slots; FD_AHEAD / 2
+ * events ahead it reads those slots (now cached) and prefetches the entries they point to.
+ * Only the hashes are kept in between (a table may grow meanwhile: the slot is taken from
+ * the hash with the current mask). */
+#define FD_AHEAD 16
+
+typedef struct {
+    uint64_t block, old, site, size;
+} fd_ahead_t;
+
+static inline void fd_prefetch_slot(const fd_index_t *ix, uint64_t h)
+{
+    __builtin_prefetch(&ix->slots[h >> ix->shift]);
+}
+
+static inline const fd_slot_t *fd_home(const fd_index_t *ix, uint64_t h, uint32_t pid,
+                                       uint64_t key)
+{
+    const fd_slot_t *s = &ix->slots[h >> ix->shift];
+    return (s->idx && s->key == key && s->pid == pid) ? s : NULL;
+}
+
+static inline void fd_ahead_hash(const fold_t *f, const fd_columns_t *c, size_t j,
+                                 fd_ahead_t *a)
+{
+    uint64_t pm = fd_pidmix(c->pid[j]);
+    a->block = fd_hashm(pm, c->address[j]);
+    a->old = fd_hashm(pm, c->old_address[j]);
+    a->site = fd_hashm(pm, c->stack_id[j]);
+    a->size = fd_hashm(pm, c->size[j]);
+    fd_prefetch_slot(&f->block_ix, a->block);
+    if (c->kind[j] == FD_REALLOC)
+        fd_prefetch_slot(&f->block_ix, a->old);
+    fd_prefetch_slot(&f->site_ix, a->site);
+    fd_prefetch_slot(&f->size_ix, a->size);
+}
+
+static inline void fd_prefetch_entry(const fold_t *f, const fd_slot_t *s)
+{
+    if (s) {
+        const char *e = (const char *)fd_entry(f, s->idx - 1);
+        __builtin_prefetch(e, 1);
+        __builtin_prefetch(e + sizeof(fd_entry_t) - 1, 1);
+    }
+}
+
+static inline void fd_ahead_entries(const fold_t *f, const fd_columns_t *c, size_t j,
+                                    const fd_ahead_t *a)
+{
+    uint32_t pid = c->pid[j];
+    fd_prefetch_entry(f, fd_home(&f->block_ix, a->block, pid, c->address[j]));
+    if (c->kind[j] == FD_REALLOC)
+        fd_prefetch_entry(f, fd_home(&f->block_ix, a->old, pid, c->old_address[j]));
+    const fd_slot_t *s = fd_home(&f->site_ix, a->site, pid, c->stack_id[j]);
+    if (s)
+        __builtin_prefetch(&f->sites[s->idx - 1], 1);
+    s = fd_home(&f->size_ix, a->size, pid, c->size[j]);
+    if (s)
+        __builtin_prefetch((const fd_size_t *)f->sizes.data + (s->idx - 1), 1);
+}
+
 size_t fd_feed(fold_t *f, const fd_columns_t *c, size_t n)
 {
+    fd_ahead_t ring[FD_AHEAD];
+    size_t room_until = 0;
+    for (size_t j = 0; j < n && j < FD_AHEAD; j++)
+        fd_ahead_hash(f, c, j, &ring[j]);
     for (size_t i = 0; i < n; i++) {
+        if (i + FD_AHEAD / 2 < n)
+            fd_ahead_entries(f, c, i + FD_AHEAD / 2, &ring[(i + FD_AHEAD / 2) % FD_AHEAD]);
+        if (i + FD_AHEAD < n)
+            fd_ahead_hash(f, c, i + FD_AHEAD, &ring[i % FD_AHEAD]);
         uint64_t address = c->address[i], old = c->old_address[i];
         uint8_t kind = c->kind[i];
         if (address == 0 && !(kind == FD_REALLOC && old != 0))
             continue;
         uint32_t pid = c->pid[i];
         int64_t ts = c->ts[i];
-        if (fd_room(f, NULL))
-            return i;
+        if (FD_UNLIKELY(i >= room_until)) {
+            /* room for a batch of events at once; one at a time when memory is short */
+            size_t batch = n - i < 256 ? n - i : 256;
+            if (fd_room(f, NULL, batch)) {
+                if (fd_room(f, NULL, 1))
+                    return i;
+                batch = 1;
+            }
+            room_until = i + batch;
+        }
         fd_proc_t *proc = f->c_proc;
         if (FD_UNLIKELY(!proc || proc->r.pid != pid)) {
             proc = fd_proc_find(f, pid);
@@ -921,7 +1043,7 @@ size_t fd_feed(fold_t *f, const fd_columns_t *c, size_t n)
             }
             f->c_proc = proc;
         }
-        if (FD_UNLIKELY(proc->nlarge + 2 > proc->large_cap) && fd_room(f, proc))
+        if (FD_UNLIKELY(proc->nlarge + 2 > proc->large_cap) && fd_room(f, proc, 1))
             return i;
         fd_proc_row_t *r = &proc->r;
         if (ts < r->first_ts_ns)
