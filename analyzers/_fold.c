@@ -300,9 +300,9 @@ static int fd_export_sites(const fold_t *f, PyObject *out)
         int64_t *dst = view.buf;
         for (size_t i = 0; i < n; i++) {
             const fd_site_t *s = (const fd_site_t *)sorted[i];
-            const int64_t *src = fd_series(f, (uint32_t)s->pv);
             for (size_t j = 0; j < slots; j++)
-                dst[i * slots + j] = (int64_t)j <= s->last_slot ? src[j] : s->live_bytes;
+                dst[i * slots + j] = (int64_t)j <= s->last_slot ? *fd_sv(f, (uint32_t)s->pv, j)
+                                                                : s->live_bytes;
         }
         PyBuffer_Release(&view);
     } else {
@@ -411,6 +411,34 @@ static int fd_export_timelines(const fold_t *f, fd_proc_t **procs, PyObject *out
     return fd_put_rows(out, "lifetimes", LIFE_COLS, NCOLS(LIFE_COLS), life, n, sizeof(*life));
 }
 
+/* sizes: the per-process arrays of small sizes and the table of the others */
+static int fd_export_sizes(const fold_t *f, PyObject *out)
+{
+    size_t n = f->sizes.n;
+    for (uint32_t p = 0; p < f->nprocs; p++)
+        for (size_t z = 0; z < FD_SMALL; z++)
+            n += f->procs[p]->small[z] != 0;
+    fd_size_t *rows = malloc((n ? n : 1) * sizeof(*rows));
+    char **ptrs = fd_pointers(rows, n, sizeof(*rows));
+    if (!rows || !ptrs) {
+        free(rows);
+        free(ptrs);
+        PyErr_NoMemory();
+        return -1;
+    }
+    memcpy(rows, f->sizes.data, f->sizes.n * sizeof(*rows));
+    size_t k = f->sizes.n;
+    for (uint32_t p = 0; p < f->nprocs; p++)
+        for (size_t z = 0; z < FD_SMALL; z++)
+            if (f->procs[p]->small[z])
+                rows[k++] = (fd_size_t){f->procs[p]->r.pid, z, f->procs[p]->small[z]};
+    int bad = fd_put_keyed(out, "sizes", SIZE_COLS, NCOLS(SIZE_COLS), ptrs, n,
+                           offsetof(fd_size_t, pid), offsetof(fd_size_t, size));
+    free(ptrs);
+    free(rows);
+    return bad;
+}
+
 static int fd_export_into(const fold_t *f, PyObject *out)
 {
     fd_proc_t **procs;
@@ -447,13 +475,7 @@ static int fd_export_into(const fold_t *f, PyObject *out)
     free(ptrs);
     if (bad)
         goto done;
-    bad = -1;
-    if (!(ptrs = fd_pointers(f->sizes.data, f->sizes.n, f->sizes.item)))
-        goto nomem;
-    bad = fd_put_keyed(out, "sizes", SIZE_COLS, NCOLS(SIZE_COLS), ptrs, f->sizes.n,
-                       offsetof(fd_size_t, pid), offsetof(fd_size_t, size));
-    free(ptrs);
-    if (bad || (bad = fd_export_timelines(f, procs, out)))
+    if ((bad = fd_export_sizes(f, out)) || (bad = fd_export_timelines(f, procs, out)))
         goto done;
     bad = -1;
     if (!(ptrs = malloc((f->nblocks ? f->nblocks : 1) * sizeof(char *))))
@@ -675,7 +697,8 @@ static int fd_restore_sites(fold_t *f, PyObject *tables)
         *site = rows[i];
         site->pv = pv;
         site->av = av;
-        memcpy(fd_series(f, idx), (const int64_t *)view.buf + (size_t)i * slots, slots * 8);
+        for (size_t j = 0; j < slots; j++)
+            *fd_sv(f, idx, j) = ((const int64_t *)view.buf)[(size_t)i * slots + j];
     }
     PyBuffer_Release(&view);
     Py_DECREF(series);
@@ -710,6 +733,15 @@ static int fd_restore_counts(fold_t *f, PyObject *tables)
     if (!sizes)
         return -1;
     for (Py_ssize_t i = 0; i < n; i++) {
+        fd_proc_t *proc = NULL;
+        if (sizes[i].size < FD_SMALL && !(proc = fd_need_proc(f, sizes[i].pid, "sizes"))) {
+            free(sizes);
+            return -1;
+        }
+        if (proc) {
+            proc->small[sizes[i].size] = sizes[i].count;
+            continue;
+        }
         if (fd_room(f, NULL, 1)) {
             free(sizes);
             PyErr_NoMemory();

@@ -26,6 +26,8 @@ enum { FD_LIVE = 1, FD_DEAD_REPEATABLE = 2, FD_DEAD = 3 };
 enum { FD_DOMAIN_MISMATCH = 1, FD_REPEATED_END = 2, FD_INTERIOR_FREE = 3 };
 #define FD_PROBE_ALIGN 16
 #define FD_LIFETIME_BUCKETS 65 /* bit_length of a lifetime below 2**64: 0..64 */
+#define FD_SMALL 1024          /* sizes counted in a per-process array, not hashed */
+#define FD_CACHE 16            /* direct-mapped caches of processes and threads */
 
 typedef struct {
     int64_t temporary_ns, oversized_bytes, timeline_buckets, site_slots, initial_width_ns,
@@ -72,6 +74,7 @@ typedef struct {
     uint64_t peak_version; /* bumped on each new peak (sites snapshot lazily) */
     int64_t kept[4];       /* findings kept by type; [0] = oversized rows */
     fd_bucket_t *buckets;  /* timeline_buckets fine buckets (events == 0: none) */
+    int64_t *small;        /* sizes: counts of sizes below FD_SMALL (the rest: f->sizes) */
     int64_t life[FD_LIFETIME_BUCKETS][2]; /* lifetimes: count, bytes */
     uint32_t *large;       /* entry indices of live blocks > interior_probe_bytes */
     uint32_t nlarge, large_cap;
@@ -166,7 +169,7 @@ typedef struct {
 
     fd_index_t site_ix;
     fd_site_t *sites;
-    int64_t *series; /* site_slots per site */
+    int64_t *series; /* site_slots columns of sites_cap (fd_sv) */
     uint32_t nsites, sites_cap;
 
     fd_index_t thread_ix;
@@ -191,9 +194,10 @@ typedef struct {
     int64_t all_live, all_peak, all_peak_ts, all_w_live, all_w_peak, all_w_peak_ts;
     uint64_t all_version;
 
-    /* last-used caches (consecutive events often repeat them) */
-    fd_proc_t *c_proc;
-    uint32_t c_site, c_thread, c_size; /* index + 1; 0 = none */
+    /* caches of recent lookups (consecutive events often repeat them) */
+    fd_proc_t *c_proc[FD_CACHE];       /* by pid % FD_CACHE */
+    uint32_t c_thread[FD_CACHE];       /* by (pid ^ tid) % FD_CACHE, index + 1 */
+    uint32_t c_site, c_size;           /* the last ones, index + 1; 0 = none */
 } fold_t;
 
 /* The columns of one event (feed's arrays). */
@@ -211,9 +215,11 @@ static inline fd_entry_t *fd_entry(const fold_t *f, uint32_t i)
     return &f->chunks[i >> FD_CHUNK_BITS][i & ((1u << FD_CHUNK_BITS) - 1)];
 }
 
-static inline int64_t *fd_series(const fold_t *f, uint32_t site)
+/* A site's live bytes in a slot. Slot-major: the slot being written now is one compact
+ * column for all the sites, which stays cached. */
+static inline int64_t *fd_sv(const fold_t *f, uint32_t site, int64_t slot)
 {
-    return f->series + (size_t)site * (size_t)f->p.site_slots;
+    return f->series + (size_t)slot * f->sites_cap + site;
 }
 
 /* _fold_core.c; functions returning int give 0, or -1 when memory ran out. Hidden: only

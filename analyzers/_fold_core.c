@@ -158,6 +158,7 @@ void fd_free(fold_t *f)
 {
     for (uint32_t i = 0; i < f->nprocs; i++) {
         free(f->procs[i]->buckets);
+        free(f->procs[i]->small);
         free(f->procs[i]->large);
         free(f->procs[i]);
     }
@@ -201,10 +202,12 @@ fd_proc_t *fd_proc_new(fold_t *f, uint32_t pid, int64_t ts)
     if (!proc)
         return NULL;
     proc->buckets = calloc((size_t)f->p.timeline_buckets, sizeof(fd_bucket_t));
+    proc->small = calloc(FD_SMALL, sizeof(int64_t));
     proc->large_cap = 16;
     proc->large = malloc(proc->large_cap * sizeof(uint32_t));
-    if (!proc->buckets || !proc->large) {
+    if (!proc->buckets || !proc->large || !proc->small) {
         free(proc->buckets);
+        free(proc->small);
         free(proc->large);
         free(proc);
         return NULL;
@@ -247,9 +250,12 @@ static int fd_grow_sites(fold_t *f)
     if (!sites)
         return -1;
     f->sites = sites;
-    int64_t *series = realloc(f->series, (size_t)cap * (size_t)f->p.site_slots * 8);
+    int64_t *series = malloc((size_t)cap * (size_t)f->p.site_slots * 8);
     if (!series)
         return -1;
+    for (int64_t s = 0; s < f->p.site_slots && f->nsites; s++)
+        memcpy(series + (size_t)s * cap, fd_sv(f, 0, s), (size_t)f->nsites * 8);
+    free(f->series);
     f->series = series;
     f->sites_cap = cap;
     return 0;
@@ -344,7 +350,8 @@ static inline fd_site_t *fd_site(fold_t *f, fd_proc_t *proc, uint32_t stack, uin
         site->last_slot = -1;
         site->pv = proc->peak_version;
         site->av = f->all_version;
-        memset(fd_series(f, i), 0, (size_t)f->p.site_slots * 8);
+        for (int64_t j = 0; j < f->p.site_slots; j++)
+            *fd_sv(f, i, j) = 0;
     }
     f->c_site = i + 1;
     *idx = i;
@@ -359,7 +366,8 @@ fd_site_t *fd_site_get(fold_t *f, uint32_t pid, uint32_t stack, uint32_t *idx)
 
 static inline fd_thread_t *fd_thread(fold_t *f, uint32_t pid, uint64_t tid)
 {
-    uint32_t c = f->c_thread;
+    uint32_t *cache = &f->c_thread[(pid ^ tid) % FD_CACHE];
+    uint32_t c = *cache;
     if (c) {
         fd_thread_t *t = FD_VEC_AT(&f->threads, fd_thread_t, c - 1);
         if (t->tid == tid && t->pid == pid)
@@ -375,7 +383,7 @@ static inline fd_thread_t *fd_thread(fold_t *f, uint32_t pid, uint64_t tid)
         t->pid = pid;
         t->tid = tid;
     }
-    f->c_thread = s->idx;
+    *cache = s->idx;
     return t;
 }
 
@@ -554,12 +562,11 @@ static void fd_halve_series(fold_t *f, uint32_t pid)
         fd_site_t *site = &f->sites[i];
         if (site->pid != pid || site->last_slot < 0)
             continue;
-        int64_t *s = fd_series(f, i);
-        int64_t last = site->last_slot, new_last = last / 2, v = s[last];
+        int64_t last = site->last_slot, new_last = last / 2, v = *fd_sv(f, i, last);
         for (int64_t j = 0; j < new_last; j++)
-            s[j] = s[2 * j + 1];
+            *fd_sv(f, i, j) = *fd_sv(f, i, 2 * j + 1);
         for (int64_t j = new_last; j < slots; j++)
-            s[j] = v;
+            *fd_sv(f, i, j) = v;
         site->last_slot = new_last;
     }
 }
@@ -637,15 +644,14 @@ static inline void fd_site_live(fold_t *f, fd_proc_t *proc, fd_site_t *site, uin
         site->all_peak_bytes = site->live_bytes;
         site->av = f->all_version;
     }
-    int64_t *series = fd_series(f, idx);
     if (slot < site->last_slot)
         slot = site->last_slot;
     else
         for (int64_t s = site->last_slot + 1; s < slot; s++)
-            series[s] = site->live_bytes;
+            *fd_sv(f, idx, s) = site->live_bytes;
     site->live_blocks += blocks;
     site->live_bytes += nbytes;
-    series[slot] = site->live_bytes;
+    *fd_sv(f, idx, slot) = site->live_bytes;
     site->last_slot = slot;
 }
 
@@ -719,7 +725,10 @@ static void fd_start(fold_t *f, const fd_ev_t *ev, uint8_t kind, uint64_t addres
     t->bytes_allocated += size;
     t->live_blocks += 1;
     t->live_bytes += size;
-    fd_size(f, pid, usize)->count += 1;
+    if (usize < FD_SMALL)
+        proc->small[usize] += 1;
+    else
+        fd_size(f, pid, usize)->count += 1;
     fd_bucket_t *bk = &proc->buckets[ev->b];
     bk->allocations += 1;
     bk->bytes_allocated += size;
@@ -970,7 +979,8 @@ static inline void fd_ahead_hash(const fold_t *f, const fd_columns_t *c, size_t 
     if (c->kind[j] == FD_REALLOC)
         fd_prefetch_slot(&f->block_ix, a->old);
     fd_prefetch_slot(&f->site_ix, a->site);
-    fd_prefetch_slot(&f->size_ix, a->size);
+    if (c->size[j] >= FD_SMALL)
+        fd_prefetch_slot(&f->size_ix, a->size);
 }
 
 static inline void fd_prefetch_entry(const fold_t *f, const fd_slot_t *s)
@@ -990,9 +1000,13 @@ static inline void fd_ahead_entries(const fold_t *f, const fd_columns_t *c, size
     if (c->kind[j] == FD_REALLOC)
         fd_prefetch_entry(f, fd_home(&f->block_ix, a->old, pid, c->old_address[j]));
     const fd_slot_t *s = fd_home(&f->site_ix, a->site, pid, c->stack_id[j]);
-    if (s)
-        __builtin_prefetch(&f->sites[s->idx - 1], 1);
-    s = fd_home(&f->size_ix, a->size, pid, c->size[j]);
+    if (s) {
+        const char *site = (const char *)&f->sites[s->idx - 1];
+        for (size_t k = 0; k < sizeof(fd_site_t); k += 64)
+            __builtin_prefetch(site + k, 1);
+        __builtin_prefetch(site + sizeof(fd_site_t) - 1, 1);
+    }
+    s = c->size[j] >= FD_SMALL ? fd_home(&f->size_ix, a->size, pid, c->size[j]) : NULL;
     if (s)
         __builtin_prefetch((const fd_size_t *)f->sizes.data + (s->idx - 1), 1);
 }
@@ -1024,7 +1038,7 @@ size_t fd_feed(fold_t *f, const fd_columns_t *c, size_t n)
             }
             room_until = i + batch;
         }
-        fd_proc_t *proc = f->c_proc;
+        fd_proc_t *proc = f->c_proc[pid % FD_CACHE];
         if (FD_UNLIKELY(!proc || proc->r.pid != pid)) {
             proc = fd_proc_find(f, pid);
             if (!proc) {
@@ -1041,7 +1055,7 @@ size_t fd_feed(fold_t *f, const fd_columns_t *c, size_t n)
                     return i;
                 }
             }
-            f->c_proc = proc;
+            f->c_proc[pid % FD_CACHE] = proc;
         }
         if (FD_UNLIKELY(proc->nlarge + 2 > proc->large_cap) && fd_room(f, proc, 1))
             return i;
