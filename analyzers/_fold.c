@@ -117,13 +117,30 @@ static const fd_col_t LIFE_COLS[] = {
     COL(fd_life_row_t, count, 'q'), COL(fd_life_row_t, bytes, 'q'),
 };
 
+/* A row of `blocks` (an entry with its key). */
+typedef struct {
+    uint32_t pid;
+    uint64_t address;
+    uint8_t state, kind, domain;
+    uint64_t tid, seq;
+    int64_t ts_ns;
+    uint64_t size;
+    uint32_t stack_id;
+    int64_t end_ts_ns;
+    uint8_t end_kind, end_domain;
+    uint64_t end_tid;
+    uint32_t end_stack_id;
+} fd_block_row_t;
+
 static const fd_col_t BLOCK_COLS[] = {
-    COL(fd_entry_t, pid, 'I'), COL(fd_entry_t, address, 'Q'), COL(fd_entry_t, state, 'B'),
-    COL(fd_entry_t, kind, 'B'), COL(fd_entry_t, domain, 'B'), COL(fd_entry_t, tid, 'Q'),
-    COL(fd_entry_t, seq, 'Q'), COL(fd_entry_t, ts_ns, 'q'), COL(fd_entry_t, size, 'Q'),
-    COL(fd_entry_t, stack_id, 'I'), COL(fd_entry_t, end_ts_ns, 'q'),
-    COL(fd_entry_t, end_kind, 'B'), COL(fd_entry_t, end_domain, 'B'),
-    COL(fd_entry_t, end_tid, 'Q'), COL(fd_entry_t, end_stack_id, 'I'),
+    COL(fd_block_row_t, pid, 'I'), COL(fd_block_row_t, address, 'Q'),
+    COL(fd_block_row_t, state, 'B'), COL(fd_block_row_t, kind, 'B'),
+    COL(fd_block_row_t, domain, 'B'), COL(fd_block_row_t, tid, 'Q'),
+    COL(fd_block_row_t, seq, 'Q'), COL(fd_block_row_t, ts_ns, 'q'),
+    COL(fd_block_row_t, size, 'Q'), COL(fd_block_row_t, stack_id, 'I'),
+    COL(fd_block_row_t, end_ts_ns, 'q'), COL(fd_block_row_t, end_kind, 'B'),
+    COL(fd_block_row_t, end_domain, 'B'), COL(fd_block_row_t, end_tid, 'Q'),
+    COL(fd_block_row_t, end_stack_id, 'I'),
 };
 
 static const fd_col_t FINDING_COLS[] = {
@@ -411,6 +428,34 @@ static int fd_export_timelines(const fold_t *f, fd_proc_t **procs, PyObject *out
     return fd_put_rows(out, "lifetimes", LIFE_COLS, NCOLS(LIFE_COLS), life, n, sizeof(*life));
 }
 
+static int fd_export_blocks(const fold_t *f, PyObject *out)
+{
+    size_t n = f->nblocks;
+    fd_block_row_t *rows = malloc((n ? n : 1) * sizeof(*rows));
+    char **ptrs = fd_pointers(rows, n, sizeof(*rows));
+    if (!rows || !ptrs) {
+        free(rows);
+        free(ptrs);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (uint64_t i = 0; i <= f->block_ix.mask; i++) {
+        const fd_slot_t *s = &f->block_ix.slots[i];
+        if (!s->idx)
+            continue;
+        const fd_entry_t *e = fd_entry(f, s->idx - 1);
+        rows[s->idx - 1] = (fd_block_row_t){
+            s->pid, s->key, e->state, e->kind, e->domain, e->tid, e->seq, e->ts_ns, e->size,
+            e->stack_id, e->end_ts_ns, e->end_kind, e->end_domain, e->end_tid,
+            e->end_stack_id};
+    }
+    int bad = fd_put_keyed(out, "blocks", BLOCK_COLS, NCOLS(BLOCK_COLS), ptrs, n,
+                           offsetof(fd_block_row_t, pid), offsetof(fd_block_row_t, address));
+    free(ptrs);
+    free(rows);
+    return bad;
+}
+
 /* sizes: the per-process arrays of small sizes and the table of the others */
 static int fd_export_sizes(const fold_t *f, PyObject *out)
 {
@@ -477,15 +522,7 @@ static int fd_export_into(const fold_t *f, PyObject *out)
         goto done;
     if ((bad = fd_export_sizes(f, out)) || (bad = fd_export_timelines(f, procs, out)))
         goto done;
-    bad = -1;
-    if (!(ptrs = malloc((f->nblocks ? f->nblocks : 1) * sizeof(char *))))
-        goto nomem;
-    for (uint32_t i = 0; i < f->nblocks; i++)
-        ptrs[i] = (char *)fd_entry(f, i);
-    bad = fd_put_keyed(out, "blocks", BLOCK_COLS, NCOLS(BLOCK_COLS), ptrs, f->nblocks,
-                       offsetof(fd_entry_t, pid), offsetof(fd_entry_t, address));
-    free(ptrs);
-    if (bad)
+    if ((bad = fd_export_blocks(f, out)))
         goto done;
     const struct {
         const char *name;
@@ -803,23 +840,31 @@ static int fd_restore_timelines(fold_t *f, PyObject *tables)
 static int fd_restore_blocks(fold_t *f, PyObject *tables)
 {
     Py_ssize_t n;
-    fd_entry_t *rows = (fd_entry_t *)fd_read(tables, "blocks", BLOCK_COLS, NCOLS(BLOCK_COLS),
-                                             sizeof(*rows), &n);
+    fd_block_row_t *rows = (fd_block_row_t *)fd_read(tables, "blocks", BLOCK_COLS,
+                                                     NCOLS(BLOCK_COLS), sizeof(*rows), &n);
     if (!rows)
         return -1;
     for (Py_ssize_t i = 0; i < n; i++) {
-        fd_proc_t *proc = fd_proc_find(f, rows[i].pid);
+        const fd_block_row_t *r = &rows[i];
+        if (r->state < FD_LIVE || r->state > FD_DEAD || r->kind > FD_REALLOC ||
+            (r->end_kind != 0 && r->end_kind != FD_REALLOC && r->end_kind != FD_FREE)) {
+            PyErr_SetString(PyExc_ValueError, "restore: blocks: state, kind or end_kind out "
+                            "of range");
+            goto fail;
+        }
+        fd_proc_t *proc = fd_proc_find(f, r->pid);
         FD_ROOM(f, proc);
         uint32_t idx;
-        fd_entry_t *e = fd_block_get(f, rows[i].pid, rows[i].address, &idx);
+        fd_entry_t *e = fd_block_get(f, r->pid, r->address, &idx);
         if (e->large)
             fd_large_remove(f, proc, e);
-        *e = rows[i];
-        e->large = 0;
+        *e = (fd_entry_t){r->tid, r->seq, r->ts_ns, r->size, r->end_ts_ns, r->end_tid,
+                          r->stack_id, r->end_stack_id, 0, r->domain, r->end_domain,
+                          r->state, r->kind, r->end_kind};
         if (e->state == FD_LIVE && e->size > (uint64_t)f->p.interior_probe_bytes) {
-            if (!fd_need_proc(f, e->pid, "blocks"))
+            if (!fd_need_proc(f, r->pid, "blocks"))
                 goto fail;
-            fd_large_add(proc, e, idx);
+            fd_large_add(proc, e, idx, r->address);
         }
     }
     free(rows);

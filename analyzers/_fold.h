@@ -49,6 +49,28 @@ typedef struct {
     int shift;     /* 64 - log2(capacity): a key's home slot is hash >> shift */
 } fd_index_t;
 
+/* One address's entry (blocks table; its key, (pid, address), is in the index slot): one
+ * cache line. kind is an allocating kind (0..2), end_kind 0 or an ending one (2, 3). */
+typedef struct {
+    uint64_t tid, seq;
+    int64_t ts_ns;
+    uint64_t size;
+    int64_t end_ts_ns;
+    uint64_t end_tid;
+    uint32_t stack_id, end_stack_id;
+    uint32_t large; /* position + 1 in its process's `large`; 0 = not there */
+    uint8_t domain, end_domain;
+    uint8_t state : 2, kind : 2, end_kind : 2;
+} fd_entry_t;
+
+_Static_assert(sizeof(fd_entry_t) == 64, "a block entry is one cache line");
+
+/* A live block larger than interior_probe_bytes. */
+typedef struct {
+    uint64_t address;
+    uint32_t idx; /* its entry */
+} fd_large_t;
+
 /* The exported columns of `processes`, in their order (_fold.c maps them by offset). */
 typedef struct {
     uint32_t pid;
@@ -76,7 +98,7 @@ typedef struct {
     fd_bucket_t *buckets;  /* timeline_buckets fine buckets (events == 0: none) */
     int64_t *small;        /* sizes: counts of sizes below FD_SMALL (the rest: f->sizes) */
     int64_t life[FD_LIFETIME_BUCKETS][2]; /* lifetimes: count, bytes */
-    uint32_t *large;       /* entry indices of live blocks > interior_probe_bytes */
+    fd_large_t *large;     /* live blocks > interior_probe_bytes */
     uint32_t nlarge, large_cap;
 } fd_proc_t;
 
@@ -100,19 +122,6 @@ typedef struct {
     int64_t count;
 } fd_size_t;
 
-/* One address's entry (blocks table). 80 bytes. */
-typedef struct {
-    uint64_t address;
-    uint32_t pid, stack_id;
-    uint64_t tid, seq;
-    int64_t ts_ns;
-    uint64_t size;
-    int64_t end_ts_ns;
-    uint64_t end_tid;
-    uint32_t end_stack_id;
-    uint32_t large; /* position + 1 in its process's `large`; 0 = not there */
-    uint8_t state, kind, domain, end_kind, end_domain;
-} fd_entry_t;
 
 typedef struct {
     uint8_t type;
@@ -242,7 +251,7 @@ fd_thread_t *fd_thread_get(fold_t *f, uint32_t pid, uint64_t tid);
 fd_size_t *fd_size_get(fold_t *f, uint32_t pid, uint64_t size);
 fd_entry_t *fd_block_get(fold_t *f, uint32_t pid, uint64_t address, uint32_t *idx);
 fd_entry_t *fd_block_find(const fold_t *f, uint32_t pid, uint64_t address, uint32_t *idx);
-void fd_large_add(fd_proc_t *proc, fd_entry_t *e, uint32_t idx);
+void fd_large_add(fd_proc_t *proc, fd_entry_t *e, uint32_t idx, uint64_t address);
 void fd_large_remove(fold_t *f, fd_proc_t *proc, fd_entry_t *e);
 void *fd_vec_push(fd_vec_t *v); /* room must have been made (fd_vec_reserve) */
 int fd_vec_reserve(fd_vec_t *v, size_t more);

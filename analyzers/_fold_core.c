@@ -7,6 +7,9 @@
 
 #define FD_LIKELY(x) __builtin_expect(!!(x), 1)
 #define FD_UNLIKELY(x) __builtin_expect(!!(x), 0)
+/* the per-event path is inlined into the loop (one function: no calls, fewer spills) */
+#define FD_HOT static inline __attribute__((always_inline))
+#define FD_COLD static __attribute__((noinline))
 
 /* ---- open addressing -------------------------------------------------------------------- */
 
@@ -204,7 +207,7 @@ fd_proc_t *fd_proc_new(fold_t *f, uint32_t pid, int64_t ts)
     proc->buckets = calloc((size_t)f->p.timeline_buckets, sizeof(fd_bucket_t));
     proc->small = calloc(FD_SMALL, sizeof(int64_t));
     proc->large_cap = 16;
-    proc->large = malloc(proc->large_cap * sizeof(uint32_t));
+    proc->large = malloc(proc->large_cap * sizeof(fd_large_t));
     if (!proc->buckets || !proc->large || !proc->small) {
         free(proc->buckets);
         free(proc->small);
@@ -273,7 +276,7 @@ static int fd_grow_blocks(fold_t *f)
     }
     if (f->nchunks >= (1u << (32 - FD_CHUNK_BITS)) - 1)
         return -1; /* 2**32 - 65536 addresses: indices are 32 bits */
-    fd_entry_t *chunk = malloc(sizeof(fd_entry_t) << FD_CHUNK_BITS);
+    fd_entry_t *chunk = aligned_alloc(64, sizeof(fd_entry_t) << FD_CHUNK_BITS);
     if (!chunk)
         return -1;
     f->chunks[f->nchunks++] = chunk;
@@ -299,7 +302,7 @@ static int fd_room_slow(fold_t *f, fd_proc_t *proc, uint64_t events)
         fd_vec_reserve(&f->deaths, events))
         return -1;
     if (proc && proc->nlarge + 2 > proc->large_cap) {
-        uint32_t *large = realloc(proc->large, (size_t)proc->large_cap * 2 * sizeof(uint32_t));
+        fd_large_t *large = realloc(proc->large, (size_t)proc->large_cap * 2 * sizeof(*large));
         if (!large)
             return -1;
         proc->large = large;
@@ -328,7 +331,7 @@ int fd_room(fold_t *f, fd_proc_t *proc, size_t events)
 
 /* ---- lookups (room made by fd_room) ----------------------------------------------------- */
 
-static inline fd_site_t *fd_site(fold_t *f, fd_proc_t *proc, uint32_t stack, uint32_t *idx)
+FD_HOT fd_site_t *fd_site(fold_t *f, fd_proc_t *proc, uint32_t stack, uint32_t *idx)
 {
     uint32_t pid = proc->r.pid;
     uint32_t c = f->c_site;
@@ -364,7 +367,7 @@ fd_site_t *fd_site_get(fold_t *f, uint32_t pid, uint32_t stack, uint32_t *idx)
     return proc ? fd_site(f, proc, stack, idx) : NULL;
 }
 
-static inline fd_thread_t *fd_thread(fold_t *f, uint32_t pid, uint64_t tid)
+FD_HOT fd_thread_t *fd_thread(fold_t *f, uint32_t pid, uint64_t tid)
 {
     uint32_t *cache = &f->c_thread[(pid ^ tid) % FD_CACHE];
     uint32_t c = *cache;
@@ -419,7 +422,7 @@ fd_size_t *fd_size_get(fold_t *f, uint32_t pid, uint64_t size)
     return fd_size(f, pid, size);
 }
 
-static inline fd_entry_t *fd_block_lookup(const fold_t *f, uint32_t pid, uint64_t address,
+FD_HOT fd_entry_t *fd_block_lookup(const fold_t *f, uint32_t pid, uint64_t address,
                                           uint32_t *idx)
 {
     uint32_t i = fd_index_slot(&f->block_ix, pid, address)->idx;
@@ -435,7 +438,7 @@ fd_entry_t *fd_block_find(const fold_t *f, uint32_t pid, uint64_t address, uint3
 }
 
 /* The entry of (pid, address), created (state 0) when there is none. */
-static inline fd_entry_t *fd_block(fold_t *f, uint32_t pid, uint64_t address, uint32_t *idx)
+FD_HOT fd_entry_t *fd_block(fold_t *f, uint32_t pid, uint64_t address, uint32_t *idx)
 {
     fd_slot_t *s = fd_index_slot(&f->block_ix, pid, address);
     if (FD_LIKELY(s->idx)) {
@@ -446,8 +449,6 @@ static inline fd_entry_t *fd_block(fold_t *f, uint32_t pid, uint64_t address, ui
     fd_index_put(&f->block_ix, s, pid, address, i);
     fd_entry_t *e = fd_entry(f, i);
     memset(e, 0, sizeof(*e));
-    e->address = address;
-    e->pid = pid;
     e->end_ts_ns = -1;
     *idx = i;
     return e;
@@ -458,19 +459,19 @@ fd_entry_t *fd_block_get(fold_t *f, uint32_t pid, uint64_t address, uint32_t *id
     return fd_block(f, pid, address, idx);
 }
 
-void fd_large_add(fd_proc_t *proc, fd_entry_t *e, uint32_t idx)
+void fd_large_add(fd_proc_t *proc, fd_entry_t *e, uint32_t idx, uint64_t address)
 {
-    proc->large[proc->nlarge] = idx;
+    proc->large[proc->nlarge] = (fd_large_t){address, idx};
     e->large = ++proc->nlarge;
 }
 
 void fd_large_remove(fold_t *f, fd_proc_t *proc, fd_entry_t *e)
 {
     uint32_t at = e->large - 1;
-    uint32_t moved = proc->large[--proc->nlarge];
+    fd_large_t moved = proc->large[--proc->nlarge];
     if (at != proc->nlarge) {
         proc->large[at] = moved;
-        fd_entry(f, moved)->large = at + 1;
+        fd_entry(f, moved.idx)->large = at + 1;
     }
     e->large = 0;
 }
@@ -572,11 +573,9 @@ static void fd_halve_series(fold_t *f, uint32_t pid)
 }
 
 /* The fine bucket of ts; doubles the width (and halves the series) until it fits. */
-static inline int64_t fd_proc_bucket(fold_t *f, fd_proc_t *proc, int64_t ts)
+/* The width doubles (and the series halve) until the bucket of ts fits. */
+FD_COLD void fd_proc_widen(fold_t *f, fd_proc_t *proc, uint64_t d)
 {
-    if (ts < proc->r.origin_ts_ns)
-        return 0;
-    uint64_t d = (uint64_t)ts - (uint64_t)proc->r.origin_ts_ns;
     uint64_t n = (uint64_t)f->p.timeline_buckets;
     while (proc->shift < 64 && (d >> proc->shift) >= n) {
         fd_double(proc->buckets, (int64_t)n);
@@ -584,19 +583,35 @@ static inline int64_t fd_proc_bucket(fold_t *f, fd_proc_t *proc, int64_t ts)
         proc->shift++;
         proc->r.width_ns = (int64_t)((uint64_t)proc->r.width_ns << 1);
     }
-    return proc->shift < 64 ? (int64_t)(d >> proc->shift) : 0;
 }
 
-static inline int64_t fd_all_bucket(fold_t *f, int64_t ts)
+FD_COLD void fd_all_widen(fold_t *f, uint64_t d)
 {
-    if (ts < f->all_origin)
-        return 0;
-    uint64_t d = (uint64_t)ts - (uint64_t)f->all_origin;
     uint64_t n = (uint64_t)f->p.timeline_buckets;
     while (f->all_shift < 64 && (d >> f->all_shift) >= n) {
         fd_double(f->all_buckets, (int64_t)n);
         f->all_shift++;
     }
+}
+
+/* The fine bucket of ts (the width doubles until it fits). */
+FD_HOT int64_t fd_proc_bucket(fold_t *f, fd_proc_t *proc, int64_t ts)
+{
+    if (FD_UNLIKELY(ts < proc->r.origin_ts_ns))
+        return 0;
+    uint64_t d = (uint64_t)ts - (uint64_t)proc->r.origin_ts_ns;
+    if (FD_UNLIKELY(proc->shift >= 64 || (d >> proc->shift) >= (uint64_t)f->p.timeline_buckets))
+        fd_proc_widen(f, proc, d);
+    return proc->shift < 64 ? (int64_t)(d >> proc->shift) : 0;
+}
+
+FD_HOT int64_t fd_all_bucket(fold_t *f, int64_t ts)
+{
+    if (FD_UNLIKELY(ts < f->all_origin))
+        return 0;
+    uint64_t d = (uint64_t)ts - (uint64_t)f->all_origin;
+    if (FD_UNLIKELY(f->all_shift >= 64 || (d >> f->all_shift) >= (uint64_t)f->p.timeline_buckets))
+        fd_all_widen(f, d);
     return f->all_shift < 64 ? (int64_t)(d >> f->all_shift) : 0;
 }
 
@@ -631,7 +646,7 @@ typedef struct {
 } fd_ev_t;
 
 /* A site's live figures change: save its peak snapshots, fill its series up to `slot`. */
-static inline void fd_site_live(fold_t *f, fd_proc_t *proc, fd_site_t *site, uint32_t idx,
+FD_HOT void fd_site_live(fold_t *f, fd_proc_t *proc, fd_site_t *site, uint32_t idx,
                                 int64_t slot, int64_t blocks, int64_t nbytes)
 {
     if (site->pv != proc->peak_version) {
@@ -656,9 +671,13 @@ static inline void fd_site_live(fold_t *f, fd_proc_t *proc, fd_site_t *site, uin
 }
 
 /* A live block leaves every live figure (freed, reallocated or reused). */
-static void fd_leave(fold_t *f, fd_proc_t *proc, fd_entry_t *e, int64_t slot)
+/* (The block's site and thread are handed back: ends count in them too. Returns the
+ * block's sampled weight, 0 when the process is not sampled.) */
+FD_HOT double fd_leave(fold_t *f, fd_proc_t *proc, fd_entry_t *e, int64_t slot,
+                              fd_site_t **site_out, fd_thread_t **thread_out)
 {
     int64_t size = (int64_t)e->size;
+    double w = 0.0;
     proc->r.live_blocks -= 1;
     proc->r.live_bytes -= size;
     uint32_t si;
@@ -668,10 +687,10 @@ static void fd_leave(fold_t *f, fd_proc_t *proc, fd_entry_t *e, int64_t slot)
     t->live_blocks -= 1;
     t->live_bytes -= size;
     f->all_live -= size;
-    if (e->large)
+    if (FD_UNLIKELY(e->large))
         fd_large_remove(f, proc, e);
-    if (proc->r.sample_bytes) {
-        double w = fd_weight(e->size, proc->r.sample_bytes);
+    if (FD_UNLIKELY(proc->r.sample_bytes)) {
+        w = fd_weight(e->size, proc->r.sample_bytes);
         proc->r.w_live_blocks -= w;
         proc->r.w_live_bytes -= (double)e->size * w;
         int64_t wb = fd_weighted_bytes(e->size, w);
@@ -680,9 +699,12 @@ static void fd_leave(fold_t *f, fd_proc_t *proc, fd_entry_t *e, int64_t slot)
     } else {
         f->all_w_live -= size;
     }
+    *site_out = site;
+    *thread_out = t;
+    return w;
 }
 
-static void fd_start(fold_t *f, const fd_ev_t *ev, uint8_t kind, uint64_t address,
+FD_HOT void fd_start(fold_t *f, const fd_ev_t *ev, uint8_t kind, uint64_t address,
                      uint64_t usize)
 {
     fd_proc_t *proc = ev->proc;
@@ -691,10 +713,12 @@ static void fd_start(fold_t *f, const fd_ev_t *ev, uint8_t kind, uint64_t addres
     int64_t size = (int64_t)usize, ts = ev->ts;
     fd_entry_t *e = fd_block(f, pid, address, &eidx);
     if (e->state == FD_LIVE) {
+        fd_site_t *old_site;
+        fd_thread_t *old_thread;
         r->reused += 1;
         r->reused_bytes += (int64_t)e->size;
-        fd_site(f, proc, e->stack_id, &si)->reused += 1;
-        fd_leave(f, proc, e, ev->slot);
+        fd_leave(f, proc, e, ev->slot, &old_site, &old_thread);
+        old_site->reused += 1;
     }
     e->state = FD_LIVE;
     e->kind = kind;
@@ -736,7 +760,7 @@ static void fd_start(fold_t *f, const fd_ev_t *ev, uint8_t kind, uint64_t addres
     bk->allocations += 1;
     bk->bytes_allocated += size;
     if (usize > (uint64_t)f->p.interior_probe_bytes)
-        fd_large_add(proc, e, eidx);
+        fd_large_add(proc, e, eidx, address);
     if (f->p.oversized_bytes <= 0 || usize >= (uint64_t)f->p.oversized_bytes) {
         r->oversized += 1;
         if (proc->kept[0] < f->p.keep_findings) {
@@ -785,7 +809,7 @@ static void fd_start(fold_t *f, const fd_ev_t *ev, uint8_t kind, uint64_t addres
     }
 }
 
-static fd_finding_t *fd_finding(fold_t *f, fd_proc_t *proc, uint8_t type, const fd_ev_t *ev,
+FD_COLD fd_finding_t *fd_finding(fold_t *f, fd_proc_t *proc, uint8_t type, const fd_ev_t *ev,
                                 uint64_t address, uint8_t kind, const fd_entry_t *e)
 {
     if (proc->kept[type] >= f->p.keep_findings)
@@ -819,7 +843,7 @@ static inline int fd_holds(const fd_entry_t *e, uint64_t start, uint64_t address
 }
 
 /* An unmatched free: does it point inside a live block? */
-static void fd_interior(fold_t *f, const fd_ev_t *ev, uint64_t address)
+FD_COLD void fd_interior(fold_t *f, const fd_ev_t *ev, uint64_t address)
 {
     fd_proc_t *proc = ev->proc;
     if (proc->r.interior_checked >= f->p.max_interior_checks) {
@@ -844,12 +868,13 @@ static void fd_interior(fold_t *f, const fd_ev_t *ev, uint64_t address)
             break;
     }
     for (uint32_t k = 0; k < proc->nlarge; k++) {
-        const fd_entry_t *e = fd_entry(f, proc->large[k]);
-        if (found && e->address <= found_at)
+        uint64_t start = proc->large[k].address;
+        const fd_entry_t *e = fd_entry(f, proc->large[k].idx);
+        if (found && start <= found_at)
             continue;
-        if (fd_holds(e, e->address, address, ev->domain, ev->ts)) {
+        if (fd_holds(e, start, address, ev->domain, ev->ts)) {
             found = e;
-            found_at = e->address;
+            found_at = start;
         }
     }
     if (!found)
@@ -860,21 +885,22 @@ static void fd_interior(fold_t *f, const fd_ev_t *ev, uint64_t address)
         x->block_address = found_at;
 }
 
-static void fd_end(fold_t *f, const fd_ev_t *ev, uint8_t end_kind, uint64_t address)
+FD_HOT void fd_end(fold_t *f, const fd_ev_t *ev, uint8_t end_kind, uint64_t address)
 {
     fd_proc_t *proc = ev->proc;
     fd_proc_row_t *r = &proc->r;
-    uint32_t pid = r->pid, eidx, si;
+    uint32_t pid = r->pid, eidx;
     fd_entry_t *e = fd_block_lookup(f, pid, address, &eidx);
     if (e && e->state == FD_LIVE) {
-        fd_leave(f, proc, e, ev->slot);
+        fd_site_t *site;
+        fd_thread_t *t;
+        double w = fd_leave(f, proc, e, ev->slot, &site, &t);
         int64_t size = (int64_t)e->size;
         r->frees += 1;
         r->bytes_freed += size;
-        fd_site_t *site = fd_site(f, proc, e->stack_id, &si);
         site->frees += 1;
         site->bytes_freed += size;
-        fd_thread(f, pid, e->tid)->frees += 1;
+        t->frees += 1;
         __int128 lifetime = (__int128)ev->ts - (__int128)e->ts_ns;
         if (lifetime <= (__int128)f->p.temporary_ns) {
             r->temporary_count += 1;
@@ -891,8 +917,7 @@ static void fd_end(fold_t *f, const fd_ev_t *ev, uint8_t end_kind, uint64_t addr
         bk = &f->all_buckets[ev->ab];
         bk->frees += 1;
         bk->bytes_freed += size;
-        if (r->sample_bytes) {
-            double w = fd_weight(e->size, r->sample_bytes);
+        if (FD_UNLIKELY(r->sample_bytes)) {
             r->w_frees += w;
             r->w_bytes_freed += (double)e->size * w;
         }
@@ -972,15 +997,17 @@ static inline void fd_ahead_hash(const fold_t *f, const fd_columns_t *c, size_t 
 {
     uint64_t pm = fd_pidmix(c->pid[j]);
     a->block = fd_hashm(pm, c->address[j]);
-    a->old = fd_hashm(pm, c->old_address[j]);
     a->site = fd_hashm(pm, c->stack_id[j]);
-    a->size = fd_hashm(pm, c->size[j]);
     fd_prefetch_slot(&f->block_ix, a->block);
-    if (c->kind[j] == FD_REALLOC)
-        fd_prefetch_slot(&f->block_ix, a->old);
     fd_prefetch_slot(&f->site_ix, a->site);
-    if (c->size[j] >= FD_SMALL)
+    if (FD_UNLIKELY(c->kind[j] == FD_REALLOC)) {
+        a->old = fd_hashm(pm, c->old_address[j]);
+        fd_prefetch_slot(&f->block_ix, a->old);
+    }
+    if (FD_UNLIKELY(c->size[j] >= FD_SMALL)) {
+        a->size = fd_hashm(pm, c->size[j]);
         fd_prefetch_slot(&f->size_ix, a->size);
+    }
 }
 
 static inline void fd_prefetch_entry(const fold_t *f, const fd_slot_t *s)
@@ -988,7 +1015,6 @@ static inline void fd_prefetch_entry(const fold_t *f, const fd_slot_t *s)
     if (s) {
         const char *e = (const char *)fd_entry(f, s->idx - 1);
         __builtin_prefetch(e, 1);
-        __builtin_prefetch(e + sizeof(fd_entry_t) - 1, 1);
     }
 }
 
