@@ -599,3 +599,46 @@ def test_a_million_events_over_a_fixed_live_set_do_not_grow_the_state():
     p = row(t, "processes", pid=7)
     assert (p["events"], p["live_blocks"], p["live_bytes"]) == (n + addresses, addresses,
                                                                 64 * addresses)
+
+
+def test_restore_rejects_inconsistent_tables():
+    f = Fold()
+    f.feed(*cols([{"address": 0x100, "size": 5000}, {"address": 0x200, "size": 8}]))
+    tables = f.export()
+    orphan = {t: dict(c) for t, c in tables.items()}
+    orphan["processes"] = {k: v[:0] for k, v in tables["processes"].items()}
+    with pytest.raises(ValueError, match="pid 1"):
+        Fold.restore({}, orphan)
+    short = {t: dict(c) for t, c in tables.items()}
+    short["blocks"] = dict(tables["blocks"], size=tables["blocks"]["size"][:1])
+    with pytest.raises(ValueError, match="one length"):
+        Fold.restore({}, short)
+    with pytest.raises(ValueError, match="series"):
+        Fold.restore({"site_slots": 16}, tables)
+    with pytest.raises(KeyError):
+        Fold.restore({}, {k: v for k, v in tables.items() if k != "blocks"})
+    assert_same(Fold.restore({}, tables).export(), tables)
+
+
+def test_feed_runs_without_the_gil_and_other_calls_meanwhile_fail():
+    import threading
+
+    n = 4_000_000
+    k = np.arange(n)
+    stream = [np.ones(n, "<u4"), np.ones(n, "<u8"), k.astype("<u8"), k.astype("<i8"),
+              np.where(k % 2 == 0, ALLOC, FREE).astype("u1"), np.full(n, 2, "u1"),
+              (0x1000 + (k // 2 % 64) * 16).astype("<u8"), np.zeros(n, "<u8"),
+              np.full(n, 8, "<u8"), np.ones(n, "<u4")]
+    f = Fold()
+    worker = threading.Thread(target=f.feed, args=stream)
+    busy = 0
+    worker.start()
+    while worker.is_alive():
+        try:
+            f.export()
+        except RuntimeError as e:
+            assert "busy" in str(e)
+            busy += 1
+    worker.join()
+    assert busy > 0  # the main thread ran while feed was folding
+    assert f.export()["processes"]["events"].tolist() == [n]
