@@ -70,15 +70,20 @@ static const fd_col_t ALL_COLS[] = {
     COL(fd_all_row_t, w_peak_bytes, 'q'), COL(fd_all_row_t, w_peak_ts_ns, 'q'),
 };
 
+/* A row of `sites`. */
+typedef struct {
+    fd_site_t s;
+    int64_t reused;
+} fd_site_row_t;
+
+#define SCOL(field) {#field, 'q', offsetof(fd_site_row_t, s) + offsetof(fd_site_t, field)}
 static const fd_col_t SITE_COLS[] = {
-    COL(fd_site_t, pid, 'I'), COL(fd_site_t, stack_id, 'I'),
-    COL(fd_site_t, allocations, 'q'), COL(fd_site_t, bytes_allocated, 'q'),
-    COL(fd_site_t, frees, 'q'), COL(fd_site_t, bytes_freed, 'q'),
-    COL(fd_site_t, live_blocks, 'q'), COL(fd_site_t, live_bytes, 'q'),
-    COL(fd_site_t, reused, 'q'), COL(fd_site_t, temporary_count, 'q'),
-    COL(fd_site_t, temporary_bytes, 'q'), COL(fd_site_t, peak_blocks, 'q'),
-    COL(fd_site_t, peak_bytes, 'q'), COL(fd_site_t, all_peak_blocks, 'q'),
-    COL(fd_site_t, all_peak_bytes, 'q'), COL(fd_site_t, last_slot, 'q'),
+    {"pid", 'I', offsetof(fd_site_row_t, s) + offsetof(fd_site_t, pid)},
+    {"stack_id", 'I', offsetof(fd_site_row_t, s) + offsetof(fd_site_t, stack_id)},
+    SCOL(allocations), SCOL(bytes_allocated), SCOL(frees), SCOL(bytes_freed),
+    SCOL(live_blocks), SCOL(live_bytes), COL(fd_site_row_t, reused, 'q'),
+    SCOL(temporary_count), SCOL(temporary_bytes), SCOL(peak_blocks), SCOL(peak_bytes),
+    SCOL(all_peak_blocks), SCOL(all_peak_bytes), SCOL(last_slot),
 };
 
 static const fd_col_t THREAD_COLS[] = {
@@ -284,7 +289,7 @@ static int fd_export_sites(const fold_t *f, PyObject *out)
 {
     size_t n = f->nsites, slots = (size_t)f->p.site_slots;
     fd_sortkey_t *keys = malloc((n ? n : 1) * sizeof(*keys));
-    fd_site_t *rows = malloc((n ? n : 1) * sizeof(*rows));
+    fd_site_row_t *rows = malloc((n ? n : 1) * sizeof(*rows));
     if (!keys || !rows) {
         free(keys);
         free(rows);
@@ -292,8 +297,9 @@ static int fd_export_sites(const fold_t *f, PyObject *out)
         return -1;
     }
     for (size_t i = 0; i < n; i++) {
-        fd_site_t *s = &rows[i];
+        fd_site_t *s = &rows[i].s;
         *s = f->sites[i];
+        rows[i].reused = f->site_reused[i];
         const fd_proc_t *proc = f->procs[fd_index_find(&f->proc_ix, s->pid, 0) - 1];
         if (s->pv != proc->peak_version) {
             s->peak_blocks = s->live_blocks;
@@ -304,7 +310,7 @@ static int fd_export_sites(const fold_t *f, PyObject *out)
             s->all_peak_bytes = s->live_bytes;
         }
         s->pv = i; /* remember the series' index across the sort */
-        keys[i] = (fd_sortkey_t){s->pid, s->stack_id, (char *)s};
+        keys[i] = (fd_sortkey_t){s->pid, s->stack_id, (char *)&rows[i]};
     }
     char **sorted = fd_sorted(keys, n);
     PyObject *table = fd_table(SITE_COLS, NCOLS(SITE_COLS), sorted, n);
@@ -316,7 +322,7 @@ static int fd_export_sites(const fold_t *f, PyObject *out)
     if (series && PyObject_GetBuffer(series, &view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) == 0) {
         int64_t *dst = view.buf;
         for (size_t i = 0; i < n; i++) {
-            const fd_site_t *s = (const fd_site_t *)sorted[i];
+            const fd_site_t *s = &((const fd_site_row_t *)sorted[i])->s;
             for (size_t j = 0; j < slots; j++)
                 dst[i * slots + j] = (int64_t)j <= s->last_slot ? *fd_sv(f, (uint32_t)s->pv, j)
                                                                 : s->live_bytes;
@@ -702,8 +708,8 @@ fail:
 static int fd_restore_sites(fold_t *f, PyObject *tables)
 {
     Py_ssize_t n;
-    fd_site_t *rows = (fd_site_t *)fd_read(tables, "sites", SITE_COLS, NCOLS(SITE_COLS),
-                                           sizeof(*rows), &n);
+    fd_site_row_t *rows = (fd_site_row_t *)fd_read(tables, "sites", SITE_COLS,
+                                                   NCOLS(SITE_COLS), sizeof(*rows), &n);
     if (!rows)
         return -1;
     Py_buffer view = {0};
@@ -725,15 +731,16 @@ static int fd_restore_sites(fold_t *f, PyObject *tables)
         goto fail;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
-        if (!fd_need_proc(f, rows[i].pid, "sites"))
+        if (!fd_need_proc(f, rows[i].s.pid, "sites"))
             goto fail;
         FD_ROOM(f, NULL);
         uint32_t idx;
-        fd_site_t *site = fd_site_get(f, rows[i].pid, rows[i].stack_id, &idx);
+        fd_site_t *site = fd_site_get(f, rows[i].s.pid, rows[i].s.stack_id, &idx);
         uint64_t pv = site->pv, av = site->av;
-        *site = rows[i];
+        *site = rows[i].s;
         site->pv = pv;
         site->av = av;
+        f->site_reused[idx] = rows[i].reused;
         for (size_t j = 0; j < slots; j++)
             *fd_sv(f, idx, j) = ((const int64_t *)view.buf)[(size_t)i * slots + j];
     }

@@ -102,13 +102,18 @@ typedef struct {
     uint32_t nlarge, large_cap;
 } fd_proc_t;
 
+/* A site (pid, stack): two cache lines, the first all that an allocation touches. Its
+ * `reused` count is apart (fold_t.site_reused), its series too (fd_sv). */
 typedef struct {
     uint32_t pid, stack_id;
-    int64_t allocations, bytes_allocated, frees, bytes_freed, live_blocks, live_bytes, reused,
-        temporary_count, temporary_bytes, peak_blocks, peak_bytes, all_peak_blocks,
-        all_peak_bytes, last_slot;
+    int64_t live_blocks, live_bytes, last_slot;
     uint64_t pv, av; /* the peak versions its snapshots belong to */
+    int64_t allocations, bytes_allocated;
+    int64_t frees, bytes_freed, temporary_count, temporary_bytes, peak_blocks, peak_bytes,
+        all_peak_blocks, all_peak_bytes;
 } fd_site_t;
+
+_Static_assert(sizeof(fd_site_t) == 128, "a site is two cache lines");
 
 typedef struct {
     uint32_t pid;
@@ -177,7 +182,8 @@ typedef struct {
     fd_vec_t sampling; /* fd_mark_t: pid, ts_ns = sample_bytes (for processes to come) */
 
     fd_index_t site_ix;
-    fd_site_t *sites;
+    fd_site_t *sites; /* 64-byte aligned */
+    int64_t *site_reused;
     int64_t *series; /* site_slots columns of sites_cap (fd_sv) */
     uint32_t nsites, sites_cap;
 
@@ -205,7 +211,7 @@ typedef struct {
 
     /* caches of recent lookups (consecutive events often repeat them) */
     fd_proc_t *c_proc[FD_CACHE];       /* by pid % FD_CACHE */
-    uint32_t c_thread[FD_CACHE];       /* by (pid ^ tid) % FD_CACHE, index + 1 */
+    uint32_t c_thread[FD_CACHE];       /* by a hash of (pid, tid), index + 1 */
     uint32_t c_site, c_size;           /* the last ones, index + 1; 0 = none */
 } fold_t;
 

@@ -178,6 +178,7 @@ void fd_free(fold_t *f)
     for (size_t i = 0; i < sizeof(vecs) / sizeof(vecs[0]); i++)
         free(vecs[i]->data);
     free(f->sites);
+    free(f->site_reused);
     free(f->series);
     free(f->all_buckets);
     memset(f, 0, sizeof(*f));
@@ -249,10 +250,17 @@ static int fd_grow_sites(fold_t *f)
     uint32_t cap = f->sites_cap ? f->sites_cap * 2 : 64;
     if (cap <= f->sites_cap)
         return -1;
-    fd_site_t *sites = realloc(f->sites, (size_t)cap * sizeof(fd_site_t));
+    fd_site_t *sites = aligned_alloc(64, (size_t)cap * sizeof(fd_site_t));
     if (!sites)
         return -1;
+    if (f->nsites)
+        memcpy(sites, f->sites, (size_t)f->nsites * sizeof(fd_site_t));
+    free(f->sites);
     f->sites = sites;
+    int64_t *reused = realloc(f->site_reused, (size_t)cap * sizeof(int64_t));
+    if (!reused)
+        return -1;
+    f->site_reused = reused;
     int64_t *series = malloc((size_t)cap * (size_t)f->p.site_slots * 8);
     if (!series)
         return -1;
@@ -353,6 +361,7 @@ FD_HOT fd_site_t *fd_site(fold_t *f, fd_proc_t *proc, uint32_t stack, uint32_t *
         site->last_slot = -1;
         site->pv = proc->peak_version;
         site->av = f->all_version;
+        f->site_reused[i] = 0;
         for (int64_t j = 0; j < f->p.site_slots; j++)
             *fd_sv(f, i, j) = 0;
     }
@@ -369,7 +378,7 @@ fd_site_t *fd_site_get(fold_t *f, uint32_t pid, uint32_t stack, uint32_t *idx)
 
 FD_HOT fd_thread_t *fd_thread(fold_t *f, uint32_t pid, uint64_t tid)
 {
-    uint32_t *cache = &f->c_thread[(pid ^ tid) % FD_CACHE];
+    uint32_t *cache = &f->c_thread[fd_hash(pid, tid) >> 60]; /* FD_CACHE == 16 */
     uint32_t c = *cache;
     if (c) {
         fd_thread_t *t = FD_VEC_AT(&f->threads, fd_thread_t, c - 1);
@@ -718,7 +727,7 @@ FD_HOT void fd_start(fold_t *f, const fd_ev_t *ev, uint8_t kind, uint64_t addres
         r->reused += 1;
         r->reused_bytes += (int64_t)e->size;
         fd_leave(f, proc, e, ev->slot, &old_site, &old_thread);
-        old_site->reused += 1;
+        f->site_reused[old_site - f->sites] += 1;
     }
     e->state = FD_LIVE;
     e->kind = kind;
@@ -1028,9 +1037,8 @@ static inline void fd_ahead_entries(const fold_t *f, const fd_columns_t *c, size
     const fd_slot_t *s = fd_home(&f->site_ix, a->site, pid, c->stack_id[j]);
     if (s) {
         const char *site = (const char *)&f->sites[s->idx - 1];
-        for (size_t k = 0; k < sizeof(fd_site_t); k += 64)
-            __builtin_prefetch(site + k, 1);
-        __builtin_prefetch(site + sizeof(fd_site_t) - 1, 1);
+        __builtin_prefetch(site, 1);
+        __builtin_prefetch(site + 64, 1);
     }
     s = c->size[j] >= FD_SMALL ? fd_home(&f->size_ix, a->size, pid, c->size[j]) : NULL;
     if (s)
