@@ -10,9 +10,9 @@
  * racing. Nothing in the loop touches a Python object.
  *
  * Memory: every table grows by doubling and never shrinks; nothing is allocated per event
- * except when a table doubles. Room for one event's inserts is made before the event is
- * folded (fd_room), so a failed allocation stops the loop between two events and leaves
- * a consistent state (the events before it folded).
+ * except when a table doubles. Room for the inserts of a batch of events is made before
+ * the batch (fd_room; event by event when memory is short), so a failed allocation stops
+ * the loop between two events and leaves a consistent state (the events before it folded).
  */
 #ifndef MEMSCOPE_FOLD_H
 #define MEMSCOPE_FOLD_H
