@@ -52,7 +52,7 @@ def row(tables: dict, table: str, **match) -> dict:
     for k, v in match.items():
         keep &= t[k] == v
     (i,) = np.nonzero(keep)[0]
-    return {k: (v[i].tolist() if k != "series" else v[i].tolist()) for k, v in t.items()}
+    return {k: v[i].tolist() for k, v in t.items()}
 
 
 def assert_same(a: dict, b: dict) -> None:
