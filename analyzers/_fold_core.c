@@ -982,26 +982,27 @@ FD_HOT void fd_end(fold_t *f, const fd_ev_t *ev, uint8_t end_kind, uint64_t addr
  * (address, old address, (pid, stack), (pid, size)) and prefetches their slots; FD_AHEAD / 2
  * events ahead it reads those slots (now cached) and prefetches the entries they point to.
  * Only the hashes are kept in between (a table may grow meanwhile: the slot is taken from
- * the hash with the current mask). */
+ * the hash with the current mask). These helpers must be inlined: a function that only
+ * loads and prefetches looks pure to GCC, which then drops the calls. */
 #define FD_AHEAD 16
 
 typedef struct {
     uint64_t block, old, site, size;
 } fd_ahead_t;
 
-static inline void fd_prefetch_slot(const fd_index_t *ix, uint64_t h)
+FD_HOT void fd_prefetch_slot(const fd_index_t *ix, uint64_t h)
 {
     __builtin_prefetch(&ix->slots[h >> ix->shift]);
 }
 
-static inline const fd_slot_t *fd_home(const fd_index_t *ix, uint64_t h, uint32_t pid,
+FD_HOT const fd_slot_t *fd_home(const fd_index_t *ix, uint64_t h, uint32_t pid,
                                        uint64_t key)
 {
     const fd_slot_t *s = &ix->slots[h >> ix->shift];
     return (s->idx && s->key == key && s->pid == pid) ? s : NULL;
 }
 
-static inline void fd_ahead_hash(const fold_t *f, const fd_columns_t *c, size_t j,
+FD_HOT void fd_ahead_hash(const fold_t *f, const fd_columns_t *c, size_t j,
                                  fd_ahead_t *a)
 {
     uint64_t pm = fd_pidmix(c->pid[j]);
@@ -1019,7 +1020,7 @@ static inline void fd_ahead_hash(const fold_t *f, const fd_columns_t *c, size_t 
     }
 }
 
-static inline void fd_prefetch_entry(const fold_t *f, const fd_slot_t *s)
+FD_HOT void fd_prefetch_entry(const fold_t *f, const fd_slot_t *s)
 {
     if (s) {
         const char *e = (const char *)fd_entry(f, s->idx - 1);
@@ -1027,7 +1028,7 @@ static inline void fd_prefetch_entry(const fold_t *f, const fd_slot_t *s)
     }
 }
 
-static inline void fd_ahead_entries(const fold_t *f, const fd_columns_t *c, size_t j,
+FD_HOT void fd_ahead_entries(const fold_t *f, const fd_columns_t *c, size_t j,
                                     const fd_ahead_t *a)
 {
     uint32_t pid = c->pid[j];
