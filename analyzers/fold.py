@@ -26,7 +26,8 @@ Calls
     every table below (or only those named in ``tables``) as ``{table: {column: numpy
     array}}``, rows in the documented order.
 ``Fold.restore(params, tables)``
-    a state equal to the one that exported ``tables``.
+    a state equal to the one that exported ``tables`` (the tables hold no sampling of a pid
+    without events yet: call :meth:`set_sampling` again for such a pid).
 
 Processing one event
 --------------------
@@ -36,8 +37,9 @@ event's ``ts_ns``) gets ``first_ts_ns``/``last_ts_ns`` updated and the event's f
 bucket ``b = (ts - origin) // width`` (``0`` when ``ts < origin``). While ``b >=
 timeline_buckets``, the process's ``width`` doubles: adjacent buckets merge (counts add;
 ``live_bytes`` is the later bucket's when it had events, else the earlier's; ``max_live_bytes``
-the larger) and every site series of the process halves (below). The all-process timeline
-(``timeline_all``, origin = the first event of all) does the same with its own width.
+the larger) and every site series of the process halves (below), once per doubling. The
+all-process timeline (``timeline_all``, origin = the first event of all) does the same with its
+own width.
 
 * **free**: ``end(address, FREE)``.
 * **realloc**: ``end(old_address, REALLOC)`` when ``old_address != 0``, then
@@ -317,14 +319,14 @@ class _Timeline:
         self.origin, self.width, self.n = origin, width, n
         self.buckets: dict[int, _Bucket] = {}
 
-    def index(self, ts: int) -> tuple[int, bool]:
-        """(bucket of ``ts``, whether the width doubled to fit it)."""
+    def index(self, ts: int) -> tuple[int, int]:
+        """(bucket of ``ts``, how many times the width doubled to fit it)."""
         if ts < self.origin:
-            return 0, False
-        doubled = False
+            return 0, 0
+        doubled = 0
         while (ts - self.origin) // self.width >= self.n:
             self._double()
-            doubled = True
+            doubled += 1
         return (ts - self.origin) // self.width, doubled
 
     def _double(self) -> None:
@@ -470,7 +472,7 @@ class PyFold:
         proc.last_ts = max(proc.last_ts, ts)
         proc.c["events"] += 1
         b, doubled = proc.timeline.index(ts)
-        if doubled:
+        for _ in range(doubled):  # once per doubling: slot s becomes s // 2 each time
             self._halve_series(proc)
         slot = b // self._slot_div
         if kind == KIND_FREE:
@@ -863,7 +865,7 @@ class PyFold:
             fold._procs[proc.pid] = proc
             if proc.sample_bytes:
                 fold._sampling[proc.pid] = proc.sample_bytes
-        if all_row is not None and all_row["origin_ts_ns"] >= 0:
+        if all_row is not None and rows["processes"]:  # (an origin may be negative)
             fold._all = _Timeline(all_row["origin_ts_ns"], all_row["width_ns"],
                                   fold.params.timeline_buckets)
         if all_row is not None:

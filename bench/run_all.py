@@ -31,6 +31,7 @@ BENCHES: dict[str, tuple[str, list[str]]] = {
     "broker": ("bench_broker.py", ["--events", "8388608", "--repeat", "2"]),
     "analyzers": ("bench_analyzers.py", ["--events", "10000000"]),
     "report": ("bench_report.py", ["--runs", "1"]),
+    "fold": ("bench_fold.py", ["--events", "20000000"]),
 }
 
 #: name -> arguments for ``--quick`` (the default): well under a minute of work each.
@@ -41,6 +42,7 @@ QUICK: dict[str, list[str]] = {
     "broker": ["--quick"],
     "analyzers": ["--events", "2000000", "--compare", "20000"],
     "report": ["--runs", "1", "--allocs", "100000", "--vars", "100"],
+    "fold": ["--events", "2000000", "--compare", "50000", "--repeat", "1"],
 }
 
 
