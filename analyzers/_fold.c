@@ -74,13 +74,14 @@ static const fd_col_t ALL_COLS[] = {
 typedef struct {
     fd_site_t s;
     int64_t reused;
+    uint8_t domain;
 } fd_site_row_t;
 
 #define SCOL(field) {#field, 'q', offsetof(fd_site_row_t, s) + offsetof(fd_site_t, field)}
 static const fd_col_t SITE_COLS[] = {
     {"pid", 'I', offsetof(fd_site_row_t, s) + offsetof(fd_site_t, pid)},
     {"stack_id", 'I', offsetof(fd_site_row_t, s) + offsetof(fd_site_t, stack_id)},
-    SCOL(allocations), SCOL(bytes_allocated), SCOL(frees), SCOL(bytes_freed),
+    COL(fd_site_row_t, domain, 'B'), SCOL(allocations), SCOL(bytes_allocated), SCOL(frees), SCOL(bytes_freed),
     SCOL(live_blocks), SCOL(live_bytes), COL(fd_site_row_t, reused, 'q'),
     SCOL(temporary_count), SCOL(temporary_bytes), SCOL(peak_blocks), SCOL(peak_bytes),
     SCOL(all_peak_blocks), SCOL(all_peak_bytes), SCOL(last_slot),
@@ -300,6 +301,7 @@ static int fd_export_sites(const fold_t *f, PyObject *out)
         fd_site_t *s = &rows[i].s;
         *s = f->sites[i];
         rows[i].reused = f->site_reused[i];
+        rows[i].domain = f->site_domain[i];
         const fd_proc_t *proc = f->procs[fd_index_find(&f->proc_ix, s->pid, 0) - 1];
         if (s->pv != proc->peak_version) {
             s->peak_blocks = s->live_blocks;
@@ -310,7 +312,8 @@ static int fd_export_sites(const fold_t *f, PyObject *out)
             s->all_peak_bytes = s->live_bytes;
         }
         s->pv = i; /* remember the series' index across the sort */
-        keys[i] = (fd_sortkey_t){s->pid, s->stack_id, (char *)&rows[i]};
+        keys[i] = (fd_sortkey_t){s->pid, ((uint64_t)s->stack_id << 8) | rows[i].domain,
+                                 (char *)&rows[i]};
     }
     char **sorted = fd_sorted(keys, n);
     PyObject *table = fd_table(SITE_COLS, NCOLS(SITE_COLS), sorted, n);
@@ -490,7 +493,9 @@ static int fd_export_sizes(const fold_t *f, PyObject *out)
     return bad;
 }
 
-static int fd_export_into(const fold_t *f, PyObject *out)
+/* Every table into `out`; with `totals_only`, only `processes` and `all` (cheap: the
+ * others cost the state's size). */
+static int fd_export_into(const fold_t *f, PyObject *out, int totals_only)
 {
     fd_proc_t **procs;
     if (fd_procs_sorted(f, &procs))
@@ -515,7 +520,7 @@ static int fd_export_into(const fold_t *f, PyObject *out)
         f->all_w_peak_ts};
     char *all_row = (char *)&all;
     bad = fd_put(out, "all", fd_table(ALL_COLS, NCOLS(ALL_COLS), &all_row, 1));
-    if (bad || (bad = fd_export_sites(f, out)))
+    if (bad || totals_only || (bad = fd_export_sites(f, out)))
         goto done;
     bad = -1;
     char **ptrs;
@@ -735,7 +740,8 @@ static int fd_restore_sites(fold_t *f, PyObject *tables)
             goto fail;
         FD_ROOM(f, NULL);
         uint32_t idx;
-        fd_site_t *site = fd_site_get(f, rows[i].s.pid, rows[i].s.stack_id, &idx);
+        fd_site_t *site = fd_site_get(f, rows[i].s.pid, rows[i].s.stack_id, rows[i].domain,
+                                      &idx);
         uint64_t pv = site->pv, av = site->av;
         *site = rows[i].s;
         site->pv = pv;
@@ -1177,13 +1183,54 @@ fail:
     return NULL;
 }
 
-static PyObject *Fold_export(FoldObject *self, PyObject *unused)
+static const char *const TABLE_NAMES[] = {
+    "processes", "all", "sites", "threads", "sizes", "timeline", "timeline_all", "lifetimes",
+    "blocks", "findings", "oversized", "deaths", "watched"};
+
+/* export(tables=None): every table, or those named (an iterable of names). */
+static PyObject *Fold_export(FoldObject *self, PyObject *args, PyObject *kwargs)
 {
+    static char *kwlist[] = {"tables", NULL};
+    PyObject *wanted = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O:export", kwlist, &wanted))
+        return NULL;
     if (!fd_usable(self))
         return NULL;
+    PyObject *names = NULL;
+    int totals_only = 0;
+    if (wanted != Py_None) {
+        if (!(names = PySequence_List(wanted)))
+            return NULL;
+        totals_only = 1;
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(names); i++) {
+            const char *name = PyUnicode_Check(PyList_GET_ITEM(names, i))
+                                   ? PyUnicode_AsUTF8(PyList_GET_ITEM(names, i)) : NULL;
+            size_t k = 0;
+            while (name && k < NCOLS(TABLE_NAMES) && strcmp(name, TABLE_NAMES[k]))
+                k++;
+            if (!name || k == NCOLS(TABLE_NAMES)) {
+                PyErr_Format(PyExc_ValueError, "unknown state tables [%R]",
+                             PyList_GET_ITEM(names, i));
+                Py_DECREF(names);
+                return NULL;
+            }
+            if (k > 1)
+                totals_only = 0;
+        }
+    }
     PyObject *out = PyDict_New();
-    if (out && fd_export_into(&self->f, out))
+    if (out && fd_export_into(&self->f, out, totals_only))
         Py_CLEAR(out);
+    if (out && names) {
+        PyObject *picked = PyDict_New();
+        for (Py_ssize_t i = 0; picked && i < PyList_GET_SIZE(names); i++) {
+            PyObject *key = PyList_GET_ITEM(names, i), *value = PyDict_GetItemWithError(out, key);
+            if (!value || PyDict_SetItem(picked, key, value))
+                Py_CLEAR(picked);
+        }
+        Py_SETREF(out, picked);
+    }
+    Py_XDECREF(names);
     return out;
 }
 
@@ -1231,8 +1278,8 @@ static PyMethodDef Fold_methods[] = {
     {"feed", (PyCFunction)(void (*)(void))Fold_feed, METH_VARARGS | METH_KEYWORDS,
      "feed(pid, tid, seq, ts_ns, kind, domain, address, old_address, size, stack_id): fold "
      "events (equal-length arrays of u4,u8,u8,i8,u1,u1,u8,u8,u8,u4) in the order given."},
-    {"export", (PyCFunction)Fold_export, METH_NOARGS,
-     "export() -> {table: {column: numpy array}} (see memscope.analyzers.fold)."},
+    {"export", (PyCFunction)(void (*)(void))Fold_export, METH_VARARGS | METH_KEYWORDS,
+     "export(tables=None) -> {table: {column: numpy array}} (see memscope.analyzers.fold)."},
     {"restore", (PyCFunction)Fold_restore, METH_VARARGS | METH_CLASS,
      "restore(params, tables) -> a Fold equal to the one that exported tables."},
     {NULL, NULL, 0, NULL},

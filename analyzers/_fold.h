@@ -102,8 +102,9 @@ typedef struct {
     uint32_t nlarge, large_cap;
 } fd_proc_t;
 
-/* A site (pid, stack): two cache lines, the first all that an allocation touches. Its
- * `reused` count is apart (fold_t.site_reused), its series too (fd_sv). */
+/* A site (pid, stack, domain): two cache lines, the first all that an allocation touches.
+ * Its `reused` count and its domain are apart (fold_t.site_reused, site_domain), its series
+ * too (fd_sv). The site index's key is fd_site_key(stack, domain). */
 typedef struct {
     uint32_t pid, stack_id;
     int64_t live_blocks, live_bytes, last_slot;
@@ -184,6 +185,7 @@ typedef struct {
     fd_index_t site_ix;
     fd_site_t *sites; /* 64-byte aligned */
     int64_t *site_reused;
+    uint8_t *site_domain;
     int64_t *series; /* site_slots columns of sites_cap (fd_sv) */
     uint32_t nsites, sites_cap;
 
@@ -225,6 +227,11 @@ typedef struct {
     const uint32_t *stack_id;
 } fd_columns_t;
 
+static inline uint64_t fd_site_key(uint32_t stack, uint8_t domain)
+{
+    return (uint64_t)stack | ((uint64_t)domain << 32);
+}
+
 static inline fd_entry_t *fd_entry(const fold_t *f, uint32_t i)
 {
     return &f->chunks[i >> FD_CHUNK_BITS][i & ((1u << FD_CHUNK_BITS) - 1)];
@@ -252,7 +259,8 @@ fd_proc_t *fd_proc_new(fold_t *f, uint32_t pid, int64_t ts);
 fd_proc_t *fd_proc_find(const fold_t *f, uint32_t pid);
 int fd_all_init(fold_t *f, int64_t origin);
 int fd_room(fold_t *f, fd_proc_t *proc, size_t events);
-fd_site_t *fd_site_get(fold_t *f, uint32_t pid, uint32_t stack, uint32_t *idx);
+fd_site_t *fd_site_get(fold_t *f, uint32_t pid, uint32_t stack, uint8_t domain,
+                       uint32_t *idx);
 fd_thread_t *fd_thread_get(fold_t *f, uint32_t pid, uint64_t tid);
 fd_size_t *fd_size_get(fold_t *f, uint32_t pid, uint64_t size);
 fd_entry_t *fd_block_get(fold_t *f, uint32_t pid, uint64_t address, uint32_t *idx);

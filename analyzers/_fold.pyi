@@ -1,5 +1,6 @@
 """The streaming fold in C: the fast twin of :class:`memscope.analyzers.fold.PyFold`."""
 
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,8 @@ class Fold:
     def feed(self, pid: Any, tid: Any, seq: Any, ts_ns: Any, kind: Any, domain: Any,
              address: Any, old_address: Any, size: Any, stack_id: Any) -> None:
         """Fold events: C-contiguous 1-D buffers of u4, u8, u8, i8, u1, u1, u8, u8, u8, u4."""
-    def export(self) -> dict[str, dict[str, np.ndarray]]: ...
+    def export(self, tables: Iterable[str] | None = None
+               ) -> dict[str, dict[str, np.ndarray]]: ...
     @classmethod
     def restore(cls, params: dict[str, int], tables: dict[str, dict[str, np.ndarray]]
                 ) -> Fold: ...

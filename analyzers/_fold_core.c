@@ -179,6 +179,7 @@ void fd_free(fold_t *f)
         free(vecs[i]->data);
     free(f->sites);
     free(f->site_reused);
+    free(f->site_domain);
     free(f->series);
     free(f->all_buckets);
     memset(f, 0, sizeof(*f));
@@ -261,6 +262,10 @@ static int fd_grow_sites(fold_t *f)
     if (!reused)
         return -1;
     f->site_reused = reused;
+    uint8_t *domains = realloc(f->site_domain, (size_t)cap);
+    if (!domains)
+        return -1;
+    f->site_domain = domains;
     int64_t *series = malloc((size_t)cap * (size_t)f->p.site_slots * 8);
     if (!series)
         return -1;
@@ -339,25 +344,29 @@ int fd_room(fold_t *f, fd_proc_t *proc, size_t events)
 
 /* ---- lookups (room made by fd_room) ----------------------------------------------------- */
 
-FD_HOT fd_site_t *fd_site(fold_t *f, fd_proc_t *proc, uint32_t stack, uint32_t *idx)
+FD_HOT fd_site_t *fd_site(fold_t *f, fd_proc_t *proc, uint32_t stack, uint8_t domain,
+                          uint32_t *idx)
 {
     uint32_t pid = proc->r.pid;
     uint32_t c = f->c_site;
-    if (c && f->sites[c - 1].stack_id == stack && f->sites[c - 1].pid == pid) {
+    if (c && f->sites[c - 1].stack_id == stack && f->sites[c - 1].pid == pid &&
+        f->site_domain[c - 1] == domain) {
         *idx = c - 1;
         return &f->sites[c - 1];
     }
-    fd_slot_t *s = fd_index_slot(&f->site_ix, pid, stack);
+    uint64_t key = fd_site_key(stack, domain);
+    fd_slot_t *s = fd_index_slot(&f->site_ix, pid, key);
     uint32_t i;
     if (FD_LIKELY(s->idx)) {
         i = s->idx - 1;
     } else {
         i = f->nsites++;
-        fd_index_put(&f->site_ix, s, pid, stack, i);
+        fd_index_put(&f->site_ix, s, pid, key, i);
         fd_site_t *site = &f->sites[i];
         memset(site, 0, sizeof(*site));
         site->pid = pid;
         site->stack_id = stack;
+        f->site_domain[i] = domain;
         site->last_slot = -1;
         site->pv = proc->peak_version;
         site->av = f->all_version;
@@ -370,10 +379,11 @@ FD_HOT fd_site_t *fd_site(fold_t *f, fd_proc_t *proc, uint32_t stack, uint32_t *
     return &f->sites[i];
 }
 
-fd_site_t *fd_site_get(fold_t *f, uint32_t pid, uint32_t stack, uint32_t *idx)
+fd_site_t *fd_site_get(fold_t *f, uint32_t pid, uint32_t stack, uint8_t domain,
+                       uint32_t *idx)
 {
     fd_proc_t *proc = fd_proc_find(f, pid);
-    return proc ? fd_site(f, proc, stack, idx) : NULL;
+    return proc ? fd_site(f, proc, stack, domain, idx) : NULL;
 }
 
 FD_HOT fd_thread_t *fd_thread(fold_t *f, uint32_t pid, uint64_t tid)
@@ -690,7 +700,7 @@ FD_HOT double fd_leave(fold_t *f, fd_proc_t *proc, fd_entry_t *e, int64_t slot,
     proc->r.live_blocks -= 1;
     proc->r.live_bytes -= size;
     uint32_t si;
-    fd_site_t *site = fd_site(f, proc, e->stack_id, &si);
+    fd_site_t *site = fd_site(f, proc, e->stack_id, e->domain, &si);
     fd_site_live(f, proc, site, si, slot, -1, -size);
     fd_thread_t *t = fd_thread(f, proc->r.pid, e->tid);
     t->live_blocks -= 1;
@@ -749,7 +759,7 @@ FD_HOT void fd_start(fold_t *f, const fd_ev_t *ev, uint8_t kind, uint64_t addres
         r->first_alloc_ts_ns = ts;
     if (ts > r->last_alloc_ts_ns)
         r->last_alloc_ts_ns = ts;
-    fd_site_t *site = fd_site(f, proc, ev->stack, &si);
+    fd_site_t *site = fd_site(f, proc, ev->stack, ev->domain, &si);
     site->allocations += 1;
     site->bytes_allocated += size;
     fd_site_live(f, proc, site, si, ev->slot, 1, size);
@@ -1007,7 +1017,7 @@ FD_HOT void fd_ahead_hash(const fold_t *f, const fd_columns_t *c, size_t j,
 {
     uint64_t pm = fd_pidmix(c->pid[j]);
     a->block = fd_hashm(pm, c->address[j]);
-    a->site = fd_hashm(pm, c->stack_id[j]);
+    a->site = fd_hashm(pm, fd_site_key(c->stack_id[j], c->domain[j]));
     fd_prefetch_slot(&f->block_ix, a->block);
     fd_prefetch_slot(&f->site_ix, a->site);
     if (FD_UNLIKELY(c->kind[j] == FD_REALLOC)) {
@@ -1035,7 +1045,8 @@ FD_HOT void fd_ahead_entries(const fold_t *f, const fd_columns_t *c, size_t j,
     fd_prefetch_entry(f, fd_home(&f->block_ix, a->block, pid, c->address[j]));
     if (c->kind[j] == FD_REALLOC)
         fd_prefetch_entry(f, fd_home(&f->block_ix, a->old, pid, c->old_address[j]));
-    const fd_slot_t *s = fd_home(&f->site_ix, a->site, pid, c->stack_id[j]);
+    const fd_slot_t *s =
+        fd_home(&f->site_ix, a->site, pid, fd_site_key(c->stack_id[j], c->domain[j]));
     if (s) {
         const char *site = (const char *)&f->sites[s->idx - 1];
         __builtin_prefetch(site, 1);

@@ -34,7 +34,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from memscope.analyzers.fold import TABLE_COLUMNS, FoldParams, PyFold
+from memscope.analyzers._fold import Fold as CFold
+from memscope.analyzers.fold import TABLE_COLUMNS, FoldParams
 from memscope.broker.chunks import decode_chunk_batches
 from memscope.broker.schema import MEMORY
 
@@ -48,24 +49,16 @@ STATE_FORMAT = 1
 #: Where the checkpoint lives inside a log directory.
 STATE_DIRNAME = "_state"
 
-Fold = Any  # memscope.analyzers._fold.Fold or its twin PyFold
+Fold = Any  # memscope.analyzers._fold.Fold (or its twin PyFold, in tests)
 
 
 def new_fold(params: FoldParams) -> Fold:
-    """A new, empty fold (the C type)."""
-    try:
-        from memscope.analyzers._fold import Fold as CFold
-    except ImportError:  # pragma: no cover - until the C twin is built
-        return PyFold(**params.as_dict())
+    """A new, empty fold (the C type; :class:`memscope.analyzers.fold.PyFold` is its twin)."""
     return CFold(**params.as_dict())
 
 
 def restore_fold(params: FoldParams, tables: dict[str, dict[str, np.ndarray]]) -> Fold:
     """A fold restored from exported tables (the C type)."""
-    try:
-        from memscope.analyzers._fold import Fold as CFold
-    except ImportError:  # pragma: no cover - until the C twin is built
-        return PyFold.restore(params.as_dict(), tables)
     return CFold.restore(params.as_dict(), tables)
 
 

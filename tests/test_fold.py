@@ -642,3 +642,18 @@ def test_feed_runs_without_the_gil_and_other_calls_meanwhile_fail():
     worker.join()
     assert busy > 0  # the main thread ran while feed was folding
     assert f.export()["processes"]["events"].tolist() == [n]
+
+
+@pytest.mark.parametrize("twin", [Fold, PyFold], ids=["C", "Python"])
+def test_export_of_named_tables_equals_those_of_the_whole_export(twin):
+    fold = twin(initial_width_ns=1)
+    fold.feed(*random_stream(np.random.default_rng(5), 500))
+    whole = fold.export()
+    for names in (["processes", "all"], ["all"], ["sites", "processes"], ["deaths"]):
+        part = fold.export(names)
+        assert list(part) == names
+        for name in names:
+            for column in whole[name]:
+                assert np.array_equal(part[name][column], whole[name][column])
+    with pytest.raises(ValueError, match="unknown state tables"):
+        fold.export(["processes", "nope"])
