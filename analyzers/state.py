@@ -259,6 +259,7 @@ class AnalysisState:
         self.held: list[pa.RecordBatch] = []
         #: How far behind each process's latest event a non-final update stops folding.
         self.hold_ns = HOLD_BACK_NS
+        self._restored = False
         self._tables: dict[str, pa.Table] | None = None
 
     # -- folding -------------------------------------------------------------------------
@@ -274,6 +275,12 @@ class AnalysisState:
             self.log_id = reader.log_id
         if final is None:
             final = not getattr(reader, "live", False)
+        if self._restored:
+            # A restored fold keeps no sampling rate of a process without events yet: the
+            # (small) processes table is read again for them.
+            for batch in reader.stored_dataset("processes").to_batches():
+                self.register_processes(batch)
+            self._restored = False
         for batch in self.cursor.new_batches(reader, "processes"):
             self.register_processes(batch)
         for batch in self.cursor.new_batches(reader, "variables"):
@@ -379,6 +386,7 @@ class AnalysisState:
         state = cls(params, fold, LogCursor.from_json(meta.get("cursor", {})), log_id,
                     meta.get("problems", []))
         state.events = int(meta.get("events", 0))
+        state._restored = True
         if (path / "held.arrow").exists():
             try:
                 state.held = ipc.open_file(str(path / "held.arrow")).read_all().to_batches()
