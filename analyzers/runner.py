@@ -155,15 +155,19 @@ def run_all(
         generated_at=((options.generated_at if options else None)
                       or log_time(getattr(reader, "manifest", None)) or now_iso()),
     )
-    state = open_state(reader, fold_params(opts), on_events=on_chunk)
+    state = open_state(reader, fold_params(opts), on_events=on_chunk,
+                       background_save=jobs <= 1 or len(analyzers) == 1)
     if progress:
         progress("prepare")
     # Taken after the fold: chunks that did not decode are among the problems.
     opts = replace(opts, log_problems=tuple(getattr(reader, "problems", ()) or ()))
     if jobs <= 1 or len(analyzers) == 1:
         con = state_connection(reader, state)
-        written, failures = analyze_connection(con, opts, analyzers, progress)
-        con.close()
+        try:
+            written, failures = analyze_connection(con, opts, analyzers, progress)
+        finally:
+            con.close()
+            state.wait_saved()
     else:
         written, failures = _parallel(str(getattr(reader, "path", log)), analyzers, opts,
                                       jobs, progress)

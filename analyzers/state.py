@@ -21,10 +21,12 @@ checkpoint of another log, fold version or set of parameters is ignored (and rep
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +38,7 @@ import pyarrow.ipc as ipc
 
 from memscope.analyzers._fold import Fold as CFold
 from memscope.analyzers.fold import TABLE_COLUMNS, FoldParams
+from memscope.analyzers.prefetch import prefetched
 from memscope.broker.chunks import decode_chunk_batches
 from memscope.broker.schema import MEMORY
 
@@ -46,6 +49,8 @@ WINDOW_ROWS = 1 << 20
 HOLD_BACK_NS = 1_000_000_000
 #: Layout version of a checkpoint; a checkpoint of another version is rebuilt.
 STATE_FORMAT = 1
+#: The log tables an update reads (the others are read by the analyzers directly).
+_FOLDED_TABLES = ("processes", "variables", "memory", "memory_chunks")
 #: Where the checkpoint lives inside a log directory.
 STATE_DIRNAME = "_state"
 
@@ -176,11 +181,12 @@ def windows(batches: Iterable[pa.RecordBatch], rows: int = WINDOW_ROWS, hold_ns:
             ) -> Iterator[dict[str, np.ndarray]]:
     """Memory batches regrouped into windows of about ``rows`` events, sorted by time.
 
-    With ``hold_ns``, each window's events within ``hold_ns`` of their process's latest event
-    wait for the next window (a drain reads one thread after another, so another thread's
-    events up to about a drain's length older can arrive in the next batch). ``held``: the
-    batches an earlier call held back, read first; with ``keep`` the last window's held-back
-    batches are left in that list (for the next update) instead of being folded.
+    With ``hold_ns``, each window's latest events wait for the next window: those after the
+    earliest of its processes' latest events minus ``hold_ns`` (a drain reads one thread
+    after another, so another thread's events up to about a drain's length older can arrive
+    in the next batch), at most ``rows`` of them. ``held``: the batches an earlier call held
+    back, read first; with ``keep`` the last window's held-back events are left in that list
+    (for the next update) instead of being folded.
     """
     pending: list[pa.RecordBatch] = list(held or [])
     if held is not None:
@@ -192,50 +198,66 @@ def windows(batches: Iterable[pa.RecordBatch], rows: int = WINDOW_ROWS, hold_ns:
         pending.append(batch)
         count += batch.num_rows
         if count >= rows:
-            ready, pending = _hold_back(pending, hold_ns, rows)
-            count = sum(b.num_rows for b in pending)
-            if ready is not None:
-                yield _sorted_window(ready)
-    if pending and held is not None and keep and hold_ns:
-        ready, kept = _hold_back(pending, hold_ns, rows)
-        held.extend(kept)
-        if ready is not None:
-            yield _sorted_window(ready)
-    elif pending:
-        yield _sorted_window(pa.Table.from_batches(pending, schema=MEMORY))
+            ready, rest = _split_held(pending, hold_ns, rows)
+            pending = [rest] if rest.num_rows else []
+            count = rest.num_rows
+            if len(ready["pid"]):
+                yield ready
+    if not pending:
+        return
+    if held is not None and keep and hold_ns:
+        ready, rest = _split_held(pending, hold_ns, rows)
+        if rest.num_rows:
+            held.append(rest)
+        if len(ready["pid"]):
+            yield ready
+    else:
+        yield _sorted_window(pending)
 
 
-def _hold_back(batches: list[pa.RecordBatch], hold_ns: int, limit: int
-               ) -> tuple[pa.Table | None, list[pa.RecordBatch]]:
-    """(the events older than their pid's latest event minus ``hold_ns``, the others).
+def _split_held(batches: list[pa.RecordBatch], hold_ns: int, limit: int
+                ) -> tuple[dict[str, np.ndarray], pa.RecordBatch]:
+    """(the window's events to fold now, sorted; the ones held back, as one batch)."""
+    ts = np.concatenate([b.column("ts_ns").to_numpy() for b in batches])
+    pids = np.concatenate([b.column("pid").to_numpy() for b in batches])
+    threshold = int(_latest_of_pid(pids, ts).min()) - hold_ns if hold_ns else None
+    window = _sorted_window(batches, ts)
+    cut = len(window["ts_ns"])
+    if threshold is not None:
+        cut = int(np.searchsorted(window["ts_ns"], threshold, side="right"))
+        cut = max(cut, len(window["ts_ns"]) - limit)
+    ready = {name: values[:cut] for name, values in window.items()}
+    rest = pa.RecordBatch.from_arrays([pa.array(window[name][cut:]) for name in MEMORY.names],
+                                      schema=MEMORY)
+    return ready, rest
 
-    At most ``limit`` events are held back (the latest ones), so memory stays bounded
-    however fast a process writes.
+
+def _latest_of_pid(pids: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """Each process's latest ``ts`` among the rows (in log order: runs of one process).
+
+    A window's rows come in runs of one process (a producer's batches), so the latest time
+    is taken per run (``maximum.reduceat``), then per process over its few runs.
     """
-    table = pa.Table.from_batches(batches, schema=MEMORY)
-    if not hold_ns:
-        return table, []
-    pids = table.column("pid").to_numpy()
-    ts = table.column("ts_ns").to_numpy()
-    keys, index = np.unique(pids, return_inverse=True)
-    latest = np.full(len(keys), np.iinfo(np.int64).min, dtype=np.int64)
-    np.maximum.at(latest, index, ts)
-    later = ts > latest[index] - hold_ns
-    if int(later.sum()) > limit:
-        cutoff = np.partition(ts[later], int(later.sum()) - limit)[int(later.sum()) - limit]
-        later &= ts >= cutoff
-    ready = table.filter(pa.array(~later))
-    kept = table.filter(pa.array(later)).combine_chunks().to_batches()
-    return (ready if ready.num_rows else None), kept
+    starts = np.concatenate(([0], np.flatnonzero(pids[1:] != pids[:-1]) + 1))
+    latest: dict[int, int] = {}
+    for pid, value in zip(pids[starts].tolist(), np.maximum.reduceat(ts, starts).tolist(),
+                          strict=True):
+        if pid not in latest or value > latest[pid]:
+            latest[pid] = value
+    return np.fromiter(latest.values(), dtype=np.int64, count=len(latest))
 
 
-def _sorted_window(table: pa.Table) -> dict[str, np.ndarray]:
-    table = table.combine_chunks()
-    ts = table.column("ts_ns").to_numpy()
+def _sorted_window(batches: list[pa.RecordBatch], ts: np.ndarray | None = None
+                   ) -> dict[str, np.ndarray]:
+    """The batches' columns concatenated and sorted by time (stable: ties keep log order)."""
+    if ts is None:
+        ts = np.concatenate([b.column("ts_ns").to_numpy() for b in batches])
+    columns = {name: np.concatenate([b.column(name).to_numpy() for b in batches])
+               for name in MEMORY.names}
     if len(ts) > 1 and bool((ts[1:] < ts[:-1]).any()):
         order = np.argsort(ts, kind="stable")
-        return {name: table.column(name).to_numpy()[order] for name in MEMORY.names}
-    return {name: np.ascontiguousarray(table.column(name).to_numpy()) for name in MEMORY.names}
+        return {name: values[order] for name, values in columns.items()}
+    return columns
 
 
 def _feed(fold: Fold, window: dict[str, np.ndarray]) -> None:
@@ -249,7 +271,10 @@ class AnalysisState:
                  cursor: LogCursor | None = None, log_id: str | None = None,
                  problems: Iterable[str] = ()) -> None:
         self.params = params or FoldParams()
-        self.fold = fold if fold is not None else new_fold(self.params)
+        self._fold = fold if fold is not None else new_fold(self.params)
+        #: A checkpoint's tables not restored into a fold yet (restored when events come).
+        self._unrestored: dict[str, pa.Table] | None = None
+        self._reader: Any = None
         self.cursor = cursor or LogCursor()
         self.log_id = log_id
         #: Chunks that did not decode, over every update (each names its segment).
@@ -259,10 +284,33 @@ class AnalysisState:
         self.held: list[pa.RecordBatch] = []
         #: How far behind each process's latest event a non-final update stops folding.
         self.hold_ns = HOLD_BACK_NS
-        self._restored = False
+        #: The thread writing the checkpoint (``open_state(background_save=True)``).
+        self.saving: threading.Thread | None = None
         self._tables: dict[str, pa.Table] | None = None
 
     # -- folding -------------------------------------------------------------------------
+    @property
+    def fold(self) -> Fold:
+        """The fold (restored from the checkpoint's tables on first use)."""
+        if self._fold is None:
+            tables = self._unrestored or {}
+            try:
+                self._fold = restore_fold(self.params,
+                                          {n: _numpy(t) for n, t in tables.items()})
+            except (KeyError, ValueError, pa.ArrowException) as exc:
+                print(f"memscope: ignoring a damaged analysis checkpoint ({exc}); folding "
+                      f"the log again", file=sys.stderr)
+                self._fold = new_fold(self.params)
+                self.cursor, self.events, self.held = LogCursor(), 0, []
+            self._unrestored = None
+            self._tables = None
+            if self._reader is not None:
+                # A restored fold keeps no sampling rate of a process without events yet:
+                # the (small) processes table is read again for them.
+                for batch in self._reader.stored_dataset("processes").to_batches():
+                    self.register_processes(batch)
+        return self._fold
+
     def update(self, reader: Any, on_events: Callable[[int], None] | None = None,
                final: bool | None = None) -> int:
         """Fold what ``reader``'s log added since the last update; the memory events folded.
@@ -275,19 +323,19 @@ class AnalysisState:
             self.log_id = reader.log_id
         if final is None:
             final = not getattr(reader, "live", False)
-        if self._restored:
-            # A restored fold keeps no sampling rate of a process without events yet: the
-            # (small) processes table is read again for them.
-            for batch in reader.stored_dataset("processes").to_batches():
-                self.register_processes(batch)
-            self._restored = False
+        self._reader = reader
+        if self._fold is None and self._anything_new(reader):
+            self.fold  # noqa: B018 -- restored before reading (a damaged one restarts the cursor)
         for batch in self.cursor.new_batches(reader, "processes"):
             self.register_processes(batch)
         for batch in self.cursor.new_batches(reader, "variables"):
             self.register_variables(batch)
         memory = self._memory(reader)
         read = 0
-        for window in windows(memory, WINDOW_ROWS, self.hold_ns, self.held, keep=not final):
+        # Reading, decoding and sorting run a window ahead on a thread while the fold (which
+        # releases the GIL) folds the previous one: the two cores overlap.
+        for window in prefetched(windows(memory, WINDOW_ROWS, self.hold_ns, self.held,
+                                         keep=not final), 2):
             _feed(self.fold, window)
             read += len(window["pid"])
             if on_events:
@@ -297,6 +345,11 @@ class AnalysisState:
         if read:
             self._tables = None
         return read
+
+    def _anything_new(self, reader: Any) -> bool:
+        """Whether the log may hold rows the cursor has not read (a segment not finished)."""
+        return any(f"{table}/{segment.path.name}" not in self.cursor.finished
+                   for table in _FOLDED_TABLES for segment in reader.segments(table))
 
     def _memory(self, reader: Any) -> Iterator[pa.RecordBatch]:
         yield from self.cursor.new_batches(reader, "memory")
@@ -337,6 +390,12 @@ class AnalysisState:
         return self._tables
 
     # -- checkpoints -----------------------------------------------------------------------
+    def wait_saved(self) -> None:
+        """Wait for a checkpoint being written in the background, if any."""
+        if self.saving is not None:
+            self.saving.join()
+            self.saving = None
+
     def save(self, directory: str | os.PathLike[str]) -> Path:
         """Write the checkpoint to ``directory`` (replaced as a whole); return it."""
         target = Path(directory)
@@ -347,14 +406,16 @@ class AnalysisState:
             with pa.OSFile(str(tmp / f"{name}.arrow"), "wb") as sink, \
                     ipc.new_file(sink, table.schema) as writer:
                 writer.write_table(table)
-        meta = {"format": STATE_FORMAT, "log_id": self.log_id, "params": self.params.as_dict(),
-                "events": self.events, "cursor": self.cursor.to_json(),
-                "problems": self.problems}
         if self.held:
             with pa.OSFile(str(tmp / "held.arrow"), "wb") as sink, \
                     ipc.new_file(sink, MEMORY) as writer:
                 for batch in self.held:
                     writer.write_batch(batch)
+        meta = {"format": STATE_FORMAT, "log_id": self.log_id, "params": self.params.as_dict(),
+                "events": self.events, "cursor": self.cursor.to_json(),
+                "problems": self.problems,
+                # Arrow IPC files carry no checksum: a flipped bit must not pass as state.
+                "digests": {f.name: _digest(f) for f in sorted(tmp.glob("*.arrow"))}}
         (tmp / "state.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
         old = target.with_name(f"{target.name}.old-{os.getpid()}")
         if target.exists():
@@ -375,18 +436,28 @@ class AnalysisState:
         if (not isinstance(meta, dict) or meta.get("format") != STATE_FORMAT
                 or meta.get("log_id") != log_id or meta.get("params") != params.as_dict()):
             return None
+        digests = meta.get("digests") or {}
+        damaged = sorted(name for name, digest in digests.items()
+                         if not (path / name).is_file() or _digest(path / name) != digest)
+        if damaged or set(digests) < {f"{name}.arrow" for name in TABLE_COLUMNS}:
+            print(f"memscope: ignoring the damaged analysis checkpoint in {path} "
+                  f"({', '.join(damaged) or 'files missing'}); folding the log again",
+                  file=sys.stderr)
+            return None
         try:
-            tables = {name: _numpy(ipc.open_file(str(path / f"{name}.arrow")).read_all())
+            tables = {name: ipc.open_file(str(path / f"{name}.arrow")).read_all()
                       for name in TABLE_COLUMNS}
-            fold = restore_fold(params, tables)
-        except (OSError, pa.ArrowException, KeyError, ValueError) as exc:
+        except (OSError, pa.ArrowException) as exc:
             print(f"memscope: ignoring the damaged analysis checkpoint in {path} ({exc}); "
                   f"folding the log again", file=sys.stderr)
             return None
-        state = cls(params, fold, LogCursor.from_json(meta.get("cursor", {})), log_id,
+        state = cls(params, None, LogCursor.from_json(meta.get("cursor", {})), log_id,
                     meta.get("problems", []))
+        # Restored into a fold only when the log has something new to fold: reading a
+        # checkpoint that is up to date costs its files, not a rebuild of the fold.
+        state._fold = None
+        state._unrestored = state._tables = tables
         state.events = int(meta.get("events", 0))
-        state._restored = True
         if (path / "held.arrow").exists():
             try:
                 state.held = ipc.open_file(str(path / "held.arrow")).read_all().to_batches()
@@ -397,17 +468,29 @@ class AnalysisState:
         return state
 
 
+def _digest(path: Path) -> str:
+    """A checkpoint file's BLAKE2b digest (hex)."""
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def state_dir(reader: Any) -> Path:
     """Where the checkpoint of ``reader``'s log lives."""
     return Path(reader.path) / STATE_DIRNAME
 
 
 def open_state(reader: Any, params: FoldParams | None = None, *, checkpoint: bool = True,
-               on_events: Callable[[int], None] | None = None) -> AnalysisState:
+               on_events: Callable[[int], None] | None = None,
+               background_save: bool = False) -> AnalysisState:
     """The log's state, folded up to its end: from its checkpoint when it has a valid one.
 
     With ``checkpoint`` the checkpoint is read and, when the update folded anything, written
-    back (a log directory that cannot be written keeps its old checkpoint, with a note).
+    back (a log directory that cannot be written keeps its old checkpoint, with a note);
+    with ``background_save`` on a thread, while the caller reads the state
+    (:meth:`AnalysisState.wait_saved` waits for it).
     """
     params = params or FoldParams()
     directory = state_dir(reader)
@@ -420,12 +503,22 @@ def open_state(reader: Any, params: FoldParams | None = None, *, checkpoint: boo
         if problem not in reader.problems:
             reader.problems.append(problem)
     if checkpoint and (state.events != before or not directory.exists()):
-        try:
-            state.save(directory)
-        except OSError as exc:
-            print(f"memscope: could not write the analysis checkpoint {directory}: {exc}",
-                  file=sys.stderr)
+        state.tables()  # exported here: the saving thread and the caller share the tables
+        if background_save:
+            state.saving = threading.Thread(target=_save_or_say, args=(state, directory),
+                                            name="memscope-checkpoint")
+            state.saving.start()
+        else:
+            _save_or_say(state, directory)
     return state
+
+
+def _save_or_say(state: AnalysisState, directory: Path) -> None:
+    try:
+        state.save(directory)
+    except OSError as exc:
+        print(f"memscope: could not write the analysis checkpoint {directory}: {exc}",
+              file=sys.stderr)
 
 
 def _arrow(name: str, columns: dict[str, np.ndarray], slots: int) -> pa.Table:

@@ -54,11 +54,16 @@ def test_a_run_from_the_checkpoint_equals_a_run_from_scratch(run_dir, tmp_path):
     assert (checkpoint / "state.json").stat().st_mtime_ns == stamp
     (checkpoint / "sites.arrow").write_bytes(b"damaged")
     run_all(run_dir, tmp_path / "damaged")  # a damaged checkpoint is folded again
+    sites = checkpoint / "sites.arrow"
+    flipped = bytearray(sites.read_bytes())
+    flipped[len(flipped) // 2] ^= 0x10  # one bit in the data: still a readable file
+    sites.write_bytes(bytes(flipped))
+    run_all(run_dir, tmp_path / "flipped")
     shutil.rmtree(checkpoint)
     run_all(run_dir, tmp_path / "scratch")
     for a in ANALYZERS.values():
         first = (tmp_path / "first" / a.file_name()).read_bytes()
-        for other in ("again", "damaged", "scratch"):
+        for other in ("again", "damaged", "flipped", "scratch"):
             assert first == (tmp_path / other / a.file_name()).read_bytes(), (other, a)
 
 
