@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 
 from memscope.analyzers._common import AnalyzerOptions, log_time, now_iso
 from memscope.analyzers.fold import FoldParams
@@ -56,6 +57,8 @@ class Follower:
         self.con: duckdb.DuckDBPyConnection = _new_connection(None, None)
         self.rounds = 0
         self._signature: tuple[Any, ...] | None = None
+        #: Whether the connection shows the state as last folded (see :meth:`refresh`).
+        self.registered = False
         self._saved_at = time.monotonic()
         self._saved_events = self.state.events
         #: Wall-clock time of the newest log change folded (segment mtime); None before any.
@@ -66,19 +69,35 @@ class Follower:
         """Memory events folded so far."""
         return int(self.state.events)
 
-    def refresh(self) -> Any | None:
-        """Fold the rows added since the last call; the log's reader, or None if unchanged."""
+    def refresh(self, register: bool = True) -> Any | None:
+        """Fold the rows added since the last call; the log's reader, or None if unchanged.
+
+        ``register=False`` only folds: the connection's tables and views are brought up to
+        date by the next call that registers (:attr:`registered` says whether they are).
+        """
         # The memory tables are read through the state's cursor (new bytes only), never
         # scanned whole by the reader.
         reader = open_reader(self.log, lazy=_MEMORY_TABLES)
         segments = [(s, s.path.stat()) for table in TABLES for s in reader.segments(table)]
         signature = tuple((s.path.name, s.closed, st.st_size) for s, st in segments)
         if signature == self._signature:
+            if register and not self.registered:
+                self._register(reader)
+                return reader
             return None
         self._signature = signature
         # Taken before the fold reads: a write it also reads after this only errs the lag high.
         self.log_changed_at = max((st.st_mtime for _, st in segments), default=time.time())
         self.state.update(reader)
+        self.registered = False
+        if register:
+            self._register(reader)
+        if self.checkpoint and time.monotonic() - self._saved_at >= CHECKPOINT_EVERY_S:
+            self.save(reader)
+        return reader
+
+    def _register(self, reader: Any) -> None:
+        """Point the connection's tables and views at the log and the state now."""
         # no raw events: the analyzers read the state
         sources: dict[str, Any] = {name: reader.stored_dataset(name) for name in TABLES
                                    if name not in _MEMORY_TABLES}
@@ -86,9 +105,7 @@ class Follower:
         use_state(self.con, self.state.tables(self.table_names),
                   views=self.table_names is None)
         forget_stacks(self.con)
-        if self.checkpoint and time.monotonic() - self._saved_at >= CHECKPOINT_EVERY_S:
-            self.save(reader)
-        return reader
+        self.registered = True
 
     def save(self, reader: Any | None = None) -> None:
         """Checkpoint the state now (when it changed since the last checkpoint)."""
@@ -174,15 +191,52 @@ class LiveStats:
     def warm(self) -> None:
         """Fold what the log gained since the last call (so the next :meth:`stats` is quick)."""
         with self._lock:
-            if self._follower.refresh() is not None:
+            if self._follower.refresh(register=False) is not None:
                 self.refreshes += 1
 
     def stats(self, pid: int | None = None) -> dict[str, Any]:
-        """The totals now, for one process or all (thread-safe: calls are serialized)."""
+        """The totals now, for one process or all (thread-safe: calls are serialized).
+
+        A full-mode process's totals come straight from the fold's counters; the log's
+        other tables (aggregated mode's folded pairs and measurements, sampled mode's rates)
+        are read through DuckDB for the rest.
+        """
         with self._lock:
-            if self._follower.refresh() is not None:
+            state = self._follower.state
+            fast = pid is not None
+            if self._follower.refresh(register=not fast) is not None:
                 self.refreshes += 1
+            if fast and state.modes.get(int(pid)) == "full":  # type: ignore[arg-type]
+                return full_mode_stats(state, int(pid))  # type: ignore[arg-type]
+            self._follower.refresh()  # registers what the fast path left unregistered
             return process_stats(self._follower.con, pid)
+
+
+def full_mode_stats(state: AnalysisState, pid: int) -> dict[str, Any]:
+    """``process_stats`` of one full-mode process, from the fold's counters alone.
+
+    A full-mode process has no folded pairs or sampled blocks, so its figures are the fold's
+    (:func:`memscope.analyzers.memstats.process_stats` gives the same for it).
+    """
+    table = state.fold.export(["processes"])["processes"]
+    rows = np.flatnonzero(table["pid"] == pid)
+    row = {name: int(values[rows[0]]) for name, values in table.items()
+           if values.dtype.kind in "iu"} if len(rows) else {}
+
+    def get(name: str) -> int:
+        return int(row.get(name, 0))
+
+    peak = get("peak_bytes")
+    return {
+        "active_memory": get("live_bytes"), "peak_memory": peak,
+        "peak_ts_ns": get("peak_ts_ns") if peak else None,
+        "active_allocations": get("live_blocks"), "total_allocations": get("allocations"),
+        "total_allocated": get("bytes_allocated"), "total_deallocations": get("frees"),
+        "total_freed": get("bytes_freed"), "total_deallocated": get("bytes_freed"),
+        "unmatched_frees": get("unmatched_frees"), "unrecorded_frees": get("reused"),
+        "folded_allocations": 0, "folded_bytes": 0, "peak_memory_source": "log",
+        "active_memory_source": "log", "modes": ["full"],
+    }
 
 
 #: log path -> its LiveStats (state kept between calls), for :func:`live_stats_for`.

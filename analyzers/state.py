@@ -284,6 +284,8 @@ class AnalysisState:
         self.held: list[pa.RecordBatch] = []
         #: How far behind each process's latest event a non-final update stops folding.
         self.hold_ns = HOLD_BACK_NS
+        #: Each process's capture mode, from the ``processes`` rows read so far.
+        self.modes: dict[int, str] = {}
         #: The thread writing the checkpoint (``open_state(background_save=True)``).
         self.saving: threading.Thread | None = None
         self._tables: dict[str, pa.Table] | None = None
@@ -360,6 +362,8 @@ class AnalysisState:
         """Give the fold the sampling rate of the sampled processes among ``processes`` rows."""
         rows = batch.select(["pid", "mode", "sample_bytes"]).to_pylist()
         for row in rows:
+            if row["mode"] is not None:
+                self.modes[int(row["pid"])] = str(row["mode"])
             if row["mode"] == "sampled" and row["sample_bytes"]:
                 self.fold.set_sampling(int(row["pid"]), int(row["sample_bytes"]))
                 self._tables = None
