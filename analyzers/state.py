@@ -191,16 +191,16 @@ def windows(batches: Iterable[pa.RecordBatch], rows: int = WINDOW_ROWS, hold_ns:
     pending: list[pa.RecordBatch] = list(held or [])
     if held is not None:
         held.clear()
-    count = sum(b.num_rows for b in pending)
+    fresh = 0  # rows added since the last split: the held-back ones are not counted again
     for batch in batches:
         if not batch.num_rows:
             continue
         pending.append(batch)
-        count += batch.num_rows
-        if count >= rows:
+        fresh += batch.num_rows
+        if fresh >= rows:
             ready, rest = _split_held(pending, hold_ns, rows)
             pending = [rest] if rest.num_rows else []
-            count = rest.num_rows
+            fresh = 0
             if len(ready["pid"]):
                 yield ready
     if not pending:
