@@ -13,10 +13,19 @@ Policies (see also :mod:`memscope.producer.wire` for the batch format):
   batches are sent again; the broker drops the ones it already has, so each lands once.
 * **fork**: the child calls :meth:`Publisher.reset_after_fork`; it gets a new context, socket,
   backlog and sequence, and never touches the parent's.
+* **Invisible**: the thread is a bare ``_thread`` thread, not a :class:`threading.Thread`, so
+  the program never sees it in ``threading.enumerate()`` or ``threading.active_count()``; it
+  never calls ``threading.current_thread()`` (which would register it), and batches are
+  copied into ZeroMQ messages (a zero-copy send would start pyzmq's garbage-collector thread,
+  a ``threading.Thread`` the program would see).
+* **Last thread**: after each cycle the thread calls ``watch`` (when set); a forked child
+  whose program threads have all ended (a fork from a thread whose function returned) has
+  nothing left to keep it alive but this thread, and ``watch`` ends it there.
 """
 
 from __future__ import annotations
 
+import _thread
 import importlib
 import logging
 import os
@@ -41,6 +50,7 @@ GAP_RESEND_S = 1.0
 STALL_RESEND_S = 15.0
 _PROBE_MS = 50
 _ABANDONED: list[tuple[Any, Any, Any]] = []  # a forked child's inherited zmq objects
+_BARE: set[int] = set()  # idents of running publisher threads
 
 
 def _ignore_this_thread() -> None:
@@ -54,6 +64,54 @@ def _ignore_this_thread() -> None:
         ignore()
 
 
+def _warn(message: str, *args: Any) -> None:
+    """``log.warning`` from the publisher thread, which must stay unknown to ``threading``.
+
+    A log record asks ``threading.current_thread()`` for the thread's name, which registers a
+    bare thread as a ``_DummyThread`` in ``threading.enumerate()``; that entry is removed.
+    """
+    log.warning(message, *args)
+    _forget_dummy()
+
+
+def _forget_dummy() -> None:
+    ident = _thread.get_ident()
+    if ident not in _BARE:
+        return
+    active = threading._active  # noqa: SLF001 -- the one registry enumerate() reads
+    with threading._active_limbo_lock:  # noqa: SLF001
+        if isinstance(active.get(ident), threading._DummyThread):  # noqa: SLF001
+            del active[ident]
+
+
+class _BareThread:
+    """A ``_thread`` thread with ``is_alive``/``join``: invisible to :mod:`threading`."""
+
+    __slots__ = ("_running", "ident")
+
+    def __init__(self, target: Callable[[], None]) -> None:
+        self._running = _thread.allocate_lock()
+        self._running.acquire()
+        self.ident = 0
+
+        def run() -> None:
+            _BARE.add(_thread.get_ident())
+            try:
+                target()
+            finally:
+                _BARE.discard(_thread.get_ident())
+                self._running.release()
+
+        self.ident = _thread.start_new_thread(run, ())
+
+    def is_alive(self) -> bool:
+        return self._running.locked()
+
+    def join(self, timeout: float) -> None:
+        if self._running.acquire(timeout=max(timeout, 0.0)):
+            self._running.release()
+
+
 class Publisher:
     """Ships the batches of one producer (one traced process) to a broker."""
 
@@ -62,6 +120,8 @@ class Publisher:
         self.address = address
         self.settings = settings
         self._drain = drain
+        #: Called in the thread after every cycle (see the module docstring, "Last thread").
+        self.watch: Callable[[], None] | None = None
         self._reset_state(producer_id, pid)
 
     def _reset_state(self, producer_id: str, pid: int) -> None:
@@ -76,7 +136,7 @@ class Publisher:
         self._flush_done = 0
         self._closing = False
         self._close_deadline = 0.0
-        self._thread: threading.Thread | None = None
+        self._thread: _BareThread | None = None
         self._context: zmq.Context | None = None
         self._sock: zmq.Socket | None = None
         self._client: BrokerClient | None = None
@@ -94,8 +154,7 @@ class Publisher:
         """Start the daemon thread."""
         if self._thread is not None:
             return
-        self._thread = threading.Thread(target=self._run, name="memscope-publisher", daemon=True)
-        self._thread.start()
+        self._thread = _BareThread(self._run)
 
     def wake(self) -> None:
         """Drain and send now rather than at the next interval."""
@@ -151,6 +210,7 @@ class Publisher:
         # The parent's context and sockets belong to the parent: keep them referenced (never
         # garbage-collected, closed or terminated here) and start afresh.
         _ABANDONED.append((self._context, self._sock, self._client))
+        _BARE.clear()  # the parent's publisher thread does not exist here
         self._reset_state(producer_id, pid)
         if running:
             self.start()
@@ -170,11 +230,20 @@ class Publisher:
             except (zmq.ZMQError, OSError) as exc:  # keep the thread; the backlog keeps batches
                 self._counters["transport_errors"] += 1
                 if self._counters["transport_errors"] <= 3:
-                    log.warning("memscope publisher: %s: %s", type(exc).__name__, exc)
+                    _warn("memscope publisher: %s: %s", type(exc).__name__, exc)
             with self._done:
                 self._flush_done = max(self._flush_done, wanted)
                 self._done.notify_all()
+            if self.watch is not None and not self._closing:
+                self.watch()
         self._finish(self._close_deadline)
+
+    def finish_in_thread(self, timeout: float) -> None:
+        """From ``watch``, in the publisher thread: ship everything, wait for the broker, close."""
+        deadline = time.monotonic() + timeout
+        self._closing = True
+        self._cycle(final=True, deadline=deadline)
+        self._finish(deadline)
 
     def _socket(self) -> zmq.Socket:
         if self._sock is None:
@@ -194,6 +263,7 @@ class Publisher:
         except Exception:  # noqa: BLE001 -- a failing drain must not kill the transport
             self._counters["drain_errors"] += 1
             log.exception("memscope publisher: drain() failed")
+            _forget_dummy()
             chunks, rare = [], {}
         self._pack(chunks, rare)
         self._send(deadline, probe_only=self._unreachable and not final)
@@ -238,8 +308,8 @@ class Publisher:
                 except zmq.Again:
                     if probe_only or time.monotonic() >= deadline:
                         if not self._unreachable:
-                            log.warning("memscope publisher: broker %s unreachable; spooling "
-                                        "to %s", self.address, self._backlog.path)
+                            _warn("memscope publisher: broker %s unreachable; spooling to %s",
+                                  self.address, self._backlog.path)
                         self._unreachable = True
                         self._backlog.spill_unsent()
                         return
@@ -288,11 +358,10 @@ class Publisher:
                 time.sleep(0.02)
         if self._backlog.entries:
             self._backlog.spill_unsent(include_sent=True)
-            log.warning("memscope publisher: %d batches of %s not confirmed by the broker; "
-                        "they are kept in %s (replay them with `python -m "
-                        "memscope.producer.spool --address ADDR %s`)",
-                        len(self._backlog.entries), self.producer_id, self._backlog.path,
-                        self._backlog.path)
+            _warn("memscope publisher: %d batches of %s not confirmed by the broker; they are "
+                  "kept in %s (replay them with `python -m memscope.producer.spool --address "
+                  "ADDR %s`)", len(self._backlog.entries), self.producer_id, self._backlog.path,
+                  self._backlog.path)
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -314,13 +383,16 @@ def send_frames(sock: zmq.Socket, frames: list[bytes]) -> None:
     frame. So a failed later frame is followed by an empty last frame, which ends the
     dropping, and the batch counts as not sent (``pyzmq``'s ``send_multipart`` would leave
     the next attempt to be swallowed).
+
+    Frames are copied into libzmq's messages (``copy=True``): a zero-copy send of a large
+    frame would start pyzmq's garbage-collector thread in the traced program.
     """
     last = len(frames) - 1
-    sock.send(frames[0], zmq.NOBLOCK | (zmq.SNDMORE if last else 0), copy=False)
+    sock.send(frames[0], zmq.NOBLOCK | (zmq.SNDMORE if last else 0), copy=True)
     for index in range(1, last + 1):
         more = zmq.SNDMORE if index < last else 0
         try:
-            sock.send(frames[index], zmq.NOBLOCK | more, copy=False)
+            sock.send(frames[index], zmq.NOBLOCK | more, copy=True)
         except zmq.Again:
             if more:
                 sock.send(b"", zmq.NOBLOCK)  # ends the message libzmq is dropping

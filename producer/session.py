@@ -23,7 +23,7 @@ from memscope.producer import callsite, capture, scopes
 from memscope.producer.publisher import Publisher
 from memscope.producer.rows import Columnar, RowBuffer, merge
 from memscope.producer.signals import blocked, shield_current_thread
-from memscope.producer.threadwatch import ThreadWatcher
+from memscope.producer.threadwatch import ThreadWatcher, own_thread
 from memscope.producer.tracking import Registry
 
 
@@ -132,6 +132,7 @@ class Session:
                 self.drain,
                 self.settings,
             )
+            self.publisher.watch = self._watch_last_thread
             scopes.pause, scopes.resume = self.capture.pause, self.capture.resume
             scopes.sink = self.rows
             _watch_thread_starts(self)
@@ -174,26 +175,52 @@ class Session:
             self.publisher.flush(timeout)  # every thread row is out before the exit row
             self.threads_final = True
             self.capture.stop()
-            ident = self.identity
-            self.rows.add(
-                "processes",
-                ts_ns=time.monotonic_ns(),
-                event="exit",
-                ppid=ident.ppid,
-                host=ident.host,
-                producer=ident.producer_id,
-                argv=None,
-                executable=None,
-                python=None,
-                mode=self.settings.mode,
-                sample_bytes=None,
-                exit_code=None,
-            )
+            self._exit_row()
             seq = int(self.publisher.flush(timeout))
             self.publisher.close(timeout)
         finally:
             self.capture.resume(token)
         return seq
+
+    def _exit_row(self) -> None:
+        ident = self.identity
+        self.rows.add(
+            "processes",
+            ts_ns=time.monotonic_ns(),
+            event="exit",
+            ppid=ident.ppid,
+            host=ident.host,
+            producer=ident.producer_id,
+            argv=None,
+            executable=None,
+            python=None,
+            mode=self.settings.mode,
+            sample_bytes=None,
+            exit_code=None,
+        )
+
+    def _watch_last_thread(self) -> None:
+        """The publisher's ``watch``: end a forked child whose program threads are all gone.
+
+        In a child forked from a thread other than the main one, that thread is the child's
+        main thread; when its function returns it exits like any thread (no interpreter
+        shutdown, no ``atexit``), and without memscope the process ends with status 0 once
+        its last thread has. Here memscope's threads would keep it alive (and its parent's
+        ``waitpid`` waiting) forever: so the final batch goes out and the process exits 0.
+        """
+        main = threading.main_thread()
+        if isinstance(main, threading._MainThread) or main.is_alive():  # noqa: SLF001
+            return  # the process ends through interpreter shutdown (atexit: shutdown())
+        if any(t.is_alive() for t in threading.enumerate() if not own_thread(t)):
+            return
+        self.stopped = True
+        scopes.sink = None
+        self.threads.poll(self.rows)
+        self.threads_final = True
+        self.capture.stop()
+        self._exit_row()
+        self.publisher.finish_in_thread(self.settings.send_timeout_s + 4.0)
+        os._exit(0)
 
     def flush(self, timeout: float = 10.0) -> int:
         """Ship everything captured so far; return the last seq sent."""
@@ -228,6 +255,7 @@ class Session:
         self.identity = Identity.current()
         self.rows.clear()
         self.threads.reset()
+        self.threads.born()  # the thread that forked: the child's only one (maybe short-lived)
         self.registry = Registry()  # not clear(): another thread may have held its lock
         callsite.after_fork_child()
         self._announce()

@@ -22,7 +22,7 @@ from memscope.producer.rows import RowBuffer
 OWN_THREAD_PREFIX = "memscope-"
 
 
-def _own(thread: threading.Thread) -> bool:
+def own_thread(thread: threading.Thread) -> bool:
     """Whether this is memscope's publisher or a pyzmq helper thread (not the program's)."""
     module = type(thread).__module__
     return thread.name.startswith(OWN_THREAD_PREFIX) or module.startswith("zmq")
@@ -45,7 +45,7 @@ class ThreadWatcher:
     def born(self) -> None:
         """Called in a new thread as it starts: its start is recorded even if it ends soon."""
         thread = threading.current_thread()
-        if thread.ident is not None and not _own(thread):
+        if thread.ident is not None and not own_thread(thread):
             self._born.append((time.monotonic_ns(), thread.ident, thread.native_id, thread.name))
 
     def _births(self, rows: RowBuffer) -> None:
@@ -79,7 +79,7 @@ class ThreadWatcher:
         alive: dict[int, threading.Thread] = {}
         for thread in threading.enumerate():
             ident = thread.ident
-            if ident is not None and not _own(thread):
+            if ident is not None and not own_thread(thread):
                 alive[ident] = thread
         for ident, thread in alive.items():
             self._seen(rows, ident, thread.native_id, thread.name, now)
