@@ -135,10 +135,12 @@ static void tr_atfork_prepare(void)
 {
     tr_hooks_atfork_prepare();
     tr_buffers_atfork_prepare();
+    tr_own_atfork_prepare();
 }
 
 static void tr_atfork_parent(void)
 {
+    tr_own_atfork_parent();
     tr_buffers_atfork_parent();
     tr_hooks_atfork_parent();
 }
@@ -146,6 +148,7 @@ static void tr_atfork_parent(void)
 /* Runs in the child right after fork(), before any Python code: only plain memory work. */
 static void tr_atfork_child(void)
 {
+    tr_own_atfork_child();
     tr_buffers_after_fork_child();
     tr_hooks_after_fork_child();
     tr_stack_reset_emitted();
@@ -342,9 +345,9 @@ static PyObject *py_drain(PyObject *self, PyObject *args)
         return Py_BuildValue("(NN)", chunks, rare);
     }
     tr_thread_t *t = tr_current();
-    uint8_t was_busy = t ? t->busy : 0;
+    uint8_t was_ignored = t ? t->ignored : 0;
     if (t != NULL) {
-        t->busy = 1; /* the drain's own allocations are not traced */
+        t->ignored |= TR_DRAINING; /* the drain's own allocations are memscope's (tr_own.c) */
     }
     tr_draining = 1;
     tr_drain_epoch++; /* threads read the clock afresh after a drain (see tr_stamp) */
@@ -358,7 +361,7 @@ static PyObject *py_drain(PyObject *self, PyObject *args)
     }
     tr_draining = 0;
     if (t != NULL) {
-        t->busy = was_busy;
+        t->ignored = was_ignored;
     }
     if (rc < 0) {
         goto fail;
@@ -371,17 +374,18 @@ fail:
 }
 
 /* pause_thread() -> token / resume_thread(token): while paused, the calling thread's
- * allocations and frees are not recorded (the reentrancy guard is held), so memscope's own
- * bookkeeping in the program's threads (track_var, scope rows) stays out of the trace. The
- * token is the guard's previous value (a small int: no allocation), so pauses nest. */
+ * allocations and frees are not recorded (its blocks are memscope's own, tr_own.c), so
+ * memscope's own bookkeeping in the program's threads (track_var, scope rows) stays out of
+ * the trace. The token is the previous `ignored` bits (a small int: no allocation), so
+ * pauses nest. */
 static PyObject *py_pause_thread(PyObject *self, PyObject *noargs)
 {
     tr_thread_t *t = tr_current();
     if (t == NULL) {
         return PyLong_FromLong(-1);
     }
-    int previous = t->busy;
-    t->busy = 1;
+    int previous = t->ignored;
+    t->ignored |= TR_PAUSED;
     return PyLong_FromLong(previous);
 }
 
@@ -393,7 +397,7 @@ static PyObject *py_resume_thread(PyObject *self, PyObject *token)
     }
     tr_thread_t *t = tr_current();
     if (t != NULL && previous >= 0) {
-        t->busy = (uint8_t)previous;
+        t->ignored = (uint8_t)previous;
     }
     Py_RETURN_NONE;
 }
@@ -405,7 +409,7 @@ static PyObject *py_ignore_current_thread(PyObject *self, PyObject *noargs)
         PyErr_SetString(PyExc_MemoryError, "no memory for the tracer's thread state");
         return NULL;
     }
-    t->ignored = 1;
+    t->ignored |= TR_IGNORED;
     Py_RETURN_NONE;
 }
 

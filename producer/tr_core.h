@@ -13,6 +13,8 @@
  *     and recycles blocks the writer has moved past (`next` != NULL).
  *   - The stack tree is only touched with the GIL held (hooks walk frames only then).
  *   - Block pool and thread registry: tr_registry_lock (a pthread mutex, taken rarely).
+ *   - memscope's own blocks (tr_own.c): tr_own_lock, taken only by threads whose events are
+ *     memscope's (t->ignored set), never by the program's.
  */
 #ifndef MEMSCOPE_TR_CORE_H
 #define MEMSCOPE_TR_CORE_H
@@ -80,7 +82,8 @@ typedef struct {
 typedef struct tr_thread {
     /* --- owned by the thread itself (the writer); others read only as noted --- */
     uint8_t busy;    /* reentrancy guard: set while this thread is inside a hook or a drain */
-    uint8_t ignored; /* ignore_current_thread() */
+    uint8_t ignored; /* TR_IGNORED (ignore_current_thread) | TR_PAUSED | TR_DRAINING: the
+                      * thread's events are memscope's own (tr_own.c) */
     tr_block_t *cur; /* block being written */
     uint8_t *pos;    /* next free byte in cur->data (release store after each record) */
     uint8_t *end;    /* cur->data + TR_BLOCK_DATA */
@@ -136,6 +139,17 @@ typedef struct tr_thread {
     uint64_t nm_ret;
     uint32_t nm_ret_id;
 } tr_thread_t;
+
+/* Bits of tr_thread_t.ignored. */
+enum { TR_IGNORED = 1, TR_PAUSED = 2, TR_DRAINING = 4 };
+
+/* ---- memscope's own blocks (tr_own.c) ---- */
+void tr_own_add(void *p);
+int tr_own_remove(void *p); /* 1 if p was one (it is then forgotten) */
+size_t tr_own_count(void);
+void tr_own_atfork_prepare(void);
+void tr_own_atfork_parent(void);
+void tr_own_atfork_child(void);
 
 /* ---- globals (defined in tr_buffer.c / tr_hooks.c) ---- */
 /* Set with the GIL held by start/stop; read relaxed by hooks. */
@@ -310,15 +324,13 @@ void tr_record_realloc(tr_thread_t *t, unsigned domain, int gil, void *ptr, void
                        size_t size, uint64_t tick);
 void tr_record_free(tr_thread_t *t, unsigned domain, void *ptr);
 
-/* Entering a free hook: like tr_enter, but an ignored thread's frees are still seen (the
- * modes decide whether to record them). */
-static inline tr_thread_t *tr_enter_free(void)
+/* The slow path of a hook whose tr_enter() said no: the calling thread's state with its
+ * guard taken when its events are memscope's own (see tr_own.c), else NULL. */
+static inline tr_thread_t *tr_enter_own(void)
 {
-    if (!__atomic_load_n(&tr_enabled, __ATOMIC_RELAXED)) {
-        return NULL;
-    }
-    tr_thread_t *t = tr_current();
-    if (t == NULL || t->busy) {
+    tr_thread_t *t = tr_tls;
+    if (t == NULL || t->busy || !t->ignored ||
+        !__atomic_load_n(&tr_enabled, __ATOMIC_RELAXED)) {
         return NULL;
     }
     t->busy = 1;
