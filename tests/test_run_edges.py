@@ -39,3 +39,29 @@ def test_fork_storm_from_threads_with_grandchildren_leaves_no_orphan(tmp_path):
     threads = table(tmp_path / "run" / "events", "threads")
     # every child's one thread (the one that forked) is named in the child
     assert {r["pid"] for r in threads} == pids
+
+
+def _stats(run):
+    done = python(["-m", "memscope", "stats", "--json", run])
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)["total"]
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_memscopes_own_threads_make_no_findings_and_stay_invisible(tmp_path, attempt):
+    args = [PROGRAMS / "http_pool.py", "2000"]
+    plain = python(args)
+    run = tmp_path / "run"
+    traced = memscope_run(["--out", run, "--no-report", *args], timeout=110)
+    assert traced.returncode == 0, traced.stderr
+    assert traced.stdout == plain.stdout  # "threads now 1 ['MainThread']": no memscope thread
+    assert "threads now 1 ['MainThread']" in traced.stdout
+    done = python(["-m", "memscope", "analyze", run, "--only", "security", "--out", run])
+    assert done.returncode == 0, done.stderr
+    report = json.loads((run / "snapshot_security_violations.json").read_text())
+    kinds = {f["kind"] for f in report["violation_reports"]}
+    assert not kinds & {"domain_mismatch", "invalid_free", "double_free"}
+    assert not [f for f in report["violation_reports"] if f["severity"] in ("high", "critical")]
+    total = _stats(run)
+    assert total["total_deallocations"] > 100_000
+    assert total["unmatched_frees"] <= 0.001 * total["total_deallocations"]
