@@ -413,6 +413,25 @@ static PyObject *py_ignore_current_thread(PyObject *self, PyObject *noargs)
     Py_RETURN_NONE;
 }
 
+static PyObject *py_thread_id(PyObject *self, PyObject *noargs)
+{
+    tr_thread_t *t = tr_current();
+    if (t == NULL) {
+        PyErr_SetString(PyExc_MemoryError, "no memory for the tracer's thread state");
+        return NULL;
+    }
+    return PyLong_FromUnsignedLongLong(t->tid);
+}
+
+static PyObject *py_thread_id_of(PyObject *self, PyObject *ident)
+{
+    unsigned long long value = PyLong_AsUnsignedLongLong(ident);
+    if (value == (unsigned long long)-1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    return PyLong_FromUnsignedLongLong(tr_tid_of_ident(value));
+}
+
 static PyObject *py_current_stack_id(PyObject *self, PyObject *args)
 {
     int skip = 0;
@@ -544,6 +563,10 @@ static PyMethodDef tr_methods[] = {
     {"native_stats", tr_nm_py_stats, METH_NOARGS,
      "Counters of the preloaded shim (None when it is not preloaded)."},
     /* memscope's own bookkeeping kept out of the trace (track_var, scopes) */
+    {"thread_id", py_thread_id, METH_NOARGS,
+     "The calling thread's id in the log (a serial, never reused in this process)."},
+    {"thread_id_of", py_thread_id_of, METH_O,
+     "thread_id() of the live thread with this threading ident (0: not seen yet)."},
     {"pause_thread", py_pause_thread, METH_NOARGS,
      "Stop recording the calling thread's events; returns a token for resume_thread."},
     {"resume_thread", py_resume_thread, METH_O, "Undo pause_thread(token)."},

@@ -104,8 +104,8 @@ class Session:
         self.identity = Identity.current()
         self.rows = RowBuffer()
         self.registry = Registry()
-        self.threads = ThreadWatcher()
         self.capture = capture
+        self.threads = ThreadWatcher(capture.thread_id_of, capture.thread_id)
         self.publisher: Any = None
         self.started_ns = 0
         self.stopped = False
@@ -134,6 +134,7 @@ class Session:
             )
             self.publisher.watch = self._watch_last_thread
             scopes.pause, scopes.resume = self.capture.pause, self.capture.resume
+            scopes.thread_id = self.capture.thread_id
             scopes.sink = self.rows
             _watch_thread_starts(self)
             with blocked():  # the publisher thread starts with signals blocked (signals.py)

@@ -123,7 +123,9 @@ typedef struct tr_thread {
     uint64_t dlast_tick;
     uint8_t dclock_set;
     /* --- shared --- */
-    uint64_t tid;      /* PyThread_get_thread_ident() of the owner; immutable */
+    uint64_t tid;      /* the thread's id in the log: serial + 1, never reused; immutable */
+    uint64_t ident;    /* PyThread_get_thread_ident() of the owner (reused by CPython once
+                        * the thread is gone); immutable */
     uint32_t serial;   /* this state's number (tr_serial_tid maps it back to tid); immutable */
     int dead;          /* set (release) by the owner's thread-exit destructor */
     struct tr_thread *next_all; /* registry list; protected by tr_registry_lock */
@@ -215,6 +217,7 @@ static inline uint64_t tr_zz32(uint32_t delta)
 extern __thread tr_thread_t *tr_tls __attribute__((tls_model("initial-exec")));
 tr_thread_t *tr_thread_attach(void); /* creates the calling thread's state; NULL if impossible */
 uint64_t tr_serial_tid(uint32_t serial); /* the tid of a thread state's serial number */
+uint64_t tr_tid_of_ident(uint64_t ident); /* the live thread's tid (0: none attached) */
 int tr_thread_next_block(tr_thread_t *t); /* 0 when no block could be had (a drop) */
 void tr_buffers_after_fork_child(void);
 void tr_buffers_atfork_prepare(void);

@@ -62,6 +62,27 @@ def test_memscopes_own_threads_make_no_findings_and_stay_invisible(tmp_path, att
     kinds = {f["kind"] for f in report["violation_reports"]}
     assert not kinds & {"domain_mismatch", "invalid_free", "double_free"}
     assert not [f for f in report["violation_reports"] if f["severity"] in ("high", "critical")]
+    # one row per thread: the main thread, the server's, the pool's 32, one per request
+    starts = [r for r in table(run / "events", "threads") if r["event"] == "start"]
+    assert len(starts) == len({r["tid"] for r in starts}) == 1 + 1 + 32 + 2000
     total = _stats(run)
     assert total["total_deallocations"] > 100_000
     assert total["unmatched_frees"] <= 0.001 * total["total_deallocations"]
+
+
+def test_thread_identity_survives_ident_reuse(tmp_path):
+    run = tmp_path / "run"
+    traced = memscope_run(["--out", run, "--no-report", PROGRAMS / "thread_reuse.py", "2000"])
+    assert traced.returncode == 0, traced.stderr
+    out = json.loads(traced.stdout)
+    assert out["idents"] < 2000  # CPython did reuse idents: the case this test is about
+    events = run / "events"
+    starts = [r for r in table(events, "threads")
+              if r["event"] == "start" and r["name"].startswith("short-")]
+    assert len(starts) == 2000
+    tid_of = {r["name"]: r["tid"] for r in starts}
+    assert len(set(tid_of.values())) == 2000
+    variables = [r for r in table(events, "variables") if r["name"].startswith("v")]
+    assert len(variables) == 2000
+    # every variable carries the tid of the thread that tracked it, never a reused one
+    assert all(v["tid"] == tid_of[f"short-{v['name'][1:]}"] for v in variables)

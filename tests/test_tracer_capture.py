@@ -175,6 +175,9 @@ def test_a_threads_decoded_times_never_step_back_across_drains():
     capture.start("full", numpy=False, ffi=False)
     worker = threading.Thread(target=churn)
     worker.start()
+    while capture.thread_id_of(worker.ident) == 0:  # until its first traced allocation
+        time.sleep(0.0001)
+    worker_tid = capture.thread_id_of(worker.ident)
     per_drain, offsets = [], []
     try:
         for _ in range(600):
@@ -182,7 +185,7 @@ def test_a_threads_decoded_times_never_step_back_across_drains():
             before = time.monotonic_ns()
             chunks, _ = drain()
             after = time.monotonic_ns()
-            mine = [c for c in chunks if c["tid"] == worker.ident]
+            mine = [c for c in chunks if c["tid"] == worker_tid]
             per_drain.append(mine)
             if mine:  # the worker's last event: around the drain, on the clock
                 last = int(decode_all(mine[-1:])["ts_ns"][-1])

@@ -100,12 +100,13 @@ def test_aggregated_folds_short_lived_pairs():
     assert stats["current_bytes"][-1] is not None
 
 
-def _churn_small(n, barrier):
-    barrier.wait()  # both threads alive at once: distinct thread ids
+def _churn_small(n, barrier, tids):
+    barrier.wait()  # both threads alive at once
     for _ in range(n):
         blob = bytearray(333)  # two OBJ-domain blocks: the object and its buffer
         del blob
     barrier.wait()
+    tids[capture.thread_id()] = n
 
 
 def test_aggregated_folds_per_thread_when_threads_share_a_stack():
@@ -120,13 +121,13 @@ def test_aggregated_folds_per_thread_when_threads_share_a_stack():
         rows = []
         for round_ in range(2):  # the second round reuses fold slots the drain released
             barrier = threading.Barrier(2)
-            workers = [threading.Thread(target=_churn_small, args=(n, barrier))
+            tids = {}
+            workers = [threading.Thread(target=_churn_small, args=(n, barrier, tids))
                        for n in (1_000, 3_000)]
             for w in workers:
                 w.start()
             for w in workers:
                 w.join()
-            tids = {w.ident: n for w, n in zip(workers, (1_000, 3_000), strict=True)}
             _, rare = drain()
             agg = rare["aggregates"]
             for i, sid in enumerate(agg["stack_id"]):
