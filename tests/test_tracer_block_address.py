@@ -2,7 +2,6 @@
 
 import gc
 import sys
-import threading
 
 import numpy as np
 import pytest
