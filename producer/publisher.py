@@ -78,8 +78,9 @@ def _forget_dummy() -> None:
     ident = _thread.get_ident()
     if ident not in _BARE:
         return
-    active = threading._active  # noqa: SLF001 -- the one registry enumerate() reads
-    with threading._active_limbo_lock:  # noqa: SLF001
+    # the one registry threading.enumerate() reads
+    active = threading._active  # type: ignore[attr-defined]  # noqa: SLF001
+    with threading._active_limbo_lock:  # type: ignore[attr-defined]  # noqa: SLF001
         if isinstance(active.get(ident), threading._DummyThread):  # noqa: SLF001
             del active[ident]
 

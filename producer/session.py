@@ -210,7 +210,8 @@ class Session:
         ``waitpid`` waiting) forever: so the final batch goes out and the process exits 0.
         """
         main = threading.main_thread()
-        if isinstance(main, threading._MainThread) or main.is_alive():  # noqa: SLF001
+        initial = threading._MainThread  # type: ignore[attr-defined]  # noqa: SLF001
+        if isinstance(main, initial) or main.is_alive():
             return  # the process ends through interpreter shutdown (atexit: shutdown())
         if any(t.is_alive() for t in threading.enumerate() if not own_thread(t)):
             return
