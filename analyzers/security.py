@@ -42,6 +42,8 @@ from __future__ import annotations
 from typing import Any
 
 import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from memscope.analyzers._common import (
     STACK_JOIN,
@@ -52,6 +54,7 @@ from memscope.analyzers._common import (
     stack_info,
     write_report,
 )
+from memscope.analyzers.views import _READERS
 from memscope.producer.wire import DOMAIN_NAMES, DOMAIN_NATIVE, KIND_FREE, KIND_NAMES
 
 KIND = "security"
@@ -109,6 +112,41 @@ _BLOCKED_BY_SHIM = f"""(f.domain = {DOMAIN_NATIVE} AND (f.pid, f.address) IN (
     FROM ffi WHERE event = 'native.double_free'))"""
 
 
+def _first_free_stacks(con: duckdb.DuckDBPyConnection,
+                       found: list[dict[str, Any]]) -> dict[tuple[int, int, int], int]:
+    """(pid, address, ts_ns) of each double free's first free -> that free's stack id.
+
+    The tracer records the stack of RAW- and MEM-domain frees (``producer/tr_record.h``).
+    The matched block state keeps no stack of a block's end, so the first frees are looked up
+    in the memory events: ``raw_memory`` when the connection holds it, else one pass over
+    the log's memory batches (only when there is a double free to report).
+    """
+    wanted = {(int(r["pid"]), int(r["address"]), int(r["previous_end_ts_ns"])) for r in found}
+    out: dict[tuple[int, int, int], int] = {}
+    for p, a, t, stack in con.execute(
+        f"""WITH f AS ({_REPEATED_ENDS})
+        SELECT f.pid, f.address, f.previous_end_ts_ns, max(e.stack_id)
+        FROM f JOIN raw_memory e ON e.pid = f.pid AND e.address = f.address
+            AND e.ts_ns = f.previous_end_ts_ns AND e.kind = {KIND_FREE}
+        GROUP BY ALL ORDER BY ALL"""
+    ).fetchall():
+        out[(int(p), int(a), int(t))] = int(stack)
+    reader = _READERS.get(con)
+    if wanted <= out.keys() or reader is None:
+        return out
+    from memscope.analyzers.blocks import memory_batches
+
+    addresses = pa.array(sorted({a for _, a, _ in wanted}), pa.uint64())
+    for batch in memory_batches(reader):
+        hits = batch.filter(pc.and_(pc.equal(batch["kind"], KIND_FREE),
+                                    pc.is_in(batch["address"], addresses)))
+        for row in hits.select(["pid", "address", "ts_ns", "stack_id"]).to_pylist():
+            key = (int(row["pid"]), int(row["address"]), int(row["ts_ns"]))
+            if key in wanted:
+                out[key] = max(out.get(key, 0), int(row["stack_id"]))
+    return out
+
+
 def double_frees(con: duckdb.DuckDBPyConnection) -> tuple[int, list[dict[str, Any]], int]:
     """Provable second frees of an already freed block.
 
@@ -121,6 +159,7 @@ def double_frees(con: duckdb.DuckDBPyConnection) -> tuple[int, list[dict[str, An
         con, _REPEATED_ENDS, f"(f.stack_id <> 0 AND a.tid = f.tid) OR {_BLOCKED_BY_SHIM}"
     )
     patterns = int(con.execute(f"SELECT count(*) FROM ({_REPEATED_ENDS})").fetchall()[0][0])
+    first_stacks = _first_free_stacks(con, found[:MAX_FINDINGS_PER_KIND]) if found else {}
     out = []
     for r in found[:MAX_FINDINGS_PER_KIND]:
         alloc = _alloc(con, r)
@@ -134,7 +173,9 @@ def double_frees(con: duckdb.DuckDBPyConnection) -> tuple[int, list[dict[str, An
                         + "; no allocation of that address in between on any traced thread"),
             "stack": stack_info(con, r["pid"], r["stack_id"]),
             "related_allocations": ([alloc] if alloc else []) + [
-                {"role": "first_free", "ts_ns": r["previous_end_ts_ns"], "address": r["address"]}
+                {"role": "first_free", "ts_ns": r["previous_end_ts_ns"], "address": r["address"],
+                 "stack": stack_info(con, r["pid"], first_stacks.get(
+                     (r["pid"], r["address"], r["previous_end_ts_ns"]), 0))}
             ],
             "remediation": "Free each block once: clear the pointer after freeing it, and check "
                            "which owner (C extension, ctypes/cffi code) releases it.",

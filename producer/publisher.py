@@ -96,6 +96,7 @@ class _BareThread:
         self.ident = 0
 
         def run() -> None:
+            _ignore_this_thread()  # first: nothing of this thread is the program's
             _BARE.add(_thread.get_ident())
             try:
                 target()
@@ -219,7 +220,6 @@ class Publisher:
     # -- the thread -------------------------------------------------------------------------
 
     def _run(self) -> None:
-        _ignore_this_thread()
         while not self._closing:
             self._wake.wait(self.settings.flush_interval_s)
             self._wake.clear()

@@ -237,8 +237,9 @@ static inline tr_thread_t *tr_current(void)
     return t;
 }
 
-/* Append one record to the calling thread's stream. `with_stack` is false for frees
- * (their stack id decodes as 0). Counts a drop when no block is available. */
+/* Append one record to the calling thread's stream. `with_stack` false: the record has no
+ * stack (a free then decodes with stack id 0); a free with one always carries its S delta.
+ * Counts a drop when no block is available. */
 static inline void tr_emit(tr_thread_t *t, unsigned kind, unsigned domain, uint64_t addr,
                            uint64_t old_addr, uint64_t size, uint32_t stack, int with_stack,
                            uint64_t tick)
@@ -265,7 +266,7 @@ static inline void tr_emit(tr_thread_t *t, unsigned kind, unsigned domain, uint6
     if (kind == TR_REALLOC) {
         p = tr_put_varint(p, tr_zz64(old_addr - addr));
     }
-    if (with_stack && stack != t->w.stack) {
+    if (with_stack && (stack != t->w.stack || kind == TR_FREE)) { /* a free's S: its stack */
         hdr |= TR_HDR_STACK;
         p = tr_put_varint(p, tr_zz32(stack - t->w.stack));
         t->w.stack = stack;

@@ -79,9 +79,10 @@ static __attribute__((noinline)) void tr_own_free(int dom, void *p)
         tr_orig[dom].free(tr_orig[dom].ctx, p);
     }
     else if (tr_mode == TR_MODE_FULL) {
-        uint64_t tick = tr_stamp_free(t, tr_event_gil((unsigned)dom));
+        int gil = tr_event_gil((unsigned)dom);
+        uint64_t tick = tr_stamp_free(t, gil);
         tr_orig[dom].free(tr_orig[dom].ctx, p);
-        tr_full_free(t, (unsigned)dom, p, tick);
+        tr_full_free(t, (unsigned)dom, p, tick, gil);
     }
     else {
         tr_record_free(t, (unsigned)dom, p);
@@ -98,7 +99,8 @@ static __attribute__((noinline)) void *tr_own_realloc(int dom, void *old, size_t
     }
     int own = old == NULL || tr_own_remove(old);
     int record_old = !own && t->ignored == TR_IGNORED && tr_mode == TR_MODE_FULL;
-    uint64_t tick = record_old ? tr_stamp_free(t, tr_event_gil((unsigned)dom)) : 0;
+    int gil = record_old && tr_event_gil((unsigned)dom);
+    uint64_t tick = record_old ? tr_stamp_free(t, gil) : 0;
     void *p = tr_orig[dom].realloc(tr_orig[dom].ctx, old, size);
     if (p == NULL) {
         if (own && old != NULL) {
@@ -107,7 +109,7 @@ static __attribute__((noinline)) void *tr_own_realloc(int dom, void *old, size_t
     }
     else {
         if (record_old) { /* a program block the publisher resized: it ends here */
-            tr_full_free(t, (unsigned)dom, old, tick);
+            tr_full_free(t, (unsigned)dom, old, tick, gil);
         }
         tr_own_add(p);
     }
@@ -179,9 +181,10 @@ static __attribute__((noinline)) void *tr_own_realloc(int dom, void *old, size_t
                     /* stamped before the free (once freed, another thread may get the    \
                      * address back), written after it: the free's own work then hides    \
                      * the latency of the clock read */                                     \
-                    uint64_t tick = tr_stamp_free(t, tr_event_gil(DOM));                     \
+                    int gil = tr_event_gil(DOM);                                              \
+                    uint64_t tick = tr_stamp_free(t, gil);                                    \
                     tr_orig[DOM].free(tr_orig[DOM].ctx, p);                                   \
-                    tr_full_free(t, DOM, p, tick);                                            \
+                    tr_full_free(t, DOM, p, tick, gil);                                       \
                 }                                                                             \
                 else {                                                                        \
                     tr_record_free(t, DOM, p);                                                \

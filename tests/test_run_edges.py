@@ -86,3 +86,22 @@ def test_thread_identity_survives_ident_reuse(tmp_path):
     assert len(variables) == 2000
     # every variable carries the tid of the thread that tracked it, never a reused one
     assert all(v["tid"] == tid_of[f"short-{v['name'][1:]}"] for v in variables)
+
+
+def test_a_double_free_is_reported_once_with_every_stack(tmp_path):
+    run = tmp_path / "run"
+    traced = memscope_run(["--out", run, "--no-report", PROGRAMS / "double_free.py"])
+    assert traced.returncode == 0, traced.stderr
+    done = python(["-m", "memscope", "analyze", run, "--only", "security", "--out", run])
+    assert done.returncode == 0, done.stderr
+    report = json.loads((run / "snapshot_security_violations.json").read_text())
+    doubles = [f for f in report["violation_reports"] if f["kind"] == "double_free"]
+    assert len(doubles) == 1
+    found = doubles[0]
+    assert found["address"] == json.loads(traced.stdout)["address"]
+    assert found["stack"]["trace"][0].startswith("free_again ")
+    roles = {r["role"]: r for r in found["related_allocations"]}
+    assert roles["allocation"]["stack"]["trace"][0].startswith("allocate ")
+    assert roles["allocation"]["size"] == 440
+    assert roles["first_free"]["stack"]["trace"][0].startswith("free_once ")
+    assert roles["first_free"]["ts_ns"] < found["ts_ns"]
