@@ -526,6 +526,38 @@ static PyObject *py_stats(PyObject *self, PyObject *noargs)
                          "live_map_slots", (unsigned long long)slots);
 }
 
+static PyObject *py_term_install(PyObject *self, PyObject *fd)
+{
+    long value = PyLong_AsLong(fd);
+    if (value == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    return PyBool_FromLong(tr_term_install((int)value));
+}
+
+static PyObject *py_term_pending(PyObject *self, PyObject *noargs)
+{
+    return PyBool_FromLong(tr_term_pending());
+}
+
+static PyObject *py_term_uninstall(PyObject *self, PyObject *noargs)
+{
+    tr_term_uninstall();
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_term_release(PyObject *self, PyObject *noargs)
+{
+    tr_term_release();
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_term_raise(PyObject *self, PyObject *noargs)
+{
+    tr_term_raise();
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef tr_methods[] = {
     {"start", (PyCFunction)(void (*)(void))py_start, METH_VARARGS | METH_KEYWORDS,
      "start(mode=0, sample_bytes=65536, max_buffer_bytes=512 MiB, numpy=True, "
@@ -563,6 +595,13 @@ static PyMethodDef tr_methods[] = {
     {"native_stats", tr_nm_py_stats, METH_NOARGS,
      "Counters of the preloaded shim (None when it is not preloaded)."},
     /* memscope's own bookkeeping kept out of the trace (track_var, scopes) */
+    {"term_install", py_term_install, METH_O,
+     "While SIGTERM's action is the default: on SIGTERM, write b'T' to fd (tr_term.c)."},
+    {"term_pending", py_term_pending, METH_NOARGS, "Whether SIGTERM arrived."},
+    {"term_uninstall", py_term_uninstall, METH_NOARGS, "SIGTERM's default action again."},
+    {"term_raise", py_term_raise, METH_NOARGS, "Die of SIGTERM now (default action)."},
+    {"term_release", py_term_release, METH_NOARGS,
+     "Unless a session armed it with its pipe: the default action (and a pending SIGTERM)."},
     {"thread_id", py_thread_id, METH_NOARGS,
      "The calling thread's id in the log (a serial, never reused in this process)."},
     {"thread_id_of", py_thread_id_of, METH_O,

@@ -152,6 +152,29 @@ def thread_id_of(ident: int) -> int:
     return _tracer.thread_id_of(ident)
 
 
+def term_install(fd: int) -> bool:
+    """On SIGTERM, write a byte to ``fd`` instead of dying, while its action is the default.
+
+    False when the program has its own SIGTERM disposition (it stays). See ``tr_term.c``.
+    """
+    return _tracer.term_install(fd)
+
+
+def term_pending() -> bool:
+    """Whether a SIGTERM arrived since :func:`term_install`."""
+    return _tracer.term_pending()
+
+
+def term_uninstall() -> None:
+    """SIGTERM's default action again (if the program did not set its own since)."""
+    _tracer.term_uninstall()
+
+
+def term_raise() -> None:
+    """Die of SIGTERM, as the signal that arrived meant (call after the final batch)."""
+    _tracer.term_raise()
+
+
 def ignore_current_thread() -> None:
     """Never trace the calling thread's allocations (the publisher's own thread)."""
     _tracer.ignore_current_thread()

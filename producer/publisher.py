@@ -20,15 +20,18 @@ Policies (see also :mod:`memscope.producer.wire` for the batch format):
   a ``threading.Thread`` the program would see).
 * **Last thread**: after each cycle the thread calls ``watch`` (when set); a forked child
   whose program threads have all ended (a fork from a thread whose function returned) has
-  nothing left to keep it alive but this thread, and ``watch`` ends it there.
+  nothing left to keep it alive but this thread, and ``watch`` ends it there. The session's
+  ``watch`` also ships the final batch of a process that got SIGTERM (see ``tr_term.c``).
 """
 
 from __future__ import annotations
 
 import _thread
+import contextlib
 import importlib
 import logging
 import os
+import select
 import threading
 import time
 from collections.abc import Callable
@@ -132,7 +135,11 @@ class Publisher:
         self._backlog = Backlog(spool_path(self.settings.spool_dir, producer_id))
         self._next_seq = 0
         self._lock = threading.Lock()
-        self._wake = threading.Event()
+        # the thread waits on this pipe: wake() writes to it, and so does the tracer's
+        # SIGTERM handler (tr_term.c), which can call nothing else
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
         self._done = threading.Condition(self._lock)
         self._flush_requested = 0
         self._flush_done = 0
@@ -160,7 +167,27 @@ class Publisher:
 
     def wake(self) -> None:
         """Drain and send now rather than at the next interval."""
-        self._wake.set()
+        if self._wake_w < 0:
+            return  # closed
+        try:
+            os.write(self._wake_w, b"w")
+        except BlockingIOError:  # the pipe is full: the thread has been woken already
+            pass
+
+    @property
+    def wake_fd(self) -> int:
+        """The pipe's write end: a byte written to it wakes the thread."""
+        return self._wake_w
+
+    def _wait(self, timeout: float) -> None:
+        """Until the interval is over or someone wakes the thread."""
+        if self._wake_r < 0:
+            time.sleep(timeout)
+            return
+        ready, _, _ = select.select([self._wake_r], [], [], timeout)
+        if ready:
+            with contextlib.suppress(BlockingIOError):
+                os.read(self._wake_r, 4096)
 
     def flush(self, timeout: float = 10.0) -> int:
         """Drain now and send everything; return the last seq handed over (-1: none yet).
@@ -174,7 +201,7 @@ class Publisher:
         with self._lock:
             self._flush_requested += 1
             wanted = self._flush_requested
-        self._wake.set()
+        self.wake()
         deadline = time.monotonic() + timeout
         with self._done:
             while self._flush_done < wanted and time.monotonic() < deadline:
@@ -188,7 +215,7 @@ class Publisher:
         if self._thread is not None and self._thread.is_alive():
             self.flush(timeout)
             self._closing = True
-            self._wake.set()
+            self.wake()
             self._thread.join(max(deadline - time.monotonic(), 0.1) + 1.0)
         elif not self._closing:
             self._closing = True
@@ -212,6 +239,9 @@ class Publisher:
         # The parent's context and sockets belong to the parent: keep them referenced (never
         # garbage-collected, closed or terminated here) and start afresh.
         _ABANDONED.append((self._context, self._sock, self._client))
+        for fd in (self._wake_r, self._wake_w):  # this process's copies of the parent's pipe
+            if fd >= 0:
+                os.close(fd)
         _BARE.clear()  # the parent's publisher thread does not exist here
         self._reset_state(producer_id, pid)
         if running:
@@ -221,8 +251,7 @@ class Publisher:
 
     def _run(self) -> None:
         while not self._closing:
-            self._wake.wait(self.settings.flush_interval_s)
-            self._wake.clear()
+            self._wait(self.settings.flush_interval_s)
             with self._lock:
                 wanted = self._flush_requested
             deadline = time.monotonic() + self.settings.send_timeout_s
@@ -373,6 +402,10 @@ class Publisher:
             self._context.term()
             self._context = None
         self._backlog.close()
+        for fd in (self._wake_r, self._wake_w):
+            if fd >= 0:
+                os.close(fd)
+        self._wake_r = self._wake_w = -1
 
 
 def send_frames(sock: zmq.Socket, frames: list[bytes]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import platform
+import signal
 import socket
 import sys
 import threading
@@ -132,13 +133,14 @@ class Session:
                 self.drain,
                 self.settings,
             )
-            self.publisher.watch = self._watch_last_thread
+            self.publisher.watch = self._watch
             scopes.pause, scopes.resume = self.capture.pause, self.capture.resume
             scopes.thread_id = self.capture.thread_id
             scopes.sink = self.rows
             _watch_thread_starts(self)
             with blocked():  # the publisher thread starts with signals blocked (signals.py)
                 self.publisher.start()
+            self.capture.term_install(self.publisher.wake_fd)
         except BaseException:
             scopes.sink = None
             self.capture.stop()
@@ -181,7 +183,17 @@ class Session:
             self.publisher.close(timeout)
         finally:
             self.capture.resume(token)
+        # A SIGTERM during the final flush (Pool.terminate() while a worker was leaving) only
+        # woke the publisher; now that everything is out the process dies of it.
+        if self.capture.term_pending():
+            self._die_of_sigterm()
+        self.capture.term_uninstall()
         return seq
+
+    def _die_of_sigterm(self) -> None:
+        self.capture.term_raise()
+        time.sleep(5.0)
+        os._exit(128 + signal.SIGTERM)  # (only if the signal could not be delivered)
 
     def _exit_row(self) -> None:
         ident = self.identity
@@ -200,6 +212,26 @@ class Session:
             exit_code=None,
         )
 
+    def _watch(self) -> None:
+        """The publisher's ``watch`` (after every cycle, in its thread)."""
+        if self.stopped:
+            return  # stop() is shipping the final batch in another thread (and ends it)
+        if self.capture.term_pending():
+            self._end_in_publisher()
+            self._die_of_sigterm()  # as it would have without memscope, its events out first
+        self._watch_last_thread()
+
+    def _end_in_publisher(self) -> None:
+        """From ``watch``: the final batch (with the exit row) out, in the publisher thread."""
+        self.capture.term_uninstall()
+        self.stopped = True
+        scopes.sink = None
+        self.threads.poll(self.rows)
+        self.threads_final = True
+        self.capture.stop()
+        self._exit_row()
+        self.publisher.finish_in_thread(self.settings.send_timeout_s + 4.0)
+
     def _watch_last_thread(self) -> None:
         """The publisher's ``watch``: end a forked child whose program threads are all gone.
 
@@ -215,13 +247,7 @@ class Session:
             return  # the process ends through interpreter shutdown (atexit: shutdown())
         if any(t.is_alive() for t in threading.enumerate() if not own_thread(t)):
             return
-        self.stopped = True
-        scopes.sink = None
-        self.threads.poll(self.rows)
-        self.threads_final = True
-        self.capture.stop()
-        self._exit_row()
-        self.publisher.finish_in_thread(self.settings.send_timeout_s + 4.0)
+        self._end_in_publisher()
         os._exit(0)
 
     def flush(self, timeout: float = 10.0) -> int:
@@ -265,5 +291,6 @@ class Session:
         try:
             with blocked():
                 self.publisher.reset_after_fork(self.identity.producer_id, self.identity.pid)
+            self.capture.term_install(self.publisher.wake_fd)
         finally:
             self.capture.resume(token)

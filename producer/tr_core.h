@@ -153,6 +153,13 @@ void tr_own_atfork_prepare(void);
 void tr_own_atfork_parent(void);
 void tr_own_atfork_child(void);
 
+/* ---- SIGTERM (tr_term.c) ---- */
+int tr_term_install(int fd);
+int tr_term_pending(void);
+void tr_term_uninstall(void);
+void tr_term_raise(void);
+void tr_term_release(void);
+
 /* ---- globals (defined in tr_buffer.c / tr_hooks.c) ---- */
 /* Set with the GIL held by start/stop; read relaxed by hooks. */
 extern int tr_enabled;

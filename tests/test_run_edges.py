@@ -105,3 +105,23 @@ def test_a_double_free_is_reported_once_with_every_stack(tmp_path):
     assert roles["allocation"]["size"] == 440
     assert roles["first_free"]["stack"]["trace"][0].startswith("free_once ")
     assert roles["first_free"]["ts_ns"] < found["ts_ns"]
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_pool_workers_terminated_by_the_pool_are_all_in_the_log(tmp_path, method):
+    for attempt in range(10):
+        run = tmp_path / f"run{attempt}"
+        traced = memscope_run(["--out", run, "--no-report", PROGRAMS / "pool_vars.py", method])
+        assert traced.returncode == 0, traced.stderr
+        assert "no final batch" not in traced.stderr
+        main = json.loads(traced.stdout)["pid"]
+        processes = table(run / "events", "processes")
+        starts = [r for r in processes if r["event"] == "start" and r["ppid"] == main]
+        workers = [r["pid"] for r in starts
+                   if method == "fork" or "--multiprocessing-fork" in r["argv"]]
+        assert len(workers) == 4, (attempt, starts)
+        ended = {r["pid"] for r in processes if r["event"] == "exit"}
+        assert set(workers) <= ended, attempt  # each shipped its final batch
+        variables = table(run / "events", "variables")
+        assert sorted(v["name"] for v in variables) == [f"task{i}" for i in range(8)], attempt
+        assert all(v["pid"] in workers and v["size"] >= 1 << 20 for v in variables)
