@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from memscope.config import Settings
-from memscope.producer import callsite, capture, scopes
+from memscope.producer import callsite, capture, forking, scopes
 from memscope.producer.publisher import Publisher
 from memscope.producer.rows import Columnar, RowBuffer, merge
 from memscope.producer.signals import blocked, shield_current_thread
@@ -193,7 +193,7 @@ class Session:
     def _die_of_sigterm(self) -> None:
         self.capture.term_raise()
         time.sleep(5.0)
-        os._exit(128 + signal.SIGTERM)  # (only if the signal could not be delivered)
+        forking.real_exit(128 + signal.SIGTERM)  # (only if the signal could not be delivered)
 
     def _exit_row(self) -> None:
         ident = self.identity
@@ -248,7 +248,7 @@ class Session:
         if any(t.is_alive() for t in threading.enumerate() if not own_thread(t)):
             return
         self._end_in_publisher()
-        os._exit(0)
+        forking.real_exit(0)
 
     def flush(self, timeout: float = 10.0) -> int:
         """Ship everything captured so far; return the last seq sent."""

@@ -125,3 +125,17 @@ def test_pool_workers_terminated_by_the_pool_are_all_in_the_log(tmp_path, method
         variables = table(run / "events", "variables")
         assert sorted(v["name"] for v in variables) == [f"task{i}" for i in range(8)], attempt
         assert all(v["pid"] in workers and v["size"] >= 1 << 20 for v in variables)
+
+
+def test_os_exit_mid_run_loses_no_buffer_and_returns_promptly(tmp_path):
+    run, count = tmp_path / "run", tmp_path / "count"
+    traced = memscope_run(["--out", run, "--no-report", PROGRAMS / "crash_alloc.py", "exit",
+                           count])
+    returned = time.time()
+    assert traced.returncode == 3, traced.stderr
+    assert returned - count.stat().st_mtime < 2.0  # the count is written just before the exit
+    made = int(count.read_text())
+    assert made == 120_000
+    memory = table(run / "events", "memory", columns=["kind", "size"])
+    kept = sum(1 for m in memory if m["kind"] == 0 and m["size"] == 1025)  # bytearray(1024)
+    assert kept >= made
