@@ -416,10 +416,23 @@ class LogReader:
         self.manifest = _read_manifest(events_dir)
         self.log_id: str = str(self.manifest.get("log_id", ""))
         self.live = _writer_alive(self.manifest.get("writer", {}))
-        self.problems: list[str] = []
+        self._problems: list[str] = []
         self._recovered: dict[Path, pa.Table] = {}
         self._good_files: dict[str, list[Path]] = {}
+        # Each table's segments are checked (an unclosed one read whole) when first used: a
+        # reader of ``processes`` never reads the memory chunks of a log being written.
+        self._scanned: set[str] = set()
+
+    @property
+    def problems(self) -> list[str]:
+        """What could not be read, in every table (checks every table's segments)."""
         for table in TABLES:
+            self._ensure(table)
+        return self._problems
+
+    def _ensure(self, table: str) -> None:
+        if table not in self._scanned:
+            self._scanned.add(table)
             self._scan(table)
 
     def segments(self, table: str) -> list[Segment]:
@@ -452,18 +465,18 @@ class LogReader:
             result = seg.read_segment(segment.path, TABLES[table])
             self._recovered[segment.path] = result.table
             if segment.closed:
-                self.problems.append(
+                self._problems.append(
                     f"{relative}: closed segment is damaged (footer unreadable); "
                     f"read {result.batches} complete batches ({result.table.num_rows} rows)"
                     + (f", then: {result.error}" if result.error else "")
                 )
             elif result.error and not self.live:
-                self.problems.append(
+                self._problems.append(
                     f"{relative}: truncated after {result.batches} complete batches "
                     f"({result.table.num_rows} rows): {result.error}"
                 )
             elif not self.live:
-                self.problems.append(
+                self._problems.append(
                     f"{relative}: not closed (its writer stopped without closing it); "
                     f"read {result.batches} complete batches ({result.table.num_rows} rows)"
                 )
@@ -490,6 +503,7 @@ class LogReader:
     def stored_dataset(self, table: str) -> ds.Dataset:
         """The table's stored rows as a lazy dataset (``memory``: only the columnar rows)."""
         schema = TABLES[table]
+        self._ensure(table)
         parts: list[ds.Dataset] = []
         files = self._good_files.get(table, [])
         if files:
@@ -522,6 +536,7 @@ class LogReader:
     def table_batches(self, table: str) -> Iterator[pa.RecordBatch]:
         """The stored record batches of ``table`` in log order (segment by segment)."""
         schema = TABLES[table]
+        self._ensure(table)
         good = set(self._good_files.get(table, []))
         for segment in self.segments(table):
             if segment.path in good:
@@ -539,7 +554,7 @@ class LogReader:
         from memscope.broker.chunks import TARGET_EVENTS, decode_chunk_batches
 
         yield from decode_chunk_batches(self.table_batches("memory_chunks"),
-                                        target or TARGET_EVENTS, self.problems.append)
+                                        target or TARGET_EVENTS, self._problems.append)
 
     def memory_batches(self, target: int | None = None) -> Iterator[pa.RecordBatch]:
         """Every memory event as record batches of the ``memory`` schema, in log order.
