@@ -138,8 +138,12 @@ def test_aggregated_folds_per_thread_when_threads_share_a_stack():
     finally:
         capture.stop()
     assert counts == {(r, n): 2 * n for r in range(2) for n in (1_000, 3_000)}, counts
-    # the object and its 334-byte buffer: sys.getsizeof counts both
-    assert set(rows) == {sys.getsizeof(bytearray(333)) / 2}, rows
+    # the object and its 334-byte buffer: sys.getsizeof counts both (on 3.13 the buffer
+    # comes from PyMem_Malloc: another domain, so a row of its own)
+    both = sys.getsizeof(bytearray(333))
+    expected = ({both / 2} if sys.version_info < (3, 13)
+                else {float(bytearray.__basicsize__), float(both - bytearray.__basicsize__)})
+    assert set(rows) == expected, rows
 
 
 def test_aggregated_promotes_survivors_and_records_their_free():
