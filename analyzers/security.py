@@ -6,13 +6,14 @@ proves it, related allocations and a remediation line:
 ``double_free`` (critical)
     a block's address freed twice with no allocation of that address in between from any
     thread: the log holds the allocation, its free, and the second free, and the second free
-    has a Python stack and runs on the allocating thread (a traced thread, so an allocation
-    between the frees would be in the log). Any other such pattern -- a second free on
-    another thread or without a Python stack -- is not a finding: an allocation the tracer
-    never saw (on its ignored publisher thread, made by the tracer itself, while tracing was
-    off) reusing the address produces the same events. Those patterns are only counted, in
-    ``summary.unprovable_double_free_patterns``. Not reported for sampled processes (a sample
-    does not see every allocation).
+    has a Python stack and runs on the allocating thread, as the first free does (a traced
+    thread, so an allocation between the frees would be in the log, and the three events are
+    in that thread's own order). The finding shows all three stacks. Any other such pattern
+    -- a free on another thread or without a Python stack -- is not a finding: an
+    allocation the tracer never saw (on its ignored publisher thread, made by the tracer
+    itself, while tracing was off) reusing the address produces the same events. Those
+    patterns are only counted, in ``summary.unprovable_double_free_patterns``. Not reported
+    for sampled processes (a sample does not see every allocation).
 ``domain_mismatch`` (high)
     a block ended by a free/realloc of another allocator domain than the one it came from
     (e.g. ``PyMem_Malloc`` memory released with ``PyObject_Free``).
@@ -112,9 +113,9 @@ _BLOCKED_BY_SHIM = f"""(f.domain = {DOMAIN_NATIVE} AND (f.pid, f.address) IN (
     FROM ffi WHERE event = 'native.double_free'))"""
 
 
-def _first_free_stacks(con: duckdb.DuckDBPyConnection,
-                       found: list[dict[str, Any]]) -> dict[tuple[int, int, int], int]:
-    """(pid, address, ts_ns) of each double free's first free -> that free's stack id.
+def _first_frees(con: duckdb.DuckDBPyConnection,
+                 found: list[dict[str, Any]]) -> dict[tuple[int, int, int], tuple[int, int]]:
+    """(pid, address, ts_ns) of each double free's first free -> (its tid, its stack id).
 
     The tracer records the stack of RAW- and MEM-domain frees (``producer/tr_record.h``).
     The matched block state keeps no stack of a block's end, so the first frees are looked up
@@ -122,15 +123,15 @@ def _first_free_stacks(con: duckdb.DuckDBPyConnection,
     the log's memory batches (only when there is a double free to report).
     """
     wanted = {(int(r["pid"]), int(r["address"]), int(r["previous_end_ts_ns"])) for r in found}
-    out: dict[tuple[int, int, int], int] = {}
-    for p, a, t, stack in con.execute(
+    out: dict[tuple[int, int, int], tuple[int, int]] = {}
+    for p, a, t, tid, stack in con.execute(
         f"""WITH f AS ({_REPEATED_ENDS})
-        SELECT f.pid, f.address, f.previous_end_ts_ns, max(e.stack_id)
+        SELECT f.pid, f.address, f.previous_end_ts_ns, max(e.tid), max(e.stack_id)
         FROM f JOIN raw_memory e ON e.pid = f.pid AND e.address = f.address
             AND e.ts_ns = f.previous_end_ts_ns AND e.kind = {KIND_FREE}
         GROUP BY ALL ORDER BY ALL"""
     ).fetchall():
-        out[(int(p), int(a), int(t))] = int(stack)
+        out[(int(p), int(a), int(t))] = (int(tid), int(stack))
     reader = _READERS.get(con)
     if wanted <= out.keys() or reader is None:
         return out
@@ -140,11 +141,15 @@ def _first_free_stacks(con: duckdb.DuckDBPyConnection,
     for batch in memory_batches(reader):
         hits = batch.filter(pc.and_(pc.equal(batch["kind"], KIND_FREE),
                                     pc.is_in(batch["address"], addresses)))
-        for row in hits.select(["pid", "address", "ts_ns", "stack_id"]).to_pylist():
+        for row in hits.select(["pid", "address", "ts_ns", "tid", "stack_id"]).to_pylist():
             key = (int(row["pid"]), int(row["address"]), int(row["ts_ns"]))
             if key in wanted:
-                out[key] = max(out.get(key, 0), int(row["stack_id"]))
+                out[key] = (int(row["tid"]), int(row["stack_id"]))
     return out
+
+
+def _first_key(r: dict[str, Any]) -> tuple[int, int, int]:
+    return (int(r["pid"]), int(r["address"]), int(r["previous_end_ts_ns"]))
 
 
 def double_frees(con: duckdb.DuckDBPyConnection) -> tuple[int, list[dict[str, Any]], int]:
@@ -159,7 +164,11 @@ def double_frees(con: duckdb.DuckDBPyConnection) -> tuple[int, list[dict[str, An
         con, _REPEATED_ENDS, f"(f.stack_id <> 0 AND a.tid = f.tid) OR {_BLOCKED_BY_SHIM}"
     )
     patterns = int(con.execute(f"SELECT count(*) FROM ({_REPEATED_ENDS})").fetchall()[0][0])
-    first_stacks = _first_free_stacks(con, found[:MAX_FINDINGS_PER_KIND]) if found else {}
+    # the first free on the same thread too: then the three events' order is that thread's
+    # own (frees on other threads are ordered by clocks, which may disagree by a little)
+    first = _first_frees(con, found) if found else {}
+    found = [r for r in found if first.get(_first_key(r), (None, 0))[0] == r["tid"]
+             or r["domain"] == DOMAIN_NATIVE]
     out = []
     for r in found[:MAX_FINDINGS_PER_KIND]:
         alloc = _alloc(con, r)
@@ -174,8 +183,7 @@ def double_frees(con: duckdb.DuckDBPyConnection) -> tuple[int, list[dict[str, An
             "stack": stack_info(con, r["pid"], r["stack_id"]),
             "related_allocations": ([alloc] if alloc else []) + [
                 {"role": "first_free", "ts_ns": r["previous_end_ts_ns"], "address": r["address"],
-                 "stack": stack_info(con, r["pid"], first_stacks.get(
-                     (r["pid"], r["address"], r["previous_end_ts_ns"]), 0))}
+                 "stack": stack_info(con, r["pid"], first.get(_first_key(r), (0, 0))[1])}
             ],
             "remediation": "Free each block once: clear the pointer after freeing it, and check "
                            "which owner (C extension, ctypes/cffi code) releases it.",
