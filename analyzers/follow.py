@@ -37,6 +37,7 @@ from memscope.analyzers import select
 from memscope.analyzers._common import AnalyzerOptions, log_time, now_iso
 from memscope.analyzers.blocks import BlockMatcher
 from memscope.analyzers.views import (
+    _READERS,
     _define,
     _new_connection,
     freeze,
@@ -126,6 +127,7 @@ class Follower:
         sources: dict[str, Any] = {name: reader.stored_dataset(name) for name in TABLES}
         sources["memory"] = None  # no raw events: the analyzers read the block state
         _define(self.con, sources)
+        _READERS[self.con] = reader  # (what a rare look-up of raw events reads: security's)
         self.matcher.feed(self._new_memory(reader))
         self.matcher.point_views()
         freeze(self.con)

@@ -201,8 +201,8 @@ def test_threads_started_before_capture_are_traced():
     ident = {}
 
     def early():
-        ident["tid"] = capture.thread_id()
         go.wait(10)
+        ident["tid"] = capture.thread_id()  # (asked while capture runs)
         blob = bytearray(BASE + 14_001)
         del blob
         done.set()
