@@ -9,7 +9,7 @@ DIR ?= MemoryAnalysis
 OUTPUT ?= dashboard.html
 PORT ?= 8080
 
-.PHONY: demo run-examples test lint typecheck install browser-deps bench html html-only html-clean clean test-native-asan screenshots bench-report html-help
+.PHONY: demo run-examples test lint typecheck install browser-deps bench html html-only html-clean clean test-native-asan screenshots bench-report html-help test-pythons
 
 $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -100,6 +100,27 @@ screenshots: install browser-deps
 
 bench-report: install browser-deps
 	$(PY) bench/bench_report.py
+
+# The tracer's tests and the end-to-end ones on the other supported CPythons (3.11, the
+# default, runs them in `make test`): each gets .venv-X.Y with memscope and pytest; a version
+# whose interpreter is not found (PYTHON_X_Y, else pyenv's, else pythonX.Y on PATH) is
+# skipped with a message.
+OTHER_PYTHONS ?= 3.12 3.13
+PYTHONS_TESTS ?= tests/test_tracer_*.py tests/test_run_edges.py tests/test_run_command.py \
+	tests/test_api_tracing.py
+
+test-pythons:
+	@for v in $(OTHER_PYTHONS); do \
+		var=PYTHON_$$(echo $$v | tr . _); py=$$(printenv $$var || true); \
+		[ -n "$$py" ] || py=$$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/$$v.*/bin/python 2>/dev/null | tail -n 1); \
+		[ -n "$$py" ] || py=$$(command -v python$$v || true); \
+		if [ -z "$$py" ] || ! [ -x "$$py" ]; then \
+			echo "test-pythons: CPython $$v not found (set $$var): skipped"; continue; fi; \
+		echo "test-pythons: CPython $$v ($$py)"; \
+		[ -x .venv-$$v/bin/python ] || "$$py" -m venv .venv-$$v || exit 1; \
+		.venv-$$v/bin/python -m pip install --quiet . pytest pytest-timeout || exit 1; \
+		.venv-$$v/bin/python -m pytest -q -p no:cacheprovider $(PYTHONS_TESTS) || exit 1; \
+	done
 
 # The tracer's tests against its native core built with AddressSanitizer + UBSan.
 test-native-asan: install

@@ -47,6 +47,10 @@ from memscope.producer.wire import KIND_ALLOC, KIND_CALLOC, KIND_FREE, KIND_REAL
 
 #: Rows of the memory table matched per chunk.
 CHUNK_ROWS = 1_000_000
+#: A chunk's rows this close to its process's latest row wait for the next chunk: a drain
+#: reads one thread after another, so another thread's events up to about a drain's length
+#: older can arrive in the next batch (matched in arrival order, they made phantom findings).
+HOLD_BACK_NS = 1_000_000_000
 #: Chunks between two checkpoints of the (compressed, in-memory) state database.
 CHECKPOINT_EVERY = 4
 #: Name of the attached in-memory database that holds the state by default.
@@ -377,7 +381,9 @@ _VALID = {"nc": "has_next", "nts": "has_next", "nseq": "has_next", "pc": "has_pr
           "pts": "has_prev", "pc2": "has_prev2", "pts2": "has_prev2"}
 
 
-def _chunks(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
+def _chunks(batches: Iterable[pa.RecordBatch], rows: int,
+            hold_ns: int = HOLD_BACK_NS) -> Iterator[pa.Table]:
+    """Tables of about ``rows`` rows; each one's last ``hold_ns`` per pid go to the next."""
     pending: list[pa.RecordBatch] = []
     count = 0
     for batch in batches:
@@ -386,10 +392,24 @@ def _chunks(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
         pending.append(batch)
         count += batch.num_rows
         if count >= rows:
-            yield pa.Table.from_batches(pending, schema=MEMORY)
-            pending, count = [], 0
+            ready, held = _hold_back(pa.Table.from_batches(pending, schema=MEMORY), hold_ns)
+            if ready.num_rows:
+                yield ready
+            pending = held.to_batches()
+            count = held.num_rows
     if pending:
         yield pa.Table.from_batches(pending, schema=MEMORY)
+
+
+def _hold_back(table: pa.Table, hold_ns: int) -> tuple[pa.Table, pa.Table]:
+    """(rows older than their pid's latest row minus ``hold_ns``, the others)."""
+    pids = table.column("pid").to_numpy()
+    ts = table.column("ts_ns").to_numpy()
+    keys, index = np.unique(pids, return_inverse=True)
+    latest = np.full(len(keys), np.iinfo(np.int64).min, dtype=np.int64)
+    np.maximum.at(latest, index, ts)
+    held = ts > latest[index] - hold_ns
+    return table.filter(pa.array(~held)), table.filter(pa.array(held))
 
 
 def memory_batches(reader: Any, prefetch: int = 8) -> Iterator[pa.RecordBatch]:

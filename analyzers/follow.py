@@ -76,8 +76,8 @@ class Follower:
         date by the next call that registers (:attr:`registered` says whether they are).
         """
         # The memory tables are read through the state's cursor (new bytes only), never
-        # scanned whole by the reader.
-        reader = open_reader(self.log, lazy=_MEMORY_TABLES)
+        # scanned whole by the reader (which checks a table's segments on its first use).
+        reader = open_reader(self.log)
         segments = [(s, s.path.stat()) for table in TABLES for s in reader.segments(table)]
         signature = tuple((s.path.name, s.closed, st.st_size) for s, st in segments)
         if signature == self._signature:
@@ -127,8 +127,8 @@ class Follower:
         options = replace(
             self.options, log_id=reader.log_id,
             generated_at=self.options.generated_at or log_time(reader.manifest) or now_iso(),
-            log_problems=(*reader.problems,
-                          *(p for p in self.state.problems if p not in reader.problems)),
+            log_problems=(*reader.known_problems,
+                          *(p for p in self.state.problems if p not in reader.known_problems)),
         )
         written = []
         for analyzer in self.analyzers:

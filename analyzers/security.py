@@ -6,13 +6,14 @@ proves it, related allocations and a remediation line:
 ``double_free`` (critical)
     a block's address freed twice with no allocation of that address in between from any
     thread: the log holds the allocation, its free, and the second free, and the second free
-    has a Python stack and runs on the allocating thread (a traced thread, so an allocation
-    between the frees would be in the log). Any other such pattern -- a second free on
-    another thread or without a Python stack -- is not a finding: an allocation the tracer
-    never saw (on its ignored publisher thread, made by the tracer itself, while tracing was
-    off) reusing the address produces the same events. Those patterns are only counted, in
-    ``summary.unprovable_double_free_patterns``. Not reported for sampled processes (a sample
-    does not see every allocation).
+    has a Python stack and runs on the allocating thread, as the first free does (a traced
+    thread, so an allocation between the frees would be in the log, and the three events are
+    in that thread's own order). The finding shows all three stacks. Any other such pattern
+    -- a free on another thread or without a Python stack -- is not a finding: an
+    allocation the tracer never saw (on its ignored publisher thread, made by the tracer
+    itself, while tracing was off) reusing the address produces the same events. Those
+    patterns are only counted, in ``summary.unprovable_double_free_patterns``. Not reported
+    for sampled processes (a sample does not see every allocation).
 ``domain_mismatch`` (high)
     a block ended by a free/realloc of another allocator domain than the one it came from
     (e.g. ``PyMem_Malloc`` memory released with ``PyObject_Free``).
@@ -120,8 +121,11 @@ def double_frees(con: duckdb.DuckDBPyConnection) -> tuple[int, list[dict[str, An
     native mode's shim blocked it (it knows every live heap block); the other repeated frees
     (which an untraced allocation in between would explain) are only counted.
     """
+    # the first free on the allocating thread too: then the three events' order is that
+    # thread's own (frees on other threads are ordered by clocks, which may disagree a little)
     found = _findings(con, REPEATED_END, f"f.{_NOT_SAMPLED} AND ((f.stack_id <> 0 AND "
-                                         f"f.a_tid = f.tid) OR {_BLOCKED_BY_SHIM})")
+                                         f"f.a_tid = f.tid AND f.prev_end_tid = f.tid) OR "
+                                         f"{_BLOCKED_BY_SHIM})")
     patterns = _total(con, "repeated_ends", _NOT_SAMPLED)
     out = []
     for r in found[:MAX_FINDINGS_PER_KIND]:

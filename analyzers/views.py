@@ -442,16 +442,13 @@ def connect_tables(
     return con
 
 
-def open_reader(log: str | os.PathLike[str], lazy: tuple[str, ...] = ()) -> Any:
-    """The broker's LogReader for a run directory or its ``events/`` directory.
-
-    ``lazy``: tables whose segments are checked only when first read (see ``open_log``).
-    """
+def open_reader(log: str | os.PathLike[str]) -> Any:
+    """The broker's LogReader for a run directory or its ``events/`` directory."""
     try:
         from memscope.broker.log import open_log
     except ImportError as exc:  # pragma: no cover - only before the broker lands
         raise RuntimeError("memscope.broker.log is not available in this build") from exc
-    return open_log(Path(log), lazy)
+    return open_log(Path(log))
 
 
 def connect(

@@ -411,23 +411,33 @@ def _writer_alive(writer: Mapping[str, Any]) -> bool:
 class LogReader:
     """Read access to a log directory; see :func:`open_log`."""
 
-    def __init__(self, events_dir: Path, lazy: tuple[str, ...] = ()) -> None:
+    def __init__(self, events_dir: Path) -> None:
         self.path = events_dir
         self.manifest = _read_manifest(events_dir)
         self.log_id: str = str(self.manifest.get("log_id", ""))
         self.live = _writer_alive(self.manifest.get("writer", {}))
-        self.problems: list[str] = []
+        self._problems: list[str] = []
         self._recovered: dict[Path, pa.Table] = {}
         self._good_files: dict[str, list[Path]] = {}
-        #: Tables not checked yet (``lazy``): checked on their first read through this reader.
-        self._unscanned = set(lazy)
-        for table in TABLES:
-            if table not in self._unscanned:
-                self._scan(table)
+        # Each table's segments are checked (an unclosed one read whole) when first used: a
+        # reader of ``processes`` never reads the memory chunks of a log being written.
+        self._scanned: set[str] = set()
 
-    def _ensure_scanned(self, table: str) -> None:
-        if table in self._unscanned:
-            self._unscanned.discard(table)
+    @property
+    def known_problems(self) -> list[str]:
+        """What could not be read in the tables checked so far (checks nothing more)."""
+        return self._problems
+
+    @property
+    def problems(self) -> list[str]:
+        """What could not be read, in every table (checks every table's segments)."""
+        for table in TABLES:
+            self._ensure(table)
+        return self._problems
+
+    def _ensure(self, table: str) -> None:
+        if table not in self._scanned:
+            self._scanned.add(table)
             self._scan(table)
 
     def segments(self, table: str) -> list[Segment]:
@@ -460,18 +470,18 @@ class LogReader:
             result = seg.read_segment(segment.path, TABLES[table])
             self._recovered[segment.path] = result.table
             if segment.closed:
-                self.problems.append(
+                self._problems.append(
                     f"{relative}: closed segment is damaged (footer unreadable); "
                     f"read {result.batches} complete batches ({result.table.num_rows} rows)"
                     + (f", then: {result.error}" if result.error else "")
                 )
             elif result.error and not self.live:
-                self.problems.append(
+                self._problems.append(
                     f"{relative}: truncated after {result.batches} complete batches "
                     f"({result.table.num_rows} rows): {result.error}"
                 )
             elif not self.live:
-                self.problems.append(
+                self._problems.append(
                     f"{relative}: not closed (its writer stopped without closing it); "
                     f"read {result.batches} complete batches ({result.table.num_rows} rows)"
                 )
@@ -497,8 +507,8 @@ class LogReader:
 
     def stored_dataset(self, table: str) -> ds.Dataset:
         """The table's stored rows as a lazy dataset (``memory``: only the columnar rows)."""
-        self._ensure_scanned(table)
         schema = TABLES[table]
+        self._ensure(table)
         parts: list[ds.Dataset] = []
         files = self._good_files.get(table, [])
         if files:
@@ -530,8 +540,8 @@ class LogReader:
 
     def table_batches(self, table: str) -> Iterator[pa.RecordBatch]:
         """The stored record batches of ``table`` in log order (segment by segment)."""
-        self._ensure_scanned(table)
         schema = TABLES[table]
+        self._ensure(table)
         good = set(self._good_files.get(table, []))
         for segment in self.segments(table):
             if segment.path in good:
@@ -549,7 +559,7 @@ class LogReader:
         from memscope.broker.chunks import TARGET_EVENTS, decode_chunk_batches
 
         yield from decode_chunk_batches(self.table_batches("memory_chunks"),
-                                        target or TARGET_EVENTS, self.problems.append)
+                                        target or TARGET_EVENTS, self._problems.append)
 
     def memory_batches(self, target: int | None = None) -> Iterator[pa.RecordBatch]:
         """Every memory event as record batches of the ``memory`` schema, in log order.
@@ -593,14 +603,13 @@ def _footer_ok(path: Path) -> bool:
     return True
 
 
-def open_log(path: str | os.PathLike[str], lazy: tuple[str, ...] = ()) -> LogReader:
+def open_log(path: str | os.PathLike[str]) -> LogReader:
     """Open a log for reading: ``path`` is a run directory or its ``events/`` directory.
 
-    Every table's segments are checked when the log is opened (damaged ones are named in
-    :attr:`LogReader.problems`), except those of the ``lazy`` tables, checked on their
-    first read (a follower that reads new rows segment by segment never needs them).
+    A table's segments are checked on its first read through the reader (damaged ones are
+    named in :attr:`LogReader.problems`, which checks every table).
 
     Raises:
         LogError: no manifest, an unreadable one, or a log of another format version.
     """
-    return LogReader(_events_dir(path), lazy)
+    return LogReader(_events_dir(path))

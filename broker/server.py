@@ -233,7 +233,7 @@ class Broker:
 
     def _poll_timeout_ms(self) -> int:
         until_flush = self._last_flush + self.settings.log_flush_interval_s - time.monotonic()
-        return max(0, min(int(until_flush * 1000) + 1, 200))
+        return max(0, min(int(until_flush * 1000) + 1, 50))  # (a stop waits for it)
 
     def _take_messages(self) -> None:
         # Bounded in time so that control requests and the flush timer are served under load.

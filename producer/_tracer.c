@@ -135,10 +135,12 @@ static void tr_atfork_prepare(void)
 {
     tr_hooks_atfork_prepare();
     tr_buffers_atfork_prepare();
+    tr_own_atfork_prepare();
 }
 
 static void tr_atfork_parent(void)
 {
+    tr_own_atfork_parent();
     tr_buffers_atfork_parent();
     tr_hooks_atfork_parent();
 }
@@ -146,6 +148,7 @@ static void tr_atfork_parent(void)
 /* Runs in the child right after fork(), before any Python code: only plain memory work. */
 static void tr_atfork_child(void)
 {
+    tr_own_atfork_child();
     tr_buffers_after_fork_child();
     tr_hooks_after_fork_child();
     tr_stack_reset_emitted();
@@ -342,9 +345,9 @@ static PyObject *py_drain(PyObject *self, PyObject *args)
         return Py_BuildValue("(NN)", chunks, rare);
     }
     tr_thread_t *t = tr_current();
-    uint8_t was_busy = t ? t->busy : 0;
+    uint8_t was_ignored = t ? t->ignored : 0;
     if (t != NULL) {
-        t->busy = 1; /* the drain's own allocations are not traced */
+        t->ignored |= TR_DRAINING; /* the drain's own allocations are memscope's (tr_own.c) */
     }
     tr_draining = 1;
     tr_drain_epoch++; /* threads read the clock afresh after a drain (see tr_stamp) */
@@ -358,7 +361,7 @@ static PyObject *py_drain(PyObject *self, PyObject *args)
     }
     tr_draining = 0;
     if (t != NULL) {
-        t->busy = was_busy;
+        t->ignored = was_ignored;
     }
     if (rc < 0) {
         goto fail;
@@ -371,17 +374,18 @@ fail:
 }
 
 /* pause_thread() -> token / resume_thread(token): while paused, the calling thread's
- * allocations and frees are not recorded (the reentrancy guard is held), so memscope's own
- * bookkeeping in the program's threads (track_var, scope rows) stays out of the trace. The
- * token is the guard's previous value (a small int: no allocation), so pauses nest. */
+ * allocations and frees are not recorded (its blocks are memscope's own, tr_own.c), so
+ * memscope's own bookkeeping in the program's threads (track_var, scope rows) stays out of
+ * the trace. The token is the previous `ignored` bits (a small int: no allocation), so
+ * pauses nest. */
 static PyObject *py_pause_thread(PyObject *self, PyObject *noargs)
 {
     tr_thread_t *t = tr_current();
     if (t == NULL) {
         return PyLong_FromLong(-1);
     }
-    int previous = t->busy;
-    t->busy = 1;
+    int previous = t->ignored;
+    t->ignored |= TR_PAUSED;
     return PyLong_FromLong(previous);
 }
 
@@ -393,7 +397,7 @@ static PyObject *py_resume_thread(PyObject *self, PyObject *token)
     }
     tr_thread_t *t = tr_current();
     if (t != NULL && previous >= 0) {
-        t->busy = (uint8_t)previous;
+        t->ignored = (uint8_t)previous;
     }
     Py_RETURN_NONE;
 }
@@ -405,8 +409,27 @@ static PyObject *py_ignore_current_thread(PyObject *self, PyObject *noargs)
         PyErr_SetString(PyExc_MemoryError, "no memory for the tracer's thread state");
         return NULL;
     }
-    t->ignored = 1;
+    t->ignored |= TR_IGNORED;
     Py_RETURN_NONE;
+}
+
+static PyObject *py_thread_id(PyObject *self, PyObject *noargs)
+{
+    tr_thread_t *t = tr_current();
+    if (t == NULL) {
+        PyErr_SetString(PyExc_MemoryError, "no memory for the tracer's thread state");
+        return NULL;
+    }
+    return PyLong_FromUnsignedLongLong(t->tid);
+}
+
+static PyObject *py_thread_id_of(PyObject *self, PyObject *ident)
+{
+    unsigned long long value = PyLong_AsUnsignedLongLong(ident);
+    if (value == (unsigned long long)-1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    return PyLong_FromUnsignedLongLong(tr_tid_of_ident(value));
 }
 
 static PyObject *py_current_stack_id(PyObject *self, PyObject *args)
@@ -503,6 +526,38 @@ static PyObject *py_stats(PyObject *self, PyObject *noargs)
                          "live_map_slots", (unsigned long long)slots);
 }
 
+static PyObject *py_term_install(PyObject *self, PyObject *fd)
+{
+    long value = PyLong_AsLong(fd);
+    if (value == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    return PyBool_FromLong(tr_term_install((int)value));
+}
+
+static PyObject *py_term_pending(PyObject *self, PyObject *noargs)
+{
+    return PyBool_FromLong(tr_term_pending());
+}
+
+static PyObject *py_term_uninstall(PyObject *self, PyObject *noargs)
+{
+    tr_term_uninstall();
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_term_release(PyObject *self, PyObject *noargs)
+{
+    tr_term_release();
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_term_raise(PyObject *self, PyObject *noargs)
+{
+    tr_term_raise();
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef tr_methods[] = {
     {"start", (PyCFunction)(void (*)(void))py_start, METH_VARARGS | METH_KEYWORDS,
      "start(mode=0, sample_bytes=65536, max_buffer_bytes=512 MiB, numpy=True, "
@@ -540,6 +595,17 @@ static PyMethodDef tr_methods[] = {
     {"native_stats", tr_nm_py_stats, METH_NOARGS,
      "Counters of the preloaded shim (None when it is not preloaded)."},
     /* memscope's own bookkeeping kept out of the trace (track_var, scopes) */
+    {"term_install", py_term_install, METH_O,
+     "While SIGTERM's action is the default: on SIGTERM, write b'T' to fd (tr_term.c)."},
+    {"term_pending", py_term_pending, METH_NOARGS, "Whether SIGTERM arrived."},
+    {"term_uninstall", py_term_uninstall, METH_NOARGS, "SIGTERM's default action again."},
+    {"term_raise", py_term_raise, METH_NOARGS, "Die of SIGTERM now (default action)."},
+    {"term_release", py_term_release, METH_NOARGS,
+     "Unless a session armed it with its pipe: the default action (and a pending SIGTERM)."},
+    {"thread_id", py_thread_id, METH_NOARGS,
+     "The calling thread's id in the log (a serial, never reused in this process)."},
+    {"thread_id_of", py_thread_id_of, METH_O,
+     "thread_id() of the live thread with this threading ident (0: not seen yet)."},
     {"pause_thread", py_pause_thread, METH_NOARGS,
      "Stop recording the calling thread's events; returns a token for resume_thread."},
     {"resume_thread", py_resume_thread, METH_O, "Undo pause_thread(token)."},

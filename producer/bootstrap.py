@@ -25,6 +25,12 @@ def _memscope_bootstrap():
     import sys
 
     here = os.path.dirname(os.path.abspath(__file__))
+    try:  # first: a SIGTERM during the start-up waits for the session (producer/tr_term.c)
+        from memscope.producer import _tracer
+
+        _tracer.term_install(-1)
+    except ImportError:
+        _tracer = None
     try:
         import memscope
 
@@ -34,6 +40,8 @@ def _memscope_bootstrap():
             sys.stderr.write(f"memscope: pid {os.getpid()} is not traced: {exc}\\n")
     except Exception as exc:  # never stop the program because tracing could not start
         sys.stderr.write(f"memscope: pid {os.getpid()} is not traced: {exc}\\n")
+    if _tracer is not None:
+        _tracer.term_release()  # (when tracing did not start: SIGTERM's own action again)
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]
     spec = importlib.machinery.PathFinder.find_spec("sitecustomize", sys.path)
     if spec is not None and spec.loader is not None:

@@ -40,7 +40,8 @@ MODES = {
 #: Upper bound of memory events in one drain (a batch must stay under MAX_BATCH_EVENTS).
 DRAIN_MAX_EVENTS = 8_000_000
 
-_ffi = FfiRecorder(lambda: _tracer.current_stack_id(2))  # minus the hook and this lambda
+_ffi = FfiRecorder(lambda: _tracer.current_stack_id(2),  # minus the hook and this lambda
+                   _tracer.thread_id)
 
 
 def start(
@@ -130,6 +131,48 @@ def drain(
             ffi_rows = {k: native_rows[k] + ffi_rows[k] for k in ffi_rows}
         rare["ffi"] = ffi_rows
     return chunks, rare
+
+
+def thread_id() -> int:
+    """The calling thread's ``tid`` in the log: memscope's serial number of the thread.
+
+    Unlike ``threading.get_ident()`` (and the native id), which CPython and the kernel reuse
+    once a thread has ended, it is never reused within the process, so two threads run one
+    after the other are two threads of the log.
+    """
+    return _tracer.thread_id()
+
+
+def thread_id_of(ident: int) -> int:
+    """:func:`thread_id` of the live thread whose ``threading`` ident is ``ident``.
+
+    0 when that thread has not been seen by the tracer yet (it allocated nothing since
+    capture started).
+    """
+    return _tracer.thread_id_of(ident)
+
+
+def term_install(fd: int) -> bool:
+    """On SIGTERM, write a byte to ``fd`` instead of dying, while its action is the default.
+
+    False when the program has its own SIGTERM disposition (it stays). See ``tr_term.c``.
+    """
+    return _tracer.term_install(fd)
+
+
+def term_pending() -> bool:
+    """Whether a SIGTERM arrived since :func:`term_install`."""
+    return _tracer.term_pending()
+
+
+def term_uninstall() -> None:
+    """SIGTERM's default action again (if the program did not set its own since)."""
+    _tracer.term_uninstall()
+
+
+def term_raise() -> None:
+    """Die of SIGTERM, as the signal that arrived meant (call after the final batch)."""
+    _tracer.term_raise()
 
 
 def ignore_current_thread() -> None:

@@ -100,8 +100,10 @@ def _library_name(library: Any) -> Any:
 class FfiRecorder:
     """Collects ctypes audit events while enabled; :meth:`take` hands them over as columns."""
 
-    def __init__(self, stack_id: Callable[[], int]) -> None:
+    def __init__(self, stack_id: Callable[[], int],
+                 thread_id: Callable[[], int] = threading.get_ident) -> None:
         self._stack_id = stack_id
+        self._thread_id = thread_id
         self._enabled = False
         self._installed = False
         self._rows: list[tuple[int, int, str, str, int]] = []
@@ -135,7 +137,7 @@ class FfiRecorder:
             else:
                 details = {"args": _plain(list(args))}
             row = (
-                threading.get_ident(),
+                self._thread_id(),
                 time.monotonic_ns(),
                 event,
                 json.dumps(details, sort_keys=True),

@@ -7,16 +7,22 @@ socket and thread, and queues a ``processes`` ``start`` row whose ``ppid`` is th
 A forked child ends either normally (``atexit`` runs :func:`memscope.shutdown`), as a
 ``multiprocessing`` worker (which leaves through ``os._exit``: a ``multiprocessing`` finalizer
 is registered in the child so that its final batch and ``exit`` row still go out), or through
-a bare ``os._exit`` -- a program doing that should call :func:`memscope.shutdown` first, or
-the events since the last flush are lost with the process.
+a bare ``os._exit``. For that last way out, of any traced process, :func:`install` also puts a
+wrapper in place of ``os._exit`` that ships the final batch first (:data:`real_exit` is the
+original, for memscope's own use); the exit status is the program's.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import threading
 from collections.abc import Callable
+from typing import NoReturn
+
+#: ``os._exit`` as it was before :func:`install` (memscope's own threads exit through it).
+real_exit = os._exit
 
 _installed = False
 _child_hook: Callable[[], None] | None = None
@@ -30,7 +36,19 @@ def install(child_hook: Callable[[], None], shutdown: Callable[[], None]) -> Non
     _shutdown = shutdown
     if not _installed:
         os.register_at_fork(after_in_child=_after_in_child)
+        os._exit = _exit_after_final_batch
         _installed = True
+
+
+@functools.wraps(real_exit)
+def _exit_after_final_batch(status: int) -> NoReturn:
+    shutdown = _shutdown
+    if shutdown is not None:
+        try:
+            shutdown()
+        except Exception as exc:  # noqa: BLE001 -- the program asked to exit now: it must
+            sys.stderr.write(f"memscope: pid {os.getpid()}: final batch not sent: {exc}\n")
+    real_exit(status)
 
 
 def _after_in_child() -> None:

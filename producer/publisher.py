@@ -13,13 +13,25 @@ Policies (see also :mod:`memscope.producer.wire` for the batch format):
   batches are sent again; the broker drops the ones it already has, so each lands once.
 * **fork**: the child calls :meth:`Publisher.reset_after_fork`; it gets a new context, socket,
   backlog and sequence, and never touches the parent's.
+* **Invisible**: the thread is a bare ``_thread`` thread, not a :class:`threading.Thread`, so
+  the program never sees it in ``threading.enumerate()`` or ``threading.active_count()``; it
+  never calls ``threading.current_thread()`` (which would register it), and batches are
+  copied into ZeroMQ messages (a zero-copy send would start pyzmq's garbage-collector thread,
+  a ``threading.Thread`` the program would see).
+* **Last thread**: after each cycle the thread calls ``watch`` (when set); a forked child
+  whose program threads have all ended (a fork from a thread whose function returned) has
+  nothing left to keep it alive but this thread, and ``watch`` ends it there. The session's
+  ``watch`` also ships the final batch of a process that got SIGTERM (see ``tr_term.c``).
 """
 
 from __future__ import annotations
 
+import _thread
+import contextlib
 import importlib
 import logging
 import os
+import select
 import threading
 import time
 from collections.abc import Callable
@@ -40,7 +52,12 @@ ACK_INTERVAL_S = 0.25
 GAP_RESEND_S = 1.0
 STALL_RESEND_S = 15.0
 _PROBE_MS = 50
+#: A cycle that shipped this much makes the next one come after BUSY_INTERVAL_S instead of
+#: the flush interval: records then leave the process about as fast as it makes them.
+BUSY_CYCLE_BYTES = 1 << 20
+BUSY_INTERVAL_S = 0.02
 _ABANDONED: list[tuple[Any, Any, Any]] = []  # a forked child's inherited zmq objects
+_BARE: set[int] = set()  # idents of running publisher threads
 
 
 def _ignore_this_thread() -> None:
@@ -54,6 +71,56 @@ def _ignore_this_thread() -> None:
         ignore()
 
 
+def _warn(message: str, *args: Any) -> None:
+    """``log.warning`` from the publisher thread, which must stay unknown to ``threading``.
+
+    A log record asks ``threading.current_thread()`` for the thread's name, which registers a
+    bare thread as a ``_DummyThread`` in ``threading.enumerate()``; that entry is removed.
+    """
+    log.warning(message, *args)
+    _forget_dummy()
+
+
+def _forget_dummy() -> None:
+    ident = _thread.get_ident()
+    if ident not in _BARE:
+        return
+    # the one registry threading.enumerate() reads
+    active = threading._active  # type: ignore[attr-defined]  # noqa: SLF001
+    with threading._active_limbo_lock:  # type: ignore[attr-defined]  # noqa: SLF001
+        if isinstance(active.get(ident), threading._DummyThread):  # noqa: SLF001
+            del active[ident]
+
+
+class _BareThread:
+    """A ``_thread`` thread with ``is_alive``/``join``: invisible to :mod:`threading`."""
+
+    __slots__ = ("_running", "ident")
+
+    def __init__(self, target: Callable[[], None]) -> None:
+        self._running = _thread.allocate_lock()
+        self._running.acquire()
+        self.ident = 0
+
+        def run() -> None:
+            _ignore_this_thread()  # first: nothing of this thread is the program's
+            _BARE.add(_thread.get_ident())
+            try:
+                target()
+            finally:
+                _BARE.discard(_thread.get_ident())
+                self._running.release()
+
+        self.ident = _thread.start_new_thread(run, ())
+
+    def is_alive(self) -> bool:
+        return self._running.locked()
+
+    def join(self, timeout: float) -> None:
+        if self._running.acquire(timeout=max(timeout, 0.0)):
+            self._running.release()
+
+
 class Publisher:
     """Ships the batches of one producer (one traced process) to a broker."""
 
@@ -62,6 +129,8 @@ class Publisher:
         self.address = address
         self.settings = settings
         self._drain = drain
+        #: Called in the thread after every cycle (see the module docstring, "Last thread").
+        self.watch: Callable[[], None] | None = None
         self._reset_state(producer_id, pid)
 
     def _reset_state(self, producer_id: str, pid: int) -> None:
@@ -70,17 +139,22 @@ class Publisher:
         self._backlog = Backlog(spool_path(self.settings.spool_dir, producer_id))
         self._next_seq = 0
         self._lock = threading.Lock()
-        self._wake = threading.Event()
+        # the thread waits on this pipe: wake() writes to it, and so does the tracer's
+        # SIGTERM handler (tr_term.c), which can call nothing else
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
         self._done = threading.Condition(self._lock)
         self._flush_requested = 0
         self._flush_done = 0
         self._closing = False
         self._close_deadline = 0.0
-        self._thread: threading.Thread | None = None
+        self._thread: _BareThread | None = None
         self._context: zmq.Context | None = None
         self._sock: zmq.Socket | None = None
         self._client: BrokerClient | None = None
         self._unreachable = False
+        self._interval = self.settings.flush_interval_s
         self._boot: str | None = None
         self._acked = -1
         self._last_ack_query = 0.0
@@ -94,12 +168,31 @@ class Publisher:
         """Start the daemon thread."""
         if self._thread is not None:
             return
-        self._thread = threading.Thread(target=self._run, name="memscope-publisher", daemon=True)
-        self._thread.start()
+        self._thread = _BareThread(self._run)
 
     def wake(self) -> None:
         """Drain and send now rather than at the next interval."""
-        self._wake.set()
+        if self._wake_w < 0:
+            return  # closed
+        try:
+            os.write(self._wake_w, b"w")
+        except BlockingIOError:  # the pipe is full: the thread has been woken already
+            pass
+
+    @property
+    def wake_fd(self) -> int:
+        """The pipe's write end: a byte written to it wakes the thread."""
+        return self._wake_w
+
+    def _wait(self, timeout: float) -> None:
+        """Until the interval is over or someone wakes the thread."""
+        if self._wake_r < 0:
+            time.sleep(timeout)
+            return
+        ready, _, _ = select.select([self._wake_r], [], [], timeout)
+        if ready:
+            with contextlib.suppress(BlockingIOError):
+                os.read(self._wake_r, 4096)
 
     def flush(self, timeout: float = 10.0) -> int:
         """Drain now and send everything; return the last seq handed over (-1: none yet).
@@ -113,7 +206,7 @@ class Publisher:
         with self._lock:
             self._flush_requested += 1
             wanted = self._flush_requested
-        self._wake.set()
+        self.wake()
         deadline = time.monotonic() + timeout
         with self._done:
             while self._flush_done < wanted and time.monotonic() < deadline:
@@ -127,7 +220,7 @@ class Publisher:
         if self._thread is not None and self._thread.is_alive():
             self.flush(timeout)
             self._closing = True
-            self._wake.set()
+            self.wake()
             self._thread.join(max(deadline - time.monotonic(), 0.1) + 1.0)
         elif not self._closing:
             self._closing = True
@@ -151,6 +244,10 @@ class Publisher:
         # The parent's context and sockets belong to the parent: keep them referenced (never
         # garbage-collected, closed or terminated here) and start afresh.
         _ABANDONED.append((self._context, self._sock, self._client))
+        for fd in (self._wake_r, self._wake_w):  # this process's copies of the parent's pipe
+            if fd >= 0:
+                os.close(fd)
+        _BARE.clear()  # the parent's publisher thread does not exist here
         self._reset_state(producer_id, pid)
         if running:
             self.start()
@@ -158,10 +255,9 @@ class Publisher:
     # -- the thread -------------------------------------------------------------------------
 
     def _run(self) -> None:
-        _ignore_this_thread()
         while not self._closing:
-            self._wake.wait(self.settings.flush_interval_s)
-            self._wake.clear()
+            shipped = self._counters["bytes"]
+            self._wait(self._interval)
             with self._lock:
                 wanted = self._flush_requested
             deadline = time.monotonic() + self.settings.send_timeout_s
@@ -170,11 +266,23 @@ class Publisher:
             except (zmq.ZMQError, OSError) as exc:  # keep the thread; the backlog keeps batches
                 self._counters["transport_errors"] += 1
                 if self._counters["transport_errors"] <= 3:
-                    log.warning("memscope publisher: %s: %s", type(exc).__name__, exc)
+                    _warn("memscope publisher: %s: %s", type(exc).__name__, exc)
             with self._done:
                 self._flush_done = max(self._flush_done, wanted)
                 self._done.notify_all()
+            if self.watch is not None and not self._closing:
+                self.watch()
+            # a busy program: drain again soon, so that little is ever held (bounded memory)
+            busy = self._counters["bytes"] - shipped >= BUSY_CYCLE_BYTES
+            self._interval = BUSY_INTERVAL_S if busy else self.settings.flush_interval_s
         self._finish(self._close_deadline)
+
+    def finish_in_thread(self, timeout: float) -> None:
+        """From ``watch``, in the publisher thread: ship everything, wait for the broker, close."""
+        deadline = time.monotonic() + timeout
+        self._closing = True
+        self._cycle(final=True, deadline=deadline)
+        self._finish(deadline)
 
     def _socket(self) -> zmq.Socket:
         if self._sock is None:
@@ -194,6 +302,7 @@ class Publisher:
         except Exception:  # noqa: BLE001 -- a failing drain must not kill the transport
             self._counters["drain_errors"] += 1
             log.exception("memscope publisher: drain() failed")
+            _forget_dummy()
             chunks, rare = [], {}
         self._pack(chunks, rare)
         self._send(deadline, probe_only=self._unreachable and not final)
@@ -238,8 +347,8 @@ class Publisher:
                 except zmq.Again:
                     if probe_only or time.monotonic() >= deadline:
                         if not self._unreachable:
-                            log.warning("memscope publisher: broker %s unreachable; spooling "
-                                        "to %s", self.address, self._backlog.path)
+                            _warn("memscope publisher: broker %s unreachable; spooling to %s",
+                                  self.address, self._backlog.path)
                         self._unreachable = True
                         self._backlog.spill_unsent()
                         return
@@ -288,11 +397,10 @@ class Publisher:
                 time.sleep(0.02)
         if self._backlog.entries:
             self._backlog.spill_unsent(include_sent=True)
-            log.warning("memscope publisher: %d batches of %s not confirmed by the broker; "
-                        "they are kept in %s (replay them with `python -m "
-                        "memscope.producer.spool --address ADDR %s`)",
-                        len(self._backlog.entries), self.producer_id, self._backlog.path,
-                        self._backlog.path)
+            _warn("memscope publisher: %d batches of %s not confirmed by the broker; they are "
+                  "kept in %s (replay them with `python -m memscope.producer.spool --address "
+                  "ADDR %s`)", len(self._backlog.entries), self.producer_id, self._backlog.path,
+                  self._backlog.path)
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -303,6 +411,10 @@ class Publisher:
             self._context.term()
             self._context = None
         self._backlog.close()
+        for fd in (self._wake_r, self._wake_w):
+            if fd >= 0:
+                os.close(fd)
+        self._wake_r = self._wake_w = -1
 
 
 def send_frames(sock: zmq.Socket, frames: list[bytes]) -> None:
@@ -314,13 +426,16 @@ def send_frames(sock: zmq.Socket, frames: list[bytes]) -> None:
     frame. So a failed later frame is followed by an empty last frame, which ends the
     dropping, and the batch counts as not sent (``pyzmq``'s ``send_multipart`` would leave
     the next attempt to be swallowed).
+
+    Frames are copied into libzmq's messages (``copy=True``): a zero-copy send of a large
+    frame would start pyzmq's garbage-collector thread in the traced program.
     """
     last = len(frames) - 1
-    sock.send(frames[0], zmq.NOBLOCK | (zmq.SNDMORE if last else 0), copy=False)
+    sock.send(frames[0], zmq.NOBLOCK | (zmq.SNDMORE if last else 0), copy=True)
     for index in range(1, last + 1):
         more = zmq.SNDMORE if index < last else 0
         try:
-            sock.send(frames[index], zmq.NOBLOCK | more, copy=False)
+            sock.send(frames[index], zmq.NOBLOCK | more, copy=True)
         except zmq.Again:
             if more:
                 sock.send(b"", zmq.NOBLOCK)  # ends the message libzmq is dropping

@@ -33,8 +33,10 @@ little-endian header followed by exactly ``n`` records::
 
 Varints are LEB128 (7 bits per byte, low first, at most 10 bytes, at most 64 bits). The
 tick, address and stack of each record become the "previous" values of the next. A record
-without S has the previous record's stack id, except a free, whose stack id is 0 (the
-tracer walks no stack for frees). A typical record is 4-6 bytes.
+without S has the previous record's stack id, except a free, whose stack id is 0. The
+tracer gives a free a stack (and so always an S delta, 0 when its stack is the previous
+record's) only in the RAW and MEM domains, where double frees happen; object frees have none.
+A typical record is 4-6 bytes.
 
 The C decoder (``_tracer.decode_rec1``) is the fast path; :func:`decode_rec1_py` is its
 pure-Python twin, kept identical by tests on random and corrupted input. The broker, which

@@ -36,6 +36,8 @@ sink: RowBuffer | None = None
 enabled = True
 #: The capture's pause/resume, set by the session: a scope's own work is never traced.
 pause: Callable[[], int] | None = None
+#: The calling thread's id in the log (the session sets the tracer's; see capture.thread_id).
+thread_id: Callable[[], int] = threading.get_ident
 resume: Callable[[int], None] | None = None
 
 _CO_COROUTINE = 0x80  # inspect.CO_COROUTINE, without importing inspect
@@ -54,7 +56,7 @@ def current() -> tuple[int, str] | None:
 def _row(rows: RowBuffer, event: str, scope_id: int, parent_id: int, name: str) -> None:
     rows.add(
         "scopes",
-        tid=threading.get_ident(),
+        tid=thread_id(),
         ts_ns=time.monotonic_ns(),
         event=event,
         scope_id=scope_id,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import platform
+import signal
 import socket
 import sys
 import threading
@@ -19,11 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from memscope.config import Settings
-from memscope.producer import callsite, capture, scopes
+from memscope.producer import callsite, capture, forking, scopes
 from memscope.producer.publisher import Publisher
 from memscope.producer.rows import Columnar, RowBuffer, merge
 from memscope.producer.signals import blocked, shield_current_thread
-from memscope.producer.threadwatch import ThreadWatcher
+from memscope.producer.threadwatch import ThreadWatcher, own_thread
 from memscope.producer.tracking import Registry
 
 
@@ -104,8 +105,8 @@ class Session:
         self.identity = Identity.current()
         self.rows = RowBuffer()
         self.registry = Registry()
-        self.threads = ThreadWatcher()
         self.capture = capture
+        self.threads = ThreadWatcher(capture.thread_id_of, capture.thread_id)
         self.publisher: Any = None
         self.started_ns = 0
         self.stopped = False
@@ -132,11 +133,14 @@ class Session:
                 self.drain,
                 self.settings,
             )
+            self.publisher.watch = self._watch
             scopes.pause, scopes.resume = self.capture.pause, self.capture.resume
+            scopes.thread_id = self.capture.thread_id
             scopes.sink = self.rows
             _watch_thread_starts(self)
             with blocked():  # the publisher thread starts with signals blocked (signals.py)
                 self.publisher.start()
+            self.capture.term_install(self.publisher.wake_fd)
         except BaseException:
             scopes.sink = None
             self.capture.stop()
@@ -174,26 +178,77 @@ class Session:
             self.publisher.flush(timeout)  # every thread row is out before the exit row
             self.threads_final = True
             self.capture.stop()
-            ident = self.identity
-            self.rows.add(
-                "processes",
-                ts_ns=time.monotonic_ns(),
-                event="exit",
-                ppid=ident.ppid,
-                host=ident.host,
-                producer=ident.producer_id,
-                argv=None,
-                executable=None,
-                python=None,
-                mode=self.settings.mode,
-                sample_bytes=None,
-                exit_code=None,
-            )
+            self._exit_row()
             seq = int(self.publisher.flush(timeout))
             self.publisher.close(timeout)
         finally:
             self.capture.resume(token)
+        # A SIGTERM during the final flush (Pool.terminate() while a worker was leaving) only
+        # woke the publisher; now that everything is out the process dies of it.
+        if self.capture.term_pending():
+            self._die_of_sigterm()
+        self.capture.term_uninstall()
         return seq
+
+    def _die_of_sigterm(self) -> None:
+        self.capture.term_raise()
+        time.sleep(5.0)
+        forking.real_exit(128 + signal.SIGTERM)  # (only if the signal could not be delivered)
+
+    def _exit_row(self) -> None:
+        ident = self.identity
+        self.rows.add(
+            "processes",
+            ts_ns=time.monotonic_ns(),
+            event="exit",
+            ppid=ident.ppid,
+            host=ident.host,
+            producer=ident.producer_id,
+            argv=None,
+            executable=None,
+            python=None,
+            mode=self.settings.mode,
+            sample_bytes=None,
+            exit_code=None,
+        )
+
+    def _watch(self) -> None:
+        """The publisher's ``watch`` (after every cycle, in its thread)."""
+        if self.stopped:
+            return  # stop() is shipping the final batch in another thread (and ends it)
+        if self.capture.term_pending():
+            self._end_in_publisher()
+            self._die_of_sigterm()  # as it would have without memscope, its events out first
+        self._watch_last_thread()
+
+    def _end_in_publisher(self) -> None:
+        """From ``watch``: the final batch (with the exit row) out, in the publisher thread."""
+        self.capture.term_uninstall()
+        self.stopped = True
+        scopes.sink = None
+        self.threads.poll(self.rows)
+        self.threads_final = True
+        self.capture.stop()
+        self._exit_row()
+        self.publisher.finish_in_thread(self.settings.send_timeout_s + 4.0)
+
+    def _watch_last_thread(self) -> None:
+        """The publisher's ``watch``: end a forked child whose program threads are all gone.
+
+        In a child forked from a thread other than the main one, that thread is the child's
+        main thread; when its function returns it exits like any thread (no interpreter
+        shutdown, no ``atexit``), and without memscope the process ends with status 0 once
+        its last thread has. Here memscope's threads would keep it alive (and its parent's
+        ``waitpid`` waiting) forever: so the final batch goes out and the process exits 0.
+        """
+        main = threading.main_thread()
+        initial = threading._MainThread  # type: ignore[attr-defined]  # noqa: SLF001
+        if isinstance(main, initial) or main.is_alive():
+            return  # the process ends through interpreter shutdown (atexit: shutdown())
+        if any(t.is_alive() for t in threading.enumerate() if not own_thread(t)):
+            return
+        self._end_in_publisher()
+        forking.real_exit(0)
 
     def flush(self, timeout: float = 10.0) -> int:
         """Ship everything captured so far; return the last seq sent."""
@@ -228,6 +283,7 @@ class Session:
         self.identity = Identity.current()
         self.rows.clear()
         self.threads.reset()
+        self.threads.born()  # the thread that forked: the child's only one (maybe short-lived)
         self.registry = Registry()  # not clear(): another thread may have held its lock
         callsite.after_fork_child()
         self._announce()
@@ -235,5 +291,6 @@ class Session:
         try:
             with blocked():
                 self.publisher.reset_after_fork(self.identity.producer_id, self.identity.pid)
+            self.capture.term_install(self.publisher.wake_fd)
         finally:
             self.capture.resume(token)

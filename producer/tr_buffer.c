@@ -117,8 +117,8 @@ tr_thread_t *tr_thread_attach(void)
         return NULL;
     }
     /* mmap memory is zeroed: every counter and state starts at 0. */
-    t->tid = (uint64_t)PyThread_get_thread_ident();
-    t->rng = (t->tid ^ 0x9E3779B97F4A7C15ull) | 1;
+    t->ident = (uint64_t)PyThread_get_thread_ident();
+    t->rng = (t->ident ^ 0x9E3779B97F4A7C15ull) | 1;
     t->sample_left = tr_sample_bytes;
     pthread_mutex_lock(&tr_registry_lock);
     t->cur = tr_block_get_locked();
@@ -141,6 +141,7 @@ tr_thread_t *tr_thread_attach(void)
     }
     /* (out of memory: serial 0's tid stands in; only aggregated-mode attribution suffers) */
     t->serial = tr_n_serials < tr_cap_serials ? tr_n_serials++ : 0;
+    t->tid = (uint64_t)t->serial + 1; /* never reused in this process, unlike idents */
     if (tr_serial_tids != NULL && t->serial < tr_cap_serials) {
         tr_serial_tids[t->serial] = t->tid;
     }
@@ -500,6 +501,20 @@ PyObject *tr_drain_chunks(uint64_t max_events, uint64_t *events_out, uint64_t *b
     tr_raw_free(pieces.release);
     *events_out = total;
     return chunks;
+}
+
+uint64_t tr_tid_of_ident(uint64_t ident)
+{
+    uint64_t tid = 0;
+    pthread_mutex_lock(&tr_registry_lock);
+    for (tr_thread_t *t = tr_threads; t != NULL; t = t->next_all) {
+        if (t->ident == ident && !__atomic_load_n(&t->dead, __ATOMIC_ACQUIRE)) {
+            tid = t->tid;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&tr_registry_lock);
+    return tid;
 }
 
 uint64_t tr_serial_tid(uint32_t serial)

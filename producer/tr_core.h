@@ -13,6 +13,8 @@
  *     and recycles blocks the writer has moved past (`next` != NULL).
  *   - The stack tree is only touched with the GIL held (hooks walk frames only then).
  *   - Block pool and thread registry: tr_registry_lock (a pthread mutex, taken rarely).
+ *   - memscope's own blocks (tr_own.c): tr_own_lock, taken only by threads whose events are
+ *     memscope's (t->ignored set), never by the program's.
  */
 #ifndef MEMSCOPE_TR_CORE_H
 #define MEMSCOPE_TR_CORE_H
@@ -80,7 +82,8 @@ typedef struct {
 typedef struct tr_thread {
     /* --- owned by the thread itself (the writer); others read only as noted --- */
     uint8_t busy;    /* reentrancy guard: set while this thread is inside a hook or a drain */
-    uint8_t ignored; /* ignore_current_thread() */
+    uint8_t ignored; /* TR_IGNORED (ignore_current_thread) | TR_PAUSED | TR_DRAINING: the
+                      * thread's events are memscope's own (tr_own.c) */
     tr_block_t *cur; /* block being written */
     uint8_t *pos;    /* next free byte in cur->data (release store after each record) */
     uint8_t *end;    /* cur->data + TR_BLOCK_DATA */
@@ -120,7 +123,9 @@ typedef struct tr_thread {
     uint64_t dlast_tick;
     uint8_t dclock_set;
     /* --- shared --- */
-    uint64_t tid;      /* PyThread_get_thread_ident() of the owner; immutable */
+    uint64_t tid;      /* the thread's id in the log: serial + 1, never reused; immutable */
+    uint64_t ident;    /* PyThread_get_thread_ident() of the owner (reused by CPython once
+                        * the thread is gone); immutable */
     uint32_t serial;   /* this state's number (tr_serial_tid maps it back to tid); immutable */
     int dead;          /* set (release) by the owner's thread-exit destructor */
     struct tr_thread *next_all; /* registry list; protected by tr_registry_lock */
@@ -136,6 +141,24 @@ typedef struct tr_thread {
     uint64_t nm_ret;
     uint32_t nm_ret_id;
 } tr_thread_t;
+
+/* Bits of tr_thread_t.ignored. */
+enum { TR_IGNORED = 1, TR_PAUSED = 2, TR_DRAINING = 4 };
+
+/* ---- memscope's own blocks (tr_own.c) ---- */
+void tr_own_add(void *p);
+int tr_own_remove(void *p); /* 1 if p was one (it is then forgotten) */
+size_t tr_own_count(void);
+void tr_own_atfork_prepare(void);
+void tr_own_atfork_parent(void);
+void tr_own_atfork_child(void);
+
+/* ---- SIGTERM (tr_term.c) ---- */
+int tr_term_install(int fd);
+int tr_term_pending(void);
+void tr_term_uninstall(void);
+void tr_term_raise(void);
+void tr_term_release(void);
 
 /* ---- globals (defined in tr_buffer.c / tr_hooks.c) ---- */
 /* Set with the GIL held by start/stop; read relaxed by hooks. */
@@ -201,6 +224,7 @@ static inline uint64_t tr_zz32(uint32_t delta)
 extern __thread tr_thread_t *tr_tls __attribute__((tls_model("initial-exec")));
 tr_thread_t *tr_thread_attach(void); /* creates the calling thread's state; NULL if impossible */
 uint64_t tr_serial_tid(uint32_t serial); /* the tid of a thread state's serial number */
+uint64_t tr_tid_of_ident(uint64_t ident); /* the live thread's tid (0: none attached) */
 int tr_thread_next_block(tr_thread_t *t); /* 0 when no block could be had (a drop) */
 void tr_buffers_after_fork_child(void);
 void tr_buffers_atfork_prepare(void);
@@ -220,8 +244,9 @@ static inline tr_thread_t *tr_current(void)
     return t;
 }
 
-/* Append one record to the calling thread's stream. `with_stack` is false for frees
- * (their stack id decodes as 0). Counts a drop when no block is available. */
+/* Append one record to the calling thread's stream. `with_stack` false: the record has no
+ * stack (a free then decodes with stack id 0); a free with one always carries its S delta.
+ * Counts a drop when no block is available. */
 static inline void tr_emit(tr_thread_t *t, unsigned kind, unsigned domain, uint64_t addr,
                            uint64_t old_addr, uint64_t size, uint32_t stack, int with_stack,
                            uint64_t tick)
@@ -248,7 +273,7 @@ static inline void tr_emit(tr_thread_t *t, unsigned kind, unsigned domain, uint6
     if (kind == TR_REALLOC) {
         p = tr_put_varint(p, tr_zz64(old_addr - addr));
     }
-    if (with_stack && stack != t->w.stack) {
+    if (with_stack && (stack != t->w.stack || kind == TR_FREE)) { /* a free's S: its stack */
         hdr |= TR_HDR_STACK;
         p = tr_put_varint(p, tr_zz32(stack - t->w.stack));
         t->w.stack = stack;
@@ -310,15 +335,13 @@ void tr_record_realloc(tr_thread_t *t, unsigned domain, int gil, void *ptr, void
                        size_t size, uint64_t tick);
 void tr_record_free(tr_thread_t *t, unsigned domain, void *ptr);
 
-/* Entering a free hook: like tr_enter, but an ignored thread's frees are still seen (the
- * modes decide whether to record them). */
-static inline tr_thread_t *tr_enter_free(void)
+/* The slow path of a hook whose tr_enter() said no: the calling thread's state with its
+ * guard taken when its events are memscope's own (see tr_own.c), else NULL. */
+static inline tr_thread_t *tr_enter_own(void)
 {
-    if (!__atomic_load_n(&tr_enabled, __ATOMIC_RELAXED)) {
-        return NULL;
-    }
-    tr_thread_t *t = tr_current();
-    if (t == NULL || t->busy) {
+    tr_thread_t *t = tr_tls;
+    if (t == NULL || t->busy || !t->ignored ||
+        !__atomic_load_n(&tr_enabled, __ATOMIC_RELAXED)) {
         return NULL;
     }
     t->busy = 1;

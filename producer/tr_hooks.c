@@ -3,7 +3,8 @@
  * Each domain gets its own set of functions that call the allocator that was installed
  * before (saved in tr_orig) and then record the event. A hook records nothing when tracing
  * is off, when its thread is ignored, or when the thread is already inside a hook (the
- * reentrancy guard t->busy). Python frames are walked only with the GIL held: always for MEM
+ * reentrancy guard t->busy). An ignored, paused or draining thread's events go through the
+ * slow paths below (memscope's own blocks, tr_own.c). Python frames are walked only with the GIL held: always for MEM
  * and OBJ (CPython's contract), after PyGILState_Check() for RAW and numpy.
  *
  * Full mode (every event into the thread's rec1 stream) is inlined into the hooks
@@ -50,12 +51,81 @@ int tr_reuse_stamps = 1;
         }                                                                                     \
     } while (0)
 
+/* ---- memscope's own events (tr_own.c): out of line, never on the program's path ---- */
+static __attribute__((noinline)) void *tr_own_malloc(int dom, size_t size, size_t n, int zero)
+{
+    tr_thread_t *t = tr_enter_own();
+    void *p = zero ? tr_orig[dom].calloc(tr_orig[dom].ctx, n, size)
+                   : tr_orig[dom].malloc(tr_orig[dom].ctx, size);
+    if (t != NULL) {
+        if (p != NULL) {
+            tr_own_add(p);
+        }
+        t->busy = 0;
+    }
+    return p;
+}
+
+/* A free by memscope's own thread: dropped when the block is memscope's; recorded when the
+ * publisher (not paused, not draining) frees a block of the program. */
+static __attribute__((noinline)) void tr_own_free(int dom, void *p)
+{
+    tr_thread_t *t = tr_enter_own();
+    if (t == NULL) {
+        tr_orig[dom].free(tr_orig[dom].ctx, p);
+        return;
+    }
+    if (tr_own_remove(p) || t->ignored != TR_IGNORED) {
+        tr_orig[dom].free(tr_orig[dom].ctx, p);
+    }
+    else if (tr_mode == TR_MODE_FULL) {
+        int gil = tr_event_gil((unsigned)dom);
+        uint64_t tick = tr_stamp_free(t, gil);
+        tr_orig[dom].free(tr_orig[dom].ctx, p);
+        tr_full_free(t, (unsigned)dom, p, tick, gil);
+    }
+    else {
+        tr_record_free(t, (unsigned)dom, p);
+        tr_orig[dom].free(tr_orig[dom].ctx, p);
+    }
+    t->busy = 0;
+}
+
+static __attribute__((noinline)) void *tr_own_realloc(int dom, void *old, size_t size)
+{
+    tr_thread_t *t = tr_enter_own();
+    if (t == NULL) {
+        return tr_orig[dom].realloc(tr_orig[dom].ctx, old, size);
+    }
+    int own = old == NULL || tr_own_remove(old);
+    int record_old = !own && t->ignored == TR_IGNORED && tr_mode == TR_MODE_FULL;
+    int gil = record_old && tr_event_gil((unsigned)dom);
+    uint64_t tick = record_old ? tr_stamp_free(t, gil) : 0;
+    void *p = tr_orig[dom].realloc(tr_orig[dom].ctx, old, size);
+    if (p == NULL) {
+        if (own && old != NULL) {
+            tr_own_add(old); /* failed: the old block is still there, still ours */
+        }
+    }
+    else {
+        if (record_old) { /* a program block the publisher resized: it ends here */
+            tr_full_free(t, (unsigned)dom, old, tick, gil);
+        }
+        tr_own_add(p);
+    }
+    t->busy = 0;
+    return p;
+}
+
 /* The guard is taken before calling the previous allocator: pymalloc hands big requests
  * to PyMem_RawMalloc, and that inner call must not be recorded a second time. */
 #define TR_DEFINE_HOOKS(NAME, DOM)                                                            \
     static void *NAME##_malloc(void *ctx, size_t size)                                        \
     {                                                                                         \
         tr_thread_t *t = tr_enter();                                                          \
+        if (__builtin_expect(t == NULL, 0)) {                                                 \
+            return tr_own_malloc(DOM, size, 0, 0);                                            \
+        }                                                                                     \
         void *p = tr_orig[DOM].malloc(tr_orig[DOM].ctx, size);                                \
         if (t != NULL) {                                                                      \
             if (p != NULL) {                                                                  \
@@ -68,6 +138,9 @@ int tr_reuse_stamps = 1;
     static void *NAME##_calloc(void *ctx, size_t n, size_t size)                              \
     {                                                                                         \
         tr_thread_t *t = tr_enter();                                                          \
+        if (__builtin_expect(t == NULL, 0)) {                                                 \
+            return tr_own_malloc(DOM, size, n, 1);                                            \
+        }                                                                                     \
         void *p = tr_orig[DOM].calloc(tr_orig[DOM].ctx, n, size);                             \
         if (t != NULL) {                                                                      \
             if (p != NULL) {                                                                  \
@@ -80,6 +153,9 @@ int tr_reuse_stamps = 1;
     static void *NAME##_realloc(void *ctx, void *old, size_t size)                            \
     {                                                                                         \
         tr_thread_t *t = tr_enter();                                                          \
+        if (__builtin_expect(t == NULL, 0)) {                                                 \
+            return tr_own_realloc(DOM, old, size);                                            \
+        }                                                                                     \
         /* stamped before: the old block may be someone else's once realloc returns (and  \
          * counted when without the GIL, so no reused stamp predates that free) */          \
         int gil = t != NULL && tr_event_gil(DOM);                                             \
@@ -99,15 +175,16 @@ int tr_reuse_stamps = 1;
     static void NAME##_free(void *ctx, void *p)                                               \
     {                                                                                         \
         if (p != NULL) {                                                                      \
-            tr_thread_t *t = tr_enter_free();                                                 \
+            tr_thread_t *t = tr_enter();                                                      \
             if (t != NULL) {                                                                  \
                 if (__builtin_expect(tr_mode == TR_MODE_FULL, 1)) {                           \
                     /* stamped before the free (once freed, another thread may get the    \
                      * address back), written after it: the free's own work then hides    \
                      * the latency of the clock read */                                     \
-                    uint64_t tick = tr_stamp_free(t, tr_event_gil(DOM));                     \
+                    int gil = tr_event_gil(DOM);                                              \
+                    uint64_t tick = tr_stamp_free(t, gil);                                    \
                     tr_orig[DOM].free(tr_orig[DOM].ctx, p);                                   \
-                    tr_full_free(t, DOM, p, tick);                                            \
+                    tr_full_free(t, DOM, p, tick, gil);                                       \
                 }                                                                             \
                 else {                                                                        \
                     tr_record_free(t, DOM, p);                                                \
@@ -116,6 +193,8 @@ int tr_reuse_stamps = 1;
                 t->busy = 0;                                                                  \
                 return;                                                                       \
             }                                                                                 \
+            tr_own_free(DOM, p);                                                              \
+            return;                                                                           \
         }                                                                                     \
         tr_orig[DOM].free(tr_orig[DOM].ctx, p);                                               \
     }

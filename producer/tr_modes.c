@@ -409,12 +409,13 @@ void tr_record_free(tr_thread_t *t, unsigned domain, void *ptr)
 {
     uint64_t addr = (uint64_t)(uintptr_t)ptr;
     switch (tr_mode) {
-    case TR_MODE_FULL:
-        /* an ignored thread's frees are recorded too: a block a traced thread allocated and
-         * the publisher frees must not look leaked (frees of its own blocks read as frees
-         * of never-seen blocks, which readers tolerate) */
-        tr_full_free(t, domain, ptr, tr_stamp_free(t, tr_event_gil(domain)));
+    case TR_MODE_FULL: {
+        /* the publisher's frees of the program's blocks are recorded too, or those blocks
+         * would look leaked (its frees of its own blocks never get here: tr_own.c) */
+        int gil = tr_event_gil(domain);
+        tr_full_free(t, domain, ptr, tr_stamp_free(t, gil), gil);
         break;
+    }
     case TR_MODE_SAMPLED:
         if (tr_sampled_forget(addr)) {
             tr_emit(t, TR_FREE, domain, addr, 0, 0, 0, 0,

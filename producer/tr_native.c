@@ -82,8 +82,12 @@ static void *tr_np_realloc(void *ctx, void *ptr, size_t size)
 
 static void tr_np_free(void *ctx, void *ptr, size_t size)
 {
-    tr_thread_t *t = ptr != NULL ? tr_enter_free() : NULL;
-    if (t != NULL) {
+    tr_thread_t *t = ptr != NULL ? tr_enter() : NULL;
+    if (t == NULL && ptr != NULL && (t = tr_enter_own()) != NULL && t->ignored != TR_IGNORED) {
+        t->busy = 0; /* paused or draining: memscope's own work, not recorded */
+        t = NULL;
+    }
+    if (t != NULL) { /* the publisher's frees of numpy blocks are the program's blocks */
         tr_record_free(t, TR_NUMPY, ptr);
     }
     tr_np_orig.free(ctx, ptr, size);

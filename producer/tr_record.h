@@ -98,11 +98,16 @@ static inline __attribute__((always_inline)) void tr_full_alloc(tr_thread_t *t, 
             tr_stamp(t, gil));
 }
 
-/* `tick`: tr_stamp_free, read before the block was freed. */
+/* `tick`: tr_stamp_free, read before the block was freed; `gil`: tr_event_gil(domain).
+ * A free in the RAW or MEM domain carries its stack: those are explicit PyMem_Free /
+ * PyMem_RawFree calls, where a double free happens, and the security analyzer proves one only
+ * with the second free's stack (and shows the first's). OBJ-domain frees (objects dying of
+ * their reference count) stay without one: most frees are those. */
 static inline __attribute__((always_inline)) void tr_full_free(tr_thread_t *t, unsigned domain,
-                                                               void *ptr, uint64_t tick)
+                                                               void *ptr, uint64_t tick, int gil)
 {
-    tr_emit(t, TR_FREE, domain, (uint64_t)(uintptr_t)ptr, 0, 0, 0, 0, tick);
+    uint32_t stack = domain == TR_OBJ ? 0 : TR_EVENT_STACK(t, gil);
+    tr_emit(t, TR_FREE, domain, (uint64_t)(uintptr_t)ptr, 0, 0, stack, stack != 0, tick);
 }
 
 #endif

@@ -135,7 +135,7 @@ def record(
     scope_name, scope_id = scope_of(frame)
     rows.add(
         "variables",
-        tid=threading.get_ident(),
+        tid=scopes.thread_id(),
         ts_ns=ts_ns,
         var_id=tracked.var_id,
         name=name,

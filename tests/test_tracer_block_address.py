@@ -2,7 +2,6 @@
 
 import gc
 import sys
-import threading
 
 import numpy as np
 import pytest
@@ -69,7 +68,7 @@ def test_alloc_and_free_of_the_block_match_block_address(factory):
     assert box["id"] - address <= 32
     # this thread's records are in the order they happened; the allocator reuses addresses,
     # so other blocks may have lived at this address before and after the target
-    mine = ev["tid"] == threading.get_ident()
+    mine = ev["tid"] == capture.thread_id()
     kinds, addresses, sizes = ev["kind"][mine], ev["address"][mine], ev["size"][mine]
     (mark,) = np.flatnonzero((sizes == MARK + 1) & (kinds != KIND_FREE))
     before = kinds[:mark][addresses[:mark] == address].tolist()

@@ -34,7 +34,7 @@ def _child_check():
     chunks, rare = capture.drain()
     ev = decode_all(chunks)
     hit = np.flatnonzero(ev["size"] == MARK + 11)
-    if len(hit) != 1 or set(ev["tid"].tolist()) - {threading.get_ident()}:
+    if len(hit) != 1 or set(ev["tid"].tolist()) - {capture.thread_id()}:
         return 4
     # the child re-sends every stack node, so its own log can resolve its stacks
     if int(ev["stack_id"][hit[0]]) not in rare.get("stacks", {}).get("stack_id", []):

@@ -127,7 +127,7 @@ def test_ctypes_audit_events_become_ffi_rows():
     sid = ffi["stack_id"][events.index("ctypes.create_string_buffer")]
     stack = [frame[0] for frame in resolve_stack(rare, sid)[:2]]
     assert stack[0] == "create_string_buffer" and stack[1].endswith("<locals>.life")
-    assert set(ffi["tid"]) == {threading.get_ident()}
+    assert set(ffi["tid"]) == {capture.thread_id()}
 
 
 def test_dlsym_rows_name_the_library_and_symbol_and_plain_calls_raise_nothing():
