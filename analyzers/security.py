@@ -8,7 +8,8 @@ proves it, related allocations and a remediation line:
     thread: the log holds the allocation, its free, and the second free, and the second free
     has a Python stack and runs on the allocating thread, as the first free does (a traced
     thread, so an allocation between the frees would be in the log, and the three events are
-    in that thread's own order). The finding shows all three stacks. Any other such pattern
+    in that thread's own order), all three in one allocator domain. The finding shows all
+    three stacks. Any other such pattern
     -- a free on another thread or without a Python stack -- is not a finding: an
     allocation the tracer never saw (on its ignored publisher thread, made by the tracer
     itself, while tracing was off) reusing the address produces the same events. Those
@@ -114,8 +115,8 @@ _BLOCKED_BY_SHIM = f"""(f.domain = {DOMAIN_NATIVE} AND (f.pid, f.address) IN (
 
 
 def _first_frees(con: duckdb.DuckDBPyConnection,
-                 found: list[dict[str, Any]]) -> dict[tuple[int, int, int], tuple[int, int]]:
-    """(pid, address, ts_ns) of each double free's first free -> (its tid, its stack id).
+                 found: list[dict[str, Any]]) -> dict[tuple[int, int, int], tuple[int, ...]]:
+    """(pid, address, ts_ns) of each double free's first free -> (tid, stack id, domain).
 
     The tracer records the stack of RAW- and MEM-domain frees (``producer/tr_record.h``).
     The matched block state keeps no stack of a block's end, so the first frees are looked up
@@ -123,15 +124,16 @@ def _first_frees(con: duckdb.DuckDBPyConnection,
     the log's memory batches (only when there is a double free to report).
     """
     wanted = {(int(r["pid"]), int(r["address"]), int(r["previous_end_ts_ns"])) for r in found}
-    out: dict[tuple[int, int, int], tuple[int, int]] = {}
-    for p, a, t, tid, stack in con.execute(
+    out: dict[tuple[int, int, int], tuple[int, ...]] = {}
+    for p, a, t, tid, stack, domain in con.execute(
         f"""WITH f AS ({_REPEATED_ENDS})
-        SELECT f.pid, f.address, f.previous_end_ts_ns, max(e.tid), max(e.stack_id)
+        SELECT f.pid, f.address, f.previous_end_ts_ns, max(e.tid), max(e.stack_id),
+            max(e.domain)
         FROM f JOIN raw_memory e ON e.pid = f.pid AND e.address = f.address
             AND e.ts_ns = f.previous_end_ts_ns AND e.kind = {KIND_FREE}
         GROUP BY ALL ORDER BY ALL"""
     ).fetchall():
-        out[(int(p), int(a), int(t))] = (int(tid), int(stack))
+        out[(int(p), int(a), int(t))] = (int(tid), int(stack), int(domain))
     reader = _READERS.get(con)
     if wanted <= out.keys() or reader is None:
         return out
@@ -141,10 +143,11 @@ def _first_frees(con: duckdb.DuckDBPyConnection,
     for batch in memory_batches(reader):
         hits = batch.filter(pc.and_(pc.equal(batch["kind"], KIND_FREE),
                                     pc.is_in(batch["address"], addresses)))
-        for row in hits.select(["pid", "address", "ts_ns", "tid", "stack_id"]).to_pylist():
+        columns = ["pid", "address", "ts_ns", "tid", "stack_id", "domain"]
+        for row in hits.select(columns).to_pylist():
             key = (int(row["pid"]), int(row["address"]), int(row["ts_ns"]))
             if key in wanted:
-                out[key] = (int(row["tid"]), int(row["stack_id"]))
+                out[key] = (int(row["tid"]), int(row["stack_id"]), int(row["domain"]))
     return out
 
 
@@ -167,8 +170,12 @@ def double_frees(con: duckdb.DuckDBPyConnection) -> tuple[int, list[dict[str, An
     # the first free on the same thread too: then the three events' order is that thread's
     # own (frees on other threads are ordered by clocks, which may disagree by a little)
     first = _first_frees(con, found) if found else {}
-    found = [r for r in found if first.get(_first_key(r), (None, 0))[0] == r["tid"]
-             or r["domain"] == DOMAIN_NATIVE]
+    # ... and the same kind of block freed twice the same way: allocation and both frees in
+    # one domain (a free in another domain after an object's free is an allocation the
+    # tracer did not see in between, not a double free)
+    found = [r for r in found if r["domain"] == DOMAIN_NATIVE or (
+        first.get(_first_key(r), (None,))[0] == r["tid"]
+        and first[_first_key(r)][2] == r["domain"] == r["a_domain"])]
     out = []
     for r in found[:MAX_FINDINGS_PER_KIND]:
         alloc = _alloc(con, r)
