@@ -119,6 +119,7 @@ test-pythons:
 		echo "test-pythons: CPython $$v ($$py)"; \
 		[ -x .venv-$$v/bin/python ] || "$$py" -m venv .venv-$$v || exit 1; \
 		.venv-$$v/bin/python -m pip install --quiet . pytest pytest-timeout || exit 1; \
+		.venv-$$v/bin/python -m pip install --quiet --no-deps --force-reinstall . || exit 1; \
 		.venv-$$v/bin/python -m pytest -q -p no:cacheprovider $(PYTHONS_TESTS) || exit 1; \
 	done
 

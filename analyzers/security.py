@@ -8,7 +8,8 @@ proves it, related allocations and a remediation line:
     thread: the log holds the allocation, its free, and the second free, and the second free
     has a Python stack and runs on the allocating thread, as the first free does (a traced
     thread, so an allocation between the frees would be in the log, and the three events are
-    in that thread's own order). The finding shows all three stacks. Any other such pattern
+    in that thread's own order), all three in one allocator domain. The finding shows all
+    three stacks. Any other such pattern
     -- a free on another thread or without a Python stack -- is not a finding: an
     allocation the tracer never saw (on its ignored publisher thread, made by the tracer
     itself, while tracing was off) reusing the address produces the same events. Those
@@ -87,6 +88,11 @@ def _alloc(con: duckdb.DuckDBPyConnection, r: dict[str, Any]) -> dict:
             "tid": r["a_tid"], "stack": stack_info(con, r["pid"], r["a_stack"])}
 
 
+#: A domain mismatch at a repeated end's first free (``f`` the repeated end).
+_MISMATCH_AT_FIRST_FREE = f"""SELECT 1 FROM state_findings m WHERE m.type = {DOMAIN_MISMATCH}
+    AND m.pid = f.pid AND m.address = f.address AND m.ts_ns = f.previous_end_ts_ns"""
+
+
 def _findings(con: duckdb.DuckDBPyConnection, type_code: int,
               where: str = "TRUE") -> list[dict[str, Any]]:
     """The kept findings of one type (``f`` the finding row in ``where``), in time order."""
@@ -123,9 +129,12 @@ def double_frees(con: duckdb.DuckDBPyConnection) -> tuple[int, list[dict[str, An
     """
     # the first free on the allocating thread too: then the three events' order is that
     # thread's own (frees on other threads are ordered by clocks, which may disagree a little)
+    # ... and the same kind of block freed twice the same way: the allocation and both frees
+    # in one domain (a first free in another domain is a domain_mismatch finding of its own)
     found = _findings(con, REPEATED_END, f"f.{_NOT_SAMPLED} AND ((f.stack_id <> 0 AND "
-                                         f"f.a_tid = f.tid AND f.prev_end_tid = f.tid) OR "
-                                         f"{_BLOCKED_BY_SHIM})")
+                                         f"f.a_tid = f.tid AND f.prev_end_tid = f.tid AND "
+                                         f"f.domain = f.a_domain AND NOT EXISTS ("
+                                         f"{_MISMATCH_AT_FIRST_FREE})) OR {_BLOCKED_BY_SHIM})")
     patterns = _total(con, "repeated_ends", _NOT_SAMPLED)
     out = []
     for r in found[:MAX_FINDINGS_PER_KIND]:
