@@ -579,14 +579,7 @@ class PyFold:
         t[3] += 1
         t[4] += size
         self._sizes[(proc.pid, size)] = self._sizes.get((proc.pid, size), 0) + 1
-        bucket = proc.timeline.bucket(b)
-        bucket.allocations += 1
-        bucket.bytes_allocated += size
-        assert self._all is not None
-        ab, _ = self._all.index(ts)
-        all_bucket = self._all.bucket(ab)
-        all_bucket.allocations += 1
-        all_bucket.bytes_allocated += size
+        self._count_in_buckets(proc, b, ts, "allocations", "bytes_allocated", size)
         if size > self.params.interior_probe_bytes:
             proc.large.add(address)
         if size >= self.params.oversized_bytes:
@@ -643,6 +636,14 @@ class PyFold:
         else:
             self._all_w_live -= entry.size
 
+    def _count_in_buckets(self, proc: _Process, b: int, ts: int, count: str, nbytes: str,
+                          size: int) -> None:
+        """One block more in ``count`` and ``size`` in ``nbytes`` of both timelines' bucket."""
+        assert self._all is not None
+        for bucket in (proc.timeline.bucket(b), self._all.bucket(self._all.index(ts)[0])):
+            setattr(bucket, count, getattr(bucket, count) + 1)
+            setattr(bucket, nbytes, getattr(bucket, nbytes) + size)
+
     def _finding(self, proc: _Process, kind_code: int, **row: int) -> None:
         if proc.kept[kind_code] >= self.params.keep_findings:
             return
@@ -677,14 +678,7 @@ class PyFold:
             hist = self._lifetimes.setdefault(lkey, [0, 0])
             hist[0] += 1
             hist[1] += size
-            bucket = proc.timeline.bucket(b)
-            bucket.frees += 1
-            bucket.bytes_freed += size
-            assert self._all is not None
-            ab, _ = self._all.index(ts)
-            all_bucket = self._all.bucket(ab)
-            all_bucket.frees += 1
-            all_bucket.bytes_freed += size
+            self._count_in_buckets(proc, b, ts, "frees", "bytes_freed", size)
             if proc.sample_bytes:
                 w = sample_weight(size, proc.sample_bytes)
                 proc.w["w_frees"] += w
