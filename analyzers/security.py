@@ -49,6 +49,8 @@ from __future__ import annotations
 from typing import Any
 
 import duckdb
+import numpy as np
+import pyarrow as pa
 
 from memscope.analyzers._common import (
     AnalyzerOptions,
@@ -182,47 +184,56 @@ def domain_mismatches(con: duckdb.DuckDBPyConnection) -> tuple[int, list[dict[st
     return _total(con, "domain_mismatches"), out
 
 
-def _growth(series: list[int]) -> tuple[int, int]:
-    grows = sum(1 for a, b in zip(series, series[1:], strict=False) if b > a)
-    shrinks = sum(1 for a, b in zip(series, series[1:], strict=False) if b < a)
-    return grows, shrinks
-
-
-def leak_sites(
-    con: duckdb.DuckDBPyConnection, checkpoints: int
-) -> list[dict[str, Any]]:
+def leak_sites(con: duckdb.DuckDBPyConnection, checkpoints: int) -> dict[str, np.ndarray]:
     """Every site with blocks alive at the end, with its live bytes at each checkpoint.
 
     The state keeps each site's live bytes at the end of ``site_slots`` equal time slots of
     its process; the checkpoints are the ends of the slots that cut the process's span
     (its first event to the later of its last event and its exit) into ``checkpoints``
-    nearly equal steps.
+    nearly equal steps. Computed with numpy over every live site at once (a deep program has
+    hundreds of thousands), in the order the findings list them (live bytes, largest
+    first). Columns: pid, stack_id, blocks, bytes, live (``[sites, checkpoints]``),
+    process_exited.
     """
     k = max(2, int(checkpoints))
-    spans = {r["pid"]: r for r in rows(
-        con,
+    sites = con.sql(
+        "SELECT pid, stack_id, live_blocks, live_bytes, series FROM state_sites "
+        "WHERE live_blocks > 0").to_arrow_table()
+    empty = {"pid": np.zeros(0, np.int64), "stack_id": np.zeros(0, np.int64),
+             "blocks": np.zeros(0, np.int64), "bytes": np.zeros(0, np.int64),
+             "live": np.zeros((0, k), np.int64), "process_exited": np.zeros(0, bool)}
+    if not sites.num_rows:
+        return empty
+    pid = sites.column("pid").to_numpy().astype(np.int64)
+    stack = sites.column("stack_id").to_numpy().astype(np.int64)
+    series_column = sites.column("series").combine_chunks()
+    slots = series_column.type.list_size
+    series = series_column.flatten().to_numpy().reshape(-1, slots)
+    # one row per (pid, stack): the domains of a site summed
+    keys, index = np.unique((pid << 32) | stack, return_inverse=True)
+    blocks = np.zeros(len(keys), np.int64)
+    nbytes = np.zeros(len(keys), np.int64)
+    summed = np.zeros((len(keys), slots), np.int64)
+    np.add.at(blocks, index, sites.column("live_blocks").to_numpy())
+    np.add.at(nbytes, index, sites.column("live_bytes").to_numpy())
+    np.add.at(summed, index, series)
+    group_pid = keys >> 32
+    spans = {int(r[0]): r[1:] for r in con.execute(
         """SELECT s.pid, s.origin_ts_ns, s.width_ns, greatest(s.last_ts_ns,
-                  coalesce(p.end_ts_ns, s.last_ts_ns)) AS hi, p.end_ts_ns IS NOT NULL AS exited
-        FROM state_processes s LEFT JOIN processes p ON p.pid = s.pid""")}
-    found = con.execute(
-        """SELECT pid, stack_id, sum(live_blocks) AS blocks, sum(live_bytes) AS bytes,
-                  list(series) AS series
-        FROM state_sites GROUP BY pid, stack_id HAVING sum(live_blocks) > 0
-        ORDER BY bytes DESC, pid, stack_id""").fetchall()
-    out = []
-    for pid, stack_id, blocks, nbytes, series_list in found:
-        span = spans[int(pid)]
-        slots = len(series_list[0])
-        slot_ns = int(span["width_ns"]) * _slot_buckets(con, slots)
-        last = min(slots - 1, max(0, (int(span["hi"]) - int(span["origin_ts_ns"])) // slot_ns))
-        summed = [sum(int(s[j]) for s in series_list) for j in range(slots)]
-        row = {"pid": int(pid), "stack_id": int(stack_id), "blocks": int(blocks),
-               "bytes": int(nbytes), "process_exited": bool(span["exited"])}
-        for i in range(1, k + 1):
-            row[f"live{i}"] = summed[max(0, ((last + 1) * i) // k - 1)]
-        out.append(row)
-    add_locations(con, out)
-    return out
+                  coalesce(p.end_ts_ns, s.last_ts_ns)), p.end_ts_ns IS NOT NULL
+        FROM state_processes s LEFT JOIN processes p ON p.pid = s.pid""").fetchall()}
+    slot_buckets = _slot_buckets(con, slots)
+    last = np.array([min(slots - 1, max(0, (int(spans[p][2]) - int(spans[p][0]))
+                                            // (int(spans[p][1]) * slot_buckets)))
+                     for p in group_pid.tolist()], dtype=np.int64)
+    steps = np.arange(1, k + 1, dtype=np.int64)
+    at = np.maximum(0, ((last[:, None] + 1) * steps[None, :]) // k - 1)
+    live = np.take_along_axis(summed, at, axis=1)
+    order = np.lexsort((keys & 0xFFFFFFFF, group_pid, -nbytes))
+    exited = np.array([bool(spans[p][3]) for p in group_pid.tolist()], dtype=bool)
+    return {"pid": group_pid[order], "stack_id": (keys & 0xFFFFFFFF)[order],
+            "blocks": blocks[order], "bytes": nbytes[order], "live": live[order],
+            "process_exited": exited[order]}
 
 
 def _slot_buckets(con: duckdb.DuckDBPyConnection, slots: int) -> int:
@@ -235,43 +246,42 @@ def leaks(
 ) -> tuple[list[dict[str, Any]], dict[str, int], dict[str, int]]:
     """Leak findings, the totals of the sites alive at exit that do not grow, and counts.
 
-    Only the first :data:`MAX_FINDINGS_PER_KIND` findings are built; the counts (by
-    severity) cover every leaking site.
+    Only the first :data:`MAX_FINDINGS_PER_KIND` findings are built (their stacks resolved);
+    the counts (by severity) cover every leaking site.
     """
     k = max(2, int(checkpoints))
-    out: list[dict[str, Any]] = []
-    counts: dict[str, int] = {}
-    retained = {"sites": 0, "blocks": 0, "bytes": 0}
     sites = leak_sites(con, k)
-    samples = _samples_live(con)
-    for site in sites:
-        series = [int(site[f"live{i}"]) for i in range(1, k + 1)]
-        grows, shrinks = _growth(series)
-        if grows >= 2 and shrinks == 0 and grows * 2 >= k - 1:
-            confidence = "high"
-        elif grows >= 2 and grows > shrinks:
-            confidence = "medium"
-        else:
-            retained["sites"] += 1
-            retained["blocks"] += site["blocks"]
-            retained["bytes"] += site["bytes"]
-            continue
-        severity = "high" if confidence == "high" else "medium"
-        counts[severity] = counts.get(severity, 0) + 1
-        if len(out) >= MAX_FINDINGS_PER_KIND:
-            continue
-        where = "at exit" if site["process_exited"] else "at the end of the log"
+    steps = np.diff(sites["live"], axis=1)
+    grows, shrinks = (steps > 0).sum(axis=1), (steps < 0).sum(axis=1)
+    high = (grows >= 2) & (shrinks == 0) & (grows * 2 >= k - 1)
+    medium = ~high & (grows >= 2) & (grows > shrinks)
+    kept = ~(high | medium)
+    retained = {"sites": int(kept.sum()), "blocks": int(sites["blocks"][kept].sum()),
+                "bytes": int(sites["bytes"][kept].sum())}
+    counts = {name: int(mask.sum()) for name, mask in (("high", high), ("medium", medium))
+              if mask.any()}
+    chosen = np.flatnonzero(high | medium)[:MAX_FINDINGS_PER_KIND]
+    found = [{"pid": int(sites["pid"][i]), "stack_id": int(sites["stack_id"][i])}
+             for i in chosen]
+    add_locations(con, found)
+    samples = _samples_live(con, [(f["pid"], f["stack_id"]) for f in found])
+    out: list[dict[str, Any]] = []
+    for i, site in zip(chosen.tolist(), found, strict=True):
+        severity = confidence = "high" if high[i] else "medium"
+        g, sh = int(grows[i]), int(shrinks[i])
+        blocks, nbytes = int(sites["blocks"][i]), int(sites["bytes"][i])
+        exited = bool(sites["process_exited"][i])
+        where = "at exit" if exited else "at the end of the log"
         out.append({
             "kind": "leak", "severity": severity,
             "pid": site["pid"], "confidence": confidence,
-            "growth_ratio": round(grows / (k - 1), 3),
-            "alive_blocks": site["blocks"], "alive_bytes": site["bytes"],
-            "process_exited": site["process_exited"],
-            "live_bytes_at_checkpoints": series,
-            "message": f"{site['blocks']} blocks ({site['bytes']} bytes) from "
+            "growth_ratio": round(g / (k - 1), 3),
+            "alive_blocks": blocks, "alive_bytes": nbytes,
+            "process_exited": exited,
+            "live_bytes_at_checkpoints": [int(v) for v in sites["live"][i]],
+            "message": f"{blocks} blocks ({nbytes} bytes) from "
                        f"{site['location'] or 'stack ' + str(site['stack_id'])} alive {where}; "
-                       f"live bytes grew at {grows} of {k - 1} checkpoints and shrank at "
-                       f"{shrinks}",
+                       f"live bytes grew at {g} of {k - 1} checkpoints and shrank at {sh}",
             "stack": stack_info(con, site["pid"], site["stack_id"]),
             "related_allocations": samples.get((site["pid"], site["stack_id"]), []),
             "remediation": "Find who keeps these objects reachable (caches, module globals, "
@@ -280,16 +290,27 @@ def leaks(
     return out, retained, counts
 
 
-def _samples_live(con: duckdb.DuckDBPyConnection) -> dict[tuple[int, int], list[dict]]:
-    """Per (pid, stack): its five largest blocks alive at the end."""
+def _samples_live(con: duckdb.DuckDBPyConnection, sites: list[tuple[int, int]]
+                  ) -> dict[tuple[int, int], list[dict]]:
+    """Per (pid, stack) of ``sites``: its five largest blocks alive at the end."""
     out: dict[tuple[int, int], list[dict]] = {}
-    for r in rows(
-        con,
-        """SELECT pid, stack_id, ts_ns, address, size FROM live
-        QUALIFY row_number() OVER (PARTITION BY pid, stack_id
-                                   ORDER BY size DESC, ts_ns, address) <= 5
-        ORDER BY pid, stack_id, size DESC, ts_ns, address""",
-    ):
+    if not sites:
+        return out
+    wanted = pa.table({"pid": pa.array([p for p, _ in sites], pa.uint32()),
+                       "stack_id": pa.array([s for _, s in sites], pa.uint32())})
+    con.register("_leak_sites", wanted)
+    try:
+        found = rows(
+            con,
+            """SELECT l.pid, l.stack_id, l.ts_ns, l.address, l.size FROM live l
+            JOIN _leak_sites w ON w.pid = l.pid AND w.stack_id = l.stack_id
+            QUALIFY row_number() OVER (PARTITION BY l.pid, l.stack_id
+                                       ORDER BY l.size DESC, l.ts_ns, l.address) <= 5
+            ORDER BY l.pid, l.stack_id, l.size DESC, l.ts_ns, l.address""",
+        )
+    finally:
+        con.unregister("_leak_sites")
+    for r in found:
         out.setdefault((r.pop("pid"), r.pop("stack_id")), []).append({"role": "alive", **r})
     return out
 

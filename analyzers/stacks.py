@@ -80,11 +80,15 @@ class StackResolver:
         return [f"{fn} ({file}:{line})" for fn, file, line in self.frames(pid, stack_id)]
 
     def location(self, pid: int, stack_id: int) -> str | None:
-        """The innermost frame as ``function (file:line)``; None for an unknown stack."""
-        frames = self.frames(pid, stack_id)
-        if not frames:
+        """The innermost frame as ``function (file:line)``; None for an unknown stack.
+
+        One node's lookup: the rest of the stack is not walked.
+        """
+        i = self._index(pid, stack_id) if stack_id else None
+        frame = None if i is None else self._frames.get((int(pid), int(self._frame_ids[i])))
+        if frame is None:
             return None
-        fn, file, line = frames[0]
+        fn, file, line = frame
         return f"{fn} ({file}:{line})"
 
     def matching(self, predicate: Callable[[Frame], bool],
