@@ -25,23 +25,18 @@ _RESOLVERS: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, StackResolver] 
     weakref.WeakKeyDictionary())
 
 
-def _key(pid: Any, node: Any) -> Any:
-    return (np.asarray(pid, dtype=np.uint64) << np.uint64(32)) | np.asarray(node,
-                                                                            dtype=np.uint64)
-
-
 class StackResolver:
     """Resolves ``(pid, stack_id)`` to frames by walking the interned tree (see module doc)."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        # DuckDB sorts the tree by key; ids stay 32-bit (a tree of millions of nodes).
         nodes = con.execute(
-            "SELECT pid, stack_id, parent_id, frame_id FROM raw_stacks").fetchnumpy()
-        keys = _key(nodes["pid"], nodes["stack_id"])
-        order = np.argsort(keys, kind="stable")
-        self._keys = keys[order]
-        self._parents = np.asarray(nodes["parent_id"], dtype=np.uint64)[order]
-        self._frame_ids = np.asarray(nodes["frame_id"], dtype=np.uint64)[order]
-        self._pids = np.asarray(nodes["pid"], dtype=np.uint64)[order]
+            "SELECT (pid::UBIGINT << 32) | stack_id AS key, parent_id, frame_id "
+            "FROM raw_stacks ORDER BY key").fetchnumpy()
+        self._keys = np.asarray(nodes["key"], dtype=np.uint64)
+        self._parents = np.asarray(nodes["parent_id"], dtype=np.uint32)
+        self._frame_ids = np.asarray(nodes["frame_id"], dtype=np.uint32)
+        del nodes
         frames = con.execute(
             "SELECT pid, frame_id, function, filename, lineno FROM raw_frames").fetchall()
         self._frames: dict[tuple[int, int], Frame] = {
