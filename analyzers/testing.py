@@ -360,6 +360,21 @@ def write_log(
     return out
 
 
+def split_memory(tables: dict[str, pa.Table]) -> tuple[dict[str, pa.Table],
+                                                        dict[str, pa.Table]]:
+    """``tables`` as two parts of a growing log.
+
+    First every table with the first half of the memory events, then the second half of the
+    memory events (the other tables empty).
+    """
+    first, second = {}, {}
+    for name, table in tables.items():
+        half = table.num_rows // 2 if name == "memory" else table.num_rows
+        first[name] = table.slice(0, half)
+        second[name] = table.slice(half) if name == "memory" else table.slice(0, 0)
+    return first, second
+
+
 def run_analyzer(builder: LogBuilder, kind: str, *, validate: bool = True,
                  **options: Any) -> dict[str, Any]:
     """Run one analyzer over ``builder``'s tables (nothing written); return its report.

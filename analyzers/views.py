@@ -315,9 +315,7 @@ def use_state(con: duckdb.DuckDBPyConnection, tables: Mapping[str, pa.Table],
     for sql in _state_view_sql():
         con.execute(sql)
     for name in ("variables", "_pids"):
-        con.execute(f"DROP TABLE IF EXISTS _frozen_{name}")
-        con.execute(f"CREATE TEMP TABLE _frozen_{name} AS SELECT * FROM {name}")
-        con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM _frozen_{name}")
+        _store_view(con, name)
 
 
 #: The views a user may query (in the order ``memscope query`` lists them).
@@ -555,10 +553,15 @@ def freeze(con: duckdb.DuckDBPyConnection) -> None:
     for sql in _view_sql():
         name = sql.split("VIEW ", 1)[1].split(" ", 1)[0]
         if name in _FROZEN:
-            con.execute(f"DROP TABLE IF EXISTS _frozen_{name}")
             con.execute(sql)
-            con.execute(f"CREATE TEMP TABLE _frozen_{name} AS SELECT * FROM {name}")
-            con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM _frozen_{name}")
+            _store_view(con, name)
+
+
+def _store_view(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Replace view ``name`` by a table of its rows (``_frozen_<name>``) and a view of that."""
+    con.execute(f"DROP TABLE IF EXISTS _frozen_{name}")
+    con.execute(f"CREATE TEMP TABLE _frozen_{name} AS SELECT * FROM {name}")
+    con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM _frozen_{name}")
 
 
 def use_materialized(con: duckdb.DuckDBPyConnection, schema: str | None = None) -> None:

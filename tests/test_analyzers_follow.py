@@ -5,18 +5,13 @@ import pyarrow as pa
 from memscope.analyzers import ANALYZERS, run_all
 from memscope.analyzers._common import AnalyzerOptions
 from memscope.analyzers.follow import Follower, follow
-from memscope.analyzers.testing import sample_log, write_log
+from memscope.analyzers.testing import sample_log, split_memory, write_log
 from memscope.broker.log import LogWriter
 from memscope.config import Settings
 
 
 def _halves(tables):
-    first, second = {}, {}
-    for name, table in tables.items():
-        half = table.num_rows // 2 if name == "memory" else table.num_rows
-        first[name] = table.slice(0, half)
-        second[name] = table.slice(half) if name == "memory" else table.slice(0, 0)
-    return first, second
+    return split_memory(tables)
 
 
 def _append(events, tables):

@@ -15,7 +15,7 @@ from memscope.analyzers._common import AnalyzerOptions
 from memscope.analyzers.follow import Follower
 from memscope.analyzers.metrics import FollowerMetrics, network_facing
 from memscope.analyzers.stats_command import collect
-from memscope.analyzers.testing import LogBuilder, sample_log, write_log
+from memscope.analyzers.testing import LogBuilder, sample_log, split_memory, write_log
 from memscope.broker.log import LogWriter
 from memscope.cli import main
 from memscope.config import Settings
@@ -87,12 +87,7 @@ def _folded(samples):
 
 
 def _halves(tables):
-    first, second = {}, {}
-    for name, table in tables.items():
-        half = table.num_rows // 2 if name == "memory" else table.num_rows
-        first[name] = table.slice(0, half)
-        second[name] = table.slice(half) if name == "memory" else table.slice(0, 0)
-    return first, second
+    return split_memory(tables)
 
 
 def test_the_follow_verb_serves_what_stats_prints_and_follows_the_log(tmp_path):
