@@ -28,6 +28,7 @@ class Settings:
     batch_max_events: int = 65536
     flush_interval_s: float = 0.2
     spool_dir: str = ""
+    arena_dir: str = ""
     send_timeout_s: float = 1.0
     segment_max_bytes: int = 256 * 1024 * 1024
     segment_max_age_s: float = 300.0

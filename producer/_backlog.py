@@ -3,9 +3,13 @@
 A batch stays here from the moment it is packed until the broker says it is in the log.
 Payloads live in memory up to :data:`MEMORY_CAP` bytes and otherwise in a spool file (each
 record ``<u32 little-endian length><payload>``), which is also where every batch goes while
-the broker is unreachable. When the backlog empties, the spool file is truncated; when the
-publisher closes with batches the broker never confirmed, they all stay in the file for
-:mod:`memscope.producer.spool` to replay.
+the broker is unreachable. A *durable* backlog (crash capture, see
+:mod:`memscope.producer.harvest`) writes every batch to the file as it is packed, before the
+tracer recycles the buffers its records came from: if the process dies, the file (in the
+page cache, whatever killed the process) still holds every batch not yet acknowledged.
+When the backlog empties, the spool file is truncated; when the publisher closes with
+batches the broker never confirmed, they all stay in the file for
+:mod:`memscope.producer.spool` (or a harvester) to replay.
 """
 
 from __future__ import annotations
@@ -34,10 +38,11 @@ class Entry:
 
     seq: int
     events: int
-    payload: list[bytes] | None  # the message's frames; None: in the spool file
+    payload: list[bytes] | None  # the message's frames; None: only in the spool file
     offset: int = 0
     length: int = 0
     sent: bool = False
+    on_disk: bool = False  # offset and length name its copy in the spool file
 
 
 def spool_path(spool_dir: str, producer: str) -> Path:
@@ -50,11 +55,13 @@ def spool_path(spool_dir: str, producer: str) -> Path:
 class Backlog:
     """Unacknowledged batches of one producer."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, durable: bool = False) -> None:
         self.path = path
+        self.durable = durable
         self.entries: deque[Entry] = deque()
         self.memory_bytes = 0
-        self.spooled = 0  # batches ever written to the spool file
+        self.spooled = 0  # batches spooled because the broker was away or memory full
+        self.journal_errors = 0  # durable copies that could not be written (disk full)
         self._fd: int | None = None
         self._end = 0
 
@@ -74,9 +81,15 @@ class Backlog:
         if to_disk or self.memory_bytes + size > MEMORY_CAP:
             entry = Entry(seq, events, None)
             self._write(entry, frames)
+            self.spooled += 1
         else:
             entry = Entry(seq, events, frames)
             self.memory_bytes += size
+            if self.durable:
+                try:
+                    self._write(entry, frames)
+                except OSError:  # (disk full) the batch is still held in memory
+                    self.journal_errors += 1
         self.entries.append(entry)
         return entry
 
@@ -85,8 +98,8 @@ class Backlog:
         payload = join_frames(frames)
         os.pwrite(self._file(), _HEADER.pack(len(payload)) + payload, self._end)
         entry.offset, entry.length = self._end + _HEADER.size, len(payload)
+        entry.on_disk = True
         self._end += _HEADER.size + len(payload)
-        self.spooled += 1
 
     def spill_unsent(self, include_sent: bool = False) -> int:
         """Move unsent (or all) batches held in memory to the spool file; return how many."""
@@ -94,7 +107,9 @@ class Backlog:
         for entry in self.entries:
             if entry.payload is not None and (include_sent or not entry.sent):
                 frames = entry.payload
-                self._write(entry, frames)
+                if not entry.on_disk:
+                    self._write(entry, frames)
+                    self.spooled += 1
                 entry.payload = None
                 self.memory_bytes -= _size(frames)
                 moved += 1
@@ -137,5 +152,5 @@ class Backlog:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-            if not any(e.payload is None for e in self.entries):
+            if not any(e.on_disk for e in self.entries):
                 self.path.unlink(missing_ok=True)

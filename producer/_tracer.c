@@ -161,12 +161,13 @@ static void tr_atfork_child(void)
 static PyObject *py_start(PyObject *self, PyObject *args, PyObject *kwargs)
 {
     static char *kwlist[] = {"mode", "sample_bytes", "max_buffer_bytes", "numpy",
-                             "reuse_stamps", NULL};
+                             "reuse_stamps", "arena_dir", NULL};
     int mode = TR_MODE_FULL, numpy = 1, reuse_stamps = 1;
     long long sample_bytes = 65536;
     unsigned long long max_buffer = 512ull << 20;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|iLKpp", kwlist, &mode, &sample_bytes,
-                                     &max_buffer, &numpy, &reuse_stamps)) {
+    const char *arena_dir = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|iLKppz", kwlist, &mode, &sample_bytes,
+                                     &max_buffer, &numpy, &reuse_stamps, &arena_dir)) {
         return NULL;
     }
     if (mode < TR_MODE_FULL || mode > TR_MODE_HOOKS_ONLY) {
@@ -198,6 +199,12 @@ static PyObject *py_start(PyObject *self, PyObject *args, PyObject *kwargs)
     }
     tr_clock_init();
     tr_pid = getpid();
+    int arena = tr_draining ? tr_buffers_arena(NULL, max_buffer)
+                            : tr_buffers_arena(arena_dir, max_buffer);
+    if (arena < 0) {
+        PyErr_SetString(PyExc_MemoryError, "no memory for the tracer's buffers");
+        return NULL;
+    }
     if (numpy) {
         int rc = tr_numpy_install();
         if (rc < 0) {
@@ -332,7 +339,8 @@ static int tr_drain_into(PyObject *chunks, PyObject *rare, uint64_t max_events)
 static PyObject *py_drain(PyObject *self, PyObject *args)
 {
     unsigned long long max_events = 8000000;
-    if (!PyArg_ParseTuple(args, "|K", &max_events)) {
+    int commit = 1;
+    if (!PyArg_ParseTuple(args, "|Kp", &max_events, &commit)) {
         return NULL;
     }
     PyObject *chunks = PyList_New(0);
@@ -355,6 +363,9 @@ static PyObject *py_drain(PyObject *self, PyObject *args)
      * so a collection here would free other threads' blocks unseen. It runs later. */
     tr_gc_paused = PyGC_Disable();
     int rc = tr_drain_into(chunks, rare, max_events);
+    if (rc == 0 && commit) {
+        tr_buffers_commit(tr_arena_next_seq());
+    }
     if (tr_gc_paused) {
         PyGC_Enable();
         tr_gc_paused = 0;
@@ -371,6 +382,22 @@ fail:
     Py_XDECREF(chunks);
     Py_XDECREF(rare);
     return NULL;
+}
+
+/* commit(next_seq) -> bool: everything drained so far is in batches the publisher has
+ * spooled, the last of them before `next_seq`: the drained blocks are recycled and a crash
+ * harvest starts from here. False (nothing done) while a drain is running. */
+static PyObject *py_commit(PyObject *self, PyObject *args)
+{
+    unsigned long long next_seq;
+    if (!PyArg_ParseTuple(args, "K", &next_seq)) {
+        return NULL;
+    }
+    if (tr_draining) {
+        Py_RETURN_FALSE;
+    }
+    tr_buffers_commit(next_seq);
+    Py_RETURN_TRUE;
 }
 
 /* pause_thread() -> token / resume_thread(token): while paused, the calling thread's
@@ -567,7 +594,17 @@ static PyMethodDef tr_methods[] = {
     {"numpy_traced", py_numpy_traced, METH_NOARGS, "Whether numpy's data memory is traced."},
     {"numpy_install", py_numpy_install, METH_NOARGS,
      "Trace numpy's data memory from now (numpy imported after start); returns numpy_traced()."},
-    {"drain", py_drain, METH_VARARGS, "drain(max_events) -> (chunks, rare tables)"},
+    {"drain", py_drain, METH_VARARGS,
+     "drain(max_events, commit=True) -> (chunks, rare tables)"},
+    {"commit", py_commit, METH_VARARGS,
+     "commit(next_seq): the drained records are spooled; recycle their buffers."},
+    {"arena_identify", tr_py_arena_identify, METH_VARARGS,
+     "arena_identify(producer, spool, address): name the arena's owner for a harvester."},
+    {"arena_path", tr_py_arena_path, METH_NOARGS, "The arena's file, or None."},
+    {"arena_close", tr_py_arena_close, METH_VARARGS,
+     "arena_close(remove=True): everything is shipped; remove the arena's file."},
+    {"harvest", tr_py_harvest, METH_VARARGS,
+     "harvest(path) -> what a dead process's arena holds past its last commit."},
     {"ignore_current_thread", py_ignore_current_thread, METH_NOARGS,
      "Never trace the calling thread's allocations."},
     {"current_stack_id", py_current_stack_id, METH_VARARGS,

@@ -52,6 +52,7 @@ def start(
     numpy: bool = True,
     ffi: bool = True,
     native: bool = False,
+    arena_dir: str | None = None,
 ) -> None:
     """Start recording this process's allocations.
 
@@ -66,6 +67,9 @@ def start(
         native: also record malloc/mmap of native code (the preloaded shim, or the shim
             loaded now with the loaded libraries patched: see
             :mod:`memscope.producer.native_mode`).
+        arena_dir: keep the record buffers in a file of this directory, so that a harvester
+            (:mod:`memscope.producer.harvest`) can ship what this process had not when it
+            dies; None: anonymous memory. Only the first start of a process uses it.
 
     Raises:
         ValueError: unknown mode or out-of-range sizes.
@@ -76,7 +80,8 @@ def start(
     # native events are stamped by the shim's own clock readings, which the stamp reuse of
     # the PyMem hooks does not see: every event reads the clock then
     numpy_now = numpy and numpy_watch.numpy_loaded()
-    _tracer.start(MODES[mode], sample_bytes, max_buffer_bytes, numpy_now, not native)
+    _tracer.start(MODES[mode], sample_bytes, max_buffer_bytes, numpy_now, not native,
+                  arena_dir or None)
     if numpy and not numpy_now:
         numpy_watch.arm(_numpy_imported)
     if native:  # native mode hook (memscope.producer.native_mode)
@@ -115,8 +120,12 @@ def is_active() -> bool:
 
 def drain(
     max_events: int = DRAIN_MAX_EVENTS,
+    commit: bool = True,
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, list[Any]]]]:
     """Take everything recorded since the last drain.
+
+    With ``commit`` false the drained buffers are kept until :func:`commit` says the batches
+    holding their records are spooled (a crash harvest then still finds them).
 
     Returns:
         ``(mem_chunks, rare_tables)``: memory chunks (``rec1`` per thread, ``cols1`` for
@@ -124,13 +133,37 @@ def drain(
         ``aggregates`` and ``producer_stats`` (only tables with rows).
     """
     ffi_rows = _ffi.take()  # first: the C drain then emits the stacks these rows reference
-    chunks, rare = _tracer.drain(max_events)
+    chunks, rare = _tracer.drain(max_events, commit)
     if ffi_rows:
         native_rows = rare.get("ffi")  # native mode hook: the shim's findings come first
         if native_rows:
             ffi_rows = {k: native_rows[k] + ffi_rows[k] for k in ffi_rows}
         rare["ffi"] = ffi_rows
     return chunks, rare
+
+
+def commit(next_seq: int) -> bool:
+    """The records drained so far are in spooled batches, the last before ``next_seq``.
+
+    Their buffers are recycled, and a crash harvest starts after them. False (and nothing
+    done) while a drain runs in another thread.
+    """
+    return _tracer.commit(next_seq)
+
+
+def arena_path() -> str | None:
+    """The file holding this process's record buffers (crash capture), or None."""
+    return _tracer.arena_path()
+
+
+def arena_identify(producer: str, spool: str, address: str) -> None:
+    """Write who owns this process's arena and where its batches go, for a harvester."""
+    _tracer.arena_identify(producer, spool, address)
+
+
+def arena_close(remove: bool) -> None:
+    """This process is done: with ``remove`` (all shipped), delete the arena's file."""
+    _tracer.arena_close(remove)
 
 
 def thread_id() -> int:

@@ -11,6 +11,10 @@ Policies (see also :mod:`memscope.producer.wire` for the batch format):
   the batch is in the log (op ``acked``). If the broker restarted (a new boot id), reports a
   gap for a second, or acknowledges nothing for 15 s while batches are out, the unacknowledged
   batches are sent again; the broker drops the ones it already has, so each lands once.
+* **Crash capture**: with an ``arena`` (the tracer's buffers in a file, see
+  :mod:`memscope.producer.harvest`), every batch is written to the spool file as it is packed
+  (a durable backlog), and only then does the tracer recycle the buffers it was drained from
+  (``arena.commit``): whatever kills the process, each record is in the arena or the spool.
 * **fork**: the child calls :meth:`Publisher.reset_after_fork`; it gets a new context, socket,
   backlog and sequence, and never touches the parent's.
 * **Invisible**: the thread is a bare ``_thread`` thread, not a :class:`threading.Thread`, so
@@ -35,7 +39,7 @@ import select
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import zmq
 
@@ -121,14 +125,25 @@ class _BareThread:
             self._running.release()
 
 
+class ArenaLink(Protocol):
+    """The tracer's crash-capture arena, as the publisher drives it."""
+
+    def commit(self, next_seq: int) -> bool:
+        """Every record drained so far is in a spooled batch before ``next_seq``."""
+
+    def close(self, remove: bool) -> None:
+        """The publisher is done; ``remove``: the broker has every batch."""
+
+
 class Publisher:
     """Ships the batches of one producer (one traced process) to a broker."""
 
     def __init__(self, address: str, producer_id: str, pid: int, drain: DrainFn,
-                 settings: Settings) -> None:
+                 settings: Settings, arena: ArenaLink | None = None) -> None:
         self.address = address
         self.settings = settings
         self._drain = drain
+        self._arena = arena
         #: Called in the thread after every cycle (see the module docstring, "Last thread").
         self.watch: Callable[[], None] | None = None
         self._reset_state(producer_id, pid)
@@ -136,7 +151,8 @@ class Publisher:
     def _reset_state(self, producer_id: str, pid: int) -> None:
         self.producer_id = producer_id
         self.pid = pid
-        self._backlog = Backlog(spool_path(self.settings.spool_dir, producer_id))
+        self._backlog = Backlog(spool_path(self.settings.spool_dir, producer_id),
+                                durable=self._arena is not None)
         self._next_seq = 0
         self._lock = threading.Lock()
         # the thread waits on this pipe: wake() writes to it, and so does the tracer's
@@ -227,6 +243,11 @@ class Publisher:
             self._cycle(final=True, deadline=deadline)
             self._finish(deadline)
 
+    @property
+    def spool_path(self) -> str:
+        """The file this producer spools to (and, with crash capture, journals to)."""
+        return str(self._backlog.path)
+
     def stats(self) -> dict[str, Any]:
         """Counters (``events``: memory events, ``rows``: all tables' rows) and send state."""
         return {
@@ -305,6 +326,8 @@ class Publisher:
             _forget_dummy()
             chunks, rare = [], {}
         self._pack(chunks, rare)
+        if self._arena is not None:
+            self._arena.commit(self._next_seq)  # after the spool write: recycle the buffers
         self._send(deadline, probe_only=self._unreachable and not final)
         self._acknowledge(force=final)
 
@@ -411,6 +434,8 @@ class Publisher:
             self._context.term()
             self._context = None
         self._backlog.close()
+        if self._arena is not None:
+            self._arena.close(remove=not self._backlog.entries)
         for fd in (self._wake_r, self._wake_w):
             if fd >= 0:
                 os.close(fd)

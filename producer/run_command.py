@@ -41,8 +41,10 @@ from typing import Any
 
 from memscope.cli import CliError
 from memscope.producer.bootstrap import make_bootstrap_dir
+from memscope.producer.harvest import Harvest, Harvester, run_arena_dir
 from memscope.producer.offline import BOOTSTRAP_ENV
 from memscope.producer.rundir import default_run_dir, program_label
+from memscope.producer.signals import blocked
 
 #: Signals passed on to the program.
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -206,26 +208,34 @@ def execute(options: RunOptions) -> int:
             raise CliError(f"memscope run: {exc}", 1) from None
         address, control = broker.address, broker.control_address
     bootstrap = make_bootstrap_dir()
+    harvester = Harvester(run_arena_dir(), settings, _told_harvest)
     try:
         env = _program_env(address, events_dir, bootstrap, options.mode)
+        env["MEMSCOPE_ARENA_DIR"] = str(harvester.directory)  # crash capture (harvest.py)
         if options.native:  # native mode: the shim is preloaded into the program and children
             env = _native_env(env)
         launched_ns = time.monotonic_ns()
+        with blocked():  # its thread leaves the signals to _run_program
+            harvester.start()
         pid, returncode, reaped_ns = _run_program(options.argv, env)
         code = 128 - returncode if returncode < 0 else returncode
+        harvester.stop()
+        harvester.sweep()  # what the program (and its children) left if killed
         client = BrokerClient(control, settings)
         try:
             # A running broker may also serve other programs: wait only for ours.
             since = launched_ns if broker is None else None
-            missing = _settle(client, SETTLE_TIMEOUT_S, settings.flush_interval_s, since)
+            missing = _settle(client, SETTLE_TIMEOUT_S, settings.flush_interval_s, since,
+                              harvester)
             _record_exit(address, client, pid, returncode, reaped_ns, settings.mode)
         finally:
             client.close()
         for producer in missing:
-            _say(f"no final batch from {producer} (killed, or still running); its events "
-                 "may end early")
+            _say(f"no final batch from {producer} (still running?); its events may end early")
     finally:
         shutil.rmtree(bootstrap, ignore_errors=True)
+        harvester.stop()
+        harvester.remove()
         if broker is not None:
             broker.stop()
     if events_dir is None:
@@ -372,8 +382,17 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _told_harvest(harvest: Harvest) -> None:
+    if harvest.closed:
+        what = f"{harvest.replayed} batches it had spooled"
+    else:
+        what = (f"{harvest.events} events from its buffers and {harvest.replayed} batches from "
+                "its spool")
+    _say(f"process {harvest.pid} ended without shipping everything; recovered {what}")
+
+
 def _settle(client: Any, timeout: float, interval: float,
-            since_ns: int | None = None) -> list[str]:
+            since_ns: int | None = None, harvester: Harvester | None = None) -> list[str]:
     """Wait until every traced process's exit row is in; the producers still missing one.
 
     With ``since_ns`` only the processes of this host started since then count (see
@@ -393,6 +412,8 @@ def _settle(client: Any, timeout: float, interval: float,
         for producer, pid in pending.items():
             if not _alive(pid):
                 dead_since.setdefault(producer, now)
+        if harvester is not None and dead_since and harvester.sweep():
+            continue  # a dead process's records and exit row just landed
         waiting = [p for p in pending if now - dead_since.get(p, now) < grace]
         if waiting and not told and now - start > 3.0:
             pids = ", ".join(str(pending[p]) for p in waiting)

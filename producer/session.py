@@ -86,6 +86,29 @@ def _watch_thread_starts(session: Session | None) -> None:
         _watching = None
 
 
+class _Arena:
+    """The publisher's hold on the tracer's crash-capture arena (``ArenaLink``)."""
+
+    def commit(self, next_seq: int) -> bool:
+        """The publisher spooled every batch before ``next_seq``: recycle their buffers."""
+        return capture.commit(next_seq)
+
+    def close(self, remove: bool) -> None:
+        """The publisher is done: the arena's file goes when the broker has everything."""
+        capture.arena_close(remove)
+
+
+def _arena_dir(setting: str) -> str | None:
+    """The directory for this process's arena (made if missing), or None: no crash capture."""
+    if not setting:
+        return None
+    try:
+        os.makedirs(setting, mode=0o700, exist_ok=True)
+    except OSError:
+        return None  # the tracer then keeps its buffers in anonymous memory
+    return setting
+
+
 def _import_before_tracing() -> None:
     """Load what memscope uses while tracing now, so its imports are never traced."""
     import json  # noqa: F401 -- the broker client's requests
@@ -121,7 +144,8 @@ class Session:
         token = self.capture.pause()  # this thread's setup is memscope's, not the program's
         try:
             self.capture.start(mode=self.settings.mode, sample_bytes=self.settings.sample_bytes,
-                               native=self.settings.native)
+                               native=self.settings.native,
+                               arena_dir=_arena_dir(self.settings.arena_dir))
         except BaseException:
             self.capture.resume(token)
             raise
@@ -132,7 +156,9 @@ class Session:
                 self.identity.pid,
                 self.drain,
                 self.settings,
+                arena=_Arena() if self.capture.arena_path() else None,
             )
+            self._identify_arena()
             self.publisher.watch = self._watch
             scopes.pause, scopes.resume = self.capture.pause, self.capture.resume
             scopes.thread_id = self.capture.thread_id
@@ -140,6 +166,7 @@ class Session:
             _watch_thread_starts(self)
             with blocked():  # the publisher thread starts with signals blocked (signals.py)
                 self.publisher.start()
+            self.publisher.wake()  # the start row out (spooled) at once, even if killed soon
             self.capture.term_install(self.publisher.wake_fd)
         except BaseException:
             scopes.sink = None
@@ -264,11 +291,17 @@ class Session:
         """True in the process that started the embedded broker (not in its forked children)."""
         return self.broker is not None and self.owner_pid == os.getpid()
 
+    # -- crash capture (the publisher's ArenaLink) ----------------------------------------------
+    def _identify_arena(self) -> None:
+        if self.capture.arena_path():
+            self.capture.arena_identify(self.identity.producer_id, self.publisher.spool_path,
+                                        self.link.address)
+
     # -- the publisher thread's callback -----------------------------------------------------
     def drain(self) -> tuple[list[Any], Columnar]:
         """Memory chunks and rare rows since the last drain (called by the publisher thread)."""
         shield_current_thread()
-        chunks, rare = self.capture.drain()
+        chunks, rare = self.capture.drain(commit=self.capture.arena_path() is None)
         if not self.threads_final:
             self.threads.poll(self.rows)
         return list(chunks), merge(dict(rare), self.rows.take())
@@ -291,6 +324,7 @@ class Session:
         try:
             with blocked():
                 self.publisher.reset_after_fork(self.identity.producer_id, self.identity.pid)
+            self._identify_arena()
             self.capture.term_install(self.publisher.wake_fd)
         finally:
             self.capture.resume(token)

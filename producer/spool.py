@@ -60,6 +60,20 @@ def replay_spool(path: Path, address: str, settings: Settings | None = None,
             continue
         highest[envelope.producer] = max(highest.get(envelope.producer, -1), envelope.seq)
         payloads.append(payload)
+    send_payloads(payloads, highest, address, settings, timeout)
+    path.unlink()
+    return {"batches": len(payloads), "confirmed": len(payloads), "skipped": skipped}
+
+
+def send_payloads(payloads: list[bytes], highest: dict[str, int], address: str,
+                  settings: Settings, timeout: float) -> None:
+    """Send encoded batches to the broker at ``address``; wait until they are in the log.
+
+    ``highest``: each producer's seq to wait for.
+
+    Raises:
+        BrokerError: the broker did not take or confirm the batches within ``timeout``.
+    """
     context = zmq.Context()
     push = context.socket(zmq.PUSH)
     push.linger = int(timeout * 1000)
@@ -77,8 +91,6 @@ def replay_spool(path: Path, address: str, settings: Settings | None = None,
     finally:
         push.close(linger=0)
         context.term()
-    path.unlink()
-    return {"batches": len(payloads), "confirmed": len(payloads), "skipped": skipped}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,13 +43,12 @@ static uint32_t tr_n_serials, tr_cap_serials;
 static pthread_key_t tr_exit_key;
 static int tr_key_ready;
 
-#define TR_POOL_KEEP 512
-
-static void *tr_map(size_t size)
-{
-    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    return p == MAP_FAILED ? NULL : p;
-}
+/* Drained blocks and exited thread states waiting for the commit that says their records
+ * are safely out (tr_buffers_commit); protected by tr_registry_lock. */
+static tr_block_t **tr_pending_blocks;
+static size_t tr_n_pending_blocks, tr_cap_pending_blocks;
+static tr_thread_t **tr_pending_reaps;
+static size_t tr_n_pending_reaps, tr_cap_pending_reaps;
 
 /* Takes a block for a writer; tr_registry_lock must be held. */
 static tr_block_t *tr_block_get_locked(void)
@@ -57,19 +56,13 @@ static tr_block_t *tr_block_get_locked(void)
     if ((tr_blocks_in_use + 1) * TR_BLOCK_SIZE > tr_max_buffer_bytes) {
         return NULL;
     }
-    tr_block_t *b = tr_pool;
-    if (b != NULL) {
-        tr_pool = b->next;
-        tr_pool_len--;
-    }
-    else {
-        b = tr_map(TR_BLOCK_SIZE);
-        if (b == NULL) {
-            return NULL;
-        }
+    tr_block_t *b = tr_arena_get(TR_SLOT_BLOCK);
+    if (b == NULL) {
+        return NULL;
     }
     b->next = NULL;
     b->used = 0;
+    b->nrec = 0;
     tr_blocks_in_use++;
     if (tr_blocks_in_use > tr_high_water_blocks) {
         tr_high_water_blocks = tr_blocks_in_use;
@@ -80,14 +73,7 @@ static tr_block_t *tr_block_get_locked(void)
 static void tr_block_put_locked(tr_block_t *b)
 {
     tr_blocks_in_use--;
-    if (tr_pool_len < TR_POOL_KEEP) {
-        b->next = tr_pool;
-        tr_pool = b;
-        tr_pool_len++;
-    }
-    else {
-        munmap(b, TR_BLOCK_SIZE);
-    }
+    tr_arena_put(b);
 }
 
 static void tr_thread_exit(void *arg)
@@ -109,26 +95,44 @@ int tr_buffers_init(void)
     return 0;
 }
 
+int tr_buffers_arena(const char *dir, uint64_t max_buffer_bytes)
+{
+    pthread_mutex_lock(&tr_registry_lock);
+    int rc = tr_arena_init(max_buffer_bytes);
+    if (rc == 0 && dir != NULL && dir[0] != '\0' && tr_arena_use_dir(dir) < 0) {
+        rc = 1;
+    }
+    pthread_mutex_unlock(&tr_registry_lock);
+    return rc;
+}
+
 tr_thread_t *tr_thread_attach(void)
 {
-    tr_thread_t *t = tr_map(sizeof(tr_thread_t));
-    if (t == NULL) {
-        __atomic_fetch_add(&tr_attach_failures, 1, __ATOMIC_RELAXED);
+    pthread_mutex_lock(&tr_registry_lock);
+    if (tr_arena_init(tr_max_buffer_bytes) < 0) { /* (a thread seen before the first start) */
+        tr_attach_failures++;
+        pthread_mutex_unlock(&tr_registry_lock);
         return NULL;
     }
-    /* mmap memory is zeroed: every counter and state starts at 0. */
-    t->ident = (uint64_t)PyThread_get_thread_ident();
-    t->rng = (t->ident ^ 0x9E3779B97F4A7C15ull) | 1;
-    t->sample_left = tr_sample_bytes;
-    pthread_mutex_lock(&tr_registry_lock);
+    /* a thread slot is zeroed: every counter and state starts at 0 */
+    tr_thread_t *t = tr_arena_get(TR_SLOT_THREAD);
+    if (t == NULL) {
+        tr_attach_failures++;
+        pthread_mutex_unlock(&tr_registry_lock);
+        return NULL;
+    }
     t->cur = tr_block_get_locked();
     if (t->cur == NULL) {
         tr_attach_failures++;
+        tr_arena_put(t);
         pthread_mutex_unlock(&tr_registry_lock);
-        munmap(t, sizeof(tr_thread_t));
         return NULL;
     }
+    t->ident = (uint64_t)PyThread_get_thread_ident();
+    t->rng = (t->ident ^ 0x9E3779B97F4A7C15ull) | 1;
+    t->sample_left = tr_sample_bytes;
     t->dblock = t->cur;
+    t->committed[0].block = t->committed[1].block = t->cur;
     t->next_all = tr_threads;
     tr_threads = t;
     if (tr_n_serials == tr_cap_serials) {
@@ -197,8 +201,6 @@ typedef struct {
 typedef struct {
     tr_piece_t *items;
     size_t len, cap;
-    tr_block_t **release; /* blocks to recycle once the pieces are copied */
-    size_t nrelease, caprelease;
 } tr_pieces_t;
 
 void tr_write_header(uint8_t *h, uint64_t n, tr_delta_t base, const tr_clock_t *clock)
@@ -273,14 +275,18 @@ static tr_clock_t tr_thread_clock(const tr_thread_t *t, const tr_clock_t *now)
     return c;
 }
 
-static int tr_defer_release(tr_pieces_t *pieces, tr_block_t *b)
+/* A block the drain has read to its end waits for the commit (tr_buffers_commit): until the
+ * batch holding its records is in the spool, a crash harvest may still need it. */
+static int tr_defer_release(tr_block_t *b)
 {
-    if (tr_grow((void **)&pieces->release, &pieces->caprelease, pieces->nrelease,
-                sizeof(tr_block_t *)) < 0) {
-        return -1;
+    pthread_mutex_lock(&tr_registry_lock);
+    int rc = tr_grow((void **)&tr_pending_blocks, &tr_cap_pending_blocks, tr_n_pending_blocks,
+                     sizeof(tr_block_t *));
+    if (rc == 0) {
+        tr_pending_blocks[tr_n_pending_blocks++] = b;
     }
-    pieces->release[pieces->nrelease++] = b;
-    return 0;
+    pthread_mutex_unlock(&tr_registry_lock);
+    return rc;
 }
 
 /* Bytes of whole records in t's block b, whose `next` was read as `next`: a block the writer
@@ -340,7 +346,7 @@ static uint64_t tr_drain_thread(tr_thread_t *t, uint64_t budget, tr_pieces_t *pi
             t->d = scan.end;
             moved += scan.n;
         }
-        if (next == NULL || t->dpos < used || tr_defer_release(pieces, b) < 0) {
+        if (next == NULL || t->dpos < used || tr_defer_release(b) < 0) {
             break;
         }
         t->dblock = next;
@@ -358,14 +364,22 @@ static int tr_fully_drained(tr_thread_t *t)
     return next == NULL && t->dpos == tr_block_used(t, b, next);
 }
 
-/* Frees the state of an exited thread whose data has all been drained (its last block is
- * recycled with the others, after the copy). */
-static void tr_reap(tr_thread_t *t, tr_pieces_t *pieces)
+/* An exited thread whose data has all been drained: its state (and last block) are freed at
+ * the next commit. */
+static void tr_reap_later(tr_thread_t *t)
 {
-    if (tr_defer_release(pieces, t->dblock) < 0) {
-        return; /* try again at the next drain */
-    }
     pthread_mutex_lock(&tr_registry_lock);
+    if (tr_grow((void **)&tr_pending_reaps, &tr_cap_pending_reaps, tr_n_pending_reaps,
+                sizeof(tr_thread_t *)) == 0) {
+        tr_pending_reaps[tr_n_pending_reaps++] = t;
+        t->reaping = 1;
+    }
+    pthread_mutex_unlock(&tr_registry_lock);
+}
+
+/* The locked part of freeing a reaped state. */
+static void tr_reap_locked(tr_thread_t *t)
+{
     tr_thread_t **link = &tr_threads;
     while (*link != NULL && *link != t) {
         link = &(*link)->next_all;
@@ -375,8 +389,27 @@ static void tr_reap(tr_thread_t *t, tr_pieces_t *pieces)
     }
     tr_dead_events += t->events;
     tr_dead_drops += t->drops;
+    tr_block_put_locked(t->dblock);
+    tr_arena_put(t);
+}
+
+void tr_buffers_commit(uint64_t next_seq)
+{
+    pthread_mutex_lock(&tr_registry_lock);
+    uint32_t next = tr_arena_commit_index() ^ 1u;
+    for (tr_thread_t *t = tr_threads; t != NULL; t = t->next_all) {
+        t->committed[next] = (tr_cursor_t){t->dblock, t->dpos, t->d};
+    }
+    tr_arena_publish_commit(next, next_seq);
+    for (size_t i = 0; i < tr_n_pending_blocks; i++) {
+        tr_block_put_locked(tr_pending_blocks[i]);
+    }
+    tr_n_pending_blocks = 0;
+    for (size_t i = 0; i < tr_n_pending_reaps; i++) {
+        tr_reap_locked(tr_pending_reaps[i]);
+    }
+    tr_n_pending_reaps = 0;
     pthread_mutex_unlock(&tr_registry_lock);
-    munmap(t, sizeof(tr_thread_t));
 }
 
 /* Copies pending records of every thread into pieces (without the GIL). */
@@ -401,12 +434,15 @@ static uint64_t tr_gather(uint64_t max_events, tr_pieces_t *pieces, const tr_clo
     uint64_t total = 0;
     for (i = 0; i < count; i++) {
         tr_thread_t *t = all[i];
+        if (t->reaping) {
+            continue;
+        }
         int dead = __atomic_load_n(&t->dead, __ATOMIC_ACQUIRE);
         if (total < max_events) {
             total += tr_drain_thread(t, max_events - total, pieces, now);
         }
         if (dead && tr_fully_drained(t)) {
-            tr_reap(t, pieces);
+            tr_reap_later(t);
         }
     }
     tr_raw_free(all);
@@ -434,6 +470,7 @@ PyObject *tr_drain_chunks(uint64_t max_events, uint64_t *events_out, uint64_t *b
 {
     tr_clock_t now;
     tr_clock_now(&now);
+    tr_arena_note_clock(&now);
     tr_pieces_t pieces = {0};
     uint64_t total;
     /* Finding the records runs without the GIL so the traced program keeps running
@@ -488,17 +525,13 @@ PyObject *tr_drain_chunks(uint64_t max_events, uint64_t *events_out, uint64_t *b
         *bytes_out += TR_REC1_HEADER + pieces.items[i].len;
     }
     tr_raw_free(datas);
-    pthread_mutex_lock(&tr_registry_lock);
     if (chunks == NULL) {
         /* out of memory: the gathered records are lost, and counted as dropped */
+        pthread_mutex_lock(&tr_registry_lock);
         tr_dead_drops += total;
+        pthread_mutex_unlock(&tr_registry_lock);
     }
-    for (size_t i = 0; i < pieces.nrelease; i++) {
-        tr_block_put_locked(pieces.release[i]);
-    }
-    pthread_mutex_unlock(&tr_registry_lock);
     tr_raw_free(pieces.items);
-    tr_raw_free(pieces.release);
     *events_out = total;
     return chunks;
 }
@@ -549,54 +582,53 @@ void tr_buffer_stats(uint64_t *events, uint64_t *drops, uint64_t *pending, uint6
 
 /* ---------------------------------------------------------------- fork */
 
-void tr_buffers_atfork_prepare(void) { pthread_mutex_lock(&tr_registry_lock); }
+void tr_buffers_atfork_prepare(void)
+{
+    pthread_mutex_lock(&tr_registry_lock);
+    tr_thread_t *self = tr_tls;
+    tr_arena_before_fork(self == &tr_dead_thread ? NULL : self);
+}
 
 void tr_buffers_atfork_parent(void) { pthread_mutex_unlock(&tr_registry_lock); }
 
-/* In the child only the forking thread exists: other threads' states are freed (one of them
- * may have been mid-record; nothing of it is read), and the survivor's buffer is emptied
- * (its pending records belong to the parent, which ships them itself). */
+/* In the child only the forking thread exists: other threads' states are forgotten (one of
+ * them may have been mid-record; nothing of it is read), and the survivor's buffer is emptied
+ * (its pending records belong to the parent, which ships them itself). The child gets an
+ * arena of its own holding just the survivor's state and block (tr_arena.c). */
 void tr_buffers_after_fork_child(void)
 {
     pthread_mutex_init(&tr_registry_lock, NULL);
     tr_thread_t *self = tr_tls;
-    tr_thread_t *t = tr_threads;
+    if (self == &tr_dead_thread) {
+        self = NULL;
+    }
     tr_threads = NULL;
     tr_blocks_in_use = 0;
-    while (t != NULL) {
-        tr_thread_t *next = t->next_all;
-        tr_block_t *b = t->dblock;
-        while (b != NULL) {
-            tr_block_t *bn = b->next;
-            if (t == self && bn == NULL) {
-                break; /* keep the survivor's current block */
-            }
-            munmap(b, TR_BLOCK_SIZE);
-            b = bn;
-        }
-        if (t == self) {
-            tr_block_t *cur = t->cur;
-            cur->next = NULL;
-            cur->used = 0;
-            t->dblock = cur;
-            t->dpos = 0;
-            t->dcount = 0;
-            t->block_nrec = 0;
-            t->pos = cur->data;
-            memset(&t->w, 0, sizeof t->w);
-            memset(&t->d, 0, sizeof t->d);
-            t->block_max_tick = 0;
-            t->dclock_set = 0; /* a drain may have been writing it when another thread forked */
-            t->events = 0;
-            t->drops = 0;
-            t->next_all = NULL;
-            tr_threads = t;
-            tr_blocks_in_use = 1;
-        }
-        else {
-            munmap(t, sizeof(tr_thread_t));
-        }
-        t = next;
+    tr_n_pending_blocks = 0;
+    tr_n_pending_reaps = 0;
+    tr_arena_after_fork_child(self, self ? self->cur : NULL);
+    if (self != NULL) {
+        tr_block_t *cur = self->cur;
+        cur->next = NULL;
+        cur->used = 0;
+        cur->nrec = 0;
+        self->dblock = cur;
+        self->dpos = 0;
+        self->dcount = 0;
+        self->block_nrec = 0;
+        self->pos = cur->data;
+        memset(&self->w, 0, sizeof self->w);
+        memset(&self->d, 0, sizeof self->d);
+        self->block_max_tick = 0;
+        self->dclock_set = 0; /* a drain may have been writing it when another thread forked */
+        self->reaping = 0;
+        memset(self->committed, 0, sizeof self->committed);
+        self->committed[0].block = self->committed[1].block = cur;
+        self->events = 0;
+        self->drops = 0;
+        self->next_all = NULL;
+        tr_threads = self;
+        tr_blocks_in_use = 1;
     }
     tr_high_water_blocks = tr_blocks_in_use;
     tr_dead_events = 0;

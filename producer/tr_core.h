@@ -79,6 +79,16 @@ typedef struct {
     uint32_t stack;
 } tr_delta_t;
 
+/* Where a thread's records are safely out of the process: everything before it is in a batch
+ * the publisher has written to its spool (tr_buffers_commit). Kept twice: the arena header's
+ * commit index, stored last, names the copies (and the seq) of the last whole commit, so a
+ * process killed in the middle of a commit leaves the one before it whole. */
+typedef struct {
+    tr_block_t *block;
+    uint32_t pos;
+    tr_delta_t d;
+} tr_cursor_t;
+
 typedef struct tr_thread {
     /* --- owned by the thread itself (the writer); others read only as noted --- */
     uint8_t busy;    /* reentrancy guard: set while this thread is inside a hook or a drain */
@@ -122,6 +132,9 @@ typedef struct tr_thread {
     tr_clock_t dclock;
     uint64_t dlast_tick;
     uint8_t dclock_set;
+    uint8_t reaping; /* dead and fully drained: freed at the next commit */
+    /* --- written by the commit (GIL, no drain running); read after a crash (tr_arena.c) --- */
+    tr_cursor_t committed[2];
     /* --- shared --- */
     uint64_t tid;      /* the thread's id in the log: serial + 1, never reused; immutable */
     uint64_t ident;    /* PyThread_get_thread_ident() of the owner (reused by CPython once
@@ -152,6 +165,33 @@ size_t tr_own_count(void);
 void tr_own_atfork_prepare(void);
 void tr_own_atfork_parent(void);
 void tr_own_atfork_child(void);
+
+/* ---- the arena (tr_arena.c): every block and thread state is a slot of one mapping ----
+ * With a directory, the mapping is a file there that outlives the process, so a supervisor
+ * can harvest what a killed process had not shipped; without one it is anonymous memory. */
+#define TR_SLOT_SIZE TR_BLOCK_SIZE
+enum { TR_SLOT_FREE = 0, TR_SLOT_BLOCK = 1, TR_SLOT_THREAD = 2 };
+int tr_arena_ready(void);
+/* Creates the (anonymous) arena once; -1 when it cannot. tr_registry_lock held. */
+int tr_arena_init(uint64_t max_buffer_bytes);
+/* Moves the arena into a new file of `dir` (once; before any hook can run, no drain
+ * running); -1 when it cannot (it then stays anonymous). tr_registry_lock held. */
+int tr_arena_use_dir(const char *dir);
+void tr_arena_before_fork(const tr_thread_t *self); /* the forking thread's state, saved */
+void *tr_arena_get(int kind); /* a zeroed-or-recycled slot; NULL when none; registry lock */
+void tr_arena_put(void *slot); /* registry lock held */
+void tr_arena_note_clock(const tr_clock_t *clock); /* the latest reference reading */
+uint32_t tr_arena_commit_index(void);              /* which cursor copies are live */
+/* Makes copy `index` of every cursor live, with the seq of the next batch to spool. */
+void tr_arena_publish_commit(uint32_t index, uint64_t next_seq);
+uint64_t tr_arena_next_seq(void);
+/* In a forked child: a fresh arena of its own holding only `keep_thread` and `keep_block`
+ * (either may be NULL); their addresses stay the same. */
+void tr_arena_after_fork_child(tr_thread_t *keep_thread, tr_block_t *keep_block);
+PyObject *tr_py_arena_identify(PyObject *self, PyObject *args);
+PyObject *tr_py_arena_path(PyObject *self, PyObject *noargs);
+PyObject *tr_py_arena_close(PyObject *self, PyObject *args);
+PyObject *tr_py_harvest(PyObject *self, PyObject *args);
 
 /* ---- SIGTERM (tr_term.c) ---- */
 int tr_term_install(int fd);
@@ -233,6 +273,12 @@ int tr_buffers_init(void);
 void tr_buffers_reset_high_water(void); /* at start: high water counts from now */
 /* Drain: returns a new list of chunk dicts, or NULL with an exception set. */
 PyObject *tr_drain_chunks(uint64_t max_events, uint64_t *events_out, uint64_t *bytes_out);
+/* The arena, made if needed, and moved to `dir` if given (start(): GIL held, no drain
+ * running); -1 (no exception) when it could not be made; 1 when `dir` could not be used. */
+int tr_buffers_arena(const char *dir, uint64_t max_buffer_bytes);
+/* Marks everything drained so far as safely shipped (every batch before `next_seq` is
+ * spooled): recycles the drained blocks. */
+void tr_buffers_commit(uint64_t next_seq);
 void tr_buffer_stats(uint64_t *events, uint64_t *drops, uint64_t *pending, uint64_t *high_water);
 
 static inline tr_thread_t *tr_current(void)
@@ -297,6 +343,8 @@ typedef struct {
  * (at most max_records of them) and fills `out`. Only for trusted (self-written) data. */
 size_t tr_rec1_scan(const uint8_t *p, size_t len, tr_delta_t st, uint64_t max_records,
                     tr_scan_t *out);
+/* The same for bytes that may be damaged: stops at the first malformed record. */
+size_t tr_rec1_scan_checked(const uint8_t *p, size_t len, tr_delta_t st, tr_scan_t *out);
 PyObject *tr_py_decode_rec1(PyObject *self, PyObject *args);
 PyObject *tr_py_validate_rec1(PyObject *self, PyObject *args);
 PyObject *tr_py_decode_rec1_into(PyObject *self, PyObject *args);

@@ -513,3 +513,50 @@ done:
     }
     return result;
 }
+
+/* Untrusted but self-written (a dead process's buffers, tr_arena.c): counts the whole,
+ * well-formed records of [p, p+len) from state `st` and returns the bytes they take; a
+ * malformed or cut record ends the count. */
+size_t tr_rec1_scan_checked(const uint8_t *p, size_t len, tr_delta_t st, tr_scan_t *out)
+{
+    const uint8_t *start = p, *end = p + len, *whole = p;
+    uint64_t n = 0, v, max_tick = st.tick;
+    tr_delta_t at = st;
+    while (p < end) {
+        unsigned hdr = *p++;
+        unsigned kind = hdr & 3;
+        if ((hdr & TR_HDR_RESERVED) || ((hdr >> 2) & 7) > TR_DOMAIN_MAX) {
+            break;
+        }
+        if (!(hdr & TR_HDR_SAME_TICK)) {
+            if ((p = tr_get_varint_checked(p, end, &v)) == NULL) {
+                break;
+            }
+            at.tick += tr_unzz64(v);
+        }
+        if ((p = tr_get_varint_checked(p, end, &v)) == NULL) {
+            break;
+        }
+        at.addr += tr_unzz64(v);
+        if (kind != TR_FREE && (p = tr_get_varint_checked(p, end, &v)) == NULL) {
+            break;
+        }
+        if (kind == TR_REALLOC && (p = tr_get_varint_checked(p, end, &v)) == NULL) {
+            break;
+        }
+        if (hdr & TR_HDR_STACK) {
+            if ((p = tr_get_varint_checked(p, end, &v)) == NULL) {
+                break;
+            }
+            at.stack += (uint32_t)tr_unzz64(v);
+        }
+        n++;
+        whole = p;
+        st = at;
+        max_tick = st.tick > max_tick ? st.tick : max_tick;
+    }
+    out->n = n;
+    out->end = st;
+    out->max_tick = max_tick;
+    return (size_t)(whole - start);
+}
