@@ -83,15 +83,23 @@ class Backlog:
             self._write(entry, frames)
             self.spooled += 1
         else:
-            entry = Entry(seq, events, frames)
-            self.memory_bytes += size
-            if self.durable:
-                try:
-                    self._write(entry, frames)
-                except OSError:  # (disk full) the batch is still held in memory
-                    self.journal_errors += 1
+            entry = Entry(seq, events, None)
+            # a durable backlog's batches are only in the file (read back to be sent): the
+            # process's memory holds none of them
+            if not (self.durable and self._journal(entry, frames)):
+                entry.payload = frames
+                self.memory_bytes += size
         self.entries.append(entry)
         return entry
+
+    def _journal(self, entry: Entry, frames: list[bytes]) -> bool:
+        """A durable backlog's copy of a batch; False when it could not be written."""
+        try:
+            self._write(entry, frames)
+        except OSError:  # (a full disk) the batch is then held in memory
+            self.journal_errors += 1
+            return False
+        return True
 
     def _write(self, entry: Entry, frames: list[bytes]) -> None:
         # the spool holds one frame per batch: a split batch is joined (memscope.producer.wire)
