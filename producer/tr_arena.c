@@ -344,10 +344,16 @@ void tr_arena_after_fork_child(tr_thread_t *keep_thread, tr_block_t *keep_block)
         }
     }
     else {
-        /* anonymous: the copy is private already; give back the memory of every other slot */
-        for (uint32_t id = 1; id < tr_nslots; id++) {
-            if (id != keep_t && id != keep_b && tr_hdr()->kinds[id] != TR_SLOT_FREE) {
-                madvise(tr_arena + (size_t)id * TR_SLOT_SIZE, TR_SLOT_SIZE, MADV_DONTNEED);
+        /* anonymous: the copy is private already; give back the memory of every other slot
+         * (in use or free: a bare slot must read as zeroes), in the runs between the kept */
+        uint32_t start = 1;
+        for (uint32_t id = 1; id <= tr_nslots; id++) {
+            if (id == tr_nslots || id == keep_t || id == keep_b) {
+                if (id > start) {
+                    madvise(tr_arena + (size_t)start * TR_SLOT_SIZE,
+                            (size_t)(id - start) * TR_SLOT_SIZE, MADV_DONTNEED);
+                }
+                start = id + 1;
             }
         }
     }
