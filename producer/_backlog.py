@@ -129,6 +129,10 @@ class Backlog:
             return entry.payload
         return [os.pread(self._file(), entry.length, entry.offset)]
 
+    def all_on_disk(self) -> bool:
+        """Whether every batch not yet acknowledged has its copy in the spool file."""
+        return all(e.on_disk for e in self.entries)
+
     def unsent(self) -> list[Entry]:
         """Entries not sent yet, in order."""
         return [e for e in self.entries if not e.sent]

@@ -205,6 +205,9 @@ static PyObject *py_start(PyObject *self, PyObject *args, PyObject *kwargs)
         PyErr_SetString(PyExc_MemoryError, "no memory for the tracer's buffers");
         return NULL;
     }
+    tr_clock_t now; /* until the first drain, a harvest maps ticks with this reading */
+    tr_clock_now(&now);
+    tr_arena_note_clock(&now);
     if (numpy) {
         int rc = tr_numpy_install();
         if (rc < 0) {

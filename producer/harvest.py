@@ -33,11 +33,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import zmq
+
 from memscope.broker.client import BrokerError
 from memscope.config import Settings
 from memscope.producer import _tracer
 from memscope.producer.spool import read_spool, send_payloads
-from memscope.producer.wire import MAX_CHUNKS, WireError, decode_envelope, encode_batch
+from memscope.producer.wire import (
+    MAX_BATCH_EVENTS,
+    MAX_CHUNKS,
+    WireError,
+    decode_envelope,
+    encode_batch,
+)
 
 ARENA_SUFFIX = ".arena"
 
@@ -88,22 +96,35 @@ class ArenaError(ValueError):
     """A file that is not a readable arena of this version."""
 
 
-def _spooled(spool: Path, next_seq: int) -> tuple[list[tuple[int, bytes]], list[Rare]]:
-    """The spool's (seq, batch) before ``next_seq``, and the rare rows of each from it on."""
-    committed: list[tuple[int, bytes]] = []
-    rare: list[Rare] = []
+@dataclass
+class _Spool:
+    """What a dead process's spool file holds."""
+
+    committed: list[tuple[int, bytes]]  # (seq, batch) of the batches before the next seq
+    # the other batches (packed after the last commit): their rec1 records are still in the
+    # arena, but not their rare rows or aggregated mode's promotions (cols1 chunks)
+    later: list[tuple[list[dict[str, Any]], Rare]]
+    exited: bool  # some batch carries the process's own exit row
+
+
+def _read_spool(spool: Path, next_seq: int) -> _Spool:
+    found = _Spool([], [], False)
     if not spool.name or not spool.is_file():
-        return committed, rare
+        return found
     for payload in read_spool(spool):
         try:
             envelope = decode_envelope(payload)
         except WireError:
             continue
+        exits = envelope.rec.get("processes", {}).get("event", [])
+        found.exited = found.exited or "exit" in exits
         if envelope.seq < next_seq:
-            committed.append((envelope.seq, payload))
-        elif envelope.rec:  # packed after the last commit: its records are the arena's own
-            rare.append(envelope.rec)
-    return committed, rare
+            found.committed.append((envelope.seq, payload))
+            continue
+        promoted = [c for c in envelope.mem if c.get("enc") != "rec1"]
+        if promoted or envelope.rec:
+            found.later.append((promoted, envelope.rec))
+    return found
 
 
 def _exit_row(info: dict[str, Any]) -> dict[str, list[Any]]:
@@ -122,16 +143,25 @@ def _exit_row(info: dict[str, Any]) -> dict[str, list[Any]]:
     }
 
 
-def _arena_batches(info: dict[str, Any], rare: list[Rare],
-                   with_exit: bool) -> list[tuple[int, bytes]]:
+def _arena_batches(info: dict[str, Any], later: list[tuple[list[dict[str, Any]], Rare]],
+                   with_exit: bool, max_events: int) -> list[tuple[int, bytes]]:
     """(seq, batch) from the arena's next seq on.
 
-    Its records, the rare rows packed after its last commit, and the exit row.
+    Its records (at most ``max_events`` a batch), what the batches packed after its last
+    commit held besides them, and the exit row.
     """
-    chunks = list(info["chunks"])
-    parts: list[tuple[list[dict[str, Any]], Rare]] = [
-        (chunks[i:i + MAX_CHUNKS], {}) for i in range(0, len(chunks), MAX_CHUNKS)]
-    parts += [([], rows) for rows in rare]
+    parts: list[tuple[list[dict[str, Any]], Rare]] = []
+    group: list[dict[str, Any]] = []
+    events = 0
+    for chunk in info["chunks"]:
+        if group and (events + int(chunk["n"]) > max_events or len(group) >= MAX_CHUNKS):
+            parts.append((group, {}))
+            group, events = [], 0
+        group.append(chunk)
+        events += int(chunk["n"])
+    if group:
+        parts.append((group, {}))
+    parts += later
     if with_exit:
         parts.append(([], {"processes": _exit_row(info)}))
     first = int(info["next_seq"])
@@ -159,20 +189,24 @@ def harvest_arena(path: Path, settings: Settings, address: str | None = None,
             raise ArenaError(f"{path}: {exc}") from None
         producer = str(info["producer"])
         spool = Path(str(info["spool"])) if info["spool"] else Path()
-        if not producer:  # died before it was named (within a fork): nothing was shipped
+        if not producer:
+            # a forked child that never started tracing (it called exec, or died at once)
             path.unlink(missing_ok=True)
-            return Harvest(int(info["pid"]), "", 0, 0, bool(info["closed"]))
-        committed, rare = _spooled(spool, int(info["next_seq"]))
+            return None
+        found = _read_spool(spool, int(info["next_seq"]))
         closed = bool(info["closed"])
-        batches = committed + _arena_batches(info, rare, with_exit=not closed)
+        limit = max(1, min(int(settings.batch_max_events), MAX_BATCH_EVENTS))
+        batches = found.committed + _arena_batches(
+            info, found.later, with_exit=not (closed or found.exited), max_events=limit)
         if batches:
-            highest = max(seq for seq, _ in batches)
-            send_payloads([payload for _, payload in batches], {producer: highest},
+            send_payloads([payload for _, payload in batches],
+                          [(producer, seq) for seq, _ in batches],
                           address or str(info["address"]), settings, timeout)
         if spool.name:
             spool.unlink(missing_ok=True)
         path.unlink(missing_ok=True)
-        return Harvest(int(info["pid"]), producer, int(info["events"]), len(committed), closed)
+        return Harvest(int(info["pid"]), producer, int(info["events"]), len(found.committed),
+                       closed)
 
 
 def harvest_dir(directory: Path, settings: Settings, address: str | None = None,
@@ -189,8 +223,8 @@ def harvest_dir(directory: Path, settings: Settings, address: str | None = None,
         except ArenaError:
             path.unlink(missing_ok=True)
             continue
-        except (BrokerError, OSError):
-            continue
+        except (BrokerError, OSError, zmq.ZMQError, MemoryError):
+            continue  # the files stay for the next sweep
         if result is not None:
             done.append(result)
     return done

@@ -326,8 +326,10 @@ class Publisher:
             _forget_dummy()
             chunks, rare = [], {}
         self._pack(chunks, rare)
-        if self._arena is not None:
-            self._arena.commit(self._next_seq)  # after the spool write: recycle the buffers
+        if self._arena is not None and self._backlog.all_on_disk():
+            # every unacknowledged batch is in the spool: the buffers they were drained from
+            # may be recycled (while one is only in memory, a crash harvest still needs them)
+            self._arena.commit(self._next_seq)
         self._send(deadline, probe_only=self._unreachable and not final)
         self._acknowledge(force=final)
 

@@ -383,6 +383,8 @@ def _alive(pid: int) -> bool:
 
 
 def _told_harvest(harvest: Harvest) -> None:
+    if not (harvest.events or harvest.replayed):
+        return  # (killed with everything shipped: its exit row was all that was missing)
     if harvest.closed:
         what = f"{harvest.replayed} batches it had spooled"
     else:

@@ -60,16 +60,16 @@ def replay_spool(path: Path, address: str, settings: Settings | None = None,
             continue
         highest[envelope.producer] = max(highest.get(envelope.producer, -1), envelope.seq)
         payloads.append(payload)
-    send_payloads(payloads, highest, address, settings, timeout)
+    send_payloads(payloads, list(highest.items()), address, settings, timeout)
     path.unlink()
     return {"batches": len(payloads), "confirmed": len(payloads), "skipped": skipped}
 
 
-def send_payloads(payloads: list[bytes], highest: dict[str, int], address: str,
+def send_payloads(payloads: list[bytes], wait_for: list[tuple[str, int]], address: str,
                   settings: Settings, timeout: float) -> None:
     """Send encoded batches to the broker at ``address``; wait until they are in the log.
 
-    ``highest``: each producer's seq to wait for.
+    ``wait_for``: the (producer, seq) of each batch to see in the log before returning.
 
     Raises:
         BrokerError: the broker did not take or confirm the batches within ``timeout``.
@@ -86,7 +86,7 @@ def send_payloads(payloads: list[bytes], highest: dict[str, int], address: str,
             push.send(payload)
         with BrokerClient(addresses.control_address(address), settings,
                           timeout_s=timeout, context=context) as client:
-            for producer, seq in highest.items():
+            for producer, seq in wait_for:
                 client.wait(producer, seq, timeout_s=timeout)
     finally:
         push.close(linger=0)

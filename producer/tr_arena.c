@@ -222,7 +222,6 @@ static int tr_back(uint32_t id) { return tr_arena_fd < 0 ? 0 : tr_back_fd(tr_are
 void *tr_arena_get(int kind)
 {
     uint32_t id;
-    int zero = kind == TR_SLOT_THREAD;
     if (tr_n_backed > 0) {
         id = tr_free_backed[--tr_n_backed];
     }
@@ -232,13 +231,13 @@ void *tr_arena_get(int kind)
             return NULL;
         }
         tr_n_bare--;
-        zero = 0; /* fresh memory is zeroed */
     }
     else {
         return NULL;
     }
     uint8_t *slot = tr_arena + (size_t)id * TR_SLOT_SIZE;
-    if (zero) {
+    if (kind == TR_SLOT_THREAD) {
+        /* every field starts at 0 (a bare slot is zeroes only where punching holes works) */
         memset(slot, 0, sizeof(tr_thread_t));
     }
     tr_hdr()->kinds[id] = (uint8_t)kind;
@@ -253,12 +252,13 @@ void tr_arena_put(void *slot)
         tr_free_backed[tr_n_backed++] = id;
         return;
     }
-    if (tr_arena_fd >= 0) {
-        fallocate(tr_arena_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                  (off_t)id * TR_SLOT_SIZE, TR_SLOT_SIZE);
-    }
-    else {
-        madvise(slot, TR_SLOT_SIZE, MADV_DONTNEED);
+    int released = tr_arena_fd >= 0
+                       ? fallocate(tr_arena_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                                   (off_t)id * TR_SLOT_SIZE, TR_SLOT_SIZE)
+                       : madvise(slot, TR_SLOT_SIZE, MADV_DONTNEED);
+    if (released != 0) {
+        tr_free_backed[tr_n_backed++] = id; /* (no hole punching here: the memory stays) */
+        return;
     }
     tr_free_bare[tr_n_bare++] = id;
 }
@@ -305,10 +305,16 @@ void tr_arena_before_fork(const tr_thread_t *self)
     }
 }
 
-void tr_arena_after_fork_child(tr_thread_t *keep_thread, tr_block_t *keep_block)
+void tr_arena_after_fork_child(tr_thread_t *keep_thread)
 {
     if (tr_arena == NULL) {
         return;
+    }
+    /* the survivor's block as it was at the fork: in a file arena the slot's `cur` may have
+     * moved on since, written by the same thread in the parent */
+    tr_block_t *keep_block = NULL;
+    if (keep_thread != NULL) {
+        keep_block = tr_arena_fd >= 0 && tr_fork_saved_ok ? tr_fork_saved.cur : keep_thread->cur;
     }
     uint32_t keep_t = 0, keep_b = 0;
     if (keep_thread != NULL) {
@@ -336,8 +342,14 @@ void tr_arena_after_fork_child(tr_thread_t *keep_thread, tr_block_t *keep_block)
         }
         if (p == MAP_FAILED) {
             tr_arena_file[0] = '\0';
-            mmap(tr_arena, tr_arena_size, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+            p = mmap(tr_arena, tr_arena_size, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+            if (p == MAP_FAILED) {
+                /* the parent's file is still mapped here: this child must not write to it */
+                __atomic_store_n(&tr_enabled, 0, __ATOMIC_RELEASE);
+                tr_fork_saved_ok = 0;
+                return;
+            }
         }
         if (keep_thread != NULL && tr_fork_saved_ok) {
             memcpy(keep_thread, &tr_fork_saved, sizeof tr_fork_saved);
@@ -358,6 +370,9 @@ void tr_arena_after_fork_child(tr_thread_t *keep_thread, tr_block_t *keep_block)
         }
     }
     tr_arena_write_header();
+    tr_clock_t now; /* a harvest of a child dead before its first drain maps ticks with it */
+    tr_clock_now(&now);
+    tr_arena_note_clock(&now);
     if (keep_t) {
         tr_hdr()->kinds[keep_t] = TR_SLOT_THREAD;
     }
@@ -435,7 +450,7 @@ static const uint8_t *tr_view_slot(const tr_view_t *v, const void *owner_ptr, ui
 /* Appends one chunk {"tid", "n", "enc", "data"} of the records of [src, src+len). */
 static int tr_harvest_piece(PyObject *chunks, uint64_t tid, const uint8_t *src, size_t len,
                             tr_delta_t base, const tr_clock_t *clock, uint64_t *events,
-                            uint64_t *max_tick)
+                            int64_t *last_ns)
 {
     tr_scan_t scan;
     size_t took = tr_rec1_scan_checked(src, len, base, &scan);
@@ -457,23 +472,33 @@ static int tr_harvest_piece(PyObject *chunks, uint64_t tid, const uint8_t *src, 
     }
     Py_DECREF(chunk);
     *events += scan.n;
-    if (scan.max_tick > *max_tick) {
-        *max_tick = scan.max_tick;
+    int64_t ns = tr_tick_to_ns(clock, scan.max_tick);
+    if (ns > *last_ns) {
+        *last_ns = ns;
     }
     return 0;
 }
 
-/* The records of one dead thread state from its committed cursor on. */
+/* The records of one dead thread state from its committed cursor on. `seen` marks the blocks
+ * taken already (by any thread): a damaged file's chains never make a block count twice. */
 static int tr_harvest_thread(const tr_view_t *v, const tr_arena_hdr_t *h,
-                             const tr_thread_t *t, const tr_clock_t *clock, PyObject *chunks,
-                             uint64_t *events, uint64_t *max_tick)
+                             const tr_thread_t *t, const tr_clock_t *last_drain,
+                             uint8_t *seen, PyObject *chunks, uint64_t *events,
+                             int64_t *last_ns)
 {
+    /* the mapping of the thread's last shipped chunk carries on (as the drain's would) */
+    tr_clock_t clock = t->dclock_set && t->dclock.mult ? t->dclock : *last_drain;
     tr_cursor_t c = t->committed[h->commit_index & 1u];
     const uint8_t *b = tr_view_slot(v, c.block, h->nslots);
     uint32_t pos = c.pos;
     tr_delta_t d = c.d;
     const uint8_t *cur = tr_view_slot(v, t->cur, h->nslots);
-    for (uint32_t hops = 0; b != NULL && hops < h->nslots; hops++) {
+    while (b != NULL) {
+        size_t id = (size_t)(b - v->map) / TR_SLOT_SIZE;
+        if (seen[id] || h->kinds[id] != TR_SLOT_BLOCK) {
+            break;
+        }
+        seen[id] = 1;
         const tr_block_t *blk = (const tr_block_t *)b;
         uint32_t used = blk->used;
         if (blk->next == NULL) {
@@ -488,8 +513,8 @@ static int tr_harvest_thread(const tr_view_t *v, const tr_arena_hdr_t *h,
             break;
         }
         if (pos < used &&
-            tr_harvest_piece(chunks, t->tid, blk->data + pos, used - pos, d, clock, events,
-                             max_tick) < 0) {
+            tr_harvest_piece(chunks, t->tid, blk->data + pos, used - pos, d, &clock, events,
+                             last_ns) < 0) {
             return -1;
         }
         if (blk->next == NULL) {
@@ -530,6 +555,7 @@ PyObject *tr_py_harvest(PyObject *self, PyObject *args)
     tr_view_t v = {map, (size_t)st.st_size, 0};
     const tr_arena_hdr_t *h = (const tr_arena_hdr_t *)map;
     PyObject *result = NULL, *chunks = NULL, *threads = NULL;
+    uint8_t *seen = NULL;
     if (h->magic != TR_ARENA_MAGIC || h->version != TR_ARENA_VERSION ||
         h->slot_size != TR_SLOT_SIZE || h->thread_size != sizeof(tr_thread_t) ||
         h->nslots < 2 || h->nslots > TR_MAX_SLOTS ||
@@ -544,7 +570,13 @@ PyObject *tr_py_harvest(PyObject *self, PyObject *args)
     if (chunks == NULL || threads == NULL) {
         goto done;
     }
-    uint64_t events = 0, max_tick = 0;
+    uint64_t events = 0;
+    int64_t last_ns = clock.ns;
+    seen = PyMem_RawCalloc(h->nslots, 1);
+    if (seen == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
     for (uint32_t id = 1; id < h->nslots; id++) {
         if (h->kinds[id] != TR_SLOT_THREAD) {
             continue;
@@ -556,11 +588,10 @@ PyObject *tr_py_harvest(PyObject *self, PyObject *args)
             goto done;
         }
         Py_DECREF(tid);
-        if (tr_harvest_thread(&v, h, t, &clock, chunks, &events, &max_tick) < 0) {
+        if (tr_harvest_thread(&v, h, t, &clock, seen, chunks, &events, &last_ns) < 0) {
             goto done;
         }
     }
-    int64_t last_ns = events > 0 && clock.mult ? tr_tick_to_ns(&clock, max_tick) : clock.ns;
     char producer[sizeof h->producer], spool[sizeof h->spool], address[sizeof h->address];
     snprintf(producer, sizeof producer, "%.*s", (int)sizeof producer - 1, h->producer);
     snprintf(spool, sizeof spool, "%.*s", (int)sizeof spool - 1, h->spool);
@@ -572,6 +603,7 @@ PyObject *tr_py_harvest(PyObject *self, PyObject *args)
                            threads, "events", (unsigned long long)events, "last_ns",
                            (long long)last_ns);
 done:
+    PyMem_RawFree(seen);
     Py_XDECREF(chunks);
     Py_XDECREF(threads);
     munmap((void *)map, v.size);

@@ -171,6 +171,9 @@ int tr_thread_next_block(tr_thread_t *t)
     old->used = (uint32_t)(t->pos - old->data); /* final, before pos leaves the block */
     old->nrec = t->block_nrec;
     old->max_tick = t->w.tick > t->block_max_tick ? t->w.tick : t->block_max_tick;
+    /* the block's own account is written before `pos` leaves it: a process killed between
+     * the two leaves it for a harvest (tr_arena.c) */
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
     t->block_nrec = 0;
     t->block_max_tick = 0;
     memset(&t->w, 0, sizeof t->w); /* each block starts from a zero delta state */
@@ -606,7 +609,7 @@ void tr_buffers_after_fork_child(void)
     tr_blocks_in_use = 0;
     tr_n_pending_blocks = 0;
     tr_n_pending_reaps = 0;
-    tr_arena_after_fork_child(self, self ? self->cur : NULL);
+    tr_arena_after_fork_child(self); /* (restores the survivor's state as of the fork) */
     if (self != NULL) {
         tr_block_t *cur = self->cur;
         cur->next = NULL;

@@ -185,9 +185,9 @@ uint32_t tr_arena_commit_index(void);              /* which cursor copies are li
 /* Makes copy `index` of every cursor live, with the seq of the next batch to spool. */
 void tr_arena_publish_commit(uint32_t index, uint64_t next_seq);
 uint64_t tr_arena_next_seq(void);
-/* In a forked child: a fresh arena of its own holding only `keep_thread` and `keep_block`
- * (either may be NULL); their addresses stay the same. */
-void tr_arena_after_fork_child(tr_thread_t *keep_thread, tr_block_t *keep_block);
+/* In a forked child: a fresh arena of its own holding only `keep_thread` (may be NULL) and
+ * its block; their addresses stay the same. */
+void tr_arena_after_fork_child(tr_thread_t *keep_thread);
 PyObject *tr_py_arena_identify(PyObject *self, PyObject *args);
 PyObject *tr_py_arena_path(PyObject *self, PyObject *noargs);
 PyObject *tr_py_arena_close(PyObject *self, PyObject *args);

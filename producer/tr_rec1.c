@@ -545,8 +545,8 @@ size_t tr_rec1_scan_checked(const uint8_t *p, size_t len, tr_delta_t st, tr_scan
             break;
         }
         if (hdr & TR_HDR_STACK) {
-            if ((p = tr_get_varint_checked(p, end, &v)) == NULL) {
-                break;
+            if ((p = tr_get_varint_checked(p, end, &v)) == NULL || v > 0xFFFFFFFFull) {
+                break; /* (the broker's decoder refuses the same) */
             }
             at.stack += (uint32_t)tr_unzz64(v);
         }
