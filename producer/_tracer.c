@@ -199,8 +199,7 @@ static PyObject *py_start(PyObject *self, PyObject *args, PyObject *kwargs)
     }
     tr_clock_init();
     tr_pid = getpid();
-    int arena = tr_draining ? tr_buffers_arena(NULL, max_buffer)
-                            : tr_buffers_arena(arena_dir, max_buffer);
+    int arena = tr_buffers_arena(tr_draining ? NULL : arena_dir);
     if (arena < 0) {
         PyErr_SetString(PyExc_MemoryError, "no memory for the tracer's buffers");
         return NULL;

@@ -39,7 +39,8 @@
 #define TR_ARENA_MAGIC 0x31616e6572616d73ull /* "smarena1" */
 #define TR_ARENA_VERSION 1u
 #define TR_KEEP_BACKED 128 /* free slots that keep their memory (8 MiB) */
-#define TR_THREAD_SLOTS 4096
+/* Slots of every arena, whatever start()'s max_buffer_bytes (which bounds the blocks in use
+ * and may change from one start to the next): 3.7 GiB of address space, sparse. */
 #define TR_MAX_SLOTS 60000
 
 typedef struct {
@@ -133,16 +134,12 @@ static void tr_arena_write_header(void)
     h->pid = (int64_t)getpid();
 }
 
-int tr_arena_init(uint64_t max_buffer_bytes)
+int tr_arena_init(void)
 {
     if (tr_arena != NULL) {
         return 0;
     }
-    uint64_t slots = max_buffer_bytes / TR_SLOT_SIZE + TR_THREAD_SLOTS + 1;
-    if (slots > TR_MAX_SLOTS) {
-        slots = TR_MAX_SLOTS;
-    }
-    uint32_t nslots = (uint32_t)slots;
+    uint32_t nslots = TR_MAX_SLOTS;
     size_t size = (size_t)nslots * TR_SLOT_SIZE;
     uint32_t *backed = tr_raw_alloc(nslots * sizeof(uint32_t));
     uint32_t *bare = tr_raw_alloc(nslots * sizeof(uint32_t));

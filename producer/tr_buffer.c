@@ -95,10 +95,10 @@ int tr_buffers_init(void)
     return 0;
 }
 
-int tr_buffers_arena(const char *dir, uint64_t max_buffer_bytes)
+int tr_buffers_arena(const char *dir)
 {
     pthread_mutex_lock(&tr_registry_lock);
-    int rc = tr_arena_init(max_buffer_bytes);
+    int rc = tr_arena_init();
     if (rc == 0 && dir != NULL && dir[0] != '\0' && tr_arena_use_dir(dir) < 0) {
         rc = 1;
     }
@@ -109,7 +109,7 @@ int tr_buffers_arena(const char *dir, uint64_t max_buffer_bytes)
 tr_thread_t *tr_thread_attach(void)
 {
     pthread_mutex_lock(&tr_registry_lock);
-    if (tr_arena_init(tr_max_buffer_bytes) < 0) { /* (a thread seen before the first start) */
+    if (tr_arena_init() < 0) { /* (a thread seen before the first start) */
         tr_attach_failures++;
         pthread_mutex_unlock(&tr_registry_lock);
         return NULL;

@@ -173,7 +173,7 @@ void tr_own_atfork_child(void);
 enum { TR_SLOT_FREE = 0, TR_SLOT_BLOCK = 1, TR_SLOT_THREAD = 2 };
 int tr_arena_ready(void);
 /* Creates the (anonymous) arena once; -1 when it cannot. tr_registry_lock held. */
-int tr_arena_init(uint64_t max_buffer_bytes);
+int tr_arena_init(void);
 /* Moves the arena into a new file of `dir` (once; before any hook can run, no drain
  * running); -1 when it cannot (it then stays anonymous). tr_registry_lock held. */
 int tr_arena_use_dir(const char *dir);
@@ -275,7 +275,7 @@ void tr_buffers_reset_high_water(void); /* at start: high water counts from now 
 PyObject *tr_drain_chunks(uint64_t max_events, uint64_t *events_out, uint64_t *bytes_out);
 /* The arena, made if needed, and moved to `dir` if given (start(): GIL held, no drain
  * running); -1 (no exception) when it could not be made; 1 when `dir` could not be used. */
-int tr_buffers_arena(const char *dir, uint64_t max_buffer_bytes);
+int tr_buffers_arena(const char *dir);
 /* Marks everything drained so far as safely shipped (every batch before `next_seq` is
  * spooled): recycles the drained blocks. */
 void tr_buffers_commit(uint64_t next_seq);
