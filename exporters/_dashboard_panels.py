@@ -1,5 +1,4 @@
-"""Dashboard panels for the flame graph, security, complex types, performance and FFI; and the
-whole model."""
+"""Dashboard panels for the flame graph, security, complex types, performance, FFI; the model."""
 
 from __future__ import annotations
 
@@ -290,8 +289,8 @@ def flame_panel(ctx: dict[str, Any]) -> dict[str, Any]:
     return panel("flame", "Flame graph", ("memory_analysis",), ctx, items)
 
 
-PANELS = (overview, memory_time, flame_panel, types_panel, variables_panel, security_panel, complex_panel,
-          performance_panel, ffi_panel)
+PANELS = (overview, memory_time, flame_panel, types_panel, variables_panel, security_panel,
+          complex_panel, performance_panel, ffi_panel)
 
 
 def build_model(reports: Reports) -> dict[str, Any]:
