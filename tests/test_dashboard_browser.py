@@ -165,7 +165,7 @@ def test_hostile_names_are_shown_as_text_and_never_run(watched, tmp_path):  # no
     write_sample_reports(tmp_path, n_vars=18, names=HOSTILE_NAMES)
     path, model = write_dashboard(tmp_path)
     html = path.read_text("utf-8")
-    assert html.count("</script>") == 4  # only the page's own four script elements
+    assert html.count("</script>") == 5  # only the page's own five script elements
     open_page(watched, path)
     watched.page.add_init_script("window.__pwned = false")
     visit_every_panel(watched, model)
