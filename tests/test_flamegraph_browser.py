@@ -115,6 +115,7 @@ def test_brushing_a_window_redraws_the_graph(watched, flame):  # noqa: F811
     page.mouse.up()
     assert page.locator("#flame").get_attribute("data-window") == "1-4"
     assert page.locator("#flame").get_attribute("data-view") == "window"
+    assert page.locator(".msflame-view").input_value() == "window"
     c = t["cells"]
     expected = sum(b for a, e, b in zip(c["a"], c["e"], c["bytes"], strict=True)
                    if 1 <= a <= 4 < e)

@@ -110,6 +110,12 @@
       opt.value = name;
       this.select.appendChild(opt);
     }
+    if (m.temporal) {
+      const opt = el("option", "", "the brushed window");
+      opt.value = "window";
+      opt.disabled = true;  // chosen by brushing the chart
+      this.select.appendChild(opt);
+    }
     this.select.addEventListener("change", () => { this.window = null; this.clearBrush(); this.setView(this.select.value); });
     const orient = el("button", "msflame-orient", "flame");
     orient.type = "button";
@@ -221,6 +227,7 @@
     this.root.dataset.window = i + "-" + j;
     this.windowBox.textContent = "window +" + (i * slot).toFixed(3) + " s … +" + ((j + 1) * slot).toFixed(3) +
       " s: allocated in it and alive at its end";
+    this.select.value = "window";
     this.brushRect.setAttribute("x", 1000 * i / t.slots);
     this.brushRect.setAttribute("width", 1000 * (j - i + 1) / t.slots);
     this.zoom = 0;
@@ -245,6 +252,8 @@
     }
     this.tree = this.inverted ? invertedTree(this.model, self, blocks) : callTree(this.model, self, blocks);
     this.root.dataset.view = this.window ? "window" : this.viewName;
+    this.details.textContent = "Hover a frame for details; click it to zoom.";
+    delete this.details.dataset.node;
     this.root.dataset.inverted = this.inverted ? "1" : "0";
     this.totalBox.textContent = "total " + bytes(this.tree.total[0]);
     this.totalBox.dataset.bytes = String(this.tree.total[0]);
