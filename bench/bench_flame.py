@@ -10,6 +10,9 @@ own process: ``memscope analyze`` (the fold, once; it writes the state checkpoin
 the log's blocks), and in headless Chromium the time from navigation to the drawn graph
 (``body[data-ready]``), then switching to the inverted view and brushing a window.
 
+Then the largest page the node cap (``MAX_NODES``) lets through, made of stacks that share
+no frame below their 15th, opened the same way.
+
 Part 2, against memray (tracemalloc draws no flame graph): one program (``--real`` loop
 iterations of small allocations) traced by ``memscope run --no-report`` and by ``memray
 run``; then ``memscope flamegraph`` against ``memray flamegraph``, and the time each HTML
@@ -125,6 +128,49 @@ def open_times(pages: dict[str, Path], interact: bool) -> dict[str, dict[str, fl
     return out
 
 
+def largest_page(path: Path) -> int:
+    """The largest page the node cap allows: unique 57-frame stacks up to MAX_NODES nodes.
+
+    A binary tree of 15 levels, then a 42-frame chain of frames no other stack shares (the
+    worst case for size: every frame is new); returns the node count.
+    """
+    import random
+
+    from memscope.analyzers.flame import MAX_NODES
+    from memscope.exporters.flame_html import flame_page
+
+    rng = random.Random(1)
+    frames: list[list[object]] = []
+    parent, frame, index, fid = [-1], [-1], {}, {}
+
+    def child(p: int, name: str, line: int) -> int:
+        f = fid.setdefault((name, line), len(fid))
+        if f == len(frames):
+            frames.append([name, f"pkg/{name[:8]}.py", line])
+        if (p, f) not in index:
+            index[(p, f)] = len(parent)
+            parent.append(p)
+            frame.append(f)
+        return index[(p, f)]
+
+    leaves, s = [], 0
+    while len(parent) + 57 <= MAX_NODES:
+        node = 0
+        for level in range(15):
+            node = child(node, f"branch{level}_{(s >> level) & 1}", level)
+        for d in range(42):
+            node = child(node, f"chain{s}_{d}", d)
+        leaves.append(node)
+        s += 1
+    sizes = [rng.randrange(1, 1 << 20) for _ in leaves]
+    model = {"format": 1, "first_ts_ns": 0, "frames": frames, "parent": parent,
+             "frame": frame, "default": "peak", "title": "largest page",
+             "views": {"peak": {"label": "peak", "node": leaves, "bytes": sizes,
+                                "blocks": [1] * len(leaves), "total": sum(sizes)}}}
+    path.write_text(flame_page(model), "utf-8")
+    return len(parent)
+
+
 _REAL = """
 import sys
 keep = []
@@ -198,6 +244,11 @@ def main(argv: list[str] | None = None) -> int:
             figures = ", ".join(f"{k} {v:.3f} s" for k, v in row.items())
             verdict = "OK" if row["open_s"] < GOAL_OPEN_S else "OVER the 2 s goal"
             print(f"  Chromium, {page:8s}: {figures}  [{verdict}]")
+        nodes = largest_page(tmp / "largest.html")
+        row = open_times({"largest": tmp / "largest.html"}, True)["largest"]
+        figures = ", ".join(f"{k} {v:.3f} s" for k, v in row.items())
+        print(f"  Chromium, the largest page the node cap allows ({nodes:,} nodes, "
+              f"{(tmp / 'largest.html').stat().st_size / 2**20:.1f} MiB): {figures}")
         real = against_memray(tmp, args.real)
         print(f"real program, {real['events']:,} events "
               f"({real['iterations']:,} iterations), memscope vs memray 1.20:")

@@ -157,6 +157,18 @@ def test_too_many_sites_are_grouped_and_totals_kept(con):
     assert model["views"]["peak"]["total"] == process_stats(con)["peak_memory"]
 
 
+def test_the_node_cap_groups_the_lightest_sites(con):
+    from memscope.analyzers.flame import build_tree
+
+    sites = {(1, sid): w for sid, w in zip(_log()[1].values(), (5, 9, 1), strict=True)}
+    full, _ = build_tree(con, sites, weight=sites)
+    capped, node_of = build_tree(con, sites, weight=sites, max_nodes=len(full.parent) - 1)
+    assert len(capped.parent) <= len(full.parent)
+    grouped = {k for k, n in node_of.items()
+               if capped.frames[capped.frame[n]][0].endswith("smaller sites)")}
+    assert grouped and min(sites[k] for k in set(sites) - grouped) >= max(sites[k] for k in grouped)
+
+
 @pytest.mark.parametrize("opts, message", [
     (FlameOptions(pid=7), "no memory events of pid 7"),
     (FlameOptions(tid=99), "no allocations of thread 99"),

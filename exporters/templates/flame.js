@@ -161,7 +161,7 @@
       if (node !== null) { this.zoom = node; this.draw(); }
     });
     if (typeof ResizeObserver === "function") {
-      let width = 0;
+      let width = this.canvas.clientWidth;  // drawn at that width already (no second draw)
       new ResizeObserver(() => {
         if (this.canvas.clientWidth !== width) { width = this.canvas.clientWidth; this.draw(); }
       }).observe(this.canvas);
