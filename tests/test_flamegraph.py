@@ -157,6 +157,28 @@ def test_too_many_sites_are_grouped_and_totals_kept(con):
     assert model["views"]["peak"]["total"] == process_stats(con)["peak_memory"]
 
 
+def test_processes_are_children_of_the_root_and_pid_selects_one():
+    b = LogBuilder()
+    for pid in (1, 2):
+        b.process(pid, 0, argv=[f"app{pid}.py"], exit_ts_ns=900)
+    s1, s2 = b.stack(1, [MAIN, LOAD]), b.stack(2, [MAIN, PARSE])
+    b.alloc(1, 10, 0x10, 700, stack_id=s1)
+    b.alloc(2, 20, 0x10, 500, stack_id=s2)
+    b.free(1, 30, 0x10)
+    b.alloc(2, 40, 0x20, 400, stack_id=s2)  # process 2 peaks alone, later (900 B)
+    c = connect_tables_analyzed(b.tables())
+    both = build_flame(c)
+    assert both["views"]["peak"]["total"] == process_stats(c)["peak_memory"] == 1200
+    tops = [both["frames"][both["frame"][i]][:2] for i, p in enumerate(both["parent"])
+            if p == 0]
+    assert tops == [["process 1", "app1.py"], ["process 2", "app2.py"]]
+    one = build_flame(c, FlameOptions(pid=2, temporal=True))
+    assert one["views"]["peak"]["total"] == process_stats(c, 2)["peak_memory"] == 900
+    assert _by_frame(one, "peak") == {"parse": 900}
+    assert sum(one["temporal"]["cells"]["bytes"]) == 900  # alive at the end, pid 2 only
+    c.close()
+
+
 def test_the_node_cap_groups_the_lightest_sites(con):
     from memscope.analyzers.flame import build_tree
 
