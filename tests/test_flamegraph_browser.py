@@ -147,3 +147,27 @@ def test_dashboard_flame_panel_with_hostile_names(watched, tmp_path):  # noqa: F
     total = int(float(page.locator("#panel-flame .msflame-total").get_attribute("data-bytes")))
     assert total == sum(flame["views"]["peak"]["bytes"])
     assert_inert(watched)
+
+
+def test_notebook_output_draws_the_graph_in_its_sandboxed_frame(watched, flame,  # noqa: F811
+                                                                 tmp_path):
+    from memscope.exporters.notebook import CellResult
+
+    path, model, stats = flame
+    result = CellResult(tmp_path / f"run-{HOSTILE}", "", f"peak memory {HOSTILE}",
+                        path.read_text("utf-8"), stats)
+    out = tmp_path / "cell.html"
+    out.write_text(f"<!DOCTYPE html><meta charset='utf-8'><body>{result._repr_html_()}",
+                   "utf-8")
+    open_page_plain = watched.page
+    open_page_plain.goto(out.as_uri())
+    frame = open_page_plain.frame_locator("iframe")
+    frame.locator("body[data-ready='1']").wait_for(timeout=20_000)
+    assert frame.locator(".msflame-frame").count() >= 4
+    total = frame.locator(".msflame-total").get_attribute("data-bytes")
+    assert int(float(total)) == stats["peak_memory"]
+    assert HOSTILE in open_page_plain.locator("pre").inner_text()
+    assert open_page_plain.locator("img, object, embed").count() == 0
+    assert open_page_plain.locator("iframe").count() == 1
+    assert frame.locator("img, iframe, object, embed").count() == 0
+    assert watched.dialogs == [] and watched.errors == []
