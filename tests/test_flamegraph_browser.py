@@ -171,3 +171,32 @@ def test_notebook_output_draws_the_graph_in_its_sandboxed_frame(watched, flame, 
     assert open_page_plain.locator("iframe").count() == 1
     assert frame.locator("img, iframe, object, embed").count() == 0
     assert watched.dialogs == [] and watched.errors == []
+
+
+def test_a_wide_graph_draws_a_bounded_number_of_frames(watched, tmp_path):  # noqa: F811
+    # 300 sites, each a chain of 30 frames of its own: 9,000 frames of 4 px or more
+    frames, parent, frame, leaves = [], [-1], [-1], []
+    for s in range(300):
+        node = 0
+        for d in range(30):
+            frames.append([f"s{s}_d{d}", "w.py", d])
+            parent.append(node)
+            frame.append(len(frames) - 1)
+            node = len(parent) - 1
+        leaves.append(node)
+    model = {"format": 1, "frames": frames, "parent": parent, "frame": frame,
+             "default": "peak", "views": {"peak": {"label": "peak", "node": leaves,
+                                                   "bytes": [1000] * 300,
+                                                   "blocks": [1] * 300, "total": 300_000}}}
+    path = tmp_path / "wide.html"
+    path.write_text(flame_page(model), "utf-8")
+    open_page(watched, path)
+    page = watched.page
+    drawn = int(page.locator("#flame").get_attribute("data-frames"))
+    assert drawn <= 6000 and page.locator(".msflame-frame").count() == drawn
+    assert drawn >= 5900  # level by level: the first 19 levels of every chain, and more
+    # zooming into one site's chain draws all of it
+    first = page.locator(".msflame-frame[data-node='1']")
+    first.click()
+    assert page.locator(".msflame-frame").count() == 31  # the root above, then 30 frames
+    assert watched.errors == []

@@ -7,6 +7,7 @@
 
   const ROW = 18;
   const MIN_PX = 0.75;  // narrower frames are not drawn (nor their children)
+  const MAX_DRAWN = 6000;  // frames drawn at most (the deepest are left out; zoom shows them)
   const UNITS = ["B", "KiB", "MiB", "GiB", "TiB"];
   const SVGNS = "http://www.w3.org/2000/svg";
 
@@ -287,18 +288,20 @@
     for (let node = this.zoom; node >= 0; node = node === 0 ? -1 : tree.parent[node]) path.unshift(node);
     path.forEach((node, depth) => items.push([node, 0, width, depth, node !== this.zoom]));
     const base = path.length - 1, whole = tree.total[this.zoom] || 1;
-    const walk = [[this.zoom, 0, base]];
     let maxDepth = base;
-    while (walk.length) {
-      const [node, x, depth] = walk.pop();
+    // Level by level, so that past MAX_DRAWN frames (too many to paint quickly) it is the
+    // deepest detail that is left out; zooming in shows it.
+    const queue = [[this.zoom, 0, base]];
+    for (let head = 0; head < queue.length && items.length < MAX_DRAWN; head++) {
+      const [node, x, depth] = queue[head];
       let cx = x;
       const kids = tree.children[node].slice().sort((a, b) => tree.total[b] - tree.total[a]);
       for (const c of kids) {
         const w = width * tree.total[c] / whole;
-        if (w >= MIN_PX) {
+        if (w >= MIN_PX && items.length < MAX_DRAWN) {
           items.push([c, cx, w, depth + 1, false]);
           maxDepth = Math.max(maxDepth, depth + 1);
-          walk.push([c, cx, depth + 1]);
+          queue.push([c, cx, depth + 1]);
         }
         cx += w;
       }
