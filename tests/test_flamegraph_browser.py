@@ -125,6 +125,8 @@ def test_brushing_a_window_redraws_the_graph(watched, flame):  # noqa: F811
     # choosing a snapshot again leaves the window
     page.locator(".msflame-view").select_option("end")
     assert page.locator("#flame").get_attribute("data-view") == "end"
+    assert page.locator("#flame").get_attribute("data-window") is None
+    assert page.locator(".msflame-windowlabel").inner_text().startswith("whole run")
     assert_inert(watched)
 
 

@@ -188,7 +188,8 @@
     this.brushRect = svg("rect", { x: 0, y: 0, width: 0, height: H, class: "msflame-window" });
     s.appendChild(this.brushRect);
     box.appendChild(s);
-    this.windowBox = el("div", "msflame-windowlabel", "whole run: " + span.toFixed(3) + " s, peak " + bytes(ymax));
+    this.wholeRun = "whole run: " + span.toFixed(3) + " s, peak " + bytes(ymax);
+    this.windowBox = el("div", "msflame-windowlabel", this.wholeRun);
     box.appendChild(this.windowBox);
     let start = null;
     const at = (ev) => {
@@ -212,6 +213,8 @@
   };
   Flame.prototype.clearBrush = function () {
     if (this.brushRect) this.brushRect.setAttribute("width", 0);
+    if (this.windowBox) this.windowBox.textContent = this.wholeRun;
+    delete this.root.dataset.window;
   };
 
   // Redraw for the window [t0, t1] seconds: blocks allocated in its slots, alive at its end.
