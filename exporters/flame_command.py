@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,12 @@ def parse_at(value: str) -> str | float:
     return seconds
 
 
-def flame_model(log: str | Path, opts: Any) -> dict[str, Any]:
-    """The flame model of a log (a run directory or its ``events/``), with title lines."""
+def flame_model(log: str | Path, opts: Any,
+                on_events: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """The flame model of a log (a run directory or its ``events/``), with title lines.
+
+    ``on_events``: called with the memory events folded or matched so far (progress).
+    """
     from memscope.analyzers.flame import FlameError, build_flame
     from memscope.analyzers.memstats import process_stats
     from memscope.analyzers.query_command import open_or_fail
@@ -35,9 +40,10 @@ def flame_model(log: str | Path, opts: Any) -> dict[str, Any]:
 
     reader = open_or_fail(str(log), open_reader)
     if opts.needs_log:
-        con = open_or_fail(reader, connect, raw_memory=False, matched=True, state=True)
+        con = open_or_fail(reader, connect, raw_memory=False, matched=True, state=True,
+                           on_events=on_events)
     else:
-        con = open_or_fail(reader, connect_analyzed)
+        con = open_or_fail(reader, connect_analyzed, on_events=on_events)
     try:
         model = build_flame(con, opts)
         stats = process_stats(con, opts.pid)
@@ -98,6 +104,7 @@ class FlamegraphCommand:
 
     def run(self, args: argparse.Namespace) -> int:
         """Build the model, write the page, print its path."""
+        from memscope.analyzers._progress import StatusLine
         from memscope.analyzers.flame import FlameOptions
         from memscope.exporters.flame_html import flame_page
 
@@ -108,7 +115,9 @@ class FlamegraphCommand:
             raise CliError("--leaks draws the end: give --leaks or --at, not both")
         opts = FlameOptions(at=args.at, leaks=args.leaks, temporal=args.temporal,
                             pid=args.pid, tid=args.thread)
-        model = flame_model(log, opts)
+        with StatusLine("flamegraph") as line:
+            matching = "matched" if opts.needs_log else "folded"
+            model = flame_model(log, opts, lambda n: line.show(f"{n:,} memory events {matching}"))
         run = log.parent if log.name == "events" else log
         out: Path = args.output or run / "flamegraph.html"
         try:
