@@ -73,6 +73,7 @@ class FlameOptions:
         pid: only this process.
         tid: only blocks allocated by this thread (its ``tid`` in the ``threads`` view).
         max_sites: sites drawn in full.
+        max_nodes: call-tree nodes at most.
         slots: temporal slots.
     """
 
@@ -82,6 +83,7 @@ class FlameOptions:
     pid: int | None = None
     tid: int | None = None
     max_sites: int = MAX_SITES
+    max_nodes: int = MAX_NODES
     slots: int = TEMPORAL_SLOTS
 
     @property
@@ -363,7 +365,7 @@ def build_flame(con: duckdb.DuckDBPyConnection, opts: FlameOptions | None = None
             weight[key] = max(weight.get(key, 0), nbytes)
     for pid, stack_id, _, _, nbytes, _ in cells:
         weight[(pid, stack_id)] = max(weight.get((pid, stack_id), 0), nbytes)
-    tree, node_of = build_tree(con, weight, opts.max_sites, weight)
+    tree, node_of = build_tree(con, weight, opts.max_sites, weight, opts.max_nodes)
     model: dict[str, Any] = {
         "format": FLAME_FORMAT,
         "first_ts_ns": first,

@@ -40,8 +40,10 @@ from memscope.analyzers.memstats import process_stats
 from memscope.analyzers.stacks import add_locations
 
 KIND = "memory"
-#: Sites drawn in full in the report's flame graph (the rest grouped per process).
+#: Sites and call-tree nodes in the report's flame graph (the rest grouped per process):
+#: it is embedded in the dashboard, so it stays small.
 REPORT_FLAME_SITES = 2000
+REPORT_FLAME_NODES = 20_000
 FILE_KIND = "memory_analysis"
 
 
@@ -248,7 +250,8 @@ def run(con: duckdb.DuckDBPyConnection, options: AnalyzerOptions) -> dict[str, A
         "top_allocation_sites": top_sites(con, options.top_n),
         "largest_live_allocations": largest_live(con, options.top_n),
         # The dashboard's flame graph and flamegraph.svg: peak and end, from the state.
-        "flame_graph": build_flame(con, FlameOptions(max_sites=REPORT_FLAME_SITES)),
+        "flame_graph": build_flame(con, FlameOptions(max_sites=REPORT_FLAME_SITES,
+                                                    max_nodes=REPORT_FLAME_NODES)),
     }
     write_report(report, options, FILE_KIND)
     return report
