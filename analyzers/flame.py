@@ -340,9 +340,8 @@ def build_flame(con: duckdb.DuckDBPyConnection, opts: FlameOptions | None = None
         values = (log_values(con, opts, peak_ts) if opts.tid is not None and peak_ts
                   is not None else state_values(con, opts))
         views_values["peak"] = (label, values)
-        if opts.tid is None:
-            views_values["end"] = ("alive at the end", state_values(
-                con, FlameOptions(at="end", pid=opts.pid)))
+        views_values["end"] = ("alive at the end", state_values(
+            con, FlameOptions(at="end", pid=opts.pid, tid=opts.tid)))
     elif instant == "end":
         views_values["end"] = ("alive at the end (leaks)" if opts.leaks else
                                "alive at the end", state_values(con, opts))

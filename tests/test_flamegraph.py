@@ -128,6 +128,7 @@ def test_thread_filter(con):
     assert _by_frame(model, "end") == _names(_alive(10**9, tid=2))
     peak = build_flame(con, FlameOptions(tid=1))
     assert _by_frame(peak, "peak") == _names(_alive(process_stats(con)["peak_ts_ns"], tid=1))
+    assert _by_frame(peak, "end") == _names(_alive(10**9, tid=1))
 
 
 def test_temporal_window_is_allocated_in_it_and_alive_at_its_end(con):
