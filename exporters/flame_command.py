@@ -99,7 +99,7 @@ class FlamegraphCommand:
         parser.add_argument("--pid", type=int, default=None, help="only this process")
         parser.add_argument("--thread", type=int, default=None, metavar="T",
                             help="only blocks allocated by this thread (tid of `threads`)")
-        parser.add_argument("-o", "--output", type=Path, default=None,
+        parser.add_argument("-o", "--output", type=Path, default=None, metavar="FILE",
                             help="the HTML file (default: RUN/flamegraph.html)")
 
     def run(self, args: argparse.Namespace) -> int:
