@@ -58,5 +58,15 @@ def __getattr__(name: str) -> Any:
     return value
 
 
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext memscope``: registers the ``%%memscope`` cell magic.
+
+    See :mod:`memscope.exporters.notebook`.
+    """
+    from memscope.exporters.notebook import load_ipython_extension as load
+
+    load(ipython)
+
+
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))

@@ -27,6 +27,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "dashboard": ("memscope.exporters.dashboard_command", "the dashboard, as a file or served"),
     "query": ("memscope.analyzers.query_command", "DuckDB SQL over a log"),
     "stats": ("memscope.analyzers.stats_command", "the headline numbers of a log"),
+    "flamegraph": ("memscope.exporters.flame_command", "an interactive flame graph of a run"),
     "compact": ("memscope.analyzers.compact_command", "copy a log to Parquet for other engines"),
 }
 

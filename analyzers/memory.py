@@ -4,7 +4,7 @@ Holds the eight seed metrics (active, peak, active allocations, efficiency, medi
 allocation size, fragmentation, allocation density) for the whole log and per process, live
 memory over time per process, the type hierarchy (category -> subcategory -> type) of the
 tracked variables, the tracked variables themselves, the top allocation sites and the
-largest blocks alive at the end.
+largest blocks alive at the end, and the flame graph data (:mod:`memscope.analyzers.flame`).
 
 * ``memory_efficiency`` = active / peak * 100; ``fragmentation`` = (peak - active) / peak * 100
   (absent when peak is 0). Both use :func:`memscope.analyzers.memstats.process_stats`'s
@@ -35,10 +35,15 @@ from memscope.analyzers._common import (
     rows,
     write_report,
 )
+from memscope.analyzers.flame import FlameOptions, build_flame
 from memscope.analyzers.memstats import process_stats
 from memscope.analyzers.stacks import add_locations
 
 KIND = "memory"
+#: Sites and call-tree nodes in the report's flame graph (the rest grouped per process):
+#: it is embedded in the dashboard, so it stays small.
+REPORT_FLAME_SITES = 2000
+REPORT_FLAME_NODES = 20_000
 FILE_KIND = "memory_analysis"
 
 
@@ -244,6 +249,9 @@ def run(con: duckdb.DuckDBPyConnection, options: AnalyzerOptions) -> dict[str, A
         "tracked_variables": variables,
         "top_allocation_sites": top_sites(con, options.top_n),
         "largest_live_allocations": largest_live(con, options.top_n),
+        # The dashboard's flame graph and flamegraph.svg: peak and end, from the state.
+        "flame_graph": build_flame(con, FlameOptions(max_sites=REPORT_FLAME_SITES,
+                                                    max_nodes=REPORT_FLAME_NODES)),
     }
     write_report(report, options, FILE_KIND)
     return report

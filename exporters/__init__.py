@@ -40,6 +40,7 @@ EXPORTERS: tuple[tuple[str, str], ...] = (
     ("memscope.exporters.timeline_svg", "LifecycleTimelineSvg"),
     ("memscope.exporters.snapshot_json", "MemorySnapshotJson"),
     ("memscope.exporters.dashboard_html", "DashboardHtml"),
+    ("memscope.exporters.flame_svg", "FlameGraphSvg"),
 )
 
 
@@ -63,7 +64,7 @@ def write_reports(analysis_dir: str | Path, out_dir: str | Path | None = None,
                   reports: Reports | None = None,
                   only: Iterable[str] | None = None,
                   progress: Callable[[str], None] | None = None) -> ExportResult:
-    """Write both SVGs, ``memory_snapshot.json`` and ``dashboard.html`` into ``out_dir``.
+    """Write the SVGs, ``memory_snapshot.json`` and ``dashboard.html`` into ``out_dir``.
 
     ``analysis_dir`` holds the six ``*_<kind>.json`` files; ``out_dir`` defaults to it;
     ``only`` limits the output to those file names (e.g. ``["dashboard.html"]``). Each file is

@@ -1,4 +1,4 @@
-"""Dashboard panels for security, complex types, performance and FFI; and the whole model."""
+"""Dashboard panels for the flame graph, security, complex types, performance, FFI; the model."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from memscope.exporters._dashboard_model import (
     variables_panel,
 )
 from memscope.exporters._extract import clean_text, num, pick, rows_of, text_list
+from memscope.exporters._flame_model import clean_flame
 from memscope.exporters._format import human_bytes, human_count
 from memscope.exporters._reports import Reports, report
 
@@ -271,8 +272,25 @@ def ffi_panel(ctx: dict[str, Any]) -> dict[str, Any]:
     return panel("ffi", "FFI & native", ("unsafe_ffi",), ctx, items)
 
 
-PANELS = (overview, memory_time, types_panel, variables_panel, security_panel, complex_panel,
-          performance_panel, ffi_panel)
+def flame_panel(ctx: dict[str, Any]) -> dict[str, Any]:
+    """The flame graph of the bytes alive at the peak and at the end (interactive)."""
+    model = clean_flame(ctx["memory"])
+    items: list[Item] = []
+    if model is None:
+        if ctx["memory"]:
+            items.append(note("This memory analysis has no flame graph data (written by an "
+                              "older memscope, or damaged): run `memscope analyze` again.",
+                              "warn"))
+    else:
+        items.append(note("Width is the bytes alive, callers above the frames they called. "
+                          "Hover a frame for details, click to zoom, search by function or "
+                          "file; `memscope flamegraph RUN --temporal` adds a time window."))
+        items.append({"type": "flame", "id": "flame", "model": model})
+    return panel("flame", "Flame graph", ("memory_analysis",), ctx, items)
+
+
+PANELS = (overview, memory_time, flame_panel, types_panel, variables_panel, security_panel,
+          complex_panel, performance_panel, ffi_panel)
 
 
 def build_model(reports: Reports) -> dict[str, Any]:

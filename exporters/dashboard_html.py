@@ -21,7 +21,7 @@ from typing import Any, BinaryIO
 from memscope.exporters._dashboard_panels import build_model
 from memscope.exporters._reports import Reports
 
-_MARKER = re.compile(r"@@MEMSCOPE_(CSS|JS|BUNDLE|DATA|CONFIG)@@")
+_MARKER = re.compile(r"@@MEMSCOPE_(CSS|JS|BUNDLE|DATA|CONFIG|FLAMECSS|FLAMEJS)@@")
 _JSON_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028",
                  "\u2029": "\\u2029"}
 _JSON_UNSAFE = re.compile("[<>&\u2028\u2029]")
@@ -110,6 +110,8 @@ def page(model: dict[str, Any], *, live: bool = False, api: str = "api") -> str:
     parts = {
         "CSS": _template("dashboard.css"),
         "JS": _template("dashboard.js"),
+        "FLAMECSS": _template("flame.css"),
+        "FLAMEJS": _template("flame.js"),
         "BUNDLE": javascript_bundle(),
         "DATA": script_json(model),
         "CONFIG": script_json({"live": live, "api": api}),

@@ -167,6 +167,32 @@ def _hierarchy(run: _Run) -> dict[str, Any]:
     return out
 
 
+def _flame(run: _Run, peak: int, active: int) -> dict[str, Any]:
+    """A flame model (memscope.analyzers.flame's layout) whose names are the run's."""
+    frames = [["<module>", "app/main.py", 3], ["serve", "app/server.py", 40]]
+    parent, frame = [-1, 0, 1], [-1, 0, 1]
+    leaves = []
+    for i in range(6):
+        fn = run._name(i, f"handler_{i}")
+        frames.append([fn, run._name(i + 1, f"app/h{i}.py"), 10 + i])
+        parent.append(2 if i % 2 else 1)
+        frame.append(len(frames) - 1)
+        leaves.append(len(parent) - 1)
+    weights = [run.rng.randrange(1, 100) for _ in leaves]
+
+    def split(total: int) -> list[int]:
+        parts = [total * w // sum(weights) for w in weights]
+        parts[0] += total - sum(parts)  # the root adds up to the total exactly
+        return parts
+
+    return {"format": 1, "first_ts_ns": run.t0, "frames": frames, "parent": parent,
+            "frame": frame, "default": "peak",
+            "views": {name: {"label": label, "node": leaves, "bytes": split(total),
+                             "blocks": [1 + b // 4096 for b in split(total)], "total": total}
+                      for name, label, total in (("peak", "at the peak", peak),
+                                                 ("end", "alive at the end", active))}}
+
+
 def _memory_analysis(run: _Run) -> dict[str, Any]:
     rng = run.rng
     levels = dict.fromkeys(run.pids, 0)
@@ -209,6 +235,7 @@ def _memory_analysis(run: _Run) -> dict[str, Any]:
         "top_allocation_sites": [dict(_site(run, i, loc, run.pids[0]), live_allocations=0,
                                       live_bytes=0) for i, loc in enumerate(run.sites)],
         "largest_live_allocations": [],
+        "flame_graph": _flame(run, peak, active),
     }
 
 

@@ -165,7 +165,7 @@ def test_hostile_names_are_shown_as_text_and_never_run(watched, tmp_path):  # no
     write_sample_reports(tmp_path, n_vars=18, names=HOSTILE_NAMES)
     path, model = write_dashboard(tmp_path)
     html = path.read_text("utf-8")
-    assert html.count("</script>") == 4  # only the page's own four script elements
+    assert html.count("</script>") == 5  # only the page's own five script elements
     open_page(watched, path)
     watched.page.add_init_script("window.__pwned = false")
     visit_every_panel(watched, model)
@@ -198,6 +198,16 @@ def test_hostile_names_are_shown_as_text_and_never_run(watched, tmp_path):  # no
     assert "</script><script>alert(1)</script>" in text
     header = page.locator("#run-info").inner_text()
     assert "app.py <img src=x onerror=alert(1)> </script><script>alert(1)</script>" in header
+    # the flame graph panel draws the hostile function and file names as text
+    page.click("#nav-flame")
+    frames = page.locator("#panel-flame .msflame-frame")
+    tips = []
+    for i in range(frames.count()):
+        frames.nth(i).hover()
+        tips.append(page.locator("#panel-flame .msflame-tip").inner_text())
+    assert any("</script><script>alert(1)</script>" in t for t in tips), tips
+    assert page.locator("#panel-flame .msflame-tip *").evaluate_all(
+        "els => els.filter(e => ['IMG', 'SCRIPT', 'SVG'].includes(e.tagName)).length") == 0
     assert watched.dialogs == []
     assert page.locator("img, iframe, object, embed").count() == 0
     assert page.evaluate(

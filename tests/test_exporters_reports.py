@@ -118,12 +118,12 @@ def test_snapshot_leaves_unmeasured_values_out(tmp_path):
     assert "lifetime" in snap["metadata"]["problems"]
 
 
-def test_write_reports_writes_all_four(tmp_path):
+def test_write_reports_writes_all_five(tmp_path):
     write_sample_reports(tmp_path / "in", n_vars=5)
     written = write_reports(tmp_path / "in", tmp_path / "out")
     names = sorted(p.name for p in written)
-    assert names == ["dashboard.html", "lifecycle_timeline.svg", "memory_analysis.svg",
-                     "memory_snapshot.json"]
+    assert names == ["dashboard.html", "flamegraph.svg", "lifecycle_timeline.svg",
+                     "memory_analysis.svg", "memory_snapshot.json"]
     assert written.problems == {}
     assert not list((tmp_path / "out").glob(".*"))  # no temporary files left
     only = write_reports(tmp_path / "in", tmp_path / "one", only=["memory_snapshot.json"])

@@ -12,6 +12,7 @@ import pytest
 from memscope.exporters import _charts, load_reports
 from memscope.exporters._charts import metric_text
 from memscope.exporters._format import human_bytes, human_count, human_duration_ns
+from memscope.exporters.flame_svg import FlameGraphSvg
 from memscope.exporters.memory_svg import MemoryAnalysisSvg
 from memscope.exporters.testing import HOSTILE_NAMES, write_sample_reports
 from memscope.exporters.timeline_svg import MAX_ROWS_PER_SCOPE, LifecycleTimelineSvg
@@ -102,13 +103,15 @@ def assert_inert(svg: bytes) -> None:
         assert not [a for a in el.attrib if a.lower().startswith("on")], el.attrib
 
 
-@pytest.mark.parametrize("exporter", [MemoryAnalysisSvg(), LifecycleTimelineSvg()],
-                         ids=["memory", "timeline"])
+@pytest.mark.parametrize("exporter", [MemoryAnalysisSvg(), LifecycleTimelineSvg(),
+                                      FlameGraphSvg()], ids=["memory", "timeline", "flame"])
 def test_hostile_names_are_text(tmp_path, exporter):
     write_sample_reports(tmp_path, n_vars=12, names=HOSTILE_NAMES)
     svg = render(exporter, load_reports(tmp_path))
     assert_inert(svg)
     shown = "\n".join(texts(svg))
+    if isinstance(exporter, FlameGraphSvg):  # names are cut to fit; whole in each <title>
+        shown += "\n".join("".join(t.itertext()) for t in ET.fromstring(svg).iter(f"{SVG}title"))
     # the raw markup survives only as text (argv in the memory SVG's title, names in both)
     assert "<img src=x onerror=alert(1)>" in shown
     assert "</script><script>alert(1)</script>" in shown

@@ -249,6 +249,11 @@
       else if (item.type === "chart") section.appendChild(renderChart(item, pending));
       else if (item.type === "table") section.appendChild(renderTable(item));
       else if (item.type === "note") section.appendChild(renderNote(item));
+      else if (item.type === "flame") {
+        const box = el("div", { class: "flamebox", id: "flame-" + item.id });
+        section.appendChild(box);
+        window.MemscopeFlame.mount(box, item.model);
+      }
     }
     return Promise.all(pending);
   }
