@@ -501,6 +501,17 @@ def open_state(reader: Any, params: FoldParams | None = None, *, checkpoint: boo
     state = AnalysisState.load(directory, reader.log_id, params) if checkpoint else None
     if state is None:
         state = AnalysisState(params, log_id=reader.log_id)
+        retired = (getattr(reader, "manifest", None) or {}).get("retired") or {}
+        if retired.get("segments"):
+            # Retention deleted segments that only the checkpoint still holds: a fold of
+            # what is left must neither pass for the whole run nor replace that checkpoint.
+            checkpoint = False
+            note = (f"{retired['segments']} memory segments were retired by retention and "
+                    "only the log's analysis checkpoint holds them; it was not usable here "
+                    "(other analysis parameters, or damaged), so these figures cover the "
+                    "segments kept only")
+            if note not in reader.problems:
+                reader.problems.append(note)
     before = state.events
     state.update(reader, on_events)
     for problem in state.problems:

@@ -1,0 +1,340 @@
+"""Retention of a long-running log: old memory segments retired, oldest first, once folded.
+
+A service traced for days writes far more memory events than any disk holds. With
+``log_retention_bytes`` and/or ``log_retention_age`` set (``config/default.toml``), the broker
+retires closed segments of the memory tables (``memory``, ``memory_chunks``: nearly all of a
+log's bytes), oldest first, while the log directory is over its bound or the segments are
+older than the age. The other tables (processes, threads, frames, stacks, variables, scopes,
+FFI, producer stats, aggregates, ingest) are small and kept whole.
+
+**Nothing the reports need is lost.** Every report reads the log's analysis state (the fold
+of every memory event: per-site aggregates and series, memory over time, peaks, lifetimes,
+findings, variables' deaths; :mod:`memscope.analyzers.state`), checkpointed in
+``events/_state/``. A segment is retired only once that checkpoint, **as saved on disk**, has
+folded it: before each pass the log is folded into its checkpoint (``fold``, passed in by the
+caller so that this module imports nothing above the broker), and only segments the saved
+cursor lists as finished may go. Reports over the whole history therefore keep working;
+what a retired segment takes with it is the raw events, so the raw-event views of ``memscope
+query`` (``events``, ``allocations``, ``frees``, ...) cover only the segments kept, the
+**full-detail window** that ``memscope stats`` and every report's ``metadata.detail_window``
+state (:func:`detail_window`).
+
+**The bound holds at all times**: a pass retires until the directory is at most
+``log_retention_bytes`` minus room for one open segment (``segment_max_bytes``) and for a
+second copy of the checkpoint (written beside the old one, then swapped), so the open
+segment can fill and the checkpoint be rewritten without crossing it. The newest segment of
+each table is never retired (the writer numbers new segments after it).
+
+**Crash safety**: a segment is renamed to ``<file>.retired`` (no reader globs it), then the
+manifest is rewritten without it and with the retired totals (``manifest["retired"]``), then
+the file is deleted. A crash between the steps is finished by the next pass
+(:func:`finish_interrupted`): the log never lists a segment that is not on disk.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from memscope.config.settings import parse_duration
+
+log = logging.getLogger("memscope.broker")
+
+#: The tables whose segments retention retires.
+RETIRABLE = ("memory", "memory_chunks")
+RETIRED_SUFFIX = ".retired"
+#: Where the analysis checkpoint lives (``memscope.analyzers.state.STATE_DIRNAME``).
+STATE_DIRNAME = "_state"
+Fold = Callable[[Path], object]
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    """When segments are retired.
+
+    Attributes:
+        max_bytes: bound of the log directory in bytes (0: none).
+        max_age_s: segments closed longer ago than this are retired (0: none).
+        headroom_bytes: room kept for the open segment (``segment_max_bytes``).
+    """
+
+    max_bytes: int = 0
+    max_age_s: float = 0.0
+    headroom_bytes: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any limit is set."""
+        return self.max_bytes > 0 or self.max_age_s > 0
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> RetentionPolicy:
+        """The policy of ``settings`` (``log_retention_bytes``, ``log_retention_age``)."""
+        return cls(int(settings.log_retention_bytes),
+                   parse_duration(str(settings.log_retention_age)),
+                   int(settings.segment_max_bytes))
+
+
+def disk_bytes(path: Path) -> int:
+    """Bytes of every file under ``path`` (no symbolic link followed)."""
+    total = 0
+    stack = [path]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue  # a directory removed meanwhile (a checkpoint being swapped)
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(Path(entry.path))
+                else:
+                    total += entry.stat(follow_symlinks=False).st_size
+            except OSError:
+                continue  # a file removed meanwhile
+    return total
+
+
+def saved_folded(log_dir: Path) -> frozenset[str]:
+    """The segments (``table/file``) the checkpoint saved in ``log_dir`` has folded whole."""
+    try:
+        meta = json.loads((log_dir / STATE_DIRNAME / "state.json").read_text(encoding="utf-8"))
+        return frozenset(str(f) for f in meta["cursor"]["finished"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return frozenset()
+
+
+def _number(entry: Mapping[str, Any]) -> int:
+    try:
+        return int(str(entry["file"]).rsplit("-", 1)[1].split(".", 1)[0])
+    except (IndexError, ValueError):
+        return -1
+
+
+def plan(manifest: Mapping[str, Any], policy: RetentionPolicy, now_ns: int, used_bytes: int,
+         folded: Iterable[str], state_bytes: int = 0) -> list[dict[str, Any]]:
+    """The manifest entries to retire now, oldest first (a pure function of its inputs).
+
+    A segment qualifies when it is closed, of a :data:`RETIRABLE` table, not its table's
+    newest, folded into the saved checkpoint, and either older than the age or needed to
+    bring ``used_bytes`` under the bound. The first segment that does not qualify stops the
+    plan: segments go strictly oldest first.
+    """
+    done = set(folded)
+    entries = [e for e in manifest.get("segments", []) if e.get("table") in RETIRABLE]
+    newest: dict[str, Mapping[str, Any]] = {}
+    for entry in entries:
+        table = entry["table"]
+        if table not in newest or _number(entry) > _number(newest[table]):
+            newest[table] = entry
+    candidates = sorted(
+        (e for e in entries if e.get("closed") and e is not newest[e["table"]]),
+        key=lambda e: (int(e.get("closed_ns") or e.get("created_ns") or 0), str(e["file"])))
+    limit = policy.max_bytes - policy.headroom_bytes - state_bytes
+    chosen: list[dict[str, Any]] = []
+    for entry in candidates:
+        if entry["file"] not in done:
+            break
+        closed = int(entry.get("closed_ns") or entry.get("created_ns") or 0)
+        too_old = policy.max_age_s > 0 and now_ns - closed > policy.max_age_s * 1e9
+        too_big = policy.max_bytes > 0 and used_bytes > limit
+        if not (too_old or too_big):
+            break
+        chosen.append(entry)
+        used_bytes -= int(entry.get("bytes") or 0)
+    return chosen
+
+
+def _add_retired(manifest: dict[str, Any], entry: Mapping[str, Any], now_ns: int) -> None:
+    retired = manifest.setdefault("retired", {
+        "segments": 0, "rows": 0, "events": 0, "bytes": 0, "first_created_ns": None,
+        "last_closed_ns": None, "updated_ns": None})
+    retired["segments"] += 1
+    retired["rows"] += int(entry.get("rows") or 0)
+    events = entry.get("events") if entry["table"] == "memory_chunks" else entry.get("rows")
+    retired["events"] += int(events or 0)
+    retired["bytes"] += int(entry.get("bytes") or 0)
+    created, closed = entry.get("created_ns"), entry.get("closed_ns")
+    if isinstance(created, int) and (retired["first_created_ns"] is None
+                                     or created < retired["first_created_ns"]):
+        retired["first_created_ns"] = created
+    if isinstance(closed, int) and (retired["last_closed_ns"] is None
+                                    or closed > retired["last_closed_ns"]):
+        retired["last_closed_ns"] = closed
+    retired["updated_ns"] = now_ns
+
+
+def retire(writer: Any, entries: list[dict[str, Any]], now_ns: int) -> list[str]:
+    """Retire ``entries`` of ``writer``'s log (see the module docs); return their files."""
+    root = Path(writer.path)
+    moved: list[dict[str, Any]] = []
+    for entry in entries:
+        path = root / entry["file"]
+        try:
+            path.rename(path.with_name(path.name + RETIRED_SUFFIX))
+        except FileNotFoundError:
+            pass  # gone already: only the manifest still names it
+        moved.append(entry)
+    if not moved:
+        return []
+    gone = {id(e) for e in moved}
+    writer.manifest["segments"] = [e for e in writer.manifest["segments"] if id(e) not in gone]
+    for entry in moved:
+        _add_retired(writer.manifest, entry, now_ns)
+    writer.flush(sync=False)  # rewrites the manifest (atomically) without them
+    for entry in moved:
+        path = root / entry["file"]
+        path.with_name(path.name + RETIRED_SUFFIX).unlink(missing_ok=True)
+    return [str(e["file"]) for e in moved]
+
+
+def finish_interrupted(writer: Any, now_ns: int) -> int:
+    """Complete retirements a crash interrupted; return how many were finished."""
+    root = Path(writer.path)
+    finished = 0
+    listed = {e["file"]: e for e in writer.manifest.get("segments", [])}
+    pending = []
+    for table in RETIRABLE:
+        for path in (root / table).glob(f"*{RETIRED_SUFFIX}"):
+            relative = f"{table}/{path.name.removesuffix(RETIRED_SUFFIX)}"
+            if relative in listed and not (root / relative).exists():
+                pending.append(listed[relative])
+            else:
+                path.unlink(missing_ok=True)  # the manifest was rewritten: delete the file
+                finished += 1
+    if pending:
+        finished += len(retire(writer, pending, now_ns))
+    return finished
+
+
+def detail_window(manifest: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What of the memory events is kept in full detail, when retention retired some.
+
+    None for a log that retired nothing. Else ``from_ns``/``to_ns`` (wall clock, ns: from the
+    creation of the oldest memory segment kept to the last write of the newest, None when
+    none is kept), and ``retired``: segments, events, bytes and the wall-clock span they
+    covered (``first_created_ns``, ``last_closed_ns``). Reports built from the analysis
+    state cover the whole run; raw-event queries cover this window only.
+    """
+    retired = manifest.get("retired")
+    if not isinstance(retired, Mapping) or not retired.get("segments"):
+        return None
+    kept = [e for e in manifest.get("segments", []) if e.get("table") in RETIRABLE]
+    starts = [int(e["created_ns"]) for e in kept if isinstance(e.get("created_ns"), int)]
+    ends = [int(e.get("closed_ns") or manifest.get("updated_ns") or 0) for e in kept]
+    start, end = (min(starts) if starts else None), (max(ends) if ends else None)
+    return {
+        "from_ns": start, "to_ns": end, "from": _iso(start), "to": _iso(end),
+        "retired": {key: retired.get(key) for key in (
+            "segments", "events", "bytes", "first_created_ns", "last_closed_ns")},
+        "retired_from": _iso(retired.get("first_created_ns")),
+        "retired_to": _iso(retired.get("last_closed_ns")),
+    }
+
+
+def _iso(wall_ns: Any) -> str | None:
+    if not isinstance(wall_ns, int) or wall_ns <= 0:
+        return None
+    when = _dt.datetime.fromtimestamp(wall_ns / 1e9, _dt.UTC).replace(microsecond=0)
+    return when.isoformat().replace("+00:00", "Z")
+
+
+class Retention:
+    """Retention of one writer's log: :meth:`run_once` (synchronous), or :meth:`tick`.
+
+    ``fold(log_dir)`` must fold the log into its checkpoint and save it (the broker passes
+    :func:`checkpoint_fold`); which segments may go is then read from the saved checkpoint
+    (:func:`saved_folded`), never taken on trust. ``clock`` gives the wall time in ns.
+    """
+
+    def __init__(self, writer: Any, policy: RetentionPolicy, fold: Fold,
+                 clock: Callable[[], int] = time.time_ns, interval_s: float = 30.0) -> None:
+        self.writer = writer
+        self.policy = policy
+        self.fold = fold
+        self.clock = clock
+        self.interval_s = interval_s
+        self.retired_total = 0
+        self._last = float("-inf")
+        self._job: threading.Thread | None = None
+        self._folded: frozenset[str] | None = None
+        self._warned_over = False
+
+    def run_once(self) -> list[str]:
+        """Fold, then retire what the policy asks; return the files retired."""
+        self.fold(Path(self.writer.path))
+        return self.apply(saved_folded(Path(self.writer.path)))
+
+    def apply(self, folded: Iterable[str]) -> list[str]:
+        """Retire what the policy asks among ``folded`` segments (on the writer's thread)."""
+        now = self.clock()
+        finish_interrupted(self.writer, now)
+        root = Path(self.writer.path)
+        used = disk_bytes(root)
+        entries = plan(self.writer.manifest, self.policy, now, used, folded,
+                       disk_bytes(root / STATE_DIRNAME))
+        files = retire(self.writer, entries, now)
+        self.retired_total += len(files)
+        if files:
+            log.info("retention: retired %d segment(s), the oldest %s", len(files), files[0])
+        left = used - sum(int(e.get("bytes") or 0) for e in entries)
+        if self.policy.max_bytes and left > self.policy.max_bytes and not self._warned_over:
+            self._warned_over = True
+            log.warning("retention: the log holds %d bytes, over log_retention_bytes = %d, "
+                        "in segments not folded yet or not retirable (the small tables and "
+                        "the newest segments are kept)", left, self.policy.max_bytes)
+        return files
+
+    def tick(self, now_mono: float) -> list[str]:
+        """From the broker's loop: fold on a thread every ``interval_s``, retire when done."""
+        if not self.policy.enabled:
+            return []
+        if self._job is not None:
+            if self._job.is_alive():
+                return []
+            self._job = None
+            folded, self._folded = self._folded, None
+            return self.apply(folded) if folded is not None else []
+        if now_mono - self._last >= self.interval_s:
+            self._last = now_mono
+            self._job = threading.Thread(target=self._fold_job, name="memscope-retention",
+                                         daemon=True)
+            self._job.start()
+        return []
+
+    def _fold_job(self) -> None:
+        path = Path(self.writer.path)
+        try:
+            self.fold(path)
+        except Exception:  # noqa: BLE001 -- a failed fold retires nothing; the next pass retries
+            log.exception("retention: folding the log into its checkpoint failed")
+            return
+        self._folded = saved_folded(path)
+
+    def join(self) -> None:
+        """Wait for a fold in progress (at stop)."""
+        if self._job is not None:
+            self._job.join()
+
+
+def checkpoint_fold(log_dir: Path) -> None:
+    """Fold the log into its analysis checkpoint (``memscope.analyzers.state``), saved.
+
+    Imported at call time: the analyzers sit above the broker, which does not import them.
+    """
+    import importlib
+
+    state_mod = importlib.import_module("memscope.analyzers.state")
+    from memscope.broker.log import open_log
+
+    reader = open_log(log_dir)
+    state = state_mod.open_state(reader)
+    state.wait_saved()
