@@ -3,13 +3,18 @@
 ``memscope compact LOG --dataset ROOT`` writes every table of the log (the memory events
 decoded, as in ``memory.parquet``) under::
 
-    ROOT/<table>/host=<host>/date=<YYYY-MM-DD>/pid=<pid>/<log_id>-<n>.parquet
+    ROOT/<table>/host=<host>/date=<YYYY-MM-DD>/pid=<pid>/<log_id>-<unit>-<n>.parquet
     ROOT/_logs/<log_id>.json          # the source log: id, rows per table, problems
 
 so the logs of any number of brokers (one per host, or sharded any way) go into one
 ``ROOT`` on shared storage and Spark, Trino, DuckDB or pyarrow read it as one table per
-directory, pruning by host, date and pid. Each file is named after its log, so logs never
-overwrite one another; compacting a log again replaces its own files and nothing else.
+directory, pruning by host, date and pid. Each file is named after its log and its write
+unit (a memory segment: ``memory_chunks-000012``; a small table whole: ``processes``), so logs
+never overwrite one another, and writing a unit again (compacting a log again, or retention
+archiving a segment an earlier compaction wrote) replaces exactly its own files: no row is
+ever there twice. Memory events are written segment by segment, so a log retention trims
+keeps its archived segments in the dataset (``log_retention_dataset``,
+:mod:`memscope.broker.retention`) and a later compaction adds the segments kept.
 
 Columns: the table's own (:mod:`memscope.broker.schema`; ``pid`` comes from the path, as
 Hive readers expect) plus ``log_id``. A pid is unique within a log, not across time on a
@@ -111,20 +116,27 @@ def _partitioning() -> ds.Partitioning:
                                       ("pid", pa.uint32())]), flavor="hive")
 
 
-def _remove_own_files(table_dir: Path, log_id: str) -> int:
-    """Delete the files an earlier compaction of this log wrote under ``table_dir``."""
-    removed = 0
-    if table_dir.is_dir():
-        for path in table_dir.rglob(f"{log_id}-*.parquet"):
-            if path.is_file() and not path.is_symlink():
-                path.unlink()
-                removed += 1
-    return removed
+def _own_files(root: Path, log_id: str) -> dict[str, list[Path]]:
+    """The files this log wrote under ``root``, by their write unit (``<table>-<NNNNNN>``)."""
+    found: dict[str, list[Path]] = {}
+    prefix = f"{log_id}-"
+    for path in root.rglob(f"{log_id}-*.parquet"):
+        unit = path.name.removeprefix(prefix).rsplit("-", 1)[0]
+        found.setdefault(unit, []).append(path)
+    return found
 
 
-def write_table(root: Path, table: str, schema: pa.Schema, batches: Iterator[pa.RecordBatch],
-                clocks: _Clocks, log_id: str) -> int:
-    """Write one table's rows into ``root/table``; return the rows written."""
+def write_unit(root: Path, table: str, unit: str, batches: Iterator[pa.RecordBatch],
+               clocks: _Clocks, log_id: str, old: dict[str, list[Path]] | None = None) -> int:
+    """Write one unit of rows (a memory segment, or a small table whole) into ``root/table``.
+
+    Its files are named ``<log_id>-<unit>-<i>.parquet``: writing the same unit again (a
+    segment that grew, a log compacted again, a segment archived at retirement after an
+    earlier compaction) replaces them, so rows are never in the dataset twice.
+    """
+    from memscope.broker.schema import TABLES
+
+    schema = TABLES[table]
     out_schema = schema if "host" in schema.names else schema.append(pa.field("host", pa.string()))
     out_schema = out_schema.append(pa.field("date", pa.date32())).append(
         pa.field("log_id", pa.string()))
@@ -137,11 +149,11 @@ def write_table(root: Path, table: str, schema: pa.Schema, batches: Iterator[pa.
                 rows += batch.num_rows
                 yield clocks.annotate(table, batch, log_id)
 
-    target = root / table
-    _remove_own_files(target, log_id)
+    for path in (old if old is not None else _own_files(root / table, log_id)).get(unit, []):
+        path.unlink(missing_ok=True)
     ds.write_dataset(
-        annotated(), str(target), schema=out_schema, format="parquet",
-        partitioning=_partitioning(), basename_template=f"{log_id}-{{i}}.parquet",
+        annotated(), str(root / table), schema=out_schema, format="parquet",
+        partitioning=_partitioning(), basename_template=f"{log_id}-{unit}-{{i}}.parquet",
         existing_data_behavior="overwrite_or_ignore",
         file_options=ds.ParquetFileFormat().make_write_options(compression="zstd"),
         max_rows_per_group=1 << 20, min_rows_per_group=1 << 16,
@@ -149,31 +161,100 @@ def write_table(root: Path, table: str, schema: pa.Schema, batches: Iterator[pa.
     return rows
 
 
-def write_dataset(reader: Any, root: str | os.PathLike[str]) -> dict[str, Any]:
-    """Write ``reader``'s log into the fleet dataset at ``root``; return what was written."""
+def _segment_events(segment: Any, problems: list[str]) -> Iterator[pa.RecordBatch]:
+    """The memory events of one ``memory`` or ``memory_chunks`` segment."""
+    from memscope.broker._segments import read_segment
+    from memscope.broker.chunks import decode_chunk_batches
     from memscope.broker.schema import TABLES
 
-    out = Path(root)
-    out.mkdir(parents=True, exist_ok=True)
-    log_id = str(reader.log_id)
-    created = reader.manifest.get("created_ns")
-    clocks = _Clocks.of(reader.table("processes"),
-                        int(created) if isinstance(created, int) else 0)
-    counts: dict[str, int] = {}
-    for name, schema in TABLES.items():
-        if name == "memory_chunks":
-            continue  # decoded into memory
-        batches = (reader.memory_batches() if name == "memory"
-                   else reader.dataset(name).to_batches())
-        counts[name] = write_table(out, name, schema, iter(batches), clocks, log_id)
-    info = {"source_log_id": log_id, "tables": counts, "hosts": sorted(set(clocks.hosts.values())),
-            "problems": list(getattr(reader, "problems", []))}
-    logs = out / "_logs"
-    logs.mkdir(exist_ok=True)
-    tmp = logs / f".{log_id}.json.tmp"
-    tmp.write_text(json.dumps(info, indent=2) + "\n")
-    tmp.replace(logs / f"{log_id}.json")
-    return {**info, "out_dir": str(out)}
+    batches = read_segment(segment.path, TABLES[segment.table]).table.to_batches()
+    if segment.table == "memory":
+        yield from batches
+    else:
+        yield from decode_chunk_batches(batches, on_problem=problems.append)
+
+
+#: The tables whose rows are written per segment (into ``memory``); the others whole.
+_EVENT_TABLES = ("memory", "memory_chunks")
+
+
+class DatasetWriter:
+    """Writes one log into a fleet dataset: its small tables, and its memory segments."""
+
+    def __init__(self, reader: Any, root: str | os.PathLike[str]) -> None:
+        self.reader = reader
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.log_id = str(reader.log_id)
+        created = reader.manifest.get("created_ns")
+        self.clocks = _Clocks.of(reader.table("processes"),
+                                 int(created) if isinstance(created, int) else 0)
+        self.counts: dict[str, int] = {}
+        self.problems: list[str] = []
+        self._old = _own_files(self.root / "memory", self.log_id)
+
+    def small_tables(self) -> None:
+        """Every table but the memory events, each written whole (they are small)."""
+        from memscope.broker.schema import TABLES
+
+        for name in TABLES:
+            if name not in _EVENT_TABLES:
+                self.counts[name] = write_unit(self.root, name, name,
+                                               iter(self.reader.dataset(name).to_batches()),
+                                               self.clocks, self.log_id)
+
+    def segments(self, only: set[str] | None = None) -> list[str]:
+        """Write the memory segments (``only``: these ``table/file`` names); return them."""
+        written = []
+        for table in _EVENT_TABLES:
+            for segment in self.reader.segments(table):
+                key = f"{table}/{segment.path.name}"
+                if only is not None and key not in only:
+                    continue
+                unit = segment.path.name.removesuffix(".arrow")
+                self.counts["memory"] = self.counts.get("memory", 0) + write_unit(
+                    self.root, "memory", unit, _segment_events(segment, self.problems),
+                    self.clocks, self.log_id, self._old)
+                written.append(key)
+        return written
+
+    def finish(self) -> dict[str, Any]:
+        """Record the log in ``ROOT/_logs/<log_id>.json``; return what it holds."""
+        info = {"source_log_id": self.log_id, "tables": self.counts,
+                "hosts": sorted(set(self.clocks.hosts.values())),
+                "retired": self.reader.manifest.get("retired"),
+                "problems": [*getattr(self.reader, "problems", []), *self.problems]}
+        logs = self.root / "_logs"
+        logs.mkdir(exist_ok=True)
+        tmp = logs / f".{self.log_id}.json.tmp"
+        tmp.write_text(json.dumps(info, indent=2) + "\n")
+        tmp.replace(logs / f"{self.log_id}.json")
+        return {**info, "out_dir": str(self.root)}
+
+
+def write_dataset(reader: Any, root: str | os.PathLike[str]) -> dict[str, Any]:
+    """Write ``reader``'s log into the fleet dataset at ``root``; return what was written."""
+    writer = DatasetWriter(reader, root)
+    writer.small_tables()
+    writer.counts["memory"] = 0
+    writer.segments()
+    return writer.finish()
+
+
+def archive_segments(log_dir: str | os.PathLike[str], root: str | os.PathLike[str],
+                     files: set[str]) -> list[str]:
+    """Write these memory segments of a log (and its small tables) into the dataset.
+
+    Retention calls it before it retires them (``log_retention_dataset``), so the raw
+    events leave the broker's disk for shared storage instead of being lost.
+    """
+    from memscope.broker.log import open_log
+
+    writer = DatasetWriter(open_log(Path(log_dir)), root)
+    writer.small_tables()
+    written = writer.segments(files)
+    writer.finish()
+    return written
 
 
 # -- Reading it back: SQL that Spark SQL and DuckDB both run as written ---------------------

@@ -54,6 +54,8 @@ RETIRED_SUFFIX = ".retired"
 #: Where the analysis checkpoint lives (``memscope.analyzers.state.STATE_DIRNAME``).
 STATE_DIRNAME = "_state"
 Fold = Callable[[Path], object]
+#: ``archive(log_dir, files)``: copy these segments elsewhere; return the ones copied.
+Archive = Callable[[Path, set[str]], Iterable[str]]
 
 
 @dataclass(frozen=True)
@@ -252,34 +254,63 @@ class Retention:
 
     ``fold(log_dir)`` must fold the log into its checkpoint and save it (the broker passes
     :func:`checkpoint_fold`); which segments may go is then read from the saved checkpoint
-    (:func:`saved_folded`), never taken on trust. ``clock`` gives the wall time in ns.
+    (:func:`saved_folded`), never taken on trust. With ``archive`` (``log_retention_dataset``:
+    :func:`dataset_archive`), a segment must also have been copied by it. ``clock`` gives
+    the wall time in ns.
     """
 
     def __init__(self, writer: Any, policy: RetentionPolicy, fold: Fold,
-                 clock: Callable[[], int] = time.time_ns, interval_s: float = 30.0) -> None:
+                 clock: Callable[[], int] = time.time_ns, interval_s: float = 30.0,
+                 archive: Archive | None = None) -> None:
         self.writer = writer
         self.policy = policy
         self.fold = fold
+        self.archive = archive
         self.clock = clock
         self.interval_s = interval_s
         self.retired_total = 0
+        #: Segments ``archive`` has copied (it is idempotent: a restart copies them again).
+        self.archived: set[str] = set()
         self._last = float("-inf")
         self._job: threading.Thread | None = None
-        self._folded: frozenset[str] | None = None
+        self._ready: frozenset[str] | None = None
         self._warned_over = False
 
-    def run_once(self) -> list[str]:
-        """Fold, then retire what the policy asks; return the files retired."""
-        self.fold(Path(self.writer.path))
-        return self.apply(saved_folded(Path(self.writer.path)))
+    @classmethod
+    def from_settings(cls, writer: Any, settings: Any) -> Retention:
+        """The broker's retention: the settings' policy, checkpoint fold and archive."""
+        root = str(getattr(settings, "log_retention_dataset", "") or "")
+        return cls(writer, RetentionPolicy.from_settings(settings), checkpoint_fold,
+                   archive=dataset_archive(Path(root)) if root else None)
 
-    def apply(self, folded: Iterable[str]) -> list[str]:
-        """Retire what the policy asks among ``folded`` segments (on the writer's thread)."""
+    def prepare(self) -> frozenset[str]:
+        """Fold (and archive); return the segments that may be retired.
+
+        Safe off the writer's thread: it reads the log from disk only.
+        """
+        path = Path(self.writer.path)
+        self.fold(path)
+        folded = saved_folded(path)
+        if self.archive is None:
+            return folded
+        closed = {f"{s.table}/{s.path.name}" for table in RETIRABLE
+                  for s in _open_reader(path).segments(table) if s.closed}
+        todo = set(folded & closed) - self.archived
+        if todo:
+            self.archived |= set(self.archive(path, todo))
+        return folded & frozenset(self.archived)
+
+    def run_once(self) -> list[str]:
+        """Fold (and archive), then retire what the policy asks; return the files retired."""
+        return self.apply(self.prepare())
+
+    def apply(self, ready: Iterable[str]) -> list[str]:
+        """Retire what the policy asks among ``ready`` segments (on the writer's thread)."""
         now = self.clock()
         finish_interrupted(self.writer, now)
         root = Path(self.writer.path)
         used = disk_bytes(root)
-        entries = plan(self.writer.manifest, self.policy, now, used, folded,
+        entries = plan(self.writer.manifest, self.policy, now, used, ready,
                        disk_bytes(root / STATE_DIRNAME))
         files = retire(self.writer, entries, now)
         self.retired_total += len(files)
@@ -294,35 +325,52 @@ class Retention:
         return files
 
     def tick(self, now_mono: float) -> list[str]:
-        """From the broker's loop: fold on a thread every ``interval_s``, retire when done."""
+        """From the broker's loop: prepare on a thread every ``interval_s``, retire when done."""
         if not self.policy.enabled:
             return []
         if self._job is not None:
             if self._job.is_alive():
                 return []
             self._job = None
-            folded, self._folded = self._folded, None
-            return self.apply(folded) if folded is not None else []
+            ready, self._ready = self._ready, None
+            return self.apply(ready) if ready is not None else []
         if now_mono - self._last >= self.interval_s:
             self._last = now_mono
-            self._job = threading.Thread(target=self._fold_job, name="memscope-retention",
+            self._job = threading.Thread(target=self._prepare_job, name="memscope-retention",
                                          daemon=True)
             self._job.start()
         return []
 
-    def _fold_job(self) -> None:
-        path = Path(self.writer.path)
+    def _prepare_job(self) -> None:
         try:
-            self.fold(path)
-        except Exception:  # noqa: BLE001 -- a failed fold retires nothing; the next pass retries
-            log.exception("retention: folding the log into its checkpoint failed")
-            return
-        self._folded = saved_folded(path)
+            self._ready = self.prepare()
+        except Exception:  # noqa: BLE001 -- a failed pass retires nothing; the next one retries
+            log.exception("retention: folding or archiving the log failed")
 
     def join(self) -> None:
-        """Wait for a fold in progress (at stop)."""
+        """Wait for a pass in progress (at stop)."""
         if self._job is not None:
             self._job.join()
+
+
+def _open_reader(path: Path) -> Any:
+    from memscope.broker.log import open_log
+
+    return open_log(path)
+
+
+def dataset_archive(root: Path) -> Archive:
+    """An ``archive`` writing segments into the fleet dataset at ``root``.
+
+    It calls :func:`memscope.analyzers.dataset.archive_segments`, imported at call time.
+    """
+    def archive(log_dir: Path, files: set[str]) -> Iterable[str]:
+        import importlib
+
+        dataset = importlib.import_module("memscope.analyzers.dataset")
+        written: Iterable[str] = dataset.archive_segments(log_dir, root, files)
+        return written
+    return archive
 
 
 def checkpoint_fold(log_dir: Path) -> None:

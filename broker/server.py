@@ -32,7 +32,7 @@ from memscope.broker.control import ControlHandler
 from memscope.broker.decode import Decoded, MemoryAssembler, chunk_batch, decode
 from memscope.broker.ingest import UNIDENTIFIED, Ingest
 from memscope.broker.log import LogError, LogWriter
-from memscope.broker.retention import Retention, RetentionPolicy, checkpoint_fold
+from memscope.broker.retention import Retention
 from memscope.config import Settings
 from memscope.producer.wire import MAX_CHUNKS, Envelope, WireError, decode_envelope
 
@@ -116,8 +116,7 @@ class Broker:
             raise BrokerConfigError(f"cannot write the log in {log_dir}: {exc.strerror}") from None
         self.journal = self._recover()
         # log_retention_bytes / log_retention_age: folded, then retired (broker/retention.py)
-        self.retention = Retention(self.writer, RetentionPolicy.from_settings(self.settings),
-                                   checkpoint_fold)
+        self.retention = Retention.from_settings(self.writer, self.settings)
         self._group = _Group()
         self._assembler = MemoryAssembler(reuse=True, target=COMMIT_EVENTS)
         self._keep_chunks = self.settings.log_memory == "chunks"

@@ -46,6 +46,7 @@ class Settings:
     metrics_top_sites: int = 20
     log_retention_bytes: int = 0
     log_retention_age: str = ""
+    log_retention_dataset: str = ""
 
     def replace(self, **changes: Any) -> Settings:
         """Return a copy with ``changes`` applied (validated like loaded values)."""
