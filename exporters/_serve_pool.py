@@ -18,9 +18,11 @@ the socket itself.
 from __future__ import annotations
 
 import io
+import resource
 import selectors
 import socket
 import socketserver
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -86,6 +88,11 @@ class PooledServer(socketserver.TCPServer):
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, handler)
+        # Waiting connections hold a descriptor each: stay well inside the process's limit,
+        # so that accept() never fails for lack of one (it would be retried at once, forever).
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        if soft != resource.RLIM_INFINITY:
+            self.max_pending = max(16, min(self.max_pending, soft // 2))
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="memscope-http")
         self._heads = selectors.DefaultSelector()
         self._waiting: dict[int, _Waiting] = {}
@@ -174,6 +181,12 @@ class PooledServer(socketserver.TCPServer):
             self.handle_error(sock, address)
         finally:
             self.shutdown_request(sock)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away or timed out is normal; anything else is printed."""
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
 
     def waiting(self) -> int:
         """Connections whose request head is still arriving."""
