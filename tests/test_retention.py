@@ -153,6 +153,8 @@ def test_a_simulated_week_stays_within_the_bound_and_reports_the_whole_run(
     run_all(full, full / "reports", only=["memory", "performance"])
     assert main(["report", str(retained), "--out", str(retained / "reports")]) == 0
     assert "raw events are kept in full detail from" in capsys.readouterr().err
+    page = (retained / "reports" / "dashboard.html").read_text()
+    assert f"raw events are kept in full detail from {window['from']}" in page
     memory = {run.name: json.loads((run / "reports" / "snapshot_memory_analysis.json")
                                    .read_text()) for run in (retained, full)}
     perf = {run.name: json.loads((run / "reports" / "snapshot_performance.json").read_text())
