@@ -336,10 +336,25 @@ class Retention:
             return self.apply(ready) if ready is not None else []
         if now_mono - self._last >= self.interval_s:
             self._last = now_mono
+            if not self.due():
+                return []
             self._job = threading.Thread(target=self._prepare_job, name="memscope-retention",
                                          daemon=True)
             self._job.start()
         return []
+
+    def due(self) -> bool:
+        """Whether a pass could retire anything soon (else the fold is not worth its cost).
+
+        Counted as if every closed segment were folded, and one more segment were written:
+        a pass starts early enough to finish before the open segment fills its room.
+        """
+        root = Path(self.writer.path)
+        manifest = self.writer.manifest
+        every = [e["file"] for e in manifest.get("segments", []) if e.get("table") in RETIRABLE]
+        return bool(plan(manifest, self.policy, self.clock(),
+                         disk_bytes(root) + self.policy.headroom_bytes, every,
+                         disk_bytes(root / STATE_DIRNAME)))
 
     def _prepare_job(self) -> None:
         try:

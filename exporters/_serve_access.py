@@ -22,6 +22,8 @@ from http.cookies import CookieError, SimpleCookie
 from typing import Protocol
 from urllib.parse import parse_qs
 
+#: The cookie's name is made per port (``memscope_token_8080``): cookies are per host, not
+#: per port, and two dashboards on one host must not overwrite each other's.
 COOKIE = "memscope_token"
 
 
@@ -66,6 +68,7 @@ class Access:
     def __init__(self, bind_host: str, port: int, token: str | None,
                  allow_hosts: Iterable[str] = ()) -> None:
         self.token = token
+        self.cookie = f"{COOKIE}_{port}"
         self.loopback = is_loopback(bind_host)
         names = {bind_host, *_LOOPBACK_NAMES, *allow_hosts}
         if not self.loopback:
@@ -94,7 +97,7 @@ class Access:
             cookie = SimpleCookie(headers.get("Cookie") or "")
         except CookieError:
             return None
-        morsel = cookie.get(COOKIE)
+        morsel = cookie.get(self.cookie)
         return morsel.value if morsel is not None else None
 
     def authorized(self, given: str | None) -> bool:
@@ -105,4 +108,4 @@ class Access:
 
     def cookie_header(self) -> str:
         """The ``Set-Cookie`` value that lets the page's own requests through."""
-        return f"{COOKIE}={self.token}; Path=/; HttpOnly; SameSite=Strict"
+        return f"{self.cookie}={self.token}; Path=/; HttpOnly; SameSite=Strict"

@@ -14,6 +14,7 @@ import time
 from urllib.parse import urlsplit
 
 import pytest
+from _browser import browser, watched  # noqa: F401 - fixtures
 
 from memscope.exporters import KINDS
 from memscope.exporters.server import DashboardServer
@@ -199,3 +200,23 @@ def test_the_verb_prints_a_url_with_its_token_off_loopback(tmp_path):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
     assert "token is required" in proc.stderr.read()
+
+
+@pytest.mark.browser
+def test_the_page_opened_with_its_token_goes_live(reports, watched):  # noqa: F811
+    directory, paths = reports
+    with DashboardServer(directory, host="0.0.0.0", port=0, poll_interval=0.1) as server:
+        port = server.httpd.server_address[1]
+        page = watched.page
+        page.goto(f"http://127.0.0.1:{port}/?token={server.token}")
+        page.wait_for_selector("body[data-ready='1']")
+        # the event stream and the API calls carry the cookie the page got
+        page.wait_for_function("document.getElementById('status').textContent === 'live'")
+        mem = json.loads(paths["memory_analysis"].read_text())
+        mem["memory_stats"]["active_memory"] = 5 * 1024 ** 3
+        tmp = paths["memory_analysis"].with_suffix(".tmp")
+        tmp.write_text(json.dumps(mem))
+        tmp.replace(paths["memory_analysis"])
+        page.wait_for_selector("body[data-updates='1']", timeout=15_000)
+        assert "5.0 GiB" in page.locator("#panel-overview .card .value").all_inner_texts()
+        assert watched.errors == [] and watched.dialogs == []
