@@ -178,8 +178,10 @@ def test_a_simulated_week_stays_within_the_bound_and_reports_the_whole_run(
     assert f"{window['retired']['segments']} older segments" in out
     assert main(["query", str(retained), "select count(*) as n from events",
                  "--format", "json"]) == 0
-    rows = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    rows = json.loads(captured.out)
     assert rows[0]["n"] == sum(e["rows"] for e in kept)
+    assert f"raw-event views cover {window['from']} to {window['to']} only" in captured.err
 
 
 def entry(number: int, closed_ns: int, nbytes: int = 100, table: str = "memory") -> dict:
