@@ -261,6 +261,18 @@ def test_a_report_without_the_checkpoint_says_it_covers_the_kept_segments_only(
         "metadata"]
     assert any("retired by retention" in p for p in meta["log_problems"])
     assert checkpoint.read_text() == "{}"  # not replaced by a fold of what is left
+    # nor by a follower's
+    from memscope.analyzers._common import AnalyzerOptions
+    from memscope.analyzers.follow import Follower
+
+    follower = Follower(tmp_path, AnalyzerOptions(out_dir=tmp_path / "followed"),
+                        only=["memory"])
+    assert follower.step() is not None
+    follower.save()
+    assert checkpoint.read_text() == "{}"
+    meta = json.loads((tmp_path / "followed" / "snapshot_memory_analysis.json").read_text())[
+        "metadata"]
+    assert any("retired by retention" in p for p in meta["log_problems"])
 
 
 @pytest.mark.parametrize(("env", "message"), [
