@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 #: The partition columns, outermost first.
@@ -76,7 +77,8 @@ class _Clocks:
 
     def annotate(self, table: str, batch: pa.RecordBatch, log_id: str) -> pa.RecordBatch:
         """``batch`` with ``host``, ``date`` and ``log_id`` columns added."""
-        pids = batch.column("pid").to_numpy(zero_copy_only=False).astype(np.int64)
+        pids = pc.fill_null(batch.column("pid"), 0).to_numpy(zero_copy_only=False).astype(
+            np.int64)  # a row without a pid (an unidentified producer's ingest row) is dated
         unique, inverse = np.unique(pids, return_inverse=True)
         host_of = [self.hosts.get(int(p)) for p in unique]
         hosts = pa.DictionaryArray.from_arrays(pa.array(inverse.astype(np.int32)),
@@ -88,7 +90,8 @@ class _Clocks:
         else:
             offset_of = np.array([self.offsets.get(int(p), 0) for p in unique], dtype=np.int64)
             known = np.array([int(p) in self.offsets for p in unique])[inverse]
-            ts = batch.column("ts_ns").to_numpy(zero_copy_only=False).astype(np.int64)
+            ts = pc.fill_null(batch.column("ts_ns"), 0).to_numpy(
+                zero_copy_only=False).astype(np.int64)
             wall = np.where(known, ts + offset_of[inverse], self.fallback_wall_ns)
         days = (wall // _NS_PER_DAY).astype(np.int32)
         columns, names = list(batch.columns), list(batch.schema.names)

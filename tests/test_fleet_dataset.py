@@ -184,3 +184,30 @@ def test_the_dataset_holds_every_event_of_every_log(fleet):
         assert rows == info["tables"]["memory"] > 0
         total += rows
     assert memory.num_rows == total
+
+
+def test_a_traced_run_gives_its_reports_figures_from_the_dataset(tmp_path):
+    """A real run (rec1 chunks decoded into the dataset), read back with DuckDB."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "work.py"
+    script.write_text("keep = [bytearray(1000 + i) for i in range(2000)]\n"
+                      "tmp = [str(i) * 50 for i in range(5000)]\ndel tmp\n")
+    run = tmp_path / "run"
+    subprocess.run([sys.executable, "-m", "memscope", "run", "--out", str(run), str(script)],
+                   check=True, capture_output=True, timeout=120)
+    assert main(["compact", str(run), "--dataset", str(tmp_path / "ds")]) == 0
+    con = duckdb.connect()
+    for table in ("memory", "stacks", "frames"):
+        con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet("
+                    f"'{tmp_path / 'ds' / table}/**/*.parquet', hive_partitioning = true)")
+    memory = json.loads(next(run.glob("*_memory_analysis.json")).read_text())
+    perf = json.loads(next(run.glob("*_performance.json")).read_text())
+    peaks = {int(pid): int(peak) for _, _, pid, peak in con.execute(PEAK_SQL).fetchall()}
+    assert peaks == {p["pid"]: p["memory_stats"]["peak_memory"] for p in memory["processes"]}
+    sites = con.execute(TOP_SITES_SQL).fetchall()
+    want = [(s["pid"], s["stack_id"], s["allocations"], s["bytes_allocated"])
+            for s in perf["hottest_sites"]["by_bytes"]]
+    got = [(int(r[2]), int(r[4]), int(r[5]), int(r[6])) for r in sites]
+    assert got == want[:len(got)] and len(got) >= 5
