@@ -6,9 +6,11 @@ request hold 300 threads forever. :class:`PooledServer` instead reads request he
 connection on **one** thread, with non-blocking sockets and a selector; a connection is handed
 to a **bounded** pool of workers only once its head (up to the blank line) is complete. A
 head that does not complete within :attr:`PooledServer.head_timeout` is dropped, as is the
-oldest waiting connection when more than :attr:`PooledServer.max_pending` wait. A worker's
-socket has a timeout as well (reads and writes), so a client that stops reading its response
-frees the worker.
+oldest waiting connection when more than :attr:`PooledServer.max_pending` wait. A worker
+never writes to the client either: the response it builds is sent by the same selector
+thread (dropped after :attr:`PooledServer.io_timeout` without progress), so a client that
+does not read its response holds no worker. Only a streamed response (server-sent events,
+:meth:`_PutBack.stream`) is written by its worker, with a socket timeout.
 
 The handler class is a ``socketserver.StreamRequestHandler`` as usual; the bytes read ahead
 are given back to it through :class:`_Prefixed`, so it parses the request as if it had read
@@ -25,6 +27,7 @@ import socketserver
 import sys
 import threading
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
@@ -54,15 +57,17 @@ class _Prefixed(io.RawIOBase):
 
 
 class _Waiting:
-    """A connection whose request head is still arriving."""
+    """A connection whose request head is still arriving, or whose response is leaving."""
 
-    __slots__ = ("address", "buffer", "deadline", "sock")
+    __slots__ = ("address", "buffer", "deadline", "out", "sock")
 
     def __init__(self, sock: socket.socket, address: Any, deadline: float) -> None:
         self.sock = sock
         self.address = address
         self.buffer = bytearray()
         self.deadline = deadline
+        #: The response's pieces still to send, in order (None while the head is read).
+        self.out: deque[memoryview] | None = None
 
 
 class PooledServer(socketserver.TCPServer):
@@ -131,7 +136,10 @@ class PooledServer(socketserver.TCPServer):
                     except BlockingIOError:
                         pass
                     continue
-                self._read_some(key.data)
+                if key.data.out is not None:
+                    self._write_some(key.data)
+                else:
+                    self._read_some(key.data)
             now = time.monotonic()
             with self._lock:
                 expired = [w for w in self._waiting.values() if w.deadline <= now]
@@ -164,6 +172,36 @@ class PooledServer(socketserver.TCPServer):
                 pass  # the client is gone; it is closed below either way
             self._drop(entry)
 
+    def _write_some(self, entry: _Waiting) -> None:
+        assert entry.out is not None
+        try:
+            sent = entry.sock.send(entry.out[0][:262144])
+        except BlockingIOError:
+            return
+        except OSError:
+            self._drop(entry)
+            return
+        entry.out[0] = entry.out[0][sent:]
+        if not entry.out[0]:
+            entry.out.popleft()
+        entry.deadline = time.monotonic() + self.io_timeout  # a time limit between progress
+        if not entry.out:
+            self._drop(entry)  # all sent: close (the kernel delivers what it holds)
+
+    def _send_later(self, sock: socket.socket, address: Any, pieces: list[bytes]) -> None:
+        """Send a response from the selector thread, so no worker waits on a slow reader.
+
+        The pieces are referenced, not copied: a body the handler shares between clients
+        (a cached page or file) costs its memory once, however many clients wait for it.
+        """
+        sock.setblocking(False)
+        entry = _Waiting(sock, address, time.monotonic() + self.io_timeout)
+        entry.out = deque(memoryview(p) for p in pieces if p)
+        with self._lock:
+            self._waiting[sock.fileno()] = entry
+            self._heads.register(sock, selectors.EVENT_WRITE, entry)
+        self._wake_w.send(b"\0")
+
     def _forget(self, entry: _Waiting) -> None:
         with self._lock:
             if self._waiting.pop(entry.sock.fileno(), None) is not None:
@@ -175,11 +213,16 @@ class PooledServer(socketserver.TCPServer):
 
     # -- serving: the pool ------------------------------------------------------------------
     def _serve(self, sock: socket.socket, address: Any, head: bytes) -> None:
+        connection = _PutBack(sock, head)
         try:
-            self.finish_request(cast(socket.socket, _PutBack(sock, head)), address)
+            self.finish_request(cast(socket.socket, connection), address)
         except Exception:  # noqa: BLE001 -- one request's failure must not end the worker
             self.handle_error(sock, address)
-        finally:
+            self.shutdown_request(sock)
+            return
+        if connection.pending and not connection.streaming and not self._closing.is_set():
+            self._send_later(sock, address, connection.pending)
+        else:
             self.shutdown_request(sock)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -210,11 +253,33 @@ class PooledServer(socketserver.TCPServer):
 
 
 class _PutBack:
-    """A connected socket whose ``makefile('rb')`` starts with the bytes read ahead."""
+    """A connected socket whose ``makefile('rb')`` starts with the bytes read ahead.
+
+    What the handler writes (``sendall``) is kept and sent by the selector thread once the
+    handler returns, unless it calls :meth:`stream` first (a long-lived response, such as
+    server-sent events, written as it goes by its worker).
+    """
 
     def __init__(self, sock: socket.socket, head: bytes) -> None:
         self._sock = sock
         self._head = head
+        self.pending: list[bytes] = []
+        self.streaming = False
+
+    def sendall(self, data: Any) -> None:
+        """Keep ``data`` for the selector thread, or send it now when streaming."""
+        if self.streaming:
+            self._sock.sendall(data)
+        else:
+            # bytes are immutable: kept by reference (a shared body is not copied)
+            self.pending.append(data if isinstance(data, bytes) else bytes(data))
+
+    def stream(self) -> None:
+        """Send what was written so far, and write directly from now on."""
+        self.streaming = True
+        for piece in self.pending:
+            self._sock.sendall(piece)
+        self.pending.clear()
 
     def makefile(self, mode: str = "rb", buffering: int = -1) -> io.BufferedReader:
         """The read file, which replays the head (handlers write with ``sendall``)."""

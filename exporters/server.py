@@ -102,8 +102,13 @@ def safe_path(root: Path, requested: str) -> Path:
     return candidate
 
 
-def read_no_follow(path: Path, limit: int = MAX_REPORT_BYTES) -> bytes:
-    """The bytes of ``path``, refusing a symbolic link even if one replaced it just now."""
+def read_no_follow(path: Path, limit: int = MAX_REPORT_BYTES,
+                   cache: _FileCache | None = None) -> bytes:
+    """The bytes of ``path``, refusing a symbolic link even if one replaced it just now.
+
+    With ``cache``, a file unchanged since it was last read (same inode, size and mtime)
+    gives the same ``bytes`` object: clients of one file share one copy in memory.
+    """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
@@ -111,12 +116,45 @@ def read_no_follow(path: Path, limit: int = MAX_REPORT_BYTES) -> bytes:
             raise PathRefused("symbolic links are not served") from None
         raise
     with os.fdopen(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):
             raise PathRefused("not a regular file")
+        if st.st_size > limit:
+            raise PathRefused(f"{path.name} is over {limit} bytes")
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        cached = cache.get(key) if cache is not None else None
+        if cached is not None:
+            return cached
         data = fh.read(limit + 1)
     if len(data) > limit:
         raise PathRefused(f"{path.name} is over {limit} bytes")
+    if cache is not None:
+        cache.put(key, data)
     return data
+
+
+class _FileCache:
+    """The last few files read, by identity and version (bounded in count and bytes)."""
+
+    def __init__(self, entries: int = 16, max_bytes: int = 256 << 20) -> None:
+        self._entries = entries
+        self._max_bytes = max_bytes
+        self._data: dict[tuple[int, ...], bytes] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[int, ...]) -> bytes | None:
+        """The cached bytes of this file version, if any."""
+        with self._lock:
+            return self._data.get(key)
+
+    def put(self, key: tuple[int, ...], data: bytes) -> None:
+        """Keep ``data`` (the oldest entries leave first when over the bounds)."""
+        with self._lock:
+            self._data[key] = data
+            while len(self._data) > self._entries or (
+                    len(self._data) > 1
+                    and sum(map(len, self._data.values())) > self._max_bytes):
+                del self._data[next(iter(self._data))]
 
 
 class _State:
@@ -133,6 +171,9 @@ class _State:
         self._signature = self.signature()
         self._model: tuple[int, dict[str, Any]] | None = None
         self._model_lock = threading.Lock()
+        #: The page and the model as sent, per version: every client shares one copy.
+        self._rendered: dict[str, tuple[int, bytes]] = {}
+        self.files = _FileCache()
 
     def signature(self) -> tuple[tuple[str, int, int], ...]:
         out = []
@@ -151,6 +192,18 @@ class _State:
                 self._model = (version, build_model(load_reports(self.directory,
                                                                    symlinks=False)))
             return self._model[1]
+
+    def rendered(self, what: str) -> bytes:
+        """The page (``"page"``) or the model's JSON (``"model"``) of the current version."""
+        version = self.version
+        cached = self._rendered.get(what)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        model = self.model()
+        text = page(model, live=True, api="api") if what == "page" else to_json(model)
+        body = text.encode("utf-8")
+        self._rendered[what] = (version, body)
+        return body
 
     def watch(self) -> None:
         while not self.stopping.is_set():
@@ -227,14 +280,13 @@ class _Handler(BaseHTTPRequestHandler):
             return
         state = self.server.state
         if path in ("/", "/index.html", "/dashboard.html"):
-            html = page(state.model(), live=True, api="api")
-            self._send(HTTPStatus.OK, html.encode("utf-8"), "text/html; charset=utf-8",
+            self._send(HTTPStatus.OK, state.rendered("page"), "text/html; charset=utf-8",
                        csp=_PAGE_CSP,
                        cookie=access.cookie_header() if access.token is not None else None)
         elif path == "/api" or path == "/api/":
             self._json(HTTPStatus.OK, self._index())
         elif path == "/api/dashboard":
-            self._json(HTTPStatus.OK, state.model())
+            self._send(HTTPStatus.OK, state.rendered("model"), "application/json; charset=utf-8")
         elif path == "/api/events":
             self._events()
         elif path.startswith("/api/"):
@@ -259,7 +311,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(HTTPStatus.NOT_FOUND, f"no *_{kind}.json in the served directory")
             return
         try:
-            body = read_no_follow(path)
+            body = read_no_follow(path, cache=self.server.state.files)
         except PathRefused as exc:
             self._error(HTTPStatus.FORBIDDEN, str(exc))
             return
@@ -271,7 +323,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _file(self, requested: str) -> None:
         try:
             path = safe_path(self.server.state.directory, requested)
-            body = read_no_follow(path)
+            body = read_no_follow(path, cache=self.server.state.files)
         except PathRefused as exc:
             self._error(HTTPStatus.FORBIDDEN, str(exc))
             return
@@ -303,6 +355,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         if self.command == "HEAD":
             return
+        stream = getattr(self.connection, "stream", None)
+        if stream is not None:
+            stream()  # written as it goes by this worker (one of at most MAX_STREAMS)
         seen = state.version
         try:
             self.wfile.write(f"retry: 1000\nevent: hello\ndata: {seen}\n\n".encode())

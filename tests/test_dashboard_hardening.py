@@ -69,6 +69,34 @@ def test_300_half_open_connections_do_not_starve_a_normal_request(reports):
                 sock.close()
 
 
+def test_clients_that_never_read_their_responses_hold_no_worker(reports):
+    directory, _ = reports
+    # far more than a socket's buffers take: a worker writing it would wait on the client
+    (directory / "big.svg").write_bytes(b"<svg>" + b" " * (24 << 20) + b"</svg>")
+    with DashboardServer(directory, port=0) as server:
+        port = server.httpd.server_address[1]
+        stalled = []
+        try:
+            for _ in range(2 * server.httpd.workers):
+                sock = socket.socket()
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                sock.connect(("127.0.0.1", port))
+                sock.sendall(f"GET /files/big.svg HTTP/1.1\r\nHost: 127.0.0.1:{port}"
+                             "\r\n\r\n".encode())
+                stalled.append(sock)
+            time.sleep(1.0)  # every response built, none read
+            started = time.monotonic()
+            status, _, _ = request(port, "/api")
+            elapsed = time.monotonic() - started
+            assert status == 200 and elapsed < 1.0, f"a normal request took {elapsed:.2f} s"
+            # one reader still gets the whole file
+            status, _, body = request(port, "/files/big.svg")
+            assert status == 200 and len(body) == (24 << 20) + 11
+        finally:
+            for sock in stalled:
+                sock.close()
+
+
 def test_a_request_head_that_never_completes_is_dropped(reports):
     directory, _ = reports
     server = DashboardServer(directory, port=0, poll_interval=0.2)
