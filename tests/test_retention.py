@@ -169,6 +169,13 @@ def test_a_simulated_week_stays_within_the_bound_and_reports_the_whole_run(
     top = perf["retained"]["hottest_sites"]["by_bytes"][0]
     assert "load_snapshot" in top["location"]
     # reports and stats say what is kept in full detail; raw queries see that window only
+    import jsonschema
+
+    from memscope.analyzers._common import load_schema
+
+    for kind, report in (("memory_analysis", memory["retained"]),
+                         ("performance", perf["retained"])):
+        jsonschema.validate(report, load_schema(kind))
     meta = memory["retained"]["metadata"]["detail_window"]
     assert meta["retired"]["segments"] == window["retired"]["segments"]
     assert "detail_window" not in memory["full"]["metadata"]
