@@ -342,6 +342,12 @@ def test_a_broker_archives_then_retires_and_no_event_is_lost(tmp_path):
     assert archived.num_rows >= retired["events"]
     seq = archived.column("seq").to_numpy()
     assert len(np.unique(seq)) == archived.num_rows
+    # compacting the trimmed log into the same dataset adds the segments kept: every event
+    # of the run is there once
+    assert main(["compact", str(tmp_path / "events"), "--dataset", str(dataset)]) == 0
+    merged = ds.dataset(dataset / "memory", format="parquet", partitioning="hive").to_table()
+    assert merged.num_rows == events
+    assert len(np.unique(merged.column("seq").to_numpy())) == events
     from memscope.analyzers.state import open_state
 
     # the checkpoint plus the segments kept: every event, retired or not
