@@ -74,14 +74,22 @@ class CompactCommand:
 
     def run(self, args: argparse.Namespace) -> int:
         """Write the files; 0 on success, 1 when the log reported damaged segments."""
-        if args.dataset is not None:
-            from memscope.analyzers.dataset import write_dataset
-            from memscope.analyzers.query_command import open_or_fail
-            from memscope.analyzers.views import open_reader
+        import pyarrow as pa
 
-            info = write_dataset(open_or_fail(args.log, open_reader), args.dataset)
-        else:
-            info = compact(args.log, args.out)
+        target = args.dataset if args.dataset is not None else args.out
+        try:
+            if args.dataset is not None:
+                from memscope.analyzers.dataset import write_dataset
+                from memscope.analyzers.query_command import open_or_fail
+                from memscope.analyzers.views import open_reader
+
+                info = write_dataset(open_or_fail(args.log, open_reader), args.dataset)
+            else:
+                info = compact(args.log, args.out)
+        except (OSError, pa.ArrowException) as exc:
+            where = target or "the run directory"
+            raise CliError(f"cannot write {where}: "
+                           f"{getattr(exc, 'strerror', None) or exc}") from None
         total = sum(info["tables"].values())
         if args.dataset is not None:
             print(f"{total} rows of {len(info['tables'])} tables merged into the dataset "

@@ -211,3 +211,12 @@ def test_a_traced_run_gives_its_reports_figures_from_the_dataset(tmp_path):
             for s in perf["hottest_sites"]["by_bytes"]]
     got = [(int(r[2]), int(r[4]), int(r[5]), int(r[6])) for r in sites]
     assert got == want[:len(got)] and len(got) >= 5
+
+
+def test_an_unwritable_dataset_root_is_one_line_and_status_2(fleet, tmp_path, capsys):
+    _, logs, _, _ = fleet
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert main(["compact", str(logs["web-1"]), "--dataset", str(blocker / "root")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot write" in err and "Not a directory" in err
