@@ -46,10 +46,11 @@ def main() -> int:
     fold_cpu = [0.0]
     real_fold = retention_module.checkpoint_fold
 
-    def timed_fold(path: Path) -> None:
+    def timed_fold(path: Path) -> object:
         start = time.process_time()
-        real_fold(path)
+        params = real_fold(path)
         fold_cpu[0] += time.process_time() - start
+        return params
 
     bound = int(args.bound_mib * 1024 * 1024)
     segment = max(64 * 1024, bound // 16)

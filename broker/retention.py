@@ -105,10 +105,19 @@ def disk_bytes(path: Path) -> int:
     return total
 
 
-def saved_folded(log_dir: Path) -> frozenset[str]:
-    """The segments (``table/file``) the checkpoint saved in ``log_dir`` has folded whole."""
+def saved_folded(log_dir: Path, log_id: str | None = None,
+                 params: Any = None) -> frozenset[str]:
+    """The segments (``table/file``) the checkpoint saved in ``log_dir`` has folded whole.
+
+    Empty unless the checkpoint is of ``log_id`` and folded with ``params`` (when given):
+    a checkpoint reports cannot use must not let a segment go.
+    """
     try:
         meta = json.loads((log_dir / STATE_DIRNAME / "state.json").read_text(encoding="utf-8"))
+        if log_id is not None and meta["log_id"] != log_id:
+            return frozenset()
+        if params is not None and meta["params"] != params:
+            return frozenset()
         return frozenset(str(f) for f in meta["cursor"]["finished"])
     except (OSError, ValueError, KeyError, TypeError):
         return frozenset()
@@ -252,9 +261,10 @@ def _iso(wall_ns: Any) -> str | None:
 class Retention:
     """Retention of one writer's log: :meth:`run_once` (synchronous), or :meth:`tick`.
 
-    ``fold(log_dir)`` must fold the log into its checkpoint and save it (the broker passes
-    :func:`checkpoint_fold`); which segments may go is then read from the saved checkpoint
-    (:func:`saved_folded`), never taken on trust. With ``archive`` (``log_retention_dataset``:
+    ``fold(log_dir)`` must fold the log into its checkpoint, save it and return the fold
+    parameters (the broker passes :func:`checkpoint_fold`); which segments may go is then
+    read from the saved checkpoint (:func:`saved_folded`: of this log, with those
+    parameters), never taken on trust. With ``archive`` (``log_retention_dataset``:
     :func:`dataset_archive`), a segment must also have been copied by it. ``clock`` gives
     the wall time in ns.
     """
@@ -289,8 +299,8 @@ class Retention:
         Safe off the writer's thread: it reads the log from disk only.
         """
         path = Path(self.writer.path)
-        self.fold(path)
-        folded = saved_folded(path)
+        params = self.fold(path)  # the parameters the reports fold with
+        folded = saved_folded(path, self.writer.log_id, params)
         if self.archive is None:
             return folded
         closed = {f"{s.table}/{s.path.name}" for table in RETIRABLE
@@ -388,10 +398,11 @@ def dataset_archive(root: Path) -> Archive:
     return archive
 
 
-def checkpoint_fold(log_dir: Path) -> None:
+def checkpoint_fold(log_dir: Path) -> Any:
     """Fold the log into its analysis checkpoint (``memscope.analyzers.state``), saved.
 
-    Imported at call time: the analyzers sit above the broker, which does not import them.
+    Returns the fold's parameters (those every report uses). Imported at call time: the
+    analyzers sit above the broker, which does not import them.
     """
     import importlib
 
@@ -401,3 +412,4 @@ def checkpoint_fold(log_dir: Path) -> None:
     reader = open_log(log_dir)
     state = state_mod.open_state(reader)
     state.wait_saved()
+    return state.params.as_dict()

@@ -282,6 +282,33 @@ def test_a_report_without_the_checkpoint_says_it_covers_the_kept_segments_only(
     assert any("retired by retention" in p for p in meta["log_problems"])
 
 
+def test_a_checkpoint_reports_cannot_use_lets_no_segment_go(tmp_path, simulated_clock):
+    from memscope.analyzers.fold import FoldParams
+    from memscope.analyzers.state import open_state
+
+    tables, stacks = small_tables()
+    writer = LogWriter(tmp_path / "events", Settings(segment_max_bytes=64 * 1024))
+    for name, table in tables.items():
+        writer.append(name, table)
+    for hour in range(3):
+        simulated_clock.now = T0_WALL + hour * HOUR_NS
+        writer.append("memory", hour_of_events(hour, stacks))
+        writer.rotate_due(now=float("inf"))
+    simulated_clock.now += HOUR_NS
+    other = FoldParams(temporary_ns=5)
+    open_state(open_log(tmp_path / "events"), other)  # saved, with other parameters
+
+    def fold_elsewhere(path):  # the reports' parameters, but this checkpoint is not theirs
+        return FoldParams().as_dict()
+
+    keeper = Retention(writer, RetentionPolicy(max_age_s=1.0), fold_elsewhere,
+                       clock=simulated_clock)
+    assert keeper.run_once() == []
+    keeper.fold = lambda path: other.as_dict()  # had the reports used those, two could go
+    assert len(keeper.run_once()) == 2
+    writer.close()
+
+
 @pytest.mark.parametrize(("env", "message"), [
     ({"MEMSCOPE_LOG_RETENTION_AGE": "a week"}, "log_retention_age"),
     ({"MEMSCOPE_LOG_RETENTION_BYTES": "1000"}, "at least twice segment_max_bytes"),
