@@ -187,6 +187,14 @@ class LiveStats:
         # The totals read two small tables: the rest of the state is not exported.
         self._follower = Follower(log, AnalyzerOptions(), checkpoint=False,
                                   tables=("processes", "all"))
+        reader = open_reader(log)
+        if trimmed_without_checkpoint(reader) is not None:
+            # retention retired segments only the checkpoint holds: start from it (read,
+            # never written here), or the totals would miss them
+            loaded = AnalysisState.load(state_dir(reader), reader.log_id,
+                                        self._follower.params)
+            if loaded is not None:
+                self._follower.state = loaded
         # Every event the caller sent counts now: nothing is held back for later ordering.
         self._follower.state.hold_ns = 0
         self._lock = threading.Lock()

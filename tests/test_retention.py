@@ -166,6 +166,10 @@ def test_a_simulated_week_stays_within_the_bound_and_reports_the_whole_run(
         memory["full"]["memory_stats"]["total_allocations"] == HOURS * EVENTS_PER_HOUR // 2 + \
         SPIKE_BLOCKS
     assert perf["retained"]["hottest_sites"] == perf["full"]["hottest_sites"]
+    # a broker's live totals (Tracker.get_stats) start from the checkpoint too
+    from memscope.analyzers.follow import LiveStats
+
+    assert LiveStats(retained).stats(4242)["peak_memory"] == peak
     top = perf["retained"]["hottest_sites"]["by_bytes"][0]
     assert "load_snapshot" in top["location"]
     # reports and stats say what is kept in full detail; raw queries see that window only
