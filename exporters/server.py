@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import errno
 import os
+import socket
 import stat
 import threading
 import time
@@ -412,9 +413,11 @@ class DashboardServer:
 
     @property
     def url(self) -> str:
-        """The page's address."""
+        """The page's address (with the token; a wildcard bind is named by the host name)."""
         host, port = self.httpd.server_address[:2]
         host_text = host.decode() if isinstance(host, bytes) else str(host)
+        if host_text in ("0.0.0.0", "::"):
+            host_text = socket.gethostname()
         if ":" in host_text:
             host_text = f"[{host_text}]"
         query = f"?token={self.token}" if self.token else ""

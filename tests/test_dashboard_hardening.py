@@ -222,6 +222,7 @@ def test_the_verb_prints_a_url_with_its_token_off_loopback(tmp_path):
         line = proc.stdout.readline()
         assert "serving" in line and "?token=" in line, line
         parts = urlsplit(line.split(" at ")[1].split()[0])
+        assert parts.hostname == socket.gethostname().lower()  # not 0.0.0.0
         assert request(parts.port, "/api")[0] == 401
         assert request(parts.port, f"/api?{parts.query}")[0] == 200
     finally:
