@@ -120,10 +120,10 @@ class PooledServer(socketserver.TCPServer):
             self._waiting[sock.fileno()] = waiting
             self._heads.register(sock, selectors.EVENT_READ, waiting)
             overflow = len(self._waiting) - self.max_pending
-        if overflow > 0:
-            oldest = sorted(self._waiting.values(), key=lambda w: w.deadline)[:overflow]
-            for entry in oldest:
-                self._drop(entry)
+            oldest = (sorted(self._waiting.values(), key=lambda w: w.deadline)[:overflow]
+                      if overflow > 0 else [])
+        for entry in oldest:
+            self._drop(entry)
         self._wake_w.send(b"\0")
 
     # -- reading heads: one thread ----------------------------------------------------------

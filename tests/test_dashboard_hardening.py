@@ -111,6 +111,25 @@ def test_a_request_head_that_never_completes_is_dropped(reports):
         assert server.httpd.waiting() == 0
 
 
+def test_beyond_max_pending_the_oldest_waiting_connection_goes(reports):
+    directory, _ = reports
+    server = DashboardServer(directory, port=0)
+    server.httpd.max_pending = 20
+    with server:
+        port = server.httpd.server_address[1]
+        hanging = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(40)]
+        try:
+            for sock in hanging:
+                sock.sendall(b"GET")
+            # the first ones were closed by the server (read: end of stream)
+            assert hanging[0].recv(10) == b""
+            assert server.httpd.waiting() <= 20
+            assert request(port, "/api")[0] == 200
+        finally:
+            for sock in hanging:
+                sock.close()
+
+
 def test_a_huge_request_head_is_refused(reports):
     directory, _ = reports
     with DashboardServer(directory, port=0) as server:
