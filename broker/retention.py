@@ -285,6 +285,8 @@ class Retention:
         self._job: threading.Thread | None = None
         self._ready: frozenset[str] | None = None
         self._warned_over = False
+        # A retirement a crash cut short is finished at start (the log lists no lost file).
+        finish_interrupted(writer, clock())
 
     @classmethod
     def from_settings(cls, writer: Any, settings: Any) -> Retention:

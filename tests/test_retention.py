@@ -240,9 +240,15 @@ def test_an_interrupted_retirement_is_finished(tmp_path):
     path = tmp_path / "events" / first["file"]
     # the crash came after the rename, before the manifest was rewritten
     path.rename(path.with_name(path.name + RETIRED_SUFFIX))
-    assert finish_interrupted(writer, 123) == 1
+    # the next start of the broker finishes it
+    Retention(writer, RetentionPolicy(), checkpoint_fold, clock=lambda: 123)
     assert not list((tmp_path / "events" / "memory").glob(f"*{RETIRED_SUFFIX}"))
     assert first["file"] not in [e["file"] for e in writer.manifest["segments"]]
+    assert writer.manifest["retired"]["segments"] == 1
+    # the crash came after the manifest, before the delete: the file just goes
+    stray = tmp_path / "events" / "memory" / f"memory-000099.arrow{RETIRED_SUFFIX}"
+    stray.write_bytes(b"x")
+    assert finish_interrupted(writer, 124) == 1 and not stray.exists()
     assert writer.manifest["retired"]["segments"] == 1
     writer.close()
     reader = open_log(tmp_path / "events")
