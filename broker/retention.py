@@ -27,7 +27,7 @@ each table is never retired (the writer numbers new segments after it).
 
 **Crash safety**: a segment is renamed to ``<file>.retired`` (no reader globs it), then the
 manifest is rewritten without it and with the retired totals (``manifest["retired"]``), then
-the file is deleted. A crash between the steps is finished by the next pass
+the file is deleted. A crash between the steps is finished at the next start or pass
 (:func:`finish_interrupted`): the log never lists a segment that is not on disk.
 """
 
