@@ -32,6 +32,9 @@ class AnalyzerOptions:
             byte-identical files.
         log_problems: problems the log reader reported (damaged segments), copied into
             ``metadata`` so a report says what it could not read.
+        detail_window: when retention retired old memory segments, the window still kept
+            in full detail (:func:`memscope.broker.retention.detail_window`), copied into
+            ``metadata``: the figures cover the whole run, the raw events this window.
         top_n: length of every "top sites" list.
         time_buckets: points of every time series.
         temporary_ns: an allocation freed within this many ns is "temporary".
@@ -46,6 +49,7 @@ class AnalyzerOptions:
     log_id: str | None = None
     generated_at: str | None = None
     log_problems: Sequence[str] = field(default_factory=tuple)
+    detail_window: dict[str, Any] | None = None
     top_n: int = 20
     time_buckets: int = 100
     temporary_ns: int = 1_000_000
@@ -118,6 +122,8 @@ def metadata(
                            for pid, rate in sampled}
     if options.log_problems:
         meta["log_problems"] = list(options.log_problems)
+    if options.detail_window:
+        meta["detail_window"] = dict(options.detail_window)
     return meta
 
 

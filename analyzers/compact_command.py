@@ -5,6 +5,10 @@ log is never loaded whole (``memory.parquet`` holds every memory event, the chun
 broker stored decoded into columns; there is no ``memory_chunks.parquet``), plus
 ``DIR/compact.json`` naming the source log id and the row
 count of every file. Default DIR: ``parquet/`` in the run directory.
+
+``memscope compact LOG --dataset ROOT`` writes the fleet dataset instead: every table
+Hive-partitioned by host, date and pid, into which the logs of many brokers merge
+(:mod:`memscope.analyzers.dataset`).
 """
 
 from __future__ import annotations
@@ -61,14 +65,37 @@ class CompactCommand:
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         """Declare LOG and --out."""
         parser.add_argument("log", metavar="LOG", help="a run directory or its events/ directory")
-        parser.add_argument("--out", metavar="DIR", type=Path,
+        target = parser.add_mutually_exclusive_group()
+        target.add_argument("--out", metavar="DIR", type=Path,
                             help="where the Parquet files go (default: RUN/parquet)")
+        target.add_argument("--dataset", metavar="ROOT", type=Path,
+                            help="merge into a Hive-partitioned dataset (host, date, pid) "
+                                 "shared by many logs")
 
     def run(self, args: argparse.Namespace) -> int:
         """Write the files; 0 on success, 1 when the log reported damaged segments."""
-        info = compact(args.log, args.out)
+        import pyarrow as pa
+
+        target = args.dataset if args.dataset is not None else args.out
+        try:
+            if args.dataset is not None:
+                from memscope.analyzers.dataset import write_dataset
+                from memscope.analyzers.query_command import open_or_fail
+                from memscope.analyzers.views import open_reader
+
+                info = write_dataset(open_or_fail(args.log, open_reader), args.dataset)
+            else:
+                info = compact(args.log, args.out)
+        except (OSError, pa.ArrowException) as exc:
+            where = target or "the run directory"
+            raise CliError(f"cannot write {where}: "
+                           f"{getattr(exc, 'strerror', None) or exc}") from None
         total = sum(info["tables"].values())
-        print(f"{total} rows in {len(info['tables'])} Parquet files in {info['out_dir']}")
+        if args.dataset is not None:
+            print(f"{total} rows of {len(info['tables'])} tables merged into the dataset "
+                  f"{info['out_dir']} (log {info['source_log_id']})")
+        else:
+            print(f"{total} rows in {len(info['tables'])} Parquet files in {info['out_dir']}")
         for problem in info["problems"]:
             print(f"memscope compact: damaged log: {problem}", file=sys.stderr)
         if info["problems"]:

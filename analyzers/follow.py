@@ -28,7 +28,7 @@ from memscope.analyzers.memstats import process_stats
 from memscope.analyzers.registry import select
 from memscope.analyzers.runner import default_out_dir, fold_params
 from memscope.analyzers.stacks import forget as forget_stacks
-from memscope.analyzers.state import AnalysisState, state_dir
+from memscope.analyzers.state import AnalysisState, state_dir, trimmed_without_checkpoint
 from memscope.analyzers.views import _define, _new_connection, open_reader, use_state
 from memscope.broker.schema import TABLES
 
@@ -54,6 +54,10 @@ class Follower:
         loaded = (AnalysisState.load(state_dir(reader), reader.log_id, self.params)
                   if checkpoint else None)
         self.state = loaded or AnalysisState(self.params, log_id=reader.log_id)
+        trimmed = None if loaded else trimmed_without_checkpoint(reader)
+        if trimmed is not None:  # never save a partial state over the one holding the rest
+            self.checkpoint = False
+            self.state.problems.append(trimmed)
         self.con: duckdb.DuckDBPyConnection = _new_connection(None, None)
         self.rounds = 0
         self._signature: tuple[Any, ...] | None = None
@@ -183,6 +187,14 @@ class LiveStats:
         # The totals read two small tables: the rest of the state is not exported.
         self._follower = Follower(log, AnalyzerOptions(), checkpoint=False,
                                   tables=("processes", "all"))
+        reader = open_reader(log)
+        if trimmed_without_checkpoint(reader) is not None:
+            # retention retired segments only the checkpoint holds: start from it (read,
+            # never written here), or the totals would miss them
+            loaded = AnalysisState.load(state_dir(reader), reader.log_id,
+                                        self._follower.params)
+            if loaded is not None:
+                self._follower.state = loaded
         # Every event the caller sent counts now: nothing is held back for later ordering.
         self._follower.state.hold_ns = 0
         self._lock = threading.Lock()

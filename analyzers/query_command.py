@@ -84,6 +84,18 @@ def open_or_fail(log: str, connect: Any, **kwargs: Any) -> Any:
         raise CliError(f"cannot read log {log}: {exc}") from None
 
 
+def _say_window(log: str) -> None:
+    """On stderr: the window raw-event views cover, when retention trimmed the log."""
+    from memscope.analyzers.runner import retained_window
+    from memscope.analyzers.views import open_reader
+
+    window = retained_window(open_or_fail(log, open_reader))
+    if window:
+        print(f"memscope query: note: retention retired {window['retired']['segments']} older "
+              f"memory segments; raw-event views cover {window['from']} to {window['to']} "
+              "only (the state_* tables cover the whole run)", file=sys.stderr)
+
+
 def run_query(log: str, sql: str, fmt: str, output: str | None) -> int:
     """Run ``sql`` over ``log`` and write the result in ``fmt``; return the row count."""
     import duckdb
@@ -97,6 +109,8 @@ def run_query(log: str, sql: str, fmt: str, output: str | None) -> int:
     # A query of block views: match blocks chunk by chunk (bounded memory) instead of one
     # window per query, in the pass that fills raw_memory (each event decoded once); the raw
     # events only when the query reads them.
+    if _RAW.search(sql) or _MATCHED.search(sql):
+        _say_window(log)
     with StatusLine("query") as line:
         con = open_or_fail(log, connect, matched=bool(_MATCHED.search(sql)),
                            raw_memory=bool(_RAW.search(sql)),

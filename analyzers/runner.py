@@ -40,6 +40,14 @@ class AnalysisError(RuntimeError):
         super().__init__("analyzers failed -- " + "; ".join(lines))
 
 
+def retained_window(reader: Any) -> dict[str, Any] | None:
+    """The full-detail window of a log that retention trimmed (None: the whole log is kept)."""
+    from memscope.broker.retention import detail_window
+
+    manifest = getattr(reader, "manifest", None)
+    return detail_window(manifest) if isinstance(manifest, dict) else None
+
+
 def default_out_dir(log: str | Path) -> Path:
     """The run directory of a log: LOG itself, or its parent when LOG is an ``events/`` dir."""
     path = Path(log)
@@ -160,7 +168,8 @@ def run_all(
     if progress:
         progress("prepare")
     # Taken after the fold: chunks that did not decode are among the problems.
-    opts = replace(opts, log_problems=tuple(getattr(reader, "problems", ()) or ()))
+    opts = replace(opts, log_problems=tuple(getattr(reader, "problems", ()) or ()),
+                   detail_window=retained_window(reader))
     if jobs <= 1 or len(analyzers) == 1:
         con = state_connection(reader, state)
         try:

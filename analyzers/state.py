@@ -486,6 +486,20 @@ def state_dir(reader: Any) -> Path:
     return Path(reader.path) / STATE_DIRNAME
 
 
+def trimmed_without_checkpoint(reader: Any) -> str | None:
+    """The problem of a log retention trimmed, read without its checkpoint (else None).
+
+    Only the checkpoint holds the retired segments: a state folded from the rest covers the
+    segments kept only, and must not be saved over that checkpoint.
+    """
+    retired = (getattr(reader, "manifest", None) or {}).get("retired") or {}
+    if not retired.get("segments"):
+        return None
+    return (f"{retired['segments']} memory segments were retired by retention and only the "
+            "log's analysis checkpoint holds them; it was not usable here (other analysis "
+            "parameters, or damaged), so these figures cover the segments kept only")
+
+
 def open_state(reader: Any, params: FoldParams | None = None, *, checkpoint: bool = True,
                on_events: Callable[[int], None] | None = None,
                background_save: bool = False) -> AnalysisState:
@@ -501,6 +515,13 @@ def open_state(reader: Any, params: FoldParams | None = None, *, checkpoint: boo
     state = AnalysisState.load(directory, reader.log_id, params) if checkpoint else None
     if state is None:
         state = AnalysisState(params, log_id=reader.log_id)
+        note = trimmed_without_checkpoint(reader)
+        if note is not None:
+            # a fold of what is left must neither pass for the whole run nor replace the
+            # checkpoint that still holds the retired segments
+            checkpoint = False
+            if note not in reader.problems:
+                reader.problems.append(note)
     before = state.events
     state.update(reader, on_events)
     for problem in state.problems:

@@ -39,7 +39,7 @@ def collect(log: str, on_events: Callable[[int], None] | None = None) -> dict[st
     """
     from memscope.analyzers._common import rows
     from memscope.analyzers.memstats import process_stats
-    from memscope.analyzers.runner import connect_analyzed
+    from memscope.analyzers.runner import connect_analyzed, retained_window
     from memscope.analyzers.views import open_reader
 
     reader = open_or_fail(log, open_reader)
@@ -61,6 +61,8 @@ def collect(log: str, on_events: Callable[[int], None] | None = None) -> dict[st
                                 "rejected FROM ingest ORDER BY producer"),
             # After the matching: chunks that did not decode are among them.
             "log_problems": list(reader.problems),
+            # Retention: the memory events kept raw (None: all of them).
+            "detail_window": retained_window(reader),
         }
     finally:
         con.close()
@@ -100,9 +102,22 @@ def _print_total(t: dict[str, Any], out: Any) -> None:
               f"ignored in the totals)\n\n")
 
 
+def _print_window(window: dict[str, Any] | None, out: Any) -> None:
+    if not window:
+        return
+    retired = window["retired"]
+    kept = (f"from {window['from']} to {window['to']}" if window.get("from")
+            else "none (every memory segment was retired)")
+    out.write(f"full detail       {kept}; {retired['segments']} older segments "
+              f"({retired['events']} events, {human_bytes(retired['bytes'])}, "
+              f"{window.get('retired_from')} to {window.get('retired_to')}) were retired by "
+              f"retention: the figures cover the whole run, raw-event queries this window\n")
+
+
 def print_stats(stats: dict[str, Any], out: Any) -> None:
     """The human-readable form."""
     _print_total(stats["total"], out)
+    _print_window(stats.get("detail_window"), out)
     table = []
     for p in stats["processes"]:
         row = []

@@ -32,6 +32,7 @@ from memscope.broker.control import ControlHandler
 from memscope.broker.decode import Decoded, MemoryAssembler, chunk_batch, decode
 from memscope.broker.ingest import UNIDENTIFIED, Ingest
 from memscope.broker.log import LogError, LogWriter
+from memscope.broker.retention import Retention
 from memscope.config import Settings
 from memscope.producer.wire import MAX_CHUNKS, Envelope, WireError, decode_envelope
 
@@ -114,6 +115,8 @@ class Broker:
         except OSError as exc:
             raise BrokerConfigError(f"cannot write the log in {log_dir}: {exc.strerror}") from None
         self.journal = self._recover()
+        # log_retention_bytes / log_retention_age: folded, then retired (broker/retention.py)
+        self.retention = Retention.from_settings(self.writer, self.settings)
         self._group = _Group()
         self._assembler = MemoryAssembler(reuse=True, target=COMMIT_EVENTS)
         self._keep_chunks = self.settings.log_memory == "chunks"
@@ -357,6 +360,7 @@ class Broker:
             self._write_ingest_rows()
             self._last_ingest = now
         self.writer.rotate_due()
+        self.retention.tick(now)
         self._snapshot()
         self._last_flush = time.monotonic()
         self._publish()
@@ -410,6 +414,7 @@ class Broker:
             self._snapshot()
             self.control.fail_all("the broker is shutting down")
             self.control.close()
+            self.retention.join()  # a checkpoint being written is finished, not cut short
             self.writer.close()
             self.journal.close()
             log.info("broker closed the log %s", self.writer.path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -44,6 +45,9 @@ class Settings:
     native: bool = False
     analysis_memory_mb: int = 1000
     metrics_top_sites: int = 20
+    log_retention_bytes: int = 0
+    log_retention_age: str = ""
+    log_retention_dataset: str = ""
 
     def replace(self, **changes: Any) -> Settings:
         """Return a copy with ``changes`` applied (validated like loaded values)."""
@@ -65,6 +69,24 @@ _UNITS = {"analysis_memory_mb": " of megabytes (e.g. 2000)"}
 
 class SettingsError(ValueError):
     """A bad setting; the message names the key, its source and what is accepted."""
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``text``: a number with an optional unit s, m, h, d or w (``""``: 0).
+
+    Raises:
+        ValueError: anything else.
+    """
+    if not text.strip():
+        return 0.0
+    match = _DURATION.match(text.lower())
+    if match is None:
+        raise ValueError(f"not a duration: {text!r} (examples: 3600, 90m, 36h, 7d, 2w)")
+    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
 
 
 def _coerce(name: str, raw: Any, target: type, source: str) -> Any:
@@ -115,6 +137,16 @@ def _build(values: Mapping[str, Any], source: str) -> Settings:
             f"{source}: log_memory must be one of {', '.join(_LOG_MEMORY)}, "
             f"not {settings.log_memory!r}"
         )
+    try:
+        parse_duration(settings.log_retention_age)
+    except ValueError as exc:
+        raise SettingsError(f"{source}: log_retention_age: {exc}") from None
+    if settings.log_retention_bytes < 0 or 0 < settings.log_retention_bytes < (
+            2 * settings.segment_max_bytes):
+        raise SettingsError(
+            f"{source}: log_retention_bytes must be 0 (no bound) or at least twice "
+            f"segment_max_bytes ({2 * settings.segment_max_bytes}), not "
+            f"{settings.log_retention_bytes}")
     for name in ("analysis_memory_mb", "metrics_top_sites"):
         if getattr(settings, name) < 1:
             raise SettingsError(

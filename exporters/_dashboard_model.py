@@ -84,6 +84,19 @@ def panel(pid: str, title: str, sources: tuple[str, ...], ctx: dict[str, Any],
             "items": items}
 
 
+def _detail_window(memory: Any) -> str | None:
+    """The retention note: which window of the log is kept in full detail (None: all of it)."""
+    window = _extract.pick(_extract.pick(memory, "metadata"), "detail_window")
+    if not isinstance(window, dict):
+        return None
+    retired = _extract.pick(window, "retired", default={})
+    segments = _extract.num(_extract.pick(retired, "segments"))
+    return (f"Retention: the figures cover the whole run; the raw events are kept in full "
+            f"detail from {_extract.clean_text(str(window.get('from')))} to "
+            f"{_extract.clean_text(str(window.get('to')))} "
+            f"({_charts.human_count(segments)} older log segments were retired).")
+
+
 def overview(ctx: dict[str, Any]) -> dict[str, Any]:
     """Headline cards, the processes and every problem."""
     stats = ctx["stats"]
@@ -110,6 +123,9 @@ def overview(ctx: dict[str, Any]) -> dict[str, Any]:
             f"Sampling: {_charts.human_count(stats['folded_allocations'])} small allocations "
             f"({_charts.human_bytes(stats.get('folded_bytes'))}) were counted in aggregates "
             "rather than recorded one by one; sizes and counts include them.", "warn"))
+    window = _detail_window(ctx["memory"])
+    if window:
+        items.append(note(window))
     for kind, message in sorted(ctx["problems"].items()):
         items.append(note(f"{kind}: {message}", "warn"))
     items.append(table("processes", "Processes", [

@@ -46,17 +46,19 @@ def _matches(name: str, kind: str) -> bool:
     return name == f"{kind}.json" or name.endswith(f"_{kind}.json")
 
 
-def find_reports(directory: str | Path) -> dict[str, Path]:
+def find_reports(directory: str | Path, *, symlinks: bool = True) -> dict[str, Path]:
     """Find the analysis files in ``directory`` by suffix (``*_memory_analysis.json``, ...).
 
     When several files share a suffix (several runs in one directory), the most recently
-    modified one wins, ties broken by name so the choice is stable.
+    modified one wins, ties broken by name so the choice is stable. ``symlinks=False``
+    ignores symbolic links (the dashboard server follows none).
     """
     root = Path(directory)
     found: dict[str, Path] = {}
     if not root.is_dir():
         return found
-    candidates = sorted(p for p in root.iterdir() if p.suffix == ".json" and p.is_file())
+    candidates = sorted(p for p in root.iterdir() if p.suffix == ".json" and p.is_file()
+                        and (symlinks or not p.is_symlink()))
     for kind in KINDS:
         # "x_memory_analysis.json" must not also count as an "analysis" of another kind whose
         # name is its suffix; KINDS have no such overlap except by full suffix, checked here.
@@ -95,9 +97,12 @@ def load_report(kind: str, path: Path) -> dict[str, Any] | ReportProblem:
     return data
 
 
-def load_reports(directory: str | Path) -> Reports:
-    """Load every kind found in ``directory``; absent kinds map to a :class:`ReportProblem`."""
-    found = find_reports(directory)
+def load_reports(directory: str | Path, *, symlinks: bool = True) -> Reports:
+    """Load every kind found in ``directory``; absent kinds map to a :class:`ReportProblem`.
+
+    ``symlinks=False`` ignores symbolic links, as :func:`find_reports` does.
+    """
+    found = find_reports(directory, symlinks=symlinks)
     reports: Reports = {}
     for kind in KINDS:
         path = found.get(kind)

@@ -3,12 +3,15 @@
 Without ``--serve`` it writes ``DIR/dashboard.html`` (or ``--output``). With ``--serve`` it
 serves the page on ``--host`` (default 127.0.0.1) and ``--port`` (default 8080), a REST API per
 analysis file, and server-sent events whenever the files change; ``--feed ADDR`` also listens
-to a broker's PUB socket so refreshes follow the log at once.
+to a broker's PUB socket so refreshes follow the log at once. Beyond loopback a token is
+required: ``--token`` (or ``MEMSCOPE_DASHBOARD_TOKEN``), else one is generated and printed in
+the URL, as Jupyter does; ``--allow-host NAME`` adds a name the Host header may carry.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -37,6 +40,11 @@ class DashboardCommand:
                             help="a broker PUB address to follow for live updates")
         parser.add_argument("--poll", type=float, default=0.5,
                             help="seconds between checks of the files (default 0.5)")
+        parser.add_argument("--token", default=os.environ.get("MEMSCOPE_DASHBOARD_TOKEN"),
+                            help="the access token (default: $MEMSCOPE_DASHBOARD_TOKEN; "
+                                 "generated when serving beyond loopback)")
+        parser.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                            help="another name the Host header may carry (repeatable)")
 
     def run(self, args: argparse.Namespace) -> int:
         """Write the page, or serve it until interrupted."""
@@ -44,7 +52,8 @@ class DashboardCommand:
         if not directory.is_dir():
             raise CliError(f"{directory}: not a directory")
         if args.serve:
-            return serve(directory, args.host, args.port, args.feed, args.poll)
+            return serve(directory, args.host, args.port, args.feed, args.poll,
+                         token=args.token or None, allow_hosts=args.allow_host)
         return write(directory, args.output or directory / "dashboard.html")
 
 
@@ -67,17 +76,19 @@ def write(directory: Path, output: Path) -> int:
     return 0
 
 
-def serve(directory: Path, host: str, port: int, feed: str | None, poll: float) -> int:
+def serve(directory: Path, host: str, port: int, feed: str | None, poll: float,
+          token: str | None = None, allow_hosts: list[str] | None = None) -> int:
     """Serve until SIGINT/SIGTERM."""
     from memscope.exporters.server import DashboardServer
 
     try:
-        server = DashboardServer(directory, host=host, port=port, poll_interval=poll, feed=feed)
+        server = DashboardServer(directory, host=host, port=port, poll_interval=poll, feed=feed,
+                                 token=token, allow_hosts=allow_hosts or ())
     except OSError as exc:
         raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"memscope dashboard: warning: serving on {host} without authentication; anyone "
-              "who can reach it can read the analysis files", file=sys.stderr)
+    if server.token is not None and token is None:
+        print("memscope dashboard: serving beyond loopback: a token is required; open the URL "
+              "below (it carries the token)", file=sys.stderr)
     done = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: done.set())
     server.start()

@@ -89,8 +89,23 @@ class ReportCommand:
             out.mkdir(parents=True, exist_ok=True)
             with progress_bar("report", analyzing=True) as bar:
                 analyze(path, out, bar)
-                return write(out, out, bar)
+                status = write(out, out, bar)
+            _say_window(path)
+            return status
         return write(path, args.out or path)
+
+
+def _say_window(log: Path) -> None:
+    """When retention trimmed the log, say which window the raw events still cover."""
+    from memscope.analyzers.runner import retained_window
+    from memscope.analyzers.views import open_reader
+
+    window = retained_window(open_reader(log))
+    if window:
+        print(f"memscope report: the figures cover the whole run; the raw events are kept in "
+              f"full detail from {window['from']} to {window['to']} "
+              f"({window['retired']['segments']} older segments retired by retention; "
+              f"metadata.detail_window in each JSON file)", file=sys.stderr)
 
 
 def _has_reports(path: Path) -> bool:
