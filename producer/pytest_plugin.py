@@ -145,9 +145,16 @@ def _active(config: pytest.Config) -> bool:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """With ``--memscope``: a marker with a bad size or keyword is a usage error, up front."""
-    if _active(config):
-        for item in items:
-            _limits(item)
+    if not _active(config):
+        return
+    marked = [item for item in items if _limits(item)]
+    state = config.stash[_STATE]
+    if marked and _start(config, state):
+        # The helper's start-up (pyarrow, numpy) overlaps with the tests before the first
+        # marked one.
+        from memscope.producer import api
+
+        _helper(state, api.get_global_tracker()._log())
 
 
 def _tracing_now() -> bool:
@@ -315,7 +322,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
     return result
 
 
-def _helper(item: pytest.Item, state: _State, log: str) -> subprocess.Popen[str]:
+def _helper(state: _State, log: str) -> subprocess.Popen[str]:
     """The session's pytest_window process (started on first use, untraced)."""
     from memscope.producer import offline
 
@@ -346,7 +353,7 @@ def _measure(item: pytest.Item, state: _State, t0: int, t1: int,
     filename, function = _test_code(item)
     request = {"pid": os.getpid(), "t0": t0, "t1": t1, "filename": filename,
                "function": function, "tid": tid}
-    helper = _helper(item, state, log)
+    helper = _helper(state, log)
     assert helper.stdin is not None and helper.stdout is not None
     try:
         helper.stdin.write(json.dumps(request) + "\n")
