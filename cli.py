@@ -27,6 +27,9 @@ VERBS: dict[str, tuple[str, str]] = {
     "dashboard": ("memscope.exporters.dashboard_command", "the dashboard, as a file or served"),
     "query": ("memscope.analyzers.query_command", "DuckDB SQL over a log"),
     "stats": ("memscope.analyzers.stats_command", "the headline numbers of a log"),
+    "table": ("memscope.analyzers.table_command", "the allocation sites alive at the peak"),
+    "tree": ("memscope.analyzers.tree_command", "the largest allocators at the peak, as a tree"),
+    "summary": ("memscope.analyzers.summary_command", "the functions holding most at the peak"),
     "compact": ("memscope.analyzers.compact_command", "copy a log to Parquet for other engines"),
 }
 
