@@ -20,6 +20,7 @@ from memscope.config.settings import SettingsError
 # verb -> (module defining COMMAND, one-line help). Add a verb by adding a line here.
 VERBS: dict[str, tuple[str, str]] = {
     "run": ("memscope.producer.run_command", "trace a program and its children, then report"),
+    "attach": ("memscope.producer.attach_command", "trace a running Python process, then detach"),
     "broker": ("memscope.broker.command", "a standalone broker for services and many hosts"),
     "keys": ("memscope.broker.keys_command", "make a CURVE key pair for an authenticated broker"),
     "analyze": ("memscope.analyzers.command", "the six JSON files from a log"),

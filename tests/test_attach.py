@@ -1,0 +1,135 @@
+"""``memscope attach PID``: a running loop is traced for 2 s, detached, and keeps running."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from api_support import clean_env, table
+
+from memscope.producer.attach import AttachError, gdb_command, payload, ptrace_hint, via_gdb
+
+pytestmark = pytest.mark.timeout(180)
+
+LOOP = """
+import sys
+import time
+
+
+def loop_body(i):
+    return [str(j) * 3 for j in range(200)]
+
+
+i = 0
+while True:
+    loop_body(i)
+    i += 1
+    if i % 20 == 0:
+        with open(sys.argv[1], "w") as fh:
+            fh.write(str(i))
+    time.sleep(0.005)
+"""
+
+
+def _beats(path: Path) -> int:
+    try:
+        return int(path.read_text() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def _gdb_usable() -> bool:
+    return (hasattr(sys, "remote_exec") or shutil.which("gdb") is not None
+            or Path("/usr/bin/gdb").exists())
+
+
+@pytest.mark.skipif(not _gdb_usable(), reason="needs gdb (or CPython 3.14's sys.remote_exec)")
+def test_a_running_loop_is_attached_traced_detached_and_keeps_running(tmp_path: Path) -> None:
+    script, beats = tmp_path / "loop.py", tmp_path / "beats"
+    script.write_text(LOOP)
+    env = clean_env()
+    loop = subprocess.Popen([sys.executable, str(script), str(beats)], env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while _beats(beats) == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        out = tmp_path / "run"
+        started = time.monotonic()
+        done = subprocess.run(
+            [sys.executable, "-m", "memscope", "attach", str(loop.pid), "--duration", "2",
+             "--out", str(out), "--no-report"],
+            capture_output=True, text=True, env=env, timeout=120, check=False)
+        took = time.monotonic() - started
+        if "not allowed to trace" in done.stderr:
+            pytest.skip(done.stderr.strip())
+        assert done.returncode == 0, done.stderr
+        assert f"attached to process {loop.pid}" in done.stderr
+        assert f"detached from process {loop.pid}" in done.stderr
+        assert 2.0 <= took < 60
+        # Detached: it keeps running (and allocating) untraced.
+        after = _beats(beats)
+        time.sleep(0.5)
+        assert loop.poll() is None
+        assert _beats(beats) > after
+    finally:
+        loop.kill()
+        loop.wait()
+    log = out / "events"
+    rows = [r for r in table(log, "processes") if r["pid"] == loop.pid]
+    assert {r["event"] for r in rows} == {"start", "exit"}
+    from memscope.analyzers.views import connect
+
+    con = connect(log)
+    (body, span) = con.execute(
+        """SELECT count(*), (max(a.ts_ns) - min(a.ts_ns)) / 1e9 FROM allocations a
+        JOIN stacks s USING (pid, stack_id) WHERE s.function LIKE 'loop_body%'""").fetchone()
+    # 2 s of a loop that runs loop_body about 150 times a second, 200+ blocks each.
+    assert body > 10_000, body
+    assert 1.5 < span < 10, span
+    con.close()
+
+
+def test_attach_to_no_process_is_a_one_line_error(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "memscope", "attach", "999999999",
+                           "--duration", "1", "--out", str(tmp_path / "r")],
+                          capture_output=True, text=True, env=clean_env(), timeout=60,
+                          check=False)
+    assert done.returncode == 2
+    assert done.stderr.strip() == "memscope: memscope attach: no process 999999999"
+
+
+def test_the_payload_never_raises_and_reports_its_outcome(tmp_path: Path) -> None:
+    status, cancelled = tmp_path / "s", tmp_path / "c"
+    exec(payload("raise ValueError('boom')", status, cancelled), {})  # noqa: S102
+    assert status.read_text() == "error: ValueError: boom"
+    status.unlink()
+    cancelled.touch()
+    exec(payload("x = 1", status, cancelled), {})  # noqa: S102
+    assert not status.exists()  # given up by memscope attach: nothing runs
+
+
+def test_the_gdb_command_carries_no_quotes_of_the_program(tmp_path: Path) -> None:
+    command = gdb_command(123, payload("print('a \"b\" \\\\ c')", tmp_path / "s",
+                                       tmp_path / "c"), "gdb")
+    call = command[-1]
+    assert call.startswith("call ((int (*)(int (*)(void *), void *))Py_AddPendingCall)")
+    inner = call[call.index('(void *)"') + 9:-2]
+    assert '"' not in inner and "\\" not in inner
+    assert "-p" in command and "123" in command
+
+
+@pytest.mark.skipif(not _gdb_usable() or os.geteuid() != 0, reason="needs gdb, as root")
+def test_gdb_on_a_process_that_is_not_python_is_a_clear_error() -> None:
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        with pytest.raises(AttachError, match="not a CPython interpreter"):
+            via_gdb(sleeper.pid, "pass")
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert ptrace_hint() == "running as root"
