@@ -127,7 +127,7 @@ def _wait_status(path: Path, timeout: float, pid: int) -> str | None:
     while time.monotonic() < deadline:
         if path.exists() and path.stat().st_size:
             return path.read_text().strip()
-        if not Path(f"/proc/{pid}").exists():
+        if not _alive(pid):
             raise CliError(f"memscope attach: process {pid} ended", 1)
         time.sleep(0.05)
     return None
@@ -158,14 +158,23 @@ def _run_in(options: AttachOptions, work: Path, name: str, body: str | None) -> 
                        f"{outcome.removeprefix('error: ')}", 1)
 
 
-def _wait(duration: float | None) -> None:
-    """Sleep ``duration`` seconds, or until Ctrl-C."""
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a zombie, ended but not reaped, does not)."""
     try:
-        if duration is None:
-            _say("tracing; press Ctrl-C to detach")
-            while True:
-                time.sleep(3600)
-        time.sleep(duration)
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2:][:1] not in ("Z", "X")
+
+
+def _wait(duration: float | None, pid: int) -> None:
+    """Wait ``duration`` seconds, or until Ctrl-C, or until the process ends."""
+    if duration is None:
+        _say("tracing; press Ctrl-C to detach")
+    end = None if duration is None else time.monotonic() + duration
+    try:
+        while _alive(pid) and (end is None or time.monotonic() < end):
+            time.sleep(0.1 if end is None else max(0.0, min(0.1, end - time.monotonic())))
     except KeyboardInterrupt:
         pass
 
@@ -204,9 +213,12 @@ def execute(options: AttachOptions) -> int:
     try:
         _run_in(options, work, "start", start_script(address, events_dir, options.mode))
         _say(f"attached to process {options.pid}")
-        _wait(options.duration)
-        _run_in(options, work, "stop", None)
-        _say(f"detached from process {options.pid}; it runs on untraced")
+        _wait(options.duration, options.pid)
+        if _alive(options.pid):
+            _run_in(options, work, "stop", None)
+            _say(f"detached from process {options.pid}; it runs on untraced")
+        else:  # its own exit sent the final batch (memscope.shutdown runs at exit)
+            _say(f"process {options.pid} ended while traced")
         client = BrokerClient(control, settings)
         try:
             _settled(client, options.pid)

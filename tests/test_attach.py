@@ -12,7 +12,15 @@ from pathlib import Path
 import pytest
 from api_support import clean_env, table
 
-from memscope.producer.attach import AttachError, gdb_command, payload, ptrace_hint, via_gdb
+from memscope.producer.attach import (
+    AttachError,
+    gdb_command,
+    inject,
+    payload,
+    ptrace_hint,
+    via_gdb,
+    via_remote_exec,
+)
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -133,3 +141,52 @@ def test_gdb_on_a_process_that_is_not_python_is_a_clear_error() -> None:
         sleeper.kill()
         sleeper.wait()
     assert ptrace_hint() == "running as root"
+
+
+@pytest.mark.skipif(not _gdb_usable(), reason="needs gdb (or CPython 3.14's sys.remote_exec)")
+def test_a_process_that_ends_while_traced_keeps_its_events(tmp_path: Path) -> None:
+    script, beats = tmp_path / "loop.py", tmp_path / "beats"
+    script.write_text(LOOP.replace("while True:", "while i < 300:"))  # about 2 s
+    loop = subprocess.Popen([sys.executable, str(script), str(beats)], env=clean_env())
+    try:
+        while _beats(beats) == 0 and loop.poll() is None:
+            time.sleep(0.05)
+        done = subprocess.run(
+            [sys.executable, "-m", "memscope", "attach", str(loop.pid), "--duration", "60",
+             "--out", str(tmp_path / "run"), "--no-report"],
+            capture_output=True, text=True, env=clean_env(), timeout=120, check=False)
+    finally:
+        loop.kill()
+        loop.wait()
+    if "not allowed to trace" in done.stderr:
+        pytest.skip(done.stderr.strip())
+    assert done.returncode == 0, done.stderr
+    assert f"process {loop.pid} ended while traced" in done.stderr
+    rows = [r for r in table(tmp_path / "run" / "events", "processes") if r["pid"] == loop.pid]
+    assert {r["event"] for r in rows} == {"start", "exit"}
+
+
+@pytest.mark.skipif(hasattr(sys, "remote_exec"), reason="this Python has sys.remote_exec")
+def test_remote_exec_needs_cpython_3_14(tmp_path: Path) -> None:
+    with pytest.raises(AttachError, match="needs CPython 3.14"):
+        via_remote_exec(os.getpid(), "pass", tmp_path)
+    with pytest.raises(AttachError, match="needs CPython 3.14"):
+        inject(os.getpid(), "pass", tmp_path, method="remote_exec")
+
+
+@pytest.mark.skipif(not hasattr(sys, "remote_exec"), reason="sys.remote_exec is CPython 3.14+")
+def test_remote_exec_runs_the_script_in_the_process(tmp_path: Path) -> None:
+    status, cancelled = tmp_path / "s", tmp_path / "c"
+    sleeper = subprocess.Popen([sys.executable, "-c",
+                                "import time\nwhile True: time.sleep(0.01)"])
+    try:
+        time.sleep(0.5)
+        assert inject(sleeper.pid, payload("x = 1", status, cancelled), tmp_path) == \
+            "remote_exec"
+        deadline = time.monotonic() + 30
+        while not status.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert status.read_text() == "ok"
+    finally:
+        sleeper.kill()
+        sleeper.wait()
