@@ -133,3 +133,35 @@ def test_names_from_the_program_are_not_markup(tmp_path: Path, capsys) -> None:
     code, out, _ = run_cli(capsys, "summary", str(log), "--pid", "1")
     assert "[bold red]x[/] at a[b].py" in out and "process 1 ([red]evil[/].py)" in out
     connect_analyzed(log).close()  # the checkpoint the commands wrote is readable
+
+
+class _Terminal:
+    """A stdout that says it is a terminal (what rich colours)."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.parts.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        raise OSError("not a real terminal")
+
+
+def test_a_terminal_gets_colour(log: Path, monkeypatch) -> None:
+    monkeypatch.setenv("TERM", "xterm-256color")
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    for verb in ("tree", "table", "summary"):
+        fake = _Terminal()
+        monkeypatch.setattr("sys.stdout", fake)
+        assert main([verb, str(log)]) == 0
+        text = "".join(fake.parts)
+        assert "\x1b[" in text, verb
+        assert "parse" in text
