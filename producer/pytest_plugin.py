@@ -198,7 +198,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         # with collection; the first marked test need not wait for it.
         from memscope.producer import api
 
-        _helper(state, api.get_global_tracker()._log())
+        try:
+            _helper(state, api.get_global_tracker()._log())
+        except RuntimeError:  # the log is not readable here: a marked test will say so
+            state.helper = None
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -353,7 +356,10 @@ def _measure(item: pytest.Item, state: _State, t0: int, t1: int,
              tid: int | None) -> dict[str, Any]:
     from memscope.producer import api
 
-    log = api.get_global_tracker()._log()  # every event so far is durable in the log
+    try:
+        log = api.get_global_tracker()._log()  # every event so far is durable in the log
+    except RuntimeError as exc:
+        pytest.fail(f"memscope: could not measure {item.nodeid}: {exc}", pytrace=False)
     filename, function = _test_code(item)
     request = {"pid": os.getpid(), "t0": t0, "t1": t1, "filename": filename,
                "function": function, "tid": tid}
