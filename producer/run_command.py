@@ -84,8 +84,8 @@ class RunOptions:
             label = "python-c"
         else:
             if not program:
-                raise CliError("memscope run: name a script (memscope run script.py), -m MODULE "
-                           "or -c CODE")
+                raise CliError("memscope run: name a script (memscope run script.py), "
+                               "-m MODULE or -c CODE")
             script = Path(program[0])
             if not script.is_file():
                 raise CliError(f"memscope run: {program[0]}: no such file")

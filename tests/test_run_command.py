@@ -73,9 +73,19 @@ def test_run_code_keeps_the_code_and_the_module_name_in_argv_and_stats(tmp_path)
 
 
 def test_run_code_and_module_together_is_a_clear_error(tmp_path):
-    done = memscope_run(["--out", tmp_path, "-m", "json.tool", "-c", "pass"])
-    assert done.returncode == 2
-    assert "not both" in done.stderr or "-c" in done.stderr
+    import argparse
+
+    from memscope.cli import CliError
+    from memscope.producer.run_command import RunOptions
+
+    # From the command line the first of -m / -c wins (the rest is the program's words);
+    # options given both ways at once are refused.
+    args = argparse.Namespace(program=[], module="json.tool", code="pass", out=str(tmp_path),
+                              broker=None, mode=None, native=False, no_report=True)
+    with pytest.raises(CliError, match="give -m MODULE or -c CODE, not both"):
+        RunOptions.from_args(args)
+    assert RunOptions.from_args(argparse.Namespace(**{**vars(args), "module": None})).argv == (
+        "-c", "pass")
 
 
 @pytest.mark.parametrize(
