@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -165,3 +168,22 @@ def test_a_terminal_gets_colour(log: Path, monkeypatch) -> None:
         text = "".join(fake.parts)
         assert "\x1b[" in text, verb
         assert "parse" in text
+
+
+def test_on_a_traced_run_the_tree_root_is_the_stats_peak(tmp_path: Path, capsys) -> None:
+    code = ("import threading\n"
+            "def grow(n): return [bytes(100) for _ in range(n)]\n"
+            "keep = grow(20000)\n"
+            "t = threading.Thread(target=grow, args=(50000,)); t.start(); t.join()\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMSCOPE_")}
+    subprocess.run([sys.executable, "-m", "memscope", "run", "--no-report", "--out",
+                    str(tmp_path / "run"), "-c", code], check=True, env=env, timeout=120,
+                   capture_output=True)
+    _, out, _ = run_cli(capsys, "tree", str(tmp_path / "run"), "--json")
+    root = json.loads(out)["tree"]
+    _, out, _ = run_cli(capsys, "stats", str(tmp_path / "run"), "--json")
+    peak = json.loads(out)["total"]["peak_memory"]
+    assert root["bytes"] == peak > 20000 * 133  # bytes(100) is one block of 133 bytes
+    _, out, _ = run_cli(capsys, "summary", str(tmp_path / "run"), "--json")
+    rows = {r["function"]: r for r in json.loads(out)["rows"]}
+    assert rows["grow.<locals>.<listcomp>"]["own"] >= 20000 * 133
