@@ -165,7 +165,7 @@ bench-report: install browser-deps
 # skipped with a message.
 OTHER_PYTHONS ?= 3.12 3.13
 PYTHONS_TESTS ?= tests/test_tracer_*.py tests/test_run_edges.py tests/test_run_command.py \
-	tests/test_api_tracing.py
+	tests/test_api_tracing.py tests/test_attach.py tests/test_program_argv.py
 
 test-pythons:
 	@for v in $(OTHER_PYTHONS); do \
