@@ -63,7 +63,8 @@ class AllocationInfo:
     ``ts_ns`` is when it was allocated and ``free_ts_ns`` when it ended (None while alive;
     only :meth:`Tracker.get_allocation_history` fills it); ``location`` is the innermost
     Python frame that allocated it (None without one); ``domain`` the allocator (``raw``,
-    ``mem``, ``obj``, ``numpy``, ...).
+    ``mem``, ``obj``, ``numpy``, ...); ``var_name`` and ``type_name`` those of the tracked
+    variable (``track_var``) whose object the block is, if any (active allocations only).
     """
 
     address: int
@@ -74,15 +75,21 @@ class AllocationInfo:
     stack_id: int
     location: str | None
     free_ts_ns: int | None = None
+    var_name: str | None = None
+    type_name: str | None = None
 
     @classmethod
     def from_dict(cls, row: dict[str, Any]) -> AllocationInfo:
         """Build from a row of :mod:`memscope.analyzers.seed_api`."""
         free = row.get("free_ts_ns")
+
+        def text(key: str) -> str | None:
+            value = row.get(key)
+            return None if value is None else str(value)
+
         return cls(int(row["address"]), int(row["size"]), str(row["domain"]), int(row["tid"]),
-                   int(row["ts_ns"]), int(row["stack_id"]),
-                   None if row.get("location") is None else str(row["location"]),
-                   None if free is None else int(free))
+                   int(row["ts_ns"]), int(row["stack_id"]), text("location"),
+                   None if free is None else int(free), text("var_name"), text("type_name"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,8 @@ def at_peak():
 
 
 keep_forever()
+big = bytearray(4096)  # a fresh block (a list may come off CPython's free list)
+memscope.track_var(big)
 churn()
 at_peak()
 tracker = memscope.get_global_tracker()
@@ -52,6 +54,7 @@ print(json.dumps({{
                                                "leaked_memory", "peak_ts_ns", "active_memory",
                                                "active_allocations")}},
     "active": [[a.size, a.location, a.free_ts_ns] for a in active],
+    "named": [[a.var_name, a.type_name] for a in active if a.var_name],
     "history": [[h.size, h.location, h.ts_ns, h.free_ts_ns] for h in history],
     "svg": open(svg).read(200),
 }}))
@@ -74,6 +77,8 @@ def test_seed_api_against_ground_truth(tmp_path) -> None:
     kept = [a for a in active if a[0] == 1033 and (a[1] or "").startswith("keep_forever ")]
     assert len(kept) == K
     assert all(a[2] is None for a in active)
+    # The tracked object's block carries its name and type.
+    assert got["named"] == [["big", "bytearray"]]
     # History: every block, the M churned ones with their frees.
     churned = [h for h in history if h[0] == 2033 and (h[1] or "").startswith("churn ")]
     assert len(churned) == M and all(h[3] is not None for h in churned)
