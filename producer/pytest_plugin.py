@@ -318,8 +318,12 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
         gc.collect()
     t1 = time.monotonic_ns()
     failures = []
+    measured: dict[int | None, dict[str, Any]] = {}  # one request per thread filter
     for name, (limit, keywords) in limits.items():
-        figures = _measure(item, state, t0, t1, tid if keywords["current_thread_only"] else None)
+        thread = tid if keywords["current_thread_only"] else None
+        if thread not in measured:
+            measured[thread] = _measure(item, state, t0, t1, thread)
+        figures = measured[thread]
         if name == "limit_memory":
             state.peaks[item.nodeid] = int(figures["peak_bytes"])
             item.add_report_section("call", "memscope", _summary(figures))

@@ -5,7 +5,8 @@ memscope.producer.pytest_window LOG`` once, untraced, and asks it about each mar
 JSON request per line on stdin, one JSON answer per line on stdout. The helper reads only
 what the log added since the last request (:class:`memscope.analyzers.state.LogCursor`) and
 replays the test's events itself, so a request costs the test's own events, not a pass over
-the log or a new interpreter with DuckDB.
+the log or a new interpreter with DuckDB. Requests come in time order (a test may ask about
+its window more than once: the events from the last request's start are kept).
 
 A request: ``{"pid", "t0", "t1", "filename", "function", "tid"}`` (``tid`` null for every
 thread). The events of process ``pid`` with ``t0 <= ts_ns <= t1`` are replayed in time order;
@@ -92,8 +93,14 @@ class WindowReader:
         self.cursor = LogCursor()
         self.stacks = StackTree()
         self.problems: list[str] = []
+        #: The events of the last request's window onwards (a test asks more than once).
+        self._kept = {name: np.zeros(0, dtype=np.int64) for name in _COLUMNS}
 
-    def _new_events(self) -> dict[str, np.ndarray]:
+    def _events_since(self, t0: int) -> dict[str, np.ndarray]:
+        """The events from ``t0`` on: those kept from the last request and the log's new ones.
+
+        Requests come in time order, so what is before ``t0`` is dropped for good.
+        """
         from memscope.broker.log import open_log
 
         reader = open_log(self.log)
@@ -102,16 +109,18 @@ class WindowReader:
                                         on_problem=self.problems.append)
         self.stacks.add(self.cursor.new_batches(reader, "stacks"),
                         self.cursor.new_batches(reader, "frames"))
-        batches = [b for b in batches if b.num_rows]
-        if not batches:
-            return {name: np.zeros(0, dtype=np.int64) for name in _COLUMNS}
-        return {name: np.concatenate([b.column(name).to_numpy() for b in batches])
-                for name in _COLUMNS}
+        parts = [self._kept] + [{name: b.column(name).to_numpy() for name in _COLUMNS}
+                                for b in batches if b.num_rows]
+        events = {name: np.concatenate([np.asarray(p[name], dtype=np.int64) for p in parts])
+                  for name in _COLUMNS}
+        recent = events["ts_ns"] >= t0
+        self._kept = {name: values[recent] for name, values in events.items()}
+        return self._kept
 
     def answer(self, request: dict[str, Any]) -> dict[str, Any]:
         """The figures of one request (see the module docstring)."""
-        ev = self._new_events()
         pid, t0, t1 = int(request["pid"]), int(request["t0"]), int(request["t1"])
+        ev = self._events_since(t0)
         keep = (ev["pid"] == pid) & (ev["ts_ns"] >= t0) & (ev["ts_ns"] <= t1)
         order = np.flatnonzero(keep)
         order = order[np.argsort(ev["ts_ns"][order], kind="stable")]

@@ -182,5 +182,11 @@ def test_the_window_reader_agrees_with_the_sql_measure(tmp_path: Path) -> None:
                               "function": "test_it", "tid": 1})
     assert only_main["peak_bytes"] == 300  # 300 at 100; later 250 + 50 at 145
     assert only_main["leaked_bytes"] == 0
-    assert later.answer({"pid": pid, "t0": 400, "t1": 600, "filename": "/t/test_a.py",
-                         "function": "test_it", "tid": None})["events"] == 0
+    # A second question about the same window (another marker of the test) gets the same
+    # events; a later window gets its own.
+    again = later.answer({"pid": pid, "t0": 100, "t1": 200, "filename": "/t/test_a.py",
+                          "function": "test_it", "tid": None})
+    assert again == got
+    after = later.answer({"pid": pid, "t0": 400, "t1": 600, "filename": "/t/test_a.py",
+                          "function": "test_it", "tid": None})
+    assert (after["events"], after["peak_bytes"], after["leaked_bytes"]) == (1, 10_000, 10_000)

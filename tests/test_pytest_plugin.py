@@ -61,6 +61,12 @@ MARKED_TESTS = """
     def test_both_limits_met():
         scratch = [bytearray(1024 * 1024) for _ in range(4)]
         assert len(scratch) == 4
+
+
+    @pytest.mark.limit_memory("64 MB")
+    @pytest.mark.limit_leaks("1 MB")
+    def test_both_limits_leak_over():
+        keep_forever()
 """
 
 
@@ -90,6 +96,7 @@ def test_markers_fail_and_pass_where_they_should(tmp_path: Path) -> None:
         "test_leaks_through_helper": "FAILED",
         "test_frees_what_it_takes": "PASSED",
         "test_both_limits_met": "PASSED",
+        "test_both_limits_leak_over": "FAILED",  # each marker sees the test's events
     }, done.stdout + done.stderr
     assert done.returncode == 1
     out = done.stdout
@@ -106,7 +113,7 @@ def test_markers_fail_and_pass_where_they_should(tmp_path: Path) -> None:
     assert re.search(r"Captured memscope call.*\npeak of memory allocated during the test: ", out)
     # The measured tests, largest first (--most-allocations, 5 by default).
     ranked = re.findall(r"^ *[\d.]+ \w+  test_subject\.py::(\w+)$", out, re.M)
-    assert ranked[0] == "test_big_goes_over" and len(ranked) == 3, out
+    assert ranked[0] == "test_big_goes_over" and len(ranked) == 4, out
 
 
 def test_markers_are_inert_without_the_option(tmp_path: Path) -> None:
