@@ -13,6 +13,8 @@ The markers, too, take effect only with ``--memscope`` (as pytest-memray's do wi
     traces the whole session (from session start to finish) into the log ``DIR/events``
     (default ``MemoryAnalysis/pytest-<time>/``) and says where it is at the end;
     ``--memscope-report`` also writes the six analysis files and the reports into ``DIR``.
+    The session's embedded broker starts in the background
+    (:mod:`memscope.producer.early_broker`) while collection and the first tests run.
 
 ``@pytest.mark.limit_memory("24 MB", current_thread_only=False)``
     fails the test when the memory it allocated peaked above the limit: the highest total of
@@ -100,6 +102,7 @@ class _State:
     """The plugin's per-session state (kept in ``config.stash``)."""
 
     run_dir: Path | None = None  # where the log goes when this plugin started tracing
+    broker: Any = None  # the EarlyBroker this plugin started (None: someone else's broker)
     started: bool = False  # this plugin called memscope.init()
     disabled: bool = False  # MEMSCOPE_DISABLE is set: markers cannot be checked
     messages: list[str] = field(default_factory=list)
@@ -181,27 +184,41 @@ def _start(config: pytest.Config, state: _State) -> bool:
         from memscope.producer.rundir import default_run_dir
 
         state.run_dir = default_run_dir("pytest")
-    memscope.init(log_dir=str(state.run_dir.resolve() / "events"))
+    settings = load_settings()
     state.started = True
-    if api._session is None:  # MEMSCOPE_DISABLE=1
+    if settings.disable:  # MEMSCOPE_DISABLE=1
+        memscope.init()
+        state.disabled = True
+        return False
+    from memscope.producer.early_broker import EarlyBroker
+
+    # The broker starts on a thread while the session is traced already (see early_broker).
+    events = str(state.run_dir.resolve() / "events")
+    state.broker = EarlyBroker(events, settings)
+    memscope.init(broker_address=state.broker.address, log_dir=events)
+    if api._session is None:
         state.disabled = True
         return False
     return True
+
+
+def _log_dir(state: _State) -> str:
+    """The session's log directory, once its broker answers (events are durable there)."""
+    from memscope.producer import api
+
+    if state.broker is not None:
+        state.broker.ready()
+    return api.get_global_tracker()._log()
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     """With ``--memscope``: start tracing the session."""
     config = session.config
     state = config.stash[_STATE]
-    if _active(config) and _start(config, state):
+    if _active(config) and _start(config, state) and state.run_dir is not None:
         # The measuring helper's start-up (numpy, pyarrow, DuckDB: ~0.4 s of CPU) overlaps
         # with collection; the first marked test need not wait for it.
-        from memscope.producer import api
-
-        try:
-            _helper(state, api.get_global_tracker()._log())
-        except RuntimeError:  # the log is not readable here: a marked test will say so
-            state.helper = None
+        _helper(state, str(state.run_dir.resolve() / "events"))
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -215,7 +232,14 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     import memscope
 
+    if state.broker is not None:
+        try:
+            state.broker.ready()  # the final batch must reach it before it stops
+        except RuntimeError as exc:
+            state.messages.append(f"memscope: no log: {exc}")
     memscope.shutdown()
+    if state.broker is not None:
+        state.broker.stop()
     if state.run_dir is None:
         from memscope.config import load_settings
 
@@ -358,10 +382,8 @@ def _stop_helper(state: _State) -> None:
 
 def _measure(item: pytest.Item, state: _State, t0: int, t1: int,
              tid: int | None) -> dict[str, Any]:
-    from memscope.producer import api
-
     try:
-        log = api.get_global_tracker()._log()  # every event so far is durable in the log
+        log = _log_dir(state)  # every event so far is durable in the log
     except RuntimeError as exc:
         pytest.fail(f"memscope: could not measure {item.nodeid}: {exc}", pytrace=False)
     filename, function = _test_code(item)
