@@ -50,7 +50,7 @@ class EarlyBroker:
         try:
             self._broker = start_embedded(self._log_dir, bind=self.address,
                                           settings=self._settings)
-        except RuntimeError as exc:  # reported by ready()
+        except (RuntimeError, OSError) as exc:  # reported by ready()
             self._error = str(exc)
 
     def ready(self) -> Any:
@@ -61,8 +61,9 @@ class EarlyBroker:
         """
         self._thread.join(READY_TIMEOUT_S)
         if self._broker is None:
-            raise RuntimeError(self._error or "the embedded broker did not start in "
-                                              f"{READY_TIMEOUT_S:.0f} s")
+            raise RuntimeError(f"the embedded broker did not start: {self._error}"
+                               if self._error else "the embedded broker did not start in "
+                               f"{READY_TIMEOUT_S:.0f} s")
         return self._broker
 
     def stop(self) -> None:
