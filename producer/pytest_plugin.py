@@ -230,6 +230,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     _stop_helper(state)
     if not state.started:
         return
+    if state.disabled:
+        state.messages.append("memscope: tracing is disabled (MEMSCOPE_DISABLE): no log")
+        return
     import memscope
 
     if state.broker is not None:

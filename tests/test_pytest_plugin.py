@@ -292,3 +292,12 @@ def test_measure_on_a_hand_built_log() -> None:
     assert got["leaked_blocks"] == 1
     assert got["leak_sites"] == [{"site": "/t/test_a.py:9 helper", "bytes": 500, "blocks": 1}]
     assert measure(con, pid, 300, 400, "/t/test_a.py", "test_it")["peak_bytes"] == 0
+
+
+def test_disabled_tracing_checks_nothing_and_says_so(tmp_path: Path) -> None:
+    done = run_pytest(tmp_path, MARKED_TESTS, "--memscope", "--memscope-dir", "run",
+                      env={"MEMSCOPE_DISABLE": "1"})
+    assert set(outcomes(done.stdout).values()) == {"PASSED"}, done.stdout + done.stderr
+    assert "memory limits were not checked" in done.stdout or "not checked" in done.stdout
+    assert "memscope: tracing is disabled (MEMSCOPE_DISABLE): no log" in done.stdout
+    assert not (tmp_path / "run").exists()
