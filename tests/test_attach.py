@@ -190,3 +190,39 @@ def test_remote_exec_runs_the_script_in_the_process(tmp_path: Path) -> None:
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+@pytest.mark.skipif(not _gdb_usable(), reason="needs gdb (or CPython 3.14's sys.remote_exec)")
+def test_ctrl_c_detaches(tmp_path: Path) -> None:
+    import signal
+
+    script, beats = tmp_path / "loop.py", tmp_path / "beats"
+    script.write_text(LOOP)
+    loop = subprocess.Popen([sys.executable, str(script), str(beats)], env=clean_env())
+    try:
+        while _beats(beats) == 0:
+            time.sleep(0.05)
+        attach = subprocess.Popen(
+            [sys.executable, "-m", "memscope", "attach", str(loop.pid), "--out",
+             str(tmp_path / "run"), "--no-report"],
+            stderr=subprocess.PIPE, text=True, env=clean_env())
+        assert attach.stderr is not None
+        lines = []
+        for line in attach.stderr:
+            lines.append(line)
+            if "press Ctrl-C" in line or "not allowed" in line:
+                break
+        if any("not allowed" in line for line in lines):
+            attach.wait()
+            pytest.skip("".join(lines).strip())
+        time.sleep(1.0)
+        attach.send_signal(signal.SIGINT)
+        rest = attach.stderr.read()
+        assert attach.wait(timeout=60) == 0, "".join(lines) + rest
+        assert f"detached from process {loop.pid}" in rest
+        assert loop.poll() is None
+    finally:
+        loop.kill()
+        loop.wait()
+    rows = [r for r in table(tmp_path / "run" / "events", "processes") if r["pid"] == loop.pid]
+    assert {r["event"] for r in rows} == {"start", "exit"}
