@@ -31,6 +31,52 @@ typecheck: install
 test: lint typecheck
 	$(PY) -m pytest -q
 
+# memscope-rs's targets. `make check`: lint and types, no tests. The test-* targets run parts
+# of the suite (all of it is `make test`), chosen by file:
+#   stress       many threads, forks, processes and events at once
+#   safety       hostile input, damaged logs, escaping, authentication, error handling
+#   performance  the benchmarks' own tests and a quick benchmark of the pytest markers
+#   edge         boundary cases: odd command lines, wire and record formats, segment edges
+#   integration  real programs end to end: examples, run, the API, pytest, attach
+TESTS_STRESS := tests/test_tracer_threads.py tests/test_tracer_fork.py tests/test_run_edges.py \
+	tests/test_broker_ingest.py tests/test_broker_restart.py
+TESTS_SAFETY := tests/test_broker_hostile.py tests/test_exporters_robust.py \
+	tests/test_exporters_labels.py tests/test_broker_curve.py tests/test_broker_orphan.py
+TESTS_PERFORMANCE := tests/test_bench_run_all.py
+TESTS_EDGE := tests/test_program_argv.py tests/test_records.py tests/test_wire.py \
+	tests/test_log_segments.py tests/test_log_chunks.py tests/test_tracer_rec1.py
+TESTS_INTEGRATION := tests/test_examples.py tests/test_run_command.py \
+	tests/test_api_ground_truth.py tests/test_api_tracing.py tests/test_pytest_plugin.py \
+	tests/test_pytest_memray_compat.py tests/test_attach.py tests/test_seed_api.py
+.PHONY: check test-stress test-safety test-performance test-edge test-integration run-main \
+	run-memory-stress html-dir
+
+check: lint typecheck
+
+test-stress: install
+	$(PY) -m pytest -q $(TESTS_STRESS)
+
+test-safety: install
+	$(PY) -m pytest -q $(TESTS_SAFETY)
+
+test-performance: install
+	$(PY) -m pytest -q $(TESTS_PERFORMANCE)
+	$(PY) bench/bench_pytest.py --repeat 1
+
+test-edge: install
+	$(PY) -m pytest -q $(TESTS_EDGE)
+
+test-integration: install
+	$(PY) -m pytest -q $(TESTS_INTEGRATION)
+
+# memscope-rs's `run-main`: trace the basic example, then its numbers and largest allocators
+# in the terminal.
+run-main: install
+	rm -rf MemoryAnalysis/main
+	$(PY) -m memscope run --out MemoryAnalysis/main examples/basic_usage.py
+	$(PY) -m memscope stats MemoryAnalysis/main
+	$(PY) -m memscope tree MemoryAnalysis/main
+
 # The demo's run directory: the log in $(DEMO_DIR)/events, the reports beside it.
 DEMO_DIR ?= MemoryAnalysis/demo
 
@@ -48,7 +94,7 @@ demo: install
 SIZE ?= 1
 EXAMPLES := basic:basic_usage lifecycle:lifecycle complex:complex_structures \
 	concurrent:concurrent_threads webserver:web_server pipeline:data_pipeline \
-	multiprocess:multiprocess_service ffi:ctypes_ffi
+	multiprocess:multiprocess_service ffi:ctypes_ffi memory-stress:memory_stress
 RUN_TARGETS := $(foreach e,$(EXAMPLES),run-$(firstword $(subst :, ,$(e))))
 .PHONY: $(RUN_TARGETS)
 
@@ -74,14 +120,25 @@ browser-deps:
 # The dashboard of the analysis files in DIR: `make html DIR=… OUTPUT=… PORT=…` writes OUTPUT
 # and serves DIR on 127.0.0.1:PORT with live updates; html-only just writes the file;
 # html-clean removes it.
-# A bare OUTPUT name goes into DIR.
-HTML_OUT = $(if $(findstring /,$(OUTPUT)),$(OUTPUT),$(DIR)/$(OUTPUT))
+# A DIR without analysis files of its own stands for its newest run: the subfolder whose
+# *_memory_analysis.json was written last (so a bare `make html` shows the latest run under
+# MemoryAnalysis/). A bare OUTPUT name goes into that folder.
+HTML_DIR = $(shell if ls "$(DIR)"/*_memory_analysis.json >/dev/null 2>&1; then echo "$(DIR)"; \
+	else f=$$(ls -t "$(DIR)"/*/*_memory_analysis.json 2>/dev/null | head -n 1); \
+	[ -z "$$f" ] || dirname "$$f"; fi)
+HTML_OUT = $(if $(findstring /,$(OUTPUT)),$(OUTPUT),$(or $(HTML_DIR),$(DIR))/$(OUTPUT))
+HTML_NONE = { echo "make html: no *_memory_analysis.json in $(DIR) or its subfolders (make demo writes some)"; exit 2; }
+
+html-dir:
+	@[ -n "$(HTML_DIR)" ] || $(HTML_NONE)
+	@echo "$(HTML_DIR)"
 
 html: html-only
-	$(PY) -m memscope dashboard $(DIR) --serve --port $(PORT)
+	$(PY) -m memscope dashboard "$(HTML_DIR)" --serve --port $(PORT)
 
 html-only: install
-	$(PY) -m memscope dashboard $(DIR) --output $(HTML_OUT)
+	@[ -n "$(HTML_DIR)" ] || $(HTML_NONE)
+	$(PY) -m memscope dashboard "$(HTML_DIR)" --output "$(HTML_OUT)"
 
 html-clean:
 	rm -f $(HTML_OUT)
@@ -90,7 +147,8 @@ html-help:
 	@echo "make html      DIR=dir OUTPUT=name.html PORT=8080  write DIR/OUTPUT, then serve DIR live"
 	@echo "make html-only DIR=dir OUTPUT=name.html            write the offline dashboard only"
 	@echo "make html-clean DIR=dir OUTPUT=name.html           remove it"
-	@echo "DIR holds *_memory_analysis.json ... *_unsafe_ffi.json (memscope analyze LOG --out DIR)"
+	@echo "DIR holds *_memory_analysis.json ... *_unsafe_ffi.json (memscope analyze LOG --out DIR),"
+	@echo "or is a folder of runs (default MemoryAnalysis/): its newest run is shown"
 
 # PNG screenshots of the dashboard (each panel) and both SVGs, for review (screenshots/).
 screenshots: install browser-deps
@@ -107,7 +165,7 @@ bench-report: install browser-deps
 # skipped with a message.
 OTHER_PYTHONS ?= 3.12 3.13
 PYTHONS_TESTS ?= tests/test_tracer_*.py tests/test_run_edges.py tests/test_run_command.py \
-	tests/test_api_tracing.py tests/test_harvest.py
+	tests/test_api_tracing.py tests/test_harvest.py tests/test_attach.py tests/test_program_argv.py
 
 test-pythons:
 	@for v in $(OTHER_PYTHONS); do \

@@ -29,6 +29,7 @@ _LAZY = {
     "get_global_tracker": "memscope.producer.api",
     "Tracker": "memscope.producer.api",
     "MemoryStats": "memscope.producer.api",
+    "AllocationInfo": "memscope.producer.api",
     "TypeUsage": "memscope.producer.api",
 }
 
@@ -38,6 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from typing import Any
 
     from memscope.producer.api import (  # noqa: F401
+        AllocationInfo,
         MemoryStats,
         Tracker,
         TypeUsage,

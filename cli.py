@@ -20,6 +20,7 @@ from memscope.config.settings import SettingsError
 # verb -> (module defining COMMAND, one-line help). Add a verb by adding a line here.
 VERBS: dict[str, tuple[str, str]] = {
     "run": ("memscope.producer.run_command", "trace a program and its children, then report"),
+    "attach": ("memscope.producer.attach_command", "trace a running Python process, then detach"),
     "broker": ("memscope.broker.command", "a standalone broker for services and many hosts"),
     "keys": ("memscope.broker.keys_command", "make a CURVE key pair for an authenticated broker"),
     "analyze": ("memscope.analyzers.command", "the six JSON files from a log"),
@@ -28,6 +29,9 @@ VERBS: dict[str, tuple[str, str]] = {
     "query": ("memscope.analyzers.query_command", "DuckDB SQL over a log"),
     "stats": ("memscope.analyzers.stats_command", "the headline numbers of a log"),
     "flamegraph": ("memscope.exporters.flame_command", "an interactive flame graph of a run"),
+    "table": ("memscope.analyzers.table_command", "the allocation sites alive at the peak"),
+    "tree": ("memscope.analyzers.tree_command", "the largest allocators at the peak, as a tree"),
+    "summary": ("memscope.analyzers.summary_command", "the functions holding most at the peak"),
     "compact": ("memscope.analyzers.compact_command", "copy a log to Parquet for other engines"),
 }
 

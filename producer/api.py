@@ -39,13 +39,14 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any, TypeVar
 
-    from memscope.producer.results import MemoryStats, TypeUsage
+    from memscope.producer.results import AllocationInfo, MemoryStats, TypeUsage
     from memscope.producer.session import BrokerLink, Session
 
     T = TypeVar("T")
     R = TypeVar("R")
 
 __all__ = [
+    "AllocationInfo",
     "MemoryStats",
     "Tracker",
     "TypeUsage",
@@ -354,6 +355,32 @@ class Tracker:
         return [usage(str(t), int(s), int(c)) for t, s, c in rows]
 
     @_untraced
+    def get_active_allocations(self) -> list[AllocationInfo]:
+        """This process's blocks allocated and not yet freed, oldest first (from the log).
+
+        Every live block counts, the interpreter's own included: a list of tens of
+        thousands is usual.
+        """
+        from memscope.producer import offline
+
+        rows = offline.call("active", self._log(), str(self._session().identity.pid))
+        info = _results().AllocationInfo
+        return [info.from_dict(row) for row in rows]
+
+    @_untraced
+    def get_allocation_history(self) -> list[AllocationInfo]:
+        """Every block this process allocated since tracing started, oldest first.
+
+        Freed ones carry when (``free_ts_ns``). The list is as long as the log's
+        allocations: for a long run, prefer ``memscope query LOG``.
+        """
+        from memscope.producer import offline
+
+        rows = offline.call("history", self._log(), str(self._session().identity.pid))
+        info = _results().AllocationInfo
+        return [info.from_dict(row) for row in rows]
+
+    @_untraced
     def _export(self, kind: str, path: str | PathLike[str]) -> Path:
         from pathlib import Path
 
@@ -366,6 +393,10 @@ class Tracker:
 
     def export_memory_analysis(self, path: str | PathLike[str]) -> Path:
         """Write the memory analysis SVG (treemap, the eight metrics) to ``path``."""
+        return self._export("memory_svg", path)
+
+    def export_to_svg(self, path: str | PathLike[str]) -> Path:
+        """memscope-rs's name for :meth:`export_memory_analysis`: the memory analysis SVG."""
         return self._export("memory_svg", path)
 
     def export_lifecycle_timeline(self, path: str | PathLike[str]) -> Path:
@@ -406,6 +437,6 @@ def _results() -> Any:
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("MemoryStats", "TypeUsage"):
+    if name in ("AllocationInfo", "MemoryStats", "TypeUsage"):
         return getattr(_results(), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

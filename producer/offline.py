@@ -9,7 +9,10 @@ answers one request as JSON on stdout, or exits non-zero with the reason on stde
 Requests (``argv[1:]``):
 
 * ``stats LOG PID`` -- :func:`memscope.analyzers.memstats.process_stats` for the process.
+  with :func:`memscope.analyzers.seed_api.seed_figures` (peak blocks, leaks once it ended).
 * ``by-type LOG PID`` -- tracked variables of the process alive at the end of the log, by type.
+* ``active LOG PID`` / ``history LOG PID`` -- its blocks alive at the end of the log / every
+  block it allocated (:mod:`memscope.analyzers.seed_api`).
 * ``export LOG KIND OUT`` -- ``KIND`` is ``analysis`` (the six JSON files into the directory
   ``OUT``) or one of :data:`EXPORT_FILES` (that report, written to the file ``OUT``).
 """
@@ -97,8 +100,25 @@ def _connect(log: str) -> Any:
 
 def _stats(log: str, pid: str) -> Any:
     from memscope.analyzers.memstats import process_stats
+    from memscope.analyzers.seed_api import seed_figures
 
-    return process_stats(_connect(log), int(pid))
+    con = _connect(log)
+    return {**process_stats(con, int(pid)), **seed_figures(con, int(pid))}
+
+
+def _active(log: str, pid: str) -> Any:
+    from memscope.analyzers.seed_api import active_allocations
+
+    return active_allocations(_connect(log), int(pid))
+
+
+def _history(log: str, pid: str) -> Any:
+    from memscope.analyzers.seed_api import allocation_history
+    from memscope.analyzers.views import connect
+
+    # The matched blocks (the allocations view) and the state (for the stack tree).
+    return allocation_history(connect(log, raw_memory=False, matched=True, state=True),
+                              int(pid))
 
 
 def _by_type(log: str, pid: str) -> Any:
@@ -139,6 +159,8 @@ def _export(log: str, kind: str, out: str) -> Any:
 _OPS: dict[str, tuple[Callable[..., Any], int]] = {
     "stats": (_stats, 2),
     "by-type": (_by_type, 2),
+    "active": (_active, 2),
+    "history": (_history, 2),
     "export": (_export, 3),
 }
 
@@ -147,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     """The helper's entry point: answer one request on stdout as JSON."""
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] not in _OPS or len(args) - 1 != _OPS[args[0]][1]:
-        print(f"usage: stats LOG PID | by-type LOG PID | export LOG KIND OUT (got {args})",
+        print(f"usage: stats|by-type|active|history LOG PID | export LOG KIND OUT (got {args})",
               file=sys.stderr)
         return 2
     func, _ = _OPS[args[0]]

@@ -4,29 +4,40 @@ Registered through the ``pytest11`` entry point ``memscope.producer.pytest_plugi
 like the module, so ``-p memscope.producer.pytest_plugin`` never registers it twice and
 ``-p no:memscope.producer.pytest_plugin`` switches it off), so it is loaded by every pytest
 in an environment where memscope is installed -- and does nothing there unless asked: no
-tracing, no threads, no imports beyond the standard library until ``--memscope`` is given or
-a test carries one of the markers. (With ``PYTEST_DISABLE_PLUGIN_AUTOLOAD=1``, load it with
-``-p memscope.producer.pytest_plugin``.)
+tracing, no threads, no imports beyond the standard library until ``--memscope`` is given.
+The markers, too, take effect only with ``--memscope`` (as pytest-memray's do with
+``--memray``), so a suite written for pytest-memray runs as before with both installed.
+(With ``PYTEST_DISABLE_PLUGIN_AUTOLOAD=1``, load it with ``-p memscope.producer.pytest_plugin``.)
 
 ``pytest --memscope [--memscope-dir DIR] [--memscope-report]``
     traces the whole session (from session start to finish) into the log ``DIR/events``
     (default ``MemoryAnalysis/pytest-<time>/``) and says where it is at the end;
     ``--memscope-report`` also writes the six analysis files and the reports into ``DIR``.
+    The session's embedded broker starts in the background
+    (:mod:`memscope.producer.early_broker`) while collection and the first tests run.
 
-``@pytest.mark.limit_memory("24 MB")``
+``@pytest.mark.limit_memory("24 MB", current_thread_only=False)``
     fails the test when the memory it allocated peaked above the limit: the highest total of
-    the blocks allocated during the test that were alive at the same time.
+    the blocks allocated during the test that were alive at the same time (with
+    ``current_thread_only``: allocated by the thread that ran the test).
 
-``@pytest.mark.limit_leaks("1 MB")``
+``@pytest.mark.limit_leaks("1 MB", filter_fn=None, current_thread_only=False)``
     fails the test when more than the limit, allocated by the test's own code (blocks whose
     allocation stack includes the test function), is still alive when the test ends (after a
-    ``gc.collect()``).
+    ``gc.collect()``). ``filter_fn(stack)`` (pytest-memray's): a stack for which it returns
+    False is not counted. (pytest-memray applies its limit to each allocation site; memscope
+    to their total.)
+
+pytest-memray's options ``--stacks N`` (frames shown per site), ``--most-allocations N``
+(the N marked tests that allocated most, listed at the end; 0: all) and ``--fail-on-increase``
+(a ``limit_memory`` test whose peak grew since its last run fails) mean the same with
+``--memscope`` (:mod:`memscope.producer.pytest_compat`).
 
 Sizes are a number with an optional unit: ``B``, ``KB``/``KiB``, ``MB``/``MiB``,
-``GB``/``GiB`` (all powers of 1024, as memray's markers read them). A marked test starts
-tracing for the session if ``--memscope`` did not; the figures come from the events in the
-log (:mod:`memscope.producer.pytest_measure`, run in a helper process). They are shown in the
-test's report section ``memscope`` and in the failure message with the top allocation sites.
+``GB``/``GiB`` (all powers of 1024, as memray's markers read them); a bad one is a usage
+error at collection. The figures come from the events in the log, read by one warm helper
+process per session (:mod:`memscope.producer.pytest_window`). They are shown in the test's
+report section ``memscope`` and in the failure message with the top allocation sites.
 """
 
 from __future__ import annotations
@@ -35,10 +46,9 @@ import gc
 import json
 import os
 import re
-import shutil
+import select
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Generator
 from dataclasses import dataclass, field
@@ -54,9 +64,10 @@ _UNITS = {
     "G": 1024**3, "GB": 1024**3, "GIB": 1024**3,
 }
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]*)\s*$")
-_MARKERS = ("limit_memory", "limit_leaks")
 #: Seconds a per-test measurement may take before the test fails saying so.
 MEASURE_TIMEOUT_S = 120.0
+#: Allocation sites listed in a failure message.
+TOP_SITES = 5
 
 
 def parse_size(value: object) -> int:
@@ -91,37 +102,56 @@ class _State:
     """The plugin's per-session state (kept in ``config.stash``)."""
 
     run_dir: Path | None = None  # where the log goes when this plugin started tracing
-    temporary: bool = False  # run_dir is a temporary directory (markers without --memscope)
+    broker: Any = None  # the EarlyBroker this plugin started (None: someone else's broker)
     started: bool = False  # this plugin called memscope.init()
     disabled: bool = False  # MEMSCOPE_DISABLE is set: markers cannot be checked
     messages: list[str] = field(default_factory=list)
+    helper: subprocess.Popen[str] | None = None  # the pytest_window process
+    peaks: dict[str, int] = field(default_factory=dict)  # measured test -> its peak
 
 
 _STATE = pytest.StashKey[_State]()
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    """``--memscope``, ``--memscope-dir`` and ``--memscope-report``."""
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    """``--memscope``, ``--memscope-dir``, ``--memscope-report`` (and pytest-memray's)."""
     group = parser.getgroup("memscope", "memory analysis with memscope")
     group.addoption("--memscope", action="store_true", default=False,
-                    help="trace the test session into a memscope log")
+                    help="trace the test session into a memscope log and check the "
+                         "limit_memory / limit_leaks markers")
     group.addoption("--memscope-dir", metavar="DIR", default=None,
                     help="the run directory (log in DIR/events; default "
                          "MemoryAnalysis/pytest-<time>/)")
     group.addoption("--memscope-report", action="store_true", default=False,
                     help="with --memscope: also write the analysis files and reports into "
                          "the run directory at the end")
+    from memscope.producer.pytest_compat import add_options
+
+    add_options(group, pluginmanager)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """Declare the markers; nothing else happens here."""
     config.addinivalue_line(
-        "markers", "limit_memory(size): fail if the test's allocations peak above size "
-        "(e.g. '24 MB'); measured by memscope")
+        "markers", "limit_memory(size, current_thread_only=False): with --memscope, fail if "
+        "the test's allocations peak above size (e.g. '24 MB')")
     config.addinivalue_line(
-        "markers", "limit_leaks(size): fail if more than size allocated by the test's own "
-        "code is still alive when it ends (e.g. '1 MB'); measured by memscope")
+        "markers", "limit_leaks(size, filter_fn=None, current_thread_only=False): with "
+        "--memscope, fail if more than size allocated by the test's own code is still alive "
+        "when it ends (e.g. '1 MB')")
     config.stash[_STATE] = _State()
+
+
+def _active(config: pytest.Config) -> bool:
+    return bool(config.getoption("memscope"))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With ``--memscope``: a marker with a bad size or keyword is a usage error, up front."""
+    if not _active(config):
+        return
+    for item in items:
+        _limits(item)
 
 
 def _tracing_now() -> bool:
@@ -150,40 +180,69 @@ def _start(config: pytest.Config, state: _State) -> bool:
         return not state.disabled
     if config.getoption("memscope_dir"):
         state.run_dir = Path(config.getoption("memscope_dir"))
-    elif config.getoption("memscope"):
+    else:
         from memscope.producer.rundir import default_run_dir
 
         state.run_dir = default_run_dir("pytest")
-    else:
-        state.run_dir = Path(tempfile.mkdtemp(prefix="memscope-pytest-"))
-        state.temporary = True
-    memscope.init(log_dir=str(state.run_dir.resolve() / "events"))
+    settings = load_settings()
     state.started = True
-    if api._session is None:  # MEMSCOPE_DISABLE=1
+    if settings.disable:  # MEMSCOPE_DISABLE=1
+        memscope.init()
+        state.disabled = True
+        return False
+    from memscope.producer.early_broker import EarlyBroker
+
+    # The broker starts on a thread while the session is traced already (see early_broker).
+    events = str(state.run_dir.resolve() / "events")
+    state.broker = EarlyBroker(events, settings)
+    memscope.init(broker_address=state.broker.address, log_dir=events)
+    if api._session is None:
         state.disabled = True
         return False
     return True
 
 
+def _log_dir(state: _State) -> str:
+    """The session's log directory, once its broker answers (events are durable there)."""
+    from memscope.producer import api
+
+    if state.broker is not None:
+        state.broker.ready()
+    return api.get_global_tracker()._log()
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     """With ``--memscope``: start tracing the session."""
     config = session.config
-    if config.getoption("memscope"):
-        _start(config, config.stash[_STATE])
+    state = config.stash[_STATE]
+    if _active(config) and _start(config, state) and state.run_dir is not None:
+        # The measuring helper's start-up (numpy, pyarrow, DuckDB: ~0.4 s of CPU) overlaps
+        # with collection; the first marked test need not wait for it.
+        _helper(state, str(state.run_dir.resolve() / "events"))
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Stop the tracing this plugin started; report or clean up."""
+    """Stop the tracing this plugin started; report."""
     config = session.config
     state = config.stash.get(_STATE, None)
-    if state is None or not state.started:
+    if state is None:
+        return
+    _stop_helper(state)
+    if not state.started:
+        return
+    if state.disabled:
+        state.messages.append("memscope: tracing is disabled (MEMSCOPE_DISABLE): no log")
         return
     import memscope
 
+    if state.broker is not None:
+        try:
+            state.broker.ready()  # the final batch must reach it before it stops
+        except RuntimeError as exc:
+            state.messages.append(f"memscope: no log: {exc}")
     memscope.shutdown()
-    if state.temporary and state.run_dir is not None:
-        shutil.rmtree(state.run_dir, ignore_errors=True)
-        return
+    if state.broker is not None:
+        state.broker.stop()
     if state.run_dir is None:
         from memscope.config import load_settings
 
@@ -209,22 +268,39 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    """Say where the session's log is."""
+    """The tests that allocated most (``--most-allocations``); where the session's log is."""
     state = config.stash.get(_STATE, None)
-    for line in state.messages if state else []:
+    if state is None:
+        return
+    if state.peaks:
+        from memscope.producer.pytest_compat import option
+
+        most = int(option(config, "most_allocations"))
+        ranked = sorted(state.peaks.items(), key=lambda kv: (-kv[1], kv[0]))
+        terminalreporter.write_sep("=", "memscope: peak memory of the measured tests")
+        for nodeid, peak in ranked[:most] if most > 0 else ranked:
+            terminalreporter.write_line(f"{format_size(peak):>10}  {nodeid}")
+    for line in state.messages:
         terminalreporter.write_line(line)
 
 
-def _limits(item: pytest.Item) -> dict[str, int]:
-    limits: dict[str, int] = {}
-    for name in _MARKERS:
+def _limits(item: pytest.Item) -> dict[str, tuple[int, dict[str, Any]]]:
+    """Each marker of the test: ``name -> (bytes, its keywords)``; usage errors for bad ones."""
+    from memscope.producer.pytest_compat import MARKER_KEYWORDS, marker_keywords
+
+    limits: dict[str, tuple[int, dict[str, Any]]] = {}
+    for name in MARKER_KEYWORDS:
         marker = item.get_closest_marker(name)
         if marker is None:
             continue
-        if len(marker.args) != 1 or marker.kwargs:
+        if len(marker.args) != 1:
             raise pytest.UsageError(
                 f"{item.nodeid}: @pytest.mark.{name} takes one size, like {name}('24 MB')")
-        limits[name] = parse_size(marker.args[0])
+        try:
+            size = parse_size(marker.args[0])
+        except ValueError as exc:
+            raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.{name}: {exc}") from None
+        limits[name] = (size, marker_keywords(item.nodeid, name, dict(marker.kwargs)))
     return limits
 
 
@@ -241,7 +317,9 @@ def _test_code(item: pytest.Item) -> tuple[str, str]:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
-    """Time-box a marked test and check its limits against the events it produced."""
+    """With ``--memscope``: check a marked test's limits against the events it produced."""
+    if not _active(item.config):
+        return (yield)
     limits = _limits(item)
     state = item.config.stash[_STATE]
     if not limits or not _start(item.config, state):
@@ -252,69 +330,151 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
                 "memscope: tracing is disabled (MEMSCOPE_DISABLE); "
                 f"{', '.join(limits)} not checked"))
         return (yield)
-    gc.collect()
+    from memscope.producer import _tracer
+
+    threaded = any(kw["current_thread_only"] for _, kw in limits.values())
+    tid = _tracer.thread_id() if threaded else None
+    # Leaks are what survives a collection (before: the previous tests' garbage goes first).
+    # A peak counts only the test's own blocks, so limit_memory needs no collection.
+    collect = "limit_leaks" in limits
+    if collect:
+        gc.collect()
     t0 = time.monotonic_ns()
     result = yield  # a failing test fails as it is; its limits are not checked
-    gc.collect()
+    if collect:
+        gc.collect()
     t1 = time.monotonic_ns()
-    figures = _measure(item, t0, t1)
-    item.add_report_section("call", "memscope", _summary(figures))
-    failures = _check(item, limits, figures)
+    failures = []
+    measured: dict[int | None, dict[str, Any]] = {}  # one request per thread filter
+    for name, (limit, keywords) in limits.items():
+        thread = tid if keywords["current_thread_only"] else None
+        if thread not in measured:
+            measured[thread] = _measure(item, state, t0, t1, thread)
+        figures = measured[thread]
+        if name == "limit_memory":
+            state.peaks[item.nodeid] = int(figures["peak_bytes"])
+            item.add_report_section("call", "memscope", _summary(figures))
+        failures += _check(item, name, limit, keywords, figures)
     if failures:
         pytest.fail("\n\n".join(failures), pytrace=False)
     return result
 
 
-def _measure(item: pytest.Item, t0: int, t1: int) -> dict[str, Any]:
-    from memscope.producer import api, offline
+def _helper(state: _State, log: str) -> subprocess.Popen[str]:
+    """The session's pytest_window process (started on first use, untraced)."""
+    from memscope.producer import offline
 
-    log = api.get_global_tracker()._log()  # every event so far is durable in the log
-    filename, function = _test_code(item)
-    request = [str(os.getpid()), str(t0), str(t1), filename, function]
+    if state.helper is None or state.helper.poll() is not None:
+        state.helper = subprocess.Popen(
+            [sys.executable, "-m", "memscope.producer.pytest_window", log],
+            env=offline.untraced_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, bufsize=1)
+    return state.helper
+
+
+def _stop_helper(state: _State) -> None:
+    helper, state.helper = state.helper, None
+    if helper is None:
+        return
     try:
-        done = subprocess.run(
-            [sys.executable, "-m", "memscope.producer.pytest_measure", log, *request],
-            env=offline.untraced_env(), stdin=subprocess.DEVNULL, capture_output=True,
-            text=True, timeout=MEASURE_TIMEOUT_S, check=False,
-        )
+        helper.communicate(timeout=10)  # closes its stdin: it ends its loop
     except subprocess.TimeoutExpired:
+        helper.kill()
+        helper.communicate()
+
+
+def _measure(item: pytest.Item, state: _State, t0: int, t1: int,
+             tid: int | None) -> dict[str, Any]:
+    try:
+        log = _log_dir(state)  # every event so far is durable in the log
+    except RuntimeError as exc:
+        pytest.fail(f"memscope: could not measure {item.nodeid}: {exc}", pytrace=False)
+    filename, function = _test_code(item)
+    request = {"pid": os.getpid(), "t0": t0, "t1": t1, "filename": filename,
+               "function": function, "tid": tid}
+    helper = _helper(state, log)
+    assert helper.stdin is not None and helper.stdout is not None
+    try:
+        helper.stdin.write(json.dumps(request) + "\n")
+        helper.stdin.flush()
+    except BrokenPipeError:
+        pass  # it died: its stderr says why, below
+    ready, _, _ = select.select([helper.stdout], [], [], MEASURE_TIMEOUT_S)
+    line = helper.stdout.readline() if ready else ""
+    if not ready:
+        helper.kill()
         pytest.fail(f"memscope: measuring {item.nodeid} took over {MEASURE_TIMEOUT_S:.0f} s",
                     pytrace=False)
-    if done.returncode != 0:
-        reason = done.stderr.strip().splitlines()[-1:] or ["no message"]
-        pytest.fail(f"memscope: could not measure {item.nodeid}: {reason[0]}", pytrace=False)
-    figures: dict[str, Any] = json.loads(done.stdout)
-    return figures
+    answer: dict[str, Any] = json.loads(line) if line else {}
+    if not line:
+        reason = (helper.stderr.read() if helper.stderr else "").strip().splitlines()[-1:]
+        answer = {"error": reason[0] if reason else "the helper process ended"}
+    if "error" in answer:
+        pytest.fail(f"memscope: could not measure {item.nodeid}: {answer['error']}",
+                    pytrace=False)
+    return answer
 
 
-def _sites(sites: list[dict[str, Any]], root: Path) -> str:
-    """One line per site; files under the rootdir shown relative to it."""
-    prefix = str(root) + os.sep
-    return "\n".join(
-        f"    {format_size(s['bytes']):>10} in {s['blocks']:>6} block"
-        f"{'s' if s['blocks'] != 1 else ' '}  {s['site'].removeprefix(prefix)}" for s in sites)
+def _frame_text(frame: list[Any], root: Path) -> str:
+    function, filename, lineno = frame
+    return f"{str(filename).removeprefix(str(root) + os.sep)}:{lineno} {function}"
+
+
+def _sites(groups: list[dict[str, Any]], root: Path, frames: int) -> str:
+    """One line per site (its innermost frame; ``frames`` of them, indented below)."""
+    lines = []
+    for group in groups[:TOP_SITES]:
+        stack = group["frames"] or [["<no Python frame>", "", 0]]
+        first, *rest = stack[:frames]
+        site = _frame_text(first, root) if group["frames"] else "<no Python frame>"
+        lines.append(f"    {format_size(group['bytes']):>10} in {group['blocks']:>6} block"
+                     f"{'s' if group['blocks'] != 1 else ' '}  {site}")
+        lines += [f"{'':32}called from {_frame_text(f, root)}" for f in rest]
+    return "\n".join(lines)
 
 
 def _summary(figures: dict[str, Any]) -> str:
-    return (f"peak of memory allocated during the test: {format_size(figures['peak_bytes'])}\n"
-            f"left allocated by the test's own code: {format_size(figures['leaked_bytes'])} "
-            f"in {figures['leaked_blocks']} blocks\n")
+    return f"peak of memory allocated during the test: {format_size(figures['peak_bytes'])}\n"
 
 
-def _check(item: pytest.Item, limits: dict[str, int], figures: dict[str, Any]) -> list[str]:
-    failures = []
+def _check(item: pytest.Item, name: str, limit: int, keywords: dict[str, Any],
+           figures: dict[str, Any]) -> list[str]:
+    from memscope.producer.pytest_compat import option, passes
+
     root = item.config.rootpath
-    limit = limits.get("limit_memory")
-    if limit is not None and figures["peak_bytes"] > limit:
-        failures.append(
-            f"memscope: {item.name} allocated up to {format_size(figures['peak_bytes'])} at "
-            f"once, over its limit_memory of {format_size(limit)}.\n"
-            f"Largest allocation sites alive at that peak:\n{_sites(figures['peak_sites'], root)}")
-    limit = limits.get("limit_leaks")
-    if limit is not None and figures["leaked_bytes"] > limit:
-        failures.append(
-            f"memscope: {item.name} left {format_size(figures['leaked_bytes'])} in "
-            f"{figures['leaked_blocks']} blocks allocated by its own code, over its "
-            f"limit_leaks of {format_size(limit)}.\n"
-            f"Largest sites of the blocks still alive:\n{_sites(figures['leak_sites'], root)}")
-    return failures
+    frames = int(option(item.config, "stacks"))
+    if name == "limit_memory":
+        peak = int(figures["peak_bytes"])
+        failures = _increase(item, peak)
+        if peak > limit:
+            failures.append(
+                f"memscope: {item.name} allocated up to {format_size(peak)} at once, over its "
+                f"limit_memory of {format_size(limit)}.\nLargest allocation sites alive at "
+                f"that peak:\n{_sites(figures['peak_groups'], root, frames)}")
+        return failures
+    groups = [g for g in figures["leak_groups"] if passes(keywords["filter_fn"], g["frames"])]
+    leaked = sum(int(g["bytes"]) for g in groups)
+    blocks = sum(int(g["blocks"]) for g in groups)
+    item.add_report_section("call", "memscope", f"left allocated by the test's own code: "
+                            f"{format_size(leaked)} in {blocks} blocks\n")
+    if leaked <= limit:
+        return []
+    return [f"memscope: {item.name} left {format_size(leaked)} in {blocks} blocks allocated "
+            f"by its own code, over its limit_leaks of {format_size(limit)}.\n"
+            f"Largest sites of the blocks still alive:\n{_sites(groups, root, max(frames, 5))}"]
+
+
+def _increase(item: pytest.Item, peak: int) -> list[str]:
+    """``--fail-on-increase``: a failure when the peak grew since the last run (pytest cache)."""
+    from memscope.producer.pytest_compat import option
+
+    cache = getattr(item.config, "cache", None)
+    if cache is None:
+        return []
+    key = f"memscope/{item.nodeid}"
+    previous = cache.get(key, {}).get("peak_bytes")
+    cache.set(key, {"peak_bytes": peak})
+    if option(item.config, "fail_on_increase") and previous is not None and peak > previous:
+        return [f"memscope: {item.name} allocated up to {format_size(peak)} at once, more than "
+                f"the {format_size(previous)} of its last run (--fail-on-increase)"]
+    return []

@@ -4,6 +4,7 @@
 
     memscope run [--broker ADDR] [--out DIR] [--mode full|aggregated|sampled] script.py args
     memscope run [options] -m package.module args
+    memscope run [options] -c CODE args
 
 Every word after the script path or ``-m MODULE`` is the program's, unchanged (see
 :func:`split_argv`): ``memscope run -m pytest -q -x``.
@@ -75,12 +76,18 @@ class RunOptions:
         program = list(args.program if passthrough is None else passthrough)
         if passthrough is None and program and program[0] == "--":
             program = program[1:]
+        if args.module is not None and args.code is not None:
+            raise CliError("memscope run: give -m MODULE or -c CODE, not both")
         if args.module:
             argv: tuple[str, ...] = ("-m", args.module, *program)
             label = program_label(module=args.module)
+        elif args.code is not None:
+            argv = ("-c", args.code, *program)
+            label = "python-c"
         else:
             if not program:
-                raise CliError("memscope run: name a script (memscope run script.py) or -m MODULE")
+                raise CliError("memscope run: name a script (memscope run script.py), "
+                               "-m MODULE or -c CODE")
             script = Path(program[0])
             if not script.is_file():
                 raise CliError(f"memscope run: {program[0]}: no such file")
@@ -115,6 +122,8 @@ class RunCommand:
                             help="only write the log (analyze it later with memscope analyze)")
         parser.add_argument("-m", dest="module", metavar="MODULE",
                             help="run a module, like python -m")
+        parser.add_argument("-c", dest="code", metavar="CODE",
+                            help="run a program passed as a string, like python -c")
         parser.add_argument("program", nargs=argparse.REMAINDER,
                             help="script.py and its arguments (or the module's arguments)")
 
@@ -145,8 +154,9 @@ def _long_option(token: str) -> str | None:
 def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
     """``(memscope's options, the program's arguments)`` of the words after ``run``.
 
-    The program's part starts at the script path, or right after ``-m MODULE`` (the module's
-    name stays with memscope's options), or after a ``--`` that ends memscope's options.
+    The program's part starts at the script path, or right after ``-m MODULE`` or
+    ``-c CODE`` (the module's name or the code stays with memscope's options), or after a
+    ``--`` that ends memscope's options.
     From there every word goes to the program unchanged, even one that looks like an option
     of ``memscope run`` (``memscope run -m pytest -q -x``, ``memscope run s.py --out x``).
     One exception keeps the form older docs showed working: a ``--`` right after
@@ -157,8 +167,8 @@ def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
         word = argv[i]
         if word == "--":
             return argv[:i], argv[i + 1:]
-        if word == "-m" or (word.startswith("-m") and not word.startswith("--")):
-            end = i + 2 if word == "-m" else i + 1  # -mMODULE, like python
+        if word[:2] in ("-m", "-c") and not word.startswith("--"):
+            end = i + 2 if word in ("-m", "-c") else i + 1  # -mMODULE, -cCODE, like python
             rest = argv[end:]
             return argv[:end], rest[1:] if rest[:1] == ["--"] else rest
         if word == "-" or not word.startswith("-"):

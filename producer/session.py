@@ -21,6 +21,7 @@ from typing import Any
 
 from memscope.config import Settings
 from memscope.producer import callsite, capture, forking, scopes
+from memscope.producer.program_argv import program_argv
 from memscope.producer.publisher import Publisher
 from memscope.producer.rows import Columnar, RowBuffer, merge
 from memscope.producer.signals import blocked, shield_current_thread
@@ -185,7 +186,7 @@ class Session:
             ppid=ident.ppid,
             host=ident.host,
             producer=ident.producer_id,
-            argv=[str(a) for a in sys.argv],
+            argv=program_argv(),
             executable=sys.executable,
             python=platform.python_version(),
             mode=self.settings.mode,

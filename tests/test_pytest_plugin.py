@@ -61,6 +61,12 @@ MARKED_TESTS = """
     def test_both_limits_met():
         scratch = [bytearray(1024 * 1024) for _ in range(4)]
         assert len(scratch) == 4
+
+
+    @pytest.mark.limit_memory("64 MB")
+    @pytest.mark.limit_leaks("1 MB")
+    def test_both_limits_leak_over():
+        keep_forever()
 """
 
 
@@ -71,7 +77,7 @@ def run_pytest(tmp_path: Path, source: str, *args: str, name: str = "test_subjec
     environ = {k: v for k, v in os.environ.items() if not k.startswith("MEMSCOPE_")}
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-rA", "-p", "no:cacheprovider", "-p", "no:randomly",
-         *args, name],
+         "-p", "no:memray", *args, name],
         cwd=tmp_path, capture_output=True, text=True, timeout=timeout, check=False,
         env={**environ, **(env or {})},
     )
@@ -83,13 +89,14 @@ def outcomes(stdout: str) -> dict[str, str]:
 
 
 def test_markers_fail_and_pass_where_they_should(tmp_path: Path) -> None:
-    done = run_pytest(tmp_path, MARKED_TESTS)
+    done = run_pytest(tmp_path, MARKED_TESTS, "--memscope", "--memscope-dir", "run")
     assert outcomes(done.stdout) == {
         "test_small_stays_under": "PASSED",
         "test_big_goes_over": "FAILED",
         "test_leaks_through_helper": "FAILED",
         "test_frees_what_it_takes": "PASSED",
         "test_both_limits_met": "PASSED",
+        "test_both_limits_leak_over": "FAILED",  # each marker sees the test's events
     }, done.stdout + done.stderr
     assert done.returncode == 1
     out = done.stdout
@@ -104,6 +111,15 @@ def test_markers_fail_and_pass_where_they_should(tmp_path: Path) -> None:
     assert re.search(r"3\.0 MiB in +\d+ blocks? +test_subject\.py:\d+ keep_forever", out)
     # Passing tests show their figures in the report section.
     assert re.search(r"Captured memscope call.*\npeak of memory allocated during the test: ", out)
+    # The measured tests, largest first (--most-allocations, 5 by default).
+    ranked = re.findall(r"^ *[\d.]+ \w+  test_subject\.py::(\w+)$", out, re.M)
+    assert ranked[0] == "test_big_goes_over" and len(ranked) == 4, out
+
+
+def test_markers_are_inert_without_the_option(tmp_path: Path) -> None:
+    done = run_pytest(tmp_path, MARKED_TESTS)
+    assert set(outcomes(done.stdout).values()) == {"PASSED"}, done.stdout + done.stderr
+    assert "memscope:" not in done.stdout
 
 
 def test_plugin_is_inert_without_option_or_marker(tmp_path: Path) -> None:
@@ -194,7 +210,8 @@ def test_pytest_under_memscope_run_measures_from_the_runs_log(tmp_path: Path) ->
     environ = {k: v for k, v in os.environ.items() if not k.startswith("MEMSCOPE_")}
     done = subprocess.run(
         [sys.executable, "-m", "memscope", "run", "--no-report", "--out", str(tmp_path / "run"),
-         "-m", "pytest", "--", "-rA", "-p", "no:cacheprovider", "test_subject.py"],
+         "-m", "pytest", "--", "-rA", "-p", "no:cacheprovider", "-p", "no:memray", "--memscope",
+         "test_subject.py"],
         cwd=tmp_path, capture_output=True, text=True, timeout=240, check=False, env=environ,
     )
     assert outcomes(done.stdout) == {"test_big": "FAILED"}, done.stdout + done.stderr
@@ -212,9 +229,19 @@ def test_bad_marker_size_is_a_clear_error(tmp_path: Path) -> None:
         def test_x():
             pass
     """
-    done = run_pytest(tmp_path, source)
-    assert done.returncode != 0
-    assert "'lots' is not a memory size" in done.stdout + done.stderr
+    done = run_pytest(tmp_path, source, "--memscope", "--memscope-dir", "run")
+    assert done.returncode == pytest.ExitCode.USAGE_ERROR
+    err = done.stdout + done.stderr
+    assert "'lots' is not a memory size" in err
+    assert "Traceback" not in err and "ValueError" not in err
+    source = source.replace('"lots"', '"24 MBB"')
+    done = run_pytest(tmp_path, source, "--memscope", "--memscope-dir", "run")
+    assert done.returncode == pytest.ExitCode.USAGE_ERROR
+    assert "'24 MBB' is not a memory size" in done.stdout + done.stderr
+    done = run_pytest(tmp_path, source.replace('"24 MBB"', '"1 MB", bogus=1'), "--memscope",
+                      "--memscope-dir", "run")
+    assert done.returncode == pytest.ExitCode.USAGE_ERROR
+    assert "does not take bogus" in done.stdout + done.stderr
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -265,3 +292,12 @@ def test_measure_on_a_hand_built_log() -> None:
     assert got["leaked_blocks"] == 1
     assert got["leak_sites"] == [{"site": "/t/test_a.py:9 helper", "bytes": 500, "blocks": 1}]
     assert measure(con, pid, 300, 400, "/t/test_a.py", "test_it")["peak_bytes"] == 0
+
+
+def test_disabled_tracing_checks_nothing_and_says_so(tmp_path: Path) -> None:
+    done = run_pytest(tmp_path, MARKED_TESTS, "--memscope", "--memscope-dir", "run",
+                      env={"MEMSCOPE_DISABLE": "1"})
+    assert set(outcomes(done.stdout).values()) == {"PASSED"}, done.stdout + done.stderr
+    assert "memory limits were not checked" in done.stdout or "not checked" in done.stdout
+    assert "memscope: tracing is disabled (MEMSCOPE_DISABLE): no log" in done.stdout
+    assert not (tmp_path / "run").exists()

@@ -55,6 +55,39 @@ def test_run_module(tmp_path):
     }
 
 
+def test_run_code_keeps_the_code_and_the_module_name_in_argv_and_stats(tmp_path):
+    code = "import sys; print(42, sys.argv[1:])"
+    traced = memscope_run(["--out", tmp_path / "c", "--no-report", "-c", code, "a", "-x"])
+    assert traced.returncode == 0, traced.stderr
+    assert traced.stdout == python(["-c", code, "a", "-x"]).stdout == "42 ['a', '-x']\n"
+    starts = [r for r in table(tmp_path / "c" / "events", "processes") if r["event"] == "start"]
+    assert [r["argv"] for r in starts] == [["-c", code, "a", "-x"]]
+
+    traced = memscope_run(["--out", tmp_path / "m", "--no-report", "-m", "json.tool", "-h"])
+    assert traced.returncode == 0, traced.stderr
+    starts = [r for r in table(tmp_path / "m" / "events", "processes") if r["event"] == "start"]
+    assert [r["argv"] for r in starts] == [["-m", "json.tool", "-h"]]
+    shown = subprocess.run([sys.executable, "-m", "memscope", "stats", tmp_path / "m"],
+                           capture_output=True, text=True, env=clean_env(), check=True)
+    assert "-m json.tool -h" in shown.stdout
+
+
+def test_run_code_and_module_together_is_a_clear_error(tmp_path):
+    import argparse
+
+    from memscope.cli import CliError
+    from memscope.producer.run_command import RunOptions
+
+    # From the command line the first of -m / -c wins (the rest is the program's words);
+    # options given both ways at once are refused.
+    args = argparse.Namespace(program=[], module="json.tool", code="pass", out=str(tmp_path),
+                              broker=None, mode=None, native=False, no_report=True)
+    with pytest.raises(CliError, match="give -m MODULE or -c CODE, not both"):
+        RunOptions.from_args(args)
+    assert RunOptions.from_args(argparse.Namespace(**{**vars(args), "module": None})).argv == (
+        "-c", "pass")
+
+
 @pytest.mark.parametrize(
     ("words", "own", "program"),
     [
@@ -69,6 +102,8 @@ def test_run_module(tmp_path):
          ["--mode=full", "--ou", "D", "--native"], ["s.py", "-m", "x"]),
         (["--out", "D", "--", "s.py", "--", "-v"], ["--out", "D"], ["s.py", "--", "-v"]),
         (["--bogus", "s.py"], ["--bogus"], ["s.py"]),
+        (["-c", "print(1)", "-x", "s.py"], ["-c", "print(1)"], ["-x", "s.py"]),
+        (["--out", "D", "-cpass", "--out"], ["--out", "D", "-cpass"], ["--out"]),
     ],
 )
 def test_split_argv_gives_everything_after_the_program_to_it(words, own, program):
