@@ -17,6 +17,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+from memscope.broker import integrity
 from memscope.broker.schema import LOG_FORMAT_VERSION
 
 #: The IPC file format starts with these 6 bytes plus 2 bytes of padding.
@@ -48,7 +49,10 @@ def ipc_options(compression: str) -> ipc.IpcWriteOptions:
 
 
 class SegmentWriter:
-    """One open segment file; every batch reaches the OS before :meth:`write` returns."""
+    """One open segment file; every batch reaches the OS before :meth:`write` returns.
+
+    Each batch's checksum record (:mod:`memscope.broker.integrity`) is appended right after it.
+    """
 
     def __init__(self, path: Path, schema: pa.Schema, options: ipc.IpcWriteOptions) -> None:
         self.path = path
@@ -59,6 +63,9 @@ class SegmentWriter:
         self.events = 0  # memory events in the rows (memory_chunks: the sum of n)
         self._sink = pa.OSFile(str(path), "wb")
         self._writer = ipc.new_file(self._sink, schema, options=options)
+        self._checksums = integrity.ChecksumWriter(path)
+        #: The offset after the last batch whose checksum was recorded.
+        self.good_bytes = 0
 
     @property
     def nbytes(self) -> int:
@@ -67,14 +74,19 @@ class SegmentWriter:
 
     def write(self, batch: pa.RecordBatch) -> int:
         """Append one record batch; return the file offset just after it."""
+        start = self.good_bytes
         self._writer.write_batch(batch)
+        end = int(self._sink.tell())
+        self._checksums.add(start, end, batch.num_rows)
+        self.good_bytes = end
         self.rows += batch.num_rows
         self.batches += 1
-        return int(self._sink.tell())
+        return end
 
     def sync(self) -> None:
         """Ask the OS to put the written bytes on disk."""
         os.fsync(self._sink.fileno())
+        self._checksums.sync()
 
     def close(self) -> int:
         """Write the footer, sync and close; return the final size in bytes."""
@@ -82,7 +94,20 @@ class SegmentWriter:
         size = int(self._sink.tell())
         os.fsync(self._sink.fileno())
         self._sink.close()
+        self._checksums.close()
         return size
+
+    def abandon(self) -> None:
+        """Give the file up after a failed write: close it without a footer (no error raised).
+
+        The bytes after :attr:`good_bytes` are whatever the failed write left; the caller cuts
+        the file back (:func:`committed_prefix`) before it is read or closed again.
+        """
+        for close in (self._sink.close, self._checksums.close):
+            try:
+                close()
+            except (OSError, pa.ArrowException):
+                pass  # the disk that failed the write may fail the close too
 
 
 @dataclass
@@ -97,7 +122,19 @@ class SegmentRead:
 
 
 def read_segment(path: Path, schema: pa.Schema) -> SegmentRead:
-    """Read every complete record batch of a segment, closed or not."""
+    """Read every complete record batch of a segment, closed or not.
+
+    A segment with checksums gives its intact batches only (``error`` names the others).
+    """
+    problems: list[str] = []
+    verified = integrity.read_verified(path, schema, path.name, closed=False, live=False,
+                                       on_problem=problems.append)
+    if verified is not None:
+        batches, _ = verified
+        table = pa.Table.from_batches(batches, schema=batches[0].schema) if batches else None
+        return SegmentRead(schema.empty_table() if table is None else _conform(table, schema),
+                           len(batches), footer=False, complete=not problems,
+                           error="; ".join(problems))
     data = pa.py_buffer(path.read_bytes())
     try:
         reader = ipc.open_file(data)
@@ -143,6 +180,7 @@ def committed_prefix(path: Path, end_offset: int) -> None:
     size = path.stat().st_size
     if end_offset < size:
         os.truncate(path, max(end_offset, 0))
+    integrity.truncate_records(path, end_offset)
 
 
 def rewrite_closed(path: Path, table: pa.Table, schema: pa.Schema,
@@ -153,5 +191,6 @@ def rewrite_closed(path: Path, table: pa.Table, schema: pa.Schema,
     for batch in table.to_batches():
         writer.write(batch)
     size = writer.close()
+    os.replace(integrity.checksum_path(tmp), integrity.checksum_path(path))
     os.replace(tmp, path)
     return size

@@ -41,6 +41,7 @@ import pyarrow.dataset as ds
 import pyarrow.ipc as ipc
 
 from memscope.broker import _segments as seg
+from memscope.broker import integrity
 from memscope.broker.schema import (
     LOG_FORMAT_NAME,
     LOG_FORMAT_VERSION,
@@ -462,10 +463,22 @@ class LogReader:
 
     def _scan(self, table: str) -> None:
         good: list[Path] = []
+        on_disk = {segment.path.name for segment in self.segments(table)}
+        for entry in self.manifest.get("segments", []):
+            name = str(entry.get("file", "")).rsplit("/", 1)[-1]
+            if entry.get("table") == table and name not in on_disk:
+                self._problems.append(
+                    f"{entry.get('file')}: listed in the manifest but missing from disk "
+                    f"({entry.get('rows', 0)} rows lost)")
         for segment in self.segments(table):
             relative = f"{table}/{segment.path.name}"
-            if segment.closed and _footer_ok(segment.path):
+            records = integrity.read_records(segment.path)
+            footer = segment.closed and _footer_ok(segment.path)
+            if footer and (records is None or integrity.verify_all(segment.path, records)):
                 good.append(segment.path)
+                continue
+            if records is not None:
+                self._read_verified(segment, relative, footer)
                 continue
             result = seg.read_segment(segment.path, TABLES[table])
             self._recovered[segment.path] = result.table
@@ -486,6 +499,24 @@ class LogReader:
                     f"read {result.batches} complete batches ({result.table.num_rows} rows)"
                 )
         self._good_files[table] = good
+
+    def _read_verified(self, segment: Segment, relative: str, footer: bool) -> None:
+        """Keep a segment's intact batches in memory, naming every damaged one."""
+        schema = TABLES[segment.table]
+        problems: list[str] = []
+        read = integrity.read_verified(segment.path, schema, relative, closed=segment.closed,
+                                       live=self.live, on_problem=problems.append)
+        batches, _ = read if read is not None else ([], False)
+        table = pa.Table.from_batches([_conform_batch(b, schema) for b in batches], schema=schema)
+        self._recovered[segment.path] = table
+        self._problems += problems
+        if segment.closed and not footer and not problems:
+            self._problems.append(f"{relative}: closed segment's footer is damaged; read "
+                                  f"{len(batches)} intact batches ({table.num_rows} rows)")
+        elif not segment.closed and not self.live:
+            self._problems.append(f"{relative}: not closed (its writer stopped without closing "
+                                  f"it); read {len(batches)} intact batches "
+                                  f"({table.num_rows} rows)")
 
     def dataset(self, table: str) -> ds.Dataset:
         """The table as a pyarrow dataset (an empty one of the schema when it has no rows).
