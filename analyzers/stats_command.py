@@ -136,7 +136,7 @@ class StatsCommand:
         parser.add_argument("--json", action="store_true", help="print JSON instead of text")
 
     def run(self, args: argparse.Namespace) -> int:
-        """Print the numbers; 0 on success."""
+        """Print the numbers; 0 on success, 1 when part of the log could not be read."""
         from memscope.analyzers._progress import StatusLine
 
         with StatusLine("stats") as line:
@@ -146,7 +146,7 @@ class StatsCommand:
             sys.stdout.write("\n")
         else:
             print_stats(stats, sys.stdout)
-        return 0
+        return 1 if stats["log_problems"] else 0  # each is printed (text) or listed (--json)
 
 
 COMMAND = StatsCommand()

@@ -94,6 +94,7 @@ class SegmentWriter:
         size = int(self._sink.tell())
         os.fsync(self._sink.fileno())
         self._sink.close()
+        self._checksums.add_footer(self.good_bytes, size)
         self._checksums.close()
         return size
 
@@ -141,7 +142,7 @@ def read_segment(path: Path, schema: pa.Schema) -> SegmentRead:
         batches = [reader.get_batch(i) for i in range(reader.num_record_batches)]
         table = pa.Table.from_batches(batches, schema=reader.schema)
         return SegmentRead(_conform(table, schema), len(batches), footer=True, complete=True)
-    except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
+    except (pa.ArrowException, OSError) as exc:
         footer_error = str(exc)
     return _read_as_stream(data, schema, footer_error)
 
@@ -151,7 +152,7 @@ def _read_as_stream(data: pa.Buffer, schema: pa.Schema, footer_error: str) -> Se
         return SegmentRead(schema.empty_table(), 0, False, False, "no Arrow file magic")
     try:
         reader = ipc.open_stream(data.slice(_STREAM_OFFSET))
-    except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
+    except (pa.ArrowException, OSError) as exc:
         return SegmentRead(schema.empty_table(), 0, False, False, f"no readable schema ({exc})")
     batches: list[pa.RecordBatch] = []
     error = ""
@@ -160,7 +161,7 @@ def _read_as_stream(data: pa.Buffer, schema: pa.Schema, footer_error: str) -> Se
             batches.append(reader.read_next_batch())
         except StopIteration:
             break
-        except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
+        except (pa.ArrowException, OSError) as exc:
             error = str(exc) or type(exc).__name__
             break
     table = pa.Table.from_batches(batches, schema=reader.schema)

@@ -8,7 +8,8 @@ batch, appended right after the batch reached the segment::
     offset  u64   first byte of what writing the batch added to the segment (the first
                   batch's range starts at 0: the file magic and the schema message are in it)
     length  u64   bytes written for the batch
-    rows    u32   the batch's rows
+    rows    u32   the batch's rows; 0xFFFFFFFF for the last record of a closed segment,
+                  which covers its end-of-stream marker and footer
     crc     u32   CRC-32 (zlib) of those bytes as they are on disk
     check   u32   CRC-32 of the 24 bytes above (a damaged record is told from a damaged batch)
 
@@ -31,10 +32,14 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 RECORD = struct.Struct("<QQIII")
+#: ``rows`` of the record that covers a closed segment's footer.
+FOOTER_ROWS = 0xFFFFFFFF
 _BODY = struct.Struct("<QQII")
 _MAGIC_BYTES = 8  # "ARROW1" and 2 bytes of padding before the first message
-_ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowIOError, pa.ArrowTypeError, pa.ArrowNotImplementedError,
-                 OSError, EOFError, ValueError, IndexError, KeyError)
+#: What reading a (checksum-verified) message may still raise; ArrowException covers
+#: ArrowInvalid, ArrowIOError, ArrowNotImplementedError, ...
+_ARROW_ERRORS = (pa.ArrowException, OSError, EOFError, ValueError, IndexError, KeyError,
+                 AttributeError)
 
 
 def checksum_path(segment: Path) -> Path:
@@ -55,6 +60,10 @@ class ChecksumWriter:
         crc = zlib.crc32(os.pread(self._segment, end - start, start)) if end > start else 0
         body = _BODY.pack(start, end - start, rows, crc)
         _write_all(self._fd, body + struct.pack("<I", zlib.crc32(body)))
+
+    def add_footer(self, start: int, end: int) -> None:
+        """Record the end-of-stream marker and footer written at ``start..end`` on close."""
+        self.add(start, end, FOOTER_ROWS)
 
     def sync(self) -> None:
         """Put the records on disk."""
@@ -94,7 +103,7 @@ def read_records(segment: Path) -> list[BatchRecord] | None:
     """The segment's checksum records (a torn last one left out); None without a file."""
     try:
         data = checksum_path(segment).read_bytes()
-    except FileNotFoundError:
+    except OSError:  # none (a segment older than checksums), or unreadable: read unverified
         return None
     records = []
     for start in range(0, len(data) - RECORD.size + 1, RECORD.size):
@@ -185,11 +194,16 @@ class VerifiedSegment:
             if record.offset < start:
                 continue
             end = record.offset + record.length
+            if record.rows == FOOTER_ROWS and record.intact:
+                if self._bytes(record, data) is None:
+                    yield Piece(None, end, f"{self.name}: its footer is damaged; its batches "
+                                           "were read through their checksums")
+                continue
             where = f"{self.name}: batch {index}"
             if record.intact and end > data.size:  # cut short: name the rest at once
-                rest = self.records[index:]
+                rest = [r for r in self.records[index:] if r.rows != FOOTER_ROWS]
                 yield Piece(None, end, f"{self.name}: cut short at byte {data.size} after "
-                            f"{read} complete batches; batches {index}-{len(self.records) - 1} "
+                            f"{read} complete batches; {len(rest)} more batches "
                             f"({sum(r.rows for r in rest)} rows) missing")
                 return
             if not record.intact:
@@ -230,7 +244,8 @@ class VerifiedSegment:
 
     def recorded_end(self) -> int:
         """The offset after the last recorded batch (0 when none)."""
-        return max((r.offset + r.length for r in self.records if r.intact), default=0)
+        return max((r.offset + r.length for r in self.records
+                    if r.intact and r.rows != FOOTER_ROWS), default=0)
 
     def unrecorded(self, data: pa.Buffer) -> Iterator[Piece]:
         """Batches after the last record (a writer stopped between a batch and its record)."""
