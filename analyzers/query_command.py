@@ -114,15 +114,15 @@ def run_query(log: str, sql: str, fmt: str, output: str | None,
     # window per query, in the pass that fills raw_memory (each event decoded once); the raw
     # events only when the query reads them.
     with StatusLine("query") as line:
-        reader = open_or_fail(log, open_reader)
-        con = open_or_fail(reader, connect, matched=bool(_MATCHED.search(sql)),
+        log_reader = open_or_fail(log, open_reader)
+        con = open_or_fail(log_reader, connect, matched=bool(_MATCHED.search(sql)),
                            raw_memory=bool(_RAW.search(sql)),
                            on_events=lambda n: line.show(f"read {n:,} memory events"))
         if _STATE.search(sql):
             from memscope.analyzers.state import open_state
-            from memscope.analyzers.views import open_reader, use_state
+            from memscope.analyzers.views import use_state
 
-            use_state(con, open_state(reader, on_events=line.folded).tables())
+            use_state(con, open_state(log_reader, on_events=line.folded).tables())
     try:
         if fmt == "parquet":
             import pyarrow.parquet as pq
@@ -148,7 +148,7 @@ def run_query(log: str, sql: str, fmt: str, output: str | None,
     finally:
         con.close()
         if problems is not None:
-            problems += reader.problems
+            problems += log_reader.problems
 
 
 def _write_rows(cursor: Any, names: list[str], fmt: str, out: TextIO) -> int:
