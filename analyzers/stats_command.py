@@ -58,7 +58,10 @@ def collect(log: str, on_events: Callable[[int], None] | None = None) -> dict[st
             "total": process_stats(con),
             "processes": per,
             "ingest": rows(con, "SELECT producer, pid, batches, events, gaps, duplicates, "
-                                "rejected FROM ingest ORDER BY producer"),
+                                "rejected, rejected_rows, refused FROM ingest ORDER BY producer"),
+            # why messages or rows were rejected, or batches refused (a log it could not write)
+            "ingest_problems": rows(con, "SELECT producer, problem FROM ingest WHERE problem "
+                                         "IS NOT NULL ORDER BY producer"),
             # After the matching: chunks that did not decode are among them.
             "log_problems": list(reader.problems),
         }
@@ -120,6 +123,8 @@ def print_stats(stats: dict[str, Any], out: Any) -> None:
     if stats["ingest"]:
         out.write("\n")
         write_table(list(stats["ingest"][0]), [list(r.values()) for r in stats["ingest"]], out)
+    for row in stats.get("ingest_problems", ()):
+        out.write(f"ingest: {row['producer']}: {row['problem']}\n")
     for problem in stats.get("log_problems", ()):
         out.write(f"damaged log: {problem}\n")
 

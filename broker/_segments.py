@@ -17,7 +17,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from memscope.broker import integrity
+from memscope.broker import _faults, integrity
 from memscope.broker.schema import LOG_FORMAT_VERSION
 
 #: The IPC file format starts with these 6 bytes plus 2 bytes of padding.
@@ -76,6 +76,7 @@ class SegmentWriter:
         """Append one record batch; return the file offset just after it."""
         start = self.good_bytes
         self._writer.write_batch(batch)
+        _faults.check()  # (tests: a full disk after the bytes went out, as a torn write)
         end = int(self._sink.tell())
         self._checksums.add(start, end, batch.num_rows)
         self.good_bytes = end
@@ -188,10 +189,19 @@ def rewrite_closed(path: Path, table: pa.Table, schema: pa.Schema,
                    options: ipc.IpcWriteOptions) -> int:
     """Replace ``path`` by a cleanly closed segment holding ``table``; return its size."""
     tmp = path.with_name(path.name + ".tmp")
-    writer = SegmentWriter(tmp, schema, options)
-    for batch in table.to_batches():
-        writer.write(batch)
-    size = writer.close()
-    os.replace(integrity.checksum_path(tmp), integrity.checksum_path(path))
-    os.replace(tmp, path)
+    try:
+        writer = SegmentWriter(tmp, schema, options)
+        try:
+            for batch in table.to_batches():
+                writer.write(batch)
+            size = writer.close()
+        except BaseException:
+            writer.abandon()
+            raise
+        os.replace(integrity.checksum_path(tmp), integrity.checksum_path(path))
+        os.replace(tmp, path)
+    except BaseException:  # a full disk: leave the segment as it was, and no temporary files
+        tmp.unlink(missing_ok=True)
+        integrity.checksum_path(tmp).unlink(missing_ok=True)
+        raise
     return size

@@ -40,8 +40,8 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.ipc as ipc
 
+from memscope.broker import _faults, integrity
 from memscope.broker import _segments as seg
-from memscope.broker import integrity
 from memscope.broker.schema import (
     LOG_FORMAT_NAME,
     LOG_FORMAT_VERSION,
@@ -89,8 +89,13 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
 def _write_manifest(directory: Path, manifest: Mapping[str, Any]) -> None:
     path = directory / MANIFEST
     tmp = directory / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
+        _faults.check()
+        os.replace(tmp, path)
+    except OSError:  # a full disk: the old manifest stays, and no half-written temporary
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _segment_number(name: str) -> int:
@@ -325,6 +330,20 @@ class LogWriter:
                 entry.update(rows=writer.rows, events=writer.events, batches=writer.batches,
                              bytes=writer.nbytes)
         self._write_manifest()
+
+    def abandon_open(self, committed: Mapping[str, int]) -> None:
+        """After a failed write: give up every open segment, cut back to ``committed``.
+
+        ``committed`` maps an open segment (relative path) to the offset after its last
+        committed batch (absent: nothing of it committed). The segments stay unclosed until
+        :meth:`recover` closes them once the disk takes writes again; new appends open new
+        segments.
+        """
+        for table in list(self._open):
+            writer = self._open.pop(table)
+            writer.abandon()
+            relative = writer.path.relative_to(self.path).as_posix()
+            seg.committed_prefix(writer.path, committed.get(relative, 0))
 
     def open_offsets(self) -> dict[str, int]:
         """Open segment (relative path) -> bytes written so far."""
