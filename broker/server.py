@@ -495,7 +495,7 @@ class Broker:
             "ts_ns": time.monotonic_ns(),
             # rows per table, but "memory" counts every memory event (chunks included)
             "rows": {**self.writer.rows_by_table(), "memory": self.writer.memory_events()},
-            "producers": sum(1 for p in producers if p.producer != UNIDENTIFIED),
+            "producers": sum(1 for p in producers if p.producer not in (UNIDENTIFIED, BROKER)),
             "events": sum(p.events for p in producers),  # memory events
             "rejected": sum(p.rejected for p in producers),
             "rejected_rows": sum(p.rejected_rows for p in producers),
