@@ -97,7 +97,7 @@ class SeqSet:
         return [[lo, hi] for lo, hi in zip(self._lo, self._hi, strict=True)]
 
 
-@dataclass
+@dataclass(slots=True)
 class ProducerState:
     """Cumulative counters of one producer as the broker sees it."""
 
@@ -211,8 +211,6 @@ class Ingest:
                 break
             if name in keep or name in (UNIDENTIFIED, BROKER):
                 self.producers.move_to_end(name)  # (rare: it is active, or it is ours)
-                if not over:
-                    break
                 continue
             del self.producers[name]
             if state.changed:
@@ -220,6 +218,11 @@ class Ingest:
             dropped += 1
         self.forgotten += dropped
         return dropped
+
+    @property
+    def unwritten(self) -> int:
+        """Forgotten producers whose last counters are not in an ``ingest`` row yet."""
+        return len(self._unwritten)
 
     def to_json(self) -> dict[str, Any]:
         """Every producer's persisted state."""

@@ -90,7 +90,11 @@ def _write_manifest(directory: Path, manifest: Mapping[str, Any]) -> None:
     path = directory / MANIFEST
     tmp = directory / (MANIFEST + ".tmp")
     try:
-        tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
+        # one line per top-level key: readable, but the broker's state (up to
+        # ingest.MAX_PRODUCERS producers) costs no indentation
+        text = ",\n".join(json.dumps({k: v}, separators=(",", ":"))[1:-1]
+                          for k, v in sorted(manifest.items()))
+        tmp.write_text("{\n" + text + "\n}\n")
         _faults.check()
         os.replace(tmp, path)
     except OSError:  # a full disk: the old manifest stays, and no half-written temporary
@@ -302,10 +306,12 @@ class LogWriter:
             if now - writer.created_mono >= self.settings.segment_max_age_s
         ]
         for table in due:
-            self._close_segment(table)
+            self._close_segment(table, write=False)
+        if due:
+            self._write_manifest()
         return due
 
-    def _close_segment(self, table: str) -> None:
+    def _close_segment(self, table: str, write: bool = True) -> None:
         writer = self._open.pop(table)
         size = writer.close()
         entry = self._entry(writer.path.relative_to(self.path).as_posix())
@@ -318,7 +324,8 @@ class LogWriter:
                 closed=True,
                 closed_ns=time.time_ns(),
             )
-        self._write_manifest()
+        if write:
+            self._write_manifest()
 
     def flush(self, sync: bool = True) -> None:
         """Record current row counts in the manifest (and fsync the open segments)."""
@@ -380,7 +387,7 @@ class LogWriter:
         if self._closed:
             return
         for table in list(self._open):
-            self._close_segment(table)
+            self._close_segment(table, write=False)  # (one manifest write for them all)
         self._closed = True
         self.manifest["writer"]["state"] = "closed"
         self._write_manifest()

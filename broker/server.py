@@ -46,6 +46,8 @@ COMMIT_ENVELOPES = 256
 MAX_MESSAGE_BYTES = 1 << 30
 TAKE_SECONDS = 0.1
 INGEST_INTERVAL_S = 5.0
+#: Forgotten producers' rows are written once this many wait (bounded memory in a flood).
+INGEST_ROWS_AT = 1024
 #: An orphaned embedded broker closes after this long without a batch (see stop_when_orphaned).
 ORPHAN_IDLE_S = 5.0
 
@@ -134,6 +136,8 @@ class Broker:
         self._retry_at = 0.0
         self._committed: dict[str, int] = {}  # open segments' committed offsets at the failure
         self._dirty = True  # something to snapshot since the last snapshot
+        self._messages = 0  # messages received (keys the cached log summary)
+        self._summary: tuple[Any, dict[str, Any]] | None = None
         self.context = zmq.Context()
         self._auth: ThreadAuthenticator | None = None
         self.pull = self.context.socket(zmq.PULL)
@@ -257,6 +261,7 @@ class Broker:
             except zmq.Again:
                 break
             self._last_message = time.monotonic()
+            self._messages += 1
             self._on_message(frames)
             if self._group.events >= COMMIT_EVENTS or len(self._group.decoded) >= COMMIT_ENVELOPES:
                 self.commit()
@@ -346,7 +351,8 @@ class Broker:
                 state.problem = decoded.row_problems[-1]
                 for problem in decoded.row_problems:
                     self.rejects.note(f"{env.producer} seq {env.seq}: {problem}")
-        self.ingest.trim()
+        if self.ingest.trim() and self.ingest.unwritten >= INGEST_ROWS_AT:
+            self._guarded(self._write_ingest_rows)  # the forgotten ones' rows, now
         self._dirty = True
         self.control.landed()
 
@@ -487,6 +493,18 @@ class Broker:
 
     def log_summary(self) -> dict[str, Any]:
         """What the feed and the ``flush`` op report."""
+        # Recomputed only after a change: an idle broker with many producers does no work.
+        key = (self._dirty, self.writer.log_id, len(self.writer.manifest["segments"]),
+               self.write_error, self._counts())
+        if self._summary is None or self._summary[0] != key:
+            self._summary = (key, self._compute_summary())
+        return {**self._summary[1], "ts_ns": time.monotonic_ns()}
+
+    def _counts(self) -> tuple[int, ...]:
+        """Cheap totals that change whenever a message was taken, refused or rejected."""
+        return (self.journal.offset(), self.rejects.count, self._messages)
+
+    def _compute_summary(self) -> dict[str, Any]:
         producers = self.ingest.producers.values()
         return {
             "topic": "log",
