@@ -34,9 +34,24 @@ def test_the_producer_table_forgets_the_idle_and_the_least_recent_beyond_its_lim
 
 
 def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port whose next two (the control socket and the feed) are free too."""
+    for _ in range(100):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        if port > 65533:
+            continue
+        socks = [socket.socket() for _ in range(3)]
+        try:
+            for offset, sock in enumerate(socks):
+                sock.bind(("127.0.0.1", port + offset))
+            return port
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise RuntimeError("no three free consecutive loopback ports")
 
 
 def _cpu_seconds(pid: int) -> float:
