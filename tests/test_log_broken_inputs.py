@@ -58,9 +58,24 @@ def test_a_damaged_batch_is_named_with_status_1(tmp_path, capsys, verb):
     assert "variables-000000.arrow: batch 0" in err
 
 
-def test_stats_names_the_log_not_a_reader_object(tmp_path, capsys):
+def test_an_unreadable_log_is_named_by_its_path_not_a_reader_object(tmp_path):
+    from memscope.analyzers.query_command import open_or_fail
+    from memscope.analyzers.views import open_reader
+    from memscope.cli import CliError
+
+    reader = open_reader(_log(tmp_path))
+
+    def failing(log, **_):
+        raise ValueError("Invalid IPC message")
+
+    with pytest.raises(CliError) as caught:
+        open_or_fail(reader, failing)
+    assert str(caught.value) == f"cannot read log {reader.path}: Invalid IPC message"
+
+
+def test_a_garbage_segment_file_is_a_named_problem(tmp_path, capsys):
     events = _log(tmp_path)
     (events / "memory" / "memory-000000.arrow").write_bytes(b"ARROW1\0\0garbage")
     code, err = _run(capsys, ["stats", str(events)])
-    assert "object at 0x" not in err
-    assert code in (1, 2)
+    assert code == 1 and "object at 0x" not in err
+    assert "memory/memory-000000.arrow" in err
