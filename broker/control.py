@@ -157,7 +157,10 @@ class ControlHandler:
         if waiter.request.get("op") != "stats":
             self._send(waiter.route, {"ok": True, "boot": self.broker.boot})
             return
-        self.broker.writer.flush(sync=False)  # row counts in the manifest are current
+        try:
+            self.broker.writer.flush(sync=False)  # row counts in the manifest are current
+        except OSError:  # a full disk: the broker says so on its next write; stats still read
+            log.warning("the manifest could not be updated before a stats request")
         if self._executor is None:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="memscope-stats")
         self._executor.submit(self._stats_job, waiter.route, waiter.request)

@@ -120,7 +120,12 @@ class Broker:
             raise BrokerConfigError(str(exc)) from None
         except OSError as exc:
             raise BrokerConfigError(f"cannot write the log in {log_dir}: {exc.strerror}") from None
-        self.journal = self._recover()
+        try:
+            self.journal = self._recover()
+        except OSError as exc:  # a full disk or a read-only log at start: one line, status 2
+            self.writer.abandon_open({})
+            raise BrokerConfigError(f"cannot write the log in {log_dir}: "
+                                    f"{exc.strerror or exc}") from None
         self._group = _Group()
         self._assembler = MemoryAssembler(reuse=True, target=COMMIT_EVENTS)
         self._keep_chunks = self.settings.log_memory == "chunks"
@@ -372,7 +377,10 @@ class Broker:
             return False
 
     def _write_failed(self, exc: OSError, committed: dict[str, int]) -> None:
-        self.writer.abandon_open(committed)
+        try:
+            self.writer.abandon_open(committed)
+        except OSError as again:  # (a retry closes them: recover() cuts them back again)
+            log.error("cutting back the open segments: %s", again.strerror or again)
         self._committed = committed
         reason = exc.strerror or str(exc)
         self.write_error = f"cannot write the log in {self.writer.path}: {reason}"

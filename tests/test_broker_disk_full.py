@@ -162,3 +162,16 @@ def test_memscope_run_keeps_the_exit_status_and_says_it_once(tmp_path, space):
         assert names == ["before"] and "memory events of 1 processes" in said[0]
         assert list((tmp_path / "spool").glob("*.spool")), "the refused batches are not kept"
     assert _leftovers(out) == []
+
+
+def test_a_broker_that_cannot_write_at_start_says_so_in_one_line(tmp_path):
+    flag = tmp_path / "disk-full"
+    flag.touch()
+    env = {**os.environ, _faults.ENV: str(flag)}
+    done = subprocess.run([sys.executable, "-m", "memscope", "broker", "--bind",
+                           ipc_address(tmp_path), "--log", str(tmp_path / "events")],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0, done.stderr
+    assert "cannot write the log" in done.stderr and "No space left" in done.stderr
+    assert _leftovers(tmp_path / "events") == []
