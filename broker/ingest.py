@@ -35,6 +35,8 @@ BROKER = "(broker)"
 MAX_PRODUCERS = 10_000
 #: A producer that sent nothing for this long is forgotten.
 PRODUCER_TTL_S = 24 * 3600.0
+#: Holes a producer's landed sequence numbers may have (a real one has a few at most).
+MAX_RANGES = 1024
 
 
 class SeqSet:
@@ -75,6 +77,17 @@ class SeqSet:
             self._lo.insert(i + 1, value)
             self._hi.insert(i + 1, value)
         return True
+
+    def splits(self, value: int) -> bool:
+        """Whether adding ``value`` would start a new range (it touches no range)."""
+        i = bisect.bisect_right(self._lo, value) - 1
+        if i >= 0 and value <= self._hi[i] + 1:
+            return False  # inside range i, or right after it
+        return not (i + 1 < len(self._lo) and self._lo[i + 1] == value + 1)
+
+    def range_count(self) -> int:
+        """How many disjoint ranges the set holds."""
+        return len(self._lo)
 
     def count(self) -> int:
         """How many values the set holds."""

@@ -30,7 +30,7 @@ from memscope.broker import addresses, curve
 from memscope.broker import journal as journal_mod
 from memscope.broker.control import ControlHandler
 from memscope.broker.decode import Decoded, MemoryAssembler, chunk_batch, decode
-from memscope.broker.ingest import BROKER, UNIDENTIFIED, Ingest
+from memscope.broker.ingest import BROKER, MAX_RANGES, UNIDENTIFIED, Ingest
 from memscope.broker.log import LogError, LogWriter
 from memscope.config import Settings
 from memscope.producer.wire import MAX_CHUNKS, Envelope, WireError, decode_envelope
@@ -294,6 +294,11 @@ class Broker:
             state = self.ingest.get(envelope.producer, envelope.pid)
             state.duplicates += 1  # a replayed batch that landed already: dropped undecoded
             state.changed = True
+            return
+        if known is not None and known.seqs.range_count() >= MAX_RANGES and \
+                known.seqs.splits(envelope.seq):
+            self._reject_envelope(envelope, True, f"more than {MAX_RANGES} holes in its "
+                                                  "batch sequence; batch refused")
             return
         try:
             decoded = decode(envelope, keep_chunks=self._keep_chunks)

@@ -11,7 +11,7 @@ import time
 import zmq
 
 from memscope.broker import start_embedded
-from memscope.broker.ingest import MAX_PRODUCERS, Ingest
+from memscope.broker.ingest import MAX_PRODUCERS, Ingest, SeqSet
 from memscope.producer.wire import encode_batch
 
 FAKE_PRODUCERS = 100_000
@@ -31,6 +31,14 @@ def test_the_producer_table_forgets_the_idle_and_the_least_recent_beyond_its_lim
     later = time.monotonic() + 61.0
     assert ingest.trim(now=later, keep={"p4"}) == 2  # expired, but p4 has pending batches
     assert list(ingest.producers) == ["p4"] and ingest.forgotten == 4
+
+
+def test_seqset_tells_which_value_would_start_a_new_range():
+    seqs = SeqSet([[0, 4], [10, 12]])
+    assert [v for v in range(16) if seqs.splits(v)] == [6, 7, 8, 14, 15]
+    assert seqs.range_count() == 2
+    seqs.add(7)
+    assert seqs.range_count() == 3 and not seqs.splits(8) and seqs.splits(15)
 
 
 def _port() -> int:
@@ -102,3 +110,36 @@ def test_100k_fake_producers_bounded_memory_idle_cpu_and_quick_stop(tmp_path):
     assert stopped < 2.0
     assert len(manifest["state"]["producers"]) <= MAX_PRODUCERS
     assert broker.process.returncode == 0
+
+
+def test_a_producer_scattering_its_seqs_is_refused_beyond_the_holes_limit(tmp_path):
+    from memscope.broker.ingest import MAX_RANGES
+
+    broker = start_embedded(tmp_path / "events", bind=f"tcp://127.0.0.1:{_port()}")
+    context = zmq.Context()
+    push = context.socket(zmq.PUSH)
+    push.linger = 10_000
+    push.connect(broker.address)
+    try:
+        for seq in range(0, 2 * (MAX_RANGES + 10), 2):  # every other seq: a hole each
+            push.send(encode_batch("scatter:1:1", 77, seq, [], {}))
+        with broker.client(timeout_s=60) as client:
+            assert wait_for_counter(client, "scatter:1:1", MAX_RANGES + 10)
+            (row,) = [p for p in client.ingest() if p["producer"] == "scatter:1:1"]
+    finally:
+        push.close()
+        context.term()
+        broker.stop()
+    assert row["batches"] == MAX_RANGES and row["rejected"] == 10
+    assert "holes in its batch sequence" in row["problem"]
+
+
+def wait_for_counter(client, producer: str, total: int, timeout: float = 60.0) -> bool:
+    """Until the producer's landed plus rejected batches reach ``total``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = [p for p in client.ingest() if p["producer"] == producer]
+        if rows and rows[0]["batches"] + rows[0]["rejected"] >= total:
+            return True
+        time.sleep(0.1)
+    return False
