@@ -331,8 +331,8 @@ class Broker:
 
     def _refuse(self, producer: str) -> None:
         """Count a batch not taken because the log cannot be written (its producer resends)."""
-        state = self.ingest.get(producer, 0) if producer == BROKER else \
-            self.ingest.producers[producer]
+        # (a producer forgotten meanwhile is counted as the broker's)
+        state = self.ingest.producers.get(producer) or self.ingest.get(BROKER, 0)
         state.refused += 1
         state.problem = self.write_error
         state.changed = True
