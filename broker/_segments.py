@@ -174,6 +174,9 @@ def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """The table with the canonical schema (metadata of the file is dropped)."""
     if table.schema.remove_metadata().equals(schema.remove_metadata()):
         return table.replace_schema_metadata(schema.metadata)
+    for field in schema:  # a column added to the table since the segment was written
+        if field.name not in table.schema.names:
+            table = table.append_column(field, pa.nulls(table.num_rows, field.type))
     return table.select(schema.names).cast(schema)
 
 

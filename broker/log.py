@@ -648,8 +648,11 @@ def _conform_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
         return batch
     if batch.schema.remove_metadata().equals(schema):
         return pa.RecordBatch.from_arrays(batch.columns, schema=schema)
+    # (a column added to the table since the segment was written reads as nulls)
     return pa.RecordBatch.from_arrays(
-        [batch.column(name).cast(schema.field(name).type) for name in schema.names],
+        [batch.column(name).cast(field.type) if name in batch.schema.names
+         else pa.nulls(batch.num_rows, field.type)
+         for name, field in zip(schema.names, schema, strict=True)],
         schema=schema)
 
 

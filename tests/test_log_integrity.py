@@ -169,3 +169,27 @@ def test_damaged_checksum_files_never_raise_and_name_what_they_cost(tmp_path):
         if rows != everything:  # a batch whose record was hit is skipped, and said so
             assert len(everything) - len(rows) <= max(len(b) for b in written[table])
             assert any("checksum record is damaged" in p for p in problems), problems
+
+
+def test_an_ingest_segment_of_the_older_schema_reads_with_null_new_columns(tmp_path):
+    """Logs written before ``rejected_rows``, ``refused`` and ``problem`` still read."""
+    import pyarrow.ipc as ipc
+
+    old = pa.schema([f for f in TABLES["ingest"] if f.name not in
+                     ("rejected_rows", "refused", "problem")])
+    writer = LogWriter(tmp_path / "events", Settings())
+    writer.close()
+    (tmp_path / "events" / "ingest").mkdir()
+    path = tmp_path / "events" / "ingest" / "ingest-000000.arrow"
+    row = {"ts_ns": [1], "producer": ["p"], "pid": [2], "batches": [3], "events": [4],
+           "rows": [4], "gaps": [0], "duplicates": [0], "rejected": [1]}
+    with ipc.new_file(str(path), old) as out:  # no checksum file: an older log's segment
+        out.write_batch(pa.record_batch(row, schema=old))
+    log = open_log(tmp_path / "events")
+    (got,) = [r for b in log.table_batches("ingest") for r in b.to_pylist()]
+    assert got["rejected"] == 1 and got["refused"] is None and got["problem"] is None
+    assert log.table("ingest").column("rejected_rows").to_pylist() == [None]
+    cut = path.read_bytes()[:-40]  # and cut short (read as a stream, conformed)
+    path.write_bytes(cut)
+    log = open_log(tmp_path / "events")
+    assert log.table("ingest").num_rows == 1 and log.problems
