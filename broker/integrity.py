@@ -36,8 +36,9 @@ RECORD = struct.Struct("<QQIII")
 FOOTER_ROWS = 0xFFFFFFFF
 _BODY = struct.Struct("<QQII")
 _MAGIC_BYTES = 8  # "ARROW1" and 2 bytes of padding before the first message
-#: What reading a (checksum-verified) message may still raise; ArrowException covers
-#: ArrowInvalid, ArrowIOError, ArrowNotImplementedError, ...
+#: What reading a message may still raise (an unrecorded tail is not verified; a verified one
+#: of another schema may not fit): ArrowException covers ArrowInvalid, ArrowIOError,
+#: ArrowNotImplementedError, ...; AttributeError is ``read_message`` giving None at the end.
 _ARROW_ERRORS = (pa.ArrowException, OSError, EOFError, ValueError, IndexError, KeyError,
                  AttributeError)
 
