@@ -81,7 +81,8 @@ def open_or_fail(log: str, connect: Any, **kwargs: Any) -> Any:
     except SettingsError:
         raise  # not the log's fault: main() reports it as a bad setting
     except (LogError, OSError, ValueError) as exc:
-        raise CliError(f"cannot read log {log}: {exc}") from None
+        name = getattr(log, "path", log)  # an open LogReader is named by its directory
+        raise CliError(f"cannot read log {name}: {exc}") from None
 
 
 def _say_window(log: str) -> None:
@@ -96,11 +97,26 @@ def _say_window(log: str) -> None:
               "only (the state_* tables cover the whole run)", file=sys.stderr)
 
 
-def run_query(log: str, sql: str, fmt: str, output: str | None) -> int:
-    """Run ``sql`` over ``log`` and write the result in ``fmt``; return the row count."""
+def report_problems(verb: str, problems: list[str]) -> int:
+    """Name each problem of the log on stderr; the exit status (1 with problems, else 0)."""
+    for problem in problems:
+        print(f"memscope {verb}: damaged log: {problem}", file=sys.stderr)
+    if problems:
+        print(f"memscope {verb}: the result covers every intact batch of the log",
+              file=sys.stderr)
+    return 1 if problems else 0
+
+
+def run_query(log: str, sql: str, fmt: str, output: str | None,
+              problems: list[str] | None = None) -> int:
+    """Run ``sql`` over ``log`` and write the result in ``fmt``; return the row count.
+
+    ``problems`` (when given) gains what of the log could not be read (damaged batches,
+    missing segments): the result covers everything else.
+    """
     import duckdb
 
-    from memscope.analyzers.views import connect
+    from memscope.analyzers.views import connect, open_reader
 
     if fmt == "parquet" and not output:
         raise CliError("--format parquet needs --output FILE")
@@ -112,15 +128,15 @@ def run_query(log: str, sql: str, fmt: str, output: str | None) -> int:
     if _RAW.search(sql) or _MATCHED.search(sql):
         _say_window(log)
     with StatusLine("query") as line:
-        con = open_or_fail(log, connect, matched=bool(_MATCHED.search(sql)),
+        log_reader = open_or_fail(log, open_reader)
+        con = open_or_fail(log_reader, connect, matched=bool(_MATCHED.search(sql)),
                            raw_memory=bool(_RAW.search(sql)),
                            on_events=lambda n: line.show(f"read {n:,} memory events"))
         if _STATE.search(sql):
             from memscope.analyzers.state import open_state
-            from memscope.analyzers.views import open_reader, use_state
+            from memscope.analyzers.views import use_state
 
-            use_state(con, open_state(open_or_fail(log, open_reader),
-                                      on_events=line.folded).tables())
+            use_state(con, open_state(log_reader, on_events=line.folded).tables())
     try:
         if fmt == "parquet":
             import pyarrow.parquet as pq
@@ -145,6 +161,8 @@ def run_query(log: str, sql: str, fmt: str, output: str | None) -> int:
         raise CliError(f"query failed: {exc}") from None
     finally:
         con.close()
+        if problems is not None:
+            problems += log_reader.problems
 
 
 def _write_rows(cursor: Any, names: list[str], fmt: str, out: TextIO) -> int:
@@ -189,8 +207,9 @@ class QueryCommand:
 
     def run(self, args: argparse.Namespace) -> int:
         """Run the query; 0 on success."""
-        run_query(args.log, args.sql, args.format, args.output)
-        return 0
+        problems: list[str] = []
+        run_query(args.log, args.sql, args.format, args.output, problems)
+        return report_problems("query", problems)
 
 
 COMMAND = QueryCommand()

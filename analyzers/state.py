@@ -39,8 +39,9 @@ import pyarrow.ipc as ipc
 from memscope.analyzers._fold import Fold as CFold
 from memscope.analyzers.fold import TABLE_COLUMNS, FoldParams
 from memscope.analyzers.prefetch import prefetched
+from memscope.broker import integrity
 from memscope.broker.chunks import decode_chunk_batches
-from memscope.broker.schema import MEMORY
+from memscope.broker.schema import MEMORY, TABLES
 
 #: Memory events folded per window (sorted by time as one piece).
 WINDOW_ROWS = 1 << 20
@@ -109,6 +110,16 @@ class LogCursor:
 
     def _segment_batches(self, key: str, segment: Any, skip: int
                          ) -> Iterator[pa.RecordBatch]:
+        verified = integrity.open_verified(segment.path, TABLES[key.split("/")[0]], key)
+        if verified is not None:  # each batch checked against its checksum (damaged: skipped)
+            tail = self._tails.get(key)
+            start, rows = (tail.offset, tail.rows) if tail and tail.rows == skip else (0, 0)
+            for batch, end in verified.read(start, self.problems.append):
+                before, rows = rows, rows + batch.num_rows
+                self._tails[key] = _Tail(end, batch.schema, rows)
+                if rows > skip:
+                    yield batch.slice(skip - before) if before < skip else batch
+            return
         if segment.closed:
             try:
                 with pa.memory_map(str(segment.path)) as source:

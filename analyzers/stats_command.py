@@ -58,7 +58,10 @@ def collect(log: str, on_events: Callable[[int], None] | None = None) -> dict[st
             "total": process_stats(con),
             "processes": per,
             "ingest": rows(con, "SELECT producer, pid, batches, events, gaps, duplicates, "
-                                "rejected FROM ingest ORDER BY producer"),
+                                "rejected, rejected_rows, refused FROM ingest ORDER BY producer"),
+            # why messages or rows were rejected, or batches refused (a log it could not write)
+            "ingest_problems": rows(con, "SELECT producer, problem FROM ingest WHERE problem "
+                                         "IS NOT NULL ORDER BY producer"),
             # After the matching: chunks that did not decode are among them.
             "log_problems": list(reader.problems),
             # Retention: the memory events kept raw (None: all of them).
@@ -135,6 +138,8 @@ def print_stats(stats: dict[str, Any], out: Any) -> None:
     if stats["ingest"]:
         out.write("\n")
         write_table(list(stats["ingest"][0]), [list(r.values()) for r in stats["ingest"]], out)
+    for row in stats.get("ingest_problems", ()):
+        out.write(f"ingest: {row['producer']}: {row['problem']}\n")
     for problem in stats.get("log_problems", ()):
         out.write(f"damaged log: {problem}\n")
 
@@ -151,7 +156,7 @@ class StatsCommand:
         parser.add_argument("--json", action="store_true", help="print JSON instead of text")
 
     def run(self, args: argparse.Namespace) -> int:
-        """Print the numbers; 0 on success."""
+        """Print the numbers; 0 on success, 1 when part of the log could not be read."""
         from memscope.analyzers._progress import StatusLine
 
         with StatusLine("stats") as line:
@@ -161,7 +166,7 @@ class StatsCommand:
             sys.stdout.write("\n")
         else:
             print_stats(stats, sys.stdout)
-        return 0
+        return 1 if stats["log_problems"] else 0  # each is printed (text) or listed (--json)
 
 
 COMMAND = StatsCommand()

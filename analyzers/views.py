@@ -239,7 +239,8 @@ def _view_sql() -> list[str]:
         SELECT * FROM raw_producer_stats
         QUALIFY row_number() OVER (PARTITION BY pid ORDER BY ts_ns DESC, events DESC) = 1""",
         """CREATE OR REPLACE VIEW ingest AS
-        SELECT producer, pid, batches, events, gaps, duplicates, rejected, ts_ns
+        SELECT producer, pid, batches, events, gaps, duplicates, rejected, rejected_rows,
+               refused, problem, ts_ns
         FROM raw_ingest
         QUALIFY row_number() OVER (PARTITION BY producer ORDER BY ts_ns DESC, batches DESC) = 1""",
     ]

@@ -17,6 +17,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+from memscope.broker import _faults, integrity
 from memscope.broker.schema import LOG_FORMAT_VERSION
 
 #: The IPC file format starts with these 6 bytes plus 2 bytes of padding.
@@ -48,7 +49,10 @@ def ipc_options(compression: str) -> ipc.IpcWriteOptions:
 
 
 class SegmentWriter:
-    """One open segment file; every batch reaches the OS before :meth:`write` returns."""
+    """One open segment file; every batch reaches the OS before :meth:`write` returns.
+
+    Each batch's checksum record (:mod:`memscope.broker.integrity`) is appended right after it.
+    """
 
     def __init__(self, path: Path, schema: pa.Schema, options: ipc.IpcWriteOptions) -> None:
         self.path = path
@@ -59,6 +63,9 @@ class SegmentWriter:
         self.events = 0  # memory events in the rows (memory_chunks: the sum of n)
         self._sink = pa.OSFile(str(path), "wb")
         self._writer = ipc.new_file(self._sink, schema, options=options)
+        self._checksums = integrity.ChecksumWriter(path)
+        #: The offset after the last batch whose checksum was recorded.
+        self.good_bytes = 0
 
     @property
     def nbytes(self) -> int:
@@ -67,14 +74,20 @@ class SegmentWriter:
 
     def write(self, batch: pa.RecordBatch) -> int:
         """Append one record batch; return the file offset just after it."""
+        start = self.good_bytes
         self._writer.write_batch(batch)
+        _faults.check()  # (tests: a full disk after the bytes went out, as a torn write)
+        end = int(self._sink.tell())
+        self._checksums.add(start, end, batch.num_rows)
+        self.good_bytes = end
         self.rows += batch.num_rows
         self.batches += 1
-        return int(self._sink.tell())
+        return end
 
     def sync(self) -> None:
         """Ask the OS to put the written bytes on disk."""
         os.fsync(self._sink.fileno())
+        self._checksums.sync()
 
     def close(self) -> int:
         """Write the footer, sync and close; return the final size in bytes."""
@@ -82,7 +95,21 @@ class SegmentWriter:
         size = int(self._sink.tell())
         os.fsync(self._sink.fileno())
         self._sink.close()
+        self._checksums.add_footer(self.good_bytes, size)
+        self._checksums.close()
         return size
+
+    def abandon(self) -> None:
+        """Give the file up after a failed write: close it without a footer (no error raised).
+
+        The bytes after :attr:`good_bytes` are whatever the failed write left; the caller cuts
+        the file back (:func:`committed_prefix`) before it is read or closed again.
+        """
+        for close in (self._sink.close, self._checksums.close):
+            try:
+                close()
+            except (OSError, pa.ArrowException):
+                pass  # the disk that failed the write may fail the close too
 
 
 @dataclass
@@ -97,14 +124,26 @@ class SegmentRead:
 
 
 def read_segment(path: Path, schema: pa.Schema) -> SegmentRead:
-    """Read every complete record batch of a segment, closed or not."""
+    """Read every complete record batch of a segment, closed or not.
+
+    A segment with checksums gives its intact batches only (``error`` names the others).
+    """
+    problems: list[str] = []
+    verified = integrity.read_verified(path, schema, path.name, closed=False, live=False,
+                                       on_problem=problems.append)
+    if verified is not None:
+        batches, _ = verified
+        table = pa.Table.from_batches(batches, schema=batches[0].schema) if batches else None
+        return SegmentRead(schema.empty_table() if table is None else _conform(table, schema),
+                           len(batches), footer=False, complete=not problems,
+                           error="; ".join(problems))
     data = pa.py_buffer(path.read_bytes())
     try:
         reader = ipc.open_file(data)
         batches = [reader.get_batch(i) for i in range(reader.num_record_batches)]
         table = pa.Table.from_batches(batches, schema=reader.schema)
         return SegmentRead(_conform(table, schema), len(batches), footer=True, complete=True)
-    except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
+    except (pa.ArrowException, OSError) as exc:
         footer_error = str(exc)
     return _read_as_stream(data, schema, footer_error)
 
@@ -114,7 +153,7 @@ def _read_as_stream(data: pa.Buffer, schema: pa.Schema, footer_error: str) -> Se
         return SegmentRead(schema.empty_table(), 0, False, False, "no Arrow file magic")
     try:
         reader = ipc.open_stream(data.slice(_STREAM_OFFSET))
-    except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
+    except (pa.ArrowException, OSError) as exc:
         return SegmentRead(schema.empty_table(), 0, False, False, f"no readable schema ({exc})")
     batches: list[pa.RecordBatch] = []
     error = ""
@@ -123,7 +162,7 @@ def _read_as_stream(data: pa.Buffer, schema: pa.Schema, footer_error: str) -> Se
             batches.append(reader.read_next_batch())
         except StopIteration:
             break
-        except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
+        except (pa.ArrowException, OSError) as exc:
             error = str(exc) or type(exc).__name__
             break
     table = pa.Table.from_batches(batches, schema=reader.schema)
@@ -135,6 +174,9 @@ def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """The table with the canonical schema (metadata of the file is dropped)."""
     if table.schema.remove_metadata().equals(schema.remove_metadata()):
         return table.replace_schema_metadata(schema.metadata)
+    for field in schema:  # a column added to the table since the segment was written
+        if field.name not in table.schema.names:
+            table = table.append_column(field, pa.nulls(table.num_rows, field.type))
     return table.select(schema.names).cast(schema)
 
 
@@ -143,15 +185,26 @@ def committed_prefix(path: Path, end_offset: int) -> None:
     size = path.stat().st_size
     if end_offset < size:
         os.truncate(path, max(end_offset, 0))
+    integrity.truncate_records(path, end_offset)
 
 
 def rewrite_closed(path: Path, table: pa.Table, schema: pa.Schema,
                    options: ipc.IpcWriteOptions) -> int:
     """Replace ``path`` by a cleanly closed segment holding ``table``; return its size."""
     tmp = path.with_name(path.name + ".tmp")
-    writer = SegmentWriter(tmp, schema, options)
-    for batch in table.to_batches():
-        writer.write(batch)
-    size = writer.close()
-    os.replace(tmp, path)
+    try:
+        writer = SegmentWriter(tmp, schema, options)
+        try:
+            for batch in table.to_batches():
+                writer.write(batch)
+            size = writer.close()
+        except BaseException:
+            writer.abandon()
+            raise
+        os.replace(integrity.checksum_path(tmp), integrity.checksum_path(path))
+        os.replace(tmp, path)
+    except BaseException:  # a full disk: leave the segment as it was, and no temporary files
+        tmp.unlink(missing_ok=True)
+        integrity.checksum_path(tmp).unlink(missing_ok=True)
+        raise
     return size

@@ -3,7 +3,14 @@
 Requests (one JSON object each) and replies (``{"ok": true, ...}`` or ``{"ok": false,
 "error": "..."}``):
 
-* ``{"op": "ping"}`` -> ``{"ok", "boot", "log", "log_id"}``
+* ``{"op": "ping"}`` -> ``{"ok", "boot", "log", "log_id", "log_writable"}``
+
+Every reply to ``ping``, ``flush`` and ``ingest`` carries ``log_writable`` (false while the
+log cannot be written, a full disk: the broker then refuses batches and ``log_error`` says
+why); ``wait`` and ``stats`` fail at once with that error. ``boot`` changes when the broker
+restarts and when it takes batches again after such a failure: a publisher then resends
+every batch not acknowledged.
+
 * ``{"op": "wait", "producer": id, "seq": n, "timeout_s": t}`` -> returns once batch ``n`` of
   that producer is in the log (written and journaled), or an error after ``timeout_s``
   (default 30).
@@ -96,7 +103,7 @@ class ControlHandler:
         broker.commit()
         if op == "ping":
             self._send(route, {"ok": True, "boot": broker.boot, "log": str(broker.writer.path),
-                               "log_id": broker.writer.log_id})
+                               "log_id": broker.writer.log_id, **broker.write_state()})
         elif op == "acked":
             state = broker.ingest.producers.get(str(request.get("producer", "")))
             seq = state.seqs.contiguous() if state else -1
@@ -107,7 +114,11 @@ class ControlHandler:
             self._send(route, {"ok": True, **broker.log_summary()})
         elif op == "ingest":
             rows = [s.counters() for s in broker.ingest.producers.values()]
-            self._send(route, {"ok": True, "producers": rows})
+            self._send(route, {"ok": True, "producers": rows, **broker.write_state()})
+        elif op in ("wait", "stats") and broker.write_error is not None:
+            # nothing lands while the log cannot be written: say so now, not at the timeout
+            self._send(route, {"ok": False, "error": broker.write_error,
+                               **broker.write_state()})
         elif op in ("wait", "stats"):
             self._park(route, request)
         else:
@@ -146,7 +157,10 @@ class ControlHandler:
         if waiter.request.get("op") != "stats":
             self._send(waiter.route, {"ok": True, "boot": self.broker.boot})
             return
-        self.broker.writer.flush(sync=False)  # row counts in the manifest are current
+        try:
+            self.broker.writer.flush(sync=False)  # row counts in the manifest are current
+        except OSError:  # a full disk: the broker says so on its next write; stats still read
+            log.warning("the manifest could not be updated before a stats request")
         if self._executor is None:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="memscope-stats")
         self._executor.submit(self._stats_job, waiter.route, waiter.request)

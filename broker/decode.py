@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from memscope.broker import rowcheck
 from memscope.broker.schema import MEMORY, MEMORY_CHUNKS, PRODUCER_RECORD_TABLES, TABLES
 from memscope.producer.records import decode_chunk, validate_chunk
 from memscope.producer.wire import MAX_BATCH_EVENTS, MEMORY_COLUMNS, Envelope, WireError
@@ -205,6 +206,9 @@ class Decoded:
     rare: dict[str, pa.RecordBatch]
     memory: MemoryPart | None = None
     chunks: ChunkPart | None = None
+    #: Rare rows dropped by :func:`memscope.broker.rowcheck.check`, and why (one per table).
+    rejected_rows: int = 0
+    row_problems: tuple[str, ...] = ()
 
     @property
     def memory_events(self) -> int:
@@ -236,12 +240,18 @@ def decode(envelope: Envelope, keep_chunks: bool = False) -> Decoded:
         raise WireError(f"batch seq {envelope.seq} exceeds {_MAX_BATCH_SEQ}")
     memory, chunks = _memory_parts(envelope, keep_chunks) if envelope.mem else (None, None)
     rare: dict[str, pa.RecordBatch] = {}
+    rejected = 0
+    problems: list[str] = []
     for name, columns in envelope.rec.items():
-        batch = _rare_batch(name, columns, envelope.pid)
-        if batch.num_rows:
-            rare[name] = batch
+        checked = rowcheck.check(name, _rare_batch(name, columns, envelope.pid))
+        if checked.rejected:
+            rejected += checked.rejected
+            problems.append(checked.reason)
+        if checked.batch.num_rows:
+            rare[name] = checked.batch
     return Decoded(envelope, rare, memory if memory is not None and memory.rows else None,
-                   chunks if chunks is not None and chunks.rows else None)
+                   chunks if chunks is not None and chunks.rows else None, rejected,
+                   tuple(problems))
 
 
 def _memory_parts(envelope: Envelope, keep_chunks: bool,
@@ -264,6 +274,7 @@ def _memory_parts(envelope: Envelope, keep_chunks: bool,
             data = bytes(chunk["data"]) if count else b""
         else:
             columns = decode_chunk(chunk)
+            rowcheck.check_memory_columns(columns)
             count = len(columns["ts_ns"])
             if count != chunk["n"]:
                 raise WireError(f"memory chunk says n={chunk['n']} but decodes to {count} events")

@@ -17,12 +17,15 @@ the current one grows past :data:`ROTATE_BYTES` at a snapshot.
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import msgpack
+
+from memscope.broker import _faults
 
 ROTATE_BYTES = 8 * 1024 * 1024
 DIRECTORY = "_broker"
@@ -46,7 +49,7 @@ class Journal:
         self.directory = log_dir / DIRECTORY
         self.directory.mkdir(exist_ok=True)
         self.number = number
-        self._file = open(self.path, "ab")
+        self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 -- kept open
 
     @property
     def path(self) -> Path:
@@ -71,9 +74,18 @@ class Journal:
         rows = [list(b) for b in batches]
         if events is not None:
             rows = [[*b, e] for b, e in zip(rows, events, strict=True)]
-        entry = {"b": rows, "o": offsets}
-        self._file.write(msgpack.packb(entry, use_bin_type=True))
-        self._file.flush()
+        entry = msgpack.packb({"b": rows, "o": offsets}, use_bin_type=True)
+        start = self._file.tell()
+        try:
+            _faults.check()
+            written = self._file.write(entry)
+            if written != len(entry):  # a full disk takes part of it
+                raise OSError(errno.ENOSPC, f"journal: wrote {written} of {len(entry)} bytes")
+        except OSError:
+            # a torn entry would hide every later one from a restart's replay: cut it off
+            self._file.truncate(start)
+            self._file.seek(start)
+            raise
 
     def sync(self) -> None:
         """Force the journal to disk."""
@@ -86,16 +98,17 @@ class Journal:
         old = self.path
         self._file.close()
         self.number += 1
-        self._file = open(self.path, "ab")
+        self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 -- kept open
         old.unlink(missing_ok=True)
         return True
 
     def close(self) -> None:
         """Flush, sync and close."""
         if not self._file.closed:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
+            try:
+                os.fsync(self._file.fileno())
+            finally:
+                self._file.close()
 
 
 def replay(log_dir: Path, name: str, offset: int) -> Replayed:

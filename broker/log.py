@@ -40,6 +40,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.ipc as ipc
 
+from memscope.broker import _faults, integrity
 from memscope.broker import _segments as seg
 from memscope.broker.schema import (
     LOG_FORMAT_NAME,
@@ -88,8 +89,17 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
 def _write_manifest(directory: Path, manifest: Mapping[str, Any]) -> None:
     path = directory / MANIFEST
     tmp = directory / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    try:
+        # one line per top-level key: readable, but the broker's state (up to
+        # ingest.MAX_PRODUCERS producers) costs no indentation
+        text = ",\n".join(json.dumps({k: v}, separators=(",", ":"))[1:-1]
+                          for k, v in sorted(manifest.items()))
+        tmp.write_text("{\n" + text + "\n}\n")
+        _faults.check()
+        os.replace(tmp, path)
+    except OSError:  # a full disk: the old manifest stays, and no half-written temporary
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _segment_number(name: str) -> int:
@@ -296,10 +306,12 @@ class LogWriter:
             if now - writer.created_mono >= self.settings.segment_max_age_s
         ]
         for table in due:
-            self._close_segment(table)
+            self._close_segment(table, write=False)
+        if due:
+            self._write_manifest()
         return due
 
-    def _close_segment(self, table: str) -> None:
+    def _close_segment(self, table: str, write: bool = True) -> None:
         writer = self._open.pop(table)
         size = writer.close()
         entry = self._entry(writer.path.relative_to(self.path).as_posix())
@@ -312,7 +324,8 @@ class LogWriter:
                 closed=True,
                 closed_ns=time.time_ns(),
             )
-        self._write_manifest()
+        if write:
+            self._write_manifest()
 
     def flush(self, sync: bool = True) -> None:
         """Record current row counts in the manifest (and fsync the open segments)."""
@@ -324,6 +337,20 @@ class LogWriter:
                 entry.update(rows=writer.rows, events=writer.events, batches=writer.batches,
                              bytes=writer.nbytes)
         self._write_manifest()
+
+    def abandon_open(self, committed: Mapping[str, int]) -> None:
+        """After a failed write: give up every open segment, cut back to ``committed``.
+
+        ``committed`` maps an open segment (relative path) to the offset after its last
+        committed batch (absent: nothing of it committed). The segments stay unclosed until
+        :meth:`recover` closes them once the disk takes writes again; new appends open new
+        segments.
+        """
+        for table in list(self._open):
+            writer = self._open.pop(table)
+            writer.abandon()
+            relative = writer.path.relative_to(self.path).as_posix()
+            seg.committed_prefix(writer.path, committed.get(relative, 0))
 
     def open_offsets(self) -> dict[str, int]:
         """Open segment (relative path) -> bytes written so far."""
@@ -360,7 +387,7 @@ class LogWriter:
         if self._closed:
             return
         for table in list(self._open):
-            self._close_segment(table)
+            self._close_segment(table, write=False)  # (one manifest write for them all)
         self._closed = True
         self.manifest["writer"]["state"] = "closed"
         self._write_manifest()
@@ -462,10 +489,24 @@ class LogReader:
 
     def _scan(self, table: str) -> None:
         good: list[Path] = []
+        on_disk = {segment.path.name for segment in self.segments(table)}
+        for entry in self.manifest.get("segments", []):
+            name = str(entry.get("file", "")).rsplit("/", 1)[-1]
+            if entry.get("table") == table and name not in on_disk:
+                self._problems.append(
+                    f"{entry.get('file')}: listed in the manifest but missing from disk "
+                    f"({entry.get('rows', 0)} rows lost)")
         for segment in self.segments(table):
             relative = f"{table}/{segment.path.name}"
-            if segment.closed and _footer_ok(segment.path):
+            records = integrity.read_records(segment.path)
+            # the checksums first: damaged bytes are never handed to the Arrow reader
+            intact = records is None or integrity.verify_all(segment.path, records)
+            footer = segment.closed and intact and _footer_ok(segment.path)
+            if footer:
                 good.append(segment.path)
+                continue
+            if records is not None:
+                self._read_verified(segment, relative, footer)
                 continue
             result = seg.read_segment(segment.path, TABLES[table])
             self._recovered[segment.path] = result.table
@@ -486,6 +527,24 @@ class LogReader:
                     f"read {result.batches} complete batches ({result.table.num_rows} rows)"
                 )
         self._good_files[table] = good
+
+    def _read_verified(self, segment: Segment, relative: str, footer: bool) -> None:
+        """Keep a segment's intact batches in memory, naming every damaged one."""
+        schema = TABLES[segment.table]
+        problems: list[str] = []
+        read = integrity.read_verified(segment.path, schema, relative, closed=segment.closed,
+                                       live=self.live, on_problem=problems.append)
+        batches, _ = read if read is not None else ([], False)
+        table = pa.Table.from_batches([_conform_batch(b, schema) for b in batches], schema=schema)
+        self._recovered[segment.path] = table
+        self._problems += problems
+        if segment.closed and not footer and not problems:
+            self._problems.append(f"{relative}: closed segment's footer is damaged; read "
+                                  f"{len(batches)} intact batches ({table.num_rows} rows)")
+        elif not segment.closed and not self.live:
+            self._problems.append(f"{relative}: not closed (its writer stopped without closing "
+                                  f"it); read {len(batches)} intact batches "
+                                  f"({table.num_rows} rows)")
 
     def dataset(self, table: str) -> ds.Dataset:
         """The table as a pyarrow dataset (an empty one of the schema when it has no rows).
@@ -589,8 +648,11 @@ def _conform_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
         return batch
     if batch.schema.remove_metadata().equals(schema):
         return pa.RecordBatch.from_arrays(batch.columns, schema=schema)
+    # (a column added to the table since the segment was written reads as nulls)
     return pa.RecordBatch.from_arrays(
-        [batch.column(name).cast(schema.field(name).type) for name in schema.names],
+        [batch.column(name).cast(field.type) if name in batch.schema.names
+         else pa.nulls(batch.num_rows, field.type)
+         for name, field in zip(schema.names, schema, strict=True)],
         schema=schema)
 
 
@@ -598,7 +660,7 @@ def _footer_ok(path: Path) -> bool:
     try:
         with pa.memory_map(str(path)) as source:
             pa.ipc.open_file(source)
-    except (pa.ArrowInvalid, pa.ArrowIOError, OSError):
+    except (pa.ArrowException, OSError):
         return False
     return True
 

@@ -235,6 +235,11 @@ AGGREGATES = pa.schema(
 #: Written by the broker itself: cumulative per-producer ingest counters at ts_ns.
 #: ``events`` counts memory (allocator) events, like ``producer_stats.events``; ``rows``
 #: counts the rows of every table the producer's batches carried (events + rare rows).
+#: ``rejected`` counts whole messages refused as malformed, ``rejected_rows`` single rows
+#: dropped by the schema check (:mod:`memscope.broker.rowcheck`), ``refused`` batches not
+#: taken because the log could not be written (the producer keeps and resends them);
+#: ``problem`` is the latest reason for any of these (null when none). The last three
+#: columns came after format version 2 was first written: older logs read them as null.
 INGEST = pa.schema(
     [
         ("ts_ns", _i64),
@@ -246,6 +251,9 @@ INGEST = pa.schema(
         ("gaps", _u64),
         ("duplicates", _u64),
         ("rejected", _u64),
+        ("rejected_rows", _u64),
+        ("refused", _u64),
+        ("problem", _str),
     ]
 )
 

@@ -18,6 +18,7 @@ import os
 import signal
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from memscope.broker import addresses, curve
 from memscope.broker import journal as journal_mod
 from memscope.broker.control import ControlHandler
 from memscope.broker.decode import Decoded, MemoryAssembler, chunk_batch, decode
-from memscope.broker.ingest import UNIDENTIFIED, Ingest
+from memscope.broker.ingest import BROKER, MAX_RANGES, UNIDENTIFIED, Ingest
 from memscope.broker.log import LogError, LogWriter
 from memscope.broker.retention import Retention
 from memscope.config import Settings
@@ -47,6 +48,8 @@ COMMIT_ENVELOPES = 256
 MAX_MESSAGE_BYTES = 1 << 30
 TAKE_SECONDS = 0.1
 INGEST_INTERVAL_S = 5.0
+#: Forgotten producers' rows are written once this many wait (bounded memory in a flood).
+INGEST_ROWS_AT = 1024
 #: An orphaned embedded broker closes after this long without a batch (see stop_when_orphaned).
 ORPHAN_IDLE_S = 5.0
 
@@ -55,10 +58,16 @@ class BrokerConfigError(Exception):
     """The broker cannot start with this configuration; the message says what to change."""
 
 
+#: Seconds between two attempts to write again after the log could not be written.
+RETRY_WRITE_S = 1.0
+
+
 @dataclass
 class _Group:
     decoded: list[Decoded] = field(default_factory=list)
     events: int = 0
+    pending: set[tuple[str, int]] = field(default_factory=set)  # (producer, seq) taken
+    per_producer: Counter[str] = field(default_factory=Counter)  # of pending
 
 
 class _RejectLog:
@@ -114,7 +123,12 @@ class Broker:
             raise BrokerConfigError(str(exc)) from None
         except OSError as exc:
             raise BrokerConfigError(f"cannot write the log in {log_dir}: {exc.strerror}") from None
-        self.journal = self._recover()
+        try:
+            self.journal = self._recover()
+        except OSError as exc:  # a full disk or a read-only log at start: one line, status 2
+            self.writer.abandon_open({})
+            raise BrokerConfigError(f"cannot write the log in {log_dir}: "
+                                    f"{exc.strerror or exc}") from None
         # log_retention_bytes / log_retention_age: folded, then retired (broker/retention.py)
         self.retention = Retention.from_settings(self.writer, self.settings)
         self._group = _Group()
@@ -126,6 +140,14 @@ class Broker:
         self._last_message = self._last_flush
         self._owner_pid: int | None = None
         self._last_ingest = self._last_flush
+        #: Why the log cannot be written (None: it can). While set, batches are refused.
+        self.write_error: str | None = None
+        self._write_failed_at = 0.0
+        self._retry_at = 0.0
+        self._committed: dict[str, int] = {}  # open segments' committed offsets at the failure
+        self._dirty = True  # something to snapshot since the last snapshot
+        self._messages = 0  # messages received (keys the cached log summary)
+        self._summary: tuple[Any, dict[str, Any]] | None = None
         self.context = zmq.Context()
         self._auth: ThreadAuthenticator | None = None
         self.pull = self.context.socket(zmq.PULL)
@@ -249,6 +271,7 @@ class Broker:
             except zmq.Again:
                 break
             self._last_message = time.monotonic()
+            self._messages += 1
             self._on_message(frames)
             if self._group.events >= COMMIT_EVENTS or len(self._group.decoded) >= COMMIT_ENVELOPES:
                 self.commit()
@@ -268,9 +291,21 @@ class Broker:
             self._reject(UNIDENTIFIED, 0, f"unreadable envelope: {type(exc).__name__}: {exc}")
             return
         known = self.ingest.producers.get(envelope.producer)
-        if known is not None and envelope.seq in known.seqs:
-            known.duplicates += 1  # a replayed batch that landed already: dropped undecoded
-            known.changed = True
+        if self.write_error is not None:
+            self._refuse(envelope.producer if known is not None else BROKER)
+            return
+        if (known is not None and envelope.seq in known.seqs) or (
+                (envelope.producer, envelope.seq) in self._group.pending):
+            state = self.ingest.get(envelope.producer, envelope.pid)
+            state.duplicates += 1  # a replayed batch that landed already: dropped undecoded
+            state.changed = True
+            return
+        # (each batch still pending may open a range too: counted as if it did)
+        pending = self._group.per_producer[envelope.producer]
+        if known is not None and known.seqs.range_count() + pending >= MAX_RANGES and \
+                known.seqs.splits(envelope.seq):
+            self._reject_envelope(envelope, True, f"more than {MAX_RANGES} holes in its "
+                                                  "batch sequence; batch refused")
             return
         try:
             decoded = decode(envelope, keep_chunks=self._keep_chunks)
@@ -281,8 +316,9 @@ class Broker:
             log.exception("unexpected failure decoding %s seq %s", envelope.producer, envelope.seq)
             self._reject_envelope(envelope, known is not None, f"{type(exc).__name__}: {exc}")
             return
-        state = self.ingest.get(envelope.producer, envelope.pid)
-        state.seqs.add(envelope.seq)
+        self.ingest.get(envelope.producer, envelope.pid)  # (its seq counts once committed)
+        self._group.pending.add((envelope.producer, envelope.seq))
+        self._group.per_producer[envelope.producer] += 1
         self._group.decoded.append(decoded)
         self._group.events += envelope.n
 
@@ -293,15 +329,109 @@ class Broker:
                      f"{envelope.producer} seq {envelope.seq}: {reason}")
 
     def _reject(self, producer: str, pid: int, reason: str) -> None:
-        self.ingest.reject(producer, pid)
+        self.ingest.reject(producer, pid, reason)
         self.rejects.note(reason)
 
+    def _refuse(self, producer: str) -> None:
+        """Count a batch not taken because the log cannot be written (its producer resends)."""
+        # (a producer forgotten meanwhile is counted as the broker's)
+        state = self.ingest.producers.get(producer) or self.ingest.get(BROKER, 0)
+        state.refused += 1
+        state.problem = self.write_error
+        state.changed = True
+
     def commit(self) -> None:
-        """Write the pending group and journal it; then it counts as landed."""
+        """Write the pending group and journal it; then it counts as landed.
+
+        When the log cannot be written (a full disk), what the group wrote is cut back, its
+        batches are refused (not acknowledged: their producers keep and resend them) and
+        the broker refuses batches until a write succeeds again (:meth:`_retry_writes`).
+        """
         group = self._group
         if not group.decoded:
             return
         self._group = _Group()
+        if not self._guarded(lambda: self._write_group(group)):
+            for decoded in group.decoded:
+                self._refuse(decoded.envelope.producer)
+            return
+        for decoded in group.decoded:
+            env = decoded.envelope
+            state = self.ingest.get(env.producer, env.pid)
+            if not state.seqs.add(env.seq):
+                continue
+            state.batches += 1
+            state.events += decoded.memory_events
+            state.rows += env.n
+            state.changed = True
+            if decoded.rejected_rows:
+                state.rejected_rows += decoded.rejected_rows
+                state.problem = decoded.row_problems[-1]
+                for problem in decoded.row_problems:
+                    self.rejects.note(f"{env.producer} seq {env.seq}: {problem}")
+        if self.ingest.trim() and self.ingest.unwritten >= INGEST_ROWS_AT:
+            self._guarded(self._write_ingest_rows)  # the forgotten ones' rows, now
+        self._dirty = True
+        self.control.landed()
+
+    def _guarded(self, write: Any) -> bool:
+        """Run ``write`` (writes to the log); whether it succeeded.
+
+        On a failed write it is cut back, and the broker stops taking batches and says so.
+        """
+        if self.write_error is not None:
+            return False
+        before = self.writer.open_offsets()
+        try:
+            write()
+            return True
+        except OSError as exc:
+            self._write_failed(exc, before)
+            return False
+
+    def _write_failed(self, exc: OSError, committed: dict[str, int]) -> None:
+        try:
+            self.writer.abandon_open(committed)
+        except OSError as again:  # (a retry closes them: recover() cuts them back again)
+            log.error("cutting back the open segments: %s", again.strerror or again)
+        self._committed = committed
+        reason = exc.strerror or str(exc)
+        self.write_error = f"cannot write the log in {self.writer.path}: {reason}"
+        self._write_failed_at = time.monotonic()
+        self._retry_at = self._write_failed_at + RETRY_WRITE_S
+        # once: on stderr (the embedded broker's broker.log), on the control socket, and
+        # in an ingest row as soon as one can be written
+        log.error("%s; refusing batches (their producers keep them) until it can, "
+                  "retrying every %.0f s", self.write_error, RETRY_WRITE_S)
+        self.control.fail_all(self.write_error)
+        self.ingest.get(BROKER, 0).problem = self.write_error
+
+    def _retry_writes(self, now: float, force: bool = False) -> None:
+        """Every few seconds while the log cannot be written: try to write again.
+
+        That is: close the cut-back segments and write the manifest; on success the broker
+        takes batches again.
+        """
+        if self.write_error is None or (now < self._retry_at and not force):
+            return
+        self._retry_at = now + RETRY_WRITE_S
+        try:
+            for note in self.writer.recover(self._committed):
+                log.info("%s", note)
+            self._snapshot()
+        except OSError:
+            return
+        refused = sum(p.refused for p in self.ingest.producers.values())
+        log.warning("the log is writable again after %.1f s; %d batches were refused so far, "
+                    "their producers send them again", now - self._write_failed_at, refused)
+        self.write_error = None
+        for state in self.ingest.producers.values():
+            state.changed = True
+        # A new boot id tells every publisher that unacknowledged batches must be resent.
+        self.boot = uuid.uuid4().hex
+        self.flush()
+
+    def _write_group(self, group: _Group) -> None:
         offsets: dict[str, int] = {}
         parts = [d.memory for d in group.decoded if d.memory is not None]
         for batch in self._assembler.batches(parts):  # each written before the next is built
@@ -328,13 +458,6 @@ class Broker:
             landed.append((env.producer, env.pid, env.seq, env.n))
             events.append(decoded.memory_events)
         self.journal.commit(landed, offsets, events)
-        for (producer, _, _, n), memory_events in zip(landed, events, strict=True):
-            state = self.ingest.producers[producer]
-            state.batches += 1
-            state.events += memory_events
-            state.rows += n
-            state.changed = True
-        self.control.landed()
 
     # -- periodic work ----------------------------------------------------------------------
 
@@ -342,6 +465,7 @@ class Broker:
         now = time.monotonic()
         self.control.expire(now)
         self.control.warm(now)
+        self._retry_writes(now)
         if self._orphaned_and_idle(now):
             log.warning("the process that started this broker is gone; closing the log")
             self._stop = True
@@ -357,11 +481,12 @@ class Broker:
         self.commit()
         now = time.monotonic()
         if ingest_rows or now - self._last_ingest >= INGEST_INTERVAL_S:
-            self._write_ingest_rows()
+            self._guarded(self._write_ingest_rows)
             self._last_ingest = now
-        self.writer.rotate_due()
+        if self._guarded(self.writer.rotate_due) and self._dirty:
+            # (nothing new: no rewrite, no fsync -- an idle broker does no work)
+            self._guarded(self._snapshot)
         self.retention.tick(now)
-        self._snapshot()
         self._last_flush = time.monotonic()
         self._publish()
 
@@ -370,8 +495,10 @@ class Broker:
         if rows is not None:
             relative, offset = self.writer.append("ingest", rows)
             self.journal.commit([], {relative: offset})
+            self._dirty = True
 
     def _snapshot(self) -> None:
+        self._dirty = False
         state = self.writer.state
         state["producers"] = self.ingest.to_json()
         state["journal"] = {"file": self.journal.name, "offset": self.journal.offset()}
@@ -388,6 +515,18 @@ class Broker:
 
     def log_summary(self) -> dict[str, Any]:
         """What the feed and the ``flush`` op report."""
+        # Recomputed only after a change: an idle broker with many producers does no work.
+        key = (self._dirty, self.writer.log_id, len(self.writer.manifest["segments"]),
+               self.write_error, self._counts())
+        if self._summary is None or self._summary[0] != key:
+            self._summary = (key, self._compute_summary())
+        return {**self._summary[1], "ts_ns": time.monotonic_ns()}
+
+    def _counts(self) -> tuple[int, ...]:
+        """Cheap totals that change whenever a message was taken, refused or rejected."""
+        return (self.journal.offset(), self.rejects.count, self._messages)
+
+    def _compute_summary(self) -> dict[str, Any]:
         producers = self.ingest.producers.values()
         return {
             "topic": "log",
@@ -396,10 +535,19 @@ class Broker:
             "ts_ns": time.monotonic_ns(),
             # rows per table, but "memory" counts every memory event (chunks included)
             "rows": {**self.writer.rows_by_table(), "memory": self.writer.memory_events()},
-            "producers": sum(1 for p in producers if p.producer != UNIDENTIFIED),
+            "producers": sum(1 for p in producers if p.producer not in (UNIDENTIFIED, BROKER)),
             "events": sum(p.events for p in producers),  # memory events
             "rejected": sum(p.rejected for p in producers),
+            "rejected_rows": sum(p.rejected_rows for p in producers),
+            "refused": sum(p.refused for p in producers),
+            **self.write_state(),
         }
+
+    def write_state(self) -> dict[str, Any]:
+        """``log_writable`` and, when it is not, ``log_error`` (for control replies)."""
+        if self.write_error is None:
+            return {"log_writable": True}
+        return {"log_writable": False, "log_error": self.write_error}
 
     # -- shutdown ---------------------------------------------------------------------------
 
@@ -409,17 +557,26 @@ class Broker:
             return
         self._closed = True
         try:
+            self._retry_writes(time.monotonic(), force=True)  # a last try after a failed write
             self.commit()
-            self._write_ingest_rows(everything=True)
-            self._snapshot()
+            self._guarded(lambda: self._write_ingest_rows(everything=True))
+            self._guarded(self._snapshot)
             self.control.fail_all("the broker is shutting down")
             self.control.close()
             self.retention.join()  # a checkpoint being written is finished, not cut short
-            self.writer.close()
-            self.journal.close()
-            log.info("broker closed the log %s", self.writer.path)
+            if self._guarded(self.writer.close):
+                log.info("broker closed the log %s", self.writer.path)
+            else:  # the committed batches stay readable; a restart closes the segments
+                log.error("the log %s was left unclosed: %s", self.writer.path, self.write_error)
+            self._close_journal()
         finally:
             self._close_sockets()
+
+    def _close_journal(self) -> None:
+        try:
+            self.journal.close()
+        except OSError as exc:  # its entries are on disk; only the last sync failed
+            log.error("closing the journal: %s", exc.strerror or exc)
 
     def _close_sockets(self) -> None:
         for sock in (self.pull, self.control_socket, self.pub, self.control.results):

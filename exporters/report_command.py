@@ -21,20 +21,26 @@ def is_log(path: Path) -> bool:
     return (path / "manifest.json").is_file() or (path / "events" / "manifest.json").is_file()
 
 
-def analyze(log: Path, out: Path, bar: Any = None) -> None:
+def analyze(log: Path, out: Path, bar: Any = None) -> list[str]:
     """Run every analyzer on ``log`` into ``out``; a clear error when they are not built in.
 
-    ``bar``: a :class:`memscope.analyzers._progress.ProgressBar` to advance.
+    ``bar``: a :class:`memscope.analyzers._progress.ProgressBar` to advance. Returns what of
+    the log could not be read (damaged batches, missing segments); an unreadable log (no or
+    a garbage manifest) is a :class:`CliError` (exit status 2).
     """
     try:
         from memscope.analyzers import run_all  # type: ignore[attr-defined,unused-ignore]
+        from memscope.analyzers.query_command import open_or_fail
+        from memscope.analyzers.views import open_reader
     except ImportError:
         raise CliError(
             "reading a log needs the analyzers (memscope.analyzers.run_all), which this build "
             "lacks; run `memscope analyze LOG --out DIR` and then `memscope report DIR`"
         ) from None
-    run_all(log, out, progress=bar.step if bar else None,
+    reader = open_or_fail(str(log), open_reader)
+    run_all(reader, out, progress=bar.step if bar else None,
             on_chunk=bar.folded if bar else None)
+    return list(reader.problems)
 
 
 def progress_bar(label: str, analyzing: bool) -> Any:
@@ -88,10 +94,12 @@ class ReportCommand:
             out = args.out or run_dir
             out.mkdir(parents=True, exist_ok=True)
             with progress_bar("report", analyzing=True) as bar:
-                analyze(path, out, bar)
+                problems = analyze(path, out, bar)
                 status = write(out, out, bar)
             _say_window(path)
-            return status
+            from memscope.analyzers.query_command import report_problems
+
+            return report_problems("report", problems) or status
         return write(path, args.out or path)
 
 

@@ -47,6 +47,7 @@ from memscope.broker import addresses, curve
 from memscope.broker.client import BrokerClient, BrokerError
 from memscope.config import Settings
 from memscope.producer._backlog import Backlog, spool_path
+from memscope.producer.rows import complete_producer_stats
 from memscope.producer.wire import MAX_CHUNKS, encode_batch_frames
 
 log = logging.getLogger("memscope.producer")
@@ -335,6 +336,7 @@ class Publisher:
 
     def _pack(self, chunks: list[dict[str, Any]], rare: dict[str, dict[str, list[Any]]]) -> None:
         rare = {t: cols for t, cols in rare.items() if cols and any(len(v) for v in cols.values())}
+        complete_producer_stats(rare, self._counters["batches"] + 1, self._backlog.spooled)
         chunks = [c for c in chunks if int(c.get("n", 0)) > 0]
         limit = max(int(self.settings.batch_max_events), 1)
         groups: list[list[dict[str, Any]]] = [[]]

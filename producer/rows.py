@@ -103,3 +103,18 @@ def merge(into: Columnar, other: Columnar) -> Columnar:
         for name, values in columns.items():
             target[name].extend(values)
     return into
+
+
+def complete_producer_stats(rare: Columnar, batches: int, spooled: int) -> None:
+    """Fill the publisher's counters into ``rare``'s ``producer_stats`` rows, in place.
+
+    The tracer's drain measures the events, bytes, drops and buffer of the process; only the
+    publisher knows ``batches`` (packed so far, the one carrying the row included) and
+    ``spooled`` (written to its spool file so far). Columns a producer set itself are kept.
+    """
+    stats = rare.get("producer_stats")
+    if not stats:
+        return
+    rows = len(next(iter(stats.values())))
+    stats.setdefault("batches", [batches] * rows)
+    stats.setdefault("spooled", [spooled] * rows)

@@ -231,15 +231,10 @@ def execute(options: RunOptions) -> int:
         code = 128 - returncode if returncode < 0 else returncode
         harvester.stop()
         harvester.sweep()  # what the program (and its children) left if killed
-        client = BrokerClient(control, settings)
-        try:
-            # A running broker may also serve other programs: wait only for ours.
-            since = launched_ns if broker is None else None
-            missing = _settle(client, SETTLE_TIMEOUT_S, settings.flush_interval_s, since,
-                              harvester)
-            _record_exit(address, client, pid, returncode, reaped_ns, settings.mode)
-        finally:
-            client.close()
+        # A running broker may also serve other programs: wait only for ours.
+        missing = _confirm(BrokerClient(control, settings), settings, address, events_dir,
+                           launched_ns if broker is None else None,
+                           (pid, returncode, reaped_ns), harvester)
         for producer in missing:
             _say(f"no final batch from {producer} (still running?); its events may end early")
     finally:
@@ -312,6 +307,51 @@ def _native_env(env: dict[str, str]) -> dict[str, str]:
         return preload_env(env)
     except FileNotFoundError as exc:
         raise CliError(f"memscope run --native: {exc}", 1) from None
+
+
+def _confirm(client: Any, settings: Any, address: str, events_dir: Path | None,
+             since: int | None, ended: tuple[int, int, int],
+             harvester: Harvester | None = None) -> list[str]:
+    """Wait for the traced processes' last batches and log the program's exit status.
+
+    Returns the producers whose final batch never came. Never raises: a broker that cannot
+    write its log, or stopped answering, is said in one line.
+    """
+    try:
+        missing = _settle(client, SETTLE_TIMEOUT_S, settings.flush_interval_s, since,
+                          harvester)
+        if not _log_writable(client, settings.spool_dir, events_dir):
+            return []  # (said once by _log_writable)
+        pid, returncode, reaped_ns = ended
+        _record_exit(address, client, pid, returncode, reaped_ns, settings.mode)
+        return missing
+    except RuntimeError as exc:  # BrokerError: the broker stopped answering
+        _say(f"the broker did not confirm the end of the run ({exc}); what reached the "
+             "log is reported")
+        return []
+    finally:
+        client.close()
+
+
+def _log_writable(client: Any, spool_dir: str, events_dir: Path | None) -> bool:
+    """Whether the broker can write its log; if not, say once what landed and where the rest is.
+
+    A broker that cannot write (a full disk) refuses batches; the traced processes keep
+    them, and those that ended before the space came back left them in spool files.
+    """
+    summary = client.flush()
+    if summary.get("log_writable", True):
+        return True
+    from memscope.producer._backlog import spool_path
+
+    spool = spool_path(spool_dir, "x").parent
+    log = events_dir or "LOG"
+    _say(f"{summary.get('log_error', 'the log cannot be written')}: it holds "
+         f"{summary.get('events', 0):,} memory events of {summary.get('producers', 0)} "
+         f"processes; {summary.get('refused', 0):,} refused batches are kept in {spool}/ "
+         f"(once there is space: memscope broker --log {log} --bind ADDR, then "
+         f"python -m memscope.producer.spool --address ADDR {spool}/*.spool)")
+    return False
 
 
 def _record_exit(address: str, client: Any, pid: int, returncode: int, reaped_ns: int,

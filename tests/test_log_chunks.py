@@ -441,7 +441,7 @@ def test_analyze_command_reports_a_chunk_that_does_not_decode(tmp_path, capsys):
     log = _damaged_chunk_log(tmp_path / "events")
     assert main(["analyze", str(log), "--out", str(tmp_path / "out"), "--quiet"]) == 1
     assert "does not decode" in capsys.readouterr().err
-    assert main(["stats", str(log)]) == 0
+    assert main(["stats", str(log)]) == 1  # named, with status 1 (docs/robustness.md)
     assert "damaged log:" in capsys.readouterr().out
 
 
