@@ -1,0 +1,88 @@
+"""``memscope run``'s reports, prepared while the program runs.
+
+From the program's exit to its reports, ``memscope run`` used to fold the whole log, run the
+analyzers, then render each report in turn. :class:`RunReports` moves what it can off that
+path: the log is folded while it is written (:class:`memscope.analyzers.background.
+BackgroundFold`), vl-convert's engine starts in a child process when the program ends
+(:class:`memscope.exporters.render_worker.SvgRenderer`), and that SVG is drawn while this
+process writes the other reports. The files are the ones ``memscope analyze`` and
+``memscope report`` write from the same log.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+class RunReports:
+    """The reports of one run directory, prepared from the broker's start on."""
+
+    def __init__(self, events_dir: Path, out_dir: Path) -> None:
+        from memscope.analyzers.background import BackgroundFold
+        from memscope.analyzers.runner import fold_params
+
+        self.events_dir = events_dir
+        self.out_dir = out_dir
+        self.fold = BackgroundFold(events_dir, fold_params(None)).start()
+        self.renderer: Any = None
+        # The SVG renderer's engine and this process's exporter imports (Altair: a few tenths
+        # of a second each) get ready while the program runs.
+        from memscope.exporters.render_worker import SvgRenderer
+
+        try:
+            self.renderer = SvgRenderer()
+        except OSError as exc:  # no process to spare: the SVG is drawn here
+            print(f"memscope: rendering in this process ({exc})", file=sys.stderr)
+        threading.Thread(target=_import_exporters, name="memscope-imports", daemon=True).start()
+
+    def program_ended(self) -> None:
+        """The program ended: fold what it sent last now (its exit row may be in)."""
+        self.fold.nudge()
+
+    def log_closed(self) -> None:
+        """The broker closed the log: fold the rest and checkpoint the state."""
+        self.fold.finish()
+
+    def write(self, progress: Callable[[str], None] | None = None,
+              on_chunk: Callable[[int], None] | None = None) -> list[Path]:
+        """The six analysis files, then the reports; every path written, in order."""
+        from memscope.analyzers import run_all
+        from memscope.exporters import EXPORTERS, exporter, write_reports
+        from memscope.exporters.render_worker import FILES
+
+        out = self.out_dir
+        paths = list(run_all(self.events_dir, out, progress=progress, on_chunk=on_chunk))
+        names = [exporter(module, cls).filename for module, cls in EXPORTERS]
+        rendered = [n for n in names if n in FILES] if self.renderer is not None else []
+        if rendered:
+            self.renderer.submit(out, out)
+        here = write_reports(out, out, only=[n for n in names if n not in rendered],
+                             progress=progress)
+        there = self.renderer.result() if rendered else []
+        if progress:
+            for path in there:
+                progress(path.name)
+        by_name = {p.name: p for p in [*here, *there]}
+        return paths + [by_name[n] for n in names if n in by_name]
+
+    def close(self) -> None:
+        """Stop the fold and the renderer (after the reports, or when they are abandoned)."""
+        self.fold.stop()
+        if self.renderer is not None:
+            self.renderer.close()
+            self.renderer = None
+
+
+def _import_exporters() -> None:
+    from memscope.exporters import EXPORTERS
+
+    for module, _ in EXPORTERS:
+        try:
+            importlib.import_module(module)
+        except ImportError:  # raised again, with its message, where it is used
+            return
