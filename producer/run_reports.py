@@ -18,6 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+#: The analyzers whose files ``memory_analysis.svg`` is drawn from.
+SVG_SOURCES = ("memory", "lifecycle", "performance")
+
 
 class RunReports:
     """The reports of one run directory, prepared from the broker's start on."""
@@ -51,16 +54,23 @@ class RunReports:
     def write(self, progress: Callable[[str], None] | None = None,
               on_chunk: Callable[[int], None] | None = None) -> list[Path]:
         """The six analysis files, then the reports; every path written, in order."""
-        from memscope.analyzers import run_all
+        from memscope.analyzers import ANALYZERS, run_all
         from memscope.exporters import EXPORTERS, exporter, write_reports
         from memscope.exporters.render_worker import FILES
 
         out = self.out_dir
-        paths = list(run_all(self.events_dir, out, progress=progress, on_chunk=on_chunk))
         names = [exporter(module, cls).filename for module, cls in EXPORTERS]
         rendered = [n for n in names if n in FILES] if self.renderer is not None else []
+        # The SVG's three analyses first: it is drawn while the other three are computed.
+        first = [k for k in ANALYZERS if k in SVG_SOURCES] if rendered else None
+        paths = list(run_all(self.events_dir, out, only=first, progress=progress,
+                             on_chunk=on_chunk))
         if rendered:
             self.renderer.submit(out, out)
+            paths += run_all(self.events_dir, out, progress=progress,
+                             only=[k for k in ANALYZERS if k not in SVG_SOURCES])
+            order = [a.file_name() for a in ANALYZERS.values()]
+            paths.sort(key=lambda p: order.index(p.name) if p.name in order else len(order))
         here = write_reports(out, out, only=[n for n in names if n not in rendered],
                              progress=progress)
         there = self.renderer.result() if rendered else []
