@@ -50,27 +50,30 @@ class RunReports:
     def log_closed(self) -> None:
         """The broker closed the log: fold the rest and checkpoint the state."""
         self.fold.finish()
+        self.fold.state = None  # the reports read the checkpoint: one copy in memory
 
     def write(self, progress: Callable[[str], None] | None = None,
               on_chunk: Callable[[int], None] | None = None) -> list[Path]:
         """The six analysis files, then the reports; every path written, in order."""
-        from memscope.analyzers import ANALYZERS, run_all
+        from memscope.analyzers import run_all
         from memscope.exporters import EXPORTERS, exporter, write_reports
         from memscope.exporters.render_worker import FILES
 
         out = self.out_dir
         names = [exporter(module, cls).filename for module, cls in EXPORTERS]
         rendered = [n for n in names if n in FILES] if self.renderer is not None else []
-        # The SVG's three analyses first: it is drawn while the other three are computed.
-        first = [k for k in ANALYZERS if k in SVG_SOURCES] if rendered else None
-        paths = list(run_all(self.events_dir, out, only=first, progress=progress,
-                             on_chunk=on_chunk))
-        if rendered:
-            self.renderer.submit(out, out)
-            paths += run_all(self.events_dir, out, progress=progress,
-                             only=[k for k in ANALYZERS if k not in SVG_SOURCES])
-            order = [a.file_name() for a in ANALYZERS.values()]
-            paths.sort(key=lambda p: order.index(p.name) if p.name in order else len(order))
+        waiting = set(SVG_SOURCES) if rendered else set()
+
+        def step(kind: str) -> None:
+            # The SVG is drawn from three analyses: it starts once they are written.
+            if kind in waiting:
+                waiting.discard(kind)
+                if not waiting:
+                    self.renderer.submit(out, out)
+            if progress:
+                progress(kind)
+
+        paths = list(run_all(self.events_dir, out, progress=step, on_chunk=on_chunk))
         here = write_reports(out, out, only=[n for n in names if n not in rendered],
                              progress=progress)
         there = self.renderer.result() if rendered else []
