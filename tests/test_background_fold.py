@@ -14,7 +14,7 @@ import sys
 import time
 
 import pyarrow as pa
-import pyarrow.compute  # noqa: F401 -- pa.compute
+import pyarrow.compute as pc
 import pytest
 
 from memscope.analyzers import ANALYZERS, run_all
@@ -42,13 +42,13 @@ def test_a_log_folded_while_written_gives_the_files_of_a_fold_from_scratch(
     """
     tables = sample_log().tables()
     processes = tables["processes"]
-    exits = pa.compute.equal(processes.column("event"), "exit")
+    exits = pc.equal(processes.column("event"), "exit")
     events = tmp_path / "run" / "events"
     writer = LogWriter(events, Settings().replace(segment_max_bytes=4096))
     fold = BackgroundFold(events, fold_params(None), interval=0.005).start()
     try:
         if starts_first:
-            writer.append("processes", processes.filter(pa.compute.invert(exits)))
+            writer.append("processes", processes.filter(pc.invert(exits)))
         for name in tables:
             if name not in ("memory", "processes"):
                 writer.append(name, tables[name])
