@@ -10,9 +10,9 @@ reused. A follower (``memscope analyze LOG --follow``) keeps the six files curre
 Twice a second the bench compares the events the broker has landed (its ``ingest``
 counters) with the events the follower's latest memory file covers (allocations, frees
 and unmatched frees), and reads the follower's RSS from /proc. The lag in seconds is that
-difference over the rate. The follower holds each process's last half second back while
-the log is written (events of a thread can arrive a drain late), so about half a second of
-it is by design.
+difference over the rate. The follower holds each process's last second back while the
+log is written (events of a thread can arrive a drain late), so about one second of it is
+by design.
 
 Goal (issue 12): never more than 2 s behind, with flat RSS.
 """

@@ -67,7 +67,7 @@ def test_an_open_segment_is_continued_where_the_last_round_stopped(tmp_path):
     follower = Follower(events, AnalyzerOptions(out_dir=tmp_path / "live"))
     follower.step()
     held = sum(b.num_rows for b in follower.state.held)
-    # the log is still written: its last half second waits (the sample spans less than that)
+    # the log is still written: its last second waits (the sample spans less than that)
     assert (follower.events, held) == (0, 10)
     writer.append("memory", memory.slice(10))  # the same, still open segment
     writer.flush()
