@@ -76,18 +76,24 @@ class BackgroundFold:
         if self._thread.is_alive():
             self._thread.join()
 
-    def finish(self) -> AnalysisState | None:
+    def finish(self, background_save: bool = False) -> AnalysisState | None:
         """After the log was closed: fold the rest and write the checkpoint; the state.
 
-        None when the background fold failed (the message is printed; the reports then fold
-        the log from its start, as without this).
+        With ``background_save`` the checkpoint is written on a thread while the caller
+        reads the state (``state.wait_saved()`` waits for it). None when the background
+        fold failed (the message is printed; the reports then fold the log from its start,
+        as without this).
         """
         self.stop()
         if self.error is None:
             try:
                 self._round(final=True)
                 if self.state is not None:
-                    self.state.save(state_dir(open_reader(self.log)))
+                    directory = state_dir(open_reader(self.log))
+                    if background_save:
+                        self.state.save_in_background(directory)
+                    else:
+                        self.state.save(directory)
             except Exception as exc:  # noqa: BLE001 -- reported, the reports fold it all
                 self.error = exc
         if self.error is not None:

@@ -154,6 +154,10 @@ class StackResolver:
         fn, file, line = frame
         return f"{fn} ({file}:{line})"
 
+    def any_frame(self, predicate: Callable[[Frame], bool]) -> bool:
+        """Whether any frame of the log satisfies ``predicate`` (a cheap test first)."""
+        return any(predicate(frame) for frame in self._frames.values())
+
     def matching(self, predicate: Callable[[Frame], bool],
                  nodes: Iterable[tuple[int, int]]) -> set[tuple[int, int]]:
         """The ``nodes`` whose stack holds a frame that satisfies ``predicate``.

@@ -427,7 +427,24 @@ class AnalysisState:
                             for name, columns in self.fold.export().items()}
         return self._tables
 
+    def release_fold(self) -> None:
+        """Keep only the exported tables (what the reports read), not the fold behind them.
+
+        The fold is rebuilt from those tables if more events come, as after a checkpoint is
+        loaded; meanwhile its memory (the live blocks, the sites' slots) is given back.
+        """
+        tables = self.tables()
+        self._fold = None
+        self._unrestored = self._tables = tables
+
     # -- checkpoints -----------------------------------------------------------------------
+    def save_in_background(self, directory: str | os.PathLike[str]) -> None:
+        """Write the checkpoint on a thread (:meth:`wait_saved` waits for it)."""
+        self.tables()  # exported here: the saving thread and the caller share the tables
+        self.saving = threading.Thread(target=_save_or_say, args=(self, Path(directory)),
+                                       name="memscope-checkpoint")
+        self.saving.start()
+
     def wait_saved(self) -> None:
         """Wait for a checkpoint being written in the background, if any."""
         if self.saving is not None:
@@ -541,11 +558,8 @@ def open_state(reader: Any, params: FoldParams | None = None, *, checkpoint: boo
         if problem not in reader.problems:
             reader.problems.append(problem)
     if checkpoint and (state.events != before or not directory.exists()):
-        state.tables()  # exported here: the saving thread and the caller share the tables
         if background_save:
-            state.saving = threading.Thread(target=_save_or_say, args=(state, directory),
-                                            name="memscope-checkpoint")
-            state.saving.start()
+            state.save_in_background(directory)
         else:
             _save_or_say(state, directory)
     return state

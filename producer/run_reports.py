@@ -33,6 +33,8 @@ class RunReports:
         self.out_dir = out_dir
         self.fold = BackgroundFold(events_dir, fold_params(None)).start()
         self.renderer: Any = None
+        #: The folded state, from :meth:`log_closed` until the analyzers have read it.
+        self.state: Any = None
         # The SVG renderer's engine and this process's exporter imports (Altair: a few tenths
         # of a second each) get ready while the program runs.
         from memscope.exporters.render_worker import SvgRenderer
@@ -49,8 +51,11 @@ class RunReports:
 
     def log_closed(self) -> None:
         """The broker closed the log: fold the rest and checkpoint the state."""
-        self.fold.finish()
-        self.fold.state = None  # the reports read the checkpoint: one copy in memory
+        # The checkpoint is written while the reports read the state (not read back).
+        self.state = self.fold.finish(background_save=True)
+        self.fold.state = None
+        if self.state is not None:
+            self.state.release_fold()  # the reports read its tables: the fold's memory back
 
     def write(self, progress: Callable[[str], None] | None = None,
               on_chunk: Callable[[int], None] | None = None) -> list[Path]:
@@ -73,7 +78,9 @@ class RunReports:
             if progress:
                 progress(kind)
 
-        paths = list(run_all(self.events_dir, out, progress=step, on_chunk=on_chunk))
+        paths = list(run_all(self.events_dir, out, progress=step, on_chunk=on_chunk,
+                             state=self.state))
+        self.state = None
         here = write_reports(out, out, only=[n for n in names if n not in rendered],
                              progress=progress)
         there = self.renderer.result() if rendered else []

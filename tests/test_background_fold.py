@@ -62,18 +62,21 @@ def test_a_log_folded_while_written_gives_the_files_of_a_fold_from_scratch(
         _wait_rounds(fold, fold.rounds + 2)
     finally:
         writer.close()
-    state = fold.finish()
+    state = fold.finish(background_save=True)
     assert fold.error is None and state is not None
     assert fold.rounds > 3
     assert state.events == memory.num_rows
-    assert (events / STATE_DIRNAME / "state.json").exists()
-    run_all(events, tmp_path / "followed")
+    state.release_fold()  # what memscope run does: the reports read the exported tables
+    run_all(events, tmp_path / "followed", state=state)  # the state handed over
+    assert (events / STATE_DIRNAME / "state.json").exists()  # saved meanwhile
+    run_all(events, tmp_path / "checkpoint")
     shutil.rmtree(events / STATE_DIRNAME)
     run_all(events, tmp_path / "scratch")
     for analyzer in ANALYZERS.values():
         name = analyzer.file_name()
-        assert (tmp_path / "followed" / name).read_bytes() == \
-            (tmp_path / "scratch" / name).read_bytes(), name
+        scratch = (tmp_path / "scratch" / name).read_bytes()
+        assert (tmp_path / "followed" / name).read_bytes() == scratch, name
+        assert (tmp_path / "checkpoint" / name).read_bytes() == scratch, name
 
 
 def _memory(pid_ts: list[tuple[int, int]]) -> pa.RecordBatch:
