@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("memscope.broker")
 DEFAULT_WAIT_S = 30.0
 #: Seconds between two background folds of the live stats' state (after a first request).
-WARM_INTERVAL_S = 0.05
+WARM_INTERVAL_S = 0.5
 
 
 @dataclass
