@@ -8,6 +8,7 @@ must write the bytes an ordinary (cold) render writes.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -152,3 +153,42 @@ def test_a_failed_background_fold_leaves_the_fold_to_the_reports(tmp_path, capsy
     assert fold.finish() is None
     assert "background fold failed (RuntimeError: boom)" in capsys.readouterr().err
     assert not (tmp_path / "missing").exists()
+
+
+def test_memscope_runs_reports_equal_a_report_of_its_log(tmp_path):
+    """Folded during the program, the SVG drawn by the warmed child: the same bytes as
+    ``memscope report`` writes from the finished log afterwards."""
+    from api_support import memscope_run, python
+
+    script = tmp_path / "prog.py"
+    script.write_text(
+        "import threading\n"
+        "import memscope\n"
+        "keep = []\n"
+        "def work(n):\n"
+        "    for i in range(n):\n"
+        "        b = bytearray(16 + i % 64)\n"
+        "        if i % 16 == 0:\n"
+        "            keep.append(b)\n"
+        "names = {'a': [1, 2, 3]}\n"
+        "memscope.track_var(names)\n"
+        "threads = [threading.Thread(target=work, args=(20000,)) for _ in range(2)]\n"
+        "for t in threads:\n"
+        "    t.start()\n"
+        "work(50000)\n"
+        "for t in threads:\n"
+        "    t.join()\n")
+    run = tmp_path / "run"
+    done = memscope_run(["--out", run, script], timeout=180)
+    assert done.returncode == 0, done.stderr
+    again = python(["-m", "memscope", "report", run / "events", "--out", tmp_path / "again"],
+                   timeout=180)
+    assert again.returncode == 0, again.stderr
+    names = sorted(p.name for p in (tmp_path / "again").iterdir() if p.is_file())
+    assert "memory_analysis.svg" in names and "snapshot_memory_analysis.json" in names
+    assert len(names) == 10
+    for name in names:
+        ours, theirs = (run / name).read_bytes(), (tmp_path / "again" / name).read_bytes()
+        if name == "memory_snapshot.json":  # it records when it was exported: all else equal
+            ours, theirs = (re.sub(rb'"timestamp": "[^"]*"', b"", x) for x in (ours, theirs))
+        assert ours == theirs, name
