@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from memscope.analyzers.fold import FoldParams
@@ -56,13 +57,13 @@ class BackgroundFold:
         except Exception as exc:  # noqa: BLE001 -- finish() says so; run_all folds it all
             self.error = exc
 
-    def _round(self, final: bool) -> None:
+    def _round(self, final: bool, on_events: Callable[[int], None] | None = None) -> None:
         if not (self.log / "manifest.json").exists():
             return  # the broker has not created the log yet
         reader = open_reader(self.log)
         if self.state is None:
             self.state = AnalysisState(self.params, log_id=reader.log_id)
-        self.state.update(reader, final=final)
+        self.state.update(reader, on_events, final=final)
         self.rounds += 1
 
     def nudge(self) -> None:
@@ -76,18 +77,22 @@ class BackgroundFold:
         if self._thread.is_alive():
             self._thread.join()
 
-    def finish(self, background_save: bool = False) -> AnalysisState | None:
+    def finish(self, background_save: bool = False,
+               on_events: Callable[[int], None] | None = None) -> AnalysisState | None:
         """After the log was closed: fold the rest and write the checkpoint; the state.
 
         With ``background_save`` the checkpoint is written on a thread while the caller
-        reads the state (``state.wait_saved()`` waits for it). None when the background
-        fold failed (the message is printed; the reports then fold the log from its start,
-        as without this).
+        reads the state (``state.wait_saved()`` waits for it). ``on_events`` is called with
+        the memory events folded so far, during the last fold and once at its end. None
+        when the background fold failed (the message is printed; the reports then fold the
+        log from its start, as without this).
         """
         self.stop()
         if self.error is None:
             try:
-                self._round(final=True)
+                self._round(final=True, on_events=on_events)
+                if on_events is not None and self.state is not None:
+                    on_events(self.state.events)
                 if self.state is not None:
                     directory = state_dir(open_reader(self.log))
                     if background_save:

@@ -441,7 +441,7 @@ def _report(events_dir: Path, out_dir: Path, prepared: Any = None) -> None:
     reports = prepared or RunReports(events_dir, out_dir)
     try:
         with progress_bar("memscope: reports", analyzing=True) as bar:
-            reports.log_closed()
+            reports.log_closed(on_events=bar.folded)
             paths = reports.write(progress=bar.step, on_chunk=bar.folded)
     except (RuntimeError, OSError, ValueError) as exc:
         _say(f"the reports could not be written: {exc}; the log is complete, retry with "

@@ -50,10 +50,13 @@ class RunReports:
         """The program ended: fold what it sent last now (its exit row may be in)."""
         self.fold.nudge()
 
-    def log_closed(self) -> None:
-        """The broker closed the log: fold the rest and checkpoint the state."""
+    def log_closed(self, on_events: Callable[[int], None] | None = None) -> None:
+        """The broker closed the log: fold the rest and checkpoint the state.
+
+        ``on_events``: called with the memory events folded (a progress bar).
+        """
         # The checkpoint is written while the reports read the state (not read back).
-        self.state = self.fold.finish(background_save=True)
+        self.state = self.fold.finish(background_save=True, on_events=on_events)
         self.fold.state = None
         if self.state is not None:
             self.state.release_fold()  # the reports read its tables: the fold's memory back
