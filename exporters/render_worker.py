@@ -2,8 +2,8 @@
 
 ``memory_analysis.svg`` is the one report vl-convert renders, and vl-convert's first call in
 a process starts its JavaScript engine: about half a second before any drawing. ``memscope
-run`` starts a :class:`SvgRenderer` when the program ends, so the engine starts while the
-last events land and the analyzers run; the SVG is then drawn beside the other reports.
+run`` starts a :class:`SvgRenderer` with the program, so the engine is ready when the
+analyses are; the SVG is then drawn beside the other reports.
 
 The child (``python -m memscope.exporters.render_worker``) warms vl-convert with a one-text
 chart (it creates no clip path, so the SVG's ids are those of a cold render: the bytes do

@@ -3,10 +3,11 @@
 From the program's exit to its reports, ``memscope run`` used to fold the whole log, run the
 analyzers, then render each report in turn. :class:`RunReports` moves what it can off that
 path: the log is folded while it is written (:class:`memscope.analyzers.background.
-BackgroundFold`), vl-convert's engine starts in a child process when the program ends
-(:class:`memscope.exporters.render_worker.SvgRenderer`), and that SVG is drawn while this
-process writes the other reports. The files are the ones ``memscope analyze`` and
-``memscope report`` write from the same log.
+BackgroundFold`), vl-convert's engine starts in a child process while the program runs
+(:class:`memscope.exporters.render_worker.SvgRenderer`), the folded state is handed to the
+analyzers (its checkpoint written meanwhile), and the SVG is drawn there as soon as its
+three analyses are written, while this process writes the other reports. The files are
+the ones ``memscope analyze`` and ``memscope report`` write from the same log.
 """
 
 from __future__ import annotations
