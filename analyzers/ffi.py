@@ -25,6 +25,7 @@ import json
 from typing import Any
 
 import duckdb
+import numpy as np
 
 from memscope.analyzers import _native
 from memscope.analyzers._common import (
@@ -93,16 +94,19 @@ def native_allocations(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
         GROUP BY domain ORDER BY domain""",
     )
     out = [{"source": DOMAIN_NAMES.get(d.pop("domain"), "unknown"), **d} for d in domains]
+    stacks = resolver(con)
+    if not stacks.any_frame(_is_ctypes_frame):
+        return out  # no ctypes/cffi frame at all: no site to look at
     sites = con.execute(
-        """SELECT pid, stack_id, sum(allocations), sum(bytes_allocated), sum(live_blocks),
-                  sum(live_bytes)
-        FROM state_sites GROUP BY pid, stack_id ORDER BY pid, stack_id""").fetchall()
-    ctypes_stacks = resolver(con).matching(_is_ctypes_frame, ((r[0], r[1]) for r in sites))
-    totals = {"blocks": 0, "bytes": 0, "live_blocks": 0, "live_bytes": 0}
-    for pid, stack_id, blocks, nbytes, live, live_bytes in sites:
-        if (int(pid), int(stack_id)) in ctypes_stacks:
-            for key, value in zip(totals, (blocks, nbytes, live, live_bytes), strict=True):
-                totals[key] += int(value)
+        """SELECT pid, stack_id, sum(allocations)::BIGINT AS blocks,
+                  sum(bytes_allocated)::BIGINT AS bytes, sum(live_blocks)::BIGINT AS live_blocks,
+                  sum(live_bytes)::BIGINT AS live_bytes
+        FROM state_sites GROUP BY pid, stack_id ORDER BY pid, stack_id""").fetchnumpy()
+    keys = list(zip(sites["pid"].tolist(), sites["stack_id"].tolist(), strict=True))
+    ctypes_stacks = stacks.matching(_is_ctypes_frame, keys)
+    hit = np.fromiter(((int(p), int(n)) in ctypes_stacks for p, n in keys), bool, len(keys))
+    totals = {key: int(np.asarray(sites[key])[hit].sum()) if len(keys) else 0
+              for key in ("blocks", "bytes", "live_blocks", "live_bytes")}
     if totals["blocks"]:
         out.append({"source": "ctypes/cffi", **totals})
     return out

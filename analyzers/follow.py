@@ -167,7 +167,8 @@ def follow(
                       f"{time.monotonic() - started:.1f}s -> {out}", file=sys.stderr)
             if max_rounds is not None and follower.rounds >= max_rounds:
                 break
-            time.sleep(interval)
+            # A round every ``interval`` (not a pause after each): a slow round lags no more.
+            time.sleep(max(0.0, interval - (time.monotonic() - started)))
     except KeyboardInterrupt:
         pass
     finally:

@@ -135,6 +135,7 @@ def run_all(
     options: AnalyzerOptions | None = None,
     progress: Progress | None = None,
     on_chunk: Callable[[int], None] | None = None,
+    state: AnalysisState | None = None,
 ) -> list[Path]:
     """Run the selected analyzers over ``log`` into ``out_dir``; return the files written.
 
@@ -150,6 +151,8 @@ def run_all(
         progress: called with each analyzer's kind when it finishes (and "prepare" when
             the block matching is done).
         on_chunk: called with the memory events folded so far, during the fold.
+        state: the log's state, already folded to its end (``memscope run``'s background
+            fold), instead of the checkpoint's; with ``jobs`` > 1 its checkpoint is read.
 
     Raises:
         AnalysisError: some analyzers failed; the others' files were written.
@@ -163,8 +166,15 @@ def run_all(
         generated_at=((options.generated_at if options else None)
                       or log_time(getattr(reader, "manifest", None)) or now_iso()),
     )
-    state = open_state(reader, fold_params(opts), on_events=on_chunk,
-                       background_save=jobs <= 1 or len(analyzers) == 1)
+    if state is None:
+        state = open_state(reader, fold_params(opts), on_events=on_chunk,
+                           background_save=jobs <= 1 or len(analyzers) == 1)
+    else:
+        problems = getattr(reader, "problems", None)
+        if problems is not None:
+            problems.extend(p for p in state.problems if p not in problems)
+        if jobs > 1 and len(analyzers) > 1:
+            state.wait_saved()  # the workers read the checkpoint
     if progress:
         progress("prepare")
     # Taken after the fold: chunks that did not decode are among the problems.

@@ -27,7 +27,7 @@ import os
 import shutil
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,8 @@ from memscope.broker.schema import MEMORY, TABLES
 WINDOW_ROWS = 1 << 20
 #: While a log is written, events this close to their process's latest one wait (see
 #: :func:`windows`): a thread's events can arrive up to about a drain later than another's.
+#: (Half a second was measured too short: a 34-thread program on a loaded machine then
+#: showed findings of events folded out of order, tests/test_run_edges.py.)
 HOLD_BACK_NS = 1_000_000_000
 #: Layout version of a checkpoint; a checkpoint of another version is rebuilt.
 STATE_FORMAT = 1
@@ -188,7 +190,8 @@ def _skip(batches: Iterator[pa.RecordBatch], skip: int) -> Iterator[pa.RecordBat
 
 
 def windows(batches: Iterable[pa.RecordBatch], rows: int = WINDOW_ROWS, hold_ns: int = 0,
-            held: list[pa.RecordBatch] | None = None, keep: bool = False
+            held: list[pa.RecordBatch] | None = None, keep: bool = False,
+            ended: Callable[[], Collection[int]] | None = None
             ) -> Iterator[dict[str, np.ndarray]]:
     """Memory batches regrouped into windows of about ``rows`` events, sorted by time.
 
@@ -197,7 +200,9 @@ def windows(batches: Iterable[pa.RecordBatch], rows: int = WINDOW_ROWS, hold_ns:
     after another, so another thread's events up to about a drain's length older can arrive
     in the next batch), at most ``rows`` of them. ``held``: the batches an earlier call held
     back, read first; with ``keep`` the last window's held-back events are left in that list
-    (for the next update) instead of being folded.
+    (for the next update) instead of being folded. ``ended``: the processes whose events are
+    all in the log (their exit rows landed); a last window of only such processes is folded
+    whole (nothing of theirs can come later).
     """
     pending: list[pa.RecordBatch] = list(held or [])
     if held is not None:
@@ -216,7 +221,7 @@ def windows(batches: Iterable[pa.RecordBatch], rows: int = WINDOW_ROWS, hold_ns:
                 yield ready
     if not pending:
         return
-    if held is not None and keep and hold_ns:
+    if held is not None and keep and hold_ns and not _all_ended(pending, ended):
         ready, rest = _split_held(pending, hold_ns, rows)
         if rest.num_rows:
             held.append(rest)
@@ -224,6 +229,18 @@ def windows(batches: Iterable[pa.RecordBatch], rows: int = WINDOW_ROWS, hold_ns:
             yield ready
     else:
         yield _sorted_window(pending)
+
+
+def _all_ended(batches: list[pa.RecordBatch],
+               ended: Callable[[], Collection[int]] | None) -> bool:
+    """Whether every process with events in ``batches`` has ended (see :func:`windows`)."""
+    if ended is None:
+        return False
+    done = ended()
+    if not done:
+        return False
+    pids = np.unique(np.concatenate([b.column("pid").to_numpy() for b in batches]))
+    return all(int(pid) in done for pid in pids.tolist())
 
 
 def _split_held(batches: list[pa.RecordBatch], hold_ns: int, limit: int
@@ -297,6 +314,8 @@ class AnalysisState:
         self.hold_ns = HOLD_BACK_NS
         #: Each process's capture mode, from the ``processes`` rows read so far.
         self.modes: dict[int, str] = {}
+        #: pid -> (producers that started, producers that exited), from ``processes`` rows.
+        self._lives: dict[int, tuple[set[str], set[str]]] = {}
         #: The thread writing the checkpoint (``open_state(background_save=True)``).
         self.saving: threading.Thread | None = None
         self._tables: dict[str, pa.Table] | None = None
@@ -348,7 +367,7 @@ class AnalysisState:
         # Reading, decoding and sorting run a window ahead on a thread while the fold (which
         # releases the GIL) folds the previous one: the two cores overlap.
         for window in prefetched(windows(memory, WINDOW_ROWS, self.hold_ns, self.held,
-                                         keep=not final), 2):
+                                         keep=not final, ended=self.ended), 2):
             _feed(self.fold, window)
             read += len(window["pid"])
             if on_events:
@@ -369,8 +388,23 @@ class AnalysisState:
         yield from decode_chunk_batches(self.cursor.new_batches(reader, "memory_chunks"),
                                         on_problem=self.problems.append)
 
+    def ended(self) -> set[int]:
+        """The processes whose every producer wrote its exit row (their events are all in)."""
+        return {pid for pid, (started, exited) in self._lives.items()
+                if exited and started <= exited}
+
     def register_processes(self, batch: pa.RecordBatch) -> None:
         """Give the fold the sampling rate of the sampled processes among ``processes`` rows."""
+        names = batch.schema.names
+        if "event" in names and "producer" in names:
+            for pid, producer, event in zip(batch.column("pid").to_pylist(),
+                                            batch.column("producer").to_pylist(),
+                                            batch.column("event").to_pylist(), strict=True):
+                started, exited = self._lives.setdefault(int(pid), (set(), set()))
+                if event == "start":
+                    started.add(str(producer))
+                elif event == "exit":
+                    exited.add(str(producer))
         rows = batch.select(["pid", "mode", "sample_bytes"]).to_pylist()
         for row in rows:
             if row["mode"] is not None:
@@ -404,7 +438,24 @@ class AnalysisState:
                             for name, columns in self.fold.export().items()}
         return self._tables
 
+    def release_fold(self) -> None:
+        """Keep only the exported tables (what the reports read), not the fold behind them.
+
+        The fold is rebuilt from those tables if more events come, as after a checkpoint is
+        loaded; meanwhile its memory (the live blocks, the sites' slots) is given back.
+        """
+        tables = self.tables()
+        self._fold = None
+        self._unrestored = self._tables = tables
+
     # -- checkpoints -----------------------------------------------------------------------
+    def save_in_background(self, directory: str | os.PathLike[str]) -> None:
+        """Write the checkpoint on a thread (:meth:`wait_saved` waits for it)."""
+        self.tables()  # exported here: the saving thread and the caller share the tables
+        self.saving = threading.Thread(target=_save_or_say, args=(self, Path(directory)),
+                                       name="memscope-checkpoint")
+        self.saving.start()
+
     def wait_saved(self) -> None:
         """Wait for a checkpoint being written in the background, if any."""
         if self.saving is not None:
@@ -539,11 +590,8 @@ def open_state(reader: Any, params: FoldParams | None = None, *, checkpoint: boo
         if problem not in reader.problems:
             reader.problems.append(problem)
     if checkpoint and (state.events != before or not directory.exists()):
-        state.tables()  # exported here: the saving thread and the caller share the tables
         if background_save:
-            state.saving = threading.Thread(target=_save_or_say, args=(state, directory),
-                                            name="memscope-checkpoint")
-            state.saving.start()
+            state.save_in_background(directory)
         else:
             _save_or_say(state, directory)
     return state

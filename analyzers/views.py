@@ -315,7 +315,7 @@ def use_state(con: duckdb.DuckDBPyConnection, tables: Mapping[str, pa.Table],
         return
     for sql in _state_view_sql():
         con.execute(sql)
-    for name in ("variables", "_pids"):
+    for name in ("variables", "_pids", "processes"):  # processes: a lazy dataset, re-scanned
         _store_view(con, name)
 
 

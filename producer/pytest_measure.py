@@ -19,79 +19,123 @@ allocator domain:
 
 A site is the innermost frame of the allocation's stack (``file:line function``); blocks
 allocated with no Python frame are grouped under ``<no Python frame>``.
+
+How: the process's memory events of ``[T0, T1]`` are folded, in time order, into a fresh
+analysis state (:mod:`memscope.analyzers.fold`, the fold every report reads; no block
+matching over the whole log): a free of a block allocated before ``T0`` is then an
+unmatched free, outside every total, which is the definition above. The state's peak and
+what was live at it per site give ``peak_*``; its live blocks, whose stacks are walked for
+the test's frame, give ``leak_*``. Events of one timestamp are folded in log order.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable
 from typing import Any
+
+import numpy as np
 
 #: Allocation sites listed in a failure message.
 TOP_SITES = 5
-
-_SITE = """coalesce(s.filename || ':' || s.lineno || ' ' || s.function, '<no Python frame>')"""
-
-_BLOCKS = """
-    SELECT ts_ns, free_ts_ns, size::BIGINT AS size, stack_id
-    FROM allocations WHERE pid = $pid AND ts_ns BETWEEN $t0 AND $t1"""
+_NO_FRAME = "<no Python frame>"
 
 
-def _sites(con: Any, where: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-    rows = con.execute(
-        f"""WITH b AS ({_BLOCKS})
-        SELECT {_SITE} AS site, sum(b.size)::BIGINT AS bytes, count(*) AS blocks
-        FROM b LEFT JOIN stacks s ON s.pid = $pid AND s.stack_id = b.stack_id
-        WHERE {where}
-        GROUP BY site ORDER BY bytes DESC, site LIMIT {TOP_SITES}""",
-        params,
-    ).fetchall()
-    return [{"site": str(site), "bytes": int(n), "blocks": int(c)} for site, n, c in rows]
+def window_events(batches: Iterable[Any], pid: int, t0: int, t1: int) -> dict[str, np.ndarray]:
+    """The memory events of ``pid`` in ``[t0, t1]`` from record batches, sorted by time."""
+    from memscope.broker.schema import MEMORY
+
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in MEMORY.names}
+    for batch in batches:
+        pids = batch.column("pid").to_numpy()
+        ts = batch.column("ts_ns").to_numpy()
+        keep = (pids == pid) & (ts >= t0) & (ts <= t1)
+        if keep.any():
+            for name in MEMORY.names:
+                parts[name].append(batch.column(name).to_numpy()[keep])
+    columns = {name: (np.concatenate(values) if values
+                      else np.zeros(0, MEMORY.field(name).type.to_pandas_dtype()))
+               for name, values in parts.items()}
+    order = np.argsort(columns["ts_ns"], kind="stable")  # ties keep log order
+    return {name: np.ascontiguousarray(values[order]) for name, values in columns.items()}
 
 
-def peak(con: Any, pid: int, t0: int, t1: int) -> tuple[int, int | None]:
-    """``(peak_bytes, when)`` of the blocks allocated during ``[t0, t1]``."""
-    row = con.execute(
-        f"""WITH b AS ({_BLOCKS}),
-        d AS (SELECT ts_ns AS t, 1 AS starts, size AS delta FROM b
-              UNION ALL
-              SELECT free_ts_ns, 0, -size FROM b WHERE free_ts_ns <= $t1),
-        r AS (SELECT t, sum(delta) OVER (ORDER BY t, starts ROWS UNBOUNDED PRECEDING) AS level
-              FROM d)
-        SELECT level, t FROM r ORDER BY level DESC, t LIMIT 1""",
-        {"pid": pid, "t0": t0, "t1": t1},
-    ).fetchone()
-    if row is None or row[0] is None or int(row[0]) <= 0:
-        return 0, None
-    return int(row[0]), int(row[1])
+def _connection_events(con: Any, pid: int, t0: int, t1: int) -> dict[str, np.ndarray]:
+    """The window's events from a views connection's ``raw_memory`` (in-memory logs)."""
+    table = con.sql("SELECT * FROM raw_memory WHERE pid = $pid AND ts_ns BETWEEN $t0 AND $t1",
+                    params={"pid": pid, "t0": t0, "t1": t1}).to_arrow_table()
+    return window_events(table.to_batches(), pid, t0, t1)
 
 
-def measure(con: Any, pid: int, t0: int, t1: int, filename: str, function: str) -> dict[str, Any]:
-    """The test's peak and leaks (see the module docstring) from a views connection."""
-    params = {"pid": pid, "t0": t0, "t1": t1}
-    peak_bytes, peak_ts = peak(con, pid, t0, t1)
+def _site(stacks: Any, pid: int, stack_id: int) -> str:
+    frames = stacks.frames(pid, stack_id) if stack_id else ()
+    if not frames:
+        return _NO_FRAME
+    function, filename, lineno = frames[0]
+    return f"{filename}:{lineno} {function}"
+
+
+def _top(stacks: Any, pid: int, rows: Iterable[tuple[int, int, int]]) -> list[dict[str, Any]]:
+    """(stack_id, bytes, blocks) rows summed by site: the largest :data:`TOP_SITES`."""
+    by_site: dict[str, list[int]] = {}
+    for stack_id, nbytes, blocks in rows:
+        if nbytes or blocks:
+            total = by_site.setdefault(_site(stacks, pid, stack_id), [0, 0])
+            total[0] += int(nbytes)
+            total[1] += int(blocks)
+    ranked = sorted(by_site.items(), key=lambda item: (-item[1][0], item[0]))[:TOP_SITES]
+    return [{"site": site, "bytes": n, "blocks": c} for site, (n, c) in ranked]
+
+
+def measure(con: Any, pid: int, t0: int, t1: int, filename: str, function: str,
+            events: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+    """The test's peak and leaks (see the module docstring).
+
+    ``con``: a views connection (its stack tree names the sites); ``events``: the window's
+    memory events (:func:`window_events`), else read from ``con``'s ``raw_memory``.
+    """
+    from memscope.analyzers.fold import LIVE, FoldParams
+    from memscope.analyzers.stacks import resolver
+    from memscope.analyzers.state import new_fold
+    from memscope.broker.schema import MEMORY
+
+    window = events if events is not None else _connection_events(con, pid, t0, t1)
+    fold = new_fold(FoldParams())
+    fold.feed(*(window[name] for name in MEMORY.names))
+    state = fold.export(["processes", "sites", "blocks"])
+    procs, sites, blocks = state["processes"], state["sites"], state["blocks"]
+    row = np.flatnonzero(procs["pid"] == pid)
+    peak_bytes = int(procs["peak_bytes"][row[0]]) if len(row) else 0
+    stacks = resolver(con)
+    peak_ts: int | None = None
     peak_sites: list[dict[str, Any]] = []
-    if peak_ts is not None:
-        peak_sites = _sites(
-            con, "b.ts_ns <= $at AND (b.free_ts_ns IS NULL OR b.free_ts_ns > $at)",
-            {**params, "at": peak_ts},
-        )
-    own = """(b.free_ts_ns IS NULL OR b.free_ts_ns > $t1) AND b.stack_id IN (
-        SELECT stack_id FROM frames WHERE pid = $pid AND filename = $file AND function = $func)"""
-    leak_params = {**params, "file": filename, "func": function}
-    row = con.execute(
-        f"WITH b AS ({_BLOCKS}) SELECT coalesce(sum(size), 0)::BIGINT, count(*) FROM b "
-        f"WHERE {own}",
-        leak_params,
-    ).fetchone()
-    leaked, leaked_blocks = (int(row[0]), int(row[1])) if row else (0, 0)
+    if peak_bytes > 0:
+        peak_ts = int(procs["peak_ts_ns"][row[0]])
+        mine = sites["pid"] == pid
+        peak_sites = _top(stacks, pid, zip(sites["stack_id"][mine].tolist(),
+                                           sites["peak_bytes"][mine].tolist(),
+                                           sites["peak_blocks"][mine].tolist(), strict=True))
+    else:
+        peak_bytes = 0
+    live = (blocks["pid"] == pid) & (blocks["state"] == LIVE)
+    live_stacks = blocks["stack_id"][live]
+    own = stacks.matching(lambda frame: frame[0] == function and frame[1] == filename,
+                          {(pid, int(s)) for s in np.unique(live_stacks).tolist()})
+    leaking = np.fromiter(((pid, int(s)) in own for s in live_stacks.tolist()), bool,
+                          len(live_stacks))
+    leaked_sizes = blocks["size"][live][leaking]
+    leaked = int(leaked_sizes.sum())
     return {
         "peak_bytes": peak_bytes,
         "peak_ts_ns": peak_ts,
         "peak_sites": peak_sites,
         "leaked_bytes": leaked,
-        "leaked_blocks": leaked_blocks,
-        "leak_sites": _sites(con, own, leak_params) if leaked else [],
+        "leaked_blocks": int(leaking.sum()),
+        "leak_sites": _top(stacks, pid, zip(live_stacks[leaking].tolist(),
+                                            leaked_sizes.tolist(),
+                                            [1] * int(leaking.sum()), strict=True))
+        if leaked else [],
     }
 
 
@@ -103,12 +147,20 @@ def main(argv: list[str] | None = None) -> int:
               f"FUNCTION (got {len(args)} arguments)", file=sys.stderr)
         return 2
     log, pid, t0, t1, filename, function = args
-    from memscope.analyzers.views import connect
+    from memscope.analyzers.state import LogCursor
+    from memscope.analyzers.views import connect, open_reader
+    from memscope.broker.chunks import decode_chunk_batches
+    from memscope.broker.log import LogError
 
     try:
-        con = connect(log, raw_memory=False, matched=True)  # reads allocations only
-        answer = measure(con, int(pid), int(t0), int(t1), filename, function)
-    except (OSError, ValueError, RuntimeError) as exc:
+        reader = open_reader(log)
+        cursor = LogCursor()
+        batches = [*cursor.new_batches(reader, "memory"),
+                   *decode_chunk_batches(cursor.new_batches(reader, "memory_chunks"))]
+        events = window_events(batches, int(pid), int(t0), int(t1))
+        con = connect(reader, raw_memory=False)  # the stack tree and frames only
+        answer = measure(con, int(pid), int(t0), int(t1), filename, function, events)
+    except (OSError, ValueError, RuntimeError, LogError) as exc:
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     json.dump(answer, sys.stdout)

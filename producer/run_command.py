@@ -217,6 +217,7 @@ def execute(options: RunOptions) -> int:
         except RuntimeError as exc:
             raise CliError(f"memscope run: {exc}", 1) from None
         address, control = broker.address, broker.control_address
+    prepared = _prepare_reports(events_dir, options, broker)
     bootstrap = make_bootstrap_dir()
     harvester = Harvester(run_arena_dir(), settings, _told_harvest)
     try:
@@ -228,6 +229,7 @@ def execute(options: RunOptions) -> int:
         with blocked():  # its thread leaves the signals to _run_program
             harvester.start()
         pid, returncode, reaped_ns = _run_program(options.argv, env)
+        _program_ended(prepared)
         code = 128 - returncode if returncode < 0 else returncode
         harvester.stop()
         harvester.sweep()  # what the program (and its children) left if killed
@@ -248,7 +250,7 @@ def execute(options: RunOptions) -> int:
              "`memscope analyze LOG --out DIR`")
         return code
     if options.report:
-        _report(events_dir, options.out_dir)
+        _report(events_dir, options.out_dir, prepared)
     else:
         _say(f"log: {events_dir}")
     return code
@@ -478,25 +480,47 @@ def _settle(client: Any, timeout: float, interval: float,
         time.sleep(min(interval, 0.2))
 
 
-def _report(events_dir: Path, out_dir: Path) -> None:
+def _prepare_reports(events_dir: Path | None, options: RunOptions, broker: Any) -> Any:
+    """What folds the embedded broker's log as it is written (None without one).
+
+    A :class:`memscope.producer.run_reports.RunReports`; its thread and child process end
+    with this process.
+    """
+    if events_dir is None or broker is None or not options.report:
+        return None
+    from memscope.producer.run_reports import RunReports
+
+    return RunReports(events_dir, options.out_dir)
+
+
+def _program_ended(prepared: Any) -> None:
+    if prepared is not None:
+        prepared.program_ended()
+
+
+def _report(events_dir: Path, out_dir: Path, prepared: Any = None) -> None:
     """Analyze and export into ``out_dir``; say what was written, or why not."""
     from memscope.broker.log import open_log
+    from memscope.producer.run_reports import RunReports
 
     _say(f"log: {events_dir}")
     if open_log(events_dir).dataset("processes").count_rows() == 0:
         _say("no traced process sent anything (is MEMSCOPE_DISABLE set?); no reports")
+        if prepared is not None:
+            prepared.close()
         return
-    from memscope.analyzers import run_all
-    from memscope.exporters import write_reports
     from memscope.exporters.report_command import progress_bar
 
+    reports = prepared or RunReports(events_dir, out_dir)
     try:
         with progress_bar("memscope: reports", analyzing=True) as bar:
-            paths = list(run_all(events_dir, out_dir, progress=bar.step, on_chunk=bar.folded))
-            paths += list(write_reports(out_dir, out_dir, progress=bar.step))
+            reports.log_closed(on_events=bar.folded)
+            paths = reports.write(progress=bar.step, on_chunk=bar.folded)
     except (RuntimeError, OSError, ValueError) as exc:
         _say(f"the reports could not be written: {exc}; the log is complete, retry with "
              f"`memscope analyze {events_dir}` and `memscope report {out_dir}`")
         return
+    finally:
+        reports.close()
     for path in paths:
         _say(f"wrote {path}")

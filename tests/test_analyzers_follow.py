@@ -1,6 +1,7 @@
 """`memscope analyze --follow`: incremental rounds over a growing log."""
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from memscope.analyzers import ANALYZERS, run_all
 from memscope.analyzers._common import AnalyzerOptions
@@ -55,6 +56,9 @@ def test_an_open_segment_is_continued_where_the_last_round_stopped(tmp_path):
     memory = tables["memory"]
     events = tmp_path / "run" / "events"
     writer = LogWriter(events, Settings())
+    # exit rows come last (a producer's final batch): until then the processes are running
+    exits = pc.equal(tables["processes"].column("event"), "exit")
+    tables["processes"] = tables["processes"].filter(pc.invert(exits))
     for name, table in tables.items():
         if name != "memory" and table.num_rows:
             writer.append(name, table)
@@ -69,6 +73,11 @@ def test_an_open_segment_is_continued_where_the_last_round_stopped(tmp_path):
     writer.flush()
     follower.step()
     assert follower.events + sum(b.num_rows for b in follower.state.held) == memory.num_rows
+    assert follower.events == 0
+    writer.append("processes", sample_log().tables()["processes"].filter(exits))
+    writer.flush()
+    follower.step()  # every process ended: nothing of theirs can come later, nothing waits
+    assert follower.events == memory.num_rows
     writer.close()
     assert follower.step() is not None  # closed now: nothing new to match, files refreshed
     assert follower.events == memory.num_rows

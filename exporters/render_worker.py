@@ -1,0 +1,107 @@
+"""The vl-convert SVG, rendered by a child process started (and warmed up) ahead of time.
+
+``memory_analysis.svg`` is the one report vl-convert renders, and vl-convert's first call in
+a process starts its JavaScript engine: about half a second before any drawing. ``memscope
+run`` starts a :class:`SvgRenderer` with the program, so the engine is ready when the
+analyses are; the SVG is then drawn beside the other reports.
+
+The child (``python -m memscope.exporters.render_worker``) warms vl-convert with a one-text
+chart (it creates no clip path, so the SVG's ids are those of a cold render: the bytes do
+not depend on the warm-up), then reads one JSON line ``{"source": DIR, "out": DIR}`` from
+stdin, writes the SVG with :func:`memscope.exporters.write_reports` and answers one JSON line
+``{"written": [paths]}`` or ``{"error": message}``. End of input makes it exit.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+#: The reports this worker writes (the ones vl-convert renders).
+FILES = ("memory_analysis.svg",)
+
+_WARM_UP = {
+    "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
+    "data": {"values": [{"t": "memscope"}]},
+    "mark": "text",
+    "encoding": {"text": {"field": "t", "type": "nominal"}},
+}
+
+
+class SvgRenderer:
+    """A child process that renders :data:`FILES` on request."""
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen[str] | None = subprocess.Popen(
+            [sys.executable, "-m", "memscope.exporters.render_worker"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def submit(self, source: Path, out: Path) -> None:
+        """Ask for the SVG of the analysis files in ``source``, written into ``out``."""
+        if self._proc is None or self._proc.stdin is None:
+            raise RuntimeError("the SVG renderer is closed")
+        self._proc.stdin.write(json.dumps({"source": str(source), "out": str(out)}) + "\n")
+        self._proc.stdin.flush()
+
+    def result(self) -> list[Path]:
+        """The files written (waits for them).
+
+        Raises:
+            RuntimeError: the child failed (its message) or died.
+        """
+        if self._proc is None or self._proc.stdout is None:
+            raise RuntimeError("the SVG renderer is closed")
+        line = self._proc.stdout.readline()
+        self.close()
+        try:
+            answer = json.loads(line)
+        except ValueError:
+            raise RuntimeError("the SVG renderer exited without an answer") from None
+        if "error" in answer:
+            raise RuntimeError(str(answer["error"]))
+        return [Path(p) for p in answer.get("written", [])]
+
+    def close(self) -> None:
+        """End the child (at once when it was never asked for anything)."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def _serve() -> int:
+    from memscope.exporters import EXPORTERS, exporter, write_reports
+
+    try:
+        for module, cls in EXPORTERS:  # write_reports makes each one: imported now
+            exporter(module, cls)
+        import vl_convert
+
+        vl_convert.vegalite_to_svg(_WARM_UP, allowed_base_urls=[])
+    except Exception:  # noqa: BLE001,S110 -- the real render reports any real problem
+        pass
+    line = sys.stdin.readline()
+    if not line:
+        return 0
+    try:
+        request = json.loads(line)
+        written = write_reports(Path(request["source"]), Path(request["out"]), only=FILES)
+        answer: dict[str, object] = {"written": [str(p) for p in written]}
+    except Exception as exc:  # noqa: BLE001 -- sent back as one line, raised by the parent
+        answer = {"error": f"{type(exc).__name__}: {exc}"}
+    print(json.dumps(answer), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_serve())
