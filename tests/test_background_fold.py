@@ -186,7 +186,7 @@ def test_memscope_runs_reports_equal_a_report_of_its_log(tmp_path):
     assert again.returncode == 0, again.stderr
     names = sorted(p.name for p in (tmp_path / "again").iterdir() if p.is_file())
     assert "memory_analysis.svg" in names and "snapshot_memory_analysis.json" in names
-    assert len(names) == 10
+    assert len(names) == 11  # the six analyses, both SVGs, the flame graph, snapshot, dashboard
     for name in names:
         ours, theirs = (run / name).read_bytes(), (tmp_path / "again" / name).read_bytes()
         if name == "memory_snapshot.json":  # it records when it was exported: all else equal
