@@ -240,13 +240,42 @@ def remove_stale_temporaries(directory: Path, older_than_s: float = 60.0) -> Non
                     path.unlink()
 
 
-def run_arena_dir() -> Path:
-    """A new directory for the arenas of one ``memscope run`` (on tmpfs where there is one)."""
+def run_arena_dir(settings: Settings | None = None) -> Path:
+    """A new directory for the arenas of one ``memscope run`` (on tmpfs where there is one).
+
+    With ``settings``, the directories of earlier runs whose supervisor is gone (killed
+    before its last sweep) are harvested if their broker still answers, then removed: their
+    files would otherwise hold tmpfs memory until the machine restarts.
+    """
     shm = Path("/dev/shm")
     root = shm if shm.is_dir() and os.access(shm, os.W_OK) else Path(tempfile.gettempdir())
     base = root / f"memscope-{os.getuid()}"
     base.mkdir(mode=0o700, exist_ok=True)
+    if settings is not None:
+        remove_abandoned_runs(base, settings)
     return Path(tempfile.mkdtemp(prefix=f"run-{os.getpid()}-", dir=base))
+
+
+def remove_abandoned_runs(base: Path, settings: Settings) -> None:
+    """Harvest what can be, then remove, the run directories whose supervisor is gone."""
+    with contextlib.suppress(OSError):
+        for directory in base.glob("run-*-*"):
+            try:
+                supervisor = int(directory.name.split("-")[1])
+                os.kill(supervisor, 0)
+                continue  # its supervisor runs: its own sweeps take care of it
+            except ProcessLookupError:
+                pass
+            except (ValueError, PermissionError):
+                continue
+            harvest_dir(directory, settings, timeout=1.0)
+            for path in arenas(directory):
+                with _dead(path) as dead:
+                    if dead:  # (its broker is gone too: nothing can take its records now)
+                        path.unlink(missing_ok=True)
+            remove_stale_temporaries(directory, older_than_s=0.0)
+            with contextlib.suppress(OSError):
+                directory.rmdir()
 
 
 class Harvester:

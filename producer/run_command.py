@@ -219,7 +219,7 @@ def execute(options: RunOptions) -> int:
         address, control = broker.address, broker.control_address
     prepared = _prepare_reports(events_dir, options, broker)
     bootstrap = make_bootstrap_dir()
-    harvester = Harvester(run_arena_dir(), settings, _told_harvest)
+    harvester = Harvester(run_arena_dir(settings), settings, _told_harvest)
     try:
         env = _program_env(address, events_dir, bootstrap, options.mode)
         env["MEMSCOPE_ARENA_DIR"] = str(harvester.directory)  # crash capture (harvest.py)

@@ -155,3 +155,19 @@ def test_block_chains_looped_by_damage_give_each_record_once(tmp_path):
     looped = _tracer.harvest(str(path))
     assert looped["events"] <= intact
     assert len(looped["chunks"]) <= len(blocks)
+
+
+def test_run_directories_of_dead_supervisors_are_removed(tmp_path):
+    from memscope.producer.harvest import remove_abandoned_runs
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    gone = tmp_path / f"run-{int(dead.stdout)}-abc"
+    alive = tmp_path / f"run-{os.getpid()}-def"
+    for directory in (gone, alive):
+        directory.mkdir()
+        (directory / "1-2.arena").write_bytes(b"\0" * 100)  # (not even a readable arena)
+        (directory / ".1-3.tmp").write_bytes(b"")
+    remove_abandoned_runs(tmp_path, Settings())
+    assert not gone.exists()
+    assert sorted(p.name for p in alive.iterdir()) == [".1-3.tmp", "1-2.arena"]
