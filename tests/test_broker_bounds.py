@@ -62,6 +62,18 @@ def _port() -> int:
     raise RuntimeError("no three free consecutive loopback ports")
 
 
+def _tcp_broker(log_dir):
+    """A broker on loopback TCP; another port if one was taken between the probe and the bind
+    (an ephemeral port of some client, on a busy machine)."""
+    for attempt in range(5):
+        try:
+            return start_embedded(log_dir, bind=f"tcp://127.0.0.1:{_port()}")
+        except RuntimeError as exc:
+            if "Address already in use" not in str(exc) or attempt == 4:
+                raise
+    raise AssertionError("unreachable")
+
+
 def _cpu_seconds(pid: int) -> float:
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -76,7 +88,7 @@ def _rss_bytes(pid: int) -> int:
 
 def test_100k_fake_producers_bounded_memory_idle_cpu_and_quick_stop(tmp_path):
     log_dir = tmp_path / "events"
-    broker = start_embedded(log_dir, bind=f"tcp://127.0.0.1:{_port()}")
+    broker = _tcp_broker(log_dir)
     context = zmq.Context()
     push = context.socket(zmq.PUSH)
     push.linger = 60_000
@@ -115,7 +127,7 @@ def test_100k_fake_producers_bounded_memory_idle_cpu_and_quick_stop(tmp_path):
 def test_a_producer_scattering_its_seqs_is_refused_beyond_the_holes_limit(tmp_path):
     from memscope.broker.ingest import MAX_RANGES
 
-    broker = start_embedded(tmp_path / "events", bind=f"tcp://127.0.0.1:{_port()}")
+    broker = _tcp_broker(tmp_path / "events")
     context = zmq.Context()
     push = context.socket(zmq.PUSH)
     push.linger = 10_000

@@ -93,11 +93,11 @@ def test_a_real_full_tmpfs_refuses_then_every_event_lands_once(tmp_path):
     ballast = disk / "ballast"
 
     def fill() -> None:
-        with open(ballast, "wb") as out:  # every free block of the tmpfs
+        # every free block of the tmpfs (unbuffered: closing the file then writes nothing more)
+        with open(ballast, "wb", buffering=0) as out:
             try:
                 while True:
                     out.write(b"\0" * (1 << 16))
-                    out.flush()
             except OSError:
                 pass
 
