@@ -78,16 +78,6 @@ static inline tr_arena_hdr_t *tr_hdr(void) { return (tr_arena_hdr_t *)tr_arena; 
 
 int tr_arena_ready(void) { return tr_arena != NULL; }
 
-static void tr_arena_reset_free(uint32_t keep_a, uint32_t keep_b)
-{
-    tr_n_backed = tr_n_bare = 0;
-    for (uint32_t id = tr_nslots - 1; id >= 1; id--) {
-        if (id != keep_a && id != keep_b) {
-            tr_free_bare[tr_n_bare++] = id;
-        }
-    }
-}
-
 /* Every slot not in use is free (and bare), e.g. after the mapping changed under them. */
 static void tr_arena_reset_free_except_used(void)
 {
@@ -159,7 +149,7 @@ int tr_arena_init(void)
     tr_free_bare = bare;
     tr_arena = p;
     tr_arena_write_header();
-    tr_arena_reset_free(0, 0);
+    tr_arena_reset_free_except_used();
     return 0;
 }
 
@@ -376,7 +366,7 @@ void tr_arena_after_fork_child(tr_thread_t *keep_thread)
     if (keep_b) {
         tr_hdr()->kinds[keep_b] = TR_SLOT_BLOCK;
     }
-    tr_arena_reset_free(keep_t, keep_b);
+    tr_arena_reset_free_except_used(); /* (every slot but the two marked above) */
 }
 
 /* ------------------------------------------------------------------ Python: the owner */

@@ -204,6 +204,8 @@ typedef struct {
 typedef struct {
     tr_piece_t *items;
     size_t len, cap;
+    tr_block_t **release; /* blocks read to their end, for the commit to recycle */
+    size_t nrelease, caprelease;
 } tr_pieces_t;
 
 void tr_write_header(uint8_t *h, uint64_t n, tr_delta_t base, const tr_clock_t *clock)
@@ -279,17 +281,16 @@ static tr_clock_t tr_thread_clock(const tr_thread_t *t, const tr_clock_t *now)
 }
 
 /* A block the drain has read to its end waits for the commit (tr_buffers_commit): until the
- * batch holding its records is in the spool, a crash harvest may still need it. */
-static int tr_defer_release(tr_block_t *b)
+ * batch holding its records is in the spool, a crash harvest may still need it. The drain
+ * collects them here and hands them over under one lock at its end (tr_drain_chunks). */
+static int tr_defer_release(tr_pieces_t *pieces, tr_block_t *b)
 {
-    pthread_mutex_lock(&tr_registry_lock);
-    int rc = tr_grow((void **)&tr_pending_blocks, &tr_cap_pending_blocks, tr_n_pending_blocks,
-                     sizeof(tr_block_t *));
-    if (rc == 0) {
-        tr_pending_blocks[tr_n_pending_blocks++] = b;
+    if (tr_grow((void **)&pieces->release, &pieces->caprelease, pieces->nrelease,
+                sizeof(tr_block_t *)) < 0) {
+        return -1;
     }
-    pthread_mutex_unlock(&tr_registry_lock);
-    return rc;
+    pieces->release[pieces->nrelease++] = b;
+    return 0;
 }
 
 /* Bytes of whole records in t's block b, whose `next` was read as `next`: a block the writer
@@ -349,7 +350,7 @@ static uint64_t tr_drain_thread(tr_thread_t *t, uint64_t budget, tr_pieces_t *pi
             t->d = scan.end;
             moved += scan.n;
         }
-        if (next == NULL || t->dpos < used || tr_defer_release(b) < 0) {
+        if (next == NULL || t->dpos < used || tr_defer_release(pieces, b) < 0) {
             break;
         }
         t->dblock = next;
@@ -534,7 +535,18 @@ PyObject *tr_drain_chunks(uint64_t max_events, uint64_t *events_out, uint64_t *b
         tr_dead_drops += total;
         pthread_mutex_unlock(&tr_registry_lock);
     }
+    pthread_mutex_lock(&tr_registry_lock);
+    for (size_t i = 0; i < pieces.nrelease; i++) {
+        if (tr_grow((void **)&tr_pending_blocks, &tr_cap_pending_blocks, tr_n_pending_blocks,
+                    sizeof(tr_block_t *)) < 0) {
+            tr_block_put_locked(pieces.release[i]); /* no memory: recycled now (copied) */
+            continue;
+        }
+        tr_pending_blocks[tr_n_pending_blocks++] = pieces.release[i];
+    }
+    pthread_mutex_unlock(&tr_registry_lock);
     tr_raw_free(pieces.items);
+    tr_raw_free(pieces.release);
     *events_out = total;
     return chunks;
 }
