@@ -4,32 +4,44 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-SOURCES := $(shell find producer broker analyzers exporters config -type f \( -name '*.py' -o -name '*.c' -o -name '*.h' -o -name '*.pyi' -o -name '*.toml' -o -name '*.json' -o -name '*.html' -o -name '*.js' -o -name '*.css' \) 2>/dev/null) __init__.py __main__.py cli.py pyproject.toml
+# What a rebuild of the editable install depends on: the C sources and the build settings (a
+# Python edit needs no reinstall).
+BUILD_INPUTS := $(shell find producer protocol analyzers -type f \( -name '*.c' -o -name '*.h' \) 2>/dev/null) pyproject.toml
 DIR ?= MemoryAnalysis
 OUTPUT ?= dashboard.html
 PORT ?= 8080
 
-.PHONY: demo run-examples test lint typecheck install browser-deps bench html html-only html-clean clean test-native-asan screenshots bench-report html-help test-pythons
+.PHONY: demo run-examples test test-fast lint typecheck install browser-deps bench html html-only html-clean clean test-native-asan screenshots bench-report html-help test-pythons
 
 $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-# The package is installed (not editable) so the tests exercise what a user installs.
-$(VENV)/.installed: $(VENV)/bin/activate $(SOURCES)
-	$(PY) -m pip install --quiet '.[dev]'
+# An editable install: the C extensions are built in place, Python edits take effect at once.
+# (tests/integration/test_package.py builds and checks the wheel a user installs.)
+$(VENV)/.installed: $(VENV)/bin/activate $(BUILD_INPUTS)
+	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
 install: $(VENV)/.installed
 
+# ruff, the import layers (pyproject's [tool.importlinter]: no package imports one above it).
 lint: install
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports --no-cache
 
+# mypy finds the package through a link named memscope (the checkout may be named otherwise).
 typecheck: install
-	cd $(VENV) && ../$(PY) -m mypy -p memscope
+	mkdir -p $(VENV)/mypy-path && ln -sfn $(CURDIR) $(VENV)/mypy-path/memscope
+	cd $(VENV) && MYPYPATH=mypy-path ../$(PY) -m mypy -p memscope
 
+# Everything: lint, types, then the unit and integration layers.
 test: lint typecheck
 	$(PY) -m pytest -q
+
+# The unit layer only (no processes, no sockets: tests/unit/conftest.py), on both cores.
+test-fast: install
+	$(PY) -m pytest -q -n 2 tests/unit
 
 # memscope-rs's targets. `make check`: lint and types, no tests. The test-* targets run parts
 # of the suite (all of it is `make test`), chosen by file:
@@ -38,16 +50,16 @@ test: lint typecheck
 #   performance  the benchmarks' own tests and a quick benchmark of the pytest markers
 #   edge         boundary cases: odd command lines, wire and record formats, segment edges
 #   integration  real programs end to end: examples, run, the API, pytest, attach
-TESTS_STRESS := tests/test_tracer_threads.py tests/test_tracer_fork.py tests/test_run_edges.py \
-	tests/test_broker_ingest.py tests/test_broker_restart.py
-TESTS_SAFETY := tests/test_broker_hostile.py tests/test_exporters_robust.py \
-	tests/test_exporters_labels.py tests/test_broker_curve.py tests/test_broker_orphan.py
-TESTS_PERFORMANCE := tests/test_bench_run_all.py
-TESTS_EDGE := tests/test_program_argv.py tests/test_records.py tests/test_wire.py \
-	tests/test_log_segments.py tests/test_log_chunks.py tests/test_tracer_rec1.py
-TESTS_INTEGRATION := tests/test_examples.py tests/test_run_command.py \
-	tests/test_api_ground_truth.py tests/test_api_tracing.py tests/test_pytest_plugin.py \
-	tests/test_pytest_memray_compat.py tests/test_attach.py tests/test_seed_api.py
+TESTS_STRESS := tests/unit/test_tracer_threads.py tests/integration/test_tracer_fork.py tests/integration/test_run_edges.py \
+	tests/integration/test_broker_ingest.py tests/integration/test_broker_restart.py
+TESTS_SAFETY := tests/integration/test_broker_hostile.py tests/unit/test_exporters_robust.py \
+	tests/unit/test_exporters_labels.py tests/integration/test_broker_curve.py tests/integration/test_broker_orphan.py
+TESTS_PERFORMANCE := tests/integration/test_bench_run_all.py
+TESTS_EDGE := tests/unit/test_program_argv.py tests/unit/test_records.py tests/unit/test_wire.py \
+	tests/integration/test_log_segments.py tests/integration/test_log_chunks.py tests/unit/test_tracer_rec1.py
+TESTS_INTEGRATION := tests/integration/test_examples.py tests/integration/test_run_command.py \
+	tests/integration/test_api_ground_truth.py tests/integration/test_api_tracing.py tests/integration/test_pytest_plugin.py \
+	tests/integration/test_pytest_memray_compat.py tests/integration/test_attach.py tests/integration/test_seed_api.py
 .PHONY: check test-stress test-safety test-performance test-edge test-integration run-main \
 	run-memory-stress html-dir
 
@@ -164,8 +176,8 @@ bench-report: install browser-deps
 # whose interpreter is not found (PYTHON_X_Y, else pyenv's, else pythonX.Y on PATH) is
 # skipped with a message.
 OTHER_PYTHONS ?= 3.12 3.13
-PYTHONS_TESTS ?= tests/test_tracer_*.py tests/test_run_edges.py tests/test_run_command.py \
-	tests/test_api_tracing.py tests/test_harvest.py tests/test_attach.py tests/test_program_argv.py
+PYTHONS_TESTS ?= tests/*/test_tracer_*.py tests/integration/test_run_edges.py tests/integration/test_run_command.py \
+	tests/integration/test_api_tracing.py tests/integration/test_harvest.py tests/integration/test_attach.py tests/unit/test_program_argv.py
 
 test-pythons:
 	@for v in $(OTHER_PYTHONS); do \

@@ -15,22 +15,23 @@ from __future__ import annotations
 
 import importlib
 
+from memscope.version import __version__
+
 TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: importing typing would cost every user
 
-__version__ = "0.1.0"
 
 # Public name -> module that defines it. Resolved on first use so that `import memscope`
 # stays cheap (pyarrow, zmq and the C extension load only when tracing starts).
 _LAZY = {
-    "init": "memscope.producer.api",
-    "shutdown": "memscope.producer.api",
-    "track_var": "memscope.producer.api",
-    "scope": "memscope.producer.api",
-    "get_global_tracker": "memscope.producer.api",
-    "Tracker": "memscope.producer.api",
-    "MemoryStats": "memscope.producer.api",
-    "AllocationInfo": "memscope.producer.api",
-    "TypeUsage": "memscope.producer.api",
+    "init": "memscope.api.tracker",
+    "shutdown": "memscope.api.tracker",
+    "track_var": "memscope.api.tracker",
+    "scope": "memscope.api.tracker",
+    "get_global_tracker": "memscope.api.tracker",
+    "Tracker": "memscope.api.tracker",
+    "MemoryStats": "memscope.api.tracker",
+    "AllocationInfo": "memscope.api.tracker",
+    "TypeUsage": "memscope.api.tracker",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]
@@ -38,7 +39,7 @@ __all__ = sorted(_LAZY) + ["__version__"]
 if TYPE_CHECKING:  # pragma: no cover
     from typing import Any
 
-    from memscope.producer.api import (  # noqa: F401
+    from memscope.api.tracker import (  # noqa: F401
         AllocationInfo,
         MemoryStats,
         Tracker,
@@ -63,9 +64,9 @@ def __getattr__(name: str) -> Any:
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext memscope``: registers the ``%%memscope`` cell magic.
 
-    See :mod:`memscope.exporters.notebook`.
+    See :mod:`memscope.integrations.notebook`.
     """
-    from memscope.exporters.notebook import load_ipython_extension as load
+    from memscope.integrations.notebook import load_ipython_extension as load
 
     load(ipython)
 

@@ -2,6 +2,6 @@
 
 import sys
 
-from memscope.cli import main
+from memscope.commands.main import main
 
 sys.exit(main())

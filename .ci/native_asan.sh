@@ -33,6 +33,6 @@ PYTHONPATH="$scratch" LD_PRELOAD="$libasan:$libubsan" PYTHONMALLOC=malloc \
 ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:halt_on_error=1 \
 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     "$PY" -m pytest -q -p no:cacheprovider "$@" \
-    tests/test_tracer_capture.py tests/test_tracer_rec1.py tests/test_tracer_stacks.py \
-    tests/test_tracer_threads.py tests/test_tracer_block_address.py tests/test_tracer_modes.py \
-    tests/test_tracer_native.py tests/test_tracer_fork.py tests/test_records.py
+    tests/unit/test_tracer_capture.py tests/unit/test_tracer_rec1.py tests/unit/test_tracer_stacks.py \
+    tests/unit/test_tracer_threads.py tests/unit/test_tracer_block_address.py tests/integration/test_tracer_modes.py \
+    tests/integration/test_tracer_native.py tests/integration/test_tracer_fork.py tests/unit/test_records.py

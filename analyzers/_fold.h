@@ -20,7 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Event kinds (mirror memscope.producer.wire), blocks.state and findings.type codes. */
+/* Event kinds (mirror memscope.protocol.wire), blocks.state and findings.type codes. */
 enum { FD_ALLOC = 0, FD_CALLOC = 1, FD_REALLOC = 2, FD_FREE = 3 };
 enum { FD_LIVE = 1, FD_DEAD_REPEATABLE = 2, FD_DEAD = 3 };
 enum { FD_DOMAIN_MISMATCH = 1, FD_REPEATED_END = 2, FD_INTERIOR_FREE = 3 };

@@ -42,8 +42,8 @@ import pyarrow as pa
 
 from memscope.analyzers.block_sql import START, use_chain
 from memscope.analyzers.prefetch import prefetched
-from memscope.broker.schema import MEMORY
-from memscope.producer.wire import KIND_ALLOC, KIND_CALLOC, KIND_FREE, KIND_REALLOC
+from memscope.protocol.log_schema import MEMORY
+from memscope.protocol.wire import KIND_ALLOC, KIND_CALLOC, KIND_FREE, KIND_REALLOC
 
 #: Rows of the memory table matched per chunk.
 CHUNK_ROWS = 1_000_000

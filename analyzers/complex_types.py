@@ -2,7 +2,7 @@
 
 Groups the tracked objects by their inferred type (``dict[str, list[int]]``): instance count,
 shallow and deep size, nesting depth, type-parameter count, and the complexity score of
-:func:`memscope.analyzers._types.complexity_score`
+:func:`memscope.analyzers.type_names.complexity_score`
 (``2 * nesting_depth + parameter_count + log2(deep_size / size)``, from the summed sizes).
 
 Suggestions are made only from measured numbers, each carrying the evidence it rests on:
@@ -26,8 +26,8 @@ from typing import Any
 
 import duckdb
 
-from memscope.analyzers import _types
-from memscope.analyzers._common import AnalyzerOptions, metadata, rows, write_report
+from memscope.analyzers import type_names
+from memscope.analyzers.common import AnalyzerOptions, metadata, rows, write_report
 
 KIND = "complex_types"
 FILE_KIND = "complex_types"
@@ -50,7 +50,7 @@ def type_rows(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
 
 
 def _suggestions(
-    entry: dict[str, Any], shape: _types.TypeShape, options: AnalyzerOptions
+    entry: dict[str, Any], shape: type_names.TypeShape, options: AnalyzerOptions
 ) -> list[dict[str, Any]]:
     count, size, deep = (entry["instance_count"], entry["total_size_bytes"],
                          entry["total_deep_size_bytes"])
@@ -62,7 +62,7 @@ def _suggestions(
                     "message": f"{count} tracked instances of {name} ({size} bytes shallow, "
                                f"{deep} deep): if the class has no __slots__, defining them "
                                f"(or @dataclass(slots=True)) removes each instance's __dict__."})
-    if _types.is_homogeneous_numeric_list(shape) and deep >= options.homogeneous_min_bytes:
+    if type_names.is_homogeneous_numeric_list(shape) and deep >= options.homogeneous_min_bytes:
         element = shape.params[0].name
         out.append({"kind": "homogeneous_array", "evidence": evidence,
                     "message": f"{count} {name} objects hold {deep} bytes of boxed {element} "
@@ -86,8 +86,8 @@ def run(con: duckdb.DuckDBPyConnection, options: AnalyzerOptions) -> dict[str, A
     """Build the complex-types report and write it; returns the report."""
     types = []
     for entry in type_rows(con):
-        shape = _types.parse(entry["type_name"])
-        category, subcategory = _types.classify(entry["type_name"])
+        shape = type_names.parse(entry["type_name"])
+        category, subcategory = type_names.classify(entry["type_name"])
         names = entry.pop("variable_names")
         entry.update({
             "outer_type": shape.name,
@@ -96,7 +96,7 @@ def run(con: duckdb.DuckDBPyConnection, options: AnalyzerOptions) -> dict[str, A
             "subcategory": subcategory,
             "nesting_depth": shape.depth,
             "parameter_count": shape.parameter_count,
-            "complexity_score": _types.complexity_score(
+            "complexity_score": type_names.complexity_score(
                 shape, entry["total_size_bytes"], entry["total_deep_size_bytes"]),
             "variable_names": names[:MAX_NAMES],
         })
@@ -125,7 +125,7 @@ def run(con: duckdb.DuckDBPyConnection, options: AnalyzerOptions) -> dict[str, A
                 "2 * nesting_depth + parameter_count + log2(max(1, deep_size / size))",
         },
         "complex_type_analysis": types,
-        "by_category": {c: by_category[c] for c in _types.CATEGORIES if c in by_category},
+        "by_category": {c: by_category[c] for c in type_names.CATEGORIES if c in by_category},
     }
     write_report(report, options, FILE_KIND)
     return report

@@ -14,9 +14,9 @@ never overwrite one another, and writing a unit again (compacting a log again, o
 archiving a segment an earlier compaction wrote) replaces exactly its own files: no row is
 ever there twice. Memory events are written segment by segment, so a log retention trims
 keeps its archived segments in the dataset (``log_retention_dataset``,
-:mod:`memscope.broker.retention`) and a later compaction adds the segments kept.
+:mod:`memscope.eventlog.retention`) and a later compaction adds the segments kept.
 
-Columns: the table's own (:mod:`memscope.broker.schema`; ``pid`` comes from the path, as
+Columns: the table's own (:mod:`memscope.protocol.log_schema`; ``pid`` comes from the path, as
 Hive readers expect) plus ``log_id``. A pid is unique within a log, not across time on a
 host, so queries join a process's rows on ``(log_id, pid)`` (or ``(host, pid)`` within a date).
 
@@ -137,7 +137,7 @@ def write_unit(root: Path, table: str, unit: str, batches: Iterator[pa.RecordBat
     segment that grew, a log compacted again, a segment archived at retirement after an
     earlier compaction) replaces them, so rows are never in the dataset twice.
     """
-    from memscope.broker.schema import TABLES
+    from memscope.protocol.log_schema import TABLES
 
     schema = TABLES[table]
     out_schema = schema if "host" in schema.names else schema.append(pa.field("host", pa.string()))
@@ -166,9 +166,9 @@ def write_unit(root: Path, table: str, unit: str, batches: Iterator[pa.RecordBat
 
 def _segment_events(segment: Any, problems: list[str]) -> Iterator[pa.RecordBatch]:
     """The memory events of one ``memory`` or ``memory_chunks`` segment."""
-    from memscope.broker._segments import read_segment
-    from memscope.broker.chunks import decode_chunk_batches
-    from memscope.broker.schema import TABLES
+    from memscope.eventlog.chunks import decode_chunk_batches
+    from memscope.eventlog.segments import read_segment
+    from memscope.protocol.log_schema import TABLES
 
     batches = read_segment(segment.path, TABLES[segment.table]).table.to_batches()
     if segment.table == "memory":
@@ -198,7 +198,7 @@ class DatasetWriter:
 
     def small_tables(self) -> None:
         """Every table but the memory events, each written whole (they are small)."""
-        from memscope.broker.schema import TABLES
+        from memscope.protocol.log_schema import TABLES
 
         for name in TABLES:
             if name not in _EVENT_TABLES:
@@ -251,7 +251,7 @@ def archive_segments(log_dir: str | os.PathLike[str], root: str | os.PathLike[st
     Retention calls it before it retires them (``log_retention_dataset``), so the raw
     events leave the broker's disk for shared storage instead of being lost.
     """
-    from memscope.broker.log import open_log
+    from memscope.eventlog.log import open_log
 
     writer = DatasetWriter(open_log(Path(log_dir)), root)
     writer.small_tables()
@@ -262,7 +262,7 @@ def archive_segments(log_dir: str | os.PathLike[str], root: str | os.PathLike[st
 
 # -- Reading it back: SQL that Spark SQL and DuckDB both run as written ---------------------
 # Views expected: ``memory``, ``stacks``, ``frames`` over ``ROOT/<table>`` (Hive partitions).
-# Kinds: 0 alloc, 1 calloc, 2 realloc, 3 free (memscope.producer.wire). Full-mode processes
+# Kinds: 0 alloc, 1 calloc, 2 realloc, 3 free (memscope.protocol.wire). Full-mode processes
 # only: a sampled process's figures need its weights, an aggregated one's folded pairs.
 
 #: Every block start and end as one row; an end of a realloc's old block comes first (sub 0).

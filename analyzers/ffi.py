@@ -13,7 +13,7 @@
 * ``native_findings``: frees that memscope's allocator shim blocked (native mode): double
   frees, frees and reallocs of addresses malloc never returned, with their sites.
 * ``ctypes_calls``: ``ctypes.call_function`` call sites, each with the native blocks
-  allocated under it (see :mod:`memscope.analyzers._native`).
+  allocated under it (see :mod:`memscope.analyzers.native_frames`).
 * ``risks``: what the events show -- raw memory reads/writes through addresses
   (``ctypes.string_at``, ``ctypes.cdata`` from an address, ``ctypes.PyObj_FromPtr``), native
   blocks freed through another domain, native blocks alive at exit -- each with its counts.
@@ -27,8 +27,8 @@ from typing import Any
 import duckdb
 import numpy as np
 
-from memscope.analyzers import _native
-from memscope.analyzers._common import (
+from memscope.analyzers import native_frames
+from memscope.analyzers.common import (
     AnalyzerOptions,
     drop_none,
     metadata,
@@ -38,7 +38,7 @@ from memscope.analyzers._common import (
 )
 from memscope.analyzers.fold import DOMAIN_MISMATCH
 from memscope.analyzers.stacks import add_locations, resolver
-from memscope.producer.wire import (
+from memscope.protocol.wire import (
     DOMAIN_MMAP,
     DOMAIN_NAMES,
     DOMAIN_NATIVE,
@@ -162,7 +162,7 @@ def native_leaks(con: duckdb.DuckDBPyConnection, top_n: int) -> list[dict[str, A
     add_locations(con, found, trace=True)
     for f in found:
         f["domain"] = DOMAIN_NAMES.get(f["domain"], "unknown")
-    _native.add_sites(con, found)  # native mode: library and Python call site
+    native_frames.add_sites(con, found)  # native mode: library and Python call site
     return [drop_none(f) for f in found]
 
 
@@ -226,8 +226,8 @@ def run(con: duckdb.DuckDBPyConnection, options: AnalyzerOptions) -> dict[str, A
         "native_allocations": sources,
         "boundary_events": boundary,
         "native_leaks": leaks,
-        "native_findings": _native.findings(con),
-        "ctypes_calls": _native.ctypes_calls(con),
+        "native_findings": native_frames.findings(con),
+        "ctypes_calls": native_frames.ctypes_calls(con),
         "risks": risks(con, leaks),
     }
     write_report(report, options, FILE_KIND)

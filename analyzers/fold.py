@@ -2,7 +2,7 @@
 
 This module is the **specification** of the fold and its pure-Python twin, :class:`PyFold`.
 The fast path is the C type ``memscope.analyzers._fold.Fold``, which must give exactly the
-same :meth:`export` for the same calls (``tests/test_fold.py`` checks them side by side on
+same :meth:`export` for the same calls (``tests/unit/test_fold.py`` checks them side by side on
 random logs, as the rec1 decoder's twins are checked).
 
 The state is bounded by the blocks alive, the addresses of the heap (one entry per address
@@ -19,7 +19,7 @@ Calls
 ``fold.watch(pid, address, ts_ns)``
     a tracked variable's block: its ends (frees) are recorded in ``deaths``.
 ``fold.feed(pid, tid, seq, ts_ns, kind, domain, address, old_address, size, stack_id)``
-    numpy arrays of equal length (dtypes of :data:`memscope.broker.schema.MEMORY`), in
+    numpy arrays of equal length (dtypes of :data:`memscope.protocol.log_schema.MEMORY`), in
     **processing order**: events are folded one after another in the order given (the
     caller sorts each window of the log by time, :mod:`memscope.analyzers.state`).
 ``fold.export(tables=None)``
@@ -156,7 +156,7 @@ from typing import Any
 
 import numpy as np
 
-from memscope.producer.wire import KIND_ALLOC, KIND_CALLOC, KIND_FREE, KIND_REALLOC
+from memscope.protocol.wire import KIND_ALLOC, KIND_CALLOC, KIND_FREE, KIND_REALLOC
 
 #: ``findings.type`` codes.
 DOMAIN_MISMATCH, REPEATED_END, INTERIOR_FREE = 1, 2, 3

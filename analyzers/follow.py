@@ -22,7 +22,7 @@ from typing import Any
 import duckdb
 import numpy as np
 
-from memscope.analyzers._common import AnalyzerOptions, log_time, now_iso
+from memscope.analyzers.common import AnalyzerOptions, log_time, now_iso
 from memscope.analyzers.fold import FoldParams
 from memscope.analyzers.memstats import process_stats
 from memscope.analyzers.registry import select
@@ -30,7 +30,7 @@ from memscope.analyzers.runner import default_out_dir, fold_params
 from memscope.analyzers.stacks import forget as forget_stacks
 from memscope.analyzers.state import AnalysisState, state_dir, trimmed_without_checkpoint
 from memscope.analyzers.views import _define, _new_connection, open_reader, use_state
-from memscope.broker.schema import TABLES
+from memscope.protocol.log_schema import TABLES
 
 #: Seconds between two checkpoints of a follower's state.
 CHECKPOINT_EVERY_S = 30.0

@@ -15,7 +15,7 @@ from typing import Any
 
 import duckdb
 
-from memscope.analyzers._common import AnalyzerOptions, drop_none, metadata, one, rows, write_report
+from memscope.analyzers.common import AnalyzerOptions, drop_none, metadata, one, rows, write_report
 
 KIND = "lifecycle"
 FILE_KIND = "lifetime"

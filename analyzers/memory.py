@@ -24,8 +24,8 @@ from typing import Any
 
 import duckdb
 
-from memscope.analyzers import _types
-from memscope.analyzers._common import (
+from memscope.analyzers import type_names
+from memscope.analyzers.common import (
     AnalyzerOptions,
     drop_none,
     metadata,
@@ -158,7 +158,7 @@ def tracked_variables(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
         FROM variables ORDER BY created_ts_ns, pid, var_id""",
     )
     for v in found:
-        v["category"], v["subcategory"] = _types.classify(v["type_name"])
+        v["category"], v["subcategory"] = type_names.classify(v["type_name"])
     return [drop_none(v) for v in found]
 
 
@@ -170,7 +170,7 @@ def memory_hierarchy(variables: list[dict[str, Any]]) -> dict[str, Any]:
     for v in variables:
         tree[v["category"]][v["subcategory"]][v["type_name"] or "?"].append(v)
     out: dict[str, Any] = {}
-    for category in _types.CATEGORIES:
+    for category in type_names.CATEGORIES:
         if category not in tree:
             continue
         subs = tree[category]

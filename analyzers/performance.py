@@ -22,7 +22,7 @@ from typing import Any
 
 import duckdb
 
-from memscope.analyzers._common import (
+from memscope.analyzers.common import (
     AnalyzerOptions,
     drop_none,
     metadata,

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover
     import duckdb
 
-    from memscope.analyzers._common import AnalyzerOptions
+    from memscope.analyzers.common import AnalyzerOptions
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from typing import Any
 
 import duckdb
 
-from memscope.analyzers._common import AnalyzerOptions, log_time, now_iso
+from memscope.analyzers.common import AnalyzerOptions, log_time, now_iso
 from memscope.analyzers.fold import FoldParams
 from memscope.analyzers.registry import ANALYZERS, Analyzer, select
 from memscope.analyzers.state import AnalysisState, fold_tables, open_state
@@ -42,7 +42,7 @@ class AnalysisError(RuntimeError):
 
 def retained_window(reader: Any) -> dict[str, Any] | None:
     """The full-detail window of a log that retention trimmed (None: the whole log is kept)."""
-    from memscope.broker.retention import detail_window
+    from memscope.eventlog.retention import detail_window
 
     manifest = getattr(reader, "manifest", None)
     return detail_window(manifest) if isinstance(manifest, dict) else None

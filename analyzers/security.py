@@ -52,7 +52,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from memscope.analyzers._common import (
+from memscope.analyzers.common import (
     AnalyzerOptions,
     drop_none,
     metadata,
@@ -62,7 +62,7 @@ from memscope.analyzers._common import (
 )
 from memscope.analyzers.fold import DOMAIN_MISMATCH, INTERIOR_FREE, REPEATED_END, FoldParams
 from memscope.analyzers.stacks import add_locations
-from memscope.producer.wire import DOMAIN_NAMES, DOMAIN_NATIVE, KIND_NAMES
+from memscope.protocol.wire import DOMAIN_NAMES, DOMAIN_NATIVE, KIND_NAMES
 
 KIND = "security"
 FILE_KIND = "security_violations"

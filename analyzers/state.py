@@ -39,16 +39,16 @@ import pyarrow.ipc as ipc
 from memscope.analyzers._fold import Fold as CFold
 from memscope.analyzers.fold import TABLE_COLUMNS, FoldParams
 from memscope.analyzers.prefetch import prefetched
-from memscope.broker import integrity
-from memscope.broker.chunks import decode_chunk_batches
-from memscope.broker.schema import MEMORY, TABLES
+from memscope.eventlog import integrity
+from memscope.eventlog.chunks import decode_chunk_batches
+from memscope.protocol.log_schema import MEMORY, TABLES
 
 #: Memory events folded per window (sorted by time as one piece).
 WINDOW_ROWS = 1 << 20
 #: While a log is written, events this close to their process's latest one wait (see
 #: :func:`windows`): a thread's events can arrive up to about a drain later than another's.
 #: (Half a second was measured too short: a 34-thread program on a loaded machine then
-#: showed findings of events folded out of order, tests/test_run_edges.py.)
+#: showed findings of events folded out of order, tests/integration/test_run_edges.py.)
 HOLD_BACK_NS = 1_000_000_000
 #: Layout version of a checkpoint; a checkpoint of another version is rebuilt.
 STATE_FORMAT = 1

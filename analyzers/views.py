@@ -73,8 +73,8 @@ from memscope.analyzers.block_sql import START, allocations_select, ends_select
 from memscope.analyzers.blocks import CHUNK_ROWS, BlockMatcher, memory_batches
 from memscope.analyzers.fold import LIVE
 from memscope.analyzers.state import open_state
-from memscope.broker.schema import MEMORY, TABLES
-from memscope.producer.wire import (
+from memscope.protocol.log_schema import MEMORY, TABLES
+from memscope.protocol.wire import (
     DOMAIN_NAMES,
     KIND_ALLOC,
     KIND_CALLOC,
@@ -444,9 +444,9 @@ def connect_tables(
 def open_reader(log: str | os.PathLike[str]) -> Any:
     """The broker's LogReader for a run directory or its ``events/`` directory."""
     try:
-        from memscope.broker.log import open_log
+        from memscope.eventlog.log import open_log
     except ImportError as exc:  # pragma: no cover - only before the broker lands
-        raise RuntimeError("memscope.broker.log is not available in this build") from exc
+        raise RuntimeError("memscope.eventlog.log is not available in this build") from exc
     return open_log(Path(log))
 
 

@@ -40,7 +40,7 @@ def _group(rng, g: int, n_events: int, pid: int, t_span: int):
     import numpy as np
     import pyarrow as pa
 
-    from memscope.broker.schema import MEMORY
+    from memscope.protocol.log_schema import MEMORY
 
     slots = max(1, n_events // (2 * CYCLES_PER_SLOT))
     cycles = CYCLES_PER_SLOT
@@ -96,8 +96,8 @@ def _chunk_rows(table, batch_seq: int, batch_events: int = 65536):
     import numpy as np
     import pyarrow as pa
 
-    from memscope.broker.schema import MEMORY_CHUNKS
-    from memscope.producer.records import _DTYPES, encode_rec1
+    from memscope.protocol.log_schema import MEMORY_CHUNKS
+    from memscope.protocol.records import _DTYPES, encode_rec1
 
     columns = {name: table.column(name).to_numpy() for name in table.column_names}
     pid = int(columns["pid"][0])
@@ -122,8 +122,8 @@ def build_log(path: Path, events: int, processes: int, memory: str = "chunks") -
     """Write the synthetic log (memory events as rec1 chunks or as columns); return counts."""
     import numpy as np
 
-    from memscope.analyzers.testing import LogBuilder
-    from memscope.broker.log import LogWriter
+    from memscope.analyzers.log_builder import LogBuilder
+    from memscope.eventlog.log import LogWriter
 
     rng = np.random.default_rng(2024)
     writer = LogWriter(path)
@@ -261,7 +261,7 @@ def main() -> int:
         print(f"built {built['events']:,} events in {time.perf_counter() - t:.1f} s "
               f"({built['bytes_on_disk'] / built['events']:.2f} bytes/event on disk, "
               f"memory events stored as {args.log_memory})")
-    from memscope.analyzers.command import default_jobs
+    from memscope.commands.analyze import default_jobs
 
     jobs = args.jobs or default_jobs()
     print(f"analyzing with --jobs {jobs}")

@@ -47,12 +47,12 @@ from typing import Any
 import zmq
 
 from memscope.broker import start_embedded
-from memscope.broker.log import open_log
 from memscope.broker.server import COMMIT_ENVELOPES, COMMIT_EVENTS, Broker
 from memscope.config import Settings
-from memscope.producer.records import encode_rec1
+from memscope.eventlog.log import open_log
 from memscope.producer.synthetic import memory_chunk
-from memscope.producer.wire import encode_batch
+from memscope.protocol.records import encode_rec1
+from memscope.protocol.wire import encode_batch
 
 ENVELOPE_EVENTS = 65536
 STORAGES = {

@@ -24,7 +24,7 @@ from pathlib import Path
 import zmq
 
 from memscope.broker import start_embedded
-from memscope.producer.wire import encode_batch
+from memscope.protocol.wire import encode_batch
 
 
 def _port() -> int:

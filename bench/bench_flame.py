@@ -56,8 +56,8 @@ def build_deep_log(path: Path, events: int, depth: int) -> int:
     import numpy as np
     from bench_analyzers import EVENTS_PER_GROUP, STACKS, _chunk_rows, _group
 
-    from memscope.analyzers.testing import LogBuilder
-    from memscope.broker.log import LogWriter
+    from memscope.analyzers.log_builder import LogBuilder
+    from memscope.eventlog.log import LogWriter
 
     rng = np.random.default_rng(2024)
     writer = LogWriter(path)

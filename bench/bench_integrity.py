@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_broker  # noqa: E402
 
-from memscope.broker import integrity  # noqa: E402
 from memscope.config import Settings  # noqa: E402
+from memscope.eventlog import integrity  # noqa: E402
 
 
 def _measure(envs: list[Any], settings: Settings, repeat: int, checksums: bool

@@ -56,7 +56,7 @@ def configurations(memray: bool) -> dict[str, tuple[str, list[str]]]:
     base = ["-q", "-p", "no:cacheprovider"]
     out = {
         "plain": ("marked.py", [*base, "-p", "no:memray", "-p",
-                                "no:memscope.producer.pytest_plugin"]),
+                                "no:memscope.integrations.pytest_plugin"]),
         "--memscope, no markers": ("bare.py", [*base, "-p", "no:memray", "--memscope",
                                                "--memscope-dir", "{tmp}/bare"]),
         "--memscope, 4 marked": ("marked.py", [*base, "-p", "no:memray", "--memscope",
@@ -64,7 +64,7 @@ def configurations(memray: bool) -> dict[str, tuple[str, list[str]]]:
     }
     if memray:
         out["--memray, 4 marked"] = ("marked.py", [*base, "-p",
-                                                   "no:memscope.producer.pytest_plugin",
+                                                   "no:memscope.integrations.pytest_plugin",
                                                    "--memray"])
     return out
 

@@ -45,10 +45,10 @@ def build_log(events_dir: Path, allocs: int, n_vars: int) -> None:
     import numpy as np
     import pyarrow as pa
 
-    from memscope.analyzers.testing import LogBuilder
-    from memscope.broker.log import LogWriter
-    from memscope.broker.schema import TABLES
-    from memscope.producer.wire import DOMAIN_OBJ, KIND_ALLOC, KIND_FREE
+    from memscope.analyzers.log_builder import LogBuilder
+    from memscope.eventlog.log import LogWriter
+    from memscope.protocol.log_schema import TABLES
+    from memscope.protocol.wire import DOMAIN_OBJ, KIND_ALLOC, KIND_FREE
 
     pid, t0, span = 4242, 1_000_000_000, 10_000_000_000
     b = LogBuilder()
@@ -197,7 +197,7 @@ def main() -> int:
                         help="build a real log of --allocs events and run the analyzers on it")
     args = parser.parse_args()
 
-    from memscope.exporters.testing import write_sample_reports
+    from memscope.exporters.sample_reports import write_sample_reports
 
     with tempfile.TemporaryDirectory(prefix="memscope-bench-") as tmp:
         work = Path(tmp)

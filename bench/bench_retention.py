@@ -1,6 +1,7 @@
 """Retention benchmark: a simulated week under a disk bound, what it costs and what it keeps.
 
-Runs the simulation of ``tests/test_retention.py`` (a 1 M events/s service scaled down by
+Runs the simulation of ``tests/integration/test_retention.py`` (a 1 M events/s service scaled
+down by
 ``--scale``: 3.6e9 / scale events a simulated hour, one segment an hour, a retention pass
 after each segment with the real checkpoint fold) and prints: the largest size the log
 directory reached against the bound, the size of the same week without retention, the
@@ -32,19 +33,19 @@ def main() -> int:
 
     from unittest import mock
 
+    from memscope.analyzers import broker_analysis
     from memscope.analyzers.runner import run_all
-    from memscope.broker import _segments
-    from memscope.broker import log as log_module
-    from memscope.broker import retention as retention_module
-    from memscope.broker.retention import RetentionPolicy, detail_window
     from memscope.config import Settings
-    from tests import test_retention as week
+    from memscope.eventlog import log as log_module
+    from memscope.eventlog import segments as _segments
+    from memscope.eventlog.retention import RetentionPolicy, detail_window
+    from tests.integration import test_retention as week
 
     week.EVENTS_PER_HOUR = max(2, 3_600_000_000 // args.scale)
     clock = week.Clock()
     fake = mock.Mock(time_ns=clock, monotonic=time.monotonic)
     fold_cpu = [0.0]
-    real_fold = retention_module.checkpoint_fold
+    real_fold = broker_analysis.checkpoint_fold
 
     def timed_fold(path: Path) -> object:
         start = time.process_time()

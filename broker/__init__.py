@@ -1,8 +1,8 @@
 """The broker: receives batches from many producers and appends them to an Arrow event log.
 
 Public entry points (imported on first use): :func:`start_embedded` / :class:`EmbeddedBroker`
-(a broker in a child process), :class:`~memscope.broker.client.BrokerClient` (its control
-socket), :func:`~memscope.broker.log.open_log` and :class:`~memscope.broker.log.LogWriter`.
+(a broker in a child process), :class:`~memscope.protocol.control_client.BrokerClient` (its control
+socket), :func:`~memscope.eventlog.log.open_log` and :class:`~memscope.eventlog.log.LogWriter`.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import Any
 _LAZY = {
     "start_embedded": "memscope.broker.embedded",
     "EmbeddedBroker": "memscope.broker.embedded",
-    "BrokerClient": "memscope.broker.client",
-    "open_log": "memscope.broker.log",
-    "LogWriter": "memscope.broker.log",
+    "BrokerClient": "memscope.protocol.control_client",
+    "open_log": "memscope.eventlog.log",
+    "LogWriter": "memscope.eventlog.log",
 }
 
 __all__ = sorted(_LAZY)

@@ -27,7 +27,6 @@ every batch not acknowledged.
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import time
@@ -206,20 +205,22 @@ class ControlHandler:
         self._warming = self._executor.submit(self._warm_job)
 
     def _warm_job(self) -> None:
+        live_stats = self.broker.analysis.live_stats
+        if live_stats is None:
+            return
         try:
-            follow = importlib.import_module("memscope.analyzers.follow")
-            follow.live_stats_for(self.broker.writer.path).warm()
+            live_stats(self.broker.writer.path).warm()
         except Exception:  # noqa: BLE001 -- a failed warm-up leaves the next request to fold
             log.exception("folding the live stats' state failed")
 
     def _stats(self, request: dict[str, Any]) -> dict[str, Any]:
-        try:
-            follow = importlib.import_module("memscope.analyzers.follow")
-        except ImportError as exc:
-            return {"ok": False, "error": f"stats need memscope.analyzers ({exc})"}
+        live_stats = self.broker.analysis.live_stats
+        if live_stats is None:
+            return {"ok": False, "error": "this broker was started without the analyzers: "
+                    "no stats (start it with `memscope broker`)"}
         pid = request.get("pid")
         try:
-            live = follow.live_stats_for(self.broker.writer.path)  # folded incrementally
+            live = live_stats(self.broker.writer.path)  # folded incrementally
             stats = live.stats(None if pid is None else int(pid))
         except Exception as exc:  # noqa: BLE001 -- any analyzer failure becomes an error reply
             log.exception("stats request failed")

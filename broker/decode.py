@@ -1,13 +1,13 @@
 """Turn one validated envelope into Arrow record batches of the log's tables.
 
-Memory chunks are decoded by :func:`memscope.producer.records.decode_chunk` into numpy
+Memory chunks are decoded by :func:`memscope.protocol.records.decode_chunk` into numpy
 arrays (views of the message's bytes). The broker keeps them as a :class:`MemoryPart` and
 :class:`MemoryAssembler` copies the parts of a whole group of envelopes once, straight into
 the columns of one large record batch (large batches compress faster per byte), adding the
 ``pid``, ``tid`` and ``seq`` columns with numpy: no event is touched one at a time in Python.
 
 With ``keep_chunks`` (the broker's default, ``log_memory = "chunks"``) no chunk is decoded:
-:func:`memscope.producer.records.validate_chunk` checks each (for ``rec1`` a bounds-checked C
+:func:`memscope.protocol.records.validate_chunk` checks each (for ``rec1`` a bounds-checked C
 scan) and it is kept in a :class:`ChunkPart`, written as one row of the ``memory_chunks``
 table (:func:`chunk_batch`); readers decode it. A ``rec1`` chunk is kept as it arrived; a
 ``cols1`` chunk as its seven column arrays concatenated (:func:`cols1_data`). Every memory
@@ -30,12 +30,14 @@ import numpy as np
 import pyarrow as pa
 
 from memscope.broker import rowcheck
-from memscope.broker.schema import MEMORY, MEMORY_CHUNKS, PRODUCER_RECORD_TABLES, TABLES
-from memscope.producer.records import decode_chunk, validate_chunk
-from memscope.producer.wire import MAX_BATCH_EVENTS, MEMORY_COLUMNS, Envelope, WireError
+from memscope.protocol.log_schema import MEMORY, MEMORY_CHUNKS, PRODUCER_RECORD_TABLES, TABLES
+from memscope.protocol.records import (
+    SEQ_SHIFT,
+    decode_chunk,
+    validate_chunk,
+)
+from memscope.protocol.wire import MEMORY_COLUMNS, Envelope, WireError
 
-SEQ_SHIFT = 24
-assert MAX_BATCH_EVENTS < 1 << SEQ_SHIFT
 _MAX_BATCH_SEQ = (1 << (64 - SEQ_SHIFT)) - 1
 _U64_MAX = (1 << 64) - 1
 _MEMORY_PRODUCER_COLUMNS = [name for name in MEMORY.names if name not in ("pid", "tid", "seq")]
@@ -146,8 +148,6 @@ _NUMPY: dict[str, np.dtype[Any]] = {field.name: np.dtype(field.type.to_pandas_dt
                                     for field in MEMORY}
 
 
-#: Bytes per event of a stored ``cols1`` chunk: the widths of ``MEMORY_COLUMNS`` (38).
-COLS1_ROW_BYTES = sum(np.dtype(code).itemsize for code in MEMORY_COLUMNS.values())
 
 
 def cols1_data(columns: dict[str, np.ndarray]) -> bytes:

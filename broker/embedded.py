@@ -17,9 +17,9 @@ import time
 import uuid
 from pathlib import Path
 
-from memscope.broker import addresses
-from memscope.broker.client import BrokerClient, BrokerError
 from memscope.config import Settings
+from memscope.protocol import addresses
+from memscope.protocol.control_client import BrokerClient, BrokerError
 
 
 class EmbeddedBroker:

@@ -25,7 +25,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from memscope.broker.schema import INGEST
+from memscope.protocol.log_schema import INGEST
 
 #: The producer name under which messages are counted that named no readable producer.
 UNIDENTIFIED = "(unidentified)"

@@ -12,7 +12,7 @@ drops the rows that the readers could not use and says why:
 * a text longer than :data:`MAX_TEXT` characters (:data:`MAX_LONG_TEXT` for ``argv``
   items and ``ffi.details``).
 
-Memory events are checked where they are decoded (:mod:`memscope.producer.records`): a
+Memory events are checked where they are decoded (:mod:`memscope.protocol.records`): a
 ``rec1`` chunk with an unknown kind or domain fails its scan and a ``cols1`` chunk fails
 :func:`check_memory_columns`; either rejects its batch.
 """
@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from memscope.producer.wire import DOMAIN_NAMES, KIND_NAMES, WireError
+from memscope.protocol.wire import DOMAIN_NAMES, KIND_NAMES, WireError
 
 MAX_TEXT = 64 * 1024
 MAX_LONG_TEXT = 1024 * 1024

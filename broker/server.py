@@ -4,7 +4,7 @@ One thread does the work (``Broker.run``): it waits on the data socket (PULL) an
 socket (ROUTER, spoken to with REQ), decodes every message it can take without blocking,
 writes the group as one record batch per table (memory chunks are validated and stored as
 they arrived, rec1 as is and others as cols1, see :mod:`memscope.broker.decode`), commits
-the group in the journal (:mod:`memscope.broker.journal`) and then answers control
+the group in the journal (:mod:`memscope.eventlog.journal`) and then answers control
 requests. A timer (``log_flush_interval_s``) fsyncs, snapshots the producers' state into
 the manifest, rotates old segments, publishes ``{"topic": "log", ...}`` on the feed and,
 every few seconds, appends ``ingest`` rows (cumulative per-producer counters; also on the
@@ -27,15 +27,16 @@ import pyarrow as pa
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
-from memscope.broker import addresses, curve
-from memscope.broker import journal as journal_mod
+from memscope.broker.analysis import NO_ANALYSIS, LogAnalysis
 from memscope.broker.control import ControlHandler
 from memscope.broker.decode import Decoded, MemoryAssembler, chunk_batch, decode
 from memscope.broker.ingest import BROKER, MAX_RANGES, UNIDENTIFIED, Ingest
-from memscope.broker.log import LogError, LogWriter
-from memscope.broker.retention import Retention
 from memscope.config import Settings
-from memscope.producer.wire import MAX_CHUNKS, Envelope, WireError, decode_envelope
+from memscope.eventlog import journal as journal_mod
+from memscope.eventlog.log import LogError, LogWriter
+from memscope.eventlog.retention import Retention
+from memscope.protocol import addresses, curve
+from memscope.protocol.wire import MAX_CHUNKS, Envelope, WireError, decode_envelope
 
 log = logging.getLogger("memscope.broker")
 
@@ -101,8 +102,11 @@ class Broker:
         settings: Settings | None = None,
         control: str | None = None,
         feed: str | None = None,
+        analysis: LogAnalysis = NO_ANALYSIS,
     ) -> None:
         self.settings = settings or Settings()
+        #: The analyzers' functions behind ``stats`` and retention (handed in from above).
+        self.analysis = analysis
         self.bind = bind
         if not addresses.is_loopback(bind) and not curve.server_enabled(self.settings):
             raise BrokerConfigError(
@@ -129,8 +133,14 @@ class Broker:
             self.writer.abandon_open({})
             raise BrokerConfigError(f"cannot write the log in {log_dir}: "
                                     f"{exc.strerror or exc}") from None
-        # log_retention_bytes / log_retention_age: folded, then retired (broker/retention.py)
-        self.retention = Retention.from_settings(self.writer, self.settings)
+        # log_retention_bytes / log_retention_age: folded, then retired (eventlog/retention.py)
+        try:
+            self.retention = Retention.from_settings(self.writer, self.settings,
+                                                     analysis.checkpoint_fold,
+                                                     analysis.dataset_archive)
+        except ValueError as exc:
+            self.writer.abandon_open({})
+            raise BrokerConfigError(str(exc)) from None
         self._group = _Group()
         self._assembler = MemoryAssembler(reuse=True, target=COMMIT_EVENTS)
         self._keep_chunks = self.settings.log_memory == "chunks"

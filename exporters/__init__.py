@@ -13,8 +13,8 @@ import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from memscope.exporters._base import Exporter
-from memscope.exporters._reports import (
+from memscope.exporters.base import Exporter
+from memscope.exporters.report_files import (
     KINDS,
     ReportProblem,
     Reports,

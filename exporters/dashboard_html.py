@@ -1,7 +1,7 @@
 """``dashboard.html``: one self-contained page that works offline.
 
 The page inlines Vega, Vega-Lite and vega-embed (``vl_convert.javascript_bundle()``), its own
-script and style, and the dashboard model (:mod:`memscope.exporters._dashboard_panels`) as JSON
+script and style, and the dashboard model (:mod:`memscope.exporters.dashboard_panels`) as JSON
 in a ``<script type="application/json">`` element with ``<``, ``>``, ``&``, U+2028 and U+2029
 escaped, so no traced string can end the element or be read as markup. The same page is served
 by ``memscope dashboard --serve`` with ``live`` set, where it follows server-sent events.
@@ -18,8 +18,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from memscope.exporters._dashboard_panels import build_model
-from memscope.exporters._reports import Reports
+from memscope.exporters.dashboard_panels import build_model
+from memscope.exporters.report_files import Reports
 
 _MARKER = re.compile(r"@@MEMSCOPE_(CSS|JS|BUNDLE|DATA|CONFIG|FLAMECSS|FLAMEJS)@@")
 _JSON_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028",

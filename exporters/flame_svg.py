@@ -11,9 +11,9 @@ import xml.etree.ElementTree as ET
 import zlib
 from typing import Any, BinaryIO
 
-from memscope.exporters._flame_model import clean_flame, layout
-from memscope.exporters._format import human_bytes
-from memscope.exporters._reports import Reports, report
+from memscope.exporters.flame_model import clean_flame, layout
+from memscope.exporters.formatting import human_bytes
+from memscope.exporters.report_files import Reports, report
 
 WIDTH = 1200
 ROW = 17

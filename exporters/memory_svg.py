@@ -12,10 +12,10 @@ from typing import Any, BinaryIO
 
 import altair as alt
 
-from memscope.exporters import _charts, _extract, _treemap
-from memscope.exporters._base import render_vegalite_svg
-from memscope.exporters._format import human_bytes, human_count, human_duration_ns
-from memscope.exporters._reports import Reports, report
+from memscope.exporters import charts, extract, treemap
+from memscope.exporters.base import render_vegalite_svg
+from memscope.exporters.formatting import human_bytes, human_count, human_duration_ns
+from memscope.exporters.report_files import Reports, report
 
 WIDTH = 1180
 HALF = 560
@@ -65,7 +65,7 @@ def _summary_lines(view: MemoryAnalysisView) -> list[tuple[str, str]]:
         more = " …" if len(view.processes) > 6 else ""
         lines.append(("Processes", f"{len(view.processes)} "
                       f"(pid{'s' if len(view.processes) > 1 else ''} {pids}{more})"))
-    return [(k, _charts.shorten_value(v)) for k, v in lines]
+    return [(k, charts.shorten_value(v)) for k, v in lines]
 
 
 class MemoryAnalysisSvg:
@@ -77,21 +77,21 @@ class MemoryAnalysisSvg:
     def build(self, reports: Reports) -> MemoryAnalysisView:
         """Extract what the picture shows from the memory and lifetime reports."""
         mem, life = report(reports, "memory_analysis"), report(reports, "lifetime")
-        t0 = _extract.run_start(reports)
-        probs = _extract.problem_messages(reports)
-        variables = _extract.variables(mem, life, t0)
+        t0 = extract.run_start(reports)
+        probs = extract.problem_messages(reports)
+        variables = extract.variables(mem, life, t0)
         return MemoryAnalysisView(
-            stats=_extract.stats(mem),
-            series=_extract.memory_over_time(mem, t0),
-            peaks=_extract.process_peaks(mem, t0),
-            types=_extract.largest_variables_first(_extract.types(mem), variables),
+            stats=extract.stats(mem),
+            series=extract.memory_over_time(mem, t0),
+            peaks=extract.process_peaks(mem, t0),
+            types=extract.largest_variables_first(extract.types(mem), variables),
             variables=variables,
-            distribution=_extract.distribution(report(reports, "performance")),
-            sites=_extract.sites(_extract.pick(mem, "top_allocation_sites")),
-            processes=_extract.processes(reports),
+            distribution=extract.distribution(report(reports, "performance")),
+            sites=extract.sites(extract.pick(mem, "top_allocation_sites")),
+            processes=extract.processes(reports),
             problems={k: v for k, v in probs.items()
                       if k in ("memory_analysis", "lifetime", "performance")},
-            generated_at=str(_extract.pick(_extract.pick(mem, "metadata"), "generated_at",
+            generated_at=str(extract.pick(extract.pick(mem, "metadata"), "generated_at",
                                            default="")),
         )
 
@@ -99,7 +99,7 @@ class MemoryAnalysisSvg:
         """The composed Altair chart (for callers that want an Altair object)."""
         return alt.vconcat(*[p[0] if len(p) == 1 else alt.hconcat(*p) for p in self._rows(view)],
                            spacing=34).resolve_scale(color="independent").properties(
-            title=self._title(view)).configure(**_charts.theme_config())
+            title=self._title(view)).configure(**charts.theme_config())
 
     def spec(self, view: MemoryAnalysisView) -> dict[str, Any]:
         """The Vega-Lite spec of :meth:`chart`, assembled from each part's own spec.
@@ -122,21 +122,21 @@ class MemoryAnalysisSvg:
             "$schema": alt.SCHEMA_URL, "vconcat": rows, "spacing": 34,
             "resolve": {"scale": {"color": "independent"}},
             "title": self._title(view).to_dict(validate=False),
-            "config": _charts.theme_config(), "datasets": datasets,
+            "config": charts.theme_config(), "datasets": datasets,
         }
 
     def _rows(self, view: MemoryAnalysisView) -> list[list[Any]]:
         rows: list[list[Any]] = []
         if view.problems:
             lines = [f"{k}: {m}" for k, m in sorted(view.problems.items())]
-            rows.append([_charts.banner(lines, WIDTH)])
+            rows.append([charts.banner(lines, WIDTH)])
         rows += [
-            [_charts.metric_cards(view.stats, WIDTH, len(view.processes))],
-            [_charts.memory_timeline(view.series, WIDTH - 80, peaks=view.peaks)],
-            [_treemap.type_treemap(view.types, WIDTH, 380)],
-            [_charts.size_distribution(view.distribution, HALF - 40),
-             _charts.variables_by_category(view.variables, HALF - 40)],
-            [_charts.top_sites(view.sites, HALF), _charts.summary(_summary_lines(view), HALF)],
+            [charts.metric_cards(view.stats, WIDTH, len(view.processes))],
+            [charts.memory_timeline(view.series, WIDTH - 80, peaks=view.peaks)],
+            [treemap.type_treemap(view.types, WIDTH, 380)],
+            [charts.size_distribution(view.distribution, HALF - 40),
+             charts.variables_by_category(view.variables, HALF - 40)],
+            [charts.top_sites(view.sites, HALF), charts.summary(_summary_lines(view), HALF)],
         ]
         return rows
 
@@ -144,9 +144,9 @@ class MemoryAnalysisSvg:
         subtitle = [f"{len(view.processes)} process(es) · generated {view.generated_at}"
                     if view.generated_at else f"{len(view.processes)} process(es)"]
         for proc in view.processes[:3]:
-            subtitle.append(_charts.shorten_value(f"pid {proc['pid']}: {proc['argv']}", 140))
+            subtitle.append(charts.shorten_value(f"pid {proc['pid']}: {proc['argv']}", 140))
         return alt.TitleParams("memscope · memory analysis", subtitle=subtitle, fontSize=22,
-                               subtitleFontSize=12, subtitleColor=_charts.MUTED,
+                               subtitleFontSize=12, subtitleColor=charts.MUTED,
                                anchor="start", offset=16)
 
     def render(self, obj: MemoryAnalysisView, fileobj: BinaryIO) -> None:

@@ -13,8 +13,8 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
-from memscope.exporters import _extract
-from memscope.exporters._reports import Reports, report
+from memscope.exporters import extract
+from memscope.exporters.report_files import Reports, report
 
 FORMAT_VERSION = "1.0"
 
@@ -90,8 +90,8 @@ class MemorySnapshotJson:
     def build(self, reports: Reports) -> dict[str, Any]:
         """The snapshot as a JSON-ready dict."""
         mem, life = report(reports, "memory_analysis"), report(reports, "lifetime")
-        t0 = _extract.run_start(reports)
-        stats = _extract.stats(mem)
+        t0 = extract.run_start(reports)
+        stats = extract.stats(mem)
         summary_keys = {
             "active_allocations": "active_allocations", "active_memory_bytes": "active_memory",
             "peak_memory_bytes": "peak_memory", "total_allocations": "total_allocations",
@@ -99,7 +99,7 @@ class MemorySnapshotJson:
             "total_memory_bytes": "total_allocated", "total_freed_bytes": "total_freed",
         }
         summary = {k: stats[v] for k, v in summary_keys.items() if stats.get(v) is not None}
-        source = _extract.pick(mem, "metadata", default={})
+        source = extract.pick(mem, "metadata", default={})
         metadata: dict[str, Any] = {
             "description": "Hierarchical memory analysis with categories and subcategories",
             "format_version": FORMAT_VERSION,
@@ -108,13 +108,13 @@ class MemorySnapshotJson:
                                               "analyzer", "processes")
                        if isinstance(source, dict) and k in source},
         }
-        problems = {k: v for k, v in _extract.problem_messages(reports).items()
+        problems = {k: v for k, v in extract.problem_messages(reports).items()
                     if k in ("memory_analysis", "lifetime")}
         if problems:
             metadata["problems"] = problems
         return {
-            "memory_hierarchy": _hierarchy(_extract.types(mem),
-                                           _extract.variables(mem, life, t0)),
+            "memory_hierarchy": _hierarchy(extract.types(mem),
+                                           extract.variables(mem, life, t0)),
             "summary": summary,
             "metadata": metadata,
         }

@@ -15,10 +15,10 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from memscope.exporters import _extract
-from memscope.exporters._charts import INK, LINE, MUTED, category_hex
-from memscope.exporters._format import human_bytes, human_count, human_duration_ns, shorten
-from memscope.exporters._reports import Reports, report
+from memscope.exporters import extract
+from memscope.exporters.charts import INK, LINE, MUTED, category_hex
+from memscope.exporters.formatting import human_bytes, human_count, human_duration_ns, shorten
+from memscope.exporters.report_files import Reports, report
 
 MAX_ROWS_PER_SCOPE = 12
 MAX_SCOPES = 10
@@ -80,8 +80,8 @@ class LifecycleTimelineSvg:
     def build(self, reports: Reports) -> TimelineView:
         """Group the tracked variables by scope and choose what fits."""
         life, mem = report(reports, "lifetime"), report(reports, "memory_analysis")
-        t0, end = _extract.run_span(reports)
-        variables = _extract.variables(mem, life, t0)
+        t0, end = extract.run_span(reports)
+        variables = extract.variables(mem, life, t0)
         timed = [v for v in variables if v["created_s"] is not None]
         ends = [v["died_s"] or v["created_s"] for v in timed]
         end_s = max([(end - t0) / 1e9 if end is not None else 0.0, *ends, 1e-9])
@@ -93,7 +93,7 @@ class LifecycleTimelineSvg:
         else:
             kept, hidden = scopes, []
         spans: dict[tuple[str, str], list[tuple[float, float | None]]] = {}
-        for s in _extract.scopes(life, t0):
+        for s in extract.scopes(life, t0):
             if s["start_s"] is not None:
                 spans.setdefault((s["scope"], s["pid"]), []).append((s["start_s"], s["end_s"]))
         for scope in kept:
@@ -102,9 +102,9 @@ class LifecycleTimelineSvg:
             enter for scope in kept for enter, _ in scope.spans]
         start_s = min(firsts, default=0.0)
         end_s = max(end_s, start_s + 1e-9)
-        probs = _extract.problem_messages(reports)
+        probs = extract.problem_messages(reports)
         return TimelineView(
-            scopes=kept, hidden_scopes=hidden, links=_extract.links(life), end_s=end_s,
+            scopes=kept, hidden_scopes=hidden, links=extract.links(life), end_s=end_s,
             start_s=start_s,
             untimed=len(variables) - len(timed),
             problems={k: v for k, v in probs.items() if k in ("lifetime", "memory_analysis")},

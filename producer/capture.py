@@ -24,7 +24,7 @@ from __future__ import annotations
 import warnings
 
 from memscope.producer import _tracer, native_mode, numpy_watch
-from memscope.producer.ffi import FfiRecorder
+from memscope.producer.ffi_audit import FfiRecorder
 
 TYPE_CHECKING = False  # not typing's: importing typing costs every traced program's GC
 

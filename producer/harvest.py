@@ -3,7 +3,7 @@
 A traced process given an ``arena_dir`` (``memscope run`` gives every process of the program
 one directory of its own, on tmpfs) keeps its record buffers in a file there, the *arena*
 (``tr_arena.c``), and writes every batch to its spool file before the buffers it came from
-are recycled (a durable backlog, :mod:`memscope.producer._backlog`). Whatever ends the
+are recycled (a durable backlog, :mod:`memscope.producer.backlog`). Whatever ends the
 process -- SIGKILL, the OOM killer, a segfault, ``os._exit`` -- each record it made is then
 in one of two files:
 
@@ -35,11 +35,11 @@ from typing import Any
 
 import zmq
 
-from memscope.broker.client import BrokerError
 from memscope.config import Settings
 from memscope.producer import _tracer
 from memscope.producer.spool import read_spool, send_payloads
-from memscope.producer.wire import (
+from memscope.protocol.control_client import BrokerError
+from memscope.protocol.wire import (
     MAX_BATCH_EVENTS,
     MAX_CHUNKS,
     WireError,

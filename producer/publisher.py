@@ -1,6 +1,6 @@
 """The producer's transport: a daemon thread that drains events and ships batches to a broker.
 
-Policies (see also :mod:`memscope.producer.wire` for the batch format):
+Policies (see also :mod:`memscope.protocol.wire` for the batch format):
 
 * **Slow broker**: the PUSH socket has a high-water mark of ``send_hwm`` batches; when it is
   full the publisher waits up to ``send_timeout_s``. Nothing is ever dropped.
@@ -43,12 +43,12 @@ from typing import Any, Protocol
 
 import zmq
 
-from memscope.broker import addresses, curve
-from memscope.broker.client import BrokerClient, BrokerError
 from memscope.config import Settings
-from memscope.producer._backlog import Backlog, spool_path
+from memscope.producer.backlog import Backlog, spool_path
 from memscope.producer.rows import complete_producer_stats
-from memscope.producer.wire import MAX_CHUNKS, encode_batch_frames
+from memscope.protocol import addresses, curve
+from memscope.protocol.control_client import BrokerClient, BrokerError
+from memscope.protocol.wire import MAX_CHUNKS, encode_batch_frames
 
 log = logging.getLogger("memscope.producer")
 

@@ -1,8 +1,8 @@
 """Rows of the rare tables the Python side produces, gathered into the wire's columnar form.
 
-Columns are those of :mod:`memscope.broker.schema` without ``pid`` (the broker takes it from
+Columns are those of :mod:`memscope.protocol.log_schema` without ``pid`` (the broker takes it from
 the envelope); they are spelled out here so that the traced process never imports pyarrow
-(``tests/test_api_units.py`` checks they match the schema).
+(``tests/unit/test_api_units.py`` checks they match the schema).
 
 :class:`RowBuffer` is a lock-free queue (``deque.append`` and ``popleft`` are atomic), so any
 thread may add rows while the publisher thread takes them, and a ``fork`` can never inherit it

@@ -19,7 +19,7 @@ import itertools
 import threading
 import time
 
-# Kept light: this module loads even when tracing is disabled (see memscope.producer.api).
+# Kept light: this module loads even when tracing is disabled (see memscope.api.tracker).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable

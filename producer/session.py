@@ -9,6 +9,7 @@ producer with its parent's pid, in a forked child) and an ``exit`` row in its fi
 
 from __future__ import annotations
 
+import importlib
 import os
 import platform
 import signal
@@ -114,8 +115,20 @@ def _import_before_tracing() -> None:
     """Load what memscope uses while tracing now, so its imports are never traced."""
     import json  # noqa: F401 -- the broker client's requests
 
-    from memscope.broker import client  # noqa: F401 -- Tracker.get_stats
-    from memscope.producer import _deaths, offline, results  # noqa: F401 -- track_var, Tracker
+    from memscope.producer import _deaths  # noqa: F401 -- track_var
+    from memscope.protocol import control_client  # noqa: F401 -- Tracker.get_stats
+    for module in _IMPORT_BEFORE_TRACING:
+        importlib.import_module(module)
+
+
+#: Modules of the layers above (the Tracker's) that a session loads before tracing starts;
+#: :mod:`memscope.api.tracker` adds its own here, so this layer never names them.
+_IMPORT_BEFORE_TRACING: list[str] = []
+
+
+def import_before_tracing(*modules: str) -> None:
+    """Have every session load ``modules`` before tracing starts (their imports stay untraced)."""
+    _IMPORT_BEFORE_TRACING.extend(m for m in modules if m not in _IMPORT_BEFORE_TRACING)
 
 
 class Session:

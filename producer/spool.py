@@ -18,10 +18,10 @@ from pathlib import Path
 
 import zmq
 
-from memscope.broker import addresses, curve
-from memscope.broker.client import BrokerClient, BrokerError
 from memscope.config import Settings, load_settings
-from memscope.producer.wire import WireError, decode_envelope
+from memscope.protocol import addresses, curve
+from memscope.protocol.control_client import BrokerClient, BrokerError
+from memscope.protocol.wire import WireError, decode_envelope
 
 _HEADER = struct.Struct("<I")
 

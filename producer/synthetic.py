@@ -36,8 +36,8 @@ from typing import Any
 import numpy as np
 
 from memscope.config import Settings, load_settings
-from memscope.producer.records import encode_cols1, encode_rec1
-from memscope.producer.wire import DOMAIN_MEM, DOMAIN_OBJ, DOMAIN_RAW, KIND_ALLOC, KIND_FREE
+from memscope.protocol.records import encode_cols1, encode_rec1
+from memscope.protocol.wire import DOMAIN_MEM, DOMAIN_OBJ, DOMAIN_RAW, KIND_ALLOC, KIND_FREE
 
 _HEAP_BASE = 0x7F3A_0000_0000
 _STACKS = 64  # stacks announced in the rare rows (high-entropy chunks use ids 1.._STACKS)

@@ -33,7 +33,7 @@
 #define TR_HAVE_TSC 0
 #endif
 
-/* Event kinds and domains (mirror memscope.producer.wire). */
+/* Event kinds and domains (mirror memscope.protocol.wire). */
 enum { TR_ALLOC = 0, TR_CALLOC = 1, TR_REALLOC = 2, TR_FREE = 3 };
 enum { TR_RAW = 0, TR_MEM = 1, TR_OBJ = 2, TR_NUMPY = 3, TR_DOMAIN_MAX = 5 };
 
@@ -42,7 +42,7 @@ enum { TR_RAW = 0, TR_MEM = 1, TR_OBJ = 2, TR_NUMPY = 3, TR_DOMAIN_MAX = 5 };
  * every mode does, and drops both (the floor bench/bench_tracer.py measures the modes by). */
 enum { TR_MODE_FULL = 0, TR_MODE_AGGREGATED = 1, TR_MODE_SAMPLED = 2, TR_MODE_HOOKS_ONLY = 3 };
 
-/* rec1 chunk header (little-endian), see producer/records.py for the full layout. */
+/* rec1 chunk header (little-endian), see protocol/records.py for the full layout. */
 #define TR_REC1_MAGIC 0x31636572u /* "rec1" */
 #define TR_REC1_HEADER 56
 /* Longest record: header byte + 5 varints of at most 10 bytes. */

@@ -1,5 +1,5 @@
 /* rec1: scanning our own record stream (drain) and decoding untrusted chunks (broker).
- * The byte layout is documented in producer/records.py beside the pure-Python twin. */
+ * The byte layout is documented in protocol/records.py beside the pure-Python twin. */
 #include "tr_core.h"
 
 static inline uint64_t tr_unzz64(uint64_t v) { return (v >> 1) ^ (0 - (v & 1)); }
@@ -90,7 +90,7 @@ static uint32_t tr_get_u32(const uint8_t *p)
 
 static PyObject *tr_wire_error(const char *fmt, ...)
 {
-    PyObject *wire = PyImport_ImportModule("memscope.producer.wire");
+    PyObject *wire = PyImport_ImportModule("memscope.protocol.wire");
     if (wire == NULL) {
         return NULL;
     }

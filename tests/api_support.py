@@ -28,13 +28,13 @@ def memscope_run(args, timeout=120, cwd=None, **kwargs):
 
 def table(log_dir, name, columns=None):
     """Rows of one log table as a list of dicts."""
-    from memscope.broker.log import open_log
+    from memscope.eventlog.log import open_log
 
     return open_log(log_dir).dataset(name).to_table(columns=columns).to_pylist()
 
 
 def arrow_table(log_dir, name):
-    from memscope.broker.log import open_log
+    from memscope.eventlog.log import open_log
 
     return open_log(log_dir).dataset(name).to_table()
 

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from memscope.broker.log import open_log
+from memscope.eventlog.log import open_log
 from memscope.producer.synthetic import expected_totals
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from memscope.producer import capture, records
+from memscope.producer import capture
+from memscope.protocol import records
 
 
 def decode_all(chunks):

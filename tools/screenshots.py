@@ -27,7 +27,7 @@ def main(argv: list[str]) -> int:
     from playwright.sync_api import sync_playwright
 
     from memscope.exporters import find_reports, write_reports
-    from memscope.exporters.testing import HOSTILE_NAMES, write_sample_reports
+    from memscope.exporters.sample_reports import HOSTILE_NAMES, write_sample_reports
 
     source, out = Path(argv[0]), Path(argv[1])
     if not find_reports(source):

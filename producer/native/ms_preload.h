@@ -22,7 +22,7 @@
 
 #define MS_ABI 1
 
-/* Kinds and domains: the same codes as memscope.producer.wire (KIND_*, DOMAIN_*). */
+/* Kinds and domains: the same codes as memscope.protocol.wire (KIND_*, DOMAIN_*). */
 enum { MS_ALLOC = 0, MS_CALLOC = 1, MS_REALLOC = 2, MS_FREE = 3 };
 enum { MS_DOMAIN_NATIVE = 4, MS_DOMAIN_MMAP = 5 };
 

@@ -1,4 +1,4 @@
-"""Traced by tests/test_api_tracing.py under `memscope run`: prints what it did as JSON."""
+"""Traced by tests/integration/test_api_tracing.py under `memscope run`: prints what it did."""
 
 import json
 import multiprocessing
