@@ -28,6 +28,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from memscope.config.settings import DISABLE_ENV
+
 #: Export kind -> the file :func:`memscope.exporters.write_reports` writes for it.
 EXPORT_FILES = {
     "memory_svg": "memory_analysis.svg",
@@ -54,7 +56,7 @@ class OfflineError(RuntimeError):
 def untraced_env(environ: dict[str, str] | None = None) -> dict[str, str]:
     """``environ`` with tracing disabled and the ``memscope run`` bootstrap taken out."""
     env = dict(os.environ if environ is None else environ)
-    env["MEMSCOPE_DISABLE"] = "1"
+    env[DISABLE_ENV] = "1"
     bootstrap = env.pop(BOOTSTRAP_ENV, "")
     if bootstrap and env.get("PYTHONPATH"):
         parts = [p for p in env["PYTHONPATH"].split(os.pathsep) if p and p != bootstrap]

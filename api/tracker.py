@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import atexit
 import gc
-import os
 import sys
 import threading
 
@@ -57,7 +56,6 @@ __all__ = [
     "track_var",
 ]
 
-_TRUE = frozenset({"1", "true", "yes", "on"})
 _lock = threading.RLock()
 _session: Session | None = None  # the running session
 _last: Session | None = None  # the running or last session (the tracker reads its log)
@@ -69,7 +67,9 @@ FLUSH_TIMEOUT_S = 30.0
 
 
 def _env_disabled() -> bool:
-    return os.environ.get("MEMSCOPE_DISABLE", "").strip().lower() in _TRUE
+    from memscope.config.settings import disabled_by_environment
+
+    return disabled_by_environment()
 
 
 def init(**overrides: Any) -> None:

@@ -18,6 +18,7 @@ import uuid
 from pathlib import Path
 
 from memscope.config import Settings
+from memscope.config.settings import DISABLE_ENV
 from memscope.protocol import addresses
 from memscope.protocol.control_client import BrokerClient, BrokerError
 
@@ -77,7 +78,7 @@ def _child_env(settings: Settings) -> dict[str, str]:
     for name, value in dataclasses.asdict(settings).items():
         env["MEMSCOPE_" + name.upper()] = str(value).lower() if isinstance(value, bool) else str(
             value)
-    env["MEMSCOPE_DISABLE"] = "1"
+    env[DISABLE_ENV] = "1"
     # pyarrow loads numpy, whose BLAS would start a thread per core that spins for a while:
     # the broker does no linear algebra, and those cores belong to the traced program
     for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from memscope.commands.query import open_or_fail, write_table
+from memscope.units import human_bytes
 
 _COLUMNS = (
     ("pid", "pid"), ("argv", "program"), ("mode", "mode"), ("active_memory", "active"),
@@ -17,18 +18,6 @@ _COLUMNS = (
     ("total_allocated", "allocated"), ("total_deallocations", "frees"),
     ("unmatched_frees", "unmatched frees"),
 )
-
-
-def human_bytes(n: int | None) -> str:
-    """``1536`` -> ``1.5 KiB``."""
-    if n is None:
-        return ""
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(value) < 1024 or unit == "GiB":
-            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"  # pragma: no cover
 
 
 def collect(log: str, on_events: Callable[[int], None] | None = None) -> dict[str, Any]:
@@ -129,7 +118,7 @@ def print_stats(stats: dict[str, Any], out: Any) -> None:
             if key == "argv":
                 value = " ".join(value or [])[:40]
             elif key in ("active_memory", "peak_memory", "total_allocated"):
-                value = human_bytes(value)
+                value = None if value is None else human_bytes(value)
             if key == "peak_memory" and p.get("peak_memory_source", "log") != "log":
                 value = f"{value} (measured)"
             row.append(_figure(p, key, str(value)) if value is not None else value)

@@ -42,9 +42,9 @@ class SummaryCommand:
         from rich.markup import escape
         from rich.text import Text
 
-        from memscope.commands.stats import human_bytes
         from memscope.commands.terminal import console, share
         from memscope.commands.terminal import table as new_table
+        from memscope.units import human_bytes
 
         out = console()
         table = new_table(out, escape(f"memory {heading(loaded, args)}: {human_bytes(total)}"))

@@ -32,9 +32,9 @@ class TableCommand:
         from rich.text import Text
 
         from memscope.analyzers.peak_report import innermost
-        from memscope.commands.stats import human_bytes
         from memscope.commands.terminal import console, share
         from memscope.commands.terminal import table as new_table
+        from memscope.units import human_bytes
 
         loaded = load(args, "table")
         try:

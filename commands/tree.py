@@ -53,8 +53,8 @@ class TreeCommand:
         from rich.markup import escape
         from rich.tree import Tree
 
-        from memscope.commands.stats import human_bytes
         from memscope.commands.terminal import console, share
+        from memscope.units import human_bytes
 
         def label(node: Node) -> str:
             return (f"[bold magenta]{human_bytes(node.bytes)}[/] "

@@ -155,6 +155,20 @@ def _build(values: Mapping[str, Any], source: str) -> Settings:
     return settings
 
 
+#: The variable that turns tracing off (the ``disable`` setting), set for memscope's own
+#: helper processes so that they are never traced.
+DISABLE_ENV = "MEMSCOPE_DISABLE"
+
+
+def disabled_by_environment(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether ``MEMSCOPE_DISABLE`` turns tracing off, without loading any file (cheap).
+
+    :func:`load_settings` reads the same variable into ``Settings.disable``.
+    """
+    env = os.environ if environ is None else environ
+    return env.get(DISABLE_ENV, "").strip().lower() in _TRUE
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read defaults, then ``$MEMSCOPE_CONFIG`` (a TOML file), then ``MEMSCOPE_<KEY>`` variables."""
     env = os.environ if environ is None else environ

@@ -46,7 +46,7 @@ from typing import Any
 
 from memscope.config.settings import parse_duration
 
-log = logging.getLogger("memscope.broker")
+log = logging.getLogger("memscope.eventlog")
 
 #: The tables whose segments retention retires.
 RETIRABLE = ("memory", "memory_chunks")

@@ -4,24 +4,9 @@ from __future__ import annotations
 
 import math
 
-_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+from memscope.units import human_bytes
 
-
-def human_bytes(value: float | None) -> str:
-    """``1536`` -> ``"1.5 KiB"``; ``None`` -> ``"not measured"``."""
-    if value is None:
-        return "not measured"
-    n = float(value)
-    sign = "-" if n < 0 else ""
-    n = abs(n)
-    unit = 0
-    while n >= 1024 and unit < len(_UNITS) - 1:
-        n /= 1024
-        unit += 1
-    if unit == 0:
-        return f"{sign}{int(n)} B"
-    return f"{sign}{n:.1f} {_UNITS[unit]}" if n < 100 else f"{sign}{n:.0f} {_UNITS[unit]}"
-
+__all__ = ["human_bytes", "human_count", "human_duration_ns"]
 
 def human_count(value: float | None) -> str:
     """``1234567`` -> ``"1,234,567"``; floats keep one decimal."""

@@ -46,7 +46,6 @@ from __future__ import annotations
 import gc
 import json
 import os
-import re
 import select
 import subprocess
 import sys
@@ -58,44 +57,12 @@ from typing import Any
 
 import pytest
 
-_UNITS = {
-    "": 1, "B": 1,
-    "K": 1024, "KB": 1024, "KIB": 1024,
-    "M": 1024**2, "MB": 1024**2, "MIB": 1024**2,
-    "G": 1024**3, "GB": 1024**3, "GIB": 1024**3,
-}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]*)\s*$")
+from memscope.units import human_bytes, parse_size
+
 #: Seconds a per-test measurement may take before the test fails saying so.
 MEASURE_TIMEOUT_S = 120.0
 #: Allocation sites listed in a failure message.
 TOP_SITES = 5
-
-
-def parse_size(value: object) -> int:
-    """Bytes from ``"24 MB"``, ``"1.5GiB"``, ``"512"`` or an int.
-
-    Raises:
-        ValueError: not a size (the message says what a size looks like).
-    """
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    match = _SIZE.match(value) if isinstance(value, str) else None
-    unit = match.group(2).upper() if match else ""
-    if match is None or unit not in _UNITS:
-        raise ValueError(
-            f"memscope: {value!r} is not a memory size; write a number and a unit, "
-            "like '24 MB', '512 KiB' or '1GB'"
-        )
-    return int(float(match.group(1)) * _UNITS[unit])
-
-
-def format_size(n: float) -> str:
-    """``1.5 MiB`` style."""
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"  # pragma: no cover
 
 
 @dataclass
@@ -280,7 +247,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         ranked = sorted(state.peaks.items(), key=lambda kv: (-kv[1], kv[0]))
         terminalreporter.write_sep("=", "memscope: peak memory of the measured tests")
         for nodeid, peak in ranked[:most] if most > 0 else ranked:
-            terminalreporter.write_line(f"{format_size(peak):>10}  {nodeid}")
+            terminalreporter.write_line(f"{human_bytes(peak):>10}  {nodeid}")
     for line in state.messages:
         terminalreporter.write_line(line)
 
@@ -428,14 +395,14 @@ def _sites(groups: list[dict[str, Any]], root: Path, frames: int) -> str:
         stack = group["frames"] or [["<no Python frame>", "", 0]]
         first, *rest = stack[:frames]
         site = _frame_text(first, root) if group["frames"] else "<no Python frame>"
-        lines.append(f"    {format_size(group['bytes']):>10} in {group['blocks']:>6} block"
+        lines.append(f"    {human_bytes(group['bytes']):>10} in {group['blocks']:>6} block"
                      f"{'s' if group['blocks'] != 1 else ' '}  {site}")
         lines += [f"{'':32}called from {_frame_text(f, root)}" for f in rest]
     return "\n".join(lines)
 
 
 def _summary(figures: dict[str, Any]) -> str:
-    return f"peak of memory allocated during the test: {format_size(figures['peak_bytes'])}\n"
+    return f"peak of memory allocated during the test: {human_bytes(figures['peak_bytes'])}\n"
 
 
 def _check(item: pytest.Item, name: str, limit: int, keywords: dict[str, Any],
@@ -449,19 +416,19 @@ def _check(item: pytest.Item, name: str, limit: int, keywords: dict[str, Any],
         failures = _increase(item, peak)
         if peak > limit:
             failures.append(
-                f"memscope: {item.name} allocated up to {format_size(peak)} at once, over its "
-                f"limit_memory of {format_size(limit)}.\nLargest allocation sites alive at "
+                f"memscope: {item.name} allocated up to {human_bytes(peak)} at once, over its "
+                f"limit_memory of {human_bytes(limit)}.\nLargest allocation sites alive at "
                 f"that peak:\n{_sites(figures['peak_groups'], root, frames)}")
         return failures
     groups = [g for g in figures["leak_groups"] if passes(keywords["filter_fn"], g["frames"])]
     leaked = sum(int(g["bytes"]) for g in groups)
     blocks = sum(int(g["blocks"]) for g in groups)
     item.add_report_section("call", "memscope", f"left allocated by the test's own code: "
-                            f"{format_size(leaked)} in {blocks} blocks\n")
+                            f"{human_bytes(leaked)} in {blocks} blocks\n")
     if leaked <= limit:
         return []
-    return [f"memscope: {item.name} left {format_size(leaked)} in {blocks} blocks allocated "
-            f"by its own code, over its limit_leaks of {format_size(limit)}.\n"
+    return [f"memscope: {item.name} left {human_bytes(leaked)} in {blocks} blocks allocated "
+            f"by its own code, over its limit_leaks of {human_bytes(limit)}.\n"
             f"Largest sites of the blocks still alive:\n{_sites(groups, root, max(frames, 5))}"]
 
 
@@ -476,6 +443,6 @@ def _increase(item: pytest.Item, peak: int) -> list[str]:
     previous = cache.get(key, {}).get("peak_bytes")
     cache.set(key, {"peak_bytes": peak})
     if option(item.config, "fail_on_increase") and previous is not None and peak > previous:
-        return [f"memscope: {item.name} allocated up to {format_size(peak)} at once, more than "
-                f"the {format_size(previous)} of its last run (--fail-on-increase)"]
+        return [f"memscope: {item.name} allocated up to {human_bytes(peak)} at once, more than "
+                f"the {human_bytes(previous)} of its last run (--fail-on-increase)"]
     return []

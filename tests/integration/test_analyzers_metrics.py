@@ -167,8 +167,8 @@ def test_sites_are_summed_by_location_and_bounded_per_process(tmp_path):
         metrics.stop()
 
 
-def test_metrics_need_follow_and_a_free_port(tmp_path, capsys):
-    events = write_log(sample_log().tables(), tmp_path / "run" / "events")
+def test_metrics_need_follow_and_a_free_port(sample_log_dir, capsys):
+    events = sample_log_dir
     assert main(["analyze", str(events), "--metrics-port", "0"]) == 2
     assert "add --follow" in capsys.readouterr().err
     taken = FollowerMetrics("127.0.0.1", 0)

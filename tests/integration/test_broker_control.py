@@ -14,6 +14,7 @@ import pytest
 import zmq
 
 from memscope.analyzers.broker_analysis import log_analysis
+from memscope.broker.analysis import NO_ANALYSIS
 from memscope.broker.server import Broker
 from memscope.config import Settings
 from memscope.eventlog.log import open_log
@@ -24,16 +25,8 @@ from tests.broker_helpers import ipc_address, wait_for
 
 
 @pytest.fixture
-def broker(tmp_path):
-    settings = Settings().replace(log_flush_interval_s=0.1)
-    instance = Broker(tmp_path / "events", ipc_address(tmp_path), settings,
-                      analysis=log_analysis())
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    yield instance
-    instance.request_stop()
-    thread.join(20)
-    assert not thread.is_alive()
+def broker(broker_factory):
+    return broker_factory(Settings().replace(log_flush_interval_s=0.1))
 
 
 @pytest.mark.timeout(60)
@@ -97,8 +90,8 @@ def test_stats_op_waits_for_the_batch_and_uses_the_analyzers(broker, monkeypatch
         stats = client.stats(result["pid"], result["producer"], result["last_seq"], timeout_s=5)
         assert stats == {"active_allocations": 30_000}
         assert seen == {"pid": result["pid"], "rows": 30_000, "closed": True}
-        monkeypatch.setitem(sys.modules, "memscope.analyzers.follow", None)
-        with pytest.raises(BrokerError, match="stats need memscope.analyzers"):
+        monkeypatch.setattr(broker, "analysis", NO_ANALYSIS)  # a broker started without them
+        with pytest.raises(BrokerError, match="started without the analyzers"):
             client.stats(result["pid"], result["producer"], 0, timeout_s=5)
 
 

@@ -19,7 +19,8 @@ from memscope.analyzers.log_builder import LogBuilder
 from memscope.analyzers.views import connect, connect_tables
 from memscope.broker import start_embedded
 from memscope.integrations.pytest_measure import measure
-from memscope.integrations.pytest_plugin import format_size, parse_size
+from memscope.units import human_bytes as format_size
+from memscope.units import parse_size
 
 MIB = 1024 * 1024
 
@@ -262,6 +263,7 @@ def test_format_size() -> None:
     assert format_size(512) == "512 B"
     assert format_size(1536) == "1.5 KiB"
     assert format_size(3 * MIB) == "3.0 MiB"
+    assert format_size(150 * MIB) == "150 MiB"
 
 
 def test_measure_on_a_hand_built_log() -> None:
