@@ -13,14 +13,17 @@ PY=${PY:-.venv/bin/python}
 CC=${CC:-gcc}
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
-site=$("$PY" -c 'import memscope, pathlib; print(pathlib.Path(memscope.__file__).parent.parent)')
-cp -r "$site/memscope" "$scratch/memscope"
+# A copy of the (editable) package beside the sanitized core, without the checkout's extras.
+pkg=$("$PY" -c 'import memscope, pathlib; print(pathlib.Path(memscope.__file__).parent)')
+mkdir "$scratch/memscope"
+(cd "$pkg" && tar cf - --exclude=./.venv --exclude='./.venv-*' --exclude=./build --exclude=./.git \
+    --exclude=./tests --exclude=./bench --exclude=./MemoryAnalysis .) | (cd "$scratch/memscope" && tar xf -)
 include=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
 suffix=$("$PY" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
 rm -f "$scratch"/memscope/producer/_tracer*.so
 "$CC" -shared -fPIC -O1 -g -std=c11 -Wall -Wno-unused-function \
     -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined \
-    -I"$include" producer/_tracer.c producer/tr_*.c -lm \
+    -I"$include" producer/core/binding.c producer/tr_*.c -lm \
     -o "$scratch/memscope/producer/_tracer$suffix"
 libasan=$("$CC" -print-file-name=libasan.so)
 libubsan=$("$CC" -print-file-name=libubsan.so)

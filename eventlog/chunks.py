@@ -152,10 +152,10 @@ def _checked_counts(piece: pa.RecordBatch,
 def _decode_into(encoding: str, data: memoryview, n: int, out: list[np.ndarray],
                  row: int) -> None:
     """Decode one stored chunk into rows ``row .. row + n`` of the ``out`` columns."""
-    from memscope.producer import _tracer
+    from memscope.protocol import _rec1
 
     if encoding == "rec1":
-        _tracer.decode_rec1_into(data, n, out[0], out[1], out[2], out[3], out[4], out[5],
+        _rec1.decode_rec1_into(data, n, out[0], out[1], out[2], out[3], out[4], out[5],
                                  out[6], row)
         return
     if encoding != "cols1":

@@ -1,4 +1,4 @@
-"""Type stub of memscope's native tracer core (see producer/_tracer.c)."""
+"""Type stub of memscope's native tracer core (see producer/core/binding.c)."""
 
 from typing import Any
 
@@ -44,28 +44,22 @@ def block_address(obj: object) -> int: ...
 def pin(address: int, size: int = ...) -> bool: ...
 def inner_blocks(obj: object) -> list[int]: ...
 def after_fork_child() -> None: ...
-def decode_rec1(
-    data: bytes, n: int
-) -> tuple[bytearray, bytearray, bytearray, bytearray, bytearray, bytearray, bytearray]: ...
-def validate_rec1(data: bytes | bytearray | memoryview, n: int) -> None: ...
-def decode_rec1_into(
-    data: bytes | memoryview,
-    n: int,
-    ts_ns: Any,
-    kind: Any,
-    domain: Any,
-    address: Any,
-    old_address: Any,
-    size: Any,
-    stack_id: Any,
-    row: int,
-) -> int: ...
-def encode_rec1(
-    ts_ns: Any, kind: Any, domain: Any, address: Any, old_address: Any, size: Any, stack_id: Any
-) -> bytes: ...
 def stats() -> dict[str, int]: ...
 
 # native mode hooks (tr_native_mode.c; see memscope.producer.native_mode)
 def native_attach(path: str | None = ...) -> None: ...
 def native_detach() -> None: ...
 def native_stats() -> dict[str, int | bool] | None: ...
+
+# record kinds and domains (protocol/rec1.h)
+KIND_ALLOC: int
+KIND_CALLOC: int
+KIND_REALLOC: int
+KIND_FREE: int
+DOMAIN_RAW: int
+DOMAIN_MEM: int
+DOMAIN_OBJ: int
+DOMAIN_NUMPY: int
+DOMAIN_NATIVE: int
+DOMAIN_MMAP: int
+DOMAIN_MAX: int

@@ -25,7 +25,7 @@ def _memscope_bootstrap():
     import sys
 
     here = os.path.dirname(os.path.abspath(__file__))
-    try:  # first: a SIGTERM during the start-up waits for the session (producer/tr_term.c)
+    try:  # first: a SIGTERM during the start-up waits for the session (producer/core/tr_term.c)
         from memscope.producer import _tracer
 
         _tracer.term_install(-1)

@@ -1,6 +1,7 @@
 """Native mode: trace what C code asks libc for (malloc & co., mmap/munmap), per process.
 
-How it works (details in ``producer/native/ms_preload.c`` and ``producer/tr_native_mode.c``):
+How it works (details in ``producer/core/preload/ms_preload.c`` and
+``producer/core/tr_native_mode.c``):
 
 * ``memscope run --native`` starts the program with ``LD_PRELOAD`` naming memscope's allocator
   shim (:func:`library_path`) and ``MEMSCOPE_NATIVE=1``. The shim interposes malloc, calloc,

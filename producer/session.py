@@ -296,7 +296,7 @@ class Session:
         return int(self.publisher.flush(timeout))
 
     def watch_death(self, obj: Any) -> None:
-        """Make the death of a tracked list, dict or tuple a real free (see ``_deaths.c``)."""
+        """Make the death of a tracked list, dict or tuple a real free (``core/deaths.c``)."""
         from memscope.producer import _deaths
 
         _deaths.watch(obj)

@@ -34,7 +34,7 @@ writes only one of them, so its log keeps every memory event in arrival order:
   (``log_memory = "chunks"``, the default), for both encodings: the real tracer sends ``rec1``
   chunks and, in aggregated mode, its promoted allocations as ``cols1`` chunks in the same
   envelopes (synthetic producers and tests send ``cols1`` too). The broker checks every chunk
-  (``rec1``: a bounds-checked scan, ``_tracer.validate_rec1``, accepted iff the decoder would
+  (``rec1``: a bounds-checked scan, ``_rec1.validate_rec1``, accepted iff the decoder would
   accept it; ``cols1``: every column of ``n`` values) and never builds its columns; readers
   decode it. Columns:
 

@@ -38,10 +38,10 @@ tracer gives a free a stack (and so always an S delta, 0 when its stack is the p
 record's) only in the RAW and MEM domains, where double frees happen; object frees have none.
 A typical record is 4-6 bytes.
 
-The C decoder (``_tracer.decode_rec1``) is the fast path; :func:`decode_rec1_py` is its
+The C decoder (``_rec1.decode_rec1``) is the fast path; :func:`decode_rec1_py` is its
 pure-Python twin, kept identical by tests on random and corrupted input. The broker, which
 stores rec1 chunks as they arrive, checks them with :func:`validate_chunk` (the C scan
-``_tracer.validate_rec1``: it accepts a chunk iff the decoder does, building no columns).
+``_rec1.validate_rec1``: it accepts a chunk iff the decoder does, building no columns).
 :func:`encode_rec1` builds a rec1 chunk from columns (synthetic producers, tests, benches).
 """
 
@@ -108,11 +108,11 @@ def _rec1_data(chunk: dict[str, Any]) -> bytes:
 
 
 def _decode_rec1(chunk: dict[str, Any]) -> dict[str, np.ndarray]:
-    from memscope.producer import _tracer
+    from memscope.protocol import _rec1
 
     if chunk["n"] > _M32:
         raise WireError(f"rec1 chunk count {chunk['n']} does not fit its 32-bit header field")
-    columns = _tracer.decode_rec1(_rec1_data(chunk), chunk["n"])
+    columns = _rec1.decode_rec1(_rec1_data(chunk), chunk["n"])
     return {
         name: np.frombuffer(buf, dtype=dtype)
         for (name, dtype), buf in zip(_DTYPES.items(), columns, strict=True)
@@ -244,13 +244,13 @@ def encode_rec1(tid: int, columns: dict[str, np.ndarray]) -> dict[str, Any]:
         ValueError: columns missing or of unequal length, or rows rec1 cannot hold (a kind
             or domain out of range, a free with a size, an old address outside a realloc).
     """
-    from memscope.producer import _tracer
+    from memscope.protocol import _rec1
 
     lengths = {len(values) for values in columns.values()}
     if len(lengths) != 1 or set(columns) != set(_DTYPES):
         raise ValueError(f"need equal-length arrays for exactly {sorted(_DTYPES)}")
     arrays = [np.ascontiguousarray(columns[name], dtype=dt) for name, dt in _DTYPES.items()]
-    data = _tracer.encode_rec1(*arrays)
+    data = _rec1.encode_rec1(*arrays)
     return {"tid": tid, "n": lengths.pop(), "enc": "rec1", "data": data}
 
 
@@ -265,14 +265,14 @@ def validate_chunk(chunk: dict[str, Any]) -> None:
         raise WireError(f"memory chunk count {n!r} is not a non-negative int")
     enc = chunk.get("enc", "")
     if enc == "rec1":
-        from memscope.producer import _tracer
+        from memscope.protocol import _rec1
 
         if n > _M32:
             raise WireError(f"rec1 chunk count {n} does not fit its 32-bit header field")
         data = chunk.get("data")
         if not isinstance(data, bytes | bytearray | memoryview):
             raise WireError("rec1 chunk has no 'data' bytes")
-        _tracer.validate_rec1(data, n)
+        _rec1.validate_rec1(data, n)
         return
     decode_chunk(chunk)  # cols1 "decodes" to views of its buffers: the checks are the work
 

@@ -55,7 +55,7 @@ def test_track_var_infers_names_types_and_scopes(run):
 _RECYCLED_312 = pytest.mark.xfail(
     sys.version_info >= (3, 12), strict=False,
     reason="on 3.12+ the death of a tracked list, dict or tuple kept on a free list is not "
-           "made a free yet (producer/_deaths.c); fails the same before issue 13")
+           "made a free yet (producer/core/deaths.c); fails the same before issue 13")
 
 
 @pytest.mark.parametrize(("name", "window"), [

@@ -15,6 +15,7 @@ from memscope.broker import start_embedded
 from memscope.config import Settings
 from memscope.producer import _tracer
 from memscope.producer.harvest import arenas, harvest_arena, harvest_dir
+from memscope.protocol import _rec1
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -122,7 +123,7 @@ def test_damaged_arenas_never_crash_the_harvester(tmp_path):
                 pass  # a damaged header: refused
             else:  # what it gives is well-formed: the broker's own check takes every chunk
                 for chunk in damaged["chunks"]:
-                    _tracer.validate_rec1(chunk["data"], chunk["n"])
+                    _rec1.validate_rec1(chunk["data"], chunk["n"])
             f.seek(at)
             f.write(old)
             f.flush()

@@ -26,8 +26,8 @@ from memscope.commands.stats import collect
 from memscope.config import Settings
 from memscope.eventlog.chunks import decode_chunk_batches, encode_memory_table
 from memscope.eventlog.log import LogReader, LogWriter, open_log
-from memscope.producer import _tracer
 from memscope.producer.synthetic import memory_chunk, run_producer
+from memscope.protocol import _rec1
 from memscope.protocol.log_schema import MEMORY, MEMORY_CHUNKS
 from memscope.protocol.records import (
     decode_chunk,
@@ -121,8 +121,8 @@ def test_the_scan_accepts_a_chunk_iff_the_decoder_does():
         n = len(cols["kind"])
         for candidate in [data, *_mutations(data, rng)]:
             for count in (n, n + 1, max(n - 1, 0)):
-                scan = _outcome(_tracer.validate_rec1, candidate, count)
-                assert scan == _outcome(_tracer.decode_rec1, candidate, count)
+                scan = _outcome(_rec1.validate_rec1, candidate, count)
+                assert scan == _outcome(_rec1.decode_rec1, candidate, count)
                 assert scan == _outcome(decode_rec1_py, candidate, count)
                 accepted += scan == "accepted"
                 rejected += scan != "accepted"
@@ -449,12 +449,13 @@ _OUT_OF_RANGE_ROW = """
 import sys
 import numpy as np
 from memscope.producer import _tracer
+from memscope.protocol import _rec1
 from memscope.protocol.records import encode_rec1
 from memscope.producer.synthetic import memory_chunk
 chunk = encode_rec1(1, memory_chunk(0, 0, 0, 10))
 outs = [np.empty(10, d) for d in ("<i8", "u1", "u1", "<u8", "<u8", "<u8", "<u4")]
 try:
-    _tracer.decode_rec1_into(chunk["data"], 10, *outs, int(sys.argv[1]))
+    _rec1.decode_rec1_into(chunk["data"], 10, *outs, int(sys.argv[1]))
 except ValueError as exc:
     print("ValueError", exc)
 """
@@ -477,11 +478,11 @@ def test_rec1_columns_must_be_aligned():
     outs = [np.empty(10, d) for d in ("<i8", "u1", "u1", "<u8", "<u8", "<u8", "<u4")]
     outs[3] = np.frombuffer(bytearray(81), "<u8", offset=1)  # writable, not 8-byte aligned
     with pytest.raises(ValueError, match="not aligned"):
-        _tracer.decode_rec1_into(chunk["data"], 10, *outs, 0)
+        _rec1.decode_rec1_into(chunk["data"], 10, *outs, 0)
     cols = [np.ascontiguousarray(v) for v in memory_chunk(0, 0, 0, 10).values()]
     cols[0] = np.frombuffer(bytearray(81), "<i8", offset=1)
     with pytest.raises(ValueError, match="not aligned"):
-        _tracer.encode_rec1(*cols)
+        _rec1.encode_rec1(*cols)
     assert list(memory_chunk(0, 0, 0, 1)) == _ORDER
 
 

@@ -208,19 +208,6 @@ typedef struct {
     size_t nrelease, caprelease;
 } tr_pieces_t;
 
-void tr_write_header(uint8_t *h, uint64_t n, tr_delta_t base, const tr_clock_t *clock)
-{
-    tr_put_u32(h, TR_REC1_MAGIC);
-    tr_put_u32(h + 4, (uint32_t)n);
-    tr_put_u64(h + 8, clock->tick);
-    tr_put_u64(h + 16, (uint64_t)clock->ns);
-    tr_put_u64(h + 24, clock->mult);
-    tr_put_u64(h + 32, base.tick);
-    tr_put_u64(h + 40, base.addr);
-    tr_put_u32(h + 48, base.stack);
-    tr_put_u32(h + 52, 0);
-}
-
 static int tr_grow(void **items, size_t *cap, size_t len, size_t size)
 {
     if (len < *cap) {

@@ -1,9 +1,13 @@
 /* memscope tracer: declarations shared by the C files of the native core.
  *
- * Files: tr_buffer.c (per-thread record buffers and their drain), tr_stack.c (interned
+ * Files (producer/core; docs/architecture.md has the table): binding.c (the Python module,
+ * bindings only), tr_capture.c (start, stop, fork handlers), tr_drain.c (the drain),
+ * tr_rows.c (rare rows), tr_clock.c, tr_buffer.c (per-thread record buffers, commits),
+ * tr_arena.c (the mapping every block lives in; the crash harvest), tr_stack.c (interned
  * Python stacks), tr_hooks.c (allocator hooks; full mode via tr_record.h), tr_modes.c
- * (sampled and aggregated modes), tr_map.c (their live map), tr_rec1.c (the rec1 decoder),
- * tr_native.c (numpy's data-memory handler), _tracer.c (the Python module).
+ * (sampled and aggregated modes), tr_map.c (their live map), tr_numpy.c (numpy's
+ * data-memory handler), tr_native_mode.c (native mode), tr_own.c, tr_term.c. The record
+ * layout, kinds and domains are protocol/rec1.h; reading rec1 is protocol/rec1.c.
  *
  * Concurrency model, in one place:
  *   - A hook runs in any thread. MEM and OBJ hooks hold the GIL (CPython's contract); RAW and
@@ -26,6 +30,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "rec1.h" /* record kinds, domains, the rec1 layout (protocol/rec1.h) */
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <x86intrin.h>
 #define TR_HAVE_TSC 1
@@ -33,32 +39,13 @@
 #define TR_HAVE_TSC 0
 #endif
 
-/* Event kinds and domains (mirror memscope.protocol.wire). */
-enum { TR_ALLOC = 0, TR_CALLOC = 1, TR_REALLOC = 2, TR_FREE = 3 };
-enum { TR_RAW = 0, TR_MEM = 1, TR_OBJ = 2, TR_NUMPY = 3, TR_DOMAIN_MAX = 5 };
-
 /* Capture modes. */
 /* TR_MODE_HOOKS_ONLY records nothing: an allocation reads the clock and walks the stack as
  * every mode does, and drops both (the floor bench/bench_tracer.py measures the modes by). */
 enum { TR_MODE_FULL = 0, TR_MODE_AGGREGATED = 1, TR_MODE_SAMPLED = 2, TR_MODE_HOOKS_ONLY = 3 };
 
-/* rec1 chunk header (little-endian), see protocol/records.py for the full layout. */
-#define TR_REC1_MAGIC 0x31636572u /* "rec1" */
-#define TR_REC1_HEADER 56
-/* Longest record: header byte + 5 varints of at most 10 bytes. */
-#define TR_MAX_RECORD 64
-#define TR_HDR_STACK 0x20u
-#define TR_HDR_SAME_TICK 0x40u /* the tick equals the previous record's: no tick varint */
-#define TR_HDR_RESERVED 0x80u
-
 #define TR_BLOCK_SIZE (64 * 1024)
 #define TR_MAX_DEPTH 128
-
-typedef struct {
-    uint64_t tick; /* reference tick ... */
-    int64_t ns;    /* ... and the CLOCK_MONOTONIC ns at that tick */
-    uint64_t mult; /* ns per tick, 32.32 fixed point */
-} tr_clock_t;
 
 typedef struct tr_block {
     struct tr_block *next; /* set once by the writer (release) when it moves to a new block */
@@ -71,13 +58,6 @@ typedef struct tr_block {
 } tr_block_t;
 
 #define TR_BLOCK_DATA (TR_BLOCK_SIZE - (uint32_t)sizeof(tr_block_t))
-
-/* Delta state of a rec1 stream: the values the next record is relative to. */
-typedef struct {
-    uint64_t tick;
-    uint64_t addr;
-    uint32_t stack;
-} tr_delta_t;
 
 /* Where a thread's records are safely out of the process: everything before it is in a batch
  * the publisher has written to its spool (tr_buffers_commit). Kept twice: the arena header's
@@ -193,6 +173,33 @@ PyObject *tr_py_arena_path(PyObject *self, PyObject *noargs);
 PyObject *tr_py_arena_close(PyObject *self, PyObject *args);
 PyObject *tr_py_harvest(PyObject *self, PyObject *args);
 
+/* ---- the capture (tr_capture.c) ---- */
+typedef struct {
+    int mode;
+    long long sample_bytes;
+    unsigned long long max_buffer;
+    int numpy;
+    int reuse_stamps;
+    const char *arena_dir; /* NULL: anonymous memory */
+} tr_start_t;
+/* 0, or -1 with the Python error set. GIL held (as for everything below). */
+int tr_capture_start(const tr_start_t *options);
+void tr_capture_stop(void);
+int tr_capture_active(void);
+int tr_capture_numpy_traced(void);
+int tr_capture_numpy_install(void); /* numpy_traced(), or -1 with the Python error set */
+void tr_capture_after_fork_child(void);
+
+/* ---- the drain (tr_drain.c) ---- */
+extern int tr_draining; /* a drain is in progress */
+/* Appends the chunks and rare rows drained to `chunks` and `rare` (nothing while another
+ * drain runs); with `commit`, commits at the arena's next seq. 0, or -1 with the error set. */
+int tr_drain(PyObject *chunks, PyObject *rare, uint64_t max_events, int commit);
+int tr_drain_commit(uint64_t next_seq); /* 0 (nothing done) while a drain runs, else 1 */
+void tr_drain_shipped(uint64_t *events, uint64_t *bytes);
+void tr_drain_after_fork_child(void);
+
+
 /* ---- SIGTERM (tr_term.c) ---- */
 int tr_term_install(int fd);
 int tr_term_pending(void);
@@ -239,26 +246,6 @@ static inline int64_t tr_tick_to_ns(const tr_clock_t *c, uint64_t tick)
     return (int64_t)((uint64_t)c->ns + (uint64_t)(rel >> 32));
 }
 
-/* ---- varints ---- */
-static inline uint8_t *tr_put_varint(uint8_t *p, uint64_t v)
-{
-    while (v >= 0x80) {
-        *p++ = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    *p++ = (uint8_t)v;
-    return p;
-}
-
-static inline uint64_t tr_zz64(uint64_t delta) /* delta taken mod 2^64, read as signed */
-{
-    return (delta << 1) ^ (uint64_t)((int64_t)delta >> 63);
-}
-
-static inline uint64_t tr_zz32(uint32_t delta)
-{
-    return (uint64_t)((delta << 1) ^ (uint32_t)((int32_t)delta >> 31));
-}
 
 /* ---- buffers (tr_buffer.c) ---- */
 extern __thread tr_thread_t *tr_tls __attribute__((tls_model("initial-exec")));
@@ -330,25 +317,6 @@ static inline void tr_emit(tr_thread_t *t, unsigned kind, unsigned domain, uint6
     __atomic_store_n(&t->pos, p, __ATOMIC_RELEASE); /* publishes the record (tr_buffer.c) */
 }
 
-/* The 56-byte header of a rec1 chunk of n records (tr_buffer.c). */
-void tr_write_header(uint8_t *h, uint64_t n, tr_delta_t base, const tr_clock_t *clock);
-
-/* ---- rec1 decoding (tr_rec1.c) ---- */
-typedef struct {
-    uint64_t n;
-    tr_delta_t end;
-    uint64_t max_tick; /* the largest tick of the records walked (and of the start state) */
-} tr_scan_t;
-/* Walks records of [p, p+len) from state `st`; returns bytes consumed by whole records
- * (at most max_records of them) and fills `out`. Only for trusted (self-written) data. */
-size_t tr_rec1_scan(const uint8_t *p, size_t len, tr_delta_t st, uint64_t max_records,
-                    tr_scan_t *out);
-/* The same for bytes that may be damaged: stops at the first malformed record. */
-size_t tr_rec1_scan_checked(const uint8_t *p, size_t len, tr_delta_t st, tr_scan_t *out);
-PyObject *tr_py_decode_rec1(PyObject *self, PyObject *args);
-PyObject *tr_py_validate_rec1(PyObject *self, PyObject *args);
-PyObject *tr_py_decode_rec1_into(PyObject *self, PyObject *args);
-PyObject *tr_py_encode_rec1(PyObject *self, PyObject *args);
 
 /* ---- stacks (tr_stack.c) ---- */
 int tr_stack_gil_held(void);
@@ -411,7 +379,7 @@ static inline tr_thread_t *tr_enter(void)
     return t;
 }
 
-/* ---- numpy (tr_native.c) ---- */
+/* ---- numpy (tr_numpy.c) ---- */
 int tr_numpy_install(void);   /* 1 installed, 0 numpy absent/unusable, -1 error */
 void tr_numpy_uninstall(void);
 
@@ -420,7 +388,8 @@ void *tr_raw_alloc(size_t size); /* libc, never traced */
 void *tr_raw_calloc(size_t n, size_t size);
 void *tr_raw_realloc(void *p, size_t size);
 void tr_raw_free(void *p);
+/* A row of the drain's rare tables (tr_rows.c); steals the references in values. */
 int tr_append_row(PyObject *rare, const char *table, const char *const *names,
-                  PyObject **values, int n); /* steals the references in values */
+                  PyObject **values, int n);
 
 #endif

@@ -1,6 +1,6 @@
 /* memscope native mode: the interface between the preloaded allocator shim
- * (producer/native/ms_preload.c, built as memscope/producer/_memscope_preload*.so) and the
- * tracer core (producer/tr_native_mode.c, inside memscope.producer._tracer).
+ * (producer/core/preload/ms_preload.c, built as memscope/producer/_memscope_preload*.so) and the
+ * tracer core (producer/core/tr_native_mode.c, inside memscope.producer._tracer).
  *
  * The shim is loaded with LD_PRELOAD into every process of a `memscope run --native` (Python
  * or not). It exports three functions that the tracer finds with dlsym(RTLD_DEFAULT, ...):
@@ -22,9 +22,10 @@
 
 #define MS_ABI 1
 
-/* Kinds and domains: the same codes as memscope.protocol.wire (KIND_*, DOMAIN_*). */
-enum { MS_ALLOC = 0, MS_CALLOC = 1, MS_REALLOC = 2, MS_FREE = 3 };
-enum { MS_DOMAIN_NATIVE = 4, MS_DOMAIN_MMAP = 5 };
+/* Kinds and domains: the codes of protocol/rec1.h (the one C definition). */
+#include "rec1.h"
+enum { MS_ALLOC = TR_ALLOC, MS_CALLOC = TR_CALLOC, MS_REALLOC = TR_REALLOC, MS_FREE = TR_FREE };
+enum { MS_DOMAIN_NATIVE = TR_NATIVE, MS_DOMAIN_MMAP = TR_MMAP };
 
 /* What a record proves besides the event itself (0 = nothing). A finding's free or realloc
  * was NOT forwarded to the C library: the shim blocked it so the process survives. */

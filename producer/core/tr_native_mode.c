@@ -1,6 +1,6 @@
 /* memscope native mode, tracer side: receives the preloaded shim's malloc/mmap events.
  *
- * The shim (producer/native/ms_preload.c) is found with dlsym(RTLD_DEFAULT) when
+ * The shim (producer/core/preload/ms_preload.c) is found with dlsym(RTLD_DEFAULT) when
  * native_attach() runs; it then calls tr_nm_record() for every intercepted call that is not
  * made from the tracer's own code. tr_nm_record() writes the event into the calling thread's
  * rec1 stream like any PyMem hook, in domain DOMAIN_NATIVE (heap) or DOMAIN_MMAP.
@@ -32,7 +32,7 @@
 #include <dlfcn.h>
 #include <link.h>
 
-#include "native/ms_preload.h"
+#include "preload/ms_preload.h"
 
 /* ------------------------------------------------------------------ findings table */
 

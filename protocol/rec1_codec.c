@@ -1,78 +1,15 @@
-/* rec1: scanning our own record stream (drain) and decoding untrusted chunks (broker).
- * The byte layout is documented in protocol/records.py beside the pure-Python twin. */
-#include "tr_core.h"
+/* The memscope.protocol._rec1 module: rec1 chunks decoded, validated and encoded for Python
+ * (the broker, the log reader, tests). Every input is untrusted: every read is
+ * bounds-checked, and a malformed chunk raises memscope.protocol.wire.WireError. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
 
-static inline uint64_t tr_unzz64(uint64_t v) { return (v >> 1) ^ (0 - (v & 1)); }
+#include "rec1.h"
+#include "rec1_py.h"
 
-/* Trusted: bytes we wrote ourselves, whole records only. */
-static inline const uint8_t *tr_get_varint_fast(const uint8_t *p, uint64_t *out)
-{
-    uint64_t v = 0;
-    unsigned shift = 0;
-    uint8_t byte;
-    do {
-        byte = *p++;
-        v |= (uint64_t)(byte & 0x7F) << shift;
-        shift += 7;
-    } while (byte & 0x80);
-    *out = v;
-    return p;
-}
-
-size_t tr_rec1_scan(const uint8_t *p, size_t len, tr_delta_t st, uint64_t max_records,
-                    tr_scan_t *out)
-{
-    const uint8_t *start = p, *end = p + len;
-    uint64_t n = 0, v, max_tick = st.tick;
-    while (p < end && n < max_records) {
-        unsigned hdr = *p++;
-        unsigned kind = hdr & 3;
-        if (!(hdr & TR_HDR_SAME_TICK)) {
-            p = tr_get_varint_fast(p, &v);
-            st.tick += tr_unzz64(v);
-            max_tick = st.tick > max_tick ? st.tick : max_tick;
-        }
-        p = tr_get_varint_fast(p, &v);
-        st.addr += tr_unzz64(v);
-        if (kind != TR_FREE) {
-            p = tr_get_varint_fast(p, &v);
-        }
-        if (kind == TR_REALLOC) {
-            p = tr_get_varint_fast(p, &v);
-        }
-        if (hdr & TR_HDR_STACK) {
-            p = tr_get_varint_fast(p, &v);
-            st.stack += (uint32_t)tr_unzz64(v);
-        }
-        n++;
-    }
-    out->n = n;
-    out->end = st;
-    out->max_tick = max_tick;
-    return (size_t)(p - start);
-}
-
-/* Untrusted input: every read is bounds-checked; returns NULL on malformed varints. */
-static inline const uint8_t *tr_get_varint_checked(const uint8_t *p, const uint8_t *end,
-                                                   uint64_t *out)
-{
-    uint64_t v = 0;
-    for (unsigned i = 0; i < 10; i++) {
-        if (p >= end) {
-            return NULL;
-        }
-        uint8_t byte = *p++;
-        if (i == 9 && byte > 1) {
-            return NULL; /* more than 64 bits */
-        }
-        v |= (uint64_t)(byte & 0x7F) << (7 * i);
-        if (!(byte & 0x80)) {
-            *out = v;
-            return p;
-        }
-    }
-    return NULL;
-}
+#include <stdarg.h>
+#include <stdbool.h>
+#include <string.h>
 
 static uint64_t tr_get_u64(const uint8_t *p)
 {
@@ -274,7 +211,7 @@ static int tr_rec1_decode_columns(const uint8_t *data, size_t len, uint64_t n, t
 
 /* decode_rec1(data, n) -> (ts_ns, kind, domain, address, old_address, size, stack_id) as
  * bytearrays of little-endian <i8, u1, u1, <u8, <u8, <u8, <u4. */
-PyObject *tr_py_decode_rec1(PyObject *self, PyObject *args)
+static PyObject *tr_py_decode_rec1(PyObject *self, PyObject *args)
 {
     Py_buffer view;
     unsigned long long n_chunk;
@@ -316,7 +253,7 @@ done:
 
 /* validate_rec1(data, n) -> None: raises WireError exactly when decode_rec1 would, without
  * building any column (the broker's check before it stores a chunk as it arrived). */
-PyObject *tr_py_validate_rec1(PyObject *self, PyObject *args)
+static PyObject *tr_py_validate_rec1(PyObject *self, PyObject *args)
 {
     Py_buffer view;
     unsigned long long n_chunk;
@@ -372,7 +309,7 @@ static int tr_out_column(Py_buffer *view, Py_ssize_t rows, Py_ssize_t itemsize, 
 /* decode_rec1_into(data, n, ts, kind, domain, address, old_address, size, stack_id, row)
  * decodes the chunk into the writable buffers starting at row `row` (the read side builds
  * one record batch from many chunks without concatenating). Returns n. */
-PyObject *tr_py_decode_rec1_into(PyObject *self, PyObject *args)
+static PyObject *tr_py_decode_rec1_into(PyObject *self, PyObject *args)
 {
     Py_buffer view, out[7];
     unsigned long long n_chunk;
@@ -431,7 +368,7 @@ done:
  * chunk's data of the given columns (buffers of the MEMORY_COLUMNS dtypes), with ticks in
  * ns (identity clock) and a zero start state. Raises ValueError for rows rec1 cannot hold
  * (a kind or domain out of range, a free with a size, an old address outside realloc). */
-PyObject *tr_py_encode_rec1(PyObject *self, PyObject *args)
+static PyObject *tr_py_encode_rec1(PyObject *self, PyObject *args)
 {
     Py_buffer in[7];
     memset(in, 0, sizeof(in));
@@ -514,49 +451,28 @@ done:
     return result;
 }
 
-/* Untrusted but self-written (a dead process's buffers, tr_arena.c): counts the whole,
- * well-formed records of [p, p+len) from state `st` and returns the bytes they take; a
- * malformed or cut record ends the count. */
-size_t tr_rec1_scan_checked(const uint8_t *p, size_t len, tr_delta_t st, tr_scan_t *out)
+static PyMethodDef rec1_methods[] = {
+    {"decode_rec1", tr_py_decode_rec1, METH_VARARGS,
+     "decode_rec1(data, n) -> 7 bytearrays (MEMORY_COLUMNS order)"},
+    {"validate_rec1", tr_py_validate_rec1, METH_VARARGS,
+     "validate_rec1(data, n): raise WireError iff decode_rec1 would (builds no columns)"},
+    {"decode_rec1_into", tr_py_decode_rec1_into, METH_VARARGS,
+     "decode_rec1_into(data, n, 7 writable columns, row) -> n"},
+    {"encode_rec1", tr_py_encode_rec1, METH_VARARGS,
+     "encode_rec1(7 column buffers) -> rec1 data (identity clock, zero start state)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef rec1_module = {
+    PyModuleDef_HEAD_INIT, "_rec1", "The rec1 record codec (protocol/rec1.h).", -1, rec1_methods,
+};
+
+PyMODINIT_FUNC PyInit__rec1(void)
 {
-    const uint8_t *start = p, *end = p + len, *whole = p;
-    uint64_t n = 0, v, max_tick = st.tick;
-    tr_delta_t at = st;
-    while (p < end) {
-        unsigned hdr = *p++;
-        unsigned kind = hdr & 3;
-        if ((hdr & TR_HDR_RESERVED) || ((hdr >> 2) & 7) > TR_DOMAIN_MAX) {
-            break;
-        }
-        if (!(hdr & TR_HDR_SAME_TICK)) {
-            if ((p = tr_get_varint_checked(p, end, &v)) == NULL) {
-                break;
-            }
-            at.tick += tr_unzz64(v);
-        }
-        if ((p = tr_get_varint_checked(p, end, &v)) == NULL) {
-            break;
-        }
-        at.addr += tr_unzz64(v);
-        if (kind != TR_FREE && (p = tr_get_varint_checked(p, end, &v)) == NULL) {
-            break;
-        }
-        if (kind == TR_REALLOC && (p = tr_get_varint_checked(p, end, &v)) == NULL) {
-            break;
-        }
-        if (hdr & TR_HDR_STACK) {
-            if ((p = tr_get_varint_checked(p, end, &v)) == NULL || v > 0xFFFFFFFFull) {
-                break; /* (the broker's decoder refuses the same) */
-            }
-            at.stack += (uint32_t)tr_unzz64(v);
-        }
-        n++;
-        whole = p;
-        st = at;
-        max_tick = st.tick > max_tick ? st.tick : max_tick;
+    PyObject *m = PyModule_Create(&rec1_module);
+    if (m != NULL && rec1_add_constants(m) < 0) {
+        Py_DECREF(m);
+        return NULL;
     }
-    out->n = n;
-    out->end = st;
-    out->max_tick = max_tick;
-    return (size_t)(whole - start);
+    return m;
 }

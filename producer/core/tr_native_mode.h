@@ -1,5 +1,5 @@
-/* memscope native mode, tracer side (producer/tr_native_mode.c): the hooks the tracer's own
- * files call. Each call site in _tracer.c / tr_stack.c is marked "native mode hook". */
+/* memscope native mode, tracer side (producer/core/tr_native_mode.c): the hooks the tracer's own
+ * files call. Each call site in tr_drain.c / tr_stack.c is marked "native mode hook". */
 #ifndef MEMSCOPE_TR_NATIVE_MODE_H
 #define MEMSCOPE_TR_NATIVE_MODE_H
 
