@@ -11,7 +11,7 @@ DIR ?= MemoryAnalysis
 OUTPUT ?= dashboard.html
 PORT ?= 8080
 
-.PHONY: demo run-examples test test-fast lint typecheck install browser-deps bench html html-only html-clean clean test-native-asan screenshots bench-report html-help test-pythons
+.PHONY: demo run-examples test test-fast lint format typecheck install browser-deps bench html html-only html-clean clean test-native-asan screenshots bench-report html-help test-pythons
 
 $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -25,10 +25,20 @@ $(VENV)/.installed: $(VENV)/bin/activate $(BUILD_INPUTS)
 
 install: $(VENV)/.installed
 
-# ruff, the import layers (pyproject's [tool.importlinter]: no package imports one above it).
+# ruff (lint and format), clang-format (.clang-format) and the import layers (pyproject's
+# [tool.importlinter]: no package imports one above it).
+C_SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find producer protocol analyzers -name '*.[ch]')
 lint: install
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(VENV)/bin/clang-format --dry-run --Werror $(C_SOURCES)
 	$(VENV)/bin/lint-imports --no-cache
+
+# Rewrites the sources the way `make lint` wants them.
+format: install
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+	$(VENV)/bin/clang-format -i $(C_SOURCES)
 
 # mypy finds the package through a link named memscope (the checkout may be named otherwise).
 typecheck: install
