@@ -17,12 +17,12 @@ dashboard panel and the static SVG all draw:
 ``temporal`` (``--temporal`` only)
     the run cut into ``slots`` equal slots of ``slot_ns`` from ``first_ts_ns`` (the fold's
     temporal slots: see :mod:`memscope.analyzers.fold`; 33 to 64 of them cover a run
-    longer than 1,024 ns, each a power of two of ns wide) and, per node, the blocks allocated in slot ``a``
-    and ended in slot ``e > a`` (``e == slots``: still alive at the end of the log). The
-    blocks allocated in slots ``i..j`` and alive at the end of slot ``j`` are the cells with
-    ``i <= a <= j < e``: memray's temporal flame graph, at slot resolution. ``curve`` is
-    the live bytes at the end of each fine bucket of the state's timeline, for the chart
-    (seconds since ``first_ts_ns``).
+    longer than 1,024 ns, each a power of two of ns wide) and, per node, the blocks
+    allocated in slot ``a`` and ended in slot ``e > a`` (``e == slots``: still alive at the
+    end of the log). The blocks allocated in slots ``i..j`` and alive at the end of slot
+    ``j`` are the cells with ``i <= a <= j < e``: memray's temporal flame graph, at slot
+    resolution. ``curve`` is the live bytes at the end of each fine bucket of the state's
+    timeline, for the chart (seconds since ``first_ts_ns``).
 
 Where each view comes from (see ``docs/flamegraphs.md``):
 
