@@ -172,6 +172,19 @@ static const fd_col_t MARK_COLS[] = {
     COL(fd_mark_t, pid, 'I'), COL(fd_mark_t, address, 'Q'), COL(fd_mark_t, ts_ns, 'q'),
 };
 
+/* A row of `temporal`. */
+typedef struct {
+    uint32_t pid, stack_id;
+    uint8_t domain;
+    int64_t a, e, bytes, count;
+} fd_tm_row_t;
+
+static const fd_col_t TEMPORAL_COLS[] = {
+    COL(fd_tm_row_t, pid, 'I'), COL(fd_tm_row_t, stack_id, 'I'), COL(fd_tm_row_t, domain, 'B'),
+    COL(fd_tm_row_t, a, 'q'), COL(fd_tm_row_t, e, 'q'), COL(fd_tm_row_t, bytes, 'q'),
+    COL(fd_tm_row_t, count, 'q'),
+};
+
 static const char *fd_dtype(char type)
 {
     switch (type) {
@@ -493,6 +506,35 @@ static int fd_export_sizes(const fold_t *f, PyObject *out)
     return bad;
 }
 
+/* temporal: the cells with their sites' keys, sorted by (pid, stack, domain, a, e) */
+static int fd_export_temporal(const fold_t *f, PyObject *out)
+{
+    size_t n = f->tcells.n;
+    fd_tm_row_t *rows = malloc((n ? n : 1) * sizeof(*rows));
+    fd_sortkey_t *keys = malloc((n ? n : 1) * sizeof(*keys));
+    if (!rows || !keys) {
+        free(rows);
+        free(keys);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const fd_tcell_t *c = (const fd_tcell_t *)f->tcells.data + i;
+        const fd_site_t *site = &f->sites[c->site];
+        uint8_t domain = f->site_domain[c->site];
+        rows[i] = (fd_tm_row_t){site->pid, site->stack_id, domain, c->a, c->e, c->bytes,
+                                c->count};
+        keys[i] = (fd_sortkey_t){site->pid, ((uint64_t)site->stack_id << 32) |
+                                 ((uint64_t)domain << 16) | fd_tm_key(c->a, c->e),
+                                 (char *)&rows[i]};
+    }
+    int bad = fd_put(out, "temporal", fd_table(TEMPORAL_COLS, NCOLS(TEMPORAL_COLS),
+                                               fd_sorted(keys, n), n));
+    free(keys);
+    free(rows);
+    return bad;
+}
+
 /* Every table into `out`; with `totals_only`, only `processes` and `all` (cheap: the
  * others cost the state's size). */
 static int fd_export_into(const fold_t *f, PyObject *out, int totals_only)
@@ -561,6 +603,8 @@ static int fd_export_into(const fold_t *f, PyObject *out, int totals_only)
     bad = fd_put_keyed(out, "watched", MARK_COLS, NCOLS(MARK_COLS), ptrs, f->watched.n,
                        offsetof(fd_mark_t, pid), offsetof(fd_mark_t, address));
     free(ptrs);
+    if (!bad)
+        bad = fd_export_temporal(f, out);
     goto done;
 nomem:
     PyErr_NoMemory();
@@ -945,6 +989,40 @@ static int fd_restore_lists(fold_t *f, PyObject *tables)
     return 0;
 }
 
+/* temporal (a table absent, as in states exported before it existed, is empty) */
+static int fd_restore_temporal(fold_t *f, PyObject *tables)
+{
+    int has = PyMapping_HasKeyString(tables, "temporal");
+    if (!has)
+        return 0;
+    Py_ssize_t n;
+    fd_tm_row_t *rows = (fd_tm_row_t *)fd_read(tables, "temporal", TEMPORAL_COLS,
+                                               NCOLS(TEMPORAL_COLS), sizeof(*rows), &n);
+    if (!rows)
+        return -1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        fd_tm_row_t *r = &rows[i];
+        uint32_t si;
+        if (r->a < 0 || r->e <= r->a || r->e > FD_TEMPORAL_SLOTS) {
+            PyErr_SetString(PyExc_ValueError, "restore: temporal: slots out of range");
+            goto fail;
+        }
+        if (!fd_need_proc(f, r->pid, "temporal"))
+            goto fail;
+        FD_ROOM(f, NULL);
+        if (!fd_site_get(f, r->pid, r->stack_id, r->domain, &si)) {
+            PyErr_NoMemory();
+            goto fail;
+        }
+        fd_tm_add(f, si, r->a, r->e, r->bytes, r->count);
+    }
+    free(rows);
+    return 0;
+fail:
+    free(rows);
+    return -1;
+}
+
 static PyTypeObject FoldType;
 
 /* ---- the type --------------------------------------------------------------------------- */
@@ -1185,7 +1263,7 @@ fail:
 
 static const char *const TABLE_NAMES[] = {
     "processes", "all", "sites", "threads", "sizes", "timeline", "timeline_all", "lifetimes",
-    "blocks", "findings", "oversized", "deaths", "watched"};
+    "blocks", "findings", "oversized", "deaths", "watched", "temporal"};
 
 /* export(tables=None): every table, or those named (an iterable of names). */
 static PyObject *Fold_export(FoldObject *self, PyObject *args, PyObject *kwargs)
@@ -1255,7 +1333,8 @@ static PyObject *Fold_restore(PyObject *cls, PyObject *args)
     fold_t *f = &((FoldObject *)obj)->f;
     if (fd_restore_procs(f, tables) || fd_restore_sites(f, tables) ||
         fd_restore_counts(f, tables) || fd_restore_timelines(f, tables) ||
-        fd_restore_blocks(f, tables) || fd_restore_lists(f, tables)) {
+        fd_restore_blocks(f, tables) || fd_restore_lists(f, tables) ||
+        fd_restore_temporal(f, tables)) {
         Py_DECREF(obj);
         return NULL;
     }

@@ -165,6 +165,20 @@ typedef struct {
     int64_t ts_ns;
 } fd_mark_t;
 
+/* A temporal cell: the blocks of a site allocated in temporal slot a and ended in e > a
+ * (fold.py's `temporal`; its key in tm_ix is (site, fd_tm_key(a, e))). */
+typedef struct {
+    uint32_t site;
+    int64_t a, e, bytes, count;
+} fd_tcell_t;
+
+#define FD_TEMPORAL_SLOTS 64 /* at most (fold.MAX_TEMPORAL_SLOTS) */
+
+static inline uint64_t fd_tm_key(int64_t a, int64_t e)
+{
+    return ((uint64_t)a << 8) | (uint64_t)e;
+}
+
 /* A growable array of fixed-size items. */
 typedef struct {
     char *data;
@@ -203,6 +217,9 @@ typedef struct {
     fd_vec_t findings;  /* fd_finding_t */
     fd_vec_t oversized; /* fd_oversized_t */
     fd_vec_t deaths;    /* fd_mark_t */
+    fd_index_t tm_ix;   /* (site, fd_tm_key(a, e)) -> tcells */
+    fd_vec_t tcells;    /* fd_tcell_t */
+    int tm_shift;       /* log2(timeline_buckets / temporal slots) */
 
     int has_all;
     int all_shift;
@@ -271,6 +288,8 @@ void *fd_vec_push(fd_vec_t *v); /* room must have been made (fd_vec_reserve) */
 int fd_vec_reserve(fd_vec_t *v, size_t more);
 uint64_t fd_index_find(const fd_index_t *ix, uint32_t pid, uint64_t key); /* idx+1 or 0 */
 int fd_width_shift(int64_t width); /* log2 of a power of two, else -1 */
+/* Add to the temporal cell (site, a, e) (room made by fd_room). */
+void fd_tm_add(fold_t *f, uint32_t site, int64_t a, int64_t e, int64_t bytes, int64_t count);
 #pragma GCC visibility pop
 
 #endif

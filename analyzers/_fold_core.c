@@ -142,6 +142,9 @@ int fd_init(fold_t *f, const fd_params_t *p)
     memset(f, 0, sizeof(*f));
     f->p = *p;
     f->slot_shift = fd_width_shift(p->timeline_buckets / p->site_slots);
+    f->tm_shift = fd_width_shift(p->timeline_buckets > FD_TEMPORAL_SLOTS
+                                     ? p->timeline_buckets / FD_TEMPORAL_SLOTS : 1);
+    f->tcells.item = sizeof(fd_tcell_t);
     f->sampling.item = sizeof(fd_mark_t);
     f->threads.item = sizeof(fd_thread_t);
     f->sizes.item = sizeof(fd_size_t);
@@ -152,7 +155,8 @@ int fd_init(fold_t *f, const fd_params_t *p)
     f->all_peak_ts = f->all_w_peak_ts = -1;
     if (fd_index_init(&f->proc_ix, 16) || fd_index_init(&f->site_ix, 256) ||
         fd_index_init(&f->thread_ix, 64) || fd_index_init(&f->size_ix, 256) ||
-        fd_index_init(&f->block_ix, 1024) || fd_index_init(&f->watch_ix, 16))
+        fd_index_init(&f->block_ix, 1024) || fd_index_init(&f->watch_ix, 16) ||
+        fd_index_init(&f->tm_ix, 256))
         return -1;
     return 0;
 }
@@ -170,11 +174,11 @@ void fd_free(fold_t *f)
         free(f->chunks[i]);
     free(f->chunks);
     fd_index_t *ixs[] = {&f->proc_ix, &f->site_ix, &f->thread_ix, &f->size_ix, &f->block_ix,
-                         &f->watch_ix};
+                         &f->watch_ix, &f->tm_ix};
     for (size_t i = 0; i < sizeof(ixs) / sizeof(ixs[0]); i++)
         free(ixs[i]->slots);
     fd_vec_t *vecs[] = {&f->sampling, &f->threads, &f->sizes, &f->watched, &f->findings,
-                        &f->oversized, &f->deaths};
+                        &f->oversized, &f->deaths, &f->tcells};
     for (size_t i = 0; i < sizeof(vecs) / sizeof(vecs[0]); i++)
         free(vecs[i]->data);
     free(f->sites);
@@ -300,7 +304,8 @@ static int fd_room_slow(fold_t *f, fd_proc_t *proc, uint64_t events)
 {
     uint64_t k = 2 * events;
     if (fd_index_room(&f->site_ix, k) || fd_index_room(&f->thread_ix, k) ||
-        fd_index_room(&f->size_ix, k) || fd_index_room(&f->block_ix, k))
+        fd_index_room(&f->size_ix, k) || fd_index_room(&f->block_ix, k) ||
+        fd_index_room(&f->tm_ix, k))
         return -1;
     if ((uint64_t)f->nsites + k > UINT32_MAX - 1 || (uint64_t)f->nblocks + k > UINT32_MAX - 1)
         return -1; /* indices are 32 bits */
@@ -312,7 +317,7 @@ static int fd_room_slow(fold_t *f, fd_proc_t *proc, uint64_t events)
             return -1;
     if (fd_vec_reserve(&f->threads, k) || fd_vec_reserve(&f->sizes, k) ||
         fd_vec_reserve(&f->findings, events) || fd_vec_reserve(&f->oversized, events) ||
-        fd_vec_reserve(&f->deaths, events))
+        fd_vec_reserve(&f->deaths, events) || fd_vec_reserve(&f->tcells, k))
         return -1;
     if (proc && proc->nlarge + 2 > proc->large_cap) {
         fd_large_t *large = realloc(proc->large, (size_t)proc->large_cap * 2 * sizeof(*large));
@@ -331,6 +336,7 @@ int fd_room(fold_t *f, fd_proc_t *proc, size_t events)
     uint64_t k = 2 * (uint64_t)events;
     if (FD_LIKELY(fd_index_ok(&f->site_ix, k) && fd_index_ok(&f->thread_ix, k) &&
                   fd_index_ok(&f->size_ix, k) && fd_index_ok(&f->block_ix, k) &&
+                  fd_index_ok(&f->tm_ix, k) && f->tcells.n + k <= f->tcells.cap &&
                   f->nsites + k <= f->sites_cap &&
                   (uint64_t)f->nblocks + k <= ((uint64_t)f->nchunks << FD_CHUNK_BITS) &&
                   f->threads.n + k <= f->threads.cap && f->sizes.n + k <= f->sizes.cap &&
@@ -604,11 +610,67 @@ FD_COLD void fd_proc_widen(fold_t *f, fd_proc_t *proc, uint64_t d)
     }
 }
 
+/* ---- temporal cells --------------------------------------------------------------------- */
+
+void fd_tm_add(fold_t *f, uint32_t site, int64_t a, int64_t e, int64_t bytes, int64_t count)
+{
+    uint64_t key = fd_tm_key(a, e);
+    fd_slot_t *s = fd_index_slot(&f->tm_ix, site, key);
+    fd_tcell_t *c;
+    if (s->idx) {
+        c = FD_VEC_AT(&f->tcells, fd_tcell_t, s->idx - 1);
+    } else {
+        fd_index_put(&f->tm_ix, s, site, key, (uint32_t)f->tcells.n);
+        c = fd_vec_push(&f->tcells);
+        c->site = site;
+        c->a = a;
+        c->e = e;
+    }
+    c->bytes += bytes;
+    c->count += count;
+}
+
+/* The all-process width doubled: cell (a, e) becomes (a / 2, e / 2); cells meeting add up,
+ * those with a == e leave. In place: the index is rebuilt (it only gets emptier). */
+static void fd_tm_halve(fold_t *f)
+{
+    fd_tcell_t *cells = (fd_tcell_t *)f->tcells.data;
+    size_t n = f->tcells.n, k = 0;
+    memset(f->tm_ix.slots, 0, (size_t)(f->tm_ix.mask + 1) * sizeof(fd_slot_t));
+    f->tm_ix.n = 0;
+    for (size_t i = 0; i < n; i++) {
+        fd_tcell_t c = cells[i];
+        c.a >>= 1;
+        c.e >>= 1;
+        if (c.a == c.e)
+            continue;
+        uint64_t key = fd_tm_key(c.a, c.e);
+        fd_slot_t *s = fd_index_slot(&f->tm_ix, c.site, key);
+        if (s->idx) {
+            cells[s->idx - 1].bytes += c.bytes;
+            cells[s->idx - 1].count += c.count;
+        } else {
+            fd_index_put(&f->tm_ix, s, c.site, key, (uint32_t)k);
+            cells[k++] = c;
+        }
+    }
+    f->tcells.n = k;
+}
+
+/* The temporal slot of ts (the all-process timeline already fits it). */
+static inline int64_t fd_tm_slot(const fold_t *f, int64_t ts)
+{
+    if (ts < f->all_origin || f->all_shift >= 64)
+        return 0;
+    return (int64_t)((((uint64_t)ts - (uint64_t)f->all_origin) >> f->all_shift) >> f->tm_shift);
+}
+
 FD_COLD void fd_all_widen(fold_t *f, uint64_t d)
 {
     uint64_t n = (uint64_t)f->p.timeline_buckets;
     while (f->all_shift < 64 && (d >> f->all_shift) >= n) {
         fd_double(f->all_buckets, (int64_t)n);
+        fd_tm_halve(f);
         f->all_shift++;
     }
 }
@@ -661,7 +723,7 @@ typedef struct {
     int64_t ts;
     uint8_t domain;
     uint32_t stack;
-    int64_t b, ab, slot;
+    int64_t b, ab, slot, tslot;
 } fd_ev_t;
 
 /* A site's live figures change: save its peak snapshots, fill its series up to `slot`. */
@@ -692,7 +754,7 @@ FD_HOT void fd_site_live(fold_t *f, fd_proc_t *proc, fd_site_t *site, uint32_t i
 /* A live block leaves every live figure (freed, reallocated or reused). */
 /* (The block's site and thread are handed back: ends count in them too. Returns the
  * block's sampled weight, 0 when the process is not sampled.) */
-FD_HOT double fd_leave(fold_t *f, fd_proc_t *proc, fd_entry_t *e, int64_t slot,
+FD_HOT double fd_leave(fold_t *f, fd_proc_t *proc, fd_entry_t *e, const fd_ev_t *ev,
                               fd_site_t **site_out, fd_thread_t **thread_out)
 {
     int64_t size = (int64_t)e->size;
@@ -701,7 +763,12 @@ FD_HOT double fd_leave(fold_t *f, fd_proc_t *proc, fd_entry_t *e, int64_t slot,
     proc->r.live_bytes -= size;
     uint32_t si;
     fd_site_t *site = fd_site(f, proc, e->stack_id, e->domain, &si);
-    fd_site_live(f, proc, site, si, slot, -1, -size);
+    fd_site_live(f, proc, site, si, ev->slot, -1, -size);
+    if (ev->tslot > 0) {
+        int64_t a = fd_tm_slot(f, e->ts_ns);
+        if (a < ev->tslot)
+            fd_tm_add(f, si, a, ev->tslot, size, 1);
+    }
     fd_thread_t *t = fd_thread(f, proc->r.pid, e->tid);
     t->live_blocks -= 1;
     t->live_bytes -= size;
@@ -736,7 +803,7 @@ FD_HOT void fd_start(fold_t *f, const fd_ev_t *ev, uint8_t kind, uint64_t addres
         fd_thread_t *old_thread;
         r->reused += 1;
         r->reused_bytes += (int64_t)e->size;
-        fd_leave(f, proc, e, ev->slot, &old_site, &old_thread);
+        fd_leave(f, proc, e, ev, &old_site, &old_thread);
         f->site_reused[old_site - f->sites] += 1;
     }
     e->state = FD_LIVE;
@@ -913,7 +980,7 @@ FD_HOT void fd_end(fold_t *f, const fd_ev_t *ev, uint8_t end_kind, uint64_t addr
     if (e && e->state == FD_LIVE) {
         fd_site_t *site;
         fd_thread_t *t;
-        double w = fd_leave(f, proc, e, ev->slot, &site, &t);
+        double w = fd_leave(f, proc, e, ev, &site, &t);
         int64_t size = (int64_t)e->size;
         r->frees += 1;
         r->bytes_freed += size;
@@ -1121,6 +1188,7 @@ size_t fd_feed(fold_t *f, const fd_columns_t *c, size_t n)
         ev.b = fd_proc_bucket(f, proc, ts);
         ev.slot = ev.b >> f->slot_shift;
         ev.ab = fd_all_bucket(f, ts);
+        ev.tslot = ev.ab >> f->tm_shift;
         switch (kind) {
         case FD_FREE:
             fd_end(f, &ev, FD_FREE, address);

@@ -15,20 +15,25 @@ dashboard panel and the static SVG all draw:
     bytes and blocks alive at one instant, as *self* values of the nodes that allocated them
     (a site is the innermost frame of its stack). ``total`` is the sum, the root's value.
 ``temporal`` (``--temporal`` only)
-    the run cut into ``slots`` equal slots and, per node, the blocks allocated in slot ``a``
-    and ended in slot ``e > a`` (``e == slots``: still alive at the end of the log). The
-    blocks allocated in slots ``i..j`` and alive at the end of slot ``j`` are the cells with
-    ``i <= a <= j < e``: memray's temporal flame graph, at slot resolution. ``curve`` is
-    the live bytes at the end of each fine bucket of the state's timeline, for the chart.
+    the run cut into ``slots`` equal slots of ``slot_ns`` from ``first_ts_ns`` (the fold's
+    temporal slots: see :mod:`memscope.analyzers.fold`; 33 to 64 of them cover a run
+    longer than 1,024 ns, each a power of two of ns wide) and, per node, the blocks
+    allocated in slot ``a`` and ended in slot ``e > a`` (``e == slots``: still alive at the
+    end of the log). The blocks allocated in slots ``i..j`` and alive at the end of slot
+    ``j`` are the cells with ``i <= a <= j < e``: memray's temporal flame graph, at slot
+    resolution. ``curve`` is the live bytes at the end of each fine bucket of the state's
+    timeline, for the chart (seconds since ``first_ts_ns``).
 
 Where each view comes from (see ``docs/flamegraphs.md``):
 
 * **peak** (all processes, or one with ``pid``): the analysis state's per-site snapshot at
   the peak (``all_peak_bytes`` / ``peak_bytes``), so the root equals ``memscope stats``'
   peak exactly; **end** / **leaks**: the state's live bytes per site.
-* **a time** (``at=SECONDS``), a thread filter at the peak, and **temporal**: the state
+* **temporal**: the state's temporal cells (the blocks that ended, per site and
+  (allocation slot, end slot), folded once) plus its live blocks (end slot ``slots``).
+* **a time** (``at=SECONDS``), a thread filter at the peak or with ``temporal``: the state
   keeps no per-thread or per-instant site data, so they are computed from the log's matched
-  blocks (one pass over its memory events).
+  blocks (one pass over its memory events), on the same slots.
 
 Too many sites for a page are cut: past ``max_sites`` sites or :data:`MAX_NODES` nodes (the
 heaviest sites first), the rest of each process is one ``(N smaller sites)`` node, so every
@@ -43,12 +48,13 @@ from typing import Any
 
 import duckdb
 
+from memscope.analyzers.fold import FoldParams, temporal_slots
 from memscope.analyzers.stacks import Frame, resolver
 
 #: Flame model layout version (the page checks it).
 FLAME_FORMAT = 1
-#: Temporal slots across the run.
-TEMPORAL_SLOTS = 64
+#: Temporal slots across the run at most (the fold's; a run covers 33 to 64 of them).
+TEMPORAL_SLOTS = temporal_slots(FoldParams())
 #: Sites drawn in full; the rest are grouped per process.
 MAX_SITES = 20_000
 #: Call-tree nodes at most (a page of 165 k nodes opened in 1.4 s in bench): sites whose
@@ -69,12 +75,14 @@ class FlameOptions:
     Attributes:
         at: ``"peak"``, ``"end"``, or seconds since the run's first event.
         leaks: draw what is alive at the end (memray's ``--leaks``); the same as ``at="end"``.
-        temporal: add per-slot data for a chosen time window (read from the log).
+        temporal: add per-slot data for a chosen time window (from the state; with
+            ``tid``, from the log).
         pid: only this process.
         tid: only blocks allocated by this thread (its ``tid`` in the ``threads`` view).
         max_sites: sites drawn in full.
         max_nodes: call-tree nodes at most.
-        slots: temporal slots.
+        slots: temporal slots at most: the fold's slots are merged pairwise (exactly) until
+            at most this many cover the run.
     """
 
     at: str | float = "peak"
@@ -95,8 +103,8 @@ class FlameOptions:
     def needs_log(self) -> bool:
         """Whether the state alone cannot answer (the log's blocks must be matched)."""
         instant = self.instant
-        return (self.temporal or not isinstance(instant, str)
-                or (self.tid is not None and instant == "peak"))
+        return (not isinstance(instant, str)
+                or (self.tid is not None and (instant == "peak" or self.temporal)))
 
 
 SiteValues = dict[tuple[int, int], tuple[int, int]]  # (pid, stack_id) -> (bytes, blocks)
@@ -180,30 +188,81 @@ def _span(con: duckdb.DuckDBPyConnection, pid: int | None) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
-def temporal_cells(con: duckdb.DuckDBPyConnection, opts: FlameOptions
-                   ) -> tuple[dict[str, Any], list[tuple[int, int, int, int, int, int]]]:
-    """(slot layout, cells ``(pid, stack_id, a, e, bytes, blocks)``) from the matched blocks.
+Cell = tuple[int, int, int, int, int, int]  # pid, stack_id, a, e, bytes, blocks
+
+
+def temporal_layout(con: duckdb.DuckDBPyConnection, max_slots: int = TEMPORAL_SLOTS,
+                    params: FoldParams | None = None) -> dict[str, int]:
+    """The fold's temporal slots: ``{"slots", "slot_ns", "first_ts_ns", "merge"}``.
+
+    Slot ``k`` is ``[first + k * slot_ns, first + (k + 1) * slot_ns)`` (``first``: the
+    first event of all processes); ``slots`` cover the run's last event. ``merge`` fold
+    slots (a power of two) make one slot, so that at most ``max_slots`` cover the run.
+    """
+    params = params or FoldParams()
+    row = con.execute("SELECT origin_ts_ns, width_ns FROM state_all").fetchone()
+    first, width = (int(row[0]), int(row[1])) if row else (-1, 1)
+    slot_ns = max(1, width) * (params.timeline_buckets // temporal_slots(params))
+    if first < 0:
+        return {"slots": 1, "slot_ns": slot_ns, "first_ts_ns": 0, "merge": 1}
+    span = max(0, _span(con, None)[1] - first)
+    merge = 1
+    while span // (slot_ns * merge) + 1 > max(1, max_slots):
+        merge *= 2
+    return {"slots": int(span // (slot_ns * merge) + 1), "slot_ns": int(slot_ns * merge),
+            "first_ts_ns": first, "merge": merge}
+
+
+def _slot_sql(column: str) -> str:
+    """SQL: the temporal slot of ``column`` (parameters: first, first, slot_ns, last slot)."""
+    return f"least(CASE WHEN {column} < ? THEN 0 ELSE ({column} - ?) // ? END, ?)"
+
+
+def _cells(found: list[Any]) -> list[Cell]:
+    return [(int(p), int(s), int(a), int(e), int(b), int(n)) for p, s, a, e, b, n in found]
+
+
+def state_temporal_cells(con: duckdb.DuckDBPyConnection, opts: FlameOptions,
+                         layout: dict[str, int]) -> list[Cell]:
+    """Cells ``(pid, stack_id, a, e, bytes, blocks)`` from the analysis state alone.
+
+    The ended blocks are the fold's ``temporal`` cells; those alive at the end are its live
+    blocks, with ``e == slots``. No thread filter (the cells are per site).
+    """
+    where, params = _where(opts)
+    first, slot_ns, slots = layout["first_ts_ns"], layout["slot_ns"], layout["slots"]
+    found = con.execute(f"""
+        SELECT pid, stack_id, a // ? AS a, e // ? AS e, sum(bytes), sum(count)
+        FROM state_temporal WHERE {where} AND a // ? < e // ? GROUP BY ALL
+        UNION ALL
+        SELECT pid, stack_id, {_slot_sql("ts_ns")} AS a, ? AS e, sum(size), count(*)
+        FROM live WHERE {where} GROUP BY ALL
+        ORDER BY 1, 2, 3, 4""",
+        [layout["merge"], layout["merge"], *params, layout["merge"], layout["merge"],
+         first, first, slot_ns, slots - 1, slots, *params]).fetchall()
+    return _cells(found)
+
+
+def log_temporal_cells(con: duckdb.DuckDBPyConnection, opts: FlameOptions,
+                       layout: dict[str, int]) -> list[Cell]:
+    """The same cells from the log's matched blocks (any filter; one pass over the events).
 
     ``a``: the slot of the allocation; ``e``: the slot of its end, ``slots`` when it is
     alive at the end of the log. Blocks ended in their own slot never count and are left
     out.
     """
-    first, last = _span(con, opts.pid)
-    slots = max(1, int(opts.slots))
-    slot_ns = max(1, -(-(last - first + 1) // slots))
+    first, slot_ns, slots = layout["first_ts_ns"], layout["slot_ns"], layout["slots"]
     where, params = _where(opts, tid_col="tid")
     found = con.execute(f"""
         WITH b AS (
-            SELECT pid, stack_id, size,
-                least((ts_ns - ?) // ?, ?) AS a,
-                CASE WHEN end_ts_ns IS NULL THEN ? ELSE least((end_ts_ns - ?) // ?, ?) END AS e
+            SELECT pid, stack_id, size, {_slot_sql("ts_ns")} AS a,
+                CASE WHEN end_ts_ns IS NULL THEN ? ELSE {_slot_sql("end_ts_ns")} END AS e
             FROM _allocations WHERE {where})
         SELECT pid, stack_id, a, e, sum(size), count(*) FROM b WHERE e > a
         GROUP BY ALL ORDER BY pid, stack_id, a, e""",
-        [first, slot_ns, slots - 1, slots, first, slot_ns, slots - 1, *params]).fetchall()
-    layout = {"slots": slots, "slot_ns": slot_ns, "first_ts_ns": first}
-    return layout, [(int(p), int(s), int(a), int(e), int(b), int(n))
-                    for p, s, a, e, b, n in found]
+        [first, first, slot_ns, slots - 1, slots, first, first, slot_ns, slots - 1,
+         *params]).fetchall()
+    return _cells(found)
 
 
 def live_curve(con: duckdb.DuckDBPyConnection, pid: int | None, first: int
@@ -353,11 +412,14 @@ def build_flame(con: duckdb.DuckDBPyConnection, opts: FlameOptions | None = None
                              f"{max(0, last - first) / 1e9:.3f} s")
         views_values["at"] = (f"at +{seconds:.3f} s",
                               log_values(con, opts, first + int(round(seconds * 1e9))))
-    temporal = None
-    cells: list[tuple[int, int, int, int, int, int]] = []
+    temporal: dict[str, Any] | None = None
+    cells: list[Cell] = []
     if opts.temporal:
-        layout, cells = temporal_cells(con, opts)
-        temporal = {**layout, "curve": live_curve(con, opts.pid, first)}
+        layout = temporal_layout(con, opts.slots)
+        cells = (log_temporal_cells(con, opts, layout) if opts.tid is not None
+                 else state_temporal_cells(con, opts, layout))
+        temporal = {k: layout[k] for k in ("slots", "slot_ns", "first_ts_ns")}
+        temporal["curve"] = live_curve(con, opts.pid, layout["first_ts_ns"])
     weight: dict[tuple[int, int], int] = {}
     for _, values in views_values.values():
         for key, (nbytes, _) in values.items():

@@ -94,6 +94,19 @@ Per-site live bytes over time (``sites.series``): ``site_slots`` slots per proce
 the end of the slot (slots after the site's last change carry its current value). A change
 in a slot before the site's last changed slot is applied to that last slot.
 
+Per-site temporal cells (``temporal``), for the temporal flame graph: the all-process
+timeline is also cut into ``temporal_slots(params)`` = ``min(64, timeline_buckets)`` coarse
+**temporal slots**, each ``timeline_buckets // temporal_slots`` fine buckets of
+``timeline_all`` wide (slot of ``ts`` = its ``timeline_all`` bucket // that ratio; ``0``
+before the origin). Whenever a live block leaves (a matched end or a reuse), the cell
+``(pid, stack_id, domain, a, e)`` of its site counts it (``count`` 1, ``bytes`` its size),
+``a`` the temporal slot of its allocation and ``e`` that of its end, **only when** ``e > a``
+(a block ended within its own slot is never alive at the end of a window holding its
+allocation). When the all-process width doubles, every cell moves to ``(a // 2, e // 2)``
+(cells meeting add up; those with ``a == e`` then are dropped), once per doubling -- before
+the event's block ends are counted. Blocks still alive are not in ``temporal`` (they are in
+``blocks``). The cells are bounded by sites x slots x slots, never by events.
+
 Peak attribution is kept lazily: each site remembers its live blocks and bytes as they were
 when its process reached its peak (``peak_blocks``/``peak_bytes``) and when all processes
 together did (``all_peak_blocks``/``all_peak_bytes``), saved on the site's first change after
@@ -146,6 +159,8 @@ free_ts_ns.
 ``deaths``: in the order found: pid, address, ts_ns.
 
 ``watched``: pid, address (ascending): ts_ns (the earliest watch).
+
+``temporal``: pid, stack_id, domain, a, e (ascending): bytes, count (see above).
 """
 
 from __future__ import annotations
@@ -266,6 +281,10 @@ OVERSIZED_COLUMNS: dict[str, str] = {
     "stack_id": _U4, "free_ts_ns": _I8,
 }
 DEATH_COLUMNS: dict[str, str] = {"pid": _U4, "address": _U8, "ts_ns": _I8}
+TEMPORAL_COLUMNS: dict[str, str] = {
+    "pid": _U4, "stack_id": _U4, "domain": _U1, "a": _I8, "e": _I8, "bytes": _I8,
+    "count": _I8,
+}
 WATCH_COLUMNS: dict[str, str] = {"pid": _U4, "address": _U8, "ts_ns": _I8}
 
 #: table -> its column layout (``sites`` also has ``series``).
@@ -274,8 +293,16 @@ TABLE_COLUMNS: dict[str, dict[str, str]] = {
     "threads": THREAD_COLUMNS, "sizes": SIZE_COLUMNS, "timeline": TIMELINE_COLUMNS,
     "timeline_all": TIMELINE_ALL_COLUMNS, "lifetimes": LIFETIME_COLUMNS,
     "blocks": BLOCK_COLUMNS, "findings": FINDING_COLUMNS, "oversized": OVERSIZED_COLUMNS,
-    "deaths": DEATH_COLUMNS, "watched": WATCH_COLUMNS,
+    "deaths": DEATH_COLUMNS, "watched": WATCH_COLUMNS, "temporal": TEMPORAL_COLUMNS,
 }
+
+#: Temporal slots at most (see the module docstring).
+MAX_TEMPORAL_SLOTS = 64
+
+
+def temporal_slots(params: FoldParams) -> int:
+    """Temporal slots of the all-process timeline: ``min(64, timeline_buckets)``."""
+    return min(MAX_TEMPORAL_SLOTS, params.timeline_buckets)
 
 
 def sample_weight(size: int, sample_bytes: int) -> float:
@@ -420,6 +447,8 @@ class PyFold:
         self._all_version = 0
         self._all_w_live = self._all_w_peak = 0
         self._all_w_peak_ts = -1
+        self._tdiv = self.params.timeline_buckets // temporal_slots(self.params)
+        self._tcells: dict[tuple[int, int, int, int, int], list[int]] = {}
 
     # -- configuration ---------------------------------------------------------------------
     def set_sampling(self, pid: int, sample_bytes: int) -> None:
@@ -468,6 +497,8 @@ class PyFold:
         proc = self._process(pid, ts)
         if self._all is None:
             self._all = _Timeline(ts, self.params.initial_width_ns, self.params.timeline_buckets)
+        for _ in range(self._all.index(ts)[1]):  # the temporal cells merge first
+            self._halve_cells()
         proc.first_ts = min(proc.first_ts, ts)
         proc.last_ts = max(proc.last_ts, ts)
         proc.c["events"] += 1
@@ -494,6 +525,23 @@ class PyFold:
         bucket.max_live_bytes = max(bucket.max_live_bytes, live) if bucket.events else live
         bucket.events += 1
         bucket.live_bytes = live
+
+    def _halve_cells(self) -> None:
+        merged: dict[tuple[int, int, int, int, int], list[int]] = {}
+        for (pid, stack, domain, a, e), (nbytes, count) in self._tcells.items():
+            if a // 2 == e // 2:
+                continue
+            cell = merged.setdefault((pid, stack, domain, a // 2, e // 2), [0, 0])
+            cell[0] += nbytes
+            cell[1] += count
+        self._tcells = merged
+
+    def _tslot(self, ts: int) -> int:
+        """The temporal slot of ``ts`` (the all-process timeline fits it already)."""
+        assert self._all is not None
+        if ts < self._all.origin:
+            return 0
+        return (ts - self._all.origin) // self._all.width // self._tdiv
 
     def _halve_series(self, proc: _Process) -> None:
         for (pid, _, _), site in self._sites.items():
@@ -556,7 +604,7 @@ class PyFold:
             proc.c["reused"] += 1
             proc.c["reused_bytes"] += entry.size
             self._site(proc, entry.stack, entry.domain).reused += 1
-            self._leave_live_known(proc, entry, address, slot)
+            self._leave_live_known(proc, entry, address, slot, ts)
         entry.state, entry.kind, entry.domain, entry.tid, entry.seq = LIVE, kind, domain, tid, seq
         entry.ts, entry.size, entry.stack = ts, size, stack
         entry.end_ts, entry.end_kind, entry.end_domain, entry.end_tid, entry.end_stack = (
@@ -613,8 +661,13 @@ class PyFold:
             self._all_w_peak, self._all_w_peak_ts = self._all_w_live, ts
 
     def _leave_live_known(self, proc: _Process, entry: _Entry, address: int,
-                          slot: int) -> None:
+                          slot: int, ts: int) -> None:
         """:meth:`_leave_live` for a block whose address the caller knows."""
+        a, e = self._tslot(entry.ts), self._tslot(ts)
+        if e > a:
+            cell = self._tcells.setdefault((proc.pid, entry.stack, entry.domain, a, e), [0, 0])
+            cell[0] += entry.size
+            cell[1] += 1
         c = proc.c
         c["live_blocks"] -= 1
         c["live_bytes"] -= entry.size
@@ -660,7 +713,7 @@ class PyFold:
         entry = self._entries.get(key)
         c = proc.c
         if entry is not None and entry.state == LIVE:
-            self._leave_live_known(proc, entry, address, slot)
+            self._leave_live_known(proc, entry, address, slot, ts)
             size = entry.size
             c["frees"] += 1
             c["bytes_freed"] += size
@@ -835,6 +888,9 @@ class PyFold:
             {"pid": p, "address": a, "ts_ns": t} for p, a, t in self._deaths])
         out["watched"] = _columns(WATCH_COLUMNS, [
             {"pid": p, "address": a, "ts_ns": t} for (p, a), t in sorted(self._watched.items())])
+        out["temporal"] = _columns(TEMPORAL_COLUMNS, [
+            {"pid": k[0], "stack_id": k[1], "domain": k[2], "a": k[3], "e": k[4],
+             "bytes": v[0], "count": v[1]} for k, v in sorted(self._tcells.items())])
         return out
 
     @classmethod
@@ -909,6 +965,8 @@ class PyFold:
             fold._procs[o["pid"]].kept[0] += 1
         fold._deaths = [(r["pid"], r["address"], r["ts_ns"]) for r in rows["deaths"]]
         fold._watched = {(r["pid"], r["address"]): r["ts_ns"] for r in rows["watched"]}
+        fold._tcells = {(r["pid"], r["stack_id"], r["domain"], r["a"], r["e"]):
+                        [r["bytes"], r["count"]] for r in rows.get("temporal", [])}
         return fold
 
 

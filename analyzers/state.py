@@ -51,7 +51,7 @@ WINDOW_ROWS = 1 << 20
 #: showed findings of events folded out of order, tests/integration/test_run_edges.py.)
 HOLD_BACK_NS = 1_000_000_000
 #: Layout version of a checkpoint; a checkpoint of another version is rebuilt.
-STATE_FORMAT = 1
+STATE_FORMAT = 2
 #: The log tables an update reads (the others are read by the analyzers directly).
 _FOLDED_TABLES = ("processes", "variables", "memory", "memory_chunks")
 #: Where the checkpoint lives inside a log directory.

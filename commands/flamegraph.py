@@ -95,7 +95,8 @@ class FlamegraphCommand:
                             help="what is still alive at the end (same as --at end)")
         parser.add_argument("--temporal", action="store_true",
                             help="add a memory-over-time chart: brushing a window draws the "
-                            "blocks allocated in it and alive at its end (reads the log)")
+                            "blocks allocated in it and alive at its end (from the analysis "
+                            "state; with --thread, reads the log)")
         parser.add_argument("--pid", type=int, default=None, help="only this process")
         parser.add_argument("--thread", type=int, default=None, metavar="T",
                             help="only blocks allocated by this thread (tid of `threads`)")

@@ -10,8 +10,6 @@ by ``memscope dashboard --serve`` with ``live`` set, where it follows server-sen
 from __future__ import annotations
 
 import functools
-import json
-import math
 import os
 import re
 from importlib import resources
@@ -19,38 +17,14 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from memscope.exporters.dashboard_panels import build_model
+from memscope.exporters.json_script import (  # noqa: F401 - finite, to_json: re-exported
+    finite,
+    script_json,
+    to_json,
+)
 from memscope.exporters.report_files import Reports
 
 _MARKER = re.compile(r"@@MEMSCOPE_(CSS|JS|BUNDLE|DATA|CONFIG|FLAMECSS|FLAMEJS)@@")
-_JSON_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028",
-                 "\u2029": "\\u2029"}
-_JSON_UNSAFE = re.compile("[<>&\u2028\u2029]")
-
-
-def finite(value: Any) -> Any:
-    """``value`` with every infinite or NaN float replaced by None (JSON has neither)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [finite(v) for v in value]
-    return value
-
-
-def to_json(value: Any) -> str:
-    """Strict JSON (no NaN/Infinity) of ``value``, UTF-8 characters kept."""
-    try:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    except ValueError:  # an overflowed number somewhere: drop the non-finite values
-        return json.dumps(finite(value), ensure_ascii=False, separators=(",", ":"),
-                          allow_nan=False)
-
-
-def script_json(value: Any) -> str:
-    """JSON that is safe inside an HTML ``<script>`` element (and still valid JSON)."""
-    text = to_json(value)
-    return _JSON_UNSAFE.sub(lambda m: _JSON_ESCAPES[m.group(0)], text)
 
 
 def _template(name: str) -> str:

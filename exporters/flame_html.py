@@ -11,7 +11,7 @@ import re
 from importlib import resources
 from typing import Any
 
-from memscope.exporters.dashboard_html import script_json
+from memscope.exporters.json_script import script_json
 
 _MARKER = re.compile(r"@@MEMSCOPE_(CSS|JS|DATA)@@")
 
