@@ -25,7 +25,6 @@ from typing import Any
 
 import pyarrow as pa
 import zmq
-from zmq.auth.thread import ThreadAuthenticator
 
 from memscope.broker import addresses, curve
 from memscope.broker import journal as journal_mod
@@ -36,6 +35,10 @@ from memscope.broker.log import LogError, LogWriter
 from memscope.broker.retention import Retention
 from memscope.config import Settings
 from memscope.producer.wire import MAX_CHUNKS, Envelope, WireError, decode_envelope
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # zmq.auth pulls in asyncio and ssl: imported by curve only when CURVE is on
+    from zmq.auth.thread import ThreadAuthenticator
 
 log = logging.getLogger("memscope.broker")
 

@@ -164,6 +164,8 @@ class Publisher:
         self._done = threading.Condition(self._lock)
         self._flush_requested = 0
         self._flush_done = 0
+        self._drains_started = 0  # drains begun by _cycle (under the lock)
+        self._drains_done = 0  # the number of the last drain that returned
         self._closing = False
         self._close_deadline = 0.0
         self._thread: _BareThread | None = None
@@ -229,6 +231,26 @@ class Publisher:
             while self._flush_done < wanted and time.monotonic() < deadline:
                 self._done.wait(min(0.05, max(deadline - time.monotonic(), 0.001)))
         return self._next_seq - 1
+
+    def drained(self, timeout: float = 10.0) -> bool:
+        """Wait until a drain begun after this call has returned (nothing from the broker).
+
+        Everything recorded before the call has then been drained. False when the thread
+        does not run or ``timeout`` passed first.
+        """
+        if self._thread is None or not self._thread.is_alive():
+            return False
+        with self._lock:
+            wanted = self._drains_started + 1
+        self.wake()
+        deadline = time.monotonic() + timeout
+        with self._done:
+            while self._drains_done < wanted:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._thread.is_alive():
+                    return False
+                self._done.wait(min(0.05, left))
+        return True
 
     def close(self, timeout: float = 10.0) -> None:
         """Ship what is left, wait (up to ``timeout``) until the broker has it, stop."""
@@ -319,6 +341,9 @@ class Publisher:
         return self._sock
 
     def _cycle(self, final: bool, deadline: float) -> None:
+        with self._lock:
+            self._drains_started += 1
+            number = self._drains_started
         try:
             chunks, rare = self._drain()
         except Exception:  # noqa: BLE001 -- a failing drain must not kill the transport
@@ -326,6 +351,9 @@ class Publisher:
             log.exception("memscope publisher: drain() failed")
             _forget_dummy()
             chunks, rare = [], {}
+        with self._done:
+            self._drains_done = number
+            self._done.notify_all()
         self._pack(chunks, rare)
         if self._arena is not None and self._backlog.all_on_disk():
             # every unacknowledged batch is in the spool: the buffers they were drained from
