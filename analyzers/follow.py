@@ -220,22 +220,25 @@ class LiveStats:
             if self._follower.refresh(register=not fast) is not None:
                 self.refreshes += 1
             if fast and state.modes.get(int(pid)) == "full":  # type: ignore[arg-type]
-                stats = full_mode_stats(state, int(pid))  # type: ignore[arg-type]
-            else:
-                self._follower.refresh()  # registers what the fast path left unregistered
-                stats = process_stats(self._follower.con, pid)
-            if pid is not None:
-                stats.update(running_seed_figures(state, int(pid)))
-            return stats
+                return full_mode_stats(state, int(pid))  # type: ignore[arg-type]
+            self._follower.refresh()  # registers what the fast path left unregistered
+            return process_stats(self._follower.con, pid)
+
+    def seed_figures(self, pid: int) -> dict[str, int]:
+        """``MemoryStats``' ``peak_allocations``, ``leaked_allocations``, ``leaked_memory``.
+
+        As of the last :meth:`stats` (call it first), from the fold's sites (one row per
+        site: cheap): the blocks alive at the process's peak, and the blocks (and bytes)
+        allocated and not freed so far -- what
+        :func:`memscope.analyzers.seed_api.seed_figures` reports as leaked once the trace
+        ended.
+        """
+        with self._lock:
+            return running_seed_figures(self._follower.state, pid)
 
 
 def running_seed_figures(state: AnalysisState, pid: int) -> dict[str, int]:
-    """``MemoryStats``' ``peak_allocations``, ``leaked_allocations``, ``leaked_memory`` so far.
-
-    From the fold's sites (one row per site: cheap): the blocks alive at the process's peak,
-    and the blocks (and bytes) allocated and not freed up to now -- what
-    :func:`memscope.analyzers.seed_api.seed_figures` reports as leaked once the trace ended.
-    """
+    """:meth:`LiveStats.seed_figures` of a fold's state."""
     sites = state.fold.export(["sites"])["sites"]
     mine = sites["pid"] == pid
     return {"peak_allocations": int(sites["peak_blocks"][mine].sum()),
