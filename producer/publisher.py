@@ -165,6 +165,7 @@ class Publisher:
         self._flush_requested = 0
         self._flush_done = 0
         self._drains_started = 0  # drains begun by _cycle (under the lock)
+        self._drain_wanted = 0  # the drain drained() waits for (see _send)
         self._drains_done = 0  # the number of the last drain that returned
         self._closing = False
         self._close_deadline = 0.0
@@ -242,6 +243,7 @@ class Publisher:
             return False
         with self._lock:
             wanted = self._drains_started + 1
+            self._drain_wanted = max(self._drain_wanted, wanted)
         self.wake()
         deadline = time.monotonic() + timeout
         with self._done:
@@ -407,6 +409,8 @@ class Publisher:
                         self._unreachable = True
                         self._backlog.spill_unsent()
                         return
+                    if self._drain_wanted > self._drains_started:
+                        return  # drained() waits: drain first, send these in the next cycle
                     sock.poll(_PROBE_MS, zmq.POLLOUT)
             entry.sent = True
             self._counters["sent"] += 1
@@ -416,6 +420,8 @@ class Publisher:
     def _acknowledge(self, force: bool) -> None:
         if not self._backlog.entries or self._unreachable:
             return
+        if self._drain_wanted > self._drains_started and not self._closing:
+            return  # drained() waits for the next drain: ask the broker in a later cycle
         now = time.monotonic()
         if not force and now - self._last_ack_query < ACK_INTERVAL_S:
             return

@@ -16,7 +16,9 @@ from __future__ import annotations
 import sys
 import threading
 from array import array
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
+from itertools import islice
 from typing import Any
 
 from memscope.producer.wire import KIND_FREE, KIND_REALLOC
@@ -29,6 +31,7 @@ MAX_GROUPS = 200
 _CODES = (("ts_ns", "q"), ("kind", "B"), ("domain", "B"), ("address", "Q"),
           ("old_address", "Q"), ("size", "Q"), ("stack_id", "I"))
 
+_FOREVER = (1 << 63) - 1
 Frame = tuple[str, str, int]
 Block = tuple[int, int]  # (size, stack_id)
 Event = tuple[int, int, int, int, int, int]  # (tid, kind, address, old_address, size, stack)
@@ -42,8 +45,11 @@ def _column(data: Any, code: str) -> array[Any]:
     return values
 
 
-def decode(chunk: dict[str, Any]) -> list[tuple[int, Event]]:
-    """``(ts_ns, event)`` of each record of one drained memory chunk (rec1 or cols1)."""
+def decode(chunk: dict[str, Any], t0: int = 0, t1: int = _FOREVER) -> list[tuple[int, Event]]:
+    """``(ts_ns, event)`` of a drained memory chunk's records in ``[t0, t1]``, in order.
+
+    The chunk is rec1 (the C decoder) or cols1.
+    """
     n = int(chunk.get("n", 0))
     if n <= 0:
         return []
@@ -58,7 +64,18 @@ def decode(chunk: dict[str, Any]) -> list[tuple[int, Event]]:
                                               for data, (_, code) in zip(raw, _CODES,
                                                                          strict=True))
     tid = int(chunk.get("tid", 0))
-    return [(ts[i], (tid, kind[i], address[i], old[i], size[i], stack[i])) for i in range(n)]
+    return [(ts[i], (tid, kind[i], address[i], old[i], size[i], stack[i]))
+            for i in _between(ts, t0, t1)]
+
+
+def _between(ts: array[int], t0: int, t1: int) -> Iterable[int]:
+    """The indexes of ``t0 <= ts[i] <= t1``.
+
+    A bisection when ``ts`` is in order (one thread's records are; checked, not assumed).
+    """
+    if all(a <= b for a, b in zip(ts, islice(ts, 1, None), strict=False)):
+        return range(bisect_left(ts, t0), bisect_right(ts, t1))
+    return [i for i, t in enumerate(ts) if t0 <= t <= t1]
 
 
 def replay(rows: Iterable[Event], tid: int | None = None,
@@ -155,7 +172,7 @@ class WindowTap:
         """
         with self._lock:
             chunks = list(self._chunks)
-        timed = [e for chunk in chunks for e in decode(chunk) if t0 <= e[0] <= t1]
+        timed = [e for chunk in chunks for e in decode(chunk, t0, t1)]
         timed.sort(key=lambda e: e[0])  # stable: ties keep drain order
         rows = [event for _, event in timed]
         live, _, peak, peak_at = replay(rows, tid)
