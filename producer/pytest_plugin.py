@@ -14,7 +14,9 @@ The markers, too, take effect only with ``--memscope`` (as pytest-memray's do wi
     (default ``MemoryAnalysis/pytest-<time>/``) and says where it is at the end;
     ``--memscope-report`` also writes the six analysis files and the reports into ``DIR``.
     The session's embedded broker starts in the background
-    (:mod:`memscope.producer.early_broker`) while collection and the first tests run.
+    (:mod:`memscope.producer.early_broker`) while collection and the first tests run; when
+    ``--memscope`` is on the ``pytest`` command line, as soon as pytest loads this plugin
+    (:mod:`memscope.producer.pytest_early`).
 
 ``@pytest.mark.limit_memory("24 MB", current_thread_only=False)``
     fails the test when the memory it allocated peaked above the limit: the highest total of
@@ -132,6 +134,18 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
     from memscope.producer.pytest_compat import add_options
 
     add_options(group, pluginmanager)
+    if "--memscope" in sys.argv:  # the broker's start-up overlaps with pytest's own
+        from memscope.producer import pytest_early
+
+        pytest_early.start_from_argv()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """A broker started early for a session that never started is stopped."""
+    if "memscope.producer.pytest_early" in sys.modules:
+        from memscope.producer import pytest_early
+
+        pytest_early.discard()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -185,12 +199,14 @@ def _start(config: pytest.Config, state: _State) -> bool:
         if state.disabled:
             _remove_tap(state)
         return not state.disabled
+    from memscope.producer import pytest_early
+
     if config.getoption("memscope_dir"):
         state.run_dir = Path(config.getoption("memscope_dir"))
     else:
         from memscope.producer.rundir import default_run_dir
 
-        state.run_dir = default_run_dir("pytest")
+        state.run_dir = pytest_early.run_dir() or default_run_dir("pytest")
     settings = load_settings()
     state.started = True
     if settings.disable:  # MEMSCOPE_DISABLE=1
@@ -199,9 +215,10 @@ def _start(config: pytest.Config, state: _State) -> bool:
         return False
     from memscope.producer.early_broker import EarlyBroker
 
-    # The broker starts on a thread while the session is traced already (see early_broker).
+    # The broker starts on a thread while the session is traced already (see early_broker),
+    # unless it was started when pytest loaded this plugin (pytest_early).
     events = str(state.run_dir.resolve() / "events")
-    state.broker = EarlyBroker(events, settings)
+    state.broker = pytest_early.take(events) or EarlyBroker(events, settings)
     _add_tap(state)
     memscope.init(broker_address=state.broker.address, log_dir=events)
     if api._session is None:
