@@ -57,6 +57,7 @@ ACK_INTERVAL_S = 0.25
 GAP_RESEND_S = 1.0
 STALL_RESEND_S = 15.0
 _PROBE_MS = 50
+_PROBE_SLICE_MS = 5  # how soon a probe notices that drained() waits
 #: A cycle that shipped this much makes the next one come after BUSY_INTERVAL_S instead of
 #: the flush interval: records then leave the process about as fast as it makes them.
 BUSY_CYCLE_BYTES = 1 << 20
@@ -411,11 +412,19 @@ class Publisher:
                         return
                     if self._drain_wanted > self._drains_started:
                         return  # drained() waits: drain first, send these in the next cycle
-                    sock.poll(_PROBE_MS, zmq.POLLOUT)
+                    self._probe(sock)
             entry.sent = True
             self._counters["sent"] += 1
             probe_only = False
             self._unreachable = False
+
+    def _probe(self, sock: zmq.Socket) -> None:
+        """Wait up to ``_PROBE_MS`` for ``sock`` to take a message; less when drained() asks."""
+        end = time.monotonic() + _PROBE_MS / 1000
+        while self._drain_wanted <= self._drains_started:
+            left_ms = int((end - time.monotonic()) * 1000)
+            if left_ms <= 0 or sock.poll(min(_PROBE_SLICE_MS, left_ms), zmq.POLLOUT):
+                return
 
     def _acknowledge(self, force: bool) -> None:
         if not self._backlog.entries or self._unreachable:
