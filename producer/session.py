@@ -322,6 +322,7 @@ class Session:
         """In a forked child: reset capture, become a new producer, announce the parent pid."""
         from memscope.producer.forking import reset_inherited_locks
 
+        taps.clear()  # the parent's (a pytest window armed at the fork must not fill here)
         self.capture.after_fork_child()
         reset_inherited_locks()
         self.identity = Identity.current()
