@@ -535,9 +535,9 @@ static int fd_export_temporal(const fold_t *f, PyObject *out)
     return bad;
 }
 
-/* Every table into `out`; with `totals_only`, only `processes` and `all` (cheap: the
- * others cost the state's size). */
-static int fd_export_into(const fold_t *f, PyObject *out, int totals_only)
+/* The tables into `out` by `level`: 0 every one; 1 only `processes` and `all` (cheap: the
+ * others cost the state's size); 2 those and `sites` (one row per site, never per block). */
+static int fd_export_into(const fold_t *f, PyObject *out, int level)
 {
     fd_proc_t **procs;
     if (fd_procs_sorted(f, &procs))
@@ -562,7 +562,7 @@ static int fd_export_into(const fold_t *f, PyObject *out, int totals_only)
         f->all_w_peak_ts};
     char *all_row = (char *)&all;
     bad = fd_put(out, "all", fd_table(ALL_COLS, NCOLS(ALL_COLS), &all_row, 1));
-    if (bad || totals_only || (bad = fd_export_sites(f, out)))
+    if (bad || level == 1 || (bad = fd_export_sites(f, out)) || level == 2)
         goto done;
     bad = -1;
     char **ptrs;
@@ -1275,11 +1275,11 @@ static PyObject *Fold_export(FoldObject *self, PyObject *args, PyObject *kwargs)
     if (!fd_usable(self))
         return NULL;
     PyObject *names = NULL;
-    int totals_only = 0;
+    int level = 0; /* as fd_export_into's: only as much as the names need */
     if (wanted != Py_None) {
         if (!(names = PySequence_List(wanted)))
             return NULL;
-        totals_only = 1;
+        level = 1;
         for (Py_ssize_t i = 0; i < PyList_GET_SIZE(names); i++) {
             const char *name = PyUnicode_Check(PyList_GET_ITEM(names, i))
                                    ? PyUnicode_AsUTF8(PyList_GET_ITEM(names, i)) : NULL;
@@ -1292,12 +1292,14 @@ static PyObject *Fold_export(FoldObject *self, PyObject *args, PyObject *kwargs)
                 Py_DECREF(names);
                 return NULL;
             }
-            if (k > 1)
-                totals_only = 0;
+            if (k == 2 && level == 1)
+                level = 2;
+            else if (k > 2)
+                level = 0;
         }
     }
     PyObject *out = PyDict_New();
-    if (out && fd_export_into(&self->f, out, totals_only))
+    if (out && fd_export_into(&self->f, out, level))
         Py_CLEAR(out);
     if (out && names) {
         PyObject *picked = PyDict_New();

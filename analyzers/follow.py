@@ -224,6 +224,27 @@ class LiveStats:
             self._follower.refresh()  # registers what the fast path left unregistered
             return process_stats(self._follower.con, pid)
 
+    def seed_figures(self, pid: int) -> dict[str, int]:
+        """``MemoryStats``' ``peak_allocations``, ``leaked_allocations``, ``leaked_memory``.
+
+        As of the last :meth:`stats` (call it first), from the fold's sites (one row per
+        site: cheap): the blocks alive at the process's peak, and the blocks (and bytes)
+        allocated and not freed so far -- what
+        :func:`memscope.analyzers.seed_api.seed_figures` reports as leaked once the trace
+        ended.
+        """
+        with self._lock:
+            return running_seed_figures(self._follower.state, pid)
+
+
+def running_seed_figures(state: AnalysisState, pid: int) -> dict[str, int]:
+    """:meth:`LiveStats.seed_figures` of a fold's state."""
+    sites = state.fold.export(["sites"])["sites"]
+    mine = sites["pid"] == pid
+    return {"peak_allocations": int(sites["peak_blocks"][mine].sum()),
+            "leaked_allocations": int(sites["live_blocks"][mine].sum()),
+            "leaked_memory": int(sites["live_bytes"][mine].sum())}
+
 
 def full_mode_stats(state: AnalysisState, pid: int) -> dict[str, Any]:
     """``process_stats`` of one full-mode process, from the fold's counters alone.

@@ -16,9 +16,9 @@ class MemoryStats:
     before tracing started.
 
     memscope-rs's ``peak_allocations`` (blocks alive at the peak), ``leaked_allocations`` and
-    ``leaked_memory`` (blocks still allocated when the process's trace ended) are computed
-    from the log: they are filled once tracing has stopped (after
-    :func:`memscope.shutdown`) and None while it runs, when no leak is known yet.
+    ``leaked_memory`` (blocks still allocated when the process's trace ended; while it runs,
+    those not freed so far) are computed from the log; None only from a source that cannot
+    tell them.
     """
 
     active_memory: int

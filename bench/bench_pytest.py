@@ -2,8 +2,8 @@
 
 A suite of 4 marked tests (2 ``limit_memory``, 2 ``limit_leaks``; small allocations) and the
 same suite without markers run in fresh ``pytest`` processes; each configuration's wall time
-(the whole pytest process, as a user sees it) is the best of ``--repeat`` runs, the
-configurations taking turns. Rows:
+(the whole pytest process, as a user sees it) is the median (and the best) of ``--repeat``
+runs, the configurations taking turns. Rows:
 
 * ``plain``: plain pytest, no memory plugin active (``-p no:memray``, no ``--memscope``);
 * ``--memscope, no markers``: the session traced, nothing measured;
@@ -11,7 +11,8 @@ configurations taking turns. Rows:
 * ``--memray, 4 marked`` (when pytest-memray is installed).
 
 The overhead of the 4 marked tests is printed over ``plain`` and over the unmarked traced
-session (the markers' own cost), and as a ratio to pytest-memray's overhead.
+session (the markers' own cost), and as a ratio to pytest-memray's overhead: from the
+medians (and, in brackets, from the best runs).
 
     python bench/bench_pytest.py [--repeat 5]
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -90,26 +92,31 @@ def main() -> int:
     args = parser.parse_args()
     memray = importlib.util.find_spec("pytest_memray") is not None
     configs = configurations(memray)
-    best = {label: float("inf") for label in configs}
+    runs: dict[str, list[float]] = {label: [] for label in configs}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         (tmp / "marked.py").write_text(textwrap.dedent(SUITE.format(**MARKS)))
         (tmp / "bare.py").write_text(textwrap.dedent(SUITE.format(**{k: "" for k in MARKS})))
         for _ in range(args.repeat):
             for label, (suite, pytest_args) in configs.items():
-                best[label] = min(best[label], run_once(tmp, suite, pytest_args))
+                runs[label].append(run_once(tmp, suite, pytest_args))
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")
-    for label, seconds in best.items():
-        print(f"{label:<26} {seconds:6.2f} s   (best of {args.repeat})")
-    plain = best["plain"]
-    marked = best["--memscope, 4 marked"] - plain
-    print(f"4 marked tests with --memscope: +{marked:.2f} s over plain pytest; "
-          f"+{best['--memscope, 4 marked'] - best['--memscope, no markers']:.2f} s over the "
-          f"traced session without markers")
+    median = {label: statistics.median(times) for label, times in runs.items()}
+    best = {label: min(times) for label, times in runs.items()}
+    for label in configs:
+        print(f"{label:<26} {median[label]:6.2f} s median, {best[label]:6.2f} s best "
+              f"(of {args.repeat})")
+    marked = {k: v["--memscope, 4 marked"] - v["plain"] for k, v in
+              (("median", median), ("best", best))}
+    own = {k: v["--memscope, 4 marked"] - v["--memscope, no markers"] for k, v in
+           (("median", median), ("best", best))}
+    print(f"4 marked tests with --memscope: +{marked['median']:.2f} s over plain pytest "
+          f"[best: +{marked['best']:.2f} s]; +{own['median']:.2f} s over the traced session "
+          f"without markers [best: +{own['best']:.2f} s]")
     if memray:
-        memray_cost = best["--memray, 4 marked"] - plain
-        print(f"pytest-memray: +{memray_cost:.2f} s over plain pytest; memscope / memray "
-              f"overhead ratio {marked / max(memray_cost, 1e-9):.2f}")
+        memray_cost = median["--memray, 4 marked"] - median["plain"]
+        print(f"pytest-memray: +{memray_cost:.2f} s over plain pytest (medians); memscope / "
+              f"memray overhead ratio {marked['median'] / max(memray_cost, 1e-9):.2f}")
     return 0
 
 

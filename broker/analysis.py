@@ -24,6 +24,9 @@ class LiveStats(Protocol):
     def stats(self, pid: int | None) -> dict[str, Any]:
         """The headline numbers of ``pid`` (every process when None), as of now."""
 
+    def seed_figures(self, pid: int) -> dict[str, int]:
+        """``MemoryStats``' blocks at the peak and the leak figures so far, of ``pid``."""
+
 
 #: ``archive(log_dir, files)``: copy these segments elsewhere; return the ones copied.
 Archive = Callable[[Path, set[str]], Iterable[str]]

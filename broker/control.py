@@ -222,6 +222,8 @@ class ControlHandler:
         try:
             live = live_stats(self.broker.writer.path)  # folded incrementally
             stats = live.stats(None if pid is None else int(pid))
+            if pid is not None:  # MemoryStats' peak_allocations and leaks so far
+                stats.update(live.seed_figures(int(pid)))
         except Exception as exc:  # noqa: BLE001 -- any analyzer failure becomes an error reply
             log.exception("stats request failed")
             return {"ok": False, "error": f"stats failed: {type(exc).__name__}: {exc}"}

@@ -25,7 +25,6 @@ from typing import Any
 
 import pyarrow as pa
 import zmq
-from zmq.auth.thread import ThreadAuthenticator
 
 from memscope.broker.analysis import NO_ANALYSIS, LogAnalysis
 from memscope.broker.control import ControlHandler
@@ -37,6 +36,10 @@ from memscope.eventlog.log import LogError, LogWriter
 from memscope.eventlog.retention import Retention
 from memscope.protocol import addresses, curve
 from memscope.protocol.wire import MAX_CHUNKS, Envelope, WireError, decode_envelope
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # zmq.auth pulls in asyncio and ssl: imported by curve only when CURVE is on
+    from zmq.auth.thread import ThreadAuthenticator
 
 log = logging.getLogger("memscope.broker")
 

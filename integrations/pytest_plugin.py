@@ -15,7 +15,9 @@ The markers, too, take effect only with ``--memscope`` (as pytest-memray's do wi
     (default ``MemoryAnalysis/pytest-<time>/``) and says where it is at the end;
     ``--memscope-report`` also writes the six analysis files and the reports into ``DIR``.
     The session's embedded broker starts in the background
-    (:mod:`memscope.integrations.early_broker`) while collection and the first tests run.
+    (:mod:`memscope.integrations.early_broker`) while collection and the first tests run; when
+    ``--memscope`` is on the ``pytest`` command line, as soon as pytest loads this plugin
+    (:mod:`memscope.integrations.pytest_early`).
 
 ``@pytest.mark.limit_memory("24 MB", current_thread_only=False)``
     fails the test when the memory it allocated peaked above the limit: the highest total of
@@ -36,9 +38,12 @@ pytest-memray's options ``--stacks N`` (frames shown per site), ``--most-allocat
 
 Sizes are a number with an optional unit: ``B``, ``KB``/``KiB``, ``MB``/``MiB``,
 ``GB``/``GiB`` (all powers of 1024, as memray's markers read them); a bad one is a usage
-error at collection. The figures come from the events in the log, read by one warm helper
-process per session (:mod:`memscope.integrations.pytest_window`). They are shown in the test's
-report section ``memscope`` and in the failure message with the top allocation sites.
+error at collection. The figures come from the tracer's own events, measured in the test
+process right after the test (:mod:`memscope.integrations.pytest_tap`: no broker round trip);
+when tracing was started by someone else (``memscope run pytest --memscope``), from the log,
+read by one warm helper process per session (:mod:`memscope.integrations.pytest_window`). They
+are shown in the test's report section ``memscope`` and in the failure message with the top
+allocation sites.
 """
 
 from __future__ import annotations
@@ -75,6 +80,7 @@ class _State:
     disabled: bool = False  # MEMSCOPE_DISABLE is set: markers cannot be checked
     messages: list[str] = field(default_factory=list)
     helper: subprocess.Popen[str] | None = None  # the pytest_window process
+    tap: Any = None  # the WindowTap of the session this plugin started (pytest_tap)
     peaks: dict[str, int] = field(default_factory=dict)  # measured test -> its peak
 
 
@@ -96,6 +102,18 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
     from memscope.integrations.pytest_compat import add_options
 
     add_options(group, pluginmanager)
+    if "--memscope" in sys.argv:  # the broker's start-up overlaps with pytest's own
+        from memscope.integrations import pytest_early
+
+        pytest_early.start_from_argv()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """A broker started early for a session that never started is stopped."""
+    if "memscope.integrations.pytest_early" in sys.modules:
+        from memscope.integrations import pytest_early
+
+        pytest_early.discard()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -142,16 +160,21 @@ def _start(config: pytest.Config, state: _State) -> bool:
     from memscope.config import load_settings
 
     if load_settings().broker_address:  # a standalone broker: its log, wherever it is
+        _add_tap(state)
         memscope.init()
         state.started = True
         state.disabled = api._session is None
+        if state.disabled:
+            _remove_tap(state)
         return not state.disabled
+    from memscope.integrations import pytest_early
+
     if config.getoption("memscope_dir"):
         state.run_dir = Path(config.getoption("memscope_dir"))
     else:
         from memscope.producer.rundir import default_run_dir
 
-        state.run_dir = default_run_dir("pytest")
+        state.run_dir = pytest_early.run_dir() or default_run_dir("pytest")
     settings = load_settings()
     state.started = True
     if settings.disable:  # MEMSCOPE_DISABLE=1
@@ -160,14 +183,41 @@ def _start(config: pytest.Config, state: _State) -> bool:
         return False
     from memscope.integrations.early_broker import EarlyBroker
 
-    # The broker starts on a thread while the session is traced already (see early_broker).
+    # The broker starts on a thread while the session is traced already (see early_broker),
+    # unless it was started when pytest loaded this plugin (pytest_early).
     events = str(state.run_dir.resolve() / "events")
-    state.broker = EarlyBroker(events, settings)
+    state.broker = pytest_early.take(events) or EarlyBroker(events, settings)
+    _add_tap(state)
     memscope.init(broker_address=state.broker.address, log_dir=events)
     if api._session is None:
+        _remove_tap(state)
         state.disabled = True
         return False
     return True
+
+
+def _add_tap(state: _State) -> None:
+    """Measure in this process: a tap that sees every drain of the session about to start."""
+    from memscope.integrations.pytest_tap import WindowTap
+    from memscope.producer import session
+
+    state.tap = WindowTap()
+    session.taps.append(state.tap)
+
+
+def _remove_tap(state: _State) -> None:
+    from memscope.producer import session
+
+    if state.tap in session.taps:
+        session.taps.remove(state.tap)
+    state.tap = None
+
+
+def _tap(state: _State) -> Any:
+    """The session's tap while it works (else None: the helper measures from the log)."""
+    from memscope.producer import session
+
+    return state.tap if state.tap is not None and state.tap in session.taps else None
 
 
 def _log_dir(state: _State) -> str:
@@ -183,10 +233,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     """With ``--memscope``: start tracing the session."""
     config = session.config
     state = config.stash[_STATE]
-    if _active(config) and _start(config, state) and state.run_dir is not None:
-        # The measuring helper's start-up (numpy, pyarrow, DuckDB: ~0.4 s of CPU) overlaps
-        # with collection; the first marked test need not wait for it.
-        _helper(state, str(state.run_dir.resolve() / "events"))
+    if _active(config):
+        _start(config, state)  # marked tests are measured in this process (pytest_tap)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -196,6 +244,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if state is None:
         return
     _stop_helper(state)
+    _remove_tap(state)
     if not state.started:
         return
     if state.disabled:
@@ -305,20 +354,24 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
     # Leaks are what survives a collection (before: the previous tests' garbage goes first).
     # A peak counts only the test's own blocks, so limit_memory needs no collection.
     collect = "limit_leaks" in limits
-    if collect:
-        gc.collect()
-    t0 = time.monotonic_ns()
-    result = yield  # a failing test fails as it is; its limits are not checked
-    if collect:
-        gc.collect()
-    t1 = time.monotonic_ns()
+    tap = _tap(state)
+    if tap is not None:
+        tap.arm()  # before t0: every event of the window is drained after this
+    try:
+        if collect:
+            gc.collect()
+        t0 = time.monotonic_ns()
+        result = yield  # a failing test fails as it is; its limits are not checked
+        if collect:
+            gc.collect()
+        t1 = time.monotonic_ns()
+        measured = _measure_all(item, state, tap, limits, (t0, t1), tid)
+    finally:
+        if tap is not None:
+            tap.disarm()
     failures = []
-    measured: dict[int | None, dict[str, Any]] = {}  # one request per thread filter
     for name, (limit, keywords) in limits.items():
-        thread = tid if keywords["current_thread_only"] else None
-        if thread not in measured:
-            measured[thread] = _measure(item, state, t0, t1, thread)
-        figures = measured[thread]
+        figures = measured[tid if keywords["current_thread_only"] else None]
         if name == "limit_memory":
             state.peaks[item.nodeid] = int(figures["peak_bytes"])
             item.add_report_section("call", "memscope", _summary(figures))
@@ -349,6 +402,41 @@ def _stop_helper(state: _State) -> None:
     except subprocess.TimeoutExpired:
         helper.kill()
         helper.communicate()
+
+
+def _measure_all(item: pytest.Item, state: _State, tap: Any,
+                 limits: dict[str, tuple[int, dict[str, Any]]], window: tuple[int, int],
+                 tid: int | None) -> dict[int | None, dict[str, Any]]:
+    """The figures of each thread filter the markers ask for (one request per filter)."""
+    t0, t1 = window
+    measured: dict[int | None, dict[str, Any]] = {}
+    for _, keywords in limits.values():
+        thread = tid if keywords["current_thread_only"] else None
+        if thread not in measured:
+            measured[thread] = (_measure_here(item, tap, t0, t1, thread) if tap is not None
+                                else _measure(item, state, t0, t1, thread))
+    return measured
+
+
+def _measure_here(item: pytest.Item, tap: Any, t0: int, t1: int,
+                  tid: int | None) -> dict[str, Any]:
+    """The window's figures from the session's tap, this thread paused (untraced work)."""
+    from memscope.api import tracker as api
+
+    session = api._session
+    if session is None:
+        pytest.fail(f"memscope: could not measure {item.nodeid}: tracing was stopped",
+                    pytrace=False)
+    filename, function = _test_code(item)
+    token = session.capture.pause()
+    try:
+        if not session.publisher.drained(MEASURE_TIMEOUT_S):
+            pytest.fail(f"memscope: could not measure {item.nodeid}: the tracer's events "
+                        f"were not drained in {MEASURE_TIMEOUT_S:.0f} s", pytrace=False)
+        answer: dict[str, Any] = tap.answer(t0, t1, filename, function, tid)
+    finally:
+        session.capture.resume(token)
+    return answer
 
 
 def _measure(item: pytest.Item, state: _State, t0: int, t1: int,

@@ -37,7 +37,7 @@ import pyarrow as pa
 
 from memscope.analyzers.state import LogCursor
 from memscope.eventlog.chunks import decode_chunk_batches
-from memscope.protocol.wire import KIND_FREE, KIND_REALLOC
+from memscope.integrations.pytest_tap import replay
 
 #: Frames kept per group (deeper ones are cut; the test function is looked for in all).
 MAX_FRAMES = 64
@@ -161,35 +161,6 @@ class WindowReader:
         return [{"bytes": n, "blocks": count,
                  "frames": [list(f) for f in self.stacks.walk(pid, stack, MAX_FRAMES)]}
                 for stack, (n, count) in ranked]
-
-
-def replay(rows: list[tuple[int, int, int, int, int, int]], tid: int | None = None,
-           stop: int = -1) -> tuple[dict[int, Block], int, int, int]:
-    """Replay ``(tid, kind, address, old_address, size, stack_id)`` events in order.
-
-    Returns ``(live blocks by address, level at the end, peak level, index of the event
-    that reached the peak, -1 if none)``; with ``stop`` >= 0 it ends after that event.
-    Only blocks allocated by these events count (with ``tid``: by that thread).
-    """
-    live: dict[int, Block] = {}
-    level = peak = 0
-    peak_at = -1
-    for i, (thread, kind, address, old, size, stack) in enumerate(rows):
-        if kind == KIND_FREE or (kind == KIND_REALLOC and old):
-            gone = live.pop(address if kind == KIND_FREE else old, None)
-            if gone is not None:
-                level -= gone[0]
-        if kind != KIND_FREE and address and (tid is None or thread == tid):
-            before = live.get(address)  # a start at a live address: its free was missed
-            if before is not None:
-                level -= before[0]
-            live[address] = (size, stack)
-            level += size
-            if level > peak:
-                peak, peak_at = level, i
-        if i == stop:
-            break
-    return live, level, peak, peak_at
 
 
 def main(argv: list[str] | None = None) -> int:

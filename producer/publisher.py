@@ -57,6 +57,7 @@ ACK_INTERVAL_S = 0.25
 GAP_RESEND_S = 1.0
 STALL_RESEND_S = 15.0
 _PROBE_MS = 50
+_PROBE_SLICE_MS = 5  # how soon a probe notices that drained() waits
 #: A cycle that shipped this much makes the next one come after BUSY_INTERVAL_S instead of
 #: the flush interval: records then leave the process about as fast as it makes them.
 BUSY_CYCLE_BYTES = 1 << 20
@@ -164,6 +165,9 @@ class Publisher:
         self._done = threading.Condition(self._lock)
         self._flush_requested = 0
         self._flush_done = 0
+        self._drains_started = 0  # drains begun by _cycle (under the lock)
+        self._drain_wanted = 0  # the drain drained() waits for (see _send)
+        self._drains_done = 0  # the number of the last drain that returned
         self._closing = False
         self._close_deadline = 0.0
         self._thread: _BareThread | None = None
@@ -229,6 +233,27 @@ class Publisher:
             while self._flush_done < wanted and time.monotonic() < deadline:
                 self._done.wait(min(0.05, max(deadline - time.monotonic(), 0.001)))
         return self._next_seq - 1
+
+    def drained(self, timeout: float = 10.0) -> bool:
+        """Wait until a drain begun after this call has returned (nothing from the broker).
+
+        Everything recorded before the call has then been drained. False when the thread
+        does not run or ``timeout`` passed first.
+        """
+        if self._thread is None or not self._thread.is_alive():
+            return False
+        with self._lock:
+            wanted = self._drains_started + 1
+            self._drain_wanted = max(self._drain_wanted, wanted)
+        self.wake()
+        deadline = time.monotonic() + timeout
+        with self._done:
+            while self._drains_done < wanted:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._thread.is_alive():
+                    return False
+                self._done.wait(min(0.05, left))
+        return True
 
     def close(self, timeout: float = 10.0) -> None:
         """Ship what is left, wait (up to ``timeout``) until the broker has it, stop."""
@@ -319,6 +344,9 @@ class Publisher:
         return self._sock
 
     def _cycle(self, final: bool, deadline: float) -> None:
+        with self._lock:
+            self._drains_started += 1
+            number = self._drains_started
         try:
             chunks, rare = self._drain()
         except Exception:  # noqa: BLE001 -- a failing drain must not kill the transport
@@ -326,6 +354,9 @@ class Publisher:
             log.exception("memscope publisher: drain() failed")
             _forget_dummy()
             chunks, rare = [], {}
+        with self._done:
+            self._drains_done = number
+            self._done.notify_all()
         self._pack(chunks, rare)
         if self._arena is not None and self._backlog.all_on_disk():
             # every unacknowledged batch is in the spool: the buffers they were drained from
@@ -379,15 +410,27 @@ class Publisher:
                         self._unreachable = True
                         self._backlog.spill_unsent()
                         return
-                    sock.poll(_PROBE_MS, zmq.POLLOUT)
+                    if self._drain_wanted > self._drains_started:
+                        return  # drained() waits: drain first, send these in the next cycle
+                    self._probe(sock)
             entry.sent = True
             self._counters["sent"] += 1
             probe_only = False
             self._unreachable = False
 
+    def _probe(self, sock: zmq.Socket) -> None:
+        """Wait up to ``_PROBE_MS`` for ``sock`` to take a message; less when drained() asks."""
+        end = time.monotonic() + _PROBE_MS / 1000
+        while self._drain_wanted <= self._drains_started:
+            left_ms = int((end - time.monotonic()) * 1000)
+            if left_ms <= 0 or sock.poll(min(_PROBE_SLICE_MS, left_ms), zmq.POLLOUT):
+                return
+
     def _acknowledge(self, force: bool) -> None:
         if not self._backlog.entries or self._unreachable:
             return
+        if self._drain_wanted > self._drains_started and not self._closing:
+            return  # drained() waits for the next drain: ask the broker in a later cycle
         now = time.monotonic()
         if not force and now - self._last_ack_query < ACK_INTERVAL_S:
             return

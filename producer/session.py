@@ -57,6 +57,10 @@ class BrokerLink:
 
 
 _watching: Session | None = None
+#: Callables ``tap(chunks, rare)`` given every drain of a session (in the publisher thread),
+#: e.g. the pytest plugin's per-test window (:mod:`memscope.integrations.pytest_tap`). A tap
+#: registered before ``memscope.init()`` sees every stack the session interns.
+taps: list[Any] = []
 
 
 def _thread_started(frame: Any, event: str, arg: Any) -> None:
@@ -318,13 +322,20 @@ class Session:
         chunks, rare = self.capture.drain(commit=self.capture.arena_path() is None)
         if not self.threads_final:
             self.threads.poll(self.rows)
-        return list(chunks), merge(dict(rare), self.rows.take())
+        chunks = list(chunks)
+        for tap in tuple(taps):
+            try:
+                tap(chunks, rare)
+            except Exception:  # noqa: BLE001 -- a tap must never cost the log its events
+                taps.remove(tap)
+        return chunks, merge(dict(rare), self.rows.take())
 
     # -- fork ----------------------------------------------------------------------------------
     def after_fork_child(self) -> None:
         """In a forked child: reset capture, become a new producer, announce the parent pid."""
         from memscope.producer.forking import reset_inherited_locks
 
+        taps.clear()  # the parent's (a pytest window armed at the fork must not fill here)
         self.capture.after_fork_child()
         reset_inherited_locks()
         self.identity = Identity.current()

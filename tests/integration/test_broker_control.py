@@ -79,6 +79,9 @@ def test_stats_op_waits_for_the_batch_and_uses_the_analyzers(broker, monkeypatch
             seen["closed"] = True
             return {"active_allocations": seen["rows"]}
 
+        def seed_figures(self, pid):
+            return {"leaked_allocations": seen["rows"]}
+
         def warm(self):
             pass
 
@@ -88,7 +91,7 @@ def test_stats_op_waits_for_the_batch_and_uses_the_analyzers(broker, monkeypatch
     result = run_producer(broker.bind, 30_000, chunk=10_000, timeout=30)
     with BrokerClient(broker.control_address) as client:
         stats = client.stats(result["pid"], result["producer"], result["last_seq"], timeout_s=5)
-        assert stats == {"active_allocations": 30_000}
+        assert stats == {"active_allocations": 30_000, "leaked_allocations": 30_000}
         assert seen == {"pid": result["pid"], "rows": 30_000, "closed": True}
         monkeypatch.setattr(broker, "analysis", NO_ANALYSIS)  # a broker started without them
         with pytest.raises(BrokerError, match="started without the analyzers"):

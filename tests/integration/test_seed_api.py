@@ -49,7 +49,8 @@ active = tracker.get_active_allocations()
 history = tracker.get_allocation_history()
 svg = tracker.export_to_svg(sys.argv[2])
 print(json.dumps({{
-    "running": [running.peak_allocations, running.leaked_allocations, running.leaked_memory],
+    "running": [running.peak_allocations, running.leaked_allocations, running.leaked_memory,
+                running.active_allocations, running.active_memory],
     "stats": {{k: getattr(stats, k) for k in ("peak_allocations", "leaked_allocations",
                                                "leaked_memory", "peak_ts_ns", "active_memory",
                                                "active_allocations")}},
@@ -68,8 +69,12 @@ def test_seed_api_against_ground_truth(tmp_path) -> None:
                   timeout=200)
     assert done.returncode == 0, done.stderr
     got = json.loads(done.stdout.splitlines()[-1])
-    # While the process is traced no leak is known yet: the fields are absent, not guessed.
-    assert got["running"] == [None, None, None]
+    # While the process is traced the fields hold the figures so far: the blocks alive at
+    # the peak (the P held ones were freed since), and those not freed yet as the leaks.
+    peak_blocks, leaked_blocks, leaked_bytes, active_blocks, active_bytes = got["running"]
+    assert peak_blocks >= P + K
+    assert (leaked_blocks, leaked_bytes) == (active_blocks, active_bytes)
+    assert K <= leaked_blocks < P and leaked_bytes >= K * 1033
     stats, active, history = got["stats"], got["active"], got["history"]
     # Leaks: exactly the blocks still allocated at the end, the K kept ones among them.
     assert stats["leaked_allocations"] == len(active) == stats["active_allocations"]

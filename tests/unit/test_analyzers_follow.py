@@ -100,6 +100,15 @@ def test_live_stats_follow_a_growing_log(tmp_path):
     assert live.stats() == process_stats(connect(events))
     _append(events, second)
     assert live.stats(100) == process_stats(connect(events), 100)
+    # MemoryStats' seed figures so far: those of the log (seed_api), the leaks being the
+    # blocks still alive (the process may not have ended)
+    from memscope.analyzers.seed_api import seed_figures
+
+    con = connect(events)
+    seeds = live.seed_figures(100)
+    assert seeds["peak_allocations"] == seed_figures(con, 100)["peak_allocations"]
+    assert (seeds["leaked_allocations"], seeds["leaked_memory"]) == (
+        live.stats(100)["active_allocations"], live.stats(100)["active_memory"])
     assert live.stats()["total_allocations"] == process_stats(connect(events))[
         "total_allocations"]
 

@@ -649,7 +649,8 @@ def test_export_of_named_tables_equals_those_of_the_whole_export(twin):
     fold = twin(initial_width_ns=1)
     fold.feed(*random_stream(np.random.default_rng(5), 500))
     whole = fold.export()
-    for names in (["processes", "all"], ["all"], ["sites", "processes"], ["deaths"]):
+    for names in (["processes", "all"], ["all"], ["sites", "processes"], ["sites"],
+                  ["all", "sites"], ["sites", "blocks"], ["blocks", "sites"], ["deaths"]):
         part = fold.export(names)
         assert list(part) == names
         for name in names:
