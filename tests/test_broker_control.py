@@ -90,6 +90,8 @@ def test_stats_op_waits_for_the_batch_and_uses_the_analyzers(broker, monkeypatch
     follow = types.ModuleType("memscope.analyzers.follow")
     follow.live_stats_for = FakeLiveStats  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "memscope.analyzers.follow", follow)
+    # without the running totals (they answer a full-mode process: see the next test)
+    monkeypatch.setitem(sys.modules, "memscope.analyzers.live_totals", None)
     result = run_producer(broker.bind, 30_000, chunk=10_000, timeout=30)
     with BrokerClient(broker.control_address) as client:
         stats = client.stats(result["pid"], result["producer"], result["last_seq"], timeout_s=5)
@@ -98,6 +100,23 @@ def test_stats_op_waits_for_the_batch_and_uses_the_analyzers(broker, monkeypatch
         monkeypatch.setitem(sys.modules, "memscope.analyzers.follow", None)
         with pytest.raises(BrokerError, match="stats need memscope.analyzers"):
             client.stats(result["pid"], result["producer"], 0, timeout_s=5)
+
+
+@pytest.mark.timeout(60)
+def test_stats_of_a_full_mode_process_come_from_totals_folded_as_batches_land(broker):
+    from memscope.analyzers.memstats import process_stats
+    from memscope.analyzers.runner import connect_analyzed
+
+    with BrokerClient(broker.control_address) as client:
+        for i, events in enumerate((20_000, 30_000)):  # the second folded as it is written
+            result = run_producer(broker.bind, events, index=i, chunk=5_000, timeout=30)
+            stats = client.stats(result["pid"], result["producer"], result["last_seq"],
+                                 timeout_s=5)
+            assert broker.control.totals.active
+            client.request("flush")
+            expected = process_stats(connect_analyzed(broker.writer.path), result["pid"])
+            assert stats == expected
+            assert stats["total_allocations"] > 0
 
 
 def test_sigterm_flushes_and_closes(tmp_path):
