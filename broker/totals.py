@@ -8,6 +8,14 @@ folds run on the control handler's single worker thread, in the order the groups
 written, so a stats reply queued on that worker after its batch landed sees exactly the log
 up to there. A keeper that fails (or a log whose retention retired segments) stops for good:
 requests then go to the full analysis.
+
+Order: each group's events are folded sorted by time, groups in the order written, nothing
+held back (as the broker's former live state did at each refresh). A single thread's events
+arrive in time order, so its figures are those of the log's own fold. Across threads a
+drain can ship one thread's events a drain later than another's: folded in arrival order,
+such a pair can move the peak's instant, or (an allocation whose free by another thread
+arrived first) count one unmatched free and one block still alive; ``memscope stats`` on
+the finished log (which holds events back a second to reorder them) does not.
 """
 
 from __future__ import annotations

@@ -324,8 +324,10 @@ class Tracker:
     def get_stats(self) -> MemoryStats:
         """Active, peak and total allocations and bytes of this process, up to now.
 
-        Exact: every event so far is flushed and the broker computes the totals from the log
-        (:func:`memscope.analyzers.memstats.process_stats`), outside this process.
+        Exact: every event so far is flushed and the broker answers with the totals of the
+        log up to there, outside this process (:func:`memscope.analyzers.memstats.
+        process_stats`). For a full-mode process they are running counters the broker folds
+        as it writes each batch (:mod:`memscope.broker.totals`): nothing is re-analysed.
         """
         session = self._session()
         if session.stopped:

@@ -110,9 +110,12 @@ def test_stats_of_a_full_mode_process_come_from_totals_folded_as_batches_land(br
     with BrokerClient(broker.control_address) as client:
         for i, events in enumerate((20_000, 30_000)):  # the second folded as it is written
             result = run_producer(broker.bind, events, index=i, chunk=5_000, timeout=30)
-            stats = client.stats(result["pid"], result["producer"], result["last_seq"],
-                                 timeout_s=5)
+            reply = client.request("stats", 35.0, pid=result["pid"],
+                                   producer=result["producer"], seq=result["last_seq"],
+                                   timeout_s=5)
+            stats = reply["stats"]
             assert broker.control.totals.active
+            assert "events" in reply  # answered by the running totals
             client.request("flush")
             expected = process_stats(connect_analyzed(broker.writer.path), result["pid"])
             assert stats == expected

@@ -106,3 +106,44 @@ def test_bad_columns_raise():
     light.set_sampling(1, 100)  # ignored
     light.watch(1, 16, 0)
     assert light.pids() == []
+
+
+def test_running_totals_read_then_taken_equal_the_logs_stats(tmp_path):
+    """Folded from the log's first half, then given the second half as a broker writes it."""
+    import pyarrow as pa
+
+    from memscope.analyzers.live_totals import RunningTotals
+    from memscope.analyzers.memstats import process_stats
+    from memscope.analyzers.runner import connect_analyzed
+    from memscope.analyzers.testing import sample_log, split_memory, write_log
+    from memscope.broker.log import LogWriter
+    from memscope.config import Settings
+
+    tables = sample_log().tables()
+    first, second = split_memory(tables)
+    events = tmp_path / "run" / "events"
+    write_log(first, events)
+    totals = RunningTotals.open(events)
+    assert totals is not None
+    totals.update()
+    # (in one piece: the log's reader sorts it as one window too; events of several threads
+    # cut elsewhere can be folded in another order, see memscope.broker.totals)
+    memory = second["memory"].combine_chunks()
+    twin = RunningTotals.open(events)
+    assert twin is not None
+    twin.update()
+    totals.take(memory.to_batches(), second["processes"].to_batches())
+    twin.take_columns({n: memory.column(n).to_numpy() for n in memory.schema.names},
+                      second["processes"].to_batches())
+    writer = LogWriter(events, Settings().replace(segment_max_bytes=1))
+    for name, table in second.items():
+        if table.num_rows:
+            writer.append(name, pa.Table.from_batches(table.to_batches(), table.schema))
+    writer.close()
+    con = connect_analyzed(events)
+    full = [pid for pid in {int(p) for p in tables["processes"].column("pid").to_pylist()}
+            if totals.mode(pid) == "full"]
+    assert full
+    for pid in full:
+        assert totals.stats(pid) == twin.stats(pid) == process_stats(con, pid)
+    assert totals.state.events == tables["memory"].num_rows
