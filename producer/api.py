@@ -335,10 +335,9 @@ class Tracker:
 
             answer = offline.call("stats", self._log(), str(session.identity.pid))
             return _results().MemoryStats.from_dict(answer)
-        session.flush(FLUSH_TIMEOUT_S)
-        # Twice: rows shipped by the first flush are freed (by the publisher thread) after
-        # it; the second one carries those frees.
-        seq = session.flush(FLUSH_TIMEOUT_S)
+        # Two cycles: rows shipped by the first are freed (by the publisher thread) after it;
+        # the second one carries those frees.
+        seq = session.flush(FLUSH_TIMEOUT_S, rounds=2)
         with _client(session) as client:
             answer = client.stats(
                 session.identity.pid, session.identity.producer_id, seq,
