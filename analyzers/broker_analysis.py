@@ -38,7 +38,13 @@ def dataset_archive(root: Path) -> Archive:
     return archive
 
 
+def _running_totals(log_dir: Path) -> Any:
+    from memscope.analyzers.live_totals import RunningTotals
+
+    return RunningTotals.open(log_dir)
+
+
 def log_analysis() -> LogAnalysis:
     """Everything a broker may ask of the analyzers (imported only when first called)."""
     return LogAnalysis(live_stats=_live_stats, checkpoint_fold=checkpoint_fold,
-                       dataset_archive=dataset_archive)
+                       dataset_archive=dataset_archive, running_totals=_running_totals)

@@ -24,6 +24,7 @@ import numpy as np
 
 from memscope.analyzers.common import AnalyzerOptions, log_time, now_iso
 from memscope.analyzers.fold import FoldParams
+from memscope.analyzers.live_totals import RunningTotals, full_mode_figures
 from memscope.analyzers.memstats import process_stats
 from memscope.analyzers.registry import select
 from memscope.analyzers.runner import default_out_dir, fold_params
@@ -182,6 +183,11 @@ class LiveStats:
     Keeps the analysis state between calls and folds only the memory rows written since the
     previous call (a broker answering ``stats`` requests, a live dashboard). It does not
     write checkpoints (the log's writer may be the caller).
+
+    The totals of one full-mode process come from :class:`memscope.analyzers.live_totals.
+    RunningTotals` (a fold of the counters alone, many times faster); the full analysis
+    state is folded only once another request needs it (another mode, all processes), and
+    :meth:`warm` keeps only what was asked for current.
     """
 
     def __init__(self, log: str | Path) -> None:
@@ -196,15 +202,25 @@ class LiveStats:
                                         self._follower.params)
             if loaded is not None:
                 self._follower.state = loaded
+            # (the running totals cannot start from a checkpoint: the full state answers)
+            self._totals: RunningTotals | None = None
+        else:
+            self._totals = RunningTotals(log)
         # Every event the caller sent counts now: nothing is held back for later ordering.
         self._follower.state.hold_ns = 0
         self._lock = threading.Lock()
+        #: Whether a request needed the full state (then :meth:`warm` folds it too).
+        self._full_wanted = False
+        #: Rounds that folded new rows into the full state.
         self.refreshes = 0
 
     def warm(self) -> None:
         """Fold what the log gained since the last call (so the next :meth:`stats` is quick)."""
         with self._lock:
-            if self._follower.refresh(register=False) is not None:
+            if self._totals is not None:
+                self._totals.update()
+            if (self._full_wanted or self._totals is None) and \
+                    self._follower.refresh(register=False) is not None:
                 self.refreshes += 1
 
     def stats(self, pid: int | None = None) -> dict[str, Any]:
@@ -215,6 +231,12 @@ class LiveStats:
         are read through DuckDB for the rest.
         """
         with self._lock:
+            totals = self._totals
+            if pid is not None and totals is not None:
+                totals.update()
+                if totals.mode(int(pid)) == "full":
+                    return totals.stats(int(pid))
+            self._full_wanted = True
             state = self._follower.state
             fast = pid is not None
             if self._follower.refresh(register=not fast) is not None:
@@ -234,6 +256,9 @@ class LiveStats:
         ended.
         """
         with self._lock:
+            totals = self._totals
+            if totals is not None and totals.mode(int(pid)) == "full":
+                return totals.seed_figures(int(pid))
             return running_seed_figures(self._follower.state, pid)
 
 
@@ -256,21 +281,7 @@ def full_mode_stats(state: AnalysisState, pid: int) -> dict[str, Any]:
     rows = np.flatnonzero(table["pid"] == pid)
     row = {name: int(values[rows[0]]) for name, values in table.items()
            if values.dtype.kind in "iu"} if len(rows) else {}
-
-    def get(name: str) -> int:
-        return int(row.get(name, 0))
-
-    peak = get("peak_bytes")
-    return {
-        "active_memory": get("live_bytes"), "peak_memory": peak,
-        "peak_ts_ns": get("peak_ts_ns") if peak else None,
-        "active_allocations": get("live_blocks"), "total_allocations": get("allocations"),
-        "total_allocated": get("bytes_allocated"), "total_deallocations": get("frees"),
-        "total_freed": get("bytes_freed"), "total_deallocated": get("bytes_freed"),
-        "unmatched_frees": get("unmatched_frees"), "unrecorded_frees": get("reused"),
-        "folded_allocations": 0, "folded_bytes": 0, "peak_memory_source": "log",
-        "active_memory_source": "log", "modes": ["full"],
-    }
+    return full_mode_figures(row)
 
 
 #: log path -> its LiveStats (state kept between calls), for :func:`live_stats_for`.

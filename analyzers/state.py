@@ -27,7 +27,7 @@ import os
 import shutil
 import sys
 import threading
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -191,8 +191,8 @@ def _skip(batches: Iterator[pa.RecordBatch], skip: int) -> Iterator[pa.RecordBat
 
 def windows(batches: Iterable[pa.RecordBatch], rows: int = WINDOW_ROWS, hold_ns: int = 0,
             held: list[pa.RecordBatch] | None = None, keep: bool = False,
-            ended: Callable[[], Collection[int]] | None = None
-            ) -> Iterator[dict[str, np.ndarray]]:
+            ended: Callable[[], Collection[int]] | None = None,
+            names: Sequence[str] | None = None) -> Iterator[dict[str, np.ndarray]]:
     """Memory batches regrouped into windows of about ``rows`` events, sorted by time.
 
     With ``hold_ns``, each window's latest events wait for the next window: those after the
@@ -202,8 +202,11 @@ def windows(batches: Iterable[pa.RecordBatch], rows: int = WINDOW_ROWS, hold_ns:
     back, read first; with ``keep`` the last window's held-back events are left in that list
     (for the next update) instead of being folded. ``ended``: the processes whose events are
     all in the log (their exit rows landed); a last window of only such processes is folded
-    whole (nothing of theirs can come later).
+    whole (nothing of theirs can come later). ``names``: only these columns in the windows
+    (all by default; a subset only without ``hold_ns``).
     """
+    if names is not None and hold_ns:
+        raise ValueError("windows of some columns only cannot hold events back")
     pending: list[pa.RecordBatch] = list(held or [])
     if held is not None:
         held.clear()
@@ -214,7 +217,7 @@ def windows(batches: Iterable[pa.RecordBatch], rows: int = WINDOW_ROWS, hold_ns:
         pending.append(batch)
         fresh += batch.num_rows
         if fresh >= rows:
-            ready, rest = _split_held(pending, hold_ns, rows)
+            ready, rest = _split_held(pending, hold_ns, rows, names)
             pending = [rest] if rest.num_rows else []
             fresh = 0
             if len(ready["pid"]):
@@ -228,7 +231,7 @@ def windows(batches: Iterable[pa.RecordBatch], rows: int = WINDOW_ROWS, hold_ns:
         if len(ready["pid"]):
             yield ready
     else:
-        yield _sorted_window(pending)
+        yield _sorted_window(pending, names=names)
 
 
 def _all_ended(batches: list[pa.RecordBatch],
@@ -243,17 +246,18 @@ def _all_ended(batches: list[pa.RecordBatch],
     return all(int(pid) in done for pid in pids.tolist())
 
 
-def _split_held(batches: list[pa.RecordBatch], hold_ns: int, limit: int
+def _split_held(batches: list[pa.RecordBatch], hold_ns: int, limit: int,
+                names: Sequence[str] | None = None
                 ) -> tuple[dict[str, np.ndarray], pa.RecordBatch]:
     """(the window's events to fold now, sorted; the ones held back, as one batch)."""
     ts = np.concatenate([b.column("ts_ns").to_numpy() for b in batches])
+    if not hold_ns:  # nothing waits
+        return _sorted_window(batches, ts, names), pa.RecordBatch.from_pylist([], schema=MEMORY)
     pids = np.concatenate([b.column("pid").to_numpy() for b in batches])
-    threshold = int(_latest_of_pid(pids, ts).min()) - hold_ns if hold_ns else None
+    threshold = int(_latest_of_pid(pids, ts).min()) - hold_ns
     window = _sorted_window(batches, ts)
-    cut = len(window["ts_ns"])
-    if threshold is not None:
-        cut = int(np.searchsorted(window["ts_ns"], threshold, side="right"))
-        cut = max(cut, len(window["ts_ns"]) - limit)
+    cut = int(np.searchsorted(window["ts_ns"], threshold, side="right"))
+    cut = max(cut, len(window["ts_ns"]) - limit)
     ready = {name: values[:cut] for name, values in window.items()}
     rest = pa.RecordBatch.from_arrays([pa.array(window[name][cut:]) for name in MEMORY.names],
                                       schema=MEMORY)
@@ -275,21 +279,25 @@ def _latest_of_pid(pids: np.ndarray, ts: np.ndarray) -> np.ndarray:
     return np.fromiter(latest.values(), dtype=np.int64, count=len(latest))
 
 
-def _sorted_window(batches: list[pa.RecordBatch], ts: np.ndarray | None = None
-                   ) -> dict[str, np.ndarray]:
-    """The batches' columns concatenated and sorted by time (stable: ties keep log order)."""
+def _sorted_window(batches: list[pa.RecordBatch], ts: np.ndarray | None = None,
+                   names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """The batches' columns concatenated and sorted by time (stable: ties keep log order).
+
+    ``names``: only these columns (default: all).
+    """
     if ts is None:
         ts = np.concatenate([b.column("ts_ns").to_numpy() for b in batches])
     columns = {name: np.concatenate([b.column(name).to_numpy() for b in batches])
-               for name in MEMORY.names}
+               for name in (MEMORY.names if names is None else names)}
     if len(ts) > 1 and bool((ts[1:] < ts[:-1]).any()):
         order = np.argsort(ts, kind="stable")
         return {name: values[order] for name, values in columns.items()}
     return columns
 
 
-def _feed(fold: Fold, window: dict[str, np.ndarray]) -> None:
-    fold.feed(*(window[name] for name in MEMORY.names))
+def _feed(fold: Fold, window: dict[str, np.ndarray], names: Sequence[str] | None = None
+          ) -> None:
+    fold.feed(*(window[name] for name in (MEMORY.names if names is None else names)))
 
 
 class AnalysisState:
@@ -312,6 +320,8 @@ class AnalysisState:
         self.held: list[pa.RecordBatch] = []
         #: How far behind each process's latest event a non-final update stops folding.
         self.hold_ns = HOLD_BACK_NS
+        #: The memory columns the fold's ``feed`` takes, in order (None: all of them).
+        self.feed_names: Sequence[str] | None = None
         #: Each process's capture mode, from the ``processes`` rows read so far.
         self.modes: dict[int, str] = {}
         #: pid -> (producers that started, producers that exited), from ``processes`` rows.
@@ -367,8 +377,9 @@ class AnalysisState:
         # Reading, decoding and sorting run a window ahead on a thread while the fold (which
         # releases the GIL) folds the previous one: the two cores overlap.
         for window in prefetched(windows(memory, WINDOW_ROWS, self.hold_ns, self.held,
-                                         keep=not final, ended=self.ended), 2):
-            _feed(self.fold, window)
+                                         keep=not final, ended=self.ended,
+                                         names=self.feed_names), 2):
+            _feed(self.fold, window, self.feed_names)
             read += len(window["pid"])
             if on_events:
                 on_events(self.events + read)

@@ -324,8 +324,10 @@ class Tracker:
     def get_stats(self) -> MemoryStats:
         """Active, peak and total allocations and bytes of this process, up to now.
 
-        Exact: every event so far is flushed and the broker computes the totals from the log
-        (:func:`memscope.analyzers.memstats.process_stats`), outside this process.
+        Exact: every event so far is flushed and the broker answers with the totals of the
+        log up to there, outside this process (:func:`memscope.analyzers.memstats.
+        process_stats`). For a full-mode process they are running counters the broker folds
+        as it writes each batch (:mod:`memscope.broker.totals`): nothing is re-analysed.
         """
         session = self._session()
         if session.stopped:
@@ -333,10 +335,9 @@ class Tracker:
 
             answer = offline.call("stats", self._log(), str(session.identity.pid))
             return _results().MemoryStats.from_dict(answer)
-        session.flush(FLUSH_TIMEOUT_S)
-        # Twice: rows shipped by the first flush are freed (by the publisher thread) after
-        # it; the second one carries those frees.
-        seq = session.flush(FLUSH_TIMEOUT_S)
+        # Two cycles: rows shipped by the first are freed (by the publisher thread) after it;
+        # the second one carries those frees.
+        seq = session.flush(FLUSH_TIMEOUT_S, rounds=2)
         with _client(session) as client:
             answer = client.stats(
                 session.identity.pid, session.identity.producer_id, seq,

@@ -43,6 +43,9 @@ class LogAnalysis:
     checkpoint_fold: Callable[[Path], object] | None = None
     #: ``dataset_archive(root)``: an archive copying segments into a fleet dataset.
     dataset_archive: Callable[[Path], Archive] | None = None
+    #: ``running_totals(log_dir)``: get_stats' counters folded from the log so far, to be
+    #: fed each group the broker writes (``memscope.broker.totals``); None when unusable.
+    running_totals: Callable[[Path], Any] | None = None
 
 
 #: A broker started without the analysis layer: no ``stats``, no retention.

@@ -20,9 +20,17 @@ every batch not acknowledged.
 * ``{"op": "flush"}`` -> commits, writes ``ingest`` rows, snapshots, publishes; the log summary.
 * ``{"op": "ingest"}`` -> ``{"producers": [per-producer counters]}``.
 * ``{"op": "stats", "pid": p, "producer": id, "seq": n}`` -> waits like ``wait``, then
-  ``{"stats": memscope.analyzers.memstats.process_stats(...)}`` over the log's analysis
-  state. After the first stats request the stats worker keeps that state folded as the log
-  grows (every :data:`WARM_INTERVAL_S`), so a later request folds only the last moments.
+  ``{"stats": memscope.analyzers.memstats.process_stats(...)}`` of the log as it is.
+
+  A full-mode process's totals come from running counters (:mod:`memscope.broker.totals`):
+  the first request folds the log so far into them, and from then on every group of
+  batches is folded as it is written (on the stats worker, a few ns per event), so a
+  request waits for its batch to land and to be folded, nothing else. Other requests (all
+  processes, aggregated or sampled mode) read the log's analysis state on that worker;
+  after the first one the worker keeps that state folded as the log grows (every
+  :data:`WARM_INTERVAL_S`), so a later request folds only the last moments. A reply from
+  the running totals also has ``"events"``: the memory rows of the log they cover (the
+  first ones, in log order).
 """
 
 from __future__ import annotations
@@ -35,6 +43,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import zmq
+
+from memscope.broker.totals import TotalsKeeper
 
 if TYPE_CHECKING:  # pragma: no cover
     from memscope.broker.server import Broker
@@ -65,7 +75,12 @@ class ControlHandler:
         self.results.linger = 0
         self.results.bind(self._results_address)
         self._executor: ThreadPoolExecutor | None = None
+        #: Full-mode totals folded as batches are written (after a first stats request).
+        self.totals = TotalsKeeper(broker.writer.path, self._submit,
+                                   broker.analysis.running_totals)
         self._warming: Future[None] | None = None
+        #: Whether a request read the log's analysis state (then it is kept warm).
+        self._analysed = False
         self._warmed_at = 0.0
 
     @staticmethod
@@ -162,10 +177,19 @@ class ControlHandler:
             log.warning("the manifest could not be updated before a stats request")
         if self._executor is None:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="memscope-stats")
+        if waiter.request.get("pid") is not None:
+            self.totals.start()  # (once) the running totals, from now on
         self._executor.submit(self._stats_job, waiter.route, waiter.request)
 
     def _stats_job(self, route: list[bytes], request: dict[str, Any]) -> None:
-        reply = self._stats(request)
+        try:
+            fast = self.totals.stats(request.get("pid"))
+            # ("events": the log's memory rows the running totals cover, a prefix in log order)
+            reply = ({"ok": True, "stats": fast, "events": self.totals.events}
+                     if fast is not None else self._stats(request))
+        except Exception as exc:  # noqa: BLE001 -- every request gets its reply
+            log.exception("stats request failed")
+            reply = {"ok": False, "error": f"stats failed: {type(exc).__name__}: {exc}"}
         push = self.broker.context.socket(zmq.PUSH)
         push.linger = 1000
         try:
@@ -173,6 +197,11 @@ class ControlHandler:
             push.send_multipart([*route, self.encode(reply)])
         finally:
             push.close()
+
+    def _submit(self, fn: Any, *args: Any) -> Future[Any]:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="memscope-stats")
+        return self._executor.submit(fn, *args)
 
     def forward_results(self) -> None:
         """Send the replies finished by the stats worker."""
@@ -194,10 +223,12 @@ class ControlHandler:
     def warm(self, now: float) -> None:
         """Fold what the log gained into the live stats' state, on the stats worker.
 
-        Only once stats were asked for (a broker nobody asks pays nothing), at most every
-        :data:`WARM_INTERVAL_S`, and never two at once.
+        Only once stats were asked for that the running totals did not answer (a broker
+        nobody asks pays nothing), at most every :data:`WARM_INTERVAL_S`, and never two at
+        once.
         """
-        if self._executor is None or now - self._warmed_at < WARM_INTERVAL_S:
+        if not self._analysed or self._executor is None or \
+                now - self._warmed_at < WARM_INTERVAL_S:
             return
         if self._warming is not None and not self._warming.done():
             return
@@ -214,6 +245,7 @@ class ControlHandler:
             log.exception("folding the live stats' state failed")
 
     def _stats(self, request: dict[str, Any]) -> dict[str, Any]:
+        self._analysed = True
         live_stats = self.broker.analysis.live_stats
         if live_stats is None:
             return {"ok": False, "error": "this broker was started without the analyzers: "

@@ -368,6 +368,7 @@ class Broker:
             for decoded in group.decoded:
                 self._refuse(decoded.envelope.producer)
             return
+        self.control.totals.written(group.decoded)  # get_stats' running totals
         for decoded in group.decoded:
             env = decoded.envelope
             state = self.ingest.get(env.producer, env.pid)

@@ -168,6 +168,7 @@ class Publisher:
         self._drains_started = 0  # drains begun by _cycle (under the lock)
         self._drain_wanted = 0  # the drain drained() waits for (see _send)
         self._drains_done = 0  # the number of the last drain that returned
+        self._flush_rounds = 1  # drain-and-send cycles the pending flush asked for
         self._closing = False
         self._close_deadline = 0.0
         self._thread: _BareThread | None = None
@@ -215,17 +216,21 @@ class Publisher:
             with contextlib.suppress(BlockingIOError):
                 os.read(self._wake_r, 4096)
 
-    def flush(self, timeout: float = 10.0) -> int:
+    def flush(self, timeout: float = 10.0, rounds: int = 1) -> int:
         """Drain now and send everything; return the last seq handed over (-1: none yet).
 
         Batches that could not be sent within ``timeout`` (broker unreachable) stay spooled
-        and are replayed later; their seqs are included in the returned value.
+        and are replayed later; their seqs are included in the returned value. ``rounds``:
+        cycles run back to back (2: the second ships the frees of what the first shipped,
+        made as the thread let go of it, without a second wake-up of the thread).
         """
         if self._thread is None or not self._thread.is_alive():
-            self._cycle(final=True, deadline=time.monotonic() + timeout)
+            for _ in range(max(rounds, 1)):
+                self._cycle(final=True, deadline=time.monotonic() + timeout)
             return self._next_seq - 1
         with self._lock:
             self._flush_requested += 1
+            self._flush_rounds = max(self._flush_rounds, rounds)
             wanted = self._flush_requested
         self.wake()
         deadline = time.monotonic() + timeout
@@ -307,9 +312,12 @@ class Publisher:
             self._wait(self._interval)
             with self._lock:
                 wanted = self._flush_requested
+                rounds, self._flush_rounds = self._flush_rounds, 1
             deadline = time.monotonic() + self.settings.send_timeout_s
             try:
-                self._cycle(final=wanted > self._flush_done, deadline=deadline)
+                final = wanted > self._flush_done
+                for _ in range(rounds if final else 1):
+                    self._cycle(final=final, deadline=deadline)
             except (zmq.ZMQError, OSError) as exc:  # keep the thread; the backlog keeps batches
                 self._counters["transport_errors"] += 1
                 if self._counters["transport_errors"] <= 3:

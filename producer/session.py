@@ -295,9 +295,12 @@ class Session:
         self._end_in_publisher()
         forking.real_exit(0)
 
-    def flush(self, timeout: float = 10.0) -> int:
-        """Ship everything captured so far; return the last seq sent."""
-        return int(self.publisher.flush(timeout))
+    def flush(self, timeout: float = 10.0, rounds: int = 1) -> int:
+        """Ship everything captured so far; return the last seq sent.
+
+        ``rounds``: see :meth:`memscope.producer.publisher.Publisher.flush`.
+        """
+        return int(self.publisher.flush(timeout, rounds))
 
     def watch_death(self, obj: Any) -> None:
         """Make the death of a tracked list, dict or tuple a real free (``core/deaths.c``)."""

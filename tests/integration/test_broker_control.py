@@ -88,6 +88,8 @@ def test_stats_op_waits_for_the_batch_and_uses_the_analyzers(broker, monkeypatch
     follow = types.ModuleType("memscope.analyzers.follow")
     follow.live_stats_for = FakeLiveStats  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "memscope.analyzers.follow", follow)
+    # without the running totals (they answer a full-mode process: see the next test)
+    monkeypatch.setitem(sys.modules, "memscope.analyzers.live_totals", None)
     result = run_producer(broker.bind, 30_000, chunk=10_000, timeout=30)
     with BrokerClient(broker.control_address) as client:
         stats = client.stats(result["pid"], result["producer"], result["last_seq"], timeout_s=5)
@@ -96,6 +98,35 @@ def test_stats_op_waits_for_the_batch_and_uses_the_analyzers(broker, monkeypatch
         monkeypatch.setattr(broker, "analysis", NO_ANALYSIS)  # a broker started without them
         with pytest.raises(BrokerError, match="started without the analyzers"):
             client.stats(result["pid"], result["producer"], 0, timeout_s=5)
+
+
+@pytest.mark.timeout(60)
+def test_stats_of_a_full_mode_process_come_from_totals_folded_as_batches_land(broker):
+    from memscope.analyzers.memstats import process_stats
+    from memscope.analyzers.runner import connect_analyzed
+    from memscope.analyzers.seed_api import seed_figures
+
+    with BrokerClient(broker.control_address) as client:
+        for i, events in enumerate((20_000, 30_000)):  # the second folded as it is written
+            result = run_producer(broker.bind, events, index=i, chunk=5_000, timeout=30)
+            reply = client.request("stats", 35.0, pid=result["pid"],
+                                   producer=result["producer"], seq=result["last_seq"],
+                                   timeout_s=5)
+            stats = reply["stats"]
+            assert broker.control.totals.active
+            assert "events" in reply  # answered by the running totals
+            client.request("flush")
+            con = connect_analyzed(broker.writer.path)
+            expected = process_stats(con, result["pid"])
+            seeds = {k: stats.pop(k) for k in ("peak_allocations", "leaked_allocations",
+                                               "leaked_memory")}
+            assert stats == expected
+            assert stats["total_allocations"] > 0
+            # MemoryStats' fields so far: the log's blocks at the peak, and leaks = alive now
+            assert seeds["peak_allocations"] == \
+                seed_figures(con, result["pid"])["peak_allocations"]
+            assert seeds["leaked_allocations"] == expected["active_allocations"]
+            assert seeds["leaked_memory"] == expected["active_memory"]
 
 
 def test_sigterm_flushes_and_closes(tmp_path):
