@@ -46,6 +46,7 @@ from memscope.producer.harvest import Harvest, Harvester, run_arena_dir
 from memscope.producer.offline import BOOTSTRAP_ENV
 from memscope.producer.rundir import default_run_dir, program_label
 from memscope.producer.signals import blocked
+from memscope.producer.timings import mark
 
 #: Signals passed on to the program.
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -229,14 +230,17 @@ def execute(options: RunOptions) -> int:
         with blocked():  # its thread leaves the signals to _run_program
             harvester.start()
         pid, returncode, reaped_ns = _run_program(options.argv, env)
+        mark("program reaped")
         _program_ended(prepared)
         code = 128 - returncode if returncode < 0 else returncode
         harvester.stop()
         harvester.sweep()  # what the program (and its children) left if killed
+        mark("harvester swept")
         # A running broker may also serve other programs: wait only for ours.
         missing = _confirm(BrokerClient(control, settings), settings, address, events_dir,
                            launched_ns if broker is None else None,
                            (pid, returncode, reaped_ns), harvester)
+        mark("last batches confirmed")
         for producer in missing:
             _say(f"no final batch from {producer} (still running?); its events may end early")
     finally:
@@ -245,6 +249,7 @@ def execute(options: RunOptions) -> int:
         harvester.remove()
         if broker is not None:
             broker.stop()
+            mark("broker stopped")
     if events_dir is None:
         _say(f"events sent to the broker at {remote}; analyze its log with "
              "`memscope analyze LOG --out DIR`")
@@ -322,6 +327,7 @@ def _confirm(client: Any, settings: Any, address: str, events_dir: Path | None,
     try:
         missing = _settle(client, SETTLE_TIMEOUT_S, settings.flush_interval_s, since,
                           harvester)
+        mark("exit rows in")
         if not _log_writable(client, settings.spool_dir, events_dir):
             return []  # (said once by _log_writable)
         pid, returncode, reaped_ns = ended
@@ -515,12 +521,19 @@ def _report(events_dir: Path, out_dir: Path, prepared: Any = None) -> None:
     try:
         with progress_bar("memscope: reports", analyzing=True) as bar:
             reports.log_closed(on_events=bar.folded)
-            paths = reports.write(progress=bar.step, on_chunk=bar.folded)
+            mark("final fold")
+
+            def step(name: str) -> None:
+                mark(name)
+                bar.step(name)
+
+            paths = reports.write(progress=step, on_chunk=bar.folded)
     except (RuntimeError, OSError, ValueError) as exc:
         _say(f"the reports could not be written: {exc}; the log is complete, retry with "
              f"`memscope analyze {events_dir}` and `memscope report {out_dir}`")
         return
     finally:
         reports.close()
+        mark("reports closed")
     for path in paths:
         _say(f"wrote {path}")
