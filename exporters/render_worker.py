@@ -12,13 +12,16 @@ save under a tenth of a second of the render for half a second more of work whil
 program runs, on the cores the program and the fold need). It then reads one JSON line
 ``{"source": DIR, "out": DIR}`` from stdin, writes the SVG with
 :func:`memscope.exporters.write_reports` and answers one JSON line
-``{"written": [paths]}`` or ``{"error": message}``. End of input makes it exit; the parent
-does not wait for that (the interpreter's teardown takes a few tenths of a second).
+``{"written": [paths]}`` or ``{"error": message}``, and exits at once (``os._exit``: the
+interpreter's teardown would take a few tenths of a second, holding ``memscope run``'s
+stderr open meanwhile); the parent does not wait for its exit. End of input before a
+request makes it exit too.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -131,7 +134,10 @@ def _serve() -> int:
         answer = {"error": f"{type(exc).__name__}: {exc}"}
     mark("renderer wrote")
     print(json.dumps(answer), flush=True)
-    return 0
+    sys.stderr.flush()
+    # Nothing is left to do: no interpreter teardown (a few tenths of a second of freeing
+    # Altair's and vl-convert's objects while it still holds the terminal's stderr).
+    os._exit(0)
 
 
 if __name__ == "__main__":
