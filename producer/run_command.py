@@ -42,6 +42,7 @@ from typing import Any
 
 from memscope.cli import CliError
 from memscope.producer.bootstrap import make_bootstrap_dir
+from memscope.producer.descendants import tracing_into
 from memscope.producer.harvest import Harvest, Harvester, run_arena_dir
 from memscope.producer.offline import BOOTSTRAP_ENV
 from memscope.producer.rundir import default_run_dir, program_label
@@ -326,7 +327,7 @@ def _confirm(client: Any, settings: Any, address: str, events_dir: Path | None,
     """
     try:
         missing = _settle(client, SETTLE_TIMEOUT_S, settings.flush_interval_s, since,
-                          harvester)
+                          harvester, address)
         mark("exit rows in")
         if not _log_writable(client, settings.spool_dir, events_dir):
             return []  # (said once by _log_writable)
@@ -452,11 +453,14 @@ def _told_harvest(harvest: Harvest) -> None:
 
 
 def _settle(client: Any, timeout: float, interval: float,
-            since_ns: int | None = None, harvester: Harvester | None = None) -> list[str]:
+            since_ns: int | None = None, harvester: Harvester | None = None,
+            address: str | None = None) -> list[str]:
     """Wait until every traced process's exit row is in; the producers still missing one.
 
     With ``since_ns`` only the processes of this host started since then count (see
-    :func:`_processes`).
+    :func:`_processes`). It waits two flush intervals at least, for a process started just
+    before the program ended to announce itself, unless no live process traces into the
+    broker at ``address`` (:func:`memscope.producer.descendants.tracing_into`).
 
     A process that is gone without an exit row (killed) is given ``grace`` seconds for a
     batch still in flight; one still running is waited for until ``timeout``.
@@ -480,8 +484,11 @@ def _settle(client: Any, timeout: float, interval: float,
             _say(f"waiting up to {timeout:.0f} s for traced processes still running: {pids}")
             told = True
         # Wait two flush intervals at least: a child forked just before the program ended
-        # may not have announced itself yet.
-        if (not waiting and now - start >= 2 * interval) or now - start >= timeout:
+        # may not have announced itself yet (none can if no process would trace into ours).
+        if not waiting and (now - start >= 2 * interval or (
+                address is not None and tracing_into(address) is False)):
+            return sorted(pending)
+        if now - start >= timeout:
             return sorted(pending)
         time.sleep(min(interval, 0.2))
 
