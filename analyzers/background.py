@@ -20,6 +20,7 @@ from pathlib import Path
 from memscope.analyzers.fold import FoldParams
 from memscope.analyzers.state import AnalysisState, state_dir
 from memscope.analyzers.views import open_reader
+from memscope.timings import mark
 
 #: Seconds between two rounds of the background fold.
 INTERVAL_S = 0.25
@@ -63,8 +64,10 @@ class BackgroundFold:
         reader = open_reader(self.log)
         if self.state is None:
             self.state = AnalysisState(self.params, log_id=reader.log_id)
+        mark(f"fold round {self.rounds + 1} starts at {self.state.events} events")
         self.state.update(reader, on_events, final=final)
         self.rounds += 1
+        mark(f"fold round {self.rounds} ends at {self.state.events} events")
 
     def nudge(self) -> None:
         """Start the next round now (e.g. the program ended: its last events are in)."""
@@ -88,6 +91,7 @@ class BackgroundFold:
         log from its start, as without this).
         """
         self.stop()
+        mark("background fold stopped")
         if self.error is None:
             try:
                 self._round(final=True, on_events=on_events)

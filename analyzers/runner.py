@@ -136,6 +136,7 @@ def run_all(
     progress: Progress | None = None,
     on_chunk: Callable[[int], None] | None = None,
     state: AnalysisState | None = None,
+    first: Iterable[str] = (),
 ) -> list[Path]:
     """Run the selected analyzers over ``log`` into ``out_dir``; return the files written.
 
@@ -153,6 +154,8 @@ def run_all(
         on_chunk: called with the memory events folded so far, during the fold.
         state: the log's state, already folded to its end (``memscope run``'s background
             fold), instead of the checkpoint's; with ``jobs`` > 1 its checkpoint is read.
+        first: analyzer kinds to run before the others (``memscope run`` draws the SVG from
+            three of them while the others run); the files are listed in registry order.
 
     Raises:
         AnalysisError: some analyzers failed; the others' files were written.
@@ -182,8 +185,13 @@ def run_all(
                    detail_window=retained_window(reader))
     if jobs <= 1 or len(analyzers) == 1:
         con = state_connection(reader, state)
+        early = set(first)
         try:
-            written, failures = analyze_connection(con, opts, analyzers, progress)
+            written, failures = analyze_connection(
+                con, opts, sorted(analyzers, key=lambda a: a.kind not in early), progress)
+            files = [a.file_name(opts.base) for a in analyzers]
+            written.sort(key=lambda p: files.index(p.name))
+            failures = {a.kind: failures[a.kind] for a in analyzers if a.kind in failures}
         finally:
             con.close()
             state.wait_saved()

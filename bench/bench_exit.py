@@ -1,6 +1,7 @@
 """From a traced program's exit to every report written, at 5 M and 20 M events.
 
     python bench/bench_exit.py [--events 5000000,20000000] [--repeat 1] [--no-memray]
+                               [--no-steps] [--timings]
 
 The program allocates a small ``bytearray`` per iteration (one in 16 kept), about 5.9
 memory events an iteration. memscope: ``memscope run`` (embedded broker, then the six
@@ -21,6 +22,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -70,19 +72,25 @@ print("STEPS " + json.dumps(steps))
 """
 
 
-def memscope_run(work: Path, n: int) -> dict:
-    """``memscope run`` of the program; (seconds after exit, events, run dir)."""
+def memscope_run(work: Path, n: int, timings: bool = False) -> dict:
+    """``memscope run`` of the program: seconds after exit, events, run dir, step times."""
     out = work / f"ms-{n}"
     shutil.rmtree(out, ignore_errors=True)
+    env = dict(os.environ, MEMSCOPE_TIMINGS="1") if timings else None
     proc = subprocess.run([sys.executable, "-m", "memscope", "run", "--out", str(out),
                            str(work / "prog.py"), str(n)], capture_output=True, text=True,
-                          timeout=3600)
+                          timeout=3600, env=env)
     returned = time.monotonic_ns()
     if proc.returncode:
         raise RuntimeError(f"memscope run failed:\n{proc.stderr[-2000:]}")
     exited = _exit_ns(proc.stdout)
     events = _events(out)
-    return {"after_exit_s": (returned - exited) / 1e9, "events": events, "dir": out}
+    marks = [(int(ns), f"{name} [{pid}]") for _, ns, pid, name in
+             (line.split(" ", 3) for line in proc.stderr.splitlines()
+              if line.startswith("memscope-timing "))]
+    marks.append((returned, "memscope run returned"))
+    return {"after_exit_s": (returned - exited) / 1e9, "events": events, "dir": out,
+            "marks": [((ns - exited) / 1e9, name) for ns, name in sorted(marks)]}
 
 
 def memray_run(work: Path, n: int) -> float:
@@ -134,6 +142,8 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--no-memray", action="store_true")
     parser.add_argument("--no-steps", action="store_true")
+    parser.add_argument("--timings", action="store_true",
+                        help="print when each step of the best run ended (MEMSCOPE_TIMINGS)")
     args = parser.parse_args()
     print(f"# bench_exit {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
           f"load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
@@ -142,16 +152,20 @@ def main() -> int:
         (work / "prog.py").write_text(PROGRAM)
         for target in (int(x) for x in args.events.split(",")):
             n = int(target / EVENTS_PER_ITERATION)
-            runs = [memscope_run(work, n) for _ in range(args.repeat)]
+            runs = [memscope_run(work, n, args.timings) for _ in range(args.repeat)]
             best = min(runs, key=lambda r: r["after_exit_s"])
+            median = statistics.median(r["after_exit_s"] for r in runs)
             goal = GOALS.get(target)
             line = (f"{best['events']:>12,} events: memscope exit -> every report "
-                    f"{best['after_exit_s']:6.2f} s (runs: "
+                    f"{best['after_exit_s']:6.2f} s best, {median:.2f} s median (runs: "
                     + ", ".join(f"{r['after_exit_s']:.2f}" for r in runs) + ")")
             if goal:
                 met = "met" if best["after_exit_s"] <= goal else "NOT met"
                 line += f", goal {goal:.0f} s: {met}"
             print(line)
+            if args.timings:
+                for seconds, name in best["marks"]:
+                    print(f"{'':>20}   after exit {seconds:+7.3f} s  {name}")
             if not args.no_memray:
                 memray_s = min(memray_run(work, n) for _ in range(args.repeat))
                 print(f"{'':>20} memray exit -> stats + flamegraph {memray_s:6.2f} s; "

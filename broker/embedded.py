@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -53,17 +54,24 @@ class EmbeddedBroker:
         """SIGTERM the broker (it flushes and closes the log); SIGKILL after ``timeout``."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
+            # A blocking wait (Popen.wait(timeout) polls every 50 ms), killed after timeout.
+            killer = threading.Timer(timeout, self._kill)
+            killer.daemon = True
+            killer.start()
             try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
                 self.process.wait()
+            finally:
+                killer.cancel()
         if self._runtime_dir is not None:
             for path in self._runtime_dir.iterdir():
                 path.unlink(missing_ok=True)
             self._runtime_dir.rmdir()
             self._runtime_dir = None
         return int(self.process.returncode)
+
+    def _kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
 
     def __enter__(self) -> EmbeddedBroker:
         return self

@@ -41,11 +41,13 @@ from pathlib import Path
 from typing import Any
 
 from memscope.api.offline import BOOTSTRAP_ENV
+from memscope.commands.descendants import tracing_into
 from memscope.errors import CliError
 from memscope.producer.bootstrap import make_bootstrap_dir
 from memscope.producer.harvest import Harvest, Harvester, run_arena_dir
 from memscope.producer.rundir import default_run_dir, program_label
 from memscope.producer.signals import blocked
+from memscope.timings import mark
 
 #: Signals passed on to the program.
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -229,14 +231,17 @@ def execute(options: RunOptions) -> int:
         with blocked():  # its thread leaves the signals to _run_program
             harvester.start()
         pid, returncode, reaped_ns = _run_program(options.argv, env)
+        mark("program reaped")
         _program_ended(prepared)
         code = 128 - returncode if returncode < 0 else returncode
         harvester.stop()
         harvester.sweep()  # what the program (and its children) left if killed
+        mark("harvester swept")
         # A running broker may also serve other programs: wait only for ours.
         missing = _confirm(BrokerClient(control, settings), settings, address, events_dir,
                            launched_ns if broker is None else None,
                            (pid, returncode, reaped_ns), harvester)
+        mark("last batches confirmed")
         for producer in missing:
             _say(f"no final batch from {producer} (still running?); its events may end early")
     finally:
@@ -245,6 +250,7 @@ def execute(options: RunOptions) -> int:
         harvester.remove()
         if broker is not None:
             broker.stop()
+            mark("broker stopped")
     if events_dir is None:
         _say(f"events sent to the broker at {remote}; analyze its log with "
              "`memscope analyze LOG --out DIR`")
@@ -321,7 +327,8 @@ def _confirm(client: Any, settings: Any, address: str, events_dir: Path | None,
     """
     try:
         missing = _settle(client, SETTLE_TIMEOUT_S, settings.flush_interval_s, since,
-                          harvester)
+                          harvester, address)
+        mark("exit rows in")
         if not _log_writable(client, settings.spool_dir, events_dir):
             return []  # (said once by _log_writable)
         pid, returncode, reaped_ns = ended
@@ -446,11 +453,14 @@ def _told_harvest(harvest: Harvest) -> None:
 
 
 def _settle(client: Any, timeout: float, interval: float,
-            since_ns: int | None = None, harvester: Harvester | None = None) -> list[str]:
+            since_ns: int | None = None, harvester: Harvester | None = None,
+            address: str | None = None) -> list[str]:
     """Wait until every traced process's exit row is in; the producers still missing one.
 
     With ``since_ns`` only the processes of this host started since then count (see
-    :func:`_processes`).
+    :func:`_processes`). It waits two flush intervals at least, for a process started just
+    before the program ended to announce itself, unless no live process traces into the
+    broker at ``address`` (:func:`memscope.commands.descendants.tracing_into`).
 
     A process that is gone without an exit row (killed) is given ``grace`` seconds for a
     batch still in flight; one still running is waited for until ``timeout``.
@@ -474,8 +484,11 @@ def _settle(client: Any, timeout: float, interval: float,
             _say(f"waiting up to {timeout:.0f} s for traced processes still running: {pids}")
             told = True
         # Wait two flush intervals at least: a child forked just before the program ended
-        # may not have announced itself yet.
-        if (not waiting and now - start >= 2 * interval) or now - start >= timeout:
+        # may not have announced itself yet (none can if no process would trace into ours).
+        if not waiting and (now - start >= 2 * interval or (
+                address is not None and tracing_into(address) is False)):
+            return sorted(pending)
+        if now - start >= timeout:
             return sorted(pending)
         time.sleep(min(interval, 0.2))
 
@@ -515,12 +528,19 @@ def _report(events_dir: Path, out_dir: Path, prepared: Any = None) -> None:
     try:
         with progress_bar("memscope: reports", analyzing=True) as bar:
             reports.log_closed(on_events=bar.folded)
-            paths = reports.write(progress=bar.step, on_chunk=bar.folded)
+            mark("final fold")
+
+            def step(name: str) -> None:
+                mark(name)
+                bar.step(name)
+
+            paths = reports.write(progress=step, on_chunk=bar.folded)
     except (RuntimeError, OSError, ValueError) as exc:
         _say(f"the reports could not be written: {exc}; the log is complete, retry with "
              f"`memscope analyze {events_dir}` and `memscope report {out_dir}`")
         return
     finally:
         reports.close()
+        mark("reports closed")
     for path in paths:
         _say(f"wrote {path}")

@@ -84,7 +84,7 @@ class RunReports:
                 progress(kind)
 
         paths = list(run_all(self.events_dir, out, progress=step, on_chunk=on_chunk,
-                             state=self.state))
+                             state=self.state, first=SVG_SOURCES if rendered else ()))
         self.state = None
         here = write_reports(out, out, only=[n for n in names if n not in rendered],
                              progress=progress)
