@@ -6,7 +6,7 @@
 
 An embedded broker writes the log to ``DIR/events/`` (default
 ``MemoryAnalysis/attach-<pid>-<time>/``), or ``--broker ADDR`` names a running one. The
-process is told to ``memscope.init()`` towards it (:mod:`memscope.producer.attach`: through
+process is told to ``memscope.init()`` towards it (:mod:`memscope.producer.remote_exec`: through
 ``sys.remote_exec`` on CPython 3.14+, gdb before), is traced for ``--duration`` seconds or
 until Ctrl-C, then told to ``memscope.shutdown()``: its hooks are removed and it runs on
 untraced. The reports are written as ``memscope run`` writes them.
@@ -137,7 +137,7 @@ def _run_in(options: AttachOptions, work: Path, name: str, body: str | None) -> 
     Raises:
         CliError: it failed, or the process did not run it in time.
     """
-    from memscope.producer.attach import AttachError, inject, payload
+    from memscope.producer.remote_exec import AttachError, inject, payload
 
     status, cancelled = work / f"{name}.status", work / f"{name}.cancelled"
     script = payload(body, status, cancelled) if body else stop_line(status, cancelled)
@@ -180,7 +180,7 @@ def _wait(duration: float | None, pid: int) -> None:
 def execute(options: AttachOptions) -> int:
     """Attach, trace, detach and report (see the module docstring)."""
     from memscope.config import load_settings
-    from memscope.producer.attach import AttachError, process_uid, work_dir
+    from memscope.producer.remote_exec import AttachError, process_uid, work_dir
     from memscope.protocol.control_client import BrokerClient
 
     try:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from api_support import clean_env, table
 
-from memscope.producer.attach import (
+from memscope.producer.remote_exec import (
     AttachError,
     gdb_command,
     inject,
