@@ -17,8 +17,7 @@
 static PyObject *np_empty, *np_contiguous, *fold_params_type;
 
 typedef struct {
-    PyObject_HEAD
-    fold_t f;
+    PyObject_HEAD fold_t f;
     PyObject *params; /* the FoldParams instance */
     int ready;
     int busy; /* feed is folding without the GIL */
@@ -37,24 +36,42 @@ typedef struct {
 #define NCOLS(a) (sizeof(a) / sizeof((a)[0]))
 
 static const fd_col_t PROC_COLS[] = {
-    COL(fd_proc_row_t, pid, 'I'), COL(fd_proc_row_t, sample_bytes, 'q'),
-    COL(fd_proc_row_t, origin_ts_ns, 'q'), COL(fd_proc_row_t, width_ns, 'q'),
-    COL(fd_proc_row_t, first_ts_ns, 'q'), COL(fd_proc_row_t, last_ts_ns, 'q'),
-    COL(fd_proc_row_t, first_alloc_ts_ns, 'q'), COL(fd_proc_row_t, last_alloc_ts_ns, 'q'),
-    COL(fd_proc_row_t, events, 'q'), COL(fd_proc_row_t, allocations, 'q'),
-    COL(fd_proc_row_t, bytes_allocated, 'q'), COL(fd_proc_row_t, frees, 'q'),
-    COL(fd_proc_row_t, bytes_freed, 'q'), COL(fd_proc_row_t, live_blocks, 'q'),
-    COL(fd_proc_row_t, live_bytes, 'q'), COL(fd_proc_row_t, reused, 'q'),
-    COL(fd_proc_row_t, reused_bytes, 'q'), COL(fd_proc_row_t, unmatched_frees, 'q'),
-    COL(fd_proc_row_t, repeated_ends, 'q'), COL(fd_proc_row_t, domain_mismatches, 'q'),
-    COL(fd_proc_row_t, interior_frees, 'q'), COL(fd_proc_row_t, interior_checked, 'q'),
-    COL(fd_proc_row_t, interior_unchecked, 'q'), COL(fd_proc_row_t, oversized, 'q'),
-    COL(fd_proc_row_t, temporary_count, 'q'), COL(fd_proc_row_t, temporary_bytes, 'q'),
-    COL(fd_proc_row_t, peak_bytes, 'q'), COL(fd_proc_row_t, peak_ts_ns, 'q'),
-    COL(fd_proc_row_t, w_allocations, 'd'), COL(fd_proc_row_t, w_bytes_allocated, 'd'),
-    COL(fd_proc_row_t, w_frees, 'd'), COL(fd_proc_row_t, w_bytes_freed, 'd'),
-    COL(fd_proc_row_t, w_live_blocks, 'd'), COL(fd_proc_row_t, w_live_bytes, 'd'),
-    COL(fd_proc_row_t, w_live_rounded, 'q'), COL(fd_proc_row_t, w_peak_bytes, 'q'),
+    COL(fd_proc_row_t, pid, 'I'),
+    COL(fd_proc_row_t, sample_bytes, 'q'),
+    COL(fd_proc_row_t, origin_ts_ns, 'q'),
+    COL(fd_proc_row_t, width_ns, 'q'),
+    COL(fd_proc_row_t, first_ts_ns, 'q'),
+    COL(fd_proc_row_t, last_ts_ns, 'q'),
+    COL(fd_proc_row_t, first_alloc_ts_ns, 'q'),
+    COL(fd_proc_row_t, last_alloc_ts_ns, 'q'),
+    COL(fd_proc_row_t, events, 'q'),
+    COL(fd_proc_row_t, allocations, 'q'),
+    COL(fd_proc_row_t, bytes_allocated, 'q'),
+    COL(fd_proc_row_t, frees, 'q'),
+    COL(fd_proc_row_t, bytes_freed, 'q'),
+    COL(fd_proc_row_t, live_blocks, 'q'),
+    COL(fd_proc_row_t, live_bytes, 'q'),
+    COL(fd_proc_row_t, reused, 'q'),
+    COL(fd_proc_row_t, reused_bytes, 'q'),
+    COL(fd_proc_row_t, unmatched_frees, 'q'),
+    COL(fd_proc_row_t, repeated_ends, 'q'),
+    COL(fd_proc_row_t, domain_mismatches, 'q'),
+    COL(fd_proc_row_t, interior_frees, 'q'),
+    COL(fd_proc_row_t, interior_checked, 'q'),
+    COL(fd_proc_row_t, interior_unchecked, 'q'),
+    COL(fd_proc_row_t, oversized, 'q'),
+    COL(fd_proc_row_t, temporary_count, 'q'),
+    COL(fd_proc_row_t, temporary_bytes, 'q'),
+    COL(fd_proc_row_t, peak_bytes, 'q'),
+    COL(fd_proc_row_t, peak_ts_ns, 'q'),
+    COL(fd_proc_row_t, w_allocations, 'd'),
+    COL(fd_proc_row_t, w_bytes_allocated, 'd'),
+    COL(fd_proc_row_t, w_frees, 'd'),
+    COL(fd_proc_row_t, w_bytes_freed, 'd'),
+    COL(fd_proc_row_t, w_live_blocks, 'd'),
+    COL(fd_proc_row_t, w_live_bytes, 'd'),
+    COL(fd_proc_row_t, w_live_rounded, 'q'),
+    COL(fd_proc_row_t, w_peak_bytes, 'q'),
     COL(fd_proc_row_t, w_peak_ts_ns, 'q'),
 };
 
@@ -65,8 +82,8 @@ typedef struct {
 
 static const fd_col_t ALL_COLS[] = {
     COL(fd_all_row_t, origin_ts_ns, 'q'), COL(fd_all_row_t, width_ns, 'q'),
-    COL(fd_all_row_t, live_bytes, 'q'), COL(fd_all_row_t, peak_bytes, 'q'),
-    COL(fd_all_row_t, peak_ts_ns, 'q'), COL(fd_all_row_t, w_live_rounded, 'q'),
+    COL(fd_all_row_t, live_bytes, 'q'),   COL(fd_all_row_t, peak_bytes, 'q'),
+    COL(fd_all_row_t, peak_ts_ns, 'q'),   COL(fd_all_row_t, w_live_rounded, 'q'),
     COL(fd_all_row_t, w_peak_bytes, 'q'), COL(fd_all_row_t, w_peak_ts_ns, 'q'),
 };
 
@@ -81,21 +98,34 @@ typedef struct {
 static const fd_col_t SITE_COLS[] = {
     {"pid", 'I', offsetof(fd_site_row_t, s) + offsetof(fd_site_t, pid)},
     {"stack_id", 'I', offsetof(fd_site_row_t, s) + offsetof(fd_site_t, stack_id)},
-    COL(fd_site_row_t, domain, 'B'), SCOL(allocations), SCOL(bytes_allocated), SCOL(frees), SCOL(bytes_freed),
-    SCOL(live_blocks), SCOL(live_bytes), COL(fd_site_row_t, reused, 'q'),
-    SCOL(temporary_count), SCOL(temporary_bytes), SCOL(peak_blocks), SCOL(peak_bytes),
-    SCOL(all_peak_blocks), SCOL(all_peak_bytes), SCOL(last_slot),
+    COL(fd_site_row_t, domain, 'B'),
+    SCOL(allocations),
+    SCOL(bytes_allocated),
+    SCOL(frees),
+    SCOL(bytes_freed),
+    SCOL(live_blocks),
+    SCOL(live_bytes),
+    COL(fd_site_row_t, reused, 'q'),
+    SCOL(temporary_count),
+    SCOL(temporary_bytes),
+    SCOL(peak_blocks),
+    SCOL(peak_bytes),
+    SCOL(all_peak_blocks),
+    SCOL(all_peak_bytes),
+    SCOL(last_slot),
 };
 
 static const fd_col_t THREAD_COLS[] = {
-    COL(fd_thread_t, pid, 'I'), COL(fd_thread_t, tid, 'Q'),
+    COL(fd_thread_t, pid, 'I'),         COL(fd_thread_t, tid, 'Q'),
     COL(fd_thread_t, allocations, 'q'), COL(fd_thread_t, bytes_allocated, 'q'),
-    COL(fd_thread_t, frees, 'q'), COL(fd_thread_t, live_blocks, 'q'),
+    COL(fd_thread_t, frees, 'q'),       COL(fd_thread_t, live_blocks, 'q'),
     COL(fd_thread_t, live_bytes, 'q'),
 };
 
 static const fd_col_t SIZE_COLS[] = {
-    COL(fd_size_t, pid, 'I'), COL(fd_size_t, size, 'Q'), COL(fd_size_t, count, 'q'),
+    COL(fd_size_t, pid, 'I'),
+    COL(fd_size_t, size, 'Q'),
+    COL(fd_size_t, count, 'q'),
 };
 
 typedef struct {
@@ -106,8 +136,14 @@ typedef struct {
 
 #define BCOL(field) {#field, 'q', offsetof(fd_tl_row_t, b) + offsetof(fd_bucket_t, field)}
 static const fd_col_t TIMELINE_COLS[] = {
-    COL(fd_tl_row_t, pid, 'I'), COL(fd_tl_row_t, bucket, 'q'), BCOL(events),
-    BCOL(allocations), BCOL(frees), BCOL(bytes_allocated), BCOL(bytes_freed), BCOL(live_bytes),
+    COL(fd_tl_row_t, pid, 'I'),
+    COL(fd_tl_row_t, bucket, 'q'),
+    BCOL(events),
+    BCOL(allocations),
+    BCOL(frees),
+    BCOL(bytes_allocated),
+    BCOL(bytes_freed),
+    BCOL(live_bytes),
     BCOL(max_live_bytes),
 };
 #define TIMELINE_ALL_COLS (TIMELINE_COLS + 1) /* the same without pid */
@@ -119,8 +155,10 @@ typedef struct {
 } fd_life_row_t;
 
 static const fd_col_t LIFE_COLS[] = {
-    COL(fd_life_row_t, pid, 'I'), COL(fd_life_row_t, bucket, 'q'),
-    COL(fd_life_row_t, count, 'q'), COL(fd_life_row_t, bytes, 'q'),
+    COL(fd_life_row_t, pid, 'I'),
+    COL(fd_life_row_t, bucket, 'q'),
+    COL(fd_life_row_t, count, 'q'),
+    COL(fd_life_row_t, bytes, 'q'),
 };
 
 /* A row of `blocks` (an entry with its key). */
@@ -139,37 +177,49 @@ typedef struct {
 } fd_block_row_t;
 
 static const fd_col_t BLOCK_COLS[] = {
-    COL(fd_block_row_t, pid, 'I'), COL(fd_block_row_t, address, 'Q'),
-    COL(fd_block_row_t, state, 'B'), COL(fd_block_row_t, kind, 'B'),
-    COL(fd_block_row_t, domain, 'B'), COL(fd_block_row_t, tid, 'Q'),
-    COL(fd_block_row_t, seq, 'Q'), COL(fd_block_row_t, ts_ns, 'q'),
-    COL(fd_block_row_t, size, 'Q'), COL(fd_block_row_t, stack_id, 'I'),
-    COL(fd_block_row_t, end_ts_ns, 'q'), COL(fd_block_row_t, end_kind, 'B'),
-    COL(fd_block_row_t, end_domain, 'B'), COL(fd_block_row_t, end_tid, 'Q'),
+    COL(fd_block_row_t, pid, 'I'),          COL(fd_block_row_t, address, 'Q'),
+    COL(fd_block_row_t, state, 'B'),        COL(fd_block_row_t, kind, 'B'),
+    COL(fd_block_row_t, domain, 'B'),       COL(fd_block_row_t, tid, 'Q'),
+    COL(fd_block_row_t, seq, 'Q'),          COL(fd_block_row_t, ts_ns, 'q'),
+    COL(fd_block_row_t, size, 'Q'),         COL(fd_block_row_t, stack_id, 'I'),
+    COL(fd_block_row_t, end_ts_ns, 'q'),    COL(fd_block_row_t, end_kind, 'B'),
+    COL(fd_block_row_t, end_domain, 'B'),   COL(fd_block_row_t, end_tid, 'Q'),
     COL(fd_block_row_t, end_stack_id, 'I'),
 };
 
 static const fd_col_t FINDING_COLS[] = {
-    COL(fd_finding_t, type, 'B'), COL(fd_finding_t, pid, 'I'), COL(fd_finding_t, tid, 'Q'),
-    COL(fd_finding_t, seq, 'Q'), COL(fd_finding_t, ts_ns, 'q'),
-    COL(fd_finding_t, address, 'Q'), COL(fd_finding_t, kind, 'B'),
-    COL(fd_finding_t, domain, 'B'), COL(fd_finding_t, stack_id, 'I'),
-    COL(fd_finding_t, alloc_ts_ns, 'q'), COL(fd_finding_t, alloc_domain, 'B'),
-    COL(fd_finding_t, alloc_tid, 'Q'), COL(fd_finding_t, alloc_stack_id, 'I'),
-    COL(fd_finding_t, size, 'Q'), COL(fd_finding_t, block_address, 'Q'),
-    COL(fd_finding_t, prev_end_ts_ns, 'q'), COL(fd_finding_t, prev_end_tid, 'Q'),
-    COL(fd_finding_t, prev_end_stack_id, 'I'), COL(fd_finding_t, prev_end_kind, 'B'),
+    COL(fd_finding_t, type, 'B'),
+    COL(fd_finding_t, pid, 'I'),
+    COL(fd_finding_t, tid, 'Q'),
+    COL(fd_finding_t, seq, 'Q'),
+    COL(fd_finding_t, ts_ns, 'q'),
+    COL(fd_finding_t, address, 'Q'),
+    COL(fd_finding_t, kind, 'B'),
+    COL(fd_finding_t, domain, 'B'),
+    COL(fd_finding_t, stack_id, 'I'),
+    COL(fd_finding_t, alloc_ts_ns, 'q'),
+    COL(fd_finding_t, alloc_domain, 'B'),
+    COL(fd_finding_t, alloc_tid, 'Q'),
+    COL(fd_finding_t, alloc_stack_id, 'I'),
+    COL(fd_finding_t, size, 'Q'),
+    COL(fd_finding_t, block_address, 'Q'),
+    COL(fd_finding_t, prev_end_ts_ns, 'q'),
+    COL(fd_finding_t, prev_end_tid, 'Q'),
+    COL(fd_finding_t, prev_end_stack_id, 'I'),
+    COL(fd_finding_t, prev_end_kind, 'B'),
 };
 
 static const fd_col_t OVERSIZED_COLS[] = {
-    COL(fd_oversized_t, pid, 'I'), COL(fd_oversized_t, tid, 'Q'),
-    COL(fd_oversized_t, ts_ns, 'q'), COL(fd_oversized_t, address, 'Q'),
-    COL(fd_oversized_t, size, 'Q'), COL(fd_oversized_t, domain, 'B'),
+    COL(fd_oversized_t, pid, 'I'),      COL(fd_oversized_t, tid, 'Q'),
+    COL(fd_oversized_t, ts_ns, 'q'),    COL(fd_oversized_t, address, 'Q'),
+    COL(fd_oversized_t, size, 'Q'),     COL(fd_oversized_t, domain, 'B'),
     COL(fd_oversized_t, stack_id, 'I'), COL(fd_oversized_t, free_ts_ns, 'q'),
 };
 
 static const fd_col_t MARK_COLS[] = {
-    COL(fd_mark_t, pid, 'I'), COL(fd_mark_t, address, 'Q'), COL(fd_mark_t, ts_ns, 'q'),
+    COL(fd_mark_t, pid, 'I'),
+    COL(fd_mark_t, address, 'Q'),
+    COL(fd_mark_t, ts_ns, 'q'),
 };
 
 /* A row of `temporal`. */
@@ -180,8 +230,8 @@ typedef struct {
 } fd_tm_row_t;
 
 static const fd_col_t TEMPORAL_COLS[] = {
-    COL(fd_tm_row_t, pid, 'I'), COL(fd_tm_row_t, stack_id, 'I'), COL(fd_tm_row_t, domain, 'B'),
-    COL(fd_tm_row_t, a, 'q'), COL(fd_tm_row_t, e, 'q'), COL(fd_tm_row_t, bytes, 'q'),
+    COL(fd_tm_row_t, pid, 'I'),   COL(fd_tm_row_t, stack_id, 'I'), COL(fd_tm_row_t, domain, 'B'),
+    COL(fd_tm_row_t, a, 'q'),     COL(fd_tm_row_t, e, 'q'),        COL(fd_tm_row_t, bytes, 'q'),
     COL(fd_tm_row_t, count, 'q'),
 };
 
@@ -215,8 +265,8 @@ static PyObject *fd_table(const fd_col_t *cols, size_t ncols, char *const *rows,
     if (!table)
         return NULL;
     for (size_t c = 0; c < ncols; c++) {
-        PyObject *arr = PyObject_CallFunction(np_empty, "ns", (Py_ssize_t)n,
-                                              fd_dtype(cols[c].type));
+        PyObject *arr =
+            PyObject_CallFunction(np_empty, "ns", (Py_ssize_t)n, fd_dtype(cols[c].type));
         if (!arr)
             goto fail;
         Py_buffer view;
@@ -325,23 +375,22 @@ static int fd_export_sites(const fold_t *f, PyObject *out)
             s->all_peak_bytes = s->live_bytes;
         }
         s->pv = i; /* remember the series' index across the sort */
-        keys[i] = (fd_sortkey_t){s->pid, ((uint64_t)s->stack_id << 8) | rows[i].domain,
-                                 (char *)&rows[i]};
+        keys[i] =
+            (fd_sortkey_t){s->pid, ((uint64_t)s->stack_id << 8) | rows[i].domain, (char *)&rows[i]};
     }
     char **sorted = fd_sorted(keys, n);
     PyObject *table = fd_table(SITE_COLS, NCOLS(SITE_COLS), sorted, n);
     PyObject *series = NULL;
     if (table)
-        series = PyObject_CallFunction(np_empty, "(nn)s", (Py_ssize_t)n, (Py_ssize_t)slots,
-                                       "<i8");
+        series = PyObject_CallFunction(np_empty, "(nn)s", (Py_ssize_t)n, (Py_ssize_t)slots, "<i8");
     Py_buffer view;
     if (series && PyObject_GetBuffer(series, &view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) == 0) {
         int64_t *dst = view.buf;
         for (size_t i = 0; i < n; i++) {
             const fd_site_t *s = &((const fd_site_row_t *)sorted[i])->s;
             for (size_t j = 0; j < slots; j++)
-                dst[i * slots + j] = (int64_t)j <= s->last_slot ? *fd_sv(f, (uint32_t)s->pv, j)
-                                                                : s->live_bytes;
+                dst[i * slots + j] =
+                    (int64_t)j <= s->last_slot ? *fd_sv(f, (uint32_t)s->pv, j) : s->live_bytes;
         }
         PyBuffer_Release(&view);
     } else {
@@ -414,8 +463,7 @@ static int fd_export_timelines(const fold_t *f, fd_proc_t **procs, PyObject *out
         for (size_t b = 0; b < nb; b++)
             if (procs[p]->buckets[b].events)
                 rows[k++] = (fd_tl_row_t){procs[p]->r.pid, (int64_t)b, procs[p]->buckets[b]};
-    if (fd_put_rows(out, "timeline", TIMELINE_COLS, NCOLS(TIMELINE_COLS), rows, n,
-                    sizeof(*rows)))
+    if (fd_put_rows(out, "timeline", TIMELINE_COLS, NCOLS(TIMELINE_COLS), rows, n, sizeof(*rows)))
         return -1;
     n = 0;
     for (size_t b = 0; f->has_all && b < nb; b++)
@@ -445,8 +493,8 @@ static int fd_export_timelines(const fold_t *f, fd_proc_t **procs, PyObject *out
     for (uint32_t p = 0; p < f->nprocs; p++)
         for (int b = 0; b < FD_LIFETIME_BUCKETS; b++)
             if (procs[p]->life[b][0])
-                life[k++] = (fd_life_row_t){procs[p]->r.pid, b, procs[p]->life[b][0],
-                                            procs[p]->life[b][1]};
+                life[k++] =
+                    (fd_life_row_t){procs[p]->r.pid, b, procs[p]->life[b][0], procs[p]->life[b][1]};
     return fd_put_rows(out, "lifetimes", LIFE_COLS, NCOLS(LIFE_COLS), life, n, sizeof(*life));
 }
 
@@ -466,10 +514,10 @@ static int fd_export_blocks(const fold_t *f, PyObject *out)
         if (!s->idx)
             continue;
         const fd_entry_t *e = fd_entry(f, s->idx - 1);
-        rows[s->idx - 1] = (fd_block_row_t){
-            s->pid, s->key, e->state, e->kind, e->domain, e->tid, e->seq, e->ts_ns, e->size,
-            e->stack_id, e->end_ts_ns, e->end_kind, e->end_domain, e->end_tid,
-            e->end_stack_id};
+        rows[s->idx - 1] =
+            (fd_block_row_t){s->pid,       s->key,      e->state,      e->kind,    e->domain,
+                             e->tid,       e->seq,      e->ts_ns,      e->size,    e->stack_id,
+                             e->end_ts_ns, e->end_kind, e->end_domain, e->end_tid, e->end_stack_id};
     }
     int bad = fd_put_keyed(out, "blocks", BLOCK_COLS, NCOLS(BLOCK_COLS), ptrs, n,
                            offsetof(fd_block_row_t, pid), offsetof(fd_block_row_t, address));
@@ -522,14 +570,14 @@ static int fd_export_temporal(const fold_t *f, PyObject *out)
         const fd_tcell_t *c = (const fd_tcell_t *)f->tcells.data + i;
         const fd_site_t *site = &f->sites[c->site];
         uint8_t domain = f->site_domain[c->site];
-        rows[i] = (fd_tm_row_t){site->pid, site->stack_id, domain, c->a, c->e, c->bytes,
-                                c->count};
-        keys[i] = (fd_sortkey_t){site->pid, ((uint64_t)site->stack_id << 32) |
-                                 ((uint64_t)domain << 16) | fd_tm_key(c->a, c->e),
+        rows[i] = (fd_tm_row_t){site->pid, site->stack_id, domain, c->a, c->e, c->bytes, c->count};
+        keys[i] = (fd_sortkey_t){site->pid,
+                                 ((uint64_t)site->stack_id << 32) | ((uint64_t)domain << 16) |
+                                     fd_tm_key(c->a, c->e),
                                  (char *)&rows[i]};
     }
-    int bad = fd_put(out, "temporal", fd_table(TEMPORAL_COLS, NCOLS(TEMPORAL_COLS),
-                                               fd_sorted(keys, n), n));
+    int bad = fd_put(out, "temporal",
+                     fd_table(TEMPORAL_COLS, NCOLS(TEMPORAL_COLS), fd_sorted(keys, n), n));
     free(keys);
     free(rows);
     return bad;
@@ -554,12 +602,16 @@ static int fd_export_into(const fold_t *f, PyObject *out, int level)
     free(rows);
     if (bad)
         goto done;
-    fd_all_row_t all = {
-        f->has_all ? f->all_origin : -1,
-        !f->has_all ? f->p.initial_width_ns
-        : f->all_shift < 64 ? (int64_t)((uint64_t)1 << f->all_shift) : 0,
-        f->all_live, f->all_peak, f->all_peak_ts, f->all_w_live, f->all_w_peak,
-        f->all_w_peak_ts};
+    fd_all_row_t all = {f->has_all ? f->all_origin : -1,
+                        !f->has_all         ? f->p.initial_width_ns
+                        : f->all_shift < 64 ? (int64_t)((uint64_t)1 << f->all_shift)
+                                            : 0,
+                        f->all_live,
+                        f->all_peak,
+                        f->all_peak_ts,
+                        f->all_w_live,
+                        f->all_w_peak,
+                        f->all_w_peak_ts};
     char *all_row = (char *)&all;
     bad = fd_put(out, "all", fd_table(ALL_COLS, NCOLS(ALL_COLS), &all_row, 1));
     if (bad || level == 1 || (bad = fd_export_sites(f, out)) || level == 2)
@@ -629,8 +681,7 @@ static char *fd_read(PyObject *tables, const char *name, const fd_col_t *cols, s
         PyObject *column = PyMapping_GetItemString(table, cols[c].name);
         if (!column)
             goto fail;
-        PyObject *arr = PyObject_CallFunction(np_contiguous, "Os", column,
-                                              fd_dtype(cols[c].type));
+        PyObject *arr = PyObject_CallFunction(np_contiguous, "Os", column, fd_dtype(cols[c].type));
         Py_DECREF(column);
         if (!arr)
             goto fail;
@@ -643,8 +694,10 @@ static char *fd_read(PyObject *tables, const char *name, const fd_col_t *cols, s
         Py_ssize_t len = view.ndim == 1 ? view.shape[0] : -1;
         if (len < 0 || (*n >= 0 && len != *n)) {
             PyBuffer_Release(&view);
-            PyErr_Format(PyExc_ValueError, "restore: table %s: columns must be 1-D and of "
-                         "one length (%s)", name, cols[c].name);
+            PyErr_Format(PyExc_ValueError,
+                         "restore: table %s: columns must be 1-D and of "
+                         "one length (%s)",
+                         name, cols[c].name);
             goto fail;
         }
         if (*n < 0) {
@@ -678,31 +731,35 @@ static fd_proc_t *fd_need_proc(fold_t *f, uint32_t pid, const char *table)
 {
     fd_proc_t *proc = fd_proc_find(f, pid);
     if (!proc)
-        PyErr_Format(PyExc_ValueError, "restore: %s names pid %u, which has no row in "
-                     "processes", table, (unsigned)pid);
+        PyErr_Format(PyExc_ValueError,
+                     "restore: %s names pid %u, which has no row in "
+                     "processes",
+                     table, (unsigned)pid);
     return proc;
 }
 
-#define FD_ROOM(f, proc)              \
-    do {                              \
-        if (fd_room(f, proc, 1)) {     \
-            PyErr_NoMemory();         \
-            goto fail;                \
-        }                             \
+#define FD_ROOM(f, proc)                                                                           \
+    do {                                                                                           \
+        if (fd_room(f, proc, 1)) {                                                                 \
+            PyErr_NoMemory();                                                                      \
+            goto fail;                                                                             \
+        }                                                                                          \
     } while (0)
 
 static int fd_restore_procs(fold_t *f, PyObject *tables)
 {
     Py_ssize_t n;
-    fd_proc_row_t *rows = (fd_proc_row_t *)fd_read(tables, "processes", PROC_COLS,
-                                                   NCOLS(PROC_COLS), sizeof(*rows), &n);
+    fd_proc_row_t *rows = (fd_proc_row_t *)fd_read(tables, "processes", PROC_COLS, NCOLS(PROC_COLS),
+                                                   sizeof(*rows), &n);
     if (!rows)
         return -1;
     for (Py_ssize_t i = 0; i < n; i++) {
         int shift = fd_width_shift(rows[i].width_ns);
         if (shift < 0 || fd_proc_find(f, rows[i].pid)) {
-            PyErr_Format(PyExc_ValueError, "restore: processes: pid %u repeated or with a "
-                         "width_ns not a power of two", (unsigned)rows[i].pid);
+            PyErr_Format(PyExc_ValueError,
+                         "restore: processes: pid %u repeated or with a "
+                         "width_ns not a power of two",
+                         (unsigned)rows[i].pid);
             goto fail;
         }
         fd_proc_t *proc = fd_proc_new(f, rows[i].pid, rows[i].origin_ts_ns);
@@ -721,8 +778,8 @@ static int fd_restore_procs(fold_t *f, PyObject *tables)
     Py_ssize_t nall;
     if (!PyMapping_HasKeyString(tables, "all"))
         return 0;
-    fd_all_row_t *all = (fd_all_row_t *)fd_read(tables, "all", ALL_COLS, NCOLS(ALL_COLS),
-                                                sizeof(*all), &nall);
+    fd_all_row_t *all =
+        (fd_all_row_t *)fd_read(tables, "all", ALL_COLS, NCOLS(ALL_COLS), sizeof(*all), &nall);
     if (!all)
         return -1;
     if (nall && f->nprocs) {
@@ -757,8 +814,8 @@ fail:
 static int fd_restore_sites(fold_t *f, PyObject *tables)
 {
     Py_ssize_t n;
-    fd_site_row_t *rows = (fd_site_row_t *)fd_read(tables, "sites", SITE_COLS,
-                                                   NCOLS(SITE_COLS), sizeof(*rows), &n);
+    fd_site_row_t *rows =
+        (fd_site_row_t *)fd_read(tables, "sites", SITE_COLS, NCOLS(SITE_COLS), sizeof(*rows), &n);
     if (!rows)
         return -1;
     Py_buffer view = {0};
@@ -784,8 +841,7 @@ static int fd_restore_sites(fold_t *f, PyObject *tables)
             goto fail;
         FD_ROOM(f, NULL);
         uint32_t idx;
-        fd_site_t *site = fd_site_get(f, rows[i].s.pid, rows[i].s.stack_id, rows[i].domain,
-                                      &idx);
+        fd_site_t *site = fd_site_get(f, rows[i].s.pid, rows[i].s.stack_id, rows[i].domain, &idx);
         uint64_t pv = site->pv, av = site->av;
         *site = rows[i].s;
         site->pv = pv;
@@ -822,8 +878,8 @@ static int fd_restore_counts(fold_t *f, PyObject *tables)
         *fd_thread_get(f, threads[i].pid, threads[i].tid) = threads[i];
     }
     free(threads);
-    fd_size_t *sizes = (fd_size_t *)fd_read(tables, "sizes", SIZE_COLS, NCOLS(SIZE_COLS),
-                                            sizeof(*sizes), &n);
+    fd_size_t *sizes =
+        (fd_size_t *)fd_read(tables, "sizes", SIZE_COLS, NCOLS(SIZE_COLS), sizeof(*sizes), &n);
     if (!sizes)
         return -1;
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -844,8 +900,8 @@ static int fd_restore_counts(fold_t *f, PyObject *tables)
         fd_size_get(f, sizes[i].pid, sizes[i].size)->count = sizes[i].count;
     }
     free(sizes);
-    fd_life_row_t *life = (fd_life_row_t *)fd_read(tables, "lifetimes", LIFE_COLS,
-                                                   NCOLS(LIFE_COLS), sizeof(*life), &n);
+    fd_life_row_t *life = (fd_life_row_t *)fd_read(tables, "lifetimes", LIFE_COLS, NCOLS(LIFE_COLS),
+                                                   sizeof(*life), &n);
     if (!life)
         return -1;
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -906,7 +962,7 @@ static int fd_restore_blocks(fold_t *f, PyObject *tables)
         if (r->state < FD_LIVE || r->state > FD_DEAD || r->kind > FD_REALLOC ||
             (r->end_kind != 0 && r->end_kind != FD_REALLOC && r->end_kind != FD_FREE)) {
             PyErr_SetString(PyExc_ValueError, "restore: blocks: state, kind or end_kind out "
-                            "of range");
+                                              "of range");
             goto fail;
         }
         fd_proc_t *proc = fd_proc_find(f, r->pid);
@@ -915,9 +971,9 @@ static int fd_restore_blocks(fold_t *f, PyObject *tables)
         fd_entry_t *e = fd_block_get(f, r->pid, r->address, &idx);
         if (e->large)
             fd_large_remove(f, proc, e);
-        *e = (fd_entry_t){r->tid, r->seq, r->ts_ns, r->size, r->end_ts_ns, r->end_tid,
-                          r->stack_id, r->end_stack_id, 0, r->domain, r->end_domain,
-                          r->state, r->kind, r->end_kind};
+        *e = (fd_entry_t){r->tid,        r->seq,      r->ts_ns,        r->size,    r->end_ts_ns,
+                          r->end_tid,    r->stack_id, r->end_stack_id, 0,          r->domain,
+                          r->end_domain, r->state,    r->kind,         r->end_kind};
         if (e->state == FD_LIVE && e->size > (uint64_t)f->p.interior_probe_bytes) {
             if (!fd_need_proc(f, r->pid, "blocks"))
                 goto fail;
@@ -972,8 +1028,8 @@ static int fd_restore_lists(fold_t *f, PyObject *tables)
         free(rows);
     }
     Py_ssize_t n;
-    fd_mark_t *rows = (fd_mark_t *)fd_read(tables, "watched", MARK_COLS, NCOLS(MARK_COLS),
-                                           sizeof(*rows), &n);
+    fd_mark_t *rows =
+        (fd_mark_t *)fd_read(tables, "watched", MARK_COLS, NCOLS(MARK_COLS), sizeof(*rows), &n);
     if (!rows)
         return -1;
     /* a watch of an address already dead records no death here: the deaths are restored */
@@ -1160,9 +1216,8 @@ static PyObject *Fold_set_sampling(FoldObject *self, PyObject *args, PyObject *k
     static char *names[] = {"pid", "sample_bytes", NULL};
     uint32_t pid;
     int64_t sample_bytes;
-    if (!fd_usable(self) || !PyArg_ParseTupleAndKeywords(args, kwargs, "O&O&:set_sampling",
-                                                         names, fd_u32, &pid, fd_i64,
-                                                         &sample_bytes))
+    if (!fd_usable(self) || !PyArg_ParseTupleAndKeywords(args, kwargs, "O&O&:set_sampling", names,
+                                                         fd_u32, &pid, fd_i64, &sample_bytes))
         return NULL;
     if (sample_bytes <= 0) {
         PyErr_SetString(PyExc_ValueError, "sample_bytes must be positive");
@@ -1194,9 +1249,9 @@ static const struct {
     char sign; /* 'u' or 'i' */
     Py_ssize_t size;
 } FEED_COLS[FD_NFEED] = {
-    {"pid", 'u', 4},     {"tid", 'u', 8},    {"seq", 'u', 8},     {"ts_ns", 'i', 8},
-    {"kind", 'u', 1},    {"domain", 'u', 1}, {"address", 'u', 8}, {"old_address", 'u', 8},
-    {"size", 'u', 8},    {"stack_id", 'u', 4},
+    {"pid", 'u', 4},  {"tid", 'u', 8},      {"seq", 'u', 8},     {"ts_ns", 'i', 8},
+    {"kind", 'u', 1}, {"domain", 'u', 1},   {"address", 'u', 8}, {"old_address", 'u', 8},
+    {"size", 'u', 8}, {"stack_id", 'u', 4},
 };
 
 /* An integer buffer of the expected signedness and size, in native byte order. */
@@ -1212,15 +1267,15 @@ static int fd_format_ok(const Py_buffer *v, char sign, Py_ssize_t size)
 
 static PyObject *Fold_feed(FoldObject *self, PyObject *args, PyObject *kwargs)
 {
-    static char *names[] = {"pid", "tid", "seq", "ts_ns", "kind", "domain", "address",
-                            "old_address", "size", "stack_id", NULL};
+    static char *names[] = {"pid",     "tid",         "seq",  "ts_ns",    "kind", "domain",
+                            "address", "old_address", "size", "stack_id", NULL};
     PyObject *objs[FD_NFEED];
     Py_buffer views[FD_NFEED];
     int got = 0;
     if (!fd_usable(self) ||
-        !PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOOOOOO:feed", names, &objs[0],
-                                     &objs[1], &objs[2], &objs[3], &objs[4], &objs[5],
-                                     &objs[6], &objs[7], &objs[8], &objs[9]))
+        !PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOOOOOO:feed", names, &objs[0], &objs[1],
+                                     &objs[2], &objs[3], &objs[4], &objs[5], &objs[6], &objs[7],
+                                     &objs[8], &objs[9]))
         return NULL;
     Py_ssize_t n = -1;
     for (; got < FD_NFEED; got++) {
@@ -1245,15 +1300,15 @@ static PyObject *Fold_feed(FoldObject *self, PyObject *args, PyObject *kwargs)
                       views[5].buf, views[6].buf, views[7].buf, views[8].buf, views[9].buf};
     size_t done;
     self->busy = 1;
-    Py_BEGIN_ALLOW_THREADS
-    done = fd_feed(&self->f, &c, (size_t)n);
-    Py_END_ALLOW_THREADS
-    self->busy = 0;
+    Py_BEGIN_ALLOW_THREADS done = fd_feed(&self->f, &c, (size_t)n);
+    Py_END_ALLOW_THREADS self->busy = 0;
     for (int i = 0; i < FD_NFEED; i++)
         PyBuffer_Release(&views[i]);
     if (done < (size_t)n)
-        return PyErr_Format(PyExc_MemoryError, "Fold.feed: out of memory after %zu of %zd "
-                            "events (those are folded)", done, n);
+        return PyErr_Format(PyExc_MemoryError,
+                            "Fold.feed: out of memory after %zu of %zd "
+                            "events (those are folded)",
+                            done, n);
     Py_RETURN_NONE;
 fail:
     for (int i = 0; i < got; i++)
@@ -1262,8 +1317,8 @@ fail:
 }
 
 static const char *const TABLE_NAMES[] = {
-    "processes", "all", "sites", "threads", "sizes", "timeline", "timeline_all", "lifetimes",
-    "blocks", "findings", "oversized", "deaths", "watched", "temporal"};
+    "processes", "all",    "sites",    "threads",   "sizes",  "timeline", "timeline_all",
+    "lifetimes", "blocks", "findings", "oversized", "deaths", "watched",  "temporal"};
 
 /* export(tables=None): every table, or those named (an iterable of names). */
 static PyObject *Fold_export(FoldObject *self, PyObject *args, PyObject *kwargs)
@@ -1282,7 +1337,8 @@ static PyObject *Fold_export(FoldObject *self, PyObject *args, PyObject *kwargs)
         level = 1;
         for (Py_ssize_t i = 0; i < PyList_GET_SIZE(names); i++) {
             const char *name = PyUnicode_Check(PyList_GET_ITEM(names, i))
-                                   ? PyUnicode_AsUTF8(PyList_GET_ITEM(names, i)) : NULL;
+                                   ? PyUnicode_AsUTF8(PyList_GET_ITEM(names, i))
+                                   : NULL;
             size_t k = 0;
             while (name && k < NCOLS(TABLE_NAMES) && strcmp(name, TABLE_NAMES[k]))
                 k++;
@@ -1351,8 +1407,7 @@ static PyObject *Fold_get_params(FoldObject *self, void *closure)
 }
 
 static PyMethodDef Fold_methods[] = {
-    {"set_sampling", (PyCFunction)(void (*)(void))Fold_set_sampling,
-     METH_VARARGS | METH_KEYWORDS,
+    {"set_sampling", (PyCFunction)(void (*)(void))Fold_set_sampling, METH_VARARGS | METH_KEYWORDS,
      "set_sampling(pid, sample_bytes): the process samples by byte volume."},
     {"watch", (PyCFunction)(void (*)(void))Fold_watch, METH_VARARGS | METH_KEYWORDS,
      "watch(pid, address, ts_ns): record the frees of a tracked variable's block."},
@@ -1384,8 +1439,11 @@ static PyTypeObject FoldType = {
 };
 
 static struct PyModuleDef fold_module = {
-    PyModuleDef_HEAD_INIT, "_fold",
-    "The streaming fold in C (see memscope.analyzers.fold for the specification).", -1, NULL,
+    PyModuleDef_HEAD_INIT,
+    "_fold",
+    "The streaming fold in C (see memscope.analyzers.fold for the specification).",
+    -1,
+    NULL,
 };
 
 PyMODINIT_FUNC PyInit__fold(void)

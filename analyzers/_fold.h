@@ -46,7 +46,7 @@ typedef struct {
     fd_slot_t *slots;
     uint64_t mask; /* capacity - 1 */
     uint64_t n;
-    int shift;     /* 64 - log2(capacity): a key's home slot is hash >> shift */
+    int shift; /* 64 - log2(capacity): a key's home slot is hash >> shift */
 } fd_index_t;
 
 /* One address's entry (blocks table; its key, (pid, address), is in the index slot): one
@@ -80,14 +80,12 @@ typedef struct {
         reused, reused_bytes, unmatched_frees, repeated_ends, domain_mismatches, interior_frees,
         interior_checked, interior_unchecked, oversized, temporary_count, temporary_bytes,
         peak_bytes, peak_ts_ns;
-    double w_allocations, w_bytes_allocated, w_frees, w_bytes_freed, w_live_blocks,
-        w_live_bytes;
+    double w_allocations, w_bytes_allocated, w_frees, w_bytes_freed, w_live_blocks, w_live_bytes;
     int64_t w_live_rounded, w_peak_bytes, w_peak_ts_ns;
 } fd_proc_row_t;
 
 typedef struct {
-    int64_t events, allocations, frees, bytes_allocated, bytes_freed, live_bytes,
-        max_live_bytes;
+    int64_t events, allocations, frees, bytes_allocated, bytes_freed, live_bytes, max_live_bytes;
 } fd_bucket_t;
 
 typedef struct {
@@ -98,7 +96,7 @@ typedef struct {
     fd_bucket_t *buckets;  /* timeline_buckets fine buckets (events == 0: none) */
     int64_t *small;        /* sizes: counts of sizes below FD_SMALL (the rest: f->sizes) */
     int64_t life[FD_LIFETIME_BUCKETS][2]; /* lifetimes: count, bytes */
-    fd_large_t *large;     /* live blocks > interior_probe_bytes */
+    fd_large_t *large;                    /* live blocks > interior_probe_bytes */
     uint32_t nlarge, large_cap;
 } fd_proc_t;
 
@@ -127,7 +125,6 @@ typedef struct {
     uint64_t size;
     int64_t count;
 } fd_size_t;
-
 
 typedef struct {
     uint8_t type;
@@ -229,9 +226,9 @@ typedef struct {
     uint64_t all_version;
 
     /* caches of recent lookups (consecutive events often repeat them) */
-    fd_proc_t *c_proc[FD_CACHE];       /* by pid % FD_CACHE */
-    uint32_t c_thread[FD_CACHE];       /* by a hash of (pid, tid), index + 1 */
-    uint32_t c_site, c_size;           /* the last ones, index + 1; 0 = none */
+    fd_proc_t *c_proc[FD_CACHE]; /* by pid % FD_CACHE */
+    uint32_t c_thread[FD_CACHE]; /* by a hash of (pid, tid), index + 1 */
+    uint32_t c_site, c_size;     /* the last ones, index + 1; 0 = none */
 } fold_t;
 
 /* The columns of one event (feed's arrays). */
@@ -276,8 +273,7 @@ fd_proc_t *fd_proc_new(fold_t *f, uint32_t pid, int64_t ts);
 fd_proc_t *fd_proc_find(const fold_t *f, uint32_t pid);
 int fd_all_init(fold_t *f, int64_t origin);
 int fd_room(fold_t *f, fd_proc_t *proc, size_t events);
-fd_site_t *fd_site_get(fold_t *f, uint32_t pid, uint32_t stack, uint8_t domain,
-                       uint32_t *idx);
+fd_site_t *fd_site_get(fold_t *f, uint32_t pid, uint32_t stack, uint8_t domain, uint32_t *idx);
 fd_thread_t *fd_thread_get(fold_t *f, uint32_t pid, uint64_t tid);
 fd_size_t *fd_size_get(fold_t *f, uint32_t pid, uint64_t size);
 fd_entry_t *fd_block_get(fold_t *f, uint32_t pid, uint64_t address, uint32_t *idx);

@@ -19,11 +19,20 @@ class Fold:
     def params(self) -> FoldParams: ...
     def set_sampling(self, pid: int, sample_bytes: int) -> None: ...
     def watch(self, pid: int, address: int, ts_ns: int) -> None: ...
-    def feed(self, pid: Any, tid: Any, seq: Any, ts_ns: Any, kind: Any, domain: Any,
-             address: Any, old_address: Any, size: Any, stack_id: Any) -> None:
+    def feed(
+        self,
+        pid: Any,
+        tid: Any,
+        seq: Any,
+        ts_ns: Any,
+        kind: Any,
+        domain: Any,
+        address: Any,
+        old_address: Any,
+        size: Any,
+        stack_id: Any,
+    ) -> None:
         """Fold events: C-contiguous 1-D buffers of u4, u8, u8, i8, u1, u1, u8, u8, u8, u4."""
-    def export(self, tables: Iterable[str] | None = None
-               ) -> dict[str, dict[str, np.ndarray]]: ...
+    def export(self, tables: Iterable[str] | None = None) -> dict[str, dict[str, np.ndarray]]: ...
     @classmethod
-    def restore(cls, params: dict[str, int], tables: dict[str, dict[str, np.ndarray]]
-                ) -> Fold: ...
+    def restore(cls, params: dict[str, int], tables: dict[str, dict[str, np.ndarray]]) -> Fold: ...

@@ -142,8 +142,8 @@ int fd_init(fold_t *f, const fd_params_t *p)
     memset(f, 0, sizeof(*f));
     f->p = *p;
     f->slot_shift = fd_width_shift(p->timeline_buckets / p->site_slots);
-    f->tm_shift = fd_width_shift(p->timeline_buckets > FD_TEMPORAL_SLOTS
-                                     ? p->timeline_buckets / FD_TEMPORAL_SLOTS : 1);
+    f->tm_shift = fd_width_shift(
+        p->timeline_buckets > FD_TEMPORAL_SLOTS ? p->timeline_buckets / FD_TEMPORAL_SLOTS : 1);
     f->tcells.item = sizeof(fd_tcell_t);
     f->sampling.item = sizeof(fd_mark_t);
     f->threads.item = sizeof(fd_thread_t);
@@ -173,12 +173,12 @@ void fd_free(fold_t *f)
     for (uint32_t i = 0; i < f->nchunks; i++)
         free(f->chunks[i]);
     free(f->chunks);
-    fd_index_t *ixs[] = {&f->proc_ix, &f->site_ix, &f->thread_ix, &f->size_ix, &f->block_ix,
-                         &f->watch_ix, &f->tm_ix};
+    fd_index_t *ixs[] = {&f->proc_ix,  &f->site_ix,  &f->thread_ix, &f->size_ix,
+                         &f->block_ix, &f->watch_ix, &f->tm_ix};
     for (size_t i = 0; i < sizeof(ixs) / sizeof(ixs[0]); i++)
         free(ixs[i]->slots);
-    fd_vec_t *vecs[] = {&f->sampling, &f->threads, &f->sizes, &f->watched, &f->findings,
-                        &f->oversized, &f->deaths, &f->tcells};
+    fd_vec_t *vecs[] = {&f->sampling, &f->threads,   &f->sizes,  &f->watched,
+                        &f->findings, &f->oversized, &f->deaths, &f->tcells};
     for (size_t i = 0; i < sizeof(vecs) / sizeof(vecs[0]); i++)
         free(vecs[i]->data);
     free(f->sites);
@@ -350,8 +350,7 @@ int fd_room(fold_t *f, fd_proc_t *proc, size_t events)
 
 /* ---- lookups (room made by fd_room) ----------------------------------------------------- */
 
-FD_HOT fd_site_t *fd_site(fold_t *f, fd_proc_t *proc, uint32_t stack, uint8_t domain,
-                          uint32_t *idx)
+FD_HOT fd_site_t *fd_site(fold_t *f, fd_proc_t *proc, uint32_t stack, uint8_t domain, uint32_t *idx)
 {
     uint32_t pid = proc->r.pid;
     uint32_t c = f->c_site;
@@ -385,8 +384,7 @@ FD_HOT fd_site_t *fd_site(fold_t *f, fd_proc_t *proc, uint32_t stack, uint8_t do
     return &f->sites[i];
 }
 
-fd_site_t *fd_site_get(fold_t *f, uint32_t pid, uint32_t stack, uint8_t domain,
-                       uint32_t *idx)
+fd_site_t *fd_site_get(fold_t *f, uint32_t pid, uint32_t stack, uint8_t domain, uint32_t *idx)
 {
     fd_proc_t *proc = fd_proc_find(f, pid);
     return proc ? fd_site(f, proc, stack, domain, idx) : NULL;
@@ -447,8 +445,7 @@ fd_size_t *fd_size_get(fold_t *f, uint32_t pid, uint64_t size)
     return fd_size(f, pid, size);
 }
 
-FD_HOT fd_entry_t *fd_block_lookup(const fold_t *f, uint32_t pid, uint64_t address,
-                                          uint32_t *idx)
+FD_HOT fd_entry_t *fd_block_lookup(const fold_t *f, uint32_t pid, uint64_t address, uint32_t *idx)
 {
     uint32_t i = fd_index_slot(&f->block_ix, pid, address)->idx;
     if (!i)
@@ -727,8 +724,8 @@ typedef struct {
 } fd_ev_t;
 
 /* A site's live figures change: save its peak snapshots, fill its series up to `slot`. */
-FD_HOT void fd_site_live(fold_t *f, fd_proc_t *proc, fd_site_t *site, uint32_t idx,
-                                int64_t slot, int64_t blocks, int64_t nbytes)
+FD_HOT void fd_site_live(fold_t *f, fd_proc_t *proc, fd_site_t *site, uint32_t idx, int64_t slot,
+                         int64_t blocks, int64_t nbytes)
 {
     if (site->pv != proc->peak_version) {
         site->peak_blocks = site->live_blocks;
@@ -755,7 +752,7 @@ FD_HOT void fd_site_live(fold_t *f, fd_proc_t *proc, fd_site_t *site, uint32_t i
 /* (The block's site and thread are handed back: ends count in them too. Returns the
  * block's sampled weight, 0 when the process is not sampled.) */
 FD_HOT double fd_leave(fold_t *f, fd_proc_t *proc, fd_entry_t *e, const fd_ev_t *ev,
-                              fd_site_t **site_out, fd_thread_t **thread_out)
+                       fd_site_t **site_out, fd_thread_t **thread_out)
 {
     int64_t size = (int64_t)e->size;
     double w = 0.0;
@@ -790,8 +787,7 @@ FD_HOT double fd_leave(fold_t *f, fd_proc_t *proc, fd_entry_t *e, const fd_ev_t 
     return w;
 }
 
-FD_HOT void fd_start(fold_t *f, const fd_ev_t *ev, uint8_t kind, uint64_t address,
-                     uint64_t usize)
+FD_HOT void fd_start(fold_t *f, const fd_ev_t *ev, uint8_t kind, uint64_t address, uint64_t usize)
 {
     fd_proc_t *proc = ev->proc;
     fd_proc_row_t *r = &proc->r;
@@ -896,7 +892,7 @@ FD_HOT void fd_start(fold_t *f, const fd_ev_t *ev, uint8_t kind, uint64_t addres
 }
 
 FD_COLD fd_finding_t *fd_finding(fold_t *f, fd_proc_t *proc, uint8_t type, const fd_ev_t *ev,
-                                uint64_t address, uint8_t kind, const fd_entry_t *e)
+                                 uint64_t address, uint8_t kind, const fd_entry_t *e)
 {
     if (proc->kept[type] >= f->p.keep_findings)
         return NULL;
@@ -921,8 +917,8 @@ FD_COLD fd_finding_t *fd_finding(fold_t *f, fd_proc_t *proc, uint8_t type, const
     return x;
 }
 
-static inline int fd_holds(const fd_entry_t *e, uint64_t start, uint64_t address,
-                           uint8_t domain, int64_t ts)
+static inline int fd_holds(const fd_entry_t *e, uint64_t start, uint64_t address, uint8_t domain,
+                           int64_t ts)
 {
     return e->state == FD_LIVE && e->domain == domain && start < address &&
            address - start < e->size && e->ts_ns < ts;
@@ -1072,15 +1068,13 @@ FD_HOT void fd_prefetch_slot(const fd_index_t *ix, uint64_t h)
     __builtin_prefetch(&ix->slots[h >> ix->shift]);
 }
 
-FD_HOT const fd_slot_t *fd_home(const fd_index_t *ix, uint64_t h, uint32_t pid,
-                                       uint64_t key)
+FD_HOT const fd_slot_t *fd_home(const fd_index_t *ix, uint64_t h, uint32_t pid, uint64_t key)
 {
     const fd_slot_t *s = &ix->slots[h >> ix->shift];
     return (s->idx && s->key == key && s->pid == pid) ? s : NULL;
 }
 
-FD_HOT void fd_ahead_hash(const fold_t *f, const fd_columns_t *c, size_t j,
-                                 fd_ahead_t *a)
+FD_HOT void fd_ahead_hash(const fold_t *f, const fd_columns_t *c, size_t j, fd_ahead_t *a)
 {
     uint64_t pm = fd_pidmix(c->pid[j]);
     a->block = fd_hashm(pm, c->address[j]);
@@ -1105,8 +1099,7 @@ FD_HOT void fd_prefetch_entry(const fold_t *f, const fd_slot_t *s)
     }
 }
 
-FD_HOT void fd_ahead_entries(const fold_t *f, const fd_columns_t *c, size_t j,
-                                    const fd_ahead_t *a)
+FD_HOT void fd_ahead_entries(const fold_t *f, const fd_columns_t *c, size_t j, const fd_ahead_t *a)
 {
     uint32_t pid = c->pid[j];
     fd_prefetch_entry(f, fd_home(&f->block_ix, a->block, pid, c->address[j]));

@@ -40,8 +40,7 @@ typedef struct {
 } sf_proc_t;
 
 typedef struct {
-    PyObject_HEAD
-    sf_proc_t *procs;
+    PyObject_HEAD sf_proc_t *procs;
     size_t nprocs, cap;
     int busy;
 } StatsFold;
@@ -143,8 +142,7 @@ static int sf_start(sf_proc_t *p, uint64_t addr, uint64_t size, int64_t ts)
         p->reused++;
         p->live_blocks--;
         p->live_bytes -= (int64_t)s->size;
-    }
-    else {
+    } else {
         s->addr = addr;
         p->count++;
     }
@@ -214,16 +212,14 @@ static int sf_feed(StatsFold *f, const uint32_t *pid, const int64_t *ts, const u
         }
         if (k == SF_FREE) {
             sf_end(p, address[i]);
-        }
-        else if (k == SF_REALLOC) {
+        } else if (k == SF_REALLOC) {
             if (old[i] != 0) {
                 sf_end(p, old[i]);
             }
             if (address[i] != 0 && sf_start(p, address[i], size[i], ts[i]) < 0) {
                 return -1;
             }
-        }
-        else if (k == SF_ALLOC || k == SF_CALLOC) {
+        } else if (k == SF_ALLOC || k == SF_CALLOC) {
             if (sf_start(p, address[i], size[i], ts[i]) < 0) {
                 return -1;
             }
@@ -236,8 +232,8 @@ static int sf_feed(StatsFold *f, const uint32_t *pid, const int64_t *ts, const u
 
 /* The columns feed() takes (memscope.analyzers._statfold.FEED_COLUMNS). */
 #define SF_NCOLS 6
-static const char *const sf_columns[SF_NCOLS] = {"pid", "ts_ns", "kind", "address",
-                                                 "old_address", "size"};
+static const char *const sf_columns[SF_NCOLS] = {"pid",     "ts_ns",       "kind",
+                                                 "address", "old_address", "size"};
 static const Py_ssize_t sf_itemsize[SF_NCOLS] = {4, 8, 1, 8, 8, 8};
 
 static PyObject *StatsFold_feed(StatsFold *self, PyObject *args)
@@ -270,11 +266,9 @@ static PyObject *StatsFold_feed(StatsFold *self, PyObject *args)
     }
     int rc;
     self->busy = 1;
-    Py_BEGIN_ALLOW_THREADS
-    rc = sf_feed(self, views[0].buf, views[1].buf, views[2].buf, views[3].buf, views[4].buf,
-                 views[5].buf, (size_t)n);
-    Py_END_ALLOW_THREADS
-    self->busy = 0;
+    Py_BEGIN_ALLOW_THREADS rc = sf_feed(self, views[0].buf, views[1].buf, views[2].buf,
+                                        views[3].buf, views[4].buf, views[5].buf, (size_t)n);
+    Py_END_ALLOW_THREADS self->busy = 0;
     if (rc < 0) {
         PyErr_NoMemory();
         goto done;

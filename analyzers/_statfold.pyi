@@ -9,8 +9,9 @@ class StatsFold:
     """
 
     def __init__(self) -> None: ...
-    def feed(self, pid: Any, ts_ns: Any, kind: Any, address: Any, old_address: Any,
-             size: Any) -> None:
+    def feed(
+        self, pid: Any, ts_ns: Any, kind: Any, address: Any, old_address: Any, size: Any
+    ) -> None:
         """Fold events (C-contiguous 1-D buffers of u4, i8, u1, u8, u8, u8).
 
         The columns are :data:`memscope.analyzers.live_totals.FEED_COLUMNS`.

@@ -29,8 +29,9 @@ INTERVAL_S = 0.25
 class BackgroundFold:
     """The analysis state of a log being written, kept folded on a daemon thread."""
 
-    def __init__(self, log: str | Path, params: FoldParams | None = None,
-                 interval: float = INTERVAL_S) -> None:
+    def __init__(
+        self, log: str | Path, params: FoldParams | None = None, interval: float = INTERVAL_S
+    ) -> None:
         self.log = Path(log)
         self.params = params or FoldParams()
         self.interval = interval
@@ -40,8 +41,9 @@ class BackgroundFold:
         self.rounds = 0
         self._stop = threading.Event()
         self._wake = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="memscope-background-fold",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name="memscope-background-fold", daemon=True
+        )
 
     def start(self) -> BackgroundFold:
         """Start following the log."""
@@ -80,8 +82,9 @@ class BackgroundFold:
         if self._thread.is_alive():
             self._thread.join()
 
-    def finish(self, background_save: bool = False,
-               on_events: Callable[[int], None] | None = None) -> AnalysisState | None:
+    def finish(
+        self, background_save: bool = False, on_events: Callable[[int], None] | None = None
+    ) -> AnalysisState | None:
         """After the log was closed: fold the rest and write the checkpoint; the state.
 
         With ``background_save`` the checkpoint is written on a thread while the caller
@@ -106,7 +109,10 @@ class BackgroundFold:
             except Exception as exc:  # noqa: BLE001 -- reported, the reports fold it all
                 self.error = exc
         if self.error is not None:
-            print(f"memscope: the background fold failed ({type(self.error).__name__}: "
-                  f"{self.error}); folding the log after the program", file=sys.stderr)
+            print(
+                f"memscope: the background fold failed ({type(self.error).__name__}: "
+                f"{self.error}); folding the log after the program",
+                file=sys.stderr,
+            )
             return None
         return self.state

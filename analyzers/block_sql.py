@@ -35,7 +35,8 @@ def ends_select(chain: str, notable_only: bool = False) -> str:
     """
     notable = (
         f" AND (pc IS NULL OR pc < {START} OR ((pc >> 3) & 15) <> ((code >> 3) & 15))"
-        if notable_only else ""
+        if notable_only
+        else ""
     )
     return f"""
         SELECT pid, tid, seq, ts_ns, (code & 7)::UTINYINT AS kind,

@@ -58,13 +58,13 @@ STATE_DB = "blkstate"
 
 _STATE = {
     "_blk_done": "pid UINTEGER, tid UBIGINT, seq UBIGINT, ts_ns BIGINT, address UBIGINT, "
-                 "size UBIGINT, stack_id UINTEGER, code UTINYINT, nc UTINYINT, nts BIGINT, "
-                 "nseq UBIGINT",
+    "size UBIGINT, stack_id UINTEGER, code UTINYINT, nc UTINYINT, nts BIGINT, "
+    "nseq UBIGINT",
     "_blk_ends": "pid UINTEGER, tid UBIGINT, seq UBIGINT, ts_ns BIGINT, address UBIGINT, "
-                 "stack_id UINTEGER, code UTINYINT, pc UTINYINT, pc2 UTINYINT, pts BIGINT, "
-                 "pts2 BIGINT",
+    "stack_id UINTEGER, code UTINYINT, pc UTINYINT, pc2 UTINYINT, pts BIGINT, "
+    "pts2 BIGINT",
     "_blk_tail": "pid UINTEGER, address UBIGINT, ts_ns BIGINT, seq UBIGINT, code UTINYINT, "
-                 "rk UTINYINT",
+    "rk UTINYINT",
 }
 _OPEN = "_blk_open"
 
@@ -73,7 +73,9 @@ class BlockMatcher:
     """Matches memory events chunk by chunk on ``con``; see the module docstring."""
 
     def __init__(
-        self, con: duckdb.DuckDBPyConnection, chunk_rows: int = CHUNK_ROWS,
+        self,
+        con: duckdb.DuckDBPyConnection,
+        chunk_rows: int = CHUNK_ROWS,
         schema: str | None = None,
     ) -> None:
         self.con = con
@@ -99,11 +101,14 @@ class BlockMatcher:
         for name, columns in _STATE.items():
             where = self.hot if name == "_blk_tail" else p
             con.execute(f"CREATE TABLE IF NOT EXISTS {where}{name} ({columns})")
-        con.execute(f"CREATE TABLE IF NOT EXISTS {self.hot}{_OPEN} AS SELECT * FROM "
-                    f"{p}_blk_done LIMIT 0")
+        con.execute(
+            f"CREATE TABLE IF NOT EXISTS {self.hot}{_OPEN} AS SELECT * FROM {p}_blk_done LIMIT 0"
+        )
 
     def feed(
-        self, batches: Iterable[pa.RecordBatch], on_chunk: Callable[[int], None] | None = None,
+        self,
+        batches: Iterable[pa.RecordBatch],
+        on_chunk: Callable[[int], None] | None = None,
     ) -> int:
         """Match the memory rows of ``batches`` (in log order); return how many were read.
 
@@ -155,13 +160,21 @@ class BlockMatcher:
         keys = pa.table({"pid": be["pid"], "address": be["address"]})
         con.register("_blk_keys", keys)
         try:
-            ctx = con.sql(f"""SELECT pid, address, ts_ns, seq, code FROM {h}_blk_tail
-                WHERE (pid, address) IN (SELECT DISTINCT pid, address FROM _blk_keys)"""
-                          ).arrow().read_all()
+            ctx = (
+                con.sql(f"""SELECT pid, address, ts_ns, seq, code FROM {h}_blk_tail
+                WHERE (pid, address) IN (SELECT DISTINCT pid, address FROM _blk_keys)""")
+                .arrow()
+                .read_all()
+            )
         finally:
             con.unregister("_blk_keys")
-        w = _Window(be, {c: ctx.column(c).to_numpy(zero_copy_only=False)
-                         for c in ("pid", "address", "ts_ns", "seq", "code")})
+        w = _Window(
+            be,
+            {
+                c: ctx.column(c).to_numpy(zero_copy_only=False)
+                for c in ("pid", "address", "ts_ns", "seq", "code")
+            },
+        )
         outputs = {
             "resolved": w.ctx & w.start & w.has_next,
             "done": ~w.ctx & w.start & w.has_next,
@@ -215,8 +228,9 @@ class BlockMatcher:
         self.views_over(self.con, self.schema, self.hot)
 
     @staticmethod
-    def views_over(con: duckdb.DuckDBPyConnection, schema: str | None = None,
-                   open_prefix: str | None = None) -> None:
+    def views_over(
+        con: duckdb.DuckDBPyConnection, schema: str | None = None, open_prefix: str | None = None
+    ) -> None:
         """Point ``_allocations``/``_notable_ends`` at block state kept in ``schema``.
 
         ``open_prefix`` is where ``_blk_open`` is when not in ``schema`` (the matcher keeps it in
@@ -224,25 +238,62 @@ class BlockMatcher:
         """
         p = f"{schema}." if schema else ""
         o = p if open_prefix is None else open_prefix
-        con.execute(f"CREATE OR REPLACE VIEW _blk_chain AS SELECT * FROM {p}_blk_done "
-                    f"UNION ALL SELECT * FROM {o}{_OPEN}")
+        con.execute(
+            f"CREATE OR REPLACE VIEW _blk_chain AS SELECT * FROM {p}_blk_done "
+            f"UNION ALL SELECT * FROM {o}{_OPEN}"
+        )
         use_chain(con, "_blk_chain", f"{p}_blk_ends")
 
 
 _COLUMNS = {
-    "done": ("pid", "tid", "seq", "ts_ns", "address", "size", "stack_id", "code", "nc", "nts",
-             "nseq"),
+    "done": (
+        "pid",
+        "tid",
+        "seq",
+        "ts_ns",
+        "address",
+        "size",
+        "stack_id",
+        "code",
+        "nc",
+        "nts",
+        "nseq",
+    ),
     "resolved": ("pid", "address", "ts_ns", "seq", "nc", "nts", "nseq"),
-    "ends": ("pid", "tid", "seq", "ts_ns", "address", "stack_id", "code", "pc", "pc2", "pts",
-             "pts2"),
+    "ends": (
+        "pid",
+        "tid",
+        "seq",
+        "ts_ns",
+        "address",
+        "stack_id",
+        "code",
+        "pc",
+        "pc2",
+        "pts",
+        "pts2",
+    ),
     "tail": ("pid", "address", "ts_ns", "seq", "code", "rk"),
 }
 _COLUMNS["open"] = _COLUMNS["done"]
-_TYPES = {"pid": pa.uint32(), "tid": pa.uint64(), "seq": pa.uint64(), "ts_ns": pa.int64(),
-          "address": pa.uint64(), "size": pa.uint64(), "stack_id": pa.uint32(),
-          "code": pa.uint8(), "nc": pa.uint8(), "nts": pa.int64(), "nseq": pa.uint64(),
-          "pc": pa.uint8(), "pc2": pa.uint8(), "pts": pa.int64(), "pts2": pa.int64(),
-          "rk": pa.uint8()}
+_TYPES = {
+    "pid": pa.uint32(),
+    "tid": pa.uint64(),
+    "seq": pa.uint64(),
+    "ts_ns": pa.int64(),
+    "address": pa.uint64(),
+    "size": pa.uint64(),
+    "stack_id": pa.uint32(),
+    "code": pa.uint8(),
+    "nc": pa.uint8(),
+    "nts": pa.int64(),
+    "nseq": pa.uint64(),
+    "pc": pa.uint8(),
+    "pc2": pa.uint8(),
+    "pts": pa.int64(),
+    "pts2": pa.int64(),
+    "rk": pa.uint8(),
+}
 
 
 def _block_events(chunk: pa.Table) -> dict[str, np.ndarray]:
@@ -288,8 +339,10 @@ class _Window:
 
     def __init__(self, be: dict[str, np.ndarray], ctx: dict[str, np.ndarray]) -> None:
         self.be, self.n_ctx = be, len(ctx["pid"])
-        self.keys = {name: np.concatenate([ctx[name].astype(be[name].dtype), be[name]])
-                     for name in ("pid", "address", "ts_ns", "seq", "code")}
+        self.keys = {
+            name: np.concatenate([ctx[name].astype(be[name].dtype), be[name]])
+            for name in ("pid", "address", "ts_ns", "seq", "code")
+        }
         k = self.keys
         start = k["code"] >= START
         self.order = order = block_order(k["pid"], k["address"], k["ts_ns"], k["seq"], start)
@@ -320,7 +373,8 @@ class _Window:
         if (src >= self.n_ctx).all():
             return self.be[name][inner]
         return np.where(src >= self.n_ctx, self.be[name][np.maximum(inner, 0)], 0).astype(
-            self.be[name].dtype)
+            self.be[name].dtype
+        )
 
     def select(self, mask: np.ndarray, name: str) -> pa.Table:
         """The rows of ``mask`` with the columns of output ``name`` (NULL where not valid)."""
@@ -343,8 +397,9 @@ class _Window:
         return pa.table(columns)
 
 
-def block_order(pid: np.ndarray, address: np.ndarray, ts_ns: np.ndarray, seq: np.ndarray,
-                start: np.ndarray) -> np.ndarray:
+def block_order(
+    pid: np.ndarray, address: np.ndarray, ts_ns: np.ndarray, seq: np.ndarray, start: np.ndarray
+) -> np.ndarray:
     """The row order by (pid, address, ts_ns, seq, ends before starts), as indices.
 
     ``np.lexsort`` does one stable pass per key; when the values allow, the five keys are
@@ -374,15 +429,29 @@ def _shift(values: np.ndarray, k: int) -> np.ndarray:
 
 
 #: Neighbour columns: (source column, offset in sorted order).
-_NEIGHBOUR = {"nc": ("code", 1), "nts": ("ts_ns", 1), "nseq": ("seq", 1),
-              "pc": ("code", -1), "pts": ("ts_ns", -1), "pc2": ("code", -2),
-              "pts2": ("ts_ns", -2)}
-_VALID = {"nc": "has_next", "nts": "has_next", "nseq": "has_next", "pc": "has_prev",
-          "pts": "has_prev", "pc2": "has_prev2", "pts2": "has_prev2"}
+_NEIGHBOUR = {
+    "nc": ("code", 1),
+    "nts": ("ts_ns", 1),
+    "nseq": ("seq", 1),
+    "pc": ("code", -1),
+    "pts": ("ts_ns", -1),
+    "pc2": ("code", -2),
+    "pts2": ("ts_ns", -2),
+}
+_VALID = {
+    "nc": "has_next",
+    "nts": "has_next",
+    "nseq": "has_next",
+    "pc": "has_prev",
+    "pts": "has_prev",
+    "pc2": "has_prev2",
+    "pts2": "has_prev2",
+}
 
 
-def _chunks(batches: Iterable[pa.RecordBatch], rows: int,
-            hold_ns: int = HOLD_BACK_NS) -> Iterator[pa.Table]:
+def _chunks(
+    batches: Iterable[pa.RecordBatch], rows: int, hold_ns: int = HOLD_BACK_NS
+) -> Iterator[pa.Table]:
     """Tables of about ``rows`` rows; each one's last ``hold_ns`` per pid go to the next."""
     pending: list[pa.RecordBatch] = []
     count = 0

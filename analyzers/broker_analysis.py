@@ -30,11 +30,13 @@ def checkpoint_fold(log_dir: Path) -> Any:
 
 def dataset_archive(root: Path) -> Archive:
     """An archive writing segments into the fleet dataset at ``root``."""
+
     def archive(log_dir: Path, files: set[str]) -> Iterable[str]:
         from memscope.analyzers.dataset import archive_segments
 
         written: Iterable[str] = archive_segments(log_dir, root, files)
         return written
+
     return archive
 
 
@@ -46,5 +48,9 @@ def _running_totals(log_dir: Path) -> Any:
 
 def log_analysis() -> LogAnalysis:
     """Everything a broker may ask of the analyzers (imported only when first called)."""
-    return LogAnalysis(live_stats=_live_stats, checkpoint_fold=checkpoint_fold,
-                       dataset_archive=dataset_archive, running_totals=_running_totals)
+    return LogAnalysis(
+        live_stats=_live_stats,
+        checkpoint_fold=checkpoint_fold,
+        dataset_archive=dataset_archive,
+        running_totals=_running_totals,
+    )

@@ -87,9 +87,7 @@ def log_time(manifest: dict[str, Any] | None) -> str | None:
 
 def process_ids(con: duckdb.DuckDBPyConnection) -> list[int]:
     """Every pid the log has process rows or allocator events for, ascending."""
-    rows = con.execute(
-        "SELECT pid FROM _pids ORDER BY pid"
-    ).fetchall()
+    rows = con.execute("SELECT pid FROM _pids ORDER BY pid").fetchall()
     return [int(r[0]) for r in rows]
 
 
@@ -108,7 +106,8 @@ def metadata(
         "source_log_id": options.log_id,
         "processes": process_ids(con),
         "modes": {
-            str(pid): mode for pid, mode in con.execute(
+            str(pid): mode
+            for pid, mode in con.execute(
                 "SELECT pid, mode FROM processes WHERE mode IS NOT NULL ORDER BY pid"
             ).fetchall()
         },
@@ -118,8 +117,9 @@ def metadata(
     ).fetchall()
     if sampled:
         # Counts and bytes of these processes in this file are of samples, not totals.
-        meta["sampled"] = {str(pid): {"sample_bytes": rate, "figures_are": "samples"}
-                           for pid, rate in sampled}
+        meta["sampled"] = {
+            str(pid): {"sample_bytes": rate, "figures_are": "samples"} for pid, rate in sampled
+        }
     if options.log_problems:
         meta["log_problems"] = list(options.log_problems)
     if options.detail_window:
@@ -189,7 +189,8 @@ def time_span(con: duckdb.DuckDBPyConnection, pid: int | None = None) -> tuple[i
     """(first, last) ts_ns of the memory events (of one pid), or None without events."""
     cond, params = ("pid = ?", [pid]) if pid is not None else ("TRUE", [])
     row = con.execute(
-        f"SELECT min(first_ts_ns), max(last_ts_ns) FROM state_processes WHERE {cond}", params,
+        f"SELECT min(first_ts_ns), max(last_ts_ns) FROM state_processes WHERE {cond}",
+        params,
     ).fetchall()[0]
     if row is None or row[0] is None:
         return None
@@ -199,12 +200,16 @@ def time_span(con: duckdb.DuckDBPyConnection, pid: int | None = None) -> tuple[i
 def stack_info(con: duckdb.DuckDBPyConnection, pid: int, stack_id: int) -> dict[str, Any]:
     """The resolved stack (innermost first) of one stack id; empty trace when unknown."""
     stacks = resolver(con)
-    return {"stack_id": stack_id, "location": stacks.location(pid, stack_id),
-            "trace": stacks.trace(pid, stack_id)}
+    return {
+        "stack_id": stack_id,
+        "location": stacks.location(pid, stack_id),
+        "trace": stacks.trace(pid, stack_id),
+    }
 
 
-def rebucket(fine: list[dict[str, Any]], lo: int, hi: int, buckets: int,
-             start_of: Any) -> tuple[int, dict[int, list[dict[str, Any]]]]:
+def rebucket(
+    fine: list[dict[str, Any]], lo: int, hi: int, buckets: int, start_of: Any
+) -> tuple[int, dict[int, list[dict[str, Any]]]]:
     """Group fine time buckets into ``buckets`` equal coarse ones over ``[lo, hi]``.
 
     ``start_of(row)`` is a fine bucket's start time; it belongs to the coarse bucket that

@@ -77,29 +77,37 @@ class _Clocks:
 
     def annotate(self, table: str, batch: pa.RecordBatch, log_id: str) -> pa.RecordBatch:
         """``batch`` with ``host``, ``date`` and ``log_id`` columns added."""
-        pids = pc.fill_null(batch.column("pid"), 0).to_numpy(zero_copy_only=False).astype(
-            np.int64)  # a row without a pid (an unidentified producer's ingest row) is dated
+        pids = (
+            pc.fill_null(batch.column("pid"), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+        )  # a row without a pid (an unidentified producer's ingest row) is dated
         unique, inverse = np.unique(pids, return_inverse=True)
         host_of = [self.hosts.get(int(p)) for p in unique]
-        hosts = pa.DictionaryArray.from_arrays(pa.array(inverse.astype(np.int32)),
-                                               pa.array(host_of, pa.string()))
+        hosts = pa.DictionaryArray.from_arrays(
+            pa.array(inverse.astype(np.int32)), pa.array(host_of, pa.string())
+        )
         if table in _UNTIMED or "ts_ns" not in batch.schema.names:
-            start_of = np.array([self.starts.get(int(p), self.fallback_wall_ns) for p in unique],
-                                dtype=np.int64)
+            start_of = np.array(
+                [self.starts.get(int(p), self.fallback_wall_ns) for p in unique], dtype=np.int64
+            )
             wall = start_of[inverse]
         else:
             offset_of = np.array([self.offsets.get(int(p), 0) for p in unique], dtype=np.int64)
             known = np.array([int(p) in self.offsets for p in unique])[inverse]
-            ts = pc.fill_null(batch.column("ts_ns"), 0).to_numpy(
-                zero_copy_only=False).astype(np.int64)
+            ts = (
+                pc.fill_null(batch.column("ts_ns"), 0)
+                .to_numpy(zero_copy_only=False)
+                .astype(np.int64)
+            )
             wall = np.where(known, ts + offset_of[inverse], self.fallback_wall_ns)
         days = (wall // _NS_PER_DAY).astype(np.int32)
         columns, names = list(batch.columns), list(batch.schema.names)
         if "host" not in names:  # ``processes`` has its own (the same value)
             columns.append(hosts.cast(pa.string()))
             names.append("host")
-        columns += [pa.array(days, pa.date32()),
-                    pa.array(np.full(batch.num_rows, log_id, dtype=object), pa.string())]
+        columns += [
+            pa.array(days, pa.date32()),
+            pa.array(np.full(batch.num_rows, log_id, dtype=object), pa.string()),
+        ]
         names += ["date", "log_id"]
         return pa.RecordBatch.from_arrays(columns, names=names)
 
@@ -115,8 +123,10 @@ def _producer_wall_ns(producer: Any) -> int | None:
 
 
 def _partitioning() -> ds.Partitioning:
-    return ds.partitioning(pa.schema([("host", pa.string()), ("date", pa.date32()),
-                                      ("pid", pa.uint32())]), flavor="hive")
+    return ds.partitioning(
+        pa.schema([("host", pa.string()), ("date", pa.date32()), ("pid", pa.uint32())]),
+        flavor="hive",
+    )
 
 
 def _own_files(root: Path, log_id: str) -> dict[str, list[Path]]:
@@ -129,8 +139,15 @@ def _own_files(root: Path, log_id: str) -> dict[str, list[Path]]:
     return found
 
 
-def write_unit(root: Path, table: str, unit: str, batches: Iterator[pa.RecordBatch],
-               clocks: _Clocks, log_id: str, old: dict[str, list[Path]] | None = None) -> int:
+def write_unit(
+    root: Path,
+    table: str,
+    unit: str,
+    batches: Iterator[pa.RecordBatch],
+    clocks: _Clocks,
+    log_id: str,
+    old: dict[str, list[Path]] | None = None,
+) -> int:
     """Write one unit of rows (a memory segment, or a small table whole) into ``root/table``.
 
     Its files are named ``<log_id>-<unit>-<i>.parquet``: writing the same unit again (a
@@ -142,7 +159,8 @@ def write_unit(root: Path, table: str, unit: str, batches: Iterator[pa.RecordBat
     schema = TABLES[table]
     out_schema = schema if "host" in schema.names else schema.append(pa.field("host", pa.string()))
     out_schema = out_schema.append(pa.field("date", pa.date32())).append(
-        pa.field("log_id", pa.string()))
+        pa.field("log_id", pa.string())
+    )
     rows = 0
 
     def annotated() -> Iterator[pa.RecordBatch]:
@@ -155,11 +173,16 @@ def write_unit(root: Path, table: str, unit: str, batches: Iterator[pa.RecordBat
     for path in (old if old is not None else _own_files(root / table, log_id)).get(unit, []):
         path.unlink(missing_ok=True)
     ds.write_dataset(
-        annotated(), str(root / table), schema=out_schema, format="parquet",
-        partitioning=_partitioning(), basename_template=f"{log_id}-{unit}-{{i}}.parquet",
+        annotated(),
+        str(root / table),
+        schema=out_schema,
+        format="parquet",
+        partitioning=_partitioning(),
+        basename_template=f"{log_id}-{unit}-{{i}}.parquet",
         existing_data_behavior="overwrite_or_ignore",
         file_options=ds.ParquetFileFormat().make_write_options(compression="zstd"),
-        max_rows_per_group=1 << 20, min_rows_per_group=1 << 16,
+        max_rows_per_group=1 << 20,
+        min_rows_per_group=1 << 16,
     )
     return rows
 
@@ -190,8 +213,9 @@ class DatasetWriter:
         self.root.mkdir(parents=True, exist_ok=True)
         self.log_id = str(reader.log_id)
         created = reader.manifest.get("created_ns")
-        self.clocks = _Clocks.of(reader.table("processes"),
-                                 int(created) if isinstance(created, int) else 0)
+        self.clocks = _Clocks.of(
+            reader.table("processes"), int(created) if isinstance(created, int) else 0
+        )
         self.counts: dict[str, int] = {}
         self.problems: list[str] = []
         self._old = _own_files(self.root / "memory", self.log_id)
@@ -202,9 +226,14 @@ class DatasetWriter:
 
         for name in TABLES:
             if name not in _EVENT_TABLES:
-                self.counts[name] = write_unit(self.root, name, name,
-                                               iter(self.reader.dataset(name).to_batches()),
-                                               self.clocks, self.log_id)
+                self.counts[name] = write_unit(
+                    self.root,
+                    name,
+                    name,
+                    iter(self.reader.dataset(name).to_batches()),
+                    self.clocks,
+                    self.log_id,
+                )
 
     def segments(self, only: set[str] | None = None) -> list[str]:
         """Write the memory segments (``only``: these ``table/file`` names); return them."""
@@ -216,17 +245,26 @@ class DatasetWriter:
                     continue
                 unit = segment.path.name.removesuffix(".arrow")
                 self.counts["memory"] = self.counts.get("memory", 0) + write_unit(
-                    self.root, "memory", unit, _segment_events(segment, self.problems),
-                    self.clocks, self.log_id, self._old)
+                    self.root,
+                    "memory",
+                    unit,
+                    _segment_events(segment, self.problems),
+                    self.clocks,
+                    self.log_id,
+                    self._old,
+                )
                 written.append(key)
         return written
 
     def finish(self) -> dict[str, Any]:
         """Record the log in ``ROOT/_logs/<log_id>.json``; return what it holds."""
-        info = {"source_log_id": self.log_id, "tables": self.counts,
-                "hosts": sorted(set(self.clocks.hosts.values())),
-                "retired": self.reader.manifest.get("retired"),
-                "problems": [*getattr(self.reader, "problems", []), *self.problems]}
+        info = {
+            "source_log_id": self.log_id,
+            "tables": self.counts,
+            "hosts": sorted(set(self.clocks.hosts.values())),
+            "retired": self.reader.manifest.get("retired"),
+            "problems": [*getattr(self.reader, "problems", []), *self.problems],
+        }
         logs = self.root / "_logs"
         logs.mkdir(exist_ok=True)
         tmp = logs / f".{self.log_id}.json.tmp"
@@ -244,8 +282,9 @@ def write_dataset(reader: Any, root: str | os.PathLike[str]) -> dict[str, Any]:
     return writer.finish()
 
 
-def archive_segments(log_dir: str | os.PathLike[str], root: str | os.PathLike[str],
-                     files: set[str]) -> list[str]:
+def archive_segments(
+    log_dir: str | os.PathLike[str], root: str | os.PathLike[str], files: set[str]
+) -> list[str]:
     """Write these memory segments of a log (and its small tables) into the dataset.
 
     Retention calls it before it retires them (``log_retention_dataset``), so the raw
@@ -294,7 +333,10 @@ delta AS (
 )"""
 
 #: Peak live bytes per process (as ``memscope report``'s ``peak_memory`` of a full-mode one).
-PEAK_SQL = "WITH" + _BLOCK_EVENTS + """,
+PEAK_SQL = (
+    "WITH"
+    + _BLOCK_EVENTS
+    + """,
 live AS (
   SELECT log_id, host, pid,
          sum(change) OVER (PARTITION BY log_id, pid ORDER BY ts_ns, seq, sub
@@ -303,6 +345,7 @@ live AS (
 )
 SELECT log_id, host, pid, max(live_bytes) AS peak_bytes
 FROM live GROUP BY log_id, host, pid ORDER BY log_id, pid"""
+)
 
 #: Each process's top allocation sites by bytes allocated, with the innermost frame.
 TOP_SITES_SQL = """

@@ -55,25 +55,56 @@ MAX_EVENTS = 200
 
 #: Event name prefix -> (risk kind, severity, what it means).
 RISKY_EVENTS: tuple[tuple[str, str, str, str], ...] = (
-    ("ctypes.PyObj_FromPtr", "object_from_address", "high",
-     "a Python object was made from a raw address; a wrong address crashes the interpreter"),
-    ("ctypes.cdata", "memory_from_address", "medium",
-     "ctypes data was mapped onto a raw address or buffer; nothing checks its bounds"),
-    ("ctypes.string_at", "raw_memory_read", "medium",
-     "bytes were read from a raw address; nothing checks that the memory is valid"),
-    ("ctypes.wstring_at", "raw_memory_read", "medium",
-     "a string was read from a raw address; nothing checks that the memory is valid"),
-    ("ctypes.call_function", "foreign_call", "low",
-     "foreign functions were called; their argument types are not checked by Python"),
-    ("ctypes.dlopen", "library_load", "info",
-     "native libraries were loaded into the process"),
+    (
+        "ctypes.PyObj_FromPtr",
+        "object_from_address",
+        "high",
+        "a Python object was made from a raw address; a wrong address crashes the interpreter",
+    ),
+    (
+        "ctypes.cdata",
+        "memory_from_address",
+        "medium",
+        "ctypes data was mapped onto a raw address or buffer; nothing checks its bounds",
+    ),
+    (
+        "ctypes.string_at",
+        "raw_memory_read",
+        "medium",
+        "bytes were read from a raw address; nothing checks that the memory is valid",
+    ),
+    (
+        "ctypes.wstring_at",
+        "raw_memory_read",
+        "medium",
+        "a string was read from a raw address; nothing checks that the memory is valid",
+    ),
+    (
+        "ctypes.call_function",
+        "foreign_call",
+        "low",
+        "foreign functions were called; their argument types are not checked by Python",
+    ),
+    ("ctypes.dlopen", "library_load", "info", "native libraries were loaded into the process"),
     # native mode (memscope run --native): frees the allocator shim blocked
-    ("native.double_free", "native_double_free", "high",
-     "a native block was freed twice (the second free was blocked by memscope's shim)"),
-    ("native.invalid_free", "native_invalid_free", "high",
-     "an address malloc never returned was freed (blocked by memscope's shim)"),
-    ("native.invalid_realloc", "native_invalid_realloc", "high",
-     "an address malloc never returned (or already freed) was passed to realloc (blocked)"),
+    (
+        "native.double_free",
+        "native_double_free",
+        "high",
+        "a native block was freed twice (the second free was blocked by memscope's shim)",
+    ),
+    (
+        "native.invalid_free",
+        "native_invalid_free",
+        "high",
+        "an address malloc never returned was freed (blocked by memscope's shim)",
+    ),
+    (
+        "native.invalid_realloc",
+        "native_invalid_realloc",
+        "high",
+        "an address malloc never returned (or already freed) was passed to realloc (blocked)",
+    ),
 )
 
 _NATIVE_LIST = ", ".join(str(d) for d in NATIVE_DOMAINS)
@@ -101,12 +132,15 @@ def native_allocations(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
         """SELECT pid, stack_id, sum(allocations)::BIGINT AS blocks,
                   sum(bytes_allocated)::BIGINT AS bytes, sum(live_blocks)::BIGINT AS live_blocks,
                   sum(live_bytes)::BIGINT AS live_bytes
-        FROM state_sites GROUP BY pid, stack_id ORDER BY pid, stack_id""").fetchnumpy()
+        FROM state_sites GROUP BY pid, stack_id ORDER BY pid, stack_id"""
+    ).fetchnumpy()
     keys = list(zip(sites["pid"].tolist(), sites["stack_id"].tolist(), strict=True))
     ctypes_stacks = stacks.matching(_is_ctypes_frame, keys)
     hit = np.fromiter(((int(p), int(n)) in ctypes_stacks for p, n in keys), bool, len(keys))
-    totals = {key: int(np.asarray(sites[key])[hit].sum()) if len(keys) else 0
-              for key in ("blocks", "bytes", "live_blocks", "live_bytes")}
+    totals = {
+        key: int(np.asarray(sites[key])[hit].sum()) if len(keys) else 0
+        for key in ("blocks", "bytes", "live_blocks", "live_bytes")
+    }
     if totals["blocks"]:
         out.append({"source": "ctypes/cffi", **totals})
     return out
@@ -138,14 +172,19 @@ def boundary_events(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     add_locations(con, events)
     for e in events:
         e["details"] = _details(e["details"])
-    libraries = sorted({
-        str(d.get("name")) for d in (
-            _details(r["details"]) for r in rows(
-                con, "SELECT details FROM ffi WHERE event = 'ctypes.dlopen' ORDER BY ts_ns"))
-        if isinstance(d, dict) and d.get("name") is not None
-    })
-    return {"by_event": counts, "events": [drop_none(e) for e in events],
-            "libraries": libraries}
+    libraries = sorted(
+        {
+            str(d.get("name"))
+            for d in (
+                _details(r["details"])
+                for r in rows(
+                    con, "SELECT details FROM ffi WHERE event = 'ctypes.dlopen' ORDER BY ts_ns"
+                )
+            )
+            if isinstance(d, dict) and d.get("name") is not None
+        }
+    )
+    return {"by_event": counts, "events": [drop_none(e) for e in events], "libraries": libraries}
 
 
 def native_leaks(con: duckdb.DuckDBPyConnection, top_n: int) -> list[dict[str, Any]]:
@@ -178,10 +217,17 @@ def risks(con: duckdb.DuckDBPyConnection, leaks: list[dict[str, Any]]) -> list[d
             [prefix, prefix + "/"],
         )
         if found["count"]:
-            out.append({"kind": kind, "severity": severity, "event": prefix,
-                        "count": found["count"], "first_ts_ns": found["first_ts_ns"],
-                        "pids": found["pids"], "message": f"{found['count']} x {prefix}: "
-                                                          f"{meaning}"})
+            out.append(
+                {
+                    "kind": kind,
+                    "severity": severity,
+                    "event": prefix,
+                    "count": found["count"],
+                    "first_ts_ns": found["first_ts_ns"],
+                    "pids": found["pids"],
+                    "message": f"{found['count']} x {prefix}: {meaning}",
+                }
+            )
     native = _NATIVE_LIST
     mismatch = one(
         con,
@@ -190,20 +236,31 @@ def risks(con: duckdb.DuckDBPyConnection, leaks: list[dict[str, Any]]) -> list[d
           AND (alloc_domain IN ({native}) OR domain IN ({native}))""",
     )
     if mismatch["count"]:
-        out.append({"kind": "native_domain_mismatch", "severity": "high",
-                    "count": mismatch["count"],
-                    "message": f"{mismatch['count']} native blocks were released through "
-                               f"another allocator than the one that made them"})
+        out.append(
+            {
+                "kind": "native_domain_mismatch",
+                "severity": "high",
+                "count": mismatch["count"],
+                "message": f"{mismatch['count']} native blocks were released through "
+                f"another allocator than the one that made them",
+            }
+        )
     if leaks:
         total = one(
             con,
             f"""SELECT count(*) AS blocks, coalesce(sum(size), 0) AS bytes FROM live
             WHERE domain_code IN ({native})""",
         )
-        out.append({"kind": "native_alive_at_end", "severity": "medium",
-                    "count": total["blocks"], "bytes": total["bytes"],
-                    "message": f"{total['blocks']} native blocks ({total['bytes']} bytes) "
-                               f"were never freed"})
+        out.append(
+            {
+                "kind": "native_alive_at_end",
+                "severity": "medium",
+                "count": total["blocks"],
+                "bytes": total["bytes"],
+                "message": f"{total['blocks']} native blocks ({total['bytes']} bytes) "
+                f"were never freed",
+            }
+        )
     order = {"high": 0, "medium": 1, "low": 2, "info": 3}
     out.sort(key=lambda r: (order[r["severity"]], r["kind"], r.get("event", "")))
     return out
@@ -215,8 +272,12 @@ def run(con: duckdb.DuckDBPyConnection, options: AnalyzerOptions) -> dict[str, A
     boundary = boundary_events(con)
     sources = native_allocations(con)
     report: dict[str, Any] = {
-        "metadata": metadata(con, FILE_KIND, options,
-                             "Native allocations, FFI boundary events, native leaks and risks"),
+        "metadata": metadata(
+            con,
+            FILE_KIND,
+            options,
+            "Native allocations, FFI boundary events, native leaks and risks",
+        ),
         "summary": {
             "native_blocks": sum(s["blocks"] for s in sources if s["source"] != "ctypes/cffi"),
             "native_bytes": sum(s["bytes"] for s in sources if s["source"] != "ctypes/cffi"),

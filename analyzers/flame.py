@@ -103,8 +103,9 @@ class FlameOptions:
     def needs_log(self) -> bool:
         """Whether the state alone cannot answer (the log's blocks must be matched)."""
         instant = self.instant
-        return (not isinstance(instant, str)
-                or (self.tid is not None and (instant == "peak" or self.temporal)))
+        return not isinstance(instant, str) or (
+            self.tid is not None and (instant == "peak" or self.temporal)
+        )
 
 
 SiteValues = dict[tuple[int, int], tuple[int, int]]  # (pid, stack_id) -> (bytes, blocks)
@@ -115,13 +116,13 @@ def _origin(con: duckdb.DuckDBPyConnection, pid: int | None) -> int:
     if pid is None:
         row = con.execute("SELECT origin_ts_ns FROM state_all").fetchone()
     else:
-        row = con.execute("SELECT first_ts_ns FROM state_processes WHERE pid = ?",
-                          [pid]).fetchone()
+        row = con.execute("SELECT first_ts_ns FROM state_processes WHERE pid = ?", [pid]).fetchone()
     return int(row[0]) if row and row[0] is not None and int(row[0]) >= 0 else 0
 
 
-def _where(opts: FlameOptions, pid_col: str = "pid", tid_col: str | None = None
-           ) -> tuple[str, list[Any]]:
+def _where(
+    opts: FlameOptions, pid_col: str = "pid", tid_col: str | None = None
+) -> tuple[str, list[Any]]:
     cond, params = ["TRUE"], []
     if opts.pid is not None:
         cond.append(f"{pid_col} = ?")
@@ -145,8 +146,7 @@ def peak_instant(con: duckdb.DuckDBPyConnection, pid: int | None) -> int | None:
     if pid is None:
         row = con.execute("SELECT peak_ts_ns FROM state_all").fetchone()
     else:
-        row = con.execute("SELECT peak_ts_ns FROM state_processes WHERE pid = ?",
-                          [pid]).fetchone()
+        row = con.execute("SELECT peak_ts_ns FROM state_processes WHERE pid = ?", [pid]).fetchone()
     return int(row[0]) if row and row[0] is not None and int(row[0]) >= 0 else None
 
 
@@ -155,16 +155,27 @@ def state_values(con: duckdb.DuckDBPyConnection, opts: FlameOptions) -> SiteValu
     where, params = _where(opts)
     if opts.instant == "peak":
         column = "peak" if opts.pid is not None else "all_peak"
-        return _collect(con, f"""SELECT pid, stack_id, sum({column}_bytes),
+        return _collect(
+            con,
+            f"""SELECT pid, stack_id, sum({column}_bytes),
             sum({column}_blocks) FROM state_sites WHERE {where}
-            GROUP BY pid, stack_id ORDER BY pid, stack_id""", params)
+            GROUP BY pid, stack_id ORDER BY pid, stack_id""",
+            params,
+        )
     if opts.tid is not None:
         where, params = _where(opts, tid_col="tid")
-        return _collect(con, f"""SELECT pid, stack_id, sum(size), count(*) FROM live
-            WHERE {where} GROUP BY pid, stack_id ORDER BY pid, stack_id""", params)
-    return _collect(con, f"""SELECT pid, stack_id, sum(live_bytes), sum(live_blocks)
+        return _collect(
+            con,
+            f"""SELECT pid, stack_id, sum(size), count(*) FROM live
+            WHERE {where} GROUP BY pid, stack_id ORDER BY pid, stack_id""",
+            params,
+        )
+    return _collect(
+        con,
+        f"""SELECT pid, stack_id, sum(live_bytes), sum(live_blocks)
         FROM state_sites WHERE {where} GROUP BY pid, stack_id ORDER BY pid, stack_id""",
-                    params)
+        params,
+    )
 
 
 def log_values(con: duckdb.DuckDBPyConnection, opts: FlameOptions, ts_ns: int) -> SiteValues:
@@ -173,16 +184,22 @@ def log_values(con: duckdb.DuckDBPyConnection, opts: FlameOptions, ts_ns: int) -
     Needs a connection whose blocks are matched (``connect(..., matched=True)``).
     """
     where, params = _where(opts, tid_col="tid")
-    return _collect(con, f"""SELECT pid, stack_id, sum(size), count(*) FROM _allocations
+    return _collect(
+        con,
+        f"""SELECT pid, stack_id, sum(size), count(*) FROM _allocations
         WHERE {where} AND ts_ns <= ? AND coalesce(end_ts_ns, ?) > ?
-        GROUP BY pid, stack_id ORDER BY pid, stack_id""", [*params, ts_ns, ts_ns + 1, ts_ns])
+        GROUP BY pid, stack_id ORDER BY pid, stack_id""",
+        [*params, ts_ns, ts_ns + 1, ts_ns],
+    )
 
 
 def _span(con: duckdb.DuckDBPyConnection, pid: int | None) -> tuple[int, int]:
     where = "TRUE" if pid is None else "pid = ?"
-    row = con.execute(f"SELECT min(first_ts_ns), max(last_ts_ns) FROM state_processes "
-                      f"WHERE {where} AND first_ts_ns >= 0",
-                      [] if pid is None else [pid]).fetchone()
+    row = con.execute(
+        f"SELECT min(first_ts_ns), max(last_ts_ns) FROM state_processes "
+        f"WHERE {where} AND first_ts_ns >= 0",
+        [] if pid is None else [pid],
+    ).fetchone()
     if not row or row[0] is None:
         return 0, 0
     return int(row[0]), int(row[1])
@@ -191,8 +208,11 @@ def _span(con: duckdb.DuckDBPyConnection, pid: int | None) -> tuple[int, int]:
 Cell = tuple[int, int, int, int, int, int]  # pid, stack_id, a, e, bytes, blocks
 
 
-def temporal_layout(con: duckdb.DuckDBPyConnection, max_slots: int = TEMPORAL_SLOTS,
-                    params: FoldParams | None = None) -> dict[str, int]:
+def temporal_layout(
+    con: duckdb.DuckDBPyConnection,
+    max_slots: int = TEMPORAL_SLOTS,
+    params: FoldParams | None = None,
+) -> dict[str, int]:
     """The fold's temporal slots: ``{"slots", "slot_ns", "first_ts_ns", "merge"}``.
 
     Slot ``k`` is ``[first + k * slot_ns, first + (k + 1) * slot_ns)`` (``first``: the
@@ -209,8 +229,12 @@ def temporal_layout(con: duckdb.DuckDBPyConnection, max_slots: int = TEMPORAL_SL
     merge = 1
     while span // (slot_ns * merge) + 1 > max(1, max_slots):
         merge *= 2
-    return {"slots": int(span // (slot_ns * merge) + 1), "slot_ns": int(slot_ns * merge),
-            "first_ts_ns": first, "merge": merge}
+    return {
+        "slots": int(span // (slot_ns * merge) + 1),
+        "slot_ns": int(slot_ns * merge),
+        "first_ts_ns": first,
+        "merge": merge,
+    }
 
 
 def _slot_sql(column: str) -> str:
@@ -222,8 +246,9 @@ def _cells(found: list[Any]) -> list[Cell]:
     return [(int(p), int(s), int(a), int(e), int(b), int(n)) for p, s, a, e, b, n in found]
 
 
-def state_temporal_cells(con: duckdb.DuckDBPyConnection, opts: FlameOptions,
-                         layout: dict[str, int]) -> list[Cell]:
+def state_temporal_cells(
+    con: duckdb.DuckDBPyConnection, opts: FlameOptions, layout: dict[str, int]
+) -> list[Cell]:
     """Cells ``(pid, stack_id, a, e, bytes, blocks)`` from the analysis state alone.
 
     The ended blocks are the fold's ``temporal`` cells; those alive at the end are its live
@@ -231,20 +256,34 @@ def state_temporal_cells(con: duckdb.DuckDBPyConnection, opts: FlameOptions,
     """
     where, params = _where(opts)
     first, slot_ns, slots = layout["first_ts_ns"], layout["slot_ns"], layout["slots"]
-    found = con.execute(f"""
+    found = con.execute(
+        f"""
         SELECT pid, stack_id, a // ? AS a, e // ? AS e, sum(bytes), sum(count)
         FROM state_temporal WHERE {where} AND a // ? < e // ? GROUP BY ALL
         UNION ALL
         SELECT pid, stack_id, {_slot_sql("ts_ns")} AS a, ? AS e, sum(size), count(*)
         FROM live WHERE {where} GROUP BY ALL
         ORDER BY 1, 2, 3, 4""",
-        [layout["merge"], layout["merge"], *params, layout["merge"], layout["merge"],
-         first, first, slot_ns, slots - 1, slots, *params]).fetchall()
+        [
+            layout["merge"],
+            layout["merge"],
+            *params,
+            layout["merge"],
+            layout["merge"],
+            first,
+            first,
+            slot_ns,
+            slots - 1,
+            slots,
+            *params,
+        ],
+    ).fetchall()
     return _cells(found)
 
 
-def log_temporal_cells(con: duckdb.DuckDBPyConnection, opts: FlameOptions,
-                       layout: dict[str, int]) -> list[Cell]:
+def log_temporal_cells(
+    con: duckdb.DuckDBPyConnection, opts: FlameOptions, layout: dict[str, int]
+) -> list[Cell]:
     """The same cells from the log's matched blocks (any filter; one pass over the events).
 
     ``a``: the slot of the allocation; ``e``: the slot of its end, ``slots`` when it is
@@ -253,31 +292,38 @@ def log_temporal_cells(con: duckdb.DuckDBPyConnection, opts: FlameOptions,
     """
     first, slot_ns, slots = layout["first_ts_ns"], layout["slot_ns"], layout["slots"]
     where, params = _where(opts, tid_col="tid")
-    found = con.execute(f"""
+    found = con.execute(
+        f"""
         WITH b AS (
             SELECT pid, stack_id, size, {_slot_sql("ts_ns")} AS a,
                 CASE WHEN end_ts_ns IS NULL THEN ? ELSE {_slot_sql("end_ts_ns")} END AS e
             FROM _allocations WHERE {where})
         SELECT pid, stack_id, a, e, sum(size), count(*) FROM b WHERE e > a
         GROUP BY ALL ORDER BY pid, stack_id, a, e""",
-        [first, first, slot_ns, slots - 1, slots, first, first, slot_ns, slots - 1,
-         *params]).fetchall()
+        [first, first, slot_ns, slots - 1, slots, first, first, slot_ns, slots - 1, *params],
+    ).fetchall()
     return _cells(found)
 
 
-def live_curve(con: duckdb.DuckDBPyConnection, pid: int | None, first: int
-               ) -> dict[str, list[float]]:
+def live_curve(
+    con: duckdb.DuckDBPyConnection, pid: int | None, first: int
+) -> dict[str, list[float]]:
     """Live bytes over time (seconds since ``first``) from the state's fine timeline."""
     if pid is None:
         found = con.execute("""SELECT a.origin_ts_ns + t.bucket * a.width_ns,
             a.width_ns, t.live_bytes, t.max_live_bytes
             FROM state_timeline_all t, state_all a ORDER BY t.bucket""").fetchall()
     else:
-        found = con.execute("""SELECT start_ts_ns, width_ns, live_bytes, max_live_bytes
-            FROM timeline WHERE pid = ? ORDER BY start_ts_ns""", [pid]).fetchall()
-    return {"t": [round((int(s) + int(w) - first) / 1e9, 9) for s, w, _, _ in found],
-            "bytes": [int(v) for _, _, v, _ in found],
-            "max_bytes": [int(m) for _, _, _, m in found]}
+        found = con.execute(
+            """SELECT start_ts_ns, width_ns, live_bytes, max_live_bytes
+            FROM timeline WHERE pid = ? ORDER BY start_ts_ns""",
+            [pid],
+        ).fetchall()
+    return {
+        "t": [round((int(s) + int(w) - first) / 1e9, 9) for s, w, _, _ in found],
+        "bytes": [int(v) for _, _, v, _ in found],
+        "max_bytes": [int(m) for _, _, _, m in found],
+    }
 
 
 class _Tree:
@@ -312,9 +358,13 @@ def _process_frame(pid: int, argv: Any) -> Frame:
     return (f"process {pid}", program[:200], 0)
 
 
-def build_tree(con: duckdb.DuckDBPyConnection, sites: Iterable[tuple[int, int]],
-               max_sites: int = MAX_SITES, weight: dict[tuple[int, int], int] | None = None,
-               max_nodes: int = MAX_NODES) -> tuple[_Tree, dict[tuple[int, int], int]]:
+def build_tree(
+    con: duckdb.DuckDBPyConnection,
+    sites: Iterable[tuple[int, int]],
+    max_sites: int = MAX_SITES,
+    weight: dict[tuple[int, int], int] | None = None,
+    max_nodes: int = MAX_NODES,
+) -> tuple[_Tree, dict[tuple[int, int], int]]:
     """The call tree of ``sites`` and the node of each site.
 
     The heaviest sites (by ``weight``) get their own path, at most ``max_sites`` of them
@@ -324,11 +374,12 @@ def build_tree(con: duckdb.DuckDBPyConnection, sites: Iterable[tuple[int, int]],
     stacks = resolver(con)
     keys = sorted(set(sites))
     pids = sorted({pid for pid, _ in keys})
-    argv = dict(con.execute("SELECT pid, argv FROM processes").fetchall()) if len(pids) > 1 \
-        else {}
+    argv = dict(con.execute("SELECT pid, argv FROM processes").fetchall()) if len(pids) > 1 else {}
     tree = _Tree()
-    tops = {pid: tree.child(0, _process_frame(pid, argv.get(pid))) if len(pids) > 1 else 0
-            for pid in pids}
+    tops = {
+        pid: tree.child(0, _process_frame(pid, argv.get(pid))) if len(pids) > 1 else 0
+        for pid in pids
+    }
     ranked = sorted(keys, key=lambda k: (-(weight or {}).get(k, 0), k))
     node_of: dict[tuple[int, int], int] = {}
     rest: list[tuple[int, int]] = []
@@ -351,37 +402,50 @@ def build_tree(con: duckdb.DuckDBPyConnection, sites: Iterable[tuple[int, int]],
     return tree, node_of
 
 
-def _view(label: str, values: SiteValues, node_of: dict[tuple[int, int], int]
-          ) -> dict[str, Any]:
+def _view(label: str, values: SiteValues, node_of: dict[tuple[int, int], int]) -> dict[str, Any]:
     per_node: dict[int, list[int]] = {}
     for key, (nbytes, blocks) in values.items():
         acc = per_node.setdefault(node_of[key], [0, 0])
         acc[0] += nbytes
         acc[1] += blocks
     nodes = sorted(per_node)
-    return {"label": label, "node": nodes, "bytes": [per_node[n][0] for n in nodes],
-            "blocks": [per_node[n][1] for n in nodes],
-            "total": sum(v[0] for v in per_node.values())}
+    return {
+        "label": label,
+        "node": nodes,
+        "bytes": [per_node[n][0] for n in nodes],
+        "blocks": [per_node[n][1] for n in nodes],
+        "total": sum(v[0] for v in per_node.values()),
+    }
 
 
 def _check(con: duckdb.DuckDBPyConnection, opts: FlameOptions) -> None:
-    if opts.pid is not None and not con.execute(
-            "SELECT 1 FROM state_processes WHERE pid = ?", [opts.pid]).fetchone():
-        pids = [r[0] for r in con.execute("SELECT pid FROM state_processes ORDER BY pid")
-                .fetchall()]
-        raise FlameError(f"no memory events of pid {opts.pid} in this log "
-                         f"(pids: {', '.join(map(str, pids)) or 'none'})")
-    if opts.tid is not None and not con.execute(
+    if (
+        opts.pid is not None
+        and not con.execute("SELECT 1 FROM state_processes WHERE pid = ?", [opts.pid]).fetchone()
+    ):
+        pids = [
+            r[0] for r in con.execute("SELECT pid FROM state_processes ORDER BY pid").fetchall()
+        ]
+        raise FlameError(
+            f"no memory events of pid {opts.pid} in this log "
+            f"(pids: {', '.join(map(str, pids)) or 'none'})"
+        )
+    if (
+        opts.tid is not None
+        and not con.execute(
             "SELECT 1 FROM thread_totals WHERE tid = ? AND (? IS NULL OR pid = ?)",
-            [opts.tid, opts.pid, opts.pid]).fetchone():
-        raise FlameError(f"no allocations of thread {opts.tid} in this log "
-                         "(see `memscope query LOG \"select * from threads\"`)")
+            [opts.tid, opts.pid, opts.pid],
+        ).fetchone()
+    ):
+        raise FlameError(
+            f"no allocations of thread {opts.tid} in this log "
+            '(see `memscope query LOG "select * from threads"`)'
+        )
     if isinstance(opts.instant, str) and opts.instant not in ("peak", "end"):
         raise FlameError(f"--at {opts.instant!r}: expected peak, end or seconds")
 
 
-def build_flame(con: duckdb.DuckDBPyConnection, opts: FlameOptions | None = None
-                ) -> dict[str, Any]:
+def build_flame(con: duckdb.DuckDBPyConnection, opts: FlameOptions | None = None) -> dict[str, Any]:
     """The flame graph model of the log behind ``con`` (see the module doc).
 
     ``con`` holds the analysis state (``use_state``); when ``opts.needs_log`` its blocks
@@ -394,30 +458,40 @@ def build_flame(con: duckdb.DuckDBPyConnection, opts: FlameOptions | None = None
     views_values: dict[str, tuple[str, SiteValues]] = {}
     peak_ts = peak_instant(con, opts.pid)
     if instant == "peak":
-        label = "at the peak" + ("" if peak_ts is None else
-                                 f" (+{(peak_ts - first) / 1e9:.3f} s)")
-        values = (log_values(con, opts, peak_ts) if opts.tid is not None and peak_ts
-                  is not None else state_values(con, opts))
+        label = "at the peak" + ("" if peak_ts is None else f" (+{(peak_ts - first) / 1e9:.3f} s)")
+        values = (
+            log_values(con, opts, peak_ts)
+            if opts.tid is not None and peak_ts is not None
+            else state_values(con, opts)
+        )
         views_values["peak"] = (label, values)
-        views_values["end"] = ("alive at the end", state_values(
-            con, FlameOptions(at="end", pid=opts.pid, tid=opts.tid)))
+        views_values["end"] = (
+            "alive at the end",
+            state_values(con, FlameOptions(at="end", pid=opts.pid, tid=opts.tid)),
+        )
     elif instant == "end":
-        views_values["end"] = ("alive at the end (leaks)" if opts.leaks else
-                               "alive at the end", state_values(con, opts))
+        views_values["end"] = (
+            "alive at the end (leaks)" if opts.leaks else "alive at the end",
+            state_values(con, opts),
+        )
     else:
         seconds = float(instant)
         last = _span(con, opts.pid)[1]
         if seconds < 0 or first + seconds * 1e9 > last:
-            raise FlameError(f"--at {seconds:g}: the run lasted "
-                             f"{max(0, last - first) / 1e9:.3f} s")
-        views_values["at"] = (f"at +{seconds:.3f} s",
-                              log_values(con, opts, first + int(round(seconds * 1e9))))
+            raise FlameError(f"--at {seconds:g}: the run lasted {max(0, last - first) / 1e9:.3f} s")
+        views_values["at"] = (
+            f"at +{seconds:.3f} s",
+            log_values(con, opts, first + int(round(seconds * 1e9))),
+        )
     temporal: dict[str, Any] | None = None
     cells: list[Cell] = []
     if opts.temporal:
         layout = temporal_layout(con, opts.slots)
-        cells = (log_temporal_cells(con, opts, layout) if opts.tid is not None
-                 else state_temporal_cells(con, opts, layout))
+        cells = (
+            log_temporal_cells(con, opts, layout)
+            if opts.tid is not None
+            else state_temporal_cells(con, opts, layout)
+        )
         temporal = {k: layout[k] for k in ("slots", "slot_ns", "first_ts_ns")}
         temporal["curve"] = live_curve(con, opts.pid, layout["first_ts_ns"])
     weight: dict[tuple[int, int], int] = {}
@@ -430,16 +504,22 @@ def build_flame(con: duckdb.DuckDBPyConnection, opts: FlameOptions | None = None
     model: dict[str, Any] = {
         "format": FLAME_FORMAT,
         "first_ts_ns": first,
-        "frames": tree.frames, "parent": tree.parent, "frame": tree.frame,
-        "views": {name: _view(label, values, node_of)
-                  for name, (label, values) in views_values.items()},
+        "frames": tree.frames,
+        "parent": tree.parent,
+        "frame": tree.frame,
+        "views": {
+            name: _view(label, values, node_of) for name, (label, values) in views_values.items()
+        },
         "default": next(iter(views_values)),
         "filters": {"pid": opts.pid, "tid": opts.tid},
     }
     if temporal is not None:
         temporal["cells"] = {
-            "node": [node_of[(c[0], c[1])] for c in cells], "a": [c[2] for c in cells],
-            "e": [c[3] for c in cells], "bytes": [c[4] for c in cells],
-            "blocks": [c[5] for c in cells]}
+            "node": [node_of[(c[0], c[1])] for c in cells],
+            "a": [c[2] for c in cells],
+            "e": [c[3] for c in cells],
+            "bytes": [c[4] for c in cells],
+            "blocks": [c[5] for c in cells],
+        }
         model["temporal"] = temporal
     return model

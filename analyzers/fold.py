@@ -175,8 +175,11 @@ from memscope.protocol.wire import KIND_ALLOC, KIND_CALLOC, KIND_FREE, KIND_REAL
 
 #: ``findings.type`` codes.
 DOMAIN_MISMATCH, REPEATED_END, INTERIOR_FREE = 1, 2, 3
-FINDING_TYPES = {DOMAIN_MISMATCH: "domain_mismatch", REPEATED_END: "repeated_end",
-                 INTERIOR_FREE: "interior_free"}
+FINDING_TYPES = {
+    DOMAIN_MISMATCH: "domain_mismatch",
+    REPEATED_END: "repeated_end",
+    INTERIOR_FREE: "interior_free",
+}
 #: ``blocks.state`` codes.
 LIVE, DEAD_REPEATABLE, DEAD = 1, 2, 3
 #: The 16-byte alignment of block starts that the interior-free probe assumes.
@@ -230,70 +233,172 @@ class FoldParams:
 _I8, _U8, _U4, _U1, _F8 = "<i8", "<u8", "<u4", "u1", "<f8"
 
 PROCESS_COLUMNS: dict[str, str] = {
-    "pid": _U4, "sample_bytes": _I8, "origin_ts_ns": _I8, "width_ns": _I8,
-    "first_ts_ns": _I8, "last_ts_ns": _I8, "first_alloc_ts_ns": _I8, "last_alloc_ts_ns": _I8,
-    "events": _I8, "allocations": _I8, "bytes_allocated": _I8, "frees": _I8,
-    "bytes_freed": _I8, "live_blocks": _I8, "live_bytes": _I8, "reused": _I8,
-    "reused_bytes": _I8, "unmatched_frees": _I8, "repeated_ends": _I8,
-    "domain_mismatches": _I8, "interior_frees": _I8, "interior_checked": _I8,
-    "interior_unchecked": _I8, "oversized": _I8, "temporary_count": _I8,
-    "temporary_bytes": _I8, "peak_bytes": _I8, "peak_ts_ns": _I8,
-    "w_allocations": _F8, "w_bytes_allocated": _F8, "w_frees": _F8, "w_bytes_freed": _F8,
-    "w_live_blocks": _F8, "w_live_bytes": _F8, "w_live_rounded": _I8, "w_peak_bytes": _I8,
+    "pid": _U4,
+    "sample_bytes": _I8,
+    "origin_ts_ns": _I8,
+    "width_ns": _I8,
+    "first_ts_ns": _I8,
+    "last_ts_ns": _I8,
+    "first_alloc_ts_ns": _I8,
+    "last_alloc_ts_ns": _I8,
+    "events": _I8,
+    "allocations": _I8,
+    "bytes_allocated": _I8,
+    "frees": _I8,
+    "bytes_freed": _I8,
+    "live_blocks": _I8,
+    "live_bytes": _I8,
+    "reused": _I8,
+    "reused_bytes": _I8,
+    "unmatched_frees": _I8,
+    "repeated_ends": _I8,
+    "domain_mismatches": _I8,
+    "interior_frees": _I8,
+    "interior_checked": _I8,
+    "interior_unchecked": _I8,
+    "oversized": _I8,
+    "temporary_count": _I8,
+    "temporary_bytes": _I8,
+    "peak_bytes": _I8,
+    "peak_ts_ns": _I8,
+    "w_allocations": _F8,
+    "w_bytes_allocated": _F8,
+    "w_frees": _F8,
+    "w_bytes_freed": _F8,
+    "w_live_blocks": _F8,
+    "w_live_bytes": _F8,
+    "w_live_rounded": _I8,
+    "w_peak_bytes": _I8,
     "w_peak_ts_ns": _I8,
 }
 ALL_COLUMNS: dict[str, str] = {
-    "origin_ts_ns": _I8, "width_ns": _I8, "live_bytes": _I8, "peak_bytes": _I8,
-    "peak_ts_ns": _I8, "w_live_rounded": _I8, "w_peak_bytes": _I8, "w_peak_ts_ns": _I8,
+    "origin_ts_ns": _I8,
+    "width_ns": _I8,
+    "live_bytes": _I8,
+    "peak_bytes": _I8,
+    "peak_ts_ns": _I8,
+    "w_live_rounded": _I8,
+    "w_peak_bytes": _I8,
+    "w_peak_ts_ns": _I8,
 }
 SITE_COLUMNS: dict[str, str] = {
-    "pid": _U4, "stack_id": _U4, "domain": _U1, "allocations": _I8, "bytes_allocated": _I8,
-    "frees": _I8, "bytes_freed": _I8, "live_blocks": _I8, "live_bytes": _I8, "reused": _I8,
-    "temporary_count": _I8, "temporary_bytes": _I8, "peak_blocks": _I8, "peak_bytes": _I8,
-    "all_peak_blocks": _I8, "all_peak_bytes": _I8, "last_slot": _I8,
+    "pid": _U4,
+    "stack_id": _U4,
+    "domain": _U1,
+    "allocations": _I8,
+    "bytes_allocated": _I8,
+    "frees": _I8,
+    "bytes_freed": _I8,
+    "live_blocks": _I8,
+    "live_bytes": _I8,
+    "reused": _I8,
+    "temporary_count": _I8,
+    "temporary_bytes": _I8,
+    "peak_blocks": _I8,
+    "peak_bytes": _I8,
+    "all_peak_blocks": _I8,
+    "all_peak_bytes": _I8,
+    "last_slot": _I8,
 }  # plus "series": int64 [n, site_slots]
 THREAD_COLUMNS: dict[str, str] = {
-    "pid": _U4, "tid": _U8, "allocations": _I8, "bytes_allocated": _I8, "frees": _I8,
-    "live_blocks": _I8, "live_bytes": _I8,
+    "pid": _U4,
+    "tid": _U8,
+    "allocations": _I8,
+    "bytes_allocated": _I8,
+    "frees": _I8,
+    "live_blocks": _I8,
+    "live_bytes": _I8,
 }
 SIZE_COLUMNS: dict[str, str] = {"pid": _U4, "size": _U8, "count": _I8}
 _BUCKET_COLUMNS: dict[str, str] = {
-    "bucket": _I8, "events": _I8, "allocations": _I8, "frees": _I8, "bytes_allocated": _I8,
-    "bytes_freed": _I8, "live_bytes": _I8, "max_live_bytes": _I8,
+    "bucket": _I8,
+    "events": _I8,
+    "allocations": _I8,
+    "frees": _I8,
+    "bytes_allocated": _I8,
+    "bytes_freed": _I8,
+    "live_bytes": _I8,
+    "max_live_bytes": _I8,
 }
 TIMELINE_COLUMNS: dict[str, str] = {"pid": _U4, **_BUCKET_COLUMNS}
 TIMELINE_ALL_COLUMNS: dict[str, str] = dict(_BUCKET_COLUMNS)
 LIFETIME_COLUMNS: dict[str, str] = {"pid": _U4, "bucket": _I8, "count": _I8, "bytes": _I8}
 BLOCK_COLUMNS: dict[str, str] = {
-    "pid": _U4, "address": _U8, "state": _U1, "kind": _U1, "domain": _U1, "tid": _U8,
-    "seq": _U8, "ts_ns": _I8, "size": _U8, "stack_id": _U4, "end_ts_ns": _I8,
-    "end_kind": _U1, "end_domain": _U1, "end_tid": _U8, "end_stack_id": _U4,
+    "pid": _U4,
+    "address": _U8,
+    "state": _U1,
+    "kind": _U1,
+    "domain": _U1,
+    "tid": _U8,
+    "seq": _U8,
+    "ts_ns": _I8,
+    "size": _U8,
+    "stack_id": _U4,
+    "end_ts_ns": _I8,
+    "end_kind": _U1,
+    "end_domain": _U1,
+    "end_tid": _U8,
+    "end_stack_id": _U4,
 }
 FINDING_COLUMNS: dict[str, str] = {
-    "type": _U1, "pid": _U4, "tid": _U8, "seq": _U8, "ts_ns": _I8, "address": _U8,
-    "kind": _U1, "domain": _U1, "stack_id": _U4, "alloc_ts_ns": _I8, "alloc_domain": _U1,
-    "alloc_tid": _U8, "alloc_stack_id": _U4, "size": _U8, "block_address": _U8,
-    "prev_end_ts_ns": _I8, "prev_end_tid": _U8, "prev_end_stack_id": _U4,
+    "type": _U1,
+    "pid": _U4,
+    "tid": _U8,
+    "seq": _U8,
+    "ts_ns": _I8,
+    "address": _U8,
+    "kind": _U1,
+    "domain": _U1,
+    "stack_id": _U4,
+    "alloc_ts_ns": _I8,
+    "alloc_domain": _U1,
+    "alloc_tid": _U8,
+    "alloc_stack_id": _U4,
+    "size": _U8,
+    "block_address": _U8,
+    "prev_end_ts_ns": _I8,
+    "prev_end_tid": _U8,
+    "prev_end_stack_id": _U4,
     "prev_end_kind": _U1,
 }
 OVERSIZED_COLUMNS: dict[str, str] = {
-    "pid": _U4, "tid": _U8, "ts_ns": _I8, "address": _U8, "size": _U8, "domain": _U1,
-    "stack_id": _U4, "free_ts_ns": _I8,
+    "pid": _U4,
+    "tid": _U8,
+    "ts_ns": _I8,
+    "address": _U8,
+    "size": _U8,
+    "domain": _U1,
+    "stack_id": _U4,
+    "free_ts_ns": _I8,
 }
 DEATH_COLUMNS: dict[str, str] = {"pid": _U4, "address": _U8, "ts_ns": _I8}
 TEMPORAL_COLUMNS: dict[str, str] = {
-    "pid": _U4, "stack_id": _U4, "domain": _U1, "a": _I8, "e": _I8, "bytes": _I8,
+    "pid": _U4,
+    "stack_id": _U4,
+    "domain": _U1,
+    "a": _I8,
+    "e": _I8,
+    "bytes": _I8,
     "count": _I8,
 }
 WATCH_COLUMNS: dict[str, str] = {"pid": _U4, "address": _U8, "ts_ns": _I8}
 
 #: table -> its column layout (``sites`` also has ``series``).
 TABLE_COLUMNS: dict[str, dict[str, str]] = {
-    "processes": PROCESS_COLUMNS, "all": ALL_COLUMNS, "sites": SITE_COLUMNS,
-    "threads": THREAD_COLUMNS, "sizes": SIZE_COLUMNS, "timeline": TIMELINE_COLUMNS,
-    "timeline_all": TIMELINE_ALL_COLUMNS, "lifetimes": LIFETIME_COLUMNS,
-    "blocks": BLOCK_COLUMNS, "findings": FINDING_COLUMNS, "oversized": OVERSIZED_COLUMNS,
-    "deaths": DEATH_COLUMNS, "watched": WATCH_COLUMNS, "temporal": TEMPORAL_COLUMNS,
+    "processes": PROCESS_COLUMNS,
+    "all": ALL_COLUMNS,
+    "sites": SITE_COLUMNS,
+    "threads": THREAD_COLUMNS,
+    "sizes": SIZE_COLUMNS,
+    "timeline": TIMELINE_COLUMNS,
+    "timeline_all": TIMELINE_ALL_COLUMNS,
+    "lifetimes": LIFETIME_COLUMNS,
+    "blocks": BLOCK_COLUMNS,
+    "findings": FINDING_COLUMNS,
+    "oversized": OVERSIZED_COLUMNS,
+    "deaths": DEATH_COLUMNS,
+    "watched": WATCH_COLUMNS,
+    "temporal": TEMPORAL_COLUMNS,
 }
 
 #: Temporal slots at most (see the module docstring).
@@ -319,8 +424,15 @@ def weighted_bytes(size: int, sample_bytes: int) -> int:
 
 
 class _Bucket:
-    __slots__ = ("events", "allocations", "frees", "bytes_allocated", "bytes_freed",
-                 "live_bytes", "max_live_bytes")
+    __slots__ = (
+        "events",
+        "allocations",
+        "frees",
+        "bytes_allocated",
+        "bytes_freed",
+        "live_bytes",
+        "max_live_bytes",
+    )
 
     def __init__(self) -> None:
         self.events = self.allocations = self.frees = 0
@@ -330,8 +442,9 @@ class _Bucket:
     def merge(self, later: _Bucket) -> None:
         if later.events:
             self.live_bytes = later.live_bytes
-        self.max_live_bytes = (max(self.max_live_bytes, later.max_live_bytes) if self.events
-                               else later.max_live_bytes)
+        self.max_live_bytes = (
+            max(self.max_live_bytes, later.max_live_bytes) if self.events else later.max_live_bytes
+        )
         self.events += later.events
         self.allocations += later.allocations
         self.frees += later.frees
@@ -375,9 +488,25 @@ class _Timeline:
 
 
 class _Process:
-    __slots__ = ("pid", "sample_bytes", "timeline", "first_ts", "last_ts", "first_alloc_ts",
-                 "last_alloc_ts", "c", "peak_bytes", "peak_ts", "peak_version", "w",
-                 "w_live_rounded", "w_peak_bytes", "w_peak_ts", "kept", "large")
+    __slots__ = (
+        "pid",
+        "sample_bytes",
+        "timeline",
+        "first_ts",
+        "last_ts",
+        "first_alloc_ts",
+        "last_alloc_ts",
+        "c",
+        "peak_bytes",
+        "peak_ts",
+        "peak_version",
+        "w",
+        "w_live_rounded",
+        "w_peak_bytes",
+        "w_peak_ts",
+        "kept",
+        "large",
+    )
 
     def __init__(self, pid: int, ts: int, params: FoldParams, sample_bytes: int) -> None:
         self.pid = pid
@@ -386,23 +515,65 @@ class _Process:
         self.first_ts = self.last_ts = ts
         self.first_alloc_ts = self.last_alloc_ts = -1
         self.c = dict.fromkeys(
-            ("events", "allocations", "bytes_allocated", "frees", "bytes_freed",
-             "live_blocks", "live_bytes", "reused", "reused_bytes", "unmatched_frees",
-             "repeated_ends", "domain_mismatches", "interior_frees", "interior_checked",
-             "interior_unchecked", "oversized", "temporary_count", "temporary_bytes"), 0)
+            (
+                "events",
+                "allocations",
+                "bytes_allocated",
+                "frees",
+                "bytes_freed",
+                "live_blocks",
+                "live_bytes",
+                "reused",
+                "reused_bytes",
+                "unmatched_frees",
+                "repeated_ends",
+                "domain_mismatches",
+                "interior_frees",
+                "interior_checked",
+                "interior_unchecked",
+                "oversized",
+                "temporary_count",
+                "temporary_bytes",
+            ),
+            0,
+        )
         self.peak_bytes, self.peak_ts, self.peak_version = 0, -1, 0
-        self.w = dict.fromkeys(("w_allocations", "w_bytes_allocated", "w_frees",
-                                "w_bytes_freed", "w_live_blocks", "w_live_bytes"), 0.0)
+        self.w = dict.fromkeys(
+            (
+                "w_allocations",
+                "w_bytes_allocated",
+                "w_frees",
+                "w_bytes_freed",
+                "w_live_blocks",
+                "w_live_bytes",
+            ),
+            0.0,
+        )
         self.w_live_rounded, self.w_peak_bytes, self.w_peak_ts = 0, 0, -1
         self.kept = {DOMAIN_MISMATCH: 0, REPEATED_END: 0, INTERIOR_FREE: 0, 0: 0}
         self.large: set[int] = set()  # addresses of live blocks > interior_probe_bytes
 
 
 class _Site:
-    __slots__ = ("allocations", "bytes_allocated", "frees", "bytes_freed", "live_blocks",
-                 "live_bytes", "reused", "temporary_count", "temporary_bytes", "peak_blocks",
-                 "peak_bytes", "pv", "all_peak_blocks", "all_peak_bytes", "av", "last_slot",
-                 "series")
+    __slots__ = (
+        "allocations",
+        "bytes_allocated",
+        "frees",
+        "bytes_freed",
+        "live_blocks",
+        "live_bytes",
+        "reused",
+        "temporary_count",
+        "temporary_bytes",
+        "peak_blocks",
+        "peak_bytes",
+        "pv",
+        "all_peak_blocks",
+        "all_peak_bytes",
+        "av",
+        "last_slot",
+        "series",
+    )
 
     def __init__(self, slots: int, pv: int, av: int) -> None:
         self.allocations = self.bytes_allocated = self.frees = self.bytes_freed = 0
@@ -415,8 +586,21 @@ class _Site:
 
 
 class _Entry:
-    __slots__ = ("state", "kind", "domain", "tid", "seq", "ts", "size", "stack", "end_ts",
-                 "end_kind", "end_domain", "end_tid", "end_stack")
+    __slots__ = (
+        "state",
+        "kind",
+        "domain",
+        "tid",
+        "seq",
+        "ts",
+        "size",
+        "stack",
+        "end_ts",
+        "end_kind",
+        "end_domain",
+        "end_tid",
+        "end_stack",
+    )
 
     def __init__(self) -> None:
         self.state = self.kind = self.domain = 0
@@ -468,16 +652,33 @@ class PyFold:
             return
         self._watched[key] = int(ts_ns)
         entry = self._entries.get(key)
-        if (entry is not None and entry.state != LIVE and entry.end_kind == KIND_FREE
-                and entry.end_ts >= ts_ns):
+        if (
+            entry is not None
+            and entry.state != LIVE
+            and entry.end_kind == KIND_FREE
+            and entry.end_ts >= ts_ns
+        ):
             self._deaths.append((key[0], key[1], entry.end_ts))
 
     # -- folding ---------------------------------------------------------------------------
-    def feed(self, pid: Any, tid: Any, seq: Any, ts_ns: Any, kind: Any, domain: Any,
-             address: Any, old_address: Any, size: Any, stack_id: Any) -> None:
+    def feed(
+        self,
+        pid: Any,
+        tid: Any,
+        seq: Any,
+        ts_ns: Any,
+        kind: Any,
+        domain: Any,
+        address: Any,
+        old_address: Any,
+        size: Any,
+        stack_id: Any,
+    ) -> None:
         """Fold events (equal-length arrays) in the order given."""
-        columns = [np.asarray(c).tolist() for c in (pid, tid, seq, ts_ns, kind, domain,
-                                                    address, old_address, size, stack_id)]
+        columns = [
+            np.asarray(c).tolist()
+            for c in (pid, tid, seq, ts_ns, kind, domain, address, old_address, size, stack_id)
+        ]
         if len({len(c) for c in columns}) > 1:
             raise ValueError("feed: columns of different lengths")
         for row in zip(*columns, strict=True):
@@ -486,12 +687,22 @@ class PyFold:
     def _process(self, pid: int, ts: int) -> _Process:
         proc = self._procs.get(pid)
         if proc is None:
-            proc = self._procs[pid] = _Process(pid, ts, self.params,
-                                               self._sampling.get(pid, 0))
+            proc = self._procs[pid] = _Process(pid, ts, self.params, self._sampling.get(pid, 0))
         return proc
 
-    def _event(self, pid: int, tid: int, seq: int, ts: int, kind: int, domain: int,
-               address: int, old: int, size: int, stack: int) -> None:
+    def _event(
+        self,
+        pid: int,
+        tid: int,
+        seq: int,
+        ts: int,
+        kind: int,
+        domain: int,
+        address: int,
+        old: int,
+        size: int,
+        stack: int,
+    ) -> None:
         if address == 0 and not (kind == KIND_REALLOC and old != 0):
             return
         proc = self._process(pid, ts)
@@ -561,26 +772,32 @@ class PyFold:
         key = (proc.pid, stack, domain)
         site = self._sites.get(key)
         if site is None:
-            site = self._sites[key] = _Site(self.params.site_slots, proc.peak_version,
-                                            self._all_version)
+            site = self._sites[key] = _Site(
+                self.params.site_slots, proc.peak_version, self._all_version
+            )
         return site
 
     def _touch(self, proc: _Process, site: _Site, slot: int) -> int:
         """Before a site's live figures change: save peak snapshots, fill its series."""
         if site.pv != proc.peak_version:
-            site.peak_blocks, site.peak_bytes, site.pv = (site.live_blocks, site.live_bytes,
-                                                          proc.peak_version)
+            site.peak_blocks, site.peak_bytes, site.pv = (
+                site.live_blocks,
+                site.live_bytes,
+                proc.peak_version,
+            )
         if site.av != self._all_version:
             site.all_peak_blocks, site.all_peak_bytes, site.av = (
-                site.live_blocks, site.live_bytes, self._all_version)
+                site.live_blocks,
+                site.live_bytes,
+                self._all_version,
+            )
         if slot < site.last_slot:
             return site.last_slot
         for s in range(site.last_slot + 1, slot):
             site.series[s] = site.live_bytes
         return slot
 
-    def _site_live(self, proc: _Process, site: _Site, slot: int, blocks: int,
-                   nbytes: int) -> None:
+    def _site_live(self, proc: _Process, site: _Site, slot: int, blocks: int, nbytes: int) -> None:
         slot = self._touch(proc, site, slot)
         site.live_blocks += blocks
         site.live_bytes += nbytes
@@ -594,8 +811,20 @@ class PyFold:
             found = self._threads[key] = [0, 0, 0, 0, 0]
         return found
 
-    def _start(self, proc: _Process, address: int, ts: int, tid: int, seq: int, kind: int,
-               domain: int, size: int, stack: int, b: int, slot: int) -> None:
+    def _start(
+        self,
+        proc: _Process,
+        address: int,
+        ts: int,
+        tid: int,
+        seq: int,
+        kind: int,
+        domain: int,
+        size: int,
+        stack: int,
+        b: int,
+        slot: int,
+    ) -> None:
         key = (proc.pid, address)
         entry = self._entries.get(key)
         if entry is None:
@@ -608,7 +837,12 @@ class PyFold:
         entry.state, entry.kind, entry.domain, entry.tid, entry.seq = LIVE, kind, domain, tid, seq
         entry.ts, entry.size, entry.stack = ts, size, stack
         entry.end_ts, entry.end_kind, entry.end_domain, entry.end_tid, entry.end_stack = (
-            -1, 0, 0, 0, 0)
+            -1,
+            0,
+            0,
+            0,
+            0,
+        )
         c = proc.c
         c["allocations"] += 1
         c["bytes_allocated"] += size
@@ -634,9 +868,18 @@ class PyFold:
             c["oversized"] += 1
             if proc.kept[0] < self.params.keep_findings:
                 proc.kept[0] += 1
-                self._oversized.append({"pid": proc.pid, "tid": tid, "ts_ns": ts,
-                                        "address": address, "size": size, "domain": domain,
-                                        "stack_id": stack, "free_ts_ns": -1})
+                self._oversized.append(
+                    {
+                        "pid": proc.pid,
+                        "tid": tid,
+                        "ts_ns": ts,
+                        "address": address,
+                        "size": size,
+                        "domain": domain,
+                        "stack_id": stack,
+                        "free_ts_ns": -1,
+                    }
+                )
         self._all_live += size
         if proc.sample_bytes:
             w = sample_weight(size, proc.sample_bytes)
@@ -660,8 +903,9 @@ class PyFold:
         if self._all_w_live > self._all_w_peak:
             self._all_w_peak, self._all_w_peak_ts = self._all_w_live, ts
 
-    def _leave_live_known(self, proc: _Process, entry: _Entry, address: int,
-                          slot: int, ts: int) -> None:
+    def _leave_live_known(
+        self, proc: _Process, entry: _Entry, address: int, slot: int, ts: int
+    ) -> None:
         """:meth:`_leave_live` for a block whose address the caller knows."""
         a, e = self._tslot(entry.ts), self._tslot(ts)
         if e > a:
@@ -671,8 +915,7 @@ class PyFold:
         c = proc.c
         c["live_blocks"] -= 1
         c["live_bytes"] -= entry.size
-        self._site_live(proc, self._site(proc, entry.stack, entry.domain), slot, -1,
-                        -entry.size)
+        self._site_live(proc, self._site(proc, entry.stack, entry.domain), slot, -1, -entry.size)
         t = self._thread(proc.pid, entry.tid)
         t[3] -= 1
         t[4] -= entry.size
@@ -689,8 +932,9 @@ class PyFold:
         else:
             self._all_w_live -= entry.size
 
-    def _count_in_buckets(self, proc: _Process, b: int, ts: int, count: str, nbytes: str,
-                          size: int) -> None:
+    def _count_in_buckets(
+        self, proc: _Process, b: int, ts: int, count: str, nbytes: str, size: int
+    ) -> None:
         """One block more in ``count`` and ``size`` in ``nbytes`` of both timelines' bucket."""
         assert self._all is not None
         for bucket in (proc.timeline.bucket(b), self._all.bucket(self._all.index(ts)[0])):
@@ -707,8 +951,19 @@ class PyFold:
         base["type"] = kind_code
         self._findings.append(base)
 
-    def _end(self, proc: _Process, address: int, ts: int, tid: int, seq: int, end_kind: int,
-             domain: int, stack: int, b: int, slot: int) -> None:
+    def _end(
+        self,
+        proc: _Process,
+        address: int,
+        ts: int,
+        tid: int,
+        seq: int,
+        end_kind: int,
+        domain: int,
+        stack: int,
+        b: int,
+        slot: int,
+    ) -> None:
         key = (proc.pid, address)
         entry = self._entries.get(key)
         c = proc.c
@@ -738,27 +993,60 @@ class PyFold:
                 proc.w["w_bytes_freed"] += size * w
             if domain != entry.domain:
                 c["domain_mismatches"] += 1
-                self._finding(proc, DOMAIN_MISMATCH, pid=proc.pid, tid=tid, seq=seq, ts_ns=ts,
-                              address=address, kind=end_kind, domain=domain, stack_id=stack,
-                              alloc_ts_ns=entry.ts, alloc_domain=entry.domain,
-                              alloc_tid=entry.tid, alloc_stack_id=entry.stack, size=size,
-                              block_address=address)
+                self._finding(
+                    proc,
+                    DOMAIN_MISMATCH,
+                    pid=proc.pid,
+                    tid=tid,
+                    seq=seq,
+                    ts_ns=ts,
+                    address=address,
+                    kind=end_kind,
+                    domain=domain,
+                    stack_id=stack,
+                    alloc_ts_ns=entry.ts,
+                    alloc_domain=entry.domain,
+                    alloc_tid=entry.tid,
+                    alloc_stack_id=entry.stack,
+                    size=size,
+                    block_address=address,
+                )
             if size >= self.params.oversized_bytes:
                 for row in self._oversized:
-                    if (row["pid"] == proc.pid and row["address"] == address
-                            and row["ts_ns"] == entry.ts and row["free_ts_ns"] < 0):
+                    if (
+                        row["pid"] == proc.pid
+                        and row["address"] == address
+                        and row["ts_ns"] == entry.ts
+                        and row["free_ts_ns"] < 0
+                    ):
                         row["free_ts_ns"] = ts
                         break
             entry.state = DEAD_REPEATABLE
         elif entry is not None and entry.state == DEAD_REPEATABLE:
             c["unmatched_frees"] += 1
             c["repeated_ends"] += 1
-            self._finding(proc, REPEATED_END, pid=proc.pid, tid=tid, seq=seq, ts_ns=ts,
-                          address=address, kind=end_kind, domain=domain, stack_id=stack,
-                          alloc_ts_ns=entry.ts, alloc_domain=entry.domain, alloc_tid=entry.tid,
-                          alloc_stack_id=entry.stack, size=entry.size, block_address=address,
-                          prev_end_ts_ns=entry.end_ts, prev_end_tid=entry.end_tid,
-                          prev_end_stack_id=entry.end_stack, prev_end_kind=entry.end_kind)
+            self._finding(
+                proc,
+                REPEATED_END,
+                pid=proc.pid,
+                tid=tid,
+                seq=seq,
+                ts_ns=ts,
+                address=address,
+                kind=end_kind,
+                domain=domain,
+                stack_id=stack,
+                alloc_ts_ns=entry.ts,
+                alloc_domain=entry.domain,
+                alloc_tid=entry.tid,
+                alloc_stack_id=entry.stack,
+                size=entry.size,
+                block_address=address,
+                prev_end_ts_ns=entry.end_ts,
+                prev_end_tid=entry.end_tid,
+                prev_end_stack_id=entry.end_stack,
+                prev_end_kind=entry.end_kind,
+            )
             entry.state = DEAD
         else:
             c["unmatched_frees"] += 1
@@ -771,8 +1059,9 @@ class PyFold:
         if end_kind == KIND_FREE and key in self._watched:
             self._deaths.append((proc.pid, address, ts))
 
-    def _interior(self, proc: _Process, address: int, ts: int, tid: int, seq: int,
-                  domain: int, stack: int) -> None:
+    def _interior(
+        self, proc: _Process, address: int, ts: int, tid: int, seq: int, domain: int, stack: int
+    ) -> None:
         c = proc.c
         if c["interior_checked"] >= self.params.max_interior_checks:
             c["interior_unchecked"] += 1
@@ -798,15 +1087,33 @@ class PyFold:
             return
         block, entry = found
         c["interior_frees"] += 1
-        self._finding(proc, INTERIOR_FREE, pid=proc.pid, tid=tid, seq=seq, ts_ns=ts,
-                      address=address, kind=KIND_FREE, domain=domain, stack_id=stack,
-                      alloc_ts_ns=entry.ts, alloc_domain=entry.domain, alloc_tid=entry.tid,
-                      alloc_stack_id=entry.stack, size=entry.size, block_address=block)
+        self._finding(
+            proc,
+            INTERIOR_FREE,
+            pid=proc.pid,
+            tid=tid,
+            seq=seq,
+            ts_ns=ts,
+            address=address,
+            kind=KIND_FREE,
+            domain=domain,
+            stack_id=stack,
+            alloc_ts_ns=entry.ts,
+            alloc_domain=entry.domain,
+            alloc_tid=entry.tid,
+            alloc_stack_id=entry.stack,
+            size=entry.size,
+            block_address=block,
+        )
 
     @staticmethod
     def _holds(entry: _Entry, start: int, address: int, domain: int, ts: int) -> bool:
-        return (entry.state == LIVE and entry.domain == domain and start < address
-                < start + entry.size and entry.ts < ts)
+        return (
+            entry.state == LIVE
+            and entry.domain == domain
+            and start < address < start + entry.size
+            and entry.ts < ts
+        )
 
     # -- export / restore ------------------------------------------------------------------
     def export(self, tables: Any = None) -> dict[str, dict[str, np.ndarray]]:
@@ -822,80 +1129,175 @@ class PyFold:
     def _export_all(self) -> dict[str, dict[str, np.ndarray]]:
         out: dict[str, dict[str, np.ndarray]] = {}
         procs = [self._procs[p] for p in sorted(self._procs)]
-        out["processes"] = _columns(PROCESS_COLUMNS, [{
-            "pid": p.pid, "sample_bytes": p.sample_bytes, "origin_ts_ns": p.timeline.origin,
-            "width_ns": p.timeline.width, "first_ts_ns": p.first_ts, "last_ts_ns": p.last_ts,
-            "first_alloc_ts_ns": p.first_alloc_ts, "last_alloc_ts_ns": p.last_alloc_ts,
-            **p.c, "peak_bytes": p.peak_bytes, "peak_ts_ns": p.peak_ts, **p.w,
-            "w_live_rounded": p.w_live_rounded, "w_peak_bytes": p.w_peak_bytes,
-            "w_peak_ts_ns": p.w_peak_ts} for p in procs])
+        out["processes"] = _columns(
+            PROCESS_COLUMNS,
+            [
+                {
+                    "pid": p.pid,
+                    "sample_bytes": p.sample_bytes,
+                    "origin_ts_ns": p.timeline.origin,
+                    "width_ns": p.timeline.width,
+                    "first_ts_ns": p.first_ts,
+                    "last_ts_ns": p.last_ts,
+                    "first_alloc_ts_ns": p.first_alloc_ts,
+                    "last_alloc_ts_ns": p.last_alloc_ts,
+                    **p.c,
+                    "peak_bytes": p.peak_bytes,
+                    "peak_ts_ns": p.peak_ts,
+                    **p.w,
+                    "w_live_rounded": p.w_live_rounded,
+                    "w_peak_bytes": p.w_peak_bytes,
+                    "w_peak_ts_ns": p.w_peak_ts,
+                }
+                for p in procs
+            ],
+        )
         timeline = self._all
-        out["all"] = _columns(ALL_COLUMNS, [{
-            "origin_ts_ns": timeline.origin if timeline else -1,
-            "width_ns": timeline.width if timeline else self.params.initial_width_ns,
-            "live_bytes": self._all_live, "peak_bytes": self._all_peak,
-            "peak_ts_ns": self._all_peak_ts, "w_live_rounded": self._all_w_live,
-            "w_peak_bytes": self._all_w_peak, "w_peak_ts_ns": self._all_w_peak_ts}])
+        out["all"] = _columns(
+            ALL_COLUMNS,
+            [
+                {
+                    "origin_ts_ns": timeline.origin if timeline else -1,
+                    "width_ns": timeline.width if timeline else self.params.initial_width_ns,
+                    "live_bytes": self._all_live,
+                    "peak_bytes": self._all_peak,
+                    "peak_ts_ns": self._all_peak_ts,
+                    "w_live_rounded": self._all_w_live,
+                    "w_peak_bytes": self._all_w_peak,
+                    "w_peak_ts_ns": self._all_w_peak_ts,
+                }
+            ],
+        )
         site_rows = []
         series = []
-        for (pid, stack, domain) in sorted(self._sites):
+        for pid, stack, domain in sorted(self._sites):
             s = self._sites[(pid, stack, domain)]
             proc = self._procs[pid]
             at_peak = s.pv == proc.peak_version
             at_all = s.av == self._all_version
-            site_rows.append({
-                "pid": pid, "stack_id": stack, "domain": domain, "allocations": s.allocations,
-                "bytes_allocated": s.bytes_allocated, "frees": s.frees,
-                "bytes_freed": s.bytes_freed, "live_blocks": s.live_blocks,
-                "live_bytes": s.live_bytes, "reused": s.reused,
-                "temporary_count": s.temporary_count, "temporary_bytes": s.temporary_bytes,
-                "peak_blocks": s.peak_blocks if at_peak else s.live_blocks,
-                "peak_bytes": s.peak_bytes if at_peak else s.live_bytes,
-                "all_peak_blocks": s.all_peak_blocks if at_all else s.live_blocks,
-                "all_peak_bytes": s.all_peak_bytes if at_all else s.live_bytes,
-                "last_slot": s.last_slot})
+            site_rows.append(
+                {
+                    "pid": pid,
+                    "stack_id": stack,
+                    "domain": domain,
+                    "allocations": s.allocations,
+                    "bytes_allocated": s.bytes_allocated,
+                    "frees": s.frees,
+                    "bytes_freed": s.bytes_freed,
+                    "live_blocks": s.live_blocks,
+                    "live_bytes": s.live_bytes,
+                    "reused": s.reused,
+                    "temporary_count": s.temporary_count,
+                    "temporary_bytes": s.temporary_bytes,
+                    "peak_blocks": s.peak_blocks if at_peak else s.live_blocks,
+                    "peak_bytes": s.peak_bytes if at_peak else s.live_bytes,
+                    "all_peak_blocks": s.all_peak_blocks if at_all else s.live_blocks,
+                    "all_peak_bytes": s.all_peak_bytes if at_all else s.live_bytes,
+                    "last_slot": s.last_slot,
+                }
+            )
             filled = list(s.series)
             for j in range(max(s.last_slot + 1, 0), len(filled)):
                 filled[j] = s.live_bytes
             series.append(filled)
         out["sites"] = _columns(SITE_COLUMNS, site_rows)
         out["sites"]["series"] = np.array(series, dtype=_I8).reshape(
-            len(series), self.params.site_slots)
-        out["threads"] = _columns(THREAD_COLUMNS, [
-            dict(zip(("allocations", "bytes_allocated", "frees", "live_blocks", "live_bytes"),
-                     self._threads[k], strict=True), pid=k[0], tid=k[1])
-            for k in sorted(self._threads)])
-        out["sizes"] = _columns(SIZE_COLUMNS, [{"pid": p, "size": s, "count": n}
-                                               for (p, s), n in sorted(self._sizes.items())])
-        out["timeline"] = _columns(TIMELINE_COLUMNS, [
-            {"pid": p.pid, "bucket": b, **_bucket_row(p.timeline.buckets[b])}
-            for p in procs for b in sorted(p.timeline.buckets)])
+            len(series), self.params.site_slots
+        )
+        out["threads"] = _columns(
+            THREAD_COLUMNS,
+            [
+                dict(
+                    zip(
+                        ("allocations", "bytes_allocated", "frees", "live_blocks", "live_bytes"),
+                        self._threads[k],
+                        strict=True,
+                    ),
+                    pid=k[0],
+                    tid=k[1],
+                )
+                for k in sorted(self._threads)
+            ],
+        )
+        out["sizes"] = _columns(
+            SIZE_COLUMNS,
+            [{"pid": p, "size": s, "count": n} for (p, s), n in sorted(self._sizes.items())],
+        )
+        out["timeline"] = _columns(
+            TIMELINE_COLUMNS,
+            [
+                {"pid": p.pid, "bucket": b, **_bucket_row(p.timeline.buckets[b])}
+                for p in procs
+                for b in sorted(p.timeline.buckets)
+            ],
+        )
         all_buckets = timeline.buckets if timeline else {}
-        out["timeline_all"] = _columns(TIMELINE_ALL_COLUMNS, [
-            {"bucket": b, **_bucket_row(all_buckets[b])} for b in sorted(all_buckets)])
-        out["lifetimes"] = _columns(LIFETIME_COLUMNS, [
-            {"pid": p, "bucket": b, "count": v[0], "bytes": v[1]}
-            for (p, b), v in sorted(self._lifetimes.items())])
-        out["blocks"] = _columns(BLOCK_COLUMNS, [{
-            "pid": p, "address": a, "state": e.state, "kind": e.kind, "domain": e.domain,
-            "tid": e.tid, "seq": e.seq, "ts_ns": e.ts, "size": e.size, "stack_id": e.stack,
-            "end_ts_ns": e.end_ts, "end_kind": e.end_kind, "end_domain": e.end_domain,
-            "end_tid": e.end_tid, "end_stack_id": e.end_stack}
-            for (p, a), e in sorted(self._entries.items())])
+        out["timeline_all"] = _columns(
+            TIMELINE_ALL_COLUMNS,
+            [{"bucket": b, **_bucket_row(all_buckets[b])} for b in sorted(all_buckets)],
+        )
+        out["lifetimes"] = _columns(
+            LIFETIME_COLUMNS,
+            [
+                {"pid": p, "bucket": b, "count": v[0], "bytes": v[1]}
+                for (p, b), v in sorted(self._lifetimes.items())
+            ],
+        )
+        out["blocks"] = _columns(
+            BLOCK_COLUMNS,
+            [
+                {
+                    "pid": p,
+                    "address": a,
+                    "state": e.state,
+                    "kind": e.kind,
+                    "domain": e.domain,
+                    "tid": e.tid,
+                    "seq": e.seq,
+                    "ts_ns": e.ts,
+                    "size": e.size,
+                    "stack_id": e.stack,
+                    "end_ts_ns": e.end_ts,
+                    "end_kind": e.end_kind,
+                    "end_domain": e.end_domain,
+                    "end_tid": e.end_tid,
+                    "end_stack_id": e.end_stack,
+                }
+                for (p, a), e in sorted(self._entries.items())
+            ],
+        )
         out["findings"] = _columns(FINDING_COLUMNS, self._findings)
         out["oversized"] = _columns(OVERSIZED_COLUMNS, self._oversized)
-        out["deaths"] = _columns(DEATH_COLUMNS, [
-            {"pid": p, "address": a, "ts_ns": t} for p, a, t in self._deaths])
-        out["watched"] = _columns(WATCH_COLUMNS, [
-            {"pid": p, "address": a, "ts_ns": t} for (p, a), t in sorted(self._watched.items())])
-        out["temporal"] = _columns(TEMPORAL_COLUMNS, [
-            {"pid": k[0], "stack_id": k[1], "domain": k[2], "a": k[3], "e": k[4],
-             "bytes": v[0], "count": v[1]} for k, v in sorted(self._tcells.items())])
+        out["deaths"] = _columns(
+            DEATH_COLUMNS, [{"pid": p, "address": a, "ts_ns": t} for p, a, t in self._deaths]
+        )
+        out["watched"] = _columns(
+            WATCH_COLUMNS,
+            [{"pid": p, "address": a, "ts_ns": t} for (p, a), t in sorted(self._watched.items())],
+        )
+        out["temporal"] = _columns(
+            TEMPORAL_COLUMNS,
+            [
+                {
+                    "pid": k[0],
+                    "stack_id": k[1],
+                    "domain": k[2],
+                    "a": k[3],
+                    "e": k[4],
+                    "bytes": v[0],
+                    "count": v[1],
+                }
+                for k, v in sorted(self._tcells.items())
+            ],
+        )
         return out
 
     @classmethod
-    def restore(cls, params: dict[str, int], tables: dict[str, dict[str, np.ndarray]]  # noqa: C901
-                ) -> PyFold:
+    def restore(  # noqa: C901
+        cls,
+        params: dict[str, int],
+        tables: dict[str, dict[str, np.ndarray]],
+    ) -> PyFold:
         """A fold equal to the one that exported ``tables``."""
         fold = cls(**params)
         rows = {name: _rows(cols) for name, cols in tables.items()}
@@ -916,8 +1318,9 @@ class PyFold:
             if proc.sample_bytes:
                 fold._sampling[proc.pid] = proc.sample_bytes
         if all_row is not None and rows["processes"]:  # (an origin may be negative)
-            fold._all = _Timeline(all_row["origin_ts_ns"], all_row["width_ns"],
-                                  fold.params.timeline_buckets)
+            fold._all = _Timeline(
+                all_row["origin_ts_ns"], all_row["width_ns"], fold.params.timeline_buckets
+            )
         if all_row is not None:
             fold._all_live, fold._all_peak = all_row["live_bytes"], all_row["peak_bytes"]
             fold._all_peak_ts = all_row["peak_ts_ns"]
@@ -927,17 +1330,33 @@ class PyFold:
         for i, r in enumerate(rows["sites"]):
             proc = fold._procs[r["pid"]]
             site = _Site(fold.params.site_slots, proc.peak_version, fold._all_version)
-            for k in ("allocations", "bytes_allocated", "frees", "bytes_freed", "live_blocks",
-                      "live_bytes", "reused", "temporary_count", "temporary_bytes",
-                      "peak_blocks", "peak_bytes", "all_peak_blocks", "all_peak_bytes",
-                      "last_slot"):
+            for k in (
+                "allocations",
+                "bytes_allocated",
+                "frees",
+                "bytes_freed",
+                "live_blocks",
+                "live_bytes",
+                "reused",
+                "temporary_count",
+                "temporary_bytes",
+                "peak_blocks",
+                "peak_bytes",
+                "all_peak_blocks",
+                "all_peak_bytes",
+                "last_slot",
+            ):
                 setattr(site, k, r[k])
             site.series = [int(v) for v in series[i]]
             fold._sites[(r["pid"], r["stack_id"], r["domain"])] = site
         for r in rows["threads"]:
-            fold._threads[(r["pid"], r["tid"])] = [r["allocations"], r["bytes_allocated"],
-                                                   r["frees"], r["live_blocks"],
-                                                   r["live_bytes"]]
+            fold._threads[(r["pid"], r["tid"])] = [
+                r["allocations"],
+                r["bytes_allocated"],
+                r["frees"],
+                r["live_blocks"],
+                r["live_bytes"],
+            ]
         for r in rows["sizes"]:
             fold._sizes[(r["pid"], r["size"])] = r["count"]
         for r in rows["timeline"]:
@@ -949,8 +1368,13 @@ class PyFold:
             fold._lifetimes[(r["pid"], r["bucket"])] = [r["count"], r["bytes"]]
         for r in rows["blocks"]:
             e = _Entry()
-            e.state, e.kind, e.domain, e.tid, e.seq = (r["state"], r["kind"], r["domain"],
-                                                       r["tid"], r["seq"])
+            e.state, e.kind, e.domain, e.tid, e.seq = (
+                r["state"],
+                r["kind"],
+                r["domain"],
+                r["tid"],
+                r["seq"],
+            )
             e.ts, e.size, e.stack = r["ts_ns"], r["size"], r["stack_id"]
             e.end_ts, e.end_kind, e.end_domain = r["end_ts_ns"], r["end_kind"], r["end_domain"]
             e.end_tid, e.end_stack = r["end_tid"], r["end_stack_id"]
@@ -965,8 +1389,10 @@ class PyFold:
             fold._procs[o["pid"]].kept[0] += 1
         fold._deaths = [(r["pid"], r["address"], r["ts_ns"]) for r in rows["deaths"]]
         fold._watched = {(r["pid"], r["address"]): r["ts_ns"] for r in rows["watched"]}
-        fold._tcells = {(r["pid"], r["stack_id"], r["domain"], r["a"], r["e"]):
-                        [r["bytes"], r["count"]] for r in rows.get("temporal", [])}
+        fold._tcells = {
+            (r["pid"], r["stack_id"], r["domain"], r["a"], r["e"]): [r["bytes"], r["count"]]
+            for r in rows.get("temporal", [])
+        }
         return fold
 
 
@@ -982,8 +1408,7 @@ def _bucket_from(row: dict[str, int]) -> _Bucket:
 
 
 def _columns(layout: dict[str, str], rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
-    return {name: np.array([r[name] for r in rows], dtype=dtype)
-            for name, dtype in layout.items()}
+    return {name: np.array([r[name] for r in rows], dtype=dtype) for name, dtype in layout.items()}
 
 
 def _rows(columns: dict[str, np.ndarray]) -> list[dict[str, Any]]:

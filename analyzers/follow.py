@@ -41,9 +41,14 @@ _MEMORY_TABLES = ("memory", "memory_chunks")
 class Follower:
     """Incremental analysis of one growing log."""
 
-    def __init__(self, log: str | Path, options: AnalyzerOptions,
-                 only: Sequence[str] | None = None, checkpoint: bool = True,
-                 tables: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        log: str | Path,
+        options: AnalyzerOptions,
+        only: Sequence[str] | None = None,
+        checkpoint: bool = True,
+        tables: Sequence[str] | None = None,
+    ) -> None:
         self.log = log
         self.options = options
         self.analyzers = select(only)
@@ -52,8 +57,11 @@ class Follower:
         #: The state tables registered each round (None: all, with the views over them).
         self.table_names = tables
         reader = open_reader(log)
-        loaded = (AnalysisState.load(state_dir(reader), reader.log_id, self.params)
-                  if checkpoint else None)
+        loaded = (
+            AnalysisState.load(state_dir(reader), reader.log_id, self.params)
+            if checkpoint
+            else None
+        )
         self.state = loaded or AnalysisState(self.params, log_id=reader.log_id)
         trimmed = None if loaded else trimmed_without_checkpoint(reader)
         if trimmed is not None:  # never save a partial state over the one holding the rest
@@ -104,11 +112,11 @@ class Follower:
     def _register(self, reader: Any) -> None:
         """Point the connection's tables and views at the log and the state now."""
         # no raw events: the analyzers read the state
-        sources: dict[str, Any] = {name: reader.stored_dataset(name) for name in TABLES
-                                   if name not in _MEMORY_TABLES}
+        sources: dict[str, Any] = {
+            name: reader.stored_dataset(name) for name in TABLES if name not in _MEMORY_TABLES
+        }
         _define(self.con, sources)
-        use_state(self.con, self.state.tables(self.table_names),
-                  views=self.table_names is None)
+        use_state(self.con, self.state.tables(self.table_names), views=self.table_names is None)
         forget_stacks(self.con)
         self.registered = True
 
@@ -130,10 +138,13 @@ class Follower:
         if reader is None:
             return None
         options = replace(
-            self.options, log_id=reader.log_id,
+            self.options,
+            log_id=reader.log_id,
             generated_at=self.options.generated_at or log_time(reader.manifest) or now_iso(),
-            log_problems=(*reader.known_problems,
-                          *(p for p in self.state.problems if p not in reader.known_problems)),
+            log_problems=(
+                *reader.known_problems,
+                *(p for p in self.state.problems if p not in reader.known_problems),
+            ),
         )
         written = []
         for analyzer in self.analyzers:
@@ -144,9 +155,15 @@ class Follower:
 
 
 def follow(
-    log: str | Path, out_dir: Path | None, *, base: str = "snapshot",
-    only: Sequence[str] | None = None, interval: float = 2.0, quiet: bool = False,
-    max_rounds: int | None = None, on_round: Callable[[Follower], None] | None = None,
+    log: str | Path,
+    out_dir: Path | None,
+    *,
+    base: str = "snapshot",
+    only: Sequence[str] | None = None,
+    interval: float = 2.0,
+    quiet: bool = False,
+    max_rounds: int | None = None,
+    on_round: Callable[[Follower], None] | None = None,
 ) -> int:
     """Run rounds every ``interval`` seconds until interrupted (or ``max_rounds`` analyses).
 
@@ -163,9 +180,12 @@ def follow(
             if written is not None and on_round is not None:
                 on_round(follower)
             if written and not quiet:
-                print(f"memscope analyze --follow: round {follower.rounds}: "
-                      f"{follower.events} memory events, "
-                      f"{time.monotonic() - started:.1f}s -> {out}", file=sys.stderr)
+                print(
+                    f"memscope analyze --follow: round {follower.rounds}: "
+                    f"{follower.events} memory events, "
+                    f"{time.monotonic() - started:.1f}s -> {out}",
+                    file=sys.stderr,
+                )
             if max_rounds is not None and follower.rounds >= max_rounds:
                 break
             # A round every ``interval`` (not a pause after each): a slow round lags no more.
@@ -192,14 +212,14 @@ class LiveStats:
 
     def __init__(self, log: str | Path) -> None:
         # The totals read two small tables: the rest of the state is not exported.
-        self._follower = Follower(log, AnalyzerOptions(), checkpoint=False,
-                                  tables=("processes", "all"))
+        self._follower = Follower(
+            log, AnalyzerOptions(), checkpoint=False, tables=("processes", "all")
+        )
         reader = open_reader(log)
         if trimmed_without_checkpoint(reader) is not None:
             # retention retired segments only the checkpoint holds: start from it (read,
             # never written here), or the totals would miss them
-            loaded = AnalysisState.load(state_dir(reader), reader.log_id,
-                                        self._follower.params)
+            loaded = AnalysisState.load(state_dir(reader), reader.log_id, self._follower.params)
             if loaded is not None:
                 self._follower.state = loaded
             # (the running totals cannot start from a checkpoint: the full state answers)
@@ -219,8 +239,9 @@ class LiveStats:
         with self._lock:
             if self._totals is not None:
                 self._totals.update()
-            if (self._full_wanted or self._totals is None) and \
-                    self._follower.refresh(register=False) is not None:
+            if (self._full_wanted or self._totals is None) and self._follower.refresh(
+                register=False
+            ) is not None:
                 self.refreshes += 1
 
     def stats(self, pid: int | None = None) -> dict[str, Any]:
@@ -266,9 +287,11 @@ def running_seed_figures(state: AnalysisState, pid: int) -> dict[str, int]:
     """:meth:`LiveStats.seed_figures` of a fold's state."""
     sites = state.fold.export(["sites"])["sites"]
     mine = sites["pid"] == pid
-    return {"peak_allocations": int(sites["peak_blocks"][mine].sum()),
-            "leaked_allocations": int(sites["live_blocks"][mine].sum()),
-            "leaked_memory": int(sites["live_bytes"][mine].sum())}
+    return {
+        "peak_allocations": int(sites["peak_blocks"][mine].sum()),
+        "leaked_allocations": int(sites["live_blocks"][mine].sum()),
+        "leaked_memory": int(sites["live_bytes"][mine].sum()),
+    }
 
 
 def full_mode_stats(state: AnalysisState, pid: int) -> dict[str, Any]:
@@ -279,8 +302,11 @@ def full_mode_stats(state: AnalysisState, pid: int) -> dict[str, Any]:
     """
     table = state.fold.export(["processes"])["processes"]
     rows = np.flatnonzero(table["pid"] == pid)
-    row = {name: int(values[rows[0]]) for name, values in table.items()
-           if values.dtype.kind in "iu"} if len(rows) else {}
+    row = (
+        {name: int(values[rows[0]]) for name, values in table.items() if values.dtype.kind in "iu"}
+        if len(rows)
+        else {}
+    )
     return full_mode_figures(row)
 
 

@@ -42,9 +42,11 @@ def lifecycle_events(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
 
 def scope_analysis(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     """Per scope instance and per scope name: variables, sizes, durations."""
-    instances = [drop_none(r) for r in rows(
-        con,
-        """WITH v AS (
+    instances = [
+        drop_none(r)
+        for r in rows(
+            con,
+            """WITH v AS (
             SELECT pid, scope_id, scope, count(*) AS variable_count,
                    sum(size) AS total_size_bytes, sum(deep_size) AS total_deep_size_bytes,
                    count(*) FILTER (WHERE alive_at_end) AS alive_at_end,
@@ -57,10 +59,13 @@ def scope_analysis(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         FROM v LEFT JOIN scopes s ON s.pid = v.pid AND s.scope_id = v.scope_id
                                  AND v.scope_id <> 0
         ORDER BY v.first_tracked_ts_ns, v.pid, v.scope_id, v.scope""",
-    )]
-    totals = [drop_none(r) for r in rows(
-        con,
-        """WITH d AS (SELECT name, count(*) AS occurrences, sum(exit_ts_ns - enter_ts_ns)
+        )
+    ]
+    totals = [
+        drop_none(r)
+        for r in rows(
+            con,
+            """WITH d AS (SELECT name, count(*) AS occurrences, sum(exit_ts_ns - enter_ts_ns)
                           AS total_duration_ns
                       FROM scopes WHERE exit_ts_ns IS NOT NULL GROUP BY name),
         v AS (SELECT scope AS name, count(*) AS variable_count,
@@ -75,22 +80,26 @@ def scope_analysis(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
                v.median_lifetime_ns, coalesce(v.alive_at_end, 0) AS alive_at_end
         FROM v FULL OUTER JOIN d ON v.name = d.name
         ORDER BY total_size_bytes DESC, name""",
-    )]
+        )
+    ]
     return {"scopes": instances, "scope_totals": totals}
 
 
 def aliases(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     """Objects tracked under more than one name while the same block was alive."""
-    return [drop_none(r) for r in rows(
-        con,
-        """SELECT pid, object_id, address, any_value(type_name ORDER BY var_id) AS type_name,
+    return [
+        drop_none(r)
+        for r in rows(
+            con,
+            """SELECT pid, object_id, address, any_value(type_name ORDER BY var_id) AS type_name,
                   list(DISTINCT name ORDER BY name) AS names,
                   list(var_id ORDER BY var_id) AS var_ids,
                   min(created_ts_ns) AS first_tracked_ts_ns, died_ts_ns
         FROM variables GROUP BY pid, object_id, address, died_ts_ns
         HAVING count(DISTINCT name) > 1
         ORDER BY first_tracked_ts_ns, pid, object_id""",
-    )]
+        )
+    ]
 
 
 def containment(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
@@ -108,14 +117,16 @@ def containment(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
 
 def summary(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     """Counts and lifetime percentiles over all tracked variables."""
-    return drop_none(one(
-        con,
-        """SELECT count(*) AS tracked_variables,
+    return drop_none(
+        one(
+            con,
+            """SELECT count(*) AS tracked_variables,
                   count(died_ts_ns) AS died, count(*) FILTER (WHERE alive_at_end) AS alive_at_end,
                   min(lifetime_ns) AS min_lifetime_ns, median(lifetime_ns) AS median_lifetime_ns,
                   max(lifetime_ns) AS max_lifetime_ns
         FROM variables""",
-    ))
+        )
+    )
 
 
 def _by_thread(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -132,8 +143,9 @@ def run(con: duckdb.DuckDBPyConnection, options: AnalyzerOptions) -> dict[str, A
     """Build the lifetime report and write it; returns the report."""
     events = lifecycle_events(con)
     report: dict[str, Any] = {
-        "metadata": metadata(con, FILE_KIND, options,
-                             "Tracked variables' lifetimes, scopes, aliases and containment"),
+        "metadata": metadata(
+            con, FILE_KIND, options, "Tracked variables' lifetimes, scopes, aliases and containment"
+        ),
         "summary": summary(con),
         "lifecycle_events": events,
         "scope_analysis": scope_analysis(con),

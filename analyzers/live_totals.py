@@ -62,8 +62,9 @@ class RunningTotals:
         """Fold the memory rows written since the last call; how many were folded."""
         return self.state.update(open_reader(self.log))
 
-    def take(self, memory: Iterable[pa.RecordBatch],
-             processes: Iterable[pa.RecordBatch] = ()) -> int:
+    def take(
+        self, memory: Iterable[pa.RecordBatch], processes: Iterable[pa.RecordBatch] = ()
+    ) -> int:
         """Fold batches the caller writes to the log now (instead of reading them back).
 
         ``memory`` table batches are folded sorted by time as the log's reader would, and
@@ -78,8 +79,9 @@ class RunningTotals:
         self.state.events += folded
         return folded
 
-    def take_columns(self, columns: dict[str, np.ndarray],
-                     processes: Iterable[pa.RecordBatch] = ()) -> int:
+    def take_columns(
+        self, columns: dict[str, np.ndarray], processes: Iterable[pa.RecordBatch] = ()
+    ) -> int:
         """:meth:`take` of one window given as numpy columns, in log order.
 
         ``columns`` holds at least :data:`FEED_COLUMNS`; they are folded sorted by time
@@ -111,9 +113,11 @@ class RunningTotals:
         what the full fold's per-site counters sum to.
         """
         row = self.fold.totals(int(pid)) or {}
-        return {"peak_allocations": int(row.get("peak_blocks", 0)),
-                "leaked_allocations": int(row.get("live_blocks", 0)),
-                "leaked_memory": int(row.get("live_bytes", 0))}
+        return {
+            "peak_allocations": int(row.get("peak_blocks", 0)),
+            "leaked_allocations": int(row.get("live_blocks", 0)),
+            "leaked_memory": int(row.get("live_bytes", 0)),
+        }
 
 
 def full_mode_figures(row: dict[str, int]) -> dict[str, Any]:
@@ -127,12 +131,20 @@ def full_mode_figures(row: dict[str, int]) -> dict[str, Any]:
 
     peak = get("peak_bytes")
     return {
-        "active_memory": get("live_bytes"), "peak_memory": peak,
+        "active_memory": get("live_bytes"),
+        "peak_memory": peak,
         "peak_ts_ns": get("peak_ts_ns") if peak else None,
-        "active_allocations": get("live_blocks"), "total_allocations": get("allocations"),
-        "total_allocated": get("bytes_allocated"), "total_deallocations": get("frees"),
-        "total_freed": get("bytes_freed"), "total_deallocated": get("bytes_freed"),
-        "unmatched_frees": get("unmatched_frees"), "unrecorded_frees": get("reused"),
-        "folded_allocations": 0, "folded_bytes": 0, "peak_memory_source": "log",
-        "active_memory_source": "log", "modes": ["full"],
+        "active_allocations": get("live_blocks"),
+        "total_allocations": get("allocations"),
+        "total_allocated": get("bytes_allocated"),
+        "total_deallocations": get("frees"),
+        "total_freed": get("bytes_freed"),
+        "total_deallocated": get("bytes_freed"),
+        "unmatched_frees": get("unmatched_frees"),
+        "unrecorded_frees": get("reused"),
+        "folded_allocations": 0,
+        "folded_bytes": 0,
+        "peak_memory_source": "log",
+        "active_memory_source": "log",
+        "modes": ["full"],
     }

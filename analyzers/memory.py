@@ -47,9 +47,7 @@ REPORT_FLAME_NODES = 20_000
 FILE_KIND = "memory_analysis"
 
 
-def _eight_metrics(
-    con: duckdb.DuckDBPyConnection, pid: int | None, tracked: int
-) -> dict[str, Any]:
+def _eight_metrics(con: duckdb.DuckDBPyConnection, pid: int | None, tracked: int) -> dict[str, Any]:
     stats = process_stats(con, pid)
     cond, params = ("pid = ?", [pid]) if pid is not None else ("TRUE", [])
     sizes = size_percentiles(con, cond, params)
@@ -100,12 +98,18 @@ def _processes(con: duckdb.DuckDBPyConnection, pids: list[int]) -> list[dict[str
     out = []
     for pid in pids:
         row = info.get(pid, {"pid": pid})
-        entry = drop_none({
-            "pid": pid, "ppid": row.get("ppid"), "host": row.get("host"),
-            "argv": row.get("argv"), "mode": row.get("mode"),
-            "start_ts_ns": row.get("start_ts_ns"), "end_ts_ns": row.get("end_ts_ns"),
-            "exit_code": row.get("exit_code"),
-        })
+        entry = drop_none(
+            {
+                "pid": pid,
+                "ppid": row.get("ppid"),
+                "host": row.get("host"),
+                "argv": row.get("argv"),
+                "mode": row.get("mode"),
+                "start_ts_ns": row.get("start_ts_ns"),
+                "end_ts_ns": row.get("end_ts_ns"),
+                "exit_code": row.get("exit_code"),
+            }
+        )
         entry["memory_stats"] = _eight_metrics(con, pid, int(tracked.get(pid, 0)))
         out.append(entry)
     return out
@@ -119,9 +123,14 @@ def memory_over_time(con: duckdb.DuckDBPyConnection, buckets: int) -> list[dict[
     it, so a point's time is exact to one fine bucket. ``max_live_bytes`` is the highest
     live bytes any event of the bucket left.
     """
-    spans = {r["pid"]: r for r in rows(
-        con, "SELECT pid, first_ts_ns, last_ts_ns, origin_ts_ns, width_ns FROM state_processes "
-             "ORDER BY pid")}
+    spans = {
+        r["pid"]: r
+        for r in rows(
+            con,
+            "SELECT pid, first_ts_ns, last_ts_ns, origin_ts_ns, width_ns FROM state_processes "
+            "ORDER BY pid",
+        )
+    }
     fine_rows = rows(con, "SELECT * FROM state_timeline ORDER BY pid, bucket")
     by_pid: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for r in fine_rows:
@@ -131,21 +140,28 @@ def memory_over_time(con: duckdb.DuckDBPyConnection, buckets: int) -> list[dict[
         span = spans[pid]
         lo, hi = span["first_ts_ns"], span["last_ts_ns"]
         width, coarse = rebucket(
-            by_pid[pid], lo, hi, buckets,
-            lambda r, s=span: s["origin_ts_ns"] + r["bucket"] * s["width_ns"])
+            by_pid[pid],
+            lo,
+            hi,
+            buckets,
+            lambda r, s=span: s["origin_ts_ns"] + r["bucket"] * s["width_ns"],
+        )
         points = []
         for index in sorted(coarse):
             fine = coarse[index]
-            points.append({
-                "ts_ns": lo + (index + 1) * width - 1,
-                "live_bytes": fine[-1]["live_bytes"],
-                "max_live_bytes": max(f["max_live_bytes"] for f in fine),
-                "allocations": sum(f["allocations"] for f in fine),
-                "frees": sum(f["frees"] for f in fine),
-                "bytes_allocated": sum(f["bytes_allocated"] for f in fine),
-            })
-        out.append({"pid": pid, "bucket_ns": width, "resolution_ns": span["width_ns"],
-                    "points": points})
+            points.append(
+                {
+                    "ts_ns": lo + (index + 1) * width - 1,
+                    "live_bytes": fine[-1]["live_bytes"],
+                    "max_live_bytes": max(f["max_live_bytes"] for f in fine),
+                    "allocations": sum(f["allocations"] for f in fine),
+                    "frees": sum(f["frees"] for f in fine),
+                    "bytes_allocated": sum(f["bytes_allocated"] for f in fine),
+                }
+            )
+        out.append(
+            {"pid": pid, "bucket_ns": width, "resolution_ns": span["width_ns"], "points": points}
+        )
     return out
 
 
@@ -166,7 +182,8 @@ def memory_hierarchy(variables: list[dict[str, Any]]) -> dict[str, Any]:
     """Category -> subcategory -> type, with sizes, counts and percentages."""
     total = sum(v["size"] for v in variables)
     tree: dict[str, dict[str, dict[str, list[dict[str, Any]]]]] = defaultdict(
-        lambda: defaultdict(lambda: defaultdict(list)))
+        lambda: defaultdict(lambda: defaultdict(list))
+    )
     for v in variables:
         tree[v["category"]][v["subcategory"]][v["type_name"] or "?"].append(v)
     out: dict[str, Any] = {}
@@ -183,26 +200,36 @@ def memory_hierarchy(variables: list[dict[str, Any]]) -> dict[str, Any]:
             for type_name in sorted(types, key=lambda t: (-sum(v["size"] for v in types[t]), t)):
                 vs = types[type_name]
                 size = sum(v["size"] for v in vs)
-                type_rows.append({
-                    "type_name": type_name,
-                    "size_bytes": size,
-                    "deep_size_bytes": sum(v["deep_size"] for v in vs),
-                    "allocation_count": len(vs),
-                    "percentage_of_subcategory": pct(size, sub_size),
-                    "percentage_of_total": pct(size, total),
-                    "variable_names": sorted({v["name"] for v in vs}),
-                })
+                type_rows.append(
+                    {
+                        "type_name": type_name,
+                        "size_bytes": size,
+                        "deep_size_bytes": sum(v["deep_size"] for v in vs),
+                        "allocation_count": len(vs),
+                        "percentage_of_subcategory": pct(size, sub_size),
+                        "percentage_of_total": pct(size, total),
+                        "variable_names": sorted({v["name"] for v in vs}),
+                    }
+                )
             sub_out[sub] = {
-                "summary": drop_none({
-                    "total_size_bytes": sub_size, "type_count": len(types),
-                    "percentage_of_category": pct(sub_size, cat_size),
-                    "percentage_of_total": pct(sub_size, total),
-                }),
+                "summary": drop_none(
+                    {
+                        "total_size_bytes": sub_size,
+                        "type_count": len(types),
+                        "percentage_of_category": pct(sub_size, cat_size),
+                        "percentage_of_total": pct(sub_size, total),
+                    }
+                ),
                 "types": [drop_none(t) for t in type_rows],
             }
         out[category] = {
-            "summary": drop_none({"total_size_bytes": cat_size, "subcategory_count": len(subs),
-                                  "percentage_of_total": pct(cat_size, total)}),
+            "summary": drop_none(
+                {
+                    "total_size_bytes": cat_size,
+                    "subcategory_count": len(subs),
+                    "percentage_of_total": pct(cat_size, total),
+                }
+            ),
             "subcategories": sub_out,
         }
     return out
@@ -240,8 +267,9 @@ def run(con: duckdb.DuckDBPyConnection, options: AnalyzerOptions) -> dict[str, A
     variables = tracked_variables(con)
     pids = process_ids(con)
     report: dict[str, Any] = {
-        "metadata": metadata(con, FILE_KIND, options,
-                             "Memory statistics, type hierarchy and tracked variables"),
+        "metadata": metadata(
+            con, FILE_KIND, options, "Memory statistics, type hierarchy and tracked variables"
+        ),
         "memory_stats": _eight_metrics(con, None, len(variables)),
         "processes": _processes(con, pids),
         "memory_over_time": memory_over_time(con, options.time_buckets),
@@ -250,8 +278,9 @@ def run(con: duckdb.DuckDBPyConnection, options: AnalyzerOptions) -> dict[str, A
         "top_allocation_sites": top_sites(con, options.top_n),
         "largest_live_allocations": largest_live(con, options.top_n),
         # The dashboard's flame graph and flamegraph.svg: peak and end, from the state.
-        "flame_graph": build_flame(con, FlameOptions(max_sites=REPORT_FLAME_SITES,
-                                                    max_nodes=REPORT_FLAME_NODES)),
+        "flame_graph": build_flame(
+            con, FlameOptions(max_sites=REPORT_FLAME_SITES, max_nodes=REPORT_FLAME_NODES)
+        ),
     }
     write_report(report, options, FILE_KIND)
     return report

@@ -31,8 +31,16 @@ from typing import Any
 import duckdb
 
 #: The totals a sampled process only estimates (its log holds samples, not every block).
-ESTIMATED_KEYS = ("total_allocations", "total_allocated", "total_deallocations", "total_freed",
-                  "total_deallocated", "active_allocations", "active_memory", "peak_memory")
+ESTIMATED_KEYS = (
+    "total_allocations",
+    "total_allocated",
+    "total_deallocations",
+    "total_freed",
+    "total_deallocated",
+    "active_allocations",
+    "active_memory",
+    "peak_memory",
+)
 MEASURED = "measured in process"
 
 _PROCESS_SQL = """
@@ -61,8 +69,17 @@ def _per_pid(con: duckdb.DuckDBPyConnection) -> dict[int, dict[str, Any]]:
     out = {}
     for row in cur.fetchall():
         values = dict(zip(names, row, strict=True))
-        for key in ("allocations", "bytes_allocated", "frees", "bytes_freed", "live_blocks",
-                    "live_bytes", "reused", "unmatched_frees", "peak_bytes"):
+        for key in (
+            "allocations",
+            "bytes_allocated",
+            "frees",
+            "bytes_freed",
+            "live_blocks",
+            "live_bytes",
+            "reused",
+            "unmatched_frees",
+            "peak_bytes",
+        ):
             values[key] = int(values[key] or 0)
         out[int(values["pid"])] = values
     return out
@@ -72,20 +89,25 @@ def _ts(value: Any) -> int | None:
     return int(value) if value is not None and int(value) >= 0 else None
 
 
-def peak(con: duckdb.DuckDBPyConnection, pid: int | None = None,
-         weighted: bool = False) -> tuple[int, int | None]:
+def peak(
+    con: duckdb.DuckDBPyConnection, pid: int | None = None, weighted: bool = False
+) -> tuple[int, int | None]:
     """``(peak_memory, peak_ts_ns)`` of one process or of all together; ``(0, None)`` if none.
 
     ``weighted``: a sampled process's blocks count the bytes they stand for (the estimate).
     """
     if pid is None:
-        found = con.execute("SELECT peak_bytes, peak_ts_ns, w_peak_bytes, w_peak_ts_ns "
-                            "FROM state_all").fetchall()
+        found = con.execute(
+            "SELECT peak_bytes, peak_ts_ns, w_peak_bytes, w_peak_ts_ns FROM state_all"
+        ).fetchall()
     else:
-        found = con.execute("SELECT peak_bytes, peak_ts_ns, CASE WHEN sample_bytes > 0 THEN "
-                            "w_peak_bytes ELSE peak_bytes END, CASE WHEN sample_bytes > 0 "
-                            "THEN w_peak_ts_ns ELSE peak_ts_ns END "
-                            "FROM state_processes WHERE pid = ?", [int(pid)]).fetchall()
+        found = con.execute(
+            "SELECT peak_bytes, peak_ts_ns, CASE WHEN sample_bytes > 0 THEN "
+            "w_peak_bytes ELSE peak_bytes END, CASE WHEN sample_bytes > 0 "
+            "THEN w_peak_ts_ns ELSE peak_ts_ns END "
+            "FROM state_processes WHERE pid = ?",
+            [int(pid)],
+        ).fetchall()
     if not found:
         return 0, None
     nbytes, ts, w_bytes, w_ts = found[0]
@@ -119,15 +141,17 @@ def process_stats(con: duckdb.DuckDBPyConnection, pid: int | None = None) -> dic
     return _stats(con, _per_pid(con), pid)
 
 
-def each_process_stats(con: duckdb.DuckDBPyConnection, pids: list[int]
-                       ) -> dict[int, dict[str, Any]]:
+def each_process_stats(
+    con: duckdb.DuckDBPyConnection, pids: list[int]
+) -> dict[int, dict[str, Any]]:
     """:func:`process_stats` of each of ``pids``, reading the per-process figures once."""
     per = _per_pid(con)
     return {int(pid): _stats(con, per, int(pid)) for pid in pids}
 
 
-def _stats(con: duckdb.DuckDBPyConnection, per: dict[int, dict[str, Any]],
-           pid: int | None) -> dict[str, Any]:
+def _stats(
+    con: duckdb.DuckDBPyConnection, per: dict[int, dict[str, Any]], pid: int | None
+) -> dict[str, Any]:
     keys = list(per) if pid is None else [int(pid)]
     rows = [per[k] for k in keys if k in per]
 
@@ -159,8 +183,12 @@ def _stats(con: duckdb.DuckDBPyConnection, per: dict[int, dict[str, Any]],
     return stats
 
 
-def _apply_sampled(con: duckdb.DuckDBPyConnection, stats: dict[str, Any],
-                   rows: list[dict[str, Any]], pid: int | None) -> None:
+def _apply_sampled(
+    con: duckdb.DuckDBPyConnection,
+    stats: dict[str, Any],
+    rows: list[dict[str, Any]],
+    pid: int | None,
+) -> None:
     """Scale a sampled process's figures to estimates; keep the raw ones under ``samples``.
 
     Each sampled block of ``size`` bytes stands for ``1 / p`` blocks and ``size / p`` bytes,
@@ -170,14 +198,38 @@ def _apply_sampled(con: duckdb.DuckDBPyConnection, stats: dict[str, Any],
     sampled = [r for r in rows if r["mode"] == "sampled" and r["fold_sample_bytes"]]
     if not sampled:
         return
-    raw_keys = ("allocations", "bytes_allocated", "frees", "bytes_freed", "live_blocks",
-                "live_bytes")
+    raw_keys = (
+        "allocations",
+        "bytes_allocated",
+        "frees",
+        "bytes_freed",
+        "live_blocks",
+        "live_bytes",
+    )
     raw = [sum(int(r[k] or 0) for r in sampled) for k in raw_keys]
     guess = [sum(float(r[f"w_{k}"] or 0.0) for r in sampled) for k in raw_keys]
-    samples = dict(zip(("allocations", "allocated", "deallocations", "freed",
-                        "active_allocations", "active_memory"), raw, strict=True))
-    targets = ("total_allocations", "total_allocated", "total_deallocations", "total_freed",
-               "active_allocations", "active_memory")
+    samples = dict(
+        zip(
+            (
+                "allocations",
+                "allocated",
+                "deallocations",
+                "freed",
+                "active_allocations",
+                "active_memory",
+            ),
+            raw,
+            strict=True,
+        )
+    )
+    targets = (
+        "total_allocations",
+        "total_allocated",
+        "total_deallocations",
+        "total_freed",
+        "active_allocations",
+        "active_memory",
+    )
     for key, r, g in zip(targets, raw, guess, strict=True):
         stats[key] += round(g) - r
     stats["total_deallocated"] = stats["total_freed"]
@@ -190,8 +242,13 @@ def _apply_sampled(con: duckdb.DuckDBPyConnection, stats: dict[str, Any],
     stats["sample_bytes"] = sorted({int(r["fold_sample_bytes"]) for r in sampled})
 
 
-def _apply_measured(con: duckdb.DuckDBPyConnection, stats: dict[str, Any],
-                    rows: list[dict[str, Any]], pid: int | None, n_keys: int) -> None:
+def _apply_measured(
+    con: duckdb.DuckDBPyConnection,
+    stats: dict[str, Any],
+    rows: list[dict[str, Any]],
+    pid: int | None,
+    n_keys: int,
+) -> None:
     """Use aggregated-mode producers' own measurements where the log cannot know better."""
     measured = [r for r in rows if r["mode"] == "aggregated" and r["peak_in"] is not None]
     if not measured:
@@ -200,11 +257,21 @@ def _apply_measured(con: duckdb.DuckDBPyConnection, stats: dict[str, Any],
     best = max(max(int(r["peak_in"]), int(r["peak_bytes"] or 0)) for r in measured)
     if best > stats["peak_memory"]:
         stats["peak_memory"], stats["peak_ts_ns"] = best, None
-        stats["peak_memory_source"] = MEASURED if pid is not None or n_keys == 1 else (
-            MEASURED + "; the highest single process, a lower bound for all together")
-    fresh = [r for r in measured if r["current_in"] is not None
-             and (r["last_ts_ns"] is None or int(r["last_ts_ns"]) < 0
-                  or r["measured_ts"] >= r["last_ts_ns"])]
+        stats["peak_memory_source"] = (
+            MEASURED
+            if pid is not None or n_keys == 1
+            else (MEASURED + "; the highest single process, a lower bound for all together")
+        )
+    fresh = [
+        r
+        for r in measured
+        if r["current_in"] is not None
+        and (
+            r["last_ts_ns"] is None
+            or int(r["last_ts_ns"]) < 0
+            or r["measured_ts"] >= r["last_ts_ns"]
+        )
+    ]
     if fresh:
         stats["active_memory_in_process"] = sum(int(r["current_in"]) for r in fresh)
         logged = sum(int(r["live_bytes"] or 0) for r in fresh)

@@ -43,6 +43,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from memscope.analyzers.follow import Follower
 
+
 def network_facing(host: str) -> bool:
     """Whether binding ``host`` serves beyond this machine (anything but loopback)."""
     if host == "localhost":
@@ -51,6 +52,8 @@ def network_facing(host: str) -> bool:
         return not ipaddress.ip_address(host).is_loopback
     except ValueError:
         return True  # a host name: whatever it resolves to, assume it is reachable
+
+
 #: The ``location`` of a site whose stack the log does not resolve.
 UNKNOWN_LOCATION = "unknown"
 
@@ -96,27 +99,34 @@ def process_figures(con: duckdb.DuckDBPyConnection) -> tuple[ProcessFigures, ...
     """
     from memscope.analyzers.memstats import each_process_stats
 
-    programs = {int(pid): _program(argv) for pid, argv in con.execute(
-        "SELECT pid, argv FROM processes ORDER BY pid").fetchall()}
-    pids = [int(r[0]) for r in con.execute(
-        "SELECT pid FROM processes UNION SELECT pid FROM state_processes ORDER BY pid"
-    ).fetchall()]
+    programs = {
+        int(pid): _program(argv)
+        for pid, argv in con.execute("SELECT pid, argv FROM processes ORDER BY pid").fetchall()
+    }
+    pids = [
+        int(r[0])
+        for r in con.execute(
+            "SELECT pid FROM processes UNION SELECT pid FROM state_processes ORDER BY pid"
+        ).fetchall()
+    ]
     out = []
     for pid, stats in each_process_stats(con, pids).items():
-        out.append(ProcessFigures(
-            pid=pid, program=programs.get(pid, ""),
-            active_bytes=int(stats["active_memory"]),
-            active_blocks=int(stats["active_allocations"]),
-            peak_bytes=int(stats["peak_memory"]),
-            allocations=int(stats["total_allocations"]),
-            allocated_bytes=int(stats["total_allocated"]),
-            frees=int(stats["total_deallocations"]),
-        ))
+        out.append(
+            ProcessFigures(
+                pid=pid,
+                program=programs.get(pid, ""),
+                active_bytes=int(stats["active_memory"]),
+                active_blocks=int(stats["active_allocations"]),
+                peak_bytes=int(stats["peak_memory"]),
+                allocations=int(stats["total_allocations"]),
+                allocated_bytes=int(stats["total_allocated"]),
+                frees=int(stats["total_deallocations"]),
+            )
+        )
     return tuple(out)
 
 
-def top_sites(con: duckdb.DuckDBPyConnection, per_process: int
-              ) -> tuple[tuple[int, str, int], ...]:
+def top_sites(con: duckdb.DuckDBPyConnection, per_process: int) -> tuple[tuple[int, str, int], ...]:
     """``(pid, location, live bytes)`` of the ``per_process`` locations holding the most.
 
     Sites (stack, domain) are summed by location (their innermost frame): two stacks that
@@ -127,7 +137,8 @@ def top_sites(con: duckdb.DuckDBPyConnection, per_process: int
 
     live = con.execute(
         "SELECT pid, stack_id, sum(live_bytes)::BIGINT FROM state_sites WHERE live_bytes > 0 "
-        "GROUP BY pid, stack_id ORDER BY pid, stack_id").fetchall()
+        "GROUP BY pid, stack_id ORDER BY pid, stack_id"
+    ).fetchall()
     if not live:
         return ()
     stacks = resolver(con)
@@ -142,11 +153,22 @@ def top_sites(con: duckdb.DuckDBPyConnection, per_process: int
     return tuple(out)
 
 
-def take_snapshot(con: duckdb.DuckDBPyConnection, *, events: int, rounds: int,
-                  log_changed_at: float | None, per_process: int) -> Snapshot:
+def take_snapshot(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    events: int,
+    rounds: int,
+    log_changed_at: float | None,
+    per_process: int,
+) -> Snapshot:
     """The figures of the state on ``con`` now (the caller owns ``con``: same thread)."""
-    return Snapshot(processes=process_figures(con), sites=top_sites(con, per_process),
-                    events=events, rounds=rounds, log_changed_at=log_changed_at)
+    return Snapshot(
+        processes=process_figures(con),
+        sites=top_sites(con, per_process),
+        events=events,
+        rounds=rounds,
+        log_changed_at=log_changed_at,
+    )
 
 
 class SnapshotCollector:
@@ -169,8 +191,9 @@ class SnapshotCollector:
             ("memscope_peak_bytes", "Highest live bytes so far", "peak_bytes"),
         )
         for name, doc, field in gauges:
-            gauge = GaugeMetricFamily(name, doc, labels=labels, unit="" if "blocks" in name
-                                      else "bytes")
+            gauge = GaugeMetricFamily(
+                name, doc, labels=labels, unit="" if "blocks" in name else "bytes"
+            )
             for p in snap.processes:
                 gauge.add_metric([str(p.pid), p.program], getattr(p, field))
             yield gauge
@@ -185,20 +208,29 @@ class SnapshotCollector:
                 counter.add_metric([str(p.pid), p.program], getattr(p, field))
             yield counter
         sites = GaugeMetricFamily(
-            "memscope_site_live_bytes", "Live bytes of the sites holding the most, by "
-            "innermost frame", labels=["pid", "location"], unit="bytes")
+            "memscope_site_live_bytes",
+            "Live bytes of the sites holding the most, by innermost frame",
+            labels=["pid", "location"],
+            unit="bytes",
+        )
         for pid, location, nbytes in snap.sites:
             sites.add_metric([str(pid), location], nbytes)
         yield sites
-        yield CounterMetricFamily("memscope_events_folded", "Memory events folded",
-                                  value=snap.events)
-        yield CounterMetricFamily("memscope_follow_rounds",
-                                  "Analysis rounds that found the log changed",
-                                  value=snap.rounds)
+        yield CounterMetricFamily(
+            "memscope_events_folded", "Memory events folded", value=snap.events
+        )
+        yield CounterMetricFamily(
+            "memscope_follow_rounds",
+            "Analysis rounds that found the log changed",
+            value=snap.rounds,
+        )
         if snap.log_changed_at is not None:
             yield GaugeMetricFamily(
-                "memscope_follow_lag_seconds", "Seconds since the newest log change folded",
-                value=max(0.0, time.time() - snap.log_changed_at), unit="seconds")
+                "memscope_follow_lag_seconds",
+                "Seconds since the newest log change folded",
+                value=max(0.0, time.time() - snap.log_changed_at),
+                unit="seconds",
+            )
 
 
 class FollowerMetrics:
@@ -228,9 +260,15 @@ class FollowerMetrics:
 
     def publish(self, follower: Follower) -> None:
         """Snapshot ``follower``'s state (on its thread, after a round) for the next scrapes."""
-        self.collector.publish(take_snapshot(
-            follower.con, events=follower.events, rounds=follower.rounds,
-            log_changed_at=follower.log_changed_at, per_process=self.top_sites))
+        self.collector.publish(
+            take_snapshot(
+                follower.con,
+                events=follower.events,
+                rounds=follower.rounds,
+                log_changed_at=follower.log_changed_at,
+                per_process=self.top_sites,
+            )
+        )
 
     def stop(self) -> None:
         """Stop serving and close the socket."""

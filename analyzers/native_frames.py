@@ -95,8 +95,10 @@ def findings(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
             item["blocked"] = details.get("blocked")
         items.append(item)
     add_sites(con, items)
-    return {"by_kind": {c["event"].removeprefix("native."): c["count"] for c in counts},
-            "items": [drop_none(i) for i in items]}
+    return {
+        "by_kind": {c["event"].removeprefix("native."): c["count"] for c in counts},
+        "items": [drop_none(i) for i in items],
+    }
 
 
 def _json(text: str | None) -> Any:
@@ -144,9 +146,15 @@ def ctypes_calls(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
         site = sites.get(key)
         if site is None:
             site = sites[key] = {
-                "pid": f["pid"], "stack_id": f["stack_id"], "calls": f["calls"],
-                "first_ts_ns": f["first_ts_ns"], "tids": f["tids"],
-                "details": _json(f["details"]), **{c: 0 for c in counters}, "by_library": {}}
+                "pid": f["pid"],
+                "stack_id": f["stack_id"],
+                "calls": f["calls"],
+                "first_ts_ns": f["first_ts_ns"],
+                "tids": f["tids"],
+                "details": _json(f["details"]),
+                **{c: 0 for c in counters},
+                "by_library": {},
+            }
         if not f["blocks"] or f["block_stack"] is None:
             continue
         for c in counters:

@@ -57,7 +57,8 @@ def sites_at(con: Any, at: str = "peak", pid: int | None = None) -> list[Site]:
     rows = con.execute(
         f"SELECT pid, stack_id, domain, {size}, {count} FROM {source} WHERE {where} "
         f"ORDER BY {size} DESC, pid, stack_id, domain",
-        {} if pid is None else {"pid": int(pid)}).fetchall()
+        {} if pid is None else {"pid": int(pid)},
+    ).fetchall()
     return [Site(int(p), int(s), str(d), int(b), int(n)) for p, s, d, b, n in rows]
 
 
@@ -99,8 +100,12 @@ class Node:
         return sorted(self.children.values(), key=lambda n: (-n.bytes, n.label))
 
 
-def build_tree(sites: Sequence[Site], resolver: StackResolver, biggest: int = 10,
-               programs: dict[int, str] | None = None) -> Node:
+def build_tree(
+    sites: Sequence[Site],
+    resolver: StackResolver,
+    biggest: int = 10,
+    programs: dict[int, str] | None = None,
+) -> Node:
     """The ``biggest`` sites as a call tree (see the module docstring).
 
     With ``programs`` naming more than one process, each process is a branch of the root.
@@ -146,6 +151,8 @@ def summarize(sites: Sequence[Site], resolver: StackResolver) -> list[FunctionRo
             blocks[key] = blocks.get(key, 0) + site.blocks
         first = (frames[0][0], frames[0][1])
         own[first] = own.get(first, 0) + site.bytes
-    rows = [FunctionRow(fn, file, total[(fn, file)], own.get((fn, file), 0),
-                        blocks[(fn, file)]) for fn, file in total]
+    rows = [
+        FunctionRow(fn, file, total[(fn, file)], own.get((fn, file), 0), blocks[(fn, file)])
+        for fn, file in total
+    ]
     return sorted(rows, key=lambda r: (-r.total, -r.own, r.function, r.filename))

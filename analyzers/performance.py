@@ -41,32 +41,51 @@ FILE_KIND = "performance"
 
 #: (name, inclusive upper bound in bytes); the last bucket has no bound.
 SIZE_BUCKETS: tuple[tuple[str, int | None], ...] = (
-    ("tiny", 64), ("small", 256), ("medium", 1024), ("large", 4096), ("huge", 16384),
+    ("tiny", 64),
+    ("small", 256),
+    ("medium", 1024),
+    ("large", 4096),
+    ("huge", 16384),
     ("massive", None),
 )
 
 
 def _bucket_case() -> str:
-    arms = " ".join(f"WHEN size <= {int(bound)} THEN {i}"
-                    for i, (_, bound) in enumerate(SIZE_BUCKETS) if bound is not None)
+    arms = " ".join(
+        f"WHEN size <= {int(bound)} THEN {i}"
+        for i, (_, bound) in enumerate(SIZE_BUCKETS)
+        if bound is not None
+    )
     return f"CASE {arms} ELSE {len(SIZE_BUCKETS) - 1} END"
 
 
 def size_histogram(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     """Counts and bytes of blocks per size bucket (every bucket listed, empty ones too)."""
-    found = {r["b"]: r for r in rows(
-        con,
-        f"""SELECT {_bucket_case()} AS b, sum(count) AS count, sum(size * count) AS bytes
+    found = {
+        r["b"]: r
+        for r in rows(
+            con,
+            f"""SELECT {_bucket_case()} AS b, sum(count) AS count, sum(size * count) AS bytes
         FROM state_sizes GROUP BY b ORDER BY b""",
-    )}
+        )
+    }
     total = sum(r["count"] for r in found.values())
     out = []
     lower = 0
     for i, (name, bound) in enumerate(SIZE_BUCKETS):
         r = found.get(i, {"count": 0, "bytes": 0})
-        out.append(drop_none({"bucket": name, "min_bytes": lower, "max_bytes": bound,
-                              "count": r["count"], "bytes": r["bytes"] or 0,
-                              "percentage": pct(r["count"], total)}))
+        out.append(
+            drop_none(
+                {
+                    "bucket": name,
+                    "min_bytes": lower,
+                    "max_bytes": bound,
+                    "count": r["count"],
+                    "bytes": r["bytes"] or 0,
+                    "percentage": pct(r["count"], total),
+                }
+            )
+        )
         lower = (bound or 0) + 1
     return out
 
@@ -84,27 +103,34 @@ def rates_over_time(con: duckdb.DuckDBPyConnection, buckets: int) -> dict[str, A
     base = con.execute("SELECT origin_ts_ns, width_ns FROM state_all").fetchall()[0]
     origin, fine_width = int(base[0]), int(base[1])
     fine = rows(con, "SELECT * FROM state_timeline_all ORDER BY bucket")
-    width, coarse = rebucket(fine, lo, hi, buckets,
-                             lambda r: origin + r["bucket"] * fine_width)
+    width, coarse = rebucket(fine, lo, hi, buckets, lambda r: origin + r["bucket"] * fine_width)
     seconds = width / 1e9
     points = []
     for index in sorted(coarse):
         group = coarse[index]
-        p = {"ts_ns": lo + index * width,
-             "allocations": sum(g["allocations"] for g in group),
-             "frees": sum(g["frees"] for g in group),
-             "bytes_allocated": sum(g["bytes_allocated"] for g in group),
-             "bytes_freed": sum(g["bytes_freed"] for g in group)}
+        p = {
+            "ts_ns": lo + index * width,
+            "allocations": sum(g["allocations"] for g in group),
+            "frees": sum(g["frees"] for g in group),
+            "bytes_allocated": sum(g["bytes_allocated"] for g in group),
+            "bytes_freed": sum(g["bytes_freed"] for g in group),
+        }
         p["allocations_per_s"] = round(p["allocations"] / seconds, 3)
         p["frees_per_s"] = round(p["frees"] / seconds, 3)
         p["bytes_allocated_per_s"] = round(p["bytes_allocated"] / seconds, 3)
         points.append(p)
-    return {"bucket_ns": width, "resolution_ns": fine_width, "start_ts_ns": lo,
-            "end_ts_ns": hi, "points": points}
+    return {
+        "bucket_ns": width,
+        "resolution_ns": fine_width,
+        "start_ts_ns": lo,
+        "end_ts_ns": hi,
+        "points": points,
+    }
 
 
-def _site_totals(con: duckdb.DuckDBPyConnection, order: str, top_n: int,
-                 where: str = "TRUE") -> list[dict[str, Any]]:
+def _site_totals(
+    con: duckdb.DuckDBPyConnection, order: str, top_n: int, where: str = "TRUE"
+) -> list[dict[str, Any]]:
     """Sites (pid, stack) summed over domains, the first ``top_n`` by ``order``."""
     return rows(
         con,
@@ -124,13 +150,19 @@ def _site_totals(con: duckdb.DuckDBPyConnection, order: str, top_n: int,
 
 def hottest_sites(con: duckdb.DuckDBPyConnection, top_n: int) -> dict[str, Any]:
     """The top stacks by allocation count and by bytes allocated."""
+
     def top(order: str) -> list[dict[str, Any]]:
-        found = [{k: r[k] for k in ("pid", "stack_id", "allocations", "bytes_allocated")}
-                 for r in _site_totals(con, order, top_n)]
+        found = [
+            {k: r[k] for k in ("pid", "stack_id", "allocations", "bytes_allocated")}
+            for r in _site_totals(con, order, top_n)
+        ]
         add_locations(con, found, trace=True)
         return [drop_none(r) for r in found]
-    return {"by_count": top("allocations DESC, bytes_allocated DESC"),
-            "by_bytes": top("bytes_allocated DESC, allocations DESC")}
+
+    return {
+        "by_count": top("allocations DESC, bytes_allocated DESC"),
+        "by_bytes": top("bytes_allocated DESC, allocations DESC"),
+    }
 
 
 def temporary_allocations(
@@ -144,32 +176,47 @@ def temporary_allocations(
                   coalesce(sum(allocations), 0) AS all_blocks
         FROM state_processes""",
     )
-    sites = [{"pid": r["pid"], "stack_id": r["stack_id"], "count": r["temporary_count"],
-              "bytes": r["temporary_bytes"]}
-             for r in _site_totals(con, "temporary_count DESC, temporary_bytes DESC", top_n,
-                                   "temporary_count > 0")]
+    sites = [
+        {
+            "pid": r["pid"],
+            "stack_id": r["stack_id"],
+            "count": r["temporary_count"],
+            "bytes": r["temporary_bytes"],
+        }
+        for r in _site_totals(
+            con, "temporary_count DESC, temporary_bytes DESC", top_n, "temporary_count > 0"
+        )
+    ]
     add_locations(con, sites)
     histogram = rows(
         con,
         """SELECT min_ns, max_ns, sum(count) AS count, sum(bytes) AS bytes
         FROM lifetimes_hist GROUP BY min_ns, max_ns ORDER BY min_ns""",
     )
-    return drop_none({"threshold_ns": threshold_ns, "count": totals["count"],
-                      "bytes": totals["bytes"],
-                      "percentage_of_allocations": pct(totals["count"], totals["all_blocks"]),
-                      "top_sites": [drop_none(s) for s in sites],
-                      "lifetime_histogram": histogram})
+    return drop_none(
+        {
+            "threshold_ns": threshold_ns,
+            "count": totals["count"],
+            "bytes": totals["bytes"],
+            "percentage_of_allocations": pct(totals["count"], totals["all_blocks"]),
+            "top_sites": [drop_none(s) for s in sites],
+            "lifetime_histogram": histogram,
+        }
+    )
 
 
 def per_thread(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     """Allocations, bytes and blocks alive at the end per (pid, tid)."""
-    return [drop_none(r) for r in rows(
-        con,
-        """SELECT x.pid, x.tid, x.allocations, x.bytes_allocated, x.frees AS freed,
+    return [
+        drop_none(r)
+        for r in rows(
+            con,
+            """SELECT x.pid, x.tid, x.allocations, x.bytes_allocated, x.frees AS freed,
                   x.live_blocks AS live_allocations, x.live_bytes, t.name AS thread_name
         FROM state_threads x LEFT JOIN threads t ON t.pid = x.pid AND t.tid = x.tid
         ORDER BY x.pid, x.tid""",
-    )]
+        )
+    ]
 
 
 def per_process(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
@@ -184,16 +231,19 @@ def per_process(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
             stats = process_stats(con, entry["pid"])
             if stats.get("estimated"):
                 entry["figures_are"] = "samples"
-                entry["estimated"] = {"allocations": stats["total_allocations"],
-                                      "bytes_allocated": stats["total_allocated"],
-                                      "freed": stats["total_deallocations"]}
+                entry["estimated"] = {
+                    "allocations": stats["total_allocations"],
+                    "bytes_allocated": stats["total_allocated"],
+                    "freed": stats["total_deallocations"],
+                }
     return out
 
 
 def _per_process_rows(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
-    return list(rows(
-        con,
-        """WITH t AS (SELECT pid, count(*) AS threads FROM state_threads
+    return list(
+        rows(
+            con,
+            """WITH t AS (SELECT pid, count(*) AS threads FROM state_threads
                       WHERE allocations > 0 GROUP BY pid)
         SELECT x.pid, x.allocations, x.bytes_allocated, x.frees AS freed,
                coalesce(t.threads, 0) AS threads,
@@ -202,7 +252,8 @@ def _per_process_rows(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
                p.ppid, p.argv, p.mode, p.end_ts_ns - p.start_ts_ns AS duration_ns
         FROM state_processes x LEFT JOIN t ON t.pid = x.pid
         LEFT JOIN processes p ON p.pid = x.pid WHERE x.allocations > 0 ORDER BY x.pid""",
-    ))
+        )
+    )
 
 
 def peak_attribution(con: duckdb.DuckDBPyConnection, top_n: int) -> dict[str, Any]:
@@ -210,26 +261,40 @@ def peak_attribution(con: duckdb.DuckDBPyConnection, top_n: int) -> dict[str, An
     peak_bytes, peak_ts = peak(con)
     if peak_ts is None:
         return {"peak_memory": peak_bytes}
-    found = _site_totals(con, "all_peak_bytes DESC, all_peak_blocks DESC", top_n,
-                         "all_peak_blocks > 0")
-    holders = [{"pid": r["pid"], "stack_id": r["stack_id"], "blocks": r["all_peak_blocks"],
-                "bytes": r["all_peak_bytes"]} for r in found]
+    found = _site_totals(
+        con, "all_peak_bytes DESC, all_peak_blocks DESC", top_n, "all_peak_blocks > 0"
+    )
+    holders = [
+        {
+            "pid": r["pid"],
+            "stack_id": r["stack_id"],
+            "blocks": r["all_peak_blocks"],
+            "bytes": r["all_peak_bytes"],
+        }
+        for r in found
+    ]
     add_locations(con, holders, trace=True)
     for h in holders:
         h["percentage_of_peak"] = pct(h["bytes"], peak_bytes)
-    return {"peak_memory": peak_bytes, "peak_ts_ns": peak_ts,
-            "holders": [drop_none(h) for h in holders]}
+    return {
+        "peak_memory": peak_bytes,
+        "peak_ts_ns": peak_ts,
+        "holders": [drop_none(h) for h in holders],
+    }
 
 
 def tracer_cost(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     """The producers' and the broker's own counters, as measured (latest values)."""
-    producers = [drop_none(r) for r in rows(
-        con,
-        """SELECT s.pid, s.ts_ns, s.events, s.bytes, s.drops, s.buffer_high_water, s.batches,
+    producers = [
+        drop_none(r)
+        for r in rows(
+            con,
+            """SELECT s.pid, s.ts_ns, s.events, s.bytes, s.drops, s.buffer_high_water, s.batches,
                   s.spooled, s.current_bytes, s.peak_bytes,
                   CASE WHEN s.events > 0 THEN s.bytes / s.events END AS bytes_per_event
         FROM producer_stats_latest s ORDER BY s.pid""",
-    )]
+        )
+    ]
     ingest = rows(
         con,
         "SELECT producer, pid, batches, events, gaps, duplicates, rejected FROM ingest "
@@ -246,8 +311,11 @@ def tracer_cost(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
 
 def folded(con: duckdb.DuckDBPyConnection, top_n: int) -> dict[str, Any]:
     """Totals and top sites of the short-lived pairs folded at the source."""
-    totals = one(con, """SELECT coalesce(sum(alloc_count), 0) AS allocations,
-                                coalesce(sum(alloc_bytes), 0) AS bytes FROM raw_aggregates""")
+    totals = one(
+        con,
+        """SELECT coalesce(sum(alloc_count), 0) AS allocations,
+                                coalesce(sum(alloc_bytes), 0) AS bytes FROM raw_aggregates""",
+    )
     sites = rows(
         con,
         """SELECT pid, stack_id, sum(alloc_count) AS allocations, sum(alloc_bytes) AS bytes
@@ -262,9 +330,13 @@ def folded(con: duckdb.DuckDBPyConnection, top_n: int) -> dict[str, Any]:
 def run(con: duckdb.DuckDBPyConnection, options: AnalyzerOptions) -> dict[str, Any]:
     """Build the performance report and write it; returns the report."""
     report: dict[str, Any] = {
-        "metadata": metadata(con, FILE_KIND, options,
-                             "Allocation rates, size distribution, hot sites, peak holders and "
-                             "the tracer's own cost"),
+        "metadata": metadata(
+            con,
+            FILE_KIND,
+            options,
+            "Allocation rates, size distribution, hot sites, peak holders and "
+            "the tracer's own cost",
+        ),
         "rates_over_time": rates_over_time(con, options.time_buckets),
         "allocation_distribution": size_histogram(con),
         "hottest_sites": hottest_sites(con, options.top_n),

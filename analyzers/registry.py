@@ -38,7 +38,8 @@ class Analyzer:
 
 #: The six analyzers, in report order. Add one by adding a line here.
 ANALYZERS: dict[str, Analyzer] = {
-    a.kind: a for a in (
+    a.kind: a
+    for a in (
         Analyzer("memory", "memory_analysis", "memscope.analyzers.memory"),
         Analyzer("lifecycle", "lifetime", "memscope.analyzers.lifecycle"),
         Analyzer("security", "security_violations", "memscope.analyzers.security"),
@@ -54,12 +55,13 @@ def select(only: Iterable[str] | None) -> list[Analyzer]:
     if not only:
         return list(ANALYZERS.values())
     wanted = set()
-    by_name = {**{a.kind: a for a in ANALYZERS.values()},
-               **{a.file_kind: a for a in ANALYZERS.values()}}
+    by_name = {
+        **{a.kind: a for a in ANALYZERS.values()},
+        **{a.file_kind: a for a in ANALYZERS.values()},
+    }
     for name in only:
         key = name.strip().lower().replace("-", "_")
         if key not in by_name:
-            raise ValueError(
-                f"unknown analyzer {name!r}; choose from {', '.join(ANALYZERS)}")
+            raise ValueError(f"unknown analyzer {name!r}; choose from {', '.join(ANALYZERS)}")
         wanted.add(by_name[key].kind)
     return [a for a in ANALYZERS.values() if a.kind in wanted]

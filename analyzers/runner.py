@@ -57,8 +57,9 @@ def default_out_dir(log: str | Path) -> Path:
 def fold_params(options: AnalyzerOptions | None) -> FoldParams:
     """The fold parameters the analyzer options call for."""
     options = options or AnalyzerOptions()
-    return FoldParams(temporary_ns=int(options.temporary_ns),
-                      oversized_bytes=int(options.oversized_bytes))
+    return FoldParams(
+        temporary_ns=int(options.temporary_ns), oversized_bytes=int(options.oversized_bytes)
+    )
 
 
 def memory_budget_mb() -> int:
@@ -68,21 +69,29 @@ def memory_budget_mb() -> int:
     return load_settings().analysis_memory_mb
 
 
-def state_connection(reader: Any, state: AnalysisState, memory_mb: int | None = None,
-                     threads: int | None = None) -> duckdb.DuckDBPyConnection:
+def state_connection(
+    reader: Any, state: AnalysisState, memory_mb: int | None = None, threads: int | None = None
+) -> duckdb.DuckDBPyConnection:
     """A connection over the log's tables and its analysis state (what analyzers read).
 
     ``memory_mb``: DuckDB's memory limit (default: the ``analysis_memory_mb`` setting).
     """
-    con = connect(reader, memory_limit=f"{memory_mb or memory_budget_mb()}MB", threads=threads,
-                  raw_memory=False)
+    con = connect(
+        reader,
+        memory_limit=f"{memory_mb or memory_budget_mb()}MB",
+        threads=threads,
+        raw_memory=False,
+    )
     use_state(con, state.tables())
     return con
 
 
-def connect_analyzed(log: Any, options: AnalyzerOptions | None = None,
-                     on_events: Callable[[int], None] | None = None,
-                     memory_mb: int | None = None) -> duckdb.DuckDBPyConnection:
+def connect_analyzed(
+    log: Any,
+    options: AnalyzerOptions | None = None,
+    on_events: Callable[[int], None] | None = None,
+    memory_mb: int | None = None,
+) -> duckdb.DuckDBPyConnection:
     """A connection over ``log`` (path or reader) with its state brought up to date."""
     reader = log if hasattr(log, "dataset") else open_reader(log)
     state = open_state(reader, fold_params(options), on_events=on_events)
@@ -111,8 +120,9 @@ def analyze_connection(
     return written, failures
 
 
-def _worker(log: str, kind: str, options: AnalyzerOptions, memory_mb: int, threads: int
-            ) -> tuple[str, str | None]:
+def _worker(
+    log: str, kind: str, options: AnalyzerOptions, memory_mb: int, threads: int
+) -> tuple[str, str | None]:
     """Run one analyzer in a worker process; (kind, traceback or None)."""
     try:
         reader = open_reader(log)
@@ -165,13 +175,22 @@ def run_all(
     out = Path(out_dir) if out_dir is not None else default_out_dir(getattr(reader, "path", log))
     opts = replace(
         options or AnalyzerOptions(),
-        out_dir=out, base=base, log_id=getattr(reader, "log_id", None),
-        generated_at=((options.generated_at if options else None)
-                      or log_time(getattr(reader, "manifest", None)) or now_iso()),
+        out_dir=out,
+        base=base,
+        log_id=getattr(reader, "log_id", None),
+        generated_at=(
+            (options.generated_at if options else None)
+            or log_time(getattr(reader, "manifest", None))
+            or now_iso()
+        ),
     )
     if state is None:
-        state = open_state(reader, fold_params(opts), on_events=on_chunk,
-                           background_save=jobs <= 1 or len(analyzers) == 1)
+        state = open_state(
+            reader,
+            fold_params(opts),
+            on_events=on_chunk,
+            background_save=jobs <= 1 or len(analyzers) == 1,
+        )
     else:
         problems = getattr(reader, "problems", None)
         if problems is not None:
@@ -181,14 +200,18 @@ def run_all(
     if progress:
         progress("prepare")
     # Taken after the fold: chunks that did not decode are among the problems.
-    opts = replace(opts, log_problems=tuple(getattr(reader, "problems", ()) or ()),
-                   detail_window=retained_window(reader))
+    opts = replace(
+        opts,
+        log_problems=tuple(getattr(reader, "problems", ()) or ()),
+        detail_window=retained_window(reader),
+    )
     if jobs <= 1 or len(analyzers) == 1:
         con = state_connection(reader, state)
         early = set(first)
         try:
             written, failures = analyze_connection(
-                con, opts, sorted(analyzers, key=lambda a: a.kind not in early), progress)
+                con, opts, sorted(analyzers, key=lambda a: a.kind not in early), progress
+            )
             files = [a.file_name(opts.base) for a in analyzers]
             written.sort(key=lambda p: files.index(p.name))
             failures = {a.kind: failures[a.kind] for a in analyzers if a.kind in failures}
@@ -196,15 +219,19 @@ def run_all(
             con.close()
             state.wait_saved()
     else:
-        written, failures = _parallel(str(getattr(reader, "path", log)), analyzers, opts,
-                                      jobs, progress)
+        written, failures = _parallel(
+            str(getattr(reader, "path", log)), analyzers, opts, jobs, progress
+        )
     if failures:
         raise AnalysisError(failures, written)
     return written
 
 
 def _parallel(
-    log: str, analyzers: Sequence[Analyzer], opts: AnalyzerOptions, jobs: int,
+    log: str,
+    analyzers: Sequence[Analyzer],
+    opts: AnalyzerOptions,
+    jobs: int,
     progress: Progress | None,
 ) -> tuple[list[Path], dict[str, str]]:
     workers = min(jobs, len(analyzers))
@@ -214,10 +241,7 @@ def _parallel(
     failures: dict[str, str] = {}
     context = multiprocessing.get_context("spawn")
     with cf.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures = [
-            pool.submit(_worker, log, a.kind, opts, memory_mb, threads)
-            for a in analyzers
-        ]
+        futures = [pool.submit(_worker, log, a.kind, opts, memory_mb, threads) for a in analyzers]
         by_kind = {a.kind: a for a in analyzers}
         for future in cf.as_completed(futures):
             kind, error = future.result()
@@ -228,8 +252,9 @@ def _parallel(
             if progress:
                 progress(kind)
     order = [a.kind for a in analyzers]
-    written.sort(key=lambda p: next(i for i, a in enumerate(analyzers)
-                                    if p.name == a.file_name(opts.base)))
+    written.sort(
+        key=lambda p: next(i for i, a in enumerate(analyzers) if p.name == a.file_name(opts.base))
+    )
     return written, {k: failures[k] for k in order if k in failures}
 
 
@@ -247,8 +272,9 @@ def analyze_tables(
     return written
 
 
-def connect_tables_analyzed(tables: dict[str, Any], options: AnalyzerOptions | None = None,
-                            window_rows: int | None = None) -> duckdb.DuckDBPyConnection:
+def connect_tables_analyzed(
+    tables: dict[str, Any], options: AnalyzerOptions | None = None, window_rows: int | None = None
+) -> duckdb.DuckDBPyConnection:
     """A connection over in-memory log tables with their analysis state (tests, samples)."""
     con = connect_tables(tables)
     state = fold_tables(tables, fold_params(options), window_rows)

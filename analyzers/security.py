@@ -85,9 +85,15 @@ _FINDINGS = """SELECT type, pid, tid, seq, ts_ns, address, kind, domain, stack_i
 def _alloc(con: duckdb.DuckDBPyConnection, r: dict[str, Any]) -> dict:
     if r["a_ts"] is None or r["a_ts"] < 0:
         return {}
-    return {"role": "allocation", "ts_ns": r["a_ts"], "address": r["block_address"],
-            "size": r["a_size"], "domain": DOMAIN_NAMES.get(r["a_domain"], str(r["a_domain"])),
-            "tid": r["a_tid"], "stack": stack_info(con, r["pid"], r["a_stack"])}
+    return {
+        "role": "allocation",
+        "ts_ns": r["a_ts"],
+        "address": r["block_address"],
+        "size": r["a_size"],
+        "domain": DOMAIN_NAMES.get(r["a_domain"], str(r["a_domain"])),
+        "tid": r["a_tid"],
+        "stack": stack_info(con, r["pid"], r["a_stack"]),
+    }
 
 
 #: A domain mismatch at a repeated end's first free (``f`` the repeated end).
@@ -95,8 +101,9 @@ _MISMATCH_AT_FIRST_FREE = f"""SELECT 1 FROM state_findings m WHERE m.type = {DOM
     AND m.pid = f.pid AND m.address = f.address AND m.ts_ns = f.previous_end_ts_ns"""
 
 
-def _findings(con: duckdb.DuckDBPyConnection, type_code: int,
-              where: str = "TRUE") -> list[dict[str, Any]]:
+def _findings(
+    con: duckdb.DuckDBPyConnection, type_code: int, where: str = "TRUE"
+) -> list[dict[str, Any]]:
     """The kept findings of one type (``f`` the finding row in ``where``), in time order."""
     return rows(
         con,
@@ -108,8 +115,9 @@ def _findings(con: duckdb.DuckDBPyConnection, type_code: int,
 
 def _total(con: duckdb.DuckDBPyConnection, column: str, where: str = "TRUE") -> int:
     """A counter of ``state_processes`` summed over the processes (``where`` filters)."""
-    found = con.execute(f"SELECT coalesce(sum({column}), 0) FROM state_processes WHERE {where}"
-                        ).fetchall()
+    found = con.execute(
+        f"SELECT coalesce(sum({column}), 0) FROM state_processes WHERE {where}"
+    ).fetchall()
     return int(found[0][0])
 
 
@@ -133,31 +141,60 @@ def double_frees(con: duckdb.DuckDBPyConnection) -> tuple[int, list[dict[str, An
     # thread's own (frees on other threads are ordered by clocks, which may disagree a little)
     # ... and the same kind of block freed twice the same way: the allocation and both frees
     # in one domain (a first free in another domain is a domain_mismatch finding of its own)
-    found = _findings(con, REPEATED_END, f"f.{_NOT_SAMPLED} AND ((f.stack_id <> 0 AND "
-                                         f"f.a_tid = f.tid AND f.prev_end_tid = f.tid AND "
-                                         f"f.domain = f.a_domain AND NOT EXISTS ("
-                                         f"{_MISMATCH_AT_FIRST_FREE})) OR {_BLOCKED_BY_SHIM})")
+    found = _findings(
+        con,
+        REPEATED_END,
+        f"f.{_NOT_SAMPLED} AND ((f.stack_id <> 0 AND "
+        f"f.a_tid = f.tid AND f.prev_end_tid = f.tid AND "
+        f"f.domain = f.a_domain AND NOT EXISTS ("
+        f"{_MISMATCH_AT_FIRST_FREE})) OR {_BLOCKED_BY_SHIM})",
+    )
     patterns = _total(con, "repeated_ends", _NOT_SAMPLED)
     out = []
     for r in found[:MAX_FINDINGS_PER_KIND]:
         alloc = _alloc(con, r)
-        out.append({
-            "kind": "double_free", "severity": "critical", "confidence": "high",
-            "pid": r["pid"], "tid": r["tid"], "ts_ns": r["ts_ns"], "address": r["address"],
-            "message": (f"{KIND_NAMES.get(r['kind'], r['kind'])} of address {r['address']:#x} "
-                        f"already freed at ts_ns {r['previous_end_ts_ns']}"
-                        + (f"; allocated at ts_ns {alloc['ts_ns']} ({alloc['size']} bytes)"
-                           if alloc else "")
-                        + "; no allocation of that address in between on any traced thread"),
-            "stack": stack_info(con, r["pid"], r["stack_id"]),
-            "related_allocations": ([alloc] if alloc else []) + [drop_none({
-                "role": "first_free", "ts_ns": r["previous_end_ts_ns"], "address": r["address"],
-                "tid": r["prev_end_tid"],
-                "stack": (stack_info(con, r["pid"], r["prev_end_stack_id"])
-                          if r["prev_end_stack_id"] else None)})],
-            "remediation": "Free each block once: clear the pointer after freeing it, and check "
-                           "which owner (C extension, ctypes/cffi code) releases it.",
-        })
+        out.append(
+            {
+                "kind": "double_free",
+                "severity": "critical",
+                "confidence": "high",
+                "pid": r["pid"],
+                "tid": r["tid"],
+                "ts_ns": r["ts_ns"],
+                "address": r["address"],
+                "message": (
+                    f"{KIND_NAMES.get(r['kind'], r['kind'])} of address {r['address']:#x} "
+                    f"already freed at ts_ns {r['previous_end_ts_ns']}"
+                    + (
+                        f"; allocated at ts_ns {alloc['ts_ns']} ({alloc['size']} bytes)"
+                        if alloc
+                        else ""
+                    )
+                    + "; no allocation of that address in between on any traced thread"
+                ),
+                "stack": stack_info(con, r["pid"], r["stack_id"]),
+                "related_allocations": ([alloc] if alloc else [])
+                + [
+                    drop_none(
+                        {
+                            "role": "first_free",
+                            "ts_ns": r["previous_end_ts_ns"],
+                            "address": r["address"],
+                            "tid": r["prev_end_tid"],
+                            "stack": (
+                                stack_info(con, r["pid"], r["prev_end_stack_id"])
+                                if r["prev_end_stack_id"]
+                                else None
+                            ),
+                        }
+                    )
+                ],
+                "remediation": (
+                    "Free each block once: clear the pointer after freeing it, and check "
+                    "which owner (C extension, ctypes/cffi code) releases it."
+                ),
+            }
+        )
     return len(found), out, patterns - len(found)
 
 
@@ -167,20 +204,29 @@ def domain_mismatches(con: duckdb.DuckDBPyConnection) -> tuple[int, list[dict[st
     out = []
     for r in found[:MAX_FINDINGS_PER_KIND]:
         alloc = _alloc(con, r)
-        came, went = (DOMAIN_NAMES.get(r["a_domain"], str(r["a_domain"])),
-                      DOMAIN_NAMES.get(r["domain"], str(r["domain"])))
-        out.append({
-            "kind": "domain_mismatch", "severity": "high", "pid": r["pid"], "tid": r["tid"],
-            "ts_ns": r["ts_ns"], "address": r["address"],
-            "allocated_domain": came, "freed_domain": went,
-            "message": f"block {r['address']:#x} allocated in the {came} domain was released "
-                       f"by a {went}-domain {KIND_NAMES.get(r['kind'], r['kind'])}",
-            "stack": stack_info(con, r["pid"], r["stack_id"]),
-            "related_allocations": [alloc] if alloc else [],
-            "remediation": "Release memory with the free function of the family that allocated "
-                           "it (PyMem_Free for PyMem_Malloc, PyObject_Free for PyObject_Malloc, "
-                           "PyMem_RawFree for PyMem_RawMalloc).",
-        })
+        came, went = (
+            DOMAIN_NAMES.get(r["a_domain"], str(r["a_domain"])),
+            DOMAIN_NAMES.get(r["domain"], str(r["domain"])),
+        )
+        out.append(
+            {
+                "kind": "domain_mismatch",
+                "severity": "high",
+                "pid": r["pid"],
+                "tid": r["tid"],
+                "ts_ns": r["ts_ns"],
+                "address": r["address"],
+                "allocated_domain": came,
+                "freed_domain": went,
+                "message": f"block {r['address']:#x} allocated in the {came} domain was released "
+                f"by a {went}-domain {KIND_NAMES.get(r['kind'], r['kind'])}",
+                "stack": stack_info(con, r["pid"], r["stack_id"]),
+                "related_allocations": [alloc] if alloc else [],
+                "remediation": "Release memory with the free function of the family that allocated "
+                "it (PyMem_Free for PyMem_Malloc, PyObject_Free for PyObject_Malloc, "
+                "PyMem_RawFree for PyMem_RawMalloc).",
+            }
+        )
     return _total(con, "domain_mismatches"), out
 
 
@@ -198,10 +244,16 @@ def leak_sites(con: duckdb.DuckDBPyConnection, checkpoints: int) -> dict[str, np
     k = max(2, int(checkpoints))
     sites = con.sql(
         "SELECT pid, stack_id, live_blocks, live_bytes, series FROM state_sites "
-        "WHERE live_blocks > 0").to_arrow_table()
-    empty = {"pid": np.zeros(0, np.int64), "stack_id": np.zeros(0, np.int64),
-             "blocks": np.zeros(0, np.int64), "bytes": np.zeros(0, np.int64),
-             "live": np.zeros((0, k), np.int64), "process_exited": np.zeros(0, bool)}
+        "WHERE live_blocks > 0"
+    ).to_arrow_table()
+    empty = {
+        "pid": np.zeros(0, np.int64),
+        "stack_id": np.zeros(0, np.int64),
+        "blocks": np.zeros(0, np.int64),
+        "bytes": np.zeros(0, np.int64),
+        "live": np.zeros((0, k), np.int64),
+        "process_exited": np.zeros(0, bool),
+    }
     if not sites.num_rows:
         return empty
     pid = sites.column("pid").to_numpy().astype(np.int64)
@@ -218,22 +270,38 @@ def leak_sites(con: duckdb.DuckDBPyConnection, checkpoints: int) -> dict[str, np
     np.add.at(nbytes, index, sites.column("live_bytes").to_numpy())
     np.add.at(summed, index, series)
     group_pid = keys >> 32
-    spans = {int(r[0]): r[1:] for r in con.execute(
-        """SELECT s.pid, s.origin_ts_ns, s.width_ns, greatest(s.last_ts_ns,
+    spans = {
+        int(r[0]): r[1:]
+        for r in con.execute(
+            """SELECT s.pid, s.origin_ts_ns, s.width_ns, greatest(s.last_ts_ns,
                   coalesce(p.end_ts_ns, s.last_ts_ns)), p.end_ts_ns IS NOT NULL
-        FROM state_processes s LEFT JOIN processes p ON p.pid = s.pid""").fetchall()}
+        FROM state_processes s LEFT JOIN processes p ON p.pid = s.pid"""
+        ).fetchall()
+    }
     slot_buckets = _slot_buckets(con, slots)
-    last = np.array([min(slots - 1, max(0, (int(spans[p][2]) - int(spans[p][0]))
-                                            // (int(spans[p][1]) * slot_buckets)))
-                     for p in group_pid.tolist()], dtype=np.int64)
+    last = np.array(
+        [
+            min(
+                slots - 1,
+                max(0, (int(spans[p][2]) - int(spans[p][0])) // (int(spans[p][1]) * slot_buckets)),
+            )
+            for p in group_pid.tolist()
+        ],
+        dtype=np.int64,
+    )
     steps = np.arange(1, k + 1, dtype=np.int64)
     at = np.maximum(0, ((last[:, None] + 1) * steps[None, :]) // k - 1)
     live = np.take_along_axis(summed, at, axis=1)
     order = np.lexsort((keys & 0xFFFFFFFF, group_pid, -nbytes))
     exited = np.array([bool(spans[p][3]) for p in group_pid.tolist()], dtype=bool)
-    return {"pid": group_pid[order], "stack_id": (keys & 0xFFFFFFFF)[order],
-            "blocks": blocks[order], "bytes": nbytes[order], "live": live[order],
-            "process_exited": exited[order]}
+    return {
+        "pid": group_pid[order],
+        "stack_id": (keys & 0xFFFFFFFF)[order],
+        "blocks": blocks[order],
+        "bytes": nbytes[order],
+        "live": live[order],
+        "process_exited": exited[order],
+    }
 
 
 def _slot_buckets(con: duckdb.DuckDBPyConnection, slots: int) -> int:
@@ -256,13 +324,16 @@ def leaks(
     high = (grows >= 2) & (shrinks == 0) & (grows * 2 >= k - 1)
     medium = ~high & (grows >= 2) & (grows > shrinks)
     kept = ~(high | medium)
-    retained = {"sites": int(kept.sum()), "blocks": int(sites["blocks"][kept].sum()),
-                "bytes": int(sites["bytes"][kept].sum())}
-    counts = {name: int(mask.sum()) for name, mask in (("high", high), ("medium", medium))
-              if mask.any()}
+    retained = {
+        "sites": int(kept.sum()),
+        "blocks": int(sites["blocks"][kept].sum()),
+        "bytes": int(sites["bytes"][kept].sum()),
+    }
+    counts = {
+        name: int(mask.sum()) for name, mask in (("high", high), ("medium", medium)) if mask.any()
+    }
     chosen = np.flatnonzero(high | medium)[:MAX_FINDINGS_PER_KIND]
-    found = [{"pid": int(sites["pid"][i]), "stack_id": int(sites["stack_id"][i])}
-             for i in chosen]
+    found = [{"pid": int(sites["pid"][i]), "stack_id": int(sites["stack_id"][i])} for i in chosen]
     add_locations(con, found)
     samples = _samples_live(con, [(f["pid"], f["stack_id"]) for f in found])
     out: list[dict[str, Any]] = []
@@ -272,32 +343,42 @@ def leaks(
         blocks, nbytes = int(sites["blocks"][i]), int(sites["bytes"][i])
         exited = bool(sites["process_exited"][i])
         where = "at exit" if exited else "at the end of the log"
-        out.append({
-            "kind": "leak", "severity": severity,
-            "pid": site["pid"], "confidence": confidence,
-            "growth_ratio": round(g / (k - 1), 3),
-            "alive_blocks": blocks, "alive_bytes": nbytes,
-            "process_exited": exited,
-            "live_bytes_at_checkpoints": [int(v) for v in sites["live"][i]],
-            "message": f"{blocks} blocks ({nbytes} bytes) from "
-                       f"{site['location'] or 'stack ' + str(site['stack_id'])} alive {where}; "
-                       f"live bytes grew at {g} of {k - 1} checkpoints and shrank at {sh}",
-            "stack": stack_info(con, site["pid"], site["stack_id"]),
-            "related_allocations": samples.get((site["pid"], site["stack_id"]), []),
-            "remediation": "Find who keeps these objects reachable (caches, module globals, "
-                           "growing lists or dicts) and bound or clear it.",
-        })
+        out.append(
+            {
+                "kind": "leak",
+                "severity": severity,
+                "pid": site["pid"],
+                "confidence": confidence,
+                "growth_ratio": round(g / (k - 1), 3),
+                "alive_blocks": blocks,
+                "alive_bytes": nbytes,
+                "process_exited": exited,
+                "live_bytes_at_checkpoints": [int(v) for v in sites["live"][i]],
+                "message": f"{blocks} blocks ({nbytes} bytes) from "
+                f"{site['location'] or 'stack ' + str(site['stack_id'])} alive {where}; "
+                f"live bytes grew at {g} of {k - 1} checkpoints and shrank at {sh}",
+                "stack": stack_info(con, site["pid"], site["stack_id"]),
+                "related_allocations": samples.get((site["pid"], site["stack_id"]), []),
+                "remediation": "Find who keeps these objects reachable (caches, module globals, "
+                "growing lists or dicts) and bound or clear it.",
+            }
+        )
     return out, retained, counts
 
 
-def _samples_live(con: duckdb.DuckDBPyConnection, sites: list[tuple[int, int]]
-                  ) -> dict[tuple[int, int], list[dict]]:
+def _samples_live(
+    con: duckdb.DuckDBPyConnection, sites: list[tuple[int, int]]
+) -> dict[tuple[int, int], list[dict]]:
     """Per (pid, stack) of ``sites``: its five largest blocks alive at the end."""
     out: dict[tuple[int, int], list[dict]] = {}
     if not sites:
         return out
-    wanted = pa.table({"pid": pa.array([p for p, _ in sites], pa.uint32()),
-                       "stack_id": pa.array([s for _, s in sites], pa.uint32())})
+    wanted = pa.table(
+        {
+            "pid": pa.array([p for p, _ in sites], pa.uint32()),
+            "stack_id": pa.array([s for _, s in sites], pa.uint32()),
+        }
+    )
     con.register("_leak_sites", wanted)
     try:
         found = rows(
@@ -327,23 +408,27 @@ def interior_frees(con: duckdb.DuckDBPyConnection) -> tuple[int, list[dict[str, 
     out = []
     for r in found[:MAX_FINDINGS_PER_KIND]:
         offset = r["address"] - r["block_address"]
-        out.append({
-            "kind": "invalid_free", "severity": "high", "pid": r["pid"], "tid": r["tid"],
-            "ts_ns": r["ts_ns"], "address": r["address"],
-            "message": f"free of {r['address']:#x}, {offset} bytes inside the live "
-                       f"{r['a_size']}-byte block at {r['block_address']:#x} (allocated at "
-                       f"ts_ns {r['a_ts']})",
-            "stack": stack_info(con, r["pid"], r["stack_id"]),
-            "related_allocations": [_alloc(con, r)],
-            "remediation": "Pass the pointer the allocator returned, not one into the block "
-                           "(check pointer arithmetic before the free).",
-        })
+        out.append(
+            {
+                "kind": "invalid_free",
+                "severity": "high",
+                "pid": r["pid"],
+                "tid": r["tid"],
+                "ts_ns": r["ts_ns"],
+                "address": r["address"],
+                "message": f"free of {r['address']:#x}, {offset} bytes inside the live "
+                f"{r['a_size']}-byte block at {r['block_address']:#x} (allocated at "
+                f"ts_ns {r['a_ts']})",
+                "stack": stack_info(con, r["pid"], r["stack_id"]),
+                "related_allocations": [_alloc(con, r)],
+                "remediation": "Pass the pointer the allocator returned, not one into the block "
+                "(check pointer arithmetic before the free).",
+            }
+        )
     return _total(con, "interior_frees"), out, _total(con, "interior_unchecked") == 0
 
 
-def oversized(
-    con: duckdb.DuckDBPyConnection, threshold: int
-) -> tuple[int, list[dict[str, Any]]]:
+def oversized(con: duckdb.DuckDBPyConnection, threshold: int) -> tuple[int, list[dict[str, Any]]]:
     """Single blocks of at least ``threshold`` bytes."""
     found = rows(
         con,
@@ -354,19 +439,38 @@ def oversized(
     )
     out = []
     for r in found[:MAX_FINDINGS_PER_KIND]:
-        out.append(drop_none({
-            "kind": "oversized_allocation", "severity": "medium", "pid": r["pid"],
-            "tid": r["tid"], "ts_ns": r["ts_ns"], "address": r["address"], "size": r["size"],
-            "threshold_bytes": threshold,
-            "message": f"one {DOMAIN_NAMES.get(r['domain'], r['domain'])}-domain block of "
-                       f"{r['size']} bytes (threshold {threshold})",
-            "stack": stack_info(con, r["pid"], r["stack_id"]),
-            "related_allocations": [drop_none({"role": "allocation", "ts_ns": r["ts_ns"],
-                                               "address": r["address"], "size": r["size"],
-                                               "free_ts_ns": r["free_ts_ns"]})],
-            "remediation": "Stream or chunk the data, or use a memory-mapped file, instead of "
-                           "one buffer this large.",
-        }))
+        out.append(
+            drop_none(
+                {
+                    "kind": "oversized_allocation",
+                    "severity": "medium",
+                    "pid": r["pid"],
+                    "tid": r["tid"],
+                    "ts_ns": r["ts_ns"],
+                    "address": r["address"],
+                    "size": r["size"],
+                    "threshold_bytes": threshold,
+                    "message": f"one {DOMAIN_NAMES.get(r['domain'], r['domain'])}-domain block of "
+                    f"{r['size']} bytes (threshold {threshold})",
+                    "stack": stack_info(con, r["pid"], r["stack_id"]),
+                    "related_allocations": [
+                        drop_none(
+                            {
+                                "role": "allocation",
+                                "ts_ns": r["ts_ns"],
+                                "address": r["address"],
+                                "size": r["size"],
+                                "free_ts_ns": r["free_ts_ns"],
+                            }
+                        )
+                    ],
+                    "remediation": (
+                        "Stream or chunk the data, or use a memory-mapped file, instead of "
+                        "one buffer this large."
+                    ),
+                }
+            )
+        )
     return _total(con, "oversized"), out
 
 
@@ -391,21 +495,37 @@ def run(con: duckdb.DuckDBPyConnection, options: AnalyzerOptions) -> dict[str, A
     n_big, big = oversized(con, options.oversized_bytes)
     n_interior, interior, interior_checked = interior_frees(con)
     findings = doubles + mismatches + leak_findings + big + interior
-    findings.sort(key=lambda f: (_SEVERITY_ORDER[f["severity"]], f["kind"],
-                                 f.get("ts_ns") or 0, f["pid"], f.get("address") or 0,
-                                 -f.get("alive_bytes", 0), f["stack"]["stack_id"]))
-    by_kind = {"double_free": n_double, "domain_mismatch": n_mismatch,
-               "leak": sum(leak_counts.values()), "oversized_allocation": n_big,
-               "invalid_free": n_interior}
+    findings.sort(
+        key=lambda f: (
+            _SEVERITY_ORDER[f["severity"]],
+            f["kind"],
+            f.get("ts_ns") or 0,
+            f["pid"],
+            f.get("address") or 0,
+            -f.get("alive_bytes", 0),
+            f["stack"]["stack_id"],
+        )
+    )
+    by_kind = {
+        "double_free": n_double,
+        "domain_mismatch": n_mismatch,
+        "leak": sum(leak_counts.values()),
+        "oversized_allocation": n_big,
+        "invalid_free": n_interior,
+    }
     by_severity = dict(leak_counts)
-    for severity, n in (("critical", n_double), ("high", n_mismatch + n_interior),
-                        ("medium", n_big)):
+    for severity, n in (
+        ("critical", n_double),
+        ("high", n_mismatch + n_interior),
+        ("medium", n_big),
+    ):
         if n:
             by_severity[severity] = by_severity.get(severity, 0) + n
     total = sum(by_kind.values())
     report: dict[str, Any] = {
-        "metadata": metadata(con, FILE_KIND, options,
-                             "Findings the allocator events prove, with stacks and remedies"),
+        "metadata": metadata(
+            con, FILE_KIND, options, "Findings the allocator events prove, with stacks and remedies"
+        ),
         "summary": {
             "total_violations": total,
             "by_kind": by_kind,
@@ -413,10 +533,11 @@ def run(con: duckdb.DuckDBPyConnection, options: AnalyzerOptions) -> dict[str, A
             "kept_violations": len(findings),
             "max_findings_per_kind": MAX_FINDINGS_PER_KIND,
             "invalid_free_checked": interior_checked,
-            "by_severity": dict(sorted(by_severity.items(),
-                                       key=lambda kv: _SEVERITY_ORDER[kv[0]])),
-            "thresholds": {"oversized_bytes": options.oversized_bytes,
-                           "leak_checkpoints": max(2, options.leak_checkpoints)},
+            "by_severity": dict(sorted(by_severity.items(), key=lambda kv: _SEVERITY_ORDER[kv[0]])),
+            "thresholds": {
+                "oversized_bytes": options.oversized_bytes,
+                "leak_checkpoints": max(2, options.leak_checkpoints),
+            },
             "retained_at_exit": retained,
             "unprovable_double_free_patterns": unprovable_doubles,
             "unprovable": _unprovable(con),

@@ -32,7 +32,8 @@ _ABSENT = np.uint32(0xFFFFFFFF)  # frame id of an index slot no node filled
 Frame = tuple[str, str, int]
 
 _RESOLVERS: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, StackResolver] = (
-    weakref.WeakKeyDictionary())
+    weakref.WeakKeyDictionary()
+)
 
 
 class _Nodes:
@@ -86,8 +87,11 @@ class StackResolver:
 
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self._nodes: dict[int, _Nodes] = {
-            int(pid): _Nodes(int(top) + 1, int(count)) for pid, top, count in con.execute(
-                "SELECT pid, max(stack_id), count(*) FROM raw_stacks GROUP BY pid").fetchall()}
+            int(pid): _Nodes(int(top) + 1, int(count))
+            for pid, top, count in con.execute(
+                "SELECT pid, max(stack_id), count(*) FROM raw_stacks GROUP BY pid"
+            ).fetchall()
+        }
         reader = con.sql(  # streamed: never the whole table at once
             "SELECT pid, stack_id, parent_id, frame_id FROM raw_stacks WHERE stack_id <> 0"
         ).to_arrow_reader(BATCH_ROWS)
@@ -96,17 +100,20 @@ class StackResolver:
         for nodes in self._nodes.values():
             nodes.finish()
         frames = con.execute(
-            "SELECT pid, frame_id, function, filename, lineno FROM raw_frames").fetchall()
+            "SELECT pid, frame_id, function, filename, lineno FROM raw_frames"
+        ).fetchall()
         self._frames: dict[tuple[int, int], Frame] = {
             (int(p), int(f)): (str(fn), str(file), int(line or 0))
-            for p, f, fn, file, line in frames}
+            for p, f, fn, file, line in frames
+        }
         self._cache: dict[tuple[int, int], tuple[Frame, ...]] = {}
 
     def _add(self, batch: Any) -> None:
         if not batch.num_rows:
             return
-        columns = [np.asarray(batch.column(i).to_numpy(zero_copy_only=False), np.uint32)
-                   for i in range(4)]
+        columns = [
+            np.asarray(batch.column(i).to_numpy(zero_copy_only=False), np.uint32) for i in range(4)
+        ]
         pids = columns[0]
         for pid in np.unique(pids).tolist():
             rows = pids == pid
@@ -158,8 +165,9 @@ class StackResolver:
         """Whether any frame of the log satisfies ``predicate`` (a cheap test first)."""
         return any(predicate(frame) for frame in self._frames.values())
 
-    def matching(self, predicate: Callable[[Frame], bool],
-                 nodes: Iterable[tuple[int, int]]) -> set[tuple[int, int]]:
+    def matching(
+        self, predicate: Callable[[Frame], bool], nodes: Iterable[tuple[int, int]]
+    ) -> set[tuple[int, int]]:
         """The ``nodes`` whose stack holds a frame that satisfies ``predicate``.
 
         Each node's path to the root is walked once at most (shared prefixes are
@@ -169,11 +177,19 @@ class StackResolver:
         if not hit_frames:
             return set()
         memo: dict[tuple[int, int], bool] = {}
-        return {(pid, node) for pid, node in nodes
-                if self._walk_match(int(pid), int(node), hit_frames, memo)}
+        return {
+            (pid, node)
+            for pid, node in nodes
+            if self._walk_match(int(pid), int(node), hit_frames, memo)
+        }
 
-    def _walk_match(self, pid: int, node: int, hit_frames: set[tuple[int, int]],
-                    memo: dict[tuple[int, int], bool]) -> bool:
+    def _walk_match(
+        self,
+        pid: int,
+        node: int,
+        hit_frames: set[tuple[int, int]],
+        memo: dict[tuple[int, int], bool],
+    ) -> bool:
         path: list[tuple[int, int]] = []
         result = False
         while node and len(path) < MAX_STACK_DEPTH:
@@ -207,8 +223,9 @@ def forget(con: duckdb.DuckDBPyConnection) -> None:
     _RESOLVERS.pop(con, None)
 
 
-def add_locations(con: duckdb.DuckDBPyConnection, items: Iterable[dict[str, Any]],
-                  trace: bool = False) -> None:
+def add_locations(
+    con: duckdb.DuckDBPyConnection, items: Iterable[dict[str, Any]], trace: bool = False
+) -> None:
     """Set ``location`` (and with ``trace`` the ``trace`` list) of items with pid/stack_id."""
     stacks = resolver(con)
     for item in items:

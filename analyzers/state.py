@@ -110,8 +110,7 @@ class LogCursor:
                 self.finished.add(key)
                 self._tails.pop(key, None)
 
-    def _segment_batches(self, key: str, segment: Any, skip: int
-                         ) -> Iterator[pa.RecordBatch]:
+    def _segment_batches(self, key: str, segment: Any, skip: int) -> Iterator[pa.RecordBatch]:
         verified = integrity.open_verified(segment.path, TABLES[key.split("/")[0]], key)
         if verified is not None:  # each batch checked against its checksum (damaged: skipped)
             tail = self._tails.get(key)
@@ -130,8 +129,10 @@ class LogCursor:
                     yield from _skip(batches, skip)
                 return
             except (pa.ArrowInvalid, OSError):
-                self.problems.append(f"{key}: closed segment is damaged (footer "
-                                     f"unreadable); its complete batches were read")
+                self.problems.append(
+                    f"{key}: closed segment is damaged (footer "
+                    f"unreadable); its complete batches were read"
+                )
         tail = self._tails.get(key)
         if tail is not None and tail.rows == skip:
             yield from self._tail(key, segment.path, tail)
@@ -176,8 +177,10 @@ class LogCursor:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> LogCursor:
         """The cursor :meth:`to_json` wrote."""
-        return cls(rows={str(k): int(v) for k, v in data.get("rows", {}).items()},
-                   finished={str(f) for f in data.get("finished", [])})
+        return cls(
+            rows={str(k): int(v) for k, v in data.get("rows", {}).items()},
+            finished={str(f) for f in data.get("finished", [])},
+        )
 
 
 def _skip(batches: Iterator[pa.RecordBatch], skip: int) -> Iterator[pa.RecordBatch]:
@@ -189,10 +192,15 @@ def _skip(batches: Iterator[pa.RecordBatch], skip: int) -> Iterator[pa.RecordBat
         skip = 0
 
 
-def windows(batches: Iterable[pa.RecordBatch], rows: int = WINDOW_ROWS, hold_ns: int = 0,
-            held: list[pa.RecordBatch] | None = None, keep: bool = False,
-            ended: Callable[[], Collection[int]] | None = None,
-            names: Sequence[str] | None = None) -> Iterator[dict[str, np.ndarray]]:
+def windows(
+    batches: Iterable[pa.RecordBatch],
+    rows: int = WINDOW_ROWS,
+    hold_ns: int = 0,
+    held: list[pa.RecordBatch] | None = None,
+    keep: bool = False,
+    ended: Callable[[], Collection[int]] | None = None,
+    names: Sequence[str] | None = None,
+) -> Iterator[dict[str, np.ndarray]]:
     """Memory batches regrouped into windows of about ``rows`` events, sorted by time.
 
     With ``hold_ns``, each window's latest events wait for the next window: those after the
@@ -234,8 +242,7 @@ def windows(batches: Iterable[pa.RecordBatch], rows: int = WINDOW_ROWS, hold_ns:
         yield _sorted_window(pending, names=names)
 
 
-def _all_ended(batches: list[pa.RecordBatch],
-               ended: Callable[[], Collection[int]] | None) -> bool:
+def _all_ended(batches: list[pa.RecordBatch], ended: Callable[[], Collection[int]] | None) -> bool:
     """Whether every process with events in ``batches`` has ended (see :func:`windows`)."""
     if ended is None:
         return False
@@ -246,9 +253,9 @@ def _all_ended(batches: list[pa.RecordBatch],
     return all(int(pid) in done for pid in pids.tolist())
 
 
-def _split_held(batches: list[pa.RecordBatch], hold_ns: int, limit: int,
-                names: Sequence[str] | None = None
-                ) -> tuple[dict[str, np.ndarray], pa.RecordBatch]:
+def _split_held(
+    batches: list[pa.RecordBatch], hold_ns: int, limit: int, names: Sequence[str] | None = None
+) -> tuple[dict[str, np.ndarray], pa.RecordBatch]:
     """(the window's events to fold now, sorted; the ones held back, as one batch)."""
     ts = np.concatenate([b.column("ts_ns").to_numpy() for b in batches])
     if not hold_ns:  # nothing waits
@@ -259,8 +266,9 @@ def _split_held(batches: list[pa.RecordBatch], hold_ns: int, limit: int,
     cut = int(np.searchsorted(window["ts_ns"], threshold, side="right"))
     cut = max(cut, len(window["ts_ns"]) - limit)
     ready = {name: values[:cut] for name, values in window.items()}
-    rest = pa.RecordBatch.from_arrays([pa.array(window[name][cut:]) for name in MEMORY.names],
-                                      schema=MEMORY)
+    rest = pa.RecordBatch.from_arrays(
+        [pa.array(window[name][cut:]) for name in MEMORY.names], schema=MEMORY
+    )
     return ready, rest
 
 
@@ -272,40 +280,48 @@ def _latest_of_pid(pids: np.ndarray, ts: np.ndarray) -> np.ndarray:
     """
     starts = np.concatenate(([0], np.flatnonzero(pids[1:] != pids[:-1]) + 1))
     latest: dict[int, int] = {}
-    for pid, value in zip(pids[starts].tolist(), np.maximum.reduceat(ts, starts).tolist(),
-                          strict=True):
+    for pid, value in zip(
+        pids[starts].tolist(), np.maximum.reduceat(ts, starts).tolist(), strict=True
+    ):
         if pid not in latest or value > latest[pid]:
             latest[pid] = value
     return np.fromiter(latest.values(), dtype=np.int64, count=len(latest))
 
 
-def _sorted_window(batches: list[pa.RecordBatch], ts: np.ndarray | None = None,
-                   names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+def _sorted_window(
+    batches: list[pa.RecordBatch], ts: np.ndarray | None = None, names: Sequence[str] | None = None
+) -> dict[str, np.ndarray]:
     """The batches' columns concatenated and sorted by time (stable: ties keep log order).
 
     ``names``: only these columns (default: all).
     """
     if ts is None:
         ts = np.concatenate([b.column("ts_ns").to_numpy() for b in batches])
-    columns = {name: np.concatenate([b.column(name).to_numpy() for b in batches])
-               for name in (MEMORY.names if names is None else names)}
+    columns = {
+        name: np.concatenate([b.column(name).to_numpy() for b in batches])
+        for name in (MEMORY.names if names is None else names)
+    }
     if len(ts) > 1 and bool((ts[1:] < ts[:-1]).any()):
         order = np.argsort(ts, kind="stable")
         return {name: values[order] for name, values in columns.items()}
     return columns
 
 
-def _feed(fold: Fold, window: dict[str, np.ndarray], names: Sequence[str] | None = None
-          ) -> None:
+def _feed(fold: Fold, window: dict[str, np.ndarray], names: Sequence[str] | None = None) -> None:
     fold.feed(*(window[name] for name in (MEMORY.names if names is None else names)))
 
 
 class AnalysisState:
     """The folded state of one log and the cursor of what it has read."""
 
-    def __init__(self, params: FoldParams | None = None, fold: Fold | None = None,
-                 cursor: LogCursor | None = None, log_id: str | None = None,
-                 problems: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        params: FoldParams | None = None,
+        fold: Fold | None = None,
+        cursor: LogCursor | None = None,
+        log_id: str | None = None,
+        problems: Iterable[str] = (),
+    ) -> None:
         self.params = params or FoldParams()
         self._fold = fold if fold is not None else new_fold(self.params)
         #: A checkpoint's tables not restored into a fold yet (restored when events come).
@@ -337,11 +353,13 @@ class AnalysisState:
         if self._fold is None:
             tables = self._unrestored or {}
             try:
-                self._fold = restore_fold(self.params,
-                                          {n: _numpy(t) for n, t in tables.items()})
+                self._fold = restore_fold(self.params, {n: _numpy(t) for n, t in tables.items()})
             except (KeyError, ValueError, pa.ArrowException) as exc:
-                print(f"memscope: ignoring a damaged analysis checkpoint ({exc}); folding "
-                      f"the log again", file=sys.stderr)
+                print(
+                    f"memscope: ignoring a damaged analysis checkpoint ({exc}); folding "
+                    f"the log again",
+                    file=sys.stderr,
+                )
                 self._fold = new_fold(self.params)
                 self.cursor, self.events, self.held = LogCursor(), 0, []
             self._unrestored = None
@@ -353,8 +371,9 @@ class AnalysisState:
                     self.register_processes(batch)
         return self._fold
 
-    def update(self, reader: Any, on_events: Callable[[int], None] | None = None,
-               final: bool | None = None) -> int:
+    def update(
+        self, reader: Any, on_events: Callable[[int], None] | None = None, final: bool | None = None
+    ) -> int:
         """Fold what ``reader``'s log added since the last update; the memory events folded.
 
         While the log is still written (``final`` False; by default: its writer is alive),
@@ -376,9 +395,18 @@ class AnalysisState:
         read = 0
         # Reading, decoding and sorting run a window ahead on a thread while the fold (which
         # releases the GIL) folds the previous one: the two cores overlap.
-        for window in prefetched(windows(memory, WINDOW_ROWS, self.hold_ns, self.held,
-                                         keep=not final, ended=self.ended,
-                                         names=self.feed_names), 2):
+        for window in prefetched(
+            windows(
+                memory,
+                WINDOW_ROWS,
+                self.hold_ns,
+                self.held,
+                keep=not final,
+                ended=self.ended,
+                names=self.feed_names,
+            ),
+            2,
+        ):
             _feed(self.fold, window, self.feed_names)
             read += len(window["pid"])
             if on_events:
@@ -391,26 +419,34 @@ class AnalysisState:
 
     def _anything_new(self, reader: Any) -> bool:
         """Whether the log may hold rows the cursor has not read (a segment not finished)."""
-        return any(f"{table}/{segment.path.name}" not in self.cursor.finished
-                   for table in _FOLDED_TABLES for segment in reader.segments(table))
+        return any(
+            f"{table}/{segment.path.name}" not in self.cursor.finished
+            for table in _FOLDED_TABLES
+            for segment in reader.segments(table)
+        )
 
     def _memory(self, reader: Any) -> Iterator[pa.RecordBatch]:
         yield from self.cursor.new_batches(reader, "memory")
-        yield from decode_chunk_batches(self.cursor.new_batches(reader, "memory_chunks"),
-                                        on_problem=self.problems.append)
+        yield from decode_chunk_batches(
+            self.cursor.new_batches(reader, "memory_chunks"), on_problem=self.problems.append
+        )
 
     def ended(self) -> set[int]:
         """The processes whose every producer wrote its exit row (their events are all in)."""
-        return {pid for pid, (started, exited) in self._lives.items()
-                if exited and started <= exited}
+        return {
+            pid for pid, (started, exited) in self._lives.items() if exited and started <= exited
+        }
 
     def register_processes(self, batch: pa.RecordBatch) -> None:
         """Give the fold the sampling rate of the sampled processes among ``processes`` rows."""
         names = batch.schema.names
         if "event" in names and "producer" in names:
-            for pid, producer, event in zip(batch.column("pid").to_pylist(),
-                                            batch.column("producer").to_pylist(),
-                                            batch.column("event").to_pylist(), strict=True):
+            for pid, producer, event in zip(
+                batch.column("pid").to_pylist(),
+                batch.column("producer").to_pylist(),
+                batch.column("event").to_pylist(),
+                strict=True,
+            ):
                 started, exited = self._lives.setdefault(int(pid), (set(), set()))
                 if event == "start":
                     started.add(str(producer))
@@ -426,9 +462,12 @@ class AnalysisState:
 
     def register_variables(self, batch: pa.RecordBatch) -> None:
         """Watch the blocks of ``variables`` rows (their frees are the variables' deaths)."""
-        for pid, address, ts in zip(batch.column("pid").to_pylist(),
-                                    batch.column("address").to_pylist(),
-                                    batch.column("ts_ns").to_pylist(), strict=True):
+        for pid, address, ts in zip(
+            batch.column("pid").to_pylist(),
+            batch.column("address").to_pylist(),
+            batch.column("ts_ns").to_pylist(),
+            strict=True,
+        ):
             if address:
                 self.fold.watch(int(pid), int(address), int(ts))
         self._tables = None
@@ -442,11 +481,15 @@ class AnalysisState:
         if names is not None:
             if self._tables is not None:
                 return {name: self._tables[name] for name in names}
-            return {name: _arrow(name, columns, self.params.site_slots)
-                    for name, columns in self.fold.export(list(names)).items()}
+            return {
+                name: _arrow(name, columns, self.params.site_slots)
+                for name, columns in self.fold.export(list(names)).items()
+            }
         if self._tables is None:
-            self._tables = {name: _arrow(name, columns, self.params.site_slots)
-                            for name, columns in self.fold.export().items()}
+            self._tables = {
+                name: _arrow(name, columns, self.params.site_slots)
+                for name, columns in self.fold.export().items()
+            }
         return self._tables
 
     def release_fold(self) -> None:
@@ -463,8 +506,9 @@ class AnalysisState:
     def save_in_background(self, directory: str | os.PathLike[str]) -> None:
         """Write the checkpoint on a thread (:meth:`wait_saved` waits for it)."""
         self.tables()  # exported here: the saving thread and the caller share the tables
-        self.saving = threading.Thread(target=_save_or_say, args=(self, Path(directory)),
-                                       name="memscope-checkpoint")
+        self.saving = threading.Thread(
+            target=_save_or_say, args=(self, Path(directory)), name="memscope-checkpoint"
+        )
         self.saving.start()
 
     def wait_saved(self) -> None:
@@ -480,19 +524,28 @@ class AnalysisState:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         for name, table in self.tables().items():
-            with pa.OSFile(str(tmp / f"{name}.arrow"), "wb") as sink, \
-                    ipc.new_file(sink, table.schema) as writer:
+            with (
+                pa.OSFile(str(tmp / f"{name}.arrow"), "wb") as sink,
+                ipc.new_file(sink, table.schema) as writer,
+            ):
                 writer.write_table(table)
         if self.held:
-            with pa.OSFile(str(tmp / "held.arrow"), "wb") as sink, \
-                    ipc.new_file(sink, MEMORY) as writer:
+            with (
+                pa.OSFile(str(tmp / "held.arrow"), "wb") as sink,
+                ipc.new_file(sink, MEMORY) as writer,
+            ):
                 for batch in self.held:
                     writer.write_batch(batch)
-        meta = {"format": STATE_FORMAT, "log_id": self.log_id, "params": self.params.as_dict(),
-                "events": self.events, "cursor": self.cursor.to_json(),
-                "problems": self.problems,
-                # Arrow IPC files carry no checksum: a flipped bit must not pass as state.
-                "digests": {f.name: _digest(f) for f in sorted(tmp.glob("*.arrow"))}}
+        meta = {
+            "format": STATE_FORMAT,
+            "log_id": self.log_id,
+            "params": self.params.as_dict(),
+            "events": self.events,
+            "cursor": self.cursor.to_json(),
+            "problems": self.problems,
+            # Arrow IPC files carry no checksum: a flipped bit must not pass as state.
+            "digests": {f.name: _digest(f) for f in sorted(tmp.glob("*.arrow"))},
+        }
         (tmp / "state.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
         old = target.with_name(f"{target.name}.old-{os.getpid()}")
         if target.exists():
@@ -502,34 +555,54 @@ class AnalysisState:
         return target
 
     @classmethod
-    def load(cls, directory: str | os.PathLike[str], log_id: str,
-             params: FoldParams) -> AnalysisState | None:
+    def load(
+        cls, directory: str | os.PathLike[str], log_id: str, params: FoldParams
+    ) -> AnalysisState | None:
         """The checkpoint in ``directory`` if it is of this log and these parameters."""
         path = Path(directory)
         try:
             meta = json.loads((path / "state.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
-        if (not isinstance(meta, dict) or meta.get("format") != STATE_FORMAT
-                or meta.get("log_id") != log_id or meta.get("params") != params.as_dict()):
+        if (
+            not isinstance(meta, dict)
+            or meta.get("format") != STATE_FORMAT
+            or meta.get("log_id") != log_id
+            or meta.get("params") != params.as_dict()
+        ):
             return None
         digests = meta.get("digests") or {}
-        damaged = sorted(name for name, digest in digests.items()
-                         if not (path / name).is_file() or _digest(path / name) != digest)
+        damaged = sorted(
+            name
+            for name, digest in digests.items()
+            if not (path / name).is_file() or _digest(path / name) != digest
+        )
         if damaged or set(digests) < {f"{name}.arrow" for name in TABLE_COLUMNS}:
-            print(f"memscope: ignoring the damaged analysis checkpoint in {path} "
-                  f"({', '.join(damaged) or 'files missing'}); folding the log again",
-                  file=sys.stderr)
+            print(
+                f"memscope: ignoring the damaged analysis checkpoint in {path} "
+                f"({', '.join(damaged) or 'files missing'}); folding the log again",
+                file=sys.stderr,
+            )
             return None
         try:
-            tables = {name: ipc.open_file(str(path / f"{name}.arrow")).read_all()
-                      for name in TABLE_COLUMNS}
+            tables = {
+                name: ipc.open_file(str(path / f"{name}.arrow")).read_all()
+                for name in TABLE_COLUMNS
+            }
         except (OSError, pa.ArrowException) as exc:
-            print(f"memscope: ignoring the damaged analysis checkpoint in {path} ({exc}); "
-                  f"folding the log again", file=sys.stderr)
+            print(
+                f"memscope: ignoring the damaged analysis checkpoint in {path} ({exc}); "
+                f"folding the log again",
+                file=sys.stderr,
+            )
             return None
-        state = cls(params, None, LogCursor.from_json(meta.get("cursor", {})), log_id,
-                    meta.get("problems", []))
+        state = cls(
+            params,
+            None,
+            LogCursor.from_json(meta.get("cursor", {})),
+            log_id,
+            meta.get("problems", []),
+        )
         # Restored into a fold only when the log has something new to fold: reading a
         # checkpoint that is up to date costs its files, not a rebuild of the fold.
         state._fold = None
@@ -539,8 +612,11 @@ class AnalysisState:
             try:
                 state.held = ipc.open_file(str(path / "held.arrow")).read_all().to_batches()
             except (OSError, pa.ArrowException) as exc:
-                print(f"memscope: ignoring the damaged analysis checkpoint in {path} ({exc}); "
-                      f"folding the log again", file=sys.stderr)
+                print(
+                    f"memscope: ignoring the damaged analysis checkpoint in {path} ({exc}); "
+                    f"folding the log again",
+                    file=sys.stderr,
+                )
                 return None
         return state
 
@@ -568,14 +644,21 @@ def trimmed_without_checkpoint(reader: Any) -> str | None:
     retired = (getattr(reader, "manifest", None) or {}).get("retired") or {}
     if not retired.get("segments"):
         return None
-    return (f"{retired['segments']} memory segments were retired by retention and only the "
-            "log's analysis checkpoint holds them; it was not usable here (other analysis "
-            "parameters, or damaged), so these figures cover the segments kept only")
+    return (
+        f"{retired['segments']} memory segments were retired by retention and only the "
+        "log's analysis checkpoint holds them; it was not usable here (other analysis "
+        "parameters, or damaged), so these figures cover the segments kept only"
+    )
 
 
-def open_state(reader: Any, params: FoldParams | None = None, *, checkpoint: bool = True,
-               on_events: Callable[[int], None] | None = None,
-               background_save: bool = False) -> AnalysisState:
+def open_state(
+    reader: Any,
+    params: FoldParams | None = None,
+    *,
+    checkpoint: bool = True,
+    on_events: Callable[[int], None] | None = None,
+    background_save: bool = False,
+) -> AnalysisState:
     """The log's state, folded up to its end: from its checkpoint when it has a valid one.
 
     With ``checkpoint`` the checkpoint is read and, when the update folded anything, written
@@ -612,8 +695,9 @@ def _save_or_say(state: AnalysisState, directory: Path) -> None:
     try:
         state.save(directory)
     except OSError as exc:
-        print(f"memscope: could not write the analysis checkpoint {directory}: {exc}",
-              file=sys.stderr)
+        print(
+            f"memscope: could not write the analysis checkpoint {directory}: {exc}", file=sys.stderr
+        )
 
 
 def _arrow(name: str, columns: dict[str, np.ndarray], slots: int) -> pa.Table:
@@ -641,8 +725,9 @@ def _numpy(table: pa.Table) -> dict[str, np.ndarray]:
     return out
 
 
-def fold_tables(tables: dict[str, pa.Table], params: FoldParams | None = None,
-                window_rows: int | None = None) -> AnalysisState:
+def fold_tables(
+    tables: dict[str, pa.Table], params: FoldParams | None = None, window_rows: int | None = None
+) -> AnalysisState:
     """The state of a log given as in-memory tables (tests, samples): folded in one go."""
     state = AnalysisState(params)
     processes = tables.get("processes")

@@ -35,8 +35,12 @@ def _register(category: str, subcategory: str, names: str) -> None:
 
 
 _register("Collections", "Lists", "list collections.deque deque")
-_register("Collections", "Dicts", "dict collections.OrderedDict collections.defaultdict "
-          "collections.Counter collections.ChainMap types.MappingProxyType mappingproxy")
+_register(
+    "Collections",
+    "Dicts",
+    "dict collections.OrderedDict collections.defaultdict "
+    "collections.Counter collections.ChainMap types.MappingProxyType mappingproxy",
+)
 _register("Collections", "Sets", "set frozenset")
 _register("Collections", "Tuples", "tuple")
 _register("Text", "Strings", "str")
@@ -47,8 +51,12 @@ _register("Numbers", "Complex", "complex")
 _register("Numbers", "Decimals", "decimal.Decimal fractions.Fraction")
 _register("Arrays/Buffers", "Arrays", "array.array")
 _register("Arrays/Buffers", "Buffers", "bytearray memoryview mmap.mmap")
-_register("Callables", "Functions", "function builtin_function_or_method method "
-          "functools.partial method-wrapper classmethod staticmethod")
+_register(
+    "Callables",
+    "Functions",
+    "function builtin_function_or_method method "
+    "functools.partial method-wrapper classmethod staticmethod",
+)
 _register("Callables", "Classes", "type")
 _register("Modules and Code", "Modules", "module")
 _register("Modules and Code", "Code", "code frame")
@@ -56,8 +64,14 @@ _register("Other", "None", "NoneType None")
 
 #: The category names, in report order.
 CATEGORIES = (
-    "Collections", "Text", "Numbers", "Objects", "Arrays/Buffers", "Callables",
-    "Modules and Code", "Other",
+    "Collections",
+    "Text",
+    "Numbers",
+    "Objects",
+    "Arrays/Buffers",
+    "Callables",
+    "Modules and Code",
+    "Other",
 )
 
 

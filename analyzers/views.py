@@ -84,8 +84,7 @@ from memscope.protocol.wire import (
 )
 
 #: connection -> the LogReader it was opened on (so materialize() can stream the log).
-_READERS: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, Any] = (
-    weakref.WeakKeyDictionary())
+_READERS: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, Any] = weakref.WeakKeyDictionary()
 
 #: Frames deeper than this are not resolved (guards against a cyclic, corrupt stack tree).
 MAX_STACK_DEPTH = 512
@@ -101,7 +100,8 @@ def _chain_select(source: str, starts_and_notable_only: bool = False) -> str:
     keep = (
         f"""WHERE code >= {START} OR pc IS NULL OR pc < {START}
               OR ((pc >> 3) & 15) <> ((code >> 3) & 15)"""
-        if starts_and_notable_only else ""
+        if starts_and_notable_only
+        else ""
     )
     return f"""
         SELECT * FROM (
@@ -296,12 +296,21 @@ def _state_view_sql() -> list[str]:
 
 
 #: Views over the analysis state (in the order ``memscope query`` lists them).
-STATE_VIEWS = ("sites", "live", "peak_sites", "timeline", "lifetimes_hist", "process_totals",
-               "thread_totals", "sizes")
+STATE_VIEWS = (
+    "sites",
+    "live",
+    "peak_sites",
+    "timeline",
+    "lifetimes_hist",
+    "process_totals",
+    "thread_totals",
+    "sizes",
+)
 
 
-def use_state(con: duckdb.DuckDBPyConnection, tables: Mapping[str, pa.Table],
-              views: bool = True) -> None:
+def use_state(
+    con: duckdb.DuckDBPyConnection, tables: Mapping[str, pa.Table], views: bool = True
+) -> None:
     """Register the analysis state's tables (``state_<name>``) and the views over them.
 
     ``variables`` then takes each tracked object's death from the state, and the small views
@@ -321,9 +330,21 @@ def use_state(con: duckdb.DuckDBPyConnection, tables: Mapping[str, pa.Table],
 
 #: The views a user may query (in the order ``memscope query`` lists them).
 PUBLIC_VIEWS = (
-    "events", "allocations", "frees", "lifetimes", "processes", "threads", "variables",
-    "scopes", "frames", "stacks", "ffi", "aggregates", "producer_stats",
-    "producer_stats_latest", "ingest",
+    "events",
+    "allocations",
+    "frees",
+    "lifetimes",
+    "processes",
+    "threads",
+    "variables",
+    "scopes",
+    "frames",
+    "stacks",
+    "ffi",
+    "aggregates",
+    "producer_stats",
+    "producer_stats_latest",
+    "ingest",
 )
 
 
@@ -371,8 +392,13 @@ def _define(con: duckdb.DuckDBPyConnection, sources: Mapping[str, Any]) -> None:
 DECODED_MEMORY = "_decoded_memory"
 
 
-def _memory_source(con: duckdb.DuckDBPyConnection, reader: Any, decode: bool,
-                   fill: bool = True, on_events: Callable[[int], None] | None = None) -> Any:
+def _memory_source(
+    con: duckdb.DuckDBPyConnection,
+    reader: Any,
+    decode: bool,
+    fill: bool = True,
+    on_events: Callable[[int], None] | None = None,
+) -> Any:
     """What ``raw_memory`` reads: the log's lazy dataset, or its events decoded into DuckDB.
 
     Chunks stored by the broker (``memory_chunks``) must be decoded; DuckDB needs a source it
@@ -385,16 +411,16 @@ def _memory_source(con: duckdb.DuckDBPyConnection, reader: Any, decode: bool,
         return None
     if not reader.chunk_events():
         return reader.dataset("memory")
-    stream = reader.memory_reader() if fill else pa.RecordBatchReader.from_batches(
-        MEMORY, iter(()))
+    stream = reader.memory_reader() if fill else pa.RecordBatchReader.from_batches(MEMORY, iter(()))
     if fill and on_events is not None:
         stream = pa.RecordBatchReader.from_batches(stream.schema, _counted(stream, on_events))
     _run_over(con, stream, f"CREATE OR REPLACE TABLE {DECODED_MEMORY} AS SELECT * FROM _source")
     return DECODED_MEMORY
 
 
-def _counted(batches: Iterable[pa.RecordBatch],
-             on_events: Callable[[int], None]) -> Iterator[pa.RecordBatch]:
+def _counted(
+    batches: Iterable[pa.RecordBatch], on_events: Callable[[int], None]
+) -> Iterator[pa.RecordBatch]:
     """``batches``, calling ``on_events`` with the rows passed so far after each."""
     rows = 0
     for batch in batches:
@@ -412,8 +438,9 @@ def _run_over(con: duckdb.DuckDBPyConnection, source: Any, sql: str) -> None:
         con.unregister("_source")
 
 
-def _copied(con: duckdb.DuckDBPyConnection,
-            batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+def _copied(
+    con: duckdb.DuckDBPyConnection, batches: Iterable[pa.RecordBatch]
+) -> Iterator[pa.RecordBatch]:
     """``batches``, each appended to the decoded memory table as it passes (same thread)."""
     for batch in batches:
         _run_over(con, batch, f"INSERT INTO {DECODED_MEMORY} SELECT * FROM _source")
@@ -488,11 +515,13 @@ def connect(
     """
     reader: Any = log if hasattr(log, "dataset") else open_reader(log)
     con = _new_connection(memory_limit, threads)
-    sources: dict[str, Any] = {name: reader.dataset(name) for name in TABLES
-                               if name not in ("memory", "memory_chunks")}
+    sources: dict[str, Any] = {
+        name: reader.dataset(name) for name in TABLES if name not in ("memory", "memory_chunks")
+    }
     sources["memory_chunks"] = reader.stored_dataset("memory_chunks")
-    sources["memory"] = _memory_source(con, reader, raw_memory, fill=not matched,
-                                       on_events=on_events)
+    sources["memory"] = _memory_source(
+        con, reader, raw_memory, fill=not matched, on_events=on_events
+    )
     _define(con, sources)
     _READERS[con] = reader
     if matched:

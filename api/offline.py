@@ -119,8 +119,7 @@ def _history(log: str, pid: str) -> Any:
     from memscope.analyzers.views import connect
 
     # The matched blocks (the allocations view) and the state (for the stack tree).
-    return allocation_history(connect(log, raw_memory=False, matched=True, state=True),
-                              int(pid))
+    return allocation_history(connect(log, raw_memory=False, matched=True, state=True), int(pid))
 
 
 def _by_type(log: str, pid: str) -> Any:
@@ -171,8 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     """The helper's entry point: answer one request on stdout as JSON."""
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] not in _OPS or len(args) - 1 != _OPS[args[0]][1]:
-        print(f"usage: stats|by-type|active|history LOG PID | export LOG KIND OUT (got {args})",
-              file=sys.stderr)
+        print(
+            f"usage: stats|by-type|active|history LOG PID | export LOG KIND OUT (got {args})",
+            file=sys.stderr,
+        )
         return 2
     func, _ = _OPS[args[0]]
     try:

@@ -87,9 +87,18 @@ class AllocationInfo:
             value = row.get(key)
             return None if value is None else str(value)
 
-        return cls(int(row["address"]), int(row["size"]), str(row["domain"]), int(row["tid"]),
-                   int(row["ts_ns"]), int(row["stack_id"]), text("location"),
-                   None if free is None else int(free), text("var_name"), text("type_name"))
+        return cls(
+            int(row["address"]),
+            int(row["size"]),
+            str(row["domain"]),
+            int(row["tid"]),
+            int(row["ts_ns"]),
+            int(row["stack_id"]),
+            text("location"),
+            None if free is None else int(free),
+            text("var_name"),
+            text("type_name"),
+        )
 
 
 @dataclass(frozen=True, slots=True)

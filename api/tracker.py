@@ -205,8 +205,11 @@ def _stop() -> None:
     if session.owns_broker():
         session.broker.stop()
         log = session.link.log_dir
-        print(f"memscope: events in {log}; `memscope analyze {log}` writes the analysis, "
-              f"`memscope report {log}` the reports", file=sys.stderr)
+        print(
+            f"memscope: events in {log}; `memscope analyze {log}` writes the analysis, "
+            f"`memscope report {log}` the reports",
+            file=sys.stderr,
+        )
 
 
 def track_var(obj: T, name: str | None = None) -> T:
@@ -340,7 +343,9 @@ class Tracker:
         seq = session.flush(FLUSH_TIMEOUT_S, rounds=2)
         with _client(session) as client:
             answer = client.stats(
-                session.identity.pid, session.identity.producer_id, seq,
+                session.identity.pid,
+                session.identity.producer_id,
+                seq,
                 timeout_s=FLUSH_TIMEOUT_S,
             )
         return _results().MemoryStats.from_dict(answer)

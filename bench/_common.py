@@ -38,8 +38,13 @@ def run_script(
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "work.py"
         script.write_text(code)
-        proc = subprocess.run(command(script, Path(tmp)), capture_output=True, text=True,
-                              timeout=timeout, env=dict(env))
+        proc = subprocess.run(
+            command(script, Path(tmp)),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=dict(env),
+        )
     for line in proc.stdout.splitlines():
         if line.startswith("ELAPSED "):
             return [float(x) for x in line.split()[1:]]

@@ -77,8 +77,15 @@ def _child(setup: str, body: str, call: str) -> float:
     code = CHILD.format(setup=setup, body=textwrap.dedent(body), call=call)
     with tempfile.TemporaryDirectory() as tmp:
         env = dict(os.environ, MEMSCOPE_DISABLE="1")
-        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                              env=env, cwd=tmp, timeout=600, check=False)
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp,
+            timeout=600,
+            check=False,
+        )
     if done.returncode != 0:
         raise SystemExit(f"benchmark child failed:\n{done.stderr}")
     return float(json.loads(done.stdout.strip().splitlines()[-1]))
@@ -124,6 +131,7 @@ def main() -> None:
             continue
         best = min(times[name])
         print(f"{name:<22}{best:>10.3f}{best / plain:>13.2f}x")
+
 
 if __name__ == "__main__":
     main()

@@ -87,8 +87,10 @@ def tracer_chunks(events: int) -> list[dict[str, Any]]:
 def envelopes(source: str, events: int) -> list[list[dict[str, Any]]]:
     """The memory chunks of each envelope (about ENVELOPE_EVENTS events each)."""
     if source != "tracer":
-        return [[encode_rec1(7, memory_chunk(0, 0, i, ENVELOPE_EVENTS, entropy=source))]
-                for i in range(max(events // ENVELOPE_EVENTS, 1))]
+        return [
+            [encode_rec1(7, memory_chunk(0, 0, i, ENVELOPE_EVENTS, entropy=source))]
+            for i in range(max(events // ENVELOPE_EVENTS, 1))
+        ]
     out: list[list[dict[str, Any]]] = [[]]
     size = 0
     for chunk in tracer_chunks(events):
@@ -108,20 +110,26 @@ def _memory_bytes(events_dir: Path) -> int:
     return sum(f.stat().st_size for d in _MEMORY_DIRS for f in (events_dir / d).glob("*.arrow"))
 
 
-def _producer(address: str, index: int, envs: list[list[dict[str, Any]]], batches: int,
-              ready: Any, go: Any) -> None:
+def _producer(
+    address: str, index: int, envs: list[list[dict[str, Any]]], batches: int, ready: Any, go: Any
+) -> None:
     context = zmq.Context()
     push = context.socket(zmq.PUSH)
     push.sndhwm = 16
     push.connect(address)
     producer = f"bench:{os.getpid()}:{index}"
-    messages = [encode_batch(producer, os.getpid(), seq, envs[seq % len(envs)], {})
-                for seq in range(min(batches, len(envs)))]
+    messages = [
+        encode_batch(producer, os.getpid(), seq, envs[seq % len(envs)], {})
+        for seq in range(min(batches, len(envs)))
+    ]
     ready.release()
     go.wait()
     for seq in range(batches):
-        message = messages[seq] if seq < len(messages) else encode_batch(
-            producer, os.getpid(), seq, envs[seq % len(envs)], {})
+        message = (
+            messages[seq]
+            if seq < len(messages)
+            else encode_batch(producer, os.getpid(), seq, envs[seq % len(envs)], {})
+        )
         push.send(message, copy=False)
     push.close(linger=-1)
     context.term()
@@ -132,8 +140,9 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_zmq(producers: int, envs: list[list[dict[str, Any]]], per_producer: int,
-            settings: Settings) -> dict[str, float]:
+def run_zmq(
+    producers: int, envs: list[list[dict[str, Any]]], per_producer: int, settings: Settings
+) -> dict[str, float]:
     """One broker process and ``producers`` producer processes over ZeroMQ (ipc)."""
     batches = max(per_producer // max(_events(envs[0]), 1), 1)
     total = producers * sum(_events(envs[s % len(envs)]) for s in range(batches))
@@ -141,9 +150,10 @@ def run_zmq(producers: int, envs: list[list[dict[str, Any]]], per_producer: int,
         broker = start_embedded(Path(tmp) / "events", settings=settings)
         ctx = multiprocessing.get_context("fork")
         ready, go = ctx.Semaphore(0), ctx.Event()
-        procs = [ctx.Process(target=_producer,
-                             args=(broker.address, i, envs, batches, ready, go))
-                 for i in range(producers)]
+        procs = [
+            ctx.Process(target=_producer, args=(broker.address, i, envs, batches, ready, go))
+            for i in range(producers)
+        ]
         for proc in procs:
             proc.start()
         for _ in procs:
@@ -159,8 +169,13 @@ def run_zmq(producers: int, envs: list[list[dict[str, Any]]], per_producer: int,
             proc.join()
         broker.stop()
         disk = _memory_bytes(Path(tmp) / "events")
-    return {"events": total, "wall_s": wall, "cpu_s": cpu, "events_per_cpu_s": total / cpu,
-            "bytes_per_event": disk / total}
+    return {
+        "events": total,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "events_per_cpu_s": total / cpu,
+        "bytes_per_event": disk / total,
+    }
 
 
 class _Frame:
@@ -168,8 +183,11 @@ class _Frame:
         self.buffer = memoryview(data)
 
 
-def run_in_process(envs: list[list[dict[str, Any]]], settings: Settings, repeat: int,
-                   ) -> dict[str, float]:
+def run_in_process(
+    envs: list[list[dict[str, Any]]],
+    settings: Settings,
+    repeat: int,
+) -> dict[str, float]:
     """The broker's ingest path in this process, then the read side: best CPU times."""
     messages = [encode_batch("bench:1:1", 4242, seq, env, {}) for seq, env in enumerate(envs)]
     total = sum(_events(env) for env in envs)
@@ -199,10 +217,15 @@ def run_in_process(envs: list[list[dict[str, Any]]], settings: Settings, repeat:
         if cpu < best["cpu_s"]:
             best.update(cpu_s=cpu, write_s=writes[0], bytes=disk)
         best["read_s"] = min(best["read_s"], read_s)
-    return {"events": total, "wall_s": float("nan"), "cpu_s": best["cpu_s"],
-            "events_per_cpu_s": total / best["cpu_s"], "write_share": best["write_s"] /
-            best["cpu_s"], "bytes_per_event": best["bytes"] / total,
-            "read_ns": best["read_s"] / total * 1e9}
+    return {
+        "events": total,
+        "wall_s": float("nan"),
+        "cpu_s": best["cpu_s"],
+        "events_per_cpu_s": total / best["cpu_s"],
+        "write_share": best["write_s"] / best["cpu_s"],
+        "bytes_per_event": best["bytes"] / total,
+        "read_ns": best["read_s"] / total * 1e9,
+    }
 
 
 def _time_memory_writes(broker: Broker, total: list[float]) -> None:
@@ -223,11 +246,16 @@ def _time_memory_writes(broker: Broker, total: list[float]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--events", type=int, default=16 * 1024 * 1024,
-                        help="events per row (split among the producers)")
+    parser.add_argument(
+        "--events",
+        type=int,
+        default=16 * 1024 * 1024,
+        help="events per row (split among the producers)",
+    )
     parser.add_argument("--source", default="tracer", help="tracer, real, high (comma list)")
-    parser.add_argument("--storage", default=",".join(STORAGES),
-                        help=f"comma list of {', '.join(STORAGES)}")
+    parser.add_argument(
+        "--storage", default=",".join(STORAGES), help=f"comma list of {', '.join(STORAGES)}"
+    )
     parser.add_argument("--producers", default="1,4,8")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each row (best kept)")
     parser.add_argument("--quick", action="store_true", help="small sizes, 1 and 4 producers")
@@ -236,11 +264,15 @@ def main() -> int:
         args.events = min(args.events, 4 * 1024 * 1024)
         args.producers = "1,4"
         args.repeat = min(args.repeat, 2)
-    print(f"broker ingest, about {ENVELOPE_EVENTS} events per envelope, {os.cpu_count()} cores "
-          f"on this machine (load average {os.getloadavg()[0]:.1f}); best of {args.repeat}")
-    header = (f"{'storage':<12} {'source':<6} {'producers':>10} {'events':>9} {'wall s':>7} "
-              f"{'Mev/broker-cpu-s':>16} {'write %':>7} {'bytes/event':>11} "
-              f"{'read ns/ev':>10} {'read Mev/s':>10}")
+    print(
+        f"broker ingest, about {ENVELOPE_EVENTS} events per envelope, {os.cpu_count()} cores "
+        f"on this machine (load average {os.getloadavg()[0]:.1f}); best of {args.repeat}"
+    )
+    header = (
+        f"{'storage':<12} {'source':<6} {'producers':>10} {'events':>9} {'wall s':>7} "
+        f"{'Mev/broker-cpu-s':>16} {'write %':>7} {'bytes/event':>11} "
+        f"{'read ns/ev':>10} {'read Mev/s':>10}"
+    )
     print(header)
     print("-" * len(header))
     for source in args.source.split(","):
@@ -251,21 +283,30 @@ def main() -> int:
             for producers in (int(p) for p in args.producers.split(",")):
                 per = max(args.events // producers, ENVELOPE_EVENTS)
                 runs = [run_zmq(producers, envs, per, settings) for _ in range(args.repeat)]
-                _row(storage, source, str(producers), max(runs,
-                                                          key=lambda r: r["events_per_cpu_s"]))
-    print("goal: >= 20 M events per broker CPU-second, <= 8 bytes/event on disk. read: CPU "
-          "time to decode the log into Arrow memory batches, one core")
+                _row(
+                    storage, source, str(producers), max(runs, key=lambda r: r["events_per_cpu_s"])
+                )
+    print(
+        "goal: >= 20 M events per broker CPU-second, <= 8 bytes/event on disk. read: CPU "
+        "time to decode the log into Arrow memory batches, one core"
+    )
     return 0
 
 
 def _row(storage: str, source: str, producers: str, r: dict[str, float]) -> None:
     share = f"{100 * r['write_share']:.0f}" if "write_share" in r else "-"
     wall = "-" if r["wall_s"] != r["wall_s"] else f"{r['wall_s']:.2f}"
-    read = (f"{r['read_ns']:>10.2f} {1e3 / r['read_ns']:>10.1f}" if "read_ns" in r
-            else f"{'-':>10} {'-':>10}")
-    print(f"{storage:<12} {source:<6} {producers:>10} {r['events']:>9} {wall:>7} "
-          f"{r['events_per_cpu_s'] / 1e6:>16.2f} {share:>7} {r['bytes_per_event']:>11.2f} "
-          f"{read}", flush=True)
+    read = (
+        f"{r['read_ns']:>10.2f} {1e3 / r['read_ns']:>10.1f}"
+        if "read_ns" in r
+        else f"{'-':>10} {'-':>10}"
+    )
+    print(
+        f"{storage:<12} {source:<6} {producers:>10} {r['events']:>9} {wall:>7} "
+        f"{r['events_per_cpu_s'] / 1e6:>16.2f} {share:>7} {r['bytes_per_event']:>11.2f} "
+        f"{read}",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

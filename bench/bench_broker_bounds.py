@@ -91,8 +91,13 @@ def flood(producers: int, idle_s: float) -> dict[str, float]:
             push.close()
             context.term()
             broker.stop()
-    return {"landed_s": landed_s, "idle_cpu": idle, "peak_rss": peak, "manifest": manifest,
-            "stop_s": stop_s}
+    return {
+        "landed_s": landed_s,
+        "idle_cpu": idle,
+        "peak_rss": peak,
+        "manifest": manifest,
+        "stop_s": stop_s,
+    }
 
 
 def main() -> int:

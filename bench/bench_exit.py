@@ -77,42 +77,95 @@ def memscope_run(work: Path, n: int, timings: bool = False) -> dict:
     out = work / f"ms-{n}"
     shutil.rmtree(out, ignore_errors=True)
     env = dict(os.environ, MEMSCOPE_TIMINGS="1") if timings else None
-    proc = subprocess.run([sys.executable, "-m", "memscope", "run", "--out", str(out),
-                           str(work / "prog.py"), str(n)], capture_output=True, text=True,
-                          timeout=3600, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "memscope", "run", "--out", str(out), str(work / "prog.py"), str(n)],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        env=env,
+    )
     returned = time.monotonic_ns()
     if proc.returncode:
         raise RuntimeError(f"memscope run failed:\n{proc.stderr[-2000:]}")
     exited = _exit_ns(proc.stdout)
     events = _events(out)
-    marks = [(int(ns), f"{name} [{pid}]") for _, ns, pid, name in
-             (line.split(" ", 3) for line in proc.stderr.splitlines()
-              if line.startswith("memscope-timing "))]
+    marks = [
+        (int(ns), f"{name} [{pid}]")
+        for _, ns, pid, name in (
+            line.split(" ", 3)
+            for line in proc.stderr.splitlines()
+            if line.startswith("memscope-timing ")
+        )
+    ]
     marks.append((returned, "memscope run returned"))
-    return {"after_exit_s": (returned - exited) / 1e9, "events": events, "dir": out,
-            "marks": [((ns - exited) / 1e9, name) for ns, name in sorted(marks)]}
+    return {
+        "after_exit_s": (returned - exited) / 1e9,
+        "events": events,
+        "dir": out,
+        "marks": [((ns - exited) / 1e9, name) for ns, name in sorted(marks)],
+    }
 
 
 def memray_run(work: Path, n: int) -> float:
     """Seconds from the program's exit to ``memray stats`` and ``flamegraph`` written."""
     capture = work / f"memray-{n}.bin"
     capture.unlink(missing_ok=True)
-    proc = subprocess.run([sys.executable, "-m", "memray", "run", "-q", "-f", "-o",
-                           str(capture), str(work / "prog.py"), str(n)],
-                          capture_output=True, text=True, timeout=3600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "memray",
+            "run",
+            "-q",
+            "-f",
+            "-o",
+            str(capture),
+            str(work / "prog.py"),
+            str(n),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
     exited = _exit_ns(proc.stdout)
-    subprocess.run([sys.executable, "-m", "memray", "stats", "--json", "-f", "-o",
-                    str(capture) + ".json", str(capture)], check=True, capture_output=True)
-    subprocess.run([sys.executable, "-m", "memray", "flamegraph", "-f", "-o",
-                    str(capture) + ".html", str(capture)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "memray",
+            "stats",
+            "--json",
+            "-f",
+            "-o",
+            str(capture) + ".json",
+            str(capture),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "memray",
+            "flamegraph",
+            "-f",
+            "-o",
+            str(capture) + ".html",
+            str(capture),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return (time.monotonic_ns() - exited) / 1e9
 
 
 def steps(run: Path) -> list[tuple[str, float]]:
     """Each reporting step timed apart, from the log alone (checkpoint removed first)."""
     shutil.rmtree(run / "events" / "_state", ignore_errors=True)
-    proc = subprocess.run([sys.executable, "-c", _STEPS, str(run)], capture_output=True,
-                          text=True, timeout=3600)
+    proc = subprocess.run(
+        [sys.executable, "-c", _STEPS, str(run)], capture_output=True, text=True, timeout=3600
+    )
     for line in proc.stdout.splitlines():
         if line.startswith("STEPS "):
             return [(str(a), float(b)) for a, b in json.loads(line[6:])]
@@ -127,9 +180,20 @@ def _exit_ns(stdout: str) -> int:
 
 
 def _events(run: Path) -> int:
-    proc = subprocess.run([sys.executable, "-m", "memscope", "query", str(run),
-                           "SELECT sum(events) AS n FROM ingest", "--format", "json"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "memscope",
+            "query",
+            str(run),
+            "SELECT sum(events) AS n FROM ingest",
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+    )
     try:
         return int(json.loads(proc.stdout)[0]["n"])
     except (ValueError, KeyError, IndexError, TypeError):
@@ -142,11 +206,16 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--no-memray", action="store_true")
     parser.add_argument("--no-steps", action="store_true")
-    parser.add_argument("--timings", action="store_true",
-                        help="print when each step of the best run ended (MEMSCOPE_TIMINGS)")
+    parser.add_argument(
+        "--timings",
+        action="store_true",
+        help="print when each step of the best run ended (MEMSCOPE_TIMINGS)",
+    )
     args = parser.parse_args()
-    print(f"# bench_exit {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-          f"load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(
+        f"# bench_exit {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+        f"load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    )
     with tempfile.TemporaryDirectory(prefix="memscope-exit-") as tmp:
         work = Path(tmp)
         (work / "prog.py").write_text(PROGRAM)
@@ -156,9 +225,12 @@ def main() -> int:
             best = min(runs, key=lambda r: r["after_exit_s"])
             median = statistics.median(r["after_exit_s"] for r in runs)
             goal = GOALS.get(target)
-            line = (f"{best['events']:>12,} events: memscope exit -> every report "
-                    f"{best['after_exit_s']:6.2f} s best, {median:.2f} s median (runs: "
-                    + ", ".join(f"{r['after_exit_s']:.2f}" for r in runs) + ")")
+            line = (
+                f"{best['events']:>12,} events: memscope exit -> every report "
+                f"{best['after_exit_s']:6.2f} s best, {median:.2f} s median (runs: "
+                + ", ".join(f"{r['after_exit_s']:.2f}" for r in runs)
+                + ")"
+            )
             if goal:
                 met = "met" if best["after_exit_s"] <= goal else "NOT met"
                 line += f", goal {goal:.0f} s: {met}"
@@ -168,8 +240,10 @@ def main() -> int:
                     print(f"{'':>20}   after exit {seconds:+7.3f} s  {name}")
             if not args.no_memray:
                 memray_s = min(memray_run(work, n) for _ in range(args.repeat))
-                print(f"{'':>20} memray exit -> stats + flamegraph {memray_s:6.2f} s; "
-                      f"memscope / memray = {best['after_exit_s'] / memray_s:.2f}")
+                print(
+                    f"{'':>20} memray exit -> stats + flamegraph {memray_s:6.2f} s; "
+                    f"memscope / memray = {best['after_exit_s'] / memray_s:.2f}"
+                )
             if not args.no_steps:
                 for name, seconds in steps(best["dir"]):
                     print(f"{'':>20}   {name:48} {seconds:6.2f} s")

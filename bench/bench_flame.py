@@ -51,7 +51,7 @@ def deep_stack(s: int, depth: int) -> list[tuple[str, str, int]]:
     """Stack ``s`` of a branching call tree: level k has 3**k distinct frames (max 400)."""
     frames = [("<module>", "bench.py", 1)]
     for level in range(1, depth):
-        k = (s * 7 + level) % min(3 ** level, 400) if level > 1 else s % 3
+        k = (s * 7 + level) % min(3**level, 400) if level > 1 else s % 3
         frames.append((f"f{level}_{k}", f"pkg/mod{level}_{k % 17}.py", 10 + k))
     return frames
 
@@ -97,8 +97,9 @@ def runs(xs: list[float]) -> str:
     return "" if len(xs) < 2 else " [runs " + ", ".join(f"{x:.2f}" for x in xs) + "]"
 
 
-def median_time(cmd: list[str], repeat: int, before: Callable[[], object] = lambda: None
-                ) -> tuple[float, list[float]]:
+def median_time(
+    cmd: list[str], repeat: int, before: Callable[[], object] = lambda: None
+) -> tuple[float, list[float]]:
     """(median, all) wall seconds of ``repeat`` runs of a command (``before`` each)."""
     runs = []
     for _ in range(max(1, repeat)):
@@ -120,8 +121,9 @@ def open_times(pages: dict[str, Path], interact: bool) -> dict[str, dict[str, fl
                 page = browser.new_page(viewport={"width": 1400, "height": 900})
                 t = time.perf_counter()
                 page.goto(path.resolve().as_uri(), wait_until="load", timeout=120_000)
-                page.evaluate("() => new Promise(r => requestAnimationFrame("
-                              "() => requestAnimationFrame(r)))")
+                page.evaluate(
+                    "() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))"
+                )
                 row = {"open_s": time.perf_counter() - t}
                 ready = page.locator("body").get_attribute("data-ready-ms")
                 if ready:
@@ -183,10 +185,24 @@ def largest_page(path: Path) -> int:
         leaves.append(node)
         s += 1
     sizes = [rng.randrange(1, 1 << 20) for _ in leaves]
-    model = {"format": 1, "first_ts_ns": 0, "frames": frames, "parent": parent,
-             "frame": frame, "default": "peak", "title": "largest page",
-             "views": {"peak": {"label": "peak", "node": leaves, "bytes": sizes,
-                                "blocks": [1] * len(leaves), "total": sum(sizes)}}}
+    model = {
+        "format": 1,
+        "first_ts_ns": 0,
+        "frames": frames,
+        "parent": parent,
+        "frame": frame,
+        "default": "peak",
+        "title": "largest page",
+        "views": {
+            "peak": {
+                "label": "peak",
+                "node": leaves,
+                "bytes": sizes,
+                "blocks": [1] * len(leaves),
+                "total": sum(sizes),
+            }
+        },
+    }
     path.write_text(flame_page(model), "utf-8")
     return len(parent)
 
@@ -211,26 +227,59 @@ def against_memray(tmp: Path, iterations: int) -> dict[str, object]:
     prog = tmp / "real.py"
     prog.write_text(_REAL)
     run = tmp / "real-run"
-    trace_s = timed([*MEMSCOPE, "run", "--out", str(run), "--no-report", str(prog),
-                     str(iterations)])
-    stats = json.loads(subprocess.run([*MEMSCOPE, "stats", str(run), "--json"], check=True,
-                                      capture_output=True, text=True).stdout)["total"]
+    trace_s = timed(
+        [*MEMSCOPE, "run", "--out", str(run), "--no-report", str(prog), str(iterations)]
+    )
+    stats = json.loads(
+        subprocess.run(
+            [*MEMSCOPE, "stats", str(run), "--json"], check=True, capture_output=True, text=True
+        ).stdout
+    )["total"]
     ours = timed([*MEMSCOPE, "flamegraph", str(run), "-o", str(tmp / "ms.html")])
     ours_again = timed([*MEMSCOPE, "flamegraph", str(run), "-o", str(tmp / "ms.html")])
     capture = tmp / "real.bin"
-    memray_trace_s = timed([sys.executable, "-m", "memray", "run", "--trace-python-allocators",
-                            "-o", str(capture), str(prog), str(iterations)])
-    theirs = timed([sys.executable, "-m", "memray", "flamegraph", "-f", "-o",
-                    str(tmp / "memray.html"), str(capture)])
+    memray_trace_s = timed(
+        [
+            sys.executable,
+            "-m",
+            "memray",
+            "run",
+            "--trace-python-allocators",
+            "-o",
+            str(capture),
+            str(prog),
+            str(iterations),
+        ]
+    )
+    theirs = timed(
+        [
+            sys.executable,
+            "-m",
+            "memray",
+            "flamegraph",
+            "-f",
+            "-o",
+            str(tmp / "memray.html"),
+            str(capture),
+        ]
+    )
     pages = open_times({"memscope": tmp / "ms.html", "memray": tmp / "memray.html"}, False)
-    return {"iterations": iterations, "events": stats["total_allocations"]
-            + stats["total_deallocations"], "memscope_trace_s": trace_s,
-            "memray_trace_s": memray_trace_s, "memscope_flamegraph_s": min(ours, ours_again),
-            "memray_flamegraph_s": theirs, "pages": pages,
-            "memray_cdn_scripts": len(re.findall(r'<script[^>]*src="https?://',
-                                                 (tmp / "memray.html").read_text("utf-8"))),
-            "html_bytes": {"memscope": (tmp / "ms.html").stat().st_size,
-                           "memray": (tmp / "memray.html").stat().st_size}}
+    return {
+        "iterations": iterations,
+        "events": stats["total_allocations"] + stats["total_deallocations"],
+        "memscope_trace_s": trace_s,
+        "memray_trace_s": memray_trace_s,
+        "memscope_flamegraph_s": min(ours, ours_again),
+        "memray_flamegraph_s": theirs,
+        "pages": pages,
+        "memray_cdn_scripts": len(
+            re.findall(r'<script[^>]*src="https?://', (tmp / "memray.html").read_text("utf-8"))
+        ),
+        "html_bytes": {
+            "memscope": (tmp / "ms.html").stat().st_size,
+            "memray": (tmp / "memray.html").stat().st_size,
+        },
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -240,12 +289,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--depth", type=int, default=12)
     parser.add_argument("--real", type=int, default=300_000)
     parser.add_argument("--keep", type=Path, default=None)
-    parser.add_argument("--repeat", type=int, default=1,
-                        help="runs of each memscope command (the median is printed)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs of each memscope command (the median is printed)",
+    )
     parser.add_argument("--no-memray", action="store_true", help="skip part 2")
     args = parser.parse_args(argv)
-    print(f"# bench_flame {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}, "
-          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"# bench_flame {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}, "
+        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}"
+    )
     with tempfile.TemporaryDirectory(prefix="memscope-flame-") as name:
         tmp = args.keep or Path(name)
         tmp.mkdir(parents=True, exist_ok=True)
@@ -253,20 +308,28 @@ def main(argv: list[str] | None = None) -> int:
         events = build_deep_log(log, args.events, args.depth)
         run = log.parent
         analyze_s, analyze_all = median_time(  # each run folds the log: no checkpoint
-            [*MEMSCOPE, "analyze", str(run)], args.repeat,
-            lambda: shutil.rmtree(log / "_state", ignore_errors=True))
+            [*MEMSCOPE, "analyze", str(run)],
+            args.repeat,
+            lambda: shutil.rmtree(log / "_state", ignore_errors=True),
+        )
         flame_s, flame_all = median_time(
-            [*MEMSCOPE, "flamegraph", str(run), "-o", str(tmp / "peak.html")], args.repeat)
+            [*MEMSCOPE, "flamegraph", str(run), "-o", str(tmp / "peak.html")], args.repeat
+        )
         temporal_s, temporal_all = median_time(
             [*MEMSCOPE, "flamegraph", str(run), "--temporal", "-o", str(tmp / "temporal.html")],
-            args.repeat)
+            args.repeat,
+        )
         pages = open_times({"peak": tmp / "peak.html", "temporal": tmp / "temporal.html"}, True)
         print(f"synthetic log: {events:,} events, stacks {args.depth} frames deep")
         print(f"  memscope analyze (fold + six files)      {analyze_s:6.2f} s{runs(analyze_all)}")
-        print(f"  memscope flamegraph (from the state)     {flame_s:6.2f} s  "
-              f"({(tmp / 'peak.html').stat().st_size / 1024:.0f} KiB){runs(flame_all)}")
-        print(f"  memscope flamegraph --temporal (state)   {temporal_s:6.2f} s  "
-              f"({(tmp / 'temporal.html').stat().st_size / 1024:.0f} KiB){runs(temporal_all)}")
+        print(
+            f"  memscope flamegraph (from the state)     {flame_s:6.2f} s  "
+            f"({(tmp / 'peak.html').stat().st_size / 1024:.0f} KiB){runs(flame_all)}"
+        )
+        print(
+            f"  memscope flamegraph --temporal (state)   {temporal_s:6.2f} s  "
+            f"({(tmp / 'temporal.html').stat().st_size / 1024:.0f} KiB){runs(temporal_all)}"
+        )
         for page, row in pages.items():
             figures = ", ".join(f"{k} {v:.3f} s" for k, v in row.items())
             verdict = "OK" if row["open_s"] < GOAL_OPEN_S else "OVER the 2 s goal"
@@ -274,28 +337,41 @@ def main(argv: list[str] | None = None) -> int:
         nodes = largest_page(tmp / "largest.html")
         row = open_times({"largest": tmp / "largest.html"}, True)["largest"]
         figures = ", ".join(f"{k} {v:.3f} s" for k, v in row.items())
-        print(f"  Chromium, the largest page the node cap allows ({nodes:,} nodes, "
-              f"{(tmp / 'largest.html').stat().st_size / 2**20:.1f} MiB): {figures}")
+        print(
+            f"  Chromium, the largest page the node cap allows ({nodes:,} nodes, "
+            f"{(tmp / 'largest.html').stat().st_size / 2**20:.1f} MiB): {figures}"
+        )
         if args.no_memray:
             print(f"# load average after: {os.getloadavg()[0]:.1f}")
             return 0
         real = against_memray(tmp, args.real)
-        print(f"real program, {real['events']:,} events "
-              f"({real['iterations']:,} iterations), memscope vs memray 1.20:")
+        print(
+            f"real program, {real['events']:,} events "
+            f"({real['iterations']:,} iterations), memscope vs memray 1.20:"
+        )
         ms, mr = real["memscope_flamegraph_s"], real["memray_flamegraph_s"]
-        print(f"  flame graph from a finished trace: memscope {ms:.2f} s, memray {mr:.2f} s "
-              f"({ms / mr:.2f}x memray's time)")
+        print(
+            f"  flame graph from a finished trace: memscope {ms:.2f} s, memray {mr:.2f} s "
+            f"({ms / mr:.2f}x memray's time)"
+        )
         p = real["pages"]
         cdn = real["memray_cdn_scripts"]
-        caveat = (f" (not comparable: memray's page loads {cdn} scripts from a CDN, so it "
-                  "draws nothing offline)" if cdn else
-                  f" ({p['memscope']['open_s'] / p['memray']['open_s']:.2f}x)")
-        print(f"  opening the HTML offline: memscope {p['memscope']['open_s']:.3f} s, memray "
-              f"{p['memray']['open_s']:.3f} s{caveat}; sizes "
-              f"{real['html_bytes']['memscope'] / 1024:.0f} KiB vs "
-              f"{real['html_bytes']['memray'] / 1024:.0f} KiB")
-        print(f"  tracing: memscope run {real['memscope_trace_s']:.2f} s, memray run "
-              f"--trace-python-allocators {real['memray_trace_s']:.2f} s")
+        caveat = (
+            f" (not comparable: memray's page loads {cdn} scripts from a CDN, so it "
+            "draws nothing offline)"
+            if cdn
+            else f" ({p['memscope']['open_s'] / p['memray']['open_s']:.2f}x)"
+        )
+        print(
+            f"  opening the HTML offline: memscope {p['memscope']['open_s']:.3f} s, memray "
+            f"{p['memray']['open_s']:.3f} s{caveat}; sizes "
+            f"{real['html_bytes']['memscope'] / 1024:.0f} KiB vs "
+            f"{real['html_bytes']['memray'] / 1024:.0f} KiB"
+        )
+        print(
+            f"  tracing: memscope run {real['memscope_trace_s']:.2f} s, memray run "
+            f"--trace-python-allocators {real['memray_trace_s']:.2f} s"
+        )
     print(f"# load average after: {os.getloadavg()[0]:.1f}")
     return 0
 

@@ -52,8 +52,11 @@ def build_stream(events: int, pids: int, seed: int = 7) -> dict:
     first = np.cumsum(depth) - depth
     level = np.arange(n_alloc) - np.repeat(first, depth)  # 0..depth-1 within the frame
     # arena a's level-k block always sits at the same address: LIFO reuse
-    addr = (np.uint64(0x7F00_0000_0000) + arena[frame_of].astype(np.uint64) * np.uint64(1024)
-            + level.astype(np.uint64) * np.uint64(64))
+    addr = (
+        np.uint64(0x7F00_0000_0000)
+        + arena[frame_of].astype(np.uint64) * np.uint64(1024)
+        + level.astype(np.uint64) * np.uint64(64)
+    )
     size = np.minimum(rng.lognormal(3.5, 0.8, n_alloc), 512).astype(np.uint64) + 1
     stack = (rng.zipf(1.4, n_alloc) % STACKS + 1).astype(np.uint32)
     leak = rng.random(n_alloc) < 0.0005
@@ -98,8 +101,18 @@ def build_stream(events: int, pids: int, seed: int = 7) -> dict:
     cols["seq"] = np.arange(total, dtype=np.uint64)
     cols["ts_ns"] = np.arange(total, dtype=np.int64) * 50 + 1_000_000
     cols["domain"] = np.full(total, 2, np.uint8)
-    order = ["pid", "tid", "seq", "ts_ns", "kind", "domain", "address", "old_address", "size",
-             "stack_id"]
+    order = [
+        "pid",
+        "tid",
+        "seq",
+        "ts_ns",
+        "kind",
+        "domain",
+        "address",
+        "old_address",
+        "size",
+        "stack_id",
+    ]
     return {name: np.ascontiguousarray(cols[name]) for name in order}
 
 
@@ -133,9 +146,21 @@ def _heap() -> int:
         import ctypes
 
         class _Info(ctypes.Structure):
-            _fields_ = [(name, ctypes.c_size_t) for name in (
-                "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
-                "uordblks", "fordblks", "keepcost")]
+            _fields_ = [
+                (name, ctypes.c_size_t)
+                for name in (
+                    "arena",
+                    "ordblks",
+                    "smblks",
+                    "hblks",
+                    "hblkhd",
+                    "usmblks",
+                    "fsmblks",
+                    "uordblks",
+                    "fordblks",
+                    "keepcost",
+                )
+            ]
 
         libc = ctypes.CDLL(None)
         libc.mallinfo2.restype = _Info
@@ -145,8 +170,7 @@ def _heap() -> int:
         return _status("VmRSS")
 
 
-def _feed(fold, cols: dict, piece: int, lo: int = 0, hi: int | None = None
-          ) -> tuple[float, float]:
+def _feed(fold, cols: dict, piece: int, lo: int = 0, hi: int | None = None) -> tuple[float, float]:
     """(wall, CPU) seconds of feeding events [lo, hi) in pieces."""
     hi = len(cols["pid"]) if hi is None else hi
     t, c = time.perf_counter(), time.thread_time()
@@ -161,8 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=20_000_000)
     parser.add_argument("--piece", type=int, default=1_000_000)
     parser.add_argument("--pids", type=int, default=2)
-    parser.add_argument("--compare", type=int, default=200_000,
-                        help="events for PyFold (0: skip)")
+    parser.add_argument("--compare", type=int, default=200_000, help="events for PyFold (0: skip)")
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
@@ -196,30 +219,45 @@ def main(argv: list[str] | None = None) -> int:
     rate, cpu_rate = n / best_wall, n / best_cpu
     blocks = len(tables["blocks"]["pid"])
     live = int(tables["processes"]["live_blocks"].sum())
-    print(f"C Fold.feed: {rate / 1e6:.1f} M events/s wall, {cpu_rate / 1e6:.1f} M events/s "
-          f"of CPU ({best_wall:.2f} s for {n:,}, best of {max(1, args.repeat)}; second pass "
-          f"{n / again / 1e6:.1f} M events/s wall)")
-    print(f"state: {(heap1 - heap0) / 2**20:.1f} MiB allocated after {n:,} events "
-          f"({(heap1 - heap0) / max(blocks, 1):.0f} B per address entry), "
-          f"{(heap2 - heap1) / 2**20:+.1f} MiB over the next {n:,} events; peak RSS "
-          f"{(rss1 - rss0) / 2**20:+.0f} MiB, then {(rss2 - rss1) / 2**20:+.0f} MiB")
-    print(f"       {blocks:,} address entries, {live:,} live blocks, "
-          f"{len(tables['sites']['pid']):,} sites, {len(tables['sizes']['pid']):,} sizes")
-    result = {"events": n, "c_events_per_s": rate, "c_events_per_cpu_s": cpu_rate,
-              "state_bytes": heap1 - heap0, "state_growth_second_pass": heap2 - heap1,
-              "rss_growth": rss1 - rss0, "rss_growth_second_pass": rss2 - rss1,
-              "blocks": blocks}
+    print(
+        f"C Fold.feed: {rate / 1e6:.1f} M events/s wall, {cpu_rate / 1e6:.1f} M events/s "
+        f"of CPU ({best_wall:.2f} s for {n:,}, best of {max(1, args.repeat)}; second pass "
+        f"{n / again / 1e6:.1f} M events/s wall)"
+    )
+    print(
+        f"state: {(heap1 - heap0) / 2**20:.1f} MiB allocated after {n:,} events "
+        f"({(heap1 - heap0) / max(blocks, 1):.0f} B per address entry), "
+        f"{(heap2 - heap1) / 2**20:+.1f} MiB over the next {n:,} events; peak RSS "
+        f"{(rss1 - rss0) / 2**20:+.0f} MiB, then {(rss2 - rss1) / 2**20:+.0f} MiB"
+    )
+    print(
+        f"       {blocks:,} address entries, {live:,} live blocks, "
+        f"{len(tables['sites']['pid']):,} sites, {len(tables['sizes']['pid']):,} sizes"
+    )
+    result = {
+        "events": n,
+        "c_events_per_s": rate,
+        "c_events_per_cpu_s": cpu_rate,
+        "state_bytes": heap1 - heap0,
+        "state_growth_second_pass": heap2 - heap1,
+        "rss_growth": rss1 - rss0,
+        "rss_growth_second_pass": rss2 - rss1,
+        "blocks": blocks,
+    }
     if args.compare:
         m = min(args.compare, n)
         py = PyFold()
         t_py, _ = _feed(py, cols, args.piece, 0, m)
         c = Fold()
         t_c, _ = _feed(c, cols, args.piece, 0, m)
-        print(f"PyFold.feed: {m / t_py / 1e6:.3f} M events/s on the first {m:,} events; "
-              f"C/Python {t_py / t_c:.0f}x on that slice (C from an empty state), "
-              f"{n / best_wall / (m / t_py):.0f}x against C's whole-stream rate")
-        result.update(py_events_per_s=m / t_py, ratio=t_py / t_c,
-                      ratio_whole=n / best_wall / (m / t_py))
+        print(
+            f"PyFold.feed: {m / t_py / 1e6:.3f} M events/s on the first {m:,} events; "
+            f"C/Python {t_py / t_c:.0f}x on that slice (C from an empty state), "
+            f"{n / best_wall / (m / t_py):.0f}x against C's whole-stream rate"
+        )
+        result.update(
+            py_events_per_s=m / t_py, ratio=t_py / t_c, ratio_whole=n / best_wall / (m / t_py)
+        )
     rate = max(rate, cpu_rate)  # on a loaded machine the CPU figure is the one-core rate
     verdict = "meets" if rate >= GOAL_EVENTS_S else "MISSES"
     print(f"goal >= {GOAL_EVENTS_S / 1e6:.0f} M events/s: {verdict}")

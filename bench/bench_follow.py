@@ -69,8 +69,11 @@ def _reported(path: Path) -> int | None:
         stats = json.loads(path.read_text())["memory_stats"]
     except (OSError, ValueError, KeyError):
         return None
-    return int(stats.get("total_allocations", 0) + stats.get("total_deallocations", 0)
-               + stats.get("unmatched_frees", 0))
+    return int(
+        stats.get("total_allocations", 0)
+        + stats.get("total_deallocations", 0)
+        + stats.get("unmatched_frees", 0)
+    )
 
 
 def main() -> int:
@@ -87,16 +90,35 @@ def main() -> int:
     script = root / "program.py"
     script.write_text(_PROGRAM)
     env = {**os.environ, "MEMSCOPE_BROKER_ADDRESS": broker.address}
-    programs = [subprocess.Popen([sys.executable, str(script), str(args.rate / args.producers),
-                                  str(args.seconds)], env=env, stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.PIPE)
-                for _ in range(args.producers)]
+    programs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(args.rate / args.producers), str(args.seconds)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(args.producers)
+    ]
     time.sleep(1.0)
     follower = subprocess.Popen(
-        [sys.executable, "-m", "memscope", "analyze", str(root / "events"), "--out",
-         str(root / "out"), "--follow", "--interval", str(args.interval), "--quiet",
-         "--only", "memory"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        [
+            sys.executable,
+            "-m",
+            "memscope",
+            "analyze",
+            str(root / "events"),
+            "--out",
+            str(root / "out"),
+            "--follow",
+            "--interval",
+            str(args.interval),
+            "--quiet",
+            "--only",
+            "memory",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     memory_file = root / "out" / "snapshot_memory_analysis.json"
     samples: list[tuple[float, float, int]] = []
     landed_total = 0
@@ -109,8 +131,9 @@ def main() -> int:
             if reported is None:
                 continue
             landed_total = landed
-            samples.append((time.monotonic() - started, (landed - reported) / args.rate,
-                            _rss(follower.pid)))
+            samples.append(
+                (time.monotonic() - started, (landed - reported) / args.rate, _rss(follower.pid))
+            )
     follower.terminate()
     follower.wait(30)
     broker.stop()
@@ -121,12 +144,15 @@ def main() -> int:
     lags = [lag for _, lag, _ in steady] or [samples[-1][1]]
     rss = [r for _, _, r in steady] or [samples[-1][2]]
     half = len(rss) // 2
-    print(f"{args.rate / 1e6:.1f} M events/s asked for {args.seconds:.0f} s from "
-          f"{args.producers} traced programs, follow interval {args.interval} s; "
-          f"{landed_total / max(1e-9, samples[-1][0]) / 1e6:.2f} M events/s landed")
+    print(
+        f"{args.rate / 1e6:.1f} M events/s asked for {args.seconds:.0f} s from "
+        f"{args.producers} traced programs, follow interval {args.interval} s; "
+        f"{landed_total / max(1e-9, samples[-1][0]) / 1e6:.2f} M events/s landed"
+    )
     print(f"{'measure':32} {'value':>10} {'goal':>8} {'ratio':>7}")
-    print(f"{'lag, worst (s)':32} {max(lags):10.2f} {GOAL_LAG_S:8.1f} "
-          f"{max(lags) / GOAL_LAG_S:7.2f}")
+    print(
+        f"{'lag, worst (s)':32} {max(lags):10.2f} {GOAL_LAG_S:8.1f} {max(lags) / GOAL_LAG_S:7.2f}"
+    )
     print(f"{'lag, median (s)':32} {sorted(lags)[len(lags) // 2]:10.2f}")
     print(f"{'follower RSS, first half max (MiB)':32} {max(rss[:half] or rss) / 2**20:10.0f}")
     print(f"{'follower RSS, second half max (MiB)':32} {max(rss[half:]) / 2**20:10.0f}")

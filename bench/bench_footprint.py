@@ -83,28 +83,56 @@ def measure(iterations: int, tmp: Path) -> dict[str, int]:
     peaks = {
         "plain": _peak_of([py, *args], _clean_env()),
         "tracemalloc(1)": _peak_of([py, "-X", "tracemalloc=1", *args], _clean_env()),
-        "memray": _peak_of([py, "-m", "memray", "run", "--quiet", "--trace-python-allocators",
-                            "-o", str(tmp / "memray.bin"), *args], _clean_env()),
+        "memray": _peak_of(
+            [
+                py,
+                "-m",
+                "memray",
+                "run",
+                "--quiet",
+                "--trace-python-allocators",
+                "-o",
+                str(tmp / "memray.bin"),
+                *args,
+            ],
+            _clean_env(),
+        ),
     }
     # the traced process and a broker of its own
     address = f"ipc://{tmp}/broker"
-    broker = subprocess.Popen([py, "-m", "memscope", "broker", "--bind", address, "--log",
-                               str(tmp / "events"), "--quiet"], env=_clean_env())
+    broker = subprocess.Popen(
+        [
+            py,
+            "-m",
+            "memscope",
+            "broker",
+            "--bind",
+            address,
+            "--log",
+            str(tmp / "events"),
+            "--quiet",
+        ],
+        env=_clean_env(),
+    )
     try:
         time.sleep(1.0)  # bound and listening (the producer would wait for it anyway)
         traced = tmp / "traced.py"
         traced.write_text("import memscope\nmemscope.init()\n" + LOOP)
         peaks["memscope: traced process"] = _peak_of(
-            [py, str(traced), str(iterations)], _clean_env(MEMSCOPE_BROKER_ADDRESS=address))
+            [py, str(traced), str(iterations)], _clean_env(MEMSCOPE_BROKER_ADDRESS=address)
+        )
     finally:
         broker.terminate()
         _, _, usage = os.wait4(broker.pid, 0)
         broker.returncode = 0
     peaks["memscope: broker"] = int(usage.ru_maxrss) * 1024
     # memscope run: its supervisor, polled
-    run = subprocess.Popen([py, "-m", "memscope", "run", "--no-report", "--out",
-                            str(tmp / "run"), *args], env=_clean_env(),
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run = subprocess.Popen(
+        [py, "-m", "memscope", "run", "--no-report", "--out", str(tmp / "run"), *args],
+        env=_clean_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     supervisor = 0
     while run.poll() is None:
         supervisor = max(supervisor, _hwm(run.pid))
@@ -125,11 +153,14 @@ def main(argv: list[str] | None = None) -> int:
         peaks = measure(options.iterations, Path(tmp))
     plain = peaks["plain"]
     traced = peaks["memscope: traced process"]
-    print(f"peak RSS, allocation-heavy loop of {options.iterations:,} iterations "
-          "(ru_maxrss of each process; the supervisor's VmHWM polled)")
+    print(
+        f"peak RSS, allocation-heavy loop of {options.iterations:,} iterations "
+        "(ru_maxrss of each process; the supervisor's VmHWM polled)"
+    )
     print(f"{'configuration':<28}{'peak':>10}{'over plain':>13}")
-    others = {k: v for k, v in peaks.items() if k in ("memscope: broker",
-                                                      "memscope run: supervisor")}
+    others = {
+        k: v for k, v in peaks.items() if k in ("memscope: broker", "memscope run: supervisor")
+    }
     for name, peak in peaks.items():
         over = "" if name in others else f"{(peak - plain) / MIB:+10.1f} MiB"
         print(f"{name:<28}{peak / MIB:7.1f} MiB{over:>16}")
@@ -137,15 +168,23 @@ def main(argv: list[str] | None = None) -> int:
     for other in ("memray", "tracemalloc(1)"):
         theirs = peaks[other] - plain
         growth = f"{ours / theirs:.2f}x" if theirs >= MIB else "n/a (theirs is under 1 MiB)"
-        print(f"peak / {other}'s peak: {traced / peaks[other]:.2f}x; growth over plain / "
-              f"{other}'s: {growth}")
+        print(
+            f"peak / {other}'s peak: {traced / peaks[other]:.2f}x; growth over plain / "
+            f"{other}'s: {growth}"
+        )
     ok = traced <= plain + TRACED_LIMIT_MIB * MIB and all(
-        v <= OTHER_LIMIT_MIB * MIB for v in others.values())
-    print(f"limits (traced <= plain + {TRACED_LIMIT_MIB} MiB, other memscope processes <= "
-          f"{OTHER_LIMIT_MIB} MiB): {'met' if ok else 'EXCEEDED'}")
+        v <= OTHER_LIMIT_MIB * MIB for v in others.values()
+    )
+    print(
+        f"limits (traced <= plain + {TRACED_LIMIT_MIB} MiB, other memscope processes <= "
+        f"{OTHER_LIMIT_MIB} MiB): {'met' if ok else 'EXCEEDED'}"
+    )
     if options.json:
-        options.json.write_text(json.dumps({"iterations": options.iterations, "peaks": peaks,
-                                            "limits_met": ok}, indent=2))
+        options.json.write_text(
+            json.dumps(
+                {"iterations": options.iterations, "peaks": peaks, "limits_met": ok}, indent=2
+            )
+        )
     return 0 if ok else 1
 
 

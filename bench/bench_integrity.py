@@ -25,8 +25,7 @@ from memscope.config import Settings  # noqa: E402
 from memscope.eventlog import integrity  # noqa: E402
 
 
-def _measure(envs: list[Any], settings: Settings, repeat: int, checksums: bool
-             ) -> dict[str, float]:
+def _measure(envs: list[Any], settings: Settings, repeat: int, checksums: bool) -> dict[str, float]:
     add, read_records = integrity.ChecksumWriter.add, integrity.read_records
     if not checksums:
         integrity.ChecksumWriter.add = lambda self, start, end, rows: None  # type: ignore[method-assign]
@@ -52,10 +51,11 @@ def main() -> int:
     print(f"{on['events']:,} {args.source} events, best of {args.repeat}")
     print(f"{'':22}{'checksums':>12}{'none':>12}{'ratio':>8}")
     ingest_on, ingest_off = on["cpu_s"] / on["events"] * 1e9, off["cpu_s"] / off["events"] * 1e9
-    print(f"{'ingest ns/event':22}{ingest_on:12.1f}{ingest_off:12.1f}"
-          f"{ingest_on / ingest_off:8.3f}")
-    print(f"{'read ns/event':22}{on['read_ns']:12.1f}{off['read_ns']:12.1f}"
-          f"{on['read_ns'] / off['read_ns']:8.3f}")
+    print(f"{'ingest ns/event':22}{ingest_on:12.1f}{ingest_off:12.1f}{ingest_on / ingest_off:8.3f}")
+    print(
+        f"{'read ns/event':22}{on['read_ns']:12.1f}{off['read_ns']:12.1f}"
+        f"{on['read_ns'] / off['read_ns']:8.3f}"
+    )
     print(f"{'bytes/event':22}{on['bytes_per_event']:12.3f}{off['bytes_per_event']:12.3f}")
     return 0
 

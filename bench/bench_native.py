@@ -108,8 +108,7 @@ print("ELAPSED", elapsed)
 
 def run_child(workload: str, setup_name: str, scale: float) -> float:
     how, setup = SETUPS[setup_name]
-    code = CHILD.format(workload=textwrap.dedent(WORKLOADS[workload]), setup=setup,
-                        scale=scale)
+    code = CHILD.format(workload=textwrap.dedent(WORKLOADS[workload]), setup=setup, scale=scale)
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     env.pop("LD_PRELOAD", None)
     if how == "preload":
@@ -118,8 +117,18 @@ def run_child(workload: str, setup_name: str, scale: float) -> float:
     def command(script: Path, tmp: Path) -> list[str]:
         if how.startswith("memray"):
             extra = ["--trace-python-allocators"] if how == "memray-python" else []
-            return [sys.executable, "-m", "memray", "run", "--native", *extra, "-q", "-o",
-                    str(tmp / "out.bin"), str(script)]
+            return [
+                sys.executable,
+                "-m",
+                "memray",
+                "run",
+                "--native",
+                *extra,
+                "-q",
+                "-o",
+                str(tmp / "out.bin"),
+                str(script),
+            ]
         return [sys.executable, str(script)]
 
     (elapsed,) = run_script(code, command, env, 900, f"{setup_name} on {workload}")

@@ -49,25 +49,36 @@ SUITE = """
     def test_d():
         assert len(list(range(1000))) == 1000
 """
-MARKS = {"m1": '@pytest.mark.limit_memory("24 MB")', "m2": '@pytest.mark.limit_memory("24 MB")',
-         "m3": '@pytest.mark.limit_leaks("1 MB")', "m4": '@pytest.mark.limit_leaks("1 MB")'}
+MARKS = {
+    "m1": '@pytest.mark.limit_memory("24 MB")',
+    "m2": '@pytest.mark.limit_memory("24 MB")',
+    "m3": '@pytest.mark.limit_leaks("1 MB")',
+    "m4": '@pytest.mark.limit_leaks("1 MB")',
+}
 
 
 def configurations(memray: bool) -> dict[str, tuple[str, list[str]]]:
     """Label -> (suite file, pytest arguments)."""
     base = ["-q", "-p", "no:cacheprovider"]
     out = {
-        "plain": ("marked.py", [*base, "-p", "no:memray", "-p",
-                                "no:memscope.integrations.pytest_plugin"]),
-        "--memscope, no markers": ("bare.py", [*base, "-p", "no:memray", "--memscope",
-                                               "--memscope-dir", "{tmp}/bare"]),
-        "--memscope, 4 marked": ("marked.py", [*base, "-p", "no:memray", "--memscope",
-                                               "--memscope-dir", "{tmp}/marked"]),
+        "plain": (
+            "marked.py",
+            [*base, "-p", "no:memray", "-p", "no:memscope.integrations.pytest_plugin"],
+        ),
+        "--memscope, no markers": (
+            "bare.py",
+            [*base, "-p", "no:memray", "--memscope", "--memscope-dir", "{tmp}/bare"],
+        ),
+        "--memscope, 4 marked": (
+            "marked.py",
+            [*base, "-p", "no:memray", "--memscope", "--memscope-dir", "{tmp}/marked"],
+        ),
     }
     if memray:
-        out["--memray, 4 marked"] = ("marked.py", [*base, "-p",
-                                                   "no:memscope.integrations.pytest_plugin",
-                                                   "--memray"])
+        out["--memray, 4 marked"] = (
+            "marked.py",
+            [*base, "-p", "no:memscope.integrations.pytest_plugin", "--memray"],
+        )
     return out
 
 
@@ -78,8 +89,7 @@ def run_once(tmp: Path, suite: str, args: list[str]) -> float:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEMSCOPE_")}
     command = [sys.executable, "-m", "pytest", *[a.format(tmp=tmp) for a in args], suite]
     start = time.perf_counter()
-    done = subprocess.run(command, cwd=tmp, capture_output=True, text=True, env=env,
-                          timeout=300)
+    done = subprocess.run(command, cwd=tmp, capture_output=True, text=True, env=env, timeout=300)
     elapsed = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}")
@@ -104,19 +114,28 @@ def main() -> int:
     median = {label: statistics.median(times) for label, times in runs.items()}
     best = {label: min(times) for label, times in runs.items()}
     for label in configs:
-        print(f"{label:<26} {median[label]:6.2f} s median, {best[label]:6.2f} s best "
-              f"(of {args.repeat})")
-    marked = {k: v["--memscope, 4 marked"] - v["plain"] for k, v in
-              (("median", median), ("best", best))}
-    own = {k: v["--memscope, 4 marked"] - v["--memscope, no markers"] for k, v in
-           (("median", median), ("best", best))}
-    print(f"4 marked tests with --memscope: +{marked['median']:.2f} s over plain pytest "
-          f"[best: +{marked['best']:.2f} s]; +{own['median']:.2f} s over the traced session "
-          f"without markers [best: +{own['best']:.2f} s]")
+        print(
+            f"{label:<26} {median[label]:6.2f} s median, {best[label]:6.2f} s best "
+            f"(of {args.repeat})"
+        )
+    marked = {
+        k: v["--memscope, 4 marked"] - v["plain"] for k, v in (("median", median), ("best", best))
+    }
+    own = {
+        k: v["--memscope, 4 marked"] - v["--memscope, no markers"]
+        for k, v in (("median", median), ("best", best))
+    }
+    print(
+        f"4 marked tests with --memscope: +{marked['median']:.2f} s over plain pytest "
+        f"[best: +{marked['best']:.2f} s]; +{own['median']:.2f} s over the traced session "
+        f"without markers [best: +{own['best']:.2f} s]"
+    )
     if memray:
         memray_cost = median["--memray, 4 marked"] - median["plain"]
-        print(f"pytest-memray: +{memray_cost:.2f} s over plain pytest (medians); memscope / "
-              f"memray overhead ratio {marked['median'] / max(memray_cost, 1e-9):.2f}")
+        print(
+            f"pytest-memray: +{memray_cost:.2f} s over plain pytest (medians); memscope / "
+            f"memray overhead ratio {marked['median'] / max(memray_cost, 1e-9):.2f}"
+        )
     return 0
 
 

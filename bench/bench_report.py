@@ -26,8 +26,14 @@ from pathlib import Path
 from typing import Any
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run", "--disable-sync"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 
 WORKLOAD = """
 import sys
@@ -54,13 +60,22 @@ def build_log(events_dir: Path, allocs: int, n_vars: int) -> None:
     b = LogBuilder()
     b.process(pid, t0, argv=["bench_app.py"], exit_ts_ns=t0 + span)
     b.thread(pid, 1, t0, "MainThread")
-    stacks = [b.stack(pid, [("<module>", "bench_app.py", 1), (f"work_{i}", "bench_app.py",
-                                                           10 + i)]) for i in range(200)]
+    stacks = [
+        b.stack(pid, [("<module>", "bench_app.py", 1), (f"work_{i}", "bench_app.py", 10 + i)])
+        for i in range(200)
+    ]
     types = ["list[int]", "dict[str, int]", "str", "bytes", "app.Model", "set[str]"]
     for i in range(n_vars):
-        b.variable(pid, t0 + i * (span // (n_vars + 1)), f"var_{i}", types[i % len(types)],
-                   address=0x7000_0000 + 64 * i, size=64 + (i * 37) % 4096,
-                   scope=f"scope_{i % 12}", stack_id=stacks[i % len(stacks)])
+        b.variable(
+            pid,
+            t0 + i * (span // (n_vars + 1)),
+            f"var_{i}",
+            types[i % len(types)],
+            address=0x7000_0000 + 64 * i,
+            size=64 + (i * 37) % 4096,
+            scope=f"scope_{i % 12}",
+            stack_id=stacks[i % len(stacks)],
+        )
     tables = b.tables()
     rng = np.random.default_rng(7)
     ts = t0 + np.sort(rng.integers(0, span, allocs))
@@ -72,16 +87,23 @@ def build_log(events_dir: Path, allocs: int, n_vars: int) -> None:
     order = np.argsort(all_ts, kind="stable")
     n = len(all_ts)
     columns = {
-        "pid": np.full(n, pid, np.uint32), "tid": np.ones(n, np.uint64),
-        "seq": np.arange(n, dtype=np.uint64), "ts_ns": all_ts[order].astype(np.int64),
-        "kind": np.concatenate([np.full(allocs, KIND_ALLOC, np.uint8),
-                                np.full(len(free_ts), KIND_FREE, np.uint8)])[order],
+        "pid": np.full(n, pid, np.uint32),
+        "tid": np.ones(n, np.uint64),
+        "seq": np.arange(n, dtype=np.uint64),
+        "ts_ns": all_ts[order].astype(np.int64),
+        "kind": np.concatenate(
+            [np.full(allocs, KIND_ALLOC, np.uint8), np.full(len(free_ts), KIND_FREE, np.uint8)]
+        )[order],
         "domain": np.full(n, DOMAIN_OBJ, np.uint8),
         "address": np.concatenate([addresses, addresses[freed]])[order],
         "old_address": np.zeros(n, np.uint64),
         "size": np.concatenate([sizes, np.zeros(len(free_ts), np.uint64)])[order],
-        "stack_id": np.concatenate([np.array(stacks, np.uint32)[rng.integers(0, 200, allocs)],
-                                    np.zeros(len(free_ts), np.uint32)])[order],
+        "stack_id": np.concatenate(
+            [
+                np.array(stacks, np.uint32)[rng.integers(0, 200, allocs)],
+                np.zeros(len(free_ts), np.uint32),
+            ]
+        )[order],
     }
     tables["memory"] = pa.table(columns, schema=TABLES["memory"])
     writer = LogWriter(events_dir)
@@ -91,8 +113,7 @@ def build_log(events_dir: Path, allocs: int, n_vars: int) -> None:
     writer.close()
 
 
-def time_exporters(source: Path, out: Path, runs: int = 1
-                   ) -> list[tuple[str, float, float]]:
+def time_exporters(source: Path, out: Path, runs: int = 1) -> list[tuple[str, float, float]]:
     """(step, wall seconds, CPU seconds) per exporter: medians over ``runs`` repetitions.
 
     CPU time is the process's (all threads, so vl-convert's renderer is included); on a busy
@@ -143,13 +164,16 @@ def time_dashboard(page_path: Path, runs: int) -> dict[str, float]:
             t = time.perf_counter()
             page.fill("#table-variables input", "var_49")
             page.wait_for_function(
-                "document.querySelector('#table-variables .count').textContent.includes(' of ')")
+                "document.querySelector('#table-variables .count').textContent.includes(' of ')"
+            )
             filtering.append(time.perf_counter() - t)
             context.close()
         browser.close()
-    return {"interactive (navigation start → first panel drawn)": statistics.median(ready),
-            "open the variables panel (lifetimes chart, tables)": statistics.median(variables),
-            "filter the variables table (incl. 120 ms debounce)": statistics.median(filtering)}
+    return {
+        "interactive (navigation start → first panel drawn)": statistics.median(ready),
+        "open the variables panel (lifetimes chart, tables)": statistics.median(variables),
+        "filter the variables table (incl. 120 ms debounce)": statistics.median(filtering),
+    }
 
 
 def time_memray(allocs: int, work: Path) -> float | None:
@@ -160,11 +184,37 @@ def time_memray(allocs: int, work: Path) -> float | None:
     script = work / "workload.py"
     script.write_text(WORKLOAD)
     capture = work / "capture.bin"
-    subprocess.run([sys.executable, "-m", "memray", "run", "-q", "-f", "-o", str(capture),
-                    str(script), str(allocs)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "memray",
+            "run",
+            "-q",
+            "-f",
+            "-o",
+            str(capture),
+            str(script),
+            str(allocs),
+        ],
+        check=True,
+        capture_output=True,
+    )
     t = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "memray", "flamegraph", "-f", "-o",
-                    str(work / "flame.html"), str(capture)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "memray",
+            "flamegraph",
+            "-f",
+            "-o",
+            str(work / "flame.html"),
+            str(capture),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return time.perf_counter() - t
 
 
@@ -179,8 +229,7 @@ def time_tracemalloc(allocs: int) -> float:
         "lines = [str(s) for s in stats[:50]]\n"
         "print(time.perf_counter() - t)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
-                         text=True)
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     return float(out.stdout.strip())
 
 
@@ -191,10 +240,16 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--dir", type=Path, default=None, help="six analysis files to use")
     parser.add_argument("--no-compare", action="store_true", help="skip memray/tracemalloc")
-    parser.add_argument("--reports-only", action="store_true",
-                        help="time the report files only (no browser, no comparisons)")
-    parser.add_argument("--from-log", action="store_true",
-                        help="build a real log of --allocs events and run the analyzers on it")
+    parser.add_argument(
+        "--reports-only",
+        action="store_true",
+        help="time the report files only (no browser, no comparisons)",
+    )
+    parser.add_argument(
+        "--from-log",
+        action="store_true",
+        help="build a real log of --allocs events and run the analyzers on it",
+    )
     args = parser.parse_args()
 
     from memscope.exporters.sample_reports import write_sample_reports
@@ -239,11 +294,15 @@ def main() -> int:
         interactive = next(iter(page.values()))
         print(f"goal: interactive < 2 s -> {'met' if interactive < 2 else 'NOT met'}")
     if memray_s is not None:
-        print(f"{'memray flamegraph HTML for the same allocation count':58} {memray_s:9.3f}"
-              f"   memscope all reports / memray = {total / memray_s:.2f}")
+        print(
+            f"{'memray flamegraph HTML for the same allocation count':58} {memray_s:9.3f}"
+            f"   memscope all reports / memray = {total / memray_s:.2f}"
+        )
     if tracemalloc_s is not None:
-        print(f"{'tracemalloc snapshot + statistics (same workload)':58} {tracemalloc_s:9.3f}"
-              f"   memscope all reports / tracemalloc = {total / tracemalloc_s:.2f}")
+        print(
+            f"{'tracemalloc snapshot + statistics (same workload)':58} {tracemalloc_s:9.3f}"
+            f"   memscope all reports / tracemalloc = {total / tracemalloc_s:.2f}"
+        )
     return 0
 
 

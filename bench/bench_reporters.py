@@ -56,8 +56,15 @@ WORKLOAD = """
 def timed(command: list[str], cwd: Path, env: dict[str, str]) -> float:
     """Seconds of one command with its output piped away; raises if it failed."""
     start = time.perf_counter()
-    done = subprocess.run(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True, timeout=1800)
+    done = subprocess.run(
+        command,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=1800,
+    )
     elapsed = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr}")
@@ -75,28 +82,62 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         (tmp / "work.py").write_text(textwrap.dedent(WORKLOAD))
-        timed([py, "-m", "memscope", "run", "--no-report", "--out", "run", "work.py",
-               str(args.scale)], tmp, env)
+        timed(
+            [
+                py,
+                "-m",
+                "memscope",
+                "run",
+                "--no-report",
+                "--out",
+                "run",
+                "work.py",
+                str(args.scale),
+            ],
+            tmp,
+            env,
+        )
         if memray:
-            timed([py, "-m", "memray", "run", "-q", "-o", "work.bin", "work.py",
-                   str(args.scale)], tmp, env)
-        events = subprocess.run([py, "-m", "memscope", "query", "run",
-                                 "select count(*) from events", "--format", "csv"], cwd=tmp,
-                                env=env, capture_output=True, text=True, check=True)
+            timed(
+                [py, "-m", "memray", "run", "-q", "-o", "work.bin", "work.py", str(args.scale)],
+                tmp,
+                env,
+            )
+        events = subprocess.run(
+            [
+                py,
+                "-m",
+                "memscope",
+                "query",
+                "run",
+                "select count(*) from events",
+                "--format",
+                "csv",
+            ],
+            cwd=tmp,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         count = int(events.stdout.split()[-1])
         best: dict[str, float] = {}
         for _ in range(args.repeat):
             shutil.rmtree(tmp / "run" / "events" / "_state", ignore_errors=True)
-            rows = {"memscope summary (cold)": [py, "-m", "memscope", "summary", "run"],
-                    "memscope summary (warm)": [py, "-m", "memscope", "summary", "run"],
-                    "memscope table (warm)": [py, "-m", "memscope", "table", "run"],
-                    "memscope tree (warm)": [py, "-m", "memscope", "tree", "run"]}
+            rows = {
+                "memscope summary (cold)": [py, "-m", "memscope", "summary", "run"],
+                "memscope summary (warm)": [py, "-m", "memscope", "summary", "run"],
+                "memscope table (warm)": [py, "-m", "memscope", "table", "run"],
+                "memscope tree (warm)": [py, "-m", "memscope", "tree", "run"],
+            }
             if memray:
                 rows["memray summary"] = [py, "-m", "memray", "summary", "work.bin"]
             for label, command in rows.items():
                 best[label] = min(best.get(label, float("inf")), timed(command, tmp, env))
-    print(f"workload: {count:,} memory events in memscope's log; load average at the end "
-          f"{os.getloadavg()[0]:.2f}")
+    print(
+        f"workload: {count:,} memory events in memscope's log; load average at the end "
+        f"{os.getloadavg()[0]:.2f}"
+    )
     for label, seconds in best.items():
         print(f"{label:<26} {seconds:7.2f} s   (best of {args.repeat})")
     if memray:

@@ -26,8 +26,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 def main() -> int:
     """Run the simulation once and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", type=int, default=1_000_000,
-                        help="1 M events/s divided by this (default 10^6: 3,600 events/hour)")
+    parser.add_argument(
+        "--scale",
+        type=int,
+        default=1_000_000,
+        help="1 M events/s divided by this (default 10^6: 3,600 events/hour)",
+    )
     parser.add_argument("--bound-mib", type=float, default=2.0)
     args = parser.parse_args()
 
@@ -55,18 +59,22 @@ def main() -> int:
 
     bound = int(args.bound_mib * 1024 * 1024)
     segment = max(64 * 1024, bound // 16)
-    with tempfile.TemporaryDirectory() as tmp, \
-            mock.patch.object(log_module, "time", fake), \
-            mock.patch.object(_segments, "time", fake), \
-            mock.patch.object(week, "checkpoint_fold", timed_fold):
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        mock.patch.object(log_module, "time", fake),
+        mock.patch.object(_segments, "time", fake),
+        mock.patch.object(week, "checkpoint_fold", timed_fold),
+    ):
         root = Path(tmp)
         settings = Settings(segment_max_bytes=segment, log_retention_bytes=bound)
         start = time.process_time()
-        sizes, passes = week.write_week(root / "kept" / "events", settings, clock,
-                                        RetentionPolicy.from_settings(settings))
+        sizes, passes = week.write_week(
+            root / "kept" / "events", settings, clock, RetentionPolicy.from_settings(settings)
+        )
         total_cpu = time.process_time() - start
-        full, _ = week.write_week(root / "full" / "events", Settings(segment_max_bytes=segment),
-                                  clock, None)
+        full, _ = week.write_week(
+            root / "full" / "events", Settings(segment_max_bytes=segment), clock, None
+        )
         import json
 
         manifest = json.loads((root / "kept" / "events" / "manifest.json").read_text())
@@ -75,14 +83,20 @@ def main() -> int:
         run_all(root / "kept", root / "kept" / "reports")
         report_s = time.perf_counter() - started
     events = week.HOURS * week.EVENTS_PER_HOUR
-    print(f"simulated week: {week.HOURS} hourly segments, {events:,} events "
-          f"(1 M events/s scaled by 1/{args.scale:,})")
-    print(f"bound {bound:,} B; log directory at most {max(sizes):,} B "
-          f"({max(sizes) / bound:.0%} of the bound); without retention {max(full):,} B")
+    print(
+        f"simulated week: {week.HOURS} hourly segments, {events:,} events "
+        f"(1 M events/s scaled by 1/{args.scale:,})"
+    )
+    print(
+        f"bound {bound:,} B; log directory at most {max(sizes):,} B "
+        f"({max(sizes) / bound:.0%} of the bound); without retention {max(full):,} B"
+    )
     print(f"retired {window['retired']['segments']} of {week.HOURS} segments in {passes} passes")
-    print(f"retention passes: {fold_cpu[0]:.2f} CPU s in all ({fold_cpu[0] / passes * 1000:.1f} "
-          f"ms a pass; {events / fold_cpu[0] / 1e6:.2f} M events folded per CPU-second, "
-          f"checkpoint writes included); writing + retention {total_cpu:.2f} CPU s")
+    print(
+        f"retention passes: {fold_cpu[0]:.2f} CPU s in all ({fold_cpu[0] / passes * 1000:.1f} "
+        f"ms a pass; {events / fold_cpu[0] / 1e6:.2f} M events folded per CPU-second, "
+        f"checkpoint writes included); writing + retention {total_cpu:.2f} CPU s"
+    )
     print(f"memscope analyze over the retained log (all six reports): {report_s:.2f} s")
     return 0
 

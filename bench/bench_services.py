@@ -39,7 +39,7 @@ from pathlib import Path
 
 GIB = 1024**3
 
-_APP = '''
+_APP = """
 import json
 
 def app(environ, start_response):
@@ -48,9 +48,9 @@ def app(environ, start_response):
     start_response("200 OK", [("Content-Type", "application/json"),
                               ("Content-Length", str(len(body)))])
     return [body]
-'''
+"""
 
-_DEEP = '''
+_DEEP = """
 import sys
 sys.setrecursionlimit(10000)
 LEVELS, PAD = 17, 40
@@ -70,7 +70,7 @@ def branch(bits, level):
 
 keep = [branch(bits, 0) for bits in range(1 << LEVELS)]
 print(len(keep))
-'''
+"""
 
 
 class RssSampler:
@@ -117,8 +117,14 @@ class RssSampler:
                     cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
                 except OSError:
                     continue
-                hwm = next((int(line.split()[1]) * 1024 for line in status.splitlines()
-                            if line.startswith("VmHWM:")), 0)
+                hwm = next(
+                    (
+                        int(line.split()[1]) * 1024
+                        for line in status.splitlines()
+                        if line.startswith("VmHWM:")
+                    ),
+                    0,
+                )
                 name = cmd.decode(errors="replace").strip()[:90]
                 if hwm > self.peaks.get(pid, (0, ""))[0]:
                     self.peaks[pid] = (hwm, name)
@@ -162,10 +168,35 @@ def _memray_reports(tmp: Path, capture: Path) -> None:
     for path in sorted(tmp.glob(capture.name + "*")):
         if path.suffix == ".html" or path.name.endswith(".json"):
             continue
-        subprocess.run([sys.executable, "-m", "memray", "stats", "--json", "-f", "-o",
-                        str(path) + ".json", str(path)], check=True, capture_output=True)
-        subprocess.run([sys.executable, "-m", "memray", "flamegraph", "-f", "-o",
-                        str(path) + ".html", str(path)], check=True, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "memray",
+                "stats",
+                "--json",
+                "-f",
+                "-o",
+                str(path) + ".json",
+                str(path),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "memray",
+                "flamegraph",
+                "-f",
+                "-o",
+                str(path) + ".html",
+                str(path),
+            ],
+            check=True,
+            capture_output=True,
+        )
 
 
 def gunicorn(tmp: Path, tool: str, requests: int) -> dict:
@@ -173,13 +204,21 @@ def gunicorn(tmp: Path, tool: str, requests: int) -> dict:
     (tmp / "app.py").write_text(_APP)
     port = _free_port()
     pidfile = tmp / f"{tool}.pid"
-    serve = ["-m", "gunicorn", "-w", "3", "-b", f"127.0.0.1:{port}", "-p", str(pidfile),
-             "app:app"]
+    serve = ["-m", "gunicorn", "-w", "3", "-b", f"127.0.0.1:{port}", "-p", str(pidfile), "app:app"]
     if tool == "memscope":
         cmd = [sys.executable, "-m", "memscope", "run", "--out", str(tmp / "ms"), *serve]
     else:
-        cmd = [sys.executable, "-m", "memray", "run", "--follow-fork", "-q", "-o",
-               str(tmp / "gunicorn.bin"), *serve]
+        cmd = [
+            sys.executable,
+            "-m",
+            "memray",
+            "run",
+            "--follow-fork",
+            "-q",
+            "-o",
+            str(tmp / "gunicorn.bin"),
+            *serve,
+        ]
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     with RssSampler(proc.pid) as rss:
@@ -191,8 +230,13 @@ def gunicorn(tmp: Path, tool: str, requests: int) -> dict:
         if tool == "memray":
             _memray_reports(tmp, tmp / "gunicorn.bin")
         total = time.perf_counter() - started
-    return {"total_s": total, "after_exit_s": total - (master_gone - started),
-            "exit": proc.returncode, "rss": rss.peaks, "stderr": stderr.decode()[-400:]}
+    return {
+        "total_s": total,
+        "after_exit_s": total - (master_gone - started),
+        "exit": proc.returncode,
+        "rss": rss.peaks,
+        "stderr": stderr.decode()[-400:],
+    }
 
 
 def _wait_gone(pid: int, timeout: float = 60.0) -> float:
@@ -209,11 +253,19 @@ def _wait_gone(pid: int, timeout: float = 60.0) -> float:
 def program(tmp: Path, tool: str, argv: list[str], cwd: Path, name: str) -> dict:
     """A program (``argv`` after the interpreter) under ``tool``; timings and RSS peaks."""
     if tool == "memscope":
-        cmd = [sys.executable, "-m", "memscope", "run", "--out", str(tmp / f"ms-{name}"),
-               *argv]
+        cmd = [sys.executable, "-m", "memscope", "run", "--out", str(tmp / f"ms-{name}"), *argv]
     elif tool == "memray":
-        cmd = [sys.executable, "-m", "memray", "run", "--follow-fork", "-q", "-o",
-               str(tmp / f"{name}.bin"), *argv]
+        cmd = [
+            sys.executable,
+            "-m",
+            "memray",
+            "run",
+            "--follow-fork",
+            "-q",
+            "-o",
+            str(tmp / f"{name}.bin"),
+            *argv,
+        ]
     else:
         cmd = [sys.executable, *argv]
     started = time.perf_counter()
@@ -225,8 +277,13 @@ def program(tmp: Path, tool: str, argv: list[str], cwd: Path, name: str) -> dict
         if tool == "memray":
             _memray_reports(tmp, tmp / f"{name}.bin")
         total = time.perf_counter() - started
-    row = {"total_s": total, "run_s": ran, "exit": proc.returncode, "rss": rss.peaks,
-           "stderr": stderr.decode()[-400:]}
+    row = {
+        "total_s": total,
+        "run_s": ran,
+        "exit": proc.returncode,
+        "rss": rss.peaks,
+        "stderr": stderr.decode()[-400:],
+    }
     if tool == "memscope":
         exited = _program_exit_ns(tmp / f"ms-{name}")
         if exited:
@@ -236,9 +293,20 @@ def program(tmp: Path, tool: str, argv: list[str], cwd: Path, name: str) -> dict
 
 def _program_exit_ns(run_dir: Path) -> int | None:
     """When the traced program's first process exited (CLOCK_MONOTONIC, from its log)."""
-    out = subprocess.run([sys.executable, "-m", "memscope", "query", str(run_dir),
-                          "SELECT end_ts_ns FROM processes ORDER BY start_ts_ns LIMIT 1",
-                          "--format", "json"], capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "memscope",
+            "query",
+            str(run_dir),
+            "SELECT end_ts_ns FROM processes ORDER BY start_ts_ns LIMIT 1",
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+    )
     try:
         rows = json.loads(out.stdout)
         return int(rows[0]["end_ts_ns"]) if rows and rows[0]["end_ts_ns"] else None
@@ -247,8 +315,11 @@ def _program_exit_ns(run_dir: Path) -> int | None:
 
 
 def _events(run_dir: Path) -> int:
-    out = subprocess.run([sys.executable, "-m", "memscope", "stats", "--json", str(run_dir)],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "memscope", "stats", "--json", str(run_dir)],
+        capture_output=True,
+        text=True,
+    )
     if out.returncode:
         return 0
     stats = json.loads(out.stdout)
@@ -262,16 +333,21 @@ def _report(name: str, rows: dict[str, dict], events: int) -> None:
     for tool, r in rows.items():
         peak, cmd = max(r["rss"].values(), default=(0, ""))
         ratio = f"{r['total_s'] / base:.2f}" if base else ""
-        print(f"{tool:10} {r['exit']:>5} {r['total_s']:8.1f} {ratio:>6}  "
-              f"{peak / 2**20:7.0f} MiB  {cmd[:60]}")
+        print(
+            f"{tool:10} {r['exit']:>5} {r['total_s']:8.1f} {ratio:>6}  "
+            f"{peak / 2**20:7.0f} MiB  {cmd[:60]}"
+        )
     ms = rows.get("memscope")
     if ms:
         over = [(p, c) for p, c in ms["rss"].values() if p > GIB]
-        print(f"memscope processes over 1 GiB: {len(over)}"
-              + (f" ({', '.join(c[:40] for _, c in over)})" if over else ""))
+        print(
+            f"memscope processes over 1 GiB: {len(over)}"
+            + (f" ({', '.join(c[:40] for _, c in over)})" if over else "")
+        )
         if "after_exit_s" in ms:
-            print(f"memscope, from the program's exit to its last report: "
-                  f"{ms['after_exit_s']:.1f} s")
+            print(
+                f"memscope, from the program's exit to its last report: {ms['after_exit_s']:.1f} s"
+            )
         if ms["exit"] and ms.get("stderr"):
             print(f"memscope stderr: {ms['stderr']}")
 
@@ -292,22 +368,28 @@ def main() -> int:
             work = root / f"gunicorn-{tool}"
             work.mkdir(exist_ok=True)
             rows[tool] = gunicorn(work, tool, args.requests)
-        _report(f"gunicorn, 3 sync workers, {args.requests} requests", rows,
-                _events(root / "gunicorn-memscope" / "ms"))
+        _report(
+            f"gunicorn, 3 sync workers, {args.requests} requests",
+            rows,
+            _events(root / "gunicorn-memscope" / "ms"),
+        )
     if "deep" in only:
         work = root / "deep"
         work.mkdir(exist_ok=True)
         (work / "deep.py").write_text(_DEEP)
-        rows = {tool: program(work, tool, ["deep.py"], work, "deep")
-                for tool in ("plain", "memray", "memscope")}
-        _report("2**17 distinct call paths, 57 frames deep", rows,
-                _events(work / "ms-deep"))
+        rows = {
+            tool: program(work, tool, ["deep.py"], work, "deep")
+            for tool in ("plain", "memray", "memscope")
+        }
+        _report("2**17 distinct call paths, 57 frames deep", rows, _events(work / "ms-deep"))
     if "suite" in only and args.suite:
         work = root / "suite"
         work.mkdir(exist_ok=True)
         argv = ["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"]
-        rows = {tool: program(work, tool, argv, args.suite, "suite")
-                for tool in ("plain", "memray", "memscope")}
+        rows = {
+            tool: program(work, tool, argv, args.suite, "suite")
+            for tool in ("plain", "memray", "memscope")
+        }
         _report(f"pytest of {args.suite.name}", rows, _events(work / "ms-suite"))
     return 0
 

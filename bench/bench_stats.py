@@ -75,9 +75,14 @@ def _run(mode: str, total: int, every: int, repeats: int, gap: int) -> dict:
         with open(script, "w") as fh:
             fh.write(_PROGRAM)
         env = {**os.environ, "MEMSCOPE_LOG_DIR": os.path.join(tmp, "events")}
-        out = subprocess.run([sys.executable, script, mode, str(total), str(every),
-                              str(repeats), str(gap)],
-                             capture_output=True, text=True, env=env, cwd=tmp, timeout=1800)
+        out = subprocess.run(
+            [sys.executable, script, mode, str(total), str(every), str(repeats), str(gap)],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp,
+            timeout=1800,
+        )
     for line in out.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[7:])
@@ -91,23 +96,32 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--gap", type=int, default=50_000)
     args = parser.parse_args()
-    rows = {mode: _run(mode, args.allocations, args.every, args.repeats, args.gap)
-            for mode in ("tracemalloc", "memscope")}
-    print(f"{'after allocations':>18} {'memscope get_stats ms':>22} "
-          f"{'tracemalloc get_traced_memory ms':>33}")
-    for (n, ms), (_, tm) in zip(rows["memscope"]["calls"], rows["tracemalloc"]["calls"],
-                                strict=True):
+    rows = {
+        mode: _run(mode, args.allocations, args.every, args.repeats, args.gap)
+        for mode in ("tracemalloc", "memscope")
+    }
+    print(
+        f"{'after allocations':>18} {'memscope get_stats ms':>22} "
+        f"{'tracemalloc get_traced_memory ms':>33}"
+    )
+    for (n, ms), (_, tm) in zip(
+        rows["memscope"]["calls"], rows["tracemalloc"]["calls"], strict=True
+    ):
         print(f"{n:>18,} {ms:>22.1f} {tm:>33.3f}")
     tail = rows["memscope"]["tail"]
     last = statistics.median(tail)
     paused = rows["memscope"]["paused"]
-    print(f"\nafter {args.allocations:,} allocations, while allocating: median {last:.1f} ms "
-          f"of {len(tail)} calls (min {min(tail):.1f}, max {max(tail):.1f}; goal "
-          f"{GOAL_MS:.0f} ms, ratio {last / GOAL_MS:.2f}; tracemalloc median "
-          f"{statistics.median(rows['tracemalloc']['tail']):.3f} ms)")
-    print(f"after {args.allocations:,} allocations and a 1.5 s pause: {paused:.1f} ms "
-          f"(goal {GOAL_MS:.0f} ms, ratio {paused / GOAL_MS:.2f}; tracemalloc "
-          f"{rows['tracemalloc']['paused']:.3f} ms)")
+    print(
+        f"\nafter {args.allocations:,} allocations, while allocating: median {last:.1f} ms "
+        f"of {len(tail)} calls (min {min(tail):.1f}, max {max(tail):.1f}; goal "
+        f"{GOAL_MS:.0f} ms, ratio {last / GOAL_MS:.2f}; tracemalloc median "
+        f"{statistics.median(rows['tracemalloc']['tail']):.3f} ms)"
+    )
+    print(
+        f"after {args.allocations:,} allocations and a 1.5 s pause: {paused:.1f} ms "
+        f"(goal {GOAL_MS:.0f} ms, ratio {paused / GOAL_MS:.2f}; tracemalloc "
+        f"{rows['tracemalloc']['paused']:.3f} ms)"
+    )
     print(f"last memscope answer: {rows['memscope']['last']}")
     return 0
 

@@ -105,12 +105,22 @@ def run_child(workload: str, setup_name: str, scale: float) -> tuple[float, floa
 
     def command(script: Path, tmp: Path) -> list[str]:
         if setup is None:
-            return [sys.executable, "-m", "memray", "run", "--trace-python-allocators", "-q",
-                    "-o", str(tmp / "out.bin"), str(script)]
+            return [
+                sys.executable,
+                "-m",
+                "memray",
+                "run",
+                "--trace-python-allocators",
+                "-q",
+                "-o",
+                str(tmp / "out.bin"),
+                str(script),
+            ]
         return [sys.executable, str(script)]
 
-    wall, cpu = run_script(code, command, {**os.environ, "PYTHONHASHSEED": "0"}, 600,
-                           f"{setup_name} on {workload}")
+    wall, cpu = run_script(
+        code, command, {**os.environ, "PYTHONHASHSEED": "0"}, 600, f"{setup_name} on {workload}"
+    )
     return wall, cpu
 
 
@@ -124,12 +134,15 @@ def main(argv: list[str] | None = None) -> int:
         for setup in setups:
             # the best run is the one least disturbed by other load on the machine
             runs = [run_child(workload, setup, args.scale) for _ in range(args.repeat)]
-            results[workload][setup] = {"wall": min(r[0] for r in runs),
-                                        "cpu": min(r[1] for r in runs)}
+            results[workload][setup] = {
+                "wall": min(r[0] for r in runs),
+                "cpu": min(r[1] for r in runs),
+            }
     print("best of", args.repeat, "runs; wall = elapsed time, cpu = process CPU time (all")
     print("threads of the traced process; an embedded broker runs in another process)")
     header = f"{'configuration':<22}" + "".join(
-        f"{w + ' wall':>20}{w + ' cpu':>20}" for w in workloads)
+        f"{w + ' wall':>20}{w + ' cpu':>20}" for w in workloads
+    )
     print(header)
     print("-" * len(header))
     for setup in setups:

@@ -68,8 +68,9 @@ def run_one(name: str, script: str, options: list[str], timeout: float) -> Outco
     print(f"\n=== {name}: {script} {' '.join(options)}\n{machine()}", flush=True)
     started = time.monotonic()
     try:
-        done = subprocess.run([sys.executable, str(HERE / script), *options], check=False,
-                              timeout=timeout)
+        done = subprocess.run(
+            [sys.executable, str(HERE / script), *options], check=False, timeout=timeout
+        )
     except subprocess.TimeoutExpired:
         return Outcome(name, f"timed out after {timeout:.0f} s", time.monotonic() - started)
     status = "ok" if done.returncode == 0 else f"failed (exit {done.returncode})"
@@ -87,9 +88,11 @@ def machine() -> str:
     except OSError:
         pass
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}; {platform.node()}; {cpu}, "
-            f"{os.cpu_count()} cores; {platform.system()} {platform.release()}; "
-            f"Python {platform.python_version()}; load average {load}")
+    return (
+        f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}; {platform.node()}; {cpu}, "
+        f"{os.cpu_count()} cores; {platform.system()} {platform.release()}; "
+        f"Python {platform.python_version()}; load average {load}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,8 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     names = list(scripts) if not args.only else [n.strip() for n in args.only.split(",")]
     unknown = [n for n in names if n not in scripts]
     if unknown:
-        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from "
-                     f"{', '.join(scripts)}")
+        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(scripts)}")
     sizes = {n: options for n, (_, options) in BENCHES.items()} if args.moderate else QUICK
     outcomes = [run_one(n, scripts[n], sizes.get(n, []), args.timeout) for n in names]
     print(f"\n=== summary ({'moderate' if args.moderate else 'quick'} sizes)")

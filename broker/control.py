@@ -76,8 +76,7 @@ class ControlHandler:
         self.results.bind(self._results_address)
         self._executor: ThreadPoolExecutor | None = None
         #: Full-mode totals folded as batches are written (after a first stats request).
-        self.totals = TotalsKeeper(broker.writer.path, self._submit,
-                                   broker.analysis.running_totals)
+        self.totals = TotalsKeeper(broker.writer.path, self._submit, broker.analysis.running_totals)
         self._warming: Future[None] | None = None
         #: Whether a request read the log's analysis state (then it is kept warm).
         self._analysed = False
@@ -116,8 +115,16 @@ class ControlHandler:
         broker = self.broker
         broker.commit()
         if op == "ping":
-            self._send(route, {"ok": True, "boot": broker.boot, "log": str(broker.writer.path),
-                               "log_id": broker.writer.log_id, **broker.write_state()})
+            self._send(
+                route,
+                {
+                    "ok": True,
+                    "boot": broker.boot,
+                    "log": str(broker.writer.path),
+                    "log_id": broker.writer.log_id,
+                    **broker.write_state(),
+                },
+            )
         elif op == "acked":
             state = broker.ingest.producers.get(str(request.get("producer", "")))
             seq = state.seqs.contiguous() if state else -1
@@ -131,8 +138,7 @@ class ControlHandler:
             self._send(route, {"ok": True, "producers": rows, **broker.write_state()})
         elif op in ("wait", "stats") and broker.write_error is not None:
             # nothing lands while the log cannot be written: say so now, not at the timeout
-            self._send(route, {"ok": False, "error": broker.write_error,
-                               **broker.write_state()})
+            self._send(route, {"ok": False, "error": broker.write_error, **broker.write_state()})
         elif op in ("wait", "stats"):
             self._park(route, request)
         else:
@@ -185,8 +191,11 @@ class ControlHandler:
         try:
             fast = self.totals.stats(request.get("pid"))
             # ("events": the log's memory rows the running totals cover, a prefix in log order)
-            reply = ({"ok": True, "stats": fast, "events": self.totals.events}
-                     if fast is not None else self._stats(request))
+            reply = (
+                {"ok": True, "stats": fast, "events": self.totals.events}
+                if fast is not None
+                else self._stats(request)
+            )
         except Exception as exc:  # noqa: BLE001 -- every request gets its reply
             log.exception("stats request failed")
             reply = {"ok": False, "error": f"stats failed: {type(exc).__name__}: {exc}"}
@@ -227,8 +236,7 @@ class ControlHandler:
         nobody asks pays nothing), at most every :data:`WARM_INTERVAL_S`, and never two at
         once.
         """
-        if not self._analysed or self._executor is None or \
-                now - self._warmed_at < WARM_INTERVAL_S:
+        if not self._analysed or self._executor is None or now - self._warmed_at < WARM_INTERVAL_S:
             return
         if self._warming is not None and not self._warming.done():
             return
@@ -248,8 +256,11 @@ class ControlHandler:
         self._analysed = True
         live_stats = self.broker.analysis.live_stats
         if live_stats is None:
-            return {"ok": False, "error": "this broker was started without the analyzers: "
-                    "no stats (start it with `memscope broker`)"}
+            return {
+                "ok": False,
+                "error": "this broker was started without the analyzers: "
+                "no stats (start it with `memscope broker`)",
+            }
         pid = request.get("pid")
         try:
             live = live_stats(self.broker.writer.path)  # folded incrementally
@@ -269,11 +280,14 @@ class ControlHandler:
         for waiter in self.waiters:
             if now >= waiter.deadline:
                 req = waiter.request
-                self._send(waiter.route, {
-                    "ok": False,
-                    "error": f"batch {req.get('seq')} of {req.get('producer')!r} did not "
-                    "arrive in time",
-                })
+                self._send(
+                    waiter.route,
+                    {
+                        "ok": False,
+                        "error": f"batch {req.get('seq')} of {req.get('producer')!r} did not "
+                        "arrive in time",
+                    },
+                )
             else:
                 still.append(waiter)
         self.waiters = still

@@ -116,11 +116,12 @@ class MemoryAssembler:
     def _identity(self, part: MemoryPart, pos: int, out: dict[str, np.ndarray]) -> None:
         end = pos + part.rows
         out["pid"][pos:end] = part.pid
-        np.bitwise_or(self._index(part.rows), np.uint64(part.seq << SEQ_SHIFT),
-                      out=out["seq"][pos:end])
+        np.bitwise_or(
+            self._index(part.rows), np.uint64(part.seq << SEQ_SHIFT), out=out["seq"][pos:end]
+        )
         for tid, chunk in zip(part.tids, part.chunks, strict=True):
             count = len(chunk["ts_ns"])
-            out["tid"][pos:pos + count] = tid
+            out["tid"][pos : pos + count] = tid
             pos += count
 
     def _pass_through(self, part: MemoryPart) -> pa.RecordBatch:
@@ -139,15 +140,14 @@ class MemoryAssembler:
             for chunk in part.chunks:
                 count = len(chunk["ts_ns"])
                 for name in _MEMORY_PRODUCER_COLUMNS:
-                    out[name][pos:pos + count] = chunk[name]
+                    out[name][pos : pos + count] = chunk[name]
                 pos += count
         return pa.RecordBatch.from_arrays([pa.array(out[f.name]) for f in MEMORY], schema=MEMORY)
 
 
-_NUMPY: dict[str, np.dtype[Any]] = {field.name: np.dtype(field.type.to_pandas_dtype())
-                                    for field in MEMORY}
-
-
+_NUMPY: dict[str, np.dtype[Any]] = {
+    field.name: np.dtype(field.type.to_pandas_dtype()) for field in MEMORY
+}
 
 
 def cols1_data(columns: dict[str, np.ndarray]) -> bytes:
@@ -157,8 +157,10 @@ def cols1_data(columns: dict[str, np.ndarray]) -> bytes:
     ``address``, ``old_address``, ``size``, ``stack_id``), each little-endian of its dtype,
     all of one length ``n``: ``n * COLS1_ROW_BYTES`` bytes.
     """
-    return b"".join(np.ascontiguousarray(columns[name], dtype=np.dtype(code)).tobytes()
-                    for name, code in MEMORY_COLUMNS.items())
+    return b"".join(
+        np.ascontiguousarray(columns[name], dtype=np.dtype(code)).tobytes()
+        for name, code in MEMORY_COLUMNS.items()
+    )
 
 
 @dataclass(frozen=True)
@@ -214,7 +216,8 @@ class Decoded:
     def memory_events(self) -> int:
         """Memory events of the envelope (decoded ones and ones kept as chunks)."""
         return (self.memory.rows if self.memory is not None else 0) + (
-            self.chunks.rows if self.chunks is not None else 0)
+            self.chunks.rows if self.chunks is not None else 0
+        )
 
     @property
     def tables(self) -> dict[str, pa.RecordBatch]:
@@ -249,13 +252,20 @@ def decode(envelope: Envelope, keep_chunks: bool = False) -> Decoded:
             problems.append(checked.reason)
         if checked.batch.num_rows:
             rare[name] = checked.batch
-    return Decoded(envelope, rare, memory if memory is not None and memory.rows else None,
-                   chunks if chunks is not None and chunks.rows else None, rejected,
-                   tuple(problems))
+    return Decoded(
+        envelope,
+        rare,
+        memory if memory is not None and memory.rows else None,
+        chunks if chunks is not None and chunks.rows else None,
+        rejected,
+        tuple(problems),
+    )
 
 
-def _memory_parts(envelope: Envelope, keep_chunks: bool,
-                  ) -> tuple[MemoryPart, ChunkPart | None]:
+def _memory_parts(
+    envelope: Envelope,
+    keep_chunks: bool,
+) -> tuple[MemoryPart, ChunkPart | None]:
     """The envelope's memory chunks, decoded into columns.
 
     With ``keep_chunks`` they are checked and kept instead: rec1 as they are, others as cols1.

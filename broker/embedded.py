@@ -27,8 +27,14 @@ from memscope.protocol.control_client import BrokerClient, BrokerError
 class EmbeddedBroker:
     """Handle of a broker child process."""
 
-    def __init__(self, process: subprocess.Popen[bytes], address: str, log_dir: Path,
-                 settings: Settings, runtime_dir: Path | None) -> None:
+    def __init__(
+        self,
+        process: subprocess.Popen[bytes],
+        address: str,
+        log_dir: Path,
+        settings: Settings,
+        runtime_dir: Path | None,
+    ) -> None:
         self.process = process
         self.address = address
         self.control_address = addresses.control_address(address)
@@ -84,8 +90,9 @@ def _child_env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     env.pop("MEMSCOPE_CONFIG", None)
     for name, value in dataclasses.asdict(settings).items():
-        env["MEMSCOPE_" + name.upper()] = str(value).lower() if isinstance(value, bool) else str(
-            value)
+        env["MEMSCOPE_" + name.upper()] = (
+            str(value).lower() if isinstance(value, bool) else str(value)
+        )
     env[DISABLE_ENV] = "1"
     # pyarrow loads numpy, whose BLAS would start a thread per core that spins for a while:
     # the broker does no linear algebra, and those cores belong to the traced program
@@ -94,8 +101,12 @@ def _child_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def start_embedded(log_dir: str | os.PathLike[str], bind: str | None = None,
-                   settings: Settings | None = None, timeout: float = 30.0) -> EmbeddedBroker:
+def start_embedded(
+    log_dir: str | os.PathLike[str],
+    bind: str | None = None,
+    settings: Settings | None = None,
+    timeout: float = 30.0,
+) -> EmbeddedBroker:
     """Start a broker child writing ``log_dir``; return once it answers on its control socket.
 
     ``bind`` defaults to an ipc:// address in a fresh private temporary directory.
@@ -115,9 +126,21 @@ def start_embedded(log_dir: str | os.PathLike[str], bind: str | None = None,
     output = open(log_path / "_broker" / "broker.log", "ab")
     try:
         process = subprocess.Popen(
-            [sys.executable, "-m", "memscope", "broker", "--bind", bind, "--log", str(log_path),
-             "--exit-with-parent"],
-            stdin=subprocess.DEVNULL, stdout=output, stderr=output, env=_child_env(settings),
+            [
+                sys.executable,
+                "-m",
+                "memscope",
+                "broker",
+                "--bind",
+                bind,
+                "--log",
+                str(log_path),
+                "--exit-with-parent",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=output,
+            env=_child_env(settings),
             start_new_session=True,
         )
     finally:

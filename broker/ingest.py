@@ -182,8 +182,7 @@ class ProducerState:
 class Ingest:
     """All producers' states."""
 
-    def __init__(self, max_producers: int = MAX_PRODUCERS,
-                 ttl_s: float = PRODUCER_TTL_S) -> None:
+    def __init__(self, max_producers: int = MAX_PRODUCERS, ttl_s: float = PRODUCER_TTL_S) -> None:
         #: Least recently active first (:meth:`touch` moves one to the end).
         self.producers: OrderedDict[str, ProducerState] = OrderedDict()
         self.max_producers = max_producers
@@ -208,8 +207,7 @@ class Ingest:
         state.problem = reason[:500] or state.problem
         state.changed = True
 
-    def trim(self, now: float | None = None, keep: set[str] | frozenset[str] = frozenset()
-             ) -> int:
+    def trim(self, now: float | None = None, keep: set[str] | frozenset[str] = frozenset()) -> int:
         """Forget expired producers and the least recently active beyond the limit.
 
         ``keep``: producers that must stay (batches of theirs are pending). Returns how many
@@ -248,8 +246,9 @@ class Ingest:
 
     def rows(self, only_changed: bool = True) -> pa.RecordBatch | None:
         """Ingest table rows (cumulative counters now) of the producers that changed."""
-        chosen = self._unwritten + [s for s in self.producers.values()
-                                    if s.changed or not only_changed]
+        chosen = self._unwritten + [
+            s for s in self.producers.values() if s.changed or not only_changed
+        ]
         self._unwritten = []
         if not chosen:
             return None

@@ -76,8 +76,9 @@ def _text_too_long(column: pa.Array, limit: int) -> pa.Array:
         lengths = pc.fill_null(pc.utf8_length(flat), 0)
         parents = pc.list_parent_indices(column)
         over = np.zeros(len(column), dtype=bool)
-        np.logical_or.at(over, parents.to_numpy(),
-                         pc.greater(lengths, limit).to_numpy(zero_copy_only=False))
+        np.logical_or.at(
+            over, parents.to_numpy(), pc.greater(lengths, limit).to_numpy(zero_copy_only=False)
+        )
         return pa.array(over)
     return pc.fill_null(pc.greater(pc.utf8_length(column), limit), False)
 
@@ -95,23 +96,42 @@ def _failures(table: str, batch: pa.RecordBatch) -> list[tuple[str, pa.Array]]:
     allowed = EVENTS.get(table)
     if allowed:
         inside = pc.is_in(batch.column("event"), value_set=pa.array(allowed))
-        out.append((f"event not one of {'/'.join(allowed)}",
-                    pc.and_(pc.is_valid(batch.column("event")), pc.invert(inside))))
+        out.append(
+            (
+                f"event not one of {'/'.join(allowed)}",
+                pc.and_(pc.is_valid(batch.column("event")), pc.invert(inside)),
+            )
+        )
     if table == "aggregates":
-        out.append((f"domain above {_MAX_DOMAIN}",
-                    pc.fill_null(pc.greater(batch.column("domain"),
-                                            _scalar(_MAX_DOMAIN, batch, "domain")), False)))
+        out.append(
+            (
+                f"domain above {_MAX_DOMAIN}",
+                pc.fill_null(
+                    pc.greater(batch.column("domain"), _scalar(_MAX_DOMAIN, batch, "domain")), False
+                ),
+            )
+        )
     for name in _SIZES.get(table, ()):
-        out.append((f"{name} of 2**63 or more",
-                    pc.fill_null(pc.greater(batch.column(name), _scalar(_MAX_SIZE, batch,
-                                                                        name)), False)))
+        out.append(
+            (
+                f"{name} of 2**63 or more",
+                pc.fill_null(
+                    pc.greater(batch.column(name), _scalar(_MAX_SIZE, batch, name)), False
+                ),
+            )
+        )
     for field in batch.schema:
         is_text = pa.types.is_string(field.type) or (
-            pa.types.is_list(field.type) and pa.types.is_string(field.type.value_type))
+            pa.types.is_list(field.type) and pa.types.is_string(field.type.value_type)
+        )
         if is_text:
             limit = MAX_LONG_TEXT if (table, field.name) in _LONG_TEXT else MAX_TEXT
-            out.append((f"{field.name} longer than {limit} characters",
-                        _text_too_long(batch.column(field.name), limit)))
+            out.append(
+                (
+                    f"{field.name} longer than {limit} characters",
+                    _text_too_long(batch.column(field.name), limit),
+                )
+            )
     return out
 
 
@@ -130,15 +150,20 @@ def check(table: str, batch: pa.RecordBatch) -> Checked:
         return Checked(batch)
     kept = batch.filter(pc.invert(bad))
     rejected = batch.num_rows - kept.num_rows
-    return Checked(kept, rejected, f"{table}: {rejected} of {batch.num_rows} rows rejected ("
-                                   + "; ".join(reasons) + ")")
+    return Checked(
+        kept,
+        rejected,
+        f"{table}: {rejected} of {batch.num_rows} rows rejected (" + "; ".join(reasons) + ")",
+    )
 
 
 def check_memory_columns(columns: dict[str, np.ndarray]) -> None:
     """Raise :class:`WireError` when decoded memory events have an unknown kind or domain."""
     if len(columns["kind"]) and int(columns["kind"].max()) > _MAX_KIND:
-        raise WireError(f"memory event kind {int(columns['kind'].max())} is unknown "
-                        f"(0-{_MAX_KIND})")
+        raise WireError(
+            f"memory event kind {int(columns['kind'].max())} is unknown (0-{_MAX_KIND})"
+        )
     if len(columns["domain"]) and int(columns["domain"].max()) > _MAX_DOMAIN:
-        raise WireError(f"memory event domain {int(columns['domain'].max())} is unknown "
-                        f"(0-{_MAX_DOMAIN})")
+        raise WireError(
+            f"memory event domain {int(columns['domain'].max())} is unknown (0-{_MAX_DOMAIN})"
+        )

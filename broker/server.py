@@ -134,13 +134,14 @@ class Broker:
             self.journal = self._recover()
         except OSError as exc:  # a full disk or a read-only log at start: one line, status 2
             self.writer.abandon_open({})
-            raise BrokerConfigError(f"cannot write the log in {log_dir}: "
-                                    f"{exc.strerror or exc}") from None
+            raise BrokerConfigError(
+                f"cannot write the log in {log_dir}: {exc.strerror or exc}"
+            ) from None
         # log_retention_bytes / log_retention_age: folded, then retired (eventlog/retention.py)
         try:
-            self.retention = Retention.from_settings(self.writer, self.settings,
-                                                     analysis.checkpoint_fold,
-                                                     analysis.dataset_archive)
+            self.retention = Retention.from_settings(
+                self.writer, self.settings, analysis.checkpoint_fold, analysis.dataset_archive
+            )
         except ValueError as exc:
             self.writer.abandon_open({})
             raise BrokerConfigError(str(exc)) from None
@@ -181,8 +182,9 @@ class Broker:
             replayed = journal_mod.replay(
                 self.writer.path, str(info["file"]), int(info.get("offset", 0))
             )
-            for (producer, pid, seq, n), events in zip(replayed.batches, replayed.events,
-                                                       strict=True):
+            for (producer, pid, seq, n), events in zip(
+                replayed.batches, replayed.events, strict=True
+            ):
                 st = self.ingest.get(producer, pid)
                 if st.seqs.add(seq):
                     st.batches += 1
@@ -254,8 +256,14 @@ class Broker:
         poller.register(self.pull, zmq.POLLIN)
         poller.register(self.control_socket, zmq.POLLIN)
         poller.register(self.control.results, zmq.POLLIN)
-        log.info("broker %s serving %s (control %s, feed %s) into %s", self.boot[:8],
-                 self.bind, self.control_address, self.feed_address, self.writer.path)
+        log.info(
+            "broker %s serving %s (control %s, feed %s) into %s",
+            self.boot[:8],
+            self.bind,
+            self.control_address,
+            self.feed_address,
+            self.writer.path,
+        )
         try:
             while not self._stop:
                 ready = dict(poller.poll(self._poll_timeout_ms()))
@@ -308,17 +316,22 @@ class Broker:
             self._refuse(envelope.producer if known is not None else BROKER)
             return
         if (known is not None and envelope.seq in known.seqs) or (
-                (envelope.producer, envelope.seq) in self._group.pending):
+            (envelope.producer, envelope.seq) in self._group.pending
+        ):
             state = self.ingest.get(envelope.producer, envelope.pid)
             state.duplicates += 1  # a replayed batch that landed already: dropped undecoded
             state.changed = True
             return
         # (each batch still pending may open a range too: counted as if it did)
         pending = self._group.per_producer[envelope.producer]
-        if known is not None and known.seqs.range_count() + pending >= MAX_RANGES and \
-                known.seqs.splits(envelope.seq):
-            self._reject_envelope(envelope, True, f"more than {MAX_RANGES} holes in its "
-                                                  "batch sequence; batch refused")
+        if (
+            known is not None
+            and known.seqs.range_count() + pending >= MAX_RANGES
+            and known.seqs.splits(envelope.seq)
+        ):
+            self._reject_envelope(
+                envelope, True, f"more than {MAX_RANGES} holes in its batch sequence; batch refused"
+            )
             return
         try:
             decoded = decode(envelope, keep_chunks=self._keep_chunks)
@@ -338,8 +351,9 @@ class Broker:
     def _reject_envelope(self, envelope: Envelope, known: bool, reason: str) -> None:
         # Unknown producer names are not remembered: hostile ids must not grow the state.
         name = envelope.producer if known else UNIDENTIFIED
-        self._reject(name, envelope.pid if known else 0,
-                     f"{envelope.producer} seq {envelope.seq}: {reason}")
+        self._reject(
+            name, envelope.pid if known else 0, f"{envelope.producer} seq {envelope.seq}: {reason}"
+        )
 
     def _reject(self, producer: str, pid: int, reason: str) -> None:
         self.ingest.reject(producer, pid, reason)
@@ -415,8 +429,11 @@ class Broker:
         self._retry_at = self._write_failed_at + RETRY_WRITE_S
         # once: on stderr (the embedded broker's broker.log), on the control socket, and
         # in an ingest row as soon as one can be written
-        log.error("%s; refusing batches (their producers keep them) until it can, "
-                  "retrying every %.0f s", self.write_error, RETRY_WRITE_S)
+        log.error(
+            "%s; refusing batches (their producers keep them) until it can, retrying every %.0f s",
+            self.write_error,
+            RETRY_WRITE_S,
+        )
         self.control.fail_all(self.write_error)
         self.ingest.get(BROKER, 0).problem = self.write_error
 
@@ -436,8 +453,12 @@ class Broker:
         except OSError:
             return
         refused = sum(p.refused for p in self.ingest.producers.values())
-        log.warning("the log is writable again after %.1f s; %d batches were refused so far, "
-                    "their producers send them again", now - self._write_failed_at, refused)
+        log.warning(
+            "the log is writable again after %.1f s; %d batches were refused so far, "
+            "their producers send them again",
+            now - self._write_failed_at,
+            refused,
+        )
         self.write_error = None
         for state in self.ingest.producers.values():
             state.changed = True
@@ -530,8 +551,13 @@ class Broker:
     def log_summary(self) -> dict[str, Any]:
         """What the feed and the ``flush`` op report."""
         # Recomputed only after a change: an idle broker with many producers does no work.
-        key = (self._dirty, self.writer.log_id, len(self.writer.manifest["segments"]),
-               self.write_error, self._counts())
+        key = (
+            self._dirty,
+            self.writer.log_id,
+            len(self.writer.manifest["segments"]),
+            self.write_error,
+            self._counts(),
+        )
         if self._summary is None or self._summary[0] != key:
             self._summary = (key, self._compute_summary())
         return {**self._summary[1], "ts_ns": time.monotonic_ns()}

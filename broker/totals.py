@@ -42,8 +42,9 @@ Submit = Callable[..., "Future[Any]"]
 class TotalsKeeper:
     """Running totals kept current as the broker writes (see the module docstring)."""
 
-    def __init__(self, log_path: Path, submit: Submit,
-                 open_totals: Callable[[Path], Any] | None) -> None:
+    def __init__(
+        self, log_path: Path, submit: Submit, open_totals: Callable[[Path], Any] | None
+    ) -> None:
         self.log_path = log_path
         self._submit = submit
         #: ``RunningTotals.open`` of the analyzers (handed in: see ``broker/analysis.py``).

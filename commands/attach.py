@@ -59,19 +59,33 @@ class AttachCommand:
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         """PID and the options."""
         parser.add_argument("pid", type=int, metavar="PID", help="the process to trace")
-        parser.add_argument("--duration", type=float, metavar="S",
-                            help="detach after S seconds (default: at Ctrl-C)")
-        parser.add_argument("--out", metavar="DIR",
-                            help="run directory (default MemoryAnalysis/attach-<pid>-<time>/)")
-        parser.add_argument("--broker", metavar="ADDR",
-                            help="send to this running broker instead of starting one")
-        parser.add_argument("--mode", choices=("full", "aggregated", "sampled"),
-                            help="the capture mode in the process (default: full)")
-        parser.add_argument("--method", choices=("auto", "gdb", "remote_exec"), default="auto",
-                            help="how the code reaches the process (auto: sys.remote_exec on "
-                                 "CPython 3.14+, else gdb)")
-        parser.add_argument("--no-report", action="store_true",
-                            help="only write the log")
+        parser.add_argument(
+            "--duration",
+            type=float,
+            metavar="S",
+            help="detach after S seconds (default: at Ctrl-C)",
+        )
+        parser.add_argument(
+            "--out",
+            metavar="DIR",
+            help="run directory (default MemoryAnalysis/attach-<pid>-<time>/)",
+        )
+        parser.add_argument(
+            "--broker", metavar="ADDR", help="send to this running broker instead of starting one"
+        )
+        parser.add_argument(
+            "--mode",
+            choices=("full", "aggregated", "sampled"),
+            help="the capture mode in the process (default: full)",
+        )
+        parser.add_argument(
+            "--method",
+            choices=("auto", "gdb", "remote_exec"),
+            default="auto",
+            help="how the code reaches the process (auto: sys.remote_exec on "
+            "CPython 3.14+, else gdb)",
+        )
+        parser.add_argument("--no-report", action="store_true", help="only write the log")
 
     def run(self, args: argparse.Namespace) -> int:
         """Attach, trace, detach, report; 0 on success."""
@@ -82,8 +96,17 @@ class AttachCommand:
         if args.duration is not None and args.duration <= 0:
             raise CliError("memscope attach: --duration must be positive")
         out = Path(args.out) if args.out else default_run_dir(f"attach-{args.pid}")
-        return execute(AttachOptions(args.pid, args.duration, out, args.broker, args.mode,
-                                     args.method, not args.no_report))
+        return execute(
+            AttachOptions(
+                args.pid,
+                args.duration,
+                out,
+                args.broker,
+                args.mode,
+                args.method,
+                not args.no_report,
+            )
+        )
 
 
 COMMAND = AttachCommand()
@@ -115,8 +138,10 @@ memscope.init(**{overrides!r})
 
 def stop_line(status: Path, cancelled: Path) -> str:
     """One short line that detaches (short: its own compiled code is traced until the end)."""
-    return (f"__import__('memscope.api.attach_agent').api.attach_agent.stop("
-            f"{str(status)!r}, {str(cancelled)!r})")
+    return (
+        f"__import__('memscope.api.attach_agent').api.attach_agent.stop("
+        f"{str(status)!r}, {str(cancelled)!r})"
+    )
 
 
 def _wait_status(path: Path, timeout: float, pid: int) -> str | None:
@@ -148,12 +173,18 @@ def _run_in(options: AttachOptions, work: Path, name: str, body: str | None) -> 
     outcome = _wait_status(status, START_TIMEOUT_S, options.pid)
     if outcome is None:
         cancelled.touch()  # the queued code will do nothing if it ever runs
-        raise CliError(f"memscope attach: process {options.pid} did not run the {name} code "
-                       f"within {START_TIMEOUT_S:.0f} s (its main thread is not running "
-                       "Python code: blocked in a call?)", 1)
+        raise CliError(
+            f"memscope attach: process {options.pid} did not run the {name} code "
+            f"within {START_TIMEOUT_S:.0f} s (its main thread is not running "
+            "Python code: blocked in a call?)",
+            1,
+        )
     if outcome != "ok":
-        raise CliError(f"memscope attach: {name} in process {options.pid} failed: "
-                       f"{outcome.removeprefix('error: ')}", 1)
+        raise CliError(
+            f"memscope attach: {name} in process {options.pid} failed: "
+            f"{outcome.removeprefix('error: ')}",
+            1,
+        )
 
 
 def _alive(pid: int) -> bool:
@@ -162,7 +193,7 @@ def _alive(pid: int) -> bool:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return False
-    return stat[stat.rfind(")") + 2:][:1] not in ("Z", "X")
+    return stat[stat.rfind(")") + 2 :][:1] not in ("Z", "X")
 
 
 def _wait(duration: float | None, pid: int) -> None:
@@ -198,15 +229,15 @@ def execute(options: AttachOptions) -> int:
         from memscope.broker import start_embedded
 
         if (options.out_dir / "events" / "manifest.json").exists():
-            raise CliError(f"memscope attach: {options.out_dir} already holds a log; choose "
-                           "another --out")
+            raise CliError(
+                f"memscope attach: {options.out_dir} already holds a log; choose another --out"
+            )
         events = options.out_dir / "events"
         try:
             broker = start_embedded(events, settings=settings)
         except RuntimeError as exc:
             raise CliError(f"memscope attach: {exc}", 1) from None
-        address, control, events_dir = broker.address, broker.control_address, str(
-            events.resolve())
+        address, control, events_dir = broker.address, broker.control_address, str(events.resolve())
     work = work_dir(uid)
     try:
         _run_in(options, work, "start", start_script(address, events_dir, options.mode))
@@ -263,7 +294,9 @@ def _report(events_dir: Path, out_dir: Path) -> None:
             paths = list(run_all(events_dir, out_dir, progress=bar.step, on_chunk=bar.folded))
             paths += list(write_reports(out_dir, out_dir, progress=bar.step))
     except (RuntimeError, OSError, ValueError) as exc:
-        _say(f"the reports could not be written: {exc}; the log is complete, retry with "
-             f"`memscope analyze {events_dir}` and `memscope report {out_dir}`")
+        _say(
+            f"the reports could not be written: {exc}; the log is complete, retry with "
+            f"`memscope analyze {events_dir}` and `memscope report {out_dir}`"
+        )
         return
     _say(f"reports in {out_dir} (dashboard: {out_dir / 'dashboard.html'})")

@@ -41,8 +41,7 @@ def compact(log: str, out_dir: Path | None = None) -> dict[str, Any]:
         target = out / f"{name}.parquet"
         tmp = target.with_name(f".{target.name}.tmp")
         rows = 0
-        batches = (reader.memory_batches() if name == "memory"
-                   else reader.dataset(name).to_batches())
+        batches = reader.memory_batches() if name == "memory" else reader.dataset(name).to_batches()
         with pq.ParquetWriter(str(tmp), schema, compression="zstd") as writer:
             for batch in batches:
                 if batch.num_rows:
@@ -50,8 +49,11 @@ def compact(log: str, out_dir: Path | None = None) -> dict[str, Any]:
                     rows += batch.num_rows
         tmp.replace(target)
         counts[name] = rows
-    info = {"source_log_id": reader.log_id, "tables": counts,
-            "problems": list(getattr(reader, "problems", []))}
+    info = {
+        "source_log_id": reader.log_id,
+        "tables": counts,
+        "problems": list(getattr(reader, "problems", [])),
+    }
     (out / "compact.json").write_text(json.dumps(info, indent=2) + "\n")
     return {**info, "out_dir": str(out)}
 
@@ -66,11 +68,18 @@ class CompactCommand:
         """Declare LOG and --out."""
         parser.add_argument("log", metavar="LOG", help="a run directory or its events/ directory")
         target = parser.add_mutually_exclusive_group()
-        target.add_argument("--out", metavar="DIR", type=Path,
-                            help="where the Parquet files go (default: RUN/parquet)")
-        target.add_argument("--dataset", metavar="ROOT", type=Path,
-                            help="merge into a Hive-partitioned dataset (host, date, pid) "
-                                 "shared by many logs")
+        target.add_argument(
+            "--out",
+            metavar="DIR",
+            type=Path,
+            help="where the Parquet files go (default: RUN/parquet)",
+        )
+        target.add_argument(
+            "--dataset",
+            metavar="ROOT",
+            type=Path,
+            help="merge into a Hive-partitioned dataset (host, date, pid) shared by many logs",
+        )
 
     def run(self, args: argparse.Namespace) -> int:
         """Write the files; 0 on success, 1 when the log reported damaged segments."""
@@ -88,19 +97,21 @@ class CompactCommand:
                 info = compact(args.log, args.out)
         except (OSError, pa.ArrowException) as exc:
             where = target or "the run directory"
-            raise CliError(f"cannot write {where}: "
-                           f"{getattr(exc, 'strerror', None) or exc}") from None
+            raise CliError(
+                f"cannot write {where}: {getattr(exc, 'strerror', None) or exc}"
+            ) from None
         total = sum(info["tables"].values())
         if args.dataset is not None:
-            print(f"{total} rows of {len(info['tables'])} tables merged into the dataset "
-                  f"{info['out_dir']} (log {info['source_log_id']})")
+            print(
+                f"{total} rows of {len(info['tables'])} tables merged into the dataset "
+                f"{info['out_dir']} (log {info['source_log_id']})"
+            )
         else:
             print(f"{total} rows in {len(info['tables'])} Parquet files in {info['out_dir']}")
         for problem in info["problems"]:
             print(f"memscope compact: damaged log: {problem}", file=sys.stderr)
         if info["problems"]:
-            raise CliError("the log has damaged segments (their complete batches were copied)",
-                           1)
+            raise CliError("the log has damaged segments (their complete batches were copied)", 1)
         return 0
 
 

@@ -15,8 +15,9 @@ from pathlib import Path
 ADDRESS_ENV = b"MEMSCOPE_BROKER_ADDRESS="
 
 
-def tracing_into(address: str, exclude: set[int] | None = None,
-                 proc: Path = Path("/proc")) -> bool | None:
+def tracing_into(
+    address: str, exclude: set[int] | None = None, proc: Path = Path("/proc")
+) -> bool | None:
     """Whether a live process other than ``exclude`` (and this one) traces into ``address``.
 
     None when it cannot be told (no ``/proc``): the caller then waits as before. Processes

@@ -21,8 +21,15 @@ import zmq
 from memscope.protocol.wire import encode_batch
 
 
-def record_exit_status(address: str, client: Any, pid: int, returncode: int, ended_ns: int,
-                       mode: str, timeout_s: float = 30.0) -> None:
+def record_exit_status(
+    address: str,
+    client: Any,
+    pid: int,
+    returncode: int,
+    ended_ns: int,
+    mode: str,
+    timeout_s: float = 30.0,
+) -> None:
     """Send the program's exit row to the broker at ``address``; wait until it is in the log."""
     host = socket.gethostname()
     producer = f"{host}:{os.getpid()}:{time.time_ns()}:run"

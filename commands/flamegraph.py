@@ -20,14 +20,16 @@ def parse_at(value: str) -> str | float:
         seconds = float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"{value!r}: expected peak, end or seconds since the run's start") from None
+            f"{value!r}: expected peak, end or seconds since the run's start"
+        ) from None
     if not seconds >= 0 or seconds == float("inf"):
         raise argparse.ArgumentTypeError(f"{value!r}: seconds must be finite and >= 0")
     return seconds
 
 
-def flame_model(log: str | Path, opts: Any,
-                on_events: Callable[[int], None] | None = None) -> dict[str, Any]:
+def flame_model(
+    log: str | Path, opts: Any, on_events: Callable[[int], None] | None = None
+) -> dict[str, Any]:
     """The flame model of a log (a run directory or its ``events/``), with title lines.
 
     ``on_events``: called with the memory events folded or matched so far (progress).
@@ -40,8 +42,9 @@ def flame_model(log: str | Path, opts: Any,
 
     reader = open_or_fail(str(log), open_reader)
     if opts.needs_log:
-        con = open_or_fail(reader, connect, raw_memory=False, matched=True, state=True,
-                           on_events=on_events)
+        con = open_or_fail(
+            reader, connect, raw_memory=False, matched=True, state=True, on_events=on_events
+        )
     else:
         con = open_or_fail(reader, connect_analyzed, on_events=on_events)
     try:
@@ -57,10 +60,20 @@ def flame_model(log: str | Path, opts: Any,
     scope = [f"pid {opts.pid}" if opts.pid is not None else "all processes"]
     if opts.tid is not None:
         scope.append(f"thread {opts.tid}")
-    model["subtitle"] = (f"{', '.join(scope)}; peak {stats['peak_memory']:,} B, "
-                         f"alive at the end {stats['active_memory']:,} B")
-    model["stats"] = {k: stats.get(k) for k in ("peak_memory", "peak_ts_ns", "active_memory",
-                                                 "active_allocations", "total_allocations")}
+    model["subtitle"] = (
+        f"{', '.join(scope)}; peak {stats['peak_memory']:,} B, "
+        f"alive at the end {stats['active_memory']:,} B"
+    )
+    model["stats"] = {
+        k: stats.get(k)
+        for k in (
+            "peak_memory",
+            "peak_ts_ns",
+            "active_memory",
+            "active_allocations",
+            "total_allocations",
+        )
+    }
     return model
 
 
@@ -86,22 +99,43 @@ class FlamegraphCommand:
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         """RUN, --at, --leaks, --temporal, --pid, --thread, -o."""
-        parser.add_argument("log", metavar="RUN", type=Path,
-                            help="a run directory or its events/ directory")
-        parser.add_argument("--at", type=parse_at, default="peak", metavar="peak|end|SECONDS",
-                            help="the instant drawn: the peak (default), the end, or seconds "
-                            "since the run's first event")
-        parser.add_argument("--leaks", action="store_true",
-                            help="what is still alive at the end (same as --at end)")
-        parser.add_argument("--temporal", action="store_true",
-                            help="add a memory-over-time chart: brushing a window draws the "
-                            "blocks allocated in it and alive at its end (from the analysis "
-                            "state; with --thread, reads the log)")
+        parser.add_argument(
+            "log", metavar="RUN", type=Path, help="a run directory or its events/ directory"
+        )
+        parser.add_argument(
+            "--at",
+            type=parse_at,
+            default="peak",
+            metavar="peak|end|SECONDS",
+            help="the instant drawn: the peak (default), the end, or seconds "
+            "since the run's first event",
+        )
+        parser.add_argument(
+            "--leaks", action="store_true", help="what is still alive at the end (same as --at end)"
+        )
+        parser.add_argument(
+            "--temporal",
+            action="store_true",
+            help="add a memory-over-time chart: brushing a window draws the "
+            "blocks allocated in it and alive at its end (from the analysis "
+            "state; with --thread, reads the log)",
+        )
         parser.add_argument("--pid", type=int, default=None, help="only this process")
-        parser.add_argument("--thread", type=int, default=None, metavar="T",
-                            help="only blocks allocated by this thread (tid of `threads`)")
-        parser.add_argument("-o", "--output", type=Path, default=None, metavar="FILE",
-                            help="the HTML file (default: RUN/flamegraph.html)")
+        parser.add_argument(
+            "--thread",
+            type=int,
+            default=None,
+            metavar="T",
+            help="only blocks allocated by this thread (tid of `threads`)",
+        )
+        parser.add_argument(
+            "-o",
+            "--output",
+            type=Path,
+            default=None,
+            metavar="FILE",
+            help="the HTML file (default: RUN/flamegraph.html)",
+        )
 
     def run(self, args: argparse.Namespace) -> int:
         """Build the model, write the page, print its path."""
@@ -114,8 +148,9 @@ class FlamegraphCommand:
             raise CliError(f"{log}: not a run directory or events/ directory")
         if args.leaks and args.at != "peak":
             raise CliError("--leaks draws the end: give --leaks or --at, not both")
-        opts = FlameOptions(at=args.at, leaks=args.leaks, temporal=args.temporal,
-                            pid=args.pid, tid=args.thread)
+        opts = FlameOptions(
+            at=args.at, leaks=args.leaks, temporal=args.temporal, pid=args.pid, tid=args.thread
+        )
         with StatusLine("flamegraph") as line:
             matching = "matched" if opts.needs_log else "folded"
             model = flame_model(log, opts, lambda n: line.show(f"{n:,} memory events {matching}"))

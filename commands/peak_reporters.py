@@ -12,11 +12,14 @@ from memscope.analyzers.peak_report import MOMENTS, Site
 def add_common(parser: argparse.ArgumentParser) -> None:
     """LOG, ``--at``, ``--pid`` and ``--json``."""
     parser.add_argument("log", metavar="LOG", help="a run directory or its events/ directory")
-    parser.add_argument("--at", choices=MOMENTS, default="peak",
-                        help="the moment shown: the peak of memory (default) or the end of "
-                             "the log (what was still alive)")
-    parser.add_argument("--pid", type=int, default=None,
-                        help="only this process (at its own peak)")
+    parser.add_argument(
+        "--at",
+        choices=MOMENTS,
+        default="peak",
+        help="the moment shown: the peak of memory (default) or the end of "
+        "the log (what was still alive)",
+    )
+    parser.add_argument("--pid", type=int, default=None, help="only this process (at its own peak)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
@@ -52,8 +55,9 @@ def load(args: argparse.Namespace, verb: str) -> Loaded:
         if args.pid is not None and args.pid not in programs:
             known = ", ".join(str(p) for p in programs) or "none"
             con.close()
-            raise CliError(f"memscope {verb}: no process {args.pid} in {args.log} "
-                           f"(processes: {known})")
+            raise CliError(
+                f"memscope {verb}: no process {args.pid} in {args.log} (processes: {known})"
+            )
         sites = sites_at(con, args.at, args.pid)
         line.show("resolving stacks")
         return Loaded(con, sites, programs, resolver(con))

@@ -70,8 +70,9 @@ class ProgressBar(_Line):
     (its line ended). Anywhere else: nothing.
     """
 
-    def __init__(self, total: int, label: str, stream: TextIO | None = None,
-                 enabled: bool = True) -> None:
+    def __init__(
+        self, total: int, label: str, stream: TextIO | None = None, enabled: bool = True
+    ) -> None:
         super().__init__(stream, enabled)
         self.total = max(1, total)
         self.done = 0
@@ -85,8 +86,10 @@ class ProgressBar(_Line):
         filled = width * self.done // self.total
         bar = "#" * filled + "." * (width - filled)
         finished = self.done >= self.total
-        self._write(f"{self.label} [{bar}] {self.done}/{self.total} {self.elapsed():>6} {what}",
-                    force=force or finished)
+        self._write(
+            f"{self.label} [{bar}] {self.done}/{self.total} {self.elapsed():>6} {what}",
+            force=force or finished,
+        )
         if finished and self.active and self._drawn_at is not None:
             self.stream.write("\n")
             self.stream.flush()
@@ -118,8 +121,12 @@ class ProgressBar(_Line):
     def __enter__(self) -> ProgressBar:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 trace: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
         self.close()
 
 
@@ -146,6 +153,10 @@ class StatusLine(_Line):
     def __enter__(self) -> StatusLine:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 trace: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
         self.close()

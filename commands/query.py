@@ -25,8 +25,11 @@ FORMATS = ("table", "csv", "json", "parquet")
 #: Views read from the matched block state when a query names them.
 _MATCHED = re.compile(r"\b(allocations|lifetimes)\b", re.IGNORECASE)
 #: Views over the analysis state (:mod:`memscope.analyzers.state`, from its checkpoint).
-_STATE = re.compile(r"\b(sites|live|peak_sites|timeline|lifetimes_hist|process_totals|"
-                    r"thread_totals|sizes|variables|state_\w+)\b", re.IGNORECASE)
+_STATE = re.compile(
+    r"\b(sites|live|peak_sites|timeline|lifetimes_hist|process_totals|"
+    r"thread_totals|sizes|variables|state_\w+)\b",
+    re.IGNORECASE,
+)
 #: Views that read the raw memory events (a chunk log's events are decoded into DuckDB for
 #: them); internal ``_`` names are assumed to.
 _RAW = re.compile(r"\b(events|raw_memory|frees)\b|(?<!\w)_\w", re.IGNORECASE)
@@ -92,9 +95,12 @@ def _say_window(log: str) -> None:
 
     window = retained_window(open_or_fail(log, open_reader))
     if window:
-        print(f"memscope query: note: retention retired {window['retired']['segments']} older "
-              f"memory segments; raw-event views cover {window['from']} to {window['to']} "
-              "only (the state_* tables cover the whole run)", file=sys.stderr)
+        print(
+            f"memscope query: note: retention retired {window['retired']['segments']} older "
+            f"memory segments; raw-event views cover {window['from']} to {window['to']} "
+            "only (the state_* tables cover the whole run)",
+            file=sys.stderr,
+        )
 
 
 def report_problems(verb: str, problems: list[str]) -> int:
@@ -102,13 +108,13 @@ def report_problems(verb: str, problems: list[str]) -> int:
     for problem in problems:
         print(f"memscope {verb}: damaged log: {problem}", file=sys.stderr)
     if problems:
-        print(f"memscope {verb}: the result covers every intact batch of the log",
-              file=sys.stderr)
+        print(f"memscope {verb}: the result covers every intact batch of the log", file=sys.stderr)
     return 1 if problems else 0
 
 
-def run_query(log: str, sql: str, fmt: str, output: str | None,
-              problems: list[str] | None = None) -> int:
+def run_query(
+    log: str, sql: str, fmt: str, output: str | None, problems: list[str] | None = None
+) -> int:
     """Run ``sql`` over ``log`` and write the result in ``fmt``; return the row count.
 
     ``problems`` (when given) gains what of the log could not be read (damaged batches,
@@ -129,9 +135,13 @@ def run_query(log: str, sql: str, fmt: str, output: str | None,
         _say_window(log)
     with StatusLine("query") as line:
         log_reader = open_or_fail(log, open_reader)
-        con = open_or_fail(log_reader, connect, matched=bool(_MATCHED.search(sql)),
-                           raw_memory=bool(_RAW.search(sql)),
-                           on_events=lambda n: line.show(f"read {n:,} memory events"))
+        con = open_or_fail(
+            log_reader,
+            connect,
+            matched=bool(_MATCHED.search(sql)),
+            raw_memory=bool(_RAW.search(sql)),
+            on_events=lambda n: line.show(f"read {n:,} memory events"),
+        )
         if _STATE.search(sql):
             from memscope.analyzers.state import open_state
             from memscope.analyzers.views import use_state
@@ -197,13 +207,22 @@ class QueryCommand:
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         """Declare LOG, SQL, --format and --output."""
         parser.add_argument("log", metavar="LOG", help="a run directory or its events/ directory")
-        parser.add_argument("sql", metavar="SQL", help="the query (views: events, allocations, "
-                            "frees, lifetimes, processes, threads, variables, scopes, frames, "
-                            "stacks, ffi, aggregates, producer_stats, ingest)")
-        parser.add_argument("--format", choices=FORMATS, default="table",
-                            help="output format (default: table)")
-        parser.add_argument("--output", "-o", metavar="FILE",
-                            help="write here instead of stdout (required for parquet)")
+        parser.add_argument(
+            "sql",
+            metavar="SQL",
+            help="the query (views: events, allocations, "
+            "frees, lifetimes, processes, threads, variables, scopes, frames, "
+            "stacks, ffi, aggregates, producer_stats, ingest)",
+        )
+        parser.add_argument(
+            "--format", choices=FORMATS, default="table", help="output format (default: table)"
+        )
+        parser.add_argument(
+            "--output",
+            "-o",
+            metavar="FILE",
+            help="write here instead of stdout (required for parquet)",
+        )
 
     def run(self, args: argparse.Namespace) -> int:
         """Run the query; 0 on success."""

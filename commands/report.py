@@ -38,8 +38,7 @@ def analyze(log: Path, out: Path, bar: Any = None) -> list[str]:
             "lacks; run `memscope analyze LOG --out DIR` and then `memscope report DIR`"
         ) from None
     reader = open_or_fail(str(log), open_reader)
-    run_all(reader, out, progress=bar.step if bar else None,
-            on_chunk=bar.folded if bar else None)
+    run_all(reader, out, progress=bar.step if bar else None, on_chunk=bar.folded if bar else None)
     return list(reader.problems)
 
 
@@ -57,8 +56,10 @@ def write(source: Path, out: Path, bar: Any = None) -> int:
     from memscope.exporters import find_reports, write_reports
 
     if not find_reports(source):
-        raise CliError(f"{source}: no *_memory_analysis.json, *_lifetime.json, ... files here; "
-                       "pass a log or a directory written by `memscope analyze`")
+        raise CliError(
+            f"{source}: no *_memory_analysis.json, *_lifetime.json, ... files here; "
+            "pass a log or a directory written by `memscope analyze`"
+        )
     with bar or progress_bar("report", analyzing=False) as shown:
         written = write_reports(source, out, progress=shown.step)
     for kind, message in sorted(written.problems.items()):
@@ -76,11 +77,16 @@ class ReportCommand:
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         """``PATH`` and ``--out``."""
-        parser.add_argument("path", metavar="LOG|DIR", type=Path,
-                            help="a run directory / events directory, or a directory with the "
-                            "six analysis JSON files")
-        parser.add_argument("--out", type=Path, default=None,
-                            help="where to write (default: beside the input)")
+        parser.add_argument(
+            "path",
+            metavar="LOG|DIR",
+            type=Path,
+            help="a run directory / events directory, or a directory with the "
+            "six analysis JSON files",
+        )
+        parser.add_argument(
+            "--out", type=Path, default=None, help="where to write (default: beside the input)"
+        )
 
     def run(self, args: argparse.Namespace) -> int:
         """Analyze when given a log, then export."""
@@ -110,10 +116,13 @@ def _say_window(log: Path) -> None:
 
     window = retained_window(open_reader(log))
     if window:
-        print(f"memscope report: the figures cover the whole run; the raw events are kept in "
-              f"full detail from {window['from']} to {window['to']} "
-              f"({window['retired']['segments']} older segments retired by retention; "
-              f"metadata.detail_window in each JSON file)", file=sys.stderr)
+        print(
+            f"memscope report: the figures cover the whole run; the raw events are kept in "
+            f"full detail from {window['from']} to {window['to']} "
+            f"({window['retired']['segments']} older segments retired by retention; "
+            f"metadata.detail_window in each JSON file)",
+            file=sys.stderr,
+        )
 
 
 def _has_reports(path: Path) -> bool:

@@ -88,16 +88,18 @@ class RunOptions:
             label = "python-c"
         else:
             if not program:
-                raise CliError("memscope run: name a script (memscope run script.py), "
-                               "-m MODULE or -c CODE")
+                raise CliError(
+                    "memscope run: name a script (memscope run script.py), -m MODULE or -c CODE"
+                )
             script = Path(program[0])
             if not script.is_file():
                 raise CliError(f"memscope run: {program[0]}: no such file")
             argv = tuple(program)
             label = program_label(argv=program)
         out_dir = Path(args.out) if args.out else default_run_dir(label)
-        return cls(argv, label, out_dir, args.broker, args.mode, bool(args.native),
-                   not args.no_report)
+        return cls(
+            argv, label, out_dir, args.broker, args.mode, bool(args.native), not args.no_report
+        )
 
 
 class RunCommand:
@@ -108,26 +110,47 @@ class RunCommand:
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         """Declare the options (everything after the script belongs to the script)."""
-        parser.add_argument("--broker", metavar="ADDR",
-                            help="send to this broker instead of starting one (default: "
-                                 "MEMSCOPE_BROKER_ADDRESS or the config's broker_address, "
-                                 "else an embedded broker)")
-        parser.add_argument("--out", metavar="DIR",
-                            help="run directory (default MemoryAnalysis/<program>-<time>/)")
-        parser.add_argument("--mode", choices=("full", "aggregated", "sampled"),
-                            help="full: every event; aggregated: short-lived pairs folded at "
-                                 "the source; sampled: byte-volume sampling")
-        parser.add_argument("--native", action="store_true",
-                            help="also trace malloc/free/mmap of native code (C extensions, "
-                                 "ctypes/cffi libraries) through a preloaded allocator shim")
-        parser.add_argument("--no-report", action="store_true",
-                            help="only write the log (analyze it later with memscope analyze)")
-        parser.add_argument("-m", dest="module", metavar="MODULE",
-                            help="run a module, like python -m")
-        parser.add_argument("-c", dest="code", metavar="CODE",
-                            help="run a program passed as a string, like python -c")
-        parser.add_argument("program", nargs=argparse.REMAINDER,
-                            help="script.py and its arguments (or the module's arguments)")
+        parser.add_argument(
+            "--broker",
+            metavar="ADDR",
+            help="send to this broker instead of starting one (default: "
+            "MEMSCOPE_BROKER_ADDRESS or the config's broker_address, "
+            "else an embedded broker)",
+        )
+        parser.add_argument(
+            "--out", metavar="DIR", help="run directory (default MemoryAnalysis/<program>-<time>/)"
+        )
+        parser.add_argument(
+            "--mode",
+            choices=("full", "aggregated", "sampled"),
+            help="full: every event; aggregated: short-lived pairs folded at "
+            "the source; sampled: byte-volume sampling",
+        )
+        parser.add_argument(
+            "--native",
+            action="store_true",
+            help="also trace malloc/free/mmap of native code (C extensions, "
+            "ctypes/cffi libraries) through a preloaded allocator shim",
+        )
+        parser.add_argument(
+            "--no-report",
+            action="store_true",
+            help="only write the log (analyze it later with memscope analyze)",
+        )
+        parser.add_argument(
+            "-m", dest="module", metavar="MODULE", help="run a module, like python -m"
+        )
+        parser.add_argument(
+            "-c",
+            dest="code",
+            metavar="CODE",
+            help="run a program passed as a string, like python -c",
+        )
+        parser.add_argument(
+            "program",
+            nargs=argparse.REMAINDER,
+            help="script.py and its arguments (or the module's arguments)",
+        )
 
     def split_argv(self, argv: list[str]) -> tuple[list[str], list[str]]:
         """Split ``run``'s arguments into memscope's own and the program's; see `split_argv`."""
@@ -168,7 +191,7 @@ def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
     while i < len(argv):
         word = argv[i]
         if word == "--":
-            return argv[:i], argv[i + 1:]
+            return argv[:i], argv[i + 1 :]
         if word[:2] in ("-m", "-c") and not word.startswith("--"):
             end = i + 2 if word in ("-m", "-c") else i + 1  # -mMODULE, -cCODE, like python
             rest = argv[end:]
@@ -196,24 +219,31 @@ def execute(options: RunOptions) -> int:
         raise CliError(f"memscope run: {exc}", 2) from None
     if options.mode:
         settings = settings.replace(mode=options.mode)
-    remote, source = (options.broker, "--broker") if options.broker else _configured_broker(
-        settings.broker_address)
+    remote, source = (
+        (options.broker, "--broker")
+        if options.broker
+        else _configured_broker(settings.broker_address)
+    )
     broker = None
     events_dir: Path | None = options.out_dir / "events"
     if remote:
         from memscope.protocol.addresses import control_address
 
         if source != "--broker":
-            _say(f"sending to the broker at {remote} ({source}), not starting one; "
-                 "--broker ADDR overrides it, an empty MEMSCOPE_BROKER_ADDRESS= starts one")
+            _say(
+                f"sending to the broker at {remote} ({source}), not starting one; "
+                "--broker ADDR overrides it, an empty MEMSCOPE_BROKER_ADDRESS= starts one"
+            )
         address, control = remote, control_address(remote)
         events_dir = _remote_log(BrokerClient(control, settings), f"{remote} ({source})")
     else:
         from memscope.broker import start_embedded
 
         if (options.out_dir / "events" / "manifest.json").exists():
-            raise CliError(f"memscope run: {options.out_dir} already holds a run's log; "
-                           "choose another --out (or remove that directory)")
+            raise CliError(
+                f"memscope run: {options.out_dir} already holds a run's log; "
+                "choose another --out (or remove that directory)"
+            )
         try:
             broker = start_embedded(events_dir, settings=settings)
         except RuntimeError as exc:
@@ -238,9 +268,15 @@ def execute(options: RunOptions) -> int:
         harvester.sweep()  # what the program (and its children) left if killed
         mark("harvester swept")
         # A running broker may also serve other programs: wait only for ours.
-        missing = _confirm(BrokerClient(control, settings), settings, address, events_dir,
-                           launched_ns if broker is None else None,
-                           (pid, returncode, reaped_ns), harvester)
+        missing = _confirm(
+            BrokerClient(control, settings),
+            settings,
+            address,
+            events_dir,
+            launched_ns if broker is None else None,
+            (pid, returncode, reaped_ns),
+            harvester,
+        )
         mark("last batches confirmed")
         for producer in missing:
             _say(f"no final batch from {producer} (still running?); its events may end early")
@@ -252,8 +288,10 @@ def execute(options: RunOptions) -> int:
             broker.stop()
             mark("broker stopped")
     if events_dir is None:
-        _say(f"events sent to the broker at {remote}; analyze its log with "
-             "`memscope analyze LOG --out DIR`")
+        _say(
+            f"events sent to the broker at {remote}; analyze its log with "
+            "`memscope analyze LOG --out DIR`"
+        )
         return code
     if options.report:
         _report(events_dir, options.out_dir, prepared)
@@ -291,8 +329,9 @@ def _remote_log(client: Any, broker: str) -> Path | None:
     return path if path is not None and path.exists() else None
 
 
-def _program_env(address: str, events_dir: Path | None, bootstrap: Path,
-                 mode: str | None) -> dict[str, str]:
+def _program_env(
+    address: str, events_dir: Path | None, bootstrap: Path, mode: str | None
+) -> dict[str, str]:
     env = dict(os.environ)
     env["MEMSCOPE_BROKER_ADDRESS"] = address
     env[RUN_BROKER_ENV] = address  # tells a nested memscope run that we set it
@@ -317,17 +356,24 @@ def _native_env(env: dict[str, str]) -> dict[str, str]:
         raise CliError(f"memscope run --native: {exc}", 1) from None
 
 
-def _confirm(client: Any, settings: Any, address: str, events_dir: Path | None,
-             since: int | None, ended: tuple[int, int, int],
-             harvester: Harvester | None = None) -> list[str]:
+def _confirm(
+    client: Any,
+    settings: Any,
+    address: str,
+    events_dir: Path | None,
+    since: int | None,
+    ended: tuple[int, int, int],
+    harvester: Harvester | None = None,
+) -> list[str]:
     """Wait for the traced processes' last batches and log the program's exit status.
 
     Returns the producers whose final batch never came. Never raises: a broker that cannot
     write its log, or stopped answering, is said in one line.
     """
     try:
-        missing = _settle(client, SETTLE_TIMEOUT_S, settings.flush_interval_s, since,
-                          harvester, address)
+        missing = _settle(
+            client, SETTLE_TIMEOUT_S, settings.flush_interval_s, since, harvester, address
+        )
         mark("exit rows in")
         if not _log_writable(client, settings.spool_dir, events_dir):
             return []  # (said once by _log_writable)
@@ -335,8 +381,10 @@ def _confirm(client: Any, settings: Any, address: str, events_dir: Path | None,
         _record_exit(address, client, pid, returncode, reaped_ns, settings.mode)
         return missing
     except RuntimeError as exc:  # BrokerError: the broker stopped answering
-        _say(f"the broker did not confirm the end of the run ({exc}); what reached the "
-             "log is reported")
+        _say(
+            f"the broker did not confirm the end of the run ({exc}); what reached the "
+            "log is reported"
+        )
         return []
     finally:
         client.close()
@@ -355,16 +403,19 @@ def _log_writable(client: Any, spool_dir: str, events_dir: Path | None) -> bool:
 
     spool = spool_path(spool_dir, "x").parent
     log = events_dir or "LOG"
-    _say(f"{summary.get('log_error', 'the log cannot be written')}: it holds "
-         f"{summary.get('events', 0):,} memory events of {summary.get('producers', 0)} "
-         f"processes; {summary.get('refused', 0):,} refused batches are kept in {spool}/ "
-         f"(once there is space: memscope broker --log {log} --bind ADDR, then "
-         f"python -m memscope.producer.spool --address ADDR {spool}/*.spool)")
+    _say(
+        f"{summary.get('log_error', 'the log cannot be written')}: it holds "
+        f"{summary.get('events', 0):,} memory events of {summary.get('producers', 0)} "
+        f"processes; {summary.get('refused', 0):,} refused batches are kept in {spool}/ "
+        f"(once there is space: memscope broker --log {log} --bind ADDR, then "
+        f"python -m memscope.producer.spool --address ADDR {spool}/*.spool)"
+    )
     return False
 
 
-def _record_exit(address: str, client: Any, pid: int, returncode: int, reaped_ns: int,
-                 mode: str) -> None:
+def _record_exit(
+    address: str, client: Any, pid: int, returncode: int, reaped_ns: int, mode: str
+) -> None:
     from memscope.commands.exit_status import record_exit_status
 
     rows = [r for r in _process_rows(client) if r["pid"] == pid]
@@ -421,8 +472,11 @@ def _processes(client: Any, since_ns: int | None = None) -> dict[str, tuple[int,
     rows = _process_rows(client)
     if since_ns is not None:
         host = socket.gethostname()
-        ours = {r["producer"] for r in rows
-                if r["event"] == "start" and r["host"] == host and r["ts_ns"] >= since_ns}
+        ours = {
+            r["producer"]
+            for r in rows
+            if r["event"] == "start" and r["host"] == host and r["ts_ns"] >= since_ns
+        }
         rows = [r for r in rows if r["producer"] in ours]
     out: dict[str, tuple[int, bool]] = {}
     for row in rows:
@@ -447,14 +501,21 @@ def _told_harvest(harvest: Harvest) -> None:
     if harvest.closed:
         what = f"{harvest.replayed} batches it had spooled"
     else:
-        what = (f"{harvest.events} events from its buffers and {harvest.replayed} batches from "
-                "its spool")
+        what = (
+            f"{harvest.events} events from its buffers and {harvest.replayed} batches from "
+            "its spool"
+        )
     _say(f"process {harvest.pid} ended without shipping everything; recovered {what}")
 
 
-def _settle(client: Any, timeout: float, interval: float,
-            since_ns: int | None = None, harvester: Harvester | None = None,
-            address: str | None = None) -> list[str]:
+def _settle(
+    client: Any,
+    timeout: float,
+    interval: float,
+    since_ns: int | None = None,
+    harvester: Harvester | None = None,
+    address: str | None = None,
+) -> list[str]:
     """Wait until every traced process's exit row is in; the producers still missing one.
 
     With ``since_ns`` only the processes of this host started since then count (see
@@ -471,8 +532,7 @@ def _settle(client: Any, timeout: float, interval: float,
     told = False
     while True:
         now = time.monotonic()
-        pending = {p: pid for p, (pid, ended) in _processes(client, since_ns).items()
-                   if not ended}
+        pending = {p: pid for p, (pid, ended) in _processes(client, since_ns).items() if not ended}
         for producer, pid in pending.items():
             if not _alive(pid):
                 dead_since.setdefault(producer, now)
@@ -485,8 +545,9 @@ def _settle(client: Any, timeout: float, interval: float,
             told = True
         # Wait two flush intervals at least: a child forked just before the program ended
         # may not have announced itself yet (none can if no process would trace into ours).
-        if not waiting and (now - start >= 2 * interval or (
-                address is not None and tracing_into(address) is False)):
+        if not waiting and (
+            now - start >= 2 * interval or (address is not None and tracing_into(address) is False)
+        ):
             return sorted(pending)
         if now - start >= timeout:
             return sorted(pending)
@@ -536,8 +597,10 @@ def _report(events_dir: Path, out_dir: Path, prepared: Any = None) -> None:
 
             paths = reports.write(progress=step, on_chunk=bar.folded)
     except (RuntimeError, OSError, ValueError) as exc:
-        _say(f"the reports could not be written: {exc}; the log is complete, retry with "
-             f"`memscope analyze {events_dir}` and `memscope report {out_dir}`")
+        _say(
+            f"the reports could not be written: {exc}; the log is complete, retry with "
+            f"`memscope analyze {events_dir}` and `memscope report {out_dir}`"
+        )
         return
     finally:
         reports.close()

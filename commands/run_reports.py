@@ -62,8 +62,11 @@ class RunReports:
         if self.state is not None:
             self.state.release_fold()  # the reports read its tables: the fold's memory back
 
-    def write(self, progress: Callable[[str], None] | None = None,
-              on_chunk: Callable[[int], None] | None = None) -> list[Path]:
+    def write(
+        self,
+        progress: Callable[[str], None] | None = None,
+        on_chunk: Callable[[int], None] | None = None,
+    ) -> list[Path]:
         """The six analysis files, then the reports; every path written, in order."""
         from memscope.analyzers import run_all
         from memscope.exporters import EXPORTERS, exporter, write_reports
@@ -83,11 +86,20 @@ class RunReports:
             if progress:
                 progress(kind)
 
-        paths = list(run_all(self.events_dir, out, progress=step, on_chunk=on_chunk,
-                             state=self.state, first=SVG_SOURCES if rendered else ()))
+        paths = list(
+            run_all(
+                self.events_dir,
+                out,
+                progress=step,
+                on_chunk=on_chunk,
+                state=self.state,
+                first=SVG_SOURCES if rendered else (),
+            )
+        )
         self.state = None
-        here = write_reports(out, out, only=[n for n in names if n not in rendered],
-                             progress=progress)
+        here = write_reports(
+            out, out, only=[n for n in names if n not in rendered], progress=progress
+        )
         there = self.renderer.result() if rendered else []
         if progress:
             for path in there:

@@ -12,10 +12,15 @@ from memscope.commands.query import open_or_fail, write_table
 from memscope.units import human_bytes
 
 _COLUMNS = (
-    ("pid", "pid"), ("argv", "program"), ("mode", "mode"), ("active_memory", "active"),
+    ("pid", "pid"),
+    ("argv", "program"),
+    ("mode", "mode"),
+    ("active_memory", "active"),
     ("peak_memory", "peak"),
-    ("active_allocations", "live blocks"), ("total_allocations", "allocations"),
-    ("total_allocated", "allocated"), ("total_deallocations", "frees"),
+    ("active_allocations", "live blocks"),
+    ("total_allocations", "allocations"),
+    ("total_allocated", "allocated"),
+    ("total_deallocations", "frees"),
     ("unmatched_frees", "unmatched frees"),
 )
 
@@ -35,22 +40,36 @@ def collect(log: str, on_events: Callable[[int], None] | None = None) -> dict[st
     con = open_or_fail(reader, connect_analyzed, on_events=on_events)
     try:
         processes = {r["pid"]: r for r in rows(con, "SELECT * FROM processes ORDER BY pid")}
-        pids = [r[0] for r in con.execute(
-            "SELECT pid FROM processes UNION SELECT pid FROM state_processes ORDER BY pid"
-        ).fetchall()]
+        pids = [
+            r[0]
+            for r in con.execute(
+                "SELECT pid FROM processes UNION SELECT pid FROM state_processes ORDER BY pid"
+            ).fetchall()
+        ]
         per = []
         for pid in pids:
             info = processes.get(pid, {})
-            per.append({"pid": pid, "argv": info.get("argv"), "mode": info.get("mode"),
-                        **process_stats(con, pid)})
+            per.append(
+                {
+                    "pid": pid,
+                    "argv": info.get("argv"),
+                    "mode": info.get("mode"),
+                    **process_stats(con, pid),
+                }
+            )
         return {
             "total": process_stats(con),
             "processes": per,
-            "ingest": rows(con, "SELECT producer, pid, batches, events, gaps, duplicates, "
-                                "rejected, rejected_rows, refused FROM ingest ORDER BY producer"),
+            "ingest": rows(
+                con,
+                "SELECT producer, pid, batches, events, gaps, duplicates, "
+                "rejected, rejected_rows, refused FROM ingest ORDER BY producer",
+            ),
             # why messages or rows were rejected, or batches refused (a log it could not write)
-            "ingest_problems": rows(con, "SELECT producer, problem FROM ingest WHERE problem "
-                                         "IS NOT NULL ORDER BY producer"),
+            "ingest_problems": rows(
+                con,
+                "SELECT producer, problem FROM ingest WHERE problem IS NOT NULL ORDER BY producer",
+            ),
             # After the matching: chunks that did not decode are among them.
             "log_problems": list(reader.problems),
             # Retention: the memory events kept raw (None: all of them).
@@ -62,8 +81,7 @@ def collect(log: str, on_events: Callable[[int], None] | None = None) -> dict[st
 
 def _figure(stats: dict[str, Any], key: str, text: str) -> str:
     """``text``, marked ``~`` when ``stats`` only estimates ``key`` (sampled mode)."""
-    return f"~{text}" if stats.get("estimated") and key in stats.get("estimated_keys", ()) \
-        else text
+    return f"~{text}" if stats.get("estimated") and key in stats.get("estimated_keys", ()) else text
 
 
 def _source(stats: dict[str, Any], key: str) -> str:
@@ -73,37 +91,54 @@ def _source(stats: dict[str, Any], key: str) -> str:
 
 def _print_total(t: dict[str, Any], out: Any) -> None:
     est = " estimated" if t.get("estimated") else ""
-    out.write(f"active memory     {_figure(t, 'active_memory', human_bytes(t['active_memory']))} "
-              f"in {_figure(t, 'active_allocations', str(t['active_allocations']))} blocks"
-              f"{_source(t, 'active_memory')}\n")
-    out.write(f"peak memory       {_figure(t, 'peak_memory', human_bytes(t['peak_memory']))}"
-              f"{_source(t, 'peak_memory')}\n")
-    out.write(f"allocations       {_figure(t, 'total_allocations', str(t['total_allocations']))} "
-              f"({_figure(t, 'total_allocated', human_bytes(t['total_allocated']))}){est}\n")
+    out.write(
+        f"active memory     {_figure(t, 'active_memory', human_bytes(t['active_memory']))} "
+        f"in {_figure(t, 'active_allocations', str(t['active_allocations']))} blocks"
+        f"{_source(t, 'active_memory')}\n"
+    )
+    out.write(
+        f"peak memory       {_figure(t, 'peak_memory', human_bytes(t['peak_memory']))}"
+        f"{_source(t, 'peak_memory')}\n"
+    )
+    out.write(
+        f"allocations       {_figure(t, 'total_allocations', str(t['total_allocations']))} "
+        f"({_figure(t, 'total_allocated', human_bytes(t['total_allocated']))}){est}\n"
+    )
     n_free = _figure(t, "total_deallocations", str(t["total_deallocations"]))
-    out.write(f"deallocations     {n_free}"
-              f" ({_figure(t, 'total_freed', human_bytes(t['total_freed']))}){est}\n")
+    out.write(
+        f"deallocations     {n_free}"
+        f" ({_figure(t, 'total_freed', human_bytes(t['total_freed']))}){est}\n"
+    )
     samples = t.get("samples")
     if samples:
         rates = ", ".join(human_bytes(b) for b in t.get("sample_bytes", []))
-        out.write(f"samples           {samples['allocations']} sampled allocations "
-                  f"({human_bytes(samples['allocated'])}), {samples['deallocations']} sampled "
-                  f"frees; one sample per {rates} allocated on average (~ = estimated from "
-                  f"them)\n")
-    out.write(f"unmatched frees   {t['unmatched_frees']} (of blocks the log never saw allocated; "
-              f"ignored in the totals)\n\n")
+        out.write(
+            f"samples           {samples['allocations']} sampled allocations "
+            f"({human_bytes(samples['allocated'])}), {samples['deallocations']} sampled "
+            f"frees; one sample per {rates} allocated on average (~ = estimated from "
+            f"them)\n"
+        )
+    out.write(
+        f"unmatched frees   {t['unmatched_frees']} (of blocks the log never saw allocated; "
+        f"ignored in the totals)\n\n"
+    )
 
 
 def _print_window(window: dict[str, Any] | None, out: Any) -> None:
     if not window:
         return
     retired = window["retired"]
-    kept = (f"from {window['from']} to {window['to']}" if window.get("from")
-            else "none (every memory segment was retired)")
-    out.write(f"full detail       {kept}; {retired['segments']} older segments "
-              f"({retired['events']} events, {human_bytes(retired['bytes'])}, "
-              f"{window.get('retired_from')} to {window.get('retired_to')}) were retired by "
-              f"retention: the figures cover the whole run, raw-event queries this window\n")
+    kept = (
+        f"from {window['from']} to {window['to']}"
+        if window.get("from")
+        else "none (every memory segment was retired)"
+    )
+    out.write(
+        f"full detail       {kept}; {retired['segments']} older segments "
+        f"({retired['events']} events, {human_bytes(retired['bytes'])}, "
+        f"{window.get('retired_from')} to {window.get('retired_to')}) were retired by "
+        f"retention: the figures cover the whole run, raw-event queries this window\n"
+    )
 
 
 def print_stats(stats: dict[str, Any], out: Any) -> None:

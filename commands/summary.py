@@ -19,8 +19,9 @@ class SummaryCommand:
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         """LOG, ``--at``, ``--pid``, ``--json``, ``-n``."""
         add_common(parser)
-        parser.add_argument("-n", "--limit", type=int, default=20,
-                            help="rows shown (default 20; 0: all)")
+        parser.add_argument(
+            "-n", "--limit", type=int, default=20, help="rows shown (default 20; 0: all)"
+        )
 
     def run(self, args: argparse.Namespace) -> int:
         """Print the summary; 0 on success."""
@@ -32,11 +33,19 @@ class SummaryCommand:
         finally:
             loaded.close()
         total = sum(s.bytes for s in loaded.sites)
-        shown = rows if args.limit <= 0 else rows[:args.limit]
+        shown = rows if args.limit <= 0 else rows[: args.limit]
         if args.json:
-            json.dump({"at": args.at, "pid": args.pid, "total_bytes": total,
-                       "functions": len(rows), "rows": [asdict(r) for r in shown]},
-                      sys.stdout, indent=2)
+            json.dump(
+                {
+                    "at": args.at,
+                    "pid": args.pid,
+                    "total_bytes": total,
+                    "functions": len(rows),
+                    "rows": [asdict(r) for r in shown],
+                },
+                sys.stdout,
+                indent=2,
+            )
             sys.stdout.write("\n")
             return 0
         from rich.markup import escape
@@ -56,8 +65,14 @@ class SummaryCommand:
         table.add_column("blocks", justify="right")
         for r in shown:
             where = r.function if not r.filename else f"{r.function} at {r.filename}"
-            table.add_row(Text(where), human_bytes(r.total), share(r.total, total),
-                          human_bytes(r.own), share(r.own, total), f"{r.blocks:,}")
+            table.add_row(
+                Text(where),
+                human_bytes(r.total),
+                share(r.total, total),
+                human_bytes(r.own),
+                share(r.own, total),
+                f"{r.blocks:,}",
+            )
         out.print(table)
         if len(shown) < len(rows):
             out.print(f"({len(rows) - len(shown)} more functions; -n 0 shows all)")

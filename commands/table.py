@@ -23,8 +23,9 @@ class TableCommand:
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         """LOG, ``--at``, ``--pid``, ``--json``, ``-n``."""
         add_common(parser)
-        parser.add_argument("-n", "--limit", type=int, default=30,
-                            help="rows shown (default 30; 0: all)")
+        parser.add_argument(
+            "-n", "--limit", type=int, default=30, help="rows shown (default 30; 0: all)"
+        )
 
     def run(self, args: argparse.Namespace) -> int:
         """Print the table; 0 on success."""
@@ -43,26 +44,48 @@ class TableCommand:
             grouped: dict[tuple[int, str, str], dict[str, Any]] = {}
             for s in loaded.sites:
                 where = innermost(loaded.resolver, s)
-                row = grouped.setdefault((s.pid, where, s.domain), {
-                    "pid": s.pid, "bytes": 0, "blocks": 0, "stacks": 0, "domain": s.domain,
-                    "location": where})
+                row = grouped.setdefault(
+                    (s.pid, where, s.domain),
+                    {
+                        "pid": s.pid,
+                        "bytes": 0,
+                        "blocks": 0,
+                        "stacks": 0,
+                        "domain": s.domain,
+                        "location": where,
+                    },
+                )
                 row["bytes"] += s.bytes
                 row["blocks"] += s.blocks
                 row["stacks"] += 1
         finally:
             loaded.close()
-        ordered = sorted(grouped.values(),
-                         key=lambda r: (-r["bytes"], r["pid"], r["location"], r["domain"]))
-        rows = ordered if args.limit <= 0 else ordered[:args.limit]
+        ordered = sorted(
+            grouped.values(), key=lambda r: (-r["bytes"], r["pid"], r["location"], r["domain"])
+        )
+        rows = ordered if args.limit <= 0 else ordered[: args.limit]
         shown = rows
         if args.json:
-            json.dump({"at": args.at, "pid": args.pid, "total_bytes": total,
-                       "locations": len(ordered), "rows": rows}, sys.stdout, indent=2)
+            json.dump(
+                {
+                    "at": args.at,
+                    "pid": args.pid,
+                    "total_bytes": total,
+                    "locations": len(ordered),
+                    "rows": rows,
+                },
+                sys.stdout,
+                indent=2,
+            )
             sys.stdout.write("\n")
             return 0
         out = console()
-        table = new_table(out, escape(f"memory {heading(loaded, args)}: {human_bytes(total)} "
-                                      f"in {len(ordered)} locations"))
+        table = new_table(
+            out,
+            escape(
+                f"memory {heading(loaded, args)}: {human_bytes(total)} in {len(ordered)} locations"
+            ),
+        )
         table.add_column("size", justify="right", style="bold magenta")
         table.add_column("share", justify="right")
         table.add_column("blocks", justify="right")
@@ -71,15 +94,18 @@ class TableCommand:
             table.add_column("pid", justify="right")
         table.add_column("location", style="cyan", overflow="fold")
         for row in rows:
-            cells = [human_bytes(row["bytes"]), share(row["bytes"], total),
-                     f"{row['blocks']:,}", row["domain"]]
+            cells = [
+                human_bytes(row["bytes"]),
+                share(row["bytes"], total),
+                f"{row['blocks']:,}",
+                row["domain"],
+            ]
             if len(loaded.programs) > 1:
                 cells.append(str(row["pid"]))
             table.add_row(*cells, Text(str(row["location"])))  # Text: never markup
         out.print(table)
         if len(shown) < len(ordered):
-            out.print(f"({len(ordered) - len(shown)} smaller locations not shown; -n 0 shows "
-                      "all)")
+            out.print(f"({len(ordered) - len(shown)} smaller locations not shown; -n 0 shows all)")
         return 0
 
 

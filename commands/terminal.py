@@ -23,8 +23,15 @@ def console(stream: TextIO | None = None) -> Any:
     out = stream or sys.stdout
     if is_terminal(out):
         return Console(file=out, highlight=False)
-    return Console(file=out, color_system=None, width=PIPE_WIDTH, highlight=False,
-                   force_terminal=False, emoji=False, soft_wrap=True)
+    return Console(
+        file=out,
+        color_system=None,
+        width=PIPE_WIDTH,
+        highlight=False,
+        force_terminal=False,
+        emoji=False,
+        soft_wrap=True,
+    )
 
 
 def share(part: int, whole: int) -> str:
@@ -39,5 +46,4 @@ def table(out: Any, title: str) -> Any:
 
     if out.is_terminal:
         return Table(title=title, title_justify="left", box=box.HEAVY_HEAD)
-    return Table(title=title, title_justify="left", box=None, show_edge=False,
-                 pad_edge=False)
+    return Table(title=title, title_justify="left", box=None, show_edge=False, pad_edge=False)

@@ -12,8 +12,12 @@ from memscope.commands.peak_reporters import add_common, heading, load
 
 
 def _json(node: Node) -> dict[str, Any]:
-    return {"location": node.label, "bytes": node.bytes, "blocks": node.blocks,
-            "children": [_json(c) for c in node.ordered()]}
+    return {
+        "location": node.label,
+        "bytes": node.bytes,
+        "blocks": node.blocks,
+        "children": [_json(c) for c in node.ordered()],
+    }
 
 
 class TreeCommand:
@@ -25,8 +29,13 @@ class TreeCommand:
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         """LOG, ``--at``, ``--pid``, ``--json``, ``-b``."""
         add_common(parser)
-        parser.add_argument("-b", "--biggest", type=int, default=10,
-                            help="the sites shown, largest first (default 10)")
+        parser.add_argument(
+            "-b",
+            "--biggest",
+            type=int,
+            default=10,
+            help="the sites shown, largest first (default 10)",
+        )
 
     def run(self, args: argparse.Namespace) -> int:
         """Print the tree; 0 on success."""
@@ -41,8 +50,11 @@ class TreeCommand:
         finally:
             loaded.close()
         if args.json:
-            json.dump({"at": args.at, "pid": args.pid, "biggest": args.biggest,
-                       "tree": _json(root)}, sys.stdout, indent=2)
+            json.dump(
+                {"at": args.at, "pid": args.pid, "biggest": args.biggest, "tree": _json(root)},
+                sys.stdout,
+                indent=2,
+            )
             sys.stdout.write("\n")
             return 0
         self._print(root, loaded, args)
@@ -57,8 +69,10 @@ class TreeCommand:
         from memscope.units import human_bytes
 
         def label(node: Node) -> str:
-            return (f"[bold magenta]{human_bytes(node.bytes)}[/] "
-                    f"({share(node.bytes, root.bytes)}) [cyan]{escape(node.label)}[/]")
+            return (
+                f"[bold magenta]{human_bytes(node.bytes)}[/] "
+                f"({share(node.bytes, root.bytes)}) [cyan]{escape(node.label)}[/]"
+            )
 
         tree = Tree(label(root))
         stack = [(tree, root)]
@@ -68,8 +82,12 @@ class TreeCommand:
                 stack.append((branch.add(label(child)), child))
         out = console()
         shown = min(args.biggest, len(loaded.sites))
-        out.print(escape(f"memory {heading(loaded, args)}: the {shown} largest of "
-                         f"{len(loaded.sites)} allocation sites"))
+        out.print(
+            escape(
+                f"memory {heading(loaded, args)}: the {shown} largest of "
+                f"{len(loaded.sites)} allocation sites"
+            )
+        )
         out.print(tree)
 
 

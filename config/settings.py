@@ -59,8 +59,10 @@ _MODES = ("full", "aggregated", "sampled")
 _COMPRESSIONS = ("zstd", "lz4", "none")
 _LOG_MEMORY = ("chunks", "columns")
 #: Environment variables earlier versions read directly -> the setting that replaced them.
-_RENAMED = {"MEMSCOPE_DUCKDB_MEMORY": "analysis_memory_mb",
-            "MEMSCOPE_ANALYZE_MEMORY_MB": "analysis_memory_mb"}
+_RENAMED = {
+    "MEMSCOPE_DUCKDB_MEMORY": "analysis_memory_mb",
+    "MEMSCOPE_ANALYZE_MEMORY_MB": "analysis_memory_mb",
+}
 
 
 #: What a number means, for the error message of a value that is not one.
@@ -142,11 +144,13 @@ def _build(values: Mapping[str, Any], source: str) -> Settings:
     except ValueError as exc:
         raise SettingsError(f"{source}: log_retention_age: {exc}") from None
     if settings.log_retention_bytes < 0 or 0 < settings.log_retention_bytes < (
-            2 * settings.segment_max_bytes):
+        2 * settings.segment_max_bytes
+    ):
         raise SettingsError(
             f"{source}: log_retention_bytes must be 0 (no bound) or at least twice "
             f"segment_max_bytes ({2 * settings.segment_max_bytes}), not "
-            f"{settings.log_retention_bytes}")
+            f"{settings.log_retention_bytes}"
+        )
     for name in ("analysis_memory_mb", "metrics_top_sites"):
         if getattr(settings, name) < 1:
             raise SettingsError(
@@ -181,7 +185,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             values.update(tomllib.loads(path.read_text()))
         except OSError as exc:
             raise SettingsError(
-                f"MEMSCOPE_CONFIG={extra}: cannot read it ({exc.strerror})") from None
+                f"MEMSCOPE_CONFIG={extra}: cannot read it ({exc.strerror})"
+            ) from None
         except tomllib.TOMLDecodeError as exc:
             raise SettingsError(f"MEMSCOPE_CONFIG={extra}: not valid TOML ({exc})") from None
         source = extra

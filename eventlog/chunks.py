@@ -67,8 +67,10 @@ def _decoded_batches(
         if not batch.num_rows:
             continue
         # A damaged n is bounded by the chunk's bytes here (decode_rows skips that chunk).
-        counts = np.minimum(batch.column("n").to_numpy(zero_copy_only=False).astype(np.int64),
-                            np.diff(_offsets(batch.column("data"))).astype(np.int64))
+        counts = np.minimum(
+            batch.column("n").to_numpy(zero_copy_only=False).astype(np.int64),
+            np.diff(_offsets(batch.column("data"))).astype(np.int64),
+        )
         start = 0
         # Cut the batch where the running total reaches the target.
         totals = np.cumsum(counts) + events
@@ -87,8 +89,9 @@ def _decoded_batches(
         yield decode_rows(pending, on_problem)
 
 
-def decode_rows(pieces: list[pa.RecordBatch],
-                on_problem: Callable[[str], None] | None = None) -> pa.RecordBatch:
+def decode_rows(
+    pieces: list[pa.RecordBatch], on_problem: Callable[[str], None] | None = None
+) -> pa.RecordBatch:
     """One ``memory`` record batch holding the decoded events of every chunk row of ``pieces``.
 
     A chunk whose ``n`` cannot fit its bytes (rec1: at least 2 bytes per record after the
@@ -112,8 +115,7 @@ def decode_rows(pieces: list[pa.RecordBatch],
                 index += 1
                 continue
             try:
-                _decode_into(encodings[i].as_py(), values[offsets[i]:offsets[i + 1]], n, out,
-                             row)
+                _decode_into(encodings[i].as_py(), values[offsets[i] : offsets[i + 1]], n, out, row)
             except WireError as exc:
                 ok[index] = False
                 if on_problem is not None:
@@ -129,34 +131,37 @@ def decode_rows(pieces: list[pa.RecordBatch],
     return pa.RecordBatch.from_arrays([pa.array(columns[f.name]) for f in MEMORY], schema=MEMORY)
 
 
-def _checked_counts(piece: pa.RecordBatch,
-                    on_problem: Callable[[str], None] | None) -> np.ndarray:
+def _checked_counts(piece: pa.RecordBatch, on_problem: Callable[[str], None] | None) -> np.ndarray:
     """Each row's ``n``; 0 for a row whose ``n`` does not fit its data (reported)."""
     counts = piece.column("n").to_numpy(zero_copy_only=False).astype(np.int64)
     sizes = np.diff(_offsets(piece.column("data"))).astype(np.int64)
     encodings = piece.column("encoding").to_numpy(zero_copy_only=False)
     rec1 = encodings == "rec1"
-    fits = np.where(rec1, (sizes >= REC1_HEADER) & (counts <= (sizes - REC1_HEADER) // 2),
-                    (encodings == "cols1") & (counts * COLS1_ROW_BYTES == sizes))
+    fits = np.where(
+        rec1,
+        (sizes >= REC1_HEADER) & (counts <= (sizes - REC1_HEADER) // 2),
+        (encodings == "cols1") & (counts * COLS1_ROW_BYTES == sizes),
+    )
     for i in np.flatnonzero(~fits).tolist():
         if on_problem is not None:
-            reason = (f"unknown chunk encoding {encodings[i]!r}"
-                      if encodings[i] not in ("rec1", "cols1") else
-                      f"{encodings[i]} chunk claims {counts[i]} events in {sizes[i]} bytes")
-            on_problem(f"memory_chunks: a chunk of {counts[i]} events does not decode "
-                       f"({reason}); skipped")
+            reason = (
+                f"unknown chunk encoding {encodings[i]!r}"
+                if encodings[i] not in ("rec1", "cols1")
+                else f"{encodings[i]} chunk claims {counts[i]} events in {sizes[i]} bytes"
+            )
+            on_problem(
+                f"memory_chunks: a chunk of {counts[i]} events does not decode ({reason}); skipped"
+            )
         counts[i] = 0
     return counts
 
 
-def _decode_into(encoding: str, data: memoryview, n: int, out: list[np.ndarray],
-                 row: int) -> None:
+def _decode_into(encoding: str, data: memoryview, n: int, out: list[np.ndarray], row: int) -> None:
     """Decode one stored chunk into rows ``row .. row + n`` of the ``out`` columns."""
     from memscope.protocol import _rec1
 
     if encoding == "rec1":
-        _rec1.decode_rec1_into(data, n, out[0], out[1], out[2], out[3], out[4], out[5],
-                                 out[6], row)
+        _rec1.decode_rec1_into(data, n, out[0], out[1], out[2], out[3], out[4], out[5], out[6], row)
         return
     if encoding != "cols1":
         raise WireError(f"unknown chunk encoding {encoding!r}")
@@ -164,14 +169,14 @@ def _decode_into(encoding: str, data: memoryview, n: int, out: list[np.ndarray],
         raise WireError(f"cols1 chunk holds {len(data)} bytes, expected {n} x {COLS1_ROW_BYTES}")
     pos = 0
     for column, dtype in zip(out, _DTYPES, strict=True):
-        column[row:row + n] = np.frombuffer(data, dtype, count=n, offset=pos)
+        column[row : row + n] = np.frombuffer(data, dtype, count=n, offset=pos)
         pos += n * dtype.itemsize
 
 
 def _offsets(data: Any) -> np.ndarray:
     buffer = data.buffers()[1]
     dtype = np.int64 if pa.types.is_large_binary(data.type) else np.int32
-    return np.frombuffer(buffer, dtype=dtype)[data.offset:data.offset + len(data) + 1]
+    return np.frombuffer(buffer, dtype=dtype)[data.offset : data.offset + len(data) + 1]
 
 
 def _values(data: Any) -> memoryview:
@@ -179,16 +184,20 @@ def _values(data: Any) -> memoryview:
     return memoryview(buffer) if buffer is not None else memoryview(b"")
 
 
-def _identity(pieces: list[pa.RecordBatch], counts: np.ndarray,
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _identity(
+    pieces: list[pa.RecordBatch],
+    counts: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     def column(name: str, dtype: type) -> np.ndarray:
         return np.concatenate(
-            [p.column(name).to_numpy(zero_copy_only=False) for p in pieces]).astype(dtype)
+            [p.column(name).to_numpy(zero_copy_only=False) for p in pieces]
+        ).astype(dtype)
 
     pid = np.repeat(column("pid", np.uint32), counts)
     tid = np.repeat(column("tid", np.uint64), counts)
     first = (column("batch_seq", np.uint64) << np.uint64(SEQ_SHIFT)) | column(
-        "first_index", np.uint64)
+        "first_index", np.uint64
+    )
     starts = (np.cumsum(counts) - counts).astype(np.uint64)
     # seq of event j of a chunk starting at row s: first + (row - s); uint64 wraps cancel.
     seq = np.repeat(first - starts, counts) + np.arange(len(pid), dtype=np.uint64)
@@ -213,15 +222,19 @@ def encode_memory_table(memory: pa.Table | pa.RecordBatch) -> pa.Table:
         return MEMORY_CHUNKS.empty_table()
     mask = (1 << SEQ_SHIFT) - 1
     breaks = np.ones(rows, bool)
-    breaks[1:] = ((cols["pid"][1:] != cols["pid"][:-1]) | (cols["tid"][1:] != cols["tid"][:-1])
-                  | (seq[1:] != seq[:-1] + np.uint64(1))
-                  | ((seq[1:] >> np.uint64(SEQ_SHIFT)) != (seq[:-1] >> np.uint64(SEQ_SHIFT))))
+    breaks[1:] = (
+        (cols["pid"][1:] != cols["pid"][:-1])
+        | (cols["tid"][1:] != cols["tid"][:-1])
+        | (seq[1:] != seq[:-1] + np.uint64(1))
+        | ((seq[1:] >> np.uint64(SEQ_SHIFT)) != (seq[:-1] >> np.uint64(SEQ_SHIFT)))
+    )
     starts = np.flatnonzero(breaks)
     ends = np.append(starts[1:], rows)
     out: dict[str, list[Any]] = {name: [] for name in MEMORY_CHUNKS.names}
     for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
-        chunk = encode_rec1(int(cols["tid"][start]),
-                            {name: cols[name][start:end] for name in MEMORY_COLUMNS})
+        chunk = encode_rec1(
+            int(cols["tid"][start]), {name: cols[name][start:end] for name in MEMORY_COLUMNS}
+        )
         out["pid"].append(int(cols["pid"][start]))
         out["tid"].append(int(cols["tid"][start]))
         out["batch_seq"].append(int(seq[start]) >> SEQ_SHIFT)

@@ -39,8 +39,15 @@ _MAGIC_BYTES = 8  # "ARROW1" and 2 bytes of padding before the first message
 #: What reading a message may still raise (an unrecorded tail is not verified; a verified one
 #: of another schema may not fit): ArrowException covers ArrowInvalid, ArrowIOError,
 #: ArrowNotImplementedError, ...; AttributeError is ``read_message`` giving None at the end.
-_ARROW_ERRORS = (pa.ArrowException, OSError, EOFError, ValueError, IndexError, KeyError,
-                 AttributeError)
+_ARROW_ERRORS = (
+    pa.ArrowException,
+    OSError,
+    EOFError,
+    ValueError,
+    IndexError,
+    KeyError,
+    AttributeError,
+)
 
 
 def checksum_path(segment: Path) -> Path:
@@ -86,7 +93,7 @@ class ChecksumWriter:
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 @dataclass(frozen=True)
@@ -109,7 +116,7 @@ def read_records(segment: Path) -> list[BatchRecord] | None:
     records = []
     for start in range(0, len(data) - RECORD.size + 1, RECORD.size):
         offset, length, rows, crc, check = RECORD.unpack_from(data, start)
-        intact = zlib.crc32(data[start:start + _BODY.size]) == check
+        intact = zlib.crc32(data[start : start + _BODY.size]) == check
         records.append(BatchRecord(offset, length, rows, crc, intact))
     return records
 
@@ -143,8 +150,9 @@ class VerifiedSegment:
     damaged first batch. ``name`` labels problems (``table/file``).
     """
 
-    def __init__(self, path: Path, schema: pa.Schema, name: str,
-                 records: list[BatchRecord]) -> None:
+    def __init__(
+        self, path: Path, schema: pa.Schema, name: str, records: list[BatchRecord]
+    ) -> None:
         self.path = path
         self.name = name
         self.records = records
@@ -197,36 +205,48 @@ class VerifiedSegment:
             end = record.offset + record.length
             if record.rows == FOOTER_ROWS and record.intact:
                 if self._bytes(record, data) is None:
-                    yield Piece(None, end, f"{self.name}: its footer is damaged; its batches "
-                                           "were read through their checksums")
+                    yield Piece(
+                        None,
+                        end,
+                        f"{self.name}: its footer is damaged; its batches "
+                        "were read through their checksums",
+                    )
                 continue
             where = f"{self.name}: batch {index}"
             if record.intact and end > data.size:  # cut short: name the rest at once
                 rest = [r for r in self.records[index:] if r.rows != FOOTER_ROWS]
-                yield Piece(None, end, f"{self.name}: cut short at byte {data.size} after "
-                            f"{read} complete batches; {len(rest)} more batches "
-                            f"({sum(r.rows for r in rest)} rows) missing")
+                yield Piece(
+                    None,
+                    end,
+                    f"{self.name}: cut short at byte {data.size} after "
+                    f"{read} complete batches; {len(rest)} more batches "
+                    f"({sum(r.rows for r in rest)} rows) missing",
+                )
                 return
             if not record.intact:
                 yield Piece(None, end, f"{where}: its checksum record is damaged; skipped")
                 continue
             chunk = self._bytes(record, data)
             if chunk is None:
-                yield Piece(None, end, f"{where} (bytes {record.offset}-{end}, {record.rows} "
-                                       "rows): checksum mismatch; skipped")
+                yield Piece(
+                    None,
+                    end,
+                    f"{where} (bytes {record.offset}-{end}, {record.rows} "
+                    "rows): checksum mismatch; skipped",
+                )
                 continue
             try:
                 batches = self._messages(chunk, record.offset == 0)
             except _ARROW_ERRORS as exc:
-                yield Piece(None, end, f"{where}: checksum intact but unreadable ({exc}); "
-                                       "skipped")
+                yield Piece(None, end, f"{where}: checksum intact but unreadable ({exc}); skipped")
                 continue
             read += 1
             for batch in batches:
                 yield Piece(batch, end)
 
-    def read(self, start: int, on_problem: Callable[[str], None]
-             ) -> Iterator[tuple[pa.RecordBatch, int]]:
+    def read(
+        self, start: int, on_problem: Callable[[str], None]
+    ) -> Iterator[tuple[pa.RecordBatch, int]]:
         """``(batch, offset after it)`` of every intact recorded batch from ``start`` on.
 
         For a reader following a growing segment: it stops at the last record (the writer
@@ -245,8 +265,10 @@ class VerifiedSegment:
 
     def recorded_end(self) -> int:
         """The offset after the last recorded batch (0 when none)."""
-        return max((r.offset + r.length for r in self.records
-                    if r.intact and r.rows != FOOTER_ROWS), default=0)
+        return max(
+            (r.offset + r.length for r in self.records if r.intact and r.rows != FOOTER_ROWS),
+            default=0,
+        )
 
     def unrecorded(self, data: pa.Buffer) -> Iterator[Piece]:
         """Batches after the last record (a writer stopped between a batch and its record)."""
@@ -267,8 +289,11 @@ class VerifiedSegment:
                 batch.validate(full=True)
             except _ARROW_ERRORS:
                 return
-            yield Piece(batch, source.tell(), f"{self.name}: a batch after the last checksum "
-                                              "record, read unverified")
+            yield Piece(
+                batch,
+                source.tell(),
+                f"{self.name}: a batch after the last checksum record, read unverified",
+            )
 
 
 def open_verified(path: Path, schema: pa.Schema, name: str) -> VerifiedSegment | None:
@@ -296,8 +321,14 @@ def verify_all(path: Path, records: list[BatchRecord]) -> bool:
     return True
 
 
-def read_verified(path: Path, schema: pa.Schema, name: str, closed: bool, live: bool,
-                  on_problem: Callable[[str], None]) -> tuple[list[pa.RecordBatch], bool] | None:
+def read_verified(
+    path: Path,
+    schema: pa.Schema,
+    name: str,
+    closed: bool,
+    live: bool,
+    on_problem: Callable[[str], None],
+) -> tuple[list[pa.RecordBatch], bool] | None:
     """Every intact batch of a segment, problems reported; None without a checksum file.
 
     Batches after the last record are read (unverified, named) only when the segment is not

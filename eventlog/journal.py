@@ -65,8 +65,12 @@ class Journal:
         """Bytes written to the current file."""
         return self._file.tell()
 
-    def commit(self, batches: list[tuple[str, int, int, int]], offsets: dict[str, int],
-               events: list[int] | None = None) -> None:
+    def commit(
+        self,
+        batches: list[tuple[str, int, int, int]],
+        offsets: dict[str, int],
+        events: list[int] | None = None,
+    ) -> None:
         """Record that ``batches`` landed and the segments reached ``offsets``.
 
         ``events`` (one per batch) are their memory events, kept for a restart's counters.

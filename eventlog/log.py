@@ -98,8 +98,9 @@ def _write_manifest(directory: Path, manifest: Mapping[str, Any]) -> None:
     try:
         # one line per top-level key: readable, but the broker's state (up to
         # ingest.MAX_PRODUCERS producers) costs no indentation
-        text = ",\n".join(json.dumps({k: v}, separators=(",", ":"))[1:-1]
-                          for k, v in sorted(manifest.items()))
+        text = ",\n".join(
+            json.dumps({k: v}, separators=(",", ":"))[1:-1] for k, v in sorted(manifest.items())
+        )
         tmp.write_text("{\n" + text + "\n}\n")
         _faults.check()
         os.replace(tmp, path)
@@ -340,8 +341,12 @@ class LogWriter:
                 writer.sync()
             entry = self._entry(writer.path.relative_to(self.path).as_posix())
             if entry is not None:
-                entry.update(rows=writer.rows, events=writer.events, batches=writer.batches,
-                             bytes=writer.nbytes)
+                entry.update(
+                    rows=writer.rows,
+                    events=writer.events,
+                    batches=writer.batches,
+                    bytes=writer.nbytes,
+                )
         self._write_manifest()
 
     def abandon_open(self, committed: Mapping[str, int]) -> None:
@@ -501,7 +506,8 @@ class LogReader:
             if entry.get("table") == table and name not in on_disk:
                 self._problems.append(
                     f"{entry.get('file')}: listed in the manifest but missing from disk "
-                    f"({entry.get('rows', 0)} rows lost)")
+                    f"({entry.get('rows', 0)} rows lost)"
+                )
         for segment in self.segments(table):
             relative = f"{table}/{segment.path.name}"
             records = integrity.read_records(segment.path)
@@ -538,19 +544,29 @@ class LogReader:
         """Keep a segment's intact batches in memory, naming every damaged one."""
         schema = TABLES[segment.table]
         problems: list[str] = []
-        read = integrity.read_verified(segment.path, schema, relative, closed=segment.closed,
-                                       live=self.live, on_problem=problems.append)
+        read = integrity.read_verified(
+            segment.path,
+            schema,
+            relative,
+            closed=segment.closed,
+            live=self.live,
+            on_problem=problems.append,
+        )
         batches, _ = read if read is not None else ([], False)
         table = pa.Table.from_batches([_conform_batch(b, schema) for b in batches], schema=schema)
         self._recovered[segment.path] = table
         self._problems += problems
         if segment.closed and not footer and not problems:
-            self._problems.append(f"{relative}: closed segment's footer is damaged; read "
-                                  f"{len(batches)} intact batches ({table.num_rows} rows)")
+            self._problems.append(
+                f"{relative}: closed segment's footer is damaged; read "
+                f"{len(batches)} intact batches ({table.num_rows} rows)"
+            )
         elif not segment.closed and not self.live:
-            self._problems.append(f"{relative}: not closed (its writer stopped without closing "
-                                  f"it); read {len(batches)} intact batches "
-                                  f"({table.num_rows} rows)")
+            self._problems.append(
+                f"{relative}: not closed (its writer stopped without closing "
+                f"it); read {len(batches)} intact batches "
+                f"({table.num_rows} rows)"
+            )
 
     def dataset(self, table: str) -> ds.Dataset:
         """The table as a pyarrow dataset (an empty one of the schema when it has no rows).
@@ -627,8 +643,9 @@ class LogReader:
     def _chunk_memory_batches(self, target: int | None = None) -> Iterator[pa.RecordBatch]:
         from memscope.eventlog.chunks import TARGET_EVENTS, decode_chunk_batches
 
-        yield from decode_chunk_batches(self.table_batches("memory_chunks"),
-                                        target or TARGET_EVENTS, self._problems.append)
+        yield from decode_chunk_batches(
+            self.table_batches("memory_chunks"), target or TARGET_EVENTS, self._problems.append
+        )
 
     def memory_batches(self, target: int | None = None) -> Iterator[pa.RecordBatch]:
         """Every memory event as record batches of the ``memory`` schema, in log order.
@@ -660,10 +677,14 @@ def _conform_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
         return pa.RecordBatch.from_arrays(batch.columns, schema=schema)
     # (a column added to the table since the segment was written reads as nulls)
     return pa.RecordBatch.from_arrays(
-        [batch.column(name).cast(field.type) if name in batch.schema.names
-         else pa.nulls(batch.num_rows, field.type)
-         for name, field in zip(schema.names, schema, strict=True)],
-        schema=schema)
+        [
+            batch.column(name).cast(field.type)
+            if name in batch.schema.names
+            else pa.nulls(batch.num_rows, field.type)
+            for name, field in zip(schema.names, schema, strict=True)
+        ],
+        schema=schema,
+    )
 
 
 def _footer_ok(path: Path) -> bool:

@@ -80,9 +80,11 @@ class RetentionPolicy:
     @classmethod
     def from_settings(cls, settings: Any) -> RetentionPolicy:
         """The policy of ``settings`` (``log_retention_bytes``, ``log_retention_age``)."""
-        return cls(int(settings.log_retention_bytes),
-                   parse_duration(str(settings.log_retention_age)),
-                   int(settings.segment_max_bytes))
+        return cls(
+            int(settings.log_retention_bytes),
+            parse_duration(str(settings.log_retention_age)),
+            int(settings.segment_max_bytes),
+        )
 
 
 def disk_bytes(path: Path) -> int:
@@ -105,8 +107,7 @@ def disk_bytes(path: Path) -> int:
     return total
 
 
-def saved_folded(log_dir: Path, log_id: str | None = None,
-                 params: Any = None) -> frozenset[str]:
+def saved_folded(log_dir: Path, log_id: str | None = None, params: Any = None) -> frozenset[str]:
     """The segments (``table/file``) the checkpoint saved in ``log_dir`` has folded whole.
 
     Empty unless the checkpoint is of ``log_id`` and folded with ``params`` (when given):
@@ -130,8 +131,14 @@ def _number(entry: Mapping[str, Any]) -> int:
         return -1
 
 
-def plan(manifest: Mapping[str, Any], policy: RetentionPolicy, now_ns: int, used_bytes: int,
-         folded: Iterable[str], state_bytes: int = 0) -> list[dict[str, Any]]:
+def plan(
+    manifest: Mapping[str, Any],
+    policy: RetentionPolicy,
+    now_ns: int,
+    used_bytes: int,
+    folded: Iterable[str],
+    state_bytes: int = 0,
+) -> list[dict[str, Any]]:
     """The manifest entries to retire now, oldest first (a pure function of its inputs).
 
     A segment qualifies when it is closed, of a :data:`RETIRABLE` table, not its table's
@@ -148,7 +155,8 @@ def plan(manifest: Mapping[str, Any], policy: RetentionPolicy, now_ns: int, used
             newest[table] = entry
     candidates = sorted(
         (e for e in entries if e.get("closed") and e is not newest[e["table"]]),
-        key=lambda e: (int(e.get("closed_ns") or e.get("created_ns") or 0), str(e["file"])))
+        key=lambda e: (int(e.get("closed_ns") or e.get("created_ns") or 0), str(e["file"])),
+    )
     limit = policy.max_bytes - policy.headroom_bytes - state_bytes
     chosen: list[dict[str, Any]] = []
     for entry in candidates:
@@ -165,20 +173,31 @@ def plan(manifest: Mapping[str, Any], policy: RetentionPolicy, now_ns: int, used
 
 
 def _add_retired(manifest: dict[str, Any], entry: Mapping[str, Any], now_ns: int) -> None:
-    retired = manifest.setdefault("retired", {
-        "segments": 0, "rows": 0, "events": 0, "bytes": 0, "first_created_ns": None,
-        "last_closed_ns": None, "updated_ns": None})
+    retired = manifest.setdefault(
+        "retired",
+        {
+            "segments": 0,
+            "rows": 0,
+            "events": 0,
+            "bytes": 0,
+            "first_created_ns": None,
+            "last_closed_ns": None,
+            "updated_ns": None,
+        },
+    )
     retired["segments"] += 1
     retired["rows"] += int(entry.get("rows") or 0)
     events = entry.get("events") if entry["table"] == "memory_chunks" else entry.get("rows")
     retired["events"] += int(events or 0)
     retired["bytes"] += int(entry.get("bytes") or 0)
     created, closed = entry.get("created_ns"), entry.get("closed_ns")
-    if isinstance(created, int) and (retired["first_created_ns"] is None
-                                     or created < retired["first_created_ns"]):
+    if isinstance(created, int) and (
+        retired["first_created_ns"] is None or created < retired["first_created_ns"]
+    ):
         retired["first_created_ns"] = created
-    if isinstance(closed, int) and (retired["last_closed_ns"] is None
-                                    or closed > retired["last_closed_ns"]):
+    if isinstance(closed, int) and (
+        retired["last_closed_ns"] is None or closed > retired["last_closed_ns"]
+    ):
         retired["last_closed_ns"] = closed
     retired["updated_ns"] = now_ns
 
@@ -243,9 +262,14 @@ def detail_window(manifest: Mapping[str, Any]) -> dict[str, Any] | None:
     ends = [int(e.get("closed_ns") or manifest.get("updated_ns") or 0) for e in kept]
     start, end = (min(starts) if starts else None), (max(ends) if ends else None)
     return {
-        "from_ns": start, "to_ns": end, "from": _iso(start), "to": _iso(end),
-        "retired": {key: retired.get(key) for key in (
-            "segments", "events", "bytes", "first_created_ns", "last_closed_ns")},
+        "from_ns": start,
+        "to_ns": end,
+        "from": _iso(start),
+        "to": _iso(end),
+        "retired": {
+            key: retired.get(key)
+            for key in ("segments", "events", "bytes", "first_created_ns", "last_closed_ns")
+        },
         "retired_from": _iso(retired.get("first_created_ns")),
         "retired_to": _iso(retired.get("last_closed_ns")),
     }
@@ -269,9 +293,15 @@ class Retention:
     the wall time in ns.
     """
 
-    def __init__(self, writer: Any, policy: RetentionPolicy, fold: Fold,
-                 clock: Callable[[], int] = time.time_ns, interval_s: float = 30.0,
-                 archive: Archive | None = None) -> None:
+    def __init__(
+        self,
+        writer: Any,
+        policy: RetentionPolicy,
+        fold: Fold,
+        clock: Callable[[], int] = time.time_ns,
+        interval_s: float = 30.0,
+        archive: Archive | None = None,
+    ) -> None:
         self.writer = writer
         self.policy = policy
         self.fold = fold
@@ -289,8 +319,13 @@ class Retention:
         finish_interrupted(writer, clock())
 
     @classmethod
-    def from_settings(cls, writer: Any, settings: Any, fold: Fold | None,
-                      archive_for: Callable[[Path], Archive] | None) -> Retention:
+    def from_settings(
+        cls,
+        writer: Any,
+        settings: Any,
+        fold: Fold | None,
+        archive_for: Callable[[Path], Archive] | None,
+    ) -> Retention:
         """The broker's retention: the settings' policy, with the analysis layer's fold.
 
         ``archive_for(root)`` makes the archive of ``log_retention_dataset``.
@@ -302,13 +337,20 @@ class Retention:
         policy = RetentionPolicy.from_settings(settings)
         root = str(getattr(settings, "log_retention_dataset", "") or "")
         if policy.enabled and fold is None:
-            raise ValueError("log retention needs the analyzers (start the broker with "
-                             "`memscope broker`)")
+            raise ValueError(
+                "log retention needs the analyzers (start the broker with `memscope broker`)"
+            )
         if root and archive_for is None:
-            raise ValueError("log_retention_dataset needs the analyzers (start the broker "
-                             "with `memscope broker`)")
-        return cls(writer, policy, fold or _no_fold,
-                   archive=archive_for(Path(root)) if root and archive_for else None)
+            raise ValueError(
+                "log_retention_dataset needs the analyzers (start the broker "
+                "with `memscope broker`)"
+            )
+        return cls(
+            writer,
+            policy,
+            fold or _no_fold,
+            archive=archive_for(Path(root)) if root and archive_for else None,
+        )
 
     def prepare(self) -> frozenset[str]:
         """Fold (and archive); return the segments that may be retired.
@@ -320,8 +362,12 @@ class Retention:
         folded = saved_folded(path, self.writer.log_id, params)
         if self.archive is None:
             return folded
-        closed = {f"{s.table}/{s.path.name}" for table in RETIRABLE
-                  for s in _open_reader(path).segments(table) if s.closed}
+        closed = {
+            f"{s.table}/{s.path.name}"
+            for table in RETIRABLE
+            for s in _open_reader(path).segments(table)
+            if s.closed
+        }
         todo = set(folded & closed) - self.archived
         if todo:
             self.archived |= set(self.archive(path, todo))
@@ -337,8 +383,9 @@ class Retention:
         finish_interrupted(self.writer, now)
         root = Path(self.writer.path)
         used = disk_bytes(root)
-        entries = plan(self.writer.manifest, self.policy, now, used, ready,
-                       disk_bytes(root / STATE_DIRNAME))
+        entries = plan(
+            self.writer.manifest, self.policy, now, used, ready, disk_bytes(root / STATE_DIRNAME)
+        )
         files = retire(self.writer, entries, now)
         self.retired_total += len(files)
         if files:
@@ -346,9 +393,13 @@ class Retention:
         left = used - sum(int(e.get("bytes") or 0) for e in entries)
         if self.policy.max_bytes and left > self.policy.max_bytes and not self._warned_over:
             self._warned_over = True
-            log.warning("retention: the log holds %d bytes, over log_retention_bytes = %d, "
-                        "in segments not folded yet or not retirable (the small tables and "
-                        "the newest segments are kept)", left, self.policy.max_bytes)
+            log.warning(
+                "retention: the log holds %d bytes, over log_retention_bytes = %d, "
+                "in segments not folded yet or not retirable (the small tables and "
+                "the newest segments are kept)",
+                left,
+                self.policy.max_bytes,
+            )
         return files
 
     def tick(self, now_mono: float) -> list[str]:
@@ -365,8 +416,9 @@ class Retention:
             self._last = now_mono
             if not self.due():
                 return []
-            self._job = threading.Thread(target=self._prepare_job, name="memscope-retention",
-                                         daemon=True)
+            self._job = threading.Thread(
+                target=self._prepare_job, name="memscope-retention", daemon=True
+            )
             self._job.start()
         return []
 
@@ -379,9 +431,16 @@ class Retention:
         root = Path(self.writer.path)
         manifest = self.writer.manifest
         every = [e["file"] for e in manifest.get("segments", []) if e.get("table") in RETIRABLE]
-        return bool(plan(manifest, self.policy, self.clock(),
-                         disk_bytes(root) + self.policy.headroom_bytes, every,
-                         disk_bytes(root / STATE_DIRNAME)))
+        return bool(
+            plan(
+                manifest,
+                self.policy,
+                self.clock(),
+                disk_bytes(root) + self.policy.headroom_bytes,
+                every,
+                disk_bytes(root / STATE_DIRNAME),
+            )
+        )
 
     def _prepare_job(self) -> None:
         try:

@@ -130,14 +130,19 @@ def read_segment(path: Path, schema: pa.Schema) -> SegmentRead:
     A segment with checksums gives its intact batches only (``error`` names the others).
     """
     problems: list[str] = []
-    verified = integrity.read_verified(path, schema, path.name, closed=False, live=False,
-                                       on_problem=problems.append)
+    verified = integrity.read_verified(
+        path, schema, path.name, closed=False, live=False, on_problem=problems.append
+    )
     if verified is not None:
         batches, _ = verified
         table = pa.Table.from_batches(batches, schema=batches[0].schema) if batches else None
-        return SegmentRead(schema.empty_table() if table is None else _conform(table, schema),
-                           len(batches), footer=False, complete=not problems,
-                           error="; ".join(problems))
+        return SegmentRead(
+            schema.empty_table() if table is None else _conform(table, schema),
+            len(batches),
+            footer=False,
+            complete=not problems,
+            error="; ".join(problems),
+        )
     data = pa.py_buffer(path.read_bytes())
     try:
         reader = ipc.open_file(data)
@@ -189,8 +194,9 @@ def committed_prefix(path: Path, end_offset: int) -> None:
     integrity.truncate_records(path, end_offset)
 
 
-def rewrite_closed(path: Path, table: pa.Table, schema: pa.Schema,
-                   options: ipc.IpcWriteOptions) -> int:
+def rewrite_closed(
+    path: Path, table: pa.Table, schema: pa.Schema, options: ipc.IpcWriteOptions
+) -> int:
     """Replace ``path`` by a cleanly closed segment holding ``table``; return its size."""
     tmp = path.with_name(path.name + ".tmp")
     try:

@@ -26,10 +26,18 @@ _UNDER_RUN = "MEMSCOPE_BOOTSTRAP_DIR"
 def parse_args(description: str) -> argparse.Namespace:
     """``--size N`` (a scale factor, 1 = a quick demo) and ``--no-export``."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--size", type=int, default=1, metavar="N",
-                        help="scale the workload by N (default 1: a quick run; try 10 or 100)")
-    parser.add_argument("--no-export", action="store_true",
-                        help="standalone runs: print the stats but write no reports")
+    parser.add_argument(
+        "--size",
+        type=int,
+        default=1,
+        metavar="N",
+        help="scale the workload by N (default 1: a quick run; try 10 or 100)",
+    )
+    parser.add_argument(
+        "--no-export",
+        action="store_true",
+        help="standalone runs: print the stats but write no reports",
+    )
     args = parser.parse_args()
     if args.size < 1:
         parser.error("--size must be at least 1")
@@ -45,11 +53,15 @@ def print_stats(title: str) -> memscope.MemoryStats:
     """Print this process's exact totals so far (measured from its events in the log)."""
     stats = memscope.get_global_tracker().get_stats()
     print(f"{title}:")
-    print(f"  active memory:      {stats.active_memory:>12,} bytes "
-          f"in {stats.active_allocations:,} blocks")
+    print(
+        f"  active memory:      {stats.active_memory:>12,} bytes "
+        f"in {stats.active_allocations:,} blocks"
+    )
     print(f"  peak memory:        {stats.peak_memory:>12,} bytes")
-    print(f"  total allocations:  {stats.total_allocations:>12,} "
-          f"({stats.total_allocated:,} bytes), {stats.total_deallocations:,} freed")
+    print(
+        f"  total allocations:  {stats.total_allocations:>12,} "
+        f"({stats.total_allocated:,} bytes), {stats.total_deallocations:,} freed"
+    )
     return stats
 
 

@@ -38,8 +38,10 @@ def main() -> None:
     print_stats("Memory statistics")
     print("Tracked variables alive now, by type:")
     for usage in memscope.get_global_tracker().get_memory_by_type():
-        print(f"  {usage.type_name:<24} {usage.total_size:>10,} bytes "
-              f"({usage.allocation_count} variable(s))")
+        print(
+            f"  {usage.type_name:<24} {usage.total_size:>10,} bytes "
+            f"({usage.allocation_count} variable(s))"
+        )
 
     finish("basic", args)
 

@@ -50,8 +50,12 @@ def build_database(n_users: int) -> Database:
     """Fill a database with users, sessions and queued requests."""
     database = Database()
     for i in range(n_users):
-        user = User(i, f"user {i}", f"user{i}@example.com",
-                    {"theme": "dark" if i % 2 else "light", "language": "en"})
+        user = User(
+            i,
+            f"user {i}",
+            f"user{i}@example.com",
+            {"theme": "dark" if i % 2 else "light", "language": "en"},
+        )
         database.users[i] = user
         database.active_sessions.add(f"session-{i:06d}")
         database.request_queue.append(f"GET /users/{i}")

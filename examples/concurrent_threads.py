@@ -21,8 +21,13 @@ import memscope
 WORKERS = 4
 
 
-def worker(index: int, shared_config: tuple[str, ...], size: int,
-           results: list[int], barrier: threading.Barrier) -> None:
+def worker(
+    index: int,
+    shared_config: tuple[str, ...],
+    size: int,
+    results: list[int],
+    barrier: threading.Barrier,
+) -> None:
     """Build this thread's data, track it, and hand a result back."""
     thread_data = [index] * (10_000 * size)  # one list per thread, index repeated
     memscope.track_var(thread_data)  # recorded with this thread's id
@@ -50,8 +55,9 @@ def main() -> None:
     results = [0] * WORKERS
     barrier = threading.Barrier(WORKERS)
     threads = [
-        threading.Thread(target=worker, name=f"worker-{i}",
-                         args=(i, shared_config, args.size, results, barrier))
+        threading.Thread(
+            target=worker, name=f"worker-{i}", args=(i, shared_config, args.size, results, barrier)
+        )
         for i in range(WORKERS)
     ]
     for thread in threads:

@@ -43,8 +43,9 @@ def sort_with_qsort(libc: ctypes.CDLL, values: list[int]) -> list[int]:
     c_array = array_type(*values)  # a ctypes buffer: traced as a Python allocation
     memscope.track_var(c_array)
 
-    compare_type = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_int),
-                                    ctypes.POINTER(ctypes.c_int))
+    compare_type = ctypes.CFUNCTYPE(
+        ctypes.c_int, ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_int)
+    )
 
     def compare(a: ctypes._Pointer, b: ctypes._Pointer) -> int:  # type: ignore[type-arg]
         return int(a[0] > b[0]) - int(a[0] < b[0])
@@ -70,8 +71,10 @@ def main() -> None:
     libc.free(freed_block)
     leaked_block = libc.malloc(block_size // 4)  # never freed: a native leak
     libc.memset(leaked_block, 1, block_size // 4)
-    print(f"malloc'd {block_size:,} bytes (freed) and {block_size // 4:,} bytes (leaked) "
-          f"at {leaked_block:#x}")
+    print(
+        f"malloc'd {block_size:,} bytes (freed) and {block_size // 4:,} bytes (leaked) "
+        f"at {leaked_block:#x}"
+    )
 
     values = [(i * 7919) % 1000 for i in range(200 * args.size)]
     ordered = sort_with_qsort(libc, values)

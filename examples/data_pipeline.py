@@ -59,8 +59,10 @@ def main() -> None:
     processed = process(parsed)
     del parsed
     results = report(processed)
-    print(f"pipeline: {len(processed):,} values kept, {len(results):,} result lines; "
-          f"first: {results[0]!r}")
+    print(
+        f"pipeline: {len(processed):,} values kept, {len(results):,} result lines; "
+        f"first: {results[0]!r}"
+    )
 
     print_stats("Pipeline memory usage")
     finish("pipeline", args)

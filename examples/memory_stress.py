@@ -32,7 +32,7 @@ def churn(rng: random.Random, rounds: int, cache: list[object]) -> int:
         size = 16 << rng.randrange(13)  # 16 B .. 64 KiB
         buffer = bytearray(size)
         buffer.extend(b"x" * (size // 2))  # a realloc that grows it
-        del buffer[size // 4:]  # and one that shrinks it
+        del buffer[size // 4 :]  # and one that shrinks it
         words = [str(i * k) for k in range(rng.randrange(1, 64))]
         table = {w: len(w) for w in words}
         made += 3 + len(words)
@@ -55,16 +55,21 @@ def main() -> None:
     memscope.init()
     caches: list[list[object]] = [[] for _ in range(WORKERS)]
     made = [0] * WORKERS
-    threads = [threading.Thread(target=worker, name=f"stress-{i}",
-                                args=(i, ROUNDS * args.size, caches, made))
-               for i in range(WORKERS)]
+    threads = [
+        threading.Thread(
+            target=worker, name=f"stress-{i}", args=(i, ROUNDS * args.size, caches, made)
+        )
+        for i in range(WORKERS)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     memscope.track_var(caches)
-    print(f"{WORKERS} threads made {sum(made):,} objects; "
-          f"{sum(len(c) for c in caches)} survivors kept")
+    print(
+        f"{WORKERS} threads made {sum(made):,} objects; "
+        f"{sum(len(c) for c in caches)} survivors kept"
+    )
     print_stats("Memory stress")
     finish("memory_stress", args)
 

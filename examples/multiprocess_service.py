@@ -72,8 +72,10 @@ def main() -> None:
         child.start()
         pid, words, traced = queue.get(timeout=120)
         child.join()
-    print(f"indexer pid {pid}: {words} distinct words "
-          f"({'traced' if traced else 'not traced: run under memscope run'})")
+    print(
+        f"indexer pid {pid}: {words} distinct words "
+        f"({'traced' if traced else 'not traced: run under memscope run'})"
+    )
 
     print_stats("Dispatcher memory usage (this process only)")
     finish("multiprocess", args)

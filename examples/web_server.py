@@ -114,8 +114,10 @@ def main() -> None:
     serving.join()
     server.server_close()
     cache = server.cache
-    print(f"{len(server.connections)} connections, {received:,} bytes received; "
-          f"cache: {cache.hits} hits, {cache.misses} misses, {len(cache.entries)} entries")
+    print(
+        f"{len(server.connections)} connections, {received:,} bytes received; "
+        f"cache: {cache.hits} hits, {cache.misses} misses, {len(cache.entries)} entries"
+    )
 
     print_stats("Web server memory usage")
     finish("webserver", args)

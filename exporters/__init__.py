@@ -60,10 +60,13 @@ class ExportResult(list[Path]):
     problems: dict[str, str]
 
 
-def write_reports(analysis_dir: str | Path, out_dir: str | Path | None = None,
-                  reports: Reports | None = None,
-                  only: Iterable[str] | None = None,
-                  progress: Callable[[str], None] | None = None) -> ExportResult:
+def write_reports(
+    analysis_dir: str | Path,
+    out_dir: str | Path | None = None,
+    reports: Reports | None = None,
+    only: Iterable[str] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> ExportResult:
     """Write the SVGs, ``memory_snapshot.json`` and ``dashboard.html`` into ``out_dir``.
 
     ``analysis_dir`` holds the six ``*_<kind>.json`` files; ``out_dir`` defaults to it;

@@ -16,10 +16,17 @@ import altair as alt
 from memscope.exporters.extract import METRICS
 from memscope.exporters.formatting import human_bytes, human_count, shorten
 
-CATEGORIES = ("Collections", "Text", "Numbers", "Objects", "Arrays/Buffers", "Callables",
-              "Modules and Code", "Other")
-PALETTE = ("#4C78A8", "#F58518", "#54A24B", "#B279A2", "#E45756", "#72B7B2", "#9D755D",
-           "#79706E")
+CATEGORIES = (
+    "Collections",
+    "Text",
+    "Numbers",
+    "Objects",
+    "Arrays/Buffers",
+    "Callables",
+    "Modules and Code",
+    "Other",
+)
+PALETTE = ("#4C78A8", "#F58518", "#54A24B", "#B279A2", "#E45756", "#72B7B2", "#9D755D", "#79706E")
 INK, MUTED, CARD, LINE = "#1f2937", "#6b7280", "#f8fafc", "#e5e7eb"
 
 #: A Vega expression that prints ``datum.value`` (bytes) as B / KiB / MiB / GiB.
@@ -43,9 +50,11 @@ def bytes_axis(top: float, title: str | None = None, **kwargs: Any) -> dict[str,
     """Encoding arguments for a bytes axis with binary ticks up to ``top``."""
     if not math.isfinite(top) or top > 2.0**62:  # absurd input: let Vega pick the ticks
         return {"title": title, "axis": alt.Axis(labelExpr=BYTES_EXPR, **kwargs)}
-    return {"title": title,
-            "axis": alt.Axis(labelExpr=BYTES_EXPR, values=byte_ticks(top), **kwargs),
-            "scale": alt.Scale(domain=[0, top])}
+    return {
+        "title": title,
+        "axis": alt.Axis(labelExpr=BYTES_EXPR, values=byte_ticks(top), **kwargs),
+        "scale": alt.Scale(domain=[0, top]),
+    }
 
 
 def time_unit(span_s: float) -> tuple[float, str]:
@@ -63,8 +72,10 @@ def _in_unit(rows: list[dict[str, Any]], *fields: str) -> tuple[list[dict[str, A
     """Copies of ``rows`` with ``<field>_u`` = the field in a readable unit; and the unit."""
     span = max((abs(r[f]) for r in rows for f in fields if r.get(f) is not None), default=0.0)
     factor, unit = time_unit(span)
-    out = [dict(r, **{f"{f}_u": None if r.get(f) is None else r[f] * factor for f in fields})
-           for r in rows]
+    out = [
+        dict(r, **{f"{f}_u": None if r.get(f) is None else r[f] * factor for f in fields})
+        for r in rows
+    ]
     return out, unit
 
 
@@ -100,10 +111,12 @@ def _data(rows: list[dict[str, Any]]) -> alt.Data:
 
 def placeholder(title: str, message: str, width: int, height: int = 60) -> Any:
     """A titled box saying why a chart has no data ("not measured: ...")."""
-    return alt.Chart(_data([{"m": shorten(message, int((width - 10) / 7.5))}]),
-                     title=title).mark_text(color=MUTED, fontSize=13, fontStyle="italic"
-                                            ).encode(text="m:N").properties(width=width,
-                                                                            height=height)
+    return (
+        alt.Chart(_data([{"m": shorten(message, int((width - 10) / 7.5))}]), title=title)
+        .mark_text(color=MUTED, fontSize=13, fontStyle="italic")
+        .encode(text="m:N")
+        .properties(width=width, height=height)
+    )
 
 
 def metric_text(unit: str, value: Any) -> str:
@@ -148,10 +161,26 @@ def metric_cards(stats: dict[str, Any], width: int = 1180, processes: int = 1) -
         text = metric_text(unit, stats.get(key))
         note = metric_note(key, default_note, stats, processes)
         left = i * (card_w + gap)
-        rows.append({"key": key, "label": label.upper(), "value": text, "note": note,
-                     "x": left, "x2": left + card_w, "xa": left + 5, "xt": left + 14,
-                     "y0": 0, "y1": 96, "ya0": 16, "ya1": 80, "yl": 24, "yv": 48, "yn": 64,
-                     "measured": text != "not measured"})
+        rows.append(
+            {
+                "key": key,
+                "label": label.upper(),
+                "value": text,
+                "note": note,
+                "x": left,
+                "x2": left + card_w,
+                "xa": left + 5,
+                "xt": left + 14,
+                "y0": 0,
+                "y1": 96,
+                "ya0": 16,
+                "ya1": 80,
+                "yl": 24,
+                "yv": 48,
+                "yn": 64,
+                "measured": text != "not measured",
+            }
+        )
     x_scale = alt.Scale(domain=[0, width])
     y_scale = alt.Scale(domain=[0, 96], reverse=True)
 
@@ -163,31 +192,62 @@ def metric_cards(stats: dict[str, Any], width: int = 1180, processes: int = 1) -
 
     base = alt.Chart(_data(rows))
     rect = base.mark_rect(cornerRadius=8, fill=CARD, stroke=LINE, strokeWidth=1).encode(
-        x=x("x:Q"), x2="x2:Q", y=y("y0:Q"), y2="y1:Q")
+        x=x("x:Q"), x2="x2:Q", y=y("y0:Q"), y2="y1:Q"
+    )
     accent = base.mark_rect(cornerRadius=2).encode(
-        x=x("x:Q"), x2="xa:Q", y=y("ya0:Q"), y2="ya1:Q",
-        color=alt.condition("datum.measured", alt.value("#4C78A8"), alt.value(LINE)))
-    label = base.mark_text(fontSize=10, fontWeight="bold", color=MUTED, align="left",
-                           baseline="middle").encode(x=x("xt:Q"), y=y("yl:Q"), text="label:N")
-    value = base.transform_filter("datum.measured").mark_text(
-        fontSize=19, fontWeight="bold", align="left", baseline="middle", color=INK,
-    ).encode(x=x("xt:Q"), y=y("yv:Q"), text="value:N")
-    missing = base.transform_filter("!datum.measured").mark_text(
-        fontSize=13, fontStyle="italic", align="left", baseline="middle", color=MUTED,
-    ).encode(x=x("xt:Q"), y=y("yv:Q"), text="value:N")
-    note = base.mark_text(fontSize=10, color=MUTED, align="left", baseline="top",
-                          lineBreak="\n", lineHeight=12, limit=card_w - 18).encode(
-        x=x("xt:Q"), y=y("yn:Q"), text="note:N")
-    return alt.layer(rect, accent, label, value, missing, note).properties(width=width,
-                                                                           height=96)
+        x=x("x:Q"),
+        x2="xa:Q",
+        y=y("ya0:Q"),
+        y2="ya1:Q",
+        color=alt.condition("datum.measured", alt.value("#4C78A8"), alt.value(LINE)),
+    )
+    label = base.mark_text(
+        fontSize=10, fontWeight="bold", color=MUTED, align="left", baseline="middle"
+    ).encode(x=x("xt:Q"), y=y("yl:Q"), text="label:N")
+    value = (
+        base.transform_filter("datum.measured")
+        .mark_text(
+            fontSize=19,
+            fontWeight="bold",
+            align="left",
+            baseline="middle",
+            color=INK,
+        )
+        .encode(x=x("xt:Q"), y=y("yv:Q"), text="value:N")
+    )
+    missing = (
+        base.transform_filter("!datum.measured")
+        .mark_text(
+            fontSize=13,
+            fontStyle="italic",
+            align="left",
+            baseline="middle",
+            color=MUTED,
+        )
+        .encode(x=x("xt:Q"), y=y("yv:Q"), text="value:N")
+    )
+    note = base.mark_text(
+        fontSize=10,
+        color=MUTED,
+        align="left",
+        baseline="top",
+        lineBreak="\n",
+        lineHeight=12,
+        limit=card_w - 18,
+    ).encode(x=x("xt:Q"), y=y("yn:Q"), text="note:N")
+    return alt.layer(rect, accent, label, value, missing, note).properties(width=width, height=96)
 
 
 #: Most points one series (one process's line) sends to Vega; longer ones are reduced.
 MAX_SERIES_POINTS = 400
 
 
-def cap_series(rows: list[dict[str, Any]], value: str = "bytes", key: str = "pid",
-               limit: int = MAX_SERIES_POINTS) -> list[dict[str, Any]]:
+def cap_series(
+    rows: list[dict[str, Any]],
+    value: str = "bytes",
+    key: str = "pid",
+    limit: int = MAX_SERIES_POINTS,
+) -> list[dict[str, Any]]:
     """``rows`` with each ``key`` group cut to about ``limit`` points, peaks and dips kept.
 
     Rows are sorted by (key, t_s). A longer group is cut into ``limit // 2`` time bins, and
@@ -220,21 +280,25 @@ def cap_series(rows: list[dict[str, Any]], value: str = "bytes", key: str = "pid
     return out
 
 
-def with_peaks(series: list[dict[str, Any]], peaks: list[dict[str, Any]]
-               ) -> list[dict[str, Any]]:
+def with_peaks(series: list[dict[str, Any]], peaks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``series`` with each process's measured peak inserted as a point of its line.
 
     The series holds live bytes at bucket ends; the peak (an exact maximum at a known time)
     usually falls between two of them, so without it the line would miss the peak.
     """
     pids = {r["pid"] for r in series}
-    extra = [{"pid": p["pid"], "t_s": p["t_s"], "bytes": p["bytes"]} for p in peaks
-             if p["pid"] in pids]
+    extra = [
+        {"pid": p["pid"], "t_s": p["t_s"], "bytes": p["bytes"]} for p in peaks if p["pid"] in pids
+    ]
     return sorted(series + extra, key=lambda r: (r["pid"], r["t_s"]))
 
 
-def memory_timeline(series: list[dict[str, Any]], width: int = 1180,
-                    height: int = 220, peaks: list[dict[str, Any]] | None = None) -> Any:
+def memory_timeline(
+    series: list[dict[str, Any]],
+    width: int = 1180,
+    height: int = 220,
+    peaks: list[dict[str, Any]] | None = None,
+) -> Any:
     """Active memory over time, one line per process, each process's measured peak marked.
 
     ``peaks`` (from :func:`memscope.exporters.extract.process_peaks`) are the analyzer's exact
@@ -251,26 +315,40 @@ def memory_timeline(series: list[dict[str, Any]], width: int = 1180,
         series = with_peaks(series, marks)
         for m in marks:
             m["label"] = f"peak {human_bytes(m['bytes'])}" + (
-                f" (process {m['pid']})" if len(pids) > 1 else "")
+                f" (process {m['pid']})" if len(pids) > 1 else ""
+            )
     else:
         top = max(series, key=lambda r: r["bytes"])
         marks = [dict(top, label=f"highest sample {human_bytes(top['bytes'])}")]
     both, unit = _in_unit(series + marks, "t_s")
-    series, marks = both[:len(series)], both[len(series):]
+    series, marks = both[: len(series)], both[len(series) :]
     top_bytes = max(r["bytes"] for r in series + marks)
     data = _data(series)
-    line = alt.Chart(data, title=title).mark_area(
-        line={"strokeWidth": 2}, opacity=0.18, interpolate="step-after"
-    ).encode(
-        x=alt.X("t_s_u:Q", title=f"time since start ({unit})", scale=alt.Scale(nice=False)),
-        y=alt.Y("bytes:Q", stack=None,
-                **bytes_axis(max(1.0, top_bytes * 1.08), "active memory")),
-        color=alt.Color("pid:N", title="process",
-                        legend=alt.Legend(orient="top", direction="horizontal", symbolOpacity=1,
-                                          symbolType="stroke", symbolStrokeWidth=3)),
-        tooltip=[alt.Tooltip("pid:N", title="process"),
-                 alt.Tooltip("t_s_u:Q", format=".3f", title=unit),
-                 alt.Tooltip("bytes:Q", format=",", title="bytes")],
+    line = (
+        alt.Chart(data, title=title)
+        .mark_area(line={"strokeWidth": 2}, opacity=0.18, interpolate="step-after")
+        .encode(
+            x=alt.X("t_s_u:Q", title=f"time since start ({unit})", scale=alt.Scale(nice=False)),
+            y=alt.Y(
+                "bytes:Q", stack=None, **bytes_axis(max(1.0, top_bytes * 1.08), "active memory")
+            ),
+            color=alt.Color(
+                "pid:N",
+                title="process",
+                legend=alt.Legend(
+                    orient="top",
+                    direction="horizontal",
+                    symbolOpacity=1,
+                    symbolType="stroke",
+                    symbolStrokeWidth=3,
+                ),
+            ),
+            tooltip=[
+                alt.Tooltip("pid:N", title="process"),
+                alt.Tooltip("t_s_u:Q", format=".3f", title=unit),
+                alt.Tooltip("bytes:Q", format=",", title="bytes"),
+            ],
+        )
     )
     t_end = max(r["t_s_u"] for r in series)
     marks.sort(key=lambda m: -m["bytes"])
@@ -278,41 +356,66 @@ def memory_timeline(series: list[dict[str, Any]], width: int = 1180,
         m["late"] = m["t_s_u"] > 0.6 * t_end
     # a peak near the floor would write over the axis: only the point (and tooltip) is drawn
     labelled = [m for m in marks[:3] if m["bytes"] >= 0.08 * top_bytes]
-    point = alt.Chart(_data(marks)).mark_point(color="#E45756", filled=True, size=60).encode(
-        x="t_s_u:Q", y="bytes:Q",
-        tooltip=[alt.Tooltip("label:N", title="measured peak"),
-                 alt.Tooltip("t_s_u:Q", format=".3f", title=unit)])
-    labels = [alt.Chart(_data([m for m in labelled if m["late"] == late])).mark_text(
-        color="#E45756", align="right" if late else "left", dx=-8 if late else 8, dy=-6,
-        fontWeight="bold").encode(x="t_s_u:Q", y="bytes:Q", text="label:N")
+    point = (
+        alt.Chart(_data(marks))
+        .mark_point(color="#E45756", filled=True, size=60)
+        .encode(
+            x="t_s_u:Q",
+            y="bytes:Q",
+            tooltip=[
+                alt.Tooltip("label:N", title="measured peak"),
+                alt.Tooltip("t_s_u:Q", format=".3f", title=unit),
+            ],
+        )
+    )
+    labels = [
+        alt.Chart(_data([m for m in labelled if m["late"] == late]))
+        .mark_text(
+            color="#E45756",
+            align="right" if late else "left",
+            dx=-8 if late else 8,
+            dy=-6,
+            fontWeight="bold",
+        )
+        .encode(x="t_s_u:Q", y="bytes:Q", text="label:N")
         for late in (False, True)
-        if any(m["late"] == late for m in labelled)]  # no empty layer (Vega warns)
+        if any(m["late"] == late for m in labelled)
+    ]  # no empty layer (Vega warns)
     return alt.layer(line, point, *labels).properties(width=width, height=height)
 
 
-def size_distribution(buckets: list[dict[str, Any]], width: int = 560,
-                      height: int = 220) -> Any:
+def size_distribution(buckets: list[dict[str, Any]], width: int = 560, height: int = 220) -> Any:
     """How many allocations fall in each size bucket."""
     title = "Allocation size distribution"
     if not buckets:
         return placeholder(title, "not measured: no allocation_distribution", width)
-    rows = [dict(b, order=i, count_text=human_count(b["count"]),
-                 bytes_text=human_bytes(b["bytes"]) if b["bytes"] is not None else "")
-            for i, b in enumerate(buckets)]
+    rows = [
+        dict(
+            b,
+            order=i,
+            count_text=human_count(b["count"]),
+            bytes_text=human_bytes(b["bytes"]) if b["bytes"] is not None else "",
+        )
+        for i, b in enumerate(buckets)
+    ]
     base = alt.Chart(_data(rows), title=title).encode(
-        x=alt.X("label:N", sort=None, title="allocation size",
-                axis=alt.Axis(labelAngle=-35)),
+        x=alt.X("label:N", sort=None, title="allocation size", axis=alt.Axis(labelAngle=-35)),
         y=alt.Y("count:Q", title="allocations", axis=alt.Axis(format="~s")),
     )
     bars = base.mark_bar(color="#4C78A8", cornerRadiusTopLeft=3, cornerRadiusTopRight=3).encode(
-        tooltip=[alt.Tooltip("label:N", title="size"), alt.Tooltip("count:Q", format=","),
-                 alt.Tooltip("bytes_text:N", title="bytes")])
+        tooltip=[
+            alt.Tooltip("label:N", title="size"),
+            alt.Tooltip("count:Q", format=","),
+            alt.Tooltip("bytes_text:N", title="bytes"),
+        ]
+    )
     text = base.mark_text(dy=-6, fontSize=9, color=INK).encode(text="count_text:N")
     return (bars + text).properties(width=width, height=height)
 
 
-def variables_by_category(variables: list[dict[str, Any]], width: int = 560,
-                          height: int = 220) -> Any:
+def variables_by_category(
+    variables: list[dict[str, Any]], width: int = 560, height: int = 220
+) -> Any:
     """Tracked variables grouped by category: bytes per category, with names."""
     title = "Tracked variables by category"
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -328,15 +431,21 @@ def variables_by_category(variables: list[dict[str, Any]], width: int = 560,
         head = f"{human_bytes(total)} · {len(vs)} vars: "
         # texts are cut here, by characters, rather than measured by Vega (a `limit` costs)
         room = max(12, int(width * 0.56 / 6.0) - len(head))
-        rows.append({"category": cat, "bytes": total,
-                     "label": head + name_list([v["name"] for v in vs], room)})
+        rows.append(
+            {
+                "category": cat,
+                "bytes": total,
+                "label": head + name_list([v["name"] for v in vs], room),
+            }
+        )
     base = alt.Chart(_data(rows), title=title).encode(
         y=alt.Y("category:N", sort="-x", title=None),
         x=alt.X("bytes:Q", **bytes_axis(max(r["bytes"] for r in rows) * 2.4, "bytes (shallow)")),
     )
     bars = base.mark_bar(cornerRadiusEnd=3).encode(
         color=alt.Color("category:N", scale=category_color(list(groups)), legend=None),
-        tooltip=[alt.Tooltip("category:N"), alt.Tooltip("label:N", title="variables")])
+        tooltip=[alt.Tooltip("category:N"), alt.Tooltip("label:N", title="variables")],
+    )
     text = base.mark_text(align="left", dx=4, fontSize=10, color=INK).encode(text="label:N")
     return (bars + text).properties(width=width, height=height)
 
@@ -351,14 +460,20 @@ def name_list(names: list[str], room: int) -> str:
         if len(text) + len(tail) > room:
             if not shown:
                 return shorten(name, max(4, room - len(more))) + (
-                    f" +{len(names) - 1} more" if len(names) > 1 else "")
+                    f" +{len(names) - 1} more" if len(names) > 1 else ""
+                )
             return ", ".join(shown) + more
         shown.append(name)
     return ", ".join(shown)
 
 
-def top_sites(sites: list[dict[str, Any]], width: int = 560, height: int = 220,
-              limit: int = 10, title: str = "Top allocation sites (by bytes)") -> Any:
+def top_sites(
+    sites: list[dict[str, Any]],
+    width: int = 560,
+    height: int = 220,
+    limit: int = 10,
+    title: str = "Top allocation sites (by bytes)",
+) -> Any:
     """The allocation sites that allocated the most bytes (stacks ending at one line merged)."""
     merged: dict[str, dict[str, Any]] = {}
     for s in sites:
@@ -376,18 +491,29 @@ def top_sites(sites: list[dict[str, Any]], width: int = 560, height: int = 220,
         label = human_bytes(s["bytes"])
         if s["count"] is not None:
             label += f" · {human_count(s['count'])} allocs"
-        data.append({"rank": rank, "site": site, "location": s["location"],
-                     "bytes": s["bytes"], "label": label, "trace": s["trace"]})
+        data.append(
+            {
+                "rank": rank,
+                "site": site,
+                "location": s["location"],
+                "bytes": s["bytes"],
+                "label": label,
+                "trace": s["trace"],
+            }
+        )
     base = alt.Chart(_data(data), title=title).encode(
         y=alt.Y("rank:O", title=None, axis=None),
         x=alt.X("bytes:Q", **bytes_axis(max(r["bytes"] for r in data) * 1.8, "bytes allocated")),
     )
     bars = base.mark_bar(color="#F58518", cornerRadiusEnd=3).encode(
-        tooltip=[alt.Tooltip("location:N", title="site"), alt.Tooltip("label:N", title="allocated"),
-                 alt.Tooltip("trace:N", title="stack")])
+        tooltip=[
+            alt.Tooltip("location:N", title="site"),
+            alt.Tooltip("label:N", title="allocated"),
+            alt.Tooltip("trace:N", title="stack"),
+        ]
+    )
     text = base.mark_text(align="left", dx=4, fontSize=10, color=INK).encode(text="label:N")
-    return (bars + text + row_labels(base, "site")).properties(width=width - 210,
-                                                                    height=height)
+    return (bars + text + row_labels(base, "site")).properties(width=width - 210, height=height)
 
 
 def unique_labels(texts: list[str], limit: int) -> list[str]:
@@ -406,8 +532,9 @@ def row_labels(base: alt.Chart, field: str) -> alt.Chart:
 
     The texts come shortened by character count (no Vega ``limit``: measuring is slow).
     """
-    return base.mark_text(align="right", baseline="middle", dx=-6, fontSize=10,
-                          color=MUTED).encode(x=alt.value(0), text=f"{field}:N")
+    return base.mark_text(align="right", baseline="middle", dx=-6, fontSize=10, color=MUTED).encode(
+        x=alt.value(0), text=f"{field}:N"
+    )
 
 
 def summary(lines: list[tuple[str, str]], width: int = 560) -> Any:
@@ -415,11 +542,12 @@ def summary(lines: list[tuple[str, str]], width: int = 560) -> Any:
     rows = [{"i": i, "k": k, "v": v} for i, (k, v) in enumerate(lines)]
     height = max(60, 20 * len(rows))
     base = alt.Chart(_data(rows), title="Summary").encode(
-        y=alt.Y("i:O", axis=None), )
-    keys = base.mark_text(align="left", color=MUTED, fontSize=12).encode(
-        x=alt.value(0), text="k:N")
+        y=alt.Y("i:O", axis=None),
+    )
+    keys = base.mark_text(align="left", color=MUTED, fontSize=12).encode(x=alt.value(0), text="k:N")
     values = base.mark_text(align="left", color=INK, fontSize=12, fontWeight="bold").encode(
-        x=alt.value(210), text="v:N")
+        x=alt.value(210), text="v:N"
+    )
     return (keys + values).properties(width=width, height=height)
 
 
@@ -429,8 +557,14 @@ def theme_config() -> dict[str, Any]:
         "font": "DejaVu Sans, Helvetica, Arial, sans-serif",
         "view": {"stroke": None},
         "title": {"fontSize": 15, "anchor": "start", "color": INK, "offset": 10},
-        "axis": {"labelColor": MUTED, "titleColor": MUTED, "gridColor": "#eef0f3",
-                 "domainColor": LINE, "tickColor": LINE, "labelFontSize": 10},
+        "axis": {
+            "labelColor": MUTED,
+            "titleColor": MUTED,
+            "gridColor": "#eef0f3",
+            "domainColor": LINE,
+            "tickColor": LINE,
+            "labelFontSize": 10,
+        },
         "legend": {"labelColor": INK, "titleColor": MUTED},
         "background": "white",
         "padding": 20,
@@ -446,31 +580,49 @@ def shorten_value(text: str, limit: int = 70) -> str:
 def banner(messages: list[str], width: int) -> Any:
     """A red-bordered box with one line per problem, across the top of a page."""
     height = 14 + 20 * len(messages)
-    rows = [{"x": 0, "x2": width, "y": 0, "y2": height, "i": i, "yt": 17 + 20 * i,
-             "m": "⚠ " + shorten(m, min(170, int((width - 24) / 7)))}
-            for i, m in enumerate(messages)]
+    rows = [
+        {
+            "x": 0,
+            "x2": width,
+            "y": 0,
+            "y2": height,
+            "i": i,
+            "yt": 17 + 20 * i,
+            "m": "⚠ " + shorten(m, min(170, int((width - 24) / 7))),
+        }
+        for i, m in enumerate(messages)
+    ]
     scale_x = alt.Scale(domain=[0, width])
     scale_y = alt.Scale(domain=[0, height], reverse=True)
     base = alt.Chart(_data(rows))
-    box = base.transform_filter("datum.i == 0").mark_rect(
-        fill="#fef2f2", stroke="#ef4444", cornerRadius=6).encode(
-        x=alt.X("x:Q", scale=scale_x, axis=None), x2="x2:Q",
-        y=alt.Y("y:Q", scale=scale_y, axis=None), y2="y2:Q")
-    text = base.mark_text(align="left", baseline="middle", color="#991b1b", fontSize=12,
-                          dx=12).encode(
+    box = (
+        base.transform_filter("datum.i == 0")
+        .mark_rect(fill="#fef2f2", stroke="#ef4444", cornerRadius=6)
+        .encode(
+            x=alt.X("x:Q", scale=scale_x, axis=None),
+            x2="x2:Q",
+            y=alt.Y("y:Q", scale=scale_y, axis=None),
+            y2="y2:Q",
+        )
+    )
+    text = base.mark_text(
+        align="left", baseline="middle", color="#991b1b", fontSize=12, dx=12
+    ).encode(
         x=alt.X("x:Q", scale=scale_x, axis=None),
-        y=alt.Y("yt:Q", scale=scale_y, axis=None), text="m:N")
+        y=alt.Y("yt:Q", scale=scale_y, axis=None),
+        text="m:N",
+    )
     return (box + text).properties(width=width, height=height)
 
 
-def lifetimes(variables: list[dict[str, Any]], end_s: float, width: int = 1100,
-              limit: int = 150) -> Any:
+def lifetimes(
+    variables: list[dict[str, Any]], end_s: float, width: int = 1100, limit: int = 150
+) -> Any:
     """Gantt-style lifetimes of tracked variables (the ``limit`` largest), coloured by scope."""
     title = "Variable lifetimes (creation → death; open bars were alive at the end)"
     timed = [v for v in variables if v["created_s"] is not None]
     if not timed:
-        return placeholder(title, "not measured: no tracked variables with a creation time",
-                           width)
+        return placeholder(title, "not measured: no tracked variables with a creation time", width)
     shown = sorted(timed, key=lambda v: -(v["size"] or 0))[:limit]
     shown.sort(key=lambda v: v["created_s"])
     seen: dict[str, int] = {}
@@ -480,69 +632,100 @@ def lifetimes(variables: list[dict[str, Any]], end_s: float, width: int = 1100,
         seen[label] = seen.get(label, 0) + 1
         if seen[label] > 1:
             label = f"{label} #{seen[label]}"
-        rows.append({"label": label, "name": v["name"], "scope": v["scope"],
-                     "type": v["type_name"], "start": v["created_s"],
-                     "end": v["died_s"] if v["died_s"] is not None else end_s,
-                     "alive": v["died_s"] is None, "size": human_bytes(v["size"])})
+        rows.append(
+            {
+                "label": label,
+                "name": v["name"],
+                "scope": v["scope"],
+                "type": v["type_name"],
+                "start": v["created_s"],
+                "end": v["died_s"] if v["died_s"] is not None else end_s,
+                "alive": v["died_s"] is None,
+                "size": human_bytes(v["size"]),
+            }
+        )
     if len(timed) > limit:
         title += f" — the {limit} largest of {len(timed)} are drawn"
     # the axis starts at the first creation: interpreter start-up would squeeze the bars
     first = min(r["start"] for r in rows)
     rows, unit = _in_unit([dict(r, first=first) for r in rows], "start", "end", "first")
-    scale = alt.Scale(domain=[rows[0]["first_u"], max(r["end_u"] for r in rows)], nice=False,
-                      zero=False)
+    scale = alt.Scale(
+        domain=[rows[0]["first_u"], max(r["end_u"] for r in rows)], nice=False, zero=False
+    )
     base = alt.Chart(_data(rows), title=title)
     legend = alt.Legend(orient="top", columns=6, labelLimit=160)
     bars = base.mark_bar(cornerRadius=2, height=9).encode(
         y=alt.Y("label:N", sort=None, title=None, axis=alt.Axis(labelLimit=260)),
-        x=alt.X("start_u:Q", scale=scale,
-                title=f"time since start ({unit}; the axis starts at the first tracked variable)"),
+        x=alt.X(
+            "start_u:Q",
+            scale=scale,
+            title=f"time since start ({unit}; the axis starts at the first tracked variable)",
+        ),
         x2="end_u:Q",
         color=alt.Color("scope:N", legend=legend),
         opacity=alt.condition("datum.alive", alt.value(0.55), alt.value(0.95)),
-        tooltip=[alt.Tooltip("name:N"), alt.Tooltip("type:N"), alt.Tooltip("scope:N"),
-                 alt.Tooltip("size:N"), alt.Tooltip("start_u:Q", format=".3f", title=unit),
-                 alt.Tooltip("end_u:Q", format=".3f", title=f"end ({unit})"),
-                 alt.Tooltip("alive:N")],
+        tooltip=[
+            alt.Tooltip("name:N"),
+            alt.Tooltip("type:N"),
+            alt.Tooltip("scope:N"),
+            alt.Tooltip("size:N"),
+            alt.Tooltip("start_u:Q", format=".3f", title=unit),
+            alt.Tooltip("end_u:Q", format=".3f", title=f"end ({unit})"),
+            alt.Tooltip("alive:N"),
+        ],
     )
     # a tick at each creation keeps variables that lived a few microseconds visible
     ticks = base.mark_tick(thickness=2, size=11).encode(
-        y=alt.Y("label:N", sort=None), x=alt.X("start_u:Q", scale=scale),
-        color=alt.Color("scope:N", legend=legend))
+        y=alt.Y("label:N", sort=None),
+        x=alt.X("start_u:Q", scale=scale),
+        color=alt.Color("scope:N", legend=legend),
+    )
     return (bars + ticks).properties(width=width, height=max(60, 13 * len(rows)))
 
 
-def rates(rows: list[dict[str, Any]], width: int = 1100, height: int = 200
-          ) -> Any:
+def rates(rows: list[dict[str, Any]], width: int = 1100, height: int = 200) -> Any:
     """Allocation and free rates over time, per process."""
     title = "Allocation and free rates over time"
     if not rows:
         return placeholder(title, "not measured: no rates in the performance analysis", width)
     rows, unit = _in_unit(cap_series(rows, value="value", key="series"), "t_s")
-    return alt.Chart(_data(rows), title=title).mark_line(interpolate="step-after").encode(
-        x=alt.X("t_s_u:Q", title=f"time since start ({unit})", scale=alt.Scale(nice=False)),
-        y=alt.Y("value:Q", title="events per second", axis=alt.Axis(format="~s")),
-        color=alt.Color("series:N", title=None, legend=alt.Legend(orient="top")),
-        strokeDash=alt.StrokeDash("what:N", title=None),
-        tooltip=[alt.Tooltip("series:N"), alt.Tooltip("t_s_u:Q", format=".3f", title=unit),
-                 alt.Tooltip("value:Q", format=",.0f")],
-    ).properties(width=width, height=height)
+    return (
+        alt.Chart(_data(rows), title=title)
+        .mark_line(interpolate="step-after")
+        .encode(
+            x=alt.X("t_s_u:Q", title=f"time since start ({unit})", scale=alt.Scale(nice=False)),
+            y=alt.Y("value:Q", title="events per second", axis=alt.Axis(format="~s")),
+            color=alt.Color("series:N", title=None, legend=alt.Legend(orient="top")),
+            strokeDash=alt.StrokeDash("what:N", title=None),
+            tooltip=[
+                alt.Tooltip("series:N"),
+                alt.Tooltip("t_s_u:Q", format=".3f", title=unit),
+                alt.Tooltip("value:Q", format=",.0f"),
+            ],
+        )
+        .properties(width=width, height=height)
+    )
 
 
-def ranked_bars(rows: list[dict[str, Any]], title: str, width: int = 1100,
-                color: str = "#54A24B") -> Any:
+def ranked_bars(
+    rows: list[dict[str, Any]], title: str, width: int = 1100, color: str = "#54A24B"
+) -> Any:
     """Horizontal bars of ``{name, bytes, label}`` rows in the given order (one band each)."""
     if not rows:
         return placeholder(title, "not measured", width)
     names = unique_labels([r["name"] for r in rows], 48)
-    data = [dict(r, rank=i, full_name=r["name"], name=n)
-            for i, (r, n) in enumerate(zip(rows, names, strict=True))]
+    data = [
+        dict(r, rank=i, full_name=r["name"], name=n)
+        for i, (r, n) in enumerate(zip(rows, names, strict=True))
+    ]
     base = alt.Chart(_data(data), title=title).encode(
         y=alt.Y("rank:O", title=None, axis=None),
         x=alt.X("bytes:Q", **bytes_axis(max(r["bytes"] for r in data) * 1.35, "bytes")),
     )
     bars = base.mark_bar(color=color, cornerRadiusEnd=3).encode(
-        tooltip=[alt.Tooltip("full_name:N", title="name"), alt.Tooltip("label:N", title="size")])
+        tooltip=[alt.Tooltip("full_name:N", title="name"), alt.Tooltip("label:N", title="size")]
+    )
     text = base.mark_text(align="left", dx=4, fontSize=10, color=INK).encode(text="label:N")
     return (bars + text + row_labels(base, "name")).properties(
-        width=width, height=max(60, 20 * len(data)))
+        width=width, height=max(60, 20 * len(data))
+    )

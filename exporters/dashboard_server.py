@@ -51,8 +51,12 @@ HEARTBEAT_S = 15.0
 #: Event streams served at once (each holds a worker); more get 503 and retry.
 MAX_STREAMS = 8
 #: What ``/files/`` serves, by suffix; anything else is refused.
-_FILE_TYPES = {".svg": "image/svg+xml", ".json": "application/json; charset=utf-8",
-               ".png": "image/png", ".html": "text/plain; charset=utf-8"}
+_FILE_TYPES = {
+    ".svg": "image/svg+xml",
+    ".json": "application/json; charset=utf-8",
+    ".png": "image/png",
+    ".html": "text/plain; charset=utf-8",
+}
 _SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
@@ -62,9 +66,11 @@ _SECURITY_HEADERS = {
 
 
 #: The page may run its inline scripts (Vega compiles expressions) and talk to this server only.
-_PAGE_CSP = ("default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; "
-             "style-src 'unsafe-inline'; img-src data: blob:; connect-src 'self'; "
-             "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+_PAGE_CSP = (
+    "default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; "
+    "style-src 'unsafe-inline'; img-src data: blob:; connect-src 'self'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
 #: Anything else (JSON, SVG files from DIR) is inert even when opened directly.
 _DATA_CSP = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
 
@@ -103,8 +109,9 @@ def safe_path(root: Path, requested: str) -> Path:
     return candidate
 
 
-def read_no_follow(path: Path, limit: int = MAX_REPORT_BYTES,
-                   cache: _FileCache | None = None) -> bytes:
+def read_no_follow(
+    path: Path, limit: int = MAX_REPORT_BYTES, cache: _FileCache | None = None
+) -> bytes:
     """The bytes of ``path``, refusing a symbolic link even if one replaced it just now.
 
     With ``cache``, a file unchanged since it was last read (same inode, size and mtime)
@@ -153,8 +160,8 @@ class _FileCache:
         with self._lock:
             self._data[key] = data
             while len(self._data) > self._entries or (
-                    len(self._data) > 1
-                    and sum(map(len, self._data.values())) > self._max_bytes):
+                len(self._data) > 1 and sum(map(len, self._data.values())) > self._max_bytes
+            ):
                 del self._data[next(iter(self._data))]
 
 
@@ -190,8 +197,7 @@ class _State:
         with self._model_lock:
             version = self.version
             if self._model is None or self._model[0] != version:
-                self._model = (version, build_model(load_reports(self.directory,
-                                                                   symlinks=False)))
+                self._model = (version, build_model(load_reports(self.directory, symlinks=False)))
             return self._model[1]
 
     def rendered(self, what: str) -> bytes:
@@ -239,8 +245,14 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base signature
         """Quiet: the served page polls nothing, errors go to the client."""
 
-    def _send(self, status: int, body: bytes, content_type: str,
-              csp: str = _DATA_CSP, cookie: str | None = None) -> None:
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str,
+        csp: str = _DATA_CSP,
+        cookie: str | None = None,
+    ) -> None:
         self.send_response(status)
         # One request per connection: an idle keep-alive connection would hold a worker.
         self.send_header("Connection", "close")
@@ -276,14 +288,20 @@ class _Handler(BaseHTTPRequestHandler):
         path = parts.path
         given = access.token_given(parts.query, self.headers)
         if not access.authorized(given):
-            self._error(HTTPStatus.UNAUTHORIZED,
-                        "a token is required: open the URL with ?token= printed at start")
+            self._error(
+                HTTPStatus.UNAUTHORIZED,
+                "a token is required: open the URL with ?token= printed at start",
+            )
             return
         state = self.server.state
         if path in ("/", "/index.html", "/dashboard.html"):
-            self._send(HTTPStatus.OK, state.rendered("page"), "text/html; charset=utf-8",
-                       csp=_PAGE_CSP,
-                       cookie=access.cookie_header() if access.token is not None else None)
+            self._send(
+                HTTPStatus.OK,
+                state.rendered("page"),
+                "text/html; charset=utf-8",
+                csp=_PAGE_CSP,
+                cookie=access.cookie_header() if access.token is not None else None,
+            )
         elif path == "/api" or path == "/api/":
             self._json(HTTPStatus.OK, self._index())
         elif path == "/api/dashboard":
@@ -299,9 +317,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _index(self) -> dict[str, Any]:
         found = find_reports(self.server.state.directory, symlinks=False)
-        return {"version": self.server.state.version, "kinds": {
-            kind: ({"file": found[kind].name, "url": f"/api/{kind}"} if kind in found
-                   else {"file": None, "problem": "not found"}) for kind in KINDS}}
+        return {
+            "version": self.server.state.version,
+            "kinds": {
+                kind: (
+                    {"file": found[kind].name, "url": f"/api/{kind}"}
+                    if kind in found
+                    else {"file": None, "problem": "not found"}
+                )
+                for kind in KINDS
+            },
+        }
 
     def _report(self, kind: str) -> None:
         if kind not in KINDS:
@@ -380,8 +406,13 @@ class _Handler(BaseHTTPRequestHandler):
 class DashboardHTTPServer(PooledServer):
     """The HTTP server; ``state`` is the watched directory, ``access`` who may use it."""
 
-    def __init__(self, address: tuple[str, int], state: _State, token: str | None = None,
-                 allow_hosts: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        state: _State,
+        token: str | None = None,
+        allow_hosts: Iterable[str] = (),
+    ) -> None:
         super().__init__(address, _Handler)
         self.state = state
         self.access = Access(address[0], self.server_address[1], token, allow_hosts)
@@ -394,9 +425,16 @@ class DashboardHTTPServer(PooledServer):
 class DashboardServer:
     """A running dashboard server: ``start()``, ``url``, ``stop()`` (also a context manager)."""
 
-    def __init__(self, directory: str | Path, host: str = "127.0.0.1", port: int = 0,
-                 poll_interval: float = 0.5, feed: str | None = None,
-                 token: str | None = None, allow_hosts: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        directory: str | Path,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        poll_interval: float = 0.5,
+        feed: str | None = None,
+        token: str | None = None,
+        allow_hosts: Iterable[str] = (),
+    ) -> None:
         """Listen on ``host:port`` (not serving yet).
 
         ``token``: required of every request; beyond loopback one is generated when none is
@@ -429,8 +467,9 @@ class DashboardServer:
         if self.feed:
             targets.append(self._follow_feed)
         for target in targets:
-            thread = threading.Thread(target=target, name=f"memscope-dashboard-{target.__name__}",
-                                      daemon=True)
+            thread = threading.Thread(
+                target=target, name=f"memscope-dashboard-{target.__name__}", daemon=True
+            )
             thread.start()
             self._threads.append(thread)
         return self

@@ -26,16 +26,28 @@ METRICS: tuple[tuple[str, str, str, str], ...] = (
     ("median_allocation_size", "Median size", "bytes", "per allocation"),
     ("p95_allocation_size", "P95 size", "bytes", "95% of allocations ≤"),
     ("fragmentation", "Fragmentation", "percent", "(peak − active) / peak"),
-    ("allocation_density", "Allocation density", "ratio",
-     "allocations per tracked variable"),
+    ("allocation_density", "Allocation density", "ratio", "allocations per tracked variable"),
 )
 
 _STAT_KEYS = (
-    "active_memory", "peak_memory", "active_allocations", "total_allocations",
-    "total_allocated", "total_deallocations", "total_freed", "unmatched_frees",
-    "unrecorded_frees", "folded_allocations", "folded_bytes", "tracked_variables",
-    "peak_ts_ns", "memory_efficiency", "fragmentation", "median_allocation_size",
-    "p95_allocation_size", "allocation_density",
+    "active_memory",
+    "peak_memory",
+    "active_allocations",
+    "total_allocations",
+    "total_allocated",
+    "total_deallocations",
+    "total_freed",
+    "unmatched_frees",
+    "unrecorded_frees",
+    "folded_allocations",
+    "folded_bytes",
+    "tracked_variables",
+    "peak_ts_ns",
+    "memory_efficiency",
+    "fragmentation",
+    "median_allocation_size",
+    "p95_allocation_size",
+    "allocation_density",
 )
 
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
@@ -112,14 +124,18 @@ def process_peaks(mem: Mapping[str, Any], t0: int) -> list[dict[str, Any]]:
         s = pick(p, "memory_stats", default={})
         ts, peak = num(pick(s, "peak_ts_ns")), num(pick(s, "peak_memory"))
         if ts is not None and peak is not None:
-            out.append({"pid": clean_text(pick(p, "pid")), "t_s": (ts - t0) / 1e9,
-                        "bytes": peak})
+            out.append({"pid": clean_text(pick(p, "pid")), "t_s": (ts - t0) / 1e9, "bytes": peak})
     series = rows_of(pick(mem, "memory_over_time"))
     whole = pick(mem, "memory_stats", default={})
     ts, peak = num(pick(whole, "peak_ts_ns")), num(pick(whole, "peak_memory"))
     if not out and len(series) == 1 and ts is not None and peak is not None:
-        out.append({"pid": clean_text(pick(series[0], "pid", default="all")),
-                    "t_s": (ts - t0) / 1e9, "bytes": peak})
+        out.append(
+            {
+                "pid": clean_text(pick(series[0], "pid", default="all")),
+                "t_s": (ts - t0) / 1e9,
+                "bytes": peak,
+            }
+        )
     return out
 
 
@@ -142,22 +158,26 @@ def types(mem: Mapping[str, Any]) -> list[dict[str, Any]]:
                 if size is None:
                     continue
                 names = pick(t, "variable_names", default=[])
-                out.append({
-                    "category": clean_text(cat) or "Other",
-                    "subcategory": clean_text(sub),
-                    "type_name": clean_text(pick(t, "type_name")),
-                    "bytes": size,
-                    "deep_bytes": num(pick(t, "deep_size_bytes")),
-                    "count": num(pick(t, "allocation_count")),
-                    "variables": ([clean_text(n) for n in names[:50]]
-                                  if isinstance(names, list) else []),
-                })
+                out.append(
+                    {
+                        "category": clean_text(cat) or "Other",
+                        "subcategory": clean_text(sub),
+                        "type_name": clean_text(pick(t, "type_name")),
+                        "bytes": size,
+                        "deep_bytes": num(pick(t, "deep_size_bytes")),
+                        "count": num(pick(t, "allocation_count")),
+                        "variables": (
+                            [clean_text(n) for n in names[:50]] if isinstance(names, list) else []
+                        ),
+                    }
+                )
     out.sort(key=lambda r: -r["bytes"])
     return out
 
 
-def largest_variables_first(types_: list[dict[str, Any]],
-                            variables_: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def largest_variables_first(
+    types_: list[dict[str, Any]], variables_: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
     """``types_`` with each type's variable names ordered by size, largest first."""
     size_of: dict[tuple[str, str], float] = {}
     for v in variables_:
@@ -192,22 +212,24 @@ def variables(mem: Mapping[str, Any], life: Mapping[str, Any], t0: int) -> list[
         lifetime = num(pick(r, "lifetime_ns"))
         if lifetime is None and created is not None and died is not None:
             lifetime = died - created
-        out.append({
-            "key": key,
-            "name": clean_text(pick(r, "name")),
-            "type_name": clean_text(pick(r, "type_name", default=pick(extra, "type_name"))),
-            "category": clean_text(pick(r, "category", default=pick(extra, "category"))),
-            "size": num(pick(r, "size", default=pick(extra, "size"))),
-            "deep_size": num(pick(r, "deep_size", default=pick(extra, "deep_size"))),
-            "scope": clean_text(pick(r, "scope", default="<module>")),
-            "pid": clean_text(pick(r, "pid")),
-            "tid": clean_text(pick(r, "thread_name", "tid")),
-            "created_ts_ns": created,
-            "died_ts_ns": died,
-            "created_s": None if created is None else (created - t0) / 1e9,
-            "died_s": None if died is None else (died - t0) / 1e9,
-            "lifetime_ns": lifetime,
-        })
+        out.append(
+            {
+                "key": key,
+                "name": clean_text(pick(r, "name")),
+                "type_name": clean_text(pick(r, "type_name", default=pick(extra, "type_name"))),
+                "category": clean_text(pick(r, "category", default=pick(extra, "category"))),
+                "size": num(pick(r, "size", default=pick(extra, "size"))),
+                "deep_size": num(pick(r, "deep_size", default=pick(extra, "deep_size"))),
+                "scope": clean_text(pick(r, "scope", default="<module>")),
+                "pid": clean_text(pick(r, "pid")),
+                "tid": clean_text(pick(r, "thread_name", "tid")),
+                "created_ts_ns": created,
+                "died_ts_ns": died,
+                "created_s": None if created is None else (created - t0) / 1e9,
+                "died_s": None if died is None else (died - t0) / 1e9,
+                "lifetime_ns": lifetime,
+            }
+        )
     return out
 
 
@@ -218,12 +240,18 @@ def distribution(perf: Mapping[str, Any]) -> list[dict[str, Any]]:
         lo, hi, count = num(pick(r, "min_bytes")), num(pick(r, "max_bytes")), num(pick(r, "count"))
         if count is None:
             continue
-        span = ("" if lo is None else f"≥ {human_bytes(lo)}" if hi is None
-                else f"{human_bytes(lo)}–{human_bytes(hi)}")
+        span = (
+            ""
+            if lo is None
+            else f"≥ {human_bytes(lo)}"
+            if hi is None
+            else f"{human_bytes(lo)}–{human_bytes(hi)}"
+        )
         name = clean_text(pick(r, "bucket"))
         label = f"{name} ({span})" if name and span else name or span
-        out.append({"label": label, "min": lo, "max": hi, "count": count,
-                    "bytes": num(pick(r, "bytes"))})
+        out.append(
+            {"label": label, "min": lo, "max": hi, "count": count, "bytes": num(pick(r, "bytes"))}
+        )
     return out
 
 
@@ -248,29 +276,35 @@ def location_of(row: Any) -> str:
     return f"stack {clean_text(stack_id)} (frames not recorded)"
 
 
-def sites(rows: Any, count_key: str = "allocations",
-          bytes_key: str = "bytes_allocated") -> list[dict[str, Any]]:
+def sites(
+    rows: Any, count_key: str = "allocations", bytes_key: str = "bytes_allocated"
+) -> list[dict[str, Any]]:
     """Allocation sites ``[{function, where, location, pid, count, bytes, live_bytes, trace}]``."""
     out = []
     for r in rows_of(rows):
         location = location_of(r)
         function, where = split_location(location)
         trace = pick(r, "trace", default=[])
-        out.append({
-            "function": function, "where": where, "location": location,
-            "pid": clean_text(pick(r, "pid")),
-            "count": num(pick(r, count_key)), "bytes": num(pick(r, bytes_key)),
-            "live_bytes": num(pick(r, "live_bytes")),
-            "trace": " ← ".join(clean_text(f) for f in trace[:6])
-            if isinstance(trace, list) else "",
-        })
+        out.append(
+            {
+                "function": function,
+                "where": where,
+                "location": location,
+                "pid": clean_text(pick(r, "pid")),
+                "count": num(pick(r, count_key)),
+                "bytes": num(pick(r, bytes_key)),
+                "live_bytes": num(pick(r, "live_bytes")),
+                "trace": " ← ".join(clean_text(f) for f in trace[:6])
+                if isinstance(trace, list)
+                else "",
+            }
+        )
     return out
 
 
 def run_span(reports: Reports) -> tuple[int, int | None]:
     """(start, end) of the run in ns from the process records; start 0 when unknown."""
-    mem, perf, life = (report(reports, k) for k in ("memory_analysis", "performance",
-                                                     "lifetime"))
+    mem, perf, life = (report(reports, k) for k in ("memory_analysis", "performance", "lifetime"))
     procs = rows_of(pick(mem, "processes")) or rows_of(pick(perf, "per_process"))
     starts = [num(pick(p, "start_ts_ns", "first_ts_ns")) for p in procs]
     ends = [num(pick(p, "end_ts_ns", "last_ts_ns")) for p in procs]
@@ -284,8 +318,10 @@ def run_span(reports: Reports) -> tuple[int, int | None]:
     starts += [num(pick(v, "created_ts_ns")) for v in rows_of(pick(life, "lifecycle_events"))]
     known_starts = [s for s in starts if s is not None]
     known_ends = [e for e in ends if e is not None]
-    return (int(min(known_starts)) if known_starts else 0,
-            int(max(known_ends)) if known_ends else None)
+    return (
+        int(min(known_starts)) if known_starts else 0,
+        int(max(known_ends)) if known_ends else None,
+    )
 
 
 def run_start(reports: Reports) -> int:
@@ -296,23 +332,28 @@ def run_start(reports: Reports) -> int:
 def scopes(life: Mapping[str, Any], t0: int) -> list[dict[str, Any]]:
     """Scope instances ``[{scope, pid, tid, variable_count, total_size, deep_size, ...}]``."""
     out = []
-    names = {(clean_text(pick(v, "pid")), clean_text(pick(v, "tid"))): clean_text(n)
-             for v in rows_of(pick(life, "lifecycle_events"))
-             if (n := pick(v, "thread_name")) is not None}
+    names = {
+        (clean_text(pick(v, "pid")), clean_text(pick(v, "tid"))): clean_text(n)
+        for v in rows_of(pick(life, "lifecycle_events"))
+        if (n := pick(v, "thread_name")) is not None
+    }
     for r in rows_of(pick(pick(life, "scope_analysis"), "scopes")):
         start, end = num(pick(r, "enter_ts_ns")), num(pick(r, "exit_ts_ns"))
         pid, tid = clean_text(pick(r, "pid")), clean_text(pick(r, "tid"))
-        out.append({
-            "scope": clean_text(pick(r, "name")), "pid": pid,
-            "tid": names.get((pid, tid), tid),
-            "variable_count": num(pick(r, "variable_count")),
-            "total_size": num(pick(r, "total_size_bytes")),
-            "deep_size": num(pick(r, "total_deep_size_bytes")),
-            "alive_at_end": num(pick(r, "alive_at_end")),
-            "start_s": None if start is None else (start - t0) / 1e9,
-            "end_s": None if end is None else (end - t0) / 1e9,
-            "duration_ns": num(pick(r, "duration_ns")),
-        })
+        out.append(
+            {
+                "scope": clean_text(pick(r, "name")),
+                "pid": pid,
+                "tid": names.get((pid, tid), tid),
+                "variable_count": num(pick(r, "variable_count")),
+                "total_size": num(pick(r, "total_size_bytes")),
+                "deep_size": num(pick(r, "total_deep_size_bytes")),
+                "alive_at_end": num(pick(r, "alive_at_end")),
+                "start_s": None if start is None else (start - t0) / 1e9,
+                "end_s": None if end is None else (end - t0) / 1e9,
+                "duration_ns": num(pick(r, "duration_ns")),
+            }
+        )
     return out
 
 
@@ -326,17 +367,21 @@ def links(life: Mapping[str, Any]) -> list[dict[str, str]]:
         keys = [f"{pid}:{i}" for i in ids] if len(ids) == len(names) else [""] * len(names)
         if not names:
             continue
-        out += [{"kind": "alias", "a": names[0], "b": n, "a_key": keys[0], "b_key": k}
-                for n, k in zip(names[1:], keys[1:], strict=True)]
+        out += [
+            {"kind": "alias", "a": names[0], "b": n, "a_key": keys[0], "b_key": k}
+            for n, k in zip(names[1:], keys[1:], strict=True)
+        ]
     for r in rows_of(pick(life, "containment")):
         pid = pick(r, "pid", default="")
-        out.append({
-            "kind": "contains",
-            "a": clean_text(pick(r, "container_name", default=pick(r, "container_var_id"))),
-            "b": clean_text(pick(r, "contained_name", default=pick(r, "contained_var_id"))),
-            "a_key": f"{pid}:{pick(r, 'container_var_id')}",
-            "b_key": f"{pid}:{pick(r, 'contained_var_id')}",
-        })
+        out.append(
+            {
+                "kind": "contains",
+                "a": clean_text(pick(r, "container_name", default=pick(r, "container_var_id"))),
+                "b": clean_text(pick(r, "contained_name", default=pick(r, "contained_var_id"))),
+                "a_key": f"{pid}:{pick(r, 'container_var_id')}",
+                "b_key": f"{pid}:{pick(r, 'contained_var_id')}",
+            }
+        )
     return out
 
 
@@ -349,19 +394,27 @@ def _argv(value: Any) -> str:
 def processes(reports: Reports) -> list[dict[str, Any]]:
     """The processes of the run: pid, parent, host, command line, exit code, duration."""
     procs = rows_of(pick(report(reports, "memory_analysis"), "processes")) or rows_of(
-        pick(report(reports, "performance"), "per_process"))
+        pick(report(reports, "performance"), "per_process")
+    )
     out = []
     for p in procs:
-        start, end = num(pick(p, "start_ts_ns", "first_ts_ns")), num(
-            pick(p, "end_ts_ns", "last_ts_ns"))
-        out.append({
-            "pid": clean_text(pick(p, "pid")), "ppid": clean_text(pick(p, "ppid")),
-            "host": clean_text(pick(p, "host")), "argv": _argv(pick(p, "argv")),
-            "exit_code": num(pick(p, "exit_code")), "mode": clean_text(pick(p, "mode")),
-            "duration_ns": (end - start) if start is not None and end is not None else None,
-            "active_memory": num(pick(pick(p, "memory_stats"), "active_memory")),
-            "peak_memory": num(pick(pick(p, "memory_stats"), "peak_memory")),
-        })
+        start, end = (
+            num(pick(p, "start_ts_ns", "first_ts_ns")),
+            num(pick(p, "end_ts_ns", "last_ts_ns")),
+        )
+        out.append(
+            {
+                "pid": clean_text(pick(p, "pid")),
+                "ppid": clean_text(pick(p, "ppid")),
+                "host": clean_text(pick(p, "host")),
+                "argv": _argv(pick(p, "argv")),
+                "exit_code": num(pick(p, "exit_code")),
+                "mode": clean_text(pick(p, "mode")),
+                "duration_ns": (end - start) if start is not None and end is not None else None,
+                "active_memory": num(pick(pick(p, "memory_stats"), "active_memory")),
+                "peak_memory": num(pick(pick(p, "memory_stats"), "peak_memory")),
+            }
+        )
     return out
 
 

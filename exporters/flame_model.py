@@ -25,15 +25,25 @@ def clean_flame(mem: dict[str, Any]) -> dict[str, Any] | None:
     model = pick(mem, "flame_graph")
     if not isinstance(model, dict) or model.get("format") != 1:
         return None
-    parent, frame, frames = _ints(model.get("parent")), _ints(model.get("frame")), \
-        model.get("frames")
-    if parent is None or frame is None or not isinstance(frames, list) or not parent \
-            or len(parent) != len(frame) or parent[0] != -1:
+    parent, frame, frames = (
+        _ints(model.get("parent")),
+        _ints(model.get("frame")),
+        model.get("frames"),
+    )
+    if (
+        parent is None
+        or frame is None
+        or not isinstance(frames, list)
+        or not parent
+        or len(parent) != len(frame)
+        or parent[0] != -1
+    ):
         return None
     if not all(isinstance(f, list) and len(f) == 3 for f in frames):
         return None
-    if any(not 0 <= parent[i] < i or not 0 <= frame[i] < len(frames)
-           for i in range(1, len(parent))):
+    if any(
+        not 0 <= parent[i] < i or not 0 <= frame[i] < len(frames) for i in range(1, len(parent))
+    ):
         return None
     views = model.get("views")
     if not isinstance(views, dict) or not views:
@@ -41,17 +51,31 @@ def clean_flame(mem: dict[str, Any]) -> dict[str, Any] | None:
     clean_views = {}
     for name, view in views.items():
         node, nbytes, blocks = (_ints(pick(view, k)) for k in ("node", "bytes", "blocks"))
-        if node is None or nbytes is None or blocks is None or \
-                not len(node) == len(nbytes) == len(blocks) or \
-                any(not 0 <= n < len(parent) for n in node) or any(b < 0 for b in nbytes):
+        if (
+            node is None
+            or nbytes is None
+            or blocks is None
+            or not len(node) == len(nbytes) == len(blocks)
+            or any(not 0 <= n < len(parent) for n in node)
+            or any(b < 0 for b in nbytes)
+        ):
             return None
-        clean_views[str(name)] = {"label": str(pick(view, "label", default=name)), "node": node,
-                                  "bytes": nbytes, "blocks": blocks, "total": sum(nbytes)}
+        clean_views[str(name)] = {
+            "label": str(pick(view, "label", default=name)),
+            "node": node,
+            "bytes": nbytes,
+            "blocks": blocks,
+            "total": sum(nbytes),
+        }
     default = model.get("default")
-    return {"format": 1, "frames": [[str(f[0]), str(f[1]), f[2] if type(f[2]) is int else 0]
-                                    for f in frames],
-            "parent": parent, "frame": frame, "views": clean_views,
-            "default": default if default in clean_views else next(iter(clean_views))}
+    return {
+        "format": 1,
+        "frames": [[str(f[0]), str(f[1]), f[2] if type(f[2]) is int else 0] for f in frames],
+        "parent": parent,
+        "frame": frame,
+        "views": clean_views,
+        "default": default if default in clean_views else next(iter(clean_views)),
+    }
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from memscope.units import human_bytes
 
 __all__ = ["human_bytes", "human_count", "human_duration_ns"]
 
+
 def human_count(value: float | None) -> str:
     """``1234567`` -> ``"1,234,567"``; floats keep one decimal."""
     if value is None:

@@ -11,8 +11,13 @@ import math
 import re
 from typing import Any
 
-_JSON_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028",
-                 "\u2029": "\\u2029"}
+_JSON_ESCAPES = {
+    "<": "\\u003c",
+    ">": "\\u003e",
+    "&": "\\u0026",
+    "\u2028": "\\u2028",
+    "\u2029": "\\u2029",
+}
 _JSON_UNSAFE = re.compile("[<>&\u2028\u2029]")
 
 
@@ -32,8 +37,7 @@ def to_json(value: Any) -> str:
     try:
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except ValueError:  # an overflowed number somewhere: drop the non-finite values
-        return json.dumps(finite(value), ensure_ascii=False, separators=(",", ":"),
-                          allow_nan=False)
+        return json.dumps(finite(value), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 def script_json(value: Any) -> str:

@@ -43,28 +43,36 @@ def _summary_lines(view: MemoryAnalysisView) -> list[tuple[str, str]]:
         ("Total allocations", human_count(s.get("total_allocations"))),
         ("Total frees", human_count(s.get("total_deallocations"))),
         ("Total allocated", human_bytes(s.get("total_allocated"))),
-        ("Active / peak", f"{human_bytes(s.get('active_memory'))} / "
-                          f"{human_bytes(s.get('peak_memory'))}"),
-        ("Tracked variables", human_count(len(view.variables)) if view.variables
-         else "none tracked"),
+        (
+            "Active / peak",
+            f"{human_bytes(s.get('active_memory'))} / {human_bytes(s.get('peak_memory'))}",
+        ),
+        (
+            "Tracked variables",
+            human_count(len(view.variables)) if view.variables else "none tracked",
+        ),
         ("Unmatched frees", human_count(s.get("unmatched_frees"))),
     ]
     alive = [v for v in view.variables if v["died_s"] is None and v["created_s"] is not None]
     if view.variables:
         lines.append(("Still alive at the end", human_count(len(alive))))
-        lifetimes = sorted(v["lifetime_ns"] for v in view.variables
-                           if v["lifetime_ns"] is not None)
+        lifetimes = sorted(v["lifetime_ns"] for v in view.variables if v["lifetime_ns"] is not None)
         if lifetimes:
-            lines.append(("Median variable lifetime",
-                          human_duration_ns(lifetimes[len(lifetimes) // 2])))
+            lines.append(
+                ("Median variable lifetime", human_duration_ns(lifetimes[len(lifetimes) // 2]))
+            )
     if view.types:
         top = view.types[0]
         lines.append(("Largest type", f"{top['type_name']} ({human_bytes(top['bytes'])})"))
     if view.processes:
         pids = ", ".join(p["pid"] for p in view.processes[:6])
         more = " …" if len(view.processes) > 6 else ""
-        lines.append(("Processes", f"{len(view.processes)} "
-                      f"(pid{'s' if len(view.processes) > 1 else ''} {pids}{more})"))
+        lines.append(
+            (
+                "Processes",
+                f"{len(view.processes)} (pid{'s' if len(view.processes) > 1 else ''} {pids}{more})",
+            )
+        )
     return [(k, charts.shorten_value(v)) for k, v in lines]
 
 
@@ -89,17 +97,26 @@ class MemoryAnalysisSvg:
             distribution=extract.distribution(report(reports, "performance")),
             sites=extract.sites(extract.pick(mem, "top_allocation_sites")),
             processes=extract.processes(reports),
-            problems={k: v for k, v in probs.items()
-                      if k in ("memory_analysis", "lifetime", "performance")},
-            generated_at=str(extract.pick(extract.pick(mem, "metadata"), "generated_at",
-                                           default="")),
+            problems={
+                k: v
+                for k, v in probs.items()
+                if k in ("memory_analysis", "lifetime", "performance")
+            },
+            generated_at=str(
+                extract.pick(extract.pick(mem, "metadata"), "generated_at", default="")
+            ),
         )
 
     def chart(self, view: MemoryAnalysisView) -> alt.VConcatChart:
         """The composed Altair chart (for callers that want an Altair object)."""
-        return alt.vconcat(*[p[0] if len(p) == 1 else alt.hconcat(*p) for p in self._rows(view)],
-                           spacing=34).resolve_scale(color="independent").properties(
-            title=self._title(view)).configure(**charts.theme_config())
+        return (
+            alt.vconcat(
+                *[p[0] if len(p) == 1 else alt.hconcat(*p) for p in self._rows(view)], spacing=34
+            )
+            .resolve_scale(color="independent")
+            .properties(title=self._title(view))
+            .configure(**charts.theme_config())
+        )
 
     def spec(self, view: MemoryAnalysisView) -> dict[str, Any]:
         """The Vega-Lite spec of :meth:`chart`, assembled from each part's own spec.
@@ -119,10 +136,13 @@ class MemoryAnalysisSvg:
                 specs.append(d)
             rows.append(specs[0] if len(specs) == 1 else {"hconcat": specs})
         return {
-            "$schema": alt.SCHEMA_URL, "vconcat": rows, "spacing": 34,
+            "$schema": alt.SCHEMA_URL,
+            "vconcat": rows,
+            "spacing": 34,
             "resolve": {"scale": {"color": "independent"}},
             "title": self._title(view).to_dict(validate=False),
-            "config": charts.theme_config(), "datasets": datasets,
+            "config": charts.theme_config(),
+            "datasets": datasets,
         }
 
     def _rows(self, view: MemoryAnalysisView) -> list[list[Any]]:
@@ -134,20 +154,31 @@ class MemoryAnalysisSvg:
             [charts.metric_cards(view.stats, WIDTH, len(view.processes))],
             [charts.memory_timeline(view.series, WIDTH - 80, peaks=view.peaks)],
             [treemap.type_treemap(view.types, WIDTH, 380)],
-            [charts.size_distribution(view.distribution, HALF - 40),
-             charts.variables_by_category(view.variables, HALF - 40)],
+            [
+                charts.size_distribution(view.distribution, HALF - 40),
+                charts.variables_by_category(view.variables, HALF - 40),
+            ],
             [charts.top_sites(view.sites, HALF), charts.summary(_summary_lines(view), HALF)],
         ]
         return rows
 
     def _title(self, view: MemoryAnalysisView) -> alt.TitleParams:
-        subtitle = [f"{len(view.processes)} process(es) · generated {view.generated_at}"
-                    if view.generated_at else f"{len(view.processes)} process(es)"]
+        subtitle = [
+            f"{len(view.processes)} process(es) · generated {view.generated_at}"
+            if view.generated_at
+            else f"{len(view.processes)} process(es)"
+        ]
         for proc in view.processes[:3]:
             subtitle.append(charts.shorten_value(f"pid {proc['pid']}: {proc['argv']}", 140))
-        return alt.TitleParams("memscope · memory analysis", subtitle=subtitle, fontSize=22,
-                               subtitleFontSize=12, subtitleColor=charts.MUTED,
-                               anchor="start", offset=16)
+        return alt.TitleParams(
+            "memscope · memory analysis",
+            subtitle=subtitle,
+            fontSize=22,
+            subtitleFontSize=12,
+            subtitleColor=charts.MUTED,
+            anchor="start",
+            offset=16,
+        )
 
     def render(self, obj: MemoryAnalysisView, fileobj: BinaryIO) -> None:
         """Render the chart to SVG (one vl-convert call)."""

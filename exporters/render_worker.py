@@ -47,7 +47,10 @@ class SvgRenderer:
     def __init__(self) -> None:
         self._proc: subprocess.Popen[str] | None = subprocess.Popen(
             [sys.executable, "-m", "memscope.exporters.render_worker"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
 
     def submit(self, source: Path, out: Path) -> None:
         """Ask for the SVG of the analysis files in ``source``, written into ``out``."""
@@ -88,8 +91,7 @@ class SvgRenderer:
         if proc.stdout is not None:
             proc.stdout.close()
         if not wait:  # reaped by a thread, whenever its teardown is over
-            threading.Thread(target=proc.wait, name="memscope-renderer-reaper",
-                             daemon=True).start()
+            threading.Thread(target=proc.wait, name="memscope-renderer-reaper", daemon=True).start()
             return
         try:
             proc.wait(timeout=30)

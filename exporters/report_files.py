@@ -57,8 +57,11 @@ def find_reports(directory: str | Path, *, symlinks: bool = True) -> dict[str, P
     found: dict[str, Path] = {}
     if not root.is_dir():
         return found
-    candidates = sorted(p for p in root.iterdir() if p.suffix == ".json" and p.is_file()
-                        and (symlinks or not p.is_symlink()))
+    candidates = sorted(
+        p
+        for p in root.iterdir()
+        if p.suffix == ".json" and p.is_file() and (symlinks or not p.is_symlink())
+    )
     for kind in KINDS:
         # "x_memory_analysis.json" must not also count as an "analysis" of another kind whose
         # name is its suffix; KINDS have no such overlap except by full suffix, checked here.

@@ -33,6 +33,7 @@ class Headers(Protocol):
     def get(self, name: str, default: None = None) -> str | None:
         """The header's value, or None."""
 
+
 _LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
@@ -65,8 +66,9 @@ def _machine_names() -> set[str]:
 class Access:
     """The Host check and the token of one server."""
 
-    def __init__(self, bind_host: str, port: int, token: str | None,
-                 allow_hosts: Iterable[str] = ()) -> None:
+    def __init__(
+        self, bind_host: str, port: int, token: str | None, allow_hosts: Iterable[str] = ()
+    ) -> None:
         self.token = token
         self.cookie = f"{COOKIE}_{port}"
         self.loopback = is_loopback(bind_host)

@@ -88,8 +88,9 @@ class PooledServer(socketserver.TCPServer):
     request_queue_size = 128
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], handler: type[socketserver.BaseRequestHandler]
-                 ) -> None:
+    def __init__(
+        self, address: tuple[str, int], handler: type[socketserver.BaseRequestHandler]
+    ) -> None:
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, handler)
@@ -106,8 +107,9 @@ class PooledServer(socketserver.TCPServer):
         self._wake_r.setblocking(False)
         self._heads.register(self._wake_r, selectors.EVENT_READ, None)
         self._closing = threading.Event()
-        self._reader = threading.Thread(target=self._read_heads, name="memscope-http-heads",
-                                        daemon=True)
+        self._reader = threading.Thread(
+            target=self._read_heads, name="memscope-http-heads", daemon=True
+        )
         self._reader.start()
 
     # -- accepting: called on the serve_forever thread --------------------------------------
@@ -120,8 +122,11 @@ class PooledServer(socketserver.TCPServer):
             self._waiting[sock.fileno()] = waiting
             self._heads.register(sock, selectors.EVENT_READ, waiting)
             overflow = len(self._waiting) - self.max_pending
-            oldest = (sorted(self._waiting.values(), key=lambda w: w.deadline)[:overflow]
-                      if overflow > 0 else [])
+            oldest = (
+                sorted(self._waiting.values(), key=lambda w: w.deadline)[:overflow]
+                if overflow > 0
+                else []
+            )
         for entry in oldest:
             self._drop(entry)
         self._wake_w.send(b"\0")
@@ -166,8 +171,10 @@ class PooledServer(socketserver.TCPServer):
             self._pool.submit(self._serve, entry.sock, entry.address, bytes(entry.buffer))
         elif len(entry.buffer) > MAX_HEAD_BYTES:
             try:
-                entry.sock.send(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-                                b"Content-Length: 0\r\nConnection: close\r\n\r\n")
+                entry.sock.send(
+                    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+                    b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+                )
             except OSError:
                 pass  # the client is gone; it is closed below either way
             self._drop(entry)

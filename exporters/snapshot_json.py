@@ -53,16 +53,22 @@ def _hierarchy(types: list[dict[str, Any]], variables: list[dict[str, Any]]) -> 
     out: dict[str, Any] = {}
     for cat, subs in sorted(tree.items(), key=lambda kv: kv[0]):
         cat_total = sum(t["bytes"] for ts in subs.values() for t in ts)
-        cat_out: dict[str, Any] = {"subcategories": {}, "summary": {
-            "total_size_bytes": cat_total, "subcategory_count": len(subs),
-            "percentage_of_total": _pct(cat_total, total)}}
+        cat_out: dict[str, Any] = {
+            "subcategories": {},
+            "summary": {
+                "total_size_bytes": cat_total,
+                "subcategory_count": len(subs),
+                "percentage_of_total": _pct(cat_total, total),
+            },
+        }
         for sub, ts in sorted(subs.items(), key=lambda kv: kv[0]):
             sub_total = sum(t["bytes"] for t in ts)
             rows = []
             for t in sorted(ts, key=lambda t: -t["bytes"]):
                 tracked = by_type.get(t["type_name"], [])
                 row: dict[str, Any] = {
-                    "type_name": t["type_name"], "size_bytes": t["bytes"],
+                    "type_name": t["type_name"],
+                    "size_bytes": t["bytes"],
                     "percentage_of_subcategory": _pct(t["bytes"], sub_total),
                     "percentage_of_total": _pct(t["bytes"], total),
                     "variable_names": t["variables"] or [v["name"] for v in tracked],
@@ -73,10 +79,15 @@ def _hierarchy(types: list[dict[str, Any]], variables: list[dict[str, Any]]) -> 
                 if t["deep_bytes"] is not None:
                     row["deep_size_bytes"] = t["deep_bytes"]
                 rows.append(row)
-            cat_out["subcategories"][sub] = {"types": rows, "summary": {
-                "total_size_bytes": sub_total, "type_count": len(ts),
-                "percentage_of_category": _pct(sub_total, cat_total),
-                "percentage_of_total": _pct(sub_total, total)}}
+            cat_out["subcategories"][sub] = {
+                "types": rows,
+                "summary": {
+                    "total_size_bytes": sub_total,
+                    "type_count": len(ts),
+                    "percentage_of_category": _pct(sub_total, cat_total),
+                    "percentage_of_total": _pct(sub_total, total),
+                },
+            }
         out[cat] = cat_out
     return out
 
@@ -93,10 +104,13 @@ class MemorySnapshotJson:
         t0 = extract.run_start(reports)
         stats = extract.stats(mem)
         summary_keys = {
-            "active_allocations": "active_allocations", "active_memory_bytes": "active_memory",
-            "peak_memory_bytes": "peak_memory", "total_allocations": "total_allocations",
+            "active_allocations": "active_allocations",
+            "active_memory_bytes": "active_memory",
+            "peak_memory_bytes": "peak_memory",
+            "total_allocations": "total_allocations",
             "total_deallocations": "total_deallocations",
-            "total_memory_bytes": "total_allocated", "total_freed_bytes": "total_freed",
+            "total_memory_bytes": "total_allocated",
+            "total_freed_bytes": "total_freed",
         }
         summary = {k: stats[v] for k, v in summary_keys.items() if stats.get(v) is not None}
         source = extract.pick(mem, "metadata", default={})
@@ -104,17 +118,27 @@ class MemorySnapshotJson:
             "description": "Hierarchical memory analysis with categories and subcategories",
             "format_version": FORMAT_VERSION,
             "timestamp": datetime.now(UTC).isoformat(),
-            "source": {k: source[k] for k in ("source_log_id", "generated_at", "format_version",
-                                              "analyzer", "processes")
-                       if isinstance(source, dict) and k in source},
+            "source": {
+                k: source[k]
+                for k in (
+                    "source_log_id",
+                    "generated_at",
+                    "format_version",
+                    "analyzer",
+                    "processes",
+                )
+                if isinstance(source, dict) and k in source
+            },
         }
-        problems = {k: v for k, v in extract.problem_messages(reports).items()
-                    if k in ("memory_analysis", "lifetime")}
+        problems = {
+            k: v
+            for k, v in extract.problem_messages(reports).items()
+            if k in ("memory_analysis", "lifetime")
+        }
         if problems:
             metadata["problems"] = problems
         return {
-            "memory_hierarchy": _hierarchy(extract.types(mem),
-                                           extract.variables(mem, life, t0)),
+            "memory_hierarchy": _hierarchy(extract.types(mem), extract.variables(mem, life, t0)),
             "summary": summary,
             "metadata": metadata,
         }

@@ -62,8 +62,12 @@ def squarify(sizes: Sequence[float], rect: Rect) -> list[Rect]:
     return out
 
 
-def type_treemap(types: list[dict[str, Any]], width: int = 1180, height: int = 360,
-                 max_types_per_category: int = 24) -> Any:
+def type_treemap(
+    types: list[dict[str, Any]],
+    width: int = 1180,
+    height: int = 360,
+    max_types_per_category: int = 24,
+) -> Any:
     """A squarified treemap: categories, then types, labelled with sizes and variable names."""
     title = "Memory by type (category → type; tracked variables named inside)"
     positive = [t for t in types if t["bytes"] > 0]
@@ -80,15 +84,39 @@ def type_treemap(types: list[dict[str, Any]], width: int = 1180, height: int = 3
     for (cat, ts), (cx, cy, cw, ch) in zip(cats, cat_rects, strict=True):
         cat_bytes = sum(t["bytes"] for t in ts)
         header = 18 if ch > 40 and cw > 60 else 0
-        boxes.append({"level": 0, "category": cat, "x": cx, "y": cy, "x2": cx + cw,
-                      "y2": cy + ch, "name": cat, "size": human_bytes(cat_bytes),
-                      "share": human_percent(cat_bytes / total), "vars": ""})
+        boxes.append(
+            {
+                "level": 0,
+                "category": cat,
+                "x": cx,
+                "y": cy,
+                "x2": cx + cw,
+                "y2": cy + ch,
+                "name": cat,
+                "size": human_bytes(cat_bytes),
+                "share": human_percent(cat_bytes / total),
+                "vars": "",
+            }
+        )
         if header:
-            labels.append({"x": cx + 5, "y": cy + 4, "fs": 11, "fw": "bold", "c": INK,
-                           "text": _fit([f"{cat} · {human_bytes(cat_bytes)} · "
-                                         f"{human_percent(cat_bytes / total)}",
-                                         f"{cat} · {human_bytes(cat_bytes)}", cat],
-                                        int(cw / 6.6))})
+            labels.append(
+                {
+                    "x": cx + 5,
+                    "y": cy + 4,
+                    "fs": 11,
+                    "fw": "bold",
+                    "c": INK,
+                    "text": _fit(
+                        [
+                            f"{cat} · {human_bytes(cat_bytes)} · "
+                            f"{human_percent(cat_bytes / total)}",
+                            f"{cat} · {human_bytes(cat_bytes)}",
+                            cat,
+                        ],
+                        int(cw / 6.6),
+                    ),
+                }
+            )
         shown = ts[:max_types_per_category]
         rest = ts[max_types_per_category:]
         items = [(t["type_name"], t["bytes"], t["variables"], t["count"]) for t in shown]
@@ -96,59 +124,114 @@ def type_treemap(types: list[dict[str, Any]], width: int = 1180, height: int = 3
             items.append((f"{len(rest)} more types", sum(t["bytes"] for t in rest), [], None))
         inner = (cx + 2, cy + header + 1, max(0.0, cw - 4), max(0.0, ch - header - 3))
         for (name, size, var_names, count), (x, y, w, h) in zip(
-                items, squarify([i[1] for i in items], inner), strict=True):
+            items, squarify([i[1] for i in items], inner), strict=True
+        ):
             vars_text = ", ".join(var_names)
-            boxes.append({"level": 1, "category": cat, "x": x, "y": y, "x2": x + w, "y2": y + h,
-                          "name": name, "size": human_bytes(size),
-                          "share": human_percent(size / total), "vars": vars_text,
-                          "count": count})
+            boxes.append(
+                {
+                    "level": 1,
+                    "category": cat,
+                    "x": x,
+                    "y": y,
+                    "x2": x + w,
+                    "y2": y + h,
+                    "name": name,
+                    "size": human_bytes(size),
+                    "share": human_percent(size / total),
+                    "vars": vars_text,
+                    "count": count,
+                }
+            )
             _box_labels(labels, name, size, var_names, (x, y, w, h))
     data = alt.Data(values=tuple(boxes))  # a tuple: not deep-copied on composition
     x_enc = alt.X("x:Q", scale=alt.Scale(domain=[0, width]), axis=None)
     y_enc = alt.Y("y:Q", scale=alt.Scale(domain=[0, height], reverse=True), axis=None)
-    color = alt.Color("category:N", scale=category_color([c for c, _ in cats]),
-                      legend=alt.Legend(orient="bottom", title=None, columns=8))
-    rects = alt.Chart(data, title=title).mark_rect(stroke="white", strokeWidth=1).encode(
-        x=x_enc, y=y_enc, x2="x2:Q", y2="y2:Q", color=color,
-        opacity=alt.condition("datum.level == 0", alt.value(0.35), alt.value(0.9)),
-        tooltip=[alt.Tooltip("category:N"), alt.Tooltip("name:N", title="type"),
-                 alt.Tooltip("size:N"), alt.Tooltip("share:N"),
-                 alt.Tooltip("vars:N", title="variables")],
+    color = alt.Color(
+        "category:N",
+        scale=category_color([c for c, _ in cats]),
+        legend=alt.Legend(orient="bottom", title=None, columns=8),
     )
-    text = alt.Chart(alt.Data(values=tuple(labels))).mark_text(align="left", baseline="top").encode(
-        x=alt.X("x:Q", scale=alt.Scale(domain=[0, width]), axis=None),
-        y=alt.Y("y:Q", scale=alt.Scale(domain=[0, height], reverse=True), axis=None),
-        text="text:N", size=alt.Size("fs:Q", scale=None, legend=None),
-        color=alt.Color("c:N", scale=None, legend=None),
-        opacity=alt.value(1),
+    rects = (
+        alt.Chart(data, title=title)
+        .mark_rect(stroke="white", strokeWidth=1)
+        .encode(
+            x=x_enc,
+            y=y_enc,
+            x2="x2:Q",
+            y2="y2:Q",
+            color=color,
+            opacity=alt.condition("datum.level == 0", alt.value(0.35), alt.value(0.9)),
+            tooltip=[
+                alt.Tooltip("category:N"),
+                alt.Tooltip("name:N", title="type"),
+                alt.Tooltip("size:N"),
+                alt.Tooltip("share:N"),
+                alt.Tooltip("vars:N", title="variables"),
+            ],
+        )
+    )
+    text = (
+        alt.Chart(alt.Data(values=tuple(labels)))
+        .mark_text(align="left", baseline="top")
+        .encode(
+            x=alt.X("x:Q", scale=alt.Scale(domain=[0, width]), axis=None),
+            y=alt.Y("y:Q", scale=alt.Scale(domain=[0, height], reverse=True), axis=None),
+            text="text:N",
+            size=alt.Size("fs:Q", scale=None, legend=None),
+            color=alt.Color("c:N", scale=None, legend=None),
+            opacity=alt.value(1),
+        )
     )
     bold = text.transform_filter("datum.fw == 'bold'").mark_text(
-        align="left", baseline="top", fontWeight="bold")
+        align="left", baseline="top", fontWeight="bold"
+    )
     plain = text.transform_filter("datum.fw != 'bold'")
     layered = (rects + plain + bold).resolve_scale(color="independent", size="independent")
     return layered.properties(width=width, height=height)
 
 
-def _box_labels(labels: list[dict[str, Any]], name: str, size: float, var_names: list[str],
-                box: tuple[float, float, float, float]) -> None:
+def _box_labels(
+    labels: list[dict[str, Any]],
+    name: str,
+    size: float,
+    var_names: list[str],
+    box: tuple[float, float, float, float],
+) -> None:
     x, y, w, h = box
     if w < 38 or h < 16:
         return
     chars = int((w - 8) / 6.6)
     if chars < 5 and len(name) > chars:
         return
-    labels.append({"x": x + 4, "y": y + 3, "fs": 11, "fw": "bold", "c": "white",
-                   "text": name if len(name) <= chars else name[:chars - 1] + "…"})
+    labels.append(
+        {
+            "x": x + 4,
+            "y": y + 3,
+            "fs": 11,
+            "fw": "bold",
+            "c": "white",
+            "text": name if len(name) <= chars else name[: chars - 1] + "…",
+        }
+    )
     size_text = human_bytes(size)
     if h >= 30 and len(size_text) <= int((w - 8) / 6):
-        labels.append({"x": x + 4, "y": y + 17, "fs": 10, "fw": "", "c": "white",
-                       "text": size_text})
+        labels.append(
+            {"x": x + 4, "y": y + 17, "fs": 10, "fw": "", "c": "white", "text": size_text}
+        )
     lines = int((h - 33) // 12)
-    for i, var in enumerate(var_names[:max(0, lines)]):
+    for i, var in enumerate(var_names[: max(0, lines)]):
         more = len(var_names) - i - 1
         text = var if i < lines - 1 or more == 0 else f"{var} (+{more} more)"
-        labels.append({"x": x + 4, "y": y + 31 + 12 * i, "fs": 9, "fw": "", "c": "#f1f5f9",
-                       "text": shorten(text, int((w - 8) / 5.4))})
+        labels.append(
+            {
+                "x": x + 4,
+                "y": y + 31 + 12 * i,
+                "fs": 9,
+                "fw": "",
+                "c": "#f1f5f9",
+                "text": shorten(text, int((w - 8) / 5.4)),
+            }
+        )
 
 
 def _fit(candidates: list[str], chars: int) -> str:

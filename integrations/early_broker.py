@@ -37,8 +37,9 @@ class EarlyBroker:
         self._settings = settings
         self._broker: Any = None
         self._error: str | None = None
-        self._thread = threading.Thread(target=self._start, daemon=True,
-                                        name=f"{OWN_THREAD_PREFIX}broker-start")
+        self._thread = threading.Thread(
+            target=self._start, daemon=True, name=f"{OWN_THREAD_PREFIX}broker-start"
+        )
         self._thread.start()
 
     def _start(self) -> None:
@@ -48,8 +49,7 @@ class EarlyBroker:
         from memscope.broker import start_embedded
 
         try:
-            self._broker = start_embedded(self._log_dir, bind=self.address,
-                                          settings=self._settings)
+            self._broker = start_embedded(self._log_dir, bind=self.address, settings=self._settings)
         except (RuntimeError, OSError) as exc:  # reported by ready()
             self._error = str(exc)
 
@@ -61,9 +61,11 @@ class EarlyBroker:
         """
         self._thread.join(READY_TIMEOUT_S)
         if self._broker is None:
-            raise RuntimeError(f"the embedded broker did not start: {self._error}"
-                               if self._error else "the embedded broker did not start in "
-                               f"{READY_TIMEOUT_S:.0f} s")
+            raise RuntimeError(
+                f"the embedded broker did not start: {self._error}"
+                if self._error
+                else f"the embedded broker did not start in {READY_TIMEOUT_S:.0f} s"
+            )
         return self._broker
 
     def stop(self) -> None:

@@ -51,8 +51,9 @@ def parser() -> argparse.ArgumentParser:
 class CellResult:
     """What a traced cell produced; shown by IPython as text and as HTML."""
 
-    def __init__(self, run_dir: Path, output: str, stats_text: str, page: str,
-                 stats: dict[str, Any]) -> None:
+    def __init__(
+        self, run_dir: Path, output: str, stats_text: str, page: str, stats: dict[str, Any]
+    ) -> None:
         self.run_dir = run_dir
         self.output = output
         self.stats_text = stats_text
@@ -63,12 +64,16 @@ class CellResult:
         return f"memscope run {self.run_dir}\n{self.stats_text}"
 
     def _repr_html_(self) -> str:
-        frame = (f'<iframe sandbox="allow-scripts" style="width:100%;height:{FRAME_HEIGHT}px;'
-                 f'border:1px solid #ccd" title="memscope flame graph" '
-                 f'srcdoc="{html.escape(self.page, quote=True)}"></iframe>')
-        return (f'<div class="memscope-cell"><pre>{html.escape(self.stats_text)}</pre>'
-                f'<p>run directory: <code>{html.escape(str(self.run_dir))}</code></p>'
-                f'{frame}</div>')
+        frame = (
+            f'<iframe sandbox="allow-scripts" style="width:100%;height:{FRAME_HEIGHT}px;'
+            f'border:1px solid #ccd" title="memscope flame graph" '
+            f'srcdoc="{html.escape(self.page, quote=True)}"></iframe>'
+        )
+        return (
+            f'<div class="memscope-cell"><pre>{html.escape(self.stats_text)}</pre>'
+            f"<p>run directory: <code>{html.escape(str(self.run_dir))}</code></p>"
+            f"{frame}</div>"
+        )
 
 
 def run_cell(cell: str, line: str = "", cwd: str | Path | None = None) -> CellResult:
@@ -92,17 +97,20 @@ def run_cell(cell: str, line: str = "", cwd: str | Path | None = None) -> CellRe
     with tempfile.TemporaryDirectory(prefix="memscope-cell-") as tmp:
         script = Path(tmp) / "cell.py"
         script.write_text(cell, "utf-8")
-        command = [sys.executable, "-m", "memscope", "run", "--out", str(run_dir),
-                   "--no-report"]
+        command = [sys.executable, "-m", "memscope", "run", "--out", str(run_dir), "--no-report"]
         if args.mode:
             command += ["--mode", args.mode]
-        done = subprocess.run([*command, str(script)], cwd=base, capture_output=True,
-                              text=True, check=False)
+        done = subprocess.run(
+            [*command, str(script)], cwd=base, capture_output=True, text=True, check=False
+        )
     output = done.stdout + "".join(
-        line + "\n" for line in done.stderr.splitlines() if not line.startswith("memscope:"))
+        line + "\n" for line in done.stderr.splitlines() if not line.startswith("memscope:")
+    )
     if not (run_dir / "events").is_dir():
-        raise MagicError("%%memscope: the cell could not be traced: "
-                         + (done.stderr.strip().splitlines() or ["no log written"])[-1])
+        raise MagicError(
+            "%%memscope: the cell could not be traced: "
+            + (done.stderr.strip().splitlines() or ["no log written"])[-1]
+        )
     opts = FlameOptions(at=args.at, leaks=args.leaks, temporal=args.temporal)
     try:
         stats = collect(str(run_dir))

@@ -22,9 +22,11 @@ MARKER_KEYWORDS: dict[str, dict[str, Any]] = {
     "limit_leaks": {"current_thread_only": False, "filter_fn": None},
 }
 #: pytest-memray's options that memscope reads: (flag, dest, default).
-SHARED_OPTIONS = (("--most-allocations", "most_allocations", 5),
-                  ("--stacks", "stacks", 1),
-                  ("--fail-on-increase", "fail_on_increase", False))
+SHARED_OPTIONS = (
+    ("--most-allocations", "most_allocations", 5),
+    ("--stacks", "stacks", 1),
+    ("--fail-on-increase", "fail_on_increase", False),
+)
 
 
 @dataclass(frozen=True)
@@ -57,19 +59,32 @@ def _positive(text: str) -> int:
 
 def add_options(group: Any, pluginmanager: Any) -> None:
     """Declare pytest-memray's shared options unless pytest-memray will."""
-    memray_loads = (importlib.util.find_spec("pytest_memray") is not None
-                    and not pluginmanager.is_blocked("memray"))
+    memray_loads = importlib.util.find_spec(
+        "pytest_memray"
+    ) is not None and not pluginmanager.is_blocked("memray")
     if memray_loads:
         return
-    group.addoption("--most-allocations", type=int, default=5, dest="most_allocations",
-                    help="with --memscope: show the N marked tests that allocated most "
-                         "(0: all)")
-    group.addoption("--stacks", type=_positive, default=1, dest="stacks",
-                    help="with --memscope: frames shown per allocation site in failures")
-    group.addoption("--fail-on-increase", action="store_true", default=False,
-                    dest="fail_on_increase",
-                    help="with --memscope: fail a limit_memory test whose peak grew since "
-                         "its last run")
+    group.addoption(
+        "--most-allocations",
+        type=int,
+        default=5,
+        dest="most_allocations",
+        help="with --memscope: show the N marked tests that allocated most (0: all)",
+    )
+    group.addoption(
+        "--stacks",
+        type=_positive,
+        default=1,
+        dest="stacks",
+        help="with --memscope: frames shown per allocation site in failures",
+    )
+    group.addoption(
+        "--fail-on-increase",
+        action="store_true",
+        default=False,
+        dest="fail_on_increase",
+        help="with --memscope: fail a limit_memory test whose peak grew since its last run",
+    )
 
 
 def option(config: pytest.Config, dest: str) -> Any:
@@ -86,7 +101,8 @@ def marker_keywords(nodeid: str, name: str, kwargs: dict[str, Any]) -> dict[str,
     if unknown:
         raise pytest.UsageError(
             f"{nodeid}: @pytest.mark.{name} does not take {', '.join(unknown)} "
-            f"(it takes a size and {', '.join(allowed)})")
+            f"(it takes a size and {', '.join(allowed)})"
+        )
     filter_fn = kwargs.get("filter_fn")
     if filter_fn is not None and not callable(filter_fn):
         raise pytest.UsageError(f"{nodeid}: filter_fn of @pytest.mark.{name} must be callable")

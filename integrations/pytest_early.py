@@ -30,7 +30,7 @@ def _option(argv: Sequence[str], name: str) -> str | None:
         if arg == name and i + 1 < len(argv):
             value = argv[i + 1]
         elif arg.startswith(name + "="):
-            value = arg[len(name) + 1:]
+            value = arg[len(name) + 1 :]
     return value
 
 
@@ -41,7 +41,8 @@ def _pytest_command_line() -> list[str] | None:
     """
     program = sys.argv[0] if sys.argv else ""
     if Path(program).name in ("pytest", "py.test") or program.replace("\\", "/").endswith(
-            "pytest/__main__.py"):
+        "pytest/__main__.py"
+    ):
         return list(sys.argv[1:])
     return None
 
@@ -77,8 +78,7 @@ def start_from_argv(argv: Sequence[str] | None = None) -> None:
     from memscope.integrations.early_broker import EarlyBroker
 
     events = str(run_dir.resolve() / "events")
-    _early.update(events=events, broker=EarlyBroker(events, settings), made=made,
-                  run_dir=run_dir)
+    _early.update(events=events, broker=EarlyBroker(events, settings), made=made, run_dir=run_dir)
 
 
 def run_dir() -> Path | None:

@@ -54,17 +54,24 @@ def window_events(batches: Iterable[Any], pid: int, t0: int, t1: int) -> dict[st
         if keep.any():
             for name in MEMORY.names:
                 parts[name].append(batch.column(name).to_numpy()[keep])
-    columns = {name: (np.concatenate(values) if values
-                      else np.zeros(0, MEMORY.field(name).type.to_pandas_dtype()))
-               for name, values in parts.items()}
+    columns = {
+        name: (
+            np.concatenate(values)
+            if values
+            else np.zeros(0, MEMORY.field(name).type.to_pandas_dtype())
+        )
+        for name, values in parts.items()
+    }
     order = np.argsort(columns["ts_ns"], kind="stable")  # ties keep log order
     return {name: np.ascontiguousarray(values[order]) for name, values in columns.items()}
 
 
 def _connection_events(con: Any, pid: int, t0: int, t1: int) -> dict[str, np.ndarray]:
     """The window's events from a views connection's ``raw_memory`` (in-memory logs)."""
-    table = con.sql("SELECT * FROM raw_memory WHERE pid = $pid AND ts_ns BETWEEN $t0 AND $t1",
-                    params={"pid": pid, "t0": t0, "t1": t1}).to_arrow_table()
+    table = con.sql(
+        "SELECT * FROM raw_memory WHERE pid = $pid AND ts_ns BETWEEN $t0 AND $t1",
+        params={"pid": pid, "t0": t0, "t1": t1},
+    ).to_arrow_table()
     return window_events(table.to_batches(), pid, t0, t1)
 
 
@@ -88,8 +95,15 @@ def _top(stacks: Any, pid: int, rows: Iterable[tuple[int, int, int]]) -> list[di
     return [{"site": site, "bytes": n, "blocks": c} for site, (n, c) in ranked]
 
 
-def measure(con: Any, pid: int, t0: int, t1: int, filename: str, function: str,
-            events: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+def measure(
+    con: Any,
+    pid: int,
+    t0: int,
+    t1: int,
+    filename: str,
+    function: str,
+    events: dict[str, np.ndarray] | None = None,
+) -> dict[str, Any]:
     """The test's peak and leaks (see the module docstring).
 
     ``con``: a views connection (its stack tree names the sites); ``events``: the window's
@@ -113,17 +127,27 @@ def measure(con: Any, pid: int, t0: int, t1: int, filename: str, function: str,
     if peak_bytes > 0:
         peak_ts = int(procs["peak_ts_ns"][row[0]])
         mine = sites["pid"] == pid
-        peak_sites = _top(stacks, pid, zip(sites["stack_id"][mine].tolist(),
-                                           sites["peak_bytes"][mine].tolist(),
-                                           sites["peak_blocks"][mine].tolist(), strict=True))
+        peak_sites = _top(
+            stacks,
+            pid,
+            zip(
+                sites["stack_id"][mine].tolist(),
+                sites["peak_bytes"][mine].tolist(),
+                sites["peak_blocks"][mine].tolist(),
+                strict=True,
+            ),
+        )
     else:
         peak_bytes = 0
     live = (blocks["pid"] == pid) & (blocks["state"] == LIVE)
     live_stacks = blocks["stack_id"][live]
-    own = stacks.matching(lambda frame: frame[0] == function and frame[1] == filename,
-                          {(pid, int(s)) for s in np.unique(live_stacks).tolist()})
-    leaking = np.fromiter(((pid, int(s)) in own for s in live_stacks.tolist()), bool,
-                          len(live_stacks))
+    own = stacks.matching(
+        lambda frame: frame[0] == function and frame[1] == filename,
+        {(pid, int(s)) for s in np.unique(live_stacks).tolist()},
+    )
+    leaking = np.fromiter(
+        ((pid, int(s)) in own for s in live_stacks.tolist()), bool, len(live_stacks)
+    )
     leaked_sizes = blocks["size"][live][leaking]
     leaked = int(leaked_sizes.sum())
     return {
@@ -132,10 +156,18 @@ def measure(con: Any, pid: int, t0: int, t1: int, filename: str, function: str,
         "peak_sites": peak_sites,
         "leaked_bytes": leaked,
         "leaked_blocks": int(leaking.sum()),
-        "leak_sites": _top(stacks, pid, zip(live_stacks[leaking].tolist(),
-                                            leaked_sizes.tolist(),
-                                            [1] * int(leaking.sum()), strict=True))
-        if leaked else [],
+        "leak_sites": _top(
+            stacks,
+            pid,
+            zip(
+                live_stacks[leaking].tolist(),
+                leaked_sizes.tolist(),
+                [1] * int(leaking.sum()),
+                strict=True,
+            ),
+        )
+        if leaked
+        else [],
     }
 
 
@@ -143,8 +175,11 @@ def main(argv: list[str] | None = None) -> int:
     """Answer one request (see the module docstring) as JSON on stdout."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 6:
-        print("usage: python -m memscope.integrations.pytest_measure LOG PID T0 T1 FILENAME "
-              f"FUNCTION (got {len(args)} arguments)", file=sys.stderr)
+        print(
+            "usage: python -m memscope.integrations.pytest_measure LOG PID T0 T1 FILENAME "
+            f"FUNCTION (got {len(args)} arguments)",
+            file=sys.stderr,
+        )
         return 2
     log, pid, t0, t1, filename, function = args
     from memscope.analyzers.state import LogCursor
@@ -155,8 +190,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         reader = open_reader(log)
         cursor = LogCursor()
-        batches = [*cursor.new_batches(reader, "memory"),
-                   *decode_chunk_batches(cursor.new_batches(reader, "memory_chunks"))]
+        batches = [
+            *cursor.new_batches(reader, "memory"),
+            *decode_chunk_batches(cursor.new_batches(reader, "memory_chunks")),
+        ]
         events = window_events(batches, int(pid), int(t0), int(t1))
         con = connect(reader, raw_memory=False)  # the stack tree and frames only
         answer = measure(con, int(pid), int(t0), int(t1), filename, function, events)

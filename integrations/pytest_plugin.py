@@ -90,15 +90,26 @@ _STATE = pytest.StashKey[_State]()
 def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
     """``--memscope``, ``--memscope-dir``, ``--memscope-report`` (and pytest-memray's)."""
     group = parser.getgroup("memscope", "memory analysis with memscope")
-    group.addoption("--memscope", action="store_true", default=False,
-                    help="trace the test session into a memscope log and check the "
-                         "limit_memory / limit_leaks markers")
-    group.addoption("--memscope-dir", metavar="DIR", default=None,
-                    help="the run directory (log in DIR/events; default "
-                         "MemoryAnalysis/pytest-<time>/)")
-    group.addoption("--memscope-report", action="store_true", default=False,
-                    help="with --memscope: also write the analysis files and reports into "
-                         "the run directory at the end")
+    group.addoption(
+        "--memscope",
+        action="store_true",
+        default=False,
+        help="trace the test session into a memscope log and check the "
+        "limit_memory / limit_leaks markers",
+    )
+    group.addoption(
+        "--memscope-dir",
+        metavar="DIR",
+        default=None,
+        help="the run directory (log in DIR/events; default MemoryAnalysis/pytest-<time>/)",
+    )
+    group.addoption(
+        "--memscope-report",
+        action="store_true",
+        default=False,
+        help="with --memscope: also write the analysis files and reports into "
+        "the run directory at the end",
+    )
     from memscope.integrations.pytest_compat import add_options
 
     add_options(group, pluginmanager)
@@ -119,12 +130,16 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     """Declare the markers; nothing else happens here."""
     config.addinivalue_line(
-        "markers", "limit_memory(size, current_thread_only=False): with --memscope, fail if "
-        "the test's allocations peak above size (e.g. '24 MB')")
+        "markers",
+        "limit_memory(size, current_thread_only=False): with --memscope, fail if "
+        "the test's allocations peak above size (e.g. '24 MB')",
+    )
     config.addinivalue_line(
-        "markers", "limit_leaks(size, filter_fn=None, current_thread_only=False): with "
+        "markers",
+        "limit_leaks(size, filter_fn=None, current_thread_only=False): with "
         "--memscope, fail if more than size allocated by the test's own code is still alive "
-        "when it ends (e.g. '1 MB')")
+        "when it ends (e.g. '1 MB')",
+    )
     config.stash[_STATE] = _State()
 
 
@@ -263,8 +278,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if state.run_dir is None:
         from memscope.config import load_settings
 
-        state.messages.append("memscope: the session's events went to the broker at "
-                              f"{load_settings().broker_address}")
+        state.messages.append(
+            f"memscope: the session's events went to the broker at {load_settings().broker_address}"
+        )
         return
     events = state.run_dir / "events"
     state.messages.append(f"memscope: the session's log is {events}")
@@ -276,12 +292,14 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         write_reports(state.run_dir, state.run_dir)
         state.messages.append(
             f"memscope: analysis files and reports in {state.run_dir} "
-            f"(dashboard: {state.run_dir / 'dashboard.html'})")
+            f"(dashboard: {state.run_dir / 'dashboard.html'})"
+        )
     else:
         state.messages.append(
             f"memscope: reports with `memscope analyze {state.run_dir}` and "
             f"`memscope report {state.run_dir}`, or SQL with `memscope query {state.run_dir} "
-            "\"select * from stacks limit 10\"`")
+            '"select * from stacks limit 10"`'
+        )
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
@@ -312,7 +330,8 @@ def _limits(item: pytest.Item) -> dict[str, tuple[int, dict[str, Any]]]:
             continue
         if len(marker.args) != 1:
             raise pytest.UsageError(
-                f"{item.nodeid}: @pytest.mark.{name} takes one size, like {name}('24 MB')")
+                f"{item.nodeid}: @pytest.mark.{name} takes one size, like {name}('24 MB')"
+            )
         try:
             size = parse_size(marker.args[0])
         except ValueError as exc:
@@ -341,11 +360,17 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
     state = item.config.stash[_STATE]
     if not limits or not _start(item.config, state):
         if limits:
-            item.add_report_section("call", "memscope", "tracing is disabled "
-                                    "(MEMSCOPE_DISABLE); memory limits were not checked")
-            item.warn(pytest.PytestWarning(
-                "memscope: tracing is disabled (MEMSCOPE_DISABLE); "
-                f"{', '.join(limits)} not checked"))
+            item.add_report_section(
+                "call",
+                "memscope",
+                "tracing is disabled (MEMSCOPE_DISABLE); memory limits were not checked",
+            )
+            item.warn(
+                pytest.PytestWarning(
+                    "memscope: tracing is disabled (MEMSCOPE_DISABLE); "
+                    f"{', '.join(limits)} not checked"
+                )
+            )
         return (yield)
     from memscope.producer import _tracer
 
@@ -388,8 +413,13 @@ def _helper(state: _State, log: str) -> subprocess.Popen[str]:
     if state.helper is None or state.helper.poll() is not None:
         state.helper = subprocess.Popen(
             [sys.executable, "-m", "memscope.integrations.pytest_window", log],
-            env=offline.untraced_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, bufsize=1)
+            env=offline.untraced_env(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+        )
     return state.helper
 
 
@@ -404,50 +434,66 @@ def _stop_helper(state: _State) -> None:
         helper.communicate()
 
 
-def _measure_all(item: pytest.Item, state: _State, tap: Any,
-                 limits: dict[str, tuple[int, dict[str, Any]]], window: tuple[int, int],
-                 tid: int | None) -> dict[int | None, dict[str, Any]]:
+def _measure_all(
+    item: pytest.Item,
+    state: _State,
+    tap: Any,
+    limits: dict[str, tuple[int, dict[str, Any]]],
+    window: tuple[int, int],
+    tid: int | None,
+) -> dict[int | None, dict[str, Any]]:
     """The figures of each thread filter the markers ask for (one request per filter)."""
     t0, t1 = window
     measured: dict[int | None, dict[str, Any]] = {}
     for _, keywords in limits.values():
         thread = tid if keywords["current_thread_only"] else None
         if thread not in measured:
-            measured[thread] = (_measure_here(item, tap, t0, t1, thread) if tap is not None
-                                else _measure(item, state, t0, t1, thread))
+            measured[thread] = (
+                _measure_here(item, tap, t0, t1, thread)
+                if tap is not None
+                else _measure(item, state, t0, t1, thread)
+            )
     return measured
 
 
-def _measure_here(item: pytest.Item, tap: Any, t0: int, t1: int,
-                  tid: int | None) -> dict[str, Any]:
+def _measure_here(item: pytest.Item, tap: Any, t0: int, t1: int, tid: int | None) -> dict[str, Any]:
     """The window's figures from the session's tap, this thread paused (untraced work)."""
     from memscope.api import tracker as api
 
     session = api._session
     if session is None:
-        pytest.fail(f"memscope: could not measure {item.nodeid}: tracing was stopped",
-                    pytrace=False)
+        pytest.fail(
+            f"memscope: could not measure {item.nodeid}: tracing was stopped", pytrace=False
+        )
     filename, function = _test_code(item)
     token = session.capture.pause()
     try:
         if not session.publisher.drained(MEASURE_TIMEOUT_S):
-            pytest.fail(f"memscope: could not measure {item.nodeid}: the tracer's events "
-                        f"were not drained in {MEASURE_TIMEOUT_S:.0f} s", pytrace=False)
+            pytest.fail(
+                f"memscope: could not measure {item.nodeid}: the tracer's events "
+                f"were not drained in {MEASURE_TIMEOUT_S:.0f} s",
+                pytrace=False,
+            )
         answer: dict[str, Any] = tap.answer(t0, t1, filename, function, tid)
     finally:
         session.capture.resume(token)
     return answer
 
 
-def _measure(item: pytest.Item, state: _State, t0: int, t1: int,
-             tid: int | None) -> dict[str, Any]:
+def _measure(item: pytest.Item, state: _State, t0: int, t1: int, tid: int | None) -> dict[str, Any]:
     try:
         log = _log_dir(state)  # every event so far is durable in the log
     except RuntimeError as exc:
         pytest.fail(f"memscope: could not measure {item.nodeid}: {exc}", pytrace=False)
     filename, function = _test_code(item)
-    request = {"pid": os.getpid(), "t0": t0, "t1": t1, "filename": filename,
-               "function": function, "tid": tid}
+    request = {
+        "pid": os.getpid(),
+        "t0": t0,
+        "t1": t1,
+        "filename": filename,
+        "function": function,
+        "tid": tid,
+    }
     helper = _helper(state, log)
     assert helper.stdin is not None and helper.stdout is not None
     try:
@@ -459,15 +505,15 @@ def _measure(item: pytest.Item, state: _State, t0: int, t1: int,
     line = helper.stdout.readline() if ready else ""
     if not ready:
         helper.kill()
-        pytest.fail(f"memscope: measuring {item.nodeid} took over {MEASURE_TIMEOUT_S:.0f} s",
-                    pytrace=False)
+        pytest.fail(
+            f"memscope: measuring {item.nodeid} took over {MEASURE_TIMEOUT_S:.0f} s", pytrace=False
+        )
     answer: dict[str, Any] = json.loads(line) if line else {}
     if not line:
         reason = (helper.stderr.read() if helper.stderr else "").strip().splitlines()[-1:]
         answer = {"error": reason[0] if reason else "the helper process ended"}
     if "error" in answer:
-        pytest.fail(f"memscope: could not measure {item.nodeid}: {answer['error']}",
-                    pytrace=False)
+        pytest.fail(f"memscope: could not measure {item.nodeid}: {answer['error']}", pytrace=False)
     return answer
 
 
@@ -483,8 +529,10 @@ def _sites(groups: list[dict[str, Any]], root: Path, frames: int) -> str:
         stack = group["frames"] or [["<no Python frame>", "", 0]]
         first, *rest = stack[:frames]
         site = _frame_text(first, root) if group["frames"] else "<no Python frame>"
-        lines.append(f"    {human_bytes(group['bytes']):>10} in {group['blocks']:>6} block"
-                     f"{'s' if group['blocks'] != 1 else ' '}  {site}")
+        lines.append(
+            f"    {human_bytes(group['bytes']):>10} in {group['blocks']:>6} block"
+            f"{'s' if group['blocks'] != 1 else ' '}  {site}"
+        )
         lines += [f"{'':32}called from {_frame_text(f, root)}" for f in rest]
     return "\n".join(lines)
 
@@ -493,8 +541,9 @@ def _summary(figures: dict[str, Any]) -> str:
     return f"peak of memory allocated during the test: {human_bytes(figures['peak_bytes'])}\n"
 
 
-def _check(item: pytest.Item, name: str, limit: int, keywords: dict[str, Any],
-           figures: dict[str, Any]) -> list[str]:
+def _check(
+    item: pytest.Item, name: str, limit: int, keywords: dict[str, Any], figures: dict[str, Any]
+) -> list[str]:
     from memscope.integrations.pytest_compat import option, passes
 
     root = item.config.rootpath
@@ -506,18 +555,24 @@ def _check(item: pytest.Item, name: str, limit: int, keywords: dict[str, Any],
             failures.append(
                 f"memscope: {item.name} allocated up to {human_bytes(peak)} at once, over its "
                 f"limit_memory of {human_bytes(limit)}.\nLargest allocation sites alive at "
-                f"that peak:\n{_sites(figures['peak_groups'], root, frames)}")
+                f"that peak:\n{_sites(figures['peak_groups'], root, frames)}"
+            )
         return failures
     groups = [g for g in figures["leak_groups"] if passes(keywords["filter_fn"], g["frames"])]
     leaked = sum(int(g["bytes"]) for g in groups)
     blocks = sum(int(g["blocks"]) for g in groups)
-    item.add_report_section("call", "memscope", f"left allocated by the test's own code: "
-                            f"{human_bytes(leaked)} in {blocks} blocks\n")
+    item.add_report_section(
+        "call",
+        "memscope",
+        f"left allocated by the test's own code: {human_bytes(leaked)} in {blocks} blocks\n",
+    )
     if leaked <= limit:
         return []
-    return [f"memscope: {item.name} left {human_bytes(leaked)} in {blocks} blocks allocated "
-            f"by its own code, over its limit_leaks of {human_bytes(limit)}.\n"
-            f"Largest sites of the blocks still alive:\n{_sites(groups, root, max(frames, 5))}"]
+    return [
+        f"memscope: {item.name} left {human_bytes(leaked)} in {blocks} blocks allocated "
+        f"by its own code, over its limit_leaks of {human_bytes(limit)}.\n"
+        f"Largest sites of the blocks still alive:\n{_sites(groups, root, max(frames, 5))}"
+    ]
 
 
 def _increase(item: pytest.Item, peak: int) -> list[str]:
@@ -531,6 +586,8 @@ def _increase(item: pytest.Item, peak: int) -> list[str]:
     previous = cache.get(key, {}).get("peak_bytes")
     cache.set(key, {"peak_bytes": peak})
     if option(item.config, "fail_on_increase") and previous is not None and peak > previous:
-        return [f"memscope: {item.name} allocated up to {human_bytes(peak)} at once, more than "
-                f"the {human_bytes(previous)} of its last run (--fail-on-increase)"]
+        return [
+            f"memscope: {item.name} allocated up to {human_bytes(peak)} at once, more than "
+            f"the {human_bytes(previous)} of its last run (--fail-on-increase)"
+        ]
     return []

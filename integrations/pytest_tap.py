@@ -28,8 +28,15 @@ MAX_FRAMES = 64
 #: Groups returned per list (the largest); the leaks' own total counts every group.
 MAX_GROUPS = 200
 #: ``array`` type codes of the memory columns (``MEMORY_COLUMNS`` order).
-_CODES = (("ts_ns", "q"), ("kind", "B"), ("domain", "B"), ("address", "Q"),
-          ("old_address", "Q"), ("size", "Q"), ("stack_id", "I"))
+_CODES = (
+    ("ts_ns", "q"),
+    ("kind", "B"),
+    ("domain", "B"),
+    ("address", "Q"),
+    ("old_address", "Q"),
+    ("size", "Q"),
+    ("stack_id", "I"),
+)
 
 _FOREVER = (1 << 63) - 1
 Frame = tuple[str, str, int]
@@ -60,12 +67,13 @@ def decode(chunk: dict[str, Any], t0: int = 0, t1: int = _FOREVER) -> list[tuple
     else:
         cols = chunk["cols"]
         raw = [cols[name] for name, _ in _CODES]
-    ts, kind, _, address, old, size, stack = (_column(data, code)
-                                              for data, (_, code) in zip(raw, _CODES,
-                                                                         strict=True))
+    ts, kind, _, address, old, size, stack = (
+        _column(data, code) for data, (_, code) in zip(raw, _CODES, strict=True)
+    )
     tid = int(chunk.get("tid", 0))
-    return [(ts[i], (tid, kind[i], address[i], old[i], size[i], stack[i]))
-            for i in _between(ts, t0, t1)]
+    return [
+        (ts[i], (tid, kind[i], address[i], old[i], size[i], stack[i])) for i in _between(ts, t0, t1)
+    ]
 
 
 def _between(ts: array[int], t0: int, t1: int) -> Iterable[int]:
@@ -78,8 +86,9 @@ def _between(ts: array[int], t0: int, t1: int) -> Iterable[int]:
     return [i for i, t in enumerate(ts) if t0 <= t <= t1]
 
 
-def replay(rows: Iterable[Event], tid: int | None = None,
-           stop: int = -1) -> tuple[dict[int, Block], int, int, int]:
+def replay(
+    rows: Iterable[Event], tid: int | None = None, stop: int = -1
+) -> tuple[dict[int, Block], int, int, int]:
     """Replay ``(tid, kind, address, old_address, size, stack_id)`` events in order.
 
     Returns ``(live blocks by address, level at the end, peak level, index of the event
@@ -117,19 +126,30 @@ class WindowTap:
         self._armed = False
         self._chunks: list[dict[str, Any]] = []
 
-    def __call__(self, chunks: list[dict[str, Any]], rare: dict[str, dict[str, list[Any]]],
-                 ) -> None:
+    def __call__(
+        self,
+        chunks: list[dict[str, Any]],
+        rare: dict[str, dict[str, list[Any]]],
+    ) -> None:
         """One drain of the session (in the publisher thread): keep what windows need."""
         stacks, frames = rare.get("stacks"), rare.get("frames")
         with self._lock:
             if stacks:
-                self.nodes.update(zip(stacks["stack_id"],
-                                      zip(stacks["parent_id"], stacks["frame_id"],
-                                          strict=True), strict=True))
+                self.nodes.update(
+                    zip(
+                        stacks["stack_id"],
+                        zip(stacks["parent_id"], stacks["frame_id"], strict=True),
+                        strict=True,
+                    )
+                )
             if frames:
-                for fid, fn, file, line in zip(frames["frame_id"], frames["function"],
-                                               frames["filename"], frames["lineno"],
-                                               strict=True):
+                for fid, fn, file, line in zip(
+                    frames["frame_id"],
+                    frames["function"],
+                    frames["filename"],
+                    frames["lineno"],
+                    strict=True,
+                ):
                     self.frames[fid] = (str(fn), str(file), int(line or 0))
             if self._armed:
                 self._chunks += chunks
@@ -163,8 +183,9 @@ class WindowTap:
                 node = parent
         return out
 
-    def answer(self, t0: int, t1: int, filename: str, function: str,
-               tid: int | None = None) -> dict[str, Any]:
+    def answer(
+        self, t0: int, t1: int, filename: str, function: str, tid: int | None = None
+    ) -> dict[str, Any]:
         """The window ``[t0, t1]``'s figures from the chunks kept since :meth:`arm`.
 
         The caller has flushed the session after ``t1`` (every event of the window is
@@ -177,8 +198,11 @@ class WindowTap:
         rows = [event for _, event in timed]
         live, _, peak, peak_at = replay(rows, tid)
         at_peak, _, _, _ = replay(rows, tid, stop=peak_at)
-        own = {stack for _, stack in live.values()
-               if any(fn == function and file == filename for fn, file, _ in self.walk(stack))}
+        own = {
+            stack
+            for _, stack in live.values()
+            if any(fn == function and file == filename for fn, file, _ in self.walk(stack))
+        }
         leaked = {a: b for a, b in live.items() if b[1] in own}
         return {
             "peak_bytes": peak,
@@ -196,6 +220,7 @@ class WindowTap:
             group[0] += size
             group[1] += 1
         ranked = sorted(totals.items(), key=lambda item: (-item[1][0], item[0]))
-        return [{"bytes": n, "blocks": count,
-                 "frames": [list(f) for f in self.walk(stack, MAX_FRAMES)]}
-                for stack, (n, count) in ranked]
+        return [
+            {"bytes": n, "blocks": count, "frames": [list(f) for f in self.walk(stack, MAX_FRAMES)]}
+            for stack, (n, count) in ranked
+        ]

@@ -59,13 +59,16 @@ class StackTree:
     def add(self, stacks: Iterator[pa.RecordBatch], frames: Iterator[pa.RecordBatch]) -> None:
         """Add new ``stacks`` and ``frames`` rows."""
         for batch in stacks:
-            cols = [batch.column(n).to_pylist() for n in ("pid", "stack_id", "parent_id",
-                                                           "frame_id")]
+            cols = [
+                batch.column(n).to_pylist() for n in ("pid", "stack_id", "parent_id", "frame_id")
+            ]
             for pid, sid, parent, frame in zip(*cols, strict=True):
                 self.nodes[(pid, sid)] = (parent, frame)
         for batch in frames:
-            cols = [batch.column(n).to_pylist() for n in ("pid", "frame_id", "function",
-                                                           "filename", "lineno")]
+            cols = [
+                batch.column(n).to_pylist()
+                for n in ("pid", "frame_id", "function", "filename", "lineno")
+            ]
             for pid, fid, fn, file, line in zip(*cols, strict=True):
                 self.frames[(pid, fid)] = (str(fn), str(file), int(line or 0))
 
@@ -105,14 +108,19 @@ class WindowReader:
 
         reader = open_log(self.log)
         batches = list(self.cursor.new_batches(reader, "memory"))
-        batches += decode_chunk_batches(self.cursor.new_batches(reader, "memory_chunks"),
-                                        on_problem=self.problems.append)
-        self.stacks.add(self.cursor.new_batches(reader, "stacks"),
-                        self.cursor.new_batches(reader, "frames"))
-        parts = [self._kept] + [{name: b.column(name).to_numpy() for name in _COLUMNS}
-                                for b in batches if b.num_rows]
-        events = {name: np.concatenate([np.asarray(p[name], dtype=np.int64) for p in parts])
-                  for name in _COLUMNS}
+        batches += decode_chunk_batches(
+            self.cursor.new_batches(reader, "memory_chunks"), on_problem=self.problems.append
+        )
+        self.stacks.add(
+            self.cursor.new_batches(reader, "stacks"), self.cursor.new_batches(reader, "frames")
+        )
+        parts = [self._kept] + [
+            {name: b.column(name).to_numpy() for name in _COLUMNS} for b in batches if b.num_rows
+        ]
+        events = {
+            name: np.concatenate([np.asarray(p[name], dtype=np.int64) for p in parts])
+            for name in _COLUMNS
+        }
         recent = events["ts_ns"] >= t0
         self._kept = {name: values[recent] for name, values in events.items()}
         return self._kept
@@ -124,9 +132,15 @@ class WindowReader:
         keep = (ev["pid"] == pid) & (ev["ts_ns"] >= t0) & (ev["ts_ns"] <= t1)
         order = np.flatnonzero(keep)
         order = order[np.argsort(ev["ts_ns"][order], kind="stable")]
-        rows = list(zip(*(ev[n][order].tolist() for n in ("tid", "kind", "address",
-                                                          "old_address", "size", "stack_id")),
-                        strict=True))
+        rows = list(
+            zip(
+                *(
+                    ev[n][order].tolist()
+                    for n in ("tid", "kind", "address", "old_address", "size", "stack_id")
+                ),
+                strict=True,
+            )
+        )
         tid = request.get("tid")
         live, _, peak, peak_at = replay(rows, tid)
         at_peak, _, _, _ = replay(rows, tid, stop=peak_at)
@@ -142,8 +156,9 @@ class WindowReader:
             "events": len(rows),
         }
 
-    def _own_stacks(self, pid: int, live: dict[int, Block], filename: str,
-                    function: str) -> set[int]:
+    def _own_stacks(
+        self, pid: int, live: dict[int, Block], filename: str, function: str
+    ) -> set[int]:
         own = set()
         for stack_id in {stack for _, stack in live.values()}:
             frames = self.stacks.walk(pid, stack_id)
@@ -158,9 +173,14 @@ class WindowReader:
             group[0] += size
             group[1] += 1
         ranked = sorted(totals.items(), key=lambda item: (-item[1][0], item[0]))
-        return [{"bytes": n, "blocks": count,
-                 "frames": [list(f) for f in self.stacks.walk(pid, stack, MAX_FRAMES)]}
-                for stack, (n, count) in ranked]
+        return [
+            {
+                "bytes": n,
+                "blocks": count,
+                "frames": [list(f) for f in self.stacks.walk(pid, stack, MAX_FRAMES)],
+            }
+            for stack, (n, count) in ranked
+        ]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,8 +40,10 @@ MODES = {
 #: Upper bound of memory events in one drain (a batch must stay under MAX_BATCH_EVENTS).
 DRAIN_MAX_EVENTS = 8_000_000
 
-_ffi = FfiRecorder(lambda: _tracer.current_stack_id(2),  # minus the hook and this lambda
-                   _tracer.thread_id)
+_ffi = FfiRecorder(
+    lambda: _tracer.current_stack_id(2),  # minus the hook and this lambda
+    _tracer.thread_id,
+)
 
 
 def start(
@@ -80,8 +82,9 @@ def start(
     # native events are stamped by the shim's own clock readings, which the stamp reuse of
     # the PyMem hooks does not see: every event reads the clock then
     numpy_now = numpy and numpy_watch.numpy_loaded()
-    _tracer.start(MODES[mode], sample_bytes, max_buffer_bytes, numpy_now, not native,
-                  arena_dir or None)
+    _tracer.start(
+        MODES[mode], sample_bytes, max_buffer_bytes, numpy_now, not native, arena_dir or None
+    )
     if numpy and not numpy_now:
         numpy_watch.arm(_numpy_imported)
     if native:  # native mode hook (memscope.producer.native_mode)
@@ -109,8 +112,9 @@ def _numpy_imported() -> None:
         _tracer.numpy_install()
     except (RuntimeError, ImportError, AttributeError, ValueError) as exc:  # never fail
         # the program's import of numpy
-        warnings.warn(f"memscope: numpy array data is not traced: {exc}", RuntimeWarning,
-                      stacklevel=2)
+        warnings.warn(
+            f"memscope: numpy array data is not traced: {exc}", RuntimeWarning, stacklevel=2
+        )
 
 
 def is_active() -> bool:

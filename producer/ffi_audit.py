@@ -100,8 +100,9 @@ def _library_name(library: Any) -> Any:
 class FfiRecorder:
     """Collects ctypes audit events while enabled; :meth:`take` hands them over as columns."""
 
-    def __init__(self, stack_id: Callable[[], int],
-                 thread_id: Callable[[], int] = threading.get_ident) -> None:
+    def __init__(
+        self, stack_id: Callable[[], int], thread_id: Callable[[], int] = threading.get_ident
+    ) -> None:
         self._stack_id = stack_id
         self._thread_id = thread_id
         self._enabled = False

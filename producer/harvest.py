@@ -143,8 +143,12 @@ def _exit_row(info: dict[str, Any]) -> dict[str, list[Any]]:
     }
 
 
-def _arena_batches(info: dict[str, Any], later: list[tuple[list[dict[str, Any]], Rare]],
-                   with_exit: bool, max_events: int) -> list[tuple[int, bytes]]:
+def _arena_batches(
+    info: dict[str, Any],
+    later: list[tuple[list[dict[str, Any]], Rare]],
+    with_exit: bool,
+    max_events: int,
+) -> list[tuple[int, bytes]]:
     """(seq, batch) from the arena's next seq on.
 
     Its records (at most ``max_events`` a batch), what the batches packed after its last
@@ -165,12 +169,15 @@ def _arena_batches(info: dict[str, Any], later: list[tuple[list[dict[str, Any]],
     if with_exit:
         parts.append(([], {"processes": _exit_row(info)}))
     first = int(info["next_seq"])
-    return [(first + i, encode_batch(info["producer"], int(info["pid"]), first + i, mem, rows))
-            for i, (mem, rows) in enumerate(parts)]
+    return [
+        (first + i, encode_batch(info["producer"], int(info["pid"]), first + i, mem, rows))
+        for i, (mem, rows) in enumerate(parts)
+    ]
 
 
-def harvest_arena(path: Path, settings: Settings, address: str | None = None,
-                  timeout: float = 30.0) -> Harvest | None:
+def harvest_arena(
+    path: Path, settings: Settings, address: str | None = None, timeout: float = 30.0
+) -> Harvest | None:
     """Ship what the dead owner of the arena at ``path`` left; None if it still lives.
 
     ``address``: the broker to send to (default: the one the process sent to).
@@ -197,20 +204,27 @@ def harvest_arena(path: Path, settings: Settings, address: str | None = None,
         closed = bool(info["closed"])
         limit = max(1, min(int(settings.batch_max_events), MAX_BATCH_EVENTS))
         batches = found.committed + _arena_batches(
-            info, found.later, with_exit=not (closed or found.exited), max_events=limit)
+            info, found.later, with_exit=not (closed or found.exited), max_events=limit
+        )
         if batches:
-            send_payloads([payload for _, payload in batches],
-                          [(producer, seq) for seq, _ in batches],
-                          address or str(info["address"]), settings, timeout)
+            send_payloads(
+                [payload for _, payload in batches],
+                [(producer, seq) for seq, _ in batches],
+                address or str(info["address"]),
+                settings,
+                timeout,
+            )
         if spool.name:
             spool.unlink(missing_ok=True)
         path.unlink(missing_ok=True)
-        return Harvest(int(info["pid"]), producer, int(info["events"]), len(found.committed),
-                       closed)
+        return Harvest(
+            int(info["pid"]), producer, int(info["events"]), len(found.committed), closed
+        )
 
 
-def harvest_dir(directory: Path, settings: Settings, address: str | None = None,
-                timeout: float = 30.0) -> list[Harvest]:
+def harvest_dir(
+    directory: Path, settings: Settings, address: str | None = None, timeout: float = 30.0
+) -> list[Harvest]:
     """Harvest every dead process's arena in ``directory``; the live ones are left alone.
 
     An arena that cannot be read is removed (it is not retried forever); a broker that does
@@ -286,8 +300,13 @@ class Harvester:
     ``on_harvest`` is called (on that thread) with each harvest.
     """
 
-    def __init__(self, directory: Path, settings: Settings,
-                 on_harvest: Callable[[Harvest], None], interval_s: float = 0.5) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        settings: Settings,
+        on_harvest: Callable[[Harvest], None],
+        interval_s: float = 0.5,
+    ) -> None:
         self.directory = directory
         self.settings = settings
         self.on_harvest = on_harvest
@@ -298,8 +317,7 @@ class Harvester:
 
     def start(self) -> None:
         """Start the thread (with the caller's signal mask: start it with signals blocked)."""
-        self._thread = threading.Thread(target=self._run, name="memscope-harvester",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name="memscope-harvester", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:

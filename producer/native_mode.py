@@ -126,8 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.library:
         print(library_path())
         return 0
-    print(f"shim: {library_path()}; preloaded here: {is_preloaded()}; "
-          f"{NATIVE_ENV}={os.environ.get(NATIVE_ENV, '')}")
+    print(
+        f"shim: {library_path()}; preloaded here: {is_preloaded()}; "
+        f"{NATIVE_ENV}={os.environ.get(NATIVE_ENV, '')}"
+    )
     return 0
 
 

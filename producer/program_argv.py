@@ -32,7 +32,7 @@ def launched_as(orig_argv: Sequence[str]) -> tuple[str, str] | None:
             # A cluster of one-letter flags may end in m or c: -Im pkg, -Bc CODE, -mpkg.
             for at, letter in enumerate(word[1:], start=1):
                 if letter in "mc":
-                    value = word[at + 1:] or (words[i + 1] if i + 1 < len(words) else None)
+                    value = word[at + 1 :] or (words[i + 1] if i + 1 < len(words) else None)
                     return None if value is None else (f"-{letter}", value)
                 if letter in "WX":  # -Werror: the rest of the word is the value
                     break
@@ -40,8 +40,9 @@ def launched_as(orig_argv: Sequence[str]) -> tuple[str, str] | None:
     return None
 
 
-def program_argv(argv: Sequence[str] | None = None,
-                 orig_argv: Sequence[str] | None = None) -> list[str]:
+def program_argv(
+    argv: Sequence[str] | None = None, orig_argv: Sequence[str] | None = None
+) -> list[str]:
     """This process's program and arguments: ``sys.argv`` with ``-m``/``-c``'s value put back."""
     args = [str(a) for a in (sys.argv if argv is None else argv)]
     orig = getattr(sys, "orig_argv", []) if orig_argv is None else orig_argv

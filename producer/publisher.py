@@ -140,8 +140,15 @@ class ArenaLink(Protocol):
 class Publisher:
     """Ships the batches of one producer (one traced process) to a broker."""
 
-    def __init__(self, address: str, producer_id: str, pid: int, drain: DrainFn,
-                 settings: Settings, arena: ArenaLink | None = None) -> None:
+    def __init__(
+        self,
+        address: str,
+        producer_id: str,
+        pid: int,
+        drain: DrainFn,
+        settings: Settings,
+        arena: ArenaLink | None = None,
+    ) -> None:
         self.address = address
         self.settings = settings
         self._drain = drain
@@ -153,8 +160,9 @@ class Publisher:
     def _reset_state(self, producer_id: str, pid: int) -> None:
         self.producer_id = producer_id
         self.pid = pid
-        self._backlog = Backlog(spool_path(self.settings.spool_dir, producer_id),
-                                durable=self._arena is not None)
+        self._backlog = Backlog(
+            spool_path(self.settings.spool_dir, producer_id), durable=self._arena is not None
+        )
         self._next_seq = 0
         self._lock = threading.Lock()
         # the thread waits on this pipe: wake() writes to it, and so does the tracer's
@@ -181,8 +189,16 @@ class Publisher:
         self._acked = -1
         self._last_ack_query = 0.0
         self._ack_progress = time.monotonic()
-        self._counters = {"batches": 0, "events": 0, "rows": 0, "bytes": 0, "sent": 0, "resent": 0,
-                          "drain_errors": 0, "transport_errors": 0}
+        self._counters = {
+            "batches": 0,
+            "events": 0,
+            "rows": 0,
+            "bytes": 0,
+            "sent": 0,
+            "resent": 0,
+            "drain_errors": 0,
+            "transport_errors": 0,
+        }
 
     # -- public API -------------------------------------------------------------------------
 
@@ -390,8 +406,9 @@ class Publisher:
             return
         for index, group in enumerate(groups):
             # split: the chunks' rec1 bytes go out as frames of their own, never copied
-            frames = encode_batch_frames(self.producer_id, self.pid, self._next_seq, group,
-                                         rare if index == 0 else {})
+            frames = encode_batch_frames(
+                self.producer_id, self.pid, self._next_seq, group, rare if index == 0 else {}
+            )
             events = rows = sum(int(c["n"]) for c in group)
             if index == 0:
                 rows += sum(len(next(iter(c.values()))) for c in rare.values())
@@ -413,8 +430,11 @@ class Publisher:
                 except zmq.Again:
                     if probe_only or time.monotonic() >= deadline:
                         if not self._unreachable:
-                            _warn("memscope publisher: broker %s unreachable; spooling to %s",
-                                  self.address, self._backlog.path)
+                            _warn(
+                                "memscope publisher: broker %s unreachable; spooling to %s",
+                                self.address,
+                                self._backlog.path,
+                            )
                         self._unreachable = True
                         self._backlog.spill_unsent()
                         return
@@ -444,8 +464,12 @@ class Publisher:
             return
         self._last_ack_query = now
         if self._client is None:
-            self._client = BrokerClient(addresses.control_address(self.address), self.settings,
-                                        timeout_s=1.0, context=self._context)
+            self._client = BrokerClient(
+                addresses.control_address(self.address),
+                self.settings,
+                timeout_s=1.0,
+                context=self._context,
+            )
         try:
             acked, highest, boot = self._client.acked(self.producer_id, timeout_s=0.5)
         except BrokerError:
@@ -468,17 +492,23 @@ class Publisher:
     def _finish(self, deadline: float) -> None:
         """Last sends and acknowledgements, then close the sockets and the spool."""
         while self._backlog.entries and time.monotonic() < deadline:
-            self._send(min(deadline, time.monotonic() + self.settings.send_timeout_s),
-                       probe_only=False)
+            self._send(
+                min(deadline, time.monotonic() + self.settings.send_timeout_s), probe_only=False
+            )
             self._acknowledge(force=True)
             if self._backlog.entries:
                 time.sleep(0.02)
         if self._backlog.entries:
             self._backlog.spill_unsent(include_sent=True)
-            _warn("memscope publisher: %d batches of %s not confirmed by the broker; they are "
-                  "kept in %s (replay them with `python -m memscope.producer.spool --address "
-                  "ADDR %s`)", len(self._backlog.entries), self.producer_id, self._backlog.path,
-                  self._backlog.path)
+            _warn(
+                "memscope publisher: %d batches of %s not confirmed by the broker; they are "
+                "kept in %s (replay them with `python -m memscope.producer.spool --address "
+                "ADDR %s`)",
+                len(self._backlog.entries),
+                self.producer_id,
+                self._backlog.path,
+                self._backlog.path,
+            )
         if self._client is not None:
             self._client.close()
             self._client = None

@@ -34,7 +34,7 @@ PTRACE_SCOPE = Path("/proc/sys/kernel/yama/ptrace_scope")
 #: Seconds gdb may take to attach, queue the call and detach.
 GDB_TIMEOUT_S = 60.0
 
-_PAYLOAD = '''\
+_PAYLOAD = """\
 import os as _os
 import sys as _sys
 import traceback as _tb
@@ -53,7 +53,7 @@ def _run(status, cancelled):
 
 
 _run({status!r}, {cancelled!r})
-'''
+"""
 
 
 class AttachError(RuntimeError):
@@ -71,8 +71,10 @@ def ptrace_hint() -> str:
     if scope in (None, "0"):
         return "ptrace is allowed for processes of the same user"
     if scope == "1":
-        return (f"{PTRACE_SCOPE} is 1: only a parent may trace its children; run as root, "
-                "or `sudo sysctl kernel.yama.ptrace_scope=0`")
+        return (
+            f"{PTRACE_SCOPE} is 1: only a parent may trace its children; run as root, "
+            "or `sudo sysctl kernel.yama.ptrace_scope=0`"
+        )
     return f"{PTRACE_SCOPE} is {scope}: only root (2) or nobody (3) may trace processes"
 
 
@@ -87,19 +89,36 @@ def _one_liner(script: str) -> str:
     if "\n" not in script.strip() and '"' not in script and "\\" not in script:
         return script.strip()  # already one line gdb can carry as it is
     encoded = base64.b64encode(script.encode()).decode("ascii")
-    return (f"exec(__import__('base64').b64decode('{encoded}').decode(), "
-            "{'__name__': '__memscope_attach__'})")
+    return (
+        f"exec(__import__('base64').b64decode('{encoded}').decode(), "
+        "{'__name__': '__memscope_attach__'})"
+    )
 
 
 def gdb_command(pid: int, script: str, gdb: str) -> list[str]:
     """The gdb command line that queues ``script`` as a pending call of process ``pid``."""
     code = _one_liner(script)
     # No debug symbols are needed: the functions' types are given by the casts.
-    call = ("call ((int (*)(int (*)(void *), void *))Py_AddPendingCall)"
-            f"((int (*)(void *))PyRun_SimpleString, (void *)\"{code}\")")
-    return [gdb, "-p", str(pid), "-batch", "-nx", "-q",
-            "-iex", "set debuginfod enabled off", "-iex", "set auto-load off",
-            "-ex", "set confirm off", "-ex", call]
+    call = (
+        "call ((int (*)(int (*)(void *), void *))Py_AddPendingCall)"
+        f'((int (*)(void *))PyRun_SimpleString, (void *)"{code}")'
+    )
+    return [
+        gdb,
+        "-p",
+        str(pid),
+        "-batch",
+        "-nx",
+        "-q",
+        "-iex",
+        "set debuginfod enabled off",
+        "-iex",
+        "set auto-load off",
+        "-ex",
+        "set confirm off",
+        "-ex",
+        call,
+    ]
 
 
 def via_gdb(pid: int, script: str, gdb: str | None = None) -> None:
@@ -108,26 +127,36 @@ def via_gdb(pid: int, script: str, gdb: str | None = None) -> None:
     Raises:
         AttachError: gdb is missing, could not attach, or the call failed.
     """
-    gdb = gdb or shutil.which("gdb") or ("/usr/bin/gdb" if Path("/usr/bin/gdb").exists()
-                                         else None)
+    gdb = gdb or shutil.which("gdb") or ("/usr/bin/gdb" if Path("/usr/bin/gdb").exists() else None)
     if gdb is None:
-        raise AttachError("gdb is not installed (apt-get install gdb); it is needed to "
-                          "attach to CPython before 3.14")
+        raise AttachError(
+            "gdb is not installed (apt-get install gdb); it is needed to "
+            "attach to CPython before 3.14"
+        )
     try:
-        done = subprocess.run(gdb_command(pid, script, gdb), capture_output=True, text=True,
-                              timeout=GDB_TIMEOUT_S, stdin=subprocess.DEVNULL, check=False)
+        done = subprocess.run(
+            gdb_command(pid, script, gdb),
+            capture_output=True,
+            text=True,
+            timeout=GDB_TIMEOUT_S,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
     except subprocess.TimeoutExpired:
-        raise AttachError(f"gdb did not finish attaching to {pid} within "
-                          f"{GDB_TIMEOUT_S:.0f} s") from None
+        raise AttachError(
+            f"gdb did not finish attaching to {pid} within {GDB_TIMEOUT_S:.0f} s"
+        ) from None
     out = done.stdout + done.stderr
     if "Operation not permitted" in out or "ptrace:" in out:
         raise AttachError(f"not allowed to trace process {pid} ({ptrace_hint()})")
     if "No symbol" in out:
-        raise AttachError(f"process {pid} is not a CPython interpreter gdb can find "
-                          "Py_AddPendingCall in (a static or stripped build?)")
+        raise AttachError(
+            f"process {pid} is not a CPython interpreter gdb can find "
+            "Py_AddPendingCall in (a static or stripped build?)"
+        )
     result = [line for line in out.splitlines() if line.startswith("$1 = ")]
     if not result or result[0].strip() != "$1 = 0":
-        last = (result or [line for line in out.splitlines() if line.strip()][-1:] or ["?"])
+        last = result or [line for line in out.splitlines() if line.strip()][-1:] or ["?"]
         raise AttachError(f"gdb could not queue the call in process {pid}: {last[0]}")
 
 

@@ -121,6 +121,7 @@ def _import_before_tracing() -> None:
 
     from memscope.producer import _deaths  # noqa: F401 -- track_var
     from memscope.protocol import control_client  # noqa: F401 -- Tracker.get_stats
+
     for module in _IMPORT_BEFORE_TRACING:
         importlib.import_module(module)
 
@@ -161,9 +162,12 @@ class Session:
         self._announce()
         token = self.capture.pause()  # this thread's setup is memscope's, not the program's
         try:
-            self.capture.start(mode=self.settings.mode, sample_bytes=self.settings.sample_bytes,
-                               native=self.settings.native,
-                               arena_dir=_arena_dir(self.settings.arena_dir))
+            self.capture.start(
+                mode=self.settings.mode,
+                sample_bytes=self.settings.sample_bytes,
+                native=self.settings.native,
+                arena_dir=_arena_dir(self.settings.arena_dir),
+            )
         except BaseException:
             self.capture.resume(token)
             raise
@@ -315,8 +319,9 @@ class Session:
     # -- crash capture (the publisher's ArenaLink) ----------------------------------------------
     def _identify_arena(self) -> None:
         if self.capture.arena_path():
-            self.capture.arena_identify(self.identity.producer_id, self.publisher.spool_path,
-                                        self.link.address)
+            self.capture.arena_identify(
+                self.identity.producer_id, self.publisher.spool_path, self.link.address
+            )
 
     # -- the publisher thread's callback -----------------------------------------------------
     def drain(self) -> tuple[list[Any], Columnar]:

@@ -39,8 +39,9 @@ def read_spool(path: Path) -> Iterator[bytes]:
         offset = start + length
 
 
-def replay_spool(path: Path, address: str, settings: Settings | None = None,
-                 timeout: float = 30.0) -> dict[str, int]:
+def replay_spool(
+    path: Path, address: str, settings: Settings | None = None, timeout: float = 30.0
+) -> dict[str, int]:
     """Send a spool file's batches to the broker at ``address``; delete it once all landed.
 
     Returns ``{"batches": sent, "confirmed": landed, "skipped": unreadable}``.
@@ -65,8 +66,13 @@ def replay_spool(path: Path, address: str, settings: Settings | None = None,
     return {"batches": len(payloads), "confirmed": len(payloads), "skipped": skipped}
 
 
-def send_payloads(payloads: list[bytes], wait_for: list[tuple[str, int]], address: str,
-                  settings: Settings, timeout: float) -> None:
+def send_payloads(
+    payloads: list[bytes],
+    wait_for: list[tuple[str, int]],
+    address: str,
+    settings: Settings,
+    timeout: float,
+) -> None:
     """Send encoded batches to the broker at ``address``; wait until they are in the log.
 
     ``wait_for``: the (producer, seq) of each batch to see in the log before returning.
@@ -84,8 +90,9 @@ def send_payloads(payloads: list[bytes], wait_for: list[tuple[str, int]], addres
             if not push.poll(int(timeout * 1000), zmq.POLLOUT):
                 raise BrokerError(f"the broker at {address} took no batch within {timeout} s")
             push.send(payload)
-        with BrokerClient(addresses.control_address(address), settings,
-                          timeout_s=timeout, context=context) as client:
+        with BrokerClient(
+            addresses.control_address(address), settings, timeout_s=timeout, context=context
+        ) as client:
             for producer, seq in wait_for:
                 client.wait(producer, seq, timeout_s=timeout)
     finally:
@@ -108,8 +115,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{path}: not replayed: {exc}", file=sys.stderr)
             failed += 1
             continue
-        print(f"{path}: {result['batches']} batches landed"
-              + (f", {result['skipped']} unreadable skipped" if result["skipped"] else ""))
+        print(
+            f"{path}: {result['batches']} batches landed"
+            + (f", {result['skipped']} unreadable skipped" if result["skipped"] else "")
+        )
     return 1 if failed else 0
 
 

@@ -50,8 +50,9 @@ ENTROPIES = ("real", "high")
 ENCODINGS = ("rec1", "cols1")
 
 
-def memory_chunk(seed: int, index: int, chunk: int, n: int, start_ns: int = 0,
-                 entropy: str = "real") -> dict[str, np.ndarray]:
+def memory_chunk(
+    seed: int, index: int, chunk: int, n: int, start_ns: int = 0, entropy: str = "real"
+) -> dict[str, np.ndarray]:
     """The columns of chunk number ``chunk`` (``n`` events) of producer ``index``.
 
     ``entropy="real"`` (the default) resembles a traced Python program: timestamps with small
@@ -85,13 +86,15 @@ def memory_chunk(seed: int, index: int, chunk: int, n: int, start_ns: int = 0,
     # The freed half: mostly short-lived objects, freed a few events after their allocation.
     freed = np.sort(rng.permutation(allocs)[:half])
     free_at = freed + rng.geometric(1 / 6, size=half) - 0.5
-    order = np.argsort(np.concatenate([np.arange(allocs, dtype=np.float64), free_at]),
-                       kind="stable")
+    order = np.argsort(
+        np.concatenate([np.arange(allocs, dtype=np.float64), free_at]), kind="stable"
+    )
     steps = rng.geometric(1 / 60, size=n).astype(np.int64)
     return {
         "ts_ns": start_ns + chunk * 1_000_000_000 + np.cumsum(steps),
-        "kind": np.concatenate([np.full(allocs, KIND_ALLOC, np.uint8),
-                                np.full(half, KIND_FREE, np.uint8)])[order],
+        "kind": np.concatenate(
+            [np.full(allocs, KIND_ALLOC, np.uint8), np.full(half, KIND_FREE, np.uint8)]
+        )[order],
         "domain": np.concatenate([domain, domain[freed]]).astype(np.uint8)[order],
         "address": np.concatenate([address, address[freed]])[order],
         "old_address": np.zeros(n, np.uint64),
@@ -100,8 +103,13 @@ def memory_chunk(seed: int, index: int, chunk: int, n: int, start_ns: int = 0,
     }
 
 
-def _high_entropy_chunk(seed: int, index: int, chunk: int, n: int, start_ns: int,
-                        ) -> dict[str, np.ndarray]:
+def _high_entropy_chunk(
+    seed: int,
+    index: int,
+    chunk: int,
+    n: int,
+    start_ns: int,
+) -> dict[str, np.ndarray]:
     rng = np.random.default_rng([seed, index, chunk])
     half = n // 2
     allocs = n - half
@@ -111,13 +119,15 @@ def _high_entropy_chunk(seed: int, index: int, chunk: int, n: int, start_ns: int
     freed = rng.permutation(allocs)[:half]
     steps = rng.integers(20, 400, size=n, dtype=np.int64)
     domain_pick = rng.integers(0, 16, size=allocs)
-    domain = np.where(domain_pick < 12, DOMAIN_OBJ, np.where(domain_pick < 15, DOMAIN_MEM,
-                                                              DOMAIN_RAW)).astype(np.uint8)
+    domain = np.where(
+        domain_pick < 12, DOMAIN_OBJ, np.where(domain_pick < 15, DOMAIN_MEM, DOMAIN_RAW)
+    ).astype(np.uint8)
     stack = rng.integers(1, _STACKS + 1, size=allocs, dtype=np.uint32)
     return {
         "ts_ns": start_ns + chunk * 1_000_000_000 + np.cumsum(steps),
-        "kind": np.concatenate([np.full(allocs, KIND_ALLOC, np.uint8),
-                                np.full(half, KIND_FREE, np.uint8)]),
+        "kind": np.concatenate(
+            [np.full(allocs, KIND_ALLOC, np.uint8), np.full(half, KIND_FREE, np.uint8)]
+        ),
         "domain": np.concatenate([domain, domain[freed]]),
         "address": np.concatenate([address, address[freed]]),
         "old_address": np.zeros(n, np.uint64),
@@ -132,8 +142,9 @@ def chunk_sizes(events: int, chunk: int) -> list[int]:
     return [chunk] * full + ([rest] if rest else [])
 
 
-def expected_totals(seed: int, index: int, events: int, chunk: int,
-                    entropy: str = "real") -> dict[str, int]:
+def expected_totals(
+    seed: int, index: int, events: int, chunk: int, entropy: str = "real"
+) -> dict[str, int]:
     """Count and sums of the memory events producer ``index`` emits (for checking a log)."""
     totals = {"events": 0, "size": 0, "address": 0}
     for number, n in enumerate(chunk_sizes(events, chunk)):
@@ -148,9 +159,17 @@ def expected_totals(seed: int, index: int, events: int, chunk: int,
 class SyntheticSource:
     """A ``drain()`` callable that yields the next chunk of a synthetic producer each call."""
 
-    def __init__(self, index: int, events: int, chunk: int = 65536, seed: int = 0,
-                 pid: int | None = None, rare: bool = True, entropy: str = "real",
-                 encoding: str = "rec1") -> None:
+    def __init__(
+        self,
+        index: int,
+        events: int,
+        chunk: int = 65536,
+        seed: int = 0,
+        pid: int | None = None,
+        rare: bool = True,
+        entropy: str = "real",
+        encoding: str = "rec1",
+    ) -> None:
         if encoding not in ENCODINGS:
             raise ValueError(f"encoding {encoding!r}: choose one of {', '.join(ENCODINGS)}")
         self.index, self.events, self.chunk, self.seed = index, events, chunk, seed
@@ -178,8 +197,14 @@ class SyntheticSource:
             rare.update(self._start_rows())
         self._started = True
         if self._next < len(self._sizes):
-            columns = memory_chunk(self.seed, self.index, self._next, self._sizes[self._next],
-                                   self.start_ns, self.entropy)
+            columns = memory_chunk(
+                self.seed,
+                self.index,
+                self._next,
+                self._sizes[self._next],
+                self.start_ns,
+                self.entropy,
+            )
             chunks.append(self.encode(self.tid, columns))
             self._next += 1
         if self._next >= len(self._sizes) and not self._ended:
@@ -192,37 +217,71 @@ class SyntheticSource:
         now = time.monotonic_ns()
         frames = list(range(1, _REAL_STACKS + 1))
         return {
-            "processes": {"ts_ns": [now], "event": ["start"], "ppid": [os.getppid()],
-                          "host": [socket.gethostname()], "argv": [["synthetic", str(self.index)]],
-                          "mode": ["full"]},
-            "threads": {"tid": [self.tid], "ts_ns": [now], "event": ["start"],
-                        "name": ["MainThread"]},
-            "frames": {"frame_id": frames, "function": [f"fn_{i}" for i in frames],
-                       "filename": ["synthetic.py"] * len(frames), "lineno": frames},
+            "processes": {
+                "ts_ns": [now],
+                "event": ["start"],
+                "ppid": [os.getppid()],
+                "host": [socket.gethostname()],
+                "argv": [["synthetic", str(self.index)]],
+                "mode": ["full"],
+            },
+            "threads": {
+                "tid": [self.tid],
+                "ts_ns": [now],
+                "event": ["start"],
+                "name": ["MainThread"],
+            },
+            "frames": {
+                "frame_id": frames,
+                "function": [f"fn_{i}" for i in frames],
+                "filename": ["synthetic.py"] * len(frames),
+                "lineno": frames,
+            },
             "stacks": {"stack_id": frames, "parent_id": [0] * len(frames), "frame_id": frames},
         }
 
     def _end_rows(self) -> dict[str, dict[str, list[Any]]]:
         now = time.monotonic_ns()
         return {
-            "producer_stats": {"ts_ns": [now], "events": [self.events], "bytes": [0],
-                               "drops": [0], "buffer_high_water": [0], "batches": [0],
-                               "spooled": [0]},
-            "processes": {"ts_ns": [now], "event": ["exit"], "ppid": [os.getppid()],
-                          "host": [socket.gethostname()], "exit_code": [0]},
+            "producer_stats": {
+                "ts_ns": [now],
+                "events": [self.events],
+                "bytes": [0],
+                "drops": [0],
+                "buffer_high_water": [0],
+                "batches": [0],
+                "spooled": [0],
+            },
+            "processes": {
+                "ts_ns": [now],
+                "event": ["exit"],
+                "ppid": [os.getppid()],
+                "host": [socket.gethostname()],
+                "exit_code": [0],
+            },
         }
 
 
-def run_producer(address: str, events: int, index: int = 0, chunk: int = 65536, seed: int = 0,
-                 settings: Settings | None = None, rate: float = 0.0, timeout: float = 120.0,
-                 rare: bool = True, entropy: str = "real", encoding: str = "rec1",
-                 ) -> dict[str, Any]:
+def run_producer(
+    address: str,
+    events: int,
+    index: int = 0,
+    chunk: int = 65536,
+    seed: int = 0,
+    settings: Settings | None = None,
+    rate: float = 0.0,
+    timeout: float = 120.0,
+    rare: bool = True,
+    entropy: str = "real",
+    encoding: str = "rec1",
+) -> dict[str, Any]:
     """Send a synthetic producer's events to the broker at ``address``; return its stats."""
     from memscope.producer.publisher import Publisher, default_producer_id
 
     settings = settings or load_settings()
-    source = SyntheticSource(index, events, chunk, seed, rare=rare, entropy=entropy,
-                             encoding=encoding)
+    source = SyntheticSource(
+        index, events, chunk, seed, rare=rare, entropy=entropy, encoding=encoding
+    )
     producer_id = default_producer_id()
     publisher = Publisher(address, producer_id, os.getpid(), source, settings)
     publisher.start()
@@ -234,8 +293,13 @@ def run_producer(address: str, events: int, index: int = 0, chunk: int = 65536, 
             if ahead > 0:
                 time.sleep(ahead)
     publisher.close(timeout)
-    return {"producer": producer_id, "pid": os.getpid(), "index": index,
-            "seconds": time.monotonic() - started, **publisher.stats()}
+    return {
+        "producer": producer_id,
+        "pid": os.getpid(),
+        "index": index,
+        "seconds": time.monotonic() - started,
+        **publisher.stats(),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -249,27 +313,62 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rate", type=float, default=0.0, help="events/s per producer (0: max)")
     parser.add_argument("--timeout", type=float, default=120.0)
-    parser.add_argument("--entropy", choices=ENTROPIES, default="real",
-                        help="real: events like a traced program; high: random (worst case)")
-    parser.add_argument("--encoding", choices=ENCODINGS, default="rec1",
-                        help="memory chunk encoding: rec1 (the tracer's) or cols1 (columns)")
+    parser.add_argument(
+        "--entropy",
+        choices=ENTROPIES,
+        default="real",
+        help="real: events like a traced program; high: random (worst case)",
+    )
+    parser.add_argument(
+        "--encoding",
+        choices=ENCODINGS,
+        default="rec1",
+        help="memory chunk encoding: rec1 (the tracer's) or cols1 (columns)",
+    )
     args = parser.parse_args(argv)
     if args.producers == 1:
-        result = run_producer(args.address, args.events, args.index, args.chunk, args.seed,
-                              rate=args.rate, timeout=args.timeout, entropy=args.entropy,
-                              encoding=args.encoding)
+        result = run_producer(
+            args.address,
+            args.events,
+            args.index,
+            args.chunk,
+            args.seed,
+            rate=args.rate,
+            timeout=args.timeout,
+            entropy=args.entropy,
+            encoding=args.encoding,
+        )
         # one write of the whole line: the producers of one run share a stdout pipe, and a
         # line written in two parts (print's text, then its newline) can be split by another's
         sys.stdout.write(json.dumps(result) + "\n")
         sys.stdout.flush()
         return 0 if result["unacked"] == 0 else 1
     children = [
-        subprocess.Popen([sys.executable, "-m", "memscope.producer.synthetic", "--address",
-                          args.address, "--events", str(args.events), "--index",
-                          str(args.index + i), "--chunk", str(args.chunk), "--seed",
-                          str(args.seed), "--rate", str(args.rate), "--timeout",
-                          str(args.timeout), "--entropy", args.entropy, "--encoding",
-                          args.encoding])
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "memscope.producer.synthetic",
+                "--address",
+                args.address,
+                "--events",
+                str(args.events),
+                "--index",
+                str(args.index + i),
+                "--chunk",
+                str(args.chunk),
+                "--seed",
+                str(args.seed),
+                "--rate",
+                str(args.rate),
+                "--timeout",
+                str(args.timeout),
+                "--entropy",
+                args.entropy,
+                "--encoding",
+                args.encoding,
+            ]
+        )
         for i in range(args.producers)
     ]
     codes = [child.wait() for child in children]

@@ -39,8 +39,9 @@ class ThreadWatcher:
 
     __slots__ = ("_known", "_born", "_tid_of", "_this_tid")
 
-    def __init__(self, tid_of: Callable[[int], int] | None = None,
-                 this_tid: Callable[[], int] | None = None) -> None:
+    def __init__(
+        self, tid_of: Callable[[int], int] | None = None, this_tid: Callable[[], int] | None = None
+    ) -> None:
         self._known: dict[int, tuple[int | None, str]] = {}  # tid -> (native id, name)
         self._born: collections.deque[tuple[int, int, int | None, str]] = collections.deque()
         self._tid_of = tid_of if tid_of is not None else (lambda ident: ident)
@@ -55,8 +56,9 @@ class ThreadWatcher:
         """Called in a new thread as it starts: its start is recorded even if it ends soon."""
         thread = threading.current_thread()
         if thread.ident is not None and not own_thread(thread):
-            self._born.append((time.monotonic_ns(), self._this_tid(), thread.native_id,
-                               thread.name))
+            self._born.append(
+                (time.monotonic_ns(), self._this_tid(), thread.native_id, thread.name)
+            )
 
     def _births(self, rows: RowBuffer) -> None:
         while True:
@@ -66,13 +68,20 @@ class ThreadWatcher:
                 return
             self._seen(rows, tid, native_id, name, ts_ns)
 
-    def _seen(self, rows: RowBuffer, tid: int, native_id: int | None, name: str,
-              ts_ns: int) -> None:
+    def _seen(
+        self, rows: RowBuffer, tid: int, native_id: int | None, name: str, ts_ns: int
+    ) -> None:
         """Record thread ``tid`` (started, or renamed since the last poll)."""
         known = self._known.get(tid)
         if known is None or known[1] != name:
-            rows.add("threads", tid=tid, ts_ns=ts_ns, event="start" if known is None else "name",
-                     native_id=native_id, name=name)
+            rows.add(
+                "threads",
+                tid=tid,
+                ts_ns=ts_ns,
+                event="start" if known is None else "name",
+                native_id=native_id,
+                name=name,
+            )
             self._known[tid] = (native_id, name)
 
     def _gone(self, rows: RowBuffer, tid: int, ts_ns: int) -> None:

@@ -26,8 +26,13 @@ class BrokerClient:
         client.close()
     """
 
-    def __init__(self, control_address: str, settings: Settings | None = None,
-                 timeout_s: float = 10.0, context: zmq.Context | None = None) -> None:
+    def __init__(
+        self,
+        control_address: str,
+        settings: Settings | None = None,
+        timeout_s: float = 10.0,
+        context: zmq.Context | None = None,
+    ) -> None:
         self.address = control_address
         self.settings = settings or Settings()
         self.timeout_s = timeout_s
@@ -90,8 +95,9 @@ class BrokerClient:
 
     def stats(self, pid: int, producer: str, seq: int, timeout_s: float = 30.0) -> dict[str, Any]:
         """Per-process stats once batch ``seq`` of ``producer`` landed."""
-        reply = self.request("stats", timeout_s + 30.0, pid=pid, producer=producer, seq=seq,
-                             timeout_s=timeout_s)
+        reply = self.request(
+            "stats", timeout_s + 30.0, pid=pid, producer=producer, seq=seq, timeout_s=timeout_s
+        )
         stats: dict[str, Any] = reply["stats"]
         return stats
 

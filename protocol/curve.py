@@ -45,8 +45,11 @@ def server_enabled(settings: Settings) -> bool:
     return bool(settings.curve_server_secret_key)
 
 
-def setup_server(context: zmq.Context, sockets: list[zmq.Socket], settings: Settings,
-                 ) -> ThreadAuthenticator:
+def setup_server(
+    context: zmq.Context,
+    sockets: list[zmq.Socket],
+    settings: Settings,
+) -> ThreadAuthenticator:
     """Make ``sockets`` CURVE servers and start the authenticator; return it (stop it later).
 
     Clients must know the server's public key; with ``curve_authorized_clients`` set, only

@@ -5,8 +5,14 @@
 
 #include <string.h>
 
-static void tr_put_u32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); } /* little-endian hosts */
-static void tr_put_u64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
+static void tr_put_u32(uint8_t *p, uint32_t v)
+{
+    memcpy(p, &v, 4);
+} /* little-endian hosts */
+static void tr_put_u64(uint8_t *p, uint64_t v)
+{
+    memcpy(p, &v, 8);
+}
 
 void tr_write_header(uint8_t *h, uint64_t n, tr_delta_t base, const tr_clock_t *clock)
 {

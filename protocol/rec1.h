@@ -66,7 +66,10 @@ static inline uint64_t tr_zz32(uint32_t delta)
     return (uint64_t)((delta << 1) ^ (uint32_t)((int32_t)delta >> 31));
 }
 
-static inline uint64_t tr_unzz64(uint64_t v) { return (v >> 1) ^ (0 - (v & 1)); }
+static inline uint64_t tr_unzz64(uint64_t v)
+{
+    return (v >> 1) ^ (0 - (v & 1));
+}
 
 /* Untrusted input: every read is bounds-checked; returns NULL on malformed varints. */
 static inline const uint8_t *tr_get_varint_checked(const uint8_t *p, const uint8_t *end,

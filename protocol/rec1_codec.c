@@ -115,8 +115,7 @@ tr_rec1_walk(const uint8_t *p, const uint8_t *end, uint64_t n, tr_delta_t st,
             c->old[i] = old;
             c->size[i] = size;
             c->stack[i] = stack;
-        }
-        else {
+        } else {
             (void)old;
             (void)size;
             (void)stack;
@@ -129,15 +128,14 @@ tr_rec1_walk(const uint8_t *p, const uint8_t *end, uint64_t n, tr_delta_t st,
     return NULL;
 }
 
-static const char *tr_rec1_decode(const uint8_t *p, const uint8_t *end, uint64_t n,
-                                  tr_delta_t st, const tr_clock_t *clock, tr_columns_t *c,
-                                  uint64_t *at)
+static const char *tr_rec1_decode(const uint8_t *p, const uint8_t *end, uint64_t n, tr_delta_t st,
+                                  const tr_clock_t *clock, tr_columns_t *c, uint64_t *at)
 {
     return tr_rec1_walk(p, end, n, st, clock, c, at, 1);
 }
 
-static const char *tr_rec1_validate(const uint8_t *p, const uint8_t *end, uint64_t n,
-                                    tr_delta_t st, uint64_t *at)
+static const char *tr_rec1_validate(const uint8_t *p, const uint8_t *end, uint64_t n, tr_delta_t st,
+                                    uint64_t *at)
 {
     return tr_rec1_walk(p, end, n, st, NULL, NULL, at, 0);
 }
@@ -203,10 +201,9 @@ static int tr_rec1_decode_columns(const uint8_t *data, size_t len, uint64_t n, t
 {
     const char *fault;
     uint64_t at = 0;
-    Py_BEGIN_ALLOW_THREADS
-    fault = tr_rec1_decode(data + TR_REC1_HEADER, data + len, n, st, clock, c, &at);
-    Py_END_ALLOW_THREADS
-    return tr_rec1_fault(fault, at, n);
+    Py_BEGIN_ALLOW_THREADS fault =
+        tr_rec1_decode(data + TR_REC1_HEADER, data + len, n, st, clock, c, &at);
+    Py_END_ALLOW_THREADS return tr_rec1_fault(fault, at, n);
 }
 
 /* decode_rec1(data, n) -> (ts_ns, kind, domain, address, old_address, size, stack_id) as
@@ -268,10 +265,10 @@ static PyObject *tr_py_validate_rec1(PyObject *self, PyObject *args)
     tr_delta_t st;
     if (tr_rec1_header(data, len, n_chunk, &n, &clock, &st) == 0) {
         const char *fault;
-        Py_BEGIN_ALLOW_THREADS
-        fault = tr_rec1_validate(data + TR_REC1_HEADER, data + len, n, st, &at);
-        Py_END_ALLOW_THREADS
-        if (tr_rec1_fault(fault, at, n) == 0) {
+        Py_BEGIN_ALLOW_THREADS fault =
+            tr_rec1_validate(data + TR_REC1_HEADER, data + len, n, st, &at);
+        Py_END_ALLOW_THREADS if (tr_rec1_fault(fault, at, n) == 0)
+        {
             result = Py_NewRef(Py_None);
         }
     }
@@ -284,8 +281,7 @@ static PyObject *tr_py_validate_rec1(PyObject *self, PyObject *args)
 static int tr_aligned(const Py_buffer *view, Py_ssize_t itemsize)
 {
     if ((uintptr_t)view->buf % (uintptr_t)itemsize != 0) {
-        PyErr_Format(PyExc_ValueError, "column buffer not aligned for %zd-byte items",
-                     itemsize);
+        PyErr_Format(PyExc_ValueError, "column buffer not aligned for %zd-byte items", itemsize);
         return -1;
     }
     return 0;
@@ -315,8 +311,8 @@ static PyObject *tr_py_decode_rec1_into(PyObject *self, PyObject *args)
     unsigned long long n_chunk;
     Py_ssize_t row;
     memset(out, 0, sizeof(out));
-    if (!PyArg_ParseTuple(args, "y*Kw*w*w*w*w*w*w*n", &view, &n_chunk, &out[0], &out[1],
-                          &out[2], &out[3], &out[4], &out[5], &out[6], &row)) {
+    if (!PyArg_ParseTuple(args, "y*Kw*w*w*w*w*w*w*n", &view, &n_chunk, &out[0], &out[1], &out[2],
+                          &out[3], &out[4], &out[5], &out[6], &row)) {
         return NULL;
     }
     PyObject *result = NULL;
@@ -372,8 +368,8 @@ static PyObject *tr_py_encode_rec1(PyObject *self, PyObject *args)
 {
     Py_buffer in[7];
     memset(in, 0, sizeof(in));
-    if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*y*", &in[0], &in[1], &in[2], &in[3], &in[4],
-                          &in[5], &in[6])) {
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*y*", &in[0], &in[1], &in[2], &in[3], &in[4], &in[5],
+                          &in[6])) {
         for (int i = 0; i < 7; i++) {
             if (in[i].obj != NULL) {
                 PyBuffer_Release(&in[i]);

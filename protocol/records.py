@@ -69,8 +69,10 @@ def encode_cols1(tid: int, columns: dict[str, np.ndarray]) -> dict[str, Any]:
     if len(lengths) != 1 or set(columns) != set(_DTYPES):
         raise ValueError(f"need equal-length arrays for exactly {sorted(_DTYPES)}")
     n = lengths.pop()
-    cols = {name: np.ascontiguousarray(columns[name], dtype=dt).tobytes() for name, dt in
-            _DTYPES.items()}
+    cols = {
+        name: np.ascontiguousarray(columns[name], dtype=dt).tobytes()
+        for name, dt in _DTYPES.items()
+    }
     return {"tid": tid, "n": n, "enc": "cols1", "cols": cols}
 
 

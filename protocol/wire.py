@@ -197,8 +197,7 @@ def _attach_frames(raw: Any, parts: list[Any]) -> None:
         taken[ref - 1] = True
         chunk["data"] = parts[ref - 1]
     if not all(taken):
-        raise WireError(f"frame {taken.index(False) + 1} of {len(parts) + 1} is taken by no "
-                        "chunk")
+        raise WireError(f"frame {taken.index(False) + 1} of {len(parts) + 1} is taken by no chunk")
 
 
 def _table_rows(columns: dict[str, list[Any]]) -> int:

@@ -17,8 +17,13 @@ def clean_env(**extra):
 def python(args, timeout=120, cwd=None, env=None, **kwargs):
     return subprocess.run(
         [sys.executable, *map(str, args)],
-        capture_output=True, text=True, timeout=timeout, cwd=cwd,
-        env=clean_env() if env is None else env, check=False, **kwargs,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env=clean_env() if env is None else env,
+        check=False,
+        **kwargs,
     )
 
 

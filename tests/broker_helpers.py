@@ -22,15 +22,37 @@ def ipc_address(tmp_path: Path, name: str = "b") -> str:
     return f"ipc://{tmp_path}/{name}"
 
 
-def run_synthetic(address: str, events: int, producers: int, chunk: int = 65536,
-                  rate: float = 0.0, env: dict[str, str] | None = None,
-                  timeout: float = 120.0) -> subprocess.Popen[str]:
+def run_synthetic(
+    address: str,
+    events: int,
+    producers: int,
+    chunk: int = 65536,
+    rate: float = 0.0,
+    env: dict[str, str] | None = None,
+    timeout: float = 120.0,
+) -> subprocess.Popen[str]:
     """Start the synthetic producers' command line; returns the Popen (stdout: JSON lines)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "memscope.producer.synthetic", "--address", address,
-         "--events", str(events), "--producers", str(producers), "--chunk", str(chunk),
-         "--rate", str(rate), "--timeout", str(timeout)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "memscope.producer.synthetic",
+            "--address",
+            address,
+            "--events",
+            str(events),
+            "--producers",
+            str(producers),
+            "--chunk",
+            str(chunk),
+            "--rate",
+            str(rate),
+            "--timeout",
+            str(timeout),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env={**os.environ, **(env or {})},
     )
 
@@ -47,7 +69,8 @@ def check_exactly_once(log_dir: Path, results: list[dict], events: int, chunk: i
     log = open_log(log_dir)
     # Counted from the decoded events (the broker stores the producers' rec1 chunks as sent).
     memory = pa.Table.from_batches(list(log.memory_batches())).select(
-        ["pid", "seq", "size", "address"])
+        ["pid", "seq", "size", "address"]
+    )
     assert log.chunk_events() == memory.num_rows, "memory events not stored as chunks"
     ingest = {row["producer"]: row for row in _last_ingest(log)}
     for result in results:

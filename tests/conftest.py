@@ -50,12 +50,14 @@ def broker_factory(tmp_path: Path) -> Iterator[Callable[..., Any]]:
 
     running: list[tuple[Any, threading.Thread]] = []
 
-    def make(settings: Any = None, log_dir: Path | None = None,
-             address: str | None = None) -> Any:
+    def make(settings: Any = None, log_dir: Path | None = None, address: str | None = None) -> Any:
         n = len(running)
-        broker = Broker(log_dir or tmp_path / f"events{n or ''}",
-                        address or _ipc_address(tmp_path, f"b{n}"),
-                        settings or Settings(), analysis=log_analysis())
+        broker = Broker(
+            log_dir or tmp_path / f"events{n or ''}",
+            address or _ipc_address(tmp_path, f"b{n}"),
+            settings or Settings(),
+            analysis=log_analysis(),
+        )
         thread = threading.Thread(target=broker.run, daemon=True, name=f"broker-{n}")
         thread.start()
         running.append((broker, thread))

@@ -14,22 +14,36 @@ from memscope.producer.native_mode import library_path, preload_env
 TIMEOUT_S = 120
 
 
-def memscope_run(tmp_path: Path, source: str, *extra: str) -> tuple[subprocess.CompletedProcess,
-                                                                   Path]:
+def memscope_run(
+    tmp_path: Path, source: str, *extra: str
+) -> tuple[subprocess.CompletedProcess, Path]:
     """``memscope run --native`` on ``source`` with arguments ``extra``; (process, run dir)."""
     script = tmp_path / "prog.py"
     script.write_text(textwrap.dedent(source))
     out = tmp_path / "run"
     proc = subprocess.run(
-        [sys.executable, "-m", "memscope", "run", "--native", "--out", str(out), str(script),
-         *extra],
-        cwd=tmp_path, capture_output=True, text=True, timeout=TIMEOUT_S,
+        [
+            sys.executable,
+            "-m",
+            "memscope",
+            "run",
+            "--native",
+            "--out",
+            str(out),
+            str(script),
+            *extra,
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
     )
     return proc, out
 
 
-def preloaded_python(tmp_path: Path, source: str, env: dict | None = None,
-                     preload: bool = True) -> subprocess.CompletedProcess:
+def preloaded_python(
+    tmp_path: Path, source: str, env: dict | None = None, preload: bool = True
+) -> subprocess.CompletedProcess:
     """Run ``source`` in a Python started with the shim preloaded (no ``memscope run``)."""
     script = tmp_path / "capture_prog.py"
     script.write_text(textwrap.dedent(source))
@@ -38,8 +52,14 @@ def preloaded_python(tmp_path: Path, source: str, env: dict | None = None,
     run_env = preload_env(base) if preload else base
     run_env.pop("MEMSCOPE_NATIVE", None)
     run_env["PYTHONPATH"] = str(Path(__file__).parent)
-    return subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=TIMEOUT_S, env=run_env)
+    return subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        env=run_env,
+    )
 
 
 def last_json(proc: subprocess.CompletedProcess) -> dict:
@@ -78,8 +98,12 @@ def build_c_library(tmp_path: Path) -> Path:
     source = tmp_path / "mstest.c"
     source.write_text(C_LIBRARY)
     target = tmp_path / "libmstest.so"
-    subprocess.run(["cc", "-O0", "-shared", "-fPIC", "-o", str(target), str(source)],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        ["cc", "-O0", "-shared", "-fPIC", "-o", str(target), str(source)],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     return target
 
 

@@ -16,10 +16,16 @@ def decode_all(chunks):
         cols["tid"] = np.full(len(cols["kind"]), chunk["tid"], dtype=np.uint64)
         parts.append(cols)
     if not parts:
-        return {"tid": np.zeros(0, np.uint64), "kind": np.zeros(0, np.uint8),
-                "size": np.zeros(0, np.uint64), "address": np.zeros(0, np.uint64),
-                "domain": np.zeros(0, np.uint8), "stack_id": np.zeros(0, np.uint32),
-                "ts_ns": np.zeros(0, np.int64), "old_address": np.zeros(0, np.uint64)}
+        return {
+            "tid": np.zeros(0, np.uint64),
+            "kind": np.zeros(0, np.uint8),
+            "size": np.zeros(0, np.uint64),
+            "address": np.zeros(0, np.uint64),
+            "domain": np.zeros(0, np.uint8),
+            "stack_id": np.zeros(0, np.uint32),
+            "ts_ns": np.zeros(0, np.int64),
+            "old_address": np.zeros(0, np.uint64),
+        }
     return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
 
@@ -64,8 +70,13 @@ def resolve_stack(rare, stack_id):
     frame_of = dict(zip(stacks.get("stack_id", []), stacks.get("frame_id", []), strict=True))
     info = {
         fid: (fn, fname.rsplit("/", 1)[-1], line)
-        for fid, fn, fname, line in zip(frames["frame_id"], frames["function"],
-                                        frames["filename"], frames["lineno"], strict=True)
+        for fid, fn, fname, line in zip(
+            frames["frame_id"],
+            frames["function"],
+            frames["filename"],
+            frames["lineno"],
+            strict=True,
+        )
     }
     out = []
     while stack_id:

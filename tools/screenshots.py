@@ -17,8 +17,14 @@ import sys
 from pathlib import Path
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 
 
 def main(argv: list[str]) -> int:
@@ -31,8 +37,7 @@ def main(argv: list[str]) -> int:
 
     source, out = Path(argv[0]), Path(argv[1])
     if not find_reports(source):
-        write_sample_reports(source, n_vars=60,
-                             names=HOSTILE_NAMES if "--hostile" in argv else ())
+        write_sample_reports(source, n_vars=60, names=HOSTILE_NAMES if "--hostile" in argv else ())
     out.mkdir(parents=True, exist_ok=True)
     written = write_reports(source, out)
     with sync_playwright() as p:
@@ -64,8 +69,19 @@ def flame_shots(run: Path, out: Path, argv: list[str]) -> None:
     from playwright.sync_api import sync_playwright
 
     page_path = out / "flamegraph.html"
-    subprocess.run([sys.executable, "-m", "memscope", "flamegraph", str(run), "--temporal",
-                    "-o", str(page_path)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "memscope",
+            "flamegraph",
+            str(run),
+            "--temporal",
+            "-o",
+            str(page_path),
+        ],
+        check=True,
+    )
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 820})
@@ -73,14 +89,19 @@ def flame_shots(run: Path, out: Path, argv: list[str]) -> None:
         page.wait_for_selector("body[data-ready='1']")
         frames = page.locator(".msflame-frame")
         # hover the widest frame below the root's first two levels: its tooltip is shown
-        widths = frames.evaluate_all("els => els.map(e => [parseFloat(e.style.width), "
-                                     "parseFloat(e.style.top), e.textContent])")
+        widths = frames.evaluate_all(
+            "els => els.map(e => [parseFloat(e.style.width), "
+            "parseFloat(e.style.top), e.textContent])"
+        )
         deep = [i for i, (w, top, _) in enumerate(widths) if top >= 54 and w > 40] or [0]
         target = max(deep, key=lambda i: widths[i][0] * 0.5 + widths[i][1])
         frames.nth(target).hover()
         page.screenshot(path=str(out / "flame-peak.png"), full_page=True)
-        term = argv[argv.index("--search") + 1] if "--search" in argv else \
-            (widths[target][2] or "main")
+        term = (
+            argv[argv.index("--search") + 1]
+            if "--search" in argv
+            else (widths[target][2] or "main")
+        )
         page.locator(".msflame-search").fill(term)
         page.screenshot(path=str(out / "flame-search.png"), full_page=True)
         page.locator(".msflame-search").fill("")

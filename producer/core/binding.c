@@ -10,10 +10,14 @@
 
 static PyObject *py_start(PyObject *self, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = {"mode", "sample_bytes", "max_buffer_bytes", "numpy",
-                             "reuse_stamps", "arena_dir", NULL};
-    tr_start_t o = {.mode = TR_MODE_FULL, .sample_bytes = 65536, .max_buffer = 512ull << 20,
-                    .numpy = 1, .reuse_stamps = 1, .arena_dir = NULL};
+    static char *kwlist[] = {
+        "mode", "sample_bytes", "max_buffer_bytes", "numpy", "reuse_stamps", "arena_dir", NULL};
+    tr_start_t o = {.mode = TR_MODE_FULL,
+                    .sample_bytes = 65536,
+                    .max_buffer = 512ull << 20,
+                    .numpy = 1,
+                    .reuse_stamps = 1,
+                    .arena_dir = NULL};
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|iLKppz", kwlist, &o.mode, &o.sample_bytes,
                                      &o.max_buffer, &o.numpy, &o.reuse_stamps, &o.arena_dir)) {
         return NULL;
@@ -214,14 +218,13 @@ static PyObject *py_stats(PyObject *self, PyObject *noargs)
     tr_buffer_stats(&events, &drops, &pending, &high);
     tr_drain_shipped(&shipped_events, &shipped_bytes);
     tr_hooks_map_stats(&live, &slots);
-    return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:I,s:i,s:K,s:K}", "events",
-                         (unsigned long long)events, "drops", (unsigned long long)drops,
-                         "pending_bytes", (unsigned long long)pending, "buffer_high_water",
-                         (unsigned long long)high, "shipped_events",
-                         (unsigned long long)shipped_events, "shipped_bytes",
-                         (unsigned long long)shipped_bytes, "stacks", tr_stack_count(),
-                         "tsc", tr_use_tsc, "live_blocks", (unsigned long long)live,
-                         "live_map_slots", (unsigned long long)slots);
+    return Py_BuildValue(
+        "{s:K,s:K,s:K,s:K,s:K,s:K,s:I,s:i,s:K,s:K}", "events", (unsigned long long)events, "drops",
+        (unsigned long long)drops, "pending_bytes", (unsigned long long)pending,
+        "buffer_high_water", (unsigned long long)high, "shipped_events",
+        (unsigned long long)shipped_events, "shipped_bytes", (unsigned long long)shipped_bytes,
+        "stacks", tr_stack_count(), "tsc", tr_use_tsc, "live_blocks", (unsigned long long)live,
+        "live_map_slots", (unsigned long long)slots);
 }
 
 static PyObject *py_term_install(PyObject *self, PyObject *fd)
@@ -265,8 +268,7 @@ static PyMethodDef tr_methods[] = {
     {"numpy_traced", py_numpy_traced, METH_NOARGS, "Whether numpy's data memory is traced."},
     {"numpy_install", py_numpy_install, METH_NOARGS,
      "Trace numpy's data memory from now (numpy imported after start); returns numpy_traced()."},
-    {"drain", py_drain, METH_VARARGS,
-     "drain(max_events, commit=True) -> (chunks, rare tables)"},
+    {"drain", py_drain, METH_VARARGS, "drain(max_events, commit=True) -> (chunks, rare tables)"},
     {"commit", py_commit, METH_VARARGS,
      "commit(next_seq): the drained records are spooled; recycle their buffers."},
     {"arena_identify", tr_py_arena_identify, METH_VARARGS,

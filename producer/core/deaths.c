@@ -212,8 +212,14 @@ static PyObject *py_watched(PyObject *self, PyObject *noargs)
 
 #else /* other CPython versions */
 
-static PyObject *py_watch(PyObject *self, PyObject *obj) { Py_RETURN_FALSE; }
-static PyObject *py_watched(PyObject *self, PyObject *noargs) { return PyLong_FromLong(0); }
+static PyObject *py_watch(PyObject *self, PyObject *obj)
+{
+    Py_RETURN_FALSE;
+}
+static PyObject *py_watched(PyObject *self, PyObject *noargs)
+{
+    return PyLong_FromLong(0);
+}
 
 #endif
 
@@ -225,8 +231,14 @@ static PyMethodDef ms_methods[] = {
 };
 
 static struct PyModuleDef ms_module = {
-    PyModuleDef_HEAD_INIT, "_deaths", "Deaths of tracked objects as allocator frees.",
-    -1, ms_methods,
+    PyModuleDef_HEAD_INIT,
+    "_deaths",
+    "Deaths of tracked objects as allocator frees.",
+    -1,
+    ms_methods,
 };
 
-PyMODINIT_FUNC PyInit__deaths(void) { return PyModule_Create(&ms_module); }
+PyMODINIT_FUNC PyInit__deaths(void)
+{
+    return PyModule_Create(&ms_module);
+}

@@ -47,20 +47,20 @@ typedef struct {
     uint64_t magic;
     uint32_t version;
     uint32_t slot_size;
-    uint32_t nslots;       /* slots including the header's */
-    uint32_t thread_size;  /* sizeof(tr_thread_t): a reader built otherwise refuses */
-    uint64_t base;         /* the owner's address of the mapping */
+    uint32_t nslots;      /* slots including the header's */
+    uint32_t thread_size; /* sizeof(tr_thread_t): a reader built otherwise refuses */
+    uint64_t base;        /* the owner's address of the mapping */
     int64_t pid;
     uint64_t next_seqs[2]; /* the seq of the next batch (every earlier one is spooled), ... */
     uint32_t commit_index; /* ... and the threads' cursor copy, of the last whole commit */
     uint32_t pad;
-    tr_clock_t clocks[2];  /* the latest reference reading, ... */
-    uint32_t clock_index;  /* ... the whole copy named last */
-    uint32_t closed;       /* the owner closed it: everything is shipped or spooled */
+    tr_clock_t clocks[2]; /* the latest reference reading, ... */
+    uint32_t clock_index; /* ... the whole copy named last */
+    uint32_t closed;      /* the owner closed it: everything is shipped or spooled */
     char producer[256];
     char spool[1024];
     char address[512];
-    uint8_t kinds[];       /* nslots entries of TR_SLOT_* */
+    uint8_t kinds[]; /* nslots entries of TR_SLOT_* */
 } tr_arena_hdr_t;
 
 /* The owner's arena (set once; replaced only in a forked child, at the same address). */
@@ -74,9 +74,15 @@ static char tr_arena_file[600];
 static uint32_t *tr_free_backed, *tr_free_bare;
 static uint32_t tr_n_backed, tr_n_bare;
 
-static inline tr_arena_hdr_t *tr_hdr(void) { return (tr_arena_hdr_t *)tr_arena; }
+static inline tr_arena_hdr_t *tr_hdr(void)
+{
+    return (tr_arena_hdr_t *)tr_arena;
+}
 
-int tr_arena_ready(void) { return tr_arena != NULL; }
+int tr_arena_ready(void)
+{
+    return tr_arena != NULL;
+}
 
 /* Every slot not in use is free (and bare), e.g. after the mapping changed under them. */
 static void tr_arena_reset_free_except_used(void)
@@ -167,8 +173,7 @@ static int tr_arena_swap_to_file(int fd)
             return -1;
         }
     }
-    void *p = mmap(tr_arena, tr_arena_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd,
-                   0);
+    void *p = mmap(tr_arena, tr_arena_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
     return p == MAP_FAILED ? -1 : 0;
 }
 
@@ -204,22 +209,23 @@ static int tr_back_fd(int fd, uint32_t id)
     return fallocate(fd, 0, (off_t)id * TR_SLOT_SIZE, TR_SLOT_SIZE) == 0 ? 0 : -1;
 }
 
-static int tr_back(uint32_t id) { return tr_arena_fd < 0 ? 0 : tr_back_fd(tr_arena_fd, id); }
+static int tr_back(uint32_t id)
+{
+    return tr_arena_fd < 0 ? 0 : tr_back_fd(tr_arena_fd, id);
+}
 
 void *tr_arena_get(int kind)
 {
     uint32_t id;
     if (tr_n_backed > 0) {
         id = tr_free_backed[--tr_n_backed];
-    }
-    else if (tr_n_bare > 0) {
+    } else if (tr_n_bare > 0) {
         id = tr_free_bare[tr_n_bare - 1];
         if (tr_back(id) < 0) {
             return NULL;
         }
         tr_n_bare--;
-    }
-    else {
+    } else {
         return NULL;
     }
     uint8_t *slot = tr_arena + (size_t)id * TR_SLOT_SIZE;
@@ -261,7 +267,10 @@ void tr_arena_note_clock(const tr_clock_t *clock)
     __atomic_store_n(&h->clock_index, next, __ATOMIC_RELEASE);
 }
 
-uint32_t tr_arena_commit_index(void) { return tr_arena ? tr_hdr()->commit_index & 1u : 0; }
+uint32_t tr_arena_commit_index(void)
+{
+    return tr_arena ? tr_hdr()->commit_index & 1u : 0;
+}
 
 uint64_t tr_arena_next_seq(void)
 {
@@ -341,8 +350,7 @@ void tr_arena_after_fork_child(tr_thread_t *keep_thread)
         if (keep_thread != NULL && tr_fork_saved_ok) {
             memcpy(keep_thread, &tr_fork_saved, sizeof tr_fork_saved);
         }
-    }
-    else {
+    } else {
         /* anonymous: the copy is private already; give back the memory of every other slot
          * (in use or free: a bare slot must read as zeroes), in the runs between the kept */
         uint32_t start = 1;
@@ -468,10 +476,9 @@ static int tr_harvest_piece(PyObject *chunks, uint64_t tid, const uint8_t *src, 
 
 /* The records of one dead thread state from its committed cursor on. `seen` marks the blocks
  * taken already (by any thread): a damaged file's chains never make a block count twice. */
-static int tr_harvest_thread(const tr_view_t *v, const tr_arena_hdr_t *h,
-                             const tr_thread_t *t, const tr_clock_t *last_drain,
-                             uint8_t *seen, PyObject *chunks, uint64_t *events,
-                             int64_t *last_ns)
+static int tr_harvest_thread(const tr_view_t *v, const tr_arena_hdr_t *h, const tr_thread_t *t,
+                             const tr_clock_t *last_drain, uint8_t *seen, PyObject *chunks,
+                             uint64_t *events, int64_t *last_ns)
 {
     /* the mapping of the thread's last shipped chunk carries on (as the drain's would) */
     tr_clock_t clock = t->dclock_set && t->dclock.mult ? t->dclock : *last_drain;
@@ -499,9 +506,8 @@ static int tr_harvest_thread(const tr_view_t *v, const tr_arena_hdr_t *h,
         if (used > TR_BLOCK_DATA) {
             break;
         }
-        if (pos < used &&
-            tr_harvest_piece(chunks, t->tid, blk->data + pos, used - pos, d, &clock, events,
-                             last_ns) < 0) {
+        if (pos < used && tr_harvest_piece(chunks, t->tid, blk->data + pos, used - pos, d, &clock,
+                                           events, last_ns) < 0) {
             return -1;
         }
         if (blk->next == NULL) {
@@ -544,9 +550,8 @@ PyObject *tr_py_harvest(PyObject *self, PyObject *args)
     PyObject *result = NULL, *chunks = NULL, *threads = NULL;
     uint8_t *seen = NULL;
     if (h->magic != TR_ARENA_MAGIC || h->version != TR_ARENA_VERSION ||
-        h->slot_size != TR_SLOT_SIZE || h->thread_size != sizeof(tr_thread_t) ||
-        h->nslots < 2 || h->nslots > TR_MAX_SLOTS ||
-        (size_t)h->nslots * TR_SLOT_SIZE > v.size) {
+        h->slot_size != TR_SLOT_SIZE || h->thread_size != sizeof(tr_thread_t) || h->nslots < 2 ||
+        h->nslots > TR_MAX_SLOTS || (size_t)h->nslots * TR_SLOT_SIZE > v.size) {
         PyErr_Format(PyExc_ValueError, "not a memscope arena of this version");
         goto done;
     }
@@ -583,12 +588,11 @@ PyObject *tr_py_harvest(PyObject *self, PyObject *args)
     snprintf(producer, sizeof producer, "%.*s", (int)sizeof producer - 1, h->producer);
     snprintf(spool, sizeof spool, "%.*s", (int)sizeof spool - 1, h->spool);
     snprintf(address, sizeof address, "%.*s", (int)sizeof address - 1, h->address);
-    result = Py_BuildValue("{s:L,s:s,s:s,s:s,s:K,s:O,s:O,s:O,s:K,s:L}", "pid",
-                           (long long)h->pid, "producer", producer, "spool", spool, "address",
-                           address, "next_seq", (unsigned long long)h->next_seqs[h->commit_index & 1u], "closed",
-                           h->closed ? Py_True : Py_False, "chunks", chunks, "threads",
-                           threads, "events", (unsigned long long)events, "last_ns",
-                           (long long)last_ns);
+    result = Py_BuildValue("{s:L,s:s,s:s,s:s,s:K,s:O,s:O,s:O,s:K,s:L}", "pid", (long long)h->pid,
+                           "producer", producer, "spool", spool, "address", address, "next_seq",
+                           (unsigned long long)h->next_seqs[h->commit_index & 1u], "closed",
+                           h->closed ? Py_True : Py_False, "chunks", chunks, "threads", threads,
+                           "events", (unsigned long long)events, "last_ns", (long long)last_ns);
 done:
     PyMem_RawFree(seen);
     Py_XDECREF(chunks);

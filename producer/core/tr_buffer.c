@@ -28,15 +28,15 @@ static tr_thread_t tr_dead_thread = {.busy = 1, .ignored = 1};
  * tr_dead_events/tr_dead_drops. Taken by hooks only to get a block; reinitialized in a
  * forked child. */
 static pthread_mutex_t tr_registry_lock = PTHREAD_MUTEX_INITIALIZER;
-static tr_thread_t *tr_threads;       /* every registered thread state */
-static tr_block_t *tr_pool;           /* free blocks, linked through ->next */
+static tr_thread_t *tr_threads; /* every registered thread state */
+static tr_block_t *tr_pool;     /* free blocks, linked through ->next */
 static unsigned tr_pool_len;
 static uint64_t tr_blocks_in_use;     /* blocks owned by threads (pending data) */
 static uint64_t tr_high_water_blocks; /* max of tr_blocks_in_use since start/fork */
 static uint64_t tr_dead_events;       /* events/drops of thread states already freed */
 static uint64_t tr_dead_drops;
-static uint64_t tr_attach_failures;   /* threads that could not get a state (counted as drops) */
-static uint64_t *tr_serial_tids;      /* serial -> tid of every state ever attached */
+static uint64_t tr_attach_failures; /* threads that could not get a state (counted as drops) */
+static uint64_t *tr_serial_tids;    /* serial -> tid of every state ever attached */
 static uint32_t tr_n_serials, tr_cap_serials;
 
 /* Written once by tr_buffers_init (GIL held, before any hook can run). */
@@ -186,8 +186,14 @@ int tr_thread_next_block(tr_thread_t *t)
 
 /* ---------------------------------------------------------------- drain */
 
-static void tr_put_u32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); } /* little-endian hosts */
-static void tr_put_u64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
+static void tr_put_u32(uint8_t *p, uint32_t v)
+{
+    memcpy(p, &v, 4);
+} /* little-endian hosts */
+static void tr_put_u64(uint8_t *p, uint64_t v)
+{
+    memcpy(p, &v, 8);
+}
 
 /* One chunk to be: a run of whole records inside a block, and the thread they belong to.
  * The bytes are copied straight from the block into the chunk's bytes object (with the GIL),
@@ -260,8 +266,7 @@ static tr_clock_t tr_thread_clock(const tr_thread_t *t, const tr_clock_t *now)
          * than 1% of the interval (the clocks parted, or fell behind by a jump) is made
          * good over the next drains rather than by a step */
         uint64_t lo = now->mult - now->mult / 100, hi = now->mult + now->mult / 100;
-        uint64_t mult = (uint64_t)(((unsigned __int128)(uint64_t)dn << 32) /
-                                   (now->tick - c.tick));
+        uint64_t mult = (uint64_t)(((unsigned __int128)(uint64_t)dn << 32) / (now->tick - c.tick));
         c.mult = mult < lo ? lo : mult > hi ? hi : mult;
     }
     return c;
@@ -317,8 +322,7 @@ static uint64_t tr_drain_thread(tr_thread_t *t, uint64_t budget, tr_pieces_t *pi
                 scan.n = b->nrec - t->dcount;
                 max_tick = b->max_tick;
                 memset(&scan.end, 0, sizeof scan.end); /* the next block starts from zero */
-            }
-            else {
+            } else {
                 took = tr_rec1_scan(src, used - t->dpos, t->d, budget - moved, &scan);
                 max_tick = scan.max_tick;
             }
@@ -467,10 +471,8 @@ PyObject *tr_drain_chunks(uint64_t max_events, uint64_t *events_out, uint64_t *b
     /* Finding the records runs without the GIL so the traced program keeps running
      * meanwhile; the caller's tr_draining flag keeps other drains out. */
     tr_gc_before_release();
-    Py_BEGIN_ALLOW_THREADS
-    total = tr_gather(max_events, &pieces, &now);
-    Py_END_ALLOW_THREADS
-    tr_gc_after_acquire();
+    Py_BEGIN_ALLOW_THREADS total = tr_gather(max_events, &pieces, &now);
+    Py_END_ALLOW_THREADS tr_gc_after_acquire();
     /* The chunks' bytes objects are made with the GIL, the copies into them (and the page
      * faults of their fresh memory) without it: a drain of millions of events holds the GIL
      * for a few allocations only. */
@@ -481,29 +483,27 @@ PyObject *tr_drain_chunks(uint64_t max_events, uint64_t *events_out, uint64_t *b
         Py_CLEAR(chunks);
     }
     for (size_t i = 0; i < pieces.len && chunks != NULL; i++) {
-        datas[i] = PyBytes_FromStringAndSize(NULL,
-                                             (Py_ssize_t)(TR_REC1_HEADER + pieces.items[i].len));
+        datas[i] =
+            PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(TR_REC1_HEADER + pieces.items[i].len));
         if (datas[i] == NULL) {
             Py_CLEAR(chunks);
         }
     }
     if (chunks != NULL && pieces.len > 0) {
         tr_gc_before_release();
-        Py_BEGIN_ALLOW_THREADS
-        for (size_t i = 0; i < pieces.len; i++) {
+        Py_BEGIN_ALLOW_THREADS for (size_t i = 0; i < pieces.len; i++)
+        {
             tr_piece_t *p = &pieces.items[i];
             uint8_t *out = (uint8_t *)PyBytes_AS_STRING(datas[i]);
             tr_write_header(out, p->n, p->base, &p->clock);
             memcpy(out + TR_REC1_HEADER, p->src, p->len);
         }
-        Py_END_ALLOW_THREADS
-        tr_gc_after_acquire();
+        Py_END_ALLOW_THREADS tr_gc_after_acquire();
     }
     for (size_t i = 0; i < pieces.len && chunks != NULL; i++) {
         tr_piece_t *p = &pieces.items[i];
-        PyObject *chunk = Py_BuildValue("{s:K,s:K,s:s,s:O}", "tid", (unsigned long long)p->tid,
-                                        "n", (unsigned long long)p->n, "enc", "rec1", "data",
-                                        datas[i]);
+        PyObject *chunk = Py_BuildValue("{s:K,s:K,s:s,s:O}", "tid", (unsigned long long)p->tid, "n",
+                                        (unsigned long long)p->n, "enc", "rec1", "data", datas[i]);
         if (chunk == NULL || PyList_Append(chunks, chunk) < 0) {
             Py_CLEAR(chunks);
         }
@@ -591,7 +591,10 @@ void tr_buffers_atfork_prepare(void)
     tr_arena_before_fork(self == &tr_dead_thread ? NULL : self);
 }
 
-void tr_buffers_atfork_parent(void) { pthread_mutex_unlock(&tr_registry_lock); }
+void tr_buffers_atfork_parent(void)
+{
+    pthread_mutex_unlock(&tr_registry_lock);
+}
 
 /* In the child only the forking thread exists: other threads' states are forgotten (one of
  * them may have been mid-record; nothing of it is read), and the survivor's buffer is emptied

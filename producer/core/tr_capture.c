@@ -52,7 +52,7 @@ int tr_capture_start(const tr_start_t *o)
     }
     if (!tr_hooks_layout_ok()) {
         PyErr_SetString(PyExc_RuntimeError, "memscope was built by a compiler whose bit-field "
-                        "layout tr_live_make does not match");
+                                            "layout tr_live_make does not match");
         return -1;
     }
     if (tr_buffers_init() < 0) {

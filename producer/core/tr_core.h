@@ -71,25 +71,25 @@ typedef struct {
 
 typedef struct tr_thread {
     /* --- owned by the thread itself (the writer); others read only as noted --- */
-    uint8_t busy;    /* reentrancy guard: set while this thread is inside a hook or a drain */
-    uint8_t ignored; /* TR_IGNORED (ignore_current_thread) | TR_PAUSED | TR_DRAINING: the
+    uint8_t busy;        /* reentrancy guard: set while this thread is inside a hook or a drain */
+    uint8_t ignored;     /* TR_IGNORED (ignore_current_thread) | TR_PAUSED | TR_DRAINING: the
                       * thread's events are memscope's own (tr_own.c) */
-    tr_block_t *cur; /* block being written */
-    uint8_t *pos;    /* next free byte in cur->data (release store after each record) */
-    uint8_t *end;    /* cur->data + TR_BLOCK_DATA */
-    tr_delta_t w;    /* writer's delta state */
-    uint64_t events; /* records written (drain reads it relaxed, for stats) */
+    tr_block_t *cur;     /* block being written */
+    uint8_t *pos;        /* next free byte in cur->data (release store after each record) */
+    uint8_t *end;        /* cur->data + TR_BLOCK_DATA */
+    tr_delta_t w;        /* writer's delta state */
+    uint64_t events;     /* records written (drain reads it relaxed, for stats) */
     uint32_t block_nrec; /* records in the current block */
     /* largest tick in the current block before a record that went back in time (set where
      * one is written: aggregated mode sends a pinned block's allocation with its old tick);
      * otherwise w.tick is the largest */
     uint64_t block_max_tick;
-    uint64_t drops;  /* records lost because no block was available (read relaxed) */
-    int64_t sample_left; /* sampled mode: bytes until the next sample */
-    uint64_t rng;        /* sampled mode: xorshift state */
-    uint64_t stamp_tick;         /* the last clock reading (see tr_stamp in tr_record.h) */
-    unsigned long stamp_switch;  /* ... taken at this count of hand-overs */
-    uint32_t stamp_reuse;        /* ... and reusable this many more times */
+    uint64_t drops;             /* records lost because no block was available (read relaxed) */
+    int64_t sample_left;        /* sampled mode: bytes until the next sample */
+    uint64_t rng;               /* sampled mode: xorshift state */
+    uint64_t stamp_tick;        /* the last clock reading (see tr_stamp in tr_record.h) */
+    unsigned long stamp_switch; /* ... taken at this count of hand-overs */
+    uint32_t stamp_reuse;       /* ... and reusable this many more times */
     /* per-thread stack cache, outermost frame first (GIL held when used) */
     int cache_depth;
     const void *cache_code[TR_MAX_DEPTH];
@@ -116,11 +116,11 @@ typedef struct tr_thread {
     /* --- written by the commit (GIL, no drain running); read after a crash (tr_arena.c) --- */
     tr_cursor_t committed[2];
     /* --- shared --- */
-    uint64_t tid;      /* the thread's id in the log: serial + 1, never reused; immutable */
-    uint64_t ident;    /* PyThread_get_thread_ident() of the owner (reused by CPython once
+    uint64_t tid;    /* the thread's id in the log: serial + 1, never reused; immutable */
+    uint64_t ident;  /* PyThread_get_thread_ident() of the owner (reused by CPython once
                         * the thread is gone); immutable */
-    uint32_t serial;   /* this state's number (tr_serial_tid maps it back to tid); immutable */
-    int dead;          /* set (release) by the owner's thread-exit destructor */
+    uint32_t serial; /* this state's number (tr_serial_tid maps it back to tid); immutable */
+    int dead;        /* set (release) by the owner's thread-exit destructor */
     struct tr_thread *next_all; /* registry list; protected by tr_registry_lock */
     /* native mode hook (tr_native_mode.c): while nm_preset is set, the thread's hooks use
      * nm_stack as the stack of the event being recorded (owned by the thread) */
@@ -158,7 +158,7 @@ int tr_arena_init(void);
  * running); -1 when it cannot (it then stays anonymous). tr_registry_lock held. */
 int tr_arena_use_dir(const char *dir);
 void tr_arena_before_fork(const tr_thread_t *self); /* the forking thread's state, saved */
-void *tr_arena_get(int kind); /* a zeroed-or-recycled slot; NULL when none; registry lock */
+void *tr_arena_get(int kind);  /* a zeroed-or-recycled slot; NULL when none; registry lock */
 void tr_arena_put(void *slot); /* registry lock held */
 void tr_arena_note_clock(const tr_clock_t *clock); /* the latest reference reading */
 uint32_t tr_arena_commit_index(void);              /* which cursor copies are live */
@@ -198,7 +198,6 @@ int tr_drain(PyObject *chunks, PyObject *rare, uint64_t max_events, int commit);
 int tr_drain_commit(uint64_t next_seq); /* 0 (nothing done) while a drain runs, else 1 */
 void tr_drain_shipped(uint64_t *events, uint64_t *bytes);
 void tr_drain_after_fork_child(void);
-
 
 /* ---- SIGTERM (tr_term.c) ---- */
 int tr_term_install(int fd);
@@ -246,11 +245,10 @@ static inline int64_t tr_tick_to_ns(const tr_clock_t *c, uint64_t tick)
     return (int64_t)((uint64_t)c->ns + (uint64_t)(rel >> 32));
 }
 
-
 /* ---- buffers (tr_buffer.c) ---- */
 extern __thread tr_thread_t *tr_tls __attribute__((tls_model("initial-exec")));
 tr_thread_t *tr_thread_attach(void); /* creates the calling thread's state; NULL if impossible */
-uint64_t tr_serial_tid(uint32_t serial); /* the tid of a thread state's serial number */
+uint64_t tr_serial_tid(uint32_t serial);  /* the tid of a thread state's serial number */
 uint64_t tr_tid_of_ident(uint64_t ident); /* the live thread's tid (0: none attached) */
 int tr_thread_next_block(tr_thread_t *t); /* 0 when no block could be had (a drop) */
 void tr_buffers_after_fork_child(void);
@@ -293,8 +291,7 @@ static inline void tr_emit(tr_thread_t *t, unsigned kind, unsigned domain, uint6
     unsigned hdr = kind | (domain << 2);
     if (tick == t->w.tick) { /* allocations often reuse a reading (tr_stamp, tr_record.h) */
         hdr |= TR_HDR_SAME_TICK;
-    }
-    else {
+    } else {
         p = tr_put_varint(p, tr_zz64(tick - t->w.tick));
         t->w.tick = tick;
     }
@@ -317,12 +314,11 @@ static inline void tr_emit(tr_thread_t *t, unsigned kind, unsigned domain, uint6
     __atomic_store_n(&t->pos, p, __ATOMIC_RELEASE); /* publishes the record (tr_buffer.c) */
 }
 
-
 /* ---- stacks (tr_stack.c) ---- */
 int tr_stack_gil_held(void);
-uint32_t tr_stack_current(tr_thread_t *t); /* GIL must be held */
+uint32_t tr_stack_current(tr_thread_t *t);                /* GIL must be held */
 uint32_t tr_stack_current_skip(tr_thread_t *t, int skip); /* minus `skip` innermost frames */
-int tr_stack_emit(PyObject *rare);          /* adds frames/stacks rows; GIL held */
+int tr_stack_emit(PyObject *rare);                        /* adds frames/stacks rows; GIL held */
 void tr_stack_reset_emitted(void);
 uint32_t tr_stack_count(void);
 /* Stamps may be reused only where the GIL's hand-overs can be counted (3.11). */
@@ -347,8 +343,8 @@ void tr_hooks_map_stats(uint64_t *live, uint64_t *slots); /* aggregated/sampled 
 /* Record one event from a hook in any domain (numpy's handler uses it too). */
 void tr_record_alloc(tr_thread_t *t, unsigned kind, unsigned domain, void *ptr, size_t size);
 /* `gil`: whether the thread holds the GIL (its caller asked already, for the stamp). */
-void tr_record_realloc(tr_thread_t *t, unsigned domain, int gil, void *ptr, void *old,
-                       size_t size, uint64_t tick);
+void tr_record_realloc(tr_thread_t *t, unsigned domain, int gil, void *ptr, void *old, size_t size,
+                       uint64_t tick);
 void tr_record_free(tr_thread_t *t, unsigned domain, void *ptr);
 
 /* The slow path of a hook whose tr_enter() said no: the calling thread's state with its
@@ -356,8 +352,7 @@ void tr_record_free(tr_thread_t *t, unsigned domain, void *ptr);
 static inline tr_thread_t *tr_enter_own(void)
 {
     tr_thread_t *t = tr_tls;
-    if (t == NULL || t->busy || !t->ignored ||
-        !__atomic_load_n(&tr_enabled, __ATOMIC_RELAXED)) {
+    if (t == NULL || t->busy || !t->ignored || !__atomic_load_n(&tr_enabled, __ATOMIC_RELAXED)) {
         return NULL;
     }
     t->busy = 1;
@@ -380,7 +375,7 @@ static inline tr_thread_t *tr_enter(void)
 }
 
 /* ---- numpy (tr_numpy.c) ---- */
-int tr_numpy_install(void);   /* 1 installed, 0 numpy absent/unusable, -1 error */
+int tr_numpy_install(void); /* 1 installed, 0 numpy absent/unusable, -1 error */
 void tr_numpy_uninstall(void);
 
 /* ---- shared helpers ---- */
@@ -389,7 +384,7 @@ void *tr_raw_calloc(size_t n, size_t size);
 void *tr_raw_realloc(void *p, size_t size);
 void tr_raw_free(void *p);
 /* A row of the drain's rare tables (tr_rows.c); steals the references in values. */
-int tr_append_row(PyObject *rare, const char *table, const char *const *names,
-                  PyObject **values, int n);
+int tr_append_row(PyObject *rare, const char *table, const char *const *names, PyObject **values,
+                  int n);
 
 #endif

@@ -8,7 +8,7 @@
 #include <stdbool.h>
 
 /* All of these are protected by the GIL (only Python-callable functions touch them). */
-int tr_draining; /* a drain is in progress (it may let other threads run) */
+int tr_draining;  /* a drain is in progress (it may let other threads run) */
 int tr_gc_paused; /* the drain disabled the garbage collector (re-enabled while the drain
                    * lets other threads run, so a fork never inherits it off) */
 static uint64_t tr_shipped_events, tr_shipped_bytes;
@@ -25,8 +25,8 @@ static int tr_stats_row(PyObject *rare, bool aggregated, uint64_t current, uint6
 {
     uint64_t events, drops, pending, high;
     tr_buffer_stats(&events, &drops, &pending, &high);
-    static const char *const names[] = {"ts_ns", "events", "bytes", "drops",
-                                        "buffer_high_water", "current_bytes", "peak_bytes"};
+    static const char *const names[] = {
+        "ts_ns", "events", "bytes", "drops", "buffer_high_water", "current_bytes", "peak_bytes"};
     PyObject *values[] = {PyLong_FromLongLong((long long)tr_monotonic_ns()),
                           PyLong_FromUnsignedLongLong(tr_shipped_events),
                           PyLong_FromUnsignedLongLong(tr_shipped_bytes),

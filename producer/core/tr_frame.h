@@ -14,7 +14,7 @@
 #define Py_BUILD_CORE 1
 #include <internal/pycore_frame.h>
 #if PY_VERSION_HEX < 0x030C0000
-#undef _PyGC_FINALIZED /* objimpl.h and pycore_gc.h both define it (3.11) */
+#undef _PyGC_FINALIZED               /* objimpl.h and pycore_gc.h both define it (3.11) */
 #include <internal/pycore_pystate.h> /* 3.11: the inline _PyThreadState_GET() */
 #endif
 #undef Py_BUILD_CORE

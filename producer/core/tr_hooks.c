@@ -26,10 +26,22 @@ static int tr_installed; /* GIL */
 
 /* Bookkeeping memory comes straight from libc, which no PyMem hook sees (so it is never
  * traced and never re-enters a hook), and works before start() and in a forked child. */
-void *tr_raw_alloc(size_t size) { return malloc(size); }
-void *tr_raw_calloc(size_t n, size_t size) { return calloc(n, size); }
-void *tr_raw_realloc(void *p, size_t size) { return realloc(p, size); }
-void tr_raw_free(void *p) { free(p); }
+void *tr_raw_alloc(size_t size)
+{
+    return malloc(size);
+}
+void *tr_raw_calloc(size_t n, size_t size)
+{
+    return calloc(n, size);
+}
+void *tr_raw_realloc(void *p, size_t size)
+{
+    return realloc(p, size);
+}
+void tr_raw_free(void *p)
+{
+    free(p);
+}
 
 unsigned long tr_nogil_events; /* (counted on 3.11 only: TR_CAN_REUSE_STAMPS) */
 /* Incremented by every drain and start (GIL). */
@@ -41,14 +53,13 @@ int tr_reuse_stamps = 1;
 
 /* ------------------------------------------------------------------ the hooks */
 
-#define TR_RECORD_ALLOC(t, kind, dom, p, size)                                                \
-    do {                                                                                      \
-        if (__builtin_expect(tr_mode == TR_MODE_FULL, 1)) {                                   \
-            tr_full_alloc(t, kind, dom, p, size);                                             \
-        }                                                                                     \
-        else {                                                                                \
-            tr_record_alloc(t, kind, dom, p, size);                                           \
-        }                                                                                     \
+#define TR_RECORD_ALLOC(t, kind, dom, p, size)                                                     \
+    do {                                                                                           \
+        if (__builtin_expect(tr_mode == TR_MODE_FULL, 1)) {                                        \
+            tr_full_alloc(t, kind, dom, p, size);                                                  \
+        } else {                                                                                   \
+            tr_record_alloc(t, kind, dom, p, size);                                                \
+        }                                                                                          \
     } while (0)
 
 /* ---- memscope's own events (tr_own.c): out of line, never on the program's path ---- */
@@ -77,14 +88,12 @@ static __attribute__((noinline)) void tr_own_free(int dom, void *p)
     }
     if (tr_own_remove(p) || t->ignored != TR_IGNORED) {
         tr_orig[dom].free(tr_orig[dom].ctx, p);
-    }
-    else if (tr_mode == TR_MODE_FULL) {
+    } else if (tr_mode == TR_MODE_FULL) {
         int gil = tr_event_gil((unsigned)dom);
         uint64_t tick = tr_stamp_free(t, gil);
         tr_orig[dom].free(tr_orig[dom].ctx, p);
         tr_full_free(t, (unsigned)dom, p, tick, gil);
-    }
-    else {
+    } else {
         tr_record_free(t, (unsigned)dom, p);
         tr_orig[dom].free(tr_orig[dom].ctx, p);
     }
@@ -106,8 +115,7 @@ static __attribute__((noinline)) void *tr_own_realloc(int dom, void *old, size_t
         if (own && old != NULL) {
             tr_own_add(old); /* failed: the old block is still there, still ours */
         }
-    }
-    else {
+    } else {
         if (record_old) { /* a program block the publisher resized: it ends here */
             tr_full_free(t, (unsigned)dom, old, tick, gil);
         }
@@ -119,90 +127,87 @@ static __attribute__((noinline)) void *tr_own_realloc(int dom, void *old, size_t
 
 /* The guard is taken before calling the previous allocator: pymalloc hands big requests
  * to PyMem_RawMalloc, and that inner call must not be recorded a second time. */
-#define TR_DEFINE_HOOKS(NAME, DOM)                                                            \
-    static void *NAME##_malloc(void *ctx, size_t size)                                        \
-    {                                                                                         \
-        tr_thread_t *t = tr_enter();                                                          \
-        if (__builtin_expect(t == NULL, 0)) {                                                 \
-            return tr_own_malloc(DOM, size, 0, 0);                                            \
-        }                                                                                     \
-        void *p = tr_orig[DOM].malloc(tr_orig[DOM].ctx, size);                                \
-        if (t != NULL) {                                                                      \
-            if (p != NULL) {                                                                  \
-                TR_RECORD_ALLOC(t, TR_ALLOC, DOM, p, size);                                   \
-            }                                                                                 \
-            t->busy = 0;                                                                      \
-        }                                                                                     \
-        return p;                                                                             \
-    }                                                                                         \
-    static void *NAME##_calloc(void *ctx, size_t n, size_t size)                              \
-    {                                                                                         \
-        tr_thread_t *t = tr_enter();                                                          \
-        if (__builtin_expect(t == NULL, 0)) {                                                 \
-            return tr_own_malloc(DOM, size, n, 1);                                            \
-        }                                                                                     \
-        void *p = tr_orig[DOM].calloc(tr_orig[DOM].ctx, n, size);                             \
-        if (t != NULL) {                                                                      \
-            if (p != NULL) {                                                                  \
-                TR_RECORD_ALLOC(t, TR_CALLOC, DOM, p, n * size);                              \
-            }                                                                                 \
-            t->busy = 0;                                                                      \
-        }                                                                                     \
-        return p;                                                                             \
-    }                                                                                         \
-    static void *NAME##_realloc(void *ctx, void *old, size_t size)                            \
-    {                                                                                         \
-        tr_thread_t *t = tr_enter();                                                          \
-        if (__builtin_expect(t == NULL, 0)) {                                                 \
-            return tr_own_realloc(DOM, old, size);                                            \
-        }                                                                                     \
+#define TR_DEFINE_HOOKS(NAME, DOM)                                                                 \
+    static void *NAME##_malloc(void *ctx, size_t size)                                             \
+    {                                                                                              \
+        tr_thread_t *t = tr_enter();                                                               \
+        if (__builtin_expect(t == NULL, 0)) {                                                      \
+            return tr_own_malloc(DOM, size, 0, 0);                                                 \
+        }                                                                                          \
+        void *p = tr_orig[DOM].malloc(tr_orig[DOM].ctx, size);                                     \
+        if (t != NULL) {                                                                           \
+            if (p != NULL) {                                                                       \
+                TR_RECORD_ALLOC(t, TR_ALLOC, DOM, p, size);                                        \
+            }                                                                                      \
+            t->busy = 0;                                                                           \
+        }                                                                                          \
+        return p;                                                                                  \
+    }                                                                                              \
+    static void *NAME##_calloc(void *ctx, size_t n, size_t size)                                   \
+    {                                                                                              \
+        tr_thread_t *t = tr_enter();                                                               \
+        if (__builtin_expect(t == NULL, 0)) {                                                      \
+            return tr_own_malloc(DOM, size, n, 1);                                                 \
+        }                                                                                          \
+        void *p = tr_orig[DOM].calloc(tr_orig[DOM].ctx, n, size);                                  \
+        if (t != NULL) {                                                                           \
+            if (p != NULL) {                                                                       \
+                TR_RECORD_ALLOC(t, TR_CALLOC, DOM, p, n * size);                                   \
+            }                                                                                      \
+            t->busy = 0;                                                                           \
+        }                                                                                          \
+        return p;                                                                                  \
+    }                                                                                              \
+    static void *NAME##_realloc(void *ctx, void *old, size_t size)                                 \
+    {                                                                                              \
+        tr_thread_t *t = tr_enter();                                                               \
+        if (__builtin_expect(t == NULL, 0)) {                                                      \
+            return tr_own_realloc(DOM, old, size);                                                 \
+        }                                                                                          \
         /* stamped before: the old block may be someone else's once realloc returns (and  \
-         * counted when without the GIL, so no reused stamp predates that free) */          \
-        int gil = t != NULL && tr_event_gil(DOM);                                             \
-        uint64_t tick = t != NULL ? tr_stamp_free(t, gil) : 0;                                \
-        void *p = tr_orig[DOM].realloc(tr_orig[DOM].ctx, old, size);                          \
-        if (t != NULL) {                                                                      \
-            if (p != NULL && old != NULL) {                                                   \
-                tr_record_realloc(t, DOM, gil, p, old, size, tick);                           \
-            }                                                                                 \
-            else if (p != NULL) {                                                             \
-                TR_RECORD_ALLOC(t, TR_ALLOC, DOM, p, size);                                   \
-            }                                                                                 \
-            t->busy = 0;                                                                      \
-        }                                                                                     \
-        return p;                                                                             \
-    }                                                                                         \
-    static void NAME##_free(void *ctx, void *p)                                               \
-    {                                                                                         \
-        if (p != NULL) {                                                                      \
-            tr_thread_t *t = tr_enter();                                                      \
-            if (t != NULL) {                                                                  \
-                if (__builtin_expect(tr_mode == TR_MODE_FULL, 1)) {                           \
+         * counted when without the GIL, so no reused stamp predates that free) */        \
+        int gil = t != NULL && tr_event_gil(DOM);                                                  \
+        uint64_t tick = t != NULL ? tr_stamp_free(t, gil) : 0;                                     \
+        void *p = tr_orig[DOM].realloc(tr_orig[DOM].ctx, old, size);                               \
+        if (t != NULL) {                                                                           \
+            if (p != NULL && old != NULL) {                                                        \
+                tr_record_realloc(t, DOM, gil, p, old, size, tick);                                \
+            } else if (p != NULL) {                                                                \
+                TR_RECORD_ALLOC(t, TR_ALLOC, DOM, p, size);                                        \
+            }                                                                                      \
+            t->busy = 0;                                                                           \
+        }                                                                                          \
+        return p;                                                                                  \
+    }                                                                                              \
+    static void NAME##_free(void *ctx, void *p)                                                    \
+    {                                                                                              \
+        if (p != NULL) {                                                                           \
+            tr_thread_t *t = tr_enter();                                                           \
+            if (t != NULL) {                                                                       \
+                if (__builtin_expect(tr_mode == TR_MODE_FULL, 1)) {                                \
                     /* stamped before the free (once freed, another thread may get the    \
                      * address back), written after it: the free's own work then hides    \
-                     * the latency of the clock read */                                     \
-                    int gil = tr_event_gil(DOM);                                              \
-                    uint64_t tick = tr_stamp_free(t, gil);                                    \
-                    tr_orig[DOM].free(tr_orig[DOM].ctx, p);                                   \
-                    tr_full_free(t, DOM, p, tick, gil);                                       \
-                }                                                                             \
-                else {                                                                        \
-                    tr_record_free(t, DOM, p);                                                \
-                    tr_orig[DOM].free(tr_orig[DOM].ctx, p);                                   \
-                }                                                                             \
-                t->busy = 0;                                                                  \
-                return;                                                                       \
-            }                                                                                 \
-            tr_own_free(DOM, p);                                                              \
-            return;                                                                           \
-        }                                                                                     \
-        tr_orig[DOM].free(tr_orig[DOM].ctx, p);                                               \
+                     * the latency of the clock read */        \
+                    int gil = tr_event_gil(DOM);                                                   \
+                    uint64_t tick = tr_stamp_free(t, gil);                                         \
+                    tr_orig[DOM].free(tr_orig[DOM].ctx, p);                                        \
+                    tr_full_free(t, DOM, p, tick, gil);                                            \
+                } else {                                                                           \
+                    tr_record_free(t, DOM, p);                                                     \
+                    tr_orig[DOM].free(tr_orig[DOM].ctx, p);                                        \
+                }                                                                                  \
+                t->busy = 0;                                                                       \
+                return;                                                                            \
+            }                                                                                      \
+            tr_own_free(DOM, p);                                                                   \
+            return;                                                                                \
+        }                                                                                          \
+        tr_orig[DOM].free(tr_orig[DOM].ctx, p);                                                    \
     }
 
 TR_DEFINE_HOOKS(hk_raw, TR_RAW)
 TR_DEFINE_HOOKS(hk_mem, TR_MEM)
 TR_DEFINE_HOOKS(hk_obj, TR_OBJ)
-
 
 #define TR_OURS(NAME) {NULL, NAME##_malloc, NAME##_calloc, NAME##_realloc, NAME##_free}
 static PyMemAllocatorEx tr_ours[3] = {TR_OURS(hk_raw), TR_OURS(hk_mem), TR_OURS(hk_obj)};
@@ -244,4 +249,3 @@ void tr_hooks_uninstall(void)
         tr_installed = 0;
     }
 }
-

@@ -42,8 +42,7 @@ int tr_map_put(tr_map_t *m, const tr_live_t *e)
     }
     if (m->slots[h].addr == e->addr) {
         __atomic_store_n(&m->bytes, m->bytes - m->slots[h].size, __ATOMIC_RELAXED);
-    }
-    else {
+    } else {
         m->count++;
     }
     m->slots[h] = *e;
@@ -106,4 +105,3 @@ tr_live_t *tr_find(tr_map_t *m, uint64_t addr)
     }
     return NULL;
 }
-

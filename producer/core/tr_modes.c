@@ -33,9 +33,8 @@ static inline void tr_update_peak(void)
     uint64_t now = __atomic_load_n(&tr_map_gil.bytes, __ATOMIC_RELAXED) +
                    __atomic_load_n(&tr_map_locked.bytes, __ATOMIC_RELAXED);
     uint64_t peak = __atomic_load_n(&tr_peak_bytes, __ATOMIC_RELAXED);
-    while (now > peak &&
-           !__atomic_compare_exchange_n(&tr_peak_bytes, &peak, now, 1, __ATOMIC_RELAXED,
-                                        __ATOMIC_RELAXED)) {
+    while (now > peak && !__atomic_compare_exchange_n(&tr_peak_bytes, &peak, now, 1,
+                                                      __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
     }
 }
 
@@ -68,7 +67,8 @@ static void tr_agg_add(tr_agg_table_t *a, uint32_t serial, uint32_t stack, unsig
         for (uint64_t i = 0; a->slots != NULL && i <= a->mask; i++) {
             if (a->slots[i].used) {
                 uint64_t h = tr_hash_addr(a->slots[i].serial ^ ((uint64_t)a->slots[i].stack << 8) ^
-                                          a->slots[i].domain) & (cap - 1);
+                                          a->slots[i].domain) &
+                             (cap - 1);
                 while (slots[h].used) {
                     h = (h + 1) & (cap - 1);
                 }
@@ -97,9 +97,9 @@ static void tr_agg_add(tr_agg_table_t *a, uint32_t serial, uint32_t stack, unsig
  * first (thread, domain) to fold there in a drain interval claims (a stack is nearly always
  * allocated from by one thread in one domain); the others go to tr_agg_gil. An indexed slot
  * is cheaper than hashing the key on every free. Protected by the GIL. */
-static tr_agg_t *tr_fold;          /* indexed by stack id */
-static uint32_t tr_fold_cap;       /* slots in tr_fold */
-static uint32_t *tr_fold_claimed;  /* stack ids of the claimed slots, to emit and clear */
+static tr_agg_t *tr_fold;         /* indexed by stack id */
+static uint32_t tr_fold_cap;      /* slots in tr_fold */
+static uint32_t *tr_fold_claimed; /* stack ids of the claimed slots, to emit and clear */
 static uint32_t tr_fold_n, tr_fold_claimed_cap;
 
 /* Stacks with larger ids fold into tr_agg_gil only: the array stays within 32 MiB. */
@@ -243,8 +243,8 @@ static inline tr_live_t *tr_young_slot(uint64_t addr)
 /* Puts a pending GIL-domain allocation into the young table; an older entry in its slot moves
  * to the map. The fields are written one by one: an entry built on the stack and copied was
  * measured to stall (its copy reads what was just stored, in other widths). */
-static int tr_gil_put(uint64_t addr, uint64_t size, unsigned domain, uint64_t tick,
-                      uint32_t stack, uint32_t serial)
+static int tr_gil_put(uint64_t addr, uint64_t size, unsigned domain, uint64_t tick, uint32_t stack,
+                      uint32_t serial)
 {
     tr_live_t *y = tr_young_slot(addr);
     uint64_t bytes = tr_map_gil.bytes;
@@ -297,15 +297,13 @@ static void tr_agg_free(tr_thread_t *t, unsigned domain, uint64_t addr, uint64_t
             e = *y;
             e.addr = addr;
             found = 1;
-        }
-        else {
+        } else {
             found = tr_map_take(&tr_map_gil, addr, &e);
             if (found && !e.emitted && !e.pinned) {
                 tr_fold_gil(e.serial, e.stack, e.domain, e.size);
             }
         }
-    }
-    else {
+    } else {
         pthread_mutex_lock(&tr_map_lock);
         found = tr_map_take(&tr_map_locked, addr, &e);
         if (found && !e.emitted && !e.pinned) {
@@ -337,8 +335,7 @@ static void tr_agg_alloc(tr_thread_t *t, unsigned domain, uint64_t addr, uint64_
     int rc;
     if (tr_domain_gil(domain)) {
         rc = tr_gil_put(addr, size, domain, tick, stack, t->serial);
-    }
-    else {
+    } else {
         tr_live_t e = tr_live_make(addr, size, domain, 0, tick, stack, t->serial);
         pthread_mutex_lock(&tr_map_lock);
         rc = tr_map_put(&tr_map_locked, &e);
@@ -380,8 +377,8 @@ void tr_record_alloc(tr_thread_t *t, unsigned kind, unsigned domain, void *ptr, 
 }
 
 /* A successful realloc of `old` (not NULL) into `ptr`, stamped with `tick` taken before it. */
-void tr_record_realloc(tr_thread_t *t, unsigned domain, int gil, void *ptr, void *old,
-                       size_t size, uint64_t tick)
+void tr_record_realloc(tr_thread_t *t, unsigned domain, int gil, void *ptr, void *old, size_t size,
+                       uint64_t tick)
 {
     uint64_t addr = (uint64_t)(uintptr_t)ptr, old_addr = (uint64_t)(uintptr_t)old;
     t->stamp_reuse = 0; /* the new block's stamp (and later ones) at or after `tick` */
@@ -418,8 +415,7 @@ void tr_record_free(tr_thread_t *t, unsigned domain, void *ptr)
     }
     case TR_MODE_SAMPLED:
         if (tr_sampled_forget(addr)) {
-            tr_emit(t, TR_FREE, domain, addr, 0, 0, 0, 0,
-                tr_stamp_free(t, tr_event_gil(domain)));
+            tr_emit(t, TR_FREE, domain, addr, 0, 0, 0, 0, tr_stamp_free(t, tr_event_gil(domain)));
         }
         break;
     case TR_MODE_AGGREGATED:
@@ -474,11 +470,12 @@ static void tr_agg_empty(tr_agg_table_t *a)
 
 static int tr_agg_row(PyObject *rare, const tr_agg_t *s, int64_t now_ns)
 {
-    static const char *const names[] = {"ts_ns", "tid", "stack_id", "domain", "alloc_count",
-                                        "alloc_bytes"};
+    static const char *const names[] = {"ts_ns",  "tid",         "stack_id",
+                                        "domain", "alloc_count", "alloc_bytes"};
     PyObject *values[] = {PyLong_FromLongLong(now_ns),
                           PyLong_FromUnsignedLongLong(tr_serial_tid(s->serial)),
-                          PyLong_FromUnsignedLong(s->stack), PyLong_FromLong(s->domain),
+                          PyLong_FromUnsignedLong(s->stack),
+                          PyLong_FromLong(s->domain),
                           PyLong_FromUnsignedLongLong(s->count),
                           PyLong_FromUnsignedLongLong(s->bytes)};
     return tr_append_row(rare, "aggregates", names, values, 6);
@@ -570,8 +567,8 @@ static size_t tr_collect(tr_map_t *m, uint64_t cutoff, tr_promo_t **out, size_t 
             *out = grown;
             *cap = ncap;
         }
-        (*out)[(*n)++] = (tr_promo_t){e->serial, e->tick, e->addr, e->size, e->stack,
-                                      (uint8_t)e->domain};
+        (*out)[(*n)++] =
+            (tr_promo_t){e->serial, e->tick, e->addr, e->size, e->stack, (uint8_t)e->domain};
         e->emitted = 1;
     }
     return *n;
@@ -583,8 +580,8 @@ static PyObject *tr_promo_chunk(const tr_promo_t *p, size_t n, const tr_clock_t 
     if (cols == NULL) {
         return NULL;
     }
-    static const char *const names[] = {"ts_ns", "kind", "domain", "address", "old_address",
-                                        "size", "stack_id"};
+    static const char *const names[] = {"ts_ns",       "kind", "domain",  "address",
+                                        "old_address", "size", "stack_id"};
     static const size_t widths[] = {8, 1, 1, 8, 8, 8, 4};
     for (int c = 0; c < 7; c++) {
         PyObject *buf = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(n * widths[c]));
@@ -596,15 +593,20 @@ static PyObject *tr_promo_chunk(const tr_promo_t *p, size_t n, const tr_clock_t 
         char *d = PyBytes_AS_STRING(buf);
         for (size_t i = 0; i < n; i++) {
             int64_t ts = tr_tick_to_ns(clock, p[i].tick);
-            uint64_t v = c == 0 ? (uint64_t)ts : c == 1 ? TR_ALLOC : c == 2 ? p[i].domain
-                       : c == 3 ? p[i].addr : c == 4 ? 0 : c == 5 ? p[i].size : p[i].stack;
+            uint64_t v = c == 0   ? (uint64_t)ts
+                         : c == 1 ? TR_ALLOC
+                         : c == 2 ? p[i].domain
+                         : c == 3 ? p[i].addr
+                         : c == 4 ? 0
+                         : c == 5 ? p[i].size
+                                  : p[i].stack;
             memcpy(d + i * widths[c], &v, widths[c]); /* little-endian hosts */
         }
         Py_DECREF(buf);
     }
     PyObject *chunk = Py_BuildValue("{s:K,s:n,s:s,s:N}", "tid",
-                                    (unsigned long long)tr_serial_tid((uint32_t)p[0].tid),
-                                    "n", (Py_ssize_t)n, "enc", "cols1", "cols", cols);
+                                    (unsigned long long)tr_serial_tid((uint32_t)p[0].tid), "n",
+                                    (Py_ssize_t)n, "enc", "cols1", "cols", cols);
     return chunk;
 }
 
@@ -695,9 +697,15 @@ int tr_hooks_pin(uint64_t addr, uint64_t size, tr_thread_t *t)
     return 1;
 }
 
-void tr_hooks_atfork_prepare(void) { pthread_mutex_lock(&tr_map_lock); }
+void tr_hooks_atfork_prepare(void)
+{
+    pthread_mutex_lock(&tr_map_lock);
+}
 
-void tr_hooks_atfork_parent(void) { pthread_mutex_unlock(&tr_map_lock); }
+void tr_hooks_atfork_parent(void)
+{
+    pthread_mutex_unlock(&tr_map_lock);
+}
 
 /* The child forgets the parent's live blocks: their events are the parent's to report. */
 void tr_hooks_after_fork_child(void)

@@ -49,19 +49,17 @@ static tr_nm_finding_t tr_nm_findings[TR_NM_MAX_FINDINGS];
 static size_t tr_nm_count;
 static uint64_t tr_nm_overflow; /* findings beyond the table since the last drain */
 
-static void tr_nm_note(uint64_t tid, uint64_t tick, unsigned finding, uint64_t addr,
-                       uint32_t stack, uint64_t ret)
+static void tr_nm_note(uint64_t tid, uint64_t tick, unsigned finding, uint64_t addr, uint32_t stack,
+                       uint64_t ret)
 {
     pthread_mutex_lock(&tr_nm_lock);
     if (tr_nm_count < TR_NM_MAX_FINDINGS) {
         tr_nm_findings[tr_nm_count++] = (tr_nm_finding_t){tid, tick, addr, ret, stack, finding};
-    }
-    else {
+    } else {
         tr_nm_overflow++;
     }
     pthread_mutex_unlock(&tr_nm_lock);
 }
-
 
 /* ------------------------------------------------------------------ the shim's callbacks */
 
@@ -78,9 +76,9 @@ typedef struct {
 } tr_nn_t;
 
 static pthread_mutex_t tr_nn_lock = PTHREAD_MUTEX_INITIALIZER;
-static tr_nn_t *tr_nn;            /* by index */
+static tr_nn_t *tr_nn; /* by index */
 static uint32_t tr_nn_len, tr_nn_cap;
-static uint32_t *tr_nn_index;     /* open addressing: index + 1, 0 = empty */
+static uint32_t *tr_nn_index; /* open addressing: index + 1, 0 = empty */
 static uint32_t tr_nn_mask;
 /* Drain side (GIL): nodes already sent as `stacks` rows; (function, filename) -> frame id. */
 static uint32_t tr_nn_emitted;
@@ -239,7 +237,7 @@ static uint32_t tr_nm_stack_nogil(tr_thread_t *t)
  * read them lock-free. A program that uses zmq itself does not see libzmq's allocations. */
 #define TR_NM_MAX_RANGES 16
 static uintptr_t tr_nm_range_lo[TR_NM_MAX_RANGES], tr_nm_range_hi[TR_NM_MAX_RANGES];
-static int tr_nm_ranges;         /* atomic */
+static int tr_nm_ranges;          /* atomic */
 static uintptr_t tr_nm_self_base; /* this extension's load address (GIL) */
 
 static inline int tr_nm_ignored_caller(uint64_t ret)
@@ -303,7 +301,10 @@ static void tr_nm_refresh_ranges(void)
     dl_iterate_phdr(tr_nm_add_range, NULL);
 }
 
-static uint64_t tr_nm_tick(void) { return tr_tick(); }
+static uint64_t tr_nm_tick(void)
+{
+    return tr_tick();
+}
 
 /* The stack of a native event: the Python stack (interned with the GIL, read without it)
  * plus the native frame of `ret`. */
@@ -324,8 +325,8 @@ static uint32_t tr_nm_stack(tr_thread_t *t, uint64_t ret)
 /* One event from the shim. Recorded through the tracer's own tr_record_* so that the modes,
  * the timestamp rules and the ignored-thread rules are the same as for the PyMem hooks; the
  * stack computed here is handed over with t->nm_preset. */
-static void tr_nm_record(unsigned kind, unsigned domain, uint64_t addr, uint64_t old,
-                         uint64_t size, uint64_t ret, unsigned finding, uint64_t tick)
+static void tr_nm_record(unsigned kind, unsigned domain, uint64_t addr, uint64_t old, uint64_t size,
+                         uint64_t ret, unsigned finding, uint64_t tick)
 {
     if (tr_nm_ignored_caller(ret)) {
         return; /* memscope's own allocations */
@@ -351,8 +352,7 @@ static void tr_nm_record(unsigned kind, unsigned domain, uint64_t addr, uint64_t
         /* (gil 0: the stack is preset, and native mode reads the clock for every event) */
         tr_record_realloc(t, domain, 0, (void *)(uintptr_t)addr, (void *)(uintptr_t)old, size,
                           tick != 0 ? tick : tr_tick());
-    }
-    else {
+    } else {
         tr_record_alloc(t, kind, domain, (void *)(uintptr_t)addr, size);
     }
     t->nm_preset = 0;
@@ -368,8 +368,8 @@ static ms_attach_fn tr_nm_attach_fn;
 static ms_detach_fn tr_nm_detach_fn;
 static ms_stats_fn tr_nm_stats_fn;
 static ms_patch_fn tr_nm_patch_fn;
-static int tr_nm_late; /* GIL: the shim was loaded late and patches GOTs */
-static int tr_nm_attached; /* GIL */
+static int tr_nm_late;         /* GIL: the shim was loaded late and patches GOTs */
+static int tr_nm_attached;     /* GIL */
 static int tr_nm_atfork_ready; /* GIL */
 
 /* The shim's functions: from the global scope when it is preloaded, else from `handle`. */
@@ -471,15 +471,13 @@ PyObject *tr_nm_py_stats(PyObject *self, PyObject *noargs)
     }
     ms_stats_t s = {0};
     tr_nm_stats_fn(&s);
-    return Py_BuildValue("{s:O,s:O,s:K,s:K,s:K,s:K,s:K,s:K}", "attached",
-                         tr_nm_attached ? Py_True : Py_False, "late",
-                         tr_nm_late ? Py_True : Py_False, "live_blocks",
-                         (unsigned long long)s.live_blocks, "double_frees",
-                         (unsigned long long)s.double_frees, "invalid_frees",
-                         (unsigned long long)s.invalid_frees, "invalid_reallocs",
-                         (unsigned long long)s.invalid_reallocs, "untracked",
-                         (unsigned long long)s.untracked, "boot_bytes",
-                         (unsigned long long)s.boot_bytes);
+    return Py_BuildValue(
+        "{s:O,s:O,s:K,s:K,s:K,s:K,s:K,s:K}", "attached", tr_nm_attached ? Py_True : Py_False,
+        "late", tr_nm_late ? Py_True : Py_False, "live_blocks", (unsigned long long)s.live_blocks,
+        "double_frees", (unsigned long long)s.double_frees, "invalid_frees",
+        (unsigned long long)s.invalid_frees, "invalid_reallocs",
+        (unsigned long long)s.invalid_reallocs, "untracked", (unsigned long long)s.untracked,
+        "boot_bytes", (unsigned long long)s.boot_bytes);
 }
 
 /* ------------------------------------------------------------------ drain side */
@@ -499,12 +497,10 @@ static int tr_nm_describe(const void *ret, PyObject **function, PyObject **filen
         *filename = PyUnicode_DecodeFSDefault(info.dli_fname);
         if (info.dli_sname != NULL) {
             *function = PyUnicode_FromString(info.dli_sname);
-        }
-        else {
+        } else {
             *function = tr_nm_hex((uintptr_t)ret - (uintptr_t)info.dli_fbase);
         }
-    }
-    else {
+    } else {
         *filename = PyUnicode_FromString("<native>");
         *function = tr_nm_hex((uintptr_t)ret);
     }
@@ -534,10 +530,10 @@ static PyObject *tr_nm_details(PyObject *dumps, const tr_nm_finding_t *f)
     if (f->ret != 0 && tr_nm_describe((const void *)(uintptr_t)f->ret, &function, &filename) < 0) {
         return NULL;
     }
-    PyObject *details = Py_BuildValue(
-        "{s:N,s:O,s:N,s:N}", "address", tr_nm_hex(f->addr),
-        "blocked", Py_True, "caller", function != NULL ? function : Py_NewRef(Py_None),
-        "library", filename != NULL ? filename : Py_NewRef(Py_None));
+    PyObject *details =
+        Py_BuildValue("{s:N,s:O,s:N,s:N}", "address", tr_nm_hex(f->addr), "blocked", Py_True,
+                      "caller", function != NULL ? function : Py_NewRef(Py_None), "library",
+                      filename != NULL ? filename : Py_NewRef(Py_None));
     if (details == NULL) {
         return NULL;
     }
@@ -547,8 +543,7 @@ static PyObject *tr_nm_details(PyObject *dumps, const tr_nm_finding_t *f)
 }
 
 /* function, filename and line of a node; new references. */
-static int tr_nn_describe(const tr_nn_t *nd, PyObject **function, PyObject **filename,
-                          int *lineno)
+static int tr_nn_describe(const tr_nn_t *nd, PyObject **function, PyObject **filename, int *lineno)
 {
     if (nd->code == NULL) {
         *lineno = 0;
@@ -559,8 +554,7 @@ static int tr_nn_describe(const tr_nn_t *nd, PyObject **function, PyObject **fil
         *lineno = -1;
         *function = PyUnicode_FromString("<unknown>");
         *filename = PyUnicode_FromString("<unknown>");
-    }
-    else {
+    } else {
         *lineno = tr_stack_lineno(code, nd->instr);
         *function = Py_NewRef(((PyCodeObject *)code)->co_qualname);
         *filename = Py_NewRef(((PyCodeObject *)code)->co_filename);

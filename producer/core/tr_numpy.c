@@ -71,8 +71,7 @@ static void *tr_np_realloc(void *ctx, void *ptr, size_t size)
     if (t != NULL) {
         if (p != NULL && ptr != NULL) {
             tr_record_realloc(t, TR_NUMPY, gil, p, ptr, size, tick);
-        }
-        else if (p != NULL) {
+        } else if (p != NULL) {
             tr_record_alloc(t, TR_ALLOC, TR_NUMPY, p, size);
         }
         t->busy = 0;
@@ -136,8 +135,8 @@ int tr_numpy_install(void)
     }
     tr_np_handler_t *h = PyCapsule_GetPointer(capsule, "mem_handler");
     if (h->version != 1 || strcmp(h->name, "default_allocator") != 0) {
-        PyErr_Format(PyExc_RuntimeError, "unexpected numpy data-memory handler %.127s v%d",
-                     h->name, h->version);
+        PyErr_Format(PyExc_RuntimeError, "unexpected numpy data-memory handler %.127s v%d", h->name,
+                     h->version);
         return -1;
     }
     tr_np_orig = h->allocator;

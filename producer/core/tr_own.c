@@ -118,7 +118,16 @@ size_t tr_own_count(void)
     return n;
 }
 
-void tr_own_atfork_prepare(void) { pthread_mutex_lock(&tr_own_lock); }
-void tr_own_atfork_parent(void) { pthread_mutex_unlock(&tr_own_lock); }
+void tr_own_atfork_prepare(void)
+{
+    pthread_mutex_lock(&tr_own_lock);
+}
+void tr_own_atfork_parent(void)
+{
+    pthread_mutex_unlock(&tr_own_lock);
+}
 /* The child keeps the set: the parent's memscope blocks it inherited are memscope's still. */
-void tr_own_atfork_child(void) { pthread_mutex_init(&tr_own_lock, NULL); }
+void tr_own_atfork_child(void)
+{
+    pthread_mutex_init(&tr_own_lock, NULL);
+}

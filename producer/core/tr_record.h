@@ -86,12 +86,14 @@ static inline __attribute__((always_inline)) uint64_t tr_stamp_free(tr_thread_t 
     return tr_stamp(t, gil);
 }
 
-static inline int tr_domain_gil(unsigned domain) { return domain == TR_MEM || domain == TR_OBJ; }
+static inline int tr_domain_gil(unsigned domain)
+{
+    return domain == TR_MEM || domain == TR_OBJ;
+}
 
 /* Full mode's paths, inlined into the hooks of each domain (the domain then folds away). */
-static inline __attribute__((always_inline)) void tr_full_alloc(tr_thread_t *t, unsigned kind,
-                                                                unsigned domain, void *ptr,
-                                                                size_t size)
+static inline __attribute__((always_inline)) void
+tr_full_alloc(tr_thread_t *t, unsigned kind, unsigned domain, void *ptr, size_t size)
 {
     int gil = tr_event_gil(domain);
     tr_emit(t, kind, domain, (uint64_t)(uintptr_t)ptr, 0, size, TR_EVENT_STACK(t, gil), 1,

@@ -3,8 +3,8 @@
 
 /* Appends one row (steals the references in `values`; a NULL among them is a failed
  * allocation: nothing is appended and -1 returned with the Python error set). */
-int tr_append_row(PyObject *rare, const char *table, const char *const *names,
-                  PyObject **values, int n)
+int tr_append_row(PyObject *rare, const char *table, const char *const *names, PyObject **values,
+                  int n)
 {
     int rc = -1;
     for (int i = 0; i < n; i++) {

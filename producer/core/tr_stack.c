@@ -103,7 +103,10 @@ static uint32_t tr_intern(uint32_t parent, PyObject *code, const void *instr)
     return id;
 }
 
-int tr_stack_gil_held(void) { return PyGILState_Check(); }
+int tr_stack_gil_held(void)
+{
+    return PyGILState_Check();
+}
 
 /* Frames that are not (yet) Python code being run: shims of C calls (3.12+) and a frame
  * still being set up. On 3.11 only the innermost frame can be incomplete (a frame runs
@@ -138,8 +141,7 @@ static uint32_t tr_stack_extend(tr_thread_t *t, int same, int depth, const void 
         uint32_t child;
         if (t->leaf[slot].instr == instr && t->leaf[slot].parent == id) {
             child = t->leaf[slot].id;
-        }
-        else {
+        } else {
             child = tr_intern(id, code, instr);
             if (child == 0) {
                 t->cache_depth = i;
@@ -196,7 +198,10 @@ uint32_t tr_stack_current(tr_thread_t *t)
     return tr_stack_extend(t, same, depth, frames, instrs, 1);
 }
 #else
-uint32_t tr_stack_current(tr_thread_t *t) { return tr_stack_current_skip(t, 0); }
+uint32_t tr_stack_current(tr_thread_t *t)
+{
+    return tr_stack_current_skip(t, 0);
+}
 #endif
 
 uint32_t tr_stack_current_skip(tr_thread_t *t, int skip)
@@ -240,7 +245,10 @@ uint32_t tr_stack_current_skip(tr_thread_t *t, int skip)
     return tr_stack_extend(t, same, depth, t->walk_code, t->walk_instr, 0);
 }
 
-uint32_t tr_stack_count(void) { return tr_n_nodes - 1; }
+uint32_t tr_stack_count(void)
+{
+    return tr_n_nodes - 1;
+}
 
 /* native mode hook (tr_native_mode.c): the calling thread's own frames, read while it does
  * NOT hold the GIL (a C call that released it, e.g. ctypes): they cannot change while it runs
@@ -327,8 +335,7 @@ static int64_t tr_frame_id_of(PyObject *rare, tr_node_t *nd)
     if (PyCode_Check(nd->code)) {
         func = Py_NewRef(((PyCodeObject *)nd->code)->co_qualname);
         file = Py_NewRef(((PyCodeObject *)nd->code)->co_filename);
-    }
-    else {
+    } else {
         func = PyUnicode_FromString("<unknown>");
         file = PyUnicode_FromString("<unknown>");
     }
@@ -372,4 +379,7 @@ int tr_stack_emit(PyObject *rare)
 }
 
 /* native mode hook: the line of `instr` in code object `code` (-1 if not a code object). */
-int tr_stack_lineno(PyObject *code, const void *instr) { return tr_instr_lineno(code, instr); }
+int tr_stack_lineno(PyObject *code, const void *instr)
+{
+    return tr_instr_lineno(code, instr);
+}

@@ -24,9 +24,9 @@
 #include <signal.h>
 #include <unistd.h>
 
-static volatile sig_atomic_t tr_term_fd = -1;  /* the publisher's pipe, write end */
-static volatile sig_atomic_t tr_term_owner;    /* pid that armed it */
-static volatile sig_atomic_t tr_term_got;      /* SIGTERM arrived (reset by tr_term_raise) */
+static volatile sig_atomic_t tr_term_fd = -1; /* the publisher's pipe, write end */
+static volatile sig_atomic_t tr_term_owner;   /* pid that armed it */
+static volatile sig_atomic_t tr_term_got;     /* SIGTERM arrived (reset by tr_term_raise) */
 static int tr_term_installed;
 
 static void tr_term_default(void)
@@ -104,7 +104,10 @@ void tr_term_release(void)
     }
 }
 
-int tr_term_pending(void) { return tr_term_got != 0; }
+int tr_term_pending(void)
+{
+    return tr_term_got != 0;
+}
 
 /* Back to the default action, if the handler is still ours. */
 void tr_term_uninstall(void)

@@ -40,24 +40,28 @@ def _samples(url, openmetrics_format=True):
     else:
         assert content_type.startswith("text/plain"), content_type
         families = parser.text_string_to_metric_families(text)
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in families for s in family.samples}
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in families
+        for s in family.samples
+    }
 
 
 def _by_pid(samples, name):
-    return {int(dict(labels)["pid"]): value for (n, labels), value in samples.items()
-            if n == name}
+    return {int(dict(labels)["pid"]): value for (n, labels), value in samples.items() if n == name}
 
 
 def _assert_equal_to_stats(samples, log):
     stats = collect(str(log))
     assert stats["processes"], "the log has processes"
-    for key, metric in (("active_memory", "memscope_active_bytes"),
-                        ("active_allocations", "memscope_active_blocks"),
-                        ("peak_memory", "memscope_peak_bytes"),
-                        ("total_allocations", "memscope_allocations_total"),
-                        ("total_allocated", "memscope_allocated_bytes_total"),
-                        ("total_deallocations", "memscope_frees_total")):
+    for key, metric in (
+        ("active_memory", "memscope_active_bytes"),
+        ("active_allocations", "memscope_active_blocks"),
+        ("peak_memory", "memscope_peak_bytes"),
+        ("total_allocations", "memscope_allocations_total"),
+        ("total_allocated", "memscope_allocated_bytes_total"),
+        ("total_deallocations", "memscope_frees_total"),
+    ):
         assert _by_pid(samples, metric) == {p["pid"]: p[key] for p in stats["processes"]}, key
 
 
@@ -96,9 +100,25 @@ def test_the_follow_verb_serves_what_stats_prints_and_follows_the_log(tmp_path):
     events = tmp_path / "run" / "events"
     write_log(first, events)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "memscope", "analyze", str(events), "--follow", "--quiet",
-         "--interval", "0.1", "--out", str(tmp_path / "out"), "--metrics-port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "memscope",
+            "analyze",
+            str(events),
+            "--follow",
+            "--quiet",
+            "--interval",
+            "0.1",
+            "--out",
+            str(tmp_path / "out"),
+            "--metrics-port",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = proc.stdout.readline()
         assert line.startswith("memscope analyze --follow: metrics at http://127.0.0.1:"), line
@@ -108,13 +128,15 @@ def test_the_follow_verb_serves_what_stats_prints_and_follows_the_log(tmp_path):
         assert _assert_equal_to_stats(_samples(url, openmetrics_format=False), events) is None
         assert samples[("memscope_follow_rounds_total", frozenset())] == 1
         assert 0 <= samples[("memscope_follow_lag_seconds", frozenset())] < 600
-        programs = {dict(labels)["program"] for (name, labels) in samples
-                    if name == "memscope_active_bytes"}
+        programs = {
+            dict(labels)["program"] for (name, labels) in samples if name == "memscope_active_bytes"
+        }
         assert programs == {"app.py"}  # argv[0]'s base name
         # the log grows: the next round publishes the new figures
         writer = LogWriter(events, Settings())
-        writer.append("memory", pa.Table.from_batches(second["memory"].to_batches(),
-                                                      second["memory"].schema))
+        writer.append(
+            "memory", pa.Table.from_batches(second["memory"].to_batches(), second["memory"].schema)
+        )
         writer.close()
         samples = _wait_for(url, lambda s: _folded(s) == tables["memory"].num_rows)
         assert samples[("memscope_follow_rounds_total", frozenset())] >= 2
@@ -142,8 +164,9 @@ def _two_callers_one_line():
 
 def test_sites_are_summed_by_location_and_bounded_per_process(tmp_path):
     events = write_log(_two_callers_one_line().tables(), tmp_path / "run" / "events")
-    follower = Follower(events, AnalyzerOptions(out_dir=tmp_path / "o"), only=["memory"],
-                        checkpoint=False)
+    follower = Follower(
+        events, AnalyzerOptions(out_dir=tmp_path / "o"), only=["memory"], checkpoint=False
+    )
     metrics = FollowerMetrics("127.0.0.1", 0, top_sites=2)
     try:
         before = _samples(metrics.url)
@@ -151,16 +174,22 @@ def test_sites_are_summed_by_location_and_bounded_per_process(tmp_path):
         assert _folded(before) == 0
         follower.step()
         metrics.publish(follower)
-        sites = {dict(labels)["location"]: value for (name, labels), value in
-                 _samples(metrics.url).items() if name == "memscope_site_live_bytes"}
+        sites = {
+            dict(labels)["location"]: value
+            for (name, labels), value in _samples(metrics.url).items()
+            if name == "memscope_site_live_bytes"
+        }
         assert sites == {"alloc (w.py:99)": 300, "small (w.py:30)": 50}
         assert metrics.collector.snapshot.processes[0].program == "worker.py"
         metrics.top_sites = 1
         metrics.publish(follower)
         follower.con.close()  # scrapes read the published snapshot, never the connection
         samples = _samples(metrics.url, openmetrics_format=False)
-        sites = {dict(labels)["location"]: value for (name, labels), value in samples.items()
-                 if name == "memscope_site_live_bytes"}
+        sites = {
+            dict(labels)["location"]: value
+            for (name, labels), value in samples.items()
+            if name == "memscope_site_live_bytes"
+        }
         assert sites == {"alloc (w.py:99)": 300}
         assert _by_pid(samples, "memscope_active_bytes") == {7: 350}
     finally:
@@ -173,17 +202,24 @@ def test_metrics_need_follow_and_a_free_port(sample_log_dir, capsys):
     assert "add --follow" in capsys.readouterr().err
     taken = FollowerMetrics("127.0.0.1", 0)
     try:
-        assert main(["analyze", str(events), "--follow", "--metrics-port",
-                     str(taken.port)]) == 2
+        assert main(["analyze", str(events), "--follow", "--metrics-port", str(taken.port)]) == 2
         assert "pick another --metrics-port" in capsys.readouterr().err
     finally:
         taken.stop()
 
 
-@pytest.mark.parametrize("host, facing", [("127.0.0.1", False), ("localhost", False),
-                                          ("::1", False), ("127.0.0.2", False),
-                                          ("0.0.0.0", True), ("10.1.2.3", True),
-                                          ("metrics.example", True)])
+@pytest.mark.parametrize(
+    "host, facing",
+    [
+        ("127.0.0.1", False),
+        ("localhost", False),
+        ("::1", False),
+        ("127.0.0.2", False),
+        ("0.0.0.0", True),
+        ("10.1.2.3", True),
+        ("metrics.example", True),
+    ],
+)
 def test_only_loopback_is_not_network_facing(host, facing):
     assert network_facing(host) is facing
 

@@ -16,8 +16,9 @@ def _json(done):
 
 def test_stats_match_what_was_allocated_and_tracemallocs_peak(tmp_path):
     log = tmp_path / "events"
-    ours = _json(python([PROGRAMS / "ground_truth.py", "memscope"],
-                        env=clean_env(MEMSCOPE_LOG_DIR=str(log))))
+    ours = _json(
+        python([PROGRAMS / "ground_truth.py", "memscope"], env=clean_env(MEMSCOPE_LOG_DIR=str(log)))
+    )
     theirs = _json(python([PROGRAMS / "ground_truth.py", "tracemalloc"]))
     allocated = ours["allocated"]
     # Active memory grows by what the workload holds, and shrinks back when it is freed.
@@ -31,8 +32,9 @@ def test_stats_match_what_was_allocated_and_tracemallocs_peak(tmp_path):
 
 
 def test_memscopes_own_rows_are_not_the_programs_memory(tmp_path):
-    result = _json(python([PROGRAMS / "own_cost.py"],
-                          env=clean_env(MEMSCOPE_LOG_DIR=str(tmp_path / "events"))))
+    result = _json(
+        python([PROGRAMS / "own_cost.py"], env=clean_env(MEMSCOPE_LOG_DIR=str(tmp_path / "events")))
+    )
     # 40,000 scope rows and 2,000 variables rows went through the process; what stays
     # allocated is a few bytes per row at most (they would be ~130 bytes each if kept).
     assert result["scopes"] < 20_000 * 50
@@ -41,8 +43,9 @@ def test_memscopes_own_rows_are_not_the_programs_memory(tmp_path):
 
 def test_fork_storm_with_threads_and_churn_finishes_and_logs_every_child(tmp_path):
     log = tmp_path / "events"
-    done = python([PROGRAMS / "fork_storm.py", "16"], timeout=150,
-                  env=clean_env(MEMSCOPE_LOG_DIR=str(log)))
+    done = python(
+        [PROGRAMS / "fork_storm.py", "16"], timeout=150, env=clean_env(MEMSCOPE_LOG_DIR=str(log))
+    )
     result = _json(done)
     assert result["codes"] == [0] * 16
     rows = table(log, "processes")
@@ -111,8 +114,12 @@ def test_exports_write_every_report(tmp_path):
         "assert after.total_allocations > 0 and after.peak_memory >= after.active_memory\n"
     )
     (tmp_path / "program.py").write_text(code)
-    done = python(["program.py"], cwd=tmp_path, timeout=170,
-                  env=clean_env(MEMSCOPE_LOG_DIR=str(tmp_path / "events")))
+    done = python(
+        ["program.py"],
+        cwd=tmp_path,
+        timeout=170,
+        env=clean_env(MEMSCOPE_LOG_DIR=str(tmp_path / "events")),
+    )
     assert done.returncode == 0, done.stderr
     out = tmp_path / "out"
     for name in ("memory_analysis.svg", "lifecycle_timeline.svg"):
@@ -121,9 +128,17 @@ def test_exports_write_every_report(tmp_path):
     assert snapshot
     assert "<html" in (out / "dashboard.html").read_text().lower()
     kinds = sorted(p.name for p in (out / "analysis").glob("*.json"))
-    assert kinds == sorted(f"snapshot_{k}.json" for k in (
-        "memory_analysis", "lifetime", "security_violations", "complex_types", "performance",
-        "unsafe_ffi"))
+    assert kinds == sorted(
+        f"snapshot_{k}.json"
+        for k in (
+            "memory_analysis",
+            "lifetime",
+            "security_violations",
+            "complex_types",
+            "performance",
+            "unsafe_ffi",
+        )
+    )
     # The users variable of this process is in the lifetime report.
     lifetime = (out / "analysis" / "snapshot_lifetime.json").read_text()
     assert '"users"' in lifetime
@@ -133,16 +148,20 @@ def test_exports_write_every_report(tmp_path):
 def test_tracked_deaths_are_exact_in_every_mode(tmp_path, mode):
     from api_support import memscope_run
 
-    done = memscope_run(["--mode", mode, "--no-report", "--out", tmp_path / "run",
-                         PROGRAMS / "mode_death.py"])
+    done = memscope_run(
+        ["--mode", mode, "--no-report", "--out", tmp_path / "run", PROGRAMS / "mode_death.py"]
+    )
     t0, t1 = _json(done)
     log = tmp_path / "run" / "events"
     variables = {r["name"]: r for r in table(log, "variables")}
     assert set(variables) == {"big", "numbers"}
     memory = table(log, "memory", columns=["kind", "address", "ts_ns"])
     for name, row in variables.items():
-        frees = [m["ts_ns"] for m in memory
-                 if m["kind"] == 3 and m["address"] == row["address"] and m["ts_ns"] > row["ts_ns"]]
+        frees = [
+            m["ts_ns"]
+            for m in memory
+            if m["kind"] == 3 and m["address"] == row["address"] and m["ts_ns"] > row["ts_ns"]
+        ]
         assert frees and t0 <= min(frees) <= t1, (mode, name)
     assert {r["mode"] for r in table(log, "processes")} == {mode}
 
@@ -153,10 +172,14 @@ def test_memscopes_own_work_is_not_traced(tmp_path):
     from memscope.analyzers.views import connect
 
     con = connect(log)
-    files = {row[0] for row in con.execute(
-        "SELECT DISTINCT f.filename FROM allocations a JOIN frames f USING (pid, stack_id) "
-        "WHERE a.pid = ? ORDER BY 1",
-        [result["pid"]]).fetchall()}
+    files = {
+        row[0]
+        for row in con.execute(
+            "SELECT DISTINCT f.filename FROM allocations a JOIN frames f USING (pid, stack_id) "
+            "WHERE a.pid = ? ORDER BY 1",
+            [result["pid"]],
+        ).fetchall()
+    }
     own = sorted(f for f in files if "memscope" in f or f.endswith(("ast.py", "linecache.py")))
     assert own == [], own
     # What the program holds is what it allocated (4 x 50 kB, 60 kB, their containers).
@@ -165,8 +188,9 @@ def test_memscopes_own_work_is_not_traced(tmp_path):
 
 def test_threads_shorter_than_a_flush_interval_are_named(tmp_path):
     log = tmp_path / "events"
-    result = _json(python([PROGRAMS / "short_threads.py"],
-                          env=clean_env(MEMSCOPE_LOG_DIR=str(log))))
+    result = _json(
+        python([PROGRAMS / "short_threads.py"], env=clean_env(MEMSCOPE_LOG_DIR=str(log)))
+    )
     named = {r["name"]: r["tid"] for r in table(log, "threads") if r["event"] == "start"}
     assert set(result) <= set(named)
     # run one after the other, they may share an ident; each is a thread of its own

@@ -53,18 +53,26 @@ def test_track_var_infers_names_types_and_scopes(run):
 
 
 _RECYCLED_312 = pytest.mark.xfail(
-    sys.version_info >= (3, 12), strict=False,
+    sys.version_info >= (3, 12),
+    strict=False,
     reason="on 3.12+ the death of a tracked list, dict or tuple kept on a free list is not "
-           "made a free yet (producer/core/deaths.c); fails the same before issue 13")
+    "made a free yet (producer/core/deaths.c); fails the same before issue 13",
+)
 
 
-@pytest.mark.parametrize(("name", "window"), [
-    ("big", "death_window"),
-    pytest.param("numbers", "recycled_window",  # a list: CPython would recycle it without a free
-                 marks=_RECYCLED_312),
-    pytest.param("table", "recycled_window", marks=_RECYCLED_312),  # a dict, likewise
-    pytest.param("pair", "recycled_window", marks=_RECYCLED_312),  # a tuple, likewise
-])
+@pytest.mark.parametrize(
+    ("name", "window"),
+    [
+        ("big", "death_window"),
+        pytest.param(
+            "numbers",
+            "recycled_window",  # a list: CPython would recycle it without a free
+            marks=_RECYCLED_312,
+        ),
+        pytest.param("table", "recycled_window", marks=_RECYCLED_312),  # a dict, likewise
+        pytest.param("pair", "recycled_window", marks=_RECYCLED_312),  # a tuple, likewise
+    ],
+)
 def test_tracked_object_dies_at_its_free(run, name, window):
     log, result = run
     big = _variables(log, result["pid"])[name]
@@ -132,7 +140,8 @@ def test_sixteen_threads_allocate_at_once(run):
     }
     # each thread the program started is one row of threads, whose tid its events carry
     assert {name: per_thread[tids.get(name)] >= 50 for name in result["threads"]} == (
-        dict.fromkeys(result["threads"], True))
+        dict.fromkeys(result["threads"], True)
+    )
     assert len({tids[name] for name in result["threads"]}) == len(result["threads"])
 
 
@@ -164,11 +173,23 @@ def test_the_program_itself_is_one_process_with_start_and_exit(run):
 def test_run_writes_the_analysis_and_the_reports_beside_the_log(run):
     log, result = run
     out = log.parent
-    expected = [f"snapshot_{kind}.json" for kind in (
-        "memory_analysis", "lifetime", "security_violations", "complex_types", "performance",
-        "unsafe_ffi")]
-    expected += ["memory_analysis.svg", "lifecycle_timeline.svg", "memory_snapshot.json",
-                 "dashboard.html"]
+    expected = [
+        f"snapshot_{kind}.json"
+        for kind in (
+            "memory_analysis",
+            "lifetime",
+            "security_violations",
+            "complex_types",
+            "performance",
+            "unsafe_ffi",
+        )
+    ]
+    expected += [
+        "memory_analysis.svg",
+        "lifecycle_timeline.svg",
+        "memory_snapshot.json",
+        "dashboard.html",
+    ]
     for name in expected:
         assert (out / name).stat().st_size > 0, name
         assert f"wrote {out / name}" in result["stderr"]

@@ -52,8 +52,11 @@ def _beats(path: Path) -> int:
 
 
 def _gdb_usable() -> bool:
-    return (hasattr(sys, "remote_exec") or shutil.which("gdb") is not None
-            or Path("/usr/bin/gdb").exists())
+    return (
+        hasattr(sys, "remote_exec")
+        or shutil.which("gdb") is not None
+        or Path("/usr/bin/gdb").exists()
+    )
 
 
 @pytest.mark.skipif(not _gdb_usable(), reason="needs gdb (or CPython 3.14's sys.remote_exec)")
@@ -69,9 +72,24 @@ def test_a_running_loop_is_attached_traced_detached_and_keeps_running(tmp_path: 
         out = tmp_path / "run"
         started = time.monotonic()
         done = subprocess.run(
-            [sys.executable, "-m", "memscope", "attach", str(loop.pid), "--duration", "2",
-             "--out", str(out), "--no-report"],
-            capture_output=True, text=True, env=env, timeout=120, check=False)
+            [
+                sys.executable,
+                "-m",
+                "memscope",
+                "attach",
+                str(loop.pid),
+                "--duration",
+                "2",
+                "--out",
+                str(out),
+                "--no-report",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
         took = time.monotonic() - started
         if "not allowed to trace" in done.stderr:
             pytest.skip(done.stderr.strip())
@@ -95,7 +113,8 @@ def test_a_running_loop_is_attached_traced_detached_and_keeps_running(tmp_path: 
     con = connect(log)
     (body, span) = con.execute(
         """SELECT count(*), (max(a.ts_ns) - min(a.ts_ns)) / 1e9 FROM allocations a
-        JOIN stacks s USING (pid, stack_id) WHERE s.function LIKE 'loop_body%'""").fetchone()
+        JOIN stacks s USING (pid, stack_id) WHERE s.function LIKE 'loop_body%'"""
+    ).fetchone()
     # 2 s of a loop that runs loop_body about 150 times a second, 200+ blocks each.
     assert body > 10_000, body
     assert 1.5 < span < 10, span
@@ -103,10 +122,24 @@ def test_a_running_loop_is_attached_traced_detached_and_keeps_running(tmp_path: 
 
 
 def test_attach_to_no_process_is_a_one_line_error(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "memscope", "attach", "999999999",
-                           "--duration", "1", "--out", str(tmp_path / "r")],
-                          capture_output=True, text=True, env=clean_env(), timeout=60,
-                          check=False)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "memscope",
+            "attach",
+            "999999999",
+            "--duration",
+            "1",
+            "--out",
+            str(tmp_path / "r"),
+        ],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 2
     assert done.stderr.strip() == "memscope: memscope attach: no process 999999999"
 
@@ -122,11 +155,12 @@ def test_the_payload_never_raises_and_reports_its_outcome(tmp_path: Path) -> Non
 
 
 def test_the_gdb_command_carries_no_quotes_of_the_program(tmp_path: Path) -> None:
-    command = gdb_command(123, payload("print('a \"b\" \\\\ c')", tmp_path / "s",
-                                       tmp_path / "c"), "gdb")
+    command = gdb_command(
+        123, payload("print('a \"b\" \\\\ c')", tmp_path / "s", tmp_path / "c"), "gdb"
+    )
     call = command[-1]
     assert call.startswith("call ((int (*)(int (*)(void *), void *))Py_AddPendingCall)")
-    inner = call[call.index('(void *)"') + 9:-2]
+    inner = call[call.index('(void *)"') + 9 : -2]
     assert '"' not in inner and "\\" not in inner
     assert "-p" in command and "123" in command
 
@@ -152,9 +186,24 @@ def test_a_process_that_ends_while_traced_keeps_its_events(tmp_path: Path) -> No
         while _beats(beats) == 0 and loop.poll() is None:
             time.sleep(0.05)
         done = subprocess.run(
-            [sys.executable, "-m", "memscope", "attach", str(loop.pid), "--duration", "60",
-             "--out", str(tmp_path / "run"), "--no-report"],
-            capture_output=True, text=True, env=clean_env(), timeout=120, check=False)
+            [
+                sys.executable,
+                "-m",
+                "memscope",
+                "attach",
+                str(loop.pid),
+                "--duration",
+                "60",
+                "--out",
+                str(tmp_path / "run"),
+                "--no-report",
+            ],
+            capture_output=True,
+            text=True,
+            env=clean_env(),
+            timeout=120,
+            check=False,
+        )
     finally:
         loop.kill()
         loop.wait()
@@ -177,12 +226,10 @@ def test_remote_exec_needs_cpython_3_14(tmp_path: Path) -> None:
 @pytest.mark.skipif(not hasattr(sys, "remote_exec"), reason="sys.remote_exec is CPython 3.14+")
 def test_remote_exec_runs_the_script_in_the_process(tmp_path: Path) -> None:
     status, cancelled = tmp_path / "s", tmp_path / "c"
-    sleeper = subprocess.Popen([sys.executable, "-c",
-                                "import time\nwhile True: time.sleep(0.01)"])
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time\nwhile True: time.sleep(0.01)"])
     try:
         time.sleep(0.5)
-        assert inject(sleeper.pid, payload("x = 1", status, cancelled), tmp_path) == \
-            "remote_exec"
+        assert inject(sleeper.pid, payload("x = 1", status, cancelled), tmp_path) == "remote_exec"
         deadline = time.monotonic() + 30
         while not status.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -203,9 +250,20 @@ def test_ctrl_c_detaches(tmp_path: Path) -> None:
         while _beats(beats) == 0:
             time.sleep(0.05)
         attach = subprocess.Popen(
-            [sys.executable, "-m", "memscope", "attach", str(loop.pid), "--out",
-             str(tmp_path / "run"), "--no-report"],
-            stderr=subprocess.PIPE, text=True, env=clean_env())
+            [
+                sys.executable,
+                "-m",
+                "memscope",
+                "attach",
+                str(loop.pid),
+                "--out",
+                str(tmp_path / "run"),
+                "--no-report",
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
+            env=clean_env(),
+        )
         assert attach.stderr is not None
         lines = []
         for line in attach.stderr:

@@ -34,8 +34,7 @@ def _wait_rounds(fold: BackgroundFold, rounds: int, timeout: float = 10.0) -> No
 
 
 @pytest.mark.parametrize("starts_first", [True, False], ids=["starts-first", "starts-last"])
-def test_a_log_folded_while_written_gives_the_files_of_a_fold_from_scratch(
-        tmp_path, starts_first):
+def test_a_log_folded_while_written_gives_the_files_of_a_fold_from_scratch(tmp_path, starts_first):
     """The sample log's events are out of time order across slices: the hold-back orders them.
 
     Each process's exit row lands after its last events (as a producer's final batch); from
@@ -92,8 +91,10 @@ def test_the_tail_of_ended_processes_is_not_held_back():
 
     def folded(ended):
         held: list[pa.RecordBatch] = []
-        rows = sum(len(w["pid"]) for w in windows([batch], 1 << 20, 1_000_000_000, held,
-                                                  keep=True, ended=ended))
+        rows = sum(
+            len(w["pid"])
+            for w in windows([batch], 1 << 20, 1_000_000_000, held, keep=True, ended=ended)
+        )
         return rows, sum(b.num_rows for b in held)
 
     assert folded(None) == (0, 4)  # pid 2's latest event is the threshold: nothing is old
@@ -126,10 +127,13 @@ def test_the_svg_renderer_writes_the_bytes_of_a_cold_render(tmp_path):
     renderer.submit(source, tmp_path / "child")
     written = renderer.result()
     assert [p.name for p in written] == list(FILES)
-    code = ("import sys; from memscope.exporters import write_reports; "
-            "write_reports(sys.argv[1], sys.argv[2], only=sys.argv[3:])")
-    subprocess.run([sys.executable, "-c", code, str(source), str(tmp_path / "cold"), *FILES],
-                   check=True)
+    code = (
+        "import sys; from memscope.exporters import write_reports; "
+        "write_reports(sys.argv[1], sys.argv[2], only=sys.argv[3:])"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code, str(source), str(tmp_path / "cold"), *FILES], check=True
+    )
     for name in FILES:
         child = (tmp_path / "child" / name).read_bytes()
         assert child.startswith(b"<svg") and len(child) > 1000
@@ -177,12 +181,14 @@ def test_memscope_runs_reports_equal_a_report_of_its_log(tmp_path):
         "    t.start()\n"
         "work(50000)\n"
         "for t in threads:\n"
-        "    t.join()\n")
+        "    t.join()\n"
+    )
     run = tmp_path / "run"
     done = memscope_run(["--out", run, script], timeout=180)
     assert done.returncode == 0, done.stderr
-    again = python(["-m", "memscope", "report", run / "events", "--out", tmp_path / "again"],
-                   timeout=180)
+    again = python(
+        ["-m", "memscope", "report", run / "events", "--out", tmp_path / "again"], timeout=180
+    )
     assert again.returncode == 0, again.stderr
     names = sorted(p.name for p in (tmp_path / "again").iterdir() if p.is_file())
     assert "memory_analysis.svg" in names and "snapshot_memory_analysis.json" in names

@@ -25,8 +25,7 @@ def _bench(directory: Path, name: str, body: str) -> None:
     (directory / f"bench_{name}.py").write_text("import sys, time\n" + body + "\n")
 
 
-def test_every_bench_runs_quick_and_a_failure_or_timeout_makes_it_exit_1(
-        run_all, tmp_path, capfd):
+def test_every_bench_runs_quick_and_a_failure_or_timeout_makes_it_exit_1(run_all, tmp_path, capfd):
     _bench(tmp_path, "broker", "print('broker table', sys.argv[1:])")
     _bench(tmp_path, "extra", "print('extra table', sys.argv[1:])")
     _bench(tmp_path, "tracer", "sys.exit(3)")

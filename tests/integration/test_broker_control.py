@@ -109,22 +109,27 @@ def test_stats_of_a_full_mode_process_come_from_totals_folded_as_batches_land(br
     with BrokerClient(broker.control_address) as client:
         for i, events in enumerate((20_000, 30_000)):  # the second folded as it is written
             result = run_producer(broker.bind, events, index=i, chunk=5_000, timeout=30)
-            reply = client.request("stats", 35.0, pid=result["pid"],
-                                   producer=result["producer"], seq=result["last_seq"],
-                                   timeout_s=5)
+            reply = client.request(
+                "stats",
+                35.0,
+                pid=result["pid"],
+                producer=result["producer"],
+                seq=result["last_seq"],
+                timeout_s=5,
+            )
             stats = reply["stats"]
             assert broker.control.totals.active
             assert "events" in reply  # answered by the running totals
             client.request("flush")
             con = connect_analyzed(broker.writer.path)
             expected = process_stats(con, result["pid"])
-            seeds = {k: stats.pop(k) for k in ("peak_allocations", "leaked_allocations",
-                                               "leaked_memory")}
+            seeds = {
+                k: stats.pop(k) for k in ("peak_allocations", "leaked_allocations", "leaked_memory")
+            }
             assert stats == expected
             assert stats["total_allocations"] > 0
             # MemoryStats' fields so far: the log's blocks at the peak, and leaks = alive now
-            assert seeds["peak_allocations"] == \
-                seed_figures(con, result["pid"])["peak_allocations"]
+            assert seeds["peak_allocations"] == seed_figures(con, result["pid"])["peak_allocations"]
             assert seeds["leaked_allocations"] == expected["active_allocations"]
             assert seeds["leaked_memory"] == expected["active_memory"]
 
@@ -138,16 +143,18 @@ def test_sigterm_flushes_and_closes(tmp_path):
     log = open_log(tmp_path)
     assert log.manifest["writer"]["state"] == "closed" and log.problems == []
     assert all(s.closed for s in log.segments("memory"))
-    [row] = [r for r in log.dataset("ingest").to_table().to_pylist()
-             if r["producer"] == result["producer"]][-1:]
+    [row] = [
+        r
+        for r in log.dataset("ingest").to_table().to_pylist()
+        if r["producer"] == result["producer"]
+    ][-1:]
     assert row["events"] == result["events"]
 
 
 @pytest.mark.timeout(60)
 def test_segments_rotate_by_age_while_serving(tmp_path):
     settings = Settings().replace(log_flush_interval_s=0.05, segment_max_age_s=0.1)
-    instance = Broker(tmp_path / "events", ipc_address(tmp_path), settings,
-                      analysis=log_analysis())
+    instance = Broker(tmp_path / "events", ipc_address(tmp_path), settings, analysis=log_analysis())
     thread = threading.Thread(target=instance.run, daemon=True)
     thread.start()
     try:
@@ -170,8 +177,20 @@ def test_segments_rotate_by_age_while_serving(tmp_path):
 def test_cli_broker_serves_tcp_loopback_and_stops_on_sigint(tmp_path):
     address = free_tcp_address()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "memscope", "broker", "--bind", address, "--log",
-         str(tmp_path / "events")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "memscope",
+            "broker",
+            "--bind",
+            address,
+            "--log",
+            str(tmp_path / "events"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         with BrokerClient(control_address(address)) as client:
             assert wait_for(lambda: _pings(client), timeout=30)

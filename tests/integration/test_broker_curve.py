@@ -30,22 +30,37 @@ def _keys(tmp_path):
 @pytest.mark.timeout(120)
 def test_unauthenticated_producers_never_land(tmp_path):
     keys, allowed = _keys(tmp_path)
-    server = Settings().replace(curve_server_secret_key=str(keys / "broker.key_secret"),
-                                curve_authorized_clients=str(allowed))
+    server = Settings().replace(
+        curve_server_secret_key=str(keys / "broker.key_secret"),
+        curve_authorized_clients=str(allowed),
+    )
     log_dir = tmp_path / "events"
     broker = start_embedded(log_dir, bind=free_tcp_address(), settings=server)
     quick = Settings().replace(send_timeout_s=0.2)
     try:
-        plain = run_producer(broker.address, 5000, index=1, chunk=1000, settings=quick,
-                             timeout=1.5)
+        plain = run_producer(broker.address, 5000, index=1, chunk=1000, settings=quick, timeout=1.5)
         stranger = run_producer(
-            broker.address, 5000, index=2, chunk=1000, timeout=1.5,
-            settings=quick.replace(curve_server_public_key=str(keys / "broker.key"),
-                                   curve_client_secret_key=str(keys / "stranger.key_secret")))
+            broker.address,
+            5000,
+            index=2,
+            chunk=1000,
+            timeout=1.5,
+            settings=quick.replace(
+                curve_server_public_key=str(keys / "broker.key"),
+                curve_client_secret_key=str(keys / "stranger.key_secret"),
+            ),
+        )
         good = run_producer(
-            broker.address, 5000, index=3, chunk=1000, timeout=30,
-            settings=quick.replace(curve_server_public_key=str(keys / "broker.key"),
-                                   curve_client_secret_key=str(keys / "good.key_secret")))
+            broker.address,
+            5000,
+            index=3,
+            chunk=1000,
+            timeout=30,
+            settings=quick.replace(
+                curve_server_public_key=str(keys / "broker.key"),
+                curve_client_secret_key=str(keys / "good.key_secret"),
+            ),
+        )
     finally:
         assert broker.stop() == 0
     assert plain["unacked"] == plain["batches"] > 0

@@ -43,8 +43,14 @@ def _outage(tmp_path: Path, log_dir: Path, fill, free) -> None:
     """Two producers across an outage of the disk; every event lands exactly once."""
     broker = start_embedded(log_dir, bind=ipc_address(tmp_path))
     try:
-        proc = run_synthetic(broker.address, EVENTS, producers=2, chunk=CHUNK, rate=RATE,
-                             env={"MEMSCOPE_SPOOL_DIR": str(tmp_path / "spool")})
+        proc = run_synthetic(
+            broker.address,
+            EVENTS,
+            producers=2,
+            chunk=CHUNK,
+            rate=RATE,
+            env={"MEMSCOPE_SPOOL_DIR": str(tmp_path / "spool")},
+        )
         time.sleep(0.5)
         fill()
         assert wait_for(lambda: not _writable(broker), 10), "the broker did not notice"
@@ -82,8 +88,9 @@ def _mount_tmpfs(path: Path, size: str) -> bool:
     path.mkdir()
     if os.geteuid() != 0 or shutil.which("mount") is None:
         return False
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                          capture_output=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True
+    )
     return done.returncode == 0
 
 
@@ -146,9 +153,24 @@ def test_memscope_run_keeps_the_exit_status_and_says_it_once(tmp_path, space):
     out = tmp_path / "run"
     env = {**os.environ, _faults.ENV: str(flag), "MEMSCOPE_SPOOL_DIR": str(tmp_path / "spool")}
     report = [] if space == "returns" else ["--no-report"]  # (the analysis is tested above)
-    done = subprocess.run([sys.executable, "-m", "memscope", "run", "--out", str(out), *report,
-                           str(script), str(flag), space.split()[0]],
-                          capture_output=True, text=True, env=env, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "memscope",
+            "run",
+            "--out",
+            str(out),
+            *report,
+            str(script),
+            str(flag),
+            space.split()[0],
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert done.returncode == 3, done.stderr[-3000:]
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
     names = open_log(out).table("variables").column("name").to_pylist()
@@ -169,9 +191,22 @@ def test_a_broker_that_cannot_write_at_start_says_so_in_one_line(tmp_path):
     flag = tmp_path / "disk-full"
     flag.touch()
     env = {**os.environ, _faults.ENV: str(flag)}
-    done = subprocess.run([sys.executable, "-m", "memscope", "broker", "--bind",
-                           ipc_address(tmp_path), "--log", str(tmp_path / "events")],
-                          capture_output=True, text=True, env=env, timeout=60)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "memscope",
+            "broker",
+            "--bind",
+            ipc_address(tmp_path),
+            "--log",
+            str(tmp_path / "events"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0, done.stderr
     assert "cannot write the log" in done.stderr and "No space left" in done.stderr

@@ -26,8 +26,16 @@ def _good(seq: int = 0, n: int = 8) -> bytes:
 
 def _envelope(**changes) -> bytes:
     chunk = encode_cols1(1, memory_chunk(9, 9, 0, 4))
-    env = {"v": WIRE_VERSION, "schema": SCHEMA_ID, "producer": "hostile:1:1", "pid": 4242,
-           "seq": 0, "n": 4, "mem": [chunk], "rec": {}}
+    env = {
+        "v": WIRE_VERSION,
+        "schema": SCHEMA_ID,
+        "producer": "hostile:1:1",
+        "pid": 4242,
+        "seq": 0,
+        "n": 4,
+        "mem": [chunk],
+        "rec": {},
+    }
     env.update(changes)
     return msgpack.packb(env, use_bin_type=True)
 
@@ -36,9 +44,19 @@ def _bad_chunk(**changes) -> bytes:
     chunk = encode_cols1(1, memory_chunk(9, 9, 0, 4))
     chunk.update(changes)
     n = chunk["n"] if isinstance(chunk.get("n"), int) else 4
-    return msgpack.packb({"v": WIRE_VERSION, "schema": SCHEMA_ID, "producer": "hostile:1:1",
-                          "pid": 4242, "seq": 1, "n": n, "mem": [chunk], "rec": {}},
-                         use_bin_type=True)
+    return msgpack.packb(
+        {
+            "v": WIRE_VERSION,
+            "schema": SCHEMA_ID,
+            "producer": "hostile:1:1",
+            "pid": 4242,
+            "seq": 1,
+            "n": n,
+            "mem": [chunk],
+            "rec": {},
+        },
+        use_bin_type=True,
+    )
 
 
 def _bad_rec1(rng: random.Random) -> bytes:
@@ -47,7 +65,7 @@ def _bad_rec1(rng: random.Random) -> bytes:
     data = chunk["data"]
     damage = rng.randrange(5)
     if damage == 0:  # cut short: the last record's varints are incomplete
-        chunk["data"] = data[:rng.randrange(57, len(data))]
+        chunk["data"] = data[: rng.randrange(57, len(data))]
     elif damage == 1:  # trailing bytes
         chunk["data"] = data + rng.randbytes(rng.randrange(1, 9))
     elif damage == 2:  # reserved header bits of a record
@@ -56,9 +74,19 @@ def _bad_rec1(rng: random.Random) -> bytes:
         chunk["data"] = data[:57] + b"\xff" * 10 + data[67:]
     else:  # the header counts other records than the chunk says
         chunk["n"] = 40 + rng.randrange(1, 5)
-    return msgpack.packb({"v": WIRE_VERSION, "schema": SCHEMA_ID, "producer": "hostile:1:1",
-                          "pid": 4242, "seq": 2, "n": chunk["n"], "mem": [chunk], "rec": {}},
-                         use_bin_type=True)
+    return msgpack.packb(
+        {
+            "v": WIRE_VERSION,
+            "schema": SCHEMA_ID,
+            "producer": "hostile:1:1",
+            "pid": 4242,
+            "seq": 2,
+            "n": chunk["n"],
+            "mem": [chunk],
+            "rec": {},
+        },
+        use_bin_type=True,
+    )
 
 
 def _bad_split(rng: random.Random) -> list[bytes]:
@@ -75,11 +103,21 @@ def _bad_split(rng: random.Random) -> list[bytes]:
     elif damage == 2:  # a frame nobody takes
         parts = [data, data]
     else:  # the data frame is cut short
-        parts = [data[:rng.randrange(0, len(data))]]
+        parts = [data[: rng.randrange(0, len(data))]]
     mem = [{**chunk, "data": ref} for ref in refs]
-    envelope = msgpack.packb({"v": WIRE_VERSION, "schema": SCHEMA_ID, "producer": "hostile:1:1",
-                              "pid": 4242, "seq": 3, "n": 40 * len(refs), "mem": mem, "rec": {}},
-                             use_bin_type=True)
+    envelope = msgpack.packb(
+        {
+            "v": WIRE_VERSION,
+            "schema": SCHEMA_ID,
+            "producer": "hostile:1:1",
+            "pid": 4242,
+            "seq": 3,
+            "n": 40 * len(refs),
+            "mem": mem,
+            "rec": {},
+        },
+        use_bin_type=True,
+    )
     return [envelope, *parts]
 
 

@@ -29,8 +29,9 @@ def _alive(pid: int) -> bool:
 
 def test_broker_outlives_a_killed_owner_only_briefly(tmp_path):
     log = tmp_path / "events"
-    owner = subprocess.Popen([sys.executable, "-c", OWNER, str(log)], stdout=subprocess.PIPE,
-                             text=True)
+    owner = subprocess.Popen(
+        [sys.executable, "-c", OWNER, str(log)], stdout=subprocess.PIPE, text=True
+    )
     try:
         broker_pid = int(owner.stdout.readline())
         assert _alive(broker_pid)

@@ -30,8 +30,9 @@ def test_sigkilled_broker_restarts_and_log_holds_every_event_once(tmp_path):
     proc = run_synthetic(address, EVENTS, producers=4, chunk=CHUNK, rate=200_000, env=env)
     try:
         with broker.client() as client:  # kill once a fifth of the events landed
-            assert wait_for(lambda: sum(p["events"] for p in client.ingest()) > 4 * EVENTS // 5,
-                            timeout=60)
+            assert wait_for(
+                lambda: sum(p["events"] for p in client.ingest()) > 4 * EVENTS // 5, timeout=60
+            )
         broker.process.kill()  # SIGKILL: no flush, no footer, no final manifest
         broker.process.wait()
         killed_at = open_log(log_dir).dataset("memory").count_rows()

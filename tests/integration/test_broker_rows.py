@@ -16,8 +16,15 @@ from memscope.protocol.records import encode_cols1
 from memscope.protocol.wire import WireError, decode_envelope, encode_batch
 from tests.broker_helpers import ipc_address
 
-GOOD_PROCESS = {"ts_ns": [5], "event": ["start"], "ppid": [1], "host": ["h"],
-                "producer": ["p:1:1"], "argv": [["prog.py"]], "mode": ["full"]}
+GOOD_PROCESS = {
+    "ts_ns": [5],
+    "event": ["start"],
+    "ppid": [1],
+    "host": ["h"],
+    "producer": ["p:1:1"],
+    "argv": [["prog.py"]],
+    "mode": ["full"],
+}
 
 
 def _decoded(rec: dict, mem: list | None = None):
@@ -43,20 +50,41 @@ def test_all_null_process_rows_and_unknown_events_are_rejected_good_rows_kept():
 
 
 def test_out_of_range_domain_and_absurd_sizes_are_rejected():
-    aggregates = {"tid": [1, 1], "ts_ns": [1, 2], "stack_id": [0, 0], "domain": [2, 9],
-                  "alloc_count": [1, 1], "alloc_bytes": [16, 16]}
+    aggregates = {
+        "tid": [1, 1],
+        "ts_ns": [1, 2],
+        "stack_id": [0, 0],
+        "domain": [2, 9],
+        "alloc_count": [1, 1],
+        "alloc_bytes": [16, 16],
+    }
     decoded = _decoded({"aggregates": aggregates})
     assert decoded.rejected_rows == 1 and "domain above 5" in decoded.row_problems[0]
-    variables = {"tid": [1], "ts_ns": [1], "var_id": [1], "name": ["v"], "type_name": ["int"],
-                 "address": [16], "size": [1 << 63]}
+    variables = {
+        "tid": [1],
+        "ts_ns": [1],
+        "var_id": [1],
+        "name": ["v"],
+        "type_name": ["int"],
+        "address": [16],
+        "size": [1 << 63],
+    }
     decoded = _decoded({"variables": variables})
     assert decoded.rejected_rows == 1 and "size of 2**63 or more" in decoded.row_problems[0]
 
 
 def test_overlong_text_is_rejected_including_inside_lists():
     long = "x" * (rowcheck.MAX_LONG_TEXT + 1)
-    rows = dict(GOOD_PROCESS, ts_ns=[5, 6], event=["start", "start"], argv=[["a"], ["a", long]],
-                ppid=[1, 1], host=["h", "h"], producer=["p", "p"], mode=["full", "full"])
+    rows = dict(
+        GOOD_PROCESS,
+        ts_ns=[5, 6],
+        event=["start", "start"],
+        argv=[["a"], ["a", long]],
+        ppid=[1, 1],
+        host=["h", "h"],
+        producer=["p", "p"],
+        mode=["full", "full"],
+    )
     decoded = _decoded({"processes": rows})
     assert decoded.rejected_rows == 1 and "argv longer than" in decoded.row_problems[0]
 
@@ -80,13 +108,31 @@ def test_poisoned_rows_are_counted_and_analyze_still_works(tmp_path):
     push.connect(broker.address)
     try:
         good = encode_cols1(1, memory_chunk(3, 3, 0, 64))
-        push.send(encode_batch("good:1:1", 11, 0, [good], {"processes": dict(
-            GOOD_PROCESS, producer=["good:1:1"])}))
-        push.send(encode_batch("evil:2:2", 12, 0, [], {
-            "variables": {"name": ["v"]},
-            "processes": {"ts_ns": [None], "event": [None]},
-            "aggregates": {"tid": [1], "ts_ns": [1], "stack_id": [0], "domain": [200],
-                           "alloc_count": [1], "alloc_bytes": [1]}}))
+        push.send(
+            encode_batch(
+                "good:1:1", 11, 0, [good], {"processes": dict(GOOD_PROCESS, producer=["good:1:1"])}
+            )
+        )
+        push.send(
+            encode_batch(
+                "evil:2:2",
+                12,
+                0,
+                [],
+                {
+                    "variables": {"name": ["v"]},
+                    "processes": {"ts_ns": [None], "event": [None]},
+                    "aggregates": {
+                        "tid": [1],
+                        "ts_ns": [1],
+                        "stack_id": [0],
+                        "domain": [200],
+                        "alloc_count": [1],
+                        "alloc_bytes": [1],
+                    },
+                },
+            )
+        )
         with broker.client() as client:
             client.wait("good:1:1", 0, timeout_s=20)
             client.wait("evil:2:2", 0, timeout_s=20)
@@ -103,8 +149,9 @@ def test_poisoned_rows_are_counted_and_analyze_still_works(tmp_path):
     assert log.table("variables").num_rows == 0 and log.table("aggregates").num_rows == 0
     con = connect(log)
     try:
-        row = con.execute("SELECT rejected_rows, problem FROM ingest "
-                          "WHERE producer = 'evil:2:2'").fetchone()
+        row = con.execute(
+            "SELECT rejected_rows, problem FROM ingest WHERE producer = 'evil:2:2'"
+        ).fetchone()
     finally:
         con.close()
     assert row[0] == 3 and "rows rejected" in row[1]

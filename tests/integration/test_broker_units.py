@@ -40,8 +40,10 @@ def test_journal_replays_after_an_offset_and_ignores_a_torn_tail(tmp_path):
 
 
 def test_decode_builds_columns_without_python_loops_and_orders_seq():
-    chunks = [encode_cols1(11, memory_chunk(0, 0, 0, 6)),
-              encode_cols1(12, memory_chunk(0, 0, 1, 4))]
+    chunks = [
+        encode_cols1(11, memory_chunk(0, 0, 0, 6)),
+        encode_cols1(12, memory_chunk(0, 0, 1, 4)),
+    ]
     rare = {"threads": {"tid": [11], "ts_ns": [5], "event": ["start"], "name": ["main"]}}
     decoded = decode(decode_envelope(encode_batch("h:1:1", 77, 3, chunks, rare)))
     memory = decoded.tables["memory"]
@@ -51,8 +53,9 @@ def test_decode_builds_columns_without_python_loops_and_orders_seq():
     seq = memory.column("seq").to_numpy()
     assert (seq >> SEQ_SHIFT == 3).all()
     assert (seq & ((1 << SEQ_SHIFT) - 1)).tolist() == list(range(10))
-    np.testing.assert_array_equal(memory.column("size").to_numpy()[:6],
-                                  memory_chunk(0, 0, 0, 6)["size"])
+    np.testing.assert_array_equal(
+        memory.column("size").to_numpy()[:6], memory_chunk(0, 0, 0, 6)["size"]
+    )
     threads = decoded.tables["threads"]
     assert threads.column("pid").to_pylist() == [77]
     assert threads.column("native_id").null_count == 1  # omitted columns are null
@@ -78,13 +81,16 @@ def _broker(tmp_path):
 def test_ingest_counts_memory_events_and_all_rows_apart_and_keeps_them_across_a_crash(tmp_path):
     from memscope.eventlog.log import open_log
 
-    rare = {"threads": {"tid": [11, 12], "ts_ns": [5, 6], "event": ["start"] * 2,
-                        "name": ["a", "b"]}}
+    rare = {
+        "threads": {"tid": [11, 12], "ts_ns": [5, 6], "event": ["start"] * 2, "name": ["a", "b"]}
+    }
     broker = _broker(tmp_path)
-    broker._on_message([_Frame(encode_batch(
-        "h:1:1", 77, 0, [encode_cols1(11, memory_chunk(0, 0, 0, 100))], rare))])
-    broker._on_message([_Frame(encode_batch(
-        "h:1:1", 77, 1, [encode_cols1(11, memory_chunk(0, 0, 1, 50))], {}))])
+    broker._on_message(
+        [_Frame(encode_batch("h:1:1", 77, 0, [encode_cols1(11, memory_chunk(0, 0, 0, 100))], rare))]
+    )
+    broker._on_message(
+        [_Frame(encode_batch("h:1:1", 77, 1, [encode_cols1(11, memory_chunk(0, 0, 1, 50))], {}))]
+    )
     broker.commit()
     [counters] = [c.counters() for c in broker.ingest.producers.values()]
     assert (counters["events"], counters["rows"], counters["batches"]) == (150, 152, 2)
@@ -103,26 +109,33 @@ def test_assembler_coalesces_small_parts_and_passes_big_ones_through():
     from memscope.broker.decode import MemoryAssembler
 
     def part(seq, sizes, tid=11):
-        chunks = [encode_cols1(tid + i, memory_chunk(0, 0, seq * 10 + i, n))
-                  for i, n in enumerate(sizes)]
+        chunks = [
+            encode_cols1(tid + i, memory_chunk(0, 0, seq * 10 + i, n)) for i, n in enumerate(sizes)
+        ]
         return decode(decode_envelope(encode_batch("h:1:1", 77, seq, chunks, {}))).memory
 
     parts = [part(0, [30, 20]), part(1, [40]), part(2, [200]), part(3, [10])]
     assembler = MemoryAssembler(reuse=True, target=100)
     seen = []
     for batch in assembler.batches(parts):
-        seen.append((batch.num_rows, batch.column("seq").to_numpy().copy(),
-                     batch.column("tid").to_numpy().copy(),
-                     batch.column("size").to_numpy().copy()))
+        seen.append(
+            (
+                batch.num_rows,
+                batch.column("seq").to_numpy().copy(),
+                batch.column("tid").to_numpy().copy(),
+                batch.column("size").to_numpy().copy(),
+            )
+        )
     assert [rows for rows, *_ in seen] == [90, 200, 10]
     seq = np.concatenate([s for _, s, _, _ in seen])
     assert (seq >> SEQ_SHIFT).tolist() == [0] * 50 + [1] * 40 + [2] * 200 + [3] * 10
     assert (seq & 0xFFFFFF).tolist() == [*range(50), *range(40), *range(200), *range(10)]
     assert seen[0][2].tolist() == [11] * 30 + [12] * 20 + [11] * 40
-    expected = [memory_chunk(0, 0, n, k)["size"] for n, k in
-                ((0, 30), (1, 20), (10, 40), (20, 200), (30, 10))]
-    np.testing.assert_array_equal(np.concatenate([s for *_, s in seen]),
-                                  np.concatenate(expected))
+    expected = [
+        memory_chunk(0, 0, n, k)["size"]
+        for n, k in ((0, 30), (1, 20), (10, 40), (20, 200), (30, 10))
+    ]
+    np.testing.assert_array_equal(np.concatenate([s for *_, s in seen]), np.concatenate(expected))
 
 
 @pytest.mark.parametrize("entropy", ["real", "high"])

@@ -63,8 +63,12 @@ def realistic(tmp_path_factory):
 
 
 @pytest.mark.parametrize("source", ["synthetic", "analyzers-sample"])
-def test_every_panel_renders_offline_without_errors(watched, realistic, source,  # noqa: F811
-                                                    tmp_path):
+def test_every_panel_renders_offline_without_errors(
+    watched,  # noqa: F811
+    realistic,
+    source,  # noqa: F811
+    tmp_path,
+):
     if source == "synthetic":
         path, model = realistic
     else:
@@ -80,6 +84,7 @@ def test_every_panel_renders_offline_without_errors(watched, realistic, source, 
     cards = watched.page.locator("#panel-overview .card .value").all_inner_texts()
     stats = json.loads(next(path.parent.glob("*_memory_analysis.json")).read_text())
     from memscope.exporters.formatting import human_bytes
+
     assert human_bytes(stats["memory_stats"]["active_memory"]) in cards
 
 
@@ -102,8 +107,20 @@ def test_a_real_traced_run_renders_every_panel(watched, tmp_path):  # noqa: F811
     import sys
 
     (tmp_path / "app.py").write_text(TRACED_APP)
-    out = subprocess.run([sys.executable, "-m", "memscope", "run", "--out", str(tmp_path / "run"),
-                          str(tmp_path / "app.py")], capture_output=True, text=True, timeout=240)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "memscope",
+            "run",
+            "--out",
+            str(tmp_path / "run"),
+            str(tmp_path / "app.py"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert out.returncode == 0, out.stderr
     page_path = tmp_path / "run" / "dashboard.html"
     assert page_path.exists(), out.stderr
@@ -126,7 +143,8 @@ def test_tables_sort_and_filter(watched, realistic):  # noqa: F811
     assert box.locator(".count").inner_text() == "60 rows"
     box.locator("input").fill("var_1")
     page.wait_for_function(
-        "document.querySelector('#table-variables .count').textContent.includes(' of ')")
+        "document.querySelector('#table-variables .count').textContent.includes(' of ')"
+    )
     names = box.locator("tbody tr td:first-child").all_inner_texts()
     assert names and all("var_1" in n for n in names)
     expected = sum(1 for i in range(60) if "var_1" in f"var_{i}")
@@ -139,7 +157,8 @@ def test_tables_sort_and_filter(watched, realistic):  # noqa: F811
     assert all(line.split(",")[0].startswith("var_1") for line in lines[1:])
     box.locator("input").fill("")
     page.wait_for_function(
-        "!document.querySelector('#table-variables .count').textContent.includes(' of ')")
+        "!document.querySelector('#table-variables .count').textContent.includes(' of ')"
+    )
     # sort by name ascending, then descending
     header = box.locator("th button", has_text="name")
     header.click()
@@ -154,7 +173,8 @@ def test_tables_sort_and_filter(watched, realistic):  # noqa: F811
     marks = page.locator("#chart-type-treemap g.mark-rect path")
     marks.nth(marks.count() - 1).click(force=True)
     page.wait_for_function(
-        "document.querySelector('#table-types .count').textContent.includes(' of ')")
+        "document.querySelector('#table-types .count').textContent.includes(' of ')"
+    )
     needle = page.locator("#table-types input").input_value()
     types = page.locator("#table-types tbody tr td:nth-child(3)").all_inner_texts()
     assert needle and types and all(needle.lower() in t.lower() for t in types)
@@ -186,8 +206,12 @@ def test_hostile_names_are_shown_as_text_and_never_run(watched, tmp_path):  # no
         if tip.count() and tip.is_visible():
             tooltips.append(tip.inner_text())
     assert any("<img src=x onerror=alert(1)>" in t or "{{7*7}}" in t for t in tooltips), tooltips
-    assert page.locator("#vg-tooltip-element *").evaluate_all(
-        "els => els.filter(e => ['IMG', 'SCRIPT', 'SVG'].includes(e.tagName)).length") == 0
+    assert (
+        page.locator("#vg-tooltip-element *").evaluate_all(
+            "els => els.filter(e => ['IMG', 'SCRIPT', 'SVG'].includes(e.tagName)).length"
+        )
+        == 0
+    )
     # a CSV of the variables defuses spreadsheet formulas and quotes what needs it
     page.click("#nav-variables")
     with page.expect_download() as download:
@@ -206,13 +230,21 @@ def test_hostile_names_are_shown_as_text_and_never_run(watched, tmp_path):  # no
         frames.nth(i).hover()
         tips.append(page.locator("#panel-flame .msflame-tip").inner_text())
     assert any("</script><script>alert(1)</script>" in t for t in tips), tips
-    assert page.locator("#panel-flame .msflame-tip *").evaluate_all(
-        "els => els.filter(e => ['IMG', 'SCRIPT', 'SVG'].includes(e.tagName)).length") == 0
+    assert (
+        page.locator("#panel-flame .msflame-tip *").evaluate_all(
+            "els => els.filter(e => ['IMG', 'SCRIPT', 'SVG'].includes(e.tagName)).length"
+        )
+        == 0
+    )
     assert watched.dialogs == []
     assert page.locator("img, iframe, object, embed").count() == 0
-    assert page.evaluate(
-        "[...document.querySelectorAll('*')].filter(e => [...e.attributes].some("
-        "a => a.name.startsWith('on'))).length") == 0
+    assert (
+        page.evaluate(
+            "[...document.querySelectorAll('*')].filter(e => [...e.attributes].some("
+            "a => a.name.startsWith('on'))).length"
+        )
+        == 0
+    )
     assert watched.errors == []
 
 
@@ -242,7 +274,7 @@ def test_embedded_json_round_trips(tmp_path):
     exporter.render(model, buf)
     html = buf.getvalue().decode()
     start = html.index('<script type="application/json" id="memscope-data">') + 51
-    blob = html[start:html.index("</script>", start)]
+    blob = html[start : html.index("</script>", start)]
     assert "<" not in blob and ">" not in blob and "&" not in blob
     assert "\u2028" not in blob and "\u2029" not in blob
     assert json.loads(blob) == json.loads(json.dumps(model))

@@ -40,9 +40,23 @@ def test_a_growing_log_reaches_the_open_page(tmp_path, watched):  # noqa: F811
     events, out = tmp_path / "run" / "events", tmp_path / "reports"
     write_log(events, sample_log().tables())
     follow = subprocess.Popen(
-        [sys.executable, "-m", "memscope", "analyze", str(events), "--out", str(out),
-         "--follow", "--interval", "0.3", "--quiet"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "memscope",
+            "analyze",
+            str(events),
+            "--out",
+            str(out),
+            "--follow",
+            "--interval",
+            "0.3",
+            "--quiet",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     server = None
     try:
         memory_file = out / "snapshot_memory_analysis.json"
@@ -59,13 +73,20 @@ def test_a_growing_log_reaches_the_open_page(tmp_path, watched):  # noqa: F811
             more.alloc(100, ts_ns=950_000 + i, address=0x9000_0000 + 64 * i, size=48)
         tables = more.tables()
         write_log(events, {"memory": tables["memory"]})
-        page.wait_for_function(
-            "Number(document.body.dataset.updates || 0) >= 1", timeout=120_000)
-        wait_for(lambda: json.loads(memory_file.read_text())["memory_stats"][
-            "total_allocations"] == before + 1000, 60, "the analysis of the new events")
+        page.wait_for_function("Number(document.body.dataset.updates || 0) >= 1", timeout=120_000)
+        wait_for(
+            lambda: (
+                json.loads(memory_file.read_text())["memory_stats"]["total_allocations"]
+                == before + 1000
+            ),
+            60,
+            "the analysis of the new events",
+        )
         page.wait_for_function(
             "[...document.querySelectorAll('#panel-overview .card .value')]"
-            f".some(e => e.textContent === '{before + 1000:,}')", timeout=60_000)
+            f".some(e => e.textContent === '{before + 1000:,}')",
+            timeout=60_000,
+        )
         assert watched.errors == [] and watched.dialogs == []
     finally:
         if server is not None:

@@ -81,8 +81,9 @@ def test_clients_that_never_read_their_responses_hold_no_worker(reports):
                 sock = socket.socket()
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
                 sock.connect(("127.0.0.1", port))
-                sock.sendall(f"GET /files/big.svg HTTP/1.1\r\nHost: 127.0.0.1:{port}"
-                             "\r\n\r\n".encode())
+                sock.sendall(
+                    f"GET /files/big.svg HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+                )
                 stalled.append(sock)
             time.sleep(1.0)  # every response built, none read
             started = time.monotonic()
@@ -156,8 +157,7 @@ def test_off_loopback_a_token_is_required_and_the_host_still_checked(reports):
         cookie = headers["Set-Cookie"]
         assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
         # the page's own requests carry the cookie
-        assert request(port, "/api/lifetime",
-                       headers={"Cookie": cookie.split(";")[0]})[0] == 200
+        assert request(port, "/api/lifetime", headers={"Cookie": cookie.split(";")[0]})[0] == 200
         assert request(port, "/api", headers={"Authorization": f"token {token}"})[0] == 200
         assert request(port, "/api", headers={"Authorization": f"Bearer {token}"})[0] == 200
         # the token does not lift the Host check (DNS rebinding)
@@ -195,8 +195,13 @@ def test_a_symlink_in_the_directory_is_refused_by_every_route(reports, tmp_path)
     os.symlink(real_lifetime, lifetime)
     with DashboardServer(directory, port=0) as server:
         port = server.httpd.server_address[1]
-        for path in ("/files/link.json", "/files/link.svg", "/files/zz_memory_analysis.json",
-                     f"/files/{lifetime.name}", "/files/dir/secret.json"):
+        for path in (
+            "/files/link.json",
+            "/files/link.svg",
+            "/files/zz_memory_analysis.json",
+            f"/files/{lifetime.name}",
+            "/files/dir/secret.json",
+        ):
             status, _, body = request(port, path)
             assert status == 403, path
             assert b"OUTSIDE-SECRET" not in body
@@ -222,9 +227,14 @@ def test_the_raw_log_journal_and_broker_log_are_not_served(reports):
     (directory / "broker.log").write_text("broker log")
     with DashboardServer(directory, port=0) as server:
         port = server.httpd.server_address[1]
-        for path in ("/files/events/manifest.json", "/files/events/_broker/journal",
-                     "/files/events%2Fmanifest.json", "/files/broker.log",
-                     "/api/events/manifest.json", "/api/manifest"):
+        for path in (
+            "/files/events/manifest.json",
+            "/files/events/_broker/journal",
+            "/files/events%2Fmanifest.json",
+            "/files/broker.log",
+            "/api/events/manifest.json",
+            "/api/manifest",
+        ):
             status, _, body = request(port, path)
             assert status in (403, 404), path
             assert b"memscope-log" not in body and b"journal" not in body
@@ -234,9 +244,22 @@ def test_the_raw_log_journal_and_broker_log_are_not_served(reports):
 def test_the_verb_prints_a_url_with_its_token_off_loopback(tmp_path):
     write_sample_reports(tmp_path, n_vars=3)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "memscope", "dashboard", str(tmp_path), "--serve",
-         "--host", "0.0.0.0", "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "memscope",
+            "dashboard",
+            str(tmp_path),
+            "--serve",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = proc.stdout.readline()
         assert "serving" in line and "?token=" in line, line
@@ -261,7 +284,7 @@ def test_the_page_opened_with_its_token_goes_live(reports, watched):  # noqa: F8
         # the event stream and the API calls carry the cookie the page got
         page.wait_for_function("document.getElementById('status').textContent === 'live'")
         mem = json.loads(paths["memory_analysis"].read_text())
-        mem["memory_stats"]["active_memory"] = 5 * 1024 ** 3
+        mem["memory_stats"]["active_memory"] = 5 * 1024**3
         tmp = paths["memory_analysis"].with_suffix(".tmp")
         tmp.write_text(json.dumps(mem))
         tmp.replace(paths["memory_analysis"])

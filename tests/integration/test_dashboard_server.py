@@ -71,17 +71,20 @@ def test_api_errors_are_json(served):
     assert get(server, "/nothing")[0] == 404
 
 
-@pytest.mark.parametrize("path", [
-    "/files/../secret.txt",
-    "/files/%2e%2e/secret.txt",
-    "/files/%2E%2E%2Fsecret.txt",
-    "/files/..%2fsecret.txt",
-    "/files//etc/passwd",
-    "/files/%2Fetc%2Fpasswd",
-    "/files/sub/../../secret.txt",
-    "/files/..%5csecret.txt",
-    "/files/x%00.json",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/files/../secret.txt",
+        "/files/%2e%2e/secret.txt",
+        "/files/%2E%2E%2Fsecret.txt",
+        "/files/..%2fsecret.txt",
+        "/files//etc/passwd",
+        "/files/%2Fetc%2Fpasswd",
+        "/files/sub/../../secret.txt",
+        "/files/..%5csecret.txt",
+        "/files/x%00.json",
+    ],
+)
 def test_paths_outside_the_directory_are_refused(served, path):
     server, _ = served
     status, _, body = get(server, path)
@@ -101,7 +104,8 @@ def test_files_inside_are_served_inert(served):
     status, _, body = get(server, f"/files/{paths['lifetime'].name}")
     assert status == 200 and json.loads(body) == json.loads(paths["lifetime"].read_text())
     (paths["lifetime"].parent / "evil.svg").write_text(
-        '<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>')
+        '<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'
+    )
     parts = urlsplit(server.url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
     conn.request("GET", "/files/evil.svg")
@@ -152,8 +156,9 @@ def test_a_broker_feed_message_triggers_the_update_at_once(tmp_path):
     pub.setsockopt(zmq.LINGER, 0)
     port = pub.bind_to_random_port("tcp://127.0.0.1")
     # mtime polling once an hour: only the feed can explain an update within the test
-    server = DashboardServer(tmp_path, port=0, poll_interval=3600,
-                             feed=f"tcp://127.0.0.1:{port}").start()
+    server = DashboardServer(
+        tmp_path, port=0, poll_interval=3600, feed=f"tcp://127.0.0.1:{port}"
+    ).start()
     try:
         parts = urlsplit(server.url)
         with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
@@ -190,7 +195,7 @@ def test_live_update_reaches_an_open_page(served, watched):  # noqa: F811
     page.wait_for_selector("body[data-ready='1']")
     page.wait_for_function("document.getElementById('status').textContent === 'live'")
     mem = json.loads(paths["memory_analysis"].read_text())
-    mem["memory_stats"]["active_memory"] = 3 * 1024 ** 3
+    mem["memory_stats"]["active_memory"] = 3 * 1024**3
     tmp = paths["memory_analysis"].with_suffix(".tmp")
     tmp.write_text(json.dumps(mem))
     tmp.replace(paths["memory_analysis"])
@@ -204,7 +209,10 @@ def test_dashboard_verb_serves_until_terminated(tmp_path):
     write_sample_reports(tmp_path, n_vars=3)
     proc = subprocess.Popen(
         [sys.executable, "-m", "memscope", "dashboard", str(tmp_path), "--serve", "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = proc.stdout.readline()
         assert "serving" in line and "http://127.0.0.1:" in line, line

@@ -24,9 +24,20 @@ BLOCKS = re.findall(r"```sql\n(.*?)```", RECIPES.read_text(), re.S)
 def log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("recipes") / "run"
     subprocess.run(
-        [sys.executable, "-m", "memscope", "run", "--no-report", "--out", str(out),
-         str(ROOT / "examples" / "lifecycle.py")],
-        check=True, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "memscope",
+            "run",
+            "--no-report",
+            "--out",
+            str(out),
+            str(ROOT / "examples" / "lifecycle.py"),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     return out
 
@@ -46,7 +57,10 @@ def test_recipe_returns_rows(log: Path, sql: str) -> None:
 def test_the_cli_runs_a_recipe(log: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "memscope", "query", str(log), BLOCKS[0], "--format", "csv"],
-        check=True, capture_output=True, text=True, timeout=120,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     header, *rows = done.stdout.splitlines()
     assert header == "location,blocks,bytes" and rows
@@ -56,8 +70,9 @@ def _anchor(heading: str) -> str:
     return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
 
 
-@pytest.mark.parametrize("doc", [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))],
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "doc", [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))], ids=lambda p: p.name
+)
 def test_relative_links_resolve(doc: Path) -> None:
     """Every relative link in the README and docs/ names a file (and heading) that exists."""
     for target in re.findall(r"\]\(([^)]+)\)", doc.read_text()):

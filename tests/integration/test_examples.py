@@ -29,8 +29,12 @@ from memscope.analyzers.views import connect
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
-REPORTS = ("memory_analysis.svg", "lifecycle_timeline.svg", "memory_snapshot.json",
-           "dashboard.html")
+REPORTS = (
+    "memory_analysis.svg",
+    "lifecycle_timeline.svg",
+    "memory_snapshot.json",
+    "dashboard.html",
+)
 RUN_TIMEOUT_S = 400
 PARALLEL = 3
 
@@ -54,8 +58,16 @@ def _run(argv: list[str], cwd: Path, out: Path) -> Run:
     env = dict(os.environ)
     env.pop("MEMSCOPE_BROKER_ADDRESS", None)
     env.pop("MEMSCOPE_LOG_DIR", None)
-    done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=RUN_TIMEOUT_S, check=False, stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        argv,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
     return Run(out, done.returncode, done.stdout, done.stderr)
 
 
@@ -64,19 +76,40 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Future[Run]]:
     base = tmp_path_factory.mktemp("examples")
     memscope = [sys.executable, "-m", "memscope", "run"]
     jobs: dict[str, tuple[list[str], Path, Path]] = {}
-    for name in ("lifecycle", "complex_structures", "concurrent_threads", "web_server",
-                 "data_pipeline", "multiprocess_service", "ctypes_ffi"):
+    for name in (
+        "lifecycle",
+        "complex_structures",
+        "concurrent_threads",
+        "web_server",
+        "data_pipeline",
+        "multiprocess_service",
+        "ctypes_ffi",
+    ):
         out = base / name
         jobs[name] = ([*memscope, "--out", str(out), str(EXAMPLES / f"{name}.py")], ROOT, out)
     # make demo, exactly as the Makefile runs it, against this interpreter's environment.
     demo = base / "demo"
-    jobs["demo"] = (["make", "--no-print-directory", "-o", "install", "demo",
-                     f"PY={sys.executable}", f"DEMO_DIR={demo}"], ROOT, demo)
+    jobs["demo"] = (
+        [
+            "make",
+            "--no-print-directory",
+            "-o",
+            "install",
+            "demo",
+            f"PY={sys.executable}",
+            f"DEMO_DIR={demo}",
+        ],
+        ROOT,
+        demo,
+    )
     # The basic example by itself: memscope.init() in the script, exports by the tracker.
     alone = base / "standalone"
     alone.mkdir()
-    jobs["standalone"] = ([sys.executable, str(EXAMPLES / "basic_usage.py")], alone,
-                          alone / "MemoryAnalysis" / "basic")
+    jobs["standalone"] = (
+        [sys.executable, str(EXAMPLES / "basic_usage.py")],
+        alone,
+        alone / "MemoryAnalysis" / "basic",
+    )
     pool = ThreadPoolExecutor(PARALLEL)
     futures = {name: pool.submit(_run, *job) for name, job in jobs.items()}
     pool.shutdown(wait=False)
@@ -108,7 +141,9 @@ def test_make_demo_runs_basic_usage_and_prints_where_the_dashboard_is(runs):
     assert "<html" in (run.out / "dashboard.html").read_text()[:2000].lower()
     by_name = {v["name"]: v for v in variables(run)}
     assert {name: by_name[name]["type_name"] for name in by_name} == {
-        "numbers_list": "list[int]", "text_string": "str", "boxed_value": "bytearray",
+        "numbers_list": "list[int]",
+        "text_string": "str",
+        "boxed_value": "bytearray",
         "user_data": "dict[str, str]",
     }
     assert by_name["boxed_value"]["size"] >= 64 * 1024
@@ -140,8 +175,9 @@ def test_lifecycle_deaths_scopes_and_aliases(runs):
     assert all(v["died_ts_ns"] is not None for v in loops)
     assert by_name["scratch"]["scope"] == "temporary_work"
     lifetime = json.loads((run.out / "snapshot_lifetime.json").read_text())
-    assert any({"return_string", "transferred_string"} <= set(a["names"])
-               for a in lifetime["aliases"])
+    assert any(
+        {"return_string", "transferred_string"} <= set(a["names"]) for a in lifetime["aliases"]
+    )
     scopes = {row[0] for row in connect(run.out).execute("SELECT name FROM scopes").fetchall()}
     assert {"process_data_in_loop", "temporary_work"} <= scopes
 
@@ -152,16 +188,21 @@ def test_complex_structures_types_and_containment(runs):
     assert by_name["users"]["type_name"] == "dict[int, __main__.User]"
     assert by_name["samples_array"]["type_name"] == "numpy.ndarray[float64]"
     assert by_name["request_queue"]["type_name"] == "collections.deque[str]"
-    parts = {by_name[n]["var_id"] for n in ("first_user", "users", "active_sessions",
-                                           "request_queue")}
+    parts = {
+        by_name[n]["var_id"] for n in ("first_user", "users", "active_sessions", "request_queue")
+    }
     assert parts <= set(by_name["database"]["contains"])
-    (numpy_blocks,) = connect(run.out).execute(
-        "SELECT count(*) FROM allocations WHERE domain = 'numpy' AND size >= 40000"
-    ).fetchone()
+    (numpy_blocks,) = (
+        connect(run.out)
+        .execute("SELECT count(*) FROM allocations WHERE domain = 'numpy' AND size >= 40000")
+        .fetchone()
+    )
     assert numpy_blocks >= 1  # the array's 5,000 float64 data buffer
     complex_types = json.loads((run.out / "snapshot_complex_types.json").read_text())
-    suggested = {t["type_name"]: {s["kind"] for s in t["suggestions"]}
-                 for t in complex_types["complex_type_analysis"]}
+    suggested = {
+        t["type_name"]: {s["kind"] for s in t["suggestions"]}
+        for t in complex_types["complex_type_analysis"]
+    }
     assert "dict[int, __main__.User]" in suggested
     assert "slots" in suggested["__main__.User"]  # 11 tracked instances of a plain class
     assert "homogeneous_array" in suggested["list[float]"]  # 5,000 boxed floats
@@ -170,8 +211,7 @@ def test_complex_structures_types_and_containment(runs):
 def test_concurrent_threads_are_named_and_each_tracks_its_data(runs):
     run = finished(runs, "concurrent_threads")
     con = connect(run.out)
-    threads = {row[0]: row[1] for row in con.execute("SELECT name, tid FROM threads")
-               .fetchall()}
+    threads = {row[0]: row[1] for row in con.execute("SELECT name, tid FROM threads").fetchall()}
     workers = {f"worker-{i}" for i in range(4)}
     assert workers <= set(threads)
     data = [v for v in variables(run) if v["name"] == "thread_data"]
@@ -191,8 +231,11 @@ def test_web_server_cache_evictions_are_deaths(runs):
     assert len(responses) == misses  # one tracked body per miss
     # The evicted bodies died while the server was still running.
     cache = next(v for v in rows if v["name"] == "cache")
-    evicted = [v for v in responses
-               if v["died_ts_ns"] is not None and v["died_ts_ns"] < cache["died_ts_ns"]]
+    evicted = [
+        v
+        for v in responses
+        if v["died_ts_ns"] is not None and v["died_ts_ns"] < cache["died_ts_ns"]
+    ]
     assert len(evicted) >= misses - entries
     names = {r[0] for r in connect(run.out).execute("SELECT name FROM threads").fetchall()}
     assert "http-server" in names
@@ -201,8 +244,12 @@ def test_web_server_cache_evictions_are_deaths(runs):
 def test_data_pipeline_one_scope_per_stage(runs):
     run = finished(runs, "data_pipeline")
     by_name = {v["name"]: v for v in variables(run)}
-    stages = {"raw_data": "load", "parsed_data": "parse", "processed_data": "process",
-              "results": "report"}
+    stages = {
+        "raw_data": "load",
+        "parsed_data": "parse",
+        "processed_data": "process",
+        "results": "report",
+    }
     assert {name: by_name[name]["scope"] for name in stages} == stages
     # The raw bytes die once parsed, before the report stage starts.
     assert by_name["raw_data"]["died_ts_ns"] < by_name["results"]["created_ts_ns"]
@@ -217,9 +264,15 @@ def test_multiprocess_service_traces_fork_and_spawn_children(runs):
     run = finished(runs, "multiprocess_service")
     con = connect(run.out)
     processes = con.execute(
-        "SELECT pid, ppid, argv, end_ts_ns FROM processes ORDER BY start_ts_ns").fetchall()
-    parent = next(p for p in processes if p[2] and p[2][-1].endswith("multiprocess_service.py")
-                  and all(q[0] != p[1] for q in processes))
+        "SELECT pid, ppid, argv, end_ts_ns FROM processes ORDER BY start_ts_ns"
+    ).fetchall()
+    parent = next(
+        p
+        for p in processes
+        if p[2]
+        and p[2][-1].endswith("multiprocess_service.py")
+        and all(q[0] != p[1] for q in processes)
+    )
     children = [p for p in processes if p[1] == parent[0]]
     assert all(p[3] is not None for p in processes), "every process sent its exit row"
     spawned = [p for p in children if "--multiprocessing-fork" in (p[2] or [])]
@@ -250,22 +303,43 @@ def test_every_example_has_a_make_target():
     for script in sorted(EXAMPLES.glob("[!_]*.py")):
         assert f":{script.stem}" in makefile, f"no run- target for {script.name}"
     shutil.which("make") or pytest.skip("make is not installed")
-    targets = subprocess.run(["make", "-n", "-o", "install", "run-basic", "run-lifecycle",
-                              "run-complex", "run-concurrent", "run-webserver", "run-pipeline",
-                              "run-multiprocess", "run-ffi"], cwd=ROOT, capture_output=True,
-                             text=True, check=True).stdout
+    targets = subprocess.run(
+        [
+            "make",
+            "-n",
+            "-o",
+            "install",
+            "run-basic",
+            "run-lifecycle",
+            "run-complex",
+            "run-concurrent",
+            "run-webserver",
+            "run-pipeline",
+            "run-multiprocess",
+            "run-ffi",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert len(re.findall(r"-m memscope run --out MemoryAnalysis/\w+", targets)) == 8
 
 
 def test_make_demo_and_bench_name_files_that_exist():
     makefile = (ROOT / "Makefile").read_text()
-    scripts = re.findall(r"\$\(PY\)(?: -m memscope run --out \S+)? ((?:examples|bench)/\S+\.py)",
-                         makefile)
+    scripts = re.findall(
+        r"\$\(PY\)(?: -m memscope run --out \S+)? ((?:examples|bench)/\S+\.py)", makefile
+    )
     assert {"examples/basic_usage.py", "bench/run_all.py"} <= set(scripts)
     for script in scripts:
         assert (ROOT / script).is_file(), f"the Makefile runs {script}, which does not exist"
-    done = subprocess.run([sys.executable, str(ROOT / "bench" / "run_all.py"), "--only", "nope"],
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run_all.py"), "--only", "nope"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 2 and "choose from tracer" in done.stderr
     sys.path.insert(0, str(ROOT / "bench"))
     try:

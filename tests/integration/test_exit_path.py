@@ -37,11 +37,15 @@ def test_the_warm_up_makes_no_clip_path():
 
 def test_timings_are_printed_only_when_asked_for():
     code = "from memscope.timings import mark; mark('a step')"
-    quiet = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                           check=True)
+    quiet = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert quiet.stderr == ""
-    loud = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True, env={"MEMSCOPE_TIMINGS": "1", "PATH": ""})
+    loud = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"MEMSCOPE_TIMINGS": "1", "PATH": ""},
+    )
     lines = loud.stderr.splitlines()
     assert lines[0].startswith("memscope-timing ") and lines[0].endswith(" a step")
     assert lines[-1].endswith(" interpreter exiting")
@@ -56,8 +60,9 @@ def test_a_live_process_tracing_into_the_broker_is_seen(tmp_path):
     address = f"ipc://{tmp_path}/b-{uuid.uuid4().hex[:8]}"
     assert tracing_into(address) is False
     env = {**os.environ, "MEMSCOPE_BROKER_ADDRESS": address, "MEMSCOPE_DISABLE": "1"}
-    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
-                             stdin=subprocess.PIPE, env=env)
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE, env=env
+    )
     try:
         assert tracing_into(address) is True
         assert tracing_into(address, exclude={child.pid}) is False
@@ -76,7 +81,8 @@ def test_a_child_left_running_by_the_program_is_waited_for(tmp_path):
     script.write_text(
         "import subprocess, sys\n"
         "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(0.6); "
-        "keep = [bytearray(100) for _ in range(1000)]'])\n")
+        "keep = [bytearray(100) for _ in range(1000)]'])\n"
+    )
     run = tmp_path / "run"
     done = memscope_run(["--no-report", "--out", run, script], timeout=120)
     assert done.returncode == 0, done.stderr

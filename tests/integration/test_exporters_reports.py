@@ -45,8 +45,9 @@ def test_missing_and_corrupt_files_are_problems_not_crashes(tmp_path):
     paths["unsafe_ffi"].write_bytes(b'{"a": "\xff"}')
     reports = load_reports(tmp_path)
     assert isinstance(reports["memory_analysis"], dict)
-    perf, life, cpx, ffi = (reports[k] for k in
-                            ("performance", "lifetime", "complex_types", "unsafe_ffi"))
+    perf, life, cpx, ffi = (
+        reports[k] for k in ("performance", "lifetime", "complex_types", "unsafe_ffi")
+    )
     assert isinstance(perf, ReportProblem) and "no *_performance.json" in perf.message
     assert isinstance(life, ReportProblem) and "not valid JSON (line 1" in life.message
     assert isinstance(cpx, ReportProblem) and "JSON list, not an object" in cpx.message
@@ -100,18 +101,22 @@ def test_snapshot_matches_the_input(tmp_path, source):
                 assert row["allocation_count"] == t["allocation_count"]
                 assert sorted(row["variable_names"]) == sorted(t["variable_names"])
     # every tracked variable appears once among the allocations, with its size and birth
-    variables = sorted((v["name"], v["size"], v["created_ts_ns"])
-                       for v in mem["tracked_variables"])
-    allocations = sorted((a["variable_name"], a["size_bytes"], a["allocation_time_ns"])
-                         for c in hierarchy.values() for s in c["subcategories"].values()
-                         for t in s["types"] for a in t["allocations"])
+    variables = sorted((v["name"], v["size"], v["created_ts_ns"]) for v in mem["tracked_variables"])
+    allocations = sorted(
+        (a["variable_name"], a["size_bytes"], a["allocation_time_ns"])
+        for c in hierarchy.values()
+        for s in c["subcategories"].values()
+        for t in s["types"]
+        for a in t["allocations"]
+    )
     assert allocations == variables
     assert snap["metadata"]["source"]["source_log_id"] == mem["metadata"]["source_log_id"]
 
 
 def test_snapshot_leaves_unmeasured_values_out(tmp_path):
-    (tmp_path / "x_memory_analysis.json").write_text(json.dumps(
-        {"memory_stats": {"active_memory": 10}, "metadata": {}}))
+    (tmp_path / "x_memory_analysis.json").write_text(
+        json.dumps({"memory_stats": {"active_memory": 10}, "metadata": {}})
+    )
     snap = MemorySnapshotJson().build(load_reports(tmp_path))
     assert snap["summary"] == {"active_memory_bytes": 10}
     assert snap["memory_hierarchy"] == {}
@@ -122,8 +127,13 @@ def test_write_reports_writes_all_five(tmp_path):
     write_sample_reports(tmp_path / "in", n_vars=5)
     written = write_reports(tmp_path / "in", tmp_path / "out")
     names = sorted(p.name for p in written)
-    assert names == ["dashboard.html", "flamegraph.svg", "lifecycle_timeline.svg",
-                     "memory_analysis.svg", "memory_snapshot.json"]
+    assert names == [
+        "dashboard.html",
+        "flamegraph.svg",
+        "lifecycle_timeline.svg",
+        "memory_analysis.svg",
+        "memory_snapshot.json",
+    ]
     assert written.problems == {}
     assert not list((tmp_path / "out").glob(".*"))  # no temporary files left
     only = write_reports(tmp_path / "in", tmp_path / "one", only=["memory_snapshot.json"])
@@ -132,8 +142,13 @@ def test_write_reports_writes_all_five(tmp_path):
 
 
 def run_cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "memscope", *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "memscope", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+    )
 
 
 def test_report_verb_from_a_directory(tmp_path):
@@ -164,8 +179,13 @@ def test_report_verb_from_a_log_runs_the_analyzers_first(tmp_path):
     out = run_cli("report", tmp_path / "run" / "events", "--out", tmp_path / "out")
     assert out.returncode == 0, out.stderr
     names = {p.name for p in (tmp_path / "out").iterdir()}
-    assert {"dashboard.html", "memory_analysis.svg", "lifecycle_timeline.svg",
-            "memory_snapshot.json", "snapshot_memory_analysis.json"} <= names
+    assert {
+        "dashboard.html",
+        "memory_analysis.svg",
+        "lifecycle_timeline.svg",
+        "memory_snapshot.json",
+        "snapshot_memory_analysis.json",
+    } <= names
     # the numbers come from the log: the snapshot agrees with the analyzers' file
     snap = json.loads((tmp_path / "out" / "memory_snapshot.json").read_text())
     mem = json.loads((tmp_path / "out" / "snapshot_memory_analysis.json").read_text())
@@ -183,6 +203,12 @@ def test_dashboard_script_never_writes_html():
     from importlib import resources
 
     script = (resources.files("memscope.exporters") / "templates" / "dashboard.js").read_text()
-    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(",
-                 "new Function"):
+    for sink in (
+        "innerHTML",
+        "outerHTML",
+        "insertAdjacentHTML",
+        "document.write",
+        "eval(",
+        "new Function",
+    ):
         assert sink not in script, sink

@@ -27,9 +27,15 @@ PARSE = ("parse", HOSTILE, 9)
 CACHE = (HOSTILE, "cache.py", 3)
 # (ts_ns, address, size or None for a free, stack name, tid)
 EVENTS = [
-    (100, 0x100, 1000, "load", 1), (110, 0x200, 3000, "parse", 1), (120, 0x300, 500, "cache", 2),
-    (130, 0x400, 7000, "parse", 2), (200, 0x400, None, "", 2), (210, 0x200, None, "", 1),
-    (300, 0x500, 2500, "cache", 1), (310, 0x600, 4000, "load", 2), (400, 0x100, None, "", 1),
+    (100, 0x100, 1000, "load", 1),
+    (110, 0x200, 3000, "parse", 1),
+    (120, 0x300, 500, "cache", 2),
+    (130, 0x400, 7000, "parse", 2),
+    (200, 0x400, None, "", 2),
+    (210, 0x200, None, "", 1),
+    (300, 0x500, 2500, "cache", 1),
+    (310, 0x600, 4000, "load", 2),
+    (400, 0x100, None, "", 1),
     (500, 0x700, 100, "parse", 1),
 ]
 
@@ -37,8 +43,11 @@ EVENTS = [
 def _log() -> tuple[LogBuilder, dict[str, int]]:
     b = LogBuilder()
     b.process(1, 0, argv=["app.py"], exit_ts_ns=600)
-    stacks = {"load": b.stack(1, [MAIN, LOAD]), "parse": b.stack(1, [MAIN, LOAD, PARSE]),
-              "cache": b.stack(1, [MAIN, CACHE])}
+    stacks = {
+        "load": b.stack(1, [MAIN, LOAD]),
+        "parse": b.stack(1, [MAIN, LOAD, PARSE]),
+        "cache": b.stack(1, [MAIN, CACHE]),
+    }
     for ts, address, size, where, tid in EVENTS:
         if size is None:
             b.free(1, ts, address, tid=tid)
@@ -107,7 +116,7 @@ def test_stacks_share_their_outer_frames(con):
     model = build_flame(con)
     frames = [model["frames"][f] if f >= 0 else None for f in model["frame"]]
     # main is one node, its children load and the hostile cache frame; parse under load
-    assert [tuple(f) for f in frames if f] .count(MAIN) == 1
+    assert [tuple(f) for f in frames if f].count(MAIN) == 1
     main = frames.index(list(MAIN))
     load, parse = frames.index(list(LOAD)), frames.index(list(PARSE))
     assert model["parent"][main] == 0 and model["parent"][load] == main
@@ -140,8 +149,9 @@ def test_temporal_window_is_allocated_in_it_and_alive_at_its_end(con):
     for i in range(t["slots"]):
         for j in range(i, t["slots"]):
             got: dict[str, int] = {}
-            for node, a, e, nbytes in zip(cells["node"], cells["a"], cells["e"], cells["bytes"],
-                                          strict=True):
+            for node, a, e, nbytes in zip(
+                cells["node"], cells["a"], cells["e"], cells["bytes"], strict=True
+            ):
                 if i <= a <= j < e:
                     name = model["frames"][model["frame"][node]][0]
                     got[name] = got.get(name, 0) + nbytes
@@ -170,8 +180,7 @@ def test_processes_are_children_of_the_root_and_pid_selects_one():
     c = connect_tables_analyzed(b.tables())
     both = build_flame(c)
     assert both["views"]["peak"]["total"] == process_stats(c)["peak_memory"] == 1200
-    tops = [both["frames"][both["frame"][i]][:2] for i, p in enumerate(both["parent"])
-            if p == 0]
+    tops = [both["frames"][both["frame"][i]][:2] for i, p in enumerate(both["parent"]) if p == 0]
     assert tops == [["process 1", "app1.py"], ["process 2", "app2.py"]]
     one = build_flame(c, FlameOptions(pid=2, temporal=True))
     assert one["views"]["peak"]["total"] == process_stats(c, 2)["peak_memory"] == 900
@@ -187,17 +196,23 @@ def test_the_node_cap_groups_the_lightest_sites(con):
     full, _ = build_tree(con, sites, weight=sites)
     capped, node_of = build_tree(con, sites, weight=sites, max_nodes=len(full.parent) - 1)
     assert len(capped.parent) <= len(full.parent)
-    grouped = {k for k, n in node_of.items()
-               if capped.frames[capped.frame[n]][0].endswith("smaller sites)")}
+    grouped = {
+        k
+        for k, n in node_of.items()
+        if capped.frames[capped.frame[n]][0].endswith("smaller sites)")
+    }
     assert grouped and min(sites[k] for k in set(sites) - grouped) >= max(sites[k] for k in grouped)
 
 
-@pytest.mark.parametrize("opts, message", [
-    (FlameOptions(pid=7), "no memory events of pid 7"),
-    (FlameOptions(tid=99), "no allocations of thread 99"),
-    (FlameOptions(at=5.0), "the run lasted"),
-    (FlameOptions(at="middle"), "expected peak, end or seconds"),
-])
+@pytest.mark.parametrize(
+    "opts, message",
+    [
+        (FlameOptions(pid=7), "no memory events of pid 7"),
+        (FlameOptions(tid=99), "no allocations of thread 99"),
+        (FlameOptions(at=5.0), "the run lasted"),
+        (FlameOptions(at="middle"), "expected peak, end or seconds"),
+    ],
+)
 def test_bad_requests_say_what_is_wrong(con, opts, message):
     with pytest.raises(FlameError, match=message):
         build_flame(con, opts)
@@ -209,7 +224,7 @@ def test_page_embeds_names_as_escaped_json(con):
     assert HOSTILE not in html and "<img" not in html
     assert html.count("</script>") == 3  # the page's own three script elements
     start = html.index('id="memscope-flame">') + len('id="memscope-flame">')
-    blob = html[start:html.index("</script>", start)]
+    blob = html[start : html.index("</script>", start)]
     assert json.loads(blob) == json.loads(json.dumps(model))
 
 
@@ -238,8 +253,13 @@ def test_svg_of_a_report_without_flame_data_says_so(tmp_path):
     write_sample_reports(tmp_path, n_vars=3)
     path = tmp_path / "snapshot_memory_analysis.json"
     data = json.loads(path.read_text())
-    data["flame_graph"] = {"format": 1, "parent": [-1, 5], "frame": [-1, 0], "frames": [],
-                           "views": {}}
+    data["flame_graph"] = {
+        "format": 1,
+        "parent": [-1, 5],
+        "frame": [-1, 0],
+        "frames": [],
+        "views": {},
+    }
     path.write_text(json.dumps(data))
     exporter = FlameGraphSvg()
     buf = io.BytesIO()
@@ -262,8 +282,12 @@ PROGRAM = textwrap.dedent("""
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "memscope", *map(str, args)],
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "memscope", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_verb_on_a_traced_run_matches_stats(tmp_path):
@@ -277,7 +301,7 @@ def test_verb_on_a_traced_run_matches_stats(tmp_path):
     assert out.stdout.strip() == str(tmp_path / "f.html")
     html = (tmp_path / "f.html").read_text("utf-8")
     start = html.index('id="memscope-flame">') + len('id="memscope-flame">')
-    model = json.loads(html[start:html.index("</script>", start)])
+    model = json.loads(html[start : html.index("</script>", start)])
     stats = json.loads(run_cli("stats", run, "--json").stdout)["total"]
     root = model["views"]["peak"]["total"]
     assert abs(root - stats["peak_memory"]) <= 0.001 * stats["peak_memory"]
@@ -285,9 +309,11 @@ def test_verb_on_a_traced_run_matches_stats(tmp_path):
     assert model["temporal"]["cells"]["node"]
     functions = {f[0] for f in model["frames"]}
     assert {"big", "small"} <= functions or {"big.<locals>.<listcomp>"} <= functions
-    for args, message in [(("--at", "later"), "expected peak, end or seconds"),
-                          (("--pid", "1"), "no memory events of pid 1"),
-                          (("--leaks", "--at", "1"), "not both")]:
+    for args, message in [
+        (("--at", "later"), "expected peak, end or seconds"),
+        (("--pid", "1"), "no memory events of pid 1"),
+        (("--leaks", "--at", "1"), "not both"),
+    ]:
         bad = run_cli("flamegraph", run, *args)
         assert bad.returncode == 2 and message in bad.stderr, bad.stderr
         assert "Traceback" not in bad.stderr

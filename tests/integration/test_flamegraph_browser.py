@@ -32,14 +32,18 @@ def flame(tmp_path_factory) -> tuple[Path, dict, dict]:
 
 
 def node_of(model: dict, function: str) -> int:
-    return next(i for i, f in enumerate(model["frame"]) if f >= 0
-                and model["frames"][f][0] == function)
+    return next(
+        i for i, f in enumerate(model["frame"]) if f >= 0 and model["frames"][f][0] == function
+    )
 
 
 def peak_bytes_of(model: dict, function: str) -> int:
     v = model["views"]["peak"]
-    return sum(b for n, b in zip(v["node"], v["bytes"], strict=True)
-               if model["frames"][model["frame"][n]][0] == function)
+    return sum(
+        b
+        for n, b in zip(v["node"], v["bytes"], strict=True)
+        if model["frames"][model["frame"][n]][0] == function
+    )
 
 
 def assert_inert(w: PageWatch) -> None:
@@ -47,9 +51,13 @@ def assert_inert(w: PageWatch) -> None:
     assert w.dialogs == [] and w.errors == []
     assert page.locator("img, iframe, object, embed").count() == 0
     assert page.evaluate("window.__pwned === undefined")
-    assert page.evaluate(
-        "[...document.querySelectorAll('*')].filter(e => [...e.attributes].some("
-        "a => a.name.startsWith('on'))).length") == 0
+    assert (
+        page.evaluate(
+            "[...document.querySelectorAll('*')].filter(e => [...e.attributes].some("
+            "a => a.name.startsWith('on'))).length"
+        )
+        == 0
+    )
     assert [u for u in w.requests if not u.startswith("file:")] == []
 
 
@@ -82,8 +90,9 @@ def test_hover_zoom_search_invert(watched, flame):  # noqa: F811
     # search: matching frames are marked and their bytes summed
     page.locator(".msflame-search").fill("parse")
     assert page.locator(".msflame-frame.match").count() == 1
-    assert int(float(page.locator(".msflame-match").get_attribute("data-bytes"))) == \
-        peak_bytes_of(model, "parse")
+    assert int(float(page.locator(".msflame-match").get_attribute("data-bytes"))) == peak_bytes_of(
+        model, "parse"
+    )
     page.locator(".msflame-search").fill("")
     # inverted: the allocating frames hang off the root
     page.locator(".msflame-invert").click()
@@ -117,8 +126,7 @@ def test_brushing_a_window_redraws_the_graph(watched, flame):  # noqa: F811
     assert page.locator("#flame").get_attribute("data-view") == "window"
     assert page.locator(".msflame-view").input_value() == "window"
     c = t["cells"]
-    expected = sum(b for a, e, b in zip(c["a"], c["e"], c["bytes"], strict=True)
-                   if 1 <= a <= 4 < e)
+    expected = sum(b for a, e, b in zip(c["a"], c["e"], c["bytes"], strict=True) if 1 <= a <= 4 < e)
     got = int(float(page.locator(".msflame-total").get_attribute("data-bytes")))
     assert got == expected
     assert "window +" in page.locator(".msflame-windowlabel").inner_text()
@@ -151,16 +159,19 @@ def test_dashboard_flame_panel_with_hostile_names(watched, tmp_path):  # noqa: F
     assert_inert(watched)
 
 
-def test_notebook_output_draws_the_graph_in_its_sandboxed_frame(watched, flame,  # noqa: F811
-                                                                 tmp_path):
+def test_notebook_output_draws_the_graph_in_its_sandboxed_frame(
+    watched,  # noqa: F811
+    flame,  # noqa: F811
+    tmp_path,
+):
     from memscope.integrations.notebook import CellResult
 
     path, model, stats = flame
-    result = CellResult(tmp_path / f"run-{HOSTILE}", "", f"peak memory {HOSTILE}",
-                        path.read_text("utf-8"), stats)
+    result = CellResult(
+        tmp_path / f"run-{HOSTILE}", "", f"peak memory {HOSTILE}", path.read_text("utf-8"), stats
+    )
     out = tmp_path / "cell.html"
-    out.write_text(f"<!DOCTYPE html><meta charset='utf-8'><body>{result._repr_html_()}",
-                   "utf-8")
+    out.write_text(f"<!DOCTYPE html><meta charset='utf-8'><body>{result._repr_html_()}", "utf-8")
     open_page_plain = watched.page
     open_page_plain.goto(out.as_uri())
     frame = open_page_plain.frame_locator("iframe")
@@ -186,10 +197,22 @@ def test_a_wide_graph_draws_a_bounded_number_of_frames(watched, tmp_path):  # no
             frame.append(len(frames) - 1)
             node = len(parent) - 1
         leaves.append(node)
-    model = {"format": 1, "frames": frames, "parent": parent, "frame": frame,
-             "default": "peak", "views": {"peak": {"label": "peak", "node": leaves,
-                                                   "bytes": [1000] * 300,
-                                                   "blocks": [1] * 300, "total": 300_000}}}
+    model = {
+        "format": 1,
+        "frames": frames,
+        "parent": parent,
+        "frame": frame,
+        "default": "peak",
+        "views": {
+            "peak": {
+                "label": "peak",
+                "node": leaves,
+                "bytes": [1000] * 300,
+                "blocks": [1] * 300,
+                "total": 300_000,
+            }
+        },
+    }
     path = tmp_path / "wide.html"
     path.write_text(flame_page(model), "utf-8")
     open_page(watched, path)

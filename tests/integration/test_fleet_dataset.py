@@ -26,8 +26,14 @@ from memscope.eventlog.log import LogWriter
 
 #: 23:59:58 UTC: every process's events run past midnight, over two date partitions.
 WALL_START = int(dt.datetime(2026, 12, 6, 23, 59, 58, tzinfo=dt.UTC).timestamp()) * 10**9
-FILES = [("alloc", "app/io.py", 10), ("parse", "app/parse.py", 20), ("build", "app/model.py", 30),
-         ("cache", "app/cache.py", 40), ("encode", "app/out.py", 50), ("decode", "app/in.py", 60)]
+FILES = [
+    ("alloc", "app/io.py", 10),
+    ("parse", "app/parse.py", 20),
+    ("build", "app/model.py", 30),
+    ("cache", "app/cache.py", 40),
+    ("encode", "app/out.py", 50),
+    ("decode", "app/in.py", 60),
+]
 
 
 def random_process(b: LogBuilder, pid: int, host: str, seed: int, n: int = 3000) -> None:
@@ -62,11 +68,18 @@ def write_log(path: Path, processes: list[tuple[int, str, int]]) -> Path:
     tables = b.tables()
     procs = tables["processes"]
     # the producer id carries the wall clock at the start row (host:pid:wall_ns)
-    producers = [f"{h}:{p}:{WALL_START - 1_000 + ts}" for h, p, ts in zip(
-        procs.column("host").to_pylist(), procs.column("pid").to_pylist(),
-        procs.column("ts_ns").to_pylist(), strict=True)]
-    tables["processes"] = procs.set_column(procs.schema.get_field_index("producer"),
-                                           "producer", pa.array(producers))
+    producers = [
+        f"{h}:{p}:{WALL_START - 1_000 + ts}"
+        for h, p, ts in zip(
+            procs.column("host").to_pylist(),
+            procs.column("pid").to_pylist(),
+            procs.column("ts_ns").to_pylist(),
+            strict=True,
+        )
+    ]
+    tables["processes"] = procs.set_column(
+        procs.schema.get_field_index("producer"), "producer", pa.array(producers)
+    )
     writer = LogWriter(path / "events")
     for name, table in tables.items():
         if table.num_rows:
@@ -94,8 +107,8 @@ def fleet(tmp_path_factory):
         perf = json.loads((run / "reports" / "snapshot_performance.json").read_text())
         for site in perf["hottest_sites"]["by_bytes"]:
             expected_sites.setdefault((host, site["pid"]), []).append(
-                (site["stack_id"], site["allocations"], site["bytes_allocated"],
-                 site["location"]))
+                (site["stack_id"], site["allocations"], site["bytes_allocated"], site["location"])
+            )
     root = base / "dataset"
     for run in logs.values():
         assert main(["compact", str(run), "--dataset", str(root)]) == 0
@@ -111,8 +124,9 @@ def check(peaks: list[dict], sites: list[dict], expected_peaks, expected_sites) 
     assert set(found_sites) == set(expected_sites)
     for key, want in expected_sites.items():
         got = found_sites[key]
-        assert [(int(r["stack_id"]), int(r["allocations"]), int(r["bytes_allocated"]))
-                for r in got] == [w[:3] for w in want]
+        assert [
+            (int(r["stack_id"]), int(r["allocations"]), int(r["bytes_allocated"])) for r in got
+        ] == [w[:3] for w in want]
         for r, w in zip(got, want, strict=True):
             assert r["function"] in w[3] and r["filename"] in w[3], (r, w)
 
@@ -135,14 +149,17 @@ def test_duckdb_reads_the_same_peaks_and_top_sites(fleet):
     root, _, expected_peaks, expected_sites = fleet
     con = duckdb.connect()
     for table in ("memory", "stacks", "frames"):
-        con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet("
-                    f"'{root}/{table}/**/*.parquet', hive_partitioning = true)")
+        con.execute(
+            f"CREATE VIEW {table} AS SELECT * FROM read_parquet("
+            f"'{root}/{table}/**/*.parquet', hive_partitioning = true)"
+        )
     assert con.execute("SELECT count(DISTINCT date) FROM memory").fetchone()[0] == 2
 
     def dicts(sql):
         cur = con.execute(sql)
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
     check(dicts(PEAK_SQL), dicts(TOP_SITES_SQL), expected_peaks, expected_sites)
 
 
@@ -150,25 +167,34 @@ def _java() -> str | None:
     return shutil.which("java")
 
 
-@pytest.mark.skipif(_java() is None, reason="no Java runtime: Spark needs one (Debian: "
-                    "apt-get install default-jre-headless, as .ci/run does)")
+@pytest.mark.skipif(
+    _java() is None,
+    reason="no Java runtime: Spark needs one (Debian: "
+    "apt-get install default-jre-headless, as .ci/run does)",
+)
 def test_spark_reads_the_same_peaks_and_top_sites(fleet):
     pyspark_sql = pytest.importorskip("pyspark.sql", reason="pyspark is in the dev extra")
     root, _, expected_peaks, expected_sites = fleet
     # One small local session: the JIT's first tier, no whole-stage code generation (its
     # compile time dwarfs this data), one partition; the result does not depend on these.
-    spark = (pyspark_sql.SparkSession.builder.master("local[1]").appName("memscope-fleet")
-             .config("spark.ui.enabled", "false")
-             .config("spark.driver.extraJavaOptions", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
-             .config("spark.sql.codegen.wholeStage", "false")
-             .config("spark.sql.adaptive.enabled", "false")
-             .config("spark.sql.shuffle.partitions", "1").config("spark.default.parallelism", "1")
-             .config("spark.driver.host", "127.0.0.1")
-             .config("spark.driver.bindAddress", "127.0.0.1").getOrCreate())
+    spark = (
+        pyspark_sql.SparkSession.builder.master("local[1]")
+        .appName("memscope-fleet")
+        .config("spark.ui.enabled", "false")
+        .config("spark.driver.extraJavaOptions", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
+        .config("spark.sql.codegen.wholeStage", "false")
+        .config("spark.sql.adaptive.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "1")
+        .config("spark.default.parallelism", "1")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .getOrCreate()
+    )
     try:
         for table in ("memory", "stacks", "frames"):
             spark.read.option("basePath", str(root / table)).parquet(
-                str(root / table)).createOrReplaceTempView(table)
+                str(root / table)
+            ).createOrReplaceTempView(table)
         peaks = [r.asDict() for r in spark.sql(PEAK_SQL).collect()]
         sites = [r.asDict() for r in spark.sql(TOP_SITES_SQL).collect()]
     finally:
@@ -197,25 +223,35 @@ def test_a_traced_run_gives_its_reports_figures_from_the_dataset(tmp_path):
     import sys
 
     script = tmp_path / "work.py"
-    script.write_text("keep = [bytearray(1000 + i) for i in range(2000)]\n"
-                      "tmp = [str(i) * 50 for i in range(5000)]\ndel tmp\n")
+    script.write_text(
+        "keep = [bytearray(1000 + i) for i in range(2000)]\n"
+        "tmp = [str(i) * 50 for i in range(5000)]\ndel tmp\n"
+    )
     run = tmp_path / "run"
-    subprocess.run([sys.executable, "-m", "memscope", "run", "--out", str(run), str(script)],
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [sys.executable, "-m", "memscope", "run", "--out", str(run), str(script)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     assert main(["compact", str(run), "--dataset", str(tmp_path / "ds")]) == 0
     con = duckdb.connect()
     for table in ("memory", "stacks", "frames"):
-        con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet("
-                    f"'{tmp_path / 'ds' / table}/**/*.parquet', hive_partitioning = true)")
+        con.execute(
+            f"CREATE VIEW {table} AS SELECT * FROM read_parquet("
+            f"'{tmp_path / 'ds' / table}/**/*.parquet', hive_partitioning = true)"
+        )
     memory = json.loads(next(run.glob("*_memory_analysis.json")).read_text())
     perf = json.loads(next(run.glob("*_performance.json")).read_text())
     peaks = {int(pid): int(peak) for _, _, pid, peak in con.execute(PEAK_SQL).fetchall()}
     assert peaks == {p["pid"]: p["memory_stats"]["peak_memory"] for p in memory["processes"]}
     sites = con.execute(TOP_SITES_SQL).fetchall()
-    want = [(s["pid"], s["stack_id"], s["allocations"], s["bytes_allocated"])
-            for s in perf["hottest_sites"]["by_bytes"]]
+    want = [
+        (s["pid"], s["stack_id"], s["allocations"], s["bytes_allocated"])
+        for s in perf["hottest_sites"]["by_bytes"]
+    ]
     got = [(int(r[2]), int(r[4]), int(r[5]), int(r[6])) for r in sites]
-    assert got == want[:len(got)] and len(got) >= 5
+    assert got == want[: len(got)] and len(got) >= 5
 
 
 def test_an_unwritable_dataset_root_is_one_line_and_status_2(fleet, tmp_path, capsys):

@@ -24,9 +24,15 @@ def _traced_child(tmp_path, address, count, **env):
     arena_dir = tmp_path / "arenas"
     child = subprocess.Popen(
         [sys.executable, str(PROGRAMS / "arena_child.py"), str(count)],
-        stdout=subprocess.PIPE, text=True,
-        env=clean_env(MEMSCOPE_BROKER_ADDRESS=address, MEMSCOPE_ARENA_DIR=str(arena_dir),
-                      MEMSCOPE_SPOOL_DIR=str(tmp_path / "spool"), **env))
+        stdout=subprocess.PIPE,
+        text=True,
+        env=clean_env(
+            MEMSCOPE_BROKER_ADDRESS=address,
+            MEMSCOPE_ARENA_DIR=str(arena_dir),
+            MEMSCOPE_SPOOL_DIR=str(tmp_path / "spool"),
+            **env,
+        ),
+    )
     assert child.stdout is not None
     assert child.stdout.readline().strip() == "ready"
     return child, arena_dir
@@ -42,8 +48,7 @@ def test_a_live_arena_is_left_alone_and_a_killed_ones_records_land_once(tmp_path
     broker = start_embedded(tmp_path / "events", bind=address)
     try:
         # nothing is shipped after the start row: every buffer is still in the arena
-        child, arena_dir = _traced_child(tmp_path, address, 3000,
-                                         MEMSCOPE_FLUSH_INTERVAL_S="60")
+        child, arena_dir = _traced_child(tmp_path, address, 3000, MEMSCOPE_FLUSH_INTERVAL_S="60")
         (path,) = arenas(arena_dir)
         assert harvest_dir(arena_dir, Settings()) == []  # alive: its lock is held
         assert path.exists()
@@ -57,11 +62,15 @@ def test_a_live_arena_is_left_alone_and_a_killed_ones_records_land_once(tmp_path
         with broker.client() as client:
             client.flush()
         memory = table(tmp_path / "events", "memory", columns=["pid", "kind", "size"])
-        buffers = [m for m in memory if m["pid"] == child.pid and m["kind"] == 0
-                   and m["size"] == 4097]
+        buffers = [
+            m for m in memory if m["pid"] == child.pid and m["kind"] == 0 and m["size"] == 4097
+        ]
         assert len(buffers) == 3000
-        exits = [r for r in table(tmp_path / "events", "processes")
-                 if r["pid"] == child.pid and r["event"] == "exit"]
+        exits = [
+            r
+            for r in table(tmp_path / "events", "processes")
+            if r["pid"] == child.pid and r["event"] == "exit"
+        ]
         assert len(exits) == 1
     finally:
         broker.stop()
@@ -80,8 +89,10 @@ def test_a_broker_that_is_away_leaves_the_files_for_a_later_harvest(tmp_path):
         with broker.client() as client:
             client.flush()
         memory = table(tmp_path / "events", "memory", columns=["pid", "kind", "size"])
-        assert sum(1 for m in memory if m["pid"] == child.pid and m["kind"] == 0
-                   and m["size"] == 4097) == 500
+        assert (
+            sum(1 for m in memory if m["pid"] == child.pid and m["kind"] == 0 and m["size"] == 4097)
+            == 500
+        )
     finally:
         broker.stop()
 
@@ -100,8 +111,9 @@ def test_files_that_are_not_arenas_are_removed_without_a_traceback(tmp_path):
 def test_damaged_arenas_never_crash_the_harvester(tmp_path):
     """Random single-byte flips over the header, thread states and blocks of a dead arena."""
     address = ipc_address(tmp_path)  # no broker: the child spools, its arena stays
-    child, arena_dir = _traced_child(tmp_path, address, 2000, MEMSCOPE_FLUSH_INTERVAL_S="60",
-                                     MEMSCOPE_SEND_TIMEOUT_S="0.1")
+    child, arena_dir = _traced_child(
+        tmp_path, address, 2000, MEMSCOPE_FLUSH_INTERVAL_S="60", MEMSCOPE_SEND_TIMEOUT_S="0.1"
+    )
     _kill(child)
     (path,) = arenas(arena_dir)
     intact = _tracer.harvest(str(path))
@@ -138,15 +150,16 @@ _SLOT = 64 * 1024
 
 def test_block_chains_looped_by_damage_give_each_record_once(tmp_path):
     address = ipc_address(tmp_path)
-    child, arena_dir = _traced_child(tmp_path, address, 2000, MEMSCOPE_FLUSH_INTERVAL_S="60",
-                                     MEMSCOPE_SEND_TIMEOUT_S="0.1")
+    child, arena_dir = _traced_child(
+        tmp_path, address, 2000, MEMSCOPE_FLUSH_INTERVAL_S="60", MEMSCOPE_SEND_TIMEOUT_S="0.1"
+    )
     _kill(child)
     (path,) = arenas(arena_dir)
     intact = _tracer.harvest(str(path))["events"]
     with open(path, "r+b") as f:
         header = f.read(_KINDS_AT)
-        nslots = int.from_bytes(header[_NSLOTS_AT:_NSLOTS_AT + 4], "little")
-        base = int.from_bytes(header[_BASE_AT:_BASE_AT + 8], "little")
+        nslots = int.from_bytes(header[_NSLOTS_AT : _NSLOTS_AT + 4], "little")
+        base = int.from_bytes(header[_BASE_AT : _BASE_AT + 8], "little")
         kinds = f.read(nslots)
         blocks = [i for i, kind in enumerate(kinds) if kind == 1]
         assert blocks
@@ -161,8 +174,12 @@ def test_block_chains_looped_by_damage_give_each_record_once(tmp_path):
 def test_run_directories_of_dead_supervisors_are_removed(tmp_path):
     from memscope.producer.harvest import remove_abandoned_runs
 
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     gone = tmp_path / f"run-{int(dead.stdout)}-abc"
     alive = tmp_path / f"run-{os.getpid()}-def"
     for directory in (gone, alive):

@@ -132,8 +132,15 @@ def test_the_scan_accepts_a_chunk_iff_the_decoder_does():
 def test_validate_chunk_checks_the_chunk_fields():
     chunk = encode_rec1(1, memory_chunk(0, 0, 0, 100))
     validate_chunk(chunk)
-    for bad in ({"n": 101}, {"n": -1}, {"n": 1 << 33}, {"data": "text"}, {"enc": "zip"},
-                {"data": chunk["data"][:-1]}, {"data": None}):
+    for bad in (
+        {"n": 101},
+        {"n": -1},
+        {"n": 1 << 33},
+        {"data": "text"},
+        {"enc": "zip"},
+        {"data": chunk["data"][:-1]},
+        {"data": None},
+    ):
         with pytest.raises(WireError):
             validate_chunk({**chunk, **bad})
         with pytest.raises(WireError):  # the decoder refuses the same chunk
@@ -149,12 +156,17 @@ def _frame(message: bytes):
 
 def _mixed_envelope_log(path: Path, log_memory: str) -> Path:
     """One producer whose envelopes mix rec1 and cols1 chunks of two threads."""
-    broker = Broker(path, ipc_address(path.parent, f"{path.name}.sock"), Settings().replace(
-        log_memory=log_memory))
+    broker = Broker(
+        path,
+        ipc_address(path.parent, f"{path.name}.sock"),
+        Settings().replace(log_memory=log_memory),
+    )
     for seq in range(3):
-        mem = [encode_rec1(11, memory_chunk(0, 0, 3 * seq, 700)),
-               encode_cols1(12, memory_chunk(0, 1, 3 * seq + 1, 300)),
-               encode_rec1(12, memory_chunk(0, 2, 3 * seq + 2, 500, entropy="high"))]
+        mem = [
+            encode_rec1(11, memory_chunk(0, 0, 3 * seq, 700)),
+            encode_cols1(12, memory_chunk(0, 1, 3 * seq + 1, 300)),
+            encode_rec1(12, memory_chunk(0, 2, 3 * seq + 2, 500, entropy="high")),
+        ]
         broker._on_message([_frame(encode_batch("mix:1:1", 777, seq, mem, {}))])
     broker._on_message([_frame(b"not msgpack")])
     broker.commit()
@@ -167,11 +179,14 @@ def _expected_mixed() -> pa.Table:
     for seq in range(3):
         index = 0
         for tid, (producer, n, entropy) in zip(
-                (11, 12, 12), ((0, 700, "real"), (1, 300, "real"), (2, 500, "high")),
-                strict=True):
+            (11, 12, 12), ((0, 700, "real"), (1, 300, "real"), (2, 500, "high")), strict=True
+        ):
             cols = memory_chunk(0, producer, 3 * seq + producer, n, entropy=entropy)
-            ids = {"pid": np.full(n, 777, np.uint32), "tid": np.full(n, tid, np.uint64),
-                   "seq": (np.uint64(seq << 24) | np.arange(index, index + n, dtype=np.uint64))}
+            ids = {
+                "pid": np.full(n, 777, np.uint32),
+                "tid": np.full(n, tid, np.uint64),
+                "seq": (np.uint64(seq << 24) | np.arange(index, index + n, dtype=np.uint64)),
+            }
             parts.append(pa.table({**ids, **cols}).select(MEMORY.names).cast(MEMORY))
             index += n
     return pa.concat_tables(parts)
@@ -204,20 +219,29 @@ def test_broker_keeps_every_chunk_and_both_settings_read_the_same_events_in_orde
 
 def _aggregated_log(path: Path, log_memory: str) -> Path:
     """The aggregated tracer: A promoted (cols1), A freed (rec1), B at A's address promoted."""
-    broker = Broker(path, ipc_address(path.parent, f"{path.name}.sock"), Settings().replace(
-        log_memory=log_memory))
+    broker = Broker(
+        path,
+        ipc_address(path.parent, f"{path.name}.sock"),
+        Settings().replace(log_memory=log_memory),
+    )
     address = 0x7F0000001000
 
     def columns(ts: int, kind: int, size: int) -> dict[str, np.ndarray]:
-        return {"ts_ns": np.array([ts], np.int64), "kind": np.array([kind], np.uint8),
-                "domain": np.array([DOMAIN_MEM], np.uint8),
-                "address": np.array([address], np.uint64),
-                "old_address": np.zeros(1, np.uint64), "size": np.array([size], np.uint64),
-                "stack_id": np.zeros(1, np.uint32)}
+        return {
+            "ts_ns": np.array([ts], np.int64),
+            "kind": np.array([kind], np.uint8),
+            "domain": np.array([DOMAIN_MEM], np.uint8),
+            "address": np.array([address], np.uint64),
+            "old_address": np.zeros(1, np.uint64),
+            "size": np.array([size], np.uint64),
+            "stack_id": np.zeros(1, np.uint32),
+        }
 
-    envelopes = [[encode_cols1(1, columns(100, KIND_ALLOC, 64))],
-                 [encode_rec1(1, columns(200, KIND_FREE, 0))],
-                 [encode_cols1(1, columns(300, KIND_ALLOC, 32))]]
+    envelopes = [
+        [encode_cols1(1, columns(100, KIND_ALLOC, 64))],
+        [encode_rec1(1, columns(200, KIND_FREE, 0))],
+        [encode_cols1(1, columns(300, KIND_ALLOC, 32))],
+    ]
     for seq, mem in enumerate(envelopes):
         broker._on_message([_frame(encode_batch("agg:1:1", 7, seq, mem, {}))])
     broker.commit()
@@ -229,8 +253,9 @@ def _aggregated_log(path: Path, log_memory: str) -> Path:
 def test_aggregated_mode_frees_match_promoted_allocations(tmp_path, log_memory):
     con = connect(_aggregated_log(tmp_path / "events", log_memory))
     materialize(con, chunk_rows=2)
-    rows = con.execute("SELECT ts_ns, size, free_ts_ns, end_kind FROM allocations "
-                       "ORDER BY ts_ns").fetchall()
+    rows = con.execute(
+        "SELECT ts_ns, size, free_ts_ns, end_kind FROM allocations ORDER BY ts_ns"
+    ).fetchall()
     assert rows[0] == (100, 64, 200, "free")
     assert rows[1][:2] == (300, 32) and rows[1][2] is None
 
@@ -238,15 +263,22 @@ def test_aggregated_mode_frees_match_promoted_allocations(tmp_path, log_memory):
 def test_a_stored_cols1_chunk_of_the_wrong_length_is_skipped_and_reported():
     cols = memory_chunk(0, 1, 1, 10)
     good = cols1_data(cols)
-    table = pa.table({"pid": pa.array([1, 1], pa.uint32()), "tid": pa.array([5, 5], pa.uint64()),
-                      "batch_seq": pa.array([0, 1], pa.uint64()),
-                      "first_index": pa.array([0, 0], pa.uint32()),
-                      "n": pa.array([10, 10], pa.uint32()),
-                      "encoding": ["cols1", "cols1"], "data": pa.array([good, good[:-1]])},
-                     schema=MEMORY_CHUNKS)
+    table = pa.table(
+        {
+            "pid": pa.array([1, 1], pa.uint32()),
+            "tid": pa.array([5, 5], pa.uint64()),
+            "batch_seq": pa.array([0, 1], pa.uint64()),
+            "first_index": pa.array([0, 0], pa.uint32()),
+            "n": pa.array([10, 10], pa.uint32()),
+            "encoding": ["cols1", "cols1"],
+            "data": pa.array([good, good[:-1]]),
+        },
+        schema=MEMORY_CHUNKS,
+    )
     problems: list[str] = []
-    read = pa.Table.from_batches(list(decode_chunk_batches(table.to_batches(),
-                                                           on_problem=problems.append)))
+    read = pa.Table.from_batches(
+        list(decode_chunk_batches(table.to_batches(), on_problem=problems.append))
+    )
     assert read.num_rows == 10 and len(problems) == 1 and "cols1" in problems[0]
     for name in _ORDER:
         assert np.array_equal(read.column(name).to_numpy(), cols[name])
@@ -306,10 +338,12 @@ def test_views_analyzers_and_compact_see_chunk_logs_like_columnar_ones(tmp_path)
     columnar = write_log(sample_log().tables(), tmp_path / "a" / "events")
     chunked = write_log(_chunk_tables(), tmp_path / "b" / "events")
     assert open_log(chunked).stored_dataset("memory").count_rows() == 0
-    queries = ["SELECT * FROM events ORDER BY pid, seq",
-               # a self-join: raw_memory must be scannable more than once
-               "SELECT count(*) FROM raw_memory a JOIN raw_memory b ON a.pid = b.pid "
-               "AND a.address = b.address AND a.seq < b.seq"]
+    queries = [
+        "SELECT * FROM events ORDER BY pid, seq",
+        # a self-join: raw_memory must be scannable more than once
+        "SELECT count(*) FROM raw_memory a JOIN raw_memory b ON a.pid = b.pid "
+        "AND a.address = b.address AND a.seq < b.seq",
+    ]
     for sql in queries:
         results = []
         for log in (columnar, chunked):
@@ -344,8 +378,9 @@ def test_follow_decodes_only_new_chunk_rows(tmp_path):
     assert follower.events == n_first
     # The analyzers read the analysis state only: no copy of the raw events is kept.
     assert follower.con.execute("SELECT count(*) FROM events").fetchone()[0] == 0
-    assert not follower.con.execute("SELECT count(*) FROM duckdb_tables() "
-                                    "WHERE table_name = '_decoded_memory'").fetchone()[0]
+    assert not follower.con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = '_decoded_memory'"
+    ).fetchone()[0]
     writer = LogWriter(events)
     writer.append("memory_chunks", chunks.slice(2))
     writer.close()
@@ -376,8 +411,7 @@ def test_old_version_1_logs_read_as_before(tmp_path):
 def test_a_truncated_chunk_segment_reads_to_its_last_complete_batch(tmp_path):
     chunks = _chunk_tables()["memory_chunks"]
     writer = LogWriter(tmp_path / "events", Settings().replace(log_chunk_compression="zstd"))
-    ends = [writer.append("memory_chunks", chunks.slice(i, 1))[1]
-            for i in range(chunks.num_rows)]
+    ends = [writer.append("memory_chunks", chunks.slice(i, 1))[1] for i in range(chunks.num_rows)]
     writer.flush()
     segment = next((tmp_path / "events" / "memory_chunks").glob("*.arrow"))
     copy = tmp_path / "copy" / "events"
@@ -402,11 +436,13 @@ def test_a_damaged_chunk_on_disk_is_skipped_and_reported(tmp_path):
     chunks = _chunk_tables()["memory_chunks"]
     data = chunks.column("data").to_pylist()
     data[1] = data[1][:-1]
-    damaged = chunks.set_column(chunks.schema.get_field_index("data"), "data",
-                                pa.array(data, pa.binary()))
+    damaged = chunks.set_column(
+        chunks.schema.get_field_index("data"), "data", pa.array(data, pa.binary())
+    )
     problems: list[str] = []
-    read = pa.Table.from_batches(list(decode_chunk_batches(damaged.to_batches(),
-                                                           on_problem=problems.append)))
+    read = pa.Table.from_batches(
+        list(decode_chunk_batches(damaged.to_batches(), on_problem=problems.append))
+    )
     counts = chunks.column("n").to_pylist()
     assert read.num_rows == sum(counts) - counts[1]
     assert len(problems) == 1 and "does not decode" in problems[0]
@@ -418,8 +454,9 @@ def _damaged_chunk_log(path: Path) -> Path:
     chunks = encode_memory_table(tables.pop("memory"))
     data = chunks.column("data").to_pylist()
     data[1] = data[1][:-1]
-    tables["memory_chunks"] = chunks.set_column(chunks.schema.get_field_index("data"), "data",
-                                                pa.array(data, pa.binary()))
+    tables["memory_chunks"] = chunks.set_column(
+        chunks.schema.get_field_index("data"), "data", pa.array(data, pa.binary())
+    )
     return write_log(tables, path)
 
 
@@ -467,8 +504,12 @@ def test_decode_rec1_into_refuses_rows_beyond_its_columns(row):
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-c", _OUT_OF_RANGE_ROW, str(row)],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", _OUT_OF_RANGE_ROW, str(row)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ValueError output column too short"
 
@@ -491,20 +532,32 @@ def test_a_chunk_whose_n_does_not_fit_its_bytes_is_skipped_before_allocating():
 
     good = encode_rec1(5, memory_chunk(0, 0, 0, 100))
     cols = cols1_data(memory_chunk(0, 1, 1, 100))
-    rows = [("rec1", good["data"], 100), ("rec1", good["data"], 5_000_000),  # n damaged
-            ("cols1", cols, 100), ("cols1", cols, 4_000_000), ("zip9", b"x" * 64, 1),
-            ("rec1", b"short", 1)]
-    table = pa.table({"pid": pa.array([1] * 6, pa.uint32()), "tid": pa.array([5] * 6, pa.uint64()),
-                      "batch_seq": pa.array(range(6), pa.uint64()),
-                      "first_index": pa.array([0] * 6, pa.uint32()),
-                      "n": pa.array([r[2] for r in rows], pa.uint32()),
-                      "encoding": [r[0] for r in rows], "data": pa.array([r[1] for r in rows])},
-                     schema=MEMORY_CHUNKS)
+    rows = [
+        ("rec1", good["data"], 100),
+        ("rec1", good["data"], 5_000_000),  # n damaged
+        ("cols1", cols, 100),
+        ("cols1", cols, 4_000_000),
+        ("zip9", b"x" * 64, 1),
+        ("rec1", b"short", 1),
+    ]
+    table = pa.table(
+        {
+            "pid": pa.array([1] * 6, pa.uint32()),
+            "tid": pa.array([5] * 6, pa.uint64()),
+            "batch_seq": pa.array(range(6), pa.uint64()),
+            "first_index": pa.array([0] * 6, pa.uint32()),
+            "n": pa.array([r[2] for r in rows], pa.uint32()),
+            "encoding": [r[0] for r in rows],
+            "data": pa.array([r[1] for r in rows]),
+        },
+        schema=MEMORY_CHUNKS,
+    )
     problems: list[str] = []
     tracemalloc.start()
     try:
-        read = pa.Table.from_batches(list(decode_chunk_batches(table.to_batches(),
-                                                               on_problem=problems.append)))
+        read = pa.Table.from_batches(
+            list(decode_chunk_batches(table.to_batches(), on_problem=problems.append))
+        )
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -519,13 +572,22 @@ def test_memory_batches_are_capped_in_events_even_for_one_big_chunk(tmp_path):
     from memscope.eventlog.chunks import MAX_EVENTS
 
     big = memory_chunk(0, 0, 0, 600_000)
-    ids = {"pid": np.full(600_000, 3, np.uint32), "tid": np.full(600_000, 4, np.uint64),
-           "seq": np.arange(600_000, dtype=np.uint64)}
+    ids = {
+        "pid": np.full(600_000, 3, np.uint32),
+        "tid": np.full(600_000, 4, np.uint64),
+        "seq": np.arange(600_000, dtype=np.uint64),
+    }
     columnar = pa.table({**ids, **big}).select(MEMORY.names).cast(MEMORY)
-    chunked = pa.table({**ids, "seq": ids["seq"] + np.uint64(1 << 24), **big}).select(
-        MEMORY.names).cast(MEMORY)
-    log = open_log(write_log({"memory": columnar,
-                              "memory_chunks": encode_memory_table(chunked)}, tmp_path / "events"))
+    chunked = (
+        pa.table({**ids, "seq": ids["seq"] + np.uint64(1 << 24), **big})
+        .select(MEMORY.names)
+        .cast(MEMORY)
+    )
+    log = open_log(
+        write_log(
+            {"memory": columnar, "memory_chunks": encode_memory_table(chunked)}, tmp_path / "events"
+        )
+    )
     assert log.table("memory_chunks").num_rows == 1
     batches = list(log.memory_batches())
     assert max(b.num_rows for b in batches) == MAX_EVENTS == 262_144
@@ -556,8 +618,12 @@ def test_connect_matched_decodes_every_chunk_once(tmp_path, monkeypatch):
         calls.clear()
         con = connect(log, raw_memory=raw, matched=True)
         assert sum(calls) == (open_log(chunked).memory_events() if log == chunked else 0)
-        results.append((con.execute("SELECT count(*) FROM events").fetchone()[0],
-                        con.execute("SELECT * FROM allocations ORDER BY pid, seq").fetchall()))
+        results.append(
+            (
+                con.execute("SELECT count(*) FROM events").fetchone()[0],
+                con.execute("SELECT * FROM allocations ORDER BY pid, seq").fetchall(),
+            )
+        )
         con.close()
     total = open_log(chunked).memory_events()
     assert results[0] == results[2] and results[0][0] == total and results[0][1]
@@ -570,8 +636,7 @@ def test_query_of_block_views_decodes_the_log_once(tmp_path, monkeypatch):
     chunked = write_log(_chunk_tables(), tmp_path / "events")
     calls = _count_decodes(monkeypatch)
     out = tmp_path / "out.csv"
-    assert run_query(str(chunked), "SELECT count(*) AS n FROM allocations", "csv",
-                     str(out)) == 1
+    assert run_query(str(chunked), "SELECT count(*) AS n FROM allocations", "csv", str(out)) == 1
     assert sum(calls) == open_log(chunked).memory_events()  # once, not twice
     assert int(out.read_text().split()[1]) > 0
 
@@ -583,10 +648,15 @@ def test_query_decodes_chunks_only_for_views_that_read_memory_events(tmp_path, m
     columnar = write_log(sample_log().tables(), tmp_path / "a" / "events")
     total = open_log(chunked).memory_events()
     calls = _count_decodes(monkeypatch)
-    for sql, decoded in (("SELECT pid FROM processes ORDER BY pid", 0),
-                         ("SELECT count(*) FROM events", total),
-                         ("SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM frees), "
-                          "(SELECT count(*) FROM allocations)", total)):
+    for sql, decoded in (
+        ("SELECT pid FROM processes ORDER BY pid", 0),
+        ("SELECT count(*) FROM events", total),
+        (
+            "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM frees), "
+            "(SELECT count(*) FROM allocations)",
+            total,
+        ),
+    ):
         answers = []
         for log in (chunked, columnar):
             calls.clear()
@@ -630,24 +700,36 @@ def test_follow_keeps_reporting_a_chunk_that_did_not_decode_in_an_earlier_round(
 
 def test_a_dense_rec1_chunk_of_two_byte_records_is_not_taken_for_damaged():
     n = 1000
-    cols = {"ts_ns": np.full(n, 5, np.int64), "kind": np.full(n, 3, np.uint8),
-            "domain": np.ones(n, np.uint8),
-            "address": np.arange(n, dtype=np.uint64) * np.uint64(8) + np.uint64(4096),
-            "old_address": np.zeros(n, np.uint64), "size": np.zeros(n, np.uint64),
-            "stack_id": np.zeros(n, np.uint32)}
+    cols = {
+        "ts_ns": np.full(n, 5, np.int64),
+        "kind": np.full(n, 3, np.uint8),
+        "domain": np.ones(n, np.uint8),
+        "address": np.arange(n, dtype=np.uint64) * np.uint64(8) + np.uint64(4096),
+        "old_address": np.zeros(n, np.uint64),
+        "size": np.zeros(n, np.uint64),
+        "stack_id": np.zeros(n, np.uint32),
+    }
     plain = encode_rec1(5, cols)["data"]  # tag, tick delta 0, address delta: 3 bytes each
     assert plain[60:] == b"\x07\x00\x10" * (n - 1)
     # The tracer's form: the T bit (same tick as the previous record) and no tick varint.
     chunk = {"tid": 5, "n": n, "enc": "rec1", "data": plain[:60] + b"\x47\x10" * (n - 1)}
     assert len(chunk["data"]) - 56 < 3 * n
     assert np.array_equal(decode_chunk(chunk)["address"], cols["address"])
-    table = pa.table({"pid": pa.array([1], pa.uint32()), "tid": pa.array([5], pa.uint64()),
-                      "batch_seq": pa.array([0], pa.uint64()),
-                      "first_index": pa.array([0], pa.uint32()), "n": pa.array([n], pa.uint32()),
-                      "encoding": ["rec1"], "data": pa.array([chunk["data"]])},
-                     schema=MEMORY_CHUNKS)
+    table = pa.table(
+        {
+            "pid": pa.array([1], pa.uint32()),
+            "tid": pa.array([5], pa.uint64()),
+            "batch_seq": pa.array([0], pa.uint64()),
+            "first_index": pa.array([0], pa.uint32()),
+            "n": pa.array([n], pa.uint32()),
+            "encoding": ["rec1"],
+            "data": pa.array([chunk["data"]]),
+        },
+        schema=MEMORY_CHUNKS,
+    )
     problems: list[str] = []
-    read = pa.Table.from_batches(list(decode_chunk_batches(table.to_batches(),
-                                                           on_problem=problems.append)))
+    read = pa.Table.from_batches(
+        list(decode_chunk_batches(table.to_batches(), on_problem=problems.append))
+    )
     assert problems == [] and read.num_rows == n
     assert np.array_equal(read.column("address").to_numpy(), cols["address"])

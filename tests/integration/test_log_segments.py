@@ -16,8 +16,10 @@ from memscope.protocol.log_schema import MEMORY, TABLES
 
 def _memory(start: int, n: int) -> pa.Table:
     return pa.table(
-        {f.name: pa.array((np.arange(start, start + n) % 200).astype(f.type.to_pandas_dtype()))
-         for f in MEMORY}
+        {
+            f.name: pa.array((np.arange(start, start + n) % 200).astype(f.type.to_pandas_dtype()))
+            for f in MEMORY
+        }
     ).cast(MEMORY)
 
 
@@ -30,10 +32,18 @@ def _write(tmp_path, batches: int = 10, rows: int = 1000, **settings) -> LogWrit
 
 def test_round_trip_and_empty_tables(tmp_path):
     writer = _write(tmp_path)
-    writer.append("frames", pa.table({"pid": pa.array([1], pa.uint32()),
-                                      "frame_id": pa.array([3], pa.uint32()),
-                                      "function": ["f"], "filename": ["a.py"],
-                                      "lineno": pa.array([7], pa.int32())}))
+    writer.append(
+        "frames",
+        pa.table(
+            {
+                "pid": pa.array([1], pa.uint32()),
+                "frame_id": pa.array([3], pa.uint32()),
+                "function": ["f"],
+                "filename": ["a.py"],
+                "lineno": pa.array([7], pa.int32()),
+            }
+        ),
+    )
     writer.close()
     log = open_log(tmp_path)  # the run directory works as well as events/
     assert log.problems == []
@@ -47,8 +57,9 @@ def test_round_trip_and_empty_tables(tmp_path):
 def test_segments_rotate_by_size_and_by_age(tmp_path):
     writer = _write(tmp_path, batches=6, segment_max_bytes=20_000, log_compression="none")
     assert len(open_log(tmp_path / "events").segments("memory")) >= 3
-    writer.append("ingest", pa.table({n: [] for n in TABLES["ingest"].names},
-                                     schema=TABLES["ingest"]))
+    writer.append(
+        "ingest", pa.table({n: [] for n in TABLES["ingest"].names}, schema=TABLES["ingest"])
+    )
     rotated = writer.rotate_due(now=1e12)  # everything open is "old" by then
     assert "memory" in rotated or not writer.open_offsets()
     writer.close()

@@ -17,8 +17,14 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs make
 
 
 def make(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["make", "--no-print-directory", "-s", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        ["make", "--no-print-directory", "-s", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def dry_run(target: str) -> str:
@@ -27,8 +33,9 @@ def dry_run(target: str) -> str:
     return done.stdout
 
 
-@pytest.mark.parametrize("target", ["test-stress", "test-safety", "test-performance",
-                                    "test-edge", "test-integration"])
+@pytest.mark.parametrize(
+    "target", ["test-stress", "test-safety", "test-performance", "test-edge", "test-integration"]
+)
 def test_each_test_target_runs_existing_test_files(target: str) -> None:
     commands = [line for line in dry_run(target).splitlines() if "-m pytest" in line]
     assert len(commands) == 1
@@ -48,9 +55,15 @@ def test_check_lints_and_types_and_the_run_targets_run_programs() -> None:
 
 def test_the_memory_stress_example_runs_traced(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEMSCOPE_")}
-    done = subprocess.run([sys.executable, str(ROOT / "examples" / "memory_stress.py"),
-                           "--no-export"], cwd=tmp_path, capture_output=True, text=True,
-                          env=env, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "memory_stress.py"), "--no-export"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     made = re.search(r"4 threads made ([\d,]+) objects", done.stdout)
     allocations = re.search(r"total allocations: +([\d,]+)", done.stdout)
@@ -75,8 +88,10 @@ def test_make_html_uses_the_newest_run_in_subfolders(tmp_path: Path) -> None:
     assert done.returncode != 0
     assert "no *_memory_analysis.json in" in done.stderr + done.stdout
     out = dry_run_html(runs)
-    assert f"memscope dashboard \"{runs / 'a-newer'}\" --output " \
-           f"\"{runs / 'a-newer' / 'dashboard.html'}\"" in out
+    assert (
+        f'memscope dashboard "{runs / "a-newer"}" --output '
+        f'"{runs / "a-newer" / "dashboard.html"}"' in out
+    )
 
 
 def dry_run_html(runs: Path) -> str:

@@ -34,7 +34,10 @@ def libraries(ev, rare, domains=(4, 5)):
 
 
 def test_numpy_and_zlib_native_allocations_are_visible(tmp_path):
-    proc = preloaded_python(tmp_path, DRIVER + """
+    proc = preloaded_python(
+        tmp_path,
+        DRIVER
+        + """
 import ctypes, ctypes.util
 import numpy as np
 zlib = ctypes.CDLL(ctypes.util.find_library("z"))
@@ -52,7 +55,8 @@ def work():
 ev, rare, (rc, _) = run(work)
 libs = libraries(ev, rare)
 print(json.dumps({"rc": rc, "libs": libs}))
-""")
+""",
+    )
     result = last_json(proc)
     assert result["rc"] == 0
     libs = result["libs"]
@@ -63,14 +67,18 @@ print(json.dumps({"rc": rc, "libs": libs}))
 
 
 def test_pymem_calls_are_not_counted_twice(tmp_path):
-    proc = preloaded_python(tmp_path, DRIVER + """
+    proc = preloaded_python(
+        tmp_path,
+        DRIVER
+        + """
 def work():
     return [bytearray(3000) for _ in range(2000)]  # PyMem_RawMalloc -> malloc
 
 ev, rare, kept = run(work)
 by_domain = Counter(int(d) for d in ev["domain"][ev["size"] >= 3000])
 print(json.dumps({"domains": by_domain, "native": int((ev["domain"] == 4).sum())}))
-""")
+""",
+    )
     result = last_json(proc)
     # every 3 KB buffer is one event of a Python domain; none is seen again as native
     assert sum(result["domains"].values()) >= 2000
@@ -79,7 +87,9 @@ print(json.dumps({"domains": by_domain, "native": int((ev["domain"] == 4).sum())
 
 
 def test_double_free_without_the_tracer_is_blocked_and_counted(tmp_path):
-    proc = preloaded_python(tmp_path, """
+    proc = preloaded_python(
+        tmp_path,
+        """
 import ctypes, json
 from memscope.producer import native_mode
 libc = ctypes.CDLL("libc.so.6")
@@ -90,7 +100,8 @@ libc.free(p)
 libc.free(p)                      # would abort in glibc: the shim blocks it
 libc.free(ctypes.addressof(ctypes.c_char.from_buffer(bytearray(64))) + 8)
 print(json.dumps(native_mode.stats()))
-""")
+""",
+    )
     stats = last_json(proc)
     assert stats["attached"] is False
     assert (stats["double_frees"], stats["invalid_frees"]) == (1, 1)
@@ -98,7 +109,10 @@ print(json.dumps(native_mode.stats()))
 
 
 def test_findings_reach_the_drain_as_ffi_rows(tmp_path):
-    proc = preloaded_python(tmp_path, DRIVER + """
+    proc = preloaded_python(
+        tmp_path,
+        DRIVER
+        + """
 import ctypes
 libc = ctypes.CDLL("libc.so.6")
 libc.malloc.restype = ctypes.c_void_p
@@ -117,7 +131,8 @@ found = [r for r in rows if r["event"] == "native.double_free"]
 frees = int(((ev["address"] == p) & (ev["kind"] == 3) & (ev["domain"] == 4)).sum())
 stack = resolve_stack(rare, found[0]["stack_id"]) if found else []
 print(json.dumps({"found": found, "frees": frees, "stack": stack}))
-""")
+""",
+    )
     result = last_json(proc)
     (row,) = result["found"]
     assert '"blocked": true' in row["details"]
@@ -129,7 +144,10 @@ print(json.dumps({"found": found, "frees": frees, "stack": stack}))
 def test_late_mode_without_preload(tmp_path):
     """capture.start(native=True) in a process started without the shim: GOT patching."""
     library = build_c_library(tmp_path)
-    proc = preloaded_python(tmp_path, DRIVER + f"""
+    proc = preloaded_python(
+        tmp_path,
+        DRIVER
+        + f"""
 import ctypes, os
 try:
     capture.start("full", native=False)
@@ -163,7 +181,9 @@ libs = libraries(ev, rare, domains=(4,))
 ffi = rare.get("ffi", {{}})
 print(json.dumps({{"refused": refused, "stats": stats, "libs": libs,
                   "events": ffi.get("event", [])}}))
-""", preload=False)
+""",
+        preload=False,
+    )
     result = last_json(proc)
     assert result["refused"] is True
     stats = result["stats"]
@@ -174,17 +194,25 @@ print(json.dumps({{"refused": refused, "stats": stats, "libs": libs,
 
 
 def test_shim_loads_into_a_non_python_program():
-    out = subprocess.run(["/bin/sh", "-c", "echo ok; ls / > /dev/null"],
-                         env={"LD_PRELOAD": str(shim()), "PATH": "/usr/bin:/bin"},
-                         capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        ["/bin/sh", "-c", "echo ok; ls / > /dev/null"],
+        env={"LD_PRELOAD": str(shim()), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert (out.returncode, out.stdout, out.stderr) == (0, "ok\n", "")
-    undefined = subprocess.run(["nm", "-D", "--undefined-only", str(shim())],
-                               capture_output=True, text=True, timeout=30).stdout
+    undefined = subprocess.run(
+        ["nm", "-D", "--undefined-only", str(shim())], capture_output=True, text=True, timeout=30
+    ).stdout
     assert "Py" not in undefined  # nothing from libpython
 
 
 def test_threads_and_fork_under_native_mode(tmp_path):
-    proc = preloaded_python(tmp_path, DRIVER + """
+    proc = preloaded_python(
+        tmp_path,
+        DRIVER
+        + """
 import ctypes, os, threading
 libc = ctypes.CDLL("libc.so.6")
 libc.malloc.restype = ctypes.c_void_p
@@ -216,7 +244,8 @@ ev, rare, statuses = run(work)
 per_size = Counter(int(s) for s, k, d in zip(ev["size"], ev["kind"], ev["domain"])
                    if d == 4 and k == 0 and 5000 <= s < 5006)
 print(json.dumps({"statuses": statuses, "per_size": per_size, "stats": native_mode.stats()}))
-""")
+""",
+    )
     result = last_json(proc)
     assert result["statuses"] == [0, 0, 0]
     assert result["per_size"] == {str(5000 + k): 1500 for k in range(6)}

@@ -85,15 +85,21 @@ def run(tmp_path_factory):
 
 
 def _main_pid(con) -> int:
-    (pid,) = con.execute("SELECT pid FROM processes WHERE list_contains(argv, 'prog.py') "
-                         "OR argv[1] LIKE '%prog.py' ORDER BY start_ts_ns LIMIT 1").fetchone()
+    (pid,) = con.execute(
+        "SELECT pid FROM processes WHERE list_contains(argv, 'prog.py') "
+        "OR argv[1] LIKE '%prog.py' ORDER BY start_ts_ns LIMIT 1"
+    ).fetchone()
     return pid
 
 
 def _leaks_at(ffi, line, pid=None):
-    return [leak for leak in ffi["native_leaks"]
-            if leak.get("python_line") == line and leak.get("python_file", "").endswith("prog.py")
-            and (pid is None or leak["pid"] == pid)]
+    return [
+        leak
+        for leak in ffi["native_leaks"]
+        if leak.get("python_line") == line
+        and leak.get("python_file", "").endswith("prog.py")
+        and (pid is None or leak["pid"] == pid)
+    ]
 
 
 def test_program_survives_and_its_output_is_unchanged(run):
@@ -109,7 +115,9 @@ def test_ctypes_leak_is_reported_exactly_with_its_python_line(run):
     con = run["con"]
     seen = con.execute(
         """SELECT count(*), count(free_ts_ns) FROM allocations a
-        WHERE domain = 'native' AND size = 1000 AND pid = ?""", [_main_pid(con)]).fetchone()
+        WHERE domain = 'native' AND size = 1000 AND pid = ?""",
+        [_main_pid(con)],
+    ).fetchone()
     assert seen == (10, 10)
 
 
@@ -136,8 +144,9 @@ def test_ctypes_call_event_is_linked_to_the_allocation_it_made(run):
     calls = run["ffi"]["ctypes_calls"]
     (call,) = [c for c in calls if c.get("python_line") == _line("LINE_CALL_FUNCTION")]
     # malloc called straight through libffi: exactly the 2222-byte block, still alive
-    (direct,) = [part for library, part in call["by_library"].items()
-                 if library.startswith("libffi")]
+    (direct,) = [
+        part for library, part in call["by_library"].items() if library.startswith("libffi")
+    ]
     assert direct == {"blocks": 1, "bytes": 2222, "live_blocks": 1, "live_bytes": 2222}
     assert call["bytes"] == sum(p["bytes"] for p in call["by_library"].values())
 
@@ -145,14 +154,18 @@ def test_ctypes_call_event_is_linked_to_the_allocation_it_made(run):
 def test_fork_and_spawn_children_are_traced_natively(run):
     con = run["con"]
     parent = _main_pid(con)
-    children = dict(con.execute("SELECT pid, ppid FROM processes WHERE ppid = ?",
-                                [parent]).fetchall())
+    children = dict(
+        con.execute("SELECT pid, ppid FROM processes WHERE ppid = ?", [parent]).fetchall()
+    )
     # straight from the log (the report lists only the largest leak sites)
     found = con.execute(
         """SELECT a.pid, a.size, f.lineno FROM allocations a JOIN frames f USING (pid, stack_id)
         WHERE a.domain = 'native' AND a.free_ts_ns IS NULL AND a.size IN (2000, 3000)
-          AND f.depth = 1 AND f.filename LIKE '%prog.py' ORDER BY a.size""").fetchall()
+          AND f.depth = 1 AND f.filename LIKE '%prog.py' ORDER BY a.size"""
+    ).fetchall()
     assert [(size, line) for _, size, line in found] == [
-        (2000, _line("LINE_CHILD_LEAK")), (3000, _line("LINE_CHILD_LEAK"))]
+        (2000, _line("LINE_CHILD_LEAK")),
+        (3000, _line("LINE_CHILD_LEAK")),
+    ]
     assert {pid for pid, _, _ in found} <= set(children)
     assert parent not in {pid for pid, _, _ in found}

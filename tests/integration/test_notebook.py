@@ -20,12 +20,19 @@ print("hello from the cell", len(blocks))
 def test_magic_shows_stats_and_flame_graph(tmp_path):
     run = tmp_path / "run"
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell("%load_ext memscope"),
-                nbformat.v4.new_code_cell(CELL.format(run=run)),
-                nbformat.v4.new_code_cell("%%memscope --at later\nx = 1"),
-                nbformat.v4.new_code_cell("'blocks' in globals()")]
-    client = nbclient.NotebookClient(nb, timeout=240, kernel_name="python3", allow_errors=True,
-                                     resources={"metadata": {"path": str(tmp_path)}})
+    nb.cells = [
+        nbformat.v4.new_code_cell("%load_ext memscope"),
+        nbformat.v4.new_code_cell(CELL.format(run=run)),
+        nbformat.v4.new_code_cell("%%memscope --at later\nx = 1"),
+        nbformat.v4.new_code_cell("'blocks' in globals()"),
+    ]
+    client = nbclient.NotebookClient(
+        nb,
+        timeout=240,
+        kernel_name="python3",
+        allow_errors=True,
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
     client.execute()
     outputs = nb.cells[1].outputs
     stream = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
@@ -38,7 +45,7 @@ def test_magic_shows_stats_and_flame_graph(tmp_path):
     srcdoc = html.unescape(re.search(r'srcdoc="([^"]*)"', page).group(1))
     assert srcdoc == (run / "flamegraph.html").read_text("utf-8")
     start = srcdoc.index('id="memscope-flame">') + len('id="memscope-flame">')
-    model = json.loads(srcdoc[start:srcdoc.index("</script>", start)])
+    model = json.loads(srcdoc[start : srcdoc.index("</script>", start)])
     peak = model["stats"]["peak_memory"]
     assert abs(model["views"]["peak"]["total"] - peak) <= 0.001 * peak
     assert peak >= 25 * 200_000

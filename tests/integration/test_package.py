@@ -13,8 +13,18 @@ import memscope
 
 ROOT = Path(__file__).resolve().parents[2]
 #: The subpackages, bottom to top (docs/architecture.md).
-LAYERS = ("config", "protocol", "producer", "eventlog", "broker", "analyzers", "exporters",
-          "api", "commands", "integrations")
+LAYERS = (
+    "config",
+    "protocol",
+    "producer",
+    "eventlog",
+    "broker",
+    "analyzers",
+    "exporters",
+    "api",
+    "commands",
+    "integrations",
+)
 
 
 def test_public_api_is_explicit():
@@ -27,35 +37,61 @@ def test_public_api_is_explicit():
 def wheel_files(tmp_path_factory) -> set[str]:
     """The files of the wheel a user installs, built from this checkout."""
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-                    "--no-build-isolation", "-w", str(out), str(ROOT)], check=True,
-                   timeout=600)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(out),
+            str(ROOT),
+        ],
+        check=True,
+        timeout=600,
+    )
     (wheel,) = out.glob("memscope-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         return set(archive.namelist())
 
 
 def test_only_memscope_lands_in_site_packages(wheel_files):
-    top_levels = {name.split("/")[0] for name in wheel_files
-                  if not name.split("/")[0].endswith(".dist-info")}
+    top_levels = {
+        name.split("/")[0] for name in wheel_files if not name.split("/")[0].endswith(".dist-info")
+    }
     assert top_levels == {"memscope"}, top_levels
 
 
 def test_the_wheel_holds_every_layer_and_its_data(wheel_files):
     packages = {name.rsplit("/", 1)[0] for name in wheel_files if name.endswith("/__init__.py")}
     assert packages == {"memscope"} | {f"memscope/{p}" for p in LAYERS}
-    for needed in ("memscope/errors.py", "memscope/units.py", "memscope/version.py",
-                   "memscope/config/default.toml", "memscope/py.typed",
-                   "memscope/analyzers/schemas/memory_analysis.schema.json",
-                   "memscope/exporters/templates/dashboard.html",
-                   "memscope/exporters/templates/flame.js"):
+    for needed in (
+        "memscope/errors.py",
+        "memscope/units.py",
+        "memscope/version.py",
+        "memscope/config/default.toml",
+        "memscope/py.typed",
+        "memscope/analyzers/schemas/memory_analysis.schema.json",
+        "memscope/exporters/templates/dashboard.html",
+        "memscope/exporters/templates/flame.js",
+    ):
         assert needed in wheel_files, needed
     built = {name for name in wheel_files if name.endswith(".so")}
-    for module in ("producer/_tracer", "producer/_deaths", "producer/_memscope_preload",
-                   "protocol/_rec1", "analyzers/_fold"):
+    for module in (
+        "producer/_tracer",
+        "producer/_deaths",
+        "producer/_memscope_preload",
+        "protocol/_rec1",
+        "analyzers/_fold",
+    ):
         assert any(name.startswith(f"memscope/{module}.") for name in built), module
-    assert not any(name.startswith(("memscope/tests/", "memscope/bench/", "memscope/examples/"))
-                   for name in wheel_files)
+    assert not any(
+        name.startswith(("memscope/tests/", "memscope/bench/", "memscope/examples/"))
+        for name in wheel_files
+    )
 
 
 def test_import_starts_nothing():

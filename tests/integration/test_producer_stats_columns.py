@@ -29,8 +29,15 @@ def test_the_log_gets_the_publishers_batch_and_spool_counts(tmp_path):
 
     def drain():  # what the tracer's drain gives: no batches, no spooled
         drains.append(1)
-        return [], {"producer_stats": {"ts_ns": [time.monotonic_ns()], "events": [len(drains)],
-                                       "bytes": [0], "drops": [0], "buffer_high_water": [0]}}
+        return [], {
+            "producer_stats": {
+                "ts_ns": [time.monotonic_ns()],
+                "events": [len(drains)],
+                "bytes": [0],
+                "drops": [0],
+                "buffer_high_water": [0],
+            }
+        }
 
     settings = Settings().replace(spool_dir=str(tmp_path / "spool"))
     publisher = Publisher(broker.address, "stats:1:1", 4321, drain, settings)

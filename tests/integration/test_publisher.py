@@ -22,8 +22,9 @@ CHUNK = 4096
 
 
 def _settings(tmp_path, **changes) -> Settings:
-    return Settings().replace(send_timeout_s=0.2, flush_interval_s=0.05,
-                              spool_dir=str(tmp_path / "spool"), **changes)
+    return Settings().replace(
+        send_timeout_s=0.2, flush_interval_s=0.05, spool_dir=str(tmp_path / "spool"), **changes
+    )
 
 
 @pytest.mark.timeout(60)
@@ -63,9 +64,18 @@ def test_a_stopped_broker_makes_producers_wait_and_spool_never_drop(tmp_path):
     try:
         os.kill(broker.pid, signal.SIGSTOP)
         thread_result: dict = {}
-        worker = threading.Thread(target=lambda: thread_result.update(run_producer(
-            broker.address, 40 * CHUNK, index=0, chunk=CHUNK,
-            settings=_settings(tmp_path, send_hwm=2), timeout=30)))
+        worker = threading.Thread(
+            target=lambda: thread_result.update(
+                run_producer(
+                    broker.address,
+                    40 * CHUNK,
+                    index=0,
+                    chunk=CHUNK,
+                    settings=_settings(tmp_path, send_hwm=2),
+                    timeout=30,
+                )
+            )
+        )
         worker.start()
         time.sleep(1.0)
         os.kill(broker.pid, signal.SIGCONT)
@@ -84,8 +94,9 @@ def test_forked_child_gets_its_own_producer_and_socket(tmp_path):
     try:
         parent_source = SyntheticSource(0, 4 * CHUNK, CHUNK)
         parent_id = default_producer_id()
-        publisher = Publisher(broker.address, parent_id, os.getpid(), parent_source,
-                              _settings(tmp_path))
+        publisher = Publisher(
+            broker.address, parent_id, os.getpid(), parent_source, _settings(tmp_path)
+        )
         publisher.start()
         publisher.flush(5)
         pid = os.fork()
@@ -120,8 +131,7 @@ def test_publisher_thread_asks_to_be_ignored_by_the_tracer(tmp_path, monkeypatch
     fake = types.ModuleType("memscope.producer.capture")
     fake.ignore_current_thread = lambda: calls.append(threading.get_ident())  # type: ignore
     monkeypatch.setitem(sys.modules, "memscope.producer.capture", fake)
-    publisher = Publisher(ipc_address(tmp_path), "h:1:1", 1, lambda: ([], {}),
-                          _settings(tmp_path))
+    publisher = Publisher(ipc_address(tmp_path), "h:1:1", 1, lambda: ([], {}), _settings(tmp_path))
     publisher.start()
     publisher.flush(2)
     thread = publisher._thread
@@ -138,8 +148,13 @@ def test_large_drains_are_split_into_batches_of_at_most_batch_max_events(tmp_pat
     chunks = [encode_cols1(1, memory_chunk(0, 0, i, 3000)) for i in range(3)]
     rare = {"threads": {"tid": [1], "ts_ns": [1], "event": ["start"], "name": ["t"]}}
     drains = iter([(chunks, rare)])
-    publisher = Publisher(ipc_address(tmp_path), "h:1:1", 1, lambda: next(drains, ([], {})),
-                          _settings(tmp_path, batch_max_events=5000))
+    publisher = Publisher(
+        ipc_address(tmp_path),
+        "h:1:1",
+        1,
+        lambda: next(drains, ([], {})),
+        _settings(tmp_path, batch_max_events=5000),
+    )
     assert publisher.flush(1) == 2  # no thread: the caller's flush drains, packs, spools
     assert publisher.stats()["batches"] == 3 and publisher.stats()["events"] == 9000
     assert publisher.stats()["rows"] == 9001  # the memory events and one rare row

@@ -69,23 +69,36 @@ MEMRAY_SUITE = """
         del scratch
 """
 
-ALL_PASS = {name: "PASSED" for name in (
-    "test_thread_memory_is_not_counted", "test_under_the_limit",
-    "test_cached_memory_is_filtered_out", "test_no_leak")}
+ALL_PASS = {
+    name: "PASSED"
+    for name in (
+        "test_thread_memory_is_not_counted",
+        "test_under_the_limit",
+        "test_cached_memory_is_filtered_out",
+        "test_no_leak",
+    )
+}
 
 
 def pytest_run(tmp_path: Path, source: str, *args: str) -> subprocess.CompletedProcess[str]:
     (tmp_path / "test_subject.py").write_text(textwrap.dedent(source))
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEMSCOPE_")}
-    return subprocess.run([sys.executable, "-m", "pytest", "-rA", "-p", "no:randomly", *args,
-                           "test_subject.py"], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=240, check=False, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-rA", "-p", "no:randomly", *args, "test_subject.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+        env=env,
+    )
 
 
 def test_a_pytest_memray_suite_runs_unchanged_with_both_plugins(tmp_path: Path) -> None:
     pytest.importorskip("pytest_memray")
-    without = pytest_run(tmp_path, MEMRAY_SUITE, "--memray", "-p",
-                         "no:memscope.integrations.pytest_plugin")
+    without = pytest_run(
+        tmp_path, MEMRAY_SUITE, "--memray", "-p", "no:memscope.integrations.pytest_plugin"
+    )
     assert outcomes(without.stdout) == ALL_PASS, without.stdout + without.stderr
     for args in (["--memray"], []):
         both = pytest_run(tmp_path, MEMRAY_SUITE, *args)
@@ -99,17 +112,22 @@ def test_a_pytest_memray_suite_runs_unchanged_with_both_plugins(tmp_path: Path) 
 
 
 def test_memscope_honours_pytest_memrays_keywords(tmp_path: Path) -> None:
-    done = pytest_run(tmp_path, MEMRAY_SUITE, "-p", "no:memray", "--memscope",
-                      "--memscope-dir", "run")
+    done = pytest_run(
+        tmp_path, MEMRAY_SUITE, "-p", "no:memray", "--memscope", "--memscope-dir", "run"
+    )
     assert outcomes(done.stdout) == ALL_PASS, done.stdout + done.stderr
     # The same tests without the keywords fail: the keywords are what made them pass.
-    bare = (MEMRAY_SUITE.replace(", current_thread_only=True", "")
-            .replace(", filter_fn=is_not_the_cache", ""))
-    done = pytest_run(tmp_path, bare, "-p", "no:memray", "--memscope", "--memscope-dir", "run2",
-                      "--stacks", "3")
+    bare = MEMRAY_SUITE.replace(", current_thread_only=True", "").replace(
+        ", filter_fn=is_not_the_cache", ""
+    )
+    done = pytest_run(
+        tmp_path, bare, "-p", "no:memray", "--memscope", "--memscope-dir", "run2", "--stacks", "3"
+    )
     assert outcomes(done.stdout) == {
-        **ALL_PASS, "test_thread_memory_is_not_counted": "FAILED",
-        "test_cached_memory_is_filtered_out": "FAILED"}, done.stdout
+        **ALL_PASS,
+        "test_thread_memory_is_not_counted": "FAILED",
+        "test_cached_memory_is_filtered_out": "FAILED",
+    }, done.stdout
     # --stacks 3: the leak's site and the callers above it (at least 5 for leaks, as memray).
     assert "test_subject.py:18 remember" in done.stdout
     assert "called from test_subject.py:37 test_cached_memory_is_filtered_out" in done.stdout
@@ -165,28 +183,64 @@ def test_the_window_reader_agrees_with_the_sql_measure(tmp_path: Path) -> None:
     b, pid = _window_log(tmp_path)
     log = write_log(b.tables(), tmp_path / "events")
     reader = WindowReader(log)
-    got = reader.answer({"pid": pid, "t0": 100, "t1": 200, "filename": "/t/test_a.py",
-                         "function": "test_it", "tid": None})
+    got = reader.answer(
+        {
+            "pid": pid,
+            "t0": 100,
+            "t1": 200,
+            "filename": "/t/test_a.py",
+            "function": "test_it",
+            "tid": None,
+        }
+    )
     sql = measure(connect_tables(b.tables()), pid, 100, 200, "/t/test_a.py", "test_it")
     assert got["peak_bytes"] == sql["peak_bytes"] == 800
     assert got["leaked_bytes"] == sql["leaked_bytes"] == 500
     assert got["leaked_blocks"] == sql["leaked_blocks"] == 1
     assert [(g["frames"][0][0], g["bytes"]) for g in got["peak_groups"]] == [
-        ("helper", 500), ("test_it", 300)]
-    assert got["leak_groups"][0]["frames"][:2] == [["helper", "/t/test_a.py", 9],
-                                                    ["test_it", "/t/test_a.py", 5]]
+        ("helper", 500),
+        ("test_it", 300),
+    ]
+    assert got["leak_groups"][0]["frames"][:2] == [
+        ["helper", "/t/test_a.py", 9],
+        ["test_it", "/t/test_a.py", 5],
+    ]
     # A thread filter drops tid 2's block. Each request reads only what the log added
     # since the last one (requests come in time order, each after its window).
     later = WindowReader(log)
-    only_main = later.answer({"pid": pid, "t0": 100, "t1": 200, "filename": "/t/test_a.py",
-                              "function": "test_it", "tid": 1})
+    only_main = later.answer(
+        {
+            "pid": pid,
+            "t0": 100,
+            "t1": 200,
+            "filename": "/t/test_a.py",
+            "function": "test_it",
+            "tid": 1,
+        }
+    )
     assert only_main["peak_bytes"] == 300  # 300 at 100; later 250 + 50 at 145
     assert only_main["leaked_bytes"] == 0
     # A second question about the same window (another marker of the test) gets the same
     # events; a later window gets its own.
-    again = later.answer({"pid": pid, "t0": 100, "t1": 200, "filename": "/t/test_a.py",
-                          "function": "test_it", "tid": None})
+    again = later.answer(
+        {
+            "pid": pid,
+            "t0": 100,
+            "t1": 200,
+            "filename": "/t/test_a.py",
+            "function": "test_it",
+            "tid": None,
+        }
+    )
     assert again == got
-    after = later.answer({"pid": pid, "t0": 400, "t1": 600, "filename": "/t/test_a.py",
-                          "function": "test_it", "tid": None})
+    after = later.answer(
+        {
+            "pid": pid,
+            "t0": 400,
+            "t1": 600,
+            "filename": "/t/test_a.py",
+            "function": "test_it",
+            "tid": None,
+        }
+    )
     assert (after["events"], after["peak_bytes"], after["leaked_bytes"]) == (1, 10_000, 10_000)

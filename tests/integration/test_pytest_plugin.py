@@ -71,22 +71,45 @@ MARKED_TESTS = """
 """
 
 
-def run_pytest(tmp_path: Path, source: str, *args: str, name: str = "test_subject.py",
-               timeout: float = 240, env: dict[str, str] | None = None,
-               ) -> subprocess.CompletedProcess[str]:
+def run_pytest(
+    tmp_path: Path,
+    source: str,
+    *args: str,
+    name: str = "test_subject.py",
+    timeout: float = 240,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     (tmp_path / name).write_text(textwrap.dedent(source))
     environ = {k: v for k, v in os.environ.items() if not k.startswith("MEMSCOPE_")}
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-rA", "-p", "no:cacheprovider", "-p", "no:randomly",
-         "-p", "no:memray", *args, name],
-        cwd=tmp_path, capture_output=True, text=True, timeout=timeout, check=False,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-rA",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:randomly",
+            "-p",
+            "no:memray",
+            *args,
+            name,
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
         env={**environ, **(env or {})},
     )
 
 
 def outcomes(stdout: str) -> dict[str, str]:
-    return {m.group(2): m.group(1)
-            for m in re.finditer(r"^(PASSED|FAILED|ERROR) \S+::(\w+)", stdout, re.M)}
+    return {
+        m.group(2): m.group(1)
+        for m in re.finditer(r"^(PASSED|FAILED|ERROR) \S+::(\w+)", stdout, re.M)
+    }
 
 
 def test_markers_fail_and_pass_where_they_should(tmp_path: Path) -> None:
@@ -102,12 +125,18 @@ def test_markers_fail_and_pass_where_they_should(tmp_path: Path) -> None:
     assert done.returncode == 1
     out = done.stdout
     # The failure messages name the limit, the measured figure and the top sites.
-    big = re.search(r"test_big_goes_over allocated up to ([\d.]+) MiB at once, over its "
-                    r"limit_memory of 1\.0 MiB", out)
+    big = re.search(
+        r"test_big_goes_over allocated up to ([\d.]+) MiB at once, over its "
+        r"limit_memory of 1\.0 MiB",
+        out,
+    )
     assert big and 8.0 <= float(big.group(1)) < 8.2, out
     assert re.search(r"8\.0 MiB in +\d+ blocks? +test_subject\.py:\d+ test_big_goes_over", out)
-    leak = re.search(r"test_leaks_through_helper left ([\d.]+) MiB in \d+ blocks allocated by "
-                     r"its own code, over its limit_leaks of 1\.0 MiB", out)
+    leak = re.search(
+        r"test_leaks_through_helper left ([\d.]+) MiB in \d+ blocks allocated by "
+        r"its own code, over its limit_leaks of 1\.0 MiB",
+        out,
+    )
     assert leak and 3.0 <= float(leak.group(1)) < 3.1, out
     assert re.search(r"3\.0 MiB in +\d+ blocks? +test_subject\.py:\d+ keep_forever", out)
     # Passing tests show their figures in the report section.
@@ -155,8 +184,9 @@ def test_memscope_option_traces_the_session_into_a_log(tmp_path: Path) -> None:
             assert len(build(20_000)) == 20_000
     """
     run_dir = tmp_path / "session"
-    done = run_pytest(tmp_path, source, "--memscope", "--memscope-dir", str(run_dir),
-                      "--memscope-report")
+    done = run_pytest(
+        tmp_path, source, "--memscope", "--memscope-dir", str(run_dir), "--memscope-report"
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"memscope: the session's log is {run_dir / 'events'}" in done.stdout
     assert f"dashboard: {run_dir / 'dashboard.html'}" in done.stdout
@@ -169,7 +199,8 @@ def test_memscope_option_traces_the_session_into_a_log(tmp_path: Path) -> None:
     # The test's own allocations are in the log with their stacks.
     (built,) = con.execute(
         """SELECT count(*) FROM allocations a JOIN stacks s USING (pid, stack_id)
-        WHERE s.function LIKE 'build%' AND s.filename LIKE '%test_subject.py'""").fetchone()
+        WHERE s.function LIKE 'build%' AND s.filename LIKE '%test_subject.py'"""
+    ).fetchone()
     assert built >= 20_000
 
 
@@ -186,15 +217,15 @@ def test_markers_with_a_standalone_broker_measure_from_its_log(tmp_path: Path) -
     """
     broker = start_embedded(tmp_path / "broker-log")
     try:
-        done = run_pytest(tmp_path, source, "--memscope",
-                          env={"MEMSCOPE_BROKER_ADDRESS": broker.address})
+        done = run_pytest(
+            tmp_path, source, "--memscope", env={"MEMSCOPE_BROKER_ADDRESS": broker.address}
+        )
     finally:
         broker.stop()
     assert outcomes(done.stdout) == {"test_leaks": "FAILED"}, done.stdout + done.stderr
     assert "test_leaks left 2.0 MiB" in done.stdout
     assert f"the session's events went to the broker at {broker.address}" in done.stdout
-    (pids,) = connect(tmp_path / "broker-log").execute(
-        "SELECT count(*) FROM processes").fetchone()
+    (pids,) = connect(tmp_path / "broker-log").execute("SELECT count(*) FROM processes").fetchone()
     assert pids == 1
 
 
@@ -210,10 +241,31 @@ def test_pytest_under_memscope_run_measures_from_the_runs_log(tmp_path: Path) ->
     (tmp_path / "test_subject.py").write_text(textwrap.dedent(source))
     environ = {k: v for k, v in os.environ.items() if not k.startswith("MEMSCOPE_")}
     done = subprocess.run(
-        [sys.executable, "-m", "memscope", "run", "--no-report", "--out", str(tmp_path / "run"),
-         "-m", "pytest", "--", "-rA", "-p", "no:cacheprovider", "-p", "no:memray", "--memscope",
-         "test_subject.py"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=240, check=False, env=environ,
+        [
+            sys.executable,
+            "-m",
+            "memscope",
+            "run",
+            "--no-report",
+            "--out",
+            str(tmp_path / "run"),
+            "-m",
+            "pytest",
+            "--",
+            "-rA",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:memray",
+            "--memscope",
+            "test_subject.py",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+        env=environ,
     )
     assert outcomes(done.stdout) == {"test_big": "FAILED"}, done.stdout + done.stderr
     assert "test_big allocated up to 4.0 MiB" in done.stdout
@@ -239,16 +291,29 @@ def test_bad_marker_size_is_a_clear_error(tmp_path: Path) -> None:
     done = run_pytest(tmp_path, source, "--memscope", "--memscope-dir", "run")
     assert done.returncode == pytest.ExitCode.USAGE_ERROR
     assert "'24 MBB' is not a memory size" in done.stdout + done.stderr
-    done = run_pytest(tmp_path, source.replace('"24 MBB"', '"1 MB", bogus=1'), "--memscope",
-                      "--memscope-dir", "run")
+    done = run_pytest(
+        tmp_path,
+        source.replace('"24 MBB"', '"1 MB", bogus=1'),
+        "--memscope",
+        "--memscope-dir",
+        "run",
+    )
     assert done.returncode == pytest.ExitCode.USAGE_ERROR
     assert "does not take bogus" in done.stdout + done.stderr
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("24 MB", 24 * MIB), ("24MB", 24 * MIB), ("1.5 GiB", 3 * 512 * MIB), ("512 kb", 512 * 1024),
-    ("100", 100), ("100 B", 100), (4096, 4096),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("24 MB", 24 * MIB),
+        ("24MB", 24 * MIB),
+        ("1.5 GiB", 3 * 512 * MIB),
+        ("512 kb", 512 * 1024),
+        ("100", 100),
+        ("100 B", 100),
+        (4096, 4096),
+    ],
+)
 def test_parse_size(text: object, expected: int) -> None:
     assert parse_size(text) == expected
 
@@ -289,7 +354,9 @@ def test_measure_on_a_hand_built_log() -> None:
     assert got["peak_bytes"] == 800
     assert got["peak_ts_ns"] == 110
     assert [(s["site"], s["bytes"]) for s in got["peak_sites"]] == [
-        ("/t/test_a.py:9 helper", 500), ("/t/test_a.py:5 test_it", 300)]
+        ("/t/test_a.py:9 helper", 500),
+        ("/t/test_a.py:5 test_it", 300),
+    ]
     assert got["leaked_bytes"] == 500
     assert got["leaked_blocks"] == 1
     assert got["leak_sites"] == [{"site": "/t/test_a.py:9 helper", "bytes": 500, "blocks": 1}]
@@ -297,8 +364,9 @@ def test_measure_on_a_hand_built_log() -> None:
 
 
 def test_disabled_tracing_checks_nothing_and_says_so(tmp_path: Path) -> None:
-    done = run_pytest(tmp_path, MARKED_TESTS, "--memscope", "--memscope-dir", "run",
-                      env={"MEMSCOPE_DISABLE": "1"})
+    done = run_pytest(
+        tmp_path, MARKED_TESTS, "--memscope", "--memscope-dir", "run", env={"MEMSCOPE_DISABLE": "1"}
+    )
     assert set(outcomes(done.stdout).values()) == {"PASSED"}, done.stdout + done.stderr
     assert "memory limits were not checked" in done.stdout or "not checked" in done.stdout
     assert "memscope: tracing is disabled (MEMSCOPE_DISABLE): no log" in done.stdout

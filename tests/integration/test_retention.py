@@ -54,29 +54,41 @@ def hour_of_events(hour: int, stacks: list[int]) -> pa.Table:
     stack = np.concatenate([site, site])
     spike = SPIKE_BLOCKS if hour in (SPIKE_HOUR, SPIKE_HOUR + 1) else 0
     if spike:
-        blocks = (0x4000_0000 + SPIKE_SIZE * np.arange(spike, dtype=np.uint64))
+        blocks = 0x4000_0000 + SPIKE_SIZE * np.arange(spike, dtype=np.uint64)
         ts = np.concatenate([ts, base + 1 + np.arange(spike)])
-        kind = np.concatenate([kind, np.full(spike, KIND_ALLOC if hour == SPIKE_HOUR
-                                             else KIND_FREE, np.uint8)])
+        kind = np.concatenate(
+            [kind, np.full(spike, KIND_ALLOC if hour == SPIKE_HOUR else KIND_FREE, np.uint8)]
+        )
         address = np.concatenate([address, blocks])
-        size = np.concatenate([size, np.full(spike, SPIKE_SIZE if hour == SPIKE_HOUR else 0,
-                                             np.uint64)])
+        size = np.concatenate(
+            [size, np.full(spike, SPIKE_SIZE if hour == SPIKE_HOUR else 0, np.uint64)]
+        )
         stack = np.concatenate([stack, np.full(spike, stacks[0], np.uint32)])
     order = np.argsort(ts, kind="stable")
     count = len(ts)
-    return pa.table({
-        "pid": np.full(count, 4242, np.uint32), "tid": np.ones(count, np.uint64),
-        "seq": (hour * 10**6 + np.arange(count)).astype(np.uint64), "ts_ns": ts[order],
-        "kind": kind[order], "domain": np.full(count, 2, np.uint8), "address": address[order],
-        "old_address": np.zeros(count, np.uint64), "size": size[order],
-        "stack_id": stack[order]})
+    return pa.table(
+        {
+            "pid": np.full(count, 4242, np.uint32),
+            "tid": np.ones(count, np.uint64),
+            "seq": (hour * 10**6 + np.arange(count)).astype(np.uint64),
+            "ts_ns": ts[order],
+            "kind": kind[order],
+            "domain": np.full(count, 2, np.uint8),
+            "address": address[order],
+            "old_address": np.zeros(count, np.uint64),
+            "size": size[order],
+            "stack_id": stack[order],
+        }
+    )
 
 
 def small_tables() -> tuple[dict[str, pa.Table], list[int]]:
     b = LogBuilder()
     b.process(4242, 0, host="svc-1", argv=("service.py",))
-    stacks = [b.stack(4242, [("main", "svc.py", 1), (name, "svc.py", line)])
-              for name, line in (("load_snapshot", 10), ("handle", 20), ("encode", 30))]
+    stacks = [
+        b.stack(4242, [("main", "svc.py", 1), (name, "svc.py", line)])
+        for name, line in (("load_snapshot", 10), ("handle", 20), ("encode", 30))
+    ]
     tables = {name: t for name, t in b.tables().items() if name != "memory" and t.num_rows}
     return tables, stacks
 
@@ -96,15 +108,21 @@ def simulated_clock(monkeypatch):
     """The log writer's and the segments' wall clock, driven by the test."""
     clock = Clock()
     import time as real_time
-    fake = types.SimpleNamespace(time_ns=clock, monotonic=real_time.monotonic,
-                                 monotonic_ns=real_time.monotonic_ns, time=real_time.time)
+
+    fake = types.SimpleNamespace(
+        time_ns=clock,
+        monotonic=real_time.monotonic,
+        monotonic_ns=real_time.monotonic_ns,
+        time=real_time.time,
+    )
     monkeypatch.setattr(log_module, "time", fake)
     monkeypatch.setattr(_segments, "time", fake)
     return clock
 
 
-def write_week(events: Path, settings: Settings, clock: Clock,
-               retention: RetentionPolicy | None) -> tuple[list[int], int]:
+def write_week(
+    events: Path, settings: Settings, clock: Clock, retention: RetentionPolicy | None
+) -> tuple[list[int], int]:
     """Write the week hour by hour (a segment an hour), retention after each segment."""
     tables, stacks = small_tables()
     writer = LogWriter(events, settings)
@@ -115,9 +133,9 @@ def write_week(events: Path, settings: Settings, clock: Clock,
     for hour in range(HOURS):
         clock.now = T0_WALL + hour * HOUR_NS
         writer.append("memory", hour_of_events(hour, stacks))
-        sizes.append(disk_bytes(events))           # the open segment full
+        sizes.append(disk_bytes(events))  # the open segment full
         clock.now += HOUR_NS - 1
-        writer.rotate_due(now=float("inf"))        # closed at the end of its hour
+        writer.rotate_due(now=float("inf"))  # closed at the end of its hour
         sizes.append(disk_bytes(events))
         if keeper is not None:
             keeper.run_once()
@@ -128,11 +146,13 @@ def write_week(events: Path, settings: Settings, clock: Clock,
 
 
 def test_a_simulated_week_stays_within_the_bound_and_reports_the_whole_run(
-        tmp_path, simulated_clock, capsys):
+    tmp_path, simulated_clock, capsys
+):
     segment = 128 * 1024
     bound = 2 * 1024 * 1024
-    settings = Settings(segment_max_bytes=segment, log_retention_bytes=bound,
-                        log_retention_age="7d")
+    settings = Settings(
+        segment_max_bytes=segment, log_retention_bytes=bound, log_retention_age="7d"
+    )
     policy = RetentionPolicy.from_settings(settings)
     retained = tmp_path / "retained"
     sizes, passes = write_week(retained / "events", settings, simulated_clock, policy)
@@ -147,24 +167,31 @@ def test_a_simulated_week_stays_within_the_bound_and_reports_the_whole_run(
     assert min(int(e["file"].rsplit("-", 1)[1][:6]) for e in kept) > SPIKE_HOUR + 1
     # the same week with no retention: the reference figures
     full = tmp_path / "full"
-    full_sizes, _ = write_week(full / "events", Settings(segment_max_bytes=segment),
-                               simulated_clock, None)
+    full_sizes, _ = write_week(
+        full / "events", Settings(segment_max_bytes=segment), simulated_clock, None
+    )
     assert max(full_sizes) > 2 * bound  # retention was needed
     run_all(full, full / "reports", only=["memory", "performance"])
     assert main(["report", str(retained), "--out", str(retained / "reports")]) == 0
     assert "raw events are kept in full detail from" in capsys.readouterr().err
     page = (retained / "reports" / "dashboard.html").read_text()
     assert f"raw events are kept in full detail from {window['from']}" in page
-    memory = {run.name: json.loads((run / "reports" / "snapshot_memory_analysis.json")
-                                   .read_text()) for run in (retained, full)}
-    perf = {run.name: json.loads((run / "reports" / "snapshot_performance.json").read_text())
-            for run in (retained, full)}
+    memory = {
+        run.name: json.loads((run / "reports" / "snapshot_memory_analysis.json").read_text())
+        for run in (retained, full)
+    }
+    perf = {
+        run.name: json.loads((run / "reports" / "snapshot_performance.json").read_text())
+        for run in (retained, full)
+    }
     peak = memory["full"]["memory_stats"]["peak_memory"]
     assert peak >= SPIKE_BLOCKS * SPIKE_SIZE  # the day-1 spike, retired from the raw log
     assert memory["retained"]["memory_stats"]["peak_memory"] == peak
-    assert memory["retained"]["memory_stats"]["total_allocations"] == \
-        memory["full"]["memory_stats"]["total_allocations"] == HOURS * EVENTS_PER_HOUR // 2 + \
-        SPIKE_BLOCKS
+    assert (
+        memory["retained"]["memory_stats"]["total_allocations"]
+        == memory["full"]["memory_stats"]["total_allocations"]
+        == HOURS * EVENTS_PER_HOUR // 2 + SPIKE_BLOCKS
+    )
     assert perf["retained"]["hottest_sites"] == perf["full"]["hottest_sites"]
     # a broker's live totals (Tracker.get_stats) start from the checkpoint too
     from memscope.analyzers.follow import LiveStats
@@ -177,8 +204,10 @@ def test_a_simulated_week_stays_within_the_bound_and_reports_the_whole_run(
 
     from memscope.analyzers.common import load_schema
 
-    for kind, report in (("memory_analysis", memory["retained"]),
-                         ("performance", perf["retained"])):
+    for kind, report in (
+        ("memory_analysis", memory["retained"]),
+        ("performance", perf["retained"]),
+    ):
         jsonschema.validate(report, load_schema(kind))
     meta = memory["retained"]["metadata"]["detail_window"]
     assert meta["retired"]["segments"] == window["retired"]["segments"]
@@ -187,8 +216,9 @@ def test_a_simulated_week_stays_within_the_bound_and_reports_the_whole_run(
     out = capsys.readouterr().out
     assert f"full detail       from {window['from']}" in out
     assert f"{window['retired']['segments']} older segments" in out
-    assert main(["query", str(retained), "select count(*) as n from events",
-                 "--format", "json"]) == 0
+    assert (
+        main(["query", str(retained), "select count(*) as n from events", "--format", "json"]) == 0
+    )
     captured = capsys.readouterr()
     rows = json.loads(captured.out)
     assert rows[0]["n"] == sum(e["rows"] for e in kept)
@@ -196,8 +226,15 @@ def test_a_simulated_week_stays_within_the_bound_and_reports_the_whole_run(
 
 
 def entry(number: int, closed_ns: int, nbytes: int = 100, table: str = "memory") -> dict:
-    return {"table": table, "file": f"{table}/{table}-{number:06d}.arrow", "closed": True,
-            "closed_ns": closed_ns, "created_ns": closed_ns - 10, "bytes": nbytes, "rows": 5}
+    return {
+        "table": table,
+        "file": f"{table}/{table}-{number:06d}.arrow",
+        "closed": True,
+        "closed_ns": closed_ns,
+        "created_ns": closed_ns - 10,
+        "bytes": nbytes,
+        "rows": 5,
+    }
 
 
 def test_plan_retires_oldest_first_only_what_is_folded_and_never_the_newest():
@@ -208,8 +245,9 @@ def test_plan_retires_oldest_first_only_what_is_folded_and_never_the_newest():
     # 650 used, bound 1000 - 0 headroom: nothing to do
     assert plan(manifest, by_bytes, 2000, 650, folded) == []
     # 1250 used: three segments of 100 bring it to 950
-    assert [e["file"] for e in plan(manifest, by_bytes, 2000, 1250, folded)] == \
-        [e["file"] for e in segments[:3]]
+    assert [e["file"] for e in plan(manifest, by_bytes, 2000, 1250, folded)] == [
+        e["file"] for e in segments[:3]
+    ]
     # the newest segment stays even when everything is over the bound
     assert segments[4] not in plan(manifest, by_bytes, 2000, 10**9, folded)
     # a segment the checkpoint has not folded stops the plan: strictly oldest first
@@ -223,8 +261,14 @@ def test_plan_retires_oldest_first_only_what_is_folded_and_never_the_newest():
     assert plan(manifest, by_age, 2000, 0, folded) == []
     assert plan(manifest, by_age, 2503, 0, folded) == segments[:3]
     # other tables and open segments are never retired
-    other = {"segments": [entry(0, 1, table="processes"), entry(1, 2, table="processes"),
-                          {**entry(0, 1), "closed": False}, entry(1, 2)]}
+    other = {
+        "segments": [
+            entry(0, 1, table="processes"),
+            entry(1, 2, table="processes"),
+            {**entry(0, 1), "closed": False},
+            entry(1, 2),
+        ]
+    }
     assert plan(other, by_bytes, 10**9, 10**9, [e["file"] for e in other["segments"]]) == []
 
 
@@ -256,14 +300,16 @@ def test_an_interrupted_retirement_is_finished(tmp_path):
 
 
 def test_a_report_without_the_checkpoint_says_it_covers_the_kept_segments_only(
-        tmp_path, simulated_clock):
+    tmp_path, simulated_clock
+):
     settings = Settings(segment_max_bytes=64 * 1024, log_retention_bytes=128 * 1024)
     tables, stacks = small_tables()
     writer = LogWriter(tmp_path / "events", settings)
     for name, table in tables.items():
         writer.append(name, table)
-    keeper = Retention(writer, RetentionPolicy(max_age_s=1.0), checkpoint_fold,
-                       clock=simulated_clock)
+    keeper = Retention(
+        writer, RetentionPolicy(max_age_s=1.0), checkpoint_fold, clock=simulated_clock
+    )
     for hour in range(3):
         simulated_clock.now = T0_WALL + hour * HOUR_NS
         writer.append("memory", hour_of_events(hour, stacks))
@@ -275,20 +321,21 @@ def test_a_report_without_the_checkpoint_says_it_covers_the_kept_segments_only(
     checkpoint.write_text("{}")  # lost
     run_all(tmp_path, tmp_path / "reports", only=["memory"])
     meta = json.loads((tmp_path / "reports" / "snapshot_memory_analysis.json").read_text())[
-        "metadata"]
+        "metadata"
+    ]
     assert any("retired by retention" in p for p in meta["log_problems"])
     assert checkpoint.read_text() == "{}"  # not replaced by a fold of what is left
     # nor by a follower's
     from memscope.analyzers.common import AnalyzerOptions
     from memscope.analyzers.follow import Follower
 
-    follower = Follower(tmp_path, AnalyzerOptions(out_dir=tmp_path / "followed"),
-                        only=["memory"])
+    follower = Follower(tmp_path, AnalyzerOptions(out_dir=tmp_path / "followed"), only=["memory"])
     assert follower.step() is not None
     follower.save()
     assert checkpoint.read_text() == "{}"
     meta = json.loads((tmp_path / "followed" / "snapshot_memory_analysis.json").read_text())[
-        "metadata"]
+        "metadata"
+    ]
     assert any("retired by retention" in p for p in meta["log_problems"])
 
 
@@ -311,27 +358,32 @@ def test_a_checkpoint_reports_cannot_use_lets_no_segment_go(tmp_path, simulated_
     def fold_elsewhere(path):  # the reports' parameters, but this checkpoint is not theirs
         return FoldParams().as_dict()
 
-    keeper = Retention(writer, RetentionPolicy(max_age_s=1.0), fold_elsewhere,
-                       clock=simulated_clock)
+    keeper = Retention(
+        writer, RetentionPolicy(max_age_s=1.0), fold_elsewhere, clock=simulated_clock
+    )
     assert keeper.run_once() == []
     keeper.fold = lambda path: other.as_dict()  # had the reports used those, two could go
     assert len(keeper.run_once()) == 2
     writer.close()
 
 
-@pytest.mark.parametrize(("env", "message"), [
-    ({"MEMSCOPE_LOG_RETENTION_AGE": "a week"}, "log_retention_age"),
-    ({"MEMSCOPE_LOG_RETENTION_BYTES": "1000"}, "at least twice segment_max_bytes"),
-    ({"MEMSCOPE_LOG_RETENTION_BYTES": "-1"}, "log_retention_bytes"),
-])
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"MEMSCOPE_LOG_RETENTION_AGE": "a week"}, "log_retention_age"),
+        ({"MEMSCOPE_LOG_RETENTION_BYTES": "1000"}, "at least twice segment_max_bytes"),
+        ({"MEMSCOPE_LOG_RETENTION_BYTES": "-1"}, "log_retention_bytes"),
+    ],
+)
 def test_bad_retention_settings_are_named(env, message):
     with pytest.raises(SettingsError, match=message):
         load_settings(env)
 
 
 def test_retention_settings_load():
-    settings = load_settings({"MEMSCOPE_LOG_RETENTION_AGE": "36h",
-                              "MEMSCOPE_LOG_RETENTION_BYTES": str(10 * 2**30)})
+    settings = load_settings(
+        {"MEMSCOPE_LOG_RETENTION_AGE": "36h", "MEMSCOPE_LOG_RETENTION_BYTES": str(10 * 2**30)}
+    )
     policy = RetentionPolicy.from_settings(settings)
     assert policy.max_age_s == 36 * 3600 and policy.max_bytes == 10 * 2**30
     assert policy.headroom_bytes == settings.segment_max_bytes and policy.enabled
@@ -350,11 +402,13 @@ def test_a_broker_archives_then_retires_and_no_event_is_lost(tmp_path):
     from tests.broker_helpers import ipc_address, wait_for
 
     dataset = tmp_path / "shared" / "dataset"
-    settings = Settings().replace(log_flush_interval_s=0.1, segment_max_bytes=128 * 1024,
-                                  log_retention_bytes=1024 * 1024,
-                                  log_retention_dataset=str(dataset))
-    broker = Broker(tmp_path / "events", ipc_address(tmp_path), settings,
-                    analysis=log_analysis())
+    settings = Settings().replace(
+        log_flush_interval_s=0.1,
+        segment_max_bytes=128 * 1024,
+        log_retention_bytes=1024 * 1024,
+        log_retention_dataset=str(dataset),
+    )
+    broker = Broker(tmp_path / "events", ipc_address(tmp_path), settings, analysis=log_analysis())
     broker.retention.interval_s = 0.2
     assert not broker.retention.due()  # an empty log: no pass, no fold
     thread = threading.Thread(target=broker.run, daemon=True)

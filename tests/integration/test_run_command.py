@@ -67,8 +67,13 @@ def test_run_code_keeps_the_code_and_the_module_name_in_argv_and_stats(tmp_path)
     assert traced.returncode == 0, traced.stderr
     starts = [r for r in table(tmp_path / "m" / "events", "processes") if r["event"] == "start"]
     assert [r["argv"] for r in starts] == [["-m", "json.tool", "-h"]]
-    shown = subprocess.run([sys.executable, "-m", "memscope", "stats", tmp_path / "m"],
-                           capture_output=True, text=True, env=clean_env(), check=True)
+    shown = subprocess.run(
+        [sys.executable, "-m", "memscope", "stats", tmp_path / "m"],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        check=True,
+    )
     assert "-m json.tool -h" in shown.stdout
 
 
@@ -80,12 +85,22 @@ def test_run_code_and_module_together_is_a_clear_error(tmp_path):
 
     # From the command line the first of -m / -c wins (the rest is the program's words);
     # options given both ways at once are refused.
-    args = argparse.Namespace(program=[], module="json.tool", code="pass", out=str(tmp_path),
-                              broker=None, mode=None, native=False, no_report=True)
+    args = argparse.Namespace(
+        program=[],
+        module="json.tool",
+        code="pass",
+        out=str(tmp_path),
+        broker=None,
+        mode=None,
+        native=False,
+        no_report=True,
+    )
     with pytest.raises(CliError, match="give -m MODULE or -c CODE, not both"):
         RunOptions.from_args(args)
     assert RunOptions.from_args(argparse.Namespace(**{**vars(args), "module": None})).argv == (
-        "-c", "pass")
+        "-c",
+        "pass",
+    )
 
 
 @pytest.mark.parametrize(
@@ -98,8 +113,11 @@ def test_run_code_and_module_together_is_a_clear_error(tmp_path):
         (["-mmod", "--", "--", "-x"], ["-mmod"], ["--", "-x"]),
         (["-m", "mod", "-x", "--", "a"], ["-m", "mod"], ["-x", "--", "a"]),
         (["s.py", "--size", "3", "-v"], [], ["s.py", "--size", "3", "-v"]),
-        (["--mode=full", "--ou", "D", "--native", "s.py", "-m", "x"],
-         ["--mode=full", "--ou", "D", "--native"], ["s.py", "-m", "x"]),
+        (
+            ["--mode=full", "--ou", "D", "--native", "s.py", "-m", "x"],
+            ["--mode=full", "--ou", "D", "--native"],
+            ["s.py", "-m", "x"],
+        ),
         (["--out", "D", "--", "s.py", "--", "-v"], ["--out", "D"], ["s.py", "--", "-v"]),
         (["--bogus", "s.py"], ["--bogus"], ["s.py"]),
         (["-c", "print(1)", "-x", "s.py"], ["-c", "print(1)"], ["-x", "s.py"]),
@@ -116,15 +134,38 @@ def test_module_and_script_options_pass_through_unchanged(tmp_path):
     # Words after -m MODULE or the script path are the program's, even ones that look like
     # memscope run's own options; nothing needs a `--`.
     module = memscope_run(
-        ["--out", tmp_path / "m", "--no-report", "-m", "echo_exit", "4", "-q", "-x", "--out",
-         "y", "--", "-m", "z"],
-        input="in\n", cwd=PROGRAMS,
+        [
+            "--out",
+            tmp_path / "m",
+            "--no-report",
+            "-m",
+            "echo_exit",
+            "4",
+            "-q",
+            "-x",
+            "--out",
+            "y",
+            "--",
+            "-m",
+            "z",
+        ],
+        input="in\n",
+        cwd=PROGRAMS,
     )
     assert module.returncode == 4, module.stderr
     assert "argv: ['4', '-q', '-x', '--out', 'y', '--', '-m', 'z']" in module.stdout
     script = memscope_run(
-        ["--no-report", "--out", tmp_path / "s", PROGRAMS / "echo_exit.py", "5", "--size", "3",
-         "-v", "--no-report"],
+        [
+            "--no-report",
+            "--out",
+            tmp_path / "s",
+            PROGRAMS / "echo_exit.py",
+            "5",
+            "--size",
+            "3",
+            "-v",
+            "--no-report",
+        ],
         input="in\n",
     )
     assert script.returncode == 5, script.stderr
@@ -154,9 +195,20 @@ def test_a_program_killed_by_a_signal_exits_128_plus_n(tmp_path):
 
 def _start_and_wait_ready(tmp_path):
     process = subprocess.Popen(
-        [sys.executable, "-m", "memscope", "run", "--out", str(tmp_path / "run"), "--no-report",
-         str(PROGRAMS / "wait_signal.py")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env(),
+        [
+            sys.executable,
+            "-m",
+            "memscope",
+            "run",
+            "--out",
+            str(tmp_path / "run"),
+            "--no-report",
+            str(PROGRAMS / "wait_signal.py"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
     )
     assert process.stdout is not None
     assert process.stdout.readline() == "ready\n"
@@ -182,7 +234,9 @@ def test_signals_are_forwarded_to_the_program(tmp_path, signo, expected):
 def test_disabled_run_traces_nothing_and_changes_nothing(tmp_path):
     env = clean_env(MEMSCOPE_DISABLE="1")
     done = memscope_run(
-        ["--out", tmp_path / "run", PROGRAMS / "echo_exit.py", "0"], input="x\n", env=env,
+        ["--out", tmp_path / "run", PROGRAMS / "echo_exit.py", "0"],
+        input="x\n",
+        env=env,
     )
     assert done.returncode == 0
     assert "stdin: x" in done.stdout
@@ -211,8 +265,17 @@ def test_run_against_a_standalone_broker_in_sampled_mode(tmp_path):
     log = tmp_path / "broker-log"
     with standalone_broker(address, log):
         done = memscope_run(
-            ["--broker", address, "--mode", "sampled", "--out", tmp_path / "run", "--no-report",
-             PROGRAMS / "echo_exit.py", "5"],
+            [
+                "--broker",
+                address,
+                "--mode",
+                "sampled",
+                "--out",
+                tmp_path / "run",
+                "--no-report",
+                PROGRAMS / "echo_exit.py",
+                "5",
+            ],
             input="x\n",
         )
         assert done.returncode == 5, done.stderr
@@ -225,7 +288,10 @@ def test_run_against_a_standalone_broker_in_sampled_mode(tmp_path):
 def standalone_broker(address, log):
     broker = subprocess.Popen(
         [sys.executable, "-m", "memscope", "broker", "--bind", address, "--log", str(log)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=clean_env(),
     )
     try:
         assert broker.stdout is not None
@@ -242,17 +308,29 @@ def test_run_honours_memscope_broker_address_unless_an_enclosing_run_set_it(tmp_
     address = f"ipc://{tmp_path}/b"
     log = tmp_path / "broker-log"
     program = [PROGRAMS / "echo_exit.py", "6"]
-    with standalone_broker(address, log), subprocess.Popen(
-        [sys.executable, "-c", "import memscope, sys, time\nmemscope.init()\nprint('up', "
-         "flush=True)\nsys.stdin.read()"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        env=clean_env(MEMSCOPE_BROKER_ADDRESS=address),
-    ) as other:
+    with (
+        standalone_broker(address, log),
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import memscope, sys, time\nmemscope.init()\nprint('up', "
+                "flush=True)\nsys.stdin.read()",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=clean_env(MEMSCOPE_BROKER_ADDRESS=address),
+        ) as other,
+    ):
         # Another program traced into the same broker, running all along: memscope run waits
         # for its own program's processes only.
         assert other.stdout is not None and other.stdout.readline() == "up\n"
-        done = memscope_run(["--out", tmp_path / "run", "--no-report", *program], input="x\n",
-                            env=clean_env(MEMSCOPE_BROKER_ADDRESS=address))
+        done = memscope_run(
+            ["--out", tmp_path / "run", "--no-report", *program],
+            input="x\n",
+            env=clean_env(MEMSCOPE_BROKER_ADDRESS=address),
+        )
         assert done.returncode == 6, done.stderr
         assert f"sending to the broker at {address} (MEMSCOPE_BROKER_ADDRESS)" in done.stderr
         assert f"log: {log}" in done.stderr
@@ -262,12 +340,15 @@ def test_run_honours_memscope_broker_address_unless_an_enclosing_run_set_it(tmp_
         assert [r["exit_code"] for r in rows if r["event"] == "exit"][-1] == 6
         # Inside a program that a memscope run traces, the address is that run's own: a
         # nested memscope run starts its own broker, as with an empty MEMSCOPE_BROKER_ADDRESS.
-        for n, env in enumerate([
-            clean_env(MEMSCOPE_BROKER_ADDRESS=address, _MEMSCOPE_RUN_BROKER_ADDRESS=address),
-            clean_env(MEMSCOPE_BROKER_ADDRESS=""),
-        ]):
-            own = memscope_run(["--out", tmp_path / f"own{n}", "--no-report", *program],
-                               input="x\n", env=env)
+        for n, env in enumerate(
+            [
+                clean_env(MEMSCOPE_BROKER_ADDRESS=address, _MEMSCOPE_RUN_BROKER_ADDRESS=address),
+                clean_env(MEMSCOPE_BROKER_ADDRESS=""),
+            ]
+        ):
+            own = memscope_run(
+                ["--out", tmp_path / f"own{n}", "--no-report", *program], input="x\n", env=env
+            )
             assert own.returncode == 6, own.stderr
             assert "sending to the broker" not in own.stderr
             assert (tmp_path / f"own{n}" / "events" / "manifest.json").exists()
@@ -279,16 +360,20 @@ def test_run_honours_memscope_broker_address_unless_an_enclosing_run_set_it(tmp_
 def test_run_names_an_unusable_configured_broker(tmp_path):
     config = tmp_path / "memscope.toml"
     config.write_text('broker_address = "tcp://127.0.0.1:1"\n')
-    done = memscope_run(["--out", tmp_path / "run", PROGRAMS / "echo_exit.py", "0"],
-                        input="x\n", env=clean_env(MEMSCOPE_CONFIG=str(config)))
+    done = memscope_run(
+        ["--out", tmp_path / "run", PROGRAMS / "echo_exit.py", "0"],
+        input="x\n",
+        env=clean_env(MEMSCOPE_CONFIG=str(config)),
+    )
     assert done.returncode == 1
     assert f"the broker at tcp://127.0.0.1:1 (broker_address in {config})" in done.stderr
     assert "argv:" not in done.stdout  # the program did not run
 
 
 def test_an_existing_run_directory_is_not_overwritten(tmp_path):
-    first = memscope_run(["--out", tmp_path / "run", "--no-report", PROGRAMS / "echo_exit.py", "0"],
-                         input="a\n")
+    first = memscope_run(
+        ["--out", tmp_path / "run", "--no-report", PROGRAMS / "echo_exit.py", "0"], input="a\n"
+    )
     assert first.returncode == 0, first.stderr
     again = memscope_run(["--out", tmp_path / "run", PROGRAMS / "echo_exit.py", "0"], input="a\n")
     assert again.returncode == 2

@@ -68,14 +68,23 @@ def test_memscopes_own_threads_make_no_findings_and_stay_invisible(tmp_path, att
         # shows one same-thread "double free" no allocation explains (not memscope's threads)
         phantom.discard("double_free")
     assert not kinds & phantom
-    high = [f for f in report["violation_reports"] if f["severity"] == "high"
-            or (f["severity"] == "critical" and f["kind"] in phantom)]
+    high = [
+        f
+        for f in report["violation_reports"]
+        if f["severity"] == "high" or (f["severity"] == "critical" and f["kind"] in phantom)
+    ]
     # CPython's type attribute cache keeps the `'do_' + command` strings of
     # BaseHTTPRequestHandler.handle_one_request alive (the cache holds its keys: a real,
     # growing retention that a run flags as a leak now and then, seen on 3.11 and 3.12);
     # every other finding must still be absent
-    high = [f for f in high if not (f["kind"] == "leak" and f["stack"]["location"].startswith(
-        "BaseHTTPRequestHandler.handle_one_request "))]
+    high = [
+        f
+        for f in high
+        if not (
+            f["kind"] == "leak"
+            and f["stack"]["location"].startswith("BaseHTTPRequestHandler.handle_one_request ")
+        )
+    ]
     assert not high
     # one row per thread: the main thread, the server's, the pool's 32, one per request
     starts = [r for r in table(run / "events", "threads") if r["event"] == "start"]
@@ -92,8 +101,11 @@ def test_thread_identity_survives_ident_reuse(tmp_path):
     out = json.loads(traced.stdout)
     assert out["idents"] < 2000  # CPython did reuse idents: the case this test is about
     events = run / "events"
-    starts = [r for r in table(events, "threads")
-              if r["event"] == "start" and r["name"].startswith("short-")]
+    starts = [
+        r
+        for r in table(events, "threads")
+        if r["event"] == "start" and r["name"].startswith("short-")
+    ]
     assert len(starts) == 2000
     tid_of = {r["name"]: r["tid"] for r in starts}
     assert len(set(tid_of.values())) == 2000
@@ -132,8 +144,9 @@ def test_pool_workers_terminated_by_the_pool_are_all_in_the_log(tmp_path, method
         out = json.loads(traced.stdout)
         processes = table(run / "events", "processes")
         starts = [r for r in processes if r["event"] == "start" and r["ppid"] == out["pid"]]
-        workers = [r["pid"] for r in starts
-                   if method == "fork" or "--multiprocessing-fork" in r["argv"]]
+        workers = [
+            r["pid"] for r in starts if method == "fork" or "--multiprocessing-fork" in r["argv"]
+        ]
         # every worker that ran (a task: the program's own count) is in the log; so is, in
         # practice, every worker started (a fork worker terminated before it was ever
         # scheduled runs no code at all: seen once, on a machine loaded with a test suite)
@@ -146,11 +159,9 @@ def test_pool_workers_terminated_by_the_pool_are_all_in_the_log(tmp_path, method
 
 
 @pytest.mark.parametrize(("how", "status"), [("exit", 3), ("kill", 128 + 9), ("segv", 128 + 11)])
-def test_a_process_dying_mid_run_loses_no_buffer_and_run_returns_promptly(tmp_path, how,
-                                                                           status):
+def test_a_process_dying_mid_run_loses_no_buffer_and_run_returns_promptly(tmp_path, how, status):
     run, count = tmp_path / "run", tmp_path / "count"
-    traced = memscope_run(["--out", run, "--no-report", PROGRAMS / "crash_alloc.py", how,
-                           count])
+    traced = memscope_run(["--out", run, "--no-report", PROGRAMS / "crash_alloc.py", how, count])
     returned = time.time()
     assert traced.returncode == status, traced.stderr
     assert returned - count.stat().st_mtime < 2.0  # the count is written just before the death

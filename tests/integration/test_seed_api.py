@@ -65,8 +65,9 @@ print(json.dumps({{
 def test_seed_api_against_ground_truth(tmp_path) -> None:
     script = tmp_path / "prog.py"
     script.write_text(PROGRAM)
-    done = python([script, tmp_path / "run" / "events", tmp_path / "out.svg"], env=clean_env(),
-                  timeout=200)
+    done = python(
+        [script, tmp_path / "run" / "events", tmp_path / "out.svg"], env=clean_env(), timeout=200
+    )
     assert done.returncode == 0, done.stderr
     got = json.loads(done.stdout.splitlines()[-1])
     # While the process is traced the fields hold the figures so far: the blocks alive at

@@ -65,20 +65,24 @@ def _prefix_figures(memory: dict[str, np.ndarray], pid: int, events: int) -> dic
     (i,) = np.flatnonzero(table["pid"] == pid)
     return full_mode_figures({k: int(v[i]) for k, v in table.items() if v.dtype.kind in "iu"})
 
+
 SEED_KEYS = ("peak_allocations", "leaked_allocations", "leaked_memory")
 
 
 @pytest.mark.timeout(120)
 def test_stats_while_allocating_equal_the_logs_figures_at_that_point(tmp_path):
-    broker = Broker(tmp_path / "events", ipc_address(tmp_path), Settings(),
-                    analysis=log_analysis())
+    broker = Broker(tmp_path / "events", ipc_address(tmp_path), Settings(), analysis=log_analysis())
     thread = threading.Thread(target=broker.run, daemon=True)
     thread.start()
     script = tmp_path / "work.py"
     script.write_text(PROGRAM)
     stop = tmp_path / "stop"  # the program allocates until this file exists
-    child = subprocess.Popen([sys.executable, str(script), str(stop)], stdout=subprocess.PIPE,
-                             text=True, env=clean_env(MEMSCOPE_BROKER_ADDRESS=broker.bind))
+    child = subprocess.Popen(
+        [sys.executable, str(script), str(stop)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=clean_env(MEMSCOPE_BROKER_ADDRESS=broker.bind),
+    )
     replies = []
     try:
         assert child.stdout is not None

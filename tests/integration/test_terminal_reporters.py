@@ -50,8 +50,7 @@ def con():
 
 def test_sites_at_the_peak_and_the_end(con) -> None:
     rows = lambda sites: [(s.pid, s.bytes, s.blocks) for s in sites]  # noqa: E731
-    assert rows(sites_at(con, "peak")) == [(20, 1000, 1), (10, 200, 1), (10, 100, 1),
-                                           (10, 50, 1)]
+    assert rows(sites_at(con, "peak")) == [(20, 1000, 1), (10, 200, 1), (10, 100, 1), (10, 50, 1)]
     assert rows(sites_at(con, "peak", pid=10)) == [(10, 300, 1), (10, 100, 1), (10, 50, 1)]
     assert rows(sites_at(con, "end")) == [(10, 200, 1), (10, 100, 1), (10, 50, 1)]
     with pytest.raises(ValueError, match="at must be one of"):
@@ -70,14 +69,19 @@ def test_tree_of_the_biggest_sites(con) -> None:
     # Over both processes, each process is a branch.
     both = build_tree(sites_at(con, "peak"), stacks, 10, {10: "app.py --x", 20: "worker.py"})
     assert [(c.label, c.bytes) for c in both.ordered()] == [
-        ("process 20 (worker.py)", 1000), ("process 10 (app.py --x)", 350)]
+        ("process 20 (worker.py)", 1000),
+        ("process 10 (app.py --x)", 350),
+    ]
 
 
 def test_summary_counts_total_and_own_bytes(con) -> None:
     rows = summarize(sites_at(con, "peak", pid=10), resolver(con))
     assert [(r.function, r.total, r.own, r.blocks) for r in rows] == [
-        ("main", 450, 0, 3), ("load", 400, 100, 2), ("parse", 300, 300, 1),
-        ("other", 50, 50, 1)]
+        ("main", 450, 0, 3),
+        ("load", 400, 100, 2),
+        ("parse", 300, 300, 1),
+        ("other", 50, 50, 1),
+    ]
 
 
 @pytest.fixture()
@@ -97,8 +101,10 @@ def test_tree_root_is_the_peak_that_stats_reports(log: Path, capsys) -> None:
     tree = json.loads(out)["tree"]
     code, out, _ = run_cli(capsys, "stats", str(log), "--json")
     assert tree["bytes"] == json.loads(out)["total"]["peak_memory"] == 1350
-    assert [c["location"] for c in tree["children"]] == ["process 20 (worker.py)",
-                                                          "process 10 (app.py --x)"]
+    assert [c["location"] for c in tree["children"]] == [
+        "process 20 (worker.py)",
+        "process 10 (app.py --x)",
+    ]
 
 
 def test_commands_print_plain_text_when_piped(log: Path, capsys) -> None:
@@ -113,7 +119,9 @@ def test_commands_print_plain_text_when_piped(log: Path, capsys) -> None:
     assert lines[0][-2:] == ["(app.py:9)", "10"] or "parse" in " ".join(lines[0])
     code, out, _ = run_cli(capsys, "summary", str(log), "--pid", "10", "--json")
     assert [(r["function"], r["total"], r["own"]) for r in json.loads(out)["rows"]][:2] == [
-        ("main", 450, 0), ("load", 400, 100)]
+        ("main", 450, 0),
+        ("load", 400, 100),
+    ]
 
 
 def test_bad_input_is_one_line(log: Path, tmp_path: Path, capsys) -> None:
@@ -171,14 +179,30 @@ def test_a_terminal_gets_colour(log: Path, monkeypatch) -> None:
 
 
 def test_on_a_traced_run_the_tree_root_is_the_stats_peak(tmp_path: Path, capsys) -> None:
-    code = ("import threading\n"
-            "def grow(n): return [bytes(100) for _ in range(n)]\n"
-            "keep = grow(20000)\n"
-            "t = threading.Thread(target=grow, args=(50000,)); t.start(); t.join()\n")
+    code = (
+        "import threading\n"
+        "def grow(n): return [bytes(100) for _ in range(n)]\n"
+        "keep = grow(20000)\n"
+        "t = threading.Thread(target=grow, args=(50000,)); t.start(); t.join()\n"
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEMSCOPE_")}
-    subprocess.run([sys.executable, "-m", "memscope", "run", "--no-report", "--out",
-                    str(tmp_path / "run"), "-c", code], check=True, env=env, timeout=120,
-                   capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "memscope",
+            "run",
+            "--no-report",
+            "--out",
+            str(tmp_path / "run"),
+            "-c",
+            code,
+        ],
+        check=True,
+        env=env,
+        timeout=120,
+        capture_output=True,
+    )
     _, out, _ = run_cli(capsys, "tree", str(tmp_path / "run"), "--json")
     root = json.loads(out)["tree"]
     _, out, _ = run_cli(capsys, "stats", str(tmp_path / "run"), "--json")

@@ -21,8 +21,9 @@ def workload():
 
 
 def _run_python(code):
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
@@ -30,9 +31,13 @@ def _run_python(code):
 def _replay_peak(ev):
     """Peak of live bytes replayed from events (allocs, reallocs and frees by address)."""
     live, current, peak = {}, 0, 0
-    for kind, addr, old, size in zip(ev["kind"].tolist(), ev["address"].tolist(),
-                                     ev["old_address"].tolist(), ev["size"].tolist(),
-                                     strict=True):
+    for kind, addr, old, size in zip(
+        ev["kind"].tolist(),
+        ev["address"].tolist(),
+        ev["old_address"].tolist(),
+        ev["size"].tolist(),
+        strict=True,
+    ):
         if kind == KIND_FREE:
             current -= live.pop(addr, 0)
             continue
@@ -45,7 +50,9 @@ def _replay_peak(ev):
 
 
 def test_peaks_match_tracemalloc_within_one_percent():
-    out = _run_python(WORKLOAD + """
+    out = _run_python(
+        WORKLOAD
+        + """
 import tracemalloc, json
 import numpy as np
 from memscope.producer import capture
@@ -64,7 +71,8 @@ print(json.dumps({"agg_peak": agg_peak,
 tracemalloc.start(1)
 workload()
 print(tracemalloc.get_traced_memory()[1])
-""")
+"""
+    )
     import json
 
     from memscope.protocol import records
@@ -90,8 +98,9 @@ def test_aggregated_folds_short_lived_pairs():
     assert (ev["size"] == 777_002).sum() == 0  # no individual events for folded pairs
     agg = rare["aggregates"]
     line = churn.__code__.co_firstlineno + 2  # the `blob = bytearray(...)` line
-    rows = [i for i, sid in enumerate(agg["stack_id"])
-            if sid and resolve_stack(rare, sid)[0][2] == line]
+    rows = [
+        i for i, sid in enumerate(agg["stack_id"]) if sid and resolve_stack(rare, sid)[0][2] == line
+    ]
     # each iteration folds two blocks at that line: the bytearray object and its buffer
     assert sum(agg["alloc_count"][i] for i in rows) == 4_000
     folded = sum(agg["alloc_bytes"][i] for i in rows)
@@ -123,8 +132,10 @@ def test_aggregated_folds_per_thread_when_threads_share_a_stack():
         for round_ in range(2):  # the second round reuses fold slots the drain released
             barrier = threading.Barrier(2)
             tids = {}
-            workers = [threading.Thread(target=_churn_small, args=(n, barrier, tids))
-                       for n in (1_000, 3_000)]
+            workers = [
+                threading.Thread(target=_churn_small, args=(n, barrier, tids))
+                for n in (1_000, 3_000)
+            ]
             for w in workers:
                 w.start()
             for w in workers:
@@ -142,8 +153,11 @@ def test_aggregated_folds_per_thread_when_threads_share_a_stack():
     # the object and its 334-byte buffer: sys.getsizeof counts both (on 3.13 the buffer
     # comes from PyMem_Malloc: another domain, so a row of its own)
     both = sys.getsizeof(bytearray(333))
-    expected = ({both / 2} if sys.version_info < (3, 13)
-                else {float(bytearray.__basicsize__), float(both - bytearray.__basicsize__)})
+    expected = (
+        {both / 2}
+        if sys.version_info < (3, 13)
+        else {float(bytearray.__basicsize__), float(both - bytearray.__basicsize__)}
+    )
     assert set(rows) == expected, rows
 
 
@@ -213,6 +227,7 @@ def test_pinned_objects_report_their_death_in_every_mode():
 
 def test_hooks_only_mode_records_nothing_and_pins_nothing():
     """The benchmark floor: hooks run (stacks are interned) but no event or row is kept."""
+
     def work():
         keep = [bytearray(1_000 + i) for i in range(200)]
         assert not capture.pin(keep)

@@ -38,8 +38,9 @@ def test_numpy_data_is_recorded_with_its_stack_and_free():
     stack = resolve_stack(rare, int(ev["stack_id"][hit]))
     assert [frame[0] for frame in stack[:2]] == ["ones", "make_array"]  # numpy's own, then ours
     addr = ev["address"][hit]
-    assert ((ev["kind"] == KIND_FREE) & (ev["address"] == addr) &
-            (ev["domain"] == DOMAIN_NUMPY)).sum() == 1
+    assert (
+        (ev["kind"] == KIND_FREE) & (ev["address"] == addr) & (ev["domain"] == DOMAIN_NUMPY)
+    ).sum() == 1
 
 
 def test_numpy_in_new_threads_and_contexts_is_recorded():
@@ -92,8 +93,9 @@ print(loaded_by_start, traced_before, traced_after, hits)
 
 
 def test_numpy_imported_after_start_is_traced_without_start_importing_it():
-    out = subprocess.run([sys.executable, "-c", LATE_NUMPY], capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", LATE_NUMPY], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     # start() imports no numpy; numpy's first array after its import is traced
     assert out.stdout.split() == ["False", "False", "True", "1"], out.stdout
@@ -117,8 +119,13 @@ def test_ctypes_audit_events_become_ffi_rows():
     assert result == (5, b"hel")
     ffi = rare["ffi"]
     events = ffi["event"]
-    for name in ("ctypes.dlopen", "ctypes.dlsym", "ctypes.create_string_buffer",
-                 "ctypes.call_function", "ctypes.string_at"):
+    for name in (
+        "ctypes.dlopen",
+        "ctypes.dlsym",
+        "ctypes.create_string_buffer",
+        "ctypes.call_function",
+        "ctypes.string_at",
+    ):
         assert name in events, (name, events)
     dlopen = json.loads(ffi["details"][events.index("ctypes.dlopen")])
     assert dlopen["name"] == libc_name
@@ -143,11 +150,15 @@ def test_dlsym_rows_name_the_library_and_symbol_and_plain_calls_raise_nothing():
         return strlen(b"abcd"), absolute(-3), labs(-4), lib.strlen(b"xy")
 
     _, rare, funcs = capture_run(resolve)
-    rows = [(event, json.loads(details)) for event, details
-            in zip(rare["ffi"]["event"], rare["ffi"]["details"], strict=True)]
-    assert rows == [("ctypes.dlsym", {"library": libc_name, "name": "strlen"}),
-                    ("ctypes.dlsym", {"library": libc_name, "name": "abs"}),
-                    ("ctypes.dlsym", {"library": None, "name": "labs"})]
+    rows = [
+        (event, json.loads(details))
+        for event, details in zip(rare["ffi"]["event"], rare["ffi"]["details"], strict=True)
+    ]
+    assert rows == [
+        ("ctypes.dlsym", {"library": libc_name, "name": "strlen"}),
+        ("ctypes.dlsym", {"library": libc_name, "name": "abs"}),
+        ("ctypes.dlsym", {"library": None, "name": "labs"}),
+    ]
     # CPython 3.11 audits no ordinary foreign call (nor the cached lib.strlen lookup):
     # the ffi.py docstring and README say calls are not recorded, and this holds them to it
     _, rare, result = capture_run(lambda: call(funcs))

@@ -15,7 +15,11 @@ data = [1, 2, 3]
 for _ in range(2_000):
     memscope.track_var(data)
 after_tracking = tracker.get_stats()
-print(json.dumps({
-    "scopes": after_scopes.active_memory - before.active_memory,
-    "tracking": after_tracking.active_memory - after_scopes.active_memory,
-}))
+print(
+    json.dumps(
+        {
+            "scopes": after_scopes.active_memory - before.active_memory,
+            "tracking": after_tracking.active_memory - after_scopes.active_memory,
+        }
+    )
+)

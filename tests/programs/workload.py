@@ -104,7 +104,9 @@ def main():
         out[f"{method}_exit"] = process.exitcode
     done = subprocess.run(
         [sys.executable, "-c", "import os; x = bytearray(333_333); print(os.getpid())"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     out["subprocess"] = int(done.stdout)
     out["kept"] = len(kept)

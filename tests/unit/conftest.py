@@ -22,8 +22,13 @@ def _refuse(*args: object, **kwargs: object) -> None:
 _socket_init = socket.socket.__init__
 
 
-def _wrap_only(self: socket.socket, family: int = -1, type: int = -1, proto: int = -1,
-               fileno: int | None = None) -> None:
+def _wrap_only(
+    self: socket.socket,
+    family: int = -1,
+    type: int = -1,
+    proto: int = -1,
+    fileno: int | None = None,
+) -> None:
     """Wrapping a descriptor (``socketpair``, asyncio's self-pipe) is fine; a new socket is not."""
     if fileno is None:
         raise RuntimeError(_WHY)

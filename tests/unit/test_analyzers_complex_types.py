@@ -7,10 +7,16 @@ from memscope.analyzers.log_builder import run_analyzer as analyze
 from memscope.analyzers.type_names import complexity_score, parse
 
 
-@pytest.mark.parametrize("name,depth,params", [
-    ("int", 0, 0), ("list[int]", 1, 1), ("dict[str, list[int]]", 2, 3),
-    ("numpy.ndarray[float64]", 1, 1), ("dict[str, dict[str, list[int]]]", 3, 5),
-])
+@pytest.mark.parametrize(
+    "name,depth,params",
+    [
+        ("int", 0, 0),
+        ("list[int]", 1, 1),
+        ("dict[str, list[int]]", 2, 3),
+        ("numpy.ndarray[float64]", 1, 1),
+        ("dict[str, dict[str, list[int]]]", 3, 5),
+    ],
+)
 def test_parse_depth_and_parameters(name, depth, params):
     shape = parse(name)
     assert (shape.depth, shape.parameter_count) == (depth, params)
@@ -33,12 +39,14 @@ def test_counts_sizes_and_suggestions():
         b.variable(1, i, f"u{i}", "app.User", 0x100 + i * 64, 48, deep_size=300)
     b.variable(1, 50, "xs", "list[float]", 0x9000, 8_056, deep_size=80_056)
     b.variable(1, 51, "few", "app.Point", 0x9100, 48)
-    report = analyze(b, "complex_types", slots_min_instances=10,
-                     homogeneous_min_bytes=64 * 1024)
+    report = analyze(b, "complex_types", slots_min_instances=10, homogeneous_min_bytes=64 * 1024)
     types = {t["type_name"]: t for t in report["complex_type_analysis"]}
     user = types["app.User"]
     assert (user["instance_count"], user["total_size_bytes"], user["total_deep_size_bytes"]) == (
-        12, 576, 3_600)
+        12,
+        576,
+        3_600,
+    )
     assert [s["kind"] for s in user["suggestions"]] == ["slots"]
     assert user["suggestions"][0]["evidence"]["instance_count"] == 12
     assert [s["kind"] for s in types["list[float]"]["suggestions"]] == ["homogeneous_array"]

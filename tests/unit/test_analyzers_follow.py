@@ -45,8 +45,10 @@ def test_rounds_read_only_new_rows_and_end_equal_to_a_full_run(tmp_path):
 def test_follow_stops_after_max_rounds(tmp_path):
     events = tmp_path / "run" / "events"
     write_log(sample_log().tables(), events)
-    assert follow(events, tmp_path / "o", only=["memory"], interval=0.01, quiet=True,
-                  max_rounds=1) == 0
+    assert (
+        follow(events, tmp_path / "o", only=["memory"], interval=0.01, quiet=True, max_rounds=1)
+        == 0
+    )
     assert (tmp_path / "o" / "snapshot_memory_analysis.json").exists()
     assert not (tmp_path / "o" / "snapshot_lifetime.json").exists()
 
@@ -83,8 +85,9 @@ def test_an_open_segment_is_continued_where_the_last_round_stopped(tmp_path):
     assert follower.events == memory.num_rows
     run_all(events, tmp_path / "full")
     for a in ANALYZERS.values():
-        assert (tmp_path / "live" / a.file_name()).read_bytes() == \
-            (tmp_path / "full" / a.file_name()).read_bytes()
+        assert (tmp_path / "live" / a.file_name()).read_bytes() == (
+            tmp_path / "full" / a.file_name()
+        ).read_bytes()
 
 
 def test_live_stats_follow_a_growing_log(tmp_path):
@@ -108,9 +111,10 @@ def test_live_stats_follow_a_growing_log(tmp_path):
     seeds = live.seed_figures(100)
     assert seeds["peak_allocations"] == seed_figures(con, 100)["peak_allocations"]
     assert (seeds["leaked_allocations"], seeds["leaked_memory"]) == (
-        live.stats(100)["active_allocations"], live.stats(100)["active_memory"])
-    assert live.stats()["total_allocations"] == process_stats(connect(events))[
-        "total_allocations"]
+        live.stats(100)["active_allocations"],
+        live.stats(100)["active_memory"],
+    )
+    assert live.stats()["total_allocations"] == process_stats(connect(events))["total_allocations"]
 
 
 def test_live_stats_for_keeps_one_matcher_per_log(tmp_path):
@@ -130,12 +134,14 @@ def test_live_stats_for_keeps_one_matcher_per_log(tmp_path):
         assert live.refreshes == 1  # the unchanged log is not matched again
         read = dict(live._follower.state.cursor.rows)
         _append(events, second)
-        assert memstats.live_stats_for(events).stats() == process_stats(
-            connect(events))
+        assert memstats.live_stats_for(events).stats() == process_stats(connect(events))
         assert live.refreshes == 2
         # only the new rows were fed: the first segment's count did not move
-        assert all(live._follower.state.cursor.rows[k] == n for k, n in read.items()
-                   if k in live._follower.state.cursor.finished)
+        assert all(
+            live._follower.state.cursor.rows[k] == n
+            for k, n in read.items()
+            if k in live._follower.state.cursor.finished
+        )
     finally:
         memstats.forget_live(events)
     assert memstats.live_stats_for(events) is not live

@@ -25,8 +25,9 @@ def _imports(path: Path) -> set[str]:
             elif node.module.startswith("memscope.analyzers."):
                 found.add(node.module.split(".")[2])
         elif isinstance(node, ast.Import):
-            found.update(a.name.split(".")[2] for a in node.names
-                         if a.name.startswith("memscope.analyzers."))
+            found.update(
+                a.name.split(".")[2] for a in node.names if a.name.startswith("memscope.analyzers.")
+            )
     modules = {p.stem for p in PACKAGE.glob("*.py")}
     return {name for name in found if name in modules and name != path.stem}
 

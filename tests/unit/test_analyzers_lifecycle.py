@@ -8,8 +8,18 @@ def _log():
     b = LogBuilder()
     b.alloc(1, 100, 0x100, 64)
     inner = b.variable(1, 110, "ids", "list[int]", 0x200, 88, scope="load", scope_id=5)
-    b.variable(1, 120, "users", "dict[str, list[int]]", 0x100, 64, deep_size=300,
-               scope="load", scope_id=5, contains=[inner])
+    b.variable(
+        1,
+        120,
+        "users",
+        "dict[str, list[int]]",
+        0x100,
+        64,
+        deep_size=300,
+        scope="load",
+        scope_id=5,
+        contains=[inner],
+    )
     b.variable(1, 130, "same_users", "dict[str, list[int]]", 0x100, 64, scope="main")
     b.free(1, 1_120, 0x100)
     b.scope(1, 5, "load", 105, 2_000)
@@ -21,8 +31,10 @@ def test_a_variable_with_a_known_lifetime():
     users = events["users"]
     assert users["created_ts_ns"] == 120 and users["died_ts_ns"] == 1_120
     assert users["lifetime_ns"] == 1_000 and users["alive_at_end"] is False
-    assert users["events"] == [{"event": "tracked", "ts_ns": 120},
-                               {"event": "freed", "ts_ns": 1_120}]
+    assert users["events"] == [
+        {"event": "tracked", "ts_ns": 120},
+        {"event": "freed", "ts_ns": 1_120},
+    ]
     assert events["ids"]["alive_at_end"] is True and "died_ts_ns" not in events["ids"]
 
 
@@ -48,6 +60,11 @@ def test_scope_totals_and_duration():
 
 def test_summary_counts():
     summary = analyze(_log(), "lifecycle")["summary"]
-    assert summary == {"tracked_variables": 3, "died": 2, "alive_at_end": 1,
-                       "min_lifetime_ns": 990, "median_lifetime_ns": 995.0,
-                       "max_lifetime_ns": 1_000}
+    assert summary == {
+        "tracked_variables": 3,
+        "died": 2,
+        "alive_at_end": 1,
+        "min_lifetime_ns": 990,
+        "median_lifetime_ns": 995.0,
+        "max_lifetime_ns": 1_000,
+    }

@@ -11,7 +11,7 @@ def _log():
     site = b.stack(1, [("main", "app.py", 1), ("load", "app.py", 7)])
     for i, size in enumerate((10, 20, 30, 40, 400)):
         b.alloc(1, 10 + i, 0x100 * (i + 1), size, stack_id=site)
-    b.free(1, 100, 0x500)   # the 400 B block
+    b.free(1, 100, 0x500)  # the 400 B block
     b.variable(1, 20, "names", "list[str]", 0x100, 10, deep_size=90)
     b.variable(1, 21, "index", "dict[str, int]", 0x200, 20)
     return b

@@ -20,12 +20,22 @@ def test_known_totals():
     b.aggregate(1, 60, 0, alloc_count=7, alloc_bytes=700)
     stats = process_stats(connect_tables_analyzed(b.tables()))
     assert stats == {
-        "active_memory": 90, "peak_memory": 150, "peak_ts_ns": 20, "active_allocations": 2,
-        "total_allocations": 4 + 7, "total_allocated": 240 + 700,
-        "total_deallocations": 2 + 7, "total_freed": 150 + 700, "unmatched_frees": 1,
-        "unrecorded_frees": 0, "folded_allocations": 7, "folded_bytes": 700,
-        "total_deallocated": 150 + 700, "peak_memory_source": "log",
-        "active_memory_source": "log", "modes": [],
+        "active_memory": 90,
+        "peak_memory": 150,
+        "peak_ts_ns": 20,
+        "active_allocations": 2,
+        "total_allocations": 4 + 7,
+        "total_allocated": 240 + 700,
+        "total_deallocations": 2 + 7,
+        "total_freed": 150 + 700,
+        "unmatched_frees": 1,
+        "unrecorded_frees": 0,
+        "folded_allocations": 7,
+        "folded_bytes": 700,
+        "total_deallocated": 150 + 700,
+        "peak_memory_source": "log",
+        "active_memory_source": "log",
+        "modes": [],
     }
 
 
@@ -80,8 +90,12 @@ def _random_log(rng, b=None, pid=1):
             level += size
         if level > best:
             best, best_t = level, t
-    return b, {"peak_memory": best, "peak_ts_ns": best_t, "active_memory": level,
-               "active_allocations": len(live)}
+    return b, {
+        "peak_memory": best,
+        "peak_ts_ns": best_t,
+        "active_memory": level,
+        "active_allocations": len(live),
+    }
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -147,15 +161,21 @@ def test_full_mode_ignores_in_process_figures():
 def test_sampled_mode_scales_samples_to_estimates():
     b = LogBuilder()
     b.process(1, 0, mode="sampled", sample_bytes=1000)
-    b.alloc(1, 10, 0x100, 1000)   # p = 1 - e^-1: stands for 1.582 blocks, 1582 bytes
+    b.alloc(1, 10, 0x100, 1000)  # p = 1 - e^-1: stands for 1.582 blocks, 1582 bytes
     b.alloc(1, 20, 0x200, 100_000)  # p ~ 1: stands for itself
     b.free(1, 30, 0x200)
     stats = process_stats(connect_tables_analyzed(b.tables()), 1)
     w = 1 / (1 - np.exp(-1.0))
     assert stats["estimated"] is True and stats["sample_bytes"] == [1000]
-    assert stats["samples"] == {"allocations": 2, "allocated": 101_000, "deallocations": 1,
-                                "freed": 100_000, "active_allocations": 1,
-                                "active_memory": 1000, "peak_memory": 101_000}
+    assert stats["samples"] == {
+        "allocations": 2,
+        "allocated": 101_000,
+        "deallocations": 1,
+        "freed": 100_000,
+        "active_allocations": 1,
+        "active_memory": 1000,
+        "peak_memory": 101_000,
+    }
     assert stats["total_allocations"] == round(w + 1)
     assert stats["total_allocated"] == round(1000 * w + 100_000)
     assert stats["active_memory"] == round(1000 * w)

@@ -51,8 +51,9 @@ def test_closing_early_stops_the_thread() -> None:
     next(stream)
     stream.close()
     time.sleep(0.05)
-    left = [t for t in threading.enumerate()
-            if t.ident not in before and t.name == "memscope-prefetch"]
+    left = [
+        t for t in threading.enumerate() if t.ident not in before and t.name == "memscope-prefetch"
+    ]
     assert left == []
 
 
@@ -67,7 +68,7 @@ def _rows(rng: np.random.Generator, n: int, pids: np.ndarray, high_addresses: bo
     address = rng.integers(0, 64, n).astype(np.uint64) * np.uint64(16) + np.uint64(top - 4096)
     ts = rng.integers(0, 50, n).astype(np.int64)  # many ties, so seq and start decide
     seq = rng.integers(0, 1 << 40, n).astype(np.uint64)
-    seq[: n // 4] = seq[n // 4: 2 * (n // 4)]  # equal seq: ends must come before starts
+    seq[: n // 4] = seq[n // 4 : 2 * (n // 4)]  # equal seq: ends must come before starts
     start = rng.random(n) < 0.5
     return pid, address, ts, seq, start
 
@@ -84,6 +85,7 @@ def test_block_order_equals_the_five_key_lexsort(case: str) -> None:
 
 def test_block_order_of_no_rows() -> None:
     empty = np.zeros(0, np.uint64)
-    order = block_order(empty.astype(np.uint32), empty, empty.astype(np.int64), empty,
-                        empty.astype(bool))
+    order = block_order(
+        empty.astype(np.uint32), empty, empty.astype(np.int64), empty, empty.astype(bool)
+    )
     assert len(order) == 0

@@ -19,8 +19,7 @@ def run_dir(tmp_path):
 
 
 def _load(directory):
-    return {a.kind: json.loads((directory / a.file_name()).read_text())
-            for a in ANALYZERS.values()}
+    return {a.kind: json.loads((directory / a.file_name()).read_text()) for a in ANALYZERS.values()}
 
 
 def test_every_file_is_written_and_valid(run_dir):
@@ -79,8 +78,7 @@ def test_a_corrupt_segment_is_named_and_the_rest_analyzed(run_dir, tmp_path, cap
     assert len(segments) == 3
     damaged = segments[1]
     damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
-    code = main(["analyze", str(run_dir), "--out", str(tmp_path / "out"), "--quiet",
-                 "--jobs", "1"])
+    code = main(["analyze", str(run_dir), "--out", str(tmp_path / "out"), "--quiet", "--jobs", "1"])
     err = capsys.readouterr().err
     assert code == 1
     assert "memory/" + damaged.name in err and "damaged log" in err
@@ -91,11 +89,26 @@ def test_a_corrupt_segment_is_named_and_the_rest_analyzed(run_dir, tmp_path, cap
 
 
 def test_analyze_cli_writes_the_six_files(run_dir, tmp_path, capsys):
-    assert main(["analyze", str(run_dir / "events"), "--out", str(tmp_path / "o"),
-                 "--only", "memory,lifecycle", "--jobs", "2"]) == 0
+    assert (
+        main(
+            [
+                "analyze",
+                str(run_dir / "events"),
+                "--out",
+                str(tmp_path / "o"),
+                "--only",
+                "memory,lifecycle",
+                "--jobs",
+                "2",
+            ]
+        )
+        == 0
+    )
     out, err = capsys.readouterr()
-    assert out.split() == [str(tmp_path / "o" / "snapshot_memory_analysis.json"),
-                           str(tmp_path / "o" / "snapshot_lifetime.json")]
+    assert out.split() == [
+        str(tmp_path / "o" / "snapshot_memory_analysis.json"),
+        str(tmp_path / "o" / "snapshot_lifetime.json"),
+    ]
     assert err == ""  # stderr is no terminal: no progress bar (integration/test_progress.py)
 
 

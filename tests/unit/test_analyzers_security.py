@@ -47,7 +47,8 @@ def test_a_free_of_an_unseen_block_is_not_a_finding_but_is_counted():
     report = analyze(b, "security")
     assert report["violation_reports"] == []
     assert report["summary"]["unprovable"] == [
-        {"pid": 1, "unmatched_frees": 2, "unrecorded_frees": 0}]
+        {"pid": 1, "unmatched_frees": 2, "unrecorded_frees": 0}
+    ]
 
 
 def test_a_domain_mismatch():
@@ -154,8 +155,7 @@ def test_summary_counts_every_finding_before_the_list_is_cut(monkeypatch):
     for site_no in range(3):  # three sites that keep growing to the end: three leaks
         site = b.stack(1, [("main", "app.py", 1), ("grow", "c.py", site_no + 1)])
         for i in range(10):
-            b.alloc(1, 1_000 * i + site_no, 0x100000 * (site_no + 1) + 64 * i, 64,
-                    stack_id=site)
+            b.alloc(1, 1_000 * i + site_no, 0x100000 * (site_no + 1) + 64 * i, 64, stack_id=site)
     report = analyze(b, "security", oversized_bytes=5_000)
     summary = report["summary"]
     assert summary["by_kind"]["oversized_allocation"] == 5
@@ -170,10 +170,10 @@ def test_a_free_inside_a_live_block_is_invalid():
     b = LogBuilder()
     site = b.stack(1, [("main", "app.py", 1), ("bad", "ext.py", 5)])
     b.alloc(1, 10, 0x1000, 64, stack_id=site)
-    b.free(1, 20, 0x1010, stack_id=site)   # 16 bytes into the live block
-    b.free(1, 30, 0x5000)                  # never seen, inside nothing: not provable
+    b.free(1, 20, 0x1010, stack_id=site)  # 16 bytes into the live block
+    b.free(1, 30, 0x5000)  # never seen, inside nothing: not provable
     b.free(1, 40, 0x1000)
-    b.free(1, 50, 0x1008)                  # the block is gone by now
+    b.free(1, 50, 0x1008)  # the block is gone by now
     report = analyze(b, "security")
     (finding,) = _findings(report, "invalid_free")
     assert (finding["ts_ns"], finding["address"]) == (20, 0x1010)
@@ -184,19 +184,20 @@ def test_a_free_inside_a_live_block_is_invalid():
 
 def test_interior_frees_among_reused_slots_other_domains_and_processes():
     b = LogBuilder()
-    b.alloc(1, 10, 0x2000, 256)             # dead by the first interior free
+    b.alloc(1, 10, 0x2000, 256)  # dead by the first interior free
     b.free(1, 15, 0x2000)
-    b.alloc(1, 20, 0x2000, 64)              # the block alive at 0x2000 from then on
-    b.alloc(1, 21, 0x2040, 64)              # its neighbour
-    b.free(1, 30, 0x2010)                   # inside the 64-byte block: invalid
-    b.free(1, 31, 0x2020)                   # a second one inside it: invalid
-    b.free(1, 32, 0x2080)                   # inside only the dead 256-byte block: not provable
+    b.alloc(1, 20, 0x2000, 64)  # the block alive at 0x2000 from then on
+    b.alloc(1, 21, 0x2040, 64)  # its neighbour
+    b.free(1, 30, 0x2010)  # inside the 64-byte block: invalid
+    b.free(1, 31, 0x2020)  # a second one inside it: invalid
+    b.free(1, 32, 0x2080)  # inside only the dead 256-byte block: not provable
     b.free(1, 33, 0x2050, domain=DOMAIN_MEM)  # inside an obj block, but freed as mem: not it
-    b.alloc(2, 10, 0x2000, 4096)            # another process's block at the same address
-    b.free(2, 40, 0x2100)                   # inside pid 2's block: invalid
-    b.free(1, 41, 0x2100)                   # pid 1 has nothing there: not provable
+    b.alloc(2, 10, 0x2000, 4096)  # another process's block at the same address
+    b.free(2, 40, 0x2100)  # inside pid 2's block: invalid
+    b.free(1, 41, 0x2100)  # pid 1 has nothing there: not provable
     report = analyze(b, "security")
-    found = sorted((f["pid"], f["ts_ns"], f["address"], f["related_allocations"][0]["address"])
-                   for f in _findings(report, "invalid_free"))
-    assert found == [(1, 30, 0x2010, 0x2000), (1, 31, 0x2020, 0x2000),
-                     (2, 40, 0x2100, 0x2000)]
+    found = sorted(
+        (f["pid"], f["ts_ns"], f["address"], f["related_allocations"][0]["address"])
+        for f in _findings(report, "invalid_free")
+    )
+    assert found == [(1, 30, 0x2010, 0x2000), (1, 31, 0x2020, 0x2000), (2, 40, 0x2100, 0x2000)]

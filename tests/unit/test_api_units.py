@@ -260,9 +260,13 @@ def test_scopes_of_interleaved_asyncio_tasks_stay_apart(monkeypatch):
     assert seen == {"a": ["a"], "b": ["b"]}
     assert [name for _, name in outer] == ["handler", "handler"]
     table = rows.take()["scopes"]
-    enters = {sid: (name, parent) for sid, name, parent, event in zip(
-        table["scope_id"], table["name"], table["parent_id"], table["event"], strict=True)
-        if event == "enter"}
+    enters = {
+        sid: (name, parent)
+        for sid, name, parent, event in zip(
+            table["scope_id"], table["name"], table["parent_id"], table["event"], strict=True
+        )
+        if event == "enter"
+    }
     handlers = {sid for sid, (name, _) in enters.items() if name == "handler"}
     assert {enters[sid][1] for sid, (name, _) in enters.items() if name in "ab"} == handlers
 
@@ -310,8 +314,11 @@ def test_thread_watcher_sees_start_rename_and_exit():
     thread.join()
     watcher.poll(rows)
     table = rows.take()["threads"]
-    mine = [(e, n) for t, e, n in zip(table["tid"], table["event"], table["name"], strict=True)
-            if t == thread.ident]
+    mine = [
+        (e, n)
+        for t, e, n in zip(table["tid"], table["event"], table["name"], strict=True)
+        if t == thread.ident
+    ]
     assert mine == [("start", "worker-1"), ("name", "worker-renamed"), ("exit", "worker-renamed")]
 
 
@@ -356,8 +363,11 @@ def _freed_at_death(make, watch):
         del hold
 
 
-@pytest.mark.parametrize("make", [lambda: [None], lambda: {"k": None}, lambda: (None, len([]))],
-                         ids=["list", "dict", "tuple"])
+@pytest.mark.parametrize(
+    "make",
+    [lambda: [None], lambda: {"k": None}, lambda: (None, len([]))],
+    ids=["list", "dict", "tuple"],
+)
 def test_a_watched_object_frees_its_block_instead_of_being_recycled(make):
     recycled = _freed_at_death(make, watch=False)
     freed = _freed_at_death(make, watch=True)
@@ -389,6 +399,9 @@ def test_thread_watcher_names_a_thread_that_lived_between_two_polls():
     thread.join()
     watcher.poll(rows)
     table = rows.take()["threads"]
-    mine = [(e, n) for t, e, n in zip(table["tid"], table["event"], table["name"], strict=True)
-            if t == thread.ident]
+    mine = [
+        (e, n)
+        for t, e, n in zip(table["tid"], table["event"], table["name"], strict=True)
+        if t == thread.ident
+    ]
     assert mine == [("start", "short-lived"), ("exit", "short-lived")]

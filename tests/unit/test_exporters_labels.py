@@ -21,16 +21,26 @@ def frameless_sample(tmp_path: Path) -> Path:
         shutil.copy(path, tmp_path / path.name)
     mem_path = tmp_path / "snapshot_memory_analysis.json"
     mem = json.loads(mem_path.read_text())
-    mem["top_allocation_sites"].insert(0, {"pid": 100, "stack_id": 0, "allocations": 5,
-                                           "bytes_allocated": 9_000_000, "trace": []})
-    mem["largest_live_allocations"].insert(0, {"pid": 100, "tid": 1, "size_bytes": 9_000_000,
-                                               "allocation_time_ns": 5000, "address": 4096,
-                                               "stack_id": 0})
+    mem["top_allocation_sites"].insert(
+        0, {"pid": 100, "stack_id": 0, "allocations": 5, "bytes_allocated": 9_000_000, "trace": []}
+    )
+    mem["largest_live_allocations"].insert(
+        0,
+        {
+            "pid": 100,
+            "tid": 1,
+            "size_bytes": 9_000_000,
+            "allocation_time_ns": 5000,
+            "address": 4096,
+            "stack_id": 0,
+        },
+    )
     mem_path.write_text(json.dumps(mem))
     perf_path = tmp_path / "snapshot_performance.json"
     perf = json.loads(perf_path.read_text())
-    perf["hottest_sites"]["by_bytes"].insert(0, {"pid": 100, "stack_id": 0, "allocations": 5,
-                                                 "bytes_allocated": 9_000_000})
+    perf["hottest_sites"]["by_bytes"].insert(
+        0, {"pid": 100, "stack_id": 0, "allocations": 5, "bytes_allocated": 9_000_000}
+    )
     perf_path.write_text(json.dumps(perf))
     return tmp_path
 
@@ -59,8 +69,14 @@ def test_name_list_keeps_whole_names_and_counts_the_rest():
 def test_scope_rows_name_their_thread():
     from memscope.exporters.extract import scopes
 
-    life = {"lifecycle_events": [{"pid": 1, "tid": 77, "thread_name": "worker-1"}],
-            "scope_analysis": {"scopes": [{"pid": 1, "tid": 77, "name": "work"},
-                                          {"pid": 1, "tid": 78, "name": "other"}]}}
+    life = {
+        "lifecycle_events": [{"pid": 1, "tid": 77, "thread_name": "worker-1"}],
+        "scope_analysis": {
+            "scopes": [
+                {"pid": 1, "tid": 77, "name": "work"},
+                {"pid": 1, "tid": 78, "name": "other"},
+            ]
+        },
+    }
     rows = scopes(life, 0)
     assert [r["tid"] for r in rows] == ["worker-1", "78"]

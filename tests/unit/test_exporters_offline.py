@@ -11,9 +11,14 @@ import memscope.analyzers
 from memscope.api import offline
 
 SAMPLE = Path(__file__).parents[1] / "data" / "analysis_sample"
-KIND = {"memory": "memory_analysis", "lifecycle": "lifetime", "performance": "performance",
-        "security": "security_violations", "complex_types": "complex_types",
-        "ffi": "unsafe_ffi"}
+KIND = {
+    "memory": "memory_analysis",
+    "lifecycle": "lifetime",
+    "performance": "performance",
+    "security": "security_violations",
+    "complex_types": "complex_types",
+    "ffi": "unsafe_ffi",
+}
 
 
 @pytest.mark.parametrize("kind", sorted(offline.EXPORT_FILES))

@@ -29,8 +29,9 @@ def mutate(value, how):
     if isinstance(value, bool):
         return value
     if isinstance(value, int | float):
-        return {"numbers-to-strings": "x", "numbers-negative": -value,
-                "numbers-huge": 1e308}.get(how, value)
+        return {"numbers-to-strings": "x", "numbers-negative": -value, "numbers-huge": 1e308}.get(
+            how, value
+        )
     return value
 
 
@@ -49,8 +50,9 @@ def assert_parses(filename: str, data: bytes) -> None:
         text = data.decode("utf-8")
         assert text.lstrip().lower().startswith("<!doctype html") and "</html>" in text
         for name in ("memscope-config", "memscope-data"):
-            found = re.search(f'<script type="application/json" id="{name}">(.*?)</script>',
-                              text, re.S)
+            found = re.search(
+                f'<script type="application/json" id="{name}">(.*?)</script>', text, re.S
+            )
             assert found, name
             assert json.loads(found.group(1)), name
         model = json.loads(re.search(r'id="memscope-data">(.*?)</script>', text, re.S).group(1))

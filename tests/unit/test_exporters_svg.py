@@ -63,8 +63,12 @@ def test_memory_svg_shows_the_measured_numbers(sample):
     assert metric_text("ratio", stats["allocation_density"]) in shown
     assert human_count(stats["total_allocations"]) in shown
     # the largest type of the treemap, its size, and a variable of it are labelled
-    types = [t for c in mem["memory_hierarchy"].values()
-             for s in c["subcategories"].values() for t in s["types"]]
+    types = [
+        t
+        for c in mem["memory_hierarchy"].values()
+        for s in c["subcategories"].values()
+        for t in s["types"]
+    ]
     biggest = max(types, key=lambda t: t["size_bytes"])
     assert biggest["type_name"] in shown
     assert human_bytes(biggest["size_bytes"]) in shown
@@ -103,8 +107,11 @@ def assert_inert(svg: bytes) -> None:
         assert not [a for a in el.attrib if a.lower().startswith("on")], el.attrib
 
 
-@pytest.mark.parametrize("exporter", [MemoryAnalysisSvg(), LifecycleTimelineSvg(),
-                                      FlameGraphSvg()], ids=["memory", "timeline", "flame"])
+@pytest.mark.parametrize(
+    "exporter",
+    [MemoryAnalysisSvg(), LifecycleTimelineSvg(), FlameGraphSvg()],
+    ids=["memory", "timeline", "flame"],
+)
 def test_hostile_names_are_text(tmp_path, exporter):
     write_sample_reports(tmp_path, n_vars=12, names=HOSTILE_NAMES)
     svg = render(exporter, load_reports(tmp_path))
@@ -189,8 +196,7 @@ def test_timeline_without_lifetime_data(tmp_path):
 def test_sites_of_one_line_are_merged_in_the_chart(tmp_path):
     paths = write_sample_reports(tmp_path, n_vars=3)
     mem = json.loads(paths["memory_analysis"].read_text())
-    site = dict(mem["top_allocation_sites"][0], stack_id=999, bytes_allocated=1000,
-                allocations=10)
+    site = dict(mem["top_allocation_sites"][0], stack_id=999, bytes_allocated=1000, allocations=10)
     mem["top_allocation_sites"][0].update(bytes_allocated=5000, allocations=5)
     mem["top_allocation_sites"].append(site)
     paths["memory_analysis"].write_text(json.dumps(mem))
@@ -243,9 +249,16 @@ def test_top_sites_with_one_innermost_frame_get_one_band_each(tmp_path):
     # same function, different files whose names differ only in the middle
     places = [f"pkg/{'x' * 30}/{d}/{'y' * 20}/mod.py:7" for d in ("aa", "bb", "cc")]
     mem["top_allocation_sites"] = [
-        dict(base, stack_id=50 + i, bytes_allocated=9000 - 1000 * i, allocations=3,
-             location=f"append ({where})", trace=[f"append ({where})"])
-        for i, where in enumerate(places)]
+        dict(
+            base,
+            stack_id=50 + i,
+            bytes_allocated=9000 - 1000 * i,
+            allocations=3,
+            location=f"append ({where})",
+            trace=[f"append ({where})"],
+        )
+        for i, where in enumerate(places)
+    ]
     paths["memory_analysis"].write_text(json.dumps(mem))
     view = MemoryAnalysisSvg().build(load_reports(tmp_path))
     spec = charts.top_sites(view.sites).to_dict(validate=False)
@@ -265,7 +278,7 @@ def test_top_sites_with_one_innermost_frame_get_one_band_each(tmp_path):
         bar = svg.index(f"rank: {i}; site:")
         clip = svg.rfind("<g clip-path=", 0, bar)  # Vega wraps each rounded bar in a group
         start = svg.rfind('<g transform="translate(', 0, clip)
-        ys.append(svg[start:svg.index(")", start)])
+        ys.append(svg[start : svg.index(")", start)])
     assert len(set(ys)) == 3, ys
 
 
@@ -285,20 +298,27 @@ def test_timeline_axis_starts_at_the_first_tracked_event(tmp_path):
     shown = texts(svg)
     assert any("time since the first tracked variable or scope event" in t for t in shown)
     life = load(REAL_SAMPLE, "lifetime")
-    first_enter = min(s["enter_ts_ns"] for s in life["scope_analysis"]["scopes"]
-                      if "enter_ts_ns" in s)
+    first_enter = min(
+        s["enter_ts_ns"] for s in life["scope_analysis"]["scopes"] if "enter_ts_ns" in s
+    )
     first_var = min(v["created_ts_ns"] for v in life["lifecycle_events"])
     first = min(first_enter, first_var)
     # the bars spread over the plot: the earliest starts at its left edge, none in the last
     # few pixels only
     from memscope.exporters.timeline_svg import GUTTER, LABEL_W, RIGHT, WIDTH
+
     x0, x1 = LABEL_W + GUTTER, WIDTH - RIGHT
-    bars = [float(r.get("x")) for g in root.iter(f"{SVG}g") if g.get("class") == "variable"
-            for r in g.findall(f"{SVG}rect")[2:3]]
+    bars = [
+        float(r.get("x"))
+        for g in root.iter(f"{SVG}g")
+        if g.get("class") == "variable"
+        for r in g.findall(f"{SVG}rect")[2:3]
+    ]
     assert bars and min(bars) >= x0 - 0.01
     assert min(bars) < x0 + (x1 - x0) * 0.2
-    name_first = next(v["name"] for v in life["lifecycle_events"]
-                      if v["created_ts_ns"] == first_var)
+    name_first = next(
+        v["name"] for v in life["lifecycle_events"] if v["created_ts_ns"] == first_var
+    )
     assert name_first in shown
     assert first <= first_var
 
@@ -312,8 +332,10 @@ def test_timeline_scope_header_uses_the_measured_enter_and_exit(tmp_path):
     vars_ = [v for v in life["lifecycle_events"] if v["scope"] == "load_users"]
     # the scope was entered before its first variable and exited before the last died
     assert scope["enter_ts_ns"] < min(v["created_ts_ns"] for v in vars_)
-    ran = (f"ran {human_duration_ns(scope['enter_ts_ns'] - t0)} – "
-           f"{human_duration_ns(scope['exit_ts_ns'] - t0)}")
+    ran = (
+        f"ran {human_duration_ns(scope['enter_ts_ns'] - t0)} – "
+        f"{human_duration_ns(scope['exit_ts_ns'] - t0)}"
+    )
     assert ran in shown
 
 
@@ -325,11 +347,15 @@ def test_timeline_long_type_names_cut_at_the_end_with_the_full_name_kept(tmp_pat
     life["lifecycle_events"][0]["type_name"] = long_type
     (tmp_path / "snapshot_lifetime.json").write_text(json.dumps(life))
     root = ET.fromstring(render(LifecycleTimelineSvg(), load_reports(tmp_path)))
-    cut = [t for t in root.iter(f"{SVG}text") if (t.text or "").endswith("…")
-           and long_type.startswith((t.text or "")[:-1])]
+    cut = [
+        t
+        for t in root.iter(f"{SVG}text")
+        if (t.text or "").endswith("…") and long_type.startswith((t.text or "")[:-1])
+    ]
     assert cut, "type name not cut at the end"
-    assert any("".join(title.itertext()) == long_type for t in cut
-               for title in t.findall(f"{SVG}title"))
+    assert any(
+        "".join(title.itertext()) == long_type for t in cut for title in t.findall(f"{SVG}title")
+    )
 
 
 def test_summary_counts_processes_and_names_their_pids():
@@ -338,6 +364,7 @@ def test_summary_counts_processes_and_names_their_pids():
     assert f"{len(pids)} (pids {', '.join(map(str, pids))})" in shown
     # one process: "1 (pid N)", never a bare pid that reads like a count
     from memscope.exporters.memory_svg import _summary_lines
+
     view = MemoryAnalysisSvg().build(load_reports(REAL_SAMPLE))
     view.processes = view.processes[:1]
     assert ("Processes", f"1 (pid {pids[0]})") in _summary_lines(view)

@@ -21,8 +21,7 @@ def overlap(a, b):
 @pytest.mark.parametrize("seed", range(5))
 def test_areas_bounds_and_no_overlap(seed):
     rng = random.Random(seed)
-    sizes = sorted((rng.lognormvariate(5, 2) for _ in range(rng.randrange(1, 40))),
-                   reverse=True)
+    sizes = sorted((rng.lognormvariate(5, 2) for _ in range(rng.randrange(1, 40))), reverse=True)
     box = (10.0, 20.0, 800.0, 300.0)
     rects = squarify(sizes, box)
     assert len(rects) == len(sizes)

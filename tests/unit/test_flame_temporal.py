@@ -36,8 +36,9 @@ def random_log(seed: int, n: int = 3000) -> tuple[LogBuilder, list[Event]]:
     stacks: dict[int, list[int]] = {}
     for pid in (1, 2):
         b.process(pid, 0, argv=[f"p{pid}.py"])
-        stacks[pid] = [b.stack(pid, [("main", "m.py", 1), (f"f{k}", "m.py", 10 + k)])
-                       for k in range(6)]
+        stacks[pid] = [
+            b.stack(pid, [("main", "m.py", 1), (f"f{k}", "m.py", 10 + k)]) for k in range(6)
+        ]
     live: dict[int, list[int]] = {1: [], 2: []}
     ts = rng.randrange(1, 10**6)
     for _ in range(n):
@@ -65,8 +66,9 @@ def random_log(seed: int, n: int = 3000) -> tuple[LogBuilder, list[Event]]:
     return b, events
 
 
-def from_scratch(events: list[Event], first: int, slot_ns: int, i: int, j: int,
-                 pid: int | None = None) -> dict[tuple[int, int], tuple[int, int]]:
+def from_scratch(
+    events: list[Event], first: int, slot_ns: int, i: int, j: int, pid: int | None = None
+) -> dict[tuple[int, int], tuple[int, int]]:
     """(pid, stack) -> (bytes, blocks) allocated in slots i..j and alive at the end of j."""
     lo, hi = first + i * slot_ns, first + (j + 1) * slot_ns  # [lo, hi)
     live: dict[tuple[int, int], tuple[int, int, int]] = {}  # (pid, address) -> ts, size, stack
@@ -85,8 +87,9 @@ def from_scratch(events: list[Event], first: int, slot_ns: int, i: int, j: int,
     return out
 
 
-def window(cells: list[tuple[int, int, int, int, int, int]], i: int, j: int
-           ) -> dict[tuple[int, int], tuple[int, int]]:
+def window(
+    cells: list[tuple[int, int, int, int, int, int]], i: int, j: int
+) -> dict[tuple[int, int], tuple[int, int]]:
     out: dict[tuple[int, int], tuple[int, int]] = {}
     for p, stack, a, e, nbytes, blocks in cells:
         if i <= a <= j < e:
@@ -111,8 +114,7 @@ def test_state_cells_answer_random_windows_exactly(seed):
             for _ in range(15):
                 i = rng.randrange(layout["slots"])
                 j = rng.randrange(i, layout["slots"])
-                expected = from_scratch(events, layout["first_ts_ns"], layout["slot_ns"], i, j,
-                                        pid)
+                expected = from_scratch(events, layout["first_ts_ns"], layout["slot_ns"], i, j, pid)
                 assert window(state, i, j) == expected, (max_slots, pid, i, j)
     con.close()
 
@@ -125,8 +127,9 @@ def test_the_model_from_the_state_equals_the_model_from_the_log():
     assert 32 < t["slots"] <= 64 and t["cells"]["node"]
     # the thread filter takes the log's path; tid None there means every thread
     layout = temporal_layout(con)
-    assert log_temporal_cells(con, FlameOptions(temporal=True), layout) == \
-        state_temporal_cells(con, FlameOptions(temporal=True), layout)
+    assert log_temporal_cells(con, FlameOptions(temporal=True), layout) == state_temporal_cells(
+        con, FlameOptions(temporal=True), layout
+    )
     assert not FlameOptions(temporal=True).needs_log
     assert FlameOptions(temporal=True, tid=1).needs_log
     con.close()
@@ -136,18 +139,29 @@ def test_twins_keep_the_same_cells_across_doublings_and_restore():
     _, events = random_log(3, 2000)
     params = FoldParams()
     py = PyFold(**params.as_dict())
-    cols: dict[str, list[int]] = {k: [] for k in ("pid", "tid", "seq", "ts_ns", "kind",
-                                                  "domain", "address", "old_address",
-                                                  "size", "stack_id")}
+    cols: dict[str, list[int]] = {
+        k: []
+        for k in (
+            "pid",
+            "tid",
+            "seq",
+            "ts_ns",
+            "kind",
+            "domain",
+            "address",
+            "old_address",
+            "size",
+            "stack_id",
+        )
+    }
     for n, (pid, ts, kind, address, old, size, stack) in enumerate(events):
-        for k, v in zip(cols, (pid, 1, n, ts, kind, 0, address, old, size, stack),
-                        strict=True):
+        for k, v in zip(cols, (pid, 1, n, ts, kind, 0, address, old, size, stack), strict=True):
             cols[k].append(v)
     import numpy as np
 
     from memscope.protocol.log_schema import MEMORY
-    arrays = {k: np.array(v, dtype=MEMORY.field(k).type.to_pandas_dtype())
-              for k, v in cols.items()}
+
+    arrays = {k: np.array(v, dtype=MEMORY.field(k).type.to_pandas_dtype()) for k, v in cols.items()}
     half = {k: v[:1000] for k, v in arrays.items()}
     rest = {k: v[1000:] for k, v in arrays.items()}
     py.feed(**half)

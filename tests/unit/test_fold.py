@@ -22,8 +22,18 @@ from memscope.analyzers.fold import (
     weighted_bytes,
 )
 
-COLUMNS = ("pid", "tid", "seq", "ts_ns", "kind", "domain", "address", "old_address", "size",
-           "stack_id")
+COLUMNS = (
+    "pid",
+    "tid",
+    "seq",
+    "ts_ns",
+    "kind",
+    "domain",
+    "address",
+    "old_address",
+    "size",
+    "stack_id",
+)
 DTYPES = ("<u4", "<u8", "<u8", "<i8", "u1", "u1", "<u8", "<u8", "<u8", "<u4")
 ALLOC, CALLOC, REALLOC, FREE = 0, 1, 2, 3
 TWINS = pytest.mark.parametrize("cls", [Fold, PyFold], ids=["C", "Py"])
@@ -31,11 +41,18 @@ TWINS = pytest.mark.parametrize("cls", [Fold, PyFold], ids=["C", "Py"])
 
 def cols(rows: list[dict]) -> list[np.ndarray]:
     """Feed's ten arrays from event dicts (defaults: pid 1, tid 1, domain 2, stack 1)."""
-    defaults = {"pid": 1, "tid": 1, "kind": ALLOC, "domain": 2, "address": 0,
-                "old_address": 0, "size": 0, "stack_id": 1}
+    defaults = {
+        "pid": 1,
+        "tid": 1,
+        "kind": ALLOC,
+        "domain": 2,
+        "address": 0,
+        "old_address": 0,
+        "size": 0,
+        "stack_id": 1,
+    }
     full = [{**defaults, "seq": i, "ts_ns": i * 10, **r} for i, r in enumerate(rows)]
-    return [np.array([r[c] for r in full], dtype=d) for c, d in zip(COLUMNS, DTYPES,
-                                                                    strict=True)]
+    return [np.array([r[c] for r in full], dtype=d) for c, d in zip(COLUMNS, DTYPES, strict=True)]
 
 
 def fold(cls, rows: list[dict], **params) -> dict:
@@ -65,11 +82,11 @@ def assert_same(a: dict, b: dict) -> None:
             assert x.shape == y.shape, (table, name, x.shape, y.shape)
             if not np.array_equal(x, y):
                 bad = np.nonzero(x != y)[0][:5]
-                raise AssertionError(f"{table}.{name} differs at rows {bad}: {x[bad]} != "
-                                     f"{y[bad]}")
+                raise AssertionError(f"{table}.{name} differs at rows {bad}: {x[bad]} != {y[bad]}")
 
 
 # -- random streams ---------------------------------------------------------------------------
+
 
 def random_params(rng: np.random.Generator) -> dict:
     buckets = int(rng.choice([1, 4, 8, 64]))
@@ -157,17 +174,33 @@ def random_stream(rng: np.random.Generator, n: int, start_ts: int = 1000) -> lis
     for seq in range(n):
         pid = int(rng.choice([1, 2, 3], p=[0.6, 0.3, 0.1]))
         r = rng.random()
-        kind = (ALLOC if r < 0.3 else CALLOC if r < 0.35 else REALLOC if r < 0.47
-                else FREE if r < 0.95 else int(rng.choice([4, 9])))
-        size = int(rng.choice([0, 1, 24, 48, 100, 256, 5000, 20000],
-                              p=[0.03, 0.07, 0.3, 0.2, 0.15, 0.1, 0.1, 0.05]))
+        kind = (
+            ALLOC
+            if r < 0.3
+            else CALLOC
+            if r < 0.35
+            else REALLOC
+            if r < 0.47
+            else FREE
+            if r < 0.95
+            else int(rng.choice([4, 9]))
+        )
+        size = int(
+            rng.choice(
+                [0, 1, 24, 48, 100, 256, 5000, 20000],
+                p=[0.03, 0.07, 0.3, 0.2, 0.15, 0.1, 0.1, 0.05],
+            )
+        )
         address, old = heap.addresses(pid, kind)
         heap.record(pid, kind, address, old)
         ts = _next_ts(rng, ts)
         tid = int(rng.integers(1, 4)) if rng.random() < 0.97 else 1 << 40
         domain = int(rng.choice([0, 1, 2], p=[0.05, 0.1, 0.85]))
-        for c, v in zip(COLUMNS, (pid, tid, seq, ts, kind, domain, address, old, size,
-                                  int(rng.integers(1, 12))), strict=True):
+        for c, v in zip(
+            COLUMNS,
+            (pid, tid, seq, ts, kind, domain, address, old, size, int(rng.integers(1, 12))),
+            strict=True,
+        ):
             out[c].append(v)
     return [np.array(out[c], dtype=d) for c, d in zip(COLUMNS, DTYPES, strict=True)]
 
@@ -226,6 +259,7 @@ def test_twins_agree_on_negative_and_far_timestamps():
 
 # -- restore ----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("route", ["C->C", "Py->C", "C->Py"])
 @pytest.mark.parametrize("seed", range(6))
 def test_restore_then_feed_equals_feeding_without_the_break(route, seed):
@@ -265,19 +299,32 @@ def test_restore_of_an_empty_fold_and_params_back():
 
 # -- each rule by hand (both twins) -----------------------------------------------------------
 
+
 @TWINS
 def test_alloc_free_counts_lifetime_and_temporary(cls):
-    t = fold(cls, [
-        {"address": 0x100, "size": 40, "ts_ns": 1000},
-        {"address": 0x200, "size": 60, "ts_ns": 1100, "tid": 2, "stack_id": 7},
-        {"kind": FREE, "address": 0x100, "ts_ns": 1400, "tid": 3},
-        {"kind": FREE, "address": 0x200, "ts_ns": 5000},
-    ], temporary_ns=1000)
+    t = fold(
+        cls,
+        [
+            {"address": 0x100, "size": 40, "ts_ns": 1000},
+            {"address": 0x200, "size": 60, "ts_ns": 1100, "tid": 2, "stack_id": 7},
+            {"kind": FREE, "address": 0x100, "ts_ns": 1400, "tid": 3},
+            {"kind": FREE, "address": 0x200, "ts_ns": 5000},
+        ],
+        temporary_ns=1000,
+    )
     p = row(t, "processes", pid=1)
-    assert (p["allocations"], p["bytes_allocated"], p["frees"], p["bytes_freed"]) == (2, 100, 2,
-                                                                                      100)
-    assert (p["live_blocks"], p["live_bytes"], p["peak_bytes"], p["peak_ts_ns"]) == (0, 0, 100,
-                                                                                     1100)
+    assert (p["allocations"], p["bytes_allocated"], p["frees"], p["bytes_freed"]) == (
+        2,
+        100,
+        2,
+        100,
+    )
+    assert (p["live_blocks"], p["live_bytes"], p["peak_bytes"], p["peak_ts_ns"]) == (
+        0,
+        0,
+        100,
+        1100,
+    )
     assert (p["temporary_count"], p["temporary_bytes"]) == (1, 40)  # 400 ns; 3900 ns is not
     assert (p["first_ts_ns"], p["last_ts_ns"], p["origin_ts_ns"]) == (1000, 5000, 1000)
     assert (p["first_alloc_ts_ns"], p["last_alloc_ts_ns"], p["events"]) == (1000, 1100, 4)
@@ -288,19 +335,26 @@ def test_alloc_free_counts_lifetime_and_temporary(cls):
     assert row(t, "threads", tid=1)["frees"] == 1 and row(t, "threads", tid=2)["frees"] == 1
     assert t["threads"]["tid"].tolist() == [1, 2]
     b = row(t, "blocks", address=0x100)
-    assert (b["state"], b["end_ts_ns"], b["end_tid"], b["end_kind"]) == (DEAD_REPEATABLE, 1400,
-                                                                         3, FREE)
+    assert (b["state"], b["end_ts_ns"], b["end_tid"], b["end_kind"]) == (
+        DEAD_REPEATABLE,
+        1400,
+        3,
+        FREE,
+    )
     assert t["sizes"]["size"].tolist() == [40, 60] and t["sizes"]["count"].tolist() == [1, 1]
 
 
 @TWINS
 def test_address_zero_other_kinds_and_realloc_to_zero(cls):
-    t = fold(cls, [
-        {"address": 0, "size": 10},  # ignored entirely
-        {"address": 0x100, "size": 30},
-        {"kind": 7, "address": 0x500, "ts_ns": 99},  # counted as an event only
-        {"kind": REALLOC, "address": 0, "old_address": 0x100, "size": 0, "ts_ns": 200},
-    ])
+    t = fold(
+        cls,
+        [
+            {"address": 0, "size": 10},  # ignored entirely
+            {"address": 0x100, "size": 30},
+            {"kind": 7, "address": 0x500, "ts_ns": 99},  # counted as an event only
+            {"kind": REALLOC, "address": 0, "old_address": 0x100, "size": 0, "ts_ns": 200},
+        ],
+    )
     p = row(t, "processes", pid=1)
     assert (p["events"], p["allocations"], p["frees"], p["live_bytes"]) == (3, 1, 1, 0)
     assert (p["first_ts_ns"], p["last_ts_ns"]) == (10, 200)
@@ -310,13 +364,21 @@ def test_address_zero_other_kinds_and_realloc_to_zero(cls):
 
 @TWINS
 def test_reuse_of_a_live_address_is_not_a_free(cls):
-    t = fold(cls, [
-        {"address": 0x100, "size": 30, "stack_id": 1},
-        {"address": 0x100, "size": 50, "stack_id": 2, "tid": 2},
-    ])
+    t = fold(
+        cls,
+        [
+            {"address": 0x100, "size": 30, "stack_id": 1},
+            {"address": 0x100, "size": 50, "stack_id": 2, "tid": 2},
+        ],
+    )
     p = row(t, "processes", pid=1)
     assert (p["reused"], p["reused_bytes"], p["frees"], p["live_blocks"], p["live_bytes"]) == (
-        1, 30, 0, 1, 50)
+        1,
+        30,
+        0,
+        1,
+        50,
+    )
     assert row(t, "sites", stack_id=1)["reused"] == 1
     assert row(t, "sites", stack_id=1)["live_bytes"] == 0
     assert row(t, "threads", tid=1)["live_blocks"] == 0
@@ -326,34 +388,45 @@ def test_reuse_of_a_live_address_is_not_a_free(cls):
 
 @TWINS
 def test_double_free_is_a_repeated_end_once_then_unmatched(cls):
-    t = fold(cls, [
-        {"address": 0x100, "size": 30, "ts_ns": 5, "stack_id": 4},
-        {"kind": FREE, "address": 0x100, "ts_ns": 20, "tid": 2, "stack_id": 8},
-        {"kind": FREE, "address": 0x100, "ts_ns": 30, "tid": 3, "stack_id": 9, "seq": 77},
-        {"kind": FREE, "address": 0x100, "ts_ns": 40},
-    ])
+    t = fold(
+        cls,
+        [
+            {"address": 0x100, "size": 30, "ts_ns": 5, "stack_id": 4},
+            {"kind": FREE, "address": 0x100, "ts_ns": 20, "tid": 2, "stack_id": 8},
+            {"kind": FREE, "address": 0x100, "ts_ns": 30, "tid": 3, "stack_id": 9, "seq": 77},
+            {"kind": FREE, "address": 0x100, "ts_ns": 40},
+        ],
+    )
     p = row(t, "processes", pid=1)
     assert (p["frees"], p["unmatched_frees"], p["repeated_ends"]) == (1, 2, 1)
     f = row(t, "findings", type=REPEATED_END)
     assert (f["ts_ns"], f["tid"], f["seq"], f["stack_id"], f["alloc_ts_ns"]) == (30, 3, 77, 9, 5)
     assert (f["alloc_stack_id"], f["size"], f["block_address"]) == (4, 30, 0x100)
-    assert (f["prev_end_ts_ns"], f["prev_end_tid"], f["prev_end_stack_id"],
-            f["prev_end_kind"]) == (20, 2, 8, FREE)
+    assert (f["prev_end_ts_ns"], f["prev_end_tid"], f["prev_end_stack_id"], f["prev_end_kind"]) == (
+        20,
+        2,
+        8,
+        FREE,
+    )
     b = row(t, "blocks", address=0x100)
     assert (b["state"], b["end_ts_ns"]) == (DEAD, 30)  # the third free is not remembered
 
 
 @TWINS
 def test_unmatched_and_interior_frees(cls):
-    t = fold(cls, [
-        {"address": 0x1000, "size": 100, "ts_ns": 10},
-        {"address": 0x8000, "size": 50000, "ts_ns": 11, "stack_id": 3},
-        {"kind": FREE, "address": 0x1040, "ts_ns": 20},  # inside the first (probe)
-        {"kind": FREE, "address": 0x8000 + 30000, "ts_ns": 21},  # inside the large one
-        {"kind": FREE, "address": 0x1040, "ts_ns": 22, "domain": 1},  # other domain: none
-        {"kind": FREE, "address": 0x5000, "ts_ns": 23},  # nothing there
-        {"kind": REALLOC, "old_address": 0x1050, "address": 0x3000, "size": 8, "ts_ns": 24},
-    ], interior_probe_bytes=256)
+    t = fold(
+        cls,
+        [
+            {"address": 0x1000, "size": 100, "ts_ns": 10},
+            {"address": 0x8000, "size": 50000, "ts_ns": 11, "stack_id": 3},
+            {"kind": FREE, "address": 0x1040, "ts_ns": 20},  # inside the first (probe)
+            {"kind": FREE, "address": 0x8000 + 30000, "ts_ns": 21},  # inside the large one
+            {"kind": FREE, "address": 0x1040, "ts_ns": 22, "domain": 1},  # other domain: none
+            {"kind": FREE, "address": 0x5000, "ts_ns": 23},  # nothing there
+            {"kind": REALLOC, "old_address": 0x1050, "address": 0x3000, "size": 8, "ts_ns": 24},
+        ],
+        interior_probe_bytes=256,
+    )
     p = row(t, "processes", pid=1)
     assert (p["unmatched_frees"], p["interior_checked"], p["interior_frees"]) == (5, 4, 2)
     found = t["findings"]
@@ -361,18 +434,25 @@ def test_unmatched_and_interior_frees(cls):
     assert found["block_address"].tolist() == [0x1000, 0x8000]
     assert found["size"].tolist() == [100, 50000] and found["alloc_stack_id"].tolist() == [1, 3]
     assert 0x1040 not in t["blocks"]["address"]  # no entry for unmatched addresses
-    t = fold(cls, [{"address": 0x1000, "size": 100}] + [
-        {"kind": FREE, "address": 0x1010 + 16 * i} for i in range(4)], max_interior_checks=3)
+    t = fold(
+        cls,
+        [{"address": 0x1000, "size": 100}]
+        + [{"kind": FREE, "address": 0x1010 + 16 * i} for i in range(4)],
+        max_interior_checks=3,
+    )
     p = row(t, "processes", pid=1)
     assert (p["interior_checked"], p["interior_unchecked"], p["interior_frees"]) == (3, 1, 3)
 
 
 @TWINS
 def test_domain_mismatch_is_a_free_and_a_finding(cls):
-    t = fold(cls, [
-        {"address": 0x100, "size": 30, "domain": 2},
-        {"kind": FREE, "address": 0x100, "domain": 0, "ts_ns": 50},
-    ])
+    t = fold(
+        cls,
+        [
+            {"address": 0x100, "size": 30, "domain": 2},
+            {"kind": FREE, "address": 0x100, "domain": 0, "ts_ns": 50},
+        ],
+    )
     p = row(t, "processes", pid=1)
     assert (p["frees"], p["domain_mismatches"], p["live_bytes"]) == (1, 1, 0)
     f = row(t, "findings", type=DOMAIN_MISMATCH)
@@ -381,11 +461,14 @@ def test_domain_mismatch_is_a_free_and_a_finding(cls):
 
 @TWINS
 def test_reallocs_in_place_and_moving(cls):
-    t = fold(cls, [
-        {"address": 0x100, "size": 30},
-        {"kind": REALLOC, "old_address": 0x100, "address": 0x100, "size": 60, "ts_ns": 50},
-        {"kind": REALLOC, "old_address": 0x100, "address": 0x200, "size": 90, "ts_ns": 60},
-    ])
+    t = fold(
+        cls,
+        [
+            {"address": 0x100, "size": 30},
+            {"kind": REALLOC, "old_address": 0x100, "address": 0x100, "size": 60, "ts_ns": 50},
+            {"kind": REALLOC, "old_address": 0x100, "address": 0x200, "size": 90, "ts_ns": 60},
+        ],
+    )
     p = row(t, "processes", pid=1)
     assert (p["allocations"], p["frees"], p["live_blocks"], p["live_bytes"]) == (3, 2, 1, 90)
     assert (p["reused"], p["peak_bytes"]) == (0, 90)
@@ -395,12 +478,17 @@ def test_reallocs_in_place_and_moving(cls):
 
 @TWINS
 def test_oversized_blocks_kept_with_their_free(cls):
-    t = fold(cls, [
-        {"address": 0x100, "size": 5000, "ts_ns": 10},
-        {"address": 0x9000, "size": 7000, "ts_ns": 20},
-        {"address": 0x20000, "size": 9000, "ts_ns": 25},
-        {"kind": FREE, "address": 0x100, "ts_ns": 30},
-    ], oversized_bytes=5000, keep_findings=2)
+    t = fold(
+        cls,
+        [
+            {"address": 0x100, "size": 5000, "ts_ns": 10},
+            {"address": 0x9000, "size": 7000, "ts_ns": 20},
+            {"address": 0x20000, "size": 9000, "ts_ns": 25},
+            {"kind": FREE, "address": 0x100, "ts_ns": 30},
+        ],
+        oversized_bytes=5000,
+        keep_findings=2,
+    )
     assert row(t, "processes", pid=1)["oversized"] == 3
     assert t["oversized"]["address"].tolist() == [0x100, 0x9000]
     assert t["oversized"]["free_ts_ns"].tolist() == [30, -1]
@@ -418,12 +506,18 @@ def test_keep_findings_caps_each_type_per_process(cls):
 
 @TWINS
 def test_timeline_buckets_merge_when_the_width_doubles(cls):
-    t = fold(cls, [
-        {"address": 0x100, "size": 10, "ts_ns": 0},
-        {"address": 0x200, "size": 20, "ts_ns": 12},
-        {"kind": FREE, "address": 0x100, "ts_ns": 20},
-        {"address": 0x300, "size": 40, "ts_ns": 70},  # bucket 8 of 4: width 8 -> 16 -> 32
-    ], timeline_buckets=4, site_slots=2, initial_width_ns=8)
+    t = fold(
+        cls,
+        [
+            {"address": 0x100, "size": 10, "ts_ns": 0},
+            {"address": 0x200, "size": 20, "ts_ns": 12},
+            {"kind": FREE, "address": 0x100, "ts_ns": 20},
+            {"address": 0x300, "size": 40, "ts_ns": 70},  # bucket 8 of 4: width 8 -> 16 -> 32
+        ],
+        timeline_buckets=4,
+        site_slots=2,
+        initial_width_ns=8,
+    )
     p = row(t, "processes", pid=1)
     assert p["width_ns"] == 32
     tl = t["timeline"]
@@ -438,14 +532,19 @@ def test_timeline_buckets_merge_when_the_width_doubles(cls):
 @TWINS
 def test_site_series_slots_and_their_halving(cls):
     # 8 buckets of 8 ns, 4 slots of 2 buckets: slot = ts // 16
-    first = [{"address": 0x100, "size": 10, "ts_ns": 0},    # slot 0: 10
-             {"address": 0x200, "size": 5, "ts_ns": 40}]    # slot 2: 15 (slot 1 carries 10)
+    first = [
+        {"address": 0x100, "size": 10, "ts_ns": 0},  # slot 0: 10
+        {"address": 0x200, "size": 5, "ts_ns": 40},
+    ]  # slot 2: 15 (slot 1 carries 10)
     params = {"timeline_buckets": 8, "site_slots": 4, "initial_width_ns": 8}
     s = row(fold(cls, first, **params), "sites", stack_id=1)
     assert s["series"] == [10, 10, 15, 15] and s["last_slot"] == 2
     # ts 100: width 16 (one doubling): slot 2 -> 1, and the change lands in slot 3
-    s = row(fold(cls, first + [{"address": 0x300, "size": 1, "ts_ns": 100}], **params),
-            "sites", stack_id=1)
+    s = row(
+        fold(cls, first + [{"address": 0x300, "size": 1, "ts_ns": 100}], **params),
+        "sites",
+        stack_id=1,
+    )
     assert s["series"] == [10, 15, 15, 16] and s["last_slot"] == 3
     # ts 1000: width 128 (four doublings, each halves): everything before is in slot 0
     t = fold(cls, first + [{"address": 0x300, "size": 1, "ts_ns": 1000}], **params)
@@ -456,23 +555,32 @@ def test_site_series_slots_and_their_halving(cls):
 
 @TWINS
 def test_a_change_before_the_last_slot_goes_to_the_last_slot(cls):
-    t = fold(cls, [
-        {"address": 0x100, "size": 10, "ts_ns": 0},
-        {"address": 0x200, "size": 5, "ts_ns": 56},     # slot 3
-        {"kind": FREE, "address": 0x100, "ts_ns": 5},   # back in slot 0: applied to slot 3
-    ], timeline_buckets=8, site_slots=4, initial_width_ns=8)
+    t = fold(
+        cls,
+        [
+            {"address": 0x100, "size": 10, "ts_ns": 0},
+            {"address": 0x200, "size": 5, "ts_ns": 56},  # slot 3
+            {"kind": FREE, "address": 0x100, "ts_ns": 5},  # back in slot 0: applied to slot 3
+        ],
+        timeline_buckets=8,
+        site_slots=4,
+        initial_width_ns=8,
+    )
     assert row(t, "sites", stack_id=1)["series"] == [10, 10, 10, 5]
 
 
 @TWINS
 def test_sites_remember_their_live_figures_at_the_peaks(cls):
-    t = fold(cls, [
-        {"address": 0x100, "size": 100, "stack_id": 1},
-        {"address": 0x200, "size": 50, "stack_id": 2},            # peak 150: site 1 has 100
-        {"kind": FREE, "address": 0x100},
-        {"address": 0x300, "size": 10, "stack_id": 1},
-        {"address": 0x400, "size": 30, "stack_id": 3, "pid": 2},  # all-process peak stays
-    ])
+    t = fold(
+        cls,
+        [
+            {"address": 0x100, "size": 100, "stack_id": 1},
+            {"address": 0x200, "size": 50, "stack_id": 2},  # peak 150: site 1 has 100
+            {"kind": FREE, "address": 0x100},
+            {"address": 0x300, "size": 10, "stack_id": 1},
+            {"address": 0x400, "size": 30, "stack_id": 3, "pid": 2},  # all-process peak stays
+        ],
+    )
     s1, s2 = row(t, "sites", stack_id=1), row(t, "sites", stack_id=2)
     assert (s1["peak_blocks"], s1["peak_bytes"], s1["live_bytes"]) == (1, 100, 10)
     assert (s2["peak_blocks"], s2["peak_bytes"]) == (1, 50)
@@ -485,8 +593,15 @@ def test_sites_remember_their_live_figures_at_the_peaks(cls):
 def test_sampled_process_weights(cls):
     f = cls()
     f.set_sampling(1, 1000)
-    f.feed(*cols([{"address": 0x100, "size": 300}, {"address": 0x200, "size": 0},
-                  {"kind": FREE, "address": 0x100}]))
+    f.feed(
+        *cols(
+            [
+                {"address": 0x100, "size": 300},
+                {"address": 0x200, "size": 0},
+                {"kind": FREE, "address": 0x100},
+            ]
+        )
+    )
     t = f.export()
     p = row(t, "processes", pid=1)
     w300 = 1.0 / (1.0 - math.exp(-300.0 / 1000.0))
@@ -505,18 +620,25 @@ def test_sampled_process_weights(cls):
 def test_watched_addresses_record_their_frees(cls):
     f = cls()
     f.watch(1, 0x100, 0)
-    f.feed(*cols([{"address": 0x100, "size": 8, "ts_ns": 10},
-                  {"address": 0x200, "size": 8, "ts_ns": 11},
-                  {"kind": FREE, "address": 0x100, "ts_ns": 20},
-                  {"kind": FREE, "address": 0x200, "ts_ns": 30},
-                  {"kind": FREE, "address": 0x100, "ts_ns": 40}]))
-    f.watch(1, 0x200, 25)   # its free (30) is at or after the watch: recorded at once
-    f.watch(1, 0x200, 5)    # already watched: only the earliest ts is kept
+    f.feed(
+        *cols(
+            [
+                {"address": 0x100, "size": 8, "ts_ns": 10},
+                {"address": 0x200, "size": 8, "ts_ns": 11},
+                {"kind": FREE, "address": 0x100, "ts_ns": 20},
+                {"kind": FREE, "address": 0x200, "ts_ns": 30},
+                {"kind": FREE, "address": 0x100, "ts_ns": 40},
+            ]
+        )
+    )
+    f.watch(1, 0x200, 25)  # its free (30) is at or after the watch: recorded at once
+    f.watch(1, 0x200, 5)  # already watched: only the earliest ts is kept
     f.watch(1, 0x300, 0)
     t = f.export()
-    assert [tuple(r) for r in zip(t["deaths"]["address"].tolist(),
-                                  t["deaths"]["ts_ns"].tolist(), strict=True)] == [
-        (0x100, 20), (0x100, 40), (0x200, 30)]
+    assert [
+        tuple(r)
+        for r in zip(t["deaths"]["address"].tolist(), t["deaths"]["ts_ns"].tolist(), strict=True)
+    ] == [(0x100, 20), (0x100, 40), (0x200, 30)]
     assert t["watched"]["address"].tolist() == [0x100, 0x200, 0x300]
     assert t["watched"]["ts_ns"].tolist() == [0, 5, 0]
 
@@ -528,8 +650,16 @@ def test_block_state_codes():
 
 # -- arguments --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("params", [{"timeline_buckets": 3}, {"site_slots": 2048},
-                                    {"initial_width_ns": 0}, {"interior_probe_bytes": 24}])
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"timeline_buckets": 3},
+        {"site_slots": 2048},
+        {"initial_width_ns": 0},
+        {"interior_probe_bytes": 24},
+    ],
+)
 def test_bad_params_raise_value_error(params):
     with pytest.raises(ValueError):
         Fold(**params)
@@ -570,21 +700,36 @@ def test_feed_accepts_other_buffers():
 
 # -- bounded state ----------------------------------------------------------------------------
 
+
 def test_a_million_events_over_a_fixed_live_set_do_not_grow_the_state():
     n, addresses = 1_000_000, 1000
     k = np.arange(n)
     pair = k // 2
-    events = [np.full(n, 7, "<u4"), (1 + pair % 3).astype("<u8"), k.astype("<u8"),
-              (k * 20).astype("<i8"), np.where(k % 2 == 0, ALLOC, FREE).astype("u1"),
-              np.full(n, 2, "u1"), (0x10000 + (pair % addresses) * 32).astype("<u8"),
-              np.zeros(n, "<u8"), np.where(k % 2 == 0, 16 + pair % 5, 0).astype("<u8"),
-              (1 + pair % 50).astype("<u4")]
+    events = [
+        np.full(n, 7, "<u4"),
+        (1 + pair % 3).astype("<u8"),
+        k.astype("<u8"),
+        (k * 20).astype("<i8"),
+        np.where(k % 2 == 0, ALLOC, FREE).astype("u1"),
+        np.full(n, 2, "u1"),
+        (0x10000 + (pair % addresses) * 32).astype("<u8"),
+        np.zeros(n, "<u8"),
+        np.where(k % 2 == 0, 16 + pair % 5, 0).astype("<u8"),
+        (1 + pair % 50).astype("<u4"),
+    ]
     # a fixed live set allocated first
-    live = [np.full(addresses, 7, "<u4"), np.ones(addresses, "<u8"),
-            np.arange(addresses, dtype="<u8"), np.zeros(addresses, "<i8"),
-            np.zeros(addresses, "u1"), np.full(addresses, 2, "u1"),
-            (0x900000 + np.arange(addresses) * 32).astype("<u8"), np.zeros(addresses, "<u8"),
-            np.full(addresses, 64, "<u8"), np.full(addresses, 99, "<u4")]
+    live = [
+        np.full(addresses, 7, "<u4"),
+        np.ones(addresses, "<u8"),
+        np.arange(addresses, dtype="<u8"),
+        np.zeros(addresses, "<i8"),
+        np.zeros(addresses, "u1"),
+        np.full(addresses, 2, "u1"),
+        (0x900000 + np.arange(addresses) * 32).astype("<u8"),
+        np.zeros(addresses, "<u8"),
+        np.full(addresses, 64, "<u8"),
+        np.full(addresses, 99, "<u4"),
+    ]
     f = Fold()
     f.feed(*live)
     sizes_before = None
@@ -597,8 +742,11 @@ def test_a_million_events_over_a_fixed_live_set_do_not_grow_the_state():
         assert len(t["sizes"]["size"]) == sizes_before == 6
         assert len(t["timeline"]["bucket"]) <= 1024
     p = row(t, "processes", pid=7)
-    assert (p["events"], p["live_blocks"], p["live_bytes"]) == (n + addresses, addresses,
-                                                                64 * addresses)
+    assert (p["events"], p["live_blocks"], p["live_bytes"]) == (
+        n + addresses,
+        addresses,
+        64 * addresses,
+    )
 
 
 def test_restore_rejects_inconsistent_tables():
@@ -625,10 +773,18 @@ def test_feed_runs_without_the_gil_and_other_calls_meanwhile_fail():
 
     n = 4_000_000
     k = np.arange(n)
-    stream = [np.ones(n, "<u4"), np.ones(n, "<u8"), k.astype("<u8"), k.astype("<i8"),
-              np.where(k % 2 == 0, ALLOC, FREE).astype("u1"), np.full(n, 2, "u1"),
-              (0x1000 + (k // 2 % 64) * 16).astype("<u8"), np.zeros(n, "<u8"),
-              np.full(n, 8, "<u8"), np.ones(n, "<u4")]
+    stream = [
+        np.ones(n, "<u4"),
+        np.ones(n, "<u8"),
+        k.astype("<u8"),
+        k.astype("<i8"),
+        np.where(k % 2 == 0, ALLOC, FREE).astype("u1"),
+        np.full(n, 2, "u1"),
+        (0x1000 + (k // 2 % 64) * 16).astype("<u8"),
+        np.zeros(n, "<u8"),
+        np.full(n, 8, "<u8"),
+        np.ones(n, "<u4"),
+    ]
     f = Fold()
     worker = threading.Thread(target=f.feed, args=stream)
     busy = 0
@@ -649,8 +805,16 @@ def test_export_of_named_tables_equals_those_of_the_whole_export(twin):
     fold = twin(initial_width_ns=1)
     fold.feed(*random_stream(np.random.default_rng(5), 500))
     whole = fold.export()
-    for names in (["processes", "all"], ["all"], ["sites", "processes"], ["sites"],
-                  ["all", "sites"], ["sites", "blocks"], ["blocks", "sites"], ["deaths"]):
+    for names in (
+        ["processes", "all"],
+        ["all"],
+        ["sites", "processes"],
+        ["sites"],
+        ["all", "sites"],
+        ["sites", "blocks"],
+        ["blocks", "sites"],
+        ["deaths"],
+    ):
         part = fold.export(names)
         assert list(part) == names
         for name in names:

@@ -20,8 +20,10 @@ def _layers() -> list[set[str]]:
     """The contract's layers, top first, each a set of names under ``memscope``."""
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     [contract] = config["tool"]["importlinter"]["contracts"]
-    return [{name.strip().removeprefix("memscope.") for name in layer.split("|")}
-            for layer in contract["layers"]]
+    return [
+        {name.strip().removeprefix("memscope.") for name in layer.split("|")}
+        for layer in contract["layers"]
+    ]
 
 
 def _rank() -> dict[str, int]:

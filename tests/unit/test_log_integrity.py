@@ -45,8 +45,12 @@ def _build(path) -> dict[str, list[list[dict]]]:
             parts = [table.slice(i, step) for i in range(0, table.num_rows, step)]
         for part in parts:
             writer.append(name, part)
-        written[name] = [pa.Table.from_batches([p]).to_pylist() if isinstance(p, pa.RecordBatch)
-                         else p.to_pylist() for p in parts]
+        written[name] = [
+            pa.Table.from_batches([p]).to_pylist()
+            if isinstance(p, pa.RecordBatch)
+            else p.to_pylist()
+            for p in parts
+        ]
     writer.close()
     return written
 
@@ -67,8 +71,9 @@ def test_every_table_has_checksummed_segments_and_reads_clean(tmp_path):
         assert [r.rows for r in records][:-1] == [len(b) for b in batches]
         assert records[-1].rows == integrity.FOOTER_ROWS
         assert integrity.verify_all(segment.path, records)
-        assert [r for b in log.table_batches(table) for r in b.to_pylist()] == \
-            [r for b in batches for r in b]
+        assert [r for b in log.table_batches(table) for r in b.to_pylist()] == [
+            r for b in batches for r in b
+        ]
 
 
 def test_one_damaged_batch_is_named_and_its_neighbours_are_read(tmp_path):
@@ -86,8 +91,11 @@ def test_one_damaged_batch_is_named_and_its_neighbours_are_read(tmp_path):
     assert "checksum mismatch" in problems[0]
     # the analysis state reads through the same check
     cursor = LogCursor()
-    got = [r for b in cursor.new_batches(open_log(tmp_path / "events"), "variables")
-           for r in b.to_pylist()]
+    got = [
+        r
+        for b in cursor.new_batches(open_log(tmp_path / "events"), "variables")
+        for r in b.to_pylist()
+    ]
     assert got == rows and any("batch 1" in p for p in cursor.problems)
 
 
@@ -111,12 +119,16 @@ def test_bit_flip_fuzz_never_raises_and_reads_every_untouched_batch(tmp_path):
         try:
             rows, problems = _read(events, table)
             cursor = LogCursor()
-            cursor_rows = [r for b in cursor.new_batches(open_log(events), table)
-                           for r in b.to_pylist()]
+            cursor_rows = [
+                r for b in cursor.new_batches(open_log(events), table) for r in b.to_pylist()
+            ]
         finally:
             path.write_bytes(originals[path])
-        hit = [i for i, r in enumerate(records[path])
-               if r.rows != integrity.FOOTER_ROWS and r.offset <= where < r.offset + r.length]
+        hit = [
+            i
+            for i, r in enumerate(records[path])
+            if r.rows != integrity.FOOTER_ROWS and r.offset <= where < r.offset + r.length
+        ]
         expected = [r for i, b in enumerate(written[table]) if i not in hit for r in b]
         assert rows == expected, (case, table, where, problems)
         assert cursor_rows == expected, (case, table, where, cursor.problems)
@@ -152,8 +164,9 @@ def test_damaged_checksum_files_never_raise_and_name_what_they_cost(tmp_path):
     events = tmp_path / "events"
     written = _build(events)
     log = open_log(events)
-    sums = [(table, integrity.checksum_path(s.path)) for table in written
-            for s in log.segments(table)]
+    sums = [
+        (table, integrity.checksum_path(s.path)) for table in written for s in log.segments(table)
+    ]
     rng = random.Random(99)
     for case in range(200):
         table, path = sums[case % len(sums)]
@@ -175,14 +188,24 @@ def test_an_ingest_segment_of_the_older_schema_reads_with_null_new_columns(tmp_p
     """Logs written before ``rejected_rows``, ``refused`` and ``problem`` still read."""
     import pyarrow.ipc as ipc
 
-    old = pa.schema([f for f in TABLES["ingest"] if f.name not in
-                     ("rejected_rows", "refused", "problem")])
+    old = pa.schema(
+        [f for f in TABLES["ingest"] if f.name not in ("rejected_rows", "refused", "problem")]
+    )
     writer = LogWriter(tmp_path / "events", Settings())
     writer.close()
     (tmp_path / "events" / "ingest").mkdir()
     path = tmp_path / "events" / "ingest" / "ingest-000000.arrow"
-    row = {"ts_ns": [1], "producer": ["p"], "pid": [2], "batches": [3], "events": [4],
-           "rows": [4], "gaps": [0], "duplicates": [0], "rejected": [1]}
+    row = {
+        "ts_ns": [1],
+        "producer": ["p"],
+        "pid": [2],
+        "batches": [3],
+        "events": [4],
+        "rows": [4],
+        "gaps": [0],
+        "duplicates": [0],
+        "rejected": [1],
+    }
     with ipc.new_file(str(path), old) as out:  # no checksum file: an older log's segment
         out.write_batch(pa.record_batch(row, schema=old))
     log = open_log(tmp_path / "events")

@@ -26,7 +26,6 @@ def test_launched_as_reads_the_interpreter_options(orig, expected):
 
 def test_program_argv_puts_the_module_and_the_code_back():
     assert program_argv(["-m", "a"], ["py", "-m", "pkg", "a"]) == ["-m", "pkg", "a"]
-    assert program_argv(["/x/pkg/__main__.py", "a"], ["py", "-m", "pkg", "a"]) == [
-        "-m", "pkg", "a"]
+    assert program_argv(["/x/pkg/__main__.py", "a"], ["py", "-m", "pkg", "a"]) == ["-m", "pkg", "a"]
     assert program_argv(["-c", "a"], ["py", "-c", "pass", "a"]) == ["-c", "pass", "a"]
     assert program_argv(["s.py", "a"], ["py", "s.py", "a"]) == ["s.py", "a"]

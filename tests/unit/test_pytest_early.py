@@ -23,22 +23,27 @@ def test_options_are_read_in_both_spellings() -> None:
     assert pytest_early._option(["--memscope"], "--memscope-dir") is None
 
 
-@pytest.mark.parametrize("env", [{}, {"MEMSCOPE_DISABLE": "1"},
-                                 {"MEMSCOPE_BROKER_ADDRESS": "tcp://127.0.0.1:9"}])
+@pytest.mark.parametrize(
+    "env", [{}, {"MEMSCOPE_DISABLE": "1"}, {"MEMSCOPE_BROKER_ADDRESS": "tcp://127.0.0.1:9"}]
+)
 def test_nothing_starts_unless_the_plugin_would_start_a_broker(
-        monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str]
+) -> None:
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     started = []
-    monkeypatch.setattr("memscope.integrations.early_broker.EarlyBroker",
-                        lambda *a: started.append(a) or FakeBroker())
+    monkeypatch.setattr(
+        "memscope.integrations.early_broker.EarlyBroker",
+        lambda *a: started.append(a) or FakeBroker(),
+    )
     pytest_early.start_from_argv(["-q"] if not env else ["--memscope"])
     pytest_early.start_from_argv(None)  # this process is not the pytest command
     assert not started and pytest_early.run_dir() is None
 
 
 def test_a_broker_for_another_log_is_stopped_and_its_new_directory_removed(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("MEMSCOPE_DISABLE", raising=False)
     monkeypatch.delenv("MEMSCOPE_BROKER_ADDRESS", raising=False)
     brokers: list[FakeBroker] = []

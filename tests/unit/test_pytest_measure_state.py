@@ -17,8 +17,9 @@ def _random_log(seed: int) -> tuple[LogBuilder, list[tuple]]:
     b = LogBuilder()
     pid = 7
     b.process(pid, 0)
-    own = [b.stack(pid, [("main", "/t/run.py", 1), TEST, (f"h{i}", "/t/h.py", i)])
-           for i in range(3)]
+    own = [
+        b.stack(pid, [("main", "/t/run.py", 1), TEST, (f"h{i}", "/t/h.py", i)]) for i in range(3)
+    ]
     other = [b.stack(pid, [("main", "/t/run.py", 1), (f"o{i}", "/t/o.py", i)]) for i in range(3)]
     events, live, ts = [], [], 0
     for _ in range(300):

@@ -50,8 +50,7 @@ def test_json_format_to_a_file(run_dir, tmp_path):
 
 
 def test_json_of_nothing_is_an_empty_array(run_dir, capsys):
-    assert main(["query", str(run_dir), "SELECT * FROM ffi WHERE false", "--format",
-                 "json"]) == 0
+    assert main(["query", str(run_dir), "SELECT * FROM ffi WHERE false", "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out) == []
 
 
@@ -59,8 +58,9 @@ def test_parquet_format(run_dir, tmp_path):
     out = tmp_path / "r.parquet"
     assert main(["query", str(run_dir), SQL, "--format", "parquet", "-o", str(out)]) == 0
     table = pq.read_table(out)
-    assert list(zip(*(table.column(i).to_pylist() for i in range(3)), strict=True)) == \
-        _expected(run_dir)
+    assert list(zip(*(table.column(i).to_pylist() for i in range(3)), strict=True)) == _expected(
+        run_dir
+    )
 
 
 def test_parquet_needs_an_output(run_dir, capsys):

@@ -12,18 +12,28 @@ from memscope.analyzers.views import connect_tables
 from memscope.protocol.log_schema import STACKS
 
 
-def _random_tree(rng: np.random.Generator, pid: int, nodes: int, sparse: bool
-                 ) -> tuple[dict[int, tuple[int, int]], pa.Table]:
+def _random_tree(
+    rng: np.random.Generator, pid: int, nodes: int, sparse: bool
+) -> tuple[dict[int, tuple[int, int]], pa.Table]:
     """A random tree of ``nodes`` nodes: id -> (parent, frame); sparse ids spread far apart."""
-    ids = (np.sort(rng.choice(1 << 30, nodes, replace=False)) + 1 if sparse
-           else np.arange(1, nodes + 1))
+    ids = (
+        np.sort(rng.choice(1 << 30, nodes, replace=False)) + 1
+        if sparse
+        else np.arange(1, nodes + 1)
+    )
     tree: dict[int, tuple[int, int]] = {}
     for i, node in enumerate(ids.tolist()):
         parent = int(ids[int(rng.integers(0, i))]) if i and rng.random() < 0.9 else 0
         tree[node] = (parent, int(rng.integers(1, 6)))
-    table = pa.table({"pid": [pid] * nodes, "stack_id": list(tree),
-                      "parent_id": [p for p, _ in tree.values()],
-                      "frame_id": [f for _, f in tree.values()]}, schema=STACKS)
+    table = pa.table(
+        {
+            "pid": [pid] * nodes,
+            "stack_id": list(tree),
+            "parent_id": [p for p, _ in tree.values()],
+            "frame_id": [f for _, f in tree.values()],
+        },
+        schema=STACKS,
+    )
     return tree, table
 
 
@@ -36,8 +46,15 @@ def test_traces_equal_a_walk_of_the_tree_for_dense_and_sparse_ids(monkeypatch):
     b = LogBuilder()
     for pid in (7, 8):
         for frame in range(1, 6):
-            b._rows["frames"].append({"pid": pid, "frame_id": frame, "function": f"f{frame}",
-                                      "filename": f"m{pid}.py", "lineno": frame * 10})
+            b._rows["frames"].append(
+                {
+                    "pid": pid,
+                    "frame_id": frame,
+                    "function": f"f{frame}",
+                    "filename": f"m{pid}.py",
+                    "lineno": frame * 10,
+                }
+            )
     tables = b.tables()
     tables["stacks"] = rows
     resolver = StackResolver(connect_tables(tables))
@@ -48,14 +65,18 @@ def test_traces_equal_a_walk_of_the_tree_for_dense_and_sparse_ids(monkeypatch):
                 walk, frame = tree[walk]
                 expected.append((f"f{frame}", f"m{pid}.py", frame * 10))
             assert list(resolver.frames(pid, node)) == expected
-            assert resolver.location(pid, node) == \
-                f"{expected[0][0]} ({expected[0][1]}:{expected[0][2]})"
+            assert (
+                resolver.location(pid, node)
+                == f"{expected[0][0]} ({expected[0][1]}:{expected[0][2]})"
+            )
     assert resolver.frames(7, 10_000) == ()  # unknown nodes resolve to nothing
     assert resolver.location(8, 5) is None
     assert resolver.frames(9, 1) == ()
     # dense ids: two 32-bit slots per id; sparse: three per node (ids kept sorted)
-    held = {pid: n.parents.nbytes + n.frames.nbytes + (0 if n.ids is None else n.ids.nbytes)
-            for pid, n in resolver._nodes.items()}
+    held = {
+        pid: n.parents.nbytes + n.frames.nbytes + (0 if n.ids is None else n.ids.nbytes)
+        for pid, n in resolver._nodes.items()
+    }
     assert held == {7: 8 * 501, 8: 12 * 300}
 
 

@@ -31,8 +31,10 @@ def _random_log(rng: np.random.Generator, sampled: bool = False) -> LogBuilder:
     for pid in pids:
         mode = "sampled" if sampled and pid == pids[-1] else "full"
         b.process(pid, 0, mode=mode, sample_bytes=256 if mode == "sampled" else None)
-    stacks = {pid: [b.stack(pid, [("main", "app.py", 1), (f"f{i}", "app.py", 10 + i)])
-                    for i in range(4)] for pid in pids}
+    stacks = {
+        pid: [b.stack(pid, [("main", "app.py", 1), (f"f{i}", "app.py", 10 + i)]) for i in range(4)]
+        for pid in pids
+    }
     live: dict[int, list[int]] = {pid: [] for pid in pids}
     ts = 1000
     for _ in range(int(rng.integers(50, 400))):
@@ -45,12 +47,23 @@ def _random_log(rng: np.random.Generator, sampled: bool = False) -> LogBuilder:
         domain = int(rng.choice(DOMAINS))
         roll = rng.random()
         if roll < 0.45:
-            b.alloc(pid, ts, address, size, tid=tid, stack_id=stack, domain=domain,
-                    calloc=bool(rng.random() < 0.2))
+            b.alloc(
+                pid,
+                ts,
+                address,
+                size,
+                tid=tid,
+                stack_id=stack,
+                domain=domain,
+                calloc=bool(rng.random() < 0.2),
+            )
             live[pid].append(address)
         elif roll < 0.8:
-            victim = live[pid].pop(int(rng.integers(0, len(live[pid])))) if live[pid] \
-                and rng.random() < 0.8 else address  # else unmatched or double
+            victim = (
+                live[pid].pop(int(rng.integers(0, len(live[pid]))))
+                if live[pid] and rng.random() < 0.8
+                else address
+            )  # else unmatched or double
             b.free(pid, ts, victim, tid=tid, domain=domain)
         else:
             old = live[pid][-1] if live[pid] and rng.random() < 0.8 else 0
@@ -65,26 +78,36 @@ def _random_log(rng: np.random.Generator, sampled: bool = False) -> LogBuilder:
 def _scratch(b: LogBuilder) -> dict[str, dict]:
     """Totals per pid and per site from the SQL window matching over the whole log."""
     con = connect_tables(b.tables())
-    per_pid = {r[0]: r[1:] for r in con.execute(
-        """SELECT pid, count(*), sum(size), count(free_ts_ns),
+    per_pid = {
+        r[0]: r[1:]
+        for r in con.execute(
+            """SELECT pid, count(*), sum(size), count(free_ts_ns),
                   coalesce(sum(size) FILTER (WHERE free_ts_ns IS NOT NULL), 0),
                   count(*) FILTER (WHERE end_kind IS NULL),
                   coalesce(sum(size) FILTER (WHERE end_kind IS NULL), 0),
                   count(*) FILTER (WHERE end_kind = 'reused')
-        FROM allocations GROUP BY pid""").fetchall()}
-    unmatched = dict(con.execute(
-        "SELECT pid, count(*) FROM frees WHERE NOT matched GROUP BY pid").fetchall())
-    sites = {(r[0], r[1]): r[2:] for r in con.execute(
-        """SELECT pid, stack_id, count(*), sum(size),
+        FROM allocations GROUP BY pid"""
+        ).fetchall()
+    }
+    unmatched = dict(
+        con.execute("SELECT pid, count(*) FROM frees WHERE NOT matched GROUP BY pid").fetchall()
+    )
+    sites = {
+        (r[0], r[1]): r[2:]
+        for r in con.execute(
+            """SELECT pid, stack_id, count(*), sum(size),
                   count(*) FILTER (WHERE end_kind IS NULL),
                   coalesce(sum(size) FILTER (WHERE end_kind IS NULL), 0)
-        FROM allocations GROUP BY pid, stack_id""").fetchall()}
+        FROM allocations GROUP BY pid, stack_id"""
+        ).fetchall()
+    }
     blocks = con.execute(
         "SELECT pid, ts_ns, size, coalesce(free_ts_ns, reused_ts_ns) FROM ("
         "SELECT a.*, CASE WHEN end_kind = 'reused' THEN "
         "  (SELECT min(b.ts_ns) FROM allocations b WHERE b.pid = a.pid AND "
         "   b.address = a.address AND b.ts_ns > a.ts_ns) END AS reused_ts_ns "
-        "FROM allocations a)").fetchall()
+        "FROM allocations a)"
+    ).fetchall()
     return {"per_pid": per_pid, "unmatched": unmatched, "sites": sites, "blocks": blocks}
 
 
@@ -111,16 +134,25 @@ def test_streaming_state_equals_a_from_scratch_computation(seed):
     con = connect_tables_analyzed(b.tables(), window_rows=int(rng.integers(1, 60)))
     for pid, (n, nbytes, nf, bf, live, live_bytes, reused) in expected["per_pid"].items():
         stats = process_stats(con, pid)
-        assert (stats["total_allocations"], stats["total_allocated"],
-                stats["total_deallocations"], stats["total_freed"],
-                stats["active_allocations"], stats["active_memory"],
-                stats["unrecorded_frees"]) == (n, nbytes, nf, bf, live, live_bytes, reused)
+        assert (
+            stats["total_allocations"],
+            stats["total_allocated"],
+            stats["total_deallocations"],
+            stats["total_freed"],
+            stats["active_allocations"],
+            stats["active_memory"],
+            stats["unrecorded_frees"],
+        ) == (n, nbytes, nf, bf, live, live_bytes, reused)
         assert stats["unmatched_frees"] == expected["unmatched"].get(pid, 0)
         assert stats["peak_memory"] == _replay_peak(expected["blocks"], pid)
     assert process_stats(con)["peak_memory"] == _replay_peak(expected["blocks"], None)
-    sites = {(r[0], r[1]): r[2:] for r in con.execute(
-        """SELECT pid, stack_id, sum(allocations), sum(bytes_allocated), sum(live_blocks),
-                  sum(live_bytes) FROM sites GROUP BY pid, stack_id""").fetchall()}
+    sites = {
+        (r[0], r[1]): r[2:]
+        for r in con.execute(
+            """SELECT pid, stack_id, sum(allocations), sum(bytes_allocated), sum(live_blocks),
+                  sum(live_bytes) FROM sites GROUP BY pid, stack_id"""
+        ).fetchall()
+    }
     assert sites == expected["sites"]
 
 
@@ -158,8 +190,9 @@ def test_sampled_process_estimates_are_horvitz_thompson_sums():
     b = _random_log(rng, sampled=True)
     con = connect_tables_analyzed(b.tables())
     pid = int(con.execute("SELECT max(pid) FROM processes").fetchall()[0][0])
-    sizes = [s for (s,) in con.execute(
-        "SELECT size FROM allocations WHERE pid = ?", [pid]).fetchall()]
+    sizes = [
+        s for (s,) in con.execute("SELECT size FROM allocations WHERE pid = ?", [pid]).fetchall()
+    ]
     stats = process_stats(con, pid)
     weight = [1.0 / (1.0 - math.exp(-max(s, 1) / 256)) for s in sizes]
     assert stats["estimated"] is True
@@ -183,8 +216,7 @@ def test_an_open_segment_is_read_from_where_the_last_read_stopped(tmp_path):
     writer = ipc.new_file(sink, schema, options=ipc.IpcWriteOptions(compression="lz4"))
 
     def batch(i):
-        return pa.record_batch([pa.array([i] * 3, pa.uint32()), pa.array([i, i, i])],
-                               schema=schema)
+        return pa.record_batch([pa.array([i] * 3, pa.uint32()), pa.array([i, i, i])], schema=schema)
 
     segment = SimpleNamespace(path=path, closed=False)
     reader = SimpleNamespace(segments=lambda table: [segment])
@@ -213,9 +245,9 @@ def test_events_arriving_a_batch_late_are_folded_in_time_order():
     """A drain reads threads one after another: thread 2's older events come a batch later."""
     b = LogBuilder()
     b.process(1, 0)
-    b.alloc(1, 1_000_014, 0x100, 64, tid=1)        # first batch: thread 1, the later events
+    b.alloc(1, 1_000_014, 0x100, 64, tid=1)  # first batch: thread 1, the later events
     b.alloc(1, 1_000_015, 0x200, 32, tid=1)
-    b.alloc(1, 1_000_008, 0x100, 16, tid=2)        # next batch: thread 2, earlier in time
+    b.alloc(1, 1_000_008, 0x100, 16, tid=2)  # next batch: thread 2, earlier in time
     b.free(1, 1_000_012, 0x100, tid=2)
     memory = b.tables()["memory"]
 

@@ -10,8 +10,20 @@ from memscope.analyzers._fold import Fold
 from memscope.analyzers._statfold import StatsFold
 
 #: The figures both keep (``processes`` columns of the full fold).
-KEYS = ("events", "allocations", "bytes_allocated", "frees", "bytes_freed", "live_blocks",
-        "live_bytes", "reused", "unmatched_frees", "peak_bytes", "peak_ts_ns", "last_ts_ns")
+KEYS = (
+    "events",
+    "allocations",
+    "bytes_allocated",
+    "frees",
+    "bytes_freed",
+    "live_blocks",
+    "live_bytes",
+    "reused",
+    "unmatched_frees",
+    "peak_bytes",
+    "peak_ts_ns",
+    "last_ts_ns",
+)
 ALLOC, REALLOC, FREE = 0, 2, 3
 #: feed's columns among the full fold's ten (pid, ts_ns, kind, address, old_address, size).
 PICK = (0, 3, 4, 6, 7, 8)
@@ -63,12 +75,32 @@ def test_reuse_double_free_unmatched_and_reallocs():
     light_feed(light, cols(rows))
     totals = light.totals(1)
     assert totals is not None
-    assert {k: totals[k] for k in ("allocations", "bytes_allocated", "frees", "bytes_freed",
-                                   "live_blocks", "live_bytes", "reused", "unmatched_frees",
-                                   "peak_bytes", "events")} == {
-        "allocations": 4, "bytes_allocated": 52, "frees": 3, "bytes_freed": 42,
-        "live_blocks": 0, "live_bytes": 0, "reused": 1, "unmatched_frees": 2,
-        "peak_bytes": 30, "events": 9}
+    assert {
+        k: totals[k]
+        for k in (
+            "allocations",
+            "bytes_allocated",
+            "frees",
+            "bytes_freed",
+            "live_blocks",
+            "live_bytes",
+            "reused",
+            "unmatched_frees",
+            "peak_bytes",
+            "events",
+        )
+    } == {
+        "allocations": 4,
+        "bytes_allocated": 52,
+        "frees": 3,
+        "bytes_freed": 42,
+        "live_blocks": 0,
+        "live_bytes": 0,
+        "reused": 1,
+        "unmatched_frees": 2,
+        "peak_bytes": 30,
+        "events": 9,
+    }
     assert totals["peak_ts_ns"] == 10
     full = Fold()
     full.feed(*cols(rows))
@@ -82,9 +114,18 @@ def test_a_large_live_set_grows_and_shrinks_the_map():
     both = np.concatenate([addresses, addresses[::-1]])
     kinds = np.concatenate([np.full(n, ALLOC), np.full(n, FREE)]).astype(np.uint8)
     m = 2 * n
-    stream = [np.full(m, 7, np.uint32), np.ones(m, np.uint64), np.arange(m, dtype=np.uint64),
-              np.arange(m, dtype=np.int64), kinds, np.full(m, 2, np.uint8), both,
-              np.zeros(m, np.uint64), np.full(m, 8, np.uint64), np.ones(m, np.uint32)]
+    stream = [
+        np.full(m, 7, np.uint32),
+        np.ones(m, np.uint64),
+        np.arange(m, dtype=np.uint64),
+        np.arange(m, dtype=np.int64),
+        kinds,
+        np.full(m, 2, np.uint8),
+        both,
+        np.zeros(m, np.uint64),
+        np.full(m, 8, np.uint64),
+        np.ones(m, np.uint32),
+    ]
     light, full = StatsFold(), Fold()
     light_feed(light, stream)
     full.feed(*stream)
@@ -133,16 +174,21 @@ def test_running_totals_read_then_taken_equal_the_logs_stats(tmp_path):
     assert twin is not None
     twin.update()
     totals.take(memory.to_batches(), second["processes"].to_batches())
-    twin.take_columns({n: memory.column(n).to_numpy() for n in memory.schema.names},
-                      second["processes"].to_batches())
+    twin.take_columns(
+        {n: memory.column(n).to_numpy() for n in memory.schema.names},
+        second["processes"].to_batches(),
+    )
     writer = LogWriter(events, Settings().replace(segment_max_bytes=1))
     for name, table in second.items():
         if table.num_rows:
             writer.append(name, pa.Table.from_batches(table.to_batches(), table.schema))
     writer.close()
     con = connect_analyzed(events)
-    full = [pid for pid in {int(p) for p in tables["processes"].column("pid").to_pylist()}
-            if totals.mode(pid) == "full"]
+    full = [
+        pid
+        for pid in {int(p) for p in tables["processes"].column("pid").to_pylist()}
+        if totals.mode(pid) == "full"
+    ]
     assert full
     for pid in full:
         assert totals.stats(pid) == twin.stats(pid) == process_stats(con, pid)

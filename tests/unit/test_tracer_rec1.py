@@ -154,10 +154,17 @@ def test_random_bytes_never_crash():
     rng = random.Random(99)
     for _ in range(300):
         body = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 120)))
-        header = struct.pack("<IIQqQQQII", records.REC1_MAGIC, rng.randrange(0, 40), 0, 0,
-                             1 << 32, 0, 0, 0, 0)
-        _same({"tid": 1, "n": struct.unpack_from("<I", header, 4)[0], "enc": "rec1",
-               "data": header + body})
+        header = struct.pack(
+            "<IIQqQQQII", records.REC1_MAGIC, rng.randrange(0, 40), 0, 0, 1 << 32, 0, 0, 0, 0
+        )
+        _same(
+            {
+                "tid": 1,
+                "n": struct.unpack_from("<I", header, 4)[0],
+                "enc": "rec1",
+                "data": header + body,
+            }
+        )
 
 
 def test_c_decoder_survives_many_mutations():

@@ -62,8 +62,11 @@ def test_current_stack_id_matches_the_allocation_stack_line():
 
     ev, rare, sid = capture_run(here)
     stack = resolve_stack(rare, sid)
-    assert stack[0] == ("test_current_stack_id_matches_the_allocation_stack_line.<locals>.here",
-                        __file__.rsplit("/", 1)[-1], _line_of(here, "current_stack_id()"))
+    assert stack[0] == (
+        "test_current_stack_id_matches_the_allocation_stack_line.<locals>.here",
+        __file__.rsplit("/", 1)[-1],
+        _line_of(here, "current_stack_id()"),
+    )
 
 
 def test_frames_and_stacks_are_sent_once():

@@ -82,8 +82,9 @@ def test_thread_churn_reaps_exited_threads():
     # join() returns once Python is done with a thread; the thread-exit destructor that hands
     # its buffer over for reaping runs later, before the OS thread ends. Wait for the OS
     # threads to be gone (a loaded machine may take a while), then ONE drain must reap them all.
-    assert _wait_until(lambda: not any(os.path.exists(f"/proc/self/task/{n}")
-                                       for n in native_ids), timeout=60)
+    assert _wait_until(
+        lambda: not any(os.path.exists(f"/proc/self/task/{n}") for n in native_ids), timeout=60
+    )
     drain()
     assert capture.stats()["pending_bytes"] <= pending_before + 2 * 65536
 

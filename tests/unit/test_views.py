@@ -19,11 +19,11 @@ def test_alloc_free_realloc_and_reuse_are_matched():
     b = LogBuilder()
     b.alloc(1, 10, 0x100, 64)
     b.free(1, 20, 0x100)
-    b.alloc(1, 30, 0x100, 32)           # the address again, after its free
+    b.alloc(1, 30, 0x100, 32)  # the address again, after its free
     b.realloc(1, 40, 0x100, 0x100, 96)  # in place: ends the 32 B block, starts a 96 B one
     b.realloc(1, 50, 0x100, 0x900, 200)  # moved
     b.alloc(1, 60, 0x500, 8)
-    b.alloc(1, 70, 0x500, 16)           # reused without a free: the free was not recorded
+    b.alloc(1, 70, 0x500, 16)  # reused without a free: the free was not recorded
     con = connect_tables(b.tables())
     assert _allocs(con) == [
         (0x100, 64, 10, 20, "free", "alloc"),
@@ -58,8 +58,11 @@ def test_frees_view_marks_unmatched_and_repeated_ends():
     rows = con.execute(
         "SELECT address, ts_ns, matched, size, repeated_end FROM frees ORDER BY ts_ns"
     ).fetchall()
-    assert rows == [(0x700, 5, False, None, False), (0x100, 20, True, 64, False),
-                    (0x100, 30, False, None, True)]
+    assert rows == [
+        (0x700, 5, False, None, False),
+        (0x100, 20, True, 64, False),
+        (0x100, 30, False, None, True),
+    ]
 
 
 def test_processes_one_row_per_pid():
@@ -71,24 +74,28 @@ def test_processes_one_row_per_pid():
         "SELECT pid, ppid, argv, start_ts_ns, end_ts_ns, exit_code, mode FROM processes "
         "ORDER BY pid"
     ).fetchall()
-    assert rows == [(10, 1, ["a.py", "x"], 100, 900, 3, "full"),
-                    (11, 10, ["app.py"], 200, None, None, "sampled")]
+    assert rows == [
+        (10, 1, ["a.py", "x"], 100, 900, 3, "full"),
+        (11, 10, ["app.py"], 200, None, None, "sampled"),
+    ]
 
 
 def test_threads_take_the_latest_name():
     b = LogBuilder()
     b.thread(1, 7, 10, "Thread-1")
-    b._rows["threads"].append({"pid": 1, "tid": 7, "ts_ns": 20, "event": "name",
-                               "native_id": 77, "name": "loader"})
+    b._rows["threads"].append(
+        {"pid": 1, "tid": 7, "ts_ns": 20, "event": "name", "native_id": 77, "name": "loader"}
+    )
     con = connect_tables(b.tables())
     assert con.execute("SELECT pid, tid, name, start_ts_ns FROM threads").fetchall() == [
-        (1, 7, "loader", 10)]
+        (1, 7, "loader", 10)
+    ]
 
 
 def test_variable_dies_at_the_first_free_after_it_was_tracked():
     b = LogBuilder()
     b.alloc(1, 10, 0x100, 64)
-    b.free(1, 20, 0x100)          # an earlier object at the same address
+    b.free(1, 20, 0x100)  # an earlier object at the same address
     b.alloc(1, 30, 0x100, 64)
     b.variable(1, 35, "data", "list[int]", 0x100, 64)
     b.free(1, 90, 0x100)
@@ -110,18 +117,25 @@ def test_frames_resolve_the_interned_stack_tree():
         [leaf],
     ).fetchall()
     assert frames == [(0, "parse", "lib.py", 9), (1, "load", "app.py", 5), (2, "main", "app.py", 1)]
-    stack = con.execute("SELECT depth, location, trace FROM stacks WHERE stack_id = ?",
-                        [leaf]).fetchone()
-    assert stack == (3, "parse (lib.py:9)",
-                     ["parse (lib.py:9)", "load (app.py:5)", "main (app.py:1)"])
+    stack = con.execute(
+        "SELECT depth, location, trace FROM stacks WHERE stack_id = ?", [leaf]
+    ).fetchone()
+    assert stack == (
+        3,
+        "parse (lib.py:9)",
+        ["parse (lib.py:9)", "load (app.py:5)", "main (app.py:1)"],
+    )
 
 
 def test_a_cyclic_stack_tree_does_not_hang():
     b = LogBuilder()
-    b._rows["frames"].append({"pid": 1, "frame_id": 1, "function": "f", "filename": "x.py",
-                              "lineno": 1})
-    b._rows["stacks"] += [{"pid": 1, "stack_id": 1, "parent_id": 2, "frame_id": 1},
-                          {"pid": 1, "stack_id": 2, "parent_id": 1, "frame_id": 1}]
+    b._rows["frames"].append(
+        {"pid": 1, "frame_id": 1, "function": "f", "filename": "x.py", "lineno": 1}
+    )
+    b._rows["stacks"] += [
+        {"pid": 1, "stack_id": 1, "parent_id": 2, "frame_id": 1},
+        {"pid": 1, "stack_id": 2, "parent_id": 1, "frame_id": 1},
+    ]
     con = connect_tables(b.tables())
     depth = con.execute("SELECT max(depth) FROM frames").fetchone()[0]
     assert depth == 512
@@ -133,7 +147,9 @@ def test_events_name_kinds_and_domains():
     b.free(1, 2, 0x10, domain=DOMAIN_MEM)
     con = connect_tables(b.tables())
     assert con.execute("SELECT kind, domain FROM events ORDER BY seq").fetchall() == [
-        ("alloc", "raw"), ("free", "mem")]
+        ("alloc", "raw"),
+        ("free", "mem"),
+    ]
 
 
 def test_ingest_keeps_the_latest_counters_per_producer():
@@ -142,8 +158,9 @@ def test_ingest_keeps_the_latest_counters_per_producer():
     b.ingest("h:1:0", 1, 20, batches=2, events=9, gaps=1)
     b.ingest("h:2:0", 2, 15, batches=1, events=3)
     con = connect_tables(b.tables())
-    assert con.execute("SELECT producer, batches, events, gaps FROM ingest ORDER BY producer"
-                       ).fetchall() == [("h:1:0", 2, 9, 1), ("h:2:0", 1, 3, 0)]
+    assert con.execute(
+        "SELECT producer, batches, events, gaps FROM ingest ORDER BY producer"
+    ).fetchall() == [("h:1:0", 2, 9, 1), ("h:2:0", 1, 3, 0)]
 
 
 def test_every_public_view_answers_on_an_empty_log():
@@ -189,5 +206,4 @@ def test_chunked_matching_equals_one_window(chunk_rows):
         expected = (whole.execute(allocs).fetchall(), whole.execute(ends).fetchall())
         chunked = connect_tables(tables)
         materialize(chunked, chunk_rows=chunk_rows)
-        assert (chunked.execute(allocs).fetchall(),
-                chunked.execute(ends).fetchall()) == expected
+        assert (chunked.execute(allocs).fetchall(), chunked.execute(ends).fetchall()) == expected

@@ -65,7 +65,8 @@ def test_split_batches_carry_large_rec1_data_in_frames_of_their_own():
     # the one-frame form (the spool's) is exactly what encode_batch packs
     assert wire.join_frames(frames) == wire.encode_batch("host:1:2", 1, 3, chunks, {})
     assert wire.encode_batch_frames("host:1:2", 1, 3, chunks[1:], {}) == [
-        wire.encode_batch("host:1:2", 1, 3, chunks[1:], {})]
+        wire.encode_batch("host:1:2", 1, 3, chunks[1:], {})
+    ]
 
 
 @pytest.mark.parametrize(
@@ -83,9 +84,19 @@ def test_split_batches_carry_large_rec1_data_in_frames_of_their_own():
 def test_bad_split_batches_are_rejected_with_a_reason(refs, extra, reason):
     big = _rec1_chunks()[0]
     mem = [{**big, "data": ref} for ref in refs]
-    message = msgpack.packb({"v": wire.WIRE_VERSION, "schema": wire.SCHEMA_ID,
-                             "producer": "h:1:1", "pid": 1, "seq": 0, "n": 20_000 * len(refs),
-                             "mem": mem, "rec": {}}, use_bin_type=True)
+    message = msgpack.packb(
+        {
+            "v": wire.WIRE_VERSION,
+            "schema": wire.SCHEMA_ID,
+            "producer": "h:1:1",
+            "pid": 1,
+            "seq": 0,
+            "n": 20_000 * len(refs),
+            "mem": mem,
+            "rec": {},
+        },
+        use_bin_type=True,
+    )
     with pytest.raises(wire.WireError, match=reason):
         wire.decode_envelope(message, [big["data"]] * extra)
     with pytest.raises(wire.WireError, match=reason):
@@ -106,8 +117,18 @@ def test_only_rec1_chunks_take_frames():
     """A cols1 chunk whose data names a frame takes nothing: the frame is left over."""
     big = _rec1_chunks()[0]
     cols = {"tid": 1, "n": 0, "enc": "cols1", "cols": {}, "data": 1}
-    message = msgpack.packb({"v": wire.WIRE_VERSION, "schema": wire.SCHEMA_ID,
-                             "producer": "h:1:1", "pid": 1, "seq": 0, "n": 0,
-                             "mem": [cols], "rec": {}}, use_bin_type=True)
+    message = msgpack.packb(
+        {
+            "v": wire.WIRE_VERSION,
+            "schema": wire.SCHEMA_ID,
+            "producer": "h:1:1",
+            "pid": 1,
+            "seq": 0,
+            "n": 0,
+            "mem": [cols],
+            "rec": {},
+        },
+        use_bin_type=True,
+    )
     with pytest.raises(wire.WireError, match="frame 1 of 2 is taken by no chunk"):
         wire.decode_envelope(message, [big["data"]])

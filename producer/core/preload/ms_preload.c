@@ -116,7 +116,10 @@ static void *ms_boot_alloc(size_t size, size_t align)
     return (void *)p;
 }
 
-static inline size_t ms_boot_size(const void *p) { return ((const size_t *)p)[-1]; }
+static inline size_t ms_boot_size(const void *p)
+{
+    return ((const size_t *)p)[-1];
+}
 
 /* ------------------------------------------------------------------ findings / stats */
 
@@ -173,7 +176,10 @@ static inline void ms_lock(int *lock)
     }
 }
 
-static inline void ms_unlock(int *lock) { __atomic_store_n(lock, 0, __ATOMIC_RELEASE); }
+static inline void ms_unlock(int *lock)
+{
+    __atomic_store_n(lock, 0, __ATOMIC_RELEASE);
+}
 
 static int ms_grow(ms_shard_t *s)
 {
@@ -311,13 +317,12 @@ static inline const ms_ops_t *ms_recorder(void)
 }
 
 static inline void ms_report(const ms_ops_t *ops, unsigned kind, unsigned domain, void *p,
-                             void *old, size_t size, uint64_t ret, unsigned finding,
-                             uint64_t tick)
+                             void *old, size_t size, uint64_t ret, unsigned finding, uint64_t tick)
 {
     int saved = errno;
     ms_tls_in = 1;
-    ops->record(kind, domain, (uint64_t)(uintptr_t)p, (uint64_t)(uintptr_t)old, size, ret,
-                finding, tick);
+    ops->record(kind, domain, (uint64_t)(uintptr_t)p, (uint64_t)(uintptr_t)old, size, ret, finding,
+                tick);
     ms_tls_in = 0;
     errno = saved;
 }
@@ -340,12 +345,10 @@ static void ms_blocked(void *p, int is_realloc, uint64_t ret)
     if (is_realloc) {
         finding = MS_FINDING_INVALID_REALLOC;
         __atomic_fetch_add(&ms_count_invalid_realloc, 1, __ATOMIC_RELAXED);
-    }
-    else if (ms_freed_seen(p)) {
+    } else if (ms_freed_seen(p)) {
         finding = MS_FINDING_DOUBLE_FREE;
         __atomic_fetch_add(&ms_count_double, 1, __ATOMIC_RELAXED);
-    }
-    else {
+    } else {
         finding = MS_FINDING_INVALID_FREE;
         __atomic_fetch_add(&ms_count_invalid, 1, __ATOMIC_RELAXED);
     }
@@ -369,12 +372,12 @@ static void ms_die(const char *what)
     _exit(127);
 }
 
-#define MS_RESOLVE(NAME)                                                                      \
-    do {                                                                                      \
-        *(void **)&real.NAME = real.dlsym(RTLD_NEXT, #NAME);                                  \
-        if (real.NAME == NULL) {                                                              \
-            ms_die(#NAME);                                                                    \
-        }                                                                                     \
+#define MS_RESOLVE(NAME)                                                                           \
+    do {                                                                                           \
+        *(void **)&real.NAME = real.dlsym(RTLD_NEXT, #NAME);                                       \
+        if (real.NAME == NULL) {                                                                   \
+            ms_die(#NAME);                                                                         \
+        }                                                                                          \
     } while (0)
 
 static void ms_resolve(void)
@@ -414,8 +417,8 @@ static int ms_init_slow(void)
         }
         int expected = MS_UNINIT;
         if (state == MS_UNINIT &&
-            __atomic_compare_exchange_n(&ms_state, &expected, MS_INITIALIZING, 0,
-                                        __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+            __atomic_compare_exchange_n(&ms_state, &expected, MS_INITIALIZING, 0, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_ACQUIRE)) {
             ms_tls_boot = 1;
             ms_resolve();
             ms_tls_boot = 0;
@@ -428,8 +431,7 @@ static int ms_init_slow(void)
 
 static inline int ms_ready(void)
 {
-    return MS_LIKELY(__atomic_load_n(&ms_state, __ATOMIC_ACQUIRE) == MS_READY) ||
-           ms_init_slow();
+    return MS_LIKELY(__atomic_load_n(&ms_state, __ATOMIC_ACQUIRE) == MS_READY) || ms_init_slow();
 }
 
 static void ms_atfork_prepare(void)
@@ -466,8 +468,7 @@ __attribute__((constructor)) static void ms_constructor(void)
         /* Preloaded: registered before anyone else, so its prepare handler runs last, after
          * the tracer's, which may allocate (take shard locks) while holding their locks. */
         pthread_atfork(ms_atfork_prepare, ms_atfork_release, ms_atfork_release);
-    }
-    else {
+    } else {
         /* Loaded late (after the tracer registered its handlers): taking the shard locks
          * here would come before the tracer's locks, the reverse of the order hooks nest
          * them in, so nothing is taken before fork. */
@@ -575,8 +576,7 @@ MS_EXPORT void *realloc(void *old, size_t size)
             if (ops != NULL) {
                 ms_report(ops, MS_FREE, MS_DOMAIN_NATIVE, old, NULL, 0, ret, 0, tick);
             }
-        }
-        else {
+        } else {
             ms_live_insert(old); /* failed: the old block is still valid */
         }
         return NULL;
@@ -606,17 +606,17 @@ MS_EXPORT int posix_memalign(void **out, size_t align, size_t size)
     return rc;
 }
 
-#define MS_ALIGNED_HOOK(NAME, PARAMS, ARGS, ALIGN, SIZE)                                      \
-    MS_EXPORT void *NAME PARAMS                                                               \
-    {                                                                                         \
-        if (MS_UNLIKELY(!ms_ready())) {                                                       \
-            return ms_boot_alloc(SIZE, ALIGN);                                                \
-        }                                                                                     \
-        void *p = real.NAME ARGS;                                                             \
-        if (p != NULL) {                                                                      \
-            ms_born(p, SIZE, MS_ALLOC, MS_CALLER());                                          \
-        }                                                                                     \
-        return p;                                                                             \
+#define MS_ALIGNED_HOOK(NAME, PARAMS, ARGS, ALIGN, SIZE)                                           \
+    MS_EXPORT void *NAME PARAMS                                                                    \
+    {                                                                                              \
+        if (MS_UNLIKELY(!ms_ready())) {                                                            \
+            return ms_boot_alloc(SIZE, ALIGN);                                                     \
+        }                                                                                          \
+        void *p = real.NAME ARGS;                                                                  \
+        if (p != NULL) {                                                                           \
+            ms_born(p, SIZE, MS_ALLOC, MS_CALLER());                                               \
+        }                                                                                          \
+        return p;                                                                                  \
     }
 
 MS_ALIGNED_HOOK(aligned_alloc, (size_t align, size_t size), (align, size), align, size)
@@ -674,7 +674,8 @@ MS_EXPORT int munmap(void *addr, size_t len)
  * the *global* malloc, which is libc's when the shim is not preloaded (late mode); these
  * names always mean the hooks defined here. */
 #pragma GCC diagnostic ignored "-Wmissing-attributes" /* aliases need not repeat `leaf` */
-#define MS_LOCAL(NAME) extern __typeof__(NAME) ms_local_##NAME __attribute__((alias(#NAME), visibility("hidden")));
+#define MS_LOCAL(NAME)                                                                             \
+    extern __typeof__(NAME) ms_local_##NAME __attribute__((alias(#NAME), visibility("hidden")));
 MS_LOCAL(malloc)
 MS_LOCAL(calloc)
 MS_LOCAL(realloc)
@@ -696,9 +697,9 @@ static void *ms_substitute(void *found)
     if (found == NULL) {
         return NULL;
     }
-#define MS_SWAP(NAME)                                                                         \
-    if (found == (void *)real.NAME) {                                                         \
-        return (void *)&ms_local_##NAME;                                                      \
+#define MS_SWAP(NAME)                                                                              \
+    if (found == (void *)real.NAME) {                                                              \
+        return (void *)&ms_local_##NAME;                                                           \
     }
     MS_SWAP(malloc)
     MS_SWAP(calloc)
@@ -727,7 +728,6 @@ MS_EXPORT void *dlsym(void *handle, const char *name)
     }
     return ms_substitute(real.dlsym(handle, name));
 }
-
 
 extern __typeof__(dlsym) ms_local_dlsym __attribute__((alias("dlsym"), visibility("hidden")));
 
@@ -786,8 +786,8 @@ static inline uintptr_t ms_dptr(uintptr_t base, ElfW(Addr) value)
     return value < base ? base + value : value;
 }
 
-static int ms_patch_relocs(uintptr_t base, const ElfW(Rela) *rel, size_t bytes,
-                           const ElfW(Sym) *symtab, const char *strtab)
+static int ms_patch_relocs(uintptr_t base, const ElfW(Rela) * rel, size_t bytes,
+                           const ElfW(Sym) * symtab, const char *strtab)
 {
     int patched = 0;
     for (size_t i = 0; rel != NULL && i < bytes / sizeof(ElfW(Rela)); i++) {
@@ -826,8 +826,7 @@ static int ms_patch_object(struct dl_phdr_info *info, size_t size, void *total)
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
         if (ph->p_type == PT_DYNAMIC) {
             dyn = (const ElfW(Dyn) *)(base + ph->p_vaddr);
-        }
-        else if (ph->p_type == PT_GNU_RELRO) {
+        } else if (ph->p_type == PT_GNU_RELRO) {
             relro = base + ph->p_vaddr;
             relro_len = ph->p_memsz;
         }
@@ -841,13 +840,26 @@ static int ms_patch_object(struct dl_phdr_info *info, size_t size, void *total)
     size_t jmprel_len = 0, rela_len = 0;
     for (const ElfW(Dyn) *d = dyn; d->d_tag != DT_NULL; d++) {
         switch (d->d_tag) {
-        case DT_SYMTAB: symtab = (const ElfW(Sym) *)ms_dptr(base, d->d_un.d_ptr); break;
-        case DT_STRTAB: strtab = (const char *)ms_dptr(base, d->d_un.d_ptr); break;
-        case DT_JMPREL: jmprel = (const ElfW(Rela) *)ms_dptr(base, d->d_un.d_ptr); break;
-        case DT_PLTRELSZ: jmprel_len = d->d_un.d_val; break;
-        case DT_RELA: rela = (const ElfW(Rela) *)ms_dptr(base, d->d_un.d_ptr); break;
-        case DT_RELASZ: rela_len = d->d_un.d_val; break;
-        default: break;
+        case DT_SYMTAB:
+            symtab = (const ElfW(Sym) *)ms_dptr(base, d->d_un.d_ptr);
+            break;
+        case DT_STRTAB:
+            strtab = (const char *)ms_dptr(base, d->d_un.d_ptr);
+            break;
+        case DT_JMPREL:
+            jmprel = (const ElfW(Rela) *)ms_dptr(base, d->d_un.d_ptr);
+            break;
+        case DT_PLTRELSZ:
+            jmprel_len = d->d_un.d_val;
+            break;
+        case DT_RELA:
+            rela = (const ElfW(Rela) *)ms_dptr(base, d->d_un.d_ptr);
+            break;
+        case DT_RELASZ:
+            rela_len = d->d_un.d_val;
+            break;
+        default:
+            break;
         }
     }
     if (symtab == NULL || strtab == NULL) {
@@ -917,7 +929,10 @@ MS_EXPORT int memscope_native_attach(const ms_ops_t *ops)
     return MS_ABI;
 }
 
-MS_EXPORT void memscope_native_detach(void) { __atomic_store_n(&ms_ops, NULL, __ATOMIC_RELEASE); }
+MS_EXPORT void memscope_native_detach(void)
+{
+    __atomic_store_n(&ms_ops, NULL, __ATOMIC_RELEASE);
+}
 
 MS_EXPORT void memscope_native_stats(ms_stats_t *out)
 {

@@ -42,17 +42,17 @@ typedef struct {
     uint64_t (*tick)(void);
     /* One event. `ret` is the return address in the caller of the intercepted function;
      * `tick` is 0 (stamp now) or a value of tick() taken before the real call. */
-    void (*record)(unsigned kind, unsigned domain, uint64_t addr, uint64_t old_addr,
-                   uint64_t size, uint64_t ret, unsigned finding, uint64_t tick);
+    void (*record)(unsigned kind, unsigned domain, uint64_t addr, uint64_t old_addr, uint64_t size,
+                   uint64_t ret, unsigned finding, uint64_t tick);
 } ms_ops_t;
 
 typedef struct {
-    uint64_t live_blocks;     /* heap blocks the shim knows to be allocated now */
-    uint64_t double_frees;    /* blocked frees, by finding (counted attached or not) */
+    uint64_t live_blocks;  /* heap blocks the shim knows to be allocated now */
+    uint64_t double_frees; /* blocked frees, by finding (counted attached or not) */
     uint64_t invalid_frees;
     uint64_t invalid_reallocs;
-    uint64_t untracked;       /* blocks the live set could not hold (it then stops blocking) */
-    uint64_t boot_bytes;      /* bytes served from the static bootstrap buffer */
+    uint64_t untracked;  /* blocks the live set could not hold (it then stops blocking) */
+    uint64_t boot_bytes; /* bytes served from the static bootstrap buffer */
 } ms_stats_t;
 
 typedef int (*ms_attach_fn)(const ms_ops_t *ops);
