@@ -3,6 +3,7 @@
 import json
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from api_support import PROGRAMS, memscope_run, python, table
@@ -48,6 +49,32 @@ def _stats(run):
     return json.loads(done.stdout)["total"]
 
 
+def _in_memscope(finding: dict) -> bool:
+    """Whether a frame of the finding's stack is in memscope's own packages."""
+    import memscope
+
+    root = Path(memscope.__file__).resolve().parent
+    ours = [str(root / name) + "/" for name in LAYER_PACKAGES]
+    return any(
+        frame.rsplit("(", 1)[-1].startswith(tuple(ours)) for frame in finding["stack"]["trace"]
+    )
+
+
+#: memscope's subpackages (its code, as opposed to the checkout's tests and examples).
+LAYER_PACKAGES = (
+    "producer",
+    "protocol",
+    "eventlog",
+    "broker",
+    "analyzers",
+    "exporters",
+    "api",
+    "commands",
+    "integrations",
+    "config",
+)
+
+
 @pytest.mark.parametrize("attempt", range(3))
 def test_memscopes_own_threads_make_no_findings_and_stay_invisible(tmp_path, attempt):
     args = [PROGRAMS / "http_pool.py", "2000"]
@@ -73,19 +100,14 @@ def test_memscopes_own_threads_make_no_findings_and_stay_invisible(tmp_path, att
         for f in report["violation_reports"]
         if f["severity"] == "high" or (f["severity"] == "critical" and f["kind"] in phantom)
     ]
-    # CPython's type attribute cache keeps the `'do_' + command` strings of
-    # BaseHTTPRequestHandler.handle_one_request alive (the cache holds its keys: a real,
-    # growing retention that a run flags as a leak now and then, seen on 3.11 and 3.12);
-    # every other finding must still be absent
-    high = [
-        f
-        for f in high
-        if not (
-            f["kind"] == "leak"
-            and f["stack"]["location"].startswith("BaseHTTPRequestHandler.handle_one_request ")
-        )
-    ]
-    assert not high
+    # What memscope's own threads would cause has no stack, or one in memscope's code: none.
+    assert not [f for f in high if not f["stack"].get("trace") or _in_memscope(f)]
+    # A high finding left is a leak of the program's own (stdlib) code, and a real retention
+    # that a run flags now and then (seen on 3.11 and 3.12): CPython's type attribute cache
+    # keeps strings built per request ('do_' + command in BaseHTTPRequestHandler, the
+    # '_request' method names of OpenerDirector.open), and sockets in reference cycles are
+    # alive until a collection that may come after tracing ended. Small, and never a phantom.
+    assert all(f["kind"] == "leak" and f["alive_bytes"] < 1 << 20 for f in high), high
     # one row per thread: the main thread, the server's, the pool's 32, one per request
     starts = [r for r in table(run / "events", "threads") if r["event"] == "start"]
     assert len(starts) == len({r["tid"] for r in starts}) == 1 + 1 + 32 + 2000
