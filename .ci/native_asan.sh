@@ -23,7 +23,8 @@ suffix=$("$PY" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"
 rm -f "$scratch"/memscope/producer/_tracer*.so
 "$CC" -shared -fPIC -O1 -g -std=c11 -Wall -Wno-unused-function \
     -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined \
-    -I"$include" producer/core/binding.c producer/tr_*.c -lm \
+    -I"$include" -Iproducer/core -Iprotocol producer/core/binding.c producer/core/tr_*.c \
+    protocol/rec1.c -lm \
     -o "$scratch/memscope/producer/_tracer$suffix"
 libasan=$("$CC" -print-file-name=libasan.so)
 libubsan=$("$CC" -print-file-name=libubsan.so)

@@ -1300,8 +1300,10 @@ static PyObject *Fold_feed(FoldObject *self, PyObject *args, PyObject *kwargs)
                       views[5].buf, views[6].buf, views[7].buf, views[8].buf, views[9].buf};
     size_t done;
     self->busy = 1;
-    Py_BEGIN_ALLOW_THREADS done = fd_feed(&self->f, &c, (size_t)n);
-    Py_END_ALLOW_THREADS self->busy = 0;
+    Py_BEGIN_ALLOW_THREADS
+    done = fd_feed(&self->f, &c, (size_t)n);
+    Py_END_ALLOW_THREADS
+    self->busy = 0;
     for (int i = 0; i < FD_NFEED; i++)
         PyBuffer_Release(&views[i]);
     if (done < (size_t)n)

@@ -21,7 +21,8 @@
 #include <stdint.h>
 
 /* Event kinds (mirror memscope.protocol.wire), blocks.state and findings.type codes. */
-enum { FD_ALLOC = 0, FD_CALLOC = 1, FD_REALLOC = 2, FD_FREE = 3 };
+#include "rec1.h" /* record kinds: protocol/rec1.h */
+enum { FD_ALLOC = TR_ALLOC, FD_CALLOC = TR_CALLOC, FD_REALLOC = TR_REALLOC, FD_FREE = TR_FREE };
 enum { FD_LIVE = 1, FD_DEAD_REPEATABLE = 2, FD_DEAD = 3 };
 enum { FD_DOMAIN_MISMATCH = 1, FD_REPEATED_END = 2, FD_INTERIOR_FREE = 3 };
 #define FD_PROBE_ALIGN 16

@@ -21,8 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* memscope.protocol.wire.KIND_* */
-enum { SF_ALLOC = 0, SF_CALLOC = 1, SF_REALLOC = 2, SF_FREE = 3 };
+#include "rec1.h" /* record kinds: protocol/rec1.h */
+enum { SF_ALLOC = TR_ALLOC, SF_CALLOC = TR_CALLOC, SF_REALLOC = TR_REALLOC, SF_FREE = TR_FREE };
 
 typedef struct {
     uint64_t addr; /* 0: empty */
@@ -266,9 +266,11 @@ static PyObject *StatsFold_feed(StatsFold *self, PyObject *args)
     }
     int rc;
     self->busy = 1;
-    Py_BEGIN_ALLOW_THREADS rc = sf_feed(self, views[0].buf, views[1].buf, views[2].buf,
-                                        views[3].buf, views[4].buf, views[5].buf, (size_t)n);
-    Py_END_ALLOW_THREADS self->busy = 0;
+    Py_BEGIN_ALLOW_THREADS
+    rc = sf_feed(self, views[0].buf, views[1].buf, views[2].buf, views[3].buf, views[4].buf,
+                 views[5].buf, (size_t)n);
+    Py_END_ALLOW_THREADS
+    self->busy = 0;
     if (rc < 0) {
         PyErr_NoMemory();
         goto done;

@@ -7,7 +7,6 @@ from typing import Any
 
 import zmq
 
-from memscope.config import Settings
 from memscope.protocol import addresses, curve
 
 
@@ -29,12 +28,12 @@ class BrokerClient:
     def __init__(
         self,
         control_address: str,
-        settings: Settings | None = None,
+        settings: curve.CurveKeys | None = None,
         timeout_s: float = 10.0,
         context: zmq.Context | None = None,
     ) -> None:
         self.address = control_address
-        self.settings = settings or Settings()
+        self.settings = settings  # CURVE keys (``Settings``); None: no CURVE
         self.timeout_s = timeout_s
         self._context = context or zmq.Context.instance()
         self._sock: zmq.Socket | None = None
@@ -43,8 +42,9 @@ class BrokerClient:
         if self._sock is None:
             sock = self._context.socket(zmq.REQ)
             sock.linger = 0
-            if not addresses.is_loopback(self.address):
-                curve.setup_client(sock, self.settings)  # loopback control sockets are plain
+            # loopback control sockets are plain; others take the settings' CURVE keys
+            if not addresses.is_loopback(self.address) and self.settings is not None:
+                curve.setup_client(sock, self.settings)
             sock.connect(self.address)
             self._sock = sock
         return self._sock

@@ -11,11 +11,34 @@ need acknowledgements); on loopback and ipc they stay plain so local tools can r
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import zmq
 
-from memscope.config import Settings
+
+class CurveKeys(Protocol):
+    """Where the CURVE keys are: the four ``curve_*`` fields of ``memscope.config.Settings``.
+
+    (A protocol rather than ``Settings`` itself: this package imports nothing else of
+    memscope.)
+    """
+
+    @property
+    def curve_server_secret_key(self) -> str:
+        """The server's secret key file (CURVE on when set)."""
+
+    @property
+    def curve_server_public_key(self) -> str:
+        """The server's public key file (clients)."""
+
+    @property
+    def curve_client_secret_key(self) -> str:
+        """The client's secret key file."""
+
+    @property
+    def curve_authorized_clients(self) -> str:
+        """A directory of the public keys of the clients allowed in."""
+
 
 if TYPE_CHECKING:  # zmq.auth is imported only when CURVE is used: it pulls in asyncio and ssl,
     # thousands of objects every full collection of a traced program would visit
@@ -40,7 +63,7 @@ def load_keys(path: str, need_secret: bool) -> tuple[bytes, bytes | None]:
     return public, secret
 
 
-def server_enabled(settings: Settings) -> bool:
+def server_enabled(settings: CurveKeys) -> bool:
     """True when the broker is configured with a server secret key."""
     return bool(settings.curve_server_secret_key)
 
@@ -48,7 +71,7 @@ def server_enabled(settings: Settings) -> bool:
 def setup_server(
     context: zmq.Context,
     sockets: list[zmq.Socket],
-    settings: Settings,
+    settings: CurveKeys,
 ) -> ThreadAuthenticator:
     """Make ``sockets`` CURVE servers and start the authenticator; return it (stop it later).
 
@@ -76,7 +99,7 @@ def setup_server(
     return auth
 
 
-def setup_client(sock: zmq.Socket, settings: Settings) -> None:
+def setup_client(sock: zmq.Socket, settings: CurveKeys) -> None:
     """Make ``sock`` a CURVE client if a server public key is configured."""
     if not settings.curve_server_public_key:
         return

@@ -201,9 +201,10 @@ static int tr_rec1_decode_columns(const uint8_t *data, size_t len, uint64_t n, t
 {
     const char *fault;
     uint64_t at = 0;
-    Py_BEGIN_ALLOW_THREADS fault =
-        tr_rec1_decode(data + TR_REC1_HEADER, data + len, n, st, clock, c, &at);
-    Py_END_ALLOW_THREADS return tr_rec1_fault(fault, at, n);
+    Py_BEGIN_ALLOW_THREADS
+    fault = tr_rec1_decode(data + TR_REC1_HEADER, data + len, n, st, clock, c, &at);
+    Py_END_ALLOW_THREADS
+    return tr_rec1_fault(fault, at, n);
 }
 
 /* decode_rec1(data, n) -> (ts_ns, kind, domain, address, old_address, size, stack_id) as
@@ -265,10 +266,10 @@ static PyObject *tr_py_validate_rec1(PyObject *self, PyObject *args)
     tr_delta_t st;
     if (tr_rec1_header(data, len, n_chunk, &n, &clock, &st) == 0) {
         const char *fault;
-        Py_BEGIN_ALLOW_THREADS fault =
-            tr_rec1_validate(data + TR_REC1_HEADER, data + len, n, st, &at);
-        Py_END_ALLOW_THREADS if (tr_rec1_fault(fault, at, n) == 0)
-        {
+        Py_BEGIN_ALLOW_THREADS
+        fault = tr_rec1_validate(data + TR_REC1_HEADER, data + len, n, st, &at);
+        Py_END_ALLOW_THREADS
+        if (tr_rec1_fault(fault, at, n) == 0) {
             result = Py_NewRef(Py_None);
         }
     }

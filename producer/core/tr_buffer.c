@@ -471,8 +471,10 @@ PyObject *tr_drain_chunks(uint64_t max_events, uint64_t *events_out, uint64_t *b
     /* Finding the records runs without the GIL so the traced program keeps running
      * meanwhile; the caller's tr_draining flag keeps other drains out. */
     tr_gc_before_release();
-    Py_BEGIN_ALLOW_THREADS total = tr_gather(max_events, &pieces, &now);
-    Py_END_ALLOW_THREADS tr_gc_after_acquire();
+    Py_BEGIN_ALLOW_THREADS
+    total = tr_gather(max_events, &pieces, &now);
+    Py_END_ALLOW_THREADS
+    tr_gc_after_acquire();
     /* The chunks' bytes objects are made with the GIL, the copies into them (and the page
      * faults of their fresh memory) without it: a drain of millions of events holds the GIL
      * for a few allocations only. */
@@ -491,14 +493,15 @@ PyObject *tr_drain_chunks(uint64_t max_events, uint64_t *events_out, uint64_t *b
     }
     if (chunks != NULL && pieces.len > 0) {
         tr_gc_before_release();
-        Py_BEGIN_ALLOW_THREADS for (size_t i = 0; i < pieces.len; i++)
-        {
+        Py_BEGIN_ALLOW_THREADS
+        for (size_t i = 0; i < pieces.len; i++) {
             tr_piece_t *p = &pieces.items[i];
             uint8_t *out = (uint8_t *)PyBytes_AS_STRING(datas[i]);
             tr_write_header(out, p->n, p->base, &p->clock);
             memcpy(out + TR_REC1_HEADER, p->src, p->len);
         }
-        Py_END_ALLOW_THREADS tr_gc_after_acquire();
+        Py_END_ALLOW_THREADS
+        tr_gc_after_acquire();
     }
     for (size_t i = 0; i < pieces.len && chunks != NULL; i++) {
         tr_piece_t *p = &pieces.items[i];

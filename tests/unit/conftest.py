@@ -6,6 +6,7 @@ in-process capture are fine.
 
 from __future__ import annotations
 
+import _posixsubprocess
 import os
 import socket
 import subprocess
@@ -40,6 +41,10 @@ def _no_processes_or_sockets(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(subprocess.Popen, "_execute_child", _refuse)
     monkeypatch.setattr(os, "fork", _refuse)
     monkeypatch.setattr(os, "posix_spawn", _refuse)
+    monkeypatch.setattr(os, "posix_spawnp", _refuse)
+    monkeypatch.setattr(os, "forkpty", _refuse)
+    monkeypatch.setattr(os, "system", _refuse)
+    monkeypatch.setattr(_posixsubprocess, "fork_exec", _refuse)  # multiprocessing's spawn
     monkeypatch.setattr(socket.socket, "__init__", _wrap_only)
     try:
         import zmq
