@@ -19,7 +19,7 @@ MODULE_NAME = re.compile(r"memscope(\.\w+)+")
 def _layers() -> list[set[str]]:
     """The contract's layers, top first, each a set of names under ``memscope``."""
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    [contract] = config["tool"]["importlinter"]["contracts"]
+    [contract] = [c for c in config["tool"]["importlinter"]["contracts"] if c["type"] == "layers"]
     return [
         {name.strip().removeprefix("memscope.") for name in layer.split("|")}
         for layer in contract["layers"]
