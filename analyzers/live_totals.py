@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from memscope.analyzers._statfold import StatsFold
+from memscope.analyzers.memstats import counter_figures
 from memscope.analyzers.state import (
     WINDOW_ROWS,
     AnalysisState,
@@ -130,21 +131,4 @@ def full_mode_figures(row: dict[str, int]) -> dict[str, Any]:
         return int(row.get(name, 0))
 
     peak = get("peak_bytes")
-    return {
-        "active_memory": get("live_bytes"),
-        "peak_memory": peak,
-        "peak_ts_ns": get("peak_ts_ns") if peak else None,
-        "active_allocations": get("live_blocks"),
-        "total_allocations": get("allocations"),
-        "total_allocated": get("bytes_allocated"),
-        "total_deallocations": get("frees"),
-        "total_freed": get("bytes_freed"),
-        "total_deallocated": get("bytes_freed"),
-        "unmatched_frees": get("unmatched_frees"),
-        "unrecorded_frees": get("reused"),
-        "folded_allocations": 0,
-        "folded_bytes": 0,
-        "peak_memory_source": "log",
-        "active_memory_source": "log",
-        "modes": ["full"],
-    }
+    return counter_figures(get, peak, get("peak_ts_ns") if peak else None) | {"modes": ["full"]}

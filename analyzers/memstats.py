@@ -26,6 +26,7 @@ Frees the log cannot match:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import duckdb
@@ -149,18 +150,20 @@ def each_process_stats(
     return {int(pid): _stats(con, per, int(pid)) for pid in pids}
 
 
-def _stats(
-    con: duckdb.DuckDBPyConnection, per: dict[int, dict[str, Any]], pid: int | None
+def counter_figures(
+    total: Callable[[str], int],
+    peak_bytes: int,
+    peak_ts: int | None,
+    folded_n: int = 0,
+    folded_b: int = 0,
 ) -> dict[str, Any]:
-    keys = list(per) if pid is None else [int(pid)]
-    rows = [per[k] for k in keys if k in per]
+    """The stats every reply has, from the fold's ``processes`` counters (``total(name)``).
 
-    def total(name: str) -> int:
-        return sum(int(r[name] or 0) for r in rows)
-
-    folded_n, folded_b = total("folded_n"), total("folded_b")
-    peak_bytes, peak_ts = peak(con, pid)
-    stats: dict[str, Any] = {
+    ``folded_n`` / ``folded_b``: aggregated mode's pairs folded at the source (counted as
+    allocated and freed). Both :func:`process_stats` and the running totals
+    (:func:`memscope.analyzers.live_totals.full_mode_figures`) answer with it.
+    """
+    return {
         "active_memory": total("live_bytes"),
         "peak_memory": peak_bytes,
         "peak_ts_ns": peak_ts,
@@ -176,8 +179,22 @@ def _stats(
         "folded_bytes": folded_b,
         "peak_memory_source": "log",
         "active_memory_source": "log",
-        "modes": sorted({str(r["mode"]) for r in rows if r["mode"] is not None}),
     }
+
+
+def _stats(
+    con: duckdb.DuckDBPyConnection, per: dict[int, dict[str, Any]], pid: int | None
+) -> dict[str, Any]:
+    keys = list(per) if pid is None else [int(pid)]
+    rows = [per[k] for k in keys if k in per]
+
+    def total(name: str) -> int:
+        return sum(int(r[name] or 0) for r in rows)
+
+    folded_n, folded_b = total("folded_n"), total("folded_b")
+    peak_bytes, peak_ts = peak(con, pid)
+    stats = counter_figures(total, peak_bytes, peak_ts, folded_n, folded_b)
+    stats["modes"] = sorted({str(r["mode"]) for r in rows if r["mode"] is not None})
     _apply_sampled(con, stats, rows, pid)
     _apply_measured(con, stats, rows, pid, len(keys))
     return stats

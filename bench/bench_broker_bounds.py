@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -24,28 +23,8 @@ from pathlib import Path
 import zmq
 
 from memscope.broker import start_embedded
+from memscope.protocol.addresses import free_tcp_address
 from memscope.protocol.wire import encode_batch
-
-
-def _port() -> int:
-    """A loopback port whose next two (the control socket and the feed) are free too."""
-    for _ in range(100):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = int(probe.getsockname()[1])
-        if port > 65533:
-            continue
-        socks = [socket.socket() for _ in range(3)]
-        try:
-            for offset, sock in enumerate(socks):
-                sock.bind(("127.0.0.1", port + offset))
-            return port
-        except OSError:
-            continue
-        finally:
-            for sock in socks:
-                sock.close()
-    raise RuntimeError("no three free consecutive loopback ports")
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -64,7 +43,7 @@ def flood(producers: int, idle_s: float) -> dict[str, float]:
     """Run one broker through ``producers`` ids; its figures."""
     with tempfile.TemporaryDirectory() as tmp:
         log_dir = Path(tmp) / "events"
-        broker = start_embedded(log_dir, bind=f"tcp://127.0.0.1:{_port()}")
+        broker = start_embedded(log_dir, bind=free_tcp_address())
         context = zmq.Context()
         push = context.socket(zmq.PUSH)
         push.linger = 60_000

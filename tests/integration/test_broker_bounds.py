@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import time
 
 import zmq
 
 from memscope.broker import start_embedded
 from memscope.broker.ingest import MAX_PRODUCERS, Ingest, SeqSet
+from memscope.protocol.addresses import free_tcp_address
 from memscope.protocol.wire import encode_batch
 
 FAKE_PRODUCERS = 100_000
@@ -41,33 +41,12 @@ def test_seqset_tells_which_value_would_start_a_new_range():
     assert seqs.range_count() == 3 and not seqs.splits(8) and seqs.splits(15)
 
 
-def _port() -> int:
-    """A loopback port whose next two (the control socket and the feed) are free too."""
-    for _ in range(100):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = int(probe.getsockname()[1])
-        if port > 65533:
-            continue
-        socks = [socket.socket() for _ in range(3)]
-        try:
-            for offset, sock in enumerate(socks):
-                sock.bind(("127.0.0.1", port + offset))
-            return port
-        except OSError:
-            continue
-        finally:
-            for sock in socks:
-                sock.close()
-    raise RuntimeError("no three free consecutive loopback ports")
-
-
 def _tcp_broker(log_dir):
     """A broker on loopback TCP; another port if one was taken between the probe and the bind
     (an ephemeral port of some client, on a busy machine)."""
     for attempt in range(5):
         try:
-            return start_embedded(log_dir, bind=f"tcp://127.0.0.1:{_port()}")
+            return start_embedded(log_dir, bind=free_tcp_address())
         except RuntimeError as exc:
             if "Address already in use" not in str(exc) or attempt == 4:
                 raise
