@@ -33,6 +33,7 @@ BENCHES: dict[str, tuple[str, list[str]]] = {
     "report": ("bench_report.py", ["--runs", "1"]),
     "fold": ("bench_fold.py", ["--events", "20000000"]),
     "exit": ("bench_exit.py", ["--events", "5000000,20000000"]),
+    "footprint": ("bench_footprint.py", []),
 }
 
 #: name -> arguments for ``--quick`` (the default): well under a minute of work each.
@@ -45,6 +46,7 @@ QUICK: dict[str, list[str]] = {
     "report": ["--runs", "1", "--allocs", "100000", "--vars", "100"],
     "fold": ["--events", "2000000", "--compare", "50000", "--repeat", "1"],
     "exit": ["--events", "1000000", "--no-steps"],
+    "footprint": ["--iterations", "200000"],
 }
 
 

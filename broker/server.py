@@ -13,9 +13,11 @@ every few seconds, appends ``ingest`` rows (cumulative per-producer counters; al
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
+import sys
 import time
 import uuid
 from collections import Counter
@@ -41,6 +43,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # zmq.auth pulls in asyncio and ssl: imported by curve only when CURVE is on
     from zmq.auth.thread import ThreadAuthenticator
 
+#: Batches of each producer that ZeroMQ queues in the broker before they are read.
+RECEIVE_HWM = 4
+
 log = logging.getLogger("memscope.broker")
 
 #: A group is committed when it holds this many events (or the socket has nothing more).
@@ -56,6 +61,29 @@ INGEST_INTERVAL_S = 5.0
 INGEST_ROWS_AT = 1024
 #: An orphaned embedded broker closes after this long without a batch (see stop_when_orphaned).
 ORPHAN_IDLE_S = 5.0
+
+
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+
+
+def return_freed_memory() -> None:
+    """Make the large buffers this process frees go back to the system at once.
+
+    A broker allocates and frees batch-sized buffers all the time (ZeroMQ messages, Arrow
+    arrays). glibc raises its mmap threshold after each large free, so later ones come from
+    the heap and stay in it; pyarrow's default pool (mimalloc), and jemalloc too, keep freed
+    pages as well. Under a steady stream that held 20-25 MiB that were never returned. A
+    fixed threshold of 128 KiB and the system pool keep the broker at its working set,
+    for about 10 % of the ingest rate (``bench/bench_broker.py``: 24-26 against 26-28 M
+    events per broker CPU-second). An ``ARROW_DEFAULT_MEMORY_POOL`` the user set is kept.
+    """
+    if not os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+        pa.set_memory_pool(pa.system_memory_pool())
+    if sys.platform.startswith("linux") and not os.environ.get("MALLOC_MMAP_THRESHOLD_"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):  # (not glibc: nothing to do)
+            ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, 128 * 1024)
 
 
 class BrokerConfigError(Exception):
@@ -208,7 +236,9 @@ class Broker:
         sockets = [self.pull, self.control_socket, self.pub]
         for sock in sockets:
             sock.linger = 0
-        self.pull.rcvhwm = max(self.settings.send_hwm, 16)
+        # per producer: a few batches wait here, the rest in the producers (whose send_hwm
+        # makes them wait), so the broker's memory does not grow with their number
+        self.pull.rcvhwm = RECEIVE_HWM
         self.pull.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
         self.control_socket.setsockopt(zmq.MAXMSGSIZE, 1 << 20)
         try:

@@ -36,8 +36,9 @@ class BrokerCommand:
     def run(self, args: argparse.Namespace) -> int:
         """Serve; return 0 after a clean stop."""
         from memscope.analyzers.broker_analysis import log_analysis
-        from memscope.broker.server import Broker, BrokerConfigError
+        from memscope.broker.server import Broker, BrokerConfigError, return_freed_memory
 
+        return_freed_memory()
         logging.basicConfig(
             level=logging.WARNING if args.quiet else logging.INFO,
             format="memscope broker: %(message)s",

@@ -25,8 +25,8 @@ class Settings:
     log_dir: str = ""
     mode: str = "full"
     sample_bytes: int = 65536
-    send_hwm: int = 64
-    batch_max_events: int = 65536
+    send_hwm: int = 8
+    batch_max_events: int = 262_144
     flush_interval_s: float = 0.2
     spool_dir: str = ""
     arena_dir: str = ""

@@ -22,13 +22,13 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from memscope.protocol.wire import join_frames
+from memscope.protocol.wire import Frame, join_frames
 
-MEMORY_CAP = 64 * 1024 * 1024
+MEMORY_CAP = 16 * 1024 * 1024
 _HEADER = struct.Struct("<I")
 
 
-def _size(frames: list[bytes]) -> int:
+def _size(frames: list[Frame]) -> int:
     return sum(len(f) for f in frames)
 
 
@@ -38,7 +38,7 @@ class Entry:
 
     seq: int
     events: int
-    payload: list[bytes] | None  # the message's frames; None: only in the spool file
+    payload: list[Frame] | None  # the message's frames; None: only in the spool file
     offset: int = 0
     length: int = 0
     sent: bool = False
@@ -72,7 +72,7 @@ class Backlog:
             self._end = 0
         return self._fd
 
-    def add(self, seq: int, events: int, frames: list[bytes], to_disk: bool) -> Entry:
+    def add(self, seq: int, events: int, frames: list[Frame], to_disk: bool) -> Entry:
         """Append a batch, given as its message's frames.
 
         It goes to the spool file if ``to_disk`` or memory is full.
@@ -92,7 +92,7 @@ class Backlog:
         self.entries.append(entry)
         return entry
 
-    def _journal(self, entry: Entry, frames: list[bytes]) -> bool:
+    def _journal(self, entry: Entry, frames: list[Frame]) -> bool:
         """A durable backlog's copy of a batch; False when it could not be written."""
         try:
             self._write(entry, frames)
@@ -101,7 +101,7 @@ class Backlog:
             return False
         return True
 
-    def _write(self, entry: Entry, frames: list[bytes]) -> None:
+    def _write(self, entry: Entry, frames: list[Frame]) -> None:
         # the spool holds one frame per batch: a split batch is joined (memscope.protocol.wire)
         payload = join_frames(frames)
         os.pwrite(self._file(), _HEADER.pack(len(payload)) + payload, self._end)
@@ -123,7 +123,7 @@ class Backlog:
                 moved += 1
         return moved
 
-    def payload(self, entry: Entry) -> list[bytes]:
+    def payload(self, entry: Entry) -> list[Frame]:
         """The batch's message, as frames."""
         if entry.payload is not None:
             return entry.payload

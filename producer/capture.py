@@ -146,6 +146,11 @@ def drain(
     return chunks, rare
 
 
+def pending_bytes() -> int:
+    """Bytes of record buffers that hold records not drained yet."""
+    return int(_tracer.stats()["pending_bytes"])
+
+
 def commit(next_seq: int) -> bool:
     """The records drained so far are in spooled batches, the last before ``next_seq``.
 

@@ -47,13 +47,17 @@ from memscope.config import Settings
 from memscope.producer.backlog import Backlog, spool_path
 from memscope.producer.rows import complete_producer_stats
 from memscope.protocol import addresses, curve
-from memscope.protocol.control_client import BrokerClient, BrokerError
-from memscope.protocol.wire import MAX_CHUNKS, encode_batch_frames
+from memscope.protocol.control_client import BrokerClient, BrokerError, acked_fields
+from memscope.protocol.wire import MAX_CHUNKS, Frame, encode_batch_frames
 
 log = logging.getLogger("memscope.producer")
 
 DrainFn = Callable[[], tuple[list[dict[str, Any]], dict[str, dict[str, list[Any]]]]]
 ACK_INTERVAL_S = 0.25
+#: In a busy cycle (see BUSY_CYCLE_BYTES) the broker is asked at most this often: acknowledged
+#: batches leave the backlog sooner, which bounds the process's memory.
+BUSY_ACK_INTERVAL_S = 0.05
+ACK_TIMEOUT_S = 0.5  # an acknowledgement asked for longer ago is asked again
 GAP_RESEND_S = 1.0
 STALL_RESEND_S = 15.0
 _PROBE_MS = 50
@@ -155,6 +159,8 @@ class Publisher:
         self._arena = arena
         #: Called in the thread after every cycle (see the module docstring, "Last thread").
         self.watch: Callable[[], None] | None = None
+        #: Bytes of records the tracer holds undrained (None: not known).
+        self.pending: Callable[[], int] | None = None
         self._reset_state(producer_id, pid)
 
     def _reset_state(self, producer_id: str, pid: int) -> None:
@@ -223,14 +229,32 @@ class Publisher:
         return self._wake_w
 
     def _wait(self, timeout: float) -> None:
-        """Until the interval is over or someone wakes the thread."""
+        """Wait until the interval is over, a wake, or a busy cycle's worth of records.
+
+        ``pending`` (the bytes the tracer holds undrained) is looked at every
+        ``BUSY_INTERVAL_S``. The tracer's hooks cannot wake the thread themselves (no I/O
+        inside a hook); without the look, a program that turns busy would fill a whole idle
+        interval's buffers first.
+        """
+        end = time.monotonic() + timeout
+        while True:
+            left = end - time.monotonic()
+            step = left if self.pending is None else min(left, BUSY_INTERVAL_S)
+            if self._wait_for_wake(max(step, 0.0)) or left <= step:
+                return
+            if self.pending is not None and self.pending() >= BUSY_CYCLE_BYTES:
+                return
+
+    def _wait_for_wake(self, timeout: float) -> bool:
+        """Wait on the wake pipe up to ``timeout``; whether a byte came."""
         if self._wake_r < 0:
             time.sleep(timeout)
-            return
+            return False
         ready, _, _ = select.select([self._wake_r], [], [], timeout)
         if ready:
             with contextlib.suppress(BlockingIOError):
                 os.read(self._wake_r, 4096)
+        return bool(ready)
 
     def flush(self, timeout: float = 10.0, rounds: int = 1) -> int:
         """Drain now and send everything; return the last seq handed over (-1: none yet).
@@ -455,14 +479,42 @@ class Publisher:
                 return
 
     def _acknowledge(self, force: bool) -> None:
+        """Ask the broker which batches are in the log and let go of those.
+
+        The question is asked in one cycle and its answer taken in a later one (unless
+        ``force``): a busy broker answers late, and the thread does not wait for it.
+        """
         if not self._backlog.entries or self._unreachable:
             return
         if self._drain_wanted > self._drains_started and not self._closing:
             return  # drained() waits for the next drain: ask the broker in a later cycle
+        client = self._ack_client()
         now = time.monotonic()
-        if not force and now - self._last_ack_query < ACK_INTERVAL_S:
+        if client.pending:
+            try:
+                reply = client.collect(ACK_TIMEOUT_S if force else 0.0)
+            except BrokerError:
+                reply = None
+            if reply is not None:
+                self._take_ack(*acked_fields(reply), now)
+            elif force or now - self._last_ack_query >= ACK_TIMEOUT_S:
+                client.abandon()
+        if force:
+            self._last_ack_query = now
+            try:
+                self._take_ack(*client.acked(self.producer_id, timeout_s=ACK_TIMEOUT_S), now)
+            except BrokerError:
+                pass
             return
-        self._last_ack_query = now
+        interval = BUSY_ACK_INTERVAL_S if self._interval == BUSY_INTERVAL_S else ACK_INTERVAL_S
+        if not client.pending and self._backlog.entries and now - self._last_ack_query >= interval:
+            self._last_ack_query = now
+            try:
+                client.begin("acked", producer=self.producer_id)
+            except (BrokerError, zmq.ZMQError):
+                client.abandon()
+
+    def _ack_client(self) -> BrokerClient:
         if self._client is None:
             self._client = BrokerClient(
                 addresses.control_address(self.address),
@@ -470,10 +522,10 @@ class Publisher:
                 timeout_s=1.0,
                 context=self._context,
             )
-        try:
-            acked, highest, boot = self._client.acked(self.producer_id, timeout_s=0.5)
-        except BrokerError:
-            return
+        return self._client
+
+    def _take_ack(self, acked: int, highest: int, boot: str, now: float) -> None:
+        """The broker has batches 0..``acked`` (and ``highest``); it runs as boot ``boot``."""
         if acked > self._acked:
             self._acked = acked
             self._ack_progress = now
@@ -527,7 +579,7 @@ class Publisher:
         self._wake_r = self._wake_w = -1
 
 
-def send_frames(sock: zmq.Socket, frames: list[bytes]) -> None:
+def send_frames(sock: zmq.Socket, frames: list[Frame]) -> None:
     """Queue one batch's frames without blocking; raise :class:`zmq.Again` if it is not.
 
     libzmq checks the high-water mark on the first frame only. But when the connection goes

@@ -182,6 +182,7 @@ class Session:
             )
             self._identify_arena()
             self.publisher.watch = self._watch
+            self.publisher.pending = self.capture.pending_bytes
             scopes.pause, scopes.resume = self.capture.pause, self.capture.resume
             scopes.thread_id = self.capture.thread_id
             scopes.sink = self.rows

@@ -14,6 +14,11 @@ class BrokerError(RuntimeError):
     """The broker answered with an error, or did not answer in time."""
 
 
+def acked_fields(reply: dict[str, Any]) -> tuple[int, int, str]:
+    """An ``acked`` reply as (s such that 0..s landed, highest seq that landed, boot id)."""
+    return int(reply["seq"]), int(reply.get("highest", reply["seq"])), str(reply["boot"])
+
+
 class BrokerClient:
     """Sends one request at a time over REQ; a timed-out socket is replaced (lazy pirate).
 
@@ -37,6 +42,7 @@ class BrokerClient:
         self.timeout_s = timeout_s
         self._context = context or zmq.Context.instance()
         self._sock: zmq.Socket | None = None
+        self._pending = False  # a request sent by begin() awaits its reply
 
     def _socket(self) -> zmq.Socket:
         if self._sock is None:
@@ -56,17 +62,60 @@ class BrokerClient:
             BrokerError: the reply says ``ok: false`` or none came within the timeout.
         """
         timeout = self.timeout_s if timeout_s is None else timeout_s
-        sock = self._socket()
-        sock.send(json.dumps({"op": op, **fields}).encode())
-        if not sock.poll(int(timeout * 1000), zmq.POLLIN):
+        if self._pending:
+            self._reset()  # the reply to an earlier begin() is not wanted any more
+        self.begin(op, **fields)
+        reply = self.collect(timeout)
+        if reply is None:
             self._reset()
             raise BrokerError(f"no reply from the broker at {self.address} within {timeout} s")
+        return reply
+
+    def begin(self, op: str, /, **fields: Any) -> None:
+        """Send a request without waiting; :meth:`collect` takes its reply later.
+
+        One request at a time: :meth:`abandon` one whose reply never comes.
+        """
+        if self._pending:
+            raise BrokerError(f"a request to {self.address} still waits for its reply")
+        self._socket().send(json.dumps({"op": op, **fields}).encode())
+        self._pending = True
+
+    @property
+    def pending(self) -> bool:
+        """A request sent with :meth:`begin` has no reply yet."""
+        return self._pending
+
+    def collect(self, timeout_s: float = 0.0) -> dict[str, Any] | None:
+        """The reply to the request :meth:`begin` sent, or None if none came within ``timeout_s``.
+
+        With no timeout it only looks (the socket's event flags, which, unlike a poll, do not
+        let go of the GIL: a busy traced program would hold the publisher up for a switch
+        interval at each).
+
+        Raises:
+            BrokerError: no request is pending, or the reply says ``ok: false``.
+        """
+        if not self._pending or self._sock is None:
+            raise BrokerError("no request waits for a reply")
+        sock = self._sock
+        if timeout_s <= 0:
+            if not int(sock.get(zmq.EVENTS)) & zmq.POLLIN:
+                return None
+        elif not sock.poll(int(timeout_s * 1000), zmq.POLLIN):
+            return None
+        self._pending = False
         reply: dict[str, Any] = json.loads(sock.recv())
         if not reply.get("ok"):
             raise BrokerError(str(reply.get("error", "the broker refused the request")))
         return reply
 
+    def abandon(self) -> None:
+        """Give up on the pending request's reply (the socket is replaced: lazy pirate)."""
+        self._reset()
+
     def _reset(self) -> None:
+        self._pending = False
         if self._sock is not None:
             self._sock.close(linger=0)
             self._sock = None
@@ -81,8 +130,7 @@ class BrokerClient:
 
     def acked(self, producer: str, timeout_s: float | None = None) -> tuple[int, int, str]:
         """(s such that 0..s landed, highest seq that landed, broker boot id)."""
-        reply = self.request("acked", timeout_s, producer=producer)
-        return int(reply["seq"]), int(reply.get("highest", reply["seq"])), str(reply["boot"])
+        return acked_fields(self.request("acked", timeout_s, producer=producer))
 
     def flush(self) -> dict[str, Any]:
         """Make the broker commit and snapshot now; the log summary."""

@@ -30,10 +30,14 @@ interned frames and stack nodes, tracked variables, scopes, FFI events, producer
 ``{table: {column: list}}`` with every list of one length, columns as in
 :mod:`memscope.protocol.log_schema` minus ``pid`` (taken from the envelope).
 
-**Split batches.** The tracer's publisher sends a batch as several frames, so that the
-large rec1 bytes are never copied into the envelope (:func:`encode_batch_frames`): frame 0 is
-the envelope, and each rec1 chunk whose ``"data"`` is an int ``k`` takes frame ``k`` as its
-data. Every frame after the first must be taken by exactly one chunk. A spooled batch is
+**Split batches.** The tracer's publisher sends a batch as two frames, so that the large
+rec1 bytes are never packed into the envelope (:func:`encode_batch_frames`): frame 0 is the
+envelope, and each rec1 chunk whose ``"data"`` is an int ``k`` takes its data from frame
+``k``: the whole frame, or, when the chunk also has ``"off"`` and ``"len"`` (ints), that
+slice of it. The slices of one frame come in order and do not overlap, and every frame
+after the first is taken by at least one chunk. The publisher puts all of a batch's large
+chunks into one frame: every frame is a ZeroMQ send that lets go of the GIL, and in a busy
+program each such send waits a switch interval (5 ms) to get it back. A spooled batch is
 always stored in the one-frame form (:func:`join_frames`).
 
 The broker validates the envelope (:func:`validate_envelope`) before it decodes anything.
@@ -41,6 +45,7 @@ The broker validates the envelope (:func:`validate_envelope`) before it decodes 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -134,6 +139,10 @@ def encode_batch(
     return msgpack.packb(envelope, use_bin_type=True)
 
 
+#: One frame of a message as packed here (the data frame: a view of the tracer's drained
+#: buffer, or the chunks' data copied together).
+Frame = bytes | bytearray | memoryview
+
 #: rec1 data shorter than this stays inside the envelope (a frame of its own costs more).
 SPLIT_MIN_BYTES = 16 * 1024
 
@@ -144,46 +153,92 @@ def encode_batch_frames(
     seq: int,
     mem: list[dict[str, Any]],
     rec: dict[str, dict[str, list[Any]]],
-) -> list[bytes]:
+) -> list[Frame]:
     """Pack one batch as a split message.
 
-    The frames are the envelope, then the data of its large rec1 chunks, each referenced
-    from its chunk by frame number (one frame when no chunk is large).
+    The frames are the envelope, then one frame holding the data of all its large rec1
+    chunks, each chunk naming its slice (just the envelope when no chunk is large). Chunks as
+    the tracer drains them are slices of one bytes object, each with ``"at"``, where its
+    slice starts: when the large ones follow each other there, the frame is a view of that
+    stretch, with no copy.
     """
-    frames: list[bytes] = []
     split = []
+    large: list[dict[str, Any]] = []
+    offset = 0  # in the data frame
     for chunk in mem:
         data = chunk.get("data")
-        if chunk.get("enc") == "rec1" and isinstance(data, bytes) and len(data) >= SPLIT_MIN_BYTES:
-            frames.append(data)
-            split.append({**chunk, "data": len(frames)})
-        else:
-            split.append(chunk)
-    return [encode_batch(producer, pid, seq, split, rec), *frames]
+        packed = {k: v for k, v in chunk.items() if k != "at"}
+        if (
+            chunk.get("enc") == "rec1"
+            and isinstance(data, bytes | memoryview)
+            and len(data) >= SPLIT_MIN_BYTES
+        ):
+            large.append(chunk)
+            packed.update(data=1, off=offset, len=len(data))
+            offset += len(data)
+        elif isinstance(data, memoryview):
+            packed["data"] = data.tobytes()
+        split.append(packed)
+    envelope = encode_batch(producer, pid, seq, split, rec)
+    return [envelope, _data_frame(large)] if large else [envelope]
 
 
-def join_frames(frames: list[bytes]) -> bytes:
+def _data_frame(chunks: list[dict[str, Any]]) -> Frame:
+    """The chunks' data, one after the other: a view when they lie so in one object."""
+    view = _adjacent_view(chunks)
+    if view is not None:
+        return view
+    # (a bytearray, not bytes.join: the join of over 1 MiB lets go of the GIL, which costs a
+    # busy program's publisher a switch interval to get back)
+    joined = bytearray()
+    for chunk in chunks:
+        joined += chunk["data"]
+    return joined
+
+
+def _adjacent_view(chunks: list[dict[str, Any]]) -> memoryview | None:
+    """A view of the stretch of one bytes object the chunks' data fill in order, or None."""
+    first = chunks[0]["data"]
+    start = chunks[0].get("at")
+    if not isinstance(first, memoryview) or not isinstance(first.obj, bytes):
+        return None
+    if not isinstance(start, int):
+        return None
+    end = start
+    for chunk in chunks:
+        data = chunk["data"]
+        if not isinstance(data, memoryview) or data.obj is not first.obj or chunk.get("at") != end:
+            return None
+        end += len(data)
+    return memoryview(first.obj)[start:end]
+
+
+def join_frames(frames: Sequence[Frame]) -> bytes:
     """The one-frame form of a split batch (the spool file holds one frame per batch).
 
     Raises:
         WireError: the frames are not a valid split batch.
     """
     if len(frames) == 1:
-        return frames[0]
+        return bytes(frames[0])
     # our own envelope, unpacked without the limits put on a stranger's
     raw = msgpack.unpackb(frames[0], raw=False)
     _attach_frames(raw, frames[1:])
+    for chunk in raw["mem"]:
+        if isinstance(chunk.get("data"), memoryview):
+            chunk["data"] = chunk["data"].tobytes()
     return msgpack.packb(raw, use_bin_type=True)
 
 
-def _attach_frames(raw: Any, parts: list[Any]) -> None:
-    """Put each data frame of a split batch into the chunk that references it."""
+def _attach_frames(raw: Any, parts: Sequence[Any]) -> None:
+    """Put each data frame of a split batch (or its slice) into the chunks that reference it."""
     if len(parts) > MAX_CHUNKS:
         raise WireError(f"{len(parts) + 1} frames (at most {MAX_CHUNKS + 1})")
     mem = raw.get("mem") if isinstance(raw, dict) else None
     if not isinstance(mem, list) or len(mem) > MAX_CHUNKS:
         raise WireError(f"a split batch needs a list of at most {MAX_CHUNKS} memory chunks")
-    taken = [False] * len(parts)
+    views = [memoryview(part).cast("B") for part in parts]
+    ends = [-1] * len(parts)  # where the last slice taken from each frame ended (-1: none yet)
     for chunk in mem:
         if not isinstance(chunk, dict) or chunk.get("enc") != "rec1":
             continue  # only rec1 data is sent in frames of its own
@@ -192,12 +247,26 @@ def _attach_frames(raw: Any, parts: list[Any]) -> None:
             continue
         if not 1 <= ref <= len(parts):
             raise WireError(f"a chunk takes frame {ref} of a {len(parts) + 1}-frame message")
-        if taken[ref - 1]:
-            raise WireError(f"frame {ref} is taken by two chunks")
-        taken[ref - 1] = True
-        chunk["data"] = parts[ref - 1]
-    if not all(taken):
-        raise WireError(f"frame {taken.index(False) + 1} of {len(parts) + 1} is taken by no chunk")
+        view = views[ref - 1]
+        sliced = "off" in chunk or "len" in chunk
+        if not sliced:
+            if ends[ref - 1] >= 0:
+                raise WireError(f"frame {ref} is taken by two chunks")
+            ends[ref - 1] = len(view)
+            chunk["data"] = parts[ref - 1]
+            continue
+        off, length = chunk.pop("off", None), chunk.pop("len", None)
+        if type(off) is not int or type(length) is not int:
+            raise WireError(f"a slice of frame {ref} has a bad offset or length")
+        if off < max(ends[ref - 1], 0) or length < 0 or off + length > len(view):
+            raise WireError(
+                f"slice {off}+{length} of frame {ref} ({len(view)} bytes) overlaps an earlier "
+                "slice or runs past its end"
+            )
+        ends[ref - 1] = off + length
+        chunk["data"] = view[off : off + length]
+    if min(ends, default=0) < 0:
+        raise WireError(f"frame {ends.index(-1) + 1} of {len(parts) + 1} is taken by no chunk")
 
 
 def _table_rows(columns: dict[str, list[Any]]) -> int:

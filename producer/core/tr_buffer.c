@@ -475,50 +475,56 @@ PyObject *tr_drain_chunks(uint64_t max_events, uint64_t *events_out, uint64_t *b
     total = tr_gather(max_events, &pieces, &now);
     Py_END_ALLOW_THREADS
     tr_gc_after_acquire();
-    /* The chunks' bytes objects are made with the GIL, the copies into them (and the page
-     * faults of their fresh memory) without it: a drain of millions of events holds the GIL
-     * for a few allocations only. */
-    PyObject *chunks = PyList_New(0);
-    PyObject **datas = tr_raw_calloc(pieces.len ? pieces.len : 1, sizeof(PyObject *));
-    if (datas == NULL && chunks != NULL) {
-        PyErr_NoMemory();
-        Py_CLEAR(chunks);
+    /* All chunks go into one bytes object, made with the GIL; the copies into it (and the
+     * page faults of its fresh memory) run without it. Each chunk's "data" is a memoryview
+     * of its slice and "at" says where the slice starts: the publisher sends the chunks of a
+     * batch as one slice of this object, with no copy of its own (a copy there would hold
+     * the GIL, which the traced program waits for). */
+    size_t size = 0;
+    for (size_t i = 0; i < pieces.len; i++) {
+        size += TR_REC1_HEADER + pieces.items[i].len;
     }
-    for (size_t i = 0; i < pieces.len && chunks != NULL; i++) {
-        datas[i] =
-            PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(TR_REC1_HEADER + pieces.items[i].len));
-        if (datas[i] == NULL) {
+    PyObject *chunks = PyList_New(0);
+    PyObject *joined = NULL, *view = NULL;
+    if (chunks != NULL && pieces.len > 0) {
+        joined = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)size);
+        view = joined != NULL ? PyMemoryView_FromObject(joined) : NULL;
+        if (view == NULL) {
             Py_CLEAR(chunks);
         }
     }
     if (chunks != NULL && pieces.len > 0) {
+        uint8_t *out = (uint8_t *)PyBytes_AS_STRING(joined);
         tr_gc_before_release();
         Py_BEGIN_ALLOW_THREADS
         for (size_t i = 0; i < pieces.len; i++) {
             tr_piece_t *p = &pieces.items[i];
-            uint8_t *out = (uint8_t *)PyBytes_AS_STRING(datas[i]);
             tr_write_header(out, p->n, p->base, &p->clock);
             memcpy(out + TR_REC1_HEADER, p->src, p->len);
+            out += TR_REC1_HEADER + p->len;
         }
         Py_END_ALLOW_THREADS
         tr_gc_after_acquire();
     }
+    size_t at = 0;
     for (size_t i = 0; i < pieces.len && chunks != NULL; i++) {
         tr_piece_t *p = &pieces.items[i];
-        PyObject *chunk = Py_BuildValue("{s:K,s:K,s:s,s:O}", "tid", (unsigned long long)p->tid, "n",
-                                        (unsigned long long)p->n, "enc", "rec1", "data", datas[i]);
+        size_t end = at + TR_REC1_HEADER + p->len;
+        PyObject *slice = PySequence_GetSlice(view, (Py_ssize_t)at, (Py_ssize_t)end);
+        PyObject *chunk =
+            slice == NULL ? NULL
+                          : Py_BuildValue("{s:K,s:K,s:s,s:N,s:n}", "tid",
+                                          (unsigned long long)p->tid, "n", (unsigned long long)p->n,
+                                          "enc", "rec1", "data", slice, "at", (Py_ssize_t)at);
         if (chunk == NULL || PyList_Append(chunks, chunk) < 0) {
             Py_CLEAR(chunks);
         }
         Py_XDECREF(chunk);
+        at = end;
     }
-    for (size_t i = 0; i < pieces.len; i++) {
-        if (datas != NULL) {
-            Py_XDECREF(datas[i]);
-        }
-        *bytes_out += TR_REC1_HEADER + pieces.items[i].len;
-    }
-    tr_raw_free(datas);
+    Py_XDECREF(view);
+    Py_XDECREF(joined);
+    *bytes_out += size;
     if (chunks == NULL) {
         /* out of memory: the gathered records are lost, and counted as dropped */
         pthread_mutex_lock(&tr_registry_lock);

@@ -67,6 +67,38 @@ def test_feed_flush_wait_ingest_and_live_log(broker, tmp_path):
 
 
 @pytest.mark.timeout(60)
+def test_a_request_can_be_sent_now_and_its_reply_taken_later(broker):
+    """begin/collect: what the publisher uses so that it never waits on a busy broker."""
+    result = run_producer(broker.bind, 5_000, chunk=1_000, timeout=30)
+    client = BrokerClient(broker.control_address, timeout_s=10)
+    try:
+        with pytest.raises(BrokerError, match="no request waits"):
+            client.collect()
+        client.begin("acked", producer=result["producer"])
+        assert client.pending
+        with pytest.raises(BrokerError, match="still waits for its reply"):
+            client.begin("ping")
+        reply = None
+        deadline = time.monotonic() + 10
+        while reply is None and time.monotonic() < deadline:
+            reply = client.collect()  # only looks: never blocks
+            time.sleep(0.01)
+        assert reply is not None and not client.pending
+        assert reply["seq"] == result["last_seq"] and reply["boot"]
+        # an answer nobody waits for any more: the socket is replaced and works again
+        client.begin("ping")
+        client.abandon()
+        assert not client.pending
+        assert client.ping(timeout_s=5)["boot"] == reply["boot"]
+        client.begin("frobnicate")
+        with pytest.raises(BrokerError, match="unknown op"):
+            client.collect(5.0)
+        assert not client.pending
+    finally:
+        client.close()
+
+
+@pytest.mark.timeout(60)
 def test_stats_op_waits_for_the_batch_and_uses_the_analyzers(broker, monkeypatch):
     seen = {}
 

@@ -53,20 +53,77 @@ def _rec1_chunks():
     return [big, small]
 
 
-def test_split_batches_carry_large_rec1_data_in_frames_of_their_own():
-    chunks = _rec1_chunks()
+def test_split_batches_carry_all_large_rec1_data_in_one_frame():
+    big, small = _rec1_chunks()
+    other = {**big, "tid": 9, "data": big["data"][::-1]}  # another large chunk, other bytes
+    chunks = [big, small, other]
     frames = wire.encode_batch_frames("host:1:2", 1, 3, chunks, {})
-    assert frames[1:] == [chunks[0]["data"]]  # the very bytes object: not copied
-    assert frames[1] is chunks[0]["data"]
+    # one data frame, whatever the number of large chunks: each frame is a GIL release
+    assert frames[1:] == [big["data"] + other["data"]]
     envelope = wire.decode_envelope(frames[0], [memoryview(f) for f in frames[1:]])
-    assert bytes(envelope.mem[0]["data"]) == chunks[0]["data"]
-    assert envelope.mem[1]["data"] == chunks[1]["data"]
-    assert envelope.n == 20_010
+    assert [bytes(c["data"]) for c in envelope.mem] == [c["data"] for c in chunks]
+    assert all("off" not in c and "len" not in c for c in envelope.mem)
+    assert envelope.n == 40_010
     # the one-frame form (the spool's) is exactly what encode_batch packs
     assert wire.join_frames(frames) == wire.encode_batch("host:1:2", 1, 3, chunks, {})
-    assert wire.encode_batch_frames("host:1:2", 1, 3, chunks[1:], {}) == [
-        wire.encode_batch("host:1:2", 1, 3, chunks[1:], {})
+    assert wire.encode_batch_frames("host:1:2", 1, 3, [small], {}) == [
+        wire.encode_batch("host:1:2", 1, 3, [small], {})
     ]
+
+
+def test_a_chunk_may_still_take_a_whole_frame():
+    """The first form of a split batch (a frame per chunk, no slice) is still read."""
+    big = _rec1_chunks()[0]
+    message = _split_message([{**big, "data": 1}], 20_000)
+    envelope = wire.decode_envelope(message, [memoryview(big["data"])])
+    assert bytes(envelope.mem[0]["data"]) == big["data"]
+
+
+def _split_message(mem, n):
+    return msgpack.packb(
+        {
+            "v": wire.WIRE_VERSION,
+            "schema": wire.SCHEMA_ID,
+            "producer": "h:1:1",
+            "pid": 1,
+            "seq": 0,
+            "n": n,
+            "mem": mem,
+            "rec": {},
+        },
+        use_bin_type=True,
+    )
+
+
+@pytest.mark.parametrize(
+    "slices, reason",
+    [
+        ([(0, 10), (5, 10)], "overlaps an earlier slice"),
+        ([(10, 10), (0, 10)], "overlaps an earlier slice"),
+        ([(0, 1 << 40)], "runs past its end"),
+        ([(0, -1)], "runs past its end"),
+        ([(-5, 10)], "runs past its end"),
+        ([("0", 10)], "bad offset or length"),
+        ([(True, 10)], "bad offset or length"),
+        ([(0, None)], "bad offset or length"),
+        ([(0, 10), None], "frame 1 is taken by two chunks"),
+        ([None, (0, 10)], "overlaps an earlier slice"),
+    ],
+)
+def test_bad_slices_of_a_frame_are_rejected_with_a_reason(slices, reason):
+    """A hostile client's slices: overlapping, out of range, of the wrong type, mixed."""
+    big = _rec1_chunks()[0]
+    mem = []
+    for piece in slices:
+        chunk = {**big, "data": 1}
+        if piece is not None:
+            chunk["off"], chunk["len"] = piece
+        mem.append(chunk)
+    message = _split_message(mem, 20_000 * len(mem))
+    with pytest.raises(wire.WireError, match=reason):
+        wire.decode_envelope(message, [big["data"]])
+    with pytest.raises(wire.WireError, match=reason):
+        wire.join_frames([message, big["data"]])
 
 
 @pytest.mark.parametrize(
@@ -132,3 +189,39 @@ def test_only_rec1_chunks_take_frames():
     )
     with pytest.raises(wire.WireError, match="frame 1 of 2 is taken by no chunk"):
         wire.decode_envelope(message, [big["data"]])
+
+
+def _drained_like(chunks):
+    """Chunks as the tracer drains them: slices of one bytes object, each with its "at"."""
+    base = b"".join(c["data"] for c in chunks)
+    view, at, out = memoryview(base), 0, []
+    for chunk in chunks:
+        size = len(chunk["data"])
+        out.append({**chunk, "data": view[at : at + size], "at": at})
+        at += size
+    return base, out
+
+
+def test_drained_chunks_lying_together_go_out_as_a_view_without_a_copy():
+    big, small = _rec1_chunks()
+    other = {**big, "tid": 9, "data": big["data"][::-1]}
+    base, drained = _drained_like([small, big, other])
+    frames = wire.encode_batch_frames("host:1:2", 1, 3, drained, {})
+    data = frames[1]
+    assert isinstance(data, memoryview) and data.obj is base  # a view of the drained buffer
+    assert bytes(data) == big["data"] + other["data"]
+    envelope = wire.decode_envelope(frames[0], [data])
+    assert [bytes(c["data"]) for c in envelope.mem] == [small["data"], big["data"], other["data"]]
+    assert all("at" not in c for c in msgpack.unpackb(frames[0])["mem"])
+
+
+def test_drained_chunks_apart_from_each_other_are_copied_together():
+    big, small = _rec1_chunks()
+    other = {**big, "tid": 9, "data": big["data"][::-1]}
+    _, drained = _drained_like([big, small, other])  # the small one lies between them
+    frames = wire.encode_batch_frames("host:1:2", 1, 3, drained, {})
+    assert isinstance(frames[1], bytearray)
+    assert bytes(frames[1]) == big["data"] + other["data"]
+    envelope = wire.decode_envelope(frames[0], [frames[1]])
+    assert [bytes(c["data"]) for c in envelope.mem] == [big["data"], small["data"], other["data"]]
+    assert wire.join_frames(frames) == wire.encode_batch("host:1:2", 1, 3, [big, small, other], {})
