@@ -47,7 +47,13 @@ from memscope.config import Settings
 from memscope.producer.backlog import Backlog, spool_path
 from memscope.producer.rows import complete_producer_stats
 from memscope.protocol import addresses, curve
-from memscope.protocol.control_client import BrokerClient, BrokerError, acked_fields
+from memscope.protocol.control_client import (
+    RECONNECT_MAX_MS,
+    RECONNECT_MS,
+    BrokerClient,
+    BrokerError,
+    acked_fields,
+)
 from memscope.protocol.wire import MAX_CHUNKS, Frame, encode_batch_frames
 
 log = logging.getLogger("memscope.producer")
@@ -385,6 +391,11 @@ class Publisher:
             sock = self._context.socket(zmq.PUSH)
             sock.sndhwm = max(int(self.settings.send_hwm), 1)
             sock.immediate = True  # queue only to a connected broker; otherwise spool
+            # a broker still starting (an embedded or early one) is connected to within
+            # 10 ms of its bind, not at libzmq's default retry of 100 ms; a long outage
+            # backs off to a retry a second
+            sock.reconnect_ivl = RECONNECT_MS
+            sock.reconnect_ivl_max = RECONNECT_MAX_MS
             sock.linger = 0
             curve.setup_client(sock, self.settings)
             sock.connect(self.address)

@@ -9,6 +9,10 @@ import zmq
 
 from memscope.protocol import addresses, curve
 
+#: How soon a socket retries a broker that is not there (ms), backing off to the maximum.
+RECONNECT_MS = 10
+RECONNECT_MAX_MS = 1000
+
 
 class BrokerError(RuntimeError):
     """The broker answered with an error, or did not answer in time."""
@@ -48,6 +52,10 @@ class BrokerClient:
         if self._sock is None:
             sock = self._context.socket(zmq.REQ)
             sock.linger = 0
+            # a broker still starting answers within 10 ms of its bind, not at libzmq's
+            # default retry of 100 ms (every start of an embedded broker waited for it)
+            sock.reconnect_ivl = RECONNECT_MS
+            sock.reconnect_ivl_max = RECONNECT_MAX_MS
             # loopback control sockets are plain; others take the settings' CURVE keys
             if not addresses.is_loopback(self.address) and self.settings is not None:
                 curve.setup_client(sock, self.settings)
