@@ -422,7 +422,9 @@ class Publisher:
             # may be recycled (while one is only in memory, a crash harvest still needs them)
             self._arena.commit(self._next_seq)
         self._send(deadline, probe_only=self._unreachable and not final)
-        self._acknowledge(force=final)
+        # (a flush does not wait for the answer: who needs the batches landed asks the broker,
+        # as get_stats does; close() waits for the acknowledgements itself, in _finish)
+        self._acknowledge(force=False)
 
     def _pack(self, chunks: list[dict[str, Any]], rare: dict[str, dict[str, list[Any]]]) -> None:
         rare = {t: cols for t, cols in rare.items() if cols and any(len(v) for v in cols.values())}
