@@ -28,8 +28,11 @@ MEMORY_CAP = 16 * 1024 * 1024
 _HEADER = struct.Struct("<I")
 
 
-def _size(frames: list[Frame]) -> int:
-    return sum(len(f) for f in frames)
+def _underlying(frame: Frame) -> Frame:
+    """What a frame keeps in memory: a view keeps the whole object it is a view of."""
+    if isinstance(frame, memoryview) and isinstance(frame.obj, bytes | bytearray):
+        return frame.obj
+    return frame
 
 
 @dataclass
@@ -59,7 +62,8 @@ class Backlog:
         self.path = path
         self.durable = durable
         self.entries: deque[Entry] = deque()
-        self.memory_bytes = 0
+        self.memory_bytes = 0  # of the objects the in-memory batches keep (each once)
+        self._held: dict[int, list[int]] = {}  # id(object) -> [its bytes, batches holding it]
         self.spooled = 0  # batches spooled because the broker was away or memory full
         self.journal_errors = 0  # durable copies that could not be written (disk full)
         self._fd: int | None = None
@@ -77,8 +81,7 @@ class Backlog:
 
         It goes to the spool file if ``to_disk`` or memory is full.
         """
-        size = _size(frames)
-        if to_disk or self.memory_bytes + size > MEMORY_CAP:
+        if to_disk or self.memory_bytes + self._extra(frames) > MEMORY_CAP:
             entry = Entry(seq, events, None)
             self._write(entry, frames)
             self.spooled += 1
@@ -88,9 +91,30 @@ class Backlog:
             # process's memory holds none of them
             if not (self.durable and self._journal(entry, frames)):
                 entry.payload = frames
-                self.memory_bytes += size
+                self._hold(frames)
         self.entries.append(entry)
         return entry
+
+    def _extra(self, frames: list[Frame]) -> int:
+        """Bytes that holding ``frames`` in memory would add (objects not held yet)."""
+        bases = {id(b): len(b) for b in map(_underlying, frames) if id(b) not in self._held}
+        return sum(bases.values())
+
+    def _hold(self, frames: list[Frame]) -> None:
+        for base in map(_underlying, frames):
+            held = self._held.setdefault(id(base), [len(base), 0])
+            if held[1] == 0:
+                self.memory_bytes += held[0]
+            held[1] += 1
+
+    def _let_go(self, frames: list[Frame]) -> None:
+        # (an object held is alive, so its id is not reused before it is let go here)
+        for base in map(_underlying, frames):
+            held = self._held[id(base)]
+            held[1] -= 1
+            if held[1] == 0:
+                self.memory_bytes -= held[0]
+                del self._held[id(base)]
 
     def _journal(self, entry: Entry, frames: list[Frame]) -> bool:
         """A durable backlog's copy of a batch; False when it could not be written."""
@@ -119,7 +143,7 @@ class Backlog:
                     self._write(entry, frames)
                     self.spooled += 1
                 entry.payload = None
-                self.memory_bytes -= _size(frames)
+                self._let_go(frames)
                 moved += 1
         return moved
 
@@ -143,7 +167,7 @@ class Backlog:
         while self.entries and self.entries[0].seq <= acked:
             entry = self.entries.popleft()
             if entry.payload is not None:
-                self.memory_bytes -= _size(entry.payload)
+                self._let_go(entry.payload)
             dropped += 1
         if not self.entries and self._fd is not None and self._end:
             os.ftruncate(self._fd, 0)

@@ -147,7 +147,11 @@ def drain(
 
 
 def pending_bytes() -> int:
-    """Bytes of record buffers that hold records not drained yet."""
+    """Bytes of the record buffers threads hold.
+
+    Whole buffers: each thread has one, drained or not; what grows between drains is records
+    waiting.
+    """
     return int(_tracer.stats()["pending_bytes"])
 
 

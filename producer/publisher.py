@@ -63,7 +63,8 @@ ACK_INTERVAL_S = 0.25
 #: In a busy cycle (see BUSY_CYCLE_BYTES) the broker is asked at most this often: acknowledged
 #: batches leave the backlog sooner, which bounds the process's memory.
 BUSY_ACK_INTERVAL_S = 0.05
-ACK_TIMEOUT_S = 0.5  # an acknowledgement asked for longer ago is asked again
+ACK_TIMEOUT_S = 0.5  # how long close() waits for an acknowledgement
+ACK_ABANDON_S = 5.0  # an acknowledgement asked for longer ago is asked again
 GAP_RESEND_S = 1.0
 STALL_RESEND_S = 15.0
 _PROBE_MS = 50
@@ -165,7 +166,7 @@ class Publisher:
         self._arena = arena
         #: Called in the thread after every cycle (see the module docstring, "Last thread").
         self.watch: Callable[[], None] | None = None
-        #: Bytes of records the tracer holds undrained (None: not known).
+        #: Bytes of the tracer's record buffers (None: not known).
         self.pending: Callable[[], int] | None = None
         self._reset_state(producer_id, pid)
 
@@ -197,6 +198,7 @@ class Publisher:
         self._client: BrokerClient | None = None
         self._unreachable = False
         self._interval = self.settings.flush_interval_s
+        self._pending_base = 0  # the tracer's buffer bytes right after the last drain
         self._boot: str | None = None
         self._acked = -1
         self._last_ack_query = 0.0
@@ -237,10 +239,10 @@ class Publisher:
     def _wait(self, timeout: float) -> None:
         """Wait until the interval is over, a wake, or a busy cycle's worth of records.
 
-        ``pending`` (the bytes the tracer holds undrained) is looked at every
-        ``BUSY_INTERVAL_S``. The tracer's hooks cannot wake the thread themselves (no I/O
-        inside a hook); without the look, a program that turns busy would fill a whole idle
-        interval's buffers first.
+        ``pending`` (the bytes of the tracer's record buffers) is looked at every
+        ``BUSY_INTERVAL_S`` and compared with what it was right after the last drain. The
+        tracer's hooks cannot wake the thread themselves (no I/O inside a hook); without the
+        look, a program that turns busy would fill a whole idle interval's buffers first.
         """
         end = time.monotonic() + timeout
         while True:
@@ -248,8 +250,29 @@ class Publisher:
             step = left if self.pending is None else min(left, BUSY_INTERVAL_S)
             if self._wait_for_wake(max(step, 0.0)) or left <= step:
                 return
-            if self.pending is not None and self.pending() >= BUSY_CYCLE_BYTES:
+            if self._pending_growth() >= BUSY_CYCLE_BYTES:
                 return
+
+    def _pending_growth(self) -> int:
+        """Bytes of record buffers taken since the last drain (0 when not known).
+
+        The tracer counts whole buffers, and each thread holds one from its start, drained
+        or not: only what grew since the drain means records are waiting.
+        """
+        now = self._pending_bytes()
+        return 0 if now is None else now - self._pending_base
+
+    def _note_drained(self) -> None:
+        """Right after a drain: what the buffers hold now is the baseline of the next wait."""
+        self._pending_base = self._pending_bytes() or 0
+
+    def _pending_bytes(self) -> int | None:
+        if self.pending is None:
+            return None
+        try:
+            return self.pending()
+        except Exception:  # noqa: BLE001 -- a failing look must not end the thread
+            return None
 
     def _wait_for_wake(self, timeout: float) -> bool:
         """Wait on the wake pipe up to ``timeout``; whether a byte came."""
@@ -408,6 +431,7 @@ class Publisher:
             number = self._drains_started
         try:
             chunks, rare = self._drain()
+            self._note_drained()
         except Exception:  # noqa: BLE001 -- a failing drain must not kill the transport
             self._counters["drain_errors"] += 1
             log.exception("memscope publisher: drain() failed")
@@ -510,7 +534,7 @@ class Publisher:
                 reply = None
             if reply is not None:
                 self._take_ack(*acked_fields(reply), now)
-            elif force or now - self._last_ack_query >= ACK_TIMEOUT_S:
+            elif force or now - self._last_ack_query >= ACK_ABANDON_S:
                 client.abandon()
         if force:
             self._last_ack_query = now

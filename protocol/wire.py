@@ -34,10 +34,11 @@ interned frames and stack nodes, tracked variables, scopes, FFI events, producer
 rec1 bytes are never packed into the envelope (:func:`encode_batch_frames`): frame 0 is the
 envelope, and each rec1 chunk whose ``"data"`` is an int ``k`` takes its data from frame
 ``k``: the whole frame, or, when the chunk also has ``"off"`` and ``"len"`` (ints), that
-slice of it. The slices of one frame come in order and do not overlap, and every frame
-after the first is taken by at least one chunk. The publisher puts all of a batch's large
-chunks into one frame: every frame is a ZeroMQ send that lets go of the GIL, and in a busy
-program each such send waits a switch interval (5 ms) to get it back. A spooled batch is
+slice of it. The slices of one frame follow each other from its first byte to its last,
+in the chunks' order: every frame after the first is taken whole, by one chunk or by its
+slices. Once one chunk of a batch is large, the publisher puts all its rec1 data into one
+frame: every frame is a ZeroMQ send that lets go of the GIL, and in a busy program each
+such send waits a switch interval (5 ms) to get it back. A spooled batch is
 always stored in the one-frame form (:func:`join_frames`).
 
 The broker validates the envelope (:func:`validate_envelope`) before it decodes anything.
@@ -162,17 +163,20 @@ def encode_batch_frames(
     slice starts: when the large ones follow each other there, the frame is a view of that
     stretch, with no copy.
     """
+
+    def framed(chunk: dict[str, Any]) -> bool:
+        return chunk.get("enc") == "rec1" and isinstance(chunk.get("data"), bytes | memoryview)
+
+    # All rec1 data goes into the frame once one chunk is large: the small ones (a thread's
+    # last partial block) then do not break the stretch a view can cover.
+    use_frame = any(framed(c) and len(c["data"]) >= SPLIT_MIN_BYTES for c in mem)
     split = []
     large: list[dict[str, Any]] = []
     offset = 0  # in the data frame
     for chunk in mem:
         data = chunk.get("data")
         packed = {k: v for k, v in chunk.items() if k != "at"}
-        if (
-            chunk.get("enc") == "rec1"
-            and isinstance(data, bytes | memoryview)
-            and len(data) >= SPLIT_MIN_BYTES
-        ):
+        if use_frame and isinstance(data, bytes | memoryview) and framed(chunk):
             large.append(chunk)
             packed.update(data=1, off=offset, len=len(data))
             offset += len(data)
@@ -238,7 +242,7 @@ def _attach_frames(raw: Any, parts: Sequence[Any]) -> None:
     if not isinstance(mem, list) or len(mem) > MAX_CHUNKS:
         raise WireError(f"a split batch needs a list of at most {MAX_CHUNKS} memory chunks")
     views = [memoryview(part).cast("B") for part in parts]
-    ends = [-1] * len(parts)  # where the last slice taken from each frame ended (-1: none yet)
+    ends = [-1] * len(parts)  # where the slices taken from each frame end so far (-1: none)
     for chunk in mem:
         if not isinstance(chunk, dict) or chunk.get("enc") != "rec1":
             continue  # only rec1 data is sent in frames of its own
@@ -255,18 +259,26 @@ def _attach_frames(raw: Any, parts: Sequence[Any]) -> None:
             ends[ref - 1] = len(view)
             chunk["data"] = parts[ref - 1]
             continue
-        off, length = chunk.pop("off", None), chunk.pop("len", None)
-        if type(off) is not int or type(length) is not int:
-            raise WireError(f"a slice of frame {ref} has a bad offset or length")
-        if off < max(ends[ref - 1], 0) or length < 0 or off + length > len(view):
-            raise WireError(
-                f"slice {off}+{length} of frame {ref} ({len(view)} bytes) overlaps an earlier "
-                "slice or runs past its end"
-            )
-        ends[ref - 1] = off + length
-        chunk["data"] = view[off : off + length]
-    if min(ends, default=0) < 0:
-        raise WireError(f"frame {ends.index(-1) + 1} of {len(parts) + 1} is taken by no chunk")
+        ends[ref - 1] = _take_slice(chunk, ref, view, max(ends[ref - 1], 0))
+    for index, (end, view) in enumerate(zip(ends, views, strict=True)):
+        if end < 0:
+            raise WireError(f"frame {index + 1} of {len(parts) + 1} is taken by no chunk")
+        if end != len(view):
+            raise WireError(f"frame {index + 1}: its chunks take {end} of its {len(view)} bytes")
+
+
+def _take_slice(chunk: dict[str, Any], ref: int, view: memoryview, taken: int) -> int:
+    """Give ``chunk`` its slice of frame ``ref`` (``taken`` bytes of it are taken); its end."""
+    off, length = chunk.pop("off", None), chunk.pop("len", None)
+    if type(off) is not int or type(length) is not int:
+        raise WireError(f"a slice of frame {ref} has a bad offset or length")
+    if off != taken or length < 0 or off + length > len(view):
+        raise WireError(
+            f"slice {off}+{length} of frame {ref} ({len(view)} bytes) does not start where "
+            f"the slices before it end ({taken}) or runs past its end"
+        )
+    chunk["data"] = view[off : off + length]
+    return off + length
 
 
 def _table_rows(columns: dict[str, list[Any]]) -> int:

@@ -58,8 +58,9 @@ def test_split_batches_carry_all_large_rec1_data_in_one_frame():
     other = {**big, "tid": 9, "data": big["data"][::-1]}  # another large chunk, other bytes
     chunks = [big, small, other]
     frames = wire.encode_batch_frames("host:1:2", 1, 3, chunks, {})
-    # one data frame, whatever the number of large chunks: each frame is a GIL release
-    assert frames[1:] == [big["data"] + other["data"]]
+    # one data frame, whatever the number of chunks (each frame is a GIL release); once one
+    # chunk is large, the small ones go into it as well
+    assert frames[1:] == [big["data"] + small["data"] + other["data"]]
     envelope = wire.decode_envelope(frames[0], [memoryview(f) for f in frames[1:]])
     assert [bytes(c["data"]) for c in envelope.mem] == [c["data"] for c in chunks]
     assert all("off" not in c and "len" not in c for c in envelope.mem)
@@ -98,16 +99,19 @@ def _split_message(mem, n):
 @pytest.mark.parametrize(
     "slices, reason",
     [
-        ([(0, 10), (5, 10)], "overlaps an earlier slice"),
-        ([(10, 10), (0, 10)], "overlaps an earlier slice"),
+        ([(0, 10), (5, 10)], "does not start where the slices before it end"),
+        ([(10, 10), (0, 10)], "does not start where the slices before it end"),
+        ([(0, 10), (11, 10)], "does not start where the slices before it end"),
         ([(0, 1 << 40)], "runs past its end"),
         ([(0, -1)], "runs past its end"),
-        ([(-5, 10)], "runs past its end"),
+        ([(-5, 10)], "does not start where"),
         ([("0", 10)], "bad offset or length"),
         ([(True, 10)], "bad offset or length"),
         ([(0, None)], "bad offset or length"),
         ([(0, 10), None], "frame 1 is taken by two chunks"),
-        ([None, (0, 10)], "overlaps an earlier slice"),
+        ([None, (0, 10)], "does not start where"),
+        ([(0, 10)], r"its chunks take 10 of its \d+ bytes"),  # the rest rides along unread
+        ([(0, 0)], r"its chunks take 0 of its \d+ bytes"),
     ],
 )
 def test_bad_slices_of_a_frame_are_rejected_with_a_reason(slices, reason):
@@ -209,19 +213,30 @@ def test_drained_chunks_lying_together_go_out_as_a_view_without_a_copy():
     frames = wire.encode_batch_frames("host:1:2", 1, 3, drained, {})
     data = frames[1]
     assert isinstance(data, memoryview) and data.obj is base  # a view of the drained buffer
-    assert bytes(data) == big["data"] + other["data"]
+    assert bytes(data) == small["data"] + big["data"] + other["data"] == base
     envelope = wire.decode_envelope(frames[0], [data])
     assert [bytes(c["data"]) for c in envelope.mem] == [small["data"], big["data"], other["data"]]
     assert all("at" not in c for c in msgpack.unpackb(frames[0])["mem"])
 
 
-def test_drained_chunks_apart_from_each_other_are_copied_together():
+def test_small_drained_chunks_between_large_ones_go_in_the_view_too():
     big, small = _rec1_chunks()
     other = {**big, "tid": 9, "data": big["data"][::-1]}
-    _, drained = _drained_like([big, small, other])  # the small one lies between them
+    base, drained = _drained_like([big, small, other])  # a thread's last partial block between
     frames = wire.encode_batch_frames("host:1:2", 1, 3, drained, {})
+    assert isinstance(frames[1], memoryview) and frames[1].obj is base
+    envelope = wire.decode_envelope(frames[0], [frames[1]])
+    assert [bytes(c["data"]) for c in envelope.mem] == [big["data"], small["data"], other["data"]]
+
+
+def test_drained_chunks_of_two_drains_are_copied_together():
+    big, small = _rec1_chunks()
+    other = {**big, "tid": 9, "data": big["data"][::-1]}
+    _, first = _drained_like([big, small])
+    _, second = _drained_like([other])  # another drain's buffer
+    frames = wire.encode_batch_frames("host:1:2", 1, 3, first + second, {})
     assert isinstance(frames[1], bytearray)
-    assert bytes(frames[1]) == big["data"] + other["data"]
+    assert bytes(frames[1]) == big["data"] + small["data"] + other["data"]
     envelope = wire.decode_envelope(frames[0], [frames[1]])
     assert [bytes(c["data"]) for c in envelope.mem] == [big["data"], small["data"], other["data"]]
     assert wire.join_frames(frames) == wire.encode_batch("host:1:2", 1, 3, [big, small, other], {})
