@@ -466,7 +466,7 @@ class Publisher:
         if not rare and not groups[-1]:
             return
         for index, group in enumerate(groups):
-            # split: the chunks' rec1 bytes go out as frames of their own, never copied
+            # split: the chunks' rec1 bytes go out in one data frame (a view: not copied)
             frames = encode_batch_frames(
                 self.producer_id, self.pid, self._next_seq, group, rare if index == 0 else {}
             )

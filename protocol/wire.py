@@ -144,7 +144,7 @@ def encode_batch(
 #: buffer, or the chunks' data copied together).
 Frame = bytes | bytearray | memoryview
 
-#: rec1 data shorter than this stays inside the envelope (a frame of its own costs more).
+#: A batch whose rec1 chunks are all shorter than this keeps them inside the envelope.
 SPLIT_MIN_BYTES = 16 * 1024
 
 
