@@ -951,6 +951,38 @@ class PyFold:
         base["type"] = kind_code
         self._findings.append(base)
 
+    def _block_finding(
+        self,
+        proc: _Process,
+        kind_code: int,
+        entry: _Entry,
+        event: tuple[int, int, int, int, int, int, int],
+        **extra: int,
+    ) -> None:
+        """A finding about an end of the block ``entry`` describes.
+
+        ``event`` is the end's (tid, seq, ts, address, kind, domain, stack); the finding's
+        allocation columns come from ``entry``.
+        """
+        tid, seq, ts, address, end_kind, domain, stack = event
+        self._finding(
+            proc,
+            kind_code,
+            pid=proc.pid,
+            tid=tid,
+            seq=seq,
+            ts_ns=ts,
+            address=address,
+            kind=end_kind,
+            domain=domain,
+            stack_id=stack,
+            alloc_ts_ns=entry.ts,
+            alloc_domain=entry.domain,
+            alloc_tid=entry.tid,
+            alloc_stack_id=entry.stack,
+            **extra,
+        )
+
     def _end(
         self,
         proc: _Process,
@@ -993,23 +1025,9 @@ class PyFold:
                 proc.w["w_bytes_freed"] += size * w
             if domain != entry.domain:
                 c["domain_mismatches"] += 1
-                self._finding(
-                    proc,
-                    DOMAIN_MISMATCH,
-                    pid=proc.pid,
-                    tid=tid,
-                    seq=seq,
-                    ts_ns=ts,
-                    address=address,
-                    kind=end_kind,
-                    domain=domain,
-                    stack_id=stack,
-                    alloc_ts_ns=entry.ts,
-                    alloc_domain=entry.domain,
-                    alloc_tid=entry.tid,
-                    alloc_stack_id=entry.stack,
-                    size=size,
-                    block_address=address,
+                event = (tid, seq, ts, address, end_kind, domain, stack)
+                self._block_finding(
+                    proc, DOMAIN_MISMATCH, entry, event, size=size, block_address=address
                 )
             if size >= self.params.oversized_bytes:
                 for row in self._oversized:
@@ -1025,21 +1043,11 @@ class PyFold:
         elif entry is not None and entry.state == DEAD_REPEATABLE:
             c["unmatched_frees"] += 1
             c["repeated_ends"] += 1
-            self._finding(
+            self._block_finding(
                 proc,
                 REPEATED_END,
-                pid=proc.pid,
-                tid=tid,
-                seq=seq,
-                ts_ns=ts,
-                address=address,
-                kind=end_kind,
-                domain=domain,
-                stack_id=stack,
-                alloc_ts_ns=entry.ts,
-                alloc_domain=entry.domain,
-                alloc_tid=entry.tid,
-                alloc_stack_id=entry.stack,
+                entry,
+                (tid, seq, ts, address, end_kind, domain, stack),
                 size=entry.size,
                 block_address=address,
                 prev_end_ts_ns=entry.end_ts,
@@ -1087,21 +1095,11 @@ class PyFold:
             return
         block, entry = found
         c["interior_frees"] += 1
-        self._finding(
+        self._block_finding(
             proc,
             INTERIOR_FREE,
-            pid=proc.pid,
-            tid=tid,
-            seq=seq,
-            ts_ns=ts,
-            address=address,
-            kind=KIND_FREE,
-            domain=domain,
-            stack_id=stack,
-            alloc_ts_ns=entry.ts,
-            alloc_domain=entry.domain,
-            alloc_tid=entry.tid,
-            alloc_stack_id=entry.stack,
+            entry,
+            (tid, seq, ts, address, KIND_FREE, domain, stack),
             size=entry.size,
             block_address=block,
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -49,3 +50,14 @@ def run_script(
         if line.startswith("ELAPSED "):
             return [float(x) for x in line.split()[1:]]
     raise RuntimeError(f"{label} failed:\n{proc.stdout}\n{proc.stderr}")
+
+
+def memray_reports(capture: Path) -> None:
+    """``memray stats --json`` and ``memray flamegraph`` of one capture file, beside it."""
+    for verb, options, suffix in (("stats", ["--json"], ".json"), ("flamegraph", [], ".html")):
+        subprocess.run(
+            [sys.executable, "-m", "memray", verb, *options, "-f", "-o", f"{capture}{suffix}"]
+            + [str(capture)],
+            check=True,
+            capture_output=True,
+        )

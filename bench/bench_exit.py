@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import memray_reports
+
 EVENTS_PER_ITERATION = 5.88
 GOALS = {5_000_000: 2.0, 20_000_000: 10.0}
 
@@ -128,35 +130,7 @@ def memray_run(work: Path, n: int) -> float:
         timeout=3600,
     )
     exited = _exit_ns(proc.stdout)
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "memray",
-            "stats",
-            "--json",
-            "-f",
-            "-o",
-            str(capture) + ".json",
-            str(capture),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "memray",
-            "flamegraph",
-            "-f",
-            "-o",
-            str(capture) + ".html",
-            str(capture),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    memray_reports(capture)
     return (time.monotonic_ns() - exited) / 1e9
 
 

@@ -37,6 +37,8 @@ import threading
 import time
 from pathlib import Path
 
+from _common import memray_reports
+
 GIB = 1024**3
 
 _APP = """
@@ -168,35 +170,7 @@ def _memray_reports(tmp: Path, capture: Path) -> None:
     for path in sorted(tmp.glob(capture.name + "*")):
         if path.suffix == ".html" or path.name.endswith(".json"):
             continue
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "memray",
-                "stats",
-                "--json",
-                "-f",
-                "-o",
-                str(path) + ".json",
-                str(path),
-            ],
-            check=True,
-            capture_output=True,
-        )
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "memray",
-                "flamegraph",
-                "-f",
-                "-o",
-                str(path) + ".html",
-                str(path),
-            ],
-            check=True,
-            capture_output=True,
-        )
+        memray_reports(path)
 
 
 def gunicorn(tmp: Path, tool: str, requests: int) -> dict:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 import time
 from types import TracebackType
-from typing import TextIO
+from typing import Self, TextIO
 
 #: Redraws closer together than this are skipped (the final one always happens).
 REDRAW_S = 0.1
@@ -61,6 +61,21 @@ class _Line:
     def elapsed(self) -> str:
         """Seconds since the line started, as ``12.3s``."""
         return f"{time.monotonic() - self.started:.1f}s"
+
+    def close(self) -> None:
+        """Clear the line (an unfinished bar: an error message may follow)."""
+        self._clear()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 class ProgressBar(_Line):
@@ -114,21 +129,6 @@ class ProgressBar(_Line):
         self.label = label or self.label
         self.started = time.monotonic()
 
-    def close(self) -> None:
-        """Clear an unfinished bar (an error message may follow)."""
-        self._clear()
-
-    def __enter__(self) -> ProgressBar:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        self.close()
-
 
 class StatusLine(_Line):
     """One redrawn line, ``label: what (1.2s)``, for work without steps; cleared on close."""
@@ -145,18 +145,3 @@ class StatusLine(_Line):
     def folded(self, events: int) -> None:
         """The fold's ``on_events``: show the events folded so far."""
         self.show(events_text(events))
-
-    def close(self) -> None:
-        """Clear the line."""
-        self._clear()
-
-    def __enter__(self) -> StatusLine:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -152,7 +152,7 @@ def pending_bytes() -> int:
     Whole buffers: each thread has one, drained or not; what grows between drains is records
     waiting.
     """
-    return int(_tracer.stats()["pending_bytes"])
+    return _tracer.pending_bytes()
 
 
 def commit(next_seq: int) -> bool:

@@ -227,6 +227,11 @@ static PyObject *py_stats(PyObject *self, PyObject *noargs)
         "live_map_slots", (unsigned long long)slots);
 }
 
+static PyObject *py_pending_bytes(PyObject *self, PyObject *noargs)
+{
+    return PyLong_FromUnsignedLongLong(tr_buffer_pending());
+}
+
 static PyObject *py_term_install(PyObject *self, PyObject *fd)
 {
     long value = PyLong_AsLong(fd);
@@ -289,6 +294,8 @@ static PyMethodDef tr_methods[] = {
      "pin(address, size=0) -> bool: make sure the block's free is recorded in any mode."},
     {"after_fork_child", py_after_fork_child, METH_NOARGS, "Reset buffers in a forked child."},
     {"stats", py_stats, METH_NOARGS, "Counters of the native core."},
+    {"pending_bytes", py_pending_bytes, METH_NOARGS,
+     "Bytes of the record buffers threads hold now (the publisher's look, every 20 ms)."},
     /* native mode hooks (tr_native_mode.c) */
     {"native_attach", tr_nm_py_attach, METH_VARARGS,
      "native_attach(path=None): connect to the allocator shim; when it is not preloaded, "

@@ -591,6 +591,14 @@ void tr_buffer_stats(uint64_t *events, uint64_t *drops, uint64_t *pending, uint6
     pthread_mutex_unlock(&tr_registry_lock);
 }
 
+uint64_t tr_buffer_pending(void)
+{
+    pthread_mutex_lock(&tr_registry_lock);
+    uint64_t pending = tr_blocks_in_use * TR_BLOCK_SIZE;
+    pthread_mutex_unlock(&tr_registry_lock);
+    return pending;
+}
+
 /* ---------------------------------------------------------------- fork */
 
 void tr_buffers_atfork_prepare(void)

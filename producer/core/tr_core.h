@@ -265,6 +265,8 @@ int tr_buffers_arena(const char *dir);
  * spooled): recycles the drained blocks. */
 void tr_buffers_commit(uint64_t next_seq);
 void tr_buffer_stats(uint64_t *events, uint64_t *drops, uint64_t *pending, uint64_t *high_water);
+/* Bytes of the record buffers threads hold now (whole buffers; no walk over the threads). */
+uint64_t tr_buffer_pending(void);
 
 static inline tr_thread_t *tr_current(void)
 {
